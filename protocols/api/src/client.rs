@@ -1,0 +1,262 @@
+//! Clients (connections) as the engine sees them, whatever their protocol.
+
+use parking_lot::Mutex;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A process-unique client (connection) id, as shown in `/connz` as `cid`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientId(pub u64);
+
+/// The tenant a connection belongs to (a NATS account). Everything lives in the
+/// default tenant until multi-tenancy lands, but engine keys are namespaced by it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TenantId(pub Arc<str>);
+
+impl TenantId {
+    /// The default tenant, named like NATS's global account.
+    pub fn default_tenant() -> Self {
+        TenantId(Arc::from("$G"))
+    }
+}
+
+impl Default for TenantId {
+    fn default() -> Self {
+        Self::default_tenant()
+    }
+}
+
+/// The protocol a client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Protocol {
+    /// NATS core and JetStream.
+    Nats,
+    /// MQTT 3.1, 3.1.1 and 5.0.
+    Mqtt,
+    /// HTTP REST.
+    Http,
+    /// Junction's WebSocket API.
+    WebSocket,
+}
+
+/// Credentials a client presented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Credentials {
+    /// Nothing was presented.
+    None,
+    /// A user name and password.
+    UserPassword {
+        /// The user name.
+        user: String,
+        /// The password.
+        password: String,
+    },
+    /// A bearer token.
+    Token(String),
+}
+
+/// What a front-end tells the engine about a new connection.
+#[derive(Debug, Clone)]
+pub struct NewClient {
+    /// The protocol spoken.
+    pub protocol: Protocol,
+    /// The peer's address.
+    pub remote: SocketAddr,
+}
+
+/// Traffic counters for one client. Front-ends bump them; `/connz` reads them.
+#[derive(Debug, Default)]
+pub struct ClientStats {
+    /// Messages the client published.
+    pub in_msgs: AtomicU64,
+    /// Payload bytes the client published.
+    pub in_bytes: AtomicU64,
+    /// Messages delivered to the client.
+    pub out_msgs: AtomicU64,
+    /// Payload bytes delivered to the client.
+    pub out_bytes: AtomicU64,
+    /// Bytes queued for the client and not yet written to its socket.
+    pub pending_bytes: AtomicU64,
+    /// Last time the client sent or received something, in ms since the epoch.
+    pub last_activity_ms: AtomicU64,
+}
+
+impl ClientStats {
+    /// Records that the client published a message of `bytes` payload bytes.
+    pub fn record_in(&self, bytes: usize) {
+        self.in_msgs.fetch_add(1, Ordering::Relaxed);
+        self.in_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Records a delivery of `bytes` payload bytes to the client.
+    pub fn record_out(&self, bytes: usize) {
+        self.out_msgs.fetch_add(1, Ordering::Relaxed);
+        self.out_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Marks the client active now.
+    pub fn touch(&self) {
+        self.last_activity_ms.store(now_ms(), Ordering::Relaxed);
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Details a client states about itself after connecting.
+#[derive(Debug, Clone, Default)]
+struct ClientDetails {
+    name: Option<String>,
+    lang: Option<String>,
+    version: Option<String>,
+    user: Option<String>,
+}
+
+/// The engine's record of one connected client, shared by the engine and the
+/// front-end that owns the connection.
+#[derive(Debug)]
+pub struct ClientRecord {
+    /// Process-unique id.
+    pub id: ClientId,
+    /// Tenant the client belongs to.
+    pub tenant: TenantId,
+    /// Protocol spoken.
+    pub protocol: Protocol,
+    /// Peer address.
+    pub remote: SocketAddr,
+    /// When the client connected.
+    pub start: SystemTime,
+    /// Traffic counters.
+    pub stats: ClientStats,
+    no_echo: AtomicBool,
+    details: Mutex<ClientDetails>,
+}
+
+impl ClientRecord {
+    /// A record for a client that has just connected.
+    pub fn new(id: ClientId, tenant: TenantId, new: &NewClient) -> Self {
+        let record = ClientRecord {
+            id,
+            tenant,
+            protocol: new.protocol,
+            remote: new.remote,
+            start: SystemTime::now(),
+            stats: ClientStats::default(),
+            no_echo: AtomicBool::new(false),
+            details: Mutex::new(ClientDetails::default()),
+        };
+        record.stats.touch();
+        record
+    }
+
+    /// When true, the client's own publishes are not delivered back to it.
+    pub fn no_echo(&self) -> bool {
+        self.no_echo.load(Ordering::Relaxed)
+    }
+
+    /// Sets whether the client's own publishes are delivered back to it.
+    pub fn set_no_echo(&self, no_echo: bool) {
+        self.no_echo.store(no_echo, Ordering::Relaxed);
+    }
+
+    /// Records the name, language and version a client announced.
+    pub fn set_identity(
+        &self,
+        name: Option<String>,
+        lang: Option<String>,
+        version: Option<String>,
+        user: Option<String>,
+    ) {
+        let mut d = self.details.lock();
+        d.name = name;
+        d.lang = lang;
+        d.version = version;
+        d.user = user;
+    }
+
+    /// The client's name, if it announced one.
+    pub fn name(&self) -> Option<String> {
+        self.details.lock().name.clone()
+    }
+
+    /// A point-in-time copy for monitoring.
+    pub fn snapshot(&self, subscriptions: Vec<SubscriptionSnapshot>) -> ClientSnapshot {
+        let d = self.details.lock().clone();
+        let s = &self.stats;
+        ClientSnapshot {
+            id: self.id,
+            protocol: self.protocol,
+            remote: self.remote,
+            start: self.start,
+            last_activity_ms: s.last_activity_ms.load(Ordering::Relaxed),
+            in_msgs: s.in_msgs.load(Ordering::Relaxed),
+            in_bytes: s.in_bytes.load(Ordering::Relaxed),
+            out_msgs: s.out_msgs.load(Ordering::Relaxed),
+            out_bytes: s.out_bytes.load(Ordering::Relaxed),
+            pending_bytes: s.pending_bytes.load(Ordering::Relaxed),
+            name: d.name,
+            lang: d.lang,
+            version: d.version,
+            user: d.user,
+            subscriptions,
+        }
+    }
+}
+
+/// One subscription, as shown by monitoring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionSnapshot {
+    /// The subject filter.
+    pub subject: String,
+    /// The queue group, if any.
+    pub queue: Option<String>,
+    /// The front-end's own id for it (the NATS `sid`).
+    pub sid: String,
+    /// Messages delivered through it.
+    pub delivered: u64,
+}
+
+/// A point-in-time copy of a client's record, for `/connz` and the admin API.
+#[derive(Debug, Clone)]
+pub struct ClientSnapshot {
+    /// Process-unique id.
+    pub id: ClientId,
+    /// Protocol spoken.
+    pub protocol: Protocol,
+    /// Peer address.
+    pub remote: SocketAddr,
+    /// When the client connected.
+    pub start: SystemTime,
+    /// Last activity, ms since the epoch.
+    pub last_activity_ms: u64,
+    /// Messages published by the client.
+    pub in_msgs: u64,
+    /// Payload bytes published by the client.
+    pub in_bytes: u64,
+    /// Messages delivered to the client.
+    pub out_msgs: u64,
+    /// Payload bytes delivered to the client.
+    pub out_bytes: u64,
+    /// Bytes queued and not yet written.
+    pub pending_bytes: u64,
+    /// Announced name.
+    pub name: Option<String>,
+    /// Announced client library language.
+    pub lang: Option<String>,
+    /// Announced client library version.
+    pub version: Option<String>,
+    /// Authenticated user.
+    pub user: Option<String>,
+    /// The client's subscriptions.
+    pub subscriptions: Vec<SubscriptionSnapshot>,
+}

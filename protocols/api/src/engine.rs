@@ -1,0 +1,125 @@
+//! The [`Engine`] trait: everything a front-end may ask of the broker.
+
+use crate::{
+    ClientId, ClientRecord, ClientSnapshot, Credentials, EngineError, Message, NewClient,
+    QueueGroup, SubjectFilter, SubscriptionSnapshot, TenantId,
+};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// An engine-wide subscription id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SubscriptionId(pub u64);
+
+/// What a [`Subscriber`] did with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Queued for the client.
+    Accepted,
+    /// Queued, and that was the last one the subscription wanted (NATS `UNSUB sid max`):
+    /// the engine removes the subscription.
+    AcceptedLast,
+    /// Not delivered: the subscription or its connection is gone. The engine removes
+    /// the subscription.
+    Gone,
+}
+
+/// A front-end's receiving end of one subscription.
+///
+/// `deliver` runs on the publisher's task, inside the engine's fan-out. It must queue
+/// the message and return at once: never block, never await, never call back into the
+/// engine.
+pub trait Subscriber: Send + Sync + 'static {
+    /// Queues `message` for the client.
+    fn deliver(&self, message: &Message) -> Delivery;
+
+    /// The protocol's own id for this subscription and its delivery count, for
+    /// monitoring.
+    fn describe(&self) -> (String, u64);
+}
+
+/// The result of a publish.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PublishOutcome {
+    /// How many subscriptions received the message live.
+    pub delivered: usize,
+}
+
+/// Server-wide figures for monitoring (`/varz`).
+#[derive(Debug, Clone)]
+pub struct ServerSnapshot {
+    /// Unique id of this server process.
+    pub server_id: String,
+    /// Configured server name.
+    pub server_name: String,
+    /// Junction version.
+    pub version: String,
+    /// When the server started.
+    pub start: SystemTime,
+    /// Clients connected now.
+    pub connections: u64,
+    /// Clients connected since start.
+    pub total_connections: u64,
+    /// Messages published into the server.
+    pub in_msgs: u64,
+    /// Payload bytes published into the server.
+    pub in_bytes: u64,
+    /// Messages delivered by the server.
+    pub out_msgs: u64,
+    /// Payload bytes delivered by the server.
+    pub out_bytes: u64,
+    /// Live subscriptions.
+    pub subscriptions: u64,
+    /// Clients disconnected as slow consumers since start.
+    pub slow_consumers: u64,
+}
+
+/// The broker, as every protocol front-end sees it.
+///
+/// Methods are synchronous and cheap: they never wait on I/O. Operations that must
+/// wait for storage will return a future of their own.
+pub trait Engine: Send + Sync + 'static {
+    /// Does this broker require credentials?
+    fn auth_required(&self) -> bool;
+
+    /// Checks credentials and returns the tenant they belong to.
+    fn authenticate(&self, credentials: &Credentials) -> Result<TenantId, EngineError>;
+
+    /// Registers a new connection. Fails when the server is at its connection limit.
+    fn connect(
+        &self,
+        client: NewClient,
+        tenant: TenantId,
+    ) -> Result<Arc<ClientRecord>, EngineError>;
+
+    /// Removes a connection and every subscription it holds.
+    fn disconnect(&self, client: ClientId);
+
+    /// Publishes a message from `from`: live fan-out to every matching subscription,
+    /// one member per queue group.
+    fn publish(&self, from: &ClientRecord, message: &Message) -> PublishOutcome;
+
+    /// Subscribes `from` to `filter`, optionally as a member of a queue group.
+    fn subscribe(
+        &self,
+        from: &ClientRecord,
+        filter: SubjectFilter,
+        queue: Option<QueueGroup>,
+        subscriber: Arc<dyn Subscriber>,
+    ) -> Result<SubscriptionId, EngineError>;
+
+    /// Removes a subscription. Unknown ids are ignored.
+    fn unsubscribe(&self, from: &ClientRecord, id: SubscriptionId);
+
+    /// Records that a client was disconnected as a slow consumer.
+    fn slow_consumer(&self, client: &ClientRecord);
+
+    /// Server-wide figures.
+    fn server_snapshot(&self) -> ServerSnapshot;
+
+    /// Every connected client, with its subscriptions.
+    fn clients(&self) -> Vec<ClientSnapshot>;
+
+    /// The subscriptions one client holds.
+    fn client_subscriptions(&self, client: ClientId) -> Vec<SubscriptionSnapshot>;
+}

@@ -1,0 +1,33 @@
+//! The seam between Junction's protocol front-ends and its station engine.
+//!
+//! Every front-end (NATS, MQTT, HTTP/WebSocket) talks to the broker only through the
+//! [`Engine`] trait and the types defined here: [`Message`], [`Subject`],
+//! [`SubjectFilter`], [`Headers`], [`ClientRecord`] and [`EngineError`].
+//!
+//! What this crate is not: it does no I/O, holds no storage and knows no wire format.
+//! It must never depend on tokio I/O, `junction-storage`, `junction-cluster` or any
+//! protocol crate, so that a front-end can be compiled, tested and fuzzed without the
+//! engine behind it.
+//!
+//! Invariants worth naming:
+//! - A [`Subject`] is always a valid literal publish subject; a [`SubjectFilter`] is
+//!   always a valid subscription filter. Both are checked once, at the edge.
+//! - [`Subscriber::deliver`] is called on the publisher's task and must never block
+//!   or await: it queues and returns.
+
+mod client;
+mod engine;
+mod error;
+mod headers;
+mod message;
+mod subject;
+
+pub use client::{
+    ClientId, ClientRecord, ClientSnapshot, ClientStats, Credentials, NewClient, Protocol,
+    SubscriptionSnapshot, TenantId,
+};
+pub use engine::{Delivery, Engine, PublishOutcome, ServerSnapshot, Subscriber, SubscriptionId};
+pub use error::EngineError;
+pub use headers::Headers;
+pub use message::Message;
+pub use subject::{QueueGroup, Subject, SubjectError, SubjectFilter};

@@ -1,0 +1,376 @@
+//! The NATS session state machine: operations in, replies and engine calls out.
+//!
+//! A [`NatsChannel`] does no I/O. The connection driver feeds it decoded operations
+//! and timer ticks; it answers by appending to the connection's [`Outbound`] queue and
+//! by calling the [`Engine`]. An `Err(CloseReason)` means "close the connection": any
+//! `-ERR` that nats-server sends first has already been queued.
+
+use crate::encode;
+use crate::frame::{ClientOp, FrameError};
+use crate::info::ConnectOptions;
+use crate::outbound::{CloseReason, NatsSubscription, Outbound};
+use bytes::Bytes;
+use junction_api::{
+    ClientRecord, Credentials, Engine, EngineError, Message, QueueGroup, Subject, SubjectFilter,
+    SubscriptionId,
+};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The result of handling one input.
+pub type Step = Result<(), CloseReason>;
+
+struct LocalSubscription {
+    id: SubscriptionId,
+    filter: SubjectFilter,
+    queued: bool,
+    subscription: Arc<NatsSubscription>,
+}
+
+/// One client's session.
+pub struct NatsChannel<E: Engine> {
+    engine: Arc<E>,
+    client: Arc<ClientRecord>,
+    out: Arc<Outbound>,
+    options: ConnectOptions,
+    connected: bool,
+    auth_required: bool,
+    subscriptions: HashMap<Bytes, LocalSubscription>,
+    prune_at: usize,
+    pings_out: u32,
+    max_pings_out: u32,
+    active: bool,
+}
+
+impl<E: Engine> NatsChannel<E> {
+    /// A session for `client`, answering through `out`.
+    pub fn new(
+        engine: Arc<E>,
+        client: Arc<ClientRecord>,
+        out: Arc<Outbound>,
+        max_pings_out: u32,
+    ) -> Self {
+        let auth_required = engine.auth_required();
+        NatsChannel {
+            engine,
+            client,
+            out,
+            options: ConnectOptions::default(),
+            connected: false,
+            auth_required,
+            subscriptions: HashMap::new(),
+            prune_at: 64,
+            pings_out: 0,
+            max_pings_out,
+            active: false,
+        }
+    }
+
+    /// Has the client sent a CONNECT that was accepted?
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    fn error_and_close(&self, text: &str, reason: CloseReason) -> Step {
+        tracing::debug!(
+            cid = self.client.id.0,
+            reason = reason.as_str(),
+            "-ERR '{text}'"
+        );
+        self.out.write(|b| encode::err(b, text));
+        Err(reason)
+    }
+
+    fn error(&self, text: &str) {
+        tracing::debug!(cid = self.client.id.0, "-ERR '{text}'");
+        self.out.write(|b| encode::err(b, text));
+    }
+
+    fn ok(&self) {
+        if self.options.verbose {
+            self.out.write(|b| b.extend_from_slice(encode::OK));
+        }
+    }
+
+    /// Handles one decoded operation.
+    pub fn handle(&mut self, op: ClientOp<Bytes>) -> Step {
+        if self.auth_required && !self.connected && !matches!(op, ClientOp::Connect(_)) {
+            return self.error_and_close(
+                "Authorization Violation",
+                CloseReason::AuthorizationViolation,
+            );
+        }
+        match op {
+            ClientOp::Connect(json) => self.connect(&json),
+            ClientOp::Pub {
+                subject,
+                reply,
+                payload,
+            } => self.publish(subject, reply, None, payload),
+            ClientOp::Hpub {
+                subject,
+                reply,
+                headers,
+                payload,
+            } => {
+                if !self.options.headers {
+                    tracing::debug!(cid = self.client.id.0, "HPUB without headers support");
+                    return Err(CloseReason::ProtocolViolation);
+                }
+                self.publish(subject, reply, Some(headers), payload)
+            }
+            ClientOp::Sub {
+                subject,
+                queue,
+                sid,
+            } => {
+                self.subscribe(subject, queue, sid);
+                Ok(())
+            }
+            ClientOp::Unsub { sid, max } => {
+                self.unsubscribe(&sid, max);
+                Ok(())
+            }
+            ClientOp::Ping => {
+                self.active = true;
+                self.out.write(|b| b.extend_from_slice(encode::PONG));
+                Ok(())
+            }
+            ClientOp::Pong => {
+                self.pings_out = 0;
+                Ok(())
+            }
+            ClientOp::Ok => Ok(()),
+            ClientOp::Err(text) => {
+                tracing::debug!(
+                    cid = self.client.id.0,
+                    "client sent -ERR {}",
+                    String::from_utf8_lossy(&text)
+                );
+                Err(CloseReason::ProtocolViolation)
+            }
+            ClientOp::Info(json) => match serde_json::from_slice::<serde_json::Value>(&json) {
+                Ok(_) => Ok(()),
+                Err(_) => Err(CloseReason::ProtocolViolation),
+            },
+        }
+    }
+
+    /// Answers a frame error the way nats-server does.
+    pub fn frame_error(&mut self, error: &FrameError) -> Step {
+        let reason = match error {
+            FrameError::PayloadTooLarge => CloseReason::MaxPayloadExceeded,
+            FrameError::ControlLineTooLong => CloseReason::MaxControlLineExceeded,
+            _ => CloseReason::ProtocolViolation,
+        };
+        tracing::debug!(cid = self.client.id.0, %error, "parser error");
+        match error.client_error() {
+            Some(text) => self.error_and_close(text, reason),
+            None => Err(reason),
+        }
+    }
+
+    /// The auth timer fired before an accepted CONNECT.
+    pub fn auth_timeout(&mut self) -> Step {
+        self.error_and_close("Authentication Timeout", CloseReason::AuthenticationTimeout)
+    }
+
+    /// The ping timer fired. `force` sends a PING whatever the recent activity (the
+    /// first ping after CONNECT, which nats-server uses to measure the RTT).
+    pub fn ping_tick(&mut self, force: bool) -> Step {
+        if !force && std::mem::take(&mut self.active) {
+            return Ok(());
+        }
+        if self.pings_out + 1 > self.max_pings_out {
+            return self.error_and_close("Stale Connection", CloseReason::StaleConnection);
+        }
+        self.pings_out += 1;
+        self.out.write(|b| b.extend_from_slice(encode::PING));
+        Ok(())
+    }
+
+    fn connect(&mut self, json: &[u8]) -> Step {
+        let mut options: ConnectOptions = match serde_json::from_slice(json) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::debug!(cid = self.client.id.0, error = %e, "invalid CONNECT");
+                return Err(CloseReason::ProtocolViolation);
+            }
+        };
+        if self.auth_required {
+            let credentials = match (&options.auth_token, &options.user) {
+                (Some(token), _) => Credentials::Token(token.clone()),
+                (None, Some(user)) => Credentials::UserPassword {
+                    user: user.clone(),
+                    password: options.pass.clone().unwrap_or_default(),
+                },
+                (None, None) => Credentials::None,
+            };
+            if self.engine.authenticate(&credentials).is_err() {
+                tracing::info!(cid = self.client.id.0, remote = %self.client.remote, "authentication failure");
+                return self.error_and_close(
+                    "Authorization Violation",
+                    CloseReason::AuthorizationViolation,
+                );
+            }
+        }
+        if options.account.is_some() || options.new_account.is_some() {
+            return self.error_and_close(
+                "Authorization Violation",
+                CloseReason::AuthorizationViolation,
+            );
+        }
+        if !(0..=1).contains(&options.protocol) {
+            return self.error_and_close("invalid client protocol", CloseReason::ProtocolViolation);
+        }
+        if options.no_responders && !options.headers {
+            return self.error_and_close(
+                "no responders requires headers support",
+                CloseReason::ProtocolViolation,
+            );
+        }
+        self.client.set_no_echo(!options.echo);
+        self.client.set_identity(
+            options.name.take(),
+            options.lang.take(),
+            options.version.take(),
+            options.user.clone(),
+        );
+        options.auth_token = None;
+        options.pass = None;
+        self.out.set_headers(options.headers);
+        self.options = options;
+        self.connected = true;
+        self.client.stats.touch();
+        self.ok();
+        Ok(())
+    }
+
+    fn publish(
+        &mut self,
+        subject: Bytes,
+        reply: Option<Bytes>,
+        headers: Option<Bytes>,
+        payload: Bytes,
+    ) -> Step {
+        self.active = true;
+        let size = payload.len() + headers.as_ref().map_or(0, Bytes::len);
+        if self.options.pedantic && Subject::new(subject.clone()).is_err() {
+            self.error("Invalid Publish Subject");
+        }
+        let headers = match headers {
+            Some(block) if !block.is_empty() => match encode::parse_header_block(&block) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    tracing::debug!(cid = self.client.id.0, error = %e, "bad header block");
+                    return self.error_and_close(
+                        "Unknown Protocol Operation",
+                        CloseReason::ProtocolViolation,
+                    );
+                }
+            },
+            _ => None,
+        };
+        self.ok();
+        self.client.stats.record_in(size);
+        self.client.stats.touch();
+        let message = Message {
+            subject: Subject::from_trusted(subject),
+            reply: reply.map(Subject::from_trusted),
+            headers,
+            payload,
+        };
+        let outcome = self.engine.publish(&self.client, &message);
+        if outcome.delivered == 0 && self.options.no_responders {
+            if let Some(reply) = &message.reply {
+                self.no_responders(reply);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the `503` no-responders status to the requester's own subscription that
+    /// matches the reply subject, as nats-server does.
+    fn no_responders(&self, reply: &Subject) {
+        let Some((sid, _)) = self
+            .subscriptions
+            .iter()
+            .find(|(_, s)| !s.queued && s.filter.matches(reply))
+        else {
+            return;
+        };
+        self.out.write(|b| {
+            encode::hmsg(b, reply.as_bytes(), sid, None, b"NATS/1.0 503\r\n\r\n", b"");
+        });
+    }
+
+    fn subscribe(&mut self, subject: Bytes, queue: Option<Bytes>, sid: Bytes) {
+        self.active = true;
+        let Ok(filter) = SubjectFilter::new(subject) else {
+            self.error("Invalid Subject");
+            return;
+        };
+        let queue = match queue.map(QueueGroup::new).transpose() {
+            Ok(q) => q,
+            Err(_) => {
+                self.error("Invalid Subject");
+                return;
+            }
+        };
+        if self.subscriptions.contains_key(&sid) {
+            self.ok();
+            return;
+        }
+        let subscription = Arc::new(NatsSubscription::new(sid.clone(), self.out.clone()));
+        let queued = queue.is_some();
+        match self
+            .engine
+            .subscribe(&self.client, filter.clone(), queue, subscription.clone())
+        {
+            Ok(id) => {
+                self.subscriptions.insert(
+                    sid,
+                    LocalSubscription {
+                        id,
+                        filter,
+                        queued,
+                        subscription,
+                    },
+                );
+                self.client.stats.touch();
+                self.ok();
+                self.prune();
+            }
+            Err(EngineError::MaxSubscriptions) => self.error("maximum subscriptions exceeded"),
+            Err(e) => tracing::warn!(cid = self.client.id.0, error = %e, "subscribe failed"),
+        }
+    }
+
+    /// Forgets subscriptions that reached their auto-unsubscribe limit (the engine has
+    /// already removed them), so long-lived connections that use `UNSUB sid 1` per
+    /// request do not grow without bound.
+    fn prune(&mut self) {
+        if self.subscriptions.len() >= self.prune_at {
+            self.subscriptions.retain(|_, s| !s.subscription.is_done());
+            self.prune_at = (self.subscriptions.len() * 2).max(64);
+        }
+    }
+
+    fn unsubscribe(&mut self, sid: &Bytes, max: Option<u64>) {
+        self.active = true;
+        if let Some(local) = self.subscriptions.get(sid) {
+            match max {
+                Some(max) if max > 0 && max > local.subscription.delivered() => {
+                    local.subscription.set_max(max);
+                }
+                _ => {
+                    if let Some(local) = self.subscriptions.remove(sid) {
+                        self.engine.unsubscribe(&self.client, local.id);
+                    }
+                }
+            }
+        }
+        self.client.stats.touch();
+        self.ok();
+    }
+}

@@ -1,0 +1,192 @@
+//! The async driver of one NATS connection: a read task that feeds the
+//! [`NatsChannel`], and a write task that drains the [`Outbound`] queue.
+
+use crate::channel::NatsChannel;
+use crate::codec::{CodecError, NatsCodec};
+use crate::encode;
+use crate::outbound::{CloseReason, Outbound, Taken};
+use crate::server::NatsOptions;
+use bytes::BytesMut;
+use junction_api::{Engine, EngineError, NewClient, Protocol, TenantId};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::time::Instant;
+use tokio_util::codec::Decoder;
+use tokio_util::sync::CancellationToken;
+
+const READ_CHUNK: usize = 64 * 1024;
+const FIRST_PING: Duration = Duration::from_secs(2);
+
+/// Runs one connection until it closes.
+pub(crate) async fn run<E: Engine>(
+    engine: Arc<E>,
+    socket: TcpStream,
+    options: Arc<NatsOptions>,
+    shutdown: CancellationToken,
+) {
+    let Ok(remote) = socket.peer_addr() else {
+        return;
+    };
+    let _ = socket.set_nodelay(true);
+    let (reader, mut writer) = socket.into_split();
+    let new = NewClient {
+        protocol: Protocol::Nats,
+        remote,
+    };
+    let client = match engine.connect(new, TenantId::default_tenant()) {
+        Ok(c) => c,
+        Err(e) => {
+            let mut buf = BytesMut::new();
+            encode::info(
+                &mut buf,
+                &options.info_json(0, remote.ip(), engine.auth_required()),
+            );
+            if e == EngineError::MaxConnections {
+                encode::err(&mut buf, "maximum connections exceeded");
+            }
+            tracing::warn!(%remote, error = %e, "connection refused");
+            let _ = writer.write_all(&buf).await;
+            let _ = writer.shutdown().await;
+            return;
+        }
+    };
+    let span = tracing::debug_span!("nats", cid = client.id.0, %remote);
+    let _enter = span.enter();
+    tracing::debug!("client connected");
+    let closed = shutdown.child_token();
+    let out = Arc::new(Outbound::new(
+        client.clone(),
+        options.max_pending,
+        closed.clone(),
+    ));
+    let info = options.info_json(client.id.0, remote.ip(), engine.auth_required());
+    out.write(|b| encode::info(b, &info));
+    let write_task = tokio::spawn(write_loop(writer, out.clone(), options.write_deadline));
+    let mut channel = NatsChannel::new(
+        engine.clone(),
+        client.clone(),
+        out.clone(),
+        options.max_pings_out,
+    );
+    let reason = read_loop(reader, &mut channel, &options, &closed, &shutdown).await;
+    out.close(reason);
+    let _ = write_task.await;
+    let reason = out.close_reason().unwrap_or(reason);
+    engine.disconnect(client.id);
+    if reason.is_slow_consumer() {
+        engine.slow_consumer(&client);
+        tracing::warn!(
+            name = client.name().unwrap_or_default(),
+            "Slow Consumer Detected: {}",
+            reason.as_str()
+        );
+    }
+    tracing::debug!(reason = reason.as_str(), "client closed");
+}
+
+async fn read_loop<E: Engine>(
+    mut reader: OwnedReadHalf,
+    channel: &mut NatsChannel<E>,
+    options: &NatsOptions,
+    closed: &CancellationToken,
+    shutdown: &CancellationToken,
+) -> CloseReason {
+    let mut codec = NatsCodec::new(options.limits);
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut connected = channel.is_connected();
+    let mut force_ping = false;
+    let ping = tokio::time::sleep(options.ping_interval);
+    tokio::pin!(ping);
+    let auth = tokio::time::sleep(options.auth_timeout);
+    tokio::pin!(auth);
+    let auth_armed = channel_auth_required(options);
+    loop {
+        let step = tokio::select! {
+            biased;
+            _ = closed.cancelled() => {
+                return if shutdown.is_cancelled() { CloseReason::ServerShutdown } else { CloseReason::WriteError };
+            }
+            read = reader.read_buf(&mut buf) => match read {
+                Ok(0) | Err(_) => return CloseReason::ClientClosed,
+                Ok(_) => {
+                    let step = drain(&mut codec, &mut buf, channel);
+                    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+                        buf.reserve(READ_CHUNK);
+                    }
+                    step
+                }
+            },
+            _ = &mut ping => {
+                let step = channel.ping_tick(force_ping);
+                force_ping = false;
+                ping.as_mut().reset(Instant::now() + options.ping_interval);
+                step
+            }
+            _ = &mut auth, if auth_armed && !connected => channel.auth_timeout(),
+        };
+        if let Err(reason) = step {
+            return reason;
+        }
+        if !connected && channel.is_connected() {
+            connected = true;
+            force_ping = true;
+            ping.as_mut()
+                .reset(Instant::now() + options.ping_interval.min(FIRST_PING));
+        }
+    }
+}
+
+fn channel_auth_required(options: &NatsOptions) -> bool {
+    options.auth_required
+}
+
+/// Handles every whole operation in `buf`.
+fn drain<E: Engine>(
+    codec: &mut NatsCodec,
+    buf: &mut BytesMut,
+    channel: &mut NatsChannel<E>,
+) -> Result<(), CloseReason> {
+    loop {
+        match codec.decode(buf) {
+            Ok(Some(op)) => channel.handle(op)?,
+            Ok(None) => return Ok(()),
+            Err(CodecError::Frame(e)) => return channel.frame_error(&e),
+            Err(CodecError::Io(_)) => return Err(CloseReason::ClientClosed),
+        }
+    }
+}
+
+async fn write_loop(mut writer: OwnedWriteHalf, out: Arc<Outbound>, deadline: Duration) {
+    let mut spare = BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        let Taken::Write { close } = out.take(&mut spare);
+        let wrote = !spare.is_empty();
+        if wrote {
+            match tokio::time::timeout(deadline, writer.write_all(&spare)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => {
+                    out.close(CloseReason::WriteError);
+                    return;
+                }
+                Err(_) => {
+                    out.close(CloseReason::SlowConsumerWriteDeadline);
+                    return;
+                }
+            }
+            spare.clear();
+            if spare.capacity() > 8 * 1024 * 1024 {
+                spare = BytesMut::with_capacity(READ_CHUNK);
+            }
+        }
+        if close.is_some() {
+            let _ = writer.shutdown().await;
+            return;
+        }
+        if !wrote {
+            out.wait().await;
+        }
+    }
+}

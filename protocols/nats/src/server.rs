@@ -1,0 +1,107 @@
+//! The NATS listener: accepts connections and runs each one until shutdown.
+
+use crate::frame::Limits;
+use crate::info::{ADVERTISED_VERSION, ServerInfo};
+use junction_api::Engine;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Settings of the NATS front-end.
+#[derive(Debug, Clone)]
+pub struct NatsOptions {
+    /// Server id shown in INFO.
+    pub server_id: String,
+    /// Server name shown in INFO.
+    pub server_name: String,
+    /// Host shown in INFO.
+    pub host: String,
+    /// Port shown in INFO.
+    pub port: u16,
+    /// Parser limits.
+    pub limits: Limits,
+    /// Bytes queued for one client before it is a slow consumer.
+    pub max_pending: usize,
+    /// Longest a socket write may take before the client is a slow consumer.
+    pub write_deadline: Duration,
+    /// How often the server pings an idle client.
+    pub ping_interval: Duration,
+    /// Unanswered pings before the connection is stale.
+    pub max_pings_out: u32,
+    /// How long a client has to send CONNECT when auth is required.
+    pub auth_timeout: Duration,
+    /// Whether credentials are required (shown in INFO).
+    pub auth_required: bool,
+    /// Whether the JetStream API is served (shown in INFO).
+    pub jetstream: bool,
+    /// How long shutdown waits for connections to flush.
+    pub drain_timeout: Duration,
+}
+
+impl NatsOptions {
+    /// The INFO JSON for one client.
+    pub fn info_json(&self, client_id: u64, client_ip: IpAddr, auth_required: bool) -> Vec<u8> {
+        let info = ServerInfo {
+            server_id: self.server_id.clone(),
+            server_name: self.server_name.clone(),
+            version: ADVERTISED_VERSION.to_string(),
+            proto: 1,
+            go: "junction".to_string(),
+            host: self.host.clone(),
+            port: self.port,
+            headers: true,
+            auth_required,
+            max_payload: self.limits.max_payload,
+            jetstream: self.jetstream,
+            client_id,
+            client_ip: client_ip.to_string(),
+            junction_version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        let mut json = serde_json::to_vec(&info).unwrap_or_default();
+        // nats-server writes a space between the JSON and the CRLF.
+        json.push(b' ');
+        json
+    }
+}
+
+/// Accepts NATS clients on `listener` until `shutdown` is cancelled, then waits (up
+/// to `drain_timeout`) for every connection to flush and close.
+pub async fn serve<E: Engine>(
+    listener: TcpListener,
+    engine: Arc<E>,
+    options: NatsOptions,
+    shutdown: CancellationToken,
+) {
+    let options = Arc::new(options);
+    let tracker = TaskTracker::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((socket, _)) => {
+                    tracker.spawn(crate::connection::run(
+                        engine.clone(),
+                        socket,
+                        options.clone(),
+                        shutdown.clone(),
+                    ));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    tracker.close();
+    if tokio::time::timeout(options.drain_timeout, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some NATS connections did not close in time");
+    }
+}

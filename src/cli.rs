@@ -1,0 +1,384 @@
+//! The command line: `junction serve`, and nats-server compatible flags.
+//!
+//! Run with no subcommand, `junction` behaves like `junction serve`, so tools that
+//! start `nats-server -a 127.0.0.1 -p -1 -m 8222 -js -sd DIR` can start Junction
+//! instead. Go's flag syntax is accepted: one or two dashes, `-flag=value`, and the
+//! multi-letter short flags `-js`, `-sd`, `-DV`, `-VV`, `-DVV`.
+
+use crate::config::{Config, ConfigError, parse_listen};
+use clap::{Args, Parser, Subcommand};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use std::path::PathBuf;
+
+/// Junction: a multi-protocol message broker (NATS, MQTT, HTTP, WebSocket) over one
+/// durable station engine.
+#[derive(Debug, Parser)]
+#[command(
+    name = "junction",
+    disable_version_flag = true,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// What to do; with none, `serve`.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// `serve` flags, accepted without the subcommand too.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the broker (the default).
+    Serve(ServeArgs),
+    /// Print the version and exit.
+    Version,
+}
+
+/// Flags of `junction serve`. Precedence: defaults, then the config file, then
+/// `JUNCTION_*` environment variables, then these flags.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// NATS listener: host:port, :port, or off [default: 0.0.0.0:4222].
+    #[arg(long = "nats-listen", value_name = "ADDR")]
+    pub nats_listen: Option<String>,
+    /// MQTT listener: host:port, :port, or off [default: 0.0.0.0:1883].
+    #[arg(long = "mqtt-listen", value_name = "ADDR")]
+    pub mqtt_listen: Option<String>,
+    /// HTTP listener (REST, WebSocket, GUI, monitoring): host:port, :port, or off
+    /// [default: 0.0.0.0:8080].
+    #[arg(long = "http-listen", value_name = "ADDR")]
+    pub http_listen: Option<String>,
+    /// Data directory [default: ./junction-data].
+    #[arg(long = "data-dir", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log level when RUST_LOG is unset (error, warn, info, debug, trace).
+    #[arg(long = "log-level", value_name = "LEVEL")]
+    pub log_level: Option<String>,
+
+    /// nats-server: client listen host (sets the host of --nats-listen).
+    #[arg(short = 'a', long = "addr", visible_alias = "net", value_name = "HOST")]
+    pub addr: Option<String>,
+    /// nats-server: client port; -1 picks a random port (sets the port of --nats-listen).
+    #[arg(
+        short = 'p',
+        long = "port",
+        allow_negative_numbers = true,
+        value_name = "PORT"
+    )]
+    pub port: Option<i32>,
+    /// nats-server: monitoring port (/varz, /connz, /healthz); -1 random, 0 off.
+    #[arg(
+        short = 'm',
+        long = "http_port",
+        allow_negative_numbers = true,
+        value_name = "PORT"
+    )]
+    pub http_port: Option<i32>,
+    /// nats-server: server name.
+    #[arg(
+        short = 'n',
+        long = "name",
+        visible_alias = "server_name",
+        value_name = "NAME"
+    )]
+    pub name: Option<String>,
+    /// nats-server: user name required to connect.
+    #[arg(long = "user", value_name = "USER")]
+    pub user: Option<String>,
+    /// nats-server: password required to connect.
+    #[arg(long = "pass", value_name = "PASSWORD")]
+    pub pass: Option<String>,
+    /// nats-server: token required to connect.
+    #[arg(long = "auth", value_name = "TOKEN")]
+    pub auth: Option<String>,
+    /// nats-server: enable JetStream (`-js`). It is on by default in Junction.
+    #[arg(long = "jetstream", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub jetstream: Option<bool>,
+    /// nats-server: JetStream store directory (`-sd`); same as --data-dir.
+    #[arg(long = "store_dir", value_name = "DIR")]
+    pub store_dir: Option<PathBuf>,
+    /// nats-server: log file.
+    #[arg(short = 'l', long = "log", value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// nats-server: pid file.
+    #[arg(short = 'P', long = "pid", value_name = "FILE")]
+    pub pid: Option<PathBuf>,
+    /// nats-server: debug logging (`-D`; `-DV` for debug and trace).
+    #[arg(short = 'D', long = "debug")]
+    pub debug: bool,
+    /// nats-server: trace logging (`-V`).
+    #[arg(short = 'V', long = "trace")]
+    pub trace: bool,
+    /// Print the version and exit.
+    #[arg(short = 'v', long = "version")]
+    pub version: bool,
+}
+
+/// Long flags that Go's flag package also accepts with a single dash.
+const GO_LONG_FLAGS: &[&str] = &[
+    "addr",
+    "net",
+    "port",
+    "http_port",
+    "name",
+    "server_name",
+    "user",
+    "pass",
+    "auth",
+    "jetstream",
+    "store_dir",
+    "log",
+    "pid",
+    "debug",
+    "trace",
+    "config",
+    "version",
+];
+
+/// Rewrites Go-style flags into the form clap parses.
+pub fn normalize_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut iter = args.into_iter();
+    if let Some(program) = iter.next() {
+        out.push(program);
+    }
+    let mut expect_value = false;
+    for arg in iter {
+        if expect_value || !arg.starts_with('-') || arg == "-" || arg == "--" {
+            expect_value = false;
+            out.push(arg);
+            continue;
+        }
+        let body = arg.trim_start_matches('-');
+        let (name, value) = match body.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (body, None),
+        };
+        let mapped: Vec<String> = match name {
+            "js" => vec!["--jetstream".into()],
+            "sd" => vec!["--store_dir".into()],
+            "DV" | "DVV" => vec!["-D".into(), "-V".into()],
+            "VV" => vec!["-V".into()],
+            n if GO_LONG_FLAGS.contains(&n) => vec![format!("--{n}")],
+            _ => {
+                out.push(arg);
+                continue;
+            }
+        };
+        let takes_value = !matches!(
+            name,
+            "js" | "jetstream" | "DV" | "DVV" | "VV" | "debug" | "trace" | "version"
+        );
+        let last = mapped.len() - 1;
+        for (i, m) in mapped.into_iter().enumerate() {
+            match value {
+                Some(v) if i == last => out.push(format!("{m}={v}")),
+                _ => out.push(m),
+            }
+        }
+        expect_value = takes_value && value.is_none();
+    }
+    out
+}
+
+impl ServeArgs {
+    /// Builds the configuration: defaults, then the file, then `JUNCTION_*`
+    /// environment variables, then these flags.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = &self.config {
+            if !path.exists() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(Env::prefixed("JUNCTION_").split("__"));
+        let set = |f: Figment, key: &str, v: &Option<String>| match v {
+            Some(v) => f.merge((key, v.clone())),
+            None => f,
+        };
+        figment = set(figment, "nats_listen", &self.nats_listen);
+        figment = set(figment, "mqtt_listen", &self.mqtt_listen);
+        figment = set(figment, "http_listen", &self.http_listen);
+        figment = set(figment, "server_name", &self.name);
+        figment = set(figment, "log_level", &self.log_level);
+        figment = set(figment, "auth.user", &self.user);
+        figment = set(figment, "auth.password", &self.pass);
+        figment = set(figment, "auth.token", &self.auth);
+        if let Some(dir) = self.data_dir.as_ref().or(self.store_dir.as_ref()) {
+            figment = figment.merge(("data_dir", dir.clone()));
+        }
+        if let Some(js) = self.jetstream {
+            figment = figment.merge(("jetstream", js));
+        }
+        if let Some(log) = &self.log {
+            figment = figment.merge(("log_file", log.clone()));
+        }
+        if let Some(pid) = &self.pid {
+            figment = figment.merge(("pid_file", pid.clone()));
+        }
+        if self.trace {
+            figment = figment.merge(("log_level", "trace"));
+        } else if self.debug {
+            figment = figment.merge(("log_level", "debug"));
+        }
+        let mut config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError(one_line(&e.to_string())))?;
+        self.apply_nats_flags(&mut config)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Applies `-a`, `-p` and `-m` on top of the NATS listener, as nats-server does.
+    fn apply_nats_flags(&self, config: &mut Config) -> Result<(), ConfigError> {
+        if self.addr.is_none() && self.port.is_none() && self.http_port.is_none() {
+            return Ok(());
+        }
+        let current = parse_listen("nats_listen", &config.nats_listen)?;
+        let mut host = current.map_or("0.0.0.0".to_string(), |a| a.ip().to_string());
+        let mut port = current.map_or(4222, |a| a.port());
+        if let Some(a) = &self.addr {
+            host = if a == "localhost" {
+                "127.0.0.1".into()
+            } else {
+                a.clone()
+            };
+        }
+        match self.port {
+            Some(-1) => port = 0,
+            Some(0) => port = 4222,
+            Some(p) => {
+                port = u16::try_from(p)
+                    .map_err(|_| ConfigError(format!("port: {p} is not a valid port")))?
+            }
+            None => {}
+        }
+        let bracket = |h: &str| {
+            if h.contains(':') {
+                format!("[{h}]")
+            } else {
+                h.to_string()
+            }
+        };
+        config.nats_listen = format!("{}:{port}", bracket(&host));
+        match self.http_port {
+            None | Some(0) => {}
+            Some(p) => {
+                let p = if p == -1 {
+                    0
+                } else {
+                    u16::try_from(p)
+                        .map_err(|_| ConfigError(format!("http_port: {p} is not a valid port")))?
+                };
+                config.monitor_listen = Some(format!("{}:{p}", bracket(&host)));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(args: &[&str]) -> Vec<String> {
+        normalize_args(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn go_flags_are_rewritten() {
+        assert_eq!(
+            norm(&[
+                "j",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                "-1",
+                "-js",
+                "-sd=/tmp/x",
+                "-DV"
+            ]),
+            vec![
+                "j",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                "-1",
+                "--jetstream",
+                "--store_dir=/tmp/x",
+                "-D",
+                "-V"
+            ]
+        );
+        assert_eq!(
+            norm(&["j", "-port", "5", "--sd", "d", "-js=false"]),
+            vec!["j", "--port", "5", "--store_dir", "d", "--jetstream=false"]
+        );
+        assert_eq!(
+            norm(&["j", "serve", "--nats-listen", ":1"]),
+            vec!["j", "serve", "--nats-listen", ":1"]
+        );
+    }
+
+    #[test]
+    fn flags_parse_and_apply() {
+        let cli = Cli::try_parse_from(norm(&[
+            "junction",
+            "-a",
+            "127.0.0.1",
+            "-p",
+            "-1",
+            "-m",
+            "8222",
+            "-js",
+            "-sd",
+            "/tmp/d",
+            "--user",
+            "u",
+            "--pass",
+            "p",
+        ]))
+        .unwrap();
+        assert!(cli.command.is_none());
+        let c = cli.serve.load().unwrap();
+        assert_eq!(c.nats_listen, "127.0.0.1:0");
+        assert_eq!(c.monitor_listen.as_deref(), Some("127.0.0.1:8222"));
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/d"));
+        assert!(c.jetstream);
+        assert_eq!(c.auth.user.as_deref(), Some("u"));
+    }
+
+    #[test]
+    fn config_file_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.toml");
+        std::fs::write(&path, "nats_listen = \"127.0.0.1:5000\"\n[limits]\nmax_payload = 2048\nping_interval = \"30s\"\n").unwrap();
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            port: Some(6000),
+            ..Default::default()
+        };
+        let c = args.load().unwrap();
+        assert_eq!(c.nats_listen, "127.0.0.1:6000");
+        assert_eq!(c.limits.max_payload, 2048);
+        assert_eq!(c.limits.ping_interval, std::time::Duration::from_secs(30));
+        std::fs::write(&path, "bogus_key = 1\n").unwrap();
+        let err = args.load().unwrap_err().to_string();
+        assert!(err.contains("bogus_key"), "{err}");
+        assert!(!err.contains('\n'));
+    }
+}

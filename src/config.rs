@@ -1,0 +1,239 @@
+//! The one typed configuration, read from a TOML file, then `JUNCTION_*`
+//! environment variables, then command-line flags (later wins).
+//!
+//! Documented field by field in `docs/configuration.md`.
+
+use crate::engine::User;
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Broker configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Server name shown to clients; defaults to the server id.
+    pub server_name: Option<String>,
+    /// NATS listener, `host:port`, `:port`, or `off`.
+    pub nats_listen: String,
+    /// MQTT listener, `host:port`, `:port`, or `off`.
+    pub mqtt_listen: String,
+    /// HTTP listener (REST, WebSocket, GUI, monitoring), `host:port`, `:port`, or `off`.
+    pub http_listen: String,
+    /// Extra nats-server style monitoring listener (`-m`), or unset.
+    pub monitor_listen: Option<String>,
+    /// Where durable data lives.
+    pub data_dir: PathBuf,
+    /// Serve the JetStream API (stations) to NATS clients.
+    pub jetstream: bool,
+    /// Log level when `RUST_LOG` is unset: error, warn, info, debug or trace.
+    pub log_level: String,
+    /// Write logs to this file instead of stderr.
+    pub log_file: Option<PathBuf>,
+    /// Write the process id to this file while running.
+    pub pid_file: Option<PathBuf>,
+    /// Protocol and resource limits.
+    pub limits: Limits,
+    /// Who may connect.
+    pub auth: Auth,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server_name: None,
+            nats_listen: "0.0.0.0:4222".into(),
+            mqtt_listen: "0.0.0.0:1883".into(),
+            http_listen: "0.0.0.0:8080".into(),
+            monitor_listen: None,
+            data_dir: PathBuf::from("./junction-data"),
+            jetstream: true,
+            log_level: "info".into(),
+            log_file: None,
+            pid_file: None,
+            limits: Limits::default(),
+            auth: Auth::default(),
+        }
+    }
+}
+
+/// Protocol and resource limits. Defaults match nats-server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest message payload, headers included, in bytes.
+    pub max_payload: usize,
+    /// Longest NATS control line (arguments only), in bytes.
+    pub max_control_line: usize,
+    /// Bytes queued for one client before it is disconnected as a slow consumer.
+    pub max_pending: usize,
+    /// Most clients at once, all protocols together (0 = unlimited).
+    pub max_connections: usize,
+    /// Most subscriptions per client (0 = unlimited).
+    pub max_subscriptions: usize,
+    /// Longest one socket write may take before the client is a slow consumer.
+    #[serde(with = "humantime_serde")]
+    pub write_deadline: Duration,
+    /// How often an idle client is pinged.
+    #[serde(with = "humantime_serde")]
+    pub ping_interval: Duration,
+    /// Unanswered pings before the connection is closed as stale.
+    pub max_pings_out: u32,
+    /// Time a client has to authenticate when auth is on.
+    #[serde(with = "humantime_serde")]
+    pub auth_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_payload: 1024 * 1024,
+            max_control_line: 4096,
+            max_pending: 64 * 1024 * 1024,
+            max_connections: 65536,
+            max_subscriptions: 0,
+            write_deadline: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(120),
+            max_pings_out: 2,
+            auth_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Credentials. Setting any of them makes every protocol require authentication.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Auth {
+    /// A single user name (with `password`).
+    pub user: Option<String>,
+    /// The single user's password.
+    pub password: Option<String>,
+    /// A token clients present instead of a user name.
+    pub token: Option<String>,
+    /// More users.
+    pub users: Vec<User>,
+}
+
+impl Auth {
+    /// Every user, the single `user`/`password` pair included.
+    pub fn all_users(&self) -> Vec<User> {
+        let mut users = self.users.clone();
+        if let Some(user) = &self.user {
+            users.push(User {
+                user: user.clone(),
+                password: self.password.clone().unwrap_or_default(),
+            });
+        }
+        users
+    }
+}
+
+/// A configuration value that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// Parses a listen address: `host:port`, `:port`, `port`, or `off`/`none`/empty
+/// (disabled).
+pub fn parse_listen(field: &str, value: &str) -> Result<Option<SocketAddr>, ConfigError> {
+    let v = value.trim();
+    if v.is_empty() || v.eq_ignore_ascii_case("off") || v.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    let bad = || {
+        ConfigError(format!(
+            "{field}: '{value}' is not a listen address (host:port, :port or off)"
+        ))
+    };
+    if let Some(port) = v.strip_prefix(':') {
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        return Ok(Some(SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port,
+        )));
+    }
+    if let Ok(port) = v.parse::<u16>() {
+        return Ok(Some(SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port,
+        )));
+    }
+    if let Ok(addr) = v.parse::<SocketAddr>() {
+        return Ok(Some(addr));
+    }
+    if let Some((host, port)) = v.rsplit_once(':') {
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        if host == "localhost" {
+            return Ok(Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)));
+        }
+        let ip: IpAddr = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .map_err(|_| bad())?;
+        return Ok(Some(SocketAddr::new(ip, port)));
+    }
+    Err(bad())
+}
+
+impl Config {
+    /// Checks everything that can be checked before binding.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        parse_listen("nats_listen", &self.nats_listen)?;
+        parse_listen("mqtt_listen", &self.mqtt_listen)?;
+        parse_listen("http_listen", &self.http_listen)?;
+        if let Some(m) = &self.monitor_listen {
+            parse_listen("monitor_listen", m)?;
+        }
+        if self.limits.max_payload == 0 {
+            return Err(ConfigError("limits.max_payload must be more than 0".into()));
+        }
+        if self.limits.max_control_line < 64 {
+            return Err(ConfigError(
+                "limits.max_control_line must be at least 64".into(),
+            ));
+        }
+        if self.limits.max_pending < self.limits.max_payload {
+            return Err(ConfigError(
+                "limits.max_pending must be at least limits.max_payload".into(),
+            ));
+        }
+        if self.limits.ping_interval.is_zero() {
+            return Err(ConfigError(
+                "limits.ping_interval must be more than 0".into(),
+            ));
+        }
+        if self.auth.token.is_some() && self.auth.user.is_some() {
+            return Err(ConfigError(
+                "auth: set either user/password or token, not both".into(),
+            ));
+        }
+        match self.log_level.to_ascii_lowercase().as_str() {
+            "error" | "warn" | "info" | "debug" | "trace" => {}
+            other => {
+                return Err(ConfigError(format!(
+                    "log_level: '{other}' is not one of error, warn, info, debug, trace"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_forms() {
+        let a = |s| parse_listen("x", s).unwrap();
+        assert_eq!(a(":1883"), Some("0.0.0.0:1883".parse().unwrap()));
+        assert_eq!(a("127.0.0.1:0"), Some("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(a("localhost:5"), Some("127.0.0.1:5".parse().unwrap()));
+        assert_eq!(a("[::1]:7"), Some("[::1]:7".parse().unwrap()));
+        assert_eq!(a("off"), None);
+        assert!(parse_listen("x", "nope").is_err());
+        assert!(parse_listen("x", "1.2.3.4:99999").is_err());
+    }
+}

@@ -1,0 +1,334 @@
+//! The station engine: routing, fan-out, and (as they land) stations, consumer
+//! groups, dead-letter, schemas and lineage.
+//!
+//! Today it owns core publish/subscribe: a [`trie::SubjectTrie`] per tenant, live
+//! fan-out to every matching subscription and one member per queue group, and the
+//! registry of connected clients that monitoring reads.
+//!
+//! Invariants:
+//! - No lock is held while a [`Subscriber`] is called: fan-out works on a cached,
+//!   shared match result.
+//! - A subscriber that reports [`Delivery::AcceptedLast`] or [`Delivery::Gone`] is
+//!   removed after the fan-out, never during it.
+
+pub mod auth;
+mod trie;
+
+use ahash::AHashMap;
+use junction_api::{
+    ClientId, ClientRecord, ClientSnapshot, Credentials, Delivery, Engine, EngineError, Message,
+    NewClient, PublishOutcome, QueueGroup, ServerSnapshot, SubjectFilter, Subscriber,
+    SubscriptionId, SubscriptionSnapshot, TenantId,
+};
+use parking_lot::RwLock;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::SystemTime;
+use trie::{SubjectTrie, Subscription};
+
+pub use auth::{Authenticator, User};
+
+/// What the engine needs to know at start.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Server name shown to clients and in monitoring.
+    pub server_name: String,
+    /// Unique id of this server process.
+    pub server_id: String,
+    /// Most clients connected at once (0 = unlimited).
+    pub max_connections: usize,
+    /// Most subscriptions per client (0 = unlimited).
+    pub max_subscriptions: usize,
+    /// Who may connect.
+    pub auth: Authenticator,
+}
+
+struct ClientEntry {
+    record: Arc<ClientRecord>,
+    subscriptions: AHashMap<SubscriptionId, Arc<Subscription>>,
+}
+
+#[derive(Default)]
+struct Counters {
+    in_msgs: AtomicU64,
+    in_bytes: AtomicU64,
+    out_msgs: AtomicU64,
+    out_bytes: AtomicU64,
+    total_connections: AtomicU64,
+    slow_consumers: AtomicU64,
+}
+
+/// The broker's engine. One per process; shared by every front-end.
+pub struct StationEngine {
+    options: EngineOptions,
+    start: SystemTime,
+    default_tenant: TenantId,
+    default_trie: Arc<SubjectTrie>,
+    tenants: RwLock<AHashMap<TenantId, Arc<SubjectTrie>>>,
+    clients: RwLock<AHashMap<ClientId, ClientEntry>>,
+    next_client: AtomicU64,
+    next_subscription: AtomicU64,
+    queue_cursor: AtomicUsize,
+    counters: Counters,
+}
+
+impl StationEngine {
+    /// A new engine with no clients.
+    pub fn new(options: EngineOptions) -> Self {
+        let default_tenant = TenantId::default_tenant();
+        let default_trie = Arc::new(SubjectTrie::default());
+        let mut tenants = AHashMap::new();
+        tenants.insert(default_tenant.clone(), default_trie.clone());
+        StationEngine {
+            options,
+            start: SystemTime::now(),
+            default_tenant,
+            default_trie,
+            tenants: RwLock::new(tenants),
+            clients: RwLock::new(AHashMap::new()),
+            next_client: AtomicU64::new(1),
+            next_subscription: AtomicU64::new(1),
+            queue_cursor: AtomicUsize::new(0),
+            counters: Counters::default(),
+        }
+    }
+
+    /// The engine's options.
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
+    }
+
+    fn trie(&self, tenant: &TenantId) -> Arc<SubjectTrie> {
+        if Arc::ptr_eq(&tenant.0, &self.default_tenant.0) || *tenant == self.default_tenant {
+            return self.default_trie.clone();
+        }
+        if let Some(t) = self.tenants.read().get(tenant) {
+            return t.clone();
+        }
+        self.tenants
+            .write()
+            .entry(tenant.clone())
+            .or_default()
+            .clone()
+    }
+
+    fn remove_subscriptions(&self, client: ClientId, ids: &[SubscriptionId]) {
+        let removed: Vec<(TenantId, Arc<Subscription>)> = {
+            let mut clients = self.clients.write();
+            let Some(entry) = clients.get_mut(&client) else {
+                return;
+            };
+            let tenant = entry.record.tenant.clone();
+            ids.iter()
+                .filter_map(|id| entry.subscriptions.remove(id))
+                .map(|s| (tenant.clone(), s))
+                .collect()
+        };
+        for (tenant, sub) in removed {
+            self.trie(&tenant).remove(&sub);
+        }
+    }
+
+    fn deliver_one(
+        &self,
+        sub: &Subscription,
+        message: &Message,
+        done: &mut Vec<(ClientId, SubscriptionId)>,
+    ) -> bool {
+        match sub.subscriber.deliver(message) {
+            Delivery::Accepted => true,
+            Delivery::AcceptedLast => {
+                done.push((sub.client, sub.id));
+                true
+            }
+            Delivery::Gone => {
+                done.push((sub.client, sub.id));
+                false
+            }
+        }
+    }
+}
+
+impl Engine for StationEngine {
+    fn auth_required(&self) -> bool {
+        self.options.auth.required()
+    }
+
+    fn authenticate(&self, credentials: &Credentials) -> Result<TenantId, EngineError> {
+        self.options.auth.check(credentials)
+    }
+
+    fn connect(
+        &self,
+        client: NewClient,
+        tenant: TenantId,
+    ) -> Result<Arc<ClientRecord>, EngineError> {
+        let mut clients = self.clients.write();
+        if self.options.max_connections > 0 && clients.len() >= self.options.max_connections {
+            return Err(EngineError::MaxConnections);
+        }
+        let id = ClientId(self.next_client.fetch_add(1, Ordering::Relaxed));
+        let record = Arc::new(ClientRecord::new(id, tenant, &client));
+        clients.insert(
+            id,
+            ClientEntry {
+                record: record.clone(),
+                subscriptions: AHashMap::new(),
+            },
+        );
+        self.counters
+            .total_connections
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(record)
+    }
+
+    fn disconnect(&self, client: ClientId) {
+        let Some(entry) = self.clients.write().remove(&client) else {
+            return;
+        };
+        let trie = self.trie(&entry.record.tenant);
+        for sub in entry.subscriptions.values() {
+            trie.remove(sub);
+        }
+    }
+
+    fn publish(&self, from: &ClientRecord, message: &Message) -> PublishOutcome {
+        let bytes = message.payload.len() as u64;
+        self.counters.in_msgs.fetch_add(1, Ordering::Relaxed);
+        self.counters.in_bytes.fetch_add(bytes, Ordering::Relaxed);
+        let result = self.trie(&from.tenant).matches(&message.subject);
+        let skip_self = from.no_echo();
+        let mut delivered = 0usize;
+        let mut done = Vec::new();
+        for sub in &result.plain {
+            if skip_self && sub.client == from.id {
+                continue;
+            }
+            if self.deliver_one(sub, message, &mut done) {
+                delivered += 1;
+            }
+        }
+        for (_, members) in &result.groups {
+            let n = members.len();
+            let start = self.queue_cursor.fetch_add(1, Ordering::Relaxed);
+            for k in 0..n {
+                let sub = &members[(start + k) % n];
+                if skip_self && sub.client == from.id {
+                    continue;
+                }
+                if self.deliver_one(sub, message, &mut done) {
+                    delivered += 1;
+                    break;
+                }
+            }
+        }
+        if delivered > 0 {
+            self.counters
+                .out_msgs
+                .fetch_add(delivered as u64, Ordering::Relaxed);
+            self.counters
+                .out_bytes
+                .fetch_add(bytes * delivered as u64, Ordering::Relaxed);
+        }
+        for (client, id) in done {
+            self.remove_subscriptions(client, &[id]);
+        }
+        PublishOutcome { delivered }
+    }
+
+    fn subscribe(
+        &self,
+        from: &ClientRecord,
+        filter: SubjectFilter,
+        queue: Option<QueueGroup>,
+        subscriber: Arc<dyn Subscriber>,
+    ) -> Result<SubscriptionId, EngineError> {
+        let id = SubscriptionId(self.next_subscription.fetch_add(1, Ordering::Relaxed));
+        let sub = Arc::new(Subscription {
+            id,
+            client: from.id,
+            filter,
+            queue,
+            subscriber,
+        });
+        {
+            let mut clients = self.clients.write();
+            let Some(entry) = clients.get_mut(&from.id) else {
+                return Err(EngineError::ShuttingDown);
+            };
+            if self.options.max_subscriptions > 0
+                && entry.subscriptions.len() >= self.options.max_subscriptions
+            {
+                return Err(EngineError::MaxSubscriptions);
+            }
+            entry.subscriptions.insert(id, sub.clone());
+        }
+        self.trie(&from.tenant).insert(sub);
+        Ok(id)
+    }
+
+    fn unsubscribe(&self, from: &ClientRecord, id: SubscriptionId) {
+        self.remove_subscriptions(from.id, &[id]);
+    }
+
+    fn slow_consumer(&self, _client: &ClientRecord) {
+        self.counters.slow_consumers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn server_snapshot(&self) -> ServerSnapshot {
+        let (connections, subscriptions) = {
+            let clients = self.clients.read();
+            let subs: usize = clients.values().map(|c| c.subscriptions.len()).sum();
+            (clients.len() as u64, subs as u64)
+        };
+        let c = &self.counters;
+        ServerSnapshot {
+            server_id: self.options.server_id.clone(),
+            server_name: self.options.server_name.clone(),
+            version: crate::VERSION.to_string(),
+            start: self.start,
+            connections,
+            total_connections: c.total_connections.load(Ordering::Relaxed),
+            in_msgs: c.in_msgs.load(Ordering::Relaxed),
+            in_bytes: c.in_bytes.load(Ordering::Relaxed),
+            out_msgs: c.out_msgs.load(Ordering::Relaxed),
+            out_bytes: c.out_bytes.load(Ordering::Relaxed),
+            subscriptions,
+            slow_consumers: c.slow_consumers.load(Ordering::Relaxed),
+        }
+    }
+
+    fn clients(&self) -> Vec<ClientSnapshot> {
+        let clients = self.clients.read();
+        let mut out: Vec<ClientSnapshot> = clients
+            .values()
+            .map(|e| e.record.snapshot(describe(e)))
+            .collect();
+        out.sort_by_key(|c| c.id);
+        out
+    }
+
+    fn client_subscriptions(&self, client: ClientId) -> Vec<SubscriptionSnapshot> {
+        self.clients
+            .read()
+            .get(&client)
+            .map(describe)
+            .unwrap_or_default()
+    }
+}
+
+fn describe(entry: &ClientEntry) -> Vec<SubscriptionSnapshot> {
+    let mut subs: Vec<&Arc<Subscription>> = entry.subscriptions.values().collect();
+    subs.sort_by_key(|s| s.id);
+    subs.iter()
+        .map(|s| {
+            let (sid, delivered) = s.subscriber.describe();
+            SubscriptionSnapshot {
+                subject: s.filter.to_str_lossy().into_owned(),
+                queue: s.queue.as_ref().map(|q| q.to_str_lossy().into_owned()),
+                sid,
+                delivered,
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,21 @@
+//! Junction: a multi-protocol message broker over one station engine.
+//!
+//! This crate owns the `junction` binary, the typed [`Config`], the station
+//! [`engine`], and the wiring that starts every front-end. Tests start a broker in
+//! process with [`start`] (ephemeral ports, no signals) and stop it with
+//! [`Running::shutdown`]; the binary uses [`run`], which also waits for SIGINT or
+//! SIGTERM.
+//!
+//! What it is not: protocol code lives in `junction-nats`, `junction-mqtt` and
+//! `junction-http`, which see the engine only through `junction_api::Engine`.
+
+pub mod cli;
+pub mod config;
+pub mod engine;
+mod serve;
+
+pub use config::{Config, ConfigError};
+pub use serve::{Running, StartError, run, start};
+
+/// Junction's version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,94 @@
+//! The `junction` binary.
+
+use clap::Parser;
+use junction::cli::{Cli, Command, ServeArgs, normalize_args};
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+
+fn init_logging(config: &junction::Config) -> Result<(), String> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.is_empty() => EnvFilter::try_new(v).map_err(|e| format!("RUST_LOG: {e}"))?,
+        _ => EnvFilter::new(config.log_level.to_ascii_lowercase()),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    match &config.log_file {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
+            builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .init();
+        }
+        None => builder.with_writer(std::io::stderr).init(),
+    }
+    Ok(())
+}
+
+fn serve(args: &ServeArgs) -> ExitCode {
+    let config = match args.load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("junction: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = init_logging(&config) {
+        eprintln!("junction: {e}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("junction: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(junction::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("junction: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse_from(normalize_args(std::env::args())) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match &cli.command {
+        Some(Command::Version) => {
+            println!("junction: v{}", junction::VERSION);
+            ExitCode::SUCCESS
+        }
+        Some(Command::Serve(args)) => {
+            if args.version {
+                println!("junction: v{}", junction::VERSION);
+                return ExitCode::SUCCESS;
+            }
+            serve(args)
+        }
+        None => {
+            if cli.serve.version {
+                println!("junction: v{}", junction::VERSION);
+                return ExitCode::SUCCESS;
+            }
+            serve(&cli.serve)
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! Process wiring: bind every listener, start every front-end, and shut down
+//! gracefully.
+
+use crate::config::{Config, ConfigError, parse_listen};
+use crate::engine::{Authenticator, EngineOptions, StationEngine};
+use junction_api::Engine;
+use junction_http::MonitorSettings;
+use junction_nats::NatsOptions;
+use junction_nats::frame::Limits;
+use rand::Rng;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A listener could not be bound (port in use, no permission, bad address).
+    #[error("cannot listen for {what} on {addr}: {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The data directory or pid file could not be written.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// A running broker.
+pub struct Running {
+    nats: Option<SocketAddr>,
+    http: Option<SocketAddr>,
+    monitor: Option<SocketAddr>,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+    engine: Arc<StationEngine>,
+    pid_file: Option<std::path::PathBuf>,
+}
+
+impl Running {
+    /// Where NATS clients connect, if enabled.
+    pub fn nats_addr(&self) -> Option<SocketAddr> {
+        self.nats
+    }
+
+    /// The main HTTP listener, if enabled.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http
+    }
+
+    /// The nats-server style monitoring listener (`-m`), if enabled.
+    pub fn monitor_addr(&self) -> Option<SocketAddr> {
+        self.monitor
+    }
+
+    /// The engine, for in-process inspection.
+    pub fn engine(&self) -> &Arc<StationEngine> {
+        &self.engine
+    }
+
+    /// A `nats://` URL for clients.
+    pub fn nats_url(&self) -> String {
+        match self.nats {
+            Some(a) => format!("nats://{a}"),
+            None => String::new(),
+        }
+    }
+
+    /// Stops accepting, closes every connection after flushing it, and waits.
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        while self.tasks.join_next().await.is_some() {}
+        if let Some(pid) = &self.pid_file {
+            let _ = std::fs::remove_file(pid);
+        }
+        tracing::info!("Server Exiting..");
+    }
+}
+
+/// A nats-server style server id: `N` and 55 base32 characters.
+fn new_server_id() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut rng = rand::rng();
+    let mut id = String::with_capacity(56);
+    id.push('N');
+    for _ in 0..55 {
+        id.push(char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]));
+    }
+    id
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { what, addr, source })
+}
+
+/// Starts the broker and returns once every listener is bound.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    config.validate()?;
+    let nats_addr = parse_listen("nats_listen", &config.nats_listen)?;
+    let http_addr = parse_listen("http_listen", &config.http_listen)?;
+    let mqtt_addr = parse_listen("mqtt_listen", &config.mqtt_listen)?;
+    let monitor_addr = match &config.monitor_listen {
+        Some(m) => parse_listen("monitor_listen", m)?,
+        None => None,
+    };
+
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        StartError::Io(format!(
+            "cannot create data directory {}: {e}",
+            config.data_dir.display()
+        ))
+    })?;
+
+    let server_id = new_server_id();
+    let server_name = config
+        .server_name
+        .clone()
+        .unwrap_or_else(|| server_id.clone());
+    let auth = Authenticator::new(config.auth.all_users(), config.auth.token.clone());
+    let engine = Arc::new(StationEngine::new(EngineOptions {
+        server_name: server_name.clone(),
+        server_id: server_id.clone(),
+        max_connections: config.limits.max_connections,
+        max_subscriptions: config.limits.max_subscriptions,
+        auth,
+    }));
+
+    // Bind everything before serving anything, so a port in use fails the start.
+    let nats_listener = match nats_addr {
+        Some(a) => Some(bind("client connections", a).await?),
+        None => None,
+    };
+    let http_listener = match http_addr {
+        Some(a) => Some(bind("HTTP", a).await?),
+        None => None,
+    };
+    let monitor_listener = match monitor_addr {
+        Some(a) => Some(bind("monitoring", a).await?),
+        None => None,
+    };
+    let local = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
+    let (nats_bound, http_bound, monitor_bound) = (
+        local(&nats_listener),
+        local(&http_listener),
+        local(&monitor_listener),
+    );
+
+    let shutdown = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    let limits = &config.limits;
+
+    let monitor_settings = MonitorSettings {
+        host: nats_bound.map_or_else(String::new, |a| a.ip().to_string()),
+        port: nats_bound.map_or(0, |a| a.port()),
+        http_host: monitor_bound
+            .or(http_bound)
+            .map_or_else(String::new, |a| a.ip().to_string()),
+        http_port: monitor_bound.or(http_bound).map_or(0, |a| a.port()),
+        version: junction_nats::info::ADVERTISED_VERSION.to_string(),
+        auth_required: engine.auth_required(),
+        max_connections: limits.max_connections,
+        ping_interval: limits.ping_interval,
+        ping_max: limits.max_pings_out,
+        auth_timeout: limits.auth_timeout,
+        max_control_line: limits.max_control_line,
+        max_payload: limits.max_payload,
+        max_pending: limits.max_pending,
+        write_deadline: limits.write_deadline,
+    };
+
+    if let (Some(listener), Some(addr)) = (nats_listener, nats_bound) {
+        let options = NatsOptions {
+            server_id: server_id.clone(),
+            server_name: server_name.clone(),
+            host: addr.ip().to_string(),
+            port: addr.port(),
+            limits: Limits {
+                max_control_line: limits.max_control_line,
+                max_payload: limits.max_payload,
+            },
+            max_pending: limits.max_pending,
+            write_deadline: limits.write_deadline,
+            ping_interval: limits.ping_interval,
+            max_pings_out: limits.max_pings_out,
+            auth_timeout: limits.auth_timeout,
+            auth_required: engine.auth_required(),
+            // The JetStream API is not served yet; advertising it would make clients
+            // send requests that nothing answers.
+            jetstream: false,
+            drain_timeout: Duration::from_secs(5),
+        };
+        tasks.spawn(junction_nats::serve(
+            listener,
+            engine.clone(),
+            options,
+            shutdown.clone(),
+        ));
+        tracing::info!("Listening for client connections on {addr}");
+    }
+    for (listener, addr, what) in [
+        (monitor_listener, monitor_bound, "Starting http monitor on"),
+        (http_listener, http_bound, "Listening for HTTP on"),
+    ] {
+        if let (Some(listener), Some(addr)) = (listener, addr) {
+            let router = junction_http::monitor_router(engine.clone(), monitor_settings.clone());
+            let token = shutdown.clone();
+            tasks.spawn(async move {
+                if let Err(e) =
+                    junction_http::serve(listener, router, async move { token.cancelled().await })
+                        .await
+                {
+                    tracing::error!(error = %e, "HTTP listener failed");
+                }
+            });
+            tracing::info!("{what} {addr}");
+        }
+    }
+    if let Some(addr) = mqtt_addr {
+        tracing::warn!("MQTT is not implemented yet; not listening on {addr}");
+    }
+    if config.jetstream {
+        tracing::info!(
+            "Stations (JetStream API) are not implemented yet; data directory is {}",
+            config.data_dir.display()
+        );
+    }
+    if let Some(pid) = &config.pid_file {
+        std::fs::write(pid, std::process::id().to_string())
+            .map_err(|e| StartError::Io(format!("cannot write pid file {}: {e}", pid.display())))?;
+    }
+    tracing::info!("Server is ready");
+    Ok(Running {
+        nats: nats_bound,
+        http: http_bound,
+        monitor: monitor_bound,
+        shutdown,
+        tasks,
+        engine,
+        pid_file: config.pid_file.clone(),
+    })
+}
+
+/// Starts the broker and runs it until SIGINT or SIGTERM, then shuts down
+/// gracefully.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    let running = start(config).await?;
+    wait_for_signal().await;
+    tracing::info!("Trapped signal; shutting down");
+    running.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
