@@ -1,1 +1,79 @@
+//! Black-box test support: start a real Junction broker in process, on loopback
+//! ephemeral ports with a throwaway data directory, for tests that talk to it over
+//! real sockets with third-party clients (`async-nats`, raw TCP).
 
+use junction::{Config, Running};
+use tempfile::TempDir;
+
+/// A broker running for one test. Dropping it leaks nothing but the tasks, which end
+/// with the test runtime; call [`TestBroker::stop`] to shut down gracefully.
+pub struct TestBroker {
+    /// The running broker.
+    pub running: Running,
+    /// Its configuration.
+    pub config: Config,
+    dir: TempDir,
+}
+
+impl TestBroker {
+    /// `nats://127.0.0.1:PORT`.
+    pub fn nats_url(&self) -> String {
+        self.running.nats_url()
+    }
+
+    /// `127.0.0.1:PORT` of the NATS listener.
+    pub fn nats_addr(&self) -> std::net::SocketAddr {
+        self.running.nats_addr().expect("NATS listener enabled")
+    }
+
+    /// `http://127.0.0.1:PORT` of the HTTP listener.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.running.http_addr().expect("HTTP listener enabled"))
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Shuts down gracefully and returns the data directory, so a test can restart a
+    /// broker on the same data.
+    pub async fn stop(self) -> (Config, TempDir) {
+        self.running.shutdown().await;
+        (self.config, self.dir)
+    }
+}
+
+/// A configuration for tests: every listener on 127.0.0.1 port 0, MQTT off.
+pub fn test_config(dir: &std::path::Path) -> Config {
+    Config {
+        nats_listen: "127.0.0.1:0".into(),
+        http_listen: "127.0.0.1:0".into(),
+        mqtt_listen: "off".into(),
+        data_dir: dir.to_path_buf(),
+        ..Config::default()
+    }
+}
+
+/// Starts a broker with the test configuration.
+pub async fn broker() -> TestBroker {
+    broker_with(|_| {}).await
+}
+
+/// Starts a broker with the test configuration, changed by `tweak`.
+pub async fn broker_with(tweak: impl FnOnce(&mut Config)) -> TestBroker {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = test_config(dir.path());
+    tweak(&mut config);
+    start_in(config, dir).await
+}
+
+/// Starts a broker with `config` on the data directory `dir`.
+pub async fn start_in(config: Config, dir: TempDir) -> TestBroker {
+    let running = junction::start(config.clone()).await.expect("broker starts");
+    TestBroker {
+        running,
+        config,
+        dir,
+    }
+}
