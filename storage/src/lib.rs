@@ -1,5 +1,392 @@
-//! Durable storage for the Junction station engine.
+//! Durable storage for the Junction station engine, on fjall.
 //!
-//! Not implemented yet: this crate is a placeholder so the workspace has its final
-//! shape. It will own the fjall keyspaces (station logs, consumer offsets, dedup
-//! windows, retained messages, MQTT sessions, metadata) and the S3 tier.
+//! Owns three keyspaces in one fjall database under `<data_dir>/store`:
+//! - `log`: every station's messages, key `station_id | seq` (big-endian), so one
+//!   station is one key prefix and messages sort by sequence;
+//! - `meta`: station and consumer-group definitions and counters (small JSON values,
+//!   written synchronously);
+//! - `state`: consumer-group positions and pending acks.
+//!
+//! Writes to the log go through one writer thread that does **group commit**: it takes
+//! every append waiting in its queue, writes them as one fjall batch, then calls
+//! `persist(SyncData)` once, and only then reports each append as done. Many
+//! concurrent publishers therefore share one fsync, and an append reported done with
+//! [`Durability::Sync`] is on disk. Appends with [`Durability::Interval`] are reported
+//! done after the batch is written to the journal (OS buffers) and are fsynced within
+//! the interval; a power loss can lose up to that interval.
+//!
+//! The write path is append → commit → apply: the engine assigns sequence numbers and
+//! applies limits, this crate makes the batch durable, and only then does the engine
+//! ack. A replication layer can later sit between the engine and [`Store::append`]
+//! without changing the log format.
+//!
+//! What it is not: it knows nothing of subjects, limits or consumers' semantics; the
+//! engine decides what to write and delete.
+//!
+//! Invariant: once a write fails, the store is poisoned. Every later write fails with
+//! [`StorageError::Poisoned`]; the process must restart and recover rather than keep
+//! acknowledging writes it may not have made.
+
+pub mod record;
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+pub use record::Record;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Storage failures.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// fjall reported an error.
+    #[error("storage error: {0}")]
+    Fjall(String),
+    /// A stored value could not be decoded.
+    #[error(transparent)]
+    Corrupt(#[from] record::CorruptRecord),
+    /// An earlier write failed; the store accepts no more writes until restart.
+    #[error("storage is poisoned after an earlier write failure; restart to recover")]
+    Poisoned,
+    /// The store is closed.
+    #[error("storage is closed")]
+    Closed,
+}
+
+impl From<fjall::Error> for StorageError {
+    fn from(e: fjall::Error) -> Self {
+        StorageError::Fjall(e.to_string())
+    }
+}
+
+/// How durable an append must be before it is reported done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsynced (`SyncData`) before done. The default.
+    Sync,
+    /// Written to the journal before done; fsynced within the given interval.
+    Interval(Duration),
+}
+
+/// Called once an append is durable (or failed).
+pub type Done = Box<dyn FnOnce(Result<(), StorageError>) + Send>;
+
+/// One change to a station's log.
+#[derive(Debug, Clone)]
+pub enum LogOp {
+    /// Store a message.
+    Put(Record),
+    /// Delete one message.
+    Delete(u64),
+}
+
+struct Job {
+    station: u64,
+    ops: Vec<LogOp>,
+    durability: Durability,
+    done: Done,
+}
+
+/// The storage handle. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Database,
+    log: Keyspace,
+    meta: Keyspace,
+    state: Keyspace,
+    writer: mpsc::Sender<Job>,
+    poisoned: Arc<AtomicBool>,
+    path: PathBuf,
+}
+
+/// Most appends taken into one group commit.
+const GROUP_LIMIT: usize = 8192;
+
+impl Store {
+    /// Opens (or creates) the store under `dir/store`, recovering what is there.
+    pub fn open(dir: &Path) -> Result<Store, StorageError> {
+        let path = dir.join("store");
+        let db = Database::builder(&path).open()?;
+        let log = db.keyspace("log", KeyspaceCreateOptions::default)?;
+        let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
+        let state = db.keyspace("state", KeyspaceCreateOptions::default)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        let poisoned = Arc::new(AtomicBool::new(false));
+        {
+            let db = db.clone();
+            let log = log.clone();
+            let poisoned = poisoned.clone();
+            std::thread::Builder::new()
+                .name("junction-store-writer".into())
+                .spawn(move || writer_loop(db, log, rx, poisoned))
+                .map_err(|e| StorageError::Fjall(format!("cannot start writer thread: {e}")))?;
+        }
+        Ok(Store {
+            inner: Arc::new(Inner {
+                db,
+                log,
+                meta,
+                state,
+                writer: tx,
+                poisoned,
+                path,
+            }),
+        })
+    }
+
+    /// Where the store lives.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// True once a write has failed.
+    pub fn is_poisoned(&self) -> bool {
+        self.inner.poisoned.load(Ordering::Relaxed)
+    }
+
+    /// Queues changes to a station's log; `done` runs on the writer thread once they
+    /// are durable under `durability`, or failed. Appends are applied in call order.
+    pub fn append(&self, station: u64, ops: Vec<LogOp>, durability: Durability, done: Done) {
+        if self.is_poisoned() {
+            done(Err(StorageError::Poisoned));
+            return;
+        }
+        let job = Job {
+            station,
+            ops,
+            durability,
+            done,
+        };
+        if let Err(mpsc::SendError(job)) = self.inner.writer.send(job) {
+            (job.done)(Err(StorageError::Closed));
+        }
+    }
+
+    /// Reads one message.
+    pub fn read(&self, station: u64, seq: u64) -> Result<Option<Record>, StorageError> {
+        match self.inner.log.get(record::key(station, seq))? {
+            Some(v) => Ok(Some(record::decode(seq, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Messages of a station from `from_seq` on, in order.
+    pub fn scan(
+        &self,
+        station: u64,
+        from_seq: u64,
+    ) -> impl Iterator<Item = Result<Record, StorageError>> + use<> {
+        let start = record::key(station, from_seq);
+        let end = record::key(station, u64::MAX);
+        self.inner.log.range(start..=end).map(|guard| {
+            let (k, v) = guard.into_inner()?;
+            let seq = record::seq_of(&k).ok_or(record::CorruptRecord("key"))?;
+            Ok(record::decode(seq, &v)?)
+        })
+    }
+
+    /// Messages of a station from the newest backwards.
+    pub fn scan_rev(
+        &self,
+        station: u64,
+    ) -> impl Iterator<Item = Result<Record, StorageError>> + use<> {
+        let start = record::key(station, 0);
+        let end = record::key(station, u64::MAX);
+        self.inner.log.range(start..=end).rev().map(|guard| {
+            let (k, v) = guard.into_inner()?;
+            let seq = record::seq_of(&k).ok_or(record::CorruptRecord("key"))?;
+            Ok(record::decode(seq, &v)?)
+        })
+    }
+
+    /// Deletes every message of a station with `seq < below`, synchronously. Returns
+    /// how many were deleted.
+    pub fn delete_below(&self, station: u64, below: u64) -> Result<u64, StorageError> {
+        self.check_writable()?;
+        let start = record::key(station, 0);
+        let end = record::key(station, below);
+        let mut batch = self.inner.db.batch();
+        let mut n = 0u64;
+        for guard in self.inner.log.range(start..end) {
+            let k = guard.key()?;
+            batch.remove(&self.inner.log, k);
+            n += 1;
+        }
+        self.commit_sync(batch)?;
+        Ok(n)
+    }
+
+    /// Deletes every message of a station, synchronously.
+    pub fn delete_station_log(&self, station: u64) -> Result<u64, StorageError> {
+        self.delete_below(station, u64::MAX)
+    }
+
+    fn check_writable(&self) -> Result<(), StorageError> {
+        if self.is_poisoned() {
+            Err(StorageError::Poisoned)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn commit_sync(&self, batch: fjall::OwnedWriteBatch) -> Result<(), StorageError> {
+        let result = batch
+            .commit()
+            .and_then(|()| self.inner.db.persist(PersistMode::SyncData));
+        if let Err(e) = result {
+            self.inner.poisoned.store(true, Ordering::Relaxed);
+            tracing::error!(error = %e, "storage write failed; store is poisoned");
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Writes a metadata value, fsynced before returning.
+    pub fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StorageError> {
+        self.check_writable()?;
+        let mut batch = self.inner.db.batch();
+        batch.insert(&self.inner.meta, key.as_bytes(), value);
+        self.commit_sync(batch)
+    }
+
+    /// Removes a metadata value, fsynced before returning.
+    pub fn remove_meta(&self, key: &str) -> Result<(), StorageError> {
+        self.check_writable()?;
+        let mut batch = self.inner.db.batch();
+        batch.remove(&self.inner.meta, key.as_bytes());
+        self.commit_sync(batch)
+    }
+
+    /// Reads a metadata value.
+    pub fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.inner.meta.get(key.as_bytes())?.map(|v| v.to_vec()))
+    }
+
+    /// Every metadata (key, value) whose key starts with `prefix`.
+    pub fn list_meta(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        let mut out = Vec::new();
+        for guard in self.inner.meta.prefix(prefix.as_bytes()) {
+            let (k, v) = guard.into_inner()?;
+            out.push((String::from_utf8_lossy(&k).into_owned(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Writes consumer-group state, fsynced before returning.
+    pub fn put_state(&self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
+        self.check_writable()?;
+        let mut batch = self.inner.db.batch();
+        batch.insert(&self.inner.state, key, value);
+        self.commit_sync(batch)
+    }
+
+    /// Removes consumer-group state, fsynced before returning.
+    pub fn remove_state_prefix(&self, prefix: &[u8]) -> Result<(), StorageError> {
+        self.check_writable()?;
+        let mut batch = self.inner.db.batch();
+        for guard in self.inner.state.prefix(prefix) {
+            batch.remove(&self.inner.state, guard.key()?);
+        }
+        self.commit_sync(batch)
+    }
+
+    /// Every consumer-group state (key, value) whose key starts with `prefix`.
+    pub fn list_state(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+        let mut out = Vec::new();
+        for guard in self.inner.state.prefix(prefix) {
+            let (k, v) = guard.into_inner()?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Disk space used, in bytes.
+    pub fn disk_space(&self) -> u64 {
+        self.inner.db.disk_space().unwrap_or(0)
+    }
+}
+
+fn writer_loop(db: Database, log: Keyspace, rx: mpsc::Receiver<Job>, poisoned: Arc<AtomicBool>) {
+    let mut unsynced_since: Option<Instant> = None;
+    let mut sync_within = Duration::from_secs(1);
+    loop {
+        let first = match unsynced_since {
+            None => match rx.recv() {
+                Ok(job) => job,
+                Err(_) => break,
+            },
+            Some(since) => {
+                let wait = sync_within.saturating_sub(since.elapsed());
+                match rx.recv_timeout(wait) {
+                    Ok(job) => job,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        if let Err(e) = db.persist(PersistMode::SyncData) {
+                            poisoned.store(true, Ordering::Relaxed);
+                            tracing::error!(error = %e, "storage fsync failed; store is poisoned");
+                        }
+                        unsynced_since = None;
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            }
+        };
+        let mut jobs = vec![first];
+        while jobs.len() < GROUP_LIMIT {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        if poisoned.load(Ordering::Relaxed) {
+            for job in jobs {
+                (job.done)(Err(StorageError::Poisoned));
+            }
+            continue;
+        }
+        let mut batch = db.batch();
+        let mut need_sync = false;
+        for job in &jobs {
+            match job.durability {
+                Durability::Sync => need_sync = true,
+                Durability::Interval(d) => {
+                    sync_within = sync_within.min(d);
+                    if unsynced_since.is_none() {
+                        unsynced_since = Some(Instant::now());
+                    }
+                }
+            }
+            for op in &job.ops {
+                match op {
+                    LogOp::Put(r) => {
+                        batch.insert(&log, record::key(job.station, r.seq), record::encode(r))
+                    }
+                    LogOp::Delete(seq) => batch.remove(&log, record::key(job.station, *seq)),
+                }
+            }
+        }
+        let mut result = batch.commit();
+        if result.is_ok() && need_sync {
+            result = db.persist(PersistMode::SyncData);
+            unsynced_since = None;
+        }
+        let outcome = match result {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                poisoned.store(true, Ordering::Relaxed);
+                tracing::error!(error = %e, "storage write failed; store is poisoned");
+                Err(StorageError::from(e))
+            }
+        };
+        for job in jobs {
+            (job.done)(outcome.clone());
+        }
+    }
+    let _ = db.persist(PersistMode::SyncAll);
+}

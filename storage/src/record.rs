@@ -1,0 +1,216 @@
+//! The on-disk form of one stored message, and of log keys.
+//!
+//! Key: `station_id (u64 BE) | seq (u64 BE)`, so a station's messages sort by
+//! sequence and a station is one key prefix. Value (version 1):
+//!
+//! ```text
+//! u8 version=1 | u64 time_ns | u16 subject_len | subject
+//! | u16 header_count | (u16 name_len | name | u32 value_len | value)*
+//! | u8 has_status | [u16 status | u16 desc_len | desc]
+//! | payload (rest)
+//! ```
+
+use bytes::{BufMut, Bytes, BytesMut};
+use junction_api::Headers;
+
+/// One message as a station stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Sequence number within the station (from 1).
+    pub seq: u64,
+    /// Receive time, ns since the Unix epoch.
+    pub time_ns: u64,
+    /// Subject it was published on.
+    pub subject: Bytes,
+    /// Headers, if any.
+    pub headers: Option<Headers>,
+    /// Payload.
+    pub payload: Bytes,
+}
+
+impl Record {
+    /// Bytes counted against `max_bytes`, as nats-server counts them: subject,
+    /// headers and payload, plus a fixed overhead.
+    pub fn stored_size(&self) -> u64 {
+        let headers: usize = self.headers.as_ref().map_or(0, |h| {
+            h.iter().map(|(n, v)| n.len() + v.len() + 4).sum::<usize>() + 12
+        });
+        (self.subject.len() + headers + self.payload.len() + 16) as u64
+    }
+}
+
+/// Why a stored value could not be read back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("corrupt record: {0}")]
+pub struct CorruptRecord(pub &'static str);
+
+/// The log key of `seq` in station `station`.
+pub fn key(station: u64, seq: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&station.to_be_bytes());
+    k[8..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The sequence number in a log key.
+pub fn seq_of(key: &[u8]) -> Option<u64> {
+    let bytes: [u8; 8] = key.get(8..16)?.try_into().ok()?;
+    Some(u64::from_be_bytes(bytes))
+}
+
+fn clamp_u16(n: usize) -> u16 {
+    u16::try_from(n).unwrap_or(u16::MAX)
+}
+
+/// Encodes a record's value.
+pub fn encode(record: &Record) -> Vec<u8> {
+    let mut b = BytesMut::with_capacity(record.payload.len() + record.subject.len() + 32);
+    b.put_u8(1);
+    b.put_u64(record.time_ns);
+    let subject = &record.subject[..record.subject.len().min(usize::from(u16::MAX))];
+    b.put_u16(clamp_u16(subject.len()));
+    b.put_slice(subject);
+    match &record.headers {
+        None => {
+            b.put_u16(0);
+            b.put_u8(0);
+        }
+        Some(h) => {
+            let pairs: Vec<(&str, &str)> = h.iter().take(usize::from(u16::MAX)).collect();
+            b.put_u16(clamp_u16(pairs.len()));
+            for (name, value) in pairs {
+                let name = &name.as_bytes()[..name.len().min(usize::from(u16::MAX))];
+                b.put_u16(clamp_u16(name.len()));
+                b.put_slice(name);
+                b.put_u32(u32::try_from(value.len()).unwrap_or(u32::MAX));
+                b.put_slice(value.as_bytes());
+            }
+            match h.status() {
+                Some(code) => {
+                    b.put_u8(1);
+                    b.put_u16(code);
+                    let d = h.description().unwrap_or("").as_bytes();
+                    let d = &d[..d.len().min(usize::from(u16::MAX))];
+                    b.put_u16(clamp_u16(d.len()));
+                    b.put_slice(d);
+                }
+                None => b.put_u8(if h.is_empty() { 2 } else { 3 }),
+            }
+        }
+    }
+    b.put_slice(&record.payload);
+    b.to_vec()
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], CorruptRecord> {
+        let end = self.pos.checked_add(n).ok_or(CorruptRecord("length"))?;
+        let s = self
+            .buf
+            .get(self.pos..end)
+            .ok_or(CorruptRecord("truncated"))?;
+        self.pos = end;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8, CorruptRecord> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, CorruptRecord> {
+        let s = self.take(2)?;
+        Ok(u16::from_be_bytes([s[0], s[1]]))
+    }
+    fn u32(&mut self) -> Result<u32, CorruptRecord> {
+        let s = self.take(4)?;
+        Ok(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+    }
+    fn u64(&mut self) -> Result<u64, CorruptRecord> {
+        let s = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(s);
+        Ok(u64::from_be_bytes(a))
+    }
+    fn text(&mut self, n: usize) -> Result<String, CorruptRecord> {
+        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| CorruptRecord("utf-8"))
+    }
+}
+
+/// Decodes a record's value (the `seq` comes from the key).
+pub fn decode(seq: u64, value: &[u8]) -> Result<Record, CorruptRecord> {
+    let mut r = Reader { buf: value, pos: 0 };
+    if r.u8()? != 1 {
+        return Err(CorruptRecord("version"));
+    }
+    let time_ns = r.u64()?;
+    let n = usize::from(r.u16()?);
+    let subject = Bytes::copy_from_slice(r.take(n)?);
+    let count = r.u16()?;
+    let mut headers = Headers::new();
+    for _ in 0..count {
+        let n = usize::from(r.u16()?);
+        let name = r.text(n)?;
+        let n = r.u32()? as usize;
+        let value = r.text(n)?;
+        headers.append(name, value);
+    }
+    let headers = match r.u8()? {
+        0 => None,
+        1 => {
+            let code = r.u16()?;
+            let n = usize::from(r.u16()?);
+            let d = r.text(n)?;
+            headers.set_status(Some(code), (!d.is_empty()).then_some(d));
+            Some(headers)
+        }
+        2 | 3 => Some(headers),
+        _ => return Err(CorruptRecord("status flag")),
+    };
+    let payload = Bytes::copy_from_slice(&value[r.pos..]);
+    Ok(Record {
+        seq,
+        time_ns,
+        subject,
+        headers,
+        payload,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let mut h = Headers::new();
+        h.append("Nats-Msg-Id", "1");
+        h.append("a", "b");
+        for headers in [
+            None,
+            Some(Headers::new()),
+            Some(h),
+            Some(Headers::with_status(503, Some("x"))),
+        ] {
+            let r = Record {
+                seq: 7,
+                time_ns: 42,
+                subject: Bytes::from_static(b"a.b"),
+                headers,
+                payload: Bytes::from_static(b"\x00payload"),
+            };
+            assert_eq!(decode(7, &encode(&r)).unwrap(), r);
+        }
+        assert!(decode(1, b"\x02").is_err());
+        assert!(decode(1, b"\x01\x00").is_err());
+    }
+
+    #[test]
+    fn keys_sort_by_station_then_seq() {
+        assert!(key(1, 2) < key(1, 3));
+        assert!(key(1, u64::MAX) < key(2, 0));
+        assert_eq!(seq_of(&key(9, 77)), Some(77));
+    }
+}
