@@ -130,13 +130,25 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .clone()
         .unwrap_or_else(|| server_id.clone());
     let auth = Authenticator::new(config.auth.all_users(), config.auth.token.clone());
-    let engine = Arc::new(StationEngine::new(EngineOptions {
-        server_name: server_name.clone(),
-        server_id: server_id.clone(),
-        max_connections: config.limits.max_connections,
-        max_subscriptions: config.limits.max_subscriptions,
-        auth,
-    }));
+    let store = junction_storage::Store::open(&config.data_dir).map_err(|e| {
+        StartError::Io(format!(
+            "cannot open the store in {}: {e}",
+            config.data_dir.display()
+        ))
+    })?;
+    let engine = Arc::new(
+        StationEngine::open(
+            EngineOptions {
+                server_name: server_name.clone(),
+                server_id: server_id.clone(),
+                max_connections: config.limits.max_connections,
+                max_subscriptions: config.limits.max_subscriptions,
+                auth,
+            },
+            store,
+        )
+        .map_err(|e| StartError::Io(format!("cannot recover stations: {e}")))?,
+    );
 
     // Bind everything before serving anything, so a port in use fails the start.
     let nats_listener = match nats_addr {
@@ -231,11 +243,21 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     if let Some(addr) = mqtt_addr {
         tracing::warn!("MQTT is not implemented yet; not listening on {addr}");
     }
-    if config.jetstream {
-        tracing::info!(
-            "Stations (JetStream API) are not implemented yet; data directory is {}",
-            config.data_dir.display()
-        );
+    {
+        let engine = engine.clone();
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    _ = tick.tick() => {
+                        let engine = engine.clone();
+                        let _ = tokio::task::spawn_blocking(move || engine.expire_stations()).await;
+                    }
+                }
+            }
+        });
     }
     if let Some(pid) = &config.pid_file {
         std::fs::write(pid, std::process::id().to_string())

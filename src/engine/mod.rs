@@ -12,14 +12,19 @@
 //!   removed after the fan-out, never during it.
 
 pub mod auth;
+mod station;
+mod stations;
 mod trie;
 
 use ahash::AHashMap;
 use junction_api::{
     ClientId, ClientRecord, ClientSnapshot, Credentials, Delivery, Engine, EngineError, Message,
-    NewClient, PublishOutcome, QueueGroup, ServerSnapshot, SubjectFilter, Subscriber,
+    MessageQuery, NewClient, Protocol, PublishOutcome, Purge, QueueGroup, ServerSnapshot,
+    StationConfig, StationInfo, StoredCallback, StoredMessage, SubjectFilter, Subscriber,
     SubscriptionId, SubscriptionSnapshot, TenantId,
 };
+use junction_storage::Store;
+use stations::StationRegistry;
 use parking_lot::RwLock;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -70,27 +75,48 @@ pub struct StationEngine {
     next_subscription: AtomicU64,
     queue_cursor: AtomicUsize,
     counters: Counters,
+    stations: StationRegistry,
+    system: Arc<ClientRecord>,
 }
 
 impl StationEngine {
-    /// A new engine with no clients.
-    pub fn new(options: EngineOptions) -> Self {
+    /// An engine over `store`, with every station in it recovered.
+    pub fn open(options: EngineOptions, store: Store) -> Result<Self, EngineError> {
         let default_tenant = TenantId::default_tenant();
         let default_trie = Arc::new(SubjectTrie::default());
         let mut tenants = AHashMap::new();
         tenants.insert(default_tenant.clone(), default_trie.clone());
-        StationEngine {
+        let stations = StationRegistry::load(store)?;
+        let system = Arc::new(ClientRecord::new(
+            ClientId(0),
+            default_tenant.clone(),
+            &NewClient {
+                protocol: Protocol::Nats,
+                remote: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            },
+        ));
+        let mut clients = AHashMap::new();
+        clients.insert(
+            system.id,
+            ClientEntry {
+                record: system.clone(),
+                subscriptions: AHashMap::new(),
+            },
+        );
+        Ok(StationEngine {
             options,
             start: SystemTime::now(),
             default_tenant,
             default_trie,
             tenants: RwLock::new(tenants),
-            clients: RwLock::new(AHashMap::new()),
+            clients: RwLock::new(clients),
             next_client: AtomicU64::new(1),
             next_subscription: AtomicU64::new(1),
             queue_cursor: AtomicUsize::new(0),
             counters: Counters::default(),
-        }
+            stations,
+            system,
+        })
     }
 
     /// The engine's options.
@@ -164,7 +190,8 @@ impl Engine for StationEngine {
         tenant: TenantId,
     ) -> Result<Arc<ClientRecord>, EngineError> {
         let mut clients = self.clients.write();
-        if self.options.max_connections > 0 && clients.len() >= self.options.max_connections {
+        // The system client is in the map but is not a connection.
+        if self.options.max_connections > 0 && clients.len() > self.options.max_connections {
             return Err(EngineError::MaxConnections);
         }
         let id = ClientId(self.next_client.fetch_add(1, Ordering::Relaxed));
@@ -192,7 +219,19 @@ impl Engine for StationEngine {
         }
     }
 
-    fn publish(&self, from: &ClientRecord, message: &Message) -> PublishOutcome {
+    fn publish_stored(
+        &self,
+        from: &ClientRecord,
+        message: &Message,
+        stored: Option<StoredCallback>,
+    ) -> PublishOutcome {
+        let captured = match self.stations.capture(&from.tenant, &message.subject) {
+            Some(station) => {
+                station.append(message, stored);
+                true
+            }
+            None => false,
+        };
         let bytes = message.payload.len() as u64;
         self.counters.in_msgs.fetch_add(1, Ordering::Relaxed);
         self.counters.in_bytes.fetch_add(bytes, Ordering::Relaxed);
@@ -233,7 +272,67 @@ impl Engine for StationEngine {
         for (client, id) in done {
             self.remove_subscriptions(client, &[id]);
         }
-        PublishOutcome { delivered }
+        PublishOutcome {
+            delivered,
+            captured,
+        }
+    }
+
+    fn system_client(&self) -> Arc<ClientRecord> {
+        self.system.clone()
+    }
+
+    fn create_station(
+        &self,
+        tenant: &TenantId,
+        config: StationConfig,
+    ) -> Result<StationInfo, EngineError> {
+        let station = self.stations.create(tenant, config)?;
+        Ok(self.station_info_of(&station))
+    }
+
+    fn update_station(
+        &self,
+        tenant: &TenantId,
+        config: StationConfig,
+    ) -> Result<StationInfo, EngineError> {
+        let station = self.stations.update(tenant, config)?;
+        Ok(self.station_info_of(&station))
+    }
+
+    fn delete_station(&self, tenant: &TenantId, name: &str) -> Result<(), EngineError> {
+        self.stations.delete(tenant, name)
+    }
+
+    fn station_info(&self, tenant: &TenantId, name: &str) -> Result<StationInfo, EngineError> {
+        let station = self.stations.get(tenant, name)?;
+        Ok(self.station_info_of(&station))
+    }
+
+    fn station_names(&self, tenant: &TenantId, subject: Option<&str>) -> Vec<String> {
+        self.stations.names(tenant, subject)
+    }
+
+    fn purge_station(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        purge: Purge,
+    ) -> Result<u64, EngineError> {
+        self.purge_in(tenant, name, purge)
+    }
+
+    fn get_message(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        query: MessageQuery,
+    ) -> Result<StoredMessage, EngineError> {
+        self.get_message_in(tenant, name, query)
+    }
+
+    fn delete_message(&self, tenant: &TenantId, name: &str, seq: u64) -> Result<(), EngineError> {
+        self.stations.get(tenant, name)?.delete_message(seq)
     }
 
     fn subscribe(
@@ -279,7 +378,7 @@ impl Engine for StationEngine {
         let (connections, subscriptions) = {
             let clients = self.clients.read();
             let subs: usize = clients.values().map(|c| c.subscriptions.len()).sum();
-            (clients.len() as u64, subs as u64)
+            (clients.len().saturating_sub(1) as u64, subs as u64)
         };
         let c = &self.counters;
         ServerSnapshot {
@@ -302,6 +401,7 @@ impl Engine for StationEngine {
         let clients = self.clients.read();
         let mut out: Vec<ClientSnapshot> = clients
             .values()
+            .filter(|e| e.record.id != self.system.id)
             .map(|e| e.record.snapshot(describe(e)))
             .collect();
         out.sort_by_key(|c| c.id);

@@ -1,8 +1,9 @@
 //! The [`Engine`] trait: everything a front-end may ask of the broker.
 
 use crate::{
-    ClientId, ClientRecord, ClientSnapshot, Credentials, EngineError, Message, NewClient,
-    QueueGroup, SubjectFilter, SubscriptionSnapshot, TenantId,
+    ClientId, ClientRecord, ClientSnapshot, Credentials, EngineError, Message, MessageQuery,
+    NewClient, Purge, QueueGroup, StationConfig, StationInfo, StoredCallback, StoredMessage,
+    SubjectFilter, SubscriptionSnapshot, TenantId,
 };
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -43,6 +44,8 @@ pub trait Subscriber: Send + Sync + 'static {
 pub struct PublishOutcome {
     /// How many subscriptions received the message live.
     pub delivered: usize,
+    /// True when a station captured the message (its callback, if any, will run).
+    pub captured: bool,
 }
 
 /// Server-wide figures for monitoring (`/varz`).
@@ -96,8 +99,66 @@ pub trait Engine: Send + Sync + 'static {
     fn disconnect(&self, client: ClientId);
 
     /// Publishes a message from `from`: live fan-out to every matching subscription,
-    /// one member per queue group.
-    fn publish(&self, from: &ClientRecord, message: &Message) -> PublishOutcome;
+    /// one member per queue group, and capture by the station whose subjects match.
+    fn publish(&self, from: &ClientRecord, message: &Message) -> PublishOutcome {
+        self.publish_stored(from, message, None)
+    }
+
+    /// Like [`Engine::publish`]; when a station captures the message, `stored` runs
+    /// once it is durable under the station's policy, or refused. When no station
+    /// captures it, `stored` is dropped without being called.
+    fn publish_stored(
+        &self,
+        from: &ClientRecord,
+        message: &Message,
+        stored: Option<StoredCallback>,
+    ) -> PublishOutcome;
+
+    /// The engine's own client, used to publish replies (acks, API responses).
+    fn system_client(&self) -> Arc<ClientRecord>;
+
+    /// Creates a station. Creating one that exists with the same configuration
+    /// returns it; with a different one fails with [`EngineError::StationNameInUse`].
+    fn create_station(
+        &self,
+        tenant: &TenantId,
+        config: StationConfig,
+    ) -> Result<StationInfo, EngineError>;
+
+    /// Changes a station's configuration.
+    fn update_station(
+        &self,
+        tenant: &TenantId,
+        config: StationConfig,
+    ) -> Result<StationInfo, EngineError>;
+
+    /// Deletes a station and its messages.
+    fn delete_station(&self, tenant: &TenantId, name: &str) -> Result<(), EngineError>;
+
+    /// A station's configuration and state.
+    fn station_info(&self, tenant: &TenantId, name: &str) -> Result<StationInfo, EngineError>;
+
+    /// Station names, sorted; only those capturing `subject` when given.
+    fn station_names(&self, tenant: &TenantId, subject: Option<&str>) -> Vec<String>;
+
+    /// Removes messages; returns how many.
+    fn purge_station(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        purge: Purge,
+    ) -> Result<u64, EngineError>;
+
+    /// Reads one stored message.
+    fn get_message(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        query: MessageQuery,
+    ) -> Result<StoredMessage, EngineError>;
+
+    /// Deletes one stored message.
+    fn delete_message(&self, tenant: &TenantId, name: &str, seq: u64) -> Result<(), EngineError>;
 
     /// Subscribes `from` to `filter`, optionally as a member of a queue group.
     fn subscribe(

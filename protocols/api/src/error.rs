@@ -22,4 +22,49 @@ pub enum EngineError {
     /// The engine is shutting down.
     #[error("server is shutting down")]
     ShuttingDown,
+    /// No station has that name.
+    #[error("stream not found")]
+    StationNotFound,
+    /// A station with that name exists with a different configuration.
+    #[error("stream name already in use with a different configuration")]
+    StationNameInUse,
+    /// The station's subjects overlap another station's.
+    #[error("subjects overlap with an existing stream")]
+    SubjectsOverlap,
+    /// The station configuration is invalid.
+    #[error("{0}")]
+    InvalidConfig(String),
+    /// The request is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// `Nats-Expected-Last-Sequence` did not match: the station's last sequence.
+    #[error("wrong last sequence: {0}")]
+    WrongLastSequence(u64),
+    /// `Nats-Expected-Last-Subject-Sequence` did not match: that subject's last sequence.
+    #[error("wrong last sequence: {0}")]
+    WrongLastSubjectSequence(u64),
+    /// `Nats-Expected-Last-Msg-Id` did not match: the last message id.
+    #[error("wrong last msg ID: {0}")]
+    WrongLastMsgId(String),
+    /// `Nats-Expected-Stream` did not match.
+    #[error("expected stream does not match")]
+    WrongExpectedStation,
+    /// The message is larger than the station allows.
+    #[error("message size exceeds maximum allowed")]
+    MessageTooLarge,
+    /// The station is full and discards new messages.
+    #[error("maximum messages exceeded")]
+    MaxMessages,
+    /// The station is full (bytes) and discards new messages.
+    #[error("maximum bytes exceeded")]
+    MaxBytes,
+    /// No such message.
+    #[error("no message found")]
+    MessageNotFound,
+    /// The station refuses deletes or purges.
+    #[error("{0}")]
+    Denied(String),
+    /// Storage failed; the station accepts no writes until restart.
+    #[error("storage failure: {0}")]
+    Storage(String),
 }

@@ -20,6 +20,7 @@ mod engine;
 mod error;
 mod headers;
 mod message;
+mod station;
 mod subject;
 
 pub use client::{
@@ -30,4 +31,8 @@ pub use engine::{Delivery, Engine, PublishOutcome, ServerSnapshot, Subscriber, S
 pub use error::EngineError;
 pub use headers::Headers;
 pub use message::Message;
+pub use station::{
+    Discard, MessageQuery, PubAck, Purge, Retention, StationConfig, StationInfo, StationState,
+    StorageKind, StoredCallback, StoredMessage,
+};
 pub use subject::{QueueGroup, Subject, SubjectError, SubjectFilter};

@@ -1,0 +1,202 @@
+//! Stations: named, durable logs that capture subjects. A JetStream stream is a
+//! station seen through the NATS API.
+
+use crate::{Headers, Subject};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, SystemTime};
+
+/// When stored messages may be removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Retention {
+    /// Kept until a limit (count, bytes, age, per subject) removes them.
+    #[default]
+    Limits,
+    /// Removed once every consumer group has acked them.
+    Interest,
+    /// Removed once any consumer group has acked them (one group per subject).
+    WorkQueue,
+}
+
+/// What happens when a limit is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Discard {
+    /// The oldest messages make room.
+    #[default]
+    Old,
+    /// New messages are refused.
+    New,
+}
+
+/// Where a station keeps its messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    /// On disk, durable.
+    #[default]
+    File,
+    /// In memory, lost on restart.
+    Memory,
+}
+
+/// A station's definition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StationConfig {
+    /// Name: no whitespace, `.`, `*`, `>`, `/` or `\`.
+    pub name: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// Subject filters the station captures (its routing keys). Empty means the name.
+    pub subjects: Vec<String>,
+    /// Retention policy.
+    pub retention: Retention,
+    /// Most messages kept (-1 = unlimited).
+    pub max_msgs: i64,
+    /// Most bytes kept (-1 = unlimited).
+    pub max_bytes: i64,
+    /// Oldest message kept (zero = unlimited).
+    pub max_age: Duration,
+    /// Most messages kept per subject (-1 = unlimited).
+    pub max_msgs_per_subject: i64,
+    /// Largest message accepted (-1 = unlimited).
+    pub max_msg_size: i64,
+    /// Most consumer groups (-1 = unlimited).
+    pub max_consumers: i64,
+    /// What a full station does.
+    pub discard: Discard,
+    /// File or memory.
+    pub storage: StorageKind,
+    /// Copies kept (1 until clustering lands).
+    pub replicas: u32,
+    /// How long message ids are remembered for de-duplication.
+    pub duplicate_window: Duration,
+    /// `None`: fsync before ack (the default). `Some(d)`: ack once written to the OS,
+    /// fsync within `d`; a power loss can lose up to `d` of acked messages.
+    pub flush_interval: Option<Duration>,
+    /// Refuse single-message deletes.
+    pub deny_delete: bool,
+    /// Refuse purges.
+    pub deny_purge: bool,
+    /// Free-form metadata.
+    pub metadata: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for StationConfig {
+    fn default() -> Self {
+        StationConfig {
+            name: String::new(),
+            description: None,
+            subjects: Vec::new(),
+            retention: Retention::Limits,
+            max_msgs: -1,
+            max_bytes: -1,
+            max_age: Duration::ZERO,
+            max_msgs_per_subject: -1,
+            max_msg_size: -1,
+            max_consumers: -1,
+            discard: Discard::Old,
+            storage: StorageKind::File,
+            replicas: 1,
+            duplicate_window: Duration::from_secs(120),
+            flush_interval: None,
+            deny_delete: false,
+            deny_purge: false,
+            metadata: Default::default(),
+        }
+    }
+}
+
+/// A station's current contents.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StationState {
+    /// Messages stored.
+    pub messages: u64,
+    /// Bytes stored.
+    pub bytes: u64,
+    /// Oldest sequence stored (or the next one, when empty).
+    pub first_seq: u64,
+    /// Time of the oldest message.
+    pub first_time: Option<SystemTime>,
+    /// Newest sequence assigned.
+    pub last_seq: u64,
+    /// Time of the newest message.
+    pub last_time: Option<SystemTime>,
+    /// Distinct subjects stored.
+    pub num_subjects: u64,
+    /// Sequences inside `first_seq..=last_seq` that were deleted.
+    pub num_deleted: u64,
+    /// Consumer groups.
+    pub consumer_count: u64,
+}
+
+/// A station's definition and state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StationInfo {
+    /// Definition.
+    pub config: StationConfig,
+    /// When it was created.
+    pub created: SystemTime,
+    /// Contents now.
+    pub state: StationState,
+}
+
+/// A stored message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// Sequence number in the station.
+    pub seq: u64,
+    /// Subject it was published on.
+    pub subject: Subject,
+    /// Headers.
+    pub headers: Option<Headers>,
+    /// Payload.
+    pub payload: Bytes,
+    /// When the station received it.
+    pub time: SystemTime,
+}
+
+/// The answer to a durable publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PubAck {
+    /// The station that stored it.
+    pub station: String,
+    /// Its sequence number (the original one for a duplicate).
+    pub seq: u64,
+    /// True when the message id was seen within the duplicate window and nothing new
+    /// was stored.
+    pub duplicate: bool,
+}
+
+/// Called once a captured message is stored under the station's durability policy,
+/// or refused. Runs on a storage thread: it must not block.
+pub type StoredCallback = Box<dyn FnOnce(Result<PubAck, crate::EngineError>) + Send>;
+
+/// Which messages a purge removes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Purge {
+    /// Only messages on subjects matching this filter.
+    pub filter: Option<String>,
+    /// Only messages below this sequence.
+    pub seq: Option<u64>,
+    /// Keep this many of the newest.
+    pub keep: Option<u64>,
+}
+
+/// Which message to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageQuery {
+    /// By sequence.
+    Seq(u64),
+    /// The newest on a subject.
+    LastBySubject(String),
+    /// The first at or after `seq` on subjects matching `subject`.
+    NextBySubject {
+        /// Start here.
+        seq: u64,
+        /// Subject filter.
+        subject: String,
+    },
+}

@@ -1,0 +1,692 @@
+//! One station: its in-memory index over the stored log, its limits, de-duplication
+//! and expected-sequence checks, and the append path into storage.
+//!
+//! The index keeps, for every live message, its sequence, subject, size and time.
+//! It is rebuilt from the log at start-up. It makes limits, purges and
+//! "last by subject" cheap, at a cost of roughly 60 bytes of memory per stored
+//! message (a known limit until sealed ranges move cold data out).
+
+use ahash::AHashMap;
+use bytes::Bytes;
+use junction_api::{
+    Discard, EngineError, Headers, Message, MessageQuery, PubAck, Purge, StationConfig,
+    StationState, StorageKind, StoredCallback, StoredMessage, Subject, SubjectFilter, TenantId,
+};
+use junction_storage::{Durability, LogOp, Record, Store, StorageError};
+use parking_lot::{Mutex, RwLock};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Headers a producer sets to ask for de-duplication.
+pub const MSG_ID_HEADERS: [&str; 2] = ["Nats-Msg-Id", "msg-id"];
+
+/// Nanoseconds since the Unix epoch.
+pub fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// A time from ns since the epoch.
+pub fn time_of(ns: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_nanos(ns)
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    subject: Bytes,
+    size: u64,
+    time_ns: u64,
+}
+
+/// The limits the append path reads on every publish, copied out of the config.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_msgs: i64,
+    max_bytes: i64,
+    max_msgs_per_subject: i64,
+    max_msg_size: i64,
+    max_age: Duration,
+    discard: Discard,
+    duplicate_window: Duration,
+    durability: Durability,
+    memory: bool,
+}
+
+impl Limits {
+    fn of(c: &StationConfig) -> Self {
+        Limits {
+            max_msgs: c.max_msgs,
+            max_bytes: c.max_bytes,
+            max_msgs_per_subject: c.max_msgs_per_subject,
+            max_msg_size: c.max_msg_size,
+            max_age: c.max_age,
+            discard: c.discard,
+            duplicate_window: c.duplicate_window,
+            durability: match c.flush_interval {
+                None => Durability::Sync,
+                Some(d) => Durability::Interval(d),
+            },
+            memory: c.storage == StorageKind::Memory,
+        }
+    }
+}
+
+struct Log {
+    limits: Limits,
+    last_seq: u64,
+    last_time_ns: u64,
+    index: BTreeMap<u64, Entry>,
+    bytes: u64,
+    per_subject: AHashMap<Bytes, VecDeque<u64>>,
+    dedup: AHashMap<String, (u64, u64)>,
+    dedup_order: VecDeque<(u64, String)>,
+    last_msg_id: Option<String>,
+    memory: BTreeMap<u64, Record>,
+}
+
+impl Log {
+    fn forget(&mut self, seq: u64) -> Option<Entry> {
+        let entry = self.index.remove(&seq)?;
+        self.bytes -= entry.size;
+        if let Some(seqs) = self.per_subject.get_mut(&entry.subject) {
+            if seqs.front() == Some(&seq) {
+                seqs.pop_front();
+            } else {
+                seqs.retain(|s| *s != seq);
+            }
+            if seqs.is_empty() {
+                self.per_subject.remove(&entry.subject);
+            }
+        }
+        self.memory.remove(&seq);
+        Some(entry)
+    }
+
+    fn remember(&mut self, seq: u64, entry: Entry) {
+        self.bytes += entry.size;
+        self.per_subject
+            .entry(entry.subject.clone())
+            .or_default()
+            .push_back(seq);
+        self.index.insert(seq, entry);
+    }
+
+    fn expire_dedup(&mut self, now: u64) {
+        let window = self.limits.duplicate_window.as_nanos() as u64;
+        while let Some((t, _)) = self.dedup_order.front() {
+            if now.saturating_sub(*t) <= window {
+                break;
+            }
+            if let Some((_, id)) = self.dedup_order.pop_front() {
+                self.dedup.remove(&id);
+            }
+        }
+    }
+
+    fn first_seq(&self) -> u64 {
+        self.index
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(self.last_seq + 1)
+    }
+
+    /// Sequences to drop so the limits hold again (discard old).
+    fn over_limits(&mut self) -> Vec<u64> {
+        let mut evicted = Vec::new();
+        let l = self.limits;
+        if l.max_msgs_per_subject > 0 {
+            let over: Vec<u64> = self
+                .per_subject
+                .values()
+                .filter(|s| s.len() as i64 > l.max_msgs_per_subject)
+                .flat_map(|s| {
+                    s.iter()
+                        .take(s.len() - l.max_msgs_per_subject as usize)
+                        .copied()
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            for seq in over {
+                if self.forget(seq).is_some() {
+                    evicted.push(seq);
+                }
+            }
+        }
+        while l.max_msgs >= 0 && self.index.len() as i64 > l.max_msgs {
+            let Some(seq) = self.index.keys().next().copied() else { break };
+            self.forget(seq);
+            evicted.push(seq);
+        }
+        while l.max_bytes >= 0 && self.bytes as i64 > l.max_bytes {
+            let Some(seq) = self.index.keys().next().copied() else { break };
+            self.forget(seq);
+            evicted.push(seq);
+        }
+        evicted
+    }
+}
+
+/// A station.
+pub(crate) struct Station {
+    pub id: u64,
+    pub tenant: TenantId,
+    pub created: SystemTime,
+    name: Arc<str>,
+    config: RwLock<StationConfig>,
+    filters: RwLock<Vec<SubjectFilter>>,
+    log: Mutex<Log>,
+    store: Store,
+}
+
+fn storage_error(e: StorageError) -> EngineError {
+    EngineError::Storage(e.to_string())
+}
+
+/// The filters a configuration captures (its subjects, or its name).
+pub(crate) fn filters_of(config: &StationConfig) -> Result<Vec<SubjectFilter>, EngineError> {
+    let subjects = if config.subjects.is_empty() {
+        vec![config.name.clone()]
+    } else {
+        config.subjects.clone()
+    };
+    subjects
+        .into_iter()
+        .map(|s| {
+            SubjectFilter::new(s.clone())
+                .map_err(|e| EngineError::InvalidConfig(format!("invalid subject '{s}': {e}")))
+        })
+        .collect()
+}
+
+impl Station {
+    /// A station with an empty index; [`Station::recover`] fills it from storage.
+    pub fn new(
+        id: u64,
+        tenant: TenantId,
+        created: SystemTime,
+        config: StationConfig,
+        store: Store,
+    ) -> Result<Self, EngineError> {
+        let filters = filters_of(&config)?;
+        Ok(Station {
+            id,
+            tenant,
+            created,
+            name: Arc::from(config.name.as_str()),
+            log: Mutex::new(Log {
+                limits: Limits::of(&config),
+                last_seq: 0,
+                last_time_ns: 0,
+                index: BTreeMap::new(),
+                bytes: 0,
+                per_subject: AHashMap::new(),
+                dedup: AHashMap::new(),
+                dedup_order: VecDeque::new(),
+                last_msg_id: None,
+                memory: BTreeMap::new(),
+            }),
+            config: RwLock::new(config),
+            filters: RwLock::new(filters),
+            store,
+        })
+    }
+
+    /// Rebuilds the index from storage. `seq_floor` is the last sequence recorded
+    /// when the log was last emptied.
+    pub fn recover(&self, seq_floor: u64) -> Result<(), EngineError> {
+        let mut log = self.log.lock();
+        if log.limits.memory {
+            log.last_seq = seq_floor;
+            return Ok(());
+        }
+        let now = now_ns();
+        let window = log.limits.duplicate_window.as_nanos() as u64;
+        for record in self.store.scan(self.id, 0) {
+            let r = record.map_err(storage_error)?;
+            let size = r.stored_size();
+            log.last_seq = r.seq;
+            log.last_time_ns = r.time_ns;
+            if let Some(id) = msg_id(r.headers.as_ref()) {
+                if now.saturating_sub(r.time_ns) <= window {
+                    log.dedup.insert(id.clone(), (r.seq, r.time_ns));
+                    log.dedup_order.push_back((r.time_ns, id.clone()));
+                }
+                log.last_msg_id = Some(id);
+            }
+            log.remember(
+                r.seq,
+                Entry {
+                    subject: r.subject,
+                    size,
+                    time_ns: r.time_ns,
+                },
+            );
+        }
+        log.last_seq = log.last_seq.max(seq_floor);
+        Ok(())
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn config(&self) -> StationConfig {
+        self.config.read().clone()
+    }
+
+    pub fn filters(&self) -> Vec<SubjectFilter> {
+        self.filters.read().clone()
+    }
+
+    /// Does this station capture `subject`?
+    pub fn captures(&self, subject: &Subject) -> bool {
+        self.filters.read().iter().any(|f| f.matches(subject))
+    }
+
+    /// Replaces the configuration (the caller checked what may change).
+    pub fn set_config(&self, config: StationConfig) -> Result<Vec<u64>, EngineError> {
+        let filters = filters_of(&config)?;
+        let mut log = self.log.lock();
+        log.limits = Limits::of(&config);
+        let evicted = log.over_limits();
+        *self.filters.write() = filters;
+        *self.config.write() = config;
+        drop(log);
+        self.delete_durably(&evicted)?;
+        Ok(evicted)
+    }
+
+    pub fn state(&self, consumer_count: u64) -> StationState {
+        let log = self.log.lock();
+        let first_seq = log.first_seq();
+        let messages = log.index.len() as u64;
+        let span = (log.last_seq + 1).saturating_sub(first_seq);
+        StationState {
+            messages,
+            bytes: log.bytes,
+            first_seq,
+            first_time: log.index.values().next().map(|e| time_of(e.time_ns)),
+            last_seq: log.last_seq,
+            last_time: (log.last_time_ns > 0).then(|| time_of(log.last_time_ns)),
+            num_subjects: log.per_subject.len() as u64,
+            num_deleted: span.saturating_sub(messages),
+            consumer_count,
+        }
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.log.lock().last_seq
+    }
+
+    /// Stores `message`, then calls `done` once it is durable (or refused).
+    pub fn append(&self, message: &Message, done: Option<StoredCallback>) {
+        let refuse = |e: EngineError, done: Option<StoredCallback>| {
+            if let Some(done) = done {
+                done(Err(e));
+            }
+        };
+        let now = now_ns();
+        let headers = message.headers.as_ref();
+        let size = message.payload.len() as u64
+            + message.subject.as_bytes().len() as u64
+            + headers.map_or(0, |h| h.iter().map(|(n, v)| n.len() + v.len() + 4).sum::<usize>() as u64 + 12)
+            + 16;
+        let id = msg_id(headers);
+        let mut log = self.log.lock();
+        let l = log.limits;
+        if l.max_msg_size >= 0 && message.payload.len() as i64 > l.max_msg_size {
+            drop(log);
+            return refuse(EngineError::MessageTooLarge, done);
+        }
+        if let Err(e) = self.check_expected(&log, headers, &message.subject) {
+            drop(log);
+            return refuse(e, done);
+        }
+        log.expire_dedup(now);
+        if let Some(id) = &id {
+            if let Some((seq, _)) = log.dedup.get(id) {
+                let ack = PubAck {
+                    station: self.name.to_string(),
+                    seq: *seq,
+                    duplicate: true,
+                };
+                drop(log);
+                if let Some(done) = done {
+                    done(Ok(ack));
+                }
+                return;
+            }
+        }
+        if l.discard == Discard::New {
+            if l.max_msgs >= 0 && log.index.len() as i64 >= l.max_msgs {
+                drop(log);
+                return refuse(EngineError::MaxMessages, done);
+            }
+            if l.max_bytes >= 0 && (log.bytes + size) as i64 > l.max_bytes {
+                drop(log);
+                return refuse(EngineError::MaxBytes, done);
+            }
+        }
+        let seq = log.last_seq + 1;
+        log.last_seq = seq;
+        log.last_time_ns = now;
+        log.remember(
+            seq,
+            Entry {
+                subject: message.subject.bytes().clone(),
+                size,
+                time_ns: now,
+            },
+        );
+        if let Some(id) = id {
+            log.dedup.insert(id.clone(), (seq, now));
+            log.dedup_order.push_back((now, id.clone()));
+            log.last_msg_id = Some(id);
+        }
+        let evicted = log.over_limits();
+        let record = Record {
+            seq,
+            time_ns: now,
+            subject: message.subject.bytes().clone(),
+            headers: message.headers.clone(),
+            payload: message.payload.clone(),
+        };
+        let ack = PubAck {
+            station: self.name.to_string(),
+            seq,
+            duplicate: false,
+        };
+        if l.memory {
+            log.memory.insert(seq, record);
+            for s in &evicted {
+                log.memory.remove(s);
+            }
+            drop(log);
+            if let Some(done) = done {
+                done(Ok(ack));
+            }
+            return;
+        }
+        let mut ops = Vec::with_capacity(1 + evicted.len());
+        ops.push(LogOp::Put(record));
+        ops.extend(evicted.into_iter().map(LogOp::Delete));
+        // Queued under the station lock so the log is written in sequence order.
+        self.store.append(
+            self.id,
+            ops,
+            l.durability,
+            Box::new(move |result| {
+                if let Some(done) = done {
+                    done(result.map(|()| ack).map_err(storage_error));
+                }
+            }),
+        );
+    }
+
+    fn check_expected(&self, log: &Log, headers: Option<&Headers>, subject: &Subject) -> Result<(), EngineError> {
+        let Some(h) = headers else { return Ok(()) };
+        if let Some(expected) = h.get("Nats-Expected-Stream") {
+            if expected != &*self.name {
+                return Err(EngineError::WrongExpectedStation);
+            }
+        }
+        if let Some(v) = h.get("Nats-Expected-Last-Sequence") {
+            let want: u64 = v
+                .trim()
+                .parse()
+                .map_err(|_| EngineError::BadRequest("invalid Nats-Expected-Last-Sequence".into()))?;
+            if want != log.last_seq {
+                return Err(EngineError::WrongLastSequence(log.last_seq));
+            }
+        }
+        if let Some(v) = h.get("Nats-Expected-Last-Subject-Sequence") {
+            let want: u64 = v.trim().parse().map_err(|_| {
+                EngineError::BadRequest("invalid Nats-Expected-Last-Subject-Sequence".into())
+            })?;
+            let actual = log
+                .per_subject
+                .get(subject.as_bytes())
+                .and_then(|s| s.back().copied())
+                .unwrap_or(0);
+            if want != actual {
+                return Err(EngineError::WrongLastSubjectSequence(actual));
+            }
+        }
+        if let Some(v) = h.get("Nats-Expected-Last-Msg-Id") {
+            let actual = log.last_msg_id.clone().unwrap_or_default();
+            if v != actual {
+                return Err(EngineError::WrongLastMsgId(actual));
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes `seqs` from storage and waits until that is durable.
+    fn delete_durably(&self, seqs: &[u64]) -> Result<(), EngineError> {
+        if seqs.is_empty() || self.log.lock().limits.memory {
+            return Ok(());
+        }
+        let (tx, rx) = mpsc::channel();
+        self.store.append(
+            self.id,
+            seqs.iter().copied().map(LogOp::Delete).collect(),
+            Durability::Sync,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        match rx.recv() {
+            Ok(r) => r.map_err(storage_error),
+            Err(_) => Err(EngineError::Storage("storage writer stopped".into())),
+        }
+    }
+
+    /// Removes messages older than `max_age`; returns how many.
+    pub fn expire(&self, now: u64) -> u64 {
+        let mut log = self.log.lock();
+        let max_age = log.limits.max_age;
+        if max_age.is_zero() {
+            return 0;
+        }
+        let cutoff = now.saturating_sub(max_age.as_nanos() as u64);
+        let old: Vec<u64> = log
+            .index
+            .iter()
+            .take_while(|(_, e)| e.time_ns < cutoff)
+            .map(|(s, _)| *s)
+            .collect();
+        for s in &old {
+            log.forget(*s);
+        }
+        let memory = log.limits.memory;
+        drop(log);
+        if !memory && !old.is_empty() {
+            self.store.append(
+                self.id,
+                old.iter().copied().map(LogOp::Delete).collect(),
+                Durability::Interval(Duration::from_secs(1)),
+                Box::new(|_| {}),
+            );
+        }
+        old.len() as u64
+    }
+
+    pub fn purge(&self, purge: &Purge) -> Result<u64, EngineError> {
+        if self.config.read().deny_purge {
+            return Err(EngineError::Denied("stream purge is not permitted".into()));
+        }
+        let filter = match &purge.filter {
+            Some(f) if !f.is_empty() && f != ">" => Some(
+                SubjectFilter::new(f.clone())
+                    .map_err(|e| EngineError::BadRequest(format!("invalid purge filter: {e}")))?,
+            ),
+            _ => None,
+        };
+        let mut log = self.log.lock();
+        let mut candidates: Vec<u64> = log
+            .index
+            .iter()
+            .filter(|(seq, e)| {
+                purge.seq.is_none_or(|below| **seq < below)
+                    && filter
+                        .as_ref()
+                        .is_none_or(|f| f.matches(&Subject::from_trusted(e.subject.clone())))
+            })
+            .map(|(s, _)| *s)
+            .collect();
+        if let Some(keep) = purge.keep {
+            // Keep the newest `keep` of the matching messages.
+            let n = candidates.len().saturating_sub(keep as usize);
+            candidates.truncate(n);
+        }
+        for s in &candidates {
+            log.forget(*s);
+        }
+        let last = log.last_seq;
+        let memory = log.limits.memory;
+        drop(log);
+        if !memory {
+            self.delete_durably(&candidates)?;
+            self.store
+                .put_meta(&seq_floor_key(self.id), last.to_string().as_bytes())
+                .map_err(storage_error)?;
+        }
+        Ok(candidates.len() as u64)
+    }
+
+    pub fn delete_message(&self, seq: u64) -> Result<(), EngineError> {
+        if self.config.read().deny_delete {
+            return Err(EngineError::Denied("message delete is not permitted".into()));
+        }
+        let mut log = self.log.lock();
+        if log.forget(seq).is_none() {
+            return Err(EngineError::MessageNotFound);
+        }
+        let last = log.last_seq;
+        let memory = log.limits.memory;
+        drop(log);
+        if !memory {
+            self.delete_durably(&[seq])?;
+            self.store
+                .put_meta(&seq_floor_key(self.id), last.to_string().as_bytes())
+                .map_err(storage_error)?;
+        }
+        Ok(())
+    }
+
+    /// Finds the sequence a query names.
+    fn resolve(&self, query: &MessageQuery) -> Result<u64, EngineError> {
+        let log = self.log.lock();
+        let found = match query {
+            MessageQuery::Seq(seq) => log.index.contains_key(seq).then_some(*seq),
+            MessageQuery::LastBySubject(subject) => log
+                .per_subject
+                .get(subject.as_bytes())
+                .and_then(|s| s.back().copied()),
+            MessageQuery::NextBySubject { seq, subject } => {
+                let filter = SubjectFilter::new(subject.clone())
+                    .map_err(|e| EngineError::BadRequest(format!("invalid subject: {e}")))?;
+                log.index
+                    .range(*seq..)
+                    .find(|(_, e)| filter.matches(&Subject::from_trusted(e.subject.clone())))
+                    .map(|(s, _)| *s)
+            }
+        };
+        found.ok_or(EngineError::MessageNotFound)
+    }
+
+    pub fn get(&self, query: &MessageQuery) -> Result<StoredMessage, EngineError> {
+        let seq = self.resolve(query)?;
+        let record = self.read(seq)?.ok_or(EngineError::MessageNotFound)?;
+        Ok(StoredMessage {
+            seq: record.seq,
+            subject: Subject::from_trusted(record.subject),
+            headers: record.headers,
+            payload: record.payload,
+            time: time_of(record.time_ns),
+        })
+    }
+
+    /// Reads one stored record.
+    pub fn read(&self, seq: u64) -> Result<Option<Record>, EngineError> {
+        {
+            let log = self.log.lock();
+            if log.limits.memory {
+                return Ok(log.memory.get(&seq).cloned());
+            }
+        }
+        self.store.read(self.id, seq).map_err(storage_error)
+    }
+
+    /// Removes every stored message and the station's metadata counters.
+    pub fn destroy(&self) -> Result<(), EngineError> {
+        let memory = self.log.lock().limits.memory;
+        if !memory {
+            self.store
+                .delete_station_log(self.id)
+                .map_err(storage_error)?;
+            self.store
+                .remove_meta(&seq_floor_key(self.id))
+                .map_err(storage_error)?;
+        }
+        Ok(())
+    }
+}
+
+/// The message id a producer set for de-duplication.
+pub fn msg_id(headers: Option<&Headers>) -> Option<String> {
+    let h = headers?;
+    MSG_ID_HEADERS
+        .iter()
+        .find_map(|name| h.get(name))
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
+/// Metadata key holding a station's last sequence when its log was last emptied.
+pub fn seq_floor_key(id: u64) -> String {
+    format!("seqfloor/{id}")
+}
+
+/// Do two filters match at least one common subject?
+pub fn filters_overlap(a: &SubjectFilter, b: &SubjectFilter) -> bool {
+    let mut x = a.tokens();
+    let mut y = b.tokens();
+    loop {
+        match (x.next(), y.next()) {
+            (Some(b">"), Some(_)) | (Some(_), Some(b">")) => return true,
+            (Some(p), Some(q)) => {
+                if p != b"*" && q != b"*" && p != q {
+                    return false;
+                }
+            }
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(s: &str) -> SubjectFilter {
+        SubjectFilter::new(s.to_string()).unwrap()
+    }
+
+    #[test]
+    fn overlap() {
+        assert!(filters_overlap(&f("a.*"), &f("a.b")));
+        assert!(filters_overlap(&f("a.>"), &f("a.b.c")));
+        assert!(filters_overlap(&f(">"), &f("x")));
+        assert!(filters_overlap(&f("*.b"), &f("a.*")));
+        assert!(!filters_overlap(&f("a.b"), &f("a.c")));
+        assert!(!filters_overlap(&f("a.*"), &f("a.b.c")));
+        assert!(!filters_overlap(&f("a.>"), &f("a")));
+    }
+}

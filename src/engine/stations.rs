@@ -1,0 +1,363 @@
+//! The station registry: which stations exist per tenant, which one captures a
+//! subject, and their durable definitions.
+
+use super::StationEngine;
+use super::station::{Station, filters_of, filters_overlap, now_ns, seq_floor_key};
+use ahash::AHashMap;
+use bytes::Bytes;
+use junction_api::{
+    EngineError, MessageQuery, Purge, StationConfig, StationInfo, StoredMessage, Subject,
+    SubjectFilter, TenantId,
+};
+use junction_storage::Store;
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Most subjects whose capturing station is cached.
+const CAPTURE_CACHE_LIMIT: usize = 4096;
+
+#[derive(Serialize, Deserialize)]
+struct StationMeta {
+    id: u64,
+    tenant: String,
+    created_ns: u64,
+    config: StationConfig,
+}
+
+#[derive(Default)]
+struct TenantStations {
+    by_name: BTreeMap<String, Arc<Station>>,
+    capture: AHashMap<Bytes, Option<Arc<Station>>>,
+}
+
+/// Every station, by tenant.
+pub(crate) struct StationRegistry {
+    store: Store,
+    tenants: RwLock<AHashMap<TenantId, TenantStations>>,
+    any: AtomicBool,
+    next_id: AtomicU64,
+}
+
+fn meta_key(tenant: &TenantId, name: &str) -> String {
+    format!("station/{}/{name}", tenant.0)
+}
+
+fn validate_name(name: &str) -> Result<(), EngineError> {
+    if name.is_empty() {
+        return Err(EngineError::InvalidConfig("stream name is required".into()));
+    }
+    if name.len() > 255
+        || name
+            .chars()
+            .any(|c| c.is_whitespace() || matches!(c, '.' | '*' | '>' | '/' | '\\'))
+    {
+        return Err(EngineError::InvalidConfig(
+            "stream name is required and can not contain '.', '*', '>'".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn normalize(mut config: StationConfig) -> Result<StationConfig, EngineError> {
+    validate_name(&config.name)?;
+    if config.replicas == 0 {
+        config.replicas = 1;
+    }
+    if config.replicas > 1 {
+        return Err(EngineError::InvalidConfig(
+            "replicas > 1 not supported in non-clustered mode".into(),
+        ));
+    }
+    if config.duplicate_window.is_zero() {
+        config.duplicate_window = Duration::from_secs(120);
+    }
+    if !config.max_age.is_zero() && config.duplicate_window > config.max_age {
+        config.duplicate_window = config.max_age;
+    }
+    for v in [
+        &mut config.max_msgs,
+        &mut config.max_bytes,
+        &mut config.max_msgs_per_subject,
+        &mut config.max_msg_size,
+        &mut config.max_consumers,
+    ] {
+        if *v == 0 {
+            *v = -1;
+        }
+    }
+    let filters = filters_of(&config)?;
+    for (i, a) in filters.iter().enumerate() {
+        for b in &filters[i + 1..] {
+            if filters_overlap(a, b) {
+                return Err(EngineError::InvalidConfig(
+                    "duplicate subjects detected".into(),
+                ));
+            }
+        }
+    }
+    Ok(config)
+}
+
+impl StationRegistry {
+    /// Loads every station stored in `store`.
+    pub fn load(store: Store) -> Result<Self, EngineError> {
+        let registry = StationRegistry {
+            store: store.clone(),
+            tenants: RwLock::new(AHashMap::new()),
+            any: AtomicBool::new(false),
+            next_id: AtomicU64::new(1),
+        };
+        let metas = store
+            .list_meta("station/")
+            .map_err(|e| EngineError::Storage(e.to_string()))?;
+        let mut max_id = 0;
+        for (key, value) in metas {
+            let meta: StationMeta = serde_json::from_slice(&value).map_err(|e| {
+                EngineError::Storage(format!("unreadable station definition {key}: {e}"))
+            })?;
+            max_id = max_id.max(meta.id);
+            let tenant = TenantId(Arc::from(meta.tenant.as_str()));
+            let floor = store
+                .get_meta(&seq_floor_key(meta.id))
+                .map_err(|e| EngineError::Storage(e.to_string()))?
+                .and_then(|v| String::from_utf8(v).ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let station = Station::new(
+                meta.id,
+                tenant.clone(),
+                UNIX_EPOCH + Duration::from_nanos(meta.created_ns),
+                meta.config,
+                store.clone(),
+            )?;
+            station.recover(floor)?;
+            tracing::info!(
+                station = station.name(),
+                messages = station.state(0).messages,
+                last_seq = station.last_seq(),
+                "recovered station"
+            );
+            registry
+                .tenants
+                .write()
+                .entry(tenant)
+                .or_default()
+                .by_name
+                .insert(station.name().to_string(), Arc::new(station));
+            registry.any.store(true, Ordering::Relaxed);
+        }
+        registry.next_id.store(max_id + 1, Ordering::Relaxed);
+        Ok(registry)
+    }
+
+    /// The station capturing `subject`, if any.
+    pub fn capture(&self, tenant: &TenantId, subject: &Subject) -> Option<Arc<Station>> {
+        if !self.any.load(Ordering::Relaxed) {
+            return None;
+        }
+        {
+            let tenants = self.tenants.read();
+            let t = tenants.get(tenant)?;
+            if let Some(hit) = t.capture.get(subject.as_bytes()) {
+                return hit.clone();
+            }
+        }
+        let mut tenants = self.tenants.write();
+        let t = tenants.get_mut(tenant)?;
+        let found = t.by_name.values().find(|s| s.captures(subject)).cloned();
+        if t.capture.len() >= CAPTURE_CACHE_LIMIT {
+            t.capture.clear();
+        }
+        t.capture.insert(subject.bytes().clone(), found.clone());
+        found
+    }
+
+    pub fn get(&self, tenant: &TenantId, name: &str) -> Result<Arc<Station>, EngineError> {
+        self.tenants
+            .read()
+            .get(tenant)
+            .and_then(|t| t.by_name.get(name).cloned())
+            .ok_or(EngineError::StationNotFound)
+    }
+
+    pub fn all(&self) -> Vec<Arc<Station>> {
+        self.tenants
+            .read()
+            .values()
+            .flat_map(|t| t.by_name.values().cloned())
+            .collect()
+    }
+
+    fn check_overlap(
+        t: &TenantStations,
+        name: &str,
+        filters: &[SubjectFilter],
+    ) -> Result<(), EngineError> {
+        for other in t.by_name.values().filter(|s| s.name() != name) {
+            for a in &other.filters() {
+                if filters.iter().any(|b| filters_overlap(a, b)) {
+                    return Err(EngineError::SubjectsOverlap);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn persist(&self, station: &Station, config: &StationConfig) -> Result<(), EngineError> {
+        let meta = StationMeta {
+            id: station.id,
+            tenant: station.tenant.0.to_string(),
+            created_ns: station
+                .created
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
+            config: config.clone(),
+        };
+        let json = serde_json::to_vec(&meta).map_err(|e| EngineError::Storage(e.to_string()))?;
+        self.store
+            .put_meta(&meta_key(&station.tenant, station.name()), &json)
+            .map_err(|e| EngineError::Storage(e.to_string()))
+    }
+
+    pub fn create(
+        &self,
+        tenant: &TenantId,
+        config: StationConfig,
+    ) -> Result<Arc<Station>, EngineError> {
+        let config = normalize(config)?;
+        let filters = filters_of(&config)?;
+        let mut tenants = self.tenants.write();
+        let t = tenants.entry(tenant.clone()).or_default();
+        if let Some(existing) = t.by_name.get(&config.name) {
+            return if existing.config() == config {
+                Ok(existing.clone())
+            } else {
+                Err(EngineError::StationNameInUse)
+            };
+        }
+        Self::check_overlap(t, &config.name, &filters)?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let station = Arc::new(Station::new(
+            id,
+            tenant.clone(),
+            SystemTime::now(),
+            config.clone(),
+            self.store.clone(),
+        )?);
+        self.persist(&station, &config)?;
+        t.by_name.insert(config.name.clone(), station.clone());
+        t.capture.clear();
+        self.any.store(true, Ordering::Relaxed);
+        tracing::info!(station = %config.name, subjects = ?config.subjects, "station created");
+        Ok(station)
+    }
+
+    pub fn update(
+        &self,
+        tenant: &TenantId,
+        config: StationConfig,
+    ) -> Result<Arc<Station>, EngineError> {
+        let config = normalize(config)?;
+        let filters = filters_of(&config)?;
+        let mut tenants = self.tenants.write();
+        let t = tenants.get_mut(tenant).ok_or(EngineError::StationNotFound)?;
+        let station = t
+            .by_name
+            .get(&config.name)
+            .cloned()
+            .ok_or(EngineError::StationNotFound)?;
+        let old = station.config();
+        if old.storage != config.storage {
+            return Err(EngineError::InvalidConfig(
+                "stream configuration update can not change storage type".into(),
+            ));
+        }
+        if old.retention != config.retention {
+            return Err(EngineError::InvalidConfig(
+                "stream configuration update can not change retention policy".into(),
+            ));
+        }
+        Self::check_overlap(t, &config.name, &filters)?;
+        self.persist(&station, &config)?;
+        station.set_config(config)?;
+        t.capture.clear();
+        Ok(station)
+    }
+
+    pub fn delete(&self, tenant: &TenantId, name: &str) -> Result<(), EngineError> {
+        let station = {
+            let mut tenants = self.tenants.write();
+            let t = tenants.get_mut(tenant).ok_or(EngineError::StationNotFound)?;
+            let station = t.by_name.remove(name).ok_or(EngineError::StationNotFound)?;
+            t.capture.clear();
+            station
+        };
+        self.store
+            .remove_meta(&meta_key(tenant, name))
+            .map_err(|e| EngineError::Storage(e.to_string()))?;
+        station.destroy()?;
+        tracing::info!(station = name, "station deleted");
+        Ok(())
+    }
+
+    pub fn names(&self, tenant: &TenantId, subject: Option<&str>) -> Vec<String> {
+        let tenants = self.tenants.read();
+        let Some(t) = tenants.get(tenant) else {
+            return Vec::new();
+        };
+        let filter = subject.and_then(|s| SubjectFilter::new(s.to_string()).ok());
+        t.by_name
+            .values()
+            .filter(|s| match &filter {
+                None => subject.is_none(),
+                Some(f) => s.filters().iter().any(|g| filters_overlap(f, g)),
+            })
+            .map(|s| s.name().to_string())
+            .collect()
+    }
+
+    /// Applies `max_age` to every station.
+    pub fn expire_all(&self) {
+        let now = now_ns();
+        for station in self.all() {
+            station.expire(now);
+        }
+    }
+}
+
+impl StationEngine {
+    pub(crate) fn station_info_of(&self, station: &Station) -> StationInfo {
+        StationInfo {
+            config: station.config(),
+            created: station.created,
+            state: station.state(0),
+        }
+    }
+
+    pub(crate) fn get_message_in(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        query: MessageQuery,
+    ) -> Result<StoredMessage, EngineError> {
+        self.stations.get(tenant, name)?.get(&query)
+    }
+
+    pub(crate) fn purge_in(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        purge: Purge,
+    ) -> Result<u64, EngineError> {
+        self.stations.get(tenant, name)?.purge(&purge)
+    }
+
+    /// Applies `max_age` limits; the server calls this about once a second.
+    pub fn expire_stations(&self) {
+        self.stations.expire_all();
+    }
+}
