@@ -81,6 +81,16 @@ impl Running {
     pub async fn shutdown(mut self) {
         self.shutdown.cancel();
         while self.tasks.join_next().await.is_some() {}
+        // Every task that held the engine has ended; dropping the last handle closes
+        // the store (its writer thread persists and exits).
+        let engine = self.engine;
+        if Arc::strong_count(&engine) > 1 {
+            tracing::warn!(
+                handles = Arc::strong_count(&engine),
+                "engine still referenced at shutdown; the store closes when they drop"
+            );
+        }
+        tokio::task::spawn_blocking(move || drop(engine)).await.ok();
         if let Some(pid) = &self.pid_file {
             let _ = std::fs::remove_file(pid);
         }
@@ -209,9 +219,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             max_pings_out: limits.max_pings_out,
             auth_timeout: limits.auth_timeout,
             auth_required: engine.auth_required(),
-            // The JetStream API is not served yet; advertising it would make clients
-            // send requests that nothing answers.
-            jetstream: false,
+            jetstream: config.jetstream,
             drain_timeout: Duration::from_secs(5),
         };
         tasks.spawn(junction_nats::serve(
@@ -254,6 +262,27 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                     _ = tick.tick() => {
                         let engine = engine.clone();
                         let _ = tokio::task::spawn_blocking(move || engine.expire_stations()).await;
+                    }
+                }
+            }
+        });
+    }
+    {
+        let engine = engine.clone();
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(50));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => {
+                        let engine = engine.clone();
+                        let _ = tokio::task::spawn_blocking(move || engine.tick_groups()).await;
+                        break;
+                    }
+                    _ = tick.tick() => {
+                        let engine = engine.clone();
+                        let _ = tokio::task::spawn_blocking(move || engine.tick_groups()).await;
                     }
                 }
             }

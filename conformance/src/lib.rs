@@ -28,7 +28,10 @@ impl TestBroker {
 
     /// `http://127.0.0.1:PORT` of the HTTP listener.
     pub fn http_url(&self) -> String {
-        format!("http://{}", self.running.http_addr().expect("HTTP listener enabled"))
+        format!(
+            "http://{}",
+            self.running.http_addr().expect("HTTP listener enabled")
+        )
     }
 
     /// The data directory.
@@ -70,7 +73,9 @@ pub async fn broker_with(tweak: impl FnOnce(&mut Config)) -> TestBroker {
 
 /// Starts a broker with `config` on the data directory `dir`.
 pub async fn start_in(config: Config, dir: TempDir) -> TestBroker {
-    let running = junction::start(config.clone()).await.expect("broker starts");
+    let running = junction::start(config.clone())
+        .await
+        .expect("broker starts");
     TestBroker {
         running,
         config,

@@ -12,20 +12,22 @@
 //!   removed after the fan-out, never during it.
 
 pub mod auth;
+mod group;
 mod station;
 mod stations;
 mod trie;
 
 use ahash::AHashMap;
 use junction_api::{
-    ClientId, ClientRecord, ClientSnapshot, Credentials, Delivery, Engine, EngineError, Message,
-    MessageQuery, NewClient, Protocol, PublishOutcome, Purge, QueueGroup, ServerSnapshot,
-    StationConfig, StationInfo, StoredCallback, StoredMessage, SubjectFilter, Subscriber,
-    SubscriptionId, SubscriptionSnapshot, TenantId,
+    AckKind, ClientId, ClientRecord, ClientSnapshot, Credentials, Delivery, Engine, EngineError,
+    FetchRequest, FetchSink, GroupConfig, GroupInfo, Message, MessageQuery, NewClient, Protocol,
+    PublishOutcome, Purge, QueueGroup, ServerSnapshot, StationConfig, StationInfo, StoredCallback,
+    StoredMessage, Subject, SubjectFilter, Subscriber, SubscriptionId, SubscriptionSnapshot,
+    TenantId,
 };
 use junction_storage::Store;
-use stations::StationRegistry;
 use parking_lot::RwLock;
+use stations::StationRegistry;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::SystemTime;
@@ -155,6 +157,50 @@ impl StationEngine {
         }
     }
 
+    /// Delivers `message` to every subscription matching `route`, one member per
+    /// queue group; returns how many received it.
+    fn fan_out(&self, from: &ClientRecord, route: &Subject, message: &Message) -> usize {
+        let bytes = message.payload.len() as u64;
+        let result = self.trie(&from.tenant).matches(route);
+        let skip_self = from.no_echo();
+        let mut delivered = 0usize;
+        let mut done = Vec::new();
+        for sub in &result.plain {
+            if skip_self && sub.client == from.id {
+                continue;
+            }
+            if self.deliver_one(sub, message, &mut done) {
+                delivered += 1;
+            }
+        }
+        for (_, members) in &result.groups {
+            let n = members.len();
+            let start = self.queue_cursor.fetch_add(1, Ordering::Relaxed);
+            for k in 0..n {
+                let sub = &members[(start + k) % n];
+                if skip_self && sub.client == from.id {
+                    continue;
+                }
+                if self.deliver_one(sub, message, &mut done) {
+                    delivered += 1;
+                    break;
+                }
+            }
+        }
+        if delivered > 0 {
+            self.counters
+                .out_msgs
+                .fetch_add(delivered as u64, Ordering::Relaxed);
+            self.counters
+                .out_bytes
+                .fetch_add(bytes * delivered as u64, Ordering::Relaxed);
+        }
+        for (client, id) in done {
+            self.remove_subscriptions(client, &[id]);
+        }
+        delivered
+    }
+
     fn deliver_one(
         &self,
         sub: &Subscription,
@@ -232,50 +278,77 @@ impl Engine for StationEngine {
             }
             None => false,
         };
-        let bytes = message.payload.len() as u64;
         self.counters.in_msgs.fetch_add(1, Ordering::Relaxed);
-        self.counters.in_bytes.fetch_add(bytes, Ordering::Relaxed);
-        let result = self.trie(&from.tenant).matches(&message.subject);
-        let skip_self = from.no_echo();
-        let mut delivered = 0usize;
-        let mut done = Vec::new();
-        for sub in &result.plain {
-            if skip_self && sub.client == from.id {
-                continue;
-            }
-            if self.deliver_one(sub, message, &mut done) {
-                delivered += 1;
-            }
-        }
-        for (_, members) in &result.groups {
-            let n = members.len();
-            let start = self.queue_cursor.fetch_add(1, Ordering::Relaxed);
-            for k in 0..n {
-                let sub = &members[(start + k) % n];
-                if skip_self && sub.client == from.id {
-                    continue;
-                }
-                if self.deliver_one(sub, message, &mut done) {
-                    delivered += 1;
-                    break;
-                }
-            }
-        }
-        if delivered > 0 {
-            self.counters
-                .out_msgs
-                .fetch_add(delivered as u64, Ordering::Relaxed);
-            self.counters
-                .out_bytes
-                .fetch_add(bytes * delivered as u64, Ordering::Relaxed);
-        }
-        for (client, id) in done {
-            self.remove_subscriptions(client, &[id]);
-        }
+        self.counters
+            .in_bytes
+            .fetch_add(message.payload.len() as u64, Ordering::Relaxed);
+        let delivered = self.fan_out(from, &message.subject, message);
         PublishOutcome {
             delivered,
             captured,
         }
+    }
+
+    fn publish_routed(&self, from: &ClientRecord, route: &Subject, message: &Message) -> usize {
+        self.fan_out(from, route, message)
+    }
+
+    fn create_group(
+        &self,
+        tenant: &TenantId,
+        station: &str,
+        config: GroupConfig,
+    ) -> Result<GroupInfo, EngineError> {
+        let (station, group) = self.stations.create_group(tenant, station, config)?;
+        Ok(self.group_info_of(&station, &group))
+    }
+
+    fn group_info(
+        &self,
+        tenant: &TenantId,
+        station: &str,
+        group: &str,
+    ) -> Result<GroupInfo, EngineError> {
+        let (station, group) = self.stations.group(tenant, station, group)?;
+        Ok(self.group_info_of(&station, &group))
+    }
+
+    fn delete_group(
+        &self,
+        tenant: &TenantId,
+        station: &str,
+        group: &str,
+    ) -> Result<(), EngineError> {
+        self.stations.delete_group(tenant, station, group)
+    }
+
+    fn group_names(&self, tenant: &TenantId, station: &str) -> Result<Vec<String>, EngineError> {
+        let station = self.stations.get(tenant, station)?;
+        let mut names: Vec<String> = station.groups.read().keys().cloned().collect();
+        names.sort();
+        Ok(names)
+    }
+
+    fn fetch(
+        &self,
+        tenant: &TenantId,
+        station: &str,
+        group: &str,
+        request: FetchRequest,
+        sink: Arc<dyn FetchSink>,
+    ) -> Result<(), EngineError> {
+        self.stations.fetch(tenant, station, group, request, sink)
+    }
+
+    fn ack(
+        &self,
+        tenant: &TenantId,
+        station: &str,
+        group: &str,
+        stream_seq: u64,
+        kind: AckKind,
+    ) -> Result<(), EngineError> {
+        self.stations.ack(tenant, station, group, stream_seq, kind)
     }
 
     fn system_client(&self) -> Arc<ClientRecord> {
@@ -377,7 +450,11 @@ impl Engine for StationEngine {
     fn server_snapshot(&self) -> ServerSnapshot {
         let (connections, subscriptions) = {
             let clients = self.clients.read();
-            let subs: usize = clients.values().map(|c| c.subscriptions.len()).sum();
+            let subs: usize = clients
+                .values()
+                .filter(|c| c.record.id != self.system.id)
+                .map(|c| c.subscriptions.len())
+                .sum();
             (clients.len().saturating_sub(1) as u64, subs as u64)
         };
         let c = &self.counters;

@@ -6,16 +6,18 @@
 //! "last by subject" cheap, at a cost of roughly 60 bytes of memory per stored
 //! message (a known limit until sealed ranges move cold data out).
 
+use super::group::Groups;
 use ahash::AHashMap;
 use bytes::Bytes;
 use junction_api::{
-    Discard, EngineError, Headers, Message, MessageQuery, PubAck, Purge, StationConfig,
+    Discard, EngineError, Headers, Message, MessageQuery, PubAck, Purge, Retention, StationConfig,
     StationState, StorageKind, StoredCallback, StoredMessage, Subject, SubjectFilter, TenantId,
 };
-use junction_storage::{Durability, LogOp, Record, Store, StorageError};
+use junction_storage::{Durability, LogOp, Record, StorageError, Store};
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -158,12 +160,16 @@ impl Log {
             }
         }
         while l.max_msgs >= 0 && self.index.len() as i64 > l.max_msgs {
-            let Some(seq) = self.index.keys().next().copied() else { break };
+            let Some(seq) = self.index.keys().next().copied() else {
+                break;
+            };
             self.forget(seq);
             evicted.push(seq);
         }
         while l.max_bytes >= 0 && self.bytes as i64 > l.max_bytes {
-            let Some(seq) = self.index.keys().next().copied() else { break };
+            let Some(seq) = self.index.keys().next().copied() else {
+                break;
+            };
             self.forget(seq);
             evicted.push(seq);
         }
@@ -181,6 +187,10 @@ pub(crate) struct Station {
     filters: RwLock<Vec<SubjectFilter>>,
     log: Mutex<Log>,
     store: Store,
+    /// Consumer groups reading this station.
+    pub groups: RwLock<Groups>,
+    /// Highest sequence durably stored; groups never read past it.
+    committed: AtomicU64,
 }
 
 fn storage_error(e: StorageError) -> EngineError {
@@ -233,6 +243,8 @@ impl Station {
             config: RwLock::new(config),
             filters: RwLock::new(filters),
             store,
+            groups: RwLock::new(Groups::default()),
+            committed: AtomicU64::new(0),
         })
     }
 
@@ -242,6 +254,7 @@ impl Station {
         let mut log = self.log.lock();
         if log.limits.memory {
             log.last_seq = seq_floor;
+            self.committed.store(seq_floor, Ordering::Release);
             return Ok(());
         }
         let now = now_ns();
@@ -268,6 +281,7 @@ impl Station {
             );
         }
         log.last_seq = log.last_seq.max(seq_floor);
+        self.committed.store(log.last_seq, Ordering::Release);
         Ok(())
     }
 
@@ -301,7 +315,8 @@ impl Station {
         Ok(evicted)
     }
 
-    pub fn state(&self, consumer_count: u64) -> StationState {
+    pub fn state(&self) -> StationState {
+        let consumer_count = self.groups.read().len() as u64;
         let log = self.log.lock();
         let first_seq = log.first_seq();
         let messages = log.index.len() as u64;
@@ -323,8 +338,9 @@ impl Station {
         self.log.lock().last_seq
     }
 
-    /// Stores `message`, then calls `done` once it is durable (or refused).
-    pub fn append(&self, message: &Message, done: Option<StoredCallback>) {
+    /// Stores `message`, then calls `done` once it is durable (or refused), and then
+    /// lets consumer groups deliver it.
+    pub fn append(self: &Arc<Self>, message: &Message, done: Option<StoredCallback>) {
         let refuse = |e: EngineError, done: Option<StoredCallback>| {
             if let Some(done) = done {
                 done(Err(e));
@@ -334,7 +350,9 @@ impl Station {
         let headers = message.headers.as_ref();
         let size = message.payload.len() as u64
             + message.subject.as_bytes().len() as u64
-            + headers.map_or(0, |h| h.iter().map(|(n, v)| n.len() + v.len() + 4).sum::<usize>() as u64 + 12)
+            + headers.map_or(0, |h| {
+                h.iter().map(|(n, v)| n.len() + v.len() + 4).sum::<usize>() as u64 + 12
+            })
             + 16;
         let id = msg_id(headers);
         let mut log = self.log.lock();
@@ -410,25 +428,143 @@ impl Station {
             if let Some(done) = done {
                 done(Ok(ack));
             }
+            self.stored(seq);
             return;
         }
         let mut ops = Vec::with_capacity(1 + evicted.len());
         ops.push(LogOp::Put(record));
         ops.extend(evicted.into_iter().map(LogOp::Delete));
         // Queued under the station lock so the log is written in sequence order.
+        let station = self.clone();
         self.store.append(
             self.id,
             ops,
             l.durability,
             Box::new(move |result| {
+                let ok = result.is_ok();
                 if let Some(done) = done {
                     done(result.map(|()| ack).map_err(storage_error));
+                }
+                if ok {
+                    station.stored(seq);
                 }
             }),
         );
     }
 
-    fn check_expected(&self, log: &Log, headers: Option<&Headers>, subject: &Subject) -> Result<(), EngineError> {
+    /// `seq` is durable: apply interest retention and wake consumer groups.
+    fn stored(&self, seq: u64) {
+        self.committed.fetch_max(seq, Ordering::AcqRel);
+        let groups: Vec<Arc<super::group::Group>> = self.groups.read().values().cloned().collect();
+        if self.config.read().retention == Retention::Interest {
+            let subject = self.log.lock().index.get(&seq).map(|e| e.subject.clone());
+            if let Some(subject) = subject {
+                if !groups.iter().any(|g| g.interested_in(&subject)) {
+                    self.remove_consumed(seq);
+                    return;
+                }
+            }
+        }
+        for g in groups {
+            g.fill(self);
+        }
+    }
+
+    /// Removes a message every interested group is done with (interest and
+    /// work-queue retention). The delete is made durable within a second.
+    pub fn remove_consumed(&self, seq: u64) {
+        let removed = {
+            let mut log = self.log.lock();
+            log.forget(seq).is_some() && !log.limits.memory
+        };
+        if removed {
+            self.store.append(
+                self.id,
+                vec![LogOp::Delete(seq)],
+                Durability::Interval(Duration::from_secs(1)),
+                Box::new(|_| {}),
+            );
+        }
+    }
+
+    /// The subject of a stored message.
+    pub fn subject_of(&self, seq: u64) -> Option<Bytes> {
+        self.log.lock().index.get(&seq).map(|e| e.subject.clone())
+    }
+
+    /// (first sequence, last sequence).
+    pub fn bounds(&self) -> (u64, u64) {
+        let log = self.log.lock();
+        (log.first_seq(), log.last_seq)
+    }
+
+    /// The first sequence stored at or after `t` (or the next sequence).
+    pub fn first_seq_at_or_after(&self, t: SystemTime) -> u64 {
+        let ns = t
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let log = self.log.lock();
+        log.index
+            .iter()
+            .find(|(_, e)| e.time_ns >= ns)
+            .map_or(log.last_seq + 1, |(s, _)| *s)
+    }
+
+    /// The newest sequence of every subject matching `filters` (all when empty).
+    pub fn last_per_subject(&self, filters: &[SubjectFilter]) -> Vec<u64> {
+        let log = self.log.lock();
+        let mut seqs: Vec<u64> = log
+            .per_subject
+            .iter()
+            .filter(|(s, _)| matches_any(filters, s))
+            .filter_map(|(_, seqs)| seqs.back().copied())
+            .collect();
+        seqs.sort_unstable();
+        seqs
+    }
+
+    /// The first durable sequence at or after `from` matching `filters`.
+    pub fn next_from(&self, from: u64, filters: &[SubjectFilter]) -> Option<u64> {
+        let committed = self.committed.load(Ordering::Acquire);
+        if from > committed {
+            return None;
+        }
+        let log = self.log.lock();
+        log.index
+            .range(from..=committed)
+            .find(|(_, e)| matches_any(filters, &e.subject))
+            .map(|(s, _)| *s)
+    }
+
+    /// How many stored messages at or after `from` match `filters`.
+    pub fn count_from(&self, from: u64, filters: &[SubjectFilter]) -> u64 {
+        let log = self.log.lock();
+        if filters.is_empty() {
+            return log.index.range(from..).count() as u64;
+        }
+        log.index
+            .range(from..)
+            .filter(|(_, e)| matches_any(filters, &e.subject))
+            .count() as u64
+    }
+
+    /// Reads a stored message.
+    pub fn read_message(&self, seq: u64) -> Result<Option<StoredMessage>, EngineError> {
+        Ok(self.read(seq)?.map(|r| StoredMessage {
+            seq: r.seq,
+            subject: Subject::from_trusted(r.subject),
+            headers: r.headers,
+            payload: r.payload,
+            time: time_of(r.time_ns),
+        }))
+    }
+
+    fn check_expected(
+        &self,
+        log: &Log,
+        headers: Option<&Headers>,
+        subject: &Subject,
+    ) -> Result<(), EngineError> {
         let Some(h) = headers else { return Ok(()) };
         if let Some(expected) = h.get("Nats-Expected-Stream") {
             if expected != &*self.name {
@@ -436,10 +572,9 @@ impl Station {
             }
         }
         if let Some(v) = h.get("Nats-Expected-Last-Sequence") {
-            let want: u64 = v
-                .trim()
-                .parse()
-                .map_err(|_| EngineError::BadRequest("invalid Nats-Expected-Last-Sequence".into()))?;
+            let want: u64 = v.trim().parse().map_err(|_| {
+                EngineError::BadRequest("invalid Nats-Expected-Last-Sequence".into())
+            })?;
             if want != log.last_seq {
                 return Err(EngineError::WrongLastSequence(log.last_seq));
             }
@@ -561,7 +696,9 @@ impl Station {
 
     pub fn delete_message(&self, seq: u64) -> Result<(), EngineError> {
         if self.config.read().deny_delete {
-            return Err(EngineError::Denied("message delete is not permitted".into()));
+            return Err(EngineError::Denied(
+                "message delete is not permitted".into(),
+            ));
         }
         let mut log = self.log.lock();
         if log.forget(seq).is_none() {
@@ -635,6 +772,13 @@ impl Station {
                 .map_err(storage_error)?;
         }
         Ok(())
+    }
+}
+
+fn matches_any(filters: &[SubjectFilter], subject: &Bytes) -> bool {
+    filters.is_empty() || {
+        let s = Subject::from_trusted(subject.clone());
+        filters.iter().any(|f| f.matches(&s))
     }
 }
 

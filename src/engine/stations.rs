@@ -2,12 +2,13 @@
 //! subject, and their durable definitions.
 
 use super::StationEngine;
+use super::group::{self, Group, TickOutcome};
 use super::station::{Station, filters_of, filters_overlap, now_ns, seq_floor_key};
 use ahash::AHashMap;
 use bytes::Bytes;
 use junction_api::{
-    EngineError, MessageQuery, Purge, StationConfig, StationInfo, StoredMessage, Subject,
-    SubjectFilter, TenantId,
+    AckKind, EngineError, FetchRequest, FetchSink, GroupConfig, GroupInfo, MessageQuery, Purge,
+    Retention, StationConfig, StationInfo, StoredMessage, Subject, SubjectFilter, TenantId,
 };
 use junction_storage::Store;
 use parking_lot::RwLock;
@@ -26,6 +27,21 @@ struct StationMeta {
     tenant: String,
     created_ns: u64,
     config: StationConfig,
+}
+
+#[derive(Serialize, Deserialize)]
+struct GroupMeta {
+    created_ns: u64,
+    config: GroupConfig,
+}
+
+fn group_meta_key(station_id: u64, name: &str) -> String {
+    format!("group/{station_id}/{name}")
+}
+
+fn nanos_since_epoch(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 #[derive(Default)]
@@ -135,9 +151,24 @@ impl StationRegistry {
                 store.clone(),
             )?;
             station.recover(floor)?;
+            for (gkey, gvalue) in store
+                .list_meta(&format!("group/{}/", meta.id))
+                .map_err(|e| EngineError::Storage(e.to_string()))?
+            {
+                let gm: GroupMeta = serde_json::from_slice(&gvalue).map_err(|e| {
+                    EngineError::Storage(format!("unreadable group definition {gkey}: {e}"))
+                })?;
+                let g = Group::recover(
+                    gm.config,
+                    UNIX_EPOCH + Duration::from_nanos(gm.created_ns),
+                    &station,
+                    store.clone(),
+                )?;
+                station.groups.write().insert(g.name.clone(), Arc::new(g));
+            }
             tracing::info!(
                 station = station.name(),
-                messages = station.state(0).messages,
+                messages = station.state().messages,
                 last_seq = station.last_seq(),
                 "recovered station"
             );
@@ -264,7 +295,9 @@ impl StationRegistry {
         let config = normalize(config)?;
         let filters = filters_of(&config)?;
         let mut tenants = self.tenants.write();
-        let t = tenants.get_mut(tenant).ok_or(EngineError::StationNotFound)?;
+        let t = tenants
+            .get_mut(tenant)
+            .ok_or(EngineError::StationNotFound)?;
         let station = t
             .by_name
             .get(&config.name)
@@ -291,7 +324,9 @@ impl StationRegistry {
     pub fn delete(&self, tenant: &TenantId, name: &str) -> Result<(), EngineError> {
         let station = {
             let mut tenants = self.tenants.write();
-            let t = tenants.get_mut(tenant).ok_or(EngineError::StationNotFound)?;
+            let t = tenants
+                .get_mut(tenant)
+                .ok_or(EngineError::StationNotFound)?;
             let station = t.by_name.remove(name).ok_or(EngineError::StationNotFound)?;
             t.capture.clear();
             station
@@ -299,6 +334,11 @@ impl StationRegistry {
         self.store
             .remove_meta(&meta_key(tenant, name))
             .map_err(|e| EngineError::Storage(e.to_string()))?;
+        let groups: Vec<Arc<Group>> = station.groups.write().drain().map(|(_, g)| g).collect();
+        for g in groups {
+            g.close(true);
+            let _ = self.store.remove_meta(&group_meta_key(station.id, &g.name));
+        }
         station.destroy()?;
         tracing::info!(station = name, "station deleted");
         Ok(())
@@ -320,6 +360,212 @@ impl StationRegistry {
             .collect()
     }
 
+    pub fn create_group(
+        &self,
+        tenant: &TenantId,
+        station_name: &str,
+        config: GroupConfig,
+    ) -> Result<(Arc<Station>, Arc<Group>), EngineError> {
+        let station = self.get(tenant, station_name)?;
+        let config = group::normalize(config)?;
+        let station_config = station.config();
+        let mut groups = station.groups.write();
+        if let Some(existing) = groups.get(&config.name) {
+            return if existing.config == config {
+                Ok((station.clone(), existing.clone()))
+            } else {
+                Err(EngineError::GroupExists)
+            };
+        }
+        if station_config.max_consumers > 0 && groups.len() as i64 >= station_config.max_consumers {
+            return Err(EngineError::MaxGroups);
+        }
+        if station_config.retention == Retention::WorkQueue {
+            let mine: Vec<SubjectFilter> = config
+                .filter_subjects
+                .iter()
+                .filter_map(|f| SubjectFilter::new(f.clone()).ok())
+                .collect();
+            for other in groups.values() {
+                let theirs = other.filters();
+                let overlap = mine.is_empty()
+                    || theirs.is_empty()
+                    || mine
+                        .iter()
+                        .any(|a| theirs.iter().any(|b| filters_overlap(a, b)));
+                if overlap {
+                    return Err(EngineError::InvalidGroupConfig(
+                        "multiple non-filtered consumers not allowed on workqueue stream".into(),
+                    ));
+                }
+            }
+        }
+        let group = Arc::new(Group::create(config.clone(), &station, self.store.clone())?);
+        if config.durable {
+            let meta = GroupMeta {
+                created_ns: nanos_since_epoch(group.created),
+                config,
+            };
+            let json =
+                serde_json::to_vec(&meta).map_err(|e| EngineError::Storage(e.to_string()))?;
+            self.store
+                .put_meta(&group_meta_key(station.id, &group.name), &json)
+                .map_err(|e| EngineError::Storage(e.to_string()))?;
+            group.save(true)?;
+        }
+        groups.insert(group.name.clone(), group.clone());
+        drop(groups);
+        tracing::info!(station = station_name, group = %group.name, "consumer group created");
+        Ok((station, group))
+    }
+
+    pub fn group(
+        &self,
+        tenant: &TenantId,
+        station_name: &str,
+        name: &str,
+    ) -> Result<(Arc<Station>, Arc<Group>), EngineError> {
+        let station = self.get(tenant, station_name)?;
+        let group = station
+            .groups
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or(EngineError::GroupNotFound)?;
+        Ok((station, group))
+    }
+
+    pub fn delete_group(
+        &self,
+        tenant: &TenantId,
+        station_name: &str,
+        name: &str,
+    ) -> Result<(), EngineError> {
+        let station = self.get(tenant, station_name)?;
+        let group = station
+            .groups
+            .write()
+            .remove(name)
+            .ok_or(EngineError::GroupNotFound)?;
+        group.close(true);
+        self.store
+            .remove_meta(&group_meta_key(station.id, name))
+            .map_err(|e| EngineError::Storage(e.to_string()))?;
+        self.release_consumed(&station);
+        Ok(())
+    }
+
+    /// Interest retention: once a group goes, messages only it held back may go too.
+    fn release_consumed(&self, station: &Station) {
+        if station.config().retention != Retention::Interest {
+            return;
+        }
+        let groups: Vec<Arc<Group>> = station.groups.read().values().cloned().collect();
+        let (first, last) = station.bounds();
+        for seq in first..=last {
+            if let Some(subject) = station.subject_of(seq) {
+                if groups.iter().all(|g| g.done_with(seq, &subject)) {
+                    station.remove_consumed(seq);
+                }
+            }
+        }
+    }
+
+    pub fn ack(
+        &self,
+        tenant: &TenantId,
+        station_name: &str,
+        name: &str,
+        seq: u64,
+        kind: AckKind,
+    ) -> Result<(), EngineError> {
+        let (station, group) = self.group(tenant, station_name, name)?;
+        let outcome = group.ack(seq, &kind);
+        if let Some((seq, deliveries, reason)) = &outcome.terminated {
+            tracing::info!(
+                station = station_name,
+                group = name,
+                seq,
+                deliveries,
+                reason = reason.as_deref().unwrap_or(""),
+                "message terminated"
+            );
+        }
+        match station.config().retention {
+            Retention::WorkQueue => {
+                for seq in &outcome.done {
+                    station.remove_consumed(*seq);
+                }
+            }
+            Retention::Interest => {
+                let groups: Vec<Arc<Group>> = station.groups.read().values().cloned().collect();
+                for seq in &outcome.done {
+                    if let Some(subject) = station.subject_of(*seq) {
+                        if groups.iter().all(|g| g.done_with(*seq, &subject)) {
+                            station.remove_consumed(*seq);
+                        }
+                    }
+                }
+            }
+            Retention::Limits => {}
+        }
+        group.fill(&station);
+        Ok(())
+    }
+
+    pub fn fetch(
+        &self,
+        tenant: &TenantId,
+        station_name: &str,
+        name: &str,
+        request: FetchRequest,
+        sink: Arc<dyn FetchSink>,
+    ) -> Result<(), EngineError> {
+        let (station, group) = self.group(tenant, station_name, name)?;
+        group.fetch(&station, request, sink);
+        Ok(())
+    }
+
+    /// Runs every group's timers, saves changed positions, and removes idle
+    /// ephemeral groups.
+    pub fn tick_groups(&self) {
+        let now = std::time::Instant::now();
+        for station in self.all() {
+            let groups: Vec<Arc<Group>> = station.groups.read().values().cloned().collect();
+            for g in groups {
+                let (exhausted, outcome) = g.tick(now);
+                for (seq, deliveries) in exhausted {
+                    tracing::warn!(
+                        station = station.name(),
+                        group = %g.name,
+                        seq,
+                        deliveries,
+                        "message exceeded max deliveries"
+                    );
+                    if station.config().retention == Retention::WorkQueue {
+                        station.remove_consumed(seq);
+                    }
+                }
+                match outcome {
+                    TickOutcome::Expired => {
+                        station.groups.write().remove(&g.name);
+                        g.close(true);
+                        tracing::debug!(station = station.name(), group = %g.name, "ephemeral consumer expired");
+                        self.release_consumed(&station);
+                    }
+                    TickOutcome::Keep => {
+                        if g.config.durable {
+                            if let Err(e) = g.save(false) {
+                                tracing::error!(error = %e, group = %g.name, "cannot save consumer position");
+                            }
+                        }
+                        g.fill(&station);
+                    }
+                }
+            }
+        }
+    }
+
     /// Applies `max_age` to every station.
     pub fn expire_all(&self) {
         let now = now_ns();
@@ -330,11 +576,25 @@ impl StationRegistry {
 }
 
 impl StationEngine {
+    pub(crate) fn group_info_of(&self, station: &Station, group: &Group) -> GroupInfo {
+        GroupInfo {
+            station: station.name().to_string(),
+            config: group.config.clone(),
+            created: group.created,
+            state: group.state(station),
+        }
+    }
+
+    /// Runs consumer-group timers; the server calls this about every 50 ms.
+    pub fn tick_groups(&self) {
+        self.stations.tick_groups();
+    }
+
     pub(crate) fn station_info_of(&self, station: &Station) -> StationInfo {
         StationInfo {
             config: station.config(),
             created: station.created,
-            state: station.state(0),
+            state: station.state(),
         }
     }
 

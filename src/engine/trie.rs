@@ -262,7 +262,10 @@ impl SubjectTrie {
         let (generation, result) = {
             let tree = self.tree.read();
             let mut out = MatchResult::default();
-            tree.root.collect(&tokens, &mut out);
+            // A subject with an empty token (`a..b`) matches nothing, as in nats-server.
+            if tokens.iter().all(|t| !t.is_empty()) {
+                tree.root.collect(&tokens, &mut out);
+            }
             (tree.generation, Arc::new(out))
         };
         let mut cache = self.cache.write();

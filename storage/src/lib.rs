@@ -70,6 +70,9 @@ pub enum Durability {
     Interval(Duration),
 }
 
+/// A stored (key, value) pair.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// Called once an append is durable (or failed).
 pub type Done = Box<dyn FnOnce(Result<(), StorageError>) + Send>;
 
@@ -100,9 +103,23 @@ struct Inner {
     log: Keyspace,
     meta: Keyspace,
     state: Keyspace,
-    writer: mpsc::Sender<Job>,
+    writer: Option<mpsc::Sender<Job>>,
+    writer_thread: Option<std::thread::JoinHandle<()>>,
     poisoned: Arc<AtomicBool>,
     path: PathBuf,
+}
+
+impl Drop for Inner {
+    /// Closing the queue ends the writer thread, which persists and closes the
+    /// database. Waiting for it means a store reopened right after is not locked.
+    fn drop(&mut self) {
+        self.writer = None;
+        if let Some(t) = self.writer_thread.take() {
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
+        }
+    }
 }
 
 /// Most appends taken into one group commit.
@@ -118,22 +135,23 @@ impl Store {
         let state = db.keyspace("state", KeyspaceCreateOptions::default)?;
         let (tx, rx) = mpsc::channel::<Job>();
         let poisoned = Arc::new(AtomicBool::new(false));
-        {
+        let writer_thread = {
             let db = db.clone();
             let log = log.clone();
             let poisoned = poisoned.clone();
             std::thread::Builder::new()
                 .name("junction-store-writer".into())
                 .spawn(move || writer_loop(db, log, rx, poisoned))
-                .map_err(|e| StorageError::Fjall(format!("cannot start writer thread: {e}")))?;
-        }
+                .map_err(|e| StorageError::Fjall(format!("cannot start writer thread: {e}")))?
+        };
         Ok(Store {
             inner: Arc::new(Inner {
                 db,
                 log,
                 meta,
                 state,
-                writer: tx,
+                writer: Some(tx),
+                writer_thread: Some(writer_thread),
                 poisoned,
                 path,
             }),
@@ -163,7 +181,11 @@ impl Store {
             durability,
             done,
         };
-        if let Err(mpsc::SendError(job)) = self.inner.writer.send(job) {
+        let Some(writer) = &self.inner.writer else {
+            (job.done)(Err(StorageError::Closed));
+            return;
+        };
+        if let Err(mpsc::SendError(job)) = writer.send(job) {
             (job.done)(Err(StorageError::Closed));
         }
     }
@@ -297,7 +319,7 @@ impl Store {
     }
 
     /// Every consumer-group state (key, value) whose key starts with `prefix`.
-    pub fn list_state(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    pub fn list_state(&self, prefix: &[u8]) -> Result<Vec<KeyValue>, StorageError> {
         let mut out = Vec::new();
         for guard in self.inner.state.prefix(prefix) {
             let (k, v) = guard.into_inner()?;

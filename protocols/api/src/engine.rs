@@ -1,9 +1,10 @@
 //! The [`Engine`] trait: everything a front-end may ask of the broker.
 
 use crate::{
-    ClientId, ClientRecord, ClientSnapshot, Credentials, EngineError, Message, MessageQuery,
-    NewClient, Purge, QueueGroup, StationConfig, StationInfo, StoredCallback, StoredMessage,
-    SubjectFilter, SubscriptionSnapshot, TenantId,
+    AckKind, ClientId, ClientRecord, ClientSnapshot, Credentials, EngineError, FetchRequest,
+    FetchSink, GroupConfig, GroupInfo, Message, MessageQuery, NewClient, Purge, QueueGroup,
+    StationConfig, StationInfo, StoredCallback, StoredMessage, Subject, SubjectFilter,
+    SubscriptionSnapshot, TenantId,
 };
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -159,6 +160,58 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Deletes one stored message.
     fn delete_message(&self, tenant: &TenantId, name: &str, seq: u64) -> Result<(), EngineError>;
+
+    /// Delivers `message` (keeping its own subject) to every subscription matching
+    /// `route`: how a pull delivery reaches the member's inbox.
+    fn publish_routed(&self, from: &ClientRecord, route: &Subject, message: &Message) -> usize;
+
+    /// Creates a consumer group on a station; the same configuration again returns
+    /// the existing group.
+    fn create_group(
+        &self,
+        tenant: &TenantId,
+        station: &str,
+        config: GroupConfig,
+    ) -> Result<GroupInfo, EngineError>;
+
+    /// A group's configuration and state.
+    fn group_info(
+        &self,
+        tenant: &TenantId,
+        station: &str,
+        group: &str,
+    ) -> Result<GroupInfo, EngineError>;
+
+    /// Deletes a group.
+    fn delete_group(
+        &self,
+        tenant: &TenantId,
+        station: &str,
+        group: &str,
+    ) -> Result<(), EngineError>;
+
+    /// Group names of a station, sorted.
+    fn group_names(&self, tenant: &TenantId, station: &str) -> Result<Vec<String>, EngineError>;
+
+    /// Queues a pull request; deliveries and the end go to `sink`.
+    fn fetch(
+        &self,
+        tenant: &TenantId,
+        station: &str,
+        group: &str,
+        request: FetchRequest,
+        sink: std::sync::Arc<dyn FetchSink>,
+    ) -> Result<(), EngineError>;
+
+    /// Acknowledges (or naks, or terminates) the delivery of `stream_seq`.
+    fn ack(
+        &self,
+        tenant: &TenantId,
+        station: &str,
+        group: &str,
+        stream_seq: u64,
+        kind: AckKind,
+    ) -> Result<(), EngineError>;
 
     /// Subscribes `from` to `filter`, optionally as a member of a queue group.
     fn subscribe(

@@ -64,6 +64,18 @@ pub enum EngineError {
     /// The station refuses deletes or purges.
     #[error("{0}")]
     Denied(String),
+    /// No consumer group has that name.
+    #[error("consumer not found")]
+    GroupNotFound,
+    /// A group with that name exists with a different configuration.
+    #[error("consumer already exists")]
+    GroupExists,
+    /// The group configuration is invalid.
+    #[error("{0}")]
+    InvalidGroupConfig(String),
+    /// The station has as many groups as it allows.
+    #[error("maximum consumers limit reached")]
+    MaxGroups,
     /// Storage failed; the station accepts no writes until restart.
     #[error("storage failure: {0}")]
     Storage(String),

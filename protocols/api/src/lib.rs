@@ -18,6 +18,7 @@
 mod client;
 mod engine;
 mod error;
+mod group;
 mod headers;
 mod message;
 mod station;
@@ -29,6 +30,10 @@ pub use client::{
 };
 pub use engine::{Delivery, Engine, PublishOutcome, ServerSnapshot, Subscriber, SubscriptionId};
 pub use error::EngineError;
+pub use group::{
+    AckKind, AckPolicy, DeliverPolicy, Delivered, FetchEnd, FetchRequest, FetchSink, GroupConfig,
+    GroupInfo, GroupState,
+};
 pub use headers::Headers;
 pub use message::Message;
 pub use station::{

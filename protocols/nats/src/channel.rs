@@ -8,11 +8,12 @@
 use crate::encode;
 use crate::frame::{ClientOp, FrameError};
 use crate::info::ConnectOptions;
+use crate::jetstream::PubAck;
 use crate::outbound::{CloseReason, NatsSubscription, Outbound};
 use bytes::Bytes;
 use junction_api::{
-    ClientRecord, Credentials, Engine, EngineError, Message, QueueGroup, Subject, SubjectFilter,
-    SubscriptionId,
+    ClientRecord, Credentials, Engine, EngineError, Message, QueueGroup, StoredCallback, Subject,
+    SubjectFilter, SubscriptionId,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -90,6 +91,19 @@ impl<E: Engine> NatsChannel<E> {
         if self.options.verbose {
             self.out.write(|b| b.extend_from_slice(encode::OK));
         }
+    }
+
+    /// Called with the first byte of each operation, before it is parsed (or even
+    /// complete). While auth is required and no CONNECT was accepted, nats-server
+    /// refuses any op that does not start with `C`.
+    pub fn check_op_start(&self, first: u8) -> Step {
+        if self.auth_required && !self.connected && !first.eq_ignore_ascii_case(&b'C') {
+            return self.error_and_close(
+                "Authorization Violation",
+                CloseReason::AuthorizationViolation,
+            );
+        }
+        Ok(())
     }
 
     /// Handles one decoded operation.
@@ -280,13 +294,37 @@ impl<E: Engine> NatsChannel<E> {
             headers,
             payload,
         };
-        let outcome = self.engine.publish(&self.client, &message);
-        if outcome.delivered == 0 && self.options.no_responders {
+        let stored = message.reply.clone().map(|reply| self.pub_ack(reply));
+        let outcome = self.engine.publish_stored(&self.client, &message, stored);
+        if outcome.delivered == 0 && !outcome.captured && self.options.no_responders {
             if let Some(reply) = &message.reply {
                 self.no_responders(reply);
             }
         }
         Ok(())
+    }
+
+    /// The callback that answers a publish captured by a station with a JetStream
+    /// PubAck on the reply subject, once the message is durable.
+    fn pub_ack(&self, reply: Subject) -> StoredCallback {
+        let engine = self.engine.clone();
+        Box::new(move |result| {
+            let json = match result {
+                Ok(ack) => PubAck {
+                    stream: ack.station,
+                    seq: ack.seq,
+                    domain: String::new(),
+                    duplicate: ack.duplicate,
+                }
+                .to_nats_json(),
+                Err(e) => {
+                    let error = crate::jetstream::api_error(&e);
+                    serde_json::to_vec(&serde_json::json!({ "error": error })).unwrap_or_default()
+                }
+            };
+            let system = engine.system_client();
+            engine.publish(&system, &Message::new(reply, Bytes::from(json)));
+        })
     }
 
     /// Sends the `503` no-responders status to the requester's own subscription that
@@ -295,7 +333,7 @@ impl<E: Engine> NatsChannel<E> {
         let Some((sid, _)) = self
             .subscriptions
             .iter()
-            .find(|(_, s)| !s.queued && s.filter.matches(reply))
+            .find(|(_, s)| !s.queued && !s.subscription.is_done() && s.filter.matches(reply))
         else {
             return;
         };
@@ -317,9 +355,14 @@ impl<E: Engine> NatsChannel<E> {
                 return;
             }
         };
-        if self.subscriptions.contains_key(&sid) {
-            self.ok();
-            return;
+        if let Some(existing) = self.subscriptions.get(&sid) {
+            if !existing.subscription.is_done() {
+                self.ok();
+                return;
+            }
+            // It reached its auto-unsubscribe max and the engine dropped it: the sid
+            // is free again, as in nats-server.
+            self.subscriptions.remove(&sid);
         }
         let subscription = Arc::new(NatsSubscription::new(sid.clone(), self.out.clone()));
         let queued = queue.is_some();

@@ -150,6 +150,9 @@ fn drain<E: Engine>(
     channel: &mut NatsChannel<E>,
 ) -> Result<(), CloseReason> {
     loop {
+        if let Some(&first) = buf.first() {
+            channel.check_op_start(first)?;
+        }
         match codec.decode(buf) {
             Ok(Some(op)) => channel.handle(op)?,
             Ok(None) => return Ok(()),
@@ -165,13 +168,30 @@ async fn write_loop(mut writer: OwnedWriteHalf, out: Arc<Outbound>, deadline: Du
         let Taken::Write { close } = out.take(&mut spare);
         let wrote = !spare.is_empty();
         if wrote {
-            match tokio::time::timeout(deadline, writer.write_all(&spare)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => {
+            let write = tokio::time::timeout(deadline, writer.write_all(&spare));
+            tokio::pin!(write);
+            let mut watching = true;
+            let result = loop {
+                tokio::select! {
+                    r = &mut write => break Some(r),
+                    // A slow consumer is dropped at once, even mid-write; any other
+                    // close lets the write finish so a final -ERR reaches the client.
+                    _ = out.closed().cancelled(), if watching => {
+                        if out.close_reason().is_some_and(CloseReason::is_slow_consumer) {
+                            break None;
+                        }
+                        watching = false;
+                    }
+                }
+            };
+            match result {
+                Some(Ok(Ok(()))) => {}
+                None => return,
+                Some(Ok(Err(_))) => {
                     out.close(CloseReason::WriteError);
                     return;
                 }
-                Err(_) => {
+                Some(Err(_)) => {
                     out.close(CloseReason::SlowConsumerWriteDeadline);
                     return;
                 }

@@ -225,24 +225,101 @@ pub fn parse_size(digits: &[u8]) -> Option<usize> {
     })
 }
 
-fn op_name(line: &[u8]) -> Result<(&[u8], &[u8]), FrameError> {
-    take_while1::<_, _, nom::error::Error<&[u8]>>(|c: u8| {
-        c.is_ascii_alphabetic() || c == b'+' || c == b'-'
-    })
-    .parse(line)
-    .map_err(|_| FrameError::UnknownOperation)
+fn is_name_char(c: u8) -> bool {
+    c.is_ascii_alphabetic() || c == b'+' || c == b'-'
 }
 
-/// Longest operation name plus its separator, allowed on top of the argument limit
-/// while a line is still incomplete.
-const OP_SLACK: usize = 8;
+fn is_blank(c: u8) -> bool {
+    c == b' ' || c == b'\t'
+}
+
+fn op_name(line: &[u8]) -> Result<(&[u8], &[u8]), FrameError> {
+    take_while1::<_, _, nom::error::Error<&[u8]>>(is_name_char)
+        .parse(line)
+        .map_err(|_| FrameError::UnknownOperation)
+}
+
+/// Every operation name a client may send.
+const CLIENT_OPS: [&[u8]; 10] = [
+    b"CONNECT", b"PUB", b"HPUB", b"SUB", b"UNSUB", b"PING", b"PONG", b"+OK", b"-ERR", b"INFO",
+];
+
+fn starts_with_ci(s: &[u8], prefix: &[u8]) -> bool {
+    s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+/// PING, PONG and +OK ignore whatever follows them on the line, as nats-server does:
+/// once their last letter is read, every byte up to `\n` is skipped, so `PINGX` is a
+/// PING (while `PINX` is an error).
+fn is_ping_like(name: &[u8]) -> bool {
+    [&b"PING"[..], b"PONG", b"+OK"]
+        .iter()
+        .any(|op| starts_with_ci(name, op))
+}
+
+/// Checks a line whose `\n` has not arrived yet. It fails as soon as the bytes so far
+/// make the complete line fail, with the same error, and otherwise says read more.
+/// Running the complete line's checks (rather than a looser length test) keeps the
+/// outcome independent of where the stream was split into reads, and still bounds
+/// what is buffered: the op name, `max_control_line` blanks and `max_control_line`
+/// of arguments. (PING, PONG and +OK lines are not bounded: their tails are ignored.)
+fn check_partial_line(buf: &[u8], limits: &Limits) -> Result<(), FrameError> {
+    let n = buf.iter().take_while(|&&c| is_name_char(c)).count();
+    let (name, rest) = buf.split_at(n);
+    if is_ping_like(name) {
+        return Ok(());
+    }
+    if rest.is_empty() {
+        // The name may still be growing: fail once no client operation starts so.
+        let possible = CLIENT_OPS
+            .iter()
+            .any(|op| op.len() >= n && op[..n].eq_ignore_ascii_case(name));
+        return if possible {
+            Ok(())
+        } else {
+            Err(FrameError::UnknownOperation)
+        };
+    }
+    if name.is_empty() {
+        return Err(FrameError::UnknownOperation);
+    }
+    // A final `\r` may be the start of the line's `\r\n`: leave it out of the count.
+    let rest = rest.strip_suffix(b"\r").unwrap_or(rest);
+    check_line_head(name, rest, limits).map(|_| ())
+}
+
+/// The checks every line except PING, PONG and +OK goes through, in this order,
+/// whether complete (`rest` is the rest of the line) or not (`rest` is what has
+/// arrived so far of it). Returns the arguments.
+fn check_line_head<'a>(
+    name: &[u8],
+    rest: &'a [u8],
+    limits: &Limits,
+) -> Result<&'a [u8], FrameError> {
+    if !CLIENT_OPS.iter().any(|op| name.eq_ignore_ascii_case(op)) {
+        return Err(FrameError::UnknownOperation);
+    }
+    let upper = |expected: &[u8]| name.eq_ignore_ascii_case(expected);
+    let separated = rest.first().is_some_and(|&c| is_blank(c));
+    // CONNECT and INFO may be followed directly by their JSON; every other op needs
+    // at least one space or tab before its arguments.
+    if !(separated || upper(b"CONNECT") || upper(b"INFO")) {
+        return Err(FrameError::UnknownOperation);
+    }
+    let blanks = rest.iter().take_while(|&&c| is_blank(c)).count();
+    let args = &rest[blanks..];
+    // nats-server measures only the arguments; the run of blanks before them is
+    // capped too, so that a line of blanks cannot be buffered without end.
+    if blanks > limits.max_control_line || args.len() > limits.max_control_line {
+        return Err(FrameError::ControlLineTooLong);
+    }
+    Ok(args)
+}
 
 /// Finds one whole client operation at the front of `buf`.
 pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, FrameError> {
     let Some(nl) = memchr::memchr(b'\n', buf) else {
-        if buf.len() > limits.max_control_line + OP_SLACK && !is_ping_like(buf) {
-            return Err(FrameError::ControlLineTooLong);
-        }
+        check_partial_line(buf, limits)?;
         return Ok(Parsed::Incomplete);
     };
     let line = match buf[..nl].last() {
@@ -252,28 +329,17 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, FrameErro
     let after_line = nl + 1;
     let (rest, name) = op_name(line)?;
     let upper = |expected: &[u8]| name.eq_ignore_ascii_case(expected);
-    // PING, PONG and +OK ignore whatever follows them on the line.
-    if upper(b"PING") || upper(b"PONG") || upper(b"+OK") {
-        let op = if upper(b"PING") {
+    if is_ping_like(name) {
+        let op = if starts_with_ci(name, b"PING") {
             ClientOp::Ping
-        } else if upper(b"PONG") {
+        } else if starts_with_ci(name, b"PONG") {
             ClientOp::Pong
         } else {
             ClientOp::Ok
         };
         return Ok(Parsed::Op(op, after_line));
     }
-    let separated = rest.first().is_some_and(|&c| c == b' ' || c == b'\t');
-    // CONNECT and INFO may be followed directly by their JSON; every other op needs
-    // at least one space or tab before its arguments.
-    if !separated && !(upper(b"CONNECT") || upper(b"INFO")) {
-        return Err(FrameError::UnknownOperation);
-    }
-    let (args, _) =
-        space0::<_, nom::error::Error<&[u8]>>(rest).map_err(|_| FrameError::UnknownOperation)?;
-    if args.len() > limits.max_control_line {
-        return Err(FrameError::ControlLineTooLong);
-    }
+    let args = check_line_head(name, rest, limits)?;
     if upper(b"PUB") {
         let a = split_args(args, "PUB")?;
         let (subject, reply, size) = match a.len {
@@ -351,9 +417,9 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, FrameErro
             },
             2 => ClientOp::Unsub {
                 sid: a.get(0),
-                max: Some(
-                    parse_size(a.get(1)).ok_or(FrameError::InvalidArguments("UNSUB"))? as u64,
-                ),
+                // nats-server reads a bad max as -1, which removes the
+                // subscription at once, as 0 does.
+                max: Some(parse_size(a.get(1)).map_or(0, |n| n as u64)),
             },
             _ => return Err(FrameError::InvalidArguments("UNSUB")),
         }
@@ -367,13 +433,6 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, FrameErro
         return Err(FrameError::UnknownOperation);
     };
     Ok(Parsed::Op(op, after_line))
-}
-
-/// True when an incomplete line starts with PING, PONG or +OK, whose trailing bytes
-/// nats-server does not count against the control-line limit.
-fn is_ping_like(buf: &[u8]) -> bool {
-    let head = |p: &[u8]| buf.len() >= p.len() && buf[..p.len()].eq_ignore_ascii_case(p);
-    head(b"PING") || head(b"PONG") || head(b"+OK")
 }
 
 fn trim_end(s: &[u8]) -> &[u8] {
@@ -475,7 +534,7 @@ mod tests {
             parse(b"PUB foo\r\n", &l),
             Err(FrameError::InvalidArguments("PUB"))
         );
-        assert_eq!(parse(b"PINGX\r\n", &l), Err(FrameError::UnknownOperation));
+        assert_eq!(parse(b"PINX\r\n", &l), Err(FrameError::UnknownOperation));
         assert_eq!(
             parse(b"PUB foo 5\r\n", &l),
             Err(FrameError::PayloadTooLarge)
@@ -492,6 +551,37 @@ mod tests {
             parse(b"SUB aaaaaaaaaaaaaaaaaaaaaaaaaaa", &l),
             Err(FrameError::ControlLineTooLong)
         );
+    }
+
+    /// Found by `fuzz/` (codec_decode): a partial line must fail exactly when, and
+    /// exactly as, the complete line will.
+    #[test]
+    fn partial_lines_fail_like_complete_ones() {
+        let l = Limits {
+            max_control_line: 8,
+            max_payload: 4,
+        };
+        // At the limit, cut before the `\n`: not an error yet, then accepted.
+        assert_eq!(parse(b"CONNECT {\"a\":1}\r", &l), Ok(Parsed::Incomplete));
+        assert_eq!(parse(b"PUB   foo 1\r", &l), Ok(Parsed::Incomplete));
+        assert_eq!(parse(b"PUB   foo 1\r\nx\r\n", &l).map(|_| ()), Ok(()));
+        // A bad name is refused as soon as it is known to be bad, whatever follows.
+        assert_eq!(parse(b"\xe5", &l), Err(FrameError::UnknownOperation));
+        assert_eq!(parse(b"PINX", &l), Err(FrameError::UnknownOperation));
+        assert_eq!(
+            parse(b"FOO aaaaaaaaaaaa", &l),
+            Err(FrameError::UnknownOperation)
+        );
+        assert_eq!(
+            parse(b"FOO aaaaaaaaaaaa\r\n", &l),
+            Err(FrameError::UnknownOperation)
+        );
+        // Runs of blanks count against the limit too, so they cannot pile up.
+        assert_eq!(
+            parse(b"SUB          ", &l),
+            Err(FrameError::ControlLineTooLong)
+        );
+        assert_eq!(parse(b"PING xxxxxxxxxxxxxxxx", &l), Ok(Parsed::Incomplete));
     }
 
     #[test]
@@ -517,5 +607,15 @@ mod tests {
         );
         assert_eq!(one(b"CONNECT{}\r\n").0, ClientOp::Connect(&b"{}"[..]));
         assert_eq!(one(b"PING xyz\r\n").0, ClientOp::Ping);
+        assert_eq!(one(b"PINGX\r\n").0, ClientOp::Ping);
+        assert_eq!(one(b"pongpong\r\n").0, ClientOp::Pong);
+        assert_eq!(one(b"+OKAY\n").0, ClientOp::Ok);
+        assert_eq!(
+            one(b"UNSUB 1 x\r\n").0,
+            ClientOp::Unsub {
+                sid: &b"1"[..],
+                max: Some(0)
+            }
+        );
     }
 }

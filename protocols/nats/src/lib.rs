@@ -20,6 +20,7 @@ mod connection;
 pub mod encode;
 pub mod frame;
 pub mod info;
+pub mod jetstream;
 pub mod outbound;
 pub mod server;
 

@@ -75,6 +75,17 @@ pub async fn serve<E: Engine>(
     options: NatsOptions,
     shutdown: CancellationToken,
 ) {
+    let jetstream = if options.jetstream {
+        match crate::jetstream::start(engine.clone(), shutdown.clone()) {
+            Ok(task) => Some(task),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the JetStream API");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let options = Arc::new(options);
     let tracker = TaskTracker::new();
     loop {
@@ -103,5 +114,8 @@ pub async fn serve<E: Engine>(
         .is_err()
     {
         tracing::warn!("some NATS connections did not close in time");
+    }
+    if let Some(task) = jetstream {
+        let _ = task.await;
     }
 }

@@ -1,0 +1,304 @@
+//! The `$JS.API` service: JetStream requests in, engine calls, JSON responses out.
+//!
+//! The service subscribes the engine's system client to `$JS.API.>`. Requests are
+//! handed to a worker task (the subscriber only queues, as every subscriber must) and
+//! each is answered on a blocking thread, because station operations may wait for
+//! storage. The response is published to the request's reply subject.
+
+use super::api_types::{
+    AccountInfo, AccountInfoResponse, AccountLimits, ApiError, ApiErrorResponse, ApiPaged,
+    ApiStats, JsErrorCode, LIST_PAGE_LIMIT, MsgGetTarget, NAMES_PAGE_LIMIT, StreamConfig,
+    StreamInfoResponse, StreamListResponse, StreamMsgDeleteRequest, StreamMsgGetRequest,
+    StreamMsgGetResponse, StreamNamesRequest, StreamNamesResponse, StreamPurgeRequest,
+    StreamPurgeResponse, SuccessResponse, decode_request, response_type,
+};
+use super::convert::{api_error, station_config, stored_msg, stream_info};
+use bytes::Bytes;
+use junction_api::{
+    Delivery, Engine, EngineError, Message, MessageQuery, Purge, StorageKind, Subject,
+    SubjectFilter, Subscriber, TenantId,
+};
+use serde::Serialize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Subject prefix of the JetStream API.
+pub const API_PREFIX: &str = "$JS.API.";
+
+struct ApiInbox {
+    requests: mpsc::UnboundedSender<Message>,
+}
+
+impl Subscriber for ApiInbox {
+    fn deliver(&self, message: &Message) -> Delivery {
+        match self.requests.send(message.clone()) {
+            Ok(()) => Delivery::Accepted,
+            Err(_) => Delivery::Gone,
+        }
+    }
+
+    fn describe(&self) -> (String, u64) {
+        ("$JS.API".into(), 0)
+    }
+}
+
+#[derive(Default)]
+struct Stats {
+    total: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// Starts the JetStream API service; the returned task ends at `shutdown`.
+pub fn start<E: Engine>(
+    engine: Arc<E>,
+    shutdown: CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, EngineError> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let system = engine.system_client();
+    let filter = SubjectFilter::new("$JS.API.>")?;
+    engine.subscribe(&system, filter, None, Arc::new(ApiInbox { requests: tx }))?;
+    super::consumer_api::start_acks(engine.clone())?;
+    let stats = Arc::new(Stats::default());
+    Ok(tokio::spawn(async move {
+        loop {
+            let request = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = rx.recv() => match r { Some(r) => r, None => break },
+            };
+            let engine = engine.clone();
+            let stats = stats.clone();
+            tokio::task::spawn_blocking(move || answer(&engine, &stats, &request));
+        }
+    }))
+}
+
+fn answer<E: Engine>(engine: &Arc<E>, stats: &Stats, request: &Message) {
+    let Some(reply) = request.reply.clone() else {
+        return;
+    };
+    stats.total.fetch_add(1, Ordering::Relaxed);
+    let subject = request.subject.to_str_lossy().into_owned();
+    let api = subject.strip_prefix(API_PREFIX).unwrap_or_default();
+    if api.starts_with("CONSUMER.MSG.NEXT.") {
+        let tenant = TenantId::default_tenant();
+        super::consumer_api::next(engine.clone(), &tenant, api, &request.payload, reply);
+        return;
+    }
+    let response = match route(&**engine, stats, api, &request.payload) {
+        Ok(json) => json,
+        Err((kind, error)) => {
+            stats.errors.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                api,
+                code = error.err_code,
+                "JetStream API error: {}",
+                error.description
+            );
+            to_json(&ApiErrorResponse::new(kind, error))
+        }
+    };
+    respond(&**engine, reply, response);
+}
+
+/// Publishes `payload` to `reply` from the system client.
+pub fn respond<E: Engine + ?Sized>(engine: &E, reply: Subject, payload: Vec<u8>) {
+    let system = engine.system_client();
+    engine.publish(&system, &Message::new(reply, Bytes::from(payload)));
+}
+
+fn to_json(value: &impl Serialize) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "JetStream response failed to encode");
+        b"{}".to_vec()
+    })
+}
+
+type Routed = Result<Vec<u8>, (&'static str, ApiError)>;
+
+fn route<E: Engine>(engine: &E, stats: &Stats, api: &str, body: &[u8]) -> Routed {
+    let tenant = TenantId::default_tenant();
+    let (verb, name) = match api.rsplit_once('.') {
+        Some((verb, name)) => (verb, name),
+        None => (api, ""),
+    };
+    match (api, verb) {
+        ("INFO", _) => account_info(engine, &tenant, stats),
+        ("STREAM.NAMES", _) => stream_names(engine, &tenant, body),
+        ("STREAM.LIST", _) => stream_list(engine, &tenant, body),
+        (_, "STREAM.CREATE") => stream_create(engine, &tenant, name, body, false),
+        (_, "STREAM.UPDATE") => stream_create(engine, &tenant, name, body, true),
+        (_, "STREAM.INFO") => {
+            let kind = response_type::STREAM_INFO;
+            let info = engine
+                .station_info(&tenant, name)
+                .map_err(|e| (kind, api_error(&e)))?;
+            Ok(to_json(&StreamInfoResponse::info(
+                stream_info(&info),
+                ApiPaged::default(),
+            )))
+        }
+        (_, "STREAM.DELETE") => {
+            let kind = response_type::STREAM_DELETE;
+            engine
+                .delete_station(&tenant, name)
+                .map_err(|e| (kind, api_error(&e)))?;
+            Ok(to_json(&SuccessResponse::ok(kind)))
+        }
+        (_, "STREAM.PURGE") => stream_purge(engine, &tenant, name, body),
+        (_, "STREAM.MSG.GET") => msg_get(engine, &tenant, name, body),
+        (_, "STREAM.MSG.DELETE") => {
+            let kind = response_type::STREAM_MSG_DELETE;
+            let req: StreamMsgDeleteRequest = decode_request(body).map_err(|e| (kind, e))?;
+            engine
+                .delete_message(&tenant, name, req.seq)
+                .map_err(|e| (kind, api_error(&e)))?;
+            Ok(to_json(&SuccessResponse::ok(kind)))
+        }
+        _ => super::consumer_api::route(engine, &tenant, api, body),
+    }
+}
+
+fn account_info<E: Engine>(engine: &E, tenant: &TenantId, stats: &Stats) -> Routed {
+    let names = engine.station_names(tenant, None);
+    let (mut memory, mut storage, mut consumers) = (0u64, 0u64, 0u64);
+    for name in &names {
+        if let Ok(info) = engine.station_info(tenant, name) {
+            consumers += info.state.consumer_count;
+            match info.config.storage {
+                StorageKind::Memory => memory += info.state.bytes,
+                _ => storage += info.state.bytes,
+            }
+        }
+    }
+    Ok(to_json(&AccountInfoResponse::ok(AccountInfo {
+        memory,
+        storage,
+        streams: names.len() as u64,
+        consumers,
+        limits: AccountLimits {
+            max_memory: -1,
+            max_storage: -1,
+            max_streams: -1,
+            max_consumers: -1,
+            max_ack_pending: -1,
+            memory_max_stream_bytes: -1,
+            storage_max_stream_bytes: -1,
+            ..AccountLimits::default()
+        },
+        api: ApiStats {
+            total: stats.total.load(Ordering::Relaxed),
+            errors: stats.errors.load(Ordering::Relaxed),
+            ..ApiStats::default()
+        },
+        ..AccountInfo::default()
+    })))
+}
+
+fn stream_create<E: Engine>(
+    engine: &E,
+    tenant: &TenantId,
+    name: &str,
+    body: &[u8],
+    update: bool,
+) -> Routed {
+    let kind = if update {
+        response_type::STREAM_UPDATE
+    } else {
+        response_type::STREAM_CREATE
+    };
+    let mut config: StreamConfig = decode_request(body).map_err(|e| (kind, e))?;
+    if config.name.is_empty() {
+        config.name = name.to_string();
+    }
+    if config.name != name {
+        return Err((kind, JsErrorCode::StreamMismatch.error()));
+    }
+    let station = station_config(&config).map_err(|e| (kind, e))?;
+    let info = if update {
+        engine.update_station(tenant, station)
+    } else {
+        engine.create_station(tenant, station)
+    }
+    .map_err(|e| (kind, api_error(&e)))?;
+    let info = stream_info(&info);
+    Ok(to_json(&if update {
+        StreamInfoResponse::update(info)
+    } else {
+        StreamInfoResponse::create(info)
+    }))
+}
+
+fn page<T>(items: Vec<T>, offset: u64, limit: u64) -> Vec<T> {
+    items
+        .into_iter()
+        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+        .take(usize::try_from(limit).unwrap_or(usize::MAX))
+        .collect()
+}
+
+fn names_for<E: Engine>(engine: &E, tenant: &TenantId, subject: &str) -> Vec<String> {
+    if subject.is_empty() || subject == ">" {
+        engine.station_names(tenant, None)
+    } else {
+        engine.station_names(tenant, Some(subject))
+    }
+}
+
+fn stream_names<E: Engine>(engine: &E, tenant: &TenantId, body: &[u8]) -> Routed {
+    let kind = response_type::STREAM_NAMES;
+    let req: StreamNamesRequest = decode_request(body).map_err(|e| (kind, e))?;
+    let names = names_for(engine, tenant, &req.subject);
+    let total = names.len() as u64;
+    Ok(to_json(&StreamNamesResponse::new(
+        total,
+        req.offset,
+        page(names, req.offset, NAMES_PAGE_LIMIT),
+    )))
+}
+
+fn stream_list<E: Engine>(engine: &E, tenant: &TenantId, body: &[u8]) -> Routed {
+    let kind = response_type::STREAM_LIST;
+    let req: StreamNamesRequest = decode_request(body).map_err(|e| (kind, e))?;
+    let names = names_for(engine, tenant, &req.subject);
+    let total = names.len() as u64;
+    let infos = page(names, req.offset, LIST_PAGE_LIMIT)
+        .into_iter()
+        .filter_map(|n| engine.station_info(tenant, &n).ok())
+        .map(|i| stream_info(&i))
+        .collect();
+    Ok(to_json(&StreamListResponse::new(total, req.offset, infos)))
+}
+
+fn stream_purge<E: Engine>(engine: &E, tenant: &TenantId, name: &str, body: &[u8]) -> Routed {
+    let kind = response_type::STREAM_PURGE;
+    let req: StreamPurgeRequest = decode_request(body).map_err(|e| (kind, e))?;
+    req.validate().map_err(|e| (kind, e))?;
+    let purge = Purge {
+        filter: (!req.filter.is_empty()).then(|| req.filter.clone()),
+        seq: (req.seq > 0).then_some(req.seq),
+        keep: (req.keep > 0).then_some(req.keep),
+    };
+    let purged = engine
+        .purge_station(tenant, name, purge)
+        .map_err(|e| (kind, api_error(&e)))?;
+    Ok(to_json(&StreamPurgeResponse::ok(purged)))
+}
+
+fn msg_get<E: Engine>(engine: &E, tenant: &TenantId, name: &str, body: &[u8]) -> Routed {
+    let kind = response_type::STREAM_MSG_GET;
+    let req: StreamMsgGetRequest = decode_request(body).map_err(|e| (kind, e))?;
+    let query = match req.target().map_err(|e| (kind, e))? {
+        MsgGetTarget::Sequence(seq) => MessageQuery::Seq(seq),
+        MsgGetTarget::LastBySubject(s) => MessageQuery::LastBySubject(s.to_string()),
+        MsgGetTarget::NextBySubject { subject, start_seq } => MessageQuery::NextBySubject {
+            seq: start_seq,
+            subject: subject.to_string(),
+        },
+    };
+    let message = engine
+        .get_message(tenant, name, query)
+        .map_err(|e| (kind, api_error(&e)))?;
+    Ok(to_json(&StreamMsgGetResponse::ok(stored_msg(&message))))
+}

@@ -1,0 +1,585 @@
+//! JetStream consumers on the engine's consumer groups: `CONSUMER.*` requests, pull
+//! requests (`CONSUMER.MSG.NEXT`) and acks (`$JS.ACK.>`).
+
+use super::api::respond;
+use super::api_types::{
+    self as t, AckKind as JsAck, ApiError, ConsumerAction, ConsumerConfig, ConsumerInfo,
+    ConsumerInfoResponse, ConsumerListResponse, ConsumerNamesResponse, CreateConsumerRequest,
+    JsErrorCode, LIST_PAGE_LIMIT, NAMES_PAGE_LIMIT, SequenceInfo, SuccessResponse,
+    ack_reply_subject, decode_request, parse_ack, parse_ack_reply, parse_next_request,
+    response_type, status,
+};
+use super::convert::{api_error, timestamp};
+use crate::encode;
+use bytes::Bytes;
+use junction_api::{
+    AckKind, AckPolicy, DeliverPolicy, Delivered, Delivery, Engine, EngineError, FetchEnd,
+    FetchRequest, FetchSink, GroupConfig, GroupInfo, Message, Subject, SubjectFilter, Subscriber,
+    TenantId,
+};
+use rand::Rng;
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+type Routed = Result<Vec<u8>, (&'static str, ApiError)>;
+
+fn to_json(value: &impl Serialize) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec())
+}
+
+fn ns(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+fn dur(n: i64) -> Duration {
+    Duration::from_nanos(u64::try_from(n).unwrap_or(0))
+}
+
+fn group_error(e: &EngineError) -> ApiError {
+    match e {
+        EngineError::GroupNotFound => JsErrorCode::ConsumerNotFound.error(),
+        EngineError::GroupExists => JsErrorCode::ConsumerNameExist.error(),
+        EngineError::MaxGroups => JsErrorCode::MaximumConsumersLimit.error(),
+        EngineError::InvalidGroupConfig(m) => JsErrorCode::ConsumerCreate.with_err(m),
+        other => api_error(other),
+    }
+}
+
+/// Routes a `CONSUMER.*` API request (everything but `MSG.NEXT`).
+pub fn route<E: Engine>(engine: &E, tenant: &TenantId, api: &str, body: &[u8]) -> Routed {
+    let tokens: Vec<&str> = api.split('.').collect();
+    match tokens.as_slice() {
+        ["CONSUMER", "CREATE", stream] => create(engine, tenant, stream, None, None, body, false),
+        ["CONSUMER", "CREATE", stream, name] => {
+            create(engine, tenant, stream, Some(name), None, body, false)
+        }
+        ["CONSUMER", "CREATE", stream, name, filter @ ..] => {
+            let filter = filter.join(".");
+            create(
+                engine,
+                tenant,
+                stream,
+                Some(name),
+                Some(&filter),
+                body,
+                false,
+            )
+        }
+        ["CONSUMER", "DURABLE", "CREATE", stream, name] => {
+            create(engine, tenant, stream, Some(name), None, body, true)
+        }
+        ["CONSUMER", "INFO", stream, name] => {
+            let kind = response_type::CONSUMER_INFO;
+            let info = engine
+                .group_info(tenant, stream, name)
+                .map_err(|e| (kind, group_error(&e)))?;
+            Ok(to_json(&ConsumerInfoResponse::info(consumer_info(&info))))
+        }
+        ["CONSUMER", "DELETE", stream, name] => {
+            let kind = response_type::CONSUMER_DELETE;
+            engine
+                .delete_group(tenant, stream, name)
+                .map_err(|e| (kind, group_error(&e)))?;
+            Ok(to_json(&SuccessResponse::ok(kind)))
+        }
+        ["CONSUMER", "NAMES", stream] => {
+            let kind = response_type::CONSUMER_NAMES;
+            let req: t::ApiPagedRequest = decode_request(body).map_err(|e| (kind, e))?;
+            let names = engine
+                .group_names(tenant, stream)
+                .map_err(|e| (kind, api_error(&e)))?;
+            let total = names.len() as u64;
+            let page = names
+                .into_iter()
+                .skip(req.offset as usize)
+                .take(NAMES_PAGE_LIMIT as usize)
+                .collect();
+            Ok(to_json(&ConsumerNamesResponse::new(
+                total, req.offset, page,
+            )))
+        }
+        ["CONSUMER", "LIST", stream] => {
+            let kind = response_type::CONSUMER_LIST;
+            let req: t::ApiPagedRequest = decode_request(body).map_err(|e| (kind, e))?;
+            let names = engine
+                .group_names(tenant, stream)
+                .map_err(|e| (kind, api_error(&e)))?;
+            let total = names.len() as u64;
+            let infos = names
+                .into_iter()
+                .skip(req.offset as usize)
+                .take(LIST_PAGE_LIMIT as usize)
+                .filter_map(|n| engine.group_info(tenant, stream, &n).ok())
+                .map(|i| consumer_info(&i))
+                .collect();
+            Ok(to_json(&ConsumerListResponse::new(
+                total, req.offset, infos,
+            )))
+        }
+        _ => Err((
+            "io.nats.jetstream.api.v1.system_response",
+            JsErrorCode::BadRequest.error(),
+        )),
+    }
+}
+
+fn random_name() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut rng = rand::rng();
+    (0..8)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn create<E: Engine>(
+    engine: &E,
+    tenant: &TenantId,
+    stream: &str,
+    name: Option<&str>,
+    filter: Option<&str>,
+    body: &[u8],
+    durable_api: bool,
+) -> Routed {
+    let kind = response_type::CONSUMER_CREATE;
+    let req: CreateConsumerRequest = decode_request(body).map_err(|e| (kind, e))?;
+    if !req.stream_name.is_empty() && req.stream_name != stream {
+        return Err((kind, JsErrorCode::StreamMismatch.error()));
+    }
+    let mut c = req.config;
+    if durable_api {
+        let name = name.unwrap_or_default();
+        if c.durable_name.is_empty() {
+            c.durable_name = name.to_string();
+        } else if c.durable_name != name {
+            return Err((
+                kind,
+                JsErrorCode::ConsumerDurableNameNotMatchSubject.error(),
+            ));
+        }
+    }
+    match name {
+        Some(n) if !durable_api => {
+            if c.name.is_empty() {
+                c.name = n.to_string();
+            }
+            if c.name != n {
+                return Err((
+                    kind,
+                    JsErrorCode::ConsumerCreateDurableAndNameMismatch.error(),
+                ));
+            }
+            if !c.durable_name.is_empty() && c.durable_name != n {
+                return Err((
+                    kind,
+                    JsErrorCode::ConsumerCreateDurableAndNameMismatch.error(),
+                ));
+            }
+        }
+        None if !c.durable_name.is_empty() => {
+            return Err((kind, JsErrorCode::ConsumerEphemeralWithDurableName.error()));
+        }
+        _ => {}
+    }
+    if let Some(f) = filter {
+        if c.filter_subject != f {
+            return Err((
+                kind,
+                JsErrorCode::ConsumerCreateFilterSubjectMismatch.error(),
+            ));
+        }
+    }
+    if !c.filter_subject.is_empty() && !c.filter_subjects.is_empty() {
+        return Err((kind, JsErrorCode::ConsumerDuplicateFilterSubjects.error()));
+    }
+    if !c.deliver_subject.is_empty() {
+        return Err((
+            kind,
+            JsErrorCode::ConsumerCreate
+                .with_err("push consumers are not supported by Junction yet; use a pull consumer"),
+        ));
+    }
+    let durable = !c.durable_name.is_empty();
+    let group_name = if durable {
+        c.durable_name.clone()
+    } else if !c.name.is_empty() {
+        c.name.clone()
+    } else {
+        random_name()
+    };
+    c.name = group_name.clone();
+    c.apply_server_defaults(&t::StreamConsumerLimits::default());
+    let exists = engine.group_info(tenant, stream, &group_name).is_ok();
+    match req.action {
+        ConsumerAction::Create if exists => {
+            let current = engine.group_info(tenant, stream, &group_name).ok();
+            let same =
+                current.is_some_and(|i| i.config == group_config(&c, durable).unwrap_or_default());
+            if !same {
+                return Err((kind, JsErrorCode::ConsumerAlreadyExists.error()));
+            }
+        }
+        ConsumerAction::Update if !exists => {
+            return Err((kind, JsErrorCode::ConsumerDoesNotExist.error()));
+        }
+        _ => {}
+    }
+    let config = group_config(&c, durable).map_err(|e| (kind, e))?;
+    let info = engine
+        .create_group(tenant, stream, config)
+        .map_err(|e| (kind, group_error(&e)))?;
+    Ok(to_json(&ConsumerInfoResponse::create(consumer_info(&info))))
+}
+
+/// A JetStream consumer configuration as a group configuration.
+fn group_config(c: &ConsumerConfig, durable: bool) -> Result<GroupConfig, ApiError> {
+    let deliver_policy = match c.deliver_policy {
+        t::DeliverPolicy::All => DeliverPolicy::All,
+        t::DeliverPolicy::Last => DeliverPolicy::Last,
+        t::DeliverPolicy::New => DeliverPolicy::New,
+        t::DeliverPolicy::LastPerSubject => DeliverPolicy::LastPerSubject,
+        t::DeliverPolicy::ByStartSequence => {
+            if c.opt_start_seq == 0 {
+                return Err(JsErrorCode::ConsumerInvalidPolicy
+                    .with_err("consumer deliver policy by_start_sequence requires opt_start_seq"));
+            }
+            DeliverPolicy::ByStartSequence(c.opt_start_seq)
+        }
+        t::DeliverPolicy::ByStartTime => {
+            let Some(ts) = c.opt_start_time.as_deref().and_then(t::parse_rfc3339_nanos) else {
+                return Err(JsErrorCode::ConsumerInvalidPolicy
+                    .with_err("consumer deliver policy by_start_time requires opt_start_time"));
+            };
+            let ns = u64::try_from(ts.max(0)).unwrap_or(0);
+            DeliverPolicy::ByStartTime(UNIX_EPOCH + Duration::from_nanos(ns))
+        }
+    };
+    let filter_subjects = if c.filter_subject.is_empty() {
+        c.filter_subjects.clone()
+    } else {
+        vec![c.filter_subject.clone()]
+    };
+    for f in &filter_subjects {
+        if SubjectFilter::new(f.clone()).is_err() {
+            return Err(JsErrorCode::ConsumerFilterNotSubset.error());
+        }
+    }
+    Ok(GroupConfig {
+        name: c.name.clone(),
+        durable,
+        description: (!c.description.is_empty()).then(|| c.description.clone()),
+        deliver_policy,
+        ack_policy: match c.ack_policy {
+            t::AckPolicy::None => AckPolicy::None,
+            t::AckPolicy::All => AckPolicy::All,
+            t::AckPolicy::Explicit => AckPolicy::Explicit,
+        },
+        ack_wait: dur(c.ack_wait),
+        max_deliver: c.max_deliver,
+        backoff: c.backoff.iter().map(|b| dur(*b)).collect(),
+        filter_subjects,
+        max_waiting: c.max_waiting,
+        max_ack_pending: c.max_ack_pending,
+        inactive_threshold: dur(c.inactive_threshold),
+        max_batch: c.max_batch,
+        max_expires: dur(c.max_expires),
+        max_bytes: c.max_bytes,
+        headers_only: c.headers_only,
+        metadata: c.metadata.clone(),
+    })
+}
+
+/// A group's info as a JetStream consumer info.
+fn consumer_info(info: &GroupInfo) -> ConsumerInfo {
+    let g = &info.config;
+    let (deliver_policy, opt_start_seq, opt_start_time) = match &g.deliver_policy {
+        DeliverPolicy::All => (t::DeliverPolicy::All, 0, None),
+        DeliverPolicy::Last => (t::DeliverPolicy::Last, 0, None),
+        DeliverPolicy::New => (t::DeliverPolicy::New, 0, None),
+        DeliverPolicy::LastPerSubject => (t::DeliverPolicy::LastPerSubject, 0, None),
+        DeliverPolicy::ByStartSequence(s) => (t::DeliverPolicy::ByStartSequence, *s, None),
+        DeliverPolicy::ByStartTime(t0) => (t::DeliverPolicy::ByStartTime, 0, Some(timestamp(*t0))),
+    };
+    let config = ConsumerConfig {
+        durable_name: if g.durable {
+            g.name.clone()
+        } else {
+            String::new()
+        },
+        name: g.name.clone(),
+        description: g.description.clone().unwrap_or_default(),
+        deliver_policy,
+        opt_start_seq,
+        opt_start_time,
+        ack_policy: match g.ack_policy {
+            AckPolicy::None => t::AckPolicy::None,
+            AckPolicy::All => t::AckPolicy::All,
+            AckPolicy::Explicit => t::AckPolicy::Explicit,
+        },
+        ack_wait: ns(g.ack_wait),
+        max_deliver: g.max_deliver,
+        backoff: g.backoff.iter().map(|b| ns(*b)).collect(),
+        filter_subject: if g.filter_subjects.len() == 1 {
+            g.filter_subjects[0].clone()
+        } else {
+            String::new()
+        },
+        filter_subjects: if g.filter_subjects.len() > 1 {
+            g.filter_subjects.clone()
+        } else {
+            Vec::new()
+        },
+        max_waiting: g.max_waiting,
+        max_ack_pending: g.max_ack_pending,
+        inactive_threshold: if g.durable {
+            0
+        } else {
+            ns(g.inactive_threshold)
+        },
+        max_batch: g.max_batch,
+        max_expires: ns(g.max_expires),
+        max_bytes: g.max_bytes,
+        headers_only: g.headers_only,
+        metadata: g.metadata.clone(),
+        ..ConsumerConfig::default()
+    };
+    let s = &info.state;
+    ConsumerInfo {
+        stream_name: info.station.clone(),
+        name: g.name.clone(),
+        created: timestamp(info.created),
+        config,
+        delivered: SequenceInfo {
+            consumer_seq: s.delivered_consumer_seq,
+            stream_seq: s.delivered_stream_seq,
+            last_active: s.last_active.map(timestamp),
+        },
+        ack_floor: SequenceInfo {
+            consumer_seq: s.ack_floor_consumer_seq,
+            stream_seq: s.ack_floor_stream_seq,
+            last_active: None,
+        },
+        num_ack_pending: s.num_ack_pending,
+        num_redelivered: s.num_redelivered,
+        num_waiting: s.num_waiting,
+        num_pending: s.num_pending,
+        cluster: None,
+        push_bound: false,
+        ts: timestamp(SystemTime::now()),
+    }
+}
+
+/// Delivers a pull request's messages and status to the requester's inbox. Holds the
+/// engine weakly: the engine holds waiting requests, and must be able to drop.
+struct PullSink<E: Engine> {
+    engine: std::sync::Weak<E>,
+    inbox: Subject,
+    stream: String,
+    consumer: String,
+}
+
+impl<E: Engine> PullSink<E> {
+    fn status(&self, block: &[u8]) {
+        let Ok(headers) = encode::parse_header_block(block) else {
+            return;
+        };
+        let Some(engine) = self.engine.upgrade() else {
+            return;
+        };
+        let message = Message {
+            subject: self.inbox.clone(),
+            reply: None,
+            headers: Some(headers),
+            payload: Bytes::new(),
+        };
+        let system = engine.system_client();
+        engine.publish_routed(&system, &self.inbox, &message);
+    }
+}
+
+impl<E: Engine> FetchSink for PullSink<E> {
+    fn deliver(&self, d: &Delivered) -> bool {
+        let ts = d
+            .message
+            .time
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |x| i64::try_from(x.as_nanos()).unwrap_or(i64::MAX));
+        let ack = ack_reply_subject(
+            &self.stream,
+            &self.consumer,
+            u64::from(d.delivery_count),
+            d.message.seq,
+            d.consumer_seq,
+            ts,
+            d.pending,
+        );
+        let message = Message {
+            subject: d.message.subject.clone(),
+            reply: Some(Subject::from_trusted(Bytes::from(ack))),
+            headers: d.message.headers.clone(),
+            payload: d.message.payload.clone(),
+        };
+        let Some(engine) = self.engine.upgrade() else {
+            return false;
+        };
+        let system = engine.system_client();
+        engine.publish_routed(&system, &self.inbox, &message) > 0
+    }
+
+    fn end(&self, end: FetchEnd) {
+        let clamp = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        match end {
+            FetchEnd::Complete => {}
+            FetchEnd::NoMessages => self.status(status::NO_MESSAGES),
+            FetchEnd::Timeout { messages, bytes } => {
+                self.status(&status::request_timeout(clamp(messages), clamp(bytes)))
+            }
+            FetchEnd::MaxBytes { messages, bytes } => self.status(
+                &status::message_size_exceeds_max_bytes(clamp(messages), clamp(bytes)),
+            ),
+            FetchEnd::MaxWaiting => self.status(status::EXCEEDED_MAX_WAITING),
+            FetchEnd::ExceedsLimits => self.status(&status::bad_request(
+                "request exceeds the consumer's limits",
+            )),
+            FetchEnd::GroupDeleted => self.status(status::CONSUMER_DELETED),
+        }
+    }
+
+    fn heartbeat(&self) {
+        self.status(&status::idle_heartbeat(0, 0, None));
+    }
+}
+
+/// Handles `$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>`.
+pub fn next<E: Engine>(engine: Arc<E>, tenant: &TenantId, api: &str, body: &[u8], reply: Subject) {
+    let Some(rest) = api.strip_prefix("CONSUMER.MSG.NEXT.") else {
+        return;
+    };
+    let Some((stream, consumer)) = rest.split_once('.') else {
+        return;
+    };
+    let sink = Arc::new(PullSink {
+        engine: Arc::downgrade(&engine),
+        inbox: reply,
+        stream: stream.to_string(),
+        consumer: consumer.to_string(),
+    });
+    let req = match parse_next_request(body) {
+        Ok(r) => r,
+        Err(e) => {
+            sink.status(&status::bad_request(&e.to_string()));
+            return;
+        }
+    };
+    let request = FetchRequest {
+        batch: usize::try_from(req.batch.max(1)).unwrap_or(1),
+        max_bytes: usize::try_from(req.max_bytes.max(0)).unwrap_or(0),
+        expires: (req.expires > 0).then(|| dur(req.expires)),
+        no_wait: req.no_wait,
+        idle_heartbeat: (req.idle_heartbeat > 0).then(|| dur(req.idle_heartbeat)),
+    };
+    if let Err(e) = engine.fetch(tenant, stream, consumer, request, sink.clone()) {
+        tracing::debug!(stream, consumer, error = %e, "pull request refused");
+        sink.status(status::CONSUMER_DELETED);
+    }
+}
+
+/// Receives `$JS.ACK.>` publishes and applies them on a worker thread.
+struct AckInbox {
+    acks: std::sync::mpsc::Sender<Message>,
+}
+
+impl Subscriber for AckInbox {
+    fn deliver(&self, message: &Message) -> Delivery {
+        match self.acks.send(message.clone()) {
+            Ok(()) => Delivery::Accepted,
+            Err(_) => Delivery::Gone,
+        }
+    }
+
+    fn describe(&self) -> (String, u64) {
+        ("$JS.ACK".into(), 0)
+    }
+}
+
+/// Subscribes to `$JS.ACK.>` and applies acks until the engine drops the subscription
+/// (the thread holds the engine weakly, so dropping the engine ends it).
+pub fn start_acks<E: Engine>(engine: Arc<E>) -> Result<(), EngineError> {
+    let (tx, rx) = std::sync::mpsc::channel::<Message>();
+    let system = engine.system_client();
+    engine.subscribe(
+        &system,
+        SubjectFilter::new("$JS.ACK.>")?,
+        None,
+        Arc::new(AckInbox { acks: tx }),
+    )?;
+    let weak = Arc::downgrade(&engine);
+    drop(engine);
+    std::thread::Builder::new()
+        .name("junction-js-acks".into())
+        .spawn(move || {
+            while let Ok(message) = rx.recv() {
+                let Some(engine) = weak.upgrade() else { break };
+                apply_ack(&engine, &message);
+            }
+        })
+        .map_err(|e| EngineError::Storage(format!("cannot start ack thread: {e}")))?;
+    Ok(())
+}
+
+fn apply_ack<E: Engine>(engine: &Arc<E>, message: &Message) {
+    let subject = message.subject.to_str_lossy();
+    let Ok(reply) = parse_ack_reply(&subject) else {
+        tracing::debug!(%subject, "malformed ack subject");
+        return;
+    };
+    let tenant = TenantId::default_tenant();
+    let kind = match parse_ack(&message.payload) {
+        JsAck::Ack => AckKind::Ack,
+        JsAck::Nak { delay_ns } => AckKind::Nak(delay_ns.map(dur)),
+        JsAck::Progress => AckKind::InProgress,
+        JsAck::Term { reason } => AckKind::Term(reason),
+        JsAck::Next(next_req) => {
+            let result = engine.ack(
+                &tenant,
+                reply.stream,
+                reply.consumer,
+                reply.stream_seq,
+                AckKind::Ack,
+            );
+            if let (Ok(()), Some(inbox)) = (result, message.reply.clone()) {
+                let body = match next_req {
+                    Ok(r) => serde_json::to_vec(&r).unwrap_or_default(),
+                    Err(_) => Vec::new(),
+                };
+                next(
+                    engine.clone(),
+                    &tenant,
+                    &format!("CONSUMER.MSG.NEXT.{}.{}", reply.stream, reply.consumer),
+                    &body,
+                    inbox,
+                );
+            }
+            return;
+        }
+        JsAck::Unknown => {
+            tracing::debug!(%subject, "unknown ack payload");
+            return;
+        }
+    };
+    let result = engine.ack(
+        &tenant,
+        reply.stream,
+        reply.consumer,
+        reply.stream_seq,
+        kind,
+    );
+    if let Err(e) = &result {
+        tracing::debug!(%subject, error = %e, "ack refused");
+    }
+    // An ack sent as a request (AckSync, double ack) gets an empty response.
+    if let Some(r) = message.reply.clone() {
+        respond(&**engine, r, Vec::new());
+    }
+}

@@ -1,0 +1,211 @@
+//! Mapping between JetStream's JSON types and the engine's station types, and from
+//! engine errors to JetStream API errors.
+
+use super::api_types::{
+    ApiError, DiscardPolicy, JsErrorCode, RetentionPolicy, StorageType, StoredMsg, StreamConfig,
+    StreamInfo, StreamState, format_rfc3339_nanos,
+};
+use crate::encode;
+use junction_api::{
+    Discard, EngineError, Retention, StationConfig, StationInfo, StorageKind, StoredMessage,
+};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Stream metadata key that selects Junction's flush-interval durability
+/// (e.g. `"50ms"`); without it a station fsyncs before every ack.
+pub const FLUSH_INTERVAL_METADATA: &str = "junction.flush_interval";
+
+fn nanos(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+fn duration(ns: i64) -> Duration {
+    Duration::from_nanos(u64::try_from(ns).unwrap_or(0))
+}
+
+/// RFC 3339 text of a time, as nats-server writes it.
+pub fn timestamp(t: SystemTime) -> String {
+    let ns = t
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+    format_rfc3339_nanos(ns)
+}
+
+/// A JetStream stream configuration as a station configuration.
+pub fn station_config(c: &StreamConfig) -> Result<StationConfig, ApiError> {
+    let unsupported = |what: &str| {
+        JsErrorCode::StreamInvalidConfig
+            .with_err(format!("{what} is not supported by Junction yet"))
+    };
+    if c.mirror.is_some() {
+        return Err(unsupported("mirror"));
+    }
+    if !c.sources.is_empty() {
+        return Err(unsupported("sources"));
+    }
+    if c.republish.is_some() {
+        return Err(unsupported("republish"));
+    }
+    if c.subject_transform.is_some() {
+        return Err(unsupported("subject transform"));
+    }
+    if c.num_replicas < 0 {
+        return Err(JsErrorCode::ReplicasCountCannotBeNegative.error());
+    }
+    if c.num_replicas > 1 {
+        return Err(JsErrorCode::StreamReplicasNotSupported.error());
+    }
+    let flush_interval = match c.metadata.get(FLUSH_INTERVAL_METADATA) {
+        None => None,
+        Some(v) => Some(humantime_like(v).ok_or_else(|| {
+            JsErrorCode::StreamInvalidConfig.with_err(format!(
+                "{FLUSH_INTERVAL_METADATA}: '{v}' is not a duration"
+            ))
+        })?),
+    };
+    Ok(StationConfig {
+        name: c.name.clone(),
+        description: (!c.description.is_empty()).then(|| c.description.clone()),
+        subjects: c.subjects.clone(),
+        retention: match c.retention {
+            RetentionPolicy::Limits => Retention::Limits,
+            RetentionPolicy::Interest => Retention::Interest,
+            RetentionPolicy::WorkQueue => Retention::WorkQueue,
+        },
+        max_msgs: c.max_msgs,
+        max_bytes: c.max_bytes,
+        max_age: duration(c.max_age),
+        max_msgs_per_subject: c.max_msgs_per_subject,
+        max_msg_size: i64::from(c.max_msg_size),
+        max_consumers: c.max_consumers,
+        discard: match c.discard {
+            DiscardPolicy::Old => Discard::Old,
+            DiscardPolicy::New => Discard::New,
+        },
+        storage: match c.storage {
+            StorageType::File => StorageKind::File,
+            StorageType::Memory => StorageKind::Memory,
+        },
+        replicas: u32::try_from(c.num_replicas.max(1)).unwrap_or(1),
+        duplicate_window: duration(c.duplicate_window),
+        flush_interval,
+        deny_delete: c.deny_delete,
+        deny_purge: c.deny_purge,
+        metadata: c.metadata.clone(),
+    })
+}
+
+/// Parses `"50ms"`, `"2s"`, `"1m"` or a Go duration.
+fn humantime_like(v: &str) -> Option<Duration> {
+    super::api_types::parse_go_duration(v)
+        .ok()
+        .and_then(|ns| u64::try_from(ns).ok())
+        .map(Duration::from_nanos)
+}
+
+/// A station configuration as the JetStream stream configuration clients expect.
+pub fn stream_config(c: &StationConfig) -> StreamConfig {
+    StreamConfig {
+        name: c.name.clone(),
+        description: c.description.clone().unwrap_or_default(),
+        subjects: if c.subjects.is_empty() {
+            vec![c.name.clone()]
+        } else {
+            c.subjects.clone()
+        },
+        retention: match c.retention {
+            Retention::Limits => RetentionPolicy::Limits,
+            Retention::Interest => RetentionPolicy::Interest,
+            Retention::WorkQueue => RetentionPolicy::WorkQueue,
+        },
+        max_consumers: c.max_consumers,
+        max_msgs: c.max_msgs,
+        max_bytes: c.max_bytes,
+        max_age: nanos(c.max_age),
+        max_msgs_per_subject: c.max_msgs_per_subject,
+        max_msg_size: i32::try_from(c.max_msg_size).unwrap_or(i32::MAX),
+        discard: match c.discard {
+            Discard::Old => DiscardPolicy::Old,
+            Discard::New => DiscardPolicy::New,
+        },
+        storage: match c.storage {
+            StorageKind::File => StorageType::File,
+            StorageKind::Memory => StorageType::Memory,
+        },
+        num_replicas: i64::from(c.replicas),
+        duplicate_window: nanos(c.duplicate_window),
+        deny_delete: c.deny_delete,
+        deny_purge: c.deny_purge,
+        metadata: c.metadata.clone(),
+        ..StreamConfig::default()
+    }
+}
+
+/// A station's info as a JetStream stream info.
+pub fn stream_info(info: &StationInfo) -> StreamInfo {
+    let s = &info.state;
+    StreamInfo {
+        config: stream_config(&info.config),
+        created: timestamp(info.created),
+        state: StreamState {
+            messages: s.messages,
+            bytes: s.bytes,
+            first_seq: s.first_seq,
+            first_ts: s
+                .first_time
+                .map_or_else(|| timestamp(UNIX_EPOCH), timestamp),
+            last_seq: s.last_seq,
+            last_ts: s.last_time.map_or_else(|| timestamp(UNIX_EPOCH), timestamp),
+            num_subjects: s.num_subjects,
+            num_deleted: s.num_deleted,
+            consumer_count: s.consumer_count,
+            ..StreamState::default()
+        },
+        domain: String::new(),
+        cluster: None,
+        mirror: None,
+        sources: Vec::new(),
+        alternates: Vec::new(),
+        ts: timestamp(SystemTime::now()),
+    }
+}
+
+/// A stored message as `STREAM.MSG.GET` returns it.
+pub fn stored_msg(m: &StoredMessage) -> StoredMsg {
+    StoredMsg {
+        subject: m.subject.to_str_lossy().into_owned(),
+        seq: m.seq,
+        hdrs: m
+            .headers
+            .as_ref()
+            .map(|h| encode::header_block(h).freeze())
+            .unwrap_or_default(),
+        data: m.payload.clone(),
+        time: timestamp(m.time),
+    }
+}
+
+/// The JetStream error for an engine error.
+pub fn api_error(e: &EngineError) -> ApiError {
+    match e {
+        EngineError::StationNotFound => JsErrorCode::StreamNotFound.error(),
+        EngineError::StationNameInUse => JsErrorCode::StreamNameExist.error(),
+        EngineError::SubjectsOverlap => JsErrorCode::StreamSubjectOverlap.error(),
+        EngineError::InvalidConfig(m) => JsErrorCode::StreamInvalidConfig.with_err(m),
+        EngineError::BadRequest(_) => JsErrorCode::BadRequest.error(),
+        EngineError::WrongLastSequence(n) | EngineError::WrongLastSubjectSequence(n) => {
+            ApiError::wrong_last_sequence(*n)
+        }
+        EngineError::WrongLastMsgId(id) => ApiError::wrong_last_msg_id(id),
+        EngineError::WrongExpectedStation => JsErrorCode::StreamNotMatch.error(),
+        EngineError::MessageTooLarge => JsErrorCode::StreamMessageExceedsMaximum.error(),
+        EngineError::MaxMessages => {
+            JsErrorCode::StreamStoreFailed.with_err("maximum messages exceeded")
+        }
+        EngineError::MaxBytes => JsErrorCode::StreamStoreFailed.with_err("maximum bytes exceeded"),
+        EngineError::MessageNotFound => JsErrorCode::NoMessageFound.error(),
+        EngineError::Denied(m) => JsErrorCode::StreamGeneral.with_err(m),
+        EngineError::Storage(m) => JsErrorCode::StreamStoreFailed.with_err(m),
+        other => JsErrorCode::StreamGeneral.with_err(other),
+    }
+}

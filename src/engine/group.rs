@@ -1,0 +1,663 @@
+//! Consumer groups: a durable cursor on a station, pending acks, redelivery, and the
+//! queue of waiting pull requests.
+//!
+//! A group hands each message to one member (one pull request at a time, in order),
+//! keeps it pending until acked, and redelivers it after `ack_wait` or a NAK, up to
+//! `max_deliver` times. Its position is written to storage by the engine's ticker
+//! (about every 100 ms when it changed), so after a crash a group resumes from its
+//! last saved position and redelivers what was pending: delivery is at least once.
+
+use super::station::Station;
+use ahash::AHashMap;
+use junction_api::{
+    AckKind, AckPolicy, DeliverPolicy, Delivered, EngineError, FetchEnd, FetchRequest, FetchSink,
+    GroupConfig, GroupState, StoredMessage, Subject, SubjectFilter,
+};
+use junction_storage::Store;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+struct Pending {
+    consumer_seq: u64,
+    deliveries: u32,
+    deadline: Instant,
+}
+
+struct Redelivery {
+    not_before: Instant,
+    deliveries: u32,
+}
+
+struct Waiting {
+    sink: Arc<dyn FetchSink>,
+    batch: usize,
+    bytes: usize,
+    no_wait: bool,
+    expires: Option<Instant>,
+    heartbeat: Option<Duration>,
+    last_sent: Instant,
+}
+
+/// What the ticker should do with a group afterwards.
+pub(crate) enum TickOutcome {
+    /// Keep it.
+    Keep,
+    /// An ephemeral group was idle past its threshold: delete it.
+    Expired,
+}
+
+#[derive(Default)]
+struct Run {
+    cursor: u64,
+    initial: VecDeque<u64>,
+    consumer_seq: u64,
+    delivered_stream_seq: u64,
+    pending: BTreeMap<u64, Pending>,
+    redeliver: BTreeMap<u64, Redelivery>,
+    ack_floor_stream: u64,
+    ack_floor_consumer: u64,
+    waiting: VecDeque<Waiting>,
+    last_active: Option<SystemTime>,
+    idle_since: Option<Instant>,
+    dirty: bool,
+    deleted: bool,
+}
+
+/// The saved form of a group's position.
+#[derive(Serialize, Deserialize, Default)]
+struct Saved {
+    cursor: u64,
+    initial: Vec<u64>,
+    consumer_seq: u64,
+    delivered_stream_seq: u64,
+    ack_floor_stream: u64,
+    ack_floor_consumer: u64,
+    /// (stream seq, deliveries so far)
+    unacked: Vec<(u64, u32)>,
+}
+
+/// One consumer group.
+pub(crate) struct Group {
+    pub name: String,
+    pub created: SystemTime,
+    pub config: GroupConfig,
+    filters: Vec<SubjectFilter>,
+    run: Mutex<Run>,
+    store: Store,
+    state_key: Vec<u8>,
+}
+
+/// Storage key of a group's position.
+pub fn state_key(station_id: u64, name: &str) -> Vec<u8> {
+    let mut k = station_id.to_be_bytes().to_vec();
+    k.push(b'/');
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+fn invalid(msg: impl Into<String>) -> EngineError {
+    EngineError::InvalidGroupConfig(msg.into())
+}
+
+/// Checks a configuration and fills in defaults, as nats-server does.
+pub fn normalize(mut c: GroupConfig) -> Result<GroupConfig, EngineError> {
+    if c.name.is_empty() {
+        return Err(invalid("consumer name is required"));
+    }
+    if c.name
+        .chars()
+        .any(|ch| ch.is_whitespace() || matches!(ch, '.' | '*' | '>' | '/' | '\\'))
+    {
+        return Err(invalid(
+            "consumer name can not contain whitespace, '.', '*', '>', path separators",
+        ));
+    }
+    if c.ack_wait.is_zero() {
+        c.ack_wait = c
+            .backoff
+            .first()
+            .copied()
+            .unwrap_or(Duration::from_secs(30));
+    }
+    if c.max_deliver == 0 {
+        c.max_deliver = -1;
+    }
+    if c.max_deliver > 0 && !c.backoff.is_empty() && c.max_deliver <= c.backoff.len() as i64 {
+        return Err(invalid(
+            "max deliver is required to be > length of backoff values",
+        ));
+    }
+    if c.max_waiting == 0 {
+        c.max_waiting = 512;
+    }
+    if c.max_ack_pending == 0 {
+        c.max_ack_pending = if c.ack_policy == AckPolicy::None {
+            -1
+        } else {
+            1000
+        };
+    }
+    if !c.durable && c.inactive_threshold.is_zero() {
+        c.inactive_threshold = Duration::from_secs(5);
+    }
+    for f in &c.filter_subjects {
+        SubjectFilter::new(f.clone())
+            .map_err(|e| invalid(format!("invalid filter subject '{f}': {e}")))?;
+    }
+    Ok(c)
+}
+
+impl Group {
+    /// A new group positioned by its deliver policy.
+    pub fn create(
+        config: GroupConfig,
+        station: &Station,
+        store: Store,
+    ) -> Result<Self, EngineError> {
+        let filters = config
+            .filter_subjects
+            .iter()
+            .map(|f| SubjectFilter::new(f.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut run = Run::default();
+        let (first, last) = station.bounds();
+        match &config.deliver_policy {
+            DeliverPolicy::All => run.cursor = first,
+            DeliverPolicy::Last => run.cursor = last.max(1),
+            DeliverPolicy::New => run.cursor = last + 1,
+            DeliverPolicy::ByStartSequence(s) => run.cursor = (*s).max(1),
+            DeliverPolicy::ByStartTime(t) => run.cursor = station.first_seq_at_or_after(*t),
+            DeliverPolicy::LastPerSubject => {
+                run.initial = station.last_per_subject(&filters).into();
+                run.cursor = last + 1;
+            }
+        }
+        run.ack_floor_stream = run.cursor.saturating_sub(1);
+        run.dirty = true;
+        run.idle_since = Some(Instant::now());
+        Ok(Group {
+            name: config.name.clone(),
+            created: SystemTime::now(),
+            state_key: state_key(station.id, &config.name),
+            filters,
+            config,
+            run: Mutex::new(run),
+            store,
+        })
+    }
+
+    /// A group recovered from storage: whatever was unacked is redelivered.
+    pub fn recover(
+        config: GroupConfig,
+        created: SystemTime,
+        station: &Station,
+        store: Store,
+    ) -> Result<Self, EngineError> {
+        let group = Group::create(config, station, store.clone())?;
+        let saved = store
+            .list_state(&group.state_key)
+            .map_err(|e| EngineError::Storage(e.to_string()))?
+            .into_iter()
+            .find(|(k, _)| *k == group.state_key)
+            .and_then(|(_, v)| serde_json::from_slice::<Saved>(&v).ok());
+        let group = Group { created, ..group };
+        if let Some(s) = saved {
+            let now = Instant::now();
+            let mut run = group.run.lock();
+            run.cursor = s.cursor;
+            run.initial = s.initial.into();
+            run.consumer_seq = s.consumer_seq;
+            run.delivered_stream_seq = s.delivered_stream_seq;
+            run.ack_floor_stream = s.ack_floor_stream;
+            run.ack_floor_consumer = s.ack_floor_consumer;
+            for (seq, deliveries) in s.unacked {
+                run.redeliver.insert(
+                    seq,
+                    Redelivery {
+                        not_before: now,
+                        deliveries,
+                    },
+                );
+            }
+            run.dirty = false;
+        }
+        Ok(group)
+    }
+
+    fn wants(&self, subject: &Subject) -> bool {
+        self.filters.is_empty() || self.filters.iter().any(|f| f.matches(subject))
+    }
+
+    /// Does this group want messages on `subject`?
+    pub fn interested_in(&self, subject: &[u8]) -> bool {
+        self.wants(&Subject::from_trusted(bytes::Bytes::copy_from_slice(
+            subject,
+        )))
+    }
+
+    /// True when this group has acknowledged (or will never see) `seq`.
+    pub fn done_with(&self, seq: u64, subject: &[u8]) -> bool {
+        if !self.interested_in(subject) {
+            return true;
+        }
+        let run = self.run.lock();
+        seq < run.cursor
+            && !run.pending.contains_key(&seq)
+            && !run.redeliver.contains_key(&seq)
+            && !run.initial.contains(&seq)
+    }
+
+    pub fn filters(&self) -> &[SubjectFilter] {
+        &self.filters
+    }
+
+    pub fn state(&self, station: &Station) -> GroupState {
+        let run = self.run.lock();
+        let redelivered =
+            run.pending.values().filter(|p| p.deliveries > 1).count() + run.redeliver.len();
+        GroupState {
+            delivered_consumer_seq: run.consumer_seq,
+            delivered_stream_seq: run.delivered_stream_seq,
+            ack_floor_consumer_seq: run.ack_floor_consumer,
+            ack_floor_stream_seq: run.ack_floor_stream,
+            num_ack_pending: run.pending.len() as u64,
+            num_redelivered: redelivered as u64,
+            num_waiting: run.waiting.len() as u64,
+            num_pending: station.count_from(run.cursor, &self.filters)
+                + run.initial.len() as u64
+                + run.redeliver.len() as u64,
+            last_active: run.last_active,
+        }
+    }
+
+    /// Queues a pull request and delivers what it can now.
+    pub fn fetch(&self, station: &Station, request: FetchRequest, sink: Arc<dyn FetchSink>) {
+        let c = &self.config;
+        let exceeds = (c.max_batch > 0 && request.batch as i64 > c.max_batch)
+            || (!c.max_expires.is_zero() && request.expires.is_some_and(|e| e > c.max_expires))
+            || (c.max_bytes > 0 && request.max_bytes as i64 > c.max_bytes);
+        {
+            let mut run = self.run.lock();
+            run.last_active = Some(SystemTime::now());
+            run.idle_since = None;
+            if run.deleted {
+                drop(run);
+                sink.end(FetchEnd::GroupDeleted);
+                return;
+            }
+            if exceeds {
+                drop(run);
+                sink.end(FetchEnd::ExceedsLimits);
+                return;
+            }
+            if c.max_waiting > 0 && run.waiting.len() as i64 >= c.max_waiting {
+                drop(run);
+                sink.end(FetchEnd::MaxWaiting);
+                return;
+            }
+            let now = Instant::now();
+            run.waiting.push_back(Waiting {
+                sink,
+                batch: request.batch.max(1),
+                bytes: request.max_bytes,
+                no_wait: request.no_wait,
+                expires: request.expires.map(|d| now + d),
+                heartbeat: request.idle_heartbeat,
+                last_sent: now,
+            });
+        }
+        self.fill(station);
+    }
+
+    fn ack_wait_for(&self, deliveries: u32) -> Duration {
+        let b = &self.config.backoff;
+        if b.is_empty() {
+            self.config.ack_wait
+        } else {
+            b[(deliveries as usize).saturating_sub(1).min(b.len() - 1)]
+        }
+    }
+
+    /// Delivers to waiting pull requests while there are messages and room.
+    pub fn fill(&self, station: &Station) {
+        let mut run = self.run.lock();
+        let acks = self.config.ack_policy != AckPolicy::None;
+        let limit = self.config.max_ack_pending;
+        loop {
+            if run.waiting.is_empty() {
+                return;
+            }
+            if acks && limit > 0 && run.pending.len() as i64 >= limit {
+                return;
+            }
+            let now = Instant::now();
+            // Redeliveries first, then the start set, then new messages.
+            let candidate = run
+                .redeliver
+                .iter()
+                .find(|(_, r)| r.not_before <= now)
+                .map(|(s, r)| (*s, r.deliveries, Source::Redeliver))
+                .or_else(|| run.initial.front().map(|s| (*s, 0, Source::Initial)))
+                .or_else(|| {
+                    station
+                        .next_from(run.cursor, &self.filters)
+                        .map(|s| (s, 0, Source::Cursor))
+                });
+            let Some((seq, previous, source)) = candidate else {
+                // Nothing to deliver now: no_wait requests end here.
+                let before = run.waiting.len();
+                run.waiting.retain(|w| {
+                    if w.no_wait {
+                        w.sink.end(FetchEnd::NoMessages);
+                        false
+                    } else {
+                        true
+                    }
+                });
+                if run.waiting.len() == before || run.waiting.is_empty() {
+                    return;
+                }
+                continue;
+            };
+            let message = match station.read_message(seq) {
+                Ok(Some(m)) => m,
+                _ => {
+                    // Removed meanwhile (limits, purge): skip it.
+                    match source {
+                        Source::Redeliver => {
+                            run.redeliver.remove(&seq);
+                        }
+                        Source::Initial => {
+                            run.initial.pop_front();
+                        }
+                        Source::Cursor => run.cursor = seq + 1,
+                    }
+                    continue;
+                }
+            };
+            let size = message.payload.len();
+            let Some(w) = run.waiting.front_mut() else {
+                return;
+            };
+            if w.bytes > 0 && size > w.bytes {
+                let (messages, bytes) = (w.batch, w.bytes);
+                if let Some(w) = run.waiting.pop_front() {
+                    w.sink.end(FetchEnd::MaxBytes { messages, bytes });
+                }
+                continue;
+            }
+            let deliveries = previous + 1;
+            let consumer_seq = run.consumer_seq + 1;
+            let pending = station.count_from(seq + 1, &self.filters);
+            let delivered = Delivered {
+                message: self.shape(message),
+                consumer_seq,
+                delivery_count: deliveries,
+                pending,
+            };
+            let Some(w) = run.waiting.front_mut() else {
+                return;
+            };
+            if !w.sink.deliver(&delivered) {
+                run.waiting.pop_front();
+                continue;
+            }
+            w.batch -= 1;
+            if w.bytes > 0 {
+                w.bytes -= size;
+            }
+            w.last_sent = now;
+            if w.batch == 0 {
+                if let Some(w) = run.waiting.pop_front() {
+                    w.sink.end(FetchEnd::Complete);
+                }
+            }
+            match source {
+                Source::Redeliver => {
+                    run.redeliver.remove(&seq);
+                }
+                Source::Initial => {
+                    run.initial.pop_front();
+                }
+                Source::Cursor => run.cursor = seq + 1,
+            }
+            run.consumer_seq = consumer_seq;
+            run.delivered_stream_seq = run.delivered_stream_seq.max(seq);
+            if acks {
+                let deadline = now + self.ack_wait_for(deliveries);
+                run.pending.insert(
+                    seq,
+                    Pending {
+                        consumer_seq,
+                        deliveries,
+                        deadline,
+                    },
+                );
+            } else {
+                Self::advance_floor(&mut run);
+            }
+            run.dirty = true;
+        }
+    }
+
+    fn shape(&self, mut m: StoredMessage) -> StoredMessage {
+        if self.config.headers_only {
+            let size = m.payload.len();
+            m.payload = bytes::Bytes::new();
+            m.headers
+                .get_or_insert_with(Default::default)
+                .insert("Nats-Msg-Size", size.to_string());
+        }
+        m
+    }
+
+    fn advance_floor(run: &mut Run) {
+        let lowest_open = [
+            run.pending.keys().next().copied(),
+            run.redeliver.keys().next().copied(),
+            run.initial.iter().min().copied(),
+            Some(run.cursor),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(run.cursor);
+        run.ack_floor_stream = run.ack_floor_stream.max(lowest_open.saturating_sub(1));
+        run.ack_floor_consumer = match run.pending.values().map(|p| p.consumer_seq).min() {
+            Some(c) => c.saturating_sub(1),
+            None => run.consumer_seq,
+        };
+    }
+
+    /// Applies an ack; returns the sequences this group is now done with (for
+    /// interest and work-queue retention) and, for a TERM, the terminated sequence.
+    pub fn ack(&self, seq: u64, kind: &AckKind) -> AckOutcome {
+        let mut run = self.run.lock();
+        run.last_active = Some(SystemTime::now());
+        let mut out = AckOutcome::default();
+        match kind {
+            AckKind::Ack => {
+                if self.config.ack_policy == AckPolicy::All {
+                    let done: Vec<u64> = run.pending.range(..=seq).map(|(s, _)| *s).collect();
+                    for s in &done {
+                        run.pending.remove(s);
+                    }
+                    out.done = done;
+                } else if run.pending.remove(&seq).is_some() {
+                    out.done.push(seq);
+                }
+            }
+            AckKind::Nak(delay) => {
+                if let Some(p) = run.pending.remove(&seq) {
+                    let not_before = Instant::now() + delay.unwrap_or_default();
+                    run.redeliver.insert(
+                        seq,
+                        Redelivery {
+                            not_before,
+                            deliveries: p.deliveries,
+                        },
+                    );
+                }
+            }
+            AckKind::InProgress => {
+                let wait = self.config.ack_wait;
+                if let Some(p) = run.pending.get_mut(&seq) {
+                    p.deadline = Instant::now() + wait;
+                }
+            }
+            AckKind::Term(reason) => {
+                if let Some(p) = run.pending.remove(&seq) {
+                    out.done.push(seq);
+                    out.terminated = Some((seq, p.deliveries, reason.clone()));
+                }
+            }
+        }
+        Self::advance_floor(&mut run);
+        run.dirty = true;
+        out
+    }
+
+    /// Timers: ack deadlines, request expiry, heartbeats, ephemeral inactivity.
+    /// Returns the sequences that went past `max_deliver`, and whether to delete.
+    pub fn tick(&self, now: Instant) -> (Vec<(u64, u32)>, TickOutcome) {
+        let mut run = self.run.lock();
+        let mut exhausted = Vec::new();
+        let overdue: Vec<u64> = run
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(s, _)| *s)
+            .collect();
+        for seq in overdue {
+            if let Some(p) = run.pending.remove(&seq) {
+                if self.config.max_deliver > 0 && i64::from(p.deliveries) >= self.config.max_deliver
+                {
+                    exhausted.push((seq, p.deliveries));
+                } else {
+                    run.redeliver.insert(
+                        seq,
+                        Redelivery {
+                            not_before: now,
+                            deliveries: p.deliveries,
+                        },
+                    );
+                }
+                run.dirty = true;
+            }
+        }
+        // A NAKed message that used up its deliveries is not tried again either.
+        if self.config.max_deliver > 0 {
+            let max = self.config.max_deliver;
+            let spent: Vec<u64> = run
+                .redeliver
+                .iter()
+                .filter(|(_, r)| i64::from(r.deliveries) >= max)
+                .map(|(s, _)| *s)
+                .collect();
+            for seq in spent {
+                if let Some(r) = run.redeliver.remove(&seq) {
+                    exhausted.push((seq, r.deliveries));
+                }
+            }
+        }
+        if !exhausted.is_empty() {
+            Self::advance_floor(&mut run);
+        }
+        run.waiting.retain_mut(|w| {
+            if w.expires.is_some_and(|e| e <= now) {
+                w.sink.end(FetchEnd::Timeout {
+                    messages: w.batch,
+                    bytes: w.bytes,
+                });
+                return false;
+            }
+            if let Some(hb) = w.heartbeat {
+                if now.duration_since(w.last_sent) >= hb {
+                    w.sink.heartbeat();
+                    w.last_sent = now;
+                }
+            }
+            true
+        });
+        let outcome = if run.waiting.is_empty() {
+            let since = *run.idle_since.get_or_insert(now);
+            if !self.config.durable && now.duration_since(since) >= self.config.inactive_threshold {
+                TickOutcome::Expired
+            } else {
+                TickOutcome::Keep
+            }
+        } else {
+            run.idle_since = None;
+            TickOutcome::Keep
+        };
+        (exhausted, outcome)
+    }
+
+    /// Writes the position to storage if it changed.
+    pub fn save(&self, force: bool) -> Result<(), EngineError> {
+        let saved = {
+            let mut run = self.run.lock();
+            if !run.dirty && !force {
+                return Ok(());
+            }
+            run.dirty = false;
+            let mut unacked: Vec<(u64, u32)> = run
+                .pending
+                .iter()
+                .map(|(s, p)| (*s, p.deliveries))
+                .chain(run.redeliver.iter().map(|(s, r)| (*s, r.deliveries)))
+                .collect();
+            unacked.sort_unstable();
+            Saved {
+                cursor: run.cursor,
+                initial: run.initial.iter().copied().collect(),
+                consumer_seq: run.consumer_seq,
+                delivered_stream_seq: run.delivered_stream_seq,
+                ack_floor_stream: run.ack_floor_stream,
+                ack_floor_consumer: run.ack_floor_consumer,
+                unacked,
+            }
+        };
+        let json = serde_json::to_vec(&saved).map_err(|e| EngineError::Storage(e.to_string()))?;
+        self.store
+            .put_state(&self.state_key, &json)
+            .map_err(|e| EngineError::Storage(e.to_string()))
+    }
+
+    /// Ends every waiting request and forgets the saved position.
+    pub fn close(&self, remove_state: bool) {
+        let waiting: Vec<Waiting> = {
+            let mut run = self.run.lock();
+            run.deleted = true;
+            run.waiting.drain(..).collect()
+        };
+        for w in waiting {
+            w.sink.end(FetchEnd::GroupDeleted);
+        }
+        if remove_state {
+            let _ = self.store.remove_state_prefix(&self.state_key);
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Source {
+    Redeliver,
+    Initial,
+    Cursor,
+}
+
+/// What an ack changed.
+#[derive(Default)]
+pub(crate) struct AckOutcome {
+    /// Sequences this group is now done with.
+    pub done: Vec<u64>,
+    /// A terminated delivery: (seq, deliveries, reason).
+    pub terminated: Option<(u64, u32, Option<String>)>,
+}
+
+/// Groups of one station, by name.
+pub(crate) type Groups = AHashMap<String, Arc<Group>>;
