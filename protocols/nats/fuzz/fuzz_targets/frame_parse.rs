@@ -51,7 +51,10 @@ fn assert_token(base: &[u8], tok: &[u8], what: &str) {
 /// The control line (without `\n`, with any final `\r` removed) and its length
 /// including the `\n`.
 fn control_line(buf: &[u8]) -> (&[u8], usize) {
-    let nl = buf.iter().position(|&c| c == b'\n').expect("an op needs a newline");
+    let nl = buf
+        .iter()
+        .position(|&c| c == b'\n')
+        .expect("an op needs a newline");
     let line = &buf[..nl];
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     (line, nl + 1)
@@ -60,8 +63,7 @@ fn control_line(buf: &[u8]) -> (&[u8], usize) {
 /// The last whitespace-separated argument on the control line.
 fn last_arg(line: &[u8]) -> &[u8] {
     line.split(|&c| c == b' ' || c == b'\t')
-        .filter(|t| !t.is_empty())
-        .last()
+        .rfind(|t| !t.is_empty())
         .unwrap_or_default()
 }
 
@@ -153,7 +155,10 @@ fn check_op(buf: &[u8], op: &ClientOp<&[u8]>, used: usize, limits: &Limits) {
         }
         ClientOp::Connect(j) | ClientOp::Info(j) | ClientOp::Err(j) => {
             offset_in(buf, j);
-            assert!(j.len() <= limits.max_control_line, "argument over the limit");
+            assert!(
+                j.len() <= limits.max_control_line,
+                "argument over the limit"
+            );
             assert_eq!(used, line_len);
         }
         ClientOp::Ping | ClientOp::Pong | ClientOp::Ok => assert_eq!(used, line_len),
