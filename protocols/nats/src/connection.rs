@@ -4,7 +4,7 @@
 use crate::channel::NatsChannel;
 use crate::codec::{CodecError, NatsCodec};
 use crate::encode;
-use crate::outbound::{CloseReason, Outbound, Taken};
+use crate::outbound::{CloseReason, Outbound};
 use crate::server::NatsOptions;
 use bytes::BytesMut;
 use junction_api::{Engine, EngineError, NewClient, Protocol, TenantId};
@@ -102,7 +102,7 @@ async fn read_loop<E: Engine>(
     tokio::pin!(ping);
     let auth = tokio::time::sleep(options.auth_timeout);
     tokio::pin!(auth);
-    let auth_armed = channel_auth_required(options);
+    let auth_armed = options.auth_required;
     loop {
         let step = tokio::select! {
             biased;
@@ -139,10 +139,6 @@ async fn read_loop<E: Engine>(
     }
 }
 
-fn channel_auth_required(options: &NatsOptions) -> bool {
-    options.auth_required
-}
-
 /// Handles every whole operation in `buf`.
 fn drain<E: Engine>(
     codec: &mut NatsCodec,
@@ -165,7 +161,7 @@ fn drain<E: Engine>(
 async fn write_loop(mut writer: OwnedWriteHalf, out: Arc<Outbound>, deadline: Duration) {
     let mut spare = BytesMut::with_capacity(READ_CHUNK);
     loop {
-        let Taken::Write { close } = out.take(&mut spare);
+        let close = out.take(&mut spare);
         let wrote = !spare.is_empty();
         if wrote {
             let write = tokio::time::timeout(deadline, writer.write_all(&spare));

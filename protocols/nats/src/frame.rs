@@ -267,7 +267,7 @@ fn check_partial_line(buf: &[u8], limits: &Limits) -> Result<(), FrameError> {
     let n = buf.iter().take_while(|&&c| is_name_char(c)).count();
     let (name, rest) = buf.split_at(n);
     if is_ping_like(name) {
-        return Ok(());
+        return check_ping_tail(name, rest, limits);
     }
     if rest.is_empty() {
         // The name may still be growing: fail once no client operation starts so.
@@ -286,6 +286,18 @@ fn check_partial_line(buf: &[u8], limits: &Limits) -> Result<(), FrameError> {
     // A final `\r` may be the start of the line's `\r\n`: leave it out of the count.
     let rest = rest.strip_suffix(b"\r").unwrap_or(rest);
     check_line_head(name, rest, limits).map(|_| ())
+}
+
+/// PING, PONG and +OK ignore their tails, but a tail longer than `max_control_line`
+/// is refused (partial or complete alike), so an endless `PING xxx...` cannot grow the
+/// read buffer without bound. nats-server skips such tails unbuffered instead.
+fn check_ping_tail(name: &[u8], rest: &[u8], limits: &Limits) -> Result<(), FrameError> {
+    let tail = name.len().saturating_sub(4) + rest.len();
+    if tail > limits.max_control_line {
+        Err(FrameError::ControlLineTooLong)
+    } else {
+        Ok(())
+    }
 }
 
 /// The checks every line except PING, PONG and +OK goes through, in this order,
@@ -330,6 +342,7 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, FrameErro
     let (rest, name) = op_name(line)?;
     let upper = |expected: &[u8]| name.eq_ignore_ascii_case(expected);
     if is_ping_like(name) {
+        check_ping_tail(name, rest, limits)?;
         let op = if starts_with_ci(name, b"PING") {
             ClientOp::Ping
         } else if starts_with_ci(name, b"PONG") {
@@ -581,7 +594,11 @@ mod tests {
             parse(b"SUB          ", &l),
             Err(FrameError::ControlLineTooLong)
         );
-        assert_eq!(parse(b"PING xxxxxxxxxxxxxxxx", &l), Ok(Parsed::Incomplete));
+        assert_eq!(parse(b"PING xx", &l), Ok(Parsed::Incomplete));
+        let long = [b"PING ".as_slice(), &[b'x'; 100]].concat();
+        assert_eq!(parse(&long, &l), Err(FrameError::ControlLineTooLong));
+        let long_line = [long.as_slice(), b"\r\n"].concat();
+        assert_eq!(parse(&long_line, &l), Err(FrameError::ControlLineTooLong));
     }
 
     #[test]

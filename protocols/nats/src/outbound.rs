@@ -89,12 +89,6 @@ pub struct Outbound {
     client: Arc<ClientRecord>,
 }
 
-/// What the writer took from the queue.
-pub(crate) enum Taken {
-    /// Bytes to write (possibly none), and whether to close after writing them.
-    Write { close: Option<CloseReason> },
-}
-
 impl Outbound {
     /// A queue for `client`, closing it past `max_pending` bytes.
     pub fn new(client: Arc<ClientRecord>, max_pending: usize, closed: CancellationToken) -> Self {
@@ -201,14 +195,15 @@ impl Outbound {
         self.wake.notify_one();
     }
 
-    /// Swaps the queued bytes into `spare` (which must be empty).
-    pub(crate) fn take(&self, spare: &mut BytesMut) -> Taken {
+    /// Swaps the queued bytes into `spare` (which must be empty); returns the close
+    /// reason once closing, so the writer closes after writing them.
+    pub(crate) fn take(&self, spare: &mut BytesMut) -> Option<CloseReason> {
         let mut st = self.state.lock();
         std::mem::swap(&mut st.buf, spare);
         let close = st.closing;
         drop(st);
         self.client.stats.pending_bytes.store(0, Ordering::Relaxed);
-        Taken::Write { close }
+        close
     }
 
     /// Waits until something is queued or the connection is closing.
