@@ -20,6 +20,11 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+/// Timers that expire pull requests may run this much early: a request whose
+/// `expires` is that close counts as expired. Clients (nats-py) give up about 100 µs
+/// after `expires`, so the `408` must be sent within that window.
+pub(crate) const EXPIRY_SLACK: Duration = Duration::from_micros(100);
+
 struct Pending {
     consumer_seq: u64,
     deliveries: u32,
@@ -35,6 +40,8 @@ struct Waiting {
     sink: Arc<dyn FetchSink>,
     batch: usize,
     bytes: usize,
+    /// Messages delivered to this request so far.
+    delivered: usize,
     no_wait: bool,
     expires: Option<Instant>,
     heartbeat: Option<Duration>,
@@ -303,6 +310,7 @@ impl Group {
                 sink,
                 batch: request.batch.max(1),
                 bytes: request.max_bytes,
+                delivered: 0,
                 no_wait: request.no_wait,
                 expires: request.expires.map(|d| now + d),
                 heartbeat: request.idle_heartbeat,
@@ -347,15 +355,25 @@ impl Group {
                         .map(|s| (s, 0, Source::Cursor))
                 });
             let Some((seq, previous, source)) = candidate else {
-                // Nothing to deliver now: no_wait requests end here.
+                // Nothing to deliver now: no_wait requests end here, as in nats-server:
+                // one that got messages with 408, one that got none with 404, unless
+                // it has an expiry, then it waits for the first message.
                 let before = run.waiting.len();
                 run.waiting.retain(|w| {
-                    if w.no_wait {
-                        w.sink.end(FetchEnd::NoMessages);
-                        false
-                    } else {
-                        true
+                    if !w.no_wait {
+                        return true;
                     }
+                    if w.delivered > 0 {
+                        w.sink.end(FetchEnd::Timeout {
+                            messages: w.batch,
+                            bytes: w.bytes,
+                        });
+                    } else if w.expires.is_none() {
+                        w.sink.end(FetchEnd::NoMessages);
+                    } else {
+                        return true;
+                    }
+                    false
                 });
                 if run.waiting.len() == before || run.waiting.is_empty() {
                     return;
@@ -406,6 +424,7 @@ impl Group {
                 continue;
             }
             w.batch -= 1;
+            w.delivered += 1;
             if w.bytes > 0 {
                 w.bytes -= size;
             }
@@ -567,7 +586,7 @@ impl Group {
             Self::advance_floor(&mut run);
         }
         run.waiting.retain_mut(|w| {
-            if w.expires.is_some_and(|e| e <= now) {
+            if w.expires.is_some_and(|e| e <= now + EXPIRY_SLACK) {
                 w.sink.end(FetchEnd::Timeout {
                     messages: w.batch,
                     bytes: w.bytes,

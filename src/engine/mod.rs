@@ -351,6 +351,10 @@ impl Engine for StationEngine {
         self.stations.ack(tenant, station, group, stream_seq, kind)
     }
 
+    fn run_group_timers(&self, tenant: &TenantId, station: &str, group: &str) {
+        self.stations.tick_one(tenant, station, group);
+    }
+
     fn system_client(&self) -> Arc<ClientRecord> {
         self.system.clone()
     }

@@ -566,6 +566,9 @@ impl Station {
         subject: &Subject,
     ) -> Result<(), EngineError> {
         let Some(h) = headers else { return Ok(()) };
+        if h.get("Nats-Rollup").is_some() {
+            return Err(EngineError::RollupNotPermitted);
+        }
         if let Some(expected) = h.get("Nats-Expected-Stream") {
             if expected != &*self.name {
                 return Err(EngineError::WrongExpectedStation);
@@ -731,6 +734,15 @@ impl Station {
                 log.index
                     .range(*seq..)
                     .find(|(_, e)| filter.matches(&Subject::from_trusted(e.subject.clone())))
+                    .map(|(s, _)| *s)
+            }
+            MessageQuery::FirstAtOrAfter(t) => {
+                let ns = t
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64);
+                log.index
+                    .iter()
+                    .find(|(_, e)| e.time_ns >= ns)
                     .map(|(s, _)| *s)
             }
         };

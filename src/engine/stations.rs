@@ -7,8 +7,9 @@ use super::station::{Station, filters_of, filters_overlap, now_ns, seq_floor_key
 use ahash::AHashMap;
 use bytes::Bytes;
 use junction_api::{
-    AckKind, EngineError, FetchRequest, FetchSink, GroupConfig, GroupInfo, MessageQuery, Purge,
-    Retention, StationConfig, StationInfo, StoredMessage, Subject, SubjectFilter, TenantId,
+    AckKind, AckPolicy, DeliverPolicy, EngineError, FetchRequest, FetchSink, GroupConfig,
+    GroupInfo, MessageQuery, Purge, Retention, StationConfig, StationInfo, StoredMessage, Subject,
+    SubjectFilter, TenantId,
 };
 use junction_storage::Store;
 use parking_lot::RwLock;
@@ -381,23 +382,39 @@ impl StationRegistry {
             return Err(EngineError::MaxGroups);
         }
         if station_config.retention == Retention::WorkQueue {
+            // As nats-server checks, with its descriptions (the NATS layer maps them to
+            // their error codes).
+            if config.ack_policy != AckPolicy::Explicit {
+                return Err(EngineError::InvalidGroupConfig(
+                    "workqueue stream requires explicit ack".into(),
+                ));
+            }
             let mine: Vec<SubjectFilter> = config
                 .filter_subjects
                 .iter()
                 .filter_map(|f| SubjectFilter::new(f.clone()).ok())
                 .collect();
+            if mine.is_empty() && !groups.is_empty() {
+                return Err(EngineError::InvalidGroupConfig(
+                    "multiple non-filtered consumers not allowed on workqueue stream".into(),
+                ));
+            }
             for other in groups.values() {
                 let theirs = other.filters();
-                let overlap = mine.is_empty()
-                    || theirs.is_empty()
+                let overlap = theirs.is_empty()
                     || mine
                         .iter()
                         .any(|a| theirs.iter().any(|b| filters_overlap(a, b)));
                 if overlap {
                     return Err(EngineError::InvalidGroupConfig(
-                        "multiple non-filtered consumers not allowed on workqueue stream".into(),
+                        "filtered consumer not unique on workqueue stream".into(),
                     ));
                 }
+            }
+            if config.deliver_policy != DeliverPolicy::All {
+                return Err(EngineError::InvalidGroupConfig(
+                    "consumer must be deliver all on workqueue stream".into(),
+                ));
             }
         }
         let group = Arc::new(Group::create(config.clone(), &station, self.store.clone())?);
@@ -533,35 +550,52 @@ impl StationRegistry {
         for station in self.all() {
             let groups: Vec<Arc<Group>> = station.groups.read().values().cloned().collect();
             for g in groups {
-                let (exhausted, outcome) = g.tick(now);
-                for (seq, deliveries) in exhausted {
-                    tracing::warn!(
-                        station = station.name(),
-                        group = %g.name,
-                        seq,
-                        deliveries,
-                        "message exceeded max deliveries"
-                    );
-                    if station.config().retention == Retention::WorkQueue {
-                        station.remove_consumed(seq);
+                self.tick_group(&station, &g, now, true);
+            }
+        }
+    }
+
+    /// Runs one group's timers now (a pull request is about to expire).
+    pub fn tick_one(&self, tenant: &TenantId, station_name: &str, name: &str) {
+        if let Ok((station, group)) = self.group(tenant, station_name, name) {
+            self.tick_group(&station, &group, std::time::Instant::now(), false);
+        }
+    }
+
+    fn tick_group(
+        &self,
+        station: &Arc<Station>,
+        g: &Arc<Group>,
+        now: std::time::Instant,
+        housekeeping: bool,
+    ) {
+        let (exhausted, outcome) = g.tick(now);
+        for (seq, deliveries) in exhausted {
+            tracing::warn!(
+                station = station.name(),
+                group = %g.name,
+                seq,
+                deliveries,
+                "message exceeded max deliveries"
+            );
+            if station.config().retention == Retention::WorkQueue {
+                station.remove_consumed(seq);
+            }
+        }
+        match outcome {
+            TickOutcome::Expired if housekeeping => {
+                station.groups.write().remove(&g.name);
+                g.close(true);
+                tracing::debug!(station = station.name(), group = %g.name, "ephemeral consumer expired");
+                self.release_consumed(station);
+            }
+            _ => {
+                if housekeeping && g.config.durable {
+                    if let Err(e) = g.save(false) {
+                        tracing::error!(error = %e, group = %g.name, "cannot save consumer position");
                     }
                 }
-                match outcome {
-                    TickOutcome::Expired => {
-                        station.groups.write().remove(&g.name);
-                        g.close(true);
-                        tracing::debug!(station = station.name(), group = %g.name, "ephemeral consumer expired");
-                        self.release_consumed(&station);
-                    }
-                    TickOutcome::Keep => {
-                        if g.config.durable {
-                            if let Err(e) = g.save(false) {
-                                tracing::error!(error = %e, group = %g.name, "cannot save consumer position");
-                            }
-                        }
-                        g.fill(&station);
-                    }
-                }
+                g.fill(station);
             }
         }
     }

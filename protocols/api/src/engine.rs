@@ -203,6 +203,11 @@ pub trait Engine: Send + Sync + 'static {
         sink: std::sync::Arc<dyn FetchSink>,
     ) -> Result<(), EngineError>;
 
+    /// Runs a group's timers now: expires pull requests that are due (a front-end
+    /// calls this at a request's `expires` for a precise timeout), and redelivers
+    /// what is due. The engine also runs every group's timers about every 50 ms.
+    fn run_group_timers(&self, tenant: &TenantId, station: &str, group: &str);
+
     /// Acknowledges (or naks, or terminates) the delivery of `stream_seq`.
     fn ack(
         &self,

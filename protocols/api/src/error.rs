@@ -58,6 +58,9 @@ pub enum EngineError {
     /// The station is full (bytes) and discards new messages.
     #[error("maximum bytes exceeded")]
     MaxBytes,
+    /// The publish asked for a rollup (`Nats-Rollup`), which the station does not allow.
+    #[error("rollup not permitted")]
+    RollupNotPermitted,
     /// No such message.
     #[error("no message found")]
     MessageNotFound,

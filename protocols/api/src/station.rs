@@ -199,4 +199,6 @@ pub enum MessageQuery {
         /// Subject filter.
         subject: String,
     },
+    /// The first stored at or after this time (browse by time).
+    FirstAtOrAfter(SystemTime),
 }

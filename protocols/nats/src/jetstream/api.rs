@@ -10,7 +10,7 @@ use super::api_types::{
     ApiStats, JsErrorCode, LIST_PAGE_LIMIT, MsgGetTarget, NAMES_PAGE_LIMIT, StreamConfig,
     StreamInfoResponse, StreamListResponse, StreamMsgDeleteRequest, StreamMsgGetRequest,
     StreamMsgGetResponse, StreamNamesRequest, StreamNamesResponse, StreamPurgeRequest,
-    StreamPurgeResponse, SuccessResponse, decode_request, response_type,
+    StreamPurgeResponse, SuccessResponse, decode_optional_request, decode_request, response_type,
 };
 use super::convert::{api_error, station_config, stored_msg, stream_info};
 use bytes::Bytes;
@@ -83,7 +83,15 @@ fn answer<E: Engine>(engine: &Arc<E>, stats: &Stats, request: &Message) {
     let api = subject.strip_prefix(API_PREFIX).unwrap_or_default();
     if api.starts_with("CONSUMER.MSG.NEXT.") {
         let tenant = TenantId::default_tenant();
-        super::consumer_api::next(engine.clone(), &tenant, api, &request.payload, reply);
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        super::consumer_api::next(
+            engine.clone(),
+            &tenant,
+            api,
+            &request.payload,
+            reply,
+            runtime.as_ref(),
+        );
         return;
     }
     let response = match route(&**engine, stats, api, &request.payload) {
@@ -248,7 +256,7 @@ fn names_for<E: Engine>(engine: &E, tenant: &TenantId, subject: &str) -> Vec<Str
 
 fn stream_names<E: Engine>(engine: &E, tenant: &TenantId, body: &[u8]) -> Routed {
     let kind = response_type::STREAM_NAMES;
-    let req: StreamNamesRequest = decode_request(body).map_err(|e| (kind, e))?;
+    let req: StreamNamesRequest = decode_optional_request(body).map_err(|e| (kind, e))?;
     let names = names_for(engine, tenant, &req.subject);
     let total = names.len() as u64;
     Ok(to_json(&StreamNamesResponse::new(
@@ -260,7 +268,7 @@ fn stream_names<E: Engine>(engine: &E, tenant: &TenantId, body: &[u8]) -> Routed
 
 fn stream_list<E: Engine>(engine: &E, tenant: &TenantId, body: &[u8]) -> Routed {
     let kind = response_type::STREAM_LIST;
-    let req: StreamNamesRequest = decode_request(body).map_err(|e| (kind, e))?;
+    let req: StreamNamesRequest = decode_optional_request(body).map_err(|e| (kind, e))?;
     let names = names_for(engine, tenant, &req.subject);
     let total = names.len() as u64;
     let infos = page(names, req.offset, LIST_PAGE_LIMIT)
@@ -273,7 +281,7 @@ fn stream_list<E: Engine>(engine: &E, tenant: &TenantId, body: &[u8]) -> Routed 
 
 fn stream_purge<E: Engine>(engine: &E, tenant: &TenantId, name: &str, body: &[u8]) -> Routed {
     let kind = response_type::STREAM_PURGE;
-    let req: StreamPurgeRequest = decode_request(body).map_err(|e| (kind, e))?;
+    let req: StreamPurgeRequest = decode_optional_request(body).map_err(|e| (kind, e))?;
     req.validate().map_err(|e| (kind, e))?;
     let purge = Purge {
         filter: (!req.filter.is_empty()).then(|| req.filter.clone()),

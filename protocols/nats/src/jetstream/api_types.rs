@@ -293,6 +293,17 @@ pub fn decode_request<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, A
         .map_err(|_| JsErrorCode::InvalidJson.error())
 }
 
+/// A request whose body is optional (stream/consumer names and lists, purge):
+/// nats-server decodes these only `if !isEmptyRequest(msg)`, so an empty body is the
+/// zero value; anything else is decoded as by [`decode_request`].
+pub fn decode_optional_request<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if is_empty_request(body) {
+        Ok(T::default())
+    } else {
+        decode_request(body)
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Enums
 // ---------------------------------------------------------------------------------------

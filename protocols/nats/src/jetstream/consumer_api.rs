@@ -6,8 +6,8 @@ use super::api_types::{
     self as t, AckKind as JsAck, ApiError, ConsumerAction, ConsumerConfig, ConsumerInfo,
     ConsumerInfoResponse, ConsumerListResponse, ConsumerNamesResponse, CreateConsumerRequest,
     JsErrorCode, LIST_PAGE_LIMIT, NAMES_PAGE_LIMIT, SequenceInfo, SuccessResponse,
-    ack_reply_subject, decode_request, parse_ack, parse_ack_reply, parse_next_request,
-    response_type, status,
+    ack_reply_subject, decode_optional_request, decode_request, parse_ack, parse_ack_reply,
+    parse_next_request, response_type, status,
 };
 use super::convert::{api_error, timestamp};
 use crate::encode;
@@ -20,7 +20,7 @@ use junction_api::{
 use rand::Rng;
 use serde::Serialize;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 type Routed = Result<Vec<u8>, (&'static str, ApiError)>;
 
@@ -41,7 +41,20 @@ fn group_error(e: &EngineError) -> ApiError {
         EngineError::GroupNotFound => JsErrorCode::ConsumerNotFound.error(),
         EngineError::GroupExists => JsErrorCode::ConsumerNameExist.error(),
         EngineError::MaxGroups => JsErrorCode::MaximumConsumersLimit.error(),
-        EngineError::InvalidGroupConfig(m) => JsErrorCode::ConsumerCreate.with_err(m),
+        // The engine's work-queue checks use nats-server's descriptions; they have
+        // their own codes.
+        EngineError::InvalidGroupConfig(m) => [
+            JsErrorCode::ConsumerWQRequiresExplicitAck,
+            JsErrorCode::ConsumerWQMultipleUnfiltered,
+            JsErrorCode::ConsumerWQConsumerNotUnique,
+            JsErrorCode::ConsumerWQConsumerNotDeliverAll,
+        ]
+        .into_iter()
+        .find(|code| code.description() == m)
+        .map_or_else(
+            || JsErrorCode::ConsumerCreate.with_err(m),
+            JsErrorCode::error,
+        ),
         other => api_error(other),
     }
 }
@@ -85,7 +98,7 @@ pub fn route<E: Engine>(engine: &E, tenant: &TenantId, api: &str, body: &[u8]) -
         }
         ["CONSUMER", "NAMES", stream] => {
             let kind = response_type::CONSUMER_NAMES;
-            let req: t::ApiPagedRequest = decode_request(body).map_err(|e| (kind, e))?;
+            let req: t::ApiPagedRequest = decode_optional_request(body).map_err(|e| (kind, e))?;
             let names = engine
                 .group_names(tenant, stream)
                 .map_err(|e| (kind, api_error(&e)))?;
@@ -101,7 +114,7 @@ pub fn route<E: Engine>(engine: &E, tenant: &TenantId, api: &str, body: &[u8]) -
         }
         ["CONSUMER", "LIST", stream] => {
             let kind = response_type::CONSUMER_LIST;
-            let req: t::ApiPagedRequest = decode_request(body).map_err(|e| (kind, e))?;
+            let req: t::ApiPagedRequest = decode_optional_request(body).map_err(|e| (kind, e))?;
             let names = engine
                 .group_names(tenant, stream)
                 .map_err(|e| (kind, api_error(&e)))?;
@@ -452,7 +465,14 @@ impl<E: Engine> FetchSink for PullSink<E> {
 }
 
 /// Handles `$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>`.
-pub fn next<E: Engine>(engine: Arc<E>, tenant: &TenantId, api: &str, body: &[u8], reply: Subject) {
+pub fn next<E: Engine>(
+    engine: Arc<E>,
+    tenant: &TenantId,
+    api: &str,
+    body: &[u8],
+    reply: Subject,
+    runtime: Option<&tokio::runtime::Handle>,
+) {
     let Some(rest) = api.strip_prefix("CONSUMER.MSG.NEXT.") else {
         return;
     };
@@ -479,11 +499,42 @@ pub fn next<E: Engine>(engine: Arc<E>, tenant: &TenantId, api: &str, body: &[u8]
         no_wait: req.no_wait,
         idle_heartbeat: (req.idle_heartbeat > 0).then(|| dur(req.idle_heartbeat)),
     };
+    let expires = request.expires;
     if let Err(e) = engine.fetch(tenant, stream, consumer, request, sink.clone()) {
         tracing::debug!(stream, consumer, error = %e, "pull request refused");
         sink.status(status::CONSUMER_DELETED);
+        return;
+    }
+    // Expire the request on time rather than on the engine's next 50 ms tick: a
+    // coarse async sleep, then a precise one on a blocking thread (tokio timers round
+    // up to the millisecond; clients give up ~100 µs after `expires`).
+    if let (Some(after), Some(runtime)) = (expires, runtime) {
+        let deadline = Instant::now() + after;
+        let weak = Arc::downgrade(&engine);
+        let (tenant, stream, consumer) = (tenant.clone(), stream.to_string(), consumer.to_string());
+        runtime.spawn(async move {
+            tokio::time::sleep(after.saturating_sub(COARSE_LEAD)).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                let target = deadline.checked_sub(EXPIRY_LEAD).unwrap_or(deadline);
+                if let Some(wait) = target.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                if let Some(engine) = weak.upgrade() {
+                    engine.run_group_timers(&tenant, &stream, &consumer);
+                }
+            })
+            .await;
+        });
     }
 }
+
+/// How long before a pull request's expiry the async timer hands over to a precise
+/// sleep.
+const COARSE_LEAD: Duration = Duration::from_millis(3);
+
+/// How long before a pull request's expiry its timer fires (the engine ends requests
+/// up to 100 µs early).
+const EXPIRY_LEAD: Duration = Duration::from_micros(20);
 
 /// Receives `$JS.ACK.>` publishes and applies them on a worker thread.
 struct AckInbox {
@@ -516,19 +567,24 @@ pub fn start_acks<E: Engine>(engine: Arc<E>) -> Result<(), EngineError> {
     )?;
     let weak = Arc::downgrade(&engine);
     drop(engine);
+    let runtime = tokio::runtime::Handle::try_current().ok();
     std::thread::Builder::new()
         .name("junction-js-acks".into())
         .spawn(move || {
             while let Ok(message) = rx.recv() {
                 let Some(engine) = weak.upgrade() else { break };
-                apply_ack(&engine, &message);
+                apply_ack(&engine, &message, runtime.as_ref());
             }
         })
         .map_err(|e| EngineError::Storage(format!("cannot start ack thread: {e}")))?;
     Ok(())
 }
 
-fn apply_ack<E: Engine>(engine: &Arc<E>, message: &Message) {
+fn apply_ack<E: Engine>(
+    engine: &Arc<E>,
+    message: &Message,
+    runtime: Option<&tokio::runtime::Handle>,
+) {
     let subject = message.subject.to_str_lossy();
     let Ok(reply) = parse_ack_reply(&subject) else {
         tracing::debug!(%subject, "malformed ack subject");
@@ -559,6 +615,7 @@ fn apply_ack<E: Engine>(engine: &Arc<E>, message: &Message) {
                     &format!("CONSUMER.MSG.NEXT.{}.{}", reply.stream, reply.consumer),
                     &body,
                     inbox,
+                    runtime,
                 );
             }
             return;

@@ -49,6 +49,15 @@ pub fn station_config(c: &StreamConfig) -> Result<StationConfig, ApiError> {
     if c.subject_transform.is_some() {
         return Err(unsupported("subject transform"));
     }
+    if c.allow_rollup_hdrs {
+        // Key-value buckets need rollups; refuse rather than keep history silently.
+        return Err(unsupported(
+            "allow_rollup_hdrs (rollups, used by key-value buckets)",
+        ));
+    }
+    if c.sealed {
+        return Err(unsupported("sealed"));
+    }
     if c.num_replicas < 0 {
         return Err(JsErrorCode::ReplicasCountCannotBeNegative.error());
     }
@@ -204,6 +213,7 @@ pub fn api_error(e: &EngineError) -> ApiError {
         }
         EngineError::MaxBytes => JsErrorCode::StreamStoreFailed.with_err("maximum bytes exceeded"),
         EngineError::MessageNotFound => JsErrorCode::NoMessageFound.error(),
+        EngineError::RollupNotPermitted => JsErrorCode::StreamRollupFailed.with_err(e),
         EngineError::Denied(m) => JsErrorCode::StreamGeneral.with_err(m),
         EngineError::Storage(m) => JsErrorCode::StreamStoreFailed.with_err(m),
         other => JsErrorCode::StreamGeneral.with_err(other),

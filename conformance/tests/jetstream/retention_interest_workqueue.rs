@@ -1,0 +1,222 @@
+//! Interest retention keeps a message until every consumer interested in it has
+//! acked it; work-queue retention removes a message once it is acked and allows
+//! only one consumer per subject.
+
+use crate::support::{
+    api, connect, create_consumer, create_stream, durable, expect_api_error, poll_until, publish,
+    publish_n, pull_n, seq, stream_state, within,
+};
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+use async_nats::jetstream::stream::{self, RetentionPolicy};
+use junction_conformance::broker;
+
+fn config(name: &str, retention: RetentionPolicy) -> stream::Config {
+    stream::Config {
+        name: name.into(),
+        subjects: vec![format!("{}.>", name.to_lowercase())],
+        retention,
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn interest_keeps_until_every_consumer_acked() {
+    let b = broker().await;
+    let (_client, js) = connect(&b).await;
+    let s = create_stream(&js, config("I", RetentionPolicy::Interest)).await;
+    let a = durable(&s, "A").await;
+    let c = durable(&s, "B").await;
+    publish_n(&js, "i.x", 3).await;
+    assert_eq!(stream_state(&js, "I").await.messages, 3);
+
+    // A acks everything: B has not, so everything stays.
+    for m in pull_n(&a, 3).await {
+        within("ack", m.double_ack()).await.unwrap();
+    }
+    assert_eq!(stream_state(&js, "I").await.messages, 3);
+
+    // B acks the first: only that one goes.
+    let from_b = pull_n(&c, 3).await;
+    within("ack", from_b[0].double_ack()).await.unwrap();
+    let state = stream_state(&js, "I").await;
+    assert_eq!((state.messages, state.first_sequence), (2, 2));
+    for m in &from_b[1..] {
+        within("ack", m.double_ack()).await.unwrap();
+    }
+    let state = stream_state(&js, "I").await;
+    assert_eq!((state.messages, state.last_sequence), (0, 3));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn interest_respects_filters_and_consumer_deletion() {
+    let b = broker().await;
+    let (_client, js) = connect(&b).await;
+    let s = create_stream(&js, config("I", RetentionPolicy::Interest)).await;
+    let all = durable(&s, "ALL").await;
+    create_consumer(
+        &s,
+        pull::Config {
+            durable_name: Some("ONLY_A".into()),
+            filter_subject: "i.a".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    publish(&js, "i.a", "a").await; // 1: both interested
+    publish(&js, "i.b", "b").await; // 2: only ALL
+    for m in pull_n(&all, 2).await {
+        within("ack", m.double_ack()).await.unwrap();
+    }
+    // i.b is gone (its only interested consumer acked); i.a waits for ONLY_A.
+    let state = stream_state(&js, "I").await;
+    assert_eq!((state.messages, state.first_sequence), (1, 1));
+
+    // Deleting the consumer holding it back releases it.
+    assert!(
+        within("delete consumer", s.delete_consumer("ONLY_A"))
+            .await
+            .unwrap()
+            .success
+    );
+    poll_until("message released", || async {
+        stream_state(&js, "I").await.messages == 0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn interest_without_consumers_stores_nothing() {
+    let b = broker().await;
+    let (_client, js) = connect(&b).await;
+    create_stream(&js, config("I", RetentionPolicy::Interest)).await;
+    let ack = publish(&js, "i.x", "nobody listens").await;
+    assert_eq!(ack.sequence, 1);
+    poll_until("message dropped", || async {
+        stream_state(&js, "I").await.messages == 0
+    })
+    .await;
+    assert_eq!(stream_state(&js, "I").await.last_sequence, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workqueue_removes_on_ack() {
+    let b = broker().await;
+    let (_client, js) = connect(&b).await;
+    let s = create_stream(&js, config("W", RetentionPolicy::WorkQueue)).await;
+    publish_n(&js, "w.x", 3).await;
+    let c = durable(&s, "C").await;
+    let got = pull_n(&c, 3).await;
+    assert_eq!(got.iter().map(seq).collect::<Vec<_>>(), [1, 2, 3]);
+    within("ack", got[0].double_ack()).await.unwrap();
+    within("ack", got[2].double_ack()).await.unwrap();
+    let state = stream_state(&js, "W").await;
+    assert_eq!(
+        (state.messages, state.first_sequence, state.last_sequence),
+        (1, 2, 3)
+    );
+    within("ack", got[1].double_ack()).await.unwrap();
+    assert_eq!(stream_state(&js, "W").await.messages, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workqueue_consumer_rules() {
+    let b = broker().await;
+    let (client, js) = connect(&b).await;
+    let s = create_stream(&js, config("W", RetentionPolicy::WorkQueue)).await;
+    durable(&s, "FIRST").await;
+
+    // A second unfiltered consumer.
+    let r = api(
+        &client,
+        "$JS.API.CONSUMER.CREATE.W.SECOND",
+        r#"{"stream_name":"W","config":{"durable_name":"SECOND","ack_policy":"explicit"}}"#,
+    )
+    .await;
+    assert_eq!(
+        expect_api_error(&r, 400, 10099),
+        "multiple non-filtered consumers not allowed on workqueue stream"
+    );
+    let err = within(
+        "create second",
+        s.create_consumer(pull::Config {
+            durable_name: Some("SECOND".into()),
+            ..Default::default()
+        }),
+    )
+    .await
+    .expect_err("second unfiltered consumer refused");
+    assert!(err.to_string().contains("10099"), "{err}");
+
+    // The existing consumer can still be looked up and re-created as it is.
+    durable(&s, "FIRST").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workqueue_filtered_consumers_must_not_overlap() {
+    let b = broker().await;
+    let (client, js) = connect(&b).await;
+    let s = create_stream(&js, config("W", RetentionPolicy::WorkQueue)).await;
+    create_consumer(
+        &s,
+        pull::Config {
+            durable_name: Some("A".into()),
+            filter_subject: "w.a.>".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    // Disjoint filter: fine.
+    create_consumer(
+        &s,
+        pull::Config {
+            durable_name: Some("B".into()),
+            filter_subject: "w.b.>".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    // Overlapping filter: not unique.
+    let r = api(
+        &client,
+        "$JS.API.CONSUMER.CREATE.W.C.w.a.x",
+        r#"{"stream_name":"W","config":{"durable_name":"C","filter_subject":"w.a.x","ack_policy":"explicit"}}"#,
+    )
+    .await;
+    assert_eq!(
+        expect_api_error(&r, 400, 10100),
+        "filtered consumer not unique on workqueue stream"
+    );
+    // An unfiltered one next to filtered ones.
+    let r = api(
+        &client,
+        "$JS.API.CONSUMER.CREATE.W.D",
+        r#"{"stream_name":"W","config":{"durable_name":"D","ack_policy":"explicit"}}"#,
+    )
+    .await;
+    expect_api_error(&r, 400, 10099);
+
+    // Work-queue consumers must ack explicitly and deliver all.
+    let r = api(
+        &client,
+        "$JS.API.CONSUMER.CREATE.W.E.w.e",
+        r#"{"stream_name":"W","config":{"durable_name":"E","filter_subject":"w.e","ack_policy":"none"}}"#,
+    )
+    .await;
+    assert_eq!(
+        expect_api_error(&r, 400, 10098),
+        "workqueue stream requires explicit ack"
+    );
+    let err = within(
+        "create deliver-new",
+        s.create_consumer(pull::Config {
+            durable_name: Some("F".into()),
+            filter_subject: "w.f".into(),
+            deliver_policy: DeliverPolicy::New,
+            ack_policy: AckPolicy::Explicit,
+            ..Default::default()
+        }),
+    )
+    .await
+    .expect_err("deliver new refused on a work queue");
+    assert!(err.to_string().contains("10101"), "{err}");
+}
