@@ -318,7 +318,12 @@ impl Station {
     pub fn state(&self) -> StationState {
         let consumer_count = self.groups.read().len() as u64;
         let log = self.log.lock();
-        let first_seq = log.first_seq();
+        // A station that never stored anything reports 0, as nats-server does.
+        let first_seq = if log.last_seq == 0 {
+            0
+        } else {
+            log.first_seq()
+        };
         let messages = log.index.len() as u64;
         let span = (log.last_seq + 1).saturating_sub(first_seq);
         StationState {

@@ -161,7 +161,11 @@ fn route<E: Engine>(engine: &E, stats: &Stats, api: &str, body: &[u8]) -> Routed
             let req: StreamMsgDeleteRequest = decode_request(body).map_err(|e| (kind, e))?;
             engine
                 .delete_message(&tenant, name, req.seq)
-                .map_err(|e| (kind, api_error(&e)))?;
+                .map_err(|e| match e {
+                    // nats-server: 400/10043 "sequence N not found".
+                    EngineError::MessageNotFound => (kind, ApiError::sequence_not_found(req.seq)),
+                    other => (kind, api_error(&other)),
+                })?;
             Ok(to_json(&SuccessResponse::ok(kind)))
         }
         _ => super::consumer_api::route(engine, &tenant, api, body),
