@@ -230,18 +230,33 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         ));
         tracing::info!("Listening for client connections on {addr}");
     }
-    for (listener, addr, what) in [
-        (monitor_listener, monitor_bound, "Starting http monitor on"),
-        (http_listener, http_bound, "Listening for HTTP on"),
+    let readiness = junction_http::Readiness::ready();
+    for (listener, addr, what, with_api) in [
+        (
+            monitor_listener,
+            monitor_bound,
+            "Starting http monitor on",
+            false,
+        ),
+        (http_listener, http_bound, "Listening for HTTP on", true),
     ] {
         if let (Some(listener), Some(addr)) = (listener, addr) {
-            let router = junction_http::monitor_router(engine.clone(), monitor_settings.clone());
+            let mut router =
+                junction_http::monitor_router(engine.clone(), monitor_settings.clone());
+            if with_api {
+                let mut api = junction_http::ApiSettings::new(limits.max_payload);
+                api.listen = addr;
+                api.readiness = readiness.clone();
+                router = router.merge(junction_http::api_router(engine.clone(), api));
+            }
             let token = shutdown.clone();
+            let readiness = readiness.clone();
             tasks.spawn(async move {
-                if let Err(e) =
-                    junction_http::serve(listener, router, async move { token.cancelled().await })
-                        .await
-                {
+                let stopping = async move {
+                    token.cancelled().await;
+                    readiness.set(false);
+                };
+                if let Err(e) = junction_http::serve(listener, router, stopping).await {
                     tracing::error!(error = %e, "HTTP listener failed");
                 }
             });

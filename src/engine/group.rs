@@ -339,6 +339,9 @@ impl Group {
                 return;
             }
             if acks && limit > 0 && run.pending.len() as i64 >= limit {
+                // Nothing can be delivered until acks free room: no_wait requests
+                // end now rather than wait without end.
+                Self::end_no_wait(&mut run);
                 return;
             }
             let now = Instant::now();
@@ -355,26 +358,8 @@ impl Group {
                         .map(|s| (s, 0, Source::Cursor))
                 });
             let Some((seq, previous, source)) = candidate else {
-                // Nothing to deliver now: no_wait requests end here, as in nats-server:
-                // one that got messages with 408, one that got none with 404, unless
-                // it has an expiry, then it waits for the first message.
                 let before = run.waiting.len();
-                run.waiting.retain(|w| {
-                    if !w.no_wait {
-                        return true;
-                    }
-                    if w.delivered > 0 {
-                        w.sink.end(FetchEnd::Timeout {
-                            messages: w.batch,
-                            bytes: w.bytes,
-                        });
-                    } else if w.expires.is_none() {
-                        w.sink.end(FetchEnd::NoMessages);
-                    } else {
-                        return true;
-                    }
-                    false
-                });
+                Self::end_no_wait(&mut run);
                 if run.waiting.len() == before || run.waiting.is_empty() {
                     return;
                 }
@@ -460,6 +445,28 @@ impl Group {
             }
             run.dirty = true;
         }
+    }
+
+    /// Nothing can be delivered now: no_wait requests end, as in nats-server: one that
+    /// got messages with 408, one that got none with 404, unless it has an expiry,
+    /// then it waits for the first message.
+    fn end_no_wait(run: &mut Run) {
+        run.waiting.retain(|w| {
+            if !w.no_wait {
+                return true;
+            }
+            if w.delivered > 0 {
+                w.sink.end(FetchEnd::Timeout {
+                    messages: w.batch,
+                    bytes: w.bytes,
+                });
+            } else if w.expires.is_none() {
+                w.sink.end(FetchEnd::NoMessages);
+            } else {
+                return true;
+            }
+            false
+        });
     }
 
     fn shape(&self, mut m: StoredMessage) -> StoredMessage {

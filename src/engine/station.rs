@@ -325,7 +325,11 @@ impl Station {
             log.first_seq()
         };
         let messages = log.index.len() as u64;
-        let span = (log.last_seq + 1).saturating_sub(first_seq);
+        let span = if log.last_seq == 0 {
+            0
+        } else {
+            (log.last_seq + 1).saturating_sub(first_seq)
+        };
         StationState {
             messages,
             bytes: log.bytes,

@@ -1,16 +1,34 @@
 //! HTTP front-end for Junction.
 //!
-//! Today it serves the NATS-style monitoring endpoints (`/healthz`, `/varz`,
-//! `/connz`) on the main HTTP listener and on the nats-server compatible monitoring
-//! port (`-m`). The REST API, WebSocket gateway, metrics and GUI come later and will
-//! live here too.
+//! What it owns:
+//! - the REST gateway under `/v1` ([`api_router`]): publish to subjects and
+//!   stations (single and batch), browse stations, fetch and acknowledge through
+//!   consumer groups (long poll), station and group admin, live streams (Server-Sent
+//!   Events and a WebSocket), connections and server figures, `/readyz`, and its
+//!   OpenAPI 3 document at `/v1/openapi.json` (see `docs/http.md`);
+//! - the NATS-style monitoring endpoints (`/healthz`, `/varz`, `/connz`,
+//!   [`monitor_router`]) served on the main HTTP listener and on the nats-server
+//!   compatible monitoring port (`-m`).
 //!
-//! What it is not: it reads the broker only through [`junction_api::Engine`]; it
-//! never reaches into the engine, storage or cluster.
+//! What it is not: it reads and writes the broker only through
+//! [`junction_api::Engine`]; it never reaches into the engine, storage or cluster.
+//! `/metrics` and the GUI come later and will live here too.
+//!
+//! Invariants worth naming:
+//! - Every error answer is `{"error":{"code","message"}}` with a stable snake_case
+//!   code; internal failures are logged and answered 500 without details.
+//! - A publish that a station captures is answered only once the station reports it
+//!   durable, so a 201 means the same as a JetStream PubAck.
+//! - An HTTP consumer group is the engine's consumer group: HTTP and NATS members of
+//!   one group share its messages, acknowledgements and redeliveries.
 
+mod api;
 mod monitor;
 mod process;
 
+pub use api::{
+    ApiSettings, AppError, ErrorBody, ErrorDetail, GATEWAY_CLIENT_NAME, Readiness, api_router,
+};
 pub use monitor::{MonitorSettings, monitor_router};
 
 use std::net::SocketAddr;

@@ -1,0 +1,187 @@
+//! Reading a station without a consumer group: browse a page of messages from a
+//! sequence or a time, read or delete one message.
+
+use super::ApiState;
+use super::auth::Tenant;
+use super::error::{AppError, ErrorBody};
+use super::extract::{ApiPath, ApiQuery};
+use super::wire::{MessageJson, parse_rfc3339};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use junction_api::{Engine, EngineError, MessageQuery, SubjectFilter, TenantId};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
+
+/// Messages per page unless `limit` says otherwise.
+pub const DEFAULT_PAGE: usize = 100;
+/// Most messages per page.
+pub const MAX_PAGE: usize = 1000;
+
+/// Where a page starts and how long it is.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct BrowseQuery {
+    /// First sequence to return (default: the oldest stored).
+    pub from_seq: Option<u64>,
+    /// Start at the first message stored at or after this RFC 3339 time instead.
+    pub from_time: Option<String>,
+    /// Most messages to return: default 100, at most 1000.
+    pub limit: Option<usize>,
+    /// Only messages on subjects matching this filter (default `>`).
+    pub subject: Option<String>,
+}
+
+/// A page of stored messages.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessagesPage {
+    /// Messages in sequence order.
+    pub messages: Vec<MessageJson>,
+    /// Pass as `from_seq` to read the next page.
+    pub next_seq: u64,
+}
+
+fn read_page(
+    engine: &dyn Engine,
+    tenant: &TenantId,
+    station: &str,
+    start: u64,
+    filter: &str,
+    limit: usize,
+) -> Result<MessagesPage, AppError> {
+    let mut messages = Vec::with_capacity(limit.min(64));
+    let mut next = start;
+    while messages.len() < limit {
+        let query = MessageQuery::NextBySubject {
+            seq: next,
+            subject: filter.to_string(),
+        };
+        match engine.get_message(tenant, station, query) {
+            Ok(m) => {
+                next = m.seq + 1;
+                messages.push(MessageJson::from_stored(&m));
+            }
+            Err(EngineError::MessageNotFound) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(MessagesPage {
+        messages,
+        next_seq: next,
+    })
+}
+
+/// Browse a station's messages.
+///
+/// Reads stored messages in sequence order without a consumer group: nothing is
+/// acknowledged or moved. Start at `from_seq` or at `from_time` (not both).
+#[utoipa::path(
+    get,
+    path = "/v1/stations/{station}/messages",
+    tag = "consume",
+    params(("station" = String, Path, description = "Station name"), BrowseQuery),
+    responses(
+        (status = 200, description = "A page of messages", body = MessagesPage),
+        (status = 400, description = "Bad query", body = ErrorBody),
+        (status = 404, description = "No such station", body = ErrorBody),
+        (status = 422, description = "limit out of range", body = ErrorBody),
+    )
+)]
+pub async fn list_messages(
+    State(state): State<Arc<ApiState>>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+    ApiPath(station): ApiPath<String>,
+    ApiQuery(query): ApiQuery<BrowseQuery>,
+) -> Result<Json<MessagesPage>, AppError> {
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(AppError::invalid(
+            "invalid_limit",
+            format!("limit must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    let filter = query.subject.unwrap_or_else(|| ">".to_string());
+    SubjectFilter::new(filter.clone())
+        .map_err(|e| AppError::bad_request("invalid_subject", format!("subject: {e}")))?;
+    let info = state.engine.station_info(&tenant, &station)?;
+    let start = match (query.from_seq, query.from_time) {
+        (Some(_), Some(_)) => {
+            return Err(AppError::bad_request(
+                "invalid_query",
+                "give from_seq or from_time, not both",
+            ));
+        }
+        (Some(seq), None) => seq,
+        (None, Some(time)) => {
+            let t = parse_rfc3339(&time)
+                .map_err(|e| AppError::bad_request("invalid_query", format!("from_time: {e}")))?;
+            match state
+                .engine
+                .get_message(&tenant, &station, MessageQuery::FirstAtOrAfter(t))
+            {
+                Ok(m) => m.seq,
+                Err(EngineError::MessageNotFound) => info.state.last_seq + 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // A station never written to reports first_seq 0.
+        (None, None) => info.state.first_seq.max(1),
+    };
+    let engine = state.engine.clone();
+    tokio::task::spawn_blocking(move || {
+        read_page(&*engine, &tenant, &station, start, &filter, limit)
+    })
+    .await
+    .map_err(|e| AppError::Internal(format!("browse task failed: {e}")))?
+    .map(Json)
+}
+
+/// Read one stored message.
+#[utoipa::path(
+    get,
+    path = "/v1/stations/{station}/messages/{seq}",
+    tag = "consume",
+    params(
+        ("station" = String, Path, description = "Station name"),
+        ("seq" = u64, Path, description = "Sequence number"),
+    ),
+    responses(
+        (status = 200, description = "The message", body = MessageJson),
+        (status = 404, description = "No such station or message", body = ErrorBody),
+    )
+)]
+pub async fn get_message(
+    State(state): State<Arc<ApiState>>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+    ApiPath((station, seq)): ApiPath<(String, u64)>,
+) -> Result<Json<MessageJson>, AppError> {
+    let m = state
+        .engine
+        .get_message(&tenant, &station, MessageQuery::Seq(seq))?;
+    Ok(Json(MessageJson::from_stored(&m)))
+}
+
+/// Delete one stored message.
+#[utoipa::path(
+    delete,
+    path = "/v1/stations/{station}/messages/{seq}",
+    tag = "consume",
+    params(
+        ("station" = String, Path, description = "Station name"),
+        ("seq" = u64, Path, description = "Sequence number"),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "The station denies deletes", body = ErrorBody),
+        (status = 404, description = "No such station or message", body = ErrorBody),
+    )
+)]
+pub async fn delete_message(
+    State(state): State<Arc<ApiState>>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+    ApiPath((station, seq)): ApiPath<(String, u64)>,
+) -> Result<StatusCode, AppError> {
+    state.engine.delete_message(&tenant, &station, seq)?;
+    Ok(StatusCode::NO_CONTENT)
+}

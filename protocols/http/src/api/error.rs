@@ -1,0 +1,298 @@
+//! The gateway's one error type and its JSON shape.
+//!
+//! Every error the API answers is `{"error":{"code":"snake_case","message":"…"}}`.
+//! Client mistakes keep their 4xx status; internal failures become a 500 that says
+//! nothing about the cause and are logged with it. Responses that axum or a tower
+//! layer produce on their own (unknown method, body too large, timeout) are turned
+//! into the same shape by [`normalize`].
+
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use junction_api::EngineError;
+use serde::Serialize;
+use std::any::Any;
+use utoipa::ToSchema;
+
+/// The body of every error response.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// A machine-readable code and a human-readable message.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, snake_case: `station_not_found`, `wrong_last_sequence`, …
+    #[schema(example = "station_not_found")]
+    pub code: String,
+    /// For people; may change between versions.
+    #[schema(example = "station 'orders' not found")]
+    pub message: String,
+}
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppError {
+    /// The client's fault, or a state it must deal with (4xx, 503).
+    #[error("{code}: {message}")]
+    Client {
+        /// HTTP status.
+        status: StatusCode,
+        /// Stable error code.
+        code: &'static str,
+        /// Explanation.
+        message: String,
+    },
+    /// Credentials are missing or wrong (401 with `WWW-Authenticate`).
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// The broker failed; logged, answered as a bare 500.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl AppError {
+    /// A client error.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        AppError::Client {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 400 with `code`.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 422 with `code`.
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+
+    /// 413: a payload larger than the broker accepts.
+    pub fn payload_too_large(size: usize, max: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("payload of {size} bytes exceeds the maximum of {max}"),
+        )
+    }
+
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::Client { status, .. } => *status,
+            AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The code and message clients see.
+    pub fn detail(&self) -> ErrorDetail {
+        match self {
+            AppError::Client { code, message, .. } => ErrorDetail {
+                code: (*code).to_string(),
+                message: message.clone(),
+            },
+            AppError::Unauthorized(message) => ErrorDetail {
+                code: "unauthorized".into(),
+                message: message.clone(),
+            },
+            AppError::Internal(_) => ErrorDetail {
+                code: "internal".into(),
+                message: "internal error; the server log has the details".into(),
+            },
+        }
+    }
+}
+
+/// Engine errors as HTTP errors. The mapping is part of the API (docs/http.md).
+impl From<EngineError> for AppError {
+    fn from(e: EngineError) -> Self {
+        use StatusCode as S;
+        // The engine's texts are JetStream's ("stream not found"); say it in this
+        // API's words where they differ.
+        let message = match &e {
+            EngineError::StationNotFound => "station not found".to_string(),
+            EngineError::GroupNotFound => "group not found".to_string(),
+            EngineError::MessageNotFound => "message not found".to_string(),
+            EngineError::StationNameInUse => {
+                "a station with this name exists with a different definition".to_string()
+            }
+            EngineError::GroupExists => {
+                "a group with this name exists with a different definition".to_string()
+            }
+            EngineError::SubjectsOverlap => {
+                "the subjects overlap with another station's".to_string()
+            }
+            EngineError::MaxGroups => "the station has as many groups as it allows".to_string(),
+            other => other.to_string(),
+        };
+        let (status, code) = match &e {
+            EngineError::InvalidSubject(_) => (S::BAD_REQUEST, "invalid_subject"),
+            EngineError::BadRequest(_) => (S::BAD_REQUEST, "bad_request"),
+            EngineError::AuthorizationViolation => return AppError::Unauthorized(message),
+            EngineError::Denied(_) => (S::FORBIDDEN, "denied"),
+            EngineError::RollupNotPermitted => (S::FORBIDDEN, "rollup_not_permitted"),
+            EngineError::StationNotFound => (S::NOT_FOUND, "station_not_found"),
+            EngineError::GroupNotFound => (S::NOT_FOUND, "group_not_found"),
+            EngineError::MessageNotFound => (S::NOT_FOUND, "message_not_found"),
+            EngineError::StationNameInUse => (S::CONFLICT, "station_exists"),
+            EngineError::SubjectsOverlap => (S::CONFLICT, "subjects_overlap"),
+            EngineError::GroupExists => (S::CONFLICT, "group_exists"),
+            EngineError::MaxGroups => (S::CONFLICT, "max_groups"),
+            EngineError::WrongLastSequence(_) => (S::CONFLICT, "wrong_last_sequence"),
+            EngineError::WrongLastSubjectSequence(_) => {
+                (S::CONFLICT, "wrong_last_subject_sequence")
+            }
+            EngineError::WrongLastMsgId(_) => (S::CONFLICT, "wrong_last_msg_id"),
+            EngineError::WrongExpectedStation => (S::CONFLICT, "wrong_expected_station"),
+            EngineError::MessageTooLarge => (S::PAYLOAD_TOO_LARGE, "message_too_large"),
+            EngineError::InvalidConfig(_) => (S::UNPROCESSABLE_ENTITY, "invalid_config"),
+            EngineError::InvalidGroupConfig(_) => (S::UNPROCESSABLE_ENTITY, "invalid_group_config"),
+            // A full station that discards new messages: retry once consumers have
+            // made room.
+            EngineError::MaxMessages => (S::TOO_MANY_REQUESTS, "station_full"),
+            EngineError::MaxBytes => (S::TOO_MANY_REQUESTS, "station_full"),
+            EngineError::MaxSubscriptions => (S::TOO_MANY_REQUESTS, "max_subscriptions"),
+            EngineError::MaxConnections => (S::SERVICE_UNAVAILABLE, "max_connections"),
+            EngineError::ShuttingDown => (S::SERVICE_UNAVAILABLE, "shutting_down"),
+            EngineError::Storage(_) => return AppError::Internal(message),
+            _ => return AppError::Internal(message),
+        };
+        AppError::new(status, code, message)
+    }
+}
+
+fn json_response(status: StatusCode, detail: ErrorDetail) -> Response {
+    let body = serde_json::to_vec(&ErrorBody { error: detail }).unwrap_or_else(|_| {
+        br#"{"error":{"code":"internal","message":"error encoding failed"}}"#.to_vec()
+    });
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            AppError::Internal(cause) => tracing::error!(error = %cause, "request failed"),
+            AppError::Client { .. } if status.is_server_error() => {
+                tracing::warn!(error = %self, "request refused")
+            }
+            _ => tracing::debug!(error = %self, "request refused"),
+        }
+        let mut response = json_response(status, self.detail());
+        if matches!(self, AppError::Unauthorized(_)) {
+            let h = response.headers_mut();
+            h.append(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"junction\""),
+            );
+            h.append(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"junction\", charset=\"UTF-8\""),
+            );
+        }
+        response
+    }
+}
+
+/// The answer to a request no route matches.
+pub async fn route_not_found(uri: axum::http::Uri) -> AppError {
+    AppError::new(
+        StatusCode::NOT_FOUND,
+        "route_not_found",
+        format!("no route for {}", uri.path()),
+    )
+}
+
+/// The answer to a handler panic: a logged 500 in the usual JSON shape.
+pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    AppError::Internal(format!("handler panicked: {what}")).into_response()
+}
+
+/// Most of an error body that [`normalize`] reads as the message.
+const MAX_PLAIN_ERROR: usize = 16 * 1024;
+
+/// Rewrites error responses that did not come from [`AppError`] (axum rejections,
+/// 405, the body-limit and timeout layers) into the JSON error shape, keeping their
+/// status and headers such as `Allow`.
+pub async fn normalize(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_PLAIN_ERROR)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let (code, fallback) = match status {
+        StatusCode::BAD_REQUEST => ("bad_request", "bad request"),
+        StatusCode::NOT_FOUND => ("route_not_found", "no such route"),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "method not allowed; the Allow header lists the allowed ones",
+        ),
+        StatusCode::REQUEST_TIMEOUT => ("request_timeout", "request timed out"),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "payload_too_large",
+            "request body exceeds the maximum payload size",
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "unsupported media type"),
+        StatusCode::UNPROCESSABLE_ENTITY => ("invalid_request", "invalid request"),
+        StatusCode::GATEWAY_TIMEOUT => (
+            "timeout",
+            "the request did not complete within the server's time limit",
+        ),
+        StatusCode::INTERNAL_SERVER_ERROR => ("internal", "internal error"),
+        s if s.is_server_error() => ("unavailable", "service unavailable"),
+        _ => ("http_error", "request failed"),
+    };
+    let message = if text.is_empty() {
+        fallback.to_string()
+    } else {
+        text
+    };
+    let fresh = json_response(
+        status,
+        ErrorDetail {
+            code: code.to_string(),
+            message,
+        },
+    );
+    let (fresh_parts, body) = fresh.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    drop(fresh_parts);
+    Response::from_parts(parts, Body::new(body))
+}

@@ -1,0 +1,215 @@
+//! The REST gateway: `/v1` routes for producing, consuming, acknowledging and
+//! administering stations and groups, live streams (Server-Sent Events and a
+//! WebSocket), `/readyz`, and the OpenAPI document.
+//!
+//! Every `/v1` route is registered through `utoipa-axum`, so a route cannot exist
+//! without its OpenAPI operation. Handlers reach the broker only through
+//! [`junction_api::Engine`].
+//!
+//! Layers, outermost first: request id (`x-request-id`, generated when absent),
+//! tracing, request-id propagation to the response, panic → 500 JSON, JSON
+//! normalisation of non-JSON error responses, CORS (permissive for now), request
+//! timeout (504), body limit (413), then authentication on `/v1`.
+
+mod auth;
+mod browse;
+mod consume;
+mod error;
+mod extract;
+mod gateway_client;
+mod groups;
+mod live;
+mod openapi;
+mod publish;
+mod server;
+mod sse;
+mod stations;
+#[cfg(test)]
+mod tests;
+mod wire;
+mod ws;
+
+pub use error::{AppError, ErrorBody, ErrorDetail};
+pub use gateway_client::GATEWAY_CLIENT_NAME;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request, StatusCode};
+use gateway_client::GatewayClients;
+use junction_api::Engine;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::CorsLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// Whether the server takes traffic; `/readyz` answers 503 while it is false.
+/// Clones share the flag.
+#[derive(Debug, Clone)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    /// A flag that starts ready.
+    pub fn ready() -> Self {
+        Readiness(Arc::new(AtomicBool::new(true)))
+    }
+
+    /// Sets the flag.
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::Relaxed);
+    }
+
+    /// Reads the flag.
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Self::ready()
+    }
+}
+
+/// What the gateway needs to know about the broker.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// Largest payload (and request body) accepted, the broker's `max_payload`.
+    pub max_payload: usize,
+    /// Largest body of a batch publish.
+    pub max_batch_bytes: usize,
+    /// Longest a request may take before it is answered 504 (must exceed
+    /// `max_wait`).
+    pub request_timeout: Duration,
+    /// Longest a fetch may wait for messages (`max_wait_ms`).
+    pub max_wait: Duration,
+    /// The listener's address, shown as the peer of the gateway's engine client.
+    pub listen: SocketAddr,
+    /// Readiness, flipped by the process on shutdown.
+    pub readiness: Readiness,
+}
+
+impl ApiSettings {
+    /// Defaults for a broker whose `max_payload` is `max_payload`: batches up to
+    /// 8 × that (at least 8 MiB), fetches wait up to 30 s, requests time out after
+    /// 60 s.
+    pub fn new(max_payload: usize) -> Self {
+        ApiSettings {
+            max_payload,
+            max_batch_bytes: max_payload.saturating_mul(8).max(8 << 20),
+            request_timeout: Duration::from_secs(60),
+            max_wait: Duration::from_secs(30),
+            listen: SocketAddr::from(([0, 0, 0, 0], 0)),
+            readiness: Readiness::ready(),
+        }
+    }
+}
+
+/// What every handler shares.
+pub struct ApiState {
+    engine: Arc<dyn Engine>,
+    settings: ApiSettings,
+    clients: GatewayClients,
+    openapi: OnceLock<bytes::Bytes>,
+}
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// The `/v1` routes and their OpenAPI document, without state or layers.
+fn v1_routes(state: &Arc<ApiState>) -> OpenApiRouter<Arc<ApiState>> {
+    let settings = &state.settings;
+    let single = OpenApiRouter::new()
+        .routes(routes!(publish::publish_subject))
+        .routes(routes!(publish::publish_to_station, browse::list_messages))
+        .routes(routes!(browse::get_message, browse::delete_message))
+        .routes(routes!(stations::create_station, stations::list_stations))
+        .routes(routes!(
+            stations::get_station,
+            stations::update_station,
+            stations::delete_station
+        ))
+        .routes(routes!(stations::purge_station))
+        .routes(routes!(groups::create_group, groups::list_groups))
+        .routes(routes!(groups::get_group, groups::delete_group))
+        .routes(routes!(consume::fetch))
+        .routes(routes!(consume::ack))
+        .routes(routes!(server::connections))
+        .routes(routes!(server::server))
+        .routes(routes!(server::openapi_json))
+        .routes(routes!(sse::subject_events))
+        .routes(routes!(ws::websocket))
+        .layer(RequestBodyLimitLayer::new(settings.max_payload))
+        .layer(DefaultBodyLimit::disable());
+    let batch = OpenApiRouter::new()
+        .routes(routes!(publish::publish_batch))
+        .layer(RequestBodyLimitLayer::new(settings.max_batch_bytes))
+        .layer(DefaultBodyLimit::disable());
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(single)
+        .merge(batch)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require,
+        ))
+        .routes(routes!(server::readyz))
+}
+
+/// The REST gateway's routes with every layer, ready to merge with
+/// [`crate::monitor_router`] on the main HTTP listener.
+pub fn api_router<E: Engine>(engine: Arc<E>, settings: ApiSettings) -> Router {
+    let engine: Arc<dyn Engine> = engine;
+    let state = Arc::new(ApiState {
+        clients: GatewayClients::new(engine.clone(), settings.listen),
+        engine,
+        settings,
+        openapi: OnceLock::new(),
+    });
+    let (router, spec) = v1_routes(&state).split_for_parts();
+    let document = spec.to_json().map(bytes::Bytes::from).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "OpenAPI document failed to encode");
+        bytes::Bytes::from_static(b"{}")
+    });
+    let _ = state.openapi.set(document);
+    let request_id = HeaderName::from_static(REQUEST_ID);
+    let timeout = state.settings.request_timeout;
+    router
+        .fallback(error::route_not_found)
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                        let id = req
+                            .headers()
+                            .get(REQUEST_ID)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("");
+                        tracing::info_span!(
+                            "http",
+                            method = %req.method(),
+                            path = %req.uri().path(),
+                            request_id = %id,
+                        )
+                    }),
+                )
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(CatchPanicLayer::custom(error::panic_response))
+                .layer(axum::middleware::map_response(error::normalize))
+                // Permissive for now; allowed origins become configuration later.
+                .layer(CorsLayer::permissive())
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    timeout,
+                )),
+        )
+}

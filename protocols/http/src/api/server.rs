@@ -1,0 +1,254 @@
+//! The server as a whole: connected clients, server figures, readiness and the
+//! OpenAPI document.
+
+use super::ApiState;
+use super::auth::Tenant;
+use super::error::{AppError, ErrorBody};
+use super::wire::{millis, rfc3339};
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use junction_api::{ClientSnapshot, Protocol};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use utoipa::ToSchema;
+
+/// One subscription of a client.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubscriptionJson {
+    /// Subject filter.
+    pub subject: String,
+    /// Queue group, if any.
+    pub queue: Option<String>,
+    /// The protocol's own id for it.
+    pub sid: String,
+    /// Messages delivered through it.
+    pub delivered: u64,
+}
+
+/// A connected client, whatever its protocol.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectionJson {
+    /// `nats`, `mqtt`, `http` or `websocket`.
+    pub protocol: String,
+    /// Process-unique client id (`cid` in `/connz`).
+    pub id: u64,
+    /// Name the client announced.
+    pub name: Option<String>,
+    /// Peer address.
+    pub remote: String,
+    /// When it connected.
+    pub start: String,
+    /// Last activity.
+    pub last_activity: String,
+    /// Authenticated user.
+    pub user: Option<String>,
+    /// Client library language.
+    pub lang: Option<String>,
+    /// Client library version.
+    pub version: Option<String>,
+    /// Messages published by the client.
+    pub in_msgs: u64,
+    /// Payload bytes published by the client.
+    pub in_bytes: u64,
+    /// Messages delivered to the client.
+    pub out_msgs: u64,
+    /// Payload bytes delivered to the client.
+    pub out_bytes: u64,
+    /// Bytes queued and not yet written.
+    pub pending_bytes: u64,
+    /// Its subscriptions.
+    pub subscriptions: Vec<SubscriptionJson>,
+}
+
+fn protocol_name(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Nats => "nats",
+        Protocol::Mqtt => "mqtt",
+        Protocol::Http => "http",
+        Protocol::WebSocket => "websocket",
+        _ => "other",
+    }
+}
+
+impl From<ClientSnapshot> for ConnectionJson {
+    fn from(c: ClientSnapshot) -> Self {
+        ConnectionJson {
+            protocol: protocol_name(c.protocol).to_string(),
+            id: c.id.0,
+            name: c.name.filter(|n| !n.is_empty()),
+            remote: c.remote.to_string(),
+            start: rfc3339(c.start),
+            last_activity: rfc3339(UNIX_EPOCH + Duration::from_millis(c.last_activity_ms)),
+            user: c.user.filter(|u| !u.is_empty()),
+            lang: c.lang.filter(|l| !l.is_empty()),
+            version: c.version.filter(|v| !v.is_empty()),
+            in_msgs: c.in_msgs,
+            in_bytes: c.in_bytes,
+            out_msgs: c.out_msgs,
+            out_bytes: c.out_bytes,
+            pending_bytes: c.pending_bytes,
+            subscriptions: c
+                .subscriptions
+                .into_iter()
+                .map(|s| SubscriptionJson {
+                    subject: s.subject,
+                    queue: s.queue,
+                    sid: s.sid,
+                    delivered: s.delivered,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Connected clients.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectionList {
+    /// Clients by id. HTTP requests share one client per tenant, `junction-http`.
+    pub connections: Vec<ConnectionJson>,
+}
+
+/// List connected clients of every protocol.
+#[utoipa::path(
+    get,
+    path = "/v1/connections",
+    tag = "server",
+    responses((status = 200, description = "Connected clients", body = ConnectionList))
+)]
+pub async fn connections(State(state): State<Arc<ApiState>>) -> Json<ConnectionList> {
+    // Client snapshots do not carry their tenant yet (everything is in the default
+    // tenant), so every client is listed.
+    let connections = state
+        .engine
+        .clients()
+        .into_iter()
+        .map(ConnectionJson::from)
+        .collect();
+    Json(ConnectionList { connections })
+}
+
+/// Server-wide figures.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServerJson {
+    /// Unique id of this server process.
+    pub server_id: String,
+    /// Configured server name.
+    pub server_name: String,
+    /// Junction version.
+    pub version: String,
+    /// When the server started.
+    pub start: String,
+    /// Milliseconds since start.
+    pub uptime_ms: u64,
+    /// Clients connected now.
+    pub connections: u64,
+    /// Clients connected since start.
+    pub total_connections: u64,
+    /// Messages published into the server.
+    pub in_msgs: u64,
+    /// Payload bytes published into the server.
+    pub in_bytes: u64,
+    /// Messages delivered by the server.
+    pub out_msgs: u64,
+    /// Payload bytes delivered by the server.
+    pub out_bytes: u64,
+    /// Live subscriptions.
+    pub subscriptions: u64,
+    /// Clients disconnected as slow consumers since start.
+    pub slow_consumers: u64,
+    /// Stations of the caller's tenant.
+    pub stations: usize,
+    /// Largest payload accepted, in bytes.
+    pub max_payload: usize,
+    /// Whether credentials are required.
+    pub auth_required: bool,
+}
+
+/// Server-wide figures.
+#[utoipa::path(
+    get,
+    path = "/v1/server",
+    tag = "server",
+    responses((status = 200, description = "Server figures", body = ServerJson))
+)]
+pub async fn server(
+    State(state): State<Arc<ApiState>>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+) -> Json<ServerJson> {
+    let s = state.engine.server_snapshot();
+    Json(ServerJson {
+        server_id: s.server_id,
+        server_name: s.server_name,
+        version: s.version,
+        start: rfc3339(s.start),
+        uptime_ms: millis(
+            SystemTime::now()
+                .duration_since(s.start)
+                .unwrap_or_default(),
+        ),
+        connections: s.connections,
+        total_connections: s.total_connections,
+        in_msgs: s.in_msgs,
+        in_bytes: s.in_bytes,
+        out_msgs: s.out_msgs,
+        out_bytes: s.out_bytes,
+        subscriptions: s.subscriptions,
+        slow_consumers: s.slow_consumers,
+        stations: state.engine.station_names(&tenant, None).len(),
+        max_payload: state.settings.max_payload,
+        auth_required: state.engine.auth_required(),
+    })
+}
+
+/// Readiness.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadyJson {
+    /// `ready`.
+    pub status: String,
+}
+
+/// Is the server ready for traffic? 503 once it is shutting down.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "server",
+    security(()),
+    responses(
+        (status = 200, description = "Ready", body = ReadyJson),
+        (status = 503, description = "Not ready (starting or shutting down)", body = ErrorBody),
+    )
+)]
+pub async fn readyz(State(state): State<Arc<ApiState>>) -> Result<Json<ReadyJson>, AppError> {
+    if !state.settings.readiness.is_ready() {
+        return Err(AppError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the server is not ready (starting or shutting down)",
+        ));
+    }
+    Ok(Json(ReadyJson {
+        status: "ready".into(),
+    }))
+}
+
+/// The OpenAPI 3 description of this API.
+#[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    tag = "server",
+    responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json"))
+)]
+pub async fn openapi_json(State(state): State<Arc<ApiState>>) -> Response {
+    let body = state.openapi.get().cloned().unwrap_or_default();
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}

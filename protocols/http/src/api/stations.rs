@@ -1,0 +1,478 @@
+//! Station admin: create, list, read, update, delete and purge.
+
+use super::ApiState;
+use super::auth::Tenant;
+use super::error::{AppError, ErrorBody};
+use super::extract::{ApiPath, JsonBody};
+use super::wire::{millis, rfc3339};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use junction_api::{
+    Discard, Purge, Retention, StationConfig, StationInfo, StationState, StorageKind,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use utoipa::ToSchema;
+
+/// When stored messages may be removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RetentionPolicy {
+    /// Only the limits remove messages.
+    #[default]
+    Limits,
+    /// Removed once every interested group acknowledged them.
+    Interest,
+    /// Removed once a group acknowledged them.
+    Workqueue,
+}
+
+/// What a full station does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DiscardPolicy {
+    /// The oldest messages make room.
+    #[default]
+    Old,
+    /// New messages are refused (429 `station_full`).
+    New,
+}
+
+/// Where a station keeps its messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageJson {
+    /// On disk.
+    #[default]
+    File,
+    /// In memory, lost on restart.
+    Memory,
+}
+
+/// Retention policy and limits. `-1` means unlimited; `max_age_ms` 0 means forever.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionJson {
+    /// When messages may be removed.
+    pub policy: RetentionPolicy,
+    /// Most messages kept.
+    pub max_msgs: i64,
+    /// Most bytes kept.
+    pub max_bytes: i64,
+    /// Oldest message kept, in milliseconds.
+    pub max_age_ms: u64,
+    /// Most messages kept per subject.
+    pub max_msgs_per_subject: i64,
+    /// What happens at a limit.
+    pub discard: DiscardPolicy,
+}
+
+impl Default for RetentionJson {
+    fn default() -> Self {
+        RetentionJson {
+            policy: RetentionPolicy::Limits,
+            max_msgs: -1,
+            max_bytes: -1,
+            max_age_ms: 0,
+            max_msgs_per_subject: -1,
+            discard: DiscardPolicy::Old,
+        }
+    }
+}
+
+/// A station's definition, as sent to create or replace one. Omitted fields take
+/// their defaults.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StationRequest {
+    /// Name: no whitespace, `.`, `*`, `>`, `/` or `\`. Required to create; on
+    /// update it may be omitted and must otherwise match the path.
+    pub name: Option<String>,
+    /// Free text.
+    pub description: Option<String>,
+    /// Subject filters captured (default: the name).
+    #[serde(default)]
+    pub subjects: Vec<String>,
+    /// Retention policy and limits.
+    #[serde(default)]
+    pub retention: RetentionJson,
+    /// `file` (default) or `memory`.
+    #[serde(default)]
+    pub storage: StorageJson,
+    /// How long idempotency keys are remembered (default 120000).
+    pub duplicate_window_ms: Option<u64>,
+    /// Absent: fsync before every ack. Set: ack once written to the OS, fsync
+    /// within this many milliseconds.
+    pub flush_interval_ms: Option<u64>,
+    /// Largest payload accepted (-1 = unlimited).
+    pub max_msg_size: Option<i64>,
+    /// Most consumer groups (-1 = unlimited).
+    pub max_consumers: Option<i64>,
+    /// Refuse single-message deletes.
+    #[serde(default)]
+    pub deny_delete: bool,
+    /// Refuse purges.
+    #[serde(default)]
+    pub deny_purge: bool,
+    /// Free-form metadata.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl StationRequest {
+    /// The engine configuration for a station named `name`.
+    fn into_config(self, name: String) -> StationConfig {
+        let d = StationConfig::default();
+        let r = self.retention;
+        StationConfig {
+            name,
+            description: self.description,
+            subjects: self.subjects,
+            retention: match r.policy {
+                RetentionPolicy::Limits => Retention::Limits,
+                RetentionPolicy::Interest => Retention::Interest,
+                RetentionPolicy::Workqueue => Retention::WorkQueue,
+            },
+            max_msgs: r.max_msgs,
+            max_bytes: r.max_bytes,
+            max_age: Duration::from_millis(r.max_age_ms),
+            max_msgs_per_subject: r.max_msgs_per_subject,
+            max_msg_size: self.max_msg_size.unwrap_or(d.max_msg_size),
+            max_consumers: self.max_consumers.unwrap_or(d.max_consumers),
+            discard: match r.discard {
+                DiscardPolicy::Old => Discard::Old,
+                DiscardPolicy::New => Discard::New,
+            },
+            storage: match self.storage {
+                StorageJson::File => StorageKind::File,
+                StorageJson::Memory => StorageKind::Memory,
+            },
+            replicas: d.replicas,
+            duplicate_window: self
+                .duplicate_window_ms
+                .map_or(d.duplicate_window, Duration::from_millis),
+            flush_interval: self.flush_interval_ms.map(Duration::from_millis),
+            deny_delete: self.deny_delete,
+            deny_purge: self.deny_purge,
+            metadata: self.metadata,
+        }
+    }
+}
+
+/// What a station holds now.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StationStateJson {
+    /// Messages stored.
+    pub messages: u64,
+    /// Bytes stored.
+    pub bytes: u64,
+    /// Oldest sequence stored (or the next one, when empty).
+    pub first_seq: u64,
+    /// Time of the oldest message.
+    pub first_time: Option<String>,
+    /// Newest sequence assigned.
+    pub last_seq: u64,
+    /// Time of the newest message.
+    pub last_time: Option<String>,
+    /// Distinct subjects stored.
+    pub num_subjects: u64,
+    /// Deleted sequences between first and last.
+    pub num_deleted: u64,
+    /// Consumer groups.
+    pub groups: u64,
+}
+
+impl From<&StationState> for StationStateJson {
+    fn from(s: &StationState) -> Self {
+        StationStateJson {
+            messages: s.messages,
+            bytes: s.bytes,
+            first_seq: s.first_seq,
+            first_time: s.first_time.map(rfc3339),
+            last_seq: s.last_seq,
+            last_time: s.last_time.map(rfc3339),
+            num_subjects: s.num_subjects,
+            num_deleted: s.num_deleted,
+            groups: s.consumer_count,
+        }
+    }
+}
+
+/// A station: definition, state and creation time.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StationJson {
+    /// Name.
+    pub name: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// Subject filters captured.
+    pub subjects: Vec<String>,
+    /// Retention policy and limits.
+    pub retention: RetentionJson,
+    /// `file` or `memory`.
+    pub storage: StorageJson,
+    /// How long idempotency keys are remembered.
+    pub duplicate_window_ms: u64,
+    /// Null: fsync before ack; else the flush interval.
+    pub flush_interval_ms: Option<u64>,
+    /// Largest payload accepted (-1 = unlimited).
+    pub max_msg_size: i64,
+    /// Most consumer groups (-1 = unlimited).
+    pub max_consumers: i64,
+    /// Refuses single-message deletes.
+    pub deny_delete: bool,
+    /// Refuses purges.
+    pub deny_purge: bool,
+    /// Free-form metadata.
+    pub metadata: BTreeMap<String, String>,
+    /// When it was created.
+    pub created: String,
+    /// What it holds now.
+    pub state: StationStateJson,
+}
+
+impl From<&StationInfo> for StationJson {
+    fn from(info: &StationInfo) -> Self {
+        let c = &info.config;
+        StationJson {
+            name: c.name.clone(),
+            description: c.description.clone(),
+            subjects: if c.subjects.is_empty() {
+                vec![c.name.clone()]
+            } else {
+                c.subjects.clone()
+            },
+            retention: RetentionJson {
+                policy: match c.retention {
+                    Retention::Limits => RetentionPolicy::Limits,
+                    Retention::Interest => RetentionPolicy::Interest,
+                    Retention::WorkQueue => RetentionPolicy::Workqueue,
+                },
+                max_msgs: c.max_msgs,
+                max_bytes: c.max_bytes,
+                max_age_ms: millis(c.max_age),
+                max_msgs_per_subject: c.max_msgs_per_subject,
+                discard: match c.discard {
+                    Discard::Old => DiscardPolicy::Old,
+                    Discard::New => DiscardPolicy::New,
+                },
+            },
+            storage: match c.storage {
+                StorageKind::File => StorageJson::File,
+                StorageKind::Memory => StorageJson::Memory,
+            },
+            duplicate_window_ms: millis(c.duplicate_window),
+            flush_interval_ms: c.flush_interval.map(millis),
+            max_msg_size: c.max_msg_size,
+            max_consumers: c.max_consumers,
+            deny_delete: c.deny_delete,
+            deny_purge: c.deny_purge,
+            metadata: c.metadata.clone(),
+            created: rfc3339(info.created),
+            state: StationStateJson::from(&info.state),
+        }
+    }
+}
+
+/// Every station.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StationList {
+    /// Stations, by name.
+    pub stations: Vec<StationJson>,
+}
+
+/// Create a station.
+///
+/// Creating a station that exists with the same definition answers 200 with it;
+/// with a different definition, 409 `station_exists`.
+#[utoipa::path(
+    post,
+    path = "/v1/stations",
+    tag = "stations",
+    request_body = StationRequest,
+    responses(
+        (status = 201, description = "Created", body = StationJson),
+        (status = 200, description = "Already exists with this definition", body = StationJson),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 409, description = "`station_exists` or `subjects_overlap`", body = ErrorBody),
+        (status = 422, description = "Invalid definition", body = ErrorBody),
+    )
+)]
+pub async fn create_station(
+    State(state): State<Arc<ApiState>>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+    JsonBody(request): JsonBody<StationRequest>,
+) -> Result<Response, AppError> {
+    let Some(name) = request.name.clone().filter(|n| !n.is_empty()) else {
+        return Err(AppError::invalid("invalid_config", "name is required"));
+    };
+    let existed = state.engine.station_info(&tenant, &name).is_ok();
+    let info = state
+        .engine
+        .create_station(&tenant, request.into_config(name))?;
+    let status = if existed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(StationJson::from(&info))).into_response())
+}
+
+/// List stations.
+#[utoipa::path(
+    get,
+    path = "/v1/stations",
+    tag = "stations",
+    responses((status = 200, description = "Every station, by name", body = StationList))
+)]
+pub async fn list_stations(
+    State(state): State<Arc<ApiState>>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+) -> Json<StationList> {
+    let stations = state
+        .engine
+        .station_names(&tenant, None)
+        .iter()
+        .filter_map(|n| state.engine.station_info(&tenant, n).ok())
+        .map(|i| StationJson::from(&i))
+        .collect();
+    Json(StationList { stations })
+}
+
+/// Read a station.
+#[utoipa::path(
+    get,
+    path = "/v1/stations/{station}",
+    tag = "stations",
+    params(("station" = String, Path, description = "Station name")),
+    responses(
+        (status = 200, description = "The station", body = StationJson),
+        (status = 404, description = "No such station", body = ErrorBody),
+    )
+)]
+pub async fn get_station(
+    State(state): State<Arc<ApiState>>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+    ApiPath(station): ApiPath<String>,
+) -> Result<Json<StationJson>, AppError> {
+    let info = state.engine.station_info(&tenant, &station)?;
+    Ok(Json(StationJson::from(&info)))
+}
+
+/// Replace a station's definition.
+///
+/// The body is a whole definition; omitted fields take their defaults.
+#[utoipa::path(
+    put,
+    path = "/v1/stations/{station}",
+    tag = "stations",
+    params(("station" = String, Path, description = "Station name")),
+    request_body = StationRequest,
+    responses(
+        (status = 200, description = "Updated", body = StationJson),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 404, description = "No such station", body = ErrorBody),
+        (status = 409, description = "`subjects_overlap`", body = ErrorBody),
+        (status = 422, description = "Invalid definition, or a change the engine does not allow", body = ErrorBody),
+    )
+)]
+pub async fn update_station(
+    State(state): State<Arc<ApiState>>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+    ApiPath(station): ApiPath<String>,
+    JsonBody(request): JsonBody<StationRequest>,
+) -> Result<Json<StationJson>, AppError> {
+    if let Some(name) = &request.name {
+        if *name != station {
+            return Err(AppError::invalid(
+                "name_mismatch",
+                format!("body names station '{name}' but the path names '{station}'"),
+            ));
+        }
+    }
+    let info = state
+        .engine
+        .update_station(&tenant, request.into_config(station))?;
+    Ok(Json(StationJson::from(&info)))
+}
+
+/// Delete a station and its messages.
+#[utoipa::path(
+    delete,
+    path = "/v1/stations/{station}",
+    tag = "stations",
+    params(("station" = String, Path, description = "Station name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such station", body = ErrorBody),
+    )
+)]
+pub async fn delete_station(
+    State(state): State<Arc<ApiState>>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+    ApiPath(station): ApiPath<String>,
+) -> Result<StatusCode, AppError> {
+    state.engine.delete_station(&tenant, &station)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Which messages a purge removes; an empty body removes all.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct PurgeRequest {
+    /// Only messages on subjects matching this filter.
+    pub filter: Option<String>,
+    /// Only messages below this sequence.
+    pub seq: Option<u64>,
+    /// Keep this many of the newest.
+    pub keep: Option<u64>,
+}
+
+/// How many messages a purge removed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PurgeResponse {
+    /// Messages removed.
+    pub purged: u64,
+}
+
+/// Purge a station's messages.
+#[utoipa::path(
+    post,
+    path = "/v1/stations/{station}/purge",
+    tag = "stations",
+    params(("station" = String, Path, description = "Station name")),
+    request_body = PurgeRequest,
+    responses(
+        (status = 200, description = "Purged", body = PurgeResponse),
+        (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 403, description = "The station denies purges", body = ErrorBody),
+        (status = 404, description = "No such station", body = ErrorBody),
+    )
+)]
+pub async fn purge_station(
+    State(state): State<Arc<ApiState>>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+    ApiPath(station): ApiPath<String>,
+    JsonBody(request): JsonBody<PurgeRequest>,
+) -> Result<Json<PurgeResponse>, AppError> {
+    if request.seq.is_some() && request.keep.is_some() {
+        return Err(AppError::bad_request(
+            "bad_request",
+            "give seq or keep, not both",
+        ));
+    }
+    let purged = state.engine.purge_station(
+        &tenant,
+        &station,
+        Purge {
+            filter: request.filter,
+            seq: request.seq,
+            keep: request.keep,
+        },
+    )?;
+    Ok(Json(PurgeResponse { purged }))
+}

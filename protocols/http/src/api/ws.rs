@@ -1,0 +1,398 @@
+//! `GET /v1/ws`: a WebSocket for live subscribe and publish, with JSON text frames.
+//!
+//! Client → server (`ref` is optional and echoed in the reply):
+//! - `{"op":"subscribe","sub":"s1","subject":"orders.>","queue"?:"q"}` →
+//!   `{"op":"subscribed","sub":"s1"}`
+//! - `{"op":"unsubscribe","sub":"s1"}` → `{"op":"unsubscribed","sub":"s1"}`
+//! - `{"op":"publish","subject":"x","payload"|"payload_base64":…,"headers"?:{},
+//!   "idempotency_key"?:"k","ref"?:…}` → `{"op":"published","ref",…}` with
+//!   `station`, `seq`, `duplicate` once a station made it durable, or `delivered`
+//! - `{"op":"ping"}` → `{"op":"pong"}`
+//!
+//! Server → client: `{"op":"message","sub":"s1","subject",…}` per delivery, and
+//! `{"op":"error","ref"?,"error":{"code","message"}}` for a refused frame.
+//!
+//! One send task and one receive task, joined by `select!`: when either ends the
+//! other is stopped and the connection's subscriptions are removed.
+
+use super::ApiState;
+use super::auth::Tenant;
+use super::error::{AppError, ErrorBody, ErrorDetail};
+use super::live::{ChannelSubscriber, LiveClient, LiveMessageJson, OUTBOUND_QUEUE, Outbound};
+use super::publish::{Published, start_publish};
+use super::wire::{HeadersJson, decode_payload, headers_from_json};
+use axum::Extension;
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
+use axum::response::Response;
+use futures::{SinkExt, StreamExt};
+use junction_api::{Message, Protocol, QueueGroup, Subject, SubjectFilter, SubscriptionId};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::mpsc;
+
+/// WebSocket close code for a slow consumer (policy violation).
+const CLOSE_SLOW: u16 = 1008;
+
+/// A frame from the client.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+enum ClientFrame {
+    Subscribe {
+        sub: String,
+        subject: String,
+        queue: Option<String>,
+        #[serde(rename = "ref")]
+        reference: Option<Value>,
+    },
+    Unsubscribe {
+        sub: String,
+        #[serde(rename = "ref")]
+        reference: Option<Value>,
+    },
+    Publish {
+        subject: String,
+        #[serde(default)]
+        headers: HeadersJson,
+        payload: Option<String>,
+        payload_base64: Option<String>,
+        idempotency_key: Option<String>,
+        #[serde(rename = "ref")]
+        reference: Option<Value>,
+    },
+    Ping {
+        #[serde(rename = "ref")]
+        reference: Option<Value>,
+    },
+}
+
+#[derive(Serialize)]
+struct ErrorFrame<'a> {
+    op: &'static str,
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+    reference: Option<&'a Value>,
+    error: ErrorDetail,
+}
+
+fn error_frame(reference: Option<&Value>, e: &AppError) -> String {
+    serde_json::to_string(&ErrorFrame {
+        op: "error",
+        reference,
+        error: e.detail(),
+    })
+    .unwrap_or_default()
+}
+
+/// A reply frame; fields that do not apply are left out.
+#[derive(Serialize, Default)]
+struct ReplyFrame {
+    op: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub: Option<String>,
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+    reference: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    station: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duplicate: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delivered: Option<usize>,
+}
+
+impl ReplyFrame {
+    fn text(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// A delivery frame: `op` first, then the message.
+#[derive(Serialize)]
+struct MessageFrame {
+    op: &'static str,
+    #[serde(flatten)]
+    message: LiveMessageJson,
+}
+
+/// Open a WebSocket for live subscribe and publish.
+///
+/// See docs/http.md for the frame protocol: JSON text frames with an `op` of
+/// `subscribe`, `unsubscribe`, `publish` or `ping`; deliveries arrive as
+/// `{"op":"message","sub",…}`.
+#[utoipa::path(
+    get,
+    path = "/v1/ws",
+    tag = "consume",
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 400, description = "Not a WebSocket upgrade request", body = ErrorBody),
+        (status = 503, description = "The broker is at its connection limit", body = ErrorBody),
+    )
+)]
+pub async fn websocket(
+    State(state): State<Arc<ApiState>>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+    remote: Option<Extension<ConnectInfo<SocketAddr>>>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, AppError> {
+    let live = LiveClient::connect(&state, &tenant, Protocol::WebSocket, remote, "websocket")?;
+    // Base64 makes a payload a third larger; leave room for the rest of the frame.
+    let max_frame = state
+        .settings
+        .max_payload
+        .saturating_mul(2)
+        .saturating_add(64 * 1024);
+    Ok(upgrade
+        .max_message_size(max_frame)
+        .on_upgrade(move |socket| session(socket, state, live)))
+}
+
+async fn session(socket: WebSocket, state: Arc<ApiState>, live: LiveClient) {
+    let (mut sink, mut stream) = socket.split();
+    let (tx, mut rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
+    let slow = Arc::new(AtomicBool::new(false));
+
+    let send_slow = slow.clone();
+    let mut send_task = tokio::spawn(async move {
+        while let Some(item) = rx.recv().await {
+            let text = match item {
+                Outbound::Delivery { sub, message } => serde_json::to_string(&MessageFrame {
+                    op: "message",
+                    message: LiveMessageJson::new(Some(&sub), &message),
+                })
+                .unwrap_or_default(),
+                Outbound::Text(text) => text,
+            };
+            if sink.send(WsMessage::Text(text.into())).await.is_err() {
+                return false;
+            }
+            if send_slow.load(Ordering::Relaxed) {
+                let _ = sink
+                    .send(WsMessage::Close(Some(CloseFrame {
+                        code: CLOSE_SLOW,
+                        reason: "slow consumer".into(),
+                    })))
+                    .await;
+                return true;
+            }
+        }
+        false
+    });
+
+    let recv_state = state.clone();
+    let client = live.client.clone();
+    let recv_slow = slow.clone();
+    let mut recv_task = tokio::spawn(async move {
+        let mut subscriptions: HashMap<String, SubscriptionId> = HashMap::new();
+        while let Some(Ok(frame)) = stream.next().await {
+            let text = match frame {
+                WsMessage::Text(t) => t,
+                WsMessage::Binary(_) => {
+                    let e = AppError::bad_request("invalid_frame", "frames are JSON text");
+                    if tx
+                        .send(Outbound::Text(error_frame(None, &e)))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                    continue;
+                }
+                WsMessage::Close(_) => break,
+                _ => continue,
+            };
+            client.stats.touch();
+            let request: ClientFrame = match serde_json::from_str(text.as_str()) {
+                Ok(r) => r,
+                Err(e) => {
+                    let e = AppError::bad_request("invalid_json", format!("invalid frame: {e}"));
+                    if tx
+                        .send(Outbound::Text(error_frame(None, &e)))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            let answer = handle(
+                &recv_state,
+                &client,
+                &tx,
+                &recv_slow,
+                &mut subscriptions,
+                request,
+            );
+            if let Some(text) = answer {
+                if tx.send(Outbound::Text(text)).await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+
+    let slow_close = tokio::select! {
+        closed_slow = &mut send_task => {
+            recv_task.abort();
+            closed_slow.unwrap_or(false)
+        }
+        _ = &mut recv_task => {
+            send_task.abort();
+            false
+        }
+    };
+    if slow_close || slow.load(Ordering::Relaxed) {
+        live.slow_consumer();
+    }
+    drop(live);
+}
+
+/// Applies one request; returns the immediate reply, if any (a publish that a
+/// station captures replies later, from its own task).
+fn handle(
+    state: &Arc<ApiState>,
+    client: &Arc<junction_api::ClientRecord>,
+    tx: &mpsc::Sender<Outbound>,
+    slow: &Arc<AtomicBool>,
+    subscriptions: &mut HashMap<String, SubscriptionId>,
+    request: ClientFrame,
+) -> Option<String> {
+    match request {
+        ClientFrame::Ping { reference } => Some(
+            ReplyFrame {
+                op: "pong",
+                reference,
+                ..Default::default()
+            }
+            .text(),
+        ),
+        ClientFrame::Subscribe {
+            sub,
+            subject,
+            queue,
+            reference,
+        } => {
+            let result = (|| {
+                if subscriptions.contains_key(&sub) {
+                    return Err(AppError::new(
+                        axum::http::StatusCode::CONFLICT,
+                        "subscription_exists",
+                        format!("subscription '{sub}' exists"),
+                    ));
+                }
+                let filter = SubjectFilter::new(subject).map_err(|e| {
+                    AppError::bad_request("invalid_subject", format!("subject: {e}"))
+                })?;
+                let queue = queue
+                    .map(QueueGroup::new)
+                    .transpose()
+                    .map_err(|e| AppError::bad_request("invalid_subject", format!("queue: {e}")))?;
+                let subscriber = ChannelSubscriber::new(
+                    Arc::from(sub.as_str()),
+                    tx.clone(),
+                    slow.clone(),
+                    client.clone(),
+                );
+                let id = state
+                    .engine
+                    .subscribe(client, filter, queue, Arc::new(subscriber))?;
+                subscriptions.insert(sub.clone(), id);
+                Ok(())
+            })();
+            Some(match result {
+                Ok(()) => ReplyFrame {
+                    op: "subscribed",
+                    sub: Some(sub),
+                    reference,
+                    ..Default::default()
+                }
+                .text(),
+                Err(e) => error_frame(reference.as_ref(), &e),
+            })
+        }
+        ClientFrame::Unsubscribe { sub, reference } => Some(match subscriptions.remove(&sub) {
+            Some(id) => {
+                state.engine.unsubscribe(client, id);
+                ReplyFrame {
+                    op: "unsubscribed",
+                    sub: Some(sub),
+                    reference,
+                    ..Default::default()
+                }
+                .text()
+            }
+            None => error_frame(
+                reference.as_ref(),
+                &AppError::new(
+                    axum::http::StatusCode::NOT_FOUND,
+                    "subscription_not_found",
+                    format!("no subscription '{sub}'"),
+                ),
+            ),
+        }),
+        ClientFrame::Publish {
+            subject,
+            headers,
+            payload,
+            payload_base64,
+            idempotency_key,
+            reference,
+        } => {
+            let message = (|| {
+                let subject = Subject::new(subject).map_err(|e| {
+                    AppError::bad_request("invalid_subject", format!("subject: {e}"))
+                })?;
+                let payload = decode_payload(payload, payload_base64)?;
+                let max = state.settings.max_payload;
+                if payload.len() > max {
+                    return Err(AppError::payload_too_large(payload.len(), max));
+                }
+                let mut headers = headers_from_json(&headers)?;
+                if let Some(key) = idempotency_key {
+                    headers.insert("Nats-Msg-Id", key);
+                }
+                Ok(Message {
+                    subject,
+                    reply: None,
+                    headers: (!headers.is_empty()).then_some(headers),
+                    payload,
+                })
+            })();
+            let message = match message {
+                Ok(m) => m,
+                Err(e) => return Some(error_frame(reference.as_ref(), &e)),
+            };
+            let pending = start_publish(state, client, &message);
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let text = match pending.outcome().await {
+                    Ok(Published::Stored(ack)) => ReplyFrame {
+                        op: "published",
+                        reference,
+                        station: Some(ack.station),
+                        seq: Some(ack.seq),
+                        duplicate: Some(ack.duplicate),
+                        ..Default::default()
+                    }
+                    .text(),
+                    Ok(Published::Live(n)) => ReplyFrame {
+                        op: "published",
+                        reference,
+                        delivered: Some(n),
+                        ..Default::default()
+                    }
+                    .text(),
+                    Err(e) => error_frame(reference.as_ref(), &e),
+                };
+                let _ = tx.send(Outbound::Text(text)).await;
+            });
+            None
+        }
+    }
+}
