@@ -394,7 +394,9 @@ impl Group {
             }
             let deliveries = previous + 1;
             let consumer_seq = run.consumer_seq + 1;
-            let pending = station.count_from(seq + 1, &self.filters);
+            // An estimate (later sequences, deletions and filters ignored): exact
+            // counting here would walk the index on every delivery.
+            let pending = station.last_seq().saturating_sub(seq);
             let delivered = Delivered {
                 message: self.shape(message),
                 consumer_seq,

@@ -289,6 +289,11 @@ impl Station {
         &self.name
     }
 
+    /// The retention policy, without copying the whole configuration.
+    pub fn retention(&self) -> Retention {
+        self.config.read().retention
+    }
+
     pub fn config(&self) -> StationConfig {
         self.config.read().clone()
     }
@@ -465,7 +470,7 @@ impl Station {
     fn stored(&self, seq: u64) {
         self.committed.fetch_max(seq, Ordering::AcqRel);
         let groups: Vec<Arc<super::group::Group>> = self.groups.read().values().cloned().collect();
-        if self.config.read().retention == Retention::Interest {
+        if self.retention() == Retention::Interest {
             let subject = self.log.lock().index.get(&seq).map(|e| e.subject.clone());
             if let Some(subject) = subject {
                 if !groups.iter().any(|g| g.interested_in(&subject)) {

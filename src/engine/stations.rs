@@ -474,7 +474,7 @@ impl StationRegistry {
 
     /// Interest retention: once a group goes, messages only it held back may go too.
     fn release_consumed(&self, station: &Station) {
-        if station.config().retention != Retention::Interest {
+        if station.retention() != Retention::Interest {
             return;
         }
         let groups: Vec<Arc<Group>> = station.groups.read().values().cloned().collect();
@@ -508,7 +508,7 @@ impl StationRegistry {
                 "message terminated"
             );
         }
-        match station.config().retention {
+        match station.retention() {
             Retention::WorkQueue => {
                 for seq in &outcome.done {
                     station.remove_consumed(*seq);
@@ -578,7 +578,7 @@ impl StationRegistry {
                 deliveries,
                 "message exceeded max deliveries"
             );
-            if station.config().retention == Retention::WorkQueue {
+            if station.retention() == Retention::WorkQueue {
                 station.remove_consumed(seq);
             }
         }
