@@ -35,6 +35,9 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Print the version and exit.
     Version,
+    /// Benchmark any NATS server (Junction or nats-server) by URL, like `nats bench`.
+    #[command(long_about = crate::bench::LONG_ABOUT)]
+    Bench(Box<crate::bench::BenchArgs>),
 }
 
 /// Flags of `junction serve`. Precedence: defaults, then the config file, then

@@ -9,6 +9,7 @@
 //! What it is not: protocol code lives in `junction-nats`, `junction-mqtt` and
 //! `junction-http`, which see the engine only through `junction_api::Engine`.
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod engine;

@@ -76,6 +76,7 @@ fn main() -> ExitCode {
             println!("junction: v{}", junction::VERSION);
             ExitCode::SUCCESS
         }
+        Some(Command::Bench(args)) => junction::bench::main(args),
         Some(Command::Serve(args)) => {
             if args.version {
                 println!("junction: v{}", junction::VERSION);

@@ -1,0 +1,434 @@
+#!/usr/bin/env bash
+# Compares Junction with nats-server on this machine, over loopback, with the same
+# client (`junction bench`) and the same scenarios, and writes docs/performance.md.
+#
+#   bench/compare.sh              # 5 repetitions; REPS=3 bench/compare.sh is quicker
+#
+# 1. installs nats-server and mosquitto from Debian if they are missing;
+# 2. builds Junction in release mode;
+# 3. for every repetition and scenario, starts a fresh Junction, runs the scenario,
+#    stops it, then does the same with a fresh nats-server (A B A B ...), so both
+#    see the same machine state and neither carries data between runs;
+# 4. records each server's peak RSS (VmHWM) and the CPU seconds it used during the
+#    scenario (utime + stime from /proc/PID/stat);
+# 5. writes medians, ranges and Junction/nats-server ratios to docs/performance.md.
+#
+# Only the processes this script starts are stopped (by PID); the temporary data
+# directories are removed on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+REPS=${REPS:-5}
+OUT=${OUT:-docs/performance.md}
+if [ "$REPS" -lt 3 ]; then
+  echo "REPS must be at least 3" >&2
+  exit 2
+fi
+
+# --- 1. tools ---------------------------------------------------------------------
+missing=()
+command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
+command -v mosquitto >/dev/null 2>&1 || missing+=(mosquitto)
+command -v mosquitto_pub >/dev/null 2>&1 || missing+=(mosquitto-clients)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "== installing ${missing[*]} from Debian" >&2
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo=sudo; fi
+  $sudo apt-get update
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y nats-server mosquitto mosquitto-clients
+fi
+for tool in cargo python3 getconf; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "$tool is required" >&2
+    exit 1
+  fi
+done
+
+# --- 2. build ---------------------------------------------------------------------
+echo "== building junction (release)" >&2
+cargo build --release --bin junction >&2
+BIN=$PWD/target/release/junction
+
+# --- 3. servers -------------------------------------------------------------------
+WORK=$(mktemp -d -t junction-compare.XXXXXX)
+RESULTS=$WORK/results.jsonl
+# The one server this script is running right now, if any (its PID is forgotten once
+# it has been stopped and waited for, so a recycled PID is never signalled).
+SERVER_PID=""
+cleanup() {
+  if [ -n "$SERVER_PID" ]; then
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+  fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+HZ=$(getconf CLK_TCK)
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_port() {
+  local port=$1 pid=$2
+  for _ in $(seq 1 200); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "server $pid exited during start-up" >&2
+      return 1
+    fi
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.05
+  done
+  echo "server $pid did not listen on $port" >&2
+  return 1
+}
+
+# utime + stime of a process in seconds.
+cpu_secs() {
+  sed 's/.*) //' "/proc/$1/stat" | awk -v hz="$HZ" '{ printf "%.2f", ($12 + $13) / hz }'
+}
+
+# CPU seconds the whole machine has been busy (all CPUs, not idle or iowait).
+machine_busy_secs() {
+  awk -v hz="$HZ" '/^cpu / { printf "%.2f", ($2 + $3 + $4 + $7 + $8 + $9) / hz; exit }' /proc/stat
+}
+
+# Peak resident set size of a process in KiB.
+peak_rss_kb() {
+  awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"
+}
+
+# Other sessions may share this machine. Before every run, wait (up to QUIET_WAIT
+# seconds) until the machine is nearly idle: nothing of ours runs between runs, so
+# anything busy then is someone else.
+QUIET_WAIT=${QUIET_WAIT:-90}
+wait_quiet() {
+  local waited=0 a b pct
+  while :; do
+    a=$(machine_busy_secs)
+    sleep 1
+    b=$(machine_busy_secs)
+    pct=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.0f", (b - a) * 100 }')
+    if [ "$pct" -le 15 ] || [ "$waited" -ge "$QUIET_WAIT" ]; then
+      return 0
+    fi
+    if [ "$waited" -eq 0 ]; then
+      echo "   (machine busy with other work: ${pct}% of a CPU; waiting up to ${QUIET_WAIT} s)" >&2
+    fi
+    waited=$((waited + 1))
+  done
+}
+
+JUNCTION_CMD='target/release/junction serve --nats-listen 127.0.0.1:$PORT --http-listen 127.0.0.1:$HTTP_PORT --mqtt-listen off --data-dir $DIR'
+NATS_CMD='nats-server -a 127.0.0.1 -p $PORT -js -sd $DIR'
+
+URL=""
+start_server() {
+  local server=$1 dir=$2 port http
+  port=$(free_port)
+  mkdir -p "$dir"
+  case "$server" in
+    junction)
+      http=$(free_port)
+      "$BIN" serve --nats-listen "127.0.0.1:$port" --http-listen "127.0.0.1:$http" \
+        --mqtt-listen off --data-dir "$dir/data" >"$dir/server.log" 2>&1 &
+      ;;
+    nats-server)
+      nats-server -a 127.0.0.1 -p "$port" -js -sd "$dir/data" >"$dir/server.log" 2>&1 &
+      ;;
+  esac
+  SERVER_PID=$!
+  URL="nats://127.0.0.1:$port"
+  wait_port "$port" "$SERVER_PID"
+}
+
+stop_server() {
+  kill "$SERVER_PID" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=""
+}
+
+# --- 4. scenarios -----------------------------------------------------------------
+# id | label | kind (throughput or latency) | target (ratio Junction/nats-server) | flags
+SCENARIOS=(
+  "core-1to1-16|core pub/sub 1→1, 16 B|throughput|>=1.2|pubsub --size 16 --msgs 1000000"
+  "core-1to1-1k|core pub/sub 1→1, 1 KiB|throughput|>=1.0|pubsub --size 1024 --msgs 300000"
+  "fanout-1to10-16|core fan-out 1→10, 16 B|throughput|>=1.2|fanout --subs 10 --size 16 --msgs 200000"
+  "queue-1to4-16|core queue group 1→4, 16 B|throughput||queue --subs 4 --size 16 --msgs 500000"
+  "pub-16|core publish only, 16 B|throughput||pub --size 16 --msgs 2000000"
+  "reqrep-16|request/reply round trip, 16 B|latency|<=1.0|reqrep --size 16 --msgs 30000"
+  "js-window-fsync|station publish, 1000 in flight, 16 B, file; Junction fsync before ack (default)|throughput|>=1.0|js-pub --window 1000 --size 16 --msgs 200000 --stream BENCH --storage file --purge"
+  "js-window-flush|station publish, 1000 in flight, 16 B, file; Junction flush interval 50 ms|throughput||js-pub --window 1000 --size 16 --msgs 200000 --stream BENCHF --storage file --flush-interval 50ms --purge"
+  "js-sync-fsync|sync publish round trip, 16 B, file; Junction fsync before ack (default)|latency|<=1.0|js-pub --sync --size 16 --msgs 5000 --stream BENCH --storage file --purge"
+  "js-sync-flush|sync publish round trip, 16 B, file; Junction flush interval 50 ms|latency||js-pub --sync --size 16 --msgs 5000 --stream BENCHF --storage file --flush-interval 50ms --purge"
+  "js-fetch-500|durable pull + explicit ack, batch 500, 16 B, file|throughput|>=1.2|js-fetch --batch 500 --size 16 --msgs 50000 --stream BENCH --storage file"
+)
+
+# Runs one scenario on one server; a run during which other work used more than
+# half a CPU is run once more (both runs are kept in the raw results, only the last
+# one counts).
+run_one() {
+  local rep=$1 server=$2 entry=$3 other
+  wait_quiet
+  measure "$rep" "$server" "$entry"
+  other=$(tail -n 1 "$RESULTS" | python3 -c 'import json, sys; print(int(json.load(sys.stdin).get("other_cpu_pct") or 0))')
+  if [ "$other" -gt 50 ]; then
+    echo "   (other work used ${other}% of a CPU during that run; running it again)" >&2
+    python3 - "$RESULTS" <<'PY'
+import json, sys
+path = sys.argv[1]
+lines = open(path).read().splitlines()
+last = json.loads(lines[-1])
+last["superseded"] = True
+lines[-1] = json.dumps(last)
+open(path, "w").write("\n".join(lines) + "\n")
+PY
+    wait_quiet
+    measure "$rep" "$server" "$entry"
+  fi
+}
+
+measure() {
+  local rep=$1 server=$2 entry=$3 id flags dir cpu0 cpu1 rss json busy0 busy1 wall0 wall1
+  id=${entry%%|*}
+  flags=${entry##*|}
+  dir=$(mktemp -d "$WORK/$rep-$server-$id.XXXXXX")
+  start_server "$server" "$dir"
+  cpu0=$(cpu_secs "$SERVER_PID")
+  busy0=$(machine_busy_secs)
+  wall0=$(date +%s.%N)
+  # shellcheck disable=SC2086 # flags are words on purpose
+  if ! json=$("$BIN" bench $flags --url "$URL" --json 2>"$dir/bench.err"); then
+    echo "   $server $id failed: $(tail -n 3 "$dir/bench.err")" >&2
+    json='{"error":true}'
+  fi
+  cpu1=$(cpu_secs "$SERVER_PID")
+  busy1=$(machine_busy_secs)
+  wall1=$(date +%s.%N)
+  rss=$(peak_rss_kb "$SERVER_PID")
+  stop_server
+  python3 - "$id" "$server" "$rep" "$cpu0" "$cpu1" "$rss" "$busy0" "$busy1" "$wall0" "$wall1" "$json" \
+    >>"$RESULTS" <<'PY'
+import json, sys
+sid, server, rep, cpu0, cpu1, rss, busy0, busy1, wall0, wall1, report = sys.argv[1:]
+out = json.loads(report)
+server_cpu = float(cpu1) - float(cpu0)
+wall = float(wall1) - float(wall0)
+# CPU used by anything other than this server and the benchmark client while the
+# scenario ran, as a share of one CPU: other work on the machine skews results.
+other = float(busy1) - float(busy0) - server_cpu - (out.get("client_process_cpu_secs") or 0.0)
+out.update(id=sid, server=server, rep=int(rep), server_cpu_secs=round(server_cpu, 2),
+           server_rss_kb=int(rss), wall_secs=round(wall, 3),
+           other_cpu_pct=round(max(other, 0.0) / wall * 100, 1) if wall > 0 else None)
+print(json.dumps(out))
+PY
+  python3 - "$RESULTS" <<'PY' >&2
+import json, sys
+r = [json.loads(l) for l in open(sys.argv[1])][-1]
+if r.get("error"):
+    sys.exit(0)
+lat = f"p50 {r['p50_us']:.1f} µs" if r.get("p50_us") is not None else ""
+print(f"   {r['server']:<11} {r['id']:<16} {r['msgs_per_sec']:>12,.0f} msgs/s {lat:>18}"
+      f"  lost {r['lost']}  server cpu {r['server_cpu_secs']:.2f} s  rss {r['server_rss_kb'] // 1024} MiB"
+      f"  client cpu {r['client_cpu_secs']} s  other {r['other_cpu_pct']}%")
+PY
+}
+
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+b0=$(machine_busy_secs)
+sleep 2
+b1=$(machine_busy_secs)
+IDLE_BUSY_PCT=$(awk -v a="$b0" -v b="$b1" 'BEGIN { printf "%.0f", (b - a) / 2 * 100 }')
+if [ "$IDLE_BUSY_PCT" -gt 20 ]; then
+  echo "warning: other work uses ${IDLE_BUSY_PCT}% of a CPU before starting; it will skew the results" >&2
+fi
+START=$(date +%s)
+for rep in $(seq 1 "$REPS"); do
+  echo "== repetition $rep of $REPS" >&2
+  for entry in "${SCENARIOS[@]}"; do
+    # Alternate which server goes first, so neither always runs on a warmer machine.
+    if [ $((rep % 2)) -eq 1 ]; then order=(junction nats-server); else order=(nats-server junction); fi
+    for server in "${order[@]}"; do
+      run_one "$rep" "$server" "$entry"
+    done
+  done
+done
+ELAPSED=$(($(date +%s) - START))
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# --- 5. report --------------------------------------------------------------------
+mkdir -p target/bench
+cp "$RESULTS" "target/bench/compare-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
+
+export REPS ELAPSED JUNCTION_CMD NATS_CMD LOAD_START LOAD_END IDLE_BUSY_PCT
+NPROC=$(nproc)
+MEM=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+KERNEL=$(uname -sr)
+CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+DATA_FS=$(df -T "$WORK" | awk 'NR == 2 { print $2 }')
+NATS_VERSION=$(nats-server --version 2>&1 | head -n 1)
+JUNCTION_VERSION=$("$BIN" version 2>&1 | head -n 1)
+MOSQUITTO_VERSION=$( (mosquitto -h 2>&1 || true) | head -n 1)
+GIT_HEAD=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+GIT_DIRTY=""
+if ! git diff --quiet HEAD 2>/dev/null; then GIT_DIRTY=" (with uncommitted changes)"; fi
+DATE=$(date -u +"%Y-%m-%d %H:%M UTC")
+export NPROC MEM KERNEL CPU_MODEL DATA_FS NATS_VERSION JUNCTION_VERSION MOSQUITTO_VERSION \
+  GIT_HEAD GIT_DIRTY DATE
+SCENARIO_LINES=$(printf '%s\n' "${SCENARIOS[@]}")
+export SCENARIO_LINES
+
+python3 - "$RESULTS" >"$OUT" <<'PY'
+import json, os, statistics, sys
+
+all_rows = [json.loads(l) for l in open(sys.argv[1])]
+rows = [r for r in all_rows if not r.get("superseded")]
+repeated = len(all_rows) - len(rows)
+env = os.environ
+scenarios = [line.split("|") for line in env["SCENARIO_LINES"].splitlines() if line]
+
+def runs(sid, server):
+    return [r for r in rows if r["id"] == sid and r["server"] == server and not r.get("error")]
+
+def med(values):
+    return statistics.median(values) if values else None
+
+def fmt_rate(v):
+    return "–" if v is None else f"{v:,.0f}"
+
+def fmt_us(v):
+    if v is None:
+        return "–"
+    return f"{v / 1000:.2f} ms" if v >= 1000 else f"{v:.1f} µs"
+
+def spread(values, f):
+    if len(values) < 2:
+        return ""
+    return f" ({f(min(values))}–{f(max(values))})"
+
+print("# Performance: Junction vs nats-server")
+print()
+print("Generated by `bench/compare.sh`; do not edit by hand (re-run the script). Every")
+print("number is the median of", env["REPS"], "runs, with the range of the runs in parentheses.")
+print()
+print("## Setup")
+print()
+print(f"- Date: {env['DATE']}; the whole comparison took {int(env['ELAPSED']) // 60} min {int(env['ELAPSED']) % 60} s.")
+print(f"- Machine: {env['NPROC']} CPUs ({env['CPU_MODEL']}), {env['MEM']} memory, {env['KERNEL']}.")
+print("  Servers and the benchmark client share these CPUs, over loopback.")
+others = sorted((r["other_cpu_pct"], r["id"], r["server"], r["rep"]) for r in rows
+                if r.get("other_cpu_pct") is not None)
+print(f"- Other work on the machine: {env['IDLE_BUSY_PCT']}% of a CPU just before the runs; during")
+if others:
+    worst = others[-1]
+    print(f"  the runs a median of {statistics.median(o[0] for o in others):.0f}% of a CPU, at worst {worst[0]:.0f}%"
+          f" ({worst[1]} on {worst[2]}, repetition {worst[3]}).")
+print(f"  Load average (1, 5, 15 min) before: {env['LOAD_START']}; after: {env['LOAD_END']}.")
+print(f"  Each run waits until the machine is nearly idle; {repeated} runs during which other work")
+print("  used more than half a CPU were run again (only the repeat counts).")
+print(f"- Junction: `{env['JUNCTION_VERSION']}`, commit `{env['GIT_HEAD']}`{env['GIT_DIRTY']}, release build.")
+print(f"- nats-server: `{env['NATS_VERSION']}` (Debian package).")
+print(f"- mosquitto: `{env['MOSQUITTO_VERSION']}` (Debian package; not benchmarked yet, see below).")
+print("- Client: `junction bench` (async-nats 0.51), one connection per publisher and per subscriber,")
+print("  the same binary and flags against both servers.")
+print()
+print("Servers, each started fresh for every run (A B A B ..., which one goes first alternates")
+print(f"per repetition), data in a new temporary directory ({env['DATA_FS']} file system):")
+print()
+print("```sh")
+print(env["JUNCTION_CMD"])
+print(env["NATS_CMD"])
+print("```")
+print()
+print("## Results")
+print()
+print("Ratio is Junction / nats-server of the metric: above 1 is better for throughput,")
+print("below 1 is better for latency. Peak RSS is the server's `VmHWM`; server CPU is its")
+print("utime + stime during the scenario; client CPU is what `junction bench` used.")
+print()
+print("| Scenario | Metric | Junction | nats-server | Ratio | Target | Status | Peak RSS J / N | Server CPU s J / N | Client CPU s J / N |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+for sid, label, kind, target, flags in scenarios:
+    j, n = runs(sid, "junction"), runs(sid, "nats-server")
+    if kind == "latency":
+        key, metric, f = "p50_us", "p50 latency", fmt_us
+    else:
+        key, metric, f = "msgs_per_sec", "msgs/s", fmt_rate
+    jv = [r[key] for r in j if r.get(key) is not None]
+    nv = [r[key] for r in n if r.get(key) is not None]
+    jm, nm = med(jv), med(nv)
+    ratio = jm / nm if jm is not None and nm else None
+    ratio_s = "–" if ratio is None else f"{ratio:.2f}×"
+    status = ""
+    if target and ratio is not None:
+        want = float(target[2:])
+        ok = ratio >= want if target.startswith(">=") else ratio <= want
+        status = "✅ met" if ok else "❌ not met"
+    target_s = target.replace(">=", "≥ ").replace("<=", "≤ ") + "×" if target else ""
+    lost = sum(r.get("lost", 0) for r in j + n)
+    failed = sum(1 for r in rows if r["id"] == sid and r.get("error"))
+    notes = []
+    if lost:
+        drops = sum(r.get("client_drop_events", 0) for r in j + n)
+        notes.append(f"{lost} msgs lost" + (" (some by the client)" if drops else ""))
+    if failed:
+        notes.append(f"{failed} runs failed")
+    if notes:
+        status += " (" + ", ".join(notes) + ")"
+    rss = lambda rs: f"{med([r['server_rss_kb'] for r in rs]) / 1024:.0f}" if rs else "–"
+    cpu = lambda rs, k: f"{med([r[k] for r in rs if r.get(k) is not None]):.2f}" if rs else "–"
+    print(f"| {label} | {metric} | {f(jm)}{spread(jv, f)} | {f(nm)}{spread(nv, f)} | {ratio_s} | {target_s} | {status} "
+          f"| {rss(j)} / {rss(n)} MiB | {cpu(j, 'server_cpu_secs')} / {cpu(n, 'server_cpu_secs')} "
+          f"| {cpu(j, 'client_cpu_secs')} / {cpu(n, 'client_cpu_secs')} |")
+print()
+print("Latency percentiles (medians over runs; what each measures is in the last column):")
+print()
+print("| Scenario | Server | p50 | p90 | p99 | p99.9 | Measures |")
+print("|---|---|---|---|---|---|---|")
+for sid, label, kind, target, flags in scenarios:
+    for server in ("junction", "nats-server"):
+        rs = runs(sid, server)
+        if not rs or rs[0].get("p50_us") is None:
+            continue
+        p = lambda k: fmt_us(med([r[k] for r in rs if r.get(k) is not None]))
+        what = (rs[0].get("latency") or "").replace("_", " ")
+        print(f"| {label} | {server} | {p('p50_us')} | {p('p90_us')} | {p('p99_us')} | {p('p999_us')} | {what} |")
+print()
+print("## Scenarios and exact commands")
+print()
+print("Each scenario runs `target/release/junction bench <flags> --url $URL --json` against")
+print("each server:")
+print()
+print("| Scenario | Flags |")
+print("|---|---|")
+for sid, label, kind, target, flags in scenarios:
+    print(f"| {label} | `{flags}` |")
+print()
+print("## How to read this")
+print()
+print("- **Durability is compared like for like where it can be.** nats-server's JetStream file")
+print("  store acknowledges a publish once the message is written to the OS and fsyncs")
+print("  periodically (every 2 minutes by default). Junction by default fsyncs *before* every")
+print("  PubAck (group commit); the `fsync before ack` rows therefore compare a stronger")
+print("  guarantee against a weaker one. The `flush interval 50 ms` rows set the stream")
+print("  metadata `junction.flush_interval` (acks after the write reaches the OS, fsync at")
+print("  most 50 ms later), which is the like-for-like comparison; nats-server ignores that")
+print("  metadata, so its numbers in those rows are its defaults again.")
+print("- Core pub/sub, fan-out and queue rates are what the subscribers received per second,")
+print("  in aggregate (fan-out 1→10 counts every copy). Their publish→receive latency is")
+print("  measured at an unlimited publish rate, so it is mostly queueing in buffers.")
+print("- `publish only` mostly measures how fast the client can write; the server only reads.")
+print("- The server and the client share the CPUs: when the client CPU is close to the")
+print("  elapsed time, the client is (part of) the bottleneck and the msgs/s ratio says little;")
+print("  the server CPU seconds for the same work (lower is better) say more there.")
+print("- **MQTT:** Junction's MQTT front-end is not built yet; MQTT rows against mosquitto")
+print("  come when it lands (mosquitto is installed by the script already).")
+print()
+print(f"Raw results of every run: `target/bench/compare-*.jsonl` (not committed).")
+PY
+echo "== wrote $OUT" >&2

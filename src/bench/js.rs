@@ -1,0 +1,437 @@
+//! Station scenarios through the JetStream API: `js-pub` and `js-fetch`.
+
+use super::core_nats::{Limit, Tally, join_all};
+use super::progress::Progress;
+use super::report::{JsInfo, Report, group};
+use super::stats::{
+    Counted, connect, histogram, pace, payload, process_cpu_secs, record, round_trip,
+};
+use super::{Plan, Storage};
+use anyhow::{Context as _, anyhow, bail};
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+use async_nats::jetstream::publish::PublishAck;
+use async_nats::jetstream::stream::{Config as StreamConfig, StorageType, Stream};
+use async_nats::jetstream::{self, Context};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use hdrhistogram::Histogram;
+use junction_nats::jetstream::FLUSH_INTERVAL_METADATA;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// The default number of PubAcks in flight per publisher.
+const DEFAULT_WINDOW: usize = 100;
+
+fn subject(plan: &Plan) -> String {
+    format!("{}.bench", plan.args.stream)
+}
+
+fn context(client: async_nats::Client, window: usize) -> Context {
+    jetstream::ContextBuilder::new()
+        .timeout(Duration::from_secs(30))
+        .max_ack_inflight(window + 16)
+        .backpressure_on_inflight(true)
+        .build(client)
+}
+
+/// Gets the stream, or creates it with subjects `<stream>.>`; makes its
+/// `junction.flush_interval` metadata match `--flush-interval`.
+async fn ensure_stream(js: &Context, plan: &Plan) -> anyhow::Result<Stream> {
+    let name = &plan.args.stream;
+    let storage = match plan.args.storage {
+        Storage::File => StorageType::File,
+        Storage::Memory => StorageType::Memory,
+    };
+    match js.get_stream(name).await {
+        Ok(mut stream) => {
+            let info = stream.info().await.context("stream info")?.clone();
+            if info.config.storage != storage {
+                bail!(
+                    "stream {name} exists with {:?} storage, not {:?}: delete it or pick another --stream",
+                    info.config.storage,
+                    storage
+                );
+            }
+            let current = info.config.metadata.get(FLUSH_INTERVAL_METADATA);
+            if current != plan.args.flush_interval.as_ref() {
+                let mut config = info.config.clone();
+                match &plan.args.flush_interval {
+                    Some(f) => {
+                        config
+                            .metadata
+                            .insert(FLUSH_INTERVAL_METADATA.to_string(), f.clone());
+                    }
+                    None => {
+                        config.metadata.remove(FLUSH_INTERVAL_METADATA);
+                    }
+                }
+                js.update_stream(config)
+                    .await
+                    .with_context(|| format!("updating the flush interval of stream {name}"))?;
+            }
+            Ok(stream)
+        }
+        Err(get_error) => {
+            let mut config = StreamConfig {
+                name: name.clone(),
+                subjects: vec![format!("{name}.>")],
+                storage,
+                ..Default::default()
+            };
+            if let Some(f) = &plan.args.flush_interval {
+                config
+                    .metadata
+                    .insert(FLUSH_INTERVAL_METADATA.to_string(), f.clone());
+            }
+            js.create_stream(config).await.with_context(|| {
+                format!("stream {name} could not be read ({get_error}) nor created")
+            })
+        }
+    }
+}
+
+fn js_info(plan: &Plan, mode: &str, window: Option<usize>, batch: Option<usize>) -> JsInfo {
+    JsInfo {
+        stream: plan.args.stream.clone(),
+        storage: match plan.args.storage {
+            Storage::File => "file",
+            Storage::Memory => "memory",
+        }
+        .to_string(),
+        flush_interval: plan.args.flush_interval.clone(),
+        mode: mode.to_string(),
+        window,
+        batch,
+    }
+}
+
+/// Publishes with PubAcks: `window == None` awaits each one (round trip latency),
+/// otherwise up to `window` are in flight (publish→ack latency).
+#[allow(clippy::too_many_arguments)]
+async fn publish_acked(
+    js: Context,
+    subject: String,
+    size: usize,
+    window: Option<usize>,
+    limit: Limit,
+    rate: f64,
+    start: Instant,
+    mut tally: Tally,
+) -> anyhow::Result<(Counted, Histogram<u64>)> {
+    let mut hist = histogram()?;
+    let body = payload(size, false);
+    let mut sent = 0u64;
+    let mut acked = 0u64;
+    let mut last = start;
+    match window {
+        None => {
+            while limit.more(sent) {
+                pace(start, sent, rate).await;
+                let t0 = Instant::now();
+                js.publish(subject.clone(), body.clone())
+                    .await
+                    .context("publish")?
+                    .await
+                    .context("PubAck")?;
+                last = Instant::now();
+                record(&mut hist, last - t0);
+                sent += 1;
+                acked += 1;
+                tally.add(1);
+            }
+        }
+        Some(window) => {
+            let mut in_flight = FuturesUnordered::new();
+            loop {
+                let more = limit.more(sent);
+                if in_flight.len() >= window || (!more && !in_flight.is_empty()) {
+                    if let Some((t0, ack)) = in_flight.next().await {
+                        let ack: Result<PublishAck, _> = ack;
+                        ack.context("PubAck")?;
+                        last = Instant::now();
+                        record(&mut hist, last.saturating_duration_since(t0));
+                        acked += 1;
+                        tally.add(1);
+                    }
+                    continue;
+                }
+                if !more {
+                    break;
+                }
+                pace(start, sent, rate).await;
+                let t0 = Instant::now();
+                let ack = js
+                    .publish(subject.clone(), body.clone())
+                    .await
+                    .context("publish")?;
+                in_flight.push(async move { (t0, ack.await) });
+                sent += 1;
+            }
+        }
+    }
+    tally.flush();
+    Ok((
+        Counted {
+            msgs: acked,
+            bytes: acked * size as u64,
+            elapsed: last.saturating_duration_since(start),
+        },
+        hist,
+    ))
+}
+
+/// `js-pub`: publishers append to a station and wait for PubAcks. The headline is
+/// acknowledged messages per second.
+pub(crate) async fn publish(plan: &Plan) -> anyhow::Result<Report> {
+    let args = &plan.args;
+    let admin = connect(&args.url, "junction-bench-admin", &plan.client_drops).await?;
+    let admin_js = context(admin.clone(), DEFAULT_WINDOW);
+    let stream = ensure_stream(&admin_js, plan).await?;
+    if args.purge {
+        stream.purge().await.context("purging the stream")?;
+    }
+    let window = if args.sync {
+        None
+    } else {
+        Some(args.window.unwrap_or(DEFAULT_WINDOW))
+    };
+    let mut publishers = Vec::with_capacity(plan.pubs);
+    for i in 0..plan.pubs {
+        let c = connect(
+            &args.url,
+            &format!("junction-bench-js-pub-{}", i + 1),
+            &plan.client_drops,
+        )
+        .await?;
+        round_trip(&c).await?;
+        publishers.push(context(c, window.unwrap_or(1)));
+    }
+    let counter = Arc::new(AtomicU64::new(0));
+    let bar = Progress::start(
+        plan.progress,
+        "publishing",
+        counter.clone(),
+        args.msgs,
+        plan.duration,
+    );
+    let cpu0 = process_cpu_secs();
+    let start = Instant::now();
+    let n = publishers.len();
+    let tasks: Vec<_> = publishers
+        .into_iter()
+        .enumerate()
+        .map(|(i, js)| {
+            tokio::spawn(publish_acked(
+                js,
+                subject(plan),
+                args.size,
+                window,
+                Limit::of(plan, start, i, n),
+                plan.rate_per_pub(),
+                start,
+                Tally::new(counter.clone()),
+            ))
+        })
+        .collect();
+    let results = join_all(tasks).await;
+    let cpu1 = process_cpu_secs();
+    bar.finish();
+    let mut hist = histogram()?;
+    let mut counted = Vec::new();
+    for (c, h) in results? {
+        hist.add(&h).context("merging latency histograms")?;
+        counted.push(c);
+    }
+    let publishers = group(&counted);
+    let expected = match plan.duration {
+        Some(_) => publishers.msgs,
+        None => args.msgs,
+    };
+    let mut report = Report::new(plan, &publishers, expected);
+    report.publishers = Some(publishers);
+    report.set_latency(
+        if window.is_some() {
+            "publish_to_ack"
+        } else {
+            "round_trip"
+        },
+        &hist,
+    );
+    report.set_cpu(cpu0, cpu1);
+    report.jetstream = Some(if window.is_some() {
+        js_info(plan, "window", window, None)
+    } else {
+        js_info(plan, "sync", None, None)
+    });
+    Ok(report)
+}
+
+/// Takes up to `batch` of the messages still to fetch.
+fn claim(remaining: &AtomicU64, batch: u64) -> u64 {
+    let mut current = remaining.load(Ordering::SeqCst);
+    loop {
+        if current == 0 {
+            return 0;
+        }
+        let take = current.min(batch);
+        match remaining.compare_exchange(
+            current,
+            current - take,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        ) {
+            Ok(_) => return take,
+            Err(now) => current = now,
+        }
+    }
+}
+
+/// `js-fetch`: the stream is purged and preloaded (untimed), then `--subs` members
+/// of one durable pull consumer fetch `--batch` messages per request and ack each
+/// one explicitly. The headline is fetched messages per second.
+pub(crate) async fn fetch(plan: &Plan) -> anyhow::Result<Report> {
+    let args = &plan.args;
+    let admin = connect(&args.url, "junction-bench-admin", &plan.client_drops).await?;
+    let admin_js = context(admin.clone(), 1000);
+    let stream = ensure_stream(&admin_js, plan).await?;
+    stream.purge().await.context("purging the stream")?;
+    let _ = stream.delete_consumer(&args.consumer).await;
+    let max_ack_pending = (args.batch * plan.subs * 2).max(1000);
+    stream
+        .create_consumer(pull::Config {
+            durable_name: Some(args.consumer.clone()),
+            ack_policy: AckPolicy::Explicit,
+            deliver_policy: DeliverPolicy::All,
+            max_ack_pending: i64::try_from(max_ack_pending).unwrap_or(i64::MAX),
+            ..Default::default()
+        })
+        .await
+        .context("creating the durable pull consumer")?;
+
+    // Preload, untimed.
+    let preloaded = Arc::new(AtomicU64::new(0));
+    let bar = Progress::start(
+        plan.progress,
+        "preloading",
+        preloaded.clone(),
+        args.msgs,
+        None,
+    );
+    let (loaded, _) = publish_acked(
+        admin_js,
+        subject(plan),
+        args.size,
+        Some(1000),
+        Limit::Count(args.msgs),
+        0.0,
+        Instant::now(),
+        Tally::new(preloaded),
+    )
+    .await
+    .context("preloading the stream")?;
+    bar.finish();
+
+    let mut consumers = Vec::with_capacity(plan.subs);
+    for i in 0..plan.subs {
+        let c = connect(
+            &args.url,
+            &format!("junction-bench-fetch-{}", i + 1),
+            &plan.client_drops,
+        )
+        .await?;
+        round_trip(&c).await?;
+        let js = context(c.clone(), 1);
+        let stream = js
+            .get_stream(&args.stream)
+            .await
+            .context("getting the stream")?;
+        let consumer: async_nats::jetstream::consumer::Consumer<pull::Config> = stream
+            .get_consumer(&args.consumer)
+            .await
+            .map_err(|e| anyhow!("getting the consumer: {e}"))?;
+        consumers.push((c, consumer));
+    }
+
+    let remaining = Arc::new(AtomicU64::new(loaded.msgs));
+    let fetched = Arc::new(AtomicU64::new(0));
+    let bar = Progress::start(
+        plan.progress,
+        "fetching",
+        fetched.clone(),
+        loaded.msgs,
+        None,
+    );
+    let batch = args.batch as u64;
+    let cpu0 = process_cpu_secs();
+    let start = Instant::now();
+    let tasks: Vec<_> = consumers
+        .into_iter()
+        .map(|(client, consumer)| {
+            let remaining = remaining.clone();
+            let mut tally = Tally::new(fetched.clone());
+            tokio::spawn(async move {
+                let mut hist = histogram()?;
+                let mut counted = Counted::default();
+                let mut last = start;
+                let mut empty = 0;
+                loop {
+                    let want = claim(&remaining, batch);
+                    if want == 0 {
+                        break;
+                    }
+                    let t0 = Instant::now();
+                    let mut messages = consumer
+                        .batch()
+                        .max_messages(usize::try_from(want).unwrap_or(usize::MAX))
+                        .expires(Duration::from_secs(5))
+                        .messages()
+                        .await
+                        .context("pull request")?;
+                    let mut got = 0u64;
+                    while let Some(m) = messages.next().await {
+                        let m = m.map_err(|e| anyhow!("fetch: {e}"))?;
+                        m.ack().await.map_err(|e| anyhow!("ack: {e}"))?;
+                        last = Instant::now();
+                        got += 1;
+                        counted.bytes += m.payload.len() as u64;
+                        tally.add(1);
+                    }
+                    record(&mut hist, t0.elapsed());
+                    counted.msgs += got;
+                    if got < want {
+                        remaining.fetch_add(want - got, Ordering::SeqCst);
+                        if got == 0 {
+                            empty += 1;
+                            if empty >= 3 {
+                                break;
+                            }
+                        }
+                    } else {
+                        empty = 0;
+                    }
+                }
+                client.flush().await.context("flushing acks")?;
+                tally.flush();
+                counted.elapsed = last.saturating_duration_since(start);
+                anyhow::Ok((counted, hist))
+            })
+        })
+        .collect();
+    let results = join_all(tasks).await;
+    let cpu1 = process_cpu_secs();
+    bar.finish();
+    let mut hist = histogram()?;
+    let mut counted = Vec::new();
+    for (c, h) in results? {
+        hist.add(&h).context("merging latency histograms")?;
+        counted.push(c);
+    }
+    let consumers = group(&counted);
+    let mut report = Report::new(plan, &consumers, args.msgs);
+    report.subscribers = Some(consumers);
+    report.set_latency("fetch_round_trip", &hist);
+    report.set_cpu(cpu0, cpu1);
+    report.jetstream = Some(js_info(plan, "fetch", None, Some(args.batch)));
+    Ok(report)
+}

@@ -1,0 +1,380 @@
+//! The result of a run: what `--json` prints, and the text report.
+
+use super::stats::Counted;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::fmt::Write as _;
+
+/// Bytes in the "MB" of MB/s: 2^20, as `nats bench` counts.
+const MB: f64 = 1024.0 * 1024.0;
+
+/// Throughput of one client.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientStats {
+    /// Messages it sent or received.
+    pub msgs: u64,
+    /// Payload bytes of those messages.
+    pub bytes: u64,
+    /// Seconds from the common start to its last message.
+    pub elapsed_secs: f64,
+    /// `msgs / elapsed_secs`.
+    pub msgs_per_sec: f64,
+    /// Payload MiB per second.
+    pub mb_per_sec: f64,
+}
+
+/// Throughput of one side (publishers or subscribers), in aggregate and per client.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupStats {
+    /// Messages of all clients.
+    pub msgs: u64,
+    /// Payload bytes of all clients.
+    pub bytes: u64,
+    /// Seconds from the common start until the last client finished.
+    pub elapsed_secs: f64,
+    /// Aggregate `msgs / elapsed_secs`.
+    pub msgs_per_sec: f64,
+    /// Aggregate payload MiB per second.
+    pub mb_per_sec: f64,
+    /// Each client.
+    pub clients: Vec<ClientStats>,
+}
+
+/// The JetStream settings of a `js-*` run.
+#[derive(Debug, Clone, Serialize)]
+pub struct JsInfo {
+    /// Stream name.
+    pub stream: String,
+    /// `file` or `memory`.
+    pub storage: String,
+    /// The `junction.flush_interval` metadata this run asked for; `None` means the
+    /// server's default durability (fsync before ack on Junction).
+    pub flush_interval: Option<String>,
+    /// `sync`, `window` or `fetch`.
+    pub mode: String,
+    /// PubAcks in flight per publisher (`window` mode).
+    pub window: Option<usize>,
+    /// Messages per pull request (`fetch` mode).
+    pub batch: Option<usize>,
+}
+
+/// The result of one benchmark run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Scenario name (`pubsub`, `js-pub`, ...).
+    pub scenario: String,
+    /// The server URL.
+    pub url: String,
+    /// Payload size in bytes.
+    pub size: usize,
+    /// Publishers (requesters for `reqrep`).
+    pub pubs: usize,
+    /// Subscribers, queue members, responders or pull consumers.
+    pub subs: usize,
+    /// The headline count: messages received by all subscribers (pubsub, fanout,
+    /// queue), published (pub, js-pub), round trips (reqrep) or fetched (js-fetch).
+    pub msgs: u64,
+    /// How many the headline count should have reached.
+    pub expected: u64,
+    /// `expected - msgs` when the run gave up waiting (never negative).
+    pub lost: u64,
+    /// Aggregate rate of the headline count: what subscribers received, or the
+    /// publish rate for publish-only scenarios.
+    pub msgs_per_sec: f64,
+    /// Aggregate payload MiB per second of the headline count.
+    pub mb_per_sec: f64,
+    /// Seconds from the start until the headline count was reached.
+    pub elapsed_secs: f64,
+    /// What the latency percentiles measure: `publish_to_receive`, `round_trip`,
+    /// `publish_to_ack`, `fetch_round_trip`; `None` when not measured.
+    pub latency: Option<String>,
+    /// Latency samples recorded.
+    pub latency_samples: u64,
+    /// Median latency in microseconds.
+    pub p50_us: Option<f64>,
+    /// 90th percentile latency in microseconds.
+    pub p90_us: Option<f64>,
+    /// 99th percentile latency in microseconds.
+    pub p99_us: Option<f64>,
+    /// 99.9th percentile latency in microseconds.
+    pub p999_us: Option<f64>,
+    /// Largest latency in microseconds.
+    pub max_us: Option<f64>,
+    /// CPU seconds (user + system) the benchmark process used while measuring.
+    pub client_cpu_secs: Option<f64>,
+    /// CPU seconds the whole benchmark process used, set-up included (for tools
+    /// that account for everything running on the machine).
+    pub client_process_cpu_secs: Option<f64>,
+    /// Slow-consumer events of the benchmark's own clients: messages async-nats
+    /// dropped because a subscriber task fell behind (a lower bound; 0 means none).
+    pub client_drop_events: u64,
+    /// Publishers (requesters).
+    pub publishers: Option<GroupStats>,
+    /// Subscribers (responders, pull consumers).
+    pub subscribers: Option<GroupStats>,
+    /// JetStream settings of `js-*` runs.
+    pub jetstream: Option<JsInfo>,
+}
+
+fn rate(count: f64, elapsed: f64) -> f64 {
+    if elapsed > 0.0 { count / elapsed } else { 0.0 }
+}
+
+/// Aggregates clients: totals, and the slowest client's elapsed time.
+pub(crate) fn group(clients: &[Counted]) -> GroupStats {
+    let msgs = clients.iter().map(|c| c.msgs).sum::<u64>();
+    let bytes = clients.iter().map(|c| c.bytes).sum::<u64>();
+    let elapsed = clients
+        .iter()
+        .map(|c| c.elapsed)
+        .max()
+        .unwrap_or_default()
+        .as_secs_f64();
+    GroupStats {
+        msgs,
+        bytes,
+        elapsed_secs: elapsed,
+        msgs_per_sec: rate(msgs as f64, elapsed),
+        mb_per_sec: rate(bytes as f64 / MB, elapsed),
+        clients: clients
+            .iter()
+            .map(|c| {
+                let e = c.elapsed.as_secs_f64();
+                ClientStats {
+                    msgs: c.msgs,
+                    bytes: c.bytes,
+                    elapsed_secs: e,
+                    msgs_per_sec: rate(c.msgs as f64, e),
+                    mb_per_sec: rate(c.bytes as f64 / MB, e),
+                }
+            })
+            .collect(),
+    }
+}
+
+impl Report {
+    /// A report whose headline numbers are `headline`'s.
+    pub(crate) fn new(plan: &super::Plan, headline: &GroupStats, expected: u64) -> Report {
+        Report {
+            scenario: plan.args.scenario.name().to_string(),
+            url: plan.args.url.clone(),
+            size: plan.args.size,
+            pubs: plan.pubs,
+            subs: plan.subs,
+            msgs: headline.msgs,
+            expected,
+            lost: expected.saturating_sub(headline.msgs),
+            msgs_per_sec: headline.msgs_per_sec,
+            mb_per_sec: headline.mb_per_sec,
+            elapsed_secs: headline.elapsed_secs,
+            latency: None,
+            latency_samples: 0,
+            p50_us: None,
+            p90_us: None,
+            p99_us: None,
+            p999_us: None,
+            max_us: None,
+            client_cpu_secs: None,
+            client_process_cpu_secs: None,
+            client_drop_events: 0,
+            publishers: None,
+            subscribers: None,
+            jetstream: None,
+        }
+    }
+
+    /// Fills the latency percentiles from a histogram in nanoseconds.
+    pub(crate) fn set_latency(&mut self, kind: &str, h: &Histogram<u64>) {
+        if h.is_empty() {
+            return;
+        }
+        let us = |ns: u64| Some(ns as f64 / 1000.0);
+        self.latency = Some(kind.to_string());
+        self.latency_samples = h.len();
+        self.p50_us = us(h.value_at_quantile(0.50));
+        self.p90_us = us(h.value_at_quantile(0.90));
+        self.p99_us = us(h.value_at_quantile(0.99));
+        self.p999_us = us(h.value_at_quantile(0.999));
+        self.max_us = us(h.max());
+    }
+
+    /// Sets the client CPU time from two `/proc/self/stat` readings.
+    pub(crate) fn set_cpu(&mut self, before: Option<f64>, after: Option<f64>) {
+        self.client_cpu_secs = match (before, after) {
+            (Some(b), Some(a)) => Some(((a - b).max(0.0) * 100.0).round() / 100.0),
+            _ => None,
+        };
+    }
+
+    /// The text report, in the style of `nats bench`.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let clients = match self.scenario.as_str() {
+            "pub" | "js-pub" => format!("{} pubs", self.pubs),
+            "js-fetch" => format!("{} consumers", self.subs),
+            "reqrep" => format!("{} requesters, {} responders", self.pubs, self.subs),
+            _ => format!("{} pubs, {} subs", self.pubs, self.subs),
+        };
+        let _ = writeln!(
+            out,
+            "junction bench {} on {}: {} B payloads, {}",
+            self.scenario, self.url, self.size, clients
+        );
+        if let Some(js) = &self.jetstream {
+            let durability = match &js.flush_interval {
+                Some(f) => format!("flush interval {f}"),
+                None => "server default durability".to_string(),
+            };
+            let mode = match (js.mode.as_str(), js.window, js.batch) {
+                ("window", Some(w), _) => format!("{w} PubAcks in flight per publisher"),
+                ("fetch", _, Some(b)) => format!("fetch batch {b}, explicit acks"),
+                _ => "each PubAck awaited".to_string(),
+            };
+            let _ = writeln!(
+                out,
+                "stream {} ({}, {durability}), {mode}",
+                js.stream, js.storage
+            );
+        }
+        let side = |out: &mut String, name: &str, g: &GroupStats| {
+            let _ = writeln!(
+                out,
+                "{name} stats: {} msgs/sec ~ {:.2} MB/sec ({} msgs in {:.3} s)",
+                thousands(g.msgs_per_sec),
+                g.mb_per_sec,
+                thousands(g.msgs as f64),
+                g.elapsed_secs
+            );
+            if g.clients.len() > 1 {
+                for (i, c) in g.clients.iter().enumerate() {
+                    let _ = writeln!(
+                        out,
+                        " [{}] {} msgs/sec ~ {:.2} MB/sec ({} msgs)",
+                        i + 1,
+                        thousands(c.msgs_per_sec),
+                        c.mb_per_sec,
+                        thousands(c.msgs as f64)
+                    );
+                }
+                let rates: Vec<f64> = g.clients.iter().map(|c| c.msgs_per_sec).collect();
+                let n = rates.len() as f64;
+                let avg = rates.iter().sum::<f64>() / n;
+                let var = rates.iter().map(|r| (r - avg).powi(2)).sum::<f64>() / n;
+                let min = rates.iter().copied().fold(f64::INFINITY, f64::min);
+                let max = rates.iter().copied().fold(0.0, f64::max);
+                let _ = writeln!(
+                    out,
+                    " min {} | avg {} | max {} | stddev {} msgs/sec",
+                    thousands(min),
+                    thousands(avg),
+                    thousands(max),
+                    thousands(var.sqrt())
+                );
+            }
+        };
+        let (pub_name, sub_name) = match self.scenario.as_str() {
+            "reqrep" => ("Requester", "Responder"),
+            "js-fetch" => ("Pub", "Consumer"),
+            _ => ("Pub", "Sub"),
+        };
+        if let Some(p) = &self.publishers {
+            side(&mut out, pub_name, p);
+        }
+        if let Some(s) = &self.subscribers {
+            side(&mut out, sub_name, s);
+        }
+        let _ = writeln!(
+            out,
+            "Aggregate: {} msgs/sec ~ {:.2} MB/sec ({} msgs in {:.3} s)",
+            thousands(self.msgs_per_sec),
+            self.mb_per_sec,
+            thousands(self.msgs as f64),
+            self.elapsed_secs
+        );
+        if let (Some(kind), Some(p50), Some(p90), Some(p99), Some(p999), Some(max)) = (
+            &self.latency,
+            self.p50_us,
+            self.p90_us,
+            self.p99_us,
+            self.p999_us,
+            self.max_us,
+        ) {
+            let _ = writeln!(
+                out,
+                "Latency ({}, {} samples): p50 {} | p90 {} | p99 {} | p99.9 {} | max {}",
+                kind.replace('_', " "),
+                thousands(self.latency_samples as f64),
+                micros(p50),
+                micros(p90),
+                micros(p99),
+                micros(p999),
+                micros(max)
+            );
+        }
+        if let Some(cpu) = self.client_cpu_secs {
+            let share = if self.elapsed_secs > 0.0 {
+                cpu / self.elapsed_secs * 100.0
+            } else {
+                0.0
+            };
+            let _ = writeln!(
+                out,
+                "Client CPU: {cpu:.2} s ({share:.0}% of one core over the run; the client may be the bottleneck near {}%)",
+                std::thread::available_parallelism().map_or(100, |n| n.get() * 100)
+            );
+        }
+        if self.lost > 0 {
+            let _ = writeln!(
+                out,
+                "LOST: {} of {} expected messages never arrived ({} dropped by this client)",
+                thousands(self.lost as f64),
+                thousands(self.expected as f64),
+                if self.client_drop_events > 0 {
+                    "some"
+                } else {
+                    "none"
+                }
+            );
+        }
+        out
+    }
+}
+
+/// `1234567.8` as `1,234,568`.
+fn thousands(v: f64) -> String {
+    let n = v.round().max(0.0) as u64;
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// Microseconds, switching to milliseconds or seconds when large.
+fn micros(us: f64) -> String {
+    if us >= 1_000_000.0 {
+        format!("{:.2} s", us / 1_000_000.0)
+    } else if us >= 1000.0 {
+        format!("{:.2} ms", us / 1000.0)
+    } else {
+        format!("{us:.1} µs")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        assert_eq!(thousands(1_234_567.4), "1,234,567");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(1000.0), "1,000");
+        assert_eq!(micros(12.34), "12.3 µs");
+        assert_eq!(micros(1500.0), "1.50 ms");
+    }
+}
