@@ -113,6 +113,7 @@ async fn read_loop<E: Engine>(
                 Ok(0) | Err(_) => return CloseReason::ClientClosed,
                 Ok(_) => {
                     let step = drain(&mut codec, &mut buf, channel);
+                    channel.end_of_read();
                     if buf.capacity() - buf.len() < READ_CHUNK / 4 {
                         buf.reserve(READ_CHUNK);
                     }
