@@ -37,6 +37,8 @@ pub struct Config {
     pub limits: Limits,
     /// Who may connect.
     pub auth: Auth,
+    /// The HTTP gateway.
+    pub http: Http,
 }
 
 impl Default for Config {
@@ -54,6 +56,23 @@ impl Default for Config {
             pid_file: None,
             limits: Limits::default(),
             auth: Auth::default(),
+            http: Http::default(),
+        }
+    }
+}
+
+/// The HTTP gateway (`[http]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    /// Origins allowed to call the API from a browser (CORS); `"*"` allows any.
+    pub cors_origins: Vec<String>,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http {
+            cors_origins: vec!["*".into()],
         }
     }
 }
@@ -204,6 +223,14 @@ impl Config {
                 "limits.ping_interval must be more than 0".into(),
             ));
         }
+        for origin in &self.http.cors_origins {
+            let valid = !origin.is_empty() && origin.bytes().all(|b| b.is_ascii_graphic());
+            if !valid {
+                return Err(ConfigError(format!(
+                    "http.cors_origins: '{origin}' is not an origin"
+                )));
+            }
+        }
         if self.auth.token.is_some() && self.auth.user.is_some() {
             return Err(ConfigError(
                 "auth: set either user/password or token, not both".into(),
@@ -235,5 +262,24 @@ mod tests {
         assert_eq!(a("off"), None);
         assert!(parse_listen("x", "nope").is_err());
         assert!(parse_listen("x", "1.2.3.4:99999").is_err());
+    }
+
+    #[test]
+    fn http_cors_origins() {
+        assert_eq!(Config::default().http.cors_origins, vec!["*".to_string()]);
+        let read = |text: &str| {
+            use figment::providers::{Format, Serialized, Toml};
+            figment::Figment::from(Serialized::defaults(Config::default()))
+                .merge(Toml::string(text))
+                .extract::<Config>()
+                .ok()
+        };
+        let c = read("[http]\ncors_origins = [\"https://a.example\"]\n").unwrap();
+        assert_eq!(c.http.cors_origins, vec!["https://a.example".to_string()]);
+        assert!(c.validate().is_ok());
+        assert!(read("[http]\nnope = 1\n").is_none());
+        let mut bad = Config::default();
+        bad.http.cors_origins = vec!["https://a.example b".into()];
+        assert!(bad.validate().is_err());
     }
 }

@@ -247,7 +247,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 let mut api = junction_http::ApiSettings::new(limits.max_payload);
                 api.listen = addr;
                 api.readiness = readiness.clone();
+                api.cors_origins = config.http.cors_origins.clone();
                 router = router.merge(junction_http::api_router(engine.clone(), api));
+                // Open like /healthz: outside the API's auth layer.
+                router = router.merge(junction_http::metrics_router(engine.clone()));
             }
             let token = shutdown.clone();
             let readiness = readiness.clone();

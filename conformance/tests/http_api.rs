@@ -17,6 +17,8 @@ mod support;
 mod admin_stations_groups;
 #[path = "http_api/auth.rs"]
 mod auth;
+#[path = "http_api/compression_cors.rs"]
+mod compression_cors;
 #[path = "http_api/consume_long_poll.rs"]
 mod consume_long_poll;
 #[path = "http_api/errors.rs"]
@@ -25,6 +27,8 @@ mod errors;
 mod idempotency;
 #[path = "http_api/live_streams.rs"]
 mod live_streams;
+#[path = "http_api/metrics.rs"]
+mod metrics;
 #[path = "http_api/middleware.rs"]
 mod middleware;
 #[path = "http_api/openapi.rs"]
@@ -33,3 +37,5 @@ mod openapi;
 mod produce_and_ack;
 #[path = "http_api/shared_group_with_nats.rs"]
 mod shared_group_with_nats;
+#[path = "http_api/ws_consumer_group.rs"]
+mod ws_consumer_group;

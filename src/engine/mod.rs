@@ -21,9 +21,9 @@ use ahash::AHashMap;
 use junction_api::{
     AckKind, ClientId, ClientRecord, ClientSnapshot, Credentials, Delivery, Engine, EngineError,
     FetchRequest, FetchSink, GroupConfig, GroupInfo, Message, MessageQuery, NewClient, Protocol,
-    PublishOutcome, Purge, QueueGroup, ServerSnapshot, StationConfig, StationInfo, StoredCallback,
-    StoredMessage, Subject, SubjectFilter, Subscriber, SubscriptionId, SubscriptionSnapshot,
-    TenantId,
+    PublishOutcome, Purge, QueueGroup, ServerSnapshot, StationConfig, StationInfo, StorageStats,
+    StoredCallback, StoredMessage, Subject, SubjectFilter, Subscriber, SubscriptionId,
+    SubscriptionSnapshot, TenantId,
 };
 use junction_storage::Store;
 use parking_lot::RwLock;
@@ -495,6 +495,17 @@ impl Engine for StationEngine {
             .get(&client)
             .map(describe)
             .unwrap_or_default()
+    }
+
+    fn storage_stats(&self) -> StorageStats {
+        let store = self.stations.store();
+        let fsync = store.fsync_histogram();
+        StorageStats {
+            fsync_buckets: fsync.buckets,
+            fsync_sum_secs: fsync.sum_secs,
+            fsync_count: fsync.count,
+            disk_bytes: store.disk_space(),
+        }
     }
 }
 

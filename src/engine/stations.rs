@@ -120,6 +120,11 @@ fn normalize(mut config: StationConfig) -> Result<StationConfig, EngineError> {
 }
 
 impl StationRegistry {
+    /// The store every station writes to.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Loads every station stored in `store`.
     pub fn load(store: Store) -> Result<Self, EngineError> {
         let registry = StationRegistry {

@@ -27,7 +27,11 @@
 //! [`StorageError::Poisoned`]; the process must restart and recover rather than keep
 //! acknowledging writes it may not have made.
 
+mod fsync;
 pub mod record;
+
+use fsync::FsyncHistogram;
+pub use fsync::{FSYNC_BUCKETS_SECS, FsyncStats};
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 pub use record::Record;
@@ -106,6 +110,7 @@ struct Inner {
     writer: Option<mpsc::Sender<Job>>,
     writer_thread: Option<std::thread::JoinHandle<()>>,
     poisoned: Arc<AtomicBool>,
+    fsync: Arc<FsyncHistogram>,
     path: PathBuf,
 }
 
@@ -135,13 +140,15 @@ impl Store {
         let state = db.keyspace("state", KeyspaceCreateOptions::default)?;
         let (tx, rx) = mpsc::channel::<Job>();
         let poisoned = Arc::new(AtomicBool::new(false));
+        let fsync = Arc::new(FsyncHistogram::default());
         let writer_thread = {
             let db = db.clone();
             let log = log.clone();
             let poisoned = poisoned.clone();
+            let fsync = fsync.clone();
             std::thread::Builder::new()
                 .name("junction-store-writer".into())
-                .spawn(move || writer_loop(db, log, rx, poisoned))
+                .spawn(move || writer_loop(db, log, rx, poisoned, fsync))
                 .map_err(|e| StorageError::Fjall(format!("cannot start writer thread: {e}")))?
         };
         Ok(Store {
@@ -153,6 +160,7 @@ impl Store {
                 writer: Some(tx),
                 writer_thread: Some(writer_thread),
                 poisoned,
+                fsync,
                 path,
             }),
         })
@@ -161,6 +169,12 @@ impl Store {
     /// Where the store lives.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Latency of every fsync the store has made since it opened (group commits,
+    /// interval syncs and synchronous metadata writes).
+    pub fn fsync_histogram(&self) -> FsyncStats {
+        self.inner.fsync.snapshot()
     }
 
     /// True once a write has failed.
@@ -260,7 +274,7 @@ impl Store {
     fn commit_sync(&self, batch: fjall::OwnedWriteBatch) -> Result<(), StorageError> {
         let result = batch
             .commit()
-            .and_then(|()| self.inner.db.persist(PersistMode::SyncData));
+            .and_then(|()| timed_persist(&self.inner.db, &self.inner.fsync));
         if let Err(e) = result {
             self.inner.poisoned.store(true, Ordering::Relaxed);
             tracing::error!(error = %e, "storage write failed; store is poisoned");
@@ -334,7 +348,21 @@ impl Store {
     }
 }
 
-fn writer_loop(db: Database, log: Keyspace, rx: mpsc::Receiver<Job>, poisoned: Arc<AtomicBool>) {
+/// `persist(SyncData)`, recording its latency.
+fn timed_persist(db: &Database, fsync: &FsyncHistogram) -> Result<(), fjall::Error> {
+    let started = Instant::now();
+    let result = db.persist(PersistMode::SyncData);
+    fsync.observe(started.elapsed());
+    result
+}
+
+fn writer_loop(
+    db: Database,
+    log: Keyspace,
+    rx: mpsc::Receiver<Job>,
+    poisoned: Arc<AtomicBool>,
+    fsync: Arc<FsyncHistogram>,
+) {
     let mut unsynced_since: Option<Instant> = None;
     let mut sync_within = Duration::from_secs(1);
     loop {
@@ -348,7 +376,7 @@ fn writer_loop(db: Database, log: Keyspace, rx: mpsc::Receiver<Job>, poisoned: A
                 match rx.recv_timeout(wait) {
                     Ok(job) => job,
                     Err(mpsc::RecvTimeoutError::Timeout) => {
-                        if let Err(e) = db.persist(PersistMode::SyncData) {
+                        if let Err(e) = timed_persist(&db, &fsync) {
                             poisoned.store(true, Ordering::Relaxed);
                             tracing::error!(error = %e, "storage fsync failed; store is poisoned");
                         }
@@ -395,7 +423,7 @@ fn writer_loop(db: Database, log: Keyspace, rx: mpsc::Receiver<Job>, poisoned: A
         }
         let mut result = batch.commit();
         if result.is_ok() && need_sync {
-            result = db.persist(PersistMode::SyncData);
+            result = timed_persist(&db, &fsync);
             unsynced_since = None;
         }
         let outcome = match result {

@@ -78,6 +78,20 @@ pub struct ServerSnapshot {
     pub slow_consumers: u64,
 }
 
+/// Storage figures for monitoring (`/metrics`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StorageStats {
+    /// fsync latency histogram: `(upper bound in seconds, fsyncs at or below it)`,
+    /// cumulative, ascending. The `+Inf` bucket is [`StorageStats::fsync_count`].
+    pub fsync_buckets: Vec<(f64, u64)>,
+    /// Total time spent in fsync, in seconds.
+    pub fsync_sum_secs: f64,
+    /// Number of fsyncs.
+    pub fsync_count: u64,
+    /// Disk space the store uses, in bytes.
+    pub disk_bytes: u64,
+}
+
 /// The broker, as every protocol front-end sees it.
 ///
 /// Methods are synchronous and cheap: they never wait on I/O. Operations that must
@@ -241,4 +255,8 @@ pub trait Engine: Send + Sync + 'static {
 
     /// The subscriptions one client holds.
     fn client_subscriptions(&self, client: ClientId) -> Vec<SubscriptionSnapshot>;
+
+    /// Storage figures: fsync latency and disk use. Reading them is cheap (atomic
+    /// loads and a directory size), never a write.
+    fn storage_stats(&self) -> StorageStats;
 }

@@ -28,7 +28,9 @@ pub use client::{
     ClientId, ClientRecord, ClientSnapshot, ClientStats, Credentials, NewClient, Protocol,
     SubscriptionSnapshot, TenantId,
 };
-pub use engine::{Delivery, Engine, PublishOutcome, ServerSnapshot, Subscriber, SubscriptionId};
+pub use engine::{
+    Delivery, Engine, PublishOutcome, ServerSnapshot, StorageStats, Subscriber, SubscriptionId,
+};
 pub use error::EngineError;
 pub use group::{
     AckKind, AckPolicy, DeliverPolicy, Delivered, FetchEnd, FetchRequest, FetchSink, GroupConfig,

@@ -8,11 +8,13 @@
 //!   OpenAPI 3 document at `/v1/openapi.json` (see `docs/http.md`);
 //! - the NATS-style monitoring endpoints (`/healthz`, `/varz`, `/connz`,
 //!   [`monitor_router`]) served on the main HTTP listener and on the nats-server
-//!   compatible monitoring port (`-m`).
+//!   compatible monitoring port (`-m`);
+//! - Prometheus `GET /metrics` ([`metrics_router`]) on the main HTTP listener,
+//!   computed from engine snapshots at scrape time and open like `/healthz`.
 //!
 //! What it is not: it reads and writes the broker only through
 //! [`junction_api::Engine`]; it never reaches into the engine, storage or cluster.
-//! `/metrics` and the GUI come later and will live here too.
+//! The GUI comes later and will live here too.
 //!
 //! Invariants worth naming:
 //! - Every error answer is `{"error":{"code","message"}}` with a stable snake_case
@@ -23,12 +25,14 @@
 //!   one group share its messages, acknowledgements and redeliveries.
 
 mod api;
+mod metrics;
 mod monitor;
 mod process;
 
 pub use api::{
     ApiSettings, AppError, ErrorBody, ErrorDetail, GATEWAY_CLIENT_NAME, Readiness, api_router,
 };
+pub use metrics::metrics_router;
 pub use monitor::{MonitorSettings, monitor_router};
 
 use std::net::SocketAddr;

@@ -8,8 +8,10 @@
 //!
 //! Layers, outermost first: request id (`x-request-id`, generated when absent),
 //! tracing, request-id propagation to the response, panic → 500 JSON, JSON
-//! normalisation of non-JSON error responses, CORS (permissive for now), request
-//! timeout (504), body limit (413), then authentication on `/v1`.
+//! normalisation of non-JSON error responses, CORS (allowed origins from
+//! [`ApiSettings::cors_origins`]), response compression (gzip, never for SSE or
+//! WebSocket), request timeout (504), body limit (413), then authentication on
+//! `/v1`.
 
 mod auth;
 mod browse;
@@ -28,6 +30,7 @@ mod stations;
 mod tests;
 mod wire;
 mod ws;
+mod ws_attach;
 
 pub use error::{AppError, ErrorBody, ErrorDetail};
 pub use gateway_client::GATEWAY_CLIENT_NAME;
@@ -43,7 +46,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::cors::CorsLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
@@ -96,6 +101,8 @@ pub struct ApiSettings {
     pub listen: SocketAddr,
     /// Readiness, flipped by the process on shutdown.
     pub readiness: Readiness,
+    /// Origins allowed by CORS; `"*"` among them allows any (the default).
+    pub cors_origins: Vec<String>,
 }
 
 impl ApiSettings {
@@ -110,8 +117,22 @@ impl ApiSettings {
             max_wait: Duration::from_secs(30),
             listen: SocketAddr::from(([0, 0, 0, 0], 0)),
             readiness: Readiness::ready(),
+            cors_origins: vec!["*".into()],
         }
     }
+}
+
+/// The CORS layer for `origins`: permissive when one is `"*"`, else only those
+/// origins (ones that are not valid header values are skipped).
+fn cors_layer(origins: &[String]) -> CorsLayer {
+    if origins.iter().any(|o| o == "*") {
+        return CorsLayer::permissive();
+    }
+    let allowed: Vec<axum::http::HeaderValue> = origins
+        .iter()
+        .filter_map(|o| axum::http::HeaderValue::from_str(o).ok())
+        .collect();
+    CorsLayer::permissive().allow_origin(AllowOrigin::list(allowed))
 }
 
 /// What every handler shares.
@@ -181,6 +202,12 @@ pub fn api_router<E: Engine>(engine: Arc<E>, settings: ApiSettings) -> Router {
     let _ = state.openapi.set(document);
     let request_id = HeaderName::from_static(REQUEST_ID);
     let timeout = state.settings.request_timeout;
+    let cors = cors_layer(&state.settings.cors_origins);
+    // Server-Sent Events must reach the client as they are written; a WebSocket
+    // upgrade has no body to compress.
+    let compress = DefaultPredicate::new()
+        .and(NotForContentType::const_new("text/event-stream"))
+        .and(|status: StatusCode, _: _, _: &_, _: &_| status != StatusCode::SWITCHING_PROTOCOLS);
     router
         .fallback(error::route_not_found)
         .with_state(state)
@@ -204,9 +231,9 @@ pub fn api_router<E: Engine>(engine: Arc<E>, settings: ApiSettings) -> Router {
                 )
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(CatchPanicLayer::custom(error::panic_response))
+                .layer(CompressionLayer::new().gzip(true).compress_when(compress))
                 .layer(axum::middleware::map_response(error::normalize))
-                // Permissive for now; allowed origins become configuration later.
-                .layer(CorsLayer::permissive())
+                .layer(cors)
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::GATEWAY_TIMEOUT,
                     timeout,

@@ -150,6 +150,9 @@ impl Engine for Broken {
     fn client_subscriptions(&self, _: ClientId) -> Vec<SubscriptionSnapshot> {
         Vec::new()
     }
+    fn storage_stats(&self) -> junction_api::StorageStats {
+        junction_api::StorageStats::default()
+    }
 }
 
 async fn call(

@@ -8,6 +8,14 @@
 //!   "idempotency_key"?:"k","ref"?:…}` → `{"op":"published","ref",…}` with
 //!   `station`, `seq`, `duplicate` once a station made it durable, or `delivered`
 //! - `{"op":"ping"}` → `{"op":"pong"}`
+//! - `{"op":"attach","id":"x","station":"s","group":"g","max_inflight"?:N}` →
+//!   `{"op":"attached","id":"x"}`, then `{"op":"message","attach":"x","seq",…,
+//!   "delivery_count","ack_token"}` per delivery (at least once, never more than
+//!   `max_inflight` unacknowledged; see [`super::ws_attach`])
+//! - `{"op":"ack","token"}`, `{"op":"nak","token","delay_ms"?}`,
+//!   `{"op":"term","token","reason"?}`, `{"op":"in_progress","token"}`: settle a
+//!   delivery (no reply unless it fails)
+//! - `{"op":"detach","id":"x"}` → `{"op":"detached","id":"x"}`
 //!
 //! Server → client: `{"op":"message","sub":"s1","subject",…}` per delivery, and
 //! `{"op":"error","ref"?,"error":{"code","message"}}` for a refused frame.
@@ -17,22 +25,27 @@
 
 use super::ApiState;
 use super::auth::Tenant;
+use super::consume::parse_ack_token;
 use super::error::{AppError, ErrorBody, ErrorDetail};
 use super::live::{ChannelSubscriber, LiveClient, LiveMessageJson, OUTBOUND_QUEUE, Outbound};
 use super::publish::{Published, start_publish};
 use super::wire::{HeadersJson, decode_payload, headers_from_json};
+use super::ws_attach::{AttachRequest, Attachment, attach};
 use axum::Extension;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use futures::{SinkExt, StreamExt};
-use junction_api::{Message, Protocol, QueueGroup, Subject, SubjectFilter, SubscriptionId};
+use junction_api::{
+    AckKind, Message, Protocol, QueueGroup, Subject, SubjectFilter, SubscriptionId, TenantId,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// WebSocket close code for a slow consumer (policy violation).
@@ -68,6 +81,47 @@ enum ClientFrame {
         #[serde(rename = "ref")]
         reference: Option<Value>,
     },
+    Attach {
+        id: String,
+        station: String,
+        group: String,
+        #[serde(default = "default_max_inflight")]
+        max_inflight: usize,
+        #[serde(rename = "ref")]
+        reference: Option<Value>,
+    },
+    Detach {
+        id: String,
+        #[serde(rename = "ref")]
+        reference: Option<Value>,
+    },
+    Ack {
+        token: String,
+        #[serde(rename = "ref")]
+        reference: Option<Value>,
+    },
+    Nak {
+        token: String,
+        delay_ms: Option<u64>,
+        #[serde(rename = "ref")]
+        reference: Option<Value>,
+    },
+    Term {
+        token: String,
+        reason: Option<String>,
+        #[serde(rename = "ref")]
+        reference: Option<Value>,
+    },
+    InProgress {
+        token: String,
+        #[serde(rename = "ref")]
+        reference: Option<Value>,
+    },
+}
+
+/// `max_inflight` of an attach that does not say.
+fn default_max_inflight() -> usize {
+    100
 }
 
 #[derive(Serialize)]
@@ -78,7 +132,7 @@ struct ErrorFrame<'a> {
     error: ErrorDetail,
 }
 
-fn error_frame(reference: Option<&Value>, e: &AppError) -> String {
+pub(super) fn error_frame(reference: Option<&Value>, e: &AppError) -> String {
     serde_json::to_string(&ErrorFrame {
         op: "error",
         reference,
@@ -93,6 +147,8 @@ struct ReplyFrame {
     op: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     sub: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
     #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
     reference: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -119,11 +175,12 @@ struct MessageFrame {
     message: LiveMessageJson,
 }
 
-/// Open a WebSocket for live subscribe and publish.
+/// Open a WebSocket for live subscribe and publish, and consumer-group attach.
 ///
 /// See docs/http.md for the frame protocol: JSON text frames with an `op` of
-/// `subscribe`, `unsubscribe`, `publish` or `ping`; deliveries arrive as
-/// `{"op":"message","sub",…}`.
+/// `subscribe`, `unsubscribe`, `publish`, `ping`, `attach`, `detach`, `ack`, `nak`,
+/// `term` or `in_progress`; live deliveries arrive as `{"op":"message","sub",…}`,
+/// group deliveries as `{"op":"message","attach",…,"ack_token"}`.
 #[utoipa::path(
     get,
     path = "/v1/ws",
@@ -149,10 +206,10 @@ pub async fn websocket(
         .saturating_add(64 * 1024);
     Ok(upgrade
         .max_message_size(max_frame)
-        .on_upgrade(move |socket| session(socket, state, live)))
+        .on_upgrade(move |socket| session(socket, state, live, tenant)))
 }
 
-async fn session(socket: WebSocket, state: Arc<ApiState>, live: LiveClient) {
+async fn session(socket: WebSocket, state: Arc<ApiState>, live: LiveClient, tenant: TenantId) {
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
     let slow = Arc::new(AtomicBool::new(false));
@@ -189,6 +246,7 @@ async fn session(socket: WebSocket, state: Arc<ApiState>, live: LiveClient) {
     let recv_slow = slow.clone();
     let mut recv_task = tokio::spawn(async move {
         let mut subscriptions: HashMap<String, SubscriptionId> = HashMap::new();
+        let mut attachments: HashMap<String, Attachment> = HashMap::new();
         while let Some(Ok(frame)) = stream.next().await {
             let text = match frame {
                 WsMessage::Text(t) => t,
@@ -221,14 +279,29 @@ async fn session(socket: WebSocket, state: Arc<ApiState>, live: LiveClient) {
                     continue;
                 }
             };
-            let answer = handle(
-                &recv_state,
-                &client,
-                &tx,
-                &recv_slow,
-                &mut subscriptions,
-                request,
-            );
+            let answer = match request {
+                ClientFrame::Attach { .. }
+                | ClientFrame::Detach { .. }
+                | ClientFrame::Ack { .. }
+                | ClientFrame::Nak { .. }
+                | ClientFrame::Term { .. }
+                | ClientFrame::InProgress { .. } => handle_group(
+                    &recv_state,
+                    &tenant,
+                    &tx,
+                    &recv_slow,
+                    &mut attachments,
+                    request,
+                ),
+                request => handle(
+                    &recv_state,
+                    &client,
+                    &tx,
+                    &recv_slow,
+                    &mut subscriptions,
+                    request,
+                ),
+            };
             if let Some(text) = answer {
                 if tx.send(Outbound::Text(text)).await.is_err() {
                     break;
@@ -394,5 +467,124 @@ fn handle(
             });
             None
         }
+        ClientFrame::Attach { .. }
+        | ClientFrame::Detach { .. }
+        | ClientFrame::Ack { .. }
+        | ClientFrame::Nak { .. }
+        | ClientFrame::Term { .. }
+        | ClientFrame::InProgress { .. } => None,
+    }
+}
+
+/// Applies a consumer-group request: attach, detach, or the settlement of a
+/// delivery. Returns the immediate reply, if any.
+fn handle_group(
+    state: &Arc<ApiState>,
+    tenant: &TenantId,
+    tx: &mpsc::Sender<Outbound>,
+    slow: &Arc<AtomicBool>,
+    attachments: &mut HashMap<String, Attachment>,
+    request: ClientFrame,
+) -> Option<String> {
+    let (token, kind, reference) = match request {
+        ClientFrame::Attach {
+            id,
+            station,
+            group,
+            max_inflight,
+            reference,
+        } => {
+            if attachments.contains_key(&id) {
+                let e = AppError::new(
+                    axum::http::StatusCode::CONFLICT,
+                    "attachment_exists",
+                    format!("attachment '{id}' exists"),
+                );
+                return Some(error_frame(reference.as_ref(), &e));
+            }
+            let request = AttachRequest {
+                id: id.clone(),
+                station,
+                group,
+                max_inflight,
+            };
+            return Some(
+                match attach(&state.engine, tenant, request, tx.clone(), slow.clone()) {
+                    Ok(a) => {
+                        attachments.insert(id.clone(), a);
+                        ReplyFrame {
+                            op: "attached",
+                            id: Some(id),
+                            reference,
+                            ..Default::default()
+                        }
+                        .text()
+                    }
+                    Err(e) => error_frame(reference.as_ref(), &e),
+                },
+            );
+        }
+        ClientFrame::Detach { id, reference } => {
+            return Some(match attachments.remove(&id) {
+                Some(_) => ReplyFrame {
+                    op: "detached",
+                    id: Some(id),
+                    reference,
+                    ..Default::default()
+                }
+                .text(),
+                None => error_frame(
+                    reference.as_ref(),
+                    &AppError::new(
+                        axum::http::StatusCode::NOT_FOUND,
+                        "attachment_not_found",
+                        format!("no attachment '{id}'"),
+                    ),
+                ),
+            });
+        }
+        ClientFrame::Ack { token, reference } => (token, AckKind::Ack, reference),
+        ClientFrame::Nak {
+            token,
+            delay_ms,
+            reference,
+        } => (
+            token,
+            AckKind::Nak(delay_ms.map(Duration::from_millis)),
+            reference,
+        ),
+        ClientFrame::Term {
+            token,
+            reason,
+            reference,
+        } => (token, AckKind::Term(reason), reference),
+        ClientFrame::InProgress { token, reference } => (token, AckKind::InProgress, reference),
+        _ => return None,
+    };
+    let found = attachments.values().find_map(|a| {
+        let s = &a.shared;
+        parse_ack_token(&token, &s.station, &s.group).map(|seq| (s.clone(), seq))
+    });
+    let Some((shared, seq)) = found else {
+        let e = AppError::bad_request(
+            "invalid_ack_token",
+            format!("'{token}' is not an ack token of an attachment of this socket"),
+        );
+        return Some(error_frame(reference.as_ref(), &e));
+    };
+    let in_progress = kind == AckKind::InProgress;
+    match state
+        .engine
+        .ack(tenant, &shared.station, &shared.group, seq, kind)
+    {
+        Ok(()) => {
+            if in_progress {
+                shared.extended(seq);
+            } else {
+                shared.settled(seq);
+            }
+            None
+        }
+        Err(e) => Some(error_frame(reference.as_ref(), &e.into())),
     }
 }

@@ -1,0 +1,403 @@
+//! Prometheus `GET /metrics`, in the text exposition format.
+//!
+//! Nothing is counted on a hot path for it: every scrape builds a fresh
+//! [`prometheus::Registry`] from engine snapshots (server figures, the client list,
+//! stations and their consumer groups, storage figures) and the process's own
+//! `/proc` figures, and encodes it with [`prometheus::TextEncoder`]. Counters are
+//! therefore the engine's own totals since start, read at scrape time.
+//!
+//! Stations and groups are those of the default tenant (the only one until
+//! multi-tenancy lands). The route is open, like `/healthz`: it never requires
+//! credentials, even when the `/v1` routes do.
+
+use crate::process;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use junction_api::{ClientSnapshot, Engine, Protocol, StorageStats, TenantId};
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{Bucket, Histogram, Metric, MetricFamily, MetricType};
+use prometheus::{
+    Counter, Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// Every metric name starts with this.
+const PREFIX: &str = "junction";
+
+/// The `/metrics` route, ready to merge into a router. It has no fallback and no
+/// auth layer.
+pub fn metrics_router<E: Engine>(engine: Arc<E>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::<E>))
+        .with_state(engine)
+}
+
+async fn metrics<E: Engine>(State(engine): State<Arc<E>>) -> Response {
+    // Snapshots take engine locks and read /proc and the store's directory size:
+    // keep that off the async workers.
+    let encoded = tokio::task::spawn_blocking(move || scrape(engine.as_ref())).await;
+    match encoded {
+        Ok(Ok(body)) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(prometheus::TEXT_FORMAT),
+            )],
+            body,
+        )
+            .into_response(),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "metrics failed to encode");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "metrics scrape failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+fn protocol_label(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Nats => "nats",
+        Protocol::Mqtt => "mqtt",
+        Protocol::Http => "http",
+        Protocol::WebSocket => "websocket",
+        _ => "other",
+    }
+}
+
+/// Every protocol label, so each series exists (at zero) from the first scrape.
+const PROTOCOLS: [Protocol; 4] = [
+    Protocol::Nats,
+    Protocol::Mqtt,
+    Protocol::Http,
+    Protocol::WebSocket,
+];
+
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help).namespace(PREFIX)
+}
+
+/// Builds and registers a metric in one step.
+struct Builder<'a> {
+    registry: &'a Registry,
+}
+
+impl Builder<'_> {
+    fn register<C: Collector + Clone + 'static>(&self, c: C) -> prometheus::Result<C> {
+        self.registry.register(Box::new(c.clone()))?;
+        Ok(c)
+    }
+
+    fn gauge(&self, name: &str, help: &str, value: u64) -> prometheus::Result<()> {
+        let g = self.register(IntGauge::with_opts(opts(name, help))?)?;
+        g.set(clamp(value));
+        Ok(())
+    }
+
+    fn counter(&self, name: &str, help: &str, value: u64) -> prometheus::Result<()> {
+        let c = self.register(IntCounter::with_opts(opts(name, help))?)?;
+        c.inc_by(value);
+        Ok(())
+    }
+
+    fn gauge_vec(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> prometheus::Result<IntGaugeVec> {
+        self.register(IntGaugeVec::new(opts(name, help), labels)?)
+    }
+
+    fn counter_vec(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> prometheus::Result<IntCounterVec> {
+        self.register(IntCounterVec::new(opts(name, help), labels)?)
+    }
+}
+
+fn clamp(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// One scrape: every metric, encoded as Prometheus text.
+fn scrape<E: Engine + ?Sized>(engine: &E) -> prometheus::Result<String> {
+    let registry = Registry::new();
+    let b = Builder {
+        registry: &registry,
+    };
+
+    // Server-wide figures.
+    let server = engine.server_snapshot();
+    b.counter(
+        "total_connections",
+        "Clients connected since the server started.",
+        server.total_connections,
+    )?;
+    b.counter(
+        "messages_in_total",
+        "Messages published into the server.",
+        server.in_msgs,
+    )?;
+    b.counter(
+        "messages_out_total",
+        "Messages delivered by the server.",
+        server.out_msgs,
+    )?;
+    b.counter(
+        "bytes_in_total",
+        "Payload bytes published into the server.",
+        server.in_bytes,
+    )?;
+    b.counter(
+        "bytes_out_total",
+        "Payload bytes delivered by the server.",
+        server.out_bytes,
+    )?;
+    b.counter(
+        "slow_consumer_disconnects_total",
+        "Clients disconnected as slow consumers.",
+        server.slow_consumers,
+    )?;
+    b.gauge("subscriptions", "Live subscriptions.", server.subscriptions)?;
+
+    // Per protocol, summed over the clients connected now.
+    let clients: Vec<ClientSnapshot> = engine.clients();
+    let connections = b.gauge_vec(
+        "connections",
+        "Clients connected now, by protocol.",
+        &["protocol"],
+    )?;
+    let per_protocol = [
+        (
+            "protocol_messages_in_total",
+            "Messages published by the clients connected now, by protocol.",
+        ),
+        (
+            "protocol_messages_out_total",
+            "Messages delivered to the clients connected now, by protocol.",
+        ),
+        (
+            "protocol_bytes_in_total",
+            "Payload bytes published by the clients connected now, by protocol.",
+        ),
+        (
+            "protocol_bytes_out_total",
+            "Payload bytes delivered to the clients connected now, by protocol.",
+        ),
+    ]
+    .map(|(name, help)| b.counter_vec(name, help, &["protocol"]));
+    let [msgs_in, msgs_out, bytes_in, bytes_out] = per_protocol;
+    let (msgs_in, msgs_out, bytes_in, bytes_out) = (msgs_in?, msgs_out?, bytes_in?, bytes_out?);
+    for p in PROTOCOLS {
+        let label = [protocol_label(p)];
+        connections.with_label_values(&label);
+        msgs_in.with_label_values(&label);
+        msgs_out.with_label_values(&label);
+        bytes_in.with_label_values(&label);
+        bytes_out.with_label_values(&label);
+    }
+    for c in &clients {
+        let label = [protocol_label(c.protocol)];
+        connections.with_label_values(&label).inc();
+        msgs_in.with_label_values(&label).inc_by(c.in_msgs);
+        msgs_out.with_label_values(&label).inc_by(c.out_msgs);
+        bytes_in.with_label_values(&label).inc_by(c.in_bytes);
+        bytes_out.with_label_values(&label).inc_by(c.out_bytes);
+    }
+
+    // Stations and consumer groups.
+    let station_messages = b.gauge_vec(
+        "station_messages",
+        "Messages stored in a station.",
+        &["station"],
+    )?;
+    let station_bytes = b.gauge_vec("station_bytes", "Bytes stored in a station.", &["station"])?;
+    let station_last_seq = b.gauge_vec(
+        "station_last_seq",
+        "Sequence of a station's newest message.",
+        &["station"],
+    )?;
+    let group_labels = ["station", "group"];
+    let lag = b.gauge_vec(
+        "consumer_group_lag",
+        "Messages a consumer group has not yet been delivered (num_pending).",
+        &group_labels,
+    )?;
+    let ack_pending = b.gauge_vec(
+        "consumer_group_ack_pending",
+        "Deliveries of a consumer group awaiting acknowledgement.",
+        &group_labels,
+    )?;
+    let redelivered = b.gauge_vec(
+        "consumer_group_redelivered",
+        "Messages of a consumer group delivered more than once and not yet acknowledged.",
+        &group_labels,
+    )?;
+    let tenant = TenantId::default_tenant();
+    for name in engine.station_names(&tenant, None) {
+        // A station deleted between the listing and here is skipped.
+        let Ok(info) = engine.station_info(&tenant, &name) else {
+            continue;
+        };
+        let label = [name.as_str()];
+        station_messages
+            .with_label_values(&label)
+            .set(clamp(info.state.messages));
+        station_bytes
+            .with_label_values(&label)
+            .set(clamp(info.state.bytes));
+        station_last_seq
+            .with_label_values(&label)
+            .set(clamp(info.state.last_seq));
+        for group in engine.group_names(&tenant, &name).unwrap_or_default() {
+            let Ok(g) = engine.group_info(&tenant, &name, &group) else {
+                continue;
+            };
+            let labels = [name.as_str(), group.as_str()];
+            lag.with_label_values(&labels)
+                .set(clamp(g.state.num_pending));
+            ack_pending
+                .with_label_values(&labels)
+                .set(clamp(g.state.num_ack_pending));
+            redelivered
+                .with_label_values(&labels)
+                .set(clamp(g.state.num_redelivered));
+        }
+    }
+
+    // Storage.
+    let storage = engine.storage_stats();
+    b.gauge(
+        "storage_disk_bytes",
+        "Disk space the store uses.",
+        storage.disk_bytes,
+    )?;
+    registry.register(Box::new(FsyncHistogram::new(storage)?))?;
+
+    // The process.
+    b.gauge(
+        "resident_memory_bytes",
+        "Resident memory of the process.",
+        process::rss_bytes(),
+    )?;
+    let cpu = b.register(Counter::with_opts(opts(
+        "cpu_seconds_total",
+        "User and system CPU time of the process.",
+    ))?)?;
+    cpu.inc_by(process::cpu_seconds().max(0.0));
+
+    let mut out = Vec::new();
+    TextEncoder::new().encode(&registry.gather(), &mut out)?;
+    String::from_utf8(out).map_err(|e| prometheus::Error::Msg(e.to_string()))
+}
+
+/// `junction_fsync_seconds`: the store's fsync latency histogram, from buckets the
+/// storage layer has already counted.
+struct FsyncHistogram {
+    desc: Desc,
+    stats: StorageStats,
+}
+
+impl FsyncHistogram {
+    fn new(stats: StorageStats) -> prometheus::Result<Self> {
+        let desc = Desc::new(
+            format!("{PREFIX}_fsync_seconds"),
+            "Latency of the store's fsyncs (group commits, interval syncs, metadata writes)."
+                .to_string(),
+            Vec::new(),
+            HashMap::new(),
+        )?;
+        Ok(FsyncHistogram { desc, stats })
+    }
+}
+
+impl Collector for FsyncHistogram {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![&self.desc]
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        // Bounds are ascending and unique; a BTreeMap keyed by their bits keeps
+        // that even if a caller hands them over unsorted.
+        let ordered: BTreeMap<u64, (f64, u64)> = self
+            .stats
+            .fsync_buckets
+            .iter()
+            .filter(|(le, _)| le.is_finite() && *le >= 0.0)
+            .map(|&(le, n)| (le.to_bits(), (le, n)))
+            .collect();
+        let buckets: Vec<Bucket> = ordered
+            .into_values()
+            .map(|(le, n)| {
+                let mut b = Bucket::default();
+                b.set_upper_bound(le);
+                b.set_cumulative_count(n);
+                b
+            })
+            .collect();
+        let mut histogram = Histogram::default();
+        histogram.set_bucket(buckets);
+        histogram.set_sample_sum(self.stats.fsync_sum_secs);
+        histogram.set_sample_count(self.stats.fsync_count);
+        let mut metric = Metric::default();
+        metric.set_histogram(histogram);
+        let mut family = MetricFamily::default();
+        family.set_name(self.desc.fq_name.clone());
+        family.set_help(self.desc.help.clone());
+        family.set_field_type(MetricType::HISTOGRAM);
+        family.set_metric(vec![metric]);
+        vec![family]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn fsync_histogram_is_encoded_as_a_prometheus_histogram() {
+        let registry = Registry::new();
+        let stats = StorageStats {
+            fsync_buckets: vec![(0.001, 2), (0.01, 5)],
+            fsync_sum_secs: 0.02,
+            fsync_count: 6,
+            disk_bytes: 0,
+        };
+        registry
+            .register(Box::new(FsyncHistogram::new(stats).unwrap()))
+            .unwrap();
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&registry.gather(), &mut out)
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("# TYPE junction_fsync_seconds histogram"),
+            "{text}"
+        );
+        assert!(
+            text.contains("junction_fsync_seconds_bucket{le=\"0.001\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("junction_fsync_seconds_bucket{le=\"0.01\"} 5"),
+            "{text}"
+        );
+        assert!(
+            text.contains("junction_fsync_seconds_bucket{le=\"+Inf\"} 6"),
+            "{text}"
+        );
+        assert!(text.contains("junction_fsync_seconds_sum 0.02"), "{text}");
+        assert!(text.contains("junction_fsync_seconds_count 6"), "{text}");
+    }
+}
