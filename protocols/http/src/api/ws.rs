@@ -508,21 +508,28 @@ fn handle_group(
                 group,
                 max_inflight,
             };
-            return Some(
-                match attach(&state.engine, tenant, request, tx.clone(), slow.clone()) {
-                    Ok(a) => {
-                        attachments.insert(id.clone(), a);
-                        ReplyFrame {
-                            op: "attached",
-                            id: Some(id),
-                            reference,
-                            ..Default::default()
-                        }
-                        .text()
-                    }
-                    Err(e) => error_frame(reference.as_ref(), &e),
-                },
-            );
+            // `attached` is queued by `attach` itself, before the first delivery.
+            let attached = ReplyFrame {
+                op: "attached",
+                id: Some(id.clone()),
+                reference: reference.clone(),
+                ..Default::default()
+            }
+            .text();
+            return match attach(
+                &state.engine,
+                tenant,
+                request,
+                tx.clone(),
+                slow.clone(),
+                attached,
+            ) {
+                Ok(a) => {
+                    attachments.insert(id, a);
+                    None
+                }
+                Err(e) => Some(error_frame(reference.as_ref(), &e)),
+            };
         }
         ClientFrame::Detach { id, reference } => {
             return Some(match attachments.remove(&id) {

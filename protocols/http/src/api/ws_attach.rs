@@ -164,13 +164,15 @@ pub struct AttachRequest {
     pub max_inflight: usize,
 }
 
-/// Starts delivering a group's messages to the socket behind `tx`.
+/// Starts delivering a group's messages to the socket behind `tx`; `attached` (the
+/// confirmation frame) is queued first, so it always precedes the first delivery.
 pub fn attach(
     engine: &Arc<dyn Engine>,
     tenant: &TenantId,
     request: AttachRequest,
     tx: mpsc::Sender<Outbound>,
     slow: Arc<AtomicBool>,
+    attached: String,
 ) -> Result<Attachment, AppError> {
     if request.max_inflight == 0 || request.max_inflight > MAX_FETCH_BATCH {
         return Err(AppError::invalid(
@@ -190,6 +192,14 @@ pub fn attach(
         tx,
         slow,
     });
+    if shared.tx.try_send(Outbound::Text(attached)).is_err() {
+        shared.slow.store(true, Ordering::Relaxed);
+        return Err(AppError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "slow_consumer",
+            "the socket's send queue is full",
+        ));
+    }
     let task = tokio::spawn(pump(engine.clone(), tenant.clone(), shared.clone()));
     Ok(Attachment { shared, task })
 }
