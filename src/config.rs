@@ -39,6 +39,8 @@ pub struct Config {
     pub auth: Auth,
     /// The HTTP gateway.
     pub http: Http,
+    /// The MQTT front-end.
+    pub mqtt: Mqtt,
 }
 
 impl Default for Config {
@@ -57,6 +59,64 @@ impl Default for Config {
             limits: Limits::default(),
             auth: Auth::default(),
             http: Http::default(),
+            mqtt: Mqtt::default(),
+        }
+    }
+}
+
+/// The MQTT front-end (`[mqtt]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mqtt {
+    /// Largest MQTT packet accepted, in bytes (advertised as Maximum Packet Size).
+    pub max_packet_size: u32,
+    /// QoS 1/2 publishes a client may have unacknowledged (Receive Maximum).
+    pub receive_maximum: u16,
+    /// Topic aliases a client may use (Topic Alias Maximum).
+    pub topic_alias_maximum: u16,
+    /// Highest keep-alive in seconds (0 = as the client asks); MQTT 5 clients are
+    /// told through Server Keep Alive.
+    pub max_keep_alive: u16,
+    /// Longest session expiry granted, in seconds.
+    pub max_session_expiry: u32,
+    /// QoS 1/2 messages queued per client beyond its Receive Maximum.
+    pub max_queued_messages: usize,
+    /// How often `$SYS/broker/...` topics are refreshed (`0s` turns them off).
+    #[serde(with = "humantime_serde")]
+    pub sys_interval: Duration,
+    /// Topic authorization: publish and subscribe filters denied per user.
+    pub acl: Vec<junction_mqtt::AclRule>,
+}
+
+impl Default for Mqtt {
+    fn default() -> Self {
+        let d = junction_mqtt::MqttOptions::default();
+        Mqtt {
+            max_packet_size: d.max_packet_size,
+            receive_maximum: d.receive_maximum,
+            topic_alias_maximum: d.topic_alias_maximum,
+            max_keep_alive: d.max_keep_alive,
+            max_session_expiry: d.max_session_expiry,
+            max_queued_messages: d.max_queued_messages,
+            sys_interval: d.sys_interval,
+            acl: d.acl,
+        }
+    }
+}
+
+impl Mqtt {
+    /// The front-end's options.
+    pub fn options(&self) -> junction_mqtt::MqttOptions {
+        junction_mqtt::MqttOptions {
+            max_packet_size: self.max_packet_size,
+            receive_maximum: self.receive_maximum,
+            topic_alias_maximum: self.topic_alias_maximum,
+            max_keep_alive: self.max_keep_alive,
+            max_session_expiry: self.max_session_expiry,
+            max_queued_messages: self.max_queued_messages,
+            sys_interval: self.sys_interval,
+            acl: self.acl.clone(),
+            ..junction_mqtt::MqttOptions::default()
         }
     }
 }
@@ -217,6 +277,19 @@ impl Config {
             return Err(ConfigError(
                 "limits.max_pending must be at least limits.max_payload".into(),
             ));
+        }
+        if self.mqtt.max_packet_size < 64 {
+            return Err(ConfigError("mqtt.max_packet_size must be at least 64".into()));
+        }
+        if self.mqtt.receive_maximum == 0 {
+            return Err(ConfigError("mqtt.receive_maximum must be more than 0".into()));
+        }
+        for rule in &self.mqtt.acl {
+            for f in rule.deny_publish.iter().chain(&rule.deny_subscribe) {
+                junction_mqtt::topic::map_filter(f).map_err(|e| {
+                    ConfigError(format!("mqtt.acl: '{f}' is not a topic filter: {e}"))
+                })?;
+            }
         }
         if self.limits.ping_interval.is_zero() {
             return Err(ConfigError(

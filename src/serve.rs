@@ -40,6 +40,7 @@ pub enum StartError {
 /// A running broker.
 pub struct Running {
     nats: Option<SocketAddr>,
+    mqtt: Option<SocketAddr>,
     http: Option<SocketAddr>,
     monitor: Option<SocketAddr>,
     shutdown: CancellationToken,
@@ -52,6 +53,11 @@ impl Running {
     /// Where NATS clients connect, if enabled.
     pub fn nats_addr(&self) -> Option<SocketAddr> {
         self.nats
+    }
+
+    /// Where MQTT clients connect, if enabled.
+    pub fn mqtt_addr(&self) -> Option<SocketAddr> {
+        self.mqtt
     }
 
     /// The main HTTP listener, if enabled.
@@ -169,18 +175,33 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Some(a) => Some(bind("HTTP", a).await?),
         None => None,
     };
+    let mqtt_listener = match mqtt_addr {
+        Some(a) => Some(bind("MQTT", a).await?),
+        None => None,
+    };
     let monitor_listener = match monitor_addr {
         Some(a) => Some(bind("monitoring", a).await?),
         None => None,
     };
     let local = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
-    let (nats_bound, http_bound, monitor_bound) = (
+    let (nats_bound, http_bound, monitor_bound, mqtt_bound) = (
         local(&nats_listener),
         local(&http_listener),
         local(&monitor_listener),
+        local(&mqtt_listener),
     );
 
     let shutdown = CancellationToken::new();
+    // The MQTT front-end serves its TCP listener and `/mqtt` on the HTTP listener.
+    let mqtt_broker = if mqtt_listener.is_some() || http_listener.is_some() {
+        let dyn_engine: Arc<dyn Engine> = engine.clone();
+        Some(
+            junction_mqtt::MqttBroker::new(dyn_engine, config.mqtt.options(), shutdown.clone())
+                .map_err(|e| StartError::Io(format!("cannot start the MQTT front-end: {e}")))?,
+        )
+    } else {
+        None
+    };
     let mut tasks = JoinSet::new();
     let limits = &config.limits;
 
@@ -266,8 +287,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             tracing::info!("{what} {addr}");
         }
     }
-    if let Some(addr) = mqtt_addr {
-        tracing::warn!("MQTT is not implemented yet; not listening on {addr}");
+    if let (Some(listener), Some(broker)) = (mqtt_listener, mqtt_broker.clone()) {
+        tasks.spawn(junction_mqtt::serve(listener, broker));
     }
     {
         let engine = engine.clone();
@@ -313,6 +334,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     tracing::info!("Server is ready");
     Ok(Running {
         nats: nats_bound,
+        mqtt: mqtt_bound,
         http: http_bound,
         monitor: monitor_bound,
         shutdown,

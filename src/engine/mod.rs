@@ -160,6 +160,7 @@ impl StationEngine {
     /// Delivers `message` to every subscription matching `route`, one member per
     /// queue group; returns how many received it.
     fn fan_out(&self, from: &ClientRecord, route: &Subject, message: &Message) -> usize {
+        let _fanout = junction_api::FanoutScope::enter();
         let bytes = message.payload.len() as u64;
         let result = self.trie(&from.tenant).matches(route);
         let skip_self = from.no_echo();

@@ -18,6 +18,7 @@
 mod client;
 mod engine;
 mod error;
+mod fanout;
 mod group;
 mod headers;
 mod message;
@@ -32,6 +33,7 @@ pub use engine::{
     Delivery, Engine, PublishOutcome, ServerSnapshot, StorageStats, Subscriber, SubscriptionId,
 };
 pub use error::EngineError;
+pub use fanout::{FanoutScope, current_fanout};
 pub use group::{
     AckKind, AckPolicy, DeliverPolicy, Delivered, FetchEnd, FetchRequest, FetchSink, GroupConfig,
     GroupInfo, GroupState,

@@ -1,6 +1,80 @@
 //! MQTT 3.1, 3.1.1 and 5.0 front-end for Junction.
 //!
-//! Not implemented yet: this crate is a placeholder so the workspace has its final
-//! shape. It will own the MQTT codec, sessions, QoS 1/2 state, retained messages,
-//! wills, `$share` groups and the topic ↔ subject mapping, and it will talk to the
-//! broker only through `junction-api`.
+//! One listener serves every version: the CONNECT packet's protocol level picks the
+//! codec (`rmqtt-codec`, chosen over `mqttbytes`; see `docs/mqtt.md`). The session
+//! layer here is written once against MQTT 5 semantics and talks to the broker only
+//! through [`junction_api::Engine`]:
+//!
+//! - topics map to subjects as nats-server maps them ([`topic`]);
+//! - live delivery is an engine subscription per filter (two for `a/#`);
+//! - QoS 1/2 messages for persistent sessions, retained messages and session state
+//!   are kept in three stations (`$MQTT_msgs`, `$MQTT_rmsgs`, `$MQTT_sess`), so they
+//!   survive a restart; a persistent QoS 1/2 subscription is a consumer group.
+
+mod broker;
+mod conn;
+mod mailbox;
+mod packets;
+mod session;
+mod sys;
+pub mod topic;
+
+pub use broker::{MqttBroker, serve};
+
+use std::time::Duration;
+
+/// A topic authorization rule: what a user (or everyone) may not do.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AclRule {
+    /// The user this rule applies to; `None` applies to everyone.
+    pub user: Option<String>,
+    /// Topic filters the user may not publish to.
+    pub deny_publish: Vec<String>,
+    /// Topic filters the user may not subscribe to (or receive from).
+    pub deny_subscribe: Vec<String>,
+}
+
+/// Settings of the MQTT front-end.
+#[derive(Debug, Clone)]
+pub struct MqttOptions {
+    /// Largest packet accepted (and advertised as Maximum Packet Size), bytes.
+    pub max_packet_size: u32,
+    /// Receive Maximum advertised: QoS 1/2 publishes a client may have unacknowledged.
+    pub receive_maximum: u16,
+    /// Topic Alias Maximum advertised.
+    pub topic_alias_maximum: u16,
+    /// Highest keep-alive allowed (0 = whatever the client asks); MQTT 5 clients are
+    /// told through Server Keep Alive.
+    pub max_keep_alive: u16,
+    /// Longest session expiry granted, seconds.
+    pub max_session_expiry: u32,
+    /// QoS 1/2 messages queued per client beyond its Receive Maximum before new
+    /// ones are dropped.
+    pub max_queued_messages: usize,
+    /// How long a new connection has to send CONNECT.
+    pub connect_timeout: Duration,
+    /// How often `$SYS/broker/...` topics are refreshed (zero: never).
+    pub sys_interval: Duration,
+    /// Topic authorization rules.
+    pub acl: Vec<AclRule>,
+    /// How long shutdown waits for connections to close.
+    pub drain_timeout: Duration,
+}
+
+impl Default for MqttOptions {
+    fn default() -> Self {
+        MqttOptions {
+            max_packet_size: 1024 * 1024,
+            receive_maximum: 1024,
+            topic_alias_maximum: 64,
+            max_keep_alive: 0,
+            max_session_expiry: u32::MAX,
+            max_queued_messages: 10_000,
+            connect_timeout: Duration::from_secs(10),
+            sys_interval: Duration::from_secs(10),
+            acl: Vec::new(),
+            drain_timeout: Duration::from_secs(5),
+        }
+    }
+}

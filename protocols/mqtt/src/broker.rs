@@ -1,0 +1,510 @@
+//! Broker-wide MQTT state: per-tenant session registry (takeover, expiry, wills),
+//! retained messages, durable interest, and the listener.
+
+use crate::packets::Will;
+use crate::session::{
+    self, H_MQTT_QOS, H_MQTT_RETAIN, H_MQTT_STORED, MSGS, MSGS_PREFIX, RMSGS, RMSGS_PREFIX,
+    Retained, SessionRecord,
+};
+use crate::MqttOptions;
+use bytes::Bytes;
+use junction_api::{
+    ClientRecord, Engine, EngineError, Message, NewClient, Protocol, Purge, StoredCallback,
+    Subject, SubjectFilter, TenantId,
+};
+use parking_lot::{Mutex, RwLock};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// The connection that owns a session now.
+pub(crate) struct Online {
+    pub conn: u64,
+    /// Cancelled to make the connection leave (takeover).
+    pub kick: CancellationToken,
+    /// Cancelled by the connection once it has released the session.
+    pub done: CancellationToken,
+}
+
+/// A client id's entry in the registry.
+#[derive(Default)]
+pub(crate) struct Slot {
+    /// A persistent session with no connection.
+    pub record: Option<SessionRecord>,
+    pub online: Option<Online>,
+    /// A delayed will waiting to be published.
+    pub will: Option<CancellationToken>,
+    /// The offline session's expiry timer.
+    pub expiry: Option<CancellationToken>,
+}
+
+/// One tenant's MQTT state.
+pub(crate) struct Tenant {
+    pub id: TenantId,
+    /// The front-end's own engine client (wills, `$SYS`, session records offline).
+    pub client: Arc<ClientRecord>,
+    pub slots: Mutex<HashMap<String, Slot>>,
+    /// Topic → retained message.
+    pub retained: RwLock<BTreeMap<String, Retained>>,
+    /// Filters of persistent QoS 1/2 subscriptions: (client id, raw filter) → subjects.
+    pub durable: RwLock<HashMap<(String, String), Vec<SubjectFilter>>>,
+}
+
+impl Tenant {
+    /// Does a persistent QoS 1/2 subscription want MQTT publishes on `subject`?
+    pub fn durable_match(&self, subject: &Subject) -> bool {
+        self.durable
+            .read()
+            .values()
+            .any(|fs| fs.iter().any(|f| f.matches(subject)))
+    }
+}
+
+/// Joins several storage completions into one answer for an inbound publish.
+pub(crate) struct AckJoin {
+    remaining: AtomicUsize,
+    error: Mutex<Option<(u8, String)>>,
+    on_done: Mutex<Option<Box<dyn FnOnce(Result<(), (u8, String)>) + Send>>>,
+}
+
+struct Part(Arc<AckJoin>);
+
+impl Drop for Part {
+    fn drop(&mut self) {
+        self.0.finish_one();
+    }
+}
+
+impl AckJoin {
+    /// A join that calls `on_done` once every part (and the guard) completed.
+    pub fn new(on_done: impl FnOnce(Result<(), (u8, String)>) + Send + 'static) -> Arc<Self> {
+        Arc::new(AckJoin {
+            remaining: AtomicUsize::new(1),
+            error: Mutex::new(None),
+            on_done: Mutex::new(Some(Box::new(on_done))),
+        })
+    }
+
+    /// A storage callback that is one part of the join. Dropped uncalled (nothing
+    /// captured the message), it counts as done.
+    pub fn part(self: &Arc<Self>) -> StoredCallback {
+        self.remaining.fetch_add(1, Ordering::AcqRel);
+        let part = Part(self.clone());
+        Box::new(move |result| {
+            if let Err(e) = result {
+                let mut err = part.0.error.lock();
+                if err.is_none() {
+                    *err = Some((reason_of(&e), e.to_string()));
+                }
+            }
+            drop(part);
+        })
+    }
+
+    /// Releases the guard: the answer goes out once the parts are done.
+    pub fn arm(self: &Arc<Self>) {
+        self.finish_one();
+    }
+
+    fn finish_one(&self) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1
+            && let Some(f) = self.on_done.lock().take()
+        {
+            let result = match self.error.lock().take() {
+                Some(e) => Err(e),
+                None => Ok(()),
+            };
+            f(result);
+        }
+    }
+}
+
+/// The MQTT 5 reason code for an engine refusal.
+pub(crate) fn reason_of(e: &EngineError) -> u8 {
+    match e {
+        EngineError::MaxMessages | EngineError::MaxBytes | EngineError::MessageTooLarge => 0x97,
+        EngineError::AuthorizationViolation => 0x87,
+        EngineError::InvalidSubject(_) => 0x90,
+        EngineError::Storage(_) => 0x80,
+        _ if e.to_string().to_ascii_lowercase().contains("schema") => 0x99,
+        _ => 0x83,
+    }
+}
+
+/// The MQTT front-end: shared by every connection.
+pub struct MqttBroker {
+    pub(crate) engine: Arc<dyn Engine>,
+    pub(crate) options: MqttOptions,
+    tenants: Mutex<HashMap<TenantId, Arc<Tenant>>>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) tracker: TaskTracker,
+    next_conn: AtomicU64,
+    pub(crate) started: SystemTime,
+}
+
+impl MqttBroker {
+    /// Creates the front-end: makes (or finds) the default tenant's stations and
+    /// loads its sessions and retained messages.
+    pub fn new(
+        engine: Arc<dyn Engine>,
+        options: MqttOptions,
+        shutdown: CancellationToken,
+    ) -> Result<Arc<Self>, EngineError> {
+        let broker = Arc::new(MqttBroker {
+            engine,
+            options,
+            tenants: Mutex::new(HashMap::new()),
+            shutdown,
+            tracker: TaskTracker::new(),
+            next_conn: AtomicU64::new(1),
+            started: SystemTime::now(),
+        });
+        broker.tenant(&TenantId::default_tenant())?;
+        Ok(broker)
+    }
+
+    pub(crate) fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A tenant's state, loading it on first use.
+    pub(crate) fn tenant(self: &Arc<Self>, id: &TenantId) -> Result<Arc<Tenant>, EngineError> {
+        if let Some(t) = self.tenants.lock().get(id) {
+            return Ok(t.clone());
+        }
+        session::ensure_stations(self.engine.as_ref(), id)?;
+        let client = self.engine.connect(
+            NewClient {
+                protocol: Protocol::Mqtt,
+                remote: SocketAddr::from(([0, 0, 0, 0], 0)),
+            },
+            id.clone(),
+        )?;
+        client.set_identity(Some("junction-mqtt".to_owned()), None, None, None);
+        let retained = session::load_retained(self.engine.as_ref(), id);
+        let records = session::load_records(self.engine.as_ref(), id);
+        let tenant = Arc::new(Tenant {
+            id: id.clone(),
+            client,
+            slots: Mutex::new(HashMap::new()),
+            retained: RwLock::new(retained),
+            durable: RwLock::new(HashMap::new()),
+        });
+        let mut tenants = self.tenants.lock();
+        if let Some(t) = tenants.get(id) {
+            return Ok(t.clone());
+        }
+        tenants.insert(id.clone(), tenant.clone());
+        drop(tenants);
+        tracing::info!(
+            tenant = %id.0,
+            sessions = records.len(),
+            retained = tenant.retained.read().len(),
+            "MQTT state loaded"
+        );
+        let now = crate::conn::now_ms();
+        for mut record in records {
+            for (raw, opts) in &record.subs {
+                if opts.qos > 0
+                    && let Ok(m) = crate::topic::map_filter(raw)
+                    && m.share.is_none()
+                {
+                    tenant.durable.write().insert(
+                        (record.client_id.clone(), raw.clone()),
+                        crate::conn::msgs_filters(&m),
+                    );
+                }
+            }
+            if record.disconnected_ms == 0 {
+                // The broker stopped while this session was connected.
+                record.disconnected_ms = now;
+            }
+            let id = record.client_id.clone();
+            let expiry = record.expiry;
+            let left = remaining_expiry(expiry, record.disconnected_ms, now);
+            let mut slots = tenant.slots.lock();
+            let slot = slots.entry(id.clone()).or_default();
+            slot.record = Some(record);
+            drop(slots);
+            if let Some(left) = left {
+                self.schedule_expiry(&tenant, &id, left);
+            }
+        }
+        Ok(tenant)
+    }
+
+    /// Every tenant loaded so far.
+    pub(crate) fn tenants(&self) -> Vec<Arc<Tenant>> {
+        self.tenants.lock().values().cloned().collect()
+    }
+
+    /// Runs one connection (TCP or WebSocket) to the end.
+    pub async fn handle<S>(self: &Arc<Self>, stream: S, remote: SocketAddr)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        crate::conn::run(self.clone(), stream, remote).await;
+    }
+
+    /// Starts an offline session's expiry timer.
+    pub(crate) fn schedule_expiry(self: &Arc<Self>, tenant: &Arc<Tenant>, id: &str, after: Duration) {
+        let token = CancellationToken::new();
+        {
+            let mut slots = tenant.slots.lock();
+            let Some(slot) = slots.get_mut(id) else {
+                return;
+            };
+            if let Some(old) = slot.expiry.replace(token.clone()) {
+                old.cancel();
+            }
+        }
+        let broker = self.clone();
+        let tenant = tenant.clone();
+        let id = id.to_owned();
+        self.tracker.spawn(async move {
+            tokio::select! {
+                _ = token.cancelled() => {}
+                _ = broker.shutdown.cancelled() => {}
+                _ = tokio::time::sleep(after) => {
+                    let record = {
+                        let mut slots = tenant.slots.lock();
+                        match slots.get_mut(&id) {
+                            Some(slot) if slot.online.is_none() && slot.expiry.as_ref().is_some_and(|t| !t.is_cancelled()) => {
+                                slot.expiry = None;
+                                let r = slot.record.take();
+                                if slot.will.is_none() {
+                                    slots.remove(&id);
+                                }
+                                r
+                            }
+                            _ => None,
+                        }
+                    };
+                    if let Some(record) = record {
+                        tracing::info!(client_id = %id, "MQTT session expired");
+                        broker.discard_session(&tenant, &record);
+                    }
+                }
+            }
+        });
+    }
+
+    /// Deletes a session's groups and record.
+    pub(crate) fn discard_session(&self, tenant: &Tenant, record: &SessionRecord) {
+        for (raw, opts) in &record.subs {
+            tenant
+                .durable
+                .write()
+                .remove(&(record.client_id.clone(), raw.clone()));
+            if opts.qos > 0 && !raw.starts_with("$share/") {
+                let group = crate::conn::group_name(&record.client_id, raw);
+                let _ = self.engine.delete_group(&tenant.id, MSGS, &group);
+            }
+        }
+        session::delete_record(self.engine.as_ref(), &tenant.id, &record.client_id);
+    }
+
+    /// Publishes a will, now or after its delay (cancelled if the client comes back).
+    pub(crate) fn schedule_will(
+        self: &Arc<Self>,
+        tenant: &Arc<Tenant>,
+        client_id: &str,
+        will: Will,
+        delay: Duration,
+    ) {
+        if delay.is_zero() {
+            self.publish_will(tenant, client_id, will);
+            return;
+        }
+        let token = CancellationToken::new();
+        {
+            let mut slots = tenant.slots.lock();
+            let slot = slots.entry(client_id.to_owned()).or_default();
+            if let Some(old) = slot.will.replace(token.clone()) {
+                old.cancel();
+            }
+        }
+        let broker = self.clone();
+        let tenant = tenant.clone();
+        let id = client_id.to_owned();
+        self.tracker.spawn(async move {
+            tokio::select! {
+                _ = token.cancelled() => {}
+                _ = broker.shutdown.cancelled() => {}
+                _ = tokio::time::sleep(delay) => {
+                    {
+                        let mut slots = tenant.slots.lock();
+                        if let Some(slot) = slots.get_mut(&id) {
+                            slot.will = None;
+                            if slot.online.is_none() && slot.record.is_none() {
+                                slots.remove(&id);
+                            }
+                        }
+                    }
+                    broker.publish_will(&tenant, &id, will);
+                }
+            }
+        });
+    }
+
+    fn publish_will(&self, tenant: &Tenant, client_id: &str, will: Will) {
+        let subject = match crate::topic::topic_to_subject(&will.topic) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(%client_id, topic = %will.topic, error = %e, "will not published");
+                return;
+            }
+        };
+        tracing::debug!(%client_id, topic = %will.topic, "publishing will");
+        let qos = crate::packets::qos_num(will.qos);
+        let message = crate::conn::build_message(
+            subject,
+            &will.topic,
+            will.payload,
+            qos,
+            will.retain,
+            &will.properties,
+            client_id,
+        );
+        self.route(tenant, &tenant.client, message, qos, will.retain, &will.topic, None);
+    }
+
+    /// The publish pipeline shared by clients and wills: retained store, live
+    /// fan-out and station capture, and the copy for persistent sessions.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn route(
+        &self,
+        tenant: &Tenant,
+        from: &ClientRecord,
+        mut message: Message,
+        qos: u8,
+        retain: bool,
+        topic: &str,
+        join: Option<&Arc<AckJoin>>,
+    ) {
+        let part = |j: Option<&Arc<AckJoin>>| j.map(AckJoin::part);
+        let durable = qos > 0 && tenant.durable_match(&message.subject);
+        if durable {
+            message
+                .headers
+                .get_or_insert_with(Default::default)
+                .insert(H_MQTT_STORED, "1");
+        }
+        if retain {
+            let stored_subject = Subject::from_trusted(Bytes::from(format!(
+                "{RMSGS_PREFIX}{}",
+                message.subject
+            )));
+            if message.payload.is_empty() {
+                tenant.retained.write().remove(topic);
+                if let Err(e) = self.engine.purge_station(
+                    &tenant.id,
+                    RMSGS,
+                    Purge {
+                        filter: Some(stored_subject.to_string()),
+                        ..Purge::default()
+                    },
+                ) {
+                    tracing::warn!(%topic, error = %e, "cannot clear retained message");
+                }
+            } else {
+                tenant.retained.write().insert(
+                    topic.to_owned(),
+                    Retained {
+                        subject: message.subject.clone(),
+                        payload: message.payload.clone(),
+                        qos,
+                        headers: message.headers.clone(),
+                        reply: message.reply.clone(),
+                        volatile: false,
+                    },
+                );
+                let mut copy = message.clone();
+                copy.subject = stored_subject;
+                copy.reply = None;
+                let h = copy.headers.get_or_insert_with(Default::default);
+                h.insert(H_MQTT_QOS, qos.to_string());
+                h.insert(H_MQTT_RETAIN, "1");
+                self.engine.publish_stored(from, &copy, part(join));
+            }
+        }
+        self.engine.publish_stored(from, &message, part(join));
+        if durable {
+            let mut copy = message;
+            copy.subject =
+                Subject::from_trusted(Bytes::from(format!("{MSGS_PREFIX}{}", copy.subject)));
+            self.engine.publish_stored(from, &copy, part(join));
+        }
+    }
+}
+
+/// How long an offline session has left; `None`: it never expires.
+pub(crate) fn remaining_expiry(expiry: u32, disconnected_ms: u64, now_ms: u64) -> Option<Duration> {
+    if expiry == u32::MAX {
+        return None;
+    }
+    let total = u64::from(expiry) * 1000;
+    let gone = now_ms.saturating_sub(disconnected_ms);
+    Some(Duration::from_millis(total.saturating_sub(gone)))
+}
+
+/// Accepts MQTT clients on `listener` until `broker`'s shutdown token is cancelled,
+/// then waits (up to the drain timeout) for connections to close.
+pub async fn serve(listener: TcpListener, broker: Arc<MqttBroker>) {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!("Listening for MQTT clients on {addr}");
+    }
+    if !broker.options.sys_interval.is_zero() {
+        let b = broker.clone();
+        broker.tracker.spawn(crate::sys::run(b));
+    }
+    let tracker = TaskTracker::new();
+    loop {
+        tokio::select! {
+            _ = broker.shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, remote)) => {
+                    let _ = stream.set_nodelay(true);
+                    let b = broker.clone();
+                    tracker.spawn(async move { b.handle(stream, remote).await });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "MQTT accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+    drop(listener);
+    tracker.close();
+    broker.tracker.close();
+    let drain = broker.options.drain_timeout;
+    if tokio::time::timeout(drain, async {
+        tracker.wait().await;
+        broker.tracker.wait().await;
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!("MQTT connections still open after the drain timeout");
+    }
+    for t in broker.tenants() {
+        broker.engine.disconnect(t.client.id);
+    }
+}
+
+/// Header value helper.
+pub(crate) fn header_qos(message: &Message) -> u8 {
+    message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(H_MQTT_QOS))
+        .and_then(|q| q.parse().ok())
+        .unwrap_or(0)
+}

@@ -1,0 +1,202 @@
+//! What reaches a connection from outside its own socket: live deliveries (engine
+//! fan-out), consumer-group deliveries, storage completions and packets to send.
+//!
+//! Producers run on other tasks and threads and must never block: they push onto a
+//! mutex-guarded queue and wake the connection task.
+
+use crate::packets::Out;
+use junction_api::{
+    Delivered, Delivery, FetchEnd, FetchSink, Message, Subscriber, current_fanout,
+};
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::Notify;
+
+/// One thing for the connection task to handle.
+#[derive(Debug)]
+pub enum Event {
+    /// A live message for one or more of the session's subscriptions (the same
+    /// publish matching overlapping filters is merged into one event).
+    Live {
+        fanout: u64,
+        message: Message,
+        subs: Vec<u32>,
+    },
+    /// A delivery from a persistent subscription's consumer group.
+    Group { sub: u32, delivered: Box<Delivered> },
+    /// A group fetch ended.
+    GroupEnd { sub: u32 },
+    /// An inbound publish's storage completed: `Ok` or an MQTT reason code and text.
+    Stored {
+        slot: u64,
+        result: Result<(), (u8, String)>,
+    },
+    /// Send this packet (after a session write completed).
+    Send(Out),
+}
+
+#[derive(Default)]
+struct Inner {
+    events: VecDeque<Event>,
+    closed: bool,
+    live_dropped: u64,
+}
+
+/// A connection's inbox.
+#[derive(Default)]
+pub struct Mailbox {
+    inner: Mutex<Inner>,
+    notify: Notify,
+    /// Live messages queued and not yet taken, to bound memory.
+    live_queued: AtomicU64,
+    /// Most live messages queued before new ones are dropped.
+    pub live_limit: u64,
+}
+
+impl Mailbox {
+    /// A mailbox that drops live messages beyond `live_limit` queued.
+    pub fn new(live_limit: usize) -> Arc<Self> {
+        Arc::new(Mailbox {
+            live_limit: live_limit as u64,
+            ..Default::default()
+        })
+    }
+
+    /// Queues an event; false when the connection is gone.
+    pub fn push(&self, event: Event) -> bool {
+        let mut inner = self.inner.lock();
+        if inner.closed {
+            return false;
+        }
+        inner.events.push_back(event);
+        drop(inner);
+        self.notify.notify_one();
+        true
+    }
+
+    fn push_live(&self, message: &Message, sub: u32) -> Delivery {
+        let fanout = current_fanout();
+        let mut inner = self.inner.lock();
+        if inner.closed {
+            return Delivery::Gone;
+        }
+        if fanout != 0 {
+            // The same publish matching another of our filters: merge.
+            for e in inner.events.iter_mut().rev().take(16) {
+                if let Event::Live { fanout: f, subs, .. } = e
+                    && *f == fanout
+                {
+                    subs.push(sub);
+                    return Delivery::Accepted;
+                }
+            }
+        }
+        if self.live_limit > 0 && self.live_queued.load(Ordering::Relaxed) >= self.live_limit {
+            inner.live_dropped += 1;
+            return Delivery::Accepted;
+        }
+        self.live_queued.fetch_add(1, Ordering::Relaxed);
+        inner.events.push_back(Event::Live {
+            fanout,
+            message: message.clone(),
+            subs: vec![sub],
+        });
+        drop(inner);
+        self.notify.notify_one();
+        Delivery::Accepted
+    }
+
+    /// Takes everything queued, and how many live messages were dropped since.
+    pub fn take(&self) -> (VecDeque<Event>, u64) {
+        let mut inner = self.inner.lock();
+        let events = std::mem::take(&mut inner.events);
+        let dropped = std::mem::take(&mut inner.live_dropped);
+        drop(inner);
+        let live = events
+            .iter()
+            .filter(|e| matches!(e, Event::Live { .. }))
+            .count() as u64;
+        self.live_queued.fetch_sub(live, Ordering::Relaxed);
+        (events, dropped)
+    }
+
+    /// Waits until something is queued.
+    pub async fn wait(&self) {
+        self.notify.notified().await;
+    }
+
+    /// Refuses every later event; returns what was still queued.
+    pub fn close(&self) -> VecDeque<Event> {
+        let mut inner = self.inner.lock();
+        inner.closed = true;
+        std::mem::take(&mut inner.events)
+    }
+}
+
+/// The engine's view of one MQTT subscription (one per engine filter).
+pub struct LiveSub {
+    pub mailbox: Arc<Mailbox>,
+    /// The session's key for the subscription.
+    pub sub: u32,
+    /// The MQTT filter, for monitoring.
+    pub filter: String,
+    /// `+`/`#` first level: `$`-topics do not match.
+    pub wild_first: bool,
+    /// MQTT 5 No-Local: skip messages this client published.
+    pub no_local: Option<String>,
+    /// QoS 1/2 MQTT publishes reach this subscription through its consumer group.
+    pub durable: bool,
+    pub delivered: AtomicU64,
+}
+
+impl Subscriber for LiveSub {
+    fn deliver(&self, message: &Message) -> Delivery {
+        if self.wild_first && message.subject.as_bytes().first() == Some(&b'$') {
+            return Delivery::Accepted;
+        }
+        if let Some(h) = &message.headers {
+            if let Some(me) = &self.no_local
+                && h.get(crate::session::H_ORIGIN_PROTOCOL) == Some("mqtt")
+                && h.get(crate::session::H_ORIGIN_CLIENT) == Some(me.as_str())
+            {
+                return Delivery::Accepted;
+            }
+            if self.durable
+                && h.get(crate::session::H_MQTT_QOS)
+                    .is_some_and(|q| q != "0")
+                && h.get(crate::session::H_MQTT_STORED) == Some("1")
+            {
+                return Delivery::Accepted;
+            }
+        }
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+        self.mailbox.push_live(message, self.sub)
+    }
+
+    fn describe(&self) -> (String, u64) {
+        (self.filter.clone(), self.delivered.load(Ordering::Relaxed))
+    }
+}
+
+/// Where a persistent subscription's consumer group delivers.
+pub struct GroupSink {
+    pub mailbox: Arc<Mailbox>,
+    pub sub: u32,
+}
+
+impl FetchSink for GroupSink {
+    fn deliver(&self, delivered: &Delivered) -> bool {
+        self.mailbox.push(Event::Group {
+            sub: self.sub,
+            delivered: Box::new(delivered.clone()),
+        })
+    }
+
+    fn end(&self, _end: FetchEnd) {
+        self.mailbox.push(Event::GroupEnd { sub: self.sub });
+    }
+
+    fn heartbeat(&self) {}
+}

@@ -1,0 +1,392 @@
+//! One view of MQTT 3.1, 3.1.1 and 5.0 packets over `rmqtt-codec`'s types.
+//!
+//! The session layer is written once, against MQTT 5 semantics: incoming v3 packets
+//! are lifted to [`In`], and outgoing [`Out`] packets are lowered to v3 (dropping
+//! properties and reason strings, which v3 cannot carry).
+
+use bytes::Bytes;
+use bytestring::ByteString;
+use rmqtt_codec::types::{Publish, QoS};
+use rmqtt_codec::v5::{PublishProperties, RetainHandling, SubscriptionOptions, UserProperties};
+use rmqtt_codec::{MqttPacket, v3, v5};
+use std::num::{NonZeroU16, NonZeroU32};
+
+/// A will message from CONNECT.
+#[derive(Debug, Clone)]
+pub struct Will {
+    pub qos: QoS,
+    pub retain: bool,
+    pub topic: String,
+    pub payload: Bytes,
+    /// MQTT 5 Will Delay Interval, seconds.
+    pub delay: u32,
+    /// MQTT 5 will properties (as publish properties).
+    pub properties: PublishProperties,
+}
+
+/// CONNECT, whatever the version.
+#[derive(Debug, Clone)]
+pub struct ConnectInfo {
+    /// 3 (3.1), 4 (3.1.1) or 5.
+    pub level: u8,
+    pub clean_start: bool,
+    pub keep_alive: u16,
+    pub session_expiry: u32,
+    pub receive_max: u16,
+    pub max_packet_size: Option<u32>,
+    pub topic_alias_max: u16,
+    pub request_problem_info: bool,
+    pub auth_method: Option<String>,
+    pub will: Option<Will>,
+    pub client_id: String,
+    pub username: Option<String>,
+    pub password: Option<Bytes>,
+}
+
+/// An incoming packet after CONNECT.
+#[derive(Debug)]
+pub enum In {
+    Connect(Box<ConnectInfo>),
+    Publish(Box<Publish>),
+    PubAck(u16, u8),
+    PubRec(u16, u8),
+    PubRel(u16),
+    PubComp(u16),
+    Subscribe {
+        pkid: u16,
+        id: Option<u32>,
+        filters: Vec<(String, SubscriptionOptions)>,
+    },
+    Unsubscribe {
+        pkid: u16,
+        filters: Vec<String>,
+    },
+    Ping,
+    Disconnect {
+        reason: u8,
+        session_expiry: Option<u32>,
+    },
+    /// AUTH (enhanced authentication), not supported.
+    Auth,
+    /// A packet only a server sends (CONNACK, SUBACK, ...).
+    ServerOnly,
+}
+
+/// An outgoing packet.
+#[derive(Debug, Clone)]
+pub enum Out {
+    ConnAck(Box<v5::ConnectAck>),
+    Publish(Box<Publish>),
+    PubAck(u16, u8, Option<String>),
+    PubRec(u16, u8, Option<String>),
+    PubRel(u16, u8),
+    PubComp(u16, u8),
+    SubAck(u16, Vec<u8>, Option<String>),
+    UnsubAck(u16, Vec<u8>),
+    PingResp,
+    Disconnect(u8, Option<String>),
+}
+
+fn nz(pkid: u16) -> NonZeroU16 {
+    NonZeroU16::new(pkid).unwrap_or(NonZeroU16::MIN)
+}
+
+/// Lifts a decoded packet.
+pub fn lift(packet: MqttPacket) -> In {
+    match packet {
+        MqttPacket::V3(p) => lift_v3(p),
+        MqttPacket::V5(p) => lift_v5(p),
+        MqttPacket::Version(_) => In::ServerOnly,
+    }
+}
+
+fn lift_v3(p: v3::Packet) -> In {
+    use v3::Packet as P;
+    match p {
+        P::Connect(c) => In::Connect(Box::new(ConnectInfo {
+            level: c.protocol.level(),
+            clean_start: c.clean_session,
+            keep_alive: c.keep_alive,
+            // 3.1.1: a persistent session never expires; a clean one ends with the
+            // connection.
+            session_expiry: if c.clean_session { 0 } else { u32::MAX },
+            receive_max: u16::MAX,
+            max_packet_size: None,
+            topic_alias_max: 0,
+            request_problem_info: true,
+            auth_method: None,
+            will: c.last_will.map(|w| Will {
+                qos: w.qos,
+                retain: w.retain,
+                topic: w.topic.to_string(),
+                payload: w.message,
+                delay: 0,
+                properties: PublishProperties::default(),
+            }),
+            client_id: c.client_id.to_string(),
+            username: c.username.map(|u| u.to_string()),
+            password: c.password,
+        })),
+        P::Publish(p) => In::Publish(p),
+        P::PublishAck { packet_id } => In::PubAck(packet_id.get(), 0),
+        P::PublishReceived { packet_id } => In::PubRec(packet_id.get(), 0),
+        P::PublishRelease { packet_id } => In::PubRel(packet_id.get()),
+        P::PublishComplete { packet_id } => In::PubComp(packet_id.get()),
+        P::Subscribe {
+            packet_id,
+            topic_filters,
+        } => In::Subscribe {
+            pkid: packet_id.get(),
+            id: None,
+            filters: topic_filters
+                .into_iter()
+                .map(|(f, qos)| {
+                    (
+                        f.to_string(),
+                        SubscriptionOptions {
+                            qos,
+                            no_local: false,
+                            retain_as_published: false,
+                            retain_handling: RetainHandling::AtSubscribe,
+                        },
+                    )
+                })
+                .collect(),
+        },
+        P::Unsubscribe {
+            packet_id,
+            topic_filters,
+        } => In::Unsubscribe {
+            pkid: packet_id.get(),
+            filters: topic_filters.into_iter().map(|f| f.to_string()).collect(),
+        },
+        P::PingRequest => In::Ping,
+        P::Disconnect => In::Disconnect {
+            reason: 0,
+            session_expiry: None,
+        },
+        P::ConnectAck(_) | P::SubscribeAck { .. } | P::UnsubscribeAck { .. } | P::PingResponse => {
+            In::ServerOnly
+        }
+    }
+}
+
+fn lift_v5(p: v5::Packet) -> In {
+    use v5::Packet as P;
+    match p {
+        P::Connect(c) => In::Connect(Box::new(ConnectInfo {
+            level: 5,
+            clean_start: c.clean_start,
+            keep_alive: c.keep_alive,
+            session_expiry: c.session_expiry_interval_secs,
+            receive_max: c.receive_max.map(|r| r.get()).unwrap_or(u16::MAX),
+            max_packet_size: c.max_packet_size.map(|m| m.get()),
+            topic_alias_max: c.topic_alias_max,
+            request_problem_info: c.request_problem_info,
+            auth_method: c.auth_method.map(|m| m.to_string()),
+            will: c.last_will.map(|w| Will {
+                qos: w.qos,
+                retain: w.retain,
+                topic: w.topic.to_string(),
+                payload: w.message,
+                delay: w.will_delay_interval_sec.unwrap_or(0),
+                properties: PublishProperties {
+                    correlation_data: w.correlation_data,
+                    message_expiry_interval: w.message_expiry_interval,
+                    content_type: w.content_type,
+                    user_properties: w.user_properties,
+                    is_utf8_payload: w.is_utf8_payload.unwrap_or(false),
+                    response_topic: w.response_topic,
+                    ..Default::default()
+                },
+            }),
+            client_id: c.client_id.to_string(),
+            username: c.username.map(|u| u.to_string()),
+            password: c.password,
+        })),
+        P::Publish(p) => In::Publish(p),
+        P::PublishAck(a) => In::PubAck(a.packet_id.get(), u8::from(a.reason_code)),
+        P::PublishReceived(a) => In::PubRec(a.packet_id.get(), u8::from(a.reason_code)),
+        P::PublishRelease(a) => In::PubRel(a.packet_id.get()),
+        P::PublishComplete(a) => In::PubComp(a.packet_id.get()),
+        P::Subscribe(s) => In::Subscribe {
+            pkid: s.packet_id.get(),
+            id: s.id.map(|i| i.get()),
+            filters: s
+                .topic_filters
+                .into_iter()
+                .map(|(f, o)| (f.to_string(), o))
+                .collect(),
+        },
+        P::Unsubscribe(u) => In::Unsubscribe {
+            pkid: u.packet_id.get(),
+            filters: u.topic_filters.into_iter().map(|f| f.to_string()).collect(),
+        },
+        P::PingRequest => In::Ping,
+        P::Disconnect(d) => In::Disconnect {
+            reason: u8::from(d.reason_code),
+            session_expiry: d.session_expiry_interval_secs,
+        },
+        P::Auth(_) => In::Auth,
+        P::ConnectAck(_) | P::SubscribeAck(_) | P::UnsubscribeAck(_) | P::PingResponse => {
+            In::ServerOnly
+        }
+    }
+}
+
+fn rs(s: Option<String>) -> Option<ByteString> {
+    s.map(ByteString::from)
+}
+
+/// Lowers an outgoing packet to the connection's version; `None` when v3 has no
+/// such packet (a server DISCONNECT: v3 just closes).
+pub fn lower(out: Out, v5: bool) -> Option<MqttPacket> {
+    if v5 {
+        lower_v5(out).map(MqttPacket::V5)
+    } else {
+        lower_v3(out).map(MqttPacket::V3)
+    }
+}
+
+fn lower_v5(out: Out) -> Option<v5::Packet> {
+    use v5::Packet as P;
+    let ack = |pkid: u16, code: u8, reason: Option<String>| v5::PublishAck {
+        packet_id: nz(pkid),
+        reason_code: v5::PublishAckReason::try_from(code)
+            .unwrap_or(v5::PublishAckReason::UnspecifiedError),
+        properties: UserProperties::new(),
+        reason_string: rs(reason),
+    };
+    let ack2 = |pkid: u16, code: u8| v5::PublishAck2 {
+        packet_id: nz(pkid),
+        reason_code: v5::PublishAck2Reason::try_from(code)
+            .unwrap_or(v5::PublishAck2Reason::PacketIdNotFound),
+        properties: UserProperties::new(),
+        reason_string: None,
+    };
+    Some(match out {
+        Out::ConnAck(c) => P::ConnectAck(c),
+        Out::Publish(p) => P::Publish(p),
+        Out::PubAck(pkid, code, reason) => P::PublishAck(ack(pkid, code, reason)),
+        Out::PubRec(pkid, code, reason) => P::PublishReceived(ack(pkid, code, reason)),
+        Out::PubRel(pkid, code) => P::PublishRelease(ack2(pkid, code)),
+        Out::PubComp(pkid, code) => P::PublishComplete(ack2(pkid, code)),
+        Out::SubAck(pkid, codes, reason) => P::SubscribeAck(v5::SubscribeAck {
+            packet_id: nz(pkid),
+            properties: UserProperties::new(),
+            reason_string: rs(reason),
+            status: codes
+                .into_iter()
+                .map(|c| {
+                    v5::SubscribeAckReason::try_from(c)
+                        .unwrap_or(v5::SubscribeAckReason::UnspecifiedError)
+                })
+                .collect(),
+        }),
+        Out::UnsubAck(pkid, codes) => P::UnsubscribeAck(v5::UnsubscribeAck {
+            packet_id: nz(pkid),
+            properties: UserProperties::new(),
+            reason_string: None,
+            status: codes
+                .into_iter()
+                .map(|c| {
+                    v5::UnsubscribeAckReason::try_from(c)
+                        .unwrap_or(v5::UnsubscribeAckReason::UnspecifiedError)
+                })
+                .collect(),
+        }),
+        Out::PingResp => P::PingResponse,
+        Out::Disconnect(code, reason) => P::Disconnect(v5::Disconnect {
+            reason_code: v5::DisconnectReasonCode::try_from(code)
+                .unwrap_or(v5::DisconnectReasonCode::UnspecifiedError),
+            session_expiry_interval_secs: None,
+            server_reference: None,
+            reason_string: rs(reason),
+            user_properties: UserProperties::new(),
+        }),
+    })
+}
+
+fn lower_v3(out: Out) -> Option<v3::Packet> {
+    use v3::Packet as P;
+    Some(match out {
+        Out::ConnAck(c) => P::ConnectAck(v3::ConnectAck {
+            session_present: c.session_present,
+            return_code: v3_connack_code(u8::from(c.reason_code)),
+        }),
+        Out::Publish(mut p) => {
+            p.properties = None;
+            P::Publish(p)
+        }
+        Out::PubAck(pkid, _, _) => P::PublishAck {
+            packet_id: nz(pkid),
+        },
+        Out::PubRec(pkid, _, _) => P::PublishReceived {
+            packet_id: nz(pkid),
+        },
+        Out::PubRel(pkid, _) => P::PublishRelease {
+            packet_id: nz(pkid),
+        },
+        Out::PubComp(pkid, _) => P::PublishComplete {
+            packet_id: nz(pkid),
+        },
+        Out::SubAck(pkid, codes, _) => P::SubscribeAck {
+            packet_id: nz(pkid),
+            status: codes
+                .into_iter()
+                .map(|c| match c {
+                    0 => v3::SubscribeReturnCode::Success(QoS::AtMostOnce),
+                    1 => v3::SubscribeReturnCode::Success(QoS::AtLeastOnce),
+                    2 => v3::SubscribeReturnCode::Success(QoS::ExactlyOnce),
+                    _ => v3::SubscribeReturnCode::Failure,
+                })
+                .collect(),
+        },
+        Out::UnsubAck(pkid, _) => P::UnsubscribeAck {
+            packet_id: nz(pkid),
+        },
+        Out::PingResp => P::PingResponse,
+        Out::Disconnect(..) => return None,
+    })
+}
+
+/// Maps an MQTT 5 CONNACK reason code to the nearest 3.1.1 return code.
+fn v3_connack_code(code: u8) -> v3::ConnectAckReason {
+    use v3::ConnectAckReason as R;
+    match code {
+        0 => R::ConnectionAccepted,
+        0x84 => R::UnacceptableProtocolVersion,
+        0x85 => R::IdentifierRejected,
+        0x86 => R::BadUserNameOrPassword,
+        0x87 | 0x8A | 0x8C => R::NotAuthorized,
+        _ => R::ServiceUnavailable,
+    }
+}
+
+/// A v5 CONNACK with our defaults.
+pub fn connack(reason: u8) -> v5::ConnectAck {
+    v5::ConnectAck {
+        reason_code: v5::ConnectAckReason::try_from(reason)
+            .unwrap_or(v5::ConnectAckReason::UnspecifiedError),
+        ..Default::default()
+    }
+}
+
+/// A QoS as a number.
+pub fn qos_num(q: QoS) -> u8 {
+    q.value()
+}
+
+/// A number as a QoS (clamped).
+pub fn qos_of(n: u8) -> QoS {
+    match n {
+        0 => QoS::AtMostOnce,
+        1 => QoS::AtLeastOnce,
+        _ => QoS::ExactlyOnce,
+    }
+}
+
+/// A non-zero u32 for properties.
+pub fn nz32(v: u32) -> Option<NonZeroU32> {
+    NonZeroU32::new(v)
+}

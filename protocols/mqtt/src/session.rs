@@ -1,0 +1,281 @@
+//! Session state and where it is kept: three stations per tenant.
+//!
+//! - `$MQTT_sess` (`$MQTT.sess.<hex client id>`, one message per subject): a
+//!   persistent session's record, written before SUBACK and PUBREC are sent.
+//! - `$MQTT_rmsgs` (`$MQTT.rmsgs.<subject>`, one per subject): retained messages.
+//! - `$MQTT_msgs` (`$MQTT.msgs.<subject>`, interest retention): QoS 1/2 messages
+//!   published over MQTT while a persistent session subscribes to them; each such
+//!   subscription is a consumer group on it.
+
+use bytes::Bytes;
+use junction_api::{
+    Discard, Engine, EngineError, Headers, Message, MessageQuery, Retention, StationConfig,
+    StoredCallback, Subject, TenantId,
+};
+use junction_api::{ClientRecord, Purge};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// Header: the protocol a message came in on (lineage).
+pub const H_ORIGIN_PROTOCOL: &str = "Junction-Origin-Protocol";
+/// Header: the MQTT client id that published it (lineage).
+pub const H_ORIGIN_CLIENT: &str = "Junction-Origin-Client";
+/// Header: the MQTT topic it was published to (lineage).
+pub const H_ORIGIN_TOPIC: &str = "Junction-Origin-Topic";
+/// Header: the QoS it was published with.
+pub const H_MQTT_QOS: &str = "Mqtt-Qos";
+/// Header: a copy was stored for persistent sessions (they get it from there).
+pub const H_MQTT_STORED: &str = "Mqtt-Stored";
+/// Header: the publish had the retain flag.
+pub const H_MQTT_RETAIN: &str = "Mqtt-Retain";
+/// Header: MQTT 5 Payload Format Indicator was 1 (UTF-8).
+pub const H_MQTT_UTF8: &str = "Mqtt-Payload-Utf8";
+/// Header: MQTT 5 Correlation Data, base64.
+pub const H_MQTT_CORRELATION: &str = "Mqtt-Correlation-Data";
+/// Header: when an MQTT 5 Message Expiry Interval runs out, ms since the epoch.
+pub const H_MQTT_EXPIRES: &str = "Mqtt-Expires-At";
+/// Header: MQTT 5 Content Type (shared with HTTP).
+pub const H_CONTENT_TYPE: &str = "Content-Type";
+
+/// Headers the MQTT front-end manages itself: not passed on as user properties.
+pub fn is_internal_header(name: &str) -> bool {
+    [
+        H_MQTT_QOS,
+        H_MQTT_STORED,
+        H_MQTT_RETAIN,
+        H_MQTT_UTF8,
+        H_MQTT_CORRELATION,
+        H_MQTT_EXPIRES,
+        H_CONTENT_TYPE,
+    ]
+    .iter()
+    .any(|h| h.eq_ignore_ascii_case(name))
+}
+
+/// Station names.
+pub const SESS: &str = "$MQTT_sess";
+/// Retained messages station.
+pub const RMSGS: &str = "$MQTT_rmsgs";
+/// Persistent-session messages station.
+pub const MSGS: &str = "$MQTT_msgs";
+/// Subject prefix of `$MQTT_msgs`.
+pub const MSGS_PREFIX: &str = "$MQTT.msgs.";
+/// Subject prefix of `$MQTT_rmsgs`.
+pub const RMSGS_PREFIX: &str = "$MQTT.rmsgs.";
+/// Subject prefix of `$MQTT_sess`.
+pub const SESS_PREFIX: &str = "$MQTT.sess.";
+
+/// One subscription's options, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubOpts {
+    pub qos: u8,
+    #[serde(default)]
+    pub no_local: bool,
+    #[serde(default)]
+    pub retain_as_published: bool,
+    #[serde(default)]
+    pub retain_handling: u8,
+    #[serde(default)]
+    pub id: Option<u32>,
+}
+
+/// A QoS 1/2 delivery from a group not yet acknowledged when the client left: its
+/// packet id is reused when the message is sent again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingOut {
+    pub pkid: u16,
+    pub group: String,
+    pub seq: u64,
+}
+
+/// A persistent session's record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub client_id: String,
+    /// Seconds the session outlives its connection (`u32::MAX`: forever).
+    pub expiry: u32,
+    /// Raw topic filter (with any `$share/...` prefix) → options.
+    pub subs: BTreeMap<String, SubOpts>,
+    /// QoS 2 publishes received (PUBREC sent) and not yet released.
+    pub qos2_in: BTreeSet<u16>,
+    /// QoS 2 deliveries whose PUBREL was sent and PUBCOMP not yet received.
+    pub pubrel_out: BTreeSet<u16>,
+    /// Unacknowledged deliveries at disconnect.
+    pub pending_out: Vec<PendingOut>,
+    /// When the last connection ended, ms since the epoch (0 while connected).
+    pub disconnected_ms: u64,
+}
+
+/// A retained message.
+#[derive(Debug, Clone)]
+pub struct Retained {
+    pub subject: Subject,
+    pub payload: Bytes,
+    pub qos: u8,
+    pub headers: Option<Headers>,
+    pub reply: Option<Subject>,
+    /// Not persisted (`$SYS` topics).
+    pub volatile: bool,
+}
+
+/// The hex of a client id: a valid subject token and group-name part.
+pub fn hex_id(client_id: &str) -> String {
+    let mut s = String::with_capacity(client_id.len() * 2);
+    for b in client_id.as_bytes() {
+        s.push_str(&format!("{b:02x}"));
+    }
+    if s.is_empty() {
+        s.push('0');
+    }
+    s
+}
+
+/// A short stable hash (FNV-1a, 64 bits) as hex, for group names.
+pub fn short_hash(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+fn station(name: &str, subject: &str, retention: Retention, per_subject: i64) -> StationConfig {
+    let mut metadata = BTreeMap::new();
+    metadata.insert("junction.internal".to_owned(), "mqtt".to_owned());
+    StationConfig {
+        name: name.to_owned(),
+        description: Some("MQTT front-end state (managed by Junction)".to_owned()),
+        subjects: vec![subject.to_owned()],
+        retention,
+        max_msgs_per_subject: per_subject,
+        discard: Discard::Old,
+        duplicate_window: Duration::ZERO,
+        metadata,
+        ..StationConfig::default()
+    }
+}
+
+/// Creates the three stations of a tenant (or finds them).
+pub fn ensure_stations(engine: &dyn Engine, tenant: &TenantId) -> Result<(), EngineError> {
+    for cfg in [
+        station(SESS, "$MQTT.sess.>", Retention::Limits, 1),
+        station(RMSGS, "$MQTT.rmsgs.>", Retention::Limits, 1),
+        station(MSGS, "$MQTT.msgs.>", Retention::Interest, -1),
+    ] {
+        match engine.create_station(tenant, cfg.clone()) {
+            Ok(_) => {}
+            Err(EngineError::StationNameInUse) => {
+                // Made by an older version with other limits: keep what is there.
+                tracing::debug!(station = %cfg.name, "MQTT station exists with another configuration");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Every message of a station, oldest first.
+pub fn read_all(
+    engine: &dyn Engine,
+    tenant: &TenantId,
+    name: &str,
+    filter: &str,
+) -> Vec<junction_api::StoredMessage> {
+    let mut out = Vec::new();
+    let mut seq = 1;
+    loop {
+        match engine.get_message(
+            tenant,
+            name,
+            MessageQuery::NextBySubject {
+                seq,
+                subject: filter.to_owned(),
+            },
+        ) {
+            Ok(m) => {
+                seq = m.seq + 1;
+                out.push(m);
+            }
+            Err(_) => return out,
+        }
+    }
+}
+
+/// Writes a session record; `done` runs once it is durable.
+pub fn write_record(
+    engine: &dyn Engine,
+    client: &ClientRecord,
+    record: &SessionRecord,
+    done: Option<StoredCallback>,
+) {
+    let subject = Subject::from_trusted(Bytes::from(format!(
+        "{SESS_PREFIX}{}",
+        hex_id(&record.client_id)
+    )));
+    let payload = serde_json::to_vec(record).unwrap_or_default();
+    let outcome = engine.publish_stored(client, &Message::new(subject, payload.into()), done);
+    if !outcome.captured {
+        tracing::error!(client_id = %record.client_id, "MQTT session record not stored: no $MQTT_sess station");
+    }
+}
+
+/// Removes a session record.
+pub fn delete_record(engine: &dyn Engine, tenant: &TenantId, client_id: &str) {
+    let filter = format!("{SESS_PREFIX}{}", hex_id(client_id));
+    if let Err(e) = engine.purge_station(
+        tenant,
+        SESS,
+        Purge {
+            filter: Some(filter),
+            ..Purge::default()
+        },
+    ) {
+        tracing::warn!(%client_id, error = %e, "cannot remove MQTT session record");
+    }
+}
+
+/// Loads every session record of a tenant.
+pub fn load_records(engine: &dyn Engine, tenant: &TenantId) -> Vec<SessionRecord> {
+    read_all(engine, tenant, SESS, "$MQTT.sess.>")
+        .into_iter()
+        .filter_map(|m| match serde_json::from_slice::<SessionRecord>(&m.payload) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!(seq = m.seq, error = %e, "unreadable MQTT session record skipped");
+                None
+            }
+        })
+        .collect()
+}
+
+/// Loads every retained message of a tenant: topic → message.
+pub fn load_retained(engine: &dyn Engine, tenant: &TenantId) -> BTreeMap<String, Retained> {
+    let mut out = BTreeMap::new();
+    for m in read_all(engine, tenant, RMSGS, "$MQTT.rmsgs.>") {
+        let Some(rest) = m.subject.as_bytes().strip_prefix(RMSGS_PREFIX.as_bytes()) else {
+            continue;
+        };
+        let subject = Subject::from_trusted(Bytes::copy_from_slice(rest));
+        let topic = crate::topic::subject_to_topic(rest);
+        let qos = m
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(H_MQTT_QOS))
+            .and_then(|q| q.parse().ok())
+            .unwrap_or(0);
+        out.insert(
+            topic,
+            Retained {
+                subject,
+                payload: m.payload,
+                qos,
+                headers: m.headers,
+                reply: None,
+                volatile: false,
+            },
+        );
+    }
+    out
+}
