@@ -26,6 +26,16 @@ impl TestBroker {
         self.running.nats_addr().expect("NATS listener enabled")
     }
 
+    /// `127.0.0.1:PORT` of the MQTT listener (start with [`mqtt_broker`]).
+    pub fn mqtt_addr(&self) -> std::net::SocketAddr {
+        self.running.mqtt_addr().expect("MQTT listener enabled")
+    }
+
+    /// The MQTT listener's port.
+    pub fn mqtt_port(&self) -> u16 {
+        self.mqtt_addr().port()
+    }
+
     /// `http://127.0.0.1:PORT` of the HTTP listener.
     pub fn http_url(&self) -> String {
         format!(
@@ -69,6 +79,20 @@ pub async fn broker_with(tweak: impl FnOnce(&mut Config)) -> TestBroker {
     let mut config = test_config(dir.path());
     tweak(&mut config);
     start_in(config, dir).await
+}
+
+/// Starts a broker with MQTT on too.
+pub async fn mqtt_broker() -> TestBroker {
+    mqtt_broker_with(|_| {}).await
+}
+
+/// Starts a broker with MQTT on, changed by `tweak`.
+pub async fn mqtt_broker_with(tweak: impl FnOnce(&mut Config)) -> TestBroker {
+    broker_with(|c| {
+        c.mqtt_listen = "127.0.0.1:0".into();
+        tweak(c);
+    })
+    .await
 }
 
 /// Starts a broker with `config` on the data directory `dir`.
