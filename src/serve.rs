@@ -272,6 +272,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 router = router.merge(junction_http::api_router(engine.clone(), api));
                 // Open like /healthz: outside the API's auth layer.
                 router = router.merge(junction_http::metrics_router(engine.clone()));
+                // MQTT over WebSocket authenticates with MQTT's own CONNECT.
+                if let Some(broker) = mqtt_broker.clone() {
+                    let handler: junction_http::MqttStreamHandler =
+                        Arc::new(move |stream, remote| {
+                            let broker = broker.clone();
+                            Box::pin(async move { broker.handle(stream, remote).await })
+                        });
+                    router = router.merge(junction_http::mqtt_ws_router(handler));
+                }
             }
             let token = shutdown.clone();
             let readiness = readiness.clone();

@@ -9,6 +9,8 @@
 //! - the NATS-style monitoring endpoints (`/healthz`, `/varz`, `/connz`,
 //!   [`monitor_router`]) served on the main HTTP listener and on the nats-server
 //!   compatible monitoring port (`-m`);
+//! - MQTT over WebSocket at `/mqtt` ([`mqtt_ws_router`]), bridged to whatever MQTT
+//!   handler the process wires in;
 //! - Prometheus `GET /metrics` ([`metrics_router`]) on the main HTTP listener,
 //!   computed from engine snapshots at scrape time and open like `/healthz`.
 //!
@@ -27,6 +29,7 @@
 mod api;
 mod metrics;
 mod monitor;
+mod mqtt_ws;
 mod process;
 
 pub use api::{
@@ -34,6 +37,7 @@ pub use api::{
 };
 pub use metrics::metrics_router;
 pub use monitor::{MonitorSettings, monitor_router};
+pub use mqtt_ws::{MqttStreamHandler, mqtt_ws_router};
 
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
