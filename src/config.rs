@@ -279,10 +279,14 @@ impl Config {
             ));
         }
         if self.mqtt.max_packet_size < 64 {
-            return Err(ConfigError("mqtt.max_packet_size must be at least 64".into()));
+            return Err(ConfigError(
+                "mqtt.max_packet_size must be at least 64".into(),
+            ));
         }
         if self.mqtt.receive_maximum == 0 {
-            return Err(ConfigError("mqtt.receive_maximum must be more than 0".into()));
+            return Err(ConfigError(
+                "mqtt.receive_maximum must be more than 0".into(),
+            ));
         }
         for rule in &self.mqtt.acl {
             for f in rule.deny_publish.iter().chain(&rule.deny_subscribe) {

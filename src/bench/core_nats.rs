@@ -263,11 +263,10 @@ async fn subscribe_loop(
             msg = sub.next() => {
                 let Some(msg) = msg else { break };
                 last = Instant::now();
-                if ctx.stamp {
-                    if let Some(sent) = stamp_of(&msg.payload) {
+                if ctx.stamp
+                    && let Some(sent) = stamp_of(&msg.payload) {
                         hist.saturating_record(now_ns().saturating_sub(sent));
                     }
-                }
                 counted.msgs += 1;
                 counted.bytes += msg.payload.len() as u64;
                 if let Some(t) = &ctx.group_total {

@@ -416,10 +416,10 @@ impl Group {
                 w.bytes -= size;
             }
             w.last_sent = now;
-            if w.batch == 0 {
-                if let Some(w) = run.waiting.pop_front() {
-                    w.sink.end(FetchEnd::Complete);
-                }
+            if w.batch == 0
+                && let Some(w) = run.waiting.pop_front()
+            {
+                w.sink.end(FetchEnd::Complete);
             }
             match source {
                 Source::Redeliver => {
@@ -602,11 +602,11 @@ impl Group {
                 });
                 return false;
             }
-            if let Some(hb) = w.heartbeat {
-                if now.duration_since(w.last_sent) >= hb {
-                    w.sink.heartbeat();
-                    w.last_sent = now;
-                }
+            if let Some(hb) = w.heartbeat
+                && now.duration_since(w.last_sent) >= hb
+            {
+                w.sink.heartbeat();
+                w.last_sent = now;
             }
             true
         });

@@ -380,19 +380,19 @@ impl Station {
             return refuse(e, done);
         }
         log.expire_dedup(now);
-        if let Some(id) = &id {
-            if let Some((seq, _)) = log.dedup.get(id) {
-                let ack = PubAck {
-                    station: self.name.to_string(),
-                    seq: *seq,
-                    duplicate: true,
-                };
-                drop(log);
-                if let Some(done) = done {
-                    done(Ok(ack));
-                }
-                return;
+        if let Some(id) = &id
+            && let Some((seq, _)) = log.dedup.get(id)
+        {
+            let ack = PubAck {
+                station: self.name.to_string(),
+                seq: *seq,
+                duplicate: true,
+            };
+            drop(log);
+            if let Some(done) = done {
+                done(Ok(ack));
             }
+            return;
         }
         if l.discard == Discard::New {
             if l.max_msgs >= 0 && log.index.len() as i64 >= l.max_msgs {
@@ -472,11 +472,11 @@ impl Station {
         let groups: Vec<Arc<super::group::Group>> = self.groups.read().values().cloned().collect();
         if self.retention() == Retention::Interest {
             let subject = self.log.lock().index.get(&seq).map(|e| e.subject.clone());
-            if let Some(subject) = subject {
-                if !groups.iter().any(|g| g.interested_in(&subject)) {
-                    self.remove_consumed(seq);
-                    return;
-                }
+            if let Some(subject) = subject
+                && !groups.iter().any(|g| g.interested_in(&subject))
+            {
+                self.remove_consumed(seq);
+                return;
             }
         }
         for g in groups {
@@ -583,10 +583,10 @@ impl Station {
         if h.get("Nats-Rollup").is_some() {
             return Err(EngineError::RollupNotPermitted);
         }
-        if let Some(expected) = h.get("Nats-Expected-Stream") {
-            if expected != &*self.name {
-                return Err(EngineError::WrongExpectedStation);
-            }
+        if let Some(expected) = h.get("Nats-Expected-Stream")
+            && expected != &*self.name
+        {
+            return Err(EngineError::WrongExpectedStation);
         }
         if let Some(v) = h.get("Nats-Expected-Last-Sequence") {
             let want: u64 = v.trim().parse().map_err(|_| {

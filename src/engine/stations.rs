@@ -485,10 +485,10 @@ impl StationRegistry {
         let groups: Vec<Arc<Group>> = station.groups.read().values().cloned().collect();
         let (first, last) = station.bounds();
         for seq in first..=last {
-            if let Some(subject) = station.subject_of(seq) {
-                if groups.iter().all(|g| g.done_with(seq, &subject)) {
-                    station.remove_consumed(seq);
-                }
+            if let Some(subject) = station.subject_of(seq)
+                && groups.iter().all(|g| g.done_with(seq, &subject))
+            {
+                station.remove_consumed(seq);
             }
         }
     }
@@ -522,10 +522,10 @@ impl StationRegistry {
             Retention::Interest => {
                 let groups: Vec<Arc<Group>> = station.groups.read().values().cloned().collect();
                 for seq in &outcome.done {
-                    if let Some(subject) = station.subject_of(*seq) {
-                        if groups.iter().all(|g| g.done_with(*seq, &subject)) {
-                            station.remove_consumed(*seq);
-                        }
+                    if let Some(subject) = station.subject_of(*seq)
+                        && groups.iter().all(|g| g.done_with(*seq, &subject))
+                    {
+                        station.remove_consumed(*seq);
                     }
                 }
             }
@@ -595,10 +595,11 @@ impl StationRegistry {
                 self.release_consumed(station);
             }
             _ => {
-                if housekeeping && g.config.durable {
-                    if let Err(e) = g.save(false) {
-                        tracing::error!(error = %e, group = %g.name, "cannot save consumer position");
-                    }
+                if housekeeping
+                    && g.config.durable
+                    && let Err(e) = g.save(false)
+                {
+                    tracing::error!(error = %e, group = %g.name, "cannot save consumer position");
                 }
                 g.fill(station);
             }

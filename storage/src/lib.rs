@@ -119,10 +119,10 @@ impl Drop for Inner {
     /// database. Waiting for it means a store reopened right after is not locked.
     fn drop(&mut self) {
         self.writer = None;
-        if let Some(t) = self.writer_thread.take() {
-            if t.thread().id() != std::thread::current().id() {
-                let _ = t.join();
-            }
+        if let Some(t) = self.writer_thread.take()
+            && t.thread().id() != std::thread::current().id()
+        {
+            let _ = t.join();
         }
     }
 }

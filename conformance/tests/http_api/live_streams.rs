@@ -425,3 +425,46 @@ async fn server_sent_events_close_a_slow_consumer() {
     let server = api.get("/v1/server").await.expect(200);
     assert!(server["slow_consumers"].as_u64().unwrap() >= 1, "{server}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn websocket_live_subscribe_receives_mqtt_publishes() {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let b = junction_conformance::mqtt_broker().await;
+    let mut ws = ws_connect(&b, None).await;
+    send(
+        &mut ws,
+        json!({"op": "subscribe", "sub": "m", "subject": "sensors.*.temp"}),
+    )
+    .await;
+    assert_eq!(recv(&mut ws).await, json!({"op": "subscribed", "sub": "m"}));
+
+    let mut options = MqttOptions::new("ws-feed", "127.0.0.1", b.mqtt_port());
+    options.set_keep_alive(std::time::Duration::from_secs(30));
+    let (client, mut events) = AsyncClient::new(options, 10);
+    client
+        .publish("sensors/room1/temp", QoS::AtLeastOnce, false, "21.5")
+        .await
+        .unwrap();
+    // The PUBACK means the broker routed it.
+    within("puback", async {
+        loop {
+            if let Event::Incoming(Packet::PubAck(_)) = events.poll().await.unwrap() {
+                break;
+            }
+        }
+    })
+    .await;
+    let m = recv(&mut ws).await;
+    assert_eq!(
+        (
+            m["op"].as_str(),
+            m["subject"].as_str(),
+            m["payload"].as_str()
+        ),
+        (Some("message"), Some("sensors.room1.temp"), Some("21.5"))
+    );
+    // Lineage: where it came from.
+    assert_eq!(m["headers"]["Junction-Origin-Protocol"], "mqtt");
+    assert_eq!(m["headers"]["Junction-Origin-Client"], "ws-feed");
+    assert_eq!(m["headers"]["Junction-Origin-Topic"], "sensors/room1/temp");
+}

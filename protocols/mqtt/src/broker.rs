@@ -1,12 +1,12 @@
 //! Broker-wide MQTT state: per-tenant session registry (takeover, expiry, wills),
 //! retained messages, durable interest, and the listener.
 
+use crate::MqttOptions;
 use crate::packets::Will;
 use crate::session::{
     self, H_MQTT_QOS, H_MQTT_RETAIN, H_MQTT_STORED, MSGS, MSGS_PREFIX, RMSGS, RMSGS_PREFIX,
     Retained, SessionRecord,
 };
-use crate::MqttOptions;
 use bytes::Bytes;
 use junction_api::{
     ClientRecord, Engine, EngineError, Message, NewClient, Protocol, Purge, StoredCallback,
@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -66,11 +66,15 @@ impl Tenant {
     }
 }
 
+/// What an inbound publish's storage came to: done, or an MQTT reason code and text.
+pub(crate) type StoreResult = Result<(), (u8, String)>;
+type OnDone = Box<dyn FnOnce(StoreResult) + Send>;
+
 /// Joins several storage completions into one answer for an inbound publish.
 pub(crate) struct AckJoin {
     remaining: AtomicUsize,
     error: Mutex<Option<(u8, String)>>,
-    on_done: Mutex<Option<Box<dyn FnOnce(Result<(), (u8, String)>) + Send>>>,
+    on_done: Mutex<Option<OnDone>>,
 }
 
 struct Part(Arc<AckJoin>);
@@ -145,7 +149,6 @@ pub struct MqttBroker {
     pub(crate) shutdown: CancellationToken,
     pub(crate) tracker: TaskTracker,
     next_conn: AtomicU64,
-    pub(crate) started: SystemTime,
 }
 
 impl MqttBroker {
@@ -163,7 +166,6 @@ impl MqttBroker {
             shutdown,
             tracker: TaskTracker::new(),
             next_conn: AtomicU64::new(1),
-            started: SystemTime::now(),
         });
         broker.tenant(&TenantId::default_tenant())?;
         Ok(broker)
@@ -253,7 +255,12 @@ impl MqttBroker {
     }
 
     /// Starts an offline session's expiry timer.
-    pub(crate) fn schedule_expiry(self: &Arc<Self>, tenant: &Arc<Tenant>, id: &str, after: Duration) {
+    pub(crate) fn schedule_expiry(
+        self: &Arc<Self>,
+        tenant: &Arc<Tenant>,
+        id: &str,
+        after: Duration,
+    ) {
         let token = CancellationToken::new();
         {
             let mut slots = tenant.slots.lock();
@@ -372,7 +379,15 @@ impl MqttBroker {
             &will.properties,
             client_id,
         );
-        self.route(tenant, &tenant.client, message, qos, will.retain, &will.topic, None);
+        self.route(
+            tenant,
+            &tenant.client,
+            message,
+            qos,
+            will.retain,
+            &will.topic,
+            None,
+        );
     }
 
     /// The publish pipeline shared by clients and wills: retained store, live
@@ -397,10 +412,8 @@ impl MqttBroker {
                 .insert(H_MQTT_STORED, "1");
         }
         if retain {
-            let stored_subject = Subject::from_trusted(Bytes::from(format!(
-                "{RMSGS_PREFIX}{}",
-                message.subject
-            )));
+            let stored_subject =
+                Subject::from_trusted(Bytes::from(format!("{RMSGS_PREFIX}{}", message.subject)));
             if message.payload.is_empty() {
                 tenant.retained.write().remove(topic);
                 if let Err(e) = self.engine.purge_station(

@@ -6,8 +6,8 @@ use crate::mailbox::{Event, GroupSink, LiveSub, Mailbox};
 use crate::packets::{ConnectInfo, In, Out, Will, connack, lift, lower, qos_num, qos_of};
 use crate::session::{
     self, H_CONTENT_TYPE, H_MQTT_CORRELATION, H_MQTT_EXPIRES, H_MQTT_QOS, H_MQTT_RETAIN,
-    H_MQTT_UTF8, H_ORIGIN_CLIENT, H_ORIGIN_PROTOCOL, H_ORIGIN_TOPIC, MSGS, MSGS_PREFIX,
-    PendingOut, SessionRecord, SubOpts,
+    H_MQTT_UTF8, H_ORIGIN_CLIENT, H_ORIGIN_PROTOCOL, H_ORIGIN_TOPIC, MSGS, MSGS_PREFIX, PendingOut,
+    SessionRecord, SubOpts,
 };
 use crate::topic::{self, MappedFilter, TopicError};
 use base64::Engine as _;
@@ -134,10 +134,11 @@ fn is_reserved(name: &str) -> bool {
 #[derive(Debug, Clone)]
 enum Origin {
     Live,
-    Group { sub: u32, group: String, seq: u64 },
+    Group { group: String, seq: u64 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(clippy::enum_variant_names)]
 enum OutState {
     AwaitAck,
     AwaitRec,
@@ -310,8 +311,13 @@ async fn connect<S>(
     }
     if info.auth_method.is_some() {
         refuse(&info.client_id, 0x8C, "enhanced authentication");
-        send_connack_error(&mut framed, v5, 0x8C, "enhanced authentication is not supported")
-            .await;
+        send_connack_error(
+            &mut framed,
+            v5,
+            0x8C,
+            "enhanced authentication is not supported",
+        )
+        .await;
         return;
     }
     // Authentication: the same users as NATS.
@@ -359,8 +365,7 @@ async fn connect<S>(
         }
         if denied_publish(&broker, info.username.as_deref(), &w.topic) {
             refuse(&info.client_id, 0x87, "will topic denied");
-            send_connack_error(&mut framed, v5, 0x87, "not authorized to publish the will")
-                .await;
+            send_connack_error(&mut framed, v5, 0x87, "not authorized to publish the will").await;
             return;
         }
     }
@@ -464,7 +469,8 @@ async fn connect<S>(
     let mut ack = connack(0);
     ack.session_present = present;
     if v5 {
-        ack.receive_max = NonZeroU16::new(broker.options.receive_maximum).unwrap_or(NonZeroU16::MAX);
+        ack.receive_max =
+            NonZeroU16::new(broker.options.receive_maximum).unwrap_or(NonZeroU16::MAX);
         ack.max_packet_size = Some(broker.options.max_packet_size);
         ack.topic_alias_max = broker.options.topic_alias_maximum;
         ack.assigned_client_id = assigned.map(ByteString::from);
@@ -520,7 +526,9 @@ async fn connect<S>(
 fn denied_publish(broker: &MqttBroker, user: Option<&str>, topic: &str) -> bool {
     broker.options.acl.iter().any(|r| {
         (r.user.is_none() || r.user.as_deref() == user)
-            && r.deny_publish.iter().any(|f| topic::filter_matches(f, topic))
+            && r.deny_publish
+                .iter()
+                .any(|f| topic::filter_matches(f, topic))
     })
 }
 
@@ -565,7 +573,8 @@ where
     /// A v5 DISCONNECT (v3 just closes), logged.
     async fn disconnect(&mut self, code: u8, why: &str) {
         tracing::info!(client_id = %self.client_id, code, "MQTT disconnecting client: {why}");
-        self.write(Out::Disconnect(code, Some(why.to_owned()))).await;
+        self.write(Out::Disconnect(code, Some(why.to_owned())))
+            .await;
         self.flush().await;
     }
 
@@ -727,7 +736,7 @@ where
     async fn handle(&mut self, packet: In) -> Option<End> {
         match packet {
             In::Publish(p) => return self.on_publish(*p).await,
-            In::PubAck(pkid, _) => self.on_puback(pkid),
+            In::PubAck(pkid) => self.on_puback(pkid),
             In::PubRec(pkid, code) => {
                 if !self.on_pubrec(pkid, code).await {
                     return Some(End::WithWill);
@@ -744,7 +753,9 @@ where
                 }
                 self.record.pubrel_out.remove(&pkid);
             }
-            In::Subscribe { pkid, id, filters } => return self.on_subscribe(pkid, id, filters).await,
+            In::Subscribe { pkid, id, filters } => {
+                return self.on_subscribe(pkid, id, filters).await;
+            }
             In::Unsubscribe { pkid, filters } => {
                 if !self.on_unsubscribe(pkid, filters).await {
                     return Some(End::WithWill);
@@ -761,7 +772,11 @@ where
             } => {
                 if let Some(e) = session_expiry {
                     if self.connect_expiry == 0 && e != 0 {
-                        self.disconnect(0x82, "session expiry cannot be set on DISCONNECT after CONNECT set 0").await;
+                        self.disconnect(
+                            0x82,
+                            "session expiry cannot be set on DISCONNECT after CONNECT set 0",
+                        )
+                        .await;
                         return Some(End::WithWill);
                     }
                     self.record.expiry = e.min(self.broker.options.max_session_expiry);
@@ -773,19 +788,25 @@ where
                 });
             }
             In::Connect(_) => {
-                self.disconnect(0x82, "second CONNECT on a connection").await;
+                self.disconnect(0x82, "second CONNECT on a connection")
+                    .await;
                 return Some(End::WithWill);
             }
             In::Auth => {
-                self.disconnect(0x82, "AUTH without enhanced authentication").await;
+                self.disconnect(0x82, "AUTH without enhanced authentication")
+                    .await;
                 return Some(End::WithWill);
             }
             In::ServerOnly => {
-                self.disconnect(0x82, "packet type a client may not send").await;
+                self.disconnect(0x82, "packet type a client may not send")
+                    .await;
                 return Some(End::WithWill);
             }
         }
-        self.pump().await.then_some(()).map_or(Some(End::WithWill), |_| None)
+        self.pump()
+            .await
+            .then_some(())
+            .map_or(Some(End::WithWill), |_| None)
     }
 
     async fn on_publish(&mut self, mut p: Publish) -> Option<End> {
@@ -821,13 +842,16 @@ where
         };
         // QoS 2 resend of a publish we already hold: answer again, store nothing.
         if qos == 2 && self.record.qos2_in.contains(&pkid) {
-            if !self.acks_in.iter().any(|a| a.pkid == pkid) && !self.write(Out::PubRec(pkid, 0, None)).await {
+            if !self.acks_in.iter().any(|a| a.pkid == pkid)
+                && !self.write(Out::PubRec(pkid, 0, None)).await
+            {
                 return Some(End::WithWill);
             }
             return None;
         }
         if qos > 0 {
-            let inflight = self.acks_in.iter().filter(|a| a.qos == 1).count() + self.record.qos2_in.len();
+            let inflight =
+                self.acks_in.iter().filter(|a| a.qos == 1).count() + self.record.qos2_in.len();
             if self.v5 && inflight >= usize::from(self.broker.options.receive_maximum) {
                 self.disconnect(0x93, "receive maximum exceeded").await;
                 return Some(End::WithWill);
@@ -840,7 +864,10 @@ where
         } else if denied_publish(&self.broker, self.username.as_deref(), &topic_name) {
             refused = refuse(0x87, format!("not authorized to publish to '{topic_name}'"));
         } else if props.is_utf8_payload && std::str::from_utf8(&p.payload).is_err() {
-            refused = refuse(0x99, "payload is not UTF-8 as its format indicator says".to_owned());
+            refused = refuse(
+                0x99,
+                "payload is not UTF-8 as its format indicator says".to_owned(),
+            );
         }
         if let Some((code, why)) = refused {
             tracing::info!(client_id = %self.client_id, topic = %topic_name, code, "MQTT publish refused: {why}");
@@ -867,8 +894,15 @@ where
             &self.client_id,
         );
         if qos == 0 {
-            self.broker
-                .route(&self.tenant, &self.client, message, 0, p.retain, &topic_name, None);
+            self.broker.route(
+                &self.tenant,
+                &self.client,
+                message,
+                0,
+                p.retain,
+                &topic_name,
+                None,
+            );
             return None;
         }
         let slot = self.next_slot;
@@ -943,7 +977,8 @@ where
                     self.outflight.remove(&pkid);
                     return true;
                 }
-                self.outflight.insert(pkid, (Origin::Live, OutState::AwaitComp));
+                self.outflight
+                    .insert(pkid, (Origin::Live, OutState::AwaitComp));
                 self.record.pubrel_out.insert(pkid);
                 self.write(Out::PubRel(pkid, 0)).await
             }
@@ -988,7 +1023,8 @@ where
                 }
             };
             if mapped.share.is_some() && opts.no_local {
-                self.disconnect(0x82, "No Local on a shared subscription").await;
+                self.disconnect(0x82, "No Local on a shared subscription")
+                    .await;
                 return Some(End::WithWill);
             }
             if self.denied_subscribe_filter(&mapped.topic_filter) {
@@ -1012,7 +1048,7 @@ where
                 }
                 Err(e) => {
                     tracing::warn!(client_id = %self.client_id, filter = %raw, error = %e, "MQTT subscribe failed");
-                    codes.push(if self.v5 { 0x80 } else { 0x80 });
+                    codes.push(0x80);
                 }
             }
         }
@@ -1048,14 +1084,18 @@ where
     fn denied_subscribe_filter(&self, filter: &str) -> bool {
         self.broker.options.acl.iter().any(|r| {
             (r.user.is_none() || r.user.as_deref() == self.username.as_deref())
-                && r.deny_subscribe.iter().any(|d| topic::filter_within(filter, d))
+                && r.deny_subscribe
+                    .iter()
+                    .any(|d| topic::filter_within(filter, d))
         })
     }
 
     fn denied_receive(&self, topic_name: &str) -> bool {
         self.broker.options.acl.iter().any(|r| {
             (r.user.is_none() || r.user.as_deref() == self.username.as_deref())
-                && r.deny_subscribe.iter().any(|d| topic::filter_matches(d, topic_name))
+                && r.deny_subscribe
+                    .iter()
+                    .any(|d| topic::filter_matches(d, topic_name))
         })
     }
 
@@ -1088,7 +1128,12 @@ where
 
     /// Creates the engine side of a subscription: live subscriptions, and for a
     /// persistent QoS 1/2 one its consumer group.
-    fn activate(&mut self, raw: &str, opts: SubOpts, mapped: MappedFilter) -> Result<u32, EngineError> {
+    fn activate(
+        &mut self,
+        raw: &str,
+        opts: SubOpts,
+        mapped: MappedFilter,
+    ) -> Result<u32, EngineError> {
         let key = self.next_sub_key;
         self.next_sub_key += 1;
         let durable = self.persistent() && opts.qos > 0 && mapped.share.is_none();
@@ -1108,7 +1153,11 @@ where
                 max_ack_pending: -1,
                 ..GroupConfig::default()
             };
-            match self.broker.engine.create_group(&self.tenant.id, MSGS, config) {
+            match self
+                .broker
+                .engine
+                .create_group(&self.tenant.id, MSGS, config)
+            {
                 Ok(_) | Err(EngineError::GroupExists) => {}
                 Err(e) => return Err(e),
             }
@@ -1251,11 +1300,7 @@ where
 
     async fn on_live(&mut self, message: Message, keys: &[u32]) -> bool {
         let pub_qos = header_qos(&message);
-        let retained = message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(H_MQTT_RETAIN))
-            == Some("1");
+        let retained = message.headers.as_ref().and_then(|h| h.get(H_MQTT_RETAIN)) == Some("1");
         let mut qos = None;
         let mut retain = false;
         let mut ids = Vec::new();
@@ -1325,11 +1370,7 @@ where
             retain: retained && sub.opts.retain_as_published,
             dup: d.delivery_count > 1,
             sub_ids: sub.opts.id.into_iter().collect(),
-            origin: Origin::Group {
-                sub: key,
-                group,
-                seq,
-            },
+            origin: Origin::Group { group, seq },
         };
         self.enqueue(msg).await
     }
@@ -1342,7 +1383,9 @@ where
         if self.outflight.len() < self.client_recv_max && self.queue.is_empty() {
             return self.send_publish(m).await;
         }
-        if matches!(m.origin, Origin::Live) && self.queue.len() >= self.broker.options.max_queued_messages {
+        if matches!(m.origin, Origin::Live)
+            && self.queue.len() >= self.broker.options.max_queued_messages
+        {
             tracing::warn!(client_id = %self.client_id, "MQTT client queue full: message dropped");
             return true;
         }
@@ -1376,7 +1419,11 @@ where
         let reserved: HashSet<u16> = self.reuse_pkids.values().copied().collect();
         for _ in 0..=u16::MAX {
             let id = self.next_pkid;
-            self.next_pkid = if self.next_pkid == u16::MAX { 1 } else { self.next_pkid + 1 };
+            self.next_pkid = if self.next_pkid == u16::MAX {
+                1
+            } else {
+                self.next_pkid + 1
+            };
             if !self.outflight.contains_key(&id) && !reserved.contains(&id) {
                 return id;
             }
@@ -1506,7 +1553,11 @@ where
             self.deactivate(raw, false);
         }
         self.broker.engine.disconnect(self.client.id);
-        let will = if end == End::Normal { None } else { self.will.take() };
+        let will = if end == End::Normal {
+            None
+        } else {
+            self.will.take()
+        };
         let tenant = self.tenant.clone();
         let record = if persistent {
             self.record.pending_out = pending;
@@ -1537,7 +1588,8 @@ where
             // A clean session's groups and record go with it.
             self.broker.discard_session(&tenant, &self.record);
         } else if end != End::TakenOver
-            && let Some(left) = remaining_expiry(self.record.expiry, self.record.disconnected_ms, now_ms())
+            && let Some(left) =
+                remaining_expiry(self.record.expiry, self.record.disconnected_ms, now_ms())
         {
             self.broker.schedule_expiry(&tenant, &self.client_id, left);
         }
@@ -1545,7 +1597,8 @@ where
             && end != End::Shutdown
         {
             let delay = Duration::from_secs(u64::from(w.delay.min(self.record.expiry)));
-            self.broker.schedule_will(&tenant, &self.client_id, w, delay);
+            self.broker
+                .schedule_will(&tenant, &self.client_id, w, delay);
         }
         tracing::debug!(client_id = %self.client_id, ?end, "MQTT client disconnected");
         done.cancel();
@@ -1553,15 +1606,24 @@ where
 }
 
 fn expires_at(h: Option<&Headers>) -> Option<u64> {
-    h.and_then(|h| h.get(H_MQTT_EXPIRES)).and_then(|v| v.parse().ok())
+    h.and_then(|h| h.get(H_MQTT_EXPIRES))
+        .and_then(|v| v.parse().ok())
 }
 
 /// MQTT 5 properties of an outgoing message: headers become user properties.
-fn out_properties(m: &OutMsg, expiry: Option<NonZeroU32>, alias: Option<NonZeroU16>) -> PublishProperties {
+fn out_properties(
+    m: &OutMsg,
+    expiry: Option<NonZeroU32>,
+    alias: Option<NonZeroU16>,
+) -> PublishProperties {
     let mut p = PublishProperties {
         topic_alias: alias,
         message_expiry_interval: expiry,
-        subscription_ids: m.sub_ids.iter().filter_map(|i| NonZeroU32::new(*i)).collect(),
+        subscription_ids: m
+            .sub_ids
+            .iter()
+            .filter_map(|i| NonZeroU32::new(*i))
+            .collect(),
         response_topic: m
             .reply
             .as_ref()
@@ -1573,10 +1635,14 @@ fn out_properties(m: &OutMsg, expiry: Option<NonZeroU32>, alias: Option<NonZeroU
             if session::is_internal_header(k) {
                 continue;
             }
-            p.user_properties
-                .push((ByteString::from(k.to_owned()), ByteString::from(v.to_owned())));
+            p.user_properties.push((
+                ByteString::from(k.to_owned()),
+                ByteString::from(v.to_owned()),
+            ));
         }
-        p.content_type = h.get(H_CONTENT_TYPE).map(|c| ByteString::from(c.to_owned()));
+        p.content_type = h
+            .get(H_CONTENT_TYPE)
+            .map(|c| ByteString::from(c.to_owned()));
         p.is_utf8_payload = h.get(H_MQTT_UTF8) == Some("1");
         p.correlation_data = h
             .get(H_MQTT_CORRELATION)

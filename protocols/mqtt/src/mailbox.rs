@@ -5,9 +5,7 @@
 //! mutex-guarded queue and wake the connection task.
 
 use crate::packets::Out;
-use junction_api::{
-    Delivered, Delivery, FetchEnd, FetchSink, Message, Subscriber, current_fanout,
-};
+use junction_api::{Delivered, Delivery, FetchEnd, FetchSink, Message, Subscriber, current_fanout};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -85,7 +83,9 @@ impl Mailbox {
         if fanout != 0 {
             // The same publish matching another of our filters: merge.
             for e in inner.events.iter_mut().rev().take(16) {
-                if let Event::Live { fanout: f, subs, .. } = e
+                if let Event::Live {
+                    fanout: f, subs, ..
+                } = e
                     && *f == fanout
                 {
                     subs.push(sub);
@@ -164,8 +164,7 @@ impl Subscriber for LiveSub {
                 return Delivery::Accepted;
             }
             if self.durable
-                && h.get(crate::session::H_MQTT_QOS)
-                    .is_some_and(|q| q != "0")
+                && h.get(crate::session::H_MQTT_QOS).is_some_and(|q| q != "0")
                 && h.get(crate::session::H_MQTT_STORED) == Some("1")
             {
                 return Delivery::Accepted;

@@ -9,7 +9,7 @@ use bytestring::ByteString;
 use rmqtt_codec::types::{Publish, QoS};
 use rmqtt_codec::v5::{PublishProperties, RetainHandling, SubscriptionOptions, UserProperties};
 use rmqtt_codec::{MqttPacket, v3, v5};
-use std::num::{NonZeroU16, NonZeroU32};
+use std::num::NonZeroU16;
 
 /// A will message from CONNECT.
 #[derive(Debug, Clone)]
@@ -48,7 +48,7 @@ pub struct ConnectInfo {
 pub enum In {
     Connect(Box<ConnectInfo>),
     Publish(Box<Publish>),
-    PubAck(u16, u8),
+    PubAck(u16),
     PubRec(u16, u8),
     PubRel(u16),
     PubComp(u16),
@@ -128,7 +128,7 @@ fn lift_v3(p: v3::Packet) -> In {
             password: c.password,
         })),
         P::Publish(p) => In::Publish(p),
-        P::PublishAck { packet_id } => In::PubAck(packet_id.get(), 0),
+        P::PublishAck { packet_id } => In::PubAck(packet_id.get()),
         P::PublishReceived { packet_id } => In::PubRec(packet_id.get(), 0),
         P::PublishRelease { packet_id } => In::PubRel(packet_id.get()),
         P::PublishComplete { packet_id } => In::PubComp(packet_id.get()),
@@ -205,7 +205,7 @@ fn lift_v5(p: v5::Packet) -> In {
             password: c.password,
         })),
         P::Publish(p) => In::Publish(p),
-        P::PublishAck(a) => In::PubAck(a.packet_id.get(), u8::from(a.reason_code)),
+        P::PublishAck(a) => In::PubAck(a.packet_id.get()),
         P::PublishReceived(a) => In::PubRec(a.packet_id.get(), u8::from(a.reason_code)),
         P::PublishRelease(a) => In::PubRel(a.packet_id.get()),
         P::PublishComplete(a) => In::PubComp(a.packet_id.get()),
@@ -384,9 +384,4 @@ pub fn qos_of(n: u8) -> QoS {
         1 => QoS::AtLeastOnce,
         _ => QoS::ExactlyOnce,
     }
-}
-
-/// A non-zero u32 for properties.
-pub fn nz32(v: u32) -> Option<NonZeroU32> {
-    NonZeroU32::new(v)
 }

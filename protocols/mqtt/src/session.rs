@@ -8,11 +8,11 @@
 //!   subscription is a consumer group on it.
 
 use bytes::Bytes;
+use junction_api::{ClientRecord, Purge};
 use junction_api::{
     Discard, Engine, EngineError, Headers, Message, MessageQuery, Retention, StationConfig,
     StoredCallback, Subject, TenantId,
 };
-use junction_api::{ClientRecord, Purge};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

@@ -38,10 +38,18 @@ fn publish(broker: &MqttBroker) {
         ("$SYS/broker/messages/sent", s.out_msgs.to_string()),
         ("$SYS/broker/bytes/received", s.in_bytes.to_string()),
         ("$SYS/broker/bytes/sent", s.out_bytes.to_string()),
-        ("$SYS/broker/subscriptions/count", s.subscriptions.to_string()),
+        (
+            "$SYS/broker/subscriptions/count",
+            s.subscriptions.to_string(),
+        ),
     ];
     for tenant in broker.tenants() {
-        let retained_count = tenant.retained.read().values().filter(|r| !r.volatile).count();
+        let retained_count = tenant
+            .retained
+            .read()
+            .values()
+            .filter(|r| !r.volatile)
+            .count();
         let mut all = figures.clone();
         all.push(("$SYS/broker/retained/count", retained_count.to_string()));
         for (topic, value) in all {

@@ -148,7 +148,8 @@ pub fn map_filter(raw: &str) -> Result<MappedFilter, TopicError> {
     ];
     if let Some(p) = parent {
         subjects.push(
-            SubjectFilter::new(Bytes::from(p)).map_err(|e| TopicError::Unmappable(e.to_string()))?,
+            SubjectFilter::new(Bytes::from(p))
+                .map_err(|e| TopicError::Unmappable(e.to_string()))?,
         );
     }
     Ok(MappedFilter {

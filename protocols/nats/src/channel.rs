@@ -308,10 +308,12 @@ impl<E: Engine> NatsChannel<E> {
         };
         let stored = message.reply.clone().map(|reply| self.pub_ack(reply));
         let outcome = self.engine.publish_stored(&self.client, &message, stored);
-        if outcome.delivered == 0 && !outcome.captured && self.options.no_responders {
-            if let Some(reply) = &message.reply {
-                self.no_responders(reply);
-            }
+        if outcome.delivered == 0
+            && !outcome.captured
+            && self.options.no_responders
+            && let Some(reply) = &message.reply
+        {
+            self.no_responders(reply);
         }
         Ok(())
     }

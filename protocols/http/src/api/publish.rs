@@ -211,15 +211,15 @@ pub fn station_subject(
         .iter()
         .filter(|f| SubjectFilter::new((*f).clone()).is_ok_and(|f| f.is_literal()))
         .collect();
-    if let [only] = literal.as_slice() {
-        if let Ok(s) = Subject::new((*only).clone()) {
-            return Ok(s);
-        }
+    if let [only] = literal.as_slice()
+        && let Ok(s) = Subject::new((*only).clone())
+    {
+        return Ok(s);
     }
-    if let Ok(name) = Subject::new(config.name.clone()) {
-        if captures(&filters, &name) {
-            return Ok(name);
-        }
+    if let Ok(name) = Subject::new(config.name.clone())
+        && captures(&filters, &name)
+    {
+        return Ok(name);
     }
     Err(AppError::bad_request(
         "subject_required",

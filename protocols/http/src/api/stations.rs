@@ -386,13 +386,13 @@ pub async fn update_station(
     ApiPath(station): ApiPath<String>,
     JsonBody(request): JsonBody<StationRequest>,
 ) -> Result<Json<StationJson>, AppError> {
-    if let Some(name) = &request.name {
-        if *name != station {
-            return Err(AppError::invalid(
-                "name_mismatch",
-                format!("body names station '{name}' but the path names '{station}'"),
-            ));
-        }
+    if let Some(name) = &request.name
+        && *name != station
+    {
+        return Err(AppError::invalid(
+            "name_mismatch",
+            format!("body names station '{name}' but the path names '{station}'"),
+        ));
     }
     let info = state
         .engine

@@ -302,10 +302,10 @@ async fn session(socket: WebSocket, state: Arc<ApiState>, live: LiveClient, tena
                     request,
                 ),
             };
-            if let Some(text) = answer {
-                if tx.send(Outbound::Text(text)).await.is_err() {
-                    break;
-                }
+            if let Some(text) = answer
+                && tx.send(Outbound::Text(text)).await.is_err()
+            {
+                break;
             }
         }
     });

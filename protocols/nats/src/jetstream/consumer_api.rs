@@ -195,13 +195,13 @@ fn create<E: Engine>(
         }
         _ => {}
     }
-    if let Some(f) = filter {
-        if c.filter_subject != f {
-            return Err((
-                kind,
-                JsErrorCode::ConsumerCreateFilterSubjectMismatch.error(),
-            ));
-        }
+    if let Some(f) = filter
+        && c.filter_subject != f
+    {
+        return Err((
+            kind,
+            JsErrorCode::ConsumerCreateFilterSubjectMismatch.error(),
+        ));
     }
     if !c.filter_subject.is_empty() && !c.filter_subjects.is_empty() {
         return Err((kind, JsErrorCode::ConsumerDuplicateFilterSubjects.error()));

@@ -168,10 +168,10 @@ impl StreamConfig {
         if self.subjects.is_empty() && self.mirror.is_none() && self.sources.is_empty() {
             self.subjects.push(self.name.clone());
         }
-        if let Some(republish) = &mut self.republish {
-            if republish.src.is_empty() {
-                republish.src = ">".to_owned();
-            }
+        if let Some(republish) = &mut self.republish
+            && republish.src.is_empty()
+        {
+            republish.src = ">".to_owned();
         }
     }
 }

@@ -74,11 +74,11 @@ pub fn parse_go_duration(input: &str) -> Result<i64, GoDurationError> {
     let fail = || GoDurationError(input.to_owned());
     let mut s = input.as_bytes();
     let mut negative = false;
-    if let Some((&sign, rest)) = s.split_first() {
-        if sign == b'-' || sign == b'+' {
-            negative = sign == b'-';
-            s = rest;
-        }
+    if let Some((&sign, rest)) = s.split_first()
+        && (sign == b'-' || sign == b'+')
+    {
+        negative = sign == b'-';
+        s = rest;
     }
     if s == b"0" {
         return Ok(0);
@@ -355,7 +355,7 @@ pub(super) mod base64_bytes {
             .bytes()
             .filter(|b| *b != b'\r' && *b != b'\n')
             .collect();
-        if clean.len() % 4 != 0 {
+        if !clean.len().is_multiple_of(4) {
             return Err("illegal base64 data: bad length");
         }
         let mut out = Vec::with_capacity(clean.len() / 4 * 3);
