@@ -1,0 +1,620 @@
+//! Packets from the client: the main loop, PUBLISH in, SUBSCRIBE, UNSUBSCRIBE.
+
+use super::*;
+
+impl<S> Conn<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    pub(super) async fn main_loop(&mut self, kick: &CancellationToken) -> End {
+        loop {
+            let deadline = self.keep_alive.map(|k| self.last_in + k);
+            tokio::select! {
+                biased;
+                _ = kick.cancelled() => {
+                    self.disconnect(0x8E, "session taken over").await;
+                    return End::TakenOver;
+                }
+                _ = self.broker.shutdown.cancelled() => {
+                    self.disconnect(0x8B, "server shutting down").await;
+                    return End::Shutdown;
+                }
+                _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
+                    self.disconnect(0x8D, "keep alive timeout").await;
+                    return End::WithWill;
+                }
+                frame = self.framed.next() => {
+                    self.last_in = Instant::now();
+                    self.client.stats.touch();
+                    match frame {
+                        Some(Ok((packet, _))) => {
+                            if let Some(end) = self.handle(lift(packet)).await {
+                                return end;
+                            }
+                        }
+                        Some(Err(DecodeError::Io(e))) => {
+                            tracing::debug!(client_id = %self.client_id, error = %e, "MQTT connection lost");
+                            return End::WithWill;
+                        }
+                        Some(Err(e)) => {
+                            let code = u8::from(e.to_reason_code());
+                            self.disconnect(code, &e.to_string()).await;
+                            return End::WithWill;
+                        }
+                        None => return End::WithWill,
+                    }
+                }
+                _ = self.mailbox.wait() => {}
+            }
+            if !self.drain().await || !self.flush().await {
+                return End::WithWill;
+            }
+        }
+    }
+
+    /// Handles everything in the mailbox.
+    pub(super) async fn drain(&mut self) -> bool {
+        let (events, dropped) = self.mailbox.take();
+        if dropped > 0 {
+            tracing::warn!(client_id = %self.client_id, dropped, "MQTT client queue full: live messages dropped");
+        }
+        for e in events {
+            let ok = match e {
+                Event::Live { message, subs, .. } => self.on_live(message, &subs).await,
+                Event::Group { sub, delivered } => self.on_group(sub, *delivered).await,
+                Event::GroupEnd { sub } => {
+                    if let Some(s) = self.subs.get_mut(&sub) {
+                        s.fetching = false;
+                    }
+                    self.maybe_fetch(sub);
+                    true
+                }
+                Event::Stored { slot, result } => {
+                    if let Some(p) = self.acks_in.iter_mut().find(|p| p.slot == slot) {
+                        p.result = Some(result);
+                    }
+                    self.flush_acks().await
+                }
+                Event::Send(out) => {
+                    let after = match &out {
+                        Out::SubAck(pkid, ..) => self.after_suback.remove(pkid),
+                        _ => None,
+                    };
+                    let mut ok = self.write(out).await;
+                    for m in after.into_iter().flatten() {
+                        ok = ok && self.enqueue(m).await;
+                    }
+                    ok
+                }
+            };
+            if !ok {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Sends PUBACK/PUBREC for completed inbound publishes, in arrival order.
+    pub(super) async fn flush_acks(&mut self) -> bool {
+        while self.acks_in.front().is_some_and(|p| p.result.is_some()) {
+            let Some(p) = self.acks_in.pop_front() else {
+                break;
+            };
+            let (code, why) = match p.result {
+                Some(Err((code, why))) => {
+                    tracing::warn!(client_id = %self.client_id, pkid = p.pkid, code, "MQTT publish refused: {why}");
+                    (code, Some(why))
+                }
+                _ => (0, None),
+            };
+            let out = if p.qos == 1 {
+                Out::PubAck(p.pkid, code, why)
+            } else {
+                if code >= 0x80 {
+                    self.record.qos2_in.remove(&p.pkid);
+                }
+                Out::PubRec(p.pkid, code, why)
+            };
+            if !self.write(out).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Handles one packet; `Some` ends the connection.
+    pub(super) async fn handle(&mut self, packet: In) -> Option<End> {
+        match packet {
+            In::Publish(p) => return self.on_publish(*p).await,
+            In::PubAck(pkid) => self.on_puback(pkid),
+            In::PubRec(pkid, code) => {
+                if !self.on_pubrec(pkid, code).await {
+                    return Some(End::WithWill);
+                }
+            }
+            In::PubRel(pkid) => {
+                if !self.on_pubrel(pkid).await {
+                    return Some(End::WithWill);
+                }
+            }
+            In::PubComp(pkid) => {
+                if let Some((_, OutState::AwaitComp)) = self.outflight.get(&pkid) {
+                    self.outflight.remove(&pkid);
+                }
+                self.record.pubrel_out.remove(&pkid);
+            }
+            In::Subscribe { pkid, id, filters } => {
+                return self.on_subscribe(pkid, id, filters).await;
+            }
+            In::Unsubscribe { pkid, filters } => {
+                if !self.on_unsubscribe(pkid, filters).await {
+                    return Some(End::WithWill);
+                }
+            }
+            In::Ping => {
+                if !self.write(Out::PingResp).await {
+                    return Some(End::WithWill);
+                }
+            }
+            In::Disconnect {
+                reason,
+                session_expiry,
+            } => {
+                if let Some(e) = session_expiry {
+                    if self.connect_expiry == 0 && e != 0 {
+                        self.disconnect(
+                            0x82,
+                            "session expiry cannot be set on DISCONNECT after CONNECT set 0",
+                        )
+                        .await;
+                        return Some(End::WithWill);
+                    }
+                    self.record.expiry = e.min(self.broker.options.max_session_expiry);
+                }
+                return Some(if reason == 0x04 {
+                    End::WithWill
+                } else {
+                    End::Normal
+                });
+            }
+            In::Connect(_) => {
+                self.disconnect(0x82, "second CONNECT on a connection")
+                    .await;
+                return Some(End::WithWill);
+            }
+            In::Auth => {
+                self.disconnect(0x82, "AUTH without enhanced authentication")
+                    .await;
+                return Some(End::WithWill);
+            }
+            In::ServerOnly => {
+                self.disconnect(0x82, "packet type a client may not send")
+                    .await;
+                return Some(End::WithWill);
+            }
+        }
+        self.pump()
+            .await
+            .then_some(())
+            .map_or(Some(End::WithWill), |_| None)
+    }
+
+    pub(super) async fn on_publish(&mut self, mut p: Publish) -> Option<End> {
+        let qos = qos_num(p.qos);
+        let pkid = p.packet_id.map(|x| x.get()).unwrap_or(0);
+        let props = p.properties.take().unwrap_or_default();
+        // Topic aliases (MQTT 5).
+        if let Some(alias) = props.topic_alias.map(|a| a.get()) {
+            if alias > self.broker.options.topic_alias_maximum {
+                self.disconnect(0x94, "topic alias out of range").await;
+                return Some(End::WithWill);
+            }
+            if p.topic.is_empty() {
+                match self.aliases_in.get(&alias) {
+                    Some(t) => p.topic = ByteString::from(t.clone()),
+                    None => {
+                        self.disconnect(0x82, "unknown topic alias").await;
+                        return Some(End::WithWill);
+                    }
+                }
+            } else {
+                self.aliases_in.insert(alias, p.topic.to_string());
+            }
+        }
+        let topic_name = p.topic.to_string();
+        let subject = match topic::topic_to_subject(&topic_name) {
+            Ok(s) => s,
+            Err(e) => {
+                let why = format!("invalid topic name '{topic_name}': {e}");
+                self.disconnect(0x90, &why).await;
+                return Some(End::WithWill);
+            }
+        };
+        // QoS 2 resend of a publish we already hold: answer again, store nothing.
+        if qos == 2 && self.record.qos2_in.contains(&pkid) {
+            if !self.acks_in.iter().any(|a| a.pkid == pkid)
+                && !self.write(Out::PubRec(pkid, 0, None)).await
+            {
+                return Some(End::WithWill);
+            }
+            return None;
+        }
+        if qos > 0 {
+            let inflight =
+                self.acks_in.iter().filter(|a| a.qos == 1).count() + self.record.qos2_in.len();
+            if self.v5 && inflight >= usize::from(self.broker.options.receive_maximum) {
+                self.disconnect(0x93, "receive maximum exceeded").await;
+                return Some(End::WithWill);
+            }
+        }
+        let refuse = |code: u8, why: String| -> Option<(u8, String)> { Some((code, why)) };
+        let mut refused = None;
+        if topic_name.starts_with("$SYS") || subject.as_bytes().starts_with(b"$MQTT.") {
+            refused = refuse(0x87, format!("topic '{topic_name}' is reserved"));
+        } else if denied_publish(&self.broker, self.username.as_deref(), &topic_name) {
+            refused = refuse(0x87, format!("not authorized to publish to '{topic_name}'"));
+        } else if props.is_utf8_payload && std::str::from_utf8(&p.payload).is_err() {
+            refused = refuse(
+                0x99,
+                "payload is not UTF-8 as its format indicator says".to_owned(),
+            );
+        }
+        if let Some((code, why)) = refused {
+            tracing::info!(client_id = %self.client_id, topic = %topic_name, code, "MQTT publish refused: {why}");
+            let ok = match qos {
+                0 => true,
+                1 => self.write(Out::PubAck(pkid, code, Some(why))).await,
+                _ => {
+                    if !self.v5 {
+                        self.record.qos2_in.insert(pkid);
+                    }
+                    self.write(Out::PubRec(pkid, code, Some(why))).await
+                }
+            };
+            return (!ok).then_some(End::WithWill);
+        }
+        self.client.stats.record_in(p.payload.len());
+        let message = build_message(
+            subject,
+            &topic_name,
+            p.payload,
+            qos,
+            p.retain,
+            &props,
+            &self.client_id,
+        );
+        if qos == 0 {
+            self.broker.route(
+                &self.tenant,
+                &self.client,
+                message,
+                0,
+                p.retain,
+                &topic_name,
+                None,
+            );
+            return None;
+        }
+        let slot = self.next_slot;
+        self.next_slot += 1;
+        let mailbox = self.mailbox.clone();
+        let join = AckJoin::new(move |result| {
+            mailbox.push(Event::Stored { slot, result });
+        });
+        self.acks_in.push_back(PendingIn {
+            slot,
+            pkid,
+            qos,
+            result: None,
+        });
+        self.broker.route(
+            &self.tenant,
+            &self.client,
+            message,
+            qos,
+            p.retain,
+            &topic_name,
+            Some(&join),
+        );
+        if qos == 2 {
+            self.record.qos2_in.insert(pkid);
+            if self.persistent() {
+                session::write_record(
+                    self.broker.engine.as_ref(),
+                    &self.client,
+                    &self.record,
+                    Some(join.part()),
+                );
+            }
+        }
+        join.arm();
+        None
+    }
+
+    pub(super) async fn on_pubrel(&mut self, pkid: u16) -> bool {
+        if self.record.qos2_in.remove(&pkid) {
+            if self.persistent() {
+                let mailbox = self.mailbox.clone();
+                session::write_record(
+                    self.broker.engine.as_ref(),
+                    &self.client,
+                    &self.record,
+                    Some(Box::new(move |_| {
+                        mailbox.push(Event::Send(Out::PubComp(pkid, 0)));
+                    })),
+                );
+                true
+            } else {
+                self.write(Out::PubComp(pkid, 0)).await
+            }
+        } else {
+            self.write(Out::PubComp(pkid, 0x92)).await
+        }
+    }
+
+    pub(super) async fn on_subscribe(
+        &mut self,
+        pkid: u16,
+        id: Option<u32>,
+        filters: Vec<(String, rmqtt_codec::v5::SubscriptionOptions)>,
+    ) -> Option<End> {
+        let mut codes = Vec::with_capacity(filters.len());
+        let mut retained_out = Vec::new();
+        for (raw, o) in filters {
+            let opts = SubOpts {
+                qos: qos_num(o.qos).min(2),
+                no_local: o.no_local,
+                retain_as_published: o.retain_as_published,
+                retain_handling: u8::from(o.retain_handling),
+                id,
+            };
+            let mapped = match topic::map_filter(&raw) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::info!(client_id = %self.client_id, filter = %raw, error = %e, "MQTT subscribe refused");
+                    codes.push(if self.v5 { 0x8F } else { 0x80 });
+                    continue;
+                }
+            };
+            if mapped.share.is_some() && opts.no_local {
+                self.disconnect(0x82, "No Local on a shared subscription")
+                    .await;
+                return Some(End::WithWill);
+            }
+            if self.denied_subscribe_filter(&mapped.topic_filter) {
+                tracing::info!(client_id = %self.client_id, filter = %raw, "MQTT subscribe denied by ACL");
+                codes.push(if self.v5 { 0x87 } else { 0x80 });
+                continue;
+            }
+            let existed = self.sub_keys.contains_key(&raw);
+            if existed {
+                self.deactivate(&raw, false);
+            }
+            match self.activate(&raw, opts.clone(), mapped.clone()) {
+                Ok(key) => {
+                    self.record.subs.insert(raw.clone(), opts.clone());
+                    codes.push(opts.qos);
+                    let send_retained = mapped.share.is_none()
+                        && (opts.retain_handling == 0 || (opts.retain_handling == 1 && !existed));
+                    if send_retained {
+                        retained_out.extend(self.retained_for(&mapped, &opts, key));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(client_id = %self.client_id, filter = %raw, error = %e, "MQTT subscribe failed");
+                    codes.push(0x80);
+                }
+            }
+        }
+        let out = Out::SubAck(pkid, codes, None);
+        if self.persistent() {
+            self.after_suback.insert(pkid, retained_out);
+            let mailbox = self.mailbox.clone();
+            session::write_record(
+                self.broker.engine.as_ref(),
+                &self.client,
+                &self.record,
+                Some(Box::new(move |_| {
+                    mailbox.push(Event::Send(out));
+                })),
+            );
+        } else {
+            if !self.write(out).await {
+                return Some(End::WithWill);
+            }
+            for m in retained_out {
+                if !self.enqueue(m).await {
+                    return Some(End::WithWill);
+                }
+            }
+        }
+        let keys: Vec<u32> = self.subs.keys().copied().collect();
+        for k in keys {
+            self.maybe_fetch(k);
+        }
+        None
+    }
+
+    pub(super) async fn on_unsubscribe(&mut self, pkid: u16, filters: Vec<String>) -> bool {
+        let mut codes = Vec::with_capacity(filters.len());
+        for raw in filters {
+            let existed = self.deactivate(&raw, true);
+            self.record.subs.remove(&raw);
+            codes.push(if existed { 0x00 } else { 0x11 });
+        }
+        let out = Out::UnsubAck(pkid, codes);
+        if self.persistent() {
+            let mailbox = self.mailbox.clone();
+            session::write_record(
+                self.broker.engine.as_ref(),
+                &self.client,
+                &self.record,
+                Some(Box::new(move |_| {
+                    mailbox.push(Event::Send(out));
+                })),
+            );
+            true
+        } else {
+            self.write(out).await
+        }
+    }
+
+    pub(super) fn denied_subscribe_filter(&self, filter: &str) -> bool {
+        self.broker.options.acl.iter().any(|r| {
+            (r.user.is_none() || r.user.as_deref() == self.username.as_deref())
+                && r.deny_subscribe
+                    .iter()
+                    .any(|d| topic::filter_within(filter, d))
+        })
+    }
+
+    pub(super) fn denied_receive(&self, topic_name: &str) -> bool {
+        self.broker.options.acl.iter().any(|r| {
+            (r.user.is_none() || r.user.as_deref() == self.username.as_deref())
+                && r.deny_subscribe
+                    .iter()
+                    .any(|d| topic::filter_matches(d, topic_name))
+        })
+    }
+
+    pub(super) fn retained_for(
+        &self,
+        mapped: &MappedFilter,
+        opts: &SubOpts,
+        key: u32,
+    ) -> Vec<OutMsg> {
+        let now = now_ms();
+        let retained = self.tenant.retained.read();
+        let mut out = Vec::new();
+        for (t, r) in retained.iter() {
+            if !topic::filter_matches(&mapped.topic_filter, t) || self.denied_receive(t) {
+                continue;
+            }
+            if expires_at(r.headers.as_ref()).is_some_and(|e| e <= now) {
+                continue;
+            }
+            let _ = key;
+            out.push(OutMsg {
+                subject: r.subject.clone(),
+                payload: r.payload.clone(),
+                headers: r.headers.clone(),
+                reply: r.reply.clone(),
+                qos: r.qos.min(opts.qos),
+                retain: true,
+                dup: false,
+                sub_ids: opts.id.into_iter().collect(),
+                origin: Origin::Live,
+            });
+        }
+        out
+    }
+
+    /// Creates the engine side of a subscription: live subscriptions, and for a
+    /// persistent QoS 1/2 one its consumer group.
+    pub(super) fn activate(
+        &mut self,
+        raw: &str,
+        opts: SubOpts,
+        mapped: MappedFilter,
+    ) -> Result<u32, EngineError> {
+        let key = self.next_sub_key;
+        self.next_sub_key += 1;
+        let durable = self.persistent() && opts.qos > 0 && mapped.share.is_none();
+        let mut group = None;
+        if durable {
+            let name = group_name(&self.client_id, raw);
+            let filters = msgs_filters(&mapped);
+            let config = GroupConfig {
+                name: name.clone(),
+                durable: true,
+                description: Some(format!("MQTT {} {}", self.client_id, raw)),
+                deliver_policy: DeliverPolicy::New,
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: GROUP_ACK_WAIT,
+                max_deliver: -1,
+                filter_subjects: filters.iter().map(|f| f.to_string()).collect(),
+                max_ack_pending: -1,
+                ..GroupConfig::default()
+            };
+            match self
+                .broker
+                .engine
+                .create_group(&self.tenant.id, MSGS, config)
+            {
+                Ok(_) | Err(EngineError::GroupExists) => {}
+                Err(e) => return Err(e),
+            }
+            self.tenant
+                .durable
+                .write()
+                .insert((self.client_id.clone(), raw.to_owned()), filters);
+            group = Some(name);
+        }
+        let queue = match &mapped.share {
+            Some(g) => Some(QueueGroup::new(Bytes::from(g.clone()))?),
+            None => None,
+        };
+        let mut ids = Vec::new();
+        for f in &mapped.subjects {
+            let live = Arc::new(LiveSub {
+                mailbox: self.mailbox.clone(),
+                sub: key,
+                filter: raw.to_owned(),
+                wild_first: mapped.wild_first,
+                no_local: opts.no_local.then(|| self.client_id.clone()),
+                durable,
+                delivered: AtomicU64::new(0),
+            });
+            match self
+                .broker
+                .engine
+                .subscribe(&self.client, f.clone(), queue.clone(), live)
+            {
+                Ok(id) => ids.push(id),
+                Err(e) => {
+                    for id in ids {
+                        self.broker.engine.unsubscribe(&self.client, id);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        self.subs.insert(
+            key,
+            ActiveSub {
+                raw: raw.to_owned(),
+                opts,
+                mapped,
+                engine_ids: ids,
+                group,
+                fetching: false,
+            },
+        );
+        self.sub_keys.insert(raw.to_owned(), key);
+        Ok(key)
+    }
+
+    /// Removes a subscription's engine side; `delete_group` also drops its stored
+    /// backlog (UNSUBSCRIBE, or the session ending).
+    pub(super) fn deactivate(&mut self, raw: &str, delete_group: bool) -> bool {
+        let Some(key) = self.sub_keys.remove(raw) else {
+            return false;
+        };
+        if let Some(sub) = self.subs.remove(&key) {
+            for id in sub.engine_ids {
+                self.broker.engine.unsubscribe(&self.client, id);
+            }
+            if let Some(g) = &sub.group
+                && delete_group
+            {
+                self.tenant
+                    .durable
+                    .write()
+                    .remove(&(self.client_id.clone(), raw.to_owned()));
+                let _ = self.broker.engine.delete_group(&self.tenant.id, MSGS, g);
+            }
+            let _ = (&sub.raw, &sub.opts, &sub.mapped);
+        }
+        true
+    }
+}

@@ -1,0 +1,145 @@
+//! A session resumed at CONNECT and put away when the connection ends.
+
+use super::*;
+
+impl<S> Conn<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    pub(super) fn persistent(&self) -> bool {
+        self.record.expiry > 0
+    }
+
+    /// Re-establishes a resumed session's subscriptions and resends PUBRELs.
+    pub(super) fn restore(&mut self) {
+        let subs: Vec<(String, SubOpts)> = self
+            .record
+            .subs
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (raw, opts) in subs {
+            if let Ok(mapped) = topic::map_filter(&raw)
+                && let Err(e) = self.activate(&raw, opts, mapped)
+            {
+                tracing::warn!(client_id = %self.client_id, filter = %raw, error = %e, "cannot restore subscription");
+            }
+        }
+        for p in std::mem::take(&mut self.record.pending_out) {
+            self.reuse_pkids.insert((p.group, p.seq), p.pkid);
+        }
+        let pubrels: Vec<u16> = self.record.pubrel_out.iter().copied().collect();
+        for pkid in pubrels {
+            self.outflight
+                .insert(pkid, (Origin::Live, OutState::AwaitComp));
+            self.mailbox.push(Event::Send(Out::PubRel(pkid, 0)));
+        }
+        if self.persistent() {
+            session::write_record(
+                self.broker.engine.as_ref(),
+                &self.client,
+                &self.record,
+                None,
+            );
+        }
+        let keys: Vec<u32> = self.subs.keys().copied().collect();
+        for k in keys {
+            self.maybe_fetch(k);
+        }
+    }
+
+    /// Ends the connection: will, session state, engine clean-up.
+    pub(super) async fn finish(mut self, end: End, conn_id: u64, done: &CancellationToken) {
+        let _ = self.framed.close().await;
+        // Undelivered group messages go back to their groups (redelivered, with
+        // DUP, when the session resumes).
+        let leftovers = self.mailbox.close();
+        for e in leftovers {
+            if let Event::Group { sub, delivered } = e
+                && let Some(g) = self.subs.get(&sub).and_then(|s| s.group.clone())
+            {
+                let _ = self.broker.engine.ack(
+                    &self.tenant.id,
+                    MSGS,
+                    &g,
+                    delivered.message.seq,
+                    AckKind::Nak(None),
+                );
+            }
+        }
+        let queued: Vec<OutMsg> = self.queue.drain(..).collect();
+        for m in queued {
+            self.ack_origin(&m.origin, AckKind::Nak(None));
+        }
+        let mut pending = Vec::new();
+        let inflight: Vec<(u16, (Origin, OutState))> =
+            std::mem::take(&mut self.outflight).into_iter().collect();
+        for (pkid, (origin, state)) in inflight {
+            if let Origin::Group { group, seq, .. } = &origin
+                && state != OutState::AwaitComp
+            {
+                self.ack_origin(&origin, AckKind::Nak(None));
+                pending.push(PendingOut {
+                    pkid,
+                    group: group.clone(),
+                    seq: *seq,
+                });
+            }
+        }
+        let raws: Vec<String> = self.sub_keys.keys().cloned().collect();
+        let persistent = self.persistent();
+        for raw in &raws {
+            self.deactivate(raw, false);
+        }
+        self.broker.engine.disconnect(self.client.id);
+        let will = if end == End::Normal {
+            None
+        } else {
+            self.will.take()
+        };
+        let tenant = self.tenant.clone();
+        let record = if persistent {
+            self.record.pending_out = pending;
+            self.record.disconnected_ms = now_ms();
+            session::write_record(
+                self.broker.engine.as_ref(),
+                &tenant.client,
+                &self.record,
+                None,
+            );
+            Some(self.record.clone())
+        } else {
+            None
+        };
+        {
+            let mut slots = tenant.slots.lock();
+            if let Some(slot) = slots.get_mut(&self.client_id)
+                && slot.online.as_ref().is_some_and(|o| o.conn == conn_id)
+            {
+                slot.online = None;
+                slot.record = record.clone();
+                if record.is_none() && slot.will.is_none() {
+                    slots.remove(&self.client_id);
+                }
+            }
+        }
+        if !persistent {
+            // A clean session's groups and record go with it.
+            self.broker.discard_session(&tenant, &self.record);
+        } else if end != End::TakenOver
+            && let Some(left) =
+                remaining_expiry(self.record.expiry, self.record.disconnected_ms, now_ms())
+        {
+            self.broker.schedule_expiry(&tenant, &self.client_id, left);
+        }
+        if let Some(w) = will
+            && end != End::Shutdown
+        {
+            let delay = Duration::from_secs(u64::from(w.delay.min(self.record.expiry)));
+            self.broker
+                .schedule_will(&tenant, &self.client_id, w, delay);
+        }
+        tracing::debug!(client_id = %self.client_id, ?end, "MQTT client disconnected");
+        done.cancel();
+    }
+}

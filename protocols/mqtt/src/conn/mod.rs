@@ -1,0 +1,538 @@
+//! One MQTT connection: CONNECT, then the session state machine until the socket,
+//! the client or the broker ends it.
+
+mod inbound;
+mod lifecycle;
+mod outbound;
+
+use crate::broker::{AckJoin, MqttBroker, Tenant, header_qos, remaining_expiry};
+use crate::mailbox::{Event, GroupSink, LiveSub, Mailbox};
+use crate::packets::{ConnectInfo, In, Out, Will, connack, lift, lower, qos_num, qos_of};
+use crate::session::{
+    self, H_CONTENT_TYPE, H_MQTT_CORRELATION, H_MQTT_EXPIRES, H_MQTT_QOS, H_MQTT_RETAIN,
+    H_MQTT_UTF8, H_ORIGIN_CLIENT, H_ORIGIN_PROTOCOL, H_ORIGIN_TOPIC, MSGS, MSGS_PREFIX, PendingOut,
+    SessionRecord, SubOpts,
+};
+use crate::topic::{self, MappedFilter, TopicError};
+use base64::Engine as _;
+use bytes::Bytes;
+use bytestring::ByteString;
+use futures::{SinkExt, StreamExt};
+use junction_api::{
+    AckKind, AckPolicy, ClientRecord, Credentials, DeliverPolicy, Delivered, EngineError,
+    FetchRequest, GroupConfig, Headers, Message, NewClient, Protocol, QueueGroup, Subject,
+    SubjectFilter, SubscriptionId, TenantId,
+};
+use outbound::expires_at;
+use rmqtt_codec::error::DecodeError;
+use rmqtt_codec::types::Publish;
+use rmqtt_codec::v5::{PublishProperties, ToReasonCode};
+use rmqtt_codec::version::{ProtocolVersion, VersionCodec};
+use rmqtt_codec::{MqttCodec, MqttPacket, v3, v5};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::num::{NonZeroU16, NonZeroU32};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+
+/// How long a socket write may block before the client is dropped.
+const WRITE_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a group fetch waits before it is renewed.
+const FETCH_EXPIRES: Duration = Duration::from_secs(30);
+/// Unacknowledged group deliveries are redelivered after this long even while the
+/// client stays connected (MQTT itself never resends on a live connection).
+const GROUP_ACK_WAIT: Duration = Duration::from_secs(3600);
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The consumer group of a persistent subscription.
+pub(crate) fn group_name(client_id: &str, raw_filter: &str) -> String {
+    format!(
+        "mqtt_{}_{}",
+        session::short_hash(client_id),
+        session::short_hash(&format!("{client_id}\u{0}{raw_filter}"))
+    )
+}
+
+/// The `$MQTT_msgs` filters of a mapped MQTT filter.
+pub(crate) fn msgs_filters(m: &MappedFilter) -> Vec<SubjectFilter> {
+    m.subjects
+        .iter()
+        .filter_map(|f| SubjectFilter::new(Bytes::from(format!("{MSGS_PREFIX}{f}"))).ok())
+        .collect()
+}
+
+/// Builds the engine message for an MQTT publish: properties become headers, and
+/// lineage headers say where it came from.
+pub(crate) fn build_message(
+    subject: Subject,
+    topic: &str,
+    payload: Bytes,
+    qos: u8,
+    retain: bool,
+    props: &PublishProperties,
+    client_id: &str,
+) -> Message {
+    let mut h = Headers::new();
+    for (k, v) in &props.user_properties {
+        if is_reserved(k) {
+            continue;
+        }
+        h.append(k.to_string(), v.to_string());
+    }
+    h.insert(H_ORIGIN_PROTOCOL, "mqtt");
+    h.insert(H_ORIGIN_CLIENT, client_id);
+    h.insert(H_ORIGIN_TOPIC, topic);
+    h.insert(H_MQTT_QOS, qos.to_string());
+    if retain {
+        h.insert(H_MQTT_RETAIN, "1");
+    }
+    if let Some(ct) = &props.content_type {
+        h.insert(H_CONTENT_TYPE, ct.to_string());
+    }
+    if props.is_utf8_payload {
+        h.insert(H_MQTT_UTF8, "1");
+    }
+    if let Some(c) = &props.correlation_data {
+        h.insert(
+            H_MQTT_CORRELATION,
+            base64::engine::general_purpose::STANDARD.encode(c),
+        );
+    }
+    if let Some(e) = props.message_expiry_interval {
+        h.insert(
+            H_MQTT_EXPIRES,
+            (now_ms() + u64::from(e.get()) * 1000).to_string(),
+        );
+    }
+    let reply = props
+        .response_topic
+        .as_ref()
+        .and_then(|t| topic::topic_to_subject(t).ok());
+    Message {
+        subject,
+        reply,
+        headers: Some(h),
+        payload,
+    }
+}
+
+/// Client-supplied user properties may not forge lineage or front-end headers.
+fn is_reserved(name: &str) -> bool {
+    name.get(..9)
+        .is_some_and(|p| p.eq_ignore_ascii_case("junction-"))
+        || session::is_internal_header(name)
+}
+
+/// Where an outgoing QoS 1/2 message came from.
+#[derive(Debug, Clone)]
+enum Origin {
+    Live,
+    Group { group: String, seq: u64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(clippy::enum_variant_names)]
+enum OutState {
+    AwaitAck,
+    AwaitRec,
+    AwaitComp,
+}
+
+/// A message on its way to the client.
+#[derive(Debug, Clone)]
+struct OutMsg {
+    subject: Subject,
+    payload: Bytes,
+    headers: Option<Headers>,
+    reply: Option<Subject>,
+    qos: u8,
+    retain: bool,
+    dup: bool,
+    sub_ids: Vec<u32>,
+    origin: Origin,
+}
+
+struct ActiveSub {
+    raw: String,
+    opts: SubOpts,
+    mapped: MappedFilter,
+    engine_ids: Vec<SubscriptionId>,
+    group: Option<String>,
+    fetching: bool,
+}
+
+struct PendingIn {
+    slot: u64,
+    pkid: u16,
+    qos: u8,
+    result: Option<Result<(), (u8, String)>>,
+}
+
+/// Why the connection ended.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    /// DISCONNECT 0x00: no will.
+    Normal,
+    /// DISCONNECT 0x04, a dropped socket or an error: the will goes out.
+    WithWill,
+    /// Another connection took the client id.
+    TakenOver,
+    /// The broker is stopping.
+    Shutdown,
+}
+
+struct Conn<S> {
+    broker: Arc<MqttBroker>,
+    tenant: Arc<Tenant>,
+    framed: Framed<S, MqttCodec>,
+    v5: bool,
+    client: Arc<ClientRecord>,
+    client_id: String,
+    username: Option<String>,
+    mailbox: Arc<Mailbox>,
+    record: SessionRecord,
+    connect_expiry: u32,
+    subs: HashMap<u32, ActiveSub>,
+    sub_keys: HashMap<String, u32>,
+    next_sub_key: u32,
+    acks_in: VecDeque<PendingIn>,
+    next_slot: u64,
+    aliases_in: HashMap<u16, String>,
+    outflight: BTreeMap<u16, (Origin, OutState)>,
+    queue: VecDeque<OutMsg>,
+    next_pkid: u16,
+    reuse_pkids: HashMap<(String, u64), u16>,
+    client_recv_max: usize,
+    aliases_out: HashMap<String, u16>,
+    client_alias_max: u16,
+    problem_info: bool,
+    will: Option<Will>,
+    keep_alive: Option<Duration>,
+    last_in: Instant,
+    /// SUBACKs waiting for the session record, with the retained messages to send
+    /// after them.
+    after_suback: HashMap<u16, Vec<OutMsg>>,
+}
+
+/// Runs a connection to the end.
+pub(crate) async fn run<S>(broker: Arc<MqttBroker>, stream: S, remote: SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut framed = Framed::new(stream, MqttCodec::Version(VersionCodec));
+    let timeout = broker.options.connect_timeout;
+    let version = match tokio::time::timeout(timeout, framed.next()).await {
+        Ok(Some(Ok((MqttPacket::Version(v), _)))) => v,
+        Ok(Some(Ok(_))) => return,
+        Ok(Some(Err(e))) => {
+            tracing::warn!(%remote, error = %e, "MQTT: bad CONNECT, closing");
+            if matches!(e, DecodeError::InvalidProtocol) {
+                // 3.1.1 §3.1.2.2: unsupported protocol level → return code 0x01.
+                let _ = framed.get_mut().write_all(&[0x20, 0x02, 0x00, 0x01]).await;
+            }
+            return;
+        }
+        Ok(None) => return,
+        Err(_) => {
+            tracing::debug!(%remote, "MQTT: no CONNECT within {timeout:?}, closing");
+            return;
+        }
+    };
+    let max = broker.options.max_packet_size;
+    *framed.codec_mut() = match version {
+        ProtocolVersion::MQTT3 => MqttCodec::V3(v3::Codec::new(max)),
+        ProtocolVersion::MQTT5 => MqttCodec::V5(v5::Codec::new(max, 0)),
+    };
+    let v5 = version == ProtocolVersion::MQTT5;
+    let info = match tokio::time::timeout(timeout, framed.next()).await {
+        Ok(Some(Ok((packet, _)))) => match lift(packet) {
+            In::Connect(info) => info,
+            _ => return,
+        },
+        Ok(Some(Err(e))) => {
+            tracing::warn!(%remote, error = %e, "MQTT: malformed CONNECT, closing");
+            let code = match e {
+                DecodeError::MaxSizeExceeded { .. } => 0x95,
+                DecodeError::InvalidClientId => 0x85,
+                DecodeError::UnsupportedProtocolLevel => 0x84,
+                _ => 0x81,
+            };
+            send_connack_error(&mut framed, v5, code, &e.to_string()).await;
+            return;
+        }
+        _ => return,
+    };
+    connect(broker, framed, v5, *info, remote).await;
+}
+
+async fn send_connack_error<S>(framed: &mut Framed<S, MqttCodec>, v5: bool, code: u8, why: &str)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut ack = connack(code);
+    ack.reason_string = Some(ByteString::from(why));
+    if let Some(p) = lower(Out::ConnAck(Box::new(ack)), v5) {
+        let _ = tokio::time::timeout(WRITE_DEADLINE, framed.send(p)).await;
+    }
+}
+
+async fn connect<S>(
+    broker: Arc<MqttBroker>,
+    mut framed: Framed<S, MqttCodec>,
+    v5: bool,
+    mut info: ConnectInfo,
+    remote: SocketAddr,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let refuse = |client_id: &str, code: u8, why: &str| {
+        tracing::info!(%remote, %client_id, code, "MQTT CONNECT refused: {why}");
+    };
+    // Client id rules.
+    let mut assigned = None;
+    if info.client_id.is_empty() {
+        if info.level == 3 || (!v5 && !info.clean_start) {
+            refuse(&info.client_id, 0x85, "empty client id");
+            send_connack_error(&mut framed, v5, 0x85, "client identifier not valid").await;
+            return;
+        }
+        let id = format!("junction-{:016x}", rand::random::<u64>());
+        if v5 {
+            assigned = Some(id.clone());
+        }
+        info.client_id = id;
+    }
+    if info.auth_method.is_some() {
+        refuse(&info.client_id, 0x8C, "enhanced authentication");
+        send_connack_error(
+            &mut framed,
+            v5,
+            0x8C,
+            "enhanced authentication is not supported",
+        )
+        .await;
+        return;
+    }
+    // Authentication: the same users as NATS.
+    let tenant_id = if broker.engine.auth_required() {
+        let creds = match (&info.username, &info.password) {
+            (Some(u), p) => Credentials::UserPassword {
+                user: u.clone(),
+                password: p
+                    .as_ref()
+                    .map(|p| String::from_utf8_lossy(p).into_owned())
+                    .unwrap_or_default(),
+            },
+            (None, Some(p)) => Credentials::Token(String::from_utf8_lossy(p).into_owned()),
+            (None, None) => Credentials::None,
+        };
+        let presented = !matches!(creds, Credentials::None);
+        match broker.engine.authenticate(&creds) {
+            Ok(t) => t,
+            Err(_) => {
+                let code = if presented { 0x86 } else { 0x87 };
+                refuse(&info.client_id, code, "authentication failed");
+                send_connack_error(
+                    &mut framed,
+                    v5,
+                    code,
+                    if presented {
+                        "bad user name or password"
+                    } else {
+                        "not authorized"
+                    },
+                )
+                .await;
+                return;
+            }
+        }
+    } else {
+        TenantId::default_tenant()
+    };
+    // The will must be a valid topic the user may publish to.
+    if let Some(w) = &info.will {
+        if topic::topic_to_subject(&w.topic).is_err() {
+            refuse(&info.client_id, 0x90, "invalid will topic");
+            send_connack_error(&mut framed, v5, 0x90, "will topic is not valid").await;
+            return;
+        }
+        if denied_publish(&broker, info.username.as_deref(), &w.topic) {
+            refuse(&info.client_id, 0x87, "will topic denied");
+            send_connack_error(&mut framed, v5, 0x87, "not authorized to publish the will").await;
+            return;
+        }
+    }
+    let tenant = match broker.tenant(&tenant_id) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "MQTT state unavailable");
+            send_connack_error(&mut framed, v5, 0x88, "server unavailable").await;
+            return;
+        }
+    };
+    let client = match broker.engine.connect(
+        NewClient {
+            protocol: Protocol::Mqtt,
+            remote,
+        },
+        tenant_id,
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if matches!(e, EngineError::MaxConnections) {
+                0x97
+            } else {
+                0x88
+            };
+            refuse(&info.client_id, code, &e.to_string());
+            send_connack_error(&mut framed, v5, code, &e.to_string()).await;
+            return;
+        }
+    };
+    client.set_identity(
+        Some(info.client_id.clone()),
+        Some("mqtt".to_owned()),
+        Some(match info.level {
+            3 => "3.1".to_owned(),
+            4 => "3.1.1".to_owned(),
+            _ => "5.0".to_owned(),
+        }),
+        info.username.clone(),
+    );
+
+    // Take the session over from any other connection with this client id.
+    let conn_id = broker.next_conn_id();
+    let kick = CancellationToken::new();
+    let done = CancellationToken::new();
+    let previous = loop {
+        let wait = {
+            let mut slots = tenant.slots.lock();
+            let slot = slots.entry(info.client_id.clone()).or_default();
+            match &slot.online {
+                Some(o) => {
+                    o.kick.cancel();
+                    Some(o.done.clone())
+                }
+                None => {
+                    if let Some(w) = slot.will.take() {
+                        w.cancel();
+                    }
+                    if let Some(e) = slot.expiry.take() {
+                        e.cancel();
+                    }
+                    slot.online = Some(crate::broker::Online {
+                        conn: conn_id,
+                        kick: kick.clone(),
+                        done: done.clone(),
+                    });
+                    break slot.record.take();
+                }
+            }
+        };
+        if let Some(w) = wait {
+            tracing::info!(client_id = %info.client_id, "MQTT client id taken over");
+            let _ = tokio::time::timeout(Duration::from_secs(5), w.cancelled()).await;
+        }
+    };
+    let expiry = info.session_expiry.min(broker.options.max_session_expiry);
+    let (record, present) = match previous {
+        Some(r) if !info.clean_start => (r, true),
+        Some(r) => {
+            broker.discard_session(&tenant, &r);
+            (SessionRecord::default(), false)
+        }
+        None => (SessionRecord::default(), false),
+    };
+    let mut record = record;
+    record.client_id = info.client_id.clone();
+    record.expiry = expiry;
+    record.disconnected_ms = 0;
+
+    let mut keep_alive = info.keep_alive;
+    let mut server_keep_alive = None;
+    let max_ka = broker.options.max_keep_alive;
+    if max_ka > 0 && (keep_alive == 0 || keep_alive > max_ka) {
+        keep_alive = max_ka;
+        server_keep_alive = Some(max_ka);
+    }
+    if let (MqttCodec::V5(c), Some(m)) = (framed.codec_mut(), info.max_packet_size) {
+        c.set_max_outbound_size(m);
+    }
+
+    let mut ack = connack(0);
+    ack.session_present = present;
+    if v5 {
+        ack.receive_max =
+            NonZeroU16::new(broker.options.receive_maximum).unwrap_or(NonZeroU16::MAX);
+        ack.max_packet_size = Some(broker.options.max_packet_size);
+        ack.topic_alias_max = broker.options.topic_alias_maximum;
+        ack.assigned_client_id = assigned.map(ByteString::from);
+        ack.server_keepalive_sec = server_keep_alive;
+        if expiry != info.session_expiry {
+            ack.session_expiry_interval_secs = Some(expiry);
+        }
+    }
+    let mut conn = Conn {
+        mailbox: Mailbox::new(broker.options.max_queued_messages),
+        broker: broker.clone(),
+        tenant: tenant.clone(),
+        framed,
+        v5,
+        client: client.clone(),
+        client_id: info.client_id.clone(),
+        username: info.username.clone(),
+        record,
+        connect_expiry: expiry,
+        subs: HashMap::new(),
+        sub_keys: HashMap::new(),
+        next_sub_key: 1,
+        acks_in: VecDeque::new(),
+        next_slot: 1,
+        aliases_in: HashMap::new(),
+        outflight: BTreeMap::new(),
+        queue: VecDeque::new(),
+        next_pkid: 1,
+        reuse_pkids: HashMap::new(),
+        client_recv_max: usize::from(info.receive_max.max(1)),
+        aliases_out: HashMap::new(),
+        client_alias_max: info.topic_alias_max,
+        problem_info: info.request_problem_info,
+        will: info.will.take(),
+        keep_alive: (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500)),
+        last_in: Instant::now(),
+        after_suback: HashMap::new(),
+    };
+    tracing::debug!(%remote, client_id = %conn.client_id, v5, present, expiry, "MQTT client connected");
+    let end = if conn.write(Out::ConnAck(Box::new(ack))).await && conn.flush().await {
+        conn.restore();
+        if conn.flush().await {
+            conn.main_loop(&kick).await
+        } else {
+            End::WithWill
+        }
+    } else {
+        End::WithWill
+    };
+    conn.finish(end, conn_id, &done).await;
+}
+
+fn denied_publish(broker: &MqttBroker, user: Option<&str>, topic: &str) -> bool {
+    broker.options.acl.iter().any(|r| {
+        (r.user.is_none() || r.user.as_deref() == user)
+            && r.deny_publish
+                .iter()
+                .any(|f| topic::filter_matches(f, topic))
+    })
+}

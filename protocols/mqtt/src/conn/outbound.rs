@@ -1,0 +1,396 @@
+//! Packets to the client: deliveries (live and from groups), acks, flow control.
+
+use super::*;
+
+impl<S> Conn<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    /// Queues a packet for the socket; false when the socket is gone.
+    pub(super) async fn write(&mut self, out: Out) -> bool {
+        let out = if self.problem_info {
+            out
+        } else {
+            strip_reason(out)
+        };
+        let Some(packet) = lower(out, self.v5) else {
+            return true;
+        };
+        match tokio::time::timeout(WRITE_DEADLINE, self.framed.feed(packet)).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                tracing::debug!(client_id = %self.client_id, error = %e, "MQTT write failed");
+                false
+            }
+            Err(_) => {
+                tracing::info!(client_id = %self.client_id, "MQTT client too slow to read, closing");
+                false
+            }
+        }
+    }
+
+    pub(super) async fn flush(&mut self) -> bool {
+        matches!(
+            tokio::time::timeout(WRITE_DEADLINE, self.framed.flush()).await,
+            Ok(Ok(()))
+        )
+    }
+
+    /// A v5 DISCONNECT (v3 just closes), logged.
+    pub(super) async fn disconnect(&mut self, code: u8, why: &str) {
+        tracing::info!(client_id = %self.client_id, code, "MQTT disconnecting client: {why}");
+        self.write(Out::Disconnect(code, Some(why.to_owned())))
+            .await;
+        self.flush().await;
+    }
+
+    pub(super) fn on_puback(&mut self, pkid: u16) {
+        if let Some((origin, OutState::AwaitAck)) = self.outflight.get(&pkid).cloned() {
+            self.outflight.remove(&pkid);
+            self.ack_origin(&origin, AckKind::Ack);
+        }
+    }
+
+    pub(super) async fn on_pubrec(&mut self, pkid: u16, code: u8) -> bool {
+        match self.outflight.get(&pkid).cloned() {
+            Some((origin, OutState::AwaitRec)) => {
+                self.ack_origin(&origin, AckKind::Ack);
+                if code >= 0x80 {
+                    self.outflight.remove(&pkid);
+                    return true;
+                }
+                self.outflight
+                    .insert(pkid, (Origin::Live, OutState::AwaitComp));
+                self.record.pubrel_out.insert(pkid);
+                self.write(Out::PubRel(pkid, 0)).await
+            }
+            Some((_, OutState::AwaitComp)) => self.write(Out::PubRel(pkid, 0)).await,
+            _ => self.write(Out::PubRel(pkid, 0x92)).await,
+        }
+    }
+
+    pub(super) fn ack_origin(&self, origin: &Origin, kind: AckKind) {
+        if let Origin::Group { group, seq, .. } = origin
+            && let Err(e) = self
+                .broker
+                .engine
+                .ack(&self.tenant.id, MSGS, group, *seq, kind)
+        {
+            tracing::debug!(client_id = %self.client_id, error = %e, "MQTT group ack failed");
+        }
+    }
+
+    /// Room for more QoS 1/2 messages towards the client.
+    pub(super) fn credit(&self) -> usize {
+        self.client_recv_max
+            .saturating_sub(self.outflight.len() + self.queue.len())
+    }
+
+    pub(super) fn maybe_fetch(&mut self, key: u32) {
+        let credit = self.credit();
+        let Some(sub) = self.subs.get_mut(&key) else {
+            return;
+        };
+        let Some(group) = sub.group.clone() else {
+            return;
+        };
+        if sub.fetching || credit == 0 {
+            return;
+        }
+        sub.fetching = true;
+        let sink = Arc::new(GroupSink {
+            mailbox: self.mailbox.clone(),
+            sub: key,
+        });
+        let request = FetchRequest {
+            batch: credit.min(256),
+            expires: Some(FETCH_EXPIRES),
+            ..FetchRequest::default()
+        };
+        if let Err(e) = self
+            .broker
+            .engine
+            .fetch(&self.tenant.id, MSGS, &group, request, sink)
+        {
+            tracing::warn!(client_id = %self.client_id, error = %e, "MQTT group fetch failed");
+            if let Some(sub) = self.subs.get_mut(&key) {
+                sub.fetching = false;
+            }
+        }
+    }
+
+    pub(super) async fn on_live(&mut self, message: Message, keys: &[u32]) -> bool {
+        let pub_qos = header_qos(&message);
+        let retained = message.headers.as_ref().and_then(|h| h.get(H_MQTT_RETAIN)) == Some("1");
+        let mut qos = None;
+        let mut retain = false;
+        let mut ids = Vec::new();
+        for k in keys {
+            let Some(sub) = self.subs.get(k) else {
+                continue;
+            };
+            let q = pub_qos.min(sub.opts.qos);
+            qos = Some(qos.map_or(q, |x: u8| x.max(q)));
+            retain |= retained && sub.opts.retain_as_published;
+            if let Some(id) = sub.opts.id {
+                ids.push(id);
+            }
+        }
+        let Some(qos) = qos else {
+            return true;
+        };
+        let topic_name = topic::subject_to_topic(message.subject.as_bytes());
+        if self.denied_receive(&topic_name) {
+            return true;
+        }
+        self.enqueue(OutMsg {
+            subject: message.subject,
+            payload: message.payload,
+            headers: message.headers,
+            reply: message.reply,
+            qos,
+            retain,
+            dup: false,
+            sub_ids: ids,
+            origin: Origin::Live,
+        })
+        .await
+    }
+
+    pub(super) async fn on_group(&mut self, key: u32, d: Delivered) -> bool {
+        let Some(sub) = self.subs.get(&key) else {
+            return true;
+        };
+        let Some(group) = sub.group.clone() else {
+            return true;
+        };
+        let seq = d.message.seq;
+        if self.outflight.values().any(|(o, _)| matches!(o, Origin::Group { group: g, seq: s, .. } if *g == group && *s == seq))
+            || self.queue.iter().any(|m| matches!(&m.origin, Origin::Group { group: g, seq: s, .. } if *g == group && *s == seq))
+        {
+            return true;
+        }
+        let m = d.message;
+        let Some(rest) = m.subject.as_bytes().strip_prefix(MSGS_PREFIX.as_bytes()) else {
+            return true;
+        };
+        let subject = Subject::from_trusted(Bytes::copy_from_slice(rest));
+        let pub_qos = m
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(H_MQTT_QOS))
+            .and_then(|q| q.parse().ok())
+            .unwrap_or(1u8);
+        let retained = m.headers.as_ref().and_then(|h| h.get(H_MQTT_RETAIN)) == Some("1");
+        let msg = OutMsg {
+            subject,
+            payload: m.payload,
+            headers: m.headers,
+            reply: None,
+            qos: pub_qos.min(sub.opts.qos).max(1),
+            retain: retained && sub.opts.retain_as_published,
+            dup: d.delivery_count > 1,
+            sub_ids: sub.opts.id.into_iter().collect(),
+            origin: Origin::Group { group, seq },
+        };
+        self.enqueue(msg).await
+    }
+
+    /// Sends a message now, or queues it until the client has room.
+    pub(super) async fn enqueue(&mut self, m: OutMsg) -> bool {
+        if m.qos == 0 {
+            return self.send_publish(m).await;
+        }
+        if self.outflight.len() < self.client_recv_max && self.queue.is_empty() {
+            return self.send_publish(m).await;
+        }
+        if matches!(m.origin, Origin::Live)
+            && self.queue.len() >= self.broker.options.max_queued_messages
+        {
+            tracing::warn!(client_id = %self.client_id, "MQTT client queue full: message dropped");
+            return true;
+        }
+        self.queue.push_back(m);
+        true
+    }
+
+    /// Sends queued messages while the client has room, and asks groups for more.
+    pub(super) async fn pump(&mut self) -> bool {
+        while self.outflight.len() < self.client_recv_max {
+            let Some(m) = self.queue.pop_front() else {
+                break;
+            };
+            if !self.send_publish(m).await {
+                return false;
+            }
+        }
+        let keys: Vec<u32> = self
+            .subs
+            .iter()
+            .filter(|(_, s)| s.group.is_some() && !s.fetching)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in keys {
+            self.maybe_fetch(k);
+        }
+        true
+    }
+
+    pub(super) fn alloc_pkid(&mut self) -> u16 {
+        let reserved: HashSet<u16> = self.reuse_pkids.values().copied().collect();
+        for _ in 0..=u16::MAX {
+            let id = self.next_pkid;
+            self.next_pkid = if self.next_pkid == u16::MAX {
+                1
+            } else {
+                self.next_pkid + 1
+            };
+            if !self.outflight.contains_key(&id) && !reserved.contains(&id) {
+                return id;
+            }
+        }
+        1
+    }
+
+    pub(super) async fn send_publish(&mut self, m: OutMsg) -> bool {
+        let now = now_ms();
+        let expiry = match expires_at(m.headers.as_ref()) {
+            Some(e) if e <= now => {
+                self.ack_origin(&m.origin, AckKind::Ack);
+                return true;
+            }
+            Some(e) => NonZeroU32::new(((e - now).div_ceil(1000)) as u32),
+            None => None,
+        };
+        let mut topic_name = topic::subject_to_topic(m.subject.as_bytes());
+        let mut alias = None;
+        if self.v5 && self.client_alias_max > 0 {
+            match self.aliases_out.get(&topic_name) {
+                Some(a) => {
+                    alias = NonZeroU16::new(*a);
+                    topic_name.clear();
+                }
+                None => {
+                    let next = self.aliases_out.len() as u16 + 1;
+                    if next <= self.client_alias_max {
+                        self.aliases_out.insert(topic_name.clone(), next);
+                        alias = NonZeroU16::new(next);
+                    }
+                }
+            }
+        }
+        let properties = self.v5.then(|| out_properties(&m, expiry, alias));
+        let pkid = match &m.origin {
+            Origin::Group { group, seq, .. } if m.qos > 0 => self
+                .reuse_pkids
+                .remove(&(group.clone(), *seq))
+                .filter(|p| !self.outflight.contains_key(p)),
+            _ => None,
+        };
+        let pkid = if m.qos > 0 {
+            Some(pkid.unwrap_or_else(|| self.alloc_pkid()))
+        } else {
+            None
+        };
+        let size = m.payload.len();
+        let publish = Publish {
+            dup: m.dup && m.qos > 0,
+            retain: m.retain,
+            qos: qos_of(m.qos),
+            topic: ByteString::from(topic_name),
+            packet_id: pkid.and_then(NonZeroU16::new),
+            payload: m.payload,
+            properties,
+        };
+        let packet = match lower(Out::Publish(Box::new(publish)), self.v5) {
+            Some(p) => p,
+            None => return true,
+        };
+        match tokio::time::timeout(WRITE_DEADLINE, self.framed.feed(packet)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e @ rmqtt_codec::error::EncodeError::OverMaxPacketSize { .. })) => {
+                // Larger than the client's Maximum Packet Size: the spec says drop it.
+                tracing::info!(client_id = %self.client_id, error = %e, "MQTT message too large for the client, dropped");
+                self.ack_origin(&m.origin, AckKind::Ack);
+                return true;
+            }
+            _ => return false,
+        }
+        self.client.stats.record_out(size);
+        if let Some(pkid) = pkid {
+            let state = if m.qos == 1 {
+                OutState::AwaitAck
+            } else {
+                OutState::AwaitRec
+            };
+            self.outflight.insert(pkid, (m.origin, state));
+        } else {
+            self.ack_origin(&m.origin, AckKind::Ack);
+        }
+        true
+    }
+}
+
+pub(super) fn expires_at(h: Option<&Headers>) -> Option<u64> {
+    h.and_then(|h| h.get(H_MQTT_EXPIRES))
+        .and_then(|v| v.parse().ok())
+}
+
+/// MQTT 5 properties of an outgoing message: headers become user properties.
+pub(super) fn out_properties(
+    m: &OutMsg,
+    expiry: Option<NonZeroU32>,
+    alias: Option<NonZeroU16>,
+) -> PublishProperties {
+    let mut p = PublishProperties {
+        topic_alias: alias,
+        message_expiry_interval: expiry,
+        subscription_ids: m
+            .sub_ids
+            .iter()
+            .filter_map(|i| NonZeroU32::new(*i))
+            .collect(),
+        response_topic: m
+            .reply
+            .as_ref()
+            .map(|r| ByteString::from(topic::subject_to_topic(r.as_bytes()))),
+        ..Default::default()
+    };
+    if let Some(h) = &m.headers {
+        for (k, v) in h.iter() {
+            if session::is_internal_header(k) {
+                continue;
+            }
+            p.user_properties.push((
+                ByteString::from(k.to_owned()),
+                ByteString::from(v.to_owned()),
+            ));
+        }
+        p.content_type = h
+            .get(H_CONTENT_TYPE)
+            .map(|c| ByteString::from(c.to_owned()));
+        p.is_utf8_payload = h.get(H_MQTT_UTF8) == Some("1");
+        p.correlation_data = h
+            .get(H_MQTT_CORRELATION)
+            .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c).ok())
+            .map(Bytes::from);
+    }
+    p
+}
+
+/// Without Request Problem Information, reason strings go only in CONNACK and
+/// DISCONNECT.
+pub(super) fn strip_reason(out: Out) -> Out {
+    match out {
+        Out::PubAck(p, c, _) => Out::PubAck(p, c, None),
+        Out::PubRec(p, c, _) => Out::PubRec(p, c, None),
+        Out::SubAck(p, c, _) => Out::SubAck(p, c, None),
+        other => other,
+    }
+}
+
+impl From<TopicError> for EngineError {
+    fn from(e: TopicError) -> Self {
+        EngineError::BadRequest(e.to_string())
+    }
+}
