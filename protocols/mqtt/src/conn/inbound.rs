@@ -37,7 +37,11 @@ where
                             return End::WithWill;
                         }
                         Some(Err(e)) => {
-                            let code = u8::from(e.to_reason_code());
+                            let code = match e {
+                                // An invalid UTF-8 string is a malformed packet (v5 §1.5.4).
+                                DecodeError::Utf8Error => 0x81,
+                                _ => u8::from(e.to_reason_code()),
+                            };
                             self.disconnect(code, &e.to_string()).await;
                             return End::WithWill;
                         }

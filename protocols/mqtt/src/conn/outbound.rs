@@ -175,6 +175,10 @@ where
             return true;
         };
         let subject = Subject::from_trusted(Bytes::copy_from_slice(rest));
+        if self.denied_receive(&topic::subject_to_topic(rest)) {
+            let _ = self.broker.engine.ack(&self.tenant.id, MSGS, &group, seq, AckKind::Ack);
+            return true;
+        }
         let pub_qos = m
             .headers
             .as_ref()
