@@ -52,7 +52,8 @@ pub(crate) struct Tenant {
     pub slots: Mutex<HashMap<String, Slot>>,
     /// Topic → retained message.
     pub retained: RwLock<BTreeMap<String, Retained>>,
-    /// Filters of persistent QoS 1/2 subscriptions: (client id, raw filter) → subjects.
+    /// Filters of persistent QoS 1/2 subscriptions: (client id, raw filter) → the
+    /// subject filters it maps to (without the `$MQTT.msgs.` prefix).
     pub durable: RwLock<HashMap<(String, String), Vec<SubjectFilter>>>,
 }
 
@@ -217,10 +218,10 @@ impl MqttBroker {
                     && let Ok(m) = crate::topic::map_filter(raw)
                     && m.share.is_none()
                 {
-                    tenant.durable.write().insert(
-                        (record.client_id.clone(), raw.clone()),
-                        crate::conn::msgs_filters(&m),
-                    );
+                    tenant
+                        .durable
+                        .write()
+                        .insert((record.client_id.clone(), raw.clone()), m.subjects.clone());
                 }
             }
             if record.disconnected_ms == 0 {

@@ -548,10 +548,10 @@ where
                 Ok(_) | Err(EngineError::GroupExists) => {}
                 Err(e) => return Err(e),
             }
-            self.tenant
-                .durable
-                .write()
-                .insert((self.client_id.clone(), raw.to_owned()), filters);
+            self.tenant.durable.write().insert(
+                (self.client_id.clone(), raw.to_owned()),
+                mapped.subjects.clone(),
+            );
             group = Some(name);
         }
         let queue = match &mapped.share {

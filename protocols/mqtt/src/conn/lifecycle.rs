@@ -123,8 +123,9 @@ where
                 }
             }
         }
-        if !persistent {
-            // A clean session's groups and record go with it.
+        if !persistent && self.stored {
+            // The session was persistent once (a DISCONNECT set its expiry to 0):
+            // its groups and record go with it.
             self.broker.discard_session(&tenant, &self.record);
         } else if end != End::TakenOver
             && let Some(left) =

@@ -221,6 +221,8 @@ struct Conn<S> {
     will: Option<Will>,
     keep_alive: Option<Duration>,
     last_in: Instant,
+    /// The session has (or had) a record in `$MQTT_sess`.
+    stored: bool,
     /// SUBACKs waiting for the session record, with the retained messages to send
     /// after them.
     after_suback: HashMap<u16, Vec<OutMsg>>,
@@ -513,6 +515,7 @@ async fn connect<S>(
         keep_alive: (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500)),
         last_in: Instant::now(),
         after_suback: HashMap::new(),
+        stored: present || expiry > 0,
     };
     tracing::debug!(%remote, client_id = %conn.client_id, v5, present, expiry, "MQTT client connected");
     let end = if conn.write(Out::ConnAck(Box::new(ack))).await && conn.flush().await {

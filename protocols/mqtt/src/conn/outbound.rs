@@ -139,8 +139,9 @@ where
         let Some(qos) = qos else {
             return true;
         };
-        let topic_name = topic::subject_to_topic(message.subject.as_bytes());
-        if self.denied_receive(&topic_name) {
+        if !self.broker.options.acl.is_empty()
+            && self.denied_receive(&topic::subject_to_topic(message.subject.as_bytes()))
+        {
             return true;
         }
         self.enqueue(OutMsg {
@@ -176,7 +177,10 @@ where
         };
         let subject = Subject::from_trusted(Bytes::copy_from_slice(rest));
         if self.denied_receive(&topic::subject_to_topic(rest)) {
-            let _ = self.broker.engine.ack(&self.tenant.id, MSGS, &group, seq, AckKind::Ack);
+            let _ = self
+                .broker
+                .engine
+                .ack(&self.tenant.id, MSGS, &group, seq, AckKind::Ack);
             return true;
         }
         let pub_qos = m
