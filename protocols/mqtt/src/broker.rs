@@ -153,8 +153,8 @@ pub struct MqttBroker {
 }
 
 impl MqttBroker {
-    /// Creates the front-end: makes (or finds) the default tenant's stations and
-    /// loads its sessions and retained messages.
+    /// Creates the front-end, loading the default tenant's sessions and retained
+    /// messages if an earlier run left any.
     pub fn new(
         engine: Arc<dyn Engine>,
         options: MqttOptions,
@@ -168,7 +168,13 @@ impl MqttBroker {
             tracker: TaskTracker::new(),
             next_conn: AtomicU64::new(1),
         });
-        broker.tenant(&TenantId::default_tenant())?;
+        // MQTT state is made on first use, so a broker that never sees an MQTT client
+        // has no `$MQTT_*` stations; state left by an earlier run is loaded now, so
+        // offline sessions expire on time.
+        let default = TenantId::default_tenant();
+        if broker.engine.station_info(&default, session::SESS).is_ok() {
+            broker.tenant(&default)?;
+        }
         Ok(broker)
     }
 
