@@ -204,7 +204,13 @@ export interface RequestOptions {
 }
 
 export async function request<T>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
-  const headers: Record<string, string> = { Accept: 'application/json', ...opts.headers };
+  // X-Requested-With: the broker then leaves out its `Basic` challenge on a 401, so
+  // the browser does not pop up its own login dialog over the console's.
+  const headers: Record<string, string> = {
+    Accept: 'application/json',
+    'X-Requested-With': 'XMLHttpRequest',
+    ...opts.headers,
+  };
   if (authorization) headers.Authorization = authorization;
   let body: BodyInit | undefined = opts.raw;
   if (opts.body !== undefined) {

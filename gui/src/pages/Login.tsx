@@ -34,7 +34,7 @@ export function Login() {
         <fieldset>
           <legend>Credentials</legend>
           <label class="inline">
-            <input type="radio" name="mode" checked={mode === 'token'} onChange={() => setMode('token')} /> Token
+            <input type="radio" name="mode" checked={mode === 'token'} onChange={() => setMode('token')} /> Bearer token
           </label>
           <label class="inline">
             <input type="radio" name="mode" checked={mode === 'basic'} onChange={() => setMode('basic')} /> User and
@@ -44,7 +44,14 @@ export function Login() {
         {mode === 'token' ? (
           <label>
             Token
-            <input type="password" required value={token} onInput={(e) => setToken(e.currentTarget.value)} autoFocus />
+            <input
+              type="password"
+              required
+              value={token}
+              autocomplete="current-password"
+              onInput={(e) => setToken(e.currentTarget.value)}
+              autoFocus
+            />
           </label>
         ) : (
           <>
