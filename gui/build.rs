@@ -185,10 +185,21 @@ fn npm(here: &Path, args: &[&str]) -> Result<(), String> {
     }
     let mut tail = String::from_utf8_lossy(&output.stdout).into_owned();
     tail.push_str(&String::from_utf8_lossy(&output.stderr));
-    for line in tail.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev() {
+    for line in tail
+        .lines()
+        .rev()
+        .take(20)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+    {
         println!("cargo:warning=npm: {line}");
     }
-    Err(format!("`npm {}` failed ({})", args.join(" "), output.status))
+    Err(format!(
+        "`npm {}` failed ({})",
+        args.join(" "),
+        output.status
+    ))
 }
 
 fn mtime(path: &Path) -> Option<SystemTime> {

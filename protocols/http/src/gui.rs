@@ -16,7 +16,9 @@ use axum::http::{HeaderValue, Method, Request, header};
 use axum::response::{IntoResponse, Response};
 
 /// Prefixes that belong to the API and monitoring, never to the app.
-const RESERVED: &[&str] = &["v1", "varz", "connz", "healthz", "readyz", "metrics", "mqtt"];
+const RESERVED: &[&str] = &[
+    "v1", "varz", "connz", "healthz", "readyz", "metrics", "mqtt",
+];
 
 /// Answers a request no route matched: an embedded file, the app's entry page,
 /// or the API's JSON 404.
@@ -90,7 +92,13 @@ mod tests {
 
     #[tokio::test]
     async fn app_routes_get_the_entry_page() {
-        for path in ["/", "/stations", "/stations/orders", "/stations/a/dls", "/lineage"] {
+        for path in [
+            "/",
+            "/stations",
+            "/stations/orders",
+            "/stations/a/dls",
+            "/lineage",
+        ] {
             let r = get(Method::GET, path).await;
             assert_eq!(r.status(), StatusCode::OK, "{path}");
             assert!(content_type(&r).starts_with("text/html"), "{path}");

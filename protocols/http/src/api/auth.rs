@@ -67,7 +67,10 @@ pub async fn require(
         match state.engine.authenticate(&creds) {
             Ok(t) => t,
             Err(_) => {
-                return refuse(AppError::Unauthorized("invalid credentials".into()), scripted);
+                return refuse(
+                    AppError::Unauthorized("invalid credentials".into()),
+                    scripted,
+                );
             }
         }
     } else {
@@ -146,13 +149,23 @@ mod tests {
             r.headers()
                 .get_all(header::WWW_AUTHENTICATE)
                 .iter()
-                .map(|v| v.to_str().unwrap_or("").split(' ').next().unwrap_or("").to_string())
+                .map(|v| {
+                    v.to_str()
+                        .unwrap_or("")
+                        .split(' ')
+                        .next()
+                        .unwrap_or("")
+                        .to_string()
+                })
                 .collect::<Vec<_>>()
         };
         assert_eq!(challenges(false), ["Bearer", "Basic"]);
         assert_eq!(challenges(true), ["Bearer"]);
         let mut h = HeaderMap::new();
-        h.insert("x-requested-with", HeaderValue::from_static("XMLHttpRequest"));
+        h.insert(
+            "x-requested-with",
+            HeaderValue::from_static("XMLHttpRequest"),
+        );
         assert!(is_scripted(&h));
         assert!(!is_scripted(&HeaderMap::new()));
     }

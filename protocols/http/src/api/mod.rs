@@ -32,8 +32,8 @@ mod wire;
 mod ws;
 mod ws_attach;
 
-pub use error::{AppError, ErrorBody, ErrorDetail};
 pub(crate) use error::route_not_found;
+pub use error::{AppError, ErrorBody, ErrorDetail};
 pub use gateway_client::GATEWAY_CLIENT_NAME;
 
 use axum::Router;
