@@ -27,7 +27,7 @@ export const limit = (n: number) => (n < 0 ? 'unlimited' : nf.format(n));
 export function duration(ms: number): string {
   if (ms <= 0) return 'forever';
   const s = ms / 1000;
-  if (s < 60) return `${s} s`;
+  if (s < 60) return `${+s.toFixed(1)} s`;
   if (s < 3600) return `${+(s / 60).toFixed(1)} min`;
   if (s < 86400) return `${+(s / 3600).toFixed(1)} h`;
   return `${+(s / 86400).toFixed(1)} d`;

@@ -1,7 +1,28 @@
 // A live line chart on uPlot.
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
-import { useEffect, useRef } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
+
+/** The theme's colours (a canvas cannot use CSS variables), re-read when the theme changes. */
+function useThemeColors(): { fg: string; grid: string } {
+  const read = () => {
+    const css = getComputedStyle(document.documentElement);
+    return { fg: css.getPropertyValue('--fg').trim() || '#888', grid: css.getPropertyValue('--grid').trim() || '#8884' };
+  };
+  const [colors, setColors] = useState(read);
+  useEffect(() => {
+    const update = () => setColors(read());
+    const observer = new MutationObserver(update);
+    observer.observe(document.documentElement, { attributes: true, attributeFilter: ['data-theme'] });
+    const media = matchMedia('(prefers-color-scheme: dark)');
+    media.addEventListener('change', update);
+    return () => {
+      observer.disconnect();
+      media.removeEventListener('change', update);
+    };
+  }, []);
+  return colors;
+}
 
 export interface Series {
   label: string;
@@ -19,6 +40,7 @@ interface Props {
 export function Chart({ title, series, data, unit = '/s' }: Props) {
   const host = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
+  const colors = useThemeColors();
 
   useEffect(() => {
     const el = host.current;
@@ -28,10 +50,11 @@ export function Chart({ title, series, data, unit = '/s' }: Props) {
       height: 200,
       series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.color, width: 2, points: { show: false } }))],
       axes: [
-        { stroke: 'currentColor', grid: { stroke: 'var(--grid)' } as uPlot.Axis.Grid },
+        { stroke: colors.fg, grid: { stroke: colors.grid }, ticks: { stroke: colors.grid } },
         {
-          stroke: 'currentColor',
-          grid: { stroke: 'var(--grid)' } as uPlot.Axis.Grid,
+          stroke: colors.fg,
+          grid: { stroke: colors.grid },
+          ticks: { stroke: colors.grid },
           values: (_u, ticks) => ticks.map((t) => `${t}${unit}`),
           size: 60,
         },
@@ -47,7 +70,7 @@ export function Chart({ title, series, data, unit = '/s' }: Props) {
       plot.current?.destroy();
       plot.current = null;
     };
-  }, [series.map((s) => s.label).join()]);
+  }, [series.map((s) => s.label).join(), colors.fg, colors.grid]);
 
   useEffect(() => {
     plot.current?.setData(data as uPlot.AlignedData);
