@@ -1,5 +1,5 @@
 // Layout, navigation, theme, login, and the route table.
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { needsLogin, onAuthChange, currentAuth, setAuth } from './api';
 import { Link, useLocation } from './router';
 import { Login } from './pages/Login';
@@ -51,8 +51,14 @@ export function App() {
   const [, tick] = useState(0);
   const [theme, setTheme] = useState<Theme>(initialTheme);
   useEffect(() => onAuthChange(() => tick((n) => n + 1)), []);
+  const firstPath = useRef(true);
   useEffect(() => {
-    // Move focus to the page heading on navigation, for keyboard and screen-reader users.
+    // Move focus to the page heading on navigation (not on the first load, where
+    // the skip link comes first), for keyboard and screen-reader users.
+    if (firstPath.current) {
+      firstPath.current = false;
+      return;
+    }
     document.querySelector<HTMLElement>('main h1')?.focus({ preventScroll: true });
   }, [path]);
 

@@ -173,6 +173,49 @@ describe('console against a broker without auth', () => {
     assert.equal(varz.status, 200);
   });
 
+  test('a station is edited, then deleted after typing its name', async () => {
+    await page.goto(`${broker.url}/stations/orders`);
+    await page.getByRole('button', { name: 'Edit', exact: true }).click();
+    const form = page.getByTestId('station-form');
+    await form.getByLabel('Description').fill('edited in the browser');
+    await form.getByLabel('Max messages').fill('many');
+    await form.getByRole('button', { name: 'Save changes' }).click();
+    await form.getByText('Max messages must be a whole number').waitFor();
+    await form.getByLabel('Max messages').fill('1000');
+    await form.getByRole('button', { name: 'Save changes' }).click();
+    await page.getByText('edited in the browser').waitFor();
+    const res = await fetch(`${broker.url}/v1/stations/orders`);
+    const station = await res.json();
+    assert.equal(station.description, 'edited in the browser');
+    assert.equal(station.retention.max_msgs, 1000);
+    assert.equal(station.state.messages, 4, 'editing keeps the messages');
+
+    await page.getByRole('button', { name: 'Delete', exact: true }).click();
+    const dialog = page.getByRole('dialog');
+    const confirm = dialog.getByRole('button', { name: 'Delete station' });
+    assert.equal(await confirm.isDisabled(), true, 'delete waits for the name to be typed');
+    await screenshot(page, 'station-delete-confirm');
+    await dialog.getByLabel(/Type orders to confirm/).fill('orders');
+    await confirm.click();
+    await page.waitForURL(`${broker.url}/stations`);
+    await page.getByTestId('no-stations').waitFor();
+    assert.equal((await fetch(`${broker.url}/v1/stations/orders`)).status, 404);
+  });
+
+  test('the keyboard reaches the content and the navigation', async () => {
+    await page.goto(`${broker.url}/`);
+    await page.getByRole('heading', { level: 1, name: 'Overview' }).waitFor();
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Skip to content');
+    await page.keyboard.press('Tab'); // brand
+    await page.keyboard.press('Tab'); // Overview
+    await page.keyboard.press('Tab'); // Stations
+    assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Stations');
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { level: 1, name: 'Stations' }).waitFor();
+    assert.equal(new URL(page.url()).pathname, '/stations');
+  });
+
   test('the dark theme is one click away', async () => {
     await page.goto(`${broker.url}/`);
     const before = await page.evaluate(() => document.documentElement.dataset.theme ?? '');
