@@ -46,7 +46,7 @@ const edgeRate = (e: GraphEdge) => e.rate ?? e.rate_per_sec ?? e.msgs_per_sec;
 async function layout(g: Graph): Promise<Placed> {
   // dagre is loaded with this page only.
   const { default: dagre } = await import('@dagrejs/dagre');
-  const d = new dagre.graphlib.Graph();
+  const d = new dagre.graphlib.Graph({ multigraph: true });
   d.setGraph({ rankdir: 'LR', nodesep: 30, ranksep: 90, marginx: 20, marginy: 20 });
   d.setDefaultEdgeLabel(() => ({}));
   for (const n of g.nodes) d.setNode(n.id, { width: NODE_W, height: NODE_H });
