@@ -9,7 +9,7 @@
 //! - It then embeds every file under `dist/`.
 //! - Without Node.js, or when the npm build fails, it embeds one plain page that
 //!   says what to install, and prints a cargo warning: the broker still builds and
-//!   runs. With `JUNCTION_GUI_REQUIRE=1` (set by `scripts/test`) a console that
+//!   runs. With `REQUIRE_JUNCTION_GUI=1` (set by `scripts/test`) a console that
 //!   cannot be built fails the build instead.
 
 use std::fmt::Write as _;
@@ -70,15 +70,15 @@ fn run() -> Result<(), String> {
             println!("cargo:rerun-if-changed={source}");
         }
     }
-    println!("cargo:rerun-if-env-changed=JUNCTION_GUI_REQUIRE");
-    let required = std::env::var("JUNCTION_GUI_REQUIRE").is_ok_and(|v| v == "1");
+    println!("cargo:rerun-if-env-changed=REQUIRE_JUNCTION_GUI");
+    let required = std::env::var("REQUIRE_JUNCTION_GUI").is_ok_and(|v| v == "1");
 
     let dist = here.join("dist");
     let built = match ensure_built(&here, &dist) {
         Ok(()) => true,
         Err(why) if required => {
             return Err(format!(
-                "the web console could not be built ({why}) and JUNCTION_GUI_REQUIRE=1"
+                "the web console could not be built ({why}) and REQUIRE_JUNCTION_GUI=1"
             ));
         }
         Err(why) => {

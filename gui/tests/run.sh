@@ -48,7 +48,7 @@ run() {
   if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
     npm ci --no-audit --no-fund
   fi
-  (cd .. && JUNCTION_GUI_REQUIRE=1 cargo build --locked --bin junction)
+  (cd .. && REQUIRE_JUNCTION_GUI=1 cargo build --locked --bin junction)
   npm run --silent test:browser
 }
 
