@@ -1,5 +1,5 @@
 // A stored message: payload as JSON (pretty), text or hex; headers; lineage headers.
-import { useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import type { StoredMessage } from '../api';
 import { bytes, headerEntries, hexDump, isLineageHeader, payloadBytes, prettyJson, time } from '../format';
 
@@ -13,6 +13,12 @@ export function MessageView({ message, onClose }: { message: StoredMessage; onCl
   const headers = headerEntries(message.headers);
   const lineage = headers.filter(([k]) => isLineageHeader(k));
   const plain = headers.filter(([k]) => !isLineageHeader(k));
+  const heading = useRef<HTMLHeadingElement>(null);
+  useEffect(() => {
+    // The view may open below a long table: bring it into sight and move focus to it.
+    heading.current?.scrollIntoView({ block: 'start', behavior: 'smooth' });
+    heading.current?.focus({ preventScroll: true });
+  }, [message.seq]);
   const views: [View, string, boolean][] = [
     ['json', 'JSON', json !== null],
     ['text', 'Text', text !== null],
@@ -21,7 +27,9 @@ export function MessageView({ message, onClose }: { message: StoredMessage; onCl
   return (
     <article class="message" aria-labelledby="message-title" data-testid="message-view">
       <header class="row">
-        <h3 id="message-title">Message #{message.seq}</h3>
+        <h3 id="message-title" ref={heading} tabIndex={-1}>
+          Message #{message.seq}
+        </h3>
         {onClose && (
           <button type="button" onClick={onClose} aria-label="Close message">
             Close
