@@ -14,9 +14,13 @@
 //! - Prometheus `GET /metrics` ([`metrics_router`]) on the main HTTP listener,
 //!   computed from engine snapshots at scrape time and open like `/healthz`.
 //!
+//! - the embedded web console ([`junction_gui`]) at `/`, with single-page-app
+//!   fallback: any other `GET` path outside the API's prefixes answers the app's
+//!   `index.html` (see `docs/gui.md`).
+//!
 //! What it is not: it reads and writes the broker only through
 //! [`junction_api::Engine`]; it never reaches into the engine, storage or cluster.
-//! The GUI comes later and will live here too.
+//! The console is static files; it reaches the broker only through this API.
 //!
 //! Invariants worth naming:
 //! - Every error answer is `{"error":{"code","message"}}` with a stable snake_case
@@ -27,6 +31,7 @@
 //!   one group share its messages, acknowledgements and redeliveries.
 
 mod api;
+mod gui;
 mod metrics;
 mod monitor;
 mod mqtt_ws;

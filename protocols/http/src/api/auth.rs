@@ -53,17 +53,24 @@ pub async fn require(
     next: Next,
 ) -> Response {
     let tenant = if state.engine.auth_required() {
+        let scripted = is_scripted(request.headers());
         let creds = match credentials(request.headers()) {
             Ok(Credentials::None) => {
-                return AppError::Unauthorized("credentials required".into()).into_response();
+                return refuse(
+                    AppError::Unauthorized("credentials required".into()),
+                    scripted,
+                );
             }
             Ok(c) => c,
-            Err(e) => return e.into_response(),
+            Err(e) => return refuse(e, scripted),
         };
         match state.engine.authenticate(&creds) {
             Ok(t) => t,
             Err(_) => {
-                return AppError::Unauthorized("invalid credentials".into()).into_response();
+                return refuse(
+                    AppError::Unauthorized("invalid credentials".into()),
+                    scripted,
+                );
             }
         }
     } else {
@@ -71,6 +78,35 @@ pub async fn require(
     };
     request.extensions_mut().insert(Tenant(tenant));
     next.run(request).await
+}
+
+/// Whether the request says it comes from a script (`X-Requested-With:
+/// XMLHttpRequest`, as the web console sends): a browser shows its own login
+/// dialog for a `Basic` challenge, so such requests get only the `Bearer` one and
+/// the page shows its own login instead.
+fn is_scripted(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-requested-with")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("xmlhttprequest"))
+}
+
+fn refuse(error: AppError, scripted: bool) -> Response {
+    let mut response = error.into_response();
+    if scripted {
+        let kept: Vec<_> = response
+            .headers()
+            .get_all(header::WWW_AUTHENTICATE)
+            .iter()
+            .filter(|v| !v.as_bytes().to_ascii_lowercase().starts_with(b"basic"))
+            .cloned()
+            .collect();
+        response.headers_mut().remove(header::WWW_AUTHENTICATE);
+        for v in kept {
+            response.headers_mut().append(header::WWW_AUTHENTICATE, v);
+        }
+    }
+    response
 }
 
 #[cfg(test)]
@@ -104,5 +140,33 @@ mod tests {
         assert!(credentials(&with("Basic !!!")).is_err());
         assert!(credentials(&with("Bearer")).is_err());
         assert!(credentials(&with("Digest x")).is_err());
+    }
+
+    #[test]
+    fn scripted_requests_get_no_basic_challenge() {
+        let challenges = |scripted| {
+            let r = refuse(AppError::Unauthorized("x".into()), scripted);
+            r.headers()
+                .get_all(header::WWW_AUTHENTICATE)
+                .iter()
+                .map(|v| {
+                    v.to_str()
+                        .unwrap_or("")
+                        .split(' ')
+                        .next()
+                        .unwrap_or("")
+                        .to_string()
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(challenges(false), ["Bearer", "Basic"]);
+        assert_eq!(challenges(true), ["Bearer"]);
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-requested-with",
+            HeaderValue::from_static("XMLHttpRequest"),
+        );
+        assert!(is_scripted(&h));
+        assert!(!is_scripted(&HeaderMap::new()));
     }
 }

@@ -32,6 +32,7 @@ mod wire;
 mod ws;
 mod ws_attach;
 
+pub(crate) use error::route_not_found;
 pub use error::{AppError, ErrorBody, ErrorDetail};
 pub use gateway_client::GATEWAY_CLIENT_NAME;
 
@@ -208,8 +209,10 @@ pub fn api_router<E: Engine>(engine: Arc<E>, settings: ApiSettings) -> Router {
     let compress = DefaultPredicate::new()
         .and(NotForContentType::const_new("text/event-stream"))
         .and(|status: StatusCode, _: _, _: &_, _: &_| status != StatusCode::SWITCHING_PROTOCOLS);
+    // Any other path: the embedded web console (its files, or its entry page for
+    // the app's own routes); unknown API paths still answer the JSON 404.
     router
-        .fallback(error::route_not_found)
+        .fallback(crate::gui::fallback)
         .with_state(state)
         .layer(
             ServiceBuilder::new()

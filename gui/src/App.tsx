@@ -1,0 +1,111 @@
+// Layout, navigation, theme, login, and the route table.
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { needsLogin, onAuthChange, currentAuth, setAuth } from './api';
+import { Link, useLocation } from './router';
+import { Login } from './pages/Login';
+import { Overview } from './pages/Overview';
+import { Stations } from './pages/Stations';
+import { StationDetail } from './pages/StationDetail';
+import { DeadLetter } from './pages/DeadLetter';
+import { Connections } from './pages/Connections';
+import { Schemas } from './pages/Schemas';
+import { Lineage } from './pages/Lineage';
+
+const NAV: [string, string][] = [
+  ['/', 'Overview'],
+  ['/stations', 'Stations'],
+  ['/connections', 'Connections'],
+  ['/lineage', 'Lineage'],
+  ['/schemas', 'Schemas'],
+];
+
+function route(path: string) {
+  let m: RegExpExecArray | null;
+  if (path === '/' || path === '') return <Overview />;
+  if (path === '/stations' || path === '/stations/') return <Stations />;
+  if ((m = /^\/stations\/([^/]+)\/dls\/?$/.exec(path))) return <DeadLetter station={m[1]} />;
+  if ((m = /^\/stations\/([^/]+)\/?$/.exec(path))) return <StationDetail name={m[1]} />;
+  if (path === '/connections') return <Connections />;
+  if (path === '/lineage') return <Lineage />;
+  if (path === '/schemas') return <Schemas />;
+  return (
+    <section>
+      <h1>Page not found</h1>
+      <p>
+        There is no page at <code>{path}</code>. <Link href="/">Go to the overview</Link>.
+      </p>
+    </section>
+  );
+}
+
+type Theme = 'light' | 'dark';
+
+function initialTheme(): Theme {
+  const set = document.documentElement.dataset.theme;
+  if (set === 'light' || set === 'dark') return set;
+  return matchMedia('(prefers-color-scheme: dark)').matches ? 'dark' : 'light';
+}
+
+export function App() {
+  const { path } = useLocation();
+  const [, tick] = useState(0);
+  const [theme, setTheme] = useState<Theme>(initialTheme);
+  useEffect(() => onAuthChange(() => tick((n) => n + 1)), []);
+  const firstPath = useRef(true);
+  useEffect(() => {
+    // Move focus to the page heading on navigation (not on the first load, where
+    // the skip link comes first), for keyboard and screen-reader users.
+    if (firstPath.current) {
+      firstPath.current = false;
+      return;
+    }
+    document.querySelector<HTMLElement>('main h1')?.focus({ preventScroll: true });
+  }, [path]);
+
+  const toggleTheme = () => {
+    const next: Theme = theme === 'dark' ? 'light' : 'dark';
+    document.documentElement.dataset.theme = next;
+    try {
+      localStorage.setItem('junction.theme', next);
+    } catch {
+      /* private mode: the choice lasts for this page */
+    }
+    setTheme(next);
+  };
+
+  const section = path === '/' ? '/' : `/${path.split('/')[1]}`;
+  return (
+    <>
+      <a class="skip" href="#main">
+        Skip to content
+      </a>
+      <header class="top">
+        <Link href="/" class="brand">
+          Junction
+        </Link>
+        <nav aria-label="Main">
+          <ul>
+            {NAV.map(([href, label]) => (
+              <li key={href}>
+                <Link href={href} aria-current={section === href ? 'page' : undefined}>
+                  {label}
+                </Link>
+              </li>
+            ))}
+          </ul>
+        </nav>
+        <div class="tools">
+          {currentAuth() && (
+            <button type="button" onClick={() => setAuth(null)}>
+              Sign out
+            </button>
+          )}
+          <button type="button" onClick={toggleTheme} aria-label={`Switch to ${theme === 'dark' ? 'light' : 'dark'} theme`}>
+            {theme === 'dark' ? '☀ Light' : '☾ Dark'}
+          </button>
+        </div>
+      </header>
+      <main id="main">{needsLogin() ? <Login /> : route(path)}</main>
+    </>
+  );
+}

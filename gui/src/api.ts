@@ -1,0 +1,294 @@
+// The broker's public HTTP API (docs/http.md): the only thing the console talks to.
+
+export type Headers = Record<string, string | string[]>;
+
+export interface Retention {
+  policy: 'limits' | 'interest' | 'workqueue';
+  max_msgs: number;
+  max_bytes: number;
+  max_age_ms: number;
+  max_msgs_per_subject: number;
+  discard: 'old' | 'new';
+}
+
+export interface StationState {
+  messages: number;
+  bytes: number;
+  first_seq: number;
+  first_time: string | null;
+  last_seq: number;
+  last_time: string | null;
+  num_subjects: number;
+  num_deleted: number;
+  groups: number;
+}
+
+export interface Station {
+  name: string;
+  description: string | null;
+  subjects: string[];
+  retention: Retention;
+  storage: 'file' | 'memory';
+  duplicate_window_ms: number;
+  flush_interval_ms: number | null;
+  max_msg_size: number;
+  max_consumers: number;
+  deny_delete: boolean;
+  deny_purge: boolean;
+  metadata: Record<string, string>;
+  created: string;
+  state: StationState;
+  /** Attached schema, once the broker supports schemas. */
+  schema?: string | null;
+  schema_version?: number | null;
+}
+
+export interface StoredMessage {
+  seq: number;
+  subject: string;
+  time: string;
+  headers: Headers;
+  payload?: string;
+  payload_base64?: string;
+}
+
+export interface Browse {
+  messages: StoredMessage[];
+  next_seq: number;
+}
+
+export interface GroupState {
+  lag: number;
+  pending_acks: number;
+  redelivered: number;
+  waiting: number;
+  delivered: { group_seq: number; station_seq: number };
+  ack_floor: { group_seq: number; station_seq: number };
+  last_active: string | null;
+}
+
+export interface Group {
+  station: string;
+  name: string;
+  description: string | null;
+  durable: boolean;
+  deliver_policy: string;
+  ack_policy: string;
+  ack_wait_ms: number;
+  max_deliver: number;
+  max_ack_pending: number;
+  filter_subjects: string[];
+  created: string;
+  state: GroupState;
+}
+
+export interface Connection {
+  protocol: string;
+  id: number;
+  name: string | null;
+  remote: string;
+  start: string;
+  last_activity: string;
+  user: string | null;
+  lang: string | null;
+  version: string | null;
+  in_msgs: number;
+  in_bytes: number;
+  out_msgs: number;
+  out_bytes: number;
+  pending_bytes: number;
+  subscriptions: { subject: string; queue: string | null; sid: string; delivered: number }[];
+}
+
+export interface ServerInfo {
+  server_id: string;
+  server_name: string;
+  version: string;
+  start: string;
+  uptime_ms: number;
+  connections: number;
+  total_connections: number;
+  in_msgs: number;
+  in_bytes: number;
+  out_msgs: number;
+  out_bytes: number;
+  subscriptions: number;
+  slow_consumers: number;
+  stations: number;
+  max_payload: number;
+  auth_required: boolean;
+}
+
+export interface PubAck {
+  station?: string;
+  seq?: number;
+  duplicate?: boolean;
+  delivered?: number;
+}
+
+/** An error answer: `{"error":{"code","message"}}`, or a network failure (status 0). */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+  /** The route does not exist on this broker (a feature it does not provide yet). */
+  get missingRoute(): boolean {
+    return this.status === 404 && (this.code === 'route_not_found' || this.code === '');
+  }
+}
+
+// Credentials, kept for the browser session only.
+const AUTH_KEY = 'junction.auth';
+let authorization: string | null = safeSession(() => sessionStorage.getItem(AUTH_KEY));
+const authListeners = new Set<() => void>();
+let unauthorized = false;
+
+function safeSession<T>(f: () => T): T | null {
+  try {
+    return f();
+  } catch {
+    return null;
+  }
+}
+
+export function currentAuth(): string | null {
+  return authorization;
+}
+
+/** Whether the last request was refused for missing or wrong credentials. */
+export function needsLogin(): boolean {
+  return unauthorized;
+}
+
+export function onAuthChange(f: () => void): () => void {
+  authListeners.add(f);
+  return () => authListeners.delete(f);
+}
+
+function authChanged() {
+  authListeners.forEach((f) => f());
+}
+
+/** Sets (or clears, with null) the `Authorization` header value. */
+export function setAuth(value: string | null) {
+  authorization = value;
+  unauthorized = false;
+  safeSession(() =>
+    value ? sessionStorage.setItem(AUTH_KEY, value) : sessionStorage.removeItem(AUTH_KEY),
+  );
+  authChanged();
+}
+
+export function bearer(token: string): string {
+  return `Bearer ${token}`;
+}
+
+export function basic(user: string, pass: string): string {
+  const bytes = new TextEncoder().encode(`${user}:${pass}`);
+  let s = '';
+  bytes.forEach((b) => (s += String.fromCharCode(b)));
+  return `Basic ${btoa(s)}`;
+}
+
+export interface RequestOptions {
+  body?: unknown;
+  raw?: BodyInit;
+  headers?: Record<string, string>;
+  signal?: AbortSignal;
+  /** Do not raise the login screen on 401 (the login form itself). */
+  quiet401?: boolean;
+}
+
+export async function request<T>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
+  // X-Requested-With: the broker then leaves out its `Basic` challenge on a 401, so
+  // the browser does not pop up its own login dialog over the console's.
+  const headers: Record<string, string> = {
+    Accept: 'application/json',
+    'X-Requested-With': 'XMLHttpRequest',
+    ...opts.headers,
+  };
+  if (authorization) headers.Authorization = authorization;
+  let body: BodyInit | undefined = opts.raw;
+  if (opts.body !== undefined) {
+    body = JSON.stringify(opts.body);
+    headers['Content-Type'] = 'application/json';
+  }
+  let res: Response;
+  try {
+    res = await fetch(path, { method, headers, body, signal: opts.signal });
+  } catch (e) {
+    if ((e as Error).name === 'AbortError') throw e;
+    throw new ApiError(0, 'network', `The broker did not answer (${(e as Error).message}).`);
+  }
+  if (res.status === 401 && !opts.quiet401) {
+    if (!unauthorized) {
+      unauthorized = true;
+      authChanged();
+    }
+  }
+  if (res.status === 204) return undefined as T;
+  const text = await res.text();
+  let data: unknown = undefined;
+  if (text) {
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = text;
+    }
+  }
+  if (!res.ok) {
+    const err = (data as { error?: { code?: string; message?: string } } | undefined)?.error;
+    throw new ApiError(res.status, err?.code ?? '', err?.message ?? `${res.status} ${res.statusText}`);
+  }
+  return data as T;
+}
+
+export const get = <T>(path: string, signal?: AbortSignal) => request<T>('GET', path, { signal });
+
+const enc = encodeURIComponent;
+
+export const api = {
+  server: () => get<ServerInfo>('/v1/server'),
+  stations: () => get<{ stations: Station[] }>('/v1/stations').then((r) => r.stations),
+  station: (name: string) => get<Station>(`/v1/stations/${enc(name)}`),
+  createStation: (def: object) => request<Station>('POST', '/v1/stations', { body: def }),
+  updateStation: (name: string, def: object) =>
+    request<Station>('PUT', `/v1/stations/${enc(name)}`, { body: def }),
+  deleteStation: (name: string) => request<void>('DELETE', `/v1/stations/${enc(name)}`),
+  purgeStation: (name: string, body: object = {}) =>
+    request<{ purged: number }>('POST', `/v1/stations/${enc(name)}/purge`, { body }),
+  browse: (name: string, q: { from_seq?: number; from_time?: string; limit?: number; subject?: string }) => {
+    const p = new URLSearchParams();
+    for (const [k, v] of Object.entries(q)) if (v !== undefined && v !== '') p.set(k, String(v));
+    return get<Browse>(`/v1/stations/${enc(name)}/messages?${p}`);
+  },
+  message: (name: string, seq: number) => get<StoredMessage>(`/v1/stations/${enc(name)}/messages/${seq}`),
+  publishToStation: (name: string, subject: string, payload: string, headers: Record<string, string>) =>
+    request<PubAck>('POST', `/v1/stations/${enc(name)}/messages?subject=${enc(subject)}`, {
+      raw: payload,
+      headers: { 'Content-Type': 'application/octet-stream', ...headers },
+    }),
+  groups: (name: string) => get<{ groups: Group[] }>(`/v1/stations/${enc(name)}/groups`).then((r) => r.groups),
+  createGroup: (name: string, def: object) =>
+    request<Group>('POST', `/v1/stations/${enc(name)}/groups`, { body: def }),
+  deleteGroup: (name: string, group: string) =>
+    request<void>('DELETE', `/v1/stations/${enc(name)}/groups/${enc(group)}`),
+  connections: () => get<{ connections: Connection[] }>('/v1/connections').then((r) => r.connections),
+  metrics: async (): Promise<string> => {
+    const res = await fetch('/metrics');
+    if (!res.ok) throw new ApiError(res.status, '', `metrics: ${res.status}`);
+    return res.text();
+  },
+};
+
+/** Message headers for a publish: `X-Junction-Header-<Name>` per header. */
+export function publishHeaders(headers: [string, string][], idempotencyKey?: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of headers) out[`X-Junction-Header-${k}`] = v;
+  if (idempotencyKey) out['Idempotency-Key'] = idempotencyKey;
+  return out;
+}

@@ -1,0 +1,104 @@
+// A stored message: payload as JSON (pretty), text or hex; headers; lineage headers.
+import { useEffect, useRef, useState } from 'preact/hooks';
+import type { StoredMessage } from '../api';
+import { bytes, headerEntries, hexDump, isLineageHeader, payloadBytes, prettyJson, time } from '../format';
+
+type View = 'json' | 'text' | 'hex';
+
+export function MessageView({ message, onClose }: { message: StoredMessage; onClose?: () => void }) {
+  const raw = payloadBytes(message);
+  const text = message.payload ?? null;
+  const json = text !== null ? prettyJson(text) : null;
+  const [view, setView] = useState<View>(json !== null ? 'json' : text !== null ? 'text' : 'hex');
+  const headers = headerEntries(message.headers);
+  const lineage = headers.filter(([k]) => isLineageHeader(k));
+  const plain = headers.filter(([k]) => !isLineageHeader(k));
+  const heading = useRef<HTMLHeadingElement>(null);
+  useEffect(() => {
+    // The view may open below a long table: bring it into sight and move focus to it.
+    heading.current?.scrollIntoView({ block: 'start', behavior: 'smooth' });
+    heading.current?.focus({ preventScroll: true });
+  }, [message.seq]);
+  const views: [View, string, boolean][] = [
+    ['json', 'JSON', json !== null],
+    ['text', 'Text', text !== null],
+    ['hex', 'Hex', true],
+  ];
+  return (
+    <article class="message" aria-labelledby="message-title" data-testid="message-view">
+      <header class="row">
+        <h3 id="message-title" ref={heading} tabIndex={-1}>
+          Message #{message.seq}
+        </h3>
+        {onClose && (
+          <button type="button" onClick={onClose} aria-label="Close message">
+            Close
+          </button>
+        )}
+      </header>
+      <dl class="facts">
+        <dt>Subject</dt>
+        <dd>
+          <code>{message.subject}</code>
+        </dd>
+        <dt>Stored</dt>
+        <dd>
+          <time dateTime={message.time}>{time(message.time)}</time>
+        </dd>
+        <dt>Size</dt>
+        <dd>{bytes(raw.length)}</dd>
+      </dl>
+      <div role="tablist" aria-label="Payload view" class="tabs">
+        {views.map(([v, label, enabled]) => (
+          <button
+            type="button"
+            role="tab"
+            aria-selected={view === v}
+            disabled={!enabled}
+            onClick={() => setView(v)}
+            key={v}
+          >
+            {label}
+          </button>
+        ))}
+      </div>
+      <pre class="payload" role="tabpanel" tabIndex={0} data-testid="payload">
+        {view === 'json' ? json : view === 'text' ? text : hexDump(raw)}
+      </pre>
+      <HeaderTable title="Headers" rows={plain} empty="No headers." />
+      <HeaderTable title="Lineage headers" rows={lineage} empty="No lineage headers on this message." />
+    </article>
+  );
+}
+
+function HeaderTable({ title, rows, empty }: { title: string; rows: [string, string][]; empty: string }) {
+  return (
+    <section>
+      <h4>{title}</h4>
+      {rows.length === 0 ? (
+        <p class="muted">{empty}</p>
+      ) : (
+        <table class="compact">
+          <thead>
+            <tr>
+              <th scope="col">Name</th>
+              <th scope="col">Value</th>
+            </tr>
+          </thead>
+          <tbody>
+            {rows.map(([k, v], i) => (
+              <tr key={i}>
+                <td>
+                  <code>{k}</code>
+                </td>
+                <td>
+                  <code>{v}</code>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </section>
+  );
+}

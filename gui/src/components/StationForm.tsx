@@ -1,0 +1,279 @@
+// Create or edit a station, with inline validation and the server's errors.
+import { useState } from 'preact/hooks';
+import { api, ApiError, type Station } from '../api';
+
+interface Fields {
+  name: string;
+  description: string;
+  subjects: string;
+  policy: string;
+  max_msgs: string;
+  max_bytes: string;
+  max_age_s: string;
+  max_msgs_per_subject: string;
+  discard: string;
+  storage: string;
+  duplicate_window_s: string;
+  max_msg_size: string;
+  deny_delete: boolean;
+  deny_purge: boolean;
+}
+
+function fromStation(s?: Station): Fields {
+  return {
+    name: s?.name ?? '',
+    description: s?.description ?? '',
+    subjects: s ? s.subjects.join('\n') : '',
+    policy: s?.retention.policy ?? 'limits',
+    max_msgs: String(s?.retention.max_msgs ?? -1),
+    max_bytes: String(s?.retention.max_bytes ?? -1),
+    max_age_s: String((s?.retention.max_age_ms ?? 0) / 1000),
+    max_msgs_per_subject: String(s?.retention.max_msgs_per_subject ?? -1),
+    discard: s?.retention.discard ?? 'old',
+    storage: s?.storage ?? 'file',
+    duplicate_window_s: String((s?.duplicate_window_ms ?? 120000) / 1000),
+    max_msg_size: String(s?.max_msg_size ?? -1),
+    deny_delete: s?.deny_delete ?? false,
+    deny_purge: s?.deny_purge ?? false,
+  };
+}
+
+const NAME_RE = /^[^\s.*>/\\]+$/;
+const TOKEN_RE = /^[^\s]+$/;
+
+export function validate(f: Fields, editing: boolean): Partial<Record<keyof Fields, string>> {
+  const errors: Partial<Record<keyof Fields, string>> = {};
+  if (!editing) {
+    if (!f.name) errors.name = 'A name is required.';
+    else if (!NAME_RE.test(f.name)) errors.name = 'No spaces, dots, *, >, / or \\ in a station name.';
+    else if (f.name.startsWith('$')) errors.name = 'Names starting with $ are reserved for the broker.';
+  }
+  for (const s of subjectList(f.subjects)) {
+    const tokens = s.split('.');
+    if (!TOKEN_RE.test(s) || tokens.some((t) => t === '')) {
+      errors.subjects = `"${s}" is not a subject filter: tokens separated by single dots, no spaces.`;
+      break;
+    }
+    if (tokens.slice(0, -1).includes('>')) {
+      errors.subjects = `"${s}": ">" may only be the last token.`;
+      break;
+    }
+  }
+  const integer = (k: keyof Fields, min: number, what: string) => {
+    const v = String(f[k]).trim();
+    if (!/^-?\d+$/.test(v) || Number(v) < min) errors[k] = `${what} must be a whole number ≥ ${min}.`;
+  };
+  integer('max_msgs', -1, 'Max messages');
+  integer('max_bytes', -1, 'Max bytes');
+  integer('max_msgs_per_subject', -1, 'Max messages per subject');
+  integer('max_msg_size', -1, 'Max message size');
+  const seconds = (k: keyof Fields, what: string) => {
+    const v = Number(String(f[k]).trim());
+    if (String(f[k]).trim() === '' || !isFinite(v) || v < 0) errors[k] = `${what} must be a number of seconds ≥ 0.`;
+  };
+  seconds('max_age_s', 'Max age');
+  seconds('duplicate_window_s', 'Duplicate window');
+  return errors;
+}
+
+const subjectList = (s: string) =>
+  s
+    .split(/[\n,]/)
+    .map((x) => x.trim())
+    .filter(Boolean);
+
+function toDefinition(f: Fields, base?: Station): Record<string, unknown> {
+  const def: Record<string, unknown> = {
+    description: f.description.trim() || null,
+    retention: {
+      policy: f.policy,
+      max_msgs: Number(f.max_msgs),
+      max_bytes: Number(f.max_bytes),
+      max_age_ms: Math.round(Number(f.max_age_s) * 1000),
+      max_msgs_per_subject: Number(f.max_msgs_per_subject),
+      discard: f.discard,
+    },
+    storage: f.storage,
+    duplicate_window_ms: Math.round(Number(f.duplicate_window_s) * 1000),
+    max_msg_size: Number(f.max_msg_size),
+    deny_delete: f.deny_delete,
+    deny_purge: f.deny_purge,
+  };
+  const subjects = subjectList(f.subjects);
+  if (subjects.length) def.subjects = subjects;
+  if (base) {
+    // PUT replaces the whole definition: keep what this form does not show.
+    def.flush_interval_ms = base.flush_interval_ms;
+    def.max_consumers = base.max_consumers;
+    def.metadata = base.metadata;
+    if (base.schema) def.schema = base.schema;
+    if (base.schema_version) def.schema_version = base.schema_version;
+  } else {
+    def.name = f.name.trim();
+  }
+  return def;
+}
+
+interface Props {
+  station?: Station;
+  onSaved: (s: Station) => void;
+  onCancel: () => void;
+}
+
+export function StationForm({ station, onSaved, onCancel }: Props) {
+  const editing = !!station;
+  const [f, setF] = useState<Fields>(() => fromStation(station));
+  const [touched, setTouched] = useState<Set<string>>(new Set());
+  const [submitted, setSubmitted] = useState(false);
+  const [serverError, setServerError] = useState<ApiError>();
+  const [busy, setBusy] = useState(false);
+  const errors = validate(f, editing);
+  const show = (k: keyof Fields) => (submitted || touched.has(k) ? errors[k] : undefined);
+
+  const set = <K extends keyof Fields>(k: K, v: Fields[K]) => setF((old) => ({ ...old, [k]: v }));
+  const blur = (k: string) => () => setTouched((t) => new Set(t).add(k));
+
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    setSubmitted(true);
+    if (Object.keys(errors).length) {
+      const first = Object.keys(errors)[0];
+      document.getElementById(`sf-${first}`)?.focus();
+      return;
+    }
+    setBusy(true);
+    setServerError(undefined);
+    try {
+      const def = toDefinition(f, station);
+      const saved = editing ? await api.updateStation(station.name, def) : await api.createStation(def);
+      onSaved(saved);
+    } catch (err) {
+      setServerError(err as ApiError);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const field = (k: keyof Fields, label: string, props: Record<string, unknown> = {}, hint?: string) => {
+    const err = show(k);
+    return (
+      <label for={`sf-${k}`}>
+        {label}
+        <input
+          id={`sf-${k}`}
+          name={k}
+          value={String(f[k])}
+          onInput={(e) => set(k, e.currentTarget.value as never)}
+          onBlur={blur(k)}
+          aria-invalid={err ? true : undefined}
+          aria-describedby={err ? `sf-${k}-err` : hint ? `sf-${k}-hint` : undefined}
+          {...props}
+        />
+        {hint && !err && (
+          <small id={`sf-${k}-hint`} class="muted">
+            {hint}
+          </small>
+        )}
+        {err && (
+          <small id={`sf-${k}-err`} class="field-error">
+            {err}
+          </small>
+        )}
+      </label>
+    );
+  };
+
+  return (
+    <form class="form station-form" onSubmit={submit} noValidate aria-labelledby="sf-title" data-testid="station-form">
+      <h2 id="sf-title">{editing ? `Edit station ${station.name}` : 'Create a station'}</h2>
+      {serverError && (
+        <div class="error" role="alert" data-testid="server-error">
+          <strong>The broker refused this:</strong> {serverError.message}{' '}
+          {serverError.code && <code class="code">{serverError.code}</code>}
+        </div>
+      )}
+      <div class="grid2">
+        {field('name', 'Name', { required: true, disabled: editing, autocomplete: 'off' })}
+        {field('description', 'Description')}
+      </div>
+      <label for="sf-subjects">
+        Subjects (one per line; wildcards * and &gt;)
+        <textarea
+          id="sf-subjects"
+          name="subjects"
+          rows={3}
+          value={f.subjects}
+          placeholder={f.name ? `${f.name} (the default)` : 'orders.>'}
+          onInput={(e) => set('subjects', e.currentTarget.value)}
+          onBlur={blur('subjects')}
+          aria-invalid={show('subjects') ? true : undefined}
+          aria-describedby={show('subjects') ? 'sf-subjects-err' : undefined}
+        />
+        {show('subjects') && (
+          <small id="sf-subjects-err" class="field-error">
+            {show('subjects')}
+          </small>
+        )}
+      </label>
+      <fieldset>
+        <legend>Retention</legend>
+        <div class="grid3">
+          <label for="sf-policy">
+            Policy
+            <select id="sf-policy" value={f.policy} onChange={(e) => set('policy', e.currentTarget.value)}>
+              <option value="limits">limits</option>
+              <option value="interest">interest</option>
+              <option value="workqueue">workqueue</option>
+            </select>
+          </label>
+          <label for="sf-discard">
+            When full
+            <select id="sf-discard" value={f.discard} onChange={(e) => set('discard', e.currentTarget.value)}>
+              <option value="old">discard oldest</option>
+              <option value="new">refuse new</option>
+            </select>
+          </label>
+          {field('max_age_s', 'Max age (s)', { inputMode: 'decimal' }, '0 keeps forever')}
+          {field('max_msgs', 'Max messages', { inputMode: 'numeric' }, '-1 is unlimited')}
+          {field('max_bytes', 'Max bytes', { inputMode: 'numeric' }, '-1 is unlimited')}
+          {field('max_msgs_per_subject', 'Max per subject', { inputMode: 'numeric' }, '-1 is unlimited')}
+        </div>
+      </fieldset>
+      <fieldset>
+        <legend>Storage and limits</legend>
+        <div class="grid3">
+          <label for="sf-storage">
+            Storage
+            <select
+              id="sf-storage"
+              value={f.storage}
+              disabled={editing}
+              onChange={(e) => set('storage', e.currentTarget.value)}
+            >
+              <option value="file">file (durable)</option>
+              <option value="memory">memory (lost on restart)</option>
+            </select>
+          </label>
+          {field('duplicate_window_s', 'Duplicate window (s)', { inputMode: 'decimal' })}
+          {field('max_msg_size', 'Max message size (bytes)', { inputMode: 'numeric' }, '-1 is unlimited')}
+        </div>
+        <label class="inline">
+          <input type="checkbox" checked={f.deny_delete} onChange={(e) => set('deny_delete', e.currentTarget.checked)} />{' '}
+          Refuse message deletes
+        </label>
+        <label class="inline">
+          <input type="checkbox" checked={f.deny_purge} onChange={(e) => set('deny_purge', e.currentTarget.checked)} />{' '}
+          Refuse purges
+        </label>
+      </fieldset>
+      <div class="actions">
+        <button type="button" onClick={onCancel}>
+          Cancel
+        </button>
+        <button type="submit" class="primary" disabled={busy}>
+          {busy ? 'Saving…' : editing ? 'Save changes' : 'Create station'}
+        </button>
+      </div>
+    </form>
+  );
+}

@@ -1,0 +1,141 @@
+// Every connected client, of every protocol.
+import { useMemo } from 'preact/hooks';
+import { api } from '../api';
+import { ErrorNote, Loading } from '../components/Status';
+import { ago, bytes, num } from '../format';
+import { useLoad, useTitle } from '../hooks';
+import { setQuery, useLocation } from '../router';
+
+const EVERY_MS = 2000;
+
+export function Connections() {
+  useTitle('Connections');
+  const { query } = useLocation();
+  const proto = query.get('protocol') ?? '';
+  const search = query.get('q') ?? '';
+  const { data, error } = useLoad(() => api.connections(), [], EVERY_MS);
+  const rows = useMemo(() => {
+    const q = search.toLowerCase();
+    return (data ?? []).filter(
+      (c) =>
+        (!proto || c.protocol === proto) &&
+        (!q ||
+          (c.name ?? '').toLowerCase().includes(q) ||
+          c.remote.includes(q) ||
+          c.subscriptions.some((s) => s.subject.toLowerCase().includes(q))),
+    );
+  }, [data, proto, search]);
+  const protocols = Array.from(new Set((data ?? []).map((c) => c.protocol))).sort();
+  return (
+    <section>
+      <div class="row">
+        <h1 tabIndex={-1}>Connections</h1>
+        <p class="muted">Refreshed every {EVERY_MS / 1000} s</p>
+      </div>
+      <div class="filters">
+        <label>
+          Protocol
+          <select value={proto} onChange={(e) => setQuery({ protocol: e.currentTarget.value || null })}>
+            <option value="">all</option>
+            {['nats', 'mqtt', 'http', 'websocket', ...protocols]
+              .filter((p, i, a) => a.indexOf(p) === i)
+              .map((p) => (
+                <option key={p} value={p}>
+                  {p}
+                </option>
+              ))}
+          </select>
+        </label>
+        <label class="search">
+          Search
+          <input
+            type="search"
+            value={search}
+            placeholder="name, address or subject"
+            onInput={(e) => setQuery({ q: e.currentTarget.value || null })}
+          />
+        </label>
+      </div>
+      {error && <ErrorNote error={error} what="Could not list connections" />}
+      {!data ? (
+        <Loading />
+      ) : rows.length === 0 ? (
+        <p class="muted">No clients match.</p>
+      ) : (
+        <div class="table-wrap">
+          <table data-testid="connections-table">
+            <thead>
+              <tr>
+                <th scope="col" class="num">
+                  Id
+                </th>
+                <th scope="col">Protocol</th>
+                <th scope="col">Name</th>
+                <th scope="col">Address</th>
+                <th scope="col">Client</th>
+                <th scope="col">Subscriptions</th>
+                <th scope="col" class="num">
+                  In
+                </th>
+                <th scope="col" class="num">
+                  Out
+                </th>
+                <th scope="col" class="num">
+                  Pending
+                </th>
+                <th scope="col">Connected</th>
+              </tr>
+            </thead>
+            <tbody>
+              {rows.map((c) => (
+                <tr key={c.id}>
+                  <td class="num">{c.id}</td>
+                  <td>
+                    <span class={`badge ${c.protocol}`}>{c.protocol}</span>
+                  </td>
+                  <td>
+                    {c.name ?? <span class="muted">unnamed</span>}
+                    {c.user && <div class="muted small">user {c.user}</div>}
+                  </td>
+                  <td>
+                    <code>{c.remote}</code>
+                  </td>
+                  <td class="small">{[c.lang, c.version].filter(Boolean).join(' ') || '—'}</td>
+                  <td>
+                    {c.subscriptions.length === 0 ? (
+                      <span class="muted">none</span>
+                    ) : (
+                      <ul class="plain">
+                        {c.subscriptions.map((s) => (
+                          <li key={s.sid}>
+                            <code>{s.subject}</code>
+                            {s.queue && <span class="muted"> queue {s.queue}</span>}
+                            <span class="muted"> · {num(s.delivered)} delivered</span>
+                          </li>
+                        ))}
+                      </ul>
+                    )}
+                  </td>
+                  <td class="num">
+                    {num(c.in_msgs)}
+                    <div class="muted small">{bytes(c.in_bytes)}</div>
+                  </td>
+                  <td class="num">
+                    {num(c.out_msgs)}
+                    <div class="muted small">{bytes(c.out_bytes)}</div>
+                  </td>
+                  <td class="num">{bytes(c.pending_bytes)}</td>
+                  <td>{ago(c.start)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+      <p class="muted small">
+        HTTP requests share one client per tenant (<code>junction-http</code>); SSE streams and WebSockets are clients of
+        their own. Disconnecting a client needs an API route the broker does not have yet.
+      </p>
+    </section>
+  );
+}

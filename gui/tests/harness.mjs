@@ -1,0 +1,115 @@
+// Shared pieces of the browser tests: a real `junction serve` on ephemeral
+// loopback ports with a temporary data dir, and headless Chromium driven by
+// playwright-core.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const repo = resolve(here, '..', '..');
+const targetDir = process.env.CARGO_TARGET_DIR ? resolve(repo, process.env.CARGO_TARGET_DIR) : join(repo, 'target');
+export const screenshotDir = join(targetDir, 'gui-screenshots');
+
+/** The broker binary: $JUNCTION_BIN, else target/debug/junction (built by cargo). */
+export function junctionBin() {
+  const bin = process.env.JUNCTION_BIN ?? join(targetDir, 'debug', 'junction');
+  if (!existsSync(bin)) {
+    throw new Error(`no broker binary at ${bin}: run \`cargo build --bin junction\` first (or set JUNCTION_BIN)`);
+  }
+  return bin;
+}
+
+/** Chromium: $CHROMIUM, else /usr/bin/chromium (Debian's `chromium` package). */
+export function chromiumPath() {
+  const path = process.env.CHROMIUM ?? '/usr/bin/chromium';
+  if (!existsSync(path)) {
+    throw new Error(`no Chromium at ${path}: install it (apt-get install -y chromium) or set CHROMIUM`);
+  }
+  return path;
+}
+
+/**
+ * Starts `junction serve` and resolves once it has printed its bound HTTP and NATS
+ * addresses. `extra` adds flags (e.g. ['--auth', 'token']).
+ */
+export async function startBroker(extra = []) {
+  const dataDir = mkdtempSync(join(tmpdir(), 'junction-gui-test-'));
+  const args = [
+    'serve',
+    '--http-listen', '127.0.0.1:0',
+    '--nats-listen', '127.0.0.1:0',
+    '--mqtt-listen', 'off',
+    '--data-dir', dataDir,
+    ...extra,
+  ];
+  const child = spawn(junctionBin(), args, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, NO_COLOR: '1', RUST_LOG: process.env.RUST_LOG ?? 'info' },
+  });
+  let log = '';
+  const addresses = await new Promise((resolveAddr, reject) => {
+    const found = {};
+    const onData = (chunk) => {
+      log += chunk.toString();
+      const clean = log.replace(/\x1b\[[0-9;]*m/g, '');
+      const http = /Listening for HTTP on (\S+)/.exec(clean);
+      const nats = /Listening for client connections on (\S+)/.exec(clean);
+      if (http) found.http = http[1];
+      if (nats) found.nats = nats[1];
+      if (found.http && found.nats) resolveAddr(found);
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.on('exit', (code) => reject(new Error(`junction exited (${code}) before listening:\n${log}`)));
+    child.on('error', reject);
+  });
+  return {
+    url: `http://${addresses.http}`,
+    nats: addresses.nats,
+    log: () => log,
+    async stop() {
+      if (child.exitCode === null) {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        await exited;
+      }
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function launchBrowser() {
+  return chromium.launch({
+    executablePath: chromiumPath(),
+    headless: true,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+}
+
+/** A page that fails the test on any uncaught script error. */
+export async function newPage(browser, errors) {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !/status of 40[0-9]/.test(m.text())) errors.push(`console error: ${m.text()}`);
+  });
+  page.setDefaultTimeout(15_000);
+  return page;
+}
+
+export async function screenshot(page, name) {
+  mkdirSync(screenshotDir, { recursive: true });
+  await page.screenshot({ path: join(screenshotDir, `${name}.png`), fullPage: true });
+}
