@@ -191,6 +191,18 @@ pub(crate) struct Station {
     pub groups: RwLock<Groups>,
     /// Highest sequence durably stored; groups never read past it.
     committed: AtomicU64,
+    /// The schema every publish is validated against: (name, pinned version).
+    schema: RwLock<Option<SchemaBinding>>,
+}
+
+/// A station's attached schema: its name and, when pinned, the version.
+pub(crate) type SchemaBinding = (Arc<str>, Option<u32>);
+
+fn binding_of(config: &StationConfig) -> Option<SchemaBinding> {
+    config
+        .schema
+        .as_deref()
+        .map(|name| (Arc::from(name), config.schema_version))
 }
 
 fn storage_error(e: StorageError) -> EngineError {
@@ -240,6 +252,7 @@ impl Station {
                 last_msg_id: None,
                 memory: BTreeMap::new(),
             }),
+            schema: RwLock::new(binding_of(&config)),
             config: RwLock::new(config),
             filters: RwLock::new(filters),
             store,
@@ -294,6 +307,11 @@ impl Station {
         self.config.read().retention
     }
 
+    /// The attached schema, if any (cheap: no configuration copy).
+    pub fn schema(&self) -> Option<SchemaBinding> {
+        self.schema.read().clone()
+    }
+
     pub fn config(&self) -> StationConfig {
         self.config.read().clone()
     }
@@ -314,6 +332,7 @@ impl Station {
         log.limits = Limits::of(&config);
         let evicted = log.over_limits();
         *self.filters.write() = filters;
+        *self.schema.write() = binding_of(&config);
         *self.config.write() = config;
         drop(log);
         self.delete_durably(&evicted)?;
