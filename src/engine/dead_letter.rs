@@ -285,16 +285,18 @@ impl StationEngine {
         station: &Station,
         message: &Message,
     ) -> Result<(), SchemaViolation> {
-        check_schema(&self.schemas, &self.stations, station, message)
+        check_schema(&self.schemas, &self.stations, station, message, true)
     }
 }
 
-/// See [`StationEngine::check_schema`].
+/// See [`StationEngine::check_schema`]; `dead_letter` false validates only (a
+/// resend whose dead letter stays where it is).
 pub(crate) fn check_schema(
     schemas: &SchemaRegistry,
     stations: &StationRegistry,
     station: &Station,
     message: &Message,
+    dead_letter: bool,
 ) -> Result<(), SchemaViolation> {
     let Some((name, pinned)) = station.schema() else {
         return Ok(());
@@ -320,7 +322,7 @@ pub(crate) fn check_schema(
         errors: errors.1,
     };
     tracing::debug!(station = station.name(), %violation, "schema violation");
-    if station.config().dead_letter.schema_violation {
+    if dead_letter && station.config().dead_letter.schema_violation {
         store_dead_letter(
             stations,
             &station.tenant,
@@ -554,8 +556,15 @@ impl ResendJob {
             headers: (!h.is_empty()).then_some(h),
             payload: payload.clone(),
         };
-        check_schema(&self.schemas, &self.stations, &self.station, &message)
-            .map_err(|v| v.to_string())?;
+        // A failure leaves the dead letter where it is (no second copy).
+        check_schema(
+            &self.schemas,
+            &self.stations,
+            &self.station,
+            &message,
+            false,
+        )
+        .map_err(|v| v.to_string())?;
         let (tx, rx) = mpsc::channel();
         self.station.append(
             &message,
