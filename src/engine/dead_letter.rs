@@ -311,7 +311,7 @@ pub(crate) fn check_schema(
         None => (
             pinned.unwrap_or(0),
             vec![format!(
-                ": schema '{name}' is not available (see the server log)"
+                "(root): schema '{name}' is not available (see the server log)"
             )],
         ),
     };

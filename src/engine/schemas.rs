@@ -337,6 +337,9 @@ impl SchemaRegistry {
     }
 }
 
+/// How validation errors name the document's root (whose JSON pointer is empty).
+const ROOT: &str = "(root)";
+
 /// Validates a payload: `Ok(())` or the errors, each `"<pointer>: <message>"`.
 pub(crate) fn validate_payload(
     validator: &jsonschema::Validator,
@@ -344,7 +347,7 @@ pub(crate) fn validate_payload(
 ) -> Result<(), Vec<String>> {
     let doc: serde_json::Value = match serde_json::from_slice(payload) {
         Ok(doc) => doc,
-        Err(e) => return Err(vec![format!(": payload is not valid JSON: {e}")]),
+        Err(e) => return Err(vec![format!("{ROOT}: payload is not valid JSON: {e}")]),
     };
     if validator.is_valid(&doc) {
         return Ok(());
@@ -352,7 +355,10 @@ pub(crate) fn validate_payload(
     let errors: Vec<String> = validator
         .iter_errors(&doc)
         .take(junction_api::SchemaViolation::MAX_ERRORS)
-        .map(|e| format!("{}: {}", e.instance_path().as_str(), e))
+        .map(|e| {
+            let path = e.instance_path().as_str();
+            format!("{}: {e}", if path.is_empty() { ROOT } else { path })
+        })
         .collect();
     Err(errors)
 }
@@ -373,7 +379,9 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert!(errors[0].starts_with("/id: "), "{errors:?}");
         let errors = validate_payload(&v, b"not json").unwrap_err();
-        assert!(errors[0].contains("not valid JSON"), "{errors:?}");
+        assert!(errors[0].starts_with("(root): payload is not valid JSON"), "{errors:?}");
+        let errors = validate_payload(&v, b"{}").unwrap_err();
+        assert_eq!(errors, ["(root): \"id\" is a required property"]);
     }
 
     #[test]

@@ -110,8 +110,8 @@ pub struct SchemaViolation {
     pub schema: String,
     /// The version validated against.
     pub version: u32,
-    /// Validation errors, each `"<JSON pointer>: <what is wrong>"` (the pointer is
-    /// empty for the document root). At most [`SchemaViolation::MAX_ERRORS`].
+    /// Validation errors, each `"<JSON pointer>: <what is wrong>"` (`(root)` for the
+    /// document itself). At most [`SchemaViolation::MAX_ERRORS`].
     pub errors: Vec<String>,
 }
 
