@@ -512,9 +512,7 @@ impl ResendJob {
 
     /// Hands the original back to `group`; `None` when the original is gone.
     fn redeliver(&self, group: &str, orig: u64) -> Option<Result<Resent, String>> {
-        if self.station.read_message(orig).ok().flatten().is_none() {
-            return None;
-        }
+        self.station.read_message(orig).ok().flatten()?;
         let g = match self.station.groups.read().get(group).cloned() {
             Some(g) => g,
             None => return Some(Err(format!("group '{group}' not found"))),

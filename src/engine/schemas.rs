@@ -379,7 +379,10 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert!(errors[0].starts_with("/id: "), "{errors:?}");
         let errors = validate_payload(&v, b"not json").unwrap_err();
-        assert!(errors[0].starts_with("(root): payload is not valid JSON"), "{errors:?}");
+        assert!(
+            errors[0].starts_with("(root): payload is not valid JSON"),
+            "{errors:?}"
+        );
         let errors = validate_payload(&v, b"{}").unwrap_err();
         assert_eq!(errors, ["(root): \"id\" is a required property"]);
     }
