@@ -14,6 +14,7 @@
 pub mod auth;
 mod dead_letter;
 mod group;
+mod lineage;
 mod schemas;
 mod station;
 mod stations;
@@ -23,7 +24,8 @@ use ahash::AHashMap;
 use dead_letter::ResendTasks;
 use junction_api::{
     AckKind, ClientId, ClientRecord, ClientSnapshot, Credentials, Delivery, Engine, EngineError,
-    FetchRequest, FetchSink, GroupConfig, GroupInfo, Message, MessageQuery, NewClient, Protocol,
+    FetchRequest, FetchSink, GroupConfig, GroupInfo, LineageGraph, LineageTrace, Message,
+    MessageQuery, NewClient, Protocol,
     PublishOutcome, Purge, QueueGroup, ResendRequest, ResendStatus, SchemaFormat, SchemaInfo,
     ServerSnapshot, StationConfig, StationInfo, StorageStats, StoredCallback, StoredMessage,
     Subject, SubjectFilter, Subscriber, SubscriptionId, SubscriptionSnapshot, TenantId,
@@ -84,6 +86,7 @@ pub struct StationEngine {
     stations: Arc<StationRegistry>,
     schemas: Arc<SchemaRegistry>,
     resends: Mutex<ResendTasks>,
+    lineage: Arc<lineage::LineageLog>,
     system: Arc<ClientRecord>,
 }
 
@@ -126,6 +129,7 @@ impl StationEngine {
             stations,
             schemas,
             resends: Mutex::new(ResendTasks::default()),
+            lineage: Arc::new(lineage::LineageLog::default()),
             system,
         })
     }
@@ -284,11 +288,19 @@ impl Engine for StationEngine {
         self.counters
             .in_bytes
             .fetch_add(message.payload.len() as u64, Ordering::Relaxed);
+        // Reserved `Junction-*` headers are the engine's: clients cannot set them.
+        let message = if from.id == self.system.id {
+            std::borrow::Cow::Borrowed(message)
+        } else {
+            lineage::strip_reserved(message)
+        };
         let captured = match self.stations.capture(&from.tenant, &message.subject) {
             Some(station) => {
+                // What the station stores carries lineage; live fan-out does not.
+                let (stamped, msg_id) = self.lineage.stamp(from, &message);
                 // A message its station's schema refuses is refused as a whole: not
                 // stored, and not delivered live either.
-                if let Err(violation) = self.check_schema(&station, message) {
+                if let Err(violation) = self.check_schema(&station, &stamped) {
                     if let Some(stored) = stored {
                         stored(Err(EngineError::SchemaViolation(violation)));
                     }
@@ -297,12 +309,23 @@ impl Engine for StationEngine {
                         captured: true,
                     };
                 }
-                station.append(message, stored);
+                let lineage = self.lineage.clone();
+                let callback: StoredCallback = Box::new(move |result| {
+                    if let Ok(ack) = &result {
+                        if !ack.duplicate {
+                            lineage.stored(&msg_id, &ack.station, ack.seq);
+                        }
+                    }
+                    if let Some(stored) = stored {
+                        stored(result);
+                    }
+                });
+                station.append(&stamped, Some(callback));
                 true
             }
             None => false,
         };
-        let delivered = self.fan_out(from, &message.subject, message);
+        let delivered = self.fan_out(from, &message.subject, &message);
         PublishOutcome {
             delivered,
             captured,
@@ -357,6 +380,13 @@ impl Engine for StationEngine {
         request: FetchRequest,
         sink: Arc<dyn FetchSink>,
     ) -> Result<(), EngineError> {
+        let sink: Arc<dyn FetchSink> = Arc::new(lineage::TracedSink {
+            inner: sink,
+            lineage: self.lineage.clone(),
+            tenant: tenant.clone(),
+            station: station.to_string(),
+            group: group.to_string(),
+        });
         self.stations.fetch(tenant, station, group, request, sink)
     }
 
@@ -622,6 +652,16 @@ impl Engine for StationEngine {
     ) -> Result<ResendStatus, EngineError> {
         self.stations.get(tenant, station)?;
         self.resends.lock().status(station, task)
+    }
+
+    fn lineage(&self, tenant: &TenantId, id: &str) -> Result<LineageTrace, EngineError> {
+        self.lineage
+            .trace(tenant, id)
+            .ok_or(EngineError::MessageNotFound)
+    }
+
+    fn lineage_graph(&self, tenant: &TenantId) -> LineageGraph {
+        self.lineage.graph(tenant)
     }
 }
 

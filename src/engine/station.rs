@@ -274,7 +274,7 @@ impl Station {
         let window = log.limits.duplicate_window.as_nanos() as u64;
         for record in self.store.scan(self.id, 0) {
             let r = record.map_err(storage_error)?;
-            let size = r.stored_size();
+            let size = accounted_size(r.subject.len(), r.headers.as_ref(), r.payload.len());
             log.last_seq = r.seq;
             log.last_time_ns = r.time_ns;
             if let Some(id) = msg_id(r.headers.as_ref()) {
@@ -381,12 +381,11 @@ impl Station {
         };
         let now = now_ns();
         let headers = message.headers.as_ref();
-        let size = message.payload.len() as u64
-            + message.subject.as_bytes().len() as u64
-            + headers.map_or(0, |h| {
-                h.iter().map(|(n, v)| n.len() + v.len() + 4).sum::<usize>() as u64 + 12
-            })
-            + 16;
+        let size = accounted_size(
+            message.subject.as_bytes().len(),
+            headers,
+            message.payload.len(),
+        );
         let id = msg_id(headers);
         let mut log = self.log.lock();
         let l = log.limits;
@@ -825,6 +824,24 @@ fn matches_any(filters: &[SubjectFilter], subject: &Bytes) -> bool {
         let s = Subject::from_trusted(subject.clone());
         filters.iter().any(|f| f.matches(&s))
     }
+}
+
+/// The size a message counts for against `max_bytes`: subject, payload and the
+/// producer's headers, plus fixed overheads. The engine's reserved `Junction-*`
+/// headers (lineage, dead-letter reasons) and `traceparent` (which the engine adds
+/// when missing) are lineage metadata and do not count, so limits mean what they
+/// mean in nats-server.
+pub fn accounted_size(subject: usize, headers: Option<&Headers>, payload: usize) -> u64 {
+    let headers = headers.map_or(0, |h| {
+        let (n, bytes) = h
+            .iter()
+            .filter(|(n, _)| {
+                !junction_api::is_reserved_header(n) && !n.eq_ignore_ascii_case("traceparent")
+            })
+            .fold((0usize, 0usize), |(c, b), (n, v)| (c + 1, b + n.len() + v.len() + 4));
+        if n == 0 { 0 } else { bytes + 12 }
+    });
+    (subject + headers + payload + 16) as u64
 }
 
 /// The message id a producer set for de-duplication.

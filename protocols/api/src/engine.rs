@@ -2,7 +2,8 @@
 
 use crate::{
     AckKind, ClientId, ClientRecord, ClientSnapshot, Credentials, EngineError, FetchRequest,
-    FetchSink, GroupConfig, GroupInfo, Message, MessageQuery, NewClient, Purge, QueueGroup,
+    FetchSink, GroupConfig, GroupInfo, LineageGraph, LineageTrace, Message, MessageQuery,
+    NewClient, Purge, QueueGroup,
     ResendRequest, ResendStatus, SchemaFormat, SchemaInfo, StationConfig, StationInfo,
     StoredCallback, StoredMessage, Subject, SubjectFilter, SubscriptionSnapshot, TenantId,
 };
@@ -337,6 +338,19 @@ pub trait Engine: Send + Sync + 'static {
     ) -> Result<ResendStatus, EngineError> {
         let _ = (tenant, station, task);
         Err(unsupported("dead-letter resends"))
+    }
+
+    /// The path of a message: `id` is a `Junction-Msg-Id` or a W3C trace id; the
+    /// answer holds every message of that trace the engine still remembers.
+    fn lineage(&self, tenant: &TenantId, id: &str) -> Result<LineageTrace, EngineError> {
+        let _ = (tenant, id);
+        Err(unsupported("lineage queries"))
+    }
+
+    /// The station-level graph of producers, stations and groups, with rates.
+    fn lineage_graph(&self, tenant: &TenantId) -> LineageGraph {
+        let _ = tenant;
+        LineageGraph::default()
     }
 }
 

@@ -21,6 +21,7 @@ mod engine;
 mod error;
 mod group;
 mod headers;
+mod lineage;
 mod message;
 mod schema;
 mod station;
@@ -44,6 +45,11 @@ pub use group::{
     GroupInfo, GroupState,
 };
 pub use headers::Headers;
+pub use lineage::{
+    LINEAGE_CLIENT, LINEAGE_CONN_ID, LINEAGE_MSG_ID, LINEAGE_PROTOCOL, LINEAGE_RECEIVED,
+    LINEAGE_SUBJECT, LineageDelivery, LineageEdge, LineageGraph, LineageMessage, LineageNodeKind,
+    LineageTrace, RESERVED_PREFIX, TRACEPARENT, is_reserved_header, trace_id_of,
+};
 pub use message::Message;
 pub use schema::{SchemaFormat, SchemaInfo, SchemaVersion};
 pub use station::{
