@@ -147,7 +147,12 @@ impl Inner {
         }
     }
 
-    fn count(&mut self, tenant: &TenantId, from: (&str, LineageNodeKind, &str), to: (&str, LineageNodeKind, &str)) {
+    fn count(
+        &mut self,
+        tenant: &TenantId,
+        from: (&str, LineageNodeKind, &str),
+        to: (&str, LineageNodeKind, &str),
+    ) {
         let now = unix_secs(SystemTime::now());
         for (id, kind, name) in [from, to] {
             self.nodes
@@ -188,7 +193,8 @@ impl LineageLog {
                     if trace.is_none() {
                         if let Some(t) = trace_id_of(v) {
                             trace = Some(t.to_string());
-                            h.append(n, v.trim());
+                            // W3C spells the name in lower case.
+                            h.append(TRACEPARENT, v.trim());
                         }
                     }
                     continue;

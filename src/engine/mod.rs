@@ -25,10 +25,10 @@ use dead_letter::ResendTasks;
 use junction_api::{
     AckKind, ClientId, ClientRecord, ClientSnapshot, Credentials, Delivery, Engine, EngineError,
     FetchRequest, FetchSink, GroupConfig, GroupInfo, LineageGraph, LineageTrace, Message,
-    MessageQuery, NewClient, Protocol,
-    PublishOutcome, Purge, QueueGroup, ResendRequest, ResendStatus, SchemaFormat, SchemaInfo,
-    ServerSnapshot, StationConfig, StationInfo, StorageStats, StoredCallback, StoredMessage,
-    Subject, SubjectFilter, Subscriber, SubscriptionId, SubscriptionSnapshot, TenantId,
+    MessageQuery, NewClient, Protocol, PublishOutcome, Purge, QueueGroup, ResendRequest,
+    ResendStatus, SchemaFormat, SchemaInfo, ServerSnapshot, StationConfig, StationInfo,
+    StorageStats, StoredCallback, StoredMessage, Subject, SubjectFilter, Subscriber,
+    SubscriptionId, SubscriptionSnapshot, TenantId,
 };
 use junction_storage::Store;
 use parking_lot::{Mutex, RwLock};

@@ -838,7 +838,9 @@ pub fn accounted_size(subject: usize, headers: Option<&Headers>, payload: usize)
             .filter(|(n, _)| {
                 !junction_api::is_reserved_header(n) && !n.eq_ignore_ascii_case("traceparent")
             })
-            .fold((0usize, 0usize), |(c, b), (n, v)| (c + 1, b + n.len() + v.len() + 4));
+            .fold((0usize, 0usize), |(c, b), (n, v)| {
+                (c + 1, b + n.len() + v.len() + 4)
+            });
         if n == 0 { 0 } else { bytes + 12 }
     });
     (subject + headers + payload + 16) as u64

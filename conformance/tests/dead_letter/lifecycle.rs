@@ -50,24 +50,31 @@ async fn consumed_with_jetstream_purged_and_deleted_with_its_station() {
         })
         .await
         .unwrap();
-    let mut batch = consumer
-        .fetch()
-        .max_messages(3)
-        .expires(Duration::from_secs(5))
-        .messages()
-        .await
-        .unwrap();
+    // A waiting pull request until all three arrived (the browse above may see a
+    // dead letter a moment before it is durable and deliverable).
     let mut payloads = Vec::new();
-    while let Some(m) = within("DLS delivery", batch.next()).await {
-        let m = m.unwrap();
-        let headers = m.headers.clone().unwrap();
-        assert_eq!(
-            headers.get("Junction-Dls-Reason").map(|v| v.as_str()),
-            Some("terminated")
-        );
-        payloads.push(String::from_utf8(m.payload.to_vec()).unwrap());
-        m.ack().await.unwrap();
-    }
+    within("three DLS deliveries", async {
+        while payloads.len() < 3 {
+            let mut batch = consumer
+                .batch()
+                .max_messages(3 - payloads.len())
+                .expires(Duration::from_secs(2))
+                .messages()
+                .await
+                .unwrap();
+            while let Some(m) = batch.next().await {
+                let m = m.unwrap();
+                let headers = m.headers.clone().unwrap();
+                assert_eq!(
+                    headers.get("Junction-Dls-Reason").map(|v| v.as_str()),
+                    Some("terminated")
+                );
+                payloads.push(String::from_utf8(m.payload.to_vec()).unwrap());
+                m.ack().await.unwrap();
+            }
+        }
+    })
+    .await;
     assert_eq!(payloads, ["m0", "m1", "m2"]);
 
     // Purge.

@@ -35,6 +35,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/v1/stations/{station}/dls/messages"),
     ("post", "/v1/stations/{station}/dls/resend"),
     ("get", "/v1/stations/{station}/dls/resend/{task}"),
+    ("get", "/v1/lineage/graph"),
+    ("get", "/v1/lineage/{id}"),
     ("get", "/v1/connections"),
     ("get", "/v1/server"),
     ("get", "/v1/openapi.json"),
@@ -106,7 +108,8 @@ async fn every_documented_route_is_served() {
             .replace("{group}", "probe")
             .replace("{seq}", "1")
             .replace("{schema}", "probe")
-            .replace("{task}", "1");
+            .replace("{task}", "1")
+            .replace("{id}", "probe");
         let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let response = within(
             "probe",

@@ -3,9 +3,9 @@
 use crate::{
     AckKind, ClientId, ClientRecord, ClientSnapshot, Credentials, EngineError, FetchRequest,
     FetchSink, GroupConfig, GroupInfo, LineageGraph, LineageTrace, Message, MessageQuery,
-    NewClient, Purge, QueueGroup,
-    ResendRequest, ResendStatus, SchemaFormat, SchemaInfo, StationConfig, StationInfo,
-    StoredCallback, StoredMessage, Subject, SubjectFilter, SubscriptionSnapshot, TenantId,
+    NewClient, Purge, QueueGroup, ResendRequest, ResendStatus, SchemaFormat, SchemaInfo,
+    StationConfig, StationInfo, StoredCallback, StoredMessage, Subject, SubjectFilter,
+    SubscriptionSnapshot, TenantId,
 };
 use std::sync::Arc;
 use std::time::SystemTime;

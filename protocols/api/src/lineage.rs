@@ -150,7 +150,10 @@ mod tests {
             trace_id_of("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
             None
         );
-        assert_eq!(trace_id_of("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"), None);
+        assert_eq!(
+            trace_id_of("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"),
+            None
+        );
         assert_eq!(trace_id_of("garbage"), None);
         assert!(is_reserved_header("junction-msg-id"));
         assert!(!is_reserved_header("Junction"));

@@ -21,6 +21,7 @@ mod error;
 mod extract;
 mod gateway_client;
 mod groups;
+mod lineage;
 mod live;
 mod openapi;
 mod publish;
@@ -171,6 +172,8 @@ fn v1_routes(state: &Arc<ApiState>) -> OpenApiRouter<Arc<ApiState>> {
         ))
         .routes(routes!(dead_letter::resend))
         .routes(routes!(dead_letter::resend_status))
+        .routes(routes!(lineage::get_graph))
+        .routes(routes!(lineage::get_lineage))
         .routes(routes!(groups::create_group, groups::list_groups))
         .routes(routes!(groups::get_group, groups::delete_group))
         .routes(routes!(consume::fetch))
