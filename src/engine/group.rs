@@ -539,7 +539,12 @@ impl Group {
             AckKind::Term(reason) => {
                 if let Some(p) = run.pending.remove(&seq) {
                     out.done.push(seq);
-                    out.terminated = Some((seq, p.deliveries, reason.clone()));
+                    out.terminated = Some(Terminated {
+                        seq,
+                        consumer_seq: p.consumer_seq,
+                        deliveries: p.deliveries,
+                        reason: reason.clone(),
+                    });
                 }
             }
         }
@@ -624,6 +629,30 @@ impl Group {
         (exhausted, outcome)
     }
 
+    /// Hands `seq` back to this group as if it had never been delivered (a
+    /// dead-letter resend): it is delivered again, with a fresh delivery count, so
+    /// the group has `max_deliver` new attempts. Returns false when the group holds
+    /// it already (pending or queued for redelivery) or is deleted.
+    pub fn requeue(&self, seq: u64) -> bool {
+        let mut run = self.run.lock();
+        if run.deleted || run.pending.contains_key(&seq) || run.redeliver.contains_key(&seq) {
+            return false;
+        }
+        if seq >= run.cursor || run.initial.contains(&seq) {
+            // Not delivered yet: it will be, in order.
+            return true;
+        }
+        run.redeliver.insert(
+            seq,
+            Redelivery {
+                not_before: Instant::now(),
+                deliveries: 0,
+            },
+        );
+        run.dirty = true;
+        true
+    }
+
     /// Writes the position to storage if it changed.
     pub fn save(&self, force: bool) -> Result<(), EngineError> {
         let saved = {
@@ -683,8 +712,20 @@ enum Source {
 pub(crate) struct AckOutcome {
     /// Sequences this group is now done with.
     pub done: Vec<u64>,
-    /// A terminated delivery: (seq, deliveries, reason).
-    pub terminated: Option<(u64, u32, Option<String>)>,
+    /// A terminated delivery.
+    pub terminated: Option<Terminated>,
+}
+
+/// A delivery a member terminated.
+pub(crate) struct Terminated {
+    /// Station sequence.
+    pub seq: u64,
+    /// Consumer sequence of the terminated delivery.
+    pub consumer_seq: u64,
+    /// Deliveries so far.
+    pub deliveries: u32,
+    /// The member's reason, if it gave one.
+    pub reason: Option<String>,
 }
 
 /// Groups of one station, by name.

@@ -12,21 +12,27 @@
 //!   removed after the fan-out, never during it.
 
 pub mod auth;
+mod dead_letter;
 mod group;
+mod lineage;
+mod schemas;
 mod station;
 mod stations;
 mod trie;
 
 use ahash::AHashMap;
+use dead_letter::ResendTasks;
 use junction_api::{
     AckKind, ClientId, ClientRecord, ClientSnapshot, Credentials, Delivery, Engine, EngineError,
-    FetchRequest, FetchSink, GroupConfig, GroupInfo, Message, MessageQuery, NewClient, Protocol,
-    PublishOutcome, Purge, QueueGroup, ServerSnapshot, StationConfig, StationInfo, StorageStats,
-    StoredCallback, StoredMessage, Subject, SubjectFilter, Subscriber, SubscriptionId,
-    SubscriptionSnapshot, TenantId,
+    FetchRequest, FetchSink, GroupConfig, GroupInfo, LineageGraph, LineageTrace, Message,
+    MessageQuery, NewClient, Protocol, PublishOutcome, Purge, QueueGroup, ResendRequest,
+    ResendStatus, SchemaFormat, SchemaInfo, ServerSnapshot, StationConfig, StationInfo,
+    StorageStats, StoredCallback, StoredMessage, Subject, SubjectFilter, Subscriber,
+    SubscriptionId, SubscriptionSnapshot, TenantId,
 };
 use junction_storage::Store;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
+use schemas::SchemaRegistry;
 use stations::StationRegistry;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -77,7 +83,10 @@ pub struct StationEngine {
     next_subscription: AtomicU64,
     queue_cursor: AtomicUsize,
     counters: Counters,
-    stations: StationRegistry,
+    stations: Arc<StationRegistry>,
+    schemas: Arc<SchemaRegistry>,
+    resends: Mutex<ResendTasks>,
+    lineage: Arc<lineage::LineageLog>,
     system: Arc<ClientRecord>,
 }
 
@@ -88,7 +97,8 @@ impl StationEngine {
         let default_trie = Arc::new(SubjectTrie::default());
         let mut tenants = AHashMap::new();
         tenants.insert(default_tenant.clone(), default_trie.clone());
-        let stations = StationRegistry::load(store)?;
+        let schemas = Arc::new(SchemaRegistry::load(store.clone())?);
+        let stations = Arc::new(StationRegistry::load(store)?);
         let system = Arc::new(ClientRecord::new(
             ClientId(0),
             default_tenant.clone(),
@@ -117,6 +127,9 @@ impl StationEngine {
             queue_cursor: AtomicUsize::new(0),
             counters: Counters::default(),
             stations,
+            schemas,
+            resends: Mutex::new(ResendTasks::default()),
+            lineage: Arc::new(lineage::LineageLog::default()),
             system,
         })
     }
@@ -272,18 +285,48 @@ impl Engine for StationEngine {
         message: &Message,
         stored: Option<StoredCallback>,
     ) -> PublishOutcome {
-        let captured = match self.stations.capture(&from.tenant, &message.subject) {
-            Some(station) => {
-                station.append(message, stored);
-                true
-            }
-            None => false,
-        };
         self.counters.in_msgs.fetch_add(1, Ordering::Relaxed);
         self.counters
             .in_bytes
             .fetch_add(message.payload.len() as u64, Ordering::Relaxed);
-        let delivered = self.fan_out(from, &message.subject, message);
+        // Reserved `Junction-*` headers are the engine's: clients cannot set them.
+        let message = if from.id == self.system.id {
+            std::borrow::Cow::Borrowed(message)
+        } else {
+            lineage::strip_reserved(message)
+        };
+        let captured = match self.stations.capture(&from.tenant, &message.subject) {
+            Some(station) => {
+                // What the station stores carries lineage; live fan-out does not.
+                let (stamped, msg_id) = self.lineage.stamp(from, &message);
+                // A message its station's schema refuses is refused as a whole: not
+                // stored, and not delivered live either.
+                if let Err(violation) = self.check_schema(&station, &stamped) {
+                    if let Some(stored) = stored {
+                        stored(Err(EngineError::SchemaViolation(violation)));
+                    }
+                    return PublishOutcome {
+                        delivered: 0,
+                        captured: true,
+                    };
+                }
+                let lineage = self.lineage.clone();
+                let callback: StoredCallback = Box::new(move |result| {
+                    if let Ok(ack) = &result {
+                        if !ack.duplicate {
+                            lineage.stored(&msg_id, &ack.station, ack.seq);
+                        }
+                    }
+                    if let Some(stored) = stored {
+                        stored(result);
+                    }
+                });
+                station.append(&stamped, Some(callback));
+                true
+            }
+            None => false,
+        };
+        let delivered = self.fan_out(from, &message.subject, &message);
         PublishOutcome {
             delivered,
             captured,
@@ -338,6 +381,13 @@ impl Engine for StationEngine {
         request: FetchRequest,
         sink: Arc<dyn FetchSink>,
     ) -> Result<(), EngineError> {
+        let sink: Arc<dyn FetchSink> = Arc::new(lineage::TracedSink {
+            inner: sink,
+            lineage: self.lineage.clone(),
+            tenant: tenant.clone(),
+            station: station.to_string(),
+            group: group.to_string(),
+        });
         self.stations.fetch(tenant, station, group, request, sink)
     }
 
@@ -349,11 +399,16 @@ impl Engine for StationEngine {
         stream_seq: u64,
         kind: AckKind,
     ) -> Result<(), EngineError> {
-        self.stations.ack(tenant, station, group, stream_seq, kind)
+        let gave_up = self
+            .stations
+            .ack(tenant, station, group, stream_seq, kind)?;
+        self.handle_gave_up(gave_up.into_iter().collect());
+        Ok(())
     }
 
     fn run_group_timers(&self, tenant: &TenantId, station: &str, group: &str) {
-        self.stations.tick_one(tenant, station, group);
+        let gave_up = self.stations.tick_one(tenant, station, group);
+        self.handle_gave_up(gave_up);
     }
 
     fn system_client(&self) -> Arc<ClientRecord> {
@@ -365,7 +420,10 @@ impl Engine for StationEngine {
         tenant: &TenantId,
         config: StationConfig,
     ) -> Result<StationInfo, EngineError> {
+        refuse_reserved(&config.name)?;
+        self.check_station_schema(tenant, &config)?;
         let station = self.stations.create(tenant, config)?;
+        self.sync_dead_letter(tenant, &station.config())?;
         Ok(self.station_info_of(&station))
     }
 
@@ -374,12 +432,27 @@ impl Engine for StationEngine {
         tenant: &TenantId,
         config: StationConfig,
     ) -> Result<StationInfo, EngineError> {
+        refuse_reserved(&config.name)?;
+        self.check_station_schema(tenant, &config)?;
         let station = self.stations.update(tenant, config)?;
+        self.sync_dead_letter(tenant, &station.config())?;
         Ok(self.station_info_of(&station))
     }
 
     fn delete_station(&self, tenant: &TenantId, name: &str) -> Result<(), EngineError> {
-        self.stations.delete(tenant, name)
+        if name.starts_with(junction_api::DLS_PREFIX) {
+            return Err(EngineError::Denied(
+                "a dead-letter station is deleted with its station; purge it instead".into(),
+            ));
+        }
+        self.stations.delete(tenant, name)?;
+        match self
+            .stations
+            .delete(tenant, &junction_api::dead_letter_station(name))
+        {
+            Ok(()) | Err(EngineError::StationNotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     fn station_info(&self, tenant: &TenantId, name: &str) -> Result<StationInfo, EngineError> {
@@ -507,6 +580,148 @@ impl Engine for StationEngine {
             fsync_count: fsync.count,
             disk_bytes: store.disk_space(),
         }
+    }
+
+    fn create_schema(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        format: SchemaFormat,
+        definition: &str,
+    ) -> Result<SchemaInfo, EngineError> {
+        self.schemas.create(tenant, name, format, definition)
+    }
+
+    fn add_schema_version(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        definition: &str,
+    ) -> Result<SchemaInfo, EngineError> {
+        let users = self.schema_users(tenant, name);
+        self.schemas.add_version(tenant, name, definition, users)
+    }
+
+    fn activate_schema_version(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        version: u32,
+    ) -> Result<SchemaInfo, EngineError> {
+        let users = self.schema_users(tenant, name);
+        self.schemas.activate(tenant, name, version, users)
+    }
+
+    fn schema_info(&self, tenant: &TenantId, name: &str) -> Result<SchemaInfo, EngineError> {
+        self.schemas
+            .info(tenant, name, self.schema_users(tenant, name))
+    }
+
+    fn schemas(&self, tenant: &TenantId) -> Vec<SchemaInfo> {
+        self.schemas
+            .names(tenant)
+            .into_iter()
+            .filter_map(|n| self.schema_info(tenant, &n).ok())
+            .collect()
+    }
+
+    fn delete_schema(&self, tenant: &TenantId, name: &str) -> Result<(), EngineError> {
+        let users = self.schema_users(tenant, name);
+        if !users.is_empty() {
+            return Err(EngineError::SchemaInUse(format!(
+                "schema '{name}' is attached to station(s) {}; detach it first",
+                users.join(", ")
+            )));
+        }
+        self.schemas.delete(tenant, name)
+    }
+
+    fn resend_dead_letters(
+        &self,
+        tenant: &TenantId,
+        station: &str,
+        request: ResendRequest,
+    ) -> Result<ResendStatus, EngineError> {
+        self.start_resend(tenant, station, request)
+    }
+
+    fn resend_status(
+        &self,
+        tenant: &TenantId,
+        station: &str,
+        task: u64,
+    ) -> Result<ResendStatus, EngineError> {
+        self.stations.get(tenant, station)?;
+        self.resends.lock().status(station, task)
+    }
+
+    fn lineage(&self, tenant: &TenantId, id: &str) -> Result<LineageTrace, EngineError> {
+        self.lineage
+            .trace(tenant, id)
+            .ok_or(EngineError::MessageNotFound)
+    }
+
+    fn lineage_graph(&self, tenant: &TenantId) -> LineageGraph {
+        self.lineage.graph(tenant)
+    }
+}
+
+/// Station names starting with `$dls_` belong to dead-letter stations, which the
+/// engine creates and configures from their station's `dead_letter` policy.
+fn refuse_reserved(name: &str) -> Result<(), EngineError> {
+    if name.starts_with(junction_api::DLS_PREFIX) {
+        return Err(EngineError::InvalidConfig(format!(
+            "station names starting with '{}' are reserved for dead-letter stations",
+            junction_api::DLS_PREFIX
+        )));
+    }
+    Ok(())
+}
+
+impl StationEngine {
+    /// Stations (of `tenant`) whose configuration names schema `name`, sorted.
+    fn schema_users(&self, tenant: &TenantId, name: &str) -> Vec<String> {
+        self.stations
+            .names(tenant, None)
+            .into_iter()
+            .filter(|s| {
+                self.stations
+                    .get(tenant, s)
+                    .is_ok_and(|st| st.schema().is_some_and(|(n, _)| &*n == name))
+            })
+            .collect()
+    }
+
+    /// A station may name only a schema (and version) that exists.
+    fn check_station_schema(
+        &self,
+        tenant: &TenantId,
+        config: &StationConfig,
+    ) -> Result<(), EngineError> {
+        match &config.schema {
+            Some(name) => self.schemas.check(tenant, name, config.schema_version),
+            None if config.schema_version.is_some() => Err(EngineError::InvalidConfig(
+                "schema_version needs a schema".into(),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Creates or reconfigures the dead-letter station once the policy captures
+    /// something. A DLS whose policy is switched off is kept, with its contents.
+    fn sync_dead_letter(
+        &self,
+        tenant: &TenantId,
+        config: &StationConfig,
+    ) -> Result<(), EngineError> {
+        let exists = self
+            .stations
+            .get(tenant, &junction_api::dead_letter_station(&config.name))
+            .is_ok();
+        if config.dead_letter.enabled() || exists {
+            self.stations.ensure_dead_letter(tenant, config)?;
+        }
+        Ok(())
     }
 }
 

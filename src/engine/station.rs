@@ -191,6 +191,18 @@ pub(crate) struct Station {
     pub groups: RwLock<Groups>,
     /// Highest sequence durably stored; groups never read past it.
     committed: AtomicU64,
+    /// The schema every publish is validated against: (name, pinned version).
+    schema: RwLock<Option<SchemaBinding>>,
+}
+
+/// A station's attached schema: its name and, when pinned, the version.
+pub(crate) type SchemaBinding = (Arc<str>, Option<u32>);
+
+fn binding_of(config: &StationConfig) -> Option<SchemaBinding> {
+    config
+        .schema
+        .as_deref()
+        .map(|name| (Arc::from(name), config.schema_version))
 }
 
 fn storage_error(e: StorageError) -> EngineError {
@@ -240,6 +252,7 @@ impl Station {
                 last_msg_id: None,
                 memory: BTreeMap::new(),
             }),
+            schema: RwLock::new(binding_of(&config)),
             config: RwLock::new(config),
             filters: RwLock::new(filters),
             store,
@@ -261,7 +274,7 @@ impl Station {
         let window = log.limits.duplicate_window.as_nanos() as u64;
         for record in self.store.scan(self.id, 0) {
             let r = record.map_err(storage_error)?;
-            let size = r.stored_size();
+            let size = accounted_size(r.subject.len(), r.headers.as_ref(), r.payload.len());
             log.last_seq = r.seq;
             log.last_time_ns = r.time_ns;
             if let Some(id) = msg_id(r.headers.as_ref()) {
@@ -294,6 +307,11 @@ impl Station {
         self.config.read().retention
     }
 
+    /// The attached schema, if any (cheap: no configuration copy).
+    pub fn schema(&self) -> Option<SchemaBinding> {
+        self.schema.read().clone()
+    }
+
     pub fn config(&self) -> StationConfig {
         self.config.read().clone()
     }
@@ -314,6 +332,7 @@ impl Station {
         log.limits = Limits::of(&config);
         let evicted = log.over_limits();
         *self.filters.write() = filters;
+        *self.schema.write() = binding_of(&config);
         *self.config.write() = config;
         drop(log);
         self.delete_durably(&evicted)?;
@@ -362,12 +381,11 @@ impl Station {
         };
         let now = now_ns();
         let headers = message.headers.as_ref();
-        let size = message.payload.len() as u64
-            + message.subject.as_bytes().len() as u64
-            + headers.map_or(0, |h| {
-                h.iter().map(|(n, v)| n.len() + v.len() + 4).sum::<usize>() as u64 + 12
-            })
-            + 16;
+        let size = accounted_size(
+            message.subject.as_bytes().len(),
+            headers,
+            message.payload.len(),
+        );
         let id = msg_id(headers);
         let mut log = self.log.lock();
         let l = log.limits;
@@ -806,6 +824,26 @@ fn matches_any(filters: &[SubjectFilter], subject: &Bytes) -> bool {
         let s = Subject::from_trusted(subject.clone());
         filters.iter().any(|f| f.matches(&s))
     }
+}
+
+/// The size a message counts for against `max_bytes`: subject, payload and the
+/// producer's headers, plus fixed overheads. The engine's reserved `Junction-*`
+/// headers (lineage, dead-letter reasons) and `traceparent` (which the engine adds
+/// when missing) are lineage metadata and do not count, so limits mean what they
+/// mean in nats-server.
+pub fn accounted_size(subject: usize, headers: Option<&Headers>, payload: usize) -> u64 {
+    let headers = headers.map_or(0, |h| {
+        let (n, bytes) = h
+            .iter()
+            .filter(|(n, _)| {
+                !junction_api::is_reserved_header(n) && !n.eq_ignore_ascii_case("traceparent")
+            })
+            .fold((0usize, 0usize), |(c, b), (n, v)| {
+                (c + 1, b + n.len() + v.len() + 4)
+            });
+        if n == 0 { 0 } else { bytes + 12 }
+    });
+    (subject + headers + payload + 16) as u64
 }
 
 /// The message id a producer set for de-duplication.

@@ -2,14 +2,14 @@
 //! subject, and their durable definitions.
 
 use super::StationEngine;
-use super::group::{self, Group, TickOutcome};
+use super::group::{self, Group, Terminated, TickOutcome};
 use super::station::{Station, filters_of, filters_overlap, now_ns, seq_floor_key};
 use ahash::AHashMap;
 use bytes::Bytes;
 use junction_api::{
-    AckKind, AckPolicy, DeliverPolicy, EngineError, FetchRequest, FetchSink, GroupConfig,
-    GroupInfo, MessageQuery, Purge, Retention, StationConfig, StationInfo, StoredMessage, Subject,
-    SubjectFilter, TenantId,
+    AckKind, AckPolicy, DLS_PREFIX, DeadLetterReason, DeliverPolicy, EngineError, FetchRequest,
+    FetchSink, GroupConfig, GroupInfo, MessageQuery, Purge, Retention, StationConfig, StationInfo,
+    StoredMessage, Subject, SubjectFilter, TenantId,
 };
 use junction_storage::Store;
 use parking_lot::RwLock;
@@ -234,7 +234,16 @@ impl StationRegistry {
         name: &str,
         filters: &[SubjectFilter],
     ) -> Result<(), EngineError> {
-        for other in t.by_name.values().filter(|s| s.name() != name) {
+        // Dead-letter stations capture `$dls.<station>.>`, which only a station
+        // capturing `>` or `$dls.…` could overlap; they never take part.
+        if name.starts_with(DLS_PREFIX) {
+            return Ok(());
+        }
+        for other in t
+            .by_name
+            .values()
+            .filter(|s| s.name() != name && !s.name().starts_with(DLS_PREFIX))
+        {
             for a in &other.filters() {
                 if filters.iter().any(|b| filters_overlap(a, b)) {
                     return Err(EngineError::SubjectsOverlap);
@@ -291,6 +300,19 @@ impl StationRegistry {
         self.any.store(true, Ordering::Relaxed);
         tracing::info!(station = %config.name, subjects = ?config.subjects, "station created");
         Ok(station)
+    }
+
+    /// Creates or updates the dead-letter station of `parent` to match its policy.
+    pub fn ensure_dead_letter(
+        &self,
+        tenant: &TenantId,
+        parent: &StationConfig,
+    ) -> Result<Arc<Station>, EngineError> {
+        let config = dead_letter_config(parent);
+        match self.create(tenant, config.clone()) {
+            Err(EngineError::StationNameInUse) => self.update(tenant, config),
+            other => other,
+        }
     }
 
     pub fn update(
@@ -493,6 +515,8 @@ impl StationRegistry {
         }
     }
 
+    /// Applies an ack; a terminated delivery is returned (with the message, read
+    /// before retention may remove it, when the station dead-letters terminations).
     pub fn ack(
         &self,
         tenant: &TenantId,
@@ -500,19 +524,20 @@ impl StationRegistry {
         name: &str,
         seq: u64,
         kind: AckKind,
-    ) -> Result<(), EngineError> {
+    ) -> Result<Option<GaveUp>, EngineError> {
         let (station, group) = self.group(tenant, station_name, name)?;
         let outcome = group.ack(seq, &kind);
-        if let Some((seq, deliveries, reason)) = &outcome.terminated {
+        let gave_up = outcome.terminated.map(|t: Terminated| {
             tracing::info!(
                 station = station_name,
                 group = name,
-                seq,
-                deliveries,
-                reason = reason.as_deref().unwrap_or(""),
+                seq = t.seq,
+                deliveries = t.deliveries,
+                reason = t.reason.as_deref().unwrap_or(""),
                 "message terminated"
             );
-        }
+            GaveUp::new(&station, name, DeadLetterReason::Terminated, &t)
+        });
         match station.retention() {
             Retention::WorkQueue => {
                 for seq in &outcome.done {
@@ -532,7 +557,7 @@ impl StationRegistry {
             Retention::Limits => {}
         }
         group.fill(&station);
-        Ok(())
+        Ok(gave_up)
     }
 
     pub fn fetch(
@@ -549,22 +574,32 @@ impl StationRegistry {
     }
 
     /// Runs every group's timers, saves changed positions, and removes idle
-    /// ephemeral groups.
-    pub fn tick_groups(&self) {
+    /// ephemeral groups. Returns the messages groups gave up on.
+    pub fn tick_groups(&self) -> Vec<GaveUp> {
         let now = std::time::Instant::now();
+        let mut gave_up = Vec::new();
         for station in self.all() {
             let groups: Vec<Arc<Group>> = station.groups.read().values().cloned().collect();
             for g in groups {
-                self.tick_group(&station, &g, now, true);
+                self.tick_group(&station, &g, now, true, &mut gave_up);
             }
         }
+        gave_up
     }
 
     /// Runs one group's timers now (a pull request is about to expire).
-    pub fn tick_one(&self, tenant: &TenantId, station_name: &str, name: &str) {
+    pub fn tick_one(&self, tenant: &TenantId, station_name: &str, name: &str) -> Vec<GaveUp> {
+        let mut gave_up = Vec::new();
         if let Ok((station, group)) = self.group(tenant, station_name, name) {
-            self.tick_group(&station, &group, std::time::Instant::now(), false);
+            self.tick_group(
+                &station,
+                &group,
+                std::time::Instant::now(),
+                false,
+                &mut gave_up,
+            );
         }
+        gave_up
     }
 
     fn tick_group(
@@ -573,6 +608,7 @@ impl StationRegistry {
         g: &Arc<Group>,
         now: std::time::Instant,
         housekeeping: bool,
+        gave_up: &mut Vec<GaveUp>,
     ) {
         let (exhausted, outcome) = g.tick(now);
         for (seq, deliveries) in exhausted {
@@ -583,6 +619,17 @@ impl StationRegistry {
                 deliveries,
                 "message exceeded max deliveries"
             );
+            gave_up.push(GaveUp::new(
+                station,
+                &g.name,
+                DeadLetterReason::MaxDeliveries,
+                &Terminated {
+                    seq,
+                    consumer_seq: 0,
+                    deliveries,
+                    reason: None,
+                },
+            ));
             if station.retention() == Retention::WorkQueue {
                 station.remove_consumed(seq);
             }
@@ -615,6 +662,60 @@ impl StationRegistry {
     }
 }
 
+/// The configuration of `parent`'s dead-letter station.
+pub(crate) fn dead_letter_config(parent: &StationConfig) -> StationConfig {
+    let policy = parent.dead_letter;
+    StationConfig {
+        name: junction_api::dead_letter_station(&parent.name),
+        description: Some(format!("dead letters of station '{}'", parent.name)),
+        subjects: vec![format!(
+            "{}.>",
+            junction_api::dead_letter_subject_prefix(&parent.name)
+        )],
+        max_msgs: policy.max_msgs,
+        max_age: policy.max_age,
+        storage: parent.storage,
+        ..StationConfig::default()
+    }
+}
+
+/// A message a consumer group gave up on: it exceeded `max_deliver` or was
+/// terminated. The dead-letter station and the NATS advisories are fed from it.
+pub(crate) struct GaveUp {
+    pub tenant: TenantId,
+    pub station: String,
+    pub group: String,
+    pub reason: DeadLetterReason,
+    pub seq: u64,
+    pub consumer_seq: u64,
+    pub deliveries: u32,
+    pub term_reason: Option<String>,
+    /// The message, read at once (retention may remove it next) when the station
+    /// dead-letters this reason.
+    pub message: Option<StoredMessage>,
+}
+
+impl GaveUp {
+    fn new(station: &Station, group: &str, reason: DeadLetterReason, t: &Terminated) -> Self {
+        let message = if station.config().dead_letter.captures(reason) {
+            station.read_message(t.seq).ok().flatten()
+        } else {
+            None
+        };
+        GaveUp {
+            tenant: station.tenant.clone(),
+            station: station.name().to_string(),
+            group: group.to_string(),
+            reason,
+            seq: t.seq,
+            consumer_seq: t.consumer_seq,
+            deliveries: t.deliveries,
+            term_reason: t.reason.clone(),
+            message,
+        }
+    }
+}
+
 impl StationEngine {
     pub(crate) fn group_info_of(&self, station: &Station, group: &Group) -> GroupInfo {
         GroupInfo {
@@ -627,7 +728,8 @@ impl StationEngine {
 
     /// Runs consumer-group timers; the server calls this about every 50 ms.
     pub fn tick_groups(&self) {
-        self.stations.tick_groups();
+        let gave_up = self.stations.tick_groups();
+        self.handle_gave_up(gave_up);
     }
 
     pub(crate) fn station_info_of(&self, station: &Station) -> StationInfo {

@@ -25,6 +25,18 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/v1/stations/{station}/groups/{group}"),
     ("post", "/v1/stations/{station}/groups/{group}/fetch"),
     ("post", "/v1/stations/{station}/groups/{group}/ack"),
+    ("post", "/v1/schemas"),
+    ("get", "/v1/schemas"),
+    ("get", "/v1/schemas/{schema}"),
+    ("delete", "/v1/schemas/{schema}"),
+    ("post", "/v1/schemas/{schema}/versions"),
+    ("post", "/v1/schemas/{schema}/rollback"),
+    ("get", "/v1/stations/{station}/dls/messages"),
+    ("delete", "/v1/stations/{station}/dls/messages"),
+    ("post", "/v1/stations/{station}/dls/resend"),
+    ("get", "/v1/stations/{station}/dls/resend/{task}"),
+    ("get", "/v1/lineage/graph"),
+    ("get", "/v1/lineage/{id}"),
     ("get", "/v1/connections"),
     ("get", "/v1/server"),
     ("get", "/v1/openapi.json"),
@@ -94,7 +106,10 @@ async fn every_documented_route_is_served() {
             .replace("{filter}", "probe.subject")
             .replace("{station}", "PROBE")
             .replace("{group}", "probe")
-            .replace("{seq}", "1");
+            .replace("{seq}", "1")
+            .replace("{schema}", "probe")
+            .replace("{task}", "1")
+            .replace("{id}", "probe");
         let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let response = within(
             "probe",

@@ -163,7 +163,7 @@ async fn batch_as_json_and_ndjson_with_per_item_results() {
     let messages = page["messages"].as_array().unwrap();
     assert_eq!(messages.len(), 4, "{page}");
     assert_eq!(
-        messages[0]["headers"],
+        crate::support::producer_headers(&messages[0]),
         json!({"K": "v", "Multi": ["x", "y"]})
     );
     // A binary payload comes back as base64 only.

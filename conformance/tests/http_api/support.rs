@@ -299,3 +299,16 @@ pub fn deliveries(m: &Value) -> u64 {
         .as_u64()
         .unwrap_or_else(|| panic!("no delivery_count: {m}"))
 }
+
+/// A stored message's headers without the lineage the engine stamps
+/// (`Junction-*`, `traceparent`): what the producer sent.
+pub fn producer_headers(m: &Value) -> Value {
+    let mut h = m["headers"].clone();
+    if let Some(o) = h.as_object_mut() {
+        o.retain(|k, _| {
+            !k.to_ascii_lowercase().starts_with("junction-")
+                && !k.eq_ignore_ascii_case("traceparent")
+        });
+    }
+    h
+}

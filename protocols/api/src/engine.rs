@@ -2,7 +2,8 @@
 
 use crate::{
     AckKind, ClientId, ClientRecord, ClientSnapshot, Credentials, EngineError, FetchRequest,
-    FetchSink, GroupConfig, GroupInfo, Message, MessageQuery, NewClient, Purge, QueueGroup,
+    FetchSink, GroupConfig, GroupInfo, LineageGraph, LineageTrace, Message, MessageQuery,
+    NewClient, Purge, QueueGroup, ResendRequest, ResendStatus, SchemaFormat, SchemaInfo,
     StationConfig, StationInfo, StoredCallback, StoredMessage, Subject, SubjectFilter,
     SubscriptionSnapshot, TenantId,
 };
@@ -259,4 +260,100 @@ pub trait Engine: Send + Sync + 'static {
     /// Storage figures: fsync latency and disk use. Reading them is cheap (atomic
     /// loads and a directory size), never a write.
     fn storage_stats(&self) -> StorageStats;
+
+    // --- Schemas and dead letters. The default bodies refuse, so that test engines
+    // need not implement them.
+
+    /// Creates a schema with its first version. `definition` is the document as
+    /// JSON text; it must compile.
+    fn create_schema(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        format: SchemaFormat,
+        definition: &str,
+    ) -> Result<SchemaInfo, EngineError> {
+        let _ = (tenant, name, format, definition);
+        Err(unsupported("schemas"))
+    }
+
+    /// Adds a version to a schema; it becomes the active version.
+    fn add_schema_version(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        definition: &str,
+    ) -> Result<SchemaInfo, EngineError> {
+        let _ = (tenant, name, definition);
+        Err(unsupported("schemas"))
+    }
+
+    /// Makes an existing version the active one (a rollback, or a roll forward).
+    fn activate_schema_version(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        version: u32,
+    ) -> Result<SchemaInfo, EngineError> {
+        let _ = (tenant, name, version);
+        Err(unsupported("schemas"))
+    }
+
+    /// A schema with all its versions.
+    fn schema_info(&self, tenant: &TenantId, name: &str) -> Result<SchemaInfo, EngineError> {
+        let _ = (tenant, name);
+        Err(unsupported("schemas"))
+    }
+
+    /// Every schema of a tenant, sorted by name.
+    fn schemas(&self, tenant: &TenantId) -> Vec<SchemaInfo> {
+        let _ = tenant;
+        Vec::new()
+    }
+
+    /// Deletes a schema; refused ([`EngineError::SchemaInUse`]) while a station uses it.
+    fn delete_schema(&self, tenant: &TenantId, name: &str) -> Result<(), EngineError> {
+        let _ = (tenant, name);
+        Err(unsupported("schemas"))
+    }
+
+    /// Starts re-sending dead letters of `station` in the background; poll with
+    /// [`Engine::resend_status`].
+    fn resend_dead_letters(
+        &self,
+        tenant: &TenantId,
+        station: &str,
+        request: ResendRequest,
+    ) -> Result<ResendStatus, EngineError> {
+        let _ = (tenant, station, request);
+        Err(unsupported("dead-letter resends"))
+    }
+
+    /// A resend task's progress.
+    fn resend_status(
+        &self,
+        tenant: &TenantId,
+        station: &str,
+        task: u64,
+    ) -> Result<ResendStatus, EngineError> {
+        let _ = (tenant, station, task);
+        Err(unsupported("dead-letter resends"))
+    }
+
+    /// The path of a message: `id` is a `Junction-Msg-Id` or a W3C trace id; the
+    /// answer holds every message of that trace the engine still remembers.
+    fn lineage(&self, tenant: &TenantId, id: &str) -> Result<LineageTrace, EngineError> {
+        let _ = (tenant, id);
+        Err(unsupported("lineage queries"))
+    }
+
+    /// The station-level graph of producers, stations and groups, with rates.
+    fn lineage_graph(&self, tenant: &TenantId) -> LineageGraph {
+        let _ = tenant;
+        LineageGraph::default()
+    }
+}
+
+fn unsupported(what: &str) -> EngineError {
+    EngineError::BadRequest(format!("{what} are not supported by this engine"))
 }

@@ -82,4 +82,53 @@ pub enum EngineError {
     /// Storage failed; the station accepts no writes until restart.
     #[error("storage failure: {0}")]
     Storage(String),
+    /// The payload does not match the JSON Schema attached to the capturing station;
+    /// nothing was stored. Front-ends answer with their protocol's "invalid payload"
+    /// error (NATS PubAck error 19001, MQTT 5 reason 0x99, HTTP 422).
+    #[error("schema violation: {0}")]
+    SchemaViolation(SchemaViolation),
+    /// No schema has that name (or that version).
+    #[error("schema not found")]
+    SchemaNotFound,
+    /// A schema with that name exists already.
+    #[error("schema already exists")]
+    SchemaExists,
+    /// The schema is attached to a station and cannot be deleted.
+    #[error("{0}")]
+    SchemaInUse(String),
+    /// No dead-letter resend task has that id.
+    #[error("resend task not found")]
+    ResendTaskNotFound,
+}
+
+/// Why a payload failed its station's schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaViolation {
+    /// The station that refused the message.
+    pub station: String,
+    /// The schema's name.
+    pub schema: String,
+    /// The version validated against.
+    pub version: u32,
+    /// Validation errors, each `"<JSON pointer>: <what is wrong>"` (`(root)` for the
+    /// document itself). At most [`SchemaViolation::MAX_ERRORS`].
+    pub errors: Vec<String>,
+}
+
+impl SchemaViolation {
+    /// Most errors reported per message.
+    pub const MAX_ERRORS: usize = 10;
+}
+
+impl std::fmt::Display for SchemaViolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "message does not match schema '{}' version {} of station '{}': {}",
+            self.schema,
+            self.version,
+            self.station,
+            self.errors.join("; ")
+        )
+    }
 }

@@ -16,12 +16,15 @@
 //!   or await: it queues and returns.
 
 mod client;
+mod dead_letter;
 mod engine;
 mod error;
 mod fanout;
 mod group;
 mod headers;
+mod lineage;
 mod message;
+mod schema;
 mod station;
 mod subject;
 
@@ -29,17 +32,28 @@ pub use client::{
     ClientId, ClientRecord, ClientSnapshot, ClientStats, Credentials, NewClient, Protocol,
     SubscriptionSnapshot, TenantId,
 };
+pub use dead_letter::{
+    DLS_DELIVERIES, DLS_GROUP, DLS_PREFIX, DLS_REASON, DLS_SEQUENCE, DLS_STATION, DLS_SUBJECT,
+    DLS_TERM_REASON, DLS_TIMESTAMP, DLS_VALIDATION_ERROR, DeadLetterPolicy, DeadLetterReason,
+    ResendRequest, ResendState, ResendStatus, dead_letter_station, dead_letter_subject_prefix,
+};
 pub use engine::{
     Delivery, Engine, PublishOutcome, ServerSnapshot, StorageStats, Subscriber, SubscriptionId,
 };
-pub use error::EngineError;
+pub use error::{EngineError, SchemaViolation};
 pub use fanout::{FanoutScope, current_fanout};
 pub use group::{
     AckKind, AckPolicy, DeliverPolicy, Delivered, FetchEnd, FetchRequest, FetchSink, GroupConfig,
     GroupInfo, GroupState,
 };
 pub use headers::Headers;
+pub use lineage::{
+    LINEAGE_CLIENT, LINEAGE_CONN_ID, LINEAGE_MSG_ID, LINEAGE_PROTOCOL, LINEAGE_RECEIVED,
+    LINEAGE_SUBJECT, LineageDelivery, LineageEdge, LineageGraph, LineageMessage, LineageNodeKind,
+    LineageTrace, RESERVED_PREFIX, TRACEPARENT, is_reserved_header, trace_id_of,
+};
 pub use message::Message;
+pub use schema::{SchemaFormat, SchemaInfo, SchemaVersion};
 pub use station::{
     Discard, MessageQuery, PubAck, Purge, Retention, StationConfig, StationInfo, StationState,
     StorageKind, StoredCallback, StoredMessage,

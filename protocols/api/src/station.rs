@@ -1,7 +1,7 @@
 //! Stations: named, durable logs that capture subjects. A JetStream stream is a
 //! station seen through the NATS API.
 
-use crate::{Headers, Subject};
+use crate::{DeadLetterPolicy, Headers, Subject};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime};
@@ -82,6 +82,12 @@ pub struct StationConfig {
     pub deny_purge: bool,
     /// Free-form metadata.
     pub metadata: std::collections::BTreeMap<String, String>,
+    /// Name of the schema every publish is validated against.
+    pub schema: Option<String>,
+    /// Pin the schema to this version; `None` follows the schema's active version.
+    pub schema_version: Option<u32>,
+    /// Which failures are copied to the dead-letter station, and its retention.
+    pub dead_letter: DeadLetterPolicy,
 }
 
 impl Default for StationConfig {
@@ -105,6 +111,9 @@ impl Default for StationConfig {
             deny_delete: false,
             deny_purge: false,
             metadata: Default::default(),
+            schema: None,
+            schema_version: None,
+            dead_letter: DeadLetterPolicy::default(),
         }
     }
 }

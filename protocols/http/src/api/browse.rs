@@ -94,6 +94,16 @@ pub async fn list_messages(
     ApiPath(station): ApiPath<String>,
     ApiQuery(query): ApiQuery<BrowseQuery>,
 ) -> Result<Json<MessagesPage>, AppError> {
+    browse(&state, tenant, station, query).await.map(Json)
+}
+
+/// Reads a page of `station` as `query` asks.
+pub async fn browse(
+    state: &ApiState,
+    tenant: TenantId,
+    station: String,
+    query: BrowseQuery,
+) -> Result<MessagesPage, AppError> {
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
     if limit == 0 || limit > MAX_PAGE {
         return Err(AppError::invalid(
@@ -134,7 +144,6 @@ pub async fn list_messages(
     })
     .await
     .map_err(|e| AppError::Internal(format!("browse task failed: {e}")))?
-    .map(Json)
 }
 
 /// Read one stored message.

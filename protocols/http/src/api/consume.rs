@@ -261,7 +261,8 @@ pub struct NakItem {
 pub struct TermItem {
     /// The delivery's ack token.
     pub token: String,
-    /// Why, for the log (and the dead-letter station when it lands).
+    /// Why: logged, sent in the NATS terminated advisory, and copied to the
+    /// dead-letter station (`Junction-Dls-Term-Reason`) when the station keeps them.
     pub reason: Option<String>,
 }
 

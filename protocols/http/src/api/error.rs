@@ -30,6 +30,10 @@ pub struct ErrorDetail {
     /// For people; may change between versions.
     #[schema(example = "station 'orders' not found")]
     pub message: String,
+    /// Details, when there are several (`schema_violation`: each validation
+    /// error as `"<JSON pointer>: <what is wrong>"`). Omitted when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
 }
 
 /// Why a request failed.
@@ -45,6 +49,15 @@ pub enum AppError {
         code: &'static str,
         /// Explanation.
         message: String,
+    },
+    /// A payload failed its station's schema (422 `schema_violation`, with the
+    /// validation errors in `errors`).
+    #[error("schema_violation: {message}")]
+    SchemaViolation {
+        /// Explanation.
+        message: String,
+        /// Each `"<JSON pointer>: <what is wrong>"`.
+        errors: Vec<String>,
     },
     /// Credentials are missing or wrong (401 with `WWW-Authenticate`).
     #[error("unauthorized: {0}")]
@@ -87,6 +100,7 @@ impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
             AppError::Client { status, .. } => *status,
+            AppError::SchemaViolation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -98,14 +112,22 @@ impl AppError {
             AppError::Client { code, message, .. } => ErrorDetail {
                 code: (*code).to_string(),
                 message: message.clone(),
+                errors: Vec::new(),
+            },
+            AppError::SchemaViolation { message, errors } => ErrorDetail {
+                code: "schema_violation".into(),
+                message: message.clone(),
+                errors: errors.clone(),
             },
             AppError::Unauthorized(message) => ErrorDetail {
                 code: "unauthorized".into(),
                 message: message.clone(),
+                errors: Vec::new(),
             },
             AppError::Internal(_) => ErrorDetail {
                 code: "internal".into(),
                 message: "internal error; the server log has the details".into(),
+                errors: Vec::new(),
             },
         }
     }
@@ -162,6 +184,16 @@ impl From<EngineError> for AppError {
             EngineError::MaxSubscriptions => (S::TOO_MANY_REQUESTS, "max_subscriptions"),
             EngineError::MaxConnections => (S::SERVICE_UNAVAILABLE, "max_connections"),
             EngineError::ShuttingDown => (S::SERVICE_UNAVAILABLE, "shutting_down"),
+            EngineError::SchemaViolation(v) => {
+                return AppError::SchemaViolation {
+                    message,
+                    errors: v.errors.clone(),
+                };
+            }
+            EngineError::SchemaNotFound => (S::NOT_FOUND, "schema_not_found"),
+            EngineError::SchemaExists => (S::CONFLICT, "schema_exists"),
+            EngineError::SchemaInUse(_) => (S::CONFLICT, "schema_in_use"),
+            EngineError::ResendTaskNotFound => (S::NOT_FOUND, "resend_task_not_found"),
             EngineError::Storage(_) => return AppError::Internal(message),
             _ => return AppError::Internal(message),
         };
@@ -285,6 +317,7 @@ pub async fn normalize(response: Response) -> Response {
         ErrorDetail {
             code: code.to_string(),
             message,
+            errors: Vec::new(),
         },
     );
     let (fresh_parts, body) = fresh.into_parts();

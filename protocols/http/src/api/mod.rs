@@ -16,13 +16,16 @@
 mod auth;
 mod browse;
 mod consume;
+mod dead_letter;
 mod error;
 mod extract;
 mod gateway_client;
 mod groups;
+mod lineage;
 mod live;
 mod openapi;
 mod publish;
+mod schemas;
 mod server;
 mod sse;
 mod stations;
@@ -160,6 +163,18 @@ fn v1_routes(state: &Arc<ApiState>) -> OpenApiRouter<Arc<ApiState>> {
             stations::delete_station
         ))
         .routes(routes!(stations::purge_station))
+        .routes(routes!(schemas::create_schema, schemas::list_schemas))
+        .routes(routes!(schemas::get_schema, schemas::delete_schema))
+        .routes(routes!(schemas::add_schema_version))
+        .routes(routes!(schemas::rollback_schema))
+        .routes(routes!(
+            dead_letter::list_dead_letters,
+            dead_letter::purge_dead_letters
+        ))
+        .routes(routes!(dead_letter::resend))
+        .routes(routes!(dead_letter::resend_status))
+        .routes(routes!(lineage::get_graph))
+        .routes(routes!(lineage::get_lineage))
         .routes(routes!(groups::create_group, groups::list_groups))
         .routes(routes!(groups::get_group, groups::delete_group))
         .routes(routes!(consume::fetch))

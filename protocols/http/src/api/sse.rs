@@ -53,6 +53,7 @@ fn slow_event() -> Event {
     let detail = ErrorDetail {
         code: "slow_consumer".into(),
         message: "the client did not keep up; the stream is closed".into(),
+        errors: Vec::new(),
     };
     Event::default()
         .event("error")

@@ -10,7 +10,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use junction_api::{
-    Discard, Purge, Retention, StationConfig, StationInfo, StationState, StorageKind,
+    DeadLetterPolicy, Discard, Purge, Retention, StationConfig, StationInfo, StationState,
+    StorageKind,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -84,6 +85,54 @@ impl Default for RetentionJson {
     }
 }
 
+/// Which failures are copied to the station's dead-letter station
+/// (`$dls_<station>`), and how long they stay there. All causes are off by
+/// default; the DLS is created once one is on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeadLetterJson {
+    /// Copy messages that exceeded a group's `max_deliver`.
+    pub max_deliveries: bool,
+    /// Copy messages a consumer terminated.
+    pub terminated: bool,
+    /// Copy publishes the station's schema refused.
+    pub schema_violation: bool,
+    /// Most dead letters kept (-1 = unlimited; default 10000).
+    pub max_msgs: i64,
+    /// Oldest dead letter kept, in milliseconds (0 = forever).
+    pub max_age_ms: u64,
+}
+
+impl Default for DeadLetterJson {
+    fn default() -> Self {
+        DeadLetterJson::from(&DeadLetterPolicy::default())
+    }
+}
+
+impl From<&DeadLetterPolicy> for DeadLetterJson {
+    fn from(p: &DeadLetterPolicy) -> Self {
+        DeadLetterJson {
+            max_deliveries: p.max_deliveries,
+            terminated: p.terminated,
+            schema_violation: p.schema_violation,
+            max_msgs: p.max_msgs,
+            max_age_ms: millis(p.max_age),
+        }
+    }
+}
+
+impl From<&DeadLetterJson> for DeadLetterPolicy {
+    fn from(j: &DeadLetterJson) -> Self {
+        DeadLetterPolicy {
+            max_deliveries: j.max_deliveries,
+            terminated: j.terminated,
+            schema_violation: j.schema_violation,
+            max_msgs: j.max_msgs,
+            max_age: Duration::from_millis(j.max_age_ms),
+        }
+    }
+}
+
 /// A station's definition, as sent to create or replace one. Omitted fields take
 /// their defaults.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -121,6 +170,13 @@ pub struct StationRequest {
     /// Free-form metadata.
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+    /// Name of a schema (`/v1/schemas`) every publish must match.
+    pub schema: Option<String>,
+    /// Pin the schema to this version; absent follows its active version.
+    pub schema_version: Option<u32>,
+    /// Dead-letter policy.
+    #[serde(default)]
+    pub dead_letter: DeadLetterJson,
 }
 
 impl StationRequest {
@@ -159,6 +215,9 @@ impl StationRequest {
             deny_delete: self.deny_delete,
             deny_purge: self.deny_purge,
             metadata: self.metadata,
+            schema: self.schema,
+            schema_version: self.schema_version,
+            dead_letter: DeadLetterPolicy::from(&self.dead_letter),
         }
     }
 }
@@ -229,6 +288,14 @@ pub struct StationJson {
     pub deny_purge: bool,
     /// Free-form metadata.
     pub metadata: BTreeMap<String, String>,
+    /// The attached schema.
+    pub schema: Option<String>,
+    /// The pinned schema version (null: the schema's active version).
+    pub schema_version: Option<u32>,
+    /// Dead-letter policy.
+    pub dead_letter: DeadLetterJson,
+    /// Name of the dead-letter station, once the policy captures something.
+    pub dead_letter_station: Option<String>,
     /// When it was created.
     pub created: String,
     /// What it holds now.
@@ -272,6 +339,13 @@ impl From<&StationInfo> for StationJson {
             deny_delete: c.deny_delete,
             deny_purge: c.deny_purge,
             metadata: c.metadata.clone(),
+            schema: c.schema.clone(),
+            schema_version: c.schema_version,
+            dead_letter: DeadLetterJson::from(&c.dead_letter),
+            dead_letter_station: c
+                .dead_letter
+                .enabled()
+                .then(|| junction_api::dead_letter_station(&c.name)),
             created: rfc3339(info.created),
             state: StationStateJson::from(&info.state),
         }

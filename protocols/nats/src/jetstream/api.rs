@@ -227,7 +227,14 @@ fn stream_create<E: Engine>(
     if config.name != name {
         return Err((kind, JsErrorCode::StreamMismatch.error()));
     }
-    let station = station_config(&config).map_err(|e| (kind, e))?;
+    let mut station = station_config(&config).map_err(|e| (kind, e))?;
+    // The JetStream configuration cannot express Junction's schema and dead-letter
+    // settings: an update or a repeated create keeps the station's own.
+    if let Ok(existing) = engine.station_info(tenant, name) {
+        station.schema = existing.config.schema;
+        station.schema_version = existing.config.schema_version;
+        station.dead_letter = existing.config.dead_letter;
+    }
     let info = if update {
         engine.update_station(tenant, station)
     } else {

@@ -101,6 +101,7 @@ pub fn station_config(c: &StreamConfig) -> Result<StationConfig, ApiError> {
         deny_delete: c.deny_delete,
         deny_purge: c.deny_purge,
         metadata: c.metadata.clone(),
+        ..StationConfig::default()
     })
 }
 
@@ -194,6 +195,20 @@ pub fn stored_msg(m: &StoredMessage) -> StoredMsg {
     }
 }
 
+/// JetStream error code of a schema violation. nats-server has none; Junction's own
+/// codes start at 19000 so that they never collide with nats-server's (10xxx).
+pub const SCHEMA_VIOLATION_ERR_CODE: u16 = 19001;
+
+/// A schema violation as a PubAck error: code 400, err_code 19001, and the
+/// validation errors in the description.
+pub fn schema_violation(v: &junction_api::SchemaViolation) -> ApiError {
+    ApiError {
+        code: 400,
+        err_code: SCHEMA_VIOLATION_ERR_CODE,
+        description: format!("schema violation: {v}"),
+    }
+}
+
 /// The JetStream error for an engine error.
 pub fn api_error(e: &EngineError) -> ApiError {
     match e {
@@ -216,6 +231,7 @@ pub fn api_error(e: &EngineError) -> ApiError {
         EngineError::RollupNotPermitted => JsErrorCode::StreamRollupFailed.with_err(e),
         EngineError::Denied(m) => JsErrorCode::StreamGeneral.with_err(m),
         EngineError::Storage(m) => JsErrorCode::StreamStoreFailed.with_err(m),
+        EngineError::SchemaViolation(v) => schema_violation(v),
         other => JsErrorCode::StreamGeneral.with_err(other),
     }
 }

@@ -17,4 +17,6 @@ mod convert;
 
 pub use api::start;
 pub use api_types::PubAck;
-pub use convert::{FLUSH_INTERVAL_METADATA, api_error};
+pub use convert::{
+    FLUSH_INTERVAL_METADATA, SCHEMA_VIOLATION_ERR_CODE, api_error, schema_violation,
+};
