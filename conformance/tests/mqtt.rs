@@ -7,7 +7,7 @@
 //! how long anything takes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "mqtt/util.rs"]
+#[path = "mqtt/support.rs"]
 mod support;
 
 #[path = "mqtt/auth_acl.rs"]
