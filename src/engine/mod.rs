@@ -187,9 +187,15 @@ impl StationEngine {
                 delivered += 1;
             }
         }
+        // One step of the cursor per message: every group rotates through its members
+        // (a step per group would skip members when several groups match).
+        let start = if result.groups.is_empty() {
+            0
+        } else {
+            self.queue_cursor.fetch_add(1, Ordering::Relaxed)
+        };
         for (_, members) in &result.groups {
             let n = members.len();
-            let start = self.queue_cursor.fetch_add(1, Ordering::Relaxed);
             for k in 0..n {
                 let sub = &members[(start + k) % n];
                 if skip_self && sub.client == from.id {

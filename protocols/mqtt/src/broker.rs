@@ -311,12 +311,14 @@ impl MqttBroker {
 
     /// Deletes a session's groups and record.
     pub(crate) fn discard_session(&self, tenant: &Tenant, record: &SessionRecord) {
-        for (raw, opts) in &record.subs {
+        for raw in record.subs.keys() {
             tenant
                 .durable
                 .write()
                 .remove(&(record.client_id.clone(), raw.clone()));
-            if opts.qos > 0 && !raw.starts_with("$share/") {
+            // Whatever the subscription's QoS now: a group left by an earlier QoS 1/2
+            // subscription to the same filter goes too.
+            if !raw.starts_with("$share/") {
                 let group = crate::conn::group_name(&record.client_id, raw);
                 let _ = self.engine.delete_group(&tenant.id, MSGS, &group);
             }

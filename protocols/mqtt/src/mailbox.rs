@@ -33,6 +33,8 @@ pub enum Event {
     },
     /// Send this packet (after a session write completed).
     Send(Out),
+    /// The session record holds this QoS 2 delivery's PUBREL state.
+    Released { pkid: u16 },
 }
 
 #[derive(Default)]
@@ -166,6 +168,7 @@ impl Subscriber for LiveSub {
             if self.durable
                 && h.get(crate::session::H_MQTT_QOS).is_some_and(|q| q != "0")
                 && h.get(crate::session::H_MQTT_STORED) == Some("1")
+                && h.get(crate::session::H_ORIGIN_PROTOCOL) == Some("mqtt")
             {
                 return Delivery::Accepted;
             }

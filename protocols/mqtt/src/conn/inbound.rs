@@ -79,6 +79,7 @@ where
                     }
                     self.flush_acks().await
                 }
+                Event::Released { pkid } => self.on_released(pkid).await,
                 Event::Send(out) => {
                     let after = match &out {
                         Out::SubAck(pkid, ..) => self.after_suback.remove(pkid),
@@ -175,10 +176,11 @@ where
                     }
                     self.record.expiry = e.min(self.broker.options.max_session_expiry);
                 }
-                return Some(if reason == 0x04 {
-                    End::WithWill
-                } else {
+                // Only a normal disconnection (0x00) discards the will (v5 §3.14.4).
+                return Some(if reason == 0x00 {
                     End::Normal
+                } else {
+                    End::WithWill
                 });
             }
             In::Connect(_) => {
@@ -253,7 +255,9 @@ where
         }
         let refuse = |code: u8, why: String| -> Option<(u8, String)> { Some((code, why)) };
         let mut refused = None;
-        if topic_name.starts_with("$SYS") || subject.as_bytes().starts_with(b"$MQTT.") {
+        if (topic_name == "$SYS" || topic_name.starts_with("$SYS/"))
+            || subject.as_bytes().starts_with(b"$MQTT.")
+        {
             refused = refuse(0x87, format!("topic '{topic_name}' is reserved"));
         } else if denied_publish(&self.broker, self.username.as_deref(), &topic_name) {
             refused = refuse(0x87, format!("not authorized to publish to '{topic_name}'"));
@@ -392,7 +396,10 @@ where
             }
             let existed = self.sub_keys.contains_key(&raw);
             if existed {
-                self.deactivate(&raw, false);
+                // Still a persistent QoS 1/2 subscription: keep its group and
+                // backlog; otherwise the group goes.
+                let durable = self.persistent() && opts.qos > 0 && mapped.share.is_none();
+                self.deactivate(&raw, !durable);
             }
             match self.activate(&raw, opts.clone(), mapped.clone()) {
                 Ok(key) => {

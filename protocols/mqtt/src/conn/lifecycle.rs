@@ -50,10 +50,10 @@ where
 
     /// Ends the connection: will, session state, engine clean-up.
     pub(super) async fn finish(mut self, end: End, conn_id: u64, done: &CancellationToken) {
-        let _ = self.framed.close().await;
-        // Undelivered group messages go back to their groups (redelivered, with
-        // DUP, when the session resumes).
+        // Nothing more is taken in once the socket goes: undelivered group messages
+        // go back to their groups, as first deliveries.
         let leftovers = self.mailbox.close();
+        let _ = self.framed.close().await;
         for e in leftovers {
             if let Event::Group { sub, delivered } = e
                 && let Some(g) = self.subs.get(&sub).and_then(|s| s.group.clone())
@@ -75,9 +75,12 @@ where
         let inflight: Vec<(u16, (Origin, OutState))> =
             std::mem::take(&mut self.outflight).into_iter().collect();
         for (pkid, (origin, state)) in inflight {
-            if let Origin::Group { group, seq, .. } = &origin
-                && state != OutState::AwaitComp
-            {
+            if state == OutState::AwaitComp {
+                // The client has it (PUBREC); the PUBREL state is in the record.
+                self.ack_origin(&origin, AckKind::Ack);
+                continue;
+            }
+            if let Origin::Group { group, seq, .. } = &origin {
                 self.ack_origin(&origin, AckKind::Nak(None));
                 pending.push(PendingOut {
                     pkid,

@@ -223,6 +223,10 @@ struct Conn<S> {
     last_in: Instant,
     /// The session has (or had) a record in `$MQTT_sess`.
     stored: bool,
+    /// Stored messages (`$MQTT_msgs` sequences) sent lately, so a second
+    /// overlapping subscription's group does not send one again.
+    recent_seqs: HashSet<u64>,
+    recent_order: VecDeque<u64>,
     /// SUBACKs waiting for the session record, with the retained messages to send
     /// after them.
     after_suback: HashMap<u16, Vec<OutMsg>>,
@@ -439,7 +443,13 @@ async fn connect<S>(
                         kick: kick.clone(),
                         done: done.clone(),
                     });
-                    break slot.record.take();
+                    let record = slot.record.take();
+                    // The expiry timer may not have run yet.
+                    break record.filter(|r| {
+                        r.disconnected_ms == 0
+                            || remaining_expiry(r.expiry, r.disconnected_ms, now_ms())
+                                .is_none_or(|left| !left.is_zero())
+                    });
                 }
             }
         };
@@ -465,7 +475,8 @@ async fn connect<S>(
     let mut keep_alive = info.keep_alive;
     let mut server_keep_alive = None;
     let max_ka = broker.options.max_keep_alive;
-    if max_ka > 0 && (keep_alive == 0 || keep_alive > max_ka) {
+    // Only MQTT 5 can tell a client its keep-alive was lowered (Server Keep Alive).
+    if v5 && max_ka > 0 && (keep_alive == 0 || keep_alive > max_ka) {
         keep_alive = max_ka;
         server_keep_alive = Some(max_ka);
     }
@@ -516,6 +527,8 @@ async fn connect<S>(
         last_in: Instant::now(),
         after_suback: HashMap::new(),
         stored: present || expiry > 0,
+        recent_seqs: HashSet::new(),
+        recent_order: VecDeque::new(),
     };
     tracing::debug!(%remote, client_id = %conn.client_id, v5, present, expiry, "MQTT client connected");
     let end = if conn.write(Out::ConnAck(Box::new(ack))).await && conn.flush().await {

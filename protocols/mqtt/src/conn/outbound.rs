@@ -54,18 +54,49 @@ where
     pub(super) async fn on_pubrec(&mut self, pkid: u16, code: u8) -> bool {
         match self.outflight.get(&pkid).cloned() {
             Some((origin, OutState::AwaitRec)) => {
-                self.ack_origin(&origin, AckKind::Ack);
                 if code >= 0x80 {
+                    self.ack_origin(&origin, AckKind::Ack);
                     self.outflight.remove(&pkid);
                     return true;
                 }
-                self.outflight
-                    .insert(pkid, (Origin::Live, OutState::AwaitComp));
                 self.record.pubrel_out.insert(pkid);
-                self.write(Out::PubRel(pkid, 0)).await
+                if self.persistent() {
+                    // The PUBREL-sent state is durable before the stored message is
+                    // let go: after a crash the PUBREL is sent again, not the message.
+                    self.outflight.insert(pkid, (origin, OutState::AwaitComp));
+                    let mailbox = self.mailbox.clone();
+                    session::write_record(
+                        self.broker.engine.as_ref(),
+                        &self.client,
+                        &self.record,
+                        Some(Box::new(move |_| {
+                            mailbox.push(Event::Released { pkid });
+                        })),
+                    );
+                    true
+                } else {
+                    self.ack_origin(&origin, AckKind::Ack);
+                    self.outflight
+                        .insert(pkid, (Origin::Live, OutState::AwaitComp));
+                    self.write(Out::PubRel(pkid, 0)).await
+                }
             }
             Some((_, OutState::AwaitComp)) => self.write(Out::PubRel(pkid, 0)).await,
             _ => self.write(Out::PubRel(pkid, 0x92)).await,
+        }
+    }
+
+    /// The session record holds a QoS 2 delivery's PUBREL state: release the stored
+    /// message and send PUBREL.
+    pub(super) async fn on_released(&mut self, pkid: u16) -> bool {
+        match self.outflight.get(&pkid).cloned() {
+            Some((origin, OutState::AwaitComp)) => {
+                self.ack_origin(&origin, AckKind::Ack);
+                self.outflight
+                    .insert(pkid, (Origin::Live, OutState::AwaitComp));
+                self.write(Out::PubRel(pkid, 0)).await
+            }
+            _ => true,
         }
     }
 
@@ -120,8 +151,10 @@ where
     }
 
     pub(super) async fn on_live(&mut self, message: Message, keys: &[u32]) -> bool {
-        let pub_qos = header_qos(&message);
-        let retained = message.headers.as_ref().and_then(|h| h.get(H_MQTT_RETAIN)) == Some("1");
+        let trusted = from_mqtt(message.headers.as_ref());
+        let pub_qos = if trusted { header_qos(&message) } else { 0 };
+        let retained =
+            trusted && message.headers.as_ref().and_then(|h| h.get(H_MQTT_RETAIN)) == Some("1");
         let mut qos = None;
         let mut retain = false;
         let mut ids = Vec::new();
@@ -159,49 +192,116 @@ where
     }
 
     pub(super) async fn on_group(&mut self, key: u32, d: Delivered) -> bool {
-        let Some(sub) = self.subs.get(&key) else {
-            return true;
-        };
-        let Some(group) = sub.group.clone() else {
+        let Some(group) = self.subs.get(&key).and_then(|s| s.group.clone()) else {
             return true;
         };
         let seq = d.message.seq;
-        if self.outflight.values().any(|(o, _)| matches!(o, Origin::Group { group: g, seq: s, .. } if *g == group && *s == seq))
-            || self.queue.iter().any(|m| matches!(&m.origin, Origin::Group { group: g, seq: s, .. } if *g == group && *s == seq))
-        {
-            return true;
+        let skip = |this: &Self| {
+            let _ = this
+                .broker
+                .engine
+                .ack(&this.tenant.id, MSGS, &group, seq, AckKind::Ack);
+            true
+        };
+        // Overlapping persistent subscriptions each have a group, and each group
+        // delivers the same stored message: the session sends it once (at the
+        // highest QoS of every matching subscription, computed below) and the other
+        // groups' copies are acknowledged unsent.
+        let in_flight = self
+            .outflight
+            .values()
+            .any(|(o, _)| matches!(o, Origin::Group { seq: s, .. } if *s == seq))
+            || self
+                .queue
+                .iter()
+                .any(|m| matches!(&m.origin, Origin::Group { seq: s, .. } if *s == seq));
+        if in_flight {
+            let same_group = self.outflight.values().any(|(o, _)| {
+                matches!(o, Origin::Group { group: g, seq: s } if *g == group && *s == seq)
+            }) || self.queue.iter().any(|m| {
+                matches!(&m.origin, Origin::Group { group: g, seq: s } if *g == group && *s == seq)
+            });
+            // A redelivery of what we already hold is ignored; another group's copy
+            // is done with.
+            return if same_group { true } else { skip(self) };
+        }
+        if self.recent_seqs.contains(&seq) {
+            return skip(self);
         }
         let m = d.message;
         let Some(rest) = m.subject.as_bytes().strip_prefix(MSGS_PREFIX.as_bytes()) else {
-            return true;
+            return skip(self);
         };
         let subject = Subject::from_trusted(Bytes::copy_from_slice(rest));
         if self.denied_receive(&topic::subject_to_topic(rest)) {
-            let _ = self
-                .broker
-                .engine
-                .ack(&self.tenant.id, MSGS, &group, seq, AckKind::Ack);
-            return true;
+            return skip(self);
         }
-        let pub_qos = m
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(H_MQTT_QOS))
+        let trusted = from_mqtt(m.headers.as_ref());
+        let origin_client = m.headers.as_ref().and_then(|h| h.get(H_ORIGIN_CLIENT));
+        let header = |name: &str| {
+            m.headers
+                .as_ref()
+                .filter(|_| trusted)
+                .and_then(|h| h.get(name))
+        };
+        let pub_qos: u8 = header(H_MQTT_QOS)
             .and_then(|q| q.parse().ok())
-            .unwrap_or(1u8);
-        let retained = m.headers.as_ref().and_then(|h| h.get(H_MQTT_RETAIN)) == Some("1");
+            .unwrap_or(1)
+            .clamp(1, 2);
+        let retained = header(H_MQTT_RETAIN) == Some("1");
+        // Every persistent subscription of this session that matches, as live
+        // delivery does for overlapping filters.
+        let mut qos = None;
+        let mut retain = false;
+        let mut ids = Vec::new();
+        for sub in self.subs.values().filter(|s| s.group.is_some()) {
+            if !sub.mapped.subjects.iter().any(|f| f.matches(&subject)) {
+                continue;
+            }
+            if sub.mapped.wild_first && rest.first() == Some(&b'$') {
+                continue;
+            }
+            if sub.opts.no_local && trusted && origin_client == Some(self.client_id.as_str()) {
+                continue;
+            }
+            let q = pub_qos.min(sub.opts.qos);
+            qos = Some(qos.map_or(q, |x: u8| x.max(q)));
+            retain |= retained && sub.opts.retain_as_published;
+            if let Some(id) = sub.opts.id {
+                ids.push(id);
+            }
+        }
+        let Some(qos) = qos else {
+            // `$`-topic under a leading wildcard, or No Local.
+            return skip(self);
+        };
+        self.remember_seq(seq);
         let msg = OutMsg {
             subject,
             payload: m.payload,
             headers: m.headers,
             reply: None,
-            qos: pub_qos.min(sub.opts.qos).max(1),
-            retain: retained && sub.opts.retain_as_published,
-            dup: d.delivery_count > 1,
-            sub_ids: sub.opts.id.into_iter().collect(),
+            qos: qos.max(1),
+            retain,
+            // DUP only for what this session really sent before (MQTT-3.3.1-1): a
+            // message put back unsent when a connection ended is a first delivery.
+            dup: self.reuse_pkids.contains_key(&(group.clone(), seq)),
+            sub_ids: ids,
             origin: Origin::Group { group, seq },
         };
         self.enqueue(msg).await
+    }
+
+    fn remember_seq(&mut self, seq: u64) {
+        const RECENT: usize = 4096;
+        if self.recent_seqs.insert(seq) {
+            self.recent_order.push_back(seq);
+            if self.recent_order.len() > RECENT
+                && let Some(old) = self.recent_order.pop_front()
+            {
+                self.recent_seqs.remove(&old);
+            }
+        }
     }
 
     /// Sends a message now, or queues it until the client has room.
@@ -340,8 +440,15 @@ where
 }
 
 pub(super) fn expires_at(h: Option<&Headers>) -> Option<u64> {
-    h.and_then(|h| h.get(H_MQTT_EXPIRES))
+    h.filter(|h| from_mqtt(Some(h)))
+        .and_then(|h| h.get(H_MQTT_EXPIRES))
         .and_then(|v| v.parse().ok())
+}
+
+/// The front-end's own `Mqtt-*` headers mean something only on messages that came
+/// in over MQTT (a NATS or HTTP publisher may carry any header it likes).
+pub(super) fn from_mqtt(h: Option<&Headers>) -> bool {
+    h.and_then(|h| h.get(H_ORIGIN_PROTOCOL)) == Some("mqtt")
 }
 
 /// MQTT 5 properties of an outgoing message: headers become user properties.

@@ -1,0 +1,44 @@
+//! The MQTT front-end over real sockets: `rumqttc` (v3.1.1 and 5) against an
+//! in-process broker, `async-nats` and `reqwest` for cross-protocol checks, and raw
+//! TCP bytes where a well-behaved client cannot send what a scenario needs.
+//!
+//! Each module is named after the behaviour it proves. Every test starts its own
+//! broker on ephemeral ports. Timeouts only guard against hangs; no test asserts
+//! how long anything takes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "mqtt/support.rs"]
+mod support;
+
+#[path = "mqtt/auth_acl.rs"]
+mod auth_acl;
+#[path = "mqtt/bad_input.rs"]
+mod bad_input;
+#[path = "mqtt/cross_protocol.rs"]
+mod cross_protocol;
+#[path = "mqtt/keep_alive.rs"]
+mod keep_alive;
+#[path = "mqtt/qos2_exactly_once.rs"]
+mod qos2_exactly_once;
+#[path = "mqtt/qos_roundtrip.rs"]
+mod qos_roundtrip;
+#[path = "mqtt/restart.rs"]
+mod restart;
+#[path = "mqtt/retained.rs"]
+mod retained;
+#[path = "mqtt/session_expiry.rs"]
+mod session_expiry;
+#[path = "mqtt/session_takeover.rs"]
+mod session_takeover;
+#[path = "mqtt/shared_subscriptions.rs"]
+mod shared_subscriptions;
+#[path = "mqtt/topic_mapping.rs"]
+mod topic_mapping;
+#[path = "mqtt/unsubscribe.rs"]
+mod unsubscribe;
+#[path = "mqtt/v5_properties.rs"]
+mod v5_properties;
+#[path = "mqtt/websocket.rs"]
+mod websocket;
+#[path = "mqtt/will_delay.rs"]
+mod will_delay;

@@ -1,0 +1,290 @@
+//! MQTT durability across `kill -9`: a persistent session's queued QoS 1 messages
+//! and a retained message, acknowledged (PUBACK) before the crash, are delivered
+//! after the restart.
+//!
+//! Runs the real `junction` binary, subscribes a persistent v3.1.1 session, takes
+//! it offline, publishes QoS 1 messages and a retained one (each PUBACKed), kills
+//! the process with SIGKILL, restarts it on the same data and reconnects.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use rumqttc::{AsyncClient, ConnAck, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+
+/// How long any single step may hang before the test fails. A failure guard only.
+const GUARD: Duration = Duration::from_secs(20);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start(data: &Path, mqtt_port: u16) -> Child {
+    let nats_port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_junction"))
+        .args([
+            "serve",
+            "--nats-listen",
+            &format!("127.0.0.1:{nats_port}"),
+            "--http-listen",
+            "off",
+            "--mqtt-listen",
+            &format!("127.0.0.1:{mqtt_port}"),
+            "--data-dir",
+        ])
+        .arg(data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("junction binary starts");
+    for _ in 0..400 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", mqtt_port))
+            .await
+            .is_ok()
+        {
+            return child;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("junction did not start listening for MQTT on {mqtt_port}");
+}
+
+async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
+    tokio::time::timeout(GUARD, f)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// A client whose event loop is polled by the test itself.
+struct Client {
+    client: AsyncClient,
+    eventloop: EventLoop,
+}
+
+impl Client {
+    async fn connect(port: u16, id: &str, clean: bool) -> (Client, ConnAck) {
+        let mut o = MqttOptions::new(id, "127.0.0.1", port);
+        o.set_clean_session(clean);
+        o.set_keep_alive(Duration::from_secs(30));
+        let (client, mut eventloop) = AsyncClient::new(o, 100);
+        let ack = within("CONNACK", async {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(a))) => return a,
+                    Ok(_) => {}
+                    Err(e) => panic!("connect {id}: {e:?}"),
+                }
+            }
+        })
+        .await;
+        (Client { client, eventloop }, ack)
+    }
+
+    async fn next_packet(&mut self) -> Packet {
+        within("a packet", async {
+            loop {
+                match self.eventloop.poll().await {
+                    Ok(Event::Incoming(p)) => return p,
+                    Ok(_) => {}
+                    Err(e) => panic!("connection failed: {e:?}"),
+                }
+            }
+        })
+        .await
+    }
+
+    async fn subscribe(&mut self, filter: &str) {
+        self.client
+            .subscribe(filter, QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        while !matches!(self.next_packet().await, Packet::SubAck(_)) {}
+    }
+
+    async fn publish_acked(&mut self, topic: &str, retain: bool, payload: &str) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, retain, payload)
+            .await
+            .unwrap();
+        while !matches!(self.next_packet().await, Packet::PubAck(_)) {}
+    }
+
+    async fn recv(&mut self) -> Publish {
+        loop {
+            if let Packet::Publish(p) = self.next_packet().await {
+                return p;
+            }
+        }
+    }
+
+    async fn disconnect(mut self) {
+        self.client.disconnect().await.unwrap();
+        let _ = within("disconnect", async {
+            loop {
+                if self.eventloop.poll().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_qos1_and_retained_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = start(dir.path(), port).await;
+
+    let (mut sub, ack) = Client::connect(port, "k9-sub", false).await;
+    assert!(!ack.session_present);
+    sub.subscribe("k9/q/#").await;
+    sub.disconnect().await;
+
+    let (mut publisher, _) = Client::connect(port, "k9-pub", true).await;
+    for i in 0..5 {
+        publisher
+            .publish_acked("k9/q/a", false, &format!("q{i}"))
+            .await;
+    }
+    publisher.publish_acked("k9/status", true, "retained").await;
+
+    // Every publish above was PUBACKed: now crash.
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    drop(publisher);
+
+    let mut child = start(dir.path(), port).await;
+    let (mut sub, ack) = Client::connect(port, "k9-sub", false).await;
+    assert!(ack.session_present, "the session survived kill -9");
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        got.push(String::from_utf8(sub.recv().await.payload.to_vec()).unwrap());
+    }
+    assert_eq!(got, ["q0", "q1", "q2", "q3", "q4"]);
+
+    let (mut reader, _) = Client::connect(port, "k9-reader", true).await;
+    reader.subscribe("k9/status").await;
+    let m = reader.recv().await;
+    assert_eq!((&m.payload[..], m.retain), (&b"retained"[..], true));
+
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+}
+
+/// A raw v3.1.1 connection: hand-built packets out, whole packets in.
+struct Raw {
+    stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Raw {
+    async fn connect(port: u16, client_id: &str) -> (Raw, Vec<u8>) {
+        let stream = within(
+            "TCP connect",
+            tokio::net::TcpStream::connect(("127.0.0.1", port)),
+        )
+        .await
+        .unwrap();
+        let mut raw = Raw {
+            stream,
+            buf: Vec::new(),
+        };
+        // CONNECT, MQTT 3.1.1, persistent session, keep-alive 60 s.
+        let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0x00, 0, 60];
+        body.extend((client_id.len() as u16).to_be_bytes());
+        body.extend(client_id.as_bytes());
+        raw.send(0x10, &body).await;
+        let (first, ack) = raw.read("CONNACK").await;
+        assert_eq!(first, 0x20, "CONNACK");
+        (raw, ack)
+    }
+
+    async fn send(&mut self, first: u8, body: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        assert!(body.len() < 128);
+        let mut p = vec![first, body.len() as u8];
+        p.extend_from_slice(body);
+        within("write", self.stream.write_all(&p)).await.unwrap();
+    }
+
+    async fn read(&mut self, what: &str) -> (u8, Vec<u8>) {
+        use tokio::io::AsyncReadExt;
+        within(what, async {
+            loop {
+                if self.buf.len() >= 2
+                    && self.buf[1] < 128
+                    && self.buf.len() >= 2 + usize::from(self.buf[1])
+                {
+                    let len = usize::from(self.buf[1]);
+                    let first = self.buf[0];
+                    let body = self.buf[2..2 + len].to_vec();
+                    self.buf.drain(..2 + len);
+                    return (first, body);
+                }
+                let mut chunk = [0u8; 1024];
+                let n = self.stream.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "connection closed");
+                self.buf.extend_from_slice(&chunk[..n]);
+            }
+        })
+        .await
+    }
+}
+
+/// Outbound QoS 2: once the broker has sent PUBREL (it holds PUBREC), a crash must
+/// not lose that state: after the restart it sends the PUBREL again (same packet
+/// id), not the PUBLISH and not nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_qos2_pubrel_state_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = start(dir.path(), port).await;
+
+    let (mut sub, _) = Raw::connect(port, "k9-q2-sub").await;
+    // SUBSCRIBE k9q2/t at QoS 2.
+    sub.send(0x82, &[0, 1, 0, 6, b'k', b'9', b'q', b'2', b'/', b't', 2])
+        .await;
+    assert_eq!(sub.read("SUBACK").await.0 >> 4, 9, "SUBACK");
+
+    let (mut publisher, _) = Client::connect(port, "k9-q2-pub", true).await;
+    publisher
+        .client
+        .publish("k9q2/t", QoS::ExactlyOnce, false, "q2")
+        .await
+        .unwrap();
+    while !matches!(publisher.next_packet().await, Packet::PubComp(_)) {}
+
+    let (first, body) = sub.read("the QoS 2 PUBLISH").await;
+    assert_eq!((first >> 4, (first >> 1) & 3), (3, 2), "QoS 2 PUBLISH");
+    let pkid = [body[8], body[9]]; // after the 2-byte length and "k9q2/t"
+    sub.send(0x50, &pkid).await; // PUBREC
+    let (first, rel) = sub.read("PUBREL").await;
+    assert_eq!((first, rel.as_slice()), (0x62, &pkid[..]), "PUBREL");
+    // Give any asynchronous persistence a moment; then crash.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    drop((sub, publisher));
+
+    let mut child = start(dir.path(), port).await;
+    let (mut sub, ack) = Raw::connect(port, "k9-q2-sub").await;
+    assert_eq!(ack, vec![1, 0], "session present");
+    let (first, body) = sub
+        .read("the PUBREL to be sent again after the restart")
+        .await;
+    assert_eq!(
+        (first, body.as_slice()),
+        (0x62, &pkid[..]),
+        "expected PUBREL for the packet id in flight, got packet {first:#04x} {body:?}"
+    );
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+}
