@@ -15,6 +15,7 @@ pub mod auth;
 mod dead_letter;
 mod group;
 mod lineage;
+mod routing;
 mod schemas;
 mod station;
 mod stations;
@@ -26,8 +27,8 @@ use junction_api::{
     AckKind, ClientId, ClientRecord, ClientSnapshot, Credentials, Delivery, Engine, EngineError,
     FetchRequest, FetchSink, GroupConfig, GroupInfo, LineageGraph, LineageTrace, Message,
     MessageQuery, NewClient, Protocol, PublishOutcome, Purge, QueueGroup, ResendRequest,
-    ResendStatus, SchemaFormat, SchemaInfo, ServerSnapshot, StationConfig, StationInfo,
-    StorageStats, StoredCallback, StoredMessage, Subject, SubjectFilter, Subscriber,
+    ResendStatus, RoutingRule, SchemaFormat, SchemaInfo, ServerSnapshot, StationConfig,
+    StationInfo, StorageStats, StoredCallback, StoredMessage, Subject, SubjectFilter, Subscriber,
     SubscriptionId, SubscriptionSnapshot, TenantId,
 };
 use junction_storage::Store;
@@ -87,6 +88,7 @@ pub struct StationEngine {
     schemas: Arc<SchemaRegistry>,
     resends: Mutex<ResendTasks>,
     lineage: Arc<lineage::LineageLog>,
+    routing: routing::RoutingTable,
     system: Arc<ClientRecord>,
 }
 
@@ -98,6 +100,7 @@ impl StationEngine {
         let mut tenants = AHashMap::new();
         tenants.insert(default_tenant.clone(), default_trie.clone());
         let schemas = Arc::new(SchemaRegistry::load(store.clone())?);
+        let routing = routing::RoutingTable::load(store.clone())?;
         let stations = Arc::new(StationRegistry::load(store)?);
         let system = Arc::new(ClientRecord::new(
             ClientId(0),
@@ -130,6 +133,7 @@ impl StationEngine {
             schemas,
             resends: Mutex::new(ResendTasks::default()),
             lineage: Arc::new(lineage::LineageLog::default()),
+            routing,
             system,
         })
     }
@@ -294,37 +298,86 @@ impl Engine for StationEngine {
         } else {
             lineage::strip_reserved(message)
         };
-        let captured = match self.stations.capture(&from.tenant, &message.subject) {
-            Some(station) => {
-                // What the station stores carries lineage; live fan-out does not.
-                let (stamped, msg_id) = self.lineage.stamp(from, &message);
-                // A message its station's schema refuses is refused as a whole: not
-                // stored, and not delivered live either.
-                if let Err(violation) = self.check_schema(&station, &stamped) {
-                    if let Some(stored) = stored {
-                        stored(Err(EngineError::SchemaViolation(violation)));
-                    }
-                    return PublishOutcome {
-                        delivered: 0,
-                        captured: true,
-                    };
+        // Content-based routing (never for the engine's own messages: PubAcks,
+        // advisories).
+        let mut routes = Vec::new();
+        let message = match (from.id != self.system.id)
+            .then(|| self.routing.evaluate(&from.tenant, &message))
+            .flatten()
+        {
+            Some(d) if d.drop => return PublishOutcome::default(),
+            Some(d) => {
+                routes = d.routes;
+                match d.resubject {
+                    Some(subject) => std::borrow::Cow::Owned(Message {
+                        subject,
+                        reply: message.reply.clone(),
+                        headers: message.headers.clone(),
+                        payload: message.payload.clone(),
+                    }),
+                    None => message,
                 }
-                let lineage = self.lineage.clone();
-                let callback: StoredCallback = Box::new(move |result| {
-                    if let Ok(ack) = &result {
-                        if !ack.duplicate {
-                            lineage.stored(&msg_id, &ack.station, ack.seq);
-                        }
-                    }
-                    if let Some(stored) = stored {
-                        stored(result);
-                    }
-                });
-                station.append(&stamped, Some(callback));
-                true
             }
-            None => false,
+            None => message,
         };
+        let mut targets: Vec<Arc<station::Station>> = self
+            .stations
+            .capture(&from.tenant, &message.subject)
+            .into_iter()
+            .collect();
+        for name in &routes {
+            match self.stations.get(&from.tenant, name) {
+                Ok(s) if !targets.iter().any(|t| t.name() == s.name()) => targets.push(s),
+                Ok(_) => {}
+                Err(_) => tracing::warn!(station = %name, "routing rule names a missing station"),
+            }
+        }
+        let captured = !targets.is_empty();
+        if captured {
+            // What stations store carries lineage; live fan-out does not.
+            let (stamped, msg_id) = self.lineage.stamp(from, &message);
+            let mut stored = stored;
+            for (i, station) in targets.iter().enumerate() {
+                // A message the (first) station's schema refuses is refused as a
+                // whole: not stored, and not delivered live either. A routed copy
+                // that a routed station refuses is only left out there.
+                if let Err(violation) = self.check_schema(station, &stamped) {
+                    if i == 0 {
+                        if let Some(stored) = stored.take() {
+                            stored(Err(EngineError::SchemaViolation(violation)));
+                        }
+                        return PublishOutcome {
+                            delivered: 0,
+                            captured: true,
+                        };
+                    }
+                    continue;
+                }
+                let callback: StoredCallback = if i == 0 {
+                    let lineage = self.lineage.clone();
+                    let msg_id = msg_id.clone();
+                    let stored = stored.take();
+                    Box::new(move |result| {
+                        if let Ok(ack) = &result {
+                            if !ack.duplicate {
+                                lineage.stored(&msg_id, &ack.station, ack.seq);
+                            }
+                        }
+                        if let Some(stored) = stored {
+                            stored(result);
+                        }
+                    })
+                } else {
+                    let name = station.name().to_string();
+                    Box::new(move |result| {
+                        if let Err(e) = result {
+                            tracing::warn!(station = name, error = %e, "routed copy not stored");
+                        }
+                    })
+                };
+                station.append(&stamped, Some(callback));
+            }
+        }
         let delivered = self.fan_out(from, &message.subject, &message);
         PublishOutcome {
             delivered,
@@ -662,6 +715,32 @@ impl Engine for StationEngine {
 
     fn lineage_graph(&self, tenant: &TenantId) -> LineageGraph {
         self.lineage.graph(tenant)
+    }
+
+    fn put_routing_rule(
+        &self,
+        tenant: &TenantId,
+        rule: RoutingRule,
+    ) -> Result<RoutingRule, EngineError> {
+        if let Some(stations) = &rule.action.route {
+            for s in stations {
+                self.stations.get(tenant, s).map_err(|_| {
+                    EngineError::InvalidConfig(format!(
+                        "routing rule '{}': station '{s}' not found",
+                        rule.name
+                    ))
+                })?;
+            }
+        }
+        self.routing.put(tenant, rule)
+    }
+
+    fn routing_rules(&self, tenant: &TenantId) -> Vec<RoutingRule> {
+        self.routing.list(tenant)
+    }
+
+    fn delete_routing_rule(&self, tenant: &TenantId, name: &str) -> Result<(), EngineError> {
+        self.routing.delete(tenant, name)
     }
 }
 
