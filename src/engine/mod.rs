@@ -1,9 +1,13 @@
-//! The station engine: routing, fan-out, and (as they land) stations, consumer
-//! groups, dead-letter, schemas and lineage.
+//! The station engine: routing, fan-out, stations, consumer groups, dead letters,
+//! schemas and lineage.
 //!
-//! Today it owns core publish/subscribe: a [`trie::SubjectTrie`] per tenant, live
-//! fan-out to every matching subscription and one member per queue group, and the
-//! registry of connected clients that monitoring reads.
+//! It owns core publish/subscribe (a [`trie::SubjectTrie`] per tenant, live fan-out
+//! to every matching subscription and one member per queue group, and the registry
+//! of connected clients that monitoring reads) and the path of every publish:
+//! reserved `Junction-*` headers stripped → content-based routing rules
+//! (`routing`) → capture by a station (`stations`) → lineage stamp (`lineage`) →
+//! schema validation (`schemas`) → append, with failures copied to the dead-letter
+//! station (`dead_letter`) → live fan-out.
 //!
 //! Invariants:
 //! - No lock is held while a [`Subscriber`] is called: fan-out works on a cached,

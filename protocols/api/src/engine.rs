@@ -121,8 +121,11 @@ pub trait Engine: Send + Sync + 'static {
     }
 
     /// Like [`Engine::publish`]; when a station captures the message, `stored` runs
-    /// once it is durable under the station's policy, or refused. When no station
-    /// captures it, `stored` is dropped without being called.
+    /// once it is durable under the station's policy, or refused (for instance with
+    /// [`EngineError::SchemaViolation`]). When no station captures it (or a routing
+    /// rule drops it), `stored` is dropped without being called. The engine strips
+    /// reserved `Junction-*` headers from the message and stamps lineage on what a
+    /// station stores.
     fn publish_stored(
         &self,
         from: &ClientRecord,
