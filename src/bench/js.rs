@@ -112,7 +112,7 @@ fn js_info(plan: &Plan, mode: &str, window: Option<usize>, batch: Option<usize>)
 async fn publish_acked(
     js: Context,
     subject: String,
-    size: usize,
+    body: bytes::Bytes,
     window: Option<usize>,
     limit: Limit,
     rate: f64,
@@ -120,7 +120,7 @@ async fn publish_acked(
     mut tally: Tally,
 ) -> anyhow::Result<(Counted, Histogram<u64>)> {
     let mut hist = histogram()?;
-    let body = payload(size, false);
+    let size = body.len();
     let mut sent = 0u64;
     let mut acked = 0u64;
     let mut last = start;
@@ -207,6 +207,10 @@ pub(crate) async fn publish(plan: &Plan) -> anyhow::Result<Report> {
         round_trip(&c).await?;
         publishers.push(context(c, window.unwrap_or(1)));
     }
+    let body = match &args.payload {
+        Some(text) => bytes::Bytes::from(text.clone()),
+        None => payload(args.size, false),
+    };
     let counter = Arc::new(AtomicU64::new(0));
     let bar = Progress::start(
         plan.progress,
@@ -225,7 +229,7 @@ pub(crate) async fn publish(plan: &Plan) -> anyhow::Result<Report> {
             tokio::spawn(publish_acked(
                 js,
                 subject(plan),
-                args.size,
+                body.clone(),
                 window,
                 Limit::of(plan, start, i, n),
                 plan.rate_per_pub(),
@@ -321,7 +325,7 @@ pub(crate) async fn fetch(plan: &Plan) -> anyhow::Result<Report> {
     let (loaded, _) = publish_acked(
         admin_js,
         subject(plan),
-        args.size,
+        payload(args.size, false),
         Some(1000),
         Limit::Count(args.msgs),
         0.0,

@@ -45,6 +45,7 @@ Examples:
   junction bench fanout --subs 10
   junction bench reqrep --msgs 20000
   junction bench js-pub --window 1000 --stream BENCH --flush-interval 50ms
+  junction bench js-pub --stream ORDERS --payload '{\"id\":\"A-1\",\"amount\":12.5}'
   junction bench js-fetch --batch 500 --json";
 
 /// Flags of `junction bench`; see [`LONG_ABOUT`].
@@ -105,6 +106,10 @@ pub struct BenchArgs {
     /// js-fetch: messages per pull request.
     #[arg(long, default_value_t = 100, value_name = "N")]
     pub batch: usize,
+    /// js-pub: publish this payload (e.g. a JSON document, to measure a station's
+    /// schema validation) instead of `--size` zero bytes.
+    #[arg(long, value_name = "TEXT")]
+    pub payload: Option<String>,
     /// js-pub: purge the stream before publishing (js-fetch always purges).
     #[arg(long)]
     pub purge: bool,

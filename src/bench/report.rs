@@ -158,7 +158,11 @@ impl Report {
         Report {
             scenario: plan.args.scenario.name().to_string(),
             url: plan.args.url.clone(),
-            size: plan.args.size,
+            size: plan
+                .args
+                .payload
+                .as_ref()
+                .map_or(plan.args.size, String::len),
             pubs: plan.pubs,
             subs: plan.subs,
             msgs: headline.msgs,

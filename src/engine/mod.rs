@@ -1,9 +1,13 @@
-//! The station engine: routing, fan-out, and (as they land) stations, consumer
-//! groups, dead-letter, schemas and lineage.
+//! The station engine: routing, fan-out, stations, consumer groups, dead letters,
+//! schemas and lineage.
 //!
-//! Today it owns core publish/subscribe: a [`trie::SubjectTrie`] per tenant, live
-//! fan-out to every matching subscription and one member per queue group, and the
-//! registry of connected clients that monitoring reads.
+//! It owns core publish/subscribe (a [`trie::SubjectTrie`] per tenant, live fan-out
+//! to every matching subscription and one member per queue group, and the registry
+//! of connected clients that monitoring reads) and the path of every publish:
+//! reserved `Junction-*` headers stripped → content-based routing rules
+//! (`routing`) → capture by a station (`stations`) → lineage stamp (`lineage`) →
+//! schema validation (`schemas`) → append, with failures copied to the dead-letter
+//! station (`dead_letter`) → live fan-out.
 //!
 //! Invariants:
 //! - No lock is held while a [`Subscriber`] is called: fan-out works on a cached,
@@ -14,7 +18,9 @@
 pub mod auth;
 mod dead_letter;
 mod group;
+mod ingress;
 mod lineage;
+mod routing;
 mod schemas;
 mod station;
 mod stations;
@@ -22,12 +28,13 @@ mod trie;
 
 use ahash::AHashMap;
 use dead_letter::ResendTasks;
+use ingress::refuse_reserved;
 use junction_api::{
     AckKind, ClientId, ClientRecord, ClientSnapshot, Credentials, Delivery, Engine, EngineError,
     FetchRequest, FetchSink, GroupConfig, GroupInfo, LineageGraph, LineageTrace, Message,
     MessageQuery, NewClient, Protocol, PublishOutcome, Purge, QueueGroup, ResendRequest,
-    ResendStatus, SchemaFormat, SchemaInfo, ServerSnapshot, StationConfig, StationInfo,
-    StorageStats, StoredCallback, StoredMessage, Subject, SubjectFilter, Subscriber,
+    ResendStatus, RoutingRule, SchemaFormat, SchemaInfo, ServerSnapshot, StationConfig,
+    StationInfo, StorageStats, StoredCallback, StoredMessage, Subject, SubjectFilter, Subscriber,
     SubscriptionId, SubscriptionSnapshot, TenantId,
 };
 use junction_storage::Store;
@@ -87,6 +94,7 @@ pub struct StationEngine {
     schemas: Arc<SchemaRegistry>,
     resends: Mutex<ResendTasks>,
     lineage: Arc<lineage::LineageLog>,
+    routing: routing::RoutingTable,
     system: Arc<ClientRecord>,
 }
 
@@ -98,6 +106,7 @@ impl StationEngine {
         let mut tenants = AHashMap::new();
         tenants.insert(default_tenant.clone(), default_trie.clone());
         let schemas = Arc::new(SchemaRegistry::load(store.clone())?);
+        let routing = routing::RoutingTable::load(store.clone())?;
         let stations = Arc::new(StationRegistry::load(store)?);
         let system = Arc::new(ClientRecord::new(
             ClientId(0),
@@ -130,6 +139,7 @@ impl StationEngine {
             schemas,
             resends: Mutex::new(ResendTasks::default()),
             lineage: Arc::new(lineage::LineageLog::default()),
+            routing,
             system,
         })
     }
@@ -295,43 +305,16 @@ impl Engine for StationEngine {
         self.counters
             .in_bytes
             .fetch_add(message.payload.len() as u64, Ordering::Relaxed);
-        // Reserved `Junction-*` headers are the engine's: clients cannot set them.
-        let message = if from.id == self.system.id {
-            std::borrow::Cow::Borrowed(message)
-        } else {
-            lineage::strip_reserved(message)
+        let Some((message, captured)) = self.ingress(from, message, stored) else {
+            return PublishOutcome::default();
         };
-        let captured = match self.stations.capture(&from.tenant, &message.subject) {
-            Some(station) => {
-                // What the station stores carries lineage; live fan-out does not.
-                let (stamped, msg_id) = self.lineage.stamp(from, &message);
-                // A message its station's schema refuses is refused as a whole: not
-                // stored, and not delivered live either.
-                if let Err(violation) = self.check_schema(&station, &stamped) {
-                    if let Some(stored) = stored {
-                        stored(Err(EngineError::SchemaViolation(violation)));
-                    }
-                    return PublishOutcome {
-                        delivered: 0,
-                        captured: true,
-                    };
-                }
-                let lineage = self.lineage.clone();
-                let callback: StoredCallback = Box::new(move |result| {
-                    if let Ok(ack) = &result {
-                        if !ack.duplicate {
-                            lineage.stored(&msg_id, &ack.station, ack.seq);
-                        }
-                    }
-                    if let Some(stored) = stored {
-                        stored(result);
-                    }
-                });
-                station.append(&stamped, Some(callback));
-                true
-            }
-            None => false,
-        };
+        if captured.refused {
+            return PublishOutcome {
+                delivered: 0,
+                captured: true,
+            };
+        }
+        let captured = captured.stored;
         let delivered = self.fan_out(from, &message.subject, &message);
         PublishOutcome {
             delivered,
@@ -670,64 +653,31 @@ impl Engine for StationEngine {
     fn lineage_graph(&self, tenant: &TenantId) -> LineageGraph {
         self.lineage.graph(tenant)
     }
-}
 
-/// Station names starting with `$dls_` belong to dead-letter stations, which the
-/// engine creates and configures from their station's `dead_letter` policy.
-fn refuse_reserved(name: &str) -> Result<(), EngineError> {
-    if name.starts_with(junction_api::DLS_PREFIX) {
-        return Err(EngineError::InvalidConfig(format!(
-            "station names starting with '{}' are reserved for dead-letter stations",
-            junction_api::DLS_PREFIX
-        )));
-    }
-    Ok(())
-}
-
-impl StationEngine {
-    /// Stations (of `tenant`) whose configuration names schema `name`, sorted.
-    fn schema_users(&self, tenant: &TenantId, name: &str) -> Vec<String> {
-        self.stations
-            .names(tenant, None)
-            .into_iter()
-            .filter(|s| {
-                self.stations
-                    .get(tenant, s)
-                    .is_ok_and(|st| st.schema().is_some_and(|(n, _)| &*n == name))
-            })
-            .collect()
-    }
-
-    /// A station may name only a schema (and version) that exists.
-    fn check_station_schema(
+    fn put_routing_rule(
         &self,
         tenant: &TenantId,
-        config: &StationConfig,
-    ) -> Result<(), EngineError> {
-        match &config.schema {
-            Some(name) => self.schemas.check(tenant, name, config.schema_version),
-            None if config.schema_version.is_some() => Err(EngineError::InvalidConfig(
-                "schema_version needs a schema".into(),
-            )),
-            None => Ok(()),
+        rule: RoutingRule,
+    ) -> Result<RoutingRule, EngineError> {
+        if let Some(stations) = &rule.action.route {
+            for s in stations {
+                self.stations.get(tenant, s).map_err(|_| {
+                    EngineError::InvalidConfig(format!(
+                        "routing rule '{}': station '{s}' not found",
+                        rule.name
+                    ))
+                })?;
+            }
         }
+        self.routing.put(tenant, rule)
     }
 
-    /// Creates or reconfigures the dead-letter station once the policy captures
-    /// something. A DLS whose policy is switched off is kept, with its contents.
-    fn sync_dead_letter(
-        &self,
-        tenant: &TenantId,
-        config: &StationConfig,
-    ) -> Result<(), EngineError> {
-        let exists = self
-            .stations
-            .get(tenant, &junction_api::dead_letter_station(&config.name))
-            .is_ok();
-        if config.dead_letter.enabled() || exists {
-            self.stations.ensure_dead_letter(tenant, config)?;
-        }
-        Ok(())
+    fn routing_rules(&self, tenant: &TenantId) -> Vec<RoutingRule> {
+        self.routing.list(tenant)
+    }
+
+    fn delete_routing_rule(&self, tenant: &TenantId, name: &str) -> Result<(), EngineError> {
+        self.routing.delete(tenant, name)
     }
 }
 

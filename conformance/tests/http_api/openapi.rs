@@ -37,6 +37,10 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/stations/{station}/dls/resend/{task}"),
     ("get", "/v1/lineage/graph"),
     ("get", "/v1/lineage/{id}"),
+    ("post", "/v1/routing/rules"),
+    ("get", "/v1/routing/rules"),
+    ("get", "/v1/routing/rules/{rule}"),
+    ("delete", "/v1/routing/rules/{rule}"),
     ("get", "/v1/connections"),
     ("get", "/v1/server"),
     ("get", "/v1/openapi.json"),
@@ -109,7 +113,8 @@ async fn every_documented_route_is_served() {
             .replace("{seq}", "1")
             .replace("{schema}", "probe")
             .replace("{task}", "1")
-            .replace("{id}", "probe");
+            .replace("{id}", "probe")
+            .replace("{rule}", "probe");
         let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let response = within(
             "probe",

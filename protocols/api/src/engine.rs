@@ -3,8 +3,8 @@
 use crate::{
     AckKind, ClientId, ClientRecord, ClientSnapshot, Credentials, EngineError, FetchRequest,
     FetchSink, GroupConfig, GroupInfo, LineageGraph, LineageTrace, Message, MessageQuery,
-    NewClient, Purge, QueueGroup, ResendRequest, ResendStatus, SchemaFormat, SchemaInfo,
-    StationConfig, StationInfo, StoredCallback, StoredMessage, Subject, SubjectFilter,
+    NewClient, Purge, QueueGroup, ResendRequest, ResendStatus, RoutingRule, SchemaFormat,
+    SchemaInfo, StationConfig, StationInfo, StoredCallback, StoredMessage, Subject, SubjectFilter,
     SubscriptionSnapshot, TenantId,
 };
 use std::sync::Arc;
@@ -121,8 +121,11 @@ pub trait Engine: Send + Sync + 'static {
     }
 
     /// Like [`Engine::publish`]; when a station captures the message, `stored` runs
-    /// once it is durable under the station's policy, or refused. When no station
-    /// captures it, `stored` is dropped without being called.
+    /// once it is durable under the station's policy, or refused (for instance with
+    /// [`EngineError::SchemaViolation`]). When no station captures it (or a routing
+    /// rule drops it), `stored` is dropped without being called. The engine strips
+    /// reserved `Junction-*` headers from the message and stamps lineage on what a
+    /// station stores.
     fn publish_stored(
         &self,
         from: &ClientRecord,
@@ -351,6 +354,28 @@ pub trait Engine: Send + Sync + 'static {
     fn lineage_graph(&self, tenant: &TenantId) -> LineageGraph {
         let _ = tenant;
         LineageGraph::default()
+    }
+
+    /// Creates or replaces a routing rule (by name).
+    fn put_routing_rule(
+        &self,
+        tenant: &TenantId,
+        rule: RoutingRule,
+    ) -> Result<RoutingRule, EngineError> {
+        let _ = (tenant, rule);
+        Err(unsupported("routing rules"))
+    }
+
+    /// Every routing rule of a tenant, in evaluation order.
+    fn routing_rules(&self, tenant: &TenantId) -> Vec<RoutingRule> {
+        let _ = tenant;
+        Vec::new()
+    }
+
+    /// Deletes a routing rule.
+    fn delete_routing_rule(&self, tenant: &TenantId, name: &str) -> Result<(), EngineError> {
+        let _ = (tenant, name);
+        Err(unsupported("routing rules"))
     }
 }
 

@@ -96,6 +96,9 @@ pub enum EngineError {
     /// The schema is attached to a station and cannot be deleted.
     #[error("{0}")]
     SchemaInUse(String),
+    /// No routing rule has that name.
+    #[error("routing rule not found")]
+    RoutingRuleNotFound,
     /// No dead-letter resend task has that id.
     #[error("resend task not found")]
     ResendTaskNotFound,

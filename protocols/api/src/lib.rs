@@ -24,6 +24,7 @@ mod group;
 mod headers;
 mod lineage;
 mod message;
+mod routing;
 mod schema;
 mod station;
 mod subject;
@@ -53,6 +54,7 @@ pub use lineage::{
     LineageTrace, RESERVED_PREFIX, TRACEPARENT, is_reserved_header, trace_id_of,
 };
 pub use message::Message;
+pub use routing::{Predicate, RoutingAction, RoutingRule};
 pub use schema::{SchemaFormat, SchemaInfo, SchemaVersion};
 pub use station::{
     Discard, MessageQuery, PubAck, Purge, Retention, StationConfig, StationInfo, StationState,

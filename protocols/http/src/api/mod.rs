@@ -25,6 +25,7 @@ mod lineage;
 mod live;
 mod openapi;
 mod publish;
+mod routing;
 mod schemas;
 mod server;
 mod sse;
@@ -175,6 +176,8 @@ fn v1_routes(state: &Arc<ApiState>) -> OpenApiRouter<Arc<ApiState>> {
         .routes(routes!(dead_letter::resend_status))
         .routes(routes!(lineage::get_graph))
         .routes(routes!(lineage::get_lineage))
+        .routes(routes!(routing::put_rule, routing::list_rules))
+        .routes(routes!(routing::get_rule, routing::delete_rule))
         .routes(routes!(groups::create_group, groups::list_groups))
         .routes(routes!(groups::get_group, groups::delete_group))
         .routes(routes!(consume::fetch))

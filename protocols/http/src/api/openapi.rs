@@ -25,6 +25,7 @@ every /v1 route needs `Authorization: Bearer <token>` or Basic.",
         (name = "groups", description = "Consumer group admin"),
         (name = "schemas", description = "Schema registry: JSON Schemas that stations validate every publish against"),
         (name = "dead-letter", description = "Dead-letter stations: browse, purge and re-send failed messages"),
+        (name = "routing", description = "Content-based routing rules evaluated on every publish"),
         (name = "lineage", description = "Where messages came from and went: paths by message or trace id, and the station graph"),
         (name = "server", description = "Connections, server figures, readiness, this document"),
     )
