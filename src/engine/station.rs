@@ -457,6 +457,8 @@ impl Station {
                 log.memory.remove(s);
             }
             drop(log);
+            // Visible to groups before the ack: a fetch that follows an ack finds it.
+            self.committed.fetch_max(seq, Ordering::AcqRel);
             if let Some(done) = done {
                 done(Ok(ack));
             }
@@ -474,6 +476,11 @@ impl Station {
             l.durability,
             Box::new(move |result| {
                 let ok = result.is_ok();
+                if ok {
+                    // Visible to groups before the ack: a fetch that follows an ack
+                    // finds it. Waking the groups (`stored`) waits until after it.
+                    station.committed.fetch_max(seq, Ordering::AcqRel);
+                }
                 if let Some(done) = done {
                     done(result.map(|()| ack).map_err(storage_error));
                 }
