@@ -5,7 +5,9 @@
 
 use super::StationEngine;
 use super::station::Station;
-use junction_api::{ClientRecord, EngineError, Message, StationConfig, StoredCallback, TenantId};
+use junction_api::{
+    ClientRecord, EngineError, Message, Protocol, StationConfig, StoredCallback, TenantId,
+};
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -28,7 +30,10 @@ impl StationEngine {
         stored: Option<StoredCallback>,
     ) -> Option<(Cow<'m, Message>, Captured)> {
         // Reserved `Junction-*` headers are the engine's: clients cannot set them.
-        let message = if from.id == self.system.id {
+        // The MQTT front-end is the exception that proves it: it drops every
+        // `Junction-*` user property a client sends and sets the MQTT lineage
+        // (`Junction-Origin-Topic`, ...) itself.
+        let message = if from.id == self.system.id || from.protocol == Protocol::Mqtt {
             Cow::Borrowed(message)
         } else {
             super::lineage::strip_reserved(message)

@@ -166,6 +166,16 @@ impl Inner {
     }
 }
 
+/// The headers [`LineageLog::stamp`] sets itself.
+const STAMPED: [&str; 6] = [
+    LINEAGE_MSG_ID,
+    LINEAGE_PROTOCOL,
+    LINEAGE_CONN_ID,
+    LINEAGE_CLIENT,
+    LINEAGE_SUBJECT,
+    LINEAGE_RECEIVED,
+];
+
 /// The engine's lineage index.
 #[derive(Default)]
 pub(crate) struct LineageLog {
@@ -185,8 +195,13 @@ impl LineageLog {
         let mut trace = None;
         if let Some(original) = &message.headers {
             h.set_status(original.status(), original.description().map(str::to_owned));
+            // Reserved headers a front-end vouches for (MQTT's origin topic) are kept;
+            // the ones stamped below are always the engine's own.
+            let vouched = from.protocol == junction_api::Protocol::Mqtt;
             for (n, v) in original.iter() {
-                if is_reserved_header(n) {
+                if is_reserved_header(n)
+                    && (!vouched || STAMPED.iter().any(|s| s.eq_ignore_ascii_case(n)))
+                {
                     continue;
                 }
                 if n.eq_ignore_ascii_case(TRACEPARENT) {

@@ -468,6 +468,6 @@ async fn websocket_live_subscribe_receives_mqtt_publishes() {
     );
     // Lineage: where it came from.
     assert_eq!(m["headers"]["Junction-Origin-Protocol"], "mqtt");
-    assert_eq!(m["headers"]["Junction-Origin-Client"], "ws-feed");
+    assert_eq!(m["headers"]["Junction-Client-Name"], "ws-feed");
     assert_eq!(m["headers"]["Junction-Origin-Topic"], "sensors/room1/temp");
 }

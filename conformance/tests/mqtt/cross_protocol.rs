@@ -34,7 +34,7 @@ async fn user_properties_become_headers_with_lineage() {
             ("trace-id".into(), "abc123".into()),
             ("tenant".into(), "eu".into()),
             // Clients may not forge lineage.
-            ("Junction-Origin-Client".into(), "forged".into()),
+            ("Junction-Client-Name".into(), "forged".into()),
         ],
         content_type: Some("application/json".into()),
         ..Default::default()
@@ -47,14 +47,14 @@ async fn user_properties_become_headers_with_lineage() {
     assert_eq!(header(&m, "tenant"), Some("eu"));
     assert_eq!(header(&m, "Content-Type"), Some("application/json"));
     assert_eq!(header(&m, "Junction-Origin-Protocol"), Some("mqtt"));
-    assert_eq!(header(&m, "Junction-Origin-Client"), Some("lineage-client"));
+    assert_eq!(header(&m, "Junction-Client-Name"), Some("lineage-client"));
     assert_eq!(header(&m, "Junction-Origin-Topic"), Some("orders/new"));
 
     // v3.1.1 publishes carry lineage too.
     let mut c4 = V4::new(&b, "lineage-v4").await;
     c4.publish("orders/old", QoS::AtMostOnce, false, "x").await;
     let m = within("HMSG", sub.next()).await.unwrap();
-    assert_eq!(header(&m, "Junction-Origin-Client"), Some("lineage-v4"));
+    assert_eq!(header(&m, "Junction-Client-Name"), Some("lineage-v4"));
     assert_eq!(header(&m, "Junction-Origin-Topic"), Some("orders/old"));
 }
 

@@ -137,7 +137,7 @@ pub(crate) fn reason_of(e: &EngineError) -> u8 {
         EngineError::AuthorizationViolation => 0x87,
         EngineError::InvalidSubject(_) => 0x90,
         EngineError::Storage(_) => 0x80,
-        _ if e.to_string().to_ascii_lowercase().contains("schema") => 0x99,
+        EngineError::SchemaViolation(_) => 0x99,
         _ => 0x83,
     }
 }

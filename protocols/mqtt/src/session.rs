@@ -20,7 +20,7 @@ use std::time::Duration;
 /// Header: the protocol a message came in on (lineage).
 pub const H_ORIGIN_PROTOCOL: &str = "Junction-Origin-Protocol";
 /// Header: the MQTT client id that published it (lineage).
-pub const H_ORIGIN_CLIENT: &str = "Junction-Origin-Client";
+pub const H_ORIGIN_CLIENT: &str = "Junction-Client-Name";
 /// Header: the MQTT topic it was published to (lineage).
 pub const H_ORIGIN_TOPIC: &str = "Junction-Origin-Topic";
 /// Header: the QoS it was published with.
