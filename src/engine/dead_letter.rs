@@ -214,10 +214,10 @@ fn advisory(g: &GaveUp) -> Option<(Subject, Vec<u8>)> {
                 "stream_seq": g.seq,
                 "deliveries": g.deliveries,
             });
-            if let (Some(reason), Some(obj)) = (&g.term_reason, body.as_object_mut()) {
-                if !reason.is_empty() {
-                    obj.insert("reason".into(), reason.clone().into());
-                }
+            if let (Some(reason), Some(obj)) = (&g.term_reason, body.as_object_mut())
+                && !reason.is_empty()
+            {
+                obj.insert("reason".into(), reason.clone().into());
             }
             ("MSG_TERMINATED", body)
         }

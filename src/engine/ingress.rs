@@ -101,10 +101,10 @@ impl StationEngine {
                     let msg_id = msg_id.clone();
                     let stored = stored.take();
                     Box::new(move |result| {
-                        if let Ok(ack) = &result {
-                            if !ack.duplicate {
-                                lineage.stored(&msg_id, &ack.station, ack.seq);
-                            }
+                        if let Ok(ack) = &result
+                            && !ack.duplicate
+                        {
+                            lineage.stored(&msg_id, &ack.station, ack.seq);
                         }
                         if let Some(stored) = stored {
                             stored(result);

@@ -136,12 +136,12 @@ impl Inner {
             let Some(id) = self.order.pop_front() else {
                 return;
             };
-            if let Some(r) = self.records.remove(&id) {
-                if let Some(ids) = self.traces.get_mut(&r.message.trace_id) {
-                    ids.retain(|i| *i != id);
-                    if ids.is_empty() {
-                        self.traces.remove(&r.message.trace_id);
-                    }
+            if let Some(r) = self.records.remove(&id)
+                && let Some(ids) = self.traces.get_mut(&r.message.trace_id)
+            {
+                ids.retain(|i| *i != id);
+                if ids.is_empty() {
+                    self.traces.remove(&r.message.trace_id);
                 }
             }
         }
@@ -205,12 +205,12 @@ impl LineageLog {
                     continue;
                 }
                 if n.eq_ignore_ascii_case(TRACEPARENT) {
-                    if trace.is_none() {
-                        if let Some(t) = trace_id_of(v) {
-                            trace = Some(t.to_string());
-                            // W3C spells the name in lower case.
-                            h.append(TRACEPARENT, v.trim());
-                        }
+                    if trace.is_none()
+                        && let Some(t) = trace_id_of(v)
+                    {
+                        trace = Some(t.to_string());
+                        // W3C spells the name in lower case.
+                        h.append(TRACEPARENT, v.trim());
                     }
                     continue;
                 }
@@ -310,14 +310,14 @@ impl LineageLog {
     ) {
         let msg_id = headers.and_then(|h| h.get(LINEAGE_MSG_ID));
         let mut inner = self.inner.lock();
-        if let Some(r) = msg_id.and_then(|id| inner.records.get_mut(id)) {
-            if r.message.deliveries.len() < MAX_DELIVERIES {
-                r.message.deliveries.push(LineageDelivery {
-                    group: group.to_string(),
-                    time: SystemTime::now(),
-                    delivery_count,
-                });
-            }
+        if let Some(r) = msg_id.and_then(|id| inner.records.get_mut(id))
+            && r.message.deliveries.len() < MAX_DELIVERIES
+        {
+            r.message.deliveries.push(LineageDelivery {
+                group: group.to_string(),
+                time: SystemTime::now(),
+                delivery_count,
+            });
         }
         let station_id = format!("station:{station}");
         let group_id = format!("group:{station}/{group}");

@@ -299,12 +299,12 @@ impl SchemaRegistry {
         let entry = schemas
             .get(&(tenant.clone(), name.to_string()))
             .ok_or_else(|| EngineError::InvalidConfig(format!("schema '{name}' not found")))?;
-        if let Some(v) = version {
-            if !entry.stored.versions.iter().any(|s| s.version == v) {
-                return Err(EngineError::InvalidConfig(format!(
-                    "schema '{name}' has no version {v}"
-                )));
-            }
+        if let Some(v) = version
+            && !entry.stored.versions.iter().any(|s| s.version == v)
+        {
+            return Err(EngineError::InvalidConfig(format!(
+                "schema '{name}' has no version {v}"
+            )));
         }
         Ok(())
     }
