@@ -208,7 +208,10 @@ async fn denied_publish_gets_puback_0x87_and_is_not_routed() {
         .await;
 
     let got = watcher.recv_until(b"end").await;
-    let payloads: Vec<String> = got.iter().map(|m| crate::support::text(&m.payload)).collect();
+    let payloads: Vec<String> = got
+        .iter()
+        .map(|m| crate::support::text(&m.payload))
+        .collect();
     assert_eq!(payloads, vec!["alice-alert", "end"]);
 }
 

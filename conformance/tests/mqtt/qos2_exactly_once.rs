@@ -45,7 +45,10 @@ async fn v4_resent_qos2_publish_is_delivered_once() {
         .await;
     raw.expect(4).await;
     let got = sub.recv_until(b"sentinel").await;
-    let payloads: Vec<String> = got.iter().map(|m| crate::support::text(&m.payload)).collect();
+    let payloads: Vec<String> = got
+        .iter()
+        .map(|m| crate::support::text(&m.payload))
+        .collect();
     assert_eq!(payloads, vec!["once", "twice", "sentinel"]);
     assert_eq!(got[0].qos, QoS::ExactlyOnce);
 }
@@ -70,7 +73,10 @@ async fn v5_resent_qos2_publish_is_delivered_once() {
     .await;
     raw.expect(4).await;
     let got = sub.recv_until(b"sentinel").await;
-    let payloads: Vec<String> = got.iter().map(|m| crate::support::text(&m.payload)).collect();
+    let payloads: Vec<String> = got
+        .iter()
+        .map(|m| crate::support::text(&m.payload))
+        .collect();
     assert_eq!(payloads, vec!["once", "sentinel"]);
 }
 
@@ -110,7 +116,10 @@ async fn qos2_state_survives_reconnect_of_persistent_session() {
     raw.expect(4).await;
 
     let got = sub.recv_until(b"sentinel").await;
-    let payloads: Vec<String> = got.iter().map(|m| crate::support::text(&m.payload)).collect();
+    let payloads: Vec<String> = got
+        .iter()
+        .map(|m| crate::support::text(&m.payload))
+        .collect();
     assert_eq!(payloads, vec!["once", "sentinel"]);
 }
 
