@@ -35,7 +35,8 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Print the version and exit.
     Version,
-    /// Benchmark any NATS server (Junction or nats-server) by URL, like `nats bench`.
+    /// Benchmark NATS, MQTT and HTTP servers by URL (NATS core, stations, MQTT, HTTP,
+    /// idle connections, cross-protocol), like `nats bench` and `emqtt-bench`.
     #[command(long_about = crate::bench::LONG_ABOUT)]
     Bench(Box<crate::bench::BenchArgs>),
 }

@@ -9,11 +9,15 @@ use junction::{Config, Running};
 use tempfile::TempDir;
 
 async fn broker() -> (Running, TempDir) {
+    broker_with_mqtt("off").await
+}
+
+async fn broker_with_mqtt(mqtt_listen: &str) -> (Running, TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = Config {
         nats_listen: "127.0.0.1:0".into(),
         http_listen: "127.0.0.1:0".into(),
-        mqtt_listen: "off".into(),
+        mqtt_listen: mqtt_listen.into(),
         data_dir: dir.path().to_path_buf(),
         ..Config::default()
     };
@@ -163,6 +167,179 @@ async fn station_scenarios_count_every_message() {
     running.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_scenarios_count_every_message() {
+    let (running, _dir) = broker_with_mqtt("127.0.0.1:0").await;
+    let mqtt = format!("mqtt://{}", running.mqtt_addr().expect("MQTT listener"));
+
+    for qos in ["0", "1", "2"] {
+        let r = bench(
+            &mqtt,
+            &[
+                "mqtt-pubsub",
+                "--qos",
+                qos,
+                "--msgs",
+                "2000",
+                "--size",
+                "64",
+            ],
+        )
+        .await;
+        assert_eq!((r.scenario.as_str(), r.msgs), ("mqtt-pubsub", 2000));
+        assert_eq!(r.mqtt_qos, Some(qos.parse().unwrap()));
+        assert_eq!(r.latency.as_deref(), Some("publish_to_receive"));
+        assert!(r.p50_us.is_some() && r.p999_us.is_some());
+    }
+    // Several publishers and subscribers, a small in-flight window, a rate limit,
+    // and a duration instead of a count.
+    let r = bench(
+        &mqtt,
+        &[
+            "mqtt-pubsub",
+            "--qos",
+            "1",
+            "--msgs",
+            "2000",
+            "--pubs",
+            "2",
+            "--subs",
+            "2",
+            "--window",
+            "10",
+        ],
+    )
+    .await;
+    assert_eq!(r.msgs, 4000);
+    assert_eq!(r.publishers.as_ref().unwrap().msgs, 2000);
+    let r = bench(&mqtt, &["mqtt-pubsub", "--msgs", "1000", "--rate", "20000"]).await;
+    assert_eq!(r.msgs, 1000);
+    let r = bench(&mqtt, &["mqtt-pubsub", "--duration", "0.3"]).await;
+    assert!(r.msgs > 0);
+    assert_eq!(r.msgs, r.publishers.as_ref().unwrap().msgs);
+
+    // Idle connections, with this process standing in for the server's PID.
+    let pid = std::process::id().to_string();
+    let r = bench(
+        &mqtt,
+        &[
+            "mqtt-conn",
+            "--count",
+            "200",
+            "--hold",
+            "0.1",
+            "--server-pid",
+            &pid,
+        ],
+    )
+    .await;
+    assert_eq!(r.msgs, 200);
+    let c = r.connections.as_ref().unwrap();
+    assert_eq!((c.protocol.as_str(), c.connected), ("mqtt", 200));
+    assert!(c.server_rss_per_conn_bytes.is_some());
+    assert_eq!(r.latency.as_deref(), Some("connect"));
+
+    // MQTT publish -> NATS subscribers.
+    let nats = running.nats_url();
+    let r = bench(
+        &nats,
+        &[
+            "xproto",
+            "--mqtt-url",
+            &mqtt,
+            "--msgs",
+            "2000",
+            "--subs",
+            "2",
+            "--size",
+            "32",
+        ],
+    )
+    .await;
+    assert_eq!(r.msgs, 4000);
+    assert!(r.p50_us.is_some());
+    let r = bench(
+        &nats,
+        &["xproto", "--mqtt-url", &mqtt, "--msgs", "500", "--qos", "1"],
+    )
+    .await;
+    assert_eq!(r.msgs, 500);
+
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_idle_connections_and_http_produce() {
+    let (running, _dir) = broker().await;
+    let nats = running.nats_url();
+    let pid = std::process::id().to_string();
+    let r = bench(
+        &nats,
+        &[
+            "conn",
+            "--count",
+            "200",
+            "--hold",
+            "0.1",
+            "--server-pid",
+            &pid,
+        ],
+    )
+    .await;
+    assert_eq!(r.msgs, 200);
+    assert_eq!(r.connections.as_ref().unwrap().protocol, "nats");
+    // Without a PID there is no memory figure, but the connect rate is there.
+    let r = bench(&nats, &["conn", "--count", "50", "--hold", "0"]).await;
+    assert!(
+        r.connections
+            .as_ref()
+            .unwrap()
+            .server_rss_per_conn_bytes
+            .is_none()
+    );
+    assert!(r.msgs_per_sec > 0.0);
+
+    let http = format!("http://{}", running.http_addr().expect("HTTP listener"));
+    // One message per request into a station (created), then batches into it.
+    let r = bench(
+        &http,
+        &["http-produce", "--msgs", "300", "--concurrency", "4"],
+    )
+    .await;
+    assert_eq!(r.msgs, 300);
+    let h = r.http.as_ref().unwrap();
+    assert_eq!(
+        (h.target.as_str(), h.batch, h.requests),
+        ("station", 1, 300)
+    );
+    assert_eq!(r.latency.as_deref(), Some("request_round_trip"));
+    let r = bench(
+        &http,
+        &[
+            "http-produce",
+            "--msgs",
+            "1005",
+            "--batch",
+            "100",
+            "--purge",
+            "--flush-interval",
+            "20ms",
+        ],
+    )
+    .await;
+    assert_eq!(r.msgs, 1005);
+    // Live publishes to a subject nobody captures.
+    let r = bench(
+        &http,
+        &["http-produce", "--msgs", "200", "--subject", "live.bench"],
+    )
+    .await;
+    assert_eq!(r.msgs, 200);
+    assert_eq!(r.http.as_ref().unwrap().target, "subject");
+
+    running.shutdown().await;
+}
+
 #[tokio::test]
 async fn impossible_plans_are_refused() {
     let args = BenchArgs::try_parse_from(["bench", "fanout", "--pubs", "2"]).unwrap();
@@ -172,6 +349,15 @@ async fn impossible_plans_are_refused() {
     // Nothing listens there.
     let args = BenchArgs::try_parse_from(["bench", "pub", "--url", "nats://127.0.0.1:1"]).unwrap();
     assert!(run(args).await.is_err());
+    let args =
+        BenchArgs::try_parse_from(["bench", "mqtt-pubsub", "--url", "mqtt://127.0.0.1:1"]).unwrap();
+    assert!(run(args).await.is_err());
+    let args = BenchArgs::try_parse_from(["bench", "mqtt-conn", "--duration", "1"]).unwrap();
+    assert!(run(args).await.is_err());
+    let args =
+        BenchArgs::try_parse_from(["bench", "http-produce", "--subject", "a.b", "--batch", "10"])
+            .unwrap();
+    assert!(run(args).await.is_err());
 }
 
 #[test]
@@ -179,4 +365,5 @@ fn bad_arguments_are_refused() {
     assert!(BenchArgs::try_parse_from(["bench", "nope"]).is_err());
     assert!(BenchArgs::try_parse_from(["bench", "js-pub", "--sync", "--window", "5"]).is_err());
     assert!(BenchArgs::try_parse_from(["bench", "pub", "--msgs", "5", "--duration", "1"]).is_err());
+    assert!(BenchArgs::try_parse_from(["bench", "mqtt-pubsub", "--qos", "3"]).is_err());
 }

@@ -82,12 +82,12 @@ fn bench_subject(plan: &Plan) -> anyhow::Result<Subject> {
     Ok(Subject::from(s))
 }
 
-async fn connect_all(plan: &Plan, role: &str, n: usize) -> anyhow::Result<Vec<Client>> {
+pub(crate) async fn connect_all(plan: &Plan, role: &str, n: usize) -> anyhow::Result<Vec<Client>> {
     let mut clients = Vec::with_capacity(n);
     for i in 0..n {
         clients.push(
             connect(
-                &plan.args.url,
+                &plan.url,
                 &format!("junction-bench-{role}-{}", i + 1),
                 &plan.client_drops,
             )
@@ -218,20 +218,20 @@ pub(crate) async fn publish_only(plan: &Plan) -> anyhow::Result<Report> {
 }
 
 /// What a subscriber waits for.
-struct SubContext {
+pub(crate) struct SubContext {
     /// Messages expected (per subscriber, or for the whole queue group); `u64::MAX`
     /// until the publishers finish in `--duration` mode.
-    expected: watch::Receiver<u64>,
+    pub(crate) expected: watch::Receiver<u64>,
     /// Messages received by the whole queue group.
-    group_total: Option<Arc<AtomicU64>>,
+    pub(crate) group_total: Option<Arc<AtomicU64>>,
     /// Cancelled at the deadline, or when the queue group has everything.
-    stop: CancellationToken,
-    start: Instant,
-    stamp: bool,
-    progress: Arc<AtomicU64>,
+    pub(crate) stop: CancellationToken,
+    pub(crate) start: Instant,
+    pub(crate) stamp: bool,
+    pub(crate) progress: Arc<AtomicU64>,
 }
 
-async fn subscribe_loop(
+pub(crate) async fn subscribe_loop(
     mut sub: Subscriber,
     mut ctx: SubContext,
 ) -> anyhow::Result<(Counted, Histogram<u64>)> {

@@ -185,7 +185,7 @@ async fn publish_acked(
 /// acknowledged messages per second.
 pub(crate) async fn publish(plan: &Plan) -> anyhow::Result<Report> {
     let args = &plan.args;
-    let admin = connect(&args.url, "junction-bench-admin", &plan.client_drops).await?;
+    let admin = connect(&plan.url, "junction-bench-admin", &plan.client_drops).await?;
     let admin_js = context(admin.clone(), DEFAULT_WINDOW);
     let stream = ensure_stream(&admin_js, plan).await?;
     if args.purge {
@@ -199,7 +199,7 @@ pub(crate) async fn publish(plan: &Plan) -> anyhow::Result<Report> {
     let mut publishers = Vec::with_capacity(plan.pubs);
     for i in 0..plan.pubs {
         let c = connect(
-            &args.url,
+            &plan.url,
             &format!("junction-bench-js-pub-{}", i + 1),
             &plan.client_drops,
         )
@@ -296,12 +296,12 @@ fn claim(remaining: &AtomicU64, batch: u64) -> u64 {
 /// one explicitly. The headline is fetched messages per second.
 pub(crate) async fn fetch(plan: &Plan) -> anyhow::Result<Report> {
     let args = &plan.args;
-    let admin = connect(&args.url, "junction-bench-admin", &plan.client_drops).await?;
+    let admin = connect(&plan.url, "junction-bench-admin", &plan.client_drops).await?;
     let admin_js = context(admin.clone(), 1000);
     let stream = ensure_stream(&admin_js, plan).await?;
     stream.purge().await.context("purging the stream")?;
     let _ = stream.delete_consumer(&args.consumer).await;
-    let max_ack_pending = (args.batch * plan.subs * 2).max(1000);
+    let max_ack_pending = (plan.batch * plan.subs * 2).max(1000);
     stream
         .create_consumer(pull::Config {
             durable_name: Some(args.consumer.clone()),
@@ -339,7 +339,7 @@ pub(crate) async fn fetch(plan: &Plan) -> anyhow::Result<Report> {
     let mut consumers = Vec::with_capacity(plan.subs);
     for i in 0..plan.subs {
         let c = connect(
-            &args.url,
+            &plan.url,
             &format!("junction-bench-fetch-{}", i + 1),
             &plan.client_drops,
         )
@@ -366,7 +366,7 @@ pub(crate) async fn fetch(plan: &Plan) -> anyhow::Result<Report> {
         loaded.msgs,
         None,
     );
-    let batch = args.batch as u64;
+    let batch = plan.batch as u64;
     let cpu0 = process_cpu_secs();
     let start = Instant::now();
     let tasks: Vec<_> = consumers
@@ -436,6 +436,6 @@ pub(crate) async fn fetch(plan: &Plan) -> anyhow::Result<Report> {
     report.subscribers = Some(consumers);
     report.set_latency("fetch_round_trip", &hist);
     report.set_cpu(cpu0, cpu1);
-    report.jetstream = Some(js_info(plan, "fetch", None, Some(args.batch)));
+    report.jetstream = Some(js_info(plan, "fetch", None, Some(plan.batch)));
     Ok(report)
 }

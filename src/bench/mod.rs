@@ -1,21 +1,28 @@
-//! `junction bench`: a load generator in the style of `nats bench`.
+//! `junction bench`: a load generator in the style of `nats bench` and `emqtt-bench`.
 //!
-//! It drives any NATS server (Junction or nats-server) by URL with real clients
-//! (async-nats, one connection per publisher and per subscriber) and reports
+//! It drives any server by URL with real clients: NATS (Junction or nats-server)
+//! with async-nats, MQTT (Junction or mosquitto) with rumqttc, and Junction's HTTP
+//! API with reqwest; one connection per publisher and per subscriber. It reports
 //! throughput per client and in aggregate, latency percentiles from an HDR histogram,
 //! and the CPU time the benchmark client itself used, so a report can tell whether the
-//! client or the server was the bottleneck.
+//! client or the server was the bottleneck. The idle-connection scenarios (`conn`,
+//! `mqtt-conn`) report the connect rate and, given the server's PID, its resident
+//! memory per connection.
 //!
 //! The library entry point is [`run`]; the binary calls [`main`], which adds the text
 //! or JSON output and a progress bar.
 
+mod conn;
 mod core_nats;
+mod http;
 mod js;
+mod mqtt;
 mod progress;
 mod report;
 mod stats;
+mod xproto;
 
-pub use report::{ClientStats, GroupStats, JsInfo, Report};
+pub use report::{ClientStats, ConnStats, GroupStats, HttpInfo, JsInfo, Report};
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, ValueEnum};
@@ -26,19 +33,53 @@ use std::time::Duration;
 
 /// The long help of `junction bench`.
 pub const LONG_ABOUT: &str = "\
-Benchmark any NATS server (Junction or nats-server) by URL, like `nats bench`.
+Benchmark a NATS server (Junction or nats-server), an MQTT broker (Junction or
+mosquitto) or Junction's HTTP API by URL, like `nats bench` and `emqtt-bench`.
 
-Every publisher and subscriber gets its own connection (async-nats). Throughput is
-reported per client and in aggregate (MB = 2^20 bytes); latency percentiles come from
-an HDR histogram:
-  pubsub, fanout, queue  publish->receive (send time in the first 8 payload bytes,
-                         payloads >= 8 B); at an unlimited --rate this is mostly
-                         queueing, use --rate for meaningful latency
-  reqrep, js-pub --sync  round trip
-  js-pub --window N      publish->PubAck
-  js-fetch               round trip of each pull request (batch)
+Scenarios (the default --url of each in brackets):
+  NATS core [nats://127.0.0.1:4222], async-nats:
+    pub          publish only, nobody subscribed (publish rate)
+    pubsub       --pubs N publishers -> --subs M subscribers, each gets every message
+    fanout       1 publisher -> --subs N (default 10) subscribers
+    queue        --pubs N publishers -> one queue group of --subs M members
+    reqrep       request/reply round trips, one request in flight per requester
+    conn         --count N idle connections: connect rate, then hold them
+  Stations through the JetStream API [nats://127.0.0.1:4222]:
+    js-pub       --sync (await each PubAck) or --window N (N PubAcks in flight)
+    js-fetch     durable pull consumer, --batch N per pull, explicit acks
+  MQTT [mqtt://127.0.0.1:1883; ws://HOST:PORT/mqtt also works], rumqttc, MQTT 3.1.1:
+    mqtt-pubsub  --qos 0|1|2, --pubs N publishers -> --subs M subscribers of one topic
+    mqtt-conn    --count N idle MQTT connections: connect rate, then hold them
+  HTTP [http://127.0.0.1:8080], reqwest:
+    http-produce --concurrency N requests in flight, --batch B messages per request:
+                 B = 1 POSTs /v1/subjects/<stream>.bench, B > 1 POSTs
+                 /v1/stations/<stream>/messages/batch (station --stream, created if
+                 missing, durable before each answer); --subject S publishes live to S
+  Across protocols:
+    xproto       MQTT publish (--mqtt-url, --qos) -> NATS subscribers (--url) of the
+                 mapped subject; publish->receive latency and rate
+
+Every publisher and subscriber gets its own connection and its own task. Throughput
+is reported per client and in aggregate (MB = 2^20 bytes); latency percentiles come
+from an HDR histogram:
+  pubsub, fanout, queue,   publish->receive (send time in the first 8 payload bytes,
+  mqtt-pubsub, xproto      payloads >= 8 B); at an unlimited --rate this is mostly
+                           queueing, use --rate for meaningful latency
+  reqrep, js-pub --sync    round trip
+  js-pub --window N        publish->PubAck
+  js-fetch                 round trip of each pull request (batch)
+  http-produce             round trip of each HTTP request (one batch)
+  conn, mqtt-conn          connect handshake (TCP + CONNECT until CONNACK / PONG)
 The report includes the CPU time the benchmark client used, to tell whether the client
-was the bottleneck. --json prints one JSON object on stdout.
+was the bottleneck. --json prints one JSON object on stdout with at least
+msgs_per_sec, mb_per_sec and p50_us, p90_us, p99_us, p999_us (for conn and mqtt-conn,
+msgs_per_sec is connections per second and `connections` has the memory figures).
+
+Idle connections: with --server-pid PID (a server on this machine), conn and
+mqtt-conn read the server's VmRSS from /proc before connecting and after holding the
+connections for --hold seconds, and report the difference per connection. The
+benchmark raises its own open-file limit (RLIMIT_NOFILE) to --count + 1024 if it can;
+the server needs as many descriptors (ulimit -n before starting it).
 
 Examples:
   junction bench pubsub --url nats://127.0.0.1:4222 --msgs 1000000
@@ -46,7 +87,13 @@ Examples:
   junction bench reqrep --msgs 20000
   junction bench js-pub --window 1000 --stream BENCH --flush-interval 50ms
   junction bench js-pub --stream ORDERS --payload '{\"id\":\"A-1\",\"amount\":12.5}'
-  junction bench js-fetch --batch 500 --json";
+  junction bench js-fetch --batch 500 --json
+  junction bench mqtt-pubsub --qos 1 --size 64 --msgs 200000
+  junction bench mqtt-pubsub --qos 0 --url mqtt://127.0.0.1:1884 --rate 10000 --duration 10
+  junction bench mqtt-conn --count 10000 --server-pid $(pidof mosquitto)
+  junction bench conn --count 10000 --server-pid $(pidof nats-server)
+  junction bench http-produce --concurrency 16 --batch 100 --msgs 200000
+  junction bench xproto --mqtt-url mqtt://127.0.0.1:1883 --url nats://127.0.0.1:4222";
 
 /// Flags of `junction bench`; see [`LONG_ABOUT`].
 #[derive(Debug, Clone, Parser)]
@@ -55,14 +102,20 @@ pub struct BenchArgs {
     /// The scenario to run.
     #[arg(value_enum)]
     pub scenario: Scenario,
-    /// Server URL (any NATS server: Junction, nats-server, ...).
-    #[arg(long, default_value = "nats://127.0.0.1:4222", value_name = "URL")]
-    pub url: String,
+    /// Server URL [default: nats://127.0.0.1:4222; mqtt-pubsub and mqtt-conn:
+    /// mqtt://127.0.0.1:1883; http-produce: http://127.0.0.1:8080]. For xproto, the
+    /// NATS side (the MQTT side is --mqtt-url).
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// xproto: the MQTT broker the publishers use.
+    #[arg(long, default_value = "mqtt://127.0.0.1:1883", value_name = "URL")]
+    pub mqtt_url: String,
     /// Payload size in bytes.
     #[arg(long, default_value_t = 16, value_name = "BYTES")]
     pub size: usize,
     /// Messages to publish in total, split among the publishers (requests for
-    /// `reqrep`, messages to preload and fetch for `js-fetch`).
+    /// `reqrep`, messages to preload and fetch for `js-fetch`, messages (not requests)
+    /// for `http-produce`).
     #[arg(long, default_value_t = 100_000, value_name = "N")]
     pub msgs: u64,
     /// Publish for this many seconds instead of a message count.
@@ -72,7 +125,8 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N")]
     pub pubs: Option<usize>,
     /// Subscribers: pubsub 1, fanout 10, queue group members 4, reqrep responders 1,
-    /// js-fetch consumers (members of one durable) 1.
+    /// js-fetch consumers (members of one durable) 1, mqtt-pubsub 1, xproto (NATS
+    /// subscribers) 1.
     #[arg(long, value_name = "N")]
     pub subs: Option<usize>,
     /// Total publish rate limit in messages per second, split among the publishers
@@ -82,35 +136,60 @@ pub struct BenchArgs {
     /// Print one JSON object on stdout instead of the text report (no progress bar).
     #[arg(long)]
     pub json: bool,
-    /// Subject for core scenarios [default: junction.bench.<random>].
+    /// Subject for core scenarios [default: junction.bench.<random>]; the topic for
+    /// mqtt-pubsub and xproto [default: junction/bench/<random>]; for http-produce, a
+    /// subject to publish to live (no station is created).
     #[arg(long, value_name = "SUBJECT")]
     pub subject: Option<String>,
-    /// JetStream stream (a Junction station) for js-* scenarios; created if missing
-    /// with subjects `<stream>.>`.
+    /// JetStream stream (a Junction station) for js-* scenarios, and the station for
+    /// http-produce; created if missing with subjects `<stream>.>`.
     #[arg(long, default_value = "BENCH", value_name = "NAME")]
     pub stream: String,
-    /// Storage of a stream this run creates.
+    /// Storage of a stream (station) this run creates.
     #[arg(long, value_enum, default_value_t = Storage::File)]
     pub storage: Storage,
-    /// Sets the stream metadata `junction.flush_interval` (e.g. `50ms`): Junction then
-    /// acks once written to the OS and fsyncs at most this long after, instead of fsync
-    /// before every ack. Other servers ignore it.
+    /// Sets the stream metadata `junction.flush_interval` (e.g. `50ms`; for
+    /// http-produce the station's `flush_interval_ms`): Junction then acks once written
+    /// to the OS and fsyncs at most this long after, instead of fsync before every ack.
+    /// Other servers ignore it.
     #[arg(long, value_name = "DURATION")]
     pub flush_interval: Option<String>,
     /// js-pub: await each PubAck before the next publish (round trip latency).
     #[arg(long, conflicts_with = "window")]
     pub sync: bool,
-    /// js-pub: PubAcks in flight per publisher [default: 100].
+    /// js-pub: PubAcks in flight per publisher [default: 100]. mqtt-pubsub and xproto
+    /// at QoS 1/2: unacknowledged publishes per publisher (rumqttc's inflight)
+    /// [default: 1000, at most 65535].
     #[arg(long, value_name = "N")]
     pub window: Option<usize>,
-    /// js-fetch: messages per pull request.
-    #[arg(long, default_value_t = 100, value_name = "N")]
-    pub batch: usize,
+    /// js-fetch: messages per pull request [default: 100]. http-produce: messages per
+    /// request [default: 1].
+    #[arg(long, value_name = "N")]
+    pub batch: Option<usize>,
+    /// mqtt-pubsub and xproto: the MQTT QoS of publishes and subscriptions.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2), value_name = "0|1|2")]
+    pub qos: u8,
+    /// conn and mqtt-conn: idle connections to open and hold.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub count: usize,
+    /// http-produce: requests in flight (one connection each) [default: 16]. conn and
+    /// mqtt-conn: handshakes in flight while connecting [default: 64].
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
+    /// conn and mqtt-conn: seconds to hold the connections once all are open (the
+    /// server's memory is read at the end).
+    #[arg(long, default_value_t = 2.0, value_name = "SECS")]
+    pub hold: f64,
+    /// conn and mqtt-conn: PID of the server (on this machine), to report its resident
+    /// memory per connection.
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
     /// js-pub: publish this payload (e.g. a JSON document, to measure a station's
     /// schema validation) instead of `--size` zero bytes.
     #[arg(long, value_name = "TEXT")]
     pub payload: Option<String>,
-    /// js-pub: purge the stream before publishing (js-fetch always purges).
+    /// js-pub and http-produce: purge the stream (station) before publishing (js-fetch
+    /// always purges).
     #[arg(long)]
     pub purge: bool,
     /// js-fetch: name of the durable pull consumer (deleted and recreated).
@@ -139,6 +218,20 @@ pub enum Scenario {
     /// Stations via JetStream: a durable pull consumer with explicit acks fetching
     /// `--batch N` per request; the stream is purged and preloaded first (untimed).
     JsFetch,
+    /// NATS: open --count idle connections (connect rate), hold them, and with
+    /// --server-pid report the server's memory per connection.
+    Conn,
+    /// MQTT: --pubs publishers to --subs subscribers of one topic at --qos.
+    MqttPubsub,
+    /// MQTT: open --count idle connections (connect rate), hold them, and with
+    /// --server-pid report the server's memory per connection.
+    MqttConn,
+    /// HTTP: publish through Junction's REST API with --concurrency requests in flight
+    /// and --batch messages per request.
+    HttpProduce,
+    /// MQTT publish to NATS subscribers of the same data: cross-protocol latency and
+    /// rate.
+    Xproto,
 }
 
 impl Scenario {
@@ -152,6 +245,25 @@ impl Scenario {
             Scenario::Reqrep => "reqrep",
             Scenario::JsPub => "js-pub",
             Scenario::JsFetch => "js-fetch",
+            Scenario::Conn => "conn",
+            Scenario::MqttPubsub => "mqtt-pubsub",
+            Scenario::MqttConn => "mqtt-conn",
+            Scenario::HttpProduce => "http-produce",
+            Scenario::Xproto => "xproto",
+        }
+    }
+
+    /// Whether the scenario opens idle connections rather than moving messages.
+    fn is_conn(self) -> bool {
+        matches!(self, Scenario::Conn | Scenario::MqttConn)
+    }
+
+    /// The server URL when --url is not given.
+    fn default_url(self) -> &'static str {
+        match self {
+            Scenario::MqttPubsub | Scenario::MqttConn => "mqtt://127.0.0.1:1883",
+            Scenario::HttpProduce => "http://127.0.0.1:8080",
+            _ => "nats://127.0.0.1:4222",
         }
     }
 }
@@ -169,6 +281,12 @@ pub enum Storage {
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
     pub(crate) args: BenchArgs,
+    /// The server URL (`--url` or the scenario's default).
+    pub(crate) url: String,
+    /// `--batch` with the scenario's default.
+    pub(crate) batch: usize,
+    /// `--concurrency` with the scenario's default.
+    pub(crate) concurrency: usize,
     pub(crate) pubs: usize,
     pub(crate) subs: usize,
     pub(crate) duration: Option<Duration>,
@@ -179,22 +297,75 @@ pub(crate) struct Plan {
 
 impl Plan {
     fn new(args: BenchArgs, progress: bool) -> anyhow::Result<Plan> {
-        let (default_pubs, default_subs) = match args.scenario {
+        let scenario = args.scenario;
+        let concurrency = args.concurrency.unwrap_or(match scenario {
+            Scenario::HttpProduce => 16,
+            _ => 64,
+        });
+        if concurrency == 0 {
+            bail!("--concurrency must be at least 1");
+        }
+        let (default_pubs, default_subs) = match scenario {
             Scenario::Pub | Scenario::JsPub => (1, 0),
-            Scenario::Pubsub | Scenario::Reqrep | Scenario::JsFetch => (1, 1),
+            Scenario::Pubsub
+            | Scenario::Reqrep
+            | Scenario::JsFetch
+            | Scenario::MqttPubsub
+            | Scenario::Xproto => (1, 1),
             Scenario::Fanout => (1, 10),
             Scenario::Queue => (1, 4),
+            Scenario::Conn | Scenario::MqttConn => (0, 0),
+            Scenario::HttpProduce => (concurrency, 0),
         };
+        if scenario == Scenario::HttpProduce && args.pubs.is_some() {
+            bail!("http-produce: use --concurrency, not --pubs");
+        }
         let pubs = args.pubs.unwrap_or(default_pubs);
         let subs = args.subs.unwrap_or(default_subs);
+        if scenario.is_conn() {
+            if args.count == 0 {
+                bail!("--count must be at least 1");
+            }
+            if !(args.hold.is_finite() && args.hold >= 0.0) {
+                bail!("--hold must be zero or more seconds");
+            }
+            if args.duration.is_some() {
+                bail!(
+                    "{}: use --count and --hold, not --duration",
+                    scenario.name()
+                );
+            }
+        }
+        let batch = args.batch.unwrap_or(match scenario {
+            Scenario::HttpProduce => 1,
+            _ => 100,
+        });
+        if scenario == Scenario::HttpProduce && args.subject.is_some() && batch > 1 {
+            bail!("http-produce: --batch > 1 publishes into a station; drop --subject");
+        }
+        if args.window.is_some_and(|w| w > usize::from(u16::MAX))
+            && matches!(scenario, Scenario::MqttPubsub | Scenario::Xproto)
+        {
+            bail!("--window: MQTT allows at most 65535 publishes in flight");
+        }
         if args.scenario == Scenario::Fanout && pubs != 1 {
             bail!("fanout has one publisher; use pubsub for several");
         }
-        let needs_pubs = !matches!(args.scenario, Scenario::JsFetch);
+        let needs_pubs = !matches!(
+            args.scenario,
+            Scenario::JsFetch | Scenario::Conn | Scenario::MqttConn
+        );
         if needs_pubs && pubs == 0 {
             bail!("--pubs must be at least 1");
         }
-        let needs_subs = !matches!(args.scenario, Scenario::Pub | Scenario::JsPub);
+        let needs_subs = !matches!(
+            args.scenario,
+            Scenario::Pub
+                | Scenario::JsPub
+                | Scenario::Conn
+                | Scenario::MqttConn
+                | Scenario::HttpProduce
+        );
         if needs_subs && subs == 0 {
             bail!("--subs must be at least 1 for {}", args.scenario.name());
         }
@@ -209,14 +380,21 @@ impl Plan {
         if duration.is_none() && args.msgs == 0 {
             bail!("--msgs must be at least 1");
         }
-        if args.window == Some(0) || args.batch == 0 {
+        if args.window == Some(0) || batch == 0 {
             bail!("--window and --batch must be at least 1");
         }
         if let Some(f) = &args.flush_interval {
             humantime::parse_duration(f)
                 .with_context(|| format!("--flush-interval: '{f}' is not a duration"))?;
         }
+        let url = args
+            .url
+            .clone()
+            .unwrap_or_else(|| scenario.default_url().to_string());
         Ok(Plan {
+            url,
+            batch,
+            concurrency,
             pubs,
             subs,
             duration,
@@ -256,6 +434,10 @@ async fn run_plan(plan: Plan) -> anyhow::Result<Report> {
         Scenario::Reqrep => core_nats::reqrep(&plan).await,
         Scenario::JsPub => js::publish(&plan).await,
         Scenario::JsFetch => js::fetch(&plan).await,
+        Scenario::Conn | Scenario::MqttConn => conn::idle(&plan).await,
+        Scenario::MqttPubsub => mqtt::pubsub(&plan).await,
+        Scenario::HttpProduce => http::produce(&plan).await,
+        Scenario::Xproto => xproto::run(&plan).await,
     }?;
     report.client_drop_events = plan.client_drops.load(Ordering::Relaxed);
     report.client_process_cpu_secs = stats::process_cpu_secs();

@@ -58,6 +58,50 @@ pub struct JsInfo {
     pub batch: Option<usize>,
 }
 
+/// The settings of an `http-produce` run.
+#[derive(Debug, Clone, Serialize)]
+pub struct HttpInfo {
+    /// Requests in flight (one keep-alive connection each).
+    pub concurrency: usize,
+    /// Messages per request.
+    pub batch: usize,
+    /// `station` (durable: the answer comes once stored) or `subject` (live only).
+    pub target: String,
+    /// The station or subject published to.
+    pub name: String,
+    /// HTTP requests made.
+    pub requests: u64,
+}
+
+/// What an idle-connection run (`conn`, `mqtt-conn`) measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnStats {
+    /// `nats` or `mqtt`.
+    pub protocol: String,
+    /// Connections asked for.
+    pub count: usize,
+    /// Connections open when the memory was read.
+    pub connected: usize,
+    /// Seconds from the first connect to the last CONNACK / PONG.
+    pub connect_secs: f64,
+    /// `connected / connect_secs`.
+    pub connects_per_sec: f64,
+    /// Seconds the connections were held once all were open.
+    pub held_secs: f64,
+    /// The server's PID (`--server-pid`), if given.
+    pub server_pid: Option<u32>,
+    /// The server's VmRSS before the first connect, KiB.
+    pub server_rss_before_kb: Option<u64>,
+    /// The server's VmRSS at the end of the hold, KiB.
+    pub server_rss_after_kb: Option<u64>,
+    /// `(after - before) / connected`, bytes.
+    pub server_rss_per_conn_bytes: Option<f64>,
+    /// This benchmark process's own VmRSS growth per connection, bytes.
+    pub client_rss_per_conn_bytes: Option<f64>,
+    /// The benchmark's open-file limit (RLIMIT_NOFILE, soft) during the run.
+    pub fd_limit: Option<u64>,
+}
+
 /// The result of one benchmark run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -72,21 +116,24 @@ pub struct Report {
     /// Subscribers, queue members, responders or pull consumers.
     pub subs: usize,
     /// The headline count: messages received by all subscribers (pubsub, fanout,
-    /// queue), published (pub, js-pub), round trips (reqrep) or fetched (js-fetch).
+    /// queue, mqtt-pubsub, xproto), published (pub, js-pub, http-produce), round trips
+    /// (reqrep), fetched (js-fetch) or connections opened (conn, mqtt-conn).
     pub msgs: u64,
     /// How many the headline count should have reached.
     pub expected: u64,
     /// `expected - msgs` when the run gave up waiting (never negative).
     pub lost: u64,
     /// Aggregate rate of the headline count: what subscribers received, or the
-    /// publish rate for publish-only scenarios.
+    /// publish rate for publish-only scenarios (connects per second for conn and
+    /// mqtt-conn).
     pub msgs_per_sec: f64,
     /// Aggregate payload MiB per second of the headline count.
     pub mb_per_sec: f64,
     /// Seconds from the start until the headline count was reached.
     pub elapsed_secs: f64,
     /// What the latency percentiles measure: `publish_to_receive`, `round_trip`,
-    /// `publish_to_ack`, `fetch_round_trip`; `None` when not measured.
+    /// `publish_to_ack`, `fetch_round_trip`, `request_round_trip`, `connect`; `None`
+    /// when not measured.
     pub latency: Option<String>,
     /// Latency samples recorded.
     pub latency_samples: u64,
@@ -114,6 +161,12 @@ pub struct Report {
     pub subscribers: Option<GroupStats>,
     /// JetStream settings of `js-*` runs.
     pub jetstream: Option<JsInfo>,
+    /// MQTT QoS of `mqtt-pubsub` and `xproto` runs.
+    pub mqtt_qos: Option<u8>,
+    /// Settings of `http-produce` runs.
+    pub http: Option<HttpInfo>,
+    /// Idle connections and server memory (`conn`, `mqtt-conn`).
+    pub connections: Option<ConnStats>,
 }
 
 fn rate(count: f64, elapsed: f64) -> f64 {
@@ -157,7 +210,7 @@ impl Report {
     pub(crate) fn new(plan: &super::Plan, headline: &GroupStats, expected: u64) -> Report {
         Report {
             scenario: plan.args.scenario.name().to_string(),
-            url: plan.args.url.clone(),
+            url: plan.url.clone(),
             size: plan
                 .args
                 .payload
@@ -184,6 +237,9 @@ impl Report {
             publishers: None,
             subscribers: None,
             jetstream: None,
+            mqtt_qos: None,
+            http: None,
+            connections: None,
         }
     }
 
@@ -217,13 +273,19 @@ impl Report {
             "pub" | "js-pub" => format!("{} pubs", self.pubs),
             "js-fetch" => format!("{} consumers", self.subs),
             "reqrep" => format!("{} requesters, {} responders", self.pubs, self.subs),
+            "http-produce" => format!("{} requests in flight", self.pubs),
+            "xproto" => format!("{} MQTT pubs, {} NATS subs", self.pubs, self.subs),
             _ => format!("{} pubs, {} subs", self.pubs, self.subs),
         };
-        let _ = writeln!(
-            out,
-            "junction bench {} on {}: {} B payloads, {}",
-            self.scenario, self.url, self.size, clients
-        );
+        if self.connections.is_some() {
+            let _ = writeln!(out, "junction bench {} on {}", self.scenario, self.url);
+        } else {
+            let _ = writeln!(
+                out,
+                "junction bench {} on {}: {} B payloads, {}",
+                self.scenario, self.url, self.size, clients
+            );
+        }
         if let Some(js) = &self.jetstream {
             let durability = match &js.flush_interval {
                 Some(f) => format!("flush interval {f}"),
@@ -239,6 +301,53 @@ impl Report {
                 "stream {} ({}, {durability}), {mode}",
                 js.stream, js.storage
             );
+        }
+        if let Some(q) = self.mqtt_qos {
+            let _ = writeln!(out, "MQTT 3.1.1, QoS {q}");
+        }
+        if let Some(h) = &self.http {
+            let _ = writeln!(
+                out,
+                "{} {}: {} messages per request, {} requests",
+                h.target,
+                h.name,
+                h.batch,
+                thousands(h.requests as f64)
+            );
+        }
+        if let Some(c) = &self.connections {
+            let _ = writeln!(
+                out,
+                "{} of {} {} connections open in {:.3} s: {} connects/sec; held {:.1} s",
+                thousands(c.connected as f64),
+                thousands(c.count as f64),
+                c.protocol.to_uppercase(),
+                c.connect_secs,
+                thousands(c.connects_per_sec),
+                c.held_secs
+            );
+            match (
+                c.server_pid,
+                c.server_rss_before_kb,
+                c.server_rss_after_kb,
+                c.server_rss_per_conn_bytes,
+            ) {
+                (Some(pid), Some(b), Some(a), Some(per)) => {
+                    let _ = writeln!(
+                        out,
+                        "Server {pid} RSS: {:.1} MiB before, {:.1} MiB after: {} bytes per connection",
+                        b as f64 / 1024.0,
+                        a as f64 / 1024.0,
+                        thousands(per)
+                    );
+                }
+                _ => {
+                    let _ = writeln!(out, "Server RSS: not measured (give --server-pid)");
+                }
+            }
+            if let Some(per) = c.client_rss_per_conn_bytes {
+                let _ = writeln!(out, "Client RSS: {} bytes per connection", thousands(per));
+            }
         }
         let side = |out: &mut String, name: &str, g: &GroupStats| {
             let _ = writeln!(
@@ -287,14 +396,16 @@ impl Report {
         if let Some(s) = &self.subscribers {
             side(&mut out, sub_name, s);
         }
-        let _ = writeln!(
-            out,
-            "Aggregate: {} msgs/sec ~ {:.2} MB/sec ({} msgs in {:.3} s)",
-            thousands(self.msgs_per_sec),
-            self.mb_per_sec,
-            thousands(self.msgs as f64),
-            self.elapsed_secs
-        );
+        if self.connections.is_none() {
+            let _ = writeln!(
+                out,
+                "Aggregate: {} msgs/sec ~ {:.2} MB/sec ({} msgs in {:.3} s)",
+                thousands(self.msgs_per_sec),
+                self.mb_per_sec,
+                thousands(self.msgs as f64),
+                self.elapsed_secs
+            );
+        }
         if let (Some(kind), Some(p50), Some(p90), Some(p99), Some(p999), Some(max)) = (
             &self.latency,
             self.p50_us,

@@ -72,6 +72,31 @@ fn cpu_secs_from_stat(stat: &str) -> Option<f64> {
     Some((utime + stime) / USER_HZ)
 }
 
+/// The resident set size (VmRSS) of process `pid` in KiB, from `/proc/PID/status`.
+pub(crate) fn rss_kb(pid: u32) -> Option<u64> {
+    status_kb(
+        &std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?,
+        "VmRSS:",
+    )
+}
+
+/// This process's VmRSS in KiB.
+pub(crate) fn self_rss_kb() -> Option<u64> {
+    status_kb(
+        &std::fs::read_to_string("/proc/self/status").ok()?,
+        "VmRSS:",
+    )
+}
+
+fn status_kb(status: &str, key: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    line.get(key.len()..)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Connects one client; every publisher and subscriber gets its own connection.
 /// Messages the client itself drops because a subscription's channel is full are
 /// counted (approximately: async-nats reports them as slow-consumer events) in
@@ -137,6 +162,15 @@ mod tests {
         let line = "1234 (my (odd) name) R 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 4 0";
         assert_eq!(cpu_secs_from_stat(line), Some(3.0));
         assert!(process_cpu_secs().is_some());
+    }
+
+    #[test]
+    fn status_parses() {
+        let status = "Name:\tjunction\nVmHWM:\t   2048 kB\nVmRSS:\t   1024 kB\n";
+        assert_eq!(status_kb(status, "VmRSS:"), Some(1024));
+        assert_eq!(status_kb(status, "VmSwap:"), None);
+        assert!(self_rss_kb().is_some());
+        assert_eq!(rss_kb(std::process::id()).map(|k| k > 0), Some(true));
     }
 
     #[test]
