@@ -196,8 +196,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let mqtt_broker = if mqtt_listener.is_some() || http_listener.is_some() {
         let dyn_engine: Arc<dyn Engine> = engine.clone();
         Some(
-            junction_mqtt::MqttBroker::new(dyn_engine, config.mqtt.options(), shutdown.clone())
-                .map_err(|e| StartError::Io(format!("cannot start the MQTT front-end: {e}")))?,
+            junction_mqtt::MqttBroker::new(
+                dyn_engine,
+                junction_mqtt::MqttOptions {
+                    max_pending: config.limits.max_pending,
+                    ..config.mqtt.options()
+                },
+                shutdown.clone(),
+            )
+            .map_err(|e| StartError::Io(format!("cannot start the MQTT front-end: {e}")))?,
         )
     } else {
         None

@@ -52,6 +52,10 @@ pub struct MqttOptions {
     /// QoS 1/2 messages queued per client beyond its Receive Maximum before new
     /// ones are dropped.
     pub max_queued_messages: usize,
+    /// Payload bytes queued for one client's live deliveries: beyond it QoS 0
+    /// messages are dropped and a QoS 1/2 message disconnects the client as a slow
+    /// consumer.
+    pub max_pending: usize,
     /// How long a new connection has to send CONNECT.
     pub connect_timeout: Duration,
     /// How often `$SYS/broker/...` topics are refreshed (zero: never).
@@ -71,6 +75,7 @@ impl Default for MqttOptions {
             max_keep_alive: 0,
             max_session_expiry: u32::MAX,
             max_queued_messages: 10_000,
+            max_pending: 64 * 1024 * 1024,
             connect_timeout: Duration::from_secs(10),
             sys_interval: Duration::from_secs(10),
             acl: Vec::new(),

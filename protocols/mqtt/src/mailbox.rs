@@ -42,6 +42,8 @@ struct Inner {
     events: VecDeque<Event>,
     closed: bool,
     live_dropped: u64,
+    /// A live QoS 1/2 message found the mailbox full: the client is a slow consumer.
+    overflow: bool,
 }
 
 /// A connection's inbox.
@@ -49,19 +51,25 @@ struct Inner {
 pub struct Mailbox {
     inner: Mutex<Inner>,
     notify: Notify,
-    /// Live messages queued and not yet taken, to bound memory.
-    live_queued: AtomicU64,
-    /// Most live messages queued before new ones are dropped.
+    /// Payload bytes of live messages queued and not yet taken, to bound memory.
+    live_bytes: AtomicU64,
+    /// Most live payload bytes queued: beyond it QoS 0 messages are dropped and a
+    /// QoS 1/2 message makes the client a slow consumer (disconnected).
     pub live_limit: u64,
 }
 
 impl Mailbox {
-    /// A mailbox that drops live messages beyond `live_limit` queued.
+    /// A mailbox holding at most `live_limit` bytes of live payloads.
     pub fn new(live_limit: usize) -> Arc<Self> {
         Arc::new(Mailbox {
             live_limit: live_limit as u64,
             ..Default::default()
         })
+    }
+
+    /// True once a QoS 1/2 live message could not be queued.
+    pub fn overflowed(&self) -> bool {
+        self.inner.lock().overflow
     }
 
     /// Queues an event; false when the connection is gone.
@@ -76,7 +84,7 @@ impl Mailbox {
         true
     }
 
-    fn push_live(&self, message: &Message, sub: u32) -> Delivery {
+    fn push_live(&self, message: &Message, sub: u32, droppable: bool) -> Delivery {
         let fanout = current_fanout();
         let mut inner = self.inner.lock();
         if inner.closed {
@@ -95,11 +103,20 @@ impl Mailbox {
                 }
             }
         }
-        if self.live_limit > 0 && self.live_queued.load(Ordering::Relaxed) >= self.live_limit {
-            inner.live_dropped += 1;
-            return Delivery::Accepted;
+        let size = message.payload.len() as u64;
+        if self.live_limit > 0 && self.live_bytes.load(Ordering::Relaxed) + size > self.live_limit {
+            if droppable {
+                inner.live_dropped += 1;
+                return Delivery::Accepted;
+            }
+            // Never drop an acknowledged QoS 1/2 message quietly: the client goes,
+            // as a NATS slow consumer does.
+            inner.overflow = true;
+            drop(inner);
+            self.notify.notify_one();
+            return Delivery::Gone;
         }
-        self.live_queued.fetch_add(1, Ordering::Relaxed);
+        self.live_bytes.fetch_add(size, Ordering::Relaxed);
         inner.events.push_back(Event::Live {
             fanout,
             message: message.clone(),
@@ -116,11 +133,14 @@ impl Mailbox {
         let events = std::mem::take(&mut inner.events);
         let dropped = std::mem::take(&mut inner.live_dropped);
         drop(inner);
-        let live = events
+        let live: u64 = events
             .iter()
-            .filter(|e| matches!(e, Event::Live { .. }))
-            .count() as u64;
-        self.live_queued.fetch_sub(live, Ordering::Relaxed);
+            .map(|e| match e {
+                Event::Live { message, .. } => message.payload.len() as u64,
+                _ => 0,
+            })
+            .sum();
+        self.live_bytes.fetch_sub(live, Ordering::Relaxed);
         (events, dropped)
     }
 
@@ -150,6 +170,8 @@ pub struct LiveSub {
     pub no_local: Option<String>,
     /// QoS 1/2 MQTT publishes reach this subscription through its consumer group.
     pub durable: bool,
+    /// The subscription's QoS.
+    pub qos: u8,
     pub delivered: AtomicU64,
 }
 
@@ -174,7 +196,16 @@ impl Subscriber for LiveSub {
             }
         }
         self.delivered.fetch_add(1, Ordering::Relaxed);
-        self.mailbox.push_live(message, self.sub)
+        let pub_qos = match &message.headers {
+            Some(h) if h.get(crate::session::H_ORIGIN_PROTOCOL) == Some("mqtt") => {
+                h.get(crate::session::H_MQTT_QOS).map_or(0, |q| {
+                    q.as_bytes().first().map_or(0, |b| b.saturating_sub(b'0'))
+                })
+            }
+            _ => 0,
+        };
+        self.mailbox
+            .push_live(message, self.sub, pub_qos.min(self.qos) == 0)
     }
 
     fn describe(&self) -> (String, u64) {

@@ -1,6 +1,7 @@
 //! Packets from the client: the main loop, PUBLISH in, SUBSCRIBE, UNSUBSCRIBE.
 
 use super::*;
+use futures::FutureExt;
 
 impl<S> Conn<S>
 where
@@ -26,26 +27,20 @@ where
                 frame = self.framed.next() => {
                     self.last_in = Instant::now();
                     self.client.stats.touch();
-                    match frame {
-                        Some(Ok((packet, _))) => {
-                            if let Some(end) = self.handle(lift(packet)).await {
-                                return end;
+                    if let Some(end) = self.on_frame(frame).await {
+                        return end;
+                    }
+                    // Take every packet already read before answering, so a burst of
+                    // publishes is acknowledged with one write.
+                    for _ in 0..64 {
+                        match self.framed.next().now_or_never() {
+                            Some(frame) => {
+                                if let Some(end) = self.on_frame(frame).await {
+                                    return end;
+                                }
                             }
+                            None => break,
                         }
-                        Some(Err(DecodeError::Io(e))) => {
-                            tracing::debug!(client_id = %self.client_id, error = %e, "MQTT connection lost");
-                            return End::WithWill;
-                        }
-                        Some(Err(e)) => {
-                            let code = match e {
-                                // An invalid UTF-8 string is a malformed packet (v5 §1.5.4).
-                                DecodeError::Utf8Error => 0x81,
-                                _ => u8::from(e.to_reason_code()),
-                            };
-                            self.disconnect(code, &e.to_string()).await;
-                            return End::WithWill;
-                        }
-                        None => return End::WithWill,
                     }
                 }
                 _ = self.mailbox.wait() => {}
@@ -56,11 +51,40 @@ where
         }
     }
 
+    /// Handles what the socket produced; `Some` ends the connection.
+    async fn on_frame(
+        &mut self,
+        frame: Option<Result<(MqttPacket, u32), DecodeError>>,
+    ) -> Option<End> {
+        match frame {
+            Some(Ok((packet, _))) => self.handle(lift(packet)).await,
+            Some(Err(DecodeError::Io(e))) => {
+                tracing::debug!(client_id = %self.client_id, error = %e, "MQTT connection lost");
+                Some(End::WithWill)
+            }
+            Some(Err(e)) => {
+                let code = match e {
+                    // An invalid UTF-8 string is a malformed packet (v5 §1.5.4).
+                    DecodeError::Utf8Error => 0x81,
+                    _ => u8::from(e.to_reason_code()),
+                };
+                self.disconnect(code, &e.to_string()).await;
+                Some(End::WithWill)
+            }
+            None => Some(End::WithWill),
+        }
+    }
+
     /// Handles everything in the mailbox.
     pub(super) async fn drain(&mut self) -> bool {
         let (events, dropped) = self.mailbox.take();
         if dropped > 0 {
-            tracing::warn!(client_id = %self.client_id, dropped, "MQTT client queue full: live messages dropped");
+            tracing::warn!(client_id = %self.client_id, dropped, "MQTT client too slow: QoS 0 messages dropped");
+        }
+        if self.mailbox.overflowed() {
+            tracing::warn!(client_id = %self.client_id, "MQTT slow consumer: QoS 1/2 messages could not be queued, disconnecting");
+            self.broker.engine.slow_consumer(&self.client);
+            return false;
         }
         for e in events {
             let ok = match e {
@@ -74,8 +98,9 @@ where
                     true
                 }
                 Event::Stored { slot, result } => {
-                    if let Some(p) = self.acks_in.iter_mut().find(|p| p.slot == slot) {
-                        p.result = Some(result);
+                    // Slots are handed out in increasing order.
+                    if let Ok(i) = self.acks_in.binary_search_by_key(&slot, |p| p.slot) {
+                        self.acks_in[i].result = Some(result);
                     }
                     self.flush_acks().await
                 }
@@ -245,7 +270,7 @@ where
             }
             return None;
         }
-        if qos > 0 {
+        if self.v5 && qos > 0 {
             let inflight =
                 self.acks_in.iter().filter(|a| a.qos == 1).count() + self.record.qos2_in.len();
             if self.v5 && inflight >= usize::from(self.broker.options.receive_maximum) {
@@ -574,6 +599,7 @@ where
                 wild_first: mapped.wild_first,
                 no_local: opts.no_local.then(|| self.client_id.clone()),
                 durable,
+                qos: opts.qos,
                 delivered: AtomicU64::new(0),
             });
             match self

@@ -498,7 +498,7 @@ async fn connect<S>(
         }
     }
     let mut conn = Conn {
-        mailbox: Mailbox::new(broker.options.max_queued_messages),
+        mailbox: Mailbox::new(broker.options.max_pending),
         broker: broker.clone(),
         tenant: tenant.clone(),
         framed,
