@@ -79,7 +79,8 @@ pub struct Mqtt {
     pub max_keep_alive: u16,
     /// Longest session expiry granted, in seconds.
     pub max_session_expiry: u32,
-    /// QoS 1/2 messages queued per client beyond its Receive Maximum.
+    /// Live QoS 1/2 messages queued per client beyond its Receive Maximum; one more
+    /// disconnects the client as a slow consumer.
     pub max_queued_messages: usize,
     /// How often `$SYS/broker/...` topics are refreshed (`0s` turns them off).
     #[serde(with = "humantime_serde")]

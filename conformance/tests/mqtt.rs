@@ -32,6 +32,8 @@ mod session_expiry;
 mod session_takeover;
 #[path = "mqtt/shared_subscriptions.rs"]
 mod shared_subscriptions;
+#[path = "mqtt/slow_consumer.rs"]
+mod slow_consumer;
 #[path = "mqtt/topic_mapping.rs"]
 mod topic_mapping;
 #[path = "mqtt/unsubscribe.rs"]

@@ -49,8 +49,8 @@ pub struct MqttOptions {
     pub max_keep_alive: u16,
     /// Longest session expiry granted, seconds.
     pub max_session_expiry: u32,
-    /// QoS 1/2 messages queued per client beyond its Receive Maximum before new
-    /// ones are dropped.
+    /// Live QoS 1/2 messages queued per client beyond its Receive Maximum; one more
+    /// disconnects the client as a slow consumer.
     pub max_queued_messages: usize,
     /// Payload bytes queued for one client's live deliveries: beyond it QoS 0
     /// messages are dropped and a QoS 1/2 message disconnects the client as a slow

@@ -84,6 +84,8 @@ where
         if self.mailbox.overflowed() {
             tracing::warn!(client_id = %self.client_id, "MQTT slow consumer: QoS 1/2 messages could not be queued, disconnecting");
             self.broker.engine.slow_consumer(&self.client);
+            self.disconnect(0x97, "slow consumer: messages could not be queued")
+                .await;
             return false;
         }
         for e in events {

@@ -315,8 +315,13 @@ where
         if matches!(m.origin, Origin::Live)
             && self.queue.len() >= self.broker.options.max_queued_messages
         {
-            tracing::warn!(client_id = %self.client_id, "MQTT client queue full: message dropped");
-            return true;
+            // The client does not acknowledge what it has: it is a slow consumer. An
+            // acknowledged QoS 1/2 message is never dropped quietly.
+            tracing::warn!(client_id = %self.client_id, queued = self.queue.len(), "MQTT slow consumer: too many unacknowledged QoS 1/2 messages, disconnecting");
+            self.broker.engine.slow_consumer(&self.client);
+            self.disconnect(0x97, "slow consumer: too many unacknowledged messages")
+                .await;
+            return false;
         }
         self.queue.push_back(m);
         true
