@@ -38,9 +38,96 @@ export interface Station {
   metadata: Record<string, string>;
   created: string;
   state: StationState;
-  /** Attached schema, once the broker supports schemas. */
-  schema?: string | null;
-  schema_version?: number | null;
+  /** Attached schema (`/v1/schemas`), and the pinned version (null: its active one). */
+  schema: string | null;
+  schema_version: number | null;
+  dead_letter: DeadLetterPolicy;
+  /** `$dls_<name>`, once the policy keeps something. */
+  dead_letter_station: string | null;
+}
+
+/** Which failures a station copies to its dead-letter station (docs/dead-letter.md). */
+export interface DeadLetterPolicy {
+  max_deliveries: boolean;
+  terminated: boolean;
+  schema_violation: boolean;
+  max_msgs: number;
+  max_age_ms: number;
+}
+
+/** The fields of a station's JSON that its definition (POST/PUT) does not take. */
+export const STATION_STATE_FIELDS = ['name', 'created', 'state', 'dead_letter_station'] as const;
+
+/** Names of dead-letter stations: `$dls_<station>`. */
+export const DLS_PREFIX = '$dls_';
+
+export interface SchemaVersion {
+  version: number;
+  created: string;
+  definition: unknown;
+}
+
+export interface Schema {
+  name: string;
+  type: string;
+  /** The version stations without a pinned `schema_version` validate against. */
+  active_version: number;
+  created: string;
+  stations: string[];
+  /** Oldest first. */
+  versions: SchemaVersion[];
+}
+
+/** A dead-letter resend task (`POST …/dls/resend`, `GET …/dls/resend/{id}`). */
+export interface ResendTask {
+  id: number;
+  station: string;
+  state: 'running' | 'done';
+  total: number;
+  redelivered: number;
+  republished: number;
+  failed: number;
+  errors: string[];
+  started: string;
+  finished: string | null;
+}
+
+export interface LineageNode {
+  /** `producer:<protocol>:<client>`, `station:<name>`, `group:<station>/<group>`. */
+  id: string;
+  kind: 'producer' | 'station' | 'group';
+  name: string;
+}
+
+export interface LineageEdge {
+  from: string;
+  to: string;
+  /** Messages since the broker started. */
+  messages: number;
+  /** Per second, averaged over the last minute. */
+  rate: number;
+}
+
+export interface LineageGraph {
+  nodes: LineageNode[];
+  edges: LineageEdge[];
+}
+
+export interface LineageMessage {
+  msg_id: string;
+  protocol: string;
+  conn_id: number;
+  client: string | null;
+  subject: string;
+  received: string;
+  station: string | null;
+  seq: number | null;
+  deliveries: { group: string; time: string; delivery_count: number }[];
+}
+
+export interface LineageTrace {
+  trace_id: string;
+  messages: LineageMessage[];
 }
 
 export interface StoredMessage {
@@ -256,6 +343,12 @@ export const api = {
   stations: () => get<{ stations: Station[] }>('/v1/stations').then((r) => r.stations),
   station: (name: string) => get<Station>(`/v1/stations/${enc(name)}`),
   createStation: (def: object) => request<Station>('POST', '/v1/stations', { body: def }),
+  /** A station's definition for a PUT: its JSON without the read-only fields. */
+  definitionOf: (s: Station): Record<string, unknown> => {
+    const def: Record<string, unknown> = { ...s };
+    for (const k of STATION_STATE_FIELDS) delete def[k];
+    return def;
+  },
   updateStation: (name: string, def: object) =>
     request<Station>('PUT', `/v1/stations/${enc(name)}`, { body: def }),
   deleteStation: (name: string) => request<void>('DELETE', `/v1/stations/${enc(name)}`),
@@ -277,6 +370,8 @@ export const api = {
     request<Group>('POST', `/v1/stations/${enc(name)}/groups`, { body: def }),
   deleteGroup: (name: string, group: string) =>
     request<void>('DELETE', `/v1/stations/${enc(name)}/groups/${enc(group)}`),
+  schemas: () => get<{ schemas: Schema[] }>('/v1/schemas').then((r) => r.schemas),
+  schema: (name: string) => get<Schema>(`/v1/schemas/${enc(name)}`),
   connections: () => get<{ connections: Connection[] }>('/v1/connections').then((r) => r.connections),
   metrics: async (): Promise<string> => {
     const res = await fetch('/metrics');

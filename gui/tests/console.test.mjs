@@ -1,6 +1,7 @@
 // End-to-end: the console served by a real broker, in headless Chromium.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import mqtt from 'mqtt';
 import { connect, headers as natsHeaders } from 'nats';
 import { launchBrowser, newPage, screenshot, startBroker } from './harness.mjs';
 
@@ -11,7 +12,7 @@ describe('console against a broker without auth', () => {
   const errors = [];
 
   before(async () => {
-    broker = await startBroker();
+    broker = await startBroker([], { mqtt: true });
     browser = await launchBrowser();
     page = await newPage(browser, errors);
   });
@@ -66,12 +67,14 @@ describe('console against a broker without auth', () => {
     await screenshot(page, 'stations');
   });
 
-  test('messages published over NATS and HTTP appear in the live tail', async () => {
+  test('messages published over NATS, HTTP and MQTT appear in the live tail', async () => {
     await page.goto(`${broker.url}/stations/orders`);
     await page.getByRole('heading', { level: 1, name: 'orders' }).waitFor();
     await page.getByTestId('no-messages').waitFor();
 
     const nc = await connect({ servers: broker.nats, name: 'gui-test-publisher' });
+    let mq;
+    let mqWs;
     try {
       const h = natsHeaders();
       h.set('Trace-Id', 'nats-trace-1');
@@ -91,23 +94,44 @@ describe('console against a broker without auth', () => {
       await table.getByText('orders.binary').waitFor();
       await table.getByText('hello from http').waitFor();
 
+      // MQTT 5 over TCP and MQTT 3.1.1 over the WebSocket at /mqtt, QoS 1 (acked once stored).
+      mq = await mqtt.connectAsync(broker.mqtt, { clientId: 'gui-test-mqtt', protocolVersion: 5, reconnectPeriod: 0 });
+      await mq.publishAsync('orders/mqtt', JSON.stringify({ via: 'mqtt' }), { qos: 1 });
+      mqWs = await mqtt.connectAsync(`${broker.url.replace('http', 'ws')}/mqtt`, {
+        clientId: 'gui-test-mqtt-ws',
+        protocolVersion: 4,
+        reconnectPeriod: 0,
+      });
+      await mqWs.publishAsync('orders/mqtt-ws', 'hello from mqtt over websocket', { qos: 1 });
+      await table.getByText('orders.mqtt', { exact: true }).waitFor();
+      await table.getByText('hello from mqtt over websocket').waitFor();
+
       // The produce form publishes too.
       const produce = page.getByTestId('produce-form');
       await produce.getByLabel('Subject').fill('orders.form');
       await produce.getByLabel('Payload').fill('{"via":"form"}');
       await produce.getByRole('button', { name: 'Send' }).click();
-      await produce.getByText('Stored as #4').waitFor();
+      await produce.getByText('Stored as #6').waitFor();
       await table.getByText('orders.form').waitFor();
 
-      // The connections page lists the NATS client with its subscription-less counters.
+      // The connections page lists the NATS and MQTT clients, each with its protocol.
       await screenshot(page, 'station-live-tail');
       await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Connections' }).click();
       const connections = page.getByTestId('connections-table');
       await connections.getByText('gui-test-publisher').waitFor();
       await connections.getByText('junction-http').waitFor();
+      for (const name of ['gui-test-mqtt', 'gui-test-mqtt-ws']) {
+        const row = connections.getByRole('row').filter({ has: page.getByRole('cell', { name, exact: true }) });
+        assert.equal(await row.locator('.badge').innerText(), 'mqtt');
+      }
       await screenshot(page, 'connections');
+      await page.goto(`${broker.url}/connections?protocol=mqtt`);
+      await connections.getByText('gui-test-mqtt-ws').waitFor();
+      assert.equal(await connections.getByText('gui-test-publisher').count(), 0, 'the protocol filter leaves NATS out');
     } finally {
       await nc.close();
+      await mq?.endAsync();
+      await mqWs?.endAsync();
     }
   });
 
@@ -140,25 +164,8 @@ describe('console against a broker without auth', () => {
     await page.goto(`${broker.url}/stations/orders`);
     const row = page.getByTestId('groups-table').getByRole('row', { name: /billing/ });
     await row.waitFor();
-    assert.match(await row.innerText(), /billing[\s\S]*\b4\b/);
+    assert.match(await row.innerText(), /billing[\s\S]*\b6\b/);
     await screenshot(page, 'station-groups');
-  });
-
-  test('dead letters, schemas and lineage pages load (or say the broker lacks them)', async () => {
-    for (const [path, name, ready] of [
-      ['/stations/orders/dls', 'dead-letters', 'Dead letters of orders'],
-      ['/schemas', 'schemas', 'Schemas'],
-      ['/lineage', 'lineage', 'Lineage'],
-    ]) {
-      await page.goto(`${broker.url}${path}`);
-      await page.getByRole('heading', { level: 1, name: ready }).waitFor();
-      // Either the real page or the explicit "does not provide … yet" state; never a blank one.
-      await page
-        .locator('[data-testid="not-provided"], [data-testid="dls-table"], table, [data-testid="lineage-graph"], p.muted')
-        .first()
-        .waitFor();
-      await screenshot(page, name);
-    }
   });
 
   test('deep links survive a reload and API paths keep their JSON 404', async () => {
@@ -188,7 +195,7 @@ describe('console against a broker without auth', () => {
     const station = await res.json();
     assert.equal(station.description, 'edited in the browser');
     assert.equal(station.retention.max_msgs, 1000);
-    assert.equal(station.state.messages, 4, 'editing keeps the messages');
+    assert.equal(station.state.messages, 6, 'editing keeps the messages');
 
     await page.getByRole('button', { name: 'Delete', exact: true }).click();
     const dialog = page.getByRole('dialog');

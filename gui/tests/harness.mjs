@@ -32,16 +32,17 @@ export function chromiumPath() {
 }
 
 /**
- * Starts `junction serve` and resolves once it has printed its bound HTTP and NATS
- * addresses. `extra` adds flags (e.g. ['--auth', 'token']).
+ * Starts `junction serve` and resolves once it has printed its bound addresses
+ * (HTTP, NATS, and MQTT when `mqtt` is set; every listener on 127.0.0.1:0, so the
+ * OS picks free ports). `extra` adds flags (e.g. ['--auth', 'token']).
  */
-export async function startBroker(extra = []) {
+export async function startBroker(extra = [], { mqtt = false } = {}) {
   const dataDir = mkdtempSync(join(tmpdir(), 'junction-gui-test-'));
   const args = [
     'serve',
     '--http-listen', '127.0.0.1:0',
     '--nats-listen', '127.0.0.1:0',
-    '--mqtt-listen', 'off',
+    '--mqtt-listen', mqtt ? '127.0.0.1:0' : 'off',
     '--data-dir', dataDir,
     ...extra,
   ];
@@ -57,9 +58,11 @@ export async function startBroker(extra = []) {
       const clean = log.replace(/\x1b\[[0-9;]*m/g, '');
       const http = /Listening for HTTP on (\S+)/.exec(clean);
       const nats = /Listening for client connections on (\S+)/.exec(clean);
+      const mqttAddr = /Listening for MQTT clients on (\S+)/.exec(clean);
       if (http) found.http = http[1];
       if (nats) found.nats = nats[1];
-      if (found.http && found.nats) resolveAddr(found);
+      if (mqttAddr) found.mqtt = mqttAddr[1];
+      if (found.http && found.nats && (!mqtt || found.mqtt)) resolveAddr(found);
     };
     child.stdout.on('data', onData);
     child.stderr.on('data', onData);
@@ -69,6 +72,8 @@ export async function startBroker(extra = []) {
   return {
     url: `http://${addresses.http}`,
     nats: addresses.nats,
+    /** `mqtt://host:port` when started with `{ mqtt: true }`. */
+    mqtt: addresses.mqtt ? `mqtt://${addresses.mqtt}` : undefined,
     log: () => log,
     async stop() {
       if (child.exitCode === null) {

@@ -2,6 +2,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import type { StoredMessage } from '../api';
 import { bytes, headerEntries, hexDump, isLineageHeader, payloadBytes, prettyJson, time } from '../format';
+import { Link } from '../router';
 
 type View = 'json' | 'text' | 'hex';
 
@@ -13,6 +14,7 @@ export function MessageView({ message, onClose }: { message: StoredMessage; onCl
   const headers = headerEntries(message.headers);
   const lineage = headers.filter(([k]) => isLineageHeader(k));
   const plain = headers.filter(([k]) => !isLineageHeader(k));
+  const msgId = lineage.find(([k]) => /^junction-msg-id$/i.test(k))?.[1];
   const heading = useRef<HTMLHeadingElement>(null);
   useEffect(() => {
     // The view may open below a long table: bring it into sight and move focus to it.
@@ -67,6 +69,11 @@ export function MessageView({ message, onClose }: { message: StoredMessage; onCl
       </pre>
       <HeaderTable title="Headers" rows={plain} empty="No headers." />
       <HeaderTable title="Lineage headers" rows={lineage} empty="No lineage headers on this message." />
+      {msgId && (
+        <p>
+          <Link href={`/lineage?id=${encodeURIComponent(msgId)}`}>This message's journey</Link>
+        </p>
+      )}
     </article>
   );
 }

@@ -1,6 +1,7 @@
 // Create or edit a station, with inline validation and the server's errors.
 import { useState } from 'preact/hooks';
 import { api, ApiError, type Station } from '../api';
+import { useLoad } from '../hooks';
 
 interface Fields {
   name: string;
@@ -17,6 +18,14 @@ interface Fields {
   max_msg_size: string;
   deny_delete: boolean;
   deny_purge: boolean;
+  schema: string;
+  /** '' follows the schema's active version. */
+  schema_version: string;
+  dl_max_deliveries: boolean;
+  dl_terminated: boolean;
+  dl_schema_violation: boolean;
+  dl_max_msgs: string;
+  dl_max_age_s: string;
 }
 
 function fromStation(s?: Station): Fields {
@@ -35,6 +44,13 @@ function fromStation(s?: Station): Fields {
     max_msg_size: String(s?.max_msg_size ?? -1),
     deny_delete: s?.deny_delete ?? false,
     deny_purge: s?.deny_purge ?? false,
+    schema: s?.schema ?? '',
+    schema_version: s?.schema_version ? String(s.schema_version) : '',
+    dl_max_deliveries: s?.dead_letter?.max_deliveries ?? false,
+    dl_terminated: s?.dead_letter?.terminated ?? false,
+    dl_schema_violation: s?.dead_letter?.schema_violation ?? false,
+    dl_max_msgs: String(s?.dead_letter?.max_msgs ?? 10000),
+    dl_max_age_s: String((s?.dead_letter?.max_age_ms ?? 0) / 1000),
   };
 }
 
@@ -72,6 +88,8 @@ export function validate(f: Fields, editing: boolean): Partial<Record<keyof Fiel
     if (String(f[k]).trim() === '' || !isFinite(v) || v < 0) errors[k] = `${what} must be a number of seconds ≥ 0.`;
   };
   seconds('max_age_s', 'Max age');
+  integer('dl_max_msgs', -1, 'Most dead letters');
+  seconds('dl_max_age_s', 'Dead-letter max age');
   seconds('duplicate_window_s', 'Duplicate window');
   return errors;
 }
@@ -98,6 +116,15 @@ function toDefinition(f: Fields, base?: Station): Record<string, unknown> {
     max_msg_size: Number(f.max_msg_size),
     deny_delete: f.deny_delete,
     deny_purge: f.deny_purge,
+    schema: f.schema || null,
+    schema_version: f.schema && f.schema_version ? Number(f.schema_version) : null,
+    dead_letter: {
+      max_deliveries: f.dl_max_deliveries,
+      terminated: f.dl_terminated,
+      schema_violation: f.dl_schema_violation,
+      max_msgs: Number(f.dl_max_msgs),
+      max_age_ms: Math.round(Number(f.dl_max_age_s) * 1000),
+    },
   };
   const subjects = subjectList(f.subjects);
   if (subjects.length) def.subjects = subjects;
@@ -106,8 +133,6 @@ function toDefinition(f: Fields, base?: Station): Record<string, unknown> {
     def.flush_interval_ms = base.flush_interval_ms;
     def.max_consumers = base.max_consumers;
     def.metadata = base.metadata;
-    if (base.schema) def.schema = base.schema;
-    if (base.schema_version) def.schema_version = base.schema_version;
   } else {
     def.name = f.name.trim();
   }
@@ -128,6 +153,8 @@ export function StationForm({ station, onSaved, onCancel }: Props) {
   const [serverError, setServerError] = useState<ApiError>();
   const [busy, setBusy] = useState(false);
   const errors = validate(f, editing);
+  const schemas = useLoad(() => api.schemas(), []);
+  const chosen = schemas.data?.find((x) => x.name === f.schema);
   const show = (k: keyof Fields) => (submitted || touched.has(k) ? errors[k] : undefined);
 
   const set = <K extends keyof Fields>(k: K, v: Fields[K]) => setF((old) => ({ ...old, [k]: v }));
@@ -265,6 +292,74 @@ export function StationForm({ station, onSaved, onCancel }: Props) {
           <input type="checkbox" checked={f.deny_purge} onChange={(e) => set('deny_purge', e.currentTarget.checked)} />{' '}
           Refuse purges
         </label>
+      </fieldset>
+      <fieldset>
+        <legend>Schema and dead letters</legend>
+        <div class="grid3">
+          <label for="sf-schema">
+            Schema
+            <select
+              id="sf-schema"
+              value={f.schema}
+              onChange={(e) => setF((old) => ({ ...old, schema: e.currentTarget.value, schema_version: '' }))}
+            >
+              <option value="">none</option>
+              {f.schema && !chosen && <option value={f.schema}>{f.schema}</option>}
+              {(schemas.data ?? []).map((x) => (
+                <option key={x.name} value={x.name}>
+                  {x.name}
+                </option>
+              ))}
+            </select>
+            {schemas.error && <small class="field-error">Could not list schemas: {schemas.error.message}</small>}
+          </label>
+          <label for="sf-schema_version">
+            Schema version
+            <select
+              id="sf-schema_version"
+              value={f.schema_version}
+              disabled={!f.schema}
+              onChange={(e) => set('schema_version', e.currentTarget.value)}
+            >
+              <option value="">active version{chosen ? ` (now v${chosen.active_version})` : ''}</option>
+              {f.schema_version && !chosen?.versions.some((v) => String(v.version) === f.schema_version) && (
+                <option value={f.schema_version}>pinned to v{f.schema_version}</option>
+              )}
+              {(chosen?.versions ?? []).map((v) => (
+                <option key={v.version} value={String(v.version)}>
+                  pinned to v{v.version}
+                </option>
+              ))}
+            </select>
+          </label>
+        </div>
+        <p class="muted small" id="sf-dl-hint">
+          Keep in the dead-letter station (<code>$dls_{f.name || 'name'}</code>):
+        </p>
+        <label class="inline">
+          <input
+            type="checkbox"
+            checked={f.dl_schema_violation}
+            onChange={(e) => set('dl_schema_violation', e.currentTarget.checked)}
+          />{' '}
+          Schema violations
+        </label>
+        <label class="inline">
+          <input
+            type="checkbox"
+            checked={f.dl_max_deliveries}
+            onChange={(e) => set('dl_max_deliveries', e.currentTarget.checked)}
+          />{' '}
+          Messages past a group's max deliveries
+        </label>
+        <label class="inline">
+          <input type="checkbox" checked={f.dl_terminated} onChange={(e) => set('dl_terminated', e.currentTarget.checked)} />{' '}
+          Terminated messages
+        </label>
+        <div class="grid3">
+          {field('dl_max_msgs', 'Most dead letters', { inputMode: 'numeric' }, '-1 is unlimited')}
+          {field('dl_max_age_s', 'Dead-letter max age (s)', { inputMode: 'decimal' }, '0 keeps forever')}
+        </div>
       </fieldset>
       <div class="actions">
         <button type="button" onClick={onCancel}>

@@ -134,7 +134,9 @@ export function Connections() {
       )}
       <p class="muted small">
         HTTP requests share one client per tenant (<code>junction-http</code>); SSE streams and WebSockets are clients of
-        their own. Disconnecting a client needs an API route the broker does not have yet.
+        their own. The MQTT front-end keeps one internal client per tenant (<code>junction-mqtt</code>, address{' '}
+        <code>0.0.0.0:0</code>); MQTT over the WebSocket at <code>/mqtt</code> is listed as <code>mqtt</code>.
+        Disconnecting a client needs an API route the broker does not have yet.
       </p>
     </section>
   );

@@ -1,36 +1,16 @@
-// Lineage: the station-level graph (producers → stations → consumer groups, with
-// rates), laid out by dagre, and a message's journey by message id or trace id.
-// Written against the API of the station-semantics work (issue 6):
-//   GET /v1/lineage/graph → {nodes:[{id, kind, label?, protocol?}], edges:[{from|source, to|target, rate?}]}
-//   GET /v1/lineage/{message-id or trace-id} → {hops:[…]} (or an array of hops)
-// Until the broker serves them, the page says so.
+// Lineage (docs/lineage.md): the station-level graph (producers → stations →
+// consumer groups, with rates on the edges), laid out by dagre, and a message's
+// journey by message id or trace id.
+//   GET /v1/lineage/graph → {nodes:[{id, kind, name}], edges:[{from, to, messages, rate}]}
+//   GET /v1/lineage/{Junction-Msg-Id or trace id} → {trace_id, messages:[{msg_id, protocol,
+//       conn_id, client, subject, received, station, seq, deliveries:[{group, time, delivery_count}]}]}
 import { useEffect, useState } from 'preact/hooks';
-import { ApiError, get } from '../api';
+import { ApiError, get, type LineageEdge as GraphEdge, type LineageGraph as Graph, type LineageNode as GraphNode, type LineageTrace } from '../api';
 import { ErrorNote, Loading, NotProvided, isMissing } from '../components/Status';
-import { rate, time } from '../format';
+import { num, rate, time } from '../format';
 import { useLoad, useTitle } from '../hooks';
 import { Link, setQuery, stationHref, useLocation } from '../router';
 
-interface GraphNode {
-  id: string;
-  kind?: string;
-  label?: string;
-  name?: string;
-  protocol?: string;
-}
-interface GraphEdge {
-  from?: string;
-  to?: string;
-  source?: string;
-  target?: string;
-  rate?: number;
-  rate_per_sec?: number;
-  msgs_per_sec?: number;
-}
-interface Graph {
-  nodes: GraphNode[];
-  edges: GraphEdge[];
-}
 interface Placed {
   nodes: { node: GraphNode; x: number; y: number; w: number; h: number }[];
   edges: { edge: GraphEdge; points: { x: number; y: number }[]; mid: { x: number; y: number } }[];
@@ -40,8 +20,25 @@ interface Placed {
 
 const NODE_W = 170;
 const NODE_H = 44;
-const edgeEnds = (e: GraphEdge) => [e.from ?? e.source ?? '', e.to ?? e.target ?? ''];
-const edgeRate = (e: GraphEdge) => e.rate ?? e.rate_per_sec ?? e.msgs_per_sec;
+const edgeEnds = (e: GraphEdge) => [e.from, e.to];
+/** Rates of a few messages a minute stay readable: 0.017/s, not 0.0/s. */
+const smallRate = (n: number) => (n === 0 ? '0' : n < 0.1 ? n.toFixed(3) : rate(n));
+
+/** What a node shows: its name, and a second line (kind, protocol or station). */
+function nodeText(n: GraphNode): { label: string; sub: string; href?: string } {
+  const [, ...rest] = n.id.split(':');
+  const what = rest.join(':');
+  if (n.kind === 'producer') {
+    const [protocol, ...client] = what.split(':');
+    return { label: client.join(':') || n.name, sub: `producer · ${protocol}` };
+  }
+  if (n.kind === 'station') return { label: n.name, sub: 'station', href: stationHref(n.name) };
+  if (n.kind === 'group') {
+    const station = what.slice(0, what.lastIndexOf('/'));
+    return { label: n.name, sub: `group of ${station}`, href: station ? stationHref(station) : undefined };
+  }
+  return { label: n.name || n.id, sub: n.kind };
+}
 
 async function layout(g: Graph): Promise<Placed> {
   // dagre is loaded with this page only.
@@ -72,7 +69,7 @@ export function Lineage() {
   useTitle('Lineage');
   const { query } = useLocation();
   const id = query.get('id') ?? '';
-  const graph = useLoad(() => get<Graph>('/v1/lineage/graph'), [], 5000);
+  const graph = useLoad(() => get<Graph>('/v1/lineage/graph'), [], 3000);
   const [placed, setPlaced] = useState<Placed>();
   const [layoutError, setLayoutError] = useState<string>();
   useEffect(() => {
@@ -82,6 +79,7 @@ export function Lineage() {
     );
   }, [graph.data]);
   const [input, setInput] = useState(id);
+  useEffect(() => setInput(id), [id]);
 
   if (isMissing(graph.error)) {
     return (
@@ -101,7 +99,9 @@ export function Lineage() {
         {!placed ? (
           <Loading what="Laying out the graph" />
         ) : placed.nodes.length === 0 ? (
-          <p class="muted">No traffic recorded yet.</p>
+          <p class="muted" data-testid="no-lineage">
+            No traffic recorded yet: stations appear once they store a message, groups once they are delivered one.
+          </p>
         ) : (
           <GraphView placed={placed} />
         )}
@@ -144,35 +144,33 @@ function GraphView({ placed }: { placed: Placed }) {
           </marker>
         </defs>
         {placed.edges.map((e, i) => {
-          const r = edgeRate(e.edge);
           const [a, b] = edgeEnds(e.edge);
           return (
             <g key={i} class="edge" data-from={a} data-to={b}>
               <polyline points={e.points.map((p) => `${p.x},${p.y}`).join(' ')} fill="none" stroke="currentColor" marker-end="url(#arrow)" />
-              {r !== undefined && (
-                <text x={e.mid.x} y={e.mid.y - 6} text-anchor="middle" class="edge-label">
-                  {rate(r)}/s
-                </text>
-              )}
+              <text x={e.mid.x} y={e.mid.y - 6} text-anchor="middle" class="edge-label">
+                {smallRate(e.edge.rate)}/s · {num(e.edge.messages)}
+              </text>
+              <title>{`${a} → ${b}: ${e.edge.messages} messages since start, ${e.edge.rate.toFixed(3)}/s over the last minute`}</title>
             </g>
           );
         })}
         {placed.nodes.map(({ node, x, y, w, h }) => {
-          const label = node.label ?? node.name ?? node.id;
+          const { label, sub, href } = nodeText(node);
           const body = (
-            <g class={`node ${node.kind ?? ''}`} data-id={node.id}>
+            <g class={`node ${node.kind}`} data-id={node.id}>
               <rect x={x} y={y} width={w} height={h} rx="8" />
               <text x={x + w / 2} y={y + 18} text-anchor="middle" class="node-label">
                 {label.length > 22 ? `${label.slice(0, 21)}…` : label}
               </text>
               <text x={x + w / 2} y={y + 34} text-anchor="middle" class="node-kind">
-                {[node.kind, node.protocol].filter(Boolean).join(' · ')}
+                {sub.length > 26 ? `${sub.slice(0, 25)}…` : sub}
               </text>
-              <title>{`${node.kind ?? 'node'} ${label}`}</title>
+              <title>{`${sub}: ${label}`}</title>
             </g>
           );
-          return node.kind === 'station' ? (
-            <a key={node.id} href={stationHref(label)}>
+          return href ? (
+            <a key={node.id} href={href}>
               {body}
             </a>
           ) : (
@@ -185,47 +183,62 @@ function GraphView({ placed }: { placed: Placed }) {
 }
 
 function Journey({ id }: { id: string }) {
-  const { data, error } = useLoad(
-    () =>
-      get<{ hops?: Record<string, unknown>[] } | Record<string, unknown>[]>(`/v1/lineage/${encodeURIComponent(id)}`).then((r) =>
-        Array.isArray(r) ? r : (r.hops ?? []),
-      ),
-    [id],
-  );
+  const { data, error } = useLoad(() => get<LineageTrace>(`/v1/lineage/${encodeURIComponent(id)}`), [id]);
   if (isMissing(error)) return <NotProvided feature="message journeys" route={`GET /v1/lineage/${id}`} />;
+  if (error?.code === 'lineage_not_found')
+    return (
+      <p class="muted" role="status">
+        The broker does not know {id}: it remembers the paths of the last 100,000 stored messages since it started.
+      </p>
+    );
   if (error) return <ErrorNote error={error as ApiError} what="Journey" />;
   if (!data) return <Loading />;
-  if (data.length === 0) return <p class="muted">No hops recorded for {id}.</p>;
   return (
-    <ol class="journey">
-      {data.map((hop, i) => {
-        const station = typeof hop.station === 'string' ? hop.station : undefined;
-        const when = typeof hop.time === 'string' ? hop.time : typeof hop.timestamp === 'string' ? hop.timestamp : undefined;
-        return (
-          <li key={i}>
-            <strong>{String(hop.kind ?? hop.type ?? 'hop')}</strong>
-            {station && (
-              <>
-                {' '}
-                at <Link href={stationHref(station)}>{station}</Link>
-              </>
-            )}
-            {when && <span class="muted"> · {time(when)}</span>}
-            <dl class="facts small">
-              {Object.entries(hop)
-                .filter(([k]) => !['kind', 'type', 'station', 'time', 'timestamp'].includes(k))
-                .map(([k, v]) => (
-                  <>
-                    <dt>{k}</dt>
-                    <dd>
-                      <code>{typeof v === 'string' ? v : JSON.stringify(v)}</code>
-                    </dd>
-                  </>
+    <section aria-label={`Journey of trace ${data.trace_id}`} data-testid="journey">
+      <p class="muted small">
+        Trace <code>{data.trace_id}</code>: {data.messages.length} message{data.messages.length === 1 ? '' : 's'}, in the
+        order the broker received them.
+      </p>
+      <ol class="journey">
+        {data.messages.map((m) => (
+          <li key={m.msg_id} class={m.msg_id === id ? 'current' : undefined}>
+            <div>
+              <strong>{m.protocol}</strong> producer <code>{m.client ?? 'anonymous'}</code>{' '}
+              <span class="muted">(connection {m.conn_id})</span> published on <code>{m.subject}</code>
+              <span class="muted"> · {time(m.received)}</span>
+            </div>
+            <div>
+              {m.station ? (
+                <>
+                  → stored in <Link href={stationHref(m.station)}>{m.station}</Link>
+                  {m.seq !== null && (
+                    <>
+                      {' '}
+                      as <Link href={`${stationHref(m.station)}?seq=${m.seq}`}>#{m.seq}</Link>
+                    </>
+                  )}
+                </>
+              ) : (
+                <span class="muted">→ not stored by a station (refused, or a dead letter resent)</span>
+              )}
+            </div>
+            {m.deliveries.length > 0 && (
+              <ul>
+                {m.deliveries.map((d, i) => (
+                  <li key={i}>
+                    → delivered to group <strong>{d.group}</strong>
+                    {d.delivery_count > 1 ? ` (delivery ${d.delivery_count})` : ''}
+                    <span class="muted"> · {time(d.time)}</span>
+                  </li>
                 ))}
-            </dl>
+              </ul>
+            )}
+            <div class="muted small">
+              message id <code>{m.msg_id}</code>
+            </div>
           </li>
-        );
-      })}
-    </ol>
+        ))}
+      </ol>
+    </section>
   );
 }

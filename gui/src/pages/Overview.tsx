@@ -2,7 +2,7 @@
 // /metrics; rates are differences between two readings.
 import type { ComponentChildren } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { api, ApiError, type ServerInfo, type Station } from '../api';
+import { api, ApiError, DLS_PREFIX, type ServerInfo, type Station } from '../api';
 import { Chart, type Series } from '../components/Chart';
 import { ErrorNote, Loading } from '../components/Status';
 import { bytes, duration, num, rate } from '../format';
@@ -124,7 +124,7 @@ export function Overview() {
   }
   const { now } = figures;
   const user = now.stations.filter((s) => !s.name.startsWith('$'));
-  const dls = now.stations.filter((s) => s.name.startsWith('$dls.'));
+  const dls = now.stations.filter((s) => s.name.startsWith(DLS_PREFIX));
   const totalMessages = user.reduce((a, s) => a + s.state.messages, 0);
   const storedBytes = now.stations.reduce((a, s) => a + s.state.bytes, 0);
   return (
@@ -146,7 +146,7 @@ export function Overview() {
         <Card
           label="Dead-letter messages"
           value={dls.length ? num(dls.reduce((a, s) => a + s.state.messages, 0)) : '—'}
-          note={dls.length ? `${dls.length} dead-letter stations` : 'not provided by this broker yet'}
+          note={dls.length ? `${dls.length} dead-letter stations` : 'no station keeps dead letters'}
         />
         <Card label="Storage on disk" value={bytes(now.disk)} note={`memory ${bytes(now.memory)}`} />
         <Card label="Slow consumers" value={num(now.server.slow_consumers)} note="disconnected since start" />

@@ -1,45 +1,27 @@
-// Schemas: list with versions, create, new version, roll back, attach, diff.
-// Written against the API of the station-semantics work (issue 6):
-//   GET /v1/schemas → {schemas:[{name, type, versions|latest_version…}]}
-//   GET /v1/schemas/{name} → {name, type, versions:[{version, definition, created}]}
+// Schemas (docs/schemas.md): list with versions, create, new version, roll back,
+// attach to a station, diff two versions, delete.
+//   GET  /v1/schemas → {schemas:[{name, type, active_version, created, stations, versions}]}
+//   GET  /v1/schemas/{name}
 //   POST /v1/schemas {name, type:"json", definition}
-//   POST /v1/schemas/{name}/versions {definition}
-//   a station is attached with PUT /v1/stations/{s} carrying "schema" (and "schema_version").
-// Roll back publishes an older definition as the newest version. Until the broker
-// serves these routes the page says so.
+//   POST /v1/schemas/{name}/versions {definition}        (the new version becomes active)
+//   POST /v1/schemas/{name}/rollback {version}           (makes an older version active)
+//   DELETE /v1/schemas/{name}                            (409 schema_in_use while attached)
+//   attach: PUT /v1/stations/{s} with the station's definition plus schema (and schema_version).
 import { useState } from 'preact/hooks';
-import { api, ApiError, get, request, type Station } from '../api';
+import { api, ApiError, request, type Schema } from '../api';
+import { Confirm } from '../components/Confirm';
 import { ErrorNote, Loading, NotProvided, isMissing } from '../components/Status';
 import { time } from '../format';
 import { useLoad, useTitle } from '../hooks';
-import { setQuery, useLocation } from '../router';
-
-interface SchemaVersion {
-  version: number;
-  definition: unknown;
-  created?: string;
-}
-interface Schema {
-  name: string;
-  type?: string;
-  versions?: SchemaVersion[];
-  latest_version?: number;
-  version?: number;
-  stations?: string[];
-}
+import { Link, setQuery, stationHref, useLocation } from '../router';
 
 const enc = encodeURIComponent;
-const latest = (s: Schema) =>
-  s.latest_version ?? s.version ?? (s.versions?.length ? Math.max(...s.versions.map((v) => v.version)) : undefined);
 
 export function Schemas() {
   useTitle('Schemas');
   const { query } = useLocation();
   const open = query.get('schema');
-  const list = useLoad(
-    () => get<{ schemas: Schema[] } | Schema[]>('/v1/schemas').then((r) => (Array.isArray(r) ? r : r.schemas ?? [])),
-    [],
-  );
+  const list = useLoad(() => api.schemas(), []);
   const [creating, setCreating] = useState(false);
   if (isMissing(list.error)) {
     return (
@@ -66,6 +48,7 @@ export function Schemas() {
             await request('POST', '/v1/schemas', { body: { name, type: 'json', definition } });
             setCreating(false);
             list.reload();
+            setQuery({ schema: name }, false);
           }}
         />
       )}
@@ -73,17 +56,23 @@ export function Schemas() {
       {!list.data ? (
         <Loading />
       ) : list.data.length === 0 ? (
-        <p class="muted">No schemas yet.</p>
+        <p class="muted" data-testid="no-schemas">
+          No schemas yet. A station with a schema refuses, from every protocol, the publishes that do not match it.
+        </p>
       ) : (
-        <table>
+        <table data-testid="schemas-table">
           <thead>
             <tr>
               <th scope="col">Name</th>
               <th scope="col">Type</th>
               <th scope="col" class="num">
-                Latest version
+                Active version
+              </th>
+              <th scope="col" class="num">
+                Versions
               </th>
               <th scope="col">Stations</th>
+              <th scope="col">Created</th>
             </tr>
           </thead>
           <tbody>
@@ -94,55 +83,88 @@ export function Schemas() {
                     {s.name}
                   </button>
                 </th>
-                <td>{s.type ?? 'json'}</td>
-                <td class="num">{latest(s) ?? '—'}</td>
-                <td>{s.stations?.join(', ') || <span class="muted">—</span>}</td>
+                <td>{s.type}</td>
+                <td class="num">v{s.active_version}</td>
+                <td class="num">{s.versions.length}</td>
+                <td>
+                  {s.stations.length ? (
+                    s.stations.map((st, i) => (
+                      <>
+                        {i > 0 && ', '}
+                        <Link href={stationHref(st)}>{st}</Link>
+                      </>
+                    ))
+                  ) : (
+                    <span class="muted">—</span>
+                  )}
+                </td>
+                <td>{time(s.created)}</td>
               </tr>
             ))}
           </tbody>
         </table>
       )}
-      {open && <SchemaDetail name={open} onChanged={list.reload} />}
+      {open && <SchemaDetail key={open} name={open} onChanged={list.reload} />}
     </section>
   );
 }
 
 function SchemaDetail({ name, onChanged }: { name: string; onChanged: () => void }) {
-  const { data, error, reload } = useLoad(() => get<Schema>(`/v1/schemas/${enc(name)}`), [name]);
+  const { data, error, reload } = useLoad(() => api.schema(name), [name]);
   const [adding, setAdding] = useState(false);
+  const [deleting, setDeleting] = useState(false);
   const [left, setLeft] = useState<number>();
   const [right, setRight] = useState<number>();
   const [actionError, setActionError] = useState<ApiError>();
   const [note, setNote] = useState<string>();
   if (error) return <ErrorNote error={error} what={`Schema ${name}`} />;
   if (!data) return <Loading what={`Loading ${name}`} />;
-  const versions = [...(data.versions ?? [])].sort((a, b) => b.version - a.version);
+  const versions = [...data.versions].sort((a, b) => b.version - a.version);
+  const active = data.active_version;
   const newest = versions[0];
   const a = versions.find((v) => v.version === (left ?? versions[1]?.version));
   const b = versions.find((v) => v.version === (right ?? newest?.version));
-  const addVersion = async (definition: unknown) => {
-    await request('POST', `/v1/schemas/${enc(name)}/versions`, { body: { definition } });
+  const changed = (s?: Schema) => {
     reload();
     onChanged();
+    return s;
+  };
+  const activate = async (version: number) => {
+    setActionError(undefined);
+    setNote(undefined);
+    try {
+      await request<Schema>('POST', `/v1/schemas/${enc(name)}/rollback`, { body: { version } });
+      changed();
+      setNote(`v${version} is now the active version.`);
+    } catch (e) {
+      setActionError(e as ApiError);
+    }
   };
   return (
-    <section class="panel" aria-labelledby="schema-title">
+    <section class="panel" aria-labelledby="schema-title" data-testid="schema-detail">
       <div class="row">
         <h2 id="schema-title">
-          {name} <span class="muted">({data.type ?? 'json'})</span>
+          {name} <span class="muted">({data.type}, active v{active})</span>
         </h2>
-        <button type="button" onClick={() => setAdding(true)} disabled={adding}>
-          New version
-        </button>
+        <div class="actions">
+          <button type="button" onClick={() => setAdding(true)} disabled={adding}>
+            New version
+          </button>
+          <button type="button" class="danger" onClick={() => setDeleting(true)}>
+            Delete schema
+          </button>
+        </div>
       </div>
       {adding && (
         <DefinitionForm
           title={`New version of ${name}`}
-          initial={newest ? JSON.stringify(newest.definition, null, 2) : ''}
+          initial={newest ? JSON.stringify(newest.definition, null, 2) : undefined}
           onCancel={() => setAdding(false)}
           onSubmit={async (_n, definition) => {
-            await addVersion(definition);
+            const s = await request<Schema>('POST', `/v1/schemas/${enc(name)}/versions`, { body: { definition } });
             setAdding(false);
+            changed();
+            setNote(`Added v${s.active_version}; it is now the active version.`);
           }}
         />
       )}
@@ -152,7 +174,19 @@ function SchemaDetail({ name, onChanged }: { name: string; onChanged: () => void
           {note}
         </p>
       )}
-      <table class="compact">
+      <p class="muted small">
+        Stations using it:{' '}
+        {data.stations.length
+          ? data.stations.map((st, i) => (
+              <>
+                {i > 0 && ', '}
+                <Link href={stationHref(st)}>{st}</Link>
+              </>
+            ))
+          : 'none'}
+        . Stations that pin a version ignore the active one.
+      </p>
+      <table class="compact" data-testid="schema-versions">
         <thead>
           <tr>
             <th scope="col">Version</th>
@@ -165,23 +199,15 @@ function SchemaDetail({ name, onChanged }: { name: string; onChanged: () => void
         <tbody>
           {versions.map((v) => (
             <tr key={v.version}>
-              <td>v{v.version}</td>
+              <td>
+                v{v.version}
+                {v.version === active && <> <span class="badge">active</span></>}
+              </td>
               <td>{time(v.created)}</td>
               <td>
-                {v !== newest && (
-                  <button
-                    type="button"
-                    onClick={async () => {
-                      setActionError(undefined);
-                      try {
-                        await addVersion(v.definition);
-                        setNote(`Rolled back: v${v.version}'s definition is now the newest version.`);
-                      } catch (e) {
-                        setActionError(e as ApiError);
-                      }
-                    }}
-                  >
-                    Roll back to v{v.version}
+                {v.version !== active && (
+                  <button type="button" onClick={() => activate(v.version)}>
+                    {v.version < active ? 'Roll back' : 'Roll forward'} to v{v.version}
                   </button>
                 )}
               </td>
@@ -189,7 +215,7 @@ function SchemaDetail({ name, onChanged }: { name: string; onChanged: () => void
           ))}
         </tbody>
       </table>
-      <Attach schema={name} versions={versions.map((v) => v.version)} />
+      <Attach schema={data} onAttached={() => changed()} />
       {versions.length >= 2 && a && b && (
         <section aria-labelledby="diff-title">
           <h3 id="diff-title">Compare versions</h3>
@@ -218,11 +244,37 @@ function SchemaDetail({ name, onChanged }: { name: string; onChanged: () => void
           <Diff a={JSON.stringify(a.definition, null, 2)} b={JSON.stringify(b.definition, null, 2)} />
         </section>
       )}
+      {versions.length === 1 && newest && (
+        <section aria-labelledby="def-title">
+          <h3 id="def-title">Definition</h3>
+          <pre class="payload" tabIndex={0}>
+            {JSON.stringify(newest.definition, null, 2)}
+          </pre>
+        </section>
+      )}
+      {deleting && (
+        <Confirm
+          title={`Delete schema ${name}?`}
+          confirmLabel="Delete schema"
+          danger
+          onConfirm={async () => {
+            await request('DELETE', `/v1/schemas/${enc(name)}`);
+            onChanged();
+            setQuery({ schema: null }, false);
+          }}
+          onClose={() => setDeleting(false)}
+        >
+          <p>
+            Every version goes. The broker refuses while a station uses it
+            {data.stations.length ? ` (now: ${data.stations.join(', ')})` : ''}.
+          </p>
+        </Confirm>
+      )}
     </section>
   );
 }
 
-function Attach({ schema, versions }: { schema: string; versions: number[] }) {
+function Attach({ schema, onAttached }: { schema: Schema; onAttached: () => void }) {
   const stations = useLoad(() => api.stations(), []);
   const [station, setStation] = useState('');
   const [version, setVersion] = useState('');
@@ -234,15 +286,15 @@ function Attach({ schema, versions }: { schema: string; versions: number[] }) {
     setDone(undefined);
     const s = stations.data?.find((x) => x.name === station);
     if (!s) return;
-    const def: Partial<Station> & Record<string, unknown> = { ...s, schema };
-    delete def.name;
-    delete def.created;
-    delete def.state;
-    if (version) def.schema_version = Number(version);
-    else delete def.schema_version;
+    // PUT replaces the whole definition: send the station's own, with the schema.
+    const def = api.definitionOf(s);
+    def.schema = schema.name;
+    def.schema_version = version ? Number(version) : null;
     try {
       await api.updateStation(station, def);
-      setDone(`Attached ${schema}${version ? ` v${version}` : ''} to ${station}.`);
+      setDone(`Attached ${schema.name}${version ? ` (pinned to v${version})` : ' (active version)'} to ${station}.`);
+      stations.reload();
+      onAttached();
     } catch (err) {
       setError(err as ApiError);
     }
@@ -260,7 +312,7 @@ function Attach({ schema, versions }: { schema: string; versions: number[] }) {
               .map((s) => (
                 <option key={s.name} value={s.name}>
                   {s.name}
-                  {s.schema ? ` (now ${s.schema})` : ''}
+                  {s.schema ? ` (now ${s.schema}${s.schema_version ? ` v${s.schema_version}` : ''})` : ''}
                 </option>
               ))}
           </select>
@@ -268,10 +320,10 @@ function Attach({ schema, versions }: { schema: string; versions: number[] }) {
         <label>
           Version
           <select value={version} onChange={(e) => setVersion(e.currentTarget.value)}>
-            <option value="">always the newest</option>
-            {versions.map((v) => (
-              <option key={v} value={v}>
-                pinned to v{v}
+            <option value="">follow the active version</option>
+            {schema.versions.map((v) => (
+              <option key={v.version} value={v.version}>
+                pinned to v{v.version}
               </option>
             ))}
           </select>

@@ -110,7 +110,7 @@ export function StationDetail({ name: encoded }: { name: string }) {
           <dt>Schema</dt>
           <dd>
             {station.schema ? (
-              <Link href="/schemas">
+              <Link href={`/schemas?schema=${encodeURIComponent(station.schema)}`}>
                 {station.schema}
                 {station.schema_version ? ` v${station.schema_version}` : ''}
               </Link>

@@ -42,7 +42,9 @@ export function Stations() {
       const seqs: Record<string, number> = {};
       stations.forEach((s) => (seqs[s.name] = s.state.last_seq));
       lastSeqs.current = { at: now, seqs };
-      const dls = new Map(stations.filter((s) => s.name.startsWith('$dls.')).map((s) => [s.name.slice(5), s.state.messages]));
+      const byName = new Map(stations.map((s) => [s.name, s]));
+      const dlsCount = (s: Station) =>
+        s.dead_letter_station ? (byName.get(s.dead_letter_station)?.state.messages ?? 0) : null;
       return stations
         .filter((s) => !s.name.startsWith('$'))
         .map<Row>((s) => ({
@@ -52,7 +54,7 @@ export function Stations() {
               ? Math.max(0, (s.state.last_seq - prev.seqs[s.name]) / Math.max(0.001, (now - prev.at) / 1000))
               : 0,
           lag: lags[s.name] ?? 0,
-          dls: dls.get(s.name) ?? null,
+          dls: dlsCount(s),
         }));
     },
     [],
@@ -191,7 +193,7 @@ export function Stations() {
                   <td class="num">{rate(r)}</td>
                   <td class="num">{num(s.state.groups)}</td>
                   <td class="num">{num(lag)}</td>
-                  <td>{s.schema ? <Link href="/schemas">{s.schema}</Link> : <span class="muted">none</span>}</td>
+                  <td>{s.schema ? <Link href={`/schemas?schema=${encodeURIComponent(s.schema)}`}>{s.schema}</Link> : <span class="muted">none</span>}</td>
                   <td class="num">
                     {dls === null ? <span class="muted">—</span> : <Link href={`${stationHref(s.name)}/dls`}>{num(dls)}</Link>}
                   </td>
