@@ -1,0 +1,389 @@
+//! Running one cell: the producer publishes, the consumer receives, and each check
+//! of the table is decided from what arrived. Outcomes are recorded as they are
+//! decided, so a cell that panics half-way keeps what it had established.
+
+use crate::consumers::{Consumer, Delivery};
+use crate::producers::Producer;
+use crate::setup::{Matrix, Place, Target};
+use crate::table::{Check, Expect, Outcome, Proto, expect, wildcard};
+use std::sync::{Arc, Mutex};
+
+/// The outcomes of one cell, one per [`Check`].
+pub type Outcomes = Arc<Mutex<Vec<Outcome>>>;
+
+fn set(outcomes: &Outcomes, check: Check, outcome: Outcome) {
+    if let Ok(mut o) = outcomes.lock() {
+        o[check.index()] = outcome;
+    }
+}
+
+/// Records `result` for `check`: green, or failed with its message.
+fn record(outcomes: &Outcomes, check: Check, result: Result<(), String>) {
+    set(
+        outcomes,
+        check,
+        match result {
+            Ok(()) => Outcome::Green,
+            Err(why) => Outcome::Failed(why),
+        },
+    );
+}
+
+/// Fails every check in `checks` that is still undecided with `why`.
+fn fail_rest(outcomes: &Outcomes, checks: &[Check], why: &str) {
+    if let Ok(mut o) = outcomes.lock() {
+        for c in checks {
+            if matches!(o[c.index()], Outcome::NotRun) {
+                o[c.index()] = Outcome::Failed(why.to_string());
+            }
+        }
+    }
+}
+
+fn ensure(ok: bool, why: impl FnOnce() -> String) -> Result<(), String> {
+    if ok { Ok(()) } else { Err(why()) }
+}
+
+/// Checks `f` on every delivery, naming the delivery in a failure.
+fn each(ds: &[Delivery], f: impl Fn(&Delivery) -> Result<(), String>) -> Result<(), String> {
+    for d in ds {
+        f(d).map_err(|e| format!("{} delivery: {e}", d.via()))?;
+    }
+    Ok(())
+}
+
+fn show(bytes: &[u8]) -> String {
+    format!("{:?}", String::from_utf8_lossy(bytes))
+}
+
+/// A cell's messages.
+struct Messages {
+    cell: String,
+    payload: Vec<u8>,
+}
+
+impl Messages {
+    fn new(cell: &str) -> Messages {
+        let mut payload = vec![0x00];
+        payload.extend_from_slice(format!("matrix {cell} ").as_bytes());
+        payload.push(0xff);
+        Messages {
+            cell: cell.to_string(),
+            payload,
+        }
+    }
+
+    /// A JSON document the schema refuses (no `n`).
+    fn refused(&self) -> Vec<u8> {
+        format!(r#"{{"cell":"{}"}}"#, self.cell).into_bytes()
+    }
+
+    /// A JSON document the schema accepts.
+    fn accepted(&self) -> Vec<u8> {
+        format!(r#"{{"n":1,"cell":"{}"}}"#, self.cell).into_bytes()
+    }
+}
+
+/// Runs the cell (`p` → `c`), recording into `outcomes`.
+pub async fn run(m: Arc<Matrix>, p: Proto, c: Proto, outcomes: Outcomes) {
+    let cell = format!("{}-{}", p.token(), c.token());
+    let form = wildcard(p, c);
+    let msgs = Messages::new(&cell);
+    // Checks the table marks N/A are decided now (and verified below where they can
+    // be).
+    for check in Check::ALL {
+        if let Expect::NotApplicable(r) = expect(p, c, check) {
+            set(&outcomes, check, Outcome::NotApplicable(r));
+        }
+    }
+
+    let plain = Place::new(Target::Plain, &cell, form);
+    let main_checks = [
+        Check::Payload,
+        Check::Subject,
+        Check::Headers,
+        Check::Lineage,
+        Check::Wildcard,
+        Check::Nak,
+    ];
+    let mut producer = match Producer::connect(&m, p, &cell).await {
+        Ok(x) => x,
+        Err(e) => return fail_rest(&outcomes, &Check::ALL, &format!("producer: {e}")),
+    };
+
+    // Payload, subject, headers, lineage, wildcard, NAK.
+    match Consumer::open(&m, c, &cell, &plain).await {
+        Err(e) => fail_rest(&outcomes, &main_checks, &format!("consumer: {e}")),
+        Ok(mut consumer) => {
+            let headers: &[(&str, &str)] = if p == Proto::Mqtt311 {
+                &[]
+            } else {
+                // A forged lineage header: the engine must drop it.
+                &[
+                    ("X-Matrix-Cell", cell.as_str()),
+                    ("Junction-Origin-Protocol", "forged"),
+                ]
+            };
+            match producer
+                .publish(&plain.subject, &msgs.payload, headers)
+                .await
+            {
+                Err(e) => fail_rest(&outcomes, &main_checks, &format!("publish: {e}")),
+                Ok(()) => match consumer.receive().await {
+                    Err(e) => fail_rest(&outcomes, &main_checks, &format!("receive: {e}")),
+                    Ok(ds) => {
+                        main_checks_on(&outcomes, p, c, &plain, &msgs, &ds);
+                        if matches!(expect(p, c, Check::Nak), Expect::Green(_)) {
+                            let stored: Vec<Delivery> =
+                                ds.iter().filter(|d| d.stored).cloned().collect();
+                            let result = nak_check(&mut consumer, &stored).await;
+                            record(&outcomes, Check::Nak, result);
+                        }
+                    }
+                },
+            }
+            consumer.close().await;
+        }
+    }
+
+    // Schema violation → refused, not delivered, copied to the dead-letter station.
+    let result = dead_letter_check(&m, p, c, &cell, &msgs, &mut producer).await;
+    record(&outcomes, Check::DeadLetter, result);
+    producer.close().await;
+}
+
+fn main_checks_on(
+    outcomes: &Outcomes,
+    p: Proto,
+    c: Proto,
+    place: &Place,
+    msgs: &Messages,
+    ds: &[Delivery],
+) {
+    let mqtt_qos = if p.is_mqtt() { 1 } else { 0 };
+    record(
+        outcomes,
+        Check::Payload,
+        each(ds, |d| {
+            ensure(d.payload == msgs.payload, || {
+                format!("payload {} ≠ {}", show(&d.payload), show(&msgs.payload))
+            })?;
+            match d.qos {
+                Some(q) => ensure(q == mqtt_qos, || {
+                    format!("delivered at QoS {q}, docs/mqtt.md says QoS {mqtt_qos}")
+                }),
+                None => Ok(()),
+            }
+        }),
+    );
+    let want_subject = if c.is_mqtt() {
+        place.topic()
+    } else {
+        place.subject.clone()
+    };
+    record(
+        outcomes,
+        Check::Subject,
+        each(ds, |d| {
+            ensure(d.subject == want_subject, || {
+                format!("arrived on {:?}, expected {want_subject:?}", d.subject)
+            })
+        }),
+    );
+    // The consumer subscribed only with a wildcard; what arrived came through it.
+    record(outcomes, Check::Wildcard, Ok(()));
+    if matches!(expect(p, c, Check::Headers), Expect::Green(_)) {
+        let cell = msgs.cell.as_str();
+        record(
+            outcomes,
+            Check::Headers,
+            each(ds, |d| {
+                ensure(d.header("X-Matrix-Cell") == [cell], || {
+                    format!(
+                        "X-Matrix-Cell {:?}, expected [{cell:?}]; headers {:?}",
+                        d.header("X-Matrix-Cell"),
+                        d.headers
+                    )
+                })
+            }),
+        );
+    }
+    if c != Proto::Mqtt311 {
+        let result = each(ds, |d| lineage(p, place, d));
+        match expect(p, c, Check::Lineage) {
+            Expect::Green(_) => record(outcomes, Check::Lineage, result),
+            // The N/A is verified: the documented behaviour holds.
+            Expect::NotApplicable(_) => {
+                if let Err(e) = result {
+                    set(
+                        outcomes,
+                        Check::Lineage,
+                        Outcome::Failed(format!("N/A, but not as documented: {e}")),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Lineage of one delivery (docs/lineage.md, docs/mqtt.md "Lineage headers").
+fn lineage(p: Proto, place: &Place, d: &Delivery) -> Result<(), String> {
+    let all = || format!("headers {:?}", d.headers);
+    if d.stored {
+        ensure(d.header("Junction-Origin-Protocol") == [p.origin()], || {
+            format!(
+                "Junction-Origin-Protocol should be [{:?}]; {}",
+                p.origin(),
+                all()
+            )
+        })?;
+        ensure(
+            d.header("Junction-Origin-Subject") == [place.subject.as_str()],
+            || {
+                format!(
+                    "Junction-Origin-Subject should be [{:?}]; {}",
+                    place.subject,
+                    all()
+                )
+            },
+        )?;
+        let id = d.header("Junction-Msg-Id");
+        ensure(
+            id.len() == 1 && id[0].len() == 32 && id[0].bytes().all(|b| b.is_ascii_hexdigit()),
+            || format!("Junction-Msg-Id should be 32 hex digits; {}", all()),
+        )?;
+        ensure(d.header("traceparent").len() == 1, || {
+            format!("one traceparent expected; {}", all())
+        })
+    } else if p.is_mqtt() {
+        ensure(d.header("Junction-Origin-Protocol") == ["mqtt"], || {
+            format!("Junction-Origin-Protocol should be [\"mqtt\"]; {}", all())
+        })?;
+        let topic = place.topic();
+        ensure(
+            d.header("Junction-Origin-Topic") == [topic.as_str()],
+            || format!("Junction-Origin-Topic should be [{topic:?}]; {}", all()),
+        )
+    } else {
+        let stamped: Vec<&String> = d
+            .headers
+            .iter()
+            .flatten()
+            .map(|(k, _)| k)
+            .filter(|k| k.to_ascii_lowercase().starts_with("junction-"))
+            .collect();
+        ensure(stamped.is_empty(), || {
+            format!("a live delivery carries {stamped:?}; {}", all())
+        })
+    }
+}
+
+/// NAKs the stored delivery and checks its redelivery, then acks it.
+async fn nak_check(consumer: &mut Consumer, stored: &[Delivery]) -> Result<(), String> {
+    let first = stored.last().ok_or("no stored delivery to NAK")?;
+    ensure(first.delivery_count == Some(1), || {
+        format!(
+            "first delivery count {:?}, expected 1",
+            first.delivery_count
+        )
+    })?;
+    let again = consumer.nak_and_receive().await?;
+    ensure(again.payload == first.payload, || {
+        format!(
+            "redelivered payload {} ≠ {}",
+            show(&again.payload),
+            show(&first.payload)
+        )
+    })?;
+    ensure(again.delivery_count == Some(2), || {
+        format!("redelivery count {:?}, expected 2", again.delivery_count)
+    })?;
+    ensure(
+        again.header("Junction-Msg-Id") == first.header("Junction-Msg-Id"),
+        || {
+            format!(
+                "redelivered Junction-Msg-Id {:?} ≠ {:?}",
+                again.header("Junction-Msg-Id"),
+                first.header("Junction-Msg-Id")
+            )
+        },
+    )?;
+    consumer.ack().await
+}
+
+/// The schema-violation check of a cell (see [`Check::DeadLetter`]).
+async fn dead_letter_check(
+    m: &Matrix,
+    p: Proto,
+    c: Proto,
+    cell: &str,
+    msgs: &Messages,
+    producer: &mut Producer,
+) -> Result<(), String> {
+    let form = wildcard(p, c);
+    let schema = Place::new(Target::Schema, cell, form);
+    let mut consumer = Consumer::open(m, c, cell, &schema)
+        .await
+        .map_err(|e| format!("consumer of {}: {e}", schema.station))?;
+    producer
+        .publish_refused(&schema.subject, &msgs.refused())
+        .await
+        .map_err(|e| format!("refused publish: {e}"))?;
+    producer
+        .publish(&schema.subject, &msgs.accepted(), &[])
+        .await
+        .map_err(|e| format!("valid publish after the refused one: {e}"))?;
+    let first = consumer.receive().await?;
+    each(&first, |d| {
+        ensure(d.payload == msgs.accepted(), || {
+            format!(
+                "first delivery {} is not the valid message {}: the refused one got through",
+                show(&d.payload),
+                show(&msgs.accepted())
+            )
+        })
+    })?;
+    consumer.ack().await?;
+    consumer.close().await;
+
+    // The copy, read by the consumer itself when it reads stations, else over HTTP.
+    let dls = Place::new(Target::DeadLetter, cell, form);
+    let reader = if c.reads_stored() { c } else { Proto::Http };
+    let mut consumer = Consumer::open(m, reader, cell, &dls)
+        .await
+        .map_err(|e| format!("{} reader of {}: {e}", reader.label(), dls.station))?;
+    let copies = consumer
+        .receive()
+        .await
+        .map_err(|e| format!("{} reading {}: {e}", reader.label(), dls.station))?;
+    let want = |name: &str, value: &str, d: &Delivery| {
+        ensure(d.header(name) == [value], || {
+            format!("{name} should be [{value:?}]; headers {:?}", d.headers)
+        })
+    };
+    each(&copies, |d| {
+        ensure(d.payload == msgs.refused(), || {
+            format!(
+                "dead letter payload {} ≠ {}",
+                show(&d.payload),
+                show(&msgs.refused())
+            )
+        })?;
+        ensure(d.subject == dls.subject, || {
+            format!("dead letter on {:?}, expected {:?}", d.subject, dls.subject)
+        })?;
+        want("Junction-Dls-Reason", "schema_violation", d)?;
+        want("Junction-Dls-Station", schema.station, d)?;
+        want("Junction-Dls-Subject", &schema.subject, d)?;
+        want("Junction-Origin-Protocol", p.origin(), d)?;
+        ensure(
+            d.header("Junction-Dls-Validation-Error")
+                .first()
+                .is_some_and(|e| e.contains("\"n\"")),
+            || format!("no validation error naming \"n\"; headers {:?}", d.headers),
+        )
+    })?;
+    consumer.ack().await?;
+    consumer.close().await;
+    Ok(())
+}
