@@ -13,6 +13,7 @@
 
 mod broker;
 mod conn;
+mod io;
 mod mailbox;
 mod packets;
 mod session;

@@ -6,6 +6,7 @@ mod lifecycle;
 mod outbound;
 
 use crate::broker::{AckJoin, MqttBroker, Tenant, header_qos, remaining_expiry};
+use crate::io::MqttIo;
 use crate::mailbox::{Event, GroupSink, LiveSub, Mailbox};
 use crate::packets::{ConnectInfo, In, Out, Will, connack, lift, lower, qos_num, qos_of};
 use crate::session::{
@@ -17,7 +18,6 @@ use crate::topic::{self, MappedFilter, TopicError};
 use base64::Engine as _;
 use bytes::Bytes;
 use bytestring::ByteString;
-use futures::{SinkExt, StreamExt};
 use junction_api::{
     AckKind, AckPolicy, ClientRecord, Credentials, DeliverPolicy, Delivered, EngineError,
     FetchRequest, GroupConfig, Headers, Message, NewClient, Protocol, QueueGroup, Subject,
@@ -37,7 +37,6 @@ use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
-use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
 /// How long a socket write may block before the client is dropped.
@@ -196,7 +195,7 @@ enum End {
 struct Conn<S> {
     broker: Arc<MqttBroker>,
     tenant: Arc<Tenant>,
-    framed: Framed<S, MqttCodec>,
+    framed: MqttIo<S>,
     v5: bool,
     client: Arc<ClientRecord>,
     client_id: String,
@@ -237,7 +236,7 @@ pub(crate) async fn run<S>(broker: Arc<MqttBroker>, stream: S, remote: SocketAdd
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let mut framed = Framed::new(stream, MqttCodec::Version(VersionCodec));
+    let mut framed = MqttIo::new(stream, MqttCodec::Version(VersionCodec));
     let timeout = broker.options.connect_timeout;
     let version = match tokio::time::timeout(timeout, framed.next()).await {
         Ok(Some(Ok((MqttPacket::Version(v), _)))) => v,
@@ -246,7 +245,10 @@ where
             tracing::warn!(%remote, error = %e, "MQTT: bad CONNECT, closing");
             if matches!(e, DecodeError::InvalidProtocol) {
                 // 3.1.1 §3.1.2.2: unsupported protocol level → return code 0x01.
-                let _ = framed.get_mut().write_all(&[0x20, 0x02, 0x00, 0x01]).await;
+                let _ = framed
+                    .stream_mut()
+                    .write_all(&[0x20, 0x02, 0x00, 0x01])
+                    .await;
             }
             return;
         }
@@ -283,7 +285,7 @@ where
     connect(broker, framed, v5, *info, remote).await;
 }
 
-async fn send_connack_error<S>(framed: &mut Framed<S, MqttCodec>, v5: bool, code: u8, why: &str)
+async fn send_connack_error<S>(framed: &mut MqttIo<S>, v5: bool, code: u8, why: &str)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -296,7 +298,7 @@ where
 
 async fn connect<S>(
     broker: Arc<MqttBroker>,
-    mut framed: Framed<S, MqttCodec>,
+    mut framed: MqttIo<S>,
     v5: bool,
     mut info: ConnectInfo,
     remote: SocketAddr,
