@@ -679,6 +679,30 @@ impl Engine for StationEngine {
     fn delete_routing_rule(&self, tenant: &TenantId, name: &str) -> Result<(), EngineError> {
         self.routing.delete(tenant, name)
     }
+
+    fn close_client(
+        &self,
+        tenant: &TenantId,
+        client: ClientId,
+        reason: &str,
+    ) -> Result<(), EngineError> {
+        let record = self
+            .clients
+            .read()
+            .get(&client)
+            .filter(|e| e.record.id != self.system.id && e.record.tenant == *tenant)
+            .map(|e| e.record.clone())
+            .ok_or(EngineError::ClientNotFound)?;
+        // The front-end's callback only signals its task; no engine lock is held.
+        if record.request_close(reason) {
+            Ok(())
+        } else {
+            Err(EngineError::Denied(format!(
+                "client {} cannot be disconnected: it is not a connection of its own",
+                client.0
+            )))
+        }
+    }
 }
 
 fn describe(entry: &ClientEntry) -> Vec<SubscriptionSnapshot> {

@@ -377,6 +377,22 @@ pub trait Engine: Send + Sync + 'static {
         let _ = (tenant, name);
         Err(unsupported("routing rules"))
     }
+
+    /// Closes a client's connection from outside it (an operator's disconnect).
+    /// The front-end tells the client why where its protocol can (NATS `-ERR`,
+    /// MQTT 5 DISCONNECT 0x98) and ends the session as an abnormal close (an MQTT
+    /// will is published). Fails with [`EngineError::ClientNotFound`] for an
+    /// unknown id and [`EngineError::Denied`] for a client that cannot be closed
+    /// (HTTP requests share one client).
+    fn close_client(
+        &self,
+        tenant: &TenantId,
+        client: ClientId,
+        reason: &str,
+    ) -> Result<(), EngineError> {
+        let _ = (tenant, client, reason);
+        Err(unsupported("operator disconnects"))
+    }
 }
 
 fn unsupported(what: &str) -> EngineError {

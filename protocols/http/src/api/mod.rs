@@ -183,6 +183,7 @@ fn v1_routes(state: &Arc<ApiState>) -> OpenApiRouter<Arc<ApiState>> {
         .routes(routes!(consume::fetch))
         .routes(routes!(consume::ack))
         .routes(routes!(server::connections))
+        .routes(routes!(server::disconnect))
         .routes(routes!(server::server))
         .routes(routes!(server::openapi_json))
         .routes(routes!(sse::subject_events))
