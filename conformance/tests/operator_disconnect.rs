@@ -243,3 +243,129 @@ async fn unknown_ids_and_http_clients_are_refused() {
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"]["code"], "denied", "{body}");
 }
+
+/// `GET /v1/events?limit=N`.
+async fn events(b: &TestBroker, limit: usize) -> Vec<Value> {
+    let list: Value = within("GET /v1/events", async {
+        reqwest::get(format!("{}/v1/events?limit={limit}", b.http_url()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    })
+    .await;
+    list["events"].as_array().cloned().unwrap_or_default()
+}
+
+/// POSTs JSON to the HTTP API, expecting `status`.
+async fn post(b: &TestBroker, path: &str, body: Value, status: u16) {
+    let got = within("POST", async {
+        reqwest::Client::new()
+            .post(format!("{}{path}", b.http_url()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    })
+    .await;
+    assert_eq!(got, status, "POST {path}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_system_log_shows_connects_kicks_and_schema_violations_newest_first() {
+    let b = junction_conformance::broker().await;
+    post(
+        &b,
+        "/v1/schemas",
+        serde_json::json!({"name": "num", "definition": {"type": "object", "required": ["n"]}}),
+        201,
+    )
+    .await;
+    post(
+        &b,
+        "/v1/stations",
+        serde_json::json!({"name": "checked", "subjects": ["checked.>"], "schema": "num",
+                           "dead_letter": {"schema_violation": true}}),
+        201,
+    )
+    .await;
+
+    let client = within(
+        "connect",
+        ConnectOptions::new()
+            .name("events-producer")
+            .retry_on_initial_connect()
+            .connect(b.nats_url()),
+    )
+    .await
+    .unwrap();
+    let js = async_nats::jetstream::new(client.clone());
+    let refused = within("a refused publish", async {
+        js.publish("checked.x", r#"{"m":1}"#.into())
+            .await
+            .unwrap()
+            .await
+    })
+    .await;
+    assert!(refused.is_err(), "the schema refuses it: {refused:?}");
+    let cid = cid_of(&b, "events-producer").await;
+    let (status, _) = kick(&b, &cid.to_string()).await;
+    assert_eq!(status, 204);
+    gone(&b, cid).await;
+
+    // The disconnect is recorded as the connection ends: poll for it.
+    let all = within("the disconnect event", async {
+        loop {
+            let all = events(&b, 1000).await;
+            if all
+                .iter()
+                .any(|e| e["kind"] == "client_disconnected" && e["client_id"] == cid)
+            {
+                return all;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let find = |kind: &str| {
+        all.iter()
+            .position(|e| e["kind"] == kind && e["client_id"] == cid)
+            .unwrap_or_else(|| panic!("no {kind} event for client {cid}: {all:#?}"))
+    };
+    let (connected, violation, kicked, disconnected) = (
+        find("client_connected"),
+        find("schema_violation"),
+        find("client_kicked"),
+        find("client_disconnected"),
+    );
+    // Newest first.
+    assert!(disconnected < kicked && kicked < violation && violation < connected);
+    let v = &all[violation];
+    assert_eq!(v["station"], "checked");
+    assert_eq!(v["protocol"], "nats");
+    assert_eq!(v["client_name"], "events-producer");
+    assert!(
+        v["message"].as_str().unwrap().contains("schema 'num'"),
+        "{v}"
+    );
+    assert_eq!(all[kicked]["client_name"], "events-producer");
+    assert!(
+        all.windows(2)
+            .all(|w| w[0]["id"].as_u64() > w[1]["id"].as_u64())
+    );
+
+    // The limit holds; a limit of 0 is refused.
+    assert_eq!(events(&b, 2).await.len(), 2);
+    let status = within("GET /v1/events?limit=0", async {
+        reqwest::get(format!("{}/v1/events?limit=0", b.http_url()))
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    })
+    .await;
+    assert_eq!(status, 400);
+}

@@ -373,6 +373,7 @@ export const api = {
   schemas: () => get<{ schemas: Schema[] }>('/v1/schemas').then((r) => r.schemas),
   schema: (name: string) => get<Schema>(`/v1/schemas/${enc(name)}`),
   connections: () => get<{ connections: Connection[] }>('/v1/connections').then((r) => r.connections),
+  disconnect: (cid: number) => request<void>('DELETE', `/v1/connections/${cid}`),
   metrics: async (): Promise<string> => {
     const res = await fetch('/metrics');
     if (!res.ok) throw new ApiError(res.status, '', `metrics: ${res.status}`);

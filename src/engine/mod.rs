@@ -17,6 +17,7 @@
 
 pub mod auth;
 mod dead_letter;
+mod events;
 mod group;
 mod ingress;
 mod lineage;
@@ -35,7 +36,7 @@ use junction_api::{
     MessageQuery, NewClient, Protocol, PublishOutcome, Purge, QueueGroup, ResendRequest,
     ResendStatus, RoutingRule, SchemaFormat, SchemaInfo, ServerSnapshot, StationConfig,
     StationInfo, StorageStats, StoredCallback, StoredMessage, Subject, SubjectFilter, Subscriber,
-    SubscriptionId, SubscriptionSnapshot, TenantId,
+    SubscriptionId, SubscriptionSnapshot, SystemEvent, SystemEventKind, TenantId,
 };
 use junction_storage::Store;
 use parking_lot::{Mutex, RwLock};
@@ -96,6 +97,7 @@ pub struct StationEngine {
     lineage: Arc<lineage::LineageLog>,
     routing: routing::RoutingTable,
     system: Arc<ClientRecord>,
+    events: events::EventLog,
 }
 
 impl StationEngine {
@@ -141,6 +143,7 @@ impl StationEngine {
             lineage: Arc::new(lineage::LineageLog::default()),
             routing,
             system,
+            events: events::EventLog::default(),
         })
     }
 
@@ -279,9 +282,24 @@ impl Engine for StationEngine {
                 subscriptions: AHashMap::new(),
             },
         );
+        drop(clients);
         self.counters
             .total_connections
             .fetch_add(1, Ordering::Relaxed);
+        self.events.record(
+            SystemEventKind::ClientConnected,
+            events::About {
+                client: Some(&record),
+                keep: Some(record.clone()),
+                ..Default::default()
+            },
+            format!(
+                "{} client {} connected from {}",
+                protocol_word(record.protocol),
+                id.0,
+                record.remote
+            ),
+        );
         Ok(record)
     }
 
@@ -293,6 +311,21 @@ impl Engine for StationEngine {
         for sub in entry.subscriptions.values() {
             trie.remove(sub);
         }
+        let r = &entry.record;
+        self.events.record(
+            SystemEventKind::ClientDisconnected,
+            events::About {
+                client: Some(r),
+                keep: Some(r.clone()),
+                ..Default::default()
+            },
+            format!(
+                "{} client {} disconnected (from {})",
+                protocol_word(r.protocol),
+                client.0,
+                r.remote
+            ),
+        );
     }
 
     fn publish_stored(
@@ -510,8 +543,20 @@ impl Engine for StationEngine {
         self.remove_subscriptions(from.id, &[id]);
     }
 
-    fn slow_consumer(&self, _client: &ClientRecord) {
+    fn slow_consumer(&self, client: &ClientRecord) {
         self.counters.slow_consumers.fetch_add(1, Ordering::Relaxed);
+        self.events.record(
+            SystemEventKind::SlowConsumer,
+            events::About {
+                client: Some(client),
+                ..Default::default()
+            },
+            format!(
+                "{} client {} disconnected as a slow consumer",
+                protocol_word(client.protocol),
+                client.id.0
+            ),
+        );
     }
 
     fn server_snapshot(&self) -> ServerSnapshot {
@@ -695,6 +740,19 @@ impl Engine for StationEngine {
             .ok_or(EngineError::ClientNotFound)?;
         // The front-end's callback only signals its task; no engine lock is held.
         if record.request_close(reason) {
+            self.events.record(
+                SystemEventKind::ClientKicked,
+                events::About {
+                    client: Some(&record),
+                    keep: Some(record.clone()),
+                    ..Default::default()
+                },
+                format!(
+                    "{} client {} disconnected by an operator: {reason}",
+                    protocol_word(record.protocol),
+                    client.0
+                ),
+            );
             Ok(())
         } else {
             Err(EngineError::Denied(format!(
@@ -702,6 +760,21 @@ impl Engine for StationEngine {
                 client.0
             )))
         }
+    }
+
+    fn events(&self, tenant: &TenantId, limit: usize) -> Vec<SystemEvent> {
+        self.events.recent(tenant, limit)
+    }
+}
+
+/// A protocol as a word for event messages.
+fn protocol_word(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Nats => "NATS",
+        Protocol::Mqtt => "MQTT",
+        Protocol::Http => "HTTP",
+        Protocol::WebSocket => "WebSocket",
+        _ => "other",
     }
 }
 

@@ -5,7 +5,7 @@ use crate::{
     FetchSink, GroupConfig, GroupInfo, LineageGraph, LineageTrace, Message, MessageQuery,
     NewClient, Purge, QueueGroup, ResendRequest, ResendStatus, RoutingRule, SchemaFormat,
     SchemaInfo, StationConfig, StationInfo, StoredCallback, StoredMessage, Subject, SubjectFilter,
-    SubscriptionSnapshot, TenantId,
+    SubscriptionSnapshot, SystemEvent, TenantId,
 };
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -392,6 +392,13 @@ pub trait Engine: Send + Sync + 'static {
     ) -> Result<(), EngineError> {
         let _ = (tenant, client, reason);
         Err(unsupported("operator disconnects"))
+    }
+
+    /// The most recent system events of `tenant`, newest first, at most `limit`.
+    /// The engine keeps a bounded number in memory; older ones are forgotten.
+    fn events(&self, tenant: &TenantId, limit: usize) -> Vec<SystemEvent> {
+        let _ = (tenant, limit);
+        Vec::new()
     }
 }
 
