@@ -748,10 +748,16 @@ impl Engine for StationEngine {
                     ..Default::default()
                 },
                 format!(
-                    "{} client {} disconnected by an operator: {reason}",
+                    "{} client {} disconnected by an operator",
                     protocol_word(record.protocol),
                     client.0
                 ),
+            );
+            tracing::info!(
+                cid = client.0,
+                protocol = protocol_word(record.protocol),
+                name = record.name().unwrap_or_default(),
+                "client disconnected by an operator: {reason}"
             );
             Ok(())
         } else {
