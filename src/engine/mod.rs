@@ -7,7 +7,9 @@
 //! reserved `Junction-*` headers stripped → content-based routing rules
 //! (`routing`) → capture by a station (`stations`) → lineage stamp (`lineage`) →
 //! schema validation (`schemas`) → append, with failures copied to the dead-letter
-//! station (`dead_letter`) → live fan-out.
+//! station (`dead_letter`) → live fan-out. Notable happenings (connects,
+//! disconnects, operator kicks, slow consumers, schema violations, dead letters) go
+//! to a bounded in-memory log (`events`), never on a plain publish.
 //!
 //! Invariants:
 //! - No lock is held while a [`Subscriber`] is called: fan-out works on a cached,

@@ -183,8 +183,8 @@ impl ClientRecord {
     /// outside its task ([`ClientRecord::request_close`]). The callback must only
     /// signal the connection's task (cancel a token, queue a final error) and return
     /// at once: it runs on the caller's thread, never awaits and must not call back
-    /// into the engine. It should hold the connection's state weakly, since the
-    /// record outlives nothing it points to.
+    /// into the engine. It should hold the connection's state weakly: the engine
+    /// may keep the record (its event log does) after the connection has ended.
     pub fn set_close_handler(&self, close: impl Fn(&str) + Send + Sync + 'static) {
         *self.closer.0.lock() = Some(Box::new(close));
     }
