@@ -10,6 +10,7 @@ import { DeadLetter } from './pages/DeadLetter';
 import { Connections } from './pages/Connections';
 import { Schemas } from './pages/Schemas';
 import { Lineage } from './pages/Lineage';
+import { Events } from './pages/Events';
 
 const NAV: [string, string][] = [
   ['/', 'Overview'],
@@ -17,6 +18,7 @@ const NAV: [string, string][] = [
   ['/connections', 'Connections'],
   ['/lineage', 'Lineage'],
   ['/schemas', 'Schemas'],
+  ['/events', 'Events'],
 ];
 
 function route(path: string) {
@@ -28,6 +30,7 @@ function route(path: string) {
   if (path === '/connections') return <Connections />;
   if (path === '/lineage') return <Lineage />;
   if (path === '/schemas') return <Schemas />;
+  if (path === '/events') return <Events />;
   return (
     <section>
       <h1>Page not found</h1>

@@ -169,6 +169,18 @@ export interface Group {
   state: GroupState;
 }
 
+/** One entry of the system log (`GET /v1/events`). */
+export interface SystemEvent {
+  id: number;
+  time: string;
+  kind: string;
+  protocol: string | null;
+  client_id: number | null;
+  client_name: string | null;
+  station: string | null;
+  message: string;
+}
+
 export interface Connection {
   protocol: string;
   id: number;
@@ -373,6 +385,8 @@ export const api = {
   schemas: () => get<{ schemas: Schema[] }>('/v1/schemas').then((r) => r.schemas),
   schema: (name: string) => get<Schema>(`/v1/schemas/${enc(name)}`),
   connections: () => get<{ connections: Connection[] }>('/v1/connections').then((r) => r.connections),
+  events: (limit = 100) => get<{ events: SystemEvent[] }>(`/v1/events?limit=${limit}`).then((r) => r.events),
+  disconnect: (cid: number) => request<void>('DELETE', `/v1/connections/${cid}`),
   metrics: async (): Promise<string> => {
     const res = await fetch('/metrics');
     if (!res.ok) throw new ApiError(res.status, '', `metrics: ${res.status}`);

@@ -253,6 +253,36 @@ impl StationEngine {
     /// Advisories and dead letters for messages groups gave up on.
     pub(crate) fn handle_gave_up(&self, gave_up: Vec<GaveUp>) {
         for g in gave_up {
+            let why = match g.reason {
+                DeadLetterReason::MaxDeliveries => {
+                    format!("reached max deliveries ({})", g.deliveries)
+                }
+                DeadLetterReason::Terminated => match g.term_reason.as_deref() {
+                    Some(r) if !r.is_empty() => format!("was terminated: {r}"),
+                    _ => "was terminated".to_string(),
+                },
+                DeadLetterReason::SchemaViolation => "failed its schema".to_string(),
+            };
+            let whereto = if g.message.is_some() {
+                format!(
+                    "; copied to {}",
+                    junction_api::dead_letter_station(&g.station)
+                )
+            } else {
+                String::new()
+            };
+            self.events.record(
+                junction_api::SystemEventKind::DeadLetter,
+                super::events::About {
+                    tenant: Some(&g.tenant),
+                    station: Some(&g.station),
+                    ..Default::default()
+                },
+                format!(
+                    "message {} of station '{}' {why} in group '{}'{whereto}",
+                    g.seq, g.station, g.group
+                ),
+            );
             if let Some((subject, json)) = advisory(&g) {
                 self.publish_as_system(&g.tenant, &Message::new(subject, Bytes::from(json)));
             }

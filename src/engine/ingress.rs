@@ -82,6 +82,21 @@ impl StationEngine {
                 // whole: not stored, and not delivered live either. A routed copy
                 // that a routed station refuses is only left out there.
                 if let Err(violation) = self.check_schema(station, &stamped) {
+                    let copied = if station.config().dead_letter.schema_violation {
+                        " (copied to the dead-letter station)"
+                    } else {
+                        ""
+                    };
+                    self.events.record(
+                        junction_api::SystemEventKind::SchemaViolation,
+                        super::events::About {
+                            client: (from.id != self.system.id).then_some(from),
+                            tenant: Some(&from.tenant),
+                            station: Some(station.name()),
+                            ..Default::default()
+                        },
+                        format!("{violation}{copied}"),
+                    );
                     if i == 0 {
                         if let Some(stored) = stored.take() {
                             stored(Err(EngineError::SchemaViolation(violation)));

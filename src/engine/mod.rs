@@ -7,7 +7,9 @@
 //! reserved `Junction-*` headers stripped → content-based routing rules
 //! (`routing`) → capture by a station (`stations`) → lineage stamp (`lineage`) →
 //! schema validation (`schemas`) → append, with failures copied to the dead-letter
-//! station (`dead_letter`) → live fan-out.
+//! station (`dead_letter`) → live fan-out. Notable happenings (connects,
+//! disconnects, operator kicks, slow consumers, schema violations, dead letters) go
+//! to a bounded in-memory log (`events`), never on a plain publish.
 //!
 //! Invariants:
 //! - No lock is held while a [`Subscriber`] is called: fan-out works on a cached,
@@ -17,6 +19,7 @@
 
 pub mod auth;
 mod dead_letter;
+mod events;
 mod group;
 mod ingress;
 mod lineage;
@@ -35,7 +38,7 @@ use junction_api::{
     MessageQuery, NewClient, Protocol, PublishOutcome, Purge, QueueGroup, ResendRequest,
     ResendStatus, RoutingRule, SchemaFormat, SchemaInfo, ServerSnapshot, StationConfig,
     StationInfo, StorageStats, StoredCallback, StoredMessage, Subject, SubjectFilter, Subscriber,
-    SubscriptionId, SubscriptionSnapshot, TenantId,
+    SubscriptionId, SubscriptionSnapshot, SystemEvent, SystemEventKind, TenantId,
 };
 use junction_storage::Store;
 use parking_lot::{Mutex, RwLock};
@@ -96,6 +99,7 @@ pub struct StationEngine {
     lineage: Arc<lineage::LineageLog>,
     routing: routing::RoutingTable,
     system: Arc<ClientRecord>,
+    events: events::EventLog,
 }
 
 impl StationEngine {
@@ -141,6 +145,7 @@ impl StationEngine {
             lineage: Arc::new(lineage::LineageLog::default()),
             routing,
             system,
+            events: events::EventLog::default(),
         })
     }
 
@@ -279,9 +284,24 @@ impl Engine for StationEngine {
                 subscriptions: AHashMap::new(),
             },
         );
+        drop(clients);
         self.counters
             .total_connections
             .fetch_add(1, Ordering::Relaxed);
+        self.events.record(
+            SystemEventKind::ClientConnected,
+            events::About {
+                client: Some(&record),
+                keep: Some(record.clone()),
+                ..Default::default()
+            },
+            format!(
+                "{} client {} connected from {}",
+                protocol_word(record.protocol),
+                id.0,
+                record.remote
+            ),
+        );
         Ok(record)
     }
 
@@ -293,6 +313,21 @@ impl Engine for StationEngine {
         for sub in entry.subscriptions.values() {
             trie.remove(sub);
         }
+        let r = &entry.record;
+        self.events.record(
+            SystemEventKind::ClientDisconnected,
+            events::About {
+                client: Some(r),
+                keep: Some(r.clone()),
+                ..Default::default()
+            },
+            format!(
+                "{} client {} disconnected (from {})",
+                protocol_word(r.protocol),
+                client.0,
+                r.remote
+            ),
+        );
     }
 
     fn publish_stored(
@@ -510,8 +545,20 @@ impl Engine for StationEngine {
         self.remove_subscriptions(from.id, &[id]);
     }
 
-    fn slow_consumer(&self, _client: &ClientRecord) {
+    fn slow_consumer(&self, client: &ClientRecord) {
         self.counters.slow_consumers.fetch_add(1, Ordering::Relaxed);
+        self.events.record(
+            SystemEventKind::SlowConsumer,
+            events::About {
+                client: Some(client),
+                ..Default::default()
+            },
+            format!(
+                "{} client {} disconnected as a slow consumer",
+                protocol_word(client.protocol),
+                client.id.0
+            ),
+        );
     }
 
     fn server_snapshot(&self) -> ServerSnapshot {
@@ -678,6 +725,64 @@ impl Engine for StationEngine {
 
     fn delete_routing_rule(&self, tenant: &TenantId, name: &str) -> Result<(), EngineError> {
         self.routing.delete(tenant, name)
+    }
+
+    fn close_client(
+        &self,
+        tenant: &TenantId,
+        client: ClientId,
+        reason: &str,
+    ) -> Result<(), EngineError> {
+        let record = self
+            .clients
+            .read()
+            .get(&client)
+            .filter(|e| e.record.id != self.system.id && e.record.tenant == *tenant)
+            .map(|e| e.record.clone())
+            .ok_or(EngineError::ClientNotFound)?;
+        // The front-end's callback only signals its task; no engine lock is held.
+        if record.request_close(reason) {
+            self.events.record(
+                SystemEventKind::ClientKicked,
+                events::About {
+                    client: Some(&record),
+                    keep: Some(record.clone()),
+                    ..Default::default()
+                },
+                format!(
+                    "{} client {} disconnected by an operator",
+                    protocol_word(record.protocol),
+                    client.0
+                ),
+            );
+            tracing::info!(
+                cid = client.0,
+                protocol = protocol_word(record.protocol),
+                name = record.name().unwrap_or_default(),
+                "client disconnected by an operator: {reason}"
+            );
+            Ok(())
+        } else {
+            Err(EngineError::Denied(format!(
+                "client {} cannot be disconnected: it is not a connection of its own",
+                client.0
+            )))
+        }
+    }
+
+    fn events(&self, tenant: &TenantId, limit: usize) -> Vec<SystemEvent> {
+        self.events.recent(tenant, limit)
+    }
+}
+
+/// A protocol as a word for event messages.
+fn protocol_word(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Nats => "NATS",
+        Protocol::Mqtt => "MQTT",
+        Protocol::Http => "HTTP",
+        Protocol::WebSocket => "WebSocket",
+        _ => "other",
     }
 }
 

@@ -117,6 +117,19 @@ async fn max_deliveries_over_nats_with_advisory() {
     assert_eq!(h["X-Customer"], "c42");
     assert_eq!(h["Junction-Dls-Msg-Id"], "order-1");
     assert!(h.get("Nats-Msg-Id").is_none(), "{h}");
+
+    // The system log records it (before the copy is stored).
+    let log = api.get("/v1/events?limit=1000").await.expect(200);
+    let e = log["events"]
+        .as_array()
+        .and_then(|all| all.iter().find(|e| e["kind"] == "dead_letter"))
+        .unwrap_or_else(|| panic!("a dead_letter event: {log}"));
+    assert_eq!(e["station"], "orders");
+    let message = e["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("max deliveries (2)") && message.contains("$dls_orders"),
+        "{e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

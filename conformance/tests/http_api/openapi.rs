@@ -42,6 +42,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/routing/rules/{rule}"),
     ("delete", "/v1/routing/rules/{rule}"),
     ("get", "/v1/connections"),
+    ("delete", "/v1/connections/{cid}"),
+    ("get", "/v1/events"),
     ("get", "/v1/server"),
     ("get", "/v1/openapi.json"),
     ("get", "/v1/subjects/{filter}/events"),

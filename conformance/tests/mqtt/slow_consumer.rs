@@ -44,5 +44,21 @@ async fn client_that_never_acks_is_disconnected_as_slow_consumer() {
     })
     .await;
     assert_eq!(varz["slow_consumers"], 1, "{varz}");
+    // And in the system log, with the client's id.
+    let log: serde_json::Value = within("events", async {
+        reqwest::get(format!("{}/v1/events?limit=1000", b.http_url()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    })
+    .await;
+    assert!(
+        log["events"].as_array().is_some_and(|all| all
+            .iter()
+            .any(|e| e["kind"] == "slow_consumer" && e["client_name"] == "never-acks")),
+        "{log}"
+    );
     crate::support::still_serves(&b).await;
 }

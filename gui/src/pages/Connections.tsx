@@ -1,6 +1,7 @@
 // Every connected client, of every protocol.
-import { useMemo } from 'preact/hooks';
-import { api } from '../api';
+import { useMemo, useState } from 'preact/hooks';
+import { api, type Connection } from '../api';
+import { Confirm } from '../components/Confirm';
 import { ErrorNote, Loading } from '../components/Status';
 import { ago, bytes, num } from '../format';
 import { useLoad, useTitle } from '../hooks';
@@ -8,12 +9,16 @@ import { setQuery, useLocation } from '../router';
 
 const EVERY_MS = 2000;
 
+/** The protocols whose clients an operator can disconnect. */
+const CLOSABLE = new Set(['nats', 'mqtt']);
+
 export function Connections() {
   useTitle('Connections');
   const { query } = useLocation();
   const proto = query.get('protocol') ?? '';
   const search = query.get('q') ?? '';
-  const { data, error } = useLoad(() => api.connections(), [], EVERY_MS);
+  const { data, error, reload } = useLoad(() => api.connections(), [], EVERY_MS);
+  const [kicking, setKicking] = useState<Connection>();
   const rows = useMemo(() => {
     const q = search.toLowerCase();
     return (data ?? []).filter(
@@ -84,6 +89,9 @@ export function Connections() {
                   Pending
                 </th>
                 <th scope="col">Connected</th>
+                <th scope="col">
+                  <span class="sr-only">Actions</span>
+                </th>
               </tr>
             </thead>
             <tbody>
@@ -126,6 +134,18 @@ export function Connections() {
                   </td>
                   <td class="num">{bytes(c.pending_bytes)}</td>
                   <td>{ago(c.start)}</td>
+                  <td>
+                    {CLOSABLE.has(c.protocol) && !(c.name ?? '').startsWith('junction-') && (
+                      <button
+                        type="button"
+                        class="danger"
+                        onClick={() => setKicking(c)}
+                        aria-label={`Disconnect ${c.protocol} client ${c.name ?? c.id}`}
+                      >
+                        Disconnect
+                      </button>
+                    )}
+                  </td>
                 </tr>
               ))}
             </tbody>
@@ -136,8 +156,28 @@ export function Connections() {
         HTTP requests share one client per tenant (<code>junction-http</code>); SSE streams and WebSockets are clients of
         their own. The MQTT front-end keeps one internal client per tenant (<code>junction-mqtt</code>, address{' '}
         <code>0.0.0.0:0</code>); MQTT over the WebSocket at <code>/mqtt</code> is listed as <code>mqtt</code>.
-        Disconnecting a client needs an API route the broker does not have yet.
+        NATS and MQTT clients can be disconnected: a NATS client reads <code>-ERR 'Kicked by operator'</code>, an MQTT 5
+        client DISCONNECT 0x98 (administrative action), and an MQTT will is published as after any abnormal close.
       </p>
+      {kicking && (
+        <Confirm
+          title={`Disconnect ${kicking.protocol} client ${kicking.name ?? kicking.id}?`}
+          confirmLabel="Disconnect"
+          danger
+          onClose={() => {
+            setKicking(undefined);
+            reload();
+          }}
+          onConfirm={async () => {
+            await api.disconnect(kicking.id);
+          }}
+        >
+          <p>
+            This closes connection {kicking.id} from <code>{kicking.remote}</code>. A client that reconnects on its own
+            comes back as a new connection.
+          </p>
+        </Confirm>
+      )}
     </section>
   );
 }

@@ -140,6 +140,25 @@ pub struct ClientRecord {
     pub stats: ClientStats,
     no_echo: AtomicBool,
     details: Mutex<ClientDetails>,
+    closer: CloseHandler,
+}
+
+/// What a front-end runs when the engine asks it to close a connection from outside
+/// the connection's own task (an operator's disconnect).
+type CloseFn = Box<dyn Fn(&str) + Send + Sync>;
+
+/// The front-end's close callback; `Debug` without showing the closure.
+#[derive(Default)]
+struct CloseHandler(Mutex<Option<CloseFn>>);
+
+impl std::fmt::Debug for CloseHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.lock().is_some() {
+            "CloseHandler(set)"
+        } else {
+            "CloseHandler(none)"
+        })
+    }
 }
 
 impl ClientRecord {
@@ -154,9 +173,38 @@ impl ClientRecord {
             stats: ClientStats::default(),
             no_echo: AtomicBool::new(false),
             details: Mutex::new(ClientDetails::default()),
+            closer: CloseHandler::default(),
         };
         record.stats.touch();
         record
+    }
+
+    /// Registers how the owning front-end closes this connection when asked from
+    /// outside its task ([`ClientRecord::request_close`]). The callback must only
+    /// signal the connection's task (cancel a token, queue a final error) and return
+    /// at once: it runs on the caller's thread, never awaits and must not call back
+    /// into the engine. It should hold the connection's state weakly: the engine
+    /// may keep the record (its event log does) after the connection has ended.
+    pub fn set_close_handler(&self, close: impl Fn(&str) + Send + Sync + 'static) {
+        *self.closer.0.lock() = Some(Box::new(close));
+    }
+
+    /// Asks the owning front-end to close the connection, giving `reason` to the
+    /// client where the protocol can carry it. False when the front-end registered
+    /// no way to do so (HTTP requests, the engine's own client).
+    pub fn request_close(&self, reason: &str) -> bool {
+        match self.closer.0.lock().as_ref() {
+            Some(close) => {
+                close(reason);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// True when the front-end can close this connection on request.
+    pub fn can_close(&self) -> bool {
+        self.closer.0.lock().is_some()
     }
 
     /// When true, the client's own publishes are not delivered back to it.

@@ -5,7 +5,7 @@ use crate::{
     FetchSink, GroupConfig, GroupInfo, LineageGraph, LineageTrace, Message, MessageQuery,
     NewClient, Purge, QueueGroup, ResendRequest, ResendStatus, RoutingRule, SchemaFormat,
     SchemaInfo, StationConfig, StationInfo, StoredCallback, StoredMessage, Subject, SubjectFilter,
-    SubscriptionSnapshot, TenantId,
+    SubscriptionSnapshot, SystemEvent, TenantId,
 };
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -376,6 +376,29 @@ pub trait Engine: Send + Sync + 'static {
     fn delete_routing_rule(&self, tenant: &TenantId, name: &str) -> Result<(), EngineError> {
         let _ = (tenant, name);
         Err(unsupported("routing rules"))
+    }
+
+    /// Closes a client's connection from outside it (an operator's disconnect).
+    /// The front-end tells the client why where its protocol can (NATS `-ERR`,
+    /// MQTT 5 DISCONNECT 0x98) and ends the session as an abnormal close (an MQTT
+    /// will is published). Fails with [`EngineError::ClientNotFound`] for an
+    /// unknown id and [`EngineError::Denied`] for a client that cannot be closed
+    /// (HTTP requests share one client).
+    fn close_client(
+        &self,
+        tenant: &TenantId,
+        client: ClientId,
+        reason: &str,
+    ) -> Result<(), EngineError> {
+        let _ = (tenant, client, reason);
+        Err(unsupported("operator disconnects"))
+    }
+
+    /// The most recent system events of `tenant`, newest first, at most `limit`.
+    /// The engine keeps a bounded number in memory; older ones are forgotten.
+    fn events(&self, tenant: &TenantId, limit: usize) -> Vec<SystemEvent> {
+        let _ = (tenant, limit);
+        Vec::new()
     }
 }
 

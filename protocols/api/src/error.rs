@@ -102,6 +102,9 @@ pub enum EngineError {
     /// No dead-letter resend task has that id.
     #[error("resend task not found")]
     ResendTaskNotFound,
+    /// No connected client has that id.
+    #[error("connection not found")]
+    ClientNotFound,
 }
 
 /// Why a payload failed its station's schema.

@@ -19,6 +19,7 @@ mod client;
 mod dead_letter;
 mod engine;
 mod error;
+mod event;
 mod fanout;
 mod group;
 mod headers;
@@ -42,6 +43,7 @@ pub use engine::{
     Delivery, Engine, PublishOutcome, ServerSnapshot, StorageStats, Subscriber, SubscriptionId,
 };
 pub use error::{EngineError, SchemaViolation};
+pub use event::{SystemEvent, SystemEventKind};
 pub use fanout::{FanoutScope, current_fanout};
 pub use group::{
     AckKind, AckPolicy, DeliverPolicy, Delivered, FetchEnd, FetchRequest, FetchSink, GroupConfig,

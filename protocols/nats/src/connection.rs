@@ -62,6 +62,15 @@ pub(crate) async fn run<E: Engine>(
         options.max_pending,
         closed.clone(),
     ));
+    // An operator's disconnect: a final -ERR, then the socket closes as it does
+    // after any other -ERR. The record holds the queue weakly.
+    let kick = Arc::downgrade(&out);
+    client.set_close_handler(move |why| {
+        if let Some(out) = kick.upgrade() {
+            out.write(|b| encode::err(b, why));
+            out.close(CloseReason::Kicked);
+        }
+    });
     let info = options.info_json(client.id.0, remote.ip(), engine.auth_required());
     out.write(|b| encode::info(b, &info));
     let write_task = tokio::spawn(write_loop(writer, out.clone(), options.write_deadline));

@@ -44,6 +44,8 @@ pub enum CloseReason {
     MaxConnectionsExceeded,
     /// The server is shutting down.
     ServerShutdown,
+    /// An operator disconnected the client (`DELETE /v1/connections/{cid}`).
+    Kicked,
 }
 
 impl CloseReason {
@@ -62,6 +64,7 @@ impl CloseReason {
             CloseReason::MaxControlLineExceeded => "Maximum Control Line Exceeded",
             CloseReason::MaxConnectionsExceeded => "Maximum Connections Exceeded",
             CloseReason::ServerShutdown => "Server Shutdown",
+            CloseReason::Kicked => "Kicked",
         }
     }
 

@@ -195,6 +195,7 @@ impl From<EngineError> for AppError {
             EngineError::SchemaInUse(_) => (S::CONFLICT, "schema_in_use"),
             EngineError::ResendTaskNotFound => (S::NOT_FOUND, "resend_task_not_found"),
             EngineError::RoutingRuleNotFound => (S::NOT_FOUND, "routing_rule_not_found"),
+            EngineError::ClientNotFound => (S::NOT_FOUND, "connection_not_found"),
             EngineError::Storage(_) => return AppError::Internal(message),
             _ => return AppError::Internal(message),
         };

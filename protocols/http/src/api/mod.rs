@@ -18,6 +18,7 @@ mod browse;
 mod consume;
 mod dead_letter;
 mod error;
+mod events;
 mod extract;
 mod gateway_client;
 mod groups;
@@ -183,6 +184,8 @@ fn v1_routes(state: &Arc<ApiState>) -> OpenApiRouter<Arc<ApiState>> {
         .routes(routes!(consume::fetch))
         .routes(routes!(consume::ack))
         .routes(routes!(server::connections))
+        .routes(routes!(server::disconnect))
+        .routes(routes!(events::list_events))
         .routes(routes!(server::server))
         .routes(routes!(server::openapi_json))
         .routes(routes!(sse::subject_events))

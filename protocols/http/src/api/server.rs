@@ -4,12 +4,13 @@
 use super::ApiState;
 use super::auth::Tenant;
 use super::error::{AppError, ErrorBody};
+use super::extract::ApiPath;
 use super::wire::{millis, rfc3339};
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use junction_api::{ClientSnapshot, Protocol};
+use junction_api::{ClientId, ClientSnapshot, Protocol};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -128,6 +129,34 @@ pub async fn connections(State(state): State<Arc<ApiState>>) -> Json<ConnectionL
         .map(ConnectionJson::from)
         .collect();
     Json(ConnectionList { connections })
+}
+
+/// Disconnect a client: an operator's kick. A NATS client gets
+/// `-ERR 'Kicked by operator'`, an MQTT 5 client DISCONNECT 0x98 (Administrative
+/// action), an MQTT 3.1.1 client a closed socket; the connection then ends as an
+/// abnormal close (an MQTT will is published). The answer comes once the close is
+/// signalled, not once the socket is gone.
+#[utoipa::path(
+    delete,
+    path = "/v1/connections/{cid}",
+    tag = "server",
+    params(("cid" = u64, Path, description = "Client id (`id` in `/v1/connections`, `cid` in `/connz`)")),
+    responses(
+        (status = 204, description = "The client is being disconnected"),
+        (status = 400, description = "`bad_request`: the id is not a number", body = ErrorBody),
+        (status = 403, description = "`denied`: the client is not a connection of its own (HTTP requests)", body = ErrorBody),
+        (status = 404, description = "`connection_not_found`", body = ErrorBody),
+    )
+)]
+pub async fn disconnect(
+    State(state): State<Arc<ApiState>>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+    ApiPath(cid): ApiPath<u64>,
+) -> Result<StatusCode, AppError> {
+    state
+        .engine
+        .close_client(&tenant, ClientId(cid), "Kicked by operator")?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Server-wide figures.

@@ -7,7 +7,11 @@ impl<S> Conn<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    pub(super) async fn main_loop(&mut self, kick: &CancellationToken) -> End {
+    pub(super) async fn main_loop(
+        &mut self,
+        kick: &CancellationToken,
+        operator: &CancellationToken,
+    ) -> End {
         loop {
             let deadline = self.keep_alive.map(|k| self.last_in + k);
             tokio::select! {
@@ -15,6 +19,13 @@ where
                 _ = kick.cancelled() => {
                     self.disconnect(0x8E, "session taken over").await;
                     return End::TakenOver;
+                }
+                _ = operator.cancelled() => {
+                    // MQTT 5 0x98 Administrative action; MQTT 3.1.1 has no server
+                    // DISCONNECT, so the socket just closes. An abnormal end: the
+                    // will goes out.
+                    self.disconnect(0x98, "Kicked by operator").await;
+                    return End::WithWill;
                 }
                 _ = self.broker.shutdown.cancelled() => {
                     self.disconnect(0x8B, "server shutting down").await;

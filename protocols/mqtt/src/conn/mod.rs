@@ -422,6 +422,12 @@ async fn connect<S>(
 
     // Take the session over from any other connection with this client id.
     let conn_id = broker.next_conn_id();
+    // An operator's disconnect (`Engine::close_client`) cancels this.
+    let operator = CancellationToken::new();
+    {
+        let operator = operator.clone();
+        client.set_close_handler(move |_| operator.cancel());
+    }
     let kick = CancellationToken::new();
     let done = CancellationToken::new();
     let previous = loop {
@@ -536,7 +542,7 @@ async fn connect<S>(
     let end = if conn.write(Out::ConnAck(Box::new(ack))).await && conn.flush().await {
         conn.restore();
         if conn.flush().await {
-            conn.main_loop(&kick).await
+            conn.main_loop(&kick, &operator).await
         } else {
             End::WithWill
         }

@@ -1,0 +1,60 @@
+//! System events: notable things the engine saw (clients coming and going,
+//! operator disconnects, slow consumers, schema violations, dead letters), kept in
+//! a bounded in-memory log for the console's notifications page.
+
+use crate::{ClientId, Protocol};
+
+/// What kind of thing happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SystemEventKind {
+    /// A client connected.
+    ClientConnected,
+    /// A client's connection ended.
+    ClientDisconnected,
+    /// An operator disconnected a client ([`crate::Engine::close_client`]).
+    ClientKicked,
+    /// A client was disconnected as a slow consumer.
+    SlowConsumer,
+    /// A publish failed its station's schema.
+    SchemaViolation,
+    /// A consumer group gave up on a message (max deliveries, terminated): it went
+    /// to the dead-letter station.
+    DeadLetter,
+}
+
+impl SystemEventKind {
+    /// The snake_case name, as the API shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SystemEventKind::ClientConnected => "client_connected",
+            SystemEventKind::ClientDisconnected => "client_disconnected",
+            SystemEventKind::ClientKicked => "client_kicked",
+            SystemEventKind::SlowConsumer => "slow_consumer",
+            SystemEventKind::SchemaViolation => "schema_violation",
+            SystemEventKind::DeadLetter => "dead_letter",
+        }
+    }
+}
+
+/// One system event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemEvent {
+    /// Increasing from 1 for the life of the process.
+    pub id: u64,
+    /// When it happened, in ms since the Unix epoch.
+    pub time_ms: u64,
+    /// What happened.
+    pub kind: SystemEventKind,
+    /// The protocol of the client concerned, if any.
+    pub protocol: Option<Protocol>,
+    /// The client concerned, if any.
+    pub client_id: Option<ClientId>,
+    /// That client's announced name (an MQTT client id), if any.
+    pub client_name: Option<String>,
+    /// The station concerned, if any.
+    pub station: Option<String>,
+    /// For people.
+    pub message: String,
+}
