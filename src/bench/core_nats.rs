@@ -162,6 +162,41 @@ fn spawn_publishers(
         .collect()
 }
 
+/// The end of a publish → subscribe run: waits for the publishers, tells the
+/// subscribers how many messages to expect, gives them a grace period (then stops
+/// them), and collects them. Returns the publishers' counts, their total, the
+/// subscribers' results and the client's CPU seconds at the end.
+#[allow(clippy::type_complexity)]
+pub(crate) async fn finish_run<R>(
+    pub_tasks: Vec<JoinHandle<anyhow::Result<Counted>>>,
+    sub_tasks: Vec<JoinHandle<anyhow::Result<R>>>,
+    expected_tx: &watch::Sender<u64>,
+    stop: &CancellationToken,
+    start: Instant,
+) -> anyhow::Result<(Vec<Counted>, u64, anyhow::Result<Vec<R>>, Option<f64>)> {
+    let published = match join_all(pub_tasks).await {
+        Ok(p) => p,
+        Err(e) => {
+            stop.cancel();
+            return Err(e);
+        }
+    };
+    let total_published = published.iter().map(|c| c.msgs).sum::<u64>();
+    let _ = expected_tx.send(total_published);
+    let deadline = {
+        let stop = stop.clone();
+        let wait = grace(start.elapsed());
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            stop.cancel();
+        })
+    };
+    let results = join_all(sub_tasks).await;
+    let cpu1 = process_cpu_secs();
+    deadline.abort();
+    Ok((published, total_published, results, cpu1))
+}
+
 /// Awaits every task and returns their results in order.
 pub(crate) async fn join_all<T>(
     tasks: Vec<JoinHandle<anyhow::Result<T>>>,
@@ -282,7 +317,7 @@ pub(crate) async fn subscribe_loop(
 }
 
 /// How long subscribers may still wait once publishing is done.
-fn grace(published_in: Duration) -> Duration {
+pub(crate) fn grace(published_in: Duration) -> Duration {
     published_in.max(Duration::from_secs(5))
 }
 
@@ -352,26 +387,8 @@ pub(crate) async fn pubsub(plan: &Plan) -> anyhow::Result<Report> {
         })
         .collect();
     let pub_tasks = spawn_publishers(plan, pubs, &subject, stamp, start, &published_counter);
-    let published = match join_all(pub_tasks).await {
-        Ok(p) => p,
-        Err(e) => {
-            stop.cancel();
-            return Err(e);
-        }
-    };
-    let total_published = published.iter().map(|c| c.msgs).sum::<u64>();
-    let _ = expected_tx.send(total_published);
-    let deadline = {
-        let stop = stop.clone();
-        let wait = grace(start.elapsed());
-        tokio::spawn(async move {
-            tokio::time::sleep(wait).await;
-            stop.cancel();
-        })
-    };
-    let results = join_all(sub_tasks).await;
-    let cpu1 = process_cpu_secs();
-    deadline.abort();
+    let (published, total_published, results, cpu1) =
+        finish_run(pub_tasks, sub_tasks, &expected_tx, &stop, start).await?;
     bar.finish();
     drop(sub_clients);
     let results = results?;

@@ -9,7 +9,7 @@
 //! timestamps in the payloads are not aged by the client's own queue.
 
 use super::Plan;
-use super::core_nats::{Limit, Tally, join_all};
+use super::core_nats::{Limit, Tally, finish_run};
 use super::progress::Progress;
 use super::report::{Report, group};
 use super::stats::{Counted, histogram, now_ns, process_cpu_secs, stamp_of};
@@ -402,11 +402,6 @@ pub(crate) fn spawn_publishers(
         .collect()
 }
 
-/// How long subscribers may still wait once publishing is done.
-pub(crate) fn grace(published_in: Duration) -> Duration {
-    published_in.max(Duration::from_secs(5))
-}
-
 /// `mqtt-pubsub`: --pubs publishers to --subs subscribers of one topic at --qos; the
 /// headline is what the subscribers received.
 pub(crate) async fn pubsub(plan: &Plan) -> anyhow::Result<Report> {
@@ -465,26 +460,8 @@ pub(crate) async fn pubsub(plan: &Plan) -> anyhow::Result<Report> {
         })
         .collect();
     let pub_tasks = spawn_publishers(plan, publishers, &topic, stamp, start, &published_counter);
-    let published = match join_all(pub_tasks).await {
-        Ok(p) => p,
-        Err(e) => {
-            stop.cancel();
-            return Err(e);
-        }
-    };
-    let total_published = published.iter().map(|c| c.msgs).sum::<u64>();
-    let _ = expected_tx.send(total_published);
-    let deadline = {
-        let stop = stop.clone();
-        let wait = grace(start.elapsed());
-        tokio::spawn(async move {
-            tokio::time::sleep(wait).await;
-            stop.cancel();
-        })
-    };
-    let results = join_all(sub_tasks).await;
-    let cpu1 = process_cpu_secs();
-    deadline.abort();
+    let (published, total_published, results, cpu1) =
+        finish_run(pub_tasks, sub_tasks, &expected_tx, &stop, start).await?;
     bar.finish();
     let results = results?;
 

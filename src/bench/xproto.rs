@@ -4,8 +4,8 @@
 //! MQTT publish to NATS receive, from the send time in the payload.
 
 use super::Plan;
-use super::core_nats::{SubContext, connect_all, join_all, subscribe_loop};
-use super::mqtt::{bench_topic, connect_publishers, grace, spawn_publishers};
+use super::core_nats::{SubContext, connect_all, finish_run, subscribe_loop};
+use super::mqtt::{bench_topic, connect_publishers, spawn_publishers};
 use super::progress::Progress;
 use super::report::{Report, group};
 use super::stats::{histogram, process_cpu_secs, round_trip};
@@ -84,26 +84,8 @@ pub(crate) async fn run(plan: &Plan) -> anyhow::Result<Report> {
         })
         .collect();
     let pub_tasks = spawn_publishers(plan, publishers, &topic, stamp, start, &published_counter);
-    let published = match join_all(pub_tasks).await {
-        Ok(p) => p,
-        Err(e) => {
-            stop.cancel();
-            return Err(e);
-        }
-    };
-    let total_published = published.iter().map(|c| c.msgs).sum::<u64>();
-    let _ = expected_tx.send(total_published);
-    let deadline = {
-        let stop = stop.clone();
-        let wait = grace(start.elapsed());
-        tokio::spawn(async move {
-            tokio::time::sleep(wait).await;
-            stop.cancel();
-        })
-    };
-    let results = join_all(sub_tasks).await;
-    let cpu1 = process_cpu_secs();
-    deadline.abort();
+    let (published, total_published, results, cpu1) =
+        finish_run(pub_tasks, sub_tasks, &expected_tx, &stop, start).await?;
     bar.finish();
     drop(sub_clients);
     let results = results?;
