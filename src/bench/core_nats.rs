@@ -162,6 +162,44 @@ fn spawn_publishers(
         .collect()
 }
 
+/// What the tasks of one publish → subscribe run share: how many messages the
+/// subscribers should expect (known once the publishers are done), the stop signal,
+/// the receive and publish counters, and the progress bar over `deliveries`.
+pub(crate) struct Run {
+    pub expected_tx: watch::Sender<u64>,
+    pub expected_rx: watch::Receiver<u64>,
+    pub stop: CancellationToken,
+    pub received: Arc<AtomicU64>,
+    pub published: Arc<AtomicU64>,
+    pub bar: Progress,
+}
+
+impl Run {
+    pub(crate) fn start(plan: &Plan, deliveries: u64) -> Run {
+        let initial = match plan.duration {
+            Some(_) => u64::MAX,
+            None => plan.args.msgs,
+        };
+        let (expected_tx, expected_rx) = watch::channel(initial);
+        let received = Arc::new(AtomicU64::new(0));
+        let bar = Progress::start(
+            plan.progress,
+            "receiving",
+            received.clone(),
+            deliveries,
+            plan.duration,
+        );
+        Run {
+            expected_tx,
+            expected_rx,
+            stop: CancellationToken::new(),
+            received,
+            published: Arc::new(AtomicU64::new(0)),
+            bar,
+        }
+    }
+}
+
 /// The end of a publish → subscribe run: waits for the publishers, tells the
 /// subscribers how many messages to expect, gives them a grace period (then stops
 /// them), and collects them. Returns the publishers' counts, their total, the
@@ -346,27 +384,20 @@ pub(crate) async fn pubsub(plan: &Plan) -> anyhow::Result<Report> {
         round_trip(p).await?;
     }
 
-    let initial = match plan.duration {
-        Some(_) => u64::MAX,
-        None => args.msgs,
-    };
-    let (expected_tx, expected_rx) = watch::channel(initial);
-    let stop = CancellationToken::new();
     let group_total = queue.then(|| Arc::new(AtomicU64::new(0)));
-    let received = Arc::new(AtomicU64::new(0));
-    let published_counter = Arc::new(AtomicU64::new(0));
     let deliveries = if queue {
         args.msgs
     } else {
         args.msgs.saturating_mul(plan.subs as u64)
     };
-    let bar = Progress::start(
-        plan.progress,
-        "receiving",
-        received.clone(),
-        deliveries,
-        plan.duration,
-    );
+    let Run {
+        expected_tx,
+        expected_rx,
+        stop,
+        received,
+        published: published_counter,
+        bar,
+    } = Run::start(plan, deliveries);
 
     let cpu0 = process_cpu_secs();
     let start = Instant::now();

@@ -9,8 +9,7 @@
 //! timestamps in the payloads are not aged by the client's own queue.
 
 use super::Plan;
-use super::core_nats::{Limit, Tally, finish_run};
-use super::progress::Progress;
+use super::core_nats::{Limit, Run, Tally, finish_run};
 use super::report::{Report, group};
 use super::stats::{Counted, histogram, now_ns, process_cpu_secs, stamp_of};
 use anyhow::{Context as _, anyhow, bail};
@@ -426,21 +425,14 @@ pub(crate) async fn pubsub(plan: &Plan) -> anyhow::Result<Report> {
     }
     let publishers = connect_publishers(plan, &plan.url, plan.pubs, run_id).await?;
 
-    let initial = match plan.duration {
-        Some(_) => u64::MAX,
-        None => args.msgs,
-    };
-    let (expected_tx, expected_rx) = watch::channel(initial);
-    let stop = CancellationToken::new();
-    let received = Arc::new(AtomicU64::new(0));
-    let published_counter = Arc::new(AtomicU64::new(0));
-    let bar = Progress::start(
-        plan.progress,
-        "receiving",
-        received.clone(),
-        args.msgs.saturating_mul(plan.subs as u64),
-        plan.duration,
-    );
+    let Run {
+        expected_tx,
+        expected_rx,
+        stop,
+        received,
+        published: published_counter,
+        bar,
+    } = Run::start(plan, args.msgs.saturating_mul(plan.subs as u64));
 
     let cpu0 = process_cpu_secs();
     let start = Instant::now();

@@ -4,18 +4,13 @@
 //! MQTT publish to NATS receive, from the send time in the payload.
 
 use super::Plan;
-use super::core_nats::{SubContext, connect_all, finish_run, subscribe_loop};
+use super::core_nats::{Run, SubContext, connect_all, finish_run, subscribe_loop};
 use super::mqtt::{bench_topic, connect_publishers, spawn_publishers};
-use super::progress::Progress;
 use super::report::{Report, group};
 use super::stats::{histogram, process_cpu_secs, round_trip};
 use anyhow::Context as _;
 use async_nats::Subject;
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Instant;
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 /// The NATS subject of an MQTT topic, by the rules of docs/mqtt.md: `/` separates
 /// levels, a `.` inside a level becomes `//`, an empty level becomes `/`.
@@ -50,21 +45,14 @@ pub(crate) async fn run(plan: &Plan) -> anyhow::Result<Report> {
     }
     let publishers = connect_publishers(plan, &args.mqtt_url, plan.pubs, run_id).await?;
 
-    let initial = match plan.duration {
-        Some(_) => u64::MAX,
-        None => args.msgs,
-    };
-    let (expected_tx, expected_rx) = watch::channel(initial);
-    let stop = CancellationToken::new();
-    let received = Arc::new(AtomicU64::new(0));
-    let published_counter = Arc::new(AtomicU64::new(0));
-    let bar = Progress::start(
-        plan.progress,
-        "receiving",
-        received.clone(),
-        args.msgs.saturating_mul(plan.subs as u64),
-        plan.duration,
-    );
+    let Run {
+        expected_tx,
+        expected_rx,
+        stop,
+        received,
+        published: published_counter,
+        bar,
+    } = Run::start(plan, args.msgs.saturating_mul(plan.subs as u64));
     let cpu0 = process_cpu_secs();
     let start = Instant::now();
     let sub_tasks: Vec<_> = subscriptions
