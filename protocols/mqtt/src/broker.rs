@@ -134,7 +134,9 @@ impl AckJoin {
 pub(crate) fn reason_of(e: &EngineError) -> u8 {
     match e {
         EngineError::MaxMessages | EngineError::MaxBytes | EngineError::MessageTooLarge => 0x97,
-        EngineError::AuthorizationViolation => 0x87,
+        EngineError::AuthorizationViolation
+        | EngineError::InternalSubject(_)
+        | EngineError::InternalStation(_) => 0x87,
         EngineError::InvalidSubject(_) => 0x90,
         EngineError::Storage(_) => 0x80,
         EngineError::SchemaViolation(_) => 0x99,
@@ -320,7 +322,7 @@ impl MqttBroker {
             // subscription to the same filter goes too.
             if !raw.starts_with("$share/") {
                 let group = crate::conn::group_name(&record.client_id, raw);
-                let _ = self.engine.delete_group(&tenant.id, MSGS, &group);
+                let _ = self.engine.delete_internal_group(&tenant.id, MSGS, &group);
             }
         }
         session::delete_record(self.engine.as_ref(), &tenant.id, &record.client_id);
@@ -425,7 +427,7 @@ impl MqttBroker {
                 Subject::from_trusted(Bytes::from(format!("{RMSGS_PREFIX}{}", message.subject)));
             if message.payload.is_empty() {
                 tenant.retained.write().remove(topic);
-                if let Err(e) = self.engine.purge_station(
+                if let Err(e) = self.engine.purge_internal_station(
                     &tenant.id,
                     RMSGS,
                     Purge {

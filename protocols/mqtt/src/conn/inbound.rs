@@ -294,7 +294,7 @@ where
         let refuse = |code: u8, why: String| -> Option<(u8, String)> { Some((code, why)) };
         let mut refused = None;
         if (topic_name == "$SYS" || topic_name.starts_with("$SYS/"))
-            || subject.as_bytes().starts_with(b"$MQTT.")
+            || junction_api::is_internal_publish_subject(subject.as_bytes())
         {
             refused = refuse(0x87, format!("topic '{topic_name}' is reserved"));
         } else if denied_publish(&self.broker, self.username.as_deref(), &topic_name) {
@@ -588,7 +588,7 @@ where
             match self
                 .broker
                 .engine
-                .create_group(&self.tenant.id, MSGS, config)
+                .create_internal_group(&self.tenant.id, MSGS, config)
             {
                 Ok(_) | Err(EngineError::GroupExists) => {}
                 Err(e) => return Err(e),
@@ -661,7 +661,7 @@ where
                     .durable
                     .write()
                     .remove(&(self.client_id.clone(), raw.to_owned()));
-                let _ = self.broker.engine.delete_group(&self.tenant.id, MSGS, g);
+                let _ = self.broker.engine.delete_internal_group(&self.tenant.id, MSGS, g);
             }
             let _ = (&sub.raw, &sub.opts, &sub.mapped);
         }
