@@ -11,6 +11,7 @@
 #[path = "jetstream/support.rs"]
 mod js;
 #[path = "nats_wire/support.rs"]
+#[allow(dead_code)]
 mod wire;
 
 #[path = "hostile_nats/connect.rs"]

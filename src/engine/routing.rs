@@ -199,6 +199,12 @@ fn compile(rule: RoutingRule) -> Result<Compiled, EngineError> {
         drop,
         resubject,
     } = &rule.action;
+    if route.iter().flatten().any(|s| s.starts_with('$')) {
+        return Err(invalid(
+            &name,
+            "a rule cannot route into the broker's internal ('$…') stations",
+        ));
+    }
     let action = match (route, drop, resubject) {
         (Some(stations), None, None) if !stations.is_empty() => Action::Route(stations.clone()),
         (None, Some(true), None) => Action::Drop,
@@ -211,12 +217,7 @@ fn compile(rule: RoutingRule) -> Result<Compiled, EngineError> {
             }
             Action::Resubject(t.clone())
         }
-        (Some(stations), None, None) if stations.iter().any(|s| s.starts_with('$')) => {
-            return Err(invalid(
-                &name,
-                "a rule cannot route into the broker's internal ('$…') stations",
-            ));
-        }
+
         _ => {
             return Err(invalid(
                 &name,
@@ -357,7 +358,9 @@ impl RoutingTable {
             let compiled = compile(rule.clone()).or_else(|e| {
                 let mut lenient = rule.clone();
                 lenient.match_all = true;
-                lenient.subjects.retain(|s| !is_system_subject(s.as_bytes()));
+                lenient
+                    .subjects
+                    .retain(|s| !is_system_subject(s.as_bytes()));
                 compile(lenient).map_err(|_| e)
             });
             match compiled {

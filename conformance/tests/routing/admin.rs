@@ -17,14 +17,14 @@ async fn create_replace_list_delete_and_restart() {
     assert_eq!(created["match"][0]["gte"], 3.0);
     api.post(
         "/v1/routing/rules",
-        &json!({"name": "a", "priority": 9, "action": {"route": ["s"]}}),
+        &json!({"name": "a", "priority": 9, "match_all": true, "action": {"route": ["s"]}}),
     )
     .await
     .expect(201);
     // Same name: replaced (200), and the order follows priority.
     api.post(
         "/v1/routing/rules",
-        &json!({"name": "a", "priority": 1, "action": {"route": ["s"]}}),
+        &json!({"name": "a", "priority": 1, "match_all": true, "action": {"route": ["s"]}}),
     )
     .await
     .expect(200);
@@ -37,8 +37,9 @@ async fn create_replace_list_delete_and_restart() {
         .collect();
     assert_eq!(names, ["a", "b"]);
 
-    // It is enforced: n >= 3 is dropped (a publish with no station storing it).
-    api.publish("s.x", r#"{"n": 4}"#).await.expect(200);
+    // It is enforced: n >= 3 is dropped, and the producer is told (202).
+    let dropped = api.publish("s.x", r#"{"n": 4}"#).await.expect(202);
+    assert_eq!(dropped["dropped_by"], "b");
     api.publish_stored("s.x", r#"{"n": 1}"#).await;
 
     let (config, dir) = b.stop().await;
@@ -46,7 +47,7 @@ async fn create_replace_list_delete_and_restart() {
     let api = Api::new(&b);
     let got = api.get("/v1/routing/rules/b").await.expect(200);
     assert_eq!(got, created);
-    api.publish("s.x", r#"{"n": 4}"#).await.expect(200);
+    api.publish("s.x", r#"{"n": 4}"#).await.expect(202);
     api.delete("/v1/routing/rules/b").await.expect(204);
     api.get("/v1/routing/rules/b")
         .await

@@ -83,6 +83,9 @@ pub const RESERVED_FILTERS: &[&str] = &[
     "$NRG.>",
     "$SYS.REQ.>",
     "$MQTT.>",
+    "$MQTT.sess.>",
+    "$MQTT.msgs.>",
+    "$MQTT.rmsgs.>",
     "$dls.>",
     "$sys.>",
     "_INBOX.>",
@@ -115,11 +118,16 @@ pub fn filters_overlap(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The first reserved space (of [`RESERVED_FILTERS`]) that `filter` overlaps.
+///
+/// A filter that starts with `*` only counts against the spaces that are at least
+/// three tokens deep (`$JS.API.>`, `$MQTT.msgs.>`, …), as nats-server only refuses
+/// overlaps with `$JS.API.>`: `*.new` could only reach `$dls.new` or `_INBOX.new`,
+/// which nothing sends, while `*.*.>` would store every API request.
 pub fn reserved_overlap(filter: &[u8]) -> Option<&'static str> {
-    RESERVED_FILTERS
-        .iter()
-        .copied()
-        .find(|r| filters_overlap(filter, r.as_bytes()))
+    let leading_star = filter == b"*" || filter.starts_with(b"*.");
+    RESERVED_FILTERS.iter().copied().find(|r| {
+        (!leading_star || r.split('.').count() >= 3) && filters_overlap(filter, r.as_bytes())
+    })
 }
 
 /// Is `subject` one only the broker may publish into (see
@@ -301,22 +309,52 @@ mod tests {
 
     #[test]
     fn refuses_control_characters_bad_utf8_and_long_subjects() {
-        assert_eq!(Subject::new(&b"a.\0.b"[..]), Err(SubjectError::ControlCharacter));
-        assert_eq!(Subject::new(&b"a.\x7f"[..]), Err(SubjectError::ControlCharacter));
+        assert_eq!(
+            Subject::new(&b"a.\0.b"[..]),
+            Err(SubjectError::ControlCharacter)
+        );
+        assert_eq!(
+            Subject::new(&b"a.\x7f"[..]),
+            Err(SubjectError::ControlCharacter)
+        );
         assert_eq!(Subject::new(&b"a.\xff\xfe"[..]), Err(SubjectError::NotUtf8));
         assert!(Subject::new("caf\u{e9}.cr\u{e8}me").is_ok());
         let long = "a".repeat(MAX_SUBJECT_LEN + 1);
         assert_eq!(Subject::new(long), Err(SubjectError::TooLong));
-        assert_eq!(QueueGroup::new(&b"q\0"[..]), Err(SubjectError::ControlCharacter));
-        assert_eq!(SubjectFilter::new(&b"a.\x01"[..]), Err(SubjectError::ControlCharacter));
+        assert_eq!(
+            QueueGroup::new(&b"q\0"[..]),
+            Err(SubjectError::ControlCharacter)
+        );
+        assert_eq!(
+            SubjectFilter::new(&b"a.\x01"[..]),
+            Err(SubjectError::ControlCharacter)
+        );
     }
 
     #[test]
     fn reserved_spaces() {
-        for f in [">", "*.>", "$JS.>", "$JS.API.STREAM.>", "_INBOX.*", "$MQTT.sess.*", "*.API.>"] {
+        for f in [
+            ">",
+            "*.>",
+            "$JS.>",
+            "$JS.API.STREAM.>",
+            "_INBOX.*",
+            "$MQTT.sess.*",
+            "*.API.>",
+        ] {
             assert!(reserved_overlap(f.as_bytes()).is_some(), "{f}");
         }
-        for f in ["orders.>", "$KV.bucket.>", "$JS.EVENT.>", "a.*.c", "_INBOXES.x"] {
+        assert!(reserved_overlap(b"*.*.>").is_some());
+        for f in [
+            "orders.>",
+            "$KV.bucket.>",
+            "$JS.EVENT.>",
+            "a.*.c",
+            "_INBOXES.x",
+            "*.new",
+            "*.*",
+            "*",
+        ] {
             assert_eq!(reserved_overlap(f.as_bytes()), None, "{f}");
         }
         assert!(is_system_subject(b"$JS.API.INFO"));

@@ -661,7 +661,10 @@ where
                     .durable
                     .write()
                     .remove(&(self.client_id.clone(), raw.to_owned()));
-                let _ = self.broker.engine.delete_internal_group(&self.tenant.id, MSGS, g);
+                let _ = self
+                    .broker
+                    .engine
+                    .delete_internal_group(&self.tenant.id, MSGS, g);
             }
             let _ = (&sub.raw, &sub.opts, &sub.mapped);
         }
