@@ -664,6 +664,7 @@ impl Engine for StationEngine {
             fsync_sum_secs: fsync.sum_secs,
             fsync_count: fsync.count,
             disk_bytes: store.disk_space(),
+            corrupt_records: store.corrupt_records(),
         }
     }
 

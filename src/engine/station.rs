@@ -206,7 +206,10 @@ fn binding_of(config: &StationConfig) -> Option<SchemaBinding> {
 }
 
 fn storage_error(e: StorageError) -> EngineError {
-    EngineError::Storage(e.to_string())
+    match e {
+        StorageError::Corrupt(c) => EngineError::CorruptRecord(c.0.to_string()),
+        e => EngineError::Storage(e.to_string()),
+    }
 }
 
 /// The filters a configuration captures (its subjects, or its name).
@@ -272,8 +275,32 @@ impl Station {
         }
         let now = now_ns();
         let window = log.limits.duplicate_window.as_nanos() as u64;
-        for record in self.store.scan(self.id, 0) {
-            let r = record.map_err(storage_error)?;
+        let mut corrupt = 0u64;
+        let highest = self.store.last_seq(self.id).unwrap_or(0);
+        let mut from = 0u64;
+        let mut records = self.store.scan(self.id, from);
+        loop {
+            let r = match records.next() {
+                None => break,
+                Some(Ok(r)) => {
+                    from = r.seq + 1;
+                    r
+                }
+                // A corrupt record or block (counted and logged by the store) is left
+                // out of the index rather than keeping the station, and the broker,
+                // from starting. A damaged block ends the scan, so it goes on from
+                // the next sequence that can be read.
+                Some(Err(StorageError::Corrupt(_))) => {
+                    corrupt += 1;
+                    from += 1;
+                    if from > highest {
+                        break;
+                    }
+                    records = self.store.scan(self.id, from);
+                    continue;
+                }
+                Some(Err(e)) => return Err(storage_error(e)),
+            };
             let size = accounted_size(r.subject.len(), r.headers.as_ref(), r.payload.len());
             log.last_seq = r.seq;
             log.last_time_ns = r.time_ns;
@@ -292,6 +319,11 @@ impl Station {
                     time_ns: r.time_ns,
                 },
             );
+        }
+        if corrupt > 0 {
+            // Sequence numbers are never reused, even a corrupt record's.
+            log.last_seq = log.last_seq.max(self.store.last_seq(self.id).unwrap_or(0));
+            tracing::error!(station = %self.name, corrupt, "station recovered without its corrupt records");
         }
         log.last_seq = log.last_seq.max(seq_floor);
         self.committed.store(log.last_seq, Ordering::Release);
@@ -445,6 +477,7 @@ impl Station {
             subject: message.subject.bytes().clone(),
             headers: message.headers.clone(),
             payload: message.payload.clone(),
+            lineage: Bytes::new(),
         };
         let ack = PubAck {
             station: self.name.to_string(),
@@ -808,7 +841,13 @@ impl Station {
                 return Ok(log.memory.get(&seq).cloned());
             }
         }
-        self.store.read(self.id, seq).map_err(storage_error)
+        self.store.read(self.id, seq).map_err(|e| match e {
+            StorageError::Corrupt(c) => EngineError::CorruptRecord(format!(
+                "message {seq} of station '{}': {}",
+                self.name, c.0
+            )),
+            e => storage_error(e),
+        })
     }
 
     /// Removes every stored message and the station's metadata counters.

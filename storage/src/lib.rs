@@ -37,7 +37,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 pub use record::Record;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -111,6 +111,7 @@ struct Inner {
     writer_thread: Option<std::thread::JoinHandle<()>>,
     poisoned: Arc<AtomicBool>,
     fsync: Arc<FsyncHistogram>,
+    corrupt: AtomicU64,
     path: PathBuf,
 }
 
@@ -161,6 +162,7 @@ impl Store {
                 writer_thread: Some(writer_thread),
                 poisoned,
                 fsync,
+                corrupt: AtomicU64::new(0),
                 path,
             }),
         })
@@ -204,11 +206,76 @@ impl Store {
         }
     }
 
-    /// Reads one message.
+    /// Records found corrupt (checksum mismatch, undecodable, or refused by fjall's
+    /// own block checks) since the store opened. Each one is also logged.
+    pub fn corrupt_records(&self) -> u64 {
+        self.inner.corrupt.load(Ordering::Relaxed)
+    }
+
+    /// Counts and logs a corrupt read; the caller gets the error, never the bytes.
+    fn corrupt(inner: &Inner, station: u64, seq: Option<u64>, error: StorageError) -> StorageError {
+        inner.corrupt.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(station, seq, error = %error, "corrupt record in the store");
+        error
+    }
+
+    fn decode_at(
+        inner: &Inner,
+        station: u64,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<Record, StorageError> {
+        let seq = record::seq_of(key).ok_or_else(|| {
+            Self::corrupt(inner, station, None, record::CorruptRecord("key").into())
+        })?;
+        record::decode(seq, value)
+            .map_err(|e| Self::corrupt(inner, station, Some(seq), StorageError::Corrupt(e)))
+    }
+
+    /// Reads one message. A corrupt record is a [`StorageError::Corrupt`] (counted
+    /// in [`Store::corrupt_records`]).
     pub fn read(&self, station: u64, seq: u64) -> Result<Option<Record>, StorageError> {
-        match self.inner.log.get(record::key(station, seq))? {
-            Some(v) => Ok(Some(record::decode(seq, &v)?)),
-            None => Ok(None),
+        let key = record::key(station, seq);
+        match self.inner.log.get(key) {
+            Ok(Some(v)) => Ok(Some(Self::decode_at(&self.inner, station, &key, &v)?)),
+            Ok(None) => Ok(None),
+            Err(e) => Err(Self::corrupt_or_io(&self.inner, station, Some(seq), e)),
+        }
+    }
+
+    /// fjall's read errors: its own block checks (checksum, decompression, bad
+    /// tags or trailers) count as corrupt records too.
+    fn corrupt_or_io(
+        inner: &Inner,
+        station: u64,
+        seq: Option<u64>,
+        e: fjall::Error,
+    ) -> StorageError {
+        use fjall::LsmError as L;
+        let corrupt = matches!(
+            &e,
+            fjall::Error::Decompress(_)
+                | fjall::Error::InvalidTag(_)
+                | fjall::Error::InvalidTrailer
+                | fjall::Error::Storage(
+                    L::ChecksumMismatch { .. }
+                        | L::Decompress(_)
+                        | L::InvalidTag(_)
+                        | L::InvalidTrailer
+                        | L::InvalidHeader(_)
+                        | L::Utf8(_)
+                )
+        );
+        if corrupt {
+            tracing::error!(station, seq, error = %e, "the store's own block check failed");
+            Self::corrupt(
+                inner,
+                station,
+                seq,
+                record::CorruptRecord("a storage block failed its checksum or format check").into(),
+            )
+        } else {
+            StorageError::from(e)
         }
     }
 
@@ -220,11 +287,25 @@ impl Store {
     ) -> impl Iterator<Item = Result<Record, StorageError>> + use<> {
         let start = record::key(station, from_seq);
         let end = record::key(station, u64::MAX);
-        self.inner.log.range(start..=end).map(|guard| {
-            let (k, v) = guard.into_inner()?;
-            let seq = record::seq_of(&k).ok_or(record::CorruptRecord("key"))?;
-            Ok(record::decode(seq, &v)?)
+        let inner = self.inner.clone();
+        self.inner.log.range(start..=end).map(move |guard| {
+            let (k, v) = guard
+                .into_inner()
+                .map_err(|e| Self::corrupt_or_io(&inner, station, None, e))?;
+            Self::decode_at(&inner, station, &k, &v)
         })
+    }
+
+    /// The highest sequence whose key can be read for a station (keys only, so a
+    /// corrupt value does not hide it; keys in a damaged block are skipped).
+    pub fn last_seq(&self, station: u64) -> Option<u64> {
+        let start = record::key(station, 0);
+        let end = record::key(station, u64::MAX);
+        self.inner
+            .log
+            .range(start..=end)
+            .rev()
+            .find_map(|guard| guard.key().ok().and_then(|k| record::seq_of(&k)))
     }
 
     /// Messages of a station from the newest backwards.
@@ -234,10 +315,12 @@ impl Store {
     ) -> impl Iterator<Item = Result<Record, StorageError>> + use<> {
         let start = record::key(station, 0);
         let end = record::key(station, u64::MAX);
-        self.inner.log.range(start..=end).rev().map(|guard| {
-            let (k, v) = guard.into_inner()?;
-            let seq = record::seq_of(&k).ok_or(record::CorruptRecord("key"))?;
-            Ok(record::decode(seq, &v)?)
+        let inner = self.inner.clone();
+        self.inner.log.range(start..=end).rev().map(move |guard| {
+            let (k, v) = guard
+                .into_inner()
+                .map_err(|e| Self::corrupt_or_io(&inner, station, None, e))?;
+            Self::decode_at(&inner, station, &k, &v)
         })
     }
 

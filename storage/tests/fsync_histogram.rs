@@ -21,6 +21,7 @@ fn synchronous_appends_are_counted_in_the_fsync_histogram() {
                 subject: Bytes::from_static(b"a.b"),
                 headers: None,
                 payload: Bytes::from_static(b"x"),
+                lineage: Bytes::new(),
             })],
             Durability::Sync,
             Box::new(move |r| tx.send(r.is_ok()).unwrap()),

@@ -13,6 +13,7 @@ fn rec(seq: u64) -> Record {
         subject: Bytes::from(format!("s.{seq}")),
         headers: None,
         payload: Bytes::from(vec![seq as u8; 10]),
+        lineage: Bytes::new(),
     }
 }
 

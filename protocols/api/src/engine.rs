@@ -96,6 +96,8 @@ pub struct StorageStats {
     pub fsync_count: u64,
     /// Disk space the store uses, in bytes.
     pub disk_bytes: u64,
+    /// Stored records found corrupt (checksum mismatch or undecodable) since start.
+    pub corrupt_records: u64,
 }
 
 /// The broker, as every protocol front-end sees it.

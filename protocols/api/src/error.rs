@@ -115,6 +115,10 @@ pub enum EngineError {
     /// violation, HTTP 403.
     #[error("subject '{0}' is reserved for the broker's internal state")]
     InternalSubject(String),
+    /// A stored record failed its checksum or could not be decoded: it is never
+    /// handed to a client. Counted in `junction_storage_corrupt_records_total`.
+    #[error("corrupt record: {0}")]
+    CorruptRecord(String),
     /// The station belongs to the broker (`$MQTT_*`, `$sys*`, `$dls_*`): clients
     /// cannot create, change, delete or purge it.
     #[error("station '{0}' is internal to the broker and cannot be changed by clients")]

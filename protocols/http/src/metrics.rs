@@ -281,6 +281,11 @@ fn scrape<E: Engine + ?Sized>(engine: &E) -> prometheus::Result<String> {
         "Disk space the store uses.",
         storage.disk_bytes,
     )?;
+    b.counter(
+        "storage_corrupt_records_total",
+        "Stored records found corrupt (checksum mismatch or undecodable) on read since start.",
+        storage.corrupt_records,
+    )?;
     registry.register(Box::new(FsyncHistogram::new(storage)?))?;
 
     // The process.
@@ -372,6 +377,7 @@ mod tests {
             fsync_sum_secs: 0.02,
             fsync_count: 6,
             disk_bytes: 0,
+            corrupt_records: 0,
         };
         registry
             .register(Box::new(FsyncHistogram::new(stats).unwrap()))

@@ -199,6 +199,7 @@ impl From<EngineError> for AppError {
             EngineError::InternalSubject(_) => (S::FORBIDDEN, "internal_subject"),
             EngineError::InternalStation(_) => (S::FORBIDDEN, "internal_station"),
             EngineError::DroppedByRule(_) => (S::ACCEPTED, "dropped_by_rule"),
+            EngineError::CorruptRecord(_) => (S::INTERNAL_SERVER_ERROR, "corrupt_record"),
             EngineError::Storage(_) => return AppError::Internal(message),
             _ => return AppError::Internal(message),
         };

@@ -257,6 +257,7 @@ pub fn api_error(e: &EngineError) -> ApiError {
         EngineError::RollupNotPermitted => JsErrorCode::StreamRollupFailed.with_err(e),
         EngineError::Denied(m) => JsErrorCode::StreamGeneral.with_err(m),
         EngineError::Storage(m) => JsErrorCode::StreamStoreFailed.with_err(m),
+        EngineError::CorruptRecord(_) => JsErrorCode::StreamStoreFailed.with_err(e),
         EngineError::SchemaViolation(v) => schema_violation(v),
         other => JsErrorCode::StreamGeneral.with_err(other),
     }
