@@ -363,6 +363,43 @@ fn v3_connack_code(code: u8) -> v3::ConnectAckReason {
     }
 }
 
+/// The flags byte of the CONNECT at the start of `buf`, once it is buffered (the
+/// version codec has checked the fixed header and protocol name before).
+pub fn connect_flags(buf: &[u8]) -> Option<u8> {
+    let mut i = 1;
+    loop {
+        let b = *buf.get(i)?;
+        i += 1;
+        if b & 0x80 == 0 || i > 4 {
+            break;
+        }
+    }
+    let name_len = usize::from(u16::from_be_bytes([*buf.get(i)?, *buf.get(i + 1)?]));
+    buf.get(i + 2 + name_len + 1).copied()
+}
+
+/// Checks the CONNECT flags: the reserved bit (MQTT-3.1.2-3), will QoS and retain
+/// without a will (MQTT-3.1.2-11, -13), will QoS 3 (MQTT-3.1.2-14) and, before
+/// MQTT 5, a password without a user name (MQTT-3.1.2-22).
+pub fn check_connect_flags(flags: u8, v5: bool) -> Result<(), &'static str> {
+    let will = flags & 0x04 != 0;
+    let will_qos = (flags >> 3) & 0x03;
+    let will_retain = flags & 0x20 != 0;
+    if flags & 0x01 != 0 {
+        return Err("reserved CONNECT flag is set");
+    }
+    if !will && (will_qos != 0 || will_retain) {
+        return Err("will QoS or will retain set without a will");
+    }
+    if will_qos == 3 {
+        return Err("will QoS 3");
+    }
+    if !v5 && flags & 0x40 != 0 && flags & 0x80 == 0 {
+        return Err("password flag without the user name flag");
+    }
+    Ok(())
+}
+
 /// A v5 CONNACK with our defaults.
 pub fn connack(reason: u8) -> v5::ConnectAck {
     v5::ConnectAck {
