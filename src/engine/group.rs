@@ -111,16 +111,15 @@ fn invalid(msg: impl Into<String>) -> EngineError {
 
 /// Checks a configuration and fills in defaults, as nats-server does.
 pub fn normalize(mut c: GroupConfig) -> Result<GroupConfig, EngineError> {
-    if c.name.is_empty() {
-        return Err(invalid("consumer name is required"));
-    }
-    if c.name
-        .chars()
-        .any(|ch| ch.is_whitespace() || matches!(ch, '.' | '*' | '>' | '/' | '\\'))
-    {
-        return Err(invalid(
-            "consumer name can not contain whitespace, '.', '*', '>', path separators",
-        ));
+    super::stations::check_name("consumer", &c.name).map_err(invalid)?;
+    for (what, v) in [
+        ("max_deliver", c.max_deliver),
+        ("max_ack_pending", c.max_ack_pending),
+        ("max_waiting", c.max_waiting),
+        ("max_batch", c.max_batch),
+        ("max_bytes", c.max_bytes),
+    ] {
+        super::stations::check_limit(what, v).map_err(invalid)?;
     }
     if c.ack_wait.is_zero() {
         c.ack_wait = c

@@ -7,6 +7,7 @@ use super::StationEngine;
 use super::station::Station;
 use junction_api::{
     ClientRecord, EngineError, Message, Protocol, StationConfig, StoredCallback, TenantId,
+    is_internal_publish_subject, reserved_overlap,
 };
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -21,19 +22,33 @@ pub(crate) struct Captured {
 }
 
 impl StationEngine {
-    /// Runs the ingress path. `None`: a routing rule dropped the message. Otherwise
-    /// the message to fan out (stripped, maybe re-subjected) and what was stored.
+    /// Runs the ingress path. `Err`: the message was refused as a whole (a routing
+    /// rule dropped it, or its subject is the broker's own); the stored callback got
+    /// the same error when a station would have captured it. Otherwise the message
+    /// to fan out (stripped, maybe re-subjected) and what was stored.
     pub(crate) fn ingress<'m>(
         &self,
         from: &ClientRecord,
         message: &'m Message,
         stored: Option<StoredCallback>,
-    ) -> Option<(Cow<'m, Message>, Captured)> {
+    ) -> Result<(Cow<'m, Message>, Captured), EngineError> {
+        let internal = from.id == self.system.id;
+        if !internal && is_internal_publish_subject(message.subject.as_bytes()) {
+            // MQTT's session state is written by the MQTT front-end (which refuses
+            // `$MQTT/…` topics from its clients); nobody else writes there.
+            let mqtt_own = from.protocol == Protocol::Mqtt
+                && message.subject.as_bytes().starts_with(b"$MQTT.");
+            if !mqtt_own {
+                let subject = message.subject.to_str_lossy().into_owned();
+                tracing::info!(cid = from.id.0, %subject, "publish to an internal subject refused");
+                return Err(EngineError::InternalSubject(subject));
+            }
+        }
         // Reserved `Junction-*` headers are the engine's: clients cannot set them.
         // The MQTT front-end is the exception that proves it: it drops every
         // `Junction-*` user property a client sends and sets the MQTT lineage
         // (`Junction-Origin-Topic`, ...) itself.
-        let message = if from.id == self.system.id || from.protocol == Protocol::Mqtt {
+        let message = if internal || from.protocol == Protocol::Mqtt {
             Cow::Borrowed(message)
         } else {
             super::lineage::strip_reserved(message)
@@ -41,11 +56,22 @@ impl StationEngine {
         // Content-based routing (never for the engine's own messages: PubAcks,
         // advisories).
         let mut routes = Vec::new();
-        let message = match (from.id != self.system.id)
+        let message = match (!internal)
             .then(|| self.routing.evaluate(&from.tenant, &message))
             .flatten()
         {
-            Some(d) if d.drop => return None,
+            Some(d) if d.drop => {
+                let rule = d.dropped_by.unwrap_or_default();
+                tracing::debug!(cid = from.id.0, %rule, subject = %message.subject, "message dropped by a routing rule");
+                let error = EngineError::DroppedByRule(rule);
+                // A producer waiting for a station's answer is told.
+                if let Some(stored) = stored
+                    && self.stations.capture(&from.tenant, &message.subject).is_some()
+                {
+                    stored(Err(error.clone()));
+                }
+                return Err(error);
+            }
             Some(d) => {
                 routes = d.routes;
                 match d.resubject {
@@ -101,7 +127,7 @@ impl StationEngine {
                         if let Some(stored) = stored.take() {
                             stored(Err(EngineError::SchemaViolation(violation)));
                         }
-                        return Some((
+                        return Ok((
                             message,
                             Captured {
                                 stored: true,
@@ -136,7 +162,7 @@ impl StationEngine {
                 station.append(&stamped, Some(callback));
             }
         }
-        Some((
+        Ok((
             message,
             Captured {
                 stored: captured,
@@ -146,14 +172,49 @@ impl StationEngine {
     }
 }
 
-/// Station names starting with `$dls_` belong to dead-letter stations, which the
-/// engine creates and configures from their station's `dead_letter` policy.
-pub(crate) fn refuse_reserved(name: &str) -> Result<(), EngineError> {
-    if name.starts_with(junction_api::DLS_PREFIX) {
+/// Is `name` one of the broker's own stations (`$dls_…`, `$MQTT_…`, `$sys…`)?
+/// Every name starting with `$` is reserved for them.
+pub(crate) fn is_internal_station(name: &str) -> bool {
+    name.starts_with('$')
+}
+
+/// What a client may not put in a station it creates or changes: a `$` name
+/// (reserved for the broker's own stations; dead-letter stations are made from their
+/// station's policy) or a subject that overlaps a reserved space (`$JS.API.>`,
+/// `_INBOX.>`, …), which would store every API request and answer it twice.
+pub(crate) fn check_client_station(config: &StationConfig) -> Result<(), EngineError> {
+    if config.name.starts_with(junction_api::DLS_PREFIX) {
         return Err(EngineError::InvalidConfig(format!(
             "station names starting with '{}' are reserved for dead-letter stations",
             junction_api::DLS_PREFIX
         )));
+    }
+    if is_internal_station(&config.name) {
+        return Err(EngineError::InvalidConfig(
+            "station names starting with '$' are reserved for the broker's internal stations"
+                .into(),
+        ));
+    }
+    for subject in &config.subjects {
+        if let Some(space) = reserved_overlap(subject.as_bytes()) {
+            return Err(EngineError::InvalidConfig(format!(
+                "subject '{subject}' overlaps the reserved subject space '{space}'"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a client's change to one of the broker's own stations. Dead-letter
+/// stations may be read, consumed, purged and have messages dropped (`allow_dls`),
+/// never deleted on their own.
+pub(crate) fn refuse_internal(name: &str, allow_dls: bool) -> Result<(), EngineError> {
+    if allow_dls && name.starts_with(junction_api::DLS_PREFIX) {
+        return Ok(());
+    }
+    if is_internal_station(name) {
+        tracing::info!(station = name, "client change to an internal station refused");
+        return Err(EngineError::InternalStation(name.to_string()));
     }
     Ok(())
 }

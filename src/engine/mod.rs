@@ -31,7 +31,7 @@ mod trie;
 
 use ahash::AHashMap;
 use dead_letter::ResendTasks;
-use ingress::refuse_reserved;
+use ingress::{check_client_station, refuse_internal};
 use junction_api::{
     AckKind, ClientId, ClientRecord, ClientSnapshot, Credentials, Delivery, Engine, EngineError,
     FetchRequest, FetchSink, GroupConfig, GroupInfo, LineageGraph, LineageTrace, Message,
@@ -340,13 +340,20 @@ impl Engine for StationEngine {
         self.counters
             .in_bytes
             .fetch_add(message.payload.len() as u64, Ordering::Relaxed);
-        let Some((message, captured)) = self.ingress(from, message, stored) else {
-            return PublishOutcome::default();
+        let (message, captured) = match self.ingress(from, message, stored) {
+            Ok(m) => m,
+            Err(refused) => {
+                return PublishOutcome {
+                    refused: Some(refused),
+                    ..PublishOutcome::default()
+                };
+            }
         };
         if captured.refused {
             return PublishOutcome {
                 delivered: 0,
                 captured: true,
+                refused: None,
             };
         }
         let captured = captured.stored;
@@ -354,6 +361,7 @@ impl Engine for StationEngine {
         PublishOutcome {
             delivered,
             captured,
+            refused: None,
         }
     }
 
@@ -367,8 +375,27 @@ impl Engine for StationEngine {
         station: &str,
         config: GroupConfig,
     ) -> Result<GroupInfo, EngineError> {
+        refuse_internal(station, true)?;
+        self.create_internal_group(tenant, station, config)
+    }
+
+    fn create_internal_group(
+        &self,
+        tenant: &TenantId,
+        station: &str,
+        config: GroupConfig,
+    ) -> Result<GroupInfo, EngineError> {
         let (station, group) = self.stations.create_group(tenant, station, config)?;
         Ok(self.group_info_of(&station, &group))
+    }
+
+    fn delete_internal_group(
+        &self,
+        tenant: &TenantId,
+        station: &str,
+        group: &str,
+    ) -> Result<(), EngineError> {
+        self.stations.delete_group(tenant, station, group)
     }
 
     fn group_info(
@@ -387,6 +414,7 @@ impl Engine for StationEngine {
         station: &str,
         group: &str,
     ) -> Result<(), EngineError> {
+        refuse_internal(station, true)?;
         self.stations.delete_group(tenant, station, group)
     }
 
@@ -444,11 +472,29 @@ impl Engine for StationEngine {
         tenant: &TenantId,
         config: StationConfig,
     ) -> Result<StationInfo, EngineError> {
-        refuse_reserved(&config.name)?;
+        check_client_station(&config)?;
         self.check_station_schema(tenant, &config)?;
         let station = self.stations.create(tenant, config)?;
         self.sync_dead_letter(tenant, &station.config())?;
         Ok(self.station_info_of(&station))
+    }
+
+    fn create_internal_station(
+        &self,
+        tenant: &TenantId,
+        config: StationConfig,
+    ) -> Result<StationInfo, EngineError> {
+        let station = self.stations.create(tenant, config)?;
+        Ok(self.station_info_of(&station))
+    }
+
+    fn purge_internal_station(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        purge: Purge,
+    ) -> Result<u64, EngineError> {
+        self.purge_in(tenant, name, purge)
     }
 
     fn update_station(
@@ -456,7 +502,7 @@ impl Engine for StationEngine {
         tenant: &TenantId,
         config: StationConfig,
     ) -> Result<StationInfo, EngineError> {
-        refuse_reserved(&config.name)?;
+        check_client_station(&config)?;
         self.check_station_schema(tenant, &config)?;
         let station = self.stations.update(tenant, config)?;
         self.sync_dead_letter(tenant, &station.config())?;
@@ -469,6 +515,7 @@ impl Engine for StationEngine {
                 "a dead-letter station is deleted with its station; purge it instead".into(),
             ));
         }
+        refuse_internal(name, false)?;
         self.stations.delete(tenant, name)?;
         match self
             .stations
@@ -494,6 +541,7 @@ impl Engine for StationEngine {
         name: &str,
         purge: Purge,
     ) -> Result<u64, EngineError> {
+        refuse_internal(name, true)?;
         self.purge_in(tenant, name, purge)
     }
 
@@ -507,6 +555,7 @@ impl Engine for StationEngine {
     }
 
     fn delete_message(&self, tenant: &TenantId, name: &str, seq: u64) -> Result<(), EngineError> {
+        refuse_internal(name, true)?;
         self.stations.get(tenant, name)?.delete_message(seq)
     }
 

@@ -8,6 +8,7 @@
 use ahash::AHashMap;
 use junction_api::{
     EngineError, Message, Predicate, RoutingAction, RoutingRule, Subject, SubjectFilter, TenantId,
+    is_system_subject,
 };
 use junction_storage::Store;
 use parking_lot::RwLock;
@@ -61,6 +62,8 @@ pub(crate) struct Decision {
     pub drop: bool,
     /// Publish it on this subject instead.
     pub resubject: Option<Subject>,
+    /// The rule that dropped it.
+    pub dropped_by: Option<String>,
 }
 
 /// Every tenant's rules.
@@ -163,9 +166,29 @@ fn compile(rule: RoutingRule) -> Result<Compiled, EngineError> {
         .subjects
         .iter()
         .map(|s| {
-            SubjectFilter::new(s.clone()).map_err(|e| invalid(&name, format!("subject '{s}': {e}")))
+            let f = SubjectFilter::new(s.clone())
+                .map_err(|e| invalid(&name, format!("subject '{s}': {e}")))?;
+            if is_system_subject(f.as_bytes()) {
+                return Err(invalid(
+                    &name,
+                    format!(
+                        "subject '{s}' is internal ('$…' and '_INBOX.…' subjects are the broker's own; rules never see them)"
+                    ),
+                ));
+            }
+            Ok(f)
         })
         .collect::<Result<Vec<_>, _>>()?;
+    // `>` (or `*.>`-like filters made only of wildcards) narrows nothing.
+    let narrows = filters
+        .iter()
+        .any(|f| f.tokens().any(|t| t != b"*" && t != b">"));
+    if rule.predicates.is_empty() && !narrows && !rule.match_all {
+        return Err(invalid(
+            &name,
+            "a rule without predicates (\"match\") or a narrowing subject filter would apply to every message; add a predicate, or set \"match_all\": true to mean it",
+        ));
+    }
     let conditions = rule
         .predicates
         .iter()
@@ -179,7 +202,21 @@ fn compile(rule: RoutingRule) -> Result<Compiled, EngineError> {
     let action = match (route, drop, resubject) {
         (Some(stations), None, None) if !stations.is_empty() => Action::Route(stations.clone()),
         (None, Some(true), None) => Action::Drop,
-        (None, None, Some(t)) if !t.is_empty() => Action::Resubject(t.clone()),
+        (None, None, Some(t)) if !t.is_empty() => {
+            if is_system_subject(t.as_bytes()) {
+                return Err(invalid(
+                    &name,
+                    format!("resubject '{t}' is an internal subject ('$…', '_INBOX.…')"),
+                ));
+            }
+            Action::Resubject(t.clone())
+        }
+        (Some(stations), None, None) if stations.iter().any(|s| s.starts_with('$')) => {
+            return Err(invalid(
+                &name,
+                "a rule cannot route into the broker's internal ('$…') stations",
+            ));
+        }
         _ => {
             return Err(invalid(
                 &name,
@@ -314,7 +351,19 @@ impl RoutingTable {
             };
             let rule: RoutingRule = serde_json::from_slice(&value)
                 .map_err(|e| EngineError::Storage(format!("unreadable routing rule {key}: {e}")))?;
-            rules.entry(tenant).or_default().push(compile(rule)?);
+            // A rule stored by an older version may break today's checks (a rule
+            // with no predicate now needs `match_all`): it keeps working as it was
+            // meant, or is left out with a warning, never stopping the broker.
+            let compiled = compile(rule.clone()).or_else(|e| {
+                let mut lenient = rule.clone();
+                lenient.match_all = true;
+                lenient.subjects.retain(|s| !is_system_subject(s.as_bytes()));
+                compile(lenient).map_err(|_| e)
+            });
+            match compiled {
+                Ok(c) => rules.entry(tenant).or_default().push(c),
+                Err(e) => tracing::warn!(rule = %key, error = %e, "stored routing rule ignored"),
+            }
         }
         let any = !rules.is_empty();
         let rules = rules
@@ -392,6 +441,11 @@ impl RoutingTable {
         if !self.any.load(Ordering::Acquire) {
             return None;
         }
+        // Internal subjects (the JetStream API, acks, MQTT state, inboxes, …) are
+        // out of the rules' reach: a rule can never stop the broker's own traffic.
+        if is_system_subject(message.subject.as_bytes()) {
+            return None;
+        }
         let rules = self.rules.read().get(tenant).cloned()?;
         let subject = message.subject.to_str_lossy();
         let mut m = Subjectish {
@@ -419,11 +473,15 @@ impl RoutingTable {
                 }
                 Action::Drop => {
                     decision.drop = true;
+                    decision.dropped_by = Some(c.rule.name.clone());
                     break;
                 }
                 Action::Resubject(template) => {
                     let rendered = render(template, &subject, &m.tokens);
                     match Subject::new(rendered.clone()) {
+                        Ok(s) if is_system_subject(s.as_bytes()) => {
+                            tracing::warn!(rule = %c.rule.name, subject = rendered, "routing rule made an internal subject; message left as is")
+                        }
                         Ok(s) => decision.resubject = Some(s),
                         Err(e) => {
                             tracing::warn!(rule = %c.rule.name, subject = rendered, error = %e, "routing rule made an invalid subject; message left as is")
@@ -462,6 +520,7 @@ mod tests {
             priority: 0,
             subjects: vec![],
             predicates: vec![p],
+            match_all: false,
             action: a,
         };
         let drop = RoutingAction {
@@ -497,6 +556,43 @@ mod tests {
             ..Default::default()
         };
         assert!(compile(rule(p, both)).is_err());
+    }
+
+    #[test]
+    fn a_rule_for_every_message_needs_match_all() {
+        let drop = RoutingAction {
+            drop: Some(true),
+            ..Default::default()
+        };
+        let mut rule = RoutingRule {
+            name: "x".into(),
+            priority: 0,
+            subjects: vec![],
+            predicates: vec![],
+            match_all: false,
+            action: drop,
+        };
+        assert!(compile(rule.clone()).is_err());
+        rule.subjects = vec![">".into()];
+        assert!(compile(rule.clone()).is_err());
+        rule.subjects = vec!["orders.>".into()];
+        assert!(compile(rule.clone()).is_ok());
+        rule.subjects = vec![];
+        rule.match_all = true;
+        assert!(compile(rule.clone()).is_ok());
+        rule.subjects = vec!["$JS.API.>".into()];
+        assert!(compile(rule.clone()).is_err());
+        rule.subjects = vec![];
+        rule.action = RoutingAction {
+            resubject: Some("_INBOX.x".into()),
+            ..Default::default()
+        };
+        assert!(compile(rule.clone()).is_err());
+        rule.action = RoutingAction {
+            route: Some(vec!["$MQTT_sess".into()]),
+            ..Default::default()
+        };
+        assert!(compile(rule).is_err());
     }
 
     #[test]

@@ -63,17 +63,44 @@ fn meta_key(tenant: &TenantId, name: &str) -> String {
     format!("station/{}/{name}", tenant.0)
 }
 
-fn validate_name(name: &str) -> Result<(), EngineError> {
+/// Longest station or consumer-group name, in bytes (nats-server's `JSMaxNameLen`).
+pub(crate) const MAX_NAME_LEN: usize = 255;
+
+/// Checks a station or group name; `what` is "stream" or "consumer" (the NATS layer
+/// passes these texts through as nats-server words them).
+pub(crate) fn check_name(what: &str, name: &str) -> Result<(), String> {
     if name.is_empty() {
-        return Err(EngineError::InvalidConfig("stream name is required".into()));
+        return Err(format!("{what} name is required"));
     }
-    if name.len() > 255
-        || name
-            .chars()
-            .any(|c| c.is_whitespace() || matches!(c, '.' | '*' | '>' | '/' | '\\'))
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "{what} name is too long, maximum allowed is {MAX_NAME_LEN}"
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(format!("{what} name can not contain control characters"));
+    }
+    if name
+        .chars()
+        .any(|c| c.is_whitespace() || matches!(c, '.' | '*' | '>' | '/' | '\\'))
     {
-        return Err(EngineError::InvalidConfig(
-            "stream name is required and can not contain '.', '*', '>'".into(),
+        return Err(format!(
+            "{what} name can not contain whitespace, '.', '*', '>', path separators"
+        ));
+    }
+    Ok(())
+}
+
+fn validate_name(name: &str) -> Result<(), EngineError> {
+    check_name("stream", name).map_err(EngineError::InvalidConfig)
+}
+
+/// A count or size limit: -1 (or 0, which means the same) is unlimited; other
+/// negative values are refused rather than read as unlimited.
+pub(crate) fn check_limit(what: &str, value: i64) -> Result<(), String> {
+    if value < -1 {
+        return Err(format!(
+            "{what} must be -1 (unlimited) or a positive number, not {value}"
         ));
     }
     Ok(())
@@ -95,13 +122,14 @@ fn normalize(mut config: StationConfig) -> Result<StationConfig, EngineError> {
     if !config.max_age.is_zero() && config.duplicate_window > config.max_age {
         config.duplicate_window = config.max_age;
     }
-    for v in [
-        &mut config.max_msgs,
-        &mut config.max_bytes,
-        &mut config.max_msgs_per_subject,
-        &mut config.max_msg_size,
-        &mut config.max_consumers,
+    for (what, v) in [
+        ("max_msgs", &mut config.max_msgs),
+        ("max_bytes", &mut config.max_bytes),
+        ("max_msgs_per_subject", &mut config.max_msgs_per_subject),
+        ("max_msg_size", &mut config.max_msg_size),
+        ("max_consumers", &mut config.max_consumers),
     ] {
+        check_limit(what, *v).map_err(EngineError::InvalidConfig)?;
         if *v == 0 {
             *v = -1;
         }

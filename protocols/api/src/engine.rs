@@ -42,12 +42,17 @@ pub trait Subscriber: Send + Sync + 'static {
 }
 
 /// The result of a publish.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PublishOutcome {
     /// How many subscriptions received the message live.
     pub delivered: usize,
     /// True when a station captured the message (its callback, if any, will run).
     pub captured: bool,
+    /// Set when the engine refused the message as a whole, so that nothing was
+    /// stored or delivered: [`EngineError::DroppedByRule`] (a routing rule dropped
+    /// it) or [`EngineError::InternalSubject`] (the subject is the broker's own).
+    /// When a station would have captured it, the stored callback got the same error.
+    pub refused: Option<EngineError>,
 }
 
 /// Server-wide figures for monitoring (`/varz`).
@@ -122,8 +127,9 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Like [`Engine::publish`]; when a station captures the message, `stored` runs
     /// once it is durable under the station's policy, or refused (for instance with
-    /// [`EngineError::SchemaViolation`]). When no station captures it (or a routing
-    /// rule drops it), `stored` is dropped without being called. The engine strips
+    /// [`EngineError::SchemaViolation`], or [`EngineError::DroppedByRule`] when a
+    /// routing rule dropped a message a station would have stored). When no station
+    /// captures it, `stored` is dropped without being called. The engine strips
     /// reserved `Junction-*` headers from the message and stamps lineage on what a
     /// station stores.
     fn publish_stored(
@@ -135,6 +141,40 @@ pub trait Engine: Send + Sync + 'static {
 
     /// The engine's own client, used to publish replies (acks, API responses).
     fn system_client(&self) -> Arc<ClientRecord>;
+
+    /// Creates (or finds) one of a front-end's own internal stations, whose names
+    /// start with `$` (MQTT's `$MQTT_sess`, …) and whose subjects are in reserved
+    /// spaces. [`Engine::create_station`] refuses both: clients cannot reach them.
+    fn create_internal_station(
+        &self,
+        tenant: &TenantId,
+        config: StationConfig,
+    ) -> Result<StationInfo, EngineError>;
+
+    /// Purges messages of a front-end's own internal station; clients'
+    /// [`Engine::purge_station`] refuses `$`-named stations (but dead-letter ones).
+    fn purge_internal_station(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        purge: Purge,
+    ) -> Result<u64, EngineError>;
+
+    /// Creates a consumer group on a front-end's own internal station.
+    fn create_internal_group(
+        &self,
+        tenant: &TenantId,
+        station: &str,
+        config: GroupConfig,
+    ) -> Result<GroupInfo, EngineError>;
+
+    /// Deletes a consumer group of a front-end's own internal station.
+    fn delete_internal_group(
+        &self,
+        tenant: &TenantId,
+        station: &str,
+        group: &str,
+    ) -> Result<(), EngineError>;
 
     /// Creates a station. Creating one that exists with the same configuration
     /// returns it; with a different one fails with [`EngineError::StationNameInUse`].

@@ -105,6 +105,20 @@ pub enum EngineError {
     /// No connected client has that id.
     #[error("connection not found")]
     ClientNotFound,
+    /// A content-based routing rule (named here) dropped the message: nothing was
+    /// stored or delivered. Front-ends tell the producer (NATS PubAck error, HTTP
+    /// 202 with `dropped_by`).
+    #[error("message dropped by routing rule '{0}'")]
+    DroppedByRule(String),
+    /// The subject belongs to the broker (MQTT session state, dead letters, system
+    /// events): clients cannot publish into it. NATS answers a permissions
+    /// violation, HTTP 403.
+    #[error("subject '{0}' is reserved for the broker's internal state")]
+    InternalSubject(String),
+    /// The station belongs to the broker (`$MQTT_*`, `$sys*`, `$dls_*`): clients
+    /// cannot create, change, delete or purge it.
+    #[error("station '{0}' is internal to the broker and cannot be changed by clients")]
+    InternalStation(String),
 }
 
 /// Why a payload failed its station's schema.

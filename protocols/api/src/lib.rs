@@ -62,4 +62,8 @@ pub use station::{
     Discard, MessageQuery, PubAck, Purge, Retention, StationConfig, StationInfo, StationState,
     StorageKind, StoredCallback, StoredMessage,
 };
-pub use subject::{QueueGroup, Subject, SubjectError, SubjectFilter};
+pub use subject::{
+    INTERNAL_PUBLISH_FILTERS, MAX_SUBJECT_LEN, QueueGroup, RESERVED_FILTERS, Subject,
+    SubjectError, SubjectFilter, check_subject_bytes, filters_overlap,
+    is_internal_publish_subject, is_system_subject, reserved_overlap,
+};

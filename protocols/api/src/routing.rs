@@ -17,11 +17,16 @@ pub struct RoutingRule {
     #[serde(default)]
     pub priority: i32,
     /// Subject filters the rule looks at (`*`, `>`); empty means every subject.
+    /// Internal subjects (`$…`, `_INBOX.…`) are never looked at.
     #[serde(default)]
     pub subjects: Vec<String>,
-    /// Every predicate must hold (an empty list always holds).
+    /// Every predicate must hold.
     #[serde(default, rename = "match")]
     pub predicates: Vec<Predicate>,
+    /// A rule with no predicate and no narrowing subject filter would apply to every
+    /// message of the tenant; it is refused unless this says so explicitly.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub match_all: bool,
     /// What to do with a matching message.
     pub action: RoutingAction,
 }

@@ -26,19 +26,113 @@ pub enum SubjectError {
     /// `>` appears somewhere other than the last token.
     #[error("'>' must be the last token")]
     FullWildcardNotLast,
+    /// The subject contains a control character (NUL, DEL, …).
+    #[error("control character in subject")]
+    ControlCharacter,
+    /// The subject is not valid UTF-8.
+    #[error("subject is not valid UTF-8")]
+    NotUtf8,
+    /// The subject is longer than [`MAX_SUBJECT_LEN`] bytes.
+    #[error("subject is longer than {MAX_SUBJECT_LEN} bytes")]
+    TooLong,
 }
+
+/// Longest subject or filter accepted, in bytes (nats-server's default control-line
+/// limit bounds a NATS subject to about this).
+pub const MAX_SUBJECT_LEN: usize = 4096;
 
 fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n')
 }
 
-fn check_tokens(raw: &[u8], allow_wildcards: bool) -> Result<(), SubjectError> {
+/// The checks every subject gets at ingress, whatever the protocol (NATS core skips
+/// the token rules unless the client is pedantic, but never these): a length limit,
+/// no whitespace, no control characters, valid UTF-8. Other protocols (MQTT topics,
+/// HTTP paths) cannot carry such subjects, so one that got in could not be delivered
+/// to them faithfully.
+pub fn check_subject_bytes(raw: &[u8]) -> Result<(), SubjectError> {
     if raw.is_empty() {
         return Err(SubjectError::Empty);
     }
-    if raw.iter().any(|&b| is_ws(b)) {
-        return Err(SubjectError::Whitespace);
+    if raw.len() > MAX_SUBJECT_LEN {
+        return Err(SubjectError::TooLong);
     }
+    for &b in raw {
+        if is_ws(b) {
+            return Err(SubjectError::Whitespace);
+        }
+        if b < 0x20 || b == 0x7f {
+            return Err(SubjectError::ControlCharacter);
+        }
+    }
+    if !raw.is_ascii() && std::str::from_utf8(raw).is_err() {
+        return Err(SubjectError::NotUtf8);
+    }
+    Ok(())
+}
+
+/// Subject spaces that belong to the broker: the JetStream API and acks, MQTT's
+/// session state, dead letters, system events, Raft traffic, and reply inboxes.
+/// No station may capture them (except the broker's own), and routing rules never
+/// see them.
+pub const RESERVED_FILTERS: &[&str] = &[
+    "$JS.API.>",
+    "$JS.ACK.>",
+    "$JS.FC.>",
+    "$JSC.>",
+    "$NRG.>",
+    "$SYS.REQ.>",
+    "$MQTT.>",
+    "$dls.>",
+    "$sys.>",
+    "_INBOX.>",
+];
+
+/// Subject spaces that only the broker itself may publish into: MQTT's session
+/// state (the MQTT front-end writes it), dead letters, system events and Raft
+/// traffic.
+pub const INTERNAL_PUBLISH_FILTERS: &[&str] = &["$MQTT.>", "$dls.>", "$sys.>", "$NRG.>"];
+
+/// Is `subject` in a space routing rules never touch: every subject whose first
+/// token starts with `$` (system, API and protocol-internal subjects) and reply
+/// inboxes (`_INBOX.…`)?
+pub fn is_system_subject(subject: &[u8]) -> bool {
+    subject.first() == Some(&b'$') || subject == b"_INBOX" || subject.starts_with(b"_INBOX.")
+}
+
+/// Do two filters (or subjects) match at least one subject in common?
+pub fn filters_overlap(a: &[u8], b: &[u8]) -> bool {
+    let mut x = a.split(|&c| c == b'.');
+    let mut y = b.split(|&c| c == b'.');
+    loop {
+        match (x.next(), y.next()) {
+            (Some(b">"), Some(_)) | (Some(_), Some(b">")) => return true,
+            (Some(p), Some(q)) if p == b"*" || q == b"*" || p == q => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// The first reserved space (of [`RESERVED_FILTERS`]) that `filter` overlaps.
+pub fn reserved_overlap(filter: &[u8]) -> Option<&'static str> {
+    RESERVED_FILTERS
+        .iter()
+        .copied()
+        .find(|r| filters_overlap(filter, r.as_bytes()))
+}
+
+/// Is `subject` one only the broker may publish into (see
+/// [`INTERNAL_PUBLISH_FILTERS`])?
+pub fn is_internal_publish_subject(subject: &[u8]) -> bool {
+    subject.first() == Some(&b'$')
+        && INTERNAL_PUBLISH_FILTERS
+            .iter()
+            .any(|f| filters_overlap(subject, f.as_bytes()))
+}
+
+fn check_tokens(raw: &[u8], allow_wildcards: bool) -> Result<(), SubjectError> {
+    check_subject_bytes(raw)?;
     let mut tokens = raw.split(|&b| b == b'.').peekable();
     while let Some(tok) = tokens.next() {
         match tok {
@@ -180,9 +274,7 @@ impl QueueGroup {
         if raw.is_empty() {
             return Err(SubjectError::Empty);
         }
-        if raw.iter().any(|&b| is_ws(b)) {
-            return Err(SubjectError::Whitespace);
-        }
+        check_subject_bytes(&raw)?;
         Ok(QueueGroup(raw))
     }
 
@@ -206,6 +298,38 @@ impl fmt::Debug for QueueGroup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refuses_control_characters_bad_utf8_and_long_subjects() {
+        assert_eq!(Subject::new(&b"a.\0.b"[..]), Err(SubjectError::ControlCharacter));
+        assert_eq!(Subject::new(&b"a.\x7f"[..]), Err(SubjectError::ControlCharacter));
+        assert_eq!(Subject::new(&b"a.\xff\xfe"[..]), Err(SubjectError::NotUtf8));
+        assert!(Subject::new("caf\u{e9}.cr\u{e8}me").is_ok());
+        let long = "a".repeat(MAX_SUBJECT_LEN + 1);
+        assert_eq!(Subject::new(long), Err(SubjectError::TooLong));
+        assert_eq!(QueueGroup::new(&b"q\0"[..]), Err(SubjectError::ControlCharacter));
+        assert_eq!(SubjectFilter::new(&b"a.\x01"[..]), Err(SubjectError::ControlCharacter));
+    }
+
+    #[test]
+    fn reserved_spaces() {
+        for f in [">", "*.>", "$JS.>", "$JS.API.STREAM.>", "_INBOX.*", "$MQTT.sess.*", "*.API.>"] {
+            assert!(reserved_overlap(f.as_bytes()).is_some(), "{f}");
+        }
+        for f in ["orders.>", "$KV.bucket.>", "$JS.EVENT.>", "a.*.c", "_INBOXES.x"] {
+            assert_eq!(reserved_overlap(f.as_bytes()), None, "{f}");
+        }
+        assert!(is_system_subject(b"$JS.API.INFO"));
+        assert!(is_system_subject(b"_INBOX.abc"));
+        assert!(!is_system_subject(b"orders.new"));
+        assert!(is_internal_publish_subject(b"$MQTT.sess.abc"));
+        assert!(is_internal_publish_subject(b"$dls.orders.x"));
+        assert!(!is_internal_publish_subject(b"$JS.API.INFO"));
+        assert!(!is_internal_publish_subject(b"$JS.ACK.s.g.1.1.1.0.0"));
+        assert!(filters_overlap(b"a.*", b"a.b"));
+        assert!(!filters_overlap(b"a.*", b"a.b.c"));
+        assert!(filters_overlap(b"a.>", b"*.b.c"));
+    }
 
     #[test]
     fn literal_subjects() {

@@ -139,7 +139,9 @@ impl AckJoin {
 pub(crate) fn reason_of(e: &EngineError) -> u8 {
     match e {
         EngineError::MaxMessages | EngineError::MaxBytes | EngineError::MessageTooLarge => 0x97,
-        EngineError::AuthorizationViolation => 0x87,
+        EngineError::AuthorizationViolation
+        | EngineError::InternalSubject(_)
+        | EngineError::InternalStation(_) => 0x87,
         EngineError::InvalidSubject(_) => 0x90,
         EngineError::Storage(_) => 0x80,
         EngineError::SchemaViolation(_) => 0x99,
@@ -330,7 +332,7 @@ impl MqttBroker {
             // subscription to the same filter goes too.
             if !raw.starts_with("$share/") {
                 let group = crate::conn::group_name(&record.client_id, raw);
-                let _ = self.engine.delete_group(&tenant.id, MSGS, &group);
+                let _ = self.engine.delete_internal_group(&tenant.id, MSGS, &group);
             }
         }
         session::delete_record(self.engine.as_ref(), &tenant.id, &record.client_id);
@@ -434,8 +436,8 @@ impl MqttBroker {
             let stored_subject =
                 Subject::from_trusted(Bytes::from(format!("{RMSGS_PREFIX}{}", message.subject)));
             if message.payload.is_empty() {
-                tenant.retained.write().remove(topic);
-                match self.engine.purge_station(
+                let cleared = tenant.retained.write().remove(topic);
+                match self.engine.purge_internal_station(
                     &tenant.id,
                     RMSGS,
                     Purge {
@@ -451,8 +453,14 @@ impl MqttBroker {
                     }
                     Err(e) => {
                         tracing::error!(%topic, error = %e, "cannot clear retained message");
+                        // Still stored, so still retained.
+                        if let Some(r) = cleared {
+                            tenant.retained.write().insert(topic.to_owned(), r);
+                        }
                         if let Some(part) = part(join) {
-                            part(Err(e));
+                            part(Err(EngineError::Storage(format!(
+                                "retained message not cleared: {e}"
+                            ))));
                         }
                     }
                 }
@@ -514,10 +522,19 @@ impl MqttBroker {
         let done = Arc::new(Mutex::new(done));
         let forward = |slot: &Arc<Mutex<Option<StoredCallback>>>| -> StoredCallback {
             let slot = slot.clone();
+            let subject = message.subject.clone();
             Box::new(move |result| {
                 let f = slot.lock().take();
                 if let Some(f) = f {
-                    f(result);
+                    // Whatever the store said, for the client it is the broker's own
+                    // state that failed (0x80), not a limit of theirs.
+                    f(result.map_err(|e| {
+                        tracing::error!(%subject, error = %e, "MQTT state not stored");
+                        match e {
+                            EngineError::Storage(_) => e,
+                            e => EngineError::Storage(format!("MQTT state not stored: {e}")),
+                        }
+                    }));
                 }
             })
         };
@@ -564,7 +581,7 @@ impl MqttBroker {
             .collect();
         for ((client_id, raw), subjects) in durable {
             let config = crate::conn::durable_group(&client_id, &raw, &subjects);
-            match self.engine.create_group(&tenant.id, MSGS, config) {
+            match self.engine.create_internal_group(&tenant.id, MSGS, config) {
                 Ok(_) | Err(EngineError::GroupExists) => {}
                 Err(e) => {
                     tracing::error!(%client_id, filter = %raw, error = %e, "cannot make a persistent subscription's group again");

@@ -164,7 +164,7 @@ pub fn ensure_stations(engine: &dyn Engine, tenant: &TenantId) -> Result<(), Eng
         station(RMSGS, "$MQTT.rmsgs.>", Retention::Limits, 1),
         station(MSGS, "$MQTT.msgs.>", Retention::Interest, -1),
     ] {
-        match engine.create_station(tenant, cfg.clone()) {
+        match engine.create_internal_station(tenant, cfg.clone()) {
             Ok(_) => {}
             Err(EngineError::StationNameInUse) => {
                 // Made by an older version with other limits: keep what is there.
@@ -216,7 +216,7 @@ pub fn record_message(record: &SessionRecord) -> Message {
 /// Removes a session record.
 pub fn delete_record(engine: &dyn Engine, tenant: &TenantId, client_id: &str) {
     let filter = format!("{SESS_PREFIX}{}", hex_id(client_id));
-    if let Err(e) = engine.purge_station(
+    if let Err(e) = engine.purge_internal_station(
         tenant,
         SESS,
         Purge {

@@ -214,6 +214,12 @@ impl<E: Engine> NatsChannel<E> {
     }
 
     fn connect(&mut self, json: &[u8]) -> Step {
+        // serde would read a JSON array as a struct's fields in order (`[]` is a
+        // CONNECT with every default); nats-server wants an object.
+        if json.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            tracing::debug!(cid = self.client.id.0, "CONNECT is not a JSON object");
+            return Err(CloseReason::ProtocolViolation);
+        }
         let mut options: ConnectOptions = match serde_json::from_slice(json) {
             Ok(o) => o,
             Err(e) => {
@@ -282,6 +288,14 @@ impl<E: Engine> NatsChannel<E> {
         if self.options.pedantic && Subject::new(subject.clone()).is_err() {
             self.error("Invalid Publish Subject");
         }
+        // Whatever the mode, a subject with control characters or bytes that are
+        // not UTF-8 is refused: other protocols (MQTT topics, HTTP paths, JSON)
+        // could not carry it faithfully.
+        if let Err(e) = junction_api::check_subject_bytes(&subject) {
+            tracing::info!(cid = self.client.id.0, error = %e, "publish refused: invalid subject");
+            self.error("Invalid Publish Subject");
+            return Ok(());
+        }
         let headers = match headers {
             Some(block) if !block.is_empty() => match encode::parse_header_block(&block) {
                 Ok(h) => Some(h),
@@ -308,6 +322,12 @@ impl<E: Engine> NatsChannel<E> {
         };
         let stored = message.reply.clone().map(|reply| self.pub_ack(reply));
         let outcome = self.engine.publish_stored(&self.client, &message, stored);
+        if let Some(EngineError::InternalSubject(subject)) = &outcome.refused {
+            // nats-server's answer to a publish its permissions refuse; the
+            // connection stays open.
+            self.error(&format!("Permissions Violation for Publish to \"{subject}\""));
+            return Ok(());
+        }
         if outcome.delivered == 0
             && !outcome.captured
             && self.options.no_responders

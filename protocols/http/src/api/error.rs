@@ -196,6 +196,9 @@ impl From<EngineError> for AppError {
             EngineError::ResendTaskNotFound => (S::NOT_FOUND, "resend_task_not_found"),
             EngineError::RoutingRuleNotFound => (S::NOT_FOUND, "routing_rule_not_found"),
             EngineError::ClientNotFound => (S::NOT_FOUND, "connection_not_found"),
+            EngineError::InternalSubject(_) => (S::FORBIDDEN, "internal_subject"),
+            EngineError::InternalStation(_) => (S::FORBIDDEN, "internal_station"),
+            EngineError::DroppedByRule(_) => (S::ACCEPTED, "dropped_by_rule"),
             EngineError::Storage(_) => return AppError::Internal(message),
             _ => return AppError::Internal(message),
         };

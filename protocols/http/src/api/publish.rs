@@ -45,28 +45,60 @@ pub struct DeliveredJson {
     pub delivered: usize,
 }
 
+/// A message a routing rule dropped (202): nothing was stored or delivered.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DroppedJson {
+    /// The routing rule that dropped it.
+    pub dropped_by: String,
+    /// Always 0.
+    pub delivered: usize,
+}
+
 /// How a publish went.
 pub enum Published {
     /// A station stored it (or recognised it as a duplicate).
     Stored(PubAck),
     /// No station captured it.
     Live(usize),
+    /// A routing rule (named) dropped it.
+    Dropped(String),
+}
+
+impl Published {
+    /// The 202 answer to a dropped message.
+    pub fn dropped_response(rule: String) -> Response {
+        (
+            StatusCode::ACCEPTED,
+            Json(DroppedJson {
+                dropped_by: rule,
+                delivered: 0,
+            }),
+        )
+            .into_response()
+    }
 }
 
 /// A publish whose durable outcome is not known yet.
 pub struct Pending {
     captured: bool,
     delivered: usize,
+    refused: Option<EngineError>,
     stored: oneshot::Receiver<Result<PubAck, EngineError>>,
 }
 
 impl Pending {
     /// Waits for the station's answer when one captured the message.
     pub async fn outcome(self) -> Result<Published, AppError> {
+        match self.refused {
+            Some(EngineError::DroppedByRule(rule)) => return Ok(Published::Dropped(rule)),
+            Some(e) => return Err(e.into()),
+            None => {}
+        }
         if !self.captured {
             return Ok(Published::Live(self.delivered));
         }
         match self.stored.await {
+            Ok(Err(EngineError::DroppedByRule(rule))) => Ok(Published::Dropped(rule)),
             Ok(result) => Ok(Published::Stored(result?)),
             Err(_) => Err(AppError::Internal(
                 "the station dropped a publish without answering".into(),
@@ -87,6 +119,7 @@ pub fn start_publish(state: &ApiState, client: &ClientRecord, message: &Message)
     Pending {
         captured: outcome.captured,
         delivered: outcome.delivered,
+        refused: outcome.refused,
         stored: rx,
     }
 }
@@ -157,6 +190,7 @@ pub async fn publish_subject(
     match start_publish(&state, &client, &message).outcome().await? {
         Published::Stored(ack) => Ok(stored_response(ack)),
         Published::Live(delivered) => Ok(Json(DeliveredJson { delivered }).into_response()),
+        Published::Dropped(rule) => Ok(Published::dropped_response(rule)),
     }
 }
 
@@ -285,6 +319,7 @@ pub async fn publish_to_station(
             Ok(stored_response(ack))
         }
         Published::Live(_) => Err(EngineError::StationNotFound.into()),
+        Published::Dropped(rule) => Ok(Published::dropped_response(rule)),
     }
 }
 
@@ -321,6 +356,11 @@ pub enum BatchResult {
     Failed {
         /// Why.
         error: ErrorDetail,
+    },
+    /// A routing rule dropped it.
+    Dropped {
+        /// The rule.
+        dropped_by: String,
     },
 }
 
@@ -447,6 +487,7 @@ pub async fn publish_batch(
             Ok(Published::Live(_)) => BatchResult::Failed {
                 error: AppError::from(EngineError::StationNotFound).detail(),
             },
+            Ok(Published::Dropped(rule)) => BatchResult::Dropped { dropped_by: rule },
             Err(e) => {
                 if matches!(e, AppError::Internal(_)) {
                     tracing::error!(error = %e, station, "batch publish failed");

@@ -57,6 +57,27 @@ impl Engine for Broken {
     fn create_station(&self, _: &TenantId, _: StationConfig) -> Result<StationInfo, EngineError> {
         Err(storage())
     }
+    fn create_internal_station(
+        &self,
+        _: &TenantId,
+        _: StationConfig,
+    ) -> Result<StationInfo, EngineError> {
+        Err(storage())
+    }
+    fn purge_internal_station(&self, _: &TenantId, _: &str, _: Purge) -> Result<u64, EngineError> {
+        Err(storage())
+    }
+    fn create_internal_group(
+        &self,
+        _: &TenantId,
+        _: &str,
+        _: GroupConfig,
+    ) -> Result<GroupInfo, EngineError> {
+        Err(storage())
+    }
+    fn delete_internal_group(&self, _: &TenantId, _: &str, _: &str) -> Result<(), EngineError> {
+        Err(storage())
+    }
     fn update_station(&self, _: &TenantId, _: StationConfig) -> Result<StationInfo, EngineError> {
         Err(storage())
     }

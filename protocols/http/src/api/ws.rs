@@ -159,6 +159,8 @@ struct ReplyFrame {
     duplicate: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     delivered: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dropped_by: Option<String>,
 }
 
 impl ReplyFrame {
@@ -458,6 +460,14 @@ fn handle(
                         op: "published",
                         reference,
                         delivered: Some(n),
+                        ..Default::default()
+                    }
+                    .text(),
+                    Ok(Published::Dropped(rule)) => ReplyFrame {
+                        op: "published",
+                        reference,
+                        delivered: Some(0),
+                        dropped_by: Some(rule),
                         ..Default::default()
                     }
                     .text(),

@@ -320,7 +320,7 @@ where
         let (subject, refused) = match mapped {
             Ok(subject) => {
                 let refused = if (topic_name == "$SYS" || topic_name.starts_with("$SYS/"))
-                    || subject.as_bytes().starts_with(b"$MQTT.")
+                    || junction_api::is_internal_publish_subject(subject.as_bytes())
                 {
                     Some((0x87, format!("topic '{topic_name}' is reserved")))
                 } else if denied_publish(&self.broker, self.username.as_deref(), &topic_name) {
@@ -667,14 +667,14 @@ where
             let mut created = self
                 .broker
                 .engine
-                .create_group(&self.tenant.id, MSGS, config.clone());
+                .create_internal_group(&self.tenant.id, MSGS, config.clone());
             if matches!(created, Err(EngineError::StationNotFound)) {
                 tracing::error!(station = MSGS, "MQTT station missing: making the front-end's stations again");
                 if self.broker.repair(&self.tenant) {
                     created = self
                         .broker
                         .engine
-                        .create_group(&self.tenant.id, MSGS, config);
+                        .create_internal_group(&self.tenant.id, MSGS, config);
                 }
             }
             match created {
@@ -749,7 +749,7 @@ where
                     .durable
                     .write()
                     .remove(&(self.client_id.clone(), raw.to_owned()));
-                let _ = self.broker.engine.delete_group(&self.tenant.id, MSGS, g);
+                let _ = self.broker.engine.delete_internal_group(&self.tenant.id, MSGS, g);
             }
             let _ = (&sub.raw, &sub.opts, &sub.mapped);
         }

@@ -502,7 +502,13 @@ pub fn next<E: Engine>(
     let expires = request.expires;
     if let Err(e) = engine.fetch(tenant, stream, consumer, request, sink.clone()) {
         tracing::debug!(stream, consumer, error = %e, "pull request refused");
-        sink.status(status::CONSUMER_DELETED);
+        // A consumer that does not exist has nobody listening on its MSG.NEXT
+        // subject in nats-server: the client gets no-responders (503), not the 409
+        // that ends a request to a consumer deleted while it waited.
+        sink.status(match e {
+            EngineError::StationNotFound | EngineError::GroupNotFound => status::NO_RESPONDERS,
+            _ => status::CONSUMER_DELETED,
+        });
         return;
     }
     // Expire the request on time rather than on the engine's next 50 ms tick: a

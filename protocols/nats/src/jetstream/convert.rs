@@ -61,6 +61,14 @@ pub fn station_config(c: &StreamConfig) -> Result<StationConfig, ApiError> {
     if c.num_replicas < 0 {
         return Err(JsErrorCode::ReplicasCountCannotBeNegative.error());
     }
+    // nats-server's checks and texts (a negative duration would otherwise read as
+    // 0: "forever" for max_age, the default for the duplicate window).
+    if c.max_age < 0 {
+        return Err(JsErrorCode::StreamInvalidConfig.with_err("max age needs to be >= 100ms"));
+    }
+    if c.duplicate_window < 0 {
+        return Err(JsErrorCode::StreamInvalidConfig.with_err("duplicates window can not be negative"));
+    }
     if c.num_replicas > 1 {
         return Err(JsErrorCode::StreamReplicasNotSupported.error());
     }
@@ -209,9 +217,25 @@ pub fn schema_violation(v: &junction_api::SchemaViolation) -> ApiError {
     }
 }
 
+/// Junction's own err_code: a content-based routing rule dropped the message.
+pub const DROPPED_BY_RULE_ERR_CODE: u16 = 19002;
+/// Junction's own err_code: the stream (station) or subject is the broker's own
+/// (`$MQTT_*`, `$dls_*`, `$sys*`), out of clients' reach.
+pub const INTERNAL_STATE_ERR_CODE: u16 = 19003;
+
 /// The JetStream error for an engine error.
 pub fn api_error(e: &EngineError) -> ApiError {
     match e {
+        EngineError::DroppedByRule(_) => ApiError {
+            code: 400,
+            err_code: DROPPED_BY_RULE_ERR_CODE,
+            description: e.to_string(),
+        },
+        EngineError::InternalStation(_) | EngineError::InternalSubject(_) => ApiError {
+            code: 403,
+            err_code: INTERNAL_STATE_ERR_CODE,
+            description: e.to_string(),
+        },
         EngineError::StationNotFound => JsErrorCode::StreamNotFound.error(),
         EngineError::StationNameInUse => JsErrorCode::StreamNameExist.error(),
         EngineError::SubjectsOverlap => JsErrorCode::StreamSubjectOverlap.error(),
