@@ -65,12 +65,18 @@ async fn names_and_subjects_are_validated_at_ingress() {
         .expect_error(422, "invalid_group_config");
     assert_eq!(message, "consumer name is too long, maximum allowed is 255");
     let message = api
-        .post("/v1/stations", &json!({"name": "a\u{0}b", "subjects": ["n.x"]}))
+        .post(
+            "/v1/stations",
+            &json!({"name": "a\u{0}b", "subjects": ["n.x"]}),
+        )
         .await
         .expect_error(422, "invalid_config");
     assert_eq!(message, "stream name can not contain control characters");
     let message = api
-        .post("/v1/stations", &json!({"name": "x".repeat(256), "subjects": ["n.y"]}))
+        .post(
+            "/v1/stations",
+            &json!({"name": "x".repeat(256), "subjects": ["n.y"]}),
+        )
         .await
         .expect_error(422, "invalid_config");
     assert_eq!(message, "stream name is too long, maximum allowed is 255");
@@ -109,11 +115,17 @@ async fn internal_stations_and_subjects_are_out_of_reach() {
     api.post("/v1/stations/$MQTT_msgs/groups", &json!({"name": "spy"}))
         .await
         .expect_error(403, "internal_station");
-    api.post("/v1/stations", &json!({"name": "$MQTT_x", "subjects": ["x.>"]}))
-        .await
-        .expect_error(422, "invalid_config");
+    api.post(
+        "/v1/stations",
+        &json!({"name": "$MQTT_x", "subjects": ["x.>"]}),
+    )
+    .await
+    .expect_error(422, "invalid_config");
     let message = api
-        .post("/v1/stations", &json!({"name": "inbox", "subjects": ["_INBOX.>"]}))
+        .post(
+            "/v1/stations",
+            &json!({"name": "inbox", "subjects": ["_INBOX.>"]}),
+        )
         .await
         .expect_error(422, "invalid_config");
     assert!(message.contains("reserved"), "{message}");
@@ -148,7 +160,10 @@ async fn routing_rules_cannot_reach_internal_traffic() {
     .expect(201);
     let body = api.publish("s.a", "hi").await.expect(202);
     assert_eq!(body, json!({"dropped_by": "x", "delivered": 0}));
-    let body = api.post_raw("/v1/stations/s/messages?subject=s.b", "hi", &[]).await.expect(202);
+    let body = api
+        .post_raw("/v1/stations/s/messages?subject=s.b", "hi", &[])
+        .await
+        .expect(202);
     assert_eq!(body["dropped_by"], "x", "{body}");
     let info = api.get("/v1/stations/s").await.expect(200);
     assert_eq!(info["state"]["messages"], 0, "{info}");

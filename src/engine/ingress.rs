@@ -66,7 +66,10 @@ impl StationEngine {
                 let error = EngineError::DroppedByRule(rule);
                 // A producer waiting for a station's answer is told.
                 if let Some(stored) = stored
-                    && self.stations.capture(&from.tenant, &message.subject).is_some()
+                    && self
+                        .stations
+                        .capture(&from.tenant, &message.subject)
+                        .is_some()
                 {
                     stored(Err(error.clone()));
                 }
@@ -213,7 +216,10 @@ pub(crate) fn refuse_internal(name: &str, allow_dls: bool) -> Result<(), EngineE
         return Ok(());
     }
     if is_internal_station(name) {
-        tracing::info!(station = name, "client change to an internal station refused");
+        tracing::info!(
+            station = name,
+            "client change to an internal station refused"
+        );
         return Err(EngineError::InternalStation(name.to_string()));
     }
     Ok(())

@@ -357,7 +357,9 @@ impl RoutingTable {
             let compiled = compile(rule.clone()).or_else(|e| {
                 let mut lenient = rule.clone();
                 lenient.match_all = true;
-                lenient.subjects.retain(|s| !is_system_subject(s.as_bytes()));
+                lenient
+                    .subjects
+                    .retain(|s| !is_system_subject(s.as_bytes()));
                 compile(lenient).map_err(|_| e)
             });
             match compiled {

@@ -47,7 +47,12 @@ async fn mqtt_stations_cannot_be_deleted_or_purged_over_nats() {
         let text = expect_api_error(&r, 403, 19003);
         assert!(text.contains(name), "{verb} {name}: {text}");
     }
-    let r = api(&client, "$JS.API.STREAM.MSG.DELETE.$MQTT_sess", r#"{"seq":1}"#).await;
+    let r = api(
+        &client,
+        "$JS.API.STREAM.MSG.DELETE.$MQTT_sess",
+        r#"{"seq":1}"#,
+    )
+    .await;
     expect_api_error(&r, 403, 19003);
     // Consumers on internal stations would hold MQTT's messages forever.
     let r = api(
@@ -59,7 +64,10 @@ async fn mqtt_stations_cannot_be_deleted_or_purged_over_nats() {
     expect_api_error(&r, 403, 19003);
     // Still there and still holding the session.
     let info = api(&client, "$JS.API.STREAM.INFO.$MQTT_sess", "").await;
-    assert!(info["state"]["messages"].as_u64().unwrap_or(0) >= 1, "{info}");
+    assert!(
+        info["state"]["messages"].as_u64().unwrap_or(0) >= 1,
+        "{info}"
+    );
     drop(mqtt);
 }
 
@@ -104,7 +112,11 @@ async fn msg_next_on_a_missing_consumer_gets_no_responders() {
     let broker = mqtt_broker().await;
     let (client, jsx) = js::connect(&broker).await;
     let pull = js::raw_pull(&client, "NOPE", "nobody", r#"{"batch":1}"#).await;
-    assert_eq!(js::status_code(&pull), 503, "stream and consumer never existed");
+    assert_eq!(
+        js::status_code(&pull),
+        503,
+        "stream and consumer never existed"
+    );
     js::simple_stream(&jsx, "S", &["s.>"]).await;
     let pull = js::raw_pull(&client, "S", "nobody", r#"{"batch":1}"#).await;
     assert_eq!(js::status_code(&pull), 503, "consumer never existed");

@@ -23,7 +23,10 @@ async fn negative_stream_limits_are_refused() {
         )
         .await;
         let text = expect_api_error(&r, 500, 10052);
-        assert!(text.contains(field) && text.contains("-5"), "{field}: {text}");
+        assert!(
+            text.contains(field) && text.contains("-5"),
+            "{field}: {text}"
+        );
     }
     let r = api(
         &client,
@@ -61,10 +64,16 @@ async fn negative_consumer_limits_are_refused() {
             ),
         )
         .await;
-        let text = r["error"]["description"].as_str().unwrap_or_default().to_string();
+        let text = r["error"]["description"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         assert_eq!(r["error"]["code"], 500, "{field}: {r}");
         assert_eq!(r["error"]["err_code"], 10012, "{field}: {r}");
-        assert!(text.contains(field) && text.contains("-5"), "{field}: {text}");
+        assert!(
+            text.contains(field) && text.contains("-5"),
+            "{field}: {text}"
+        );
     }
 }
 
@@ -80,8 +89,7 @@ async fn names_are_checked_with_accurate_messages() {
     )
     .await;
     assert_eq!(
-        r["error"]["description"],
-        "stream name is too long, maximum allowed is 255",
+        r["error"]["description"], "stream name is too long, maximum allowed is 255",
         "{r}"
     );
     let r = api(

@@ -6,7 +6,10 @@ use crate::js::{self, api, expect_api_error};
 use junction_conformance::broker;
 use serde_json::json;
 
-async fn put_rule(broker: &junction_conformance::TestBroker, rule: serde_json::Value) -> (u16, serde_json::Value) {
+async fn put_rule(
+    broker: &junction_conformance::TestBroker,
+    rule: serde_json::Value,
+) -> (u16, serde_json::Value) {
     let response = reqwest::Client::new()
         .post(format!("{}/v1/routing/rules", broker.http_url()))
         .json(&rule)
@@ -27,7 +30,13 @@ async fn a_rule_without_predicates_is_refused_unless_match_all() {
     .await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["error"]["code"], "invalid_config", "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("match_all"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("match_all"),
+        "{body}"
+    );
     for subjects in [json!(["$JS.API.>"]), json!(["_INBOX.>"])] {
         let (status, body) = put_rule(
             &broker,

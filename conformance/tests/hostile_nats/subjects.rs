@@ -16,7 +16,12 @@ async fn control_characters_and_bad_utf8_are_refused_per_publish() {
     watcher.expect(b"PONG\r\n").await;
 
     let mut wire = Wire::client(broker.nats_addr()).await;
-    for subject in [&b"bad.\x00"[..], b"bad.\xff\xfe", b"bad.a\x01b", b"bad.\x7f"] {
+    for subject in [
+        &b"bad.\x00"[..],
+        b"bad.\xff\xfe",
+        b"bad.a\x01b",
+        b"bad.\x7f",
+    ] {
         let mut op = b"PUB ".to_vec();
         op.extend_from_slice(subject);
         op.extend_from_slice(b" 2\r\nhi\r\nPING\r\n");
@@ -38,7 +43,12 @@ async fn internal_subjects_get_a_permissions_violation() {
     let broker = broker().await;
     let mut bystander = Wire::bystander(broker.nats_addr()).await;
     let mut wire = Wire::client(broker.nats_addr()).await;
-    for subject in ["$MQTT.sess.abc", "$MQTT.msgs.x", "$dls.orders.x", "$sys.events.x"] {
+    for subject in [
+        "$MQTT.sess.abc",
+        "$MQTT.msgs.x",
+        "$dls.orders.x",
+        "$sys.events.x",
+    ] {
         wire.send(format!("PUB {subject} 2\r\nhi\r\nPING\r\n").as_bytes())
             .await;
         wire.expect(

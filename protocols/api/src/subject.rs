@@ -301,22 +301,48 @@ mod tests {
 
     #[test]
     fn refuses_control_characters_bad_utf8_and_long_subjects() {
-        assert_eq!(Subject::new(&b"a.\0.b"[..]), Err(SubjectError::ControlCharacter));
-        assert_eq!(Subject::new(&b"a.\x7f"[..]), Err(SubjectError::ControlCharacter));
+        assert_eq!(
+            Subject::new(&b"a.\0.b"[..]),
+            Err(SubjectError::ControlCharacter)
+        );
+        assert_eq!(
+            Subject::new(&b"a.\x7f"[..]),
+            Err(SubjectError::ControlCharacter)
+        );
         assert_eq!(Subject::new(&b"a.\xff\xfe"[..]), Err(SubjectError::NotUtf8));
         assert!(Subject::new("caf\u{e9}.cr\u{e8}me").is_ok());
         let long = "a".repeat(MAX_SUBJECT_LEN + 1);
         assert_eq!(Subject::new(long), Err(SubjectError::TooLong));
-        assert_eq!(QueueGroup::new(&b"q\0"[..]), Err(SubjectError::ControlCharacter));
-        assert_eq!(SubjectFilter::new(&b"a.\x01"[..]), Err(SubjectError::ControlCharacter));
+        assert_eq!(
+            QueueGroup::new(&b"q\0"[..]),
+            Err(SubjectError::ControlCharacter)
+        );
+        assert_eq!(
+            SubjectFilter::new(&b"a.\x01"[..]),
+            Err(SubjectError::ControlCharacter)
+        );
     }
 
     #[test]
     fn reserved_spaces() {
-        for f in [">", "*.>", "$JS.>", "$JS.API.STREAM.>", "_INBOX.*", "$MQTT.sess.*", "*.API.>"] {
+        for f in [
+            ">",
+            "*.>",
+            "$JS.>",
+            "$JS.API.STREAM.>",
+            "_INBOX.*",
+            "$MQTT.sess.*",
+            "*.API.>",
+        ] {
             assert!(reserved_overlap(f.as_bytes()).is_some(), "{f}");
         }
-        for f in ["orders.>", "$KV.bucket.>", "$JS.EVENT.>", "a.*.c", "_INBOXES.x"] {
+        for f in [
+            "orders.>",
+            "$KV.bucket.>",
+            "$JS.EVENT.>",
+            "a.*.c",
+            "_INBOXES.x",
+        ] {
             assert_eq!(reserved_overlap(f.as_bytes()), None, "{f}");
         }
         assert!(is_system_subject(b"$JS.API.INFO"));

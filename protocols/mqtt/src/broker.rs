@@ -448,7 +448,10 @@ impl MqttBroker {
                     Ok(_) => {}
                     // Nothing is stored, so nothing comes back after a restart.
                     Err(EngineError::StationNotFound) => {
-                        tracing::error!(station = RMSGS, "MQTT station missing: making the front-end's stations again");
+                        tracing::error!(
+                            station = RMSGS,
+                            "MQTT station missing: making the front-end's stations again"
+                        );
                         self.repair(tenant);
                     }
                     Err(e) => {

@@ -422,3 +422,43 @@ pub fn qos_of(n: u8) -> QoS {
         _ => QoS::ExactlyOnce,
     }
 }
+
+#[cfg(test)]
+mod connect_flag_tests {
+    use super::*;
+
+    #[test]
+    fn flags_byte_is_found_once_buffered() {
+        // CONNECT, remaining length 16, "MQTT", level 4, flags 0xC2.
+        let c = b"\x10\x10\x00\x04MQTT\x04\xc2\x00\x3c\x00\x04test";
+        assert_eq!(connect_flags(c), Some(0xC2));
+        assert_eq!(connect_flags(&c[..8]), None);
+        // Two-byte remaining length, "MQIsdp".
+        let c = b"\x10\x80\x01\x00\x06MQIsdp\x03\x02";
+        assert_eq!(connect_flags(c), Some(0x02));
+    }
+
+    #[test]
+    fn wrong_flag_combinations_are_refused() {
+        assert!(check_connect_flags(0x02, false).is_ok());
+        assert!(check_connect_flags(0x02 | 0x04 | 0x10 | 0x20 | 0xC0, false).is_ok());
+        assert!(check_connect_flags(0x03, true).is_err(), "reserved bit");
+        assert!(
+            check_connect_flags(0x04 | 0x18, true).is_err(),
+            "will QoS 3"
+        );
+        assert!(
+            check_connect_flags(0x08, true).is_err(),
+            "will QoS without will"
+        );
+        assert!(
+            check_connect_flags(0x20, false).is_err(),
+            "will retain without will"
+        );
+        assert!(
+            check_connect_flags(0x42, false).is_err(),
+            "3.1.1 password alone"
+        );
+        assert!(check_connect_flags(0x42, true).is_ok(), "MQTT 5 allows it");
+    }
+}

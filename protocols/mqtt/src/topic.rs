@@ -329,7 +329,10 @@ mod tests {
         assert_eq!(subj("x\u{7f}"), "x/7F");
         assert_eq!(subj(". /"), "///20./");
         assert_eq!(subj("caf\u{e9} au lait"), "caf\u{e9}/20au/20lait");
-        assert_eq!(filt("home/living room/#"), ["home.living/20room.>", "home.living/20room"]);
+        assert_eq!(
+            filt("home/living room/#"),
+            ["home.living/20room.>", "home.living/20room"]
+        );
         assert_eq!(filt("a/*/+"), ["a./2A.*"]);
     }
 
@@ -366,13 +369,7 @@ mod tests {
 
     #[test]
     fn subjects_without_a_topic_form_are_refused() {
-        for s in [
-            &b"a.\0.b"[..],
-            b"a./00",
-            b"a.\xff\xfe",
-            b"a.b+c",
-            b"a.#",
-        ] {
+        for s in [&b"a.\0.b"[..], b"a./00", b"a.\xff\xfe", b"a.b+c", b"a.#"] {
             assert!(
                 matches!(subject_to_topic(s), Err(TopicError::NoTopicForm(_))),
                 "{s:?}"

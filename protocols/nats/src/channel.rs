@@ -325,7 +325,9 @@ impl<E: Engine> NatsChannel<E> {
         if let Some(EngineError::InternalSubject(subject)) = &outcome.refused {
             // nats-server's answer to a publish its permissions refuse; the
             // connection stays open.
-            self.error(&format!("Permissions Violation for Publish to \"{subject}\""));
+            self.error(&format!(
+                "Permissions Violation for Publish to \"{subject}\""
+            ));
             return Ok(());
         }
         if outcome.delivered == 0

@@ -664,17 +664,20 @@ where
         if durable {
             let name = group_name(&self.client_id, raw);
             let config = durable_group(&self.client_id, raw, &mapped.subjects);
-            let mut created = self
-                .broker
-                .engine
-                .create_internal_group(&self.tenant.id, MSGS, config.clone());
+            let mut created =
+                self.broker
+                    .engine
+                    .create_internal_group(&self.tenant.id, MSGS, config.clone());
             if matches!(created, Err(EngineError::StationNotFound)) {
-                tracing::error!(station = MSGS, "MQTT station missing: making the front-end's stations again");
+                tracing::error!(
+                    station = MSGS,
+                    "MQTT station missing: making the front-end's stations again"
+                );
                 if self.broker.repair(&self.tenant) {
-                    created = self
-                        .broker
-                        .engine
-                        .create_internal_group(&self.tenant.id, MSGS, config);
+                    created =
+                        self.broker
+                            .engine
+                            .create_internal_group(&self.tenant.id, MSGS, config);
                 }
             }
             match created {
@@ -749,7 +752,10 @@ where
                     .durable
                     .write()
                     .remove(&(self.client_id.clone(), raw.to_owned()));
-                let _ = self.broker.engine.delete_internal_group(&self.tenant.id, MSGS, g);
+                let _ = self
+                    .broker
+                    .engine
+                    .delete_internal_group(&self.tenant.id, MSGS, g);
             }
             let _ = (&sub.raw, &sub.opts, &sub.mapped);
         }

@@ -96,12 +96,8 @@ where
         let record = if persistent {
             self.record.pending_out = pending;
             self.record.disconnected_ms = now_ms();
-            self.broker.store_record(
-                &tenant,
-                &tenant.client,
-                &self.record,
-                None,
-            );
+            self.broker
+                .store_record(&tenant, &tenant.client, &self.record, None);
             Some(self.record.clone())
         } else {
             None

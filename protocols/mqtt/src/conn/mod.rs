@@ -275,6 +275,11 @@ where
         }
     };
     let v5 = version == ProtocolVersion::MQTT5;
+    let max = broker.options.max_packet_size;
+    *framed.codec_mut() = match version {
+        ProtocolVersion::MQTT3 => MqttCodec::V3(v3::Codec::new(max)),
+        ProtocolVersion::MQTT5 => MqttCodec::V5(v5::Codec::new(max, 0)),
+    };
     // The CONNECT flags byte, checked before decoding: the codec lets some wrong
     // combinations through.
     let flags = tokio::time::timeout(timeout, async {
@@ -294,11 +299,6 @@ where
         malformed_connect(&mut framed, v5, remote, 0x81, why).await;
         return;
     }
-    let max = broker.options.max_packet_size;
-    *framed.codec_mut() = match version {
-        ProtocolVersion::MQTT3 => MqttCodec::V3(v3::Codec::new(max)),
-        ProtocolVersion::MQTT5 => MqttCodec::V5(v5::Codec::new(max, 0)),
-    };
     let info = match tokio::time::timeout(timeout, framed.next()).await {
         Ok(Some(Ok((packet, _)))) => match lift(packet) {
             In::Connect(info) => info,
@@ -327,8 +327,13 @@ where
 /// closes without a CONNACK (its return codes say nothing about malformed packets,
 /// and "server unavailable" would make clients retry as if the server were down),
 /// except for the rejected client identifier that 3.1.1 answers with code 2.
-async fn malformed_connect<S>(framed: &mut MqttIo<S>, v5: bool, remote: SocketAddr, code: u8, why: &str)
-where
+async fn malformed_connect<S>(
+    framed: &mut MqttIo<S>,
+    v5: bool,
+    remote: SocketAddr,
+    code: u8,
+    why: &str,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     tracing::warn!(%remote, code, "MQTT: malformed CONNECT, closing: {why}");
@@ -659,7 +664,7 @@ fn give_back(
         let Some(slot) = slots.get_mut(client_id) else {
             return;
         };
-        if !slot.online.as_ref().is_some_and(|o| o.conn == conn_id) {
+        if slot.online.as_ref().is_none_or(|o| o.conn != conn_id) {
             return;
         }
         slot.online = None;

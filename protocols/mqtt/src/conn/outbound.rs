@@ -84,8 +84,8 @@ where
                     self.outflight.insert(pkid, (origin, OutState::AwaitComp));
                     let mailbox = self.mailbox.clone();
                     self.broker.store_record(
-                    &self.tenant,
-                    &self.client,
+                        &self.tenant,
+                        &self.client,
                         &self.record,
                         Some(Box::new(move |_| {
                             mailbox.push(Event::Released { pkid });

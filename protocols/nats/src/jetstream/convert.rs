@@ -67,7 +67,9 @@ pub fn station_config(c: &StreamConfig) -> Result<StationConfig, ApiError> {
         return Err(JsErrorCode::StreamInvalidConfig.with_err("max age needs to be >= 100ms"));
     }
     if c.duplicate_window < 0 {
-        return Err(JsErrorCode::StreamInvalidConfig.with_err("duplicates window can not be negative"));
+        return Err(
+            JsErrorCode::StreamInvalidConfig.with_err("duplicates window can not be negative")
+        );
     }
     if c.num_replicas > 1 {
         return Err(JsErrorCode::StreamReplicasNotSupported.error());
