@@ -159,9 +159,13 @@ where
             let (code, why) = match p.result {
                 Some(Err((code, why))) => {
                     tracing::warn!(client_id = %self.client_id, pkid = p.pkid, code, "MQTT publish refused: {why}");
-                    if !self.v5 && code != 0x87 {
-                        // 3.1.1 cannot refuse a publish: it is not acknowledged, and
-                        // the connection closes so the client sends it again later.
+                    if !self.v5 && code == 0x80 {
+                        // 3.1.1 cannot refuse a publish. When the broker failed to
+                        // store it (not the message's fault), it is not acknowledged
+                        // and the connection closes, so the client sends it again
+                        // later. A message refused for what it is (ACL, schema,
+                        // quota) is acknowledged and dropped, as mosquitto does: a
+                        // resend would be refused again.
                         self.disconnect(code, &why).await;
                         return false;
                     }
@@ -339,9 +343,9 @@ where
         };
         if let Some((code, why)) = refused {
             tracing::info!(client_id = %self.client_id, topic = %topic_name.escape_debug(), code, "MQTT publish refused: {why}");
-            if !self.v5 && qos > 0 && code != 0x87 {
-                // 3.1.1 has no negative PUBACK: the only honest answer is to close
-                // (the client sends the publish again on its next connection).
+            if !self.v5 && qos > 0 && code == 0x90 {
+                // A topic with U+0000 is a malformed packet in 3.1.1, which has no
+                // negative PUBACK: the connection closes.
                 self.disconnect(code, &why).await;
                 return Some(End::WithWill);
             }
