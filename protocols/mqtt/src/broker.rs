@@ -541,11 +541,20 @@ impl MqttBroker {
                 }
             })
         };
-        if self
+        let outcome = self
             .engine
-            .publish_stored(from, message, Some(forward(&done)))
-            .captured
-        {
+            .publish_stored(from, message, Some(forward(&done)));
+        if outcome.captured {
+            return;
+        }
+        if let Some(e) = outcome.refused {
+            // Refused as a whole (not for want of a station): nothing to make again.
+            let f = done.lock().take();
+            if let Some(f) = f {
+                f(Err(EngineError::Storage(format!(
+                    "MQTT state not stored: {e}"
+                ))));
+            }
             return;
         }
         tracing::error!(subject = %message.subject, "MQTT station missing: making the front-end's stations again");
