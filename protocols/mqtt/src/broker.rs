@@ -2,6 +2,7 @@
 //! retained messages, durable interest, and the listener.
 
 use crate::MqttOptions;
+use crate::mailbox::{Event, Mailbox};
 use crate::packets::Will;
 use crate::session::{
     self, H_MQTT_QOS, H_MQTT_RETAIN, H_MQTT_STORED, MSGS, MSGS_PREFIX, RMSGS, RMSGS_PREFIX,
@@ -30,6 +31,8 @@ pub(crate) struct Online {
     pub kick: CancellationToken,
     /// Cancelled by the connection once it has released the session.
     pub done: CancellationToken,
+    /// The connection's inbox (asked to store its session record again).
+    pub mailbox: Arc<Mailbox>,
 }
 
 /// A client id's entry in the registry.
@@ -55,6 +58,8 @@ pub(crate) struct Tenant {
     /// Filters of persistent QoS 1/2 subscriptions: (client id, raw filter) → the
     /// subject filters it maps to (without the `$MQTT.msgs.` prefix).
     pub durable: RwLock<HashMap<(String, String), Vec<SubjectFilter>>>,
+    /// Held while the front-end's stations are made again.
+    pub repairing: Mutex<()>,
 }
 
 impl Tenant {
@@ -152,6 +157,9 @@ pub struct MqttBroker {
     pub(crate) shutdown: CancellationToken,
     pub(crate) tracker: TaskTracker,
     next_conn: AtomicU64,
+    /// Messages not delivered to an MQTT client because their subject has no MQTT
+    /// topic (U+0000, invalid UTF-8, a wildcard character).
+    pub(crate) undeliverable: AtomicU64,
 }
 
 impl MqttBroker {
@@ -169,6 +177,7 @@ impl MqttBroker {
             shutdown,
             tracker: TaskTracker::new(),
             next_conn: AtomicU64::new(1),
+            undeliverable: AtomicU64::new(0),
         });
         // MQTT state is made on first use, so a broker that never sees an MQTT client
         // has no `$MQTT_*` stations; state left by an earlier run is loaded now, so
@@ -206,6 +215,7 @@ impl MqttBroker {
             slots: Mutex::new(HashMap::new()),
             retained: RwLock::new(retained),
             durable: RwLock::new(HashMap::new()),
+            repairing: Mutex::new(()),
         });
         let mut tenants = self.tenants.lock();
         if let Some(t) = tenants.get(id) {
@@ -426,8 +436,8 @@ impl MqttBroker {
             let stored_subject =
                 Subject::from_trusted(Bytes::from(format!("{RMSGS_PREFIX}{}", message.subject)));
             if message.payload.is_empty() {
-                tenant.retained.write().remove(topic);
-                if let Err(e) = self.engine.purge_internal_station(
+                let cleared = tenant.retained.write().remove(topic);
+                match self.engine.purge_internal_station(
                     &tenant.id,
                     RMSGS,
                     Purge {
@@ -435,7 +445,27 @@ impl MqttBroker {
                         ..Purge::default()
                     },
                 ) {
-                    tracing::warn!(%topic, error = %e, "cannot clear retained message");
+                    Ok(_) => {}
+                    // Nothing is stored, so nothing comes back after a restart.
+                    Err(EngineError::StationNotFound) => {
+                        tracing::error!(
+                            station = RMSGS,
+                            "MQTT station missing: making the front-end's stations again"
+                        );
+                        self.repair(tenant);
+                    }
+                    Err(e) => {
+                        tracing::error!(%topic, error = %e, "cannot clear retained message");
+                        // Still stored, so still retained.
+                        if let Some(r) = cleared {
+                            tenant.retained.write().insert(topic.to_owned(), r);
+                        }
+                        if let Some(part) = part(join) {
+                            part(Err(EngineError::Storage(format!(
+                                "retained message not cleared: {e}"
+                            ))));
+                        }
+                    }
                 }
             } else {
                 tenant.retained.write().insert(
@@ -455,7 +485,7 @@ impl MqttBroker {
                 let h = copy.headers.get_or_insert_with(Default::default);
                 h.insert(H_MQTT_QOS, qos.to_string());
                 h.insert(H_MQTT_RETAIN, "1");
-                self.engine.publish_stored(from, &copy, part(join));
+                self.store_internal(tenant, from, &copy, part(join));
             }
         }
         self.engine.publish_stored(from, &message, part(join));
@@ -463,8 +493,138 @@ impl MqttBroker {
             let mut copy = message;
             copy.subject =
                 Subject::from_trusted(Bytes::from(format!("{MSGS_PREFIX}{}", copy.subject)));
-            self.engine.publish_stored(from, &copy, part(join));
+            self.store_internal(tenant, from, &copy, part(join));
         }
+    }
+}
+
+impl MqttBroker {
+    /// Writes a session record; `done` gets the outcome once it is durable (or
+    /// refused). See [`Self::store_internal`].
+    pub(crate) fn store_record(
+        &self,
+        tenant: &Tenant,
+        from: &ClientRecord,
+        record: &SessionRecord,
+        done: Option<StoredCallback>,
+    ) {
+        self.store_internal(tenant, from, &session::record_message(record), done);
+    }
+
+    /// Stores a message in one of the front-end's own stations (`$MQTT_*`). When no
+    /// station captured it (the station was deleted), the stations are made again
+    /// ([`Self::repair`]) and it is stored once more; if that fails too, `done` gets
+    /// an error, so nothing is acknowledged that is not stored.
+    pub(crate) fn store_internal(
+        &self,
+        tenant: &Tenant,
+        from: &ClientRecord,
+        message: &Message,
+        done: Option<StoredCallback>,
+    ) {
+        let done = Arc::new(Mutex::new(done));
+        let forward = |slot: &Arc<Mutex<Option<StoredCallback>>>| -> StoredCallback {
+            let slot = slot.clone();
+            let subject = message.subject.clone();
+            Box::new(move |result| {
+                let f = slot.lock().take();
+                if let Some(f) = f {
+                    // Whatever the store said, for the client it is the broker's own
+                    // state that failed (0x80), not a limit of theirs.
+                    f(result.map_err(|e| {
+                        tracing::error!(%subject, error = %e, "MQTT state not stored");
+                        match e {
+                            EngineError::Storage(_) => e,
+                            e => EngineError::Storage(format!("MQTT state not stored: {e}")),
+                        }
+                    }));
+                }
+            })
+        };
+        let outcome = self
+            .engine
+            .publish_stored(from, message, Some(forward(&done)));
+        if outcome.captured {
+            return;
+        }
+        if let Some(e) = outcome.refused {
+            // Refused as a whole (not for want of a station): nothing to make again.
+            let f = done.lock().take();
+            if let Some(f) = f {
+                f(Err(EngineError::Storage(format!(
+                    "MQTT state not stored: {e}"
+                ))));
+            }
+            return;
+        }
+        tracing::error!(subject = %message.subject, "MQTT station missing: making the front-end's stations again");
+        if self.repair(tenant)
+            && self
+                .engine
+                .publish_stored(from, message, Some(forward(&done)))
+                .captured
+        {
+            return;
+        }
+        let why = format!("no station stores {}", message.subject);
+        tracing::error!("MQTT state not stored: {why}");
+        let f = done.lock().take();
+        if let Some(f) = f {
+            f(Err(EngineError::Storage(why)));
+        }
+    }
+
+    /// Makes the front-end's stations again after one went missing (deleted behind
+    /// the front-end's back), with what they must hold: the consumer groups of
+    /// persistent subscriptions, the records of offline sessions, and (through
+    /// their connections) those of connected ones. Messages that were queued in a
+    /// deleted `$MQTT_msgs` are gone; nothing acknowledged from now on is.
+    pub(crate) fn repair(&self, tenant: &Tenant) -> bool {
+        let _one_at_a_time = tenant.repairing.lock();
+        if let Err(e) = session::ensure_stations(self.engine.as_ref(), &tenant.id) {
+            tracing::error!(tenant = %tenant.id.0, error = %e, "cannot make the MQTT front-end's stations again");
+            return false;
+        }
+        let durable: Vec<((String, String), Vec<SubjectFilter>)> = tenant
+            .durable
+            .read()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for ((client_id, raw), subjects) in durable {
+            let config = crate::conn::durable_group(&client_id, &raw, &subjects);
+            match self.engine.create_internal_group(&tenant.id, MSGS, config) {
+                Ok(_) | Err(EngineError::GroupExists) => {}
+                Err(e) => {
+                    tracing::error!(%client_id, filter = %raw, error = %e, "cannot make a persistent subscription's group again");
+                }
+            }
+        }
+        let (records, online): (Vec<SessionRecord>, Vec<Arc<Mailbox>>) = {
+            let slots = tenant.slots.lock();
+            (
+                slots.values().filter_map(|s| s.record.clone()).collect(),
+                slots
+                    .values()
+                    .filter_map(|s| s.online.as_ref().map(|o| o.mailbox.clone()))
+                    .collect(),
+            )
+        };
+        for record in &records {
+            let message = session::record_message(record);
+            if !self
+                .engine
+                .publish_stored(&tenant.client, &message, None)
+                .captured
+            {
+                tracing::error!(client_id = %record.client_id, "MQTT session record not stored again");
+            }
+        }
+        for mailbox in online {
+            mailbox.push(Event::StoreRecord);
+        }
+        tracing::warn!(tenant = %tenant.id.0, offline_sessions = records.len(), "MQTT front-end's stations made again");
+        true
     }
 }
 

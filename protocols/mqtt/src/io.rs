@@ -48,6 +48,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MqttIo<S> {
         &mut self.stream
     }
 
+    /// Bytes read and not yet decoded.
+    pub fn buffered(&self) -> &[u8] {
+        &self.rbuf
+    }
+
+    /// Reads once more into the buffer; false at the end of the stream or an error.
+    pub async fn read_more(&mut self) -> bool {
+        if self.eof {
+            return false;
+        }
+        self.rbuf.reserve(SMALL_READ);
+        match self.stream.read_buf(&mut self.rbuf).await {
+            Ok(0) | Err(_) => {
+                self.eof = true;
+                false
+            }
+            Ok(_) => true,
+        }
+    }
+
     /// The next packet; `None` at a clean end of stream. Cancel safe: a read that
     /// does not complete takes no bytes.
     pub async fn next(&mut self) -> Option<Result<(MqttPacket, u32), DecodeError>> {

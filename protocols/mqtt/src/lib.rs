@@ -5,7 +5,9 @@
 //! layer here is written once against MQTT 5 semantics and talks to the broker only
 //! through [`junction_api::Engine`]:
 //!
-//! - topics map to subjects as nats-server maps them ([`topic`]);
+//! - topics map to subjects as nats-server maps them, with an escape for what
+//!   nats-server refuses (spaces, control characters, `*`/`>` levels) ([`topic`]);
+//! - nothing is acknowledged (CONNACK, SUBACK, PUBACK) that is not stored;
 //! - live delivery is an engine subscription per filter (two for `a/#`);
 //! - QoS 1/2 messages for persistent sessions, retained messages and session state
 //!   are kept in three stations (`$MQTT_msgs`, `$MQTT_rmsgs`, `$MQTT_sess`), so they

@@ -35,6 +35,16 @@ pub enum Event {
     Send(Out),
     /// The session record holds this QoS 2 delivery's PUBREL state.
     Released { pkid: u16 },
+    /// A persistent session's SUBSCRIBE was stored (or not): send its SUBACK.
+    SubStored {
+        pkid: u16,
+        codes: Vec<u8>,
+        /// Index in `codes` and filter of each subscription the packet added.
+        added: Vec<(usize, String)>,
+        result: Result<(), String>,
+    },
+    /// The front-end's stations were made again: store the session record anew.
+    StoreRecord,
 }
 
 #[derive(Default)]

@@ -363,6 +363,43 @@ fn v3_connack_code(code: u8) -> v3::ConnectAckReason {
     }
 }
 
+/// The flags byte of the CONNECT at the start of `buf`, once it is buffered (the
+/// version codec has checked the fixed header and protocol name before).
+pub fn connect_flags(buf: &[u8]) -> Option<u8> {
+    let mut i = 1;
+    loop {
+        let b = *buf.get(i)?;
+        i += 1;
+        if b & 0x80 == 0 || i > 4 {
+            break;
+        }
+    }
+    let name_len = usize::from(u16::from_be_bytes([*buf.get(i)?, *buf.get(i + 1)?]));
+    buf.get(i + 2 + name_len + 1).copied()
+}
+
+/// Checks the CONNECT flags: the reserved bit (MQTT-3.1.2-3), will QoS and retain
+/// without a will (MQTT-3.1.2-11, -13), will QoS 3 (MQTT-3.1.2-14) and, before
+/// MQTT 5, a password without a user name (MQTT-3.1.2-22).
+pub fn check_connect_flags(flags: u8, v5: bool) -> Result<(), &'static str> {
+    let will = flags & 0x04 != 0;
+    let will_qos = (flags >> 3) & 0x03;
+    let will_retain = flags & 0x20 != 0;
+    if flags & 0x01 != 0 {
+        return Err("reserved CONNECT flag is set");
+    }
+    if !will && (will_qos != 0 || will_retain) {
+        return Err("will QoS or will retain set without a will");
+    }
+    if will_qos == 3 {
+        return Err("will QoS 3");
+    }
+    if !v5 && flags & 0x40 != 0 && flags & 0x80 == 0 {
+        return Err("password flag without the user name flag");
+    }
+    Ok(())
+}
+
 /// A v5 CONNACK with our defaults.
 pub fn connack(reason: u8) -> v5::ConnectAck {
     v5::ConnectAck {
@@ -383,5 +420,45 @@ pub fn qos_of(n: u8) -> QoS {
         0 => QoS::AtMostOnce,
         1 => QoS::AtLeastOnce,
         _ => QoS::ExactlyOnce,
+    }
+}
+
+#[cfg(test)]
+mod connect_flag_tests {
+    use super::*;
+
+    #[test]
+    fn flags_byte_is_found_once_buffered() {
+        // CONNECT, remaining length 16, "MQTT", level 4, flags 0xC2.
+        let c = b"\x10\x10\x00\x04MQTT\x04\xc2\x00\x3c\x00\x04test";
+        assert_eq!(connect_flags(c), Some(0xC2));
+        assert_eq!(connect_flags(&c[..8]), None);
+        // Two-byte remaining length, "MQIsdp".
+        let c = b"\x10\x80\x01\x00\x06MQIsdp\x03\x02";
+        assert_eq!(connect_flags(c), Some(0x02));
+    }
+
+    #[test]
+    fn wrong_flag_combinations_are_refused() {
+        assert!(check_connect_flags(0x02, false).is_ok());
+        assert!(check_connect_flags(0x02 | 0x04 | 0x10 | 0x20 | 0xC0, false).is_ok());
+        assert!(check_connect_flags(0x03, true).is_err(), "reserved bit");
+        assert!(
+            check_connect_flags(0x04 | 0x18, true).is_err(),
+            "will QoS 3"
+        );
+        assert!(
+            check_connect_flags(0x08, true).is_err(),
+            "will QoS without will"
+        );
+        assert!(
+            check_connect_flags(0x20, false).is_err(),
+            "will retain without will"
+        );
+        assert!(
+            check_connect_flags(0x42, false).is_err(),
+            "3.1.1 password alone"
+        );
+        assert!(check_connect_flags(0x42, true).is_ok(), "MQTT 5 allows it");
     }
 }

@@ -8,10 +8,10 @@
 //!   subscription is a consumer group on it.
 
 use bytes::Bytes;
-use junction_api::{ClientRecord, Purge};
+use junction_api::Purge;
 use junction_api::{
     Discard, Engine, EngineError, Headers, Message, MessageQuery, Retention, StationConfig,
-    StoredCallback, Subject, TenantId,
+    Subject, TenantId,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -203,22 +203,14 @@ pub fn read_all(
     }
 }
 
-/// Writes a session record; `done` runs once it is durable.
-pub fn write_record(
-    engine: &dyn Engine,
-    client: &ClientRecord,
-    record: &SessionRecord,
-    done: Option<StoredCallback>,
-) {
+/// A session record as the message that stores it in `$MQTT_sess`.
+pub fn record_message(record: &SessionRecord) -> Message {
     let subject = Subject::from_trusted(Bytes::from(format!(
         "{SESS_PREFIX}{}",
         hex_id(&record.client_id)
     )));
     let payload = serde_json::to_vec(record).unwrap_or_default();
-    let outcome = engine.publish_stored(client, &Message::new(subject, payload.into()), done);
-    if !outcome.captured {
-        tracing::error!(client_id = %record.client_id, "MQTT session record not stored: no $MQTT_sess station");
-    }
+    Message::new(subject, payload.into())
 }
 
 /// Removes a session record.
@@ -231,7 +223,8 @@ pub fn delete_record(engine: &dyn Engine, tenant: &TenantId, client_id: &str) {
             filter: Some(filter),
             ..Purge::default()
         },
-    ) {
+    ) && !matches!(e, EngineError::StationNotFound)
+    {
         tracing::warn!(%client_id, error = %e, "cannot remove MQTT session record");
     }
 }
@@ -258,7 +251,13 @@ pub fn load_retained(engine: &dyn Engine, tenant: &TenantId) -> BTreeMap<String,
             continue;
         };
         let subject = Subject::from_trusted(Bytes::copy_from_slice(rest));
-        let topic = crate::topic::subject_to_topic(rest);
+        let topic = match crate::topic::subject_to_topic(rest) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(seq = m.seq, error = %e, "retained message with no MQTT topic skipped");
+                continue;
+            }
+        };
         let qos = m
             .headers
             .as_ref()

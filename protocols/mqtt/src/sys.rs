@@ -42,6 +42,13 @@ fn publish(broker: &MqttBroker) {
             "$SYS/broker/subscriptions/count",
             s.subscriptions.to_string(),
         ),
+        (
+            "$SYS/broker/messages/undeliverable",
+            broker
+                .undeliverable
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .to_string(),
+        ),
     ];
     for tenant in broker.tenants() {
         let retained_count = tenant

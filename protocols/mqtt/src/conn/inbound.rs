@@ -118,6 +118,19 @@ where
                     self.flush_acks().await
                 }
                 Event::Released { pkid } => self.on_released(pkid).await,
+                Event::SubStored {
+                    pkid,
+                    codes,
+                    added,
+                    result,
+                } => self.on_sub_stored(pkid, codes, added, result).await,
+                Event::StoreRecord => {
+                    if self.persistent() {
+                        self.broker
+                            .store_record(&self.tenant, &self.client, &self.record, None);
+                    }
+                    true
+                }
                 Event::Send(out) => {
                     let after = match &out {
                         Out::SubAck(pkid, ..) => self.after_suback.remove(pkid),
@@ -146,6 +159,16 @@ where
             let (code, why) = match p.result {
                 Some(Err((code, why))) => {
                     tracing::warn!(client_id = %self.client_id, pkid = p.pkid, code, "MQTT publish refused: {why}");
+                    if !self.v5 && code == 0x80 {
+                        // 3.1.1 cannot refuse a publish. When the broker failed to
+                        // store it (not the message's fault), it is not acknowledged
+                        // and the connection closes, so the client sends it again
+                        // later. A message refused for what it is (ACL, schema,
+                        // quota) is acknowledged and dropped, as mosquitto does: a
+                        // resend would be refused again.
+                        self.disconnect(code, &why).await;
+                        return false;
+                    }
                     (code, Some(why))
                 }
                 _ => (0, None),
@@ -266,13 +289,20 @@ where
             }
         }
         let topic_name = p.topic.to_string();
-        let subject = match topic::topic_to_subject(&topic_name) {
-            Ok(s) => s,
-            Err(e) => {
+        let mapped = match topic::topic_to_subject(&topic_name) {
+            Ok(s) => Ok(s),
+            // A wildcard in a topic name breaks the protocol (MQTT-3.3.2-2): the
+            // connection ends, as mosquitto does.
+            Err(e @ (TopicError::WildcardInName | TopicError::Empty)) => {
                 let why = format!("invalid topic name '{topic_name}': {e}");
                 self.disconnect(0x90, &why).await;
                 return Some(End::WithWill);
             }
+            // A topic with no subject form: only this publish is refused.
+            Err(e) => Err(format!(
+                "topic name '{}' cannot be mapped to a subject: {e}",
+                topic_name.escape_debug()
+            )),
         };
         // QoS 2 resend of a publish we already hold: answer again, store nothing.
         if qos == 2 && self.record.qos2_in.contains(&pkid) {
@@ -291,22 +321,34 @@ where
                 return Some(End::WithWill);
             }
         }
-        let refuse = |code: u8, why: String| -> Option<(u8, String)> { Some((code, why)) };
-        let mut refused = None;
-        if (topic_name == "$SYS" || topic_name.starts_with("$SYS/"))
-            || junction_api::is_internal_publish_subject(subject.as_bytes())
-        {
-            refused = refuse(0x87, format!("topic '{topic_name}' is reserved"));
-        } else if denied_publish(&self.broker, self.username.as_deref(), &topic_name) {
-            refused = refuse(0x87, format!("not authorized to publish to '{topic_name}'"));
-        } else if props.is_utf8_payload && std::str::from_utf8(&p.payload).is_err() {
-            refused = refuse(
-                0x99,
-                "payload is not UTF-8 as its format indicator says".to_owned(),
-            );
-        }
+        let (subject, refused) = match mapped {
+            Ok(subject) => {
+                let refused = if (topic_name == "$SYS" || topic_name.starts_with("$SYS/"))
+                    || junction_api::is_internal_publish_subject(subject.as_bytes())
+                {
+                    Some((0x87, format!("topic '{topic_name}' is reserved")))
+                } else if denied_publish(&self.broker, self.username.as_deref(), &topic_name) {
+                    Some((0x87, format!("not authorized to publish to '{topic_name}'")))
+                } else if props.is_utf8_payload && std::str::from_utf8(&p.payload).is_err() {
+                    Some((
+                        0x99,
+                        "payload is not UTF-8 as its format indicator says".to_owned(),
+                    ))
+                } else {
+                    None
+                };
+                (subject, refused)
+            }
+            Err(why) => (Subject::from_trusted(Bytes::new()), Some((0x90, why))),
+        };
         if let Some((code, why)) = refused {
-            tracing::info!(client_id = %self.client_id, topic = %topic_name, code, "MQTT publish refused: {why}");
+            tracing::info!(client_id = %self.client_id, topic = %topic_name.escape_debug(), code, "MQTT publish refused: {why}");
+            if !self.v5 && qos > 0 && code == 0x90 {
+                // A topic with U+0000 is a malformed packet in 3.1.1, which has no
+                // negative PUBACK: the connection closes.
+                self.disconnect(code, &why).await;
+                return Some(End::WithWill);
+            }
             let ok = match qos {
                 0 => true,
                 1 => self.write(Out::PubAck(pkid, code, Some(why))).await,
@@ -365,8 +407,8 @@ where
         if qos == 2 {
             self.record.qos2_in.insert(pkid);
             if self.persistent() {
-                session::write_record(
-                    self.broker.engine.as_ref(),
+                self.broker.store_record(
+                    &self.tenant,
                     &self.client,
                     &self.record,
                     Some(join.part()),
@@ -381,8 +423,8 @@ where
         if self.record.qos2_in.remove(&pkid) {
             if self.persistent() {
                 let mailbox = self.mailbox.clone();
-                session::write_record(
-                    self.broker.engine.as_ref(),
+                self.broker.store_record(
+                    &self.tenant,
                     &self.client,
                     &self.record,
                     Some(Box::new(move |_| {
@@ -405,6 +447,7 @@ where
         filters: Vec<(String, rmqtt_codec::v5::SubscriptionOptions)>,
     ) -> Option<End> {
         let mut codes = Vec::with_capacity(filters.len());
+        let mut added = Vec::new();
         let mut retained_out = Vec::new();
         for (raw, o) in filters {
             let opts = SubOpts {
@@ -442,6 +485,7 @@ where
             match self.activate(&raw, opts.clone(), mapped.clone()) {
                 Ok(key) => {
                     self.record.subs.insert(raw.clone(), opts.clone());
+                    added.push((codes.len(), raw.clone()));
                     codes.push(opts.qos);
                     let send_retained = mapped.share.is_none()
                         && (opts.retain_handling == 0 || (opts.retain_handling == 1 && !existed));
@@ -455,20 +499,25 @@ where
                 }
             }
         }
-        let out = Out::SubAck(pkid, codes, None);
         if self.persistent() {
+            // SUBACK once the session record (with these subscriptions) is stored.
             self.after_suback.insert(pkid, retained_out);
             let mailbox = self.mailbox.clone();
-            session::write_record(
-                self.broker.engine.as_ref(),
+            self.broker.store_record(
+                &self.tenant,
                 &self.client,
                 &self.record,
-                Some(Box::new(move |_| {
-                    mailbox.push(Event::Send(out));
+                Some(Box::new(move |result| {
+                    mailbox.push(Event::SubStored {
+                        pkid,
+                        codes,
+                        added,
+                        result: result.map(|_| ()).map_err(|e| e.to_string()),
+                    });
                 })),
             );
         } else {
-            if !self.write(out).await {
+            if !self.write(Out::SubAck(pkid, codes, None)).await {
                 return Some(End::WithWill);
             }
             for m in retained_out {
@@ -484,6 +533,45 @@ where
         None
     }
 
+    /// A persistent session's SUBSCRIBE is stored (SUBACK with its codes, then the
+    /// retained messages) or not: then every subscription it added is taken back and
+    /// gets 0x80, as nothing of it would survive a restart.
+    async fn on_sub_stored(
+        &mut self,
+        pkid: u16,
+        mut codes: Vec<u8>,
+        added: Vec<(usize, String)>,
+        result: Result<(), String>,
+    ) -> bool {
+        let retained = self.after_suback.remove(&pkid).unwrap_or_default();
+        if let Err(why) = result {
+            tracing::error!(client_id = %self.client_id, pkid, "MQTT subscription refused: session not stored: {why}");
+            for (i, raw) in added {
+                self.deactivate(&raw, true);
+                self.record.subs.remove(&raw);
+                if let Some(c) = codes.get_mut(i) {
+                    *c = 0x80;
+                }
+            }
+            return self
+                .write(Out::SubAck(
+                    pkid,
+                    codes,
+                    Some(format!("session state not stored: {why}")),
+                ))
+                .await;
+        }
+        if !self.write(Out::SubAck(pkid, codes, None)).await {
+            return false;
+        }
+        for m in retained {
+            if !self.enqueue(m).await {
+                return false;
+            }
+        }
+        true
+    }
+
     pub(super) async fn on_unsubscribe(&mut self, pkid: u16, filters: Vec<String>) -> bool {
         let mut codes = Vec::with_capacity(filters.len());
         for raw in filters {
@@ -491,20 +579,27 @@ where
             self.record.subs.remove(&raw);
             codes.push(if existed { 0x00 } else { 0x11 });
         }
-        let out = Out::UnsubAck(pkid, codes);
         if self.persistent() {
             let mailbox = self.mailbox.clone();
-            session::write_record(
-                self.broker.engine.as_ref(),
+            let client_id = self.client_id.clone();
+            self.broker.store_record(
+                &self.tenant,
                 &self.client,
                 &self.record,
-                Some(Box::new(move |_| {
-                    mailbox.push(Event::Send(out));
+                Some(Box::new(move |result| {
+                    let codes = match result {
+                        Ok(_) => codes,
+                        Err(e) => {
+                            tracing::error!(%client_id, error = %e, "MQTT unsubscribe not stored");
+                            vec![0x80; codes.len()]
+                        }
+                    };
+                    mailbox.push(Event::Send(Out::UnsubAck(pkid, codes)));
                 })),
             );
             true
         } else {
-            self.write(out).await
+            self.write(Out::UnsubAck(pkid, codes)).await
         }
     }
 
@@ -572,24 +667,24 @@ where
         let mut group = None;
         if durable {
             let name = group_name(&self.client_id, raw);
-            let filters = msgs_filters(&mapped);
-            let config = GroupConfig {
-                name: name.clone(),
-                durable: true,
-                description: Some(format!("MQTT {} {}", self.client_id, raw)),
-                deliver_policy: DeliverPolicy::New,
-                ack_policy: AckPolicy::Explicit,
-                ack_wait: GROUP_ACK_WAIT,
-                max_deliver: -1,
-                filter_subjects: filters.iter().map(|f| f.to_string()).collect(),
-                max_ack_pending: -1,
-                ..GroupConfig::default()
-            };
-            match self
-                .broker
-                .engine
-                .create_internal_group(&self.tenant.id, MSGS, config)
-            {
+            let config = durable_group(&self.client_id, raw, &mapped.subjects);
+            let mut created =
+                self.broker
+                    .engine
+                    .create_internal_group(&self.tenant.id, MSGS, config.clone());
+            if matches!(created, Err(EngineError::StationNotFound)) {
+                tracing::error!(
+                    station = MSGS,
+                    "MQTT station missing: making the front-end's stations again"
+                );
+                if self.broker.repair(&self.tenant) {
+                    created =
+                        self.broker
+                            .engine
+                            .create_internal_group(&self.tenant.id, MSGS, config);
+                }
+            }
+            match created {
                 Ok(_) | Err(EngineError::GroupExists) => {}
                 Err(e) => return Err(e),
             }

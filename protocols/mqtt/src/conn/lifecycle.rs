@@ -34,14 +34,6 @@ where
                 .insert(pkid, (Origin::Live, OutState::AwaitComp));
             self.mailbox.push(Event::Send(Out::PubRel(pkid, 0)));
         }
-        if self.persistent() {
-            session::write_record(
-                self.broker.engine.as_ref(),
-                &self.client,
-                &self.record,
-                None,
-            );
-        }
         let keys: Vec<u32> = self.subs.keys().copied().collect();
         for k in keys {
             self.maybe_fetch(k);
@@ -104,12 +96,8 @@ where
         let record = if persistent {
             self.record.pending_out = pending;
             self.record.disconnected_ms = now_ms();
-            session::write_record(
-                self.broker.engine.as_ref(),
-                &tenant.client,
-                &self.record,
-                None,
-            );
+            self.broker
+                .store_record(&tenant, &tenant.client, &self.record, None);
             Some(self.record.clone())
         } else {
             None

@@ -64,12 +64,28 @@ pub(crate) fn group_name(client_id: &str, raw_filter: &str) -> String {
     )
 }
 
-/// The `$MQTT_msgs` filters of a mapped MQTT filter.
-pub(crate) fn msgs_filters(m: &MappedFilter) -> Vec<SubjectFilter> {
-    m.subjects
-        .iter()
-        .filter_map(|f| SubjectFilter::new(Bytes::from(format!("{MSGS_PREFIX}{f}"))).ok())
-        .collect()
+/// The consumer group on `$MQTT_msgs` of a persistent QoS 1/2 subscription to
+/// `raw_filter`, which maps to the subject filters `subjects`.
+pub(crate) fn durable_group(
+    client_id: &str,
+    raw_filter: &str,
+    subjects: &[SubjectFilter],
+) -> GroupConfig {
+    GroupConfig {
+        name: group_name(client_id, raw_filter),
+        durable: true,
+        description: Some(format!("MQTT {client_id} {raw_filter}")),
+        deliver_policy: DeliverPolicy::New,
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: GROUP_ACK_WAIT,
+        max_deliver: -1,
+        filter_subjects: subjects
+            .iter()
+            .map(|f| format!("{MSGS_PREFIX}{f}"))
+            .collect(),
+        max_ack_pending: -1,
+        ..GroupConfig::default()
+    }
 }
 
 /// Builds the engine message for an MQTT publish: properties become headers, and
@@ -258,31 +274,72 @@ where
             return;
         }
     };
+    let v5 = version == ProtocolVersion::MQTT5;
     let max = broker.options.max_packet_size;
     *framed.codec_mut() = match version {
         ProtocolVersion::MQTT3 => MqttCodec::V3(v3::Codec::new(max)),
         ProtocolVersion::MQTT5 => MqttCodec::V5(v5::Codec::new(max, 0)),
     };
-    let v5 = version == ProtocolVersion::MQTT5;
+    // The CONNECT flags byte, checked before decoding: the codec lets some wrong
+    // combinations through.
+    let flags = tokio::time::timeout(timeout, async {
+        loop {
+            match crate::packets::connect_flags(framed.buffered()) {
+                Some(f) => return Some(f),
+                None if framed.read_more().await => {}
+                None => return None,
+            }
+        }
+    })
+    .await;
+    let Ok(Some(flags)) = flags else {
+        return;
+    };
+    if let Err(why) = crate::packets::check_connect_flags(flags, v5) {
+        malformed_connect(&mut framed, v5, remote, 0x81, why).await;
+        return;
+    }
     let info = match tokio::time::timeout(timeout, framed.next()).await {
         Ok(Some(Ok((packet, _)))) => match lift(packet) {
             In::Connect(info) => info,
             _ => return,
         },
+        Ok(Some(Err(DecodeError::Io(e)))) => {
+            tracing::debug!(%remote, error = %e, "MQTT: connection lost in CONNECT");
+            return;
+        }
         Ok(Some(Err(e))) => {
-            tracing::warn!(%remote, error = %e, "MQTT: malformed CONNECT, closing");
             let code = match e {
                 DecodeError::MaxSizeExceeded { .. } => 0x95,
                 DecodeError::InvalidClientId => 0x85,
                 DecodeError::UnsupportedProtocolLevel => 0x84,
                 _ => 0x81,
             };
-            send_connack_error(&mut framed, v5, code, &e.to_string()).await;
+            malformed_connect(&mut framed, v5, remote, code, &e.to_string()).await;
             return;
         }
         _ => return,
     };
     connect(broker, framed, v5, *info, remote).await;
+}
+
+/// A malformed CONNECT. MQTT 5 answers with a CONNACK reason code and closes; 3.1.1
+/// closes without a CONNACK (its return codes say nothing about malformed packets,
+/// and "server unavailable" would make clients retry as if the server were down),
+/// except for the rejected client identifier that 3.1.1 answers with code 2.
+async fn malformed_connect<S>(
+    framed: &mut MqttIo<S>,
+    v5: bool,
+    remote: SocketAddr,
+    code: u8,
+    why: &str,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    tracing::warn!(%remote, code, "MQTT: malformed CONNECT, closing: {why}");
+    if v5 || code == 0x85 {
+        send_connack_error(framed, v5, code, why).await;
+    }
 }
 
 async fn send_connack_error<S>(framed: &mut MqttIo<S>, v5: bool, code: u8, why: &str)
@@ -371,9 +428,11 @@ async fn connect<S>(
     };
     // The will must be a valid topic the user may publish to.
     if let Some(w) = &info.will {
-        if topic::topic_to_subject(&w.topic).is_err() {
-            refuse(&info.client_id, 0x90, "invalid will topic");
-            send_connack_error(&mut framed, v5, 0x90, "will topic is not valid").await;
+        if let Err(e) = topic::topic_to_subject(&w.topic) {
+            // 3.1.1: a wildcard in the will topic is a malformed CONNECT (close, no
+            // CONNACK); MQTT 5 has a reason code for it.
+            let why = format!("will topic is not valid: {e}");
+            malformed_connect(&mut framed, v5, remote, 0x90, &why).await;
             return;
         }
         if denied_publish(&broker, info.username.as_deref(), &w.topic) {
@@ -430,6 +489,7 @@ async fn connect<S>(
     }
     let kick = CancellationToken::new();
     let done = CancellationToken::new();
+    let mailbox = Mailbox::new(broker.options.max_pending);
     let previous = loop {
         let wait = {
             let mut slots = tenant.slots.lock();
@@ -450,6 +510,7 @@ async fn connect<S>(
                         conn: conn_id,
                         kick: kick.clone(),
                         done: done.clone(),
+                        mailbox: mailbox.clone(),
                     });
                     let record = slot.record.take();
                     // The expiry timer may not have run yet.
@@ -467,6 +528,8 @@ async fn connect<S>(
         }
     };
     let expiry = info.session_expiry.min(broker.options.max_session_expiry);
+    // Given back to the registry if this session cannot be stored.
+    let resumed = previous.clone().filter(|_| !info.clean_start);
     let (record, present) = match previous {
         Some(r) if !info.clean_start => (r, true),
         Some(r) => {
@@ -479,6 +542,38 @@ async fn connect<S>(
     record.client_id = info.client_id.clone();
     record.expiry = expiry;
     record.disconnected_ms = 0;
+
+    // A persistent session is stored before CONNACK says it exists.
+    if expiry > 0 {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        broker.store_record(
+            &tenant,
+            &client,
+            &record,
+            Some(Box::new(move |result| {
+                let _ = tx.send(result.map(|_| ()).map_err(|e| e.to_string()));
+            })),
+        );
+        let stored = match tokio::time::timeout(WRITE_DEADLINE, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err("the store dropped the write".to_owned()),
+            Err(_) => Err(format!("not stored within {WRITE_DEADLINE:?}")),
+        };
+        if let Err(why) = stored {
+            tracing::error!(%remote, client_id = %info.client_id, "MQTT CONNECT refused: session state cannot be stored: {why}");
+            give_back(&broker, &tenant, &info.client_id, conn_id, resumed);
+            broker.engine.disconnect(client.id);
+            done.cancel();
+            send_connack_error(
+                &mut framed,
+                v5,
+                0x88,
+                &format!("session state cannot be stored: {why}"),
+            )
+            .await;
+            return;
+        }
+    }
 
     let mut keep_alive = info.keep_alive;
     let mut server_keep_alive = None;
@@ -506,7 +601,7 @@ async fn connect<S>(
         }
     }
     let mut conn = Conn {
-        mailbox: Mailbox::new(broker.options.max_pending),
+        mailbox,
         broker: broker.clone(),
         tenant: tenant.clone(),
         framed,
@@ -550,6 +645,38 @@ async fn connect<S>(
         End::WithWill
     };
     conn.finish(end, conn_id, &done).await;
+}
+
+/// A CONNECT that failed after taking the client id: the registry gets the session
+/// it held back (with its expiry timer), or forgets the id.
+fn give_back(
+    broker: &Arc<MqttBroker>,
+    tenant: &Arc<Tenant>,
+    client_id: &str,
+    conn_id: u64,
+    resumed: Option<SessionRecord>,
+) {
+    let expiry = resumed
+        .as_ref()
+        .and_then(|r| remaining_expiry(r.expiry, r.disconnected_ms, now_ms()));
+    {
+        let mut slots = tenant.slots.lock();
+        let Some(slot) = slots.get_mut(client_id) else {
+            return;
+        };
+        if slot.online.as_ref().is_none_or(|o| o.conn != conn_id) {
+            return;
+        }
+        slot.online = None;
+        slot.record = resumed;
+        if slot.record.is_none() && slot.will.is_none() {
+            slots.remove(client_id);
+            return;
+        }
+    }
+    if let Some(left) = expiry {
+        broker.schedule_expiry(tenant, client_id, left);
+    }
 }
 
 fn denied_publish(broker: &MqttBroker, user: Option<&str>, topic: &str) -> bool {

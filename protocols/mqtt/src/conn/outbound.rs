@@ -44,6 +44,24 @@ where
         self.flush().await;
     }
 
+    /// The MQTT topic of a subject, or `None` (counted and logged) when it has none:
+    /// MQTT forbids U+0000, invalid UTF-8 and wildcards in a PUBLISH topic, so such a
+    /// message (published over NATS or HTTP) is not delivered to MQTT clients.
+    pub(super) fn topic_or_skip(&self, subject: &[u8]) -> Option<String> {
+        match topic::subject_to_topic(subject) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                let n = self
+                    .broker
+                    .undeliverable
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    + 1;
+                tracing::warn!(client_id = %self.client_id, error = %e, skipped_total = n, "message not delivered over MQTT: its subject has no MQTT topic");
+                None
+            }
+        }
+    }
+
     pub(super) fn on_puback(&mut self, pkid: u16) {
         if let Some((origin, OutState::AwaitAck)) = self.outflight.get(&pkid).cloned() {
             self.outflight.remove(&pkid);
@@ -65,8 +83,8 @@ where
                     // let go: after a crash the PUBREL is sent again, not the message.
                     self.outflight.insert(pkid, (origin, OutState::AwaitComp));
                     let mailbox = self.mailbox.clone();
-                    session::write_record(
-                        self.broker.engine.as_ref(),
+                    self.broker.store_record(
+                        &self.tenant,
                         &self.client,
                         &self.record,
                         Some(Box::new(move |_| {
@@ -172,8 +190,10 @@ where
         let Some(qos) = qos else {
             return true;
         };
+        // (A subject with no MQTT topic is skipped when it is sent.)
         if !self.broker.options.acl.is_empty()
-            && self.denied_receive(&topic::subject_to_topic(message.subject.as_bytes()))
+            && topic::subject_to_topic(message.subject.as_bytes())
+                .is_ok_and(|t| self.denied_receive(&t))
         {
             return true;
         }
@@ -233,7 +253,10 @@ where
             return skip(self);
         };
         let subject = Subject::from_trusted(Bytes::copy_from_slice(rest));
-        if self.denied_receive(&topic::subject_to_topic(rest)) {
+        let Some(topic_name) = self.topic_or_skip(rest) else {
+            return skip(self);
+        };
+        if self.denied_receive(&topic_name) {
             return skip(self);
         }
         let trusted = from_mqtt(m.headers.as_ref());
@@ -375,7 +398,10 @@ where
             Some(e) => NonZeroU32::new(((e - now).div_ceil(1000)) as u32),
             None => None,
         };
-        let mut topic_name = topic::subject_to_topic(m.subject.as_bytes());
+        let Some(mut topic_name) = self.topic_or_skip(m.subject.as_bytes()) else {
+            self.ack_origin(&m.origin, AckKind::Ack);
+            return true;
+        };
         let mut alias = None;
         if self.v5 && self.client_alias_max > 0 {
             match self.aliases_out.get(&topic_name) {
@@ -473,7 +499,8 @@ pub(super) fn out_properties(
         response_topic: m
             .reply
             .as_ref()
-            .map(|r| ByteString::from(topic::subject_to_topic(r.as_bytes()))),
+            .and_then(|r| topic::subject_to_topic(r.as_bytes()).ok())
+            .map(ByteString::from),
         ..Default::default()
     };
     if let Some(h) = &m.headers {
