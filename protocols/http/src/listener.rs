@@ -180,9 +180,22 @@ pub async fn serve(
     Ok(())
 }
 
-/// Answers a socket beyond the cap with a 503 and closes it, reading what the
-/// client sent meanwhile so the close does not reset the answer away.
+/// Answers a socket beyond the cap with a 503 and closes it. The request head is
+/// read first (HTTP clients take an answer that comes before their request for a
+/// broken connection), and what the client sends after is read too, so the close
+/// does not reset the answer away. A second for each.
 async fn refuse(mut stream: TcpStream, cap: usize, _permit: OwnedSemaphorePermit) {
+    let mut head = Vec::new();
+    let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+        let mut buf = [0u8; 2048];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
     let body = format!(
         "{{\"error\":{{\"code\":\"max_connections\",\"message\":\"the HTTP listener is at its limit of {cap} connections; try again later\"}}}}"
     );
