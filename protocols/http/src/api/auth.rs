@@ -55,7 +55,7 @@ pub async fn require(
     let tenant = if state.engine.auth_required() {
         match check(state.engine.as_ref(), request.headers()) {
             Ok(t) => t,
-            Err(refused) => return refused,
+            Err(refused) => return *refused,
         }
     } else {
         TenantId::default_tenant()
@@ -75,30 +75,26 @@ pub async fn require_for_monitoring(
     if engine.auth_required()
         && let Err(refused) = check(engine.as_ref(), request.headers())
     {
-        return refused;
+        return *refused;
     }
     next.run(request).await
 }
 
 /// Authenticates a request's credentials: the tenant, or the 401 to answer.
-fn check(engine: &dyn Engine, headers: &HeaderMap) -> Result<TenantId, Response> {
-    let scripted = is_scripted(headers);
+fn check(engine: &dyn Engine, headers: &HeaderMap) -> Result<TenantId, Box<Response>> {
+    let refused = |e| Box::new(refuse(e, is_scripted(headers)));
     let creds = match credentials(headers) {
         Ok(Credentials::None) => {
-            return Err(refuse(
-                AppError::Unauthorized("credentials required".into()),
-                scripted,
-            ));
+            return Err(refused(AppError::Unauthorized(
+                "credentials required".into(),
+            )));
         }
         Ok(c) => c,
-        Err(e) => return Err(refuse(e, scripted)),
+        Err(e) => return Err(refused(e)),
     };
-    engine.authenticate(&creds).map_err(|_| {
-        refuse(
-            AppError::Unauthorized("invalid credentials".into()),
-            scripted,
-        )
-    })
+    engine
+        .authenticate(&creds)
+        .map_err(|_| refused(AppError::Unauthorized("invalid credentials".into())))
 }
 
 /// Whether the request says it comes from a script (`X-Requested-With:
