@@ -128,12 +128,26 @@ impl Mqtt {
 pub struct Http {
     /// Origins allowed to call the API from a browser (CORS); `"*"` allows any.
     pub cors_origins: Vec<String>,
+    /// Time a request head has to arrive in full, from the connection opening or
+    /// from the first byte of the next request; a partial head is answered 408.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Time a kept-alive connection may sit with no request before it is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// When the broker has credentials, `/varz`, `/connz` and `/metrics` require
+    /// them too (they show client names, addresses and subscriptions).
+    /// `/healthz` and `/readyz` stay open.
+    pub monitoring_auth: bool,
 }
 
 impl Default for Http {
     fn default() -> Self {
         Http {
             cors_origins: vec!["*".into()],
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            monitoring_auth: true,
         }
     }
 }
@@ -150,6 +164,14 @@ pub struct Limits {
     pub max_pending: usize,
     /// Most clients at once, all protocols together (0 = unlimited).
     pub max_connections: usize,
+    /// Most sockets the NATS listener holds at once (0 = its share of the
+    /// process's file descriptors, see `fd_budget`).
+    pub max_nats_connections: usize,
+    /// Most sockets the MQTT listener holds at once (0 = its share).
+    pub max_mqtt_connections: usize,
+    /// Most sockets the HTTP listener holds at once, WebSockets included (0 = its
+    /// share).
+    pub max_http_connections: usize,
     /// Most subscriptions per client (0 = unlimited).
     pub max_subscriptions: usize,
     /// Longest one socket write may take before the client is a slow consumer.
@@ -172,6 +194,9 @@ impl Default for Limits {
             max_control_line: 4096,
             max_pending: 64 * 1024 * 1024,
             max_connections: 65536,
+            max_nats_connections: 0,
+            max_mqtt_connections: 0,
+            max_http_connections: 0,
             max_subscriptions: 0,
             write_deadline: Duration::from_secs(10),
             ping_interval: Duration::from_secs(120),
@@ -301,6 +326,14 @@ impl Config {
                 "limits.ping_interval must be more than 0".into(),
             ));
         }
+        if self.http.header_timeout.is_zero() {
+            return Err(ConfigError(
+                "http.header_timeout must be more than 0".into(),
+            ));
+        }
+        if self.http.idle_timeout.is_zero() {
+            return Err(ConfigError("http.idle_timeout must be more than 0".into()));
+        }
         for origin in &self.http.cors_origins {
             let valid = !origin.is_empty() && origin.bytes().all(|b| b.is_ascii_graphic());
             if !valid {
@@ -356,6 +389,21 @@ mod tests {
         assert_eq!(c.http.cors_origins, vec!["https://a.example".to_string()]);
         assert!(c.validate().is_ok());
         assert!(read("[http]\nnope = 1\n").is_none());
+        let c = read(
+            "[http]\nheader_timeout = \"1s\"\nidle_timeout = \"5m\"\nmonitoring_auth = false\n\
+             [limits]\nmax_http_connections = 100\n",
+        )
+        .unwrap();
+        assert_eq!(c.http.header_timeout, Duration::from_secs(1));
+        assert_eq!(c.http.idle_timeout, Duration::from_secs(300));
+        assert!(!c.http.monitoring_auth);
+        assert_eq!(c.limits.max_http_connections, 100);
+        assert!(
+            read("[http]\nheader_timeout = \"0s\"\n")
+                .unwrap()
+                .validate()
+                .is_err()
+        );
         let mut bad = Config::default();
         bad.http.cors_origins = vec!["https://a.example b".into()];
         assert!(bad.validate().is_err());

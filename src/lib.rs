@@ -13,6 +13,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod fd_budget;
 mod serve;
 
 pub use config::{Config, ConfigError};

@@ -133,6 +133,31 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         None => None,
     };
 
+    // Each listener gets its own share of the file descriptors (docs/configuration.md).
+    let fd_limit = crate::fd_budget::raise_nofile_limit();
+    let listener = |addr: &Option<SocketAddr>, explicit| crate::fd_budget::Listener {
+        enabled: addr.is_some(),
+        explicit,
+    };
+    let [nats_cap, mqtt_cap, http_cap] = crate::fd_budget::shares(
+        fd_limit,
+        [
+            listener(&nats_addr, config.limits.max_nats_connections),
+            listener(&mqtt_addr, config.limits.max_mqtt_connections),
+            listener(&http_addr, config.limits.max_http_connections),
+        ],
+    );
+    let fd_limit_text = fd_limit.map_or_else(|| "unknown".to_string(), |l| l.to_string());
+    tracing::info!(
+        "Open-file limit {fd_limit_text}; connection caps: NATS {nats_cap}, MQTT {mqtt_cap}, HTTP {http_cap} (0 = none)"
+    );
+    if crate::fd_budget::overcommitted(fd_limit, &[nats_cap, mqtt_cap, http_cap]) {
+        tracing::warn!(
+            "the connection caps add up to more than the open-file limit {fd_limit_text}; \
+             one protocol can starve the others"
+        );
+    }
+
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         StartError::Io(format!(
             "cannot create data directory {}: {e}",
@@ -200,6 +225,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 dyn_engine,
                 junction_mqtt::MqttOptions {
                     max_pending: config.limits.max_pending,
+                    max_connections: mqtt_cap,
                     ..config.mqtt.options()
                 },
                 shutdown.clone(),
@@ -229,6 +255,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         max_payload: limits.max_payload,
         max_pending: limits.max_pending,
         write_deadline: limits.write_deadline,
+        require_credentials: config.http.monitoring_auth,
     };
 
     if let (Some(listener), Some(addr)) = (nats_listener, nats_bound) {
@@ -249,6 +276,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             auth_required: engine.auth_required(),
             jetstream: config.jetstream,
             drain_timeout: Duration::from_secs(5),
+            max_connections: nats_cap,
         };
         tasks.spawn(junction_nats::serve(
             listener,
@@ -259,14 +287,21 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         tracing::info!("Listening for client connections on {addr}");
     }
     let readiness = junction_http::Readiness::ready();
-    for (listener, addr, what, with_api) in [
+    for (listener, addr, what, with_api, cap) in [
         (
             monitor_listener,
             monitor_bound,
             "Starting http monitor on",
             false,
+            crate::fd_budget::MONITOR_CONNECTIONS,
         ),
-        (http_listener, http_bound, "Listening for HTTP on", true),
+        (
+            http_listener,
+            http_bound,
+            "Listening for HTTP on",
+            true,
+            http_cap,
+        ),
     ] {
         if let (Some(listener), Some(addr)) = (listener, addr) {
             let mut router =
@@ -277,8 +312,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 api.readiness = readiness.clone();
                 api.cors_origins = config.http.cors_origins.clone();
                 router = router.merge(junction_http::api_router(engine.clone(), api));
-                // Open like /healthz: outside the API's auth layer.
-                router = router.merge(junction_http::metrics_router(engine.clone()));
+                // Outside the API's auth layer; its own, per `[http] monitoring_auth`.
+                router = router.merge(junction_http::metrics_router(
+                    engine.clone(),
+                    config.http.monitoring_auth,
+                ));
                 // MQTT over WebSocket authenticates with MQTT's own CONNECT.
                 if let Some(broker) = mqtt_broker.clone() {
                     let handler: junction_http::MqttStreamHandler =
@@ -291,12 +329,18 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             }
             let token = shutdown.clone();
             let readiness = readiness.clone();
+            let http_limits = junction_http::HttpLimits {
+                max_connections: cap,
+                header_timeout: config.http.header_timeout,
+                idle_timeout: config.http.idle_timeout,
+            };
             tasks.spawn(async move {
                 let stopping = async move {
                     token.cancelled().await;
                     readiness.set(false);
                 };
-                if let Err(e) = junction_http::serve(listener, router, stopping).await {
+                if let Err(e) = junction_http::serve(listener, router, http_limits, stopping).await
+                {
                     tracing::error!(error = %e, "HTTP listener failed");
                 }
             });

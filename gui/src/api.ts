@@ -388,7 +388,10 @@ export const api = {
   events: (limit = 100) => get<{ events: SystemEvent[] }>(`/v1/events?limit=${limit}`).then((r) => r.events),
   disconnect: (cid: number) => request<void>('DELETE', `/v1/connections/${cid}`),
   metrics: async (): Promise<string> => {
-    const res = await fetch('/metrics');
+    // With auth on, /metrics takes the API's credentials too ([http] monitoring_auth).
+    const headers: Record<string, string> = { 'X-Requested-With': 'XMLHttpRequest' };
+    if (authorization) headers.Authorization = authorization;
+    const res = await fetch('/metrics', { headers });
     if (!res.ok) throw new ApiError(res.status, '', `metrics: ${res.status}`);
     return res.text();
   },

@@ -88,7 +88,7 @@ fn parse(text: String) -> Scrape {
 async fn scrape(api: &Api) -> Scrape {
     let response = within(
         "GET /metrics",
-        api.http.get(format!("{}/metrics", api.base)).send(),
+        api.request(reqwest::Method::GET, "/metrics").send(),
     )
     .await
     .unwrap();
@@ -236,10 +236,22 @@ async fn metrics_follow_nats_traffic_stations_and_groups() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn metrics_need_no_credentials() {
+async fn metrics_need_the_api_credentials_when_the_broker_has_them() {
     let b = broker_with(|c| c.auth.token = Some("s3cret".into())).await;
     let anonymous = Api::new(&b);
-    assert_eq!(anonymous.get("/v1/server").await.status.as_u16(), 401);
-    let metrics = scrape(&anonymous).await;
+    anonymous
+        .get("/metrics")
+        .await
+        .expect_error(401, "unauthorized");
+    let metrics = scrape(&anonymous.with_auth("Bearer s3cret")).await;
+    metrics.value("junction_messages_in_total", &[]);
+
+    // `[http] monitoring_auth = false` opens it again.
+    let open = broker_with(|c| {
+        c.auth.token = Some("s3cret".into());
+        c.http.monitoring_auth = false;
+    })
+    .await;
+    let metrics = scrape(&Api::new(&open)).await;
     metrics.value("junction_messages_in_total", &[]);
 }

@@ -18,6 +18,10 @@
 //!   fallback: any other `GET` path outside the API's prefixes answers the app's
 //!   `index.html` (see `docs/gui.md`).
 //!
+//! - its own listener ([`serve`]): a connection cap, a request-head timeout and
+//!   an idle timeout per socket ([`HttpLimits`]), so slow or idle clients cannot
+//!   hold file descriptors that other protocols need.
+//!
 //! What it is not: it reads and writes the broker only through
 //! [`junction_api::Engine`]; it never reaches into the engine, storage or cluster.
 //! The console is static files; it reaches the broker only through this API.
@@ -32,31 +36,17 @@
 
 mod api;
 mod gui;
+mod listener;
 mod metrics;
 mod monitor;
 mod mqtt_ws;
 mod process;
+mod websocket;
 
 pub use api::{
     ApiSettings, AppError, ErrorBody, ErrorDetail, GATEWAY_CLIENT_NAME, Readiness, api_router,
 };
+pub use listener::{HttpLimits, serve};
 pub use metrics::metrics_router;
 pub use monitor::{MonitorSettings, monitor_router};
 pub use mqtt_ws::{MqttStreamHandler, mqtt_ws_router};
-
-use std::net::SocketAddr;
-use tokio::net::TcpListener;
-
-/// Serves `router` on `listener` until `shutdown` completes.
-pub async fn serve(
-    listener: TcpListener,
-    router: axum::Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-}

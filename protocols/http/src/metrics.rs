@@ -7,8 +7,9 @@
 //! therefore the engine's own totals since start, read at scrape time.
 //!
 //! Stations and groups are those of the default tenant (the only one until
-//! multi-tenancy lands). The route is open, like `/healthz`: it never requires
-//! credentials, even when the `/v1` routes do.
+//! multi-tenancy lands). The route requires the API's credentials when monitoring
+//! auth is on (`[http] monitoring_auth`, on by default when the broker has
+//! credentials): it names clients, their addresses and subscriptions.
 
 use crate::process;
 use axum::Router;
@@ -28,12 +29,14 @@ use std::sync::Arc;
 /// Every metric name starts with this.
 const PREFIX: &str = "junction";
 
-/// The `/metrics` route, ready to merge into a router. It has no fallback and no
-/// auth layer.
-pub fn metrics_router<E: Engine>(engine: Arc<E>) -> Router {
-    Router::new()
+/// The `/metrics` route, ready to merge into a router. It has no fallback; with
+/// `require_credentials` it answers 401 without the API's credentials (when the
+/// broker has any).
+pub fn metrics_router<E: Engine>(engine: Arc<E>, require_credentials: bool) -> Router {
+    let router = Router::new()
         .route("/metrics", get(metrics::<E>))
-        .with_state(engine)
+        .with_state(engine.clone());
+    crate::monitor::behind_credentials(router, engine, require_credentials)
 }
 
 async fn metrics<E: Engine>(State(engine): State<Arc<E>>) -> Response {

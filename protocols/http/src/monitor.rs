@@ -1,5 +1,9 @@
 //! NATS-style monitoring: `/healthz`, `/varz` and `/connz`, with nats-server's JSON
 //! field names so existing dashboards and scripts can read them.
+//!
+//! `/varz` and `/connz` name clients, their addresses and subscriptions: with
+//! [`MonitorSettings::require_credentials`] they take the API's credentials
+//! (Bearer or Basic) when the broker has any. `/healthz` stays open for probes.
 
 use crate::process;
 use axum::extract::{Query, State};
@@ -44,6 +48,8 @@ pub struct MonitorSettings {
     pub max_pending: usize,
     /// Socket write deadline.
     pub write_deadline: Duration,
+    /// `/varz` and `/connz` require the API's credentials (when the broker has any).
+    pub require_credentials: bool,
 }
 
 struct MonitorState<E> {
@@ -53,12 +59,34 @@ struct MonitorState<E> {
 
 /// The monitoring routes, ready to merge into a router or serve alone.
 pub fn monitor_router<E: Engine>(engine: Arc<E>, settings: MonitorSettings) -> Router {
-    let state = Arc::new(MonitorState { engine, settings });
-    Router::new()
-        .route("/healthz", get(healthz))
+    let required = settings.require_credentials;
+    let state = Arc::new(MonitorState {
+        engine: engine.clone(),
+        settings,
+    });
+    let guarded = Router::new()
         .route("/varz", get(varz::<E>))
         .route("/connz", get(connz::<E>))
-        .with_state(state)
+        .with_state(state);
+    behind_credentials(guarded, engine, required)
+        .merge(Router::new().route("/healthz", get(healthz)))
+}
+
+/// Puts `router`'s routes behind the API's credentials when `required` (and the
+/// broker has credentials): 401 with `WWW-Authenticate` without them.
+pub(crate) fn behind_credentials<E: Engine>(
+    router: Router,
+    engine: Arc<E>,
+    required: bool,
+) -> Router {
+    if !required {
+        return router;
+    }
+    let engine: Arc<dyn Engine> = engine;
+    router.route_layer(axum::middleware::from_fn_with_state(
+        engine,
+        crate::api::require_for_monitoring,
+    ))
 }
 
 fn pretty(value: &impl Serialize) -> Response {

@@ -649,18 +649,58 @@ pub async fn serve(listener: TcpListener, broker: Arc<MqttBroker>) {
         broker.tracker.spawn(crate::sys::run(b));
     }
     let tracker = TaskTracker::new();
+    let cap = broker.options.max_connections;
+    let slots = (cap > 0).then(|| Arc::new(tokio::sync::Semaphore::new(cap)));
+    // Refusals being answered at once; beyond that a refused socket is just closed.
+    let refusals = Arc::new(tokio::sync::Semaphore::new(64));
+    let (mut refused, mut last_warn) = (0u64, None::<std::time::Instant>);
+    let mut backoff = Duration::ZERO;
     loop {
         tokio::select! {
             _ = broker.shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, remote)) => {
+                    backoff = Duration::ZERO;
                     let _ = stream.set_nodelay(true);
+                    let slot = match &slots {
+                        None => None,
+                        Some(s) => match s.clone().try_acquire_owned() {
+                            Ok(p) => Some(p),
+                            Err(_) => {
+                                refused += 1;
+                                if last_warn.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                                    tracing::warn!(
+                                        %remote, refused,
+                                        "MQTT connection refused: the listener is at its limit of {cap} connections"
+                                    );
+                                    (refused, last_warn) = (0, Some(std::time::Instant::now()));
+                                }
+                                if let Ok(permit) = refusals.clone().try_acquire_owned() {
+                                    let max = broker.options.max_packet_size;
+                                    tokio::spawn(async move {
+                                        crate::conn::refuse(stream, remote, max).await;
+                                        drop(permit);
+                                    });
+                                }
+                                continue;
+                            }
+                        },
+                    };
                     let b = broker.clone();
-                    tracker.spawn(async move { b.handle(stream, remote).await });
+                    tracker.spawn(async move {
+                        b.handle(stream, remote).await;
+                        drop(slot);
+                    });
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "MQTT accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Out of file descriptors (EMFILE) and the like: back off, 5 ms
+                    // doubling to 1 s, so the loop never spins.
+                    backoff = (backoff * 2).clamp(Duration::from_millis(5), Duration::from_secs(1));
+                    tracing::warn!(error = %e, retry_in = ?backoff, "MQTT accept failed");
+                    tokio::select! {
+                        _ = broker.shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
                 }
             }
         }

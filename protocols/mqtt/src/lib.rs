@@ -67,6 +67,10 @@ pub struct MqttOptions {
     pub acl: Vec<AclRule>,
     /// How long shutdown waits for connections to close.
     pub drain_timeout: Duration,
+    /// Most sockets the TCP listener holds at once, its share of the process's
+    /// file descriptors (0: no cap). One more gets CONNACK 0x97 Quota exceeded
+    /// (3.1.1: 0x03) and is closed.
+    pub max_connections: usize,
 }
 
 impl Default for MqttOptions {
@@ -83,6 +87,7 @@ impl Default for MqttOptions {
             sys_interval: Duration::from_secs(10),
             acl: Vec::new(),
             drain_timeout: Duration::from_secs(5),
+            max_connections: 0,
         }
     }
 }

@@ -31,7 +31,7 @@ pub(crate) async fn run<E: Engine>(
         return;
     };
     let _ = socket.set_nodelay(true);
-    let (reader, mut writer) = socket.into_split();
+    let (reader, writer) = socket.into_split();
     let new = NewClient {
         protocol: Protocol::Nats,
         remote,
@@ -39,17 +39,9 @@ pub(crate) async fn run<E: Engine>(
     let client = match engine.connect(new, TenantId::default_tenant()) {
         Ok(c) => c,
         Err(e) => {
-            let mut buf = BytesMut::new();
-            encode::info(
-                &mut buf,
-                &options.info_json(0, remote.ip(), engine.auth_required()),
-            );
-            if e == EngineError::MaxConnections {
-                encode::err(&mut buf, "maximum connections exceeded");
-            }
             tracing::warn!(%remote, error = %e, "connection refused");
-            let _ = writer.write_all(&buf).await;
-            let _ = writer.shutdown().await;
+            let why = (e == EngineError::MaxConnections).then_some("maximum connections exceeded");
+            refuse_with(writer, &options, remote, engine.auth_required(), why).await;
             return;
         }
     };
@@ -94,6 +86,38 @@ pub(crate) async fn run<E: Engine>(
         );
     }
     tracing::debug!(reason = reason.as_str(), "client closed");
+}
+
+/// Refuses a connection beyond the listener's share of file descriptors the way
+/// nats-server refuses one beyond `max_connections`: INFO, then
+/// `-ERR 'maximum connections exceeded'`, then close. Gives up after a second.
+pub(crate) async fn refuse(socket: TcpStream, options: Arc<NatsOptions>, auth_required: bool) {
+    let Ok(remote) = socket.peer_addr() else {
+        return;
+    };
+    let (_reader, writer) = socket.into_split();
+    let why = Some("maximum connections exceeded");
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        refuse_with(writer, &options, remote, auth_required, why),
+    )
+    .await;
+}
+
+async fn refuse_with(
+    mut writer: OwnedWriteHalf,
+    options: &NatsOptions,
+    remote: std::net::SocketAddr,
+    auth_required: bool,
+    why: Option<&str>,
+) {
+    let mut buf = BytesMut::new();
+    encode::info(&mut buf, &options.info_json(0, remote.ip(), auth_required));
+    if let Some(why) = why {
+        encode::err(&mut buf, why);
+    }
+    let _ = writer.write_all(&buf).await;
+    let _ = writer.shutdown().await;
 }
 
 async fn read_loop<E: Engine>(

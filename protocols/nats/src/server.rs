@@ -6,7 +6,9 @@ use junction_api::Engine;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use std::time::Instant;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -39,6 +41,10 @@ pub struct NatsOptions {
     pub jetstream: bool,
     /// How long shutdown waits for connections to flush.
     pub drain_timeout: Duration,
+    /// Most sockets this listener holds at once, its share of the process's file
+    /// descriptors (0: no cap). One more is answered
+    /// `-ERR 'maximum connections exceeded'` and closed.
+    pub max_connections: usize,
 }
 
 impl NatsOptions {
@@ -88,21 +94,63 @@ pub async fn serve<E: Engine>(
     };
     let options = Arc::new(options);
     let tracker = TaskTracker::new();
+    let slots =
+        (options.max_connections > 0).then(|| Arc::new(Semaphore::new(options.max_connections)));
+    // Refusals being written at once; beyond that a refused socket is just closed.
+    let refusals = Arc::new(Semaphore::new(64));
+    let (mut refused, mut last_warn) = (0u64, None::<Instant>);
+    let mut backoff = Duration::ZERO;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((socket, _)) => {
-                    tracker.spawn(crate::connection::run(
+                Ok((socket, remote)) => {
+                    backoff = Duration::ZERO;
+                    let slot = match &slots {
+                        None => None,
+                        Some(s) => match s.clone().try_acquire_owned() {
+                            Ok(p) => Some(p),
+                            Err(_) => {
+                                refused += 1;
+                                if last_warn.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                                    tracing::warn!(
+                                        %remote, refused,
+                                        "NATS connection refused: the listener is at its limit of {} connections",
+                                        options.max_connections
+                                    );
+                                    (refused, last_warn) = (0, Some(Instant::now()));
+                                }
+                                if let Ok(permit) = refusals.clone().try_acquire_owned() {
+                                    let (options, auth) = (options.clone(), engine.auth_required());
+                                    tokio::spawn(async move {
+                                        crate::connection::refuse(socket, options, auth).await;
+                                        drop(permit);
+                                    });
+                                }
+                                continue;
+                            }
+                        },
+                    };
+                    let connection = crate::connection::run(
                         engine.clone(),
                         socket,
                         options.clone(),
                         shutdown.clone(),
-                    ));
+                    );
+                    tracker.spawn(async move {
+                        connection.await;
+                        drop(slot);
+                    });
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    // Out of file descriptors (EMFILE) and the like: back off, 5 ms
+                    // doubling to 1 s, so the loop never spins.
+                    backoff = (backoff * 2).clamp(Duration::from_millis(5), Duration::from_secs(1));
+                    tracing::warn!(error = %e, retry_in = ?backoff, "accept failed");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
                 }
             },
         }

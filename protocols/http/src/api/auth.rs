@@ -9,7 +9,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use junction_api::{Credentials, TenantId};
+use junction_api::{Credentials, Engine, TenantId};
 use std::sync::Arc;
 
 /// The tenant a request acts for, set by [`require`].
@@ -53,31 +53,48 @@ pub async fn require(
     next: Next,
 ) -> Response {
     let tenant = if state.engine.auth_required() {
-        let scripted = is_scripted(request.headers());
-        let creds = match credentials(request.headers()) {
-            Ok(Credentials::None) => {
-                return refuse(
-                    AppError::Unauthorized("credentials required".into()),
-                    scripted,
-                );
-            }
-            Ok(c) => c,
-            Err(e) => return refuse(e, scripted),
-        };
-        match state.engine.authenticate(&creds) {
+        match check(state.engine.as_ref(), request.headers()) {
             Ok(t) => t,
-            Err(_) => {
-                return refuse(
-                    AppError::Unauthorized("invalid credentials".into()),
-                    scripted,
-                );
-            }
+            Err(refused) => return *refused,
         }
     } else {
         TenantId::default_tenant()
     };
     request.extensions_mut().insert(Tenant(tenant));
     next.run(request).await
+}
+
+/// Middleware for the monitoring routes outside `/v1` (`/varz`, `/connz`,
+/// `/metrics`) when they require credentials: the same credentials as the API,
+/// and the same 401 without them.
+pub async fn require_for_monitoring(
+    State(engine): State<Arc<dyn Engine>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if engine.auth_required()
+        && let Err(refused) = check(engine.as_ref(), request.headers())
+    {
+        return *refused;
+    }
+    next.run(request).await
+}
+
+/// Authenticates a request's credentials: the tenant, or the 401 to answer.
+fn check(engine: &dyn Engine, headers: &HeaderMap) -> Result<TenantId, Box<Response>> {
+    let refused = |e| Box::new(refuse(e, is_scripted(headers)));
+    let creds = match credentials(headers) {
+        Ok(Credentials::None) => {
+            return Err(refused(AppError::Unauthorized(
+                "credentials required".into(),
+            )));
+        }
+        Ok(c) => c,
+        Err(e) => return Err(refused(e)),
+    };
+    engine
+        .authenticate(&creds)
+        .map_err(|_| refused(AppError::Unauthorized("invalid credentials".into())))
 }
 
 /// Whether the request says it comes from a script (`X-Requested-With:

@@ -37,6 +37,7 @@ mod wire;
 mod ws;
 mod ws_attach;
 
+pub(crate) use auth::require_for_monitoring;
 pub(crate) use error::route_not_found;
 pub use error::{AppError, ErrorBody, ErrorDetail};
 pub use gateway_client::GATEWAY_CLIENT_NAME;

@@ -32,6 +32,7 @@ use super::publish::{Published, start_publish};
 use super::wire::{HeadersJson, decode_payload, headers_from_json};
 use super::ws_attach::{AttachRequest, Attachment, attach};
 use axum::Extension;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
@@ -46,7 +47,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// WebSocket close code for a slow consumer (policy violation).
 const CLOSE_SLOW: u16 = 1008;
@@ -190,6 +191,7 @@ struct MessageFrame {
     responses(
         (status = 101, description = "Switching to the WebSocket protocol"),
         (status = 400, description = "Not a WebSocket upgrade request", body = ErrorBody),
+        (status = 426, description = "`upgrade_required`: a `Sec-WebSocket-Version` other than 13 (the answer carries `Sec-WebSocket-Version: 13`)", body = ErrorBody),
         (status = 503, description = "The broker is at its connection limit", body = ErrorBody),
     )
 )]
@@ -197,8 +199,12 @@ pub async fn websocket(
     State(state): State<Arc<ApiState>>,
     Extension(Tenant(tenant)): Extension<Tenant>,
     remote: Option<Extension<ConnectInfo<SocketAddr>>>,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, AppError> {
+    let upgrade = match upgrade {
+        Ok(u) => u,
+        Err(rejection) => return Ok(crate::websocket::refuse_upgrade(rejection)),
+    };
     let live = LiveClient::connect(&state, &tenant, Protocol::WebSocket, remote, "websocket")?;
     // Base64 makes a payload a third larger; leave room for the rest of the frame.
     let max_frame = state
@@ -216,9 +222,25 @@ async fn session(socket: WebSocket, state: Arc<ApiState>, live: LiveClient, tena
     let (tx, mut rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
     let slow = Arc::new(AtomicBool::new(false));
 
+    // A protocol error found by the receive task: the send task owns the sink, so
+    // it writes the Close frame.
+    let (close_tx, mut close_rx) = oneshot::channel::<CloseFrame>();
     let send_slow = slow.clone();
     let mut send_task = tokio::spawn(async move {
-        while let Some(item) = rx.recv().await {
+        loop {
+            let item = tokio::select! {
+                biased;
+                close = &mut close_rx => {
+                    if let Ok(frame) = close {
+                        let _ = sink.send(WsMessage::Close(Some(frame))).await;
+                    }
+                    return false;
+                }
+                item = rx.recv() => match item {
+                    Some(item) => item,
+                    None => return false,
+                },
+            };
             let text = match item {
                 Outbound::Delivery { sub, message } => serde_json::to_string(&MessageFrame {
                     op: "message",
@@ -240,7 +262,6 @@ async fn session(socket: WebSocket, state: Arc<ApiState>, live: LiveClient, tena
                 return true;
             }
         }
-        false
     });
 
     let recv_state = state.clone();
@@ -249,7 +270,12 @@ async fn session(socket: WebSocket, state: Arc<ApiState>, live: LiveClient, tena
     let mut recv_task = tokio::spawn(async move {
         let mut subscriptions: HashMap<String, SubscriptionId> = HashMap::new();
         let mut attachments: HashMap<String, Attachment> = HashMap::new();
-        while let Some(Ok(frame)) = stream.next().await {
+        let close = loop {
+            let frame = match stream.next().await {
+                None => break None,
+                Some(Ok(frame)) => frame,
+                Some(Err(e)) => break crate::websocket::close_for(&e),
+            };
             let text = match frame {
                 WsMessage::Text(t) => t,
                 WsMessage::Binary(_) => {
@@ -259,11 +285,13 @@ async fn session(socket: WebSocket, state: Arc<ApiState>, live: LiveClient, tena
                         .await
                         .is_err()
                     {
-                        break;
+                        break None;
                     }
                     continue;
                 }
-                WsMessage::Close(_) => break,
+                // Read on: the library answers the Close (1002 for a code the RFC
+                // forbids) as the next read flushes it, then the stream ends.
+                WsMessage::Close(_) => continue,
                 _ => continue,
             };
             client.stats.touch();
@@ -276,7 +304,7 @@ async fn session(socket: WebSocket, state: Arc<ApiState>, live: LiveClient, tena
                         .await
                         .is_err()
                     {
-                        break;
+                        break None;
                     }
                     continue;
                 }
@@ -307,8 +335,11 @@ async fn session(socket: WebSocket, state: Arc<ApiState>, live: LiveClient, tena
             if let Some(text) = answer
                 && tx.send(Outbound::Text(text)).await.is_err()
             {
-                break;
+                break None;
             }
+        };
+        if let Some(frame) = close {
+            let _ = close_tx.send(frame);
         }
     });
 
@@ -318,8 +349,10 @@ async fn session(socket: WebSocket, state: Arc<ApiState>, live: LiveClient, tena
             closed_slow.unwrap_or(false)
         }
         _ = &mut recv_task => {
+            // Let the send task write a Close frame for a protocol error.
+            let closed_slow = tokio::time::timeout(Duration::from_secs(1), &mut send_task).await;
             send_task.abort();
-            false
+            matches!(closed_slow, Ok(Ok(true)))
         }
     };
     if slow_close || slow.load(Ordering::Relaxed) {

@@ -4,6 +4,9 @@
 mod inbound;
 mod lifecycle;
 mod outbound;
+mod refuse;
+
+pub(crate) use refuse::refuse;
 
 use crate::broker::{AckJoin, MqttBroker, Tenant, header_qos, remaining_expiry};
 use crate::io::MqttIo;
