@@ -55,7 +55,7 @@ struct MonitorState<E> {
 pub fn monitor_router<E: Engine>(engine: Arc<E>, settings: MonitorSettings) -> Router {
     let state = Arc::new(MonitorState { engine, settings });
     Router::new()
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(healthz::<E>))
         .route("/varz", get(varz::<E>))
         .route("/connz", get(connz::<E>))
         .with_state(state)
@@ -84,13 +84,25 @@ fn pretty(value: &impl Serialize) -> Response {
     }
 }
 
-async fn healthz() -> Response {
+/// nats-server's `/healthz`: `{"status":"ok"}`, or 503 with
+/// `{"status":"unavailable","error":…}` when storage has failed (nats-server does
+/// the same when JetStream cannot write). A failed store only recovers by
+/// restarting, which is what an orchestrator's liveness probe does on a 503.
+async fn healthz<E: Engine>(State(state): State<Arc<MonitorState<E>>>) -> Response {
+    let (status, body) = match state.engine.storage_health() {
+        Ok(()) => (StatusCode::OK, json!({"status": "ok"})),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "unavailable", "error": reason}),
+        ),
+    };
     (
+        status,
         [(
             header::ACCESS_CONTROL_ALLOW_ORIGIN,
             HeaderValue::from_static("*"),
         )],
-        Json(json!({"status": "ok"})),
+        Json(body),
     )
         .into_response()
 }
