@@ -291,9 +291,8 @@ impl ServeArgs {
                 let p = if p == -1 {
                     0
                 } else {
-                    u16::try_from(p).map_err(|_| {
-                        ConfigError(format!("--http_port: {p} is not a valid port"))
-                    })?
+                    u16::try_from(p)
+                        .map_err(|_| ConfigError(format!("--http_port: {p} is not a valid port")))?
                 };
                 config.monitor_listen = Some(with_host(p));
             }
@@ -305,14 +304,13 @@ impl ServeArgs {
 /// One line for a configuration error: where it is (file, environment or command
 /// line), which key, and what is wrong.
 pub fn describe_config_error(e: &figment::Error) -> String {
-    use figment::error::Kind;
     use figment::Source;
+    use figment::error::Kind;
     let (place, key) = match &e.metadata {
         Some(md) => match &md.source {
-            Some(Source::File(path)) => (
-                format!("config file {}", path.display()),
-                e.path.join("."),
-            ),
+            Some(Source::File(path)) => {
+                (format!("config file {}", path.display()), e.path.join("."))
+            }
             _ if md.name.contains("environment") => (
                 "environment".to_string(),
                 format!(
@@ -330,7 +328,11 @@ pub fn describe_config_error(e: &figment::Error) -> String {
     };
     let what = match &e.kind {
         Kind::UnknownField(field, expected) => {
-            let key = if key.is_empty() { field.clone() } else { key.clone() };
+            let key = if key.is_empty() {
+                field.clone()
+            } else {
+                key.clone()
+            };
             return format!(
                 "{place}: unknown key '{key}' (known keys here: {})",
                 expected.join(", ")
@@ -440,6 +442,55 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/tmp/d"));
         assert!(c.jetstream);
         assert_eq!(c.auth.user.as_deref(), Some("u"));
+    }
+
+    #[test]
+    fn addr_sets_the_host_of_every_listener_without_one() {
+        let load = |args: &[&str]| {
+            let mut all = vec!["junction"];
+            all.extend_from_slice(args);
+            Cli::try_parse_from(norm(&all))
+                .unwrap()
+                .serve
+                .load()
+                .unwrap()
+        };
+        let listen = |c: &Config, v: &str| c.listen("x", v).unwrap().unwrap().to_string();
+        let c = load(&["-a", "127.0.0.1"]);
+        assert_eq!(listen(&c, &c.nats_listen), "127.0.0.1:4222");
+        assert_eq!(listen(&c, &c.mqtt_listen), "127.0.0.1:1883");
+        assert_eq!(listen(&c, &c.http_listen), "127.0.0.1:8080");
+        // `:PORT` takes the host; an explicit host wins (but for NATS, -a's own).
+        let c = load(&[
+            "-a",
+            "localhost",
+            "--mqtt-listen",
+            ":1884",
+            "--http-listen",
+            "0.0.0.0:8081",
+            "--nats-listen",
+            "0.0.0.0:5222",
+            "-m",
+            "8222",
+        ]);
+        assert_eq!(listen(&c, &c.mqtt_listen), "127.0.0.1:1884");
+        assert_eq!(listen(&c, &c.http_listen), "0.0.0.0:8081");
+        assert_eq!(listen(&c, &c.nats_listen), "127.0.0.1:5222");
+        assert_eq!(
+            listen(&c, c.monitor_listen.as_deref().unwrap()),
+            "127.0.0.1:8222"
+        );
+        // Without -a, every interface, as before.
+        let c = load(&["-p", "-1"]);
+        assert_eq!(listen(&c, &c.nats_listen), "0.0.0.0:0");
+        assert_eq!(listen(&c, &c.mqtt_listen), "0.0.0.0:1883");
+        // The `host` key does what -a does for the others.
+        let c = load(&["--http-listen", ":9"]);
+        let c = Config {
+            host: Some("::1".into()),
+            ..c
+        };
+        assert_eq!(listen(&c, &c.http_listen), "[::1]:9");
     }
 
     #[test]

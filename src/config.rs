@@ -275,7 +275,11 @@ pub fn parse_host(field: &str, value: &str) -> Result<IpAddr, ConfigError> {
     if let Ok(ip) = bare.parse::<IpAddr>() {
         return Ok(ip);
     }
-    let bad = || ConfigError(format!("{field}: '{value}' is not an IP address or a host name"));
+    let bad = || {
+        ConfigError(format!(
+            "{field}: '{value}' is not an IP address or a host name"
+        ))
+    };
     if v.is_empty() || v.contains(|c: char| c.is_whitespace() || c == ':' || c == '/') {
         return Err(bad());
     }
@@ -286,7 +290,10 @@ pub fn parse_host(field: &str, value: &str) -> Result<IpAddr, ConfigError> {
 
 /// A listen value split into its explicit host, if it names one, and its port.
 /// `None` means the listener is off.
-pub fn listen_parts(field: &str, value: &str) -> Result<Option<(Option<IpAddr>, u16)>, ConfigError> {
+pub fn listen_parts(
+    field: &str,
+    value: &str,
+) -> Result<Option<(Option<IpAddr>, u16)>, ConfigError> {
     let v = value.trim();
     if v.is_empty() || v.eq_ignore_ascii_case("off") || v.eq_ignore_ascii_case("none") {
         return Ok(None);

@@ -205,12 +205,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     );
 
     let data_dir = config.data_dir.display().to_string();
-    let mut created = CreatedDir(
-        (!config.data_dir.exists()).then(|| config.data_dir.clone()),
-    );
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-        StartError::Io(format!("cannot create data directory {data_dir}: {e}"))
-    })?;
+    let mut created = CreatedDir((!config.data_dir.exists()).then(|| config.data_dir.clone()));
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| StartError::Io(format!("cannot create data directory {data_dir}: {e}")))?;
 
     let server_id = new_server_id();
     let server_name = config

@@ -404,16 +404,9 @@ impl Station {
         let l = log.limits;
         // A failed store takes no more writes until restart: refuse before taking a
         // sequence, so the station's counts never include what was not stored.
-        if !l.memory
-            && let Some(reason) = self.store.failure()
-        {
+        if !l.memory && self.store.is_poisoned() {
             drop(log);
-            return refuse(
-                EngineError::Storage(format!(
-                    "storage failed ({reason}); no writes until restart"
-                )),
-                done,
-            );
+            return refuse(self.write_failed(StorageError::Poisoned), done);
         }
         if l.max_msg_size >= 0 && message.payload.len() as i64 > l.max_msg_size {
             drop(log);
@@ -511,13 +504,24 @@ impl Station {
                     station.committed.fetch_max(seq, Ordering::AcqRel);
                 }
                 if let Some(done) = done {
-                    done(result.map(|()| ack).map_err(storage_error));
+                    done(result.map(|()| ack).map_err(|e| station.write_failed(e)));
                 }
                 if ok {
                     station.stored(seq);
                 }
             }),
         );
+    }
+
+    /// A failed write, said the same way for the write that failed and for every
+    /// one refused after it: the store's first failure, and that it lasts.
+    fn write_failed(&self, e: StorageError) -> EngineError {
+        match self.store.failure() {
+            Some(reason) => {
+                EngineError::Storage(format!("storage failed: {reason}; no writes until restart"))
+            }
+            None => storage_error(e),
+        }
     }
 
     /// The write of `seq` (and of the deletes of `evicted`) failed: take `seq` out
@@ -531,11 +535,7 @@ impl Station {
                 Ok(Some(r)) => Some((
                     *s,
                     Entry {
-                        size: accounted_size(
-                            r.subject.len(),
-                            r.headers.as_ref(),
-                            r.payload.len(),
-                        ),
+                        size: accounted_size(r.subject.len(), r.headers.as_ref(), r.payload.len()),
                         subject: r.subject,
                         time_ns: r.time_ns,
                     },
