@@ -629,14 +629,25 @@ async fn full_disk_fails_readiness_and_health_and_keeps_counts_honest() {
     })
     .await
     .unwrap();
+    // A ring of ten: its next message would evict the oldest.
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "RING".into(),
+        subjects: vec!["ring.>".into()],
+        max_messages: 10,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     for i in 1..=10u64 {
-        let ack = js
-            .publish("disk.in", format!("message {i}").into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-        assert_eq!(ack.sequence, i);
+        for subject in ["disk.in", "ring.in"] {
+            let ack = js
+                .publish(subject, format!("message {i}").into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+            assert_eq!(ack.sequence, i);
+        }
     }
     assert_eq!(get_json(&broker.http_url("/readyz")).await.0, 200);
 
@@ -647,8 +658,9 @@ async fn full_disk_fails_readiness_and_health_and_keeps_counts_honest() {
     // fit in the slack of pages the journal already has.
     let payload = incompressible(64 * 1024);
     let mut refused = Vec::new();
-    for _ in 0..5 {
-        let reply = tokio::time::timeout(GUARD, nats.request("disk.in", payload.clone().into()))
+    // The first write to fail is one that also evicts the ring's oldest message.
+    for subject in ["ring.in", "disk.in", "disk.in", "ring.in", "disk.in"] {
+        let reply = tokio::time::timeout(GUARD, nats.request(subject, payload.clone().into()))
             .await
             .expect("a PubAck comes back")
             .unwrap();
@@ -709,6 +721,15 @@ async fn full_disk_fails_readiness_and_health_and_keeps_counts_honest() {
         .clone();
     assert_eq!(info.state.messages, 10, "{:?}", info.state);
     assert_eq!(info.state.last_sequence, 10, "{:?}", info.state);
+    // The ring still holds its ten, the oldest included: the eviction that went
+    // with the failed write did not happen on disk, so it did not happen.
+    let ring = js.get_stream("RING").await.unwrap().info().await.unwrap().clone();
+    assert_eq!(
+        (ring.state.messages, ring.state.first_sequence, ring.state.last_sequence),
+        (10, 1, 10),
+        "{:?}",
+        ring.state
+    );
     let (status, station) = get_json(&broker.http_url("/v1/stations/DISK")).await;
     assert_eq!(status, 200);
     assert_eq!(station["state"]["messages"], 10, "{station}");
