@@ -341,6 +341,9 @@ async fn auth_user_without_a_password_is_refused() {
     }
 }
 
+/// Environment variables for one run.
+type Env<'a> = Vec<(&'a str, &'a str)>;
+
 #[tokio::test]
 async fn unknown_keys_bad_values_and_broken_toml_are_one_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -358,7 +361,7 @@ async fn unknown_keys_bad_values_and_broken_toml_are_one_line() {
     }
     let top_keys = "server_name, host, nats_listen, mqtt_listen, http_listen, monitor_listen, \
                     data_dir, jetstream, log_level, log_file, pid_file, limits, auth, http, mqtt";
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, String)> = vec![
+    let cases: Vec<(Vec<&str>, Env, String)> = vec![
         (
             vec!["-c", "unknown.toml"],
             vec![],
@@ -723,9 +726,20 @@ async fn full_disk_fails_readiness_and_health_and_keeps_counts_honest() {
     assert_eq!(info.state.last_sequence, 10, "{:?}", info.state);
     // The ring still holds its ten, the oldest included: the eviction that went
     // with the failed write did not happen on disk, so it did not happen.
-    let ring = js.get_stream("RING").await.unwrap().info().await.unwrap().clone();
+    let ring = js
+        .get_stream("RING")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .clone();
     assert_eq!(
-        (ring.state.messages, ring.state.first_sequence, ring.state.last_sequence),
+        (
+            ring.state.messages,
+            ring.state.first_sequence,
+            ring.state.last_sequence
+        ),
         (10, 1, 10),
         "{:?}",
         ring.state
