@@ -103,8 +103,8 @@ pub struct ServeArgs {
     /// Password for --user; required with it.
     #[arg(long = "pass", value_name = "PASSWORD")]
     pub pass: Option<String>,
-    /// Token every client must present instead of a user: NATS auth_token, MQTT
-    /// password (no user name), HTTP `Authorization: Bearer` and the web console.
+    /// Token every client must present instead of a user: NATS auth_token, MQTT 5
+    /// password (with no user name), HTTP `Authorization: Bearer` and the web console.
     #[arg(long = "auth", value_name = "TOKEN")]
     pub auth: Option<String>,
     /// Serve the JetStream API (nats-server `-js`); on by default in Junction.

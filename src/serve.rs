@@ -205,7 +205,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     );
 
     let data_dir = config.data_dir.display().to_string();
-    let mut created = CreatedDir((!config.data_dir.exists()).then(|| config.data_dir.clone()));
+    // The outermost directory this start creates, so a failed start removes all of it.
+    let mut created = CreatedDir(
+        config
+            .data_dir
+            .ancestors()
+            .filter(|p| !p.as_os_str().is_empty())
+            .take_while(|p| !p.exists())
+            .last()
+            .map(std::path::Path::to_path_buf),
+    );
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| StartError::Io(format!("cannot create data directory {data_dir}: {e}")))?;
 

@@ -306,6 +306,66 @@ async fn piped_and_file_logs_have_no_colour_codes() {
     drop(out);
 }
 
+/// On a terminal (a pty from util-linux `script`) logs are coloured, unless
+/// `NO_COLOR` is set.
+#[tokio::test]
+async fn terminal_logs_are_coloured_unless_no_color() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("SKIPPED terminal_logs_are_coloured_unless_no_color: no `script` (util-linux)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (no_color, coloured) in [("", true), ("1", false)] {
+        let pid_file = dir.path().join("junction.pid");
+        let _ = std::fs::remove_file(&pid_file);
+        let line = format!(
+            "{BIN} -a 127.0.0.1 -p -1 --mqtt-listen off --http-listen off --data-dir data -P {}",
+            pid_file.display()
+        );
+        let mut env = vec![("PATH", "/usr/bin:/bin")];
+        if !no_color.is_empty() {
+            env.push(("NO_COLOR", no_color));
+        }
+        let mut cmd = Command::new("script");
+        cmd.args(["-qefc", &line, "/dev/null"])
+            .current_dir(dir.path())
+            .env_clear()
+            .envs(env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let ready = tokio::time::timeout(GUARD, async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("Server is ready") {
+                    return Some(line);
+                }
+            }
+            None
+        })
+        .await
+        .unwrap()
+        .expect("the broker starts under script");
+        if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", pid.trim()])
+                .status();
+        }
+        let _ = tokio::time::timeout(GUARD, child.wait()).await;
+        assert_eq!(
+            ready.contains('\u{1b}'),
+            coloured,
+            "NO_COLOR={no_color:?}: {ready:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn auth_user_without_a_password_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -505,6 +565,36 @@ async fn port_in_use_is_one_line_naming_the_listener_and_creates_no_data_dir() {
         assert_refused(&out, &line, &data);
     }
     drop(taken);
+}
+
+#[tokio::test]
+async fn a_start_that_fails_after_creating_the_data_dir_removes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // The pid file is written last, after the store is open; its directory is missing.
+    let out = run_to_exit(
+        dir.path(),
+        &[
+            "-a",
+            "127.0.0.1",
+            "-p",
+            "-1",
+            "--mqtt-listen",
+            ":0",
+            "--http-listen",
+            ":0",
+            "-P",
+            "missing/junction.pid",
+            "--data-dir",
+            "deep/er/data",
+        ],
+        &[],
+    )
+    .await;
+    assert_refused(
+        &out,
+        "junction: cannot write pid file missing/junction.pid: No such file or directory (os error 2)",
+        &dir.path().join("deep"),
+    );
 }
 
 #[tokio::test]
