@@ -250,23 +250,23 @@ impl Store {
 
     /// Queues changes to a station's log; `done` runs on the writer thread once they
     /// are durable under `durability`, or failed. Appends are applied in call order.
+    ///
+    /// `done` never runs on the caller's thread, not even when the store is poisoned:
+    /// callers queue while holding their own locks, and `done` may take them.
     pub fn append(&self, station: u64, ops: Vec<LogOp>, durability: Durability, done: Done) {
-        if self.is_poisoned() {
-            done(Err(StorageError::Poisoned));
-            return;
-        }
         let job = Job {
             station,
             ops,
             durability,
             done,
         };
+        // A poisoned store's writer fails every job it takes; no check here.
         let Some(writer) = &self.inner.writer else {
-            (job.done)(Err(StorageError::Closed));
+            fail_elsewhere(job);
             return;
         };
         if let Err(mpsc::SendError(job)) = writer.send(job) {
-            (job.done)(Err(StorageError::Closed));
+            fail_elsewhere(job);
         }
     }
 
@@ -410,6 +410,17 @@ impl Store {
     /// Disk space used, in bytes.
     pub fn disk_space(&self) -> u64 {
         self.inner.db.disk_space().unwrap_or(0)
+    }
+}
+
+/// Fails a job the writer cannot take (its thread is gone), on a thread of its own
+/// so that `done` never runs under the caller's locks.
+fn fail_elsewhere(job: Job) {
+    let spawned = std::thread::Builder::new()
+        .name("junction-store-closed".into())
+        .spawn(move || (job.done)(Err(StorageError::Closed)));
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot report a refused append");
     }
 }
 
