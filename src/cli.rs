@@ -5,7 +5,7 @@
 //! instead. Go's flag syntax is accepted: one or two dashes, `-flag=value`, and the
 //! multi-letter short flags `-js`, `-sd`, `-DV`, `-VV`, `-DVV`.
 
-use crate::config::{Config, ConfigError, parse_listen};
+use crate::config::{Config, ConfigError, listen_parts, parse_host};
 use clap::{Args, Parser, Subcommand};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -48,14 +48,14 @@ pub struct ServeArgs {
     /// TOML configuration file.
     #[arg(short = 'c', long = "config", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// NATS listener: host:port, :port, or off [default: 0.0.0.0:4222].
+    /// NATS listener: host:port, :port, or off [default: :4222, on --addr's host].
     #[arg(long = "nats-listen", value_name = "ADDR")]
     pub nats_listen: Option<String>,
-    /// MQTT listener: host:port, :port, or off [default: 0.0.0.0:1883].
+    /// MQTT listener: host:port, :port, or off [default: :1883, on --addr's host].
     #[arg(long = "mqtt-listen", value_name = "ADDR")]
     pub mqtt_listen: Option<String>,
-    /// HTTP listener (REST, WebSocket, GUI, monitoring): host:port, :port, or off
-    /// [default: 0.0.0.0:8080].
+    /// HTTP listener (REST API, WebSocket, web console, monitoring): host:port, :port,
+    /// or off [default: :8080, on --addr's host].
     #[arg(long = "http-listen", value_name = "ADDR")]
     pub http_listen: Option<String>,
     /// Data directory [default: ./junction-data].
@@ -65,10 +65,12 @@ pub struct ServeArgs {
     #[arg(long = "log-level", value_name = "LEVEL")]
     pub log_level: Option<String>,
 
-    /// nats-server: client listen host (sets the host of --nats-listen).
+    /// Listen host (nats-server `-a`): the NATS host, and the host of every listener
+    /// given as :PORT or left at its default (MQTT, HTTP API and console, -m)
+    /// [default: 0.0.0.0, every interface].
     #[arg(short = 'a', long = "addr", visible_alias = "net", value_name = "HOST")]
     pub addr: Option<String>,
-    /// nats-server: client port; -1 picks a random port (sets the port of --nats-listen).
+    /// NATS client port (nats-server `-p`); -1 picks a random port.
     #[arg(
         short = 'p',
         long = "port",
@@ -76,7 +78,8 @@ pub struct ServeArgs {
         value_name = "PORT"
     )]
     pub port: Option<i32>,
-    /// nats-server: monitoring port (/varz, /connz, /healthz); -1 random, 0 off.
+    /// Extra monitoring port (nats-server `-m`: /varz, /connz, /healthz) on the --addr
+    /// host; -1 random, 0 off. The HTTP listener serves these routes too.
     #[arg(
         short = 'm',
         long = "http_port",
@@ -84,7 +87,8 @@ pub struct ServeArgs {
         value_name = "PORT"
     )]
     pub http_port: Option<i32>,
-    /// nats-server: server name.
+    /// Server name shown to clients, in the console and in monitoring (nats-server
+    /// `-n`) [default: the host name].
     #[arg(
         short = 'n',
         long = "name",
@@ -92,31 +96,33 @@ pub struct ServeArgs {
         value_name = "NAME"
     )]
     pub name: Option<String>,
-    /// nats-server: user name required to connect.
+    /// User name every client must present (with --pass): NATS, MQTT, the HTTP API
+    /// (Basic auth) and the web console.
     #[arg(long = "user", value_name = "USER")]
     pub user: Option<String>,
-    /// nats-server: password required to connect.
+    /// Password for --user; required with it.
     #[arg(long = "pass", value_name = "PASSWORD")]
     pub pass: Option<String>,
-    /// nats-server: token required to connect.
+    /// Token every client must present instead of a user: NATS auth_token, MQTT 5
+    /// password (with no user name), HTTP `Authorization: Bearer` and the web console.
     #[arg(long = "auth", value_name = "TOKEN")]
     pub auth: Option<String>,
-    /// nats-server: enable JetStream (`-js`). It is on by default in Junction.
+    /// Serve the JetStream API (nats-server `-js`); on by default in Junction.
     #[arg(long = "jetstream", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub jetstream: Option<bool>,
-    /// nats-server: JetStream store directory (`-sd`); same as --data-dir.
+    /// Store directory (nats-server `-sd`); same as --data-dir.
     #[arg(long = "store_dir", value_name = "DIR")]
     pub store_dir: Option<PathBuf>,
-    /// nats-server: log file.
+    /// Append logs to this file instead of stderr (nats-server `-l`).
     #[arg(short = 'l', long = "log", value_name = "FILE")]
     pub log: Option<PathBuf>,
-    /// nats-server: pid file.
+    /// Write the process id to this file (nats-server `-P`).
     #[arg(short = 'P', long = "pid", value_name = "FILE")]
     pub pid: Option<PathBuf>,
-    /// nats-server: debug logging (`-D`; `-DV` for debug and trace).
+    /// Debug logging (nats-server `-D`; `-DV` for debug and trace).
     #[arg(short = 'D', long = "debug")]
     pub debug: bool,
-    /// nats-server: trace logging (`-V`).
+    /// Trace logging (nats-server `-V`).
     #[arg(short = 'V', long = "trace")]
     pub trace: bool,
     /// Print the version and exit.
@@ -237,44 +243,48 @@ impl ServeArgs {
         }
         let mut config: Config = figment
             .extract()
-            .map_err(|e| ConfigError(one_line(&e.to_string())))?;
+            .map_err(|e| ConfigError(describe_config_error(&e)))?;
         self.apply_nats_flags(&mut config)?;
         config.validate()?;
         Ok(config)
     }
 
-    /// Applies `-a`, `-p` and `-m` on top of the NATS listener, as nats-server does.
+    /// Applies `-a`, `-p` and `-m`, as nats-server does: `-a` sets the NATS host and
+    /// the `host` of every listener given without one; `-p` the NATS port; `-m` a
+    /// monitoring listener on the NATS host.
     fn apply_nats_flags(&self, config: &mut Config) -> Result<(), ConfigError> {
-        if self.addr.is_none() && self.port.is_none() && self.http_port.is_none() {
+        let addr = self.addr.as_deref().map(|a| a.trim().to_string());
+        if let Some(a) = &addr {
+            parse_host("--addr", a)?;
+            config.host = Some(a.clone());
+        }
+        if addr.is_none() && self.port.is_none() && self.http_port.is_none() {
             return Ok(());
         }
-        let current = parse_listen("nats_listen", &config.nats_listen)?;
-        let mut host = current.map_or("0.0.0.0".to_string(), |a| a.ip().to_string());
-        let mut port = current.map_or(4222, |a| a.port());
-        if let Some(a) = &self.addr {
-            host = if a == "localhost" {
-                "127.0.0.1".into()
-            } else {
-                a.clone()
-            };
-        }
-        match self.port {
-            Some(-1) => port = 0,
-            Some(0) => port = 4222,
-            Some(p) => {
-                port = u16::try_from(p)
-                    .map_err(|_| ConfigError(format!("port: {p} is not a valid port")))?
-            }
-            None => {}
-        }
-        let bracket = |h: &str| {
-            if h.contains(':') {
-                format!("[{h}]")
-            } else {
-                h.to_string()
-            }
+        let current = listen_parts("nats_listen", &config.nats_listen)?;
+        // The NATS host as written (None: it takes `host`).
+        let host: Option<String> = match &addr {
+            Some(a) => Some(a.clone()),
+            None => current.and_then(|(ip, _)| ip).map(|ip| ip.to_string()),
         };
-        config.nats_listen = format!("{}:{port}", bracket(&host));
+        let with_host = |port: u16| match &host {
+            Some(h) if h.contains(':') && !h.starts_with('[') => format!("[{h}]:{port}"),
+            Some(h) => format!("{h}:{port}"),
+            None => format!(":{port}"),
+        };
+        if addr.is_some() || self.port.is_some() {
+            let mut port = current.map_or(4222, |(_, p)| p);
+            match self.port {
+                Some(-1) => port = 0,
+                Some(0) => port = 4222,
+                Some(p) => {
+                    port = u16::try_from(p)
+                        .map_err(|_| ConfigError(format!("--port: {p} is not a valid port")))?
+                }
+                None => {}
+            }
+            config.nats_listen = with_host(port);
+        }
         match self.http_port {
             None | Some(0) => {}
             Some(p) => {
@@ -282,12 +292,80 @@ impl ServeArgs {
                     0
                 } else {
                     u16::try_from(p)
-                        .map_err(|_| ConfigError(format!("http_port: {p} is not a valid port")))?
+                        .map_err(|_| ConfigError(format!("--http_port: {p} is not a valid port")))?
                 };
-                config.monitor_listen = Some(format!("{}:{p}", bracket(&host)));
+                config.monitor_listen = Some(with_host(p));
             }
         }
         Ok(())
+    }
+}
+
+/// One line for a configuration error: where it is (file, environment or command
+/// line), which key, and what is wrong.
+pub fn describe_config_error(e: &figment::Error) -> String {
+    use figment::Source;
+    use figment::error::Kind;
+    let (place, key) = match &e.metadata {
+        Some(md) => match &md.source {
+            Some(Source::File(path)) => {
+                (format!("config file {}", path.display()), e.path.join("."))
+            }
+            _ if md.name.contains("environment") => (
+                "environment".to_string(),
+                format!(
+                    "JUNCTION_{}",
+                    e.path
+                        .iter()
+                        .map(|k| k.to_ascii_uppercase())
+                        .collect::<Vec<_>>()
+                        .join("__")
+                ),
+            ),
+            _ => ("command line".to_string(), e.path.join(".")),
+        },
+        None => ("configuration".to_string(), e.path.join(".")),
+    };
+    let what = match &e.kind {
+        Kind::UnknownField(field, expected) => {
+            let key = if key.is_empty() {
+                field.clone()
+            } else {
+                key.clone()
+            };
+            return format!(
+                "{place}: unknown key '{key}' (known keys here: {})",
+                expected.join(", ")
+            );
+        }
+        Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected) => {
+            let expected = match expected.as_str() {
+                "usize" | "u64" => "a whole number, 0 or more",
+                "u32" => "a whole number from 0 to 4294967295",
+                "u16" => "a whole number from 0 to 65535",
+                "u8" => "a whole number from 0 to 255",
+                "i64" | "i32" => "a whole number",
+                other => other,
+            };
+            format!("expected {expected}, found {actual}")
+        }
+        Kind::Message(m) if m.contains("TOML parse error") => {
+            // toml's message is several lines: the position, the source line, a caret
+            // and the reason. Keep the position and the reason.
+            let lines: Vec<&str> = m.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+            let position = lines.first().copied().unwrap_or("TOML parse error");
+            let reason = lines
+                .last()
+                .map(|l| l.trim_start_matches(|c: char| c == '|' || c == '^' || c.is_whitespace()))
+                .unwrap_or("");
+            return one_line(&format!("{place}: {position}: {reason}"));
+        }
+        other => other.to_string(),
+    };
+    if key.is_empty() {
+        one_line(&format!("{place}: {what}"))
+    } else {
+        one_line(&format!("{place}: {key}: {what}"))
     }
 }
 
@@ -364,6 +442,55 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/tmp/d"));
         assert!(c.jetstream);
         assert_eq!(c.auth.user.as_deref(), Some("u"));
+    }
+
+    #[test]
+    fn addr_sets_the_host_of_every_listener_without_one() {
+        let load = |args: &[&str]| {
+            let mut all = vec!["junction"];
+            all.extend_from_slice(args);
+            Cli::try_parse_from(norm(&all))
+                .unwrap()
+                .serve
+                .load()
+                .unwrap()
+        };
+        let listen = |c: &Config, v: &str| c.listen("x", v).unwrap().unwrap().to_string();
+        let c = load(&["-a", "127.0.0.1"]);
+        assert_eq!(listen(&c, &c.nats_listen), "127.0.0.1:4222");
+        assert_eq!(listen(&c, &c.mqtt_listen), "127.0.0.1:1883");
+        assert_eq!(listen(&c, &c.http_listen), "127.0.0.1:8080");
+        // `:PORT` takes the host; an explicit host wins (but for NATS, -a's own).
+        let c = load(&[
+            "-a",
+            "localhost",
+            "--mqtt-listen",
+            ":1884",
+            "--http-listen",
+            "0.0.0.0:8081",
+            "--nats-listen",
+            "0.0.0.0:5222",
+            "-m",
+            "8222",
+        ]);
+        assert_eq!(listen(&c, &c.mqtt_listen), "127.0.0.1:1884");
+        assert_eq!(listen(&c, &c.http_listen), "0.0.0.0:8081");
+        assert_eq!(listen(&c, &c.nats_listen), "127.0.0.1:5222");
+        assert_eq!(
+            listen(&c, c.monitor_listen.as_deref().unwrap()),
+            "127.0.0.1:8222"
+        );
+        // Without -a, every interface, as before.
+        let c = load(&["-p", "-1"]);
+        assert_eq!(listen(&c, &c.nats_listen), "0.0.0.0:0");
+        assert_eq!(listen(&c, &c.mqtt_listen), "0.0.0.0:1883");
+        // The `host` key does what -a does for the others.
+        let c = load(&["--http-listen", ":9"]);
+        let c = Config {
+            host: Some("::1".into()),
+            ..c
+        };
+        assert_eq!(listen(&c, &c.http_listen), "[::1]:9");
     }
 
     #[test]

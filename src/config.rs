@@ -13,8 +13,13 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Server name shown to clients; defaults to the server id.
+    /// Server name shown to clients, in the console and in monitoring; defaults to
+    /// the machine's host name (`junction` when it has none). The unique, random
+    /// `server_id` is separate.
     pub server_name: Option<String>,
+    /// Host of every listener given without one (`:port`, a bare port, and the
+    /// defaults); `0.0.0.0` when unset. `-a HOST` sets it.
+    pub host: Option<String>,
     /// NATS listener, `host:port`, `:port`, or `off`.
     pub nats_listen: String,
     /// MQTT listener, `host:port`, `:port`, or `off`.
@@ -47,9 +52,10 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             server_name: None,
-            nats_listen: "0.0.0.0:4222".into(),
-            mqtt_listen: "0.0.0.0:1883".into(),
-            http_listen: "0.0.0.0:8080".into(),
+            host: None,
+            nats_listen: ":4222".into(),
+            mqtt_listen: ":1883".into(),
+            http_listen: ":8080".into(),
             monitor_listen: None,
             data_dir: PathBuf::from("./junction-data"),
             jetstream: true,
@@ -221,6 +227,51 @@ pub struct Auth {
 }
 
 impl Auth {
+    /// Refuses credentials that would let anyone in by accident: a user without a
+    /// password, a password without a user, empty values, and a token together with
+    /// a user.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |m: &str| Err(ConfigError(m.to_string()));
+        if self.token.is_some() && self.user.is_some() {
+            return err("auth: set either user/password or token, not both");
+        }
+        if self.token.as_deref() == Some("") {
+            return err("auth.token is empty: give a token or remove the key");
+        }
+        match (&self.user, &self.password) {
+            (Some(u), _) if u.is_empty() => return err("auth.user is empty"),
+            (Some(_), None) => {
+                return err("auth.user is set without auth.password (--pass): set both");
+            }
+            (Some(_), Some(p)) if p.is_empty() => {
+                return err("auth.password is empty: an empty password would let anyone in");
+            }
+            (None, Some(_)) => {
+                return err("auth.password is set without auth.user (--user): set both");
+            }
+            _ => {}
+        }
+        let mut seen = std::collections::HashSet::new();
+        for u in &self.users {
+            if u.user.is_empty() {
+                return err("auth.users: a user has an empty name");
+            }
+            if u.password.is_empty() {
+                return Err(ConfigError(format!(
+                    "auth.users: user '{}' has an empty password",
+                    u.user
+                )));
+            }
+            if !seen.insert(u.user.as_str()) || self.user.as_deref() == Some(u.user.as_str()) {
+                return Err(ConfigError(format!(
+                    "auth.users: user '{}' is listed twice",
+                    u.user
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Every user, the single `user`/`password` pair included.
     pub fn all_users(&self) -> Vec<User> {
         let mut users = self.users.clone();
@@ -239,9 +290,35 @@ impl Auth {
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
-/// Parses a listen address: `host:port`, `:port`, `port`, or `off`/`none`/empty
-/// (disabled).
-pub fn parse_listen(field: &str, value: &str) -> Result<Option<SocketAddr>, ConfigError> {
+/// Parses a host: an IP address, `localhost`, `[v6]`, or a name that resolves.
+pub fn parse_host(field: &str, value: &str) -> Result<IpAddr, ConfigError> {
+    let v = value.trim();
+    if v.eq_ignore_ascii_case("localhost") {
+        return Ok(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    let bare = v.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Ok(ip);
+    }
+    let bad = || {
+        ConfigError(format!(
+            "{field}: '{value}' is not an IP address or a host name"
+        ))
+    };
+    if v.is_empty() || v.contains(|c: char| c.is_whitespace() || c == ':' || c == '/') {
+        return Err(bad());
+    }
+    use std::net::ToSocketAddrs;
+    let mut addrs = (v, 0u16).to_socket_addrs().map_err(|_| bad())?;
+    addrs.next().map(|a| a.ip()).ok_or_else(bad)
+}
+
+/// A listen value split into its explicit host, if it names one, and its port.
+/// `None` means the listener is off.
+pub fn listen_parts(
+    field: &str,
+    value: &str,
+) -> Result<Option<(Option<IpAddr>, u16)>, ConfigError> {
     let v = value.trim();
     if v.is_empty() || v.eq_ignore_ascii_case("off") || v.eq_ignore_ascii_case("none") {
         return Ok(None);
@@ -252,45 +329,84 @@ pub fn parse_listen(field: &str, value: &str) -> Result<Option<SocketAddr>, Conf
         ))
     };
     if let Some(port) = v.strip_prefix(':') {
-        let port: u16 = port.parse().map_err(|_| bad())?;
-        return Ok(Some(SocketAddr::new(
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            port,
-        )));
+        return Ok(Some((None, port.parse().map_err(|_| bad())?)));
     }
     if let Ok(port) = v.parse::<u16>() {
-        return Ok(Some(SocketAddr::new(
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            port,
-        )));
+        return Ok(Some((None, port)));
     }
     if let Ok(addr) = v.parse::<SocketAddr>() {
-        return Ok(Some(addr));
+        return Ok(Some((Some(addr.ip()), addr.port())));
     }
     if let Some((host, port)) = v.rsplit_once(':') {
         let port: u16 = port.parse().map_err(|_| bad())?;
-        if host == "localhost" {
-            return Ok(Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)));
-        }
-        let ip: IpAddr = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse()
-            .map_err(|_| bad())?;
-        return Ok(Some(SocketAddr::new(ip, port)));
+        let ip = parse_host(field, host).map_err(|_| bad())?;
+        return Ok(Some((Some(ip), port)));
     }
     Err(bad())
 }
 
+/// Parses a listen address: `host:port`, `:port`, `port`, or `off`/`none`/empty
+/// (disabled). A form without a host binds every interface (`0.0.0.0`); use
+/// [`Config::listen`] to give it the configured `host` instead.
+pub fn parse_listen(field: &str, value: &str) -> Result<Option<SocketAddr>, ConfigError> {
+    Ok(listen_parts(field, value)?
+        .map(|(ip, port)| SocketAddr::new(ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), port)))
+}
+
+/// The server name used when none is configured: the host name, as mosquitto and
+/// EMQX name their nodes, or `junction` when the host has no usable name.
+pub fn default_server_name() -> String {
+    let host = gethostname::gethostname();
+    match host.to_str() {
+        Some(h) if valid_server_name(h) => h.to_string(),
+        _ => "junction".to_string(),
+    }
+}
+
+/// nats-server refuses names with spaces; so do we (and control characters).
+fn valid_server_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
 impl Config {
+    /// The host given to listeners configured without one: `host`, or every
+    /// interface.
+    pub fn default_host(&self) -> Result<IpAddr, ConfigError> {
+        match &self.host {
+            Some(h) => parse_host("host", h),
+            None => Ok(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        }
+    }
+
+    /// Resolves one listener's address (`field` names it in errors); a form
+    /// without a host takes [`Config::default_host`]. `None` means off.
+    pub fn listen(&self, field: &str, value: &str) -> Result<Option<SocketAddr>, ConfigError> {
+        match listen_parts(field, value)? {
+            None => Ok(None),
+            Some((Some(ip), port)) => Ok(Some(SocketAddr::new(ip, port))),
+            Some((None, port)) => Ok(Some(SocketAddr::new(self.default_host()?, port))),
+        }
+    }
+
     /// Checks everything that can be checked before binding.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        parse_listen("nats_listen", &self.nats_listen)?;
-        parse_listen("mqtt_listen", &self.mqtt_listen)?;
-        parse_listen("http_listen", &self.http_listen)?;
+        self.default_host()?;
+        self.listen("nats_listen", &self.nats_listen)?;
+        self.listen("mqtt_listen", &self.mqtt_listen)?;
+        self.listen("http_listen", &self.http_listen)?;
         if let Some(m) = &self.monitor_listen {
-            parse_listen("monitor_listen", m)?;
+            self.listen("monitor_listen", m)?;
         }
+        if let Some(name) = &self.server_name
+            && !valid_server_name(name)
+        {
+            return Err(ConfigError(format!(
+                "server_name: '{name}' must be 1 to 255 characters without spaces"
+            )));
+        }
+        self.auth.validate()?;
         if self.limits.max_payload == 0 {
             return Err(ConfigError("limits.max_payload must be more than 0".into()));
         }
@@ -341,11 +457,6 @@ impl Config {
                     "http.cors_origins: '{origin}' is not an origin"
                 )));
             }
-        }
-        if self.auth.token.is_some() && self.auth.user.is_some() {
-            return Err(ConfigError(
-                "auth: set either user/password or token, not both".into(),
-            ));
         }
         match self.log_level.to_ascii_lowercase().as_str() {
             "error" | "warn" | "info" | "debug" | "trace" => {}

@@ -2,13 +2,19 @@
 
 use clap::Parser;
 use junction::cli::{Cli, Command, ServeArgs, normalize_args};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
 fn init_logging(config: &junction::Config) -> Result<(), String> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(v) if !v.is_empty() => EnvFilter::try_new(v).map_err(|e| format!("RUST_LOG: {e}"))?,
-        _ => EnvFilter::new(config.log_level.to_ascii_lowercase()),
+        // fjall's own info lines ("Recovering database at …") are not the
+        // operator's business; RUST_LOG can still ask for them.
+        _ => EnvFilter::new(format!(
+            "{},fjall=warn,lsm_tree=warn",
+            config.log_level.to_ascii_lowercase()
+        )),
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -25,9 +31,18 @@ fn init_logging(config: &junction::Config) -> Result<(), String> {
                 .with_writer(std::sync::Mutex::new(file))
                 .init();
         }
-        None => builder.with_writer(std::io::stderr).init(),
+        None => builder
+            .with_ansi(colour_on_stderr())
+            .with_writer(std::io::stderr)
+            .init(),
     }
     Ok(())
+}
+
+/// Colours only for a person at a terminal: never in a file or a pipe, and never
+/// when `NO_COLOR` is set to anything (<https://no-color.org>).
+fn colour_on_stderr() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 fn serve(args: &ServeArgs) -> ExitCode {
@@ -52,10 +67,14 @@ fn serve(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let log_to_file = config.log_file.is_some();
     match runtime.block_on(junction::run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e}");
+            // One line on stderr; the log file, when there is one, gets it too.
+            if log_to_file {
+                tracing::error!("{e}");
+            }
             eprintln!("junction: {e}");
             ExitCode::from(2)
         }

@@ -1,7 +1,7 @@
 //! Process wiring: bind every listener, start every front-end, and shut down
 //! gracefully.
 
-use crate::config::{Config, ConfigError, parse_listen};
+use crate::config::{Config, ConfigError};
 use crate::engine::{Authenticator, EngineOptions, StationEngine};
 use junction_api::Engine;
 use junction_http::MonitorSettings;
@@ -23,7 +23,7 @@ pub enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// A listener could not be bound (port in use, no permission, bad address).
-    #[error("cannot listen for {what} on {addr}: {source}")]
+    #[error("cannot listen for {what} on {addr}: {}", bind_reason(source))]
     Bind {
         /// Which listener.
         what: &'static str,
@@ -35,6 +35,37 @@ pub enum StartError {
     /// The data directory or pid file could not be written.
     #[error("{0}")]
     Io(String),
+    /// Another process holds the data directory.
+    #[error("data directory {0} is in use by another junction process (lock held)")]
+    DataDirInUse(String),
+}
+
+/// Why a bind failed, in the words of the fix.
+fn bind_reason(e: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::AddrInUse => "address already in use (another process is listening there)".into(),
+        K::PermissionDenied => "permission denied (ports below 1024 need privileges)".into(),
+        K::AddrNotAvailable => "address not available (no interface has this address)".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// Removes a data directory this start created, unless the start succeeds.
+struct CreatedDir(Option<std::path::PathBuf>);
+
+impl CreatedDir {
+    fn keep(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CreatedDir {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 /// A running broker.
@@ -116,6 +147,17 @@ fn new_server_id() -> String {
     id
 }
 
+/// The console's URL: the bound address, or `localhost` when it listens on every
+/// interface.
+fn console_url(addr: SocketAddr) -> String {
+    let host = match addr.ip() {
+        ip if ip.is_unspecified() => "localhost".to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    format!("http://{host}:{}/", addr.port())
+}
+
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr)
         .await
@@ -123,13 +165,17 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Start
 }
 
 /// Starts the broker and returns once every listener is bound.
+///
+/// Every listener is bound before the data directory is touched, so a port in use
+/// fails the start without creating anything; a start that fails after creating
+/// the data directory removes it again.
 pub async fn start(config: Config) -> Result<Running, StartError> {
     config.validate()?;
-    let nats_addr = parse_listen("nats_listen", &config.nats_listen)?;
-    let http_addr = parse_listen("http_listen", &config.http_listen)?;
-    let mqtt_addr = parse_listen("mqtt_listen", &config.mqtt_listen)?;
+    let nats_addr = config.listen("nats_listen", &config.nats_listen)?;
+    let http_addr = config.listen("http_listen", &config.http_listen)?;
+    let mqtt_addr = config.listen("mqtt_listen", &config.mqtt_listen)?;
     let monitor_addr = match &config.monitor_listen {
-        Some(m) => parse_listen("monitor_listen", m)?,
+        Some(m) => config.listen("monitor_listen", m)?,
         None => None,
     };
 
@@ -158,24 +204,54 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         );
     }
 
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-        StartError::Io(format!(
-            "cannot create data directory {}: {e}",
-            config.data_dir.display()
-        ))
-    })?;
+    // Bind everything before serving anything, so a port in use fails the start.
+    let nats_listener = match nats_addr {
+        Some(a) => Some(bind("NATS", a).await?),
+        None => None,
+    };
+    let http_listener = match http_addr {
+        Some(a) => Some(bind("HTTP", a).await?),
+        None => None,
+    };
+    let mqtt_listener = match mqtt_addr {
+        Some(a) => Some(bind("MQTT", a).await?),
+        None => None,
+    };
+    let monitor_listener = match monitor_addr {
+        Some(a) => Some(bind("monitoring (-m)", a).await?),
+        None => None,
+    };
+    let local = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
+    let (nats_bound, http_bound, monitor_bound, mqtt_bound) = (
+        local(&nats_listener),
+        local(&http_listener),
+        local(&monitor_listener),
+        local(&mqtt_listener),
+    );
+
+    let data_dir = config.data_dir.display().to_string();
+    // The outermost directory this start creates, so a failed start removes all of it.
+    let mut created = CreatedDir(
+        config
+            .data_dir
+            .ancestors()
+            .filter(|p| !p.as_os_str().is_empty())
+            .take_while(|p| !p.exists())
+            .last()
+            .map(std::path::Path::to_path_buf),
+    );
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| StartError::Io(format!("cannot create data directory {data_dir}: {e}")))?;
 
     let server_id = new_server_id();
     let server_name = config
         .server_name
         .clone()
-        .unwrap_or_else(|| server_id.clone());
+        .unwrap_or_else(crate::config::default_server_name);
     let auth = Authenticator::new(config.auth.all_users(), config.auth.token.clone());
-    let store = junction_storage::Store::open(&config.data_dir).map_err(|e| {
-        StartError::Io(format!(
-            "cannot open the store in {}: {e}",
-            config.data_dir.display()
-        ))
+    let store = junction_storage::Store::open(&config.data_dir).map_err(|e| match e {
+        junction_storage::StorageError::Locked => StartError::DataDirInUse(data_dir.clone()),
+        e => StartError::Io(format!("cannot open the store in {data_dir}: {e}")),
     })?;
     let engine = Arc::new(
         StationEngine::open(
@@ -188,32 +264,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             },
             store,
         )
-        .map_err(|e| StartError::Io(format!("cannot recover stations: {e}")))?,
-    );
-
-    // Bind everything before serving anything, so a port in use fails the start.
-    let nats_listener = match nats_addr {
-        Some(a) => Some(bind("client connections", a).await?),
-        None => None,
-    };
-    let http_listener = match http_addr {
-        Some(a) => Some(bind("HTTP", a).await?),
-        None => None,
-    };
-    let mqtt_listener = match mqtt_addr {
-        Some(a) => Some(bind("MQTT", a).await?),
-        None => None,
-    };
-    let monitor_listener = match monitor_addr {
-        Some(a) => Some(bind("monitoring", a).await?),
-        None => None,
-    };
-    let local = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
-    let (nats_bound, http_bound, monitor_bound, mqtt_bound) = (
-        local(&nats_listener),
-        local(&http_listener),
-        local(&monitor_listener),
-        local(&mqtt_listener),
+        .map_err(|e| StartError::Io(format!("cannot recover stations in {data_dir}: {e}")))?,
     );
 
     let shutdown = CancellationToken::new();
@@ -235,6 +286,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     } else {
         None
     };
+    if let Some(pid) = &config.pid_file {
+        std::fs::write(pid, std::process::id().to_string())
+            .map_err(|e| StartError::Io(format!("cannot write pid file {}: {e}", pid.display())))?;
+    }
     let mut tasks = JoinSet::new();
     let limits = &config.limits;
 
@@ -284,7 +339,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             options,
             shutdown.clone(),
         ));
-        tracing::info!("Listening for client connections on {addr}");
+        tracing::info!("Listening for NATS client connections on {addr}");
     }
     let readiness = junction_http::Readiness::ready();
     for (listener, addr, what, with_api, cap) in [
@@ -345,6 +400,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 }
             });
             tracing::info!("{what} {addr}");
+            if with_api {
+                tracing::info!("Web console at {}", console_url(addr));
+            }
         }
     }
     if let (Some(listener), Some(broker)) = (mqtt_listener, mqtt_broker.clone()) {
@@ -387,11 +445,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             }
         });
     }
-    if let Some(pid) = &config.pid_file {
-        std::fs::write(pid, std::process::id().to_string())
-            .map_err(|e| StartError::Io(format!("cannot write pid file {}: {e}", pid.display())))?;
-    }
-    tracing::info!("Server is ready");
+    created.keep();
+    tracing::info!(server_name = %server_name, server_id = %server_id, "Server is ready");
     Ok(Running {
         nats: nats_bound,
         mqtt: mqtt_bound,

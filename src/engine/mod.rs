@@ -656,6 +656,13 @@ impl Engine for StationEngine {
             .unwrap_or_default()
     }
 
+    fn storage_health(&self) -> Result<(), String> {
+        match self.stations.store().failure() {
+            None => Ok(()),
+            Some(reason) => Err(format!("storage: {reason}")),
+        }
+    }
+
     fn storage_stats(&self) -> StorageStats {
         let store = self.stations.store();
         let fsync = store.fsync_histogram();

@@ -117,6 +117,19 @@ impl Log {
         self.index.insert(seq, entry);
     }
 
+    /// Puts back a message that was evicted in memory but whose delete never
+    /// reached the disk, keeping each subject's sequences in order.
+    fn restore(&mut self, seq: u64, entry: Entry) {
+        if self.index.contains_key(&seq) {
+            return;
+        }
+        self.bytes += entry.size;
+        let seqs = self.per_subject.entry(entry.subject.clone()).or_default();
+        let at = seqs.partition_point(|s| *s < seq);
+        seqs.insert(at, seq);
+        self.index.insert(seq, entry);
+    }
+
     fn expire_dedup(&mut self, now: u64) {
         let window = self.limits.duplicate_window.as_nanos() as u64;
         while let Some((t, _)) = self.dedup_order.front() {
@@ -421,6 +434,12 @@ impl Station {
         let id = msg_id(headers);
         let mut log = self.log.lock();
         let l = log.limits;
+        // A failed store takes no more writes until restart: refuse before taking a
+        // sequence, so the station's counts never include what was not stored.
+        if !l.memory && self.store.is_poisoned() {
+            drop(log);
+            return refuse(self.write_failed(StorageError::Poisoned), done);
+        }
         if l.max_msg_size >= 0 && message.payload.len() as i64 > l.max_msg_size {
             drop(log);
             return refuse(EngineError::MessageTooLarge, done);
@@ -500,7 +519,7 @@ impl Station {
         }
         let mut ops = Vec::with_capacity(1 + evicted.len());
         ops.push(LogOp::Put(record));
-        ops.extend(evicted.into_iter().map(LogOp::Delete));
+        ops.extend(evicted.iter().copied().map(LogOp::Delete));
         // Queued under the station lock so the log is written in sequence order.
         let station = self.clone();
         self.store.append(
@@ -509,19 +528,64 @@ impl Station {
             l.durability,
             Box::new(move |result| {
                 let ok = result.is_ok();
+                if !ok {
+                    station.not_stored(seq, &evicted);
+                }
                 if ok {
                     // Visible to groups before the ack: a fetch that follows an ack
                     // finds it. Waking the groups (`stored`) waits until after it.
                     station.committed.fetch_max(seq, Ordering::AcqRel);
                 }
                 if let Some(done) = done {
-                    done(result.map(|()| ack).map_err(storage_error));
+                    done(result.map(|()| ack).map_err(|e| station.write_failed(e)));
                 }
                 if ok {
                     station.stored(seq);
                 }
             }),
         );
+    }
+
+    /// A failed write, said the same way for the write that failed and for every
+    /// one refused after it: the store's first failure, and that it lasts.
+    fn write_failed(&self, e: StorageError) -> EngineError {
+        match self.store.failure() {
+            Some(reason) => {
+                EngineError::Storage(format!("storage failed: {reason}; no writes until restart"))
+            }
+            None => storage_error(e),
+        }
+    }
+
+    /// The write of `seq` (and of the deletes of `evicted`) failed: take `seq` out
+    /// of the index and the dedup window, and put `evicted` back, so the counts say
+    /// what is on disk and a retry with the same message id is stored, not answered
+    /// as a duplicate.
+    fn not_stored(&self, seq: u64, evicted: &[u64]) {
+        let back: Vec<(u64, Entry)> = evicted
+            .iter()
+            .filter_map(|s| match self.store.read(self.id, *s) {
+                Ok(Some(r)) => Some((
+                    *s,
+                    Entry {
+                        size: accounted_size(r.subject.len(), r.headers.as_ref(), r.payload.len()),
+                        subject: r.subject,
+                        time_ns: r.time_ns,
+                    },
+                )),
+                _ => None,
+            })
+            .collect();
+        let mut log = self.log.lock();
+        log.forget(seq);
+        log.dedup.retain(|_, (s, _)| *s != seq);
+        for (s, entry) in back {
+            log.restore(s, entry);
+        }
+        // Later appends fail too (the store is poisoned), so the newest sequence
+        // falls back to what was stored.
+        let newest = log.index.keys().next_back().copied().unwrap_or(0);
+        log.last_seq = self.committed.load(Ordering::Acquire).max(newest);
     }
 
     /// `seq` is durable: apply interest retention and wake consumer groups.

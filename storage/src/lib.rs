@@ -25,7 +25,8 @@
 //!
 //! Invariant: once a write fails, the store is poisoned. Every later write fails with
 //! [`StorageError::Poisoned`]; the process must restart and recover rather than keep
-//! acknowledging writes it may not have made.
+//! acknowledging writes it may not have made. [`Store::failure`] says why (for
+//! instance "no space left on device"), so health checks can report it.
 
 mod fsync;
 pub mod record;
@@ -37,6 +38,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 pub use record::Record;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -57,11 +59,59 @@ pub enum StorageError {
     /// The store is closed.
     #[error("storage is closed")]
     Closed,
+    /// Another process (or another store in this one) holds the directory's lock.
+    #[error("the store is locked by another process")]
+    Locked,
 }
 
 impl From<fjall::Error> for StorageError {
     fn from(e: fjall::Error) -> Self {
-        StorageError::Fjall(e.to_string())
+        match e {
+            fjall::Error::Locked => StorageError::Locked,
+            e => StorageError::Fjall(describe(&e)),
+        }
+    }
+}
+
+/// Says what went wrong in words an operator acts on: the I/O error underneath
+/// ("no space left on device") when there is one, fjall's own name otherwise.
+fn describe(e: &fjall::Error) -> String {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                std::io::ErrorKind::StorageFull => "no space left on device".to_string(),
+                std::io::ErrorKind::QuotaExceeded => "disk quota exceeded".to_string(),
+                std::io::ErrorKind::ReadOnlyFilesystem => "read-only file system".to_string(),
+                _ => io.to_string(),
+            };
+        }
+        cause = c.source();
+    }
+    match e {
+        fjall::Error::Poisoned => "an earlier write failed (fjall is poisoned)".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Whether the store still takes writes, and why not.
+#[derive(Default)]
+struct Health {
+    poisoned: AtomicBool,
+    reason: OnceLock<String>,
+}
+
+impl Health {
+    fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
+    }
+
+    /// Poisons the store; the first reason is the one kept.
+    fn poison(&self, e: &fjall::Error, what: &str) {
+        let reason = describe(e);
+        tracing::error!(error = %reason, "storage {what} failed; store is poisoned until restart");
+        let _ = self.reason.set(reason);
+        self.poisoned.store(true, Ordering::Release);
     }
 }
 
@@ -109,7 +159,7 @@ struct Inner {
     state: Keyspace,
     writer: Option<mpsc::Sender<Job>>,
     writer_thread: Option<std::thread::JoinHandle<()>>,
-    poisoned: Arc<AtomicBool>,
+    health: Arc<Health>,
     fsync: Arc<FsyncHistogram>,
     corrupt: AtomicU64,
     path: PathBuf,
@@ -140,16 +190,16 @@ impl Store {
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
         let state = db.keyspace("state", KeyspaceCreateOptions::default)?;
         let (tx, rx) = mpsc::channel::<Job>();
-        let poisoned = Arc::new(AtomicBool::new(false));
+        let health = Arc::new(Health::default());
         let fsync = Arc::new(FsyncHistogram::default());
         let writer_thread = {
             let db = db.clone();
             let log = log.clone();
-            let poisoned = poisoned.clone();
+            let health = health.clone();
             let fsync = fsync.clone();
             std::thread::Builder::new()
                 .name("junction-store-writer".into())
-                .spawn(move || writer_loop(db, log, rx, poisoned, fsync))
+                .spawn(move || writer_loop(db, log, rx, health, fsync))
                 .map_err(|e| StorageError::Fjall(format!("cannot start writer thread: {e}")))?
         };
         Ok(Store {
@@ -160,7 +210,7 @@ impl Store {
                 state,
                 writer: Some(tx),
                 writer_thread: Some(writer_thread),
-                poisoned,
+                health,
                 fsync,
                 corrupt: AtomicU64::new(0),
                 path,
@@ -181,28 +231,44 @@ impl Store {
 
     /// True once a write has failed.
     pub fn is_poisoned(&self) -> bool {
-        self.inner.poisoned.load(Ordering::Relaxed)
+        self.inner.health.is_poisoned()
+    }
+
+    /// Why the store accepts no more writes (the first failure, such as "no space
+    /// left on device"), or `None` while it is healthy.
+    pub fn failure(&self) -> Option<String> {
+        if !self.is_poisoned() {
+            return None;
+        }
+        Some(
+            self.inner
+                .health
+                .reason
+                .get()
+                .cloned()
+                .unwrap_or_else(|| "an earlier write failed".to_string()),
+        )
     }
 
     /// Queues changes to a station's log; `done` runs on the writer thread once they
     /// are durable under `durability`, or failed. Appends are applied in call order.
+    ///
+    /// `done` never runs on the caller's thread, not even when the store is poisoned:
+    /// callers queue while holding their own locks, and `done` may take them.
     pub fn append(&self, station: u64, ops: Vec<LogOp>, durability: Durability, done: Done) {
-        if self.is_poisoned() {
-            done(Err(StorageError::Poisoned));
-            return;
-        }
         let job = Job {
             station,
             ops,
             durability,
             done,
         };
+        // A poisoned store's writer fails every job it takes; no check here.
         let Some(writer) = &self.inner.writer else {
-            (job.done)(Err(StorageError::Closed));
+            fail_elsewhere(job);
             return;
         };
         if let Err(mpsc::SendError(job)) = writer.send(job) {
-            (job.done)(Err(StorageError::Closed));
+            fail_elsewhere(job);
         }
     }
 
@@ -359,8 +425,7 @@ impl Store {
             .commit()
             .and_then(|()| timed_persist(&self.inner.db, &self.inner.fsync));
         if let Err(e) = result {
-            self.inner.poisoned.store(true, Ordering::Relaxed);
-            tracing::error!(error = %e, "storage write failed; store is poisoned");
+            self.inner.health.poison(&e, "write");
             return Err(e.into());
         }
         Ok(())
@@ -431,6 +496,17 @@ impl Store {
     }
 }
 
+/// Fails a job the writer cannot take (its thread is gone), on a thread of its own
+/// so that `done` never runs under the caller's locks.
+fn fail_elsewhere(job: Job) {
+    let spawned = std::thread::Builder::new()
+        .name("junction-store-closed".into())
+        .spawn(move || (job.done)(Err(StorageError::Closed)));
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot report a refused append");
+    }
+}
+
 /// `persist(SyncData)`, recording its latency.
 fn timed_persist(db: &Database, fsync: &FsyncHistogram) -> Result<(), fjall::Error> {
     let started = Instant::now();
@@ -443,7 +519,7 @@ fn writer_loop(
     db: Database,
     log: Keyspace,
     rx: mpsc::Receiver<Job>,
-    poisoned: Arc<AtomicBool>,
+    health: Arc<Health>,
     fsync: Arc<FsyncHistogram>,
 ) {
     let mut unsynced_since: Option<Instant> = None;
@@ -460,8 +536,7 @@ fn writer_loop(
                     Ok(job) => job,
                     Err(mpsc::RecvTimeoutError::Timeout) => {
                         if let Err(e) = timed_persist(&db, &fsync) {
-                            poisoned.store(true, Ordering::Relaxed);
-                            tracing::error!(error = %e, "storage fsync failed; store is poisoned");
+                            health.poison(&e, "fsync");
                         }
                         unsynced_since = None;
                         continue;
@@ -477,7 +552,7 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        if poisoned.load(Ordering::Relaxed) {
+        if health.is_poisoned() {
             for job in jobs {
                 (job.done)(Err(StorageError::Poisoned));
             }
@@ -512,8 +587,7 @@ fn writer_loop(
         let outcome = match result {
             Ok(()) => Ok(()),
             Err(e) => {
-                poisoned.store(true, Ordering::Relaxed);
-                tracing::error!(error = %e, "storage write failed; store is poisoned");
+                health.poison(&e, "write");
                 Err(StorageError::from(e))
             }
         };

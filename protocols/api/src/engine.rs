@@ -306,6 +306,13 @@ pub trait Engine: Send + Sync + 'static {
     /// loads and a directory size), never a write.
     fn storage_stats(&self) -> StorageStats;
 
+    /// Whether storage still takes writes: `Err` carries why not (for instance
+    /// "storage: no space left on device"). Once storage has failed it stays failed
+    /// until the process restarts. Cheap: an atomic load.
+    fn storage_health(&self) -> Result<(), String> {
+        Ok(())
+    }
+
     // --- Schemas and dead letters. The default bodies refuse, so that test engines
     // need not implement them.
 

@@ -67,9 +67,12 @@ pub fn monitor_router<E: Engine>(engine: Arc<E>, settings: MonitorSettings) -> R
     let guarded = Router::new()
         .route("/varz", get(varz::<E>))
         .route("/connz", get(connz::<E>))
-        .with_state(state);
-    behind_credentials(guarded, engine, required)
-        .merge(Router::new().route("/healthz", get(healthz)))
+        .with_state(state.clone());
+    behind_credentials(guarded, engine, required).merge(
+        Router::new()
+            .route("/healthz", get(healthz::<E>))
+            .with_state(state),
+    )
 }
 
 /// Puts `router`'s routes behind the API's credentials when `required` (and the
@@ -112,13 +115,25 @@ fn pretty(value: &impl Serialize) -> Response {
     }
 }
 
-async fn healthz() -> Response {
+/// nats-server's `/healthz`: `{"status":"ok"}`, or 503 with
+/// `{"status":"unavailable","error":…}` when storage has failed (nats-server does
+/// the same when JetStream cannot write). A failed store only recovers by
+/// restarting, which is what an orchestrator's liveness probe does on a 503.
+async fn healthz<E: Engine>(State(state): State<Arc<MonitorState<E>>>) -> Response {
+    let (status, body) = match state.engine.storage_health() {
+        Ok(()) => (StatusCode::OK, json!({"status": "ok"})),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "unavailable", "error": reason}),
+        ),
+    };
     (
+        status,
         [(
             header::ACCESS_CONTROL_ALLOW_ORIGIN,
             HeaderValue::from_static("*"),
         )],
-        Json(json!({"status": "ok"})),
+        Json(body),
     )
         .into_response()
 }

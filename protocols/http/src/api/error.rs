@@ -200,7 +200,17 @@ impl From<EngineError> for AppError {
             EngineError::InternalStation(_) => (S::FORBIDDEN, "internal_station"),
             EngineError::DroppedByRule(_) => (S::ACCEPTED, "dropped_by_rule"),
             EngineError::CorruptRecord(_) => (S::INTERNAL_SERVER_ERROR, "corrupt_record"),
-            EngineError::Storage(_) => return AppError::Internal(message),
+            // The store refuses writes (a full disk, an I/O error) until restart:
+            // a state to retry later, not a bug. The cause is logged and shown on
+            // /readyz, not in every answer.
+            EngineError::Storage(cause) => {
+                tracing::error!(error = %cause, "storage failed; answering 503");
+                return AppError::new(
+                    S::SERVICE_UNAVAILABLE,
+                    "storage_unavailable",
+                    "the broker cannot store messages now (storage failed; /readyz has the reason)",
+                );
+            }
             _ => return AppError::Internal(message),
         };
         AppError::new(status, code, message)

@@ -239,7 +239,9 @@ pub struct ReadyJson {
     pub status: String,
 }
 
-/// Is the server ready for traffic? 503 once it is shutting down.
+/// Is the server ready for traffic? 503 once it is shutting down (`not_ready`),
+/// and while storage refuses writes (`storage_unavailable`, with the reason, such
+/// as "storage: no space left on device"; it lasts until a restart).
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -247,7 +249,7 @@ pub struct ReadyJson {
     security(()),
     responses(
         (status = 200, description = "Ready", body = ReadyJson),
-        (status = 503, description = "Not ready (starting or shutting down)", body = ErrorBody),
+        (status = 503, description = "Not ready: starting or shutting down (`not_ready`), or storage failed (`storage_unavailable`)", body = ErrorBody),
     )
 )]
 pub async fn readyz(State(state): State<Arc<ApiState>>) -> Result<Json<ReadyJson>, AppError> {
@@ -256,6 +258,13 @@ pub async fn readyz(State(state): State<Arc<ApiState>>) -> Result<Json<ReadyJson
             StatusCode::SERVICE_UNAVAILABLE,
             "not_ready",
             "the server is not ready (starting or shutting down)",
+        ));
+    }
+    if let Err(reason) = state.engine.storage_health() {
+        return Err(AppError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_unavailable",
+            reason,
         ));
     }
     Ok(Json(ReadyJson {

@@ -207,10 +207,10 @@ fn code(json: &serde_json::Value) -> &str {
 }
 
 #[tokio::test]
-async fn storage_failure_is_a_logged_500_without_details() {
+async fn storage_failure_is_a_logged_503_without_details() {
     let (status, json) = call(ApiSettings::new(1024), "GET", "/v1/stations/s", "").await;
-    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert_eq!(code(&json), "internal");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(code(&json), "storage_unavailable");
     assert!(!json.to_string().contains("disk on fire"), "{json}");
 }
 

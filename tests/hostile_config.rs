@@ -1,0 +1,853 @@
+//! The process and configuration part of the hostile battery: what a new user (or a
+//! careless deployment) meets first.
+//!
+//! Runs the real `junction` binary and checks, for each bad configuration, the one
+//! line it prints, exit status 2, and that no data directory was left behind; that
+//! `-a HOST` puts every listener on that host and the log says where each one is;
+//! that logs written to a pipe or a file carry no colour codes; and, on a real full
+//! disk (a small tmpfs, so the test needs root), that `/readyz` and `/healthz`
+//! answer 503 with the reason, publishes are refused on every protocol, and the
+//! station's counts stay those of what was stored.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// How long any one step may hang before the test fails. A failure guard only.
+const GUARD: Duration = Duration::from_secs(60);
+
+const BIN: &str = env!("CARGO_BIN_EXE_junction");
+
+/// `junction ARGS` in `cwd`, with only `env` in its environment (nothing inherited,
+/// so a stray `JUNCTION_*` or `RUST_LOG` cannot change the answer).
+fn junction(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .current_dir(cwd)
+        .env_clear()
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+async fn run_to_exit(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    tokio::time::timeout(GUARD, junction(cwd, args, env).output())
+        .await
+        .expect("junction exits by itself")
+        .expect("junction runs")
+}
+
+/// The start was refused the way every bad start must be: exactly `line` on
+/// stderr (a `line` ending in `…` is the start of it, for lists that grow with the
+/// configuration), nothing on stdout, exit status 2, and no data directory created.
+fn assert_refused(out: &Output, line: &str, data_dir: &Path) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    match line.strip_suffix('…') {
+        Some(start) => {
+            assert!(
+                stderr.starts_with(start) && stderr.ends_with(")\n"),
+                "stderr: {stderr:?}, expected it to start with {start:?}"
+            );
+            assert_eq!(stderr.lines().count(), 1, "stderr: {stderr:?}");
+        }
+        None => assert_eq!(stderr, format!("{line}\n"), "stderr"),
+    }
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "", "stdout");
+    assert_eq!(out.status.code(), Some(2), "exit status; stderr: {stderr}");
+    assert!(
+        !data_dir.exists(),
+        "{} was left behind by a refused start",
+        data_dir.display()
+    );
+}
+
+/// A broker started from the binary, with what its log said at start.
+struct Broker {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+    nats: SocketAddr,
+    http: Option<SocketAddr>,
+    mqtt: Option<SocketAddr>,
+    monitor: Option<SocketAddr>,
+    console: Option<String>,
+}
+
+fn addr_after(line: &str, marker: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find(marker)? + marker.len()..];
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+impl Broker {
+    /// Starts `junction ARGS` and reads its log until every listener it was asked
+    /// for has said where it is.
+    async fn start(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Broker {
+        let mut child = junction(cwd, args, env).spawn().expect("junction starts");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let want_mqtt = !args.windows(2).any(|w| w == ["--mqtt-listen", "off"]);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    log.lock().unwrap().push(line.clone());
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        let (mut nats, mut http, mut mqtt, mut monitor, mut console, mut ready) =
+            (None, None, None, None, None, false);
+        let started = tokio::time::timeout(GUARD, async {
+            while let Some(line) = rx.recv().await {
+                if let Some(a) = addr_after(&line, "Listening for NATS client connections on ") {
+                    nats = Some(a);
+                }
+                if let Some(a) = addr_after(&line, "Listening for HTTP on ") {
+                    http = Some(a);
+                }
+                if let Some(a) = addr_after(&line, "Listening for MQTT clients on ") {
+                    mqtt = Some(a);
+                }
+                if let Some(a) = addr_after(&line, "Starting http monitor on ") {
+                    monitor = Some(a);
+                }
+                if let Some(i) = line.find("Web console at ") {
+                    console = Some(line[i + "Web console at ".len()..].trim().to_string());
+                }
+                ready |= line.contains("Server is ready");
+                if ready && (mqtt.is_some() || !want_mqtt) {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        let all = log.lock().unwrap().join("\n");
+        assert_eq!(started, Ok(true), "junction did not start; its log:\n{all}");
+        Broker {
+            child,
+            log,
+            nats: nats.unwrap_or_else(|| panic!("no NATS listener in the log:\n{all}")),
+            http,
+            mqtt,
+            monitor,
+            console,
+        }
+    }
+
+    fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn http_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http.expect("HTTP listener"))
+    }
+
+    async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        let _ = tokio::time::timeout(GUARD, self.child.wait()).await;
+    }
+}
+
+/// `-a 127.0.0.1 -p -1 -m -1` plus `:0` forms for MQTT and HTTP: every listener on
+/// loopback, random ports.
+fn loopback_args(data: &str) -> Vec<String> {
+    [
+        "-a",
+        "127.0.0.1",
+        "-p",
+        "-1",
+        "-m",
+        "-1",
+        "--mqtt-listen",
+        ":0",
+        "--http-listen",
+        ":0",
+        "--data-dir",
+        data,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[tokio::test]
+async fn addr_flag_puts_every_listener_on_that_host_and_the_log_says_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = loopback_args("data");
+    let broker = Broker::start(dir.path(), &strs(&args), &[]).await;
+    let log = broker.log().join("\n");
+    let loopback: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    let http = broker
+        .http
+        .unwrap_or_else(|| panic!("no HTTP line:\n{log}"));
+    let mqtt = broker
+        .mqtt
+        .unwrap_or_else(|| panic!("no MQTT line:\n{log}"));
+    let monitor = broker
+        .monitor
+        .unwrap_or_else(|| panic!("no monitor line:\n{log}"));
+    for (what, addr) in [
+        ("NATS", broker.nats),
+        ("HTTP", http),
+        ("MQTT", mqtt),
+        ("monitor", monitor),
+    ] {
+        assert_eq!(addr.ip(), loopback, "{what} listens on {addr}:\n{log}");
+        assert_ne!(addr.port(), 0, "{what}");
+    }
+    assert_eq!(
+        broker.console.as_deref(),
+        Some(format!("http://127.0.0.1:{}/", http.port()).as_str()),
+        "{log}"
+    );
+
+    // Each listener answers its own protocol there, with a real client.
+    let page = reqwest::get(broker.console.clone().unwrap()).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let varz: Value = reqwest::get(format!("http://{monitor}/varz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(varz["port"], json!(broker.nats.port()));
+    assert_eq!(varz["host"], json!("127.0.0.1"));
+    let nats = async_nats::connect(broker.nats.to_string()).await.unwrap();
+    nats.flush().await.unwrap();
+    let mut opts = rumqttc::MqttOptions::new("hostile-config", "127.0.0.1", mqtt.port());
+    opts.set_keep_alive(Duration::from_secs(30));
+    let (_client, mut events) = rumqttc::AsyncClient::new(opts, 10);
+    let connack = tokio::time::timeout(GUARD, async {
+        loop {
+            if let rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(c)) =
+                events.poll().await.unwrap()
+            {
+                return c;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(connack.code, rumqttc::ConnectReturnCode::Success);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn server_name_defaults_to_the_host_name_not_the_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = loopback_args("data");
+    let broker = Broker::start(dir.path(), &strs(&args), &[]).await;
+    let varz: Value = reqwest::get(broker.http_url("/varz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    let expected = if host.is_empty() { "junction" } else { &host };
+    assert_eq!(varz["server_name"], json!(expected), "{varz}");
+    assert_eq!(varz["server_id"].as_str().map(str::len), Some(56), "{varz}");
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn piped_and_file_logs_have_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    // A pipe (stderr is not a terminal), even when the environment asks for colour.
+    let args = loopback_args("data");
+    let broker = Broker::start(dir.path(), &strs(&args), &[("CLICOLOR_FORCE", "1")]).await;
+    let log = broker.log();
+    assert!(log.iter().any(|l| l.contains("Server is ready")));
+    for line in &log {
+        assert!(
+            !line.contains('\u{1b}'),
+            "colour code in a piped log: {line:?}"
+        );
+    }
+    broker.stop().await;
+
+    // A log file.
+    let mut args = loopback_args("data2");
+    args.extend(["-l".to_string(), "junction.log".to_string()]);
+    let out = junction(dir.path(), &strs(&args), &[]).spawn().unwrap();
+    let file = dir.path().join("junction.log");
+    let text = tokio::time::timeout(GUARD, async {
+        loop {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            if text.contains("Server is ready") {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the log file says the server is ready");
+    assert!(
+        !text.contains('\u{1b}'),
+        "colour code in the log file: {text:?}"
+    );
+    drop(out);
+}
+
+/// On a terminal (a pty from util-linux `script`) logs are coloured, unless
+/// `NO_COLOR` is set.
+#[tokio::test]
+async fn terminal_logs_are_coloured_unless_no_color() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("SKIPPED terminal_logs_are_coloured_unless_no_color: no `script` (util-linux)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (no_color, coloured) in [("", true), ("1", false)] {
+        let pid_file = dir.path().join("junction.pid");
+        let _ = std::fs::remove_file(&pid_file);
+        let line = format!(
+            "{BIN} -a 127.0.0.1 -p -1 --mqtt-listen off --http-listen off --data-dir data -P {}",
+            pid_file.display()
+        );
+        let mut env = vec![("PATH", "/usr/bin:/bin")];
+        if !no_color.is_empty() {
+            env.push(("NO_COLOR", no_color));
+        }
+        let mut cmd = Command::new("script");
+        cmd.args(["-qefc", &line, "/dev/null"])
+            .current_dir(dir.path())
+            .env_clear()
+            .envs(env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let ready = tokio::time::timeout(GUARD, async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("Server is ready") {
+                    return Some(line);
+                }
+            }
+            None
+        })
+        .await
+        .unwrap()
+        .expect("the broker starts under script");
+        if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", pid.trim()])
+                .status();
+        }
+        let _ = tokio::time::timeout(GUARD, child.wait()).await;
+        assert_eq!(
+            ready.contains('\u{1b}'),
+            coloured,
+            "NO_COLOR={no_color:?}: {ready:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn auth_user_without_a_password_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::write(dir.path().join("user.toml"), "[auth]\nuser = \"app\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("empty.toml"),
+        "[auth]\nuser = \"app\"\npassword = \"\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("pass.toml"), "[auth]\npassword = \"p\"\n").unwrap();
+    let no_password = "junction: auth.user is set without auth.password (--pass): set both";
+    for (args, line) in [
+        (vec!["-c", "user.toml"], no_password),
+        (vec!["--user", "app"], no_password),
+        (
+            vec!["-c", "empty.toml"],
+            "junction: auth.password is empty: an empty password would let anyone in",
+        ),
+        (
+            vec!["-c", "pass.toml"],
+            "junction: auth.password is set without auth.user (--user): set both",
+        ),
+        (
+            vec!["--auth", ""],
+            "junction: auth.token is empty: give a token or remove the key",
+        ),
+    ] {
+        let mut args = args.clone();
+        args.extend(["-a", "127.0.0.1", "-p", "-1", "--data-dir", "data"]);
+        let out = run_to_exit(dir.path(), &args, &[]).await;
+        assert_refused(&out, line, &data);
+    }
+}
+
+/// Environment variables for one run.
+type Env<'a> = Vec<(&'a str, &'a str)>;
+
+#[tokio::test]
+async fn unknown_keys_bad_values_and_broken_toml_are_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let files = [
+        ("unknown.toml", "bogus = 1\n"),
+        ("nested.toml", "[limits]\nmax_paylod = 5\n"),
+        ("type.toml", "nats_listen = 5\n"),
+        ("negative.toml", "[limits]\nmax_payload = -1\n"),
+        ("broken.toml", "nats_listen = \"x\n"),
+        ("listen.toml", "mqtt_listen = \"nope\"\n"),
+    ];
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    // The lists of known keys grow with the configuration: their start is checked.
+    let top_keys = "server_name, host, nats_listen, mqtt_listen, http_listen…";
+    let cases: Vec<(Vec<&str>, Env, String)> = vec![
+        (
+            vec!["-c", "unknown.toml"],
+            vec![],
+            format!(
+                "junction: config file unknown.toml: unknown key 'bogus' (known keys here: {top_keys}"
+            ),
+        ),
+        (
+            vec!["-c", "nested.toml"],
+            vec![],
+            "junction: config file nested.toml: unknown key 'limits.max_paylod' (known keys \
+             here: max_payload, max_control_line…"
+                .to_string(),
+        ),
+        (
+            vec!["-c", "type.toml"],
+            vec![],
+            "junction: config file type.toml: nats_listen: expected a string, found signed int `5`"
+                .to_string(),
+        ),
+        (
+            vec!["-c", "negative.toml"],
+            vec![],
+            "junction: config file negative.toml: limits.max_payload: expected a whole number, \
+             0 or more, found signed int `-1`"
+                .to_string(),
+        ),
+        (
+            vec!["-c", "broken.toml"],
+            vec![],
+            "junction: config file broken.toml: TOML parse error at line 1, column 17: invalid \
+             basic string"
+                .to_string(),
+        ),
+        (
+            vec!["-c", "listen.toml"],
+            vec![],
+            "junction: mqtt_listen: 'nope' is not a listen address (host:port, :port or off)"
+                .to_string(),
+        ),
+        (
+            vec!["-c", "missing.toml"],
+            vec![],
+            "junction: config file missing.toml does not exist".to_string(),
+        ),
+        (
+            vec![],
+            vec![("JUNCTION_BOGUS", "1")],
+            format!(
+                "junction: environment: unknown key 'JUNCTION_BOGUS' (known keys here: {top_keys}"
+            ),
+        ),
+        (
+            vec![],
+            vec![("JUNCTION_LIMITS__MAX_PAYLOAD", "lots")],
+            "junction: environment: JUNCTION_LIMITS__MAX_PAYLOAD: expected a whole number, 0 or \
+             more, found string \"lots\""
+                .to_string(),
+        ),
+        (
+            vec!["--log-level", "loud"],
+            vec![],
+            "junction: log_level: 'loud' is not one of error, warn, info, debug, trace".to_string(),
+        ),
+        (
+            vec!["-a", "not a host"],
+            vec![],
+            "junction: --addr: 'not a host' is not an IP address or a host name".to_string(),
+        ),
+        (
+            vec!["-n", "two words"],
+            vec![],
+            "junction: server_name: 'two words' must be 1 to 255 characters without spaces"
+                .to_string(),
+        ),
+    ];
+    for (args, env, line) in cases {
+        let mut args = args.clone();
+        if !args.contains(&"-a") {
+            args.extend(["-a", "127.0.0.1"]);
+        }
+        args.extend(["-p", "-1", "--data-dir", "data"]);
+        let out = run_to_exit(dir.path(), &args, &env).await;
+        assert_refused(&out, &line, &data);
+    }
+}
+
+#[tokio::test]
+async fn port_in_use_is_one_line_naming_the_listener_and_creates_no_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let port_s = port.to_string();
+    let http_taken = format!("127.0.0.1:{port}");
+    let mqtt_taken = format!(":{port}");
+    for (args, line) in [
+        (
+            vec!["-a", "127.0.0.1", "-p", port_s.as_str()],
+            format!(
+                "junction: cannot listen for NATS on 127.0.0.1:{port}: address already in use \
+                 (another process is listening there)"
+            ),
+        ),
+        (
+            vec![
+                "-a",
+                "127.0.0.1",
+                "-p",
+                "-1",
+                "--http-listen",
+                http_taken.as_str(),
+            ],
+            format!(
+                "junction: cannot listen for HTTP on 127.0.0.1:{port}: address already in use \
+                 (another process is listening there)"
+            ),
+        ),
+        (
+            // `:PORT` takes the `-a` host.
+            vec![
+                "-a",
+                "127.0.0.1",
+                "-p",
+                "-1",
+                "--http-listen",
+                ":0",
+                "--mqtt-listen",
+                mqtt_taken.as_str(),
+            ],
+            format!(
+                "junction: cannot listen for MQTT on 127.0.0.1:{port}: address already in use \
+                 (another process is listening there)"
+            ),
+        ),
+    ] {
+        let mut args = args.clone();
+        args.extend(["--data-dir", "data"]);
+        let out = run_to_exit(dir.path(), &args, &[]).await;
+        assert_refused(&out, &line, &data);
+    }
+    drop(taken);
+}
+
+#[tokio::test]
+async fn a_start_that_fails_after_creating_the_data_dir_removes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // The pid file is written last, after the store is open; its directory is missing.
+    let out = run_to_exit(
+        dir.path(),
+        &[
+            "-a",
+            "127.0.0.1",
+            "-p",
+            "-1",
+            "--mqtt-listen",
+            ":0",
+            "--http-listen",
+            ":0",
+            "-P",
+            "missing/junction.pid",
+            "--data-dir",
+            "deep/er/data",
+        ],
+        &[],
+    )
+    .await;
+    assert_refused(
+        &out,
+        "junction: cannot write pid file missing/junction.pid: No such file or directory (os error 2)",
+        &dir.path().join("deep"),
+    );
+}
+
+#[tokio::test]
+async fn data_dir_in_use_is_one_line_and_the_first_broker_keeps_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = loopback_args("data");
+    let first = Broker::start(dir.path(), &strs(&args), &[]).await;
+    let out = run_to_exit(dir.path(), &strs(&args), &[]).await;
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "junction: data directory data is in use by another junction process (lock held)\n"
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let health = reqwest::get(first.http_url("/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert!(
+        dir.path().join("data/store").exists(),
+        "the first broker's store"
+    );
+    first.stop().await;
+}
+
+// --- Full disk -------------------------------------------------------------------
+
+/// A small tmpfs mounted for one test, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts a `size` tmpfs at `dir`, or says why it cannot (not root, no
+    /// permission to mount in this container).
+    fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
+        let uid = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .map_err(|e| format!("cannot run id: {e}"))?;
+        if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+            return Err("not running as root; a tmpfs cannot be mounted".into());
+        }
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "mount -t tmpfs failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Writes until the file system refuses; returns the bytes written.
+fn fill(path: &Path) -> u64 {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).unwrap();
+    let chunk = vec![0xA5u8; 16 * 1024];
+    let mut n = 0u64;
+    loop {
+        match f.write(&chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k as u64,
+        }
+    }
+    // Small writes too, until not one byte more fits.
+    while let Ok(k) = f.write(&[0u8; 1]) {
+        if k == 0 {
+            break;
+        }
+        n += 1;
+    }
+    let _ = f.sync_all();
+    n
+}
+
+/// Bytes no compressor shrinks (xorshift).
+fn incompressible(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+async fn get_json(url: &str) -> (u16, Value) {
+    let r = reqwest::get(url).await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn full_disk_fails_readiness_and_health_and_keeps_counts_honest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt");
+    let _tmpfs = match Tmpfs::mount(&mnt, "16m") {
+        Ok(t) => t,
+        Err(why) => {
+            println!("SKIPPED full_disk_fails_readiness_and_health_and_keeps_counts_honest: {why}");
+            return;
+        }
+    };
+    let args = loopback_args("mnt/data");
+    let broker = Broker::start(dir.path(), &strs(&args), &[]).await;
+    let nats = async_nats::connect(broker.nats.to_string()).await.unwrap();
+    let js = async_nats::jetstream::new(nats.clone());
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "DISK".into(),
+        subjects: vec!["disk.>".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // A ring of ten: its next message would evict the oldest.
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "RING".into(),
+        subjects: vec!["ring.>".into()],
+        max_messages: 10,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    for i in 1..=10u64 {
+        for subject in ["disk.in", "ring.in"] {
+            let ack = js
+                .publish(subject, format!("message {i}").into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+            assert_eq!(ack.sequence, i);
+        }
+    }
+    assert_eq!(get_json(&broker.http_url("/readyz")).await.0, 200);
+
+    assert!(fill(&mnt.join("filler")) > 0);
+
+    // NATS: the publish is refused with JetStream's store-failed error. Raw request
+    // so the exact PubAck is checked. The payload does not compress, so it cannot
+    // fit in the slack of pages the journal already has.
+    let payload = incompressible(64 * 1024);
+    let mut refused = Vec::new();
+    // The first write to fail is one that also evicts the ring's oldest message.
+    for subject in ["ring.in", "disk.in", "disk.in", "ring.in", "disk.in"] {
+        let reply = tokio::time::timeout(GUARD, nats.request(subject, payload.clone().into()))
+            .await
+            .expect("a PubAck comes back")
+            .unwrap();
+        let ack: Value = serde_json::from_slice(&reply.payload).unwrap();
+        refused.push(ack);
+    }
+    for ack in &refused {
+        assert_eq!(
+            ack,
+            &json!({"error": {"code": 503, "err_code": 10077,
+                "description": "storage failed: no space left on device; no writes until restart"}}),
+            "every publish on a full disk is refused, none is acknowledged: {refused:?}"
+        );
+    }
+
+    // HTTP: 503 with the API's JSON error.
+    let client = reqwest::Client::new();
+    let r = client
+        .post(broker.http_url("/v1/subjects/disk.in"))
+        .body(incompressible(64 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"error": {"code": "storage_unavailable", "message":
+            "the broker cannot store messages now (storage failed; /readyz has the reason)"}})
+    );
+
+    // Readiness and health say why.
+    let (status, body) = get_json(&broker.http_url("/readyz")).await;
+    assert_eq!(status, 503);
+    assert_eq!(
+        body,
+        json!({"error": {"code": "storage_unavailable",
+            "message": "storage: no space left on device"}})
+    );
+    let (status, body) = get_json(&broker.http_url("/healthz")).await;
+    assert_eq!(status, 503);
+    assert_eq!(
+        body,
+        json!({"status": "unavailable", "error": "storage: no space left on device"})
+    );
+    let monitor = broker.monitor.unwrap();
+    let (status, _) = get_json(&format!("http://{monitor}/healthz")).await;
+    assert_eq!(status, 503);
+
+    // The counts are those of what was stored: ten.
+    let info = js
+        .get_stream("DISK")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .clone();
+    assert_eq!(info.state.messages, 10, "{:?}", info.state);
+    assert_eq!(info.state.last_sequence, 10, "{:?}", info.state);
+    // The ring still holds its ten, the oldest included: the eviction that went
+    // with the failed write did not happen on disk, so it did not happen.
+    let ring = js
+        .get_stream("RING")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            ring.state.messages,
+            ring.state.first_sequence,
+            ring.state.last_sequence
+        ),
+        (10, 1, 10),
+        "{:?}",
+        ring.state
+    );
+    let (status, station) = get_json(&broker.http_url("/v1/stations/DISK")).await;
+    assert_eq!(status, 200);
+    assert_eq!(station["state"]["messages"], 10, "{station}");
+    assert_eq!(station["state"]["last_seq"], 10, "{station}");
+    assert_eq!(station["state"]["num_deleted"], 0, "{station}");
+
+    broker.stop().await;
+}
