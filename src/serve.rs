@@ -276,6 +276,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 api.listen = addr;
                 api.readiness = readiness.clone();
                 api.cors_origins = config.http.cors_origins.clone();
+                api.auth_methods = junction_http::AuthMethods {
+                    bearer: config.auth.token.is_some(),
+                    basic: !config.auth.all_users().is_empty(),
+                };
                 router = router.merge(junction_http::api_router(engine.clone(), api));
                 // Open like /healthz: outside the API's auth layer.
                 router = router.merge(junction_http::metrics_router(engine.clone()));

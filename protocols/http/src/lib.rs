@@ -38,7 +38,8 @@ mod mqtt_ws;
 mod process;
 
 pub use api::{
-    ApiSettings, AppError, ErrorBody, ErrorDetail, GATEWAY_CLIENT_NAME, Readiness, api_router,
+    ApiSettings, AppError, AuthMethods, ErrorBody, ErrorDetail, GATEWAY_CLIENT_NAME, Readiness,
+    api_router,
 };
 pub use metrics::metrics_router;
 pub use monitor::{MonitorSettings, monitor_router};

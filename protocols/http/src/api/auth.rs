@@ -12,6 +12,41 @@ use base64::engine::general_purpose::STANDARD;
 use junction_api::{Credentials, TenantId};
 use std::sync::Arc;
 
+/// Which kinds of credentials the broker is configured with. A refused request is
+/// told (`auth_methods` in the 401 body) so that a sign-in form offers the right
+/// one; it names only the kinds, nothing secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthMethods {
+    /// A token (`--auth`): `Authorization: Bearer <token>`.
+    pub bearer: bool,
+    /// Users and passwords (`--user`/`--pass`, `[[auth.users]]`): `Authorization: Basic`.
+    pub basic: bool,
+}
+
+impl Default for AuthMethods {
+    /// Both, when the process does not say.
+    fn default() -> Self {
+        AuthMethods {
+            bearer: true,
+            basic: true,
+        }
+    }
+}
+
+impl AuthMethods {
+    /// `"bearer"` and `"basic"`, in that order, for those configured.
+    pub fn names(self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        if self.bearer {
+            names.push("bearer");
+        }
+        if self.basic {
+            names.push("basic");
+        }
+        names
+    }
+}
+
 /// The tenant a request acts for, set by [`require`].
 #[derive(Debug, Clone)]
 pub struct Tenant(pub TenantId);
@@ -54,15 +89,17 @@ pub async fn require(
 ) -> Response {
     let tenant = if state.engine.auth_required() {
         let scripted = is_scripted(request.headers());
+        let methods = state.settings.auth_methods;
         let creds = match credentials(request.headers()) {
             Ok(Credentials::None) => {
                 return refuse(
                     AppError::Unauthorized("credentials required".into()),
                     scripted,
+                    methods,
                 );
             }
             Ok(c) => c,
-            Err(e) => return refuse(e, scripted),
+            Err(e) => return refuse(e, scripted, methods),
         };
         match state.engine.authenticate(&creds) {
             Ok(t) => t,
@@ -70,6 +107,7 @@ pub async fn require(
                 return refuse(
                     AppError::Unauthorized("invalid credentials".into()),
                     scripted,
+                    methods,
                 );
             }
         }
@@ -91,8 +129,15 @@ fn is_scripted(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("xmlhttprequest"))
 }
 
-fn refuse(error: AppError, scripted: bool) -> Response {
+/// The 401: the error's JSON plus `auth_methods`, e.g.
+/// `{"error":{"code":"unauthorized",…},"auth_methods":["basic"]}`.
+fn refuse(error: AppError, scripted: bool, methods: AuthMethods) -> Response {
+    let detail = error.detail();
     let mut response = error.into_response();
+    let body = serde_json::json!({ "error": detail, "auth_methods": methods.names() });
+    if let Ok(bytes) = serde_json::to_vec(&body) {
+        *response.body_mut() = axum::body::Body::from(bytes);
+    }
     if scripted {
         let kept: Vec<_> = response
             .headers()
@@ -145,7 +190,11 @@ mod tests {
     #[test]
     fn scripted_requests_get_no_basic_challenge() {
         let challenges = |scripted| {
-            let r = refuse(AppError::Unauthorized("x".into()), scripted);
+            let r = refuse(
+                AppError::Unauthorized("x".into()),
+                scripted,
+                AuthMethods::default(),
+            );
             r.headers()
                 .get_all(header::WWW_AUTHENTICATE)
                 .iter()

@@ -37,6 +37,7 @@ mod wire;
 mod ws;
 mod ws_attach;
 
+pub use auth::AuthMethods;
 pub(crate) use error::route_not_found;
 pub use error::{AppError, ErrorBody, ErrorDetail};
 pub use gateway_client::GATEWAY_CLIENT_NAME;
@@ -109,6 +110,8 @@ pub struct ApiSettings {
     pub readiness: Readiness,
     /// Origins allowed by CORS; `"*"` among them allows any (the default).
     pub cors_origins: Vec<String>,
+    /// The kinds of credentials configured, named in a 401's body (both by default).
+    pub auth_methods: auth::AuthMethods,
 }
 
 impl ApiSettings {
@@ -124,6 +127,7 @@ impl ApiSettings {
             listen: SocketAddr::from(([0, 0, 0, 0], 0)),
             readiness: Readiness::ready(),
             cors_origins: vec!["*".into()],
+            auth_methods: auth::AuthMethods::default(),
         }
     }
 }
