@@ -184,6 +184,8 @@ export interface SystemEvent {
 export interface Connection {
   protocol: string;
   id: number;
+  /** One of the broker's own clients (`junction-http`, `junction-mqtt`), not a connection. */
+  internal?: boolean;
   name: string | null;
   remote: string;
   start: string;
@@ -263,6 +265,19 @@ export function needsLogin(): boolean {
   return unauthorized;
 }
 
+/** The kinds of credentials the broker is configured with, as its last 401 said. */
+export type AuthMethod = 'bearer' | 'basic';
+let authMethods: AuthMethod[] = [];
+
+export function serverAuthMethods(): AuthMethod[] {
+  return authMethods;
+}
+
+function noteAuthMethods(data: unknown) {
+  const m = (data as { auth_methods?: unknown } | undefined)?.auth_methods;
+  if (Array.isArray(m)) authMethods = m.filter((x): x is AuthMethod => x === 'bearer' || x === 'basic');
+}
+
 export function onAuthChange(f: () => void): () => void {
   authListeners.add(f);
   return () => authListeners.delete(f);
@@ -323,12 +338,6 @@ export async function request<T>(method: string, path: string, opts: RequestOpti
     if ((e as Error).name === 'AbortError') throw e;
     throw new ApiError(0, 'network', `The broker did not answer (${(e as Error).message}).`);
   }
-  if (res.status === 401 && !opts.quiet401) {
-    if (!unauthorized) {
-      unauthorized = true;
-      authChanged();
-    }
-  }
   if (res.status === 204) return undefined as T;
   const text = await res.text();
   let data: unknown = undefined;
@@ -337,6 +346,15 @@ export async function request<T>(method: string, path: string, opts: RequestOpti
       data = JSON.parse(text);
     } catch {
       data = text;
+    }
+  }
+  if (res.status === 401) {
+    // The body names the kinds of credentials the broker takes; the sign-in form
+    // (raised here) offers that one first.
+    noteAuthMethods(data);
+    if (!opts.quiet401 && !unauthorized) {
+      unauthorized = true;
+      authChanged();
     }
   }
   if (!res.ok) {

@@ -61,9 +61,39 @@ export function payloadBytes(m: { payload?: string; payload_base64?: string }): 
   return new Uint8Array();
 }
 
+/**
+ * Whether text reads as text: no control characters other than tab, line feed and
+ * carriage return (NUL, escape and the like draw as boxes), and no U+FFFD.
+ */
+export function isReadableText(text: string): boolean {
+  return !/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f\ufffd]/.test(text);
+}
+
+/** A payload that is not readable text: not UTF-8 (`payload_base64`), or control characters. */
+export function isBinaryPayload(m: { payload?: string; payload_base64?: string }): boolean {
+  if (m.payload !== undefined) return !isReadableText(m.payload);
+  return m.payload_base64 !== undefined;
+}
+
+/** Standard, padded base64 of bytes. */
+export function toBase64(b: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < b.length; i += 0x8000) s += String.fromCharCode(...b.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
+/** Space-separated hex of the first bytes, for one-line previews. */
+export function hexPreview(b: Uint8Array, max = 24): string {
+  const hex = Array.from(b.subarray(0, max), (x) => x.toString(16).padStart(2, '0')).join(' ');
+  return b.length > max ? `${hex} …` : hex;
+}
+
 export function payloadPreview(m: StoredMessage, max = 80): string {
-  if (m.payload !== undefined) return m.payload.length > max ? `${m.payload.slice(0, max)}…` : m.payload;
-  if (m.payload_base64 !== undefined) return `(binary, ${payloadBytes(m).length} B)`;
+  if (isBinaryPayload(m)) {
+    const raw = payloadBytes(m);
+    return `(binary, ${raw.length} B) ${hexPreview(raw)}`;
+  }
+  if (m.payload !== undefined && m.payload !== '') return m.payload.length > max ? `${m.payload.slice(0, max)}…` : m.payload;
   return '(empty)';
 }
 

@@ -119,7 +119,8 @@ describe('console against a broker without auth', () => {
       await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Connections' }).click();
       const connections = page.getByTestId('connections-table');
       await connections.getByText('gui-test-publisher').waitFor();
-      await connections.getByText('junction-http').waitFor();
+      // The HTTP gateway's client is the broker's own: hidden unless asked for.
+      assert.equal(await connections.getByText('junction-http').count(), 0);
       for (const name of ['gui-test-mqtt', 'gui-test-mqtt-ws']) {
         const row = connections.getByRole('row').filter({ has: page.getByRole('cell', { name, exact: true }) });
         assert.equal(await row.locator('.badge').innerText(), 'mqtt');

@@ -246,6 +246,7 @@ impl StationEngine {
                     remote: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
                 },
             );
+            system.set_kind(junction_api::ClientKind::Internal);
             self.publish(&system, message);
         }
     }

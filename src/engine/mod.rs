@@ -33,9 +33,9 @@ use ahash::AHashMap;
 use dead_letter::ResendTasks;
 use ingress::{check_client_station, refuse_internal};
 use junction_api::{
-    AckKind, ClientId, ClientRecord, ClientSnapshot, Credentials, Delivery, Engine, EngineError,
-    FetchRequest, FetchSink, GroupConfig, GroupInfo, LineageGraph, LineageTrace, Message,
-    MessageQuery, NewClient, Protocol, PublishOutcome, Purge, QueueGroup, ResendRequest,
+    AckKind, ClientId, ClientKind, ClientRecord, ClientSnapshot, Credentials, Delivery, Engine,
+    EngineError, FetchRequest, FetchSink, GroupConfig, GroupInfo, LineageGraph, LineageTrace,
+    Message, MessageQuery, NewClient, Protocol, PublishOutcome, Purge, QueueGroup, ResendRequest,
     ResendStatus, RoutingRule, SchemaFormat, SchemaInfo, ServerSnapshot, StationConfig,
     StationInfo, StorageStats, StoredCallback, StoredMessage, Subject, SubjectFilter, Subscriber,
     SubscriptionId, SubscriptionSnapshot, SystemEvent, SystemEventKind, TenantId,
@@ -78,6 +78,9 @@ struct Counters {
     out_msgs: AtomicU64,
     out_bytes: AtomicU64,
     total_connections: AtomicU64,
+    /// Front-ends' own clients (not connections) that have disconnected: taken off
+    /// `total_connections`, which counts every `connect`.
+    gone_not_connections: AtomicU64,
     slow_consumers: AtomicU64,
 }
 
@@ -120,6 +123,7 @@ impl StationEngine {
                 remote: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             },
         ));
+        system.set_kind(ClientKind::Internal);
         let mut clients = AHashMap::new();
         clients.insert(
             system.id,
@@ -193,6 +197,9 @@ impl StationEngine {
         let result = self.trie(&from.tenant).matches(route);
         let skip_self = from.no_echo();
         let mut delivered = 0usize;
+        // Deliveries to the engine's own subscriptions (JetStream API requests, acks)
+        // are not messages out.
+        let mut to_engine = 0usize;
         let mut done = Vec::new();
         for sub in &result.plain {
             if skip_self && sub.client == from.id {
@@ -200,6 +207,7 @@ impl StationEngine {
             }
             if self.deliver_one(sub, message, &mut done) {
                 delivered += 1;
+                to_engine += usize::from(sub.client == self.system.id);
             }
         }
         // One step of the cursor per message: every group rotates through its members
@@ -218,17 +226,17 @@ impl StationEngine {
                 }
                 if self.deliver_one(sub, message, &mut done) {
                     delivered += 1;
+                    to_engine += usize::from(sub.client == self.system.id);
                     break;
                 }
             }
         }
-        if delivered > 0 {
-            self.counters
-                .out_msgs
-                .fetch_add(delivered as u64, Ordering::Relaxed);
+        let counted = (delivered - to_engine) as u64;
+        if counted > 0 {
+            self.counters.out_msgs.fetch_add(counted, Ordering::Relaxed);
             self.counters
                 .out_bytes
-                .fetch_add(bytes * delivered as u64, Ordering::Relaxed);
+                .fetch_add(bytes * counted, Ordering::Relaxed);
         }
         for (client, id) in done {
             self.remove_subscriptions(client, &[id]);
@@ -314,6 +322,11 @@ impl Engine for StationEngine {
             trie.remove(sub);
         }
         let r = &entry.record;
+        if !r.kind().is_connection() {
+            self.counters
+                .gone_not_connections
+                .fetch_add(1, Ordering::Relaxed);
+        }
         self.events.record(
             SystemEventKind::ClientDisconnected,
             events::About {
@@ -336,10 +349,14 @@ impl Engine for StationEngine {
         message: &Message,
         stored: Option<StoredCallback>,
     ) -> PublishOutcome {
-        self.counters.in_msgs.fetch_add(1, Ordering::Relaxed);
-        self.counters
-            .in_bytes
-            .fetch_add(message.payload.len() as u64, Ordering::Relaxed);
+        // The broker's own messages (replies, advisories, `$SYS` figures) are not
+        // messages in; HTTP requests, published through their gateway client, are.
+        if from.kind() != ClientKind::Internal {
+            self.counters.in_msgs.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .in_bytes
+                .fetch_add(message.payload.len() as u64, Ordering::Relaxed);
+        }
         let (message, captured) = match self.ingress(from, message, stored) {
             Ok(m) => m,
             Err(refused) => {
@@ -611,23 +628,36 @@ impl Engine for StationEngine {
     }
 
     fn server_snapshot(&self) -> ServerSnapshot {
-        let (connections, subscriptions) = {
+        // Connections only: not the engine's client nor a front-end's own ones
+        // (`junction-http`, `junction-mqtt`), as nats-server leaves out its internal
+        // clients.
+        let (connections, subscriptions, not_connections) = {
             let clients = self.clients.read();
-            let subs: usize = clients
-                .values()
-                .filter(|c| c.record.id != self.system.id)
-                .map(|c| c.subscriptions.len())
-                .sum();
-            (clients.len().saturating_sub(1) as u64, subs as u64)
+            let mut connections = 0u64;
+            let mut subs = 0u64;
+            let mut others = 0u64;
+            for c in clients.values() {
+                if c.record.kind().is_connection() {
+                    connections += 1;
+                    subs += c.subscriptions.len() as u64;
+                } else if c.record.id != self.system.id {
+                    others += 1;
+                }
+            }
+            (connections, subs, others)
         };
         let c = &self.counters;
+        let not_connections = not_connections + c.gone_not_connections.load(Ordering::Relaxed);
         ServerSnapshot {
             server_id: self.options.server_id.clone(),
             server_name: self.options.server_name.clone(),
             version: crate::VERSION.to_string(),
             start: self.start,
             connections,
-            total_connections: c.total_connections.load(Ordering::Relaxed),
+            total_connections: c
+                .total_connections
+                .load(Ordering::Relaxed)
+                .saturating_sub(not_connections),
             in_msgs: c.in_msgs.load(Ordering::Relaxed),
             in_bytes: c.in_bytes.load(Ordering::Relaxed),
             out_msgs: c.out_msgs.load(Ordering::Relaxed),

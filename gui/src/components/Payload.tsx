@@ -1,16 +1,36 @@
-// A stored message: payload as JSON (pretty), text or hex; headers; lineage headers.
+// A stored message: payload as JSON (pretty), text, hex or base64; headers; lineage
+// headers. A payload that is not readable text (not UTF-8, or control characters
+// that would draw as boxes) opens as hex.
 import { useEffect, useRef, useState } from 'preact/hooks';
 import type { StoredMessage } from '../api';
-import { bytes, headerEntries, hexDump, isLineageHeader, payloadBytes, prettyJson, time } from '../format';
+import {
+  bytes,
+  headerEntries,
+  hexDump,
+  isBinaryPayload,
+  isLineageHeader,
+  payloadBytes,
+  prettyJson,
+  time,
+  toBase64,
+} from '../format';
 import { Link } from '../router';
 
-type View = 'json' | 'text' | 'hex';
+type View = 'json' | 'text' | 'hex' | 'base64';
+
+function defaultView(message: StoredMessage, json: string | null): View {
+  if (isBinaryPayload(message)) return 'hex';
+  return json !== null ? 'json' : 'text';
+}
 
 export function MessageView({ message, onClose }: { message: StoredMessage; onClose?: () => void }) {
   const raw = payloadBytes(message);
   const text = message.payload ?? null;
   const json = text !== null ? prettyJson(text) : null;
-  const [view, setView] = useState<View>(json !== null ? 'json' : text !== null ? 'text' : 'hex');
+  const binary = isBinaryPayload(message);
+  const [view, setView] = useState<View>(defaultView(message, json));
+  // Another message in the same view starts on its own default.
+  useEffect(() => setView(defaultView(message, json)), [message.seq]);
   const headers = headerEntries(message.headers);
   const lineage = headers.filter(([k]) => isLineageHeader(k));
   const plain = headers.filter(([k]) => !isLineageHeader(k));
@@ -25,6 +45,7 @@ export function MessageView({ message, onClose }: { message: StoredMessage; onCl
     ['json', 'JSON', json !== null],
     ['text', 'Text', text !== null],
     ['hex', 'Hex', true],
+    ['base64', 'Base64', true],
   ];
   return (
     <article class="message" aria-labelledby="message-title" data-testid="message-view">
@@ -48,7 +69,15 @@ export function MessageView({ message, onClose }: { message: StoredMessage; onCl
           <time dateTime={message.time}>{time(message.time)}</time>
         </dd>
         <dt>Size</dt>
-        <dd>{bytes(raw.length)}</dd>
+        <dd>
+          {bytes(raw.length)}
+          {binary && (
+            <span class="muted" data-testid="payload-kind">
+              {' '}
+              · binary ({text === null ? 'not UTF-8' : 'control characters'})
+            </span>
+          )}
+        </dd>
       </dl>
       <div role="tablist" aria-label="Payload view" class="tabs">
         {views.map(([v, label, enabled]) => (
@@ -64,8 +93,8 @@ export function MessageView({ message, onClose }: { message: StoredMessage; onCl
           </button>
         ))}
       </div>
-      <pre class="payload" role="tabpanel" tabIndex={0} data-testid="payload">
-        {view === 'json' ? json : view === 'text' ? text : hexDump(raw)}
+      <pre class={view === 'base64' || view === 'text' ? 'payload wrap' : 'payload'} role="tabpanel" tabIndex={0} data-testid="payload">
+        {view === 'json' ? json : view === 'text' ? text : view === 'base64' ? toBase64(raw) || '(empty)' : hexDump(raw)}
       </pre>
       <HeaderTable title="Headers" rows={plain} empty="No headers." />
       <HeaderTable title="Lineage headers" rows={lineage} empty="No lineage headers on this message." />

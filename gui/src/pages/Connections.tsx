@@ -17,19 +17,22 @@ export function Connections() {
   const { query } = useLocation();
   const proto = query.get('protocol') ?? '';
   const search = query.get('q') ?? '';
+  const showInternal = query.get('internal') === '1';
   const { data, error, reload } = useLoad(() => api.connections(), [], EVERY_MS);
   const [kicking, setKicking] = useState<Connection>();
   const rows = useMemo(() => {
     const q = search.toLowerCase();
     return (data ?? []).filter(
       (c) =>
+        (showInternal || !c.internal) &&
         (!proto || c.protocol === proto) &&
         (!q ||
           (c.name ?? '').toLowerCase().includes(q) ||
           c.remote.includes(q) ||
           c.subscriptions.some((s) => s.subject.toLowerCase().includes(q))),
     );
-  }, [data, proto, search]);
+  }, [data, proto, search, showInternal]);
+  const internalCount = (data ?? []).filter((c) => c.internal).length;
   const protocols = Array.from(new Set((data ?? []).map((c) => c.protocol))).sort();
   return (
     <section>
@@ -59,6 +62,14 @@ export function Connections() {
             placeholder="name, address or subject"
             onInput={(e) => setQuery({ q: e.currentTarget.value || null })}
           />
+        </label>
+        <label class="inline">
+          <input
+            type="checkbox"
+            checked={showInternal}
+            onChange={(e) => setQuery({ internal: e.currentTarget.checked ? '1' : null })}
+          />{' '}
+          Show the broker's internal clients ({internalCount})
         </label>
       </div>
       {error && <ErrorNote error={error} what="Could not list connections" />}
@@ -96,18 +107,24 @@ export function Connections() {
             </thead>
             <tbody>
               {rows.map((c) => (
-                <tr key={c.id}>
+                <tr key={c.id} class={c.internal ? 'internal' : undefined}>
                   <td class="num">{c.id}</td>
                   <td>
                     <span class={`badge ${c.protocol}`}>{c.protocol}</span>
+                    {c.internal && (
+                      <>
+                        {' '}
+                        <span class="badge internal" title="One of the broker's own clients, not a network connection">
+                          internal
+                        </span>
+                      </>
+                    )}
                   </td>
                   <td>
                     {c.name ?? <span class="muted">unnamed</span>}
                     {c.user && <div class="muted small">user {c.user}</div>}
                   </td>
-                  <td>
-                    <code>{c.remote}</code>
-                  </td>
+                  <td>{c.internal ? <span class="muted">inside the broker</span> : <code>{c.remote}</code>}</td>
                   <td class="small">{[c.lang, c.version].filter(Boolean).join(' ') || '—'}</td>
                   <td>
                     {c.subscriptions.length === 0 ? (
@@ -135,7 +152,7 @@ export function Connections() {
                   <td class="num">{bytes(c.pending_bytes)}</td>
                   <td>{ago(c.start)}</td>
                   <td>
-                    {CLOSABLE.has(c.protocol) && !(c.name ?? '').startsWith('junction-') && (
+                    {CLOSABLE.has(c.protocol) && !c.internal && (
                       <button
                         type="button"
                         class="danger"
@@ -153,9 +170,11 @@ export function Connections() {
         </div>
       )}
       <p class="muted small">
-        HTTP requests share one client per tenant (<code>junction-http</code>); SSE streams and WebSockets are clients of
-        their own. The MQTT front-end keeps one internal client per tenant (<code>junction-mqtt</code>, address{' '}
-        <code>0.0.0.0:0</code>); MQTT over the WebSocket at <code>/mqtt</code> is listed as <code>mqtt</code>.
+        The broker's own clients are hidden unless asked for, and never counted as connections: HTTP requests publish
+        through one internal client per tenant (<code>junction-http</code>, which carries their traffic), and the MQTT
+        front-end publishes its <code>$SYS</code> figures and wills through another (<code>junction-mqtt</code>). SSE
+        streams and WebSockets are connections of their own; MQTT over the WebSocket at <code>/mqtt</code> is listed as{' '}
+        <code>mqtt</code>.
         NATS and MQTT clients can be disconnected: a NATS client reads <code>-ERR 'Kicked by operator'</code>, an MQTT 5
         client DISCONNECT 0x98 (administrative action), and an MQTT will is published as after any abnormal close.
       </p>

@@ -1,28 +1,21 @@
 // Lineage (docs/lineage.md): the station-level graph (producers → stations →
-// consumer groups, with rates on the edges), laid out by dagre, and a message's
-// journey by message id or trace id.
+// consumer groups, with rates on the edges), laid out in layers by kind with few
+// crossings (src/lineageLayout.ts), and a message's journey by message id or trace id.
 //   GET /v1/lineage/graph → {nodes:[{id, kind, name}], edges:[{from, to, messages, rate}]}
 //   GET /v1/lineage/{Junction-Msg-Id or trace id} → {trace_id, messages:[{msg_id, protocol,
 //       conn_id, client, subject, received, station, seq, deliveries:[{group, time, delivery_count}]}]}
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useMemo, useState } from 'preact/hooks';
 import { ApiError, get, type LineageEdge as GraphEdge, type LineageGraph as Graph, type LineageNode as GraphNode, type LineageTrace } from '../api';
 import { ErrorNote, Loading, NotProvided, isMissing } from '../components/Status';
 import { num, rate, time } from '../format';
 import { useLoad, useTitle } from '../hooks';
+import { layoutLineage, type Placed } from '../lineageLayout';
 import { Link, setQuery, stationHref, useLocation } from '../router';
 
-interface Placed {
-  nodes: { node: GraphNode; x: number; y: number; w: number; h: number }[];
-  edges: { edge: GraphEdge; points: { x: number; y: number }[]; mid: { x: number; y: number } }[];
-  width: number;
-  height: number;
-}
-
-const NODE_W = 170;
-const NODE_H = 44;
 const edgeEnds = (e: GraphEdge) => [e.from, e.to];
 /** Rates of a few messages a minute stay readable: 0.017/s, not 0.0/s. */
 const smallRate = (n: number) => (n === 0 ? '0' : n < 0.1 ? n.toFixed(3) : rate(n));
+const edgeLabel = (e: GraphEdge) => `${smallRate(e.rate)}/s · ${num(e.messages)}`;
 
 /** What a node shows: its name, and a second line (kind, protocol or station). */
 function nodeText(n: GraphNode): { label: string; sub: string; href?: string } {
@@ -40,44 +33,15 @@ function nodeText(n: GraphNode): { label: string; sub: string; href?: string } {
   return { label: n.name || n.id, sub: n.kind };
 }
 
-async function layout(g: Graph): Promise<Placed> {
-  // dagre is loaded with this page only.
-  const { default: dagre } = await import('@dagrejs/dagre');
-  const d = new dagre.graphlib.Graph({ multigraph: true });
-  d.setGraph({ rankdir: 'LR', nodesep: 30, ranksep: 90, marginx: 20, marginy: 20 });
-  d.setDefaultEdgeLabel(() => ({}));
-  for (const n of g.nodes) d.setNode(n.id, { width: NODE_W, height: NODE_H });
-  g.edges.forEach((e, i) => {
-    const [a, b] = edgeEnds(e);
-    if (d.hasNode(a) && d.hasNode(b)) d.setEdge(a, b, { i }, `e${i}`);
-  });
-  dagre.layout(d);
-  const nodes = g.nodes.map((node) => {
-    const p = d.node(node.id);
-    return { node, x: p.x - NODE_W / 2, y: p.y - NODE_H / 2, w: NODE_W, h: NODE_H };
-  });
-  const edges = d.edges().map((ref) => {
-    const e = d.edge(ref) as { i: number; points: { x: number; y: number }[] };
-    const pts = e.points;
-    return { edge: g.edges[e.i], points: pts, mid: pts[Math.floor(pts.length / 2)] };
-  });
-  const info = d.graph();
-  return { nodes, edges, width: info.width ?? 400, height: info.height ?? 200 };
-}
-
 export function Lineage() {
   useTitle('Lineage');
   const { query } = useLocation();
   const id = query.get('id') ?? '';
   const graph = useLoad(() => get<Graph>('/v1/lineage/graph'), [], 3000);
-  const [placed, setPlaced] = useState<Placed>();
-  const [layoutError, setLayoutError] = useState<string>();
-  useEffect(() => {
-    if (!graph.data) return;
-    layout({ nodes: graph.data.nodes ?? [], edges: graph.data.edges ?? [] }).then(setPlaced, (e) =>
-      setLayoutError(String(e)),
-    );
-  }, [graph.data]);
+  const placed = useMemo(
+    () => (graph.data ? layoutLineage(graph.data.nodes ?? [], graph.data.edges ?? [], edgeLabel) : undefined),
+    [graph.data],
+  );
   const [input, setInput] = useState(id);
   useEffect(() => setInput(id), [id]);
 
@@ -95,9 +59,8 @@ export function Lineage() {
       <section class="panel" aria-labelledby="graph-title">
         <h2 id="graph-title">Producers → stations → consumer groups</h2>
         {graph.error && <ErrorNote error={graph.error} what="Could not read the lineage graph" />}
-        {layoutError && <p class="error">{layoutError}</p>}
         {!placed ? (
-          <Loading what="Laying out the graph" />
+          <Loading what="Reading the graph" />
         ) : placed.nodes.length === 0 ? (
           <p class="muted" data-testid="no-lineage">
             No traffic recorded yet: stations appear once they store a message, groups once they are delivered one.
@@ -137,33 +100,23 @@ function GraphView({ placed }: { placed: Placed }) {
         role="img"
         aria-label="Lineage graph"
         data-testid="lineage-graph"
+        data-crossings={placed.crossings}
       >
         <defs>
           <marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
             <path d="M 0 0 L 10 5 L 0 10 z" fill="currentColor" />
           </marker>
         </defs>
-        {placed.edges.map((e, i) => {
-          const [a, b] = edgeEnds(e.edge);
-          return (
-            <g key={i} class="edge" data-from={a} data-to={b}>
-              <polyline points={e.points.map((p) => `${p.x},${p.y}`).join(' ')} fill="none" stroke="currentColor" marker-end="url(#arrow)" />
-              <text x={e.mid.x} y={e.mid.y - 6} text-anchor="middle" class="edge-label">
-                {smallRate(e.edge.rate)}/s · {num(e.edge.messages)}
-              </text>
-              <title>{`${a} → ${b}: ${e.edge.messages} messages since start, ${e.edge.rate.toFixed(3)}/s over the last minute`}</title>
-            </g>
-          );
-        })}
         {placed.nodes.map(({ node, x, y, w, h }) => {
           const { label, sub, href } = nodeText(node);
+          const top = y + h / 2 - 22;
           const body = (
             <g class={`node ${node.kind}`} data-id={node.id}>
               <rect x={x} y={y} width={w} height={h} rx="8" />
-              <text x={x + w / 2} y={y + 18} text-anchor="middle" class="node-label">
+              <text x={x + w / 2} y={top + 18} text-anchor="middle" class="node-label">
                 {label.length > 22 ? `${label.slice(0, 21)}…` : label}
               </text>
-              <text x={x + w / 2} y={y + 34} text-anchor="middle" class="node-kind">
+              <text x={x + w / 2} y={top + 34} text-anchor="middle" class="node-kind">
                 {sub.length > 26 ? `${sub.slice(0, 25)}…` : sub}
               </text>
               <title>{`${sub}: ${label}`}</title>
@@ -175,6 +128,23 @@ function GraphView({ placed }: { placed: Placed }) {
             </a>
           ) : (
             <g key={node.id}>{body}</g>
+          );
+        })}
+        {/* Edges after the nodes, each with its label on a background: the layout keeps
+            labels off every line and node. */}
+        {placed.edges.map((e, i) => {
+          const [a, b] = edgeEnds(e.edge);
+          return (
+            <g key={i} class="edge" data-from={a} data-to={b}>
+              <path d={e.d} fill="none" stroke="currentColor" marker-end="url(#arrow)" />
+              <g class="edge-label-box" data-from={a} data-to={b}>
+                <rect x={e.label.x} y={e.label.y} width={e.label.w} height={e.label.h} rx="3" />
+                <text x={e.label.x + e.label.w / 2} y={e.label.y + e.label.h - 4} text-anchor="middle" class="edge-label">
+                  {e.label.text}
+                </text>
+              </g>
+              <title>{`${a} → ${b}: ${e.edge.messages} messages since start, ${e.edge.rate.toFixed(3)}/s over the last minute`}</title>
+            </g>
           );
         })}
       </svg>

@@ -1,9 +1,23 @@
-// Shown when the broker answers 401: a bearer token or a user and password.
+// Shown when the broker answers 401: a bearer token or a user and password. The
+// 401's body names the kinds the broker is configured with (`auth_methods`); the form
+// starts on that one (user and password when the broker has users), and offers the
+// other only when the broker takes both.
 import { useState } from 'preact/hooks';
-import { ApiError, basic, bearer, request, setAuth } from '../api';
+import { ApiError, basic, bearer, request, serverAuthMethods, setAuth } from '../api';
+
+type Mode = 'token' | 'basic';
+
+function initialMode(): Mode {
+  const methods = serverAuthMethods();
+  return methods.includes('basic') && !methods.includes('bearer') ? 'basic' : 'token';
+}
 
 export function Login() {
-  const [mode, setMode] = useState<'token' | 'basic'>('token');
+  const methods = serverAuthMethods();
+  const [mode, setMode] = useState<Mode>(initialMode);
+  // Both when the broker did not say (an older broker).
+  const offered: Mode[] =
+    methods.length === 0 ? ['token', 'basic'] : (['token', 'basic'] as Mode[]).filter((m) => methods.includes(m === 'token' ? 'bearer' : 'basic'));
   const [token, setToken] = useState('');
   const [user, setUser] = useState('');
   const [pass, setPass] = useState('');
@@ -31,16 +45,22 @@ export function Login() {
       <h1 tabIndex={-1}>Sign in</h1>
       <p>This broker requires credentials for its API.</p>
       <form onSubmit={submit} class="form">
-        <fieldset>
-          <legend>Credentials</legend>
-          <label class="inline">
-            <input type="radio" name="mode" checked={mode === 'token'} onChange={() => setMode('token')} /> Bearer token
-          </label>
-          <label class="inline">
-            <input type="radio" name="mode" checked={mode === 'basic'} onChange={() => setMode('basic')} /> User and
-            password
-          </label>
-        </fieldset>
+        {offered.length > 1 ? (
+          <fieldset>
+            <legend>Credentials</legend>
+            <label class="inline">
+              <input type="radio" name="mode" checked={mode === 'token'} onChange={() => setMode('token')} /> Bearer token
+            </label>
+            <label class="inline">
+              <input type="radio" name="mode" checked={mode === 'basic'} onChange={() => setMode('basic')} /> User and
+              password
+            </label>
+          </fieldset>
+        ) : (
+          <p class="muted" data-testid="auth-method">
+            {mode === 'token' ? 'This broker takes a bearer token.' : 'This broker takes a user and password.'}
+          </p>
+        )}
         {mode === 'token' ? (
           <label>
             Token
@@ -57,7 +77,13 @@ export function Login() {
           <>
             <label>
               User
-              <input required value={user} autocomplete="username" onInput={(e) => setUser(e.currentTarget.value)} />
+              <input
+                required
+                value={user}
+                autocomplete="username"
+                onInput={(e) => setUser(e.currentTarget.value)}
+                autoFocus
+              />
             </label>
             <label>
               Password

@@ -127,20 +127,42 @@ export function Overview() {
   const dls = now.stations.filter((s) => s.name.startsWith(DLS_PREFIX));
   const totalMessages = user.reduce((a, s) => a + s.state.messages, 0);
   const storedBytes = now.stations.reduce((a, s) => a + s.state.bytes, 0);
+  const { server_name: name, server_id: id } = now.server;
+  // A broker without a name of its own is named by its 56-character id: shorten it.
+  const shownName = name && name !== id ? name : shortId(id);
   return (
     <section>
       <div class="row">
         <h1 tabIndex={-1}>Overview</h1>
         <p class="muted">
-          {now.server.server_name} · version {now.server.version} · up {duration(now.server.uptime_ms)} · refreshed
-          every {EVERY_MS / 1000} s
+          version {now.server.version} · up {duration(now.server.uptime_ms)} · refreshed every {EVERY_MS / 1000} s
         </p>
       </div>
+      <p class="server-name">
+        Server <strong data-testid="server-name" title={name}>{shownName}</strong>{' '}
+        <span class="muted small">
+          id{' '}
+          <code data-testid="server-id" title={id}>
+            {shortId(id)}
+          </code>
+        </span>
+      </p>
       {error && <ErrorNote error={error} what="Last refresh failed" />}
       <dl class="cards" data-testid="overview-cards">
-        <Card label="Messages in" value={`${rate(figures.inRate)}/s`} note={`${num(now.server.in_msgs)} since start`} />
+        <Card
+          label="Messages in"
+          value={`${rate(figures.inRate)}/s`}
+          note={<span data-testid="messages-in-total">{num(now.server.in_msgs)} since start</span>}
+          title="Messages clients published (HTTP requests included); not the broker's own acks, API replies, advisories or $SYS figures."
+        />
         <Card label="Messages out" value={`${rate(figures.outRate)}/s`} note={`${num(now.server.out_msgs)} since start`} />
-        <Card label="Connections" value={num(now.server.connections)} note={`${num(now.server.total_connections)} since start`} />
+        <Card
+          label="Connections"
+          value={num(now.server.connections)}
+          note={`${num(now.server.total_connections)} since start`}
+          testid="connections-card"
+          title="Network connections (NATS, MQTT, WebSocket, SSE); the broker's own clients are not counted."
+        />
         <Card label="Stations" value={num(user.length)} note={<Link href="/stations">all stations</Link>} />
         <Card label="Stored messages" value={num(totalMessages)} note={bytes(storedBytes)} testid="total-messages" />
         <Card
@@ -148,7 +170,22 @@ export function Overview() {
           value={dls.length ? num(dls.reduce((a, s) => a + s.state.messages, 0)) : '—'}
           note={dls.length ? `${dls.length} dead-letter stations` : 'no station keeps dead letters'}
         />
-        <Card label="Storage on disk" value={bytes(now.disk)} note={`memory ${bytes(now.memory)}`} />
+        <Card
+          label="Storage on disk"
+          value={bytes(now.disk)}
+          testid="storage-card"
+          title={DISK_EXPLAINED}
+          note={
+            <>
+              <span data-testid="stored-bytes">{bytes(storedBytes)} of messages</span> · memory {bytes(now.memory)}
+              <br />
+              <span class="small">
+                The store's files: the journal is preallocated (a sparse file), so this starts near its size with
+                nothing stored.
+              </span>
+            </>
+          }
+        />
         <Card label="Slow consumers" value={num(now.server.slow_consumers)} note="disconnected since start" />
       </dl>
       <div class="grid2">
@@ -182,9 +219,32 @@ export function Overview() {
   );
 }
 
-function Card({ label, value, note, testid }: { label: string; value: string; note?: ComponentChildren; testid?: string }) {
+const DISK_EXPLAINED =
+  "Size of the store's files in the data directory (junction_storage_disk_bytes): the write-ahead journal, " +
+  'preallocated in one large sparse file, plus the table files of every station, consumer offsets and metadata. ' +
+  'It is not the size of the stored messages (shown below it and on the Stored messages card); ' +
+  'the space actually used on the disk (du) is smaller until the journal fills.';
+
+/** `NABCDEF…WXYZ` for a long server id; the whole id is in the tooltip. */
+export function shortId(id: string): string {
+  return id.length > 14 ? `${id.slice(0, 8)}…${id.slice(-4)}` : id;
+}
+
+function Card({
+  label,
+  value,
+  note,
+  testid,
+  title,
+}: {
+  label: string;
+  value: string;
+  note?: ComponentChildren;
+  testid?: string;
+  title?: string;
+}) {
   return (
-    <div class="card" data-testid={testid}>
+    <div class="card" data-testid={testid} title={title}>
       <dt>{label}</dt>
       <dd class="big">{value}</dd>
       {note && <dd class="muted">{note}</dd>}

@@ -4,6 +4,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, ApiError, publishHeaders, type Station, type StoredMessage } from '../api';
 import { MessageView } from '../components/Payload';
 import { StationForm } from '../components/StationForm';
+import { SubjectChips } from '../components/Subjects';
 import { ErrorNote, Loading } from '../components/Status';
 import { bytes, duration, limit, num, payloadBytes, payloadPreview, time } from '../format';
 import { useLoad, useTitle } from '../hooks';
@@ -14,6 +15,7 @@ import { StationConfirm } from './Stations';
 
 const PAGE = 50;
 const TAIL_MAX = 500;
+const LIVE_MAX_SUBJECTS = 100;
 
 export function StationDetail({ name: encoded }: { name: string }) {
   const name = decodeURIComponent(encoded);
@@ -70,7 +72,7 @@ export function StationDetail({ name: encoded }: { name: string }) {
           }}
         />
       )}
-      <dl class="cards">
+      <dl class="cards" data-testid="station-cards">
         <div class="card">
           <dt>Messages</dt>
           <dd class="big" data-testid="station-messages">
@@ -85,16 +87,15 @@ export function StationDetail({ name: encoded }: { name: string }) {
           </dd>
           <dd class="muted">last {time(s.last_time)}</dd>
         </div>
-        <div class="card">
+        <div class="card" data-testid="subjects-card">
           <dt>Subjects</dt>
           <dd>
-            {station.subjects.map((x) => (
-              <code key={x} class="chip">
-                {x}
-              </code>
-            ))}
+            <SubjectChips subjects={station.subjects} max={8} station={name} />
           </dd>
-          <dd class="muted">{num(s.num_subjects)} distinct stored</dd>
+          <dd class="muted">
+            {station.subjects.length > 1 && `${num(station.subjects.length)} captured · `}
+            {num(s.num_subjects)} distinct stored
+          </dd>
         </div>
         <div class="card">
           <dt>Retention</dt>
@@ -232,7 +233,9 @@ function Browser({ station }: { station: Station }) {
     const onLive = () => {
       if (!pausedRef.current) pull();
     };
-    const unsubs = station.subjects.map((subject) => subscribe(subject, onLive));
+    // A station with very many subjects is polled only: one live subscription per
+    // subject would be thousands.
+    const unsubs = station.subjects.length <= LIVE_MAX_SUBJECTS ? station.subjects.map((subject) => subscribe(subject, onLive)) : [];
     const poll = setInterval(() => {
       if (!pausedRef.current && document.visibilityState === 'visible') pull();
     }, 3000);
@@ -276,7 +279,7 @@ function Browser({ station }: { station: Station }) {
       </div>
       <p class="muted small" aria-live="polite">
         {tail
-          ? `Newest first; ${paused ? 'paused' : live === 'open' ? 'live over WebSocket' : 'refreshing every 3 s'}.`
+          ? `Newest first; ${paused ? 'paused' : live === 'open' && station.subjects.length <= LIVE_MAX_SUBJECTS ? 'live over WebSocket' : 'refreshing every 3 s'}.`
           : from !== null
             ? `From sequence ${from}.`
             : `From ${time(at)}.`}
@@ -429,11 +432,14 @@ function Produce({ station, onSent }: { station: Station; onSent: () => void }) 
               onInput={(e) => setSubject(e.currentTarget.value)}
             />
             <datalist id="produce-subjects">
-              {literal.map((s) => (
+              {literal.slice(0, 200).map((s) => (
                 <option key={s} value={s} />
               ))}
             </datalist>
-            <small class="muted">Must be captured by {station.subjects.join(', ')}</small>
+            <small class="muted">
+              Must be captured by {station.subjects.slice(0, 5).join(', ')}
+              {station.subjects.length > 5 && ` and ${num(station.subjects.length - 5)} more subjects`}
+            </small>
           </label>
           <label>
             Idempotency key (optional)

@@ -3,6 +3,7 @@ import { useMemo, useRef, useState } from 'preact/hooks';
 import { api, type Station } from '../api';
 import { Confirm } from '../components/Confirm';
 import { StationForm } from '../components/StationForm';
+import { SubjectChips } from '../components/Subjects';
 import { ErrorNote, Loading } from '../components/Status';
 import { bytes, duration, limit, num, rate } from '../format';
 import { useLoad, useTitle } from '../hooks';
@@ -155,7 +156,7 @@ export function Stations() {
         </p>
       ) : (
         <div class="table-wrap">
-          <table data-testid="stations-table">
+          <table data-testid="stations-table" class="stations-table">
             <caption class="sr-only">Stations, refreshed every {EVERY_MS / 1000} seconds</caption>
             <thead>
               <tr>
@@ -179,25 +180,25 @@ export function Stations() {
                 <tr key={s.name}>
                   <th scope="row">
                     <Link href={stationHref(s.name)}>{s.name}</Link>
-                    {s.description && <div class="muted small">{s.description}</div>}
+                    {s.description && (
+                      <div class="muted small" title={s.description}>
+                        {s.description}
+                      </div>
+                    )}
                   </th>
-                  <td>
-                    {s.subjects.map((x) => (
-                      <code key={x} class="chip">
-                        {x}
-                      </code>
-                    ))}
+                  <td class="subjects-cell">
+                    <SubjectChips subjects={s.subjects} max={3} station={s.name} />
                   </td>
                   <td class="num">{num(s.state.messages)}</td>
                   <td class="num">{bytes(s.state.bytes)}</td>
                   <td class="num">{rate(r)}</td>
                   <td class="num">{num(s.state.groups)}</td>
                   <td class="num">{num(lag)}</td>
-                  <td>{s.schema ? <Link href={`/schemas?schema=${encodeURIComponent(s.schema)}`}>{s.schema}</Link> : <span class="muted">none</span>}</td>
+                  <td class="schema-cell">{s.schema ? <Link href={`/schemas?schema=${encodeURIComponent(s.schema)}`}>{s.schema}</Link> : <span class="muted">none</span>}</td>
                   <td class="num">
                     {dls === null ? <span class="muted">—</span> : <Link href={`${stationHref(s.name)}/dls`}>{num(dls)}</Link>}
                   </td>
-                  <td class="small">
+                  <td class="small retention-cell">
                     {s.retention.policy}, {duration(s.retention.max_age_ms)}, {limit(s.retention.max_msgs)} msgs,{' '}
                     {s.storage}
                   </td>

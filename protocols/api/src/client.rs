@@ -3,7 +3,7 @@
 use parking_lot::Mutex;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A process-unique client (connection) id, as shown in `/connz` as `cid`.
@@ -41,6 +41,48 @@ pub enum Protocol {
     Http,
     /// Junction's WebSocket API.
     WebSocket,
+}
+
+/// What a client is, for monitoring: a network connection, or one of the broker's
+/// own clients. Only connections are counted and listed as connections (`/varz`,
+/// `/connz`, the console's overview).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ClientKind {
+    /// A network connection (the default).
+    #[default]
+    Connection,
+    /// A front-end's client that publishes for peers that are not connections
+    /// (HTTP requests, `junction-http`). Not a connection; what it publishes counts
+    /// as clients' messages.
+    Gateway,
+    /// The broker's own publisher: the engine's replies and advisories, the MQTT
+    /// front-end's `$SYS` figures and wills (`junction-mqtt`). Not a connection; what
+    /// it publishes is not counted as messages in.
+    Internal,
+}
+
+impl ClientKind {
+    /// True for a network connection.
+    pub fn is_connection(self) -> bool {
+        self == ClientKind::Connection
+    }
+
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => ClientKind::Gateway,
+            2 => ClientKind::Internal,
+            _ => ClientKind::Connection,
+        }
+    }
+
+    fn to_u8(self) -> u8 {
+        match self {
+            ClientKind::Connection => 0,
+            ClientKind::Gateway => 1,
+            ClientKind::Internal => 2,
+        }
+    }
 }
 
 /// Credentials a client presented.
@@ -139,6 +181,7 @@ pub struct ClientRecord {
     /// Traffic counters.
     pub stats: ClientStats,
     no_echo: AtomicBool,
+    kind: AtomicU8,
     details: Mutex<ClientDetails>,
     closer: CloseHandler,
 }
@@ -172,6 +215,7 @@ impl ClientRecord {
             start: SystemTime::now(),
             stats: ClientStats::default(),
             no_echo: AtomicBool::new(false),
+            kind: AtomicU8::new(ClientKind::Connection.to_u8()),
             details: Mutex::new(ClientDetails::default()),
             closer: CloseHandler::default(),
         };
@@ -217,6 +261,17 @@ impl ClientRecord {
         self.no_echo.store(no_echo, Ordering::Relaxed);
     }
 
+    /// What the client is (a connection unless its front-end says otherwise).
+    pub fn kind(&self) -> ClientKind {
+        ClientKind::from_u8(self.kind.load(Ordering::Relaxed))
+    }
+
+    /// Marks a front-end's own client, right after [`crate::Engine::connect`]: it is
+    /// then left out of connection counts and lists (see [`ClientKind`]).
+    pub fn set_kind(&self, kind: ClientKind) {
+        self.kind.store(kind.to_u8(), Ordering::Relaxed);
+    }
+
     /// Records the name, language and version a client announced.
     pub fn set_identity(
         &self,
@@ -243,6 +298,7 @@ impl ClientRecord {
         let s = &self.stats;
         ClientSnapshot {
             id: self.id,
+            kind: self.kind(),
             protocol: self.protocol,
             remote: self.remote,
             start: self.start,
@@ -279,6 +335,8 @@ pub struct SubscriptionSnapshot {
 pub struct ClientSnapshot {
     /// Process-unique id.
     pub id: ClientId,
+    /// A connection, or one of the broker's own clients.
+    pub kind: ClientKind,
     /// Protocol spoken.
     pub protocol: Protocol,
     /// Peer address.

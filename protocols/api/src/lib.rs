@@ -31,8 +31,8 @@ mod station;
 mod subject;
 
 pub use client::{
-    ClientId, ClientRecord, ClientSnapshot, ClientStats, Credentials, NewClient, Protocol,
-    SubscriptionSnapshot, TenantId,
+    ClientId, ClientKind, ClientRecord, ClientSnapshot, ClientStats, Credentials, NewClient,
+    Protocol, SubscriptionSnapshot, TenantId,
 };
 pub use dead_letter::{
     DLS_DELIVERIES, DLS_GROUP, DLS_PREFIX, DLS_REASON, DLS_SEQUENCE, DLS_STATION, DLS_SUBJECT,

@@ -210,7 +210,11 @@ fn scrape<E: Engine + ?Sized>(engine: &E) -> prometheus::Result<String> {
     }
     for c in &clients {
         let label = [protocol_label(c.protocol)];
-        connections.with_label_values(&label).inc();
+        // The broker's own clients are not connections; their traffic (HTTP
+        // requests through `junction-http`) still counts for their protocol.
+        if c.kind.is_connection() {
+            connections.with_label_values(&label).inc();
+        }
         msgs_in.with_label_values(&label).inc_by(c.in_msgs);
         msgs_out.with_label_values(&label).inc_by(c.out_msgs);
         bytes_in.with_label_values(&label).inc_by(c.in_bytes);

@@ -325,7 +325,10 @@ async fn connz<E: Engine>(
             return bad_request(&format!("Error decoding boolean for 'subs': {other}"));
         }
     };
+    // Connections only, as nats-server leaves out its internal clients: not the
+    // HTTP gateway's or the MQTT front-end's own clients (`/v1/connections` lists them).
     let mut clients: Vec<ClientSnapshot> = state.engine.clients();
+    clients.retain(|c| c.kind.is_connection());
     if let Some(cid) = q.cid {
         clients.retain(|c| c.id.0 == cid);
     }

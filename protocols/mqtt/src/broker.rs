@@ -206,6 +206,8 @@ impl MqttBroker {
             },
             id.clone(),
         )?;
+        // The broker's own publisher ($SYS figures, wills): not a connection.
+        client.set_kind(junction_api::ClientKind::Internal);
         client.set_identity(Some("junction-mqtt".to_owned()), None, None, None);
         let retained = session::load_retained(self.engine.as_ref(), id);
         let records = session::load_records(self.engine.as_ref(), id);

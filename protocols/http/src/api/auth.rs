@@ -12,6 +12,41 @@ use base64::engine::general_purpose::STANDARD;
 use junction_api::{Credentials, Engine, TenantId};
 use std::sync::Arc;
 
+/// Which kinds of credentials the broker is configured with. A refused request is
+/// told (`auth_methods` in the 401 body) so that a sign-in form offers the right
+/// one; it names only the kinds, nothing secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthMethods {
+    /// A token (`--auth`): `Authorization: Bearer <token>`.
+    pub bearer: bool,
+    /// Users and passwords (`--user`/`--pass`, `[[auth.users]]`): `Authorization: Basic`.
+    pub basic: bool,
+}
+
+impl Default for AuthMethods {
+    /// Both, when the process does not say.
+    fn default() -> Self {
+        AuthMethods {
+            bearer: true,
+            basic: true,
+        }
+    }
+}
+
+impl AuthMethods {
+    /// `"bearer"` and `"basic"`, in that order, for those configured.
+    pub fn names(self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        if self.bearer {
+            names.push("bearer");
+        }
+        if self.basic {
+            names.push("basic");
+        }
+        names
+    }
+}
+
 /// The tenant a request acts for, set by [`require`].
 #[derive(Debug, Clone)]
 pub struct Tenant(pub TenantId);
@@ -53,7 +88,11 @@ pub async fn require(
     next: Next,
 ) -> Response {
     let tenant = if state.engine.auth_required() {
-        match check(state.engine.as_ref(), request.headers()) {
+        match check(
+            state.engine.as_ref(),
+            request.headers(),
+            state.settings.auth_methods,
+        ) {
             Ok(t) => t,
             Err(refused) => return *refused,
         }
@@ -73,7 +112,7 @@ pub async fn require_for_monitoring(
     next: Next,
 ) -> Response {
     if engine.auth_required()
-        && let Err(refused) = check(engine.as_ref(), request.headers())
+        && let Err(refused) = check(engine.as_ref(), request.headers(), AuthMethods::default())
     {
         return *refused;
     }
@@ -81,8 +120,12 @@ pub async fn require_for_monitoring(
 }
 
 /// Authenticates a request's credentials: the tenant, or the 401 to answer.
-fn check(engine: &dyn Engine, headers: &HeaderMap) -> Result<TenantId, Box<Response>> {
-    let refused = |e| Box::new(refuse(e, is_scripted(headers)));
+fn check(
+    engine: &dyn Engine,
+    headers: &HeaderMap,
+    methods: AuthMethods,
+) -> Result<TenantId, Box<Response>> {
+    let refused = |e| Box::new(refuse(e, is_scripted(headers), methods));
     let creds = match credentials(headers) {
         Ok(Credentials::None) => {
             return Err(refused(AppError::Unauthorized(
@@ -108,8 +151,15 @@ fn is_scripted(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("xmlhttprequest"))
 }
 
-fn refuse(error: AppError, scripted: bool) -> Response {
+/// The 401: the error's JSON plus `auth_methods`, e.g.
+/// `{"error":{"code":"unauthorized",…},"auth_methods":["basic"]}`.
+fn refuse(error: AppError, scripted: bool, methods: AuthMethods) -> Response {
+    let detail = error.detail();
     let mut response = error.into_response();
+    let body = serde_json::json!({ "error": detail, "auth_methods": methods.names() });
+    if let Ok(bytes) = serde_json::to_vec(&body) {
+        *response.body_mut() = axum::body::Body::from(bytes);
+    }
     if scripted {
         let kept: Vec<_> = response
             .headers()
@@ -162,7 +212,11 @@ mod tests {
     #[test]
     fn scripted_requests_get_no_basic_challenge() {
         let challenges = |scripted| {
-            let r = refuse(AppError::Unauthorized("x".into()), scripted);
+            let r = refuse(
+                AppError::Unauthorized("x".into()),
+                scripted,
+                AuthMethods::default(),
+            );
             r.headers()
                 .get_all(header::WWW_AUTHENTICATE)
                 .iter()

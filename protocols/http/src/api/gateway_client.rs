@@ -2,10 +2,12 @@
 //!
 //! HTTP requests are not connections, so the gateway registers one client per
 //! tenant (protocol `http`, named `junction-http`) on first use and publishes every
-//! request of that tenant through it; `/v1/connections` and `/connz` show it with the
-//! traffic of all HTTP producers added up. It is disconnected when the router drops.
+//! request of that tenant through it; `/v1/connections` lists it (`"internal": true`)
+//! with the traffic of all HTTP producers added up. It is not a connection
+//! ([`ClientKind::Gateway`]): `/varz` and `/connz` leave it out, but its messages
+//! count as messages in. It is disconnected when the router drops.
 
-use junction_api::{ClientRecord, Engine, EngineError, NewClient, Protocol, TenantId};
+use junction_api::{ClientKind, ClientRecord, Engine, EngineError, NewClient, Protocol, TenantId};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -45,6 +47,7 @@ impl GatewayClients {
             },
             tenant.clone(),
         )?;
+        client.set_kind(ClientKind::Gateway);
         client.set_identity(
             Some(GATEWAY_CLIENT_NAME.into()),
             Some("http".into()),

@@ -37,6 +37,7 @@ mod wire;
 mod ws;
 mod ws_attach;
 
+pub use auth::AuthMethods;
 pub(crate) use auth::require_for_monitoring;
 pub(crate) use error::route_not_found;
 pub use error::{AppError, ErrorBody, ErrorDetail};
@@ -110,6 +111,8 @@ pub struct ApiSettings {
     pub readiness: Readiness,
     /// Origins allowed by CORS; `"*"` among them allows any (the default).
     pub cors_origins: Vec<String>,
+    /// The kinds of credentials configured, named in a 401's body (both by default).
+    pub auth_methods: auth::AuthMethods,
 }
 
 impl ApiSettings {
@@ -125,6 +128,7 @@ impl ApiSettings {
             listen: SocketAddr::from(([0, 0, 0, 0], 0)),
             readiness: Readiness::ready(),
             cors_origins: vec!["*".into()],
+            auth_methods: auth::AuthMethods::default(),
         }
     }
 }

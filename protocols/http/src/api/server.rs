@@ -36,6 +36,10 @@ pub struct ConnectionJson {
     pub protocol: String,
     /// Process-unique client id (`cid` in `/connz`).
     pub id: u64,
+    /// One of the broker's own clients, not a network connection: `junction-http`
+    /// (publishes for HTTP requests) and `junction-mqtt` (the MQTT front-end's
+    /// `$SYS` figures and wills). `/varz` and `/connz` leave these out.
+    pub internal: bool,
     /// Name the client announced.
     pub name: Option<String>,
     /// Peer address.
@@ -79,6 +83,7 @@ impl From<ClientSnapshot> for ConnectionJson {
         ConnectionJson {
             protocol: protocol_name(c.protocol).to_string(),
             id: c.id.0,
+            internal: !c.kind.is_connection(),
             name: c.name.filter(|n| !n.is_empty()),
             remote: c.remote.to_string(),
             start: rfc3339(c.start),
@@ -108,7 +113,8 @@ impl From<ClientSnapshot> for ConnectionJson {
 /// Connected clients.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConnectionList {
-    /// Clients by id. HTTP requests share one client per tenant, `junction-http`.
+    /// Clients by id, the broker's own ones (`"internal": true`) included. HTTP
+    /// requests share one client per tenant, `junction-http`.
     pub connections: Vec<ConnectionJson>,
 }
 
@@ -172,11 +178,12 @@ pub struct ServerJson {
     pub start: String,
     /// Milliseconds since start.
     pub uptime_ms: u64,
-    /// Clients connected now.
+    /// Clients connected now (connections only: not the broker's own clients).
     pub connections: u64,
     /// Clients connected since start.
     pub total_connections: u64,
-    /// Messages published into the server.
+    /// Messages published into the server by clients (HTTP requests included; not
+    /// the broker's own replies, acks, advisories or `$SYS` figures).
     pub in_msgs: u64,
     /// Payload bytes published into the server.
     pub in_bytes: u64,
