@@ -193,16 +193,6 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             listener(&http_addr, config.limits.max_http_connections),
         ],
     );
-    let fd_limit_text = fd_limit.map_or_else(|| "unknown".to_string(), |l| l.to_string());
-    tracing::info!(
-        "Open-file limit {fd_limit_text}; connection caps: NATS {nats_cap}, MQTT {mqtt_cap}, HTTP {http_cap} (0 = none)"
-    );
-    if crate::fd_budget::overcommitted(fd_limit, &[nats_cap, mqtt_cap, http_cap]) {
-        tracing::warn!(
-            "the connection caps add up to more than the open-file limit {fd_limit_text}; \
-             one protocol can starve the others"
-        );
-    }
 
     // Bind everything before serving anything, so a port in use fails the start.
     let nats_listener = match nats_addr {
@@ -289,6 +279,18 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     if let Some(pid) = &config.pid_file {
         std::fs::write(pid, std::process::id().to_string())
             .map_err(|e| StartError::Io(format!("cannot write pid file {}: {e}", pid.display())))?;
+    }
+    // Logged once nothing can fail the start any more: a failed start prints one
+    // line (docs/configuration.md).
+    let fd_limit_text = fd_limit.map_or_else(|| "unknown".to_string(), |l| l.to_string());
+    tracing::info!(
+        "Open-file limit {fd_limit_text}; connection caps: NATS {nats_cap}, MQTT {mqtt_cap}, HTTP {http_cap} (0 = none)"
+    );
+    if crate::fd_budget::overcommitted(fd_limit, &[nats_cap, mqtt_cap, http_cap]) {
+        tracing::warn!(
+            "the connection caps add up to more than the open-file limit {fd_limit_text}; \
+             one protocol can starve the others"
+        );
     }
     let mut tasks = JoinSet::new();
     let limits = &config.limits;

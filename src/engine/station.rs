@@ -973,20 +973,7 @@ pub fn seq_floor_key(id: u64) -> String {
 
 /// Do two filters match at least one common subject?
 pub fn filters_overlap(a: &SubjectFilter, b: &SubjectFilter) -> bool {
-    let mut x = a.tokens();
-    let mut y = b.tokens();
-    loop {
-        match (x.next(), y.next()) {
-            (Some(b">"), Some(_)) | (Some(_), Some(b">")) => return true,
-            (Some(p), Some(q)) => {
-                if p != b"*" && q != b"*" && p != q {
-                    return false;
-                }
-            }
-            (None, None) => return true,
-            _ => return false,
-        }
-    }
+    junction_api::filters_overlap(a.as_bytes(), b.as_bytes())
 }
 
 #[cfg(test)]

@@ -449,6 +449,7 @@ pub fn markdown() -> String {
          what exactly was checked) or not applicable for the documented reason in its \
          footnote. The test fails when any green entry does not hold, and prints the \
          matrix it observed (`--nocapture`).\n\n\
+         <!-- doc-test: skip scripts/test runs this test with the rest of the suite -->\n\
          ```sh\n\
          cargo nextest run -p junction-conformance --test cross_protocol_matrix --no-capture\n\
          ```\n\n\
