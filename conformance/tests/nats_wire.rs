@@ -15,4 +15,5 @@ mod nats_wire {
     mod limits;
     mod ping_pong;
     mod pub_sub;
+    mod puback_routing;
 }

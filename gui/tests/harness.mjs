@@ -57,7 +57,7 @@ export async function startBroker(extra = [], { mqtt = false } = {}) {
       log += chunk.toString();
       const clean = log.replace(/\x1b\[[0-9;]*m/g, '');
       const http = /Listening for HTTP on (\S+)/.exec(clean);
-      const nats = /Listening for client connections on (\S+)/.exec(clean);
+      const nats = /Listening for (?:NATS )?client connections on (\S+)/.exec(clean);
       const mqttAddr = /Listening for MQTT clients on (\S+)/.exec(clean);
       if (http) found.http = http[1];
       if (nats) found.nats = nats[1];
@@ -68,6 +68,11 @@ export async function startBroker(extra = [], { mqtt = false } = {}) {
     child.stderr.on('data', onData);
     child.on('exit', (code) => reject(new Error(`junction exited (${code}) before listening:\n${log}`)));
     child.on('error', reject);
+    // A failure guard only: the broker says where it listens within a second or two.
+    setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`junction did not say where it listens within 60 s:\n${log}`));
+    }, 60_000).unref();
   });
   return {
     url: `http://${addresses.http}`,

@@ -484,6 +484,13 @@ impl Engine for StationEngine {
         self.system.clone()
     }
 
+    fn count_delivered(&self, payload_bytes: usize) {
+        self.counters.out_msgs.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .out_bytes
+            .fetch_add(payload_bytes as u64, Ordering::Relaxed);
+    }
+
     fn create_station(
         &self,
         tenant: &TenantId,

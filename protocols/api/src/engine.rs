@@ -144,6 +144,11 @@ pub trait Engine: Send + Sync + 'static {
     /// The engine's own client, used to publish replies (acks, API responses).
     fn system_client(&self) -> Arc<ClientRecord>;
 
+    /// Counts a message a front-end delivered to one of its clients without a
+    /// fan-out (a PubAck queued straight on the publisher's own inbox), so that
+    /// `out_msgs`/`out_bytes` stay what the clients received.
+    fn count_delivered(&self, payload_bytes: usize);
+
     /// Creates (or finds) one of a front-end's own internal stations, whose names
     /// start with `$` (MQTT's `$MQTT_sess`, …) and whose subjects are in reserved
     /// spaces. [`Engine::create_station`] refuses both: clients cannot reach them.

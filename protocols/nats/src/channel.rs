@@ -12,8 +12,8 @@ use crate::jetstream::PubAck;
 use crate::outbound::{CloseReason, NatsSubscription, Outbound};
 use bytes::Bytes;
 use junction_api::{
-    ClientRecord, Credentials, Engine, EngineError, Message, QueueGroup, StoredCallback, Subject,
-    SubjectFilter, SubscriptionId,
+    ClientRecord, Credentials, Delivery, Engine, EngineError, Message, QueueGroup, StoredCallback,
+    Subject, SubjectFilter, Subscriber, SubscriptionId,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -42,6 +42,16 @@ pub struct NatsChannel<E: Engine> {
     max_pings_out: u32,
     active: bool,
     published: bool,
+    /// The sid of the subscription that took the last PubAck: clients multiplex
+    /// every request over one `_INBOX.<id>.*` subscription, so this is almost always
+    /// the one for the next.
+    ack_sid: Option<Bytes>,
+}
+
+/// Where a PubAck goes straight to: the publishing connection's own subscription.
+struct AckRoute {
+    id: SubscriptionId,
+    subscription: Arc<NatsSubscription>,
 }
 
 impl<E: Engine> NatsChannel<E> {
@@ -66,6 +76,7 @@ impl<E: Engine> NatsChannel<E> {
             max_pings_out,
             active: false,
             published: false,
+            ack_sid: None,
         }
     }
 
@@ -320,7 +331,10 @@ impl<E: Engine> NatsChannel<E> {
             headers,
             payload,
         };
-        let stored = message.reply.clone().map(|reply| self.pub_ack(reply));
+        let stored = message.reply.clone().map(|reply| {
+            let route = self.own_subscription_for(&reply);
+            self.pub_ack(reply, route)
+        });
         let outcome = self.engine.publish_stored(&self.client, &message, stored);
         if let Some(EngineError::InternalSubject(subject)) = &outcome.refused {
             // nats-server's answer to a publish its permissions refuse; the
@@ -340,10 +354,47 @@ impl<E: Engine> NatsChannel<E> {
         Ok(())
     }
 
+    /// This connection's own plain subscription matching `reply`, if any (the last
+    /// one that matched is tried first).
+    fn own_subscription_for(&mut self, reply: &Subject) -> Option<AckRoute> {
+        let fits = |s: &LocalSubscription| {
+            !s.queued && !s.subscription.is_done() && s.filter.matches(reply)
+        };
+        if let Some(local) = self
+            .ack_sid
+            .as_ref()
+            .and_then(|sid| self.subscriptions.get(sid))
+            && fits(local)
+        {
+            return Some(AckRoute {
+                id: local.id,
+                subscription: local.subscription.clone(),
+            });
+        }
+        // A miss costs a scan; a connection with many subscriptions (a service)
+        // takes the routed path instead.
+        if self.subscriptions.len() > 64 {
+            return None;
+        }
+        let (sid, local) = self.subscriptions.iter().find(|(_, s)| fits(s))?;
+        self.ack_sid = Some(sid.clone());
+        Some(AckRoute {
+            id: local.id,
+            subscription: local.subscription.clone(),
+        })
+    }
+
     /// The callback that answers a publish captured by a station with a JetStream
     /// PubAck on the reply subject, once the message is durable.
-    fn pub_ack(&self, reply: Subject) -> StoredCallback {
+    ///
+    /// When the publisher itself subscribes to the reply subject (as every NATS
+    /// client's request does), the PubAck is queued straight on that subscription:
+    /// no routing, trie lookup or fan-out per ack. Otherwise (or if that
+    /// subscription went away meanwhile) it is published on the reply subject like
+    /// any message.
+    fn pub_ack(&self, reply: Subject, route: Option<AckRoute>) -> StoredCallback {
         let engine = self.engine.clone();
+        let client = self.client.clone();
         Box::new(move |result| {
             let json = match result {
                 Ok(ack) => PubAck {
@@ -358,8 +409,25 @@ impl<E: Engine> NatsChannel<E> {
                     serde_json::to_vec(&serde_json::json!({ "error": error })).unwrap_or_default()
                 }
             };
+            let message = Message::new(reply, Bytes::from(json));
+            if let Some(route) = route {
+                match route.subscription.deliver(&message) {
+                    Delivery::Accepted => {
+                        engine.count_delivered(message.payload.len());
+                        return;
+                    }
+                    Delivery::AcceptedLast => {
+                        // Its `UNSUB sid max` is reached: the engine forgets it, as
+                        // after a fan-out.
+                        engine.count_delivered(message.payload.len());
+                        engine.unsubscribe(&client, route.id);
+                        return;
+                    }
+                    Delivery::Gone => {}
+                }
+            }
             let system = engine.system_client();
-            engine.publish(&system, &Message::new(reply, Bytes::from(json)));
+            engine.publish(&system, &message);
         })
     }
 

@@ -54,6 +54,7 @@ impl Engine for Broken {
             },
         ))
     }
+    fn count_delivered(&self, _: usize) {}
     fn create_station(&self, _: &TenantId, _: StationConfig) -> Result<StationInfo, EngineError> {
         Err(storage())
     }
