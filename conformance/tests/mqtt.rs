@@ -24,6 +24,8 @@ mod qos2_exactly_once;
 mod qos_roundtrip;
 #[path = "mqtt/restart.rs"]
 mod restart;
+#[path = "mqtt/resubscribe_on_resumed_session.rs"]
+mod resubscribe_on_resumed_session;
 #[path = "mqtt/retained.rs"]
 mod retained;
 #[path = "mqtt/session_expiry.rs"]

@@ -23,7 +23,13 @@ pub enum Event {
         subs: Vec<u32>,
     },
     /// A delivery from a persistent subscription's consumer group.
-    Group { sub: u32, delivered: Box<Delivered> },
+    Group {
+        sub: u32,
+        /// The group it came from: a message whose subscription is gone by the
+        /// time it is read goes back there.
+        group: Arc<str>,
+        delivered: Box<Delivered>,
+    },
     /// A group fetch ended.
     GroupEnd { sub: u32 },
     /// An inbound publish's storage completed: `Ok` or an MQTT reason code and text.
@@ -227,12 +233,14 @@ impl Subscriber for LiveSub {
 pub struct GroupSink {
     pub mailbox: Arc<Mailbox>,
     pub sub: u32,
+    pub group: Arc<str>,
 }
 
 impl FetchSink for GroupSink {
     fn deliver(&self, delivered: &Delivered) -> bool {
         self.mailbox.push(Event::Group {
             sub: self.sub,
+            group: self.group.clone(),
             delivered: Box::new(delivered.clone()),
         })
     }

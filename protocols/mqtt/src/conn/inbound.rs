@@ -102,7 +102,11 @@ where
         for e in events {
             let ok = match e {
                 Event::Live { message, subs, .. } => self.on_live(message, &subs).await,
-                Event::Group { sub, delivered } => self.on_group(sub, *delivered).await,
+                Event::Group {
+                    sub,
+                    group,
+                    delivered,
+                } => self.on_group(sub, &group, *delivered).await,
                 Event::GroupEnd { sub } => {
                     if let Some(s) = self.subs.get_mut(&sub) {
                         s.fetching = false;

@@ -47,13 +47,14 @@ where
         let leftovers = self.mailbox.close();
         let _ = self.framed.close().await;
         for e in leftovers {
-            if let Event::Group { sub, delivered } = e
-                && let Some(g) = self.subs.get(&sub).and_then(|s| s.group.clone())
+            if let Event::Group {
+                group, delivered, ..
+            } = e
             {
                 let _ = self.broker.engine.ack(
                     &self.tenant.id,
                     MSGS,
-                    &g,
+                    &group,
                     delivered.message.seq,
                     AckKind::Nak(None),
                 );

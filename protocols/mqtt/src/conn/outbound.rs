@@ -150,6 +150,7 @@ where
         let sink = Arc::new(GroupSink {
             mailbox: self.mailbox.clone(),
             sub: key,
+            group: Arc::from(group.as_str()),
         });
         let request = FetchRequest {
             batch: credit.min(256),
@@ -211,8 +212,32 @@ where
         .await
     }
 
-    pub(super) async fn on_group(&mut self, key: u32, d: Delivered) -> bool {
+    pub(super) async fn on_group(&mut self, key: u32, from: &str, d: Delivered) -> bool {
+        // The fetch may have been made for a subscription that was replaced since
+        // (a client re-subscribing the same filter on a resumed session keeps its
+        // group under a new key): the group's current subscription takes it.
+        let key = if self.subs.contains_key(&key) {
+            key
+        } else {
+            match self
+                .subs
+                .iter()
+                .find(|(_, s)| s.group.as_deref() == Some(from))
+            {
+                Some((k, _)) => *k,
+                None => key,
+            }
+        };
         let Some(group) = self.subs.get(&key).and_then(|s| s.group.clone()) else {
+            // Its subscription is gone: the message goes back to its group for
+            // the next fetch, never left pending until the ack wait ends.
+            let _ = self.broker.engine.ack(
+                &self.tenant.id,
+                MSGS,
+                from,
+                d.message.seq,
+                AckKind::Nak(None),
+            );
             return true;
         };
         let seq = d.message.seq;
