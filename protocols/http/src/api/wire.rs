@@ -52,8 +52,35 @@ pub struct MessageJson {
     pub payload_base64: Option<String>,
 }
 
+/// Did the request ask for lineage (`Junction-Lineage: true`)? `false`/`0` or no
+/// header: no; anything else is a 400 `invalid_header`.
+pub fn wants_lineage(headers: &axum::http::HeaderMap) -> Result<bool, super::error::AppError> {
+    let Some(v) = headers.get(junction_api::LINEAGE_OPT_IN) else {
+        return Ok(false);
+    };
+    match v.to_str().map(|s| s.trim().to_ascii_lowercase()).as_deref() {
+        Ok("true" | "1") => Ok(true),
+        Ok("false" | "0") => Ok(false),
+        _ => Err(super::error::AppError::bad_request(
+            "invalid_header",
+            format!("{}: expected true or false", junction_api::LINEAGE_OPT_IN),
+        )),
+    }
+}
+
 impl MessageJson {
-    /// The JSON form of a stored message.
+    /// The JSON form of a stored message, with its lineage rendered as `Junction-*`
+    /// headers when `lineage` (the caller opted in).
+    pub fn from_stored_with(m: &StoredMessage, lineage: bool) -> Self {
+        if lineage && !m.lineage.is_empty() {
+            let mut m = m.clone();
+            m.render_lineage();
+            return Self::from_stored(&m);
+        }
+        Self::from_stored(m)
+    }
+
+    /// The JSON form of a stored message: exactly the headers its producer sent.
     pub fn from_stored(m: &StoredMessage) -> Self {
         let (payload, payload_base64) = encode_payload(&m.payload);
         MessageJson {
