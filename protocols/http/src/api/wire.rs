@@ -214,7 +214,16 @@ pub fn headers_from_request(request: &HeaderMap) -> Result<Option<Headers>, AppE
 }
 
 /// `content-type` → `Content-Type`, as Go's `CanonicalMIMEHeaderKey` writes it.
+/// The W3C trace context headers keep the spelling their specification gives
+/// (`traceparent`, `tracestate`), which OpenTelemetry's NATS and MQTT propagators
+/// look up.
 pub fn canonical_name(lower: &str) -> String {
+    if ["traceparent", "tracestate"]
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case(lower))
+    {
+        return lower.to_ascii_lowercase();
+    }
     let mut out = String::with_capacity(lower.len());
     let mut upper = true;
     for c in lower.chars() {
@@ -325,6 +334,7 @@ mod tests {
     #[test]
     fn canonical_header_names() {
         assert_eq!(canonical_name("trace-id"), "Trace-Id");
+        assert_eq!(canonical_name("traceparent"), "traceparent");
         assert_eq!(
             canonical_name("nats-expected-last-sequence"),
             "Nats-Expected-Last-Sequence"
