@@ -40,6 +40,8 @@ mod slow_consumer;
 mod topic_mapping;
 #[path = "mqtt/unsubscribe.rs"]
 mod unsubscribe;
+#[path = "mqtt/user_properties_unaltered.rs"]
+mod user_properties_unaltered;
 #[path = "mqtt/v5_properties.rs"]
 mod v5_properties;
 #[path = "mqtt/websocket.rs"]

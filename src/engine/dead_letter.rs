@@ -67,6 +67,8 @@ pub(crate) struct DeadLetter<'a> {
     pub deliveries: Option<u32>,
     pub term_reason: Option<&'a str>,
     pub validation_error: Option<String>,
+    /// The original's lineage section, kept by the copy (empty: none).
+    pub lineage: Bytes,
 }
 
 impl DeadLetter<'_> {
@@ -158,6 +160,7 @@ pub(crate) fn store_dead_letter(stations: &StationRegistry, tenant: &TenantId, d
         let reason = dl.reason;
         dls.append(
             &copy,
+            dl.lineage.clone(),
             Some(Box::new(move |r| {
                 if let Err(e) = r {
                     tracing::error!(station, reason = reason.as_str(), error = %e, "dead letter not stored");
@@ -303,6 +306,7 @@ impl StationEngine {
                         deliveries: Some(g.deliveries),
                         term_reason: g.term_reason.as_deref(),
                         validation_error: None,
+                        lineage: m.lineage.clone(),
                     },
                 );
             }
@@ -315,8 +319,16 @@ impl StationEngine {
         &self,
         station: &Station,
         message: &Message,
+        lineage: &Bytes,
     ) -> Result<(), SchemaViolation> {
-        check_schema(&self.schemas, &self.stations, station, message, true)
+        check_schema(
+            &self.schemas,
+            &self.stations,
+            station,
+            message,
+            lineage,
+            true,
+        )
     }
 }
 
@@ -327,6 +339,7 @@ pub(crate) fn check_schema(
     stations: &StationRegistry,
     station: &Station,
     message: &Message,
+    lineage: &Bytes,
     dead_letter: bool,
 ) -> Result<(), SchemaViolation> {
     let Some((name, pinned)) = station.schema() else {
@@ -369,6 +382,7 @@ pub(crate) fn check_schema(
                 deliveries: None,
                 term_reason: None,
                 validation_error: Some(violation.errors.join("; ")),
+                lineage: lineage.clone(),
             },
         );
     }
@@ -530,10 +544,10 @@ impl ResendJob {
             (Some(group), Some(orig)) if !self.request.to_station => {
                 match self.redeliver(&group, orig) {
                     Some(r) => r?,
-                    None => self.republish(&letter.payload, &headers)?,
+                    None => self.republish(&letter.payload, &headers, &letter.lineage)?,
                 }
             }
-            _ => self.republish(&letter.payload, &headers)?,
+            _ => self.republish(&letter.payload, &headers, &letter.lineage)?,
         };
         if let Err(e) = self.dls.delete_message(seq) {
             tracing::warn!(seq, error = %e, "resent dead letter not removed");
@@ -558,7 +572,13 @@ impl ResendJob {
     }
 
     /// Publishes the copy into the station again, as a new message.
-    fn republish(&self, payload: &Bytes, headers: &Headers) -> Result<Resent, String> {
+    /// The copy keeps the original's lineage: it is the same message, sent again.
+    fn republish(
+        &self,
+        payload: &Bytes,
+        headers: &Headers,
+        lineage: &Bytes,
+    ) -> Result<Resent, String> {
         let subject = headers
             .get(DLS_SUBJECT)
             .ok_or_else(|| format!("missing {DLS_SUBJECT} header"))
@@ -591,12 +611,14 @@ impl ResendJob {
             &self.stations,
             &self.station,
             &message,
+            lineage,
             false,
         )
         .map_err(|v| v.to_string())?;
         let (tx, rx) = mpsc::channel();
         self.station.append(
             &message,
+            lineage.clone(),
             Some(Box::new(move |r| {
                 let _ = tx.send(r);
             })),

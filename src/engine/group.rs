@@ -471,6 +471,9 @@ impl Group {
     }
 
     fn shape(&self, mut m: StoredMessage) -> StoredMessage {
+        if self.config.lineage_headers {
+            m.render_lineage();
+        }
         if self.config.headers_only {
             let size = m.payload.len();
             m.payload = bytes::Bytes::new();

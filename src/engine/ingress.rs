@@ -1,6 +1,7 @@
 //! The ingress path of a publish, up to the stores: reserved headers stripped,
 //! routing rules applied, the capturing (and routed) stations found, the lineage
-//! stamp, schema validation and the appends. Live fan-out follows in
+//! record (kept beside the message, never in its headers), schema validation and
+//! the appends. Live fan-out follows in
 //! [`StationEngine::publish_stored`](junction_api::Engine::publish_stored).
 
 use super::StationEngine;
@@ -46,8 +47,8 @@ impl StationEngine {
         }
         // Reserved `Junction-*` headers are the engine's: clients cannot set them.
         // The MQTT front-end is the exception that proves it: it drops every
-        // `Junction-*` user property a client sends and sets the MQTT lineage
-        // (`Junction-Origin-Topic`, ...) itself.
+        // `Junction-*` user property a client sends and sets its own markers
+        // (`Junction-Origin-Protocol`, ...; see `lineage::MQTT_MARKERS`) itself.
         let message = if internal || from.protocol == Protocol::Mqtt {
             Cow::Borrowed(message)
         } else {
@@ -103,14 +104,28 @@ impl StationEngine {
         }
         let captured = !targets.is_empty();
         if captured {
-            // What stations store carries lineage; live fan-out does not.
-            let (stamped, msg_id) = self.lineage.stamp(from, &message);
+            // Lineage is kept beside what stations store, in the record's lineage
+            // section; the headers stay the producer's.
+            let record = self.lineage.record(from, &message);
+            let msg_id = record.msg_id;
+            let lineage = record.encode();
+            // The MQTT front-end's markers stay in its own stations only.
+            let unmarked = if from.protocol == Protocol::Mqtt {
+                super::lineage::strip_mqtt_markers(&message)
+            } else {
+                Cow::Borrowed(&*message)
+            };
             let mut stored = stored;
             for (i, station) in targets.iter().enumerate() {
+                let copy: &Message = if station.name().starts_with("$MQTT_") {
+                    &message
+                } else {
+                    &unmarked
+                };
                 // A message the (first) station's schema refuses is refused as a
                 // whole: not stored, and not delivered live either. A routed copy
                 // that a routed station refuses is only left out there.
-                if let Err(violation) = self.check_schema(station, &stamped) {
+                if let Err(violation) = self.check_schema(station, copy, &lineage) {
                     let copied = if station.config().dead_letter.schema_violation {
                         " (copied to the dead-letter station)"
                     } else {
@@ -141,14 +156,13 @@ impl StationEngine {
                     continue;
                 }
                 let callback: StoredCallback = if i == 0 {
-                    let lineage = self.lineage.clone();
-                    let msg_id = msg_id.clone();
+                    let index = self.lineage.clone();
                     let stored = stored.take();
                     Box::new(move |result| {
                         if let Ok(ack) = &result
                             && !ack.duplicate
                         {
-                            lineage.stored(&msg_id, &ack.station, ack.seq);
+                            index.stored(msg_id, &ack.station, ack.seq);
                         }
                         if let Some(stored) = stored {
                             stored(result);
@@ -162,7 +176,7 @@ impl StationEngine {
                         }
                     })
                 };
-                station.append(&stamped, Some(callback));
+                station.append(copy, lineage.clone(), Some(callback));
             }
         }
         Ok((

@@ -1,28 +1,31 @@
-//! Lineage: stamping stored messages with reserved `Junction-*` headers and a W3C
-//! `traceparent`, remembering each message's path (producer → station → group
-//! deliveries, and republishes that keep the `traceparent`), and counting the
-//! station-level graph.
+//! Lineage: the compact binary record ([`LineageRecord`]) the engine keeps beside
+//! every stored message (the storage record's lineage section), the index of
+//! message paths (producer → station → group deliveries, and republishes that keep
+//! the producer's `traceparent`), and the station-level graph.
 //!
-//! Only messages a station stores are stamped (and so every delivery from a
-//! station carries lineage). Core fan-out passes messages through as published,
-//! minus any reserved header a client tried to set: a NATS core subscriber gets the
-//! bytes the publisher sent, as with nats-server, and the core path pays nothing.
+//! The engine never writes lineage into a message's headers: every consumer gets
+//! exactly the headers its producer sent, and the producer's own `traceparent`
+//! travels on as one of them (its trace id becomes the message's). A consumer that
+//! opts in (a group's `lineage_headers`, the HTTP `Junction-Lineage` request
+//! header) gets the record rendered as `Junction-*` headers on delivery.
 //!
-//! The path index is in memory and bounded ([`MAX_RECORDS`] messages, oldest
-//! forgotten first); the lineage headers themselves are stored with each message
-//! and survive restarts.
+//! The path index is bounded ([`MAX_RECORDS`] messages, oldest forgotten first) and
+//! survives a restart: [`LineageLog::restore`] refills it from the lineage sections
+//! of the newest stored records (see `StationEngine::rebuild_lineage`). Deliveries
+//! to groups are remembered in memory only; the producer → station edges of the
+//! graph are counted again from the restored records.
 
 use ahash::AHashMap;
 use junction_api::{
-    ClientRecord, FetchEnd, FetchSink, Headers, LINEAGE_CLIENT, LINEAGE_CONN_ID, LINEAGE_MSG_ID,
-    LINEAGE_PROTOCOL, LINEAGE_RECEIVED, LINEAGE_SUBJECT, LineageDelivery, LineageEdge,
-    LineageGraph, LineageMessage, LineageNodeKind, LineageTrace, Message, Protocol, TRACEPARENT,
-    TenantId, is_reserved_header, trace_id_of,
+    ClientRecord, FetchEnd, FetchSink, Headers, LineageDelivery, LineageEdge, LineageGraph,
+    LineageMessage, LineageNodeKind, LineageRecord, LineageTrace, Message, TRACEPARENT, TenantId,
+    hex_id, is_reserved_header, parse_hex_id, protocol_name, trace_id_of,
 };
 use parking_lot::Mutex;
 use rand::Rng;
 use std::borrow::Cow;
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -33,28 +36,41 @@ const MAX_DELIVERIES: usize = 32;
 /// Seconds over which graph rates are averaged.
 const RATE_WINDOW: usize = 60;
 
-/// The protocol's name in lineage headers.
-pub fn protocol_name(p: Protocol) -> &'static str {
-    match p {
-        Protocol::Nats => "nats",
-        Protocol::Mqtt => "mqtt",
-        Protocol::Http => "http",
-        Protocol::WebSocket => "websocket",
-        _ => "other",
-    }
-}
-
 /// `message` without reserved headers, copied only when it had some.
 pub fn strip_reserved(message: &Message) -> Cow<'_, Message> {
+    strip(message, is_reserved_header)
+}
+
+/// The headers the MQTT front-end sets on what its clients publish, so that it can
+/// honour No Local and trust its own `Mqtt-*` headers on the way out. They are the
+/// front-end's, not the producer's: no consumer of another protocol sees them, and
+/// stations other than the front-end's own do not store them (the lineage record
+/// says the same thing).
+pub const MQTT_MARKERS: [&str; 3] = [
+    "Junction-Origin-Protocol",
+    "Junction-Client-Name",
+    "Junction-Origin-Topic",
+];
+
+fn is_mqtt_marker(name: &str) -> bool {
+    MQTT_MARKERS.iter().any(|m| m.eq_ignore_ascii_case(name))
+}
+
+/// `message` without the MQTT front-end's markers, copied only when it had some.
+pub fn strip_mqtt_markers(message: &Message) -> Cow<'_, Message> {
+    strip(message, is_mqtt_marker)
+}
+
+fn strip(message: &Message, drop: impl Fn(&str) -> bool) -> Cow<'_, Message> {
     let Some(h) = &message.headers else {
         return Cow::Borrowed(message);
     };
-    if !h.iter().any(|(n, _)| is_reserved_header(n)) {
+    if !h.iter().any(|(n, _)| drop(n)) {
         return Cow::Borrowed(message);
     }
     let mut clean = Headers::new();
     clean.set_status(h.status(), h.description().map(str::to_owned));
-    for (n, v) in h.iter().filter(|(n, _)| !is_reserved_header(n)) {
+    for (n, v) in h.iter().filter(|(n, _)| !drop(n)) {
         clean.append(n, v);
     }
     Cow::Owned(Message {
@@ -65,19 +81,43 @@ pub fn strip_reserved(message: &Message) -> Cow<'_, Message> {
     })
 }
 
-fn hex_id(bytes: usize) -> String {
-    let mut rng = rand::rng();
-    let mut s = String::with_capacity(bytes * 2);
-    for _ in 0..bytes {
-        let b: u8 = rng.random();
-        s.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
-        s.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
+fn random_id() -> u128 {
+    loop {
+        let id: u128 = rand::rng().random();
+        if id != 0 {
+            return id;
+        }
     }
-    s
 }
 
 fn unix_secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Who published, as lineage records it. HTTP requests publish through one gateway
+/// client, so the HTTP front-end names each caller on a per-request record (see
+/// [`junction_api::ClientRecord::for_caller`]).
+fn producer_of(from: &ClientRecord) -> (Option<String>, Option<SocketAddr>, Option<String>) {
+    let d = from.snapshot(Vec::new());
+    let client = d.name.filter(|n| !n.is_empty());
+    (client, Some(from.remote), d.user.filter(|u| !u.is_empty()))
+}
+
+/// The graph node of a record's producer: `producer:<protocol>:<name>`, the name
+/// being the client name, else the caller's IP address, else `anonymous`.
+fn producer_node(r: &LineageRecord) -> String {
+    let name = match (&r.client, &r.remote) {
+        (Some(c), _) => c.clone(),
+        (None, Some(a)) => a.ip().to_string(),
+        (None, None) => "anonymous".to_string(),
+    };
+    format!("producer:{}:{name}", protocol_name(r.protocol))
 }
 
 #[derive(Clone)]
@@ -98,6 +138,10 @@ impl Edge {
     fn add(&mut self, now: u64) {
         self.total += 1;
         let b = &mut self.buckets[(now as usize) % RATE_WINDOW];
+        if b.0 > now {
+            // An older message (restored at start-up): counted, not in the rate.
+            return;
+        }
         if b.0 != now {
             *b = (now, 0);
         }
@@ -115,35 +159,62 @@ impl Edge {
     }
 }
 
-struct Record {
+struct Entry {
     tenant: TenantId,
-    message: LineageMessage,
-    producer: String,
+    record: LineageRecord,
+    subject: String,
+    station: Option<String>,
+    seq: Option<u64>,
+    deliveries: Vec<LineageDelivery>,
+}
+
+impl Entry {
+    fn message(&self) -> LineageMessage {
+        let r = &self.record;
+        LineageMessage {
+            msg_id: hex_id(r.msg_id),
+            trace_id: hex_id(r.trace_id),
+            protocol: protocol_name(r.protocol).to_string(),
+            conn_id: r.conn_id,
+            client: r.client.clone(),
+            remote: r.remote.map(|a| a.to_string()),
+            user: r.user.clone(),
+            subject: self.subject.clone(),
+            received: r.received(),
+            station: self.station.clone(),
+            seq: self.seq,
+            deliveries: self.deliveries.clone(),
+        }
+    }
 }
 
 #[derive(Default)]
 struct Inner {
-    records: AHashMap<String, Record>,
-    order: VecDeque<String>,
-    traces: AHashMap<String, Vec<String>>,
+    records: AHashMap<u128, Entry>,
+    order: VecDeque<u128>,
+    traces: AHashMap<u128, Vec<u128>>,
     edges: AHashMap<(TenantId, String, String), Edge>,
     nodes: AHashMap<(TenantId, String), (LineageNodeKind, String)>,
 }
 
 impl Inner {
+    fn forget(&mut self, id: u128) {
+        if let Some(r) = self.records.remove(&id)
+            && let Some(ids) = self.traces.get_mut(&r.record.trace_id)
+        {
+            ids.retain(|i| *i != id);
+            if ids.is_empty() {
+                self.traces.remove(&r.record.trace_id);
+            }
+        }
+    }
+
     fn evict(&mut self) {
         while self.order.len() > MAX_RECORDS {
             let Some(id) = self.order.pop_front() else {
                 return;
             };
-            if let Some(r) = self.records.remove(&id)
-                && let Some(ids) = self.traces.get_mut(&r.message.trace_id)
-            {
-                ids.retain(|i| *i != id);
-                if ids.is_empty() {
-                    self.traces.remove(&r.message.trace_id);
-                }
-            }
+            self.forget(id);
         }
     }
 
@@ -152,8 +223,8 @@ impl Inner {
         tenant: &TenantId,
         from: (&str, LineageNodeKind, &str),
         to: (&str, LineageNodeKind, &str),
+        at: u64,
     ) {
-        let now = unix_secs(SystemTime::now());
         for (id, kind, name) in [from, to] {
             self.nodes
                 .entry((tenant.clone(), id.to_string()))
@@ -162,19 +233,33 @@ impl Inner {
         self.edges
             .entry((tenant.clone(), from.0.to_string(), to.0.to_string()))
             .or_insert_with(Edge::new)
-            .add(now);
+            .add(at);
+    }
+
+    fn count_stored(&mut self, tenant: &TenantId, record: &LineageRecord, station: &str, at: u64) {
+        let producer = producer_node(record);
+        let name = producer
+            .strip_prefix("producer:")
+            .unwrap_or(&producer)
+            .replacen(':', " ", 1);
+        let station_id = format!("station:{station}");
+        self.count(
+            tenant,
+            (&producer, LineageNodeKind::Producer, &name),
+            (&station_id, LineageNodeKind::Station, station),
+            at,
+        );
     }
 }
 
-/// The headers [`LineageLog::stamp`] sets itself.
-const STAMPED: [&str; 6] = [
-    LINEAGE_MSG_ID,
-    LINEAGE_PROTOCOL,
-    LINEAGE_CONN_ID,
-    LINEAGE_CLIENT,
-    LINEAGE_SUBJECT,
-    LINEAGE_RECEIVED,
-];
+/// A stored message's lineage read back from storage at start-up.
+pub(crate) struct Restored {
+    pub tenant: TenantId,
+    pub station: String,
+    pub seq: u64,
+    pub subject: String,
+    pub record: LineageRecord,
+}
 
 /// The engine's lineage index.
 #[derive(Default)]
@@ -183,137 +268,118 @@ pub(crate) struct LineageLog {
 }
 
 impl LineageLog {
-    /// Stamps the copy of `message` that a station stores: the producer's headers
-    /// without reserved ones, the lineage headers, and a `traceparent` (kept when
-    /// valid, created otherwise). Remembers the message; returns it and its id.
-    pub fn stamp(&self, from: &ClientRecord, message: &Message) -> (Message, String) {
-        let received = SystemTime::now();
-        let msg_id = hex_id(16);
-        let protocol = protocol_name(from.protocol);
-        let client = from.name().filter(|n| !n.is_empty());
-        let mut h = Headers::new();
-        let mut trace = None;
-        if let Some(original) = &message.headers {
-            h.set_status(original.status(), original.description().map(str::to_owned));
-            // Reserved headers a front-end vouches for (MQTT's origin topic) are kept;
-            // the ones stamped below are always the engine's own.
-            let vouched = from.protocol == junction_api::Protocol::Mqtt;
-            for (n, v) in original.iter() {
-                if is_reserved_header(n)
-                    && (!vouched || STAMPED.iter().any(|s| s.eq_ignore_ascii_case(n)))
-                {
-                    continue;
-                }
-                if n.eq_ignore_ascii_case(TRACEPARENT) {
-                    if trace.is_none()
-                        && let Some(t) = trace_id_of(v)
-                    {
-                        trace = Some(t.to_string());
-                        // W3C spells the name in lower case.
-                        h.append(TRACEPARENT, v.trim());
-                    }
-                    continue;
-                }
-                h.append(n, v);
-            }
-        }
-        let trace_id = match trace {
-            Some(t) => t,
-            None => {
-                let t = hex_id(16);
-                h.append(TRACEPARENT, format!("00-{t}-{}-01", hex_id(8)));
-                t
-            }
+    /// The lineage record of a message a station is about to store, remembered in
+    /// the index. The message itself is not touched: its trace id is the one in the
+    /// producer's `traceparent` when that is valid, a new one otherwise.
+    pub fn record(&self, from: &ClientRecord, message: &Message) -> LineageRecord {
+        let producer_trace = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(TRACEPARENT))
+            .and_then(trace_id_of)
+            .and_then(parse_hex_id);
+        let (client, remote, user) = producer_of(from);
+        let record = LineageRecord {
+            msg_id: random_id(),
+            trace_id: producer_trace.unwrap_or_else(random_id),
+            trace_from_producer: producer_trace.is_some(),
+            received_ns: now_ns(),
+            protocol: from.protocol,
+            conn_id: from.id.0,
+            client,
+            remote,
+            user,
         };
-        let subject = message.subject.to_str_lossy().into_owned();
-        h.append(LINEAGE_MSG_ID, msg_id.clone());
-        h.append(LINEAGE_PROTOCOL, protocol);
-        h.append(LINEAGE_CONN_ID, from.id.0.to_string());
-        if let Some(c) = &client {
-            h.append(LINEAGE_CLIENT, c.replace(['\r', '\n'], " "));
-        }
-        h.append(LINEAGE_SUBJECT, subject.clone());
-        h.append(
-            LINEAGE_RECEIVED,
-            humantime::format_rfc3339_nanos(received).to_string(),
-        );
-        let producer = format!(
-            "producer:{protocol}:{}",
-            client.as_deref().unwrap_or("anonymous")
-        );
-        let record = Record {
+        let entry = Entry {
             tenant: from.tenant.clone(),
-            producer,
-            message: LineageMessage {
-                msg_id: msg_id.clone(),
-                trace_id: trace_id.clone(),
-                protocol: protocol.to_string(),
-                conn_id: from.id.0,
-                client,
-                subject,
-                received,
-                station: None,
-                seq: None,
-                deliveries: Vec::new(),
-            },
+            record: record.clone(),
+            subject: message.subject.to_str_lossy().into_owned(),
+            station: None,
+            seq: None,
+            deliveries: Vec::new(),
         };
-        {
-            let mut inner = self.inner.lock();
-            inner
-                .traces
-                .entry(trace_id)
-                .or_default()
-                .push(msg_id.clone());
-            inner.order.push_back(msg_id.clone());
-            inner.records.insert(msg_id.clone(), record);
-            inner.evict();
-        }
-        let stamped = Message {
-            subject: message.subject.clone(),
-            reply: message.reply.clone(),
-            headers: Some(h),
-            payload: message.payload.clone(),
-        };
-        (stamped, msg_id)
+        let mut inner = self.inner.lock();
+        inner
+            .traces
+            .entry(record.trace_id)
+            .or_default()
+            .push(record.msg_id);
+        inner.order.push_back(record.msg_id);
+        inner.records.insert(record.msg_id, entry);
+        inner.evict();
+        record
     }
 
     /// The message `msg_id` was stored as `station`/`seq`.
-    pub fn stored(&self, msg_id: &str, station: &str, seq: u64) {
+    pub fn stored(&self, msg_id: u128, station: &str, seq: u64) {
         let mut inner = self.inner.lock();
-        let Some(r) = inner.records.get_mut(msg_id) else {
+        let Some(r) = inner.records.get_mut(&msg_id) else {
             return;
         };
-        r.message.station = Some(station.to_string());
-        r.message.seq = Some(seq);
+        r.station = Some(station.to_string());
+        r.seq = Some(seq);
         let tenant = r.tenant.clone();
-        let producer = r.producer.clone();
-        let name = producer
-            .strip_prefix("producer:")
-            .unwrap_or(&producer)
-            .replacen(':', " ", 1);
-        let station_id = format!("station:{station}");
-        inner.count(
-            &tenant,
-            (&producer, LineageNodeKind::Producer, &name),
-            (&station_id, LineageNodeKind::Station, station),
-        );
+        let record = r.record.clone();
+        inner.count_stored(&tenant, &record, station, unix_secs(SystemTime::now()));
     }
 
-    /// A group delivered a message.
+    /// Refills the index with what storage kept (at start-up, before or while new
+    /// messages arrive): the newest [`MAX_RECORDS`] by receive time, older than
+    /// anything already remembered. A message already known (a routed copy in a
+    /// second station) keeps its first place.
+    pub fn restore(&self, mut restored: Vec<Restored>) -> usize {
+        restored.sort_by_key(|r| std::cmp::Reverse(r.record.received_ns));
+        let mut inner = self.inner.lock();
+        let mut added = 0;
+        for r in restored {
+            if inner.order.len() >= MAX_RECORDS {
+                break;
+            }
+            if inner.records.contains_key(&r.record.msg_id) {
+                continue;
+            }
+            inner.count_stored(
+                &r.tenant,
+                &r.record,
+                &r.station,
+                r.record.received_ns / 1_000_000_000,
+            );
+            let id = r.record.msg_id;
+            inner.traces.entry(r.record.trace_id).or_default().push(id);
+            // Newest first, each in front of the last: the oldest ends up first,
+            // and is forgotten first.
+            inner.order.push_front(id);
+            inner.records.insert(
+                id,
+                Entry {
+                    tenant: r.tenant,
+                    record: r.record,
+                    subject: r.subject,
+                    station: Some(r.station),
+                    seq: Some(r.seq),
+                    deliveries: Vec::new(),
+                },
+            );
+            added += 1;
+        }
+        added
+    }
+
+    /// A group delivered a message (`lineage`: its stored lineage section).
     pub fn delivered(
         &self,
         tenant: &TenantId,
         station: &str,
         group: &str,
-        headers: Option<&Headers>,
+        lineage: &[u8],
         delivery_count: u32,
     ) {
-        let msg_id = headers.and_then(|h| h.get(LINEAGE_MSG_ID));
+        let msg_id = LineageRecord::msg_id_of(lineage);
         let mut inner = self.inner.lock();
-        if let Some(r) = msg_id.and_then(|id| inner.records.get_mut(id))
-            && r.message.deliveries.len() < MAX_DELIVERIES
+        if let Some(r) = msg_id.and_then(|id| inner.records.get_mut(&id))
+            && r.deliveries.len() < MAX_DELIVERIES
         {
-            r.message.deliveries.push(LineageDelivery {
+            r.deliveries.push(LineageDelivery {
                 group: group.to_string(),
                 time: SystemTime::now(),
                 delivery_count,
@@ -325,15 +391,17 @@ impl LineageLog {
             tenant,
             (&station_id, LineageNodeKind::Station, station),
             (&group_id, LineageNodeKind::Group, group),
+            unix_secs(SystemTime::now()),
         );
     }
 
     /// The path of the trace that `id` (a message id or a trace id) belongs to.
     pub fn trace(&self, tenant: &TenantId, id: &str) -> Option<LineageTrace> {
+        let id = parse_hex_id(&id.to_ascii_lowercase())?;
         let inner = self.inner.lock();
-        let trace_id = match inner.records.get(id) {
-            Some(r) if r.tenant == *tenant => r.message.trace_id.clone(),
-            _ => id.to_string(),
+        let trace_id = match inner.records.get(&id) {
+            Some(r) if r.tenant == *tenant => r.record.trace_id,
+            _ => id,
         };
         let mut messages: Vec<LineageMessage> = inner
             .traces
@@ -341,13 +409,16 @@ impl LineageLog {
             .iter()
             .filter_map(|m| inner.records.get(m))
             .filter(|r| r.tenant == *tenant)
-            .map(|r| r.message.clone())
+            .map(Entry::message)
             .collect();
         if messages.is_empty() {
             return None;
         }
         messages.sort_by_key(|m| m.received);
-        Some(LineageTrace { trace_id, messages })
+        Some(LineageTrace {
+            trace_id: hex_id(trace_id),
+            messages,
+        })
     }
 
     /// The station-level graph of `tenant`.
@@ -377,6 +448,37 @@ impl LineageLog {
     }
 }
 
+/// Refills `log` from the lineage sections of the newest stored messages: at most
+/// [`MAX_RECORDS`] read from each station (newest first, so the time this takes
+/// does not grow with the messages kept), the newest [`MAX_RECORDS`] of all kept.
+/// Dead-letter copies are left out: they share the original's message id. Returns
+/// how many messages the index got back.
+pub(crate) fn rebuild(stations: &super::stations::StationRegistry, log: &LineageLog) -> usize {
+    let mut restored: Vec<Restored> = Vec::new();
+    for station in stations.all() {
+        if station.name().starts_with(junction_api::DLS_PREFIX) {
+            continue;
+        }
+        for (seq, subject, lineage) in station.newest_lineage(MAX_RECORDS) {
+            let Ok(record) = LineageRecord::decode(&lineage) else {
+                continue;
+            };
+            restored.push(Restored {
+                tenant: station.tenant.clone(),
+                station: station.name().to_string(),
+                seq,
+                subject: String::from_utf8_lossy(&subject).into_owned(),
+                record,
+            });
+        }
+        if restored.len() > 2 * MAX_RECORDS {
+            restored.sort_by_key(|r| std::cmp::Reverse(r.record.received_ns));
+            restored.truncate(MAX_RECORDS);
+        }
+    }
+    log.restore(restored)
+}
+
 /// A pull request's sink that records each delivery's lineage, then passes it on.
 pub(crate) struct TracedSink {
     pub inner: Arc<dyn FetchSink>,
@@ -394,7 +496,7 @@ impl FetchSink for TracedSink {
                 &self.tenant,
                 &self.station,
                 &self.group,
-                delivered.message.headers.as_ref(),
+                &delivered.message.lineage,
                 delivered.delivery_count,
             );
         }
@@ -413,75 +515,117 @@ impl FetchSink for TracedSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use junction_api::{ClientId, NewClient, Subject};
+    use junction_api::{ClientId, NewClient, Protocol, Subject};
 
     fn client() -> ClientRecord {
-        ClientRecord::new(
+        let c = ClientRecord::new(
             ClientId(7),
             TenantId::default_tenant(),
             &NewClient {
-                protocol: Protocol::Http,
-                remote: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                protocol: Protocol::Nats,
+                remote: std::net::SocketAddr::from(([127, 0, 0, 1], 4000)),
             },
-        )
+        );
+        c.set_identity(Some("svc".into()), None, None, Some("alice".into()));
+        c
+    }
+
+    fn message(headers: Option<Headers>) -> Message {
+        Message {
+            subject: Subject::new("a.b".to_string()).unwrap(),
+            reply: None,
+            headers,
+            payload: bytes::Bytes::from_static(b"x"),
+        }
     }
 
     #[test]
-    fn stamps_strips_and_keeps_a_valid_traceparent() {
+    fn records_beside_the_message_and_takes_the_producers_trace_id() {
         let log = LineageLog::default();
         let mut h = Headers::new();
-        h.append("Junction-Msg-Id", "forged");
-        h.append("junction-dls-reason", "forged");
-        h.append("X-App", "1");
         h.append(
             "traceparent",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         );
-        let m = Message {
-            subject: Subject::new("a.b".to_string()).unwrap(),
-            reply: None,
-            headers: Some(h),
-            payload: bytes::Bytes::from_static(b"x"),
-        };
-        let (stamped, id) = log.stamp(&client(), &m);
-        let h = stamped.headers.unwrap();
-        assert_eq!(h.get(LINEAGE_MSG_ID), Some(id.as_str()));
-        assert_eq!(h.get_all("Junction-Msg-Id").count(), 1);
-        assert!(h.get("Junction-Dls-Reason").is_none());
-        assert_eq!(h.get("X-App"), Some("1"));
-        assert_eq!(h.get(LINEAGE_PROTOCOL), Some("http"));
-        assert_eq!(h.get(LINEAGE_CONN_ID), Some("7"));
-        assert_eq!(h.get(LINEAGE_SUBJECT), Some("a.b"));
+        let m = message(Some(h));
+        let r = log.record(&client(), &m);
+        assert_eq!(hex_id(r.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert!(r.trace_from_producer);
+        assert_eq!(r.protocol, Protocol::Nats);
+        assert_eq!(r.conn_id, 7);
+        assert_eq!(r.client.as_deref(), Some("svc"));
+        assert_eq!(r.user.as_deref(), Some("alice"));
         assert_eq!(
-            h.get(TRACEPARENT),
-            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+            r.remote,
+            Some(std::net::SocketAddr::from(([127, 0, 0, 1], 4000)))
         );
-        log.stored(&id, "s", 1);
-        let t = log.trace(&TenantId::default_tenant(), &id).unwrap();
+        log.stored(r.msg_id, "s", 1);
+        let tenant = TenantId::default_tenant();
+        let t = log.trace(&tenant, &hex_id(r.msg_id)).unwrap();
         assert_eq!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(t.messages[0].seq, Some(1));
-
-        let stripped = strip_reserved(&m);
-        assert!(matches!(stripped, Cow::Owned(_)));
-        let sh = stripped.headers.clone().unwrap();
-        assert_eq!(sh.len(), 2);
+        assert_eq!(t.messages[0].subject, "a.b");
+        assert!(log.trace(&tenant, "not hex").is_none());
     }
 
     #[test]
-    fn creates_a_traceparent_when_missing_or_invalid() {
+    fn creates_a_trace_id_when_the_traceparent_is_missing_or_invalid() {
         let log = LineageLog::default();
         let mut h = Headers::new();
         h.append("traceparent", "nonsense");
-        let m = Message {
-            subject: Subject::new("a".to_string()).unwrap(),
-            reply: None,
-            headers: Some(h),
-            payload: bytes::Bytes::new(),
+        let r = log.record(&client(), &message(Some(h)));
+        assert!(!r.trace_from_producer);
+        assert_ne!(r.trace_id, 0);
+        let r2 = log.record(&client(), &message(None));
+        assert_ne!(r.trace_id, r2.trace_id);
+        assert_ne!(r.msg_id, r2.msg_id);
+    }
+
+    #[test]
+    fn restore_keeps_the_newest_behind_what_is_known() {
+        let log = LineageLog::default();
+        let live = log.record(&client(), &message(None));
+        let tenant = TenantId::default_tenant();
+        let old = |n: u64| Restored {
+            tenant: tenant.clone(),
+            station: "s".into(),
+            seq: n,
+            subject: "a.b".into(),
+            record: LineageRecord {
+                msg_id: u128::from(n),
+                received_ns: n,
+                ..live.clone()
+            },
         };
-        let (stamped, _) = log.stamp(&client(), &m);
-        let h = stamped.headers.unwrap();
-        let tp: Vec<&str> = h.get_all("traceparent").collect();
-        assert_eq!(tp.len(), 1);
-        assert!(trace_id_of(tp[0]).is_some(), "{tp:?}");
+        assert_eq!(log.restore(vec![old(1), old(2), old(2)]), 2);
+        let inner = log.inner.lock();
+        assert_eq!(
+            inner.order.iter().copied().collect::<Vec<_>>(),
+            vec![1, 2, live.msg_id]
+        );
+        drop(inner);
+        let t = log.trace(&tenant, &hex_id(1)).unwrap();
+        assert_eq!(t.messages[0].station.as_deref(), Some("s"));
+        let g = log.graph(&tenant);
+        assert_eq!(g.edges[0].from, "producer:nats:svc");
+        assert_eq!(g.edges[0].messages, 2);
+    }
+
+    #[test]
+    fn strips_only_what_it_must() {
+        let mut h = Headers::new();
+        h.append("Junction-Msg-Id", "forged");
+        h.append("Junction-Origin-Protocol", "mqtt");
+        h.append("X-App", "1");
+        let m = message(Some(h));
+        let reserved = strip_reserved(&m);
+        assert_eq!(reserved.headers.as_ref().unwrap().len(), 1);
+        let markers = strip_mqtt_markers(&m);
+        let mh = markers.headers.as_ref().unwrap();
+        assert_eq!(mh.get("Junction-Msg-Id"), Some("forged"));
+        assert_eq!(mh.get("X-App"), Some("1"));
+        assert!(mh.get("Junction-Origin-Protocol").is_none());
+        let plain = message(None);
+        assert!(matches!(strip_mqtt_markers(&plain), Cow::Borrowed(_)));
     }
 }

@@ -132,7 +132,7 @@ impl StationEngine {
                 subscriptions: AHashMap::new(),
             },
         );
-        Ok(StationEngine {
+        let engine = StationEngine {
             options,
             start: SystemTime::now(),
             default_tenant,
@@ -150,7 +150,21 @@ impl StationEngine {
             routing,
             system,
             events: events::EventLog::default(),
-        })
+        };
+        // The lineage index comes back from what storage kept, off the start-up
+        // path: the broker serves while it fills.
+        let stations = engine.stations.clone();
+        let log = engine.lineage.clone();
+        let spawned = std::thread::Builder::new()
+            .name("lineage-rebuild".into())
+            .spawn(move || {
+                let n = lineage::rebuild(&stations, &log);
+                tracing::debug!(messages = n, "lineage index restored from storage");
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "lineage index not restored: no thread");
+        }
+        Ok(engine)
     }
 
     /// The engine's options.
@@ -196,6 +210,10 @@ impl StationEngine {
         let bytes = message.payload.len() as u64;
         let result = self.trie(&from.tenant).matches(route);
         let skip_self = from.no_echo();
+        // What an MQTT client publishes carries the MQTT front-end's markers; only
+        // MQTT subscribers get them (copied once, for the first other subscriber).
+        let marked = from.protocol == Protocol::Mqtt;
+        let mut unmarked: Option<std::borrow::Cow<'_, Message>> = None;
         let mut delivered = 0usize;
         // Deliveries to the engine's own subscriptions (JetStream API requests, acks)
         // are not messages out.
@@ -205,7 +223,12 @@ impl StationEngine {
             if skip_self && sub.client == from.id {
                 continue;
             }
-            if self.deliver_one(sub, message, &mut done) {
+            let m: &Message = if marked && !sub.mqtt {
+                unmarked.get_or_insert_with(|| lineage::strip_mqtt_markers(message))
+            } else {
+                message
+            };
+            if self.deliver_one(sub, m, &mut done) {
                 delivered += 1;
                 to_engine += usize::from(sub.client == self.system.id);
             }
@@ -224,7 +247,12 @@ impl StationEngine {
                 if skip_self && sub.client == from.id {
                     continue;
                 }
-                if self.deliver_one(sub, message, &mut done) {
+                let m: &Message = if marked && !sub.mqtt {
+                    unmarked.get_or_insert_with(|| lineage::strip_mqtt_markers(message))
+                } else {
+                    message
+                };
+                if self.deliver_one(sub, m, &mut done) {
                     delivered += 1;
                     to_engine += usize::from(sub.client == self.system.id);
                     break;
@@ -597,6 +625,7 @@ impl Engine for StationEngine {
             filter,
             queue,
             subscriber,
+            mqtt: from.protocol == Protocol::Mqtt,
         });
         {
             let mut clients = self.clients.write();

@@ -416,9 +416,15 @@ impl Station {
         self.log.lock().last_seq
     }
 
-    /// Stores `message`, then calls `done` once it is durable (or refused), and then
-    /// lets consumer groups deliver it.
-    pub fn append(self: &Arc<Self>, message: &Message, done: Option<StoredCallback>) {
+    /// Stores `message` with its lineage section (`lineage`, kept beside it; empty:
+    /// none), then calls `done` once it is durable (or refused), and then lets
+    /// consumer groups deliver it.
+    pub fn append(
+        self: &Arc<Self>,
+        message: &Message,
+        lineage: Bytes,
+        done: Option<StoredCallback>,
+    ) {
         let refuse = |e: EngineError, done: Option<StoredCallback>| {
             if let Some(done) = done {
                 done(Err(e));
@@ -496,7 +502,7 @@ impl Station {
             subject: message.subject.bytes().clone(),
             headers: message.headers.clone(),
             payload: message.payload.clone(),
-            lineage: Bytes::new(),
+            lineage,
         };
         let ack = PubAck {
             station: self.name.to_string(),
@@ -623,6 +629,23 @@ impl Station {
         }
     }
 
+    /// The newest `max` stored messages that have a lineage section, newest first,
+    /// as (sequence, subject, lineage): what the lineage index is refilled from at
+    /// start-up. A memory station has nothing stored across a restart.
+    pub fn newest_lineage(&self, max: usize) -> Vec<(u64, Bytes, Bytes)> {
+        if self.log.lock().limits.memory {
+            return Vec::new();
+        }
+        self.store
+            .scan_rev(self.id)
+            .take(max)
+            // A corrupt record (counted and logged by the store) ends the walk.
+            .map_while(Result::ok)
+            .filter(|r| !r.lineage.is_empty())
+            .map(|r| (r.seq, r.subject, r.lineage))
+            .collect()
+    }
+
     /// The subject of a stored message.
     pub fn subject_of(&self, seq: u64) -> Option<Bytes> {
         self.log.lock().index.get(&seq).map(|e| e.subject.clone())
@@ -692,6 +715,7 @@ impl Station {
             headers: r.headers,
             payload: r.payload,
             time: time_of(r.time_ns),
+            lineage: r.lineage,
         }))
     }
 
@@ -894,6 +918,7 @@ impl Station {
             headers: record.headers,
             payload: record.payload,
             time: time_of(record.time_ns),
+            lineage: record.lineage,
         })
     }
 
@@ -938,9 +963,9 @@ fn matches_any(filters: &[SubjectFilter], subject: &Bytes) -> bool {
 
 /// The size a message counts for against `max_bytes`: subject, payload and the
 /// producer's headers, plus fixed overheads. The engine's reserved `Junction-*`
-/// headers (lineage, dead-letter reasons) and `traceparent` (which the engine adds
-/// when missing) are lineage metadata and do not count, so limits mean what they
-/// mean in nats-server.
+/// headers (dead-letter reasons, the MQTT front-end's markers) and `traceparent`
+/// do not count, and neither does the lineage section kept beside the message, so
+/// limits mean what they mean in nats-server.
 pub fn accounted_size(subject: usize, headers: Option<&Headers>, payload: usize) -> u64 {
     let headers = headers.map_or(0, |h| {
         let (n, bytes) = h

@@ -22,6 +22,9 @@ pub(crate) struct Subscription {
     pub filter: SubjectFilter,
     pub queue: Option<QueueGroup>,
     pub subscriber: Arc<dyn Subscriber>,
+    /// The subscriber is an MQTT client: it gets the MQTT front-end's markers
+    /// (`lineage::MQTT_MARKERS`), which every other subscriber is spared.
+    pub mqtt: bool,
 }
 
 /// Everything one subject matches: plain subscriptions, and queue groups (one
@@ -303,6 +306,7 @@ mod tests {
             filter: SubjectFilter::new(filter.to_string()).unwrap(),
             queue: queue.map(|q| QueueGroup::new(q.to_string()).unwrap()),
             subscriber: Arc::new(Nop),
+            mqtt: false,
         })
     }
 

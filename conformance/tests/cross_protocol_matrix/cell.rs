@@ -4,7 +4,7 @@
 
 use crate::consumers::{Consumer, Delivery};
 use crate::producers::Producer;
-use crate::setup::{Matrix, Place, Target};
+use crate::setup::{Matrix, Place, SCHEMA_STATION, Target};
 use crate::table::{Check, Expect, Outcome, Proto, expect, wildcard};
 use std::sync::{Arc, Mutex};
 
@@ -132,7 +132,14 @@ pub async fn run(m: Arc<Matrix>, p: Proto, c: Proto, outcomes: Outcomes) {
                 Ok(()) => match consumer.receive().await {
                     Err(e) => fail_rest(&outcomes, &main_checks, &format!("receive: {e}")),
                     Ok(ds) => {
-                        main_checks_on(&outcomes, p, c, &plain, &msgs, &ds);
+                        // The stored copy's lineage, as a client that opts in reads it.
+                        let stored = stored_lineage(
+                            &m,
+                            &format!("/v1/stations/{}/messages", plain.station),
+                            &plain.subject,
+                        )
+                        .await;
+                        main_checks_on(&outcomes, p, c, &plain, &msgs, &ds, &stored);
                         if matches!(expect(p, c, Check::Nak), Expect::Green(_)) {
                             let stored: Vec<Delivery> =
                                 ds.iter().filter(|d| d.stored).cloned().collect();
@@ -159,6 +166,7 @@ fn main_checks_on(
     place: &Place,
     msgs: &Messages,
     ds: &[Delivery],
+    stored: &Result<Vec<(String, String)>, String>,
 ) {
     let mqtt_qos = if p.is_mqtt() { 1 } else { 0 };
     record(
@@ -209,7 +217,10 @@ fn main_checks_on(
         );
     }
     if c != Proto::Mqtt311 {
-        let result = each(ds, |d| lineage(p, place, d));
+        let result = each(ds, |d| lineage(p, place, d)).and_then(|()| match stored {
+            Ok(h) => stored_lineage_names(p, place, h),
+            Err(e) => Err(e.clone()),
+        });
         match expect(p, c, Check::Lineage) {
             Expect::Green(_) => record(outcomes, Check::Lineage, result),
             // The N/A is verified: the documented behaviour holds.
@@ -226,56 +237,97 @@ fn main_checks_on(
     }
 }
 
-/// Lineage of one delivery (docs/lineage.md, docs/mqtt.md "Lineage headers").
-fn lineage(p: Proto, place: &Place, d: &Delivery) -> Result<(), String> {
-    let all = || format!("headers {:?}", d.headers);
-    if d.stored {
-        ensure(d.header("Junction-Origin-Protocol") == [p.origin()], || {
+/// Lineage of one delivery (docs/lineage.md): none in the headers. Every consumer
+/// gets exactly the producer's headers; the forged `Junction-Origin-Protocol` the
+/// producer sent is gone, and the MQTT front-end's own markers stay with it.
+fn lineage(_p: Proto, _place: &Place, d: &Delivery) -> Result<(), String> {
+    let stamped: Vec<&String> = d
+        .headers
+        .iter()
+        .flatten()
+        .map(|(k, _)| k)
+        .filter(|k| k.to_ascii_lowercase().starts_with("junction-"))
+        .collect();
+    ensure(stamped.is_empty(), || {
+        format!(
+            "a {} delivery carries {stamped:?}; headers {:?}",
+            d.via(),
+            d.headers
+        )
+    })
+}
+
+/// The headers of the newest message on `subject` in the page at `path`, read
+/// over HTTP with `Junction-Lineage: true`.
+async fn stored_lineage(
+    m: &Matrix,
+    path: &str,
+    subject: &str,
+) -> Result<Vec<(String, String)>, String> {
+    let reply = m
+        .api
+        .send(
+            m.api
+                .request(reqwest::Method::GET, path)
+                .query(&[("subject", subject)])
+                .header("Junction-Lineage", "true"),
+        )
+        .await;
+    if reply.status != 200 {
+        return Err(format!("{path}: {} {}", reply.status, reply.json));
+    }
+    let last = reply.json["messages"]
+        .as_array()
+        .and_then(|a| a.last())
+        .ok_or_else(|| format!("{path}: no stored message on {subject}"))?;
+    let mut headers = Vec::new();
+    for (k, v) in last["headers"].as_object().into_iter().flatten() {
+        match v {
+            serde_json::Value::Array(vs) => headers.extend(
+                vs.iter()
+                    .map(|v| (k.clone(), v.as_str().unwrap_or_default().to_string())),
+            ),
+            v => headers.push((k.clone(), v.as_str().unwrap_or_default().to_string())),
+        }
+    }
+    Ok(headers)
+}
+
+/// The stored copy's lineage, rendered on request, names the producer: its
+/// protocol (not the forged value), the subject and a 32-hex-digit message id.
+fn stored_lineage_names(p: Proto, place: &Place, h: &[(String, String)]) -> Result<(), String> {
+    let get = |name: &str| -> Vec<&str> {
+        h.iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    };
+    let all = || format!("stored copy read with Junction-Lineage: {h:?}");
+    ensure(get("Junction-Origin-Protocol") == [p.origin()], || {
+        format!(
+            "Junction-Origin-Protocol should be [{:?}]; {}",
+            p.origin(),
+            all()
+        )
+    })?;
+    ensure(
+        get("Junction-Origin-Subject") == [place.subject.as_str()],
+        || {
             format!(
-                "Junction-Origin-Protocol should be [{:?}]; {}",
-                p.origin(),
+                "Junction-Origin-Subject should be [{:?}]; {}",
+                place.subject,
                 all()
             )
-        })?;
-        ensure(
-            d.header("Junction-Origin-Subject") == [place.subject.as_str()],
-            || {
-                format!(
-                    "Junction-Origin-Subject should be [{:?}]; {}",
-                    place.subject,
-                    all()
-                )
-            },
-        )?;
-        let id = d.header("Junction-Msg-Id");
-        ensure(
-            id.len() == 1 && id[0].len() == 32 && id[0].bytes().all(|b| b.is_ascii_hexdigit()),
-            || format!("Junction-Msg-Id should be 32 hex digits; {}", all()),
-        )?;
-        ensure(d.header("traceparent").len() == 1, || {
-            format!("one traceparent expected; {}", all())
-        })
-    } else if p.is_mqtt() {
-        ensure(d.header("Junction-Origin-Protocol") == ["mqtt"], || {
-            format!("Junction-Origin-Protocol should be [\"mqtt\"]; {}", all())
-        })?;
-        let topic = place.topic();
-        ensure(
-            d.header("Junction-Origin-Topic") == [topic.as_str()],
-            || format!("Junction-Origin-Topic should be [{topic:?}]; {}", all()),
-        )
-    } else {
-        let stamped: Vec<&String> = d
-            .headers
-            .iter()
-            .flatten()
-            .map(|(k, _)| k)
-            .filter(|k| k.to_ascii_lowercase().starts_with("junction-"))
-            .collect();
-        ensure(stamped.is_empty(), || {
-            format!("a live delivery carries {stamped:?}; {}", all())
-        })
-    }
+        },
+    )?;
+    let id = get("Junction-Msg-Id");
+    ensure(
+        id.len() == 1 && id[0].len() == 32 && id[0].bytes().all(|b| b.is_ascii_hexdigit()),
+        || format!("Junction-Msg-Id should be 32 hex digits; {}", all()),
+    )?;
+    ensure(get("traceparent").len() == 1, || {
+        format!("one traceparent expected; {}", all())
+    })
 }
 
 /// NAKs the stored delivery and checks its redelivery, then acks it.
@@ -298,16 +350,12 @@ async fn nak_check(consumer: &mut Consumer, stored: &[Delivery]) -> Result<(), S
     ensure(again.delivery_count == Some(2), || {
         format!("redelivery count {:?}, expected 2", again.delivery_count)
     })?;
-    ensure(
-        again.header("Junction-Msg-Id") == first.header("Junction-Msg-Id"),
-        || {
-            format!(
-                "redelivered Junction-Msg-Id {:?} ≠ {:?}",
-                again.header("Junction-Msg-Id"),
-                first.header("Junction-Msg-Id")
-            )
-        },
-    )?;
+    ensure(again.headers == first.headers, || {
+        format!(
+            "redelivered headers {:?} ≠ {:?}",
+            again.headers, first.headers
+        )
+    })?;
     consumer.ack().await
 }
 
@@ -375,7 +423,10 @@ async fn dead_letter_check(
         want("Junction-Dls-Reason", "schema_violation", d)?;
         want("Junction-Dls-Station", schema.station, d)?;
         want("Junction-Dls-Subject", &schema.subject, d)?;
-        want("Junction-Origin-Protocol", p.origin(), d)?;
+        // The copy keeps the original's lineage beside it, not in its headers.
+        ensure(d.header("Junction-Origin-Protocol").is_empty(), || {
+            format!("a dead letter carries lineage headers: {:?}", d.headers)
+        })?;
         ensure(
             d.header("Junction-Dls-Validation-Error")
                 .first()
@@ -385,5 +436,23 @@ async fn dead_letter_check(
     })?;
     consumer.ack().await?;
     consumer.close().await;
+    // Read with its lineage, the copy names the producer of the refused message.
+    let h = stored_lineage(
+        m,
+        &format!("/v1/stations/{SCHEMA_STATION}/dls/messages"),
+        &dls.subject,
+    )
+    .await?;
+    let origin: Vec<&str> = h
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("Junction-Origin-Protocol"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    ensure(origin == [p.origin()], || {
+        format!(
+            "dead letter read with Junction-Lineage: Junction-Origin-Protocol should be [{:?}]; {h:?}",
+            p.origin()
+        )
+    })?;
     Ok(())
 }

@@ -188,13 +188,13 @@ impl Check {
                  property)."
             }
             Check::Lineage => {
-                "Stored reads (JetStream, HTTP group, WebSocket attach) carry \
-                 `Junction-Origin-Protocol` equal to the producer's protocol (a forged one \
-                 sent by the producer is gone), `Junction-Origin-Subject`, a 32-hex-digit \
-                 `Junction-Msg-Id` and a `traceparent`. Live subscribers see MQTT \
-                 publishes with the MQTT front-end's `Junction-Origin-Protocol: mqtt` and \
-                 `Junction-Origin-Topic`; for every other producer the N/A is verified: no \
-                 `Junction-*` header reaches a live subscriber."
+                "Lineage is kept beside the message, not in its headers: no delivery, live \
+                 or stored, carries a `Junction-*` header (the forged \
+                 `Junction-Origin-Protocol` the producer sent is gone, and the MQTT \
+                 front-end's own markers stay with MQTT). The stored copy read over HTTP \
+                 with `Junction-Lineage: true` carries `Junction-Origin-Protocol` equal to \
+                 the producer's protocol, `Junction-Origin-Subject`, a 32-hex-digit \
+                 `Junction-Msg-Id` and a `traceparent`."
             }
             Check::Wildcard => {
                 "The consumer subscribes only with its protocol's wildcard, alternating \
@@ -235,8 +235,6 @@ impl Check {
 pub enum Reason {
     /// MQTT 3.1.1 has no headers.
     Mqtt311NoHeaders,
-    /// Live fan-out is not stamped.
-    LiveUnstamped,
     /// NATS core subscriptions have no acknowledgements.
     CoreNoAck,
     /// MQTT has no negative acknowledgement.
@@ -245,9 +243,8 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in footnote order.
-    pub const ALL: [Reason; 4] = [
+    pub const ALL: [Reason; 3] = [
         Reason::Mqtt311NoHeaders,
-        Reason::LiveUnstamped,
         Reason::CoreNoAck,
         Reason::MqttNoNak,
     ];
@@ -268,13 +265,6 @@ impl Reason {
                 "MQTT 3.1.1 has no headers or properties: a 3.1.1 producer cannot send \
                  headers and a 3.1.1 consumer never sees them, lineage included \
                  (docs/mqtt.md \"Lineage headers\", docs/lineage.md \"Per protocol\")."
-            }
-            Reason::LiveUnstamped => {
-                "Live subscribers get a message as it was published: the engine stamps \
-                 lineage on stored messages only, and live fan-out does not carry the \
-                 stored copy's stamp (docs/lineage.md \"Only stored messages are \
-                 stamped\"). Only the MQTT front-end adds its own lineage to MQTT \
-                 publishes (docs/mqtt.md). Verified: no `Junction-*` header arrives."
             }
             Reason::CoreNoAck => {
                 "A NATS core subscription is live: nothing is acknowledged, so there is \
@@ -357,11 +347,7 @@ pub fn expect(p: Proto, c: Proto, check: Check) -> Expect {
         }
         Check::Lineage => match c {
             Mqtt311 => Expect::NotApplicable(Reason::Mqtt311NoHeaders),
-            JetStream | Http => green("stored"),
-            WebSocket if p.is_mqtt() => green("stored + live"),
-            WebSocket => green("stored (live: none)"),
-            NatsCore | Mqtt5 if p.is_mqtt() => green("live, MQTT front-end"),
-            NatsCore | Mqtt5 => Expect::NotApplicable(Reason::LiveUnstamped),
+            _ => green("opt-in"),
         },
         Check::Wildcard => {
             let one = wildcard(p, c) == Wildcard::OneLevel;

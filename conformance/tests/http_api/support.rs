@@ -300,8 +300,8 @@ pub fn deliveries(m: &Value) -> u64 {
         .unwrap_or_else(|| panic!("no delivery_count: {m}"))
 }
 
-/// A stored message's headers without the lineage the engine stamps
-/// (`Junction-*`, `traceparent`): what the producer sent.
+/// A stored message's headers without `Junction-*` ones (dead-letter reasons,
+/// lineage rendered on request) and `traceparent`: what the producer sent.
 pub fn producer_headers(m: &Value) -> Value {
     let mut h = m["headers"].clone();
     if let Some(o) = h.as_object_mut() {

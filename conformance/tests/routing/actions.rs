@@ -142,6 +142,21 @@ async fn drop_and_resubject() {
     let modern = messages(&api, "modern").await;
     assert_eq!(modern.len(), 1);
     assert_eq!(modern[0]["subject"], "modern.eu");
-    // Lineage remembers where it was published.
-    assert_eq!(modern[0]["headers"]["Junction-Origin-Subject"], "modern.eu");
+    // Lineage remembers where it was published (rendered on request only).
+    assert!(
+        modern[0]["headers"]
+            .get("Junction-Origin-Subject")
+            .is_none()
+    );
+    let with_lineage = api
+        .send(
+            api.request(reqwest::Method::GET, "/v1/stations/modern/messages/1")
+                .header("Junction-Lineage", "true"),
+        )
+        .await
+        .expect(200);
+    assert_eq!(
+        with_lineage["headers"]["Junction-Origin-Subject"],
+        "modern.eu"
+    );
 }

@@ -287,6 +287,31 @@ impl ClientRecord {
         d.user = user;
     }
 
+    /// A record naming one caller of a gateway client (an HTTP request): the same
+    /// id, tenant, protocol and kind as `self`, with the caller's address, name
+    /// (its `User-Agent`) and authenticated user. Publishing with it makes lineage
+    /// name the caller rather than the shared gateway; traffic is still counted on
+    /// `self`, the client the engine knows.
+    pub fn for_caller(
+        &self,
+        remote: SocketAddr,
+        name: Option<String>,
+        user: Option<String>,
+    ) -> ClientRecord {
+        let record = ClientRecord::new(
+            self.id,
+            self.tenant.clone(),
+            &NewClient {
+                protocol: self.protocol,
+                remote,
+            },
+        );
+        record.set_kind(self.kind());
+        record.set_no_echo(self.no_echo());
+        record.set_identity(name, None, None, user);
+        record
+    }
+
     /// The client's name, if it announced one.
     pub fn name(&self) -> Option<String> {
         self.details.lock().name.clone()

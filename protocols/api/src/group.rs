@@ -74,6 +74,9 @@ pub struct GroupConfig {
     pub max_bytes: i64,
     /// Deliver headers only, without payloads.
     pub headers_only: bool,
+    /// Render each delivered message's lineage as `Junction-*` headers (off: every
+    /// member gets exactly the headers the producer sent).
+    pub lineage_headers: bool,
     /// Free-form metadata.
     pub metadata: std::collections::BTreeMap<String, String>,
 }
@@ -97,6 +100,7 @@ impl Default for GroupConfig {
             max_expires: Duration::ZERO,
             max_bytes: 0,
             headers_only: false,
+            lineage_headers: false,
             metadata: Default::default(),
         }
     }

@@ -51,9 +51,11 @@ pub use group::{
 };
 pub use headers::Headers;
 pub use lineage::{
-    LINEAGE_CLIENT, LINEAGE_CONN_ID, LINEAGE_MSG_ID, LINEAGE_PROTOCOL, LINEAGE_RECEIVED,
-    LINEAGE_SUBJECT, LineageDelivery, LineageEdge, LineageGraph, LineageMessage, LineageNodeKind,
-    LineageTrace, RESERVED_PREFIX, TRACEPARENT, is_reserved_header, trace_id_of,
+    LINEAGE_CLIENT, LINEAGE_CONN_ID, LINEAGE_METADATA_KEY, LINEAGE_MSG_ID, LINEAGE_OPT_IN,
+    LINEAGE_PROTOCOL, LINEAGE_RECEIVED, LINEAGE_REMOTE, LINEAGE_SUBJECT, LINEAGE_USER,
+    LineageDelivery, LineageEdge, LineageError, LineageGraph, LineageMessage, LineageNodeKind,
+    LineageRecord, LineageTrace, RESERVED_PREFIX, TRACEPARENT, hex_id, is_reserved_header,
+    parse_hex_id, protocol_name, render_lineage, trace_id_of,
 };
 pub use message::Message;
 pub use routing::{Predicate, RoutingAction, RoutingRule};

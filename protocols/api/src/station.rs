@@ -165,6 +165,18 @@ pub struct StoredMessage {
     pub payload: Bytes,
     /// When the station received it.
     pub time: SystemTime,
+    /// Its lineage section (a [`LineageRecord`](crate::LineageRecord); empty: none),
+    /// kept beside the headers, never in them. A front-end renders it only for a
+    /// consumer that asked ([`render_lineage`](crate::render_lineage)).
+    pub lineage: Bytes,
+}
+
+impl StoredMessage {
+    /// Adds the lineage headers (for a consumer that opted in to lineage).
+    pub fn render_lineage(&mut self) {
+        let subject = self.subject.to_str_lossy().into_owned();
+        crate::render_lineage(&self.lineage, &subject, &mut self.headers);
+    }
 }
 
 /// The answer to a durable publish.

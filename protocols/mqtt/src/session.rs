@@ -17,11 +17,15 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-/// Header: the protocol a message came in on (lineage).
+/// Header (the front-end's marker): the message came in over MQTT, so its
+/// `Mqtt-*` headers are the front-end's own. Reserved, so no other producer can set
+/// it; the engine keeps the markers only for MQTT subscribers and the front-end's
+/// own stations, and no subscriber gets them as user properties.
 pub const H_ORIGIN_PROTOCOL: &str = "Junction-Origin-Protocol";
-/// Header: the MQTT client id that published it (lineage).
+/// Header (the front-end's marker): the MQTT client id that published it (No
+/// Local).
 pub const H_ORIGIN_CLIENT: &str = "Junction-Client-Name";
-/// Header: the MQTT topic it was published to (lineage).
+/// Header (the front-end's marker): the MQTT topic it was published to.
 pub const H_ORIGIN_TOPIC: &str = "Junction-Origin-Topic";
 /// Header: the QoS it was published with.
 pub const H_MQTT_QOS: &str = "Mqtt-Qos";
@@ -38,9 +42,13 @@ pub const H_MQTT_EXPIRES: &str = "Mqtt-Expires-At";
 /// Header: MQTT 5 Content Type (shared with HTTP).
 pub const H_CONTENT_TYPE: &str = "Content-Type";
 
-/// Headers the MQTT front-end manages itself: not passed on as user properties.
+/// Headers the MQTT front-end manages itself: not passed on as user properties
+/// (MQTT-3.3.2-17: a subscriber gets the publisher's user properties unaltered).
 pub fn is_internal_header(name: &str) -> bool {
     [
+        H_ORIGIN_PROTOCOL,
+        H_ORIGIN_CLIENT,
+        H_ORIGIN_TOPIC,
         H_MQTT_QOS,
         H_MQTT_STORED,
         H_MQTT_RETAIN,

@@ -5,9 +5,9 @@ use super::ApiState;
 use super::auth::Tenant;
 use super::error::{AppError, ErrorBody};
 use super::extract::{ApiPath, ApiQuery};
-use super::wire::{MessageJson, parse_rfc3339};
+use super::wire::{MessageJson, parse_rfc3339, wants_lineage};
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::{Extension, Json};
 use junction_api::{Engine, EngineError, MessageQuery, SubjectFilter, TenantId};
 use serde::{Deserialize, Serialize};
@@ -49,6 +49,7 @@ fn read_page(
     start: u64,
     filter: &str,
     limit: usize,
+    lineage: bool,
 ) -> Result<MessagesPage, AppError> {
     let mut messages = Vec::with_capacity(limit.min(64));
     let mut next = start;
@@ -60,7 +61,7 @@ fn read_page(
         match engine.get_message(tenant, station, query) {
             Ok(m) => {
                 next = m.seq + 1;
-                messages.push(MessageJson::from_stored(&m));
+                messages.push(MessageJson::from_stored_with(&m, lineage));
             }
             Err(EngineError::MessageNotFound) => break,
             Err(e) => return Err(e.into()),
@@ -80,7 +81,11 @@ fn read_page(
     get,
     path = "/v1/stations/{station}/messages",
     tag = "consume",
-    params(("station" = String, Path, description = "Station name"), BrowseQuery),
+    params(
+        ("station" = String, Path, description = "Station name"),
+        BrowseQuery,
+        ("Junction-Lineage" = Option<bool>, Header, description = "`true`: render each message's lineage as `Junction-*` headers (default: exactly the producer's headers)"),
+    ),
     responses(
         (status = 200, description = "A page of messages", body = MessagesPage),
         (status = 400, description = "Bad query", body = ErrorBody),
@@ -93,16 +98,22 @@ pub async fn list_messages(
     Extension(Tenant(tenant)): Extension<Tenant>,
     ApiPath(station): ApiPath<String>,
     ApiQuery(query): ApiQuery<BrowseQuery>,
+    headers: HeaderMap,
 ) -> Result<Json<MessagesPage>, AppError> {
-    browse(&state, tenant, station, query).await.map(Json)
+    let lineage = wants_lineage(&headers)?;
+    browse(&state, tenant, station, query, lineage)
+        .await
+        .map(Json)
 }
 
-/// Reads a page of `station` as `query` asks.
+/// Reads a page of `station` as `query` asks (with lineage headers when
+/// `lineage`).
 pub async fn browse(
     state: &ApiState,
     tenant: TenantId,
     station: String,
     query: BrowseQuery,
+    lineage: bool,
 ) -> Result<MessagesPage, AppError> {
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
     if limit == 0 || limit > MAX_PAGE {
@@ -140,7 +151,7 @@ pub async fn browse(
     };
     let engine = state.engine.clone();
     tokio::task::spawn_blocking(move || {
-        read_page(&*engine, &tenant, &station, start, &filter, limit)
+        read_page(&*engine, &tenant, &station, start, &filter, limit, lineage)
     })
     .await
     .map_err(|e| AppError::Internal(format!("browse task failed: {e}")))?
@@ -154,6 +165,7 @@ pub async fn browse(
     params(
         ("station" = String, Path, description = "Station name"),
         ("seq" = u64, Path, description = "Sequence number"),
+        ("Junction-Lineage" = Option<bool>, Header, description = "`true`: render each message's lineage as `Junction-*` headers (default: exactly the producer's headers)"),
     ),
     responses(
         (status = 200, description = "The message", body = MessageJson),
@@ -164,11 +176,13 @@ pub async fn get_message(
     State(state): State<Arc<ApiState>>,
     Extension(Tenant(tenant)): Extension<Tenant>,
     ApiPath((station, seq)): ApiPath<(String, u64)>,
+    headers: HeaderMap,
 ) -> Result<Json<MessageJson>, AppError> {
+    let lineage = wants_lineage(&headers)?;
     let m = state
         .engine
         .get_message(&tenant, &station, MessageQuery::Seq(seq))?;
-    Ok(Json(MessageJson::from_stored(&m)))
+    Ok(Json(MessageJson::from_stored_with(&m, lineage)))
 }
 
 /// Delete one stored message.

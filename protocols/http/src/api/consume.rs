@@ -12,7 +12,7 @@ use super::error::{AppError, ErrorBody};
 use super::extract::{ApiPath, JsonBody};
 use super::wire::MessageJson;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::{Extension, Json};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -148,6 +148,7 @@ pub fn parse_ack_token(token: &str, station: &str, group: &str) -> Option<u64> {
     params(
         ("station" = String, Path, description = "Station name"),
         ("group" = String, Path, description = "Group name"),
+        ("Junction-Lineage" = Option<bool>, Header, description = "`true`: render each message's lineage as `Junction-*` headers (default: exactly the producer's headers)"),
     ),
     request_body = FetchBody,
     responses(
@@ -162,8 +163,10 @@ pub async fn fetch(
     State(state): State<Arc<ApiState>>,
     Extension(Tenant(tenant)): Extension<Tenant>,
     ApiPath((station, group)): ApiPath<(String, String)>,
+    headers: HeaderMap,
     JsonBody(body): JsonBody<FetchBody>,
 ) -> Result<Json<FetchResponse>, AppError> {
+    let lineage = super::wire::wants_lineage(&headers)?;
     if body.batch == 0 || body.batch > MAX_FETCH_BATCH {
         return Err(AppError::invalid(
             "invalid_batch",
@@ -237,7 +240,7 @@ pub async fn fetch(
     let messages = delivered
         .iter()
         .map(|d| FetchedMessage {
-            message: MessageJson::from_stored(&d.message),
+            message: MessageJson::from_stored_with(&d.message, lineage),
             delivery_count: d.delivery_count,
             ack_token: ack_token(&station, &group, d.message.seq, d.delivery_count),
         })

@@ -45,7 +45,11 @@ fn dls_of(state: &ApiState, tenant: &TenantId, station: &str) -> Result<String, 
     get,
     path = "/v1/stations/{station}/dls/messages",
     tag = "dead-letter",
-    params(("station" = String, Path, description = "Station name"), BrowseQuery),
+    params(
+        ("station" = String, Path, description = "Station name"),
+        BrowseQuery,
+        ("Junction-Lineage" = Option<bool>, Header, description = "`true`: render each message's lineage as `Junction-*` headers (default: exactly the producer's headers)"),
+    ),
     responses(
         (status = 200, description = "A page of dead letters", body = MessagesPage),
         (status = 404, description = "No such station, or it has no dead-letter station", body = ErrorBody),
@@ -56,9 +60,11 @@ pub async fn list_dead_letters(
     Extension(Tenant(tenant)): Extension<Tenant>,
     ApiPath(station): ApiPath<String>,
     ApiQuery(query): ApiQuery<BrowseQuery>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Json<MessagesPage>, AppError> {
+    let lineage = super::wire::wants_lineage(&headers)?;
     let dls = dls_of(&state, &tenant, &station)?;
-    browse(&state, tenant, dls, query).await.map(Json)
+    browse(&state, tenant, dls, query, lineage).await.map(Json)
 }
 
 /// How many dead letters a purge removed.

@@ -82,6 +82,10 @@ pub struct GroupRequest {
     pub backoff_ms: Vec<u64>,
     /// Most fetch requests waiting at once (default 512).
     pub max_waiting: Option<i64>,
+    /// Render each delivered message's lineage as `Junction-*` headers (default
+    /// false: every fetch gets exactly the headers the producer sent).
+    #[serde(default)]
+    pub lineage_headers: bool,
     /// Free-form metadata.
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
@@ -162,6 +166,7 @@ impl GroupRequest {
             filter_subjects: self.filter_subjects,
             max_waiting: self.max_waiting.unwrap_or(d.max_waiting),
             max_ack_pending: self.max_ack_pending.unwrap_or(d.max_ack_pending),
+            lineage_headers: self.lineage_headers,
             metadata: self.metadata,
             ..d
         })
@@ -229,6 +234,8 @@ pub struct GroupJson {
     pub backoff_ms: Vec<u64>,
     /// Most waiting fetch requests.
     pub max_waiting: i64,
+    /// Lineage rendered as `Junction-*` headers on every delivery.
+    pub lineage_headers: bool,
     /// Free-form metadata.
     pub metadata: BTreeMap<String, String>,
     /// When it was created.
@@ -272,6 +279,7 @@ impl From<&GroupInfo> for GroupJson {
             filter_subjects: c.filter_subjects.clone(),
             backoff_ms: c.backoff.iter().map(|d| millis(*d)).collect(),
             max_waiting: c.max_waiting,
+            lineage_headers: c.lineage_headers,
             metadata: c.metadata.clone(),
             created: rfc3339(info.created),
             state: GroupStateJson {

@@ -33,8 +33,13 @@ pub struct LineageMessageJson {
     pub protocol: String,
     /// The producer's connection id.
     pub conn_id: u64,
-    /// The producer's client name, if it gave one.
+    /// The producer's client name, if it gave one (for HTTP, the caller's
+    /// `User-Agent`).
     pub client: Option<String>,
+    /// The producer's address (for HTTP, the caller's).
+    pub remote: Option<String>,
+    /// The user the producer authenticated as, if any.
+    pub user: Option<String>,
     /// The subject it was published on.
     pub subject: String,
     /// When the broker received it (RFC 3339).
@@ -54,6 +59,8 @@ impl From<&LineageMessage> for LineageMessageJson {
             protocol: m.protocol.clone(),
             conn_id: m.conn_id,
             client: m.client.clone(),
+            remote: m.remote.clone(),
+            user: m.user.clone(),
             subject: m.subject.clone(),
             received: rfc3339(m.received),
             station: m.station.clone(),

@@ -9,7 +9,7 @@ use super::auth::Tenant;
 use super::error::{AppError, ErrorBody, ErrorDetail};
 use super::extract::{ApiPath, ApiQuery, body_bytes, parse_json};
 use super::wire::{HeadersJson, decode_payload, headers_from_json, headers_from_request};
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -19,6 +19,7 @@ use junction_api::{
     SubjectFilter,
 };
 use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 use utoipa::{IntoParams, ToSchema};
@@ -107,15 +108,66 @@ impl Pending {
     }
 }
 
-/// Publishes `message` as `client`; the returned [`Pending`] resolves once the
-/// capturing station (if any) has stored or refused it.
-pub fn start_publish(state: &ApiState, client: &ClientRecord, message: &Message) -> Pending {
+/// Who an HTTP request publishes for, as lineage names it: the caller's address,
+/// its `User-Agent` and, when the broker requires credentials, the user it signed
+/// in as (a bearer token names no user).
+pub struct Caller {
+    remote: Option<SocketAddr>,
+    agent: Option<String>,
+    user: Option<String>,
+}
+
+impl Caller {
+    /// The caller of `request`.
+    pub fn of(state: &ApiState, request: &Request) -> Caller {
+        let headers = request.headers();
+        let user = if state.engine.auth_required() {
+            match super::auth::credentials(headers) {
+                Ok(junction_api::Credentials::UserPassword { user, .. }) => Some(user),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        Caller {
+            remote: request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0),
+            agent: headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned),
+            user,
+        }
+    }
+
+    /// The record the gateway client `client` publishes this caller's messages
+    /// with.
+    pub fn record(self, client: &ClientRecord) -> ClientRecord {
+        client.for_caller(self.remote.unwrap_or(client.remote), self.agent, self.user)
+    }
+}
+
+/// Publishes `message` for `producer` (the gateway client `client`, or a caller
+/// of it: see [`Caller`]); the returned [`Pending`] resolves once the capturing
+/// station (if any) has stored or refused it.
+pub fn start_publish(
+    state: &ApiState,
+    client: &ClientRecord,
+    producer: &ClientRecord,
+    message: &Message,
+) -> Pending {
     let (tx, rx) = oneshot::channel();
     let callback: StoredCallback = Box::new(move |result| {
         let _ = tx.send(result);
     });
     client.stats.record_in(message.payload.len());
-    let outcome = state.engine.publish_stored(client, message, Some(callback));
+    let outcome = state
+        .engine
+        .publish_stored(producer, message, Some(callback));
     Pending {
         captured: outcome.captured,
         delivered: outcome.delivered,
@@ -175,6 +227,7 @@ pub async fn publish_subject(
     ApiPath(subject): ApiPath<String>,
     request: Request,
 ) -> Result<Response, AppError> {
+    let caller = Caller::of(&state, &request);
     let headers = headers_from_request(request.headers())?;
     let payload = body_bytes(request, &()).await?;
     check_size(&state, &payload)?;
@@ -187,7 +240,11 @@ pub async fn publish_subject(
         headers,
         payload,
     };
-    match start_publish(&state, &client, &message).outcome().await? {
+    let producer = caller.record(&client);
+    match start_publish(&state, &client, &producer, &message)
+        .outcome()
+        .await?
+    {
         Published::Stored(ack) => Ok(stored_response(ack)),
         Published::Live(delivered) => Ok(Json(DeliveredJson { delivered }).into_response()),
         Published::Dropped(rule) => Ok(Published::dropped_response(rule)),
@@ -295,6 +352,7 @@ pub async fn publish_to_station(
     ApiQuery(query): ApiQuery<StationPublishQuery>,
     request: Request,
 ) -> Result<Response, AppError> {
+    let caller = Caller::of(&state, &request);
     let headers = headers_from_request(request.headers())?;
     let payload = body_bytes(request, &()).await?;
     check_size(&state, &payload)?;
@@ -307,7 +365,11 @@ pub async fn publish_to_station(
         headers,
         payload,
     };
-    match start_publish(&state, &client, &message).outcome().await? {
+    let producer = caller.record(&client);
+    match start_publish(&state, &client, &producer, &message)
+        .outcome()
+        .await?
+    {
         Published::Stored(ack) => {
             if ack.station != station {
                 tracing::warn!(
@@ -451,6 +513,7 @@ pub async fn publish_batch(
     ApiPath(station): ApiPath<String>,
     request: Request,
 ) -> Result<Json<BatchResponse>, AppError> {
+    let caller = Caller::of(&state, &request);
     let headers = request.headers().clone();
     let body = body_bytes(request, &()).await?;
     let items = parse_batch(&headers, &body)?;
@@ -465,12 +528,13 @@ pub async fn publish_batch(
     }
     let info = state.engine.station_info(&tenant, &station)?;
     let client = state.clients.get(&tenant)?;
+    let producer = caller.record(&client);
     // Publish everything first so the station commits them together, then wait.
     let pending: Vec<Result<Pending, AppError>> = items
         .into_iter()
         .map(|item| {
             batch_message(&state, &info.config, item)
-                .map(|message| start_publish(&state, &client, &message))
+                .map(|message| start_publish(&state, &client, &producer, &message))
         })
         .collect();
     let mut results = Vec::with_capacity(pending.len());

@@ -52,8 +52,35 @@ pub struct MessageJson {
     pub payload_base64: Option<String>,
 }
 
+/// Did the request ask for lineage (`Junction-Lineage: true`)? `false`/`0` or no
+/// header: no; anything else is a 400 `invalid_header`.
+pub fn wants_lineage(headers: &axum::http::HeaderMap) -> Result<bool, super::error::AppError> {
+    let Some(v) = headers.get(junction_api::LINEAGE_OPT_IN) else {
+        return Ok(false);
+    };
+    match v.to_str().map(|s| s.trim().to_ascii_lowercase()).as_deref() {
+        Ok("true" | "1") => Ok(true),
+        Ok("false" | "0") => Ok(false),
+        _ => Err(super::error::AppError::bad_request(
+            "invalid_header",
+            format!("{}: expected true or false", junction_api::LINEAGE_OPT_IN),
+        )),
+    }
+}
+
 impl MessageJson {
-    /// The JSON form of a stored message.
+    /// The JSON form of a stored message, with its lineage rendered as `Junction-*`
+    /// headers when `lineage` (the caller opted in).
+    pub fn from_stored_with(m: &StoredMessage, lineage: bool) -> Self {
+        if lineage && !m.lineage.is_empty() {
+            let mut m = m.clone();
+            m.render_lineage();
+            return Self::from_stored(&m);
+        }
+        Self::from_stored(m)
+    }
+
+    /// The JSON form of a stored message: exactly the headers its producer sent.
     pub fn from_stored(m: &StoredMessage) -> Self {
         let (payload, payload_base64) = encode_payload(&m.payload);
         MessageJson {
@@ -187,7 +214,16 @@ pub fn headers_from_request(request: &HeaderMap) -> Result<Option<Headers>, AppE
 }
 
 /// `content-type` → `Content-Type`, as Go's `CanonicalMIMEHeaderKey` writes it.
+/// The W3C trace context headers keep the spelling their specification gives
+/// (`traceparent`, `tracestate`), which OpenTelemetry's NATS and MQTT propagators
+/// look up.
 pub fn canonical_name(lower: &str) -> String {
+    if ["traceparent", "tracestate"]
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case(lower))
+    {
+        return lower.to_ascii_lowercase();
+    }
     let mut out = String::with_capacity(lower.len());
     let mut upper = true;
     for c in lower.chars() {
@@ -298,6 +334,7 @@ mod tests {
     #[test]
     fn canonical_header_names() {
         assert_eq!(canonical_name("trace-id"), "Trace-Id");
+        assert_eq!(canonical_name("traceparent"), "traceparent");
         assert_eq!(
             canonical_name("nats-expected-last-sequence"),
             "Nats-Expected-Last-Sequence"

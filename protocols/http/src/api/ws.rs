@@ -476,7 +476,7 @@ fn handle(
                 Ok(m) => m,
                 Err(e) => return Some(error_frame(reference.as_ref(), &e)),
             };
-            let pending = start_publish(state, client, &message);
+            let pending = start_publish(state, client, client, &message);
             let tx = tx.clone();
             tokio::spawn(async move {
                 let text = match pending.outcome().await {

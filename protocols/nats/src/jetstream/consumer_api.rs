@@ -299,6 +299,12 @@ fn group_config(c: &ConsumerConfig, durable: bool) -> Result<GroupConfig, ApiErr
         max_expires: dur(c.max_expires),
         max_bytes: c.max_bytes,
         headers_only: c.headers_only,
+        // Lineage as `Junction-*` headers is Junction's own opt-in; JetStream
+        // clients set it through the consumer's metadata.
+        lineage_headers: c
+            .metadata
+            .get(junction_api::LINEAGE_METADATA_KEY)
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
         metadata: c.metadata.clone(),
     })
 }
