@@ -39,6 +39,12 @@ pub enum Command {
     /// idle connections, cross-protocol), like `nats bench` and `emqtt-bench`.
     #[command(long_about = crate::bench::LONG_ABOUT)]
     Bench(Box<crate::bench::BenchArgs>),
+    /// Ask a broker's /healthz whether it is healthy: exit 0 on 200, 1 with the
+    /// reason otherwise (for container healthchecks; no curl needed).
+    Health(crate::health::HealthArgs),
+    /// Put a running broker in lame-duck mode (SIGUSR2: /readyz answers 503, clients
+    /// stay served), then wait; for a Kubernetes preStop hook.
+    LameDuck(crate::lame_duck::LameDuckArgs),
 }
 
 /// Flags of `junction serve`. Precedence: defaults, then the config file, then

@@ -14,6 +14,8 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod fd_budget;
+pub mod health;
+pub mod lame_duck;
 mod serve;
 
 pub use config::{Config, ConfigError};

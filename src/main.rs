@@ -96,6 +96,8 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Command::Bench(args)) => junction::bench::main(args),
+        Some(Command::Health(args)) => junction::health::main(args),
+        Some(Command::LameDuck(args)) => junction::lame_duck::main(args),
         Some(Command::Serve(args)) => {
             if args.version {
                 println!("junction: v{}", junction::VERSION);

@@ -78,6 +78,7 @@ pub struct Running {
     tasks: JoinSet<()>,
     engine: Arc<StationEngine>,
     pid_file: Option<std::path::PathBuf>,
+    readiness: junction_http::Readiness,
 }
 
 impl Running {
@@ -112,6 +113,13 @@ impl Running {
             Some(a) => format!("nats://{a}"),
             None => String::new(),
         }
+    }
+
+    /// Lame-duck mode (SIGUSR2, `junction lame-duck`): `/readyz` answers 503 so load
+    /// balancers and Kubernetes Services send no new clients, while every listener
+    /// keeps serving; a shutdown follows.
+    pub fn enter_lame_duck(&self) {
+        self.readiness.set(false);
     }
 
     /// Stops accepting, closes every connection after flushing it, and waits.
@@ -462,40 +470,89 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         tasks,
         engine,
         pid_file: config.pid_file.clone(),
+        readiness,
     })
 }
 
 /// Starts the broker and runs it until SIGINT or SIGTERM, then shuts down
-/// gracefully.
+/// gracefully. SIGHUP does not stop it: configuration reload is not available yet,
+/// and a line in the log says so. SIGUSR2 enters lame-duck mode
+/// ([`Running::enter_lame_duck`]).
 pub async fn run(config: Config) -> Result<(), StartError> {
+    // Handlers first: a signal that arrives while the broker starts must not take
+    // the default action (SIGHUP and SIGUSR2 would end the process).
+    let mut signals = Signals::new();
     let running = start(config).await?;
-    wait_for_signal().await;
+    loop {
+        match signals.next().await {
+            Trapped::Stop => break,
+            Trapped::Reload => tracing::warn!(
+                "Trapped SIGHUP: configuration reload is not available yet; \
+                 still running with the configuration read at start (restart to apply changes)"
+            ),
+            Trapped::LameDuck => {
+                running.enter_lame_duck();
+                tracing::warn!(
+                    "Trapped SIGUSR2: entering lame-duck mode; /readyz answers 503, \
+                     clients stay served until SIGTERM"
+                );
+            }
+        }
+    }
     tracing::info!("Trapped signal; shutting down");
     running.shutdown().await;
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// What a trapped signal asks for.
+enum Trapped {
+    /// SIGTERM or SIGINT: shut down.
+    Stop,
+    /// SIGHUP: reload the configuration (not available yet).
+    Reload,
+    /// SIGUSR2: lame-duck mode.
+    LameDuck,
+}
+
+/// The process's signal handlers, installed once.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
+    unix: Option<[tokio::signal::unix::Signal; 4]>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let all = (|| {
+                Ok::<_, std::io::Error>([
+                    signal(SignalKind::terminate())?,
+                    signal(SignalKind::interrupt())?,
+                    signal(SignalKind::hangup())?,
+                    signal(SignalKind::user_defined2())?,
+                ])
+            })();
+            if let Err(e) = &all {
+                tracing::warn!(error = %e, "cannot install signal handlers; only Ctrl-C stops the broker");
             }
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+            Signals { unix: all.ok() }
         }
+        #[cfg(not(unix))]
+        Signals {}
     }
-    #[cfg(not(unix))]
-    {
+
+    async fn next(&mut self) -> Trapped {
+        #[cfg(unix)]
+        if let Some([term, int, hup, usr2]) = &mut self.unix {
+            return tokio::select! {
+                _ = term.recv() => Trapped::Stop,
+                _ = int.recv() => Trapped::Stop,
+                _ = hup.recv() => Trapped::Reload,
+                _ = usr2.recv() => Trapped::LameDuck,
+            };
+        }
         let _ = tokio::signal::ctrl_c().await;
+        Trapped::Stop
     }
 }

@@ -1,0 +1,351 @@
+//! What deployments rely on from the process, run against the real binary:
+//!
+//! - `junction health` exits 0 when `/healthz` answers 200, and 1 with one line
+//!   saying why when nothing listens or the endpoint answers 503; with no `--url`
+//!   it asks the configured HTTP listener (Docker's HEALTHCHECK, no curl);
+//! - SIGHUP (systemd's `ExecReload`) does not stop the broker: the log says reload
+//!   is not available yet, and every protocol keeps answering;
+//! - `junction lame-duck` (SIGUSR2; the Helm chart's preStop) turns `/readyz` to 503
+//!   while `/healthz` stays 200 and clients keep being served;
+//! - SIGTERM then stops the broker with exit status 0.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// How long any one step may hang before the test fails. A failure guard only.
+const GUARD: Duration = Duration::from_secs(60);
+
+const BIN: &str = env!("CARGO_BIN_EXE_junction");
+
+fn junction(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .current_dir(cwd)
+        .env_clear()
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+async fn run_to_exit(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    tokio::time::timeout(GUARD, junction(cwd, args, env).output())
+        .await
+        .expect("junction exits by itself")
+        .expect("junction runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A `junction serve` on loopback ports, with its log lines as they come.
+struct Broker {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    nats: SocketAddr,
+    http: SocketAddr,
+}
+
+fn addr_after(line: &str, marker: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find(marker)? + marker.len()..];
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+impl Broker {
+    async fn start(dir: &Path) -> Broker {
+        let mut child = junction(
+            dir,
+            &[
+                "serve",
+                "--nats-listen",
+                "127.0.0.1:0",
+                "--mqtt-listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                "data",
+            ],
+            &[("NO_COLOR", "1")],
+        )
+        .spawn()
+        .expect("junction starts");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+        {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut reader = BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = reader.next_line().await {
+                    log.lock().unwrap().push(line.clone());
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        let (mut nats, mut http) = (None, None);
+        let ready = tokio::time::timeout(GUARD, async {
+            while let Some(line) = lines.recv().await {
+                nats = nats.or_else(|| addr_after(&line, "NATS client connections on "));
+                http = http.or_else(|| addr_after(&line, "Listening for HTTP on "));
+                if line.contains("Server is ready") {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        let all = log.lock().unwrap().join("\n");
+        assert_eq!(ready, Ok(true), "junction did not start; its log:\n{all}");
+        Broker {
+            child,
+            log,
+            lines,
+            nats: nats.expect("NATS address in the log"),
+            http: http.expect("HTTP address in the log"),
+        }
+    }
+
+    fn pid(&self) -> String {
+        self.child.id().expect("running").to_string()
+    }
+
+    fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &self.pid()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name}");
+    }
+
+    /// Waits for the first log line (from now on) that contains `needle`.
+    async fn wait_for_line(&mut self, needle: &str) -> String {
+        let found = tokio::time::timeout(GUARD, async {
+            while let Some(line) = self.lines.recv().await {
+                if line.contains(needle) {
+                    return Some(line);
+                }
+            }
+            None
+        })
+        .await;
+        match found {
+            Ok(Some(line)) => line,
+            _ => panic!(
+                "no log line with {needle:?}; the log:\n{}",
+                self.log.lock().unwrap().join("\n")
+            ),
+        }
+    }
+
+    async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let r = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .get(format!("http://{}{path}", self.http))
+            .timeout(GUARD)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+
+    /// A NATS request-reply round trip through the broker.
+    async fn nats_round_trip(&self) {
+        let client = async_nats::connect(format!("nats://{}", self.nats))
+            .await
+            .unwrap();
+        let mut sub = client.subscribe("deploy.check").await.unwrap();
+        client
+            .publish("deploy.check", "alive".into())
+            .await
+            .unwrap();
+        client.flush().await.unwrap();
+        let msg = tokio::time::timeout(GUARD, futures::StreamExt::next(&mut sub))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&msg.payload[..], b"alive");
+    }
+
+    /// SIGTERM, then the exit status.
+    async fn terminate(mut self) -> Option<i32> {
+        self.signal("TERM");
+        tokio::time::timeout(GUARD, self.child.wait())
+            .await
+            .expect("junction exits after SIGTERM")
+            .unwrap()
+            .code()
+    }
+}
+
+#[tokio::test]
+async fn health_exits_0_on_a_healthy_broker_and_1_with_the_reason_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path()).await;
+    let url = format!("http://{}", broker.http);
+
+    let out = run_to_exit(dir.path(), &["health", "--url", &url], &[]).await;
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("{url}/healthz: 200 {{\"status\":\"ok\"}}\n")
+    );
+    assert_eq!(text(&out.stderr), "");
+
+    // No --url: the configured HTTP listener (here from the environment, as a
+    // container's HEALTHCHECK shares the server's environment).
+    let out = run_to_exit(
+        dir.path(),
+        &["health"],
+        &[("JUNCTION_HTTP_LISTEN", &broker.http.to_string())],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with(&format!("{url}/healthz: 200")));
+
+    // The same, from a config file.
+    let config = dir.path().join("junction.toml");
+    std::fs::write(&config, format!("http_listen = \"{}\"\n", broker.http)).unwrap();
+    let out = run_to_exit(
+        dir.path(),
+        &["health", "--config", config.to_str().unwrap()],
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+
+    // A closed port: a free port on loopback that nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let out = run_to_exit(
+        dir.path(),
+        &["health", "--url", &format!("http://{closed}")],
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "junction health: http://{closed}/healthz: connection refused or unreachable (is the broker running there?)\n"
+        )
+    );
+    assert_eq!(text(&out.stdout), "");
+
+    // Nothing to ask: HTTP off and no -m listener.
+    let out = run_to_exit(dir.path(), &["health"], &[("JUNCTION_HTTP_LISTEN", "off")]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "junction health: the configuration has no HTTP listener (http_listen and monitor_listen are off); pass --url\n"
+    );
+
+    assert_eq!(broker.terminate().await, Some(0));
+}
+
+#[tokio::test]
+async fn sighup_logs_that_reload_is_not_available_and_the_broker_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start(dir.path()).await;
+    broker.signal("HUP");
+    let line = broker.wait_for_line("Trapped SIGHUP").await;
+    assert!(
+        line.contains(
+            "configuration reload is not available yet; still running with the configuration read at start (restart to apply changes)"
+        ),
+        "{line}"
+    );
+    // A second one too: the handler stays installed.
+    broker.signal("HUP");
+    broker.wait_for_line("Trapped SIGHUP").await;
+
+    assert_eq!(
+        broker.get("/healthz").await,
+        (200, serde_json::json!({"status": "ok"}))
+    );
+    assert_eq!(
+        broker.get("/readyz").await,
+        (200, serde_json::json!({"status": "ready"}))
+    );
+    broker.nats_round_trip().await;
+    assert_eq!(broker.terminate().await, Some(0));
+}
+
+#[tokio::test]
+async fn lame_duck_fails_readyz_keeps_healthz_and_clients_then_sigterm_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start(dir.path()).await;
+    let pid = broker.pid();
+
+    let out = run_to_exit(dir.path(), &["lame-duck", "--pid", &pid], &[]).await;
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("junction lame-duck: signalled process {pid}; waiting 0s\n")
+    );
+    let line = broker.wait_for_line("Trapped SIGUSR2").await;
+    assert!(line.contains("entering lame-duck mode"), "{line}");
+
+    assert_eq!(
+        broker.get("/readyz").await,
+        (
+            503,
+            serde_json::json!({"error": {
+                "code": "not_ready",
+                "message": "the server is not ready (starting or shutting down)"
+            }})
+        )
+    );
+    assert_eq!(
+        broker.get("/healthz").await,
+        (200, serde_json::json!({"status": "ok"}))
+    );
+    broker.nats_round_trip().await;
+
+    // `health` against /readyz gives the reason in one line.
+    let readyz = format!("http://{}/readyz", broker.http);
+    let out = run_to_exit(dir.path(), &["health", "--url", &readyz], &[]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "junction health: {readyz}: answered 503 Service Unavailable: the server is not ready (starting or shutting down)\n"
+        )
+    );
+
+    assert_eq!(broker.terminate().await, Some(0));
+}
+
+#[tokio::test]
+async fn lame_duck_without_a_broker_says_why_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_to_exit(dir.path(), &["lame-duck", "--pid-file", "missing.pid"], &[]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with("junction lame-duck: cannot read pid file missing.pid: "),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+
+    let out = run_to_exit(dir.path(), &["lame-duck"], &[]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "junction lame-duck: say which broker: --pid PID or --pid-file FILE\n"
+    );
+}
