@@ -10,6 +10,10 @@
 //! station's counts stay those of what was stored.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/process.rs"]
+mod process;
+use process::{BIN, GUARD, addr_after, junction, run_to_exit};
+
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,33 +22,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-
-/// How long any one step may hang before the test fails. A failure guard only.
-const GUARD: Duration = Duration::from_secs(60);
-
-const BIN: &str = env!("CARGO_BIN_EXE_junction");
-
-/// `junction ARGS` in `cwd`, with only `env` in its environment (nothing inherited,
-/// so a stray `JUNCTION_*` or `RUST_LOG` cannot change the answer).
-fn junction(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .current_dir(cwd)
-        .env_clear()
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    cmd
-}
-
-async fn run_to_exit(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    tokio::time::timeout(GUARD, junction(cwd, args, env).output())
-        .await
-        .expect("junction exits by itself")
-        .expect("junction runs")
-}
 
 /// The start was refused the way every bad start must be: exactly `line` on
 /// stderr (a `line` ending in `…` is the start of it, for lists that grow with the
@@ -79,11 +56,6 @@ struct Broker {
     mqtt: Option<SocketAddr>,
     monitor: Option<SocketAddr>,
     console: Option<String>,
-}
-
-fn addr_after(line: &str, marker: &str) -> Option<SocketAddr> {
-    let rest = &line[line.find(marker)? + marker.len()..];
-    rest.split_whitespace().next()?.parse().ok()
 }
 
 impl Broker {

@@ -10,38 +10,15 @@
 //! - SIGTERM then stops the broker with exit status 0.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/process.rs"]
+mod process;
+use process::{GUARD, addr_after, junction, run_to_exit};
+
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Output, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
-/// How long any one step may hang before the test fails. A failure guard only.
-const GUARD: Duration = Duration::from_secs(60);
-
-const BIN: &str = env!("CARGO_BIN_EXE_junction");
-
-fn junction(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .current_dir(cwd)
-        .env_clear()
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    cmd
-}
-
-async fn run_to_exit(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    tokio::time::timeout(GUARD, junction(cwd, args, env).output())
-        .await
-        .expect("junction exits by itself")
-        .expect("junction runs")
-}
+use tokio::process::Child;
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -54,11 +31,6 @@ struct Broker {
     lines: tokio::sync::mpsc::UnboundedReceiver<String>,
     nats: SocketAddr,
     http: SocketAddr,
-}
-
-fn addr_after(line: &str, marker: &str) -> Option<SocketAddr> {
-    let rest = &line[line.find(marker)? + marker.len()..];
-    rest.split_whitespace().next()?.parse().ok()
 }
 
 impl Broker {
