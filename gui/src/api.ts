@@ -368,6 +368,10 @@ export const get = <T>(path: string, signal?: AbortSignal) => request<T>('GET', 
 
 const enc = encodeURIComponent;
 
+/** Stored messages carry their lineage only on request (docs/lineage.md); the
+ * console shows it beside the producer's own headers. */
+export const WITH_LINEAGE: Record<string, string> = { 'Junction-Lineage': 'true' };
+
 export const api = {
   server: () => get<ServerInfo>('/v1/server'),
   stations: () => get<{ stations: Station[] }>('/v1/stations').then((r) => r.stations),
@@ -387,9 +391,10 @@ export const api = {
   browse: (name: string, q: { from_seq?: number; from_time?: string; limit?: number; subject?: string }) => {
     const p = new URLSearchParams();
     for (const [k, v] of Object.entries(q)) if (v !== undefined && v !== '') p.set(k, String(v));
-    return get<Browse>(`/v1/stations/${enc(name)}/messages?${p}`);
+    return request<Browse>('GET', `/v1/stations/${enc(name)}/messages?${p}`, { headers: WITH_LINEAGE });
   },
-  message: (name: string, seq: number) => get<StoredMessage>(`/v1/stations/${enc(name)}/messages/${seq}`),
+  message: (name: string, seq: number) =>
+    request<StoredMessage>('GET', `/v1/stations/${enc(name)}/messages/${seq}`, { headers: WITH_LINEAGE }),
   publishToStation: (name: string, subject: string, payload: string, headers: Record<string, string>) =>
     request<PubAck>('POST', `/v1/stations/${enc(name)}/messages?subject=${enc(subject)}`, {
       raw: payload,

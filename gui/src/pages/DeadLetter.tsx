@@ -7,7 +7,7 @@
 //   DELETE /v1/stations/$dls_{s}/messages/{seq}             (the DLS is a normal station)
 // Reasons are the copies' Junction-Dls-* headers.
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { ApiError, DLS_PREFIX, get, request, type Browse, type ResendTask, type StoredMessage } from '../api';
+import { ApiError, DLS_PREFIX, WITH_LINEAGE, get, request, type Browse, type ResendTask, type StoredMessage } from '../api';
 import { Confirm } from '../components/Confirm';
 import { MessageView } from '../components/Payload';
 import { ErrorNote, Loading, NotProvided, isMissing } from '../components/Status';
@@ -38,7 +38,7 @@ export function DeadLetter({ station: encoded }: { station: string }) {
   const station = decodeURIComponent(encoded);
   useTitle(`${station} dead letters`);
   const base = `/v1/stations/${enc(station)}/dls`;
-  const { data, error, loading, reload } = useLoad(() => get<Browse>(`${base}/messages?limit=200`), [station], 5000);
+  const { data, error, loading, reload } = useLoad(() => request<Browse>('GET', `${base}/messages?limit=200`, { headers: WITH_LINEAGE }), [station], 5000);
   const [selected, setSelected] = useState<Set<number>>(new Set());
   const [open, setOpen] = useState<StoredMessage>();
   const [target, setTarget] = useState<'group' | 'station'>('group');
