@@ -6,8 +6,13 @@
 //! for the store, the monitoring listener and refusals in progress (an eighth of
 //! the limit, at least 256, at most half); the rest is the connection budget. A
 //! listener given a cap in the configuration (`limits.max_nats_connections`,
-//! `…_mqtt_…`, `…_http_…`) keeps it; the others split what the explicit caps leave,
-//! evenly. A disabled listener takes no share.
+//! `…_mqtt_…`, `…_http_…`) keeps it. The others share what the explicit caps
+//! leave (the pool): each may grow to the pool minus a floor kept for every other
+//! one (a quarter of an even share), so one protocol can never starve another,
+//! yet a broker serving mostly one protocol can give it most descriptors (10,000
+//! NATS connections under a 20,000 limit). Two protocols flooding at once can
+//! still crowd out a third: give explicit caps where that matters. A disabled
+//! listener takes no share.
 //!
 //! Where the limit cannot be read (not a Unix), only explicit caps apply.
 
@@ -59,7 +64,11 @@ pub fn shares<const N: usize>(limit: Option<u64>, listeners: [Listener; N]) -> [
         .iter()
         .filter(|l| l.enabled && l.explicit == 0)
         .count();
-    let each = (budget.saturating_sub(fixed) / automatic.max(1)).max(SHARE_MIN);
+    let pool = budget.saturating_sub(fixed);
+    let floor = pool / (4 * automatic.max(1));
+    let each = pool
+        .saturating_sub(automatic.saturating_sub(1) * floor)
+        .max(SHARE_MIN);
     listeners.map(|l| match (l.enabled, l.explicit) {
         (false, _) => 0,
         (true, 0) => each,
@@ -67,7 +76,8 @@ pub fn shares<const N: usize>(limit: Option<u64>, listeners: [Listener; N]) -> [
     })
 }
 
-/// Whether explicit caps promise more descriptors than `limit` holds.
+/// Whether explicit caps promise more descriptors than `limit` holds (pass the
+/// configured caps only: automatic ones overlap by design).
 pub fn overcommitted(limit: Option<u64>, caps: &[usize]) -> bool {
     let total = caps.iter().copied().fold(0usize, usize::saturating_add);
     limit.is_some_and(|l| u64::try_from(total).unwrap_or(u64::MAX) > l)
@@ -87,11 +97,20 @@ mod tests {
     };
 
     #[test]
-    fn even_split_after_the_reserve() {
-        // 1024: 256 kept back, 768 split three ways.
-        assert_eq!(shares(Some(1024), [ON, ON, ON]), [256, 256, 256]);
+    fn each_may_grow_to_the_pool_less_the_others_floors() {
+        // 1024: 256 kept back; of the 768, a floor of 64 each is kept for the
+        // other two listeners.
+        assert_eq!(shares(Some(1024), [ON, ON, ON]), [640, 640, 640]);
+        // 20,000 (this machine's hard limit): 10,000 NATS connections fit.
+        let [nats, _, _] = shares(Some(20_000), [ON, ON, ON]);
+        assert_eq!(nats, 17_500 - 2 * 1_458);
+        assert!(nats >= 10_000);
         // A large limit: an eighth kept back.
-        assert_eq!(shares(Some(1 << 20), [ON, ON, ON]), [(917_504 / 3); 3]);
+        let pool = 917_504;
+        assert_eq!(
+            shares(Some(1 << 20), [ON, ON, ON]),
+            [pool - 2 * (pool / 12); 3]
+        );
     }
 
     #[test]
@@ -100,6 +119,7 @@ mod tests {
             enabled: true,
             explicit: 100,
         };
+        // 668 left: one automatic listener, no floor kept for anyone else.
         assert_eq!(shares(Some(1024), [ON, OFF, http]), [668, 0, 100]);
         assert_eq!(shares(Some(1024), [ON, OFF, OFF]), [768, 0, 0]);
         // Explicit caps that eat the budget leave the others a floor, not "no cap".
@@ -124,6 +144,6 @@ mod tests {
     #[test]
     fn tiny_limits_keep_half() {
         // 300: half kept back (the reserve floor would leave too little).
-        assert_eq!(shares(Some(300), [ON, ON, ON]), [50, 50, 50]);
+        assert_eq!(shares(Some(300), [ON, ON, ON]), [126, 126, 126]);
     }
 }

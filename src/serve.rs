@@ -294,7 +294,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     tracing::info!(
         "Open-file limit {fd_limit_text}; connection caps: NATS {nats_cap}, MQTT {mqtt_cap}, HTTP {http_cap} (0 = none)"
     );
-    if crate::fd_budget::overcommitted(fd_limit, &[nats_cap, mqtt_cap, http_cap]) {
+    if crate::fd_budget::overcommitted(
+        fd_limit,
+        &[
+            config.limits.max_nats_connections,
+            config.limits.max_mqtt_connections,
+            config.limits.max_http_connections,
+        ],
+    ) {
         tracing::warn!(
             "the connection caps add up to more than the open-file limit {fd_limit_text}; \
              one protocol can starve the others"
