@@ -44,11 +44,11 @@ async fn fetch_one(
     within("delivery", batch.next()).await.unwrap().unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn groups_and_requests_that_opt_in_get_the_lineage_headers() {
-    let b = broker().await;
-    let api = Api::new(&b);
-    api.station("orders", &["orders.>"]).await;
+/// A NATS client named `orders-svc` (the producer name lineage records) and its
+/// JetStream context.
+async fn orders_svc(
+    b: &junction_conformance::TestBroker,
+) -> (async_nats::Client, jetstream::Context) {
     let client = within(
         "connect",
         async_nats::ConnectOptions::new()
@@ -58,6 +58,15 @@ async fn groups_and_requests_that_opt_in_get_the_lineage_headers() {
     .await
     .unwrap();
     let js = jetstream::new(client.clone());
+    (client, js)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn groups_and_requests_that_opt_in_get_the_lineage_headers() {
+    let b = broker().await;
+    let api = Api::new(&b);
+    api.station("orders", &["orders.>"]).await;
+    let (_client, js) = orders_svc(&b).await;
     let mut h = async_nats::HeaderMap::new();
     h.insert("X-App", "1");
     within("publish", async {
@@ -219,15 +228,7 @@ async fn the_lineage_index_survives_a_restart() {
     let b = broker().await;
     let api = Api::new(&b);
     api.station("orders", &["orders.>"]).await;
-    let client = within(
-        "connect",
-        async_nats::ConnectOptions::new()
-            .name("orders-svc")
-            .connect(b.nats_url()),
-    )
-    .await
-    .unwrap();
-    let js = jetstream::new(client.clone());
+    let (client, js) = orders_svc(&b).await;
     for n in 0..3 {
         within("publish", async {
             js.publish(format!("orders.{n}"), Bytes::from_static(b"o"))
