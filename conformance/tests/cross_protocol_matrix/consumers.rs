@@ -134,7 +134,10 @@ fn from_json(m: &Value) -> Result<Delivery, String> {
 }
 
 fn from_nats(m: &async_nats::Message, stored: bool, count: Option<u64>) -> Delivery {
-    let headers = m
+    // async-nats keeps headers in a HashMap, so the order it yields them in differs
+    // from one received message to the next: sort them, or two deliveries of the
+    // same stored message compare unequal by chance.
+    let mut headers: Vec<(String, String)> = m
         .headers
         .iter()
         .flat_map(|h| h.iter())
@@ -143,6 +146,7 @@ fn from_nats(m: &async_nats::Message, stored: bool, count: Option<u64>) -> Deliv
                 .map(move |v| (k.to_string(), v.as_str().to_string()))
         })
         .collect();
+    headers.sort();
     Delivery {
         stored,
         subject: m.subject.to_string(),
