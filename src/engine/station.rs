@@ -13,7 +13,7 @@ use junction_api::{
     Discard, EngineError, Headers, Message, MessageQuery, PubAck, Purge, Retention, StationConfig,
     StationState, StorageKind, StoredCallback, StoredMessage, Subject, SubjectFilter, TenantId,
 };
-use junction_storage::{Durability, LogOp, Record, StorageError, Store};
+use junction_storage::{CommitSink, Durability, LogOp, Record, StorageError, Store};
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -204,8 +204,20 @@ pub(crate) struct Station {
     pub groups: RwLock<Groups>,
     /// Highest sequence durably stored; groups never read past it.
     committed: AtomicU64,
+    /// Appends queued to storage and not yet durable, in sequence order: what the
+    /// store's watermark ([`CommitSink::durable`]) completes.
+    in_flight: Mutex<VecDeque<InFlight>>,
     /// The schema every publish is validated against: (name, pinned version).
     schema: RwLock<Option<SchemaBinding>>,
+}
+
+/// An append on its way to disk.
+struct InFlight {
+    seq: u64,
+    subject: Bytes,
+    /// What its limits evicted (put back if the write fails).
+    evicted: Vec<u64>,
+    done: Option<StoredCallback>,
 }
 
 /// A station's attached schema: its name and, when pinned, the version.
@@ -274,6 +286,7 @@ impl Station {
             store,
             groups: RwLock::new(Groups::default()),
             committed: AtomicU64::new(0),
+            in_flight: Mutex::new(VecDeque::new()),
         })
     }
 
@@ -520,36 +533,34 @@ impl Station {
             if let Some(done) = done {
                 done(Ok(ack));
             }
-            self.stored(seq);
+            self.stored(&[(seq, message.subject.bytes().clone())]);
             return;
         }
         let mut ops = Vec::with_capacity(1 + evicted.len());
         ops.push(LogOp::Put(record));
         ops.extend(evicted.iter().copied().map(LogOp::Delete));
-        // Queued under the station lock so the log is written in sequence order.
-        let station = self.clone();
-        self.store.append(
+        // Queued under the station lock, so the log is written, and the in-flight
+        // queue kept, in sequence order.
+        self.in_flight.lock().push_back(InFlight {
+            seq,
+            subject: message.subject.bytes().clone(),
+            evicted,
+            done,
+        });
+        self.store.append_marked(
             self.id,
             ops,
             l.durability,
-            Box::new(move |result| {
-                let ok = result.is_ok();
-                if !ok {
-                    station.not_stored(seq, &evicted);
-                }
-                if ok {
-                    // Visible to groups before the ack: a fetch that follows an ack
-                    // finds it. Waking the groups (`stored`) waits until after it.
-                    station.committed.fetch_max(seq, Ordering::AcqRel);
-                }
-                if let Some(done) = done {
-                    done(result.map(|()| ack).map_err(|e| station.write_failed(e)));
-                }
-                if ok {
-                    station.stored(seq);
-                }
-            }),
+            seq,
+            self.clone() as Arc<dyn CommitSink>,
         );
+    }
+
+    /// Takes the in-flight appends up to `through` off the queue.
+    fn take_in_flight(&self, through: u64) -> Vec<InFlight> {
+        let mut q = self.in_flight.lock();
+        let n = q.partition_point(|f| f.seq <= through);
+        q.drain(..n).collect()
     }
 
     /// A failed write, said the same way for the write that failed and for every
@@ -594,17 +605,15 @@ impl Station {
         log.last_seq = self.committed.load(Ordering::Acquire).max(newest);
     }
 
-    /// `seq` is durable: apply interest retention and wake consumer groups.
-    fn stored(&self, seq: u64) {
-        self.committed.fetch_max(seq, Ordering::AcqRel);
+    /// `stored` (sequence, subject) are durable: apply interest retention and wake
+    /// each consumer group once.
+    fn stored(&self, stored: &[(u64, Bytes)]) {
         let groups: Vec<Arc<super::group::Group>> = self.groups.read().values().cloned().collect();
         if self.retention() == Retention::Interest {
-            let subject = self.log.lock().index.get(&seq).map(|e| e.subject.clone());
-            if let Some(subject) = subject
-                && !groups.iter().any(|g| g.interested_in(&subject))
-            {
-                self.remove_consumed(seq);
-                return;
+            for (seq, subject) in stored {
+                if !groups.iter().any(|g| g.interested_in(subject)) {
+                    self.remove_consumed(*seq);
+                }
             }
         }
         for g in groups {
@@ -1018,5 +1027,37 @@ mod tests {
         assert!(!filters_overlap(&f("a.b"), &f("a.c")));
         assert!(!filters_overlap(&f("a.*"), &f("a.b.c")));
         assert!(!filters_overlap(&f("a.>"), &f("a")));
+    }
+}
+
+/// The store's watermark, turned into completions: the PubAcks of every append up
+/// to it, in order, then one wake-up of each consumer group. Runs on the store's
+/// notifier thread, once per station per group commit.
+impl CommitSink for Station {
+    fn durable(&self, through: u64) {
+        let done = self.take_in_flight(through);
+        // Visible to groups before the acks: a fetch that follows an ack finds it.
+        self.committed.fetch_max(through, Ordering::AcqRel);
+        let mut stored = Vec::with_capacity(done.len());
+        for f in done {
+            if let Some(cb) = f.done {
+                cb(Ok(PubAck {
+                    station: self.name.to_string(),
+                    seq: f.seq,
+                    duplicate: false,
+                }));
+            }
+            stored.push((f.seq, f.subject));
+        }
+        self.stored(&stored);
+    }
+
+    fn failed(&self, through: u64, error: StorageError) {
+        for f in self.take_in_flight(through) {
+            self.not_stored(f.seq, &f.evicted);
+            if let Some(cb) = f.done {
+                cb(Err(self.write_failed(error.clone())));
+            }
+        }
     }
 }

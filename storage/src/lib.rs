@@ -9,11 +9,19 @@
 //!
 //! Writes to the log go through one writer thread that does **group commit**: it takes
 //! every append waiting in its queue, writes them as one fjall batch, then calls
-//! `persist(SyncData)` once, and only then reports each append as done. Many
+//! `persist(SyncData)` once, and only then reports the batch as durable. Many
 //! concurrent publishers therefore share one fsync, and an append reported done with
 //! [`Durability::Sync`] is on disk. Appends with [`Durability::Interval`] are reported
 //! done after the batch is written to the journal (OS buffers) and are fsynced within
 //! the interval; a power loss can lose up to that interval.
+//!
+//! Nothing but the group commit runs on the writer thread. It hands each finished
+//! batch to a second thread, the **notifier**, and goes on with the next batch while
+//! the notifier reports the last one, so an fsync overlaps the acks of the batch
+//! before it. The notifier reports a batch as one **durable watermark per station**
+//! ([`CommitSink::durable`]: "everything of this station through sequence N is
+//! durable"), not one callback per message; appends queued with a plain [`Done`]
+//! callback (deletes, tests) get it called there too, in order.
 //!
 //! The write path is append → commit → apply: the engine assigns sequence numbers and
 //! applies limits, this crate makes the batch durable, and only then does the engine
@@ -36,6 +44,7 @@ pub use fsync::{FSYNC_BUCKETS_SECS, FsyncStats};
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 pub use record::Record;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::OnceLock;
@@ -130,6 +139,43 @@ pub type KeyValue = (Vec<u8>, Vec<u8>);
 /// Called once an append is durable (or failed).
 pub type Done = Box<dyn FnOnce(Result<(), StorageError>) + Send>;
 
+/// Where a station learns how far its log is durable. The store calls it on its
+/// notifier thread, once per station per group commit, in commit order: never on
+/// the writer thread, never on the caller's.
+pub trait CommitSink: Send + Sync {
+    /// Every append of this station queued with a sequence up to `through` is
+    /// durable under the durability it was queued with.
+    fn durable(&self, through: u64);
+    /// The batch holding the appends up to `through` failed; the store is poisoned.
+    fn failed(&self, through: u64, error: StorageError);
+}
+
+/// How an append is reported.
+enum Completion {
+    /// A callback of its own.
+    Done(Done),
+    /// As part of its station's watermark: (sink, the append's highest sequence).
+    Mark(Arc<dyn CommitSink>, u64),
+}
+
+impl Completion {
+    /// Reports `outcome` for this one append.
+    fn report(self, outcome: Result<(), StorageError>) {
+        match (self, outcome) {
+            (Completion::Done(done), outcome) => done(outcome),
+            (Completion::Mark(sink, through), Ok(())) => sink.durable(through),
+            (Completion::Mark(sink, through), Err(e)) => sink.failed(through, e),
+        }
+    }
+}
+
+/// A finished group commit, on its way to the notifier.
+struct Finished {
+    stations: Vec<u64>,
+    completions: Vec<Completion>,
+    outcome: Result<(), StorageError>,
+}
+
 /// One change to a station's log.
 #[derive(Debug, Clone)]
 pub enum LogOp {
@@ -143,7 +189,7 @@ struct Job {
     station: u64,
     ops: Vec<LogOp>,
     durability: Durability,
-    done: Done,
+    completion: Completion,
 }
 
 /// The storage handle. Cheap to clone.
@@ -159,6 +205,7 @@ struct Inner {
     state: Keyspace,
     writer: Option<mpsc::Sender<Job>>,
     writer_thread: Option<std::thread::JoinHandle<()>>,
+    notifier_thread: Option<std::thread::JoinHandle<()>>,
     health: Arc<Health>,
     fsync: Arc<FsyncHistogram>,
     corrupt: AtomicU64,
@@ -170,10 +217,15 @@ impl Drop for Inner {
     /// database. Waiting for it means a store reopened right after is not locked.
     fn drop(&mut self) {
         self.writer = None;
-        if let Some(t) = self.writer_thread.take()
-            && t.thread().id() != std::thread::current().id()
+        // The writer ends first (its queue is closed) and then the notifier (the
+        // writer held its queue). The last handle may be dropped on either thread.
+        for t in [self.writer_thread.take(), self.notifier_thread.take()]
+            .into_iter()
+            .flatten()
         {
-            let _ = t.join();
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
         }
     }
 }
@@ -190,8 +242,13 @@ impl Store {
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
         let state = db.keyspace("state", KeyspaceCreateOptions::default)?;
         let (tx, rx) = mpsc::channel::<Job>();
+        let (finished_tx, finished_rx) = mpsc::channel::<Finished>();
         let health = Arc::new(Health::default());
         let fsync = Arc::new(FsyncHistogram::default());
+        let notifier_thread = std::thread::Builder::new()
+            .name("junction-store-notify".into())
+            .spawn(move || notifier_loop(finished_rx))
+            .map_err(|e| StorageError::Fjall(format!("cannot start notifier thread: {e}")))?;
         let writer_thread = {
             let db = db.clone();
             let log = log.clone();
@@ -199,7 +256,7 @@ impl Store {
             let fsync = fsync.clone();
             std::thread::Builder::new()
                 .name("junction-store-writer".into())
-                .spawn(move || writer_loop(db, log, rx, health, fsync))
+                .spawn(move || writer_loop(db, log, rx, finished_tx, health, fsync))
                 .map_err(|e| StorageError::Fjall(format!("cannot start writer thread: {e}")))?
         };
         Ok(Store {
@@ -210,6 +267,7 @@ impl Store {
                 state,
                 writer: Some(tx),
                 writer_thread: Some(writer_thread),
+                notifier_thread: Some(notifier_thread),
                 health,
                 fsync,
                 corrupt: AtomicU64::new(0),
@@ -250,18 +308,43 @@ impl Store {
         )
     }
 
-    /// Queues changes to a station's log; `done` runs on the writer thread once they
-    /// are durable under `durability`, or failed. Appends are applied in call order.
+    /// Queues changes to a station's log; `done` runs on the notifier thread once
+    /// they are durable under `durability`, or failed. Appends are applied in call
+    /// order.
     ///
     /// `done` never runs on the caller's thread, not even when the store is poisoned:
     /// callers queue while holding their own locks, and `done` may take them.
     pub fn append(&self, station: u64, ops: Vec<LogOp>, durability: Durability, done: Done) {
-        let job = Job {
+        self.queue(Job {
             station,
             ops,
             durability,
-            done,
-        };
+            completion: Completion::Done(done),
+        });
+    }
+
+    /// Queues changes to a station's log whose highest sequence is `through`, and
+    /// reports them through the station's watermark: once the group commit holding
+    /// them is durable, `sink.durable(n)` is called once with the highest `through`
+    /// of that commit (or `sink.failed`). The caller queues its appends in sequence
+    /// order. Like [`Store::append`], the sink is never called on the caller's thread.
+    pub fn append_marked(
+        &self,
+        station: u64,
+        ops: Vec<LogOp>,
+        durability: Durability,
+        through: u64,
+        sink: Arc<dyn CommitSink>,
+    ) {
+        self.queue(Job {
+            station,
+            ops,
+            durability,
+            completion: Completion::Mark(sink, through),
+        });
+    }
+
+    fn queue(&self, job: Job) {
         // A poisoned store's writer fails every job it takes; no check here.
         let Some(writer) = &self.inner.writer else {
             fail_elsewhere(job);
@@ -501,7 +584,7 @@ impl Store {
 fn fail_elsewhere(job: Job) {
     let spawned = std::thread::Builder::new()
         .name("junction-store-closed".into())
-        .spawn(move || (job.done)(Err(StorageError::Closed)));
+        .spawn(move || job.completion.report(Err(StorageError::Closed)));
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot report a refused append");
     }
@@ -519,6 +602,7 @@ fn writer_loop(
     db: Database,
     log: Keyspace,
     rx: mpsc::Receiver<Job>,
+    finished: mpsc::Sender<Finished>,
     health: Arc<Health>,
     fsync: Arc<FsyncHistogram>,
 ) {
@@ -552,15 +636,23 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
+        let mut stations = Vec::new();
+        let mut completions = Vec::with_capacity(jobs.len());
         if health.is_poisoned() {
             for job in jobs {
-                (job.done)(Err(StorageError::Poisoned));
+                stations.push(job.station);
+                completions.push(job.completion);
             }
+            let _ = finished.send(Finished {
+                stations,
+                completions,
+                outcome: Err(StorageError::Poisoned),
+            });
             continue;
         }
         let mut batch = db.batch();
         let mut need_sync = false;
-        for job in &jobs {
+        for job in jobs {
             match job.durability {
                 Durability::Sync => need_sync = true,
                 Durability::Interval(d) => {
@@ -570,14 +662,16 @@ fn writer_loop(
                     }
                 }
             }
-            for op in &job.ops {
+            for op in job.ops {
                 match op {
                     LogOp::Put(r) => {
-                        batch.insert(&log, record::key(job.station, r.seq), record::encode(r))
+                        batch.insert(&log, record::key(job.station, r.seq), record::encode(&r))
                     }
-                    LogOp::Delete(seq) => batch.remove(&log, record::key(job.station, *seq)),
+                    LogOp::Delete(seq) => batch.remove(&log, record::key(job.station, seq)),
                 }
             }
+            stations.push(job.station);
+            completions.push(job.completion);
         }
         let mut result = batch.commit();
         if result.is_ok() && need_sync {
@@ -591,9 +685,35 @@ fn writer_loop(
                 Err(StorageError::from(e))
             }
         };
-        for job in jobs {
-            (job.done)(outcome.clone());
-        }
+        let _ = finished.send(Finished {
+            stations,
+            completions,
+            outcome,
+        });
     }
     let _ = db.persist(PersistMode::SyncAll);
+}
+
+/// Reports finished group commits: each plain callback in order, then one watermark
+/// per station (the highest sequence of that station in the commit).
+fn notifier_loop(rx: mpsc::Receiver<Finished>) {
+    while let Ok(f) = rx.recv() {
+        let mut marks: Vec<(Arc<dyn CommitSink>, u64)> = Vec::new();
+        let mut at: HashMap<u64, usize> = HashMap::new();
+        for (station, completion) in f.stations.into_iter().zip(f.completions) {
+            match completion {
+                Completion::Mark(sink, through) => match at.get(&station) {
+                    Some(&i) => marks[i].1 = marks[i].1.max(through),
+                    None => {
+                        at.insert(station, marks.len());
+                        marks.push((sink, through));
+                    }
+                },
+                done => done.report(f.outcome.clone()),
+            }
+        }
+        for (sink, through) in marks {
+            Completion::Mark(sink, through).report(f.outcome.clone());
+        }
+    }
 }
