@@ -33,12 +33,13 @@ use ahash::AHashMap;
 use dead_letter::ResendTasks;
 use ingress::{check_client_station, refuse_internal};
 use junction_api::{
-    AckKind, ClientId, ClientKind, ClientRecord, ClientSnapshot, Credentials, Delivery, Engine,
-    EngineError, FetchRequest, FetchSink, GroupConfig, GroupInfo, LineageGraph, LineageTrace,
-    Message, MessageQuery, NewClient, Protocol, PublishOutcome, Purge, QueueGroup, ResendRequest,
-    ResendStatus, RoutingRule, SchemaFormat, SchemaInfo, ServerSnapshot, StationConfig,
-    StationInfo, StorageStats, StoredCallback, StoredMessage, Subject, SubjectFilter, Subscriber,
-    SubscriptionId, SubscriptionSnapshot, SystemEvent, SystemEventKind, TenantId,
+    AckKind, ClientId, ClientKind, ClientRecord, ClientSnapshot, Credentials, Delivery, Denial,
+    Engine, EngineError, FetchRequest, FetchSink, GroupConfig, GroupInfo, LineageGraph,
+    LineageTrace, Message, MessageQuery, NewClient, Protocol, PublishOutcome, Purge, QueueGroup,
+    ResendRequest, ResendStatus, RoutingRule, SchemaFormat, SchemaInfo, ServerSnapshot,
+    StationConfig, StationInfo, StorageStats, StoredCallback, StoredMessage, Subject,
+    SubjectFilter, Subscriber, SubscriptionId, SubscriptionSnapshot, SystemEvent, SystemEventKind,
+    TenantId,
 };
 use junction_storage::Store;
 use parking_lot::{Mutex, RwLock};
@@ -563,9 +564,7 @@ impl Engine for StationEngine {
 
     fn delete_station(&self, tenant: &TenantId, name: &str) -> Result<(), EngineError> {
         if name.starts_with(junction_api::DLS_PREFIX) {
-            return Err(EngineError::Denied(
-                "a dead-letter station is deleted with its station; purge it instead".into(),
-            ));
+            return Err(EngineError::Denied(Denial::DeadLetterStationDelete));
         }
         refuse_internal(name, false)?;
         self.stations.delete(tenant, name)?;
@@ -787,10 +786,10 @@ impl Engine for StationEngine {
     fn delete_schema(&self, tenant: &TenantId, name: &str) -> Result<(), EngineError> {
         let users = self.schema_users(tenant, name);
         if !users.is_empty() {
-            return Err(EngineError::SchemaInUse(format!(
-                "schema '{name}' is attached to station(s) {}; detach it first",
-                users.join(", ")
-            )));
+            return Err(EngineError::SchemaInUse {
+                schema: name.to_string(),
+                stations: users,
+            });
         }
         self.schemas.delete(tenant, name)
     }
@@ -832,7 +831,7 @@ impl Engine for StationEngine {
         if let Some(stations) = &rule.action.route {
             for s in stations {
                 self.stations.get(tenant, s).map_err(|_| {
-                    EngineError::InvalidConfig(format!(
+                    EngineError::invalid_config(format!(
                         "routing rule '{}': station '{s}' not found",
                         rule.name
                     ))
@@ -886,10 +885,7 @@ impl Engine for StationEngine {
             );
             Ok(())
         } else {
-            Err(EngineError::Denied(format!(
-                "client {} cannot be disconnected: it is not a connection of its own",
-                client.0
-            )))
+            Err(EngineError::Denied(Denial::NotAConnection(client)))
         }
     }
 

@@ -42,7 +42,7 @@ pub use dead_letter::{
 pub use engine::{
     Delivery, Engine, PublishOutcome, ServerSnapshot, StorageStats, Subscriber, SubscriptionId,
 };
-pub use error::{EngineError, SchemaViolation};
+pub use error::{ConfigError, Denial, EngineError, ErrorKind, GroupConfigError, SchemaViolation};
 pub use event::{SystemEvent, SystemEventKind};
 pub use fanout::{FanoutScope, current_fanout};
 pub use group::{

@@ -36,29 +36,6 @@ fn dur(n: i64) -> Duration {
     Duration::from_nanos(u64::try_from(n).unwrap_or(0))
 }
 
-fn group_error(e: &EngineError) -> ApiError {
-    match e {
-        EngineError::GroupNotFound => JsErrorCode::ConsumerNotFound.error(),
-        EngineError::GroupExists => JsErrorCode::ConsumerNameExist.error(),
-        EngineError::MaxGroups => JsErrorCode::MaximumConsumersLimit.error(),
-        // The engine's work-queue checks use nats-server's descriptions; they have
-        // their own codes.
-        EngineError::InvalidGroupConfig(m) => [
-            JsErrorCode::ConsumerWQRequiresExplicitAck,
-            JsErrorCode::ConsumerWQMultipleUnfiltered,
-            JsErrorCode::ConsumerWQConsumerNotUnique,
-            JsErrorCode::ConsumerWQConsumerNotDeliverAll,
-        ]
-        .into_iter()
-        .find(|code| code.description() == m)
-        .map_or_else(
-            || JsErrorCode::ConsumerCreate.with_err(m),
-            JsErrorCode::error,
-        ),
-        other => api_error(other),
-    }
-}
-
 /// Routes a `CONSUMER.*` API request (everything but `MSG.NEXT`).
 pub fn route<E: Engine>(engine: &E, tenant: &TenantId, api: &str, body: &[u8]) -> Routed {
     let tokens: Vec<&str> = api.split('.').collect();
@@ -86,14 +63,14 @@ pub fn route<E: Engine>(engine: &E, tenant: &TenantId, api: &str, body: &[u8]) -
             let kind = response_type::CONSUMER_INFO;
             let info = engine
                 .group_info(tenant, stream, name)
-                .map_err(|e| (kind, group_error(&e)))?;
+                .map_err(|e| (kind, api_error(&e)))?;
             Ok(to_json(&ConsumerInfoResponse::info(consumer_info(&info))))
         }
         ["CONSUMER", "DELETE", stream, name] => {
             let kind = response_type::CONSUMER_DELETE;
             engine
                 .delete_group(tenant, stream, name)
-                .map_err(|e| (kind, group_error(&e)))?;
+                .map_err(|e| (kind, api_error(&e)))?;
             Ok(to_json(&SuccessResponse::ok(kind)))
         }
         ["CONSUMER", "NAMES", stream] => {
@@ -241,7 +218,7 @@ fn create<E: Engine>(
     let config = group_config(&c, durable).map_err(|e| (kind, e))?;
     let info = engine
         .create_group(tenant, stream, config)
-        .map_err(|e| (kind, group_error(&e)))?;
+        .map_err(|e| (kind, api_error(&e)))?;
     Ok(to_json(&ConsumerInfoResponse::create(consumer_info(&info))))
 }
 
