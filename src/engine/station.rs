@@ -227,12 +227,8 @@ fn storage_error(e: StorageError) -> EngineError {
 
 /// The filters a configuration captures (its subjects, or its name).
 pub(crate) fn filters_of(config: &StationConfig) -> Result<Vec<SubjectFilter>, EngineError> {
-    let subjects = if config.subjects.is_empty() {
-        vec![config.name.clone()]
-    } else {
-        config.subjects.clone()
-    };
-    subjects
+    config
+        .subjects_or_name()
         .into_iter()
         .map(|s| {
             SubjectFilter::new(s.clone())

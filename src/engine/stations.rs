@@ -114,12 +114,7 @@ fn normalize(mut config: StationConfig) -> Result<StationConfig, EngineError> {
     if config.replicas > 1 {
         return Err(EngineError::InvalidConfig(ConfigError::ReplicasUnsupported));
     }
-    if config.duplicate_window.is_zero() {
-        config.duplicate_window = Duration::from_secs(120);
-    }
-    if !config.max_age.is_zero() && config.duplicate_window > config.max_age {
-        config.duplicate_window = config.max_age;
-    }
+    config.duplicate_window = config.effective_duplicate_window();
     for (what, v) in [
         ("max_msgs", &mut config.max_msgs),
         ("max_bytes", &mut config.max_bytes),
@@ -128,9 +123,7 @@ fn normalize(mut config: StationConfig) -> Result<StationConfig, EngineError> {
         ("max_consumers", &mut config.max_consumers),
     ] {
         check_limit(what, *v).map_err(EngineError::invalid_config)?;
-        if *v == 0 {
-            *v = -1;
-        }
+        *v = StationConfig::limit(*v).unwrap_or(*v);
     }
     let filters = filters_of(&config)?;
     // Literal subjects overlap only when equal (a set finds that); only filters

@@ -37,12 +37,14 @@ fn dur(n: i64) -> Duration {
 }
 
 /// Routes a `CONSUMER.*` API request (everything but `MSG.NEXT`).
-pub fn route<E: Engine>(engine: &E, tenant: &TenantId, api: &str, body: &[u8]) -> Routed {
+pub async fn route<E: Engine>(engine: &E, tenant: &TenantId, api: &str, body: &[u8]) -> Routed {
     let tokens: Vec<&str> = api.split('.').collect();
     match tokens.as_slice() {
-        ["CONSUMER", "CREATE", stream] => create(engine, tenant, stream, None, None, body, false),
+        ["CONSUMER", "CREATE", stream] => {
+            create(engine, tenant, stream, None, None, body, false).await
+        }
         ["CONSUMER", "CREATE", stream, name] => {
-            create(engine, tenant, stream, Some(name), None, body, false)
+            create(engine, tenant, stream, Some(name), None, body, false).await
         }
         ["CONSUMER", "CREATE", stream, name, filter @ ..] => {
             let filter = filter.join(".");
@@ -55,9 +57,10 @@ pub fn route<E: Engine>(engine: &E, tenant: &TenantId, api: &str, body: &[u8]) -
                 body,
                 false,
             )
+            .await
         }
         ["CONSUMER", "DURABLE", "CREATE", stream, name] => {
-            create(engine, tenant, stream, Some(name), None, body, true)
+            create(engine, tenant, stream, Some(name), None, body, true).await
         }
         ["CONSUMER", "INFO", stream, name] => {
             let kind = response_type::CONSUMER_INFO;
@@ -70,6 +73,7 @@ pub fn route<E: Engine>(engine: &E, tenant: &TenantId, api: &str, body: &[u8]) -
             let kind = response_type::CONSUMER_DELETE;
             engine
                 .delete_group(tenant, stream, name)
+                .await
                 .map_err(|e| (kind, api_error(&e)))?;
             Ok(to_json(&SuccessResponse::ok(kind)))
         }
@@ -123,7 +127,7 @@ fn random_name() -> String {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn create<E: Engine>(
+async fn create<E: Engine>(
     engine: &E,
     tenant: &TenantId,
     stream: &str,
@@ -218,6 +222,7 @@ fn create<E: Engine>(
     let config = group_config(&c, durable).map_err(|e| (kind, e))?;
     let info = engine
         .create_group(tenant, stream, config)
+        .await
         .map_err(|e| (kind, api_error(&e)))?;
     Ok(to_json(&ConsumerInfoResponse::create(consumer_info(&info))))
 }

@@ -129,11 +129,7 @@ pub fn stream_config(c: &StationConfig) -> StreamConfig {
     StreamConfig {
         name: c.name.clone(),
         description: c.description.clone().unwrap_or_default(),
-        subjects: if c.subjects.is_empty() {
-            vec![c.name.clone()]
-        } else {
-            c.subjects.clone()
-        },
+        subjects: c.subjects_or_name(),
         retention: match c.retention {
             Retention::Limits => RetentionPolicy::Limits,
             Retention::Interest => RetentionPolicy::Interest,
