@@ -3,7 +3,7 @@
 
 use crate::config::{Config, ConfigError};
 use crate::engine::{Authenticator, EngineOptions, StationEngine};
-use junction_api::Engine;
+use junction_api::{Broker, Engine};
 use junction_http::MonitorSettings;
 use junction_nats::NatsOptions;
 use junction_nats::frame::Limits;
@@ -251,19 +251,17 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         junction_storage::StorageError::Locked => StartError::DataDirInUse(data_dir.clone()),
         e => StartError::Io(format!("cannot open the store in {data_dir}: {e}")),
     })?;
-    let engine = Arc::new(
-        StationEngine::open(
-            EngineOptions {
-                server_name: server_name.clone(),
-                server_id: server_id.clone(),
-                max_connections: config.limits.max_connections,
-                max_subscriptions: config.limits.max_subscriptions,
-                auth,
-            },
-            store,
-        )
-        .map_err(|e| StartError::Io(format!("cannot recover stations in {data_dir}: {e}")))?,
-    );
+    let engine = StationEngine::open(
+        EngineOptions {
+            server_name: server_name.clone(),
+            server_id: server_id.clone(),
+            max_connections: config.limits.max_connections,
+            max_subscriptions: config.limits.max_subscriptions,
+            auth,
+        },
+        store,
+    )
+    .map_err(|e| StartError::Io(format!("cannot recover stations in {data_dir}: {e}")))?;
 
     let shutdown = CancellationToken::new();
     // The MQTT front-end serves its TCP listener and `/mqtt` on the HTTP listener.

@@ -237,7 +237,7 @@ fn advisory(g: &GaveUp) -> Option<(Subject, Vec<u8>)> {
 impl StationEngine {
     /// Publishes a message from the engine in `tenant`.
     pub(crate) fn publish_as_system(&self, tenant: &TenantId, message: &Message) {
-        use junction_api::Engine as _;
+        use junction_api::Broker as _;
         if *tenant == self.system.tenant {
             self.publish(&self.system.clone(), message);
         } else {

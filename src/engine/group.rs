@@ -106,7 +106,7 @@ pub fn state_key(station_id: u64, name: &str) -> Vec<u8> {
 }
 
 fn invalid(msg: impl Into<String>) -> EngineError {
-    EngineError::InvalidGroupConfig(msg.into())
+    EngineError::invalid_group_config(msg)
 }
 
 /// Checks a configuration and fills in defaults, as nats-server does.

@@ -201,20 +201,19 @@ pub(crate) fn is_internal_station(name: &str) -> bool {
 /// `_INBOX.>`, …), which would store every API request and answer it twice.
 pub(crate) fn check_client_station(config: &StationConfig) -> Result<(), EngineError> {
     if config.name.starts_with(junction_api::DLS_PREFIX) {
-        return Err(EngineError::InvalidConfig(format!(
+        return Err(EngineError::invalid_config(format!(
             "station names starting with '{}' are reserved for dead-letter stations",
             junction_api::DLS_PREFIX
         )));
     }
     if is_internal_station(&config.name) {
-        return Err(EngineError::InvalidConfig(
-            "station names starting with '$' are reserved for the broker's internal stations"
-                .into(),
+        return Err(EngineError::invalid_config(
+            "station names starting with '$' are reserved for the broker's internal stations",
         ));
     }
     for subject in &config.subjects {
         if let Some(space) = reserved_overlap(subject.as_bytes()) {
-            return Err(EngineError::InvalidConfig(format!(
+            return Err(EngineError::invalid_config(format!(
                 "subject '{subject}' overlaps the reserved subject space '{space}'"
             )));
         }
@@ -261,9 +260,9 @@ impl StationEngine {
     ) -> Result<(), EngineError> {
         match &config.schema {
             Some(name) => self.schemas.check(tenant, name, config.schema_version),
-            None if config.schema_version.is_some() => Err(EngineError::InvalidConfig(
-                "schema_version needs a schema".into(),
-            )),
+            None if config.schema_version.is_some() => {
+                Err(EngineError::invalid_config("schema_version needs a schema"))
+            }
             None => Ok(()),
         }
     }

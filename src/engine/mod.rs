@@ -33,12 +33,13 @@ use ahash::AHashMap;
 use dead_letter::ResendTasks;
 use ingress::{check_client_station, refuse_internal};
 use junction_api::{
-    AckKind, ClientId, ClientKind, ClientRecord, ClientSnapshot, Credentials, Delivery, Engine,
-    EngineError, FetchRequest, FetchSink, GroupConfig, GroupInfo, LineageGraph, LineageTrace,
-    Message, MessageQuery, NewClient, Protocol, PublishOutcome, Purge, QueueGroup, ResendRequest,
-    ResendStatus, RoutingRule, SchemaFormat, SchemaInfo, ServerSnapshot, StationConfig,
-    StationInfo, StorageStats, StoredCallback, StoredMessage, Subject, SubjectFilter, Subscriber,
-    SubscriptionId, SubscriptionSnapshot, SystemEvent, SystemEventKind, TenantId,
+    AckKind, Admin, AdminFuture, Broker, ClientId, ClientKind, ClientRecord, ClientSnapshot,
+    Credentials, Delivery, Denial, EngineError, FetchRequest, FetchSink, GroupConfig, GroupInfo,
+    LineageGraph, LineageTrace, Message, MessageQuery, Monitor, NewClient, Protocol,
+    PublishOutcome, Purge, QueueGroup, ResendRequest, ResendStatus, RoutingRule, SchemaFormat,
+    SchemaInfo, ServerSnapshot, StationConfig, StationInfo, StorageStats, StoredCallback,
+    StoredMessage, Subject, SubjectFilter, Subscriber, SubscriptionId, SubscriptionSnapshot,
+    SystemEvent, SystemEventKind, TenantId,
 };
 use junction_storage::Store;
 use parking_lot::{Mutex, RwLock};
@@ -103,11 +104,13 @@ pub struct StationEngine {
     routing: routing::RoutingTable,
     system: Arc<ClientRecord>,
     events: events::EventLog,
+    /// This engine, for the admin calls that move their work to a blocking thread.
+    me: std::sync::Weak<StationEngine>,
 }
 
 impl StationEngine {
     /// An engine over `store`, with every station in it recovered.
-    pub fn open(options: EngineOptions, store: Store) -> Result<Self, EngineError> {
+    pub fn open(options: EngineOptions, store: Store) -> Result<Arc<Self>, EngineError> {
         let default_tenant = TenantId::default_tenant();
         let default_trie = Arc::new(SubjectTrie::default());
         let mut tenants = AHashMap::new();
@@ -132,7 +135,8 @@ impl StationEngine {
                 subscriptions: AHashMap::new(),
             },
         );
-        let engine = StationEngine {
+        let engine = Arc::new_cyclic(|me| StationEngine {
+            me: me.clone(),
             options,
             start: SystemTime::now(),
             default_tenant,
@@ -150,7 +154,7 @@ impl StationEngine {
             routing,
             system,
             events: events::EventLog::default(),
-        };
+        });
         // The lineage index comes back from what storage kept, off the start-up
         // path: the broker serves while it fills.
         let stations = engine.stations.clone();
@@ -292,7 +296,7 @@ impl StationEngine {
     }
 }
 
-impl Engine for StationEngine {
+impl Broker for StationEngine {
     fn auth_required(&self) -> bool {
         self.options.auth.required()
     }
@@ -414,16 +418,6 @@ impl Engine for StationEngine {
         self.fan_out(from, route, message)
     }
 
-    fn create_group(
-        &self,
-        tenant: &TenantId,
-        station: &str,
-        config: GroupConfig,
-    ) -> Result<GroupInfo, EngineError> {
-        refuse_internal(station, true)?;
-        self.create_internal_group(tenant, station, config)
-    }
-
     fn create_internal_group(
         &self,
         tenant: &TenantId,
@@ -451,16 +445,6 @@ impl Engine for StationEngine {
     ) -> Result<GroupInfo, EngineError> {
         let (station, group) = self.stations.group(tenant, station, group)?;
         Ok(self.group_info_of(&station, &group))
-    }
-
-    fn delete_group(
-        &self,
-        tenant: &TenantId,
-        station: &str,
-        group: &str,
-    ) -> Result<(), EngineError> {
-        refuse_internal(station, true)?;
-        self.stations.delete_group(tenant, station, group)
     }
 
     fn group_names(&self, tenant: &TenantId, station: &str) -> Result<Vec<String>, EngineError> {
@@ -519,18 +503,6 @@ impl Engine for StationEngine {
             .fetch_add(payload_bytes as u64, Ordering::Relaxed);
     }
 
-    fn create_station(
-        &self,
-        tenant: &TenantId,
-        config: StationConfig,
-    ) -> Result<StationInfo, EngineError> {
-        check_client_station(&config)?;
-        self.check_station_schema(tenant, &config)?;
-        let station = self.stations.create(tenant, config)?;
-        self.sync_dead_letter(tenant, &station.config())?;
-        Ok(self.station_info_of(&station))
-    }
-
     fn create_internal_station(
         &self,
         tenant: &TenantId,
@@ -549,35 +521,6 @@ impl Engine for StationEngine {
         self.purge_in(tenant, name, purge)
     }
 
-    fn update_station(
-        &self,
-        tenant: &TenantId,
-        config: StationConfig,
-    ) -> Result<StationInfo, EngineError> {
-        check_client_station(&config)?;
-        self.check_station_schema(tenant, &config)?;
-        let station = self.stations.update(tenant, config)?;
-        self.sync_dead_letter(tenant, &station.config())?;
-        Ok(self.station_info_of(&station))
-    }
-
-    fn delete_station(&self, tenant: &TenantId, name: &str) -> Result<(), EngineError> {
-        if name.starts_with(junction_api::DLS_PREFIX) {
-            return Err(EngineError::Denied(
-                "a dead-letter station is deleted with its station; purge it instead".into(),
-            ));
-        }
-        refuse_internal(name, false)?;
-        self.stations.delete(tenant, name)?;
-        match self
-            .stations
-            .delete(tenant, &junction_api::dead_letter_station(name))
-        {
-            Ok(()) | Err(EngineError::StationNotFound) => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-
     fn station_info(&self, tenant: &TenantId, name: &str) -> Result<StationInfo, EngineError> {
         let station = self.stations.get(tenant, name)?;
         Ok(self.station_info_of(&station))
@@ -587,16 +530,6 @@ impl Engine for StationEngine {
         self.stations.names(tenant, subject)
     }
 
-    fn purge_station(
-        &self,
-        tenant: &TenantId,
-        name: &str,
-        purge: Purge,
-    ) -> Result<u64, EngineError> {
-        refuse_internal(name, true)?;
-        self.purge_in(tenant, name, purge)
-    }
-
     fn get_message(
         &self,
         tenant: &TenantId,
@@ -604,11 +537,6 @@ impl Engine for StationEngine {
         query: MessageQuery,
     ) -> Result<StoredMessage, EngineError> {
         self.get_message_in(tenant, name, query)
-    }
-
-    fn delete_message(&self, tenant: &TenantId, name: &str, seq: u64) -> Result<(), EngineError> {
-        refuse_internal(name, true)?;
-        self.stations.get(tenant, name)?.delete_message(seq)
     }
 
     fn subscribe(
@@ -662,7 +590,114 @@ impl Engine for StationEngine {
             ),
         );
     }
+}
 
+/// The admin surface: each call runs its blocking body ([`StationEngine`]'s
+/// `*_now` methods) on a tokio blocking thread.
+impl Admin for StationEngine {
+    fn create_station(&self, tenant: &TenantId, config: StationConfig) -> AdminFuture<StationInfo> {
+        let tenant = tenant.clone();
+        self.blocking(move |e| e.create_station_now(&tenant, config))
+    }
+
+    fn update_station(&self, tenant: &TenantId, config: StationConfig) -> AdminFuture<StationInfo> {
+        let tenant = tenant.clone();
+        self.blocking(move |e| e.update_station_now(&tenant, config))
+    }
+
+    fn delete_station(&self, tenant: &TenantId, name: &str) -> AdminFuture<()> {
+        let (tenant, name) = (tenant.clone(), name.to_string());
+        self.blocking(move |e| e.delete_station_now(&tenant, &name))
+    }
+
+    fn purge_station(&self, tenant: &TenantId, name: &str, purge: Purge) -> AdminFuture<u64> {
+        let (tenant, name) = (tenant.clone(), name.to_string());
+        self.blocking(move |e| e.purge_station_now(&tenant, &name, purge))
+    }
+
+    fn delete_message(&self, tenant: &TenantId, name: &str, seq: u64) -> AdminFuture<()> {
+        let (tenant, name) = (tenant.clone(), name.to_string());
+        self.blocking(move |e| e.delete_message_now(&tenant, &name, seq))
+    }
+
+    fn create_group(
+        &self,
+        tenant: &TenantId,
+        station: &str,
+        config: GroupConfig,
+    ) -> AdminFuture<GroupInfo> {
+        let (tenant, station) = (tenant.clone(), station.to_string());
+        self.blocking(move |e| e.create_group_now(&tenant, &station, config))
+    }
+
+    fn delete_group(&self, tenant: &TenantId, station: &str, group: &str) -> AdminFuture<()> {
+        let (tenant, station, group) = (tenant.clone(), station.to_string(), group.to_string());
+        self.blocking(move |e| e.delete_group_now(&tenant, &station, &group))
+    }
+
+    fn create_schema(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        format: SchemaFormat,
+        definition: &str,
+    ) -> AdminFuture<SchemaInfo> {
+        let (tenant, name, definition) = (tenant.clone(), name.to_string(), definition.to_string());
+        self.blocking(move |e| e.create_schema_now(&tenant, &name, format, &definition))
+    }
+
+    fn add_schema_version(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        definition: &str,
+    ) -> AdminFuture<SchemaInfo> {
+        let (tenant, name, definition) = (tenant.clone(), name.to_string(), definition.to_string());
+        self.blocking(move |e| e.add_schema_version_now(&tenant, &name, &definition))
+    }
+
+    fn activate_schema_version(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        version: u32,
+    ) -> AdminFuture<SchemaInfo> {
+        let (tenant, name) = (tenant.clone(), name.to_string());
+        self.blocking(move |e| e.activate_schema_version_now(&tenant, &name, version))
+    }
+
+    fn delete_schema(&self, tenant: &TenantId, name: &str) -> AdminFuture<()> {
+        let (tenant, name) = (tenant.clone(), name.to_string());
+        self.blocking(move |e| e.delete_schema_now(&tenant, &name))
+    }
+
+    fn put_routing_rule(&self, tenant: &TenantId, rule: RoutingRule) -> AdminFuture<RoutingRule> {
+        let tenant = tenant.clone();
+        self.blocking(move |e| e.put_routing_rule_now(&tenant, rule))
+    }
+
+    fn delete_routing_rule(&self, tenant: &TenantId, name: &str) -> AdminFuture<()> {
+        let (tenant, name) = (tenant.clone(), name.to_string());
+        self.blocking(move |e| e.delete_routing_rule_now(&tenant, &name))
+    }
+
+    fn resend_dead_letters(
+        &self,
+        tenant: &TenantId,
+        station: &str,
+        request: ResendRequest,
+    ) -> AdminFuture<ResendStatus> {
+        let (tenant, station) = (tenant.clone(), station.to_string());
+        self.blocking(move |e| e.resend_dead_letters_now(&tenant, &station, request))
+    }
+
+    fn close_client(&self, tenant: &TenantId, client: ClientId, reason: &str) -> AdminFuture<()> {
+        let (tenant, reason) = (tenant.clone(), reason.to_string());
+        self.blocking(move |e| e.close_client_now(&tenant, client, &reason))
+    }
+}
+
+impl Monitor for StationEngine {
     fn server_snapshot(&self) -> ServerSnapshot {
         // Connections only: not the engine's client nor a front-end's own ones
         // (`junction-http`, `junction-mqtt`), as nats-server leaves out its internal
@@ -741,36 +776,6 @@ impl Engine for StationEngine {
         }
     }
 
-    fn create_schema(
-        &self,
-        tenant: &TenantId,
-        name: &str,
-        format: SchemaFormat,
-        definition: &str,
-    ) -> Result<SchemaInfo, EngineError> {
-        self.schemas.create(tenant, name, format, definition)
-    }
-
-    fn add_schema_version(
-        &self,
-        tenant: &TenantId,
-        name: &str,
-        definition: &str,
-    ) -> Result<SchemaInfo, EngineError> {
-        let users = self.schema_users(tenant, name);
-        self.schemas.add_version(tenant, name, definition, users)
-    }
-
-    fn activate_schema_version(
-        &self,
-        tenant: &TenantId,
-        name: &str,
-        version: u32,
-    ) -> Result<SchemaInfo, EngineError> {
-        let users = self.schema_users(tenant, name);
-        self.schemas.activate(tenant, name, version, users)
-    }
-
     fn schema_info(&self, tenant: &TenantId, name: &str) -> Result<SchemaInfo, EngineError> {
         self.schemas
             .info(tenant, name, self.schema_users(tenant, name))
@@ -782,26 +787,6 @@ impl Engine for StationEngine {
             .into_iter()
             .filter_map(|n| self.schema_info(tenant, &n).ok())
             .collect()
-    }
-
-    fn delete_schema(&self, tenant: &TenantId, name: &str) -> Result<(), EngineError> {
-        let users = self.schema_users(tenant, name);
-        if !users.is_empty() {
-            return Err(EngineError::SchemaInUse(format!(
-                "schema '{name}' is attached to station(s) {}; detach it first",
-                users.join(", ")
-            )));
-        }
-        self.schemas.delete(tenant, name)
-    }
-
-    fn resend_dead_letters(
-        &self,
-        tenant: &TenantId,
-        station: &str,
-        request: ResendRequest,
-    ) -> Result<ResendStatus, EngineError> {
-        self.start_resend(tenant, station, request)
     }
 
     fn resend_status(
@@ -824,7 +809,172 @@ impl Engine for StationEngine {
         self.lineage.graph(tenant)
     }
 
-    fn put_routing_rule(
+    fn routing_rules(&self, tenant: &TenantId) -> Vec<RoutingRule> {
+        self.routing.list(tenant)
+    }
+
+    fn events(&self, tenant: &TenantId, limit: usize) -> Vec<SystemEvent> {
+        self.events.recent(tenant, limit)
+    }
+}
+
+/// The admin operations' bodies. They write metadata and wait for it to be durable
+/// (an fsync), so they run on a blocking thread: [`Admin`] calls them through
+/// [`StationEngine::blocking`].
+impl StationEngine {
+    /// Runs `f` on a blocking thread of the current tokio runtime, with an owned
+    /// handle on this engine.
+    fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&StationEngine) -> Result<T, EngineError> + Send + 'static,
+    ) -> AdminFuture<T> {
+        let me = self.me.upgrade();
+        Box::pin(async move {
+            let me = me.ok_or(EngineError::ShuttingDown)?;
+            tokio::task::spawn_blocking(move || f(&me))
+                .await
+                .unwrap_or_else(|e| Err(EngineError::Storage(format!("admin task failed: {e}"))))
+        })
+    }
+
+    pub(crate) fn create_group_now(
+        &self,
+        tenant: &TenantId,
+        station: &str,
+        config: GroupConfig,
+    ) -> Result<GroupInfo, EngineError> {
+        refuse_internal(station, true)?;
+        self.create_internal_group(tenant, station, config)
+    }
+
+    pub(crate) fn delete_group_now(
+        &self,
+        tenant: &TenantId,
+        station: &str,
+        group: &str,
+    ) -> Result<(), EngineError> {
+        refuse_internal(station, true)?;
+        self.stations.delete_group(tenant, station, group)
+    }
+
+    pub(crate) fn create_station_now(
+        &self,
+        tenant: &TenantId,
+        config: StationConfig,
+    ) -> Result<StationInfo, EngineError> {
+        check_client_station(&config)?;
+        self.check_station_schema(tenant, &config)?;
+        let station = self.stations.create(tenant, config)?;
+        self.sync_dead_letter(tenant, &station.config())?;
+        Ok(self.station_info_of(&station))
+    }
+
+    pub(crate) fn update_station_now(
+        &self,
+        tenant: &TenantId,
+        config: StationConfig,
+    ) -> Result<StationInfo, EngineError> {
+        check_client_station(&config)?;
+        self.check_station_schema(tenant, &config)?;
+        let station = self.stations.update(tenant, config)?;
+        self.sync_dead_letter(tenant, &station.config())?;
+        Ok(self.station_info_of(&station))
+    }
+
+    pub(crate) fn delete_station_now(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+    ) -> Result<(), EngineError> {
+        if name.starts_with(junction_api::DLS_PREFIX) {
+            return Err(EngineError::Denied(Denial::DeadLetterStationDelete));
+        }
+        refuse_internal(name, false)?;
+        self.stations.delete(tenant, name)?;
+        match self
+            .stations
+            .delete(tenant, &junction_api::dead_letter_station(name))
+        {
+            Ok(()) | Err(EngineError::StationNotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(crate) fn purge_station_now(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        purge: Purge,
+    ) -> Result<u64, EngineError> {
+        refuse_internal(name, true)?;
+        self.purge_in(tenant, name, purge)
+    }
+
+    pub(crate) fn delete_message_now(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        seq: u64,
+    ) -> Result<(), EngineError> {
+        refuse_internal(name, true)?;
+        self.stations.get(tenant, name)?.delete_message(seq)
+    }
+
+    pub(crate) fn create_schema_now(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        format: SchemaFormat,
+        definition: &str,
+    ) -> Result<SchemaInfo, EngineError> {
+        self.schemas.create(tenant, name, format, definition)
+    }
+
+    pub(crate) fn add_schema_version_now(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        definition: &str,
+    ) -> Result<SchemaInfo, EngineError> {
+        let users = self.schema_users(tenant, name);
+        self.schemas.add_version(tenant, name, definition, users)
+    }
+
+    pub(crate) fn activate_schema_version_now(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        version: u32,
+    ) -> Result<SchemaInfo, EngineError> {
+        let users = self.schema_users(tenant, name);
+        self.schemas.activate(tenant, name, version, users)
+    }
+
+    pub(crate) fn delete_schema_now(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+    ) -> Result<(), EngineError> {
+        let users = self.schema_users(tenant, name);
+        if !users.is_empty() {
+            return Err(EngineError::SchemaInUse {
+                schema: name.to_string(),
+                stations: users,
+            });
+        }
+        self.schemas.delete(tenant, name)
+    }
+
+    pub(crate) fn resend_dead_letters_now(
+        &self,
+        tenant: &TenantId,
+        station: &str,
+        request: ResendRequest,
+    ) -> Result<ResendStatus, EngineError> {
+        self.start_resend(tenant, station, request)
+    }
+
+    pub(crate) fn put_routing_rule_now(
         &self,
         tenant: &TenantId,
         rule: RoutingRule,
@@ -832,7 +982,7 @@ impl Engine for StationEngine {
         if let Some(stations) = &rule.action.route {
             for s in stations {
                 self.stations.get(tenant, s).map_err(|_| {
-                    EngineError::InvalidConfig(format!(
+                    EngineError::invalid_config(format!(
                         "routing rule '{}': station '{s}' not found",
                         rule.name
                     ))
@@ -842,15 +992,15 @@ impl Engine for StationEngine {
         self.routing.put(tenant, rule)
     }
 
-    fn routing_rules(&self, tenant: &TenantId) -> Vec<RoutingRule> {
-        self.routing.list(tenant)
-    }
-
-    fn delete_routing_rule(&self, tenant: &TenantId, name: &str) -> Result<(), EngineError> {
+    pub(crate) fn delete_routing_rule_now(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+    ) -> Result<(), EngineError> {
         self.routing.delete(tenant, name)
     }
 
-    fn close_client(
+    pub(crate) fn close_client_now(
         &self,
         tenant: &TenantId,
         client: ClientId,
@@ -886,15 +1036,8 @@ impl Engine for StationEngine {
             );
             Ok(())
         } else {
-            Err(EngineError::Denied(format!(
-                "client {} cannot be disconnected: it is not a connection of its own",
-                client.0
-            )))
+            Err(EngineError::Denied(Denial::NotAConnection(client)))
         }
-    }
-
-    fn events(&self, tenant: &TenantId, limit: usize) -> Vec<SystemEvent> {
-        self.events.recent(tenant, limit)
     }
 }
 

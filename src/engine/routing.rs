@@ -78,7 +78,7 @@ fn meta_key(tenant: &TenantId, name: &str) -> String {
 }
 
 fn invalid(rule: &str, msg: impl std::fmt::Display) -> EngineError {
-    EngineError::InvalidConfig(format!("routing rule '{rule}': {msg}"))
+    EngineError::invalid_config(format!("routing rule '{rule}': {msg}"))
 }
 
 fn compile_condition(rule: &str, p: &Predicate) -> Result<Condition, EngineError> {
@@ -158,8 +158,8 @@ fn compile(rule: RoutingRule) -> Result<Compiled, EngineError> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
-        return Err(EngineError::InvalidConfig(
-            "routing rule name must be 1 to 128 letters, digits, '-' or '_'".into(),
+        return Err(EngineError::invalid_config(
+            "routing rule name must be 1 to 128 letters, digits, '-' or '_'",
         ));
     }
     let filters = rule

@@ -66,8 +66,8 @@ fn validate_name(name: &str) -> Result<(), EngineError> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
-        return Err(EngineError::InvalidConfig(
-            "schema name must be 1 to 128 letters, digits, '-' or '_'".into(),
+        return Err(EngineError::invalid_config(
+            "schema name must be 1 to 128 letters, digits, '-' or '_'",
         ));
     }
     Ok(())
@@ -81,13 +81,13 @@ fn compile(
     match format {
         SchemaFormat::Json => {
             let doc: serde_json::Value = serde_json::from_str(definition).map_err(|e| {
-                EngineError::InvalidConfig(format!("schema definition is not JSON: {e}"))
+                EngineError::invalid_config(format!("schema definition is not JSON: {e}"))
             })?;
             jsonschema::validator_for(&doc)
                 .map(Arc::new)
-                .map_err(|e| EngineError::InvalidConfig(format!("invalid JSON Schema: {e}")))
+                .map_err(|e| EngineError::invalid_config(format!("invalid JSON Schema: {e}")))
         }
-        _ => Err(EngineError::InvalidConfig(format!(
+        _ => Err(EngineError::invalid_config(format!(
             "unsupported schema type '{}'",
             format.as_str()
         ))),
@@ -298,11 +298,11 @@ impl SchemaRegistry {
         let schemas = self.schemas.read();
         let entry = schemas
             .get(&(tenant.clone(), name.to_string()))
-            .ok_or_else(|| EngineError::InvalidConfig(format!("schema '{name}' not found")))?;
+            .ok_or_else(|| EngineError::invalid_config(format!("schema '{name}' not found")))?;
         if let Some(v) = version
             && !entry.stored.versions.iter().any(|s| s.version == v)
         {
-            return Err(EngineError::InvalidConfig(format!(
+            return Err(EngineError::invalid_config(format!(
                 "schema '{name}' has no version {v}"
             )));
         }

@@ -239,16 +239,12 @@ fn storage_error(e: StorageError) -> EngineError {
 
 /// The filters a configuration captures (its subjects, or its name).
 pub(crate) fn filters_of(config: &StationConfig) -> Result<Vec<SubjectFilter>, EngineError> {
-    let subjects = if config.subjects.is_empty() {
-        vec![config.name.clone()]
-    } else {
-        config.subjects.clone()
-    };
-    subjects
+    config
+        .subjects_or_name()
         .into_iter()
         .map(|s| {
             SubjectFilter::new(s.clone())
-                .map_err(|e| EngineError::InvalidConfig(format!("invalid subject '{s}': {e}")))
+                .map_err(|e| EngineError::invalid_config(format!("invalid subject '{s}': {e}")))
         })
         .collect()
 }
@@ -825,7 +821,7 @@ impl Station {
 
     pub fn purge(&self, purge: &Purge) -> Result<u64, EngineError> {
         if self.config.read().deny_purge {
-            return Err(EngineError::Denied("stream purge is not permitted".into()));
+            return Err(EngineError::Denied(junction_api::Denial::PurgeNotPermitted));
         }
         let filter = match &purge.filter {
             Some(f) if !f.is_empty() && f != ">" => Some(
@@ -869,7 +865,7 @@ impl Station {
     pub fn delete_message(&self, seq: u64) -> Result<(), EngineError> {
         if self.config.read().deny_delete {
             return Err(EngineError::Denied(
-                "message delete is not permitted".into(),
+                junction_api::Denial::DeleteNotPermitted,
             ));
         }
         let mut log = self.log.lock();

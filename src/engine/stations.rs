@@ -7,9 +7,9 @@ use super::station::{Station, filters_of, filters_overlap, now_ns, seq_floor_key
 use ahash::AHashMap;
 use bytes::Bytes;
 use junction_api::{
-    AckKind, AckPolicy, DLS_PREFIX, DeadLetterReason, DeliverPolicy, EngineError, FetchRequest,
-    FetchSink, GroupConfig, GroupInfo, MessageQuery, Purge, Retention, StationConfig, StationInfo,
-    StoredMessage, Subject, SubjectFilter, TenantId,
+    AckKind, AckPolicy, ConfigError, DLS_PREFIX, DeadLetterReason, DeliverPolicy, EngineError,
+    FetchRequest, FetchSink, GroupConfig, GroupConfigError, GroupInfo, MessageQuery, Purge,
+    Retention, StationConfig, StationInfo, StoredMessage, Subject, SubjectFilter, TenantId,
 };
 use junction_storage::Store;
 use parking_lot::RwLock;
@@ -92,7 +92,7 @@ pub(crate) fn check_name(what: &str, name: &str) -> Result<(), String> {
 }
 
 fn validate_name(name: &str) -> Result<(), EngineError> {
-    check_name("stream", name).map_err(EngineError::InvalidConfig)
+    check_name("stream", name).map_err(EngineError::invalid_config)
 }
 
 /// A count or size limit: -1 (or 0, which means the same) is unlimited; other
@@ -112,16 +112,9 @@ fn normalize(mut config: StationConfig) -> Result<StationConfig, EngineError> {
         config.replicas = 1;
     }
     if config.replicas > 1 {
-        return Err(EngineError::InvalidConfig(
-            "replicas > 1 not supported in non-clustered mode".into(),
-        ));
+        return Err(EngineError::InvalidConfig(ConfigError::ReplicasUnsupported));
     }
-    if config.duplicate_window.is_zero() {
-        config.duplicate_window = Duration::from_secs(120);
-    }
-    if !config.max_age.is_zero() && config.duplicate_window > config.max_age {
-        config.duplicate_window = config.max_age;
-    }
+    config.duplicate_window = config.effective_duplicate_window();
     for (what, v) in [
         ("max_msgs", &mut config.max_msgs),
         ("max_bytes", &mut config.max_bytes),
@@ -129,10 +122,8 @@ fn normalize(mut config: StationConfig) -> Result<StationConfig, EngineError> {
         ("max_msg_size", &mut config.max_msg_size),
         ("max_consumers", &mut config.max_consumers),
     ] {
-        check_limit(what, *v).map_err(EngineError::InvalidConfig)?;
-        if *v == 0 {
-            *v = -1;
-        }
+        check_limit(what, *v).map_err(EngineError::invalid_config)?;
+        *v = StationConfig::limit(*v).unwrap_or(*v);
     }
     let filters = filters_of(&config)?;
     // Literal subjects overlap only when equal (a set finds that); only filters
@@ -144,18 +135,14 @@ fn normalize(mut config: StationConfig) -> Result<StationConfig, EngineError> {
         duplicate |= !literals.insert(f.as_bytes());
     }
     if duplicate {
-        return Err(EngineError::InvalidConfig(
-            "duplicate subjects detected".into(),
-        ));
+        return Err(EngineError::InvalidConfig(ConfigError::DuplicateSubjects));
     }
     let (literal, wildcards): (Vec<&SubjectFilter>, Vec<&SubjectFilter>) =
         filters.iter().partition(|f| f.is_literal());
     for (i, a) in wildcards.iter().enumerate() {
         for b in literal.iter().chain(&wildcards[i + 1..]) {
             if filters_overlap(a, b) {
-                return Err(EngineError::InvalidConfig(
-                    "duplicate subjects detected".into(),
-                ));
+                return Err(EngineError::InvalidConfig(ConfigError::DuplicateSubjects));
             }
         }
     }
@@ -376,14 +363,10 @@ impl StationRegistry {
             .ok_or(EngineError::StationNotFound)?;
         let old = station.config();
         if old.storage != config.storage {
-            return Err(EngineError::InvalidConfig(
-                "stream configuration update can not change storage type".into(),
-            ));
+            return Err(EngineError::InvalidConfig(ConfigError::StorageChange));
         }
         if old.retention != config.retention {
-            return Err(EngineError::InvalidConfig(
-                "stream configuration update can not change retention policy".into(),
-            ));
+            return Err(EngineError::InvalidConfig(ConfigError::RetentionChange));
         }
         Self::check_overlap(t, &config.name, &filters)?;
         self.persist(&station, &config)?;
@@ -452,11 +435,11 @@ impl StationRegistry {
             return Err(EngineError::MaxGroups);
         }
         if station_config.retention == Retention::WorkQueue {
-            // As nats-server checks, with its descriptions (the NATS layer maps them to
-            // their error codes).
+            // As nats-server checks; typed, so that the NATS layer can give each its
+            // own error code.
             if config.ack_policy != AckPolicy::Explicit {
                 return Err(EngineError::InvalidGroupConfig(
-                    "workqueue stream requires explicit ack".into(),
+                    GroupConfigError::WorkQueueNeedsExplicitAck,
                 ));
             }
             let mine: Vec<SubjectFilter> = config
@@ -466,7 +449,7 @@ impl StationRegistry {
                 .collect();
             if mine.is_empty() && !groups.is_empty() {
                 return Err(EngineError::InvalidGroupConfig(
-                    "multiple non-filtered consumers not allowed on workqueue stream".into(),
+                    GroupConfigError::WorkQueueUnfilteredNotAlone,
                 ));
             }
             for other in groups.values() {
@@ -477,13 +460,13 @@ impl StationRegistry {
                         .any(|a| theirs.iter().any(|b| filters_overlap(a, b)));
                 if overlap {
                     return Err(EngineError::InvalidGroupConfig(
-                        "filtered consumer not unique on workqueue stream".into(),
+                        GroupConfigError::WorkQueueFilterNotUnique,
                     ));
                 }
             }
             if config.deliver_policy != DeliverPolicy::All {
                 return Err(EngineError::InvalidGroupConfig(
-                    "consumer must be deliver all on workqueue stream".into(),
+                    GroupConfigError::WorkQueueNotDeliverAll,
                 ));
             }
         }

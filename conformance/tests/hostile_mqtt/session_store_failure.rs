@@ -11,7 +11,7 @@ use crate::support::{
     LONG_GUARD, Raw, V4, V5, connect_v4, connect_v5, publish_raw, still_serves, text, v4_options,
     v5_options, within_for,
 };
-use junction_api::{Engine, Retention, StationConfig, TenantId};
+use junction_api::{Broker, Retention, StationConfig, TenantId};
 use junction_conformance::{TestBroker, mqtt_broker, start_in};
 use rumqttc::QoS;
 use rumqttc::v5::mqttbytes::QoS as QoS5;

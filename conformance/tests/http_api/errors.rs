@@ -89,12 +89,18 @@ async fn denied_operations_are_403() {
     .await
     .expect(201);
     api.publish_stored("LOCKED", "keep me").await;
-    api.post("/v1/stations/LOCKED/purge", &json!({}))
+    // In this API's words (stations, their fields), not nats-server's ("stream purge
+    // is not permitted").
+    let message = api
+        .post("/v1/stations/LOCKED/purge", &json!({}))
         .await
         .expect_error(403, "denied");
-    api.delete("/v1/stations/LOCKED/messages/1")
+    assert_eq!(message, "the station denies purges (deny_purge)");
+    let message = api
+        .delete("/v1/stations/LOCKED/messages/1")
         .await
         .expect_error(403, "denied");
+    assert_eq!(message, "the station denies message deletes (deny_delete)");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -171,7 +177,10 @@ async fn conflicts_are_409() {
         )
         .await
         .expect_error(409, "wrong_last_sequence");
-    assert!(message.contains('1'), "{message}");
+    assert_eq!(
+        message,
+        "expected last sequence does not match: the station's last sequence is 1"
+    );
     // With the right expectation it is stored.
     api.post_raw(
         "/v1/subjects/a.two",
@@ -269,9 +278,14 @@ async fn back_pressure_is_429() {
     .await
     .expect(201);
     api.publish_stored("FULL", "first").await;
-    api.publish("FULL", "second")
+    let message = api
+        .publish("FULL", "second")
         .await
         .expect_error(429, "station_full");
+    assert_eq!(
+        message,
+        "the station is full (max_msgs) and discards new messages"
+    );
 
     // One fetch may wait on this group; a second one is turned away.
     api.station("W", &["w"]).await;

@@ -7,8 +7,16 @@ use crate::{
     SchemaInfo, StationConfig, StationInfo, StoredCallback, StoredMessage, Subject, SubjectFilter,
     SubscriptionSnapshot, SystemEvent, TenantId,
 };
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::SystemTime;
+
+/// What an [`Admin`] call returns: a future that does the call's blocking work
+/// (metadata writes and their fsync) on the engine's own blocking threads, so that
+/// awaiting it never blocks a front-end's async worker. It owns what it needs
+/// (`'static`): the caller may drop its borrows at once.
+pub type AdminFuture<T> = Pin<Box<dyn Future<Output = Result<T, EngineError>> + Send + 'static>>;
 
 /// An engine-wide subscription id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -100,11 +108,27 @@ pub struct StorageStats {
     pub corrupt_records: u64,
 }
 
-/// The broker, as every protocol front-end sees it.
+/// The broker, as every protocol front-end sees it: the three surfaces below, split
+/// by what they may cost the caller.
 ///
-/// Methods are synchronous and cheap: they never wait on I/O. Operations that must
-/// wait for storage will return a future of their own.
-pub trait Engine: Send + Sync + 'static {
+/// - [`Broker`]: the message path (connect, publish, subscribe, fetch, ack).
+///   Synchronous and cheap; never waits on I/O.
+/// - [`Admin`]: changes to stations, groups, schemas, rules and clients. Each call
+///   returns an [`AdminFuture`]; the engine does the blocking (an fsync) itself, off
+///   the caller's thread.
+/// - [`Monitor`]: snapshots, figures, health, events and lineage reads. Synchronous
+///   reads of in-memory state; never a write.
+///
+/// No method has a default body: every engine implements every surface.
+pub trait Engine: Broker + Admin + Monitor {}
+
+impl<T: Broker + Admin + Monitor> Engine for T {}
+
+/// The message path. Every method is synchronous, returns at once and never waits on
+/// I/O: front-ends call it from their async workers (and the engine from its own
+/// fan-out). Publishes that a station stores are acknowledged later, through their
+/// [`StoredCallback`], once durable.
+pub trait Broker: Send + Sync + 'static {
     /// Does this broker require credentials?
     fn auth_required(&self) -> bool;
 
@@ -127,7 +151,7 @@ pub trait Engine: Send + Sync + 'static {
         self.publish_stored(from, message, None)
     }
 
-    /// Like [`Engine::publish`]; when a station captures the message, `stored` runs
+    /// Like [`Broker::publish`]; when a station captures the message, `stored` runs
     /// once it is durable under the station's policy, or refused (for instance with
     /// [`EngineError::SchemaViolation`], or [`EngineError::DroppedByRule`] when a
     /// routing rule dropped a message a station would have stored). When no station
@@ -149,95 +173,24 @@ pub trait Engine: Send + Sync + 'static {
     /// `out_msgs`/`out_bytes` stay what the clients received.
     fn count_delivered(&self, payload_bytes: usize);
 
-    /// Creates (or finds) one of a front-end's own internal stations, whose names
-    /// start with `$` (MQTT's `$MQTT_sess`, …) and whose subjects are in reserved
-    /// spaces. [`Engine::create_station`] refuses both: clients cannot reach them.
-    fn create_internal_station(
-        &self,
-        tenant: &TenantId,
-        config: StationConfig,
-    ) -> Result<StationInfo, EngineError>;
+    /// Delivers `message` (keeping its own subject) to every subscription matching
+    /// `route`: how a pull delivery reaches the member's inbox.
+    fn publish_routed(&self, from: &ClientRecord, route: &Subject, message: &Message) -> usize;
 
-    /// Purges messages of a front-end's own internal station; clients'
-    /// [`Engine::purge_station`] refuses `$`-named stations (but dead-letter ones).
-    fn purge_internal_station(
-        &self,
-        tenant: &TenantId,
-        name: &str,
-        purge: Purge,
-    ) -> Result<u64, EngineError>;
-
-    /// Creates a consumer group on a front-end's own internal station.
-    fn create_internal_group(
-        &self,
-        tenant: &TenantId,
-        station: &str,
-        config: GroupConfig,
-    ) -> Result<GroupInfo, EngineError>;
-
-    /// Deletes a consumer group of a front-end's own internal station.
-    fn delete_internal_group(
-        &self,
-        tenant: &TenantId,
-        station: &str,
-        group: &str,
-    ) -> Result<(), EngineError>;
-
-    /// Creates a station. Creating one that exists with the same configuration
-    /// returns it; with a different one fails with [`EngineError::StationNameInUse`].
-    fn create_station(
-        &self,
-        tenant: &TenantId,
-        config: StationConfig,
-    ) -> Result<StationInfo, EngineError>;
-
-    /// Changes a station's configuration.
-    fn update_station(
-        &self,
-        tenant: &TenantId,
-        config: StationConfig,
-    ) -> Result<StationInfo, EngineError>;
-
-    /// Deletes a station and its messages.
-    fn delete_station(&self, tenant: &TenantId, name: &str) -> Result<(), EngineError>;
-
-    /// A station's configuration and state.
+    /// A station's configuration and state (in memory).
     fn station_info(&self, tenant: &TenantId, name: &str) -> Result<StationInfo, EngineError>;
 
     /// Station names, sorted; only those capturing `subject` when given.
     fn station_names(&self, tenant: &TenantId, subject: Option<&str>) -> Vec<String>;
 
-    /// Removes messages; returns how many.
-    fn purge_station(
-        &self,
-        tenant: &TenantId,
-        name: &str,
-        purge: Purge,
-    ) -> Result<u64, EngineError>;
-
-    /// Reads one stored message.
+    /// Reads one stored message: a read of the store (its cache, or the page cache),
+    /// never a write.
     fn get_message(
         &self,
         tenant: &TenantId,
         name: &str,
         query: MessageQuery,
     ) -> Result<StoredMessage, EngineError>;
-
-    /// Deletes one stored message.
-    fn delete_message(&self, tenant: &TenantId, name: &str, seq: u64) -> Result<(), EngineError>;
-
-    /// Delivers `message` (keeping its own subject) to every subscription matching
-    /// `route`: how a pull delivery reaches the member's inbox.
-    fn publish_routed(&self, from: &ClientRecord, route: &Subject, message: &Message) -> usize;
-
-    /// Creates a consumer group on a station; the same configuration again returns
-    /// the existing group.
-    fn create_group(
-        &self,
-        tenant: &TenantId,
-        station: &str,
-        config: GroupConfig,
-    ) -> Result<GroupInfo, EngineError>;
 
     /// A group's configuration and state.
     fn group_info(
@@ -246,14 +199,6 @@ pub trait Engine: Send + Sync + 'static {
         station: &str,
         group: &str,
     ) -> Result<GroupInfo, EngineError>;
-
-    /// Deletes a group.
-    fn delete_group(
-        &self,
-        tenant: &TenantId,
-        station: &str,
-        group: &str,
-    ) -> Result<(), EngineError>;
 
     /// Group names of a station, sorted.
     fn group_names(&self, tenant: &TenantId, station: &str) -> Result<Vec<String>, EngineError>;
@@ -273,7 +218,8 @@ pub trait Engine: Send + Sync + 'static {
     /// what is due. The engine also runs every group's timers about every 50 ms.
     fn run_group_timers(&self, tenant: &TenantId, station: &str, group: &str);
 
-    /// Acknowledges (or naks, or terminates) the delivery of `stream_seq`.
+    /// Acknowledges (or naks, or terminates) the delivery of `stream_seq`. The new
+    /// position is written through the group-commit writer, not waited for.
     fn ack(
         &self,
         tenant: &TenantId,
@@ -298,6 +244,142 @@ pub trait Engine: Send + Sync + 'static {
     /// Records that a client was disconnected as a slow consumer.
     fn slow_consumer(&self, client: &ClientRecord);
 
+    // --- A front-end's own state (MQTT sessions and retained messages). These
+    // change metadata of the front-end's internal stations and groups, which the
+    // engine makes durable before returning: unlike the rest of this surface they
+    // wait for an fsync. Front-ends call them at session set-up and teardown, never
+    // per message.
+
+    /// Creates (or finds) one of a front-end's own internal stations, whose names
+    /// start with `$` (MQTT's `$MQTT_sess`, …) and whose subjects are in reserved
+    /// spaces. [`Admin::create_station`] refuses both: clients cannot reach them.
+    /// Waits for the definition to be durable.
+    fn create_internal_station(
+        &self,
+        tenant: &TenantId,
+        config: StationConfig,
+    ) -> Result<StationInfo, EngineError>;
+
+    /// Purges messages of a front-end's own internal station; clients'
+    /// [`Admin::purge_station`] refuses `$`-named stations (but dead-letter ones).
+    /// Waits for the purge to be durable.
+    fn purge_internal_station(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        purge: Purge,
+    ) -> Result<u64, EngineError>;
+
+    /// Creates a consumer group on a front-end's own internal station. Waits for the
+    /// definition to be durable.
+    fn create_internal_group(
+        &self,
+        tenant: &TenantId,
+        station: &str,
+        config: GroupConfig,
+    ) -> Result<GroupInfo, EngineError>;
+
+    /// Deletes a consumer group of a front-end's own internal station. Waits for the
+    /// deletion to be durable.
+    fn delete_internal_group(
+        &self,
+        tenant: &TenantId,
+        station: &str,
+        group: &str,
+    ) -> Result<(), EngineError>;
+}
+
+/// Changes to what the broker holds: stations, groups, messages, schemas, routing
+/// rules, dead-letter resends and client connections. Each method returns an
+/// [`AdminFuture`] and does its blocking (metadata writes, fsync) inside the engine,
+/// on a blocking thread: front-ends `.await` it from their async workers and never
+/// wrap it in `spawn_blocking` themselves. Arguments are copied into the future
+/// before the method returns.
+pub trait Admin: Send + Sync + 'static {
+    /// Creates a station. Creating one that exists with the same configuration
+    /// returns it; with a different one fails with [`EngineError::StationNameInUse`].
+    fn create_station(&self, tenant: &TenantId, config: StationConfig) -> AdminFuture<StationInfo>;
+
+    /// Changes a station's configuration.
+    fn update_station(&self, tenant: &TenantId, config: StationConfig) -> AdminFuture<StationInfo>;
+
+    /// Deletes a station and its messages.
+    fn delete_station(&self, tenant: &TenantId, name: &str) -> AdminFuture<()>;
+
+    /// Removes messages; returns how many.
+    fn purge_station(&self, tenant: &TenantId, name: &str, purge: Purge) -> AdminFuture<u64>;
+
+    /// Deletes one stored message.
+    fn delete_message(&self, tenant: &TenantId, name: &str, seq: u64) -> AdminFuture<()>;
+
+    /// Creates a consumer group on a station; the same configuration again returns
+    /// the existing group.
+    fn create_group(
+        &self,
+        tenant: &TenantId,
+        station: &str,
+        config: GroupConfig,
+    ) -> AdminFuture<GroupInfo>;
+
+    /// Deletes a group.
+    fn delete_group(&self, tenant: &TenantId, station: &str, group: &str) -> AdminFuture<()>;
+
+    /// Creates a schema with its first version. `definition` is the document as
+    /// JSON text; it must compile.
+    fn create_schema(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        format: SchemaFormat,
+        definition: &str,
+    ) -> AdminFuture<SchemaInfo>;
+
+    /// Adds a version to a schema; it becomes the active version.
+    fn add_schema_version(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        definition: &str,
+    ) -> AdminFuture<SchemaInfo>;
+
+    /// Makes an existing version the active one (a rollback, or a roll forward).
+    fn activate_schema_version(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        version: u32,
+    ) -> AdminFuture<SchemaInfo>;
+
+    /// Deletes a schema; refused ([`EngineError::SchemaInUse`]) while a station uses it.
+    fn delete_schema(&self, tenant: &TenantId, name: &str) -> AdminFuture<()>;
+
+    /// Creates or replaces a routing rule (by name).
+    fn put_routing_rule(&self, tenant: &TenantId, rule: RoutingRule) -> AdminFuture<RoutingRule>;
+
+    /// Deletes a routing rule.
+    fn delete_routing_rule(&self, tenant: &TenantId, name: &str) -> AdminFuture<()>;
+
+    /// Starts re-sending dead letters of `station` in the background; poll with
+    /// [`Monitor::resend_status`].
+    fn resend_dead_letters(
+        &self,
+        tenant: &TenantId,
+        station: &str,
+        request: ResendRequest,
+    ) -> AdminFuture<ResendStatus>;
+
+    /// Closes a client's connection from outside it (an operator's disconnect).
+    /// The front-end tells the client why where its protocol can (NATS `-ERR`,
+    /// MQTT 5 DISCONNECT 0x98) and ends the session as an abnormal close (an MQTT
+    /// will is published). Fails with [`EngineError::ClientNotFound`] for an
+    /// unknown id and [`EngineError::Denied`] for a client that cannot be closed
+    /// (HTTP requests share one client).
+    fn close_client(&self, tenant: &TenantId, client: ClientId, reason: &str) -> AdminFuture<()>;
+}
+
+/// What monitoring reads: in-memory snapshots and counters. Synchronous and cheap;
+/// never a write, never an fsync.
+pub trait Monitor: Send + Sync + 'static {
     /// Server-wide figures.
     fn server_snapshot(&self) -> ServerSnapshot;
 
@@ -314,77 +396,16 @@ pub trait Engine: Send + Sync + 'static {
     /// Whether storage still takes writes: `Err` carries why not (for instance
     /// "storage: no space left on device"). Once storage has failed it stays failed
     /// until the process restarts. Cheap: an atomic load.
-    fn storage_health(&self) -> Result<(), String> {
-        Ok(())
-    }
-
-    // --- Schemas and dead letters. The default bodies refuse, so that test engines
-    // need not implement them.
-
-    /// Creates a schema with its first version. `definition` is the document as
-    /// JSON text; it must compile.
-    fn create_schema(
-        &self,
-        tenant: &TenantId,
-        name: &str,
-        format: SchemaFormat,
-        definition: &str,
-    ) -> Result<SchemaInfo, EngineError> {
-        let _ = (tenant, name, format, definition);
-        Err(unsupported("schemas"))
-    }
-
-    /// Adds a version to a schema; it becomes the active version.
-    fn add_schema_version(
-        &self,
-        tenant: &TenantId,
-        name: &str,
-        definition: &str,
-    ) -> Result<SchemaInfo, EngineError> {
-        let _ = (tenant, name, definition);
-        Err(unsupported("schemas"))
-    }
-
-    /// Makes an existing version the active one (a rollback, or a roll forward).
-    fn activate_schema_version(
-        &self,
-        tenant: &TenantId,
-        name: &str,
-        version: u32,
-    ) -> Result<SchemaInfo, EngineError> {
-        let _ = (tenant, name, version);
-        Err(unsupported("schemas"))
-    }
+    fn storage_health(&self) -> Result<(), String>;
 
     /// A schema with all its versions.
-    fn schema_info(&self, tenant: &TenantId, name: &str) -> Result<SchemaInfo, EngineError> {
-        let _ = (tenant, name);
-        Err(unsupported("schemas"))
-    }
+    fn schema_info(&self, tenant: &TenantId, name: &str) -> Result<SchemaInfo, EngineError>;
 
     /// Every schema of a tenant, sorted by name.
-    fn schemas(&self, tenant: &TenantId) -> Vec<SchemaInfo> {
-        let _ = tenant;
-        Vec::new()
-    }
+    fn schemas(&self, tenant: &TenantId) -> Vec<SchemaInfo>;
 
-    /// Deletes a schema; refused ([`EngineError::SchemaInUse`]) while a station uses it.
-    fn delete_schema(&self, tenant: &TenantId, name: &str) -> Result<(), EngineError> {
-        let _ = (tenant, name);
-        Err(unsupported("schemas"))
-    }
-
-    /// Starts re-sending dead letters of `station` in the background; poll with
-    /// [`Engine::resend_status`].
-    fn resend_dead_letters(
-        &self,
-        tenant: &TenantId,
-        station: &str,
-        request: ResendRequest,
-    ) -> Result<ResendStatus, EngineError> {
-        let _ = (tenant, station, request);
-        Err(unsupported("dead-letter resends"))
-    }
+    /// Every routing rule of a tenant, in evaluation order.
+    fn routing_rules(&self, tenant: &TenantId) -> Vec<RoutingRule>;
 
     /// A resend task's progress.
     fn resend_status(
@@ -392,70 +413,16 @@ pub trait Engine: Send + Sync + 'static {
         tenant: &TenantId,
         station: &str,
         task: u64,
-    ) -> Result<ResendStatus, EngineError> {
-        let _ = (tenant, station, task);
-        Err(unsupported("dead-letter resends"))
-    }
+    ) -> Result<ResendStatus, EngineError>;
 
     /// The path of a message: `id` is a `Junction-Msg-Id` or a W3C trace id; the
     /// answer holds every message of that trace the engine still remembers.
-    fn lineage(&self, tenant: &TenantId, id: &str) -> Result<LineageTrace, EngineError> {
-        let _ = (tenant, id);
-        Err(unsupported("lineage queries"))
-    }
+    fn lineage(&self, tenant: &TenantId, id: &str) -> Result<LineageTrace, EngineError>;
 
     /// The station-level graph of producers, stations and groups, with rates.
-    fn lineage_graph(&self, tenant: &TenantId) -> LineageGraph {
-        let _ = tenant;
-        LineageGraph::default()
-    }
-
-    /// Creates or replaces a routing rule (by name).
-    fn put_routing_rule(
-        &self,
-        tenant: &TenantId,
-        rule: RoutingRule,
-    ) -> Result<RoutingRule, EngineError> {
-        let _ = (tenant, rule);
-        Err(unsupported("routing rules"))
-    }
-
-    /// Every routing rule of a tenant, in evaluation order.
-    fn routing_rules(&self, tenant: &TenantId) -> Vec<RoutingRule> {
-        let _ = tenant;
-        Vec::new()
-    }
-
-    /// Deletes a routing rule.
-    fn delete_routing_rule(&self, tenant: &TenantId, name: &str) -> Result<(), EngineError> {
-        let _ = (tenant, name);
-        Err(unsupported("routing rules"))
-    }
-
-    /// Closes a client's connection from outside it (an operator's disconnect).
-    /// The front-end tells the client why where its protocol can (NATS `-ERR`,
-    /// MQTT 5 DISCONNECT 0x98) and ends the session as an abnormal close (an MQTT
-    /// will is published). Fails with [`EngineError::ClientNotFound`] for an
-    /// unknown id and [`EngineError::Denied`] for a client that cannot be closed
-    /// (HTTP requests share one client).
-    fn close_client(
-        &self,
-        tenant: &TenantId,
-        client: ClientId,
-        reason: &str,
-    ) -> Result<(), EngineError> {
-        let _ = (tenant, client, reason);
-        Err(unsupported("operator disconnects"))
-    }
+    fn lineage_graph(&self, tenant: &TenantId) -> LineageGraph;
 
     /// The most recent system events of `tenant`, newest first, at most `limit`.
     /// The engine keeps a bounded number in memory; older ones are forgotten.
-    fn events(&self, tenant: &TenantId, limit: usize) -> Vec<SystemEvent> {
-        let _ = (tenant, limit);
-        Vec::new()
-    }
-}
-
-fn unsupported(what: &str) -> EngineError {
-    EngineError::BadRequest(format!("{what} are not supported by this engine"))
+    fn events(&self, tenant: &TenantId, limit: usize) -> Vec<SystemEvent>;
 }

@@ -1,9 +1,113 @@
 //! Errors the engine returns to front-ends.
+//!
+//! Shaped like rustls' errors: every [`EngineError`] has a category
+//! ([`EngineError::kind`], an [`ErrorKind`]) that is enough to choose a status code,
+//! and a variant with the data a front-end needs to word it (a sequence number, a
+//! station name, a typed reason). The engine never chooses a protocol's wording:
+//! NATS/JetStream answers with nats-server's sentences and error codes, HTTP with its
+//! own JSON codes and messages, MQTT with reason codes. `Display` is the broker's own
+//! neutral wording, for logs and for protocols that have no wording of their own
+//! (MQTT reason strings). No front-end may match on error text.
 
-use crate::SubjectError;
+use crate::{ClientId, SubjectError};
 
-/// Why the engine refused an operation. Front-ends map each variant to their
-/// protocol's own error (NATS `-ERR`, MQTT reason code, HTTP status).
+/// The category of an [`EngineError`]: what it means for the caller, whatever the
+/// protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The request is malformed: a subject, a configuration field, a request
+    /// parameter (HTTP 400/422; NATS `-ERR` or JetStream 400).
+    InvalidInput,
+    /// Credentials are missing or wrong (HTTP 401; MQTT 0x86/0x87).
+    Unauthenticated,
+    /// The caller may not do this: a station's policy, the broker's own subjects and
+    /// stations (HTTP 403; MQTT 0x87).
+    Denied,
+    /// The named station, group, message, schema, rule, task or client does not
+    /// exist (HTTP 404).
+    NotFound,
+    /// It exists already with another definition, or is in use (HTTP 409).
+    Conflict,
+    /// A conditional publish's precondition did not hold (expected stream, last
+    /// sequence, last message id): nothing was stored (HTTP 409).
+    PreconditionFailed,
+    /// A limit is reached: connections, subscriptions, groups, message size, a full
+    /// station that discards new messages (HTTP 413/429/503; MQTT 0x97).
+    LimitReached,
+    /// The message was refused as a whole by the broker's rules: a schema violation
+    /// or a routing rule that dropped it.
+    Rejected,
+    /// The broker cannot do it now: shutting down, or storage failed (HTTP 503).
+    Unavailable,
+    /// A stored record failed its checksum or could not be decoded (HTTP 500).
+    Corrupt,
+}
+
+/// Why a station, schema or routing-rule definition was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// Two of the station's subjects are equal or overlap.
+    #[error("two of the station's subjects are equal or overlap")]
+    DuplicateSubjects,
+    /// An update tried to change the storage kind (file or memory).
+    #[error("a station's storage kind cannot be changed")]
+    StorageChange,
+    /// An update tried to change the retention policy.
+    #[error("a station's retention policy cannot be changed")]
+    RetentionChange,
+    /// More than one replica was asked of a broker that is not clustered.
+    #[error("more than one replica needs a cluster")]
+    ReplicasUnsupported,
+    /// Any other invalid field; the text names the field and what is wrong, in the
+    /// broker's words (no protocol's).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Why a consumer-group definition was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GroupConfigError {
+    /// A work-queue station needs groups with explicit acks.
+    #[error("a work-queue station needs explicit acks")]
+    WorkQueueNeedsExplicitAck,
+    /// A work-queue station already has a group, so a new one needs a filter.
+    #[error("a work-queue station allows one group without a filter, alone")]
+    WorkQueueUnfilteredNotAlone,
+    /// The group's filters overlap another group's on a work-queue station.
+    #[error("the group's filters overlap another group's on a work-queue station")]
+    WorkQueueFilterNotUnique,
+    /// Groups of a work-queue station must start with the first message.
+    #[error("a work-queue station's groups must deliver all messages")]
+    WorkQueueNotDeliverAll,
+    /// Any other invalid field; the text names the field and what is wrong.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What a station's policy or the broker refused to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Denial {
+    /// The station denies purges (`deny_purge`).
+    #[error("the station does not allow purges")]
+    PurgeNotPermitted,
+    /// The station denies message deletes (`deny_delete`).
+    #[error("the station does not allow deleting messages")]
+    DeleteNotPermitted,
+    /// Dead-letter stations are deleted with their station (purging one is allowed).
+    #[error("a dead-letter station is deleted with its station; purge it instead")]
+    DeadLetterStationDelete,
+    /// The client is not a connection of its own (HTTP requests share one client),
+    /// so it cannot be disconnected.
+    #[error("client {} cannot be disconnected: it is not a connection of its own", .0.0)]
+    NotAConnection(ClientId),
+}
+
+/// Why the engine refused an operation. [`EngineError::kind`] gives its category;
+/// each front-end words it in its own protocol (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum EngineError {
@@ -11,73 +115,75 @@ pub enum EngineError {
     #[error("invalid subject: {0}")]
     InvalidSubject(#[from] SubjectError),
     /// The credentials were missing or wrong.
-    #[error("authorization violation")]
+    #[error("credentials missing or wrong")]
     AuthorizationViolation,
     /// The server is at its connection limit.
-    #[error("maximum connections exceeded")]
+    #[error("the server is at its connection limit")]
     MaxConnections,
     /// The client is at its subscription limit.
-    #[error("maximum subscriptions exceeded")]
+    #[error("the client is at its subscription limit")]
     MaxSubscriptions,
     /// The engine is shutting down.
-    #[error("server is shutting down")]
+    #[error("the broker is shutting down")]
     ShuttingDown,
     /// No station has that name.
-    #[error("stream not found")]
+    #[error("station not found")]
     StationNotFound,
     /// A station with that name exists with a different configuration.
-    #[error("stream name already in use with a different configuration")]
+    #[error("a station with this name exists with a different definition")]
     StationNameInUse,
     /// The station's subjects overlap another station's.
-    #[error("subjects overlap with an existing stream")]
+    #[error("the subjects overlap another station's")]
     SubjectsOverlap,
-    /// The station configuration is invalid.
+    /// The station (or schema, or routing rule) definition is invalid.
     #[error("{0}")]
-    InvalidConfig(String),
-    /// The request is malformed.
+    InvalidConfig(ConfigError),
+    /// The request is malformed; the text says how, in the broker's words.
     #[error("{0}")]
     BadRequest(String),
-    /// `Nats-Expected-Last-Sequence` did not match: the station's last sequence.
-    #[error("wrong last sequence: {0}")]
+    /// The expected last sequence of the station did not match: the station's last
+    /// sequence.
+    #[error("the station's last sequence is {0}, not the one expected")]
     WrongLastSequence(u64),
-    /// `Nats-Expected-Last-Subject-Sequence` did not match: that subject's last sequence.
-    #[error("wrong last sequence: {0}")]
+    /// The expected last sequence of the subject did not match: that subject's last
+    /// sequence.
+    #[error("the subject's last sequence is {0}, not the one expected")]
     WrongLastSubjectSequence(u64),
-    /// `Nats-Expected-Last-Msg-Id` did not match: the last message id.
-    #[error("wrong last msg ID: {0}")]
+    /// The expected last message id did not match: the last message id.
+    #[error("the station's last message id is '{0}', not the one expected")]
     WrongLastMsgId(String),
-    /// `Nats-Expected-Stream` did not match.
-    #[error("expected stream does not match")]
+    /// The expected station is not the one that captured the message.
+    #[error("the message went to another station than the one expected")]
     WrongExpectedStation,
     /// The message is larger than the station allows.
-    #[error("message size exceeds maximum allowed")]
+    #[error("the message is larger than the station allows")]
     MessageTooLarge,
-    /// The station is full and discards new messages.
-    #[error("maximum messages exceeded")]
+    /// The station is full (messages) and discards new messages.
+    #[error("the station is full (maximum messages) and refuses new ones")]
     MaxMessages,
     /// The station is full (bytes) and discards new messages.
-    #[error("maximum bytes exceeded")]
+    #[error("the station is full (maximum bytes) and refuses new ones")]
     MaxBytes,
-    /// The publish asked for a rollup (`Nats-Rollup`), which the station does not allow.
-    #[error("rollup not permitted")]
+    /// The publish asked for a rollup, which the station does not allow.
+    #[error("the station does not allow rollups")]
     RollupNotPermitted,
     /// No such message.
-    #[error("no message found")]
+    #[error("message not found")]
     MessageNotFound,
-    /// The station refuses deletes or purges.
+    /// A station's policy or the broker refused the operation.
     #[error("{0}")]
-    Denied(String),
+    Denied(Denial),
     /// No consumer group has that name.
-    #[error("consumer not found")]
+    #[error("group not found")]
     GroupNotFound,
     /// A group with that name exists with a different configuration.
-    #[error("consumer already exists")]
+    #[error("a group with this name exists with a different definition")]
     GroupExists,
     /// The group configuration is invalid.
     #[error("{0}")]
-    InvalidGroupConfig(String),
+    InvalidGroupConfig(GroupConfigError),
     /// The station has as many groups as it allows.
-    #[error("maximum consumers limit reached")]
+    #[error("the station has as many groups as it allows")]
     MaxGroups,
     /// Storage failed; the station accepts no writes until restart.
     #[error("storage failure: {0}")]
@@ -93,9 +199,14 @@ pub enum EngineError {
     /// A schema with that name exists already.
     #[error("schema already exists")]
     SchemaExists,
-    /// The schema is attached to a station and cannot be deleted.
-    #[error("{0}")]
-    SchemaInUse(String),
+    /// The schema (named) is attached to these stations and cannot be deleted.
+    #[error("schema '{schema}' is attached to station(s) {}; detach it first", stations.join(", "))]
+    SchemaInUse {
+        /// The schema.
+        schema: String,
+        /// The stations using it, sorted.
+        stations: Vec<String>,
+    },
     /// No routing rule has that name.
     #[error("routing rule not found")]
     RoutingRuleNotFound,
@@ -123,6 +234,59 @@ pub enum EngineError {
     /// cannot create, change, delete or purge it.
     #[error("station '{0}' is internal to the broker and cannot be changed by clients")]
     InternalStation(String),
+}
+
+impl EngineError {
+    /// The error's category.
+    pub fn kind(&self) -> ErrorKind {
+        use EngineError as E;
+        match self {
+            E::InvalidSubject(_)
+            | E::InvalidConfig(_)
+            | E::BadRequest(_)
+            | E::InvalidGroupConfig(_) => ErrorKind::InvalidInput,
+            E::AuthorizationViolation => ErrorKind::Unauthenticated,
+            E::RollupNotPermitted
+            | E::Denied(_)
+            | E::InternalSubject(_)
+            | E::InternalStation(_) => ErrorKind::Denied,
+            E::StationNotFound
+            | E::MessageNotFound
+            | E::GroupNotFound
+            | E::SchemaNotFound
+            | E::RoutingRuleNotFound
+            | E::ResendTaskNotFound
+            | E::ClientNotFound => ErrorKind::NotFound,
+            E::StationNameInUse
+            | E::SubjectsOverlap
+            | E::GroupExists
+            | E::SchemaExists
+            | E::SchemaInUse { .. } => ErrorKind::Conflict,
+            E::WrongLastSequence(_)
+            | E::WrongLastSubjectSequence(_)
+            | E::WrongLastMsgId(_)
+            | E::WrongExpectedStation => ErrorKind::PreconditionFailed,
+            E::MaxConnections
+            | E::MaxSubscriptions
+            | E::MessageTooLarge
+            | E::MaxMessages
+            | E::MaxBytes
+            | E::MaxGroups => ErrorKind::LimitReached,
+            E::SchemaViolation(_) | E::DroppedByRule(_) => ErrorKind::Rejected,
+            E::ShuttingDown | E::Storage(_) => ErrorKind::Unavailable,
+            E::CorruptRecord(_) => ErrorKind::Corrupt,
+        }
+    }
+
+    /// An invalid station, schema or rule field, explained in the broker's words.
+    pub fn invalid_config(why: impl Into<String>) -> Self {
+        EngineError::InvalidConfig(ConfigError::Invalid(why.into()))
+    }
+
+    /// An invalid group field, explained in the broker's words.
+    pub fn invalid_group_config(why: impl Into<String>) -> Self {
+        EngineError::InvalidGroupConfig(GroupConfigError::Invalid(why.into()))
+    }
 }
 
 /// Why a payload failed its station's schema.
@@ -154,5 +318,40 @@ impl std::fmt::Display for SchemaViolation {
             self.station,
             self.errors.join("; ")
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_category_is_reachable_and_typed_data_survives() {
+        assert_eq!(EngineError::StationNotFound.kind(), ErrorKind::NotFound);
+        assert_eq!(
+            EngineError::WrongLastSequence(7).kind(),
+            ErrorKind::PreconditionFailed
+        );
+        assert_eq!(
+            EngineError::InvalidGroupConfig(GroupConfigError::WorkQueueNeedsExplicitAck).kind(),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            EngineError::Denied(Denial::PurgeNotPermitted).kind(),
+            ErrorKind::Denied
+        );
+        assert_eq!(EngineError::MaxBytes.kind(), ErrorKind::LimitReached);
+        assert_eq!(
+            EngineError::Storage("x".into()).kind(),
+            ErrorKind::Unavailable
+        );
+        assert_eq!(
+            EngineError::SchemaInUse {
+                schema: "order".into(),
+                stations: vec!["a".into(), "b".into()]
+            }
+            .to_string(),
+            "schema 'order' is attached to station(s) a, b; detach it first"
+        );
     }
 }

@@ -40,9 +40,10 @@ pub use dead_letter::{
     ResendRequest, ResendState, ResendStatus, dead_letter_station, dead_letter_subject_prefix,
 };
 pub use engine::{
-    Delivery, Engine, PublishOutcome, ServerSnapshot, StorageStats, Subscriber, SubscriptionId,
+    Admin, AdminFuture, Broker, Delivery, Engine, Monitor, PublishOutcome, ServerSnapshot,
+    StorageStats, Subscriber, SubscriptionId,
 };
-pub use error::{EngineError, SchemaViolation};
+pub use error::{ConfigError, Denial, EngineError, ErrorKind, GroupConfigError, SchemaViolation};
 pub use event::{SystemEvent, SystemEventKind};
 pub use fanout::{FanoutScope, current_fanout};
 pub use group::{

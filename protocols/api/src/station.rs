@@ -106,7 +106,7 @@ impl Default for StationConfig {
             discard: Discard::Old,
             storage: StorageKind::File,
             replicas: 1,
-            duplicate_window: Duration::from_secs(120),
+            duplicate_window: StationConfig::DEFAULT_DUPLICATE_WINDOW,
             flush_interval: None,
             deny_delete: false,
             deny_purge: false,
@@ -114,6 +114,50 @@ impl Default for StationConfig {
             schema: None,
             schema_version: None,
             dead_letter: DeadLetterPolicy::default(),
+        }
+    }
+}
+
+/// The station defaults. This is their one owner: the engine, the NATS and the HTTP
+/// front-ends read them from here.
+impl StationConfig {
+    /// How long message ids are remembered when the definition says nothing (or 0).
+    pub const DEFAULT_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+    /// The value of an unlimited count limit (`max_msgs`, `max_bytes`, …).
+    pub const UNLIMITED: i64 = -1;
+
+    /// The subjects the station captures: its own, or its name when it lists none.
+    pub fn subjects_or_name(&self) -> Vec<String> {
+        if self.subjects.is_empty() {
+            vec![self.name.clone()]
+        } else {
+            self.subjects.clone()
+        }
+    }
+
+    /// The duplicate window in force: the default for zero, and never longer than
+    /// `max_age` (a message id outliving its message would refuse a re-publish).
+    pub fn effective_duplicate_window(&self) -> Duration {
+        let window = if self.duplicate_window.is_zero() {
+            Self::DEFAULT_DUPLICATE_WINDOW
+        } else {
+            self.duplicate_window
+        };
+        if !self.max_age.is_zero() && window > self.max_age {
+            self.max_age
+        } else {
+            window
+        }
+    }
+
+    /// A count limit as stored: 0 and -1 both mean unlimited (stored as
+    /// [`StationConfig::UNLIMITED`]). `None` for anything below -1.
+    pub fn limit(value: i64) -> Option<i64> {
+        match value {
+            0 | -1 => Some(Self::UNLIMITED),
+            v if v > 0 => Some(v),
+            _ => None,
         }
     }
 }

@@ -205,6 +205,6 @@ pub async fn delete_message(
     Extension(Tenant(tenant)): Extension<Tenant>,
     ApiPath((station, seq)): ApiPath<(String, u64)>,
 ) -> Result<StatusCode, AppError> {
-    state.engine.delete_message(&tenant, &station, seq)?;
+    state.engine.delete_message(&tenant, &station, seq).await?;
     Ok(StatusCode::NO_CONTENT)
 }

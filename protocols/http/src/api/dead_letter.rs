@@ -93,7 +93,8 @@ pub async fn purge_dead_letters(
     let dls = dls_of(&state, &tenant, &station)?;
     let purged = state
         .engine
-        .purge_station(&tenant, &dls, Purge::default())?;
+        .purge_station(&tenant, &dls, Purge::default())
+        .await?;
     Ok(Json(DlsPurgeResponse { purged }))
 }
 
@@ -214,15 +215,18 @@ pub async fn resend(
         }
         ResendIds::Some(ids) => Some(ids),
     };
-    let status = state.engine.resend_dead_letters(
-        &tenant,
-        &station,
-        ResendRequest {
-            ids,
-            group: body.group,
-            to_station: body.target == ResendTarget::Station,
-        },
-    )?;
+    let status = state
+        .engine
+        .resend_dead_letters(
+            &tenant,
+            &station,
+            ResendRequest {
+                ids,
+                group: body.group,
+                to_station: body.target == ResendTarget::Station,
+            },
+        )
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(ResendJson::from(&status))).into_response())
 }
 

@@ -9,7 +9,7 @@
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use junction_api::EngineError;
+use junction_api::{ConfigError, Denial, EngineError, GroupConfigError};
 use serde::Serialize;
 use std::any::Any;
 use utoipa::ToSchema;
@@ -137,24 +137,7 @@ impl AppError {
 impl From<EngineError> for AppError {
     fn from(e: EngineError) -> Self {
         use StatusCode as S;
-        // The engine's texts are JetStream's ("stream not found"); say it in this
-        // API's words where they differ.
-        let message = match &e {
-            EngineError::StationNotFound => "station not found".to_string(),
-            EngineError::GroupNotFound => "group not found".to_string(),
-            EngineError::MessageNotFound => "message not found".to_string(),
-            EngineError::StationNameInUse => {
-                "a station with this name exists with a different definition".to_string()
-            }
-            EngineError::GroupExists => {
-                "a group with this name exists with a different definition".to_string()
-            }
-            EngineError::SubjectsOverlap => {
-                "the subjects overlap with another station's".to_string()
-            }
-            EngineError::MaxGroups => "the station has as many groups as it allows".to_string(),
-            other => other.to_string(),
-        };
+        let message = message_of(&e);
         let (status, code) = match &e {
             EngineError::InvalidSubject(_) => (S::BAD_REQUEST, "invalid_subject"),
             EngineError::BadRequest(_) => (S::BAD_REQUEST, "bad_request"),
@@ -192,7 +175,7 @@ impl From<EngineError> for AppError {
             }
             EngineError::SchemaNotFound => (S::NOT_FOUND, "schema_not_found"),
             EngineError::SchemaExists => (S::CONFLICT, "schema_exists"),
-            EngineError::SchemaInUse(_) => (S::CONFLICT, "schema_in_use"),
+            EngineError::SchemaInUse { .. } => (S::CONFLICT, "schema_in_use"),
             EngineError::ResendTaskNotFound => (S::NOT_FOUND, "resend_task_not_found"),
             EngineError::RoutingRuleNotFound => (S::NOT_FOUND, "routing_rule_not_found"),
             EngineError::ClientNotFound => (S::NOT_FOUND, "connection_not_found"),
@@ -214,6 +197,65 @@ impl From<EngineError> for AppError {
             _ => return AppError::Internal(message),
         };
         AppError::new(status, code, message)
+    }
+}
+
+/// An engine error in this API's words: stations, groups and messages, never
+/// JetStream's streams and consumers (the NATS front-end has those).
+fn message_of(e: &EngineError) -> String {
+    use EngineError as E;
+    match e {
+        E::AuthorizationViolation => "credentials missing or wrong".into(),
+        E::WrongLastSequence(n) => {
+            format!("expected last sequence does not match: the station's last sequence is {n}")
+        }
+        E::WrongLastSubjectSequence(n) => {
+            format!(
+                "expected last subject sequence does not match: the subject's last sequence is {n}"
+            )
+        }
+        E::WrongLastMsgId(id) => {
+            format!(
+                "expected last message id does not match: the station's last message id is '{id}'"
+            )
+        }
+        E::WrongExpectedStation => {
+            "the message was captured by another station than the expected one".into()
+        }
+        E::MessageTooLarge => "the message is larger than the station's max_msg_size".into(),
+        E::MaxMessages => "the station is full (max_msgs) and discards new messages".into(),
+        E::MaxBytes => "the station is full (max_bytes) and discards new messages".into(),
+        E::InvalidConfig(ConfigError::DuplicateSubjects) => {
+            "subjects: two of them are equal or overlap".into()
+        }
+        E::InvalidConfig(ConfigError::StorageChange) => {
+            "storage: cannot be changed once the station exists".into()
+        }
+        E::InvalidConfig(ConfigError::RetentionChange) => {
+            "retention: cannot be changed once the station exists".into()
+        }
+        E::InvalidConfig(ConfigError::ReplicasUnsupported) => {
+            "replicas: more than 1 needs a cluster".into()
+        }
+        E::Denied(Denial::PurgeNotPermitted) => "the station denies purges (deny_purge)".into(),
+        E::Denied(Denial::DeleteNotPermitted) => {
+            "the station denies message deletes (deny_delete)".into()
+        }
+        E::InvalidGroupConfig(GroupConfigError::WorkQueueNeedsExplicitAck) => {
+            "ack_policy: a work-queue station needs explicit acks".into()
+        }
+        E::InvalidGroupConfig(GroupConfigError::WorkQueueUnfilteredNotAlone) => {
+            "filter_subjects: a work-queue station already has a group, so a new one needs a filter"
+                .into()
+        }
+        E::InvalidGroupConfig(GroupConfigError::WorkQueueFilterNotUnique) => {
+            "filter_subjects: overlap another group's on this work-queue station".into()
+        }
+        E::InvalidGroupConfig(GroupConfigError::WorkQueueNotDeliverAll) => {
+            "deliver_policy: a work-queue station's groups must deliver all".into()
+        }
+        // The rest are the broker's neutral words (station, group, message).
+        other => other.to_string(),
     }
 }
 

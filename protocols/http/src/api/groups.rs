@@ -338,7 +338,7 @@ pub async fn create_group(
         .engine
         .group_info(&tenant, &station, &config.name)
         .is_ok();
-    let info = state.engine.create_group(&tenant, &station, config)?;
+    let info = state.engine.create_group(&tenant, &station, config).await?;
     let status = if existed {
         StatusCode::OK
     } else {
@@ -415,6 +415,6 @@ pub async fn delete_group(
     Extension(Tenant(tenant)): Extension<Tenant>,
     ApiPath((station, group)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, AppError> {
-    state.engine.delete_group(&tenant, &station, &group)?;
+    state.engine.delete_group(&tenant, &station, &group).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -263,11 +263,7 @@ pub struct StationPublishQuery {
 
 /// The subjects a station captures (its name when it lists none).
 fn station_filters(config: &StationConfig) -> Vec<String> {
-    if config.subjects.is_empty() {
-        vec![config.name.clone()]
-    } else {
-        config.subjects.clone()
-    }
+    config.subjects_or_name()
 }
 
 fn captures(filters: &[String], subject: &Subject) -> bool {

@@ -49,7 +49,7 @@ pub async fn put_rule(
         .routing_rules(&tenant)
         .iter()
         .any(|r| r.name == rule.name);
-    let saved = state.engine.put_routing_rule(&tenant, rule)?;
+    let saved = state.engine.put_routing_rule(&tenant, rule).await?;
     let status = if existed {
         StatusCode::OK
     } else {
@@ -115,6 +115,6 @@ pub async fn delete_rule(
     Extension(Tenant(tenant)): Extension<Tenant>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, AppError> {
-    state.engine.delete_routing_rule(&tenant, &name)?;
+    state.engine.delete_routing_rule(&tenant, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

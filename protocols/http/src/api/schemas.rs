@@ -135,12 +135,15 @@ pub async fn create_schema(
             format!("unsupported schema type '{}'; use \"json\"", request.format),
         )
     })?;
-    let info = state.engine.create_schema(
-        &tenant,
-        &request.name,
-        format,
-        &request.definition.to_string(),
-    )?;
+    let info = state
+        .engine
+        .create_schema(
+            &tenant,
+            &request.name,
+            format,
+            &request.definition.to_string(),
+        )
+        .await?;
     Ok((StatusCode::CREATED, Json(SchemaJson::from(&info))).into_response())
 }
 
@@ -203,7 +206,7 @@ pub async fn delete_schema(
     Extension(Tenant(tenant)): Extension<Tenant>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, AppError> {
-    state.engine.delete_schema(&tenant, &name)?;
+    state.engine.delete_schema(&tenant, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -231,7 +234,8 @@ pub async fn add_schema_version(
 ) -> Result<Response, AppError> {
     let info = state
         .engine
-        .add_schema_version(&tenant, &name, &request.definition.to_string())?;
+        .add_schema_version(&tenant, &name, &request.definition.to_string())
+        .await?;
     Ok((StatusCode::CREATED, Json(SchemaJson::from(&info))).into_response())
 }
 
@@ -258,6 +262,7 @@ pub async fn rollback_schema(
 ) -> Result<Json<SchemaJson>, AppError> {
     let info = state
         .engine
-        .activate_schema_version(&tenant, &name, request.version)?;
+        .activate_schema_version(&tenant, &name, request.version)
+        .await?;
     Ok(Json(SchemaJson::from(&info)))
 }

@@ -161,7 +161,8 @@ pub async fn disconnect(
 ) -> Result<StatusCode, AppError> {
     state
         .engine
-        .close_client(&tenant, ClientId(cid), "Kicked by operator")?;
+        .close_client(&tenant, ClientId(cid), "Kicked by operator")
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

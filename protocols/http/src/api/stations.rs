@@ -308,11 +308,7 @@ impl From<&StationInfo> for StationJson {
         StationJson {
             name: c.name.clone(),
             description: c.description.clone(),
-            subjects: if c.subjects.is_empty() {
-                vec![c.name.clone()]
-            } else {
-                c.subjects.clone()
-            },
+            subjects: c.subjects_or_name(),
             retention: RetentionJson {
                 policy: match c.retention {
                     Retention::Limits => RetentionPolicy::Limits,
@@ -387,7 +383,8 @@ pub async fn create_station(
     let existed = state.engine.station_info(&tenant, &name).is_ok();
     let info = state
         .engine
-        .create_station(&tenant, request.into_config(name))?;
+        .create_station(&tenant, request.into_config(name))
+        .await?;
     let status = if existed {
         StatusCode::OK
     } else {
@@ -470,7 +467,8 @@ pub async fn update_station(
     }
     let info = state
         .engine
-        .update_station(&tenant, request.into_config(station))?;
+        .update_station(&tenant, request.into_config(station))
+        .await?;
     Ok(Json(StationJson::from(&info)))
 }
 
@@ -490,7 +488,7 @@ pub async fn delete_station(
     Extension(Tenant(tenant)): Extension<Tenant>,
     ApiPath(station): ApiPath<String>,
 ) -> Result<StatusCode, AppError> {
-    state.engine.delete_station(&tenant, &station)?;
+    state.engine.delete_station(&tenant, &station).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -539,14 +537,17 @@ pub async fn purge_station(
             "give seq or keep, not both",
         ));
     }
-    let purged = state.engine.purge_station(
-        &tenant,
-        &station,
-        Purge {
-            filter: request.filter,
-            seq: request.seq,
-            keep: request.keep,
-        },
-    )?;
+    let purged = state
+        .engine
+        .purge_station(
+            &tenant,
+            &station,
+            Purge {
+                filter: request.filter,
+                seq: request.seq,
+                keep: request.keep,
+            },
+        )
+        .await?;
     Ok(Json(PurgeResponse { purged }))
 }

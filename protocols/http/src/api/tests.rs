@@ -7,11 +7,12 @@ use super::{ApiSettings, api_router};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use junction_api::{
-    AckKind, ClientId, ClientRecord, ClientSnapshot, Credentials, Engine, EngineError,
-    FetchRequest, FetchSink, GroupConfig, GroupInfo, Message, MessageQuery, NewClient, Protocol,
-    PublishOutcome, Purge, QueueGroup, ServerSnapshot, StationConfig, StationInfo, StoredCallback,
-    StoredMessage, Subject, SubjectFilter, Subscriber, SubscriptionId, SubscriptionSnapshot,
-    TenantId,
+    AckKind, Admin, AdminFuture, Broker, ClientId, ClientRecord, ClientSnapshot, Credentials,
+    EngineError, FetchRequest, FetchSink, GroupConfig, GroupInfo, LineageGraph, LineageTrace,
+    Message, MessageQuery, Monitor, NewClient, Protocol, PublishOutcome, Purge, QueueGroup,
+    ResendRequest, ResendStatus, RoutingRule, SchemaFormat, SchemaInfo, ServerSnapshot,
+    StationConfig, StationInfo, StoredCallback, StoredMessage, Subject, SubjectFilter, Subscriber,
+    SubscriptionId, SubscriptionSnapshot, SystemEvent, TenantId,
 };
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -25,7 +26,7 @@ fn storage() -> EngineError {
     EngineError::Storage("disk on fire".into())
 }
 
-impl Engine for Broken {
+impl Broker for Broken {
     fn auth_required(&self) -> bool {
         false
     }
@@ -55,9 +56,6 @@ impl Engine for Broken {
         ))
     }
     fn count_delivered(&self, _: usize) {}
-    fn create_station(&self, _: &TenantId, _: StationConfig) -> Result<StationInfo, EngineError> {
-        Err(storage())
-    }
     fn create_internal_station(
         &self,
         _: &TenantId,
@@ -79,20 +77,11 @@ impl Engine for Broken {
     fn delete_internal_group(&self, _: &TenantId, _: &str, _: &str) -> Result<(), EngineError> {
         Err(storage())
     }
-    fn update_station(&self, _: &TenantId, _: StationConfig) -> Result<StationInfo, EngineError> {
-        Err(storage())
-    }
-    fn delete_station(&self, _: &TenantId, _: &str) -> Result<(), EngineError> {
-        Err(storage())
-    }
     fn station_info(&self, _: &TenantId, _: &str) -> Result<StationInfo, EngineError> {
         Err(storage())
     }
     fn station_names(&self, _: &TenantId, _: Option<&str>) -> Vec<String> {
         Vec::new()
-    }
-    fn purge_station(&self, _: &TenantId, _: &str, _: Purge) -> Result<u64, EngineError> {
-        Err(storage())
     }
     fn get_message(
         &self,
@@ -102,24 +91,10 @@ impl Engine for Broken {
     ) -> Result<StoredMessage, EngineError> {
         Err(storage())
     }
-    fn delete_message(&self, _: &TenantId, _: &str, _: u64) -> Result<(), EngineError> {
-        Err(storage())
-    }
     fn publish_routed(&self, _: &ClientRecord, _: &Subject, _: &Message) -> usize {
         0
     }
-    fn create_group(
-        &self,
-        _: &TenantId,
-        _: &str,
-        _: GroupConfig,
-    ) -> Result<GroupInfo, EngineError> {
-        Err(storage())
-    }
     fn group_info(&self, _: &TenantId, _: &str, _: &str) -> Result<GroupInfo, EngineError> {
-        Err(storage())
-    }
-    fn delete_group(&self, _: &TenantId, _: &str, _: &str) -> Result<(), EngineError> {
         Err(storage())
     }
     fn group_names(&self, _: &TenantId, _: &str) -> Result<Vec<String>, EngineError> {
@@ -150,6 +125,72 @@ impl Engine for Broken {
     }
     fn unsubscribe(&self, _: &ClientRecord, _: SubscriptionId) {}
     fn slow_consumer(&self, _: &ClientRecord) {}
+}
+
+fn refused<T: Send + 'static>() -> AdminFuture<T> {
+    Box::pin(async { Err(storage()) })
+}
+
+impl Admin for Broken {
+    fn create_station(&self, _: &TenantId, _: StationConfig) -> AdminFuture<StationInfo> {
+        refused()
+    }
+    fn update_station(&self, _: &TenantId, _: StationConfig) -> AdminFuture<StationInfo> {
+        refused()
+    }
+    fn delete_station(&self, _: &TenantId, _: &str) -> AdminFuture<()> {
+        refused()
+    }
+    fn purge_station(&self, _: &TenantId, _: &str, _: Purge) -> AdminFuture<u64> {
+        refused()
+    }
+    fn delete_message(&self, _: &TenantId, _: &str, _: u64) -> AdminFuture<()> {
+        refused()
+    }
+    fn create_group(&self, _: &TenantId, _: &str, _: GroupConfig) -> AdminFuture<GroupInfo> {
+        refused()
+    }
+    fn delete_group(&self, _: &TenantId, _: &str, _: &str) -> AdminFuture<()> {
+        refused()
+    }
+    fn create_schema(
+        &self,
+        _: &TenantId,
+        _: &str,
+        _: SchemaFormat,
+        _: &str,
+    ) -> AdminFuture<SchemaInfo> {
+        refused()
+    }
+    fn add_schema_version(&self, _: &TenantId, _: &str, _: &str) -> AdminFuture<SchemaInfo> {
+        refused()
+    }
+    fn activate_schema_version(&self, _: &TenantId, _: &str, _: u32) -> AdminFuture<SchemaInfo> {
+        refused()
+    }
+    fn delete_schema(&self, _: &TenantId, _: &str) -> AdminFuture<()> {
+        refused()
+    }
+    fn put_routing_rule(&self, _: &TenantId, _: RoutingRule) -> AdminFuture<RoutingRule> {
+        refused()
+    }
+    fn delete_routing_rule(&self, _: &TenantId, _: &str) -> AdminFuture<()> {
+        refused()
+    }
+    fn resend_dead_letters(
+        &self,
+        _: &TenantId,
+        _: &str,
+        _: ResendRequest,
+    ) -> AdminFuture<ResendStatus> {
+        refused()
+    }
+    fn close_client(&self, _: &TenantId, _: ClientId, _: &str) -> AdminFuture<()> {
+        refused()
+    }
+}
+
+impl Monitor for Broken {
     fn server_snapshot(&self) -> ServerSnapshot {
         ServerSnapshot {
             server_id: "stub".into(),
@@ -174,6 +215,30 @@ impl Engine for Broken {
     }
     fn storage_stats(&self) -> junction_api::StorageStats {
         junction_api::StorageStats::default()
+    }
+    fn storage_health(&self) -> Result<(), String> {
+        Err("disk on fire".into())
+    }
+    fn schema_info(&self, _: &TenantId, _: &str) -> Result<SchemaInfo, EngineError> {
+        Err(storage())
+    }
+    fn schemas(&self, _: &TenantId) -> Vec<SchemaInfo> {
+        Vec::new()
+    }
+    fn routing_rules(&self, _: &TenantId) -> Vec<RoutingRule> {
+        Vec::new()
+    }
+    fn resend_status(&self, _: &TenantId, _: &str, _: u64) -> Result<ResendStatus, EngineError> {
+        Err(storage())
+    }
+    fn lineage(&self, _: &TenantId, _: &str) -> Result<LineageTrace, EngineError> {
+        Err(storage())
+    }
+    fn lineage_graph(&self, _: &TenantId) -> LineageGraph {
+        LineageGraph::default()
+    }
+    fn events(&self, _: &TenantId, _: usize) -> Vec<SystemEvent> {
+        Vec::new()
     }
 }
 

@@ -69,12 +69,14 @@ pub fn start<E: Engine>(
             };
             let engine = engine.clone();
             let stats = stats.clone();
-            tokio::task::spawn_blocking(move || answer(&engine, &stats, &request));
+            // Admin calls are awaited (the engine does their fsync on its own
+            // blocking threads); everything else here is a cheap in-memory call.
+            tokio::spawn(async move { answer(&engine, &stats, &request).await });
         }
     }))
 }
 
-fn answer<E: Engine>(engine: &Arc<E>, stats: &Stats, request: &Message) {
+async fn answer<E: Engine>(engine: &Arc<E>, stats: &Stats, request: &Message) {
     let Some(reply) = request.reply.clone() else {
         return;
     };
@@ -94,7 +96,7 @@ fn answer<E: Engine>(engine: &Arc<E>, stats: &Stats, request: &Message) {
         );
         return;
     }
-    let response = match route(&**engine, stats, api, &request.payload) {
+    let response = match route(&**engine, stats, api, &request.payload).await {
         Ok(json) => json,
         Err((kind, error)) => {
             stats.errors.fetch_add(1, Ordering::Relaxed);
@@ -125,7 +127,7 @@ fn to_json(value: &impl Serialize) -> Vec<u8> {
 
 type Routed = Result<Vec<u8>, (&'static str, ApiError)>;
 
-fn route<E: Engine>(engine: &E, stats: &Stats, api: &str, body: &[u8]) -> Routed {
+async fn route<E: Engine>(engine: &E, stats: &Stats, api: &str, body: &[u8]) -> Routed {
     let tenant = TenantId::default_tenant();
     let (verb, name) = match api.rsplit_once('.') {
         Some((verb, name)) => (verb, name),
@@ -135,8 +137,8 @@ fn route<E: Engine>(engine: &E, stats: &Stats, api: &str, body: &[u8]) -> Routed
         ("INFO", _) => account_info(engine, &tenant, stats),
         ("STREAM.NAMES", _) => stream_names(engine, &tenant, body),
         ("STREAM.LIST", _) => stream_list(engine, &tenant, body),
-        (_, "STREAM.CREATE") => stream_create(engine, &tenant, name, body, false),
-        (_, "STREAM.UPDATE") => stream_create(engine, &tenant, name, body, true),
+        (_, "STREAM.CREATE") => stream_create(engine, &tenant, name, body, false).await,
+        (_, "STREAM.UPDATE") => stream_create(engine, &tenant, name, body, true).await,
         (_, "STREAM.INFO") => {
             let kind = response_type::STREAM_INFO;
             let info = engine
@@ -151,16 +153,18 @@ fn route<E: Engine>(engine: &E, stats: &Stats, api: &str, body: &[u8]) -> Routed
             let kind = response_type::STREAM_DELETE;
             engine
                 .delete_station(&tenant, name)
+                .await
                 .map_err(|e| (kind, api_error(&e)))?;
             Ok(to_json(&SuccessResponse::ok(kind)))
         }
-        (_, "STREAM.PURGE") => stream_purge(engine, &tenant, name, body),
+        (_, "STREAM.PURGE") => stream_purge(engine, &tenant, name, body).await,
         (_, "STREAM.MSG.GET") => msg_get(engine, &tenant, name, body),
         (_, "STREAM.MSG.DELETE") => {
             let kind = response_type::STREAM_MSG_DELETE;
             let req: StreamMsgDeleteRequest = decode_request(body).map_err(|e| (kind, e))?;
             engine
                 .delete_message(&tenant, name, req.seq)
+                .await
                 .map_err(|e| match e {
                     // nats-server: 400/10043 "sequence N not found".
                     EngineError::MessageNotFound => (kind, ApiError::sequence_not_found(req.seq)),
@@ -168,7 +172,7 @@ fn route<E: Engine>(engine: &E, stats: &Stats, api: &str, body: &[u8]) -> Routed
                 })?;
             Ok(to_json(&SuccessResponse::ok(kind)))
         }
-        _ => super::consumer_api::route(engine, &tenant, api, body),
+        _ => super::consumer_api::route(engine, &tenant, api, body).await,
     }
 }
 
@@ -208,7 +212,7 @@ fn account_info<E: Engine>(engine: &E, tenant: &TenantId, stats: &Stats) -> Rout
     })))
 }
 
-fn stream_create<E: Engine>(
+async fn stream_create<E: Engine>(
     engine: &E,
     tenant: &TenantId,
     name: &str,
@@ -236,9 +240,9 @@ fn stream_create<E: Engine>(
         station.dead_letter = existing.config.dead_letter;
     }
     let info = if update {
-        engine.update_station(tenant, station)
+        engine.update_station(tenant, station).await
     } else {
-        engine.create_station(tenant, station)
+        engine.create_station(tenant, station).await
     }
     .map_err(|e| (kind, api_error(&e)))?;
     let info = stream_info(&info);
@@ -290,7 +294,7 @@ fn stream_list<E: Engine>(engine: &E, tenant: &TenantId, body: &[u8]) -> Routed 
     Ok(to_json(&StreamListResponse::new(total, req.offset, infos)))
 }
 
-fn stream_purge<E: Engine>(engine: &E, tenant: &TenantId, name: &str, body: &[u8]) -> Routed {
+async fn stream_purge<E: Engine>(engine: &E, tenant: &TenantId, name: &str, body: &[u8]) -> Routed {
     let kind = response_type::STREAM_PURGE;
     let req: StreamPurgeRequest = decode_optional_request(body).map_err(|e| (kind, e))?;
     req.validate().map_err(|e| (kind, e))?;
@@ -301,6 +305,7 @@ fn stream_purge<E: Engine>(engine: &E, tenant: &TenantId, name: &str, body: &[u8
     };
     let purged = engine
         .purge_station(tenant, name, purge)
+        .await
         .map_err(|e| (kind, api_error(&e)))?;
     Ok(to_json(&StreamPurgeResponse::ok(purged)))
 }

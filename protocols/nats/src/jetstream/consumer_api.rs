@@ -36,36 +36,15 @@ fn dur(n: i64) -> Duration {
     Duration::from_nanos(u64::try_from(n).unwrap_or(0))
 }
 
-fn group_error(e: &EngineError) -> ApiError {
-    match e {
-        EngineError::GroupNotFound => JsErrorCode::ConsumerNotFound.error(),
-        EngineError::GroupExists => JsErrorCode::ConsumerNameExist.error(),
-        EngineError::MaxGroups => JsErrorCode::MaximumConsumersLimit.error(),
-        // The engine's work-queue checks use nats-server's descriptions; they have
-        // their own codes.
-        EngineError::InvalidGroupConfig(m) => [
-            JsErrorCode::ConsumerWQRequiresExplicitAck,
-            JsErrorCode::ConsumerWQMultipleUnfiltered,
-            JsErrorCode::ConsumerWQConsumerNotUnique,
-            JsErrorCode::ConsumerWQConsumerNotDeliverAll,
-        ]
-        .into_iter()
-        .find(|code| code.description() == m)
-        .map_or_else(
-            || JsErrorCode::ConsumerCreate.with_err(m),
-            JsErrorCode::error,
-        ),
-        other => api_error(other),
-    }
-}
-
 /// Routes a `CONSUMER.*` API request (everything but `MSG.NEXT`).
-pub fn route<E: Engine>(engine: &E, tenant: &TenantId, api: &str, body: &[u8]) -> Routed {
+pub async fn route<E: Engine>(engine: &E, tenant: &TenantId, api: &str, body: &[u8]) -> Routed {
     let tokens: Vec<&str> = api.split('.').collect();
     match tokens.as_slice() {
-        ["CONSUMER", "CREATE", stream] => create(engine, tenant, stream, None, None, body, false),
+        ["CONSUMER", "CREATE", stream] => {
+            create(engine, tenant, stream, None, None, body, false).await
+        }
         ["CONSUMER", "CREATE", stream, name] => {
-            create(engine, tenant, stream, Some(name), None, body, false)
+            create(engine, tenant, stream, Some(name), None, body, false).await
         }
         ["CONSUMER", "CREATE", stream, name, filter @ ..] => {
             let filter = filter.join(".");
@@ -78,22 +57,24 @@ pub fn route<E: Engine>(engine: &E, tenant: &TenantId, api: &str, body: &[u8]) -
                 body,
                 false,
             )
+            .await
         }
         ["CONSUMER", "DURABLE", "CREATE", stream, name] => {
-            create(engine, tenant, stream, Some(name), None, body, true)
+            create(engine, tenant, stream, Some(name), None, body, true).await
         }
         ["CONSUMER", "INFO", stream, name] => {
             let kind = response_type::CONSUMER_INFO;
             let info = engine
                 .group_info(tenant, stream, name)
-                .map_err(|e| (kind, group_error(&e)))?;
+                .map_err(|e| (kind, api_error(&e)))?;
             Ok(to_json(&ConsumerInfoResponse::info(consumer_info(&info))))
         }
         ["CONSUMER", "DELETE", stream, name] => {
             let kind = response_type::CONSUMER_DELETE;
             engine
                 .delete_group(tenant, stream, name)
-                .map_err(|e| (kind, group_error(&e)))?;
+                .await
+                .map_err(|e| (kind, api_error(&e)))?;
             Ok(to_json(&SuccessResponse::ok(kind)))
         }
         ["CONSUMER", "NAMES", stream] => {
@@ -146,7 +127,7 @@ fn random_name() -> String {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn create<E: Engine>(
+async fn create<E: Engine>(
     engine: &E,
     tenant: &TenantId,
     stream: &str,
@@ -241,7 +222,8 @@ fn create<E: Engine>(
     let config = group_config(&c, durable).map_err(|e| (kind, e))?;
     let info = engine
         .create_group(tenant, stream, config)
-        .map_err(|e| (kind, group_error(&e)))?;
+        .await
+        .map_err(|e| (kind, api_error(&e)))?;
     Ok(to_json(&ConsumerInfoResponse::create(consumer_info(&info))))
 }
 

@@ -7,7 +7,8 @@ use super::api_types::{
 };
 use crate::encode;
 use junction_api::{
-    Discard, EngineError, Retention, StationConfig, StationInfo, StorageKind, StoredMessage,
+    ConfigError, Denial, Discard, EngineError, GroupConfigError, Retention, StationConfig,
+    StationInfo, StorageKind, StoredMessage,
 };
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -128,11 +129,7 @@ pub fn stream_config(c: &StationConfig) -> StreamConfig {
     StreamConfig {
         name: c.name.clone(),
         description: c.description.clone().unwrap_or_default(),
-        subjects: if c.subjects.is_empty() {
-            vec![c.name.clone()]
-        } else {
-            c.subjects.clone()
-        },
+        subjects: c.subjects_or_name(),
         retention: match c.retention {
             Retention::Limits => RetentionPolicy::Limits,
             Retention::Interest => RetentionPolicy::Interest,
@@ -225,23 +222,100 @@ pub const DROPPED_BY_RULE_ERR_CODE: u16 = 19002;
 /// (`$MQTT_*`, `$dls_*`, `$sys*`), out of clients' reach.
 pub const INTERNAL_STATE_ERR_CODE: u16 = 19003;
 
+/// An engine error in nats-server's words: the sentences JetStream clients (and
+/// the conformance tests that compare with nats-server) expect. The engine's own
+/// `Display` is neutral; this is the NATS front-end's wording.
+pub fn description(e: &EngineError) -> String {
+    use EngineError as E;
+    match e {
+        E::InvalidSubject(s) => format!("invalid subject: {s}"),
+        E::AuthorizationViolation => "authorization violation".into(),
+        E::MaxConnections => "maximum connections exceeded".into(),
+        E::MaxSubscriptions => "maximum subscriptions exceeded".into(),
+        E::ShuttingDown => "server is shutting down".into(),
+        E::StationNotFound => "stream not found".into(),
+        E::StationNameInUse => "stream name already in use with a different configuration".into(),
+        E::SubjectsOverlap => "subjects overlap with an existing stream".into(),
+        E::InvalidConfig(c) => config_description(c),
+        E::WrongLastSequence(n) | E::WrongLastSubjectSequence(n) => {
+            format!("wrong last sequence: {n}")
+        }
+        E::WrongLastMsgId(id) => format!("wrong last msg ID: {id}"),
+        E::WrongExpectedStation => "expected stream does not match".into(),
+        E::MessageTooLarge => "message size exceeds maximum allowed".into(),
+        E::MaxMessages => "maximum messages exceeded".into(),
+        E::MaxBytes => "maximum bytes exceeded".into(),
+        E::RollupNotPermitted => "rollup not permitted".into(),
+        E::MessageNotFound => "no message found".into(),
+        E::Denied(Denial::PurgeNotPermitted) => "stream purge is not permitted".into(),
+        E::Denied(Denial::DeleteNotPermitted) => "message delete is not permitted".into(),
+        E::GroupNotFound => "consumer not found".into(),
+        E::GroupExists => "consumer already exists".into(),
+        E::InvalidGroupConfig(GroupConfigError::Invalid(m)) => m.clone(),
+        E::InvalidGroupConfig(g) => {
+            group_config_code(g).map_or_else(|| g.to_string(), |c| c.description().to_string())
+        }
+        E::MaxGroups => "maximum consumers limit reached".into(),
+        // The rest have no nats-server counterpart: the broker's own words.
+        other => other.to_string(),
+    }
+}
+
+fn config_description(c: &ConfigError) -> String {
+    match c {
+        ConfigError::DuplicateSubjects => "duplicate subjects detected".into(),
+        ConfigError::StorageChange => {
+            "stream configuration update can not change storage type".into()
+        }
+        ConfigError::RetentionChange => {
+            "stream configuration update can not change retention policy".into()
+        }
+        ConfigError::ReplicasUnsupported => {
+            "replicas > 1 not supported in non-clustered mode".into()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// nats-server's own error code for a refused consumer configuration, where it has
+/// one (the work-queue checks).
+pub fn group_config_code(e: &GroupConfigError) -> Option<JsErrorCode> {
+    match e {
+        GroupConfigError::WorkQueueNeedsExplicitAck => {
+            Some(JsErrorCode::ConsumerWQRequiresExplicitAck)
+        }
+        GroupConfigError::WorkQueueUnfilteredNotAlone => {
+            Some(JsErrorCode::ConsumerWQMultipleUnfiltered)
+        }
+        GroupConfigError::WorkQueueFilterNotUnique => {
+            Some(JsErrorCode::ConsumerWQConsumerNotUnique)
+        }
+        GroupConfigError::WorkQueueNotDeliverAll => {
+            Some(JsErrorCode::ConsumerWQConsumerNotDeliverAll)
+        }
+        _ => None,
+    }
+}
+
 /// The JetStream error for an engine error.
 pub fn api_error(e: &EngineError) -> ApiError {
     match e {
         EngineError::DroppedByRule(_) => ApiError {
             code: 400,
             err_code: DROPPED_BY_RULE_ERR_CODE,
-            description: e.to_string(),
+            description: description(e),
         },
         EngineError::InternalStation(_) | EngineError::InternalSubject(_) => ApiError {
             code: 403,
             err_code: INTERNAL_STATE_ERR_CODE,
-            description: e.to_string(),
+            description: description(e),
         },
         EngineError::StationNotFound => JsErrorCode::StreamNotFound.error(),
         EngineError::StationNameInUse => JsErrorCode::StreamNameExist.error(),
         EngineError::SubjectsOverlap => JsErrorCode::StreamSubjectOverlap.error(),
-        EngineError::InvalidConfig(m) => JsErrorCode::StreamInvalidConfig.with_err(m),
+        EngineError::InvalidConfig(c) => {
+            JsErrorCode::StreamInvalidConfig.with_err(config_description(c))
+        }
         EngineError::BadRequest(_) => JsErrorCode::BadRequest.error(),
         EngineError::WrongLastSequence(n) | EngineError::WrongLastSubjectSequence(n) => {
             ApiError::wrong_last_sequence(*n)
@@ -249,16 +323,22 @@ pub fn api_error(e: &EngineError) -> ApiError {
         EngineError::WrongLastMsgId(id) => ApiError::wrong_last_msg_id(id),
         EngineError::WrongExpectedStation => JsErrorCode::StreamNotMatch.error(),
         EngineError::MessageTooLarge => JsErrorCode::StreamMessageExceedsMaximum.error(),
-        EngineError::MaxMessages => {
-            JsErrorCode::StreamStoreFailed.with_err("maximum messages exceeded")
+        EngineError::MaxMessages | EngineError::MaxBytes => {
+            JsErrorCode::StreamStoreFailed.with_err(description(e))
         }
-        EngineError::MaxBytes => JsErrorCode::StreamStoreFailed.with_err("maximum bytes exceeded"),
         EngineError::MessageNotFound => JsErrorCode::NoMessageFound.error(),
-        EngineError::RollupNotPermitted => JsErrorCode::StreamRollupFailed.with_err(e),
-        EngineError::Denied(m) => JsErrorCode::StreamGeneral.with_err(m),
+        EngineError::RollupNotPermitted => JsErrorCode::StreamRollupFailed.with_err(description(e)),
+        EngineError::Denied(_) => JsErrorCode::StreamGeneral.with_err(description(e)),
         EngineError::Storage(m) => JsErrorCode::StreamStoreFailed.with_err(m),
-        EngineError::CorruptRecord(_) => JsErrorCode::StreamStoreFailed.with_err(e),
+        EngineError::CorruptRecord(_) => JsErrorCode::StreamStoreFailed.with_err(description(e)),
         EngineError::SchemaViolation(v) => schema_violation(v),
-        other => JsErrorCode::StreamGeneral.with_err(other),
+        EngineError::GroupNotFound => JsErrorCode::ConsumerNotFound.error(),
+        EngineError::GroupExists => JsErrorCode::ConsumerNameExist.error(),
+        EngineError::MaxGroups => JsErrorCode::MaximumConsumersLimit.error(),
+        EngineError::InvalidGroupConfig(g) => group_config_code(g).map_or_else(
+            || JsErrorCode::ConsumerCreate.with_err(description(e)),
+            JsErrorCode::error,
+        ),
+        other => JsErrorCode::StreamGeneral.with_err(description(other)),
     }
 }

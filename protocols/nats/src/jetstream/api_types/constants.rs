@@ -17,7 +17,8 @@ pub const GO_ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 pub(super) const NANOS_PER_SEC: i64 = 1_000_000_000;
 
 /// Default stream `duplicate_window` (`StreamDefaultDuplicatesWindow`, 2 minutes).
-pub const DEFAULT_DUPLICATE_WINDOW_NS: i64 = 120 * NANOS_PER_SEC;
+pub const DEFAULT_DUPLICATE_WINDOW_NS: i64 =
+    junction_api::StationConfig::DEFAULT_DUPLICATE_WINDOW.as_secs() as i64 * NANOS_PER_SEC;
 
 /// Default consumer `ack_wait` for explicit/all ack policies (`JsAckWaitDefault`, 30 s).
 pub const DEFAULT_ACK_WAIT_NS: i64 = 30 * NANOS_PER_SEC;
