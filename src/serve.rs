@@ -68,6 +68,23 @@ impl Drop for CreatedDir {
     }
 }
 
+/// Removes a file this start wrote (the pid file), unless the start succeeds.
+struct CreatedFile(Option<std::path::PathBuf>);
+
+impl CreatedFile {
+    fn keep(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CreatedFile {
+    fn drop(&mut self) {
+        if let Some(file) = self.0.take() {
+            let _ = std::fs::remove_file(file);
+        }
+    }
+}
+
 /// A running broker.
 pub struct Running {
     nats: Option<SocketAddr>,
@@ -241,6 +258,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| StartError::Io(format!("cannot create data directory {data_dir}: {e}")))?;
 
+    // The pid file is written before the store opens: a start refused here has
+    // started no storage threads that could still touch the data directory while
+    // it is removed. A start that fails later removes the pid file again.
+    let mut pid_written = CreatedFile(None);
+    if let Some(pid) = &config.pid_file {
+        std::fs::write(pid, std::process::id().to_string())
+            .map_err(|e| StartError::Io(format!("cannot write pid file {}: {e}", pid.display())))?;
+        pid_written.0 = Some(pid.clone());
+    }
+
     let server_id = new_server_id();
     let server_name = config
         .server_name
@@ -282,10 +309,6 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     } else {
         None
     };
-    if let Some(pid) = &config.pid_file {
-        std::fs::write(pid, std::process::id().to_string())
-            .map_err(|e| StartError::Io(format!("cannot write pid file {}: {e}", pid.display())))?;
-    }
     // Logged once nothing can fail the start any more: a failed start prints one
     // line (docs/configuration.md).
     let fd_limit_text = fd_limit.map_or_else(|| "unknown".to_string(), |l| l.to_string());
@@ -465,6 +488,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         });
     }
     created.keep();
+    pid_written.keep();
     tracing::info!(server_name = %server_name, server_id = %server_id, "Server is ready");
     Ok(Running {
         nats: nats_bound,

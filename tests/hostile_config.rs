@@ -551,7 +551,8 @@ async fn port_in_use_is_one_line_naming_the_listener_and_creates_no_data_dir() {
 #[tokio::test]
 async fn a_start_that_fails_after_creating_the_data_dir_removes_it() {
     let dir = tempfile::tempdir().unwrap();
-    // The pid file is written last, after the store is open; its directory is missing.
+    // The pid file is written once the data directory exists; its own directory is
+    // missing.
     let out = run_to_exit(
         dir.path(),
         &[

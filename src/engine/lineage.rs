@@ -104,9 +104,12 @@ fn now_ns() -> u64 {
 /// client, so the HTTP front-end names each caller on a per-request record (see
 /// [`junction_api::ClientRecord::for_caller`]).
 fn producer_of(from: &ClientRecord) -> (Option<String>, Option<SocketAddr>, Option<String>) {
-    let d = from.snapshot(Vec::new());
-    let client = d.name.filter(|n| !n.is_empty());
-    (client, Some(from.remote), d.user.filter(|u| !u.is_empty()))
+    let (name, user) = from.name_and_user();
+    (
+        name.filter(|n| !n.is_empty()),
+        Some(from.remote),
+        user.filter(|u| !u.is_empty()),
+    )
 }
 
 /// The graph node of a record's producer: `producer:<protocol>:<name>`, the name
@@ -193,8 +196,11 @@ struct Inner {
     records: AHashMap<u128, Entry>,
     order: VecDeque<u128>,
     traces: AHashMap<u128, Vec<u128>>,
-    edges: AHashMap<(TenantId, String, String), Edge>,
-    nodes: AHashMap<(TenantId, String), (LineageNodeKind, String)>,
+    /// tenant → from node → to node → edge: looked up with borrowed names, so
+    /// counting a message allocates only for a node or edge never seen before.
+    edges: AHashMap<TenantId, AHashMap<String, AHashMap<String, Edge>>>,
+    /// tenant → node id → (kind, display name).
+    nodes: AHashMap<TenantId, AHashMap<String, (LineageNodeKind, String)>>,
 }
 
 impl Inner {
@@ -225,27 +231,52 @@ impl Inner {
         to: (&str, LineageNodeKind, &str),
         at: u64,
     ) {
-        for (id, kind, name) in [from, to] {
-            self.nodes
-                .entry((tenant.clone(), id.to_string()))
-                .or_insert_with(|| (kind, name.to_string()));
+        if !self.nodes.contains_key(tenant) {
+            self.nodes.insert(tenant.clone(), AHashMap::new());
         }
-        self.edges
-            .entry((tenant.clone(), from.0.to_string(), to.0.to_string()))
-            .or_insert_with(Edge::new)
-            .add(at);
+        if let Some(nodes) = self.nodes.get_mut(tenant) {
+            for (id, kind, name) in [from, to] {
+                if !nodes.contains_key(id) {
+                    nodes.insert(id.to_string(), (kind, name.to_string()));
+                }
+            }
+        }
+        if !self.edges.contains_key(tenant) {
+            self.edges.insert(tenant.clone(), AHashMap::new());
+        }
+        let Some(by_from) = self.edges.get_mut(tenant) else {
+            return;
+        };
+        if !by_from.contains_key(from.0) {
+            by_from.insert(from.0.to_string(), AHashMap::new());
+        }
+        let Some(by_to) = by_from.get_mut(from.0) else {
+            return;
+        };
+        match by_to.get_mut(to.0) {
+            Some(edge) => edge.add(at),
+            None => {
+                let mut edge = Edge::new();
+                edge.add(at);
+                by_to.insert(to.0.to_string(), edge);
+            }
+        }
     }
 
     fn count_stored(&mut self, tenant: &TenantId, record: &LineageRecord, station: &str, at: u64) {
-        let producer = producer_node(record);
+        self.count_producer(tenant, &producer_node(record), station, at);
+    }
+
+    /// Counts a message from the producer node `producer` stored in `station`.
+    fn count_producer(&mut self, tenant: &TenantId, producer: &str, station: &str, at: u64) {
         let name = producer
             .strip_prefix("producer:")
-            .unwrap_or(&producer)
+            .unwrap_or(producer)
             .replacen(':', " ", 1);
         let station_id = format!("station:{station}");
         self.count(
             tenant,
-            (&producer, LineageNodeKind::Producer, &name),
+            (producer, LineageNodeKind::Producer, &name),
             (&station_id, LineageNodeKind::Station, station),
             at,
         );
@@ -319,8 +350,8 @@ impl LineageLog {
         r.station = Some(station.to_string());
         r.seq = Some(seq);
         let tenant = r.tenant.clone();
-        let record = r.record.clone();
-        inner.count_stored(&tenant, &record, station, unix_secs(SystemTime::now()));
+        let producer = producer_node(&r.record);
+        inner.count_producer(&tenant, &producer, station, unix_secs(SystemTime::now()));
     }
 
     /// Refills the index with what storage kept (at start-up, before or while new
@@ -427,16 +458,19 @@ impl LineageLog {
         let now = unix_secs(SystemTime::now());
         let mut nodes: Vec<(String, LineageNodeKind, String)> = inner
             .nodes
-            .iter()
-            .filter(|((t, _), _)| t == tenant)
-            .map(|((_, id), (kind, name))| (id.clone(), *kind, name.clone()))
+            .get(tenant)
+            .into_iter()
+            .flatten()
+            .map(|(id, (kind, name))| (id.clone(), *kind, name.clone()))
             .collect();
         nodes.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
         let mut edges: Vec<LineageEdge> = inner
             .edges
-            .iter()
-            .filter(|((t, _, _), _)| t == tenant)
-            .map(|((_, from, to), e)| LineageEdge {
+            .get(tenant)
+            .into_iter()
+            .flatten()
+            .flat_map(|(from, to)| to.iter().map(move |(to, e)| (from, to, e)))
+            .map(|(from, to, e)| LineageEdge {
                 from: from.clone(),
                 to: to.clone(),
                 messages: e.total,

@@ -259,7 +259,28 @@ fn lineage(_p: Proto, _place: &Place, d: &Delivery) -> Result<(), String> {
 
 /// The headers of the newest message on `subject` in the page at `path`, read
 /// over HTTP with `Junction-Lineage: true`.
+///
+/// A core publish (NATS core, MQTT QoS 0) is delivered live before its stored copy
+/// is durable, and nothing tells the producer when that is: the page is read again
+/// until the copy shows up (at most 10 s).
 async fn stored_lineage(
+    m: &Matrix,
+    path: &str,
+    subject: &str,
+) -> Result<Vec<(String, String)>, String> {
+    let mut tries = 0;
+    loop {
+        match stored_lineage_once(m, path, subject).await {
+            Err(e) if e.contains("no stored message") && tries < 200 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn stored_lineage_once(
     m: &Matrix,
     path: &str,
     subject: &str,

@@ -312,6 +312,13 @@ impl ClientRecord {
         record
     }
 
+    /// The client's name and authenticated user (what lineage records), copied
+    /// without the rest of the details.
+    pub fn name_and_user(&self) -> (Option<String>, Option<String>) {
+        let d = self.details.lock();
+        (d.name.clone(), d.user.clone())
+    }
+
     /// The client's name, if it announced one.
     pub fn name(&self) -> Option<String> {
         self.details.lock().name.clone()
