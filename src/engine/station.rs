@@ -494,7 +494,9 @@ impl Station {
         log.remember(
             seq,
             Entry {
-                subject: message.subject.bytes().clone(),
+                // A copy: the message's subject may be a slice of its connection's
+                // read buffer, which a reference kept here would keep alive whole.
+                subject: Bytes::copy_from_slice(message.subject.as_bytes()),
                 size,
                 time_ns: now,
             },

@@ -230,6 +230,16 @@ impl Drop for Inner {
     }
 }
 
+/// The log's memtable: what fjall keeps in memory before it writes a table. Its
+/// default (64 MiB, and a second one filling while the first is written) made the
+/// broker's memory grow by over 100 MiB under a publish burst; messages are read
+/// back soon after they are written or not at all, so a small one does. A data
+/// directory keeps the size it was created with.
+const LOG_MEMTABLE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// fjall's block cache (default 32 MiB).
+const CACHE_BYTES: u64 = 16 * 1024 * 1024;
+
 /// Most appends taken into one group commit.
 const GROUP_LIMIT: usize = 8192;
 
@@ -237,8 +247,10 @@ impl Store {
     /// Opens (or creates) the store under `dir/store`, recovering what is there.
     pub fn open(dir: &Path) -> Result<Store, StorageError> {
         let path = dir.join("store");
-        let db = Database::builder(&path).open()?;
-        let log = db.keyspace("log", KeyspaceCreateOptions::default)?;
+        let db = Database::builder(&path).cache_size(CACHE_BYTES).open()?;
+        let log = db.keyspace("log", || {
+            KeyspaceCreateOptions::default().max_memtable_size(LOG_MEMTABLE_BYTES)
+        })?;
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
         let state = db.keyspace("state", KeyspaceCreateOptions::default)?;
         let (tx, rx) = mpsc::channel::<Job>();
