@@ -243,6 +243,11 @@ const CACHE_BYTES: u64 = 16 * 1024 * 1024;
 /// Most appends taken into one group commit.
 const GROUP_LIMIT: usize = 8192;
 
+/// A commit of appends that need no fsync with fewer appends than this waits
+/// [`COALESCE_WAIT`] for more, when the commit before it had more than one.
+const COALESCE_BELOW: usize = 64;
+const COALESCE_WAIT: Duration = Duration::from_micros(100);
+
 impl Store {
     /// Opens (or creates) the store under `dir/store`, recovering what is there.
     pub fn open(dir: &Path) -> Result<Store, StorageError> {
@@ -620,6 +625,7 @@ fn writer_loop(
 ) {
     let mut unsynced_since: Option<Instant> = None;
     let mut sync_within = Duration::from_secs(1);
+    let mut last_batch = 0usize;
     loop {
         let first = match unsynced_since {
             None => match rx.recv() {
@@ -642,12 +648,20 @@ fn writer_loop(
             }
         };
         let mut jobs = vec![first];
-        while jobs.len() < GROUP_LIMIT {
-            match rx.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
-            }
+        drain_into(&rx, &mut jobs);
+        // Appends that need no fsync would otherwise go out in commits of one or
+        // two while many publishers are busy (an fsync is what lets a queue build
+        // up), each commit a write and a wake-up of its own: `flush_interval` was
+        // slower than fsync-per-batch. When the last commit showed concurrency,
+        // wait a moment for the queue to fill.
+        if last_batch > 1
+            && jobs.len() < COALESCE_BELOW
+            && jobs.iter().all(|j| j.durability != Durability::Sync)
+        {
+            std::thread::sleep(COALESCE_WAIT);
+            drain_into(&rx, &mut jobs);
         }
+        last_batch = jobs.len();
         let mut stations = Vec::new();
         let mut completions = Vec::with_capacity(jobs.len());
         if health.is_poisoned() {
@@ -704,6 +718,16 @@ fn writer_loop(
         });
     }
     let _ = db.persist(PersistMode::SyncAll);
+}
+
+/// Takes what is waiting in the queue, up to [`GROUP_LIMIT`] appends in all.
+fn drain_into(rx: &mpsc::Receiver<Job>, jobs: &mut Vec<Job>) {
+    while jobs.len() < GROUP_LIMIT {
+        match rx.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(_) => break,
+        }
+    }
 }
 
 /// Reports finished group commits: each plain callback in order, then one watermark
