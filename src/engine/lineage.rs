@@ -171,7 +171,7 @@ struct Entry {
     tenant: TenantId,
     record: LineageRecord,
     subject: String,
-    station: Option<String>,
+    station: Option<Arc<str>>,
     seq: Option<u64>,
     deliveries: Vec<LineageDelivery>,
 }
@@ -189,19 +189,41 @@ impl Entry {
             user: r.user.clone(),
             subject: self.subject.clone(),
             received: r.received(),
-            station: self.station.clone(),
+            station: self.station.as_deref().map(str::to_owned),
             seq: self.seq,
             deliveries: self.deliveries.clone(),
         }
     }
 }
 
+/// The graph node of a producer connection, kept so that counting its messages
+/// formats nothing: valid while the connection's protocol, name and address are
+/// the ones it was made from (HTTP callers share one connection id).
+struct ProducerNode {
+    protocol: junction_api::Protocol,
+    client: Option<String>,
+    remote: Option<SocketAddr>,
+    /// `producer:<protocol>:<name>`.
+    id: Arc<str>,
+    /// `<protocol> <name>`.
+    name: Arc<str>,
+}
+
+/// Most entries of each node cache; a full cache is emptied and starts again.
+const NODE_CACHE: usize = 4096;
+
 #[derive(Default)]
 struct Inner {
     /// Boxed, so that the table itself stays small (24 bytes a slot).
     records: AHashMap<u128, Box<Entry>>,
     order: VecDeque<u128>,
+    /// Trace id → its messages, for traces with more than one message (a producer's
+    /// own `traceparent`); a message whose trace is its own is found by its id.
     traces: AHashMap<u128, Vec<u128>>,
+    /// Connection id → its producer node.
+    producers: AHashMap<u64, ProducerNode>,
+    /// Station name → (`station:<name>`, the name).
+    station_nodes: AHashMap<String, (Arc<str>, Arc<str>)>,
     /// tenant → from node → to node → edge: looked up with borrowed names, so
     /// counting a message allocates only for a node or edge never seen before.
     edges: AHashMap<TenantId, AHashMap<String, AHashMap<String, Edge>>>,
@@ -209,9 +231,56 @@ struct Inner {
     nodes: AHashMap<TenantId, AHashMap<String, (LineageNodeKind, String)>>,
 }
 
+/// The producer node of `r`'s connection, from `cache` when its connection was seen
+/// with the same protocol, name and address.
+fn producer_node_cached(
+    cache: &mut AHashMap<u64, ProducerNode>,
+    r: &LineageRecord,
+) -> (Arc<str>, Arc<str>) {
+    if let Some(p) = cache.get(&r.conn_id)
+        && p.protocol == r.protocol
+        && p.client == r.client
+        && p.remote == r.remote
+    {
+        return (p.id.clone(), p.name.clone());
+    }
+    let id = producer_node(r);
+    let name = id
+        .strip_prefix("producer:")
+        .unwrap_or(&id)
+        .replacen(':', " ", 1);
+    let node = ProducerNode {
+        protocol: r.protocol,
+        client: r.client.clone(),
+        remote: r.remote,
+        id: Arc::from(id),
+        name: Arc::from(name),
+    };
+    let out = (node.id.clone(), node.name.clone());
+    if cache.len() >= NODE_CACHE {
+        cache.clear();
+    }
+    cache.insert(r.conn_id, node);
+    out
+}
+
 impl Inner {
+    /// (`station:<name>`, name) of a station.
+    fn station_node(&mut self, station: &str) -> (Arc<str>, Arc<str>) {
+        if let Some(n) = self.station_nodes.get(station) {
+            return n.clone();
+        }
+        if self.station_nodes.len() >= NODE_CACHE {
+            self.station_nodes.clear();
+        }
+        let n: (Arc<str>, Arc<str>) = (Arc::from(format!("station:{station}")), Arc::from(station));
+        self.station_nodes.insert(station.to_string(), n.clone());
+        n
+    }
+
     fn forget(&mut self, id: u128) {
         if let Some(r) = self.records.remove(&id)
+            && r.record.trace_from_producer
             && let Some(ids) = self.traces.get_mut(&r.record.trace_id)
         {
             ids.retain(|i| *i != id);
@@ -316,9 +385,12 @@ impl LineageLog {
             .and_then(trace_id_of)
             .and_then(parse_hex_id);
         let (client, remote, user) = producer_of(from);
+        let msg_id = random_id();
         let record = LineageRecord {
-            msg_id: random_id(),
-            trace_id: producer_trace.unwrap_or_else(random_id),
+            msg_id,
+            // A message that starts its trace names it with its own id: its path is
+            // found from either without a trace list of its own.
+            trace_id: producer_trace.unwrap_or(msg_id),
             trace_from_producer: producer_trace.is_some(),
             received_ns: now_ns(),
             protocol: from.protocol,
@@ -336,11 +408,13 @@ impl LineageLog {
             deliveries: Vec::new(),
         };
         let mut inner = self.inner.lock();
-        inner
-            .traces
-            .entry(record.trace_id)
-            .or_default()
-            .push(record.msg_id);
+        if record.trace_from_producer {
+            inner
+                .traces
+                .entry(record.trace_id)
+                .or_default()
+                .push(record.msg_id);
+        }
         inner.order.push_back(record.msg_id);
         inner.records.insert(record.msg_id, Box::new(entry));
         inner.evict();
@@ -353,11 +427,27 @@ impl LineageLog {
         let Some(r) = inner.records.get_mut(&msg_id) else {
             return;
         };
-        r.station = Some(station.to_string());
         r.seq = Some(seq);
         let tenant = r.tenant.clone();
-        let producer = producer_node(&r.record);
-        inner.count_producer(&tenant, &producer, station, unix_secs(SystemTime::now()));
+        let (producer, name) = {
+            let Inner {
+                records, producers, ..
+            } = &mut *inner;
+            let Some(r) = records.get(&msg_id) else {
+                return;
+            };
+            producer_node_cached(producers, &r.record)
+        };
+        let (station_id, station_name) = inner.station_node(station);
+        if let Some(r) = inner.records.get_mut(&msg_id) {
+            r.station = Some(station_name);
+        }
+        inner.count(
+            &tenant,
+            (&producer, LineageNodeKind::Producer, &name),
+            (&station_id, LineageNodeKind::Station, station),
+            unix_secs(SystemTime::now()),
+        );
     }
 
     /// Refills the index with what storage kept (at start-up, before or while new
@@ -382,7 +472,9 @@ impl LineageLog {
                 r.record.received_ns / 1_000_000_000,
             );
             let id = r.record.msg_id;
-            inner.traces.entry(r.record.trace_id).or_default().push(id);
+            if r.record.trace_from_producer || r.record.trace_id != id {
+                inner.traces.entry(r.record.trace_id).or_default().push(id);
+            }
             // Newest first, each in front of the last: the oldest ends up first,
             // and is forgotten first.
             inner.order.push_front(id);
@@ -392,7 +484,7 @@ impl LineageLog {
                     tenant: r.tenant,
                     record: r.record,
                     subject: r.subject,
-                    station: Some(r.station),
+                    station: Some(Arc::from(r.station.as_str())),
                     seq: Some(r.seq),
                     deliveries: Vec::new(),
                 }),
@@ -440,9 +532,11 @@ impl LineageLog {
             Some(r) if r.tenant == *tenant => r.record.trace_id,
             _ => id,
         };
-        let mut messages: Vec<LineageMessage> = inner
-            .traces
-            .get(&trace_id)?
+        let mut ids: Vec<u128> = inner.traces.get(&trace_id).cloned().unwrap_or_default();
+        if inner.records.contains_key(&trace_id) && !ids.contains(&trace_id) {
+            ids.push(trace_id);
+        }
+        let mut messages: Vec<LineageMessage> = ids
             .iter()
             .filter_map(|m| inner.records.get(m))
             .filter(|r| r.tenant == *tenant)
