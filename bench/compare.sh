@@ -360,6 +360,26 @@ done
 ELAPSED=$(($(date +%s) - START))
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
+# The floor of a synchronous durable publish on this machine: one fdatasync of a small
+# write in the data directories' file system (median of 2000, measured here), plus a
+# request/reply round trip (the lower core reqrep p50 of the two servers, above).
+FSYNC_P50_US=$(python3 - "$WORK" <<'PY'
+import os, statistics, sys, time
+path = os.path.join(sys.argv[1], "fsync-probe")
+fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+samples = []
+for _ in range(2000):
+    os.write(fd, b"x" * 64)
+    t = time.perf_counter_ns()
+    os.fdatasync(fd)
+    samples.append((time.perf_counter_ns() - t) / 1000)
+os.close(fd)
+os.unlink(path)
+print(f"{statistics.median(samples):.1f}")
+PY
+)
+export FSYNC_P50_US
+
 # --- 5. report --------------------------------------------------------------------
 mkdir -p target/bench
 cp "$RESULTS" "target/bench/compare-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
@@ -522,6 +542,22 @@ for sid, label, kind, target, peer, flags in scenarios:
           f"| {rss(j)} / {rss(n)} MiB | {cpu(j, 'server_cpu_secs')} / {cpu(n, 'server_cpu_secs')} "
           f"| {cpu(j, 'client_cpu_secs')} / {cpu(n, 'client_cpu_secs')} |")
 print()
+sync_j = med([r["p50_us"] for r in runs("js-sync-fsync", "junction") if r.get("p50_us") is not None])
+rr_all = [med([r["p50_us"] for r in runs("reqrep-16", srv) if r.get("p50_us") is not None])
+          for srv in ("junction", "nats-server")]
+rr_all = [v for v in rr_all if v is not None]
+rr_n = min(rr_all) if rr_all else None
+fsync_p50 = float(env.get("FSYNC_P50_US") or 0) or None
+if sync_j is not None and rr_n is not None and fsync_p50 is not None:
+    floor = fsync_p50 + rr_n
+    verdict = "met" if sync_j <= 1.3 * floor else "not met"
+    print(f"**Floor of a durable sync publish on this machine**: one `fdatasync` of a small write "
+          f"(p50 {fmt_us(fsync_p50)}, measured by the script in the data directories' file system) "
+          f"plus a core request/reply round trip (the lower of the two servers' p50 above, {fmt_us(rr_n)}) = "
+          f"{fmt_us(floor)}. Junction's sync publish p50 with fsync is {fmt_us(sync_j)}, "
+          f"{sync_j / floor:.2f}× the floor (target ≤ 1.3×: {verdict}). nats-server's sync "
+          "publish does not fsync, so it is not bound by this floor.")
+    print()
 print("Idle connections (medians): connect rate with 64 handshakes in flight, the server's")
 print("resident memory before and after opening them, and the benchmark client's own memory")
 print("per connection:")
