@@ -715,6 +715,42 @@ impl Station {
     }
 
     /// Reads a stored message.
+    /// Up to `max` durable messages from `from` on, in order, read in one range
+    /// scan. Stops early (possibly empty) at a corrupt record or a read error; the
+    /// caller reads one by one from there ([`Station::read_message`]).
+    pub fn read_from(&self, from: u64, max: usize) -> Vec<StoredMessage> {
+        let committed = self.committed.load(Ordering::Acquire);
+        if from > committed || max == 0 {
+            return Vec::new();
+        }
+        let shape = |r: Record| StoredMessage {
+            seq: r.seq,
+            subject: Subject::from_trusted(r.subject),
+            headers: r.headers,
+            payload: r.payload,
+            time: time_of(r.time_ns),
+            lineage: r.lineage,
+        };
+        {
+            let log = self.log.lock();
+            if log.limits.memory {
+                return log
+                    .memory
+                    .range(from..=committed)
+                    .take(max)
+                    .map(|(_, r)| shape(r.clone()))
+                    .collect();
+            }
+        }
+        self.store
+            .scan(self.id, from)
+            .map_while(Result::ok)
+            .take_while(|r| r.seq <= committed)
+            .take(max)
+            .map(shape)
+            .collect()
+    }
+
     pub fn read_message(&self, seq: u64) -> Result<Option<StoredMessage>, EngineError> {
         Ok(self.read(seq)?.map(|r| StoredMessage {
             seq: r.seq,
