@@ -363,10 +363,17 @@ impl Group {
                             ahead.pop_front();
                         }
                         if ahead.is_empty() {
+                            // No more than can be delivered now: a fill woken by
+                            // one ack has room for one message.
+                            let room = if acks && limit > 0 {
+                                (limit as usize).saturating_sub(run.pending.len())
+                            } else {
+                                usize::MAX
+                            };
                             let want = run
                                 .waiting
                                 .front()
-                                .map_or(1, |w| w.batch.clamp(1, READ_AHEAD));
+                                .map_or(1, |w| w.batch.min(room).clamp(1, READ_AHEAD));
                             ahead = station.read_from(run.cursor, want).into();
                         }
                         if let Some(m) = ahead.front() {
