@@ -8,6 +8,7 @@ use super::ApiState;
 use super::auth::Tenant;
 use super::error::{AppError, ErrorBody, ErrorDetail};
 use super::extract::{ApiPath, ApiQuery, body_bytes, parse_json};
+use super::options::{HttpOptions, refuse_preconditions};
 use super::wire::{HeadersJson, decode_payload, headers_from_json, headers_from_request};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -84,6 +85,8 @@ pub struct Pending {
     captured: bool,
     delivered: usize,
     refused: Option<EngineError>,
+    /// A failed precondition is a 412 (the `Junction-Expected-*` headers).
+    conditional: bool,
     stored: oneshot::Receiver<Result<PubAck, EngineError>>,
 }
 
@@ -100,7 +103,12 @@ impl Pending {
         }
         match self.stored.await {
             Ok(Err(EngineError::DroppedByRule(rule))) => Ok(Published::Dropped(rule)),
-            Ok(result) => Ok(Published::Stored(result?)),
+            Ok(Ok(ack)) => Ok(Published::Stored(ack)),
+            Ok(Err(e)) => Err(HttpOptions {
+                conditional: self.conditional,
+                ..HttpOptions::default()
+            }
+            .error(e)),
             Err(_) => Err(AppError::Internal(
                 "the station dropped a publish without answering".into(),
             )),
@@ -152,13 +160,15 @@ impl Caller {
 }
 
 /// Publishes `message` for `producer` (the gateway client `client`, or a caller
-/// of it: see [`Caller`]); the returned [`Pending`] resolves once the capturing
-/// station (if any) has stored or refused it.
+/// of it: see [`Caller`]) with `options` (its idempotency key and
+/// preconditions); the returned [`Pending`] resolves once the capturing station
+/// (if any) has stored or refused it.
 pub fn start_publish(
     state: &ApiState,
     client: &ClientRecord,
     producer: &ClientRecord,
     message: &Message,
+    options: &HttpOptions,
 ) -> Pending {
     let (tx, rx) = oneshot::channel();
     let callback: StoredCallback = Box::new(move |result| {
@@ -167,11 +177,12 @@ pub fn start_publish(
     client.stats.record_in(message.payload.len());
     let outcome = state
         .engine
-        .publish_stored(producer, message, Some(callback));
+        .publish_stored(producer, message, &options.options, Some(callback));
     Pending {
         captured: outcome.captured,
         delivered: outcome.delivered,
         refused: outcome.refused,
+        conditional: options.conditional,
         stored: rx,
     }
 }
@@ -229,6 +240,7 @@ pub async fn publish_subject(
 ) -> Result<Response, AppError> {
     let caller = Caller::of(&state, &request);
     let headers = headers_from_request(request.headers())?;
+    let options = HttpOptions::of(Some(request.headers()), headers.as_ref())?;
     let payload = body_bytes(request, &()).await?;
     check_size(&state, &payload)?;
     let subject = Subject::new(subject)
@@ -241,7 +253,7 @@ pub async fn publish_subject(
         payload,
     };
     let producer = caller.record(&client);
-    match start_publish(&state, &client, &producer, &message)
+    match start_publish(&state, &client, &producer, &message, &options)
         .outcome()
         .await?
     {
@@ -350,6 +362,7 @@ pub async fn publish_to_station(
 ) -> Result<Response, AppError> {
     let caller = Caller::of(&state, &request);
     let headers = headers_from_request(request.headers())?;
+    let options = HttpOptions::of(Some(request.headers()), headers.as_ref())?;
     let payload = body_bytes(request, &()).await?;
     check_size(&state, &payload)?;
     let info = state.engine.station_info(&tenant, &station)?;
@@ -362,7 +375,7 @@ pub async fn publish_to_station(
         payload,
     };
     let producer = caller.record(&client);
-    match start_publish(&state, &client, &producer, &message)
+    match start_publish(&state, &client, &producer, &message, &options)
         .outcome()
         .await?
     {
@@ -511,6 +524,7 @@ pub async fn publish_batch(
 ) -> Result<Json<BatchResponse>, AppError> {
     let caller = Caller::of(&state, &request);
     let headers = request.headers().clone();
+    refuse_preconditions(&headers, "a batch (each item may carry the older form in its headers)")?;
     let body = body_bytes(request, &()).await?;
     let items = parse_batch(&headers, &body)?;
     if items.len() > MAX_BATCH_MESSAGES {
@@ -529,8 +543,12 @@ pub async fn publish_batch(
     let pending: Vec<Result<Pending, AppError>> = items
         .into_iter()
         .map(|item| {
-            batch_message(&state, &info.config, item)
-                .map(|message| start_publish(&state, &client, &producer, &message))
+            batch_message(&state, &info.config, item).and_then(|message| {
+                let options = HttpOptions::of(None, message.headers.as_ref())?;
+                Ok(start_publish(
+                    &state, &client, &producer, &message, &options,
+                ))
+            })
         })
         .collect();
     let mut results = Vec::with_capacity(pending.len());
