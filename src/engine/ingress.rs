@@ -8,8 +8,7 @@ use super::StationEngine;
 use super::station::Station;
 use junction_api::{
     ClientRecord, EngineError, Message, Protocol, PublishOptions, StationConfig, StoredCallback,
-    TenantId,
-    is_internal_publish_subject, reserved_overlap,
+    TenantId, is_internal_publish_subject, reserved_overlap,
 };
 use std::borrow::Cow;
 use std::sync::Arc;

@@ -36,10 +36,10 @@ use junction_api::{
     AckKind, Admin, AdminFuture, Broker, ClientId, ClientKind, ClientRecord, ClientSnapshot,
     Credentials, Delivery, Denial, EngineError, FetchRequest, FetchSink, GroupConfig, GroupInfo,
     LineageGraph, LineageTrace, Message, MessageQuery, Monitor, NewClient, Protocol,
-    PublishOptions, PublishOutcome, Purge, QueueGroup, ResendRequest, ResendStatus, RoutingRule, SchemaFormat,
-    SchemaInfo, ServerSnapshot, StationConfig, StationInfo, StorageStats, StoredCallback,
-    StoredMessage, Subject, SubjectFilter, Subscriber, SubscriptionId, SubscriptionSnapshot,
-    SystemEvent, SystemEventKind, TenantId,
+    PublishOptions, PublishOutcome, Purge, QueueGroup, ResendRequest, ResendStatus, RoutingRule,
+    SchemaFormat, SchemaInfo, ServerSnapshot, StationConfig, StationInfo, StorageStats,
+    StoredCallback, StoredMessage, Subject, SubjectFilter, Subscriber, SubscriptionId,
+    SubscriptionSnapshot, SystemEvent, SystemEventKind, TenantId,
 };
 use junction_storage::Store;
 use parking_lot::{Mutex, RwLock};

@@ -1,11 +1,11 @@
 //! The [`Engine`] trait: everything a front-end may ask of the broker.
 
 use crate::{
-    AckKind, ClientId, FanoutId, ClientRecord, ClientSnapshot, Credentials, EngineError, FetchRequest,
-    FetchSink, GroupConfig, GroupInfo, LineageGraph, LineageTrace, Message, MessageQuery,
-    NewClient, Purge, QueueGroup, ResendRequest, ResendStatus, RoutingRule, SchemaFormat,
-    PublishOptions, SchemaInfo, StationConfig, StationInfo, StoredCallback, StoredMessage, Subject, SubjectFilter,
-    SubscriptionSnapshot, SystemEvent, TenantId,
+    AckKind, ClientId, ClientRecord, ClientSnapshot, Credentials, EngineError, FanoutId,
+    FetchRequest, FetchSink, GroupConfig, GroupInfo, LineageGraph, LineageTrace, Message,
+    MessageQuery, NewClient, PublishOptions, Purge, QueueGroup, ResendRequest, ResendStatus,
+    RoutingRule, SchemaFormat, SchemaInfo, StationConfig, StationInfo, StoredCallback,
+    StoredMessage, Subject, SubjectFilter, SubscriptionSnapshot, SystemEvent, TenantId,
 };
 use std::future::Future;
 use std::pin::Pin;

@@ -137,10 +137,11 @@ fn from_message_headers(headers: Option<&Headers>) -> Result<PublishOptions, App
 }
 
 fn sequence(name: &str, v: &str) -> Result<u64, AppError> {
-    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
-        if let Ok(n) = v.parse() {
-            return Ok(n);
-        }
+    if !v.is_empty()
+        && v.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(n) = v.parse()
+    {
+        return Ok(n);
     }
     Err(AppError::bad_request(
         "invalid_header",

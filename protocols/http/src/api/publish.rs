@@ -212,7 +212,7 @@ fn stored_response(ack: PubAck) -> Response {
 /// The body is the payload, byte for byte, whatever its content type. Request
 /// headers `X-Junction-Header-<Name>` become message headers `<Name>`;
 /// `Idempotency-Key` becomes `Nats-Msg-Id` (de-duplicated within the station's
-/// window). When a station captures the subject the answer (201) comes once the
+/// window); `Junction-Expected-*` headers are preconditions (412 when one fails). When a station captures the subject the answer (201) comes once the
 /// message is durable; otherwise 200 says how many live subscribers got it.
 #[utoipa::path(
     post,
@@ -221,13 +221,18 @@ fn stored_response(ack: PubAck) -> Response {
     params(
         ("subject" = String, Path, description = "A literal subject, e.g. `orders.eu.new`"),
         ("Idempotency-Key" = Option<String>, Header, description = "Becomes `Nats-Msg-Id`: a repeat within the duplicate window is not stored again"),
+        ("Junction-Expected-Station" = Option<String>, Header, description = "Precondition: the station that captures the subject (412 `wrong_expected_station`)"),
+        ("Junction-Expected-Last-Sequence" = Option<u64>, Header, description = "Precondition: the station's last sequence (412 `wrong_last_sequence`)"),
+        ("Junction-Expected-Last-Subject-Sequence" = Option<u64>, Header, description = "Precondition: the last sequence stored on this subject, 0 for none (412 `wrong_last_subject_sequence`)"),
+        ("Junction-Expected-Last-Idempotency-Key" = Option<String>, Header, description = "Precondition: the last idempotency key the station stored (412 `wrong_last_msg_id`)"),
     ),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The payload"),
     responses(
         (status = 201, description = "Stored by a station", body = StoredJson),
         (status = 200, description = "No station captures the subject; delivered live", body = DeliveredJson),
         (status = 400, description = "Invalid subject or header", body = ErrorBody),
-        (status = 409, description = "An expected-sequence header did not match", body = ErrorBody),
+        (status = 409, description = "An expected-sequence message header (`X-Junction-Header-Nats-Expected-*`) did not match", body = ErrorBody),
+        (status = 412, description = "A `Junction-Expected-*` precondition did not match", body = ErrorBody),
         (status = 413, description = "Payload too large", body = ErrorBody),
         (status = 429, description = "The station is full and discards new messages", body = ErrorBody),
     )
@@ -342,13 +347,18 @@ pub fn station_subject(
         ("station" = String, Path, description = "Station name"),
         StationPublishQuery,
         ("Idempotency-Key" = Option<String>, Header, description = "Becomes `Nats-Msg-Id`"),
+        ("Junction-Expected-Station" = Option<String>, Header, description = "Precondition: the station that captures the subject (412 `wrong_expected_station`)"),
+        ("Junction-Expected-Last-Sequence" = Option<u64>, Header, description = "Precondition: the station's last sequence (412 `wrong_last_sequence`)"),
+        ("Junction-Expected-Last-Subject-Sequence" = Option<u64>, Header, description = "Precondition: the last sequence stored on this subject, 0 for none (412 `wrong_last_subject_sequence`)"),
+        ("Junction-Expected-Last-Idempotency-Key" = Option<String>, Header, description = "Precondition: the last idempotency key the station stored (412 `wrong_last_msg_id`)"),
     ),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The payload"),
     responses(
         (status = 201, description = "Stored", body = StoredJson),
         (status = 400, description = "No subject given and none implied, or not captured by the station", body = ErrorBody),
         (status = 404, description = "No such station", body = ErrorBody),
-        (status = 409, description = "An expected-sequence header did not match", body = ErrorBody),
+        (status = 409, description = "An expected-sequence message header (`X-Junction-Header-Nats-Expected-*`) did not match", body = ErrorBody),
+        (status = 412, description = "A `Junction-Expected-*` precondition did not match", body = ErrorBody),
         (status = 413, description = "Payload too large", body = ErrorBody),
         (status = 429, description = "The station is full and discards new messages", body = ErrorBody),
     )
@@ -524,7 +534,10 @@ pub async fn publish_batch(
 ) -> Result<Json<BatchResponse>, AppError> {
     let caller = Caller::of(&state, &request);
     let headers = request.headers().clone();
-    refuse_preconditions(&headers, "a batch (each item may carry the older form in its headers)")?;
+    refuse_preconditions(
+        &headers,
+        "a batch (each item may carry the older form in its headers)",
+    )?;
     let body = body_bytes(request, &()).await?;
     let items = parse_batch(&headers, &body)?;
     if items.len() > MAX_BATCH_MESSAGES {
