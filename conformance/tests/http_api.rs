@@ -33,6 +33,8 @@ mod metrics;
 mod middleware;
 #[path = "http_api/openapi.rs"]
 mod openapi;
+#[path = "http_api/preconditions.rs"]
+mod preconditions;
 #[path = "http_api/produce_and_ack.rs"]
 mod produce_and_ack;
 #[path = "http_api/shared_group_with_nats.rs"]

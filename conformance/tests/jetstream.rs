@@ -11,6 +11,8 @@ mod support;
 
 #[path = "jetstream/ack_nak_term.rs"]
 mod ack_nak_term;
+#[path = "jetstream/dedup_ids_survive_restart.rs"]
+mod dedup_ids_survive_restart;
 #[path = "jetstream/error_codes.rs"]
 mod error_codes;
 #[path = "jetstream/group_sharing.rs"]

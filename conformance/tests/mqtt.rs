@@ -18,6 +18,8 @@ mod bad_input;
 mod cross_protocol;
 #[path = "mqtt/keep_alive.rs"]
 mod keep_alive;
+#[path = "mqtt/msg_id_property_dedup.rs"]
+mod msg_id_property_dedup;
 #[path = "mqtt/qos2_exactly_once.rs"]
 mod qos2_exactly_once;
 #[path = "mqtt/qos_roundtrip.rs"]

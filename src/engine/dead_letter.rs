@@ -36,19 +36,6 @@ use std::time::{Duration, SystemTime};
 /// Header under which a dead letter keeps the producer's de-duplication id.
 pub const DLS_MSG_ID: &str = "Junction-Dls-Msg-Id";
 
-/// Headers that steer how a station stores a message; a copy must not carry them
-/// into the dead-letter station (a second dead letter of the same message would be
-/// taken for a duplicate, an expected-sequence check would fail).
-const STEERING_HEADERS: [&str; 7] = [
-    "Nats-Msg-Id",
-    "msg-id",
-    "Nats-Expected-Stream",
-    "Nats-Expected-Last-Sequence",
-    "Nats-Expected-Last-Msg-Id",
-    "Nats-Expected-Last-Subject-Sequence",
-    "Nats-Rollup",
-];
-
 /// Most resend tasks remembered; the oldest finished ones are forgotten first.
 const MAX_TASKS: usize = 100;
 /// Most error lines a resend task keeps.
@@ -76,8 +63,12 @@ impl DeadLetter<'_> {
     fn copy(&self) -> Result<Message, EngineError> {
         let mut h = self.headers.cloned().unwrap_or_default();
         h.set_status(None, None);
-        let msg_id = super::station::msg_id(self.headers);
-        for name in STEERING_HEADERS {
+        // Headers that steer how a station stores a message: a copy must not carry
+        // them into the dead-letter station (its headers are what a restart reads
+        // the duplicate window back from: a second dead letter of the same message
+        // would be taken for a duplicate). The id is kept under its own name.
+        let msg_id = junction_api::stored_msg_id(self.headers).map(str::to_owned);
+        for name in junction_api::STEERING_HEADERS {
             h.remove(name);
         }
         // A dead letter of a dead letter (resent, failed again) gets fresh reasons.
@@ -160,6 +151,7 @@ pub(crate) fn store_dead_letter(stations: &StationRegistry, tenant: &TenantId, d
         let reason = dl.reason;
         dls.append(
             &copy,
+            &junction_api::PublishOptions::NONE,
             dl.lineage.clone(),
             Some(Box::new(move |r| {
                 if let Err(e) = r {
@@ -618,6 +610,7 @@ impl ResendJob {
         let (tx, rx) = mpsc::channel();
         self.station.append(
             &message,
+            &junction_api::PublishOptions::NONE,
             lineage.clone(),
             Some(Box::new(move |r| {
                 let _ = tx.send(r);

@@ -7,8 +7,8 @@
 use super::StationEngine;
 use super::station::Station;
 use junction_api::{
-    ClientRecord, EngineError, Message, Protocol, StationConfig, StoredCallback, TenantId,
-    is_internal_publish_subject, reserved_overlap,
+    ClientRecord, EngineError, Message, Protocol, PublishOptions, StationConfig, StoredCallback,
+    TenantId, is_internal_publish_subject, reserved_overlap,
 };
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -23,7 +23,8 @@ pub(crate) struct Captured {
 }
 
 impl StationEngine {
-    /// Runs the ingress path. `Err`: the message was refused as a whole (a routing
+    /// Runs the ingress path; `options` go to every station that stores the
+    /// message (the capturing one and routed copies). `Err`: the message was refused as a whole (a routing
     /// rule dropped it, or its subject is the broker's own); the stored callback got
     /// the same error when a station would have captured it. Otherwise the message
     /// to fan out (stripped, maybe re-subjected) and what was stored.
@@ -31,6 +32,7 @@ impl StationEngine {
         &self,
         from: &ClientRecord,
         message: &'m Message,
+        options: &PublishOptions,
         stored: Option<StoredCallback>,
     ) -> Result<(Cow<'m, Message>, Captured), EngineError> {
         let internal = from.id == self.system.id;
@@ -176,7 +178,7 @@ impl StationEngine {
                         }
                     })
                 };
-                station.append(copy, lineage.clone(), Some(callback));
+                station.append(copy, options, lineage.clone(), Some(callback));
             }
         }
         Ok((

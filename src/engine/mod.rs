@@ -36,10 +36,10 @@ use junction_api::{
     AckKind, Admin, AdminFuture, Broker, ClientId, ClientKind, ClientRecord, ClientSnapshot,
     Credentials, Delivery, Denial, EngineError, FetchRequest, FetchSink, GroupConfig, GroupInfo,
     LineageGraph, LineageTrace, Message, MessageQuery, Monitor, NewClient, Protocol,
-    PublishOutcome, Purge, QueueGroup, ResendRequest, ResendStatus, RoutingRule, SchemaFormat,
-    SchemaInfo, ServerSnapshot, StationConfig, StationInfo, StorageStats, StoredCallback,
-    StoredMessage, Subject, SubjectFilter, Subscriber, SubscriptionId, SubscriptionSnapshot,
-    SystemEvent, SystemEventKind, TenantId,
+    PublishOptions, PublishOutcome, Purge, QueueGroup, ResendRequest, ResendStatus, RoutingRule,
+    SchemaFormat, SchemaInfo, ServerSnapshot, StationConfig, StationInfo, StorageStats,
+    StoredCallback, StoredMessage, Subject, SubjectFilter, Subscriber, SubscriptionId,
+    SubscriptionSnapshot, SystemEvent, SystemEventKind, TenantId,
 };
 use junction_storage::Store;
 use parking_lot::{Mutex, RwLock};
@@ -210,7 +210,7 @@ impl StationEngine {
     /// Delivers `message` to every subscription matching `route`, one member per
     /// queue group; returns how many received it.
     fn fan_out(&self, from: &ClientRecord, route: &Subject, message: &Message) -> usize {
-        let _fanout = junction_api::FanoutScope::enter();
+        let fanout = junction_api::FanoutId::next();
         let bytes = message.payload.len() as u64;
         let result = self.trie(&from.tenant).matches(route);
         let skip_self = from.no_echo();
@@ -232,7 +232,7 @@ impl StationEngine {
             } else {
                 message
             };
-            if self.deliver_one(sub, m, &mut done) {
+            if self.deliver_one(sub, m, fanout, &mut done) {
                 delivered += 1;
                 to_engine += usize::from(sub.client == self.system.id);
             }
@@ -256,7 +256,7 @@ impl StationEngine {
                 } else {
                     message
                 };
-                if self.deliver_one(sub, m, &mut done) {
+                if self.deliver_one(sub, m, fanout, &mut done) {
                     delivered += 1;
                     to_engine += usize::from(sub.client == self.system.id);
                     break;
@@ -280,9 +280,10 @@ impl StationEngine {
         &self,
         sub: &Subscription,
         message: &Message,
+        fanout: junction_api::FanoutId,
         done: &mut Vec<(ClientId, SubscriptionId)>,
     ) -> bool {
-        match sub.subscriber.deliver(message) {
+        match sub.subscriber.deliver(message, fanout) {
             Delivery::Accepted => true,
             Delivery::AcceptedLast => {
                 done.push((sub.client, sub.id));
@@ -379,6 +380,7 @@ impl Broker for StationEngine {
         &self,
         from: &ClientRecord,
         message: &Message,
+        options: &PublishOptions,
         stored: Option<StoredCallback>,
     ) -> PublishOutcome {
         // The broker's own messages (replies, advisories, `$SYS` figures) are not
@@ -389,7 +391,7 @@ impl Broker for StationEngine {
                 .in_bytes
                 .fetch_add(message.payload.len() as u64, Ordering::Relaxed);
         }
-        let (message, captured) = match self.ingress(from, message, stored) {
+        let (message, captured) = match self.ingress(from, message, options, stored) {
             Ok(m) => m,
             Err(refused) => {
                 return PublishOutcome {

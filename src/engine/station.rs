@@ -10,8 +10,9 @@ use super::group::Groups;
 use ahash::AHashMap;
 use bytes::Bytes;
 use junction_api::{
-    Discard, EngineError, Headers, Message, MessageQuery, PubAck, Purge, Retention, StationConfig,
-    StationState, StorageKind, StoredCallback, StoredMessage, Subject, SubjectFilter, TenantId,
+    Discard, EngineError, Headers, Message, MessageQuery, PubAck, PublishOptions, Purge, Retention,
+    StationConfig, StationState, StorageKind, StoredCallback, StoredMessage, Subject,
+    SubjectFilter, TenantId,
 };
 use junction_storage::{CommitSink, Durability, LogOp, Record, StorageError, Store};
 use parking_lot::{Mutex, RwLock};
@@ -20,9 +21,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// Headers a producer sets to ask for de-duplication.
-pub const MSG_ID_HEADERS: [&str; 2] = ["Nats-Msg-Id", "msg-id"];
 
 /// Nanoseconds since the Unix epoch.
 pub fn now_ns() -> u64 {
@@ -326,7 +324,9 @@ impl Station {
             let size = accounted_size(r.subject.len(), r.headers.as_ref(), r.payload.len());
             log.last_seq = r.seq;
             log.last_time_ns = r.time_ns;
-            if let Some(id) = msg_id(r.headers.as_ref()) {
+            // The de-duplication id is part of the stored message (see
+            // `junction_api::stored_msg_id`).
+            if let Some(id) = junction_api::stored_msg_id(r.headers.as_ref()).map(str::to_owned) {
                 if now.saturating_sub(r.time_ns) <= window {
                     log.dedup.insert(id.clone(), (r.seq, r.time_ns));
                     log.dedup_order.push_back((r.time_ns, id.clone()));
@@ -426,11 +426,13 @@ impl Station {
     }
 
     /// Stores `message` with its lineage section (`lineage`, kept beside it; empty:
-    /// none), then calls `done` once it is durable (or refused), and then lets
-    /// consumer groups deliver it.
+    /// none) under the producer's `options` (de-duplication id, preconditions),
+    /// then calls `done` once it is durable (or refused), and then lets consumer
+    /// groups deliver it.
     pub fn append(
         self: &Arc<Self>,
         message: &Message,
+        options: &PublishOptions,
         lineage: Bytes,
         done: Option<StoredCallback>,
     ) {
@@ -446,7 +448,7 @@ impl Station {
             headers,
             message.payload.len(),
         );
-        let id = msg_id(headers);
+        let id = options.msg_id.clone().filter(|id| !id.is_empty());
         let mut log = self.log.lock();
         let l = log.limits;
         // A failed store takes no more writes until restart: refuse before taking a
@@ -459,7 +461,7 @@ impl Station {
             drop(log);
             return refuse(EngineError::MessageTooLarge, done);
         }
-        if let Err(e) = self.check_expected(&log, headers, &message.subject) {
+        if let Err(e) = self.check_expected(&log, options, &message.subject) {
             drop(log);
             return refuse(e, done);
         }
@@ -762,33 +764,27 @@ impl Station {
         }))
     }
 
+    /// The producer's preconditions, checked as nats-server orders them.
     fn check_expected(
         &self,
         log: &Log,
-        headers: Option<&Headers>,
+        options: &PublishOptions,
         subject: &Subject,
     ) -> Result<(), EngineError> {
-        let Some(h) = headers else { return Ok(()) };
-        if h.get("Nats-Rollup").is_some() {
+        if options.rollup.is_some() {
             return Err(EngineError::RollupNotPermitted);
         }
-        if let Some(expected) = h.get("Nats-Expected-Stream")
-            && expected != &*self.name
+        if let Some(expected) = &options.expected_station
+            && expected.as_str() != &*self.name
         {
             return Err(EngineError::WrongExpectedStation);
         }
-        if let Some(v) = h.get("Nats-Expected-Last-Sequence") {
-            let want: u64 = v.trim().parse().map_err(|_| {
-                EngineError::BadRequest("invalid Nats-Expected-Last-Sequence".into())
-            })?;
-            if want != log.last_seq {
-                return Err(EngineError::WrongLastSequence(log.last_seq));
-            }
+        if let Some(want) = options.expected_last_seq
+            && want != log.last_seq
+        {
+            return Err(EngineError::WrongLastSequence(log.last_seq));
         }
-        if let Some(v) = h.get("Nats-Expected-Last-Subject-Sequence") {
-            let want: u64 = v.trim().parse().map_err(|_| {
-                EngineError::BadRequest("invalid Nats-Expected-Last-Subject-Sequence".into())
-            })?;
+        if let Some(want) = options.expected_last_subject_seq {
             let actual = log
                 .per_subject
                 .get(subject.as_bytes())
@@ -798,9 +794,9 @@ impl Station {
                 return Err(EngineError::WrongLastSubjectSequence(actual));
             }
         }
-        if let Some(v) = h.get("Nats-Expected-Last-Msg-Id") {
+        if let Some(want) = &options.expected_last_msg_id {
             let actual = log.last_msg_id.clone().unwrap_or_default();
-            if v != actual {
+            if *want != actual {
                 return Err(EngineError::WrongLastMsgId(actual));
             }
         }
@@ -1022,16 +1018,6 @@ pub fn accounted_size(subject: usize, headers: Option<&Headers>, payload: usize)
         if n == 0 { 0 } else { bytes + 12 }
     });
     (subject + headers + payload + 16) as u64
-}
-
-/// The message id a producer set for de-duplication.
-pub fn msg_id(headers: Option<&Headers>) -> Option<String> {
-    let h = headers?;
-    MSG_ID_HEADERS
-        .iter()
-        .find_map(|name| h.get(name))
-        .filter(|v| !v.is_empty())
-        .map(str::to_owned)
 }
 
 /// Metadata key holding a station's last sequence when its log was last emptied.

@@ -291,7 +291,7 @@ mod tests {
 
     struct Nop;
     impl Subscriber for Nop {
-        fn deliver(&self, _: &Message) -> Delivery {
+        fn deliver(&self, _: &Message, _: junction_api::FanoutId) -> Delivery {
             Delivery::Accepted
         }
         fn describe(&self) -> (String, u64) {

@@ -309,3 +309,90 @@ async fn expected_headers() {
     assert_eq!(state.messages, 8);
     assert_eq!(state.last_sequence, 8);
 }
+
+/// The raw PubAck JSON a request with `headers` gets back on `subject`.
+async fn raw_pub_ack(
+    client: &async_nats::Client,
+    subject: &str,
+    headers: &[(&str, &str)],
+) -> serde_json::Value {
+    let mut h = HeaderMap::new();
+    for (n, v) in headers {
+        h.insert(*n, *v);
+    }
+    let reply = within(
+        "publish request",
+        client.request_with_headers(subject.to_string(), h, "x".into()),
+    )
+    .await
+    .unwrap();
+    serde_json::from_slice(&reply.payload).unwrap()
+}
+
+/// nats-server reads a sequence header that is not a number as -1, which never
+/// matches: the answer names the actual last sequence. An empty expected stream or
+/// last msg id is no expectation at all. Nothing refused is stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_expectations_answer_as_nats_server() {
+    let b = broker().await;
+    let (client, js) = connect(&b).await;
+    simple_stream(&js, "EVENTS", &["events.>"]).await;
+    for _ in 0..3 {
+        publish(&js, "events.a", "x").await;
+    }
+    for (name, value) in [
+        ("Nats-Expected-Last-Sequence", "three"),
+        ("Nats-Expected-Last-Sequence", "-1"),
+        ("Nats-Expected-Last-Sequence", "+3"),
+    ] {
+        let r = raw_pub_ack(&client, "events.a", &[(name, value)]).await;
+        assert_eq!(
+            r,
+            serde_json::json!({"error": {"code": 400, "err_code": 10071,
+                "description": "wrong last sequence: 3"}}),
+            "{name}: {value}"
+        );
+    }
+    let r = raw_pub_ack(
+        &client,
+        "events.a",
+        &[("Nats-Expected-Last-Subject-Sequence", "x")],
+    )
+    .await;
+    assert_eq!(
+        r,
+        serde_json::json!({"error": {"code": 400, "err_code": 10071,
+            "description": "wrong last sequence: 3"}})
+    );
+    assert_eq!(stream_state(&js, "EVENTS").await.messages, 3);
+    // Empty values ask nothing.
+    let r = raw_pub_ack(
+        &client,
+        "events.a",
+        &[
+            ("Nats-Expected-Stream", ""),
+            ("Nats-Expected-Last-Msg-Id", ""),
+        ],
+    )
+    .await;
+    assert_eq!(r, serde_json::json!({"stream": "EVENTS", "seq": 4}));
+}
+
+/// A rollup is refused as nats-server refuses it on a stream that does not allow
+/// rollups (Junction's never do), whatever the value; nothing is stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn rollup_is_not_permitted() {
+    let b = broker().await;
+    let (client, js) = connect(&b).await;
+    simple_stream(&js, "EVENTS", &["events.>"]).await;
+    for value in ["sub", "ALL", "everything"] {
+        let r = raw_pub_ack(&client, "events.a", &[("Nats-Rollup", value)]).await;
+        assert_eq!(
+            r,
+            serde_json::json!({"error": {"code": 500, "err_code": 10111,
+                "description": "rollup not permitted"}}),
+            "{value}"
+        );
+    }
+    assert_eq!(stream_state(&js, "EVENTS").await.messages, 0);
+}

@@ -1,11 +1,11 @@
 //! The [`Engine`] trait: everything a front-end may ask of the broker.
 
 use crate::{
-    AckKind, ClientId, ClientRecord, ClientSnapshot, Credentials, EngineError, FetchRequest,
-    FetchSink, GroupConfig, GroupInfo, LineageGraph, LineageTrace, Message, MessageQuery,
-    NewClient, Purge, QueueGroup, ResendRequest, ResendStatus, RoutingRule, SchemaFormat,
-    SchemaInfo, StationConfig, StationInfo, StoredCallback, StoredMessage, Subject, SubjectFilter,
-    SubscriptionSnapshot, SystemEvent, TenantId,
+    AckKind, ClientId, ClientRecord, ClientSnapshot, Credentials, EngineError, FanoutId,
+    FetchRequest, FetchSink, GroupConfig, GroupInfo, LineageGraph, LineageTrace, Message,
+    MessageQuery, NewClient, PublishOptions, Purge, QueueGroup, ResendRequest, ResendStatus,
+    RoutingRule, SchemaFormat, SchemaInfo, StationConfig, StationInfo, StoredCallback,
+    StoredMessage, Subject, SubjectFilter, SubscriptionSnapshot, SystemEvent, TenantId,
 };
 use std::future::Future;
 use std::pin::Pin;
@@ -41,8 +41,10 @@ pub enum Delivery {
 /// the message and return at once: never block, never await, never call back into the
 /// engine.
 pub trait Subscriber: Send + Sync + 'static {
-    /// Queues `message` for the client.
-    fn deliver(&self, message: &Message) -> Delivery;
+    /// Queues `message` for the client. `fanout` names the publish being fanned
+    /// out: every call for one publish gets the same id (so a front-end can send a
+    /// client one copy for overlapping subscriptions), and no other publish has it.
+    fn deliver(&self, message: &Message, fanout: FanoutId) -> Delivery;
 
     /// The protocol's own id for this subscription and its delivery count, for
     /// monitoring.
@@ -148,7 +150,7 @@ pub trait Broker: Send + Sync + 'static {
     /// Publishes a message from `from`: live fan-out to every matching subscription,
     /// one member per queue group, and capture by the station whose subjects match.
     fn publish(&self, from: &ClientRecord, message: &Message) -> PublishOutcome {
-        self.publish_stored(from, message, None)
+        self.publish_stored(from, message, &PublishOptions::NONE, None)
     }
 
     /// Like [`Broker::publish`]; when a station captures the message, `stored` runs
@@ -158,10 +160,16 @@ pub trait Broker: Send + Sync + 'static {
     /// captures it, `stored` is dropped without being called. The engine strips
     /// reserved `Junction-*` headers from the message and stamps lineage on what a
     /// station stores.
+    ///
+    /// `options` is what the producer asks of the capturing station (its
+    /// de-duplication id, preconditions), filled by the front-end from its
+    /// protocol; the engine never reads header names for it, and stores the
+    /// message's headers as they are.
     fn publish_stored(
         &self,
         from: &ClientRecord,
         message: &Message,
+        options: &PublishOptions,
         stored: Option<StoredCallback>,
     ) -> PublishOutcome;
 

@@ -14,6 +14,9 @@
 //!   always a valid subscription filter. Both are checked once, at the edge.
 //! - [`Subscriber::deliver`] is called on the publisher's task and must never block
 //!   or await: it queues and returns.
+//! - The engine reads what a producer asks of a station (de-duplication,
+//!   preconditions) from [`PublishOptions`], which each front-end fills from its own
+//!   protocol; it never reads header names for it.
 
 mod client;
 mod dead_letter;
@@ -25,6 +28,7 @@ mod group;
 mod headers;
 mod lineage;
 mod message;
+mod publish;
 mod routing;
 mod schema;
 mod station;
@@ -45,7 +49,7 @@ pub use engine::{
 };
 pub use error::{ConfigError, Denial, EngineError, ErrorKind, GroupConfigError, SchemaViolation};
 pub use event::{SystemEvent, SystemEventKind};
-pub use fanout::{FanoutScope, current_fanout};
+pub use fanout::FanoutId;
 pub use group::{
     AckKind, AckPolicy, DeliverPolicy, Delivered, FetchEnd, FetchRequest, FetchSink, GroupConfig,
     GroupInfo, GroupState,
@@ -59,6 +63,7 @@ pub use lineage::{
     parse_hex_id, protocol_name, render_lineage, trace_id_of,
 };
 pub use message::Message;
+pub use publish::{PublishOptions, Rollup, STEERING_HEADERS, stored_msg_id};
 pub use routing::{Predicate, RoutingAction, RoutingRule};
 pub use schema::{SchemaFormat, SchemaInfo, SchemaVersion};
 pub use station::{

@@ -10,8 +10,8 @@ use crate::session::{
 };
 use bytes::Bytes;
 use junction_api::{
-    ClientRecord, Engine, EngineError, Message, NewClient, Protocol, Purge, StoredCallback,
-    Subject, SubjectFilter, TenantId,
+    ClientRecord, Engine, EngineError, Message, NewClient, Protocol, PublishOptions, Purge,
+    StoredCallback, Subject, SubjectFilter, TenantId,
 };
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, HashMap};
@@ -427,6 +427,14 @@ impl MqttBroker {
         join: Option<&Arc<AckJoin>>,
     ) {
         let part = |j: Option<&Arc<AckJoin>>| j.map(AckJoin::part);
+        // What the publisher asks of the station that stores it, from its user
+        // properties (`msg-id` or `Nats-Msg-Id`, and the `Nats-Expected-*`
+        // convention). The front-end's own copies of the same publish (retained,
+        // queued for persistent sessions) are duplicates when it is, so they get
+        // its de-duplication id; the preconditions are about the producer's
+        // station only.
+        let options = PublishOptions::from_headers(message.headers.as_ref());
+        let copies = options.dedup_only();
         let durable = qos > 0 && tenant.durable_match(&message.subject);
         if durable {
             message
@@ -487,15 +495,16 @@ impl MqttBroker {
                 let h = copy.headers.get_or_insert_with(Default::default);
                 h.insert(H_MQTT_QOS, qos.to_string());
                 h.insert(H_MQTT_RETAIN, "1");
-                self.store_internal(tenant, from, &copy, part(join));
+                self.store_internal(tenant, from, &copy, &copies, part(join));
             }
         }
-        self.engine.publish_stored(from, &message, part(join));
+        self.engine
+            .publish_stored(from, &message, &options, part(join));
         if durable {
             let mut copy = message;
             copy.subject =
                 Subject::from_trusted(Bytes::from(format!("{MSGS_PREFIX}{}", copy.subject)));
-            self.store_internal(tenant, from, &copy, part(join));
+            self.store_internal(tenant, from, &copy, &copies, part(join));
         }
     }
 }
@@ -510,7 +519,13 @@ impl MqttBroker {
         record: &SessionRecord,
         done: Option<StoredCallback>,
     ) {
-        self.store_internal(tenant, from, &session::record_message(record), done);
+        self.store_internal(
+            tenant,
+            from,
+            &session::record_message(record),
+            &PublishOptions::NONE,
+            done,
+        );
     }
 
     /// Stores a message in one of the front-end's own stations (`$MQTT_*`). When no
@@ -522,6 +537,7 @@ impl MqttBroker {
         tenant: &Tenant,
         from: &ClientRecord,
         message: &Message,
+        options: &PublishOptions,
         done: Option<StoredCallback>,
     ) {
         let done = Arc::new(Mutex::new(done));
@@ -545,7 +561,7 @@ impl MqttBroker {
         };
         let outcome = self
             .engine
-            .publish_stored(from, message, Some(forward(&done)));
+            .publish_stored(from, message, options, Some(forward(&done)));
         if outcome.captured {
             return;
         }
@@ -563,7 +579,7 @@ impl MqttBroker {
         if self.repair(tenant)
             && self
                 .engine
-                .publish_stored(from, message, Some(forward(&done)))
+                .publish_stored(from, message, options, Some(forward(&done)))
                 .captured
         {
             return;
@@ -616,7 +632,7 @@ impl MqttBroker {
             let message = session::record_message(record);
             if !self
                 .engine
-                .publish_stored(&tenant.client, &message, None)
+                .publish_stored(&tenant.client, &message, &PublishOptions::NONE, None)
                 .captured
             {
                 tracing::error!(client_id = %record.client_id, "MQTT session record not stored again");

@@ -5,7 +5,7 @@
 //! mutex-guarded queue and wake the connection task.
 
 use crate::packets::Out;
-use junction_api::{Delivered, Delivery, FetchEnd, FetchSink, Message, Subscriber, current_fanout};
+use junction_api::{Delivered, Delivery, FanoutId, FetchEnd, FetchSink, Message, Subscriber};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -18,7 +18,7 @@ pub enum Event {
     /// A live message for one or more of the session's subscriptions (the same
     /// publish matching overlapping filters is merged into one event).
     Live {
-        fanout: u64,
+        fanout: FanoutId,
         message: Message,
         subs: Vec<u32>,
     },
@@ -100,13 +100,18 @@ impl Mailbox {
         true
     }
 
-    fn push_live(&self, message: &Message, sub: u32, droppable: bool) -> Delivery {
-        let fanout = current_fanout();
+    fn push_live(
+        &self,
+        message: &Message,
+        fanout: FanoutId,
+        sub: u32,
+        droppable: bool,
+    ) -> Delivery {
         let mut inner = self.inner.lock();
         if inner.closed {
             return Delivery::Gone;
         }
-        if fanout != 0 {
+        if !fanout.is_none() {
             // The same publish matching another of our filters: merge.
             for e in inner.events.iter_mut().rev().take(16) {
                 if let Event::Live {
@@ -192,7 +197,7 @@ pub struct LiveSub {
 }
 
 impl Subscriber for LiveSub {
-    fn deliver(&self, message: &Message) -> Delivery {
+    fn deliver(&self, message: &Message, fanout: FanoutId) -> Delivery {
         if self.wild_first && message.subject.as_bytes().first() == Some(&b'$') {
             return Delivery::Accepted;
         }
@@ -221,7 +226,7 @@ impl Subscriber for LiveSub {
             _ => 0,
         };
         self.mailbox
-            .push_live(message, self.sub, pub_qos.min(self.qos) == 0)
+            .push_live(message, fanout, self.sub, pub_qos.min(self.qos) == 0)
     }
 
     fn describe(&self) -> (String, u64) {

@@ -12,8 +12,8 @@ use crate::jetstream::PubAck;
 use crate::outbound::{CloseReason, NatsSubscription, Outbound};
 use bytes::Bytes;
 use junction_api::{
-    ClientRecord, Credentials, Delivery, Engine, EngineError, Message, QueueGroup, StoredCallback,
-    Subject, SubjectFilter, Subscriber, SubscriptionId,
+    ClientRecord, Credentials, Delivery, Engine, EngineError, FanoutId, Message, PublishOptions,
+    QueueGroup, StoredCallback, Subject, SubjectFilter, Subscriber, SubscriptionId,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -335,7 +335,13 @@ impl<E: Engine> NatsChannel<E> {
             let route = self.own_subscription_for(&reply);
             self.pub_ack(reply, route)
         });
-        let outcome = self.engine.publish_stored(&self.client, &message, stored);
+        // The JetStream headers (`Nats-Msg-Id`, `Nats-Expected-*`, `Nats-Rollup`)
+        // become typed options, read as nats-server reads them; the headers
+        // themselves are stored as sent.
+        let options = PublishOptions::from_headers(message.headers.as_ref());
+        let outcome = self
+            .engine
+            .publish_stored(&self.client, &message, &options, stored);
         if let Some(EngineError::InternalSubject(subject)) = &outcome.refused {
             // nats-server's answer to a publish its permissions refuse; the
             // connection stays open.
@@ -411,7 +417,8 @@ impl<E: Engine> NatsChannel<E> {
             };
             let message = Message::new(reply, Bytes::from(json));
             if let Some(route) = route {
-                match route.subscription.deliver(&message) {
+                // Queued straight on the publisher's own subscription: no fan-out.
+                match route.subscription.deliver(&message, FanoutId::NONE) {
                     Delivery::Accepted => {
                         engine.count_delivered(message.payload.len());
                         return;

@@ -253,7 +253,7 @@ impl NatsSubscription {
 }
 
 impl Subscriber for NatsSubscription {
-    fn deliver(&self, message: &Message) -> Delivery {
+    fn deliver(&self, message: &Message, _fanout: junction_api::FanoutId) -> Delivery {
         let max = self.max.load(Ordering::Relaxed);
         let n = self.delivered.fetch_add(1, Ordering::Relaxed) + 1;
         if max > 0 && n > max {

@@ -111,7 +111,7 @@ impl ChannelSubscriber {
 }
 
 impl Subscriber for ChannelSubscriber {
-    fn deliver(&self, message: &Message) -> Delivery {
+    fn deliver(&self, message: &Message, _fanout: junction_api::FanoutId) -> Delivery {
         let item = Outbound::Delivery {
             sub: self.sub.clone(),
             message: message.clone(),

@@ -25,6 +25,7 @@ mod groups;
 mod lineage;
 mod live;
 mod openapi;
+mod options;
 mod publish;
 mod routing;
 mod schemas;

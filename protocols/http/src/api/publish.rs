@@ -8,6 +8,7 @@ use super::ApiState;
 use super::auth::Tenant;
 use super::error::{AppError, ErrorBody, ErrorDetail};
 use super::extract::{ApiPath, ApiQuery, body_bytes, parse_json};
+use super::options::{HttpOptions, refuse_preconditions};
 use super::wire::{HeadersJson, decode_payload, headers_from_json, headers_from_request};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -84,6 +85,8 @@ pub struct Pending {
     captured: bool,
     delivered: usize,
     refused: Option<EngineError>,
+    /// A failed precondition is a 412 (the `Junction-Expected-*` headers).
+    conditional: bool,
     stored: oneshot::Receiver<Result<PubAck, EngineError>>,
 }
 
@@ -100,7 +103,12 @@ impl Pending {
         }
         match self.stored.await {
             Ok(Err(EngineError::DroppedByRule(rule))) => Ok(Published::Dropped(rule)),
-            Ok(result) => Ok(Published::Stored(result?)),
+            Ok(Ok(ack)) => Ok(Published::Stored(ack)),
+            Ok(Err(e)) => Err(HttpOptions {
+                conditional: self.conditional,
+                ..HttpOptions::default()
+            }
+            .error(e)),
             Err(_) => Err(AppError::Internal(
                 "the station dropped a publish without answering".into(),
             )),
@@ -152,13 +160,15 @@ impl Caller {
 }
 
 /// Publishes `message` for `producer` (the gateway client `client`, or a caller
-/// of it: see [`Caller`]); the returned [`Pending`] resolves once the capturing
-/// station (if any) has stored or refused it.
+/// of it: see [`Caller`]) with `options` (its idempotency key and
+/// preconditions); the returned [`Pending`] resolves once the capturing station
+/// (if any) has stored or refused it.
 pub fn start_publish(
     state: &ApiState,
     client: &ClientRecord,
     producer: &ClientRecord,
     message: &Message,
+    options: &HttpOptions,
 ) -> Pending {
     let (tx, rx) = oneshot::channel();
     let callback: StoredCallback = Box::new(move |result| {
@@ -167,11 +177,12 @@ pub fn start_publish(
     client.stats.record_in(message.payload.len());
     let outcome = state
         .engine
-        .publish_stored(producer, message, Some(callback));
+        .publish_stored(producer, message, &options.options, Some(callback));
     Pending {
         captured: outcome.captured,
         delivered: outcome.delivered,
         refused: outcome.refused,
+        conditional: options.conditional,
         stored: rx,
     }
 }
@@ -201,7 +212,7 @@ fn stored_response(ack: PubAck) -> Response {
 /// The body is the payload, byte for byte, whatever its content type. Request
 /// headers `X-Junction-Header-<Name>` become message headers `<Name>`;
 /// `Idempotency-Key` becomes `Nats-Msg-Id` (de-duplicated within the station's
-/// window). When a station captures the subject the answer (201) comes once the
+/// window); `Junction-Expected-*` headers are preconditions (412 when one fails). When a station captures the subject the answer (201) comes once the
 /// message is durable; otherwise 200 says how many live subscribers got it.
 #[utoipa::path(
     post,
@@ -210,13 +221,18 @@ fn stored_response(ack: PubAck) -> Response {
     params(
         ("subject" = String, Path, description = "A literal subject, e.g. `orders.eu.new`"),
         ("Idempotency-Key" = Option<String>, Header, description = "Becomes `Nats-Msg-Id`: a repeat within the duplicate window is not stored again"),
+        ("Junction-Expected-Station" = Option<String>, Header, description = "Precondition: the station that captures the subject (412 `wrong_expected_station`)"),
+        ("Junction-Expected-Last-Sequence" = Option<u64>, Header, description = "Precondition: the station's last sequence (412 `wrong_last_sequence`)"),
+        ("Junction-Expected-Last-Subject-Sequence" = Option<u64>, Header, description = "Precondition: the last sequence stored on this subject, 0 for none (412 `wrong_last_subject_sequence`)"),
+        ("Junction-Expected-Last-Idempotency-Key" = Option<String>, Header, description = "Precondition: the last idempotency key the station stored (412 `wrong_last_msg_id`)"),
     ),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The payload"),
     responses(
         (status = 201, description = "Stored by a station", body = StoredJson),
         (status = 200, description = "No station captures the subject; delivered live", body = DeliveredJson),
         (status = 400, description = "Invalid subject or header", body = ErrorBody),
-        (status = 409, description = "An expected-sequence header did not match", body = ErrorBody),
+        (status = 409, description = "An expected-sequence message header (`X-Junction-Header-Nats-Expected-*`) did not match", body = ErrorBody),
+        (status = 412, description = "A `Junction-Expected-*` precondition did not match", body = ErrorBody),
         (status = 413, description = "Payload too large", body = ErrorBody),
         (status = 429, description = "The station is full and discards new messages", body = ErrorBody),
     )
@@ -229,6 +245,7 @@ pub async fn publish_subject(
 ) -> Result<Response, AppError> {
     let caller = Caller::of(&state, &request);
     let headers = headers_from_request(request.headers())?;
+    let options = HttpOptions::of(Some(request.headers()), headers.as_ref())?;
     let payload = body_bytes(request, &()).await?;
     check_size(&state, &payload)?;
     let subject = Subject::new(subject)
@@ -241,7 +258,7 @@ pub async fn publish_subject(
         payload,
     };
     let producer = caller.record(&client);
-    match start_publish(&state, &client, &producer, &message)
+    match start_publish(&state, &client, &producer, &message, &options)
         .outcome()
         .await?
     {
@@ -330,13 +347,18 @@ pub fn station_subject(
         ("station" = String, Path, description = "Station name"),
         StationPublishQuery,
         ("Idempotency-Key" = Option<String>, Header, description = "Becomes `Nats-Msg-Id`"),
+        ("Junction-Expected-Station" = Option<String>, Header, description = "Precondition: the station that captures the subject (412 `wrong_expected_station`)"),
+        ("Junction-Expected-Last-Sequence" = Option<u64>, Header, description = "Precondition: the station's last sequence (412 `wrong_last_sequence`)"),
+        ("Junction-Expected-Last-Subject-Sequence" = Option<u64>, Header, description = "Precondition: the last sequence stored on this subject, 0 for none (412 `wrong_last_subject_sequence`)"),
+        ("Junction-Expected-Last-Idempotency-Key" = Option<String>, Header, description = "Precondition: the last idempotency key the station stored (412 `wrong_last_msg_id`)"),
     ),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The payload"),
     responses(
         (status = 201, description = "Stored", body = StoredJson),
         (status = 400, description = "No subject given and none implied, or not captured by the station", body = ErrorBody),
         (status = 404, description = "No such station", body = ErrorBody),
-        (status = 409, description = "An expected-sequence header did not match", body = ErrorBody),
+        (status = 409, description = "An expected-sequence message header (`X-Junction-Header-Nats-Expected-*`) did not match", body = ErrorBody),
+        (status = 412, description = "A `Junction-Expected-*` precondition did not match", body = ErrorBody),
         (status = 413, description = "Payload too large", body = ErrorBody),
         (status = 429, description = "The station is full and discards new messages", body = ErrorBody),
     )
@@ -350,6 +372,7 @@ pub async fn publish_to_station(
 ) -> Result<Response, AppError> {
     let caller = Caller::of(&state, &request);
     let headers = headers_from_request(request.headers())?;
+    let options = HttpOptions::of(Some(request.headers()), headers.as_ref())?;
     let payload = body_bytes(request, &()).await?;
     check_size(&state, &payload)?;
     let info = state.engine.station_info(&tenant, &station)?;
@@ -362,7 +385,7 @@ pub async fn publish_to_station(
         payload,
     };
     let producer = caller.record(&client);
-    match start_publish(&state, &client, &producer, &message)
+    match start_publish(&state, &client, &producer, &message, &options)
         .outcome()
         .await?
     {
@@ -511,6 +534,10 @@ pub async fn publish_batch(
 ) -> Result<Json<BatchResponse>, AppError> {
     let caller = Caller::of(&state, &request);
     let headers = request.headers().clone();
+    refuse_preconditions(
+        &headers,
+        "a batch (each item may carry the older form in its headers)",
+    )?;
     let body = body_bytes(request, &()).await?;
     let items = parse_batch(&headers, &body)?;
     if items.len() > MAX_BATCH_MESSAGES {
@@ -529,8 +556,12 @@ pub async fn publish_batch(
     let pending: Vec<Result<Pending, AppError>> = items
         .into_iter()
         .map(|item| {
-            batch_message(&state, &info.config, item)
-                .map(|message| start_publish(&state, &client, &producer, &message))
+            batch_message(&state, &info.config, item).and_then(|message| {
+                let options = HttpOptions::of(None, message.headers.as_ref())?;
+                Ok(start_publish(
+                    &state, &client, &producer, &message, &options,
+                ))
+            })
         })
         .collect();
     let mut results = Vec::with_capacity(pending.len());

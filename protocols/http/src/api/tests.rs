@@ -41,6 +41,7 @@ impl Broker for Broken {
         &self,
         _: &ClientRecord,
         _: &Message,
+        _: &junction_api::PublishOptions,
         _: Option<StoredCallback>,
     ) -> PublishOutcome {
         PublishOutcome::default()

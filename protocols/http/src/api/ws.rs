@@ -28,6 +28,7 @@ use super::auth::Tenant;
 use super::consume::parse_ack_token;
 use super::error::{AppError, ErrorBody, ErrorDetail};
 use super::live::{ChannelSubscriber, LiveClient, LiveMessageJson, OUTBOUND_QUEUE, Outbound};
+use super::options::HttpOptions;
 use super::publish::{Published, start_publish};
 use super::wire::{HeadersJson, decode_payload, headers_from_json};
 use super::ws_attach::{AttachRequest, Attachment, attach};
@@ -472,11 +473,15 @@ fn handle(
                     payload,
                 })
             })();
-            let message = match message {
+            let message = message.and_then(|m| {
+                let options = HttpOptions::of(None, m.headers.as_ref())?;
+                Ok((m, options))
+            });
+            let (message, options) = match message {
                 Ok(m) => m,
                 Err(e) => return Some(error_frame(reference.as_ref(), &e)),
             };
-            let pending = start_publish(state, client, client, &message);
+            let pending = start_publish(state, client, client, &message, &options);
             let tx = tx.clone();
             tokio::spawn(async move {
                 let text = match pending.outcome().await {

@@ -32,7 +32,7 @@ struct ApiInbox {
 }
 
 impl Subscriber for ApiInbox {
-    fn deliver(&self, message: &Message) -> Delivery {
+    fn deliver(&self, message: &Message, _fanout: junction_api::FanoutId) -> Delivery {
         match self.requests.send(message.clone()) {
             Ok(()) => Delivery::Accepted,
             Err(_) => Delivery::Gone,

@@ -536,7 +536,7 @@ struct AckInbox {
 }
 
 impl Subscriber for AckInbox {
-    fn deliver(&self, message: &Message) -> Delivery {
+    fn deliver(&self, message: &Message, _fanout: junction_api::FanoutId) -> Delivery {
         match self.acks.send(message.clone()) {
             Ok(()) => Delivery::Accepted,
             Err(_) => Delivery::Gone,
