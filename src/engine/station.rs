@@ -1030,26 +1030,6 @@ pub fn filters_overlap(a: &SubjectFilter, b: &SubjectFilter) -> bool {
     junction_api::filters_overlap(a.as_bytes(), b.as_bytes())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn f(s: &str) -> SubjectFilter {
-        SubjectFilter::new(s.to_string()).unwrap()
-    }
-
-    #[test]
-    fn overlap() {
-        assert!(filters_overlap(&f("a.*"), &f("a.b")));
-        assert!(filters_overlap(&f("a.>"), &f("a.b.c")));
-        assert!(filters_overlap(&f(">"), &f("x")));
-        assert!(filters_overlap(&f("*.b"), &f("a.*")));
-        assert!(!filters_overlap(&f("a.b"), &f("a.c")));
-        assert!(!filters_overlap(&f("a.*"), &f("a.b.c")));
-        assert!(!filters_overlap(&f("a.>"), &f("a")));
-    }
-}
-
 /// The store's watermark, turned into completions: the PubAcks of every append up
 /// to it, in order, then one wake-up of each consumer group. Runs on the store's
 /// notifier thread, once per station per group commit.
@@ -1079,5 +1059,25 @@ impl CommitSink for Station {
                 cb(Err(self.write_failed(error.clone())));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(s: &str) -> SubjectFilter {
+        SubjectFilter::new(s.to_string()).unwrap()
+    }
+
+    #[test]
+    fn overlap() {
+        assert!(filters_overlap(&f("a.*"), &f("a.b")));
+        assert!(filters_overlap(&f("a.>"), &f("a.b.c")));
+        assert!(filters_overlap(&f(">"), &f("x")));
+        assert!(filters_overlap(&f("*.b"), &f("a.*")));
+        assert!(!filters_overlap(&f("a.b"), &f("a.c")));
+        assert!(!filters_overlap(&f("a.*"), &f("a.b.c")));
+        assert!(!filters_overlap(&f("a.>"), &f("a")));
     }
 }
