@@ -249,10 +249,12 @@ impl Log {
 
     // --- placing and removing -----------------------------------------------------
 
-    /// A new message at the end (the append path).
+    /// A new message at the end (the append path). Every sequence from
+    /// `tail_start` on passes through here, so the tail misses none of them.
     pub fn remember(&mut self, seq: u64, entry: Entry) {
         self.unseal();
         self.trim_tail();
+        self.tail_start = self.tail_start.min(seq);
         self.account_in(seq, &entry);
         self.tail.push_back((seq, entry));
     }
@@ -270,9 +272,6 @@ impl Log {
                 }
                 _ => break,
             }
-        }
-        if self.tail.is_empty() {
-            self.tail_start = self.tail_start.max(self.last_seq + 1);
         }
     }
 
