@@ -115,7 +115,9 @@ impl StationEngine {
     pub fn save_snapshots(&self) {
         match self.stations.save_snapshots() {
             Ok(()) => tracing::info!("station index snapshots written"),
-            Err(e) => tracing::warn!(error = %e, "cannot write station index snapshots; the next start scans the logs"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot write station index snapshots; the next start scans the logs")
+            }
         }
     }
 

@@ -13,13 +13,13 @@ pub(crate) mod snapshot;
 use super::group::Groups;
 use bytes::Bytes;
 use index::{Entry, Log};
-use snapshot::Snapshot;
 use junction_api::{
     Discard, EngineError, Headers, Message, MessageQuery, PubAck, Purge, Retention, StationConfig,
     StationState, StorageKind, StoredCallback, StoredMessage, Subject, SubjectFilter, TenantId,
 };
 use junction_storage::{CommitSink, Durability, LogOp, Record, StorageError, Store};
 use parking_lot::{Mutex, RwLock};
+use snapshot::Snapshot;
 use std::collections::VecDeque;
 use std::ops::ControlFlow;
 use std::sync::Arc;

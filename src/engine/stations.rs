@@ -179,8 +179,11 @@ impl StationRegistry {
             store
                 .remove_meta(CLEAN_KEY)
                 .map_err(|e| EngineError::Storage(e.to_string()))?;
+            tracing::info!("clean-shutdown snapshot found: station indexes load from it");
         } else {
-            tracing::info!("no clean-shutdown snapshot: station indexes are rebuilt from their logs");
+            tracing::info!(
+                "no clean-shutdown snapshot: station indexes are rebuilt from their logs"
+            );
         }
         let metas = store
             .list_meta("station/")
@@ -584,8 +587,11 @@ impl StationRegistry {
             Ok(r) => r.map_err(|e| EngineError::Storage(e.to_string()))?,
             Err(_) => return Err(EngineError::Storage("storage writer stopped".into())),
         }
-        let mut puts: Vec<(String, Vec<u8>)> =
-            self.all().iter().filter_map(|s| s.snapshot(self.boot)).collect();
+        let mut puts: Vec<(String, Vec<u8>)> = self
+            .all()
+            .iter()
+            .filter_map(|s| s.snapshot(self.boot))
+            .collect();
         puts.push((CLEAN_KEY.to_string(), self.boot.to_string().into_bytes()));
         self.store
             .write_meta_batch(&puts, &[])

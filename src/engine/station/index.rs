@@ -347,7 +347,12 @@ impl Log {
                     .range(..below)
                     .take(4096)
                     .copied()
-                    .filter(|s| self.store.seqs_between(self.station, *s, s + 1).next().is_none())
+                    .filter(|s| {
+                        self.store
+                            .seqs_between(self.station, *s, s + 1)
+                            .next()
+                            .is_none()
+                    })
                     .collect();
                 for s in gone {
                     self.pending_deletes.remove(&s);
@@ -712,7 +717,11 @@ impl Log {
         let gap_from = from.max(self.head_end);
         if gap_from < self.tail_start {
             if self.limits.memory {
-                for seq in self.memory.range(gap_from..self.tail_start).map(|(s, _)| *s) {
+                for seq in self
+                    .memory
+                    .range(gap_from..self.tail_start)
+                    .map(|(s, _)| *s)
+                {
                     if f(seq).is_break() {
                         return;
                     }
@@ -780,7 +789,12 @@ impl Log {
     /// The newest live message of `subject` below `below` (reads backwards).
     fn newest_of(&self, subject: &Bytes, below: u64) -> Option<u64> {
         let at = self.tail.partition_point(|(s, _)| *s < below);
-        if let Some((seq, _)) = self.tail.range(..at).rev().find(|(_, e)| &e.subject == subject) {
+        if let Some((seq, _)) = self
+            .tail
+            .range(..at)
+            .rev()
+            .find(|(_, e)| &e.subject == subject)
+        {
             return Some(*seq);
         }
         let gap_below = below.min(self.tail_start);
@@ -798,7 +812,9 @@ impl Log {
                 for item in self.store.scan_rev_below(self.station, gap_below) {
                     match item {
                         Ok(r) if r.seq < self.head_end => break,
-                        Ok(r) if &r.subject == subject && !self.pending_deletes.contains(&r.seq) => {
+                        Ok(r)
+                            if &r.subject == subject && !self.pending_deletes.contains(&r.seq) =>
+                        {
                             return Some(r.seq);
                         }
                         Ok(_) | Err((Some(_), _)) => {}

@@ -193,7 +193,11 @@ mod tests {
         for i in 0..bytes.len() {
             let mut bad = bytes.clone();
             bad[i] ^= 0x40;
-            assert_eq!(Snapshot::decode(&bad), None, "a flipped byte at {i} is refused");
+            assert_eq!(
+                Snapshot::decode(&bad),
+                None,
+                "a flipped byte at {i} is refused"
+            );
         }
         assert_eq!(Snapshot::decode(&bytes[..bytes.len() - 1]), None);
         assert_eq!(Snapshot::decode(&[]), None);
