@@ -75,8 +75,9 @@ pub(crate) async fn wait(plan: &Plan) -> anyhow::Result<Report> {
                     }
                 }
                 // Not connected any more (the server went away): connect again.
-                Err(_) if js.client().connection_state()
-                    != async_nats::connection::State::Connected =>
+                Err(_)
+                    if js.client().connection_state()
+                        != async_nats::connection::State::Connected =>
                 {
                     continue 'ready;
                 }

@@ -350,8 +350,9 @@ impl Station {
         *self.filters.write() = filters;
         *self.schema.write() = binding_of(&config);
         *self.config.write() = config;
+        let queued = self.queue_deletes(&log, &evicted);
         drop(log);
-        self.delete_durably(&evicted)?;
+        self.deleted(queued, &evicted)?;
         Ok(evicted)
     }
 
@@ -600,11 +601,9 @@ impl Station {
     /// Removes a message every interested group is done with (interest and
     /// work-queue retention). The delete is made durable within a second.
     pub fn remove_consumed(&self, seq: u64) {
-        let removed = {
-            let mut log = self.log.lock();
-            log.forget(seq).is_some() && !log.limits.memory
-        };
-        if removed {
+        let mut log = self.log.lock();
+        if log.forget(seq).is_some() && !log.limits.memory {
+            // Queued under the station lock: every later put follows it in the log.
             self.store.append(
                 self.id,
                 vec![LogOp::Delete(seq)],
@@ -818,9 +817,16 @@ impl Station {
     }
 
     /// Deletes `seqs` from storage and waits until that is durable.
-    fn delete_durably(&self, seqs: &[u64]) -> Result<(), EngineError> {
-        if seqs.is_empty() || self.log.lock().limits.memory {
-            return Ok(());
+    /// Queues the deletes of `seqs`, fsynced; called with the station lock held
+    /// (`log`), so every put queued later follows them. Wait with
+    /// [`Station::deleted`] once the lock is released.
+    fn queue_deletes(
+        &self,
+        log: &Log,
+        seqs: &[u64],
+    ) -> Option<mpsc::Receiver<Result<(), StorageError>>> {
+        if seqs.is_empty() || log.limits.memory {
+            return None;
         }
         let (tx, rx) = mpsc::channel();
         self.store.append(
@@ -831,10 +837,23 @@ impl Station {
                 let _ = tx.send(r);
             }),
         );
+        Some(rx)
+    }
+
+    /// Waits until deletes queued by [`Station::queue_deletes`] are durable; then
+    /// the index need not remember them.
+    fn deleted(
+        &self,
+        queued: Option<mpsc::Receiver<Result<(), StorageError>>>,
+        seqs: &[u64],
+    ) -> Result<(), EngineError> {
+        let Some(rx) = queued else { return Ok(()) };
         match rx.recv() {
-            Ok(r) => r.map_err(storage_error),
-            Err(_) => Err(EngineError::Storage("storage writer stopped".into())),
+            Ok(r) => r.map_err(storage_error)?,
+            Err(_) => return Err(EngineError::Storage("storage writer stopped".into())),
         }
+        self.log.lock().prune_pending(Some(seqs));
+        Ok(())
     }
 
     /// Removes messages older than `max_age`; returns how many.
@@ -881,14 +900,16 @@ impl Station {
             let (tail, bound) = log.clear();
             let last = log.last_seq;
             let memory = log.limits.memory;
+            // The tail may still be on its way to the log: its deletes are queued
+            // after it.
+            let queued = self.queue_deletes(&log, &tail);
             drop(log);
             if !memory {
-                // Everything below `bound` is in the log: one range delete. The tail
-                // may still be on its way there, so it gets deletes queued after it.
+                // Everything below `bound` is in the log: one range delete.
                 self.store
                     .delete_below(self.id, bound)
                     .map_err(storage_error)?;
-                self.delete_durably(&tail)?;
+                self.deleted(queued, &tail)?;
                 self.store
                     .put_meta(&seq_floor_key(self.id), last.to_string().as_bytes())
                     .map_err(storage_error)?;
@@ -919,10 +940,10 @@ impl Station {
         }
         let last = log.last_seq;
         let memory = log.limits.memory;
+        let queued = self.queue_deletes(&log, &candidates);
         drop(log);
         if !memory {
-            self.delete_durably(&candidates)?;
-            self.log.lock().prune_pending(Some(&candidates));
+            self.deleted(queued, &candidates)?;
             self.store
                 .put_meta(&seq_floor_key(self.id), last.to_string().as_bytes())
                 .map_err(storage_error)?;
@@ -942,10 +963,10 @@ impl Station {
         }
         let last = log.last_seq;
         let memory = log.limits.memory;
+        let queued = self.queue_deletes(&log, &[seq]);
         drop(log);
         if !memory {
-            self.delete_durably(&[seq])?;
-            self.log.lock().prune_pending(Some(&[seq]));
+            self.deleted(queued, &[seq])?;
             self.store
                 .put_meta(&seq_floor_key(self.id), last.to_string().as_bytes())
                 .map_err(storage_error)?;

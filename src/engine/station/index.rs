@@ -89,6 +89,10 @@ pub(crate) struct Log {
     tail: VecDeque<(u64, Entry)>,
     tail_start: u64,
     pending_deletes: BTreeSet<u64>,
+    /// (put watermark, sequence) of every pending delete, in queueing order: once
+    /// the station's commit watermark reaches the put queued after the delete, the
+    /// delete is in the log too (the store applies its queue in order).
+    pending_order: VecDeque<(u64, u64)>,
     /// Subjects over `max_msgs_per_subject` since the last [`Log::over_limits`].
     subjects_over: Vec<Bytes>,
     pub dedup: AHashMap<String, (u64, u64)>,
@@ -126,6 +130,7 @@ impl Log {
             tail: VecDeque::new(),
             tail_start: 1,
             pending_deletes: BTreeSet::new(),
+            pending_order: VecDeque::new(),
             subjects_over: Vec::new(),
             dedup: AHashMap::new(),
             dedup_order: VecDeque::new(),
@@ -147,6 +152,7 @@ impl Log {
         self.head.clear();
         self.tail.clear();
         self.pending_deletes.clear();
+        self.pending_order.clear();
         self.tail_start = self.last_seq + 1;
         self.head_end = first.clamp(1, self.tail_start);
     }
@@ -253,6 +259,7 @@ impl Log {
     /// `tail_start` on passes through here, so the tail misses none of them.
     pub fn remember(&mut self, seq: u64, entry: Entry) {
         self.unseal();
+        self.release_pending();
         self.trim_tail();
         self.tail_start = self.tail_start.min(seq);
         self.account_in(seq, &entry);
@@ -283,18 +290,14 @@ impl Log {
         } else if seq >= self.tail_start {
             let at = self.tail.binary_search_by_key(&seq, |(s, _)| *s).ok()?;
             let e = self.tail.remove(at).map(|(_, e)| e)?;
-            if !self.limits.memory {
-                self.pending_deletes.insert(seq);
-            }
+            self.mark_pending(seq);
             e
         } else {
             if self.pending_deletes.contains(&seq) {
                 return None;
             }
             let e = self.read_entry(seq)?;
-            if !self.limits.memory {
-                self.pending_deletes.insert(seq);
-            }
+            self.mark_pending(seq);
             e
         };
         self.unseal();
@@ -324,8 +327,30 @@ impl Log {
         self.subjects_over.clear();
     }
 
+    /// A message removed in memory whose delete the caller queues to the log
+    /// before it releases the station lock (so every put queued later follows it).
+    fn mark_pending(&mut self, seq: u64) {
+        if !self.limits.memory {
+            self.pending_deletes.insert(seq);
+            self.pending_order.push_back((self.last_seq + 1, seq));
+        }
+    }
+
+    /// Forgets pending deletes that a later put's commit proves are in the log.
+    fn release_pending(&mut self) {
+        let committed = self.committed.load(Ordering::Acquire);
+        while let Some((through, seq)) = self.pending_order.front().copied() {
+            if through > committed {
+                break;
+            }
+            self.pending_order.pop_front();
+            self.pending_deletes.remove(&seq);
+        }
+    }
+
     /// Forgets pending deletes that have reached the log: `known` ones (their
-    /// delete is durable), or, without a list, up to 4096 whose key is gone.
+    /// delete is durable), or, without a list, those a later put's commit covers
+    /// and up to 4096 more whose key is gone (a station nobody publishes to).
     pub fn prune_pending(&mut self, known: Option<&[u64]>) {
         match known {
             Some(seqs) => {
@@ -334,17 +359,16 @@ impl Log {
                 }
             }
             None => {
+                self.release_pending();
                 if self.limits.memory || self.pending_deletes.is_empty() {
                     return;
                 }
                 // Only where the put is surely in the log, so an absent key means
                 // the delete landed, not that the put is still on its way.
-                let below = self
-                    .tail_start
-                    .min(self.committed.load(Ordering::Acquire) + 1);
+                let committed = self.committed.load(Ordering::Acquire);
                 let gone: Vec<u64> = self
                     .pending_deletes
-                    .range(..below)
+                    .range(..=committed)
                     .take(4096)
                     .copied()
                     .filter(|s| {
@@ -577,6 +601,7 @@ impl Log {
         self.head.clear();
         self.tail.clear();
         self.pending_deletes.clear();
+        self.pending_order.clear();
         self.memory.clear();
         self.per_subject.clear();
         self.subjects_over.clear();
