@@ -222,8 +222,13 @@ impl Station {
                 return None;
             }
         };
+        let tracks = self.config.read().max_msgs_per_subject > 0;
         match Snapshot::decode(&bytes) {
-            Some(s) if s.boot == boot => Some(s),
+            Some(s) if s.boot == boot && s.consistent(tracks) => Some(s),
+            Some(s) if s.boot == boot => {
+                tracing::warn!(station = %self.name, "station snapshot does not add up; scanning the log");
+                None
+            }
             Some(_) => None,
             None => {
                 tracing::warn!(station = %self.name, "station snapshot is damaged; scanning the log");
@@ -1171,26 +1176,6 @@ pub fn filters_overlap(a: &SubjectFilter, b: &SubjectFilter) -> bool {
     junction_api::filters_overlap(a.as_bytes(), b.as_bytes())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn f(s: &str) -> SubjectFilter {
-        SubjectFilter::new(s.to_string()).unwrap()
-    }
-
-    #[test]
-    fn overlap() {
-        assert!(filters_overlap(&f("a.*"), &f("a.b")));
-        assert!(filters_overlap(&f("a.>"), &f("a.b.c")));
-        assert!(filters_overlap(&f(">"), &f("x")));
-        assert!(filters_overlap(&f("*.b"), &f("a.*")));
-        assert!(!filters_overlap(&f("a.b"), &f("a.c")));
-        assert!(!filters_overlap(&f("a.*"), &f("a.b.c")));
-        assert!(!filters_overlap(&f("a.>"), &f("a")));
-    }
-}
-
 /// The store's watermark, turned into completions: the PubAcks of every append up
 /// to it, in order, then one wake-up of each consumer group. Runs on the store's
 /// notifier thread, once per station per group commit.
@@ -1220,5 +1205,25 @@ impl CommitSink for Station {
                 cb(Err(self.write_failed(error.clone())));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(s: &str) -> SubjectFilter {
+        SubjectFilter::new(s.to_string()).unwrap()
+    }
+
+    #[test]
+    fn overlap() {
+        assert!(filters_overlap(&f("a.*"), &f("a.b")));
+        assert!(filters_overlap(&f("a.>"), &f("a.b.c")));
+        assert!(filters_overlap(&f(">"), &f("x")));
+        assert!(filters_overlap(&f("*.b"), &f("a.*")));
+        assert!(!filters_overlap(&f("a.b"), &f("a.c")));
+        assert!(!filters_overlap(&f("a.*"), &f("a.b.c")));
+        assert!(!filters_overlap(&f("a.>"), &f("a")));
     }
 }

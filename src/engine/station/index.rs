@@ -557,6 +557,7 @@ impl Log {
     /// New limits: per-subject sequences are collected (or dropped) to match, and
     /// every subject is checked against the per-subject limit.
     pub fn set_limits(&mut self, limits: Limits) {
+        self.unseal();
         let had = self.tracks_seqs();
         self.limits = limits;
         match (had, self.tracks_seqs()) {
@@ -792,11 +793,15 @@ impl Log {
                     }
                 }
             } else {
-                let seqs = self
-                    .store
-                    .seqs_between(self.station, self.head_end, gap_below)
-                    .collect::<Vec<u64>>();
-                for seq in seqs.into_iter().rev() {
+                for item in self.store.scan_rev_below(self.station, gap_below) {
+                    let seq = match item {
+                        Ok(r) => r.seq,
+                        Err((Some(seq), _)) => seq,
+                        Err((None, _)) => break,
+                    };
+                    if seq < self.head_end {
+                        break;
+                    }
                     if !self.pending_deletes.contains(&seq) && f(seq).is_break() {
                         return;
                     }
@@ -818,7 +823,7 @@ impl Log {
             .tail
             .range(..at)
             .rev()
-            .find(|(_, e)| &e.subject == subject)
+            .find(|(_, e)| e.subject == *subject)
         {
             return Some(*seq);
         }
@@ -829,7 +834,7 @@ impl Log {
                     .memory
                     .range(self.head_end..gap_below)
                     .rev()
-                    .find(|(_, r)| &r.subject == subject)
+                    .find(|(_, r)| r.subject == *subject)
                 {
                     return Some(*seq);
                 }
@@ -838,7 +843,7 @@ impl Log {
                     match item {
                         Ok(r) if r.seq < self.head_end => break,
                         Ok(r)
-                            if &r.subject == subject && !self.pending_deletes.contains(&r.seq) =>
+                            if r.subject == *subject && !self.pending_deletes.contains(&r.seq) =>
                         {
                             return Some(r.seq);
                         }
@@ -855,7 +860,7 @@ impl Log {
         self.head
             .range(..at)
             .rev()
-            .find(|(_, e)| &e.subject == subject)
+            .find(|(_, e)| e.subject == *subject)
             .map(|(s, _)| *s)
     }
 

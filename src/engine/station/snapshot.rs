@@ -94,6 +94,19 @@ impl Snapshot {
         out
     }
 
+    /// Do the subjects add up to the totals (and, for a station that keeps each
+    /// subject's sequences, do those)?
+    pub fn consistent(&self, tracks_seqs: bool) -> bool {
+        let counted: u64 = self.subjects.iter().map(|(_, s)| s.count).sum();
+        counted == self.msgs
+            && self.subjects.iter().all(|(_, s)| {
+                s.count > 0
+                    && s.first <= s.last
+                    && s.last <= self.last_seq
+                    && (!tracks_seqs || s.seqs.len() as u64 == s.count)
+            })
+    }
+
     /// `None` when the bytes are not a whole, intact snapshot.
     pub fn decode(data: &[u8]) -> Option<Snapshot> {
         let (body, crc) = data.split_at_checked(data.len().checked_sub(4)?)?;
