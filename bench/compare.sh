@@ -8,6 +8,9 @@
 #   bench/compare.sh              # 3 repetitions (about 10 minutes on 2 CPUs)
 #   REPS=5 bench/compare.sh       # more repetitions, tighter medians
 #   ONLY=mqtt-q0-64,conn-mqtt OUT=/tmp/p.md bench/compare.sh   # some scenarios only
+#   RESTART_MSGS=10000000 ONLY=restart REPS=3 OUT=/tmp/r.md bench/compare.sh
+#                                 # restart rows with 10 M stored messages (the issue's
+#                                 # figure; filling takes minutes per server and repetition)
 #
 # 1. installs nats-server and mosquitto from Debian if they are missing;
 # 2. builds Junction in release mode;
@@ -73,6 +76,10 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 HZ=$(getconf CLK_TCK)
+
+# Restart rows: messages stored before the restart (16 B each). The default keeps the
+# script short; RESTART_MSGS=10000000 gives the issue's figure.
+RESTART_MSGS=${RESTART_MSGS:-1000000}
 
 # Idle connections: the benchmark client and each server hold CONN_COUNT sockets.
 CONN_COUNT=${CONN_COUNT:-10000}
@@ -208,8 +215,10 @@ stop_server() {
 
 # --- 4. scenarios -----------------------------------------------------------------
 # id | label | kind | target (ratio Junction/peer) | peer | flags
-# kind: throughput (msgs/s, higher is better), latency (p50, lower is better) or rss
-# (server memory per idle connection, lower is better). Peer "-": Junction alone.
+# kind: throughput (msgs/s, higher is better), latency (p50, lower is better), rss
+# (server memory per idle connection, lower is better) or restart (fill a stream with
+# the flags, stop the server, measure its data directory, start it again and time it
+# until the stream answers with every message; then its RSS). Peer "-": Junction alone.
 SCENARIOS=(
   "core-1to1-16|core pub/sub 1→1, 16 B|throughput|>=1.2|nats-server|pubsub --size 16 --msgs 1000000"
   "core-1to1-1k|core pub/sub 1→1, 1 KiB|throughput|>=1.0|nats-server|pubsub --size 1024 --msgs 300000"
@@ -223,6 +232,7 @@ SCENARIOS=(
   "js-sync-flush|sync publish round trip, 16 B, file; Junction flush interval 50 ms|latency||nats-server|js-pub --sync --size 16 --msgs 5000 --stream BENCHF --storage file --flush-interval 50ms --purge"
   "js-fetch-500|durable pull + explicit ack, batch 500, 16 B, file|throughput|>=1.2|nats-server|js-fetch --batch 500 --size 16 --msgs 50000 --stream BENCH --storage file"
   "conn-nats|$CONN_COUNT idle NATS connections|rss|<=1.0|nats-server|conn --count $CONN_COUNT --hold 2"
+  "restart|restart with $RESTART_MSGS stored 16 B messages, file|restart||nats-server|js-pub --window 1000 --size 16 --msgs $RESTART_MSGS --stream RESTART --storage file"
   "mqtt-q0-64|MQTT QoS 0 pub/sub 1→1, 64 B|throughput|>=2.0|mosquitto|mqtt-pubsub --qos 0 --size 64 --msgs 300000"
   "mqtt-q1-64|MQTT QoS 1 pub/sub 1→1, 64 B|throughput|>=2.0|mosquitto|mqtt-pubsub --qos 1 --size 64 --msgs 150000"
   "conn-mqtt|$CONN_COUNT idle MQTT connections|rss|<=1.0|mosquitto|mqtt-conn --count $CONN_COUNT --hold 2"
@@ -252,6 +262,10 @@ RERUNS=0
 run_one() {
   local rep=$1 server=$2 entry=$3 other
   wait_quiet
+  if [ "$(echo "$entry" | cut -d'|' -f3)" = restart ]; then
+    measure_restart "$rep" "$server" "$entry"
+    return
+  fi
   measure "$rep" "$server" "$entry"
   other=$(tail -n 1 "$RESULTS" | python3 -c 'import json, sys; print(int(json.load(sys.stdin).get("other_cpu_pct") or 0))')
   if [ "$other" -gt 50 ] && [ "$RERUNS" -lt "$MAX_RERUNS" ]; then
@@ -328,6 +342,78 @@ if r.get("server_rss_per_conn_bytes") is not None:
 print(f"   {r['server']:<11} {r['id']:<16} {r['msgs_per_sec']:>12,.0f} msgs/s {lat:>18}"
       f"  lost {r['lost']}  server cpu {r['server_cpu_secs']:.2f} s  rss {r['server_rss_kb'] // 1024} MiB"
       f"  client cpu {r['client_cpu_secs']} s  other {r['other_cpu_pct']}%")
+PY
+}
+
+# Starts a server on the data under $2 without waiting for it (so the caller can time
+# its start-up); sets SERVER_PID and NATS_URL.
+spawn_server() {
+  local server=$1 dir=$2 port
+  port=$(free_port)
+  case "$server" in
+    junction)
+      "$BIN" serve --nats-listen "127.0.0.1:$port" --mqtt-listen off --http-listen off \
+        --data-dir "$dir/data" >>"$dir/server.log" 2>&1 &
+      ;;
+    nats-server)
+      nats-server -a 127.0.0.1 -p "$port" -js -sd "$dir/data" >>"$dir/server.log" 2>&1 &
+      ;;
+  esac
+  SERVER_PID=$!
+  NATS_URL="nats://127.0.0.1:$port"
+}
+
+# Restart rows: fill a stream, stop the server cleanly, measure the data directory,
+# start the server again and time it from the start of the process until the stream
+# answers with every message (`junction bench js-ready` reports when, as a Unix
+# time), then read the server's RSS.
+measure_restart() {
+  local rep=$1 server=$2 entry=$3 id flags dir json t0 disk ready
+  id=${entry%%|*}
+  flags=${entry##*|}
+  dir=$(mktemp -d "$WORK/$rep-$server-$id.XXXXXX")
+  spawn_server "$server" "$dir"
+  # shellcheck disable=SC2086 # flags are words on purpose
+  if ! wait_port "${NATS_URL##*:}" "$SERVER_PID" ||
+    ! "$BIN" bench $flags --url "$NATS_URL" --json >"$dir/fill.json" 2>"$dir/bench.err"; then
+    echo "   $server $id: filling failed: $(tail -n 3 "$dir/bench.err")" >&2
+    stop_server
+    echo "{\"id\":\"$id\",\"server\":\"$server\",\"rep\":$rep,\"error\":true}" >>"$RESULTS"
+    return
+  fi
+  stop_server
+  sync
+  disk=$(du -sb "$dir/data" | cut -f1)
+  wait_quiet
+  t0=$(date +%s%N)
+  spawn_server "$server" "$dir"
+  if ! json=$("$BIN" bench js-ready --url "$NATS_URL" --stream RESTART --msgs "$RESTART_MSGS" \
+    --server-pid "$SERVER_PID" --json 2>"$dir/ready.err"); then
+    echo "   $server $id: not ready: $(tail -n 3 "$dir/ready.err")" >&2
+    json='{"error":true}'
+  fi
+  stop_server
+  python3 - "$id" "$server" "$rep" "$t0" "$disk" "$RESTART_MSGS" "$json" >>"$RESULTS" <<'PY'
+import json, sys
+sid, server, rep, t0, disk, msgs, report = sys.argv[1:]
+out = json.loads(report)
+ready = out.get("ready") or {}
+out.update(id=sid, server=server, rep=int(rep), other_cpu_pct=None,
+           stored_msgs=int(msgs), disk_bytes=int(disk),
+           disk_bytes_per_msg=int(disk) / int(msgs) if int(msgs) else None)
+if ready.get("ready_unix_ns"):
+    out["restart_ms"] = (ready["ready_unix_ns"] - int(t0)) / 1e6
+    out["rss_after_restart_kb"] = ready.get("server_rss_kb")
+print(json.dumps(out))
+PY
+  python3 - "$RESULTS" <<'PY' >&2
+import json, sys
+r = [json.loads(l) for l in open(sys.argv[1])][-1]
+if r.get("error") or r.get("restart_ms") is None:
+    sys.exit(0)
+print(f"   {r['server']:<11} {r['id']:<16} ready {r['restart_ms']:,.0f} ms after start"
+      f"  rss {(r.get('rss_after_restart_kb') or 0) / 1024:.1f} MiB"
+      f"  disk {r['disk_bytes_per_msg']:.1f} B/msg ({r['stored_msgs']:,} msgs)")
 PY
 }
 
@@ -505,6 +591,8 @@ print()
 print("| Scenario | Metric | Junction | Peer | Peer's | Ratio | Target | Status | Peak RSS J / P | Server CPU s J / P | Client CPU s J / P |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
 for sid, label, kind, target, peer, flags in scenarios:
+    if kind == "restart":
+        continue
     j = runs(sid, "junction")
     n = runs(sid, peer) if peer != "-" else []
     if kind == "latency":
@@ -558,6 +646,29 @@ if sync_j is not None and rr_n is not None and fsync_p50 is not None:
           f"{sync_j / floor:.2f}× the floor (target ≤ 1.3×: {verdict}). nats-server's sync "
           "publish does not fsync, so it is not bound by this floor.")
     print()
+restart_rows = [s for s in scenarios if s[2] == "restart"]
+if restart_rows:
+    print("Restart and disk (medians): a stream filled with the flags below, the server stopped")
+    print("cleanly (SIGTERM) and started again on the same data. *Ready* is the time from the")
+    print("start of the process until the stream answers with every message; *RSS* is the server's")
+    print("`VmRSS` at that moment; *disk* is `du -sb` of the data directory after the clean stop,")
+    print("divided by the messages stored (lineage included for Junction).")
+    print()
+    print("| Scenario | Metric | Junction | nats-server | Ratio |")
+    print("|---|---|---|---|---|")
+    for sid, label, kind, target, peer, flags in restart_rows:
+        j, n = runs(sid, "junction"), runs(sid, peer)
+        for key, metric, f in (
+            ("restart_ms", "ready after restart", lambda v: "–" if v is None else f"{v:,.0f} ms"),
+            ("rss_after_restart_kb", "RSS after restart", lambda v: "–" if v is None else f"{v / 1024:,.1f} MiB"),
+            ("disk_bytes_per_msg", "bytes on disk per message", lambda v: "–" if v is None else f"{v:,.1f} B"),
+        ):
+            jv = [r[key] for r in j if r.get(key) is not None]
+            nv = [r[key] for r in n if r.get(key) is not None]
+            jm, nm = med(jv), med(nv)
+            ratio = "–" if jm is None or not nm else f"{jm / nm:.2f}×"
+            print(f"| {label} | {metric} | {f(jm)}{spread(jv, f)} | {f(nm)}{spread(nv, f)} | {ratio} |")
+    print()
 print("Idle connections (medians): connect rate with 64 handshakes in flight, the server's")
 print("resident memory before and after opening them, and the benchmark client's own memory")
 print("per connection:")
@@ -585,7 +696,7 @@ print()
 print("| Scenario | Server | p50 | p90 | p99 | p99.9 | Measures |")
 print("|---|---|---|---|---|---|---|")
 for sid, label, kind, target, peer, flags in scenarios:
-    if kind == "rss":
+    if kind in ("rss", "restart"):
         continue
     for server in ("junction", peer):
         rs = runs(sid, server)

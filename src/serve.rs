@@ -152,7 +152,12 @@ impl Running {
                 "engine still referenced at shutdown; the store closes when they drop"
             );
         }
-        tokio::task::spawn_blocking(move || drop(engine)).await.ok();
+        tokio::task::spawn_blocking(move || {
+            engine.save_snapshots();
+            drop(engine)
+        })
+        .await
+        .ok();
         if let Some(pid) = &self.pid_file {
             let _ = std::fs::remove_file(pid);
         }

@@ -18,11 +18,12 @@ mod http;
 mod js;
 mod mqtt;
 mod progress;
+mod ready;
 mod report;
 mod stats;
 mod xproto;
 
-pub use report::{ClientStats, ConnStats, GroupStats, HttpInfo, JsInfo, Report};
+pub use report::{ClientStats, ConnStats, GroupStats, HttpInfo, JsInfo, ReadyStats, Report};
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, ValueEnum};
@@ -47,6 +48,8 @@ Scenarios (the default --url of each in brackets):
   Stations through the JetStream API [nats://127.0.0.1:4222]:
     js-pub       --sync (await each PubAck) or --window N (N PubAcks in flight)
     js-fetch     durable pull consumer, --batch N per pull, explicit acks
+    js-ready     poll until --stream answers with --msgs messages (after a restart):
+                 reports when (Unix time) and, with --server-pid, the server's RSS
   MQTT [mqtt://127.0.0.1:1883; ws://HOST:PORT/mqtt also works], rumqttc, MQTT 3.1.1:
     mqtt-pubsub  --qos 0|1|2, --pubs N publishers -> --subs M subscribers of one topic
     mqtt-conn    --count N idle MQTT connections: connect rate, then hold them
@@ -88,6 +91,7 @@ Examples:
   junction bench js-pub --window 1000 --stream BENCH --flush-interval 50ms
   junction bench js-pub --stream ORDERS --payload '{\"id\":\"A-1\",\"amount\":12.5}'
   junction bench js-fetch --batch 500 --json
+  junction bench js-ready --stream BENCH --msgs 1000000 --server-pid $(pidof junction)
   junction bench mqtt-pubsub --qos 1 --size 64 --msgs 200000
   junction bench mqtt-pubsub --qos 0 --url mqtt://127.0.0.1:1884 --rate 10000 --duration 10
   junction bench mqtt-conn --count 10000 --server-pid $(pidof mosquitto)
@@ -181,7 +185,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 2.0, value_name = "SECS")]
     pub hold: f64,
     /// conn and mqtt-conn: PID of the server (on this machine), to report its resident
-    /// memory per connection.
+    /// memory per connection; js-ready: to report its resident memory once ready.
     #[arg(long, value_name = "PID")]
     pub server_pid: Option<u32>,
     /// js-pub: publish this payload (e.g. a JSON document, to measure a station's
@@ -218,6 +222,9 @@ pub enum Scenario {
     /// Stations via JetStream: a durable pull consumer with explicit acks fetching
     /// `--batch N` per request; the stream is purged and preloaded first (untimed).
     JsFetch,
+    /// Stations via JetStream: poll until `--stream` answers with `--msgs` messages
+    /// (how soon a restarted server serves its stored data).
+    JsReady,
     /// NATS: open --count idle connections (connect rate), hold them, and with
     /// --server-pid report the server's memory per connection.
     Conn,
@@ -245,6 +252,7 @@ impl Scenario {
             Scenario::Reqrep => "reqrep",
             Scenario::JsPub => "js-pub",
             Scenario::JsFetch => "js-fetch",
+            Scenario::JsReady => "js-ready",
             Scenario::Conn => "conn",
             Scenario::MqttPubsub => "mqtt-pubsub",
             Scenario::MqttConn => "mqtt-conn",
@@ -314,7 +322,7 @@ impl Plan {
             | Scenario::Xproto => (1, 1),
             Scenario::Fanout => (1, 10),
             Scenario::Queue => (1, 4),
-            Scenario::Conn | Scenario::MqttConn => (0, 0),
+            Scenario::Conn | Scenario::MqttConn | Scenario::JsReady => (0, 0),
             Scenario::HttpProduce => (concurrency, 0),
         };
         if scenario == Scenario::HttpProduce && args.pubs.is_some() {
@@ -353,7 +361,7 @@ impl Plan {
         }
         let needs_pubs = !matches!(
             args.scenario,
-            Scenario::JsFetch | Scenario::Conn | Scenario::MqttConn
+            Scenario::JsFetch | Scenario::Conn | Scenario::MqttConn | Scenario::JsReady
         );
         if needs_pubs && pubs == 0 {
             bail!("--pubs must be at least 1");
@@ -362,6 +370,7 @@ impl Plan {
             args.scenario,
             Scenario::Pub
                 | Scenario::JsPub
+                | Scenario::JsReady
                 | Scenario::Conn
                 | Scenario::MqttConn
                 | Scenario::HttpProduce
@@ -434,6 +443,7 @@ async fn run_plan(plan: Plan) -> anyhow::Result<Report> {
         Scenario::Reqrep => core_nats::reqrep(&plan).await,
         Scenario::JsPub => js::publish(&plan).await,
         Scenario::JsFetch => js::fetch(&plan).await,
+        Scenario::JsReady => ready::wait(&plan).await,
         Scenario::Conn | Scenario::MqttConn => conn::idle(&plan).await,
         Scenario::MqttPubsub => mqtt::pubsub(&plan).await,
         Scenario::HttpProduce => http::produce(&plan).await,

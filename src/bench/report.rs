@@ -73,6 +73,29 @@ pub struct HttpInfo {
     pub requests: u64,
 }
 
+/// What a `js-ready` run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReadyStats {
+    /// The stream polled.
+    pub stream: String,
+    /// Its messages when it was ready.
+    pub messages: u64,
+    /// Its bytes when it was ready.
+    pub bytes: u64,
+    /// Connects and stream-info requests made.
+    pub polls: u64,
+    /// When the stream first answered (Unix time, ns).
+    pub first_answer_unix_ns: Option<u64>,
+    /// When it first answered with at least `--msgs` messages (Unix time, ns).
+    pub ready_unix_ns: u64,
+    /// Seconds from the benchmark's start to ready.
+    pub waited_secs: f64,
+    /// The server's PID (`--server-pid`), if given.
+    pub server_pid: Option<u32>,
+    /// The server's VmRSS once ready, KiB.
+    pub server_rss_kb: Option<u64>,
+}
+
 /// What an idle-connection run (`conn`, `mqtt-conn`) measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConnStats {
@@ -167,6 +190,8 @@ pub struct Report {
     pub http: Option<HttpInfo>,
     /// Idle connections and server memory (`conn`, `mqtt-conn`).
     pub connections: Option<ConnStats>,
+    /// Readiness after a (re)start (`js-ready`).
+    pub ready: Option<ReadyStats>,
 }
 
 fn rate(count: f64, elapsed: f64) -> f64 {
@@ -240,6 +265,7 @@ impl Report {
             mqtt_qos: None,
             http: None,
             connections: None,
+            ready: None,
         }
     }
 
@@ -277,6 +303,22 @@ impl Report {
             "xproto" => format!("{} MQTT pubs, {} NATS subs", self.pubs, self.subs),
             _ => format!("{} pubs, {} subs", self.pubs, self.subs),
         };
+        if let Some(r) = &self.ready {
+            let _ = writeln!(out, "junction bench {} on {}", self.scenario, self.url);
+            let _ = writeln!(
+                out,
+                "stream {} ready with {} messages ({} bytes) after {:.3} s ({} polls){}",
+                r.stream,
+                thousands(r.messages as f64),
+                thousands(r.bytes as f64),
+                r.waited_secs,
+                r.polls,
+                r.server_rss_kb
+                    .map(|kb| format!("; server RSS {:.1} MiB", kb as f64 / 1024.0))
+                    .unwrap_or_default()
+            );
+            return out;
+        }
         if self.connections.is_some() {
             let _ = writeln!(out, "junction bench {} on {}", self.scenario, self.url);
         } else {

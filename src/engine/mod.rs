@@ -109,6 +109,18 @@ pub struct StationEngine {
 }
 
 impl StationEngine {
+    /// Clean shutdown: writes every station's index snapshot (after the storage
+    /// writer drained), so the next start does not scan the logs. Call it once
+    /// nothing else writes; a write after it withdraws the snapshots.
+    pub fn save_snapshots(&self) {
+        match self.stations.save_snapshots() {
+            Ok(()) => tracing::info!("station index snapshots written"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot write station index snapshots; the next start scans the logs")
+            }
+        }
+    }
+
     /// An engine over `store`, with every station in it recovered.
     pub fn open(options: EngineOptions, store: Store) -> Result<Arc<Self>, EngineError> {
         let default_tenant = TenantId::default_tenant();

@@ -1,14 +1,18 @@
-//! One station: its in-memory index over the stored log, its limits, de-duplication
-//! and expected-sequence checks, and the append path into storage.
+//! One station: its index over the stored log, its limits, de-duplication and
+//! expected-sequence checks, and the append path into storage.
 //!
-//! The index keeps, for every live message, its sequence, subject, size and time.
-//! It is rebuilt from the log at start-up. It makes limits, purges and
-//! "last by subject" cheap, at a cost of roughly 60 bytes of memory per stored
-//! message (a known limit until sealed ranges move cold data out).
+//! The index ([`index`]) keeps counters, per-subject state and small windows of the
+//! oldest and newest messages, not an entry per message: its memory is bounded by
+//! the number of subjects, not of messages. Everything else is read from the log.
+//! At a clean shutdown its state is written as a [`snapshot`]; the next start loads
+//! that instead of scanning the log. After a crash the log is scanned in full.
+
+mod index;
+pub(crate) mod snapshot;
 
 use super::group::Groups;
-use ahash::AHashMap;
 use bytes::Bytes;
+use index::{Entry, Log};
 use junction_api::{
     Discard, EngineError, Headers, Message, MessageQuery, PubAck, PublishOptions, Purge, Retention,
     StationConfig, StationState, StorageKind, StoredCallback, StoredMessage, Subject,
@@ -16,7 +20,9 @@ use junction_api::{
 };
 use junction_storage::{CommitSink, Durability, LogOp, Record, StorageError, Store};
 use parking_lot::{Mutex, RwLock};
-use std::collections::{BTreeMap, VecDeque};
+use snapshot::Snapshot;
+use std::collections::VecDeque;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -33,13 +39,6 @@ pub fn now_ns() -> u64 {
 /// A time from ns since the epoch.
 pub fn time_of(ns: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_nanos(ns)
-}
-
-#[derive(Debug, Clone)]
-struct Entry {
-    subject: Bytes,
-    size: u64,
-    time_ns: u64,
 }
 
 /// The limits the append path reads on every publish, copied out of the config.
@@ -75,119 +74,6 @@ impl Limits {
     }
 }
 
-struct Log {
-    limits: Limits,
-    last_seq: u64,
-    last_time_ns: u64,
-    index: BTreeMap<u64, Entry>,
-    bytes: u64,
-    per_subject: AHashMap<Bytes, VecDeque<u64>>,
-    dedup: AHashMap<String, (u64, u64)>,
-    dedup_order: VecDeque<(u64, String)>,
-    last_msg_id: Option<String>,
-    memory: BTreeMap<u64, Record>,
-}
-
-impl Log {
-    fn forget(&mut self, seq: u64) -> Option<Entry> {
-        let entry = self.index.remove(&seq)?;
-        self.bytes -= entry.size;
-        if let Some(seqs) = self.per_subject.get_mut(&entry.subject) {
-            if seqs.front() == Some(&seq) {
-                seqs.pop_front();
-            } else {
-                seqs.retain(|s| *s != seq);
-            }
-            if seqs.is_empty() {
-                self.per_subject.remove(&entry.subject);
-            }
-        }
-        self.memory.remove(&seq);
-        Some(entry)
-    }
-
-    fn remember(&mut self, seq: u64, entry: Entry) {
-        self.bytes += entry.size;
-        self.per_subject
-            .entry(entry.subject.clone())
-            .or_default()
-            .push_back(seq);
-        self.index.insert(seq, entry);
-    }
-
-    /// Puts back a message that was evicted in memory but whose delete never
-    /// reached the disk, keeping each subject's sequences in order.
-    fn restore(&mut self, seq: u64, entry: Entry) {
-        if self.index.contains_key(&seq) {
-            return;
-        }
-        self.bytes += entry.size;
-        let seqs = self.per_subject.entry(entry.subject.clone()).or_default();
-        let at = seqs.partition_point(|s| *s < seq);
-        seqs.insert(at, seq);
-        self.index.insert(seq, entry);
-    }
-
-    fn expire_dedup(&mut self, now: u64) {
-        let window = self.limits.duplicate_window.as_nanos() as u64;
-        while let Some((t, _)) = self.dedup_order.front() {
-            if now.saturating_sub(*t) <= window {
-                break;
-            }
-            if let Some((_, id)) = self.dedup_order.pop_front() {
-                self.dedup.remove(&id);
-            }
-        }
-    }
-
-    fn first_seq(&self) -> u64 {
-        self.index
-            .keys()
-            .next()
-            .copied()
-            .unwrap_or(self.last_seq + 1)
-    }
-
-    /// Sequences to drop so the limits hold again (discard old).
-    fn over_limits(&mut self) -> Vec<u64> {
-        let mut evicted = Vec::new();
-        let l = self.limits;
-        if l.max_msgs_per_subject > 0 {
-            let over: Vec<u64> = self
-                .per_subject
-                .values()
-                .filter(|s| s.len() as i64 > l.max_msgs_per_subject)
-                .flat_map(|s| {
-                    s.iter()
-                        .take(s.len() - l.max_msgs_per_subject as usize)
-                        .copied()
-                        .collect::<Vec<_>>()
-                })
-                .collect();
-            for seq in over {
-                if self.forget(seq).is_some() {
-                    evicted.push(seq);
-                }
-            }
-        }
-        while l.max_msgs >= 0 && self.index.len() as i64 > l.max_msgs {
-            let Some(seq) = self.index.keys().next().copied() else {
-                break;
-            };
-            self.forget(seq);
-            evicted.push(seq);
-        }
-        while l.max_bytes >= 0 && self.bytes as i64 > l.max_bytes {
-            let Some(seq) = self.index.keys().next().copied() else {
-                break;
-            };
-            self.forget(seq);
-            evicted.push(seq);
-        }
-        evicted
-    }
-}
-
 /// A station.
 pub(crate) struct Station {
     pub id: u64,
@@ -200,8 +86,9 @@ pub(crate) struct Station {
     store: Store,
     /// Consumer groups reading this station.
     pub groups: RwLock<Groups>,
-    /// Highest sequence durably stored; groups never read past it.
-    committed: AtomicU64,
+    /// Highest sequence durably stored; groups never read past it (shared with
+    /// the index, which keeps what is not yet in the log in memory).
+    committed: Arc<AtomicU64>,
     /// Appends queued to storage and not yet durable, in sequence order: what the
     /// store's watermark ([`CommitSink::durable`]) completes.
     in_flight: Mutex<VecDeque<InFlight>>,
@@ -257,99 +144,180 @@ impl Station {
         store: Store,
     ) -> Result<Self, EngineError> {
         let filters = filters_of(&config)?;
+        let committed = Arc::new(AtomicU64::new(0));
         Ok(Station {
             id,
             tenant,
             created,
             name: Arc::from(config.name.as_str()),
-            log: Mutex::new(Log {
-                limits: Limits::of(&config),
-                last_seq: 0,
-                last_time_ns: 0,
-                index: BTreeMap::new(),
-                bytes: 0,
-                per_subject: AHashMap::new(),
-                dedup: AHashMap::new(),
-                dedup_order: VecDeque::new(),
-                last_msg_id: None,
-                memory: BTreeMap::new(),
-            }),
+            log: Mutex::new(Log::new(
+                Limits::of(&config),
+                store.clone(),
+                id,
+                committed.clone(),
+            )),
             schema: RwLock::new(binding_of(&config)),
             config: RwLock::new(config),
             filters: RwLock::new(filters),
             store,
             groups: RwLock::new(Groups::default()),
-            committed: AtomicU64::new(0),
+            committed,
             in_flight: Mutex::new(VecDeque::new()),
         })
     }
 
     /// Rebuilds the index from storage. `seq_floor` is the last sequence recorded
-    /// when the log was last emptied.
-    pub fn recover(&self, seq_floor: u64) -> Result<(), EngineError> {
+    /// when the log was last emptied; `clean_boot` is the boot id of the clean
+    /// shutdown that wrote the snapshots, when the last run ended with one.
+    pub fn recover(&self, seq_floor: u64, clean_boot: Option<u64>) -> Result<(), EngineError> {
         let mut log = self.log.lock();
         if log.limits.memory {
             log.last_seq = seq_floor;
+            log.reset_windows(seq_floor + 1);
             self.committed.store(seq_floor, Ordering::Release);
             return Ok(());
         }
-        let now = now_ns();
-        let window = log.limits.duplicate_window.as_nanos() as u64;
-        let mut corrupt = 0u64;
-        let highest = self.store.last_seq(self.id).unwrap_or(0);
-        let mut from = 0u64;
-        let mut records = self.store.scan(self.id, from);
-        loop {
-            let r = match records.next() {
-                None => break,
-                Some(Ok(r)) => {
-                    from = r.seq + 1;
-                    r
-                }
-                // A corrupt record or block (counted and logged by the store) is left
-                // out of the index rather than keeping the station, and the broker,
-                // from starting. A damaged block ends the scan, so it goes on from
-                // the next sequence that can be read.
-                Some(Err(StorageError::Corrupt(_))) => {
-                    corrupt += 1;
-                    from += 1;
-                    if from > highest {
-                        break;
-                    }
-                    records = self.store.scan(self.id, from);
-                    continue;
-                }
-                Some(Err(e)) => return Err(storage_error(e)),
-            };
-            let size = accounted_size(r.subject.len(), r.headers.as_ref(), r.payload.len());
-            log.last_seq = r.seq;
-            log.last_time_ns = r.time_ns;
-            // The de-duplication id is part of the stored message (see
-            // `junction_api::stored_msg_id`).
-            if let Some(id) = junction_api::stored_msg_id(r.headers.as_ref()).map(str::to_owned) {
-                if now.saturating_sub(r.time_ns) <= window {
-                    log.dedup.insert(id.clone(), (r.seq, r.time_ns));
-                    log.dedup_order.push_back((r.time_ns, id.clone()));
-                }
-                log.last_msg_id = Some(id);
+        let snapshot = clean_boot.and_then(|boot| self.load_snapshot(boot));
+        let used_snapshot = snapshot.is_some();
+        let (first, corrupt) = match snapshot {
+            Some(s) => {
+                let first = s.first_seq;
+                let from = s.last_seq + 1;
+                apply_snapshot(&mut log, s);
+                // Anything written after the snapshot (nothing, after a clean
+                // shutdown) is replayed on top of it.
+                let (replayed_first, corrupt) = self.replay(&mut log, from)?;
+                let first = if log.msgs > 0 && first > 0 && first <= log.last_seq {
+                    first
+                } else {
+                    replayed_first.unwrap_or(log.last_seq + 1)
+                };
+                (first, corrupt)
             }
-            log.remember(
-                r.seq,
-                Entry {
-                    subject: r.subject,
-                    size,
-                    time_ns: r.time_ns,
-                },
-            );
-        }
+            None => {
+                let (first, corrupt) = self.replay(&mut log, 0)?;
+                (first.unwrap_or(0), corrupt)
+            }
+        };
         if corrupt > 0 {
             // Sequence numbers are never reused, even a corrupt record's.
             log.last_seq = log.last_seq.max(self.store.last_seq(self.id).unwrap_or(0));
             tracing::error!(station = %self.name, corrupt, "station recovered without its corrupt records");
         }
         log.last_seq = log.last_seq.max(seq_floor);
+        log.reset_windows(first);
         self.committed.store(log.last_seq, Ordering::Release);
+        tracing::debug!(station = %self.name, snapshot = used_snapshot, messages = log.msgs, "station index recovered");
         Ok(())
+    }
+
+    /// This station's clean-shutdown snapshot, when it was written by `boot`.
+    fn load_snapshot(&self, boot: u64) -> Option<Snapshot> {
+        let bytes = match self.store.get_meta(&snapshot::key(self.id)) {
+            Ok(b) => b?,
+            Err(e) => {
+                tracing::warn!(station = %self.name, error = %e, "cannot read the station snapshot; scanning the log");
+                return None;
+            }
+        };
+        let tracks = self.config.read().max_msgs_per_subject > 0;
+        match Snapshot::decode(&bytes) {
+            Some(s) if s.boot == boot && s.consistent(tracks) => Some(s),
+            Some(s) if s.boot == boot => {
+                tracing::warn!(station = %self.name, "station snapshot does not add up; scanning the log");
+                None
+            }
+            Some(_) => None,
+            None => {
+                tracing::warn!(station = %self.name, "station snapshot is damaged; scanning the log");
+                None
+            }
+        }
+    }
+
+    /// Adds every record from `from` on to the index (counters, subjects, dedup
+    /// window); returns the first sequence read and how many records were corrupt.
+    fn replay(&self, log: &mut Log, from: u64) -> Result<(Option<u64>, u64), EngineError> {
+        let now = now_ns();
+        let window = log.limits.duplicate_window.as_nanos() as u64;
+        let mut corrupt = 0u64;
+        let mut first = None;
+        let mut start = from;
+        'scan: loop {
+            for item in self.store.scan_between(self.id, start, u64::MAX) {
+                let r = match item {
+                    Ok(r) => r,
+                    // A corrupt record (counted and logged by the store) is left out
+                    // of the index rather than keeping the station, and the broker,
+                    // from starting.
+                    Err((Some(seq), StorageError::Corrupt(_))) => {
+                        corrupt += 1;
+                        start = seq + 1;
+                        continue;
+                    }
+                    // A damaged block ends the scan; go on from the next sequence
+                    // that can be read.
+                    Err((None, StorageError::Corrupt(_))) => {
+                        corrupt += 1;
+                        start += 1;
+                        if self.store.last_seq(self.id).is_none_or(|h| start > h) {
+                            break 'scan;
+                        }
+                        continue 'scan;
+                    }
+                    Err((_, e)) => return Err(storage_error(e)),
+                };
+                start = r.seq + 1;
+                first.get_or_insert(r.seq);
+                log.last_seq = r.seq;
+                log.last_time_ns = r.time_ns;
+                // The de-duplication id is part of the stored message (see
+                // `junction_api::stored_msg_id`).
+                if let Some(id) = junction_api::stored_msg_id(r.headers.as_ref()).map(str::to_owned)
+                {
+                    if now.saturating_sub(r.time_ns) <= window {
+                        log.dedup.insert(id.clone(), (r.seq, r.time_ns));
+                        log.dedup_order.push_back((r.time_ns, id.clone()));
+                    }
+                    log.last_msg_id = Some(id);
+                }
+                log.account_in(r.seq, &Entry::of(&r));
+            }
+            break;
+        }
+        Ok((first, corrupt))
+    }
+
+    /// The snapshot to write at clean shutdown (`None` for a memory station, which
+    /// keeps nothing across a restart). Marks the index sealed: a change after
+    /// this withdraws the snapshot marker.
+    pub fn snapshot(&self, boot: u64) -> Option<(String, Vec<u8>)> {
+        let mut log = self.log.lock();
+        if log.limits.memory {
+            return None;
+        }
+        let first_seq = log.first_seq();
+        let s = Snapshot {
+            boot,
+            last_seq: log.last_seq,
+            last_time_ns: log.last_time_ns,
+            msgs: log.msgs,
+            bytes: log.bytes,
+            first_seq,
+            last_msg_id: log.last_msg_id.clone(),
+            subjects: log
+                .per_subject
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            dedup: log
+                .dedup_order
+                .iter()
+                .filter_map(|(_, id)| log.dedup.get(id).map(|(seq, t)| (id.clone(), *seq, *t)))
+                .collect(),
+        };
+        log.sealed = true;
+        Some((snapshot::key(self.id), s.encode()))
     }
 
     pub fn name(&self) -> &str {
@@ -383,26 +351,28 @@ impl Station {
     pub fn set_config(&self, config: StationConfig) -> Result<Vec<u64>, EngineError> {
         let filters = filters_of(&config)?;
         let mut log = self.log.lock();
-        log.limits = Limits::of(&config);
+        log.set_limits(Limits::of(&config));
         let evicted = log.over_limits();
         *self.filters.write() = filters;
         *self.schema.write() = binding_of(&config);
         *self.config.write() = config;
+        let queued = self.queue_deletes(&log, &evicted);
         drop(log);
-        self.delete_durably(&evicted)?;
+        self.deleted(queued, &evicted)?;
         Ok(evicted)
     }
 
     pub fn state(&self) -> StationState {
         let consumer_count = self.groups.read().len() as u64;
-        let log = self.log.lock();
+        let mut log = self.log.lock();
         // A station that never stored anything reports 0, as nats-server does.
         let first_seq = if log.last_seq == 0 {
             0
         } else {
             log.first_seq()
         };
-        let messages = log.index.len() as u64;
+        let first_time = log.first_time_ns().map(time_of);
+        let messages = log.msgs;
         let span = if log.last_seq == 0 {
             0
         } else {
@@ -412,7 +382,7 @@ impl Station {
             messages,
             bytes: log.bytes,
             first_seq,
-            first_time: log.index.values().next().map(|e| time_of(e.time_ns)),
+            first_time,
             last_seq: log.last_seq,
             last_time: (log.last_time_ns > 0).then(|| time_of(log.last_time_ns)),
             num_subjects: log.per_subject.len() as u64,
@@ -481,7 +451,7 @@ impl Station {
             return;
         }
         if l.discard == Discard::New {
-            if l.max_msgs >= 0 && log.index.len() as i64 >= l.max_msgs {
+            if l.max_msgs >= 0 && log.msgs as i64 >= l.max_msgs {
                 drop(log);
                 return refuse(EngineError::MaxMessages, done);
             }
@@ -601,7 +571,7 @@ impl Station {
         }
         // Later appends fail too (the store is poisoned), so the newest sequence
         // falls back to what was stored.
-        let newest = log.index.keys().next_back().copied().unwrap_or(0);
+        let newest = log.newest();
         log.last_seq = self.committed.load(Ordering::Acquire).max(newest);
     }
 
@@ -621,14 +591,27 @@ impl Station {
         }
     }
 
+    /// Up to `max` live messages from `from` on, as (sequence, subject), read
+    /// without holding the index while the caller looks at them.
+    pub fn live_chunk(&self, from: u64, max: usize) -> Vec<(u64, Bytes)> {
+        let mut out = Vec::new();
+        self.log.lock().walk(from, |m| {
+            out.push((m.seq, m.subject.clone()));
+            if out.len() >= max {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        out
+    }
+
     /// Removes a message every interested group is done with (interest and
     /// work-queue retention). The delete is made durable within a second.
     pub fn remove_consumed(&self, seq: u64) {
-        let removed = {
-            let mut log = self.log.lock();
-            log.forget(seq).is_some() && !log.limits.memory
-        };
-        if removed {
+        let mut log = self.log.lock();
+        if log.forget(seq).is_some() && !log.limits.memory {
+            // Queued under the station lock: every later put follows it in the log.
             self.store.append(
                 self.id,
                 vec![LogOp::Delete(seq)],
@@ -657,12 +640,12 @@ impl Station {
 
     /// The subject of a stored message.
     pub fn subject_of(&self, seq: u64) -> Option<Bytes> {
-        self.log.lock().index.get(&seq).map(|e| e.subject.clone())
+        self.log.lock().subject_of(seq)
     }
 
     /// (first sequence, last sequence).
     pub fn bounds(&self) -> (u64, u64) {
-        let log = self.log.lock();
+        let mut log = self.log.lock();
         (log.first_seq(), log.last_seq)
     }
 
@@ -671,11 +654,8 @@ impl Station {
         let ns = t
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-        let log = self.log.lock();
-        log.index
-            .iter()
-            .find(|(_, e)| e.time_ns >= ns)
-            .map_or(log.last_seq + 1, |(s, _)| *s)
+        let mut log = self.log.lock();
+        first_at_or_after(&mut log, ns).unwrap_or(log.last_seq + 1)
     }
 
     /// The newest sequence of every subject matching `filters` (all when empty).
@@ -685,7 +665,7 @@ impl Station {
             .per_subject
             .iter()
             .filter(|(s, _)| matches_any(filters, s))
-            .filter_map(|(_, seqs)| seqs.back().copied())
+            .map(|(_, s)| s.last)
             .collect();
         seqs.sort_unstable();
         seqs
@@ -698,22 +678,58 @@ impl Station {
             return None;
         }
         let log = self.log.lock();
-        log.index
-            .range(from..=committed)
-            .find(|(_, e)| matches_any(filters, &e.subject))
-            .map(|(s, _)| *s)
+        next_matching(&log, from, filters, committed)
     }
 
     /// How many stored messages at or after `from` match `filters`.
     pub fn count_from(&self, from: u64, filters: &[SubjectFilter]) -> u64 {
-        let log = self.log.lock();
-        if filters.is_empty() {
-            return log.index.range(from..).count() as u64;
+        let mut log = self.log.lock();
+        if from > log.last_seq {
+            return 0;
         }
-        log.index
-            .range(from..)
-            .filter(|(_, e)| matches_any(filters, &e.subject))
-            .count() as u64
+        let mut from = from;
+        if filters.is_empty() {
+            let first = log.first_seq();
+            if from <= first {
+                return log.msgs;
+            }
+            // No message deleted between the first and the last: plain arithmetic.
+            if log.msgs == log.last_seq + 1 - first {
+                return log.last_seq + 1 - from;
+            }
+        } else {
+            let Some((first, last)) = log.subject_bounds(filters) else {
+                return 0;
+            };
+            if last < from {
+                return 0;
+            }
+            if filters.iter().all(SubjectFilter::is_literal) {
+                let subjects: Vec<_> = filters
+                    .iter()
+                    .filter_map(|f| log.per_subject.get(f.as_bytes()))
+                    .collect();
+                if subjects.iter().all(|s| s.first >= from) {
+                    return subjects.iter().map(|s| s.count).sum();
+                }
+            }
+            from = from.max(first);
+        }
+        let mut n = 0u64;
+        if filters.is_empty() {
+            log.walk_seqs(from, |_| {
+                n += 1;
+                ControlFlow::Continue(())
+            });
+        } else {
+            log.walk(from, |m| {
+                if matches_any(filters, m.subject) {
+                    n += 1;
+                }
+                ControlFlow::Continue(())
+            });
+        }
+        n
     }
 
     /// Reads a stored message.
@@ -788,8 +804,7 @@ impl Station {
             let actual = log
                 .per_subject
                 .get(subject.as_bytes())
-                .and_then(|s| s.back().copied())
-                .unwrap_or(0);
+                .map_or(0, |s| s.last);
             if want != actual {
                 return Err(EngineError::WrongLastSubjectSequence(actual));
             }
@@ -804,9 +819,16 @@ impl Station {
     }
 
     /// Deletes `seqs` from storage and waits until that is durable.
-    fn delete_durably(&self, seqs: &[u64]) -> Result<(), EngineError> {
-        if seqs.is_empty() || self.log.lock().limits.memory {
-            return Ok(());
+    /// Queues the deletes of `seqs`, fsynced; called with the station lock held
+    /// (`log`), so every put queued later follows them. Wait with
+    /// [`Station::deleted`] once the lock is released.
+    fn queue_deletes(
+        &self,
+        log: &Log,
+        seqs: &[u64],
+    ) -> Option<mpsc::Receiver<Result<(), StorageError>>> {
+        if seqs.is_empty() || log.limits.memory {
+            return None;
         }
         let (tx, rx) = mpsc::channel();
         self.store.append(
@@ -817,29 +839,36 @@ impl Station {
                 let _ = tx.send(r);
             }),
         );
+        Some(rx)
+    }
+
+    /// Waits until deletes queued by [`Station::queue_deletes`] are durable; then
+    /// the index need not remember them.
+    fn deleted(
+        &self,
+        queued: Option<mpsc::Receiver<Result<(), StorageError>>>,
+        seqs: &[u64],
+    ) -> Result<(), EngineError> {
+        let Some(rx) = queued else { return Ok(()) };
         match rx.recv() {
-            Ok(r) => r.map_err(storage_error),
-            Err(_) => Err(EngineError::Storage("storage writer stopped".into())),
+            Ok(r) => r.map_err(storage_error)?,
+            Err(_) => return Err(EngineError::Storage("storage writer stopped".into())),
         }
+        self.log.lock().prune_pending(Some(seqs));
+        Ok(())
     }
 
     /// Removes messages older than `max_age`; returns how many.
     pub fn expire(&self, now: u64) -> u64 {
         let mut log = self.log.lock();
+        // Deletes made earlier that have reached the log need no remembering.
+        log.prune_pending(None);
         let max_age = log.limits.max_age;
         if max_age.is_zero() {
             return 0;
         }
         let cutoff = now.saturating_sub(max_age.as_nanos() as u64);
-        let old: Vec<u64> = log
-            .index
-            .iter()
-            .take_while(|(_, e)| e.time_ns < cutoff)
-            .map(|(s, _)| *s)
-            .collect();
-        for s in &old {
-            log.forget(*s);
-        }
+        let old = log.expire_before(cutoff);
         let memory = log.limits.memory;
         drop(log);
         if !memory && !old.is_empty() {
@@ -865,18 +894,45 @@ impl Station {
             _ => None,
         };
         let mut log = self.log.lock();
-        let mut candidates: Vec<u64> = log
-            .index
-            .iter()
-            .filter(|(seq, e)| {
-                purge.seq.is_none_or(|below| **seq < below)
-                    && filter
-                        .as_ref()
-                        .is_none_or(|f| f.matches(&Subject::from_trusted(e.subject.clone())))
-            })
-            .map(|(s, _)| *s)
-            .collect();
-        if let Some(keep) = purge.keep {
+        let keep = purge.keep.unwrap_or(0);
+        let everything =
+            filter.is_none() && keep == 0 && purge.seq.is_none_or(|below| below > log.last_seq);
+        if everything {
+            let n = log.msgs;
+            let (tail, bound) = log.clear();
+            let last = log.last_seq;
+            let memory = log.limits.memory;
+            // The tail may still be on its way to the log: its deletes are queued
+            // after it.
+            let queued = self.queue_deletes(&log, &tail);
+            drop(log);
+            if !memory {
+                // Everything below `bound` is in the log: one range delete.
+                self.store
+                    .delete_below(self.id, bound)
+                    .map_err(storage_error)?;
+                self.deleted(queued, &tail)?;
+                self.store
+                    .put_meta(&seq_floor_key(self.id), last.to_string().as_bytes())
+                    .map_err(storage_error)?;
+            }
+            return Ok(n);
+        }
+        let below = purge.seq.unwrap_or(u64::MAX);
+        let mut candidates: Vec<u64> = Vec::new();
+        log.walk(1, |m| {
+            if m.seq >= below {
+                return ControlFlow::Break(());
+            }
+            if filter
+                .as_ref()
+                .is_none_or(|f| f.matches(&Subject::from_trusted(m.subject.clone())))
+            {
+                candidates.push(m.seq);
+            }
+            ControlFlow::Continue(())
+        });
+        if purge.keep.is_some() {
             // Keep the newest `keep` of the matching messages.
             let n = candidates.len().saturating_sub(keep as usize);
             candidates.truncate(n);
@@ -886,9 +942,10 @@ impl Station {
         }
         let last = log.last_seq;
         let memory = log.limits.memory;
+        let queued = self.queue_deletes(&log, &candidates);
         drop(log);
         if !memory {
-            self.delete_durably(&candidates)?;
+            self.deleted(queued, &candidates)?;
             self.store
                 .put_meta(&seq_floor_key(self.id), last.to_string().as_bytes())
                 .map_err(storage_error)?;
@@ -908,9 +965,10 @@ impl Station {
         }
         let last = log.last_seq;
         let memory = log.limits.memory;
+        let queued = self.queue_deletes(&log, &[seq]);
         drop(log);
         if !memory {
-            self.delete_durably(&[seq])?;
+            self.deleted(queued, &[seq])?;
             self.store
                 .put_meta(&seq_floor_key(self.id), last.to_string().as_bytes())
                 .map_err(storage_error)?;
@@ -920,29 +978,23 @@ impl Station {
 
     /// Finds the sequence a query names.
     fn resolve(&self, query: &MessageQuery) -> Result<u64, EngineError> {
-        let log = self.log.lock();
+        let mut log = self.log.lock();
         let found = match query {
-            MessageQuery::Seq(seq) => log.index.contains_key(seq).then_some(*seq),
-            MessageQuery::LastBySubject(subject) => log
-                .per_subject
-                .get(subject.as_bytes())
-                .and_then(|s| s.back().copied()),
+            MessageQuery::Seq(seq) => log.is_live(*seq).then_some(*seq),
+            MessageQuery::LastBySubject(subject) => {
+                log.per_subject.get(subject.as_bytes()).map(|s| s.last)
+            }
             MessageQuery::NextBySubject { seq, subject } => {
                 let filter = SubjectFilter::new(subject.clone())
                     .map_err(|e| EngineError::BadRequest(format!("invalid subject: {e}")))?;
-                log.index
-                    .range(*seq..)
-                    .find(|(_, e)| filter.matches(&Subject::from_trusted(e.subject.clone())))
-                    .map(|(s, _)| *s)
+                let last = log.last_seq;
+                next_matching(&log, *seq, std::slice::from_ref(&filter), last)
             }
             MessageQuery::FirstAtOrAfter(t) => {
                 let ns = t
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| d.as_nanos() as u64);
-                log.index
-                    .iter()
-                    .find(|(_, e)| e.time_ns >= ns)
-                    .map(|(s, _)| *s)
+                first_at_or_after(&mut log, ns)
             }
         };
         found.ok_or(EngineError::MessageNotFound)
@@ -986,11 +1038,92 @@ impl Station {
                 .delete_station_log(self.id)
                 .map_err(storage_error)?;
             self.store
-                .remove_meta(&seq_floor_key(self.id))
+                .write_meta_batch(&[], &[seq_floor_key(self.id), snapshot::key(self.id)])
                 .map_err(storage_error)?;
         }
         Ok(())
     }
+}
+
+/// Loads a snapshot's counters, subjects and dedup window into an empty index.
+fn apply_snapshot(log: &mut Log, s: Snapshot) {
+    let now = now_ns();
+    let window = log.limits.duplicate_window.as_nanos() as u64;
+    log.last_seq = s.last_seq;
+    log.last_time_ns = s.last_time_ns;
+    log.msgs = s.msgs;
+    log.bytes = s.bytes;
+    log.last_msg_id = s.last_msg_id;
+    log.per_subject = s.subjects.into_iter().collect();
+    for (id, seq, t) in s.dedup {
+        if now.saturating_sub(t) <= window {
+            log.dedup.insert(id.clone(), (seq, t));
+            log.dedup_order.push_back((t, id));
+        }
+    }
+}
+
+/// The first live sequence in `from..=upto` whose subject matches `filters` (any
+/// when empty). Per-subject state narrows the range before the log is read.
+fn next_matching(log: &Log, from: u64, filters: &[SubjectFilter], upto: u64) -> Option<u64> {
+    let mut from = from;
+    if !filters.is_empty() {
+        let (first, last) = log.subject_bounds(filters)?;
+        if last < from {
+            return None;
+        }
+        from = from.max(first);
+    }
+    let mut found = None;
+    if filters.is_empty() {
+        log.walk_seqs(from, |seq| {
+            if seq <= upto {
+                found = Some(seq);
+            }
+            ControlFlow::Break(())
+        });
+    } else {
+        log.walk(from, |m| {
+            if m.seq > upto {
+                return ControlFlow::Break(());
+            }
+            if matches_any(filters, m.subject) {
+                found = Some(m.seq);
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        });
+    }
+    found
+}
+
+/// The first live sequence stored at or after `ns`, by bisection over sequences
+/// (times grow with sequences), reading one message per step.
+fn first_at_or_after(log: &mut Log, ns: u64) -> Option<u64> {
+    let mut lo = log.first_seq();
+    let mut hi = log.last_seq + 1;
+    let mut best = None;
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let mut at = None;
+        log.walk(mid, |m| {
+            at = Some((m.seq, m.time_ns));
+            ControlFlow::Break(())
+        });
+        match at {
+            Some((seq, t)) if seq < hi => {
+                if t >= ns {
+                    // Nothing is stored between `mid` and `seq`.
+                    best = Some(seq);
+                    hi = mid;
+                } else {
+                    lo = seq + 1;
+                }
+            }
+            _ => hi = mid,
+        }
+    }
+    best
 }
 
 fn matches_any(filters: &[SubjectFilter], subject: &Bytes) -> bool {

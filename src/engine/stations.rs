@@ -3,6 +3,7 @@
 
 use super::StationEngine;
 use super::group::{self, Group, Terminated, TickOutcome};
+use super::station::snapshot::CLEAN_KEY;
 use super::station::{Station, filters_of, filters_overlap, now_ns, seq_floor_key};
 use ahash::AHashMap;
 use bytes::Bytes;
@@ -57,6 +58,8 @@ pub(crate) struct StationRegistry {
     tenants: RwLock<AHashMap<TenantId, TenantStations>>,
     any: AtomicBool,
     next_id: AtomicU64,
+    /// This run's boot id, written into the snapshots at clean shutdown.
+    boot: u64,
 }
 
 fn meta_key(tenant: &TenantId, name: &str) -> String {
@@ -162,7 +165,26 @@ impl StationRegistry {
             tenants: RwLock::new(AHashMap::new()),
             any: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
+            boot: rand::random::<u64>() | 1,
         };
+        // Snapshots are trusted only by the first start after the clean shutdown
+        // that wrote them: the marker goes before anything else is written, so a
+        // crash from here on means a full scan next time.
+        let clean_boot = store
+            .get_meta(CLEAN_KEY)
+            .map_err(|e| EngineError::Storage(e.to_string()))?
+            .and_then(|v| String::from_utf8(v).ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if clean_boot.is_some() {
+            store
+                .remove_meta(CLEAN_KEY)
+                .map_err(|e| EngineError::Storage(e.to_string()))?;
+            tracing::info!("clean-shutdown snapshot found: station indexes load from it");
+        } else {
+            tracing::info!(
+                "no clean-shutdown snapshot: station indexes are rebuilt from their logs"
+            );
+        }
         let metas = store
             .list_meta("station/")
             .map_err(|e| EngineError::Storage(e.to_string()))?;
@@ -186,7 +208,7 @@ impl StationRegistry {
                 meta.config,
                 store.clone(),
             )?;
-            station.recover(floor)?;
+            station.recover(floor, clean_boot)?;
             for (gkey, gvalue) in store
                 .list_meta(&format!("group/{}/", meta.id))
                 .map_err(|e| EngineError::Storage(e.to_string()))?
@@ -531,14 +553,49 @@ impl StationRegistry {
             return;
         }
         let groups: Vec<Arc<Group>> = station.groups.read().values().cloned().collect();
-        let (first, last) = station.bounds();
-        for seq in first..=last {
-            if let Some(subject) = station.subject_of(seq)
-                && groups.iter().all(|g| g.done_with(seq, &subject))
-            {
-                station.remove_consumed(seq);
+        let mut from = 1;
+        loop {
+            // In chunks: the groups are asked without the station's index held.
+            let chunk = station.live_chunk(from, 1024);
+            let Some((last, _)) = chunk.last() else { break };
+            from = last + 1;
+            for (seq, subject) in chunk {
+                if groups.iter().all(|g| g.done_with(seq, &subject)) {
+                    station.remove_consumed(seq);
+                }
             }
         }
+    }
+
+    /// Clean shutdown: waits for the storage writer to drain, then writes every file
+    /// station's index snapshot and the clean-shutdown marker in one fsynced batch,
+    /// so the next start loads them instead of scanning every log.
+    pub fn save_snapshots(&self) -> Result<(), EngineError> {
+        if self.store.is_poisoned() {
+            return Ok(());
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.store.append(
+            0,
+            Vec::new(),
+            junction_storage::Durability::Sync,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        match rx.recv() {
+            Ok(r) => r.map_err(|e| EngineError::Storage(e.to_string()))?,
+            Err(_) => return Err(EngineError::Storage("storage writer stopped".into())),
+        }
+        let mut puts: Vec<(String, Vec<u8>)> = self
+            .all()
+            .iter()
+            .filter_map(|s| s.snapshot(self.boot))
+            .collect();
+        puts.push((CLEAN_KEY.to_string(), self.boot.to_string().into_bytes()));
+        self.store
+            .write_meta_batch(&puts, &[])
+            .map_err(|e| EngineError::Storage(e.to_string()))
     }
 
     /// Applies an ack; a terminated delivery is returned (with the message, read

@@ -136,6 +136,10 @@ pub enum Durability {
 /// A stored (key, value) pair.
 pub type KeyValue = (Vec<u8>, Vec<u8>);
 
+/// One step of [`Store::scan_between`] / [`Store::scan_rev_below`]: a record, or
+/// the sequence (when its key could be read) and error of one that could not be read.
+pub type ScanItem = Result<Record, (Option<u64>, StorageError)>;
+
 /// Called once an append is durable (or failed).
 pub type Done = Box<dyn FnOnce(Result<(), StorageError>) + Send>;
 
@@ -488,6 +492,92 @@ impl Store {
                 .map_err(|e| Self::corrupt_or_io(&inner, station, None, e))?;
             Self::decode_at(&inner, station, &k, &v)
         })
+    }
+
+    /// Messages of a station with `from <= seq < below`, in order. Unlike
+    /// [`Store::scan`], a record that cannot be decoded names its sequence (when its
+    /// key could be read), so a caller can skip exactly that record and go on; a
+    /// damaged block (no key) ends the iteration with `(None, error)`.
+    pub fn scan_between(
+        &self,
+        station: u64,
+        from: u64,
+        below: u64,
+    ) -> impl Iterator<Item = ScanItem> + use<> {
+        let inner = self.inner.clone();
+        let range = (from < below).then(|| {
+            self.inner
+                .log
+                .range(record::key(station, from)..record::key(station, below))
+        });
+        range.into_iter().flatten().map(move |guard| {
+            let (k, v) = guard
+                .into_inner()
+                .map_err(|e| (None, Self::corrupt_or_io(&inner, station, None, e)))?;
+            let seq = record::seq_of(&k);
+            Self::decode_at(&inner, station, &k, &v).map_err(|e| (seq, e))
+        })
+    }
+
+    /// Messages of a station with `seq < below`, from the newest backwards; errors
+    /// as in [`Store::scan_between`].
+    pub fn scan_rev_below(
+        &self,
+        station: u64,
+        below: u64,
+    ) -> impl Iterator<Item = ScanItem> + use<> {
+        let inner = self.inner.clone();
+        let range = (below > 0).then(|| {
+            self.inner
+                .log
+                .range(record::key(station, 0)..record::key(station, below))
+                .rev()
+        });
+        range.into_iter().flatten().map(move |guard| {
+            let (k, v) = guard
+                .into_inner()
+                .map_err(|e| (None, Self::corrupt_or_io(&inner, station, None, e)))?;
+            let seq = record::seq_of(&k);
+            Self::decode_at(&inner, station, &k, &v).map_err(|e| (seq, e))
+        })
+    }
+
+    /// The sequences stored for a station with `from <= seq < below`, in order, read
+    /// from the keys only (values are neither read nor checked). Keys in a damaged
+    /// block are skipped.
+    pub fn seqs_between(
+        &self,
+        station: u64,
+        from: u64,
+        below: u64,
+    ) -> impl Iterator<Item = u64> + use<> {
+        let range = (from < below).then(|| {
+            self.inner
+                .log
+                .range(record::key(station, from)..record::key(station, below))
+        });
+        range
+            .into_iter()
+            .flatten()
+            .filter_map(|guard| guard.key().ok().and_then(|k| record::seq_of(&k)))
+    }
+
+    /// Writes and removes several metadata values in one batch, fsynced once before
+    /// returning.
+    pub fn write_meta_batch(
+        &self,
+        puts: &[(String, Vec<u8>)],
+        removes: &[String],
+    ) -> Result<(), StorageError> {
+        self.check_writable()?;
+        let mut batch = self.inner.db.batch();
+        for (k, v) in puts {
+            batch.insert(&self.inner.meta, k.as_bytes(), v.as_slice());
+        }
+        for k in removes {
+            batch.remove(&self.inner.meta, k.as_bytes());
+        }
+        self.commit_sync(batch)
     }
 
     /// Deletes every message of a station with `seq < below`, synchronously. Returns
