@@ -241,6 +241,11 @@ impl Drop for Inner {
 /// directory keeps the size it was created with.
 const LOG_MEMTABLE_BYTES: u64 = 16 * 1024 * 1024;
 
+/// Most journal kept before fjall flushes memtables so that old journal files can
+/// go (its default, 512 MiB, kept every message on disk twice for long and made a
+/// start-up replay hundreds of megabytes). 64 MiB is fjall's minimum.
+const JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
+
 /// fjall's block cache (default 32 MiB).
 const CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -256,7 +261,10 @@ impl Store {
     /// Opens (or creates) the store under `dir/store`, recovering what is there.
     pub fn open(dir: &Path) -> Result<Store, StorageError> {
         let path = dir.join("store");
-        let db = Database::builder(&path).cache_size(CACHE_BYTES).open()?;
+        let db = Database::builder(&path)
+            .cache_size(CACHE_BYTES)
+            .max_journaling_size(JOURNAL_BYTES)
+            .open()?;
         let log = db.keyspace("log", || {
             KeyspaceCreateOptions::default().max_memtable_size(LOG_MEMTABLE_BYTES)
         })?;
