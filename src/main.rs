@@ -6,11 +6,6 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
-/// mimalloc instead of the system allocator: the broker allocates and frees small
-/// buffers per message on many threads, where glibc's malloc spent about a sixth of
-/// the server's CPU in the station publish benchmark (docs/performance.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn init_logging(config: &junction::Config) -> Result<(), String> {
     let filter = match std::env::var("RUST_LOG") {
