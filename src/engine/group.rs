@@ -401,15 +401,7 @@ impl Group {
                     Ok(Some(m)) => m,
                     _ => {
                         // Removed meanwhile (limits, purge): skip it.
-                        match source {
-                            Source::Redeliver => {
-                                run.redeliver.remove(&seq);
-                            }
-                            Source::Initial => {
-                                run.initial.pop_front();
-                            }
-                            Source::Cursor => run.cursor = seq + 1,
-                        }
+                        Self::done_with_candidate(&mut run, source, seq);
                         continue;
                     }
                 };
@@ -453,15 +445,7 @@ impl Group {
             {
                 w.sink.end(FetchEnd::Complete);
             }
-            match source {
-                Source::Redeliver => {
-                    run.redeliver.remove(&seq);
-                }
-                Source::Initial => {
-                    run.initial.pop_front();
-                }
-                Source::Cursor => run.cursor = seq + 1,
-            }
+            Self::done_with_candidate(&mut run, source, seq);
             run.consumer_seq = consumer_seq;
             run.delivered_stream_seq = run.delivered_stream_seq.max(seq);
             if acks {
@@ -478,6 +462,19 @@ impl Group {
                 Self::advance_floor(&mut run);
             }
             run.dirty = true;
+        }
+    }
+
+    /// `seq`, taken from `source`, was delivered or skipped: move past it there.
+    fn done_with_candidate(run: &mut Run, source: Source, seq: u64) {
+        match source {
+            Source::Redeliver => {
+                run.redeliver.remove(&seq);
+            }
+            Source::Initial => {
+                run.initial.pop_front();
+            }
+            Source::Cursor => run.cursor = seq + 1,
         }
     }
 
