@@ -410,6 +410,16 @@ impl Store {
             .map_err(|e| Self::corrupt(inner, station, Some(seq), StorageError::Corrupt(e)))
     }
 
+    /// One entry of a range read, decoded; an error carries the sequence when its
+    /// key could be read.
+    fn decode_guard(inner: &Inner, station: u64, guard: fjall::Guard) -> ScanItem {
+        let (k, v) = guard
+            .into_inner()
+            .map_err(|e| (None, Self::corrupt_or_io(inner, station, None, e)))?;
+        let seq = record::seq_of(&k);
+        Self::decode_at(inner, station, &k, &v).map_err(|e| (seq, e))
+    }
+
     /// Reads one message. A corrupt record is a [`StorageError::Corrupt`] (counted
     /// in [`Store::corrupt_records`]).
     pub fn read(&self, station: u64, seq: u64) -> Result<Option<Record>, StorageError> {
@@ -466,12 +476,10 @@ impl Store {
         let start = record::key(station, from_seq);
         let end = record::key(station, u64::MAX);
         let inner = self.inner.clone();
-        self.inner.log.range(start..=end).map(move |guard| {
-            let (k, v) = guard
-                .into_inner()
-                .map_err(|e| Self::corrupt_or_io(&inner, station, None, e))?;
-            Self::decode_at(&inner, station, &k, &v)
-        })
+        self.inner
+            .log
+            .range(start..=end)
+            .map(move |guard| Self::decode_guard(&inner, station, guard).map_err(|(_, e)| e))
     }
 
     /// The highest sequence whose key can be read for a station (keys only, so a
@@ -494,12 +502,11 @@ impl Store {
         let start = record::key(station, 0);
         let end = record::key(station, u64::MAX);
         let inner = self.inner.clone();
-        self.inner.log.range(start..=end).rev().map(move |guard| {
-            let (k, v) = guard
-                .into_inner()
-                .map_err(|e| Self::corrupt_or_io(&inner, station, None, e))?;
-            Self::decode_at(&inner, station, &k, &v)
-        })
+        self.inner
+            .log
+            .range(start..=end)
+            .rev()
+            .map(move |guard| Self::decode_guard(&inner, station, guard).map_err(|(_, e)| e))
     }
 
     /// Messages of a station with `from <= seq < below`, in order. Unlike
@@ -518,13 +525,10 @@ impl Store {
                 .log
                 .range(record::key(station, from)..record::key(station, below))
         });
-        range.into_iter().flatten().map(move |guard| {
-            let (k, v) = guard
-                .into_inner()
-                .map_err(|e| (None, Self::corrupt_or_io(&inner, station, None, e)))?;
-            let seq = record::seq_of(&k);
-            Self::decode_at(&inner, station, &k, &v).map_err(|e| (seq, e))
-        })
+        range
+            .into_iter()
+            .flatten()
+            .map(move |guard| Self::decode_guard(&inner, station, guard))
     }
 
     /// Messages of a station with `seq < below`, from the newest backwards; errors
@@ -541,13 +545,10 @@ impl Store {
                 .range(record::key(station, 0)..record::key(station, below))
                 .rev()
         });
-        range.into_iter().flatten().map(move |guard| {
-            let (k, v) = guard
-                .into_inner()
-                .map_err(|e| (None, Self::corrupt_or_io(&inner, station, None, e)))?;
-            let seq = record::seq_of(&k);
-            Self::decode_at(&inner, station, &k, &v).map_err(|e| (seq, e))
-        })
+        range
+            .into_iter()
+            .flatten()
+            .map(move |guard| Self::decode_guard(&inner, station, guard))
     }
 
     /// The sequences stored for a station with `from <= seq < below`, in order, read

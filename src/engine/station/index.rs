@@ -654,18 +654,8 @@ impl Log {
     /// Walks the live messages from `from` on, oldest first, until `f` breaks.
     pub fn walk(&self, from: u64, mut f: impl FnMut(Seen<'_>) -> ControlFlow<()>) {
         let from = from.max(1);
-        if from < self.head_end {
-            let at = self.head.partition_point(|(s, _)| *s < from);
-            for (seq, e) in self.head.range(at..) {
-                let seen = Seen {
-                    seq: *seq,
-                    subject: &e.subject,
-                    time_ns: e.time_ns,
-                };
-                if f(seen).is_break() {
-                    return;
-                }
-            }
+        if from < self.head_end && walk_window(&self.head, from, &mut f).is_break() {
+            return;
         }
         let gap_from = from.max(self.head_end);
         if gap_from < self.tail_start {
@@ -684,17 +674,7 @@ impl Log {
                 return;
             }
         }
-        let at = self.tail.partition_point(|(s, _)| *s < from);
-        for (seq, e) in self.tail.range(at..) {
-            let seen = Seen {
-                seq: *seq,
-                subject: &e.subject,
-                time_ns: e.time_ns,
-            };
-            if f(seen).is_break() {
-                return;
-            }
-        }
+        let _ = walk_window(&self.tail, from, &mut f);
     }
 
     /// Live records of the log (or memory map) with `from <= seq < below`.
@@ -889,4 +869,21 @@ impl Log {
         }
         bounds
     }
+}
+
+/// Walks a window of remembered entries from `from` on until `f` breaks.
+fn walk_window(
+    window: &VecDeque<(u64, Entry)>,
+    from: u64,
+    f: &mut impl FnMut(Seen<'_>) -> ControlFlow<()>,
+) -> ControlFlow<()> {
+    let at = window.partition_point(|(s, _)| *s < from);
+    for (seq, e) in window.range(at..) {
+        f(Seen {
+            seq: *seq,
+            subject: &e.subject,
+            time_ns: e.time_ns,
+        })?;
+    }
+    ControlFlow::Continue(())
 }
