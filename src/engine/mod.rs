@@ -1028,7 +1028,7 @@ impl StationEngine {
             .map(|e| e.record.clone())
             .ok_or(EngineError::ClientNotFound)?;
         // The front-end's callback only signals its task; no engine lock is held.
-        if record.request_close(reason) {
+        let closed = record.request_close(reason, || {
             self.events.record(
                 SystemEventKind::ClientKicked,
                 events::About {
@@ -1041,7 +1041,9 @@ impl StationEngine {
                     protocol_word(record.protocol),
                     client.0
                 ),
-            );
+            )
+        });
+        if closed {
             tracing::info!(
                 cid = client.0,
                 protocol = protocol_word(record.protocol),

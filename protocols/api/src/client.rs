@@ -235,10 +235,13 @@ impl ClientRecord {
 
     /// Asks the owning front-end to close the connection, giving `reason` to the
     /// client where the protocol can carry it. False when the front-end registered
-    /// no way to do so (HTTP requests, the engine's own client).
-    pub fn request_close(&self, reason: &str) -> bool {
+    /// no way to do so (HTTP requests, the engine's own client). `before` runs
+    /// first, only when the connection can be closed, so whatever it records
+    /// (the engine's "kicked" event) comes before the front-end's "disconnected".
+    pub fn request_close(&self, reason: &str, before: impl FnOnce()) -> bool {
         match self.closer.0.lock().as_ref() {
             Some(close) => {
+                before();
                 close(reason);
                 true
             }
