@@ -368,7 +368,7 @@ spawn_server() {
 # answers with every message (`junction bench js-ready` reports when, as a Unix
 # time), then read the server's RSS.
 measure_restart() {
-  local rep=$1 server=$2 entry=$3 id flags dir json t0 disk ready
+  local rep=$1 server=$2 entry=$3 id flags dir json t0 disk apparent ready
   id=${entry%%|*}
   flags=${entry##*|}
   dir=$(mktemp -d "$WORK/$rep-$server-$id.XXXXXX")
@@ -383,7 +383,10 @@ measure_restart() {
   fi
   stop_server
   sync
-  disk=$(du -sb "$dir/data" | cut -f1)
+  # Blocks allocated (what the disk gives up) and the apparent size (what `ls`
+  # adds up; fjall's journal is a sparse file preallocated to 64 MiB).
+  disk=$(du -s --block-size=1 "$dir/data" | cut -f1)
+  apparent=$(du -sb "$dir/data" | cut -f1)
   wait_quiet
   t0=$(date +%s%N)
   spawn_server "$server" "$dir"
@@ -393,14 +396,15 @@ measure_restart() {
     json='{"error":true}'
   fi
   stop_server
-  python3 - "$id" "$server" "$rep" "$t0" "$disk" "$RESTART_MSGS" "$json" >>"$RESULTS" <<'PY'
+  python3 - "$id" "$server" "$rep" "$t0" "$disk" "$apparent" "$RESTART_MSGS" "$json" >>"$RESULTS" <<'PY'
 import json, sys
-sid, server, rep, t0, disk, msgs, report = sys.argv[1:]
+sid, server, rep, t0, disk, apparent, msgs, report = sys.argv[1:]
 out = json.loads(report)
 ready = out.get("ready") or {}
 out.update(id=sid, server=server, rep=int(rep), other_cpu_pct=None,
            stored_msgs=int(msgs), disk_bytes=int(disk),
-           disk_bytes_per_msg=int(disk) / int(msgs) if int(msgs) else None)
+           disk_bytes_per_msg=int(disk) / int(msgs) if int(msgs) else None,
+           apparent_bytes_per_msg=int(apparent) / int(msgs) if int(msgs) else None)
 if ready.get("ready_unix_ns"):
     out["restart_ms"] = (ready["ready_unix_ns"] - int(t0)) / 1e6
     out["rss_after_restart_kb"] = ready.get("server_rss_kb")
@@ -651,8 +655,10 @@ if restart_rows:
     print("Restart and disk (medians): a stream filled with the flags below, the server stopped")
     print("cleanly (SIGTERM) and started again on the same data. *Ready* is the time from the")
     print("start of the process until the stream answers with every message; *RSS* is the server's")
-    print("`VmRSS` at that moment; *disk* is `du -sb` of the data directory after the clean stop,")
-    print("divided by the messages stored (lineage included for Junction).")
+    print("`VmRSS` at that moment; *bytes on disk* are the blocks the data directory takes after")
+    print("the clean stop (`du -s --block-size=1`), divided by the messages stored (lineage")
+    print("included for Junction); the *apparent size* is what `du -sb` adds up, sparse files at")
+    print("their full length (fjall preallocates its 64 MiB journal file as a sparse file).")
     print()
     print("| Scenario | Metric | Junction | nats-server | Ratio |")
     print("|---|---|---|---|---|")
@@ -662,6 +668,7 @@ if restart_rows:
             ("restart_ms", "ready after restart", lambda v: "–" if v is None else f"{v:,.0f} ms"),
             ("rss_after_restart_kb", "RSS after restart", lambda v: "–" if v is None else f"{v / 1024:,.1f} MiB"),
             ("disk_bytes_per_msg", "bytes on disk per message", lambda v: "–" if v is None else f"{v:,.1f} B"),
+            ("apparent_bytes_per_msg", "apparent size per message", lambda v: "–" if v is None else f"{v:,.1f} B"),
         ):
             jv = [r[key] for r in j if r.get(key) is not None]
             nv = [r[key] for r in n if r.get(key) is not None]

@@ -42,7 +42,8 @@ pub mod record;
 use fsync::FsyncHistogram;
 pub use fsync::{FSYNC_BUCKETS_SECS, FsyncStats};
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use fjall::config::CompressionPolicy;
+use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 pub use record::Record;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -237,17 +238,19 @@ impl Drop for Inner {
 /// The log's memtable: what fjall keeps in memory before it writes a table. Its
 /// default (64 MiB, and a second one filling while the first is written) made the
 /// broker's memory grow by over 100 MiB under a publish burst; messages are read
-/// back soon after they are written or not at all, so a small one does. A data
-/// directory keeps the size it was created with.
-const LOG_MEMTABLE_BYTES: u64 = 16 * 1024 * 1024;
+/// back soon after they are written or not at all, so a small one does: 8 MiB
+/// measured the same publish rate as 16 MiB and 20 MiB less peak RSS (1 M messages,
+/// 1000 in flight). A data directory keeps the size it was created with.
+const LOG_MEMTABLE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Most journal kept before fjall flushes memtables so that old journal files can
 /// go (its default, 512 MiB, kept every message on disk twice for long and made a
 /// start-up replay hundreds of megabytes). 64 MiB is fjall's minimum.
 const JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
 
-/// fjall's block cache (default 32 MiB).
-const CACHE_BYTES: u64 = 16 * 1024 * 1024;
+/// fjall's block cache (default 32 MiB). Reads are mostly of what was just
+/// written (memtable) or sequential (one block serves many messages).
+const CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Most appends taken into one group commit.
 const GROUP_LIMIT: usize = 8192;
@@ -266,7 +269,12 @@ impl Store {
             .max_journaling_size(JOURNAL_BYTES)
             .open()?;
         let log = db.keyspace("log", || {
-            KeyspaceCreateOptions::default().max_memtable_size(LOG_MEMTABLE_BYTES)
+            KeyspaceCreateOptions::default()
+                .max_memtable_size(LOG_MEMTABLE_BYTES)
+                // LZ4 on every level (fjall's default leaves the first two plain):
+                // a 16-byte message's table bytes went from 141 to 52; it costs
+                // fjall's background threads, not the write path.
+                .data_block_compression_policy(CompressionPolicy::all(CompressionType::Lz4))
         })?;
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
         let state = db.keyspace("state", KeyspaceCreateOptions::default)?;
@@ -815,6 +823,15 @@ fn writer_loop(
             completions,
             outcome,
         });
+    }
+    // A clean close writes the log's memtable out as a table (compressed), so the
+    // journal it was kept in can go: the next start replays nothing, and the data
+    // directory holds each message once. (fjall marks this call hidden; it is the
+    // only way to flush one keyspace and wait for it, and the version is pinned.)
+    if !health.is_poisoned()
+        && let Err(e) = log.rotate_memtable_and_wait()
+    {
+        tracing::warn!(error = %e, "could not flush the log at close; the next start replays its journal");
     }
     let _ = db.persist(PersistMode::SyncAll);
 }
