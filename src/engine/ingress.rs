@@ -108,9 +108,9 @@ impl StationEngine {
         if captured {
             // Lineage is kept beside what stations store, in the record's lineage
             // section; the headers stay the producer's.
-            let record = self.lineage.record(from, &message);
-            let msg_id = record.msg_id;
-            let lineage = record.encode();
+            let super::lineage::Recorded {
+                lineage, ticket, ..
+            } = self.lineage.record(from, &message);
             // The MQTT front-end's markers stay in its own stations only.
             let unmarked = if from.protocol == Protocol::Mqtt {
                 super::lineage::strip_mqtt_markers(&message)
@@ -160,11 +160,12 @@ impl StationEngine {
                 let callback: StoredCallback = if i == 0 {
                     let index = self.lineage.clone();
                     let stored = stored.take();
+                    let name = station.name_arc();
                     Box::new(move |result| {
                         if let Ok(ack) = &result
                             && !ack.duplicate
                         {
-                            index.stored(msg_id, &ack.station, ack.seq);
+                            index.stored(ticket, &name, ack.seq);
                         }
                         if let Some(stored) = stored {
                             stored(result);

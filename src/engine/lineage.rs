@@ -16,10 +16,11 @@
 //! graph are counted again from the restored records.
 
 use ahash::AHashMap;
+use bytes::Bytes;
 use junction_api::{
     ClientRecord, FetchEnd, FetchSink, Headers, LineageDelivery, LineageEdge, LineageGraph,
-    LineageMessage, LineageNodeKind, LineageRecord, LineageTrace, Message, TRACEPARENT, TenantId,
-    hex_id, is_reserved_header, parse_hex_id, protocol_name, trace_id_of,
+    LineageMessage, LineageNodeKind, LineageRecord, LineageTrace, Message, Subject, TRACEPARENT,
+    TenantId, hex_id, is_reserved_header, parse_hex_id, protocol_name, trace_id_of,
 };
 use parking_lot::Mutex;
 use rand::Rng;
@@ -119,7 +120,7 @@ fn producer_of(from: &ClientRecord) -> (Option<String>, Option<SocketAddr>, Opti
 
 /// The graph node of a record's producer: `producer:<protocol>:<name>`, the name
 /// being the client name, else the caller's IP address, else `anonymous`.
-fn producer_node(r: &LineageRecord) -> String {
+fn producer_node_id(r: &LineageRecord) -> String {
     let name = match (&r.client, &r.remote) {
         (Some(c), _) => c.clone(),
         (None, Some(a)) => a.ip().to_string(),
@@ -170,10 +171,10 @@ impl Edge {
 struct Entry {
     tenant: TenantId,
     record: LineageRecord,
-    subject: String,
+    subject: Subject,
     station: Option<Arc<str>>,
     seq: Option<u64>,
-    deliveries: Vec<LineageDelivery>,
+    deliveries: Vec<(Arc<str>, SystemTime, u32)>,
 }
 
 impl Entry {
@@ -187,11 +188,19 @@ impl Entry {
             client: r.client.clone(),
             remote: r.remote.map(|a| a.to_string()),
             user: r.user.clone(),
-            subject: self.subject.clone(),
+            subject: self.subject.to_str_lossy().into_owned(),
             received: r.received(),
             station: self.station.as_deref().map(str::to_owned),
             seq: self.seq,
-            deliveries: self.deliveries.clone(),
+            deliveries: self
+                .deliveries
+                .iter()
+                .map(|(group, time, delivery_count)| LineageDelivery {
+                    group: group.to_string(),
+                    time: *time,
+                    delivery_count: *delivery_count,
+                })
+                .collect(),
         }
     }
 }
@@ -203,167 +212,221 @@ struct ProducerNode {
     protocol: junction_api::Protocol,
     client: Option<String>,
     remote: Option<SocketAddr>,
-    /// `producer:<protocol>:<name>`.
+    node: Node,
+}
+
+/// A graph node: its id (`producer:<protocol>:<name>`, `station:<name>`,
+/// `group:<station>/<group>`), kind and display name.
+#[derive(Clone)]
+struct Node {
     id: Arc<str>,
-    /// `<protocol> <name>`.
+    kind: LineageNodeKind,
     name: Arc<str>,
 }
 
-/// Most entries of each node cache; a full cache is emptied and starts again.
+/// Most entries of each cache; a full cache is emptied and starts again.
 const NODE_CACHE: usize = 4096;
 
+/// Where a message was put in the index ([`LineageLog::record`]): handed back to
+/// [`LineageLog::stored`], which then finds it without a lookup.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ticket {
+    number: u64,
+    msg_id: u128,
+}
+
+/// A recorded message: its encoded lineage record (the storage record's
+/// lineage section) and its place in the index.
+pub(crate) struct Recorded {
+    pub lineage: Bytes,
+    pub ticket: Ticket,
+}
+
+/// The station-level graph: nodes, and edges counted per message.
 #[derive(Default)]
+struct Graph {
+    /// tenant → node id → node.
+    nodes: AHashMap<TenantId, AHashMap<Arc<str>, Node>>,
+    /// Every edge: (tenant, from id, to id, counts).
+    edges: Vec<(TenantId, Arc<str>, Arc<str>, Edge)>,
+    /// (tenant, from id, to id) → index in `edges`.
+    by_name: AHashMap<(TenantId, Arc<str>, Arc<str>), usize>,
+    /// The edges callers already counted, by the addresses of the three shared
+    /// strings they named them with → index in `edges`. The value keeps those
+    /// strings alive, so an address is never reused for another name while it is
+    /// here: counting a message is one lookup of three integers.
+    by_addr: AHashMap<(usize, usize, usize), (usize, [Arc<str>; 3])>,
+}
+
+fn addr(s: &Arc<str>) -> usize {
+    Arc::as_ptr(s) as *const u8 as usize
+}
+
+impl Graph {
+    /// Counts one message on the edge named by the shared strings `key` (tenant,
+    /// and whatever stands for the two ends), finding the nodes with `nodes` the
+    /// first time this key is seen.
+    fn count(
+        &mut self,
+        tenant: &TenantId,
+        key: [&Arc<str>; 2],
+        at: u64,
+        nodes: impl FnOnce() -> (Node, Node),
+    ) {
+        let k = (addr(&tenant.0), addr(key[0]), addr(key[1]));
+        if let Some((i, _)) = self.by_addr.get(&k) {
+            self.edges[*i].3.add(at);
+            return;
+        }
+        let (from, to) = nodes();
+        let tenant_nodes = self.nodes.entry(tenant.clone()).or_default();
+        for n in [&from, &to] {
+            if !tenant_nodes.contains_key(&n.id) {
+                tenant_nodes.insert(n.id.clone(), n.clone());
+            }
+        }
+        let name_key = (tenant.clone(), from.id.clone(), to.id.clone());
+        let i = match self.by_name.get(&name_key) {
+            Some(i) => *i,
+            None => {
+                self.edges
+                    .push((tenant.clone(), from.id, to.id, Edge::new()));
+                self.by_name.insert(name_key, self.edges.len() - 1);
+                self.edges.len() - 1
+            }
+        };
+        self.edges[i].3.add(at);
+        if self.by_addr.len() >= NODE_CACHE {
+            self.by_addr.clear();
+        }
+        self.by_addr
+            .insert(k, (i, [tenant.0.clone(), key[0].clone(), key[1].clone()]));
+    }
+}
+
+/// The producer node of `r`'s connection, from `cache` when its connection was seen
+/// with the same protocol, name and address.
+fn producer_node_cached<'a>(
+    cache: &'a mut AHashMap<u64, ProducerNode>,
+    r: &LineageRecord,
+) -> &'a Node {
+    let fresh = !matches!(cache.get(&r.conn_id), Some(p)
+        if p.protocol == r.protocol && p.client == r.client && p.remote == r.remote);
+    if fresh {
+        if cache.len() >= NODE_CACHE {
+            cache.clear();
+        }
+        cache.insert(
+            r.conn_id,
+            ProducerNode {
+                protocol: r.protocol,
+                client: r.client.clone(),
+                remote: r.remote,
+                node: producer_node(r),
+            },
+        );
+    }
+    &cache[&r.conn_id].node
+}
+
+/// The graph node of a record's producer.
+fn producer_node(r: &LineageRecord) -> Node {
+    let id = producer_node_id(r);
+    let name = id
+        .strip_prefix("producer:")
+        .unwrap_or(&id)
+        .replacen(':', " ", 1);
+    Node {
+        id: Arc::from(id),
+        kind: LineageNodeKind::Producer,
+        name: Arc::from(name),
+    }
+}
+
+fn station_node(station: &str) -> Node {
+    Node {
+        id: Arc::from(format!("station:{station}")),
+        kind: LineageNodeKind::Station,
+        name: Arc::from(station),
+    }
+}
+
+/// Where [`Inner::ring`]'s numbering starts, so that restored (older) messages
+/// can be put in front of it.
+const FIRST_NUMBER: u64 = 1 << 62;
+
 struct Inner {
-    /// Boxed, so that the table itself stays small (24 bytes a slot).
-    records: AHashMap<u128, Box<Entry>>,
-    order: VecDeque<u128>,
+    /// The newest [`MAX_RECORDS`] messages, oldest first; `ring[i]` is message
+    /// number `first + i`.
+    ring: VecDeque<Entry>,
+    first: u64,
+    /// Message id → number.
+    ids: AHashMap<u128, u64>,
     /// Trace id → its messages, for traces with more than one message (a producer's
     /// own `traceparent`); a message whose trace is its own is found by its id.
     traces: AHashMap<u128, Vec<u128>>,
     /// Connection id → its producer node.
     producers: AHashMap<u64, ProducerNode>,
-    /// Station name → (`station:<name>`, the name).
-    station_nodes: AHashMap<String, (Arc<str>, Arc<str>)>,
-    /// tenant → from node → to node → edge: looked up with borrowed names, so
-    /// counting a message allocates only for a node or edge never seen before.
-    edges: AHashMap<TenantId, AHashMap<String, AHashMap<String, Edge>>>,
-    /// tenant → node id → (kind, display name).
-    nodes: AHashMap<TenantId, AHashMap<String, (LineageNodeKind, String)>>,
+    graph: Graph,
 }
 
-/// The producer node of `r`'s connection, from `cache` when its connection was seen
-/// with the same protocol, name and address.
-fn producer_node_cached(
-    cache: &mut AHashMap<u64, ProducerNode>,
-    r: &LineageRecord,
-) -> (Arc<str>, Arc<str>) {
-    if let Some(p) = cache.get(&r.conn_id)
-        && p.protocol == r.protocol
-        && p.client == r.client
-        && p.remote == r.remote
-    {
-        return (p.id.clone(), p.name.clone());
+impl Default for Inner {
+    fn default() -> Self {
+        Inner {
+            ring: VecDeque::new(),
+            first: FIRST_NUMBER,
+            ids: AHashMap::new(),
+            traces: AHashMap::new(),
+            producers: AHashMap::new(),
+            graph: Graph::default(),
+        }
     }
-    let id = producer_node(r);
-    let name = id
-        .strip_prefix("producer:")
-        .unwrap_or(&id)
-        .replacen(':', " ", 1);
-    let node = ProducerNode {
-        protocol: r.protocol,
-        client: r.client.clone(),
-        remote: r.remote,
-        id: Arc::from(id),
-        name: Arc::from(name),
-    };
-    let out = (node.id.clone(), node.name.clone());
-    if cache.len() >= NODE_CACHE {
-        cache.clear();
-    }
-    cache.insert(r.conn_id, node);
-    out
 }
 
 impl Inner {
-    /// (`station:<name>`, name) of a station.
-    fn station_node(&mut self, station: &str) -> (Arc<str>, Arc<str>) {
-        if let Some(n) = self.station_nodes.get(station) {
-            return n.clone();
-        }
-        if self.station_nodes.len() >= NODE_CACHE {
-            self.station_nodes.clear();
-        }
-        let n: (Arc<str>, Arc<str>) = (Arc::from(format!("station:{station}")), Arc::from(station));
-        self.station_nodes.insert(station.to_string(), n.clone());
-        n
+    fn get(&self, number: u64) -> Option<&Entry> {
+        self.ring
+            .get(usize::try_from(number.checked_sub(self.first)?).ok()?)
     }
 
-    fn forget(&mut self, id: u128) {
-        if let Some(r) = self.records.remove(&id)
-            && r.record.trace_from_producer
-            && let Some(ids) = self.traces.get_mut(&r.record.trace_id)
-        {
-            ids.retain(|i| *i != id);
-            if ids.is_empty() {
-                self.traces.remove(&r.record.trace_id);
-            }
-        }
+    fn get_mut(&mut self, number: u64) -> Option<&mut Entry> {
+        self.ring
+            .get_mut(usize::try_from(number.checked_sub(self.first)?).ok()?)
+    }
+
+    fn by_id(&self, id: u128) -> Option<&Entry> {
+        self.get(*self.ids.get(&id)?)
     }
 
     fn evict(&mut self) {
-        while self.order.len() > MAX_RECORDS {
-            let Some(id) = self.order.pop_front() else {
+        while self.ring.len() > MAX_RECORDS {
+            let Some(r) = self.ring.pop_front() else {
                 return;
             };
-            self.forget(id);
-        }
-    }
-
-    fn count(
-        &mut self,
-        tenant: &TenantId,
-        from: (&str, LineageNodeKind, &str),
-        to: (&str, LineageNodeKind, &str),
-        at: u64,
-    ) {
-        if !self.nodes.contains_key(tenant) {
-            self.nodes.insert(tenant.clone(), AHashMap::new());
-        }
-        if let Some(nodes) = self.nodes.get_mut(tenant) {
-            for (id, kind, name) in [from, to] {
-                if !nodes.contains_key(id) {
-                    nodes.insert(id.to_string(), (kind, name.to_string()));
+            let number = self.first;
+            self.first += 1;
+            let id = r.record.msg_id;
+            if self.ids.get(&id) == Some(&number) {
+                self.ids.remove(&id);
+            }
+            if r.record.trace_from_producer
+                && let Some(ids) = self.traces.get_mut(&r.record.trace_id)
+            {
+                ids.retain(|i| *i != id);
+                if ids.is_empty() {
+                    self.traces.remove(&r.record.trace_id);
                 }
             }
         }
-        if !self.edges.contains_key(tenant) {
-            self.edges.insert(tenant.clone(), AHashMap::new());
-        }
-        let Some(by_from) = self.edges.get_mut(tenant) else {
-            return;
-        };
-        if !by_from.contains_key(from.0) {
-            by_from.insert(from.0.to_string(), AHashMap::new());
-        }
-        let Some(by_to) = by_from.get_mut(from.0) else {
-            return;
-        };
-        match by_to.get_mut(to.0) {
-            Some(edge) => edge.add(at),
-            None => {
-                let mut edge = Edge::new();
-                edge.add(at);
-                by_to.insert(to.0.to_string(), edge);
-            }
-        }
-    }
-
-    fn count_stored(&mut self, tenant: &TenantId, record: &LineageRecord, station: &str, at: u64) {
-        self.count_producer(tenant, &producer_node(record), station, at);
-    }
-
-    /// Counts a message from the producer node `producer` stored in `station`.
-    fn count_producer(&mut self, tenant: &TenantId, producer: &str, station: &str, at: u64) {
-        let name = producer
-            .strip_prefix("producer:")
-            .unwrap_or(producer)
-            .replacen(':', " ", 1);
-        let station_id = format!("station:{station}");
-        self.count(
-            tenant,
-            (producer, LineageNodeKind::Producer, &name),
-            (&station_id, LineageNodeKind::Station, station),
-            at,
-        );
     }
 }
 
 /// A stored message's lineage read back from storage at start-up.
 pub(crate) struct Restored {
     pub tenant: TenantId,
-    pub station: String,
+    pub station: Arc<str>,
     pub seq: u64,
-    pub subject: String,
+    pub subject: Subject,
     pub record: LineageRecord,
 }
 
@@ -374,10 +437,10 @@ pub(crate) struct LineageLog {
 }
 
 impl LineageLog {
-    /// The lineage record of a message a station is about to store, remembered in
-    /// the index. The message itself is not touched: its trace id is the one in the
+    /// Records a message a station is about to store and encodes its lineage
+    /// record. The message itself is not touched: its trace id is the one in the
     /// producer's `traceparent` when that is valid, a new one otherwise.
-    pub fn record(&self, from: &ClientRecord, message: &Message) -> LineageRecord {
+    pub fn record(&self, from: &ClientRecord, message: &Message) -> Recorded {
         let producer_trace = message
             .headers
             .as_ref()
@@ -399,54 +462,54 @@ impl LineageLog {
             remote,
             user,
         };
+        let lineage = record.encode();
         let entry = Entry {
             tenant: from.tenant.clone(),
-            record: record.clone(),
-            subject: message.subject.to_str_lossy().into_owned(),
+            record,
+            subject: message.subject.clone(),
             station: None,
             seq: None,
             deliveries: Vec::new(),
         };
         let mut inner = self.inner.lock();
-        if record.trace_from_producer {
-            inner
-                .traces
-                .entry(record.trace_id)
-                .or_default()
-                .push(record.msg_id);
+        if let Some(trace) = producer_trace {
+            inner.traces.entry(trace).or_default().push(msg_id);
         }
-        inner.order.push_back(record.msg_id);
-        inner.records.insert(record.msg_id, Box::new(entry));
+        let number = inner.first + inner.ring.len() as u64;
+        inner.ring.push_back(entry);
+        inner.ids.insert(msg_id, number);
         inner.evict();
-        record
+        Recorded {
+            lineage,
+            ticket: Ticket { number, msg_id },
+        }
     }
 
-    /// The message `msg_id` was stored as `station`/`seq`.
-    pub fn stored(&self, msg_id: u128, station: &str, seq: u64) {
+    /// The message of `ticket` was stored as `station`/`seq`.
+    pub fn stored(&self, ticket: Ticket, station: &Arc<str>, seq: u64) {
         let mut inner = self.inner.lock();
-        let Some(r) = inner.records.get_mut(&msg_id) else {
+        let Inner {
+            ring,
+            first,
+            producers,
+            graph,
+            ..
+        } = &mut *inner;
+        let Some(r) = usize::try_from(ticket.number.wrapping_sub(*first))
+            .ok()
+            .and_then(|i| ring.get_mut(i))
+            .filter(|r| r.record.msg_id == ticket.msg_id)
+        else {
             return;
         };
         r.seq = Some(seq);
-        let tenant = r.tenant.clone();
-        let (producer, name) = {
-            let Inner {
-                records, producers, ..
-            } = &mut *inner;
-            let Some(r) = records.get(&msg_id) else {
-                return;
-            };
-            producer_node_cached(producers, &r.record)
-        };
-        let (station_id, station_name) = inner.station_node(station);
-        if let Some(r) = inner.records.get_mut(&msg_id) {
-            r.station = Some(station_name);
-        }
-        inner.count(
-            &tenant,
-            (&producer, LineageNodeKind::Producer, &name),
-            (&station_id, LineageNodeKind::Station, station),
-            unix_secs(SystemTime::now()),
+        r.station = Some(station.clone());
+        let producer = producer_node_cached(producers, &r.record);
+        graph.count(
+            &r.tenant,
+            [&producer.id, station],
+            r.record.received_ns / 1_000_000_000,
+            || (producer.clone(), station_node(station)),
         );
     }
 
@@ -459,68 +522,62 @@ impl LineageLog {
         let mut inner = self.inner.lock();
         let mut added = 0;
         for r in restored {
-            if inner.order.len() >= MAX_RECORDS {
+            if inner.ring.len() >= MAX_RECORDS {
                 break;
             }
-            if inner.records.contains_key(&r.record.msg_id) {
+            let id = r.record.msg_id;
+            if inner.ids.contains_key(&id) {
                 continue;
             }
-            inner.count_stored(
-                &r.tenant,
-                &r.record,
-                &r.station,
-                r.record.received_ns / 1_000_000_000,
-            );
-            let id = r.record.msg_id;
+            {
+                let Inner {
+                    producers, graph, ..
+                } = &mut *inner;
+                let producer = producer_node_cached(producers, &r.record);
+                graph.count(
+                    &r.tenant,
+                    [&producer.id, &r.station],
+                    r.record.received_ns / 1_000_000_000,
+                    || (producer.clone(), station_node(&r.station)),
+                );
+            }
             if r.record.trace_from_producer || r.record.trace_id != id {
                 inner.traces.entry(r.record.trace_id).or_default().push(id);
             }
             // Newest first, each in front of the last: the oldest ends up first,
             // and is forgotten first.
-            inner.order.push_front(id);
-            inner.records.insert(
-                id,
-                Box::new(Entry {
-                    tenant: r.tenant,
-                    record: r.record,
-                    subject: r.subject,
-                    station: Some(Arc::from(r.station.as_str())),
-                    seq: Some(r.seq),
-                    deliveries: Vec::new(),
-                }),
-            );
+            inner.first -= 1;
+            let number = inner.first;
+            inner.ids.insert(id, number);
+            inner.ring.push_front(Entry {
+                tenant: r.tenant,
+                record: r.record,
+                subject: r.subject,
+                station: Some(r.station),
+                seq: Some(r.seq),
+                deliveries: Vec::new(),
+            });
             added += 1;
         }
         added
     }
 
     /// A group delivered a message (`lineage`: its stored lineage section).
-    pub fn delivered(
-        &self,
-        tenant: &TenantId,
-        station: &str,
-        group: &str,
-        lineage: &[u8],
-        delivery_count: u32,
-    ) {
+    fn delivered(&self, sink: &TracedSink, lineage: &[u8], delivery_count: u32) {
         let msg_id = LineageRecord::msg_id_of(lineage);
         let mut inner = self.inner.lock();
-        if let Some(r) = msg_id.and_then(|id| inner.records.get_mut(&id))
+        if let Some(number) = msg_id.and_then(|id| inner.ids.get(&id).copied())
+            && let Some(r) = inner.get_mut(number)
             && r.deliveries.len() < MAX_DELIVERIES
         {
-            r.deliveries.push(LineageDelivery {
-                group: group.to_string(),
-                time: SystemTime::now(),
-                delivery_count,
-            });
+            r.deliveries
+                .push((sink.group.clone(), SystemTime::now(), delivery_count));
         }
-        let station_id = format!("station:{station}");
-        let group_id = format!("group:{station}/{group}");
-        inner.count(
-            tenant,
-            (&station_id, LineageNodeKind::Station, station),
-            (&group_id, LineageNodeKind::Group, group),
+        inner.graph.count(
+            &sink.tenant,
+            [&sink.station_node.id, &sink.group_node.id],
             unix_secs(SystemTime::now()),
+            || (sink.station_node.clone(), sink.group_node.clone()),
         );
     }
 
@@ -528,17 +585,17 @@ impl LineageLog {
     pub fn trace(&self, tenant: &TenantId, id: &str) -> Option<LineageTrace> {
         let id = parse_hex_id(&id.to_ascii_lowercase())?;
         let inner = self.inner.lock();
-        let trace_id = match inner.records.get(&id) {
+        let trace_id = match inner.by_id(id) {
             Some(r) if r.tenant == *tenant => r.record.trace_id,
             _ => id,
         };
         let mut ids: Vec<u128> = inner.traces.get(&trace_id).cloned().unwrap_or_default();
-        if inner.records.contains_key(&trace_id) && !ids.contains(&trace_id) {
+        if inner.ids.contains_key(&trace_id) && !ids.contains(&trace_id) {
             ids.push(trace_id);
         }
         let mut messages: Vec<LineageMessage> = ids
             .iter()
-            .filter_map(|m| inner.records.get(m))
+            .filter_map(|m| inner.by_id(*m))
             .filter(|r| r.tenant == *tenant)
             .map(|e| e.message())
             .collect();
@@ -557,22 +614,22 @@ impl LineageLog {
         let inner = self.inner.lock();
         let now = unix_secs(SystemTime::now());
         let mut nodes: Vec<(String, LineageNodeKind, String)> = inner
+            .graph
             .nodes
             .get(tenant)
             .into_iter()
             .flatten()
-            .map(|(id, (kind, name))| (id.clone(), *kind, name.clone()))
+            .map(|(id, n)| (id.to_string(), n.kind, n.name.to_string()))
             .collect();
         nodes.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
         let mut edges: Vec<LineageEdge> = inner
+            .graph
             .edges
-            .get(tenant)
-            .into_iter()
-            .flatten()
-            .flat_map(|(from, to)| to.iter().map(move |(to, e)| (from, to, e)))
-            .map(|(from, to, e)| LineageEdge {
-                from: from.clone(),
-                to: to.clone(),
+            .iter()
+            .filter(|(t, ..)| t == tenant)
+            .map(|(_, from, to, e)| LineageEdge {
+                from: from.to_string(),
+                to: to.to_string(),
                 messages: e.total,
                 rate: e.rate(now),
             })
@@ -599,9 +656,9 @@ pub(crate) fn rebuild(stations: &super::stations::StationRegistry, log: &Lineage
             };
             restored.push(Restored {
                 tenant: station.tenant.clone(),
-                station: station.name().to_string(),
+                station: station.name_arc(),
                 seq,
-                subject: String::from_utf8_lossy(&subject).into_owned(),
+                subject: Subject::from_trusted(subject),
                 record,
             });
         }
@@ -615,24 +672,44 @@ pub(crate) fn rebuild(stations: &super::stations::StationRegistry, log: &Lineage
 
 /// A pull request's sink that records each delivery's lineage, then passes it on.
 pub(crate) struct TracedSink {
-    pub inner: Arc<dyn FetchSink>,
-    pub lineage: Arc<LineageLog>,
-    pub tenant: TenantId,
-    pub station: String,
-    pub group: String,
+    inner: Arc<dyn FetchSink>,
+    lineage: Arc<LineageLog>,
+    tenant: TenantId,
+    group: Arc<str>,
+    station_node: Node,
+    group_node: Node,
+}
+
+impl TracedSink {
+    pub fn new(
+        inner: Arc<dyn FetchSink>,
+        lineage: Arc<LineageLog>,
+        tenant: TenantId,
+        station: &str,
+        group: &str,
+    ) -> Self {
+        let group: Arc<str> = Arc::from(group);
+        TracedSink {
+            inner,
+            lineage,
+            tenant,
+            station_node: station_node(station),
+            group_node: Node {
+                id: Arc::from(format!("group:{station}/{group}")),
+                kind: LineageNodeKind::Group,
+                name: group.clone(),
+            },
+            group,
+        }
+    }
 }
 
 impl FetchSink for TracedSink {
     fn deliver(&self, delivered: &junction_api::Delivered) -> bool {
         let ok = self.inner.deliver(delivered);
         if ok {
-            self.lineage.delivered(
-                &self.tenant,
-                &self.station,
-                &self.group,
-                &delivered.message.lineage,
-                delivered.delivery_count,
-            );
+            self.lineage
+                .delivered(self, &delivered.message.lineage, delivered.delivery_count);
         }
         ok
     }
@@ -682,7 +759,8 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         );
         let m = message(Some(h));
-        let r = log.record(&client(), &m);
+        let recorded = log.record(&client(), &m);
+        let r = LineageRecord::decode(&recorded.lineage).unwrap();
         assert_eq!(hex_id(r.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert!(r.trace_from_producer);
         assert_eq!(r.protocol, Protocol::Nats);
@@ -693,7 +771,7 @@ mod tests {
             r.remote,
             Some(std::net::SocketAddr::from(([127, 0, 0, 1], 4000)))
         );
-        log.stored(r.msg_id, "s", 1);
+        log.stored(recorded.ticket, &Arc::from("s"), 1);
         let tenant = TenantId::default_tenant();
         let t = log.trace(&tenant, &hex_id(r.msg_id)).unwrap();
         assert_eq!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
@@ -707,10 +785,10 @@ mod tests {
         let log = LineageLog::default();
         let mut h = Headers::new();
         h.append("traceparent", "nonsense");
-        let r = log.record(&client(), &message(Some(h)));
+        let r = LineageRecord::decode(&log.record(&client(), &message(Some(h))).lineage).unwrap();
         assert!(!r.trace_from_producer);
         assert_ne!(r.trace_id, 0);
-        let r2 = log.record(&client(), &message(None));
+        let r2 = LineageRecord::decode(&log.record(&client(), &message(None)).lineage).unwrap();
         assert_ne!(r.trace_id, r2.trace_id);
         assert_ne!(r.msg_id, r2.msg_id);
     }
@@ -718,13 +796,13 @@ mod tests {
     #[test]
     fn restore_keeps_the_newest_behind_what_is_known() {
         let log = LineageLog::default();
-        let live = log.record(&client(), &message(None));
+        let live = LineageRecord::decode(&log.record(&client(), &message(None)).lineage).unwrap();
         let tenant = TenantId::default_tenant();
         let old = |n: u64| Restored {
             tenant: tenant.clone(),
             station: "s".into(),
             seq: n,
-            subject: "a.b".into(),
+            subject: Subject::new("a.b").unwrap(),
             record: LineageRecord {
                 msg_id: u128::from(n),
                 received_ns: n,
@@ -734,7 +812,11 @@ mod tests {
         assert_eq!(log.restore(vec![old(1), old(2), old(2)]), 2);
         let inner = log.inner.lock();
         assert_eq!(
-            inner.order.iter().copied().collect::<Vec<_>>(),
+            inner
+                .ring
+                .iter()
+                .map(|e| e.record.msg_id)
+                .collect::<Vec<_>>(),
             vec![1, 2, live.msg_id]
         );
         drop(inner);

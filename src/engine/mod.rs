@@ -476,13 +476,13 @@ impl Broker for StationEngine {
         request: FetchRequest,
         sink: Arc<dyn FetchSink>,
     ) -> Result<(), EngineError> {
-        let sink: Arc<dyn FetchSink> = Arc::new(lineage::TracedSink {
-            inner: sink,
-            lineage: self.lineage.clone(),
-            tenant: tenant.clone(),
-            station: station.to_string(),
-            group: group.to_string(),
-        });
+        let sink: Arc<dyn FetchSink> = Arc::new(lineage::TracedSink::new(
+            sink,
+            self.lineage.clone(),
+            tenant.clone(),
+            station,
+            group,
+        ));
         self.stations.fetch(tenant, station, group, request, sink)
     }
 

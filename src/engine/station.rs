@@ -324,6 +324,11 @@ impl Station {
         &self.name
     }
 
+    /// The station's name, shared.
+    pub fn name_arc(&self) -> Arc<str> {
+        self.name.clone()
+    }
+
     /// The retention policy, without copying the whole configuration.
     pub fn retention(&self) -> Retention {
         self.config.read().retention

@@ -824,16 +824,43 @@ fn writer_loop(
             outcome,
         });
     }
-    // A clean close writes the log's memtable out as a table (compressed), so the
-    // journal it was kept in can go: the next start replays nothing, and the data
-    // directory holds each message once. (fjall marks this call hidden; it is the
-    // only way to flush one keyspace and wait for it, and the version is pinned.)
-    if !health.is_poisoned()
-        && let Err(e) = log.rotate_memtable_and_wait()
-    {
-        tracing::warn!(error = %e, "could not flush the log at close; the next start replays its journal");
+    if !health.is_poisoned() {
+        flush_log_at_close(&log);
     }
     let _ = db.persist(PersistMode::SyncAll);
+}
+
+/// Longest a clean close waits for the log's memtable to be written out.
+const CLOSE_FLUSH_WAIT: Duration = Duration::from_secs(10);
+
+/// A clean close writes the log's memtable out as a table (compressed), so the
+/// journal it was kept in need not be replayed: the next start reads nothing
+/// twice and does not fill a memtable again. Skipped when the data directory is
+/// gone (nothing could be written), and given up after [`CLOSE_FLUSH_WAIT`]: the
+/// journal still has everything. (fjall marks `rotate_memtable` hidden; it is the
+/// only way to flush one keyspace, and the version is pinned.)
+fn flush_log_at_close(log: &Keyspace) {
+    if !log.path().exists() {
+        return;
+    }
+    match log.rotate_memtable() {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not flush the log at close; the next start replays its journal");
+            return;
+        }
+    }
+    let deadline = Instant::now() + CLOSE_FLUSH_WAIT;
+    while log.sealed_memtable_count() > 0 {
+        if Instant::now() >= deadline {
+            tracing::warn!(
+                "the log's flush at close did not finish; the next start replays its journal"
+            );
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Takes what is waiting in the queue, up to [`GROUP_LIMIT`] appends in all.
