@@ -16,7 +16,7 @@ use junction_api::{
 use junction_storage::Store;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -32,6 +32,66 @@ struct Pending {
     consumer_seq: u64,
     deliveries: u32,
     deadline: Instant,
+}
+
+/// The messages delivered and not yet acked, by stream sequence, with their
+/// consumer sequences kept in order too: the consumer ack floor is found without
+/// a scan (it was a scan of every pending message on every ack, which made a
+/// batch of 500 acks cost 125,000 steps).
+#[derive(Default)]
+struct PendingSet {
+    by_seq: BTreeMap<u64, Pending>,
+    consumer_seqs: BTreeSet<u64>,
+}
+
+impl PendingSet {
+    fn insert(&mut self, seq: u64, p: Pending) {
+        self.consumer_seqs.insert(p.consumer_seq);
+        if let Some(old) = self.by_seq.insert(seq, p) {
+            self.consumer_seqs.remove(&old.consumer_seq);
+        }
+    }
+
+    fn remove(&mut self, seq: &u64) -> Option<Pending> {
+        let p = self.by_seq.remove(seq)?;
+        self.consumer_seqs.remove(&p.consumer_seq);
+        Some(p)
+    }
+
+    /// Moves the ack deadline of `seq`, if it is pending.
+    fn extend(&mut self, seq: &u64, deadline: Instant) {
+        if let Some(p) = self.by_seq.get_mut(seq) {
+            p.deadline = deadline;
+        }
+    }
+
+    fn lowest_consumer_seq(&self) -> Option<u64> {
+        self.consumer_seqs.first().copied()
+    }
+
+    fn contains_key(&self, seq: &u64) -> bool {
+        self.by_seq.contains_key(seq)
+    }
+
+    fn len(&self) -> usize {
+        self.by_seq.len()
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &u64> {
+        self.by_seq.keys()
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Pending> {
+        self.by_seq.values()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&u64, &Pending)> {
+        self.by_seq.iter()
+    }
+
+    fn range(&self, r: std::ops::RangeToInclusive<u64>) -> impl Iterator<Item = (&u64, &Pending)> {
+        self.by_seq.range(r)
+    }
 }
 
 struct Redelivery {
@@ -65,7 +125,7 @@ struct Run {
     initial: VecDeque<u64>,
     consumer_seq: u64,
     delivered_stream_seq: u64,
-    pending: BTreeMap<u64, Pending>,
+    pending: PendingSet,
     redeliver: BTreeMap<u64, Redelivery>,
     ack_floor_stream: u64,
     ack_floor_consumer: u64,
@@ -526,7 +586,7 @@ impl Group {
         .min()
         .unwrap_or(run.cursor);
         run.ack_floor_stream = run.ack_floor_stream.max(lowest_open.saturating_sub(1));
-        run.ack_floor_consumer = match run.pending.values().map(|p| p.consumer_seq).min() {
+        run.ack_floor_consumer = match run.pending.lowest_consumer_seq() {
             Some(c) => c.saturating_sub(1),
             None => run.consumer_seq,
         };
@@ -564,9 +624,7 @@ impl Group {
             }
             AckKind::InProgress => {
                 let wait = self.config.ack_wait;
-                if let Some(p) = run.pending.get_mut(&seq) {
-                    p.deadline = Instant::now() + wait;
-                }
+                run.pending.extend(&seq, Instant::now() + wait);
             }
             AckKind::Term(reason) => {
                 if let Some(p) = run.pending.remove(&seq) {
