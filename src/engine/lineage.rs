@@ -255,8 +255,11 @@ struct Graph {
     /// strings they named them with → index in `edges`. The value keeps those
     /// strings alive, so an address is never reused for another name while it is
     /// here: counting a message is one lookup of three integers.
-    by_addr: AHashMap<(usize, usize, usize), (usize, [Arc<str>; 3])>,
+    by_addr: AHashMap<(usize, usize, usize), Pinned>,
 }
+
+/// An index in [`Graph::edges`], with the strings whose addresses found it.
+type Pinned = (usize, [Arc<str>; 3]);
 
 fn addr(s: &Arc<str>) -> usize {
     Arc::as_ptr(s) as *const u8 as usize
