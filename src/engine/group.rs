@@ -820,3 +820,43 @@ pub(crate) struct Terminated {
 
 /// Groups of one station, by name.
 pub(crate) type Groups = AHashMap<String, Arc<Group>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(consumer_seq: u64) -> Pending {
+        Pending {
+            consumer_seq,
+            deliveries: 1,
+            deadline: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn the_lowest_consumer_sequence_follows_inserts_removals_and_redeliveries() {
+        let mut set = PendingSet::default();
+        assert_eq!(set.lowest_consumer_seq(), None);
+        set.insert(10, p(1));
+        set.insert(11, p(2));
+        set.insert(12, p(3));
+        assert_eq!(set.lowest_consumer_seq(), Some(1));
+        // Acked out of order: the floor stays until the lowest goes.
+        assert!(set.remove(&11).is_some());
+        assert_eq!(set.lowest_consumer_seq(), Some(1));
+        assert!(set.remove(&10).is_some());
+        assert_eq!(set.lowest_consumer_seq(), Some(3));
+        // A redelivery of stream seq 10 gets a new, higher consumer sequence.
+        set.insert(10, p(4));
+        assert_eq!(set.lowest_consumer_seq(), Some(3));
+        // Delivered again while still pending: the old consumer sequence is gone.
+        set.insert(12, p(5));
+        assert_eq!(set.lowest_consumer_seq(), Some(4));
+        assert_eq!(set.len(), 2);
+        assert!(set.remove(&99).is_none());
+        assert!(set.remove(&10).is_some());
+        assert!(set.remove(&12).is_some());
+        assert_eq!(set.lowest_consumer_seq(), None);
+        assert_eq!(set.len(), 0);
+    }
+}

@@ -831,6 +831,36 @@ mod tests {
     }
 
     #[test]
+    fn the_ring_forgets_the_oldest_and_a_late_ticket_changes_nothing() {
+        let log = LineageLog::default();
+        let first = log.record(&client(), &message(None));
+        let first_id = LineageRecord::decode(&first.lineage).unwrap().msg_id;
+        for _ in 0..MAX_RECORDS {
+            log.record(&client(), &message(None));
+        }
+        let tenant = TenantId::default_tenant();
+        assert!(log.trace(&tenant, &hex_id(first_id)).is_none());
+        // Stored after it was forgotten: no entry, no edge.
+        log.stored(first.ticket, &Arc::from("s"), 1);
+        assert!(log.graph(&tenant).edges.is_empty());
+        let inner = log.inner.lock();
+        assert_eq!(inner.ring.len(), MAX_RECORDS);
+        assert_eq!(inner.ids.len(), MAX_RECORDS);
+        drop(inner);
+        let last = log.record(&client(), &message(None));
+        let station: Arc<str> = Arc::from("s");
+        log.stored(last.ticket, &station, 7);
+        log.stored(last.ticket, &station, 7);
+        let id = LineageRecord::decode(&last.lineage).unwrap().msg_id;
+        let t = log.trace(&tenant, &hex_id(id)).unwrap();
+        assert_eq!(t.messages[0].seq, Some(7));
+        assert_eq!(t.messages[0].station.as_deref(), Some("s"));
+        let g = log.graph(&tenant);
+        assert_eq!(g.edges.len(), 1);
+        assert_eq!(g.edges[0].messages, 2);
+    }
+
+    #[test]
     fn strips_only_what_it_must() {
         let mut h = Headers::new();
         h.append("Junction-Msg-Id", "forged");
