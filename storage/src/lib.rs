@@ -535,15 +535,20 @@ impl Store {
         below: u64,
     ) -> impl Iterator<Item = ScanItem> + use<> {
         let inner = self.inner.clone();
-        let range = (from < below).then(|| {
-            self.inner
-                .log
-                .range(record::key(station, from)..record::key(station, below))
-        });
-        range
+        self.log_range(station, from, below)
             .into_iter()
             .flatten()
             .map(move |guard| Self::decode_guard(&inner, station, guard))
+    }
+
+    /// The log entries of a station with `from <= seq < below` (none when the range
+    /// is empty).
+    fn log_range(&self, station: u64, from: u64, below: u64) -> Option<fjall::Iter> {
+        (from < below).then(|| {
+            self.inner
+                .log
+                .range(record::key(station, from)..record::key(station, below))
+        })
     }
 
     /// Messages of a station with `seq < below`, from the newest backwards; errors
@@ -554,15 +559,10 @@ impl Store {
         below: u64,
     ) -> impl Iterator<Item = ScanItem> + use<> {
         let inner = self.inner.clone();
-        let range = (below > 0).then(|| {
-            self.inner
-                .log
-                .range(record::key(station, 0)..record::key(station, below))
-                .rev()
-        });
-        range
+        self.log_range(station, 0, below)
             .into_iter()
             .flatten()
+            .rev()
             .map(move |guard| Self::decode_guard(&inner, station, guard))
     }
 
@@ -575,12 +575,7 @@ impl Store {
         from: u64,
         below: u64,
     ) -> impl Iterator<Item = u64> + use<> {
-        let range = (from < below).then(|| {
-            self.inner
-                .log
-                .range(record::key(station, from)..record::key(station, below))
-        });
-        range
+        self.log_range(station, from, below)
             .into_iter()
             .flatten()
             .filter_map(|guard| guard.key().ok().and_then(|k| record::seq_of(&k)))

@@ -13,6 +13,20 @@ fn error(code: &str, message: &str) -> serde_json::Value {
     json!({"error": {"code": code, "message": message}})
 }
 
+/// Publishes `body` to `path` with `headers`, expects it refused with `status`,
+/// and returns the error body.
+async fn refused(
+    api: &Api,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+    status: u16,
+) -> serde_json::Value {
+    let r = api.post_raw(path, body, headers).await;
+    assert_eq!(r.status.as_u16(), status, "{r:?}");
+    r.json
+}
+
 async fn messages(api: &Api, station: &str) -> u64 {
     api.get(&format!("/v1/stations/{station}"))
         .await
@@ -29,16 +43,16 @@ async fn expected_last_sequence_is_a_412_precondition() {
     api.publish_stored("orders.eu", "1").await;
     api.publish_stored("orders.us", "2").await;
 
-    let r = api
-        .post_raw(
-            "/v1/subjects/orders.eu",
-            "3",
-            &[("Junction-Expected-Last-Sequence", "1")],
-        )
-        .await;
-    assert_eq!(r.status.as_u16(), 412, "{r:?}");
+    let refusal = refused(
+        &api,
+        "/v1/subjects/orders.eu",
+        "3",
+        &[("Junction-Expected-Last-Sequence", "1")],
+        412,
+    )
+    .await;
     assert_eq!(
-        r.json,
+        refusal,
         error(
             "wrong_last_sequence",
             "expected last sequence does not match: the station's last sequence is 2"
@@ -46,14 +60,14 @@ async fn expected_last_sequence_is_a_412_precondition() {
     );
     assert_eq!(messages(&api, "ORDERS").await, 2);
     // Through the station route as well, and it is stored once it matches.
-    let r = api
-        .post_raw(
-            "/v1/stations/ORDERS/messages?subject=orders.eu",
-            "3",
-            &[("Junction-Expected-Last-Sequence", "7")],
-        )
-        .await;
-    assert_eq!(r.status.as_u16(), 412, "{r:?}");
+    refused(
+        &api,
+        "/v1/stations/ORDERS/messages?subject=orders.eu",
+        "3",
+        &[("Junction-Expected-Last-Sequence", "7")],
+        412,
+    )
+    .await;
     let ok = api
         .post_raw(
             "/v1/subjects/orders.eu",
@@ -82,16 +96,16 @@ async fn subject_station_and_idempotency_key_preconditions() {
     api.publish_stored("orders.us", "2").await;
 
     // Last sequence on the subject: orders.eu was last stored at 1, orders.new never.
-    let r = api
-        .post_raw(
-            "/v1/subjects/orders.eu",
-            "x",
-            &[("Junction-Expected-Last-Subject-Sequence", "2")],
-        )
-        .await;
-    assert_eq!(r.status.as_u16(), 412, "{r:?}");
+    let refusal = refused(
+        &api,
+        "/v1/subjects/orders.eu",
+        "x",
+        &[("Junction-Expected-Last-Subject-Sequence", "2")],
+        412,
+    )
+    .await;
     assert_eq!(
-        r.json,
+        refusal,
         error(
             "wrong_last_subject_sequence",
             "expected last subject sequence does not match: the subject's last sequence is 1"
@@ -106,16 +120,16 @@ async fn subject_station_and_idempotency_key_preconditions() {
     .expect(201);
 
     // The station that captures the subject.
-    let r = api
-        .post_raw(
-            "/v1/subjects/orders.eu",
-            "x",
-            &[("Junction-Expected-Station", "PAYMENTS")],
-        )
-        .await;
-    assert_eq!(r.status.as_u16(), 412, "{r:?}");
+    let refusal = refused(
+        &api,
+        "/v1/subjects/orders.eu",
+        "x",
+        &[("Junction-Expected-Station", "PAYMENTS")],
+        412,
+    )
+    .await;
     assert_eq!(
-        r.json,
+        refusal,
         error(
             "wrong_expected_station",
             "the message was captured by another station than the expected one"
@@ -130,16 +144,16 @@ async fn subject_station_and_idempotency_key_preconditions() {
     .expect(201);
 
     // The last idempotency key the station stored.
-    let r = api
-        .post_raw(
-            "/v1/subjects/orders.eu",
-            "x",
-            &[("Junction-Expected-Last-Idempotency-Key", "k-0")],
-        )
-        .await;
-    assert_eq!(r.status.as_u16(), 412, "{r:?}");
+    let refusal = refused(
+        &api,
+        "/v1/subjects/orders.eu",
+        "x",
+        &[("Junction-Expected-Last-Idempotency-Key", "k-0")],
+        412,
+    )
+    .await;
     assert_eq!(
-        r.json,
+        refusal,
         error(
             "wrong_last_msg_id",
             "expected last message id does not match: the station's last message id is 'k-1'"
@@ -169,16 +183,16 @@ async fn older_form_keeps_409_and_the_new_header_wins() {
     let api = Api::new(&b);
     api.station("S", &["s.*"]).await;
     api.publish_stored("s.a", "1").await;
-    let r = api
-        .post_raw(
-            "/v1/subjects/s.a",
-            "2",
-            &[("X-Junction-Header-Nats-Expected-Last-Sequence", "5")],
-        )
-        .await;
-    assert_eq!(r.status.as_u16(), 409, "{r:?}");
+    let refusal = refused(
+        &api,
+        "/v1/subjects/s.a",
+        "2",
+        &[("X-Junction-Header-Nats-Expected-Last-Sequence", "5")],
+        409,
+    )
+    .await;
     assert_eq!(
-        r.json,
+        refusal,
         error(
             "wrong_last_sequence",
             "expected last sequence does not match: the station's last sequence is 1"
@@ -195,18 +209,18 @@ async fn older_form_keeps_409_and_the_new_header_wins() {
     )
     .await
     .expect(201);
-    let r = api
-        .post_raw(
-            "/v1/subjects/s.a",
-            "3",
-            &[
-                ("X-Junction-Header-Nats-Expected-Last-Sequence", "2"),
-                ("Junction-Expected-Last-Sequence", "1"),
-            ],
-        )
-        .await;
-    assert_eq!(r.status.as_u16(), 412, "{r:?}");
-    assert_eq!(r.json["error"]["code"], "wrong_last_sequence");
+    let refusal = refused(
+        &api,
+        "/v1/subjects/s.a",
+        "3",
+        &[
+            ("X-Junction-Header-Nats-Expected-Last-Sequence", "2"),
+            ("Junction-Expected-Last-Sequence", "1"),
+        ],
+        412,
+    )
+    .await;
+    assert_eq!(refusal["error"]["code"], "wrong_last_sequence");
     // The older form is a message header: stored as the producer set it.
     let m = api.get("/v1/stations/S/messages/2").await.expect(200);
     assert_eq!(m["headers"], json!({"Nats-Expected-Last-Sequence": "5"}));
