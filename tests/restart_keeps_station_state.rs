@@ -127,6 +127,30 @@ impl Junction {
             .expect("junction dies after SIGKILL")
             .expect("wait");
     }
+
+    /// SIGKILL when `kill`, else a clean shutdown.
+    async fn end(self, kill: bool) {
+        if kill {
+            self.kill_9().await;
+        } else {
+            self.stop().await;
+        }
+    }
+}
+
+/// A stream of `name` on `subjects` with nats-server's defaults for the rest.
+fn config(name: &str, subjects: &str) -> stream::Config {
+    stream::Config {
+        name: name.into(),
+        subjects: vec![subjects.into()],
+        ..Default::default()
+    }
+}
+
+/// (messages, first sequence, last sequence) of a stream.
+async fn extent(s: &mut jetstream::stream::Stream) -> (u64, u64, u64) {
+    let state = s.info().await.unwrap().state.clone();
+    (state.messages, state.first_sequence, state.last_sequence)
 }
 
 /// A start after a clean shutdown loads the snapshot; one after SIGKILL has none
@@ -188,13 +212,9 @@ async fn seen(js: &jetstream::Context, name: &str, subjects: &[String]) -> Seen 
 /// Fills the big station: many messages over many subjects, the last ones with
 /// message ids, then deletes the head, some interior messages and one subject.
 async fn fill_big(js: &jetstream::Context) {
-    js.create_stream(stream::Config {
-        name: "BIG".into(),
-        subjects: vec!["big.>".into()],
-        ..Default::default()
-    })
-    .await
-    .expect("create BIG");
+    js.create_stream(config("BIG", "big.>"))
+        .await
+        .expect("create BIG");
     let mut acks = Vec::new();
     for i in 1..=MESSAGES {
         let payload = format!("payload-{i:08}");
@@ -243,11 +263,7 @@ async fn restart_keeps_state(kill: bool) {
     assert_eq!(before.last_seq, MESSAGES);
     assert_eq!(before.num_subjects, SUBJECTS - 1);
     drop(js);
-    if kill {
-        j.kill_9().await;
-    } else {
-        j.stop().await;
-    }
+    j.end(kill).await;
 
     let j = Junction::start(dir.path(), port).await;
     recovered_as_expected(&j, kill);
@@ -323,18 +339,14 @@ async fn limits_evict_after_restart(kill: bool) {
     let j = Junction::start(dir.path(), port).await;
     let js = j.js().await;
     js.create_stream(stream::Config {
-        name: "CAPPED".into(),
-        subjects: vec!["capped.>".into()],
         max_messages: 100,
-        ..Default::default()
+        ..config("CAPPED", "capped.>")
     })
     .await
     .unwrap();
     js.create_stream(stream::Config {
-        name: "KV".into(),
-        subjects: vec!["kv.>".into()],
         max_messages_per_subject: 2,
-        ..Default::default()
+        ..config("KV", "kv.>")
     })
     .await
     .unwrap();
@@ -346,10 +358,8 @@ async fn limits_evict_after_restart(kill: bool) {
     // More messages than the index keeps in memory: eviction reads the oldest
     // ones back from the log.
     js.create_stream(stream::Config {
-        name: "WINDOW".into(),
-        subjects: vec!["window.>".into()],
         max_messages: 1500,
-        ..Default::default()
+        ..config("WINDOW", "window.>")
     })
     .await
     .unwrap();
@@ -359,22 +369,14 @@ async fn limits_evict_after_restart(kill: bool) {
     )
     .await;
     let mut window = js.get_stream("WINDOW").await.unwrap();
-    let state = window.info().await.unwrap().state.clone();
-    assert_eq!(
-        (state.messages, state.first_sequence, state.last_sequence),
-        (1500, 1501, 3000)
-    );
+    assert_eq!(extent(&mut window).await, (1500, 1501, 3000));
     publish_all(
         &js,
         (1..=3).flat_map(|round| (0..5).map(move |k| (format!("kv.k{k}"), format!("r{round}")))),
     )
     .await;
     drop(js);
-    if kill {
-        j.kill_9().await;
-    } else {
-        j.stop().await;
-    }
+    j.end(kill).await;
 
     let j = Junction::start(dir.path(), port).await;
     recovered_as_expected(&j, kill);
@@ -385,11 +387,7 @@ async fn limits_evict_after_restart(kill: bool) {
     )
     .await;
     let mut capped = js.get_stream("CAPPED").await.unwrap();
-    let state = capped.info().await.unwrap().state.clone();
-    assert_eq!(
-        (state.messages, state.first_sequence, state.last_sequence),
-        (100, 161, 260)
-    );
+    assert_eq!(extent(&mut capped).await, (100, 161, 260));
     let first = capped.get_raw_message(161).await.unwrap();
     assert_eq!(&first.payload[..], b"c161");
     assert!(
@@ -403,12 +401,8 @@ async fn limits_evict_after_restart(kill: bool) {
     )
     .await;
     let mut window = js.get_stream("WINDOW").await.unwrap();
-    let state = window.info().await.unwrap().state.clone();
-    assert_eq!(
-        (state.messages, state.first_sequence, state.last_sequence),
-        (1500, 1511, 3010)
-    );
-    assert_eq!(state.subjects_count, 3);
+    assert_eq!(extent(&mut window).await, (1500, 1511, 3010));
+    assert_eq!(window.info().await.unwrap().state.subjects_count, 3);
     assert_eq!(
         &window.get_raw_message(1511).await.unwrap().payload[..],
         b"w1511"
