@@ -36,6 +36,18 @@ pub fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
+/// A stored record as the engine hands it out.
+fn stored_message(r: Record) -> StoredMessage {
+    StoredMessage {
+        seq: r.seq,
+        subject: Subject::from_trusted(r.subject),
+        headers: r.headers,
+        payload: r.payload,
+        time: time_of(r.time_ns),
+        lineage: r.lineage,
+    }
+}
+
 /// A time from ns since the epoch.
 pub fn time_of(ns: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_nanos(ns)
@@ -737,7 +749,6 @@ impl Station {
         n
     }
 
-    /// Reads a stored message.
     /// Up to `max` durable messages from `from` on, in order, read in one range
     /// scan. Stops early (possibly empty) at a corrupt record or a read error; the
     /// caller reads one by one from there ([`Station::read_message`]).
@@ -746,14 +757,6 @@ impl Station {
         if from > committed || max == 0 {
             return Vec::new();
         }
-        let shape = |r: Record| StoredMessage {
-            seq: r.seq,
-            subject: Subject::from_trusted(r.subject),
-            headers: r.headers,
-            payload: r.payload,
-            time: time_of(r.time_ns),
-            lineage: r.lineage,
-        };
         {
             let log = self.log.lock();
             if log.limits.memory {
@@ -761,7 +764,7 @@ impl Station {
                     .memory
                     .range(from..=committed)
                     .take(max)
-                    .map(|(_, r)| shape(r.clone()))
+                    .map(|(_, r)| stored_message(r.clone()))
                     .collect();
             }
         }
@@ -770,19 +773,13 @@ impl Station {
             .map_while(Result::ok)
             .take_while(|r| r.seq <= committed)
             .take(max)
-            .map(shape)
+            .map(stored_message)
             .collect()
     }
 
+    /// Reads a stored message.
     pub fn read_message(&self, seq: u64) -> Result<Option<StoredMessage>, EngineError> {
-        Ok(self.read(seq)?.map(|r| StoredMessage {
-            seq: r.seq,
-            subject: Subject::from_trusted(r.subject),
-            headers: r.headers,
-            payload: r.payload,
-            time: time_of(r.time_ns),
-            lineage: r.lineage,
-        }))
+        Ok(self.read(seq)?.map(stored_message))
     }
 
     /// The producer's preconditions, checked as nats-server orders them.
