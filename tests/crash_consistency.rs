@@ -16,31 +16,16 @@ use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
+
+#[path = "support/process.rs"]
+#[allow(dead_code)] // each test binary uses part of it
+mod process;
 
 const SUBJECT: &str = "crash.events";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn start(data: &Path, port: u16) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_junction"))
-        .args([
-            "serve",
-            "--nats-listen",
-            &format!("127.0.0.1:{port}"),
-            "--http-listen",
-            "off",
-            "--mqtt-listen",
-            "off",
-            "--data-dir",
-        ])
-        .arg(data)
+    let child = process::serve_nats_only(data, port)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -74,7 +59,7 @@ async fn acknowledged_messages_survive_kill_9() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = process::free_port();
     // id -> acknowledged sequence
     let acked: Arc<Mutex<HashMap<u64, u64>>> = Arc::new(Mutex::new(HashMap::new()));
     let mut next_id = 0u64;

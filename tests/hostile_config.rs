@@ -11,6 +11,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "support/process.rs"]
+#[allow(dead_code)] // each test binary uses part of it
 mod process;
 use process::{BIN, GUARD, addr_after, junction, run_to_exit};
 

@@ -13,19 +13,15 @@ use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::{Child, Command};
 
+#[path = "support/process.rs"]
+#[allow(dead_code)] // each test binary uses part of it
+mod process;
+
 /// How long any single step may hang before the test fails. A failure guard only.
 const GUARD: Duration = Duration::from_secs(20);
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn start(data: &Path, mqtt_port: u16) -> Child {
-    let nats_port = free_port();
+    let nats_port = process::free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_junction"))
         .args([
             "serve",
@@ -140,7 +136,7 @@ impl Client {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_qos1_and_retained_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = process::free_port();
     let mut child = start(dir.path(), port).await;
 
     let (mut sub, ack) = Client::connect(port, "k9-sub", false).await;
@@ -245,7 +241,7 @@ impl Raw {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbound_qos2_pubrel_state_survives_kill_9() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = process::free_port();
     let mut child = start(dir.path(), port).await;
 
     let (mut sub, _) = Raw::connect(port, "k9-q2-sub").await;

@@ -14,7 +14,11 @@ use async_nats::jetstream::{self, stream};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
+
+#[path = "support/process.rs"]
+#[allow(dead_code)] // each test binary uses part of it
+mod process;
 
 /// How long any one step may hang before the test fails. A failure guard only.
 const GUARD: Duration = Duration::from_secs(60);
@@ -27,14 +31,6 @@ fn rand_suffix() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 struct Junction {
@@ -52,18 +48,7 @@ impl Junction {
     async fn start(data: &Path, port: u16) -> Junction {
         let log = data.with_extension(format!("{}.log", rand_suffix()));
         let stderr = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_junction"))
-            .args([
-                "serve",
-                "--nats-listen",
-                &format!("127.0.0.1:{port}"),
-                "--http-listen",
-                "off",
-                "--mqtt-listen",
-                "off",
-                "--data-dir",
-            ])
-            .arg(data)
+        let child = process::serve_nats_only(data, port)
             .env_clear()
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -252,7 +237,7 @@ async fn fill_big(js: &jetstream::Context) {
 
 async fn restart_keeps_state(kill: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = process::free_port();
     let subjects: Vec<String> = (0..SUBJECTS).map(subject).collect();
     let j = Junction::start(dir.path(), port).await;
     let js = j.js().await;
@@ -335,7 +320,7 @@ async fn publish_all(js: &jetstream::Context, items: impl IntoIterator<Item = (S
 
 async fn limits_evict_after_restart(kill: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = process::free_port();
     let j = Junction::start(dir.path(), port).await;
     let js = j.js().await;
     js.create_stream(stream::Config {

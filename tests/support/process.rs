@@ -1,6 +1,8 @@
 //! Running the real `junction` binary from a test: a clean environment, a hang
 //! guard, and reading the addresses it logs. Shared by the tests that start the
-//! process themselves (`hostile_config.rs`, `process_signals_and_health.rs`).
+//! process themselves (`hostile_config.rs`, `process_signals_and_health.rs`,
+//! `crash_consistency.rs`, `restart_keeps_station_state.rs`,
+//! `mqtt_restart_kill9.rs`).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -26,6 +28,33 @@ pub fn junction(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    cmd
+}
+
+/// A free port on 127.0.0.1 (bound, then released for the broker to take).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `junction serve` with NATS alone on 127.0.0.1:`port` and its data in `data`;
+/// the caller chooses its environment and where its output goes.
+pub fn serve_nats_only(data: &Path, port: u16) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "serve",
+        "--nats-listen",
+        &format!("127.0.0.1:{port}"),
+        "--http-listen",
+        "off",
+        "--mqtt-listen",
+        "off",
+        "--data-dir",
+    ])
+    .arg(data);
     cmd
 }
 
