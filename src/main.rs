@@ -6,6 +6,15 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc instead of glibc malloc: the broker allocates small, short-lived
+/// buffers per message on several threads, and glibc spent ~15% of the
+/// server's CPU in `_int_malloc`/`malloc_consolidate` on the durable pull
+/// path. Its options (two arenas, 1 s decay) are in `.cargo/config.toml`;
+/// mimalloc was tried too and doubled peak RSS. docs/performance.md has the
+/// figures.
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn init_logging(config: &junction::Config) -> Result<(), String> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(v) if !v.is_empty() => EnvFilter::try_new(v).map_err(|e| format!("RUST_LOG: {e}"))?,
