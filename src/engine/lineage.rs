@@ -87,11 +87,12 @@ fn strip(message: &Message, drop: impl Fn(&str) -> bool) -> Cow<'_, Message> {
     })
 }
 
-fn random_id() -> u128 {
+/// A random, non-zero prefix for the message ids of one run of the broker.
+fn random_epoch() -> u64 {
     loop {
-        let id: u128 = rand::rng().random();
-        if id != 0 {
-            return id;
+        let epoch: u64 = rand::rng().random();
+        if epoch != 0 {
+            return epoch;
         }
     }
 }
@@ -109,7 +110,7 @@ fn now_ns() -> u64 {
 /// Who published, as lineage records it. HTTP requests publish through one gateway
 /// client, so the HTTP front-end names each caller on a per-request record (see
 /// [`junction_api::ClientRecord::for_caller`]).
-fn producer_of(from: &ClientRecord) -> (Option<String>, Option<SocketAddr>, Option<String>) {
+fn producer_of(from: &ClientRecord) -> (Option<Arc<str>>, Option<SocketAddr>, Option<Arc<str>>) {
     let (name, user) = from.name_and_user();
     (
         name.filter(|n| !n.is_empty()),
@@ -122,7 +123,7 @@ fn producer_of(from: &ClientRecord) -> (Option<String>, Option<SocketAddr>, Opti
 /// being the client name, else the caller's IP address, else `anonymous`.
 fn producer_node_id(r: &LineageRecord) -> String {
     let name = match (&r.client, &r.remote) {
-        (Some(c), _) => c.clone(),
+        (Some(c), _) => c.to_string(),
         (None, Some(a)) => a.ip().to_string(),
         (None, None) => "anonymous".to_string(),
     };
@@ -185,9 +186,9 @@ impl Entry {
             trace_id: hex_id(r.trace_id),
             protocol: protocol_name(r.protocol).to_string(),
             conn_id: r.conn_id,
-            client: r.client.clone(),
+            client: r.client.as_deref().map(str::to_owned),
             remote: r.remote.map(|a| a.to_string()),
-            user: r.user.clone(),
+            user: r.user.as_deref().map(str::to_owned),
             subject: self.subject.to_str_lossy().into_owned(),
             received: r.received(),
             station: self.station.as_deref().map(str::to_owned),
@@ -210,7 +211,7 @@ impl Entry {
 /// the ones it was made from (HTTP callers share one connection id).
 struct ProducerNode {
     protocol: junction_api::Protocol,
-    client: Option<String>,
+    client: Option<Arc<str>>,
     remote: Option<SocketAddr>,
     node: Node,
 }
@@ -363,7 +364,13 @@ struct Inner {
     /// number `first + i`.
     ring: VecDeque<Entry>,
     first: u64,
-    /// Message id → number.
+    /// The high 64 bits of every message id this run gives out; the low 64 bits
+    /// are the message's number, so an id finds its entry without a lookup
+    /// table (ids are unique across restarts by the random epoch, and never
+    /// zero).
+    epoch: u64,
+    /// Message id → number, for the messages restored at start-up only (their
+    /// ids carry an earlier run's epoch).
     ids: AHashMap<u128, u64>,
     /// Trace id → its messages, for traces with more than one message (a producer's
     /// own `traceparent`); a message whose trace is its own is found by its id.
@@ -378,6 +385,7 @@ impl Default for Inner {
         Inner {
             ring: VecDeque::new(),
             first: FIRST_NUMBER,
+            epoch: random_epoch(),
             ids: AHashMap::new(),
             traces: AHashMap::new(),
             producers: AHashMap::new(),
@@ -397,8 +405,19 @@ impl Inner {
             .get_mut(usize::try_from(number.checked_sub(self.first)?).ok()?)
     }
 
+    /// The number of the message with id `id`, while it is remembered.
+    fn number_of(&self, id: u128) -> Option<u64> {
+        if (id >> 64) as u64 == self.epoch {
+            let number = id as u64;
+            if self.get(number).is_some_and(|e| e.record.msg_id == id) {
+                return Some(number);
+            }
+        }
+        self.ids.get(&id).copied()
+    }
+
     fn by_id(&self, id: u128) -> Option<&Entry> {
-        self.get(*self.ids.get(&id)?)
+        self.get(self.number_of(id)?)
     }
 
     fn evict(&mut self) {
@@ -409,7 +428,7 @@ impl Inner {
             let number = self.first;
             self.first += 1;
             let id = r.record.msg_id;
-            if self.ids.get(&id) == Some(&number) {
+            if (id >> 64) as u64 != self.epoch && self.ids.get(&id) == Some(&number) {
                 self.ids.remove(&id);
             }
             if r.record.trace_from_producer
@@ -451,37 +470,37 @@ impl LineageLog {
             .and_then(trace_id_of)
             .and_then(parse_hex_id);
         let (client, remote, user) = producer_of(from);
-        let msg_id = random_id();
+        let received_ns = now_ns();
+        let mut inner = self.inner.lock();
+        let number = inner.first + inner.ring.len() as u64;
+        let msg_id = (u128::from(inner.epoch) << 64) | u128::from(number);
         let record = LineageRecord {
             msg_id,
             // A message that starts its trace names it with its own id: its path is
             // found from either without a trace list of its own.
             trace_id: producer_trace.unwrap_or(msg_id),
             trace_from_producer: producer_trace.is_some(),
-            received_ns: now_ns(),
+            received_ns,
             protocol: from.protocol,
             conn_id: from.id.0,
             client,
             remote,
             user,
         };
-        let lineage = record.encode();
-        let entry = Entry {
+        if let Some(trace) = producer_trace {
+            inner.traces.entry(trace).or_default().push(msg_id);
+        }
+        inner.ring.push_back(Entry {
             tenant: from.tenant.clone(),
-            record,
+            record: record.clone(),
             subject: message.subject.clone(),
             station: None,
             seq: None,
             deliveries: Vec::new(),
-        };
-        let mut inner = self.inner.lock();
-        if let Some(trace) = producer_trace {
-            inner.traces.entry(trace).or_default().push(msg_id);
-        }
-        let number = inner.first + inner.ring.len() as u64;
-        inner.ring.push_back(entry);
-        inner.ids.insert(msg_id, number);
+        });
         inner.evict();
+        drop(inner);
+        let lineage = record.encode();
         Recorded {
             lineage,
             ticket: Ticket { number, msg_id },
@@ -529,7 +548,7 @@ impl LineageLog {
                 break;
             }
             let id = r.record.msg_id;
-            if inner.ids.contains_key(&id) {
+            if inner.number_of(id).is_some() {
                 continue;
             }
             {
@@ -569,7 +588,7 @@ impl LineageLog {
     fn delivered(&self, sink: &TracedSink, lineage: &[u8], delivery_count: u32) {
         let msg_id = LineageRecord::msg_id_of(lineage);
         let mut inner = self.inner.lock();
-        if let Some(number) = msg_id.and_then(|id| inner.ids.get(&id).copied())
+        if let Some(number) = msg_id.and_then(|id| inner.number_of(id))
             && let Some(r) = inner.get_mut(number)
             && r.deliveries.len() < MAX_DELIVERIES
         {
@@ -593,7 +612,7 @@ impl LineageLog {
             _ => id,
         };
         let mut ids: Vec<u128> = inner.traces.get(&trace_id).cloned().unwrap_or_default();
-        if inner.ids.contains_key(&trace_id) && !ids.contains(&trace_id) {
+        if inner.by_id(trace_id).is_some() && !ids.contains(&trace_id) {
             ids.push(trace_id);
         }
         let mut messages: Vec<LineageMessage> = ids
@@ -845,7 +864,10 @@ mod tests {
         assert!(log.graph(&tenant).edges.is_empty());
         let inner = log.inner.lock();
         assert_eq!(inner.ring.len(), MAX_RECORDS);
-        assert_eq!(inner.ids.len(), MAX_RECORDS);
+        assert!(
+            inner.ids.is_empty(),
+            "only restored messages are in the id table"
+        );
         drop(inner);
         let last = log.record(&client(), &message(None));
         let station: Arc<str> = Arc::from("s");

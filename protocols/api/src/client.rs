@@ -158,10 +158,12 @@ pub fn now_ms() -> u64 {
 /// Details a client states about itself after connecting.
 #[derive(Debug, Clone, Default)]
 struct ClientDetails {
-    name: Option<String>,
+    /// Shared with every lineage record of the client's messages.
+    name: Option<Arc<str>>,
     lang: Option<String>,
     version: Option<String>,
-    user: Option<String>,
+    /// Shared like `name`.
+    user: Option<Arc<str>>,
 }
 
 /// The engine's record of one connected client, shared by the engine and the
@@ -284,10 +286,10 @@ impl ClientRecord {
         user: Option<String>,
     ) {
         let mut d = self.details.lock();
-        d.name = name;
+        d.name = name.map(Arc::from);
         d.lang = lang;
         d.version = version;
-        d.user = user;
+        d.user = user.map(Arc::from);
     }
 
     /// A record naming one caller of a gateway client (an HTTP request): the same
@@ -315,16 +317,16 @@ impl ClientRecord {
         record
     }
 
-    /// The client's name and authenticated user (what lineage records), copied
-    /// without the rest of the details.
-    pub fn name_and_user(&self) -> (Option<String>, Option<String>) {
+    /// The client's name and authenticated user (what lineage records), shared
+    /// rather than copied, without the rest of the details.
+    pub fn name_and_user(&self) -> (Option<Arc<str>>, Option<Arc<str>>) {
         let d = self.details.lock();
         (d.name.clone(), d.user.clone())
     }
 
     /// The client's name, if it announced one.
     pub fn name(&self) -> Option<String> {
-        self.details.lock().name.clone()
+        self.details.lock().name.as_deref().map(str::to_owned)
     }
 
     /// A point-in-time copy for monitoring.
@@ -343,10 +345,10 @@ impl ClientRecord {
             out_msgs: s.out_msgs.load(Ordering::Relaxed),
             out_bytes: s.out_bytes.load(Ordering::Relaxed),
             pending_bytes: s.pending_bytes.load(Ordering::Relaxed),
-            name: d.name,
+            name: d.name.as_deref().map(str::to_owned),
             lang: d.lang,
             version: d.version,
-            user: d.user,
+            user: d.user.as_deref().map(str::to_owned),
             subscriptions,
         }
     }

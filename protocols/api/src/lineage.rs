@@ -16,6 +16,7 @@
 use crate::{Headers, Protocol};
 use bytes::{BufMut, Bytes, BytesMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Headers starting with this (ASCII case ignored) are the engine's.
@@ -138,12 +139,14 @@ pub struct LineageRecord {
     pub protocol: Protocol,
     /// The producer's connection id.
     pub conn_id: u64,
-    /// The producer's name (NATS `CONNECT` name, MQTT client id, HTTP `User-Agent`).
-    pub client: Option<String>,
+    /// The producer's name (NATS `CONNECT` name, MQTT client id, HTTP `User-Agent`),
+    /// shared with its [`ClientRecord`](crate::ClientRecord): recording it per
+    /// message costs a reference count, not a copy.
+    pub client: Option<Arc<str>>,
     /// The producer's address (for HTTP, the caller's).
     pub remote: Option<SocketAddr>,
     /// The user it authenticated as.
-    pub user: Option<String>,
+    pub user: Option<Arc<str>>,
 }
 
 /// Bytes before the optional fields.
@@ -255,7 +258,7 @@ impl LineageRecord {
         let received_ns = u64::from_be_bytes(r.array()?);
         let conn_id = u64::from_be_bytes(r.array()?);
         let client = if flags & 2 != 0 {
-            Some(r.string()?)
+            Some(Arc::from(r.string()?))
         } else {
             None
         };
@@ -270,7 +273,7 @@ impl LineageRecord {
             None
         };
         let user = if flags & 8 != 0 {
-            Some(r.string()?)
+            Some(Arc::from(r.string()?))
         } else {
             None
         };
@@ -542,7 +545,7 @@ mod tests {
             let r = LineageRecord {
                 protocol,
                 remote: Some("[::1]:4222".parse().unwrap()),
-                client: Some("é".repeat(200)),
+                client: Some(Arc::from("é".repeat(200))),
                 ..sample()
             };
             let back = LineageRecord::decode(&r.encode()).unwrap();
