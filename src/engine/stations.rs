@@ -245,7 +245,9 @@ impl StationRegistry {
 
     /// The station capturing `subject`, if any.
     pub fn capture(&self, tenant: &TenantId, subject: &Subject) -> Option<Arc<Station>> {
-        if !self.any.load(Ordering::Relaxed) {
+        if !self.any.load(Ordering::Relaxed)
+            || junction_api::is_per_request_subject(subject.as_bytes())
+        {
             return None;
         }
         {

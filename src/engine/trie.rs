@@ -271,6 +271,11 @@ impl SubjectTrie {
             }
             (tree.generation, Arc::new(out))
         };
+        // Acks and inbox replies never repeat: caching them would only evict
+        // the subjects that do.
+        if junction_api::is_per_request_subject(subject.as_bytes()) {
+            return result;
+        }
         let mut cache = self.cache.write();
         if cache.generation == generation {
             if cache.results.len() >= CACHE_LIMIT {

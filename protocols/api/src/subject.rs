@@ -91,6 +91,18 @@ pub const RESERVED_FILTERS: &[&str] = &[
     "_INBOX.>",
 ];
 
+/// Is `subject` one of a kind that is new with every request: a JetStream ack or
+/// flow-control reply, a JetStream API request, or a reply inbox? No station
+/// captures these spaces ([`RESERVED_FILTERS`]; the broker's own stations capture
+/// `$MQTT.…` and `$dls.…`), and a per-subject cache of them would only push out
+/// the subjects that repeat.
+pub fn is_per_request_subject(subject: &[u8]) -> bool {
+    subject.starts_with(b"$JS.ACK.")
+        || subject.starts_with(b"_INBOX.")
+        || subject.starts_with(b"$JS.API.")
+        || subject.starts_with(b"$JS.FC.")
+}
+
 /// Subject spaces that only the broker itself may publish into: MQTT's session
 /// state (the MQTT front-end writes it), dead letters, system events and Raft
 /// traffic.

@@ -530,17 +530,23 @@ const COARSE_LEAD: Duration = Duration::from_millis(3);
 /// up to 100 µs early).
 const EXPIRY_LEAD: Duration = Duration::from_micros(20);
 
-/// Receives `$JS.ACK.>` publishes and applies them on a worker thread.
-struct AckInbox {
-    acks: std::sync::mpsc::Sender<Message>,
+/// Receives `$JS.ACK.>` publishes and applies them where they arrive: on the
+/// publishing connection's own task, in the order it sent them. An ack never
+/// waits on I/O (`Broker::ack`: the group's position is saved by housekeeping, a
+/// work queue's delete is queued to the writer), so no thread of its own is
+/// needed; a hop to one cost a wake-up per ack.
+struct AckInbox<E: Engine> {
+    engine: std::sync::Weak<E>,
+    runtime: Option<tokio::runtime::Handle>,
 }
 
-impl Subscriber for AckInbox {
+impl<E: Engine> Subscriber for AckInbox<E> {
     fn deliver(&self, message: &Message, _fanout: junction_api::FanoutId) -> Delivery {
-        match self.acks.send(message.clone()) {
-            Ok(()) => Delivery::Accepted,
-            Err(_) => Delivery::Gone,
-        }
+        let Some(engine) = self.engine.upgrade() else {
+            return Delivery::Gone;
+        };
+        apply_ack(&engine, message, self.runtime.as_ref());
+        Delivery::Accepted
     }
 
     fn describe(&self) -> (String, u64) {
@@ -549,28 +555,19 @@ impl Subscriber for AckInbox {
 }
 
 /// Subscribes to `$JS.ACK.>` and applies acks until the engine drops the subscription
-/// (the thread holds the engine weakly, so dropping the engine ends it).
+/// (the subscription holds the engine weakly, so it never keeps the engine alive).
 pub fn start_acks<E: Engine>(engine: Arc<E>) -> Result<(), EngineError> {
-    let (tx, rx) = std::sync::mpsc::channel::<Message>();
     let system = engine.system_client();
+    let inbox = AckInbox {
+        engine: Arc::downgrade(&engine),
+        runtime: tokio::runtime::Handle::try_current().ok(),
+    };
     engine.subscribe(
         &system,
         SubjectFilter::new("$JS.ACK.>")?,
         None,
-        Arc::new(AckInbox { acks: tx }),
+        Arc::new(inbox),
     )?;
-    let weak = Arc::downgrade(&engine);
-    drop(engine);
-    let runtime = tokio::runtime::Handle::try_current().ok();
-    std::thread::Builder::new()
-        .name("junction-js-acks".into())
-        .spawn(move || {
-            while let Ok(message) = rx.recv() {
-                let Some(engine) = weak.upgrade() else { break };
-                apply_ack(&engine, &message, runtime.as_ref());
-            }
-        })
-        .map_err(|e| EngineError::Storage(format!("cannot start ack thread: {e}")))?;
     Ok(())
 }
 
