@@ -267,6 +267,14 @@ const COALESCE_BELOW: usize = 512;
 const COALESCE_WAIT: Duration = Duration::from_millis(1);
 const COALESCE_AFTER: usize = 4;
 
+/// The same wait for a commit that ends in an fsync, shorter because the fsync
+/// itself lets the queue build up. With 1000 PubAcks in flight, 300,000
+/// publishes took 1,868 fsyncs without it and 963 with it, and the kernel's side
+/// of an fsync was an eighth of the broker's CPU: 6% more msgs/s and 7% less
+/// CPU per message (4 alternating runs; 100 µs, 200 µs and 1 ms did less well).
+/// A sync publisher (one in flight) never waits: its commits carry one append.
+const SYNC_COALESCE_WAIT: Duration = Duration::from_micros(300);
+
 impl Store {
     /// Opens (or creates) the store under `dir/store`, recovering what is there.
     pub fn open(dir: &Path) -> Result<Store, StorageError> {
@@ -763,11 +771,11 @@ fn writer_loop(
         // up), each commit a write and a wake-up of its own: `flush_interval` was
         // slower than fsync-per-batch. When the last commit showed concurrency,
         // wait a moment for the queue to fill.
-        if last_batch >= COALESCE_AFTER
-            && jobs.len() < COALESCE_BELOW
-            && jobs.iter().all(|j| j.durability != Durability::Sync)
-        {
-            std::thread::sleep(COALESCE_WAIT);
+        // With an fsync, a short wait does the same (PostgreSQL's `commit_delay`
+        // with `commit_siblings`): fewer fsyncs, each covering more appends.
+        if last_batch >= COALESCE_AFTER && jobs.len() < COALESCE_BELOW {
+            let sync = jobs.iter().any(|j| j.durability == Durability::Sync);
+            std::thread::sleep(if sync { SYNC_COALESCE_WAIT } else { COALESCE_WAIT });
             drain_into(&rx, &mut jobs);
         }
         last_batch = jobs.len();
