@@ -775,7 +775,11 @@ fn writer_loop(
         // with `commit_siblings`): fewer fsyncs, each covering more appends.
         if last_batch >= COALESCE_AFTER && jobs.len() < COALESCE_BELOW {
             let sync = jobs.iter().any(|j| j.durability == Durability::Sync);
-            std::thread::sleep(if sync { SYNC_COALESCE_WAIT } else { COALESCE_WAIT });
+            std::thread::sleep(if sync {
+                SYNC_COALESCE_WAIT
+            } else {
+                COALESCE_WAIT
+            });
             drain_into(&rx, &mut jobs);
         }
         last_batch = jobs.len();
