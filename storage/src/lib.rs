@@ -49,7 +49,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -295,11 +295,16 @@ impl Store {
         let state = db.keyspace("state", KeyspaceCreateOptions::default)?;
         let (tx, rx) = mpsc::channel::<Job>();
         let (finished_tx, finished_rx) = mpsc::channel::<Finished>();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let finished_tx = Notifier {
+            tx: finished_tx,
+            queued: queued.clone(),
+        };
         let health = Arc::new(Health::default());
         let fsync = Arc::new(FsyncHistogram::default());
         let notifier_thread = std::thread::Builder::new()
             .name("junction-store-notify".into())
-            .spawn(move || notifier_loop(finished_rx))
+            .spawn(move || notifier_loop(finished_rx, &queued))
             .map_err(|e| StorageError::Fjall(format!("cannot start notifier thread: {e}")))?;
         let writer_thread = {
             let db = db.clone();
@@ -736,7 +741,7 @@ fn writer_loop(
     db: Database,
     log: Keyspace,
     rx: mpsc::Receiver<Job>,
-    finished: mpsc::Sender<Finished>,
+    finished: Notifier,
     health: Arc<Health>,
     fsync: Arc<FsyncHistogram>,
 ) {
@@ -790,7 +795,7 @@ fn writer_loop(
                 stations.push(job.station);
                 completions.push(job.completion);
             }
-            let _ = finished.send(Finished {
+            finished.hand_over(Finished {
                 stations,
                 completions,
                 outcome: Err(StorageError::Poisoned),
@@ -832,7 +837,7 @@ fn writer_loop(
                 Err(StorageError::from(e))
             }
         };
-        let _ = finished.send(Finished {
+        finished.hand_over(Finished {
             stations,
             completions,
             outcome,
@@ -889,24 +894,58 @@ fn drain_into(rx: &mpsc::Receiver<Job>, jobs: &mut Vec<Job>) {
 
 /// Reports finished group commits: each plain callback in order, then one watermark
 /// per station (the highest sequence of that station in the commit).
-fn notifier_loop(rx: mpsc::Receiver<Finished>) {
+fn notifier_loop(rx: mpsc::Receiver<Finished>, queued: &AtomicUsize) {
     while let Ok(f) = rx.recv() {
-        let mut marks: Vec<(Arc<dyn CommitSink>, u64)> = Vec::new();
-        let mut at: HashMap<u64, usize> = HashMap::new();
-        for (station, completion) in f.stations.into_iter().zip(f.completions) {
-            match completion {
-                Completion::Mark(sink, through) => match at.get(&station) {
-                    Some(&i) => marks[i].1 = marks[i].1.max(through),
-                    None => {
-                        at.insert(station, marks.len());
-                        marks.push((sink, through));
-                    }
-                },
-                done => done.report(f.outcome.clone()),
-            }
+        report_finished(f);
+        queued.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// Most completions a commit may have for the writer to report them itself.
+const INLINE_COMPLETIONS: usize = 4;
+
+/// Where the writer hands its finished commits.
+struct Notifier {
+    tx: mpsc::Sender<Finished>,
+    /// Commits sent to the notifier thread and not yet reported.
+    queued: Arc<AtomicUsize>,
+}
+
+impl Notifier {
+    /// Reports a commit of a few appends on the writer thread when the notifier
+    /// has nothing left to report (so the order of reports stays the order of
+    /// commits): a sync publisher's ack then skips one thread hop. Bigger
+    /// commits go to the notifier thread, so that the writer can start the next
+    /// fsync while they are answered.
+    fn hand_over(&self, f: Finished) {
+        if f.completions.len() <= INLINE_COMPLETIONS && self.queued.load(Ordering::Acquire) == 0 {
+            report_finished(f);
+            return;
         }
-        for (sink, through) in marks {
-            Completion::Mark(sink, through).report(f.outcome.clone());
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        if self.tx.send(f).is_err() {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
         }
+    }
+}
+
+/// Reports one finished commit.
+fn report_finished(f: Finished) {
+    let mut marks: Vec<(Arc<dyn CommitSink>, u64)> = Vec::new();
+    let mut at: HashMap<u64, usize> = HashMap::new();
+    for (station, completion) in f.stations.into_iter().zip(f.completions) {
+        match completion {
+            Completion::Mark(sink, through) => match at.get(&station) {
+                Some(&i) => marks[i].1 = marks[i].1.max(through),
+                None => {
+                    at.insert(station, marks.len());
+                    marks.push((sink, through));
+                }
+            },
+            done => done.report(f.outcome.clone()),
+        }
+    }
+    for (sink, through) in marks {
+        Completion::Mark(sink, through).report(f.outcome.clone());
     }
 }
