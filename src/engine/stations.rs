@@ -245,9 +245,7 @@ impl StationRegistry {
 
     /// The station capturing `subject`, if any.
     pub fn capture(&self, tenant: &TenantId, subject: &Subject) -> Option<Arc<Station>> {
-        if !self.any.load(Ordering::Relaxed)
-            || junction_api::is_per_request_subject(subject.as_bytes())
-        {
+        if !self.any.load(Ordering::Relaxed) || junction_api::is_never_stored(subject.as_bytes()) {
             return None;
         }
         {

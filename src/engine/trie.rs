@@ -271,9 +271,9 @@ impl SubjectTrie {
             }
             (tree.generation, Arc::new(out))
         };
-        // Acks and inbox replies never repeat: caching them would only evict
-        // the subjects that do.
-        if junction_api::is_per_request_subject(subject.as_bytes()) {
+        // Ack subjects never repeat: caching them would only evict the subjects
+        // that do.
+        if junction_api::is_per_message_subject(subject.as_bytes()) {
             return result;
         }
         let mut cache = self.cache.write();

@@ -73,5 +73,5 @@ pub use station::{
 pub use subject::{
     INTERNAL_PUBLISH_FILTERS, MAX_SUBJECT_LEN, QueueGroup, RESERVED_FILTERS, Subject, SubjectError,
     SubjectFilter, check_subject_bytes, filters_overlap, is_internal_publish_subject,
-    is_per_request_subject, is_system_subject, reserved_overlap,
+    is_never_stored, is_per_message_subject, is_system_subject, reserved_overlap,
 };

@@ -91,16 +91,21 @@ pub const RESERVED_FILTERS: &[&str] = &[
     "_INBOX.>",
 ];
 
-/// Is `subject` one of a kind that is new with every request: a JetStream ack or
-/// flow-control reply, a JetStream API request, or a reply inbox? No station
-/// captures these spaces ([`RESERVED_FILTERS`]; the broker's own stations capture
-/// `$MQTT.…` and `$dls.…`), and a per-subject cache of them would only push out
-/// the subjects that repeat.
-pub fn is_per_request_subject(subject: &[u8]) -> bool {
-    subject.starts_with(b"$JS.ACK.")
-        || subject.starts_with(b"_INBOX.")
+/// Is `subject` in a space no station ever captures: JetStream API requests,
+/// acks and flow control, and reply inboxes? Client stations may not overlap
+/// them ([`RESERVED_FILTERS`]) and the broker's own stations capture `$MQTT.…`
+/// and `$dls.…`, so the capture lookup can skip them.
+pub fn is_never_stored(subject: &[u8]) -> bool {
+    is_per_message_subject(subject)
         || subject.starts_with(b"$JS.API.")
-        || subject.starts_with(b"$JS.FC.")
+        || subject.starts_with(b"_INBOX.")
+}
+
+/// Is `subject` new with every message: a JetStream ack or flow-control reply
+/// (they carry the message's sequence numbers)? A per-subject cache of them
+/// would only push out the subjects that repeat.
+pub fn is_per_message_subject(subject: &[u8]) -> bool {
+    subject.starts_with(b"$JS.ACK.") || subject.starts_with(b"$JS.FC.")
 }
 
 /// Subject spaces that only the broker itself may publish into: MQTT's session
