@@ -84,7 +84,7 @@ const V2_PREFIX: usize = 5;
 
 /// Encodes a record's value (version 2).
 pub fn encode(record: &Record) -> Vec<u8> {
-    let mut b = BytesMut::with_capacity(
+    let mut b = Vec::with_capacity(
         record.payload.len() + record.subject.len() + record.lineage.len() + 40,
     );
     b.put_u8(2);
@@ -101,10 +101,10 @@ pub fn encode(record: &Record) -> Vec<u8> {
     b.put_slice(&record.payload);
     let crc = crc32c::crc32c(&b[V2_PREFIX..]);
     b[1..V2_PREFIX].copy_from_slice(&crc.to_be_bytes());
-    b.to_vec()
+    b
 }
 
-fn put_headers(b: &mut BytesMut, headers: Option<&Headers>) {
+fn put_headers(b: &mut impl BufMut, headers: Option<&Headers>) {
     match headers {
         None => {
             b.put_u16(0);
