@@ -227,7 +227,7 @@ SCENARIOS=(
   "pub-16|core publish only, 16 B|throughput||nats-server|pub --size 16 --msgs 2000000"
   "reqrep-16|request/reply round trip, 16 B|latency|<=1.0|nats-server|reqrep --size 16 --msgs 30000"
   "js-window-fsync|station publish, 1000 in flight, 16 B, file; Junction fsync before ack (default)|throughput|>=1.0|nats-server|js-pub --window 1000 --size 16 --msgs 200000 --stream BENCH --storage file --purge"
-  "js-window-flush|station publish, 1000 in flight, 16 B, file; Junction flush interval 50 ms|throughput||nats-server|js-pub --window 1000 --size 16 --msgs 200000 --stream BENCHF --storage file --flush-interval 50ms --purge"
+  "js-window-flush|station publish, 1000 in flight, 16 B, file; Junction flush interval 50 ms|throughput|>=1.3|nats-server|js-pub --window 1000 --size 16 --msgs 200000 --stream BENCHF --storage file --flush-interval 50ms --purge"
   "js-sync-fsync|sync publish round trip, 16 B, file; Junction fsync before ack (default)|latency|<=1.0|nats-server|js-pub --sync --size 16 --msgs 5000 --stream BENCH --storage file --purge"
   "js-sync-flush|sync publish round trip, 16 B, file; Junction flush interval 50 ms|latency||nats-server|js-pub --sync --size 16 --msgs 5000 --stream BENCHF --storage file --flush-interval 50ms --purge"
   "js-fetch-500|durable pull + explicit ack, batch 500, 16 B, file|throughput|>=1.2|nats-server|js-fetch --batch 500 --size 16 --msgs 50000 --stream BENCH --storage file"
