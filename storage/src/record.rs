@@ -84,9 +84,8 @@ const V2_PREFIX: usize = 5;
 
 /// Encodes a record's value (version 2).
 pub fn encode(record: &Record) -> Vec<u8> {
-    let mut b = Vec::with_capacity(
-        record.payload.len() + record.subject.len() + record.lineage.len() + 40,
-    );
+    let mut b =
+        Vec::with_capacity(record.payload.len() + record.subject.len() + record.lineage.len() + 40);
     b.put_u8(2);
     b.put_u32(0);
     b.put_u64(record.time_ns);
