@@ -36,6 +36,7 @@
 //! acknowledging writes it may not have made. [`Store::failure`] says why (for
 //! instance "no space left on device"), so health checks can report it.
 
+mod chunk;
 mod fsync;
 pub mod record;
 
@@ -48,9 +49,9 @@ pub use record::Record;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Storage failures.
@@ -215,6 +216,9 @@ struct Inner {
     fsync: Arc<FsyncHistogram>,
     corrupt: AtomicU64,
     path: PathBuf,
+    /// Held by whoever reads log entries to rewrite them (the writer's deletes
+    /// out of chunks, [`Store::delete_below`]) until the rewrite is committed.
+    log_lock: Arc<Mutex<()>>,
 }
 
 impl Drop for Inner {
@@ -303,6 +307,7 @@ impl Store {
         };
         let health = Arc::new(Health::default());
         let fsync = Arc::new(FsyncHistogram::default());
+        let log_lock = Arc::new(Mutex::new(()));
         let notifier_thread = std::thread::Builder::new()
             .name("junction-store-notify".into())
             .spawn(move || notifier_loop(finished_rx, &queued))
@@ -312,9 +317,10 @@ impl Store {
             let log = log.clone();
             let health = health.clone();
             let fsync = fsync.clone();
+            let log_lock = log_lock.clone();
             std::thread::Builder::new()
                 .name("junction-store-writer".into())
-                .spawn(move || writer_loop(db, log, rx, finished_tx, health, fsync))
+                .spawn(move || writer_loop(db, log, log_lock, rx, finished_tx, health, fsync))
                 .map_err(|e| StorageError::Fjall(format!("cannot start writer thread: {e}")))?
         };
         Ok(Store {
@@ -330,6 +336,7 @@ impl Store {
                 fsync,
                 corrupt: AtomicU64::new(0),
                 path,
+                log_lock,
             }),
         })
     }
@@ -426,37 +433,15 @@ impl Store {
         error
     }
 
-    fn decode_at(
-        inner: &Inner,
-        station: u64,
-        key: &[u8],
-        value: &[u8],
-    ) -> Result<Record, StorageError> {
-        let seq = record::seq_of(key).ok_or_else(|| {
-            Self::corrupt(inner, station, None, record::CorruptRecord("key").into())
-        })?;
-        record::decode(seq, value)
-            .map_err(|e| Self::corrupt(inner, station, Some(seq), StorageError::Corrupt(e)))
-    }
-
-    /// One entry of a range read, decoded; an error carries the sequence when its
-    /// key could be read.
-    fn decode_guard(inner: &Inner, station: u64, guard: fjall::Guard) -> ScanItem {
-        let (k, v) = guard
-            .into_inner()
-            .map_err(|e| (None, Self::corrupt_or_io(inner, station, None, e)))?;
-        let seq = record::seq_of(&k);
-        Self::decode_at(inner, station, &k, &v).map_err(|e| (seq, e))
-    }
-
     /// Reads one message. A corrupt record is a [`StorageError::Corrupt`] (counted
     /// in [`Store::corrupt_records`]).
     pub fn read(&self, station: u64, seq: u64) -> Result<Option<Record>, StorageError> {
-        let key = record::key(station, seq);
-        match self.inner.log.get(key) {
-            Ok(Some(v)) => Ok(Some(Self::decode_at(&self.inner, station, &key, &v)?)),
-            Ok(None) => Ok(None),
-            Err(e) => Err(Self::corrupt_or_io(&self.inner, station, Some(seq), e)),
+        match chunk::Records::forward(self.inner.clone(), station, seq, seq.saturating_add(1))
+            .next()
+        {
+            Some(Ok(r)) => Ok(Some(r)),
+            Some(Err((_, e))) => Err(e),
+            None => Ok(None),
         }
     }
 
@@ -502,17 +487,13 @@ impl Store {
         station: u64,
         from_seq: u64,
     ) -> impl Iterator<Item = Result<Record, StorageError>> + use<> {
-        let start = record::key(station, from_seq);
-        let end = record::key(station, u64::MAX);
-        let inner = self.inner.clone();
-        self.inner
-            .log
-            .range(start..=end)
-            .map(move |guard| Self::decode_guard(&inner, station, guard).map_err(|(_, e)| e))
+        chunk::Records::forward(self.inner.clone(), station, from_seq, u64::MAX)
+            .map(|item| item.map_err(|(_, e)| e))
     }
 
     /// The highest sequence whose key can be read for a station (keys only, so a
-    /// corrupt value does not hide it; keys in a damaged block are skipped).
+    /// corrupt value does not hide it; keys in a damaged block are skipped). An
+    /// entry's key is the highest sequence it holds.
     pub fn last_seq(&self, station: u64) -> Option<u64> {
         let start = record::key(station, 0);
         let end = record::key(station, u64::MAX);
@@ -528,41 +509,22 @@ impl Store {
         &self,
         station: u64,
     ) -> impl Iterator<Item = Result<Record, StorageError>> + use<> {
-        let start = record::key(station, 0);
-        let end = record::key(station, u64::MAX);
-        let inner = self.inner.clone();
-        self.inner
-            .log
-            .range(start..=end)
-            .rev()
-            .map(move |guard| Self::decode_guard(&inner, station, guard).map_err(|(_, e)| e))
+        chunk::Records::backward(self.inner.clone(), station, u64::MAX)
+            .map(|item| item.map_err(|(_, e)| e))
     }
 
     /// Messages of a station with `from <= seq < below`, in order. Unlike
     /// [`Store::scan`], a record that cannot be decoded names its sequence (when its
     /// key could be read), so a caller can skip exactly that record and go on; a
-    /// damaged block (no key) ends the iteration with `(None, error)`.
+    /// damaged block (no key) ends the iteration with `(None, error)`. A chunk
+    /// whose framing is damaged is named by its key's sequence, its highest.
     pub fn scan_between(
         &self,
         station: u64,
         from: u64,
         below: u64,
     ) -> impl Iterator<Item = ScanItem> + use<> {
-        let inner = self.inner.clone();
-        self.log_range(station, from, below)
-            .into_iter()
-            .flatten()
-            .map(move |guard| Self::decode_guard(&inner, station, guard))
-    }
-
-    /// The log entries of a station with `from <= seq < below` (none when the range
-    /// is empty).
-    fn log_range(&self, station: u64, from: u64, below: u64) -> Option<fjall::Iter> {
-        (from < below).then(|| {
-            self.inner
-                .log
-                .range(record::key(station, from)..record::key(station, below))
-        })
+        chunk::Records::forward(self.inner.clone(), station, from, below)
     }
 
     /// Messages of a station with `seq < below`, from the newest backwards; errors
@@ -572,27 +534,19 @@ impl Store {
         station: u64,
         below: u64,
     ) -> impl Iterator<Item = ScanItem> + use<> {
-        let inner = self.inner.clone();
-        self.log_range(station, 0, below)
-            .into_iter()
-            .flatten()
-            .rev()
-            .map(move |guard| Self::decode_guard(&inner, station, guard))
+        chunk::Records::backward(self.inner.clone(), station, below)
     }
 
     /// The sequences stored for a station with `from <= seq < below`, in order, read
-    /// from the keys only (values are neither read nor checked). Keys in a damaged
-    /// block are skipped.
+    /// from the keys and chunk framings only (record values are neither decoded
+    /// nor checked). Entries in a damaged block are skipped.
     pub fn seqs_between(
         &self,
         station: u64,
         from: u64,
         below: u64,
     ) -> impl Iterator<Item = u64> + use<> {
-        self.log_range(station, from, below)
-            .into_iter()
-            .flatten()
-            .filter_map(|guard| guard.key().ok().and_then(|k| record::seq_of(&k)))
+        chunk::seqs(&self.inner.log, station, from, below)
     }
 
     /// Writes and removes several metadata values in one batch, fsynced once before
@@ -617,14 +571,39 @@ impl Store {
     /// how many were deleted.
     pub fn delete_below(&self, station: u64, below: u64) -> Result<u64, StorageError> {
         self.check_writable()?;
-        let start = record::key(station, 0);
-        let end = record::key(station, below);
+        let log = &self.inner.log;
+        let _rewriting = self
+            .inner
+            .log_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let mut batch = self.inner.db.batch();
         let mut n = 0u64;
-        for guard in self.inner.log.range(start..end) {
-            let k = guard.key()?;
-            batch.remove(&self.inner.log, k);
-            n += 1;
+        for guard in log.range(record::key(station, 0)..record::key(station, below)) {
+            let (k, v) = guard.into_inner()?;
+            n += record::seq_of(&k)
+                .and_then(|s| record::split(s, &v).ok())
+                .map_or(1, |parts| parts.len() as u64);
+            batch.remove(log, k);
+        }
+        // The entry keyed at or above `below` may hold records below it.
+        if let Some(guard) = log
+            .range(record::key(station, below)..=record::key(station, u64::MAX))
+            .next()
+        {
+            let (k, v) = guard.into_inner()?;
+            if let Some(parts) = record::seq_of(&k).and_then(|s| record::split(s, &v).ok())
+                && parts[0].0 < below
+            {
+                let keep: Vec<(u64, &[u8])> =
+                    parts.iter().copied().filter(|(s, _)| *s >= below).collect();
+                n += (parts.len() - keep.len()) as u64;
+                if let [(_, value)] = keep.as_slice() {
+                    batch.insert(log, k, *value);
+                } else {
+                    batch.insert(log, k, record::encode_chunk(&keep));
+                }
+            }
         }
         self.commit_sync(batch)?;
         Ok(n)
@@ -741,6 +720,7 @@ fn timed_persist(db: &Database, fsync: &FsyncHistogram) -> Result<(), fjall::Err
 fn writer_loop(
     db: Database,
     log: Keyspace,
+    log_lock: Arc<Mutex<()>>,
     rx: mpsc::Receiver<Job>,
     finished: Notifier,
     health: Arc<Health>,
@@ -805,6 +785,8 @@ fn writer_loop(
         }
         let mut batch = db.batch();
         let mut need_sync = false;
+        let mut changes = chunk::CommitLog::default();
+        let rewriting = log_lock.lock().unwrap_or_else(|p| p.into_inner());
         for job in jobs {
             match job.durability {
                 Durability::Sync => need_sync = true,
@@ -817,16 +799,16 @@ fn writer_loop(
             }
             for op in job.ops {
                 match op {
-                    LogOp::Put(r) => {
-                        batch.insert(&log, record::key(job.station, r.seq), record::encode(&r))
-                    }
-                    LogOp::Delete(seq) => batch.remove(&log, record::key(job.station, seq)),
+                    LogOp::Put(r) => changes.put(job.station, &r),
+                    LogOp::Delete(seq) => changes.delete(&log, job.station, seq),
                 }
             }
             stations.push(job.station);
             completions.push(job.completion);
         }
+        changes.write_into(&mut batch, &log);
         let mut result = batch.commit();
+        drop(rewriting);
         if result.is_ok() && need_sync {
             result = timed_persist(&db, &fsync);
             unsynced_since = None;

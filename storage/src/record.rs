@@ -13,7 +13,24 @@
 //! ```
 //!
 //! The checksum (CRC-32C, Castagnoli) is checked on every read; a mismatch is a
-//! [`CorruptRecord`], never bytes handed to a client. Version 1 (no checksum, no
+//! [`CorruptRecord`], never bytes handed to a client.
+//!
+//! A **chunk** (version 3, written since 0.3) holds several records of one station
+//! in one log entry, keyed by the *highest* sequence it holds, so that the first
+//! entry at or after a sequence is the one that holds it. A group commit stores the
+//! messages it carries for a station as chunks of up to [`CHUNK_RECORDS`] records
+//! (fewer when they pass [`CHUNK_BYTES`]): one entry to index, journal and flush
+//! instead of one per message. Each record inside keeps its own version 2 value
+//! and checksum, so a damaged byte loses one record; the framing has a checksum of
+//! its own:
+//!
+//! ```text
+//! u8 version=3 | u32 crc32c of count and index | u32 count
+//! | (u64 seq | u32 value_len)* count, sequences ascending, the last = the key's
+//! | the records' version 2 values, in the same order
+//! ```
+//!
+//! An entry of one record is written as a plain version 2 value. Version 1 (no checksum, no
 //! lineage section) is still read, so a data directory written by an older release
 //! opens:
 //!
@@ -227,6 +244,86 @@ pub fn decode(seq: u64, value: &[u8]) -> Result<Record, CorruptRecord> {
     })
 }
 
+/// Most records in one chunk: deleting one record of a chunk rewrites the
+/// chunk, so a chunk stays small.
+pub const CHUNK_RECORDS: usize = 64;
+
+/// A chunk takes no more records once its values reach this many bytes.
+pub const CHUNK_BYTES: usize = 32 * 1024;
+
+const CHUNK_VERSION: u8 = 3;
+/// Bytes before the part of a chunk's framing its checksum covers.
+const CHUNK_PREFIX: usize = 5;
+/// Bytes of one record's place in a chunk's index.
+const CHUNK_SLOT: usize = 12;
+
+/// Whether a log value is a chunk (several records) rather than one record.
+pub fn is_chunk(value: &[u8]) -> bool {
+    value.first() == Some(&CHUNK_VERSION)
+}
+
+/// Encodes records' version 2 values (sequences ascending) as one chunk value.
+pub fn encode_chunk<V: AsRef<[u8]>>(records: &[(u64, V)]) -> Vec<u8> {
+    let values: usize = records.iter().map(|(_, v)| v.as_ref().len()).sum();
+    let mut b = Vec::with_capacity(CHUNK_PREFIX + 4 + CHUNK_SLOT * records.len() + values);
+    b.put_u8(CHUNK_VERSION);
+    b.put_u32(0);
+    b.put_u32(u32::try_from(records.len()).unwrap_or(u32::MAX));
+    for (seq, v) in records {
+        b.put_u64(*seq);
+        b.put_u32(u32::try_from(v.as_ref().len()).unwrap_or(u32::MAX));
+    }
+    let crc = crc32c::crc32c(&b[CHUNK_PREFIX..]);
+    b[1..CHUNK_PREFIX].copy_from_slice(&crc.to_be_bytes());
+    for (_, v) in records {
+        b.put_slice(v.as_ref());
+    }
+    b
+}
+
+/// The records of one log entry whose key holds `key_seq`: `(seq, value)` in
+/// sequence order, each value to be [`decode`]d. A plain value is one record; a
+/// chunk whose framing is damaged is a [`CorruptRecord`] as a whole.
+pub fn split(key_seq: u64, value: &[u8]) -> Result<Vec<(u64, &[u8])>, CorruptRecord> {
+    if !is_chunk(value) {
+        return Ok(vec![(key_seq, value)]);
+    }
+    let mut r = Reader { buf: value, pos: 1 };
+    let want = r.u32()?;
+    let count = r.u32()? as usize;
+    let index_len = count
+        .checked_mul(CHUNK_SLOT)
+        .and_then(|n| n.checked_add(4))
+        .ok_or(CorruptRecord("chunk length"))?;
+    let framing = value
+        .get(CHUNK_PREFIX..CHUNK_PREFIX + index_len)
+        .ok_or(CorruptRecord("truncated chunk"))?;
+    if crc32c::crc32c(framing) != want {
+        return Err(CorruptRecord("chunk checksum mismatch"));
+    }
+    let mut out = Vec::with_capacity(count);
+    let mut at = CHUNK_PREFIX + index_len;
+    let mut previous = None;
+    for _ in 0..count {
+        let seq = r.u64()?;
+        let len = r.u32()? as usize;
+        if previous.is_some_and(|p| p >= seq) {
+            return Err(CorruptRecord("chunk order"));
+        }
+        previous = Some(seq);
+        let end = at.checked_add(len).ok_or(CorruptRecord("chunk length"))?;
+        out.push((
+            seq,
+            value.get(at..end).ok_or(CorruptRecord("truncated chunk"))?,
+        ));
+        at = end;
+    }
+    if count == 0 || previous != Some(key_seq) || at != value.len() {
+        return Err(CorruptRecord("chunk framing"));
+    }
+    Ok(out)
+}
+
 /// Encodes a record in the version 1 form, as releases before 0.2 wrote it; kept
 /// for tests that prove old data directories still open.
 pub fn encode_v1(record: &Record) -> Vec<u8> {
@@ -295,6 +392,54 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_chunk_splits_into_its_records_and_every_framing_flip_is_caught() {
+        let records: Vec<(u64, Vec<u8>)> = [5u64, 6, 9]
+            .iter()
+            .map(|&seq| {
+                let r = Record {
+                    seq,
+                    time_ns: seq,
+                    subject: Bytes::from(format!("s.{seq}")),
+                    headers: None,
+                    payload: Bytes::from(format!("payload {seq}")),
+                    lineage: Bytes::new(),
+                };
+                (seq, encode(&r))
+            })
+            .collect();
+        let chunk = encode_chunk(&records);
+        assert!(is_chunk(&chunk));
+        let parts = split(9, &chunk).unwrap();
+        assert_eq!(parts.len(), 3);
+        for ((seq, value), (want_seq, want)) in parts.iter().zip(&records) {
+            assert_eq!(seq, want_seq);
+            assert_eq!(*value, want.as_slice());
+            assert_eq!(decode(*seq, value).unwrap().seq, *seq);
+        }
+        // Keyed by another sequence than its last: refused.
+        assert!(split(8, &chunk).is_err());
+        // A plain value is one record.
+        assert_eq!(
+            split(5, &records[0].1).unwrap(),
+            vec![(5, &records[0].1[..])]
+        );
+        let framing = CHUNK_PREFIX + 4 + CHUNK_SLOT * records.len();
+        for i in 1..framing {
+            let mut bad = chunk.clone();
+            bad[i] ^= 0x01;
+            assert!(split(9, &bad).is_err(), "flip at byte {i} not caught");
+        }
+        // A flip in one record's value loses that record only.
+        let mut bad = chunk.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 0x01;
+        let parts = split(9, &bad).unwrap();
+        assert!(decode(parts[0].0, parts[0].1).is_ok());
+        assert!(decode(parts[2].0, parts[2].1).is_err());
+        assert!(split(9, &chunk[..chunk.len() - 1]).is_err());
     }
 
     #[test]
