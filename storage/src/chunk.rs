@@ -144,15 +144,16 @@ impl CommitLog {
     }
 }
 
-/// One log entry for `records` (at least one): a plain value for one record, a
-/// chunk for more.
+/// One log entry for `records`: a plain value for one record, a chunk for more.
 fn insert(batch: &mut OwnedWriteBatch, log: &Keyspace, station: u64, records: &[(u64, Vec<u8>)]) {
-    let (last, value) = records.last().expect("at least one record");
-    let key = record::key(station, *last);
-    if records.len() == 1 {
-        batch.insert(log, key, value.as_slice());
-    } else {
-        batch.insert(log, key, record::encode_chunk(records));
+    match records {
+        [] => {}
+        [(seq, value)] => batch.insert(log, record::key(station, *seq), value.as_slice()),
+        [.., (last, _)] => batch.insert(
+            log,
+            record::key(station, *last),
+            record::encode_chunk(records),
+        ),
     }
 }
 
