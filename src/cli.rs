@@ -134,6 +134,29 @@ pub struct ServeArgs {
     /// Print the version and exit.
     #[arg(short = 'v', long = "version")]
     pub version: bool,
+    /// Cluster listener, host:port (nats-server `--cluster nats://H:P` and
+    /// `--cluster_listen` are accepted too). Clustering is off without it.
+    #[arg(
+        long = "cluster-listen",
+        visible_aliases = ["cluster_listen", "cluster"],
+        value_name = "ADDR"
+    )]
+    pub cluster_listen: Option<String>,
+    /// Peers' cluster addresses to join, comma-separated host:port (nats-server
+    /// `--routes nats://H:P,...` is accepted too); may include this node.
+    #[arg(long = "join", visible_alias = "routes", value_name = "ADDRS", value_delimiter = ',')]
+    pub join: Vec<String>,
+    /// Cluster name; every node of a cluster has the same [default: junction].
+    #[arg(long = "cluster-name", visible_alias = "cluster_name", value_name = "NAME")]
+    pub cluster_name: Option<String>,
+    /// Address peers dial to reach this node's cluster listener [default: the
+    /// bound address] (nats-server `--cluster_advertise`).
+    #[arg(
+        long = "cluster-advertise",
+        visible_alias = "cluster_advertise",
+        value_name = "ADDR"
+    )]
+    pub cluster_advertise: Option<String>,
 }
 
 /// Long flags that Go's flag package also accepts with a single dash.
@@ -155,6 +178,11 @@ const GO_LONG_FLAGS: &[&str] = &[
     "trace",
     "config",
     "version",
+    "cluster",
+    "cluster_listen",
+    "cluster_name",
+    "cluster_advertise",
+    "routes",
 ];
 
 /// Rewrites Go-style flags into the form clap parses.
@@ -217,7 +245,14 @@ impl ServeArgs {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        figment = figment.merge(Env::prefixed("JUNCTION_").split("__"));
+        figment = figment.merge(
+            Env::prefixed("JUNCTION_")
+                .filter(|k| {
+                    let k = k.as_str();
+                    !k.starts_with("cluster_") || k.starts_with("cluster__")
+                })
+                .split("__"),
+        );
         let set = |f: Figment, key: &str, v: &Option<String>| match v {
             Some(v) => f.merge((key, v.clone())),
             None => f,
@@ -230,6 +265,18 @@ impl ServeArgs {
         figment = set(figment, "auth.user", &self.user);
         figment = set(figment, "auth.password", &self.pass);
         figment = set(figment, "auth.token", &self.auth);
+        // `JUNCTION_CLUSTER_LISTEN` as well as `JUNCTION_CLUSTER__LISTEN`.
+        figment = figment.merge(
+            Env::prefixed("JUNCTION_CLUSTER_")
+                .filter(|k| !k.as_str().starts_with('_'))
+                .map(|k| format!("cluster.{}", k.as_str()).into()),
+        );
+        figment = set(figment, "cluster.listen", &self.cluster_listen);
+        figment = set(figment, "cluster.name", &self.cluster_name);
+        figment = set(figment, "cluster.advertise", &self.cluster_advertise);
+        if !self.join.is_empty() {
+            figment = figment.merge(("cluster.join", self.join.clone()));
+        }
         if let Some(dir) = self.data_dir.as_ref().or(self.store_dir.as_ref()) {
             figment = figment.merge(("data_dir", dir.clone()));
         }

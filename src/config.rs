@@ -46,6 +46,97 @@ pub struct Config {
     pub http: Http,
     /// The MQTT front-end.
     pub mqtt: Mqtt,
+    /// Clustering (`[cluster]`); off unless `listen` is set.
+    pub cluster: ClusterSettings,
+}
+
+/// Clustering (`[cluster]`, `JUNCTION_CLUSTER_*`, `--cluster-listen`, `--join`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSettings {
+    /// The cluster's name; every node of one cluster has the same
+    /// [default: `junction`].
+    pub name: Option<String>,
+    /// Where this node listens for its peers, `host:port` (also `nats://host:port`,
+    /// as nats-server's `--cluster`). Clustering is off while it is unset.
+    pub listen: Option<String>,
+    /// Peers' cluster addresses to dial, `host:port` or `nats://host:port` (one is
+    /// enough: the mesh completes from any node). May name this node too. A
+    /// comma-separated string is accepted (environment variables).
+    #[serde(deserialize_with = "comma_list")]
+    pub join: Vec<String>,
+    /// The address peers dial to reach this node [default: the bound listen
+    /// address].
+    pub advertise: Option<String>,
+}
+
+/// A list, or one comma-separated string.
+fn comma_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+        OneOrMany::Many(v) => v,
+    })
+}
+
+impl ClusterSettings {
+    /// `nats://host:port` or `host:port` as `host:port`.
+    pub fn strip_scheme(addr: &str) -> String {
+        let a = addr.trim();
+        let a = a
+            .strip_prefix("nats://")
+            .or_else(|| a.strip_prefix("nats-route://"))
+            .or_else(|| a.strip_prefix("tcp://"))
+            .unwrap_or(a);
+        // A user:password@ part (nats-server route URLs) is not used.
+        let a = a.rsplit_once('@').map_or(a, |(_, h)| h);
+        a.trim_end_matches('/').to_string()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(name) = &self.name
+            && (name.is_empty() || name.contains(|c: char| c.is_whitespace()))
+        {
+            return Err(ConfigError(format!(
+                "cluster.name: '{name}' must be non-empty without spaces"
+            )));
+        }
+        if let Some(listen) = &self.listen {
+            let l = Self::strip_scheme(listen);
+            if !l.contains(':') {
+                return Err(ConfigError(format!(
+                    "cluster.listen: '{listen}' must be host:port"
+                )));
+            }
+        }
+        for j in &self.join {
+            let a = Self::strip_scheme(j);
+            match a.rsplit_once(':') {
+                Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0) => {}
+                _ => {
+                    return Err(ConfigError(format!(
+                        "cluster.join: '{j}' must be host:port"
+                    )));
+                }
+            }
+        }
+        if !self.join.is_empty() && self.listen.is_none() {
+            return Err(ConfigError(
+                "cluster.join needs cluster.listen (--cluster-listen): peers must be able to reach this node".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for Config {
@@ -66,6 +157,7 @@ impl Default for Config {
             auth: Auth::default(),
             http: Http::default(),
             mqtt: Mqtt::default(),
+            cluster: ClusterSettings::default(),
         }
     }
 }
@@ -407,6 +499,7 @@ impl Config {
             )));
         }
         self.auth.validate()?;
+        self.cluster.validate()?;
         if self.limits.max_payload == 0 {
             return Err(ConfigError("limits.max_payload must be more than 0".into()));
         }

@@ -188,6 +188,33 @@ fn console_url(addr: SocketAddr) -> String {
     format!("http://{host}:{}/", addr.port())
 }
 
+/// The cluster listener's address: `host:port` or `nats://host:port`.
+fn cluster_listen_addr(value: &str) -> Result<SocketAddr, StartError> {
+    use std::net::ToSocketAddrs;
+    let a = crate::config::ClusterSettings::strip_scheme(value);
+    a.to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| {
+            StartError::Config(crate::config::ConfigError(format!(
+                "cluster.listen: '{value}' is not host:port"
+            )))
+        })
+}
+
+/// A bound address as peers and clients can dial it: every interface becomes
+/// loopback's address only when nothing better is known.
+fn advertised(a: SocketAddr) -> SocketAddr {
+    if a.ip().is_unspecified() {
+        match crate::config::parse_host("host", &crate::config::default_server_name()) {
+            Ok(ip) if !ip.is_unspecified() => SocketAddr::new(ip, a.port()),
+            _ => SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), a.port()),
+        }
+    } else {
+        a
+    }
+}
+
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr)
         .await
@@ -206,6 +233,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let mqtt_addr = config.listen("mqtt_listen", &config.mqtt_listen)?;
     let monitor_addr = match &config.monitor_listen {
         Some(m) => config.listen("monitor_listen", m)?,
+        None => None,
+    };
+    let cluster_addr = match &config.cluster.listen {
+        Some(l) => Some(cluster_listen_addr(l)?),
         None => None,
     };
 
@@ -296,6 +327,48 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     .map_err(|e| StartError::Io(format!("cannot recover stations in {data_dir}: {e}")))?;
 
     let shutdown = CancellationToken::new();
+    if let Some(listen) = cluster_addr {
+        let node = config
+            .server_name
+            .clone()
+            .unwrap_or_else(|| format!("{server_name}-{}", listen.port()));
+        let client_urls = nats_bound
+            .map(|a| vec![advertised(a).to_string()])
+            .unwrap_or_default();
+        let cluster_config = junction_cluster::ClusterConfig {
+            name: config
+                .cluster
+                .name
+                .clone()
+                .unwrap_or_else(|| "junction".to_string()),
+            node,
+            listen,
+            advertise: config
+                .cluster
+                .advertise
+                .as_deref()
+                .map(crate::config::ClusterSettings::strip_scheme),
+            seeds: config
+                .cluster
+                .join
+                .iter()
+                .map(|j| crate::config::ClusterSettings::strip_scheme(j))
+                .collect(),
+            client_urls,
+        };
+        let host: std::sync::Weak<dyn junction_cluster::Host> = {
+            let strong: Arc<dyn junction_cluster::Host> = engine.clone();
+            Arc::downgrade(&strong)
+        };
+        let cluster = junction_cluster::Cluster::start(cluster_config, host, shutdown.clone())
+            .await
+            .map_err(|source| StartError::Bind {
+                what: "cluster",
+                addr: listen,
+                source,
+            })?;
+        engine.attach_cluster(cluster);
+    }
     // The MQTT front-end serves its TCP listener and `/mqtt` on the HTTP listener.
     let mqtt_broker = if mqtt_listener.is_some() || http_listener.is_some() {
         let dyn_engine: Arc<dyn Engine> = engine.clone();

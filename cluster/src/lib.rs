@@ -1,5 +1,645 @@
-//! Clustering for Junction.
+//! Clustering for Junction: the links between nodes.
 //!
-//! Not implemented yet: this crate is a placeholder so the workspace has its final
-//! shape. It will own the openraft type configuration, log store, state machine
-//! and raft RPC, for metadata first and station replication after.
+//! Every node keeps one TCP link to every other node (a full mesh, as nats-server's
+//! routes). A node is given a few addresses to dial (`--join`, `--routes`); each
+//! link opens with a [`frame::Hello`] that lists the addresses its sender knows, so
+//! the mesh completes from any one seed. Two nodes that dial each other at once
+//! keep the link dialed by the node with the lower name and close the other; both
+//! sides apply the same rule, so they agree without another round trip.
+//!
+//! Over a link travel:
+//! - **interest**: a node tells its peers which subject filters (and queue groups)
+//!   its own clients subscribe to, once per filter (counted locally), and withdraws
+//!   it when the last local subscriber goes;
+//! - **messages**: a publish crosses to a peer only if the peer has matching
+//!   interest, once per peer, carrying whether the peer's plain subscribers get it
+//!   and which of its queue groups deliver it to one member. A peer delivers what it
+//!   receives to its own clients only; it never forwards it again (one hop), so a
+//!   message reaches each node at most once.
+//!
+//! What it is not (yet): the meta Raft group (openraft) that will hold stations,
+//! groups and membership; stations stay on the node that created them.
+
+pub mod frame;
+
+pub use frame::{Forward, ForwardRef, Interest};
+
+use bytes::{Bytes, BytesMut};
+use frame::{Frame, Hello, MAX_FRAME, VERSION};
+use parking_lot::Mutex;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// How a node joins a cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// The cluster's name; a peer with another name is refused.
+    pub name: String,
+    /// This node's name, unique in the cluster.
+    pub node: String,
+    /// Where this node listens for its peers.
+    pub listen: SocketAddr,
+    /// The address peers dial to reach this node [default: the bound address].
+    pub advertise: Option<String>,
+    /// Peers' cluster addresses to dial at start (one is enough).
+    pub seeds: Vec<String>,
+    /// This node's client URLs (NATS `host:port`), for clients' `connect_urls`.
+    pub client_urls: Vec<String>,
+}
+
+/// What the cluster layer calls into: the station engine's side of the links.
+pub trait Host: Send + Sync + 'static {
+    /// A peer added (or withdrew) interest in a filter.
+    fn remote_interest(&self, peer: &str, interest: &Interest, added: bool);
+    /// A message from a peer, for this node's own subscribers.
+    fn remote_message(&self, peer: &str, forward: Forward);
+}
+
+/// One node of the cluster as this node sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeView {
+    /// Node name.
+    pub name: String,
+    /// Its cluster address.
+    pub addr: String,
+    /// A link to it is up.
+    pub online: bool,
+    /// When it was last heard from (this node: now).
+    pub last_seen: SystemTime,
+    /// This node.
+    pub this: bool,
+    /// Its client URLs.
+    pub client_urls: Vec<String>,
+}
+
+/// Most bytes queued on one link before forwards to it are dropped (counted): core
+/// messages are at most once, as a slow consumer's are.
+const LINK_BACKLOG: usize = 64 * 1024 * 1024;
+
+/// A link with nothing received for this long is closed (pings go every
+/// [`PING_EVERY`]).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(6);
+const PING_EVERY: Duration = Duration::from_secs(2);
+
+/// Waits between dials of an address that did not answer, doubling up to the last.
+const REDIAL: [Duration; 4] = [
+    Duration::from_millis(100),
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+];
+
+/// The cluster layer of one node. Cheap to clone.
+#[derive(Clone)]
+pub struct Cluster {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    config: ClusterConfig,
+    route_url: String,
+    host: Weak<dyn Host>,
+    /// This node's own interest, counted.
+    local: Mutex<HashMap<Interest, usize>>,
+    peers: Mutex<Peers>,
+    /// Addresses with a dialer running, and addresses found to be this node.
+    dialing: Mutex<HashSet<String>>,
+    cancel: CancellationToken,
+    /// Forwards dropped because a link's queue was full.
+    dropped: AtomicU64,
+    next_link: AtomicU64,
+}
+
+#[derive(Default)]
+struct Peers {
+    links: HashMap<String, Link>,
+    /// Every node ever linked, for the cluster view.
+    known: HashMap<String, Known>,
+}
+
+struct Known {
+    addr: String,
+    client_urls: Vec<String>,
+    last_seen: SystemTime,
+}
+
+struct Link {
+    id: u64,
+    /// Dialed by the node with the lower name: kept when both dial.
+    preferred: bool,
+    tx: mpsc::UnboundedSender<Bytes>,
+    backlog: Arc<AtomicUsize>,
+    /// The peer's interest as received on this link.
+    remote: BTreeSet<Interest>,
+    close: CancellationToken,
+}
+
+/// Why a link ended.
+enum Outcome {
+    /// It reached this very node (a seed list that names every node).
+    Itself,
+    Closed,
+}
+
+impl Cluster {
+    /// Binds the cluster listener and starts dialing the seeds. `host` is held
+    /// weakly: the cluster never keeps the engine alive.
+    pub async fn start(
+        config: ClusterConfig,
+        host: Weak<dyn Host>,
+        cancel: CancellationToken,
+    ) -> std::io::Result<Cluster> {
+        let listener = TcpListener::bind(config.listen).await?;
+        let bound = listener.local_addr()?;
+        let route_url = config
+            .advertise
+            .clone()
+            .unwrap_or_else(|| bound.to_string());
+        let shared = Arc::new(Shared {
+            route_url,
+            host,
+            local: Mutex::new(HashMap::new()),
+            peers: Mutex::new(Peers::default()),
+            dialing: Mutex::new(HashSet::new()),
+            cancel,
+            dropped: AtomicU64::new(0),
+            next_link: AtomicU64::new(1),
+            config,
+        });
+        tracing::info!(node = %shared.config.node, cluster = %shared.config.name, addr = %bound, "cluster listener up");
+        tokio::spawn(accept_loop(shared.clone(), listener));
+        for seed in shared.config.seeds.clone() {
+            Shared::dial(&shared, seed);
+        }
+        Ok(Cluster { shared })
+    }
+
+    /// The address peers reach this node at.
+    pub fn route_url(&self) -> &str {
+        &self.shared.route_url
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.shared.config.node
+    }
+
+    /// The cluster's name.
+    pub fn name(&self) -> &str {
+        &self.shared.config.name
+    }
+
+    /// A local subscription was added (or removed): peers learn of the first
+    /// subscriber of a filter and of the last one leaving.
+    pub fn local_interest(&self, interest: Interest, added: bool) {
+        let mut local = self.shared.local.lock();
+        let changed = if added {
+            let n = local.entry(interest.clone()).or_insert(0);
+            *n += 1;
+            *n == 1
+        } else {
+            match local.get_mut(&interest) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                Some(_) => {
+                    local.remove(&interest);
+                    true
+                }
+                None => false,
+            }
+        };
+        if changed {
+            let frame = if added {
+                Frame::Sub(interest)
+            } else {
+                Frame::Unsub(interest)
+            };
+            let bytes = encode(&frame);
+            let peers = self.shared.peers.lock();
+            for link in peers.links.values() {
+                let _ = link.tx.send(bytes.clone());
+            }
+        }
+    }
+
+    /// Sends a message to `peer` for its subscribers. Dropped (and counted) when the
+    /// link is gone or its queue is full.
+    pub fn forward(&self, peer: &str, forward: ForwardRef<'_>) {
+        let mut b = BytesMut::with_capacity(
+            forward.message.payload.len() + forward.message.subject.as_bytes().len() + 64,
+        );
+        frame::encode_msg(&mut b, forward);
+        let bytes = b.freeze();
+        let peers = self.shared.peers.lock();
+        let Some(link) = peers.links.get(peer) else {
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        if link.backlog.load(Ordering::Relaxed) > LINK_BACKLOG {
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        link.backlog.fetch_add(bytes.len(), Ordering::Relaxed);
+        let _ = link.tx.send(bytes);
+    }
+
+    /// Forwards dropped since start (no link, or its queue full).
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Every node this one knows, itself first.
+    pub fn nodes(&self) -> Vec<NodeView> {
+        let peers = self.shared.peers.lock();
+        let mut out = vec![NodeView {
+            name: self.shared.config.node.clone(),
+            addr: self.shared.route_url.clone(),
+            online: true,
+            last_seen: SystemTime::now(),
+            this: true,
+            client_urls: self.shared.config.client_urls.clone(),
+        }];
+        let mut others: Vec<NodeView> = peers
+            .known
+            .iter()
+            .map(|(name, k)| NodeView {
+                name: name.clone(),
+                addr: k.addr.clone(),
+                online: peers.links.contains_key(name),
+                last_seen: k.last_seen,
+                this: false,
+                client_urls: k.client_urls.clone(),
+            })
+            .collect();
+        others.sort_by(|a, b| a.name.cmp(&b.name));
+        out.extend(others);
+        out
+    }
+
+    /// Client URLs of the nodes linked now (for NATS `connect_urls`), this node's
+    /// first.
+    pub fn connect_urls(&self) -> Vec<String> {
+        self.nodes()
+            .into_iter()
+            .filter(|n| n.online)
+            .flat_map(|n| n.client_urls)
+            .collect()
+    }
+}
+
+fn encode(frame: &Frame) -> Bytes {
+    let mut b = BytesMut::new();
+    frame.encode(&mut b);
+    b.freeze()
+}
+
+async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.cancel.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, remote)) => {
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = run_link(shared, stream, None).await {
+                        tracing::debug!(%remote, error = %e, "cluster link from a peer ended");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cluster accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// Starts dialing `addr` (once per address), for as long as the node runs.
+    fn dial(shared: &Arc<Shared>, addr: String) {
+        if addr == shared.route_url || !shared.dialing.lock().insert(addr.clone()) {
+            return;
+        }
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut attempt = 0usize;
+            loop {
+                if shared.cancel.is_cancelled() {
+                    return;
+                }
+                let connected = tokio::select! {
+                    _ = shared.cancel.cancelled() => return,
+                    c = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(&addr)) => c,
+                };
+                match connected {
+                    Ok(Ok(stream)) => match run_link(shared.clone(), stream, Some(&addr)).await {
+                        Ok(Outcome::Itself) => return,
+                        Ok(Outcome::Closed) => attempt = 0,
+                        Err(e) => {
+                            tracing::debug!(%addr, error = %e, "cluster link ended");
+                        }
+                    },
+                    Ok(Err(e)) => tracing::debug!(%addr, error = %e, "cannot reach a cluster peer"),
+                    Err(_) => tracing::debug!(%addr, "cluster dial timed out"),
+                }
+                let wait = REDIAL[attempt.min(REDIAL.len() - 1)];
+                attempt += 1;
+                tokio::select! {
+                    _ = shared.cancel.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        });
+    }
+
+    fn hello(&self) -> Hello {
+        let peers = self.peers.lock();
+        let mut routes: Vec<String> = peers.known.values().map(|k| k.addr.clone()).collect();
+        routes.push(self.route_url.clone());
+        Hello {
+            version: VERSION,
+            cluster: self.config.name.clone(),
+            node: self.config.node.clone(),
+            route_url: self.route_url.clone(),
+            client_urls: self.config.client_urls.clone(),
+            routes,
+        }
+    }
+
+    /// Installs a link to `peer` unless a better one is up; sends it this node's
+    /// interest. Returns the link's id, or `None` when it is not wanted.
+    fn install(
+        self: &Arc<Self>,
+        hello: &Hello,
+        preferred: bool,
+        tx: mpsc::UnboundedSender<Bytes>,
+        backlog: Arc<AtomicUsize>,
+        close: CancellationToken,
+    ) -> Option<u64> {
+        let local = self.local.lock();
+        let mut peers = self.peers.lock();
+        if let Some(old) = peers.links.get(&hello.node) {
+            if old.preferred || !preferred {
+                return None;
+            }
+            // Replaced by the preferred link: the old one's interest goes, the new
+            // one brings it again.
+            let old = peers.links.remove(&hello.node)?;
+            old.close.cancel();
+            if let Some(host) = self.host.upgrade() {
+                for i in &old.remote {
+                    host.remote_interest(&hello.node, i, false);
+                }
+            }
+        }
+        let id = self.next_link.fetch_add(1, Ordering::Relaxed);
+        for i in local.keys() {
+            let _ = tx.send(encode(&Frame::Sub(i.clone())));
+        }
+        let is_new = !peers.known.contains_key(&hello.node);
+        peers.known.insert(
+            hello.node.clone(),
+            Known {
+                addr: hello.route_url.clone(),
+                client_urls: hello.client_urls.clone(),
+                last_seen: SystemTime::now(),
+            },
+        );
+        // Tell the other peers about a node they may not know yet.
+        if is_new {
+            let routes = encode(&Frame::Routes(vec![hello.route_url.clone()]));
+            for link in peers.links.values() {
+                let _ = link.tx.send(routes.clone());
+            }
+        }
+        peers.links.insert(
+            hello.node.clone(),
+            Link {
+                id,
+                preferred,
+                tx,
+                backlog,
+                remote: BTreeSet::new(),
+                close,
+            },
+        );
+        tracing::info!(peer = %hello.node, addr = %hello.route_url, "cluster link up");
+        Some(id)
+    }
+
+    /// Removes link `id` to `peer` (if it is still the installed one) and its
+    /// interest.
+    fn uninstall(&self, peer: &str, id: u64) {
+        let mut peers = self.peers.lock();
+        if peers.links.get(peer).is_some_and(|l| l.id == id) {
+            if let Some(link) = peers.links.remove(peer)
+                && let Some(host) = self.host.upgrade()
+            {
+                for i in &link.remote {
+                    host.remote_interest(peer, i, false);
+                }
+            }
+            tracing::info!(%peer, "cluster link down");
+        }
+    }
+
+    /// Interest received on link `id` of `peer`; ignored unless that link is the
+    /// installed one.
+    fn remote_interest(&self, peer: &str, id: u64, interest: Interest, added: bool) {
+        let mut peers = self.peers.lock();
+        let Some(link) = peers.links.get_mut(peer).filter(|l| l.id == id) else {
+            return;
+        };
+        let changed = if added {
+            link.remote.insert(interest.clone())
+        } else {
+            link.remote.remove(&interest)
+        };
+        if changed && let Some(host) = self.host.upgrade() {
+            host.remote_interest(peer, &interest, added);
+        }
+    }
+
+    fn seen(&self, peer: &str) {
+        if let Some(k) = self.peers.lock().known.get_mut(peer) {
+            k.last_seen = SystemTime::now();
+        }
+    }
+}
+
+async fn read_frame(
+    rd: &mut (impl AsyncReadExt + Unpin),
+) -> std::io::Result<Result<Frame, frame::Malformed>> {
+    let len = rd.read_u32().await? as usize;
+    if len > MAX_FRAME {
+        return Ok(Err(frame::Malformed("frame too large")));
+    }
+    let mut body = BytesMut::zeroed(len);
+    rd.read_exact(&mut body).await?;
+    Ok(Frame::decode(body.freeze()))
+}
+
+fn invalid(what: impl Into<String>) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, what.into())
+}
+
+/// Runs one link from handshake to close. `dialed` is the address this node
+/// dialed, or `None` for a link a peer opened.
+async fn run_link(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    dialed: Option<&str>,
+) -> std::io::Result<Outcome> {
+    stream.set_nodelay(true)?;
+    let (rd, wr) = stream.into_split();
+    let mut rd = tokio::io::BufReader::with_capacity(64 * 1024, rd);
+    let mut wr = BufWriter::with_capacity(64 * 1024, wr);
+    wr.write_all(&encode(&Frame::Hello(shared.hello()))).await?;
+    wr.flush().await?;
+    let hello = match tokio::time::timeout(Duration::from_secs(5), read_frame(&mut rd)).await {
+        Err(_) => return Err(invalid("no hello within 5 s")),
+        Ok(r) => match r?.map_err(|e| invalid(e.to_string()))? {
+            Frame::Hello(h) => h,
+            _ => return Err(invalid("the first frame was not a hello")),
+        },
+    };
+    if hello.version != VERSION {
+        tracing::warn!(peer = %hello.node, version = hello.version, "cluster peer speaks another wire version; link refused");
+        return Err(invalid("wire version"));
+    }
+    if hello.cluster != shared.config.name {
+        tracing::warn!(peer = %hello.node, cluster = %hello.cluster, ours = %shared.config.name, "a node of another cluster tried to link; refused");
+        return Err(invalid("cluster name"));
+    }
+    if hello.node == shared.config.node {
+        if let Some(addr) = dialed {
+            tracing::debug!(%addr, "this address is this node; not dialing it again");
+        }
+        return Ok(Outcome::Itself);
+    }
+    for addr in &hello.routes {
+        Shared::dial(&shared, addr.clone());
+    }
+    let me = shared.config.node.as_str();
+    let preferred = if dialed.is_some() {
+        me < hello.node.as_str()
+    } else {
+        hello.node.as_str() < me
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
+    let backlog = Arc::new(AtomicUsize::new(0));
+    let close = shared.cancel.child_token();
+    let Some(id) = shared.install(&hello, preferred, tx.clone(), backlog.clone(), close.clone())
+    else {
+        // A link to this peer is up already; when it goes, the dialer comes back.
+        if dialed.is_some() {
+            wait_for_link_down(&shared, &hello.node).await;
+        }
+        return Ok(Outcome::Closed);
+    };
+    let peer = hello.node.clone();
+    let writer_close = close.clone();
+    let writer_backlog = backlog.clone();
+    let writer = tokio::spawn(async move {
+        loop {
+            let first = tokio::select! {
+                _ = writer_close.cancelled() => break,
+                f = rx.recv() => match f { Some(f) => f, None => break },
+            };
+            let mut sent = first.len();
+            if wr.write_all(&first).await.is_err() {
+                break;
+            }
+            while let Ok(more) = rx.try_recv() {
+                sent += more.len();
+                if wr.write_all(&more).await.is_err() {
+                    writer_close.cancel();
+                    return;
+                }
+            }
+            writer_backlog.fetch_sub(sent.min(writer_backlog.load(Ordering::Relaxed)), Ordering::Relaxed);
+            if wr.flush().await.is_err() {
+                break;
+            }
+        }
+        writer_close.cancel();
+    });
+    let pinger_close = close.clone();
+    let ping = encode(&Frame::Ping);
+    let pinger_tx = tx.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = pinger_close.cancelled() => return,
+                _ = tokio::time::sleep(PING_EVERY) => {}
+            }
+            if pinger_tx.send(ping.clone()).is_err() {
+                return;
+            }
+        }
+    });
+    let pong = encode(&Frame::Pong);
+    let result = loop {
+        let next = tokio::select! {
+            _ = close.cancelled() => break Ok(()),
+            r = tokio::time::timeout(IDLE_TIMEOUT, read_frame(&mut rd)) => r,
+        };
+        let frame = match next {
+            Err(_) => break Err(invalid("peer silent")),
+            Ok(Err(e)) => break Err(e),
+            Ok(Ok(Err(e))) => {
+                tracing::warn!(%peer, error = %e, "malformed frame from a cluster peer; link closed");
+                break Err(invalid(e.to_string()));
+            }
+            Ok(Ok(Ok(f))) => f,
+        };
+        match frame {
+            Frame::Msg(f) => {
+                if let Some(host) = shared.host.upgrade() {
+                    host.remote_message(&peer, f);
+                }
+            }
+            Frame::Sub(i) => shared.remote_interest(&peer, id, i, true),
+            Frame::Unsub(i) => shared.remote_interest(&peer, id, i, false),
+            Frame::Routes(routes) => {
+                for addr in routes {
+                    Shared::dial(&shared, addr);
+                }
+            }
+            Frame::Ping => {
+                shared.seen(&peer);
+                let _ = tx.send(pong.clone());
+            }
+            Frame::Pong => shared.seen(&peer),
+            Frame::Hello(_) => break Err(invalid("a second hello")),
+        }
+    };
+    close.cancel();
+    let _ = writer.await;
+    shared.uninstall(&peer, id);
+    result.map(|()| Outcome::Closed)
+}
+
+/// Waits until no link to `peer` is up (checked every 500 ms), or the node stops.
+async fn wait_for_link_down(shared: &Shared, peer: &str) {
+    loop {
+        if !shared.peers.lock().links.contains_key(peer) {
+            return;
+        }
+        tokio::select! {
+            _ = shared.cancel.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}

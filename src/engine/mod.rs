@@ -18,6 +18,7 @@
 //!   removed after the fan-out, never during it.
 
 pub mod auth;
+mod cluster;
 mod dead_letter;
 mod events;
 mod group;
@@ -106,6 +107,10 @@ pub struct StationEngine {
     events: events::EventLog,
     /// This engine, for the admin calls that move their work to a blocking thread.
     me: std::sync::Weak<StationEngine>,
+    /// The links to the other nodes, once the cluster is up (`cluster.rs`).
+    cluster: std::sync::OnceLock<junction_cluster::Cluster>,
+    /// Peers' interest, as subscriptions in the trie: (peer, interest) → it.
+    remote: Mutex<AHashMap<(Arc<str>, junction_cluster::Interest), Arc<Subscription>>>,
 }
 
 impl StationEngine {
@@ -166,6 +171,8 @@ impl StationEngine {
             routing,
             system,
             events: events::EventLog::default(),
+            cluster: std::sync::OnceLock::new(),
+            remote: Mutex::new(AHashMap::new()),
         });
         // The lineage index comes back from what storage kept, off the start-up
         // path: the broker serves while it fills.
@@ -216,6 +223,9 @@ impl StationEngine {
         };
         for (tenant, sub) in removed {
             self.trie(&tenant).remove(&sub);
+            if sub.shared {
+                self.share_interest(&tenant, &sub, false);
+            }
         }
     }
 
@@ -235,7 +245,16 @@ impl StationEngine {
         // are not messages out.
         let mut to_engine = 0usize;
         let mut done = Vec::new();
+        // Peers with matching interest: (peer, its plain subscribers get it, queue
+        // groups of which one of its members gets it).
+        let mut peers: Vec<cluster::PeerForward<'_>> = Vec::new();
         for sub in &result.plain {
+            if let Some(peer) = &sub.route {
+                if cluster::forward_plain(&mut peers, peer) {
+                    delivered += 1;
+                }
+                continue;
+            }
             if skip_self && sub.client == from.id {
                 continue;
             }
@@ -256,10 +275,15 @@ impl StationEngine {
         } else {
             self.queue_cursor.fetch_add(1, Ordering::Relaxed)
         };
-        for (_, members) in &result.groups {
+        for (queue, members) in &result.groups {
             let n = members.len();
             for k in 0..n {
                 let sub = &members[(start + k) % n];
+                if let Some(peer) = &sub.route {
+                    cluster::forward_queue(&mut peers, peer, queue);
+                    delivered += 1;
+                    break;
+                }
                 if skip_self && sub.client == from.id {
                     continue;
                 }
@@ -284,6 +308,9 @@ impl StationEngine {
         }
         for (client, id) in done {
             self.remove_subscriptions(client, &[id]);
+        }
+        if !peers.is_empty() {
+            self.forward_to_peers(&from.tenant, message, marked, peers);
         }
         delivered
     }
@@ -568,6 +595,8 @@ impl Broker for StationEngine {
             queue,
             subscriber,
             mqtt: from.protocol == Protocol::Mqtt,
+            route: None,
+            shared: self.cluster.get().is_some() && from.kind() != ClientKind::Internal,
         });
         {
             let mut clients = self.clients.write();
@@ -581,7 +610,11 @@ impl Broker for StationEngine {
             }
             entry.subscriptions.insert(id, sub.clone());
         }
+        let shared = sub.shared.then(|| sub.clone());
         self.trie(&from.tenant).insert(sub);
+        if let Some(sub) = shared {
+            self.share_interest(&from.tenant, &sub, true);
+        }
         Ok(id)
     }
 

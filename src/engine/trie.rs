@@ -25,6 +25,11 @@ pub(crate) struct Subscription {
     /// The subscriber is an MQTT client: it gets the MQTT front-end's markers
     /// (`lineage::MQTT_MARKERS`), which every other subscriber is spared.
     pub mqtt: bool,
+    /// A peer node's interest (`cluster.rs`): matching messages are forwarded to
+    /// that node, once per publish, and never to another node from there.
+    pub route: Option<Arc<str>>,
+    /// This node's peers were told of it (a client's subscription, in a cluster).
+    pub shared: bool,
 }
 
 /// Everything one subject matches: plain subscriptions, and queue groups (one
@@ -312,6 +317,8 @@ mod tests {
             queue: queue.map(|q| QueueGroup::new(q.to_string()).unwrap()),
             subscriber: Arc::new(Nop),
             mqtt: false,
+            route: None,
+            shared: false,
         })
     }
 

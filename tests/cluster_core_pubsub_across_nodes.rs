@@ -1,0 +1,379 @@
+//! Three real `junction` processes form a cluster from the nats-server style flags
+//! (`--cluster`, `--routes` naming every node, itself included, `--cluster_name`),
+//! and a client on any node reaches subscribers on every node:
+//! - a NATS subscriber on node 3 gets what is published on node 1, each message once;
+//! - a queue group spread over the three nodes gets 1,000 messages, each delivered
+//!   to exactly one member;
+//! - a request on node 1 is answered by a responder on node 2;
+//! - an MQTT publish on node 2 reaches a NATS subscriber on node 1 and an MQTT
+//!   subscriber on node 3, at QoS 0, 1 and 2.
+//!
+//! Interest crosses the links asynchronously, as on nats-server: each scenario
+//! first waits until a probe published on the publishing node reaches the new
+//! subscriber's node (the probe's subscription was made after the one under test,
+//! on the same connection, and a link keeps order). Timeouts are hang guards only.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use bytes::Bytes;
+use futures::StreamExt;
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::Child;
+
+#[path = "support/process.rs"]
+#[allow(dead_code)] // each test binary uses part of it
+mod process;
+
+const GUARD: Duration = Duration::from_secs(30);
+
+struct Node {
+    nats: u16,
+    mqtt: u16,
+    _child: Child,
+}
+
+struct Cluster {
+    nodes: Vec<Node>,
+    _dir: tempfile::TempDir,
+}
+
+async fn wait_listening(port: u16) {
+    for _ in 0..400 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("junction did not start listening on {port}");
+}
+
+fn spawn(dir: &Path, name: &str, nats: u16, mqtt: u16, cluster: u16, routes: &str) -> Child {
+    process::junction(
+        dir,
+        &[
+            "serve",
+            "-n",
+            name,
+            "--nats-listen",
+            &format!("127.0.0.1:{nats}"),
+            "--mqtt-listen",
+            &format!("127.0.0.1:{mqtt}"),
+            "--http-listen",
+            "off",
+            "--data-dir",
+            &dir.join(name).display().to_string(),
+            "--cluster",
+            &format!("nats://127.0.0.1:{cluster}"),
+            "--routes",
+            routes,
+            "--cluster_name",
+            "test-cluster",
+        ],
+        &[("RUST_LOG", "warn")],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("junction starts")
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let ports: Vec<(u16, u16, u16)> = (0..3)
+            .map(|_| {
+                (
+                    process::free_port(),
+                    process::free_port(),
+                    process::free_port(),
+                )
+            })
+            .collect();
+        let routes = ports
+            .iter()
+            .map(|(_, _, c)| format!("nats://127.0.0.1:{c}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut nodes = Vec::new();
+        for (i, (nats, mqtt, cluster)) in ports.iter().enumerate() {
+            let child = spawn(
+                dir.path(),
+                &format!("n{}", i + 1),
+                *nats,
+                *mqtt,
+                *cluster,
+                &routes,
+            );
+            nodes.push(Node {
+                nats: *nats,
+                mqtt: *mqtt,
+                _child: child,
+            });
+        }
+        for n in &nodes {
+            wait_listening(n.nats).await;
+            wait_listening(n.mqtt).await;
+        }
+        Cluster { nodes, _dir: dir }
+    }
+
+    async fn nats(&self, i: usize) -> async_nats::Client {
+        async_nats::connect(format!("nats://127.0.0.1:{}", self.nodes[i].nats))
+            .await
+            .unwrap()
+    }
+}
+
+/// Waits until node `from` forwards `subject` to `sub` (a subscription on another
+/// node, made after the interest under test): publishes probes until one arrives.
+async fn until_seen(from: &async_nats::Client, subject: &str, sub: &mut async_nats::Subscriber) {
+    tokio::time::timeout(GUARD, async {
+        loop {
+            from.publish(subject.to_string(), Bytes::from_static(b"probe"))
+                .await
+                .unwrap();
+            from.flush().await.unwrap();
+            if tokio::time::timeout(Duration::from_millis(100), sub.next())
+                .await
+                .is_ok()
+            {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the peers learn of the subscription");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_on_node_3_gets_each_publish_from_node_1_once() {
+    let c = Cluster::start().await;
+    let publisher = c.nats(0).await;
+    let subscriber = c.nats(2).await;
+    let mut data = subscriber.subscribe("orders.>").await.unwrap();
+    let mut probe = subscriber.subscribe("probe.orders").await.unwrap();
+    subscriber.flush().await.unwrap();
+    until_seen(&publisher, "probe.orders", &mut probe).await;
+    for i in 0..500u32 {
+        publisher
+            .publish(format!("orders.{}", i % 5), Bytes::from(i.to_string()))
+            .await
+            .unwrap();
+    }
+    publisher.flush().await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < 500 {
+        let m = tokio::time::timeout(GUARD, data.next())
+            .await
+            .expect("every message arrives")
+            .unwrap();
+        got.push(String::from_utf8(m.payload.to_vec()).unwrap());
+    }
+    let want: Vec<String> = (0..500u32).map(|i| i.to_string()).collect();
+    assert_eq!(got, want, "each message once, in publish order");
+    // Nothing more: a message crosses once, however many filters match there.
+    publisher
+        .publish("orders.end", Bytes::from_static(b"end"))
+        .await
+        .unwrap();
+    let m = tokio::time::timeout(GUARD, data.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&m.payload[..], b"end");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_group_over_three_nodes_gets_each_message_once() {
+    let c = Cluster::start().await;
+    let mut members = Vec::new();
+    let publisher = c.nats(0).await;
+    for i in 0..3 {
+        let client = c.nats(i).await;
+        let q = client
+            .queue_subscribe("jobs", "workers".to_string())
+            .await
+            .unwrap();
+        let mut probe = client
+            .subscribe(format!("probe.jobs.{i}"))
+            .await
+            .unwrap();
+        client.flush().await.unwrap();
+        if i != 0 {
+            until_seen(&publisher, &format!("probe.jobs.{i}"), &mut probe).await;
+        }
+        members.push((client, q));
+    }
+    for i in 0..1000u32 {
+        publisher
+            .publish("jobs", Bytes::from(i.to_string()))
+            .await
+            .unwrap();
+    }
+    publisher.flush().await.unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, String)>();
+    let mut clients = Vec::new();
+    for (i, (client, mut q)) in members.into_iter().enumerate() {
+        let tx = tx.clone();
+        clients.push(client);
+        tokio::spawn(async move {
+            while let Some(m) = q.next().await {
+                let _ = tx.send((i, String::from_utf8(m.payload.to_vec()).unwrap()));
+            }
+        });
+    }
+    drop(tx);
+    let mut seen = HashSet::new();
+    let mut per_node = [0usize; 3];
+    while seen.len() < 1000 {
+        let (node, payload) = tokio::time::timeout(GUARD, rx.recv())
+            .await
+            .expect("every job arrives")
+            .unwrap();
+        assert!(seen.insert(payload.clone()), "job {payload} delivered twice");
+        per_node[node] += 1;
+    }
+    // A late duplicate would show up now: one more message, then silence.
+    publisher
+        .publish("jobs", Bytes::from_static(b"last"))
+        .await
+        .unwrap();
+    let (_, payload) = tokio::time::timeout(GUARD, rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(payload, "last", "no job was delivered twice");
+    assert!(
+        per_node.iter().all(|n| *n > 0),
+        "every node's member got some jobs: {per_node:?}"
+    );
+    drop(clients);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_on_node_1_is_answered_on_node_2() {
+    let c = Cluster::start().await;
+    let responder = c.nats(1).await;
+    let mut service = responder.subscribe("svc.echo").await.unwrap();
+    let mut probe = responder.subscribe("probe.svc").await.unwrap();
+    responder.flush().await.unwrap();
+    let answering = responder.clone();
+    tokio::spawn(async move {
+        while let Some(m) = service.next().await {
+            if let Some(reply) = m.reply {
+                let mut body = b"echo: ".to_vec();
+                body.extend_from_slice(&m.payload);
+                answering.publish(reply, body.into()).await.unwrap();
+            }
+        }
+    });
+    let requester = c.nats(0).await;
+    until_seen(&requester, "probe.svc", &mut probe).await;
+    for i in 0..20 {
+        let answer = tokio::time::timeout(
+            GUARD,
+            requester.request("svc.echo", Bytes::from(format!("hi {i}"))),
+        )
+        .await
+        .expect("answered")
+        .expect("no error");
+        assert_eq!(answer.payload, Bytes::from(format!("echo: hi {i}")));
+    }
+    // With no responder anywhere, the request fails at once (no responders).
+    let err = requester
+        .request("svc.nobody", Bytes::new())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), async_nats::RequestErrorKind::NoResponders);
+}
+
+async fn mqtt(port: u16, id: &str) -> (rumqttc::AsyncClient, rumqttc::EventLoop) {
+    let mut o = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
+    o.set_keep_alive(Duration::from_secs(30));
+    rumqttc::AsyncClient::new(o, 100)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mqtt_publish_on_node_2_reaches_nats_on_node_1_and_mqtt_on_node_3() {
+    use rumqttc::{Event, Packet, QoS};
+    let c = Cluster::start().await;
+    let nats = c.nats(0).await;
+    let mut on_nats = nats.subscribe("sensors.>").await.unwrap();
+    nats.flush().await.unwrap();
+
+    let (sub, mut sub_loop) = mqtt(c.nodes[2].mqtt, "sub-on-3").await;
+    sub.subscribe("sensors/#", QoS::ExactlyOnce).await.unwrap();
+    let (tx, mut from_mqtt) = tokio::sync::mpsc::unbounded_channel::<(String, Vec<u8>)>();
+    tokio::spawn(async move {
+        while let Ok(ev) = sub_loop.poll().await {
+            if let Event::Incoming(Packet::Publish(p)) = ev {
+                let _ = tx.send((p.topic.clone(), p.payload.to_vec()));
+            }
+        }
+    });
+
+    let (publisher, mut pub_loop) = mqtt(c.nodes[1].mqtt, "pub-on-2").await;
+    tokio::spawn(async move { while pub_loop.poll().await.is_ok() {} });
+
+    // Until both subscriptions are known on node 2.
+    tokio::time::timeout(GUARD, async {
+        let (mut nats_ok, mut mqtt_ok) = (false, false);
+        while !(nats_ok && mqtt_ok) {
+            publisher
+                .publish("sensors/probe", QoS::AtMostOnce, false, "probe")
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            while let Ok(Some(_)) =
+                tokio::time::timeout(Duration::from_millis(1), on_nats.next()).await
+            {
+                nats_ok = true;
+            }
+            while from_mqtt.try_recv().is_ok() {
+                mqtt_ok = true;
+            }
+        }
+    })
+    .await
+    .expect("node 2 learns of both subscriptions");
+
+    for (i, qos) in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce]
+        .into_iter()
+        .enumerate()
+    {
+        let topic = format!("sensors/q{i}");
+        publisher
+            .publish(&topic, qos, false, format!("reading {i}"))
+            .await
+            .unwrap();
+        let m = tokio::time::timeout(GUARD, async {
+            loop {
+                let m = on_nats.next().await.unwrap();
+                if m.subject.as_str() != "sensors.probe" {
+                    return m;
+                }
+            }
+        })
+        .await
+        .expect("NATS on node 1 gets it");
+        assert_eq!(m.subject.as_str(), format!("sensors.q{i}"));
+        assert_eq!(m.payload, Bytes::from(format!("reading {i}")));
+        let (t, payload) = tokio::time::timeout(GUARD, async {
+            loop {
+                let (t, p) = from_mqtt.recv().await.unwrap();
+                if t != "sensors/probe" {
+                    return (t, p);
+                }
+            }
+        })
+        .await
+        .expect("MQTT on node 3 gets it");
+        assert_eq!(t, topic);
+        assert_eq!(payload, format!("reading {i}").into_bytes());
+    }
+}
