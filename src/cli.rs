@@ -144,10 +144,19 @@ pub struct ServeArgs {
     pub cluster_listen: Option<String>,
     /// Peers' cluster addresses to join, comma-separated host:port (nats-server
     /// `--routes nats://H:P,...` is accepted too); may include this node.
-    #[arg(long = "join", visible_alias = "routes", value_name = "ADDRS", value_delimiter = ',')]
+    #[arg(
+        long = "join",
+        visible_alias = "routes",
+        value_name = "ADDRS",
+        value_delimiter = ','
+    )]
     pub join: Vec<String>,
     /// Cluster name; every node of a cluster has the same [default: junction].
-    #[arg(long = "cluster-name", visible_alias = "cluster_name", value_name = "NAME")]
+    #[arg(
+        long = "cluster-name",
+        visible_alias = "cluster_name",
+        value_name = "NAME"
+    )]
     pub cluster_name: Option<String>,
     /// Address peers dial to reach this node's cluster listener [default: the
     /// bound address] (nats-server `--cluster_advertise`).

@@ -31,6 +31,7 @@ const GUARD: Duration = Duration::from_secs(30);
 struct Node {
     nats: u16,
     mqtt: u16,
+    http: u16,
     _child: Child,
 }
 
@@ -52,7 +53,8 @@ async fn wait_listening(port: u16) {
     panic!("junction did not start listening on {port}");
 }
 
-fn spawn(dir: &Path, name: &str, nats: u16, mqtt: u16, cluster: u16, routes: &str) -> Child {
+fn spawn(dir: &Path, name: &str, ports: (u16, u16, u16, u16), routes: &str) -> Child {
+    let (nats, mqtt, http, cluster) = ports;
     process::junction(
         dir,
         &[
@@ -64,7 +66,7 @@ fn spawn(dir: &Path, name: &str, nats: u16, mqtt: u16, cluster: u16, routes: &st
             "--mqtt-listen",
             &format!("127.0.0.1:{mqtt}"),
             "--http-listen",
-            "off",
+            &format!("127.0.0.1:{http}"),
             "--data-dir",
             &dir.join(name).display().to_string(),
             "--cluster",
@@ -85,9 +87,10 @@ fn spawn(dir: &Path, name: &str, nats: u16, mqtt: u16, cluster: u16, routes: &st
 impl Cluster {
     async fn start() -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let ports: Vec<(u16, u16, u16)> = (0..3)
+        let ports: Vec<(u16, u16, u16, u16)> = (0..3)
             .map(|_| {
                 (
+                    process::free_port(),
                     process::free_port(),
                     process::free_port(),
                     process::free_port(),
@@ -96,28 +99,23 @@ impl Cluster {
             .collect();
         let routes = ports
             .iter()
-            .map(|(_, _, c)| format!("nats://127.0.0.1:{c}"))
+            .map(|(_, _, _, c)| format!("nats://127.0.0.1:{c}"))
             .collect::<Vec<_>>()
             .join(",");
         let mut nodes = Vec::new();
-        for (i, (nats, mqtt, cluster)) in ports.iter().enumerate() {
-            let child = spawn(
-                dir.path(),
-                &format!("n{}", i + 1),
-                *nats,
-                *mqtt,
-                *cluster,
-                &routes,
-            );
+        for (i, p) in ports.iter().enumerate() {
+            let child = spawn(dir.path(), &format!("n{}", i + 1), *p, &routes);
             nodes.push(Node {
-                nats: *nats,
-                mqtt: *mqtt,
+                nats: p.0,
+                mqtt: p.1,
+                http: p.2,
                 _child: child,
             });
         }
         for n in &nodes {
             wait_listening(n.nats).await;
             wait_listening(n.mqtt).await;
+            wait_listening(n.http).await;
         }
         Cluster { nodes, _dir: dir }
     }
@@ -199,10 +197,7 @@ async fn a_queue_group_over_three_nodes_gets_each_message_once() {
             .queue_subscribe("jobs", "workers".to_string())
             .await
             .unwrap();
-        let mut probe = client
-            .subscribe(format!("probe.jobs.{i}"))
-            .await
-            .unwrap();
+        let mut probe = client.subscribe(format!("probe.jobs.{i}")).await.unwrap();
         client.flush().await.unwrap();
         if i != 0 {
             until_seen(&publisher, &format!("probe.jobs.{i}"), &mut probe).await;
@@ -235,7 +230,10 @@ async fn a_queue_group_over_three_nodes_gets_each_message_once() {
             .await
             .expect("every job arrives")
             .unwrap();
-        assert!(seen.insert(payload.clone()), "job {payload} delivered twice");
+        assert!(
+            seen.insert(payload.clone()),
+            "job {payload} delivered twice"
+        );
         per_node[node] += 1;
     }
     // A late duplicate would show up now: one more message, then silence.
@@ -376,4 +374,61 @@ async fn an_mqtt_publish_on_node_2_reaches_nats_on_node_1_and_mqtt_on_node_3() {
         assert_eq!(t, topic);
         assert_eq!(payload, format!("reading {i}").into_bytes());
     }
+}
+
+async fn get_json(port: u16, path: &str) -> serde_json::Value {
+    reqwest::get(format!("http://127.0.0.1:{port}{path}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_lists_the_cluster_and_clients_learn_every_url() {
+    let c = Cluster::start().await;
+    // Until node 1 has a link to both others (the mesh forms from the seed list).
+    let view = tokio::time::timeout(GUARD, async {
+        loop {
+            let v = get_json(c.nodes[0].http, "/v1/cluster").await;
+            let nodes = v["nodes"].as_array().unwrap();
+            if nodes.len() == 3 && nodes.iter().all(|n| n["online"] == true) {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the mesh forms");
+    assert_eq!(view["name"], "test-cluster");
+    let names: Vec<&str> = view["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["n1", "n2", "n3"],
+        "this node first, then the others"
+    );
+    assert_eq!(view["nodes"][0]["this"], true);
+    assert!(view["meta_leader"].is_null(), "no meta group yet");
+
+    let varz = get_json(c.nodes[1].http, "/varz").await;
+    assert_eq!(varz["cluster"]["name"], "test-cluster");
+    assert_eq!(varz["cluster"]["urls"].as_array().unwrap().len(), 2);
+
+    // A client connecting now is told every node's client URL.
+    let client = c.nats(2).await;
+    let mut urls = client.server_info().connect_urls;
+    urls.sort();
+    let mut want: Vec<String> = c
+        .nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.nats))
+        .collect();
+    want.sort();
+    assert_eq!(urls, want);
 }

@@ -540,8 +540,13 @@ async fn run_link(
     let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
     let backlog = Arc::new(AtomicUsize::new(0));
     let close = shared.cancel.child_token();
-    let Some(id) = shared.install(&hello, preferred, tx.clone(), backlog.clone(), close.clone())
-    else {
+    let Some(id) = shared.install(
+        &hello,
+        preferred,
+        tx.clone(),
+        backlog.clone(),
+        close.clone(),
+    ) else {
         // A link to this peer is up already; when it goes, the dialer comes back.
         if dialed.is_some() {
             wait_for_link_down(&shared, &hello.node).await;
@@ -568,7 +573,10 @@ async fn run_link(
                     return;
                 }
             }
-            writer_backlog.fetch_sub(sent.min(writer_backlog.load(Ordering::Relaxed)), Ordering::Relaxed);
+            writer_backlog.fetch_sub(
+                sent.min(writer_backlog.load(Ordering::Relaxed)),
+                Ordering::Relaxed,
+            );
             if wr.flush().await.is_err() {
                 break;
             }

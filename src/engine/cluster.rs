@@ -15,7 +15,7 @@ use super::trie::Subscription;
 use super::{StationEngine, lineage};
 use bytes::Bytes;
 use junction_api::{
-    ClientId, Delivery, FanoutId, Message, QueueGroup, Subscriber, SubjectFilter, SubscriptionId,
+    ClientId, Delivery, FanoutId, Message, QueueGroup, SubjectFilter, Subscriber, SubscriptionId,
     TenantId,
 };
 use junction_cluster::{Cluster, Forward, ForwardRef, Host, Interest};
@@ -31,7 +31,10 @@ pub(super) struct PeerForward<'a> {
 
 /// Notes that `peer`'s plain subscribers get the message; true the first time.
 pub(super) fn forward_plain<'a>(peers: &mut Vec<PeerForward<'a>>, peer: &'a Arc<str>) -> bool {
-    match peers.iter_mut().find(|p| Arc::ptr_eq(p.peer, peer) || p.peer == peer) {
+    match peers
+        .iter_mut()
+        .find(|p| Arc::ptr_eq(p.peer, peer) || p.peer == peer)
+    {
         Some(p) => !std::mem::replace(&mut p.plain, true),
         None => {
             peers.push(PeerForward {
@@ -51,7 +54,10 @@ pub(super) fn forward_queue<'a>(
     queue: &QueueGroup,
 ) {
     let q = Bytes::copy_from_slice(queue.as_bytes());
-    match peers.iter_mut().find(|p| Arc::ptr_eq(p.peer, peer) || p.peer == peer) {
+    match peers
+        .iter_mut()
+        .find(|p| Arc::ptr_eq(p.peer, peer) || p.peer == peer)
+    {
         Some(p) => p.queues.push(q),
         None => peers.push(PeerForward {
             peer,
@@ -100,6 +106,30 @@ impl StationEngine {
     /// The cluster links, when this node is in a cluster.
     pub fn cluster(&self) -> Option<&Cluster> {
         self.cluster.get()
+    }
+
+    /// The cluster as this node sees it.
+    pub(super) fn cluster_snapshot(&self) -> Option<junction_api::ClusterSnapshot> {
+        let cluster = self.cluster.get()?;
+        Some(junction_api::ClusterSnapshot {
+            name: cluster.name().to_string(),
+            node: cluster.node().to_string(),
+            meta_leader: None,
+            nodes: cluster
+                .nodes()
+                .into_iter()
+                .map(|n| junction_api::ClusterNode {
+                    name: n.name,
+                    addr: n.addr,
+                    online: n.online,
+                    voter: true,
+                    last_seen: n.last_seen,
+                    this: n.this,
+                    client_urls: n.client_urls,
+                })
+                .collect(),
+            dropped_forwards: cluster.dropped(),
+        })
     }
 
     /// Tells the peers that a client subscription came (or went).

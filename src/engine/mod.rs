@@ -863,6 +863,10 @@ impl Monitor for StationEngine {
     fn events(&self, tenant: &TenantId, limit: usize) -> Vec<SystemEvent> {
         self.events.recent(tenant, limit)
     }
+
+    fn cluster(&self) -> Option<junction_api::ClusterSnapshot> {
+        self.cluster_snapshot()
+    }
 }
 
 /// The admin operations' bodies. They write metadata and wait for it to be durable

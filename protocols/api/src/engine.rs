@@ -94,6 +94,41 @@ pub struct ServerSnapshot {
     pub slow_consumers: u64,
 }
 
+/// This node's view of its cluster (`/v1/cluster`, `/varz`'s `cluster`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSnapshot {
+    /// The cluster's name.
+    pub name: String,
+    /// This node's name.
+    pub node: String,
+    /// The meta group's leader, once the meta Raft group exists; `None` until then.
+    pub meta_leader: Option<String>,
+    /// Every node this one knows, itself first.
+    pub nodes: Vec<ClusterNode>,
+    /// Messages that could not be forwarded to a peer (link down or its queue
+    /// full) since start.
+    pub dropped_forwards: u64,
+}
+
+/// One node of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterNode {
+    /// Node name.
+    pub name: String,
+    /// Its cluster address.
+    pub addr: String,
+    /// A link to it is up (always, for this node).
+    pub online: bool,
+    /// A voter of the meta group (every node, until learners exist).
+    pub voter: bool,
+    /// When it was last heard from.
+    pub last_seen: SystemTime,
+    /// This node.
+    pub this: bool,
+    /// Its client URLs (NATS `host:port`).
+    pub client_urls: Vec<String>,
+}
+
 /// Storage figures for monitoring (`/metrics`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StorageStats {
@@ -433,4 +468,7 @@ pub trait Monitor: Send + Sync + 'static {
     /// The most recent system events of `tenant`, newest first, at most `limit`.
     /// The engine keeps a bounded number in memory; older ones are forgotten.
     fn events(&self, tenant: &TenantId, limit: usize) -> Vec<SystemEvent>;
+
+    /// The cluster as this node sees it; `None` when it runs alone.
+    fn cluster(&self) -> Option<ClusterSnapshot>;
 }

@@ -199,6 +199,8 @@ struct Varz {
     out_bytes: u64,
     slow_consumers: u64,
     subscriptions: u64,
+    /// nats-server's cluster block: empty when running alone.
+    cluster: serde_json::Value,
 }
 
 async fn varz<E: Engine>(State(state): State<Arc<MonitorState<E>>>) -> Response {
@@ -245,6 +247,29 @@ async fn varz<E: Engine>(State(state): State<Arc<MonitorState<E>>>) -> Response 
         out_bytes: snap.out_bytes,
         slow_consumers: snap.slow_consumers,
         subscriptions: snap.subscriptions,
+        cluster: match state.engine.cluster() {
+            None => serde_json::json!({}),
+            Some(c) => {
+                let me = c.nodes.iter().find(|n| n.this);
+                let (addr, port) = me
+                    .and_then(|n| n.addr.rsplit_once(':'))
+                    .map_or((String::new(), 0u16), |(h, p)| {
+                        (h.to_string(), p.parse().unwrap_or(0))
+                    });
+                let urls: Vec<&str> = c
+                    .nodes
+                    .iter()
+                    .filter(|n| !n.this)
+                    .map(|n| n.addr.as_str())
+                    .collect();
+                serde_json::json!({
+                    "name": c.name,
+                    "addr": addr,
+                    "cluster_port": port,
+                    "urls": urls,
+                })
+            }
+        },
     })
 }
 

@@ -63,7 +63,22 @@ pub(crate) async fn run<E: Engine>(
             out.close(CloseReason::Kicked);
         }
     });
-    let info = options.info_json(client.id.0, remote.ip(), engine.auth_required());
+    let connect_urls = engine
+        .cluster()
+        .map(|c| {
+            c.nodes
+                .into_iter()
+                .filter(|n| n.online)
+                .flat_map(|n| n.client_urls)
+                .collect()
+        })
+        .unwrap_or_default();
+    let info = options.info_json(
+        client.id.0,
+        remote.ip(),
+        engine.auth_required(),
+        connect_urls,
+    );
     out.write(|b| encode::info(b, &info));
     let write_task = tokio::spawn(write_loop(writer, out.clone(), options.write_deadline));
     let mut channel = NatsChannel::new(
@@ -112,7 +127,10 @@ async fn refuse_with(
     why: Option<&str>,
 ) {
     let mut buf = BytesMut::new();
-    encode::info(&mut buf, &options.info_json(0, remote.ip(), auth_required));
+    encode::info(
+        &mut buf,
+        &options.info_json(0, remote.ip(), auth_required, Vec::new()),
+    );
     if let Some(why) = why {
         encode::err(&mut buf, why);
     }

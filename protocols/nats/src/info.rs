@@ -40,6 +40,10 @@ pub struct ServerInfo {
     pub client_ip: String,
     /// Junction's own version.
     pub junction_version: String,
+    /// Client URLs of every node of the cluster (nats-server's `connect_urls`), so
+    /// that clients can fail over; absent when running alone.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub connect_urls: Vec<String>,
 }
 
 fn yes() -> bool {

@@ -49,7 +49,13 @@ pub struct NatsOptions {
 
 impl NatsOptions {
     /// The INFO JSON for one client.
-    pub fn info_json(&self, client_id: u64, client_ip: IpAddr, auth_required: bool) -> Vec<u8> {
+    pub fn info_json(
+        &self,
+        client_id: u64,
+        client_ip: IpAddr,
+        auth_required: bool,
+        connect_urls: Vec<String>,
+    ) -> Vec<u8> {
         let info = ServerInfo {
             server_id: self.server_id.clone(),
             server_name: self.server_name.clone(),
@@ -65,6 +71,7 @@ impl NatsOptions {
             client_id,
             client_ip: client_ip.to_string(),
             junction_version: env!("CARGO_PKG_VERSION").to_string(),
+            connect_urls,
         };
         let mut json = serde_json::to_vec(&info).unwrap_or_default();
         // nats-server writes a space between the JSON and the CRLF.

@@ -204,6 +204,83 @@ pub struct ServerJson {
     pub auth_required: bool,
 }
 
+/// One node of the cluster.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClusterNodeJson {
+    /// Node name (`-n`).
+    pub name: String,
+    /// Its cluster address (empty when this node runs alone).
+    pub addr: String,
+    /// A link to it is up (always true for the node answering).
+    pub online: bool,
+    /// A voter of the meta group.
+    pub voter: bool,
+    /// When it was last heard from.
+    pub last_seen: String,
+    /// The node answering this request.
+    pub this: bool,
+    /// Its NATS client URLs.
+    pub client_urls: Vec<String>,
+}
+
+/// The cluster as the answering node sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClusterJson {
+    /// The cluster's name; null when this node runs alone.
+    pub name: Option<String>,
+    /// The meta group's leader; null until the meta Raft group exists (and when
+    /// running alone).
+    pub meta_leader: Option<String>,
+    /// Every node known, the answering one first.
+    pub nodes: Vec<ClusterNodeJson>,
+    /// Messages that could not be forwarded to a peer since start.
+    pub dropped_forwards: u64,
+}
+
+/// The cluster: its name and nodes, with which are linked now.
+#[utoipa::path(
+    get,
+    path = "/v1/cluster",
+    tag = "server",
+    responses((status = 200, description = "The cluster as this node sees it", body = ClusterJson))
+)]
+pub async fn cluster(State(state): State<Arc<ApiState>>) -> Json<ClusterJson> {
+    match state.engine.cluster() {
+        Some(c) => Json(ClusterJson {
+            name: Some(c.name),
+            meta_leader: c.meta_leader,
+            nodes: c
+                .nodes
+                .into_iter()
+                .map(|n| ClusterNodeJson {
+                    name: n.name,
+                    addr: n.addr,
+                    online: n.online,
+                    voter: n.voter,
+                    last_seen: rfc3339(n.last_seen),
+                    this: n.this,
+                    client_urls: n.client_urls,
+                })
+                .collect(),
+            dropped_forwards: c.dropped_forwards,
+        }),
+        None => Json(ClusterJson {
+            name: None,
+            meta_leader: None,
+            nodes: vec![ClusterNodeJson {
+                name: state.engine.server_snapshot().server_name,
+                addr: String::new(),
+                online: true,
+                voter: true,
+                last_seen: rfc3339(SystemTime::now()),
+                this: true,
+                client_urls: Vec::new(),
+            }],
+            dropped_forwards: 0,
+        }),
+    }
+}
+
 /// Server-wide figures.
 #[utoipa::path(
     get,

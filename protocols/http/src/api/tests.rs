@@ -242,6 +242,9 @@ impl Monitor for Broken {
     fn events(&self, _: &TenantId, _: usize) -> Vec<SystemEvent> {
         Vec::new()
     }
+    fn cluster(&self) -> Option<junction_api::ClusterSnapshot> {
+        None
+    }
 }
 
 async fn call(
