@@ -257,7 +257,7 @@ impl ServeArgs {
         figment = figment.merge(
             Env::prefixed("JUNCTION_")
                 .filter(|k| {
-                    let k = k.as_str();
+                    let k = k.as_str().to_ascii_lowercase();
                     !k.starts_with("cluster_") || k.starts_with("cluster__")
                 })
                 .split("__"),
@@ -278,7 +278,7 @@ impl ServeArgs {
         figment = figment.merge(
             Env::prefixed("JUNCTION_CLUSTER_")
                 .filter(|k| !k.as_str().starts_with('_'))
-                .map(|k| format!("cluster.{}", k.as_str()).into()),
+                .map(|k| format!("cluster.{}", k.as_str().to_ascii_lowercase()).into()),
         );
         figment = set(figment, "cluster.listen", &self.cluster_listen);
         figment = set(figment, "cluster.name", &self.cluster_name);
@@ -504,6 +504,50 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/tmp/d"));
         assert!(c.jetstream);
         assert_eq!(c.auth.user.as_deref(), Some("u"));
+    }
+
+    #[test]
+    fn cluster_flags_in_nats_server_and_junction_spelling() {
+        for args in [
+            vec![
+                "junction",
+                "--cluster",
+                "nats://127.0.0.1:6222",
+                "--routes",
+                "nats://127.0.0.1:6223,nats://127.0.0.1:6224",
+                "--cluster_name",
+                "c1",
+            ],
+            vec![
+                "junction",
+                "--cluster-listen",
+                "nats://127.0.0.1:6222",
+                "--join",
+                "nats://127.0.0.1:6223",
+                "--join",
+                "nats://127.0.0.1:6224",
+                "--cluster-name",
+                "c1",
+            ],
+            vec![
+                "junction",
+                "-cluster_listen",
+                "nats://127.0.0.1:6222",
+                "-routes",
+                "nats://127.0.0.1:6223,nats://127.0.0.1:6224",
+                "-cluster_name=c1",
+            ],
+        ] {
+            let cli = Cli::try_parse_from(norm(&args)).unwrap();
+            let c = cli.serve.load().unwrap();
+            assert_eq!(c.cluster.listen.as_deref(), Some("nats://127.0.0.1:6222"));
+            assert_eq!(
+                c.cluster.join,
+                ["nats://127.0.0.1:6223", "nats://127.0.0.1:6224"],
+                "{args:?}"
+            );
+            assert_eq!(c.cluster.name.as_deref(), Some("c1"));
+        }
     }
 
     #[test]

@@ -480,6 +480,23 @@ async fn unknown_keys_bad_values_and_broken_toml_are_one_line() {
             "junction: server_name: 'two words' must be 1 to 255 characters without spaces"
                 .to_string(),
         ),
+        (
+            vec!["--join", "127.0.0.1:7002"],
+            vec![],
+            "junction: cluster.join needs cluster.listen (--cluster-listen): peers must be able \
+             to reach this node"
+                .to_string(),
+        ),
+        (
+            vec!["--cluster-listen", "127.0.0.1:0", "--routes", "nats://nowhere"],
+            vec![],
+            "junction: cluster.join: 'nats://nowhere' must be host:port".to_string(),
+        ),
+        (
+            vec![],
+            vec![("JUNCTION_CLUSTER_LISTEN", "no-port")],
+            "junction: cluster.listen: 'no-port' must be host:port".to_string(),
+        ),
     ];
     for (args, env, line) in cases {
         let mut args = args.clone();
