@@ -32,12 +32,14 @@ struct Node {
     nats: u16,
     mqtt: u16,
     http: u16,
-    _child: Child,
+    ports: (u16, u16, u16, u16),
+    child: Child,
 }
 
 struct Cluster {
     nodes: Vec<Node>,
-    _dir: tempfile::TempDir,
+    routes: String,
+    dir: tempfile::TempDir,
 }
 
 async fn wait_listening(port: u16) {
@@ -109,7 +111,8 @@ impl Cluster {
                 nats: p.0,
                 mqtt: p.1,
                 http: p.2,
-                _child: child,
+                ports: *p,
+                child,
             });
         }
         for n in &nodes {
@@ -117,7 +120,25 @@ impl Cluster {
             wait_listening(n.mqtt).await;
             wait_listening(n.http).await;
         }
-        Cluster { nodes, _dir: dir }
+        Cluster { nodes, routes, dir }
+    }
+
+    /// Kills node `i` with SIGKILL.
+    async fn kill(&mut self, i: usize) {
+        self.nodes[i].child.kill().await.unwrap();
+    }
+
+    /// Starts node `i` again on its ports and data.
+    async fn restart(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        n.child = spawn(
+            self.dir.path(),
+            &format!("n{}", i + 1),
+            n.ports,
+            &self.routes,
+        );
+        wait_listening(n.nats).await;
+        wait_listening(n.http).await;
     }
 
     async fn nats(&self, i: usize) -> async_nats::Client {
@@ -431,4 +452,44 @@ async fn every_node_lists_the_cluster_and_clients_learn_every_url() {
         .collect();
     want.sort();
     assert_eq!(urls, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_leaves_the_others_working_and_rejoins_on_restart() {
+    let mut c = Cluster::start().await;
+    let n1 = c.nats(0).await;
+    let n3 = c.nats(2).await;
+    let mut on3 = n3.subscribe("alive.>").await.unwrap();
+    n3.flush().await.unwrap();
+    until_seen(&n1, "alive.before", &mut on3).await;
+
+    c.kill(1).await;
+    // Node 1 still reaches node 3 while node 2 is gone, and sees node 2 offline.
+    until_seen(&n1, "alive.during", &mut on3).await;
+    tokio::time::timeout(GUARD, async {
+        loop {
+            let v = get_json(c.nodes[0].http, "/v1/cluster").await;
+            let n2 = v["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|n| n["name"] == "n2")
+                .cloned();
+            if n2.is_some_and(|n| n["online"] == false) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("node 1 sees node 2 go offline");
+
+    c.restart(1).await;
+    let n2 = c.nats(1).await;
+    let mut on2 = n2.subscribe("alive.>").await.unwrap();
+    n2.flush().await.unwrap();
+    // The restarted node links again, both ways: its subscriber gets node 1's
+    // publishes, and node 3's subscriber gets node 2's.
+    until_seen(&n1, "alive.after", &mut on2).await;
+    until_seen(&n2, "alive.from2", &mut on3).await;
 }

@@ -488,7 +488,12 @@ async fn unknown_keys_bad_values_and_broken_toml_are_one_line() {
                 .to_string(),
         ),
         (
-            vec!["--cluster-listen", "127.0.0.1:0", "--routes", "nats://nowhere"],
+            vec![
+                "--cluster-listen",
+                "127.0.0.1:0",
+                "--routes",
+                "nats://nowhere",
+            ],
             vec![],
             "junction: cluster.join: 'nats://nowhere' must be host:port".to_string(),
         ),
