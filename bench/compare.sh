@@ -208,9 +208,65 @@ start_server() {
 }
 
 stop_server() {
-  kill "$SERVER_PID" 2>/dev/null || true
-  wait "$SERVER_PID" 2>/dev/null || true
+  local pid
+  for pid in "$SERVER_PID" "${CLUSTER_PIDS[@]}"; do
+    [ -n "$pid" ] || continue
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
   SERVER_PID=""
+  CLUSTER_PIDS=()
+}
+
+# A three-node cluster of one server, each node on its own ports and data, all
+# given every node's cluster address (itself included), as nats-server's own test
+# harnesses start clusters. NATS_URL is node 1 and NATS_URL2 node 2; SERVER_PID is
+# node 1 (its peak RSS is reported) and CLUSTER_PIDS all three (their CPU is summed).
+CLUSTER_PIDS=()
+NATS_URL2=""
+start_cluster() {
+  local server=$1 dir=$2 i routes
+  local ports=() cports=()
+  for i in 0 1 2; do
+    ports+=("$(free_port)")
+    cports+=("$(free_port)")
+  done
+  routes="nats://127.0.0.1:${cports[0]},nats://127.0.0.1:${cports[1]},nats://127.0.0.1:${cports[2]}"
+  CLUSTER_PIDS=()
+  for i in 0 1 2; do
+    mkdir -p "$dir/n$i"
+    case "$server" in
+      junction)
+        "$BIN" serve -n "n$i" --nats-listen "127.0.0.1:${ports[$i]}" --mqtt-listen off \
+          --http-listen off --data-dir "$dir/n$i/data" --cluster "nats://127.0.0.1:${cports[$i]}" \
+          --routes "$routes" --cluster_name bench >"$dir/n$i/server.log" 2>&1 &
+        ;;
+      nats-server)
+        nats-server -n "n$i" -a 127.0.0.1 -p "${ports[$i]}" --cluster "nats://127.0.0.1:${cports[$i]}" \
+          --routes "$routes" --cluster_name bench >"$dir/n$i/server.log" 2>&1 &
+        ;;
+    esac
+    CLUSTER_PIDS+=($!)
+  done
+  for i in 0 1 2; do
+    wait_port "${ports[$i]}" "${CLUSTER_PIDS[$i]}"
+  done
+  SERVER_PID=${CLUSTER_PIDS[0]}
+  NATS_URL="nats://127.0.0.1:${ports[0]}"
+  NATS_URL2="nats://127.0.0.1:${ports[1]}"
+}
+
+# CPU seconds of the server under test: every node of a cluster.
+server_cpu_secs() {
+  if [ "${#CLUSTER_PIDS[@]}" -gt 0 ]; then
+    local pid total=0
+    for pid in "${CLUSTER_PIDS[@]}"; do
+      total=$(awk -v a="$total" -v b="$(cpu_secs "$pid")" 'BEGIN { printf "%.2f", a + b }')
+    done
+    echo "$total"
+  else
+    cpu_secs "$SERVER_PID"
+  fi
 }
 
 # --- 4. scenarios -----------------------------------------------------------------
@@ -225,6 +281,7 @@ SCENARIOS=(
   "fanout-1to10-16|core fan-out 1→10, 16 B|throughput|>=1.2|nats-server|fanout --subs 10 --size 16 --msgs 200000"
   "queue-1to4-16|core queue group 1→4, 16 B|throughput||nats-server|queue --subs 4 --size 16 --msgs 500000"
   "pub-16|core publish only, 16 B|throughput||nats-server|pub --size 16 --msgs 2000000"
+  "cluster-1to1-16|core pub/sub 1→1 through two nodes of a 3-node cluster (publisher on node 1, subscriber on node 2), 16 B|throughput|>=1.0|nats-server|cluster3 pubsub --size 16 --msgs 1000000"
   "reqrep-16|request/reply round trip, 16 B|latency|<=1.0|nats-server|reqrep --size 16 --msgs 30000"
   "js-window-fsync|station publish, 1000 in flight, 16 B, file; Junction fsync before ack (default)|throughput|>=1.0|nats-server|js-pub --window 1000 --size 16 --msgs 200000 --stream BENCH --storage file --purge"
   "js-window-flush|station publish, 1000 in flight, 16 B, file; Junction flush interval 50 ms|throughput|>=1.3|nats-server|js-pub --window 1000 --size 16 --msgs 200000 --stream BENCHF --storage file --flush-interval 50ms --purge"
@@ -291,17 +348,28 @@ measure() {
   id=${entry%%|*}
   flags=${entry##*|}
   dir=$(mktemp -d "$WORK/$rep-$server-$id.XXXXXX")
-  start_server "$server" "$dir"
   case "$flags" in
-    mqtt-*) urls=(--url "$MQTT_URL") ;;
-    http-*) urls=(--url "$HTTP_URL") ;;
-    xproto*) urls=(--url "$NATS_URL" --mqtt-url "$MQTT_URL") ;;
-    *) urls=(--url "$NATS_URL") ;;
+    cluster3\ *)
+      flags=${flags#cluster3 }
+      start_cluster "$server" "$dir"
+      ;;
+    *) start_server "$server" "$dir" ;;
   esac
+  if [ "${#CLUSTER_PIDS[@]}" -gt 0 ]; then
+    # Publishers on node 1, subscribers on node 2.
+    urls=(--url "$NATS_URL" --sub-url "$NATS_URL2")
+  else
+    case "$flags" in
+      mqtt-*) urls=(--url "$MQTT_URL") ;;
+      http-*) urls=(--url "$HTTP_URL") ;;
+      xproto*) urls=(--url "$NATS_URL" --mqtt-url "$MQTT_URL") ;;
+      *) urls=(--url "$NATS_URL") ;;
+    esac
+  fi
   case "$flags" in
     conn* | mqtt-conn*) urls+=(--server-pid "$SERVER_PID") ;;
   esac
-  cpu0=$(cpu_secs "$SERVER_PID")
+  cpu0=$(server_cpu_secs)
   busy0=$(machine_busy_secs)
   wall0=$(date +%s.%N)
   # shellcheck disable=SC2086 # flags are words on purpose
@@ -309,7 +377,7 @@ measure() {
     echo "   $server $id failed: $(tail -n 3 "$dir/bench.err")" >&2
     json='{"error":true}'
   fi
-  cpu1=$(cpu_secs "$SERVER_PID")
+  cpu1=$(server_cpu_secs)
   busy1=$(machine_busy_secs)
   wall1=$(date +%s.%N)
   rss=$(peak_rss_kb "$SERVER_PID")

@@ -32,9 +32,11 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 
 /// How a node joins a cluster.
@@ -83,6 +85,55 @@ pub struct NodeView {
 /// messages are at most once, as a slow consumer's are.
 const LINK_BACKLOG: usize = 64 * 1024 * 1024;
 
+/// A link with more than this queued makes the node's publishers wait
+/// ([`Cluster::room`]) until it is under [`ROOM_BELOW`] again, as nats-server stalls
+/// a producer whose route is behind.
+const CONGESTED_ABOVE: usize = 4 * 1024 * 1024;
+const ROOM_BELOW: usize = 1024 * 1024;
+
+/// What is queued for one link's writer: frames encoded straight into one buffer
+/// under a short lock, which the writer swaps out and writes whole.
+struct LinkOut {
+    buf: Mutex<BytesMut>,
+    ready: tokio::sync::Notify,
+    /// Bytes the writer took and is writing now.
+    writing: AtomicUsize,
+    /// Counted in [`Shared::congested`] now.
+    over: std::sync::atomic::AtomicBool,
+}
+
+impl LinkOut {
+    fn new() -> LinkOut {
+        LinkOut {
+            buf: Mutex::new(BytesMut::with_capacity(64 * 1024)),
+            ready: tokio::sync::Notify::new(),
+            writing: AtomicUsize::new(0),
+            over: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Appends one frame unless the link is [`LINK_BACKLOG`] behind; says whether
+    /// it did, and whether the link is now congested.
+    fn push(&self, encode: impl FnOnce(&mut BytesMut)) -> (bool, bool) {
+        let mut b = self.buf.lock();
+        if b.len() > LINK_BACKLOG {
+            return (false, true);
+        }
+        let was_empty = b.is_empty();
+        encode(&mut b);
+        let congested = b.len() + self.writing.load(Ordering::Relaxed) > CONGESTED_ABOVE;
+        drop(b);
+        if was_empty {
+            self.ready.notify_one();
+        }
+        (true, congested)
+    }
+
+    fn push_frame(&self, frame: &Frame) {
+        self.push(|b| frame.encode(b));
+    }
+}
+
 /// A link with nothing received for this long is closed (pings go every
 /// [`PING_EVERY`]).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(6);
@@ -115,6 +166,10 @@ struct Shared {
     /// Forwards dropped because a link's queue was full.
     dropped: AtomicU64,
     next_link: AtomicU64,
+    /// Links more than [`CONGESTED_ABOVE`] behind.
+    congested: AtomicUsize,
+    /// Woken when a congested link catches up.
+    room: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -134,8 +189,7 @@ struct Link {
     id: u64,
     /// Dialed by the node with the lower name: kept when both dial.
     preferred: bool,
-    tx: mpsc::UnboundedSender<Bytes>,
-    backlog: Arc<AtomicUsize>,
+    out: Arc<LinkOut>,
     /// The peer's interest as received on this link.
     remote: BTreeSet<Interest>,
     close: CancellationToken,
@@ -171,6 +225,8 @@ impl Cluster {
             cancel,
             dropped: AtomicU64::new(0),
             next_link: AtomicU64::new(1),
+            congested: AtomicUsize::new(0),
+            room: tokio::sync::Notify::new(),
             config,
         });
         tracing::info!(node = %shared.config.node, cluster = %shared.config.name, addr = %bound, "cluster listener up");
@@ -223,10 +279,9 @@ impl Cluster {
             } else {
                 Frame::Unsub(interest)
             };
-            let bytes = encode(&frame);
             let peers = self.shared.peers.lock();
             for link in peers.links.values() {
-                let _ = link.tx.send(bytes.clone());
+                link.out.push_frame(&frame);
             }
         }
     }
@@ -234,22 +289,42 @@ impl Cluster {
     /// Sends a message to `peer` for its subscribers. Dropped (and counted) when the
     /// link is gone or its queue is full.
     pub fn forward(&self, peer: &str, forward: ForwardRef<'_>) {
-        let mut b = BytesMut::with_capacity(
-            forward.message.payload.len() + forward.message.subject.as_bytes().len() + 64,
-        );
-        frame::encode_msg(&mut b, forward);
-        let bytes = b.freeze();
-        let peers = self.shared.peers.lock();
-        let Some(link) = peers.links.get(peer) else {
-            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
+        let out = match self.shared.peers.lock().links.get(peer) {
+            Some(link) => link.out.clone(),
+            None => {
+                self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
         };
-        if link.backlog.load(Ordering::Relaxed) > LINK_BACKLOG {
+        let (queued, congested) = out.push(|b| frame::encode_msg(b, forward));
+        if !queued {
             self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
         }
-        link.backlog.fetch_add(bytes.len(), Ordering::Relaxed);
-        let _ = link.tx.send(bytes);
+        if congested && !out.over.swap(true, Ordering::AcqRel) {
+            self.shared.congested.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Whether a link is so far behind that publishers should wait
+    /// ([`Cluster::room`]).
+    pub fn congested(&self) -> bool {
+        self.shared.congested.load(Ordering::Acquire) > 0
+    }
+
+    /// Returns once no link is congested (or the node stops).
+    pub async fn room(&self) {
+        loop {
+            let notified = self.shared.room.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !self.congested() || self.shared.cancel.is_cancelled() {
+                return;
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = self.shared.cancel.cancelled() => return,
+            }
+        }
     }
 
     /// Forwards dropped since start (no link, or its queue full).
@@ -383,8 +458,7 @@ impl Shared {
         self: &Arc<Self>,
         hello: &Hello,
         preferred: bool,
-        tx: mpsc::UnboundedSender<Bytes>,
-        backlog: Arc<AtomicUsize>,
+        out: Arc<LinkOut>,
         close: CancellationToken,
     ) -> Option<u64> {
         let local = self.local.lock();
@@ -397,6 +471,7 @@ impl Shared {
             // one brings it again.
             let old = peers.links.remove(&hello.node)?;
             old.close.cancel();
+            self.release(&old.out);
             if let Some(host) = self.host.upgrade() {
                 for i in &old.remote {
                     host.remote_interest(&hello.node, i, false);
@@ -405,7 +480,7 @@ impl Shared {
         }
         let id = self.next_link.fetch_add(1, Ordering::Relaxed);
         for i in local.keys() {
-            let _ = tx.send(encode(&Frame::Sub(i.clone())));
+            out.push_frame(&Frame::Sub(i.clone()));
         }
         let is_new = !peers.known.contains_key(&hello.node);
         peers.known.insert(
@@ -418,9 +493,9 @@ impl Shared {
         );
         // Tell the other peers about a node they may not know yet.
         if is_new {
-            let routes = encode(&Frame::Routes(vec![hello.route_url.clone()]));
+            let routes = Frame::Routes(vec![hello.route_url.clone()]);
             for link in peers.links.values() {
-                let _ = link.tx.send(routes.clone());
+                link.out.push_frame(&routes);
             }
         }
         peers.links.insert(
@@ -428,8 +503,7 @@ impl Shared {
             Link {
                 id,
                 preferred,
-                tx,
-                backlog,
+                out,
                 remote: BTreeSet::new(),
                 close,
             },
@@ -443,11 +517,12 @@ impl Shared {
     fn uninstall(&self, peer: &str, id: u64) {
         let mut peers = self.peers.lock();
         if peers.links.get(peer).is_some_and(|l| l.id == id) {
-            if let Some(link) = peers.links.remove(peer)
-                && let Some(host) = self.host.upgrade()
-            {
-                for i in &link.remote {
-                    host.remote_interest(peer, i, false);
+            if let Some(link) = peers.links.remove(peer) {
+                self.release(&link.out);
+                if let Some(host) = self.host.upgrade() {
+                    for i in &link.remote {
+                        host.remote_interest(peer, i, false);
+                    }
                 }
             }
             tracing::info!(%peer, "cluster link down");
@@ -471,6 +546,14 @@ impl Shared {
         }
     }
 
+    /// A link that is gone (or caught up) no longer holds publishers back.
+    fn release(&self, out: &LinkOut) {
+        if out.over.swap(false, Ordering::AcqRel) {
+            self.congested.fetch_sub(1, Ordering::AcqRel);
+            self.room.notify_waiters();
+        }
+    }
+
     fn seen(&self, peer: &str) {
         if let Some(k) = self.peers.lock().known.get_mut(peer) {
             k.last_seen = SystemTime::now();
@@ -478,20 +561,61 @@ impl Shared {
     }
 }
 
+/// Reads one frame; `None` at a clean end of the stream.
 async fn read_frame(
-    rd: &mut (impl AsyncReadExt + Unpin),
-) -> std::io::Result<Result<Frame, frame::Malformed>> {
-    let len = rd.read_u32().await? as usize;
-    if len > MAX_FRAME {
-        return Ok(Err(frame::Malformed("frame too large")));
+    rd: &mut FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
+) -> std::io::Result<Option<Frame>> {
+    match rd.next().await {
+        None => Ok(None),
+        Some(Err(e)) => Err(e),
+        Some(Ok(body)) => Frame::decode(body.freeze())
+            .map(Some)
+            .map_err(|e| invalid(e.to_string())),
     }
-    let mut body = BytesMut::zeroed(len);
-    rd.read_exact(&mut body).await?;
-    Ok(Frame::decode(body.freeze()))
 }
 
 fn invalid(what: impl Into<String>) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, what.into())
+}
+
+/// Writes what is queued on a link until it closes: swaps the queue out and writes
+/// it whole, then releases publishers once the link has caught up.
+async fn write_link(
+    shared: Arc<Shared>,
+    out: Arc<LinkOut>,
+    mut wr: OwnedWriteHalf,
+    close: CancellationToken,
+) {
+    let mut spare = BytesMut::with_capacity(64 * 1024);
+    loop {
+        {
+            let mut b = out.buf.lock();
+            std::mem::swap(&mut *b, &mut spare);
+            out.writing.store(spare.len(), Ordering::Relaxed);
+        }
+        if spare.is_empty() {
+            if out.over.load(Ordering::Acquire) {
+                shared.release(&out);
+            }
+            tokio::select! {
+                _ = close.cancelled() => break,
+                _ = out.ready.notified() => continue,
+            }
+        }
+        let written = tokio::select! {
+            _ = close.cancelled() => break,
+            w = wr.write_all(&spare) => w,
+        };
+        if written.is_err() {
+            break;
+        }
+        spare.clear();
+        out.writing.store(0, Ordering::Relaxed);
+        if out.over.load(Ordering::Acquire) && out.buf.lock().len() < ROOM_BELOW {
+            shared.release(&out);
+        }
+    }
+    close.cancel();
 }
 
 /// Runs one link from handshake to close. `dialed` is the address this node
@@ -502,16 +626,19 @@ async fn run_link(
     dialed: Option<&str>,
 ) -> std::io::Result<Outcome> {
     stream.set_nodelay(true)?;
-    let (rd, wr) = stream.into_split();
-    let mut rd = tokio::io::BufReader::with_capacity(64 * 1024, rd);
-    let mut wr = BufWriter::with_capacity(64 * 1024, wr);
+    let (rd, mut wr) = stream.into_split();
+    let codec = LengthDelimitedCodec::builder()
+        .length_field_length(4)
+        .max_frame_length(MAX_FRAME)
+        .new_codec();
+    let mut rd = FramedRead::with_capacity(rd, codec, 64 * 1024);
     wr.write_all(&encode(&Frame::Hello(shared.hello()))).await?;
-    wr.flush().await?;
     let hello = match tokio::time::timeout(Duration::from_secs(5), read_frame(&mut rd)).await {
         Err(_) => return Err(invalid("no hello within 5 s")),
-        Ok(r) => match r?.map_err(|e| invalid(e.to_string()))? {
-            Frame::Hello(h) => h,
-            _ => return Err(invalid("the first frame was not a hello")),
+        Ok(r) => match r? {
+            Some(Frame::Hello(h)) => h,
+            Some(_) => return Err(invalid("the first frame was not a hello")),
+            None => return Err(invalid("closed before its hello")),
         },
     };
     if hello.version != VERSION {
@@ -537,16 +664,9 @@ async fn run_link(
     } else {
         hello.node.as_str() < me
     };
-    let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
-    let backlog = Arc::new(AtomicUsize::new(0));
+    let out = Arc::new(LinkOut::new());
     let close = shared.cancel.child_token();
-    let Some(id) = shared.install(
-        &hello,
-        preferred,
-        tx.clone(),
-        backlog.clone(),
-        close.clone(),
-    ) else {
+    let Some(id) = shared.install(&hello, preferred, out.clone(), close.clone()) else {
         // A link to this peer is up already; when it goes, the dialer comes back.
         if dialed.is_some() {
             wait_for_link_down(&shared, &hello.node).await;
@@ -554,50 +674,23 @@ async fn run_link(
         return Ok(Outcome::Closed);
     };
     let peer = hello.node.clone();
-    let writer_close = close.clone();
-    let writer_backlog = backlog.clone();
-    let writer = tokio::spawn(async move {
-        loop {
-            let first = tokio::select! {
-                _ = writer_close.cancelled() => break,
-                f = rx.recv() => match f { Some(f) => f, None => break },
-            };
-            let mut sent = first.len();
-            if wr.write_all(&first).await.is_err() {
-                break;
-            }
-            while let Ok(more) = rx.try_recv() {
-                sent += more.len();
-                if wr.write_all(&more).await.is_err() {
-                    writer_close.cancel();
-                    return;
-                }
-            }
-            writer_backlog.fetch_sub(
-                sent.min(writer_backlog.load(Ordering::Relaxed)),
-                Ordering::Relaxed,
-            );
-            if wr.flush().await.is_err() {
-                break;
-            }
-        }
-        writer_close.cancel();
-    });
+    let writer = tokio::spawn(write_link(
+        shared.clone(),
+        out.clone(),
+        wr,
+        close.clone(),
+    ));
     let pinger_close = close.clone();
-    let ping = encode(&Frame::Ping);
-    let pinger_tx = tx.clone();
+    let pinger_out = out.clone();
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = pinger_close.cancelled() => return,
                 _ = tokio::time::sleep(PING_EVERY) => {}
             }
-            if pinger_tx.send(ping.clone()).is_err() {
-                return;
-            }
+            pinger_out.push_frame(&Frame::Ping);
         }
     });
-    let pong = encode(&Frame::Pong);
     let result = loop {
         let next = tokio::select! {
             _ = close.cancelled() => break Ok(()),
@@ -605,12 +698,14 @@ async fn run_link(
         };
         let frame = match next {
             Err(_) => break Err(invalid("peer silent")),
-            Ok(Err(e)) => break Err(e),
-            Ok(Ok(Err(e))) => {
-                tracing::warn!(%peer, error = %e, "malformed frame from a cluster peer; link closed");
-                break Err(invalid(e.to_string()));
+            Ok(Ok(None)) => break Ok(()),
+            Ok(Err(e)) => {
+                if e.kind() == std::io::ErrorKind::InvalidData {
+                    tracing::warn!(%peer, error = %e, "malformed frame from a cluster peer; link closed");
+                }
+                break Err(e);
             }
-            Ok(Ok(Ok(f))) => f,
+            Ok(Ok(Some(f))) => f,
         };
         match frame {
             Frame::Msg(f) => {
@@ -627,7 +722,7 @@ async fn run_link(
             }
             Frame::Ping => {
                 shared.seen(&peer);
-                let _ = tx.send(pong.clone());
+                out.push_frame(&Frame::Pong);
             }
             Frame::Pong => shared.seen(&peer),
             Frame::Hello(_) => break Err(invalid("a second hello")),

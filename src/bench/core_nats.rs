@@ -83,11 +83,21 @@ fn bench_subject(plan: &Plan) -> anyhow::Result<Subject> {
 }
 
 pub(crate) async fn connect_all(plan: &Plan, role: &str, n: usize) -> anyhow::Result<Vec<Client>> {
+    connect_all_to(plan, &plan.url, role, n).await
+}
+
+/// [`connect_all`] to another server.
+async fn connect_all_to(
+    plan: &Plan,
+    url: &str,
+    role: &str,
+    n: usize,
+) -> anyhow::Result<Vec<Client>> {
     let mut clients = Vec::with_capacity(n);
     for i in 0..n {
         clients.push(
             connect(
-                &plan.url,
+                url,
                 &format!("junction-bench-{role}-{}", i + 1),
                 &plan.client_drops,
             )
@@ -95,6 +105,44 @@ pub(crate) async fn connect_all(plan: &Plan, role: &str, n: usize) -> anyhow::Re
         );
     }
     Ok(clients)
+}
+
+/// Waits until the publishers' server knows of every subscriber on another node
+/// (of a cluster): each subscriber client subscribes to a probe subject after its
+/// real subscription, and a link keeps order, so once a probe published on the
+/// publishers' server reaches a subscriber client, its interest has crossed too.
+async fn interest_crossed(
+    subscribers: &[Client],
+    publisher: &Client,
+    subject: &str,
+) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    for (i, c) in subscribers.iter().enumerate() {
+        let probe = format!("{subject}.probe.{i}");
+        let mut s = c.subscribe(probe.clone()).await?;
+        round_trip(c).await?;
+        let crossed = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                publisher.publish(probe.clone(), bytes::Bytes::new()).await?;
+                publisher.flush().await?;
+                if tokio::time::timeout(Duration::from_millis(50), s.next())
+                    .await
+                    .is_ok()
+                {
+                    return anyhow::Ok(());
+                }
+            }
+        })
+        .await;
+        match crossed {
+            Ok(r) => r?,
+            Err(_) => anyhow::bail!(
+                "the subscribers' interest did not reach the publishers' server within 30 s"
+            ),
+        }
+        s.unsubscribe().await?;
+    }
+    Ok(())
 }
 
 /// Publishes as fast as allowed (or at `rate`) until `limit`, then flushes.
@@ -366,7 +414,8 @@ pub(crate) async fn pubsub(plan: &Plan) -> anyhow::Result<Report> {
     let queue = args.scenario == Scenario::Queue;
     let stamp = args.size >= 8;
 
-    let sub_clients = connect_all(plan, "sub", plan.subs).await?;
+    let sub_url = args.sub_url.as_deref().unwrap_or(&plan.url);
+    let sub_clients = connect_all_to(plan, sub_url, "sub", plan.subs).await?;
     let mut subscriptions = Vec::with_capacity(plan.subs);
     for c in &sub_clients {
         let s = if queue {
@@ -382,6 +431,9 @@ pub(crate) async fn pubsub(plan: &Plan) -> anyhow::Result<Report> {
     let pubs = connect_all(plan, "pub", plan.pubs).await?;
     for p in &pubs {
         round_trip(p).await?;
+    }
+    if args.sub_url.is_some() {
+        interest_crossed(&sub_clients, &pubs[0], &subject).await?;
     }
 
     let group_total = queue.then(|| Arc::new(AtomicU64::new(0)));

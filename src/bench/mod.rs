@@ -114,6 +114,12 @@ pub struct BenchArgs {
     /// xproto: the MQTT broker the publishers use.
     #[arg(long, default_value = "mqtt://127.0.0.1:1883", value_name = "URL")]
     pub mqtt_url: String,
+    /// pubsub, fanout and queue: the server the subscribers connect to [default:
+    /// --url]. Another node of the same cluster measures messages that cross a
+    /// cluster link; the run starts once a probe shows the subscribers' interest
+    /// has reached --url's node.
+    #[arg(long, value_name = "URL")]
+    pub sub_url: Option<String>,
     /// Payload size in bytes.
     #[arg(long, default_value_t = 16, value_name = "BYTES")]
     pub size: usize,

@@ -622,6 +622,15 @@ impl Broker for StationEngine {
         self.remove_subscriptions(from.id, &[id]);
     }
 
+    fn backpressure(&self) -> Option<junction_api::Backpressure> {
+        let cluster = self.cluster.get()?;
+        if !cluster.congested() {
+            return None;
+        }
+        let cluster = cluster.clone();
+        Some(Box::pin(async move { cluster.room().await }))
+    }
+
     fn slow_consumer(&self, client: &ClientRecord) {
         self.counters.slow_consumers.fetch_add(1, Ordering::Relaxed);
         self.events.record(

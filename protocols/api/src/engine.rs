@@ -18,6 +18,10 @@ use std::time::SystemTime;
 /// (`'static`): the caller may drop its borrows at once.
 pub type AdminFuture<T> = Pin<Box<dyn Future<Output = Result<T, EngineError>> + Send + 'static>>;
 
+/// A wait a front-end awaits before it reads more publishes: the broker is behind
+/// forwarding them (a cluster link), as nats-server stalls a fast producer.
+pub type Backpressure = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
 /// An engine-wide subscription id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SubscriptionId(pub u64);
@@ -286,6 +290,11 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Records that a client was disconnected as a slow consumer.
     fn slow_consumer(&self, client: &ClientRecord);
+
+    /// `Some` while publishes should wait: a front-end awaits it (bounded by its
+    /// own deadline) before reading more from a client. `None` almost always; a
+    /// check is one atomic load.
+    fn backpressure(&self) -> Option<Backpressure>;
 
     // --- A front-end's own state (MQTT sessions and retained messages). These
     // change metadata of the front-end's internal stations and groups, which the

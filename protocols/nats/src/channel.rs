@@ -55,6 +55,11 @@ struct AckRoute {
 }
 
 impl<E: Engine> NatsChannel<E> {
+    /// The engine this session talks to.
+    pub fn engine(&self) -> &Arc<E> {
+        &self.engine
+    }
+
     /// A session for `client`, answering through `out`.
     pub fn new(
         engine: Arc<E>,

@@ -182,6 +182,11 @@ async fn read_loop<E: Engine>(
         if let Err(reason) = step {
             return reason;
         }
+        // A cluster link behind: read no more publishes until it catches up (at
+        // most the write deadline, then the link drops what does not fit).
+        if let Some(wait) = channel.engine().backpressure() {
+            let _ = tokio::time::timeout(options.write_deadline, wait).await;
+        }
         if !connected && channel.is_connected() {
             connected = true;
             force_ping = true;

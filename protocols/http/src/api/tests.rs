@@ -126,6 +126,9 @@ impl Broker for Broken {
     }
     fn unsubscribe(&self, _: &ClientRecord, _: SubscriptionId) {}
     fn slow_consumer(&self, _: &ClientRecord) {}
+    fn backpressure(&self) -> Option<junction_api::Backpressure> {
+        None
+    }
 }
 
 fn refused<T: Send + 'static>() -> AdminFuture<T> {
