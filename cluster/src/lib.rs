@@ -26,13 +26,13 @@ pub use frame::{Forward, ForwardRef, Interest};
 
 use bytes::{Bytes, BytesMut};
 use frame::{Frame, Hello, MAX_FRAME, VERSION};
+use futures::StreamExt;
 use parking_lot::Mutex;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
-use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -175,6 +175,12 @@ struct Shared {
 #[derive(Default)]
 struct Peers {
     links: HashMap<String, Link>,
+    /// Links replaced by a preferred one, still read until their peer closes
+    /// them: id → peer.
+    retiring: HashMap<u64, String>,
+    /// Each peer's interest, as received on its links (it outlives a link that
+    /// is replaced).
+    interest: HashMap<String, BTreeSet<Interest>>,
     /// Every node ever linked, for the cluster view.
     known: HashMap<String, Known>,
 }
@@ -190,9 +196,9 @@ struct Link {
     /// Dialed by the node with the lower name: kept when both dial.
     preferred: bool,
     out: Arc<LinkOut>,
-    /// The peer's interest as received on this link.
-    remote: BTreeSet<Interest>,
-    close: CancellationToken,
+    /// Its writer finishes what it has taken and closes its side: the link was
+    /// replaced.
+    retire: CancellationToken,
 }
 
 /// Why a link ended.
@@ -459,7 +465,7 @@ impl Shared {
         hello: &Hello,
         preferred: bool,
         out: Arc<LinkOut>,
-        close: CancellationToken,
+        retire: CancellationToken,
     ) -> Option<u64> {
         let local = self.local.lock();
         let mut peers = self.peers.lock();
@@ -467,16 +473,17 @@ impl Shared {
             if old.preferred || !preferred {
                 return None;
             }
-            // Replaced by the preferred link: the old one's interest goes, the new
-            // one brings it again.
+            // Replaced by the preferred link. Nothing in flight is lost: what the
+            // old link had not written yet goes first on the new one; the old
+            // one writes what it took, closes its side and is read until the peer
+            // (which replaces it too) closes it. The peer's interest stays.
             let old = peers.links.remove(&hello.node)?;
-            old.close.cancel();
+            let unsent = std::mem::take(&mut *old.out.buf.lock());
+            out.push(|b| b.extend_from_slice(&unsent));
+            old.retire.cancel();
             self.release(&old.out);
-            if let Some(host) = self.host.upgrade() {
-                for i in &old.remote {
-                    host.remote_interest(&hello.node, i, false);
-                }
-            }
+            peers.retiring.insert(old.id, hello.node.clone());
+            tracing::debug!(peer = %hello.node, "cluster link replaced by the preferred one");
         }
         let id = self.next_link.fetch_add(1, Ordering::Relaxed);
         for i in local.keys() {
@@ -504,8 +511,7 @@ impl Shared {
                 id,
                 preferred,
                 out,
-                remote: BTreeSet::new(),
-                close,
+                retire,
             },
         );
         tracing::info!(peer = %hello.node, addr = %hello.route_url, "cluster link up");
@@ -516,30 +522,37 @@ impl Shared {
     /// interest.
     fn uninstall(&self, peer: &str, id: u64) {
         let mut peers = self.peers.lock();
+        if peers.retiring.remove(&id).is_some() {
+            return;
+        }
         if peers.links.get(peer).is_some_and(|l| l.id == id) {
             if let Some(link) = peers.links.remove(peer) {
                 self.release(&link.out);
-                if let Some(host) = self.host.upgrade() {
-                    for i in &link.remote {
-                        host.remote_interest(peer, i, false);
-                    }
+            }
+            let gone = peers.interest.remove(peer).unwrap_or_default();
+            if let Some(host) = self.host.upgrade() {
+                for i in &gone {
+                    host.remote_interest(peer, i, false);
                 }
             }
             tracing::info!(%peer, "cluster link down");
         }
     }
 
-    /// Interest received on link `id` of `peer`; ignored unless that link is the
-    /// installed one.
+    /// Interest received on link `id` of `peer` (the installed one or one being
+    /// retired; any other is gone and ignored).
     fn remote_interest(&self, peer: &str, id: u64, interest: Interest, added: bool) {
         let mut peers = self.peers.lock();
-        let Some(link) = peers.links.get_mut(peer).filter(|l| l.id == id) else {
+        let live = peers.links.get(peer).is_some_and(|l| l.id == id)
+            || peers.retiring.get(&id).is_some_and(|p| p == peer);
+        if !live {
             return;
-        };
+        }
+        let set = peers.interest.entry(peer.to_string()).or_default();
         let changed = if added {
-            link.remote.insert(interest.clone())
+            set.insert(interest.clone())
         } else {
-            link.remote.remove(&interest)
+            set.remove(&interest)
         };
         if changed && let Some(host) = self.host.upgrade() {
             host.remote_interest(peer, &interest, added);
@@ -585,6 +598,7 @@ async fn write_link(
     out: Arc<LinkOut>,
     mut wr: OwnedWriteHalf,
     close: CancellationToken,
+    retire: CancellationToken,
 ) {
     let mut spare = BytesMut::with_capacity(64 * 1024);
     loop {
@@ -600,6 +614,11 @@ async fn write_link(
             tokio::select! {
                 _ = close.cancelled() => break,
                 _ = out.ready.notified() => continue,
+                _ = retire.cancelled() => {
+                    // Replaced: the peer reads to the end, then closes its side.
+                    let _ = wr.shutdown().await;
+                    return;
+                }
             }
         }
         let written = tokio::select! {
@@ -666,7 +685,8 @@ async fn run_link(
     };
     let out = Arc::new(LinkOut::new());
     let close = shared.cancel.child_token();
-    let Some(id) = shared.install(&hello, preferred, out.clone(), close.clone()) else {
+    let retire = CancellationToken::new();
+    let Some(id) = shared.install(&hello, preferred, out.clone(), retire.clone()) else {
         // A link to this peer is up already; when it goes, the dialer comes back.
         if dialed.is_some() {
             wait_for_link_down(&shared, &hello.node).await;
@@ -679,13 +699,16 @@ async fn run_link(
         out.clone(),
         wr,
         close.clone(),
+        retire.clone(),
     ));
     let pinger_close = close.clone();
     let pinger_out = out.clone();
+    let pinger_retire = retire.clone();
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = pinger_close.cancelled() => return,
+                _ = pinger_retire.cancelled() => return,
                 _ = tokio::time::sleep(PING_EVERY) => {}
             }
             pinger_out.push_frame(&Frame::Ping);

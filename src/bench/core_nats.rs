@@ -123,7 +123,9 @@ async fn interest_crossed(
         round_trip(c).await?;
         let crossed = tokio::time::timeout(Duration::from_secs(30), async {
             loop {
-                publisher.publish(probe.clone(), bytes::Bytes::new()).await?;
+                publisher
+                    .publish(probe.clone(), bytes::Bytes::new())
+                    .await?;
                 publisher.flush().await?;
                 if tokio::time::timeout(Duration::from_millis(50), s.next())
                     .await
