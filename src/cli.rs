@@ -45,6 +45,9 @@ pub enum Command {
     /// Put a running broker in lame-duck mode (SIGUSR2: /readyz answers 503, clients
     /// stay served), then wait; for a Kubernetes preStop hook.
     LameDuck(crate::lame_duck::LameDuckArgs),
+    /// Cluster commands: `status` shows the nodes a running broker knows
+    /// (docs/cluster.md).
+    Cluster(crate::cluster_cli::ClusterArgs),
 }
 
 /// Flags of `junction serve`. Precedence: defaults, then the config file, then

@@ -83,7 +83,7 @@ fn health_url(args: &HealthArgs) -> Result<reqwest::Url, String> {
 
 /// Where to reach the configured HTTP (or else monitoring) listener from this
 /// machine: its address, with an unspecified host replaced by loopback.
-fn local_http_addr(config: &Config) -> Result<Option<SocketAddr>, String> {
+pub(crate) fn local_http_addr(config: &Config) -> Result<Option<SocketAddr>, String> {
     let http = config
         .listen("http_listen", &config.http_listen)
         .map_err(|e| e.to_string())?;

@@ -11,6 +11,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod cluster_cli;
 pub mod config;
 pub mod engine;
 pub mod fd_budget;

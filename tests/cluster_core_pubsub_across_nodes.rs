@@ -57,33 +57,36 @@ async fn wait_listening(port: u16) {
 
 fn spawn(dir: &Path, name: &str, ports: (u16, u16, u16, u16), routes: &str) -> Child {
     let (nats, mqtt, http, cluster) = ports;
-    process::junction(
-        dir,
-        &[
-            "serve",
-            "-n",
-            name,
-            "--nats-listen",
-            &format!("127.0.0.1:{nats}"),
-            "--mqtt-listen",
-            &format!("127.0.0.1:{mqtt}"),
-            "--http-listen",
-            &format!("127.0.0.1:{http}"),
-            "--data-dir",
-            &dir.join(name).display().to_string(),
-            "--cluster",
-            &format!("nats://127.0.0.1:{cluster}"),
-            "--routes",
-            routes,
-            "--cluster_name",
-            "test-cluster",
-        ],
-        &[("RUST_LOG", "warn")],
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .expect("junction starts")
+    let data = dir.join(name).display().to_string();
+    let nats = format!("127.0.0.1:{nats}");
+    let mqtt = format!("127.0.0.1:{mqtt}");
+    let http = format!("127.0.0.1:{http}");
+    let cluster = format!("nats://127.0.0.1:{cluster}");
+    let mut args = vec![
+        "serve",
+        "-n",
+        name,
+        "--nats-listen",
+        &nats,
+        "--mqtt-listen",
+        &mqtt,
+        "--http-listen",
+        &http,
+        "--data-dir",
+        &data,
+        "--cluster",
+        &cluster,
+        "--cluster_name",
+        "test-cluster",
+    ];
+    if !routes.is_empty() {
+        args.extend(["--routes", routes]);
+    }
+    process::junction(dir, &args, &[("RUST_LOG", "warn")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("junction starts")
 }
 
 impl Cluster {
@@ -492,4 +495,55 @@ async fn a_killed_node_leaves_the_others_working_and_rejoins_on_restart() {
     // publishes, and node 3's subscriber gets node 2's.
     until_seen(&n1, "alive.after", &mut on2).await;
     until_seen(&n2, "alive.from2", &mut on3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_nodes_joining_through_one_seed_form_a_full_mesh() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<(u16, u16, u16, u16)> = (0..5)
+        .map(|_| {
+            (
+                process::free_port(),
+                process::free_port(),
+                process::free_port(),
+                process::free_port(),
+            )
+        })
+        .collect();
+    let seed = format!("127.0.0.1:{}", ports[0].3);
+    let mut children = Vec::new();
+    for (i, p) in ports.iter().enumerate() {
+        let routes = if i == 0 { "" } else { seed.as_str() };
+        children.push(spawn(dir.path(), &format!("n{}", i + 1), *p, routes));
+    }
+    for p in &ports {
+        wait_listening(p.2).await;
+    }
+    // Every node, the last ones included (they were told only of node 1), links
+    // to all four others.
+    for p in &ports {
+        tokio::time::timeout(GUARD, async {
+            loop {
+                let v = get_json(p.2, "/v1/cluster").await;
+                let nodes = v["nodes"].as_array().unwrap();
+                if nodes.len() == 5 && nodes.iter().all(|n| n["online"] == true) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await
+        .expect("a full mesh of five");
+    }
+    // And a message from node 5 reaches a subscriber on node 4.
+    let n4 = async_nats::connect(format!("nats://127.0.0.1:{}", ports[3].0))
+        .await
+        .unwrap();
+    let n5 = async_nats::connect(format!("nats://127.0.0.1:{}", ports[4].0))
+        .await
+        .unwrap();
+    let mut sub = n4.subscribe("mesh.>").await.unwrap();
+    n4.flush().await.unwrap();
+    until_seen(&n5, "mesh.probe", &mut sub).await;
+    drop(children);
 }

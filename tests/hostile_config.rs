@@ -499,6 +499,11 @@ async fn unknown_keys_bad_values_and_broken_toml_are_one_line() {
         ),
         (
             vec![],
+            vec![("JUNCTION_CLUSTER_JOIN", "127.0.0.1:7002,no-port")],
+            "junction: cluster.join: 'no-port' must be host:port".to_string(),
+        ),
+        (
+            vec![],
             vec![("JUNCTION_CLUSTER_LISTEN", "no-port")],
             "junction: cluster.listen: 'no-port' must be host:port".to_string(),
         ),

@@ -22,6 +22,9 @@ use junction_cluster::{Cluster, Forward, ForwardRef, Host, Interest};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+/// Peers' interest as trie subscriptions: (peer, interest) → the subscription.
+pub(super) type RemoteInterest = ahash::AHashMap<(Arc<str>, Interest), Arc<Subscription>>;
+
 /// Where one publish goes among the peers.
 pub(super) struct PeerForward<'a> {
     peer: &'a Arc<str>,

@@ -110,7 +110,7 @@ pub struct StationEngine {
     /// The links to the other nodes, once the cluster is up (`cluster.rs`).
     cluster: std::sync::OnceLock<junction_cluster::Cluster>,
     /// Peers' interest, as subscriptions in the trie: (peer, interest) → it.
-    remote: Mutex<AHashMap<(Arc<str>, junction_cluster::Interest), Arc<Subscription>>>,
+    remote: Mutex<cluster::RemoteInterest>,
 }
 
 impl StationEngine {

@@ -1,0 +1,201 @@
+//! `junction cluster status`: what a running node knows of its cluster, read from
+//! its HTTP API (`GET /v1/cluster`), as a table or as JSON.
+//!
+//! Membership changes (`join`, `leave`, `peer-remove`) need the meta Raft group and
+//! are not available yet; a node joins by being started with `--join` and leaves by
+//! being stopped (docs/cluster.md).
+
+use crate::cli::ServeArgs;
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// `junction cluster ...`.
+#[derive(Debug, Clone, Args)]
+pub struct ClusterArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ClusterCommand,
+}
+
+/// Subcommands of `junction cluster`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ClusterCommand {
+    /// The nodes a running broker knows, with which are linked now.
+    Status(StatusArgs),
+}
+
+/// Flags of `junction cluster status`.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// The broker's HTTP URL [default: the configuration's HTTP listener, or
+    /// http://127.0.0.1:8080].
+    #[arg(long = "url", value_name = "URL")]
+    pub url: Option<String>,
+    /// TOML configuration file to take the HTTP listener from.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the broker's JSON answer as it is.
+    #[arg(long)]
+    pub json: bool,
+    /// How long to wait for the answer.
+    #[arg(long = "timeout", value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+/// Runs `junction cluster ...`.
+pub fn main(args: &ClusterArgs) -> ExitCode {
+    let ClusterCommand::Status(status) = &args.command;
+    match run_status(status) {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(reason) => {
+            eprintln!("junction cluster status: {reason}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn base_url(args: &StatusArgs) -> Result<String, String> {
+    if let Some(u) = &args.url {
+        return Ok(u.trim().trim_end_matches('/').to_string());
+    }
+    let config = ServeArgs {
+        config: args.config.clone(),
+        ..ServeArgs::default()
+    }
+    .load()
+    .map_err(|e| e.to_string())?;
+    match crate::health::local_http_addr(&config)? {
+        Some(addr) => Ok(format!("http://{addr}")),
+        None => Err("the configuration has no HTTP listener; pass --url".into()),
+    }
+}
+
+fn run_status(args: &StatusArgs) -> Result<String, String> {
+    let url = format!("{}/v1/cluster", base_url(args)?);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let body: serde_json::Value = runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(args.timeout)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let resp = client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(format!("{url} answered {status}"));
+        }
+        resp.json()
+            .await
+            .map_err(|e| format!("{url}: not JSON: {e}"))
+    })?;
+    if args.json {
+        return Ok(format!("{body}\n"));
+    }
+    Ok(render(&body))
+}
+
+/// The answer of `/v1/cluster` as a table.
+fn render(v: &serde_json::Value) -> String {
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+    let mut out = match v["name"].as_str() {
+        Some(name) => format!(
+            "cluster {name}, meta leader: {}\n",
+            v["meta_leader"].as_str().unwrap_or("none yet")
+        ),
+        None => "not in a cluster (this node runs alone)\n".to_string(),
+    };
+    let rows: Vec<[String; 5]> = v["nodes"]
+        .as_array()
+        .map(|nodes| {
+            nodes
+                .iter()
+                .map(|n| {
+                    [
+                        format!(
+                            "{}{}",
+                            s(&n["name"]),
+                            if n["this"] == true { " *" } else { "" }
+                        ),
+                        s(&n["addr"]),
+                        if n["online"] == true {
+                            "online"
+                        } else {
+                            "offline"
+                        }
+                        .to_string(),
+                        s(&n["last_seen"]),
+                        n["client_urls"]
+                            .as_array()
+                            .map(|u| u.iter().map(&s).collect::<Vec<_>>().join(","))
+                            .unwrap_or_default(),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let head = [
+        "NODE",
+        "CLUSTER ADDRESS",
+        "STATE",
+        "LAST SEEN",
+        "CLIENT URLS",
+    ];
+    let mut width = head.map(str::len);
+    for r in &rows {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let line = |cells: [&str; 5]| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(c);
+            } else {
+                l.push_str(&format!("{c:<w$}  ", w = width[i]));
+            }
+        }
+        l.trim_end().to_string() + "\n"
+    };
+    out.push_str(&line(head));
+    for r in &rows {
+        out.push_str(&line([&r[0], &r[1], &r[2], &r[3], &r[4]]));
+    }
+    if let Some(d) = v["dropped_forwards"].as_u64().filter(|d| *d > 0) {
+        out.push_str(&format!(
+            "{d} messages could not be forwarded to a peer since start\n"
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_with_this_node_marked() {
+        let v = serde_json::json!({"name":"demo","meta_leader":null,"dropped_forwards":0,"nodes":[
+            {"name":"n1","addr":"127.0.0.1:6222","online":true,"this":true,"last_seen":"t1","client_urls":["127.0.0.1:4222"]},
+            {"name":"n2","addr":"127.0.0.1:6223","online":false,"this":false,"last_seen":"t0","client_urls":[]}]});
+        assert_eq!(
+            render(&v),
+            "cluster demo, meta leader: none yet\n\
+             NODE  CLUSTER ADDRESS  STATE    LAST SEEN  CLIENT URLS\n\
+             n1 *  127.0.0.1:6222   online   t1         127.0.0.1:4222\n\
+             n2    127.0.0.1:6223   offline  t0\n"
+        );
+    }
+}
