@@ -89,19 +89,24 @@ fn spawn(dir: &Path, name: &str, ports: (u16, u16, u16, u16), routes: &str) -> C
         .expect("junction starts")
 }
 
+/// Free (NATS, MQTT, HTTP, cluster) ports for `n` nodes.
+fn node_ports(n: usize) -> Vec<(u16, u16, u16, u16)> {
+    (0..n)
+        .map(|_| {
+            (
+                process::free_port(),
+                process::free_port(),
+                process::free_port(),
+                process::free_port(),
+            )
+        })
+        .collect()
+}
+
 impl Cluster {
     async fn start() -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let ports: Vec<(u16, u16, u16, u16)> = (0..3)
-            .map(|_| {
-                (
-                    process::free_port(),
-                    process::free_port(),
-                    process::free_port(),
-                    process::free_port(),
-                )
-            })
-            .collect();
+        let ports = node_ports(3);
         let routes = ports
             .iter()
             .map(|(_, _, _, c)| format!("nats://127.0.0.1:{c}"))
@@ -500,16 +505,7 @@ async fn a_killed_node_leaves_the_others_working_and_rejoins_on_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_nodes_joining_through_one_seed_form_a_full_mesh() {
     let dir = tempfile::tempdir().unwrap();
-    let ports: Vec<(u16, u16, u16, u16)> = (0..5)
-        .map(|_| {
-            (
-                process::free_port(),
-                process::free_port(),
-                process::free_port(),
-                process::free_port(),
-            )
-        })
-        .collect();
+    let ports = node_ports(5);
     let seed = format!("127.0.0.1:{}", ports[0].3);
     let mut children = Vec::new();
     for (i, p) in ports.iter().enumerate() {

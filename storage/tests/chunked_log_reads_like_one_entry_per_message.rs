@@ -143,6 +143,16 @@ fn reads_match_a_model_through_puts_deletes_range_deletes_and_reopen() {
     }
 }
 
+/// The store's log keyspace opened with fjall directly, as a test that looks at or
+/// damages raw entries needs it.
+fn raw_log(dir: &std::path::Path) -> (fjall::Database, fjall::Keyspace) {
+    let db = fjall::Database::builder(dir.join("store")).open().unwrap();
+    let log = db
+        .keyspace("log", fjall::KeyspaceCreateOptions::default)
+        .unwrap();
+    (db, log)
+}
+
 #[test]
 fn a_commit_of_many_messages_is_few_entries() {
     let dir = tempfile::tempdir().unwrap();
@@ -153,12 +163,7 @@ fn a_commit_of_many_messages_is_few_entries() {
         (1..=640).map(|s| LogOp::Put(rec(5, s))).collect(),
     );
     drop(store);
-    let db = fjall::Database::builder(dir.path().join("store"))
-        .open()
-        .unwrap();
-    let log = db
-        .keyspace("log", fjall::KeyspaceCreateOptions::default)
-        .unwrap();
+    let (_db, log) = raw_log(dir.path());
     let entries = log
         .range(record::key(5, 0)..=record::key(5, u64::MAX))
         .count();
@@ -169,12 +174,7 @@ fn a_commit_of_many_messages_is_few_entries() {
 fn a_damaged_chunk_loses_one_record_or_reports_itself() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let db = fjall::Database::builder(dir.path().join("store"))
-            .open()
-            .unwrap();
-        let log = db
-            .keyspace("log", fjall::KeyspaceCreateOptions::default)
-            .unwrap();
+        let (db, log) = raw_log(dir.path());
         let values = |seqs: std::ops::RangeInclusive<u64>| -> Vec<(u64, Vec<u8>)> {
             seqs.map(|s| (s, record::encode(&rec(3, s)))).collect()
         };

@@ -45,6 +45,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/v1/connections/{cid}"),
     ("get", "/v1/events"),
     ("get", "/v1/server"),
+    ("get", "/v1/cluster"),
     ("get", "/v1/openapi.json"),
     ("get", "/v1/subjects/{filter}/events"),
     ("get", "/v1/ws"),

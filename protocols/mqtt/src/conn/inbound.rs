@@ -3,6 +3,9 @@
 use super::*;
 use futures::FutureExt;
 
+/// Longest a connection waits for a congested cluster link before it reads on.
+const BACKPRESSURE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl<S> Conn<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -58,6 +61,11 @@ where
             }
             if !self.drain().await || !self.flush().await {
                 return End::WithWill;
+            }
+            // A cluster link behind: read no more publishes until it catches up
+            // (at most BACKPRESSURE_WAIT; past that the link drops what does not fit).
+            if let Some(wait) = self.broker.engine.backpressure() {
+                let _ = tokio::time::timeout(BACKPRESSURE_WAIT, wait).await;
             }
         }
     }
