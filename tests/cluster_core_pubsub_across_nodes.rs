@@ -543,3 +543,70 @@ async fn five_nodes_joining_through_one_seed_form_a_full_mesh() {
     until_seen(&n5, "mesh.probe", &mut sub).await;
     drop(children);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_subscribers_and_publishers_reach_other_nodes() {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message as Ws;
+    let c = Cluster::start().await;
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/v1/ws", c.nodes[1].http))
+            .await
+            .unwrap();
+    let mut next_json = async |ws: &mut tokio_tungstenite::WebSocketStream<_>| loop {
+        match tokio::time::timeout(GUARD, ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+        {
+            Ws::Text(t) => return serde_json::from_str::<serde_json::Value>(&t).unwrap(),
+            _ => continue,
+        }
+    };
+    ws.send(Ws::text(
+        r#"{"op":"subscribe","sub":"s1","subject":"web.>"}"#,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(next_json(&mut ws).await["op"], "subscribed");
+
+    // NATS on node 1 → WebSocket on node 2 (probes until the interest crossed).
+    let n1 = c.nats(0).await;
+    let got = tokio::time::timeout(GUARD, async {
+        loop {
+            n1.publish("web.from-nats", Bytes::from_static(b"hello ws"))
+                .await
+                .unwrap();
+            n1.flush().await.unwrap();
+            if let Ok(Some(Ok(Ws::Text(t)))) =
+                tokio::time::timeout(Duration::from_millis(100), ws.next()).await
+            {
+                return serde_json::from_str::<serde_json::Value>(&t).unwrap();
+            }
+        }
+    })
+    .await
+    .expect("the WebSocket subscriber on node 2 gets node 1's publish");
+    assert_eq!(got["op"], "message");
+    assert_eq!(got["subject"], "web.from-nats");
+    assert_eq!(got["payload"], "hello ws");
+
+    // WebSocket publish on node 2 → NATS on node 3.
+    let n3 = c.nats(2).await;
+    let mut sub = n3.subscribe("fromweb.>").await.unwrap();
+    let mut probe = n3.subscribe("probe.web").await.unwrap();
+    n3.flush().await.unwrap();
+    let n2 = c.nats(1).await;
+    until_seen(&n2, "probe.web", &mut probe).await;
+    ws.send(Ws::text(
+        r#"{"op":"publish","subject":"fromweb.x","payload":"from the browser","ref":1}"#,
+    ))
+    .await
+    .unwrap();
+    let m = tokio::time::timeout(GUARD, sub.next())
+        .await
+        .expect("NATS on node 3 gets the WebSocket publish")
+        .unwrap();
+    assert_eq!(m.payload, Bytes::from_static(b"from the browser"));
+}
