@@ -553,7 +553,7 @@ async fn websocket_subscribers_and_publishers_reach_other_nodes() {
         tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/v1/ws", c.nodes[1].http))
             .await
             .unwrap();
-    let mut next_json = async |ws: &mut tokio_tungstenite::WebSocketStream<_>| loop {
+    let next_json = async |ws: &mut tokio_tungstenite::WebSocketStream<_>| loop {
         match tokio::time::timeout(GUARD, ws.next())
             .await
             .unwrap()
