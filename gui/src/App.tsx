@@ -11,6 +11,7 @@ import { Connections } from './pages/Connections';
 import { Schemas } from './pages/Schemas';
 import { Lineage } from './pages/Lineage';
 import { Events } from './pages/Events';
+import { Cluster } from './pages/Cluster';
 
 const NAV: [string, string][] = [
   ['/', 'Overview'],
@@ -19,6 +20,7 @@ const NAV: [string, string][] = [
   ['/lineage', 'Lineage'],
   ['/schemas', 'Schemas'],
   ['/events', 'Events'],
+  ['/cluster', 'Cluster'],
 ];
 
 function route(path: string) {
@@ -31,6 +33,7 @@ function route(path: string) {
   if (path === '/lineage') return <Lineage />;
   if (path === '/schemas') return <Schemas />;
   if (path === '/events') return <Events />;
+  if (path === '/cluster') return <Cluster />;
   return (
     <section>
       <h1>Page not found</h1>

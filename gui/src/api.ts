@@ -220,6 +220,23 @@ export interface ServerInfo {
   auth_required: boolean;
 }
 
+export interface ClusterNode {
+  name: string;
+  addr: string;
+  online: boolean;
+  voter: boolean;
+  last_seen: string;
+  this: boolean;
+  client_urls: string[];
+}
+
+export interface ClusterView {
+  name: string | null;
+  meta_leader: string | null;
+  nodes: ClusterNode[];
+  dropped_forwards: number;
+}
+
 export interface PubAck {
   station?: string;
   seq?: number;
@@ -374,6 +391,7 @@ export const WITH_LINEAGE: Record<string, string> = { 'Junction-Lineage': 'true'
 
 export const api = {
   server: () => get<ServerInfo>('/v1/server'),
+  cluster: () => get<ClusterView>('/v1/cluster'),
   stations: () => get<{ stations: Station[] }>('/v1/stations').then((r) => r.stations),
   station: (name: string) => get<Station>(`/v1/stations/${enc(name)}`),
   createStation: (def: object) => request<Station>('POST', '/v1/stations', { body: def }),

@@ -125,7 +125,8 @@ impl StationEngine {
                     name: n.name,
                     addr: n.addr,
                     online: n.online,
-                    voter: true,
+                    // No meta group yet, so no node votes in one.
+                    voter: false,
                     last_seen: n.last_seen,
                     this: n.this,
                     client_urls: n.client_urls,

@@ -123,7 +123,7 @@ pub struct ClusterNode {
     pub addr: String,
     /// A link to it is up (always, for this node).
     pub online: bool,
-    /// A voter of the meta group (every node, until learners exist).
+    /// A voter of the meta group (no node is, until the meta group exists).
     pub voter: bool,
     /// When it was last heard from.
     pub last_seen: SystemTime,

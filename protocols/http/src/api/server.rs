@@ -213,7 +213,8 @@ pub struct ClusterNodeJson {
     pub addr: String,
     /// A link to it is up (always true for the node answering).
     pub online: bool,
-    /// A voter of the meta group.
+    /// A voter of the meta group (false for every node until the meta group
+    /// exists).
     pub voter: bool,
     /// When it was last heard from.
     pub last_seen: String,
@@ -271,7 +272,7 @@ pub async fn cluster(State(state): State<Arc<ApiState>>) -> Json<ClusterJson> {
                 name: state.engine.server_snapshot().server_name,
                 addr: String::new(),
                 online: true,
-                voter: true,
+                voter: false,
                 last_seen: rfc3339(SystemTime::now()),
                 this: true,
                 client_urls: Vec::new(),

@@ -1,0 +1,77 @@
+// The cluster as the node serving the console sees it: every node with its
+// state, address and client URLs, refreshed every 2 s. A node running alone says so.
+import { api } from '../api';
+import { ErrorNote, Loading } from '../components/Status';
+import { ago, num, time } from '../format';
+import { useLoad, useTitle } from '../hooks';
+
+const EVERY_MS = 2000;
+
+export function Cluster() {
+  useTitle('Cluster');
+  const { data, error } = useLoad(() => api.cluster(), [], EVERY_MS);
+  const online = (data?.nodes ?? []).filter((n) => n.online).length;
+  return (
+    <section>
+      <div class="row">
+        <h1 tabIndex={-1}>Cluster</h1>
+        <p class="muted">Refreshed every {EVERY_MS / 1000} s</p>
+      </div>
+      {error && <ErrorNote error={error} what="Could not read the cluster" />}
+      {!data ? (
+        <Loading />
+      ) : (
+        <>
+          <p data-testid="cluster-summary">
+            {data.name === null ? (
+              <>This node runs alone: start nodes with <code>--cluster</code> and <code>--routes</code> to form a cluster.</>
+            ) : (
+              <>
+                Cluster <strong>{data.name}</strong>: {online} of {data.nodes.length} nodes online. Meta leader:{' '}
+                {data.meta_leader ?? 'none yet (stations are per node for now)'}.
+              </>
+            )}
+          </p>
+          {data.dropped_forwards > 0 && (
+            <p class="error" role="alert" data-testid="cluster-dropped">
+              {num(data.dropped_forwards)} messages could not be forwarded to a peer since start.
+            </p>
+          )}
+          <div class="table-wrap">
+            <table data-testid="cluster-table">
+              <thead>
+                <tr>
+                  <th scope="col">Node</th>
+                  <th scope="col">State</th>
+                  <th scope="col">Role</th>
+                  <th scope="col">Cluster address</th>
+                  <th scope="col">Client URLs</th>
+                  <th scope="col">Last seen</th>
+                </tr>
+              </thead>
+              <tbody>
+                {data.nodes.map((n) => (
+                  <tr key={n.name} data-node={n.name}>
+                    <td>
+                      {n.name}
+                      {n.this && <span class="muted"> (this node)</span>}
+                    </td>
+                    <td>
+                      <span class={`badge ${n.online ? '' : 'warn'}`}>{n.online ? 'online' : 'offline'}</span>
+                    </td>
+                    <td>{data.meta_leader === null ? '—' : data.meta_leader === n.name ? 'leader' : n.voter ? 'voter' : 'learner'}</td>
+                    <td>
+                      <code>{n.addr || '—'}</code>
+                    </td>
+                    <td>{n.client_urls.join(', ') || '—'}</td>
+                    <td title={time(n.last_seen)}>{n.this ? 'now' : ago(n.last_seen)}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        </>
+      )}
+    </section>
+  );
+}

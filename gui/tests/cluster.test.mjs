@@ -1,0 +1,64 @@
+// End-to-end: the Cluster page of a node in a two-node cluster (real `junction`
+// processes linked with nats-server style flags) lists both nodes, and shows a
+// node that was stopped as offline.
+import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { launchBrowser, newPage, screenshot, startBroker } from './harness.mjs';
+
+/** A free port on 127.0.0.1 (bound, then released for the broker to take). */
+const freePort = () =>
+  new Promise((resolve, reject) => {
+    const s = createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+
+describe('the cluster page', () => {
+  let one;
+  let two;
+  let browser;
+  let page;
+  const errors = [];
+
+  before(async () => {
+    const [p1, p2] = [await freePort(), await freePort()];
+    const routes = `nats://127.0.0.1:${p1},nats://127.0.0.1:${p2}`;
+    const node = (name, port) => ['-n', name, '--cluster', `nats://127.0.0.1:${port}`, '--routes', routes, '--cluster_name', 'gui-test'];
+    one = await startBroker(node('gui-1', p1));
+    two = await startBroker(node('gui-2', p2));
+    browser = await launchBrowser();
+    page = await newPage(browser, errors);
+  });
+
+  after(async () => {
+    await browser?.close();
+    await one?.stop();
+    await two?.stop();
+    assert.deepEqual(errors, [], 'the console logged no script errors');
+  });
+
+  test('lists every node, linked in the navigation, and shows a stopped node offline', async () => {
+    await page.goto(one.url);
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Cluster' }).click();
+    await page.getByRole('heading', { level: 1, name: 'Cluster' }).waitFor();
+    const summary = page.getByTestId('cluster-summary');
+    await summary.getByText('2 of 2 nodes online').waitFor();
+    assert.match(await summary.innerText(), /Cluster gui-test/);
+    const table = page.getByTestId('cluster-table');
+    const first = table.locator('tr[data-node="gui-1"]');
+    const second = table.locator('tr[data-node="gui-2"]');
+    assert.match(await first.innerText(), /this node/);
+    await second.getByText('online', { exact: true }).waitFor();
+    await screenshot(page, 'cluster-two-nodes');
+
+    await two.stop();
+    two = undefined;
+    // The page refreshes by itself.
+    await second.getByText('offline', { exact: true }).waitFor();
+    await summary.getByText('1 of 2 nodes online').waitFor();
+  });
+});
