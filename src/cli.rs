@@ -45,8 +45,8 @@ pub enum Command {
     /// Put a running broker in lame-duck mode (SIGUSR2: /readyz answers 503, clients
     /// stay served), then wait; for a Kubernetes preStop hook.
     LameDuck(crate::lame_duck::LameDuckArgs),
-    /// Cluster commands: `status` shows the nodes a running broker knows
-    /// (docs/cluster.md).
+    /// Cluster commands: `status` shows the nodes a running broker knows,
+    /// `peer-remove` and `leave` take a node out (docs/cluster.md).
     Cluster(crate::cluster_cli::ClusterArgs),
 }
 

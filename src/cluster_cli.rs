@@ -1,9 +1,11 @@
-//! `junction cluster status`: what a running node knows of its cluster, read from
-//! its HTTP API (`GET /v1/cluster`), as a table or as JSON.
+//! `junction cluster status|leave|peer-remove`, through a running node's HTTP API:
+//! - `status`: what the node knows of its cluster (`GET /v1/cluster`), as a table
+//!   or as JSON;
+//! - `peer-remove NAME`: takes a node out of the meta group for good
+//!   (`DELETE /v1/cluster/nodes/NAME`), from any node;
+//! - `leave`: the node at `--url` removes itself.
 //!
-//! Membership changes (`join`, `leave`, `peer-remove`) need the meta Raft group and
-//! are not available yet; a node joins by being started with `--join` and leaves by
-//! being stopped (docs/cluster.md).
+//! A node joins by being started with `--join` (docs/cluster.md).
 
 use crate::cli::ServeArgs;
 use clap::{Args, Subcommand};
@@ -22,8 +24,23 @@ pub struct ClusterArgs {
 /// Subcommands of `junction cluster`.
 #[derive(Debug, Clone, Subcommand)]
 pub enum ClusterCommand {
-    /// The nodes a running broker knows, with which are linked now.
+    /// The nodes a running broker knows: meta role, id, and which are linked now.
     Status(StatusArgs),
+    /// Remove a node from the cluster for good (its id is never reused); run
+    /// against any node. Stop the removed node's process too.
+    PeerRemove(PeerRemoveArgs),
+    /// The node at --url removes itself from the cluster; stop its process after.
+    Leave(StatusArgs),
+}
+
+/// Flags of `junction cluster peer-remove`.
+#[derive(Debug, Clone, Args)]
+pub struct PeerRemoveArgs {
+    /// The node's name (as `junction cluster status` shows it).
+    pub name: String,
+    /// How to reach the broker.
+    #[command(flatten)]
+    pub conn: StatusArgs,
 }
 
 /// Flags of `junction cluster status`.
@@ -46,17 +63,72 @@ pub struct StatusArgs {
 
 /// Runs `junction cluster ...`.
 pub fn main(args: &ClusterArgs) -> ExitCode {
-    let ClusterCommand::Status(status) = &args.command;
-    match run_status(status) {
+    let (what, result) = match &args.command {
+        ClusterCommand::Status(a) => ("status", run_status(a)),
+        ClusterCommand::PeerRemove(a) => ("peer-remove", run_remove(&a.conn, Some(&a.name))),
+        ClusterCommand::Leave(a) => ("leave", run_remove(a, None)),
+    };
+    match result {
         Ok(out) => {
             print!("{out}");
             ExitCode::SUCCESS
         }
         Err(reason) => {
-            eprintln!("junction cluster status: {reason}");
+            eprintln!("junction cluster {what}: {reason}");
             ExitCode::from(1)
         }
     }
+}
+
+/// Removes `name` (or, without one, the node at the URL) from the cluster.
+fn run_remove(args: &StatusArgs, name: Option<&str>) -> Result<String, String> {
+    let base = base_url(args)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(args.timeout)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let name = match name {
+            Some(n) => n.to_string(),
+            None => {
+                let url = format!("{base}/v1/cluster");
+                let v: serde_json::Value = client
+                    .get(&url)
+                    .send()
+                    .await
+                    .map_err(|e| format!("{url}: {e}"))?
+                    .json()
+                    .await
+                    .map_err(|e| format!("{url}: not JSON: {e}"))?;
+                v["nodes"]
+                    .as_array()
+                    .and_then(|ns| ns.iter().find(|n| n["this"] == true))
+                    .and_then(|n| n["name"].as_str())
+                    .map(str::to_string)
+                    .ok_or_else(|| format!("{url} does not name the node answering"))?
+            }
+        };
+        let url = format!("{base}/v1/cluster/nodes/{name}");
+        let resp = client
+            .delete(&url)
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(format!("node {name} removed from the cluster\n"));
+        }
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        Err(format!(
+            "{url} answered {status}: {}",
+            body["message"].as_str().unwrap_or("")
+        ))
+    })
 }
 
 fn base_url(args: &StatusArgs) -> Result<String, String> {
@@ -116,7 +188,8 @@ fn render(v: &serde_json::Value) -> String {
         ),
         None => "not in a cluster (this node runs alone)\n".to_string(),
     };
-    let rows: Vec<[String; 5]> = v["nodes"]
+    let leader = v["meta_leader"].as_str().unwrap_or("");
+    let rows: Vec<[String; 7]> = v["nodes"]
         .as_array()
         .map(|nodes| {
             nodes
@@ -128,6 +201,17 @@ fn render(v: &serde_json::Value) -> String {
                             s(&n["name"]),
                             if n["this"] == true { " *" } else { "" }
                         ),
+                        n["id"].as_u64().map_or("-".to_string(), |i| i.to_string()),
+                        if !leader.is_empty() && n["name"] == leader {
+                            "leader"
+                        } else if n["voter"] == true {
+                            "voter"
+                        } else if n["id"].is_u64() {
+                            "learner"
+                        } else {
+                            "-"
+                        }
+                        .to_string(),
                         s(&n["addr"]),
                         if n["online"] == true {
                             "online"
@@ -147,6 +231,8 @@ fn render(v: &serde_json::Value) -> String {
         .unwrap_or_default();
     let head = [
         "NODE",
+        "ID",
+        "ROLE",
         "CLUSTER ADDRESS",
         "STATE",
         "LAST SEEN",
@@ -158,7 +244,7 @@ fn render(v: &serde_json::Value) -> String {
             *w = (*w).max(c.len());
         }
     }
-    let line = |cells: [&str; 5]| {
+    let line = |cells: [&str; 7]| {
         let mut l = String::new();
         for (i, c) in cells.iter().enumerate() {
             if i + 1 == cells.len() {
@@ -171,7 +257,7 @@ fn render(v: &serde_json::Value) -> String {
     };
     out.push_str(&line(head));
     for r in &rows {
-        out.push_str(&line([&r[0], &r[1], &r[2], &r[3], &r[4]]));
+        out.push_str(&line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5], &r[6]]));
     }
     if let Some(d) = v["dropped_forwards"].as_u64().filter(|d| *d > 0) {
         out.push_str(&format!(
@@ -187,15 +273,17 @@ mod tests {
 
     #[test]
     fn a_table_with_this_node_marked() {
-        let v = serde_json::json!({"name":"demo","meta_leader":null,"dropped_forwards":0,"nodes":[
-            {"name":"n1","addr":"127.0.0.1:6222","online":true,"this":true,"last_seen":"t1","client_urls":["127.0.0.1:4222"]},
-            {"name":"n2","addr":"127.0.0.1:6223","online":false,"this":false,"last_seen":"t0","client_urls":[]}]});
+        let v = serde_json::json!({"name":"demo","meta_leader":"n1","dropped_forwards":0,"nodes":[
+            {"name":"n1","id":1,"voter":true,"addr":"127.0.0.1:6222","online":true,"this":true,"last_seen":"t1","client_urls":["127.0.0.1:4222"]},
+            {"name":"n2","id":2,"voter":true,"addr":"127.0.0.1:6223","online":false,"this":false,"last_seen":"t0","client_urls":[]},
+            {"name":"n3","id":null,"voter":false,"addr":"127.0.0.1:6224","online":true,"this":false,"last_seen":"t2","client_urls":[]}]});
         assert_eq!(
             render(&v),
-            "cluster demo, meta leader: none yet\n\
-             NODE  CLUSTER ADDRESS  STATE    LAST SEEN  CLIENT URLS\n\
-             n1 *  127.0.0.1:6222   online   t1         127.0.0.1:4222\n\
-             n2    127.0.0.1:6223   offline  t0\n"
+            "cluster demo, meta leader: n1\n\
+             NODE  ID  ROLE    CLUSTER ADDRESS  STATE    LAST SEEN  CLIENT URLS\n\
+             n1 *  1   leader  127.0.0.1:6222   online   t1         127.0.0.1:4222\n\
+             n2    2   voter   127.0.0.1:6223   offline  t0\n\
+             n3    -   -       127.0.0.1:6224   online   t2\n"
         );
     }
 }

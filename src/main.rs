@@ -19,9 +19,11 @@ fn init_logging(config: &junction::Config) -> Result<(), String> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(v) if !v.is_empty() => EnvFilter::try_new(v).map_err(|e| format!("RUST_LOG: {e}"))?,
         // fjall's own info lines ("Recovering database at …") are not the
-        // operator's business; RUST_LOG can still ask for them.
+        // operator's business; RUST_LOG can still ask for them. openraft logs
+        // every failed RPC to a node that is down at ERROR, again and again;
+        // the meta group logs membership changes and lost quorum itself.
         _ => EnvFilter::new(format!(
-            "{},fjall=warn,lsm_tree=warn",
+            "{},fjall=warn,lsm_tree=warn,openraft=off",
             config.log_level.to_ascii_lowercase()
         )),
     };

@@ -367,7 +367,19 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 addr: listen,
                 source,
             })?;
-        engine.attach_cluster(cluster);
+        engine.attach_cluster(cluster.clone());
+        let meta_host: std::sync::Weak<dyn junction_cluster::meta::MetaHost> = {
+            let strong: Arc<dyn junction_cluster::meta::MetaHost> = engine.clone();
+            Arc::downgrade(&strong)
+        };
+        let meta = junction_cluster::meta::MetaGroup::start(
+            cluster,
+            engine.store().clone(),
+            Some(meta_host),
+        )
+        .await
+        .map_err(|e| StartError::Io(format!("cannot start the cluster's meta group: {e}")))?;
+        engine.attach_meta(meta);
     }
     // The MQTT front-end serves its TCP listener and `/mqtt` on the HTTP listener.
     let mqtt_broker = if mqtt_listener.is_some() || http_listener.is_some() {

@@ -88,6 +88,25 @@ pub enum Frame {
     Ping,
     /// Answer to [`Frame::Ping`].
     Pong,
+    /// A request to the peer (Raft traffic, admin calls forwarded to the meta
+    /// leader), answered by a [`Frame::Reply`] with the same id.
+    Call {
+        /// Chosen by the caller, unique per node while the call is pending.
+        id: u64,
+        /// What is asked (the meta group's call kinds).
+        kind: u8,
+        /// The request, encoded by the caller.
+        body: Bytes,
+    },
+    /// The answer to a [`Frame::Call`]: `ok` false carries an error text.
+    Reply {
+        /// The call's id.
+        id: u64,
+        /// The call succeeded.
+        ok: bool,
+        /// The answer, or the error text.
+        body: Bytes,
+    },
 }
 
 /// A frame that could not be read.
@@ -102,6 +121,8 @@ const UNSUB: u8 = 4;
 const MSG: u8 = 5;
 const PING: u8 = 6;
 const PONG: u8 = 7;
+const CALL: u8 = 8;
+const REPLY: u8 = 9;
 
 fn put_str(b: &mut BytesMut, s: &[u8]) {
     let s = &s[..s.len().min(usize::from(u16::MAX))];
@@ -154,6 +175,10 @@ impl Reader {
     fn u32(&mut self) -> Result<u32, Malformed> {
         self.need(4)?;
         Ok(self.0.get_u32())
+    }
+    fn u64(&mut self) -> Result<u64, Malformed> {
+        self.need(8)?;
+        Ok(self.0.get_u64())
     }
     fn bytes(&mut self, n: usize) -> Result<Bytes, Malformed> {
         self.need(n)?;
@@ -291,6 +316,18 @@ impl Frame {
             ),
             Frame::Ping => b.put_u8(PING),
             Frame::Pong => b.put_u8(PONG),
+            Frame::Call { id, kind, body } => {
+                b.put_u8(CALL);
+                b.put_u64(*id);
+                b.put_u8(*kind);
+                put_blob(b, body);
+            }
+            Frame::Reply { id, ok, body } => {
+                b.put_u8(REPLY);
+                b.put_u64(*id);
+                b.put_u8(u8::from(*ok));
+                put_blob(b, body);
+            }
         }
         let len = (b.len() - start - 4) as u32;
         b[start..start + 4].copy_from_slice(&len.to_be_bytes());
@@ -359,6 +396,16 @@ impl Frame {
             }
             PING => Frame::Ping,
             PONG => Frame::Pong,
+            CALL => Frame::Call {
+                id: r.u64()?,
+                kind: r.u8()?,
+                body: r.blob()?,
+            },
+            REPLY => Frame::Reply {
+                id: r.u64()?,
+                ok: r.flag()?,
+                body: r.blob()?,
+            },
             _ => return Err(Malformed("kind")),
         };
         if r.0.has_remaining() {
@@ -426,6 +473,16 @@ mod tests {
         }));
         round_trip(Frame::Ping);
         round_trip(Frame::Pong);
+        round_trip(Frame::Call {
+            id: 7,
+            kind: 3,
+            body: Bytes::from_static(b"{}"),
+        });
+        round_trip(Frame::Reply {
+            id: u64::MAX,
+            ok: false,
+            body: Bytes::from_static(b"no leader"),
+        });
         assert!(Frame::decode(Bytes::from_static(&[99])).is_err());
         assert!(Frame::decode(Bytes::from_static(&[PING, 0])).is_err());
     }

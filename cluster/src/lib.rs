@@ -21,6 +21,7 @@
 //! groups and membership; stations stay on the node that created them.
 
 pub mod frame;
+pub mod meta;
 
 pub use frame::{Forward, ForwardRef, Interest};
 
@@ -62,6 +63,31 @@ pub trait Host: Send + Sync + 'static {
     fn remote_interest(&self, peer: &str, interest: &Interest, added: bool);
     /// A message from a peer, for this node's own subscribers.
     fn remote_message(&self, peer: &str, forward: Forward);
+}
+
+/// Answers calls a peer makes over a link (Raft traffic, forwarded admin calls).
+pub trait CallHandler: Send + Sync + 'static {
+    /// Handles one call of `kind` from `peer`; `Err` is an error text for the caller.
+    fn call(
+        &self,
+        peer: &str,
+        kind: u8,
+        body: Bytes,
+    ) -> futures::future::BoxFuture<'static, Result<Bytes, String>>;
+}
+
+/// Why a call to a peer failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// No link to the peer is up.
+    #[error("no link to node {0}")]
+    Unreachable(String),
+    /// No answer in time (the link may have gone down).
+    #[error("node {0} did not answer in time")]
+    Timeout(String),
+    /// The peer answered with an error.
+    #[error("{0}")]
+    Remote(String),
 }
 
 /// One node of the cluster as this node sees it.
@@ -170,6 +196,12 @@ struct Shared {
     congested: AtomicUsize,
     /// Woken when a congested link catches up.
     room: tokio::sync::Notify,
+    /// Calls waiting for their reply, by id.
+    calls: Mutex<HashMap<u64, tokio::sync::oneshot::Sender<Result<Bytes, String>>>>,
+    next_call: AtomicU64,
+    handler: std::sync::OnceLock<Arc<dyn CallHandler>>,
+    /// Seed addresses that turned out to be this node.
+    selves: Mutex<HashSet<String>>,
 }
 
 #[derive(Default)]
@@ -183,6 +215,8 @@ struct Peers {
     interest: HashMap<String, BTreeSet<Interest>>,
     /// Every node ever linked, for the cluster view.
     known: HashMap<String, Known>,
+    /// Nodes removed from the cluster: dropped from `known` when their link goes.
+    forgotten: HashSet<String>,
 }
 
 struct Known {
@@ -233,6 +267,10 @@ impl Cluster {
             next_link: AtomicU64::new(1),
             congested: AtomicUsize::new(0),
             room: tokio::sync::Notify::new(),
+            calls: Mutex::new(HashMap::new()),
+            next_call: AtomicU64::new(1),
+            handler: std::sync::OnceLock::new(),
+            selves: Mutex::new(HashSet::new()),
             config,
         });
         tracing::info!(node = %shared.config.node, cluster = %shared.config.name, addr = %bound, "cluster listener up");
@@ -333,6 +371,68 @@ impl Cluster {
         }
     }
 
+    /// Sets what answers peers' calls (once; later calls are ignored).
+    pub fn set_handler(&self, handler: Arc<dyn CallHandler>) {
+        let _ = self.shared.handler.set(handler);
+    }
+
+    /// Calls `peer` and waits up to `timeout` for its answer.
+    pub async fn call(
+        &self,
+        peer: &str,
+        kind: u8,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes, CallError> {
+        let out = self
+            .shared
+            .peers
+            .lock()
+            .links
+            .get(peer)
+            .map(|l| l.out.clone())
+            .ok_or_else(|| CallError::Unreachable(peer.to_string()))?;
+        let id = self.shared.next_call.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.shared.calls.lock().insert(id, tx);
+        out.push_frame(&Frame::Call { id, kind, body });
+        let answer = tokio::time::timeout(timeout, rx).await;
+        self.shared.calls.lock().remove(&id);
+        match answer {
+            Ok(Ok(Ok(body))) => Ok(body),
+            Ok(Ok(Err(text))) => Err(CallError::Remote(text)),
+            Ok(Err(_)) | Err(_) => Err(CallError::Timeout(peer.to_string())),
+        }
+    }
+
+    /// How many seed addresses this node was given that are not its own.
+    pub fn seed_count(&self) -> usize {
+        let me = self.shared.route_url.as_str();
+        let selves = self.shared.selves.lock();
+        self.shared
+            .config
+            .seeds
+            .iter()
+            .filter(|s| s.as_str() != me && !selves.contains(s.as_str()))
+            .collect::<HashSet<_>>()
+            .len()
+    }
+
+    /// Whether a link to `peer` is up.
+    pub fn linked(&self, peer: &str) -> bool {
+        self.shared.peers.lock().links.contains_key(peer)
+    }
+
+    /// Forgets a node that left the cluster: it no longer shows in [`Cluster::nodes`]
+    /// (a link to it, if any, stays until it closes).
+    pub fn forget(&self, peer: &str) {
+        let mut peers = self.shared.peers.lock();
+        if !peers.links.contains_key(peer) {
+            peers.known.remove(peer);
+        }
+        peers.forgotten.insert(peer.to_string());
+    }
+
     /// Forwards dropped since start (no link, or its queue full).
     pub fn dropped(&self) -> u64 {
         self.shared.dropped.load(Ordering::Relaxed)
@@ -425,7 +525,10 @@ impl Shared {
                 };
                 match connected {
                     Ok(Ok(stream)) => match run_link(shared.clone(), stream, Some(&addr)).await {
-                        Ok(Outcome::Itself) => return,
+                        Ok(Outcome::Itself) => {
+                            shared.selves.lock().insert(addr);
+                            return;
+                        }
                         Ok(Outcome::Closed) => attempt = 0,
                         Err(e) => {
                             tracing::debug!(%addr, error = %e, "cluster link ended");
@@ -489,6 +592,7 @@ impl Shared {
         for i in local.keys() {
             out.push_frame(&Frame::Sub(i.clone()));
         }
+        peers.forgotten.remove(&hello.node);
         let is_new = !peers.known.contains_key(&hello.node);
         peers.known.insert(
             hello.node.clone(),
@@ -528,6 +632,9 @@ impl Shared {
         if peers.links.get(peer).is_some_and(|l| l.id == id) {
             if let Some(link) = peers.links.remove(peer) {
                 self.release(&link.out);
+            }
+            if peers.forgotten.contains(peer) {
+                peers.known.remove(peer);
             }
             let gone = peers.interest.remove(peer).unwrap_or_default();
             if let Some(host) = self.host.upgrade() {
@@ -748,6 +855,37 @@ async fn run_link(
                 out.push_frame(&Frame::Pong);
             }
             Frame::Pong => shared.seen(&peer),
+            Frame::Call { id, kind, body } => {
+                let shared = shared.clone();
+                let peer = peer.clone();
+                tokio::spawn(async move {
+                    let answer = match shared.handler.get() {
+                        Some(h) => h.call(&peer, kind, body).await,
+                        None => Err("this node is starting".to_string()),
+                    };
+                    let frame = match answer {
+                        Ok(body) => Frame::Reply { id, ok: true, body },
+                        Err(text) => Frame::Reply {
+                            id,
+                            ok: false,
+                            body: Bytes::from(text),
+                        },
+                    };
+                    let out = shared.peers.lock().links.get(&peer).map(|l| l.out.clone());
+                    if let Some(out) = out {
+                        out.push_frame(&frame);
+                    }
+                });
+            }
+            Frame::Reply { id, ok, body } => {
+                if let Some(tx) = shared.calls.lock().remove(&id) {
+                    let _ = tx.send(if ok {
+                        Ok(body)
+                    } else {
+                        Err(String::from_utf8_lossy(&body).into_owned())
+                    });
+                }
+            }
             Frame::Hello(_) => break Err(invalid("a second hello")),
         }
     };

@@ -9,7 +9,8 @@
 //! cluster-wide.
 //!
 //! Stations are not shared yet: a message is stored on the node it was published
-//! to, by that node's stations (the meta Raft group comes next).
+//! to, by that node's stations. Schemas and routing rules are shared through the
+//! meta group (`meta.rs`).
 
 use super::trie::Subscription;
 use super::{StationEngine, lineage};
@@ -111,27 +112,58 @@ impl StationEngine {
         self.cluster.get()
     }
 
-    /// The cluster as this node sees it.
+    /// The cluster as this node sees it: the linked nodes and, once the meta
+    /// group has a registry, only its nodes (a removed node leaves no trace), with
+    /// registered nodes that are not linked shown offline.
     pub(super) fn cluster_snapshot(&self) -> Option<junction_api::ClusterSnapshot> {
         let cluster = self.cluster.get()?;
+        let status = self.meta.get().map(|m| m.status()).unwrap_or_default();
+        let registry: std::collections::BTreeMap<String, (u64, String)> = status
+            .nodes
+            .iter()
+            .map(|(id, name, addr)| (name.clone(), (*id, addr.clone())))
+            .collect();
+        let mut nodes: Vec<junction_api::ClusterNode> = cluster
+            .nodes()
+            .into_iter()
+            .filter(|n| n.this || registry.is_empty() || registry.contains_key(&n.name))
+            .map(|n| junction_api::ClusterNode {
+                voter: status.voters.contains(&n.name),
+                id: registry.get(&n.name).map(|(id, _)| *id),
+                name: n.name,
+                addr: n.addr,
+                online: n.online,
+                last_seen: n.last_seen,
+                this: n.this,
+                client_urls: n.client_urls,
+            })
+            .collect();
+        for (name, (id, addr)) in &registry {
+            if !nodes.iter().any(|n| &n.name == name) {
+                nodes.push(junction_api::ClusterNode {
+                    name: name.clone(),
+                    addr: addr.clone(),
+                    online: false,
+                    voter: status.voters.contains(name),
+                    id: Some(*id),
+                    last_seen: std::time::UNIX_EPOCH,
+                    this: false,
+                    client_urls: Vec::new(),
+                });
+            }
+        }
         Some(junction_api::ClusterSnapshot {
             name: cluster.name().to_string(),
             node: cluster.node().to_string(),
-            meta_leader: None,
-            nodes: cluster
-                .nodes()
-                .into_iter()
-                .map(|n| junction_api::ClusterNode {
-                    name: n.name,
-                    addr: n.addr,
-                    online: n.online,
-                    // No meta group yet, so no node votes in one.
-                    voter: false,
-                    last_seen: n.last_seen,
-                    this: n.this,
-                    client_urls: n.client_urls,
-                })
-                .collect(),
+            meta_leader: status.leader.clone(),
+            meta_id: (status.id > 0).then_some(status.id),
+            meta_role: if status.role.is_empty() {
+                "joining".to_string()
+            } else {
+                status.role.clone()
+            },
+            meta_applied: status.applied,
+            nodes,
             dropped_forwards: cluster.dropped(),
         })
     }

@@ -24,6 +24,7 @@ mod events;
 mod group;
 mod ingress;
 mod lineage;
+mod meta;
 mod routing;
 mod schemas;
 mod station;
@@ -111,9 +112,16 @@ pub struct StationEngine {
     cluster: std::sync::OnceLock<junction_cluster::Cluster>,
     /// Peers' interest, as subscriptions in the trie: (peer, interest) → it.
     remote: Mutex<cluster::RemoteInterest>,
+    /// The cluster's meta group, once this node runs it (`meta.rs`).
+    meta: std::sync::OnceLock<junction_cluster::meta::MetaGroup>,
 }
 
 impl StationEngine {
+    /// The store under every station.
+    pub fn store(&self) -> &Store {
+        self.stations.store()
+    }
+
     /// Clean shutdown: writes every station's index snapshot (after the storage
     /// writer drained), so the next start does not scan the logs. Call it once
     /// nothing else writes; a write after it withdraws the snapshots.
@@ -173,6 +181,7 @@ impl StationEngine {
             events: events::EventLog::default(),
             cluster: std::sync::OnceLock::new(),
             remote: Mutex::new(AHashMap::new()),
+            meta: std::sync::OnceLock::new(),
         });
         // The lineage index comes back from what storage kept, off the start-up
         // path: the broker serves while it fills.
@@ -699,6 +708,16 @@ impl Admin for StationEngine {
         definition: &str,
     ) -> AdminFuture<SchemaInfo> {
         let (tenant, name, definition) = (tenant.clone(), name.to_string(), definition.to_string());
+        if let Some(meta) = self.meta() {
+            let call = meta::MetaCall::CreateSchema {
+                tenant: tenant.0.to_string(),
+                name,
+                format: format.as_str().to_string(),
+                definition,
+                now_ns: schemas::now(),
+            };
+            return self.in_cluster(move |e| e.cluster_schema_call(meta, tenant, call));
+        }
         self.blocking(move |e| e.create_schema_now(&tenant, &name, format, &definition))
     }
 
@@ -709,6 +728,15 @@ impl Admin for StationEngine {
         definition: &str,
     ) -> AdminFuture<SchemaInfo> {
         let (tenant, name, definition) = (tenant.clone(), name.to_string(), definition.to_string());
+        if let Some(meta) = self.meta() {
+            let call = meta::MetaCall::AddSchemaVersion {
+                tenant: tenant.0.to_string(),
+                name,
+                definition,
+                now_ns: schemas::now(),
+            };
+            return self.in_cluster(move |e| e.cluster_schema_call(meta, tenant, call));
+        }
         self.blocking(move |e| e.add_schema_version_now(&tenant, &name, &definition))
     }
 
@@ -719,21 +747,70 @@ impl Admin for StationEngine {
         version: u32,
     ) -> AdminFuture<SchemaInfo> {
         let (tenant, name) = (tenant.clone(), name.to_string());
+        if let Some(meta) = self.meta() {
+            let call = meta::MetaCall::ActivateSchemaVersion {
+                tenant: tenant.0.to_string(),
+                name,
+                version,
+            };
+            return self.in_cluster(move |e| e.cluster_schema_call(meta, tenant, call));
+        }
         self.blocking(move |e| e.activate_schema_version_now(&tenant, &name, version))
     }
 
     fn delete_schema(&self, tenant: &TenantId, name: &str) -> AdminFuture<()> {
         let (tenant, name) = (tenant.clone(), name.to_string());
+        if let Some(meta) = self.meta() {
+            return self.in_cluster(move |e| async move {
+                // In use by a station of this node: refused here (stations are
+                // per node until they are replicated).
+                let users = e.schema_users(&tenant, &name);
+                if !users.is_empty() {
+                    return Err(EngineError::SchemaInUse {
+                        schema: name,
+                        stations: users,
+                    });
+                }
+                let call = meta::MetaCall::DeleteSchema {
+                    tenant: tenant.0.to_string(),
+                    name,
+                };
+                Self::replicate(&meta, call).await
+            });
+        }
         self.blocking(move |e| e.delete_schema_now(&tenant, &name))
     }
 
     fn put_routing_rule(&self, tenant: &TenantId, rule: RoutingRule) -> AdminFuture<RoutingRule> {
         let tenant = tenant.clone();
+        if let Some(meta) = self.meta() {
+            return self.in_cluster(move |e| async move {
+                e.check_routing_rule(&tenant, &rule)?;
+                let name = rule.name.clone();
+                let call = meta::MetaCall::PutRoutingRule {
+                    tenant: tenant.0.to_string(),
+                    rule,
+                };
+                Self::replicate(&meta, call).await?;
+                e.routing
+                    .list(&tenant)
+                    .into_iter()
+                    .find(|r| r.name == name)
+                    .ok_or(EngineError::RoutingRuleNotFound)
+            });
+        }
         self.blocking(move |e| e.put_routing_rule_now(&tenant, rule))
     }
 
     fn delete_routing_rule(&self, tenant: &TenantId, name: &str) -> AdminFuture<()> {
         let (tenant, name) = (tenant.clone(), name.to_string());
+        if let Some(meta) = self.meta() {
+            let call = meta::MetaCall::DeleteRoutingRule {
+                tenant: tenant.0.to_string(),
+                name,
+            };
+            return self.in_cluster(move |_| async move { Self::replicate(&meta, call).await });
+        }
         self.blocking(move |e| e.delete_routing_rule_now(&tenant, &name))
     }
 
@@ -750,6 +827,22 @@ impl Admin for StationEngine {
     fn close_client(&self, tenant: &TenantId, client: ClientId, reason: &str) -> AdminFuture<()> {
         let (tenant, reason) = (tenant.clone(), reason.to_string());
         self.blocking(move |e| e.close_client_now(&tenant, client, &reason))
+    }
+
+    fn remove_cluster_node(&self, name: &str) -> AdminFuture<()> {
+        let name = name.to_string();
+        let meta = self.meta();
+        Box::pin(async move {
+            let meta = meta
+                .ok_or_else(|| EngineError::BadRequest("this node is not in a cluster".into()))?;
+            meta.remove(&name).await.map(|_| ()).map_err(|e| match e {
+                junction_cluster::meta::MetaError::NoLeader(why) => EngineError::NoQuorum(why),
+                junction_cluster::meta::MetaError::Refused(why) if why.starts_with("no node") => {
+                    EngineError::BadRequest(why)
+                }
+                junction_cluster::meta::MetaError::Refused(why) => EngineError::invalid_config(why),
+            })
+        })
     }
 }
 
@@ -897,6 +990,23 @@ impl StationEngine {
         })
     }
 
+    /// Runs an async admin body with an owned handle on this engine (calls that
+    /// go through the cluster's meta group).
+    fn in_cluster<T, F>(
+        &self,
+        f: impl FnOnce(Arc<StationEngine>) -> F + Send + 'static,
+    ) -> AdminFuture<T>
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = Result<T, EngineError>> + Send + 'static,
+    {
+        let me = self.me.upgrade();
+        Box::pin(async move {
+            let me = me.ok_or(EngineError::ShuttingDown)?;
+            f(me).await
+        })
+    }
+
     pub(crate) fn create_group_now(
         &self,
         tenant: &TenantId,
@@ -1039,6 +1149,16 @@ impl StationEngine {
         tenant: &TenantId,
         rule: RoutingRule,
     ) -> Result<RoutingRule, EngineError> {
+        self.check_routing_rule(tenant, &rule)?;
+        self.routing.put(tenant, rule)
+    }
+
+    /// A rule's stations must exist (on this node).
+    pub(crate) fn check_routing_rule(
+        &self,
+        tenant: &TenantId,
+        rule: &RoutingRule,
+    ) -> Result<(), EngineError> {
         if let Some(stations) = &rule.action.route {
             for s in stations {
                 self.stations.get(tenant, s).map_err(|_| {
@@ -1049,7 +1169,7 @@ impl StationEngine {
                 })?;
             }
         }
-        self.routing.put(tenant, rule)
+        routing::check(rule)
     }
 
     pub(crate) fn delete_routing_rule_now(

@@ -150,6 +150,11 @@ fn compile_condition(rule: &str, p: &Predicate) -> Result<Condition, EngineError
     Ok(Condition { target, test })
 }
 
+/// Checks that a rule compiles, without saving it.
+pub(crate) fn check(rule: &RoutingRule) -> Result<(), EngineError> {
+    compile(rule.clone()).map(|_| ())
+}
+
 fn compile(rule: RoutingRule) -> Result<Compiled, EngineError> {
     let name = rule.name.clone();
     if name.is_empty()

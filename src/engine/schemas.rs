@@ -393,3 +393,126 @@ mod tests {
         assert!(compile(SchemaFormat::Json, r#"{"type":"no-such-type"}"#).is_err());
     }
 }
+
+/// Definitions as the cluster's meta group keeps them (`meta.rs`): a schema is its
+/// stored form, as JSON, planned on every node from the same inputs.
+impl SchemaRegistry {
+    /// The stored form of a schema, as JSON.
+    pub(crate) fn stored_json(&self, tenant: &TenantId, name: &str) -> Option<serde_json::Value> {
+        self.schemas
+            .read()
+            .get(&(tenant.clone(), name.to_string()))
+            .and_then(|e| serde_json::to_value(&e.stored).ok())
+    }
+
+    /// Puts a schema in the stored form `value` (from the meta group), replacing
+    /// what this node has.
+    pub(crate) fn install_json(&self, value: &serde_json::Value) -> Result<(), EngineError> {
+        let stored: StoredSchema = serde_json::from_value(value.clone()).map_err(storage)?;
+        let format = SchemaFormat::parse(&stored.format).ok_or_else(|| {
+            EngineError::invalid_config(format!("unknown schema type {}", stored.format))
+        })?;
+        let mut compiled = AHashMap::new();
+        for v in &stored.versions {
+            compiled.insert(v.version, compile(format, &v.definition)?);
+        }
+        let tenant = TenantId(Arc::from(stored.tenant.as_str()));
+        let mut schemas = self.schemas.write();
+        self.persist(&tenant, &stored)?;
+        schemas.insert(
+            (tenant, stored.name.clone()),
+            Entry {
+                stored,
+                format,
+                compiled,
+            },
+        );
+        Ok(())
+    }
+
+    /// Checks a new schema's name and definition without creating it.
+    pub(crate) fn check_new(
+        name: &str,
+        format: SchemaFormat,
+        definition: &str,
+    ) -> Result<(), EngineError> {
+        validate_name(name)?;
+        compile(format, definition).map(|_| ())
+    }
+
+    /// Checks a definition against an existing schema's format.
+    pub(crate) fn check_version(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        definition: &str,
+    ) -> Result<(), EngineError> {
+        let format = self
+            .schemas
+            .read()
+            .get(&(tenant.clone(), name.to_string()))
+            .map(|e| e.format)
+            .ok_or(EngineError::SchemaNotFound)?;
+        compile(format, definition).map(|_| ())
+    }
+}
+
+/// A new schema's stored form (planned by the meta group).
+pub(crate) fn plan_create(
+    tenant: &str,
+    name: &str,
+    format: &str,
+    definition: &str,
+    now_ns: u64,
+) -> serde_json::Value {
+    serde_json::to_value(StoredSchema {
+        tenant: tenant.to_string(),
+        name: name.to_string(),
+        format: format.to_string(),
+        active: 1,
+        created_ns: now_ns,
+        versions: vec![StoredVersion {
+            version: 1,
+            definition: definition.to_string(),
+            created_ns: now_ns,
+        }],
+    })
+    .unwrap_or_default()
+}
+
+/// A schema's stored form with one more version, made active.
+pub(crate) fn plan_add_version(
+    current: &serde_json::Value,
+    definition: &str,
+    now_ns: u64,
+) -> Result<serde_json::Value, String> {
+    let mut stored: StoredSchema =
+        serde_json::from_value(current.clone()).map_err(|e| e.to_string())?;
+    let version = stored.versions.iter().map(|v| v.version).max().unwrap_or(0) + 1;
+    stored.versions.push(StoredVersion {
+        version,
+        definition: definition.to_string(),
+        created_ns: now_ns,
+    });
+    stored.active = version;
+    serde_json::to_value(stored).map_err(|e| e.to_string())
+}
+
+/// A schema's stored form with `version` active.
+pub(crate) fn plan_activate(
+    current: &serde_json::Value,
+    version: u32,
+) -> Result<serde_json::Value, String> {
+    let mut stored: StoredSchema =
+        serde_json::from_value(current.clone()).map_err(|e| e.to_string())?;
+    if !stored.versions.iter().any(|v| v.version == version) {
+        return Err("schema version not found".to_string());
+    }
+    stored.active = version;
+    serde_json::to_value(stored).map_err(|e| e.to_string())
+}
+
+/// The current time in nanoseconds, for plans made on the proposing node.
+pub(crate) fn now() -> u64 {
+    now_ns()
+}

@@ -189,6 +189,19 @@ pub enum LogOp {
     Put(Record),
     /// Delete one message.
     Delete(u64),
+    /// A change to Raft state (log entries, votes), in the `raft` keyspace. Queued
+    /// on the same writer as messages, so it is ordered with them and fsynced by
+    /// the same group commit.
+    Raft(RaftOp),
+}
+
+/// A change to the `raft` keyspace; keys are chosen by the caller.
+#[derive(Debug, Clone)]
+pub enum RaftOp {
+    /// Write one value.
+    Put(Vec<u8>, Vec<u8>),
+    /// Remove every key in `from..to`.
+    RemoveRange(Vec<u8>, Vec<u8>),
 }
 
 struct Job {
@@ -209,6 +222,7 @@ struct Inner {
     log: Keyspace,
     meta: Keyspace,
     state: Keyspace,
+    raft: Keyspace,
     writer: Option<mpsc::Sender<Job>>,
     writer_thread: Option<std::thread::JoinHandle<()>>,
     notifier_thread: Option<std::thread::JoinHandle<()>>,
@@ -298,6 +312,7 @@ impl Store {
         })?;
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
         let state = db.keyspace("state", KeyspaceCreateOptions::default)?;
+        let raft = db.keyspace("raft", KeyspaceCreateOptions::default)?;
         let (tx, rx) = mpsc::channel::<Job>();
         let (finished_tx, finished_rx) = mpsc::channel::<Finished>();
         let queued = Arc::new(AtomicUsize::new(0));
@@ -318,9 +333,10 @@ impl Store {
             let health = health.clone();
             let fsync = fsync.clone();
             let log_lock = log_lock.clone();
+            let raft = raft.clone();
             std::thread::Builder::new()
                 .name("junction-store-writer".into())
-                .spawn(move || writer_loop(db, log, log_lock, rx, finished_tx, health, fsync))
+                .spawn(move || writer_loop(db, log, raft, log_lock, rx, finished_tx, health, fsync))
                 .map_err(|e| StorageError::Fjall(format!("cannot start writer thread: {e}")))?
         };
         Ok(Store {
@@ -329,6 +345,7 @@ impl Store {
                 log,
                 meta,
                 state,
+                raft,
                 writer: Some(tx),
                 writer_thread: Some(writer_thread),
                 notifier_thread: Some(notifier_thread),
@@ -692,6 +709,37 @@ impl Store {
         Ok(out)
     }
 
+    /// Reads one value of the `raft` keyspace (written with [`LogOp::Raft`]).
+    pub fn raft_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.inner.raft.get(key)?.map(|v| v.to_vec()))
+    }
+
+    /// Every (key, value) of the `raft` keyspace with `from <= key < to`, in order.
+    pub fn raft_range(&self, from: &[u8], to: &[u8]) -> Result<Vec<KeyValue>, StorageError> {
+        let mut out = Vec::new();
+        for guard in self.inner.raft.range(from.to_vec()..to.to_vec()) {
+            let (k, v) = guard.into_inner()?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// The last (key, value) of the `raft` keyspace with `from <= key < to`.
+    pub fn raft_last(&self, from: &[u8], to: &[u8]) -> Result<Option<KeyValue>, StorageError> {
+        match self
+            .inner
+            .raft
+            .range(from.to_vec()..to.to_vec())
+            .next_back()
+        {
+            Some(guard) => {
+                let (k, v) = guard.into_inner()?;
+                Ok(Some((k.to_vec(), v.to_vec())))
+            }
+            None => Ok(None),
+        }
+    }
+
     /// Disk space used, in bytes.
     pub fn disk_space(&self) -> u64 {
         self.inner.db.disk_space().unwrap_or(0)
@@ -717,9 +765,11 @@ fn timed_persist(db: &Database, fsync: &FsyncHistogram) -> Result<(), fjall::Err
     result
 }
 
+#[allow(clippy::too_many_arguments)]
 fn writer_loop(
     db: Database,
     log: Keyspace,
+    raft: Keyspace,
     log_lock: Arc<Mutex<()>>,
     rx: mpsc::Receiver<Job>,
     finished: Notifier,
@@ -786,6 +836,8 @@ fn writer_loop(
         let mut batch = db.batch();
         let mut need_sync = false;
         let mut changes = chunk::CommitLog::default();
+        let mut raft_dirty = false;
+        let mut early: Result<(), fjall::Error> = Ok(());
         let rewriting = log_lock.lock().unwrap_or_else(|p| p.into_inner());
         for job in jobs {
             match job.durability {
@@ -801,13 +853,36 @@ fn writer_loop(
                 match op {
                     LogOp::Put(r) => changes.put(job.station, &r),
                     LogOp::Delete(seq) => changes.delete(&log, job.station, seq),
+                    LogOp::Raft(RaftOp::Put(k, v)) => {
+                        raft_dirty = true;
+                        batch.insert(&raft, k, v);
+                    }
+                    LogOp::Raft(RaftOp::RemoveRange(from, to)) => {
+                        // The range is read from the keyspace, which does not see
+                        // this batch's own puts yet: write those first.
+                        if raft_dirty {
+                            let done = std::mem::replace(&mut batch, db.batch());
+                            if let Err(e) = done.commit() {
+                                early = Err(e);
+                            }
+                            raft_dirty = false;
+                        }
+                        for guard in raft.range(from..to) {
+                            match guard.key() {
+                                Ok(k) => batch.remove(&raft, k),
+                                Err(e) => {
+                                    tracing::error!(error = %e, "cannot read a Raft key to remove it")
+                                }
+                            }
+                        }
+                    }
                 }
             }
             stations.push(job.station);
             completions.push(job.completion);
         }
         changes.write_into(&mut batch, &log);
-        let mut result = batch.commit();
+        let mut result = early.and_then(|()| batch.commit());
         drop(rewriting);
         if result.is_ok() && need_sync {
             result = timed_persist(&db, &fsync);

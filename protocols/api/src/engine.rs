@@ -105,8 +105,16 @@ pub struct ClusterSnapshot {
     pub name: String,
     /// This node's name.
     pub node: String,
-    /// The meta group's leader, once the meta Raft group exists; `None` until then.
+    /// The meta group's leader; `None` while there is none (an election, no
+    /// quorum, or the group still forming).
     pub meta_leader: Option<String>,
+    /// This node's meta group id (`None` until it has one).
+    pub meta_id: Option<u64>,
+    /// This node's role in the meta group: `leader`, `follower`, `learner`,
+    /// `candidate` or `joining`.
+    pub meta_role: String,
+    /// Last meta log index applied on this node.
+    pub meta_applied: u64,
     /// Every node this one knows, itself first.
     pub nodes: Vec<ClusterNode>,
     /// Messages that could not be forwarded to a peer (link down or its queue
@@ -123,8 +131,10 @@ pub struct ClusterNode {
     pub addr: String,
     /// A link to it is up (always, for this node).
     pub online: bool,
-    /// A voter of the meta group (no node is, until the meta group exists).
+    /// A voter of the meta group.
     pub voter: bool,
+    /// Its meta group id (`None` until it has one).
+    pub id: Option<u64>,
     /// When it was last heard from.
     pub last_seen: SystemTime,
     /// This node.
@@ -427,6 +437,18 @@ pub trait Admin: Send + Sync + 'static {
     /// unknown id and [`EngineError::Denied`] for a client that cannot be closed
     /// (HTTP requests share one client).
     fn close_client(&self, tenant: &TenantId, client: ClientId, reason: &str) -> AdminFuture<()>;
+
+    /// Removes a node from the cluster's meta group (`junction cluster
+    /// peer-remove`), wherever its leader is; its id is never given again. Fails
+    /// with [`EngineError::BadRequest`] on a node that runs alone.
+    fn remove_cluster_node(&self, name: &str) -> AdminFuture<()> {
+        let _ = name;
+        Box::pin(async {
+            Err(EngineError::BadRequest(
+                "this node is not in a cluster".into(),
+            ))
+        })
+    }
 }
 
 /// What monitoring reads: in-memory snapshots and counters. Synchronous and cheap;

@@ -188,6 +188,10 @@ pub enum EngineError {
     /// Storage failed; the station accepts no writes until restart.
     #[error("storage failure: {0}")]
     Storage(String),
+    /// A cluster-wide change could not reach the meta group's leader (no quorum,
+    /// or an election that did not end in time); nothing was changed.
+    #[error("cluster meta group unavailable: {0}")]
+    NoQuorum(String),
     /// The payload does not match the JSON Schema attached to the capturing station;
     /// nothing was stored. Front-ends answer with their protocol's "invalid payload"
     /// error (NATS PubAck error 19001, MQTT 5 reason 0x99, HTTP 422).
@@ -273,7 +277,7 @@ impl EngineError {
             | E::MaxBytes
             | E::MaxGroups => ErrorKind::LimitReached,
             E::SchemaViolation(_) | E::DroppedByRule(_) => ErrorKind::Rejected,
-            E::ShuttingDown | E::Storage(_) => ErrorKind::Unavailable,
+            E::ShuttingDown | E::Storage(_) | E::NoQuorum(_) => ErrorKind::Unavailable,
             E::CorruptRecord(_) => ErrorKind::Corrupt,
         }
     }

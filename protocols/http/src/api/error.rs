@@ -167,6 +167,7 @@ impl From<EngineError> for AppError {
             EngineError::MaxSubscriptions => (S::TOO_MANY_REQUESTS, "max_subscriptions"),
             EngineError::MaxConnections => (S::SERVICE_UNAVAILABLE, "max_connections"),
             EngineError::ShuttingDown => (S::SERVICE_UNAVAILABLE, "shutting_down"),
+            EngineError::NoQuorum(_) => (S::SERVICE_UNAVAILABLE, "no_quorum"),
             EngineError::SchemaViolation(v) => {
                 return AppError::SchemaViolation {
                     message,

@@ -194,6 +194,7 @@ fn v1_routes(state: &Arc<ApiState>) -> OpenApiRouter<Arc<ApiState>> {
         .routes(routes!(events::list_events))
         .routes(routes!(server::server))
         .routes(routes!(server::cluster))
+        .routes(routes!(server::remove_node))
         .routes(routes!(server::openapi_json))
         .routes(routes!(sse::subject_events))
         .routes(routes!(ws::websocket))

@@ -166,6 +166,31 @@ pub async fn disconnect(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Removes a node from the cluster (`junction cluster peer-remove NAME`): it
+/// leaves the meta group, its id is retired for good, and it no longer shows in
+/// `/v1/cluster`. Works on any node; the call goes to the meta leader. Stop the
+/// node's process afterwards (or before: a dead node can be removed too).
+#[utoipa::path(
+    delete,
+    path = "/v1/cluster/nodes/{name}",
+    tag = "server",
+    params(("name" = String, Path, description = "Node name")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, description = "`bad_request`: not in a cluster, or no such node", body = ErrorBody),
+        (status = 422, description = "`invalid_config`: the last voter cannot be removed", body = ErrorBody),
+        (status = 503, description = "`no_quorum`: no meta leader reachable", body = ErrorBody)
+    )
+)]
+pub async fn remove_node(
+    State(state): State<Arc<ApiState>>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<StatusCode, AppError> {
+    state.engine.remove_cluster_node(&name).await?;
+    tracing::info!(node = %name, "cluster node removed over HTTP");
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Server-wide figures.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ServerJson {
@@ -213,9 +238,11 @@ pub struct ClusterNodeJson {
     pub addr: String,
     /// A link to it is up (always true for the node answering).
     pub online: bool,
-    /// A voter of the meta group (false for every node until the meta group
-    /// exists).
+    /// A voter of the meta group.
     pub voter: bool,
+    /// Its meta group id: given by the meta log, never reused (null until it
+    /// has one).
+    pub id: Option<u64>,
     /// When it was last heard from.
     pub last_seen: String,
     /// The node answering this request.
@@ -229,9 +256,14 @@ pub struct ClusterNodeJson {
 pub struct ClusterJson {
     /// The cluster's name; null when this node runs alone.
     pub name: Option<String>,
-    /// The meta group's leader; null until the meta Raft group exists (and when
-    /// running alone).
+    /// The meta group's leader; null during an election, without a quorum, and
+    /// when running alone.
     pub meta_leader: Option<String>,
+    /// The answering node's role in the meta group: `leader`, `follower`,
+    /// `learner`, `candidate` or `joining` (`standalone` when running alone).
+    pub meta_role: String,
+    /// Last meta log index applied on the answering node.
+    pub meta_applied: u64,
     /// Every node known, the answering one first.
     pub nodes: Vec<ClusterNodeJson>,
     /// Messages that could not be forwarded to a peer since start.
@@ -250,6 +282,8 @@ pub async fn cluster(State(state): State<Arc<ApiState>>) -> Json<ClusterJson> {
         Some(c) => Json(ClusterJson {
             name: Some(c.name),
             meta_leader: c.meta_leader,
+            meta_role: c.meta_role,
+            meta_applied: c.meta_applied,
             nodes: c
                 .nodes
                 .into_iter()
@@ -258,7 +292,12 @@ pub async fn cluster(State(state): State<Arc<ApiState>>) -> Json<ClusterJson> {
                     addr: n.addr,
                     online: n.online,
                     voter: n.voter,
-                    last_seen: rfc3339(n.last_seen),
+                    id: n.id,
+                    last_seen: if n.last_seen == std::time::UNIX_EPOCH {
+                        String::new()
+                    } else {
+                        rfc3339(n.last_seen)
+                    },
                     this: n.this,
                     client_urls: n.client_urls,
                 })
@@ -268,11 +307,14 @@ pub async fn cluster(State(state): State<Arc<ApiState>>) -> Json<ClusterJson> {
         None => Json(ClusterJson {
             name: None,
             meta_leader: None,
+            meta_role: "standalone".to_string(),
+            meta_applied: 0,
             nodes: vec![ClusterNodeJson {
                 name: state.engine.server_snapshot().server_name,
                 addr: String::new(),
                 online: true,
                 voter: false,
+                id: None,
                 last_seen: rfc3339(SystemTime::now()),
                 this: true,
                 client_urls: Vec::new(),

@@ -1,0 +1,378 @@
+//! The engine's side of the cluster's meta group (`junction_cluster::meta`).
+//!
+//! Schemas and routing rules are definitions the whole cluster shares: an admin
+//! call on any node is checked there, proposed to the meta group (forwarded to its
+//! leader), planned against the group's definitions on every node in log order
+//! ([`plan`], deterministic: the proposer supplies the time), and each node brings
+//! its own registries in line with the planned result ([`StationEngine::reconcile`]).
+//! The caller's node answers once it has applied the change itself, so a read on
+//! that node right after sees it.
+//!
+//! Keys in the group: `schema:<tenant>:<name>` (the schema's stored form) and
+//! `rule:<tenant>:<name>` (the rule). Definitions this node took from the group
+//! are listed under the store's `cluster/managed` key, so that a snapshot that no
+//! longer has one removes it here, while what the node had before it joined stays.
+//!
+//! Stations and groups are not in the group yet: they stay on the node that made
+//! them (placement and forwarding come with replicated stations).
+
+use super::StationEngine;
+use super::schemas::{self, SchemaRegistry};
+use futures::future::BoxFuture;
+use junction_api::{EngineError, RoutingRule, SchemaFormat, SchemaInfo, TenantId};
+use junction_cluster::meta::{Change, Defs, MetaError, MetaGroup, MetaHost};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+/// An admin call as the meta log carries it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub(crate) enum MetaCall {
+    CreateSchema {
+        tenant: String,
+        name: String,
+        format: String,
+        definition: String,
+        now_ns: u64,
+    },
+    AddSchemaVersion {
+        tenant: String,
+        name: String,
+        definition: String,
+        now_ns: u64,
+    },
+    ActivateSchemaVersion {
+        tenant: String,
+        name: String,
+        version: u32,
+    },
+    DeleteSchema {
+        tenant: String,
+        name: String,
+    },
+    PutRoutingRule {
+        tenant: String,
+        rule: RoutingRule,
+    },
+    DeleteRoutingRule {
+        tenant: String,
+        name: String,
+    },
+}
+
+const MANAGED: &str = "cluster/managed";
+
+fn schema_key(tenant: &str, name: &str) -> String {
+    format!("schema:{tenant}:{name}")
+}
+
+fn rule_key(tenant: &str, name: &str) -> String {
+    format!("rule:{tenant}:{name}")
+}
+
+// Plan errors, mapped back to engine errors on the caller's node.
+const E_SCHEMA_EXISTS: &str = "schema already exists";
+const E_SCHEMA_NOT_FOUND: &str = "schema not found";
+const E_RULE_NOT_FOUND: &str = "routing rule not found";
+
+/// What `call` changes in `defs`, and its answer. The same on every node.
+pub(crate) fn plan(defs: &Defs, call: &MetaCall) -> Result<(Vec<Change>, Value), String> {
+    let put = |k: String, v: Value| Ok((vec![(k, Some(v))], Value::Null));
+    match call {
+        MetaCall::CreateSchema {
+            tenant,
+            name,
+            format,
+            definition,
+            now_ns,
+        } => {
+            let k = schema_key(tenant, name);
+            if defs.contains_key(&k) {
+                return Err(E_SCHEMA_EXISTS.into());
+            }
+            put(
+                k,
+                schemas::plan_create(tenant, name, format, definition, *now_ns),
+            )
+        }
+        MetaCall::AddSchemaVersion {
+            tenant,
+            name,
+            definition,
+            now_ns,
+        } => {
+            let k = schema_key(tenant, name);
+            let cur = defs.get(&k).ok_or(E_SCHEMA_NOT_FOUND)?;
+            put(k, schemas::plan_add_version(cur, definition, *now_ns)?)
+        }
+        MetaCall::ActivateSchemaVersion {
+            tenant,
+            name,
+            version,
+        } => {
+            let k = schema_key(tenant, name);
+            let cur = defs.get(&k).ok_or(E_SCHEMA_NOT_FOUND)?;
+            put(
+                k,
+                schemas::plan_activate(cur, *version).map_err(|_| E_SCHEMA_NOT_FOUND)?,
+            )
+        }
+        MetaCall::DeleteSchema { tenant, name } => {
+            let k = schema_key(tenant, name);
+            if !defs.contains_key(&k) {
+                return Err(E_SCHEMA_NOT_FOUND.into());
+            }
+            Ok((vec![(k, None)], Value::Null))
+        }
+        MetaCall::PutRoutingRule { tenant, rule } => put(
+            rule_key(tenant, &rule.name),
+            serde_json::to_value(rule).map_err(|e| e.to_string())?,
+        ),
+        MetaCall::DeleteRoutingRule { tenant, name } => {
+            let k = rule_key(tenant, name);
+            if !defs.contains_key(&k) {
+                return Err(E_RULE_NOT_FOUND.into());
+            }
+            Ok((vec![(k, None)], Value::Null))
+        }
+    }
+}
+
+fn engine_error(e: MetaError) -> EngineError {
+    match e {
+        MetaError::NoLeader(why) => EngineError::NoQuorum(why),
+        MetaError::Refused(why) => match why.as_str() {
+            E_SCHEMA_EXISTS => EngineError::SchemaExists,
+            E_SCHEMA_NOT_FOUND => EngineError::SchemaNotFound,
+            E_RULE_NOT_FOUND => EngineError::RoutingRuleNotFound,
+            _ => EngineError::invalid_config(why),
+        },
+    }
+}
+
+/// Splits a group key into (kind, tenant, name).
+fn split_key(key: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = key.splitn(3, ':');
+    Some((parts.next()?, parts.next()?, parts.next()?))
+}
+
+fn tenant_id(t: &str) -> TenantId {
+    TenantId(Arc::from(t))
+}
+
+impl StationEngine {
+    /// The meta group, when this node is in a cluster.
+    pub(crate) fn meta(&self) -> Option<MetaGroup> {
+        self.meta.get().cloned()
+    }
+
+    /// Attaches the meta group (once, at start).
+    pub fn attach_meta(&self, meta: MetaGroup) {
+        if self.meta.set(meta).is_err() {
+            tracing::warn!("the engine is already attached to a meta group");
+        }
+    }
+
+    /// Runs `call` through the meta group; returns once this node applied it.
+    pub(crate) async fn replicate(meta: &MetaGroup, call: MetaCall) -> Result<(), EngineError> {
+        let call = serde_json::to_value(call).map_err(|e| EngineError::Storage(e.to_string()))?;
+        meta.admin(call).await.map(|_| ()).map_err(engine_error)
+    }
+
+    /// Schema calls in a cluster: checked here, then through the meta group.
+    pub(crate) async fn cluster_schema_call(
+        self: Arc<Self>,
+        meta: MetaGroup,
+        tenant: TenantId,
+        call: MetaCall,
+    ) -> Result<SchemaInfo, EngineError> {
+        let name = match &call {
+            MetaCall::CreateSchema {
+                name,
+                format,
+                definition,
+                ..
+            } => {
+                let format = SchemaFormat::parse(format).ok_or_else(|| {
+                    EngineError::invalid_config(format!("unknown schema type {format}"))
+                })?;
+                SchemaRegistry::check_new(name, format, definition)?;
+                name.clone()
+            }
+            MetaCall::AddSchemaVersion {
+                name, definition, ..
+            } => {
+                self.schemas.check_version(&tenant, name, definition)?;
+                name.clone()
+            }
+            MetaCall::ActivateSchemaVersion { name, .. } => name.clone(),
+            _ => return Err(EngineError::BadRequest("not a schema call".into())),
+        };
+        Self::replicate(&meta, call).await?;
+        let users = self.schema_users(&tenant, &name);
+        self.schemas.info(&tenant, &name, users)
+    }
+
+    /// Brings this node's registries in line with changed definitions.
+    pub(crate) fn reconcile(&self, changes: &[Change]) {
+        let mut managed = self.managed();
+        for (key, value) in changes {
+            let Some((kind, tenant, name)) = split_key(key) else {
+                tracing::warn!(%key, "unknown meta definition key");
+                continue;
+            };
+            let t = tenant_id(tenant);
+            let outcome = match (kind, value) {
+                ("schema", Some(v)) => self.schemas.install_json(v),
+                ("schema", None) => match self.schemas.delete(&t, name) {
+                    Err(EngineError::SchemaNotFound) => Ok(()),
+                    other => other,
+                },
+                ("rule", Some(v)) => serde_json::from_value::<RoutingRule>(v.clone())
+                    .map_err(|e| EngineError::Storage(e.to_string()))
+                    .and_then(|rule| self.routing.put(&t, rule).map(|_| ())),
+                ("rule", None) => match self.routing.delete(&t, name) {
+                    Err(EngineError::RoutingRuleNotFound) => Ok(()),
+                    other => other,
+                },
+                _ => {
+                    tracing::warn!(%key, "unknown meta definition kind");
+                    continue;
+                }
+            };
+            match outcome {
+                Ok(()) => {
+                    if value.is_some() {
+                        managed.insert(key.clone());
+                    } else {
+                        managed.remove(key);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(%key, error = %e, "cannot apply a cluster definition on this node")
+                }
+            }
+        }
+        self.save_managed(&managed);
+    }
+
+    /// Brings this node's registries in line with all of `defs`: what the group
+    /// has is put here; what this node took from the group earlier and the group
+    /// no longer has is removed.
+    pub(crate) fn reconcile_all(&self, defs: &Defs) {
+        let mut changes: Vec<Change> = Vec::new();
+        for (k, v) in defs {
+            let current = match split_key(k) {
+                Some(("schema", t, n)) => self.schemas.stored_json(&tenant_id(t), n),
+                Some(("rule", t, n)) => self
+                    .routing
+                    .list(&tenant_id(t))
+                    .into_iter()
+                    .find(|r| r.name == n)
+                    .and_then(|r| serde_json::to_value(r).ok()),
+                _ => None,
+            };
+            if current.as_ref() != Some(v) {
+                changes.push((k.clone(), Some(v.clone())));
+            }
+        }
+        for k in self.managed() {
+            if !defs.contains_key(&k) {
+                changes.push((k, None));
+            }
+        }
+        let mut managed = self.managed();
+        managed.extend(defs.keys().cloned());
+        self.save_managed(&managed);
+        if !changes.is_empty() {
+            tracing::info!(changes = changes.len(), "cluster definitions reconciled");
+            self.reconcile(&changes);
+        }
+    }
+
+    fn managed(&self) -> BTreeSet<String> {
+        self.store()
+            .get_meta(MANAGED)
+            .ok()
+            .flatten()
+            .and_then(|v| serde_json::from_slice(&v).ok())
+            .unwrap_or_default()
+    }
+
+    fn save_managed(&self, managed: &BTreeSet<String>) {
+        let json = serde_json::to_vec(managed).unwrap_or_default();
+        if let Err(e) = self.store().put_meta(MANAGED, &json) {
+            tracing::error!(error = %e, "cannot record the cluster's definitions on this node");
+        }
+    }
+}
+
+impl MetaHost for StationEngine {
+    fn plan(&self, defs: &Defs, call: &Value) -> Result<(Vec<Change>, Value), String> {
+        let call: MetaCall = serde_json::from_value(call.clone()).map_err(|e| e.to_string())?;
+        plan(defs, &call)
+    }
+
+    fn changed(&self, changes: Vec<Change>) -> BoxFuture<'static, ()> {
+        let me = self.me.upgrade();
+        Box::pin(async move {
+            if let Some(me) = me {
+                let _ = tokio::task::spawn_blocking(move || me.reconcile(&changes)).await;
+            }
+        })
+    }
+
+    fn reset(&self, defs: Defs) -> BoxFuture<'static, ()> {
+        let me = self.me.upgrade();
+        Box::pin(async move {
+            if let Some(me) = me {
+                let _ = tokio::task::spawn_blocking(move || me.reconcile_all(&defs)).await;
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_are_the_same_from_the_same_inputs_and_refuse_what_the_engine_refuses() {
+        let mut defs = Defs::new();
+        let create = MetaCall::CreateSchema {
+            tenant: "$G".into(),
+            name: "orders".into(),
+            format: "json".into(),
+            definition: "{}".into(),
+            now_ns: 7,
+        };
+        let (a, _) = plan(&defs, &create).unwrap();
+        let (b, _) = plan(&defs, &create).unwrap();
+        assert_eq!(a, b);
+        for (k, v) in a {
+            defs.insert(k, v.unwrap());
+        }
+        assert_eq!(plan(&defs, &create).unwrap_err(), E_SCHEMA_EXISTS);
+        let add = MetaCall::AddSchemaVersion {
+            tenant: "$G".into(),
+            name: "orders".into(),
+            definition: "{\"type\":\"object\"}".into(),
+            now_ns: 8,
+        };
+        let (c, _) = plan(&defs, &add).unwrap();
+        let v = c[0].1.clone().unwrap();
+        assert_eq!(v["active"], 2);
+        assert_eq!(v["versions"].as_array().unwrap().len(), 2);
+        let missing = MetaCall::DeleteRoutingRule {
+            tenant: "$G".into(),
+            name: "nope".into(),
+        };
+        assert_eq!(plan(&defs, &missing).unwrap_err(), E_RULE_NOT_FOUND);
+        assert!(matches!(
+            engine_error(MetaError::Refused(E_SCHEMA_NOT_FOUND.into())),
+            EngineError::SchemaNotFound
+        ));
+    }
+}
