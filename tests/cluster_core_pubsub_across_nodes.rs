@@ -470,11 +470,29 @@ async fn a_killed_node_leaves_the_others_working_and_rejoins_on_restart() {
     let mut on3 = n3.subscribe("alive.>").await.unwrap();
     n3.flush().await.unwrap();
     until_seen(&n1, "alive.before", &mut on3).await;
+    // Node 1 has linked to node 2 (the mesh forms asynchronously).
+    tokio::time::timeout(GUARD, async {
+        loop {
+            let v = get_json(c.nodes[0].http, "/v1/cluster").await;
+            if v["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n["name"] == "n2" && n["online"] == true)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("node 1 links to node 2");
 
     c.kill(1).await;
     // Node 1 still reaches node 3 while node 2 is gone, and sees node 2 offline.
     until_seen(&n1, "alive.during", &mut on3).await;
-    tokio::time::timeout(GUARD, async {
+    let last = std::sync::Mutex::new(serde_json::Value::Null);
+    let seen = tokio::time::timeout(GUARD, async {
         loop {
             let v = get_json(c.nodes[0].http, "/v1/cluster").await;
             let n2 = v["nodes"]
@@ -486,11 +504,16 @@ async fn a_killed_node_leaves_the_others_working_and_rejoins_on_restart() {
             if n2.is_some_and(|n| n["online"] == false) {
                 return;
             }
+            *last.lock().unwrap() = v;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })
-    .await
-    .expect("node 1 sees node 2 go offline");
+    .await;
+    assert!(
+        seen.is_ok(),
+        "node 1 sees node 2 go offline; the last view was {}",
+        last.lock().unwrap()
+    );
 
     c.restart(1).await;
     let n2 = c.nats(1).await;
@@ -518,18 +541,24 @@ async fn five_nodes_joining_through_one_seed_form_a_full_mesh() {
     // Every node, the last ones included (they were told only of node 1), links
     // to all four others.
     for p in &ports {
-        tokio::time::timeout(GUARD, async {
+        let last = std::sync::Mutex::new(serde_json::Value::Null);
+        let formed = tokio::time::timeout(GUARD, async {
             loop {
                 let v = get_json(p.2, "/v1/cluster").await;
                 let nodes = v["nodes"].as_array().unwrap();
                 if nodes.len() == 5 && nodes.iter().all(|n| n["online"] == true) {
                     return;
                 }
+                *last.lock().unwrap() = v;
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })
-        .await
-        .expect("a full mesh of five");
+        .await;
+        assert!(
+            formed.is_ok(),
+            "a full mesh of five; the last view was {}",
+            last.lock().unwrap()
+        );
     }
     // And a message from node 5 reaches a subscriber on node 4.
     let n4 = async_nats::connect(format!("nats://127.0.0.1:{}", ports[3].0))

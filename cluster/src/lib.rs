@@ -418,6 +418,11 @@ impl Cluster {
             .len()
     }
 
+    /// Whether the node is stopping.
+    pub fn stopped(&self) -> bool {
+        self.shared.cancel.is_cancelled()
+    }
+
     /// Whether a link to `peer` is up.
     pub fn linked(&self, peer: &str) -> bool {
         self.shared.peers.lock().links.contains_key(peer)

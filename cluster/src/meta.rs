@@ -372,6 +372,9 @@ pub struct MetaState {
     pub nodes: BTreeMap<u64, MetaNode>,
     /// The host's definitions.
     pub defs: Defs,
+    /// Names of nodes removed from the cluster (and not back since).
+    #[serde(default)]
+    pub removed: BTreeSet<String>,
 }
 
 /// The meta state machine.
@@ -420,6 +423,7 @@ fn apply_command(
         Command::AddNode { name, addr } => {
             // A name seen before under another id (a wiped node) retires that id.
             s.nodes.retain(|_, n| n.name != *name);
+            s.removed.remove(name);
             let id = s.next_id.max(1);
             s.next_id = id + 1;
             s.nodes.insert(
@@ -432,7 +436,9 @@ fn apply_command(
             Answer(Ok(serde_json::json!({ "id": id })))
         }
         Command::RemoveNode { id } => {
-            s.nodes.remove(id);
+            if let Some(n) = s.nodes.remove(id) {
+                s.removed.insert(n.name);
+            }
             Answer(Ok(serde_json::Value::Null))
         }
         Command::Admin { call } => match host {
@@ -683,6 +689,9 @@ struct Identity {
 struct Probe {
     /// The answering node is in a group.
     member: bool,
+    /// Its id there (0: none).
+    #[serde(default)]
+    id: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -704,6 +713,8 @@ pub struct MetaStatus {
     pub learners: BTreeSet<String>,
     /// Every node with an id: (id, name, address).
     pub nodes: Vec<(u64, String, String)>,
+    /// Names of nodes removed from the cluster.
+    pub removed: BTreeSet<String>,
     /// This node's Raft role: "leader", "follower", "candidate", "learner" or
     /// "joining".
     pub role: String,
@@ -807,6 +818,17 @@ impl MetaGroup {
         .await
         .map_err(|e| e.to_string())?;
         let _ = self.inner.raft.set((raft.clone(), state));
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let Some(inner) = weak.upgrade() else { return };
+                if inner.cluster.stopped() {
+                    return;
+                }
+                MetaGroup { inner }.control().await;
+            }
+        });
         Ok(raft)
     }
 
@@ -1084,78 +1106,91 @@ impl MetaGroup {
         let Some(id) = answer.0.as_ref().ok().and_then(|v| v["id"].as_u64()) else {
             return Ok(answer);
         };
-        let node = MetaNode {
-            name: join.name.clone(),
-            addr: join.addr.clone(),
-        };
-        // The joiner starts its Raft once it has the id: it is added as a
-        // learner once it answers, and promoted once it has caught up.
-        let raft = raft.clone();
-        let group = self.clone();
-        tokio::spawn(async move { group.add_when_ready(raft, id, node).await });
+        // The joiner starts its Raft once it has the id; the membership
+        // controller adds it as a learner once it answers, and promotes it once
+        // it has caught up.
         tracing::info!(id, node = %join.name, "node admitted to the meta group");
         Ok(answer)
     }
 
-    async fn add_when_ready(&self, raft: MetaRaft, id: u64, node: MetaNode) {
-        let mut up = false;
-        for _ in 0..100 {
-            if let Ok(b) = self
-                .inner
-                .cluster
-                .call(&node.name, K_PROBE, Bytes::new(), Duration::from_secs(2))
-                .await
-                && serde_json::from_slice::<Probe>(&b).is_ok_and(|p| p.member)
-            {
-                up = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        if !up {
-            tracing::warn!(id, node = %node.name, "a joining node did not start its Raft; it joins again when it does");
+    /// The leader's membership controller, once a second: one change per round,
+    /// under the one-change lock.
+    /// - a node in the registry but not in the membership (just admitted) is added
+    ///   as a learner once it answers under that id;
+    /// - a member that is not in the registry (retired) is taken out;
+    /// - while there are fewer than [`MAX_VOTERS`] voters, a learner that has
+    ///   caught up is promoted.
+    async fn control(&self) {
+        let Some(raft) = self.raft().cloned() else {
+            return;
+        };
+        let m = raft.metrics().borrow().clone();
+        if m.state != ServerState::Leader {
             return;
         }
-        {
-            let _one = self.inner.changing.lock().await;
-            if let Err(e) = write_answer(raft.add_learner(id, node.clone(), true).await) {
-                tracing::warn!(id, node = %node.name, error = %e, "adding a learner failed");
+        let Some(state) = self.state() else {
+            return;
+        };
+        let _one = self.inner.changing.lock().await;
+        let membership = m.membership_config.membership().clone();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let members: BTreeSet<u64> = membership.nodes().map(|(id, _)| *id).collect();
+        // Retired ids still in the membership.
+        if let Some(ghost) = members.iter().find(|id| !state.nodes.contains_key(id)) {
+            let change = if voters.contains(ghost) {
+                ChangeMembers::RemoveVoters(BTreeSet::from([*ghost]))
+            } else {
+                ChangeMembers::RemoveNodes(BTreeSet::from([*ghost]))
+            };
+            if voters.len() > 1 || !voters.contains(ghost) {
+                match raft.change_membership(change, false).await {
+                    Ok(_) => tracing::info!(id = ghost, "meta group: retired id taken out"),
+                    Err(e) => {
+                        tracing::info!(id = ghost, error = %e, "meta group: taking a retired id out failed")
+                    }
+                }
+            }
+            return;
+        }
+        // Admitted nodes not yet learners.
+        for (id, node) in &state.nodes {
+            if members.contains(id) {
+                continue;
+            }
+            let answers = self
+                .inner
+                .cluster
+                .call(&node.name, K_PROBE, Bytes::new(), Duration::from_secs(1))
+                .await
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Probe>(&b).ok())
+                .is_some_and(|p| p.member && p.id == *id);
+            if answers {
+                match raft.add_learner(*id, node.clone(), false).await {
+                    Ok(_) => tracing::info!(id, node = %node.name, "meta group: learner added"),
+                    Err(e) => tracing::info!(id, error = %e, "meta group: adding a learner failed"),
+                }
                 return;
             }
         }
-        self.promote_when_ready(raft, id).await;
-    }
-
-    async fn promote_when_ready(&self, raft: MetaRaft, id: u64) {
-        for _ in 0..100 {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            let m = raft.metrics().borrow().clone();
-            if m.state != ServerState::Leader {
-                return;
-            }
-            let voters = m.membership_config.membership().voter_ids().count();
-            if voters >= MAX_VOTERS {
-                return;
-            }
-            let caught_up = m
-                .replication
-                .as_ref()
-                .and_then(|r| r.get(&id).cloned())
-                .flatten()
-                .is_some_and(|l| Some(l.index) >= m.last_log_index.map(|i| i.saturating_sub(1)));
-            if !caught_up {
-                continue;
-            }
-            let _one = self.inner.changing.lock().await;
-            match raft
-                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), true)
-                .await
-            {
-                Ok(_) => {
-                    tracing::info!(id, "meta group: node promoted to voter");
-                    return;
+        // Promote a caught-up learner.
+        if voters.len() < MAX_VOTERS {
+            let last = m.last_log_index.unwrap_or(0);
+            let caught_up = |id: &u64| {
+                m.replication
+                    .as_ref()
+                    .and_then(|r| r.get(id).cloned())
+                    .flatten()
+                    .is_some_and(|l| l.index + 1 >= last)
+            };
+            if let Some(l) = membership.learner_ids().find(|id| caught_up(id)) {
+                match raft
+                    .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([l])), true)
+                    .await
+                {
+                    Ok(_) => tracing::info!(id = l, "meta group: node promoted to voter"),
+                    Err(e) => tracing::info!(id = l, error = %e, "meta group: promotion failed"),
                 }
-                Err(e) => tracing::info!(id, error = %e, "meta group: promotion failed; retrying"),
             }
         }
     }
@@ -1176,16 +1211,6 @@ impl MetaGroup {
                 raft.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
                     .await,
             )?;
-        }
-        // Keep as many voters as there can be: promote a learner in its place.
-        let m = raft.metrics().borrow().membership_config.clone();
-        let voters: BTreeSet<u64> = m.membership().voter_ids().collect();
-        if voters.len() < MAX_VOTERS
-            && let Some(l) = m.membership().learner_ids().next()
-        {
-            let _ = raft
-                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([l])), true)
-                .await;
         }
         Ok(())
     }
@@ -1296,6 +1321,7 @@ impl MetaGroup {
                 .iter()
                 .map(|(id, n)| (*id, n.name.clone(), n.addr.clone()))
                 .collect(),
+            removed: s.removed.clone(),
             role: role.to_string(),
             applied: m.last_applied.map_or(0, |l| l.index),
             quorum_ack_ms: m.millis_since_quorum_ack,
@@ -1353,6 +1379,7 @@ impl CallHandler for Handler {
             match kind {
                 K_PROBE => to_bytes(&Probe {
                     member: group.raft().is_some(),
+                    id: group.raft().map_or(0, |r| r.metrics().borrow().id),
                 }),
                 K_APPEND => {
                     let raft = group.raft().ok_or("not in the meta group yet")?;

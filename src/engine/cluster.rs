@@ -112,9 +112,9 @@ impl StationEngine {
         self.cluster.get()
     }
 
-    /// The cluster as this node sees it: the linked nodes and, once the meta
-    /// group has a registry, only its nodes (a removed node leaves no trace), with
-    /// registered nodes that are not linked shown offline.
+    /// The cluster as this node sees it: every node linked since start but those
+    /// removed from the meta group (a removed node leaves no trace), and the
+    /// group's registered nodes that were not linked, shown offline.
     pub(super) fn cluster_snapshot(&self) -> Option<junction_api::ClusterSnapshot> {
         let cluster = self.cluster.get()?;
         let status = self.meta.get().map(|m| m.status()).unwrap_or_default();
@@ -126,7 +126,7 @@ impl StationEngine {
         let mut nodes: Vec<junction_api::ClusterNode> = cluster
             .nodes()
             .into_iter()
-            .filter(|n| n.this || registry.is_empty() || registry.contains_key(&n.name))
+            .filter(|n| n.this || !status.removed.contains(&n.name))
             .map(|n| junction_api::ClusterNode {
                 voter: status.voters.contains(&n.name),
                 id: registry.get(&n.name).map(|(id, _)| *id),

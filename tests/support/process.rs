@@ -32,12 +32,46 @@ pub fn junction(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
 }
 
 /// A free port on 127.0.0.1 (bound, then released for the broker to take).
+///
+/// Ports are handed out in turn from 20000–31999, through a counter file shared
+/// by every test process (nextest runs each test in a process of its own) under
+/// an exclusive lock, and checked by binding them:
+/// - below the kernel's ephemeral range (32768 and up on Linux), because a port
+///   taken from that range can be taken again, before the broker binds it, as the
+///   local port of an outgoing connection (the cluster's links dial a lot);
+/// - in turn, because tests that pick at random collide often (a few hundred
+///   ports out of twelve thousand), and the broker that loses fails to start.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let path = std::env::temp_dir().join("junction-test-ports");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .unwrap();
+    file.lock().unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut &file, &mut text).unwrap();
+    let mut next: u32 = text
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| std::process::id().wrapping_mul(7919) % SPAN);
+    let mut port = 0;
+    for _ in 0..SPAN {
+        let candidate = (LOW + next % SPAN) as u16;
+        next = (next + 1) % SPAN;
+        if std::net::TcpListener::bind(("127.0.0.1", candidate)).is_ok() {
+            port = candidate;
+            break;
+        }
+    }
+    std::fs::write(&path, next.to_string()).unwrap();
+    file.unlock().unwrap();
+    assert!(port != 0, "no free port in {LOW}..{}", LOW + SPAN);
+    port
 }
 
 /// `junction serve` with NATS alone on 127.0.0.1:`port` and its data in `data`;
