@@ -17,6 +17,10 @@
 //! - **Changes.** A proposal made on a follower is forwarded to the leader. One
 //!   membership change runs at a time (a lock on the leader).
 
+// openraft's storage traits return its `StorageError` (over 200 bytes); the
+// helpers that feed them return it too, rather than boxing and unboxing it.
+#![allow(clippy::result_large_err)]
+
 use crate::{CallError, CallHandler, Cluster};
 use bytes::Bytes;
 use futures::future::BoxFuture;

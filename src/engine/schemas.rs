@@ -363,37 +363,6 @@ pub(crate) fn validate_payload(
     Err(errors)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reports_pointer_and_reason() {
-        let v = compile(
-            SchemaFormat::Json,
-            r#"{"type":"object","required":["id"],"properties":{"id":{"type":"integer"}}}"#,
-        )
-        .unwrap();
-        assert!(validate_payload(&v, br#"{"id":7}"#).is_ok());
-        let errors = validate_payload(&v, br#"{"id":"x"}"#).unwrap_err();
-        assert_eq!(errors.len(), 1);
-        assert!(errors[0].starts_with("/id: "), "{errors:?}");
-        let errors = validate_payload(&v, b"not json").unwrap_err();
-        assert!(
-            errors[0].starts_with("(root): payload is not valid JSON"),
-            "{errors:?}"
-        );
-        let errors = validate_payload(&v, b"{}").unwrap_err();
-        assert_eq!(errors, ["(root): \"id\" is a required property"]);
-    }
-
-    #[test]
-    fn refuses_broken_definitions() {
-        assert!(compile(SchemaFormat::Json, "{").is_err());
-        assert!(compile(SchemaFormat::Json, r#"{"type":"no-such-type"}"#).is_err());
-    }
-}
-
 /// Definitions as the cluster's meta group keeps them (`meta.rs`): a schema is its
 /// stored form, as JSON, planned on every node from the same inputs.
 impl SchemaRegistry {
@@ -515,4 +484,35 @@ pub(crate) fn plan_activate(
 /// The current time in nanoseconds, for plans made on the proposing node.
 pub(crate) fn now() -> u64 {
     now_ns()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_pointer_and_reason() {
+        let v = compile(
+            SchemaFormat::Json,
+            r#"{"type":"object","required":["id"],"properties":{"id":{"type":"integer"}}}"#,
+        )
+        .unwrap();
+        assert!(validate_payload(&v, br#"{"id":7}"#).is_ok());
+        let errors = validate_payload(&v, br#"{"id":"x"}"#).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].starts_with("/id: "), "{errors:?}");
+        let errors = validate_payload(&v, b"not json").unwrap_err();
+        assert!(
+            errors[0].starts_with("(root): payload is not valid JSON"),
+            "{errors:?}"
+        );
+        let errors = validate_payload(&v, b"{}").unwrap_err();
+        assert_eq!(errors, ["(root): \"id\" is a required property"]);
+    }
+
+    #[test]
+    fn refuses_broken_definitions() {
+        assert!(compile(SchemaFormat::Json, "{").is_err());
+        assert!(compile(SchemaFormat::Json, r#"{"type":"no-such-type"}"#).is_err());
+    }
 }
