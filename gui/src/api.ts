@@ -225,6 +225,8 @@ export interface ClusterNode {
   addr: string;
   online: boolean;
   voter: boolean;
+  /** Meta group id, given by the meta log and never reused; null until given. */
+  id: number | null;
   last_seen: string;
   this: boolean;
   client_urls: string[];
@@ -233,6 +235,8 @@ export interface ClusterNode {
 export interface ClusterView {
   name: string | null;
   meta_leader: string | null;
+  meta_role: string;
+  meta_applied: number;
   nodes: ClusterNode[];
   dropped_forwards: number;
 }

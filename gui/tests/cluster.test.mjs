@@ -41,7 +41,7 @@ describe('the cluster page', () => {
     assert.deepEqual(errors, [], 'the console logged no script errors');
   });
 
-  test('lists every node, linked in the navigation, and shows a stopped node offline', async () => {
+  test('lists every node with its meta role, linked in the navigation, and shows a stopped node offline', async () => {
     await page.goto(one.url);
     await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Cluster' }).click();
     await page.getByRole('heading', { level: 1, name: 'Cluster' }).waitFor();
@@ -53,6 +53,12 @@ describe('the cluster page', () => {
     const second = table.locator('tr[data-node="gui-2"]');
     assert.match(await first.innerText(), /this node/);
     await second.getByText('online', { exact: true }).waitFor();
+    // The meta group forms: one leader, the other a voter, both with an id.
+    await page.getByTestId('cluster-leader').getByText(/gui-[12]/).waitFor();
+    const leader = await page.getByTestId('cluster-leader').innerText();
+    const other = leader === 'gui-1' ? second : first;
+    await table.locator(`tr[data-node="${leader}"]`).getByText('leader', { exact: true }).waitFor();
+    await other.getByText('voter', { exact: true }).waitFor();
     await screenshot(page, 'cluster-two-nodes');
 
     await two.stop();

@@ -1,5 +1,6 @@
 // The cluster as the node serving the console sees it: every node with its
-// state, address and client URLs, refreshed every 2 s. A node running alone says so.
+// state, meta group id and role, address and client URLs, refreshed every 2 s. A
+// node running alone says so.
 import { api } from '../api';
 import { ErrorNote, Loading } from '../components/Status';
 import { ago, num, time } from '../format';
@@ -28,7 +29,9 @@ export function Cluster() {
             ) : (
               <>
                 Cluster <strong>{data.name}</strong>: {online} of {data.nodes.length} nodes online. Meta leader:{' '}
-                {data.meta_leader ?? 'none yet (stations are per node for now)'}.
+                <strong data-testid="cluster-leader">{data.meta_leader ?? 'none (election, no quorum, or forming)'}</strong>. This node
+                is {data.meta_role === 'joining' ? 'joining the meta group' : `a ${data.meta_role}`}, at log index{' '}
+                {num(data.meta_applied)}.
               </>
             )}
           </p>
@@ -43,6 +46,7 @@ export function Cluster() {
                 <tr>
                   <th scope="col">Node</th>
                   <th scope="col">State</th>
+                  <th scope="col">ID</th>
                   <th scope="col">Role</th>
                   <th scope="col">Cluster address</th>
                   <th scope="col">Client URLs</th>
@@ -59,12 +63,13 @@ export function Cluster() {
                     <td>
                       <span class={`badge ${n.online ? '' : 'warn'}`}>{n.online ? 'online' : 'offline'}</span>
                     </td>
-                    <td>{data.meta_leader === null ? '—' : data.meta_leader === n.name ? 'leader' : n.voter ? 'voter' : 'learner'}</td>
+                    <td>{n.id ?? '—'}</td>
+                    <td>{n.id === null ? '—' : data.meta_leader === n.name ? 'leader' : n.voter ? 'voter' : 'learner'}</td>
                     <td>
                       <code>{n.addr || '—'}</code>
                     </td>
                     <td>{n.client_urls.join(', ') || '—'}</td>
-                    <td title={time(n.last_seen)}>{n.this ? 'now' : ago(n.last_seen)}</td>
+                    <td title={n.last_seen ? time(n.last_seen) : ''}>{n.this ? 'now' : n.last_seen ? ago(n.last_seen) : 'not since start'}</td>
                   </tr>
                 ))}
               </tbody>
