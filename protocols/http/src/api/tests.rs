@@ -192,6 +192,10 @@ impl Admin for Broken {
     fn close_client(&self, _: &TenantId, _: ClientId, _: &str) -> AdminFuture<()> {
         refused()
     }
+
+    fn remove_cluster_node(&self, _: &str) -> AdminFuture<()> {
+        refused()
+    }
 }
 
 impl Monitor for Broken {
