@@ -12,7 +12,11 @@
 //! - a fourth node started later with `--join` sees every definition and becomes
 //!   a voter; `junction cluster peer-remove` takes it out and `/v1/cluster` on the
 //!   others no longer lists it;
-//! - bad input: removing a node that does not exist answers 400 with a JSON body.
+//! - bad input: removing a node that does not exist answers 400 with a JSON body;
+//! - a node cut off from the meta quorum (the two others killed) closes its NATS
+//!   client's connection, refuses new ones with `-ERR 'cluster meta quorum lost'`,
+//!   answers schema changes with 503 `no_quorum`, and takes clients again once a
+//!   node is back.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{Value, json};
@@ -485,4 +489,96 @@ async fn a_wiped_node_rejoins_under_a_new_id_and_a_removed_node_leaves_no_trace(
     // Three voters again, and admin calls still work.
     c.until_formed(3).await;
     assert_eq!(create_schema(c.nodes[1].http, "after").await.status(), 201);
+}
+
+/// Reads what a NATS server sends on a fresh connection until it closes it (or
+/// 10 s pass): `INFO …` and, when refused, `-ERR …`.
+async fn nats_greeting(port: u16) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let _ = s
+        .write_all(b"CONNECT {\"verbose\":false}\r\nPING\r\n")
+        .await;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+            if out.windows(6).any(|w| w == b"PONG\r\n") {
+                return;
+            }
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_the_meta_quorum_closes_its_clients_and_refuses_new_ones() {
+    let mut c = Cluster::start(3).await;
+    // A client of node 1 (async-nats, told of node 1 only, so that it keeps
+    // trying there), with its connection events counted.
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let client = async_nats::ConnectOptions::new()
+        .event_callback(move |e| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(e.to_string());
+            }
+        })
+        .connect(format!("nats://127.0.0.1:{}", c.nodes[0].nats))
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    assert!(nats_greeting(c.nodes[0].nats).await.contains("PONG"));
+
+    // Nodes 2 and 3 die: node 1 has no quorum any more.
+    c.kill(1).await;
+    c.kill(2).await;
+    let disconnected = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(e) = events.recv().await {
+            if e.contains("disconnected") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(
+        disconnected,
+        Ok(true),
+        "node 1 closed its client's connection"
+    );
+    // New connections are refused with a clear error while the quorum is gone.
+    let port = c.nodes[0].nats;
+    until("node 1 refuses new NATS connections", || async move {
+        nats_greeting(port)
+            .await
+            .contains("-ERR 'cluster meta quorum lost'")
+    })
+    .await;
+    // A schema change fails with 503 no_quorum, and nothing is changed.
+    let resp = create_schema(c.nodes[0].http, "lost").await;
+    assert_eq!(resp.status(), 503);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "no_quorum");
+    assert!(schema_names(c.nodes[0].http).await.is_empty());
+
+    // Node 2 comes back: the quorum is back, and so are clients.
+    c.restart(1).await;
+    until("node 1 accepts NATS connections again", || async move {
+        nats_greeting(port).await.contains("PONG")
+    })
+    .await;
+    until("the client is connected again", || {
+        let state = client.connection_state();
+        async move { state == async_nats::connection::State::Connected }
+    })
+    .await;
+    assert_eq!(create_schema(c.nodes[0].http, "back").await.status(), 201);
 }

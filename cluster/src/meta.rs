@@ -90,8 +90,15 @@ pub enum Command {
     Admin {
         /// The call, as the host encodes it.
         call: serde_json::Value,
+        /// Chosen by the proposing node: a proposal sent again (its answer was
+        /// lost) is answered from [`MetaState::recent`], never applied twice.
+        #[serde(default)]
+        id: Option<String>,
     },
 }
+
+/// Most admin proposals whose answers are remembered for proposals sent again.
+const RECENT: usize = 1000;
 
 /// What applying a [`Command`] answered: a JSON value or an error text.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -111,6 +118,10 @@ type SErr = StorageError<u64>;
 
 /// Most voters; further nodes are learners.
 pub const MAX_VOTERS: usize = 5;
+
+/// A node that has been cut off from the meta quorum this long (more than an
+/// election) closes its clients' connections, so that they fail over.
+pub const CUT_OFF_AFTER: Duration = Duration::from_secs(3);
 
 /// How long a node with no identity waits for a group to show up before the
 /// lowest-named linked node starts one.
@@ -379,6 +390,9 @@ pub struct MetaState {
     /// Names of nodes removed from the cluster (and not back since).
     #[serde(default)]
     pub removed: BTreeSet<String>,
+    /// The last admin proposals' ids and answers (at most [`RECENT`]).
+    #[serde(default)]
+    pub recent: std::collections::VecDeque<(String, Answer)>,
 }
 
 /// The meta state machine.
@@ -445,21 +459,45 @@ fn apply_command(
             }
             Answer(Ok(serde_json::Value::Null))
         }
-        Command::Admin { call } => match host {
-            None => Answer(Err("no host to apply admin calls".into())),
-            Some(h) => match h.plan(&s.defs, call) {
-                Err(e) => Answer(Err(e)),
-                Ok((planned, answer)) => {
-                    for (k, v) in &planned {
-                        match v {
-                            Some(v) => s.defs.insert(k.clone(), v.clone()),
-                            None => s.defs.remove(k),
-                        };
-                    }
-                    changes.extend(planned);
-                    Answer(Ok(serde_json::json!({ "index": index, "value": answer })))
+        Command::Admin { call, id } => {
+            if let Some(id) = id
+                && let Some((_, answer)) = s.recent.iter().find(|(i, _)| i == id)
+            {
+                return answer.clone();
+            }
+            let answer = apply_admin(s, host, index, call, changes);
+            if let Some(id) = id {
+                if s.recent.len() >= RECENT {
+                    s.recent.pop_front();
                 }
-            },
+                s.recent.push_back((id.clone(), answer.clone()));
+            }
+            answer
+        }
+    }
+}
+
+fn apply_admin(
+    s: &mut MetaState,
+    host: Option<&Arc<dyn MetaHost>>,
+    index: u64,
+    call: &serde_json::Value,
+    changes: &mut Vec<Change>,
+) -> Answer {
+    match host {
+        None => Answer(Err("no host to apply admin calls".into())),
+        Some(h) => match h.plan(&s.defs, call) {
+            Err(e) => Answer(Err(e)),
+            Ok((planned, answer)) => {
+                for (k, v) in &planned {
+                    match v {
+                        Some(v) => s.defs.insert(k.clone(), v.clone()),
+                        None => s.defs.remove(k),
+                    };
+                }
+                changes.extend(planned);
+                Answer(Ok(serde_json::json!({ "index": index, "value": answer })))
+            }
         },
     }
 }
@@ -1005,12 +1043,9 @@ impl MetaGroup {
                 Some(
                     self.inner
                         .cluster
-                        .call(&name, kind, body.clone(), Duration::from_secs(5))
+                        .call(&name, kind, body.clone(), LEADER_CALL_TIMEOUT)
                         .await
-                        .map_err(|e| match e {
-                            CallError::Remote(text) => text,
-                            other => format!("{RETRY}{other}"),
-                        }),
+                        .map_err(leader_call_error),
                 )
             } else {
                 None
@@ -1044,12 +1079,9 @@ impl MetaGroup {
             Some((_, name)) if name != self.inner.cluster.node() => self
                 .inner
                 .cluster
-                .call(&name, kind | FORWARDED, body, Duration::from_secs(5))
+                .call(&name, kind | FORWARDED, body, LEADER_CALL_TIMEOUT)
                 .await
-                .map_err(|e| match e {
-                    CallError::Remote(text) => text,
-                    other => format!("{RETRY}{other}"),
-                }),
+                .map_err(leader_call_error),
             _ => Err(format!("{RETRY}no meta leader known")),
         }
     }
@@ -1067,7 +1099,18 @@ impl MetaGroup {
         let answer = match kind {
             K_PROPOSE => {
                 let cmd: Command = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
-                write_answer(raft.client_write(cmd).await)?
+                // A leader cut off from its quorum proposes nothing: the caller
+                // gets "no leader" and nothing is changed.
+                if !matches!(
+                    tokio::time::timeout(Duration::from_secs(1), raft.ensure_linearizable()).await,
+                    Ok(Ok(_))
+                ) {
+                    return Err(format!("{RETRY}no quorum confirms this leader"));
+                }
+                match tokio::time::timeout(PROPOSE_TIMEOUT, raft.client_write(cmd)).await {
+                    Ok(r) => write_answer(r)?,
+                    Err(_) => return Err(UNCONFIRMED.to_string()),
+                }
             }
             K_JOIN => {
                 let join: Join = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
@@ -1249,7 +1292,13 @@ impl MetaGroup {
     /// Runs an admin call through the group and waits until this node has applied
     /// it: the host's answer.
     pub async fn admin(&self, call: serde_json::Value) -> Result<serde_json::Value, MetaError> {
-        let out = self.propose(Command::Admin { call }).await?;
+        let id = format!(
+            "{}-{:016x}{:016x}",
+            self.inner.cluster.node(),
+            rand::random::<u64>(),
+            rand::random::<u64>()
+        );
+        let out = self.propose(Command::Admin { call, id: Some(id) }).await?;
         let index = out["index"].as_u64().unwrap_or(0);
         self.wait_applied(index, Duration::from_secs(5)).await?;
         Ok(out["value"].clone())
@@ -1332,6 +1381,37 @@ impl MetaGroup {
         }
     }
 
+    /// Whether this node, a member of the group, cannot reach a quorum now: as
+    /// leader, a quorum does not confirm its leadership within a second (a
+    /// heartbeat round, openraft's `ensure_linearizable`); otherwise it knows no
+    /// leader, or has no link to the one it knows. A node not in a group yet is
+    /// never cut off (it is joining).
+    pub async fn cut_off(&self) -> bool {
+        let Some(raft) = self.raft() else {
+            return false;
+        };
+        let m = raft.metrics().borrow().clone();
+        if m.state == ServerState::Leader {
+            // A leader alone in its membership always has its quorum.
+            if m.membership_config.membership().voter_ids().count() <= 1 {
+                return false;
+            }
+            return !matches!(
+                tokio::time::timeout(Duration::from_secs(1), raft.ensure_linearizable()).await,
+                Ok(Ok(_))
+            );
+        }
+        match self.leader() {
+            None => true,
+            Some((_, name)) => !self.inner.cluster.linked(&name),
+        }
+    }
+
+    /// Whether the node is stopping.
+    pub fn stopped(&self) -> bool {
+        self.inner.cluster.stopped()
+    }
+
     /// Stops this node's Raft.
     pub async fn shutdown(&self) {
         if let Some(r) = self.raft() {
@@ -1342,6 +1422,30 @@ impl MetaGroup {
 
 /// Error texts that start with this ask the caller to retry (leadership moved).
 const RETRY: &str = "retry: ";
+
+/// A proposal the leader's quorum did not confirm in time: its outcome is unknown
+/// (it may still be applied if the quorum comes back with it).
+pub const UNCONFIRMED: &str = "the change was not confirmed by a quorum within 5 s; it may still be applied once the quorum is back";
+
+/// Longest a leader waits for its quorum to commit a proposal.
+const PROPOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Longest a call waits for the leader's answer: longer than the leader's own
+/// quorum check and [`PROPOSE_TIMEOUT`], so that a slow commit is reported by the
+/// leader, not guessed at here.
+const LEADER_CALL_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// A failed call to the leader: tried again, with the same proposal, until the
+/// caller's deadline.
+fn leader_call_error(e: CallError) -> String {
+    match e {
+        CallError::Remote(text) => text,
+        // Admin proposals carry an id and are applied once however often they
+        // are sent; joins and removals are idempotent enough (a join retires
+        // the id it was given before).
+        CallError::Unreachable(_) | CallError::Timeout(_) => format!("{RETRY}{e}"),
+    }
+}
 
 fn write_answer(
     r: Result<
@@ -1408,5 +1512,74 @@ impl CallHandler for Handler {
                 _ => Err(format!("unknown meta call {kind}")),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts calls: each adds one to `n`.
+    struct Counter;
+
+    impl MetaHost for Counter {
+        fn plan(
+            &self,
+            defs: &Defs,
+            _: &serde_json::Value,
+        ) -> Result<(Vec<Change>, serde_json::Value), String> {
+            let n = defs.get("n").and_then(|v| v.as_u64()).unwrap_or(0) + 1;
+            Ok((vec![("n".into(), Some(n.into()))], n.into()))
+        }
+        fn changed(&self, _: Vec<Change>) -> BoxFuture<'static, ()> {
+            Box::pin(async {})
+        }
+        fn reset(&self, _: Defs) -> BoxFuture<'static, ()> {
+            Box::pin(async {})
+        }
+    }
+
+    #[test]
+    fn a_proposal_sent_twice_is_applied_once_and_ids_are_never_given_twice() {
+        let host: Arc<dyn MetaHost> = Arc::new(Counter);
+        let mut s = MetaState::default();
+        let mut changes = Vec::new();
+        let call = Command::Admin {
+            call: serde_json::Value::Null,
+            id: Some("a".into()),
+        };
+        let first = apply_command(&mut s, Some(&host), 5, &call, &mut changes);
+        let again = apply_command(&mut s, Some(&host), 6, &call, &mut changes);
+        assert_eq!(s.defs["n"], 1);
+        assert_eq!(first.0, again.0);
+        let other = Command::Admin {
+            call: serde_json::Value::Null,
+            id: Some("b".into()),
+        };
+        apply_command(&mut s, Some(&host), 7, &other, &mut changes);
+        assert_eq!(s.defs["n"], 2);
+
+        // A node that joins again (a wiped one) gets a new id; the old one is
+        // retired, and a removed id is never given again.
+        let add = |name: &str| Command::AddNode {
+            name: name.into(),
+            addr: "a:1".into(),
+        };
+        let id = |a: Answer| a.0.unwrap()["id"].as_u64().unwrap();
+        let n1 = id(apply_command(&mut s, None, 8, &add("n1"), &mut changes));
+        let n2 = id(apply_command(&mut s, None, 9, &add("n2"), &mut changes));
+        let n1_again = id(apply_command(&mut s, None, 10, &add("n1"), &mut changes));
+        assert!(n1 < n2 && n2 < n1_again);
+        assert!(!s.nodes.contains_key(&n1));
+        apply_command(
+            &mut s,
+            None,
+            11,
+            &Command::RemoveNode { id: n2 },
+            &mut changes,
+        );
+        assert!(s.removed.contains("n2"));
+        let n3 = id(apply_command(&mut s, None, 12, &add("n3"), &mut changes));
+        assert!(n3 > n1_again);
     }
 }

@@ -143,6 +143,9 @@ pub(crate) fn plan(defs: &Defs, call: &MetaCall) -> Result<(Vec<Change>, Value),
 fn engine_error(e: MetaError) -> EngineError {
     match e {
         MetaError::NoLeader(why) => EngineError::NoQuorum(why),
+        MetaError::Refused(why) if why == junction_cluster::meta::UNCONFIRMED => {
+            EngineError::NoQuorum(why)
+        }
         MetaError::Refused(why) => match why.as_str() {
             E_SCHEMA_EXISTS => EngineError::SchemaExists,
             E_SCHEMA_NOT_FOUND => EngineError::SchemaNotFound,
@@ -168,11 +171,76 @@ impl StationEngine {
         self.meta.get().cloned()
     }
 
-    /// Attaches the meta group (once, at start).
+    /// Attaches the meta group (once, at start), and starts watching the quorum.
     pub fn attach_meta(&self, meta: MetaGroup) {
-        if self.meta.set(meta).is_err() {
+        if self.meta.set(meta.clone()).is_err() {
             tracing::warn!("the engine is already attached to a meta group");
+            return;
         }
+        let me = self.me.clone();
+        tokio::spawn(async move {
+            let mut since: Option<std::time::Instant> = None;
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                let Some(engine) = me.upgrade() else { return };
+                if meta.stopped() {
+                    return;
+                }
+                let cut = meta.cut_off().await;
+                match (cut, since) {
+                    (true, None) => since = Some(std::time::Instant::now()),
+                    (true, Some(t))
+                        if t.elapsed() >= junction_cluster::meta::CUT_OFF_AFTER
+                            && !engine
+                                .cut_off
+                                .swap(true, std::sync::atomic::Ordering::AcqRel) =>
+                    {
+                        let n = engine
+                            .close_all_clients("cluster quorum lost: reconnect to another node");
+                        tracing::warn!(
+                            closed = n,
+                            "cut off from the cluster's meta quorum: client connections closed, new ones refused until it is back"
+                        );
+                    }
+                    (false, _) => {
+                        since = None;
+                        if engine
+                            .cut_off
+                            .swap(false, std::sync::atomic::Ordering::AcqRel)
+                        {
+                            tracing::info!(
+                                "the cluster's meta quorum is back: clients are accepted again"
+                            );
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        });
+    }
+
+    /// Closes every client connection (NATS, MQTT, WebSocket); returns how many.
+    fn close_all_clients(&self, reason: &str) -> usize {
+        let records: Vec<_> = self
+            .clients
+            .read()
+            .values()
+            .filter(|e| {
+                e.record.id != self.system.id
+                    && e.record.kind() == junction_api::ClientKind::Connection
+            })
+            .map(|e| e.record.clone())
+            .collect();
+        records
+            .iter()
+            .filter(|r| r.request_close(reason, || {}))
+            .count()
+    }
+
+    /// Whether this node is cut off from the meta quorum (new NATS and MQTT
+    /// connections are refused).
+    pub(crate) fn is_cut_off(&self) -> bool {
+        self.cut_off.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Runs `call` through the meta group; returns once this node applied it.

@@ -114,6 +114,8 @@ pub struct StationEngine {
     remote: Mutex<cluster::RemoteInterest>,
     /// The cluster's meta group, once this node runs it (`meta.rs`).
     meta: std::sync::OnceLock<junction_cluster::meta::MetaGroup>,
+    /// Cut off from the meta quorum for longer than an election (`meta.rs`).
+    cut_off: std::sync::atomic::AtomicBool,
 }
 
 impl StationEngine {
@@ -182,6 +184,7 @@ impl StationEngine {
             cluster: std::sync::OnceLock::new(),
             remote: Mutex::new(AHashMap::new()),
             meta: std::sync::OnceLock::new(),
+            cut_off: std::sync::atomic::AtomicBool::new(false),
         });
         // The lineage index comes back from what storage kept, off the start-up
         // path: the broker serves while it fills.
@@ -359,6 +362,15 @@ impl Broker for StationEngine {
         client: NewClient,
         tenant: TenantId,
     ) -> Result<Arc<ClientRecord>, EngineError> {
+        // Cut off from the meta quorum: NATS and MQTT clients go to another node.
+        if self.is_cut_off()
+            && matches!(client.protocol, Protocol::Nats | Protocol::Mqtt)
+            && client.remote.port() != 0
+        {
+            return Err(EngineError::NoQuorum(
+                "this node is cut off from the cluster's meta quorum".into(),
+            ));
+        }
         let mut clients = self.clients.write();
         // The system client is in the map but is not a connection.
         if self.options.max_connections > 0 && clients.len() > self.options.max_connections {

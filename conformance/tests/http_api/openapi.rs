@@ -46,6 +46,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/events"),
     ("get", "/v1/server"),
     ("get", "/v1/cluster"),
+    ("delete", "/v1/cluster/nodes/{name}"),
     ("get", "/v1/openapi.json"),
     ("get", "/v1/subjects/{filter}/events"),
     ("get", "/v1/ws"),

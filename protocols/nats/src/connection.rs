@@ -40,7 +40,11 @@ pub(crate) async fn run<E: Engine>(
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(%remote, error = %e, "connection refused");
-            let why = (e == EngineError::MaxConnections).then_some("maximum connections exceeded");
+            let why = match e {
+                EngineError::MaxConnections => Some("maximum connections exceeded"),
+                EngineError::NoQuorum(_) => Some("cluster meta quorum lost"),
+                _ => None,
+            };
             refuse_with(writer, &options, remote, engine.auth_required(), why).await;
             return;
         }
