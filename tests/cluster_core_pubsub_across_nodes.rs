@@ -6,7 +6,8 @@
 //!   to exactly one member;
 //! - a request on node 1 is answered by a responder on node 2;
 //! - an MQTT publish on node 2 reaches a NATS subscriber on node 1 and an MQTT
-//!   subscriber on node 3, at QoS 0, 1 and 2.
+//!   subscriber on node 3, at QoS 0, 1 and 2;
+//! - a server-sent events stream on node 3 gets a NATS publish from node 1, once.
 //!
 //! Interest crosses the links asynchronously, as on nats-server: each scenario
 //! first waits until a probe published on the publishing node reaches the new
@@ -638,4 +639,73 @@ async fn websocket_subscribers_and_publishers_reach_other_nodes() {
         .expect("NATS on node 3 gets the WebSocket publish")
         .unwrap();
     assert_eq!(m.payload, Bytes::from_static(b"from the browser"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_sent_events_stream_on_node_3_gets_publishes_from_node_1() {
+    let c = Cluster::start().await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut stream = http
+        .get(format!(
+            "http://127.0.0.1:{}/v1/subjects/sse.%3E/events",
+            c.nodes[2].http
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let n1 = c.nats(0).await;
+    // Probes until the stream's interest has crossed to node 1, then one message
+    // that must arrive as it was published.
+    let mut buffer = String::new();
+    let mut events: Vec<serde_json::Value> = Vec::new();
+    tokio::time::timeout(GUARD, async {
+        let mut sent_real = false;
+        loop {
+            if events.iter().any(|e| e["subject"] == "sse.real") {
+                return;
+            }
+            if !sent_real && events.iter().any(|e| e["subject"] == "sse.probe") {
+                n1.publish("sse.real", Bytes::from_static(b"across nodes"))
+                    .await
+                    .unwrap();
+                n1.flush().await.unwrap();
+                sent_real = true;
+            } else if !sent_real {
+                n1.publish("sse.probe", Bytes::from_static(b"probe"))
+                    .await
+                    .unwrap();
+                n1.flush().await.unwrap();
+            }
+            let Ok(chunk) = tokio::time::timeout(Duration::from_millis(100), stream.chunk()).await
+            else {
+                continue;
+            };
+            let chunk = chunk.unwrap().expect("the stream stays open");
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find("\n\n") {
+                let block: String = buffer.drain(..end + 2).collect();
+                let is_message = block.lines().any(|l| {
+                    l.strip_prefix("event:")
+                        .is_some_and(|v| v.trim() == "message")
+                });
+                let data: String = block
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(str::trim_start)
+                    .collect();
+                if is_message {
+                    events.push(serde_json::from_str(&data).unwrap());
+                }
+            }
+        }
+    })
+    .await
+    .expect("the SSE stream on node 3 gets node 1's publish");
+    let real: Vec<_> = events
+        .iter()
+        .filter(|e| e["subject"] == "sse.real")
+        .collect();
+    assert_eq!(real.len(), 1, "delivered once: {events:?}");
+    assert_eq!(real[0]["payload"], "across nodes");
 }
