@@ -43,19 +43,6 @@ struct Cluster {
     dir: tempfile::TempDir,
 }
 
-async fn wait_listening(port: u16) {
-    for _ in 0..400 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("junction did not start listening on {port}");
-}
-
 fn spawn(dir: &Path, name: &str, ports: (u16, u16, u16, u16), routes: &str) -> Child {
     let (nats, mqtt, http, cluster) = ports;
     let data = dir.join(name).display().to_string();
@@ -125,9 +112,9 @@ impl Cluster {
             });
         }
         for n in &nodes {
-            wait_listening(n.nats).await;
-            wait_listening(n.mqtt).await;
-            wait_listening(n.http).await;
+            process::wait_listening(n.nats).await;
+            process::wait_listening(n.mqtt).await;
+            process::wait_listening(n.http).await;
         }
         Cluster { nodes, routes, dir }
     }
@@ -146,8 +133,8 @@ impl Cluster {
             n.ports,
             &self.routes,
         );
-        wait_listening(n.nats).await;
-        wait_listening(n.http).await;
+        process::wait_listening(n.nats).await;
+        process::wait_listening(n.http).await;
     }
 
     async fn nats(&self, i: usize) -> async_nats::Client {
@@ -537,7 +524,7 @@ async fn five_nodes_joining_through_one_seed_form_a_full_mesh() {
         children.push(spawn(dir.path(), &format!("n{}", i + 1), *p, routes));
     }
     for p in &ports {
-        wait_listening(p.2).await;
+        process::wait_listening(p.2).await;
     }
     // Every node, the last ones included (they were told only of node 1), links
     // to all four others.

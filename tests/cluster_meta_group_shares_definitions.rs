@@ -66,19 +66,6 @@ fn spawn(dir: &Path, name: &str, nats: u16, http: u16, cluster: u16, join: &str)
         .expect("junction starts")
 }
 
-async fn wait_listening(port: u16) {
-    for _ in 0..400 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("junction did not start listening on {port}");
-}
-
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
@@ -87,15 +74,28 @@ fn http() -> reqwest::Client {
         .unwrap()
 }
 
-async fn cluster_view(port: u16) -> Value {
+async fn get(port: u16, path: &str) -> reqwest::Response {
     http()
-        .get(format!("http://127.0.0.1:{port}/v1/cluster"))
+        .get(format!("http://127.0.0.1:{port}{path}"))
         .send()
         .await
         .unwrap()
-        .json()
+}
+
+async fn get_json(port: u16, path: &str) -> Value {
+    get(port, path).await.json().await.unwrap()
+}
+
+async fn delete(port: u16, path: &str) -> reqwest::Response {
+    http()
+        .delete(format!("http://127.0.0.1:{port}{path}"))
+        .send()
         .await
         .unwrap()
+}
+
+async fn cluster_view(port: u16) -> Value {
+    get_json(port, "/v1/cluster").await
 }
 
 /// Polls `check` until it holds (a hang guard of 30 s, not a timing claim).
@@ -166,7 +166,7 @@ impl Cluster {
             });
         }
         for n in &nodes {
-            wait_listening(n.http).await;
+            process::wait_listening(n.http).await;
         }
         let c = Cluster { dir, nodes, join };
         c.until_formed(n).await;
@@ -207,7 +207,7 @@ impl Cluster {
             n.cluster,
             &self.join,
         );
-        wait_listening(n.http).await;
+        process::wait_listening(n.http).await;
     }
 }
 
@@ -221,14 +221,7 @@ async fn create_schema(port: u16, name: &str) -> reqwest::Response {
 }
 
 async fn schema_names(port: u16) -> Vec<String> {
-    let v: Value = http()
-        .get(format!("http://127.0.0.1:{port}/v1/schemas"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = get_json(port, "/v1/schemas").await;
     let mut names: Vec<String> = v["schemas"]
         .as_array()
         .unwrap()
@@ -281,15 +274,7 @@ async fn three_nodes_form_one_group_and_share_schemas_and_rules() {
     assert!(v2.status().is_success(), "{:?}", v2.text().await);
     let port1 = c.nodes[0].http;
     until("version 2 is active on node 1", || async move {
-        let on1: Value = http()
-            .get(format!("http://127.0.0.1:{port1}/v1/schemas/orders"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        on1["active_version"] == 2
+        get_json(port1, "/v1/schemas/orders").await["active_version"] == 2
     })
     .await;
 
@@ -308,49 +293,19 @@ async fn three_nodes_form_one_group_and_share_schemas_and_rules() {
         .unwrap();
     assert!(put.status().is_success(), "{:?}", put.text().await);
     until("node 1 lists the rule", || async move {
-        let listed: Value = http()
-            .get(format!("http://127.0.0.1:{port1}/v1/routing/rules"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        listed["rules"][0]["name"] == "drop-debug"
+        get_json(port1, "/v1/routing/rules").await["rules"][0]["name"] == "drop-debug"
     })
     .await;
-    let del = http()
-        .delete(format!(
-            "http://127.0.0.1:{}/v1/routing/rules/drop-debug",
-            c.nodes[0].http
-        ))
-        .send()
-        .await
-        .unwrap();
+    let del = delete(c.nodes[0].http, "/v1/routing/rules/drop-debug").await;
     assert_eq!(del.status(), 204);
     let port2 = c.nodes[1].http;
     until("the rule is gone from node 2", || async move {
-        http()
-            .get(format!(
-                "http://127.0.0.1:{port2}/v1/routing/rules/drop-debug"
-            ))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            == 404
+        get(port2, "/v1/routing/rules/drop-debug").await.status() == 404
     })
     .await;
 
     // Removing a node that is not there: a clear 400.
-    let bad = http()
-        .delete(format!(
-            "http://127.0.0.1:{}/v1/cluster/nodes/nope",
-            c.nodes[0].http
-        ))
-        .send()
-        .await
-        .unwrap();
+    let bad = delete(c.nodes[0].http, "/v1/cluster/nodes/nope").await;
     assert_eq!(bad.status(), 400);
     let body: Value = bad.json().await.unwrap();
     assert!(
@@ -445,7 +400,7 @@ async fn a_wiped_node_rejoins_under_a_new_id_and_a_removed_node_leaves_no_trace(
         cluster,
         child,
     });
-    wait_listening(http4).await;
+    process::wait_listening(http4).await;
     c.until_formed(4).await;
     until("the new node has every definition", || async move {
         schema_names(http4).await == ["kept"]

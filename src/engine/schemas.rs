@@ -381,15 +381,17 @@ impl SchemaRegistry {
         let format = SchemaFormat::parse(&stored.format).ok_or_else(|| {
             EngineError::invalid_config(format!("unknown schema type {}", stored.format))
         })?;
-        let mut compiled = AHashMap::new();
-        for v in &stored.versions {
-            compiled.insert(v.version, compile(format, &v.definition)?);
-        }
+        let compiled = stored
+            .versions
+            .iter()
+            .map(|v| Ok((v.version, compile(format, &v.definition)?)))
+            .collect::<Result<AHashMap<_, _>, EngineError>>()?;
         let tenant = TenantId(Arc::from(stored.tenant.as_str()));
         let mut schemas = self.schemas.write();
         self.persist(&tenant, &stored)?;
+        let key = (tenant, stored.name.clone());
         schemas.insert(
-            (tenant, stored.name.clone()),
+            key,
             Entry {
                 stored,
                 format,

@@ -105,3 +105,17 @@ pub fn addr_after(line: &str, marker: &str) -> Option<SocketAddr> {
     let rest = &line[line.find(marker)? + marker.len()..];
     rest.split_whitespace().next()?.parse().ok()
 }
+
+/// Waits until something listens on 127.0.0.1:`port` (a hang guard of 20 s).
+pub async fn wait_listening(port: u16) {
+    for _ in 0..400 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("junction did not start listening on {port}");
+}
