@@ -96,6 +96,8 @@ pub struct Running {
     engine: Arc<StationEngine>,
     pid_file: Option<std::path::PathBuf>,
     readiness: junction_http::Readiness,
+    /// Lame-duck mode for the NATS listener: its clients are sent `"ldm": true`.
+    lame_duck: tokio::sync::watch::Sender<bool>,
 }
 
 impl Running {
@@ -133,10 +135,13 @@ impl Running {
     }
 
     /// Lame-duck mode (SIGUSR2, `junction lame-duck`): `/readyz` answers 503 so load
-    /// balancers and Kubernetes Services send no new clients, while every listener
-    /// keeps serving; a shutdown follows.
+    /// balancers and Kubernetes Services send no new clients, and every NATS client
+    /// is sent an INFO with `"ldm": true` (as nats-server does) so that it moves to
+    /// another server of its `connect_urls`; every listener keeps serving; a
+    /// shutdown follows.
     pub fn enter_lame_duck(&self) {
         self.readiness.set(false);
+        self.lame_duck.send_replace(true);
     }
 
     /// Stops accepting, closes every connection after flushing it, and waits.
@@ -441,6 +446,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         require_credentials: config.http.monitoring_auth,
     };
 
+    let (lame_duck, lame_duck_rx) = tokio::sync::watch::channel(false);
     if let (Some(listener), Some(addr)) = (nats_listener, nats_bound) {
         let options = NatsOptions {
             server_id: server_id.clone(),
@@ -460,6 +466,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             jetstream: config.jetstream,
             drain_timeout: Duration::from_secs(5),
             max_connections: nats_cap,
+            lame_duck: Some(lame_duck_rx),
         };
         tasks.spawn(junction_nats::serve(
             listener,
@@ -590,6 +597,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         engine,
         pid_file: config.pid_file.clone(),
         readiness,
+        lame_duck,
     })
 }
 

@@ -6,7 +6,8 @@
 //! - SIGHUP (systemd's `ExecReload`) does not stop the broker: the log says reload
 //!   is not available yet, and every protocol keeps answering;
 //! - `junction lame-duck` (SIGUSR2; the Helm chart's preStop) turns `/readyz` to 503
-//!   while `/healthz` stays 200 and clients keep being served;
+//!   while `/healthz` stays 200 and clients keep being served, and NATS clients are
+//!   sent an INFO with `"ldm": true` (async-nats reports `LameDuckMode`);
 //! - SIGTERM then stops the broker with exit status 0.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -264,8 +265,32 @@ async fn lame_duck_fails_readyz_keeps_healthz_and_clients_then_sigterm_exits_0()
     let mut broker = Broker::start(dir.path()).await;
     let pid = broker.pid();
 
+    // A NATS client connected before: async-nats reports the server's `ldm`.
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let watcher = async_nats::ConnectOptions::new()
+        .event_callback(move |e| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(e);
+            }
+        })
+        .connect(format!("nats://{}", broker.nats))
+        .await
+        .unwrap();
+    watcher.flush().await.unwrap();
+
     let out = run_to_exit(dir.path(), &["lame-duck", "--pid", &pid], &[]).await;
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    let told = tokio::time::timeout(GUARD, async {
+        while let Some(e) = events.recv().await {
+            if matches!(e, async_nats::Event::LameDuckMode) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(told, Ok(true), "the NATS client is told: INFO with ldm");
     assert_eq!(
         text(&out.stdout),
         format!("junction lame-duck: signalled process {pid}; waiting 0s\n")

@@ -67,7 +67,7 @@ pub(crate) async fn run<E: Engine>(
             out.close(CloseReason::Kicked);
         }
     });
-    let connect_urls = engine
+    let connect_urls: Vec<String> = engine
         .cluster()
         .map(|c| {
             c.nodes
@@ -81,9 +81,21 @@ pub(crate) async fn run<E: Engine>(
         client.id.0,
         remote.ip(),
         engine.auth_required(),
-        connect_urls,
+        connect_urls.clone(),
     );
     out.write(|b| encode::info(b, &info));
+    // Lame-duck mode, when it comes: the same INFO with "ldm": true.
+    let ldm_info = options.info_json_with(
+        client.id.0,
+        remote.ip(),
+        engine.auth_required(),
+        connect_urls,
+        true,
+    );
+    let ldm_out = out.clone();
+    let on_lame_duck = move || {
+        ldm_out.write(|b| encode::info(b, &ldm_info));
+    };
     let write_task = tokio::spawn(write_loop(writer, out.clone(), options.write_deadline));
     let mut channel = NatsChannel::new(
         engine.clone(),
@@ -91,7 +103,15 @@ pub(crate) async fn run<E: Engine>(
         out.clone(),
         options.max_pings_out,
     );
-    let reason = read_loop(reader, &mut channel, &options, &closed, &shutdown).await;
+    let reason = read_loop(
+        reader,
+        &mut channel,
+        &options,
+        &closed,
+        &shutdown,
+        on_lame_duck,
+    )
+    .await;
     out.close(reason);
     let _ = write_task.await;
     let reason = out.close_reason().unwrap_or(reason);
@@ -148,8 +168,12 @@ async fn read_loop<E: Engine>(
     options: &NatsOptions,
     closed: &CancellationToken,
     shutdown: &CancellationToken,
+    on_lame_duck: impl Fn(),
 ) -> CloseReason {
     let mut codec = NatsCodec::new(options.limits);
+    // A client that connected in lame-duck mode had it in its first INFO.
+    let mut lame_duck = options.lame_duck.clone();
+    let mut ldm_pending = lame_duck.is_some() && !options.in_lame_duck();
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut connected = channel.is_connected();
     let mut force_ping = false;
@@ -182,6 +206,17 @@ async fn read_loop<E: Engine>(
                 step
             }
             _ = &mut auth, if auth_armed && !connected => channel.auth_timeout(),
+            on = lame_duck_changed(&mut lame_duck), if ldm_pending => {
+                match on {
+                    Some(true) => {
+                        ldm_pending = false;
+                        on_lame_duck();
+                    }
+                    Some(false) => {}
+                    None => ldm_pending = false,
+                }
+                Ok(())
+            }
         };
         if let Err(reason) = step {
             return reason;
@@ -197,6 +232,18 @@ async fn read_loop<E: Engine>(
             ping.as_mut()
                 .reset(Instant::now() + options.ping_interval.min(FIRST_PING));
         }
+    }
+}
+
+/// The next change of lame-duck mode: whether it is on now, or `None` once it
+/// can no longer change.
+async fn lame_duck_changed(watch: &mut Option<tokio::sync::watch::Receiver<bool>>) -> Option<bool> {
+    match watch {
+        Some(r) => match r.changed().await {
+            Ok(()) => Some(*r.borrow()),
+            Err(_) => None,
+        },
+        None => None,
     }
 }
 

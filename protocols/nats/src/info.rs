@@ -44,6 +44,10 @@ pub struct ServerInfo {
     /// that clients can fail over; absent when running alone.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub connect_urls: Vec<String>,
+    /// Lame-duck mode (nats-server's `ldm`): the server is going away; clients
+    /// reconnect to another one from `connect_urls`. Absent when false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ldm: bool,
 }
 
 fn yes() -> bool {

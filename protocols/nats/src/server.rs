@@ -45,6 +45,10 @@ pub struct NatsOptions {
     /// descriptors (0: no cap). One more is answered
     /// `-ERR 'maximum connections exceeded'` and closed.
     pub max_connections: usize,
+    /// Lame-duck mode: once it reads true, every client is sent an INFO with
+    /// `"ldm": true` (nats-server's lame-duck signal; clients reconnect elsewhere),
+    /// and so is every new one.
+    pub lame_duck: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl NatsOptions {
@@ -55,6 +59,24 @@ impl NatsOptions {
         client_ip: IpAddr,
         auth_required: bool,
         connect_urls: Vec<String>,
+    ) -> Vec<u8> {
+        let ldm = self.in_lame_duck();
+        self.info_json_with(client_id, client_ip, auth_required, connect_urls, ldm)
+    }
+
+    /// Whether lame-duck mode is on.
+    pub fn in_lame_duck(&self) -> bool {
+        self.lame_duck.as_ref().is_some_and(|r| *r.borrow())
+    }
+
+    /// The INFO JSON for one client, with `ldm` as given.
+    pub fn info_json_with(
+        &self,
+        client_id: u64,
+        client_ip: IpAddr,
+        auth_required: bool,
+        connect_urls: Vec<String>,
+        ldm: bool,
     ) -> Vec<u8> {
         let info = ServerInfo {
             server_id: self.server_id.clone(),
@@ -72,6 +94,7 @@ impl NatsOptions {
             client_ip: client_ip.to_string(),
             junction_version: env!("CARGO_PKG_VERSION").to_string(),
             connect_urls,
+            ldm,
         };
         let mut json = serde_json::to_vec(&info).unwrap_or_default();
         // nats-server writes a space between the JSON and the CRLF.
