@@ -332,6 +332,22 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     .map_err(|e| StartError::Io(format!("cannot recover stations in {data_dir}: {e}")))?;
 
     let shutdown = CancellationToken::new();
+    if cluster_addr.is_some() {
+        let name = config.cluster.name.as_deref().unwrap_or("junction");
+        match junction_cluster::meta::stored_cluster(engine.store()) {
+            Ok(Some(stored)) if stored != name => {
+                return Err(StartError::Io(format!(
+                    "data directory {data_dir} belongs to cluster {stored:?}, not {name:?} (cluster.name); use another data directory to join {name:?}"
+                )));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return Err(StartError::Io(format!(
+                    "cannot read the cluster identity in {data_dir}: {e}"
+                )));
+            }
+        }
+    }
     if let Some(listen) = cluster_addr {
         let node = config
             .server_name

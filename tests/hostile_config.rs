@@ -627,6 +627,50 @@ async fn data_dir_in_use_is_one_line_and_the_first_broker_keeps_running() {
     first.stop().await;
 }
 
+#[tokio::test]
+async fn a_data_directory_of_another_cluster_is_refused_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = process::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut args = loopback_args("data");
+    args.extend(
+        ["--cluster-listen", &listen, "--cluster-name", "east"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    let first = Broker::start(dir.path(), &strs(&args), &[]).await;
+    // Alone, it starts a meta group of its own (after 2 s) and keeps its id there.
+    let url = first.http_url("/v1/cluster");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, v) = get_json(&url).await;
+        if v["meta_role"] == "leader" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no meta group: {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    first.stop().await;
+    let mut other = loopback_args("data");
+    other.extend(
+        ["--cluster-listen", &listen, "--cluster-name", "west"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    let out = run_to_exit(dir.path(), &strs(&other), &[]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.lines().last().unwrap_or(""),
+        "junction: data directory data belongs to cluster \"east\", not \"west\" (cluster.name); use another data directory to join \"west\""
+    );
+    assert!(
+        !stderr.contains("cluster listener up"),
+        "refused before anything binds: {stderr}"
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(dir.path().join("data/store").exists(), "the data is kept");
+}
+
 // --- Full disk -------------------------------------------------------------------
 
 /// A small tmpfs mounted for one test, unmounted when dropped.

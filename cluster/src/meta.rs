@@ -726,6 +726,14 @@ struct Identity {
     cluster: String,
 }
 
+/// The cluster a data directory's store belongs to, once its node was given a
+/// meta group id there; checked before anything binds.
+pub fn stored_cluster(store: &Store) -> Result<Option<String>, String> {
+    get_json::<Identity>(store, &key(GROUP, T_IDENTITY, 0))
+        .map(|i| i.map(|i| i.cluster))
+        .map_err(|e| e.to_string())
+}
+
 /// What a probe answers.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Probe {
