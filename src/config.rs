@@ -68,6 +68,10 @@ pub struct ClusterSettings {
     /// The address peers dial to reach this node [default: the bound listen
     /// address].
     pub advertise: Option<String>,
+    /// Meta log entries between snapshots of the meta group [default: 1000]. A
+    /// node that joins, or that was down while the log moved past a snapshot, is
+    /// sent the snapshot.
+    pub meta_snapshot_every: Option<u64>,
 }
 
 /// A list, or one comma-separated string.
@@ -133,6 +137,11 @@ impl ClusterSettings {
         if !self.join.is_empty() && self.listen.is_none() {
             return Err(ConfigError(
                 "cluster.join needs cluster.listen (--cluster-listen): peers must be able to reach this node".into(),
+            ));
+        }
+        if self.meta_snapshot_every == Some(0) {
+            return Err(ConfigError(
+                "cluster.meta_snapshot_every: must be at least 1".into(),
             ));
         }
         Ok(())

@@ -332,6 +332,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     .map_err(|e| StartError::Io(format!("cannot recover stations in {data_dir}: {e}")))?;
 
     let shutdown = CancellationToken::new();
+    // Checked (at least 1) with the rest of the configuration.
+    let snapshot_every = config
+        .cluster
+        .meta_snapshot_every
+        .unwrap_or(junction_cluster::meta::SNAPSHOT_EVERY);
     if cluster_addr.is_some() {
         let name = config.cluster.name.as_deref().unwrap_or("junction");
         match junction_cluster::meta::stored_cluster(engine.store()) {
@@ -397,6 +402,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             cluster,
             engine.store().clone(),
             Some(meta_host),
+            snapshot_every,
         )
         .await
         .map_err(|e| StartError::Io(format!("cannot start the cluster's meta group: {e}")))?;

@@ -12,6 +12,9 @@
 //! - a fourth node started later with `--join` sees every definition and becomes
 //!   a voter; `junction cluster peer-remove` takes it out and `/v1/cluster` on the
 //!   others no longer lists it;
+//! - a node that was down while the log moved on past snapshots (every 10 entries
+//!   here) catches up from a snapshot: a schema deleted meanwhile is gone from it,
+//!   the ones created meanwhile are there;
 //! - bad input: removing a node that does not exist answers 400 with a JSON body;
 //! - a node cut off from the meta quorum (the two others killed) closes its NATS
 //!   client's connection, refuses new ones with `-ERR 'cluster meta quorum lost'`,
@@ -59,11 +62,20 @@ fn spawn(dir: &Path, name: &str, nats: u16, http: u16, cluster: u16, join: &str)
         "--join",
         join,
     ];
-    process::junction(dir, &args, &[("RUST_LOG", "warn")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("junction starts")
+    // Snapshots every 10 meta log entries (the default is 1000), so that these
+    // tests go through snapshots and purged logs too.
+    process::junction(
+        dir,
+        &args,
+        &[
+            ("RUST_LOG", "warn"),
+            ("JUNCTION_CLUSTER_META_SNAPSHOT_EVERY", "10"),
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("junction starts")
 }
 
 fn http() -> reqwest::Client {
@@ -536,4 +548,45 @@ async fn a_node_cut_off_from_the_meta_quorum_closes_its_clients_and_refuses_new_
     })
     .await;
     assert_eq!(create_schema(c.nodes[0].http, "back").await.status(), 201);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_missed_snapshots_catches_up_and_drops_what_was_deleted() {
+    let mut c = Cluster::start(3).await;
+    assert_eq!(create_schema(c.nodes[0].http, "doomed").await.status(), 201);
+    let port3 = c.nodes[2].http;
+    until("node 3 has the schema", || async move {
+        schema_names(port3).await == ["doomed"]
+    })
+    .await;
+    c.kill(2).await;
+    // While node 3 is down: a delete and 25 creates, past several snapshots (the
+    // log before them is purged, so node 3 can only be sent a snapshot).
+    assert_eq!(
+        delete(c.nodes[0].http, "/v1/schemas/doomed").await.status(),
+        204
+    );
+    let mut want = Vec::new();
+    for i in 0..25 {
+        let name = format!("s{i:02}");
+        let on = c.nodes[i % 2].http;
+        assert_eq!(create_schema(on, &name).await.status(), 201, "{name}");
+        want.push(name);
+    }
+    c.restart(2).await;
+    let want2 = want.clone();
+    until("node 3 caught up from a snapshot", || {
+        let want = want2.clone();
+        async move { schema_names(port3).await == want }
+    })
+    .await;
+    // A restart of a node that is up to date changes nothing.
+    c.kill(0).await;
+    c.restart(0).await;
+    let port1 = c.nodes[0].http;
+    until("node 1 is back with every schema", || {
+        let want = want.clone();
+        async move { schema_names(port1).await == want }
+    })
+    .await;
 }

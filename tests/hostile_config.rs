@@ -507,6 +507,11 @@ async fn unknown_keys_bad_values_and_broken_toml_are_one_line() {
             vec![("JUNCTION_CLUSTER_LISTEN", "no-port")],
             "junction: cluster.listen: 'no-port' must be host:port".to_string(),
         ),
+        (
+            vec!["--cluster-listen", "127.0.0.1:0"],
+            vec![("JUNCTION_CLUSTER_META_SNAPSHOT_EVERY", "0")],
+            "junction: cluster.meta_snapshot_every: must be at least 1".to_string(),
+        ),
     ];
     for (args, env, line) in cases {
         let mut args = args.clone();

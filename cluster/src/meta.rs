@@ -788,11 +788,16 @@ struct MetaInner {
     /// One membership change at a time (on the leader).
     changing: tokio::sync::Mutex<()>,
     started: Instant,
+    /// Log entries between snapshots.
+    snapshot_every: u64,
 }
 
 const GROUP: u64 = 0;
 
-fn raft_config(cluster: &str) -> Result<Arc<openraft::Config>, String> {
+/// Meta log entries between snapshots, by default ([`MetaGroup::start`]).
+pub const SNAPSHOT_EVERY: u64 = 1000;
+
+fn raft_config(cluster: &str, snapshot_every: u64) -> Result<Arc<openraft::Config>, String> {
     // fsync of a small write takes ~0.2 ms at p50 and a few ms at p99 here
     // (`junction_storage_fsync_seconds`): the election timeout is over 10× a
     // slow fsync, and short enough that a dead leader is replaced in under 2 s.
@@ -801,8 +806,9 @@ fn raft_config(cluster: &str) -> Result<Arc<openraft::Config>, String> {
         heartbeat_interval: 150,
         election_timeout_min: 750,
         election_timeout_max: 1100,
-        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(1000),
-        max_in_snapshot_log_to_keep: 100,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_every.max(1)),
+        max_in_snapshot_log_to_keep: (snapshot_every / 10).min(100),
+        purge_batch_size: 1,
         ..Default::default()
     };
     config.validate().map(Arc::new).map_err(|e| e.to_string())
@@ -811,10 +817,14 @@ fn raft_config(cluster: &str) -> Result<Arc<openraft::Config>, String> {
 impl MetaGroup {
     /// Starts this node's side of the meta group: resumes its identity if it has
     /// one, else looks for a group to join (or starts one).
+    /// A snapshot is taken every `snapshot_every` log entries ([`SNAPSHOT_EVERY`]
+    /// by default): the log before it is purged, and a node that joins or falls
+    /// behind is sent the snapshot instead of the entries.
     pub async fn start(
         cluster: Cluster,
         store: Store,
         host: Option<Weak<dyn MetaHost>>,
+        snapshot_every: u64,
     ) -> Result<MetaGroup, String> {
         let inner = Arc::new(MetaInner {
             cluster: cluster.clone(),
@@ -823,6 +833,7 @@ impl MetaGroup {
             raft: tokio::sync::OnceCell::new(),
             changing: tokio::sync::Mutex::new(()),
             started: Instant::now(),
+            snapshot_every,
         });
         let group = MetaGroup { inner };
         cluster.set_handler(Arc::new(Handler(Arc::downgrade(&group.inner))));
@@ -858,7 +869,7 @@ impl MetaGroup {
         }
         let raft = MetaRaft::new(
             id,
-            raft_config(self.inner.cluster.name())?,
+            raft_config(self.inner.cluster.name(), self.inner.snapshot_every)?,
             Net {
                 cluster: self.inner.cluster.clone(),
             },
