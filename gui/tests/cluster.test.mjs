@@ -61,6 +61,15 @@ describe('the cluster page', () => {
     await other.getByText('voter', { exact: true }).waitFor();
     await screenshot(page, 'cluster-two-nodes');
 
+    // The Overview shows the cluster too, with the same leader.
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Overview' }).click();
+    const card = page.getByTestId('cluster-card');
+    await card.getByText('2 of 2 nodes').waitFor();
+    await card.getByTestId('cluster-card-leader').getByText(leader, { exact: true }).waitFor();
+    assert.match(await card.innerText(), /gui-test/);
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Cluster' }).click();
+    await page.getByRole('heading', { level: 1, name: 'Cluster' }).waitFor();
+
     await two.stop();
     two = undefined;
     // The page refreshes by itself.

@@ -1,8 +1,8 @@
-// The broker at a glance, refreshed every 2 s from /v1/server, /v1/stations and
-// /metrics; rates are differences between two readings.
+// The broker at a glance, refreshed every 2 s from /v1/server, /v1/stations,
+// /v1/cluster and /metrics; rates are differences between two readings.
 import type { ComponentChildren } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { api, ApiError, DLS_PREFIX, type ServerInfo, type Station } from '../api';
+import { api, ApiError, DLS_PREFIX, type ClusterView, type ServerInfo, type Station } from '../api';
 import { Chart, type Series } from '../components/Chart';
 import { ErrorNote, Loading } from '../components/Status';
 import { bytes, duration, num, rate } from '../format';
@@ -20,6 +20,7 @@ interface Reading {
   at: number;
   server: ServerInfo;
   stations: Station[];
+  cluster: ClusterView;
   connections: Record<string, number>;
   protoIn: Record<string, number>;
   protoOut: Record<string, number>;
@@ -36,12 +37,18 @@ interface Figures {
 }
 
 async function read(): Promise<Reading> {
-  const [server, stations, text] = await Promise.all([api.server(), api.stations(), api.metrics()]);
+  const [server, stations, cluster, text] = await Promise.all([
+    api.server(),
+    api.stations(),
+    api.cluster(),
+    api.metrics(),
+  ]);
   const samples = parseMetrics(text);
   return {
     at: Date.now(),
     server,
     stations,
+    cluster,
     connections: byLabel(samples, 'junction_connections', 'protocol'),
     protoIn: byLabel(samples, 'junction_protocol_messages_in_total', 'protocol'),
     protoOut: byLabel(samples, 'junction_protocol_messages_out_total', 'protocol'),
@@ -187,6 +194,21 @@ export function Overview() {
           }
         />
         <Card label="Slow consumers" value={num(now.server.slow_consumers)} note="disconnected since start" />
+        {now.cluster.name !== null && (
+          <Card
+            label="Cluster"
+            value={`${now.cluster.nodes.filter((n) => n.online).length} of ${now.cluster.nodes.length} nodes`}
+            testid="cluster-card"
+            title="Nodes online in this node's view of the cluster, and the meta group's leader."
+            note={
+              <>
+                {now.cluster.name} · leader{' '}
+                <span data-testid="cluster-card-leader">{now.cluster.meta_leader ?? 'none'}</span> ·{' '}
+                <Link href="/cluster">nodes</Link>
+              </>
+            }
+          />
+        )}
       </dl>
       <div class="grid2">
         <Chart title="Messages in per second, by protocol" series={SERIES} data={figures.chartIn} />
