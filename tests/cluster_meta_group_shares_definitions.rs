@@ -253,7 +253,26 @@ async fn three_nodes_form_one_group_and_share_schemas_and_rules() {
     id_values.sort();
     id_values.dedup();
     assert_eq!(id_values.len(), 3, "distinct ids: {ids:?}");
-    assert!(leader.is_some());
+    let leader = leader.unwrap();
+    // The leader knows how far behind each other member is; the others do not.
+    let on_leader = cluster_view(c.nodes[c.index_of(&leader)].http).await;
+    for n in on_leader["nodes"].as_array().unwrap() {
+        if n["name"] == leader.as_str() {
+            assert!(n["lag"].is_null(), "{n}");
+        } else {
+            assert!(n["lag"].is_u64(), "{n}");
+        }
+    }
+    let follower = c.nodes.iter().find(|n| n.name != leader).unwrap();
+    let on_follower = cluster_view(follower.http).await;
+    assert!(
+        on_follower["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["lag"].is_null()),
+        "{on_follower}"
+    );
 
     // A schema made on node 2 is on every node.
     let resp = create_schema(c.nodes[1].http, "orders").await;

@@ -772,6 +772,9 @@ pub struct MetaStatus {
     pub applied: u64,
     /// Milliseconds since a quorum last acknowledged this node (leader only).
     pub quorum_ack_ms: Option<u64>,
+    /// How many meta log entries each member is behind the leader, by name
+    /// (known on the leader only; empty elsewhere).
+    pub lag: BTreeMap<String, u64>,
 }
 
 /// One node's handle on the meta group. Cheap to clone.
@@ -1397,6 +1400,19 @@ impl MetaGroup {
             role: role.to_string(),
             applied: m.last_applied.map_or(0, |l| l.index),
             quorum_ack_ms: m.millis_since_quorum_ack,
+            lag: m
+                .replication
+                .as_ref()
+                .map(|r| {
+                    let last = m.last_log_index.unwrap_or(0);
+                    r.iter()
+                        .filter_map(|(id, matched)| {
+                            let behind = last.saturating_sub(matched.map_or(0, |l| l.index));
+                            name_of(*id).map(|n| (n, behind))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 

@@ -227,6 +227,8 @@ export interface ClusterNode {
   voter: boolean;
   /** Meta group id, given by the meta log and never reused; null until given. */
   id: number | null;
+  /** Meta log entries behind the leader; known on the leader only. */
+  lag: number | null;
   last_seen: string;
   this: boolean;
   client_urls: string[];

@@ -59,6 +59,8 @@ describe('the cluster page', () => {
     const other = leader === 'gui-1' ? second : first;
     await table.locator(`tr[data-node="${leader}"]`).getByText('leader', { exact: true }).waitFor();
     await other.getByText('voter', { exact: true }).waitFor();
+    // The leader knows how far behind the other is (caught up: 0).
+    if (leader === 'gui-1') await second.getByTestId('lag').getByText('0', { exact: true }).waitFor();
     await screenshot(page, 'cluster-two-nodes');
 
     // The Overview shows the cluster too, with the same leader.

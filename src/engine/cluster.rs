@@ -130,6 +130,9 @@ impl StationEngine {
             .map(|n| junction_api::ClusterNode {
                 voter: status.voters.contains(&n.name),
                 id: registry.get(&n.name).map(|(id, _)| *id),
+                lag: (!n.this)
+                    .then(|| status.lag.get(&n.name).copied())
+                    .flatten(),
                 name: n.name,
                 addr: n.addr,
                 online: n.online,
@@ -146,6 +149,7 @@ impl StationEngine {
                     online: false,
                     voter: status.voters.contains(name),
                     id: Some(*id),
+                    lag: status.lag.get(name).copied(),
                     last_seen: std::time::UNIX_EPOCH,
                     this: false,
                     client_urls: Vec::new(),

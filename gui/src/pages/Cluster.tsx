@@ -48,6 +48,9 @@ export function Cluster() {
                   <th scope="col">State</th>
                   <th scope="col">ID</th>
                   <th scope="col">Role</th>
+                  <th scope="col" class="num" title="Meta log entries behind the leader, as the leader sees them">
+                    Lag
+                  </th>
                   <th scope="col">Cluster address</th>
                   <th scope="col">Client URLs</th>
                   <th scope="col">Last seen</th>
@@ -65,6 +68,7 @@ export function Cluster() {
                     </td>
                     <td>{n.id ?? '—'}</td>
                     <td>{n.id === null ? '—' : data.meta_leader === n.name ? 'leader' : n.voter ? 'voter' : 'learner'}</td>
+                    <td class="num" data-testid="lag">{n.lag ?? '—'}</td>
                     <td>
                       <code>{n.addr || '—'}</code>
                     </td>

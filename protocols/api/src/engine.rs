@@ -135,6 +135,9 @@ pub struct ClusterNode {
     pub voter: bool,
     /// Its meta group id (`None` until it has one).
     pub id: Option<u64>,
+    /// Meta log entries it is behind the leader; known when the answering node
+    /// is the leader (`None` elsewhere, and for the leader itself).
+    pub lag: Option<u64>,
     /// When it was last heard from.
     pub last_seen: SystemTime,
     /// This node.

@@ -243,6 +243,9 @@ pub struct ClusterNodeJson {
     /// Its meta group id: given by the meta log, never reused (null until it
     /// has one).
     pub id: Option<u64>,
+    /// Meta log entries it is behind the leader: known when the answering node
+    /// leads the meta group (null elsewhere, and for the leader itself).
+    pub lag: Option<u64>,
     /// When it was last heard from.
     pub last_seen: String,
     /// The node answering this request.
@@ -293,6 +296,7 @@ pub async fn cluster(State(state): State<Arc<ApiState>>) -> Json<ClusterJson> {
                     online: n.online,
                     voter: n.voter,
                     id: n.id,
+                    lag: n.lag,
                     last_seen: if n.last_seen == std::time::UNIX_EPOCH {
                         String::new()
                     } else {
@@ -315,6 +319,7 @@ pub async fn cluster(State(state): State<Arc<ApiState>>) -> Json<ClusterJson> {
                 online: true,
                 voter: false,
                 id: None,
+                lag: None,
                 last_seen: rfc3339(SystemTime::now()),
                 this: true,
                 client_urls: Vec::new(),
