@@ -151,6 +151,11 @@ impl Running {
         // Every task that held the engine has ended; dropping the last handle closes
         // the store (its writer thread persists and exits).
         let engine = self.engine;
+        // The meta group's Raft tasks hold the store: stop them first, so that the
+        // store closes (fsynced) when the engine goes.
+        if let Some(meta) = engine.meta() {
+            meta.shutdown().await;
+        }
         if Arc::strong_count(&engine) > 1 {
             tracing::warn!(
                 handles = Arc::strong_count(&engine),

@@ -770,8 +770,6 @@ pub struct MetaStatus {
     pub role: String,
     /// Last log index applied here.
     pub applied: u64,
-    /// Milliseconds since a quorum last acknowledged this node (leader only).
-    pub quorum_ack_ms: Option<u64>,
     /// How many meta log entries each member is behind the leader, by name
     /// (known on the leader only; empty elsewhere).
     pub lag: BTreeMap<String, u64>,
@@ -924,6 +922,9 @@ impl MetaGroup {
         let addr = self.inner.cluster.route_url().to_string();
         loop {
             tokio::time::sleep(Duration::from_millis(300)).await;
+            if self.stopped() {
+                return;
+            }
             let peers: Vec<String> = self
                 .inner
                 .cluster
@@ -1399,7 +1400,6 @@ impl MetaGroup {
             removed: s.removed.clone(),
             role: role.to_string(),
             applied: m.last_applied.map_or(0, |l| l.index),
-            quorum_ack_ms: m.millis_since_quorum_ack,
             lag: m
                 .replication
                 .as_ref()
