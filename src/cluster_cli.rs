@@ -83,16 +83,7 @@ pub fn main(args: &ClusterArgs) -> ExitCode {
 /// Removes `name` (or, without one, the node at the URL) from the cluster.
 fn run_remove(args: &StatusArgs, name: Option<&str>) -> Result<String, String> {
     let base = base_url(args)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    runtime.block_on(async {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(args.timeout)
-            .build()
-            .map_err(|e| e.to_string())?;
+    crate::health::with_client(args.timeout, async |client| {
         let name = match name {
             Some(n) => n.to_string(),
             None => {
@@ -149,16 +140,7 @@ fn base_url(args: &StatusArgs) -> Result<String, String> {
 
 fn run_status(args: &StatusArgs) -> Result<String, String> {
     let url = format!("{}/v1/cluster", base_url(args)?);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let body: serde_json::Value = runtime.block_on(async {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(args.timeout)
-            .build()
-            .map_err(|e| e.to_string())?;
+    let body: serde_json::Value = crate::health::with_client(args.timeout, async |client| {
         let resp = client
             .get(&url)
             .send()

@@ -105,20 +105,31 @@ pub(crate) fn local_http_addr(config: &Config) -> Result<Option<SocketAddr>, Str
     }))
 }
 
-/// `Ok(line)` when the endpoint answers 200, `Err(reason)` otherwise.
-fn check(args: &HealthArgs) -> Result<String, String> {
-    let url = health_url(args)?;
+/// Runs `f` with an HTTP client on a runtime of its own, for the commands that ask
+/// a running broker over HTTP (`health`, `cluster ...`). No proxy: they ask this
+/// broker, never what HTTP_PROXY points at.
+pub(crate) fn with_client<T>(
+    timeout: std::time::Duration,
+    f: impl AsyncFnOnce(reqwest::Client) -> Result<T, String>,
+) -> Result<T, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async {
-        // No proxy: a probe asks this broker, never what HTTP_PROXY points at.
         let client = reqwest::Client::builder()
             .no_proxy()
-            .timeout(args.timeout)
+            .timeout(timeout)
             .build()
             .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+        f(client).await
+    })
+}
+
+/// `Ok(line)` when the endpoint answers 200, `Err(reason)` otherwise.
+fn check(args: &HealthArgs) -> Result<String, String> {
+    let url = health_url(args)?;
+    with_client(args.timeout, async |client| {
         let response = client.get(url.clone()).send().await.map_err(|e| {
             let why = if e.is_timeout() {
                 format!(
