@@ -11,7 +11,7 @@ use junction_api::{Headers, Message, Subject};
 pub const MAX_FRAME: usize = 65 * 1024 * 1024;
 
 /// Wire version; a peer with another one is refused at the handshake.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 
 /// A subscription interest as it crosses a link.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -37,6 +37,9 @@ pub struct Forward {
     pub plain: bool,
     /// Queue groups of which the peer delivers to one local member each.
     pub queues: Vec<Bytes>,
+    /// Deliver to the subscriptions matching this subject, not the message's
+    /// own (a pull delivery to its requester's inbox).
+    pub route: Option<Subject>,
 }
 
 /// A message to forward, borrowed (encoding needs no copy of the message).
@@ -52,6 +55,8 @@ pub struct ForwardRef<'a> {
     pub plain: bool,
     /// Queue groups of which the peer delivers to one local member each.
     pub queues: &'a [Bytes],
+    /// Deliver to the subscriptions matching this subject, not the message's own.
+    pub route: Option<&'a Subject>,
 }
 
 /// What a node says about itself when a link opens.
@@ -268,7 +273,30 @@ fn encode_msg_body(b: &mut BytesMut, m: ForwardRef<'_>) {
     for q in m.queues.iter().take(usize::from(u16::MAX)) {
         put_str(b, q);
     }
+    match m.route {
+        Some(r) => {
+            b.put_u8(1);
+            put_str(b, r.as_bytes());
+        }
+        None => b.put_u8(0),
+    }
     put_blob(b, m.payload_bytes());
+}
+
+/// A message as a call's body carries it (the message frame's encoding, without
+/// the length prefix); [`message_from`] reads it back.
+pub fn message_bytes(m: ForwardRef<'_>) -> Bytes {
+    let mut b = BytesMut::new();
+    encode_msg_body(&mut b, m);
+    b.freeze()
+}
+
+/// Reads a message written by [`message_bytes`].
+pub fn message_from(body: Bytes) -> Result<Forward, Malformed> {
+    match Frame::decode(body)? {
+        Frame::Msg(f) => Ok(f),
+        _ => Err(Malformed("not a message")),
+    }
 }
 
 impl ForwardRef<'_> {
@@ -312,6 +340,7 @@ impl Frame {
                     origin_mqtt: m.origin_mqtt,
                     plain: m.plain,
                     queues: &m.queues,
+                    route: m.route.as_ref(),
                 },
             ),
             Frame::Ping => b.put_u8(PING),
@@ -380,6 +409,11 @@ impl Frame {
                 let queues = (0..n)
                     .map(|_| r.str_bytes())
                     .collect::<Result<Vec<_>, _>>()?;
+                let route = if r.flag()? {
+                    Some(Subject::new(r.str_bytes()?).map_err(|_| Malformed("route"))?)
+                } else {
+                    None
+                };
                 let payload = r.blob()?;
                 Frame::Msg(Forward {
                     tenant,
@@ -392,6 +426,7 @@ impl Frame {
                     origin_mqtt,
                     plain,
                     queues,
+                    route,
                 })
             }
             PING => Frame::Ping,
@@ -463,6 +498,7 @@ mod tests {
             origin_mqtt: true,
             plain: true,
             queues: vec![Bytes::from_static(b"q")],
+            route: Some(Subject::new("_INBOX.y.2").unwrap()),
         }));
         round_trip(Frame::Msg(Forward {
             tenant: "$G".into(),
@@ -470,6 +506,7 @@ mod tests {
             origin_mqtt: false,
             plain: false,
             queues: vec![],
+            route: None,
         }));
         round_trip(Frame::Ping);
         round_trip(Frame::Pong);

@@ -107,6 +107,13 @@ pub struct NodeView {
     pub client_urls: Vec<String>,
 }
 
+/// Call kinds the engine answers ([`Cluster::set_engine_handler`]); the others
+/// are the meta group's.
+pub const ENGINE_KINDS: std::ops::RangeInclusive<u8> = 64..=127;
+
+/// The call id of a one-way call ([`Cluster::notify`]): no answer is sent.
+const NOTE: u64 = 0;
+
 /// Most bytes queued on one link before forwards to it are dropped (counted): core
 /// messages are at most once, as a slow consumer's are.
 const LINK_BACKLOG: usize = 64 * 1024 * 1024;
@@ -200,6 +207,8 @@ struct Shared {
     calls: Mutex<HashMap<u64, tokio::sync::oneshot::Sender<Result<Bytes, String>>>>,
     next_call: AtomicU64,
     handler: std::sync::OnceLock<Arc<dyn CallHandler>>,
+    /// Answers the engine's calls (kinds [`ENGINE_KINDS`]).
+    engine_handler: std::sync::OnceLock<Arc<dyn CallHandler>>,
     /// Seed addresses that turned out to be this node.
     selves: Mutex<HashSet<String>>,
 }
@@ -270,6 +279,7 @@ impl Cluster {
             calls: Mutex::new(HashMap::new()),
             next_call: AtomicU64::new(1),
             handler: std::sync::OnceLock::new(),
+            engine_handler: std::sync::OnceLock::new(),
             selves: Mutex::new(HashSet::new()),
             config,
         });
@@ -376,6 +386,40 @@ impl Cluster {
         let _ = self.shared.handler.set(handler);
     }
 
+    /// Sets what answers the engine's calls (kinds in [`ENGINE_KINDS`]; once).
+    pub fn set_engine_handler(&self, handler: Arc<dyn CallHandler>) {
+        let _ = self.shared.engine_handler.set(handler);
+    }
+
+    /// Sends `peer` a one-way call (no answer comes back). Calls and notes to
+    /// one peer are handled there in the order they were sent. False when no
+    /// link to it is up.
+    pub fn notify(&self, peer: &str, kind: u8, body: Bytes) -> bool {
+        let out = self
+            .shared
+            .peers
+            .lock()
+            .links
+            .get(peer)
+            .map(|l| l.out.clone());
+        match out {
+            Some(out) => {
+                out.push_frame(&Frame::Call {
+                    id: NOTE,
+                    kind,
+                    body,
+                });
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The peers a link is up to now.
+    pub fn linked_peers(&self) -> Vec<String> {
+        self.shared.peers.lock().links.keys().cloned().collect()
+    }
+
     /// Calls `peer` and waits up to `timeout` for its answer.
     pub async fn call(
         &self,
@@ -384,24 +428,46 @@ impl Cluster {
         body: Bytes,
         timeout: Duration,
     ) -> Result<Bytes, CallError> {
+        self.start_call(peer, kind, body, timeout).await
+    }
+
+    /// Sends a call to `peer` now (so calls made one after the other from one
+    /// thread are handled there in that order) and returns the wait for its
+    /// answer, up to `timeout`.
+    pub fn start_call(
+        &self,
+        peer: &str,
+        kind: u8,
+        body: Bytes,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = Result<Bytes, CallError>> + Send + 'static {
         let out = self
             .shared
             .peers
             .lock()
             .links
             .get(peer)
-            .map(|l| l.out.clone())
-            .ok_or_else(|| CallError::Unreachable(peer.to_string()))?;
-        let id = self.shared.next_call.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.shared.calls.lock().insert(id, tx);
-        out.push_frame(&Frame::Call { id, kind, body });
-        let answer = tokio::time::timeout(timeout, rx).await;
-        self.shared.calls.lock().remove(&id);
-        match answer {
-            Ok(Ok(Ok(body))) => Ok(body),
-            Ok(Ok(Err(text))) => Err(CallError::Remote(text)),
-            Ok(Err(_)) | Err(_) => Err(CallError::Timeout(peer.to_string())),
+            .map(|l| l.out.clone());
+        let shared = self.shared.clone();
+        let peer = peer.to_string();
+        let sent = out.map(|out| {
+            let id = shared.next_call.fetch_add(1, Ordering::Relaxed);
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            shared.calls.lock().insert(id, tx);
+            out.push_frame(&Frame::Call { id, kind, body });
+            (id, rx)
+        });
+        async move {
+            let Some((id, rx)) = sent else {
+                return Err(CallError::Unreachable(peer));
+            };
+            let answer = tokio::time::timeout(timeout, rx).await;
+            shared.calls.lock().remove(&id);
+            match answer {
+                Ok(Ok(Ok(body))) => Ok(body),
+                Ok(Ok(Err(text))) => Err(CallError::Remote(text)),
+                Ok(Err(_)) | Err(_) => Err(CallError::Timeout(peer)),
+            }
         }
     }
 
@@ -861,11 +927,26 @@ async fn run_link(
             }
             Frame::Pong => shared.seen(&peer),
             Frame::Call { id, kind, body } => {
+                // The handler is called here, in the link's order (what it does
+                // before its future first waits is ordered per link); its answer
+                // is awaited on a task of its own.
+                let handler = if ENGINE_KINDS.contains(&kind) {
+                    shared.engine_handler.get()
+                } else {
+                    shared.handler.get()
+                };
+                let answer = handler.map(|h| h.call(&peer, kind, body));
+                if id == NOTE {
+                    if let Some(answer) = answer {
+                        tokio::spawn(answer);
+                    }
+                    continue;
+                }
                 let shared = shared.clone();
                 let peer = peer.clone();
                 tokio::spawn(async move {
-                    let answer = match shared.handler.get() {
-                        Some(h) => h.call(&peer, kind, body).await,
+                    let answer = match answer {
+                        Some(answer) => answer.await,
                         None => Err("this node is starting".to_string()),
                     };
                     let frame = match answer {

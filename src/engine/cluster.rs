@@ -8,9 +8,10 @@
 //! here (the peer then picks one of its own), so each message reaches one member
 //! cluster-wide.
 //!
-//! Stations are not shared yet: a message is stored on the node it was published
-//! to, by that node's stations. Schemas and routing rules are shared through the
-//! meta group (`meta.rs`).
+//! Stations are defined through the meta group (`meta.rs`) and held by one node
+//! each (`placement.rs`): a publish a station on another node captures goes to
+//! that node as a store call. Schemas and routing rules are shared through the
+//! meta group too.
 
 use super::trie::Subscription;
 use super::{StationEngine, lineage};
@@ -104,7 +105,12 @@ impl StationEngine {
     pub fn attach_cluster(&self, cluster: Cluster) {
         if self.cluster.set(cluster).is_err() {
             tracing::warn!("the engine is already attached to a cluster");
+            return;
         }
+        if let Some(cluster) = self.cluster.get() {
+            cluster.set_engine_handler(Arc::new(super::placement::EngineCalls(self.me.clone())));
+        }
+        self.start_state_notes();
     }
 
     /// The cluster links, when this node is in a cluster.
@@ -184,6 +190,7 @@ impl StationEngine {
         &self,
         tenant: &TenantId,
         message: &Message,
+        route: Option<&junction_api::Subject>,
         origin_mqtt: bool,
         peers: Vec<PeerForward<'_>>,
     ) {
@@ -199,12 +206,13 @@ impl StationEngine {
                     origin_mqtt,
                     plain: p.plain,
                     queues: &p.queues,
+                    route,
                 },
             );
         }
     }
 
-    fn tenant_named(&self, name: &str) -> TenantId {
+    pub(super) fn tenant_named(&self, name: &str) -> TenantId {
         if *self.default_tenant.0 == *name {
             self.default_tenant.clone()
         } else {
@@ -217,7 +225,9 @@ impl StationEngine {
     fn deliver_forwarded(&self, f: Forward) {
         let tenant = self.tenant_named(&f.tenant);
         let message = f.message;
-        let result = self.trie(&tenant).matches(&message.subject);
+        let result = self
+            .trie(&tenant)
+            .matches(f.route.as_ref().unwrap_or(&message.subject));
         let fanout = FanoutId::next();
         let mut unmarked: Option<Message> = None;
         let mut done = Vec::new();

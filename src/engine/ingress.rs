@@ -97,14 +97,31 @@ impl StationEngine {
             .capture(&from.tenant, &message.subject)
             .into_iter()
             .collect();
+        // In a cluster, stations other nodes hold: the one that captures the
+        // subject when no station here does, and those rules route to.
+        let mut remote: Vec<Arc<super::placement::RemoteStation>> = if targets.is_empty() {
+            self.placed
+                .capture(&from.tenant, &message.subject)
+                .into_iter()
+                .collect()
+        } else {
+            Vec::new()
+        };
         for name in &routes {
             match self.stations.get(&from.tenant, name) {
                 Ok(s) if !targets.iter().any(|t| t.name() == s.name()) => targets.push(s),
                 Ok(_) => {}
-                Err(_) => tracing::warn!(station = %name, "routing rule names a missing station"),
+                Err(_) => match self.placed.get(&from.tenant, name) {
+                    Some(r) if !remote.iter().any(|t| t.config.name == r.config.name) => {
+                        remote.push(r)
+                    }
+                    Some(_) => {}
+                    None => tracing::warn!(station = %name, "routing rule names a missing station"),
+                },
             }
         }
-        let captured = !targets.is_empty();
+        let remote_first = targets.is_empty();
+        let captured = !targets.is_empty() || !remote.is_empty();
         if captured {
             // Lineage is kept beside what stations store, in the record's lineage
             // section; the headers stay the producer's.
@@ -180,6 +197,40 @@ impl StationEngine {
                     })
                 };
                 station.append(copy, options, lineage.clone(), Some(callback));
+            }
+            // Stations other nodes hold get a store call; the capturing one's
+            // answer is the publisher's (its schema is checked there).
+            for (i, station) in remote.iter().enumerate() {
+                let name = station.config.name.clone();
+                let callback: StoredCallback = if remote_first && i == 0 {
+                    let index = self.lineage.clone();
+                    let stored = stored.take();
+                    let name: Arc<str> = Arc::from(name);
+                    Box::new(move |result| {
+                        if let Ok(ack) = &result
+                            && !ack.duplicate
+                        {
+                            index.stored(ticket, &name, ack.seq);
+                        }
+                        if let Some(stored) = stored {
+                            stored(result);
+                        }
+                    })
+                } else {
+                    Box::new(move |result| {
+                        if let Err(e) = result {
+                            tracing::warn!(station = name, error = %e, "routed copy not stored");
+                        }
+                    })
+                };
+                self.store_remote(
+                    &from.tenant,
+                    station,
+                    &unmarked,
+                    options,
+                    &lineage,
+                    callback,
+                );
             }
         }
         Ok((

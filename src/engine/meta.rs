@@ -19,7 +19,10 @@
 use super::StationEngine;
 use super::schemas::{self, SchemaRegistry};
 use futures::future::BoxFuture;
-use junction_api::{EngineError, RoutingRule, SchemaFormat, SchemaInfo, TenantId};
+use junction_api::{
+    ConfigError, EngineError, RoutingRule, SchemaFormat, SchemaInfo, StationConfig, StationInfo,
+    TenantId,
+};
 use junction_cluster::meta::{Change, Defs, MetaError, MetaGroup, MetaHost};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -60,6 +63,67 @@ pub(crate) enum MetaCall {
         tenant: String,
         name: String,
     },
+    /// A client station, placed on `node` (the node the create came to).
+    CreateStation {
+        tenant: String,
+        config: StationConfig,
+        node: String,
+        now_ns: u64,
+    },
+    UpdateStation {
+        tenant: String,
+        config: StationConfig,
+    },
+    DeleteStation {
+        tenant: String,
+        name: String,
+    },
+}
+
+/// A station as the meta group holds it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct StationDef {
+    pub config: StationConfig,
+    /// The node that holds its messages and groups.
+    pub node: String,
+    /// When it was created (the proposer's clock), in ns since the epoch.
+    pub created_ns: u64,
+}
+
+impl StationDef {
+    pub fn created(&self) -> std::time::SystemTime {
+        std::time::UNIX_EPOCH + std::time::Duration::from_nanos(self.created_ns)
+    }
+}
+
+fn station_key(tenant: &str, name: &str) -> String {
+    format!("station:{tenant}:{name}")
+}
+
+/// Refuses `config` when its subjects overlap another station of `tenant` in
+/// `defs`.
+fn check_station_overlap(defs: &Defs, tenant: &str, config: &StationConfig) -> Result<(), String> {
+    let mine = super::station::filters_of(config).map_err(|e| e.to_string())?;
+    let prefix = format!("station:{tenant}:");
+    for (k, v) in defs.range(prefix.clone()..) {
+        if !k.starts_with(&prefix) {
+            break;
+        }
+        let Ok(other) = serde_json::from_value::<StationDef>(v.clone()) else {
+            continue;
+        };
+        if other.config.name == config.name {
+            continue;
+        }
+        let theirs = super::station::filters_of(&other.config).map_err(|e| e.to_string())?;
+        if mine
+            .iter()
+            .any(|a| theirs.iter().any(|b| super::station::filters_overlap(a, b)))
+        {
+            return Err(E_SUBJECTS_OVERLAP.into());
+        }
+    }
+    Ok(())
 }
 
 const MANAGED: &str = "cluster/managed";
@@ -76,6 +140,9 @@ fn rule_key(tenant: &str, name: &str) -> String {
 const E_SCHEMA_EXISTS: &str = "schema already exists";
 const E_SCHEMA_NOT_FOUND: &str = "schema not found";
 const E_RULE_NOT_FOUND: &str = "routing rule not found";
+const E_STATION_IN_USE: &str = "station name in use";
+const E_STATION_NOT_FOUND: &str = "station not found";
+const E_SUBJECTS_OVERLAP: &str = "subjects overlap another station";
 
 /// What `call` changes in `defs`, and its answer. The same on every node.
 pub(crate) fn plan(defs: &Defs, call: &MetaCall) -> Result<(Vec<Change>, Value), String> {
@@ -137,8 +204,60 @@ pub(crate) fn plan(defs: &Defs, call: &MetaCall) -> Result<(Vec<Change>, Value),
             }
             Ok((vec![(k, None)], Value::Null))
         }
+        MetaCall::CreateStation {
+            tenant,
+            config,
+            node,
+            now_ns,
+        } => {
+            let k = station_key(tenant, &config.name);
+            if let Some(v) = defs.get(&k) {
+                let old: StationDef =
+                    serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
+                // The same definition again: the station as it is (idempotent).
+                return if old.config == *config {
+                    Ok((Vec::new(), v.clone()))
+                } else {
+                    Err(E_STATION_IN_USE.into())
+                };
+            }
+            check_station_overlap(defs, tenant, config)?;
+            let def = StationDef {
+                config: config.clone(),
+                node: node.clone(),
+                created_ns: *now_ns,
+            };
+            let v = serde_json::to_value(&def).map_err(|e| e.to_string())?;
+            Ok((vec![(k, Some(v.clone()))], v))
+        }
+        MetaCall::UpdateStation { tenant, config } => {
+            let k = station_key(tenant, &config.name);
+            let v = defs.get(&k).ok_or(E_STATION_NOT_FOUND)?;
+            let mut def: StationDef =
+                serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
+            if def.config.storage != config.storage {
+                return Err(E_STORAGE_CHANGE.into());
+            }
+            if def.config.retention != config.retention {
+                return Err(E_RETENTION_CHANGE.into());
+            }
+            check_station_overlap(defs, tenant, config)?;
+            def.config = config.clone();
+            let v = serde_json::to_value(&def).map_err(|e| e.to_string())?;
+            Ok((vec![(k, Some(v.clone()))], v))
+        }
+        MetaCall::DeleteStation { tenant, name } => {
+            let k = station_key(tenant, name);
+            if !defs.contains_key(&k) {
+                return Err(E_STATION_NOT_FOUND.into());
+            }
+            Ok((vec![(k, None)], Value::Null))
+        }
     }
 }
+
+const E_STORAGE_CHANGE: &str = "storage change";
+const E_RETENTION_CHANGE: &str = "retention change";
 
 fn engine_error(e: MetaError) -> EngineError {
     match e {
@@ -150,6 +269,11 @@ fn engine_error(e: MetaError) -> EngineError {
             E_SCHEMA_EXISTS => EngineError::SchemaExists,
             E_SCHEMA_NOT_FOUND => EngineError::SchemaNotFound,
             E_RULE_NOT_FOUND => EngineError::RoutingRuleNotFound,
+            E_STATION_IN_USE => EngineError::StationNameInUse,
+            E_STATION_NOT_FOUND => EngineError::StationNotFound,
+            E_SUBJECTS_OVERLAP => EngineError::SubjectsOverlap,
+            E_STORAGE_CHANGE => EngineError::InvalidConfig(ConfigError::StorageChange),
+            E_RETENTION_CHANGE => EngineError::InvalidConfig(ConfigError::RetentionChange),
             _ => EngineError::invalid_config(why),
         },
     }
@@ -305,6 +429,10 @@ impl StationEngine {
                     Err(EngineError::RoutingRuleNotFound) => Ok(()),
                     other => other,
                 },
+                ("station", Some(v)) => serde_json::from_value::<StationDef>(v.clone())
+                    .map_err(|e| EngineError::Storage(e.to_string()))
+                    .and_then(|def| self.place_station(&t, def)),
+                ("station", None) => self.unplace_station(&t, name, managed.contains(key)),
                 _ => {
                     tracing::warn!(%key, "unknown meta definition kind");
                     continue;
@@ -358,6 +486,81 @@ impl StationEngine {
             tracing::info!(changes = changes.len(), "cluster definitions reconciled");
             self.reconcile(&changes);
         }
+    }
+
+    /// Brings this node in line with a station's definition: the node it is
+    /// placed on holds it as a station of its own; the others know it as held
+    /// elsewhere.
+    fn place_station(&self, tenant: &TenantId, def: StationDef) -> Result<(), EngineError> {
+        let me = self.cluster().map(|c| c.node().to_string());
+        let name = def.config.name.clone();
+        if me.as_deref() != Some(def.node.as_str()) {
+            self.placed
+                .put(tenant, def.config.clone(), def.node.clone(), def.created());
+            return Ok(());
+        }
+        self.placed.remove(tenant, &name);
+        match self.stations.get(tenant, &name) {
+            Ok(station) if station.config() == def.config => Ok(()),
+            Ok(_) => self.update_station_now(tenant, def.config).map(|_| ()),
+            Err(_) => self.create_station_now(tenant, def.config).map(|_| ()),
+        }
+    }
+
+    /// A station's definition is gone: deleted here when this node held it (and
+    /// took it from the group), forgotten when another node did.
+    fn unplace_station(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        managed: bool,
+    ) -> Result<(), EngineError> {
+        self.placed.remove(tenant, name);
+        if managed && self.stations.get(tenant, name).is_ok() {
+            return self.delete_station_now(tenant, name);
+        }
+        Ok(())
+    }
+
+    /// Station calls in a cluster: checked here, then through the meta group;
+    /// answers the station as this node sees it once it applied the change.
+    pub(crate) async fn cluster_station_call(
+        self: Arc<Self>,
+        meta: MetaGroup,
+        tenant: TenantId,
+        call: MetaCall,
+    ) -> Result<StationInfo, EngineError> {
+        let name = match &call {
+            MetaCall::CreateStation { config, .. } | MetaCall::UpdateStation { config, .. } => {
+                super::ingress::check_client_station(config)?;
+                self.check_station_schema(&tenant, config)?;
+                config.name.clone()
+            }
+            _ => return Err(EngineError::BadRequest("not a station call".into())),
+        };
+        let update = matches!(call, MetaCall::UpdateStation { .. });
+        match Self::replicate(&meta, call.clone()).await {
+            Ok(()) => {}
+            // A station this node had before it joined the cluster is changed
+            // here, as before.
+            Err(EngineError::StationNotFound)
+                if update && self.stations.get(&tenant, &name).is_ok() =>
+            {
+                let MetaCall::UpdateStation { config, .. } = call else {
+                    unreachable!("checked above")
+                };
+                let me = self.clone();
+                return tokio::task::spawn_blocking(move || me.update_station_now(&tenant, config))
+                    .await
+                    .unwrap_or_else(|e| Err(EngineError::Storage(e.to_string())));
+            }
+            Err(e) => return Err(e),
+        }
+        junction_api::Broker::station_info(&*self, &tenant, &name).map_err(|_| {
+            EngineError::Storage(format!(
+                "station '{name}' is defined in the cluster but this node could not make it; see its log"
+            ))
+        })
     }
 
     fn managed(&self) -> BTreeSet<String> {

@@ -25,6 +25,7 @@ mod group;
 mod ingress;
 mod lineage;
 mod meta;
+mod placement;
 mod routing;
 mod schemas;
 mod station;
@@ -116,6 +117,8 @@ pub struct StationEngine {
     meta: std::sync::OnceLock<junction_cluster::meta::MetaGroup>,
     /// Cut off from the meta quorum for longer than an election (`meta.rs`).
     cut_off: std::sync::atomic::AtomicBool,
+    /// Stations other nodes of the cluster hold (`placement.rs`).
+    placed: placement::RemoteStations,
 }
 
 impl StationEngine {
@@ -185,6 +188,7 @@ impl StationEngine {
             remote: Mutex::new(AHashMap::new()),
             meta: std::sync::OnceLock::new(),
             cut_off: std::sync::atomic::AtomicBool::new(false),
+            placed: placement::RemoteStations::default(),
         });
         // The lineage index comes back from what storage kept, off the start-up
         // path: the broker serves while it fills.
@@ -322,7 +326,8 @@ impl StationEngine {
             self.remove_subscriptions(client, &[id]);
         }
         if !peers.is_empty() {
-            self.forward_to_peers(&from.tenant, message, marked, peers);
+            let route = (*route != message.subject).then_some(route);
+            self.forward_to_peers(&from.tenant, message, route, marked, peers);
         }
         delivered
     }
@@ -505,12 +510,18 @@ impl Broker for StationEngine {
         station: &str,
         group: &str,
     ) -> Result<GroupInfo, EngineError> {
-        let (station, group) = self.stations.group(tenant, station, group)?;
+        let (station, group) = self
+            .stations
+            .group(tenant, station, group)
+            .map_err(|e| self.elsewhere(tenant, station, e))?;
         Ok(self.group_info_of(&station, &group))
     }
 
     fn group_names(&self, tenant: &TenantId, station: &str) -> Result<Vec<String>, EngineError> {
-        let station = self.stations.get(tenant, station)?;
+        let station = self
+            .stations
+            .get(tenant, station)
+            .map_err(|e| self.elsewhere(tenant, station, e))?;
         let mut names: Vec<String> = station.groups.read().keys().cloned().collect();
         names.sort();
         Ok(names)
@@ -531,7 +542,9 @@ impl Broker for StationEngine {
             station,
             group,
         ));
-        self.stations.fetch(tenant, station, group, request, sink)
+        self.stations
+            .fetch(tenant, station, group, request, sink)
+            .map_err(|e| self.elsewhere(tenant, station, e))
     }
 
     fn ack(
@@ -544,7 +557,8 @@ impl Broker for StationEngine {
     ) -> Result<(), EngineError> {
         let gave_up = self
             .stations
-            .ack(tenant, station, group, stream_seq, kind)?;
+            .ack(tenant, station, group, stream_seq, kind)
+            .map_err(|e| self.elsewhere(tenant, station, e))?;
         self.handle_gave_up(gave_up.into_iter().collect());
         Ok(())
     }
@@ -584,12 +598,53 @@ impl Broker for StationEngine {
     }
 
     fn station_info(&self, tenant: &TenantId, name: &str) -> Result<StationInfo, EngineError> {
-        let station = self.stations.get(tenant, name)?;
-        Ok(self.station_info_of(&station))
+        match self.stations.get(tenant, name) {
+            Ok(station) => Ok(self.station_info_of(&station)),
+            Err(e) => match self.placed.get(tenant, name) {
+                Some(remote) => Ok(remote.info()),
+                None => Err(e),
+            },
+        }
+    }
+
+    fn station_node(&self, tenant: &TenantId, name: &str) -> Option<String> {
+        if self.stations.get(tenant, name).is_ok() {
+            return None;
+        }
+        self.placed.get(tenant, name).map(|r| r.node.clone())
+    }
+
+    fn forward_request(
+        &self,
+        node: &str,
+        tenant: &TenantId,
+        message: &Message,
+    ) -> Result<(), EngineError> {
+        let cluster = self
+            .cluster
+            .get()
+            .ok_or_else(|| EngineError::NodeUnreachable(node.to_string()))?;
+        let body = junction_cluster::frame::message_bytes(junction_cluster::ForwardRef {
+            tenant: &tenant.0,
+            message,
+            origin_mqtt: false,
+            plain: true,
+            queues: &[],
+            route: None,
+        });
+        if cluster.notify(node, placement::K_REQUEST, body) {
+            Ok(())
+        } else {
+            Err(EngineError::NodeUnreachable(node.to_string()))
+        }
     }
 
     fn station_names(&self, tenant: &TenantId, subject: Option<&str>) -> Vec<String> {
-        self.stations.names(tenant, subject)
+        let mut names = self.stations.names(tenant, subject);
+        names.extend(self.placed.names(tenant, subject));
+        names.sort();
+        names.dedup();
+        names
     }
 
     fn get_message(
@@ -599,6 +654,7 @@ impl Broker for StationEngine {
         query: MessageQuery,
     ) -> Result<StoredMessage, EngineError> {
         self.get_message_in(tenant, name, query)
+            .map_err(|e| self.elsewhere(tenant, name, e))
     }
 
     fn subscribe(
@@ -674,26 +730,93 @@ impl Broker for StationEngine {
 impl Admin for StationEngine {
     fn create_station(&self, tenant: &TenantId, config: StationConfig) -> AdminFuture<StationInfo> {
         let tenant = tenant.clone();
+        if let Some(meta) = self.meta() {
+            let node = self.cluster().map(|c| c.node().to_string());
+            return self.in_cluster(move |e| async move {
+                check_client_station(&config)?;
+                let config = stations::normalize(config)?;
+                let call = meta::MetaCall::CreateStation {
+                    tenant: tenant.0.to_string(),
+                    config,
+                    node: node.unwrap_or_default(),
+                    now_ns: schemas::now(),
+                };
+                e.cluster_station_call(meta, tenant, call).await
+            });
+        }
         self.blocking(move |e| e.create_station_now(&tenant, config))
     }
 
     fn update_station(&self, tenant: &TenantId, config: StationConfig) -> AdminFuture<StationInfo> {
         let tenant = tenant.clone();
+        if let Some(meta) = self.meta() {
+            return self.in_cluster(move |e| async move {
+                check_client_station(&config)?;
+                let config = stations::normalize(config)?;
+                let call = meta::MetaCall::UpdateStation {
+                    tenant: tenant.0.to_string(),
+                    config,
+                };
+                e.cluster_station_call(meta, tenant, call).await
+            });
+        }
         self.blocking(move |e| e.update_station_now(&tenant, config))
     }
 
     fn delete_station(&self, tenant: &TenantId, name: &str) -> AdminFuture<()> {
         let (tenant, name) = (tenant.clone(), name.to_string());
+        if let Some(meta) = self.meta()
+            && !ingress::is_internal_station(&name)
+        {
+            return self.in_cluster(move |e| async move {
+                let call = meta::MetaCall::DeleteStation {
+                    tenant: tenant.0.to_string(),
+                    name: name.clone(),
+                };
+                match Self::replicate(&meta, call).await {
+                    // A station this node had before it joined the cluster.
+                    Err(EngineError::StationNotFound) if e.stations.get(&tenant, &name).is_ok() => {
+                        tokio::task::spawn_blocking(move || e.delete_station_now(&tenant, &name))
+                            .await
+                            .unwrap_or_else(|x| Err(EngineError::Storage(x.to_string())))
+                    }
+                    other => other,
+                }
+            });
+        }
         self.blocking(move |e| e.delete_station_now(&tenant, &name))
     }
 
     fn purge_station(&self, tenant: &TenantId, name: &str, purge: Purge) -> AdminFuture<u64> {
         let (tenant, name) = (tenant.clone(), name.to_string());
+        if let Some(node) = Broker::station_node(self, &tenant, &name) {
+            return self.in_cluster(move |e| async move {
+                let call = placement::StationCall::Purge {
+                    tenant: tenant.0.to_string(),
+                    station: name,
+                    filter: purge.filter,
+                    seq: purge.seq,
+                    keep: purge.keep,
+                };
+                let v = e.call_station_node(&node, call).await?;
+                Ok(v.as_u64().unwrap_or(0))
+            });
+        }
         self.blocking(move |e| e.purge_station_now(&tenant, &name, purge))
     }
 
     fn delete_message(&self, tenant: &TenantId, name: &str, seq: u64) -> AdminFuture<()> {
         let (tenant, name) = (tenant.clone(), name.to_string());
+        if let Some(node) = Broker::station_node(self, &tenant, &name) {
+            return self.in_cluster(move |e| async move {
+                let call = placement::StationCall::DeleteMessage {
+                    tenant: tenant.0.to_string(),
+                    station: name,
+                    seq,
+                };
+                e.call_station_node(&node, call).await.map(|_| ())
+            });
+        }
         self.blocking(move |e| e.delete_message_now(&tenant, &name, seq))
     }
 
@@ -704,11 +827,31 @@ impl Admin for StationEngine {
         config: GroupConfig,
     ) -> AdminFuture<GroupInfo> {
         let (tenant, station) = (tenant.clone(), station.to_string());
+        if let Some(node) = Broker::station_node(self, &tenant, &station) {
+            return self.in_cluster(move |e| async move {
+                let call = placement::StationCall::CreateGroup {
+                    tenant: tenant.0.to_string(),
+                    station,
+                    config,
+                };
+                StationEngine::group_from(e.call_station_node(&node, call).await?)
+            });
+        }
         self.blocking(move |e| e.create_group_now(&tenant, &station, config))
     }
 
     fn delete_group(&self, tenant: &TenantId, station: &str, group: &str) -> AdminFuture<()> {
         let (tenant, station, group) = (tenant.clone(), station.to_string(), group.to_string());
+        if let Some(node) = Broker::station_node(self, &tenant, &station) {
+            return self.in_cluster(move |e| async move {
+                let call = placement::StationCall::DeleteGroup {
+                    tenant: tenant.0.to_string(),
+                    station,
+                    group,
+                };
+                e.call_station_node(&node, call).await.map(|_| ())
+            });
+        }
         self.blocking(move |e| e.delete_group_now(&tenant, &station, &group))
     }
 

@@ -109,7 +109,7 @@ pub(crate) fn check_limit(what: &str, value: i64) -> Result<(), String> {
     Ok(())
 }
 
-fn normalize(mut config: StationConfig) -> Result<StationConfig, EngineError> {
+pub(crate) fn normalize(mut config: StationConfig) -> Result<StationConfig, EngineError> {
     validate_name(&config.name)?;
     if config.replicas == 0 {
         config.replicas = 1;
@@ -820,6 +820,7 @@ impl StationEngine {
             config: station.config(),
             created: station.created,
             state: station.state(),
+            node: self.cluster().map(|c| c.node().to_string()),
         }
     }
 

@@ -240,6 +240,21 @@ pub trait Broker: Send + Sync + 'static {
     /// A station's configuration and state (in memory).
     fn station_info(&self, tenant: &TenantId, name: &str) -> Result<StationInfo, EngineError>;
 
+    /// In a cluster, the node that holds station `name` when it is not this one
+    /// (`None`: this node holds it, it does not exist, or there is no cluster).
+    fn station_node(&self, tenant: &TenantId, name: &str) -> Option<String>;
+
+    /// Sends `message` to node `node`, where it goes to the broker's own
+    /// subscribers only (its JetStream API and ack services), which answer on
+    /// its reply subject as for a request made there: how a front-end passes a
+    /// request about a station on another node to that node.
+    fn forward_request(
+        &self,
+        node: &str,
+        tenant: &TenantId,
+        message: &Message,
+    ) -> Result<(), EngineError>;
+
     /// Station names, sorted; only those capturing `subject` when given.
     fn station_names(&self, tenant: &TenantId, subject: Option<&str>) -> Vec<String>;
 

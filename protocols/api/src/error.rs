@@ -45,7 +45,7 @@ pub enum ErrorKind {
 }
 
 /// Why a station, schema or routing-rule definition was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum ConfigError {
     /// Two of the station's subjects are equal or overlap.
@@ -67,7 +67,7 @@ pub enum ConfigError {
 }
 
 /// Why a consumer-group definition was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum GroupConfigError {
     /// A work-queue station needs groups with explicit acks.
@@ -88,7 +88,7 @@ pub enum GroupConfigError {
 }
 
 /// What a station's policy or the broker refused to do.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum Denial {
     /// The station denies purges (`deny_purge`).
@@ -108,7 +108,7 @@ pub enum Denial {
 
 /// Why the engine refused an operation. [`EngineError::kind`] gives its category;
 /// each front-end words it in its own protocol (see the module docs).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum EngineError {
     /// A subject, filter or queue name is malformed.
@@ -234,6 +234,19 @@ pub enum EngineError {
     /// handed to a client. Counted in `junction_storage_corrupt_records_total`.
     #[error("corrupt record: {0}")]
     CorruptRecord(String),
+    /// In a cluster: the station's messages and groups are on another node, and
+    /// this request is not served for it here (HTTP 421, with the node's name).
+    #[error("station '{station}' is held by node {node}; send this request to that node")]
+    StationElsewhere {
+        /// The station.
+        station: String,
+        /// The node that holds it.
+        node: String,
+    },
+    /// In a cluster: the node that holds the station did not answer (its link is
+    /// down, or it did not answer in time); a publish may or may not be stored.
+    #[error("node {0}, which holds the station, did not answer")]
+    NodeUnreachable(String),
     /// The station belongs to the broker (`$MQTT_*`, `$sys*`, `$dls_*`): clients
     /// cannot create, change, delete or purge it.
     #[error("station '{0}' is internal to the broker and cannot be changed by clients")]
@@ -277,7 +290,11 @@ impl EngineError {
             | E::MaxBytes
             | E::MaxGroups => ErrorKind::LimitReached,
             E::SchemaViolation(_) | E::DroppedByRule(_) => ErrorKind::Rejected,
-            E::ShuttingDown | E::Storage(_) | E::NoQuorum(_) => ErrorKind::Unavailable,
+            E::ShuttingDown
+            | E::Storage(_)
+            | E::NoQuorum(_)
+            | E::StationElsewhere { .. }
+            | E::NodeUnreachable(_) => ErrorKind::Unavailable,
             E::CorruptRecord(_) => ErrorKind::Corrupt,
         }
     }
@@ -294,7 +311,7 @@ impl EngineError {
 }
 
 /// Why a payload failed its station's schema.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SchemaViolation {
     /// The station that refused the message.
     pub station: String,

@@ -107,7 +107,7 @@ impl Default for GroupConfig {
 }
 
 /// A group's position and backlog.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GroupState {
     /// Deliveries made (the delivery sequence).
     pub delivered_consumer_seq: u64,
@@ -130,7 +130,7 @@ pub struct GroupState {
 }
 
 /// A group's definition and state.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GroupInfo {
     /// The station it reads.
     pub station: String,

@@ -49,7 +49,7 @@ pub const STEERING_HEADERS: [&str; 7] = [
 
 /// What a producer asks of the station that stores its message. `Default` asks
 /// nothing. A message no station captures ignores them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PublishOptions {
     /// De-duplication id: a second message with the same id within the station's
     /// duplicate window is acknowledged with the first one's sequence
@@ -73,7 +73,7 @@ pub struct PublishOptions {
 }
 
 /// What a rollup replaces.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Rollup {
     /// Every earlier message on the message's subject (`sub`).
     Subject,

@@ -163,7 +163,7 @@ impl StationConfig {
 }
 
 /// A station's current contents.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StationState {
     /// Messages stored.
     pub messages: u64,
@@ -186,14 +186,18 @@ pub struct StationState {
 }
 
 /// A station's definition and state.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StationInfo {
     /// Definition.
     pub config: StationConfig,
     /// When it was created.
     pub created: SystemTime,
-    /// Contents now.
+    /// Contents now: on a cluster node that does not hold the station, as its
+    /// node last reported them (about once a second).
     pub state: StationState,
+    /// In a cluster, the node that holds the station's messages and groups
+    /// (`None` on a node that runs alone).
+    pub node: Option<String>,
 }
 
 /// A stored message.
@@ -224,7 +228,7 @@ impl StoredMessage {
 }
 
 /// The answer to a durable publish.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PubAck {
     /// The station that stored it.
     pub station: String,

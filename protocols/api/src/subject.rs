@@ -8,7 +8,7 @@ use bytes::Bytes;
 use std::fmt;
 
 /// Why a subject, filter or queue name was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum SubjectError {
     /// The subject is empty.

@@ -168,6 +168,10 @@ impl From<EngineError> for AppError {
             EngineError::MaxConnections => (S::SERVICE_UNAVAILABLE, "max_connections"),
             EngineError::ShuttingDown => (S::SERVICE_UNAVAILABLE, "shutting_down"),
             EngineError::NoQuorum(_) => (S::SERVICE_UNAVAILABLE, "no_quorum"),
+            // In a cluster: a read or fetch of a station another node holds (it
+            // names the node); or that node did not answer.
+            EngineError::StationElsewhere { .. } => (S::MISDIRECTED_REQUEST, "station_elsewhere"),
+            EngineError::NodeUnreachable(_) => (S::SERVICE_UNAVAILABLE, "node_unreachable"),
             EngineError::SchemaViolation(v) => {
                 return AppError::SchemaViolation {
                     message,

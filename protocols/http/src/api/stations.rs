@@ -298,8 +298,12 @@ pub struct StationJson {
     pub dead_letter_station: Option<String>,
     /// When it was created.
     pub created: String,
-    /// What it holds now.
+    /// What it holds now (on a cluster node that does not hold the station, as
+    /// its node reported it about a second ago).
     pub state: StationStateJson,
+    /// In a cluster, the node that holds the station's messages and groups.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl From<&StationInfo> for StationJson {
@@ -344,6 +348,7 @@ impl From<&StationInfo> for StationJson {
                 .then(|| junction_api::dead_letter_station(&c.name)),
             created: rfc3339(info.created),
             state: StationStateJson::from(&info.state),
+            node: info.node.clone(),
         }
     }
 }

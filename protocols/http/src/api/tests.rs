@@ -84,6 +84,12 @@ impl Broker for Broken {
     fn station_names(&self, _: &TenantId, _: Option<&str>) -> Vec<String> {
         Vec::new()
     }
+    fn station_node(&self, _: &TenantId, _: &str) -> Option<String> {
+        None
+    }
+    fn forward_request(&self, _: &str, _: &TenantId, _: &Message) -> Result<(), EngineError> {
+        Err(storage())
+    }
     fn get_message(
         &self,
         _: &TenantId,

@@ -83,6 +83,28 @@ async fn answer<E: Engine>(engine: &Arc<E>, stats: &Stats, request: &Message) {
     stats.total.fetch_add(1, Ordering::Relaxed);
     let subject = request.subject.to_str_lossy().into_owned();
     let api = subject.strip_prefix(API_PREFIX).unwrap_or_default();
+    // In a cluster, a request about a stream another node holds is answered
+    // there, on the same reply subject (creates, updates and deletes go through
+    // the cluster's meta group from any node).
+    if let Some(stream) = stream_of(api) {
+        let tenant = TenantId::default_tenant();
+        if let Some(node) = engine.station_node(&tenant, stream) {
+            if let Err(e) = engine.forward_request(&node, &tenant, request) {
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(api, %node, error = %e, "JetStream request not passed on");
+                let error = JsErrorCode::ClusterNotAvail.with_err(e.to_string());
+                respond(
+                    &**engine,
+                    reply,
+                    to_json(&ApiErrorResponse::new(
+                        "io.nats.jetstream.api.v1.system_response",
+                        error,
+                    )),
+                );
+            }
+            return;
+        }
+    }
     if api.starts_with("CONSUMER.MSG.NEXT.") {
         let tenant = TenantId::default_tenant();
         let runtime = tokio::runtime::Handle::try_current().ok();
@@ -110,6 +132,30 @@ async fn answer<E: Engine>(engine: &Arc<E>, stats: &Stats, request: &Message) {
         }
     };
     respond(&**engine, reply, response);
+}
+
+/// The stream a request is about, for the requests its node answers: stream
+/// reads and purges, and everything about its consumers.
+fn stream_of(api: &str) -> Option<&str> {
+    const SCOPED: [&str; 12] = [
+        "STREAM.INFO.",
+        "STREAM.PURGE.",
+        "STREAM.MSG.GET.",
+        "STREAM.MSG.DELETE.",
+        "DIRECT.GET.",
+        "CONSUMER.CREATE.",
+        "CONSUMER.DURABLE.CREATE.",
+        "CONSUMER.NAMES.",
+        "CONSUMER.LIST.",
+        "CONSUMER.INFO.",
+        "CONSUMER.DELETE.",
+        "CONSUMER.MSG.NEXT.",
+    ];
+    SCOPED
+        .iter()
+        .find_map(|p| api.strip_prefix(p))
+        .and_then(|rest| rest.split('.').next())
+        .filter(|s| !s.is_empty())
 }
 
 /// Publishes `payload` to `reply` from the system client.

@@ -582,6 +582,13 @@ fn apply_ack<E: Engine>(
         return;
     };
     let tenant = TenantId::default_tenant();
+    // In a cluster, the stream's node applies it.
+    if let Some(node) = engine.station_node(&tenant, reply.stream) {
+        if let Err(e) = engine.forward_request(&node, &tenant, message) {
+            tracing::debug!(%node, error = %e, "ack not passed on to the stream's node");
+        }
+        return;
+    }
     let kind = match parse_ack(&message.payload) {
         JsAck::Ack => AckKind::Ack,
         JsAck::Nak { delay_ns } => AckKind::Nak(delay_ns.map(dur)),

@@ -2,8 +2,8 @@
 //! engine errors to JetStream API errors.
 
 use super::api_types::{
-    ApiError, DiscardPolicy, JsErrorCode, RetentionPolicy, StorageType, StoredMsg, StreamConfig,
-    StreamInfo, StreamState, format_rfc3339_nanos,
+    ApiError, ClusterInfo, DiscardPolicy, JsErrorCode, RetentionPolicy, StorageType, StoredMsg,
+    StreamConfig, StreamInfo, StreamState, format_rfc3339_nanos,
 };
 use crate::encode;
 use junction_api::{
@@ -179,7 +179,10 @@ pub fn stream_info(info: &StationInfo) -> StreamInfo {
             ..StreamState::default()
         },
         domain: String::new(),
-        cluster: None,
+        cluster: info.node.as_ref().map(|node| ClusterInfo {
+            leader: node.clone(),
+            ..ClusterInfo::default()
+        }),
         mirror: None,
         sources: Vec::new(),
         alternates: Vec::new(),

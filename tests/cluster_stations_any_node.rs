@@ -1,0 +1,312 @@
+//! Stations in a cluster of three real `junction` processes: a station is defined
+//! through the meta group and held by the node it was created on; every node
+//! shows it and takes publishes, reads and consumers for it:
+//! - a JetStream stream created on node 1 (async-nats) is listed and answered by
+//!   STREAM.INFO on nodes 2 and 3, with `cluster.leader` naming node 1, and by
+//!   `GET /v1/stations/{name}` on node 3 (`"node": "n1"`);
+//! - JetStream publishes on node 2, an MQTT QoS 1 publish on node 3 (rumqttc) and
+//!   an HTTP produce on node 2 are acknowledged with the station's sequences
+//!   (1, 2, … in the order each publisher sent them) and stored on node 1;
+//! - a durable pull consumer created and read on node 3 gets every message once,
+//!   and its acks (made on node 3) reach node 1: CONSUMER.INFO on node 2 shows
+//!   nothing pending;
+//! - creating the same name with other subjects on node 2 is refused (stream name
+//!   in use), overlapping subjects too; deleting it on node 3 removes it everywhere;
+//! - with the holder killed, a publish on another node is not acknowledged (a
+//!   JetStream error, HTTP 503 `node_unreachable`); an HTTP read of a message,
+//!   which only the holder serves, answers 421 `station_elsewhere` naming it;
+//!   after a restart every acknowledged message is there and publishes are taken
+//!   again.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/process.rs"]
+#[allow(dead_code)] // each test binary uses part of it
+mod process;
+
+#[path = "support/cluster.rs"]
+mod cluster;
+
+use async_nats::jetstream::{self, consumer, stream};
+use bytes::Bytes;
+use cluster::{Cluster, get_json, http, until};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+async fn js(c: &Cluster, i: usize) -> jetstream::Context {
+    jetstream::new(async_nats::connect(c.nats_url(i)).await.unwrap())
+}
+
+async fn station_on(c: &Cluster, i: usize, name: &str) -> (u16, Value) {
+    let resp = http()
+        .get(format!(
+            "http://127.0.0.1:{}/v1/stations/{name}",
+            c.nodes[i].http
+        ))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_station_made_on_one_node_is_seen_written_and_consumed_on_every_node() {
+    let c = Cluster::start(3, &[]).await;
+    let on1 = js(&c, 0).await;
+    on1.create_stream(stream::Config {
+        name: "orders".into(),
+        subjects: vec!["orders.>".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+
+    // Seen on every node: listed, STREAM.INFO with the holder as leader, HTTP.
+    for i in [1, 2] {
+        let on = js(&c, i).await;
+        let mut stream = on.get_stream("orders").await.unwrap();
+        let info = stream.info().await.unwrap();
+        assert_eq!(info.config.subjects, ["orders.>"]);
+        assert_eq!(
+            info.cluster
+                .as_ref()
+                .and_then(|c| c.leader.clone())
+                .as_deref(),
+            Some("n1"),
+            "{:?}",
+            info.cluster
+        );
+        let names: Vec<String> = on.stream_names().map(|n| n.unwrap()).collect().await;
+        assert_eq!(names, ["orders"]);
+    }
+    let (status, body) = station_on(&c, 2, "orders").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["node"], "n1", "{body}");
+
+    // JetStream publishes on node 2: acknowledged in order, by the stream on n1.
+    let on2 = js(&c, 1).await;
+    for i in 1..=50u64 {
+        let ack = on2
+            .publish(format!("orders.js.{i}"), Bytes::from(format!("js {i}")))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert_eq!((ack.stream.as_str(), ack.sequence), ("orders", i));
+    }
+    // Many in flight at once keep their order too.
+    let mut acks = Vec::new();
+    for i in 51..=150u64 {
+        acks.push(
+            on2.publish(format!("orders.js.{i}"), Bytes::from(format!("js {i}")))
+                .await
+                .unwrap(),
+        );
+    }
+    for (i, ack) in (51..=150u64).zip(acks) {
+        assert_eq!(ack.await.unwrap().sequence, i);
+    }
+
+    // MQTT QoS 1 on node 3: PUBACK once stored on n1.
+    {
+        use rumqttc::{Event, Packet, QoS};
+        let mut o = rumqttc::MqttOptions::new("pub-on-3", "127.0.0.1", c.nodes[2].mqtt);
+        o.set_keep_alive(Duration::from_secs(30));
+        let (client, mut events) = rumqttc::AsyncClient::new(o, 10);
+        client
+            .publish("orders/mqtt", QoS::AtLeastOnce, false, "from mqtt")
+            .await
+            .unwrap();
+        tokio::time::timeout(process::GUARD, async {
+            loop {
+                if let Event::Incoming(Packet::PubAck(_)) = events.poll().await.unwrap() {
+                    return;
+                }
+            }
+        })
+        .await
+        .expect("PUBACK");
+    }
+
+    // HTTP produce on node 2: 201 with the station's sequence.
+    let resp = http()
+        .post(format!(
+            "http://127.0.0.1:{}/v1/stations/orders/messages?subject=orders.http",
+            c.nodes[1].http
+        ))
+        .body("from http")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let stored: Value = resp.json().await.unwrap();
+    assert_eq!(stored["seq"], 152, "{stored}");
+
+    // Stored on n1: 152 messages.
+    let mut held = on1.get_stream("orders").await.unwrap();
+    let info = held.info().await.unwrap();
+    assert_eq!(info.state.messages, 152);
+    // Node 3 shows the count its holder reports (about once a second).
+    until("node 3 shows 152 messages", || async {
+        station_on(&c, 2, "orders").await.1["state"]["messages"] == 152
+    })
+    .await;
+
+    // A durable pull consumer made and read on node 3, acked there.
+    let on3 = js(&c, 2).await;
+    let stream = on3.get_stream("orders").await.unwrap();
+    let consumer: consumer::PullConsumer = stream
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("audit".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < 152 {
+        let mut batch = consumer
+            .fetch()
+            .max_messages(100)
+            .expires(Duration::from_secs(2))
+            .messages()
+            .await
+            .unwrap();
+        while let Some(m) = batch.next().await {
+            let m = m.unwrap();
+            let seq = m.info().unwrap().stream_sequence;
+            assert!(seen.insert(seq), "message {seq} delivered twice");
+            m.ack().await.unwrap();
+        }
+    }
+    assert_eq!(seen.first(), Some(&1));
+    assert_eq!(seen.last(), Some(&152));
+    // The acks reached n1: nothing pending, seen from node 2.
+    until("every ack applied on the holder", || async {
+        let mut c2 = js(&c, 1)
+            .await
+            .get_stream("orders")
+            .await
+            .unwrap()
+            .get_consumer::<consumer::pull::Config>("audit")
+            .await
+            .unwrap();
+        let info = c2.info().await.unwrap();
+        info.num_ack_pending == 0 && info.ack_floor.stream_sequence == 152
+    })
+    .await;
+
+    // The name is taken cluster-wide; overlapping subjects are refused too.
+    let err = on2
+        .create_stream(stream::Config {
+            name: "orders".into(),
+            subjects: vec!["other.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("10058"), "{err}");
+    let resp = http()
+        .post(format!("http://127.0.0.1:{}/v1/stations", c.nodes[1].http))
+        .json(&json!({"name": "overlap", "subjects": ["orders.eu.>"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 409);
+
+    // Deleted on node 3: gone everywhere.
+    assert!(on3.delete_stream("orders").await.unwrap().success);
+    for i in 0..3 {
+        until("the station is gone on every node", || async {
+            station_on(&c, i, "orders").await.0 == 404
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_holder_is_down_publishes_are_refused_and_acknowledged_ones_survive() {
+    let mut c = Cluster::start(3, &[]).await;
+    let resp = http()
+        .post(format!("http://127.0.0.1:{}/v1/stations", c.nodes[0].http))
+        .json(&json!({"name": "events", "subjects": ["events.>"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    until("node 2 knows the station", || async {
+        station_on(&c, 1, "events").await.0 == 200
+    })
+    .await;
+    let on2 = js(&c, 1).await;
+    for i in 1..=20u64 {
+        let ack = on2
+            .publish("events.a", Bytes::from(format!("{i}")))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert_eq!(ack.sequence, i);
+    }
+
+    c.kill(0).await;
+    // Not acknowledged while the holder is down.
+    let refused = on2
+        .publish("events.a", Bytes::from_static(b"lost?"))
+        .await
+        .unwrap()
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    let resp = http()
+        .post(format!(
+            "http://127.0.0.1:{}/v1/stations/events/messages?subject=events.b",
+            c.nodes[2].http
+        ))
+        .body("lost?")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "node_unreachable", "{body}");
+    // A read that needs the station's data names its node.
+    let resp = http()
+        .get(format!(
+            "http://127.0.0.1:{}/v1/stations/events/messages/1",
+            c.nodes[2].http
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 421);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "station_elsewhere", "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("n1"),
+        "{body}"
+    );
+
+    // Back: every acknowledged message is there, and publishes are taken again.
+    c.restart(0).await;
+    until("node 2 is linked to n1 again", || async {
+        let v = get_json(c.nodes[1].http, "/v1/cluster").await;
+        v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["name"] == "n1" && n["online"] == true)
+    })
+    .await;
+    let on1 = js(&c, 0).await;
+    let mut held = on1.get_stream("events").await.unwrap();
+    let info = held.info().await.unwrap();
+    assert_eq!(info.state.messages, 20);
+    assert_eq!(info.state.last_sequence, 20);
+    let ack = on2
+        .publish("events.a", Bytes::from_static(b"21"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(ack.sequence, 21);
+}

@@ -1,0 +1,209 @@
+//! A cluster of real `junction` processes on 127.0.0.1 ports, for the cluster
+//! tests: start, wait until the meta group formed, kill and restart nodes.
+//! Each node logs to `<dir>/<name>.log` (kept when a test fails: set
+//! `CLUSTER_TEST_KEEP=1` to keep it anyway).
+#![allow(dead_code)] // each test binary uses part of it
+
+use super::process;
+use serde_json::Value;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tokio::process::Child;
+
+/// One node: its name, client ports and process.
+pub struct Node {
+    pub name: String,
+    pub nats: u16,
+    pub mqtt: u16,
+    pub http: u16,
+    pub cluster: u16,
+    pub child: Child,
+}
+
+fn spawn(dir: &Path, n: &Node, join: &str, env: &[(&str, &str)]) -> Child {
+    let data = dir.join(&n.name).display().to_string();
+    let nats = format!("127.0.0.1:{}", n.nats);
+    let mqtt = format!("127.0.0.1:{}", n.mqtt);
+    let http = format!("127.0.0.1:{}", n.http);
+    let listen = format!("127.0.0.1:{}", n.cluster);
+    let args = [
+        "serve",
+        "-n",
+        &n.name,
+        "--nats-listen",
+        &nats,
+        "--mqtt-listen",
+        &mqtt,
+        "--http-listen",
+        &http,
+        "--data-dir",
+        &data,
+        "--cluster-listen",
+        &listen,
+        "--join",
+        join,
+    ];
+    let log = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("{}.log", n.name)))
+        .expect("node log");
+    let err = log.try_clone().expect("node log");
+    let mut env: Vec<(&str, &str)> = env.to_vec();
+    if !env.iter().any(|(k, _)| *k == "RUST_LOG") {
+        env.push(("RUST_LOG", "warn"));
+    }
+    process::junction(dir, &args, &env)
+        .stdout(log)
+        .stderr(err)
+        .spawn()
+        .expect("junction starts")
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+pub async fn get_json(port: u16, path: &str) -> Value {
+    http()
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Polls `check` until it holds (a hang guard, not a timing claim).
+pub async fn until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + process::GUARD;
+    while !check().await {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Running nodes sharing one temporary directory.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<Node>,
+    pub join: String,
+    env: Vec<(String, String)>,
+}
+
+impl Cluster {
+    /// Starts `n` nodes (`n1`…) that all join each other, and waits until the
+    /// meta group has formed with `n` voters.
+    pub async fn start(n: usize, env: &[(&str, &str)]) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let mut nodes: Vec<Node> = Vec::new();
+        let ports: Vec<[u16; 4]> = (0..n)
+            .map(|_| std::array::from_fn(|_| process::free_port()))
+            .collect();
+        let join = ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{}", p[3]))
+            .collect::<Vec<_>>()
+            .join(",");
+        for (i, [nats, mqtt, http, cluster]) in ports.into_iter().enumerate() {
+            let mut node = Node {
+                name: format!("n{}", i + 1),
+                nats,
+                mqtt,
+                http,
+                cluster,
+                child: tokio::process::Command::new("true").spawn().unwrap(),
+            };
+            node.child = spawn(dir.path(), &node, &join, env);
+            nodes.push(node);
+        }
+        for node in &nodes {
+            process::wait_listening(node.http).await;
+        }
+        let c = Cluster {
+            dir,
+            nodes,
+            join,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        c.until_formed(n).await;
+        c
+    }
+
+    /// Waits until every node reports the same meta leader and `voters` voters.
+    pub async fn until_formed(&self, voters: usize) {
+        until("the meta group forms", || async {
+            let mut leaders = Vec::new();
+            for n in &self.nodes {
+                let v = get_json(n.http, "/v1/cluster").await;
+                let count = v["nodes"]
+                    .as_array()
+                    .map_or(0, |a| a.iter().filter(|n| n["voter"] == true).count());
+                if count != voters || v["meta_leader"].is_null() {
+                    return false;
+                }
+                leaders.push(v["meta_leader"].clone());
+            }
+            leaders.windows(2).all(|w| w[0] == w[1])
+        })
+        .await;
+    }
+
+    pub fn index_of(&self, name: &str) -> usize {
+        self.nodes.iter().position(|n| n.name == name).unwrap()
+    }
+
+    /// `kill -9` of node `i`.
+    pub async fn kill(&mut self, i: usize) {
+        self.nodes[i].child.kill().await.unwrap();
+    }
+
+    /// Starts node `i` again on its ports and data.
+    pub async fn restart(&mut self, i: usize) {
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let child = spawn(self.dir.path(), &self.nodes[i], &self.join, &env);
+        self.nodes[i].child = child;
+        process::wait_listening(self.nodes[i].http).await;
+    }
+
+    pub fn nats_url(&self, i: usize) -> String {
+        format!("nats://127.0.0.1:{}", self.nodes[i].nats)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let failed = std::thread::panicking();
+        if failed || std::env::var_os("CLUSTER_TEST_KEEP").is_some() {
+            let kept = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap()).keep();
+            eprintln!("node logs in {}", kept.display());
+            if failed {
+                for n in &self.nodes {
+                    let log = kept.join(format!("{}.log", n.name));
+                    let text = std::fs::read_to_string(&log).unwrap_or_default();
+                    let lines: Vec<&str> = text.lines().collect();
+                    eprintln!("--- last lines of {}:", log.display());
+                    for line in &lines[lines.len().saturating_sub(20)..] {
+                        eprintln!("{line}");
+                    }
+                }
+            }
+        }
+    }
+}
