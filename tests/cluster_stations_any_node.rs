@@ -13,7 +13,8 @@
 //! - creating the same name with other subjects on node 2 is refused (stream name
 //!   in use), overlapping subjects too; deleting it on node 3 removes it everywhere;
 //! - with the holder killed, a publish on another node is not acknowledged (a
-//!   JetStream error, HTTP 503 `node_unreachable`); an HTTP read of a message,
+//!   JetStream error, HTTP 503 `node_unreachable`, no PUBACK for MQTT 3.1.1);
+//!   an HTTP read of a message,
 //!   which only the holder serves, answers 421 `station_elsewhere` naming it;
 //!   after a restart every acknowledged message is there and publishes are taken
 //!   again.
@@ -269,6 +270,30 @@ async fn while_the_holder_is_down_publishes_are_refused_and_acknowledged_ones_su
     assert_eq!(resp.status().as_u16(), 503);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "node_unreachable", "{body}");
+    // MQTT 3.1.1 cannot refuse a publish: no PUBACK, the connection closes and
+    // the device resends later.
+    {
+        use rumqttc::{Event, Packet, QoS};
+        let mut o = rumqttc::MqttOptions::new("pub-while-down", "127.0.0.1", c.nodes[2].mqtt);
+        o.set_keep_alive(Duration::from_secs(30));
+        let (client, mut events) = rumqttc::AsyncClient::new(o, 10);
+        client
+            .publish("events/mqtt", QoS::AtLeastOnce, false, "lost?")
+            .await
+            .unwrap();
+        let outcome = tokio::time::timeout(process::GUARD, async {
+            loop {
+                match events.poll().await {
+                    Ok(Event::Incoming(Packet::PubAck(_))) => return "acknowledged",
+                    Ok(_) => {}
+                    Err(_) => return "closed",
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(outcome, "closed");
+    }
     // A read that needs the station's data names its node.
     let resp = http()
         .get(format!(
@@ -309,4 +334,55 @@ async fn while_the_holder_is_down_publishes_are_refused_and_acknowledged_ones_su
         .await
         .unwrap();
     assert_eq!(ack.sequence, 21);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_refusal_by_a_station_on_another_node_stores_and_delivers_nothing() {
+    let c = Cluster::start(3, &[]).await;
+    let resp = http()
+        .post(format!("http://127.0.0.1:{}/v1/schemas", c.nodes[1].http))
+        .json(&json!({"name": "order", "definition": {"type": "object", "required": ["id"]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let resp = http()
+        .post(format!("http://127.0.0.1:{}/v1/stations", c.nodes[0].http))
+        .json(&json!({"name": "checked", "subjects": ["checked.>"], "schema": "order"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201, "{:?}", resp.text().await);
+    until("node 3 knows the station", || async {
+        station_on(&c, 2, "checked").await.0 == 200
+    })
+    .await;
+
+    // A core subscriber on node 3, where the publisher is too.
+    let nats3 = async_nats::connect(c.nats_url(2)).await.unwrap();
+    let mut live = nats3.subscribe("checked.>").await.unwrap();
+    nats3.flush().await.unwrap();
+    let on3 = jetstream::new(nats3.clone());
+    let err = on3
+        .publish("checked.a", Bytes::from_static(b"{\"no\":1}"))
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().to_lowercase().contains("schema"), "{err}");
+    let ack = on3
+        .publish("checked.a", Bytes::from_static(b"{\"id\":1}"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(ack.sequence, 1);
+    // Only the valid one was delivered live.
+    let first = tokio::time::timeout(process::GUARD, live.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&first.payload[..], b"{\"id\":1}");
+    let mut held = js(&c, 0).await.get_stream("checked").await.unwrap();
+    assert_eq!(held.info().await.unwrap().state.messages, 1);
 }

@@ -44,6 +44,8 @@ export interface Station {
   dead_letter: DeadLetterPolicy;
   /** `$dls_<name>`, once the policy keeps something. */
   dead_letter_station: string | null;
+  /** In a cluster, the node that holds its messages and groups. */
+  node?: string;
 }
 
 /** Which failures a station copies to its dead-letter station (docs/dead-letter.md). */

@@ -61,6 +61,15 @@ describe('the cluster page', () => {
     await other.getByText('voter', { exact: true }).waitFor();
     // The leader knows how far behind the other is (caught up: 0).
     if (leader === 'gui-1') await second.getByTestId('lag').getByText('0', { exact: true }).waitFor();
+    // A station made on gui-2 shows as held by gui-2 on gui-1's page.
+    const made = await fetch(`${two.url}/v1/stations`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'placed', subjects: ['placed.>'] }),
+    });
+    assert.equal(made.status, 201);
+    await second.getByTestId('held').getByText('placed', { exact: true }).waitFor();
+    assert.equal(await first.getByTestId('held').innerText(), '—');
     await screenshot(page, 'cluster-two-nodes');
 
     // The Overview shows the cluster too, with the same leader.

@@ -199,7 +199,13 @@ impl StationEngine {
                 station.append(copy, options, lineage.clone(), Some(callback));
             }
             // Stations other nodes hold get a store call; the capturing one's
-            // answer is the publisher's (its schema is checked there).
+            // answer is the publisher's. Its schema is checked there (which
+            // dead-letters what it refuses) and here, so that a message it
+            // refuses is not delivered live either, as on one node.
+            let refused_there = remote_first
+                && remote
+                    .first()
+                    .is_some_and(|r| !self.remote_schema_accepts(&from.tenant, r, &unmarked));
             for (i, station) in remote.iter().enumerate() {
                 let name = station.config.name.clone();
                 let callback: StoredCallback = if remote_first && i == 0 {
@@ -231,6 +237,15 @@ impl StationEngine {
                     &lineage,
                     callback,
                 );
+            }
+            if refused_there {
+                return Ok((
+                    message,
+                    Captured {
+                        stored: true,
+                        refused: true,
+                    },
+                ));
             }
         }
         Ok((

@@ -315,6 +315,29 @@ impl StationEngine {
         });
     }
 
+    /// Whether the schema of a station another node holds accepts `message`
+    /// (schemas are in the meta group: every node has them).
+    pub(crate) fn remote_schema_accepts(
+        &self,
+        tenant: &TenantId,
+        station: &RemoteStation,
+        message: &Message,
+    ) -> bool {
+        let Some(name) = &station.config.schema else {
+            return true;
+        };
+        match self
+            .schemas
+            .validator(tenant, name, station.config.schema_version)
+        {
+            Some((_, validator)) => {
+                super::schemas::validate_payload(&validator, &message.payload).is_ok()
+            }
+            // Not here (yet): the station's node decides.
+            None => true,
+        }
+    }
+
     /// Stores a publish a peer sent for a station this node holds; the answer
     /// comes once it is stored (or refused).
     fn store_forwarded(

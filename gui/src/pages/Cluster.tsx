@@ -1,6 +1,6 @@
 // The cluster as the node serving the console sees it: every node with its
-// state, meta group id and role, address and client URLs, refreshed every 2 s. A
-// node running alone says so.
+// state, meta group id and role, the stations it holds, address and client URLs,
+// refreshed every 2 s. A node running alone says so.
 import { api } from '../api';
 import { ErrorNote, Loading } from '../components/Status';
 import { ago, num, time } from '../format';
@@ -11,6 +11,15 @@ const EVERY_MS = 2000;
 export function Cluster() {
   useTitle('Cluster');
   const { data, error } = useLoad(() => api.cluster(), [], EVERY_MS);
+  const { data: stations } = useLoad(() => api.stations(), [], EVERY_MS);
+  // Station names by the node that holds them (with its groups' count).
+  const held = new Map<string, string[]>();
+  for (const s of stations ?? []) {
+    if (!s.node) continue;
+    const groups = s.state.groups;
+    const label = groups > 0 ? `${s.name} (${groups} group${groups === 1 ? '' : 's'})` : s.name;
+    held.set(s.node, [...(held.get(s.node) ?? []), label]);
+  }
   const online = (data?.nodes ?? []).filter((n) => n.online).length;
   return (
     <section>
@@ -51,6 +60,9 @@ export function Cluster() {
                   <th scope="col" class="num" title="Meta log entries behind the leader, as the leader sees them">
                     Lag
                   </th>
+                  <th scope="col" title="Stations whose messages and groups this node holds">
+                    Stations held
+                  </th>
                   <th scope="col">Cluster address</th>
                   <th scope="col">Client URLs</th>
                   <th scope="col">Last seen</th>
@@ -69,6 +81,7 @@ export function Cluster() {
                     <td>{n.id ?? '—'}</td>
                     <td>{n.id === null ? '—' : data.meta_leader === n.name ? 'leader' : n.voter ? 'voter' : 'learner'}</td>
                     <td class="num" data-testid="lag">{n.lag ?? '—'}</td>
+                    <td data-testid="held">{(held.get(n.name) ?? []).join(', ') || '—'}</td>
                     <td>
                       <code>{n.addr || '—'}</code>
                     </td>

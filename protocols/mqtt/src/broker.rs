@@ -143,7 +143,14 @@ pub(crate) fn reason_of(e: &EngineError) -> u8 {
         | EngineError::InternalSubject(_)
         | EngineError::InternalStation(_) => 0x87,
         EngineError::InvalidSubject(_) => 0x90,
-        EngineError::Storage(_) => 0x80,
+        // Not stored for a reason that is not the message's (storage, or a
+        // cluster node that holds the station did not answer): 0x80, which a
+        // 3.1.1 client is never acknowledged for (it resends).
+        EngineError::Storage(_)
+        | EngineError::NodeUnreachable(_)
+        | EngineError::StationElsewhere { .. }
+        | EngineError::NoQuorum(_)
+        | EngineError::ShuttingDown => 0x80,
         EngineError::SchemaViolation(_) => 0x99,
         _ => 0x83,
     }
