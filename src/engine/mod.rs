@@ -624,19 +624,27 @@ impl Broker for StationEngine {
             .cluster
             .get()
             .ok_or_else(|| EngineError::NodeUnreachable(node.to_string()))?;
-        let body = junction_cluster::frame::message_bytes(junction_cluster::ForwardRef {
-            tenant: &tenant.0,
-            message,
-            origin_mqtt: false,
-            plain: true,
-            queues: &[],
-            route: None,
-        });
-        if cluster.notify(node, placement::K_REQUEST, body) {
+        if cluster.notify(
+            node,
+            placement::K_REQUEST,
+            placement::request_bytes(tenant, message),
+        ) {
             Ok(())
         } else {
             Err(EngineError::NodeUnreachable(node.to_string()))
         }
+    }
+
+    fn broadcast_request(&self, tenant: &TenantId, message: &Message) -> usize {
+        let Some(cluster) = self.cluster.get() else {
+            return 0;
+        };
+        let body = placement::request_bytes(tenant, message);
+        cluster
+            .linked_peers()
+            .iter()
+            .filter(|p| cluster.notify(p, placement::K_REQUEST, body.clone()))
+            .count()
     }
 
     fn station_names(&self, tenant: &TenantId, subject: Option<&str>) -> Vec<String> {

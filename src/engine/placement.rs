@@ -201,6 +201,19 @@ pub(crate) enum StationCall {
     },
 }
 
+/// A request's body ([`K_REQUEST`]): the message, for the called node's own
+/// subscribers.
+pub(crate) fn request_bytes(tenant: &TenantId, message: &Message) -> Bytes {
+    junction_cluster::frame::message_bytes(ForwardRef {
+        tenant: &tenant.0,
+        message,
+        origin_mqtt: false,
+        plain: true,
+        queues: &[],
+        route: None,
+    })
+}
+
 /// A store call's body: station name, options, lineage, then the message.
 fn encode_store(
     tenant: &TenantId,
@@ -427,10 +440,12 @@ impl StationEngine {
         let result = self.trie(&tenant).matches(&f.message.subject);
         let fanout = junction_api::FanoutId::next();
         let mut done = Vec::new();
+        // The broker's own subscriptions are the ones not shared with peers (in a
+        // cluster every client subscription is).
         for sub in result
             .plain
             .iter()
-            .filter(|s| s.route.is_none() && s.client == self.system.id)
+            .filter(|s| s.route.is_none() && !s.shared)
         {
             self.deliver_one(sub, &f.message, fanout, &mut done);
         }

@@ -255,6 +255,13 @@ pub trait Broker: Send + Sync + 'static {
         message: &Message,
     ) -> Result<(), EngineError>;
 
+    /// Sends `message` to every other node of the cluster that a link is up to,
+    /// where it goes to the broker's own subscribers only (as
+    /// [`Broker::forward_request`]); returns how many nodes. How a front-end
+    /// keeps its own state in step across nodes (MQTT retained messages and
+    /// client-id takeover). 0 when there is no cluster.
+    fn broadcast_request(&self, tenant: &TenantId, message: &Message) -> usize;
+
     /// Station names, sorted; only those capturing `subject` when given.
     fn station_names(&self, tenant: &TenantId, subject: Option<&str>) -> Vec<String>;
 

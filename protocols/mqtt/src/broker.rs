@@ -55,6 +55,9 @@ pub(crate) struct Tenant {
     pub slots: Mutex<HashMap<String, Slot>>,
     /// Topic → retained message.
     pub retained: RwLock<BTreeMap<String, Retained>>,
+    /// In a cluster: subject → when its retained message was cleared (ns), so
+    /// that an older set from a peer does not bring it back (`cluster.rs`).
+    pub tombstones: RwLock<HashMap<String, u64>>,
     /// Filters of persistent QoS 1/2 subscriptions: (client id, raw filter) → the
     /// subject filters it maps to (without the `$MQTT.msgs.` prefix).
     pub durable: RwLock<HashMap<(String, String), Vec<SubjectFilter>>>,
@@ -193,11 +196,17 @@ impl MqttBroker {
         if broker.engine.station_info(&default, session::SESS).is_ok() {
             broker.tenant(&default)?;
         }
+        crate::cluster::start(&broker)?;
         Ok(broker)
     }
 
     pub(crate) fn next_conn_id(&self) -> u64 {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A tenant's state if it was loaded (MQTT used here), without making it.
+    pub(crate) fn loaded_tenant(&self, id: &TenantId) -> Option<Arc<Tenant>> {
+        self.tenants.lock().get(id).cloned()
     }
 
     /// A tenant's state, loading it on first use.
@@ -216,13 +225,14 @@ impl MqttBroker {
         // The broker's own publisher ($SYS figures, wills): not a connection.
         client.set_kind(junction_api::ClientKind::Internal);
         client.set_identity(Some("junction-mqtt".to_owned()), None, None, None);
-        let retained = session::load_retained(self.engine.as_ref(), id);
+        let (retained, tombstones) = session::load_retained(self.engine.as_ref(), id);
         let records = session::load_records(self.engine.as_ref(), id);
         let tenant = Arc::new(Tenant {
             id: id.clone(),
             client,
             slots: Mutex::new(HashMap::new()),
             retained: RwLock::new(retained),
+            tombstones: RwLock::new(tombstones),
             durable: RwLock::new(HashMap::new()),
             repairing: Mutex::new(()),
         });
@@ -452,7 +462,22 @@ impl MqttBroker {
         if retain {
             let stored_subject =
                 Subject::from_trusted(Bytes::from(format!("{RMSGS_PREFIX}{}", message.subject)));
-            if message.payload.is_empty() {
+            // In a cluster, retained messages are kept on every node: stamped with
+            // when they were set or cleared, and sent to the peers (`cluster.rs`).
+            let clustered = self.engine.cluster().is_some();
+            let at_ns = if clustered {
+                crate::cluster::now_ns()
+            } else {
+                0
+            };
+            if message.payload.is_empty() && clustered {
+                let key = message.subject.to_str_lossy().into_owned();
+                tenant.retained.write().remove(topic);
+                tenant.tombstones.write().insert(key, at_ns);
+                let record = crate::cluster::tombstone(stored_subject, at_ns);
+                self.store_internal(tenant, from, &record, &copies, part(join));
+                self.announce_retained(tenant, &record);
+            } else if message.payload.is_empty() {
                 let cleared = tenant.retained.write().remove(topic);
                 match self.engine.purge_internal_station(
                     &tenant.id,
@@ -485,6 +510,12 @@ impl MqttBroker {
                     }
                 }
             } else {
+                if clustered {
+                    tenant
+                        .tombstones
+                        .write()
+                        .remove(&*message.subject.to_str_lossy());
+                }
                 tenant.retained.write().insert(
                     topic.to_owned(),
                     Retained {
@@ -494,6 +525,7 @@ impl MqttBroker {
                         headers: message.headers.clone(),
                         reply: message.reply.clone(),
                         volatile: false,
+                        at_ns,
                     },
                 );
                 let mut copy = message.clone();
@@ -502,7 +534,13 @@ impl MqttBroker {
                 let h = copy.headers.get_or_insert_with(Default::default);
                 h.insert(H_MQTT_QOS, qos.to_string());
                 h.insert(H_MQTT_RETAIN, "1");
+                if clustered {
+                    h.insert(crate::session::H_MQTT_AT, at_ns.to_string());
+                }
                 self.store_internal(tenant, from, &copy, &copies, part(join));
+                if clustered {
+                    self.announce_retained(tenant, &copy);
+                }
             }
         }
         self.engine

@@ -14,6 +14,7 @@
 //!   survive a restart; a persistent QoS 1/2 subscription is a consumer group.
 
 mod broker;
+mod cluster;
 mod conn;
 mod io;
 mod mailbox;

@@ -33,6 +33,9 @@ pub const H_MQTT_QOS: &str = "Mqtt-Qos";
 pub const H_MQTT_STORED: &str = "Mqtt-Stored";
 /// Header: the publish had the retain flag.
 pub const H_MQTT_RETAIN: &str = "Mqtt-Retain";
+/// Header (on `$MQTT_rmsgs` records, in a cluster): when the retained message
+/// was set or cleared, ns since the epoch (the newest wins across nodes).
+pub const H_MQTT_AT: &str = "Mqtt-Retained-At";
 /// Header: MQTT 5 Payload Format Indicator was 1 (UTF-8).
 pub const H_MQTT_UTF8: &str = "Mqtt-Payload-Utf8";
 /// Header: MQTT 5 Correlation Data, base64.
@@ -52,6 +55,7 @@ pub fn is_internal_header(name: &str) -> bool {
         H_MQTT_QOS,
         H_MQTT_STORED,
         H_MQTT_RETAIN,
+        H_MQTT_AT,
         H_MQTT_UTF8,
         H_MQTT_CORRELATION,
         H_MQTT_EXPIRES,
@@ -125,6 +129,8 @@ pub struct Retained {
     pub reply: Option<Subject>,
     /// Not persisted (`$SYS` topics).
     pub volatile: bool,
+    /// When it was set (ns since the epoch; in a cluster only, else 0).
+    pub at_ns: u64,
 }
 
 /// The hex of a client id: a valid subject token and group-name part.
@@ -252,13 +258,26 @@ pub fn load_records(engine: &dyn Engine, tenant: &TenantId) -> Vec<SessionRecord
 }
 
 /// Loads every retained message of a tenant: topic → message.
-pub fn load_retained(engine: &dyn Engine, tenant: &TenantId) -> BTreeMap<String, Retained> {
+pub fn load_retained(
+    engine: &dyn Engine,
+    tenant: &TenantId,
+) -> (
+    BTreeMap<String, Retained>,
+    std::collections::HashMap<String, u64>,
+) {
     let mut out = BTreeMap::new();
+    let mut tombstones = std::collections::HashMap::new();
     for m in read_all(engine, tenant, RMSGS, "$MQTT.rmsgs.>") {
         let Some(rest) = m.subject.as_bytes().strip_prefix(RMSGS_PREFIX.as_bytes()) else {
             continue;
         };
         let subject = Subject::from_trusted(Bytes::copy_from_slice(rest));
+        let at_ns = crate::cluster::at_of(m.headers.as_ref());
+        // A clear made in a cluster (a tombstone): nothing retained.
+        if m.payload.is_empty() {
+            tombstones.insert(subject.to_str_lossy().into_owned(), at_ns);
+            continue;
+        }
         let topic = match crate::topic::subject_to_topic(rest) {
             Ok(t) => t,
             Err(e) => {
@@ -281,8 +300,9 @@ pub fn load_retained(engine: &dyn Engine, tenant: &TenantId) -> BTreeMap<String,
                 headers: m.headers,
                 reply: None,
                 volatile: false,
+                at_ns,
             },
         );
     }
-    out
+    (out, tombstones)
 }

@@ -75,6 +75,7 @@ fn publish(broker: &MqttBroker) {
                     headers: Some(headers.clone()),
                     reply: None,
                     volatile: true,
+                    at_ns: 0,
                 },
             );
             let mut message = Message::new(subject, payload);

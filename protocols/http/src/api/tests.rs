@@ -90,6 +90,9 @@ impl Broker for Broken {
     fn forward_request(&self, _: &str, _: &TenantId, _: &Message) -> Result<(), EngineError> {
         Err(storage())
     }
+    fn broadcast_request(&self, _: &TenantId, _: &Message) -> usize {
+        0
+    }
     fn get_message(
         &self,
         _: &TenantId,

@@ -530,6 +530,8 @@ async fn connect<S>(
             let _ = tokio::time::timeout(Duration::from_secs(5), w.cancelled()).await;
         }
     };
+    // In a cluster, a connection with this client id on another node leaves.
+    broker.announce_connect(&tenant, &info.client_id);
     let expiry = info.session_expiry.min(broker.options.max_session_expiry);
     // Given back to the registry if this session cannot be stored.
     let resumed = previous.clone().filter(|_| !info.clean_start);
