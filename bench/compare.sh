@@ -287,6 +287,7 @@ SCENARIOS=(
   "pub-16|core publish only, 16 B|throughput||nats-server|pub --size 16 --msgs 2000000"
   "cluster-1to1-16|core pub/sub 1→1 through two nodes of a 3-node cluster (publisher on node 1, subscriber on node 2), 16 B|throughput|>=1.0|nats-server|cluster3 pubsub --size 16 --msgs 1000000"
   "reqrep-16|request/reply round trip, 16 B|latency|<=1.0|nats-server|reqrep --size 16 --msgs 30000"
+  "cluster-js-fwd|station publish, 1000 in flight, 16 B, file, through another node of a 3-node cluster (station held by node 1, publishers on node 2)|throughput||-|cluster3 js-pub --window 1000 --size 16 --msgs 200000 --stream BENCH --storage file --purge"
   "js-window-fsync|station publish, 1000 in flight, 16 B, file; Junction fsync before ack (default)|throughput|>=1.0|nats-server|js-pub --window 1000 --size 16 --msgs 200000 --stream BENCH --storage file --purge"
   "js-window-flush|station publish, 1000 in flight, 16 B, file; Junction flush interval 50 ms|throughput|>=1.3|nats-server|js-pub --window 1000 --size 16 --msgs 200000 --stream BENCHF --storage file --flush-interval 50ms --purge"
   "js-sync-fsync|sync publish round trip, 16 B, file; Junction fsync before ack (default)|latency|<=1.0|nats-server|js-pub --sync --size 16 --msgs 5000 --stream BENCH --storage file --purge"
@@ -360,8 +361,12 @@ measure() {
     *) start_server "$server" "$dir" ;;
   esac
   if [ "${#CLUSTER_PIDS[@]}" -gt 0 ]; then
-    # Publishers on node 1, subscribers on node 2.
-    urls=(--url "$NATS_URL" --sub-url "$NATS_URL2")
+    case "$flags" in
+      # The station is made through node 1 (which holds it); publishers on node 2.
+      js-pub*) urls=(--url "$NATS_URL" --pub-url "$NATS_URL2") ;;
+      # Publishers on node 1, subscribers on node 2.
+      *) urls=(--url "$NATS_URL" --sub-url "$NATS_URL2") ;;
+    esac
   else
     case "$flags" in
       mqtt-*) urls=(--url "$MQTT_URL") ;;

@@ -197,9 +197,24 @@ pub(crate) async fn publish(plan: &Plan) -> anyhow::Result<Report> {
         Some(args.window.unwrap_or(DEFAULT_WINDOW))
     };
     let mut publishers = Vec::with_capacity(plan.pubs);
+    let pub_url = args.pub_url.as_deref().unwrap_or(&plan.url);
+    if pub_url != plan.url {
+        // Another node of a cluster learns of the stream one heartbeat later.
+        let c = connect(pub_url, "junction-bench-probe", &plan.client_drops).await?;
+        let js = context(c, DEFAULT_WINDOW);
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while js.get_stream(&args.stream).await.is_err() {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "stream {} not known on {pub_url} after 10 s",
+                args.stream
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
     for i in 0..plan.pubs {
         let c = connect(
-            &plan.url,
+            pub_url,
             &format!("junction-bench-js-pub-{}", i + 1),
             &plan.client_drops,
         )

@@ -120,6 +120,11 @@ pub struct BenchArgs {
     /// has reached --url's node.
     #[arg(long, value_name = "URL")]
     pub sub_url: Option<String>,
+    /// js-pub: the server the publishers connect to [default: --url]. Another node
+    /// of the same cluster measures publishes into a station that --url's node
+    /// holds (each is stored there and acknowledged from there).
+    #[arg(long, value_name = "URL")]
+    pub pub_url: Option<String>,
     /// Payload size in bytes.
     #[arg(long, default_value_t = 16, value_name = "BYTES")]
     pub size: usize,
