@@ -15,16 +15,10 @@ mod process;
 #[path = "support/cluster.rs"]
 mod cluster;
 
-use cluster::{Cluster, until};
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use cluster::{Cluster, mqtt, until, until_packet};
+use rumqttc::{Event, Packet, QoS};
 use std::collections::BTreeMap;
 use std::time::Duration;
-
-fn mqtt(port: u16, id: &str) -> (AsyncClient, EventLoop) {
-    let mut o = MqttOptions::new(id, "127.0.0.1", port);
-    o.set_keep_alive(Duration::from_secs(30));
-    AsyncClient::new(o, 100)
-}
 
 /// Sets (or, with an empty payload, clears) a retained message on `port`, and
 /// waits for its PUBACK.
@@ -34,15 +28,7 @@ async fn retain(port: u16, topic: &str, payload: &str) {
         .publish(topic, QoS::AtLeastOnce, true, payload.to_string())
         .await
         .unwrap();
-    tokio::time::timeout(process::GUARD, async {
-        loop {
-            if let Event::Incoming(Packet::PubAck(_)) = events.poll().await.unwrap() {
-                return;
-            }
-        }
-    })
-    .await
-    .expect("PUBACK");
+    until_packet(&mut events, "PUBACK", |p| matches!(p, Packet::PubAck(_))).await;
     let _ = client.disconnect().await;
 }
 
@@ -131,26 +117,16 @@ async fn a_client_id_connecting_on_another_node_takes_over_the_older_connection(
     let c = Cluster::start(3, &[]).await;
     let (first, mut first_events) = mqtt(c.nodes[0].mqtt, "device-7");
     first.subscribe("x/y", QoS::AtMostOnce).await.unwrap();
-    tokio::time::timeout(process::GUARD, async {
-        loop {
-            if let Event::Incoming(Packet::SubAck(_)) = first_events.poll().await.unwrap() {
-                return;
-            }
-        }
+    until_packet(&mut first_events, "first SUBACK", |p| {
+        matches!(p, Packet::SubAck(_))
     })
-    .await
-    .expect("first connection is up");
+    .await;
 
     let (_second, mut second_events) = mqtt(c.nodes[1].mqtt, "device-7");
-    tokio::time::timeout(process::GUARD, async {
-        loop {
-            if let Event::Incoming(Packet::ConnAck(_)) = second_events.poll().await.unwrap() {
-                return;
-            }
-        }
+    until_packet(&mut second_events, "second CONNACK", |p| {
+        matches!(p, Packet::ConnAck(_))
     })
-    .await
-    .expect("second connection is up");
+    .await;
     // Node 1 closes the older connection.
     let closed = tokio::time::timeout(process::GUARD, async {
         loop {
@@ -167,15 +143,10 @@ async fn a_client_id_connecting_on_another_node_takes_over_the_older_connection(
         .publish("x/z", QoS::AtLeastOnce, false, "ping")
         .await
         .unwrap();
-    tokio::time::timeout(process::GUARD, async {
-        loop {
-            if let Event::Incoming(Packet::PubAck(_)) = probe_events.poll().await.unwrap() {
-                return;
-            }
-        }
+    until_packet(&mut probe_events, "probe PUBACK", |p| {
+        matches!(p, Packet::PubAck(_))
     })
-    .await
-    .unwrap();
+    .await;
     assert!(
         tokio::time::timeout(Duration::from_millis(500), second_events.poll())
             .await

@@ -29,7 +29,7 @@ mod cluster;
 
 use async_nats::jetstream::{self, consumer, stream};
 use bytes::Bytes;
-use cluster::{Cluster, get_json, http, until};
+use cluster::{Cluster, get_json, http, mqtt, until, until_packet};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -111,23 +111,15 @@ async fn a_station_made_on_one_node_is_seen_written_and_consumed_on_every_node()
 
     // MQTT QoS 1 on node 3: PUBACK once stored on n1.
     {
-        use rumqttc::{Event, Packet, QoS};
-        let mut o = rumqttc::MqttOptions::new("pub-on-3", "127.0.0.1", c.nodes[2].mqtt);
-        o.set_keep_alive(Duration::from_secs(30));
-        let (client, mut events) = rumqttc::AsyncClient::new(o, 10);
+        let (client, mut events) = mqtt(c.nodes[2].mqtt, "pub-on-3");
         client
-            .publish("orders/mqtt", QoS::AtLeastOnce, false, "from mqtt")
+            .publish("orders/mqtt", rumqttc::QoS::AtLeastOnce, false, "from mqtt")
             .await
             .unwrap();
-        tokio::time::timeout(process::GUARD, async {
-            loop {
-                if let Event::Incoming(Packet::PubAck(_)) = events.poll().await.unwrap() {
-                    return;
-                }
-            }
+        until_packet(&mut events, "PUBACK", |p| {
+            matches!(p, rumqttc::Packet::PubAck(_))
         })
-        .await
-        .expect("PUBACK");
+        .await;
     }
 
     // HTTP produce on node 2: 201 with the station's sequence.
@@ -274,9 +266,7 @@ async fn while_the_holder_is_down_publishes_are_refused_and_acknowledged_ones_su
     // the device resends later.
     {
         use rumqttc::{Event, Packet, QoS};
-        let mut o = rumqttc::MqttOptions::new("pub-while-down", "127.0.0.1", c.nodes[2].mqtt);
-        o.set_keep_alive(Duration::from_secs(30));
-        let (client, mut events) = rumqttc::AsyncClient::new(o, 10);
+        let (client, mut events) = mqtt(c.nodes[2].mqtt, "pub-while-down");
         client
             .publish("events/mqtt", QoS::AtLeastOnce, false, "lost?")
             .await

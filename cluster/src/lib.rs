@@ -395,14 +395,7 @@ impl Cluster {
     /// one peer are handled there in the order they were sent. False when no
     /// link to it is up.
     pub fn notify(&self, peer: &str, kind: u8, body: Bytes) -> bool {
-        let out = self
-            .shared
-            .peers
-            .lock()
-            .links
-            .get(peer)
-            .map(|l| l.out.clone());
-        match out {
+        match self.link_out(peer) {
             Some(out) => {
                 out.push_frame(&Frame::Call {
                     id: NOTE,
@@ -413,6 +406,16 @@ impl Cluster {
             }
             None => false,
         }
+    }
+
+    /// What is queued for the link to `peer`, when one is up.
+    fn link_out(&self, peer: &str) -> Option<Arc<LinkOut>> {
+        self.shared
+            .peers
+            .lock()
+            .links
+            .get(peer)
+            .map(|l| l.out.clone())
     }
 
     /// The peers a link is up to now.
@@ -441,13 +444,7 @@ impl Cluster {
         body: Bytes,
         timeout: Duration,
     ) -> impl std::future::Future<Output = Result<Bytes, CallError>> + Send + 'static {
-        let out = self
-            .shared
-            .peers
-            .lock()
-            .links
-            .get(peer)
-            .map(|l| l.out.clone());
+        let out = self.link_out(peer);
         let shared = self.shared.clone();
         let peer = peer.to_string();
         let sent = out.map(|out| {

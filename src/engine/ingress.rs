@@ -174,27 +174,10 @@ impl StationEngine {
                     }
                     continue;
                 }
-                let callback: StoredCallback = if i == 0 {
-                    let index = self.lineage.clone();
-                    let stored = stored.take();
-                    let name = station.name_arc();
-                    Box::new(move |result| {
-                        if let Ok(ack) = &result
-                            && !ack.duplicate
-                        {
-                            index.stored(ticket, &name, ack.seq);
-                        }
-                        if let Some(stored) = stored {
-                            stored(result);
-                        }
-                    })
+                let callback = if i == 0 {
+                    self.capture_callback(ticket, station.name_arc(), stored.take())
                 } else {
-                    let name = station.name().to_string();
-                    Box::new(move |result| {
-                        if let Err(e) = result {
-                            tracing::warn!(station = name, error = %e, "routed copy not stored");
-                        }
-                    })
+                    routed_callback(station.name().to_string())
                 };
                 station.append(copy, options, lineage.clone(), Some(callback));
             }
@@ -208,26 +191,10 @@ impl StationEngine {
                     .is_some_and(|r| !self.remote_schema_accepts(&from.tenant, r, &unmarked));
             for (i, station) in remote.iter().enumerate() {
                 let name = station.config.name.clone();
-                let callback: StoredCallback = if remote_first && i == 0 {
-                    let index = self.lineage.clone();
-                    let stored = stored.take();
-                    let name: Arc<str> = Arc::from(name);
-                    Box::new(move |result| {
-                        if let Ok(ack) = &result
-                            && !ack.duplicate
-                        {
-                            index.stored(ticket, &name, ack.seq);
-                        }
-                        if let Some(stored) = stored {
-                            stored(result);
-                        }
-                    })
+                let callback = if remote_first && i == 0 {
+                    self.capture_callback(ticket, Arc::from(name), stored.take())
                 } else {
-                    Box::new(move |result| {
-                        if let Err(e) = result {
-                            tracing::warn!(station = name, error = %e, "routed copy not stored");
-                        }
-                    })
+                    routed_callback(name)
                 };
                 self.store_remote(
                     &from.tenant,
@@ -256,6 +223,38 @@ impl StationEngine {
             },
         ))
     }
+}
+
+impl StationEngine {
+    /// The capturing station's callback: notes where the message was stored for
+    /// its lineage, then answers the publisher.
+    fn capture_callback(
+        &self,
+        ticket: super::lineage::Ticket,
+        name: Arc<str>,
+        stored: Option<StoredCallback>,
+    ) -> StoredCallback {
+        let index = self.lineage.clone();
+        Box::new(move |result| {
+            if let Ok(ack) = &result
+                && !ack.duplicate
+            {
+                index.stored(ticket, &name, ack.seq);
+            }
+            if let Some(stored) = stored {
+                stored(result);
+            }
+        })
+    }
+}
+
+/// A routed copy's callback: a copy that was not stored is logged.
+fn routed_callback(name: String) -> StoredCallback {
+    Box::new(move |result| {
+        if let Err(e) = result {
+            tracing::warn!(station = name, error = %e, "routed copy not stored");
+        }
+    })
 }
 
 /// Is `name` one of the broker's own stations (`$dls_…`, `$MQTT_…`, `$sys…`)?

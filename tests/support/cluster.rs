@@ -207,3 +207,30 @@ impl Drop for Cluster {
         }
     }
 }
+
+/// An MQTT 3.1.1 client (rumqttc) of `port` with client id `id`.
+pub fn mqtt(port: u16, id: &str) -> (rumqttc::AsyncClient, rumqttc::EventLoop) {
+    let mut o = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
+    o.set_keep_alive(Duration::from_secs(30));
+    rumqttc::AsyncClient::new(o, 100)
+}
+
+/// Polls `events` until a packet `wanted` picks arrives (a hang guard of
+/// [`process::GUARD`]); panics on a connection error.
+pub async fn until_packet(
+    events: &mut rumqttc::EventLoop,
+    what: &str,
+    wanted: impl Fn(&rumqttc::Packet) -> bool,
+) {
+    tokio::time::timeout(process::GUARD, async {
+        loop {
+            if let rumqttc::Event::Incoming(p) = events.poll().await.unwrap()
+                && wanted(&p)
+            {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("never came: {what}"));
+}

@@ -263,25 +263,11 @@ impl MqttBroker {
             tenant.retained.write().remove(&topic);
             tenant.tombstones.write().insert(key, at);
         } else {
-            let qos = m
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(H_MQTT_QOS))
-                .and_then(|q| q.parse().ok())
-                .unwrap_or(0);
             tenant.tombstones.write().remove(&key);
-            tenant.retained.write().insert(
-                topic,
-                Retained {
-                    subject,
-                    payload: m.payload,
-                    qos,
-                    headers: m.headers,
-                    reply: None,
-                    volatile: false,
-                    at_ns: at,
-                },
-            );
+            tenant
+                .retained
+                .write()
+                .insert(topic, Retained::stored(subject, m.payload, m.headers, at));
         }
         let client = tenant.client.clone();
         self.store_internal(&tenant, &client, &record, &PublishOptions::NONE, None);

@@ -133,6 +133,27 @@ pub struct Retained {
     pub at_ns: u64,
 }
 
+impl Retained {
+    /// A retained message read back from its `$MQTT_rmsgs` record (its QoS is in
+    /// the record's headers).
+    pub fn stored(subject: Subject, payload: Bytes, headers: Option<Headers>, at_ns: u64) -> Self {
+        let qos = headers
+            .as_ref()
+            .and_then(|h| h.get(H_MQTT_QOS))
+            .and_then(|q| q.parse().ok())
+            .unwrap_or(0);
+        Retained {
+            subject,
+            payload,
+            qos,
+            headers,
+            reply: None,
+            volatile: false,
+            at_ns,
+        }
+    }
+}
+
 /// The hex of a client id: a valid subject token and group-name part.
 pub fn hex_id(client_id: &str) -> String {
     let mut s = String::with_capacity(client_id.len() * 2);
@@ -285,23 +306,9 @@ pub fn load_retained(
                 continue;
             }
         };
-        let qos = m
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(H_MQTT_QOS))
-            .and_then(|q| q.parse().ok())
-            .unwrap_or(0);
         out.insert(
             topic,
-            Retained {
-                subject,
-                payload: m.payload,
-                qos,
-                headers: m.headers,
-                reply: None,
-                volatile: false,
-                at_ns,
-            },
+            Retained::stored(subject, m.payload, m.headers, at_ns),
         );
     }
     (out, tombstones)
