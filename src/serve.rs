@@ -386,6 +386,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 .map(|j| crate::config::ClusterSettings::strip_scheme(j))
                 .collect(),
             client_urls,
+            http_url: http_bound.map(|a| advertised(a).to_string()),
         };
         let host: std::sync::Weak<dyn junction_cluster::Host> = {
             let strong: Arc<dyn junction_cluster::Host> = engine.clone();

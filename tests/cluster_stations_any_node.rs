@@ -3,7 +3,8 @@
 //! shows it and takes publishes, reads and consumers for it:
 //! - a JetStream stream created on node 1 (async-nats) is listed and answered by
 //!   STREAM.INFO on nodes 2 and 3, with `cluster.leader` naming node 1, and by
-//!   `GET /v1/stations/{name}` on node 3 (`"node": "n1"`);
+//!   `GET /v1/stations/{name}` on node 3 (`"node": "n1"`); HTTP on node 3 reads
+//!   its messages and fetches through a group made there (passed to node 1);
 //! - JetStream publishes on node 2, an MQTT QoS 1 publish on node 3 (rumqttc) and
 //!   an HTTP produce on node 2 are acknowledged with the station's sequences
 //!   (1, 2, … in the order each publisher sent them) and stored on node 1;
@@ -14,8 +15,7 @@
 //!   in use), overlapping subjects too; deleting it on node 3 removes it everywhere;
 //! - with the holder killed, a publish on another node is not acknowledged (a
 //!   JetStream error, HTTP 503 `node_unreachable`, no PUBACK for MQTT 3.1.1);
-//!   an HTTP read of a message,
-//!   which only the holder serves, answers 421 `station_elsewhere` naming it;
+//!   an HTTP read of its messages answers 503 `node_unreachable` naming it;
 //!   after a restart every acknowledged message is there and publishes are taken
 //!   again.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -135,6 +135,39 @@ async fn a_station_made_on_one_node_is_seen_written_and_consumed_on_every_node()
     assert_eq!(resp.status().as_u16(), 201);
     let stored: Value = resp.json().await.unwrap();
     assert_eq!(stored["seq"], 152, "{stored}");
+
+    // HTTP on node 3 reads the station's messages and consumes it through a
+    // group, served by n1.
+    let base3 = format!("http://127.0.0.1:{}/v1/stations/orders", c.nodes[2].http);
+    let m: Value = http()
+        .get(format!("{base3}/messages/152"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(m["seq"], 152, "{m}");
+    assert_eq!(m["subject"], "orders.http", "{m}");
+    let resp = http()
+        .post(format!("{base3}/groups"))
+        .json(&json!({"name": "web"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201, "{:?}", resp.text().await);
+    let got: Value = http()
+        .post(format!("{base3}/groups/web/fetch"))
+        .json(&json!({"batch": 10, "max_wait_ms": 2000}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let msgs = got["messages"].as_array().expect("messages");
+    assert_eq!(msgs.len(), 10, "{got}");
+    assert_eq!(msgs[0]["seq"], 1, "{got}");
 
     // Stored on n1: 152 messages.
     let mut held = on1.get_stream("orders").await.unwrap();
@@ -284,7 +317,8 @@ async fn while_the_holder_is_down_publishes_are_refused_and_acknowledged_ones_su
         .unwrap();
         assert_eq!(outcome, "closed");
     }
-    // A read that needs the station's data names its node.
+    // A read of the station's data names its node; its definition is still
+    // shown.
     let resp = http()
         .get(format!(
             "http://127.0.0.1:{}/v1/stations/events/messages/1",
@@ -293,13 +327,14 @@ async fn while_the_holder_is_down_publishes_are_refused_and_acknowledged_ones_su
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status().as_u16(), 421);
+    assert_eq!(resp.status().as_u16(), 503);
     let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "station_elsewhere", "{body}");
+    assert_eq!(body["error"]["code"], "node_unreachable", "{body}");
     assert!(
         body["error"]["message"].as_str().unwrap().contains("n1"),
         "{body}"
     );
+    assert_eq!(station_on(&c, 2, "events").await.0, 200);
 
     // Back: every acknowledged message is there, and publishes are taken again.
     c.restart(0).await;

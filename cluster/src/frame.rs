@@ -74,6 +74,9 @@ pub struct Hello {
     pub client_urls: Vec<String>,
     /// Cluster addresses of every peer it knows, so that the mesh completes.
     pub routes: Vec<String>,
+    /// Its HTTP API address (`host:port`; empty: none), where the other nodes'
+    /// HTTP front-ends pass requests about the stations it holds.
+    pub http_url: String,
 }
 
 /// One frame.
@@ -319,6 +322,7 @@ impl Frame {
                 put_str(b, h.route_url.as_bytes());
                 put_list(b, &h.client_urls);
                 put_list(b, &h.routes);
+                put_str(b, h.http_url.as_bytes());
             }
             Frame::Routes(routes) => {
                 b.put_u8(ROUTES);
@@ -373,6 +377,7 @@ impl Frame {
                 route_url: r.string()?,
                 client_urls: r.list()?,
                 routes: r.list()?,
+                http_url: r.string()?,
             }),
             ROUTES => Frame::Routes(r.list()?),
             SUB => Frame::Sub(r.interest()?),
@@ -475,6 +480,7 @@ mod tests {
             node: "n1".into(),
             route_url: "127.0.0.1:7001".into(),
             client_urls: vec!["127.0.0.1:4222".into()],
+            http_url: "127.0.0.1:8080".into(),
             routes: vec!["127.0.0.1:7002".into(), "127.0.0.1:7003".into()],
         }));
         round_trip(Frame::Routes(vec!["a:1".into()]));

@@ -55,6 +55,8 @@ pub struct ClusterConfig {
     pub seeds: Vec<String>,
     /// This node's client URLs (NATS `host:port`), for clients' `connect_urls`.
     pub client_urls: Vec<String>,
+    /// This node's HTTP API address (`host:port`), if it serves HTTP.
+    pub http_url: Option<String>,
 }
 
 /// What the cluster layer calls into: the station engine's side of the links.
@@ -105,6 +107,8 @@ pub struct NodeView {
     pub this: bool,
     /// Its client URLs.
     pub client_urls: Vec<String>,
+    /// Its HTTP API address (`host:port`), if it serves HTTP.
+    pub http_url: Option<String>,
 }
 
 /// Call kinds the engine answers ([`Cluster::set_engine_handler`]); the others
@@ -231,6 +235,7 @@ struct Peers {
 struct Known {
     addr: String,
     client_urls: Vec<String>,
+    http_url: Option<String>,
     last_seen: SystemTime,
 }
 
@@ -516,6 +521,7 @@ impl Cluster {
             last_seen: SystemTime::now(),
             this: true,
             client_urls: self.shared.config.client_urls.clone(),
+            http_url: self.shared.config.http_url.clone(),
         }];
         let mut others: Vec<NodeView> = peers
             .known
@@ -527,6 +533,7 @@ impl Cluster {
                 last_seen: k.last_seen,
                 this: false,
                 client_urls: k.client_urls.clone(),
+                http_url: k.http_url.clone(),
             })
             .collect();
         others.sort_by(|a, b| a.name.cmp(&b.name));
@@ -626,6 +633,7 @@ impl Shared {
             route_url: self.route_url.clone(),
             client_urls: self.config.client_urls.clone(),
             routes,
+            http_url: self.config.http_url.clone().unwrap_or_default(),
         }
     }
 
@@ -667,6 +675,7 @@ impl Shared {
             Known {
                 addr: hello.route_url.clone(),
                 client_urls: hello.client_urls.clone(),
+                http_url: (!hello.http_url.is_empty()).then(|| hello.http_url.clone()),
                 last_seen: SystemTime::now(),
             },
         );

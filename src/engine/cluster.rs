@@ -145,6 +145,7 @@ impl StationEngine {
                 last_seen: n.last_seen,
                 this: n.this,
                 client_urls: n.client_urls,
+                http_url: n.http_url,
             })
             .collect();
         for (name, (id, addr)) in &registry {
@@ -159,6 +160,7 @@ impl StationEngine {
                     last_seen: std::time::UNIX_EPOCH,
                     this: false,
                     client_urls: Vec::new(),
+                    http_url: None,
                 });
             }
         }

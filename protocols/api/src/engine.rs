@@ -144,6 +144,8 @@ pub struct ClusterNode {
     pub this: bool,
     /// Its client URLs (NATS `host:port`).
     pub client_urls: Vec<String>,
+    /// Its HTTP API address (`host:port`), if it serves HTTP.
+    pub http_url: Option<String>,
 }
 
 /// Storage figures for monitoring (`/metrics`).

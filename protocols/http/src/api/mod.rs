@@ -22,6 +22,7 @@ mod events;
 mod extract;
 mod gateway_client;
 mod groups;
+mod holder;
 mod lineage;
 mod live;
 mod openapi;
@@ -207,6 +208,11 @@ fn v1_routes(state: &Arc<ApiState>) -> OpenApiRouter<Arc<ApiState>> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(single)
         .merge(batch)
+        // Inside authentication: a station's data is served by its node.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            holder::to_holder,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require,

@@ -252,6 +252,9 @@ pub struct ClusterNodeJson {
     pub this: bool,
     /// Its NATS client URLs.
     pub client_urls: Vec<String>,
+    /// Its HTTP API address (`host:port`; null: none known), where requests
+    /// about the stations it holds are served.
+    pub http_url: Option<String>,
 }
 
 /// The cluster as the answering node sees it.
@@ -304,6 +307,7 @@ pub async fn cluster(State(state): State<Arc<ApiState>>) -> Json<ClusterJson> {
                     },
                     this: n.this,
                     client_urls: n.client_urls,
+                    http_url: n.http_url,
                 })
                 .collect(),
             dropped_forwards: c.dropped_forwards,
@@ -323,6 +327,7 @@ pub async fn cluster(State(state): State<Arc<ApiState>>) -> Json<ClusterJson> {
                 last_seen: rfc3339(SystemTime::now()),
                 this: true,
                 client_urls: Vec::new(),
+                http_url: None,
             }],
             dropped_forwards: 0,
         }),
