@@ -63,9 +63,14 @@ async fn a_station_made_on_one_node_is_seen_written_and_consumed_on_every_node()
     .await
     .unwrap();
 
-    // Seen on every node: listed, STREAM.INFO with the holder as leader, HTTP.
+    // Seen on every node (the definition reaches the other nodes within a meta
+    // heartbeat): listed, STREAM.INFO with the holder as leader, HTTP.
     for i in [1, 2] {
         let on = js(&c, i).await;
+        until("the other node knows the stream", || async {
+            on.get_stream("orders").await.is_ok()
+        })
+        .await;
         let mut stream = on.get_stream("orders").await.unwrap();
         let info = stream.info().await.unwrap();
         assert_eq!(info.config.subjects, ["orders.>"]);
@@ -371,6 +376,17 @@ async fn a_schema_refusal_by_a_station_on_another_node_stores_and_delivers_nothi
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 201);
+    until("node 1 knows the schema", || async {
+        http()
+            .get(format!(
+                "http://127.0.0.1:{}/v1/schemas/order",
+                c.nodes[0].http
+            ))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().as_u16() == 200)
+    })
+    .await;
     let resp = http()
         .post(format!("http://127.0.0.1:{}/v1/stations", c.nodes[0].http))
         .json(&json!({"name": "checked", "subjects": ["checked.>"], "schema": "order"}))
