@@ -56,26 +56,11 @@ fn station_of(path: &str) -> Option<String> {
     if station.is_empty() || tail.is_empty() {
         return None;
     }
-    Some(percent_decode(station))
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(s.get(i + 1..i + 3).unwrap_or(""), 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    Some(
+        percent_encoding::percent_decode_str(station)
+            .decode_utf8_lossy()
+            .into_owned(),
+    )
 }
 
 /// Middleware (inside authentication): passes a request about a station's data to
