@@ -75,11 +75,19 @@ impl RemoteStation {
     }
 }
 
+/// Most subjects whose capturing remote station is remembered, per tenant.
+const CAPTURE_CACHE_LIMIT: usize = 4096;
+
+/// What captures a subject, remembered: (tenant, subject) → the station, if any.
+type CaptureCache = AHashMap<(TenantId, Subject), Option<Arc<RemoteStation>>>;
+
 /// The stations other nodes hold, by tenant and name.
 #[derive(Default)]
 pub(crate) struct RemoteStations {
     any: AtomicBool,
     by: RwLock<AHashMap<TenantId, BTreeMap<String, Arc<RemoteStation>>>>,
+    /// Cleared whenever a station comes or goes.
+    capture: RwLock<CaptureCache>,
 }
 
 impl RemoteStations {
@@ -105,14 +113,20 @@ impl RemoteStations {
                 state: Mutex::new(state),
             }),
         );
+        self.capture.write().clear();
         self.any.store(true, Ordering::Relaxed);
     }
 
     pub fn remove(&self, tenant: &TenantId, name: &str) -> bool {
-        self.by
+        let removed = self
+            .by
             .write()
             .get_mut(tenant)
-            .is_some_and(|t| t.remove(name).is_some())
+            .is_some_and(|t| t.remove(name).is_some());
+        if removed {
+            self.capture.write().clear();
+        }
+        removed
     }
 
     pub fn get(&self, tenant: &TenantId, name: &str) -> Option<Arc<RemoteStation>> {
@@ -127,12 +141,23 @@ impl RemoteStations {
         if !self.any.load(Ordering::Relaxed) || junction_api::is_never_stored(subject.as_bytes()) {
             return None;
         }
-        self.by
+        let key = (tenant.clone(), subject.clone());
+        if let Some(hit) = self.capture.read().get(&key) {
+            return hit.clone();
+        }
+        let found = self
+            .by
             .read()
             .get(tenant)?
             .values()
             .find(|s| s.filters.iter().any(|f| f.matches(subject)))
-            .cloned()
+            .cloned();
+        let mut cache = self.capture.write();
+        if cache.len() >= CAPTURE_CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(key, found.clone());
+        found
     }
 
     /// Names of the remote stations of `tenant`; only those whose subjects
