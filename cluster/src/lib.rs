@@ -22,6 +22,8 @@
 
 pub mod frame;
 pub mod meta;
+pub mod raftlog;
+pub mod replica;
 
 pub use frame::{Forward, ForwardRef, Interest};
 

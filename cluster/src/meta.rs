@@ -24,7 +24,7 @@
 use crate::{CallError, CallHandler, Cluster};
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use junction_storage::{Durability, LogOp, RaftOp, Store};
+use junction_storage::Store;
 use openraft::error::{
     ClientWriteError, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError,
     Unreachable,
@@ -34,18 +34,16 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
+use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
-    ChangeMembers, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, RaftLogReader, RaftNetwork,
-    RaftNetworkFactory, RaftSnapshotBuilder, ServerState, SnapshotMeta, StorageError,
-    StoredMembership, Vote,
+    ChangeMembers, Entry, EntryPayload, ErrorVerb, LogId, RaftNetwork, RaftNetworkFactory,
+    RaftSnapshotBuilder, ServerState, SnapshotMeta, StorageError, StoredMembership,
 };
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io::Cursor;
-use std::ops::{Bound, RangeBounds};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -164,214 +162,8 @@ const K_REMOVE: u8 = 13;
 /// Marks a leader-side call passed on by a follower: never passed on again.
 const FORWARDED: u8 = 0x80;
 
-const RAFT_STATION: u64 = u64::MAX;
-
-// Keys in the `raft` keyspace: group (u64) | tag | index.
-const T_LOG: u8 = 1;
-const T_VOTE: u8 = 2;
-const T_COMMITTED: u8 = 3;
-const T_PURGED: u8 = 4;
-const T_SM: u8 = 5;
-const T_SNAP: u8 = 6;
-const T_IDENTITY: u8 = 7;
-
-fn key(group: u64, tag: u8, index: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(17);
-    k.extend_from_slice(&group.to_be_bytes());
-    k.push(tag);
-    k.extend_from_slice(&index.to_be_bytes());
-    k
-}
-
-fn serr(verb: ErrorVerb, e: impl fmt::Display) -> SErr {
-    StorageError::from_io_error(
-        ErrorSubject::Store,
-        verb,
-        std::io::Error::other(e.to_string()),
-    )
-}
-
-/// Writes Raft state through the store's writer queue and waits until it is durable.
-async fn write(store: &Store, ops: Vec<RaftOp>) -> Result<(), SErr> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    store.append(
-        RAFT_STATION,
-        ops.into_iter().map(LogOp::Raft).collect(),
-        Durability::Sync,
-        Box::new(move |r| {
-            let _ = tx.send(r);
-        }),
-    );
-    match rx.await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(serr(ErrorVerb::Write, e)),
-        Err(_) => Err(serr(ErrorVerb::Write, "the store closed")),
-    }
-}
-
-fn get_json<T: for<'a> Deserialize<'a>>(store: &Store, k: &[u8]) -> Result<Option<T>, SErr> {
-    match store.raft_get(k).map_err(|e| serr(ErrorVerb::Read, e))? {
-        None => Ok(None),
-        Some(v) => serde_json::from_slice(&v)
-            .map(Some)
-            .map_err(|e| serr(ErrorVerb::Read, e)),
-    }
-}
-
-fn put_json(k: Vec<u8>, v: &impl Serialize) -> Result<RaftOp, SErr> {
-    Ok(RaftOp::Put(
-        k,
-        serde_json::to_vec(v).map_err(|e| serr(ErrorVerb::Write, e))?,
-    ))
-}
-
-/// The Raft log of one group, in the store.
-#[derive(Clone)]
-pub struct LogStore {
-    store: Store,
-    group: u64,
-}
-
-impl LogStore {
-    /// The log of `group` in `store`.
-    pub fn new(store: Store, group: u64) -> LogStore {
-        LogStore { store, group }
-    }
-}
-
-impl RaftLogReader<MetaConfig> for LogStore {
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + fmt::Debug + Send>(
-        &mut self,
-        range: RB,
-    ) -> Result<Vec<Entry<MetaConfig>>, SErr> {
-        let from = match range.start_bound() {
-            Bound::Included(i) => *i,
-            Bound::Excluded(i) => i.saturating_add(1),
-            Bound::Unbounded => 0,
-        };
-        let to = match range.end_bound() {
-            Bound::Included(i) => i.saturating_add(1),
-            Bound::Excluded(i) => *i,
-            Bound::Unbounded => u64::MAX,
-        };
-        if from >= to {
-            return Ok(Vec::new());
-        }
-        let rows = self
-            .store
-            .raft_range(&key(self.group, T_LOG, from), &key(self.group, T_LOG, to))
-            .map_err(|e| serr(ErrorVerb::Read, e))?;
-        rows.iter()
-            .map(|(_, v)| serde_json::from_slice(v).map_err(|e| serr(ErrorVerb::Read, e)))
-            .collect()
-    }
-}
-
-impl RaftLogStorage<MetaConfig> for LogStore {
-    type LogReader = LogStore;
-
-    async fn get_log_state(&mut self) -> Result<LogState<MetaConfig>, SErr> {
-        let purged: Option<LogId<u64>> = get_json(&self.store, &key(self.group, T_PURGED, 0))?;
-        let last = self
-            .store
-            .raft_last(
-                &key(self.group, T_LOG, 0),
-                &key(self.group, T_LOG, u64::MAX),
-            )
-            .map_err(|e| serr(ErrorVerb::Read, e))?;
-        let last = match last {
-            Some((_, v)) => {
-                let e: Entry<MetaConfig> =
-                    serde_json::from_slice(&v).map_err(|e| serr(ErrorVerb::Read, e))?;
-                Some(e.log_id)
-            }
-            None => purged,
-        };
-        Ok(LogState {
-            last_purged_log_id: purged,
-            last_log_id: last,
-        })
-    }
-
-    async fn get_log_reader(&mut self) -> Self::LogReader {
-        self.clone()
-    }
-
-    async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), SErr> {
-        write(
-            &self.store,
-            vec![put_json(key(self.group, T_VOTE, 0), vote)?],
-        )
-        .await
-    }
-
-    async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, SErr> {
-        get_json(&self.store, &key(self.group, T_VOTE, 0))
-    }
-
-    async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> Result<(), SErr> {
-        write(
-            &self.store,
-            vec![put_json(key(self.group, T_COMMITTED, 0), &committed)?],
-        )
-        .await
-    }
-
-    async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, SErr> {
-        Ok(
-            get_json::<Option<LogId<u64>>>(&self.store, &key(self.group, T_COMMITTED, 0))?
-                .flatten(),
-        )
-    }
-
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<MetaConfig>) -> Result<(), SErr>
-    where
-        I: IntoIterator<Item = Entry<MetaConfig>> + Send,
-        I::IntoIter: Send,
-    {
-        let mut ops = Vec::new();
-        for e in entries {
-            ops.push(LogOp::Raft(put_json(
-                key(self.group, T_LOG, e.log_id.index),
-                &e,
-            )?));
-        }
-        self.store.append(
-            RAFT_STATION,
-            ops,
-            Durability::Sync,
-            Box::new(move |r| {
-                callback.log_io_completed(r.map_err(|e| std::io::Error::other(e.to_string())))
-            }),
-        );
-        Ok(())
-    }
-
-    async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), SErr> {
-        write(
-            &self.store,
-            vec![RaftOp::RemoveRange(
-                key(self.group, T_LOG, log_id.index),
-                key(self.group, T_LOG, u64::MAX),
-            )],
-        )
-        .await
-    }
-
-    async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), SErr> {
-        write(
-            &self.store,
-            vec![
-                put_json(key(self.group, T_PURGED, 0), &log_id)?,
-                RaftOp::RemoveRange(
-                    key(self.group, T_LOG, 0),
-                    key(self.group, T_LOG, log_id.index.saturating_add(1)),
-                ),
-            ],
-        )
-        .await
-    }
-}
+pub use crate::raftlog::LogStore;
+use crate::raftlog::{T_IDENTITY, T_SM, T_SNAP, get_json, key, put_json, serr, write};
 
 /// What the state machine holds; written whole after every applied batch, and
 /// what a snapshot carries.
@@ -791,6 +583,8 @@ struct MetaInner {
     started: Instant,
     /// Log entries between snapshots.
     snapshot_every: u64,
+    /// The replicated stations' groups on this node.
+    replicas: Arc<crate::replica::Replicas>,
 }
 
 const GROUP: u64 = 0;
@@ -829,12 +623,13 @@ impl MetaGroup {
     ) -> Result<MetaGroup, String> {
         let inner = Arc::new(MetaInner {
             cluster: cluster.clone(),
-            store,
+            store: store.clone(),
             host,
             raft: tokio::sync::OnceCell::new(),
             changing: tokio::sync::Mutex::new(()),
             started: Instant::now(),
             snapshot_every,
+            replicas: Arc::new(crate::replica::Replicas::new(cluster.clone(), store)),
         });
         let group = MetaGroup { inner };
         cluster.set_handler(Arc::new(Handler(Arc::downgrade(&group.inner))));
@@ -1447,8 +1242,19 @@ impl MetaGroup {
         self.inner.cluster.stopped()
     }
 
-    /// Stops this node's Raft.
+    /// The replicated stations' groups on this node.
+    pub fn replicas(&self) -> Arc<crate::replica::Replicas> {
+        self.inner.replicas.clone()
+    }
+
+    /// This node's id in the meta group (0 until it has one).
+    pub fn id(&self) -> u64 {
+        self.raft().map_or(0, |r| r.metrics().borrow().id)
+    }
+
+    /// Stops this node's Raft (the replicated stations' groups first).
     pub async fn shutdown(&self) {
+        self.inner.replicas.shutdown().await;
         if let Some(r) = self.raft() {
             let _ = r.shutdown().await;
         }
@@ -1543,6 +1349,9 @@ impl CallHandler for Handler {
                     to_bytes(&raft.install_snapshot(req).await)
                 }
                 K_JOIN | K_PROPOSE | K_REMOVE => group.to_leader(kind, body).await,
+                crate::replica::K_R_APPEND..=crate::replica::K_R_ELECT => {
+                    group.inner.replicas.handle(kind, body).await
+                }
                 k if k & FORWARDED != 0 => group.on_leader(k & !FORWARDED, body).await,
                 _ => Err(format!("unknown meta call {kind}")),
             }

@@ -11,10 +11,19 @@ use openraft::testing::{StoreBuilder, Suite};
 
 struct Builder;
 
-impl StoreBuilder<MetaConfig, LogStore, StateMachine, (tempfile::TempDir, Store)> for Builder {
+impl StoreBuilder<MetaConfig, LogStore<MetaConfig>, StateMachine, (tempfile::TempDir, Store)>
+    for Builder
+{
     async fn build(
         &self,
-    ) -> Result<((tempfile::TempDir, Store), LogStore, StateMachine), StorageError<u64>> {
+    ) -> Result<
+        (
+            (tempfile::TempDir, Store),
+            LogStore<MetaConfig>,
+            StateMachine,
+        ),
+        StorageError<u64>,
+    > {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let log = LogStore::new(store.clone(), 0);

@@ -179,7 +179,24 @@ impl StationEngine {
                 } else {
                     routed_callback(station.name().to_string())
                 };
-                station.append(copy, options, lineage.clone(), Some(callback));
+                match station.replica.get() {
+                    // A replicated station: through its group (its leader).
+                    Some(group) => self.replicated_append(
+                        &from.tenant,
+                        station,
+                        group,
+                        copy,
+                        options,
+                        &lineage,
+                        false,
+                        callback,
+                    ),
+                    // Its group has not started here yet.
+                    None if station.replicated => callback(Err(EngineError::ReplicasUnavailable(
+                        format!("station '{}' is starting on this node", station.name()),
+                    ))),
+                    None => station.append(copy, options, lineage.clone(), Some(callback)),
+                }
             }
             // Stations other nodes hold get a store call; the capturing one's
             // answer is the publisher's. Its schema is checked there (which

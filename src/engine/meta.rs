@@ -26,7 +26,7 @@ use junction_api::{
 use junction_cluster::meta::{Change, Defs, MetaError, MetaGroup, MetaHost};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// An admin call as the meta log carries it.
@@ -63,12 +63,19 @@ pub(crate) enum MetaCall {
         tenant: String,
         name: String,
     },
-    /// A client station, placed on `node` (the node the create came to).
+    /// A client station, placed on `node` (the node the create came to); a
+    /// replicated one on `replicas`, as Raft group `group`.
     CreateStation {
         tenant: String,
         config: StationConfig,
         node: String,
         now_ns: u64,
+        #[serde(default)]
+        replicas: Vec<String>,
+        #[serde(default)]
+        members: BTreeMap<String, u64>,
+        #[serde(default)]
+        group: u64,
     },
     UpdateStation {
         tenant: String,
@@ -88,6 +95,15 @@ pub(crate) struct StationDef {
     pub node: String,
     /// When it was created (the proposer's clock), in ns since the epoch.
     pub created_ns: u64,
+    /// A replicated station's nodes (empty for one copy on `node`).
+    #[serde(default)]
+    pub replicas: Vec<String>,
+    /// Their meta ids (the Raft group's member ids), by name.
+    #[serde(default)]
+    pub members: BTreeMap<String, u64>,
+    /// A replicated station's Raft group id (0: not replicated).
+    #[serde(default)]
+    pub group: u64,
 }
 
 impl StationDef {
@@ -209,6 +225,9 @@ pub(crate) fn plan(defs: &Defs, call: &MetaCall) -> Result<(Vec<Change>, Value),
             config,
             node,
             now_ns,
+            replicas,
+            members,
+            group,
         } => {
             let k = station_key(tenant, &config.name);
             if let Some(v) = defs.get(&k) {
@@ -222,10 +241,24 @@ pub(crate) fn plan(defs: &Defs, call: &MetaCall) -> Result<(Vec<Change>, Value),
                 };
             }
             check_station_overlap(defs, tenant, config)?;
+            if config.replicas > 1
+                && (replicas.len() != config.replicas as usize
+                    || members.len() != replicas.len()
+                    || *group == 0)
+            {
+                return Err(format!(
+                    "replicas: {} asked, {} nodes placed",
+                    config.replicas,
+                    replicas.len()
+                ));
+            }
             let def = StationDef {
                 config: config.clone(),
                 node: node.clone(),
                 created_ns: *now_ns,
+                replicas: replicas.clone(),
+                members: members.clone(),
+                group: *group,
             };
             let v = serde_json::to_value(&def).map_err(|e| e.to_string())?;
             Ok((vec![(k, Some(v.clone()))], v))
@@ -240,6 +273,9 @@ pub(crate) fn plan(defs: &Defs, call: &MetaCall) -> Result<(Vec<Change>, Value),
             }
             if def.config.retention != config.retention {
                 return Err(E_RETENTION_CHANGE.into());
+            }
+            if def.config.replicas != config.replicas {
+                return Err(E_REPLICAS_CHANGE.into());
             }
             check_station_overlap(defs, tenant, config)?;
             def.config = config.clone();
@@ -258,6 +294,7 @@ pub(crate) fn plan(defs: &Defs, call: &MetaCall) -> Result<(Vec<Change>, Value),
 
 const E_STORAGE_CHANGE: &str = "storage change";
 const E_RETENTION_CHANGE: &str = "retention change";
+const E_REPLICAS_CHANGE: &str = "replicas cannot be changed on an existing station yet";
 
 fn engine_error(e: MetaError) -> EngineError {
     match e {
@@ -494,6 +531,18 @@ impl StationEngine {
     fn place_station(&self, tenant: &TenantId, def: StationDef) -> Result<(), EngineError> {
         let me = self.cluster().map(|c| c.node().to_string());
         let name = def.config.name.clone();
+        if def.group != 0 {
+            if me.as_ref().is_some_and(|m| def.replicas.contains(m)) {
+                self.placed.remove(tenant, &name);
+                return self.start_replica(tenant, &def);
+            }
+            // Known here until the leader reports itself (within a second).
+            if self.placed.get(tenant, &name).is_none() {
+                self.placed
+                    .put(tenant, def.config.clone(), def.node.clone(), def.created());
+            }
+            return Ok(());
+        }
         if me.as_deref() != Some(def.node.as_str()) {
             self.placed
                 .put(tenant, def.config.clone(), def.node.clone(), def.created());
@@ -516,6 +565,13 @@ impl StationEngine {
         managed: bool,
     ) -> Result<(), EngineError> {
         self.placed.remove(tenant, name);
+        if let Ok(s) = self.stations.get(tenant, name)
+            && let Some(g) = s.replica.get()
+        {
+            let group = g.id();
+            self.stop_replica(group);
+            return self.delete_station_now(tenant, name);
+        }
         if managed && self.stations.get(tenant, name).is_ok() {
             return self.delete_station_now(tenant, name);
         }

@@ -26,6 +26,7 @@ mod ingress;
 mod lineage;
 mod meta;
 mod placement;
+mod replicated;
 mod routing;
 mod schemas;
 mod station;
@@ -119,6 +120,9 @@ pub struct StationEngine {
     cut_off: std::sync::atomic::AtomicBool,
     /// Stations other nodes of the cluster hold (`placement.rs`).
     placed: placement::RemoteStations,
+    /// Replicated stations this node has a replica of, by Raft group id
+    /// (`replicated.rs`).
+    replicated: RwLock<std::collections::HashMap<u64, Arc<station::Station>>>,
 }
 
 impl StationEngine {
@@ -189,6 +193,7 @@ impl StationEngine {
             meta: std::sync::OnceLock::new(),
             cut_off: std::sync::atomic::AtomicBool::new(false),
             placed: placement::RemoteStations::default(),
+            replicated: RwLock::new(std::collections::HashMap::new()),
         });
         // The lineage index comes back from what storage kept, off the start-up
         // path: the broker serves while it fills.
@@ -608,10 +613,25 @@ impl Broker for StationEngine {
     }
 
     fn station_node(&self, tenant: &TenantId, name: &str) -> Option<String> {
-        if self.stations.get(tenant, name).is_ok() {
-            return None;
+        if let Ok(s) = self.stations.get(tenant, name) {
+            // A replicated station's requests go to its leader; with none, to
+            // no node (the call fails as unreachable).
+            if !s.replicated {
+                return None;
+            }
+            return match s.replica.get() {
+                Some(g) if g.is_leader() => None,
+                Some(g) => Some(g.leader().unwrap_or_default()),
+                None => Some(String::new()),
+            };
         }
         self.placed.get(tenant, name).map(|r| r.node.clone())
+    }
+
+    fn replica_role(&self, tenant: &TenantId, name: &str) -> Option<(String, u64)> {
+        let s = self.stations.get(tenant, name).ok()?;
+        let status = s.replica.get()?.status();
+        Some((status.role, status.applied))
     }
 
     fn forward_request(
@@ -743,11 +763,22 @@ impl Admin for StationEngine {
             return self.in_cluster(move |e| async move {
                 check_client_station(&config)?;
                 let config = stations::normalize(config)?;
+                let (replicas, members, group) = if config.replicas > 1 {
+                    let (replicas, members) = e.choose_replicas(config.replicas)?;
+                    // Never 0 (one copy) and never the meta group's id.
+                    let group = rand::random::<u64>().clamp(1, u64::MAX - 1);
+                    (replicas, members, group)
+                } else {
+                    Default::default()
+                };
                 let call = meta::MetaCall::CreateStation {
                     tenant: tenant.0.to_string(),
                     config,
                     node: node.unwrap_or_default(),
                     now_ns: schemas::now(),
+                    replicas,
+                    members,
+                    group,
                 };
                 e.cluster_station_call(meta, tenant, call).await
             });
@@ -1177,6 +1208,11 @@ impl StationEngine {
         config: GroupConfig,
     ) -> Result<GroupInfo, EngineError> {
         refuse_internal(station, true)?;
+        if let Ok(s) = self.stations.get(tenant, station)
+            && let Some(g) = s.replica.get()
+        {
+            return self.propose_admin(&s, g, replicated::AdminOp::CreateGroup { config });
+        }
         self.create_internal_group(tenant, station, config)
     }
 
@@ -1187,6 +1223,14 @@ impl StationEngine {
         group: &str,
     ) -> Result<(), EngineError> {
         refuse_internal(station, true)?;
+        if let Ok(s) = self.stations.get(tenant, station)
+            && let Some(g) = s.replica.get()
+        {
+            let op = replicated::AdminOp::DeleteGroup {
+                group: group.to_string(),
+            };
+            return self.propose_admin(&s, g, op);
+        }
         self.stations.delete_group(tenant, station, group)
     }
 
@@ -1197,6 +1241,11 @@ impl StationEngine {
     ) -> Result<StationInfo, EngineError> {
         check_client_station(&config)?;
         self.check_station_schema(tenant, &config)?;
+        if config.replicas > 1 && self.meta().is_none() {
+            return Err(EngineError::InvalidConfig(
+                junction_api::ConfigError::ReplicasUnsupported,
+            ));
+        }
         let station = self.stations.create(tenant, config)?;
         self.sync_dead_letter(tenant, &station.config())?;
         Ok(self.station_info_of(&station))
@@ -1240,6 +1289,16 @@ impl StationEngine {
         purge: Purge,
     ) -> Result<u64, EngineError> {
         refuse_internal(name, true)?;
+        if let Ok(s) = self.stations.get(tenant, name)
+            && let Some(g) = s.replica.get()
+        {
+            let op = replicated::AdminOp::Purge {
+                filter: purge.filter,
+                seq: purge.seq,
+                keep: purge.keep,
+            };
+            return self.propose_admin(&s, g, op);
+        }
         self.purge_in(tenant, name, purge)
     }
 
@@ -1250,7 +1309,11 @@ impl StationEngine {
         seq: u64,
     ) -> Result<(), EngineError> {
         refuse_internal(name, true)?;
-        self.stations.get(tenant, name)?.delete_message(seq)
+        let s = self.stations.get(tenant, name)?;
+        if let Some(g) = s.replica.get() {
+            return self.propose_admin(&s, g, replicated::AdminOp::DeleteMessage { seq });
+        }
+        s.delete_message(seq)
     }
 
     pub(crate) fn create_schema_now(

@@ -28,8 +28,8 @@ use ahash::AHashMap;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::future::BoxFuture;
 use junction_api::{
-    EngineError, GroupConfig, GroupInfo, Message, PubAck, PublishOptions, Purge, StationConfig,
-    StationInfo, StationState, StoredCallback, Subject, SubjectFilter, TenantId,
+    EngineError, GroupConfig, GroupInfo, Message, PubAck, PublishOptions, Purge, ReplicaInfo,
+    StationConfig, StationInfo, StationState, StoredCallback, Subject, SubjectFilter, TenantId,
 };
 use junction_cluster::{CallError, CallHandler, ForwardRef};
 use parking_lot::{Mutex, RwLock};
@@ -62,6 +62,7 @@ pub(crate) struct RemoteStation {
     pub created: SystemTime,
     filters: Vec<SubjectFilter>,
     state: Mutex<StationState>,
+    replicas: Mutex<Vec<ReplicaInfo>>,
 }
 
 impl RemoteStation {
@@ -71,6 +72,7 @@ impl RemoteStation {
             created: self.created,
             state: self.state.lock().clone(),
             node: Some(self.node.clone()),
+            replicas: self.replicas.lock().clone(),
         }
     }
 }
@@ -111,6 +113,7 @@ impl RemoteStations {
                 created,
                 filters,
                 state: Mutex::new(state),
+                replicas: Mutex::new(Vec::new()),
             }),
         );
         self.capture.write().clear();
@@ -180,6 +183,19 @@ impl RemoteStations {
             .collect()
     }
 
+    /// `node` leads the replicated station `name` now, with `replicas`.
+    fn set_leader(&self, tenant: &TenantId, name: &str, node: &str, replicas: Vec<ReplicaInfo>) {
+        let Some(s) = self.get(tenant, name) else {
+            return;
+        };
+        if s.node != node {
+            self.put(tenant, s.config.clone(), node.to_string(), s.created);
+        }
+        if let Some(s) = self.get(tenant, name) {
+            *s.replicas.lock() = replicas;
+        }
+    }
+
     /// Takes the state `node` reports for one of its stations.
     fn set_state(&self, tenant: &TenantId, name: &str, node: &str, state: StationState) {
         if let Some(s) = self.get(tenant, name)
@@ -196,6 +212,12 @@ struct StateNote {
     tenant: String,
     name: String,
     state: StationState,
+    /// Sent by a replicated station's leader: it leads the station now.
+    #[serde(default)]
+    leader: bool,
+    /// A replicated station's replicas, as its leader sees them.
+    #[serde(default)]
+    replicas: Vec<ReplicaInfo>,
 }
 
 /// An admin call for the node that holds a station.
@@ -240,7 +262,7 @@ pub(crate) fn request_bytes(tenant: &TenantId, message: &Message) -> Bytes {
 }
 
 /// A store call's body: station name, options, lineage, then the message.
-fn encode_store(
+pub(crate) fn encode_store(
     tenant: &TenantId,
     station: &str,
     message: &Message,
@@ -267,15 +289,15 @@ fn encode_store(
     b.freeze()
 }
 
-struct StoreCall {
-    tenant: String,
-    station: String,
-    options: PublishOptions,
-    lineage: Bytes,
-    message: Message,
+pub(crate) struct StoreCall {
+    pub tenant: String,
+    pub station: String,
+    pub options: PublishOptions,
+    pub lineage: Bytes,
+    pub message: Message,
 }
 
-fn decode_store(mut body: Bytes) -> Result<StoreCall, String> {
+pub(crate) fn decode_store(mut body: Bytes) -> Result<StoreCall, String> {
     let bad = || "malformed store call".to_string();
     let take = |n: usize, body: &mut Bytes| -> Result<Bytes, String> {
         if body.remaining() < n {
@@ -423,10 +445,18 @@ impl StationEngine {
             .all()
             .into_iter()
             .filter(|s| !super::ingress::is_internal_station(s.name()))
+            // A replicated station is reported by its leader only.
+            .filter(|s| !s.replicated || s.replica.get().is_some_and(|g| g.is_leader()))
             .map(|s| StateNote {
                 tenant: s.tenant.0.to_string(),
                 name: s.name().to_string(),
                 state: s.state(),
+                leader: s.replica.get().is_some(),
+                replicas: s
+                    .replica
+                    .get()
+                    .map(|g| self.replica_infos(g))
+                    .unwrap_or_default(),
             })
             .collect();
         if notes.is_empty() {
@@ -571,7 +601,11 @@ impl CallHandler for EngineCalls {
         // What must keep the link's order (stores, requests) is done here, before
         // the future; the wait for the answer is the future.
         match kind {
-            K_STORE => match engine.store_forwarded(body) {
+            K_STORE | super::replicated::K_STORE_LEADER => match engine
+                .store_forwarded_replicated(kind, body.clone())
+                .map(Ok)
+                .unwrap_or_else(|| engine.store_forwarded(body))
+            {
                 Ok(rx) => Box::pin(async move {
                     match rx.await {
                         Ok(Ok(ack)) => serde_json::to_vec(&ack)
@@ -590,6 +624,9 @@ impl CallHandler for EngineCalls {
                 if let Ok(notes) = serde_json::from_slice::<Vec<StateNote>>(&body) {
                     for n in notes {
                         let tenant = engine.tenant_named(&n.tenant);
+                        if n.leader {
+                            engine.placed.set_leader(&tenant, &n.name, peer, n.replicas);
+                        }
                         engine.placed.set_state(&tenant, &n.name, peer, n.state);
                     }
                 }

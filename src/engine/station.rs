@@ -106,6 +106,13 @@ pub(crate) struct Station {
     in_flight: Mutex<VecDeque<InFlight>>,
     /// The schema every publish is validated against: (name, pinned version).
     schema: RwLock<Option<SchemaBinding>>,
+    /// This node's replica of the station's Raft group, for a replicated
+    /// station (`replicas` > 1): its log is then written only by applying
+    /// committed entries ([`Station::append_with`]), never by a publish here.
+    pub replica: std::sync::OnceLock<junction_cluster::replica::ReplicaGroup>,
+    /// Made with `replicas` > 1: written only through its group, which may not
+    /// have started yet ([`Station::replica`]).
+    pub replicated: bool,
 }
 
 /// An append on its way to disk.
@@ -157,7 +164,9 @@ impl Station {
     ) -> Result<Self, EngineError> {
         let filters = filters_of(&config)?;
         let committed = Arc::new(AtomicU64::new(0));
+        let replicated = config.replicas > 1;
         Ok(Station {
+            replicated,
             id,
             tenant,
             created,
@@ -175,6 +184,7 @@ impl Station {
             groups: RwLock::new(Groups::default()),
             committed,
             in_flight: Mutex::new(VecDeque::new()),
+            replica: std::sync::OnceLock::new(),
         })
     }
 
@@ -423,12 +433,27 @@ impl Station {
         lineage: Bytes,
         done: Option<StoredCallback>,
     ) {
+        self.append_with(message, options, lineage, now_ns(), None, done)
+    }
+
+    /// [`Station::append`] at the time `now` (ns since the epoch), with `mark`
+    /// (a replicated station's applied mark) written in the same store batch as
+    /// the message. Deterministic: the same appends in the same order at the
+    /// same times leave every replica with the same log.
+    pub fn append_with(
+        self: &Arc<Self>,
+        message: &Message,
+        options: &PublishOptions,
+        lineage: Bytes,
+        now: u64,
+        mark: Option<junction_storage::RaftOp>,
+        done: Option<StoredCallback>,
+    ) {
         let refuse = |e: EngineError, done: Option<StoredCallback>| {
             if let Some(done) = done {
                 done(Err(e));
             }
         };
-        let now = now_ns();
         let headers = message.headers.as_ref();
         let size = accounted_size(
             message.subject.as_bytes().len(),
@@ -523,9 +548,10 @@ impl Station {
             self.stored(&[(seq, message.subject.bytes().clone())]);
             return;
         }
-        let mut ops = Vec::with_capacity(1 + evicted.len());
+        let mut ops = Vec::with_capacity(2 + evicted.len());
         ops.push(LogOp::Put(record));
         ops.extend(evicted.iter().copied().map(LogOp::Delete));
+        ops.extend(mark.map(LogOp::Raft));
         // Queued under the station lock, so the log is written, and the in-flight
         // queue kept, in sequence order.
         self.in_flight.lock().push_back(InFlight {
@@ -858,6 +884,16 @@ impl Station {
         }
         self.log.lock().prune_pending(Some(seqs));
         Ok(())
+    }
+
+    /// Whether a message is older than `max_age` at `now`.
+    pub fn has_older_than(&self, now: u64) -> bool {
+        let mut log = self.log.lock();
+        let max_age = log.limits.max_age;
+        !max_age.is_zero()
+            && log
+                .first_time_ns()
+                .is_some_and(|t| t < now.saturating_sub(max_age.as_nanos() as u64))
     }
 
     /// Removes messages older than `max_age`; returns how many.

@@ -114,9 +114,7 @@ pub(crate) fn normalize(mut config: StationConfig) -> Result<StationConfig, Engi
     if config.replicas == 0 {
         config.replicas = 1;
     }
-    if config.replicas > 1 {
-        return Err(EngineError::InvalidConfig(ConfigError::ReplicasUnsupported));
-    }
+    super::replicated::check_replicated(&config)?;
     config.duplicate_window = config.effective_duplicate_window();
     for (what, v) in [
         ("max_msgs", &mut config.max_msgs),
@@ -739,8 +737,12 @@ impl StationRegistry {
     /// Applies `max_age` to every station.
     pub fn expire_all(&self) {
         let now = now_ns();
+        // A replicated station's expiry is an entry of its log (its leader
+        // proposes it), never a replica's own clock.
         for station in self.all() {
-            station.expire(now);
+            if !station.replicated {
+                station.expire(now);
+            }
         }
     }
 }
@@ -820,7 +822,15 @@ impl StationEngine {
             config: station.config(),
             created: station.created,
             state: station.state(),
-            node: self.cluster().map(|c| c.node().to_string()),
+            node: match station.replica.get() {
+                Some(g) => g.leader(),
+                None => self.cluster().map(|c| c.node().to_string()),
+            },
+            replicas: station
+                .replica
+                .get()
+                .map(|g| self.replica_infos(g))
+                .unwrap_or_default(),
         }
     }
 
@@ -845,5 +855,6 @@ impl StationEngine {
     /// Applies `max_age` limits; the server calls this about once a second.
     pub fn expire_stations(&self) {
         self.stations.expire_all();
+        self.expire_replicated();
     }
 }

@@ -836,8 +836,11 @@ fn writer_loop(
         let mut batch = db.batch();
         let mut need_sync = false;
         let mut changes = chunk::CommitLog::default();
-        let mut raft_dirty = false;
-        let mut early: Result<(), fjall::Error> = Ok(());
+        // Raft keys this commit writes (Some) or removes (None): one entry per
+        // key, so a put and a later range removal in one commit are resolved
+        // here and the whole commit stays one atomic batch.
+        let mut raft_ops: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>> =
+            std::collections::BTreeMap::new();
         let rewriting = log_lock.lock().unwrap_or_else(|p| p.into_inner());
         for job in jobs {
             match job.durability {
@@ -854,26 +857,23 @@ fn writer_loop(
                     LogOp::Put(r) => changes.put(job.station, &r),
                     LogOp::Delete(seq) => changes.delete(&log, job.station, seq),
                     LogOp::Raft(RaftOp::Put(k, v)) => {
-                        raft_dirty = true;
-                        batch.insert(&raft, k, v);
+                        raft_ops.insert(k, Some(v));
                     }
                     LogOp::Raft(RaftOp::RemoveRange(from, to)) => {
-                        // The range is read from the keyspace, which does not see
-                        // this batch's own puts yet: write those first.
-                        if raft_dirty {
-                            let done = std::mem::replace(&mut batch, db.batch());
-                            if let Err(e) = done.commit() {
-                                early = Err(e);
-                            }
-                            raft_dirty = false;
-                        }
-                        for guard in raft.range(from..to) {
+                        // What the keyspace has in the range, and what this
+                        // commit put there before.
+                        for guard in raft.range(from.clone()..to.clone()) {
                             match guard.key() {
-                                Ok(k) => batch.remove(&raft, k),
+                                Ok(k) => {
+                                    raft_ops.insert(k.to_vec(), None);
+                                }
                                 Err(e) => {
                                     tracing::error!(error = %e, "cannot read a Raft key to remove it")
                                 }
                             }
+                        }
+                        for (_, v) in raft_ops.range_mut(from..to) {
+                            *v = None;
                         }
                     }
                 }
@@ -881,8 +881,14 @@ fn writer_loop(
             stations.push(job.station);
             completions.push(job.completion);
         }
+        for (k, v) in raft_ops {
+            match v {
+                Some(v) => batch.insert(&raft, k, v),
+                None => batch.remove(&raft, k),
+            }
+        }
         changes.write_into(&mut batch, &log);
-        let mut result = early.and_then(|()| batch.commit());
+        let mut result = batch.commit();
         drop(rewriting);
         if result.is_ok() && need_sync {
             result = timed_persist(&db, &fsync);

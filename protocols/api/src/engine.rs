@@ -246,6 +246,13 @@ pub trait Broker: Send + Sync + 'static {
     /// (`None`: this node holds it, it does not exist, or there is no cluster).
     fn station_node(&self, tenant: &TenantId, name: &str) -> Option<String>;
 
+    /// This node's replica of the replicated station `name`: its Raft role
+    /// ("leader", "follower", …) and the last log index applied here. `None`
+    /// when this node holds no replica of it.
+    fn replica_role(&self, _tenant: &TenantId, _name: &str) -> Option<(String, u64)> {
+        None
+    }
+
     /// Sends `message` to node `node`, where it goes to the broker's own
     /// subscribers only (its JetStream API and ack services), which answer on
     /// its reply subject as for a request made there: how a front-end passes a

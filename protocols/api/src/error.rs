@@ -192,6 +192,15 @@ pub enum EngineError {
     /// or an election that did not end in time); nothing was changed.
     #[error("cluster meta group unavailable: {0}")]
     NoQuorum(String),
+    /// A replicated station could not commit (it has no leader, or its leader
+    /// lost its quorum of replicas, or changed during the call). A publish that
+    /// gets this was not acknowledged: it may or may not be stored.
+    #[error("station replicas unavailable: {0}")]
+    ReplicasUnavailable(String),
+    /// The cluster has too few nodes (reachable) for what was asked, such as
+    /// more replicas than nodes.
+    #[error("insufficient resources: {0}")]
+    InsufficientResources(String),
     /// The payload does not match the JSON Schema attached to the capturing station;
     /// nothing was stored. Front-ends answer with their protocol's "invalid payload"
     /// error (NATS PubAck error 19001, MQTT 5 reason 0x99, HTTP 422).
@@ -293,6 +302,8 @@ impl EngineError {
             E::ShuttingDown
             | E::Storage(_)
             | E::NoQuorum(_)
+            | E::ReplicasUnavailable(_)
+            | E::InsufficientResources(_)
             | E::StationElsewhere { .. }
             | E::NodeUnreachable(_) => ErrorKind::Unavailable,
             E::CorruptRecord(_) => ErrorKind::Corrupt,

@@ -67,8 +67,8 @@ pub use publish::{PublishOptions, Rollup, STEERING_HEADERS, stored_msg_id};
 pub use routing::{Predicate, RoutingAction, RoutingRule};
 pub use schema::{SchemaFormat, SchemaInfo, SchemaVersion};
 pub use station::{
-    Discard, MessageQuery, PubAck, Purge, Retention, StationConfig, StationInfo, StationState,
-    StorageKind, StoredCallback, StoredMessage,
+    Discard, MessageQuery, PubAck, Purge, ReplicaInfo, Retention, StationConfig, StationInfo,
+    StationState, StorageKind, StoredCallback, StoredMessage,
 };
 pub use subject::{
     INTERNAL_PUBLISH_FILTERS, MAX_SUBJECT_LEN, QueueGroup, RESERVED_FILTERS, Subject, SubjectError,

@@ -196,8 +196,27 @@ pub struct StationInfo {
     /// node last reported them (about once a second).
     pub state: StationState,
     /// In a cluster, the node that holds the station's messages and groups
-    /// (`None` on a node that runs alone).
+    /// (`None` on a node that runs alone); for a replicated station, its
+    /// current leader (`None` while it has none).
     pub node: Option<String>,
+    /// A replicated station's replicas (empty for one with a single copy).
+    #[serde(default)]
+    pub replicas: Vec<ReplicaInfo>,
+}
+
+/// One replica of a replicated station, as its leader knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaInfo {
+    /// Node name.
+    pub name: String,
+    /// Whether it leads the station.
+    pub leader: bool,
+    /// Whether it has (nearly) every committed entry.
+    pub current: bool,
+    /// Raft log entries it is behind the leader.
+    pub lag: u64,
+    /// Whether the node is linked to this one now (not known to be down).
+    pub online: bool,
 }
 
 /// A stored message.

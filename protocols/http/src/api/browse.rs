@@ -157,6 +157,144 @@ pub async fn browse(
     .map_err(|e| AppError::Internal(format!("browse task failed: {e}")))?
 }
 
+/// Where a page of a node's own replica starts and how long it is.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReplicaQuery {
+    /// First sequence to return (default: the oldest stored).
+    pub from_seq: Option<u64>,
+    /// Most messages to return: default 100, at most 1000.
+    pub limit: Option<usize>,
+}
+
+/// One message of a node's replica, exactly as stored.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReplicaMessage {
+    /// Sequence number.
+    pub seq: u64,
+    /// Subject.
+    pub subject: String,
+    /// Its `Nats-Msg-Id` (de-duplication id), when it has one.
+    pub msg_id: Option<String>,
+    /// Headers (empty object when none).
+    #[schema(value_type = Object)]
+    pub headers: super::wire::HeadersJson,
+    /// The payload, in base64.
+    pub payload_base64: String,
+    /// When it was stored (ns since the epoch, the leader's clock).
+    pub time_ns: u64,
+}
+
+/// A page of this node's own copy of a replicated station.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReplicaPage {
+    /// This node.
+    pub node: String,
+    /// Its role in the station's Raft group: leader, follower, candidate,
+    /// learner or shutdown.
+    pub role: String,
+    /// The last Raft log index applied here.
+    pub applied: u64,
+    /// First and last sequence stored here.
+    pub first_seq: u64,
+    pub last_seq: u64,
+    /// Messages in sequence order.
+    pub messages: Vec<ReplicaMessage>,
+}
+
+/// Read this node's own replica of a replicated station.
+///
+/// Never passed to the station's leader: what this node has stored, for
+/// checking replicas against each other. 404 `not_a_replica` on a node that
+/// holds no replica of it.
+#[utoipa::path(
+    get,
+    path = "/v1/stations/{station}/replica",
+    tag = "stations",
+    params(("station" = String, Path, description = "Station name"), ReplicaQuery),
+    responses(
+        (status = 200, description = "A page of this node's replica", body = ReplicaPage),
+        (status = 404, description = "No replica of that station here", body = ErrorBody),
+        (status = 422, description = "limit out of range", body = ErrorBody),
+    )
+)]
+pub async fn replica(
+    State(state): State<Arc<ApiState>>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+    ApiPath(station): ApiPath<String>,
+    ApiQuery(query): ApiQuery<ReplicaQuery>,
+) -> Result<Json<ReplicaPage>, AppError> {
+    use base64::Engine as _;
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(AppError::invalid(
+            "invalid_limit",
+            format!("limit must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    let Some((role, applied)) = state.engine.replica_role(&tenant, &station) else {
+        return Err(AppError::new(
+            StatusCode::NOT_FOUND,
+            "not_a_replica",
+            format!("this node holds no replica of station '{station}'"),
+        ));
+    };
+    let info = state.engine.station_info(&tenant, &station)?;
+    let start = query.from_seq.unwrap_or(info.state.first_seq.max(1));
+    let engine = state.engine.clone();
+    let (t, s) = (tenant.clone(), station.clone());
+    let page = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        let mut next = start;
+        while out.len() < limit {
+            let query = MessageQuery::NextBySubject {
+                seq: next,
+                subject: ">".to_string(),
+            };
+            match engine.get_message(&t, &s, query) {
+                Ok(m) => {
+                    next = m.seq + 1;
+                    out.push(m);
+                }
+                Err(EngineError::MessageNotFound) => break,
+                Err(e) => return Err(AppError::from(e)),
+            }
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(|e| AppError::Internal(format!("replica read failed: {e}")))??;
+    let messages = page
+        .into_iter()
+        .map(|m| {
+            let json = MessageJson::from_stored_with(&m, false);
+            ReplicaMessage {
+                seq: m.seq,
+                subject: json.subject,
+                msg_id: m
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("Nats-Msg-Id"))
+                    .map(|v| String::from_utf8_lossy(v.as_ref()).into_owned()),
+                headers: json.headers,
+                payload_base64: base64::engine::general_purpose::STANDARD.encode(&m.payload),
+                time_ns: m
+                    .time
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64),
+            }
+        })
+        .collect();
+    Ok(Json(ReplicaPage {
+        node: state.engine.cluster().map(|c| c.node).unwrap_or_default(),
+        role,
+        applied,
+        first_seq: info.state.first_seq,
+        last_seq: info.state.last_seq,
+        messages,
+    }))
+}
+
 /// Read one stored message.
 #[utoipa::path(
     get,

@@ -73,6 +73,10 @@ pub async fn to_holder(
     let Some(station) = station_of(request.uri().path()) else {
         return next.run(request).await;
     };
+    // A node's own replica is read where it is asked.
+    if request.uri().path().ends_with("/replica") {
+        return next.run(request).await;
+    }
     if request.headers().contains_key(FORWARDED) {
         return next.run(request).await;
     }

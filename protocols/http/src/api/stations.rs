@@ -282,6 +282,8 @@ pub struct StationJson {
     pub max_msg_size: i64,
     /// Most consumer groups (-1 = unlimited).
     pub max_consumers: i64,
+    /// Copies kept (1: on one node; 3 or 5: a replicated station).
+    pub replicas: u32,
     /// Refuses single-message deletes.
     pub deny_delete: bool,
     /// Refuses purges.
@@ -301,9 +303,13 @@ pub struct StationJson {
     /// What it holds now (on a cluster node that does not hold the station, as
     /// its node reported it about a second ago).
     pub state: StationStateJson,
-    /// In a cluster, the node that holds the station's messages and groups.
+    /// In a cluster, the node that holds the station's messages and groups
+    /// (for a replicated station, its leader).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// A replicated station's leader and replicas.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ReplicasJson>,
 }
 
 impl From<&StationInfo> for StationJson {
@@ -336,6 +342,7 @@ impl From<&StationInfo> for StationJson {
             flush_interval_ms: c.flush_interval.map(millis),
             max_msg_size: c.max_msg_size,
             max_consumers: c.max_consumers,
+            replicas: c.replicas,
             deny_delete: c.deny_delete,
             deny_purge: c.deny_purge,
             metadata: c.metadata.clone(),
@@ -349,8 +356,47 @@ impl From<&StationInfo> for StationJson {
             created: rfc3339(info.created),
             state: StationStateJson::from(&info.state),
             node: info.node.clone(),
+            cluster: (!info.replicas.is_empty()).then(|| ReplicasJson {
+                leader: info.node.clone(),
+                replicas: info
+                    .replicas
+                    .iter()
+                    .map(|r| ReplicaJson {
+                        name: r.name.clone(),
+                        leader: r.leader,
+                        current: r.current,
+                        lag: r.lag,
+                        online: r.online,
+                    })
+                    .collect(),
+            }),
         }
     }
+}
+
+/// A replicated station's leader and replicas.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReplicasJson {
+    /// The node that leads it now (`null` during an election or without a
+    /// quorum).
+    pub leader: Option<String>,
+    /// Every replica, the leader included.
+    pub replicas: Vec<ReplicaJson>,
+}
+
+/// One replica.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReplicaJson {
+    /// Node name.
+    pub name: String,
+    /// Whether it leads.
+    pub leader: bool,
+    /// Whether it has (nearly) every committed entry.
+    pub current: bool,
+    /// Raft log entries it is behind the leader.
+    pub lag: u64,
+    /// Whether its node is reachable from this one.
+    pub online: bool,
 }
 
 /// Every station.

@@ -2,8 +2,8 @@
 //! engine errors to JetStream API errors.
 
 use super::api_types::{
-    ApiError, ClusterInfo, DiscardPolicy, JsErrorCode, RetentionPolicy, StorageType, StoredMsg,
-    StreamConfig, StreamInfo, StreamState, format_rfc3339_nanos,
+    ApiError, ClusterInfo, DiscardPolicy, JsErrorCode, PeerInfo, RetentionPolicy, StorageType,
+    StoredMsg, StreamConfig, StreamInfo, StreamState, format_rfc3339_nanos,
 };
 use crate::encode;
 use junction_api::{
@@ -71,9 +71,6 @@ pub fn station_config(c: &StreamConfig) -> Result<StationConfig, ApiError> {
         return Err(
             JsErrorCode::StreamInvalidConfig.with_err("duplicates window can not be negative")
         );
-    }
-    if c.num_replicas > 1 {
-        return Err(JsErrorCode::StreamReplicasNotSupported.error());
     }
     let flush_interval = match c.metadata.get(FLUSH_INTERVAL_METADATA) {
         None => None,
@@ -179,15 +176,37 @@ pub fn stream_info(info: &StationInfo) -> StreamInfo {
             ..StreamState::default()
         },
         domain: String::new(),
-        cluster: info.node.as_ref().map(|node| ClusterInfo {
-            leader: node.clone(),
-            ..ClusterInfo::default()
-        }),
+        cluster: cluster_info(info),
         mirror: None,
         sources: Vec::new(),
         alternates: Vec::new(),
         ts: timestamp(SystemTime::now()),
     }
+}
+
+/// A stream's `cluster` block: its leader and, for a replicated stream, its other
+/// replicas (as nats-server lists them: the leader is not among `replicas`).
+pub fn cluster_info(info: &junction_api::StationInfo) -> Option<ClusterInfo> {
+    if info.node.is_none() && info.replicas.is_empty() {
+        return None;
+    }
+    Some(ClusterInfo {
+        leader: info.node.clone().unwrap_or_default(),
+        replicas: info
+            .replicas
+            .iter()
+            .filter(|r| !r.leader)
+            .map(|r| PeerInfo {
+                name: r.name.clone(),
+                current: r.current,
+                offline: !r.online,
+                active: 0,
+                lag: r.lag,
+                peer: r.name.clone(),
+            })
+            .collect(),
+        ..ClusterInfo::default()
+    })
 }
 
 /// A stored message as `STREAM.MSG.GET` returns it.
@@ -316,9 +335,14 @@ pub fn api_error(e: &EngineError) -> ApiError {
         EngineError::StationNotFound => JsErrorCode::StreamNotFound.error(),
         EngineError::StationNameInUse => JsErrorCode::StreamNameExist.error(),
         EngineError::SubjectsOverlap => JsErrorCode::StreamSubjectOverlap.error(),
+        // nats-server's own answer outside a cluster.
+        EngineError::InvalidConfig(ConfigError::ReplicasUnsupported) => {
+            JsErrorCode::StreamReplicasNotSupported.error()
+        }
         EngineError::InvalidConfig(c) => {
             JsErrorCode::StreamInvalidConfig.with_err(config_description(c))
         }
+        EngineError::InsufficientResources(_) => JsErrorCode::InsufficientResources.error(),
         EngineError::BadRequest(_) => JsErrorCode::BadRequest.error(),
         EngineError::WrongLastSequence(n) | EngineError::WrongLastSubjectSequence(n) => {
             ApiError::wrong_last_sequence(*n)

@@ -1,0 +1,734 @@
+//! Replicated stations: one openraft group per station with `replicas` > 1.
+//!
+//! - **Log.** Every group's entries go to the store's `raft` keyspace under its
+//!   own key prefix ([`crate::raftlog::LogStore`]), through the one writer queue
+//!   and group commit shared with messages and the meta group; an entry is
+//!   acknowledged to openraft once fsynced, so a publish is committed only when a
+//!   quorum of replicas has it on disk.
+//! - **State machine.** The station itself, on every replica: a committed entry
+//!   is handed to the engine ([`ReplicaHost::apply`]), which does what a publish
+//!   on one node does (sequence = last + 1, de-duplication, limits, expected-
+//!   sequence checks) deterministically, under the leader's clock carried in the
+//!   entry, and writes the entry's *applied mark* in the same store batch as the
+//!   message. After a crash the group resumes from the newest mark; entries after
+//!   it are applied again (their effects were not written).
+//! - **Network.** Raft RPCs travel as calls on the existing links, kind
+//!   [`K_R_APPEND`]…, prefixed with the group id.
+//! - **Proposals** are queued per group in the order they are made (one task
+//!   per group hands them to openraft one after the other), so publishes from one
+//!   connection are stored in the order they were sent.
+//! - **Snapshots** are not taken: the log is kept whole, so a replica that falls
+//!   behind (or is added) catches up from the log. (Streaming a station from a
+//!   store read view as a snapshot is the next step; until then a replicated
+//!   station's Raft log grows with it.)
+
+#![allow(clippy::result_large_err)]
+
+use crate::Cluster;
+use crate::meta::MetaNode;
+use crate::raftlog::{
+    LogStore, RAFT_STATION, SErr, T_APPLIED, T_SM, get_json, key, put_json, remove_group, serr,
+    write,
+};
+use base64::Engine as _;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use junction_storage::{Durability, LogOp, RaftOp, Store};
+use openraft::error::{
+    ClientWriteError, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError,
+    Unreachable,
+};
+use openraft::network::RPCOption;
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    Entry, EntryPayload, ErrorVerb, LogId, RaftNetwork, RaftNetworkFactory, RaftSnapshotBuilder,
+    ServerState, SnapshotMeta, StoredMembership,
+};
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::io::Cursor;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+/// An opaque engine operation (or answer), carried as base64 in the log's JSON.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Op(pub Bytes);
+
+impl fmt::Debug for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Op({} bytes)", self.0.len())
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+impl Serialize for Op {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Op {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .map(|v| Op(Bytes::from(v)))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+openraft::declare_raft_types!(
+    /// A replicated station's Raft types.
+    pub ReplicaConfig:
+        D = Op,
+        R = Op,
+        NodeId = u64,
+        Node = MetaNode,
+);
+
+type ReplicaRaft = openraft::Raft<ReplicaConfig>;
+
+/// Raft RPCs of station groups on the links (the meta group's handler passes
+/// them here).
+pub(crate) const K_R_APPEND: u8 = 20;
+pub(crate) const K_R_VOTE: u8 = 21;
+pub(crate) const K_R_SNAPSHOT: u8 = 22;
+/// Asks the called node to start an election in a group (a leader stepping down).
+pub(crate) const K_R_ELECT: u8 = 23;
+
+/// The engine's side of replicated stations.
+pub trait ReplicaHost: Send + Sync + 'static {
+    /// Applies the committed `op` (log `index`) of `group` to this node's copy of
+    /// its station. The synchronous part (taking a sequence, queuing the write)
+    /// must happen before this returns, so that entries are applied in log order;
+    /// the future resolves, with the answer for the proposer, once the effects are
+    /// durable. `mark` records `index` as applied: when the op writes anything,
+    /// the host writes `mark` in the same store batch.
+    fn apply(&self, group: u64, index: u64, op: Bytes, mark: RaftOp) -> BoxFuture<'static, Bytes>;
+}
+
+/// What the state machine keeps besides the station: its membership.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct SmState {
+    membership: StoredMembership<u64, MetaNode>,
+}
+
+#[derive(Clone)]
+struct StateMachine {
+    store: Store,
+    group: u64,
+    host: Weak<dyn ReplicaHost>,
+    membership: Arc<RwLock<StoredMembership<u64, MetaNode>>>,
+}
+
+impl RaftStateMachine<ReplicaConfig> for StateMachine {
+    type SnapshotBuilder = StateMachine;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, MetaNode>), SErr> {
+        let applied = self
+            .store
+            .raft_last(
+                &key(self.group, T_APPLIED, 0),
+                &key(self.group, T_APPLIED, u64::MAX),
+            )
+            .map_err(|e| serr(ErrorVerb::Read, e))?
+            .map(|(_, v)| serde_json::from_slice::<LogId<u64>>(&v))
+            .transpose()
+            .map_err(|e| serr(ErrorVerb::Read, e))?;
+        let sm: SmState = get_json(&self.store, &key(self.group, T_SM, 0))?.unwrap_or_default();
+        *self.membership.write() = sm.membership.clone();
+        Ok((applied, sm.membership))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Op>, SErr>
+    where
+        I: IntoIterator<Item = Entry<ReplicaConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let host = self.host.upgrade();
+        let mut pending: Vec<BoxFuture<'static, Bytes>> = Vec::new();
+        let mut last = None;
+        for e in entries {
+            let index = e.log_id.index;
+            last = Some(e.log_id);
+            match e.payload {
+                EntryPayload::Blank => pending.push(Box::pin(async { Bytes::new() })),
+                EntryPayload::Normal(op) => {
+                    let mark = put_json(key(self.group, T_APPLIED, index), &e.log_id)?;
+                    match &host {
+                        Some(h) => pending.push(h.apply(self.group, index, op.0, mark)),
+                        None => return Err(serr(ErrorVerb::Write, "the engine is stopping")),
+                    }
+                }
+                EntryPayload::Membership(m) => {
+                    let membership = StoredMembership::new(Some(e.log_id), m);
+                    let sm = SmState {
+                        membership: membership.clone(),
+                    };
+                    write(
+                        &self.store,
+                        vec![
+                            put_json(key(self.group, T_SM, 0), &sm)?,
+                            put_json(key(self.group, T_APPLIED, index), &e.log_id)?,
+                        ],
+                    )
+                    .await?;
+                    *self.membership.write() = membership;
+                    pending.push(Box::pin(async { Bytes::new() }));
+                }
+            }
+        }
+        let answers = futures::future::join_all(pending).await;
+        if let Some(last) = last {
+            // The newest mark, and the older ones gone; queued after every write
+            // above (one ordered queue), so it is never ahead of them on disk.
+            let ops = vec![
+                LogOp::Raft(RaftOp::RemoveRange(
+                    key(self.group, T_APPLIED, 0),
+                    key(self.group, T_APPLIED, last.index),
+                )),
+                LogOp::Raft(put_json(key(self.group, T_APPLIED, last.index), &last)?),
+            ];
+            self.store
+                .append(RAFT_STATION, ops, Durability::Sync, Box::new(|_| {}));
+        }
+        Ok(answers.into_iter().map(Op).collect())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, SErr> {
+        Err(serr(
+            ErrorVerb::Write,
+            "replicated stations take no snapshots yet",
+        ))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        _meta: &SnapshotMeta<u64, MetaNode>,
+        _snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), SErr> {
+        Err(serr(
+            ErrorVerb::Write,
+            "replicated stations take no snapshots yet",
+        ))
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<ReplicaConfig>>, SErr> {
+        Ok(None)
+    }
+}
+
+impl RaftSnapshotBuilder<ReplicaConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<ReplicaConfig>, SErr> {
+        Err(serr(
+            ErrorVerb::Write,
+            "replicated stations take no snapshots yet",
+        ))
+    }
+}
+
+/// Raft RPCs of one group over the links.
+#[derive(Clone)]
+struct Net {
+    cluster: Cluster,
+    group: u64,
+}
+
+struct NetConn {
+    cluster: Cluster,
+    group: u64,
+    target: u64,
+    name: String,
+}
+
+impl RaftNetworkFactory<ReplicaConfig> for Net {
+    type Network = NetConn;
+    async fn new_client(&mut self, target: u64, node: &MetaNode) -> NetConn {
+        NetConn {
+            cluster: self.cluster.clone(),
+            group: self.group,
+            target,
+            name: node.name.clone(),
+        }
+    }
+}
+
+fn with_group(group: u64, body: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(8 + body.len());
+    out.extend_from_slice(&group.to_be_bytes());
+    out.extend_from_slice(body);
+    Bytes::from(out)
+}
+
+impl NetConn {
+    async fn rpc<
+        Req: Serialize,
+        Resp: for<'a> Deserialize<'a>,
+        E: std::error::Error + for<'a> Deserialize<'a>,
+    >(
+        &self,
+        kind: u8,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, RPCError<u64, MetaNode, RaftError<u64, E>>> {
+        let body = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let answer = self
+            .cluster
+            .call(&self.name, kind, with_group(self.group, &body), timeout)
+            .await
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        let result: Result<Resp, RaftError<u64, E>> = serde_json::from_slice(&answer)
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<ReplicaConfig> for NetConn {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<ReplicaConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, MetaNode, RaftError<u64>>> {
+        self.rpc(K_R_APPEND, &rpc, option.hard_ttl()).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<ReplicaConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<u64>,
+        RPCError<u64, MetaNode, RaftError<u64, InstallSnapshotError>>,
+    > {
+        self.rpc(K_R_SNAPSHOT, &rpc, option.hard_ttl()).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RPCError<u64, MetaNode, RaftError<u64>>> {
+        self.rpc(K_R_VOTE, &rpc, option.hard_ttl()).await
+    }
+}
+
+fn raft_config(cluster: &str) -> Result<Arc<openraft::Config>, String> {
+    // As the meta group's: a dead leader is replaced in under 2 s.
+    let config = openraft::Config {
+        cluster_name: cluster.to_string(),
+        heartbeat_interval: 150,
+        election_timeout_min: 750,
+        election_timeout_max: 1100,
+        snapshot_policy: openraft::SnapshotPolicy::Never,
+        max_payload_entries: 1024,
+        ..Default::default()
+    };
+    config.validate().map(Arc::new).map_err(|e| e.to_string())
+}
+
+/// Why a proposal was not applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeError {
+    /// This node does not lead the group; the leader it knows, by name.
+    #[error("not the leader (leader: {0:?})")]
+    NotLeader(Option<String>),
+    /// The group could not commit it (no quorum within the time, or stopping);
+    /// it may still be applied later.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+type Proposal = (
+    Bytes,
+    tokio::sync::oneshot::Sender<Result<Bytes, ProposeError>>,
+);
+
+/// This node's replica of one station's group. Cheap to clone.
+#[derive(Clone)]
+pub struct ReplicaGroup {
+    id: u64,
+    raft: ReplicaRaft,
+    proposals: tokio::sync::mpsc::UnboundedSender<Proposal>,
+}
+
+/// One member as a status page shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaStatus {
+    /// Node name.
+    pub name: String,
+    /// Whether it leads.
+    pub leader: bool,
+    /// Entries behind the leader (known on the leader; 0 elsewhere for itself).
+    pub lag: u64,
+    /// Whether it is caught up (lag 0 or small) as far as the leader knows.
+    pub current: bool,
+}
+
+/// A group as this node sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupStatus {
+    /// The leader's name, when one is known.
+    pub leader: Option<String>,
+    /// This node's role: "leader", "follower", "candidate", "learner", "shutdown".
+    pub role: String,
+    /// Last applied log index here.
+    pub applied: u64,
+    /// The members (voters), with what the leader knows of them.
+    pub replicas: Vec<ReplicaStatus>,
+    /// Milliseconds since a quorum last acknowledged the leader (leader only).
+    pub quorum_ack_ms: Option<u64>,
+}
+
+impl ReplicaGroup {
+    /// The group id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Proposes `op` and waits until it is committed by a quorum and applied
+    /// here, for the host's answer. Proposals are handed to Raft in the order
+    /// this is called.
+    pub fn propose(
+        &self,
+        op: Bytes,
+    ) -> impl std::future::Future<Output = Result<Bytes, ProposeError>> + Send + 'static {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let sent = self.proposals.send((op, tx)).is_ok();
+        async move {
+            if !sent {
+                return Err(ProposeError::Unavailable("the group is stopping".into()));
+            }
+            rx.await
+                .unwrap_or_else(|_| Err(ProposeError::Unavailable("the group stopped".into())))
+        }
+    }
+
+    /// The leader's name, as this node knows it.
+    pub fn leader(&self) -> Option<String> {
+        let m = self.raft.metrics().borrow().clone();
+        let id = m.current_leader?;
+        m.membership_config
+            .membership()
+            .get_node(&id)
+            .map(|n| n.name.clone())
+    }
+
+    /// Whether this node leads the group.
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().state == ServerState::Leader
+    }
+
+    /// The group as this node sees it.
+    pub fn status(&self) -> GroupStatus {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let last = m.last_log_index.unwrap_or(0);
+        let role = match m.state {
+            ServerState::Leader => "leader",
+            ServerState::Candidate => "candidate",
+            ServerState::Follower => "follower",
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
+        };
+        let replicas = membership
+            .voter_ids()
+            .filter_map(|id| {
+                let name = membership.get_node(&id)?.name.clone();
+                let leader = m.current_leader == Some(id);
+                let lag = match &m.replication {
+                    Some(r) => last
+                        .saturating_sub(r.get(&id).and_then(|l| l.as_ref()).map_or(0, |l| l.index)),
+                    None => 0,
+                };
+                let current = match &m.replication {
+                    _ if id == m.id => true,
+                    Some(r) => r.get(&id).is_some_and(|l| l.is_some()) && lag < 100,
+                    None => false,
+                };
+                Some(ReplicaStatus {
+                    name,
+                    leader,
+                    lag,
+                    current,
+                })
+            })
+            .collect();
+        GroupStatus {
+            leader: self.leader(),
+            role: role.to_string(),
+            applied: m.last_applied.map_or(0, |l| l.index),
+            replicas,
+            quorum_ack_ms: m.millis_since_quorum_ack,
+        }
+    }
+
+    /// Whether this node's Raft for the group stopped (a storage failure, such as
+    /// a log entry failing its checksum): it then neither votes nor leads.
+    pub fn failed(&self) -> Option<String> {
+        self.raft
+            .metrics()
+            .borrow()
+            .running_state
+            .as_ref()
+            .err()
+            .map(|e| e.to_string())
+    }
+
+    /// Hands leadership to another member: asks one of the followers it can reach
+    /// to start an election (its higher term makes this node step down).
+    pub async fn step_down(&self, cluster: &Cluster) -> Result<String, ProposeError> {
+        let m = self.raft.metrics().borrow().clone();
+        if m.state != ServerState::Leader {
+            return Err(ProposeError::NotLeader(self.leader()));
+        }
+        let membership = m.membership_config.membership();
+        let mut candidates: Vec<(u64, String)> = membership
+            .voter_ids()
+            .filter(|id| *id != m.id)
+            .filter_map(|id| membership.get_node(&id).map(|n| (id, n.name.clone())))
+            .collect();
+        // The most caught-up follower first.
+        if let Some(r) = &m.replication {
+            candidates.sort_by_key(|(id, _)| {
+                std::cmp::Reverse(r.get(id).and_then(|l| l.as_ref()).map_or(0, |l| l.index))
+            });
+        }
+        for (_, name) in candidates {
+            if cluster
+                .call(
+                    &name,
+                    K_R_ELECT,
+                    with_group(self.id, &[]),
+                    Duration::from_secs(2),
+                )
+                .await
+                .is_ok()
+            {
+                return Ok(name);
+            }
+        }
+        Err(ProposeError::Unavailable(
+            "no other replica could be asked to take over".into(),
+        ))
+    }
+
+    /// Changes the group's voters to `members` (one change at a time; a node
+    /// added is caught up as a learner first).
+    pub async fn change_members(
+        &self,
+        members: BTreeMap<u64, MetaNode>,
+    ) -> Result<(), ProposeError> {
+        for (id, node) in &members {
+            let m = self.raft.metrics().borrow().clone();
+            if m.membership_config.membership().get_node(id).is_none() {
+                self.raft
+                    .add_learner(*id, node.clone(), true)
+                    .await
+                    .map_err(write_error)?;
+            }
+        }
+        let ids: std::collections::BTreeSet<u64> = members.keys().copied().collect();
+        self.raft
+            .change_membership(ids, false)
+            .await
+            .map_err(write_error)?;
+        Ok(())
+    }
+}
+
+fn write_error(e: RaftError<u64, ClientWriteError<u64, MetaNode>>) -> ProposeError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+            ProposeError::NotLeader(f.leader_node.map(|n| n.name))
+        }
+        other => ProposeError::Unavailable(other.to_string()),
+    }
+}
+
+/// How long a proposal may wait for its commit.
+const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Hands a group's proposals to Raft in order, and each answer back when it is
+/// applied.
+async fn run_proposals(raft: ReplicaRaft, mut rx: tokio::sync::mpsc::UnboundedReceiver<Proposal>) {
+    while let Some((op, tx)) = rx.recv().await {
+        let m = raft.metrics().borrow().clone();
+        if m.state != ServerState::Leader {
+            let leader = m.current_leader.and_then(|id| {
+                m.membership_config
+                    .membership()
+                    .get_node(&id)
+                    .map(|n| n.name.clone())
+            });
+            let _ = tx.send(Err(ProposeError::NotLeader(leader)));
+            continue;
+        }
+        match raft.client_write_ff(Op(op)).await {
+            Err(e) => {
+                let _ = tx.send(Err(ProposeError::Unavailable(e.to_string())));
+            }
+            Ok(answer) => {
+                tokio::spawn(async move {
+                    let outcome = match tokio::time::timeout(PROPOSE_TIMEOUT, answer).await {
+                        Err(_) => Err(ProposeError::Unavailable(
+                            "not committed by a quorum within 10 s; it may still be stored".into(),
+                        )),
+                        Ok(Err(_)) => Err(ProposeError::Unavailable(
+                            "the group stopped before the publish was committed; it may still be stored"
+                                .into(),
+                        )),
+                        Ok(Ok(Ok(resp))) => Ok(resp.data.0),
+                        Ok(Ok(Err(ClientWriteError::ForwardToLeader(f)))) => Err(
+                            ProposeError::NotLeader(f.leader_node.map(|n| n.name)),
+                        ),
+                        Ok(Ok(Err(e))) => Err(ProposeError::Unavailable(e.to_string())),
+                    };
+                    let _ = tx.send(outcome);
+                });
+            }
+        }
+    }
+}
+
+/// Every replicated-station group on this node.
+pub struct Replicas {
+    cluster: Cluster,
+    store: Store,
+    groups: Mutex<HashMap<u64, ReplicaGroup>>,
+}
+
+impl Replicas {
+    pub(crate) fn new(cluster: Cluster, store: Store) -> Replicas {
+        Replicas {
+            cluster,
+            store,
+            groups: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The group `id`, when this node has a replica of it.
+    pub fn get(&self, id: u64) -> Option<ReplicaGroup> {
+        self.groups.lock().get(&id).cloned()
+    }
+
+    /// Starts (or resumes) this node's replica of group `id`, as node `me`, with
+    /// `members` as its first membership (used when the group has none yet:
+    /// every first member initializes it with the same membership).
+    pub async fn start(
+        &self,
+        id: u64,
+        me: u64,
+        members: BTreeMap<u64, MetaNode>,
+        host: Weak<dyn ReplicaHost>,
+    ) -> Result<ReplicaGroup, String> {
+        if let Some(g) = self.get(id) {
+            return Ok(g);
+        }
+        let sm = StateMachine {
+            store: self.store.clone(),
+            group: id,
+            host,
+            membership: Arc::new(RwLock::new(StoredMembership::default())),
+        };
+        let raft = ReplicaRaft::new(
+            me,
+            raft_config(self.cluster.name())?,
+            Net {
+                cluster: self.cluster.clone(),
+                group: id,
+            },
+            LogStore::<ReplicaConfig>::new(self.store.clone(), id),
+            sm,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        if members.contains_key(&me)
+            && !raft.is_initialized().await.map_err(|e| e.to_string())?
+            && let Err(e) = raft.initialize(members).await
+        {
+            tracing::debug!(group = id, error = %e, "replica group initialize");
+        }
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(run_proposals(raft.clone(), rx));
+        let group = ReplicaGroup {
+            id,
+            raft,
+            proposals: tx,
+        };
+        let mut groups = self.groups.lock();
+        Ok(groups.entry(id).or_insert(group).clone())
+    }
+
+    /// Stops this node's replica of group `id` and, with `forget`, removes its
+    /// Raft state (the station was deleted, or moved off this node).
+    pub async fn stop(&self, id: u64, forget: bool) {
+        let g = self.groups.lock().remove(&id);
+        if let Some(g) = g {
+            let _ = g.raft.shutdown().await;
+        }
+        if forget && let Err(e) = remove_group(&self.store, id).await {
+            tracing::error!(group = id, error = %e, "cannot remove a replica group's Raft state");
+        }
+    }
+
+    /// Stops every group (the node is stopping).
+    pub async fn shutdown(&self) {
+        let groups: Vec<ReplicaGroup> = self.groups.lock().drain().map(|(_, g)| g).collect();
+        for g in groups {
+            let _ = g.raft.shutdown().await;
+        }
+    }
+
+    /// Answers a group's Raft RPC from a peer.
+    pub(crate) async fn handle(&self, kind: u8, body: Bytes) -> Result<Bytes, String> {
+        if body.len() < 8 {
+            return Err("short replica call".into());
+        }
+        let id = u64::from_be_bytes(body[..8].try_into().map_err(|_| "short replica call")?);
+        let body = body.slice(8..);
+        let g = self
+            .get(id)
+            .ok_or_else(|| format!("no replica of group {id} here"))?;
+        let to_bytes =
+            |v: Result<Vec<u8>, serde_json::Error>| v.map(Bytes::from).map_err(|e| e.to_string());
+        match kind {
+            K_R_APPEND => {
+                let req: AppendEntriesRequest<ReplicaConfig> =
+                    serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+                to_bytes(serde_json::to_vec(&g.raft.append_entries(req).await))
+            }
+            K_R_VOTE => {
+                let req: VoteRequest<u64> =
+                    serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+                to_bytes(serde_json::to_vec(&g.raft.vote(req).await))
+            }
+            K_R_SNAPSHOT => {
+                let req: InstallSnapshotRequest<ReplicaConfig> =
+                    serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+                to_bytes(serde_json::to_vec(&g.raft.install_snapshot(req).await))
+            }
+            K_R_ELECT => {
+                g.raft.trigger().elect().await.map_err(|e| e.to_string())?;
+                Ok(Bytes::new())
+            }
+            _ => Err(format!("unknown replica call {kind}")),
+        }
+    }
+}

@@ -1,0 +1,520 @@
+//! Replicated stations (`replicas` 2..=5): one openraft group per station
+//! (`junction_cluster::replica`), on the nodes the meta group placed it on.
+//!
+//! - Every replica node keeps the station as a station of its own, written only
+//!   by applying the group's committed entries ([`ReplicaHost::apply`]): a
+//!   publish is proposed by the leader with the leader's clock, and every replica
+//!   assigns it the same sequence, checks de-duplication, limits and expected
+//!   sequences the same way, and writes it with the entry's applied mark in the
+//!   same store batch. The publisher's ack (PubAck, PUBACK, HTTP 2xx) comes once
+//!   the entry is fsynced on a quorum and applied on the leader.
+//! - A publish made on a follower (or on a node without a replica) is sent to the
+//!   leader as a store call; requests about the station (JetStream, HTTP) go to
+//!   the leader as for a station held on one node.
+//! - Purges, message deletes and age expiry are entries too (proposed by the
+//!   leader; no replica removes anything on its own clock). Consumer groups are
+//!   created and deleted through the log.
+
+use super::StationEngine;
+use super::meta::StationDef;
+use super::placement::{K_STORE, decode_store, encode_store};
+use super::station::{Station, now_ns};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures::future::BoxFuture;
+use junction_api::{
+    Broker, EngineError, GroupConfig, Message, PubAck, PublishOptions, Purge, ReplicaInfo,
+    StationConfig, StoredCallback, TenantId,
+};
+use junction_cluster::meta::MetaNode;
+use junction_cluster::replica::{ProposeError, ReplicaGroup, ReplicaHost};
+use junction_storage::RaftOp;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A publish sent on to a replicated station's leader by a follower: never
+/// passed on again.
+pub(crate) const K_STORE_LEADER: u8 = 68;
+
+/// Most replicas a station may have (as JetStream).
+pub const MAX_REPLICAS: u32 = 5;
+
+const OP_PUBLISH: u8 = 1;
+const OP_ADMIN: u8 = 2;
+
+/// An entry of a station's log other than a publish.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub(crate) enum AdminOp {
+    /// Removes what is older than `max_age` at the leader's `now_ns`.
+    Expire {
+        now_ns: u64,
+    },
+    Purge {
+        filter: Option<String>,
+        seq: Option<u64>,
+        keep: Option<u64>,
+    },
+    DeleteMessage {
+        seq: u64,
+    },
+    CreateGroup {
+        config: GroupConfig,
+    },
+    DeleteGroup {
+        group: String,
+    },
+}
+
+fn publish_op(
+    tenant: &TenantId,
+    station: &str,
+    message: &Message,
+    options: &PublishOptions,
+    lineage: &Bytes,
+    now: u64,
+) -> Bytes {
+    let body = encode_store(tenant, station, message, options, lineage);
+    let mut b = BytesMut::with_capacity(9 + body.len());
+    b.put_u8(OP_PUBLISH);
+    b.put_u64(now);
+    b.put_slice(&body);
+    b.freeze()
+}
+
+fn admin_op(op: &AdminOp) -> Bytes {
+    let mut b = vec![OP_ADMIN];
+    b.extend_from_slice(&serde_json::to_vec(op).unwrap_or_default());
+    Bytes::from(b)
+}
+
+/// An applied entry's answer: the JSON of `Result<value, EngineError>`.
+fn answer<T: Serialize>(r: Result<T, EngineError>) -> Bytes {
+    let r: Result<serde_json::Value, EngineError> =
+        r.and_then(|v| serde_json::to_value(v).map_err(|e| EngineError::Storage(e.to_string())));
+    Bytes::from(serde_json::to_vec(&r).unwrap_or_default())
+}
+
+fn read_answer<T: for<'a> Deserialize<'a>>(b: &[u8]) -> Result<T, EngineError> {
+    let r: Result<serde_json::Value, EngineError> =
+        serde_json::from_slice(b).map_err(|e| EngineError::Storage(e.to_string()))?;
+    serde_json::from_value(r?).map_err(|e| EngineError::Storage(e.to_string()))
+}
+
+fn propose_error(station: &str, e: ProposeError) -> EngineError {
+    match e {
+        ProposeError::NotLeader(Some(l)) => EngineError::ReplicasUnavailable(format!(
+            "station '{station}' changed leader (now {l}) before the publish was committed; it may still be stored"
+        )),
+        ProposeError::NotLeader(None) => no_leader(station),
+        ProposeError::Unavailable(why) => {
+            EngineError::ReplicasUnavailable(format!("station '{station}': {why}"))
+        }
+    }
+}
+
+fn no_leader(station: &str) -> EngineError {
+    EngineError::ReplicasUnavailable(format!(
+        "station '{station}' has no leader now (an election is on, or its replicas lost their quorum)"
+    ))
+}
+
+/// Checks what a replicated station's configuration must be.
+pub(crate) fn check_replicated(config: &StationConfig) -> Result<(), EngineError> {
+    if config.replicas <= 1 {
+        return Ok(());
+    }
+    if config.replicas > MAX_REPLICAS {
+        return Err(EngineError::invalid_config(format!(
+            "replicas: at most {MAX_REPLICAS}"
+        )));
+    }
+    if config.flush_interval.is_some() {
+        return Err(EngineError::invalid_config(
+            "flush_interval (lazy fsync) cannot be used with replicas > 1: a replicated station acknowledges a publish only once it is fsynced on a quorum",
+        ));
+    }
+    if config.retention != junction_api::Retention::Limits {
+        return Err(EngineError::invalid_config(
+            "retention: work-queue and interest retention cannot be used with replicas > 1 yet (consumer acks are not replicated yet); use limits retention",
+        ));
+    }
+    if config.storage == junction_api::StorageKind::Memory {
+        return Err(EngineError::invalid_config(
+            "storage: memory cannot be used with replicas > 1 yet; use file storage",
+        ));
+    }
+    Ok(())
+}
+
+impl StationEngine {
+    /// Chooses the nodes for a new station of `replicas` copies: this node, then
+    /// the linked meta members holding the fewest replicated stations (then by
+    /// name). Answers (names, name → meta id).
+    pub(crate) fn choose_replicas(
+        &self,
+        replicas: u32,
+    ) -> Result<(Vec<String>, BTreeMap<String, u64>), EngineError> {
+        let (Some(meta), Some(cluster)) = (self.meta(), self.cluster()) else {
+            return Err(EngineError::InvalidConfig(
+                junction_api::ConfigError::ReplicasUnsupported,
+            ));
+        };
+        let me = cluster.node().to_string();
+        let status = meta.status();
+        let ids: BTreeMap<String, u64> = status
+            .nodes
+            .iter()
+            .map(|(id, name, _)| (name.clone(), *id))
+            .collect();
+        let mut load: BTreeMap<String, usize> = BTreeMap::new();
+        if let Some(state) = meta.state() {
+            for v in state.defs.values() {
+                if let Ok(def) = serde_json::from_value::<StationDef>(v.clone()) {
+                    for n in def.replicas {
+                        *load.entry(n).or_default() += 1;
+                    }
+                }
+            }
+        }
+        let mut others: Vec<String> = ids
+            .keys()
+            .filter(|n| **n != me && cluster.linked(n) && !status.removed.contains(*n))
+            .cloned()
+            .collect();
+        others.sort_by_key(|n| (load.get(n).copied().unwrap_or(0), n.clone()));
+        let mut chosen = vec![me];
+        chosen.extend(others.into_iter().take(replicas as usize - 1));
+        if chosen.len() < replicas as usize {
+            return Err(EngineError::InsufficientResources(format!(
+                "replicas: {replicas} asked, {} nodes of the cluster are reachable",
+                chosen.len()
+            )));
+        }
+        let members = chosen
+            .iter()
+            .filter_map(|n| ids.get(n).map(|id| (n.clone(), *id)))
+            .collect::<BTreeMap<_, _>>();
+        if members.len() != chosen.len() {
+            return Err(EngineError::InsufficientResources(
+                "a chosen node has no meta id yet; try again".into(),
+            ));
+        }
+        Ok((chosen, members))
+    }
+
+    /// This node holds a replica of `def`'s station: makes the station here (its
+    /// log written only by the group) and starts (or resumes) its Raft group.
+    pub(crate) fn start_replica(
+        &self,
+        tenant: &TenantId,
+        def: &StationDef,
+    ) -> Result<(), EngineError> {
+        let name = def.config.name.clone();
+        let station = match self.stations.get(tenant, &name) {
+            Ok(s) if s.config() == def.config => s,
+            Ok(_) => {
+                self.update_station_now(tenant, def.config.clone())?;
+                self.stations.get(tenant, &name)?
+            }
+            Err(_) => {
+                self.create_station_now(tenant, def.config.clone())?;
+                self.stations.get(tenant, &name)?
+            }
+        };
+        if station.replica.get().is_some() {
+            return Ok(());
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Err(EngineError::ShuttingDown);
+        };
+        self.replicated.write().insert(def.group, station.clone());
+        // At start the meta group is not attached yet: the group starts once it
+        // is (and this node has its id).
+        let engine = self.me.clone();
+        let def = def.clone();
+        runtime.spawn(async move {
+            loop {
+                let Some(e) = engine.upgrade() else { return };
+                if let Some(meta) = e.meta()
+                    && meta.id() != 0
+                {
+                    if let Err(err) = e.run_replica(&meta, &station, &def).await {
+                        tracing::error!(station = %def.config.name, error = %err, "cannot start this node's replica");
+                    }
+                    return;
+                }
+                if e.cluster().is_some_and(|c| c.stopped()) {
+                    return;
+                }
+                drop(e);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        Ok(())
+    }
+
+    async fn run_replica(
+        &self,
+        meta: &junction_cluster::meta::MetaGroup,
+        station: &Arc<Station>,
+        def: &StationDef,
+    ) -> Result<(), EngineError> {
+        let name = def.config.name.clone();
+        let me = meta.id();
+        let addrs: BTreeMap<String, String> = meta
+            .status()
+            .nodes
+            .into_iter()
+            .map(|(_, n, a)| (n, a))
+            .collect();
+        let members: BTreeMap<u64, MetaNode> = def
+            .members
+            .iter()
+            .map(|(name, id)| {
+                (
+                    *id,
+                    MetaNode {
+                        name: name.clone(),
+                        addr: addrs.get(name).cloned().unwrap_or_default(),
+                    },
+                )
+            })
+            .collect();
+        let host: std::sync::Weak<dyn ReplicaHost> = self.me.clone();
+        let replicas = meta.replicas();
+        let group = replicas
+            .start(def.group, me, members, host)
+            .await
+            .map_err(EngineError::Storage)?;
+        let _ = station.replica.set(group);
+        tracing::info!(station = %name, group = def.group, "replica started");
+        Ok(())
+    }
+
+    /// This node no longer holds a replica of group `group` (the station was
+    /// deleted): stops it and removes its Raft state.
+    pub(crate) fn stop_replica(&self, group: u64) {
+        self.replicated.write().remove(&group);
+        if let (Some(meta), Ok(runtime)) = (self.meta(), tokio::runtime::Handle::try_current()) {
+            runtime.block_on(meta.replicas().stop(group, true));
+        }
+    }
+
+    /// Stores a publish in a replicated station: proposed to its group here when
+    /// this node leads it, else sent to the leader (once: `forwarded` says it
+    /// was sent here by a follower already).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn replicated_append(
+        &self,
+        tenant: &TenantId,
+        station: &Station,
+        group: &ReplicaGroup,
+        message: &Message,
+        options: &PublishOptions,
+        lineage: &Bytes,
+        forwarded: bool,
+        done: StoredCallback,
+    ) {
+        let name = station.name().to_string();
+        if group.is_leader() {
+            let op = publish_op(tenant, &name, message, options, lineage, now_ns());
+            let wait = group.propose(op);
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                return done(Err(EngineError::ShuttingDown));
+            };
+            runtime.spawn(async move {
+                done(match wait.await {
+                    Ok(b) => read_answer::<PubAck>(&b),
+                    Err(e) => Err(propose_error(&name, e)),
+                });
+            });
+            return;
+        }
+        let (Some(leader), false, Some(cluster), Ok(runtime)) = (
+            group.leader(),
+            forwarded,
+            self.cluster.get(),
+            tokio::runtime::Handle::try_current(),
+        ) else {
+            return done(Err(no_leader(&name)));
+        };
+        let body = encode_store(tenant, &name, message, options, lineage);
+        let wait = cluster.start_call(&leader, K_STORE_LEADER, body, Duration::from_secs(12));
+        runtime.spawn(async move {
+            done(match wait.await {
+                Ok(answer) => serde_json::from_slice::<PubAck>(&answer)
+                    .map_err(|e| EngineError::Storage(format!("node {leader}: {e}"))),
+                Err(junction_cluster::CallError::Remote(text)) => Err(
+                    serde_json::from_str::<EngineError>(&text)
+                        .unwrap_or_else(|_| EngineError::Storage(format!("node {leader}: {text}"))),
+                ),
+                Err(_) => Err(EngineError::ReplicasUnavailable(format!(
+                    "station '{name}': its leader {leader} did not answer; the publish may still be stored"
+                ))),
+            });
+        });
+    }
+
+    /// Stores a publish a peer sent (`kind` [`K_STORE`] or [`K_STORE_LEADER`])
+    /// for a replicated station of this node.
+    pub(crate) fn store_forwarded_replicated(
+        &self,
+        kind: u8,
+        body: Bytes,
+    ) -> Option<tokio::sync::oneshot::Receiver<Result<PubAck, EngineError>>> {
+        let call = decode_store(body.clone()).ok()?;
+        let tenant = self.tenant_named(&call.tenant);
+        let station = self.stations.get(&tenant, &call.station).ok()?;
+        let group = station.replica.get()?.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.replicated_append(
+            &tenant,
+            &station,
+            &group,
+            &call.message,
+            &call.options,
+            &call.lineage,
+            kind != K_STORE,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        Some(rx)
+    }
+
+    /// Runs an admin entry through a replicated station's group (on its leader;
+    /// from a blocking thread) and answers what applying it answered here.
+    pub(crate) fn propose_admin<T: for<'a> Deserialize<'a>>(
+        &self,
+        station: &Station,
+        group: &ReplicaGroup,
+        op: AdminOp,
+    ) -> Result<T, EngineError> {
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|_| EngineError::ShuttingDown)?;
+        if !group.is_leader() {
+            return Err(match group.leader() {
+                Some(l) => EngineError::StationElsewhere {
+                    station: station.name().to_string(),
+                    node: l,
+                },
+                None => no_leader(station.name()),
+            });
+        }
+        let wait = group.propose(admin_op(&op));
+        let b = runtime
+            .block_on(wait)
+            .map_err(|e| propose_error(station.name(), e))?;
+        read_answer(&b)
+    }
+
+    /// Proposes age expiry for the replicated stations this node leads (once a
+    /// second, with the other limits' timer).
+    pub(crate) fn expire_replicated(&self) {
+        let led: Vec<(Arc<Station>, ReplicaGroup)> = self
+            .replicated
+            .read()
+            .values()
+            .filter_map(|s| {
+                let g = s.replica.get()?;
+                (g.is_leader() && !s.config().max_age.is_zero()).then(|| (s.clone(), g.clone()))
+            })
+            .collect();
+        for (station, group) in led {
+            if !station.has_older_than(now_ns()) {
+                continue;
+            }
+            let wait = group.propose(admin_op(&AdminOp::Expire { now_ns: now_ns() }));
+            let name = station.name().to_string();
+            tokio::spawn(async move {
+                if let Err(e) = wait.await {
+                    tracing::debug!(station = %name, error = %e, "age expiry not committed; tried again in a second");
+                }
+            });
+        }
+    }
+
+    /// The replicas of a replicated station, as this node sees them.
+    pub(crate) fn replica_infos(&self, group: &ReplicaGroup) -> Vec<ReplicaInfo> {
+        let status = group.status();
+        let cluster = self.cluster.get();
+        status
+            .replicas
+            .into_iter()
+            .map(|r| ReplicaInfo {
+                online: cluster.is_some_and(|c| c.node() == r.name || c.linked(&r.name)),
+                name: r.name,
+                leader: r.leader,
+                current: r.current,
+                lag: r.lag,
+            })
+            .collect()
+    }
+
+    fn apply_admin(&self, station: &Arc<Station>, op: AdminOp) -> Bytes {
+        let tenant = station.tenant.clone();
+        let name = station.name().to_string();
+        match op {
+            AdminOp::Expire { now_ns } => answer(Ok(station.expire(now_ns))),
+            AdminOp::Purge { filter, seq, keep } => {
+                answer(station.purge(&Purge { filter, seq, keep }))
+            }
+            AdminOp::DeleteMessage { seq } => answer(station.delete_message(seq)),
+            AdminOp::CreateGroup { config } => {
+                answer(self.create_internal_group(&tenant, &name, config))
+            }
+            AdminOp::DeleteGroup { group } => {
+                answer(self.stations.delete_group(&tenant, &name, &group))
+            }
+        }
+    }
+}
+
+impl ReplicaHost for StationEngine {
+    fn apply(&self, group: u64, _index: u64, op: Bytes, mark: RaftOp) -> BoxFuture<'static, Bytes> {
+        let Some(station) = self.replicated.read().get(&group).cloned() else {
+            let e = EngineError::Storage(format!("no station for replica group {group} here"));
+            return Box::pin(async move { answer::<()>(Err(e)) });
+        };
+        let mut body = op;
+        if body.is_empty() {
+            return Box::pin(async { answer(Ok(())) });
+        }
+        match body.get_u8() {
+            OP_PUBLISH if body.remaining() >= 8 => {
+                let now = body.get_u64();
+                let call = match decode_store(body) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let e = EngineError::BadRequest(e);
+                        return Box::pin(async move { answer::<()>(Err(e)) });
+                    }
+                };
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                station.append_with(
+                    &call.message,
+                    &call.options,
+                    call.lineage,
+                    now,
+                    Some(mark),
+                    Some(Box::new(move |r| {
+                        let _ = tx.send(r);
+                    })),
+                );
+                Box::pin(async move { answer(rx.await.unwrap_or(Err(EngineError::ShuttingDown))) })
+            }
+            OP_ADMIN => {
+                let out = match serde_json::from_slice::<AdminOp>(&body) {
+                    Ok(op) => self.apply_admin(&station, op),
+                    Err(e) => answer::<()>(Err(EngineError::BadRequest(e.to_string()))),
+                };
+                Box::pin(async move { out })
+            }
+            _ => Box::pin(async {
+                answer::<()>(Err(EngineError::BadRequest("unknown entry".into())))
+            }),
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! A replicated station (R3) in a cluster of three real `junction` processes:
+//! - a JetStream stream created with `num_replicas: 3` (async-nats) has a copy on
+//!   every node; STREAM.INFO on any node names its leader and its two other
+//!   replicas, and `GET /v1/stations/{name}` shows `cluster.leader` and three
+//!   replicas;
+//! - publishes made on every node (the leader and its followers, each with a
+//!   `Nats-Msg-Id`) are acknowledged with sequences 1, 2, … and every node's own
+//!   copy (`GET /v1/stations/{name}/replica`) has exactly those messages, in
+//!   that order, byte for byte;
+//! - the leader is killed with SIGKILL: another replica takes over, publishes on
+//!   the surviving nodes are acknowledged again, nothing acknowledged is lost,
+//!   and after the old leader restarts it catches up to the same copy;
+//! - a publish sent again with the same `Nats-Msg-Id` after the failover is
+//!   answered as a duplicate (the de-duplication window is replicated state);
+//! - `replicas: 5` on three nodes is refused (JetStream 10023 insufficient
+//!   resources), and so is `flush_interval` (lazy fsync) on a replicated station.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/process.rs"]
+#[allow(dead_code)] // each test binary uses part of it
+mod process;
+
+#[path = "support/cluster.rs"]
+mod cluster;
+
+use async_nats::jetstream::{self, stream};
+use cluster::{Cluster, get_json, http, until};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+async fn js(c: &Cluster, i: usize) -> jetstream::Context {
+    jetstream::new(async_nats::connect(c.nats_url(i)).await.unwrap())
+}
+
+/// Every message of node `i`'s own copy: seq → (msg id, payload base64).
+async fn replica(c: &Cluster, i: usize, name: &str) -> BTreeMap<u64, (String, String)> {
+    let mut out = BTreeMap::new();
+    let mut from = 1;
+    loop {
+        let page = get_json(
+            c.nodes[i].http,
+            &format!("/v1/stations/{name}/replica?from_seq={from}&limit=1000"),
+        )
+        .await;
+        let msgs = page["messages"].as_array().cloned().unwrap_or_default();
+        if msgs.is_empty() {
+            return out;
+        }
+        for m in msgs {
+            let seq = m["seq"].as_u64().unwrap();
+            out.insert(
+                seq,
+                (
+                    m["msg_id"].as_str().unwrap_or("").to_string(),
+                    m["payload_base64"].as_str().unwrap().to_string(),
+                ),
+            );
+            from = seq + 1;
+        }
+    }
+}
+
+async fn leader(c: &Cluster, i: usize, name: &str) -> Option<String> {
+    let v = get_json(c.nodes[i].http, &format!("/v1/stations/{name}")).await;
+    v["cluster"]["leader"].as_str().map(str::to_string)
+}
+
+async fn publish(
+    js: &jetstream::Context,
+    subject: &str,
+    id: &str,
+) -> Result<jetstream::publish::PublishAck, String> {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", id);
+    let ack = js
+        .publish_with_headers(subject.to_string(), headers, id.to_string().into())
+        .await
+        .map_err(|e| e.to_string())?;
+    ack.await.map_err(|e| e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_r3_station_keeps_every_acknowledged_message_through_a_leader_kill() {
+    let mut c = Cluster::start(3, &[]).await;
+    let on1 = js(&c, 0).await;
+    on1.create_stream(stream::Config {
+        name: "orders".into(),
+        subjects: vec!["orders.>".into()],
+        num_replicas: 3,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+
+    // Every node has a replica, and they agree on a leader.
+    until("every node has a replica and knows the leader", || async {
+        let mut leaders = Vec::new();
+        for i in 0..3 {
+            let v = get_json(c.nodes[i].http, "/v1/stations/orders").await;
+            if v["cluster"]["replicas"].as_array().map_or(0, Vec::len) != 3 {
+                return false;
+            }
+            leaders.push(v["cluster"]["leader"].clone());
+        }
+        !leaders[0].is_null() && leaders.windows(2).all(|w| w[0] == w[1])
+    })
+    .await;
+    let info = get_json(c.nodes[1].http, "/v1/stations/orders").await;
+    assert_eq!(info["replicas"], 3, "{info}");
+
+    // STREAM.INFO on a node names the leader and the two other replicas.
+    let mut s = js(&c, 2).await.get_stream("orders").await.unwrap();
+    let si = s.info().await.unwrap().clone();
+    let cl = si.cluster.clone().expect("cluster info");
+    let lead = cl.leader.clone().unwrap();
+    assert_eq!(cl.replicas.len(), 2, "{cl:?}");
+    assert!(cl.replicas.iter().all(|r| r.name != lead));
+
+    // Publishes on every node, in turn.
+    let ctxs = [js(&c, 0).await, js(&c, 1).await, js(&c, 2).await];
+    let mut acked: BTreeMap<u64, String> = BTreeMap::new();
+    for n in 0..90 {
+        let id = format!("m{n}");
+        let ack = publish(&ctxs[n % 3], "orders.new", &id).await.unwrap();
+        assert!(!ack.duplicate);
+        assert!(acked.insert(ack.sequence, id).is_none());
+    }
+    assert_eq!(
+        acked.keys().copied().collect::<Vec<_>>(),
+        (1..=90).collect::<Vec<_>>()
+    );
+    until("every replica has the 90 messages", || async {
+        for i in 0..3 {
+            if replica(&c, i, "orders").await.len() != 90 {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    let first = replica(&c, 0, "orders").await;
+    for (seq, id) in &acked {
+        assert_eq!(&first[seq].0, id);
+    }
+    for i in 1..3 {
+        assert_eq!(replica(&c, i, "orders").await, first, "node {i} differs");
+    }
+
+    // Kill the leader; another replica takes over.
+    let old = c.index_of(&lead);
+    c.kill(old).await;
+    let alive: Vec<usize> = (0..3).filter(|i| *i != old).collect();
+    until("a new leader is elected", || async {
+        match leader(&c, alive[0], "orders").await {
+            Some(l) => l != lead && leader(&c, alive[1], "orders").await == Some(l),
+            None => false,
+        }
+    })
+    .await;
+    let survivors = [js(&c, alive[0]).await, js(&c, alive[1]).await];
+    for n in 90..150 {
+        let id = format!("m{n}");
+        let ack = publish(&survivors[n % 2], "orders.new", &id).await.unwrap();
+        assert!(!ack.duplicate, "{id}");
+        assert!(acked.insert(ack.sequence, id).is_none());
+    }
+    // A message sent again after the failover is a duplicate.
+    let again = publish(&survivors[0], "orders.new", "m10").await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.sequence, 11);
+    assert_eq!(
+        acked.keys().copied().collect::<Vec<_>>(),
+        (1..=150).collect::<Vec<_>>()
+    );
+
+    // The old leader comes back and catches up.
+    c.restart(old).await;
+    until("the restarted node catches up", || async {
+        replica(&c, old, "orders").await.len() == 150
+    })
+    .await;
+    let copy = replica(&c, alive[0], "orders").await;
+    for (seq, id) in &acked {
+        assert_eq!(&copy[seq].0, id, "seq {seq}");
+    }
+    for i in 0..3 {
+        assert_eq!(replica(&c, i, "orders").await, copy, "node {i} differs");
+    }
+
+    // What a replicated station refuses.
+    let err = on1
+        .create_stream(stream::Config {
+            name: "five".into(),
+            subjects: vec!["five.>".into()],
+            num_replicas: 5,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("insufficient resources"), "{err}");
+    let resp = http()
+        .post(format!("http://127.0.0.1:{}/v1/stations", c.nodes[1].http))
+        .json(&json!({"name": "lazy", "subjects": ["lazy.>"], "replicas": 3, "flush_interval_ms": 100}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert!(body.to_string().contains("flush_interval"), "{body}");
+}
