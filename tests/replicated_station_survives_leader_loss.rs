@@ -10,6 +10,10 @@
 //! - the leader is killed with SIGKILL: another replica takes over, publishes on
 //!   the surviving nodes are acknowledged again, nothing acknowledged is lost,
 //!   and after the old leader restarts it catches up to the same copy;
+//! - a durable pull consumer that acknowledged (AckSync) the first 50 messages
+//!   on the old leader goes on after the failover with every later message and
+//!   none of those 50 (its position reached the other replicas through the
+//!   station's log);
 //! - a publish sent again with the same `Nats-Msg-Id` after the failover is
 //!   answered as a duplicate (the de-duplication window is replicated state);
 //! - `replicas: 5` on three nodes is refused (JetStream 10023 insufficient
@@ -23,8 +27,9 @@ mod process;
 #[path = "support/cluster.rs"]
 mod cluster;
 
-use async_nats::jetstream::{self, stream};
+use async_nats::jetstream::{self, consumer, stream};
 use cluster::{Cluster, get_json, http, until};
+use futures::StreamExt;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
@@ -146,6 +151,31 @@ async fn an_r3_station_keeps_every_acknowledged_message_through_a_leader_kill() 
         assert_eq!(replica(&c, i, "orders").await, first, "node {i} differs");
     }
 
+    // A durable consumer reads and acknowledges the first 50 (AckSync).
+    let consumer: consumer::PullConsumer = ctxs[1]
+        .get_stream("orders")
+        .await
+        .unwrap()
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("workers".into()),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut got = consumer.fetch().max_messages(50).messages().await.unwrap();
+    let mut n = 0;
+    while let Some(m) = got.next().await {
+        let m = m.unwrap();
+        assert_eq!(m.info().unwrap().stream_sequence, n + 1);
+        m.double_ack().await.unwrap();
+        n += 1;
+    }
+    assert_eq!(n, 50);
+    // Positions reach the replicas in batches of about 50 ms: settle well past
+    // that before the leader goes.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+
     // Kill the leader; another replica takes over.
     let old = c.index_of(&lead);
     c.kill(old).await;
@@ -171,6 +201,40 @@ async fn an_r3_station_keeps_every_acknowledged_message_through_a_leader_kill() 
     assert_eq!(
         acked.keys().copied().collect::<Vec<_>>(),
         (1..=150).collect::<Vec<_>>()
+    );
+
+    // The consumer goes on from where it was acknowledged on the old leader:
+    // every later message, none of the 50 acknowledged ones.
+    let consumer: consumer::PullConsumer = survivors[1]
+        .get_stream("orders")
+        .await
+        .unwrap()
+        .get_consumer("workers")
+        .await
+        .unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    // A hang guard only: each round waits at most a second for messages.
+    for _ in 0..120 {
+        if seen.range(51..=150).count() == 100 {
+            break;
+        }
+        let mut msgs = consumer
+            .fetch()
+            .max_messages(100)
+            .expires(std::time::Duration::from_secs(1))
+            .messages()
+            .await
+            .unwrap();
+        while let Some(Ok(m)) = msgs.next().await {
+            seen.insert(m.info().unwrap().stream_sequence);
+            m.ack().await.unwrap();
+        }
+    }
+    assert_eq!(seen.range(51..=150).count(), 100, "{seen:?}");
+    assert!(
+        seen.range(..=50).next().is_none(),
+        "acknowledged messages delivered again: {:?}",
+        seen.range(..=50).collect::<Vec<_>>()
     );
 
     // The old leader comes back and catches up.

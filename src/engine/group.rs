@@ -743,12 +743,13 @@ impl Group {
         true
     }
 
-    /// Writes the position to storage if it changed.
-    pub fn save(&self, force: bool) -> Result<(), EngineError> {
+    /// Writes the position to storage if it changed; answers what it wrote (a
+    /// replicated station's leader sends it to the other replicas).
+    pub fn save(&self, force: bool) -> Result<Option<Vec<u8>>, EngineError> {
         let saved = {
             let mut run = self.run.lock();
             if !run.dirty && !force {
-                return Ok(());
+                return Ok(None);
             }
             run.dirty = false;
             let mut unacked: Vec<(u64, u32)> = run
@@ -771,6 +772,40 @@ impl Group {
         let json = serde_json::to_vec(&saved).map_err(|e| EngineError::Storage(e.to_string()))?;
         self.store
             .put_state(&self.state_key, &json)
+            .map_err(|e| EngineError::Storage(e.to_string()))?;
+        Ok(Some(json))
+    }
+
+    /// Takes a position a replicated station's leader saved (see
+    /// [`Group::save`]): what it had not seen acked is delivered again if this
+    /// node leads next.
+    pub fn install_position(&self, json: &[u8]) -> Result<(), EngineError> {
+        let s: Saved =
+            serde_json::from_slice(json).map_err(|e| EngineError::Storage(e.to_string()))?;
+        {
+            let now = Instant::now();
+            let mut run = self.run.lock();
+            run.cursor = s.cursor;
+            run.initial = s.initial.into();
+            run.consumer_seq = s.consumer_seq;
+            run.delivered_stream_seq = s.delivered_stream_seq;
+            run.ack_floor_stream = s.ack_floor_stream;
+            run.ack_floor_consumer = s.ack_floor_consumer;
+            run.pending = PendingSet::default();
+            run.redeliver.clear();
+            for (seq, deliveries) in s.unacked {
+                run.redeliver.insert(
+                    seq,
+                    Redelivery {
+                        not_before: now,
+                        deliveries,
+                    },
+                );
+            }
+            run.dirty = false;
+        }
+        self.store
+            .put_state(&self.state_key, json)
             .map_err(|e| EngineError::Storage(e.to_string()))
     }
 

@@ -65,6 +65,35 @@ pub(crate) enum AdminOp {
     DeleteGroup {
         group: String,
     },
+    /// A durable group's position as its leader saved it (delivered, acked,
+    /// pending), taken by the other replicas.
+    Position {
+        group: String,
+        position: String,
+    },
+}
+
+/// Sends a group's saved position to the other replicas (not waited for: the
+/// next change sends it again).
+pub(crate) fn propose_position(
+    replica: &ReplicaGroup,
+    station: &str,
+    group: &str,
+    position: Vec<u8>,
+) {
+    let op = AdminOp::Position {
+        group: group.to_string(),
+        position: String::from_utf8(position).unwrap_or_default(),
+    };
+    let wait = replica.propose(admin_op(&op));
+    let (station, group) = (station.to_string(), group.to_string());
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move {
+            if let Err(e) = wait.await {
+                tracing::debug!(%station, %group, error = %e, "consumer position not replicated; sent again at its next change");
+            }
+        });
+    }
 }
 
 fn publish_op(
@@ -467,6 +496,17 @@ impl StationEngine {
             }
             AdminOp::DeleteGroup { group } => {
                 answer(self.stations.delete_group(&tenant, &name, &group))
+            }
+            AdminOp::Position { group, position } => {
+                // The leader has it already (it is where it comes from).
+                if station.replica.get().is_some_and(|r| r.is_leader()) {
+                    return answer(Ok(()));
+                }
+                let g = station.groups.read().get(&group).cloned();
+                answer(match g {
+                    Some(g) => g.install_position(position.as_bytes()),
+                    None => Ok(()),
+                })
             }
         }
     }

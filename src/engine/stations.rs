@@ -723,11 +723,25 @@ impl StationRegistry {
                 self.release_consumed(station);
             }
             _ => {
-                if housekeeping
-                    && g.config.durable
-                    && let Err(e) = g.save(false)
-                {
-                    tracing::error!(error = %e, group = %g.name, "cannot save consumer position");
+                if housekeeping && g.config.durable {
+                    match g.save(false) {
+                        Err(e) => {
+                            tracing::error!(error = %e, group = %g.name, "cannot save consumer position")
+                        }
+                        // A replicated station's leader sends the position to
+                        // the other replicas through the station's log.
+                        Ok(Some(position)) => {
+                            if let Some(r) = station.replica.get().filter(|r| r.is_leader()) {
+                                super::replicated::propose_position(
+                                    r,
+                                    station.name(),
+                                    &g.name,
+                                    position,
+                                );
+                            }
+                        }
+                        Ok(None) => {}
+                    }
                 }
                 g.fill(station);
             }
