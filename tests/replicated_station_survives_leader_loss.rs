@@ -16,6 +16,9 @@
 //!   station's log);
 //! - a publish sent again with the same `Nats-Msg-Id` after the failover is
 //!   answered as a duplicate (the de-duplication window is replicated state);
+//! - leadership is handed to another replica on request (HTTP
+//!   `POST /v1/stations/{name}/stepdown` on any node, JetStream
+//!   `$JS.API.STREAM.LEADER.STEPDOWN`), and publishes go on;
 //! - `replicas: 5` on three nodes is refused (JetStream 10023 insufficient
 //!   resources), and so is `flush_interval` (lazy fsync) on a replicated station.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -250,6 +253,44 @@ async fn an_r3_station_keeps_every_acknowledged_message_through_a_leader_kill() 
     for i in 0..3 {
         assert_eq!(replica(&c, i, "orders").await, copy, "node {i} differs");
     }
+
+    // Leadership handed over on request: over HTTP (asked of any node), then
+    // with JetStream's STREAM.LEADER.STEPDOWN.
+    let before = leader(&c, 0, "orders").await.unwrap();
+    let follower = (0..3).find(|i| c.nodes[*i].name != before).unwrap();
+    let resp = http()
+        .post(format!(
+            "http://127.0.0.1:{}/v1/stations/orders/stepdown",
+            c.nodes[follower].http
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let asked: Value = resp.json().await.unwrap();
+    assert_ne!(asked["asked"], before.as_str());
+    until("the leader changes after a step-down", || async {
+        leader(&c, 0, "orders").await.is_some_and(|l| l != before)
+    })
+    .await;
+    let before = leader(&c, 0, "orders").await.unwrap();
+    let nc = async_nats::connect(c.nats_url(0)).await.unwrap();
+    let answer = nc
+        .request("$JS.API.STREAM.LEADER.STEPDOWN.orders", "".into())
+        .await
+        .unwrap();
+    let answer: Value = serde_json::from_slice(&answer.payload).unwrap();
+    assert_eq!(answer["success"], true, "{answer}");
+    until(
+        "the leader changes after STREAM.LEADER.STEPDOWN",
+        || async { leader(&c, 0, "orders").await.is_some_and(|l| l != before) },
+    )
+    .await;
+    // Publishes go on under the new leader.
+    let ack = publish(&ctxs[0], "orders.new", "after-stepdown")
+        .await
+        .unwrap();
+    assert_eq!(ack.sequence, 151);
 
     // What a replicated station refuses.
     let err = on1

@@ -491,8 +491,13 @@ impl ReplicaGroup {
             .map(|e| e.to_string())
     }
 
-    /// Hands leadership to another member: asks one of the followers it can reach
-    /// to start an election (its higher term makes this node step down).
+    /// Hands leadership to another member. openraft 0.9 has no leadership
+    /// transfer, and followers refuse votes while the leader's lease holds, so
+    /// this leader stops its heartbeats and its own elections; once the lease
+    /// is over (an election timeout) the most caught-up follower it can reach is
+    /// asked to start an election. Heartbeats resume once another member leads,
+    /// or after 5 s (with publishes flowing, replication keeps the lease alive
+    /// and the leader may stay: then this answers an error).
     pub async fn step_down(&self, cluster: &Cluster) -> Result<String, ProposeError> {
         let m = self.raft.metrics().borrow().clone();
         if m.state != ServerState::Leader {
@@ -503,6 +508,7 @@ impl ReplicaGroup {
             .voter_ids()
             .filter(|id| *id != m.id)
             .filter_map(|id| membership.get_node(&id).map(|n| (id, n.name.clone())))
+            .filter(|(_, n)| cluster.linked(n))
             .collect();
         // The most caught-up follower first.
         if let Some(r) = &m.replication {
@@ -510,23 +516,36 @@ impl ReplicaGroup {
                 std::cmp::Reverse(r.get(id).and_then(|l| l.as_ref()).map_or(0, |l| l.index))
             });
         }
-        for (_, name) in candidates {
-            if cluster
+        let Some((_, target)) = candidates.first().cloned() else {
+            return Err(ProposeError::Unavailable(
+                "no other replica is reachable to take over".into(),
+            ));
+        };
+        self.raft.runtime_config().heartbeat(false);
+        self.raft.runtime_config().elect(false);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let mut outcome = Err(ProposeError::Unavailable(
+            "the leader kept its lease (publishes kept it alive); try again".into(),
+        ));
+        while tokio::time::Instant::now() < deadline {
+            if !self.is_leader() {
+                outcome = Ok(target.clone());
+                break;
+            }
+            let _ = cluster
                 .call(
-                    &name,
+                    &target,
                     K_R_ELECT,
                     with_group(self.id, &[]),
-                    Duration::from_secs(2),
+                    Duration::from_secs(1),
                 )
-                .await
-                .is_ok()
-            {
-                return Ok(name);
-            }
+                .await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
         }
-        Err(ProposeError::Unavailable(
-            "no other replica could be asked to take over".into(),
-        ))
+        self.raft.runtime_config().heartbeat(true);
+        self.raft.runtime_config().elect(true);
+        outcome
     }
 
     /// Changes the group's voters to `members` (one change at a time; a node

@@ -826,6 +826,28 @@ impl Admin for StationEngine {
         self.blocking(move |e| e.delete_station_now(&tenant, &name))
     }
 
+    fn step_down_station(&self, tenant: &TenantId, name: &str) -> AdminFuture<String> {
+        let (tenant, name) = (tenant.clone(), name.to_string());
+        self.in_cluster(move |e| async move {
+            let station = e
+                .stations
+                .get(&tenant, &name)
+                .map_err(|err| e.elsewhere(&tenant, &name, err))?;
+            let (Some(group), Some(cluster)) =
+                (station.replica.get().cloned(), e.cluster().cloned())
+            else {
+                return Err(EngineError::BadRequest(format!(
+                    "station '{name}' is not replicated: it has no leader to change"
+                )));
+            };
+            let to = group.step_down(&cluster).await.map_err(|err| {
+                EngineError::ReplicasUnavailable(format!("station '{name}': {err}"))
+            })?;
+            tracing::info!(station = %name, to = %to, "station leader stepping down");
+            Ok(to)
+        })
+    }
+
     fn purge_station(&self, tenant: &TenantId, name: &str, purge: Purge) -> AdminFuture<u64> {
         let (tenant, name) = (tenant.clone(), name.to_string());
         if let Some(node) = Broker::station_node(self, &tenant, &name) {

@@ -19,6 +19,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("put", "/v1/stations/{station}"),
     ("delete", "/v1/stations/{station}"),
     ("post", "/v1/stations/{station}/purge"),
+    ("post", "/v1/stations/{station}/stepdown"),
+    ("get", "/v1/stations/{station}/replica"),
     ("post", "/v1/stations/{station}/groups"),
     ("get", "/v1/stations/{station}/groups"),
     ("get", "/v1/stations/{station}/groups/{group}"),

@@ -405,6 +405,17 @@ pub trait Admin: Send + Sync + 'static {
     /// Removes messages; returns how many.
     fn purge_station(&self, tenant: &TenantId, name: &str, purge: Purge) -> AdminFuture<u64>;
 
+    /// Hands a replicated station's leadership to another replica (called on
+    /// its leader); answers the replica asked to take over.
+    fn step_down_station(&self, _tenant: &TenantId, name: &str) -> AdminFuture<String> {
+        let name = name.to_string();
+        Box::pin(async move {
+            Err(EngineError::BadRequest(format!(
+                "station '{name}' is not replicated: it has no leader to change"
+            )))
+        })
+    }
+
     /// Deletes one stored message.
     fn delete_message(&self, tenant: &TenantId, name: &str, seq: u64) -> AdminFuture<()>;
 

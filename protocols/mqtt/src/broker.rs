@@ -153,6 +153,8 @@ pub(crate) fn reason_of(e: &EngineError) -> u8 {
         | EngineError::NodeUnreachable(_)
         | EngineError::StationElsewhere { .. }
         | EngineError::NoQuorum(_)
+        | EngineError::ReplicasUnavailable(_)
+        | EngineError::InsufficientResources(_)
         | EngineError::ShuttingDown => 0x80,
         EngineError::SchemaViolation(_) => 0x99,
         _ => 0x83,

@@ -168,6 +168,12 @@ impl From<EngineError> for AppError {
             EngineError::MaxConnections => (S::SERVICE_UNAVAILABLE, "max_connections"),
             EngineError::ShuttingDown => (S::SERVICE_UNAVAILABLE, "shutting_down"),
             EngineError::NoQuorum(_) => (S::SERVICE_UNAVAILABLE, "no_quorum"),
+            // A replicated station without a leader or quorum: not acknowledged
+            // (the publish may or may not be stored); retry.
+            EngineError::ReplicasUnavailable(_) => (S::SERVICE_UNAVAILABLE, "replicas_unavailable"),
+            EngineError::InsufficientResources(_) => {
+                (S::SERVICE_UNAVAILABLE, "insufficient_resources")
+            }
             // In a cluster: a read or fetch of a station another node holds (it
             // names the node); or that node did not answer.
             EngineError::StationElsewhere { .. } => (S::MISDIRECTED_REQUEST, "station_elsewhere"),

@@ -562,6 +562,38 @@ pub struct PurgeResponse {
     pub purged: u64,
 }
 
+/// Which replica was asked to take over.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StepDownResponse {
+    /// The replica asked to take the lead (an election follows).
+    pub asked: String,
+}
+
+/// Hand a replicated station's leadership to another replica.
+///
+/// Sent to the leader (from any node); the most caught-up other replica starts
+/// an election. 400 for a station with one copy.
+#[utoipa::path(
+    post,
+    path = "/v1/stations/{station}/stepdown",
+    tag = "stations",
+    params(("station" = String, Path, description = "Station name")),
+    responses(
+        (status = 200, description = "Another replica was asked to lead", body = StepDownResponse),
+        (status = 400, description = "The station is not replicated", body = ErrorBody),
+        (status = 404, description = "No such station", body = ErrorBody),
+        (status = 503, description = "No other replica could be asked", body = ErrorBody),
+    )
+)]
+pub async fn step_down(
+    State(state): State<Arc<ApiState>>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+    ApiPath(station): ApiPath<String>,
+) -> Result<Json<StepDownResponse>, AppError> {
+    let asked = state.engine.step_down_station(&tenant, &station).await?;
+    Ok(Json(StepDownResponse { asked }))
+}
+
 /// Purge a station's messages.
 #[utoipa::path(
     post,

@@ -137,8 +137,9 @@ async fn answer<E: Engine>(engine: &Arc<E>, stats: &Stats, request: &Message) {
 /// The stream a request is about, for the requests its node answers: stream
 /// reads and purges, and everything about its consumers.
 fn stream_of(api: &str) -> Option<&str> {
-    const SCOPED: [&str; 12] = [
+    const SCOPED: [&str; 13] = [
         "STREAM.INFO.",
+        "STREAM.LEADER.STEPDOWN.",
         "STREAM.PURGE.",
         "STREAM.MSG.GET.",
         "STREAM.MSG.DELETE.",
@@ -204,6 +205,14 @@ async fn route<E: Engine>(engine: &E, stats: &Stats, api: &str, body: &[u8]) -> 
             Ok(to_json(&SuccessResponse::ok(kind)))
         }
         (_, "STREAM.PURGE") => stream_purge(engine, &tenant, name, body).await,
+        (_, "STREAM.LEADER.STEPDOWN") => {
+            let kind = response_type::STREAM_LEADER_STEPDOWN;
+            engine
+                .step_down_station(&tenant, name)
+                .await
+                .map_err(|e| (kind, api_error(&e)))?;
+            Ok(to_json(&SuccessResponse::ok(kind)))
+        }
         (_, "STREAM.MSG.GET") => msg_get(engine, &tenant, name, body),
         (_, "STREAM.MSG.DELETE") => {
             let kind = response_type::STREAM_MSG_DELETE;
