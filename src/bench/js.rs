@@ -77,6 +77,7 @@ async fn ensure_stream(js: &Context, plan: &Plan) -> anyhow::Result<Stream> {
                 name: name.clone(),
                 subjects: vec![format!("{name}.>")],
                 storage,
+                num_replicas: plan.args.replicas,
                 ..Default::default()
             };
             if let Some(f) = &plan.args.flush_interval {

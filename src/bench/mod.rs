@@ -169,6 +169,10 @@ pub struct BenchArgs {
     /// Other servers ignore it.
     #[arg(long, value_name = "DURATION")]
     pub flush_interval: Option<String>,
+    /// Replicas of a stream (station) this run creates (`num_replicas`; more
+    /// than 1 needs a cluster).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub replicas: usize,
     /// js-pub: await each PubAck before the next publish (round trip latency).
     #[arg(long, conflicts_with = "window")]
     pub sync: bool,
