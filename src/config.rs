@@ -72,6 +72,11 @@ pub struct ClusterSettings {
     /// node that joins, or that was down while the log moved past a snapshot, is
     /// sent the snapshot.
     pub meta_snapshot_every: Option<u64>,
+    /// How long a replicated station's replica may stay unreachable before its
+    /// leader re-places it on a spare node (one that has no replica of the
+    /// station), when there is one [default: 5m].
+    #[serde(with = "humantime_serde")]
+    pub replica_replace_after: Option<Duration>,
 }
 
 /// A list, or one comma-separated string.

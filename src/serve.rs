@@ -413,6 +413,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .await
         .map_err(|e| StartError::Io(format!("cannot start the cluster's meta group: {e}")))?;
         engine.attach_meta(meta);
+        if let Some(after) = config.cluster.replica_replace_after {
+            engine.set_replica_replace_after(after);
+        }
     }
     // The MQTT front-end serves its TCP listener and `/mqtt` on the HTTP listener.
     let mqtt_broker = if mqtt_listener.is_some() || http_listener.is_some() {

@@ -430,6 +430,17 @@ impl ReplicaGroup {
             .map(|n| n.name.clone())
     }
 
+    /// The voters' ids, as this node knows the membership.
+    pub fn voters(&self) -> std::collections::BTreeSet<u64> {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect()
+    }
+
     /// Whether this node leads the group.
     pub fn is_leader(&self) -> bool {
         self.raft.metrics().borrow().state == ServerState::Leader

@@ -85,6 +85,14 @@ pub(crate) enum MetaCall {
         tenant: String,
         name: String,
     },
+    /// A replicated station's replicas change (a replica re-placed, a peer
+    /// removed): `replicas` are the nodes it should be on from now.
+    SetReplicas {
+        tenant: String,
+        name: String,
+        replicas: Vec<String>,
+        members: BTreeMap<String, u64>,
+    },
 }
 
 /// A station as the meta group holds it.
@@ -104,6 +112,10 @@ pub(crate) struct StationDef {
     /// A replicated station's Raft group id (0: not replicated).
     #[serde(default)]
     pub group: u64,
+    /// The replicas it was created on (they initialize its group); empty in
+    /// definitions made before replicas could move (then `replicas`).
+    #[serde(default)]
+    pub founders: Vec<String>,
 }
 
 impl StationDef {
@@ -259,6 +271,7 @@ pub(crate) fn plan(defs: &Defs, call: &MetaCall) -> Result<(Vec<Change>, Value),
                 replicas: replicas.clone(),
                 members: members.clone(),
                 group: *group,
+                founders: replicas.clone(),
             };
             let v = serde_json::to_value(&def).map_err(|e| e.to_string())?;
             Ok((vec![(k, Some(v.clone()))], v))
@@ -279,6 +292,39 @@ pub(crate) fn plan(defs: &Defs, call: &MetaCall) -> Result<(Vec<Change>, Value),
             }
             check_station_overlap(defs, tenant, config)?;
             def.config = config.clone();
+            let v = serde_json::to_value(&def).map_err(|e| e.to_string())?;
+            Ok((vec![(k, Some(v.clone()))], v))
+        }
+        MetaCall::SetReplicas {
+            tenant,
+            name,
+            replicas,
+            members,
+        } => {
+            let k = station_key(tenant, name);
+            let v = defs.get(&k).ok_or(E_STATION_NOT_FOUND)?;
+            let mut def: StationDef =
+                serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
+            let distinct: BTreeSet<&String> = replicas.iter().collect();
+            if def.group == 0
+                || replicas.len() != def.config.replicas as usize
+                || distinct.len() != replicas.len()
+                || replicas.iter().any(|r| !members.contains_key(r))
+            {
+                return Err(format!(
+                    "replicas: {} nodes named for a station of {} replicas",
+                    distinct.len(),
+                    def.config.replicas
+                ));
+            }
+            if def.founders.is_empty() {
+                def.founders = def.replicas.clone();
+            }
+            def.replicas = replicas.clone();
+            def.members = replicas
+                .iter()
+                .filter_map(|r| members.get(r).map(|id| (r.clone(), *id)))
+                .collect();
             let v = serde_json::to_value(&def).map_err(|e| e.to_string())?;
             Ok((vec![(k, Some(v.clone()))], v))
         }
@@ -532,9 +578,18 @@ impl StationEngine {
         let me = self.cluster().map(|c| c.node().to_string());
         let name = def.config.name.clone();
         if def.group != 0 {
+            self.replica_ops
+                .defs
+                .write()
+                .insert(def.group, (tenant.clone(), def.clone()));
             if me.as_ref().is_some_and(|m| def.replicas.contains(m)) {
                 self.placed.remove(tenant, &name);
                 return self.start_replica(tenant, &def);
+            }
+            if self.stations.get(tenant, &name).is_ok_and(|s| s.replicated) {
+                // Moved off this node: its copy goes once the group has changed.
+                self.retire_replica(tenant, &def);
+                return Ok(());
             }
             // Known here until the leader reports itself (within a second).
             if self.placed.get(tenant, &name).is_none() {
@@ -569,6 +624,7 @@ impl StationEngine {
             && let Some(g) = s.replica.get()
         {
             let group = g.id();
+            self.replica_ops.defs.write().remove(&group);
             self.stop_replica(group);
             return self.delete_station_now(tenant, name);
         }

@@ -123,6 +123,8 @@ pub struct StationEngine {
     /// Replicated stations this node has a replica of, by Raft group id
     /// (`replicated.rs`).
     replicated: RwLock<std::collections::HashMap<u64, Arc<station::Station>>>,
+    /// Replicated stations' placements and their upkeep (`replicated.rs`).
+    replica_ops: replicated::ReplicaOps,
 }
 
 impl StationEngine {
@@ -194,6 +196,7 @@ impl StationEngine {
             cut_off: std::sync::atomic::AtomicBool::new(false),
             placed: placement::RemoteStations::default(),
             replicated: RwLock::new(std::collections::HashMap::new()),
+            replica_ops: replicated::ReplicaOps::default(),
         });
         // The lineage index comes back from what storage kept, off the start-up
         // path: the broker serves while it fills.
@@ -824,6 +827,16 @@ impl Admin for StationEngine {
             });
         }
         self.blocking(move |e| e.delete_station_now(&tenant, &name))
+    }
+
+    fn remove_station_peer(&self, tenant: &TenantId, name: &str, peer: &str) -> AdminFuture<()> {
+        let (tenant, name, peer) = (tenant.clone(), name.to_string(), peer.to_string());
+        self.in_cluster(move |e| async move {
+            e.stations
+                .get(&tenant, &name)
+                .map_err(|err| e.elsewhere(&tenant, &name, err))?;
+            e.remove_peer(&tenant, &name, &peer).await
+        })
     }
 
     fn step_down_station(&self, tenant: &TenantId, name: &str) -> AdminFuture<String> {

@@ -625,6 +625,17 @@ impl CallHandler for EngineCalls {
                     for n in notes {
                         let tenant = engine.tenant_named(&n.tenant);
                         if n.leader {
+                            // A follower's own copy: keep the leader's view.
+                            if let Ok(s) = engine.stations.get(&tenant, &n.name)
+                                && let Some(g) = s.replica.get()
+                            {
+                                engine
+                                    .replica_ops
+                                    .leader_views
+                                    .lock()
+                                    .insert(g.id(), n.replicas);
+                                continue;
+                            }
                             engine.placed.set_leader(&tenant, &n.name, peer, n.replicas);
                         }
                         engine.placed.set_state(&tenant, &n.name, peer, n.state);

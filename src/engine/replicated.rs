@@ -28,10 +28,11 @@ use junction_api::{
 use junction_cluster::meta::MetaNode;
 use junction_cluster::replica::{ProposeError, ReplicaGroup, ReplicaHost};
 use junction_storage::RaftOp;
+use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A publish sent on to a replicated station's leader by a follower: never
 /// passed on again.
@@ -149,6 +150,43 @@ fn no_leader(station: &str) -> EngineError {
     ))
 }
 
+/// How long a replica may stay unreachable before it is re-placed, by default.
+pub const REPLACE_AFTER: Duration = Duration::from_secs(300);
+
+/// How long a node keeps its copy after the station moved off it, so that the
+/// group's membership change (which may still need it) is over first.
+const RETIRE_AFTER: Duration = Duration::from_secs(30);
+
+/// Replicated stations' placements as the meta group has them, and the upkeep
+/// their leaders do (membership in line with the placement, re-placing a replica
+/// that stays down).
+pub(crate) struct ReplicaOps {
+    /// Group id → (tenant, definition).
+    pub defs: RwLock<HashMap<u64, (TenantId, StationDef)>>,
+    replace_after: Mutex<Duration>,
+    /// (group, node) → when the leader first saw that replica unreachable.
+    down_since: Mutex<HashMap<(u64, String), Instant>>,
+    /// Groups with a change under way (membership or placement).
+    changing: Mutex<HashSet<u64>>,
+    /// Groups reported under-replicated (no spare to move a down replica to).
+    under: Mutex<HashSet<u64>>,
+    /// On a follower: the replicas as its leader last reported them.
+    pub leader_views: Mutex<HashMap<u64, Vec<ReplicaInfo>>>,
+}
+
+impl Default for ReplicaOps {
+    fn default() -> Self {
+        ReplicaOps {
+            defs: RwLock::default(),
+            replace_after: Mutex::new(REPLACE_AFTER),
+            down_since: Mutex::default(),
+            changing: Mutex::default(),
+            under: Mutex::default(),
+            leader_views: Mutex::default(),
+        }
+    }
+}
+
 /// Checks what a replicated station's configuration must be.
 pub(crate) fn check_replicated(config: &StationConfig) -> Result<(), EngineError> {
     if config.replicas <= 1 {
@@ -178,6 +216,44 @@ pub(crate) fn check_replicated(config: &StationConfig) -> Result<(), EngineError
 }
 
 impl StationEngine {
+    /// Sets how long a replica may stay unreachable before it is re-placed.
+    pub fn set_replica_replace_after(&self, after: Duration) {
+        *self.replica_ops.replace_after.lock() = after;
+    }
+
+    /// Linked meta members (this node included) with no replica of a station on
+    /// `exclude`, the least loaded first (replicated stations held, then name),
+    /// with their meta ids.
+    fn candidates(&self, exclude: &[String]) -> Vec<(String, u64)> {
+        let (Some(meta), Some(cluster)) = (self.meta(), self.cluster()) else {
+            return Vec::new();
+        };
+        let me = cluster.node().to_string();
+        let status = meta.status();
+        let mut load: BTreeMap<String, usize> = BTreeMap::new();
+        if let Some(state) = meta.state() {
+            for v in state.defs.values() {
+                if let Ok(def) = serde_json::from_value::<StationDef>(v.clone()) {
+                    for n in def.replicas {
+                        *load.entry(n).or_default() += 1;
+                    }
+                }
+            }
+        }
+        let mut out: Vec<(String, u64)> = status
+            .nodes
+            .iter()
+            .filter(|(_, n, _)| {
+                !exclude.contains(n)
+                    && !status.removed.contains(n)
+                    && (*n == me || cluster.linked(n))
+            })
+            .map(|(id, n, _)| (n.clone(), *id))
+            .collect();
+        out.sort_by_key(|(n, _)| (load.get(n).copied().unwrap_or(0), n.clone()));
+        out
+    }
+
     /// Chooses the nodes for a new station of `replicas` copies: this node, then
     /// the linked meta members holding the fewest replicated stations (then by
     /// name). Answers (names, name → meta id).
@@ -298,9 +374,23 @@ impl StationEngine {
             .into_iter()
             .map(|(_, n, a)| (n, a))
             .collect();
+        // The group's first membership: only the nodes it was created on make it
+        // (the same on each); a node added later joins as the leader adds it.
+        let founders = if def.founders.is_empty() {
+            &def.replicas
+        } else {
+            &def.founders
+        };
+        let me_name = self
+            .cluster()
+            .map(|c| c.node().to_string())
+            .unwrap_or_default();
+        let init = founders.contains(&me_name)
+            && (def.founders.is_empty() || def.founders == def.replicas);
         let members: BTreeMap<u64, MetaNode> = def
             .members
             .iter()
+            .filter(|_| init)
             .map(|(name, id)| {
                 (
                     *id,
@@ -441,6 +531,241 @@ impl StationEngine {
 
     /// Proposes age expiry for the replicated stations this node leads (once a
     /// second, with the other limits' timer).
+    pub(crate) fn replica_upkeep(&self) {
+        self.expire_replicated();
+        let led: Vec<(u64, ReplicaGroup)> = self
+            .replicated
+            .read()
+            .iter()
+            .filter_map(|(id, s)| {
+                let g = s.replica.get()?;
+                g.is_leader().then(|| (*id, g.clone()))
+            })
+            .collect();
+        for (id, group) in led {
+            self.keep_placement(id, &group);
+        }
+    }
+
+    /// On a group's leader: brings the group's voters in line with the
+    /// placement, and re-places a replica unreachable for longer than the
+    /// re-placement time (or reports the station under-replicated).
+    fn keep_placement(&self, id: u64, group: &ReplicaGroup) {
+        let Some((tenant, def)) = self.replica_ops.defs.read().get(&id).cloned() else {
+            return;
+        };
+        let (Some(cluster), Some(meta)) = (self.cluster().cloned(), self.meta()) else {
+            return;
+        };
+        if self.replica_ops.changing.lock().contains(&id) {
+            return;
+        }
+        let want: std::collections::BTreeSet<u64> = def.members.values().copied().collect();
+        if group.voters() != want {
+            self.replica_ops.changing.lock().insert(id);
+            let addrs: BTreeMap<String, String> = meta
+                .status()
+                .nodes
+                .into_iter()
+                .map(|(_, n, a)| (n, a))
+                .collect();
+            let members: BTreeMap<u64, MetaNode> = def
+                .members
+                .iter()
+                .map(|(n, i)| {
+                    (
+                        *i,
+                        MetaNode {
+                            name: n.clone(),
+                            addr: addrs.get(n).cloned().unwrap_or_default(),
+                        },
+                    )
+                })
+                .collect();
+            let (group, engine, name) = (group.clone(), self.me.clone(), def.config.name.clone());
+            tokio::spawn(async move {
+                match group.change_members(members).await {
+                    Ok(()) => tracing::info!(station = %name, "replica group membership changed"),
+                    Err(e) => {
+                        tracing::warn!(station = %name, error = %e, "replica group membership change failed; tried again")
+                    }
+                }
+                if let Some(e) = engine.upgrade() {
+                    e.replica_ops.changing.lock().remove(&id);
+                }
+            });
+            return;
+        }
+        // Replicas the leader cannot reach.
+        let now = Instant::now();
+        let after = *self.replica_ops.replace_after.lock();
+        let mut overdue = Vec::new();
+        {
+            let mut down = self.replica_ops.down_since.lock();
+            for n in &def.replicas {
+                let key = (id, n.clone());
+                if *n == cluster.node() || cluster.linked(n) {
+                    down.remove(&key);
+                    continue;
+                }
+                let since = *down.entry(key).or_insert(now);
+                if now.duration_since(since) >= after {
+                    overdue.push(n.clone());
+                }
+            }
+        }
+        if overdue.is_empty() {
+            if self.replica_ops.under.lock().remove(&id) {
+                tracing::info!(station = %def.config.name, "every replica is reachable again");
+            }
+            return;
+        }
+        let lost = overdue[0].clone();
+        let spare = self.candidates(&def.replicas).into_iter().next();
+        let Some((spare, spare_id)) = spare else {
+            if self.replica_ops.under.lock().insert(id) {
+                let text = format!(
+                    "station '{}' is under-replicated: replica on {lost} unreachable for over {}s and no spare node to move it to",
+                    def.config.name,
+                    after.as_secs()
+                );
+                tracing::warn!("{text}");
+                self.events.record(
+                    junction_api::SystemEventKind::ReplicaDown,
+                    super::events::About {
+                        tenant: Some(&tenant),
+                        station: Some(&def.config.name),
+                        ..Default::default()
+                    },
+                    text,
+                );
+            }
+            return;
+        };
+        self.replica_ops.changing.lock().insert(id);
+        let text = format!(
+            "station '{}': replica on {lost} unreachable for over {}s; moving it to {spare}",
+            def.config.name,
+            after.as_secs()
+        );
+        tracing::warn!("{text}");
+        self.events.record(
+            junction_api::SystemEventKind::ReplicaDown,
+            super::events::About {
+                tenant: Some(&tenant),
+                station: Some(&def.config.name),
+                ..Default::default()
+            },
+            text,
+        );
+        let (engine, name) = (self.me.clone(), def.config.name.clone());
+        tokio::spawn(async move {
+            if let Some(e) = engine.upgrade() {
+                if let Err(err) = e.move_replica(&tenant, &def, &lost, &spare, spare_id).await {
+                    tracing::warn!(station = %name, error = %err, "re-placing a replica failed; tried again");
+                }
+                e.replica_ops.changing.lock().remove(&id);
+                e.replica_ops.down_since.lock().remove(&(id, lost));
+            }
+        });
+    }
+
+    /// Replaces `from` by `to` in a replicated station's placement (the meta
+    /// group); its leader then changes the group's membership.
+    async fn move_replica(
+        &self,
+        tenant: &TenantId,
+        def: &StationDef,
+        from: &str,
+        to: &str,
+        to_id: u64,
+    ) -> Result<(), EngineError> {
+        let meta = self.meta().ok_or(EngineError::ShuttingDown)?;
+        let mut members = def.members.clone();
+        members.remove(from);
+        members.insert(to.to_string(), to_id);
+        let replicas: Vec<String> = def
+            .replicas
+            .iter()
+            .map(|r| if r == from { to.to_string() } else { r.clone() })
+            .collect();
+        let call = super::meta::MetaCall::SetReplicas {
+            tenant: tenant.0.to_string(),
+            name: def.config.name.clone(),
+            replicas,
+            members,
+        };
+        Self::replicate(&meta, call).await
+    }
+
+    /// Removes `peer`'s replica of a replicated station (JetStream
+    /// `STREAM.PEER.REMOVE`): it is re-placed on a spare node, and refused when
+    /// there is none (the station never drops below its replica count).
+    pub(crate) async fn remove_peer(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        peer: &str,
+    ) -> Result<(), EngineError> {
+        let station = self.stations.get(tenant, name)?;
+        let Some(group) = station.replica.get().cloned() else {
+            return Err(EngineError::BadRequest(format!(
+                "station '{name}' is not replicated"
+            )));
+        };
+        let Some((_, def)) = self.replica_ops.defs.read().get(&group.id()).cloned() else {
+            return Err(EngineError::StationNotFound);
+        };
+        if !def.replicas.iter().any(|r| r == peer) {
+            return Err(EngineError::BadRequest(format!(
+                "peer '{peer}' has no replica of station '{name}'"
+            )));
+        }
+        let Some((spare, spare_id)) = self.candidates(&def.replicas).into_iter().next() else {
+            return Err(EngineError::InsufficientResources(format!(
+                "no spare node to move the replica on {peer} to; station '{name}' keeps its {} replicas",
+                def.config.replicas
+            )));
+        };
+        tracing::info!(station = %name, %peer, to = %spare, "peer removed from a replicated station");
+        self.move_replica(tenant, &def, peer, &spare, spare_id)
+            .await
+    }
+
+    /// This node's copy of a station that moved off it: removed once the
+    /// group's membership change is over (after [`RETIRE_AFTER`]), if the
+    /// placement still leaves it out.
+    pub(crate) fn retire_replica(&self, tenant: &TenantId, def: &StationDef) {
+        let (engine, tenant, def) = (self.me.clone(), tenant.clone(), def.clone());
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            tokio::time::sleep(RETIRE_AFTER).await;
+            let Some(e) = engine.upgrade() else { return };
+            let me = e.cluster().map(|c| c.node().to_string()).unwrap_or_default();
+            let still_out = e
+                .replica_ops
+                .defs
+                .read()
+                .get(&def.group)
+                .is_some_and(|(_, d)| !d.replicas.contains(&me));
+            if !still_out {
+                return;
+            }
+            let name = def.config.name.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                e.stop_replica(def.group);
+                if let Err(err) = e.delete_station_now(&tenant, &name) {
+                    tracing::warn!(station = %name, error = %err, "cannot remove the copy of a station that moved off this node");
+                }
+                e.placed.put(&tenant, def.config.clone(), def.node.clone(), def.created());
+                tracing::info!(station = %name, "this node's replica retired (the station moved)");
+            })
+            .await;
+        });
+    }
+
     pub(crate) fn expire_replicated(&self) {
         let led: Vec<(Arc<Station>, ReplicaGroup)> = self
             .replicated
@@ -467,6 +792,13 @@ impl StationEngine {
 
     /// The replicas of a replicated station, as this node sees them.
     pub(crate) fn replica_infos(&self, group: &ReplicaGroup) -> Vec<ReplicaInfo> {
+        // A follower knows little of the others: it shows what the leader
+        // reported (about once a second).
+        if !group.is_leader()
+            && let Some(view) = self.replica_ops.leader_views.lock().get(&group.id())
+        {
+            return view.clone();
+        }
         let status = group.status();
         let cluster = self.cluster.get();
         status

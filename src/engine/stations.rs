@@ -869,6 +869,6 @@ impl StationEngine {
     /// Applies `max_age` limits; the server calls this about once a second.
     pub fn expire_stations(&self) {
         self.stations.expire_all();
-        self.expire_replicated();
+        self.replica_upkeep();
     }
 }

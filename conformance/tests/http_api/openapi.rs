@@ -20,6 +20,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/v1/stations/{station}"),
     ("post", "/v1/stations/{station}/purge"),
     ("post", "/v1/stations/{station}/stepdown"),
+    ("post", "/v1/stations/{station}/peer-remove"),
     ("get", "/v1/stations/{station}/replica"),
     ("post", "/v1/stations/{station}/groups"),
     ("get", "/v1/stations/{station}/groups"),

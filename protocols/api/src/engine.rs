@@ -405,6 +405,17 @@ pub trait Admin: Send + Sync + 'static {
     /// Removes messages; returns how many.
     fn purge_station(&self, tenant: &TenantId, name: &str, purge: Purge) -> AdminFuture<u64>;
 
+    /// Moves `peer`'s replica of a replicated station to a spare node (called on
+    /// its leader); refused when there is no spare.
+    fn remove_station_peer(&self, _tenant: &TenantId, name: &str, _peer: &str) -> AdminFuture<()> {
+        let name = name.to_string();
+        Box::pin(async move {
+            Err(EngineError::BadRequest(format!(
+                "station '{name}' is not replicated: it has no peers to remove"
+            )))
+        })
+    }
+
     /// Hands a replicated station's leadership to another replica (called on
     /// its leader); answers the replica asked to take over.
     fn step_down_station(&self, _tenant: &TenantId, name: &str) -> AdminFuture<String> {

@@ -22,6 +22,9 @@ pub enum SystemEventKind {
     /// A consumer group gave up on a message (max deliveries, terminated): it went
     /// to the dead-letter station.
     DeadLetter,
+    /// A replicated station has a replica that stayed unreachable past the
+    /// re-placement time with no spare node to move it to (or it was moved).
+    ReplicaDown,
 }
 
 impl SystemEventKind {
@@ -34,6 +37,7 @@ impl SystemEventKind {
             SystemEventKind::SlowConsumer => "slow_consumer",
             SystemEventKind::SchemaViolation => "schema_violation",
             SystemEventKind::DeadLetter => "dead_letter",
+            SystemEventKind::ReplicaDown => "replica_down",
         }
     }
 }

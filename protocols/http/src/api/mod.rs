@@ -174,6 +174,7 @@ fn v1_routes(state: &Arc<ApiState>) -> OpenApiRouter<Arc<ApiState>> {
         .routes(routes!(stations::purge_station))
         .routes(routes!(browse::replica))
         .routes(routes!(stations::step_down))
+        .routes(routes!(stations::peer_remove))
         .routes(routes!(schemas::create_schema, schemas::list_schemas))
         .routes(routes!(schemas::get_schema, schemas::delete_schema))
         .routes(routes!(schemas::add_schema_version))

@@ -562,6 +562,44 @@ pub struct PurgeResponse {
     pub purged: u64,
 }
 
+/// The replica to move off its node.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PeerRemoveRequest {
+    /// The node whose replica moves to a spare node.
+    pub peer: String,
+}
+
+/// Move a replicated station's replica off a node.
+///
+/// The replica on `peer` is re-placed on a spare node (one with no replica of
+/// the station); 503 `insufficient_resources` when there is none: the station
+/// never drops below its replica count.
+#[utoipa::path(
+    post,
+    path = "/v1/stations/{station}/peer-remove",
+    tag = "stations",
+    params(("station" = String, Path, description = "Station name")),
+    request_body = PeerRemoveRequest,
+    responses(
+        (status = 204, description = "The replica is moving"),
+        (status = 400, description = "Not replicated, or the node has no replica", body = ErrorBody),
+        (status = 404, description = "No such station", body = ErrorBody),
+        (status = 503, description = "No spare node", body = ErrorBody),
+    )
+)]
+pub async fn peer_remove(
+    State(state): State<Arc<ApiState>>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+    ApiPath(station): ApiPath<String>,
+    JsonBody(request): JsonBody<PeerRemoveRequest>,
+) -> Result<StatusCode, AppError> {
+    state
+        .engine
+        .remove_station_peer(&tenant, &station, &request.peer)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Which replica was asked to take over.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StepDownResponse {

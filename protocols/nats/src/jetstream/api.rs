@@ -137,8 +137,9 @@ async fn answer<E: Engine>(engine: &Arc<E>, stats: &Stats, request: &Message) {
 /// The stream a request is about, for the requests its node answers: stream
 /// reads and purges, and everything about its consumers.
 fn stream_of(api: &str) -> Option<&str> {
-    const SCOPED: [&str; 13] = [
+    const SCOPED: [&str; 14] = [
         "STREAM.INFO.",
+        "STREAM.PEER.REMOVE.",
         "STREAM.LEADER.STEPDOWN.",
         "STREAM.PURGE.",
         "STREAM.MSG.GET.",
@@ -205,6 +206,20 @@ async fn route<E: Engine>(engine: &E, stats: &Stats, api: &str, body: &[u8]) -> 
             Ok(to_json(&SuccessResponse::ok(kind)))
         }
         (_, "STREAM.PURGE") => stream_purge(engine, &tenant, name, body).await,
+        (_, "STREAM.PEER.REMOVE") => {
+            let kind = response_type::STREAM_REMOVE_PEER;
+            #[derive(serde::Deserialize)]
+            struct PeerRemove {
+                peer: String,
+            }
+            let req: PeerRemove = serde_json::from_slice(body)
+                .map_err(|_| (kind, JsErrorCode::BadRequest.error()))?;
+            engine
+                .remove_station_peer(&tenant, name, &req.peer)
+                .await
+                .map_err(|e| (kind, api_error(&e)))?;
+            Ok(to_json(&SuccessResponse::ok(kind)))
+        }
         (_, "STREAM.LEADER.STEPDOWN") => {
             let kind = response_type::STREAM_LEADER_STEPDOWN;
             engine

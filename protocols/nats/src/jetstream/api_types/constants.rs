@@ -120,6 +120,8 @@ pub mod response_type {
     pub const STREAM_DELETE: &str = "io.nats.jetstream.api.v1.stream_delete_response";
     /// `STREAM.PURGE`.
     pub const STREAM_PURGE: &str = "io.nats.jetstream.api.v1.stream_purge_response";
+    /// `STREAM.PEER.REMOVE` response.
+    pub const STREAM_REMOVE_PEER: &str = "io.nats.jetstream.api.v1.stream_remove_peer_response";
     /// `STREAM.LEADER.STEPDOWN` response.
     pub const STREAM_LEADER_STEPDOWN: &str =
         "io.nats.jetstream.api.v1.stream_leader_stepdown_response";

@@ -1,0 +1,191 @@
+//! A replicated station (R3) in a cluster of four real `junction` processes
+//! (re-placement time 3 s, `JUNCTION_CLUSTER_REPLICA_REPLACE_AFTER`):
+//! - JetStream `STREAM.PEER.REMOVE` of a live replica moves it to the spare node,
+//!   which catches up to the same messages; the station keeps 3 replicas;
+//! - a replica's node killed for longer than the re-placement time is replaced
+//!   by the spare with no operator action: the station is back to 3 reachable,
+//!   current replicas, with every acknowledged message (including those
+//!   published while the node was down) on each;
+//! - with no spare left, `STREAM.PEER.REMOVE` is refused (10023 insufficient
+//!   resources): the station never drops below its replica count;
+//! - the node that was replaced comes back: its old copy is retired and it shows
+//!   the station as held elsewhere.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/process.rs"]
+#[allow(dead_code)] // each test binary uses part of it
+mod process;
+
+#[path = "support/cluster.rs"]
+mod cluster;
+
+use async_nats::jetstream::{self, stream};
+use cluster::{Cluster, get_json, until};
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+async fn js(c: &Cluster, i: usize) -> jetstream::Context {
+    jetstream::new(async_nats::connect(c.nats_url(i)).await.unwrap())
+}
+
+/// Message ids in node `i`'s own copy, in sequence order.
+async fn copy_of(c: &Cluster, i: usize) -> Option<Vec<String>> {
+    let resp = cluster::http()
+        .get(format!(
+            "http://127.0.0.1:{}/v1/stations/heal/replica?limit=1000",
+            c.nodes[i].http
+        ))
+        .send()
+        .await
+        .ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    let v: Value = resp.json().await.ok()?;
+    Some(
+        v["messages"]
+            .as_array()?
+            .iter()
+            .map(|m| m["msg_id"].as_str().unwrap_or("").to_string())
+            .collect(),
+    )
+}
+
+/// (replica names, all online and current) as node `i` shows the station.
+async fn replicas_on(c: &Cluster, i: usize) -> (BTreeSet<String>, bool) {
+    let v = get_json(c.nodes[i].http, "/v1/stations/heal").await;
+    let reps = v["cluster"]["replicas"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let names = reps
+        .iter()
+        .map(|r| r["name"].as_str().unwrap_or("").to_string())
+        .collect();
+    let healthy = reps.len() == 3
+        && reps
+            .iter()
+            .all(|r| r["online"] == true && r["current"] == true);
+    (names, healthy)
+}
+
+/// Publishes `m<from>`…`m<to - 1>`, each sent again (same `Nats-Msg-Id`) until
+/// acknowledged, as a client does while a leader is being replaced.
+async fn publish_n(js: &jetstream::Context, from: usize, to: usize) {
+    for n in from..to {
+        let id = format!("m{n}");
+        let mut tries = 0;
+        loop {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", id.as_str());
+            let ack = match js
+                .publish_with_headers("heal.x", headers, id.clone().into())
+                .await
+            {
+                Ok(f) => f.await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match ack {
+                Ok(_) => break,
+                Err(e) => {
+                    tries += 1;
+                    assert!(tries < 100, "{id} never acknowledged: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+}
+
+async fn peer_remove(c: &Cluster, i: usize, peer: &str) -> Value {
+    let nc = async_nats::connect(c.nats_url(i)).await.unwrap();
+    let answer = nc
+        .request(
+            "$JS.API.STREAM.PEER.REMOVE.heal",
+            serde_json::to_vec(&serde_json::json!({ "peer": peer }))
+                .unwrap()
+                .into(),
+        )
+        .await
+        .unwrap();
+    serde_json::from_slice(&answer.payload).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_removed_or_lost_is_re_placed_on_a_spare_node() {
+    let mut c = Cluster::start(4, &[("JUNCTION_CLUSTER_REPLICA_REPLACE_AFTER", "3s")]).await;
+    js(&c, 0)
+        .await
+        .create_stream(stream::Config {
+            name: "heal".into(),
+            subjects: vec!["heal.>".into()],
+            num_replicas: 3,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    until("three healthy replicas", || async {
+        replicas_on(&c, 0).await.1
+    })
+    .await;
+    let on1 = js(&c, 0).await;
+    publish_n(&on1, 0, 50).await;
+
+    // PEER.REMOVE of a replica that is not node 1 (where the test publishes).
+    let (first, _) = replicas_on(&c, 0).await;
+    let removed = first.iter().find(|n| *n != "n1").unwrap().clone();
+    let spare = c
+        .nodes
+        .iter()
+        .map(|n| n.name.clone())
+        .find(|n| !first.contains(n))
+        .unwrap();
+    let answer = peer_remove(&c, 0, &removed).await;
+    assert_eq!(answer["success"], true, "{answer}");
+    until("the replica moved to the spare node", || async {
+        let (names, healthy) = replicas_on(&c, 0).await;
+        healthy && names.contains(&spare) && !names.contains(&removed)
+    })
+    .await;
+    let expected: Vec<String> = (0..50).map(|n| format!("m{n}")).collect();
+    let spare_i = c.index_of(&spare);
+    until("the spare caught up", || async {
+        copy_of(&c, spare_i).await.as_deref() == Some(&expected[..])
+    })
+    .await;
+
+    // A replica's node (not node 1) goes down for longer than 3 s.
+    let (now, _) = replicas_on(&c, 0).await;
+    let lost = now.iter().find(|n| *n != "n1").unwrap().clone();
+    let lost_i = c.index_of(&lost);
+    c.kill(lost_i).await;
+    publish_n(&on1, 50, 80).await;
+    until("the lost replica is re-placed", || async {
+        let (names, healthy) = replicas_on(&c, 0).await;
+        healthy && !names.contains(&lost) && names.contains(&removed)
+    })
+    .await;
+    let expected: Vec<String> = (0..80).map(|n| format!("m{n}")).collect();
+    let (names, _) = replicas_on(&c, 0).await;
+    for n in &names {
+        let i = c.index_of(n);
+        until("every replica has all 80", || async {
+            copy_of(&c, i).await.as_deref() == Some(&expected[..])
+        })
+        .await;
+    }
+
+    // No spare left (the fourth node is down): the station keeps 3 replicas.
+    let answer = peer_remove(&c, 0, names.iter().next().unwrap()).await;
+    assert_eq!(answer["error"]["err_code"], 10023, "{answer}");
+
+    // The replaced node comes back: its copy is retired, it sees the station
+    // held elsewhere.
+    c.restart(lost_i).await;
+    until("the returning node retired its copy", || async {
+        copy_of(&c, lost_i).await.is_none()
+            && get_json(c.nodes[lost_i].http, "/v1/stations/heal").await["name"] == "heal"
+    })
+    .await;
+    publish_n(&js(&c, lost_i).await, 80, 85).await;
+}
