@@ -242,8 +242,9 @@ start_cluster() {
           --routes "$routes" --cluster_name bench >"$dir/n$i/server.log" 2>&1 &
         ;;
       nats-server)
+        # JetStream on (the R3 rows need it), as Junction's meta group runs.
         nats-server -n "n$i" -a 127.0.0.1 -p "${ports[$i]}" --cluster "nats://127.0.0.1:${cports[$i]}" \
-          --routes "$routes" --cluster_name bench >"$dir/n$i/server.log" 2>&1 &
+          --routes "$routes" --cluster_name bench -js -sd "$dir/n$i/js" >"$dir/n$i/server.log" 2>&1 &
         ;;
     esac
     CLUSTER_PIDS+=($!)
@@ -288,6 +289,8 @@ SCENARIOS=(
   "cluster-1to1-16|core pub/sub 1→1 through two nodes of a 3-node cluster (publisher on node 1, subscriber on node 2), 16 B|throughput|>=1.0|nats-server|cluster3 pubsub --size 16 --msgs 1000000"
   "reqrep-16|request/reply round trip, 16 B|latency|<=1.0|nats-server|reqrep --size 16 --msgs 30000"
   "cluster-js-fwd|station publish, 1000 in flight, 16 B, file, through another node of a 3-node cluster (station held by node 1, publishers on node 2)|throughput||-|cluster3 js-pub --window 1000 --size 16 --msgs 200000 --stream BENCH --storage file --purge"
+  "r3-window|R3 station publish, 1000 in flight, 16 B, file, 3-node cluster, publishers on node 2; Junction acks once fsynced on a quorum, nats-server R3 does not fsync|throughput|>=1.0|nats-server|cluster3 js-pub --window 1000 --size 16 --msgs 100000 --stream BENCHR3 --storage file --replicas 3"
+  "r3-sync|R3 sync publish round trip, 16 B, file, 3-node cluster, publisher on node 2|latency||nats-server|cluster3 js-pub --sync --size 16 --msgs 3000 --stream BENCHR3 --storage file --replicas 3"
   "js-window-fsync|station publish, 1000 in flight, 16 B, file; Junction fsync before ack (default)|throughput|>=1.0|nats-server|js-pub --window 1000 --size 16 --msgs 200000 --stream BENCH --storage file --purge"
   "js-window-flush|station publish, 1000 in flight, 16 B, file; Junction flush interval 50 ms|throughput|>=1.3|nats-server|js-pub --window 1000 --size 16 --msgs 200000 --stream BENCHF --storage file --flush-interval 50ms --purge"
   "js-sync-fsync|sync publish round trip, 16 B, file; Junction fsync before ack (default)|latency|<=1.0|nats-server|js-pub --sync --size 16 --msgs 5000 --stream BENCH --storage file --purge"
