@@ -91,13 +91,19 @@ pub(crate) fn put_json(k: Vec<u8>, v: &impl Serialize) -> Result<RaftOp, SErr> {
     ))
 }
 
-/// First byte of a checksummed value (JSON never starts with it).
+/// First byte of a checksummed JSON value (JSON never starts with it).
 const SEALED: u8 = 0xC5;
+/// First byte of a checksummed MessagePack value.
+const SEALED_MSGPACK: u8 = 0xC6;
 
 /// `value` with a CRC-32C: `0xC5 | crc (4 bytes, LE) | value`.
 pub(crate) fn seal(value: &[u8]) -> Vec<u8> {
+    seal_as(SEALED, value)
+}
+
+fn seal_as(magic: u8, value: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(value.len() + 5);
-    out.push(SEALED);
+    out.push(magic);
     out.extend_from_slice(&crc32c::crc32c(value).to_le_bytes());
     out.extend_from_slice(value);
     out
@@ -107,7 +113,7 @@ pub(crate) fn seal(value: &[u8]) -> Vec<u8> {
 /// before checksums) as it is.
 pub(crate) fn unseal(bytes: &[u8]) -> Result<&[u8], String> {
     match bytes.first() {
-        Some(&SEALED) if bytes.len() >= 5 => {
+        Some(&(SEALED | SEALED_MSGPACK)) if bytes.len() >= 5 => {
             let crc = u32::from_le_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
             let value = &bytes[5..];
             if crc32c::crc32c(value) == crc {
@@ -116,7 +122,9 @@ pub(crate) fn unseal(bytes: &[u8]) -> Result<&[u8], String> {
                 Err("a Raft log entry fails its checksum (the log is corrupt)".into())
             }
         }
-        Some(&SEALED) => Err("a Raft log entry is truncated (the log is corrupt)".into()),
+        Some(&(SEALED | SEALED_MSGPACK)) => {
+            Err("a Raft log entry is truncated (the log is corrupt)".into())
+        }
         _ => Ok(bytes),
     }
 }
@@ -127,6 +135,9 @@ where
     Entry<C>: for<'a> Deserialize<'a>,
 {
     let value = unseal(bytes).map_err(|e| serr(ErrorVerb::Read, e))?;
+    if bytes.first() == Some(&SEALED_MSGPACK) {
+        return rmp_serde::from_slice(value).map_err(|e| serr(ErrorVerb::Read, e));
+    }
     serde_json::from_slice(value).map_err(|e| serr(ErrorVerb::Read, e))
 }
 
@@ -134,6 +145,9 @@ where
 pub struct LogStore<C> {
     store: Store,
     group: u64,
+    /// Entries written as MessagePack (replicated stations' groups, whose
+    /// entries carry messages) rather than JSON (the meta group).
+    binary: bool,
     _config: PhantomData<fn() -> C>,
 }
 
@@ -142,6 +156,7 @@ impl<C> Clone for LogStore<C> {
         LogStore {
             store: self.store.clone(),
             group: self.group,
+            binary: self.binary,
             _config: PhantomData,
         }
     }
@@ -153,7 +168,16 @@ impl<C> LogStore<C> {
         LogStore {
             store,
             group,
+            binary: false,
             _config: PhantomData,
+        }
+    }
+
+    /// The log of `group`, its entries written as MessagePack.
+    pub fn new_binary(store: Store, group: u64) -> LogStore<C> {
+        LogStore {
+            binary: true,
+            ..LogStore::new(store, group)
         }
     }
 }
@@ -252,10 +276,16 @@ where
     {
         let mut ops = Vec::new();
         for e in entries {
-            let json = serde_json::to_vec(&e).map_err(|e| serr(ErrorVerb::Write, e))?;
+            let sealed = if self.binary {
+                let b = rmp_serde::to_vec_named(&e).map_err(|e| serr(ErrorVerb::Write, e))?;
+                seal_as(SEALED_MSGPACK, &b)
+            } else {
+                let json = serde_json::to_vec(&e).map_err(|e| serr(ErrorVerb::Write, e))?;
+                seal(&json)
+            };
             ops.push(LogOp::Raft(RaftOp::Put(
                 key(self.group, T_LOG, e.log_id.index),
-                seal(&json),
+                sealed,
             )));
         }
         self.store.append(

@@ -74,18 +74,51 @@ impl fmt::Display for Op {
 
 impl Serialize for Op {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(&self.0))
+        if s.is_human_readable() {
+            s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(&self.0))
+        } else {
+            s.serialize_bytes(&self.0)
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for Op {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        base64::engine::general_purpose::STANDARD
-            .decode(s)
-            .map(|v| Op(Bytes::from(v)))
-            .map_err(serde::de::Error::custom)
+        if d.is_human_readable() {
+            let s = String::deserialize(d)?;
+            base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .map(|v| Op(Bytes::from(v)))
+                .map_err(serde::de::Error::custom)
+        } else {
+            serde_bytes_vec(d).map(|v| Op(Bytes::from(v)))
+        }
     }
+}
+
+/// Bytes as MessagePack writes them (bin), or a sequence of numbers.
+fn serde_bytes_vec<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Vec<u8>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("bytes")
+        }
+        fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+        fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Vec<u8>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(b) = a.next_element::<u8>()? {
+                out.push(b);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_byte_buf(V)
 }
 
 openraft::declare_raft_types!(
@@ -288,14 +321,15 @@ impl NetConn {
         req: &Req,
         timeout: Duration,
     ) -> Result<Resp, RPCError<u64, MetaNode, RaftError<u64, E>>> {
-        let body = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let body =
+            rmp_serde::to_vec_named(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let answer = self
             .cluster
             .call(&self.name, kind, with_group(self.group, &body), timeout)
             .await
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
-        let result: Result<Resp, RaftError<u64, E>> = serde_json::from_slice(&answer)
-            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let result: Result<Resp, RaftError<u64, E>> =
+            rmp_serde::from_slice(&answer).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
@@ -684,7 +718,7 @@ impl Replicas {
                 cluster: self.cluster.clone(),
                 group: id,
             },
-            LogStore::<ReplicaConfig>::new(self.store.clone(), id),
+            LogStore::<ReplicaConfig>::new_binary(self.store.clone(), id),
             sm,
         )
         .await
@@ -736,23 +770,24 @@ impl Replicas {
         let g = self
             .get(id)
             .ok_or_else(|| format!("no replica of group {id} here"))?;
-        let to_bytes =
-            |v: Result<Vec<u8>, serde_json::Error>| v.map(Bytes::from).map_err(|e| e.to_string());
+        let to_bytes = |v: Result<Vec<u8>, rmp_serde::encode::Error>| {
+            v.map(Bytes::from).map_err(|e| e.to_string())
+        };
         match kind {
             K_R_APPEND => {
                 let req: AppendEntriesRequest<ReplicaConfig> =
-                    serde_json::from_slice(&body).map_err(|e| e.to_string())?;
-                to_bytes(serde_json::to_vec(&g.raft.append_entries(req).await))
+                    rmp_serde::from_slice(&body).map_err(|e| e.to_string())?;
+                to_bytes(rmp_serde::to_vec_named(&g.raft.append_entries(req).await))
             }
             K_R_VOTE => {
                 let req: VoteRequest<u64> =
-                    serde_json::from_slice(&body).map_err(|e| e.to_string())?;
-                to_bytes(serde_json::to_vec(&g.raft.vote(req).await))
+                    rmp_serde::from_slice(&body).map_err(|e| e.to_string())?;
+                to_bytes(rmp_serde::to_vec_named(&g.raft.vote(req).await))
             }
             K_R_SNAPSHOT => {
                 let req: InstallSnapshotRequest<ReplicaConfig> =
-                    serde_json::from_slice(&body).map_err(|e| e.to_string())?;
-                to_bytes(serde_json::to_vec(&g.raft.install_snapshot(req).await))
+                    rmp_serde::from_slice(&body).map_err(|e| e.to_string())?;
+                to_bytes(rmp_serde::to_vec_named(&g.raft.install_snapshot(req).await))
             }
             K_R_ELECT => {
                 g.raft.trigger().elect().await.map_err(|e| e.to_string())?;

@@ -85,9 +85,26 @@ async fn ensure_stream(js: &Context, plan: &Plan) -> anyhow::Result<Stream> {
                     .metadata
                     .insert(FLUSH_INTERVAL_METADATA.to_string(), f.clone());
             }
-            js.create_stream(config).await.with_context(|| {
+            let mut stream = js.create_stream(config).await.with_context(|| {
                 format!("stream {name} could not be read ({get_error}) nor created")
-            })
+            })?;
+            // A replicated stream takes publishes once its replicas elected a
+            // leader (untimed).
+            if plan.args.replicas > 1 {
+                for _ in 0..100 {
+                    let info = stream.info().await.context("stream info")?;
+                    if info
+                        .cluster
+                        .as_ref()
+                        .and_then(|c| c.leader.as_ref())
+                        .is_some()
+                    {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+            Ok(stream)
         }
     }
 }

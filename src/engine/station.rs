@@ -28,6 +28,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// How soon a replicated station's applied copy is fsynced (its Raft log is
+/// fsynced before the entry is applied).
+const REPLICATED_APPLY_SYNC: Duration = Duration::from_millis(200);
+
 /// Nanoseconds since the Unix epoch.
 pub fn now_ns() -> u64 {
     SystemTime::now()
@@ -551,6 +555,7 @@ impl Station {
         let mut ops = Vec::with_capacity(2 + evicted.len());
         ops.push(LogOp::Put(record));
         ops.extend(evicted.iter().copied().map(LogOp::Delete));
+        let has_mark = mark.is_some();
         ops.extend(mark.map(LogOp::Raft));
         // Queued under the station lock, so the log is written, and the in-flight
         // queue kept, in sequence order.
@@ -560,10 +565,19 @@ impl Station {
             evicted,
             done,
         });
+        // A replicated station's copy (`mark` set) is applied from its Raft log,
+        // which is fsynced on a quorum before the entry is applied: the copy need
+        // not wait for an fsync of its own. After a crash it is rebuilt from the
+        // log, from the newest applied mark on disk (written in this same batch).
+        let durability = if has_mark {
+            Durability::Interval(REPLICATED_APPLY_SYNC)
+        } else {
+            l.durability
+        };
         self.store.append_marked(
             self.id,
             ops,
-            l.durability,
+            durability,
             seq,
             self.clone() as Arc<dyn CommitSink>,
         );
