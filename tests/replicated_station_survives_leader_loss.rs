@@ -166,6 +166,12 @@ async fn an_r3_station_keeps_every_acknowledged_message_through_a_leader_kill() 
         })
         .await
         .unwrap();
+    // CONSUMER.INFO names the stream's leader and its other replicas.
+    let mut consumer = consumer;
+    let ci = consumer.info().await.unwrap().clone();
+    let ccl = ci.cluster.expect("consumer cluster info");
+    assert_eq!(ccl.leader.as_deref(), Some(lead.as_str()));
+    assert_eq!(ccl.replicas.len(), 2);
     let mut got = consumer.fetch().max_messages(50).messages().await.unwrap();
     let mut n = 0;
     while let Some(m) = got.next().await {

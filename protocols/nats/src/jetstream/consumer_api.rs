@@ -67,7 +67,11 @@ pub async fn route<E: Engine>(engine: &E, tenant: &TenantId, api: &str, body: &[
             let info = engine
                 .group_info(tenant, stream, name)
                 .map_err(|e| (kind, api_error(&e)))?;
-            Ok(to_json(&ConsumerInfoResponse::info(consumer_info(&info))))
+            Ok(to_json(&ConsumerInfoResponse::info(clustered(
+                engine,
+                tenant,
+                consumer_info(&info),
+            ))))
         }
         ["CONSUMER", "DELETE", stream, name] => {
             let kind = response_type::CONSUMER_DELETE;
@@ -105,7 +109,7 @@ pub async fn route<E: Engine>(engine: &E, tenant: &TenantId, api: &str, body: &[
                 .skip(req.offset as usize)
                 .take(LIST_PAGE_LIMIT as usize)
                 .filter_map(|n| engine.group_info(tenant, stream, &n).ok())
-                .map(|i| consumer_info(&i))
+                .map(|i| clustered(engine, tenant, consumer_info(&i)))
                 .collect();
             Ok(to_json(&ConsumerListResponse::new(
                 total, req.offset, infos,
@@ -224,7 +228,20 @@ async fn create<E: Engine>(
         .create_group(tenant, stream, config)
         .await
         .map_err(|e| (kind, api_error(&e)))?;
-    Ok(to_json(&ConsumerInfoResponse::create(consumer_info(&info))))
+    Ok(to_json(&ConsumerInfoResponse::create(clustered(
+        engine,
+        tenant,
+        consumer_info(&info),
+    ))))
+}
+
+/// `info` with its stream's `cluster` block (leader, replicas), in a cluster: a
+/// replicated stream's consumers live on its replicas, as nats-server reports.
+fn clustered<E: Engine>(engine: &E, tenant: &TenantId, mut info: ConsumerInfo) -> ConsumerInfo {
+    if let Ok(si) = engine.station_info(tenant, &info.stream_name) {
+        info.cluster = super::convert::cluster_info(&si);
+    }
+    info
 }
 
 /// A JetStream consumer configuration as a group configuration.
