@@ -98,7 +98,9 @@ async fn kill9_of_the_leader_every_10s_loses_no_acknowledged_message() {
         let l = nodes.until_leader(station).await;
         event(epoch, &format!("kill -9 {} (leader)", nodes.names[l]));
         nodes.kill(l).await;
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        nodes
+            .watch_failover(station, l, Duration::from_secs(5), epoch)
+            .await;
         event(epoch, &format!("restart {}", nodes.names[l]));
         nodes.restart(l).await;
     }
@@ -119,7 +121,9 @@ async fn sigstop_of_the_leader_acknowledges_nothing_wrongly() {
         let l = nodes.until_leader(station).await;
         event(epoch, &format!("SIGSTOP {} (leader)", nodes.names[l]));
         nodes.stop(l);
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        nodes
+            .watch_failover(station, l, Duration::from_secs(5), epoch)
+            .await;
         event(epoch, &format!("SIGCONT {}", nodes.names[l]));
         nodes.cont(l);
     }
@@ -151,7 +155,7 @@ async fn a_partitioned_leader_acknowledges_nothing_from_the_minority_side() {
             &format!("cut {} (leader) off for {cut_for:?}", nodes.names[l]),
         );
         nodes.isolate(l);
-        tokio::time::sleep(cut_for).await;
+        nodes.watch_failover(station, l, cut_for, epoch).await;
         event(epoch, &format!("heal {}", nodes.names[l]));
         nodes.heal(l);
         round += 1;
@@ -234,10 +238,10 @@ async fn sequences_are_linearizable_and_expected_last_sequence_has_one_winner() 
 // ---------------------------------------------------------------------------
 
 mod checker {
-    use super::jepsen::{
-        Attempt, LinOp, Outcome, ReplicaCopy, Stored, base64, check, last_seq_in_error,
-        linearizability_violations,
+    use super::jepsen::checker::{
+        Attempt, LinOp, Outcome, ReplicaCopy, Stored, base64, check, linearizability_violations,
     };
+    use super::jepsen::writers::last_seq_in_error;
     use std::time::Duration;
 
     fn ms(n: u64) -> Duration {

@@ -4,17 +4,20 @@
 //! reads every node's own copy back and judges the history against it
 //! (`tests/replicated_station_faults.rs`).
 //!
-//! What it owns:
-//! - [`Nodes`]: the cluster, on 127.0.0.1 ports ([`cluster::Cluster`]) or in
-//!   network namespaces ([`netns::Net`]), with the faults: `kill -9`, restart,
-//!   `SIGSTOP`/`SIGCONT`, cutting a node off from its peers, leader step-down;
-//! - writers: paced publishes with `Nats-Msg-Id: <writer>-<n>` (payload: the
-//!   id), each writer a client of its own that knows every node, each publish
-//!   retried with the same id when its outcome is unknown; every try is an
-//!   [`Attempt`] with its start and end instants and its outcome (acknowledged
-//!   with a sequence, definitely refused, or indeterminate);
-//! - the checker ([`check`]): pure functions over a history and the replicas'
-//!   copies, so that it can be tested on synthetic histories.
+//! What it owns, one concern a file:
+//! - here, [`Nodes`]: the cluster, on 127.0.0.1 ports ([`cluster::Cluster`])
+//!   or in network namespaces ([`netns::Net`]), with the faults: `kill -9`,
+//!   restart, `SIGSTOP`/`SIGCONT`, cutting a node off from its peers, leader
+//!   step-down; reading each node's own copy back;
+//! - `jepsen/writers.rs`, the writers: paced publishes with `Nats-Msg-Id:
+//!   <writer>-<n>` (payload: the id), each writer a client of its own that
+//!   knows every node, each publish tried again with the same id while its
+//!   outcome is unknown; every try is an [`Attempt`] with its start and end
+//!   instants and its outcome (acknowledged with a sequence, definitely
+//!   refused, or indeterminate);
+//! - `jepsen/checker.rs`, the history and the checker ([`check`]): pure
+//!   functions over a history and the replicas' copies, tested on synthetic
+//!   histories.
 //!
 //! What the checker asserts (counts only, never timing):
 //! - every acknowledged id is stored at the sequence it was acknowledged with;
@@ -27,15 +30,21 @@
 //!   B began, seq(A) < seq(B).
 #![allow(dead_code)] // each test binary uses part of it
 
-use super::{cluster, netns, process};
-use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage, stream};
+#[path = "jepsen/checker.rs"]
+pub mod checker;
+#[path = "jepsen/writers.rs"]
+pub mod writers;
+
+pub use checker::{Attempt, Outcome, ReplicaCopy, Report, Stored, check};
+pub use writers::{Load, Writers, probe_every_node, start_cas_writers, start_writers};
+
+use crate::{cluster, netns, process};
+use async_nats::jetstream::{self, stream};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 // ---------------------------------------------------------------------------
 // Knobs
@@ -77,457 +86,6 @@ pub fn exclusive() -> std::fs::File {
 /// Prints `what` with the time since `epoch`, to line faults up with the logs.
 pub fn event(epoch: Instant, what: &str) {
     println!("[{:>7.2}s] {what}", epoch.elapsed().as_secs_f64());
-}
-
-// ---------------------------------------------------------------------------
-// History
-// ---------------------------------------------------------------------------
-
-/// What one publish try came to.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Outcome {
-    /// A PubAck: the station's sequence and whether it was a duplicate.
-    Acked { seq: u64, duplicate: bool },
-    /// Definitely not stored ("wrong last sequence").
-    Rejected(String),
-    /// An error or a timeout: it may or may not be stored.
-    Indeterminate(String),
-}
-
-/// One publish try; instants are offsets from the run's epoch.
-#[derive(Clone, Debug)]
-pub struct Attempt {
-    pub msg_id: String,
-    pub subject: String,
-    /// `Nats-Expected-Last-Sequence`, when sent.
-    pub expected_last_seq: Option<u64>,
-    pub start: Duration,
-    pub end: Duration,
-    pub outcome: Outcome,
-}
-
-/// One stored message, as a node's replica endpoint returns it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Stored {
-    pub subject: String,
-    pub msg_id: Option<String>,
-    pub headers: Value,
-    pub payload_base64: String,
-    pub time_ns: u64,
-}
-
-/// A node's own copy of a station.
-#[derive(Clone, Debug, Default)]
-pub struct ReplicaCopy {
-    pub node: String,
-    pub role: String,
-    pub applied: u64,
-    pub first_seq: u64,
-    pub last_seq: u64,
-    pub messages: BTreeMap<u64, Stored>,
-}
-
-/// A publish as the linearizability check sees it: from its first try's start
-/// to its acknowledgement (`None`: never acknowledged, but stored at `seq`).
-#[derive(Clone, Debug)]
-pub struct LinOp {
-    pub id: String,
-    pub start: Duration,
-    pub end: Option<Duration>,
-    pub seq: u64,
-}
-
-// ---------------------------------------------------------------------------
-// Checker (pure)
-// ---------------------------------------------------------------------------
-
-/// What the checker found; [`Report::problems`] is empty when all holds.
-#[derive(Clone, Debug, Default)]
-pub struct Report {
-    /// Ids acknowledged at least once.
-    pub acked: usize,
-    /// Ids never acknowledged nor refused.
-    pub indeterminate: usize,
-    /// Of those, how many are stored.
-    pub indeterminate_stored: usize,
-    /// Ids definitely refused.
-    pub rejected: usize,
-    /// Messages in the reference copy.
-    pub stored: usize,
-    pub lost: Vec<String>,
-    pub duplicated: Vec<String>,
-    pub gaps: Vec<String>,
-    /// Stored messages that no writer sent, or whose payload is not their id.
-    pub phantoms: Vec<String>,
-    pub rejected_but_stored: Vec<String>,
-    pub replica_diffs: Vec<String>,
-    /// Only reported: the store time is the leader's clock, carried in the log.
-    pub time_diffs: Vec<String>,
-    pub linearizability: Vec<String>,
-    pub expected_seq: Vec<String>,
-    /// Longest time between two consecutive acknowledgements.
-    pub max_failover_gap: Duration,
-}
-
-impl Report {
-    /// The summary line every scenario prints.
-    pub fn summary(&self) -> String {
-        format!(
-            "checker: acked={} indeterminate={} lost={} duplicated={} stored={} \
-             replicas_identical={} max_failover_gap={:.1}s",
-            self.acked,
-            self.indeterminate,
-            self.lost.len(),
-            self.duplicated.len(),
-            self.stored,
-            self.replica_diffs.is_empty(),
-            self.max_failover_gap.as_secs_f64(),
-        )
-    }
-
-    /// The other counts, on a second line.
-    pub fn details(&self) -> String {
-        format!(
-            "checker: rejected={} indeterminate_stored={} gaps={} phantoms={} \
-             rejected_but_stored={} linearizability_violations={} \
-             expected_seq_violations={} time_diffs={}",
-            self.rejected,
-            self.indeterminate_stored,
-            self.gaps.len(),
-            self.phantoms.len(),
-            self.rejected_but_stored.len(),
-            self.linearizability.len(),
-            self.expected_seq.len(),
-            self.time_diffs.len(),
-        )
-    }
-
-    /// Every violation, by kind (at most 10 examples of each).
-    pub fn problems(&self) -> Vec<String> {
-        let kinds: [(&str, &Vec<String>); 8] = [
-            ("lost", &self.lost),
-            ("duplicated", &self.duplicated),
-            ("gap", &self.gaps),
-            ("phantom", &self.phantoms),
-            ("rejected but stored", &self.rejected_but_stored),
-            ("replicas differ", &self.replica_diffs),
-            ("not linearizable", &self.linearizability),
-            ("expected last sequence", &self.expected_seq),
-        ];
-        let mut out = Vec::new();
-        for (kind, list) in kinds {
-            for p in list.iter().take(10) {
-                out.push(format!("{kind}: {p}"));
-            }
-            if list.len() > 10 {
-                out.push(format!("{kind}: … and {} more", list.len() - 10));
-            }
-        }
-        out
-    }
-
-    /// Prints the summary and fails with every violation.
-    pub fn assert_ok(&self, scenario: &str) {
-        println!("{scenario}: {}", self.summary());
-        println!("{scenario}: {}", self.details());
-        for d in self.time_diffs.iter().take(5) {
-            println!("{scenario}: note: store times differ: {d}");
-        }
-        let problems = self.problems();
-        assert!(
-            problems.is_empty(),
-            "{scenario}: {}\n{}",
-            self.summary(),
-            problems.join("\n")
-        );
-        assert!(self.acked > 0, "{scenario}: nothing was acknowledged");
-    }
-}
-
-/// Standard base64 with padding (the replica endpoint's payload encoding).
-pub fn base64(bytes: &[u8]) -> String {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for k in 0..4 {
-            if k <= chunk.len() {
-                out.push(ABC[(n >> (18 - 6 * k) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// Pairs that break linearizability: A was acknowledged before B began, yet
-/// seq(A) >= seq(B). Sorts by start and keeps the highest sequence of the
-/// acknowledgements completed before each start: O(n log n).
-pub fn linearizability_violations(ops: &[LinOp]) -> Vec<String> {
-    let mut done: Vec<&LinOp> = ops.iter().filter(|o| o.end.is_some()).collect();
-    done.sort_by_key(|o| o.end);
-    let mut by_start: Vec<&LinOp> = ops.iter().collect();
-    by_start.sort_by_key(|o| o.start);
-    let mut out = Vec::new();
-    let mut j = 0;
-    let mut highest: Option<&LinOp> = None;
-    for b in by_start {
-        while j < done.len() && done[j].end.is_some_and(|end| end < b.start) {
-            if highest.is_none_or(|h| done[j].seq > h.seq) {
-                highest = Some(done[j]);
-            }
-            j += 1;
-        }
-        if let Some(a) = highest
-            && a.seq >= b.seq
-            && a.id != b.id
-        {
-            out.push(format!(
-                "{} (seq {}, acknowledged at {:?}) before {} began (at {:?}), which got seq {}",
-                a.id,
-                a.seq,
-                a.end.unwrap_or_default(),
-                b.id,
-                b.start,
-                b.seq
-            ));
-        }
-    }
-    out
-}
-
-/// Judges `history` against the replicas' `copies`; `reference` is the copy
-/// that acknowledged messages are looked up in (the leader's).
-pub fn check(history: &[Attempt], copies: &[ReplicaCopy], reference: usize) -> Report {
-    let mut r = Report::default();
-    let Some(refc) = copies.get(reference) else {
-        r.replica_diffs.push("no copy to check against".into());
-        return r;
-    };
-    r.stored = refc.messages.len();
-
-    // Where each id is stored (in the reference copy).
-    let mut stored_at: HashMap<&str, Vec<u64>> = HashMap::new();
-    for (seq, m) in &refc.messages {
-        match &m.msg_id {
-            Some(id) => stored_at.entry(id.as_str()).or_default().push(*seq),
-            None => r.phantoms.push(format!("seq {seq} has no Nats-Msg-Id")),
-        }
-    }
-
-    // Each id's tries, in order.
-    let mut tries: BTreeMap<&str, Vec<&Attempt>> = BTreeMap::new();
-    for a in history {
-        tries.entry(a.msg_id.as_str()).or_default().push(a);
-    }
-    let mut lin = Vec::new();
-    for (id, attempts) in &tries {
-        let first_start = attempts.iter().map(|a| a.start).min().unwrap_or_default();
-        let acks: Vec<(u64, Duration)> = attempts
-            .iter()
-            .filter_map(|a| match a.outcome {
-                Outcome::Acked { seq, .. } => Some((seq, a.end)),
-                _ => None,
-            })
-            .collect();
-        let rejected = attempts
-            .iter()
-            .any(|a| matches!(a.outcome, Outcome::Rejected(_)));
-        let at = stored_at.get(id).cloned().unwrap_or_default();
-        if let Some(&(seq, end)) = acks.iter().min_by_key(|(_, end)| *end) {
-            r.acked += 1;
-            if acks.iter().any(|(s, _)| *s != seq) {
-                let seqs: Vec<u64> = acks.iter().map(|(s, _)| *s).collect();
-                r.duplicated.push(format!(
-                    "{id} acknowledged with different sequences {seqs:?}"
-                ));
-            }
-            for (s, _) in &acks {
-                let there = refc.messages.get(s).and_then(|m| m.msg_id.as_deref());
-                if there != Some(id) {
-                    r.lost.push(format!(
-                        "{id} acknowledged at seq {s}, which holds {there:?} (id stored at {at:?})"
-                    ));
-                }
-            }
-            lin.push(LinOp {
-                id: id.to_string(),
-                start: first_start,
-                end: Some(end),
-                seq,
-            });
-        } else if rejected {
-            r.rejected += 1;
-            if !at.is_empty() {
-                r.rejected_but_stored
-                    .push(format!("{id} was refused, yet is stored at {at:?}"));
-            }
-        } else {
-            r.indeterminate += 1;
-            if let Some(&seq) = at.first() {
-                r.indeterminate_stored += 1;
-                lin.push(LinOp {
-                    id: id.to_string(),
-                    start: first_start,
-                    end: None,
-                    seq,
-                });
-            }
-        }
-        if at.len() > 1 {
-            r.duplicated.push(format!("{id} stored at {at:?}"));
-        }
-        // At most one winner per expected sequence, and it lands right after.
-        for a in attempts {
-            if let Some(e) = a.expected_last_seq {
-                for s in &at {
-                    if *s != e + 1 {
-                        r.expected_seq.push(format!(
-                            "{id} expected last sequence {e}, yet is stored at {s}"
-                        ));
-                    }
-                }
-            }
-        }
-    }
-    let mut winners: BTreeMap<u64, Vec<&str>> = BTreeMap::new();
-    for a in history {
-        if let (Some(e), Outcome::Acked { .. }) = (a.expected_last_seq, &a.outcome)
-            && !winners
-                .get(&e)
-                .is_some_and(|w| w.contains(&a.msg_id.as_str()))
-        {
-            winners.entry(e).or_default().push(a.msg_id.as_str());
-        }
-    }
-    for (e, ids) in winners {
-        if ids.len() > 1 {
-            r.expected_seq.push(format!(
-                "{} publishes expecting last sequence {e} all acknowledged: {ids:?}",
-                ids.len()
-            ));
-        }
-    }
-
-    // Stored messages: sent by a writer, payload intact, no gaps.
-    for (seq, m) in &refc.messages {
-        if let Some(id) = &m.msg_id {
-            if !tries.contains_key(id.as_str()) {
-                r.phantoms.push(format!("seq {seq}: {id} was never sent"));
-            } else if m.payload_base64 != base64(id.as_bytes()) {
-                r.phantoms.push(format!(
-                    "seq {seq}: {id} has payload {} (base64)",
-                    m.payload_base64
-                ));
-            }
-        }
-    }
-    if refc.last_seq >= refc.first_seq && refc.last_seq > 0 {
-        let missing: Vec<u64> = (refc.first_seq.max(1)..=refc.last_seq)
-            .filter(|s| !refc.messages.contains_key(s))
-            .collect();
-        if !missing.is_empty() {
-            r.gaps.push(format!(
-                "{} sequences missing between {} and {} on {}: {:?}…",
-                missing.len(),
-                refc.first_seq,
-                refc.last_seq,
-                refc.node,
-                &missing[..missing.len().min(20)]
-            ));
-        }
-    }
-    if let Some((&beyond, _)) = refc.messages.range(refc.last_seq + 1..).next() {
-        r.gaps.push(format!(
-            "{} stores seq {beyond} beyond its last_seq {}",
-            refc.node, refc.last_seq
-        ));
-    }
-
-    // Every replica against the reference.
-    for c in copies {
-        r.replica_diffs.extend(replica_diffs(refc, c));
-        r.time_diffs.extend(time_diffs(refc, c));
-    }
-
-    r.linearizability = linearizability_violations(&lin);
-
-    let mut ends: Vec<Duration> = history
-        .iter()
-        .filter(|a| matches!(a.outcome, Outcome::Acked { .. }))
-        .map(|a| a.end)
-        .collect();
-    ends.sort();
-    r.max_failover_gap = ends
-        .windows(2)
-        .map(|w| w[1] - w[0])
-        .max()
-        .unwrap_or_default();
-    r
-}
-
-/// How copy `b` differs from copy `a` (subject, id, headers, payload, range).
-pub fn replica_diffs(a: &ReplicaCopy, b: &ReplicaCopy) -> Vec<String> {
-    let mut out = Vec::new();
-    if (a.first_seq, a.last_seq) != (b.first_seq, b.last_seq) {
-        out.push(format!(
-            "{} has seqs {}..={}, {} has {}..={}",
-            a.node, a.first_seq, a.last_seq, b.node, b.first_seq, b.last_seq
-        ));
-    }
-    let seqs: std::collections::BTreeSet<u64> = a
-        .messages
-        .keys()
-        .chain(b.messages.keys())
-        .copied()
-        .collect();
-    for seq in seqs {
-        let same = match (a.messages.get(&seq), b.messages.get(&seq)) {
-            (Some(x), Some(y)) => {
-                x.subject == y.subject
-                    && x.msg_id == y.msg_id
-                    && x.headers == y.headers
-                    && x.payload_base64 == y.payload_base64
-            }
-            _ => false,
-        };
-        if !same {
-            let show = |c: &ReplicaCopy| {
-                c.messages.get(&seq).map_or("nothing".to_string(), |m| {
-                    format!("{} {:?} {}", m.subject, m.msg_id, m.payload_base64)
-                })
-            };
-            out.push(format!(
-                "seq {seq}: {} has {}, {} has {}",
-                a.node,
-                show(a),
-                b.node,
-                show(b)
-            ));
-        }
-    }
-    out
-}
-
-fn time_diffs(a: &ReplicaCopy, b: &ReplicaCopy) -> Vec<String> {
-    a.messages
-        .iter()
-        .filter_map(|(seq, x)| {
-            let y = b.messages.get(seq)?;
-            (x.time_ns != y.time_ns).then(|| {
-                format!(
-                    "seq {seq}: {} {} ns, {} {} ns",
-                    a.node, x.time_ns, b.node, y.time_ns
-                )
-            })
-        })
-        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -817,6 +375,27 @@ impl Nodes {
                 process::GUARD
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Spends `span` watching for another leader than `old` and prints when one
+    /// is named (for the timeline only: nothing is asserted).
+    pub async fn watch_failover(&self, station: &str, old: usize, span: Duration, epoch: Instant) {
+        let until = Instant::now() + span;
+        let mut seen = false;
+        while Instant::now() < until {
+            if !seen
+                && let Some(l) = self.leader(station).await
+                && l != old
+            {
+                event(epoch, &format!("{} leads {station}", self.names[l]));
+                seen = true;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            tokio::time::sleep(left.min(Duration::from_millis(100))).await;
+        }
+        if !seen {
+            event(epoch, &format!("no other leader of {station} named"));
         }
     }
 
@@ -1144,276 +723,4 @@ impl Drop for Nodes {
             }
         }
     }
-}
-
-// ---------------------------------------------------------------------------
-// Writers
-// ---------------------------------------------------------------------------
-
-/// The offered load.
-#[derive(Clone, Debug)]
-pub struct Load {
-    pub writers: usize,
-    /// Publishes a second across all writers (`JEPSEN_RATE`, 1500).
-    pub rate: f64,
-    /// Publishes in flight per writer at most.
-    pub window: usize,
-    /// Tries per id while the outcome is unknown.
-    pub tries: usize,
-    /// How long a try waits for its PubAck.
-    pub ack_timeout: Duration,
-}
-
-impl Default for Load {
-    fn default() -> Load {
-        Load {
-            writers: 4,
-            rate: env_or("JEPSEN_RATE", 1500.0),
-            window: 32,
-            tries: 3,
-            ack_timeout: Duration::from_secs(5),
-        }
-    }
-}
-
-/// A client that knows every node, `urls[0]` first, reconnecting quickly and
-/// noticing a silent (stopped) server within a few seconds.
-pub async fn connect_all(urls: &[String], ack_timeout: Duration) -> jetstream::Context {
-    let addrs: Vec<async_nats::ServerAddr> = urls
-        .iter()
-        .map(|u| u.parse().expect("server address"))
-        .collect();
-    let deadline = Instant::now() + process::GUARD;
-    loop {
-        let connect = async_nats::ConnectOptions::new()
-            .retain_servers_order()
-            .ping_interval(Duration::from_secs(1))
-            .connection_timeout(Duration::from_secs(2))
-            .max_reconnects(None)
-            .reconnect_delay_callback(|n| Duration::from_millis((n as u64 * 100).min(1000)))
-            .connect(addrs.clone())
-            .await;
-        match connect {
-            Ok(client) => {
-                return jetstream::ContextBuilder::new()
-                    .timeout(ack_timeout)
-                    .max_ack_inflight(4096)
-                    .build(client);
-            }
-            Err(e) => {
-                assert!(Instant::now() < deadline, "cannot connect to {urls:?}: {e}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    }
-}
-
-/// One publish try of `id` (payload: the id), timed from `epoch`.
-pub async fn publish_once(
-    js: &jetstream::Context,
-    subject: &str,
-    id: &str,
-    expected_last_seq: Option<u64>,
-    epoch: Instant,
-) -> Attempt {
-    let mut msg = PublishMessage::build()
-        .payload(bytes::Bytes::from(id.to_string()))
-        .message_id(id);
-    if let Some(e) = expected_last_seq {
-        msg = msg.expected_last_sequence(e);
-    }
-    let start = epoch.elapsed();
-    let result = async { js.send_publish(subject.to_string(), msg).await?.await }.await;
-    let end = epoch.elapsed();
-    let outcome = match result {
-        Ok(ack) => Outcome::Acked {
-            seq: ack.sequence,
-            duplicate: ack.duplicate,
-        },
-        Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
-            Outcome::Rejected(e.to_string())
-        }
-        Err(e) => Outcome::Indeterminate(e.to_string()),
-    };
-    Attempt {
-        msg_id: id.to_string(),
-        subject: subject.to_string(),
-        expected_last_seq,
-        start,
-        end,
-        outcome,
-    }
-}
-
-/// Publishes `id` until acknowledged or refused, at most `tries` times.
-async fn publish_with_retries(
-    js: jetstream::Context,
-    subject: String,
-    id: String,
-    epoch: Instant,
-    tries: usize,
-) -> Vec<Attempt> {
-    let mut out = Vec::new();
-    for k in 0..tries {
-        if k > 0 {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        let a = publish_once(&js, &subject, &id, None, epoch).await;
-        let settled = !matches!(a.outcome, Outcome::Indeterminate(_));
-        out.push(a);
-        if settled {
-            break;
-        }
-    }
-    out
-}
-
-/// Writers running in the background until [`Writers::stop`].
-pub struct Writers {
-    stop: watch::Sender<bool>,
-    tasks: JoinSet<Vec<Attempt>>,
-}
-
-impl Writers {
-    /// Stops offering new publishes, lets those in flight finish, and returns
-    /// every try.
-    pub async fn stop(mut self) -> Vec<Attempt> {
-        let _ = self.stop.send(true);
-        let mut all = Vec::new();
-        while let Some(done) = self.tasks.join_next().await {
-            all.extend(done.expect("writer task"));
-        }
-        all.sort_by_key(|a| a.start);
-        all
-    }
-}
-
-/// Starts `load.writers` paced writers on `station` (subjects
-/// `<station>.w<k>`), writer `k` a client of node `k % 3` first.
-pub fn start_writers(nodes: &Nodes, station: &str, load: &Load, epoch: Instant) -> Writers {
-    let (stop, stopped) = watch::channel(false);
-    let mut tasks = JoinSet::new();
-    let period = Duration::from_secs_f64(load.writers as f64 / load.rate.max(1.0));
-    for k in 0..load.writers {
-        let urls = nodes.nats_urls_from(k % 3);
-        let (subject, name) = (format!("{station}.w{k}"), format!("w{k}"));
-        let (load, mut stopped) = (load.clone(), stopped.clone());
-        tasks.spawn(async move {
-            let js = connect_all(&urls, load.ack_timeout).await;
-            let mut tick = tokio::time::interval(period);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            let mut inflight: JoinSet<Vec<Attempt>> = JoinSet::new();
-            let mut history = Vec::new();
-            let mut n = 0u64;
-            loop {
-                let stopping = *stopped.borrow();
-                if stopping && inflight.is_empty() {
-                    break;
-                }
-                tokio::select! {
-                    _ = tick.tick(), if !stopping && inflight.len() < load.window => {
-                        n += 1;
-                        inflight.spawn(publish_with_retries(
-                            js.clone(),
-                            subject.clone(),
-                            format!("{name}-{n}"),
-                            epoch,
-                            load.tries,
-                        ));
-                    }
-                    Some(done) = inflight.join_next(), if !inflight.is_empty() => {
-                        history.extend(done.expect("publish task"));
-                    }
-                    _ = stopped.changed(), if !stopping => {}
-                }
-            }
-            history
-        });
-    }
-    Writers { stop, tasks }
-}
-
-/// The number after the last "wrong last sequence: " in an error, if any.
-pub fn last_seq_in_error(text: &str) -> Option<u64> {
-    let rest = &text[text.rfind("wrong last sequence: ")? + "wrong last sequence: ".len()..];
-    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
-}
-
-/// Starts `count` writers that each publish with `Nats-Expected-Last-Sequence`
-/// set to the last sequence they know (from their own acks, the refusals, or
-/// STREAM.INFO), one publish at a time; every id is tried once.
-pub fn start_cas_writers(nodes: &Nodes, station: &str, count: usize, epoch: Instant) -> Writers {
-    let (stop, stopped) = watch::channel(false);
-    let mut tasks = JoinSet::new();
-    for k in 0..count {
-        let urls = nodes.nats_urls_from(k % 3);
-        let (subject, name, station) = (
-            format!("{station}.c{k}"),
-            format!("c{k}"),
-            station.to_string(),
-        );
-        let stopped = stopped.clone();
-        tasks.spawn(async move {
-            let js = connect_all(&urls, Duration::from_secs(5)).await;
-            let info_last = |js: jetstream::Context, station: String| async move {
-                let s = js.get_stream(station).await.ok()?;
-                Some(s.cached_info().state.last_sequence)
-            };
-            let mut last = info_last(js.clone(), station.clone()).await.unwrap_or(0);
-            let mut history = Vec::new();
-            let mut n = 0u64;
-            while !*stopped.borrow() {
-                n += 1;
-                let a =
-                    publish_once(&js, &subject, &format!("{name}-{n}"), Some(last), epoch).await;
-                match &a.outcome {
-                    Outcome::Acked { seq, .. } => last = *seq,
-                    Outcome::Rejected(e) => {
-                        last = match last_seq_in_error(e) {
-                            Some(l) => l,
-                            None => info_last(js.clone(), station.clone()).await.unwrap_or(last),
-                        }
-                    }
-                    Outcome::Indeterminate(_) => {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        last = info_last(js.clone(), station.clone()).await.unwrap_or(last);
-                    }
-                }
-                history.push(a);
-            }
-            history
-        });
-    }
-    Writers { stop, tasks }
-}
-
-/// After the faults: one publish through each node, tried until acknowledged
-/// (a hang guard): the station takes writes again everywhere.
-pub async fn probe_every_node(nodes: &Nodes, station: &str, epoch: Instant) -> Vec<Attempt> {
-    let mut out = Vec::new();
-    for i in 0..3 {
-        let js = connect_all(&[nodes.nats_url(i)], Duration::from_secs(5)).await;
-        let (subject, id) = (
-            format!("{station}.probe"),
-            format!("probe-{}", nodes.names[i]),
-        );
-        let deadline = Instant::now() + process::GUARD;
-        loop {
-            let a = publish_once(&js, &subject, &id, None, epoch).await;
-            let acked = matches!(a.outcome, Outcome::Acked { .. });
-            let why = format!("{:?}", a.outcome);
-            out.push(a);
-            if acked {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} does not take publishes after the faults: {why}",
-                nodes.names[i]
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-    out
 }
