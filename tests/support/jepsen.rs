@@ -614,8 +614,8 @@ impl Nodes {
     }
 
     /// Waits (at most `JEPSEN_CONVERGE_SECS`, 60 s) until every node's copy has
-    /// the same last sequence; fails with what each node says otherwise.
-    pub async fn until_converged(&self, name: &str) {
+    /// the same last sequence; `Err` says what each node says otherwise.
+    pub async fn until_converged(&self, name: &str) -> Result<(), String> {
         let wait = Duration::from_secs(env_or("JEPSEN_CONVERGE_SECS", 60));
         let deadline = Instant::now() + wait;
         loop {
@@ -648,7 +648,7 @@ impl Nodes {
                 .map(|a| a.as_ref().ok().map(|(l, _, _)| *l))
                 .collect();
             if lasts[0].is_some() && lasts.windows(2).all(|w| w[0] == w[1]) {
-                return;
+                return Ok(());
             }
             if Instant::now() >= deadline {
                 let mut text = String::new();
@@ -663,7 +663,9 @@ impl Nodes {
                         }
                     }
                 }
-                panic!("the replicas of {name} did not converge within {wait:?}:{text}");
+                return Err(format!(
+                    "the replicas of {name} did not converge within {wait:?}:{text}"
+                ));
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
@@ -671,16 +673,40 @@ impl Nodes {
 
     /// Heals everything, waits for the replicas to converge, reads every copy
     /// and checks `history` against them (the leader's copy as reference).
+    /// Replicas that do not converge fail the scenario, after the checker has
+    /// judged the history against each node's copy in turn.
     pub async fn check_station(&mut self, name: &str, history: &[Attempt]) -> Report {
         self.recover_all().await;
         let leader = self.until_leader(name).await;
-        self.until_converged(name).await;
+        let converged = self.until_converged(name).await;
         let mut copies = Vec::new();
         for i in 0..3 {
             match self.read_copy(i, name).await {
                 Ok(c) => copies.push(c),
                 Err(e) => panic!("reading {}'s copy of {name}: {e}", self.names[i]),
             }
+        }
+        if let Err(e) = converged {
+            for (i, c) in copies.iter().enumerate() {
+                let r = check(history, &copies, i);
+                println!(
+                    "against {} ({}, seqs {}..={}, {} stored): {}",
+                    c.node,
+                    c.role,
+                    c.first_seq,
+                    c.last_seq,
+                    c.messages.len(),
+                    r.summary()
+                );
+                for p in r.problems().iter().filter(|p| !p.starts_with("replicas")) {
+                    println!("  {p}");
+                }
+            }
+            let r = check(history, &copies, leader);
+            for p in r.problems().iter().filter(|p| p.starts_with("replicas")) {
+                println!("  {p}");
+            }
+            panic!("{e}\n{}", r.summary());
         }
         check(history, &copies, leader)
     }
