@@ -368,7 +368,17 @@ mod checker {
             .payload_base64
             .push('A');
         let r = check(&history, &copies, 0);
-        assert_eq!(r.replica_diffs.len(), 2, "{:?}", r.replica_diffs);
+        // n2: one seq differs; n3: one seq differs, and holds z, not b.
+        let diffs = r.replica_diffs.join("\n");
+        assert_eq!(r.replica_diffs.len(), 4, "{diffs}");
+        assert!(
+            diffs.contains("1 seqs differ between n1 and n2, from seq 1"),
+            "{diffs}"
+        );
+        assert!(
+            diffs.contains(r#"only n1 holds 1 ids ["b@2"]; only n3 holds 1 ids ["z@2"]"#),
+            "{diffs}"
+        );
         assert!(r.summary().contains("replicas_identical=false"));
         // Checked against n3's copy: b is lost and z was never sent.
         let r = check(&history, &copies, 2);

@@ -420,7 +420,9 @@ pub fn check(history: &[Attempt], copies: &[ReplicaCopy], reference: usize) -> R
     r
 }
 
-/// How copy `b` differs from copy `a` (subject, id, headers, payload, range).
+/// How copy `b` differs from copy `a`: their ranges, an overview (how many
+/// sequences differ, from which one, and the ids that only one of them holds),
+/// then the first 5 differing sequences.
 pub fn replica_diffs(a: &ReplicaCopy, b: &ReplicaCopy) -> Vec<String> {
     let mut out = Vec::new();
     if (a.first_seq, a.last_seq) != (b.first_seq, b.last_seq) {
@@ -435,30 +437,64 @@ pub fn replica_diffs(a: &ReplicaCopy, b: &ReplicaCopy) -> Vec<String> {
         .chain(b.messages.keys())
         .copied()
         .collect();
-    for seq in seqs {
-        let same = match (a.messages.get(&seq), b.messages.get(&seq)) {
+    let differ: Vec<u64> = seqs
+        .into_iter()
+        .filter(|seq| match (a.messages.get(seq), b.messages.get(seq)) {
             (Some(x), Some(y)) => {
-                x.subject == y.subject
-                    && x.msg_id == y.msg_id
-                    && x.headers == y.headers
-                    && x.payload_base64 == y.payload_base64
+                x.subject != y.subject
+                    || x.msg_id != y.msg_id
+                    || x.headers != y.headers
+                    || x.payload_base64 != y.payload_base64
             }
-            _ => false,
-        };
-        if !same {
-            let show = |c: &ReplicaCopy| {
-                c.messages.get(&seq).map_or("nothing".to_string(), |m| {
-                    format!("{} {:?} {}", m.subject, m.msg_id, m.payload_base64)
-                })
-            };
-            out.push(format!(
-                "seq {seq}: {} has {}, {} has {}",
-                a.node,
-                show(a),
-                b.node,
-                show(b)
-            ));
-        }
+            _ => true,
+        })
+        .collect();
+    let Some(&first) = differ.first() else {
+        return out;
+    };
+    let ids = |c: &ReplicaCopy| -> BTreeMap<String, u64> {
+        c.messages
+            .iter()
+            .filter_map(|(seq, m)| Some((m.msg_id.clone()?, *seq)))
+            .collect()
+    };
+    let (in_a, in_b) = (ids(a), ids(b));
+    let only = |x: &BTreeMap<String, u64>, y: &BTreeMap<String, u64>| -> Vec<String> {
+        let mut v: Vec<(u64, &String)> = x
+            .iter()
+            .filter(|(id, _)| !y.contains_key(*id))
+            .map(|(id, seq)| (*seq, id))
+            .collect();
+        v.sort();
+        v.iter().map(|(seq, id)| format!("{id}@{seq}")).collect()
+    };
+    let (only_a, only_b) = (only(&in_a, &in_b), only(&in_b, &in_a));
+    out.push(format!(
+        "{} seqs differ between {} and {}, from seq {first}; only {} holds {} ids {:?}; \
+         only {} holds {} ids {:?}",
+        differ.len(),
+        a.node,
+        b.node,
+        a.node,
+        only_a.len(),
+        &only_a[..only_a.len().min(8)],
+        b.node,
+        only_b.len(),
+        &only_b[..only_b.len().min(8)],
+    ));
+    let show = |c: &ReplicaCopy, seq: u64| {
+        c.messages.get(&seq).map_or("nothing".to_string(), |m| {
+            format!("{} {:?} {}", m.subject, m.msg_id, m.payload_base64)
+        })
+    };
+    for seq in differ.into_iter().take(5) {
+        out.push(format!(
+            "seq {seq}: {} has {}, {} has {}",
+            a.node,
+            show(a, seq),
+            b.node,
+            show(b, seq)
+        ));
     }
     out
 }
