@@ -275,6 +275,8 @@ pub fn check(history: &[Attempt], copies: &[ReplicaCopy], reference: usize) -> R
         }
     }
     let mut lin = Vec::new();
+    // Lost ids, listed in sequence order: the first shows where copies part.
+    let mut lost: Vec<(u64, String)> = Vec::new();
     for (id, attempts) in &tries {
         let first_start = attempts.iter().map(|a| a.start).min().unwrap_or_default();
         let acks: Vec<(u64, Duration)> = attempts
@@ -296,11 +298,16 @@ pub fn check(history: &[Attempt], copies: &[ReplicaCopy], reference: usize) -> R
                     "{id} acknowledged with different sequences {seqs:?}"
                 ));
             }
-            for (s, _) in &acks {
+            for (s, when) in &acks {
                 let there = refc.messages.get(s).and_then(|m| m.msg_id.as_deref());
                 if there != Some(id) {
-                    r.lost.push(format!(
-                        "{id} acknowledged at seq {s}, which holds {there:?} (id stored at {at:?})"
+                    lost.push((
+                        *s,
+                        format!(
+                            "{id} acknowledged at seq {s} at {:.2}s, which holds {there:?} \
+                             (id stored at {at:?})",
+                            when.as_secs_f64()
+                        ),
                     ));
                 }
             }
@@ -404,6 +411,8 @@ pub fn check(history: &[Attempt], copies: &[ReplicaCopy], reference: usize) -> R
         r.time_diffs.extend(time_diffs(refc, c));
     }
 
+    lost.sort();
+    r.lost = lost.into_iter().map(|(_, l)| l).collect();
     r.linearizability = linearizability_violations(&lin);
 
     let mut ends: Vec<Duration> = history
