@@ -255,11 +255,20 @@ where
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> Result<(), SErr> {
-        write(
-            &self.store,
-            vec![put_json(key(self.group, T_COMMITTED, 0), &committed)?],
-        )
-        .await
+        let op = put_json(key(self.group, T_COMMITTED, 0), &committed)?;
+        if self.binary {
+            // A replicated station's group commits with every publish: the
+            // pointer is only a head start for re-applying after a restart (an
+            // older one re-applies a little more), so it is queued, not awaited.
+            self.store.append(
+                RAFT_STATION,
+                vec![LogOp::Raft(op)],
+                Durability::Interval(std::time::Duration::from_millis(200)),
+                Box::new(|_| {}),
+            );
+            return Ok(());
+        }
+        write(&self.store, vec![op]).await
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, SErr> {

@@ -171,16 +171,7 @@ impl RaftStateMachine<ReplicaConfig> for StateMachine {
     async fn applied_state(
         &mut self,
     ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, MetaNode>), SErr> {
-        let applied = self
-            .store
-            .raft_last(
-                &key(self.group, T_APPLIED, 0),
-                &key(self.group, T_APPLIED, u64::MAX),
-            )
-            .map_err(|e| serr(ErrorVerb::Read, e))?
-            .map(|(_, v)| serde_json::from_slice::<LogId<u64>>(&v))
-            .transpose()
-            .map_err(|e| serr(ErrorVerb::Read, e))?;
+        let applied: Option<LogId<u64>> = get_json(&self.store, &key(self.group, T_APPLIED, 0))?;
         let sm: SmState = get_json(&self.store, &key(self.group, T_SM, 0))?.unwrap_or_default();
         *self.membership.write() = sm.membership.clone();
         Ok((applied, sm.membership))
@@ -200,7 +191,9 @@ impl RaftStateMachine<ReplicaConfig> for StateMachine {
             match e.payload {
                 EntryPayload::Blank => pending.push(Box::pin(async { Bytes::new() })),
                 EntryPayload::Normal(op) => {
-                    let mark = put_json(key(self.group, T_APPLIED, index), &e.log_id)?;
+                    // One key, overwritten: the store resolves several writes of
+                    // one key in a commit to the last one queued.
+                    let mark = put_json(key(self.group, T_APPLIED, 0), &e.log_id)?;
                     match &host {
                         Some(h) => pending.push(h.apply(self.group, index, op.0, mark)),
                         None => return Err(serr(ErrorVerb::Write, "the engine is stopping")),
@@ -215,7 +208,7 @@ impl RaftStateMachine<ReplicaConfig> for StateMachine {
                         &self.store,
                         vec![
                             put_json(key(self.group, T_SM, 0), &sm)?,
-                            put_json(key(self.group, T_APPLIED, index), &e.log_id)?,
+                            put_json(key(self.group, T_APPLIED, 0), &e.log_id)?,
                         ],
                     )
                     .await?;
@@ -226,17 +219,17 @@ impl RaftStateMachine<ReplicaConfig> for StateMachine {
         }
         let answers = futures::future::join_all(pending).await;
         if let Some(last) = last {
-            // The newest mark, and the older ones gone; queued after every write
-            // above (one ordered queue), so it is never ahead of them on disk.
-            let ops = vec![
-                LogOp::Raft(RaftOp::RemoveRange(
-                    key(self.group, T_APPLIED, 0),
-                    key(self.group, T_APPLIED, last.index),
-                )),
-                LogOp::Raft(put_json(key(self.group, T_APPLIED, last.index), &last)?),
-            ];
-            self.store
-                .append(RAFT_STATION, ops, Durability::Sync, Box::new(|_| {}));
+            // The newest mark (entries that wrote nothing, such as a refused
+            // publish); queued after every write above (one ordered queue), so
+            // it is never ahead of them on disk.
+            let ops = vec![LogOp::Raft(put_json(key(self.group, T_APPLIED, 0), &last)?)];
+            // Like the copy itself, not fsynced on its own: the log is.
+            self.store.append(
+                RAFT_STATION,
+                ops,
+                Durability::Interval(Duration::from_millis(200)),
+                Box::new(|_| {}),
+            );
         }
         Ok(answers.into_iter().map(Op).collect())
     }

@@ -91,13 +91,14 @@ async fn ensure_stream(js: &Context, plan: &Plan) -> anyhow::Result<Stream> {
             // A replicated stream takes publishes once its replicas elected a
             // leader (untimed).
             if plan.args.replicas > 1 {
+                // (No leader yet: STREAM.INFO itself may be refused, 10008.)
                 for _ in 0..100 {
-                    let info = stream.info().await.context("stream info")?;
-                    if info
-                        .cluster
-                        .as_ref()
-                        .and_then(|c| c.leader.as_ref())
-                        .is_some()
+                    if let Ok(info) = stream.info().await
+                        && info
+                            .cluster
+                            .as_ref()
+                            .and_then(|c| c.leader.as_ref())
+                            .is_some()
                     {
                         break;
                     }
