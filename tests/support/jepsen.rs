@@ -686,6 +686,10 @@ impl Nodes {
                 Err(e) => panic!("reading {}'s copy of {name}: {e}", self.names[i]),
             }
         }
+        let report = check(history, &copies, leader);
+        if converged.is_err() || !report.problems().is_empty() {
+            self.dump(name, history, &copies);
+        }
         if let Err(e) = converged {
             for (i, c) in copies.iter().enumerate() {
                 let r = check(history, &copies, i);
@@ -708,7 +712,45 @@ impl Nodes {
             }
             panic!("{e}\n{}", r.summary());
         }
-        check(history, &copies, leader)
+        report
+    }
+
+    /// Writes the history and every copy as tab-separated files next to the
+    /// nodes' logs (kept when the scenario fails), for a post-mortem.
+    fn dump(&self, name: &str, history: &[Attempt], copies: &[ReplicaCopy]) {
+        let dir = self.dir();
+        let mut text =
+            String::from("msg_id\tsubject\texpected_last_seq\tstart_ms\tend_ms\toutcome\n");
+        for a in history {
+            let _ = writeln!(
+                text,
+                "{}\t{}\t{}\t{:.3}\t{:.3}\t{:?}",
+                a.msg_id,
+                a.subject,
+                a.expected_last_seq.map_or("-".into(), |e| e.to_string()),
+                a.start.as_secs_f64() * 1e3,
+                a.end.as_secs_f64() * 1e3,
+                a.outcome
+            );
+        }
+        let path = dir.join(format!("jepsen-{name}-history.tsv"));
+        let _ = std::fs::write(&path, text);
+        println!("history in {}", path.display());
+        for c in copies {
+            let mut text = String::from("seq\tmsg_id\tsubject\ttime_ns\n");
+            for (seq, m) in &c.messages {
+                let _ = writeln!(
+                    text,
+                    "{seq}\t{}\t{}\t{}",
+                    m.msg_id.as_deref().unwrap_or("-"),
+                    m.subject,
+                    m.time_ns
+                );
+            }
+            let path = dir.join(format!("jepsen-{name}-{}.tsv", c.node));
+            let _ = std::fs::write(&path, text);
+            println!("{}'s copy in {}", c.node, path.display());
+        }
     }
 
     /// The directory holding the nodes' data and logs.
