@@ -56,13 +56,16 @@ use std::io::Cursor;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-/// An opaque engine operation (or answer), carried as base64 in the log's JSON.
+/// Opaque engine operations (or their answers), in order: one log entry carries
+/// every proposal that was waiting when it was made (a batch), so a burst of
+/// publishes costs one entry, one replication round and one fsync per node.
+/// Bytes in MessagePack (bin), base64 strings in JSON.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct Op(pub Bytes);
+pub struct Op(pub Vec<Bytes>);
 
 impl fmt::Debug for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Op({} bytes)", self.0.len())
+        write!(f, "Op({} ops)", self.0.len())
     }
 }
 
@@ -72,27 +75,44 @@ impl fmt::Display for Op {
     }
 }
 
-impl Serialize for Op {
+struct OneOp<'a>(&'a Bytes);
+
+impl Serialize for OneOp<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         if s.is_human_readable() {
-            s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(&self.0))
+            s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(self.0))
         } else {
-            s.serialize_bytes(&self.0)
+            s.serialize_bytes(self.0)
         }
     }
 }
 
-impl<'de> Deserialize<'de> for Op {
+struct OwnedOp(Bytes);
+
+impl<'de> Deserialize<'de> for OwnedOp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         if d.is_human_readable() {
             let s = String::deserialize(d)?;
             base64::engine::general_purpose::STANDARD
                 .decode(s)
-                .map(|v| Op(Bytes::from(v)))
+                .map(|v| OwnedOp(Bytes::from(v)))
                 .map_err(serde::de::Error::custom)
         } else {
-            serde_bytes_vec(d).map(|v| Op(Bytes::from(v)))
+            serde_bytes_vec(d).map(|v| OwnedOp(Bytes::from(v)))
         }
+    }
+}
+
+impl Serialize for Op {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(OneOp))
+    }
+}
+
+impl<'de> Deserialize<'de> for Op {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v: Vec<OwnedOp> = Vec::deserialize(d)?;
+        Ok(Op(v.into_iter().map(|o| o.0).collect()))
     }
 }
 
@@ -184,19 +204,24 @@ impl RaftStateMachine<ReplicaConfig> for StateMachine {
     {
         let host = self.host.upgrade();
         let mut pending: Vec<BoxFuture<'static, Bytes>> = Vec::new();
+        // How many answers each entry has (its ops).
+        let mut counts = Vec::new();
         let mut last = None;
         for e in entries {
             let index = e.log_id.index;
             last = Some(e.log_id);
             match e.payload {
-                EntryPayload::Blank => pending.push(Box::pin(async { Bytes::new() })),
-                EntryPayload::Normal(op) => {
+                EntryPayload::Blank => counts.push(0),
+                EntryPayload::Normal(ops) => {
                     // One key, overwritten: the store resolves several writes of
                     // one key in a commit to the last one queued.
                     let mark = put_json(key(self.group, T_APPLIED, 0), &e.log_id)?;
-                    match &host {
-                        Some(h) => pending.push(h.apply(self.group, index, op.0, mark)),
-                        None => return Err(serr(ErrorVerb::Write, "the engine is stopping")),
+                    let Some(h) = &host else {
+                        return Err(serr(ErrorVerb::Write, "the engine is stopping"));
+                    };
+                    counts.push(ops.0.len());
+                    for op in ops.0 {
+                        pending.push(h.apply(self.group, index, op, mark.clone()));
                     }
                 }
                 EntryPayload::Membership(m) => {
@@ -213,7 +238,7 @@ impl RaftStateMachine<ReplicaConfig> for StateMachine {
                     )
                     .await?;
                     *self.membership.write() = membership;
-                    pending.push(Box::pin(async { Bytes::new() }));
+                    counts.push(0);
                 }
             }
         }
@@ -231,7 +256,11 @@ impl RaftStateMachine<ReplicaConfig> for StateMachine {
                 Box::new(|_| {}),
             );
         }
-        Ok(answers.into_iter().map(Op).collect())
+        let mut answers = answers.into_iter();
+        Ok(counts
+            .into_iter()
+            .map(|n| Op(answers.by_ref().take(n).collect()))
+            .collect())
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -622,10 +651,22 @@ fn write_error(e: RaftError<u64, ClientWriteError<u64, MetaNode>>) -> ProposeErr
 /// How long a proposal may wait for its commit.
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Hands a group's proposals to Raft in order, and each answer back when it is
-/// applied.
+/// Most proposals one log entry carries.
+const BATCH: usize = 1024;
+
+/// Hands a group's proposals to Raft in order, each entry carrying every
+/// proposal waiting then (up to [`BATCH`]), and each answer back when its entry
+/// is applied.
 async fn run_proposals(raft: ReplicaRaft, mut rx: tokio::sync::mpsc::UnboundedReceiver<Proposal>) {
-    while let Some((op, tx)) = rx.recv().await {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let (ops, waiting): (Vec<Bytes>, Vec<_>) = batch.into_iter().unzip();
         let m = raft.metrics().borrow().clone();
         if m.state != ServerState::Leader {
             let leader = m.current_leader.and_then(|id| {
@@ -634,12 +675,16 @@ async fn run_proposals(raft: ReplicaRaft, mut rx: tokio::sync::mpsc::UnboundedRe
                     .get_node(&id)
                     .map(|n| n.name.clone())
             });
-            let _ = tx.send(Err(ProposeError::NotLeader(leader)));
+            for tx in waiting {
+                let _ = tx.send(Err(ProposeError::NotLeader(leader.clone())));
+            }
             continue;
         }
-        match raft.client_write_ff(Op(op)).await {
+        match raft.client_write_ff(Op(ops)).await {
             Err(e) => {
-                let _ = tx.send(Err(ProposeError::Unavailable(e.to_string())));
+                for tx in waiting {
+                    let _ = tx.send(Err(ProposeError::Unavailable(e.to_string())));
+                }
             }
             Ok(answer) => {
                 tokio::spawn(async move {
@@ -657,7 +702,28 @@ async fn run_proposals(raft: ReplicaRaft, mut rx: tokio::sync::mpsc::UnboundedRe
                         ),
                         Ok(Ok(Err(e))) => Err(ProposeError::Unavailable(e.to_string())),
                     };
-                    let _ = tx.send(outcome);
+                    match outcome {
+                        Ok(answers) if answers.len() == waiting.len() => {
+                            for (tx, a) in waiting.into_iter().zip(answers) {
+                                let _ = tx.send(Ok(a));
+                            }
+                        }
+                        Ok(answers) => {
+                            let e = ProposeError::Unavailable(format!(
+                                "{} answers for {} proposals",
+                                answers.len(),
+                                waiting.len()
+                            ));
+                            for tx in waiting {
+                                let _ = tx.send(Err(e.clone()));
+                            }
+                        }
+                        Err(e) => {
+                            for tx in waiting {
+                                let _ = tx.send(Err(e.clone()));
+                            }
+                        }
+                    }
                 });
             }
         }
