@@ -38,6 +38,10 @@ use std::time::{Duration, Instant};
 /// passed on again.
 pub(crate) const K_STORE_LEADER: u8 = 68;
 
+/// How long a publish on a node that knows no leader of the station waits for
+/// one (an election) before it is refused.
+const ELECTION_WAIT: Duration = Duration::from_secs(2);
+
 /// Most replicas a station may have (as JetStream).
 pub const MAX_REPLICAS: u32 = 5;
 
@@ -451,13 +455,32 @@ impl StationEngine {
             });
             return;
         }
-        let (Some(leader), false, Some(cluster), Ok(runtime)) = (
-            group.leader(),
+        let (false, Some(cluster), Ok(runtime)) = (
             forwarded,
             self.cluster.get(),
             tokio::runtime::Handle::try_current(),
         ) else {
             return done(Err(no_leader(&name)));
+        };
+        let Some(leader) = group.leader() else {
+            // An election is on (or this node has not heard from the leader
+            // yet): wait for it a little rather than refuse at once. (Publishes
+            // held here meanwhile are not kept in order among themselves.)
+            let (group, engine, tenant) = (group.clone(), self.me.clone(), tenant.clone());
+            let (message, options, lineage) = (message.clone(), options.clone(), lineage.clone());
+            runtime.spawn(async move {
+                let leader = group.wait_leader(ELECTION_WAIT).await;
+                let station = engine
+                    .upgrade()
+                    .and_then(|e| e.stations.get(&tenant, &name).ok());
+                match (leader, engine.upgrade(), station) {
+                    (Some(_), Some(e), Some(station)) => e.replicated_append(
+                        &tenant, &station, &group, &message, &options, &lineage, false, done,
+                    ),
+                    _ => done(Err(no_leader(&name))),
+                }
+            });
+            return;
         };
         let body = encode_store(tenant, &name, message, options, lineage);
         let wait = cluster.start_call(&leader, K_STORE_LEADER, body, Duration::from_secs(12));
