@@ -36,7 +36,8 @@
 //! - `JEPSEN_NODE_LOG` (`warn`): the nodes' `RUST_LOG`;
 //! - `JEPSEN_KEEP=1` (namespaces) or `CLUSTER_TEST_KEEP=1` (127.0.0.1): keep
 //!   the nodes' logs even when the scenario passes; they are kept, and their
-//!   errors and last lines printed, whenever it fails.
+//!   errors and last lines printed, whenever it fails, next to the history
+//!   and every node's copy as tab-separated files (`jepsen-<station>-*.tsv`).
 //!
 //! e.g. `JEPSEN_SECS=600 JEPSEN_ROUNDS=30 cargo nextest run --test
 //! replicated_station_faults --no-capture`.
