@@ -183,6 +183,27 @@ struct StateMachine {
     group: u64,
     host: Weak<dyn ReplicaHost>,
     membership: Arc<RwLock<StoredMembership<u64, MetaNode>>>,
+    /// The last entry applied in full.
+    complete: Arc<Mutex<Option<LogId<u64>>>>,
+    /// After a crash in the middle of an entry's ops: (its index, ops already
+    /// on disk), skipped when it is applied again.
+    resume: Arc<Mutex<Option<(u64, usize)>>>,
+}
+
+/// The applied mark: written with every op's effects (one key, overwritten), so
+/// that after a crash the group knows exactly how far it got, down to the op
+/// inside an entry (one entry carries many publishes, which may reach disk in
+/// different store commits).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Mark {
+    /// The entry.
+    log_id: LogId<u64>,
+    /// Ops of it applied (on disk with this mark).
+    done: usize,
+    /// Ops it has.
+    of: usize,
+    /// The last entry applied in full before it.
+    prev: Option<LogId<u64>>,
 }
 
 impl RaftStateMachine<ReplicaConfig> for StateMachine {
@@ -191,7 +212,18 @@ impl RaftStateMachine<ReplicaConfig> for StateMachine {
     async fn applied_state(
         &mut self,
     ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, MetaNode>), SErr> {
-        let applied: Option<LogId<u64>> = get_json(&self.store, &key(self.group, T_APPLIED, 0))?;
+        let mark: Option<Mark> = get_json(&self.store, &key(self.group, T_APPLIED, 0))?;
+        let applied = match mark {
+            None => None,
+            Some(m) if m.done >= m.of => Some(m.log_id),
+            // Part of an entry's ops reached the disk: the rest are applied
+            // when the entry is applied again.
+            Some(m) => {
+                *self.resume.lock() = Some((m.log_id.index, m.done));
+                m.prev
+            }
+        };
+        *self.complete.lock() = applied;
         let sm: SmState = get_json(&self.store, &key(self.group, T_SM, 0))?.unwrap_or_default();
         *self.membership.write() = sm.membership.clone();
         Ok((applied, sm.membership))
@@ -211,32 +243,60 @@ impl RaftStateMachine<ReplicaConfig> for StateMachine {
             let index = e.log_id.index;
             last = Some(e.log_id);
             match e.payload {
-                EntryPayload::Blank => counts.push(0),
+                EntryPayload::Blank => {
+                    counts.push(0);
+                    *self.complete.lock() = Some(e.log_id);
+                }
                 EntryPayload::Normal(ops) => {
-                    // One key, overwritten: the store resolves several writes of
-                    // one key in a commit to the last one queued.
-                    let mark = put_json(key(self.group, T_APPLIED, 0), &e.log_id)?;
                     let Some(h) = &host else {
                         return Err(serr(ErrorVerb::Write, "the engine is stopping"));
                     };
-                    counts.push(ops.0.len());
-                    for op in ops.0 {
-                        pending.push(h.apply(self.group, index, op, mark.clone()));
+                    let of = ops.0.len();
+                    counts.push(of);
+                    let prev = *self.complete.lock();
+                    let skip = match self.resume.lock().take() {
+                        Some((i, done)) if i == index => done,
+                        _ => 0,
+                    };
+                    for (k, op) in ops.0.into_iter().enumerate() {
+                        if k < skip {
+                            // On disk before the crash; its proposer is gone.
+                            pending.push(Box::pin(async { Bytes::new() }));
+                            continue;
+                        }
+                        // One key, overwritten: the store resolves several
+                        // writes of one key in a commit to the last one queued.
+                        let mark = Mark {
+                            log_id: e.log_id,
+                            done: k + 1,
+                            of,
+                            prev,
+                        };
+                        let mark = put_json(key(self.group, T_APPLIED, 0), &mark)?;
+                        pending.push(h.apply(self.group, index, op, mark));
                     }
+                    *self.complete.lock() = Some(e.log_id);
                 }
                 EntryPayload::Membership(m) => {
                     let membership = StoredMembership::new(Some(e.log_id), m);
                     let sm = SmState {
                         membership: membership.clone(),
                     };
+                    let mark = Mark {
+                        log_id: e.log_id,
+                        done: 0,
+                        of: 0,
+                        prev: None,
+                    };
                     write(
                         &self.store,
                         vec![
                             put_json(key(self.group, T_SM, 0), &sm)?,
-                            put_json(key(self.group, T_APPLIED, 0), &e.log_id)?,
+                            put_json(key(self.group, T_APPLIED, 0), &mark)?,
                         ],
                     )
                     .await?;
+                    *self.complete.lock() = Some(e.log_id);
                     *self.membership.write() = membership;
                     counts.push(0);
                 }
@@ -247,7 +307,13 @@ impl RaftStateMachine<ReplicaConfig> for StateMachine {
             // The newest mark (entries that wrote nothing, such as a refused
             // publish); queued after every write above (one ordered queue), so
             // it is never ahead of them on disk.
-            let ops = vec![LogOp::Raft(put_json(key(self.group, T_APPLIED, 0), &last)?)];
+            let mark = Mark {
+                log_id: last,
+                done: 0,
+                of: 0,
+                prev: None,
+            };
+            let ops = vec![LogOp::Raft(put_json(key(self.group, T_APPLIED, 0), &mark)?)];
             // Like the copy itself, not fsynced on its own: the log is.
             self.store.append(
                 RAFT_STATION,
@@ -780,6 +846,8 @@ impl Replicas {
             group: id,
             host,
             membership: Arc::new(RwLock::new(StoredMembership::default())),
+            complete: Arc::new(Mutex::new(None)),
+            resume: Arc::new(Mutex::new(None)),
         };
         let raft = ReplicaRaft::new(
             me,

@@ -136,6 +136,29 @@ struct Run {
     deleted: bool,
 }
 
+impl Run {
+    /// Takes a saved position: what was unacked is delivered again now.
+    fn restore(&mut self, s: Saved) {
+        let now = Instant::now();
+        self.cursor = s.cursor;
+        self.initial = s.initial.into();
+        self.consumer_seq = s.consumer_seq;
+        self.delivered_stream_seq = s.delivered_stream_seq;
+        self.ack_floor_stream = s.ack_floor_stream;
+        self.ack_floor_consumer = s.ack_floor_consumer;
+        for (seq, deliveries) in s.unacked {
+            self.redeliver.insert(
+                seq,
+                Redelivery {
+                    not_before: now,
+                    deliveries,
+                },
+            );
+        }
+        self.dirty = false;
+    }
+}
+
 /// The saved form of a group's position.
 #[derive(Serialize, Deserialize, Default)]
 struct Saved {
@@ -274,24 +297,7 @@ impl Group {
             .and_then(|(_, v)| serde_json::from_slice::<Saved>(&v).ok());
         let group = Group { created, ..group };
         if let Some(s) = saved {
-            let now = Instant::now();
-            let mut run = group.run.lock();
-            run.cursor = s.cursor;
-            run.initial = s.initial.into();
-            run.consumer_seq = s.consumer_seq;
-            run.delivered_stream_seq = s.delivered_stream_seq;
-            run.ack_floor_stream = s.ack_floor_stream;
-            run.ack_floor_consumer = s.ack_floor_consumer;
-            for (seq, deliveries) in s.unacked {
-                run.redeliver.insert(
-                    seq,
-                    Redelivery {
-                        not_before: now,
-                        deliveries,
-                    },
-                );
-            }
-            run.dirty = false;
+            group.run.lock().restore(s);
         }
         Ok(group)
     }
@@ -783,26 +789,10 @@ impl Group {
         let s: Saved =
             serde_json::from_slice(json).map_err(|e| EngineError::Storage(e.to_string()))?;
         {
-            let now = Instant::now();
             let mut run = self.run.lock();
-            run.cursor = s.cursor;
-            run.initial = s.initial.into();
-            run.consumer_seq = s.consumer_seq;
-            run.delivered_stream_seq = s.delivered_stream_seq;
-            run.ack_floor_stream = s.ack_floor_stream;
-            run.ack_floor_consumer = s.ack_floor_consumer;
             run.pending = PendingSet::default();
             run.redeliver.clear();
-            for (seq, deliveries) in s.unacked {
-                run.redeliver.insert(
-                    seq,
-                    Redelivery {
-                        not_before: now,
-                        deliveries,
-                    },
-                );
-            }
-            run.dirty = false;
+            run.restore(s);
         }
         self.store
             .put_state(&self.state_key, json)

@@ -509,8 +509,19 @@ impl StationEngine {
         let call = decode_store(body.clone()).ok()?;
         let tenant = self.tenant_named(&call.tenant);
         let station = self.stations.get(&tenant, &call.station).ok()?;
-        let group = station.replica.get()?.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let Some(group) = station.replica.get().cloned() else {
+            if station.replicated {
+                // Its group has not started here yet (a restart): never stored
+                // outside the group.
+                let _ = tx.send(Err(EngineError::ReplicasUnavailable(format!(
+                    "station '{}' is starting on this node",
+                    station.name()
+                ))));
+                return Some(rx);
+            }
+            return None;
+        };
         self.replicated_append(
             &tenant,
             &station,
@@ -647,39 +658,27 @@ impl StationEngine {
         let spare = self.candidates(&def.replicas).into_iter().next();
         let Some((spare, spare_id)) = spare else {
             if self.replica_ops.under.lock().insert(id) {
-                let text = format!(
-                    "station '{}' is under-replicated: replica on {lost} unreachable for over {}s and no spare node to move it to",
-                    def.config.name,
-                    after.as_secs()
-                );
-                tracing::warn!("{text}");
-                self.events.record(
-                    junction_api::SystemEventKind::ReplicaDown,
-                    super::events::About {
-                        tenant: Some(&tenant),
-                        station: Some(&def.config.name),
-                        ..Default::default()
-                    },
-                    text,
+                self.replica_down(
+                    &tenant,
+                    &def.config.name,
+                    format!(
+                        "station '{}' is under-replicated: replica on {lost} unreachable for over {}s and no spare node to move it to",
+                        def.config.name,
+                        after.as_secs()
+                    ),
                 );
             }
             return;
         };
         self.replica_ops.changing.lock().insert(id);
-        let text = format!(
-            "station '{}': replica on {lost} unreachable for over {}s; moving it to {spare}",
-            def.config.name,
-            after.as_secs()
-        );
-        tracing::warn!("{text}");
-        self.events.record(
-            junction_api::SystemEventKind::ReplicaDown,
-            super::events::About {
-                tenant: Some(&tenant),
-                station: Some(&def.config.name),
-                ..Default::default()
-            },
-            text,
+        self.replica_down(
+            &tenant,
+            &def.config.name,
+            format!(
+                "station '{}': replica on {lost} unreachable for over {}s; moving it to {spare}",
+                def.config.name,
+                after.as_secs()
+            ),
         );
         let (engine, name) = (self.me.clone(), def.config.name.clone());
         tokio::spawn(async move {
@@ -691,6 +690,20 @@ impl StationEngine {
                 e.replica_ops.down_since.lock().remove(&(id, lost));
             }
         });
+    }
+
+    /// Logs and records a `replica_down` event about `station`.
+    fn replica_down(&self, tenant: &TenantId, station: &str, text: String) {
+        tracing::warn!("{text}");
+        self.events.record(
+            junction_api::SystemEventKind::ReplicaDown,
+            super::events::About {
+                tenant: Some(tenant),
+                station: Some(station),
+                ..Default::default()
+            },
+            text,
+        );
     }
 
     /// Replaces `from` by `to` in a replicated station's placement (the meta

@@ -437,6 +437,17 @@ impl Station {
         lineage: Bytes,
         done: Option<StoredCallback>,
     ) {
+        // A replicated station is written only by applying its group's
+        // committed entries: nothing may store into one copy on its own.
+        if self.replicated {
+            if let Some(done) = done {
+                done(Err(EngineError::ReplicasUnavailable(format!(
+                    "station '{}' is replicated: it takes writes through its leader only",
+                    self.name
+                ))));
+            }
+            return;
+        }
         self.append_with(message, options, lineage, now_ns(), None, done)
     }
 
