@@ -315,7 +315,8 @@ async fn an_r3_station_keeps_every_acknowledged_message_through_a_leader_kill() 
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status().as_u16(), 400);
+    assert_eq!(resp.status().as_u16(), 422);
     let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_config", "{body}");
     assert!(body.to_string().contains("flush_interval"), "{body}");
 }

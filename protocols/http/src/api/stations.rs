@@ -160,6 +160,9 @@ pub struct StationRequest {
     /// Largest payload accepted (-1 = unlimited).
     pub max_msg_size: Option<i64>,
     /// Most consumer groups (-1 = unlimited).
+    /// Copies on that many cluster nodes (default 1; 3 or 5 for a replicated
+    /// station, which needs a cluster).
+    pub replicas: Option<u32>,
     pub max_consumers: Option<i64>,
     /// Refuse single-message deletes.
     #[serde(default)]
@@ -207,7 +210,7 @@ impl StationRequest {
                 StorageJson::File => StorageKind::File,
                 StorageJson::Memory => StorageKind::Memory,
             },
-            replicas: d.replicas,
+            replicas: self.replicas.unwrap_or(d.replicas),
             duplicate_window: self
                 .duplicate_window_ms
                 .map_or(d.duplicate_window, Duration::from_millis),
