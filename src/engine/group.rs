@@ -129,6 +129,10 @@ struct Run {
     redeliver: BTreeMap<u64, Redelivery>,
     ack_floor_stream: u64,
     ack_floor_consumer: u64,
+    /// Sequences acked before this node delivered them: a replicated
+    /// station's earlier leader delivered them and the ack came to this one
+    /// (skipped when the cursor reaches them).
+    acked_ahead: BTreeSet<u64>,
     waiting: VecDeque<Waiting>,
     last_active: Option<SystemTime>,
     idle_since: Option<Instant>,
@@ -146,6 +150,7 @@ impl Run {
         self.delivered_stream_seq = s.delivered_stream_seq;
         self.ack_floor_stream = s.ack_floor_stream;
         self.ack_floor_consumer = s.ack_floor_consumer;
+        self.acked_ahead = s.acked_ahead.into_iter().collect();
         for (seq, deliveries) in s.unacked {
             self.redeliver.insert(
                 seq,
@@ -170,6 +175,8 @@ struct Saved {
     ack_floor_consumer: u64,
     /// (stream seq, deliveries so far)
     unacked: Vec<(u64, u32)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    acked_ahead: Vec<u64>,
 }
 
 /// One consumer group.
@@ -319,10 +326,11 @@ impl Group {
             return true;
         }
         let run = self.run.lock();
-        seq < run.cursor
-            && !run.pending.contains_key(&seq)
-            && !run.redeliver.contains_key(&seq)
-            && !run.initial.contains(&seq)
+        run.acked_ahead.contains(&seq)
+            || (seq < run.cursor
+                && !run.pending.contains_key(&seq)
+                && !run.redeliver.contains_key(&seq)
+                && !run.initial.contains(&seq))
     }
 
     pub fn filters(&self) -> &[SubjectFilter] {
@@ -458,6 +466,11 @@ impl Group {
                 }
                 continue;
             };
+            if source == Source::Cursor && run.acked_ahead.remove(&seq) {
+                // Acked already (delivered by an earlier leader).
+                Self::done_with_candidate(&mut run, source, seq);
+                continue;
+            }
             let read_ahead = match source {
                 Source::Cursor if ahead.front().is_some_and(|m| m.seq == seq) => ahead.pop_front(),
                 _ => None,
@@ -580,6 +593,22 @@ impl Group {
         m
     }
 
+    /// An ack of a message not pending here: one waiting for its redelivery
+    /// (its ack wait ran out, or a position taken from another replica holds
+    /// it unacked) counts, as in nats-server; one past the cursor was delivered
+    /// by an earlier leader of a replicated station and is skipped when the
+    /// cursor gets there. Returns whether the ack did anything.
+    fn ack_unheld(run: &mut Run, seq: u64, replicated: bool) -> bool {
+        if run.redeliver.remove(&seq).is_some() {
+            return true;
+        }
+        if let Some(at) = run.initial.iter().position(|s| *s == seq) {
+            run.initial.remove(at);
+            return true;
+        }
+        replicated && seq >= run.cursor && run.acked_ahead.insert(seq)
+    }
+
     fn advance_floor(run: &mut Run) {
         let lowest_open = [
             run.pending.keys().next().copied(),
@@ -592,6 +621,8 @@ impl Group {
         .min()
         .unwrap_or(run.cursor);
         run.ack_floor_stream = run.ack_floor_stream.max(lowest_open.saturating_sub(1));
+        let cursor = run.cursor;
+        run.acked_ahead.retain(|s| *s >= cursor);
         run.ack_floor_consumer = match run.pending.lowest_consumer_seq() {
             Some(c) => c.saturating_sub(1),
             None => run.consumer_seq,
@@ -600,7 +631,10 @@ impl Group {
 
     /// Applies an ack; returns the sequences this group is now done with (for
     /// interest and work-queue retention) and, for a TERM, the terminated sequence.
-    pub fn ack(&self, seq: u64, kind: &AckKind) -> AckOutcome {
+    ///
+    /// `replicated`: the group is on a replicated station, where an ack may
+    /// come to a new leader for a message an earlier one delivered.
+    pub fn ack(&self, seq: u64, kind: &AckKind, replicated: bool) -> AckOutcome {
         let mut run = self.run.lock();
         run.last_active = Some(SystemTime::now());
         let mut out = AckOutcome::default();
@@ -612,7 +646,9 @@ impl Group {
                         run.pending.remove(s);
                     }
                     out.done = done;
-                } else if run.pending.remove(&seq).is_some() {
+                } else if run.pending.remove(&seq).is_some()
+                    || Self::ack_unheld(&mut run, seq, replicated)
+                {
                     out.done.push(seq);
                 }
             }
@@ -641,6 +677,8 @@ impl Group {
                         deliveries: p.deliveries,
                         reason: reason.clone(),
                     });
+                } else if Self::ack_unheld(&mut run, seq, replicated) {
+                    out.done.push(seq);
                 }
             }
         }
@@ -768,6 +806,7 @@ impl Group {
             Saved {
                 cursor: run.cursor,
                 initial: run.initial.iter().copied().collect(),
+                acked_ahead: run.acked_ahead.iter().copied().collect(),
                 consumer_seq: run.consumer_seq,
                 delivered_stream_seq: run.delivered_stream_seq,
                 ack_floor_stream: run.ack_floor_stream,
@@ -815,7 +854,7 @@ impl Group {
     }
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Source {
     Redeliver,
     Initial,

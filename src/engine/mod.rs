@@ -571,6 +571,33 @@ impl Broker for StationEngine {
         Ok(())
     }
 
+    fn ack_committed(
+        &self,
+        tenant: &TenantId,
+        station: &str,
+        group: &str,
+        stream_seq: u64,
+        kind: AckKind,
+        done: junction_api::AckDone,
+    ) {
+        match self
+            .stations
+            .ack_with(tenant, station, group, stream_seq, kind, true)
+        {
+            Err(e) => done(Err(self.elsewhere(tenant, station, e))),
+            Ok((gave_up, wait)) => {
+                self.handle_gave_up(gave_up.into_iter().collect());
+                match (wait, tokio::runtime::Handle::try_current()) {
+                    (Some(wait), Ok(runtime)) => {
+                        runtime.spawn(async move { done(wait.await) });
+                    }
+                    (Some(_), Err(_)) => done(Err(EngineError::ShuttingDown)),
+                    (None, _) => done(Ok(())),
+                }
+            }
+        }
+    }
+
     fn run_group_timers(&self, tenant: &TenantId, station: &str, group: &str) {
         let gave_up = self.stations.tick_one(tenant, station, group);
         self.handle_gave_up(gave_up);

@@ -76,6 +76,63 @@ pub(crate) enum AdminOp {
         group: String,
         position: String,
     },
+    /// Messages consumed under work-queue or interest retention (acked by the
+    /// group that held them, or given up on), removed by every replica once
+    /// this is committed: the leader decides, no replica on its own.
+    Consumed {
+        seqs: Vec<u64>,
+    },
+}
+
+/// What a replicated station's leader proposes when acks consume messages:
+/// the wait for the entry's commit (its result is logged, not returned, when
+/// nobody waits: the leader's next sweep proposes what is still due).
+pub(crate) fn propose_consumed(
+    replica: &ReplicaGroup,
+    station: &str,
+    seqs: Vec<u64>,
+) -> BoxFuture<'static, Result<(), EngineError>> {
+    let wait = replica.propose(admin_op(&AdminOp::Consumed { seqs }));
+    let station = station.to_string();
+    Box::pin(async move {
+        let b = wait.await.map_err(|e| propose_error(&station, e))?;
+        read_answer(&b)
+    })
+}
+
+/// Proposes a group's saved position and returns the wait for its commit.
+pub(crate) fn propose_position_wait(
+    replica: &ReplicaGroup,
+    station: &str,
+    group: &str,
+    position: Vec<u8>,
+) -> BoxFuture<'static, Result<(), EngineError>> {
+    let op = AdminOp::Position {
+        group: group.to_string(),
+        position: String::from_utf8(position).unwrap_or_default(),
+    };
+    let wait = replica.propose(admin_op(&op));
+    let station = station.to_string();
+    Box::pin(async move {
+        let b = wait.await.map_err(|e| propose_error(&station, e))?;
+        read_answer(&b)
+    })
+}
+
+/// Runs `wait` on the current runtime, logging a failure (nobody waits for it).
+pub(crate) fn spawn_logged(
+    station: &str,
+    what: &'static str,
+    wait: BoxFuture<'static, Result<(), EngineError>>,
+) {
+    let station = station.to_string();
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move {
+            if let Err(e) = wait.await {
+                tracing::debug!(%station, error = %e, "{what} not committed; the leader proposes it again");
+            }
+        });
+    }
 }
 
 /// Sends a group's saved position to the other replicas (not waited for: the
@@ -154,6 +211,10 @@ fn no_leader(station: &str) -> EngineError {
     ))
 }
 
+/// How long a new leader waits before it sweeps its station for consumed
+/// messages still stored.
+const SWEEP_AFTER: Duration = Duration::from_secs(3);
+
 /// How long a replica may stay unreachable before it is re-placed, by default.
 pub const REPLACE_AFTER: Duration = Duration::from_secs(300);
 
@@ -176,6 +237,9 @@ pub(crate) struct ReplicaOps {
     under: Mutex<HashSet<u64>>,
     /// On a follower: the replicas as its leader last reported them.
     pub leader_views: Mutex<HashMap<u64, Vec<ReplicaInfo>>>,
+    /// Groups this node leads → when it was first seen leading them, and
+    /// whether it swept them for consumed messages since.
+    swept: Mutex<HashMap<u64, (Instant, bool)>>,
 }
 
 impl Default for ReplicaOps {
@@ -187,6 +251,7 @@ impl Default for ReplicaOps {
             changing: Mutex::default(),
             under: Mutex::default(),
             leader_views: Mutex::default(),
+            swept: Mutex::default(),
         }
     }
 }
@@ -204,11 +269,6 @@ pub(crate) fn check_replicated(config: &StationConfig) -> Result<(), EngineError
     if config.flush_interval.is_some() {
         return Err(EngineError::invalid_config(
             "flush_interval (lazy fsync) cannot be used with replicas > 1: a replicated station acknowledges a publish only once it is fsynced on a quorum",
-        ));
-    }
-    if config.retention != junction_api::Retention::Limits {
-        return Err(EngineError::invalid_config(
-            "retention: work-queue and interest retention cannot be used with replicas > 1 yet (consumer acks are not replicated yet); use limits retention",
         ));
     }
     if config.storage == junction_api::StorageKind::Memory {
@@ -567,17 +627,51 @@ impl StationEngine {
     /// second, with the other limits' timer).
     pub(crate) fn replica_upkeep(&self) {
         self.expire_replicated();
-        let led: Vec<(u64, ReplicaGroup)> = self
+        let led: Vec<(u64, Arc<Station>, ReplicaGroup)> = self
             .replicated
             .read()
             .iter()
             .filter_map(|(id, s)| {
                 let g = s.replica.get()?;
-                g.is_leader().then(|| (*id, g.clone()))
+                g.is_leader().then(|| (*id, s.clone(), g.clone()))
             })
             .collect();
-        for (id, group) in led {
+        self.replica_ops
+            .swept
+            .lock()
+            .retain(|id, _| led.iter().any(|(l, _, _)| l == id));
+        for (id, station, group) in led {
+            self.sweep_consumed(id, &station, &group);
             self.keep_placement(id, &group);
+        }
+    }
+
+    /// Once per leadership: proposes the removal of messages every group is
+    /// done with that are still stored (their removal was proposed by a leader
+    /// that lost its place before it was committed).
+    fn sweep_consumed(&self, id: u64, station: &Station, group: &ReplicaGroup) {
+        {
+            let mut swept = self.replica_ops.swept.lock();
+            let (since, done) = swept.entry(id).or_insert((Instant::now(), false));
+            // After a few seconds as leader: what was committed before it
+            // became leader (group creations, positions) is applied by then.
+            if *done || since.elapsed() < SWEEP_AFTER {
+                return;
+            }
+            *done = true;
+        }
+        let seqs = super::stations::consumed_now(station);
+        if !seqs.is_empty() {
+            tracing::info!(
+                station = station.name(),
+                messages = seqs.len(),
+                "new leader: removing messages already consumed"
+            );
+            spawn_logged(
+                station.name(),
+                "consumed messages",
+                propose_consumed(group, station.name(), seqs),
+            );
         }
     }
 
@@ -859,6 +953,12 @@ impl StationEngine {
                 answer(station.purge(&Purge { filter, seq, keep }))
             }
             AdminOp::DeleteMessage { seq } => answer(station.delete_message(seq)),
+            AdminOp::Consumed { seqs } => {
+                for seq in seqs {
+                    station.remove_consumed(seq);
+                }
+                answer(Ok(()))
+            }
             AdminOp::CreateGroup { config } => {
                 answer(self.create_internal_group(&tenant, &name, config))
             }

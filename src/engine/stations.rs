@@ -550,18 +550,19 @@ impl StationRegistry {
         if station.retention() != Retention::Interest {
             return;
         }
-        let groups: Vec<Arc<Group>> = station.groups.read().values().cloned().collect();
-        let mut from = 1;
-        loop {
-            // In chunks: the groups are asked without the station's index held.
-            let chunk = station.live_chunk(from, 1024);
-            let Some((last, _)) = chunk.last() else { break };
-            from = last + 1;
-            for (seq, subject) in chunk {
-                if groups.iter().all(|g| g.done_with(seq, &subject)) {
-                    station.remove_consumed(seq);
+        if station.replicated {
+            // Only its leader decides, through the log.
+            if let Some(r) = station.replica.get().filter(|r| r.is_leader()) {
+                let seqs = consumed_now(station);
+                if !seqs.is_empty() {
+                    let wait = super::replicated::propose_consumed(r, station.name(), seqs);
+                    super::replicated::spawn_logged(station.name(), "consumed messages", wait);
                 }
             }
+            return;
+        }
+        for seq in consumed_now(station) {
+            station.remove_consumed(seq);
         }
     }
 
@@ -606,8 +607,34 @@ impl StationRegistry {
         seq: u64,
         kind: AckKind,
     ) -> Result<Option<GaveUp>, EngineError> {
+        let (gave_up, wait) = self.ack_with(tenant, station_name, name, seq, kind, false)?;
+        if let Some(wait) = wait {
+            super::replicated::spawn_logged(station_name, "consumed messages", wait);
+        }
+        Ok(gave_up)
+    }
+
+    /// [`Self::ack`], and on a replicated station's leader the wait for what the
+    /// ack proposed: the messages it consumed (work-queue, interest retention)
+    /// and, with `commit`, the durable group's new position, so that once the
+    /// wait is over the message is never delivered again by any leader.
+    pub fn ack_with(
+        &self,
+        tenant: &TenantId,
+        station_name: &str,
+        name: &str,
+        seq: u64,
+        kind: AckKind,
+        commit: bool,
+    ) -> Result<(Option<GaveUp>, Option<ReplicaWait>), EngineError> {
         let (station, group) = self.group(tenant, station_name, name)?;
-        let outcome = group.ack(seq, &kind);
+        if commit && station.replicated && !station.replica.get().is_some_and(|r| r.is_leader()) {
+            // Only the leader's groups count; this copy follows it.
+            return Err(EngineError::ReplicasUnavailable(format!(
+                "station '{station_name}': this node no longer leads it; the ack was not applied"
+            )));
+        }
+        let outcome = group.ack(seq, &kind, station.replicated);
         let gave_up = outcome.terminated.map(|t: Terminated| {
             tracing::info!(
                 station = station_name,
@@ -619,26 +646,43 @@ impl StationRegistry {
             );
             GaveUp::new(&station, name, DeadLetterReason::Terminated, &t)
         });
-        match station.retention() {
-            Retention::WorkQueue => {
-                for seq in &outcome.done {
-                    station.remove_consumed(*seq);
-                }
-            }
+        let consumed: Vec<u64> = match station.retention() {
+            Retention::WorkQueue => outcome.done,
             Retention::Interest => {
                 let groups: Vec<Arc<Group>> = station.groups.read().values().cloned().collect();
-                for seq in &outcome.done {
-                    if let Some(subject) = station.subject_of(*seq)
-                        && groups.iter().all(|g| g.done_with(*seq, &subject))
-                    {
-                        station.remove_consumed(*seq);
-                    }
-                }
+                outcome
+                    .done
+                    .into_iter()
+                    .filter(|seq| {
+                        station.subject_of(*seq).is_some_and(|subject| {
+                            groups.iter().all(|g| g.done_with(*seq, &subject))
+                        })
+                    })
+                    .collect()
             }
-            Retention::Limits => {}
+            Retention::Limits => Vec::new(),
+        };
+        let mut waits: Vec<ReplicaWait> = consume(&station, consumed).into_iter().collect();
+        if commit
+            && group.config.durable
+            && let Some(r) = station.replica.get().filter(|r| r.is_leader())
+            && let Some(position) = group.save(true)?
+        {
+            waits.push(super::replicated::propose_position_wait(
+                r,
+                station.name(),
+                &group.name,
+                position,
+            ));
         }
         group.fill(&station);
-        Ok(gave_up)
+        let wait: Option<ReplicaWait> = match waits.len() {
+            0 => None,
+            _ => Some(Box::pin(async move {
+                futures::future::try_join_all(waits).await.map(|_| ())
+            })),
+        };
+        Ok((gave_up, wait))
     }
 
     pub fn fetch(
@@ -711,8 +755,10 @@ impl StationRegistry {
                     reason: None,
                 },
             ));
-            if station.retention() == Retention::WorkQueue {
-                station.remove_consumed(seq);
+            if station.retention() == Retention::WorkQueue
+                && let Some(wait) = consume(station, vec![seq])
+            {
+                super::replicated::spawn_logged(station.name(), "consumed messages", wait);
             }
         }
         match outcome {
@@ -871,4 +917,53 @@ impl StationEngine {
         self.stations.expire_all();
         self.replica_upkeep();
     }
+}
+
+/// The wait for what a replicated station's leader proposed.
+pub(crate) type ReplicaWait = futures::future::BoxFuture<'static, Result<(), EngineError>>;
+
+/// Removes messages consumed under work-queue or interest retention: at once
+/// on a station held by one node; through the log on a replicated one (its
+/// leader proposes them, and a follower removes nothing on its own clock).
+/// Returns the wait for the commit on a replicated station.
+fn consume(station: &Station, seqs: Vec<u64>) -> Option<ReplicaWait> {
+    if seqs.is_empty() {
+        return None;
+    }
+    if !station.replicated {
+        for seq in seqs {
+            station.remove_consumed(seq);
+        }
+        return None;
+    }
+    let r = station.replica.get().filter(|r| r.is_leader())?;
+    Some(super::replicated::propose_consumed(r, station.name(), seqs))
+}
+
+/// The stored messages every group is done with under the station's retention:
+/// interest, every group (a group not interested in a subject is done with it);
+/// work queue, the group whose filter takes it (a message no group takes stays).
+pub(crate) fn consumed_now(station: &Station) -> Vec<u64> {
+    let retention = station.retention();
+    if retention == Retention::Limits {
+        return Vec::new();
+    }
+    let groups: Vec<Arc<Group>> = station.groups.read().values().cloned().collect();
+    let mut out = Vec::new();
+    let mut from = 1;
+    loop {
+        // In chunks: the groups are asked without the station's index held.
+        let chunk = station.live_chunk(from, 1024);
+        let Some((last, _)) = chunk.last() else { break };
+        from = last + 1;
+        for (seq, subject) in chunk {
+            let done = groups.iter().all(|g| g.done_with(seq, &subject));
+            let taken = retention == Retention::Interest
+                || groups.iter().any(|g| g.interested_in(&subject));
+            if done && taken {
+                out.push(seq);
+            }
+        }
+    }
+    out
 }

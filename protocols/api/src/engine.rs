@@ -18,6 +18,9 @@ use std::time::SystemTime;
 /// (`'static`): the caller may drop its borrows at once.
 pub type AdminFuture<T> = Pin<Box<dyn Future<Output = Result<T, EngineError>> + Send + 'static>>;
 
+/// Called once an ack sent with [`Engine::ack_committed`] is durable (or refused).
+pub type AckDone = Box<dyn FnOnce(Result<(), EngineError>) + Send + 'static>;
+
 /// A wait a front-end awaits before it reads more publishes: the broker is behind
 /// forwarding them (a cluster link), as nats-server stalls a fast producer.
 pub type Backpressure = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -319,6 +322,24 @@ pub trait Broker: Send + Sync + 'static {
         stream_seq: u64,
         kind: AckKind,
     ) -> Result<(), EngineError>;
+
+    /// An ack whose sender waits for it (JetStream AckSync, an HTTP ack): `done`
+    /// runs once the ack is as durable as the station promises. On a replicated
+    /// station that is once the group's new position is committed on a quorum,
+    /// so a message acknowledged this way is never delivered again, even after
+    /// the leader is lost; elsewhere it is [`Engine::ack`] (positions are saved
+    /// by housekeeping), then `done` at once.
+    fn ack_committed(
+        &self,
+        tenant: &TenantId,
+        station: &str,
+        group: &str,
+        stream_seq: u64,
+        kind: AckKind,
+        done: AckDone,
+    ) {
+        done(self.ack(tenant, station, group, stream_seq, kind));
+    }
 
     /// Subscribes `from` to `filter`, optionally as a member of a queue group.
     fn subscribe(

@@ -44,8 +44,8 @@ pub use dead_letter::{
     ResendRequest, ResendState, ResendStatus, dead_letter_station, dead_letter_subject_prefix,
 };
 pub use engine::{
-    Admin, AdminFuture, Backpressure, Broker, ClusterNode, ClusterSnapshot, Delivery, Engine,
-    Monitor, PublishOutcome, ServerSnapshot, StorageStats, Subscriber, SubscriptionId,
+    AckDone, Admin, AdminFuture, Backpressure, Broker, ClusterNode, ClusterSnapshot, Delivery,
+    Engine, Monitor, PublishOutcome, ServerSnapshot, StorageStats, Subscriber, SubscriptionId,
 };
 pub use error::{ConfigError, Denial, EngineError, ErrorKind, GroupConfigError, SchemaViolation};
 pub use event::{SystemEvent, SystemEventKind};

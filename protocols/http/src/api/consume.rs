@@ -349,7 +349,8 @@ pub async fn ack(
     }
     state.engine.group_info(&tenant, &station, &group)?;
     let mut out = AckResponse::default();
-    for (seq, kind) in actions {
+    let last = actions.len().saturating_sub(1);
+    for (i, (seq, kind)) in actions.into_iter().enumerate() {
         let counter = match kind {
             AckKind::Ack => &mut out.acked,
             AckKind::Nak(_) => &mut out.naked,
@@ -357,7 +358,26 @@ pub async fn ack(
             AckKind::InProgress => &mut out.in_progress,
         };
         *counter += 1;
-        state.engine.ack(&tenant, &station, &group, seq, kind)?;
+        if i < last {
+            state.engine.ack(&tenant, &station, &group, seq, kind)?;
+            continue;
+        }
+        // The 2xx means the acks are durable: on a replicated station, the
+        // group's position after the last of them (which holds every earlier
+        // one) is committed on a quorum.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        state.engine.ack_committed(
+            &tenant,
+            &station,
+            &group,
+            seq,
+            kind,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        rx.await
+            .unwrap_or(Err(junction_api::EngineError::ShuttingDown))?;
     }
     Ok(Json(out))
 }

@@ -640,6 +640,34 @@ fn apply_ack<E: Engine>(
             return;
         }
     };
+    // An ack sent as a request (AckSync, double ack) gets an empty response once
+    // it is durable: on a replicated stream, once the consumer's new position
+    // is committed on a quorum. If that fails (the leader was lost) there is no
+    // response, so the client's request times out and it knows the ack may not
+    // have held.
+    if let Some(r) = message.reply.clone() {
+        let answer_to = engine.clone();
+        let subject = subject.to_string();
+        engine.ack_committed(
+            &tenant,
+            reply.stream,
+            reply.consumer,
+            reply.stream_seq,
+            kind,
+            Box::new(move |result| match result {
+                Err(e @ EngineError::ReplicasUnavailable(_)) => {
+                    tracing::info!(%subject, error = %e, "ack sync not committed; not answered");
+                }
+                other => {
+                    if let Err(e) = other {
+                        tracing::debug!(%subject, error = %e, "ack refused");
+                    }
+                    respond(&*answer_to, r, Vec::new());
+                }
+            }),
+        );
+        return;
+    }
     let result = engine.ack(
         &tenant,
         reply.stream,
@@ -649,9 +677,5 @@ fn apply_ack<E: Engine>(
     );
     if let Err(e) = &result {
         tracing::debug!(%subject, error = %e, "ack refused");
-    }
-    // An ack sent as a request (AckSync, double ack) gets an empty response.
-    if let Some(r) = message.reply.clone() {
-        respond(&**engine, r, Vec::new());
     }
 }
