@@ -16,6 +16,9 @@
 //!   station's log);
 //! - a publish sent again with the same `Nats-Msg-Id` after the failover is
 //!   answered as a duplicate (the de-duplication window is replicated state);
+//! - while a replica is down the station shows as under-replicated (its HTTP
+//!   view's `cluster.under_replicated`, `GET /v1/cluster` `under_replicated`),
+//!   and no longer once the node is back and caught up;
 //! - leadership is handed to another replica on request (HTTP
 //!   `POST /v1/stations/{name}/stepdown` on any node, JetStream
 //!   `$JS.API.STREAM.LEADER.STEPDOWN`), and publishes go on;
@@ -246,10 +249,33 @@ async fn an_r3_station_keeps_every_acknowledged_message_through_a_leader_kill() 
         seen.range(..=50).collect::<Vec<_>>()
     );
 
+    // With a replica down the station is under-replicated, in its view and in
+    // `/v1/cluster`, on every surviving node.
+    for i in &alive {
+        until("the station shows as under-replicated", || async {
+            let v = get_json(c.nodes[*i].http, "/v1/stations/orders").await;
+            let cl = get_json(c.nodes[*i].http, "/v1/cluster").await;
+            v["cluster"]["under_replicated"] == true
+                && cl["under_replicated"] == serde_json::json!(["orders"])
+        })
+        .await;
+    }
+
     // The old leader comes back and catches up.
     c.restart(old).await;
     until("the restarted node catches up", || async {
         replica(&c, old, "orders").await.len() == 150
+    })
+    .await;
+    until("the station is fully replicated again", || async {
+        let mut ok = true;
+        for i in 0..3 {
+            let v = get_json(c.nodes[i].http, "/v1/stations/orders").await;
+            let cl = get_json(c.nodes[i].http, "/v1/cluster").await;
+            ok &= v["cluster"]["under_replicated"] == false
+                && cl["under_replicated"] == serde_json::json!([]);
+        }
+        ok
     })
     .await;
     let copy = replica(&c, alive[0], "orders").await;

@@ -274,6 +274,9 @@ pub struct ClusterJson {
     pub nodes: Vec<ClusterNodeJson>,
     /// Messages that could not be forwarded to a peer since start.
     pub dropped_forwards: u64,
+    /// Replicated stations with fewer replicas online and current than
+    /// configured, by name.
+    pub under_replicated: Vec<String>,
 }
 
 /// The cluster: its name and nodes, with which are linked now.
@@ -283,7 +286,18 @@ pub struct ClusterJson {
     tag = "server",
     responses((status = 200, description = "The cluster as this node sees it", body = ClusterJson))
 )]
-pub async fn cluster(State(state): State<Arc<ApiState>>) -> Json<ClusterJson> {
+pub async fn cluster(
+    State(state): State<Arc<ApiState>>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+) -> Json<ClusterJson> {
+    let under_replicated: Vec<String> = state
+        .engine
+        .station_names(&tenant, None)
+        .iter()
+        .filter_map(|n| state.engine.station_info(&tenant, n).ok())
+        .filter(super::stations::under_replicated)
+        .map(|i| i.config.name)
+        .collect();
     match state.engine.cluster() {
         Some(c) => Json(ClusterJson {
             name: Some(c.name),
@@ -311,6 +325,7 @@ pub async fn cluster(State(state): State<Arc<ApiState>>) -> Json<ClusterJson> {
                 })
                 .collect(),
             dropped_forwards: c.dropped_forwards,
+            under_replicated,
         }),
         None => Json(ClusterJson {
             name: None,
@@ -330,6 +345,7 @@ pub async fn cluster(State(state): State<Arc<ApiState>>) -> Json<ClusterJson> {
                 http_url: None,
             }],
             dropped_forwards: 0,
+            under_replicated: Vec::new(),
         }),
     }
 }

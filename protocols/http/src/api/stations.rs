@@ -361,6 +361,7 @@ impl From<&StationInfo> for StationJson {
             node: info.node.clone(),
             cluster: (!info.replicas.is_empty()).then(|| ReplicasJson {
                 leader: info.node.clone(),
+                under_replicated: under_replicated(info),
                 replicas: info
                     .replicas
                     .iter()
@@ -377,12 +378,27 @@ impl From<&StationInfo> for StationJson {
     }
 }
 
+/// Whether fewer of a replicated station's replicas are online and current
+/// than it should have (a node down, cut off, or catching up).
+pub(crate) fn under_replicated(info: &junction_api::StationInfo) -> bool {
+    !info.replicas.is_empty()
+        && info
+            .replicas
+            .iter()
+            .filter(|r| r.online && r.current)
+            .count()
+            < info.config.replicas as usize
+}
+
 /// A replicated station's leader and replicas.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReplicasJson {
     /// The node that leads it now (`null` during an election or without a
     /// quorum).
     pub leader: Option<String>,
+    /// Fewer replicas are online and current than the station's `replicas`
+    /// (a node down, cut off, or catching up); also in `GET /v1/cluster`.
+    pub under_replicated: bool,
     /// Every replica, the leader included.
     pub replicas: Vec<ReplicaJson>,
 }
