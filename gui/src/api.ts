@@ -44,8 +44,21 @@ export interface Station {
   dead_letter: DeadLetterPolicy;
   /** `$dls_<name>`, once the policy keeps something. */
   dead_letter_station: string | null;
-  /** In a cluster, the node that holds its messages and groups. */
+  /** In a cluster, the node that holds its messages and groups (a replicated
+   * station's leader). */
   node?: string;
+  /** Copies kept on that many nodes (1, 3 or 5). */
+  replicas: number;
+  /** A replicated station's leader and replicas. */
+  cluster?: StationCluster;
+}
+
+/** A replicated station's replicas, as the answering node sees them. */
+export interface StationCluster {
+  leader: string | null;
+  /** Fewer replicas online and current than `replicas`. */
+  under_replicated: boolean;
+  replicas: { name: string; leader: boolean; current: boolean; lag: number; online: boolean }[];
 }
 
 /** Which failures a station copies to its dead-letter station (docs/dead-letter.md). */
@@ -58,7 +71,7 @@ export interface DeadLetterPolicy {
 }
 
 /** The fields of a station's JSON that its definition (POST/PUT) does not take. */
-export const STATION_STATE_FIELDS = ['name', 'created', 'state', 'dead_letter_station'] as const;
+export const STATION_STATE_FIELDS = ['name', 'created', 'state', 'dead_letter_station', 'node', 'cluster'] as const;
 
 /** Names of dead-letter stations: `$dls_<station>`. */
 export const DLS_PREFIX = '$dls_';
@@ -243,6 +256,8 @@ export interface ClusterView {
   meta_applied: number;
   nodes: ClusterNode[];
   dropped_forwards: number;
+  /** Replicated stations with fewer replicas online and current than configured. */
+  under_replicated: string[];
 }
 
 export interface PubAck {
@@ -412,6 +427,11 @@ export const api = {
   updateStation: (name: string, def: object) =>
     request<Station>('PUT', `/v1/stations/${enc(name)}`, { body: def }),
   deleteStation: (name: string) => request<void>('DELETE', `/v1/stations/${enc(name)}`),
+  /** Hands a replicated station's leadership to another replica. */
+  stepDown: (name: string) => request<{ asked: string }>('POST', `/v1/stations/${enc(name)}/stepdown`, { body: {} }),
+  /** Moves a replicated station's replica off `peer` to a spare node. */
+  peerRemove: (name: string, peer: string) =>
+    request<unknown>('POST', `/v1/stations/${enc(name)}/peer-remove`, { body: { peer } }),
   purgeStation: (name: string, body: object = {}) =>
     request<{ purged: number }>('POST', `/v1/stations/${enc(name)}/purge`, { body }),
   browse: (name: string, q: { from_seq?: number; from_time?: string; limit?: number; subject?: string }) => {

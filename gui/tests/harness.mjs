@@ -108,12 +108,14 @@ export async function launchBrowser() {
   });
 }
 
-/** A page that fails the test on any uncaught script error. */
-export async function newPage(browser, errors) {
+/** A page that fails the test on any uncaught script error. The browser logs
+ * every error answer it gets as a console error: `expected` matches the ones
+ * the test provokes on purpose (4xx by default). */
+export async function newPage(browser, errors, { expected = /status of 40[0-9]/ } = {}) {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
   page.on('console', (m) => {
-    if (m.type() === 'error' && !/status of 40[0-9]/.test(m.text())) errors.push(`console error: ${m.text()}`);
+    if (m.type() === 'error' && !expected.test(m.text())) errors.push(`console error: ${m.text()}`);
   });
   page.setDefaultTimeout(15_000);
   return page;

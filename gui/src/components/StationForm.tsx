@@ -14,6 +14,7 @@ interface Fields {
   max_msgs_per_subject: string;
   discard: string;
   storage: string;
+  replicas: string;
   duplicate_window_s: string;
   max_msg_size: string;
   deny_delete: boolean;
@@ -40,6 +41,7 @@ function fromStation(s?: Station): Fields {
     max_msgs_per_subject: String(s?.retention.max_msgs_per_subject ?? -1),
     discard: s?.retention.discard ?? 'old',
     storage: s?.storage ?? 'file',
+    replicas: String(s?.replicas ?? 1),
     duplicate_window_s: String((s?.duplicate_window_ms ?? 120000) / 1000),
     max_msg_size: String(s?.max_msg_size ?? -1),
     deny_delete: s?.deny_delete ?? false,
@@ -112,6 +114,7 @@ function toDefinition(f: Fields, base?: Station): Record<string, unknown> {
       discard: f.discard,
     },
     storage: f.storage,
+    replicas: Number(f.replicas),
     duplicate_window_ms: Math.round(Number(f.duplicate_window_s) * 1000),
     max_msg_size: Number(f.max_msg_size),
     deny_delete: f.deny_delete,
@@ -280,6 +283,23 @@ export function StationForm({ station, onSaved, onCancel }: Props) {
               <option value="file">file (durable)</option>
               <option value="memory">memory (lost on restart)</option>
             </select>
+          </label>
+          <label for="sf-replicas">
+            Replicas
+            <select
+              id="sf-replicas"
+              value={f.replicas}
+              disabled={editing}
+              aria-describedby="sf-replicas-help"
+              onChange={(e) => set('replicas', e.currentTarget.value)}
+            >
+              <option value="1">1 (this node)</option>
+              <option value="3">3 (a cluster of 3 or more)</option>
+              <option value="5">5 (a cluster of 5 or more)</option>
+            </select>
+            <small id="sf-replicas-help" class="muted">
+              Acknowledged once fsynced on a quorum; set at creation.
+            </small>
           </label>
           {field('duplicate_window_s', 'Duplicate window (s)', { inputMode: 'decimal' })}
           {field('max_msg_size', 'Max message size (bytes)', { inputMode: 'numeric' }, '-1 is unlimited')}

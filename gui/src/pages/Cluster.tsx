@@ -5,6 +5,7 @@ import { api } from '../api';
 import { ErrorNote, Loading } from '../components/Status';
 import { ago, num, time } from '../format';
 import { useLoad, useTitle } from '../hooks';
+import { Link, stationHref } from '../router';
 
 const EVERY_MS = 2000;
 
@@ -44,6 +45,18 @@ export function Cluster() {
               </>
             )}
           </p>
+          {data.under_replicated.length > 0 && (
+            <p class="error" role="alert" data-testid="cluster-under-replicated">
+              Under-replicated: fewer replicas online and current than configured for{' '}
+              {data.under_replicated.map((n, i) => (
+                <span key={n}>
+                  {i > 0 && ', '}
+                  <Link href={stationHref(n)}>{n}</Link>
+                </span>
+              ))}
+              .
+            </p>
+          )}
           {data.dropped_forwards > 0 && (
             <p class="error" role="alert" data-testid="cluster-dropped">
               {num(data.dropped_forwards)} messages could not be forwarded to a peer since start.

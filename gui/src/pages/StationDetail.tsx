@@ -121,6 +121,7 @@ export function StationDetail({ name: encoded }: { name: string }) {
           </dd>
         </div>
       </dl>
+      <Replicas station={station} onChanged={reload} />
       <Browser station={station} />
       {seq && <SelectedMessage station={name} seq={Number(seq)} />}
       <Produce station={station} onSent={reload} />
@@ -365,6 +366,109 @@ function withSeq(seq: number): string {
   const q = new URLSearchParams(location.search);
   q.set('seq', String(seq));
   return q.toString();
+}
+
+/** A replicated station's replicas: leader, which are online and current, how
+ * far behind; hand the leadership over, or move a replica to a spare node. */
+function Replicas({ station, onChanged }: { station: Station; onChanged: () => void }) {
+  const [busy, setBusy] = useState(false);
+  const [note, setNote] = useState<string>();
+  const [err, setErr] = useState<ApiError>();
+  const c = station.cluster;
+  if (!c) return null;
+  const run = async (what: () => Promise<string>) => {
+    setBusy(true);
+    setErr(undefined);
+    setNote(undefined);
+    try {
+      setNote(await what());
+      onChanged();
+    } catch (e) {
+      setErr(e instanceof ApiError ? e : new ApiError(0, '', String(e)));
+    } finally {
+      setBusy(false);
+    }
+  };
+  const good = c.replicas.filter((r) => r.online && r.current).length;
+  return (
+    <section aria-labelledby="replicas-title" class="panel" data-testid="replicas">
+      <div class="row">
+        <h2 id="replicas-title">Replicas</h2>
+        <div class="actions">
+          <button
+            type="button"
+            disabled={busy || !c.leader}
+            onClick={() => run(async () => `Asked ${(await api.stepDown(station.name)).asked} to take the lead.`)}
+          >
+            Step down leader
+          </button>
+        </div>
+      </div>
+      <p data-testid="replicas-summary">
+        {c.under_replicated ? (
+          <span class="badge warn" data-testid="under-replicated">
+            under-replicated
+          </span>
+        ) : (
+          <span class="badge">fully replicated</span>
+        )}{' '}
+        {good} of {station.replicas} replicas online and current. Leader:{' '}
+        <strong data-testid="replicas-leader">{c.leader ?? 'none (an election, or no quorum)'}</strong>.
+      </p>
+      <div class="table-wrap">
+        <table data-testid="replicas-table">
+          <thead>
+            <tr>
+              <th scope="col">Node</th>
+              <th scope="col">Role</th>
+              <th scope="col">State</th>
+              <th scope="col" class="num" title="Raft log entries behind the leader">
+                Lag
+              </th>
+              <th scope="col">
+                <span class="sr-only">Actions</span>
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {c.replicas.map((r) => (
+              <tr key={r.name} data-replica={r.name}>
+                <td>{r.name}</td>
+                <td>{r.leader ? 'leader' : 'follower'}</td>
+                <td>
+                  <span class={`badge ${r.online && r.current ? '' : 'warn'}`}>
+                    {!r.online ? 'offline' : r.current ? 'current' : 'catching up'}
+                  </span>
+                </td>
+                <td class="num">{num(r.lag)}</td>
+                <td class="actions-cell">
+                  <button
+                    type="button"
+                    disabled={busy}
+                    aria-label={`Move the replica off ${r.name}`}
+                    onClick={() =>
+                      run(async () => {
+                        await api.peerRemove(station.name, r.name);
+                        return `The replica on ${r.name} is moving to a spare node.`;
+                      })
+                    }
+                  >
+                    Move
+                  </button>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+      {note && (
+        <p role="status" class="ok" data-testid="replicas-note">
+          {note}
+        </p>
+      )}
+      {err && <ErrorNote error={err} what="Refused" />}
+    </section>
+  );
 }
 
 /** Produce a test message into the station. */

@@ -180,6 +180,16 @@ export function Stations() {
                 <tr key={s.name}>
                   <th scope="row">
                     <Link href={stationHref(s.name)}>{s.name}</Link>
+                    {s.replicas > 1 && (
+                      <span class="badge" title={`${s.replicas} replicas`}>
+                        R{s.replicas}
+                      </span>
+                    )}
+                    {s.cluster?.under_replicated && (
+                      <span class="badge warn" data-testid="under-replicated">
+                        under-replicated
+                      </span>
+                    )}
                     {s.description && (
                       <div class="muted small" title={s.description}>
                         {s.description}
