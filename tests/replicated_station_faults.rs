@@ -12,7 +12,16 @@
 //! 4. every node `kill -9`ed at once while publishing, then restarted, 5 times;
 //! 5. linearizable sequences under concurrent writers, and at most one winner
 //!    per `Nats-Expected-Last-Sequence` among concurrent conditional writers,
-//!    with the leader handing over every 10 s.
+//!    with the leader handing over every 10 s;
+//! 6. one-way partitions: every 10 s or so the leader's traffic with its peers
+//!    is dropped in one direction only for 5 to 8 s, then healed; one round it
+//!    hears nothing from them but still sends, the next it sends nothing but
+//!    still hears (TCP needs both ways, so each connection breaks
+//!    asymmetrically), while clients reach it both ways;
+//! 7. every 5 s a random node (the leader or a follower) is split from the
+//!    other two, both ways, the previous split healed first; one round in four
+//!    (at random) everything stays healed. The choices come from a seed printed
+//!    as `seed N`; `JEPSEN_SEED=N` makes the same choices again.
 //!
 //! Each scenario heals every fault, checks that every node takes a publish
 //! again, waits until the replicas report the same last sequence (60 s at most)
@@ -28,10 +37,11 @@
 //! machine, even under nextest.
 //!
 //! Soak mode, through the environment:
-//! - `JEPSEN_SECS` (40): how long faults go on in scenarios 1, 2, 3 and 5, e.g.
+//! - `JEPSEN_SECS` (40): how long faults go on in every scenario but 4, e.g.
 //!   `JEPSEN_SECS=1800` for half an hour;
 //! - `JEPSEN_ROUNDS` (5): how many times scenario 4 kills every node;
 //! - `JEPSEN_RATE` (1500): publishes a second offered across the writers;
+//! - `JEPSEN_SEED`: the seed of scenario 7's choices (from the clock otherwise);
 //! - `JEPSEN_CONVERGE_SECS` (60): how long replicas may take to converge;
 //! - `JEPSEN_NODE_LOG` (`warn`): the nodes' `RUST_LOG`;
 //! - `JEPSEN_KEEP=1` (namespaces) or `CLUSTER_TEST_KEEP=1` (127.0.0.1): keep
@@ -42,9 +52,9 @@
 //! e.g. `JEPSEN_SECS=600 JEPSEN_ROUNDS=30 cargo nextest run --test
 //! replicated_station_faults --no-capture`.
 //!
-//! Scenario 3 needs root, `ip` (iproute2) and `nft` (nftables) or `iptables`;
-//! without them it prints `skipped: …` and passes, except under `CI=true` as
-//! root, as `cluster_partition_minority_side.rs` does.
+//! Scenarios 3, 6 and 7 need root, `ip` (iproute2) and `nft` (nftables) or
+//! `iptables`; without them each prints `skipped: …` and passes, except under
+//! `CI=true` as root, as `cluster_partition_minority_side.rs` does.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "support/process.rs"]
@@ -232,6 +242,117 @@ async fn sequences_are_linearizable_and_expected_last_sequence_has_one_winner() 
         refusals > 0,
         "concurrent conditional writers never collided"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_cut_off_one_way_acknowledges_nothing_wrongly() {
+    let _one = jepsen::exclusive();
+    let mut nodes = match Nodes::in_namespaces().await {
+        Ok(nodes) => nodes,
+        Err(why) => {
+            netns::skip(&why);
+            return;
+        }
+    };
+    let station = "oneway";
+    nodes.create_station(station).await;
+    let epoch = Instant::now();
+    let writers = jepsen::start_writers(&nodes, station, &Load::default(), epoch);
+    let end = epoch + fault_time();
+    let mut round = 0u64;
+    while Instant::now() < end {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let l = nodes.until_leader(station).await;
+        let cut_for = Duration::from_secs(5 + round / 2 % 4);
+        let name = &nodes.names[l];
+        if round.is_multiple_of(2) {
+            event(
+                epoch,
+                &format!(
+                    "{name} (leader) hears nothing from its peers for {cut_for:?}, still sends"
+                ),
+            );
+            nodes.cut_inbound(l);
+        } else {
+            event(
+                epoch,
+                &format!("{name} (leader) sends nothing to its peers for {cut_for:?}, still hears"),
+            );
+            nodes.cut_outbound(l);
+        }
+        nodes.watch_failover(station, l, cut_for, epoch).await;
+        event(epoch, &format!("heal {}", nodes.names[l]));
+        nodes.heal(l);
+        round += 1;
+    }
+    finish("one-way", &mut nodes, station, writers, epoch).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_random_node_split_from_the_other_two_every_5s_loses_nothing() {
+    let _one = jepsen::exclusive();
+    let mut nodes = match Nodes::in_namespaces().await {
+        Ok(nodes) => nodes,
+        Err(why) => {
+            netns::skip(&why);
+            return;
+        }
+    };
+    let station = "splits";
+    nodes.create_station(station).await;
+    let seed = jepsen::seed();
+    let mut choices = jepsen::Choices::new(seed);
+    let epoch = Instant::now();
+    event(
+        epoch,
+        &format!("seed {seed} (JEPSEN_SEED={seed} replays these choices)"),
+    );
+    let writers = jepsen::start_writers(&nodes, station, &Load::default(), epoch);
+    let end = epoch + fault_time();
+    // The node split off, and whether it led when it was split.
+    let mut split: Option<(usize, bool)> = None;
+    let mut round = 0u32;
+    loop {
+        match split {
+            Some((i, true)) => {
+                nodes
+                    .watch_failover(station, i, Duration::from_secs(5), epoch)
+                    .await
+            }
+            _ => tokio::time::sleep(Duration::from_secs(5)).await,
+        }
+        // Asked before healing: the majority side names the leader.
+        let leader = nodes.until_leader(station).await;
+        if let Some((i, _)) = split.take() {
+            event(epoch, &format!("heal {}", nodes.names[i]));
+            nodes.heal(i);
+        }
+        if Instant::now() >= end {
+            break;
+        }
+        round += 1;
+        if choices.below(4) == 0 {
+            event(epoch, &format!("round {round}: no split, healed for 5s"));
+            continue;
+        }
+        let i = choices.below(3) as usize;
+        let role = if i == leader { "leader" } else { "follower" };
+        let rest: Vec<&str> = (0..3)
+            .filter(|j| *j != i)
+            .map(|j| nodes.names[j].as_str())
+            .collect();
+        event(
+            epoch,
+            &format!(
+                "round {round}: split {} ({role}) | {}",
+                nodes.names[i],
+                rest.join(" ")
+            ),
+        );
+        nodes.isolate(i);
+        split = Some((i, i == leader));
+    }
+    finish("random-split", &mut nodes, station, writers, epoch).await;
 }
 
 // ---------------------------------------------------------------------------

@@ -7,8 +7,8 @@
 //! What it owns, one concern a file:
 //! - here, [`Nodes`]: the cluster, on 127.0.0.1 ports ([`cluster::Cluster`])
 //!   or in network namespaces ([`netns::Net`]), with the faults: `kill -9`,
-//!   restart, `SIGSTOP`/`SIGCONT`, cutting a node off from its peers, leader
-//!   step-down; reading each node's own copy back;
+//!   restart, `SIGSTOP`/`SIGCONT`, cutting a node off from its peers (both
+//!   ways or one way), leader step-down; reading each node's own copy back;
 //! - `jepsen/writers.rs`, the writers: paced publishes with `Nats-Msg-Id:
 //!   <writer>-<n>` (payload: the id), each writer a client of its own that
 //!   knows every node, each publish tried again with the same id while its
@@ -61,6 +61,40 @@ pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 /// How long faults go on (`JEPSEN_SECS`, 40 s by default).
 pub fn fault_time() -> Duration {
     Duration::from_secs(env_or("JEPSEN_SECS", 40))
+}
+
+/// The seed of a scenario's random choices: `JEPSEN_SEED`, or one from the
+/// clock. Print it, so that a failure can be replayed with the same choices
+/// (the timing of the run is not replayed).
+pub fn seed() -> u64 {
+    let clock = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    env_or("JEPSEN_SEED", clock ^ u64::from(std::process::id()))
+}
+
+/// A small seeded generator (SplitMix64) for the choices of a scenario: the
+/// same seed makes the same choices.
+pub struct Choices(u64);
+
+impl Choices {
+    pub fn new(seed: u64) -> Choices {
+        Choices(seed)
+    }
+
+    /// The next number, from all of `u64`.
+    pub fn number(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number below `n` (slightly biased for huge `n`, which is fine here).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.number() % n
+    }
 }
 
 /// The nodes' `RUST_LOG` (`JEPSEN_NODE_LOG`, `warn` by default).
@@ -463,7 +497,25 @@ impl Nodes {
         self.cut[i] = true;
     }
 
-    /// Undoes [`Nodes::isolate`].
+    /// Drops what node `i` receives from its peers, not what it sends them;
+    /// clients (the host) still reach it both ways. See [`netns::Net::cut_inbound`].
+    pub fn cut_inbound(&mut self, i: usize) {
+        self.net().cut_inbound(i, &self.peers_of(i)).expect("cut");
+        self.cut[i] = true;
+    }
+
+    /// Drops what node `i` sends to its peers, not what it receives from them;
+    /// clients (the host) still reach it both ways. See [`netns::Net::cut_outbound`].
+    pub fn cut_outbound(&mut self, i: usize) {
+        self.net().cut_outbound(i, &self.peers_of(i)).expect("cut");
+        self.cut[i] = true;
+    }
+
+    fn peers_of(&self, i: usize) -> Vec<usize> {
+        (0..self.names.len()).filter(|j| *j != i).collect()
+    }
+
+    /// Undoes [`Nodes::isolate`], [`Nodes::cut_inbound`] and [`Nodes::cut_outbound`].
     pub fn heal(&mut self, i: usize) {
         self.net().heal(i).expect("heal");
         self.cut[i] = false;

@@ -15,8 +15,9 @@
 //!
 //! `10.A.B.0/24` is `10.(200 + pid % 50).(pid / 50 % 250).0/24`, or the next one
 //! that the host does not use. [`Net::cut`] drops traffic between one node and
-//! others inside that node's namespace (table `inet jpart`, or `iptables` rules),
-//! [`Net::heal`] removes it. Dropping a [`Net`] kills the processes it started
+//! others inside that node's namespace (table `inet jpart`, or `iptables` rules);
+//! [`Net::cut_inbound`] and [`Net::cut_outbound`] drop one way only;
+//! [`Net::heal`] removes them all. Dropping a [`Net`] kills the processes it started
 //! (each also gets `SIGKILL` if the test process dies first, through `setpriv
 //! --pdeathsig` when util-linux has it) and deletes its links and namespaces; a new
 //! [`Net`] first deletes what a test process that is gone left behind.
@@ -127,6 +128,15 @@ fn pid_in(name: &str, prefix: &str, suffix: impl Fn(&str) -> bool) -> Option<u32
     suffix(&rest[end..])
         .then(|| rest[..end].parse().ok())
         .flatten()
+}
+
+/// Which traffic a one-way cut drops, seen from the node it is made on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Way {
+    /// What the node receives from its peers.
+    Inbound,
+    /// What the node sends to its peers.
+    Outbound,
 }
 
 /// Nodes in network namespaces on one bridge; everything is removed when dropped.
@@ -323,13 +333,79 @@ impl Net {
         }
     }
 
+    /// Drops only what node `i` receives from the nodes in `peers` (a rule in an
+    /// `input` chain of node `i`'s namespace). What node `i` sends still
+    /// arrives, but nothing comes back, not even a TCP acknowledgement, so
+    /// every connection between them breaks asymmetrically: the peers may
+    /// hear node `i` for a while, node `i` hears nothing.
+    pub fn cut_inbound(&self, i: usize, peers: &[usize]) -> Result<(), String> {
+        self.cut_one_way(i, peers, Way::Inbound)
+    }
+
+    /// Drops only what node `i` sends to the nodes in `peers` (a rule in an
+    /// `output` chain of node `i`'s namespace, so node `i`'s own sends fail
+    /// locally). What the peers send still arrives, but node `i` answers
+    /// nothing, not even a TCP acknowledgement: node `i` may hear the peers for
+    /// a while, they hear nothing from it.
+    pub fn cut_outbound(&self, i: usize, peers: &[usize]) -> Result<(), String> {
+        self.cut_one_way(i, peers, Way::Outbound)
+    }
+
+    /// One way of [`Net::cut`]; the host still reaches node `i` both ways.
+    fn cut_one_way(&self, i: usize, peers: &[usize], way: Way) -> Result<(), String> {
+        let ns = &self.spaces[i];
+        let others: Vec<&str> = peers.iter().map(|j| self.ips[*j].as_str()).collect();
+        if others.is_empty() {
+            return Ok(());
+        }
+        let (chain, hook, side, iptables_chain, iptables_side) = match way {
+            Way::Inbound => ("cut_in", "input", "saddr", "INPUT", "-s"),
+            Way::Outbound => ("cut_out", "output", "daddr", "OUTPUT", "-d"),
+        };
+        if let Some(nft) = &self.nft {
+            let set = format!("{{ {} }}", others.join(", "));
+            let script = format!(
+                "table inet jpart {{\n\
+                 \tchain {chain} {{ type filter hook {hook} priority 0; policy accept; }}\n\
+                 }}\n\
+                 add rule inet jpart {chain} ip {side} {set} drop\n"
+            );
+            let nft = nft.display().to_string();
+            run_with(
+                &self.iproute,
+                &["netns", "exec", ns, &nft, "-f", "-"],
+                Some(&script),
+            )
+        } else {
+            let iptables = self.iptables.as_ref().ok_or("no nft nor iptables")?;
+            let iptables = iptables.display().to_string();
+            for other in others {
+                let rule = [
+                    "netns",
+                    "exec",
+                    ns,
+                    &iptables,
+                    "-A",
+                    iptables_chain,
+                    iptables_side,
+                    other,
+                    "-j",
+                    "DROP",
+                ];
+                run_with(&self.iproute, &rule, None)?;
+            }
+            Ok(())
+        }
+    }
+
     /// Cuts node `i` off from every other node.
     pub fn isolate(&self, i: usize) -> Result<(), String> {
         let others: Vec<usize> = (0..self.ips.len()).filter(|j| *j != i).collect();
         self.cut(i, &others)
     }
 
-    /// Undoes every [`Net::cut`] made in node `i`'s namespace.
+    /// Undoes every [`Net::cut`], [`Net::cut_inbound`] and [`Net::cut_outbound`]
+    /// made in node `i`'s namespace (they share its table, or its chains).
     pub fn heal(&self, i: usize) -> Result<(), String> {
         let ns = &self.spaces[i];
         if let Some(nft) = &self.nft {
