@@ -462,6 +462,9 @@ impl StationEngine {
         let status = self.resends.lock().start(station_name, seqs.len() as u64);
         let snapshot = status.lock().clone();
         let job = ResendJob {
+            engine: self.me.clone(),
+            runtime: tokio::runtime::Handle::try_current().ok(),
+            tenant: tenant.clone(),
             stations: self.stations.clone(),
             schemas: self.schemas.clone(),
             station,
@@ -478,6 +481,10 @@ impl StationEngine {
 }
 
 struct ResendJob {
+    /// A replicated station is written through its group (the engine's).
+    engine: std::sync::Weak<StationEngine>,
+    runtime: Option<tokio::runtime::Handle>,
+    tenant: TenantId,
     stations: Arc<StationRegistry>,
     schemas: Arc<SchemaRegistry>,
     station: Arc<Station>,
@@ -608,14 +615,38 @@ impl ResendJob {
         )
         .map_err(|v| v.to_string())?;
         let (tx, rx) = mpsc::channel();
-        self.station.append(
-            &message,
-            &junction_api::PublishOptions::NONE,
-            lineage.clone(),
-            Some(Box::new(move |r| {
-                let _ = tx.send(r);
-            })),
-        );
+        let done: junction_api::StoredCallback = Box::new(move |r| {
+            let _ = tx.send(r);
+        });
+        if self.station.replicated {
+            // Only the station's group writes it: proposed (or sent to its
+            // leader) like any publish, acknowledged once on a quorum.
+            let (Some(engine), Some(runtime), Some(group)) = (
+                self.engine.upgrade(),
+                self.runtime.as_ref(),
+                self.station.replica.get(),
+            ) else {
+                return Err("the station's replica group is not running here".into());
+            };
+            let _in = runtime.enter();
+            engine.replicated_append(
+                &self.tenant,
+                &self.station,
+                group,
+                &message,
+                &junction_api::PublishOptions::NONE,
+                lineage,
+                false,
+                done,
+            );
+        } else {
+            self.station.append(
+                &message,
+                &junction_api::PublishOptions::NONE,
+                lineage.clone(),
+                Some(done),
+            );
+        }
         match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(Ok(_)) => Ok(Resent::Republished),
             Ok(Err(e)) => Err(e.to_string()),
