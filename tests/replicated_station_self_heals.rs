@@ -10,6 +10,12 @@
 //!   resources): the station never drops below its replica count;
 //! - the node that was replaced comes back: its old copy is retired and it shows
 //!   the station as held elsewhere.
+//!
+//! And with three nodes, no spare: a replica's node wiped (killed, data
+//! directory deleted, started again under the same name) rejoins the cluster
+//! under a new id and never answers for its old replica; its replica is placed
+//! on it again under the new id, it catches up, and every replica ends with
+//! every acknowledged message while publishing goes on.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "support/process.rs"]
@@ -188,4 +194,90 @@ async fn a_replica_removed_or_lost_is_re_placed_on_a_spare_node() {
     })
     .await;
     publish_n(&js(&c, lost_i).await, 80, 85).await;
+}
+
+/// (name → meta id) of every node, as node `i` has them.
+async fn meta_ids(c: &Cluster, i: usize) -> std::collections::BTreeMap<String, u64> {
+    let v = get_json(c.nodes[i].http, "/v1/cluster").await;
+    v["nodes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|n| Some((n["name"].as_str()?.to_string(), n["id"].as_u64()?)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_replica_comes_back_under_a_new_id_and_catches_up() {
+    let mut c = Cluster::start(3, &[]).await;
+    let js0 = js(&c, 0).await;
+    js0.create_stream(stream::Config {
+        name: "heal".into(),
+        subjects: vec!["heal.>".into()],
+        num_replicas: 3,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    until("the station is fully replicated", || async {
+        replicas_on(&c, 0).await.1
+    })
+    .await;
+    publish_n(&js0, 0, 50).await;
+
+    // Wipe a follower of the station (not node 1, which the client uses).
+    let leader = get_json(c.nodes[0].http, "/v1/stations/heal").await["cluster"]["leader"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let victim = (1..3).find(|i| c.nodes[*i].name != leader).unwrap();
+    let name = c.nodes[victim].name.clone();
+    let old_id = meta_ids(&c, 0).await[&name];
+    c.kill(victim).await;
+    std::fs::remove_dir_all(c.dir.path().join(&name)).unwrap();
+    publish_n(&js0, 50, 80).await;
+    c.restart(victim).await;
+    until("the wiped node rejoins under a new id", || async {
+        meta_ids(&c, 0)
+            .await
+            .get(&name)
+            .is_some_and(|id| *id != old_id)
+    })
+    .await;
+    publish_n(&js0, 80, 100).await;
+
+    // Placed on it again, under its new id: it catches up from the leader.
+    let want: Vec<String> = (0..100).map(|n| format!("m{n}")).collect();
+    until("the wiped node has every message again", || async {
+        copy_of(&c, victim).await.as_ref() == Some(&want)
+    })
+    .await;
+    until("the station is fully replicated again", || async {
+        let mut ok = true;
+        for i in 0..3 {
+            ok &= replicas_on(&c, i).await.1;
+        }
+        ok
+    })
+    .await;
+    for i in 0..3 {
+        assert_eq!(copy_of(&c, i).await.as_ref(), Some(&want), "node {i}");
+    }
+    // It takes publishes as a replica again.
+    publish_n(&js(&c, victim).await, 100, 110).await;
+    let want: Vec<String> = (0..110).map(|n| format!("m{n}")).collect();
+    for i in 0..3 {
+        until("every replica has the later messages", || async {
+            copy_of(&c, i).await.as_ref() == Some(&want)
+        })
+        .await;
+    }
+    // The leader's event says what happened.
+    let mut said = false;
+    for i in 0..3 {
+        let events = get_json(c.nodes[i].http, "/v1/events?limit=200").await;
+        said |= events.to_string().contains("came back without its data");
+    }
+    assert!(said, "a replica_down event names the wiped node");
 }

@@ -391,9 +391,14 @@ impl RaftNetworkFactory<ReplicaConfig> for Net {
     }
 }
 
-fn with_group(group: u64, body: &[u8]) -> Bytes {
-    let mut out = Vec::with_capacity(8 + body.len());
+/// A group's RPC body: the group id and the Raft id it is meant for, then the
+/// request. The receiver answers only as that id: a node whose data was wiped
+/// rejoins the cluster under a new id, and must never answer (vote, above all)
+/// for the replica its old id held, whose log it no longer has.
+fn with_group(group: u64, target: u64, body: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(16 + body.len());
     out.extend_from_slice(&group.to_be_bytes());
+    out.extend_from_slice(&target.to_be_bytes());
     out.extend_from_slice(body);
     Bytes::from(out)
 }
@@ -413,7 +418,12 @@ impl NetConn {
             rmp_serde::to_vec_named(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let answer = self
             .cluster
-            .call(&self.name, kind, with_group(self.group, &body), timeout)
+            .call(
+                &self.name,
+                kind,
+                with_group(self.group, self.target, &body),
+                timeout,
+            )
             .await
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
         let result: Result<Resp, RaftError<u64, E>> =
@@ -486,6 +496,8 @@ type Proposal = (
 #[derive(Clone)]
 pub struct ReplicaGroup {
     id: u64,
+    /// This node's Raft id in the group (its meta id when it joined).
+    me: u64,
     raft: ReplicaRaft,
     proposals: tokio::sync::mpsc::UnboundedSender<Proposal>,
 }
@@ -660,7 +672,7 @@ impl ReplicaGroup {
                 std::cmp::Reverse(r.get(id).and_then(|l| l.as_ref()).map_or(0, |l| l.index))
             });
         }
-        let Some((_, target)) = candidates.first().cloned() else {
+        let Some((target_id, target)) = candidates.first().cloned() else {
             return Err(ProposeError::Unavailable(
                 "no other replica is reachable to take over".into(),
             ));
@@ -681,7 +693,7 @@ impl ReplicaGroup {
                 .call(
                     &target,
                     K_R_ELECT,
-                    with_group(self.id, &[]),
+                    with_group(self.id, target_id, &[]),
                     Duration::from_secs(1),
                 )
                 .await;
@@ -871,6 +883,7 @@ impl Replicas {
         tokio::spawn(run_proposals(raft.clone(), rx));
         let group = ReplicaGroup {
             id,
+            me,
             raft,
             proposals: tx,
         };
@@ -900,14 +913,24 @@ impl Replicas {
 
     /// Answers a group's Raft RPC from a peer.
     pub(crate) async fn handle(&self, kind: u8, body: Bytes) -> Result<Bytes, String> {
-        if body.len() < 8 {
+        if body.len() < 16 {
             return Err("short replica call".into());
         }
         let id = u64::from_be_bytes(body[..8].try_into().map_err(|_| "short replica call")?);
-        let body = body.slice(8..);
+        let target = u64::from_be_bytes(body[8..16].try_into().map_err(|_| "short replica call")?);
+        let body = body.slice(16..);
         let g = self
             .get(id)
             .ok_or_else(|| format!("no replica of group {id} here"))?;
+        if target != g.me {
+            // This node is not the replica the caller knows by that id (its
+            // data was wiped and it came back under a new id): it must not
+            // answer for it, so the old id stays unreachable until re-placed.
+            return Err(format!(
+                "no replica of group {id} as node id {target} here (this node is id {} now)",
+                g.me
+            ));
+        }
         let to_bytes = |v: Result<Vec<u8>, rmp_serde::encode::Error>| {
             v.map(Bytes::from).map_err(|e| e.to_string())
         };

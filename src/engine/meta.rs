@@ -116,6 +116,11 @@ pub(crate) struct StationDef {
     /// definitions made before replicas could move (then `replicas`).
     #[serde(default)]
     pub founders: Vec<String>,
+    /// A replica moved since creation (to another node, or to the same node
+    /// under the new id it came back with after its data was wiped): its
+    /// group is never initialized again, only joined.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub moved: bool,
 }
 
 impl StationDef {
@@ -272,6 +277,7 @@ pub(crate) fn plan(defs: &Defs, call: &MetaCall) -> Result<(Vec<Change>, Value),
                 members: members.clone(),
                 group: *group,
                 founders: replicas.clone(),
+                moved: false,
             };
             let v = serde_json::to_value(&def).map_err(|e| e.to_string())?;
             Ok((vec![(k, Some(v.clone()))], v))
@@ -320,6 +326,7 @@ pub(crate) fn plan(defs: &Defs, call: &MetaCall) -> Result<(Vec<Change>, Value),
             if def.founders.is_empty() {
                 def.founders = def.replicas.clone();
             }
+            def.moved = true;
             def.replicas = replicas.clone();
             def.members = replicas
                 .iter()

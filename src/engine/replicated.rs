@@ -450,6 +450,7 @@ impl StationEngine {
             .map(|c| c.node().to_string())
             .unwrap_or_default();
         let init = founders.contains(&me_name)
+            && !def.moved
             && (def.founders.is_empty() || def.founders == def.replicas);
         let members: BTreeMap<u64, MetaNode> = def
             .members
@@ -719,6 +720,47 @@ impl StationEngine {
                     }
                 }
                 if let Some(e) = engine.upgrade() {
+                    e.replica_ops.changing.lock().remove(&id);
+                }
+            });
+            return;
+        }
+        // A replica whose node came back under a new id (its data directory
+        // was wiped, so the meta group gave it a new id): what the old id held
+        // is gone for good, and the node answers no RPC meant for it. It is
+        // re-placed at once: on a spare node, else on that same node under
+        // its new id (it catches up from the leader like any new replica).
+        let ids: BTreeMap<String, u64> = meta
+            .status()
+            .nodes
+            .into_iter()
+            .map(|(i, n, _)| (n, i))
+            .collect();
+        let wiped = def.replicas.iter().find_map(|n| {
+            let (old, new) = (def.members.get(n)?, ids.get(n)?);
+            (old != new && (n == cluster.node() || cluster.linked(n))).then(|| (n.clone(), *new))
+        });
+        if let Some((lost, new_id)) = wiped {
+            let (to, to_id) = self
+                .candidates(&def.replicas)
+                .into_iter()
+                .next()
+                .unwrap_or((lost.clone(), new_id));
+            self.replica_ops.changing.lock().insert(id);
+            self.replica_down(
+                &tenant,
+                &def.config.name,
+                format!(
+                    "station '{}': {lost} came back without its data (new id {new_id}); its replica moves to {to} (id {to_id})",
+                    def.config.name
+                ),
+            );
+            let (engine, name) = (self.me.clone(), def.config.name.clone());
+            tokio::spawn(async move {
+                if let Some(e) = engine.upgrade() {
+                    if let Err(err) = e.move_replica(&tenant, &def, &lost, &to, to_id).await {
+                        tracing::warn!(station = %name, error = %err, "re-placing a wiped replica failed; tried again");
+                    }
                     e.replica_ops.changing.lock().remove(&id);
                 }
             });
