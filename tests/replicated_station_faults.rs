@@ -1,5 +1,5 @@
 //! Jepsen-style fault scenarios for replicated stations (R3): three real
-//! `junction` processes, writers publishing through real JetStream clients
+//! `junction` processes (a fourth joins in scenario 8), writers publishing through real JetStream clients
 //! (async-nats, `Nats-Msg-Id: <writer>-<n>`, each client knowing every node)
 //! while faults go on, then the checker of `support/jepsen.rs` on the history
 //! and on every node's own copy (`GET /v1/stations/{name}/replica`):
@@ -21,7 +21,18 @@
 //! 7. every 5 s a random node (the leader or a follower) is split from the
 //!    other two, both ways, the previous split healed first; one round in four
 //!    (at random) everything stays healed. The choices come from a seed printed
-//!    as `seed N`; `JEPSEN_SEED=N` makes the same choices again.
+//!    as `seed N`; `JEPSEN_SEED=N` makes the same choices again;
+//! 8. membership changes while publishing: after 5 s a 4th node is started
+//!    with `--join` to the others; once it is an online voter in `GET
+//!    /v1/cluster`, a follower's replica is moved to it (`POST
+//!    /v1/stations/{name}/peer-remove`), then the leader's replica to the only
+//!    spare left (the node moved off; a refusal is printed and the move
+//!    skipped), each move awaited until the leader shows the new replicas all
+//!    online and current; then the node left without a replica is removed from
+//!    the cluster (`DELETE /v1/cluster/nodes/{name}`), stopped with SIGTERM,
+//!    and awaited until it is gone from `/v1/cluster` on the others. The
+//!    checker reads and compares only the copies of the nodes holding a replica
+//!    at the end.
 //!
 //! Each scenario heals every fault, checks that every node takes a publish
 //! again, waits until the replicas report the same last sequence (60 s at most)
@@ -37,7 +48,8 @@
 //! machine, even under nextest.
 //!
 //! Soak mode, through the environment:
-//! - `JEPSEN_SECS` (40): how long faults go on in every scenario but 4, e.g.
+//! - `JEPSEN_SECS` (40): how long faults go on in every scenario but 4 (in 8,
+//!   at least until 5 s after the node is removed), e.g.
 //!   `JEPSEN_SECS=1800` for half an hour;
 //! - `JEPSEN_ROUNDS` (5): how many times scenario 4 kills every node;
 //! - `JEPSEN_RATE` (1500): publishes a second offered across the writers;
@@ -353,6 +365,136 @@ async fn a_random_node_split_from_the_other_two_every_5s_loses_nothing() {
         split = Some((i, i == leader));
     }
     finish("random-split", &mut nodes, station, writers, epoch).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_added_replicas_moved_and_a_node_removed_while_publishing_lose_nothing() {
+    let _one = jepsen::exclusive();
+    let mut nodes = Nodes::local().await;
+    let station = "moves";
+    nodes.create_station(station).await;
+    let epoch = Instant::now();
+    let writers = jepsen::start_writers(&nodes, station, &Load::default(), epoch);
+    let end = epoch + fault_time();
+    let names = |nodes: &Nodes, of: &[usize]| -> String {
+        let v: Vec<&str> = of.iter().map(|i| nodes.names[*i].as_str()).collect();
+        v.join(" ")
+    };
+
+    // A fourth node joins the running cluster.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    event(epoch, "start a 4th node, --join n1 n2 n3");
+    let added = nodes.add_node().await;
+    nodes.until_voter(added).await;
+    event(
+        epoch,
+        &format!("{} is an online voter on every node", nodes.names[added]),
+    );
+
+    // A follower's replica moves to it.
+    let mut holders = nodes.replicas_of(station);
+    let leader = nodes.until_leader(station).await;
+    let follower = *holders.iter().find(|i| **i != leader).unwrap();
+    event(
+        epoch,
+        &format!(
+            "move {}'s replica (a follower; {} leads)",
+            nodes.names[follower], nodes.names[leader]
+        ),
+    );
+    if let Err(e) = nodes.move_replica(station, follower, leader).await {
+        panic!(
+            "moving {}'s replica to {} was refused: {e}",
+            nodes.names[follower], nodes.names[added]
+        );
+    }
+    holders.retain(|i| *i != follower);
+    holders.push(added);
+    nodes.until_replicas(station, &holders).await;
+    nodes.set_replicas(station, holders.clone());
+    let leader = nodes.until_leader(station).await;
+    event(
+        epoch,
+        &format!(
+            "replicas on {}, all online and current; {} leads",
+            names(&nodes, &holders),
+            nodes.names[leader]
+        ),
+    );
+
+    // The leader's replica moves too, to the only spare left: the node the
+    // follower's replica moved off.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let leader = nodes.until_leader(station).await;
+    let via = *holders.iter().find(|i| **i != leader).unwrap();
+    event(
+        epoch,
+        &format!(
+            "move {}'s replica (the leader), asked of {}",
+            nodes.names[leader], nodes.names[via]
+        ),
+    );
+    match nodes.move_replica(station, leader, via).await {
+        Ok(()) => {
+            holders.retain(|i| *i != leader);
+            holders.push(follower);
+            nodes.until_replicas(station, &holders).await;
+            nodes.set_replicas(station, holders.clone());
+            let now = nodes.until_leader(station).await;
+            event(
+                epoch,
+                &format!(
+                    "replicas on {}, all online and current; {} leads",
+                    names(&nodes, &holders),
+                    nodes.names[now]
+                ),
+            );
+        }
+        Err(e) => event(
+            epoch,
+            &format!(
+                "moving the leader's replica ({}) was refused, skipped: {e}",
+                nodes.names[leader]
+            ),
+        ),
+    }
+
+    // The node left without a replica leaves the cluster for good.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let spare = nodes
+        .members()
+        .into_iter()
+        .find(|i| !holders.contains(i))
+        .unwrap();
+    let via = holders[0];
+    event(
+        epoch,
+        &format!(
+            "remove {name} from the cluster: DELETE /v1/cluster/nodes/{name} on {}",
+            nodes.names[via],
+            name = nodes.names[spare]
+        ),
+    );
+    if let Err(e) = nodes.remove_node(spare, via).await {
+        panic!("removing {} was refused: {e}", nodes.names[spare]);
+    }
+    let status = nodes.terminate(spare).await;
+    event(
+        epoch,
+        &format!("{} stopped with SIGTERM: {status}", nodes.names[spare]),
+    );
+    nodes.until_gone(spare).await;
+    event(
+        epoch,
+        &format!(
+            "{} gone from /v1/cluster on {}",
+            nodes.names[spare],
+            names(&nodes, &nodes.members())
+        ),
+    );
+
+    tokio::time::sleep_until((end.max(Instant::now() + Duration::from_secs(5))).into()).await;
+    finish("membership", &mut nodes, station, writers, epoch).await;
 }
 
 // ---------------------------------------------------------------------------

@@ -161,6 +161,31 @@ impl Cluster {
         .await;
     }
 
+    /// Starts one more node (`n<k>`, on new ports, the same environment) that
+    /// joins the running ones through their cluster addresses, and waits until
+    /// it listens; its index. Whether it became a member is the caller's to
+    /// wait for.
+    pub async fn add_node(&mut self) -> usize {
+        let [nats, mqtt, http, cluster] = std::array::from_fn(|_| process::free_port());
+        let mut node = Node {
+            name: format!("n{}", self.nodes.len() + 1),
+            nats,
+            mqtt,
+            http,
+            cluster,
+            child: tokio::process::Command::new("true").spawn().unwrap(),
+        };
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        node.child = spawn(self.dir.path(), &node, &self.join, &env);
+        self.nodes.push(node);
+        process::wait_listening(http).await;
+        self.nodes.len() - 1
+    }
+
     pub fn index_of(&self, name: &str) -> usize {
         self.nodes.iter().position(|n| n.name == name).unwrap()
     }

@@ -8,7 +8,10 @@
 //! - here, [`Nodes`]: the cluster, on 127.0.0.1 ports ([`cluster::Cluster`])
 //!   or in network namespaces ([`netns::Net`]), with the faults: `kill -9`,
 //!   restart, `SIGSTOP`/`SIGCONT`, cutting a node off from its peers (both
-//!   ways or one way), leader step-down; reading each node's own copy back;
+//!   ways or one way), leader step-down; on 127.0.0.1, membership changes too:
+//!   a node added, a replica moved (peer-remove), a node removed for good,
+//!   with which nodes hold a station's replicas now; reading each node's own
+//!   copy back;
 //! - `jepsen/writers.rs`, the writers: paced publishes with `Nats-Msg-Id:
 //!   <writer>-<n>` (payload: the id), each writer a client of its own that
 //!   knows every node, each publish tried again with the same id while its
@@ -23,7 +26,8 @@
 //! - every acknowledged id is stored at the sequence it was acknowledged with;
 //! - no id is stored twice, and nothing is stored that no writer sent;
 //! - sequences run without a gap from the first to the last;
-//! - every replica holds the same messages (subject, headers, payload);
+//! - every replica (every node holding one at the end) holds the same
+//!   messages (subject, headers, payload);
 //! - a publish refused with "wrong last sequence" is not stored, and at most
 //!   one publish wins each `Nats-Expected-Last-Sequence`, at that sequence + 1;
 //! - sequences are linearizable: when publish A was acknowledged before publish
@@ -41,7 +45,7 @@ pub use writers::{Load, Writers, probe_every_node, start_cas_writers, start_writ
 use crate::{cluster, netns, process};
 use async_nats::jetstream::{self, stream};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -226,19 +230,36 @@ fn print_log_tails(dir: &Path) {
     }
 }
 
+/// One replica of a station, as its leader shows it (`GET
+/// /v1/stations/{name}`, `cluster.replicas`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReplicaState {
+    pub name: String,
+    pub leader: bool,
+    pub current: bool,
+    pub online: bool,
+}
+
 enum Backend {
     Local(cluster::Cluster),
     Netns(Box<NetNodes>),
 }
 
-/// Three nodes and the faults done to them; tracks which are down, stopped or
-/// cut off, so that questions go only to nodes that can answer.
+/// Three nodes (more once [`Nodes::add_node`] starts one) and the faults done
+/// to them; tracks which are down, stopped, cut off or removed from the
+/// cluster, so that questions go only to nodes that can answer.
 pub struct Nodes {
     backend: Backend,
     pub names: Vec<String>,
     down: Vec<bool>,
     stopped: Vec<bool>,
     cut: Vec<bool>,
+    /// Removed from the cluster for good ([`Nodes::remove_node`]): never
+    /// restarted, never asked.
+    gone: Vec<bool>,
+    /// The nodes holding a replica of a station, when they are not the first
+    /// three ([`Nodes::set_replicas`]).
+    replicas: BTreeMap<String, Vec<usize>>,
     quick: reqwest::Client,
     slow: reqwest::Client,
 }
@@ -270,6 +291,8 @@ impl Nodes {
             down: vec![false; 3],
             stopped: vec![false; 3],
             cut: vec![false; 3],
+            gone: vec![false; 3],
+            replicas: BTreeMap::new(),
             quick: client(Duration::from_secs(3)),
             slow: client(Duration::from_secs(30)),
         }
@@ -351,14 +374,24 @@ impl Nodes {
         }
     }
 
-    /// Every node's NATS address, node `first`'s first.
+    /// Every node's NATS address (but those removed), node `first`'s first.
     pub fn nats_urls_from(&self, first: usize) -> Vec<String> {
-        (0..3).map(|k| self.nats_url((first + k) % 3)).collect()
+        let n = self.names.len();
+        (0..n)
+            .map(|k| (first + k) % n)
+            .filter(|i| !self.gone[*i])
+            .map(|i| self.nats_url(i))
+            .collect()
     }
 
-    /// Whether node `i` can answer now (running, not stopped).
+    /// The nodes not removed from the cluster, in order.
+    pub fn members(&self) -> Vec<usize> {
+        (0..self.names.len()).filter(|i| !self.gone[*i]).collect()
+    }
+
+    /// Whether node `i` can answer now (running, not stopped, not removed).
     pub fn answers(&self, i: usize) -> bool {
-        !self.down[i] && !self.stopped[i]
+        !self.down[i] && !self.stopped[i] && !self.gone[i]
     }
 
     fn pid(&self, i: usize) -> u32 {
@@ -385,7 +418,7 @@ impl Nodes {
     /// The station's leader, as most answering nodes that are not cut off name it.
     pub async fn leader(&self, station: &str) -> Option<usize> {
         let mut votes: BTreeMap<String, usize> = BTreeMap::new();
-        for i in (0..3).filter(|i| self.answers(*i) && !self.cut[*i]) {
+        for i in (0..self.names.len()).filter(|i| self.answers(*i) && !self.cut[*i]) {
             if let Some(v) = self.get(i, &format!("/v1/stations/{station}")).await
                 && let Some(l) = v["cluster"]["leader"].as_str()
             {
@@ -447,14 +480,14 @@ impl Nodes {
 
     /// `kill -9` of every node at once (one `kill(1)`), then reaps them.
     pub async fn kill_all(&mut self) {
-        let pids: Vec<u32> = (0..3)
+        let pids: Vec<u32> = (0..self.names.len())
             .filter(|i| !self.down[*i])
             .map(|i| self.pid(i))
             .collect();
         if !pids.is_empty() {
             signal("-KILL", &pids);
         }
-        for i in 0..3 {
+        for i in 0..self.names.len() {
             if !self.down[i] {
                 self.kill(i).await;
             }
@@ -521,9 +554,10 @@ impl Nodes {
         self.cut[i] = false;
     }
 
-    /// Ends every fault: heals cuts, continues stopped nodes, restarts dead ones.
+    /// Ends every fault: heals cuts, continues stopped nodes, restarts dead ones
+    /// (not those removed from the cluster).
     pub async fn recover_all(&mut self) {
-        for i in 0..3 {
+        for i in self.members() {
             if self.cut[i] {
                 self.heal(i);
             }
@@ -538,13 +572,208 @@ impl Nodes {
 
     /// Asks the station's leader to hand over (any node passes it on).
     pub async fn step_down(&self, station: &str) -> bool {
-        for i in (0..3).filter(|i| self.answers(*i)) {
+        for i in (0..self.names.len()).filter(|i| self.answers(*i)) {
             let url = format!("{}/v1/stations/{station}/stepdown", self.http_base(i));
             if let Ok(r) = self.quick.post(url).send().await {
                 return r.status().is_success();
             }
         }
         false
+    }
+
+    // -----------------------------------------------------------------------
+    // Membership: nodes added and removed, replicas moved
+    // -----------------------------------------------------------------------
+
+    /// The nodes holding a replica of `station`: as told with
+    /// [`Nodes::set_replicas`], else the first three (where
+    /// [`Nodes::create_station`] puts them).
+    pub fn replicas_of(&self, station: &str) -> Vec<usize> {
+        self.replicas
+            .get(station)
+            .cloned()
+            .unwrap_or_else(|| vec![0, 1, 2])
+    }
+
+    /// Tells which nodes hold a replica of `station` now (after replicas moved):
+    /// the checker reads and compares only their copies.
+    pub fn set_replicas(&mut self, station: &str, holders: Vec<usize>) {
+        self.replicas.insert(station.to_string(), holders);
+    }
+
+    /// Starts one more node, with the same flags as the others and `--join`
+    /// naming them, and returns its index once it listens (whether it became a
+    /// member is [`Nodes::until_voter`]'s to wait for). On 127.0.0.1 only.
+    pub async fn add_node(&mut self) -> usize {
+        let (i, name) = match &mut self.backend {
+            Backend::Local(c) => {
+                let i = c.add_node().await;
+                (i, c.nodes[i].name.clone())
+            }
+            Backend::Netns(_) => panic!("adding a node needs the 127.0.0.1 harness"),
+        };
+        assert_eq!(i, self.names.len(), "node indices follow the harness's");
+        self.names.push(name);
+        self.down.push(false);
+        self.stopped.push(false);
+        self.cut.push(false);
+        self.gone.push(false);
+        i
+    }
+
+    /// Waits until every member lists node `i` in `GET /v1/cluster` as an
+    /// online voter (a hang guard).
+    pub async fn until_voter(&self, i: usize) {
+        let name = self.names[i].as_str();
+        cluster::until(
+            &format!("{name} is an online voter on every node"),
+            || async {
+                for j in self.members() {
+                    let Some(v) = self.get(j, "/v1/cluster").await else {
+                        return false;
+                    };
+                    let listed = v["nodes"].as_array().is_some_and(|a| {
+                        a.iter()
+                            .any(|n| n["name"] == name && n["voter"] == true && n["online"] == true)
+                    });
+                    if !listed {
+                        return false;
+                    }
+                }
+                true
+            },
+        )
+        .await;
+    }
+
+    /// The station's replicas as its leader shows them (`GET
+    /// /v1/stations/{name}`, `cluster.replicas`), asked of the node most nodes
+    /// name as leader; `None` while that node does not answer as the leader.
+    pub async fn replica_view(&self, station: &str) -> Option<Vec<ReplicaState>> {
+        let l = self.leader(station).await?;
+        let v = self.get(l, &format!("/v1/stations/{station}")).await?;
+        let view: Vec<ReplicaState> = v["cluster"]["replicas"]
+            .as_array()?
+            .iter()
+            .map(|r| ReplicaState {
+                name: r["name"].as_str().unwrap_or_default().to_string(),
+                leader: r["leader"] == true,
+                current: r["current"] == true,
+                online: r["online"] == true,
+            })
+            .collect();
+        view.iter()
+            .any(|r| r.leader && r.name == self.names[l])
+            .then_some(view)
+    }
+
+    /// Waits until the station's leader shows exactly the replicas on `holders`,
+    /// every one online and current (a hang guard; the last view it saw is in
+    /// the panic).
+    pub async fn until_replicas(&self, station: &str, holders: &[usize]) {
+        let want: BTreeSet<&str> = holders.iter().map(|i| self.names[*i].as_str()).collect();
+        let deadline = Instant::now() + process::GUARD;
+        let mut last = None;
+        loop {
+            if let Some(view) = self.replica_view(station).await {
+                let names: BTreeSet<&str> = view.iter().map(|r| r.name.as_str()).collect();
+                if names == want && view.iter().all(|r| r.online && r.current) {
+                    return;
+                }
+                last = Some(view);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the replicas of {station} are never {want:?}, all online and current; \
+                 the leader's last view: {last:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Moves the station's replica off node `peer` to a spare node (`POST
+    /// /v1/stations/{station}/peer-remove`, asked of node `via`); `Err` holds
+    /// the broker's answer when it refuses.
+    pub async fn move_replica(&self, station: &str, peer: usize, via: usize) -> Result<(), String> {
+        let url = format!("{}/v1/stations/{station}/peer-remove", self.http_base(via));
+        let resp = self
+            .slow
+            .post(url)
+            .json(&serde_json::json!({ "peer": self.names[peer] }))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        Err(format!(
+            "{status}: {}",
+            resp.text().await.unwrap_or_default()
+        ))
+    }
+
+    /// Removes node `i` from the cluster for good (`DELETE
+    /// /v1/cluster/nodes/{name}`, asked of node `via`); `Err` holds the
+    /// broker's answer when it refuses. From then on node `i` is never asked
+    /// anything nor restarted; stop it with [`Nodes::terminate`].
+    pub async fn remove_node(&mut self, i: usize, via: usize) -> Result<(), String> {
+        let url = format!("{}/v1/cluster/nodes/{}", self.http_base(via), self.names[i]);
+        let resp = self
+            .slow
+            .delete(url)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(format!(
+                "{status}: {}",
+                resp.text().await.unwrap_or_default()
+            ));
+        }
+        self.gone[i] = true;
+        Ok(())
+    }
+
+    /// Stops node `i` with SIGTERM and waits for it to exit (a hang guard);
+    /// its exit status. On 127.0.0.1 only.
+    pub async fn terminate(&mut self, i: usize) -> std::process::ExitStatus {
+        signal("-TERM", &[self.pid(i)]);
+        let Backend::Local(c) = &mut self.backend else {
+            panic!("terminating a node needs the 127.0.0.1 harness");
+        };
+        let name = c.nodes[i].name.clone();
+        let status = tokio::time::timeout(process::GUARD, c.nodes[i].child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{name} still runs {:?} after SIGTERM", process::GUARD))
+            .expect("wait for the node");
+        self.down[i] = true;
+        status
+    }
+
+    /// Waits until node `i` is gone from `GET /v1/cluster` on every member (a
+    /// hang guard).
+    pub async fn until_gone(&self, i: usize) {
+        let name = self.names[i].as_str();
+        cluster::until(
+            &format!("{name} is gone from /v1/cluster on every other node"),
+            || async {
+                for j in self.members() {
+                    let Some(v) = self.get(j, "/v1/cluster").await else {
+                        return false;
+                    };
+                    let listed = v["nodes"]
+                        .as_array()
+                        .is_none_or(|a| a.iter().any(|n| n["name"] == name));
+                    if listed {
+                        return false;
+                    }
+                }
+                true
+            },
+        )
+        .await;
     }
 
     /// A JetStream context of a client of node `i` alone.
@@ -583,7 +812,7 @@ impl Nodes {
             );
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        for i in 0..3 {
+        for i in self.replicas_of(name) {
             cluster::until(
                 &format!("{} knows stream {name} and has a copy", self.names[i]),
                 || async move {
@@ -665,14 +894,16 @@ impl Nodes {
         }
     }
 
-    /// Waits (at most `JEPSEN_CONVERGE_SECS`, 60 s) until every node's copy has
-    /// the same last sequence; `Err` says what each node says otherwise.
+    /// Waits (at most `JEPSEN_CONVERGE_SECS`, 60 s) until the copy of every node
+    /// holding a replica ([`Nodes::replicas_of`]) has the same last sequence;
+    /// `Err` says what each of them says otherwise.
     pub async fn until_converged(&self, name: &str) -> Result<(), String> {
         let wait = Duration::from_secs(env_or("JEPSEN_CONVERGE_SECS", 60));
         let deadline = Instant::now() + wait;
+        let holders = self.replicas_of(name);
         loop {
             let mut seen = Vec::new();
-            for i in 0..3 {
+            for &i in &holders {
                 let url = format!(
                     "{}/v1/stations/{name}/replica?from_seq={}&limit=1",
                     self.http_base(i),
@@ -704,8 +935,8 @@ impl Nodes {
             }
             if Instant::now() >= deadline {
                 let mut text = String::new();
-                for (i, a) in seen.iter().enumerate() {
-                    let _ = write!(text, "\n  {}: ", self.names[i]);
+                for (i, a) in holders.iter().zip(&seen) {
+                    let _ = write!(text, "\n  {}: ", self.names[*i]);
                     match a {
                         Ok((last, role, applied)) => {
                             let _ = write!(text, "last_seq={last} role={role} applied={applied}");
@@ -723,16 +954,25 @@ impl Nodes {
         }
     }
 
-    /// Heals everything, waits for the replicas to converge, reads every copy
-    /// and checks `history` against them (the leader's copy as reference).
-    /// Replicas that do not converge fail the scenario, after the checker has
-    /// judged the history against each node's copy in turn.
+    /// Heals everything, waits for the replicas to converge, reads the copy of
+    /// every node holding a replica ([`Nodes::replicas_of`]) and checks
+    /// `history` against them (the leader's copy as reference). Replicas that
+    /// do not converge fail the scenario, after the checker has judged the
+    /// history against each node's copy in turn.
     pub async fn check_station(&mut self, name: &str, history: &[Attempt]) -> Report {
         self.recover_all().await;
+        let holders = self.replicas_of(name);
         let leader = self.until_leader(name).await;
+        let Some(leader) = holders.iter().position(|i| *i == leader) else {
+            panic!(
+                "{} leads {name}, yet holds no replica of it (replicas on {:?})",
+                self.names[leader],
+                holders.iter().map(|i| &self.names[*i]).collect::<Vec<_>>()
+            );
+        };
         let converged = self.until_converged(name).await;
         let mut copies = Vec::new();
-        for i in 0..3 {
+        for &i in &holders {
             match self.read_copy(i, name).await {
                 Ok(c) => copies.push(c),
                 Err(e) => panic!("reading {}'s copy of {name}: {e}", self.names[i]),
@@ -817,7 +1057,7 @@ impl Nodes {
 impl Drop for Nodes {
     fn drop(&mut self) {
         // A stopped node is left running, not stopped, for the harness to kill.
-        for i in 0..3 {
+        for i in 0..self.names.len() {
             if self.stopped[i] && !self.down[i] {
                 let _ = std::process::Command::new("kill")
                     .args(["-CONT", &self.pid(i).to_string()])
@@ -829,7 +1069,7 @@ impl Drop for Nodes {
         {
             // The cluster harness prints the last lines and where the logs are
             // kept; add each node's errors and panics.
-            for name in NAMES {
+            for name in &self.names {
                 let log = c.dir.path().join(format!("{name}.log"));
                 let text = std::fs::read_to_string(&log).unwrap_or_default();
                 let bad: Vec<&str> = text

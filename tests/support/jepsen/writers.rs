@@ -148,13 +148,16 @@ impl Writers {
 }
 
 /// Starts `load.writers` paced writers on `station` (subjects
-/// `<station>.w<k>`), writer `k` a client of node `k % 3` first.
+/// `<station>.w<k>`), writer `k` a client of the `k`-th member (modulo their
+/// number) first. A client learns nodes added later from the INFO
+/// `connect_urls` the nodes send it.
 pub fn start_writers(nodes: &Nodes, station: &str, load: &Load, epoch: Instant) -> Writers {
     let (stop, stopped) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let period = Duration::from_secs_f64(load.writers as f64 / load.rate.max(1.0));
+    let members = nodes.members();
     for k in 0..load.writers {
-        let urls = nodes.nats_urls_from(k % 3);
+        let urls = nodes.nats_urls_from(members[k % members.len()]);
         let (subject, name) = (format!("{station}.w{k}"), format!("w{k}"));
         let (load, mut stopped) = (load.clone(), stopped.clone());
         tasks.spawn(async move {
@@ -205,8 +208,9 @@ pub fn last_seq_in_error(text: &str) -> Option<u64> {
 pub fn start_cas_writers(nodes: &Nodes, station: &str, count: usize, epoch: Instant) -> Writers {
     let (stop, stopped) = watch::channel(false);
     let mut tasks = JoinSet::new();
+    let members = nodes.members();
     for k in 0..count {
-        let urls = nodes.nats_urls_from(k % 3);
+        let urls = nodes.nats_urls_from(members[k % members.len()]);
         let (subject, name, station) = (
             format!("{station}.c{k}"),
             format!("c{k}"),
@@ -247,11 +251,12 @@ pub fn start_cas_writers(nodes: &Nodes, station: &str, count: usize, epoch: Inst
     Writers { stop, tasks }
 }
 
-/// After the faults: one publish through each node, tried until acknowledged
-/// (a hang guard): the station takes writes again everywhere.
+/// After the faults: one publish through each node (but those removed from
+/// the cluster), tried until acknowledged (a hang guard): the station takes
+/// writes again everywhere.
 pub async fn probe_every_node(nodes: &Nodes, station: &str, epoch: Instant) -> Vec<Attempt> {
     let mut out = Vec::new();
-    for i in 0..3 {
+    for i in nodes.members() {
         let js = connect_all(&[nodes.nats_url(i)], Duration::from_secs(5)).await;
         let (subject, id) = (
             format!("{station}.probe"),
