@@ -77,6 +77,12 @@ pub struct ClusterSettings {
     /// station), when there is one [default: 5m].
     #[serde(with = "humantime_serde")]
     pub replica_replace_after: Option<Duration>,
+    /// Raft log entries between snapshots of a replicated station's group
+    /// [default: 8192]. A snapshot streams the station from the store to a
+    /// file; the log before it is then purged (a quarter of the interval is
+    /// kept), and a replica too far behind, or a new one, is sent the
+    /// snapshot.
+    pub replica_snapshot_entries: Option<u64>,
 }
 
 /// A list, or one comma-separated string.

@@ -412,6 +412,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         )
         .await
         .map_err(|e| StartError::Io(format!("cannot start the cluster's meta group: {e}")))?;
+        if let Some(entries) = config.cluster.replica_snapshot_entries {
+            meta.replicas().set_snapshot_every(entries);
+        }
         engine.attach_meta(meta);
         if let Some(after) = config.cluster.replica_replace_after {
             engine.set_replica_replace_after(after);

@@ -27,8 +27,8 @@
 use crate::Cluster;
 use crate::meta::MetaNode;
 use crate::raftlog::{
-    LogStore, RAFT_STATION, SErr, T_APPLIED, T_SM, get_json, key, put_json, remove_group, serr,
-    write,
+    LogStore, RAFT_STATION, SErr, T_APPLIED, T_SM, T_SNAP, get_json, key, put_json, remove_group,
+    serr, write,
 };
 use base64::Engine as _;
 use bytes::Bytes;
@@ -52,7 +52,6 @@ use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::io::Cursor;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -148,6 +147,7 @@ openraft::declare_raft_types!(
         R = Op,
         NodeId = u64,
         Node = MetaNode,
+        SnapshotData = tokio::fs::File,
 );
 
 type ReplicaRaft = openraft::Raft<ReplicaConfig>;
@@ -169,6 +169,37 @@ pub trait ReplicaHost: Send + Sync + 'static {
     /// durable. `mark` records `index` as applied: when the op writes anything,
     /// the host writes `mark` in the same store batch.
     fn apply(&self, group: u64, index: u64, op: Bytes, mark: RaftOp) -> BoxFuture<'static, Bytes>;
+
+    /// What a snapshot of `group` taken now holds (called between applies, so
+    /// it matches the last applied entry): opaque to this crate, handed back
+    /// to [`ReplicaHost::write_snapshot`].
+    fn snapshot_point(&self, group: u64) -> Result<Vec<u8>, String>;
+
+    /// Writes the snapshot taken at `point` to `out`, reading the station from
+    /// the store (never the whole station in memory). Blocking; the store is
+    /// synced before it is called.
+    fn write_snapshot(
+        &self,
+        group: u64,
+        point: &[u8],
+        out: &mut dyn std::io::Write,
+    ) -> Result<(), String>;
+
+    /// Replaces this node's copy of `group`'s station with the snapshot read
+    /// from `input` (written by [`ReplicaHost::write_snapshot`] on another
+    /// replica). Blocking; every write is durable when it returns.
+    fn install_snapshot(&self, group: u64, input: &mut dyn std::io::Read) -> Result<(), String>;
+}
+
+/// What `get_snapshot_builder` takes between applies: the last applied entry,
+/// the membership, and the host's point.
+type SnapshotPoint = (Option<LogId<u64>>, StoredMembership<u64, MetaNode>, Vec<u8>);
+
+/// The snapshot a group keeps (raft keyspace, `T_SNAP`): its meta and file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SnapRecord {
+    meta: SnapshotMeta<u64, MetaNode>,
+    file: String,
 }
 
 /// What the state machine keeps besides the station: its membership.
@@ -188,6 +219,12 @@ struct StateMachine {
     /// After a crash in the middle of an entry's ops: (its index, ops already
     /// on disk), skipped when it is applied again.
     resume: Arc<Mutex<Option<(u64, usize)>>>,
+    /// Where snapshot files are kept.
+    dir: std::path::PathBuf,
+    /// The file a snapshot from the leader is being received into.
+    receiving: Arc<Mutex<Option<std::path::PathBuf>>>,
+    /// Taken by `get_snapshot_builder`, for `build_snapshot`.
+    point: Option<SnapshotPoint>,
 }
 
 /// The applied mark: written with every op's effects (one key, overwritten), so
@@ -330,38 +367,213 @@ impl RaftStateMachine<ReplicaConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        self.clone()
+        // Between applies: what the station holds now is what the last
+        // applied entry left.
+        let mut b = self.clone();
+        let point = self
+            .host
+            .upgrade()
+            .ok_or_else(|| "the engine is stopping".to_string())
+            .and_then(|h| h.snapshot_point(self.group));
+        match point {
+            Ok(p) => b.point = Some((*self.complete.lock(), self.membership.read().clone(), p)),
+            Err(e) => tracing::warn!(group = self.group, error = %e, "no snapshot point"),
+        }
+        b
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, SErr> {
-        Err(serr(
-            ErrorVerb::Write,
-            "replicated stations take no snapshots yet",
-        ))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, SErr> {
+        let path = self.dir.join(format!(
+            "{}-receiving-{}.snap",
+            self.group,
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
+        ));
+        tokio::fs::create_dir_all(&self.dir)
+            .await
+            .map_err(|e| serr(ErrorVerb::Write, e))?;
+        let file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .await
+            .map_err(|e| serr(ErrorVerb::Write, e))?;
+        if let Some(old) = self.receiving.lock().replace(path) {
+            let _ = std::fs::remove_file(old);
+        }
+        Ok(Box::new(file))
     }
 
     async fn install_snapshot(
         &mut self,
-        _meta: &SnapshotMeta<u64, MetaNode>,
-        _snapshot: Box<Cursor<Vec<u8>>>,
+        meta: &SnapshotMeta<u64, MetaNode>,
+        snapshot: Box<tokio::fs::File>,
     ) -> Result<(), SErr> {
-        Err(serr(
-            ErrorVerb::Write,
-            "replicated stations take no snapshots yet",
-        ))
+        use tokio::io::AsyncWriteExt;
+        let mut file = *snapshot;
+        file.flush().await.map_err(|e| serr(ErrorVerb::Write, e))?;
+        file.sync_all()
+            .await
+            .map_err(|e| serr(ErrorVerb::Write, e))?;
+        drop(file);
+        let path = self
+            .receiving
+            .lock()
+            .take()
+            .ok_or_else(|| serr(ErrorVerb::Write, "no snapshot being received"))?;
+        let Some(host) = self.host.upgrade() else {
+            return Err(serr(ErrorVerb::Write, "the engine is stopping"));
+        };
+        let group = self.group;
+        let read_path = path.clone();
+        tokio::task::spawn_blocking(move || {
+            let f = std::fs::File::open(&read_path).map_err(|e| e.to_string())?;
+            host.install_snapshot(group, &mut std::io::BufReader::new(f))
+        })
+        .await
+        .map_err(|e| serr(ErrorVerb::Write, e))?
+        .map_err(|e| serr(ErrorVerb::Write, e))?;
+        let kept = self.keep_snapshot(meta, &path).await?;
+        // Applied up to the snapshot: the mark, the membership and the
+        // snapshot's record in one fsynced batch.
+        let sm = SmState {
+            membership: meta.last_membership.clone(),
+        };
+        let mut ops = vec![
+            put_json(key(self.group, T_SM, 0), &sm)?,
+            put_json(key(self.group, T_SNAP, 0), &kept)?,
+        ];
+        if let Some(log_id) = meta.last_log_id {
+            let mark = Mark {
+                log_id,
+                done: 0,
+                of: 0,
+                prev: None,
+            };
+            ops.push(put_json(key(self.group, T_APPLIED, 0), &mark)?);
+        }
+        write(&self.store, ops).await?;
+        *self.complete.lock() = meta.last_log_id;
+        *self.membership.write() = meta.last_membership.clone();
+        *self.resume.lock() = None;
+        tracing::info!(group = self.group, index = ?meta.last_log_id.map(|l| l.index), "replica installed a snapshot from its leader");
+        Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<ReplicaConfig>>, SErr> {
-        Ok(None)
+        let Some(rec) = get_json::<SnapRecord>(&self.store, &key(self.group, T_SNAP, 0))? else {
+            return Ok(None);
+        };
+        match tokio::fs::File::open(self.dir.join(&rec.file)).await {
+            Ok(file) => Ok(Some(Snapshot {
+                meta: rec.meta,
+                snapshot: Box::new(file),
+            })),
+            Err(e) => {
+                tracing::warn!(group = self.group, file = %rec.file, error = %e, "snapshot file missing");
+                Ok(None)
+            }
+        }
+    }
+}
+
+impl StateMachine {
+    /// Moves a finished snapshot file to its kept name, removes the group's
+    /// older ones, and returns its record (not yet written).
+    async fn keep_snapshot(
+        &self,
+        meta: &SnapshotMeta<u64, MetaNode>,
+        path: &std::path::Path,
+    ) -> Result<SnapRecord, SErr> {
+        let name = format!("{}-{}.snap", self.group, meta.snapshot_id);
+        let to = self.dir.join(&name);
+        if path != to {
+            tokio::fs::rename(path, &to)
+                .await
+                .map_err(|e| serr(ErrorVerb::Write, e))?;
+        }
+        let prefix = format!("{}-", self.group);
+        if let Ok(mut entries) = tokio::fs::read_dir(&self.dir).await {
+            while let Ok(Some(e)) = entries.next_entry().await {
+                let n = e.file_name().to_string_lossy().to_string();
+                let receiving = self
+                    .receiving
+                    .lock()
+                    .as_ref()
+                    .is_some_and(|r| r.file_name().is_some_and(|f| f.to_string_lossy() == n));
+                if n.starts_with(&prefix) && n != name && !receiving {
+                    let _ = tokio::fs::remove_file(e.path()).await;
+                }
+            }
+        }
+        Ok(SnapRecord {
+            meta: meta.clone(),
+            file: name,
+        })
     }
 }
 
 impl RaftSnapshotBuilder<ReplicaConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<ReplicaConfig>, SErr> {
-        Err(serr(
-            ErrorVerb::Write,
-            "replicated stations take no snapshots yet",
-        ))
+        let Some((last_log_id, membership, point)) = self.point.take() else {
+            return Err(serr(ErrorVerb::Read, "no snapshot point"));
+        };
+        let Some(host) = self.host.upgrade() else {
+            return Err(serr(ErrorVerb::Read, "the engine is stopping"));
+        };
+        // Everything applied so far (the messages up to the point and the
+        // applied marks) fsynced first: once the snapshot exists, the log
+        // before it may be purged, and this copy must not need it.
+        write(&self.store, Vec::new()).await?;
+        let index = last_log_id.map_or(0, |l| l.index);
+        let snapshot_id = format!(
+            "{index}-{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis()
+        );
+        tokio::fs::create_dir_all(&self.dir)
+            .await
+            .map_err(|e| serr(ErrorVerb::Write, e))?;
+        let building = self
+            .dir
+            .join(format!("{}-building-{snapshot_id}.snap", self.group));
+        let (group, path) = (self.group, building.clone());
+        tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let f = std::fs::File::create(&path).map_err(|e| e.to_string())?;
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, f);
+            host.write_snapshot(group, &point, &mut out)?;
+            out.flush().map_err(|e| e.to_string())?;
+            out.get_ref().sync_all().map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| serr(ErrorVerb::Write, e))?
+        .map_err(|e| serr(ErrorVerb::Write, e))?;
+        let meta = SnapshotMeta {
+            last_log_id,
+            last_membership: membership,
+            snapshot_id,
+        };
+        let kept = self.keep_snapshot(&meta, &building).await?;
+        write(
+            &self.store,
+            vec![put_json(key(self.group, T_SNAP, 0), &kept)?],
+        )
+        .await?;
+        let file = tokio::fs::File::open(self.dir.join(&kept.file))
+            .await
+            .map_err(|e| serr(ErrorVerb::Read, e))?;
+        tracing::debug!(group = self.group, index, "replica snapshot built");
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(file),
+        })
     }
 }
 
@@ -461,14 +673,41 @@ impl RaftNetwork<ReplicaConfig> for NetConn {
     }
 }
 
-fn raft_config(cluster: &str) -> Result<Arc<openraft::Config>, String> {
+/// Where a node keeps its replicas' snapshot files.
+fn snapshot_dir(store: &Store) -> std::path::PathBuf {
+    store.path().join("replica-snapshots")
+}
+
+/// Removes every snapshot file of group `id`.
+fn remove_snapshots(dir: &std::path::Path, id: u64) {
+    let prefix = format!("{id}-");
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+/// Log entries between a group's snapshots, by default: a snapshot (the
+/// station streamed from the store to a file) lets the log before it be
+/// purged, and is how a new or far-behind replica catches up.
+pub const SNAPSHOT_EVERY: u64 = 8192;
+
+fn raft_config(cluster: &str, snapshot_every: u64) -> Result<Arc<openraft::Config>, String> {
     // As the meta group's: a dead leader is replaced in under 2 s.
     let config = openraft::Config {
         cluster_name: cluster.to_string(),
         heartbeat_interval: 150,
         election_timeout_min: 750,
         election_timeout_max: 1100,
-        snapshot_policy: openraft::SnapshotPolicy::Never,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_every.max(1)),
+        // Entries kept before the snapshot: a replica a little behind catches
+        // up from the log rather than with the whole station.
+        max_in_snapshot_log_to_keep: (snapshot_every / 4).max(1),
+        snapshot_max_chunk_size: 1 << 20,
+        install_snapshot_timeout: 10_000,
         max_payload_entries: 1024,
         ..Default::default()
     };
@@ -528,9 +767,20 @@ pub struct GroupStatus {
     pub replicas: Vec<ReplicaStatus>,
     /// Milliseconds since a quorum last acknowledged the leader (leader only).
     pub quorum_ack_ms: Option<u64>,
+    /// Log index of this node's newest snapshot of the group.
+    pub snapshot: Option<u64>,
+    /// Log entries up to this index were purged here (the snapshot has them).
+    pub purged: Option<u64>,
 }
 
 impl ReplicaGroup {
+    /// Lets this replica start elections, or stops it from doing so (a replica
+    /// moved off this node, kept a while for the membership change: with the
+    /// voters changed without it, its elections would only disrupt the group).
+    pub fn set_elections(&self, on: bool) {
+        self.raft.runtime_config().elect(on);
+    }
+
     /// The group id.
     pub fn id(&self) -> u64 {
         self.id
@@ -632,6 +882,8 @@ impl ReplicaGroup {
             applied: m.last_applied.map_or(0, |l| l.index),
             replicas,
             quorum_ack_ms: m.millis_since_quorum_ack,
+            snapshot: m.snapshot.map(|l| l.index),
+            purged: m.purged.map(|l| l.index),
         }
     }
 
@@ -666,10 +918,15 @@ impl ReplicaGroup {
             .filter_map(|id| membership.get_node(&id).map(|n| (id, n.name.clone())))
             .filter(|(_, n)| cluster.linked(n))
             .collect();
-        // The most caught-up follower first.
+        // The most caught-up follower first; among equally caught-up ones,
+        // any (the leadership does not keep going back to the same node).
+        let salt: u64 = rand::random();
         if let Some(r) = &m.replication {
             candidates.sort_by_key(|(id, _)| {
-                std::cmp::Reverse(r.get(id).and_then(|l| l.as_ref()).map_or(0, |l| l.index))
+                (
+                    std::cmp::Reverse(r.get(id).and_then(|l| l.as_ref()).map_or(0, |l| l.index)),
+                    id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt,
+                )
             });
         }
         let Some((target_id, target)) = candidates.first().cloned() else {
@@ -824,6 +1081,7 @@ pub struct Replicas {
     cluster: Cluster,
     store: Store,
     groups: Mutex<HashMap<u64, ReplicaGroup>>,
+    snapshot_every: std::sync::atomic::AtomicU64,
 }
 
 impl Replicas {
@@ -832,7 +1090,20 @@ impl Replicas {
             cluster,
             store,
             groups: Mutex::new(HashMap::new()),
+            snapshot_every: std::sync::atomic::AtomicU64::new(SNAPSHOT_EVERY),
         }
+    }
+
+    /// Log entries between snapshots of groups started from now on
+    /// (`cluster.replica_snapshot_entries`).
+    pub fn set_snapshot_every(&self, entries: u64) {
+        self.snapshot_every
+            .store(entries.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn snapshot_every(&self) -> u64 {
+        self.snapshot_every
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The group `id`, when this node has a replica of it.
@@ -860,10 +1131,13 @@ impl Replicas {
             membership: Arc::new(RwLock::new(StoredMembership::default())),
             complete: Arc::new(Mutex::new(None)),
             resume: Arc::new(Mutex::new(None)),
+            dir: snapshot_dir(&self.store),
+            receiving: Arc::new(Mutex::new(None)),
+            point: None,
         };
         let raft = ReplicaRaft::new(
             me,
-            raft_config(self.cluster.name())?,
+            raft_config(self.cluster.name(), self.snapshot_every())?,
             Net {
                 cluster: self.cluster.clone(),
                 group: id,
@@ -898,8 +1172,11 @@ impl Replicas {
         if let Some(g) = g {
             let _ = g.raft.shutdown().await;
         }
-        if forget && let Err(e) = remove_group(&self.store, id).await {
-            tracing::error!(group = id, error = %e, "cannot remove a replica group's Raft state");
+        if forget {
+            if let Err(e) = remove_group(&self.store, id).await {
+                tracing::error!(group = id, error = %e, "cannot remove a replica group's Raft state");
+            }
+            remove_snapshots(&snapshot_dir(&self.store), id);
         }
     }
 

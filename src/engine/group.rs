@@ -789,6 +789,32 @@ impl Group {
 
     /// Writes the position to storage if it changed; answers what it wrote (a
     /// replicated station's leader sends it to the other replicas).
+    /// The position as [`Group::save`] writes it, without writing it (a
+    /// replicated station's snapshot).
+    pub fn position_json(&self) -> Result<Vec<u8>, EngineError> {
+        let saved = {
+            let run = self.run.lock();
+            let mut unacked: Vec<(u64, u32)> = run
+                .pending
+                .iter()
+                .map(|(s, p)| (*s, p.deliveries))
+                .chain(run.redeliver.iter().map(|(s, r)| (*s, r.deliveries)))
+                .collect();
+            unacked.sort_unstable();
+            Saved {
+                cursor: run.cursor,
+                initial: run.initial.iter().copied().collect(),
+                acked_ahead: run.acked_ahead.iter().copied().collect(),
+                consumer_seq: run.consumer_seq,
+                delivered_stream_seq: run.delivered_stream_seq,
+                ack_floor_stream: run.ack_floor_stream,
+                ack_floor_consumer: run.ack_floor_consumer,
+                unacked,
+            }
+        };
+        serde_json::to_vec(&saved).map_err(|e| EngineError::Storage(e.to_string()))
+    }
+
     pub fn save(&self, force: bool) -> Result<Option<Vec<u8>>, EngineError> {
         let saved = {
             let mut run = self.run.lock();

@@ -658,10 +658,15 @@ impl Broker for StationEngine {
         self.placed.get(tenant, name).map(|r| r.node.clone())
     }
 
-    fn replica_role(&self, tenant: &TenantId, name: &str) -> Option<(String, u64)> {
+    fn replica_role(&self, tenant: &TenantId, name: &str) -> Option<junction_api::ReplicaRole> {
         let s = self.stations.get(tenant, name).ok()?;
         let status = s.replica.get()?.status();
-        Some((status.role, status.applied))
+        Some(junction_api::ReplicaRole {
+            role: status.role,
+            applied: status.applied,
+            snapshot_index: status.snapshot,
+            purged_index: status.purged,
+        })
     }
 
     fn forward_request(

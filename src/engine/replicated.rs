@@ -392,7 +392,9 @@ impl StationEngine {
                 self.stations.get(tenant, &name)?
             }
         };
-        if station.replica.get().is_some() {
+        if let Some(g) = station.replica.get() {
+            // Placed here again before its retirement: it may elect again.
+            g.set_elections(true);
             return Ok(());
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -908,6 +910,17 @@ impl StationEngine {
     /// group's membership change is over (after [`RETIRE_AFTER`]), if the
     /// placement still leaves it out.
     pub(crate) fn retire_replica(&self, tenant: &TenantId, def: &StationDef) {
+        // Kept a while (the membership change may still need it), but it
+        // calls no election meanwhile: left out of the voters, it would only
+        // unseat the group's leader with a higher term.
+        if let Some(g) = self
+            .replicated
+            .read()
+            .get(&def.group)
+            .and_then(|s| s.replica.get().cloned())
+        {
+            g.set_elections(false);
+        }
         let (engine, tenant, def) = (self.me.clone(), tenant.clone(), def.clone());
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
@@ -1023,6 +1036,23 @@ impl StationEngine {
 }
 
 impl ReplicaHost for StationEngine {
+    fn snapshot_point(&self, group: u64) -> Result<Vec<u8>, String> {
+        self.snapshot_point_of(group)
+    }
+
+    fn write_snapshot(
+        &self,
+        group: u64,
+        point: &[u8],
+        out: &mut dyn std::io::Write,
+    ) -> Result<(), String> {
+        self.write_snapshot_of(group, point, out)
+    }
+
+    fn install_snapshot(&self, group: u64, input: &mut dyn std::io::Read) -> Result<(), String> {
+        self.install_snapshot_of(group, input)
+    }
+
     fn apply(&self, group: u64, _index: u64, op: Bytes, mark: RaftOp) -> BoxFuture<'static, Bytes> {
         let Some(station) = self.replicated.read().get(&group).cloned() else {
             let e = EngineError::Storage(format!("no station for replica group {group} here"));
@@ -1066,5 +1096,205 @@ impl ReplicaHost for StationEngine {
                 answer::<()>(Err(EngineError::BadRequest("unknown entry".into())))
             }),
         }
+    }
+}
+
+/// What a replicated station's snapshot holds besides its messages.
+#[derive(Debug, Serialize, Deserialize)]
+struct SnapshotPoint {
+    /// The station's last sequence (messages above it are not in the
+    /// snapshot: entries after it publish them again on the replica).
+    last_seq: u64,
+    /// Every consumer group: its definition and position.
+    groups: Vec<SnapshotGroup>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SnapshotGroup {
+    config: GroupConfig,
+    position: String,
+}
+
+/// Snapshot body: `u32` length + the point's JSON, then per message `u64`
+/// sequence + `u32` length + the stored record, then a `u64` 0.
+const SNAPSHOT_MAGIC: &[u8; 4] = b"JRS1";
+
+fn read_exact(input: &mut dyn std::io::Read, n: usize) -> Result<Vec<u8>, String> {
+    let mut b = vec![0u8; n];
+    input
+        .read_exact(&mut b)
+        .map_err(|e| format!("snapshot cut short: {e}"))?;
+    Ok(b)
+}
+
+fn read_u64(input: &mut dyn std::io::Read) -> Result<u64, String> {
+    let b = read_exact(input, 8)?;
+    Ok(u64::from_be_bytes(b.try_into().unwrap_or_default()))
+}
+
+fn read_u32(input: &mut dyn std::io::Read) -> Result<u32, String> {
+    let b = read_exact(input, 4)?;
+    Ok(u32::from_be_bytes(b.try_into().unwrap_or_default()))
+}
+
+impl StationEngine {
+    fn replicated_station(&self, group: u64) -> Result<Arc<Station>, String> {
+        self.replicated
+            .read()
+            .get(&group)
+            .cloned()
+            .ok_or_else(|| format!("no station for replica group {group} here"))
+    }
+
+    /// Waits until every write queued for `station` so far is fsynced.
+    fn sync_station(&self, station: &Station) -> Result<(), String> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.store().append(
+            station.id,
+            Vec::new(),
+            junction_storage::Durability::Sync,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        match rx.recv() {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err("the storage writer stopped".into()),
+        }
+    }
+
+    fn snapshot_point_of(&self, group: u64) -> Result<Vec<u8>, String> {
+        let station = self.replicated_station(group)?;
+        let groups: Vec<_> = station.groups.read().values().cloned().collect();
+        let mut out = Vec::with_capacity(groups.len());
+        for g in groups {
+            let position = g.position_json().map_err(|e| e.to_string())?;
+            out.push(SnapshotGroup {
+                config: g.config.clone(),
+                position: String::from_utf8(position).unwrap_or_default(),
+            });
+        }
+        let point = SnapshotPoint {
+            last_seq: station.last_seq(),
+            groups: out,
+        };
+        serde_json::to_vec(&point).map_err(|e| e.to_string())
+    }
+
+    fn write_snapshot_of(
+        &self,
+        group: u64,
+        point: &[u8],
+        out: &mut dyn std::io::Write,
+    ) -> Result<(), String> {
+        let station = self.replicated_station(group)?;
+        let p: SnapshotPoint = serde_json::from_slice(point).map_err(|e| e.to_string())?;
+        let io = |e: std::io::Error| e.to_string();
+        out.write_all(SNAPSHOT_MAGIC).map_err(io)?;
+        out.write_all(&(point.len() as u32).to_be_bytes())
+            .map_err(io)?;
+        out.write_all(point).map_err(io)?;
+        let mut messages = 0u64;
+        // Streamed from the store, one record at a time.
+        for item in self
+            .store()
+            .scan_between(station.id, 0, p.last_seq.saturating_add(1))
+        {
+            let r = match item {
+                Ok(r) => r,
+                Err((seq, e)) => {
+                    tracing::error!(station = station.name(), ?seq, error = %e, "record left out of a snapshot");
+                    continue;
+                }
+            };
+            let body = junction_storage::record::encode(&r);
+            out.write_all(&r.seq.to_be_bytes()).map_err(io)?;
+            out.write_all(&(body.len() as u32).to_be_bytes())
+                .map_err(io)?;
+            out.write_all(&body).map_err(io)?;
+            messages += 1;
+        }
+        out.write_all(&0u64.to_be_bytes()).map_err(io)?;
+        tracing::info!(
+            station = station.name(),
+            last_seq = p.last_seq,
+            messages,
+            "replica snapshot written"
+        );
+        Ok(())
+    }
+
+    fn install_snapshot_of(&self, group: u64, input: &mut dyn std::io::Read) -> Result<(), String> {
+        let station = self.replicated_station(group)?;
+        let (tenant, name) = (station.tenant.clone(), station.name().to_string());
+        if read_exact(input, 4)? != SNAPSHOT_MAGIC {
+            return Err("not a replica snapshot".into());
+        }
+        let len = read_u32(input)? as usize;
+        let p: SnapshotPoint =
+            serde_json::from_slice(&read_exact(input, len)?).map_err(|e| e.to_string())?;
+        // This copy's groups and messages go; the snapshot's come in.
+        let old: Vec<String> = station.groups.read().keys().cloned().collect();
+        for g in old {
+            self.stations
+                .delete_group(&tenant, &name, &g)
+                .map_err(|e| e.to_string())?;
+        }
+        self.sync_station(&station)?;
+        self.store()
+            .delete_station_log(station.id)
+            .map_err(|e| e.to_string())?;
+        let mut batch = Vec::new();
+        let mut messages = 0u64;
+        loop {
+            let seq = read_u64(input)?;
+            if seq == 0 {
+                break;
+            }
+            let len = read_u32(input)? as usize;
+            let body = read_exact(input, len)?;
+            let r = junction_storage::record::decode(seq, &body)
+                .map_err(|e| format!("snapshot record {seq}: {e:?}"))?;
+            batch.push(junction_storage::LogOp::Put(r));
+            messages += 1;
+            if batch.len() >= 512 {
+                self.store().append(
+                    station.id,
+                    std::mem::take(&mut batch),
+                    junction_storage::Durability::Interval(Duration::from_secs(1)),
+                    Box::new(|_| {}),
+                );
+            }
+        }
+        if !batch.is_empty() {
+            self.store().append(
+                station.id,
+                batch,
+                junction_storage::Durability::Interval(Duration::from_secs(1)),
+                Box::new(|_| {}),
+            );
+        }
+        self.sync_station(&station)?;
+        self.store()
+            .write_meta_batch(
+                &[(
+                    super::station::seq_floor_key(station.id),
+                    p.last_seq.to_string().into_bytes(),
+                )],
+                &[],
+            )
+            .map_err(|e| e.to_string())?;
+        station.reload(p.last_seq).map_err(|e| e.to_string())?;
+        for g in p.groups {
+            let gname = g.config.name.clone();
+            self.create_internal_group(&tenant, &name, g.config)
+                .map_err(|e| e.to_string())?;
+            if let Some(grp) = station.groups.read().get(&gname).cloned() {
+                grp.install_position(g.position.as_bytes())
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        tracing::info!(station = %name, last_seq = p.last_seq, messages, "replica snapshot installed");
+        Ok(())
     }
 }

@@ -237,6 +237,22 @@ impl Station {
         Ok(())
     }
 
+    /// Forgets the index and rebuilds it from the store, whose log for this
+    /// station was replaced (a replica that installed its leader's snapshot);
+    /// `seq_floor` is the snapshot's last sequence.
+    pub fn reload(&self, seq_floor: u64) -> Result<(), EngineError> {
+        {
+            let mut log = self.log.lock();
+            *log = Log::new(
+                Limits::of(&self.config.read()),
+                self.store.clone(),
+                self.id,
+                self.committed.clone(),
+            );
+        }
+        self.recover(seq_floor, None)
+    }
+
     /// This station's clean-shutdown snapshot, when it was written by `boot`.
     fn load_snapshot(&self, boot: u64) -> Option<Snapshot> {
         let bytes = match self.store.get_meta(&snapshot::key(self.id)) {

@@ -18,6 +18,19 @@ use std::time::SystemTime;
 /// (`'static`): the caller may drop its borrows at once.
 pub type AdminFuture<T> = Pin<Box<dyn Future<Output = Result<T, EngineError>> + Send + 'static>>;
 
+/// A node's own replica of a replicated station (see [`Broker::replica_role`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaRole {
+    /// "leader", "follower", "candidate", "learner" or "shutdown".
+    pub role: String,
+    /// The last Raft log index applied here.
+    pub applied: u64,
+    /// The log index of this node's newest snapshot of the station.
+    pub snapshot_index: Option<u64>,
+    /// Log entries up to this index were purged here (its snapshot has them).
+    pub purged_index: Option<u64>,
+}
+
 /// Called once an ack sent with [`Engine::ack_committed`] is durable (or refused).
 pub type AckDone = Box<dyn FnOnce(Result<(), EngineError>) + Send + 'static>;
 
@@ -249,10 +262,9 @@ pub trait Broker: Send + Sync + 'static {
     /// (`None`: this node holds it, it does not exist, or there is no cluster).
     fn station_node(&self, tenant: &TenantId, name: &str) -> Option<String>;
 
-    /// This node's replica of the replicated station `name`: its Raft role
-    /// ("leader", "follower", …) and the last log index applied here. `None`
-    /// when this node holds no replica of it.
-    fn replica_role(&self, _tenant: &TenantId, _name: &str) -> Option<(String, u64)> {
+    /// This node's replica of the replicated station `name`: its Raft role,
+    /// applied index and snapshot. `None` when this node holds no replica of it.
+    fn replica_role(&self, _tenant: &TenantId, _name: &str) -> Option<ReplicaRole> {
         None
     }
 

@@ -195,6 +195,11 @@ pub struct ReplicaPage {
     pub role: String,
     /// The last Raft log index applied here.
     pub applied: u64,
+    /// The log index of this node's newest snapshot of the station (null:
+    /// none taken yet).
+    pub snapshot_index: Option<u64>,
+    /// Log entries up to this index were purged here: its snapshot has them.
+    pub purged_index: Option<u64>,
     /// First and last sequence stored here.
     pub first_seq: u64,
     pub last_seq: u64,
@@ -232,7 +237,7 @@ pub async fn replica(
             format!("limit must be between 1 and {MAX_PAGE}"),
         ));
     }
-    let Some((role, applied)) = state.engine.replica_role(&tenant, &station) else {
+    let Some(copy) = state.engine.replica_role(&tenant, &station) else {
         return Err(AppError::new(
             StatusCode::NOT_FOUND,
             "not_a_replica",
@@ -287,8 +292,10 @@ pub async fn replica(
         .collect();
     Ok(Json(ReplicaPage {
         node: state.engine.cluster().map(|c| c.node).unwrap_or_default(),
-        role,
-        applied,
+        role: copy.role,
+        applied: copy.applied,
+        snapshot_index: copy.snapshot_index,
+        purged_index: copy.purged_index,
         first_seq: info.state.first_seq,
         last_seq: info.state.last_seq,
         messages,
