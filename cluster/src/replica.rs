@@ -17,10 +17,11 @@
 //! - **Proposals** are queued per group in the order they are made (one task
 //!   per group hands them to openraft one after the other), so publishes from one
 //!   connection are stored in the order they were sent.
-//! - **Snapshots** are not taken: the log is kept whole, so a replica that falls
-//!   behind (or is added) catches up from the log. (Streaming a station from a
-//!   store read view as a snapshot is the next step; until then a replicated
-//!   station's Raft log grows with it.)
+//! - **Snapshots** every `snapshot_every` entries: the host streams the station
+//!   from its store to a file (after an fsync of the store), the log before it
+//!   is purged, and a replica too far behind, or a new one, is sent the file in
+//!   chunks and installs it ([`ReplicaHost::write_snapshot`],
+//!   [`ReplicaHost::install_snapshot`]).
 
 #![allow(clippy::result_large_err)]
 
