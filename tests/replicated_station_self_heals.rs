@@ -281,3 +281,82 @@ async fn a_wiped_replica_comes_back_under_a_new_id_and_catches_up() {
     }
     assert!(said, "a replica_down event names the wiped node");
 }
+
+/// (replica names, how many online and current) of station `name` on node `i`.
+async fn replicas_of(c: &Cluster, i: usize, name: &str) -> (BTreeSet<String>, usize) {
+    let v = get_json(c.nodes[i].http, &format!("/v1/stations/{name}")).await;
+    let reps = v["cluster"]["replicas"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let names = reps
+        .iter()
+        .map(|r| r["name"].as_str().unwrap_or("").to_string())
+        .collect();
+    let good = reps
+        .iter()
+        .filter(|r| r["online"] == true && r["current"] == true)
+        .count();
+    (names, good)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_change_from_3_to_5_and_back_in_place() {
+    let c = Cluster::start(5, &[]).await;
+    let js0 = js(&c, 0).await;
+    let mut config = stream::Config {
+        name: "heal".into(),
+        subjects: vec!["heal.>".into()],
+        num_replicas: 3,
+        ..Default::default()
+    };
+    js0.create_stream(config.clone()).await.unwrap();
+    until("3 current replicas", || async {
+        replicas_of(&c, 0, "heal").await.1 == 3
+    })
+    .await;
+    publish_n(&js0, 0, 50).await;
+
+    // STREAM.UPDATE with num_replicas 5: two more nodes get a replica and
+    // catch up; the station keeps every message.
+    config.num_replicas = 5;
+    let info = js0.update_stream(config.clone()).await.unwrap();
+    assert_eq!(info.config.num_replicas, 5);
+    until("5 current replicas", || async {
+        replicas_of(&c, 0, "heal").await.1 == 5
+    })
+    .await;
+    let want: Vec<String> = (0..50).map(|n| format!("m{n}")).collect();
+    for i in 0..5 {
+        until("every node has the 50 messages", || async {
+            copy_of(&c, i).await.as_ref() == Some(&want)
+        })
+        .await;
+    }
+    publish_n(&js0, 50, 60).await;
+
+    // Back to 3: two followers leave; publishes go on.
+    config.num_replicas = 3;
+    js0.update_stream(config.clone()).await.unwrap();
+    until("3 replicas again", || async {
+        let (names, good) = replicas_of(&c, 0, "heal").await;
+        names.len() == 3 && good == 3
+    })
+    .await;
+    publish_n(&js0, 60, 70).await;
+    let (names, _) = replicas_of(&c, 0, "heal").await;
+    let want: Vec<String> = (0..70).map(|n| format!("m{n}")).collect();
+    for n in &names {
+        let i = c.index_of(n);
+        until("every replica has the 70 messages", || async {
+            copy_of(&c, i).await.as_ref() == Some(&want)
+        })
+        .await;
+    }
+
+    // From or to 1 is refused with a clear error; the station is unchanged.
+    config.num_replicas = 1;
+    let refused = js0.update_stream(config.clone()).await.unwrap_err();
+    assert!(refused.to_string().contains("between 3 and 5"), "{refused}");
+    assert_eq!(replicas_of(&c, 0, "heal").await.0, names);
+}

@@ -85,6 +85,14 @@ pub(crate) enum MetaCall {
         tenant: String,
         name: String,
     },
+    /// A replicated station's definition changes together with its number
+    /// of replicas (3 ↔ 5): `replicas` are the nodes it should be on from now.
+    ResizeStation {
+        tenant: String,
+        config: StationConfig,
+        replicas: Vec<String>,
+        members: BTreeMap<String, u64>,
+    },
     /// A replicated station's replicas change (a replica re-placed, a peer
     /// removed): `replicas` are the nodes it should be on from now.
     SetReplicas {
@@ -301,6 +309,45 @@ pub(crate) fn plan(defs: &Defs, call: &MetaCall) -> Result<(Vec<Change>, Value),
             let v = serde_json::to_value(&def).map_err(|e| e.to_string())?;
             Ok((vec![(k, Some(v.clone()))], v))
         }
+        MetaCall::ResizeStation {
+            tenant,
+            config,
+            replicas,
+            members,
+        } => {
+            let k = station_key(tenant, &config.name);
+            let v = defs.get(&k).ok_or(E_STATION_NOT_FOUND)?;
+            let mut def: StationDef =
+                serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
+            if def.config.storage != config.storage {
+                return Err(E_STORAGE_CHANGE.into());
+            }
+            if def.config.retention != config.retention {
+                return Err(E_RETENTION_CHANGE.into());
+            }
+            let distinct: BTreeSet<&String> = replicas.iter().collect();
+            if def.group == 0
+                || config.replicas <= 1
+                || replicas.len() != config.replicas as usize
+                || distinct.len() != replicas.len()
+                || replicas.iter().any(|r| !members.contains_key(r))
+            {
+                return Err(E_REPLICAS_CHANGE.into());
+            }
+            check_station_overlap(defs, tenant, config)?;
+            if def.founders.is_empty() {
+                def.founders = def.replicas.clone();
+            }
+            def.config = config.clone();
+            def.moved = true;
+            def.replicas = replicas.clone();
+            def.members = replicas
+                .iter()
+                .filter_map(|r| members.get(r).map(|id| (r.clone(), *id)))
+                .collect();
+            let v = serde_json::to_value(&def).map_err(|e| e.to_string())?;
+            Ok((vec![(k, Some(v.clone()))], v))
+        }
         MetaCall::SetReplicas {
             tenant,
             name,
@@ -347,7 +394,7 @@ pub(crate) fn plan(defs: &Defs, call: &MetaCall) -> Result<(Vec<Change>, Value),
 
 const E_STORAGE_CHANGE: &str = "storage change";
 const E_RETENTION_CHANGE: &str = "retention change";
-const E_REPLICAS_CHANGE: &str = "replicas cannot be changed on an existing station yet";
+const E_REPLICAS_CHANGE: &str = "replicas can change between 3 and 5 on a replicated station, not from or to 1 (a station with one copy stays one; make a new station and move its messages)";
 
 fn engine_error(e: MetaError) -> EngineError {
     match e {
@@ -650,14 +697,19 @@ impl StationEngine {
         call: MetaCall,
     ) -> Result<StationInfo, EngineError> {
         let name = match &call {
-            MetaCall::CreateStation { config, .. } | MetaCall::UpdateStation { config, .. } => {
+            MetaCall::CreateStation { config, .. }
+            | MetaCall::UpdateStation { config, .. }
+            | MetaCall::ResizeStation { config, .. } => {
                 super::ingress::check_client_station(config)?;
                 self.check_station_schema(&tenant, config)?;
                 config.name.clone()
             }
             _ => return Err(EngineError::BadRequest("not a station call".into())),
         };
-        let update = matches!(call, MetaCall::UpdateStation { .. });
+        let update = matches!(
+            call,
+            MetaCall::UpdateStation { .. } | MetaCall::ResizeStation { .. }
+        );
         match Self::replicate(&meta, call.clone()).await {
             Ok(()) => {}
             // A station this node had before it joined the cluster is changed
@@ -665,7 +717,9 @@ impl StationEngine {
             Err(EngineError::StationNotFound)
                 if update && self.stations.get(&tenant, &name).is_ok() =>
             {
-                let MetaCall::UpdateStation { config, .. } = call else {
+                let (MetaCall::UpdateStation { config, .. }
+                | MetaCall::ResizeStation { config, .. }) = call
+                else {
                     unreachable!("checked above")
                 };
                 let me = self.clone();

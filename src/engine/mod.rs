@@ -827,9 +827,18 @@ impl Admin for StationEngine {
             return self.in_cluster(move |e| async move {
                 check_client_station(&config)?;
                 let config = stations::normalize(config)?;
-                let call = meta::MetaCall::UpdateStation {
-                    tenant: tenant.0.to_string(),
-                    config,
+                // 3 ↔ 5 replicas: the placement changes with the definition.
+                let call = match e.resize_placement(&tenant, &config)? {
+                    Some((replicas, members)) => meta::MetaCall::ResizeStation {
+                        tenant: tenant.0.to_string(),
+                        config,
+                        replicas,
+                        members,
+                    },
+                    None => meta::MetaCall::UpdateStation {
+                        tenant: tenant.0.to_string(),
+                        config,
+                    },
                 };
                 e.cluster_station_call(meta, tenant, call).await
             });

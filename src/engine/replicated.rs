@@ -318,6 +318,74 @@ impl StationEngine {
         out
     }
 
+    /// The new placement of a replicated station whose `replicas` changes
+    /// (3 ↔ 5): more nodes, the least loaded linked ones without a replica of
+    /// it; fewer, followers leave (unreachable ones first), never the leader.
+    /// `None` when its replicas do not change (or it is not replicated: the
+    /// meta group refuses a change from or to 1).
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn resize_placement(
+        &self,
+        tenant: &TenantId,
+        config: &StationConfig,
+    ) -> Result<Option<(Vec<String>, BTreeMap<String, u64>)>, EngineError> {
+        let def = self
+            .replica_ops
+            .defs
+            .read()
+            .values()
+            .find(|(t, d)| t == tenant && d.config.name == config.name)
+            .map(|(_, d)| d.clone());
+        let Some(def) = def.filter(|d| d.config.replicas != config.replicas) else {
+            return Ok(None);
+        };
+        if config.replicas <= 1 {
+            return Ok(None);
+        }
+        check_replicated(config)?;
+        let want = config.replicas as usize;
+        let mut replicas = def.replicas.clone();
+        let mut members = def.members.clone();
+        if want > replicas.len() {
+            let need = want - replicas.len();
+            let spares = self.candidates(&replicas);
+            if spares.len() < need {
+                return Err(EngineError::InsufficientResources(format!(
+                    "replicas: {want} needs {need} more reachable nodes without a replica of station '{}'; {} found",
+                    config.name,
+                    spares.len()
+                )));
+            }
+            for (n, id) in spares.into_iter().take(need) {
+                replicas.push(n.clone());
+                members.insert(n, id);
+            }
+        } else {
+            let leader = self
+                .stations
+                .get(tenant, &config.name)
+                .ok()
+                .and_then(|s| s.replica.get().and_then(|g| g.leader()));
+            let cluster = self.cluster().cloned();
+            while replicas.len() > want {
+                let followers: Vec<usize> = (0..replicas.len())
+                    .filter(|i| leader.as_deref() != Some(replicas[*i].as_str()))
+                    .collect();
+                let down = followers.iter().copied().find(|i| {
+                    cluster
+                        .as_ref()
+                        .is_some_and(|c| c.node() != replicas[*i] && !c.linked(&replicas[*i]))
+                });
+                let Some(out) = down.or_else(|| followers.last().copied()) else {
+                    break;
+                };
+                let gone = replicas.remove(out);
+                members.remove(&gone);
+            }
+        }
+        Ok(Some((replicas, members)))
+    }
+
     /// Chooses the nodes for a new station of `replicas` copies: this node, then
     /// the linked meta members holding the fewest replicated stations (then by
     /// name). Answers (names, name → meta id).
