@@ -320,17 +320,24 @@ where
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), SErr> {
-        write(
-            &self.store,
-            vec![
-                put_json(key(self.group, T_PURGED, 0), &log_id)?,
-                RaftOp::RemoveRange(
-                    key(self.group, T_LOG, 0),
-                    key(self.group, T_LOG, log_id.index.saturating_add(1)),
-                ),
-            ],
-        )
-        .await
+        // The entries after the previous purge, one key each: a range removal
+        // from 0 would walk every earlier purge's tombstones again, in the
+        // writer, holding up every other write meanwhile.
+        let before: Option<LogId<u64>> = get_json(&self.store, &key(self.group, T_PURGED, 0))?;
+        let mut ops = vec![put_json(key(self.group, T_PURGED, 0), &log_id)?];
+        match before {
+            Some(b) if b.index < log_id.index => {
+                for i in b.index.saturating_add(1)..=log_id.index {
+                    ops.push(RaftOp::Remove(key(self.group, T_LOG, i)));
+                }
+            }
+            Some(_) => {}
+            None => ops.push(RaftOp::RemoveRange(
+                key(self.group, T_LOG, 0),
+                key(self.group, T_LOG, log_id.index.saturating_add(1)),
+            )),
+        }
+        write(&self.store, ops).await
     }
 }
 

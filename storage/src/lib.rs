@@ -202,6 +202,9 @@ pub enum RaftOp {
     Put(Vec<u8>, Vec<u8>),
     /// Remove every key in `from..to`.
     RemoveRange(Vec<u8>, Vec<u8>),
+    /// Remove one key (no scan: a log purge names the entries it removes
+    /// rather than walking a range over earlier purges' tombstones).
+    Remove(Vec<u8>),
 }
 
 struct Job {
@@ -858,6 +861,9 @@ fn writer_loop(
                     LogOp::Delete(seq) => changes.delete(&log, job.station, seq),
                     LogOp::Raft(RaftOp::Put(k, v)) => {
                         raft_ops.insert(k, Some(v));
+                    }
+                    LogOp::Raft(RaftOp::Remove(k)) => {
+                        raft_ops.insert(k, None);
                     }
                     LogOp::Raft(RaftOp::RemoveRange(from, to)) => {
                         // What the keyspace has in the range, and what this
