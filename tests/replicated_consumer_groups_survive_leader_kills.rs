@@ -42,24 +42,11 @@ async fn js_all(c: &Cluster) -> jetstream::Context {
 
 /// The sequences in node `i`'s own copy.
 async fn copy(c: &Cluster, i: usize, name: &str) -> Vec<u64> {
-    let mut out = Vec::new();
-    let mut from = 1;
-    loop {
-        let page = get_json(
-            c.nodes[i].http,
-            &format!("/v1/stations/{name}/replica?from_seq={from}&limit=1000"),
-        )
-        .await;
-        let msgs = page["messages"].as_array().cloned().unwrap_or_default();
-        if msgs.is_empty() {
-            return out;
-        }
-        for m in msgs {
-            let seq = m["seq"].as_u64().unwrap();
-            out.push(seq);
-            from = seq + 1;
-        }
-    }
+    cluster::replica_messages(c.nodes[i].http, name)
+        .await
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect()
 }
 
 async fn leader(c: &Cluster, i: usize, name: &str) -> Option<String> {

@@ -27,28 +27,17 @@ use std::time::Duration;
 
 /// (seq, msg id, payload base64) of node `i`'s own copy.
 async fn copy(c: &Cluster, i: usize) -> Vec<(u64, String, String)> {
-    let mut out = Vec::new();
-    let mut from = 1;
-    loop {
-        let page = get_json(
-            c.nodes[i].http,
-            &format!("/v1/stations/snap/replica?from_seq={from}&limit=1000"),
-        )
-        .await;
-        let msgs = page["messages"].as_array().cloned().unwrap_or_default();
-        if msgs.is_empty() {
-            return out;
-        }
-        for m in msgs {
-            let seq = m["seq"].as_u64().unwrap();
-            out.push((
-                seq,
+    cluster::replica_messages(c.nodes[i].http, "snap")
+        .await
+        .iter()
+        .map(|m| {
+            (
+                m["seq"].as_u64().unwrap(),
                 m["msg_id"].as_str().unwrap_or("").to_string(),
                 m["payload_base64"].as_str().unwrap().to_string(),
-            ));
-            from = seq + 1;
-        }
-    }
+            )
+        })
+        .collect()
 }
 
 async fn replica_page(c: &Cluster, i: usize) -> Value {

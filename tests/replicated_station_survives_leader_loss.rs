@@ -45,30 +45,19 @@ async fn js(c: &Cluster, i: usize) -> jetstream::Context {
 
 /// Every message of node `i`'s own copy: seq → (msg id, payload base64).
 async fn replica(c: &Cluster, i: usize, name: &str) -> BTreeMap<u64, (String, String)> {
-    let mut out = BTreeMap::new();
-    let mut from = 1;
-    loop {
-        let page = get_json(
-            c.nodes[i].http,
-            &format!("/v1/stations/{name}/replica?from_seq={from}&limit=1000"),
-        )
-        .await;
-        let msgs = page["messages"].as_array().cloned().unwrap_or_default();
-        if msgs.is_empty() {
-            return out;
-        }
-        for m in msgs {
-            let seq = m["seq"].as_u64().unwrap();
-            out.insert(
-                seq,
+    cluster::replica_messages(c.nodes[i].http, name)
+        .await
+        .iter()
+        .map(|m| {
+            (
+                m["seq"].as_u64().unwrap(),
                 (
                     m["msg_id"].as_str().unwrap_or("").to_string(),
                     m["payload_base64"].as_str().unwrap().to_string(),
                 ),
-            );
-            from = seq + 1;
-        }
-    }
+            )
+        })
+        .collect()
 }
 
 async fn leader(c: &Cluster, i: usize, name: &str) -> Option<String> {

@@ -787,34 +787,36 @@ impl Group {
         true
     }
 
-    /// Writes the position to storage if it changed; answers what it wrote (a
-    /// replicated station's leader sends it to the other replicas).
+    /// The position as it is saved.
+    fn saved(run: &Run) -> Saved {
+        let mut unacked: Vec<(u64, u32)> = run
+            .pending
+            .iter()
+            .map(|(s, p)| (*s, p.deliveries))
+            .chain(run.redeliver.iter().map(|(s, r)| (*s, r.deliveries)))
+            .collect();
+        unacked.sort_unstable();
+        Saved {
+            cursor: run.cursor,
+            initial: run.initial.iter().copied().collect(),
+            acked_ahead: run.acked_ahead.iter().copied().collect(),
+            consumer_seq: run.consumer_seq,
+            delivered_stream_seq: run.delivered_stream_seq,
+            ack_floor_stream: run.ack_floor_stream,
+            ack_floor_consumer: run.ack_floor_consumer,
+            unacked,
+        }
+    }
+
     /// The position as [`Group::save`] writes it, without writing it (a
     /// replicated station's snapshot).
     pub fn position_json(&self) -> Result<Vec<u8>, EngineError> {
-        let saved = {
-            let run = self.run.lock();
-            let mut unacked: Vec<(u64, u32)> = run
-                .pending
-                .iter()
-                .map(|(s, p)| (*s, p.deliveries))
-                .chain(run.redeliver.iter().map(|(s, r)| (*s, r.deliveries)))
-                .collect();
-            unacked.sort_unstable();
-            Saved {
-                cursor: run.cursor,
-                initial: run.initial.iter().copied().collect(),
-                acked_ahead: run.acked_ahead.iter().copied().collect(),
-                consumer_seq: run.consumer_seq,
-                delivered_stream_seq: run.delivered_stream_seq,
-                ack_floor_stream: run.ack_floor_stream,
-                ack_floor_consumer: run.ack_floor_consumer,
-                unacked,
-            }
-        };
+        let saved = Self::saved(&self.run.lock());
         serde_json::to_vec(&saved).map_err(|e| EngineError::Storage(e.to_string()))
     }
 
+    /// Writes the position to storage if it changed; answers what it wrote (a
+    /// replicated station's leader sends it to the other replicas).
     pub fn save(&self, force: bool) -> Result<Option<Vec<u8>>, EngineError> {
         let saved = {
             let mut run = self.run.lock();
@@ -822,23 +824,7 @@ impl Group {
                 return Ok(None);
             }
             run.dirty = false;
-            let mut unacked: Vec<(u64, u32)> = run
-                .pending
-                .iter()
-                .map(|(s, p)| (*s, p.deliveries))
-                .chain(run.redeliver.iter().map(|(s, r)| (*s, r.deliveries)))
-                .collect();
-            unacked.sort_unstable();
-            Saved {
-                cursor: run.cursor,
-                initial: run.initial.iter().copied().collect(),
-                acked_ahead: run.acked_ahead.iter().copied().collect(),
-                consumer_seq: run.consumer_seq,
-                delivered_stream_seq: run.delivered_stream_seq,
-                ack_floor_stream: run.ack_floor_stream,
-                ack_floor_consumer: run.ack_floor_consumer,
-                unacked,
-            }
+            Self::saved(&run)
         };
         let json = serde_json::to_vec(&saved).map_err(|e| EngineError::Storage(e.to_string()))?;
         self.store
@@ -948,5 +934,44 @@ mod tests {
         assert!(set.remove(&12).is_some());
         assert_eq!(set.lowest_consumer_seq(), None);
         assert_eq!(set.len(), 0);
+    }
+
+    #[test]
+    fn an_ack_for_a_message_not_pending_here_counts_and_is_kept_in_the_position() {
+        let mut run = Run {
+            cursor: 10,
+            ..Run::default()
+        };
+        run.redeliver.insert(
+            5,
+            Redelivery {
+                not_before: Instant::now(),
+                deliveries: 1,
+            },
+        );
+        run.initial.push_back(7);
+        // Waiting for its redelivery (ack wait over, or a position taken from
+        // another replica): the ack counts, as in nats-server.
+        assert!(Group::ack_unheld(&mut run, 5, false));
+        assert!(!run.redeliver.contains_key(&5));
+        assert!(Group::ack_unheld(&mut run, 7, false));
+        assert!(run.initial.is_empty());
+        // Past the cursor: delivered by an earlier leader of a replicated
+        // station; never on a station held by one node.
+        assert!(!Group::ack_unheld(&mut run, 12, false));
+        assert!(Group::ack_unheld(&mut run, 12, true));
+        assert!(run.acked_ahead.contains(&12));
+        // Below the cursor and held nowhere: acked already.
+        assert!(!Group::ack_unheld(&mut run, 3, true));
+        // The saved position carries it to the next leader.
+        let saved = Group::saved(&run);
+        assert_eq!(saved.acked_ahead, vec![12]);
+        let mut next = Run::default();
+        next.restore(saved);
+        assert!(next.acked_ahead.contains(&12));
+        // Once the cursor passes it, it is forgotten.
+        run.cursor = 13;
+        Group::advance_floor(&mut run);
+        assert!(run.acked_ahead.is_empty());
     }
 }

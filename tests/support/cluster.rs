@@ -79,6 +79,27 @@ pub async fn get_json(port: u16, path: &str) -> Value {
         .unwrap()
 }
 
+/// Every message of the node at `port`'s own copy of replicated station
+/// `station` (`GET /v1/stations/{station}/replica`, page by page), as JSON.
+#[allow(dead_code)] // each test binary uses part of this file
+pub async fn replica_messages(port: u16, station: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut from = 1;
+    loop {
+        let page = get_json(
+            port,
+            &format!("/v1/stations/{station}/replica?from_seq={from}&limit=1000"),
+        )
+        .await;
+        let msgs = page["messages"].as_array().cloned().unwrap_or_default();
+        let Some(last) = msgs.last().and_then(|m| m["seq"].as_u64()) else {
+            return out;
+        };
+        from = last + 1;
+        out.extend(msgs);
+    }
+}
+
 /// Polls `check` until it holds (a hang guard, not a timing claim).
 pub async fn until<F, Fut>(what: &str, mut check: F)
 where
