@@ -60,7 +60,7 @@ pub(crate) struct DeadLetter<'a> {
 
 impl DeadLetter<'_> {
     /// The copy stored in the dead-letter station.
-    fn copy(&self) -> Result<Message, EngineError> {
+    pub(crate) fn copy(&self) -> Result<Message, EngineError> {
         let mut h = self.headers.cloned().unwrap_or_default();
         h.set_status(None, None);
         // Headers that steer how a station stores a message: a copy must not carry
@@ -249,6 +249,22 @@ impl StationEngine {
     /// Advisories and dead letters for messages groups gave up on.
     pub(crate) fn handle_gave_up(&self, gave_up: Vec<GaveUp>) {
         for g in gave_up {
+            // A replicated station gives up on its leader only (a follower's
+            // copy of a group follows the leader's positions); its dead letter
+            // goes through the station's log to every replica's dead-letter
+            // station.
+            let replica = self
+                .stations
+                .get(&g.tenant, &g.station)
+                .ok()
+                .filter(|s| s.replicated)
+                .map(|s| s.replica.get().cloned());
+            if let Some(replica) = &replica
+                && !replica.as_ref().is_some_and(|r| r.is_leader())
+            {
+                tracing::debug!(station = %g.station, seq = g.seq, "gave up on a follower's copy: left to the leader");
+                continue;
+            }
             let why = match g.reason {
                 DeadLetterReason::MaxDeliveries => {
                     format!("reached max deliveries ({})", g.deliveries)
@@ -282,7 +298,34 @@ impl StationEngine {
             if let Some((subject, json)) = advisory(&g) {
                 self.publish_as_system(&g.tenant, &Message::new(subject, Bytes::from(json)));
             }
-            if let Some(m) = &g.message {
+            if let (Some(m), Some(Some(r))) = (&g.message, &replica) {
+                let dl = DeadLetter {
+                    reason: g.reason,
+                    station: &g.station,
+                    subject: &m.subject,
+                    headers: m.headers.as_ref(),
+                    payload: m.payload.clone(),
+                    seq: Some(m.seq),
+                    time: m.time,
+                    group: Some(&g.group),
+                    deliveries: Some(g.deliveries),
+                    term_reason: g.term_reason.as_deref(),
+                    validation_error: None,
+                    lineage: m.lineage.clone(),
+                };
+                match dl.copy() {
+                    Ok(copy) => super::replicated::spawn_logged(
+                        &g.station,
+                        "dead letter",
+                        super::replicated::propose_dead_letter(
+                            r, &g.tenant, &g.station, &copy, &m.lineage,
+                        ),
+                    ),
+                    Err(e) => {
+                        tracing::error!(station = %g.station, error = %e, "dead letter not stored")
+                    }
+                }
+            } else if let Some(m) = &g.message {
                 store_dead_letter(
                     &self.stations,
                     &g.tenant,
@@ -548,10 +591,30 @@ impl ResendJob {
             }
             _ => self.republish(&letter.payload, &headers, &letter.lineage)?,
         };
-        if let Err(e) = self.dls.delete_message(seq) {
+        if let Err(e) = self.remove_letter(seq) {
             tracing::warn!(seq, error = %e, "resent dead letter not removed");
         }
         Ok(outcome)
+    }
+
+    /// Removes a re-sent dead letter: through the station's log when the
+    /// station is replicated (every replica keeps the same dead letters).
+    fn remove_letter(&self, seq: u64) -> Result<(), EngineError> {
+        let Some(group) = self
+            .station
+            .replica
+            .get()
+            .filter(|_| self.station.replicated)
+        else {
+            return self.dls.delete_message(seq);
+        };
+        let runtime = self.runtime.as_ref().ok_or(EngineError::ShuttingDown)?;
+        let op = super::replicated::AdminOp::DeadLetterDelete { seq };
+        runtime.block_on(super::replicated::propose_admin_wait(
+            group,
+            self.station.name(),
+            op,
+        ))
     }
 
     /// Hands the original back to `group`; `None` when the original is gone.

@@ -1365,6 +1365,19 @@ impl StationEngine {
         purge: Purge,
     ) -> Result<u64, EngineError> {
         refuse_internal(name, true)?;
+        // A replicated station's dead letters: purged on every replica.
+        if let Some(parent) = name.strip_prefix(junction_api::DLS_PREFIX)
+            && let Ok(s) = self.stations.get(tenant, parent)
+            && s.replicated
+            && let Some(g) = s.replica.get()
+        {
+            let op = replicated::AdminOp::DeadLetterPurge {
+                filter: purge.filter,
+                seq: purge.seq,
+                keep: purge.keep,
+            };
+            return self.propose_admin(&s, g, op);
+        }
         if let Ok(s) = self.stations.get(tenant, name)
             && let Some(g) = s.replica.get()
         {

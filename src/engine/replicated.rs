@@ -47,6 +47,8 @@ pub const MAX_REPLICAS: u32 = 5;
 
 const OP_PUBLISH: u8 = 1;
 const OP_ADMIN: u8 = 2;
+/// A dead letter of the station, for every replica's dead-letter station.
+const OP_DEAD_LETTER: u8 = 3;
 
 /// An entry of a station's log other than a publish.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -76,6 +78,16 @@ pub(crate) enum AdminOp {
         group: String,
         position: String,
     },
+    /// A re-sent dead letter removed from every replica's dead-letter station.
+    DeadLetterDelete {
+        seq: u64,
+    },
+    /// Every replica's dead-letter station purged.
+    DeadLetterPurge {
+        filter: Option<String>,
+        seq: Option<u64>,
+        keep: Option<u64>,
+    },
     /// Messages consumed under work-queue or interest retention (acked by the
     /// group that held them, or given up on), removed by every replica once
     /// this is committed: the leader decides, no replica on its own.
@@ -97,6 +109,48 @@ pub(crate) fn propose_consumed(
     Box::pin(async move {
         let b = wait.await.map_err(|e| propose_error(&station, e))?;
         read_answer(&b)
+    })
+}
+
+/// Proposes an admin entry and returns the wait for its commit (its answer
+/// dropped).
+pub(crate) fn propose_admin_wait(
+    replica: &ReplicaGroup,
+    station: &str,
+    op: AdminOp,
+) -> BoxFuture<'static, Result<(), EngineError>> {
+    let wait = replica.propose(admin_op(&op));
+    let station = station.to_string();
+    Box::pin(async move {
+        let b = wait.await.map_err(|e| propose_error(&station, e))?;
+        read_answer::<serde_json::Value>(&b).map(|_| ())
+    })
+}
+
+/// Proposes a dead letter of a replicated station (its copy as stored in the
+/// dead-letter station): every replica stores it in its own.
+pub(crate) fn propose_dead_letter(
+    replica: &ReplicaGroup,
+    tenant: &TenantId,
+    station: &str,
+    copy: &Message,
+    lineage: &Bytes,
+) -> BoxFuture<'static, Result<(), EngineError>> {
+    let body = encode_store(
+        tenant,
+        &junction_api::dead_letter_station(station),
+        copy,
+        &PublishOptions::NONE,
+        lineage,
+    );
+    let mut b = BytesMut::with_capacity(1 + body.len());
+    b.put_u8(OP_DEAD_LETTER);
+    b.put_slice(&body);
+    let wait = replica.propose(b.freeze());
+    let station = station.to_string();
+    Box::pin(async move {
+        let b = wait.await.map_err(|e| propose_error(&station, e))?;
+        read_answer::<serde_json::Value>(&b).map(|_| ())
     })
 }
 
@@ -1076,6 +1130,16 @@ impl StationEngine {
                 answer(station.purge(&Purge { filter, seq, keep }))
             }
             AdminOp::DeleteMessage { seq } => answer(station.delete_message(seq)),
+            AdminOp::DeadLetterDelete { seq } => answer(self.local_dead_letters(station).and_then(
+                |dls| match dls.delete_message(seq) {
+                    Err(EngineError::MessageNotFound) => Ok(()),
+                    other => other,
+                },
+            )),
+            AdminOp::DeadLetterPurge { filter, seq, keep } => answer(
+                self.local_dead_letters(station)
+                    .and_then(|dls| dls.purge(&Purge { filter, seq, keep })),
+            ),
             AdminOp::Consumed { seqs } => {
                 for seq in seqs {
                     station.remove_consumed(seq);
@@ -1153,6 +1217,15 @@ impl ReplicaHost for StationEngine {
                 );
                 Box::pin(async move { answer(rx.await.unwrap_or(Err(EngineError::ShuttingDown))) })
             }
+            OP_DEAD_LETTER => {
+                let out = match decode_store(body) {
+                    Ok(call) => answer(self.local_dead_letters(&station).map(|dls| {
+                        dls.append(&call.message, &call.options, call.lineage, None);
+                    })),
+                    Err(e) => answer::<()>(Err(EngineError::BadRequest(e))),
+                };
+                Box::pin(async move { out })
+            }
             OP_ADMIN => {
                 let out = match serde_json::from_slice::<AdminOp>(&body) {
                     Ok(op) => self.apply_admin(&station, op),
@@ -1206,6 +1279,18 @@ fn read_u32(input: &mut dyn std::io::Read) -> Result<u32, String> {
 }
 
 impl StationEngine {
+    /// This node's dead-letter station of replicated station `station`
+    /// (made from its policy when missing).
+    fn local_dead_letters(&self, station: &Station) -> Result<Arc<Station>, EngineError> {
+        let name = junction_api::dead_letter_station(station.name());
+        match self.stations.get(&station.tenant, &name) {
+            Err(EngineError::StationNotFound) => self
+                .stations
+                .ensure_dead_letter(&station.tenant, &station.config()),
+            other => other,
+        }
+    }
+
     fn replicated_station(&self, group: u64) -> Result<Arc<Station>, String> {
         self.replicated
             .read()
