@@ -5,7 +5,7 @@
 //! publishing (each unacknowledged message sent again with its id until
 //! acknowledged). Every message ends up stored exactly once, in the order
 //! published, on both surviving replicas. The same with nats-py (the pinned
-//! virtualenv `scripts/test` makes, `JUNCTION_TEST_PYTHON`).
+//! virtualenv `scripts/test` makes, `NATS_PY_PYTHON`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "support/process.rs"]
@@ -126,11 +126,11 @@ async def main():
 asyncio.run(main())
 "#;
 
-/// A python with nats-py: `JUNCTION_TEST_PYTHON`, else the one `scripts/test`
+/// A python with nats-py: `NATS_PY_PYTHON`, else the one `scripts/test`
 /// makes; None (the test says why it is skipped) outside CI without one.
 fn python_with_nats() -> Option<String> {
     let candidates = [
-        std::env::var("JUNCTION_TEST_PYTHON").ok(),
+        std::env::var("NATS_PY_PYTHON").ok(),
         Some(
             concat!(
                 env!("CARGO_MANIFEST_DIR"),
@@ -151,7 +151,7 @@ fn python_with_nats() -> Option<String> {
     }
     assert!(
         std::env::var("CI").is_err(),
-        "nats-py is required under CI: scripts/test sets JUNCTION_TEST_PYTHON"
+        "nats-py is required under CI: scripts/test sets NATS_PY_PYTHON"
     );
     eprintln!("skipped: no python with nats-py (run ./scripts/doc-examples --setup-only)");
     None
