@@ -634,7 +634,10 @@ impl StationRegistry {
                 "station '{station_name}': this node no longer leads it; the ack was not applied"
             )));
         }
-        let outcome = group.ack(seq, &kind, station.replicated);
+        // On a replicated station an ack may name a message an earlier leader
+        // delivered; never one past the last sequence (a made-up ack token).
+        let ahead_ok = station.replicated && seq <= station.last_seq();
+        let outcome = group.ack(seq, &kind, ahead_ok);
         let gave_up = outcome.terminated.map(|t: Terminated| {
             tracing::info!(
                 station = station_name,
