@@ -5,6 +5,8 @@
 // - "Step down leader" hands the lead to another replica;
 // - "Move" (peer-remove) is refused with no spare node, as the broker said it
 //   (503 insufficient_resources): the station never drops below 3 replicas;
+// - the form offers 3 or 5 replicas for it (not 1), and 5 on three nodes is
+//   refused the same way;
 // - a node stopped makes the station under-replicated on its page, in the
 //   stations list and on the Cluster page.
 import assert from 'node:assert/strict';
@@ -99,6 +101,21 @@ describe('a replicated station in the console', () => {
     assert.match(await refused.innerText(), /insufficient_resources/);
     const still = await (await fetch(`${one.url}/v1/stations/orders`)).json();
     assert.equal(still.cluster.replicas.length, 3);
+
+    // The form changes a replicated station between 3 and 5 only; 5 on three
+    // nodes is refused as the broker says it, and nothing changes.
+    await page.getByRole('button', { name: 'Edit' }).click();
+    const edit = page.getByTestId('station-form');
+    const replicas = edit.getByLabel('Replicas');
+    assert.equal(await replicas.isDisabled(), false);
+    assert.equal(await replicas.locator('option[value="1"]').count(), 0);
+    await replicas.selectOption('5');
+    await edit.getByRole('button', { name: 'Save changes' }).click();
+    const tooMany = edit.getByTestId('server-error');
+    await tooMany.waitFor();
+    assert.match(await tooMany.innerText(), /insufficient_resources/);
+    await edit.getByRole('button', { name: 'Cancel' }).click();
+    assert.equal((await (await fetch(`${one.url}/v1/stations/orders`)).json()).replicas, 3);
 
     // A node stops: under-replicated on the station's page, in the list and on
     // the Cluster page.

@@ -289,16 +289,16 @@ export function StationForm({ station, onSaved, onCancel }: Props) {
             <select
               id="sf-replicas"
               value={f.replicas}
-              disabled={editing}
+              disabled={editing && (station?.replicas ?? 1) <= 1}
               aria-describedby="sf-replicas-help"
               onChange={(e) => set('replicas', e.currentTarget.value)}
             >
-              <option value="1">1 (this node)</option>
+              {!(editing && (station?.replicas ?? 1) > 1) && <option value="1">1 (this node)</option>}
               <option value="3">3 (a cluster of 3 or more)</option>
               <option value="5">5 (a cluster of 5 or more)</option>
             </select>
             <small id="sf-replicas-help" class="muted">
-              Acknowledged once fsynced on a quorum; set at creation.
+              Acknowledged once fsynced on a quorum. A replicated station changes between 3 and 5; not from or to 1.
             </small>
           </label>
           {field('duplicate_window_s', 'Duplicate window (s)', { inputMode: 'decimal' })}
