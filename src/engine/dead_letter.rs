@@ -298,52 +298,36 @@ impl StationEngine {
             if let Some((subject, json)) = advisory(&g) {
                 self.publish_as_system(&g.tenant, &Message::new(subject, Bytes::from(json)));
             }
-            if let (Some(m), Some(Some(r))) = (&g.message, &replica) {
-                let dl = DeadLetter {
-                    reason: g.reason,
-                    station: &g.station,
-                    subject: &m.subject,
-                    headers: m.headers.as_ref(),
-                    payload: m.payload.clone(),
-                    seq: Some(m.seq),
-                    time: m.time,
-                    group: Some(&g.group),
-                    deliveries: Some(g.deliveries),
-                    term_reason: g.term_reason.as_deref(),
-                    validation_error: None,
-                    lineage: m.lineage.clone(),
-                };
-                match dl.copy() {
-                    Ok(copy) => super::replicated::spawn_logged(
-                        &g.station,
-                        "dead letter",
-                        super::replicated::propose_dead_letter(
-                            r, &g.tenant, &g.station, &copy, &m.lineage,
-                        ),
+            let Some(m) = &g.message else { continue };
+            let dl = DeadLetter {
+                reason: g.reason,
+                station: &g.station,
+                subject: &m.subject,
+                headers: m.headers.as_ref(),
+                payload: m.payload.clone(),
+                seq: Some(m.seq),
+                time: m.time,
+                group: Some(&g.group),
+                deliveries: Some(g.deliveries),
+                term_reason: g.term_reason.as_deref(),
+                validation_error: None,
+                lineage: m.lineage.clone(),
+            };
+            let Some(Some(r)) = &replica else {
+                store_dead_letter(&self.stations, &g.tenant, &dl);
+                continue;
+            };
+            match dl.copy() {
+                Ok(copy) => super::replicated::spawn_logged(
+                    &g.station,
+                    "dead letter",
+                    super::replicated::propose_dead_letter(
+                        r, &g.tenant, &g.station, &copy, &m.lineage,
                     ),
-                    Err(e) => {
-                        tracing::error!(station = %g.station, error = %e, "dead letter not stored")
-                    }
+                ),
+                Err(e) => {
+                    tracing::error!(station = %g.station, error = %e, "dead letter not stored")
                 }
-            } else if let Some(m) = &g.message {
-                store_dead_letter(
-                    &self.stations,
-                    &g.tenant,
-                    &DeadLetter {
-                        reason: g.reason,
-                        station: &g.station,
-                        subject: &m.subject,
-                        headers: m.headers.as_ref(),
-                        payload: m.payload.clone(),
-                        seq: Some(m.seq),
-                        time: m.time,
-                        group: Some(&g.group),
-                        deliveries: Some(g.deliveries),
-                        term_reason: g.term_reason.as_deref(),
-                        validation_error: None,
-                        lineage: m.lineage.clone(),
-                    },
-                );
             }
         }
     }
