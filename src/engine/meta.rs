@@ -295,12 +295,7 @@ pub(crate) fn plan(defs: &Defs, call: &MetaCall) -> Result<(Vec<Change>, Value),
             let v = defs.get(&k).ok_or(E_STATION_NOT_FOUND)?;
             let mut def: StationDef =
                 serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
-            if def.config.storage != config.storage {
-                return Err(E_STORAGE_CHANGE.into());
-            }
-            if def.config.retention != config.retention {
-                return Err(E_RETENTION_CHANGE.into());
-            }
+            check_kept(&def.config, config)?;
             if def.config.replicas != config.replicas {
                 return Err(E_REPLICAS_CHANGE.into());
             }
@@ -319,32 +314,13 @@ pub(crate) fn plan(defs: &Defs, call: &MetaCall) -> Result<(Vec<Change>, Value),
             let v = defs.get(&k).ok_or(E_STATION_NOT_FOUND)?;
             let mut def: StationDef =
                 serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
-            if def.config.storage != config.storage {
-                return Err(E_STORAGE_CHANGE.into());
-            }
-            if def.config.retention != config.retention {
-                return Err(E_RETENTION_CHANGE.into());
-            }
-            let distinct: BTreeSet<&String> = replicas.iter().collect();
-            if def.group == 0
-                || config.replicas <= 1
-                || replicas.len() != config.replicas as usize
-                || distinct.len() != replicas.len()
-                || replicas.iter().any(|r| !members.contains_key(r))
-            {
+            check_kept(&def.config, config)?;
+            if config.replicas <= 1 || !placement_fits(&def, config.replicas, replicas, members) {
                 return Err(E_REPLICAS_CHANGE.into());
             }
             check_station_overlap(defs, tenant, config)?;
-            if def.founders.is_empty() {
-                def.founders = def.replicas.clone();
-            }
             def.config = config.clone();
-            def.moved = true;
-            def.replicas = replicas.clone();
-            def.members = replicas
-                .iter()
-                .filter_map(|r| members.get(r).map(|id| (r.clone(), *id)))
-                .collect();
+            place(&mut def, replicas, members);
             let v = serde_json::to_value(&def).map_err(|e| e.to_string())?;
             Ok((vec![(k, Some(v.clone()))], v))
         }
@@ -358,27 +334,15 @@ pub(crate) fn plan(defs: &Defs, call: &MetaCall) -> Result<(Vec<Change>, Value),
             let v = defs.get(&k).ok_or(E_STATION_NOT_FOUND)?;
             let mut def: StationDef =
                 serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
-            let distinct: BTreeSet<&String> = replicas.iter().collect();
-            if def.group == 0
-                || replicas.len() != def.config.replicas as usize
-                || distinct.len() != replicas.len()
-                || replicas.iter().any(|r| !members.contains_key(r))
-            {
+            if !placement_fits(&def, def.config.replicas, replicas, members) {
+                let distinct: BTreeSet<&String> = replicas.iter().collect();
                 return Err(format!(
                     "replicas: {} nodes named for a station of {} replicas",
                     distinct.len(),
                     def.config.replicas
                 ));
             }
-            if def.founders.is_empty() {
-                def.founders = def.replicas.clone();
-            }
-            def.moved = true;
-            def.replicas = replicas.clone();
-            def.members = replicas
-                .iter()
-                .filter_map(|r| members.get(r).map(|id| (r.clone(), *id)))
-                .collect();
+            place(&mut def, replicas, members);
             let v = serde_json::to_value(&def).map_err(|e| e.to_string())?;
             Ok((vec![(k, Some(v.clone()))], v))
         }
@@ -390,6 +354,46 @@ pub(crate) fn plan(defs: &Defs, call: &MetaCall) -> Result<(Vec<Change>, Value),
             Ok((vec![(k, None)], Value::Null))
         }
     }
+}
+
+/// A station's storage and retention never change.
+fn check_kept(old: &StationConfig, new: &StationConfig) -> Result<(), String> {
+    if old.storage != new.storage {
+        return Err(E_STORAGE_CHANGE.into());
+    }
+    if old.retention != new.retention {
+        return Err(E_RETENTION_CHANGE.into());
+    }
+    Ok(())
+}
+
+/// Whether `replicas` (with their ids in `members`) can place a replicated
+/// station of `want` copies: that many distinct nodes, each with an id.
+fn placement_fits(
+    def: &StationDef,
+    want: u32,
+    replicas: &[String],
+    members: &BTreeMap<String, u64>,
+) -> bool {
+    let distinct: BTreeSet<&String> = replicas.iter().collect();
+    def.group != 0
+        && replicas.len() == want as usize
+        && distinct.len() == replicas.len()
+        && replicas.iter().all(|r| members.contains_key(r))
+}
+
+/// Places a replicated station on `replicas`: a move, so its group is never
+/// initialized again (only joined).
+fn place(def: &mut StationDef, replicas: &[String], members: &BTreeMap<String, u64>) {
+    if def.founders.is_empty() {
+        def.founders = def.replicas.clone();
+    }
+    def.moved = true;
+    def.replicas = replicas.to_vec();
+    def.members = replicas
+        .iter()
+        .filter_map(|r| members.get(r).map(|id| (r.clone(), *id)))
+        .collect();
 }
 
 const E_STORAGE_CHANGE: &str = "storage change";
