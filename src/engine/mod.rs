@@ -26,6 +26,7 @@ mod ingress;
 mod lineage;
 mod meta;
 mod placement;
+mod remote_group;
 mod replicated;
 mod routing;
 mod schemas;
@@ -125,6 +126,8 @@ pub struct StationEngine {
     replicated: RwLock<std::collections::HashMap<u64, Arc<station::Station>>>,
     /// Replicated stations' placements and their upkeep (`replicated.rs`).
     replica_ops: replicated::ReplicaOps,
+    /// Pull requests and acks for groups another node serves (`remote_group.rs`).
+    remote_groups: remote_group::RemoteGroups,
 }
 
 impl StationEngine {
@@ -197,6 +200,7 @@ impl StationEngine {
             placed: placement::RemoteStations::default(),
             replicated: RwLock::new(std::collections::HashMap::new()),
             replica_ops: replicated::ReplicaOps::default(),
+            remote_groups: remote_group::RemoteGroups::default(),
         });
         // The lineage index comes back from what storage kept, off the start-up
         // path: the broker serves while it fills.
@@ -543,16 +547,10 @@ impl Broker for StationEngine {
         request: FetchRequest,
         sink: Arc<dyn FetchSink>,
     ) -> Result<(), EngineError> {
-        let sink: Arc<dyn FetchSink> = Arc::new(lineage::TracedSink::new(
-            sink,
-            self.lineage.clone(),
-            tenant.clone(),
-            station,
-            group,
-        ));
-        self.stations
-            .fetch(tenant, station, group, request, sink)
-            .map_err(|e| self.elsewhere(tenant, station, e))
+        match self.group_node(tenant, station)? {
+            Some(node) => self.fetch_remote(node, tenant, station, group, request, sink),
+            None => self.fetch_local(tenant, station, group, request, sink),
+        }
     }
 
     fn ack(
@@ -563,6 +561,9 @@ impl Broker for StationEngine {
         stream_seq: u64,
         kind: AckKind,
     ) -> Result<(), EngineError> {
+        if let Some(node) = self.group_node(tenant, station)? {
+            return self.ack_remote(&node, tenant, station, group, stream_seq, &kind);
+        }
         let gave_up = self
             .stations
             .ack(tenant, station, group, stream_seq, kind)
@@ -580,6 +581,17 @@ impl Broker for StationEngine {
         kind: AckKind,
         done: junction_api::AckDone,
     ) {
+        match self.group_node(tenant, station) {
+            Err(e) => return done(Err(e)),
+            Ok(Some(node)) => {
+                return self.ack_committed_remote(
+                    node,
+                    (tenant, station, group, stream_seq, &kind),
+                    done,
+                );
+            }
+            Ok(None) => {}
+        }
         match self
             .stations
             .ack_with(tenant, station, group, stream_seq, kind, true)
@@ -599,6 +611,10 @@ impl Broker for StationEngine {
     }
 
     fn run_group_timers(&self, tenant: &TenantId, station: &str, group: &str) {
+        // A group another node serves runs its timers there.
+        if !matches!(self.group_node(tenant, station), Ok(None)) {
+            return;
+        }
         let gave_up = self.stations.tick_one(tenant, station, group);
         self.handle_gave_up(gave_up);
     }
@@ -953,6 +969,27 @@ impl Admin for StationEngine {
             });
         }
         self.blocking(move |e| e.create_group_now(&tenant, &station, config))
+    }
+
+    fn group_info_served(
+        &self,
+        tenant: &TenantId,
+        station: &str,
+        group: &str,
+    ) -> AdminFuture<GroupInfo> {
+        let (tenant, station, group) = (tenant.clone(), station.to_string(), group.to_string());
+        if let Some(node) = Broker::station_node(self, &tenant, &station) {
+            return self.in_cluster(move |e| async move {
+                let call = placement::StationCall::GroupInfo {
+                    tenant: tenant.0.to_string(),
+                    station,
+                    group,
+                };
+                StationEngine::group_from(e.call_station_node(&node, call).await?)
+            });
+        }
+        let answer = Broker::group_info(self, &tenant, &station, &group);
+        Box::pin(async move { answer })
     }
 
     fn delete_group(&self, tenant: &TenantId, station: &str, group: &str) -> AdminFuture<()> {

@@ -15,7 +15,8 @@
 //!   and stream requests, acks) are passed to its node as they are
 //!   ([`Broker::forward_request`](junction_api::Broker::forward_request)), and
 //!   answered from there on their reply subject; HTTP's group and purge calls go
-//!   to it as admin calls. What no call carries yet (HTTP reads and fetches of a
+//!   to it as admin calls; pulls and acks made through the engine go to it over
+//!   the link (`remote_group.rs`). What no call carries (a direct read of a
 //!   station held elsewhere) fails with [`EngineError::StationElsewhere`], which
 //!   names the node.
 //!
@@ -246,6 +247,11 @@ pub(crate) enum StationCall {
         station: String,
         group: String,
     },
+    GroupInfo {
+        tenant: String,
+        station: String,
+        group: String,
+    },
 }
 
 /// A request's body ([`K_REQUEST`]): the message, for the called node's own
@@ -331,7 +337,7 @@ pub(crate) fn decode_store(mut body: Bytes) -> Result<StoreCall, String> {
     })
 }
 
-fn answer_error(node: &str, e: CallError) -> EngineError {
+pub(crate) fn answer_error(node: &str, e: CallError) -> EngineError {
     match e {
         CallError::Remote(text) => serde_json::from_str::<EngineError>(&text)
             .unwrap_or_else(|_| EngineError::Storage(format!("node {node}: {text}"))),
@@ -543,6 +549,16 @@ impl StationEngine {
                 &station,
                 config,
             )?)),
+            StationCall::GroupInfo {
+                tenant,
+                station,
+                group,
+            } => json(serde_json::to_value(junction_api::Broker::group_info(
+                self,
+                &self.tenant_named(&tenant),
+                &station,
+                &group,
+            )?)),
             StationCall::DeleteGroup {
                 tenant,
                 station,
@@ -600,6 +616,9 @@ impl CallHandler for EngineCalls {
         };
         // What must keep the link's order (stores, requests) is done here, before
         // the future; the wait for the answer is the future.
+        if let Some(answer) = engine.remote_group_call(peer, kind, body.clone()) {
+            return answer;
+        }
         match kind {
             K_STORE | super::replicated::K_STORE_LEADER => match engine
                 .store_forwarded_replicated(kind, body.clone())

@@ -259,7 +259,7 @@ fn propose_error(station: &str, e: ProposeError) -> EngineError {
     }
 }
 
-fn no_leader(station: &str) -> EngineError {
+pub(crate) fn no_leader(station: &str) -> EngineError {
     EngineError::ReplicasUnavailable(format!(
         "station '{station}' has no leader now (an election is on, or its replicas lost their quorum)"
     ))

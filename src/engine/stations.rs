@@ -878,6 +878,28 @@ impl StationEngine {
     pub fn tick_groups(&self) {
         let gave_up = self.stations.tick_groups();
         self.handle_gave_up(gave_up);
+        self.check_remote_fetches();
+    }
+
+    /// Queues a pull request on a group this node serves.
+    pub(crate) fn fetch_local(
+        &self,
+        tenant: &TenantId,
+        station: &str,
+        group: &str,
+        request: FetchRequest,
+        sink: Arc<dyn FetchSink>,
+    ) -> Result<(), EngineError> {
+        let sink: Arc<dyn FetchSink> = Arc::new(super::lineage::TracedSink::new(
+            sink,
+            self.lineage.clone(),
+            tenant.clone(),
+            station,
+            group,
+        ));
+        self.stations
+            .fetch(tenant, station, group, request, sink)
+            .map_err(|e| self.elsewhere(tenant, station, e))
     }
 
     pub(crate) fn station_info_of(&self, station: &Station) -> StationInfo {

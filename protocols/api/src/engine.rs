@@ -472,6 +472,16 @@ pub trait Admin: Send + Sync + 'static {
         config: GroupConfig,
     ) -> AdminFuture<GroupInfo>;
 
+    /// A group's configuration and state, asked of the node that serves the group
+    /// when that is another node of the cluster ([`Broker::group_info`] answers
+    /// only for groups this node serves).
+    fn group_info_served(
+        &self,
+        tenant: &TenantId,
+        station: &str,
+        group: &str,
+    ) -> AdminFuture<GroupInfo>;
+
     /// Deletes a group.
     fn delete_group(&self, tenant: &TenantId, station: &str, group: &str) -> AdminFuture<()>;
 

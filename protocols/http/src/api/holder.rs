@@ -5,9 +5,10 @@
 //! view, update, delete) are answered here: its definition is on every node.
 //!
 //! The request goes out with [`FORWARDED`] set, and a request that has it is never
-//! passed on again. WebSocket upgrades are not passed on (the node answers 421
-//! `station_elsewhere`, naming the holder). When the holder does not answer, the
-//! client gets 503 `node_unreachable`; a publish is then not acknowledged.
+//! passed on again. WebSocket upgrades are not passed on: an attachment pulls
+//! from the holder through the engine, over the cluster link. When the holder
+//! does not answer, the client gets 503 `node_unreachable`; a publish is then
+//! not acknowledged.
 
 use super::ApiState;
 use super::auth::Tenant;
@@ -103,8 +104,9 @@ pub async fn to_holder(
             tracing::info!(%station, %node, "the station's node is not linked; request refused");
             unreachable()
         }
-        // It serves no HTTP, or a WebSocket: the handler answers, with 421
-        // `station_elsewhere` where it needs the station.
+        // It serves no HTTP (the handler answers, with 421 `station_elsewhere`
+        // where it needs the station), or a WebSocket (attachments pull
+        // through the engine).
         Some(h) if h.http_url.is_none() || request.headers().contains_key(header::UPGRADE) => {
             next.run(request).await
         }

@@ -166,6 +166,9 @@ impl Admin for Broken {
     fn delete_group(&self, _: &TenantId, _: &str, _: &str) -> AdminFuture<()> {
         refused()
     }
+    fn group_info_served(&self, _: &TenantId, _: &str, _: &str) -> AdminFuture<GroupInfo> {
+        refused()
+    }
     fn create_schema(
         &self,
         _: &TenantId,

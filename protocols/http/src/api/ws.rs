@@ -316,14 +316,17 @@ async fn session(socket: WebSocket, state: Arc<ApiState>, live: LiveClient, tena
                 | ClientFrame::Ack { .. }
                 | ClientFrame::Nak { .. }
                 | ClientFrame::Term { .. }
-                | ClientFrame::InProgress { .. } => handle_group(
-                    &recv_state,
-                    &tenant,
-                    &tx,
-                    &recv_slow,
-                    &mut attachments,
-                    request,
-                ),
+                | ClientFrame::InProgress { .. } => {
+                    handle_group(
+                        &recv_state,
+                        &tenant,
+                        &tx,
+                        &recv_slow,
+                        &mut attachments,
+                        request,
+                    )
+                    .await
+                }
                 request => handle(
                     &recv_state,
                     &client,
@@ -526,7 +529,7 @@ fn handle(
 
 /// Applies a consumer-group request: attach, detach, or the settlement of a
 /// delivery. Returns the immediate reply, if any.
-fn handle_group(
+async fn handle_group(
     state: &Arc<ApiState>,
     tenant: &TenantId,
     tx: &mpsc::Sender<Outbound>,
@@ -550,6 +553,16 @@ fn handle_group(
                 );
                 return Some(error_frame(reference.as_ref(), &e));
             }
+            // Asked of the node that serves the group (in a cluster, maybe
+            // another node: the attachment then pulls from there).
+            let info = match state
+                .engine
+                .group_info_served(tenant, &station, &group)
+                .await
+            {
+                Ok(info) => info,
+                Err(e) => return Some(error_frame(reference.as_ref(), &e.into())),
+            };
             let request = AttachRequest {
                 id: id.clone(),
                 station,
@@ -568,6 +581,7 @@ fn handle_group(
                 &state.engine,
                 tenant,
                 request,
+                info,
                 tx.clone(),
                 slow.clone(),
                 attached,

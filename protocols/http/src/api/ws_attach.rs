@@ -16,7 +16,7 @@ use super::consume::{MAX_FETCH_BATCH, ack_token};
 use super::error::AppError;
 use super::live::Outbound;
 use super::wire::MessageJson;
-use junction_api::{Delivered, Engine, FetchEnd, FetchRequest, FetchSink, TenantId};
+use junction_api::{Delivered, Engine, FetchEnd, FetchRequest, FetchSink, GroupInfo, TenantId};
 use parking_lot::Mutex;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -170,6 +170,7 @@ pub fn attach(
     engine: &Arc<dyn Engine>,
     tenant: &TenantId,
     request: AttachRequest,
+    info: GroupInfo,
     tx: mpsc::Sender<Outbound>,
     slow: Arc<AtomicBool>,
     attached: String,
@@ -180,7 +181,6 @@ pub fn attach(
             format!("max_inflight must be between 1 and {MAX_FETCH_BATCH}"),
         ));
     }
-    let info = engine.group_info(tenant, &request.station, &request.group)?;
     let shared = Arc::new(AttachShared {
         id: Arc::from(request.id.as_str()),
         station: request.station,
@@ -227,6 +227,19 @@ async fn pump(engine: Arc<dyn Engine>, tenant: TenantId, shared: Arc<AttachShare
             idle_heartbeat: None,
         };
         if let Err(e) = engine.fetch(&tenant, &shared.station, &shared.group, request, sink) {
+            // In a cluster the group's node may be unreachable for a while (a
+            // replicated station electing a new leader): ask again, as a NATS
+            // pull consumer would.
+            if matches!(
+                e,
+                junction_api::EngineError::ReplicasUnavailable(_)
+                    | junction_api::EngineError::NodeUnreachable(_)
+                    | junction_api::EngineError::StationElsewhere { .. }
+            ) {
+                tracing::debug!(station = %shared.station, group = %shared.group, error = %e, "attachment waits for the group's node");
+                tokio::time::sleep(BUSY_RETRY).await;
+                continue;
+            }
             shared.error(&e.into());
             return;
         }
