@@ -7,7 +7,7 @@
 //! the process with SIGKILL, restarts it on the same data and reconnects.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use rumqttc::{AsyncClient, ConnAck, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
+use rumqttc::{Packet, QoS};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -17,8 +17,12 @@ use tokio::process::{Child, Command};
 #[allow(dead_code)] // each test binary uses part of it
 mod process;
 
-/// How long any single step may hang before the test fails. A failure guard only.
-const GUARD: Duration = Duration::from_secs(20);
+#[path = "support/mqtt_client.rs"]
+#[allow(dead_code)] // each test binary uses part of it
+mod mqtt_client;
+
+use mqtt_client::{Client, within};
+
 
 async fn start(data: &Path, mqtt_port: u16) -> Child {
     let nats_port = process::free_port();
@@ -50,87 +54,6 @@ async fn start(data: &Path, mqtt_port: u16) -> Child {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("junction did not start listening for MQTT on {mqtt_port}");
-}
-
-async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
-    tokio::time::timeout(GUARD, f)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
-/// A client whose event loop is polled by the test itself.
-struct Client {
-    client: AsyncClient,
-    eventloop: EventLoop,
-}
-
-impl Client {
-    async fn connect(port: u16, id: &str, clean: bool) -> (Client, ConnAck) {
-        let mut o = MqttOptions::new(id, "127.0.0.1", port);
-        o.set_clean_session(clean);
-        o.set_keep_alive(Duration::from_secs(30));
-        let (client, mut eventloop) = AsyncClient::new(o, 100);
-        let ack = within("CONNACK", async {
-            loop {
-                match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(a))) => return a,
-                    Ok(_) => {}
-                    Err(e) => panic!("connect {id}: {e:?}"),
-                }
-            }
-        })
-        .await;
-        (Client { client, eventloop }, ack)
-    }
-
-    async fn next_packet(&mut self) -> Packet {
-        within("a packet", async {
-            loop {
-                match self.eventloop.poll().await {
-                    Ok(Event::Incoming(p)) => return p,
-                    Ok(_) => {}
-                    Err(e) => panic!("connection failed: {e:?}"),
-                }
-            }
-        })
-        .await
-    }
-
-    async fn subscribe(&mut self, filter: &str) {
-        self.client
-            .subscribe(filter, QoS::AtLeastOnce)
-            .await
-            .unwrap();
-        while !matches!(self.next_packet().await, Packet::SubAck(_)) {}
-    }
-
-    async fn publish_acked(&mut self, topic: &str, retain: bool, payload: &str) {
-        self.client
-            .publish(topic, QoS::AtLeastOnce, retain, payload)
-            .await
-            .unwrap();
-        while !matches!(self.next_packet().await, Packet::PubAck(_)) {}
-    }
-
-    async fn recv(&mut self) -> Publish {
-        loop {
-            if let Packet::Publish(p) = self.next_packet().await {
-                return p;
-            }
-        }
-    }
-
-    async fn disconnect(mut self) {
-        self.client.disconnect().await.unwrap();
-        let _ = within("disconnect", async {
-            loop {
-                if self.eventloop.poll().await.is_err() {
-                    return;
-                }
-            }
-        })
-        .await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -743,6 +743,10 @@ impl FetchSink for TracedSink {
     fn heartbeat(&self) {
         self.inner.heartbeat();
     }
+
+    fn alive(&self) -> bool {
+        self.inner.alive()
+    }
 }
 
 #[cfg(test)]

@@ -704,7 +704,11 @@ impl StationEngine {
             MetaCall::CreateStation { config, .. }
             | MetaCall::UpdateStation { config, .. }
             | MetaCall::ResizeStation { config, .. } => {
-                super::ingress::check_client_station(config)?;
+                // A front-end's own cluster-wide station (`internal.rs`) has a
+                // reserved name; nothing else may.
+                if !super::internal::is_cluster_scoped(config) {
+                    super::ingress::check_client_station(config)?;
+                }
                 self.check_station_schema(&tenant, config)?;
                 config.name.clone()
             }

@@ -23,6 +23,7 @@ mod dead_letter;
 mod events;
 mod group;
 mod ingress;
+mod internal;
 mod lineage;
 mod meta;
 mod placement;
@@ -128,6 +129,8 @@ pub struct StationEngine {
     replica_ops: replicated::ReplicaOps,
     /// Pull requests and acks for groups another node serves (`remote_group.rs`).
     remote_groups: remote_group::RemoteGroups,
+    /// A front-end's cluster-wide stations being defined (`internal.rs`).
+    internal_creating: Mutex<std::collections::HashSet<(TenantId, String)>>,
 }
 
 impl StationEngine {
@@ -201,6 +204,7 @@ impl StationEngine {
             replicated: RwLock::new(std::collections::HashMap::new()),
             replica_ops: replicated::ReplicaOps::default(),
             remote_groups: remote_group::RemoteGroups::default(),
+            internal_creating: Mutex::new(std::collections::HashSet::new()),
         });
         // The lineage index comes back from what storage kept, off the start-up
         // path: the broker serves while it fills.
@@ -503,6 +507,9 @@ impl Broker for StationEngine {
         station: &str,
         config: GroupConfig,
     ) -> Result<GroupInfo, EngineError> {
+        if self.served_by_cluster(tenant, station) {
+            return self.cluster_internal_group(tenant, station, config);
+        }
         let (station, group) = self.stations.create_group(tenant, station, config)?;
         Ok(self.group_info_of(&station, &group))
     }
@@ -513,6 +520,9 @@ impl Broker for StationEngine {
         station: &str,
         group: &str,
     ) -> Result<(), EngineError> {
+        if self.served_by_cluster(tenant, station) {
+            return self.cluster_internal_group_delete(tenant, station, group);
+        }
         self.stations.delete_group(tenant, station, group)
     }
 
@@ -635,6 +645,9 @@ impl Broker for StationEngine {
         tenant: &TenantId,
         config: StationConfig,
     ) -> Result<StationInfo, EngineError> {
+        if self.meta().is_some() && internal::is_cluster_scoped(&config) {
+            return self.cluster_internal_station(tenant, config);
+        }
         let station = self.stations.create(tenant, config)?;
         Ok(self.station_info_of(&station))
     }
@@ -645,6 +658,9 @@ impl Broker for StationEngine {
         name: &str,
         purge: Purge,
     ) -> Result<u64, EngineError> {
+        if self.served_by_cluster(tenant, name) {
+            return self.cluster_internal_purge(tenant, name, purge);
+        }
         self.purge_in(tenant, name, purge)
     }
 
@@ -732,8 +748,16 @@ impl Broker for StationEngine {
         name: &str,
         query: MessageQuery,
     ) -> Result<StoredMessage, EngineError> {
-        self.get_message_in(tenant, name, query)
-            .map_err(|e| self.elsewhere(tenant, name, e))
+        match self.get_message_in(tenant, name, &query) {
+            // A front-end's cluster-wide station with no copy here: read on
+            // the node that holds it.
+            Err(EngineError::StationNotFound)
+                if ingress::is_internal_station(name) && self.served_by_cluster(tenant, name) =>
+            {
+                self.get_message_elsewhere(tenant, name, &query)
+            }
+            r => r.map_err(|e| self.elsewhere(tenant, name, e)),
+        }
     }
 
     fn subscribe(
@@ -928,6 +952,7 @@ impl Admin for StationEngine {
                     filter: purge.filter,
                     seq: purge.seq,
                     keep: purge.keep,
+                    internal: false,
                 };
                 let v = e.call_station_node(&node, call).await?;
                 Ok(v.as_u64().unwrap_or(0))
@@ -964,6 +989,7 @@ impl Admin for StationEngine {
                     tenant: tenant.0.to_string(),
                     station,
                     config,
+                    internal: false,
                 };
                 StationEngine::group_from(e.call_station_node(&node, call).await?)
             });
@@ -1000,6 +1026,7 @@ impl Admin for StationEngine {
                     tenant: tenant.0.to_string(),
                     station,
                     group,
+                    internal: false,
                 };
                 e.call_station_node(&node, call).await.map(|_| ())
             });
@@ -1321,12 +1348,24 @@ impl StationEngine {
         config: GroupConfig,
     ) -> Result<GroupInfo, EngineError> {
         refuse_internal(station, true)?;
+        self.create_group_any(tenant, station, config)
+    }
+
+    /// Creates a group here (through the log on a replicated station this node
+    /// leads), whoever's station it is.
+    pub(crate) fn create_group_any(
+        &self,
+        tenant: &TenantId,
+        station: &str,
+        config: GroupConfig,
+    ) -> Result<GroupInfo, EngineError> {
         if let Ok(s) = self.stations.get(tenant, station)
             && let Some(g) = s.replica.get()
         {
             return self.propose_admin(&s, g, replicated::AdminOp::CreateGroup { config });
         }
-        self.create_internal_group(tenant, station, config)
+        let (station, group) = self.stations.create_group(tenant, station, config)?;
+        Ok(self.group_info_of(&station, &group))
     }
 
     pub(crate) fn delete_group_now(
@@ -1336,6 +1375,17 @@ impl StationEngine {
         group: &str,
     ) -> Result<(), EngineError> {
         refuse_internal(station, true)?;
+        self.delete_group_any(tenant, station, group)
+    }
+
+    /// Deletes a group here (through the log on a replicated station this node
+    /// leads), whoever's station it is.
+    pub(crate) fn delete_group_any(
+        &self,
+        tenant: &TenantId,
+        station: &str,
+        group: &str,
+    ) -> Result<(), EngineError> {
         if let Ok(s) = self.stations.get(tenant, station)
             && let Some(g) = s.replica.get()
         {
@@ -1352,7 +1402,11 @@ impl StationEngine {
         tenant: &TenantId,
         config: StationConfig,
     ) -> Result<StationInfo, EngineError> {
-        check_client_station(&config)?;
+        // A front-end's cluster-wide station comes from the meta group (a
+        // client's create was checked before it was proposed).
+        if self.meta().is_none() || !internal::is_cluster_scoped(&config) {
+            check_client_station(&config)?;
+        }
         self.check_station_schema(tenant, &config)?;
         if config.replicas > 1 && self.meta().is_none() {
             return Err(EngineError::InvalidConfig(
@@ -1369,7 +1423,9 @@ impl StationEngine {
         tenant: &TenantId,
         config: StationConfig,
     ) -> Result<StationInfo, EngineError> {
-        check_client_station(&config)?;
+        if self.meta().is_none() || !internal::is_cluster_scoped(&config) {
+            check_client_station(&config)?;
+        }
         self.check_station_schema(tenant, &config)?;
         let station = self.stations.update(tenant, config)?;
         self.sync_dead_letter(tenant, &station.config())?;
@@ -1402,6 +1458,17 @@ impl StationEngine {
         purge: Purge,
     ) -> Result<u64, EngineError> {
         refuse_internal(name, true)?;
+        self.purge_any(tenant, name, purge)
+    }
+
+    /// Purges here (through the log on a replicated station this node leads),
+    /// whoever's station it is.
+    pub(crate) fn purge_any(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        purge: Purge,
+    ) -> Result<u64, EngineError> {
         // A replicated station's dead letters: purged on every replica.
         if let Some(parent) = name.strip_prefix(junction_api::DLS_PREFIX)
             && let Ok(s) = self.stations.get(tenant, parent)

@@ -231,6 +231,9 @@ pub(crate) enum StationCall {
         filter: Option<String>,
         seq: Option<u64>,
         keep: Option<u64>,
+        /// A front-end's own station (`internal.rs`): never a client's call.
+        #[serde(default)]
+        internal: bool,
     },
     DeleteMessage {
         tenant: String,
@@ -241,11 +244,20 @@ pub(crate) enum StationCall {
         tenant: String,
         station: String,
         config: GroupConfig,
+        #[serde(default)]
+        internal: bool,
     },
     DeleteGroup {
         tenant: String,
         station: String,
         group: String,
+        #[serde(default)]
+        internal: bool,
+    },
+    GetMessage {
+        tenant: String,
+        station: String,
+        query: super::internal::QueryWire,
     },
     GroupInfo {
         tenant: String,
@@ -450,7 +462,9 @@ impl StationEngine {
             .stations
             .all()
             .into_iter()
-            .filter(|s| !super::ingress::is_internal_station(s.name()))
+            // A front-end's own stations are this node's, but for its
+            // cluster-wide ones (`internal.rs`), which are replicated.
+            .filter(|s| !super::ingress::is_internal_station(s.name()) || s.replicated)
             // A replicated station is reported by its leader only.
             .filter(|s| !s.replicated || s.replica.get().is_some_and(|g| g.is_leader()))
             .map(|s| StateNote {
@@ -516,7 +530,7 @@ impl StationEngine {
     }
 
     /// Runs an admin call a peer passed on, for a station this node holds.
-    fn station_call(&self, call: StationCall) -> Result<serde_json::Value, EngineError> {
+    pub(crate) fn station_call(&self, call: StationCall) -> Result<serde_json::Value, EngineError> {
         let json = |v: Result<serde_json::Value, serde_json::Error>| {
             v.map_err(|e| EngineError::Storage(e.to_string()))
         };
@@ -527,10 +541,27 @@ impl StationEngine {
                 filter,
                 seq,
                 keep,
+                internal,
             } => {
                 let purge = Purge { filter, seq, keep };
-                let n = self.purge_station_now(&self.tenant_named(&tenant), &station, purge)?;
+                let tenant = self.tenant_named(&tenant);
+                let n = if internal {
+                    self.purge_any(&tenant, &station, purge)?
+                } else {
+                    self.purge_station_now(&tenant, &station, purge)?
+                };
                 Ok(n.into())
+            }
+            StationCall::GetMessage {
+                tenant,
+                station,
+                query,
+            } => {
+                let m =
+                    self.get_message_in(&self.tenant_named(&tenant), &station, &query.into())?;
+                json(serde_json::to_value(
+                    super::internal::StoredWire::from_stored(&m),
+                ))
             }
             StationCall::DeleteMessage {
                 tenant,
@@ -544,11 +575,15 @@ impl StationEngine {
                 tenant,
                 station,
                 config,
-            } => json(serde_json::to_value(self.create_group_now(
-                &self.tenant_named(&tenant),
-                &station,
-                config,
-            )?)),
+                internal,
+            } => {
+                let tenant = self.tenant_named(&tenant);
+                json(serde_json::to_value(if internal {
+                    self.create_group_any(&tenant, &station, config)?
+                } else {
+                    self.create_group_now(&tenant, &station, config)?
+                }))
+            }
             StationCall::GroupInfo {
                 tenant,
                 station,
@@ -563,8 +598,14 @@ impl StationEngine {
                 tenant,
                 station,
                 group,
+                internal,
             } => {
-                self.delete_group_now(&self.tenant_named(&tenant), &station, &group)?;
+                let tenant = self.tenant_named(&tenant);
+                if internal {
+                    self.delete_group_any(&tenant, &station, &group)?;
+                } else {
+                    self.delete_group_now(&tenant, &station, &group)?;
+                }
                 Ok(serde_json::Value::Null)
             }
         }

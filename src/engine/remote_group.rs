@@ -55,7 +55,14 @@ pub(crate) struct RemoteGroups {
     sent: Mutex<HashMap<u64, Sent>>,
     /// Requests peers sent to this node, by (peer, token).
     served: Mutex<HashMap<(String, u64), Arc<ServedSink>>>,
+    /// Deliveries sent to each peer and not yet settled there: if the link to
+    /// it drops (the node died), they are given back to their groups at once
+    /// rather than after `ack_wait`.
+    outstanding: Mutex<HashMap<String, std::collections::HashSet<Outstanding>>>,
 }
+
+/// A delivery sent to a peer: (tenant, station, group, sequence).
+type Outstanding = (String, String, String, u64);
 
 struct Sent {
     node: String,
@@ -174,9 +181,13 @@ impl From<EndWire> for FetchEnd {
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
 enum Fetched {
-    /// A delivery; the message follows the header.
+    /// A delivery; the message follows the header. Its group is named, so
+    /// that a caller that no longer knows the request gives it back.
     Msg {
         token: u64,
+        tenant: String,
+        station: String,
+        group: String,
         seq: u64,
         time_ns: u64,
         consumer_seq: u64,
@@ -250,6 +261,9 @@ struct ServedSink {
     peer: String,
     token: u64,
     gone: AtomicBool,
+    tenant: String,
+    station: String,
+    group: String,
 }
 
 impl ServedSink {
@@ -291,6 +305,9 @@ impl FetchSink for ServedSink {
             .unwrap_or(0);
         let head = Fetched::Msg {
             token: self.token,
+            tenant: self.tenant.clone(),
+            station: self.station.clone(),
+            group: self.group.clone(),
             seq: d.message.seq,
             time_ns,
             consumer_seq: d.consumer_seq,
@@ -300,6 +317,19 @@ impl FetchSink for ServedSink {
         let sent = self.send(&head, Some(d));
         if !sent {
             self.forget();
+        } else if let Some(engine) = self.engine.upgrade() {
+            engine
+                .remote_groups
+                .outstanding
+                .lock()
+                .entry(self.peer.clone())
+                .or_default()
+                .insert((
+                    self.tenant.clone(),
+                    self.station.clone(),
+                    self.group.clone(),
+                    d.message.seq,
+                ));
         }
         sent
     }
@@ -433,36 +463,102 @@ impl StationEngine {
     }
 
     /// Ends the requests sent to nodes that no longer serve their group (the link
-    /// dropped, or another replica leads now); the front-ends ask again.
+    /// dropped, or another replica leads now) and cancels those whose member is
+    /// gone; gives back what was delivered to a peer whose link dropped. Every
+    /// group tick (about 50 ms).
     pub(crate) fn check_remote_fetches(&self) {
-        if self.remote_groups.sent.lock().is_empty() {
-            return;
-        }
         let Some(cluster) = self.cluster.get() else {
             return;
         };
-        let stale: Vec<(u64, String, bool)> = {
+        self.release_lost_peers();
+        if self.remote_groups.sent.lock().is_empty() {
+            return;
+        }
+        // (token, node, linked, the member is still there)
+        let stale: Vec<(u64, String, bool, bool)> = {
             let sent = self.remote_groups.sent.lock();
             sent.iter()
                 .filter_map(|(token, s)| {
                     let linked = cluster.linked(&s.node);
                     let serves = matches!(self.group_node(&s.tenant, &s.station), Ok(Some(ref n)) if *n == s.node);
-                    (!linked || !serves).then(|| (*token, s.node.clone(), linked))
+                    let alive = s.sink.alive();
+                    (!linked || !serves || !alive).then(|| (*token, s.node.clone(), linked, alive))
                 })
                 .collect()
         };
-        for (token, node, linked) in stale {
+        for (token, node, linked, alive) in stale {
             let Some(s) = self.remote_groups.sent.lock().remove(&token) else {
                 continue;
             };
             if linked {
                 cancel(cluster, &node, token);
             }
-            tracing::debug!(station = %s.station, group = %s.group, %node, "pull request to a node that no longer serves the group ended");
-            s.sink.end(FetchEnd::Timeout {
-                messages: s.batch,
-                bytes: 0,
+            if alive {
+                tracing::debug!(station = %s.station, group = %s.group, %node, "pull request to a node that no longer serves the group ended");
+                s.sink.end(FetchEnd::Timeout {
+                    messages: s.batch,
+                    bytes: 0,
+                });
+            }
+        }
+    }
+
+    /// A peer settled a delivery it was sent (anything but "in progress").
+    fn settled(&self, peer: &str, a: &AckCall) {
+        if matches!(a.kind, AckWire::Progress) {
+            return;
+        }
+        let mut outstanding = self.remote_groups.outstanding.lock();
+        if let Some(set) = outstanding.get_mut(peer) {
+            set.remove(&(a.tenant.clone(), a.station.clone(), a.group.clone(), a.seq));
+            if set.is_empty() {
+                outstanding.remove(peer);
+            }
+        }
+    }
+
+    /// Peers whose link dropped: their requests end here, and what they were
+    /// delivered and never settled goes back to its group (redelivered now, to
+    /// whichever member asks next).
+    pub(crate) fn release_lost_peers(&self) {
+        let Some(cluster) = self.cluster.get() else {
+            return;
+        };
+        let lost: Vec<String> = {
+            let outstanding = self.remote_groups.outstanding.lock();
+            let served = self.remote_groups.served.lock();
+            outstanding
+                .keys()
+                .chain(served.keys().map(|(p, _)| p))
+                .filter(|p| !cluster.linked(p))
+                .cloned()
+                .collect()
+        };
+        for peer in lost {
+            self.remote_groups.served.lock().retain(|(p, _), sink| {
+                if *p == peer {
+                    sink.gone.store(true, Ordering::Release);
+                    false
+                } else {
+                    true
+                }
             });
+            let given_back = self
+                .remote_groups
+                .outstanding
+                .lock()
+                .remove(&peer)
+                .unwrap_or_default();
+            if given_back.is_empty() {
+                continue;
+            }
+            tracing::info!(%peer, deliveries = given_back.len(), "deliveries to a node whose link dropped are given back to their groups");
+            for (tenant, station, group, seq) in given_back {
+                let tenant = self.tenant_named(&tenant);
+                if let Err(e) = self.ack(&tenant, &station, &group, seq, AckKind::Nak(None)) {
+                    tracing::debug!(%station, %group, seq, error = %e, "delivery not given back");
+                }
+            }
         }
     }
 
@@ -497,6 +593,7 @@ impl StationEngine {
             K_ACK => {
                 match serde_json::from_slice::<AckCall>(&body) {
                     Ok(a) => {
+                        self.settled(peer, &a);
                         let tenant = self.tenant_named(&a.tenant);
                         if let Err(e) =
                             self.ack(&tenant, &a.station, &a.group, a.seq, a.kind.into())
@@ -512,6 +609,7 @@ impl StationEngine {
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 match serde_json::from_slice::<AckCall>(&body) {
                     Ok(a) => {
+                        self.settled(peer, &a);
                         let tenant = self.tenant_named(&a.tenant);
                         self.ack_committed(
                             &tenant,
@@ -559,6 +657,9 @@ impl StationEngine {
             peer: peer.to_string(),
             token: call.token,
             gone: AtomicBool::new(false),
+            tenant: call.tenant.clone(),
+            station: call.station.clone(),
+            group: call.group.clone(),
         });
         self.remote_groups
             .served
@@ -628,6 +729,9 @@ impl StationEngine {
             }
             Fetched::Msg {
                 token,
+                tenant,
+                station,
+                group,
                 seq,
                 time_ns,
                 consumer_seq,
@@ -637,14 +741,12 @@ impl StationEngine {
                 let Some((lineage, message)) = message else {
                     return;
                 };
-                let target = self.remote_groups.sent.lock().get(&token).map(|s| {
-                    (
-                        s.sink.clone(),
-                        s.tenant.clone(),
-                        s.station.clone(),
-                        s.group.clone(),
-                    )
-                });
+                let target = self
+                    .remote_groups
+                    .sent
+                    .lock()
+                    .get(&token)
+                    .map(|s| s.sink.clone());
                 let delivered = Delivered {
                     message: StoredMessage {
                         seq,
@@ -659,19 +761,20 @@ impl StationEngine {
                     pending,
                 };
                 let taken = match &target {
-                    Some((sink, ..)) => sink.deliver(&delivered),
+                    Some(sink) => sink.deliver(&delivered),
                     None => false,
                 };
                 if taken {
                     return;
                 }
-                // Nobody here wants it: give it back at once, and stop the request.
+                // Nobody here wants it: stop the request, then give the message
+                // back at once (in that order on the link, so that it is not
+                // redelivered to this request again).
                 if let Some(cluster) = self.cluster.get() {
-                    if let Some((_, tenant, station, group)) = &target {
-                        let body = ack_body(tenant, station, group, seq, &AckKind::Nak(None));
-                        cluster.notify(peer, K_ACK, body);
-                    }
                     cancel(cluster, peer, token);
+                    let tenant = self.tenant_named(&tenant);
+                    let body = ack_body(&tenant, &station, &group, seq, &AckKind::Nak(None));
+                    cluster.notify(peer, K_ACK, body);
                 }
                 if let Some(s) = self.remote_groups.sent.lock().remove(&token) {
                     s.sink.end(FetchEnd::Timeout {
@@ -723,6 +826,9 @@ mod tests {
         };
         let head = Fetched::Msg {
             token: 9,
+            tenant: "$G".into(),
+            station: "orders".into(),
+            group: "billing".into(),
             seq: 42,
             time_ns: 1_700_000_000_123_456_789,
             consumer_seq: 7,

@@ -22,8 +22,8 @@ use super::station::{Station, now_ns};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::future::BoxFuture;
 use junction_api::{
-    Broker, EngineError, GroupConfig, Message, PubAck, PublishOptions, Purge, ReplicaInfo,
-    StationConfig, StoredCallback, TenantId,
+    EngineError, GroupConfig, Message, PubAck, PublishOptions, Purge, ReplicaInfo, StationConfig,
+    StoredCallback, TenantId,
 };
 use junction_cluster::meta::MetaNode;
 use junction_cluster::replica::{ProposeError, ReplicaGroup, ReplicaHost};
@@ -1146,9 +1146,11 @@ impl StationEngine {
                 }
                 answer(Ok(()))
             }
-            AdminOp::CreateGroup { config } => {
-                answer(self.create_internal_group(&tenant, &name, config))
-            }
+            AdminOp::CreateGroup { config } => answer(
+                self.stations
+                    .create_group(&tenant, &name, config)
+                    .map(|(s, g)| self.group_info_of(&s, &g)),
+            ),
             AdminOp::DeleteGroup { group } => {
                 answer(self.stations.delete_group(&tenant, &name, &group))
             }
@@ -1440,7 +1442,8 @@ impl StationEngine {
         station.reload(p.last_seq).map_err(|e| e.to_string())?;
         for g in p.groups {
             let gname = g.config.name.clone();
-            self.create_internal_group(&tenant, &name, g.config)
+            self.stations
+                .create_group(&tenant, &name, g.config)
                 .map_err(|e| e.to_string())?;
             if let Some(grp) = station.groups.read().get(&gname).cloned() {
                 grp.install_position(g.position.as_bytes())

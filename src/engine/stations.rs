@@ -890,6 +890,9 @@ impl StationEngine {
         request: FetchRequest,
         sink: Arc<dyn FetchSink>,
     ) -> Result<(), EngineError> {
+        // What a lost peer was delivered goes back first, so that a member
+        // asking now (a session resumed here) gets it before newer messages.
+        self.release_lost_peers();
         let sink: Arc<dyn FetchSink> = Arc::new(super::lineage::TracedSink::new(
             sink,
             self.lineage.clone(),
@@ -923,9 +926,9 @@ impl StationEngine {
         &self,
         tenant: &TenantId,
         name: &str,
-        query: MessageQuery,
+        query: &MessageQuery,
     ) -> Result<StoredMessage, EngineError> {
-        self.stations.get(tenant, name)?.get(&query)
+        self.stations.get(tenant, name)?.get(query)
     }
 
     pub(crate) fn purge_in(

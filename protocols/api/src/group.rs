@@ -208,6 +208,12 @@ pub trait FetchSink: Send + Sync + 'static {
     fn end(&self, end: FetchEnd);
     /// Nothing to deliver for a while; the member is still waiting.
     fn heartbeat(&self);
+    /// False once the member is gone (its connection closed): a request
+    /// passed to another node is then cancelled there rather than left to
+    /// deliver into nothing.
+    fn alive(&self) -> bool {
+        true
+    }
 }
 
 /// What a member says about a delivery.

@@ -33,6 +33,9 @@ pub(crate) struct Online {
     pub done: CancellationToken,
     /// The connection's inbox (asked to store its session record again).
     pub mailbox: Arc<Mailbox>,
+    /// Set before `kick` when the client connected on another node of the
+    /// cluster: the session moved there, so this node stores nothing of it.
+    pub moved: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A client id's entry in the registry.
@@ -172,6 +175,8 @@ pub struct MqttBroker {
     /// Messages not delivered to an MQTT client because their subject has no MQTT
     /// topic (U+0000, invalid UTF-8, a wildcard character).
     pub(crate) undeliverable: AtomicU64,
+    /// This node's name, in a cluster.
+    pub(crate) node: Option<String>,
 }
 
 impl MqttBroker {
@@ -182,7 +187,9 @@ impl MqttBroker {
         options: MqttOptions,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, EngineError> {
+        let node = engine.cluster().map(|c| c.node);
         let broker = Arc::new(MqttBroker {
+            node,
             engine,
             options,
             tenants: Mutex::new(HashMap::new()),
@@ -196,7 +203,34 @@ impl MqttBroker {
         // offline sessions expire on time.
         let default = TenantId::default_tenant();
         if broker.engine.station_info(&default, session::SESS).is_ok() {
-            broker.tenant(&default)?;
+            match broker.tenant(&default) {
+                Ok(_) => {}
+                // In a cluster the session store may have no leader yet (its
+                // replicas are starting too): loaded once it has one.
+                Err(EngineError::ReplicasUnavailable(why)) if broker.node.is_some() => {
+                    tracing::info!(%why, "MQTT state is loaded once the session store has a leader");
+                    let weak = Arc::downgrade(&broker);
+                    let shutdown = broker.shutdown.clone();
+                    broker.tracker.spawn(async move {
+                        loop {
+                            tokio::select! {
+                                _ = shutdown.cancelled() => return,
+                                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                            }
+                            let Some(broker) = weak.upgrade() else { return };
+                            match broker.tenant(&TenantId::default_tenant()) {
+                                Err(EngineError::ReplicasUnavailable(_)) => continue,
+                                Err(e) => {
+                                    tracing::error!(error = %e, "MQTT state not loaded");
+                                    return;
+                                }
+                                Ok(_) => return,
+                            }
+                        }
+                    });
+                }
+                Err(e) => return Err(e),
+            }
         }
         crate::cluster::start(&broker)?;
         Ok(broker)
@@ -263,6 +297,12 @@ impl MqttBroker {
                         .insert((record.client_id.clone(), raw.clone()), m.subjects.clone());
                 }
             }
+            // In a cluster every node knows every session's persistent
+            // subscriptions (so a publish on any node is queued for them), but
+            // only the session's own node runs its expiry.
+            if self.node.is_some() && record.node != self.node {
+                continue;
+            }
             if record.disconnected_ms == 0 {
                 // The broker stopped while this session was connected.
                 record.disconnected_ms = now;
@@ -279,6 +319,27 @@ impl MqttBroker {
             }
         }
         Ok(tenant)
+    }
+
+    /// A tenant's state for a client that is connecting: in a cluster the
+    /// front-end's cluster-wide stations may still be being defined (the
+    /// cluster just formed), which is waited for, up to 10 s.
+    pub(crate) async fn tenant_ready(
+        self: &Arc<Self>,
+        id: &TenantId,
+    ) -> Result<Arc<Tenant>, EngineError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.tenant(id) {
+                Err(EngineError::ReplicasUnavailable(why))
+                    if self.node.is_some() && tokio::time::Instant::now() < deadline =>
+                {
+                    tracing::debug!(%why, "MQTT session store not ready yet");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                r => return r,
+            }
+        }
     }
 
     /// Every tenant loaded so far.
@@ -349,6 +410,7 @@ impl MqttBroker {
                 .durable
                 .write()
                 .remove(&(record.client_id.clone(), raw.clone()));
+            self.announce_durable(tenant, &record.client_id, raw, false);
             // Whatever the subscription's QoS now: a group left by an earlier QoS 1/2
             // subscription to the same filter goes too.
             if !raw.starts_with("$share/") {

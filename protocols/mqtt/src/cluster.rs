@@ -16,10 +16,18 @@
 //!   (`$MQTT.cluster.takeover`, its client id) makes any other node close its
 //!   connection with that client id (MQTT 5 reason 0x8E), as one broker would.
 //!
-//! Persistent sessions (subscriptions and queued QoS 1/2 messages) stay on the node
-//! where they were made: a device that reconnects to another node starts a new
-//! session there (CONNACK says session present = 0). Moving them needs replicated
-//! stations.
+//! - **Persistent sessions** are cluster-wide: their records (`$MQTT_sess`) and
+//!   queues (`$MQTT_msgs`, a consumer group per persistent subscription) are
+//!   cluster-wide stations, replicated on three nodes when the cluster has three
+//!   or more (`session.rs`), so a device resumes its session on any node, also
+//!   after the node it used was lost. A session belongs to one node at a time
+//!   (the record's `node`): the one it is connected to, or was last; that node
+//!   runs its expiry and will. A client connecting elsewhere takes it over (the
+//!   takeover notice above): the old node closes its connection and lets the
+//!   session go without storing anything more of it.
+//! - **Persistent subscriptions' filters** are known on every node
+//!   (`$MQTT.cluster.d`, added or removed, and with the sync below), so a QoS 1/2
+//!   publish on any node is queued for an offline session subscribed elsewhere.
 //!
 //! Only the default tenant's state is kept in step until tenants land.
 
@@ -41,6 +49,17 @@ pub const R_PREFIX: &str = "$MQTT.cluster.r.";
 pub const TAKEOVER: &str = "$MQTT.cluster.takeover";
 /// Subject of a request for every retained record (payload: the asking node).
 pub const SYNC: &str = "$MQTT.cluster.sync";
+/// Subject of a persistent subscription added or removed on a node (payload:
+/// [`DurableNote`] as JSON).
+pub const DURABLE: &str = "$MQTT.cluster.d";
+
+/// A persistent QoS 1/2 subscription, as sent to peers.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct DurableNote {
+    client_id: String,
+    filter: String,
+    add: bool,
+}
 /// A sync is asked again this long after a peer came online, in case the peer's
 /// front-end was not listening yet the first time.
 const SYNC_AGAIN: Duration = Duration::from_secs(5);
@@ -153,6 +172,22 @@ impl MqttBroker {
         self.engine.broadcast_request(&tenant.id, &m);
     }
 
+    /// Tells the peers that a persistent QoS 1/2 subscription was added here (or
+    /// removed), so their publishes are queued for it.
+    pub(crate) fn announce_durable(
+        &self,
+        tenant: &Tenant,
+        client_id: &str,
+        filter: &str,
+        add: bool,
+    ) {
+        if self.node.is_none() {
+            return;
+        }
+        let m = durable_note(client_id, filter, add);
+        self.engine.broadcast_request(&tenant.id, &m);
+    }
+
     /// Sends a retained set (or a clear: empty payload) made here to the peers.
     /// `stored` is the record as `$MQTT_rmsgs` holds it.
     pub(crate) fn announce_retained(&self, tenant: &Tenant, stored: &Message) {
@@ -190,6 +225,14 @@ impl MqttBroker {
                 *at,
             )
         }));
+        // Persistent subscriptions known here, for the peer's publishes.
+        let durable: Vec<(String, String)> = tenant.durable.read().keys().cloned().collect();
+        for (client_id, filter) in &durable {
+            let m = durable_note(client_id, filter, true);
+            if self.engine.forward_request(peer, &tenant.id, &m).is_err() {
+                return;
+            }
+        }
         let n = records.len();
         for m in records.iter().filter_map(peer_copy) {
             if self.engine.forward_request(peer, &tenant.id, &m).is_err() {
@@ -207,11 +250,55 @@ impl MqttBroker {
         if subject == TAKEOVER.as_bytes() {
             let client_id = String::from_utf8_lossy(&m.payload).into_owned();
             if let Some(tenant) = self.default_tenant() {
-                let slots = tenant.slots.lock();
-                if let Some(online) = slots.get(&client_id).and_then(|s| s.online.as_ref()) {
-                    tracing::info!(%client_id, "MQTT client id taken over on another node");
-                    online.kick.cancel();
+                let mut slots = tenant.slots.lock();
+                if let Some(slot) = slots.get_mut(&client_id) {
+                    // The session moved to that node: its expiry and delayed
+                    // will are that node's now.
+                    if let Some(e) = slot.expiry.take() {
+                        e.cancel();
+                    }
+                    if let Some(w) = slot.will.take() {
+                        w.cancel();
+                    }
+                    slot.record = None;
+                    match &slot.online {
+                        Some(online) => {
+                            tracing::info!(%client_id, "MQTT client id taken over on another node");
+                            online
+                                .moved
+                                .store(true, std::sync::atomic::Ordering::Release);
+                            online.kick.cancel();
+                        }
+                        None => {
+                            slots.remove(&client_id);
+                        }
+                    }
                 }
+            }
+            return;
+        }
+        if subject == DURABLE.as_bytes() {
+            let Ok(note) = serde_json::from_slice::<DurableNote>(&m.payload) else {
+                tracing::warn!("a peer sent a malformed persistent-subscription note");
+                return;
+            };
+            let tenant = match self.tenant(&TenantId::default_tenant()) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot keep a peer's persistent subscription");
+                    return;
+                }
+            };
+            let key = (note.client_id, note.filter);
+            if note.add {
+                match crate::topic::map_filter(&key.1) {
+                    Ok(mapped) if mapped.share.is_none() => {
+                        tenant.durable.write().insert(key, mapped.subjects);
+                    }
+                    _ => {}
+                }
+            } else {
+                tenant.durable.write().remove(&key);
             }
             return;
         }
@@ -272,6 +359,18 @@ impl MqttBroker {
         let client = tenant.client.clone();
         self.store_internal(&tenant, &client, &record, &PublishOptions::NONE, None);
     }
+}
+
+fn durable_note(client_id: &str, filter: &str, add: bool) -> Message {
+    let note = DurableNote {
+        client_id: client_id.to_owned(),
+        filter: filter.to_owned(),
+        add,
+    };
+    Message::new(
+        Subject::from_trusted(Bytes::from_static(DURABLE.as_bytes())),
+        Bytes::from(serde_json::to_vec(&note).unwrap_or_default()),
+    )
 }
 
 /// A retained message as `$MQTT_rmsgs` stores it.

@@ -170,6 +170,11 @@ impl Mailbox {
         self.notify.notified().await;
     }
 
+    /// Closed: the connection is ending.
+    pub fn is_closed(&self) -> bool {
+        self.inner.lock().closed
+    }
+
     /// Refuses every later event; returns what was still queued.
     pub fn close(&self) -> VecDeque<Event> {
         let mut inner = self.inner.lock();
@@ -255,4 +260,8 @@ impl FetchSink for GroupSink {
     }
 
     fn heartbeat(&self) {}
+
+    fn alive(&self) -> bool {
+        !self.mailbox.is_closed()
+    }
 }

@@ -117,6 +117,10 @@ pub struct SessionRecord {
     pub pending_out: Vec<PendingOut>,
     /// When the last connection ended, ms since the epoch (0 while connected).
     pub disconnected_ms: u64,
+    /// In a cluster: the node the session is connected to, or was last (it runs
+    /// the session's expiry and will).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// A retained message.
@@ -192,12 +196,23 @@ fn station(name: &str, subject: &str, retention: Retention, per_subject: i64) ->
     }
 }
 
-/// Creates the three stations of a tenant (or finds them).
+/// Creates the three stations of a tenant (or finds them). In a cluster, session
+/// records and session queues are cluster-wide stations (replicated when the
+/// cluster has three nodes or more), so a session resumes on any node; retained
+/// messages are kept on every node (`cluster.rs`).
 pub fn ensure_stations(engine: &dyn Engine, tenant: &TenantId) -> Result<(), EngineError> {
+    let clustered = engine.cluster().is_some();
+    let scoped = |mut cfg: StationConfig| {
+        if clustered {
+            cfg.metadata
+                .insert("junction.scope".to_owned(), "cluster".to_owned());
+        }
+        cfg
+    };
     for cfg in [
-        station(SESS, "$MQTT.sess.>", Retention::Limits, 1),
+        scoped(station(SESS, "$MQTT.sess.>", Retention::Limits, 1)),
         station(RMSGS, "$MQTT.rmsgs.>", Retention::Limits, 1),
-        station(MSGS, "$MQTT.msgs.>", Retention::Interest, -1),
+        scoped(station(MSGS, "$MQTT.msgs.>", Retention::Interest, -1)),
     ] {
         match engine.create_internal_station(tenant, cfg.clone()) {
             Ok(_) => {}
@@ -246,6 +261,27 @@ pub fn record_message(record: &SessionRecord) -> Message {
     )));
     let payload = serde_json::to_vec(record).unwrap_or_default();
     Message::new(subject, payload.into())
+}
+
+/// A session's record, read from `$MQTT_sess` (in a cluster: made on any node).
+pub fn load_record(
+    engine: &dyn Engine,
+    tenant: &TenantId,
+    client_id: &str,
+) -> Result<Option<SessionRecord>, EngineError> {
+    let subject = format!("{SESS_PREFIX}{}", hex_id(client_id));
+    match engine.get_message(tenant, SESS, MessageQuery::LastBySubject(subject)) {
+        Ok(m) => match serde_json::from_slice::<SessionRecord>(&m.payload) {
+            Ok(r) if r.client_id == client_id => Ok(Some(r)),
+            Ok(_) => Ok(None),
+            Err(e) => {
+                tracing::warn!(%client_id, error = %e, "unreadable MQTT session record skipped");
+                Ok(None)
+            }
+        },
+        Err(EngineError::MessageNotFound) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Removes a session record.

@@ -137,6 +137,10 @@ impl FetchSink for AttachSink {
     }
 
     fn heartbeat(&self) {}
+
+    fn alive(&self) -> bool {
+        self.done.lock().as_ref().is_some_and(|tx| !tx.is_closed())
+    }
 }
 
 /// A running attachment; its task stops when this is dropped.

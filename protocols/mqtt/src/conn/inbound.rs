@@ -700,10 +700,19 @@ where
                 Ok(_) | Err(EngineError::GroupExists) => {}
                 Err(e) => return Err(e),
             }
-            self.tenant.durable.write().insert(
-                (self.client_id.clone(), raw.to_owned()),
-                mapped.subjects.clone(),
-            );
+            let added = self
+                .tenant
+                .durable
+                .write()
+                .insert(
+                    (self.client_id.clone(), raw.to_owned()),
+                    mapped.subjects.clone(),
+                )
+                .is_none();
+            if added {
+                self.broker
+                    .announce_durable(&self.tenant, &self.client_id, raw, true);
+            }
             group = Some(name);
         }
         let queue = match &mapped.share {
@@ -768,6 +777,8 @@ where
                     .durable
                     .write()
                     .remove(&(self.client_id.clone(), raw.to_owned()));
+                self.broker
+                    .announce_durable(&self.tenant, &self.client_id, raw, false);
                 let _ = self
                     .broker
                     .engine

@@ -94,6 +94,9 @@ where
             self.will.take()
         };
         let tenant = self.tenant.clone();
+        // The session moved to another node of the cluster, which owns it now.
+        let moved = self.moved.load(std::sync::atomic::Ordering::Acquire);
+        let persistent = persistent && !moved;
         let record = if persistent {
             self.record.pending_out = pending;
             self.record.disconnected_ms = now_ms();
@@ -115,7 +118,9 @@ where
                 }
             }
         }
-        if !persistent && self.stored {
+        if moved {
+            // Nothing to discard or expire here.
+        } else if !persistent && self.stored {
             // The session was persistent once (a DISCONNECT set its expiry to 0):
             // its groups and record go with it.
             self.broker.discard_session(&tenant, &self.record);

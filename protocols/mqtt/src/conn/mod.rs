@@ -241,6 +241,9 @@ struct Conn<S> {
     last_in: Instant,
     /// The session has (or had) a record in `$MQTT_sess`.
     stored: bool,
+    /// The client connected on another node of the cluster: the session moved
+    /// there, and this connection stores nothing of it when it ends.
+    moved: Arc<std::sync::atomic::AtomicBool>,
     /// Stored messages (`$MQTT_msgs` sequences) sent lately, so a second
     /// overlapping subscription's group does not send one again.
     recent_seqs: HashSet<u64>,
@@ -444,7 +447,7 @@ async fn connect<S>(
             return;
         }
     }
-    let tenant = match broker.tenant(&tenant_id) {
+    let tenant = match broker.tenant_ready(&tenant_id).await {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(error = %e, "MQTT state unavailable");
@@ -493,6 +496,7 @@ async fn connect<S>(
     let kick = CancellationToken::new();
     let done = CancellationToken::new();
     let mailbox = Mailbox::new(broker.options.max_pending);
+    let moved = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let previous = loop {
         let wait = {
             let mut slots = tenant.slots.lock();
@@ -514,6 +518,7 @@ async fn connect<S>(
                         kick: kick.clone(),
                         done: done.clone(),
                         mailbox: mailbox.clone(),
+                        moved: moved.clone(),
                     });
                     let record = slot.record.take();
                     // The expiry timer may not have run yet.
@@ -530,8 +535,31 @@ async fn connect<S>(
             let _ = tokio::time::timeout(Duration::from_secs(5), w.cancelled()).await;
         }
     };
-    // In a cluster, a connection with this client id on another node leaves.
+    // In a cluster, a connection with this client id on another node leaves,
+    // and that node lets the session go (it stores nothing more of it).
     broker.announce_connect(&tenant, &info.client_id);
+    // In a cluster the session may have been made, or last used, on another
+    // node: its record is in the cluster-wide `$MQTT_sess`.
+    let previous = match previous {
+        None if broker.node.is_some() => {
+            match crate::session::load_record(broker.engine.as_ref(), &tenant.id, &info.client_id) {
+                Ok(r) => r.filter(|r| {
+                    r.disconnected_ms == 0
+                        || remaining_expiry(r.expiry, r.disconnected_ms, now_ms())
+                            .is_none_or(|left| !left.is_zero())
+                }),
+                Err(e) => {
+                    tracing::error!(client_id = %info.client_id, error = %e, "MQTT CONNECT refused: the session store cannot be read");
+                    give_back(&broker, &tenant, &info.client_id, conn_id, None);
+                    broker.engine.disconnect(client.id);
+                    done.cancel();
+                    send_connack_error(&mut framed, v5, 0x88, "session store unavailable").await;
+                    return;
+                }
+            }
+        }
+        p => p,
+    };
     let expiry = info.session_expiry.min(broker.options.max_session_expiry);
     // Given back to the registry if this session cannot be stored.
     let resumed = previous.clone().filter(|_| !info.clean_start);
@@ -547,6 +575,7 @@ async fn connect<S>(
     record.client_id = info.client_id.clone();
     record.expiry = expiry;
     record.disconnected_ms = 0;
+    record.node = broker.node.clone();
 
     // A persistent session is stored before CONNACK says it exists.
     if expiry > 0 {
@@ -635,6 +664,7 @@ async fn connect<S>(
         last_in: Instant::now(),
         after_suback: HashMap::new(),
         stored: present || expiry > 0,
+        moved,
         recent_seqs: HashSet::new(),
         recent_order: VecDeque::new(),
     };

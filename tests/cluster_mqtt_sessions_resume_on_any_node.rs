@@ -1,0 +1,129 @@
+//! MQTT persistent sessions are cluster-wide (real `junction` processes,
+//! rumqttc as the device and the publisher):
+//! - a session made on node 1, with QoS 1 messages published for it on node 3
+//!   while it is offline (each PUBACKed), resumes on node 2 after node 1 is
+//!   killed: CONNACK says session present, and every queued message comes, in
+//!   order, without subscribing again;
+//! - a device that moves from node 1 to node 2 while connected takes its
+//!   session along (node 1's connection is closed), gets there what is
+//!   published on node 3, and after it leaves node 2 resumes on node 3 with
+//!   what was queued meanwhile; a clean start then drops the session on every
+//!   node.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/process.rs"]
+#[allow(dead_code)] // each test binary uses part of it
+mod process;
+
+#[path = "support/cluster.rs"]
+mod cluster;
+
+#[path = "support/mqtt_client.rs"]
+#[allow(dead_code)] // each test binary uses part of it
+mod mqtt_client;
+
+use cluster::{Cluster, get_json, until};
+use mqtt_client::Client;
+use std::time::Duration;
+
+async fn payloads(c: &mut Client, n: usize) -> Vec<String> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        let p = c.recv().await;
+        got.push(String::from_utf8(p.payload.to_vec()).unwrap());
+    }
+    got
+}
+
+/// The replicated session store has a leader seen from node `i`.
+async fn store_ready(c: &Cluster, i: usize) {
+    until("the MQTT session store has a leader", || async {
+        get_json(c.nodes[i].http, "/v1/stations/$MQTT_msgs").await["cluster"]["leader"].is_string()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_made_on_node_1_resumes_on_node_2_after_node_1_is_killed() {
+    let mut c = Cluster::start(3, &[]).await;
+    let (mut dev, ack) = Client::connect(c.nodes[0].mqtt, "truck-7", false).await;
+    assert!(!ack.session_present);
+    dev.subscribe("fleet/+/cmd").await;
+    dev.disconnect().await;
+    store_ready(&c, 2).await;
+    let v = get_json(c.nodes[2].http, "/v1/stations/$MQTT_msgs").await;
+    assert_eq!(v["replicas"], 3, "the session queues are replicated: {v}");
+
+    let (mut publisher, _) = Client::connect(c.nodes[2].mqtt, "ops", true).await;
+    for i in 0..20 {
+        publisher
+            .publish_acked("fleet/truck-7/cmd", false, &format!("cmd{i}"))
+            .await;
+    }
+    // Every publish was PUBACKed: node 1, where the session was made, dies.
+    c.kill(0).await;
+
+    let (mut dev, ack) = Client::connect(c.nodes[1].mqtt, "truck-7", false).await;
+    assert!(ack.session_present, "the session resumed on node 2");
+    let want: Vec<String> = (0..20).map(|i| format!("cmd{i}")).collect();
+    assert_eq!(payloads(&mut dev, 20).await, want);
+    // The subscription came with the session: a new publish arrives too.
+    publisher
+        .publish_acked("fleet/truck-7/cmd", false, "live")
+        .await;
+    assert_eq!(payloads(&mut dev, 1).await, ["live"]);
+    // Nothing is delivered twice: the queue is empty once acknowledged.
+    let extra = tokio::time::timeout(Duration::from_secs(2), dev.recv()).await;
+    assert!(extra.is_err(), "nothing more: {extra:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connected_device_moves_between_nodes_with_its_session() {
+    let c = Cluster::start(3, &[]).await;
+    let (mut on1, _) = Client::connect(c.nodes[0].mqtt, "meter-1", false).await;
+    on1.subscribe("grid/#").await;
+    store_ready(&c, 1).await;
+
+    // The same client id on node 2: node 1 closes its connection, and node 2
+    // has the session.
+    let (mut on2, ack) = Client::connect(c.nodes[1].mqtt, "meter-1", false).await;
+    assert!(ack.session_present, "the session moved to node 2");
+    let closed = tokio::time::timeout(mqtt_client::GUARD, async {
+        loop {
+            if on1.eventloop.poll().await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "node 1 closed the taken-over connection");
+
+    let (mut publisher, _) = Client::connect(c.nodes[2].mqtt, "grid-ops", true).await;
+    publisher.publish_acked("grid/a", false, "p0").await;
+    assert_eq!(payloads(&mut on2, 1).await, ["p0"]);
+    on2.disconnect().await;
+
+    for i in 1..=5 {
+        publisher
+            .publish_acked("grid/b", false, &format!("p{i}"))
+            .await;
+    }
+    let (mut on3, ack) = Client::connect(c.nodes[2].mqtt, "meter-1", false).await;
+    assert!(ack.session_present, "the session resumed on node 3");
+    assert_eq!(payloads(&mut on3, 5).await, ["p1", "p2", "p3", "p4", "p5"]);
+    on3.disconnect().await;
+
+    // A clean start ends the session wherever it was: no session on any node,
+    // and no queue left for it.
+    let (clean, ack) = Client::connect(c.nodes[0].mqtt, "meter-1", true).await;
+    assert!(!ack.session_present);
+    clean.disconnect().await;
+    until("the session's queue is gone", || async {
+        let v = get_json(c.nodes[1].http, "/v1/stations/$MQTT_msgs/groups").await;
+        v["groups"].as_array().is_some_and(|g| g.is_empty())
+    })
+    .await;
+    let (back, ack) = Client::connect(c.nodes[1].mqtt, "meter-1", false).await;
+    assert!(!ack.session_present, "no session after a clean start");
+    back.disconnect().await;
+}
