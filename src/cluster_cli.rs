@@ -3,9 +3,12 @@
 //!   or as JSON;
 //! - `peer-remove NAME`: takes a node out of the meta group for good
 //!   (`DELETE /v1/cluster/nodes/NAME`), from any node;
-//! - `leave`: the node at `--url` removes itself.
+//! - `leave`: the node at `--url` removes itself;
+//! - `join ROUTE…`: the node at `--url`, a cluster of one with nothing defined,
+//!   restarts in place and joins the cluster at those cluster addresses
+//!   (`POST /v1/cluster/join`).
 //!
-//! A node joins by being started with `--join` (docs/cluster.md).
+//! A node also joins by being started with `--join` (docs/cluster.md).
 
 use crate::cli::ServeArgs;
 use clap::{Args, Subcommand};
@@ -31,6 +34,22 @@ pub enum ClusterCommand {
     PeerRemove(PeerRemoveArgs),
     /// The node at --url removes itself from the cluster; stop its process after.
     Leave(StatusArgs),
+    /// The node at --url (started with --cluster-listen and no --join, with
+    /// nothing defined yet) joins the cluster at ROUTE: it restarts in place,
+    /// forgets its cluster of one, and gets every definition of the cluster.
+    Join(JoinArgs),
+}
+
+/// Flags of `junction cluster join`.
+#[derive(Debug, Clone, Args)]
+pub struct JoinArgs {
+    /// Cluster addresses (host:port, or nats://host:port) of nodes of the
+    /// cluster to join.
+    #[arg(required = true, value_name = "ROUTE")]
+    pub routes: Vec<String>,
+    /// How to reach the broker that joins.
+    #[command(flatten)]
+    pub conn: StatusArgs,
 }
 
 /// Flags of `junction cluster peer-remove`.
@@ -67,6 +86,7 @@ pub fn main(args: &ClusterArgs) -> ExitCode {
         ClusterCommand::Status(a) => ("status", run_status(a)),
         ClusterCommand::PeerRemove(a) => ("peer-remove", run_remove(&a.conn, Some(&a.name))),
         ClusterCommand::Leave(a) => ("leave", run_remove(a, None)),
+        ClusterCommand::Join(a) => ("join", run_join(a)),
     };
     match result {
         Ok(out) => {
@@ -115,6 +135,33 @@ fn run_remove(args: &StatusArgs, name: Option<&str>) -> Result<String, String> {
             return Ok(format!("node {name} removed from the cluster\n"));
         }
         let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        Err(format!(
+            "{url} answered {status}: {}",
+            body["message"].as_str().unwrap_or("")
+        ))
+    })
+}
+
+/// Asks the node at the URL to join the cluster at the routes.
+fn run_join(args: &JoinArgs) -> Result<String, String> {
+    let base = base_url(&args.conn)?;
+    let url = format!("{base}/v1/cluster/join");
+    let routes = args.routes.clone();
+    crate::health::with_client(args.conn.timeout, async |client| {
+        let resp = client
+            .post(&url)
+            .json(&serde_json::json!({ "routes": routes }))
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        if status.is_success() {
+            return Ok(format!(
+                "the node at {base} restarts and joins the cluster at {}\n",
+                routes.join(", ")
+            ));
+        }
         Err(format!(
             "{url} answered {status}: {}",
             body["message"].as_str().unwrap_or("")

@@ -20,7 +20,7 @@ pub mod lame_duck;
 mod serve;
 
 pub use config::{Config, ConfigError};
-pub use serve::{Running, StartError, run, start};
+pub use serve::{Running, StartError, restart_requested, run, start};
 
 /// Junction's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -80,6 +80,12 @@ fn serve(args: &ServeArgs) -> ExitCode {
     };
     let log_to_file = config.log_file.is_some();
     match runtime.block_on(junction::run(config)) {
+        Ok(()) if junction::restart_requested() => {
+            // `junction cluster join`: the same process runs again, with the
+            // same arguments, once everything was shut down and flushed.
+            drop(runtime);
+            restart_in_place()
+        }
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line on stderr; the log file, when there is one, gets it too.
@@ -89,6 +95,32 @@ fn serve(args: &ServeArgs) -> ExitCode {
             eprintln!("junction: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Replaces this process with a new run of the same binary and arguments (the
+/// same process id, so supervisors and PID files keep tracking it).
+fn restart_in_place() -> ExitCode {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        let exe = match std::env::current_exe() {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("junction: cannot restart: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let e = std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .exec();
+        eprintln!("junction: cannot restart: {e}");
+        ExitCode::from(1)
+    }
+    #[cfg(not(unix))]
+    {
+        eprintln!("junction: stopped to restart; start it again");
+        ExitCode::SUCCESS
     }
 }
 

@@ -98,6 +98,8 @@ pub struct Running {
     readiness: junction_http::Readiness,
     /// Lame-duck mode for the NATS listener: its clients are sent `"ldm": true`.
     lame_duck: tokio::sync::watch::Sender<bool>,
+    /// Notified when the broker asks to restart in place (`cluster join`).
+    restart: Arc<tokio::sync::Notify>,
 }
 
 impl Running {
@@ -337,6 +339,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     .map_err(|e| StartError::Io(format!("cannot recover stations in {data_dir}: {e}")))?;
 
     let shutdown = CancellationToken::new();
+    let restart = Arc::new(tokio::sync::Notify::new());
+    {
+        let restart = restart.clone();
+        engine.set_restart_hook(Box::new(move || restart.notify_one()));
+    }
     // Checked (at least 1) with the rest of the configuration.
     let snapshot_every = config
         .cluster
@@ -359,6 +366,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
     }
     if let Some(listen) = cluster_addr {
+        // Routes a `junction cluster join` wrote down (its own meta group is
+        // forgotten at the first start after it).
+        let joined = crate::engine::join_routes(engine.store())
+            .await
+            .map_err(|e| {
+                StartError::Io(format!("cannot read the cluster join in {data_dir}: {e}"))
+            })?;
         let node = config
             .server_name
             .clone()
@@ -384,6 +398,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 .join
                 .iter()
                 .map(|j| crate::config::ClusterSettings::strip_scheme(j))
+                .chain(joined)
                 .collect(),
             client_urls,
             http_url: http_bound.map(|a| advertised(a).to_string()),
@@ -632,6 +647,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         pid_file: config.pid_file.clone(),
         readiness,
         lame_duck,
+        restart,
     })
 }
 
@@ -644,8 +660,17 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     // the default action (SIGHUP and SIGUSR2 would end the process).
     let mut signals = Signals::new();
     let running = start(config).await?;
+    let restart = running.restart.clone();
     loop {
-        match signals.next().await {
+        let trapped = tokio::select! {
+            t = signals.next() => t,
+            _ = restart.notified() => {
+                tracing::warn!("restarting in place (cluster join)");
+                RESTART.store(true, std::sync::atomic::Ordering::SeqCst);
+                Trapped::Stop
+            }
+        };
+        match trapped {
             Trapped::Stop => break,
             Trapped::Reload => tracing::warn!(
                 "Trapped SIGHUP: configuration reload is not available yet; \
@@ -663,6 +688,15 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     tracing::info!("Trapped signal; shutting down");
     running.shutdown().await;
     Ok(())
+}
+
+/// Set when the broker stopped to restart in place: `junction serve` then runs
+/// itself again, with the same arguments ([`restart_requested`]).
+static RESTART: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Did the broker stop in order to restart in place (`junction cluster join`)?
+pub fn restart_requested() -> bool {
+    RESTART.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 /// What a trapped signal asks for.

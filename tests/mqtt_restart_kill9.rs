@@ -23,7 +23,6 @@ mod mqtt_client;
 
 use mqtt_client::{Client, within};
 
-
 async fn start(data: &Path, mqtt_port: u16) -> Child {
     let nats_port = process::free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_junction"))

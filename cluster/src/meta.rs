@@ -518,6 +518,15 @@ struct Identity {
     cluster: String,
 }
 
+/// Forgets this node's meta group (its id, votes, log and state): it then looks
+/// for a group to join at its next start, as a new node. Only for a node that
+/// was a cluster of one with nothing defined (`junction cluster join`).
+pub async fn forget_meta(store: &Store) -> Result<(), String> {
+    crate::raftlog::remove_group(store, GROUP)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// The cluster a data directory's store belongs to, once its node was given a
 /// meta group id there; checked before anything binds.
 pub fn stored_cluster(store: &Store) -> Result<Option<String>, String> {

@@ -24,6 +24,7 @@ mod events;
 mod group;
 mod ingress;
 mod internal;
+mod join;
 mod lineage;
 mod meta;
 mod placement;
@@ -57,6 +58,7 @@ use std::time::SystemTime;
 use trie::{SubjectTrie, Subscription};
 
 pub use auth::{Authenticator, User};
+pub use join::{RestartHook, join_routes};
 
 /// What the engine needs to know at start.
 #[derive(Debug, Clone)]
@@ -131,6 +133,8 @@ pub struct StationEngine {
     remote_groups: remote_group::RemoteGroups,
     /// A front-end's cluster-wide stations being defined (`internal.rs`).
     internal_creating: Mutex<std::collections::HashSet<(TenantId, String)>>,
+    /// Restarts the process in place (`join.rs`), installed by the server.
+    restart_hook: std::sync::OnceLock<join::RestartHook>,
 }
 
 impl StationEngine {
@@ -205,6 +209,7 @@ impl StationEngine {
             replica_ops: replicated::ReplicaOps::default(),
             remote_groups: remote_group::RemoteGroups::default(),
             internal_creating: Mutex::new(std::collections::HashSet::new()),
+            restart_hook: std::sync::OnceLock::new(),
         });
         // The lineage index comes back from what storage kept, off the start-up
         // path: the broker serves while it fills.
@@ -995,6 +1000,10 @@ impl Admin for StationEngine {
             });
         }
         self.blocking(move |e| e.create_group_now(&tenant, &station, config))
+    }
+
+    fn join_cluster(&self, routes: Vec<String>) -> AdminFuture<()> {
+        self.blocking(move |e| e.join_cluster_now(routes))
     }
 
     fn group_info_served(

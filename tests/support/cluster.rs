@@ -26,7 +26,7 @@ fn spawn(dir: &Path, n: &Node, join: &str, env: &[(&str, &str)]) -> Child {
     let mqtt = format!("127.0.0.1:{}", n.mqtt);
     let http = format!("127.0.0.1:{}", n.http);
     let listen = format!("127.0.0.1:{}", n.cluster);
-    let args = [
+    let mut args = vec![
         "serve",
         "-n",
         &n.name,
@@ -40,9 +40,11 @@ fn spawn(dir: &Path, n: &Node, join: &str, env: &[(&str, &str)]) -> Child {
         &data,
         "--cluster-listen",
         &listen,
-        "--join",
-        join,
     ];
+    // A node started with no routes is a cluster of one.
+    if !join.is_empty() {
+        args.extend(["--join", join]);
+    }
     let log = std::fs::File::options()
         .create(true)
         .append(true)
@@ -202,6 +204,29 @@ impl Cluster {
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         node.child = spawn(self.dir.path(), &node, &self.join, &env);
+        self.nodes.push(node);
+        process::wait_listening(http).await;
+        self.nodes.len() - 1
+    }
+
+    /// Starts one more node (`n<k>`) with no routes: a cluster of one, which
+    /// may be told to join later (`junction cluster join`); its index.
+    pub async fn add_lone_node(&mut self) -> usize {
+        let [nats, mqtt, http, cluster] = std::array::from_fn(|_| process::free_port());
+        let mut node = Node {
+            name: format!("n{}", self.nodes.len() + 1),
+            nats,
+            mqtt,
+            http,
+            cluster,
+            child: tokio::process::Command::new("true").spawn().unwrap(),
+        };
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        node.child = spawn(self.dir.path(), &node, "", &env);
         self.nodes.push(node);
         process::wait_listening(http).await;
         self.nodes.len() - 1

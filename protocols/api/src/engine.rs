@@ -472,6 +472,19 @@ pub trait Admin: Send + Sync + 'static {
         config: GroupConfig,
     ) -> AdminFuture<GroupInfo>;
 
+    /// Makes this node, a cluster of one with nothing defined, join the cluster
+    /// reachable at `routes` (cluster addresses): it forgets its own meta group
+    /// and restarts in place, then joins as a new node (`junction cluster
+    /// join`). Refused ([`EngineError::ClusterStateExists`]) when it has peers
+    /// or definitions; [`EngineError::BadRequest`] outside a cluster.
+    fn join_cluster(&self, _routes: Vec<String>) -> AdminFuture<()> {
+        Box::pin(async {
+            Err(EngineError::BadRequest(
+                "this broker does not run as a cluster node".into(),
+            ))
+        })
+    }
+
     /// A group's configuration and state, asked of the node that serves the group
     /// when that is another node of the cluster ([`Broker::group_info`] answers
     /// only for groups this node serves).

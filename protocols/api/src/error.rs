@@ -260,6 +260,10 @@ pub enum EngineError {
     /// cannot create, change, delete or purge it.
     #[error("station '{0}' is internal to the broker and cannot be changed by clients")]
     InternalStation(String),
+    /// `junction cluster join` on a node that is not a cluster of one with
+    /// nothing defined: joining would drop what it has.
+    #[error("this node cannot join another cluster: {0}")]
+    ClusterStateExists(String),
 }
 
 impl EngineError {
@@ -287,7 +291,8 @@ impl EngineError {
             | E::SubjectsOverlap
             | E::GroupExists
             | E::SchemaExists
-            | E::SchemaInUse { .. } => ErrorKind::Conflict,
+            | E::SchemaInUse { .. }
+            | E::ClusterStateExists(_) => ErrorKind::Conflict,
             E::WrongLastSequence(_)
             | E::WrongLastSubjectSequence(_)
             | E::WrongLastMsgId(_)

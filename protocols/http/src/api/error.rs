@@ -148,6 +148,7 @@ impl From<EngineError> for AppError {
             EngineError::GroupNotFound => (S::NOT_FOUND, "group_not_found"),
             EngineError::MessageNotFound => (S::NOT_FOUND, "message_not_found"),
             EngineError::StationNameInUse => (S::CONFLICT, "station_exists"),
+            EngineError::ClusterStateExists(_) => (S::CONFLICT, "cluster_state_exists"),
             EngineError::SubjectsOverlap => (S::CONFLICT, "subjects_overlap"),
             EngineError::GroupExists => (S::CONFLICT, "group_exists"),
             EngineError::MaxGroups => (S::CONFLICT, "max_groups"),

@@ -199,6 +199,7 @@ fn v1_routes(state: &Arc<ApiState>) -> OpenApiRouter<Arc<ApiState>> {
         .routes(routes!(server::server))
         .routes(routes!(server::cluster))
         .routes(routes!(server::remove_node))
+        .routes(routes!(server::join_cluster))
         .routes(routes!(server::openapi_json))
         .routes(routes!(sse::subject_events))
         .routes(routes!(ws::websocket))

@@ -191,6 +191,55 @@ pub async fn remove_node(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// What `POST /v1/cluster/join` asks for.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JoinRequest {
+    /// Cluster addresses (`host:port`, as `--join` takes them) of nodes of the
+    /// cluster to join.
+    pub routes: Vec<String>,
+}
+
+/// The answer to `POST /v1/cluster/join`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JoinJson {
+    /// The routes the node dials after its restart.
+    pub routes: Vec<String>,
+    /// The node restarts in place now (the same process), then joins.
+    pub restarting: bool,
+}
+
+/// Makes this node join another cluster (`junction cluster join ROUTE…`): a node
+/// that is a cluster of one with nothing defined (started with
+/// `--cluster-listen` and no `--join`) forgets its own meta group, restarts in
+/// place (same process, arguments and data directory) and joins the cluster at
+/// `routes` as a new node, getting every definition of it.
+#[utoipa::path(
+    post,
+    path = "/v1/cluster/join",
+    tag = "server",
+    request_body = JoinRequest,
+    responses(
+        (status = 202, description = "The node restarts and joins", body = JoinJson),
+        (status = 400, description = "`bad_request`: not a cluster node, or no valid route", body = ErrorBody),
+        (status = 409, description = "`cluster_state_exists`: the node has peers or definitions that joining would drop", body = ErrorBody),
+    )
+)]
+pub async fn join_cluster(
+    State(state): State<Arc<ApiState>>,
+    super::extract::JsonBody(request): super::extract::JsonBody<JoinRequest>,
+) -> Result<(StatusCode, Json<JoinJson>), AppError> {
+    state.engine.join_cluster(request.routes.clone()).await?;
+    tracing::warn!(routes = ?request.routes, "cluster join asked over HTTP: restarting to join");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(JoinJson {
+            routes: request.routes,
+            restarting: true,
+        }),
+    ))
+}
+
 /// Server-wide figures.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ServerJson {
