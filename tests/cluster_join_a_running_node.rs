@@ -15,19 +15,8 @@ mod process;
 #[path = "support/cluster.rs"]
 mod cluster;
 
-use cluster::{Cluster, get_json, http, until};
+use cluster::{Cluster, get_json, http, post_json as post, until};
 use serde_json::{Value, json};
-
-async fn post(port: u16, path: &str, body: Value) -> (u16, Value) {
-    let r = http()
-        .post(format!("http://127.0.0.1:{port}{path}"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
 
 fn cli(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_junction"))

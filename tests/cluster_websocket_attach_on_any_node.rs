@@ -16,7 +16,7 @@ mod cluster;
 #[allow(dead_code)]
 mod process;
 
-use cluster::{Cluster, get_json, http, until};
+use cluster::{Cluster, get_json, until};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -71,16 +71,9 @@ fn ack_refused(v: &Value) -> bool {
 }
 
 async fn post(port: u16, path: &str, body: Value) -> Value {
-    let r = http()
-        .post(format!("http://127.0.0.1:{port}{path}"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    assert!((200..300).contains(&status), "{path}: {status} {text}");
-    serde_json::from_str(&text).unwrap_or(Value::Null)
+    let (status, answer) = cluster::post_json(port, path, body).await;
+    assert!((200..300).contains(&status), "{path}: {status} {answer}");
+    answer
 }
 
 async fn publish(port: u16, station: &str, subject: &str, n: usize) {

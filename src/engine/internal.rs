@@ -89,16 +89,7 @@ pub(crate) struct StoredWire {
 
 impl StoredWire {
     pub(crate) fn from_stored(m: &StoredMessage) -> Self {
-        let mut message = junction_api::Message::new(m.subject.clone(), m.payload.clone());
-        message.headers = m.headers.clone();
-        let bytes = junction_cluster::frame::message_bytes(junction_cluster::ForwardRef {
-            tenant: "",
-            message: &message,
-            origin_mqtt: false,
-            plain: false,
-            queues: &[],
-            route: None,
-        });
+        let bytes = super::remote_group::stored_bytes(m);
         StoredWire {
             seq: m.seq,
             time_ns: m

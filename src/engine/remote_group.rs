@@ -213,20 +213,26 @@ fn encode_fetched(head: &Fetched, delivered: Option<&Delivered>) -> Bytes {
     b.put_slice(&json);
     if let Some(d) = delivered {
         let m = &d.message;
-        let mut message = Message::new(m.subject.clone(), m.payload.clone());
-        message.headers = m.headers.clone();
         b.put_u32(m.lineage.len() as u32);
         b.put_slice(&m.lineage);
-        b.put_slice(&junction_cluster::frame::message_bytes(ForwardRef {
-            tenant: "",
-            message: &message,
-            origin_mqtt: false,
-            plain: false,
-            queues: &[],
-            route: None,
-        }));
+        b.put_slice(&stored_bytes(m));
     }
     b.freeze()
+}
+
+/// A stored message's subject, headers and payload as the cluster link encodes
+/// a message.
+pub(crate) fn stored_bytes(m: &StoredMessage) -> Bytes {
+    let mut message = Message::new(m.subject.clone(), m.payload.clone());
+    message.headers = m.headers.clone();
+    junction_cluster::frame::message_bytes(ForwardRef {
+        tenant: "",
+        message: &message,
+        origin_mqtt: false,
+        plain: false,
+        queues: &[],
+        route: None,
+    })
 }
 
 fn decode_fetched(mut body: Bytes) -> Result<(Fetched, Option<(Bytes, Message)>), String> {

@@ -70,6 +70,18 @@ pub fn http() -> reqwest::Client {
         .unwrap()
 }
 
+/// POSTs `body` as JSON; the status and the JSON answer (`null` when none).
+pub async fn post_json(port: u16, path: &str, body: Value) -> (u16, Value) {
+    let r = http()
+        .post(format!("http://127.0.0.1:{port}{path}"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
 pub async fn get_json(port: u16, path: &str) -> Value {
     http()
         .get(format!("http://127.0.0.1:{port}{path}"))
@@ -189,29 +201,17 @@ impl Cluster {
     /// it listens; its index. Whether it became a member is the caller's to
     /// wait for.
     pub async fn add_node(&mut self) -> usize {
-        let [nats, mqtt, http, cluster] = std::array::from_fn(|_| process::free_port());
-        let mut node = Node {
-            name: format!("n{}", self.nodes.len() + 1),
-            nats,
-            mqtt,
-            http,
-            cluster,
-            child: tokio::process::Command::new("true").spawn().unwrap(),
-        };
-        let env: Vec<(&str, &str)> = self
-            .env
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        node.child = spawn(self.dir.path(), &node, &self.join, &env);
-        self.nodes.push(node);
-        process::wait_listening(http).await;
-        self.nodes.len() - 1
+        let join = self.join.clone();
+        self.spawn_node(&join).await
     }
 
     /// Starts one more node (`n<k>`) with no routes: a cluster of one, which
     /// may be told to join later (`junction cluster join`); its index.
     pub async fn add_lone_node(&mut self) -> usize {
+        self.spawn_node("").await
+    }
+
+    async fn spawn_node(&mut self, join: &str) -> usize {
         let [nats, mqtt, http, cluster] = std::array::from_fn(|_| process::free_port());
         let mut node = Node {
             name: format!("n{}", self.nodes.len() + 1),
@@ -226,7 +226,7 @@ impl Cluster {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        node.child = spawn(self.dir.path(), &node, "", &env);
+        node.child = spawn(self.dir.path(), &node, join, &env);
         self.nodes.push(node);
         process::wait_listening(http).await;
         self.nodes.len() - 1
