@@ -8,7 +8,8 @@
 //!   session along (node 1's connection is closed), gets there what is
 //!   published on node 3, and after it leaves node 2 resumes on node 3 with
 //!   what was queued meanwhile; a clean start then drops the session on every
-//!   node.
+//!   node;
+//! - a shared subscription with members on two nodes gets each message once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "support/process.rs"]
@@ -126,4 +127,80 @@ async fn a_connected_device_moves_between_nodes_with_its_session() {
     let (back, ack) = Client::connect(c.nodes[1].mqtt, "meter-1", false).await;
     assert!(!ack.session_present, "no session after a clean start");
     back.disconnect().await;
+}
+
+/// An MQTT shared subscription (`$share/g/…`) with members on two nodes gets
+/// every QoS 1 message published on a third node exactly once, spread over both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_subscription_spans_nodes_and_delivers_each_message_once() {
+    let c = Cluster::start(3, &[]).await;
+    let (mut a, _) = Client::connect(c.nodes[0].mqtt, "worker-a", true).await;
+    let (mut b, _) = Client::connect(c.nodes[1].mqtt, "worker-b", true).await;
+    a.subscribe("$share/workers/jobs/#").await;
+    b.subscribe("$share/workers/jobs/#").await;
+    // Both members' interest has reached node 3 once probes published there
+    // reach each of them; probes are not counted below.
+    let (mut publisher, _) = Client::connect(c.nodes[2].mqtt, "dispatcher", true).await;
+    let (mut probed_a, mut probed_b) = (false, false);
+    let mut k = 0;
+    while !(probed_a && probed_b) {
+        k += 1;
+        assert!(k < 500, "members on both nodes never both got a probe");
+        publisher
+            .publish_acked("jobs/probe", false, &format!("probe{k}"))
+            .await;
+        tokio::select! {
+            _ = a.recv() => probed_a = true,
+            _ = b.recv() => probed_b = true,
+        }
+    }
+    for i in 0..200 {
+        publisher
+            .publish_acked("jobs/build", false, &format!("job{i}"))
+            .await;
+    }
+    let mut got_a = Vec::new();
+    let mut got_b = Vec::new();
+    while got_a.len() + got_b.len() < 200 {
+        let (from_a, p) = tokio::select! {
+            p = a.recv() => (true, p),
+            p = b.recv() => (false, p),
+        };
+        let text = String::from_utf8(p.payload.to_vec()).unwrap();
+        if text.starts_with("probe") {
+            continue;
+        }
+        if from_a {
+            got_a.push(text);
+        } else {
+            got_b.push(text);
+        }
+    }
+    let mut all: Vec<String> = got_a.iter().chain(&got_b).cloned().collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(
+        all.len(),
+        200,
+        "each message once: {} + {}",
+        got_a.len(),
+        got_b.len()
+    );
+    assert!(
+        !got_a.is_empty() && !got_b.is_empty(),
+        "spread over both nodes: {} on node 1, {} on node 2",
+        got_a.len(),
+        got_b.len()
+    );
+    eprintln!(
+        "200 shared-subscription messages: {} on node 1, {} on node 2",
+        got_a.len(),
+        got_b.len()
+    );
+    // Nothing more comes to either.
+    let extra = tokio::time::timeout(Duration::from_secs(2), async {
+        tokio::select! { p = a.recv() => p, p = b.recv() => p }
+    })
+    .await;
+    assert!(extra.is_err(), "no second copy: {extra:?}");
 }
