@@ -224,6 +224,7 @@ stop_server() {
 # node 1 (its peak RSS is reported) and CLUSTER_PIDS all three (their CPU is summed).
 CLUSTER_PIDS=()
 NATS_URL2=""
+NATS_URL3=""
 start_cluster() {
   local server=$1 dir=$2 i routes
   local ports=() cports=()
@@ -259,6 +260,7 @@ start_cluster() {
   SERVER_PID=${CLUSTER_PIDS[0]}
   NATS_URL="nats://127.0.0.1:${ports[0]}"
   NATS_URL2="nats://127.0.0.1:${ports[1]}"
+  NATS_URL3="nats://127.0.0.1:${ports[2]}"
 }
 
 # CPU seconds of the server under test: every node of a cluster.
@@ -291,6 +293,8 @@ SCENARIOS=(
   "cluster-js-fwd|station publish, 1000 in flight, 16 B, file, through another node of a 3-node cluster (station held by node 1, publishers on node 2)|throughput||-|cluster3 js-pub --window 1000 --size 16 --msgs 200000 --stream BENCH --storage file --purge"
   "r3-window|R3 station publish, 1000 in flight, 16 B, file, 3-node cluster, publishers on node 2; Junction acks once fsynced on a quorum, nats-server R3 does not fsync|throughput|>=1.0|nats-server|cluster3 js-pub --window 1000 --size 16 --msgs 100000 --stream BENCHR3 --storage file --replicas 3"
   "r3-sync|R3 sync publish round trip, 16 B, file, 3-node cluster, publisher on node 2|latency||nats-server|cluster3 js-pub --sync --size 16 --msgs 3000 --stream BENCHR3 --storage file --replicas 3"
+  "r3-leader|R3 station publish, 1000 in flight, 16 B, file, 3-node cluster, publishers on the stream's leader|throughput||nats-server|cluster3 js-pub --window 1000 --size 16 --msgs 100000 --stream BENCHR3 --storage file --replicas 3 --pub-to leader"
+  "r3-follower|R3 station publish, 1000 in flight, 16 B, file, 3-node cluster, publishers on a follower of the stream (target: >= 0.8x r3-leader)|throughput||nats-server|cluster3 js-pub --window 1000 --size 16 --msgs 100000 --stream BENCHR3 --storage file --replicas 3 --pub-to follower"
   "js-window-fsync|station publish, 1000 in flight, 16 B, file; Junction fsync before ack (default)|throughput|>=1.0|nats-server|js-pub --window 1000 --size 16 --msgs 200000 --stream BENCH --storage file --purge"
   "js-window-flush|station publish, 1000 in flight, 16 B, file; Junction flush interval 50 ms|throughput|>=1.3|nats-server|js-pub --window 1000 --size 16 --msgs 200000 --stream BENCHF --storage file --flush-interval 50ms --purge"
   "js-sync-fsync|sync publish round trip, 16 B, file; Junction fsync before ack (default)|latency|<=1.0|nats-server|js-pub --sync --size 16 --msgs 5000 --stream BENCH --storage file --purge"
@@ -365,6 +369,9 @@ measure() {
   esac
   if [ "${#CLUSTER_PIDS[@]}" -gt 0 ]; then
     case "$flags" in
+      # Publishers on the R3 stream's leader or on a follower: js-pub picks
+      # the node among all three.
+      js-pub*--pub-to*) urls=(--url "$NATS_URL" --pub-url "$NATS_URL,$NATS_URL2,$NATS_URL3") ;;
       # The station is made through node 1 (which holds it); publishers on node 2.
       js-pub*) urls=(--url "$NATS_URL" --pub-url "$NATS_URL2") ;;
       # Publishers on node 1, subscribers on node 2.

@@ -122,6 +122,7 @@ fn js_info(plan: &Plan, mode: &str, window: Option<usize>, batch: Option<usize>)
         mode: mode.to_string(),
         window,
         batch,
+        pub_to: plan.args.pub_to,
     }
 }
 
@@ -216,7 +217,14 @@ pub(crate) async fn publish(plan: &Plan) -> anyhow::Result<Report> {
         Some(args.window.unwrap_or(DEFAULT_WINDOW))
     };
     let mut publishers = Vec::with_capacity(plan.pubs);
-    let pub_url = args.pub_url.as_deref().unwrap_or(&plan.url);
+    let chosen = match args.pub_to {
+        Some(role) => Some(node_by_role(plan, &stream, role).await?),
+        None => None,
+    };
+    let pub_url = chosen
+        .as_deref()
+        .or(args.pub_url.as_deref())
+        .unwrap_or(&plan.url);
     if pub_url != plan.url {
         // Another node of a cluster learns of the stream one heartbeat later.
         let c = connect(pub_url, "junction-bench-probe", &plan.client_drops).await?;
@@ -303,6 +311,42 @@ pub(crate) async fn publish(plan: &Plan) -> anyhow::Result<Report> {
         js_info(plan, "sync", None, None)
     });
     Ok(report)
+}
+
+/// The URL among --pub-url's (comma-separated) of the node that leads the
+/// stream (or of one that does not), by the server name each node gives in INFO.
+async fn node_by_role(
+    plan: &Plan,
+    stream: &async_nats::jetstream::stream::Stream,
+    role: super::PubTo,
+) -> anyhow::Result<String> {
+    let urls: Vec<&str> = plan
+        .args
+        .pub_url
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect();
+    let mut stream = stream.clone();
+    let leader = stream
+        .info()
+        .await
+        .context("reading the stream's leader")?
+        .cluster
+        .as_ref()
+        .and_then(|c| c.leader.clone())
+        .context("the stream has no leader (is it replicated?)")?;
+    for url in urls {
+        let c = connect(url, "junction-bench-role-probe", &plan.client_drops).await?;
+        let name = c.server_info().server_name;
+        let leads = name == leader;
+        if leads == (role == super::PubTo::Leader) {
+            return Ok(url.to_string());
+        }
+    }
+    anyhow::bail!("no node of --pub-url is the stream's {role:?} (leader: {leader})")
 }
 
 /// Takes up to `batch` of the messages still to fetch.

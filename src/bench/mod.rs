@@ -176,6 +176,11 @@ pub struct BenchArgs {
     /// js-pub: await each PubAck before the next publish (round trip latency).
     #[arg(long, conflicts_with = "window")]
     pub sync: bool,
+    /// js-pub on a replicated stream: publish through its leader, or through a
+    /// follower. --pub-url then lists the cluster's nodes (comma-separated), and
+    /// the one the stream's leader is (or is not) is picked.
+    #[arg(long, value_name = "ROLE", requires = "pub_url")]
+    pub pub_to: Option<PubTo>,
     /// js-pub: PubAcks in flight per publisher [default: 100]. mqtt-pubsub and xproto
     /// at QoS 1/2: unacknowledged publishes per publisher (rumqttc's inflight)
     /// [default: 1000, at most 65535].
@@ -214,6 +219,16 @@ pub struct BenchArgs {
     /// js-fetch: name of the durable pull consumer (deleted and recreated).
     #[arg(long, default_value = "bench", value_name = "NAME")]
     pub consumer: String,
+}
+
+/// Which replica of a replicated stream publishers connect to (`--pub-to`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PubTo {
+    /// The node that leads the stream.
+    Leader,
+    /// A node with a replica that does not lead it.
+    Follower,
 }
 
 /// What to benchmark.

@@ -56,6 +56,9 @@ pub struct JsInfo {
     pub window: Option<usize>,
     /// Messages per pull request (`fetch` mode).
     pub batch: Option<usize>,
+    /// Publishers went to the stream's leader or to a follower (`--pub-to`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pub_to: Option<super::PubTo>,
 }
 
 /// The settings of an `http-produce` run.
