@@ -998,6 +998,10 @@ fn write_error(e: RaftError<u64, ClientWriteError<u64, MetaNode>>) -> ProposeErr
 /// How long a proposal may wait for its commit.
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a first member of a new group waits for the group's first member
+/// to initialize it before it does so itself.
+const INIT_GRACE: Duration = Duration::from_secs(2);
+
 /// Most proposals one log entry carries.
 const BATCH: usize = 1024;
 
@@ -1148,11 +1152,31 @@ impl Replicas {
         )
         .await
         .map_err(|e| e.to_string())?;
-        if members.contains_key(&me)
-            && !raft.is_initialized().await.map_err(|e| e.to_string())?
-            && let Err(e) = raft.initialize(members).await
-        {
-            tracing::debug!(group = id, error = %e, "replica group initialize");
+        if members.contains_key(&me) && !raft.is_initialized().await.map_err(|e| e.to_string())? {
+            // Initializing starts an election at once: if every first member did,
+            // two would run in the same term and the one with the higher id would
+            // take over from the first winner a moment later (publishes made
+            // meanwhile refused). The first member (lowest id) initializes now;
+            // the others only if it has not reached them within INIT_GRACE (it
+            // is down), with the same membership.
+            let first = members.keys().next() == Some(&me);
+            let raft2 = raft.clone();
+            let init = async move {
+                if let Err(e) = raft2.initialize(members).await {
+                    tracing::debug!(group = id, error = %e, "replica group initialize");
+                }
+            };
+            if first {
+                init.await;
+            } else {
+                let raft3 = raft.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(INIT_GRACE).await;
+                    if !raft3.is_initialized().await.unwrap_or(true) {
+                        init.await;
+                    }
+                });
+            }
         }
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(run_proposals(raft.clone(), rx));

@@ -366,6 +366,14 @@ impl StationEngine {
         match self.station_node(tenant, name) {
             None => Ok(None),
             Some(node) if node.is_empty() => Err(super::replicated::no_leader(name)),
+            // A replicated station's leader this node has no link to is gone
+            // (killed or cut off): the replicas are electing another.
+            Some(node)
+                if !self.cluster.get().is_some_and(|c| c.linked(&node))
+                    && self.stations.get(tenant, name).is_ok_and(|s| s.replicated) =>
+            {
+                Err(super::replicated::no_leader(name))
+            }
             Some(node) => Ok(Some(node)),
         }
     }

@@ -647,19 +647,35 @@ impl StationEngine {
         ) else {
             return done(Err(no_leader(&name)));
         };
-        let Some(leader) = group.leader() else {
+        // A leader this node has no link to is gone (killed, or cut off): its
+        // replicas elect another within about a second.
+        let reachable = |l: &String| cluster.linked(l);
+        let Some(leader) = group.leader().filter(reachable) else {
             // An election is on (or this node has not heard from the leader
-            // yet): wait for it a little rather than refuse at once. (Publishes
-            // held here meanwhile are not kept in order among themselves.)
+            // yet): wait for one it can reach a little rather than refuse at
+            // once (nothing was sent, so nothing can be stored twice).
+            // Publishes held here meanwhile are not kept in order among
+            // themselves.
             let (group, engine, tenant) = (group.clone(), self.me.clone(), tenant.clone());
             let (message, options, lineage) = (message.clone(), options.clone(), lineage.clone());
             runtime.spawn(async move {
-                let leader = group.wait_leader(ELECTION_WAIT).await;
+                let deadline = tokio::time::Instant::now() + 2 * ELECTION_WAIT;
+                let ready = loop {
+                    let ready = match (group.is_leader(), group.leader(), engine.upgrade()) {
+                        (true, ..) => true,
+                        (false, Some(l), Some(e)) => e.cluster.get().is_some_and(|c| c.linked(&l)),
+                        _ => false,
+                    };
+                    if ready || tokio::time::Instant::now() >= deadline {
+                        break ready;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                };
                 let station = engine
                     .upgrade()
                     .and_then(|e| e.stations.get(&tenant, &name).ok());
-                match (leader, engine.upgrade(), station) {
-                    (Some(_), Some(e), Some(station)) => e.replicated_append(
+                match (ready, engine.upgrade(), station) {
+                    (true, Some(e), Some(station)) => e.replicated_append(
                         &tenant, &station, &group, &message, &options, &lineage, false, done,
                     ),
                     _ => done(Err(no_leader(&name))),

@@ -28,6 +28,11 @@ impl Client {
         o.set_clean_session(clean);
         o.set_keep_alive(Duration::from_secs(30));
         let (client, mut eventloop) = AsyncClient::new(o, 100);
+        // A broker may take a moment to answer CONNACK (in a cluster, while a
+        // lost node's replicated session store elects a new leader).
+        eventloop
+            .network_options
+            .set_connection_timeout(GUARD.as_secs());
         let ack = within("CONNACK", async {
             loop {
                 match eventloop.poll().await {
