@@ -50,6 +50,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/server"),
     ("get", "/v1/cluster"),
     ("delete", "/v1/cluster/nodes/{name}"),
+    ("post", "/v1/cluster/join"),
     ("get", "/v1/openapi.json"),
     ("get", "/v1/subjects/{filter}/events"),
     ("get", "/v1/ws"),
