@@ -522,11 +522,7 @@ async fn connect<S>(
                     });
                     let record = slot.record.take();
                     // The expiry timer may not have run yet.
-                    break record.filter(|r| {
-                        r.disconnected_ms == 0
-                            || remaining_expiry(r.expiry, r.disconnected_ms, now_ms())
-                                .is_none_or(|left| !left.is_zero())
-                    });
+                    break record.filter(not_expired);
                 }
             }
         };
@@ -543,11 +539,7 @@ async fn connect<S>(
     let previous = match previous {
         None if broker.node.is_some() => {
             match crate::session::load_record(broker.engine.as_ref(), &tenant.id, &info.client_id) {
-                Ok(r) => r.filter(|r| {
-                    r.disconnected_ms == 0
-                        || remaining_expiry(r.expiry, r.disconnected_ms, now_ms())
-                            .is_none_or(|left| !left.is_zero())
-                }),
+                Ok(r) => r.filter(not_expired),
                 Err(e) => {
                     tracing::error!(client_id = %info.client_id, error = %e, "MQTT CONNECT refused: the session store cannot be read");
                     give_back(&broker, &tenant, &info.client_id, conn_id, None);
@@ -680,6 +672,14 @@ async fn connect<S>(
         End::WithWill
     };
     conn.finish(end, conn_id, &done).await;
+}
+
+/// A session record whose session has not expired (it is connected, or its
+/// expiry has time left).
+fn not_expired(r: &SessionRecord) -> bool {
+    r.disconnected_ms == 0
+        || remaining_expiry(r.expiry, r.disconnected_ms, now_ms())
+            .is_none_or(|left| !left.is_zero())
 }
 
 /// A CONNECT that failed after taking the client id: the registry gets the session
