@@ -815,17 +815,6 @@ impl ReplicaGroup {
             .map(|n| n.name.clone())
     }
 
-    /// Waits up to `timeout` until this node knows a leader (an election ends);
-    /// answers it.
-    pub async fn wait_leader(&self, timeout: Duration) -> Option<String> {
-        let _ = self
-            .raft
-            .wait(Some(timeout))
-            .metrics(|m| m.current_leader.is_some(), "a leader")
-            .await;
-        self.leader()
-    }
-
     /// The voters' ids, as this node knows the membership.
     pub fn voters(&self) -> std::collections::BTreeSet<u64> {
         self.raft
