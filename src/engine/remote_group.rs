@@ -521,18 +521,18 @@ impl StationEngine {
         }
     }
 
-    /// A peer settled a delivery it was sent (anything but "in progress").
-    fn settled(&self, peer: &str, a: &AckCall) {
+    /// A peer settled a delivery (anything but "in progress"): it is no longer
+    /// outstanding at any peer (a redelivery may have gone to another one).
+    fn settled(&self, _peer: &str, a: &AckCall) {
         if matches!(a.kind, AckWire::Progress) {
             return;
         }
+        let key = (a.tenant.clone(), a.station.clone(), a.group.clone(), a.seq);
         let mut outstanding = self.remote_groups.outstanding.lock();
-        if let Some(set) = outstanding.get_mut(peer) {
-            set.remove(&(a.tenant.clone(), a.station.clone(), a.group.clone(), a.seq));
-            if set.is_empty() {
-                outstanding.remove(peer);
-            }
-        }
+        outstanding.retain(|_, set| {
+            set.remove(&key);
+            !set.is_empty()
+        });
     }
 
     /// Peers whose link dropped: their requests end here, and what they were
