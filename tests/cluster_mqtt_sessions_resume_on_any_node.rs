@@ -9,7 +9,8 @@
 //!   published on node 3, and after it leaves node 2 resumes on node 3 with
 //!   what was queued meanwhile; a clean start then drops the session on every
 //!   node;
-//! - a shared subscription with members on two nodes gets each message once.
+//! - a shared subscription with members on two nodes gets each message once;
+//! - an offline session whose node is killed still expires on time.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "support/process.rs"]
@@ -209,4 +210,33 @@ async fn a_shared_subscription_spans_nodes_and_delivers_each_message_once() {
     })
     .await;
     assert!(extra.is_err(), "no second copy: {extra:?}");
+}
+
+/// An offline session whose node is killed still expires on time: the session
+/// store's leader discards it (its record and its queue's group) once its
+/// expiry has passed (`[mqtt] max_session_expiry` = 2 s here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_session_of_a_killed_node_expires_on_time() {
+    let mut c = Cluster::start(3, &[("JUNCTION_MQTT__MAX_SESSION_EXPIRY", "2")]).await;
+    let (mut dev, _) = Client::connect(c.nodes[0].mqtt, "sensor-9", false).await;
+    dev.subscribe("plant/#").await;
+    dev.disconnect().await;
+    store_ready(&c, 1).await;
+    let port2 = c.nodes[1].http;
+    let groups = || async move {
+        get_json(port2, "/v1/stations/$MQTT_msgs/groups").await["groups"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    assert_eq!(groups().await, 1, "the session's queue exists");
+    c.kill(0).await;
+    until("the session's queue and record are gone", || async {
+        let records = get_json(port2, "/v1/stations/$MQTT_sess/messages").await;
+        groups().await == 0 && records["messages"].as_array().is_some_and(Vec::is_empty)
+    })
+    .await;
+    // The device comes back elsewhere to a new session.
+    let (back, ack) = Client::connect(c.nodes[2].mqtt, "sensor-9", false).await;
+    assert!(!ack.session_present, "the session expired");
+    back.disconnect().await;
 }

@@ -65,6 +65,9 @@ struct DurableNote {
 const SYNC_AGAIN: Duration = Duration::from_secs(5);
 /// How often the front-end looks for peers that came online.
 const PEERS_EVERY: Duration = Duration::from_secs(1);
+/// Every this many peer checks, the session store's leader expires the offline
+/// sessions of nodes that are gone ([`MqttBroker::expire_orphans`]).
+const SWEEP_EVERY_TICKS: u64 = 5;
 
 /// Nanoseconds since the epoch: when a retained message was set or cleared.
 pub fn now_ns() -> u64 {
@@ -119,6 +122,7 @@ pub(crate) fn start(broker: &Arc<MqttBroker>) -> Result<(), EngineError> {
     broker.tracker.spawn(async move {
         let mut online: BTreeSet<String> = BTreeSet::new();
         let mut again: Vec<(tokio::time::Instant, String)> = Vec::new();
+        let mut sweeps: u64 = 0;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -134,6 +138,10 @@ pub(crate) fn start(broker: &Arc<MqttBroker>) -> Result<(), EngineError> {
                 .filter(|n| n.online && !n.this)
                 .map(|n| n.name.clone())
                 .collect();
+            sweeps += 1;
+            if sweeps % SWEEP_EVERY_TICKS == 0 {
+                broker.expire_orphans(&view.node, &now);
+            }
             // A peer that came online (started, or back from a partition) is
             // asked for everything it holds, and again a little later.
             for peer in now.difference(&online) {
@@ -170,6 +178,42 @@ impl MqttBroker {
             Bytes::copy_from_slice(client_id.as_bytes()),
         );
         self.engine.broadcast_request(&tenant.id, &m);
+    }
+
+    /// Offline sessions whose node is gone (not linked) and whose expiry has
+    /// passed are discarded by the node that leads the session store, so they
+    /// expire on time although their own node, which runs their timer, is
+    /// down. A session whose node died while it was connected has no
+    /// disconnect time and waits for that node (or for its device).
+    fn expire_orphans(self: &Arc<Self>, me: &str, online: &BTreeSet<String>) {
+        let Some(tenant) = self.default_tenant() else {
+            return;
+        };
+        let leads = self
+            .engine
+            .replica_role(&tenant.id, crate::session::SESS)
+            .is_some_and(|r| r.role == "leader");
+        if !leads {
+            return;
+        }
+        let now = crate::conn::now_ms();
+        for record in crate::session::load_records(self.engine.as_ref(), &tenant.id) {
+            let Some(node) = record.node.as_deref() else {
+                continue;
+            };
+            if node == me || online.contains(node) || record.disconnected_ms == 0 {
+                continue;
+            }
+            let expired =
+                crate::broker::remaining_expiry(record.expiry, record.disconnected_ms, now)
+                    .is_some_and(|left| left.is_zero());
+            // Taken over here meanwhile: this node runs it.
+            if !expired || tenant.slots.lock().contains_key(&record.client_id) {
+                continue;
+            }
+            tracing::info!(client_id = %record.client_id, %node, "MQTT session expired (its node is gone)");
+            self.discard_session(&tenant, &record);
+        }
     }
 
     /// Tells the peers that a persistent QoS 1/2 subscription was added here (or
