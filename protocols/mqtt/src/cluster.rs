@@ -139,7 +139,7 @@ pub(crate) fn start(broker: &Arc<MqttBroker>) -> Result<(), EngineError> {
                 .map(|n| n.name.clone())
                 .collect();
             sweeps += 1;
-            if sweeps % SWEEP_EVERY_TICKS == 0 {
+            if sweeps.is_multiple_of(SWEEP_EVERY_TICKS) {
                 broker.expire_orphans(&view.node, &now);
             }
             // A peer that came online (started, or back from a partition) is
