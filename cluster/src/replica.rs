@@ -163,13 +163,22 @@ pub(crate) const K_R_ELECT: u8 = 23;
 
 /// The engine's side of replicated stations.
 pub trait ReplicaHost: Send + Sync + 'static {
-    /// Applies the committed `op` (log `index`) of `group` to this node's copy of
-    /// its station. The synchronous part (taking a sequence, queuing the write)
-    /// must happen before this returns, so that entries are applied in log order;
-    /// the future resolves, with the answer for the proposer, once the effects are
-    /// durable. `mark` records `index` as applied: when the op writes anything,
-    /// the host writes `mark` in the same store batch.
-    fn apply(&self, group: u64, index: u64, op: Bytes, mark: RaftOp) -> BoxFuture<'static, Bytes>;
+    /// Applies the committed `ops` (of log `index`, from its op number `first`
+    /// on) of `group` to this node's copy of its station, in order. The
+    /// synchronous part (taking sequences, queuing the writes) must happen
+    /// before this returns, so that entries are applied in log order; each
+    /// future (one per op) resolves, with the answer for the proposer, once the
+    /// op's effects are durable. `mark(k)` records ops up to number `k` of the
+    /// entry as applied: a store batch that writes the effects of op `k` (and
+    /// maybe of ops before it) also writes `mark(k)`.
+    fn apply(
+        &self,
+        group: u64,
+        index: u64,
+        ops: Vec<Bytes>,
+        first: usize,
+        mark: &(dyn Fn(usize) -> RaftOp + Sync),
+    ) -> Vec<BoxFuture<'static, Bytes>>;
 
     /// What a snapshot of `group` taken now holds (called between applies, so
     /// it matches the last applied entry): opaque to this crate, handed back
@@ -244,6 +253,11 @@ struct Mark {
     prev: Option<LogId<u64>>,
 }
 
+/// A mark's stored form (as [`put_json`] writes it; it cannot fail).
+fn mark_bytes(mark: &Mark) -> Vec<u8> {
+    serde_json::to_vec(mark).unwrap_or_default()
+}
+
 impl RaftStateMachine<ReplicaConfig> for StateMachine {
     type SnapshotBuilder = StateMachine;
 
@@ -293,26 +307,35 @@ impl RaftStateMachine<ReplicaConfig> for StateMachine {
                     counts.push(of);
                     let prev = *self.complete.lock();
                     let skip = match self.resume.lock().take() {
-                        Some((i, done)) if i == index => done,
+                        Some((i, done)) if i == index => done.min(of),
                         _ => 0,
                     };
-                    for (k, op) in ops.0.into_iter().enumerate() {
-                        if k < skip {
-                            // On disk before the crash; its proposer is gone.
-                            pending.push(Box::pin(async { Bytes::new() }));
-                            continue;
-                        }
-                        // One key, overwritten: the store resolves several
-                        // writes of one key in a commit to the last one queued.
+                    for _ in 0..skip {
+                        // On disk before the crash; its proposer is gone.
+                        pending.push(Box::pin(async { Bytes::new() }));
+                    }
+                    // One key, overwritten: the store resolves several writes
+                    // of one key in a commit to the last one queued.
+                    let (group, log_id) = (self.group, e.log_id);
+                    let mark = move |k: usize| {
                         let mark = Mark {
-                            log_id: e.log_id,
+                            log_id,
                             done: k + 1,
                             of,
                             prev,
                         };
-                        let mark = put_json(key(self.group, T_APPLIED, 0), &mark)?;
-                        pending.push(h.apply(self.group, index, op, mark));
+                        RaftOp::Put(key(group, T_APPLIED, 0), mark_bytes(&mark))
+                    };
+                    let ops: Vec<Bytes> = ops.0.into_iter().skip(skip).collect();
+                    let n = ops.len();
+                    let answers = h.apply(self.group, index, ops, skip, &mark);
+                    if answers.len() != n {
+                        return Err(serr(
+                            ErrorVerb::Write,
+                            format!("{} answers for {n} ops", answers.len()),
+                        ));
                     }
+                    pending.extend(answers);
                     *self.complete.lock() = Some(e.log_id);
                 }
                 EntryPayload::Membership(m) => {
@@ -727,10 +750,10 @@ pub enum ProposeError {
     Unavailable(String),
 }
 
-type Proposal = (
-    Bytes,
-    tokio::sync::oneshot::Sender<Result<Bytes, ProposeError>>,
-);
+/// What a proposal's proposer is told: the host's answer, or why not.
+pub type Proposed = Box<dyn FnOnce(Result<Bytes, ProposeError>) + Send>;
+
+type Proposal = (Bytes, Proposed);
 
 /// This node's replica of one station's group. Cheap to clone.
 #[derive(Clone)]
@@ -795,13 +818,32 @@ impl ReplicaGroup {
         op: Bytes,
     ) -> impl std::future::Future<Output = Result<Bytes, ProposeError>> + Send + 'static {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let sent = self.proposals.send((op, tx)).is_ok();
+        let sent = self
+            .proposals
+            .send((
+                op,
+                Box::new(move |r| {
+                    let _ = tx.send(r);
+                }),
+            ))
+            .is_ok();
         async move {
             if !sent {
                 return Err(ProposeError::Unavailable("the group is stopping".into()));
             }
             rx.await
                 .unwrap_or_else(|_| Err(ProposeError::Unavailable("the group stopped".into())))
+        }
+    }
+
+    /// [`ReplicaGroup::propose`], with `then` called with the outcome (on the
+    /// group's task) rather than a future to wait on.
+    pub fn propose_then(&self, op: Bytes, then: Proposed) {
+        if let Err(e) = self.proposals.send((op, then)) {
+            let (_, then) = e.0;
+            then(Err(ProposeError::Unavailable(
+                "the group is stopping".into(),
+            )));
         }
     }
 
@@ -994,11 +1036,29 @@ const INIT_GRACE: Duration = Duration::from_secs(2);
 /// Most proposals one log entry carries.
 const BATCH: usize = 1024;
 
+/// Entries of one group proposed and not yet applied, at most. A proposal made
+/// while that many are on their way waits for one of them, and rides in the
+/// next entry with every other proposal made meanwhile: under load, entries
+/// grow (hundreds of publishes each) instead of going out one or two
+/// publishes at a time, each with its own log write, replication round and
+/// apply. A sync publisher (one in flight) never waits. Measured with 1000
+/// publishes in flight on three nodes (`r3-window`): no limit 47 K msgs/s
+/// (about 11 publishes an entry), 1 and 2 entries 75 K (480 and 250 an entry),
+/// 4 entries 72 K.
+const ENTRIES_IN_FLIGHT: usize = 2;
+
+/// How long an entry holds its place among [`ENTRIES_IN_FLIGHT`] at most.
+const ENTRY_SLOT_HELD: Duration = Duration::from_millis(200);
+
 /// Hands a group's proposals to Raft in order, each entry carrying every
-/// proposal waiting then (up to [`BATCH`]), and each answer back when its entry
-/// is applied.
+/// proposal waiting then (up to [`BATCH`]), at most [`ENTRIES_IN_FLIGHT`]
+/// entries at a time, and each answer back when its entry is applied.
 async fn run_proposals(raft: ReplicaRaft, mut rx: tokio::sync::mpsc::UnboundedReceiver<Proposal>) {
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(ENTRIES_IN_FLIGHT));
     while let Some(first) = rx.recv().await {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
         let mut batch = vec![first];
         while batch.len() < BATCH {
             match rx.try_recv() {
@@ -1016,19 +1076,31 @@ async fn run_proposals(raft: ReplicaRaft, mut rx: tokio::sync::mpsc::UnboundedRe
                     .map(|n| n.name.clone())
             });
             for tx in waiting {
-                let _ = tx.send(Err(ProposeError::NotLeader(leader.clone())));
+                tx(Err(ProposeError::NotLeader(leader.clone())));
             }
             continue;
         }
         match raft.client_write_ff(Op(ops)).await {
             Err(e) => {
                 for tx in waiting {
-                    let _ = tx.send(Err(ProposeError::Unavailable(e.to_string())));
+                    tx(Err(ProposeError::Unavailable(e.to_string())));
                 }
             }
             Ok(answer) => {
                 tokio::spawn(async move {
-                    let outcome = match tokio::time::timeout(PROPOSE_TIMEOUT, answer).await {
+                    // Once applied, the next entry may go out; proposals made
+                    // meanwhile ride in it together. An entry that takes
+                    // longer (an election, no quorum) lets the next go anyway.
+                    let answer = tokio::time::timeout(PROPOSE_TIMEOUT, answer);
+                    tokio::pin!(answer);
+                    let outcome = tokio::select! {
+                        outcome = &mut answer => outcome,
+                        () = tokio::time::sleep(ENTRY_SLOT_HELD) => {
+                            drop(permit);
+                            answer.await
+                        }
+                    };
+                    let outcome = match outcome {
                         Err(_) => Err(ProposeError::Unavailable(
                             "not committed by a quorum within 10 s; it may still be stored".into(),
                         )),
@@ -1045,7 +1117,7 @@ async fn run_proposals(raft: ReplicaRaft, mut rx: tokio::sync::mpsc::UnboundedRe
                     match outcome {
                         Ok(answers) if answers.len() == waiting.len() => {
                             for (tx, a) in waiting.into_iter().zip(answers) {
-                                let _ = tx.send(Ok(a));
+                                tx(Ok(a));
                             }
                         }
                         Ok(answers) => {
@@ -1055,12 +1127,12 @@ async fn run_proposals(raft: ReplicaRaft, mut rx: tokio::sync::mpsc::UnboundedRe
                                 waiting.len()
                             ));
                             for tx in waiting {
-                                let _ = tx.send(Err(e.clone()));
+                                tx(Err(e.clone()));
                             }
                         }
                         Err(e) => {
                             for tx in waiting {
-                                let _ = tx.send(Err(e.clone()));
+                                tx(Err(e.clone()));
                             }
                         }
                     }

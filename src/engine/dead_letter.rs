@@ -684,6 +684,7 @@ impl ResendJob {
                 &junction_api::PublishOptions::NONE,
                 lineage,
                 false,
+                None,
                 done,
             );
         } else {

@@ -189,6 +189,7 @@ impl StationEngine {
                         options,
                         &lineage,
                         false,
+                        None,
                         callback,
                     ),
                     // Its group has not started here yet.

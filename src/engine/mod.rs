@@ -21,6 +21,7 @@ pub mod auth;
 mod cluster;
 mod dead_letter;
 mod events;
+mod forward;
 mod group;
 mod ingress;
 mod internal;
@@ -129,6 +130,8 @@ pub struct StationEngine {
     replicated: RwLock<std::collections::HashMap<u64, Arc<station::Station>>>,
     /// Replicated stations' placements and their upkeep (`replicated.rs`).
     replica_ops: replicated::ReplicaOps,
+    /// Publishes on their way to replicated stations' leaders elsewhere.
+    forwarders: forward::Forwarders,
     /// Pull requests and acks for groups another node serves (`remote_group.rs`).
     remote_groups: remote_group::RemoteGroups,
     /// A front-end's cluster-wide stations being defined (`internal.rs`).
@@ -207,6 +210,7 @@ impl StationEngine {
             placed: placement::RemoteStations::default(),
             replicated: RwLock::new(std::collections::HashMap::new()),
             replica_ops: replicated::ReplicaOps::default(),
+            forwarders: forward::Forwarders::default(),
             remote_groups: remote_group::RemoteGroups::default(),
             internal_creating: Mutex::new(std::collections::HashSet::new()),
             restart_hook: std::sync::OnceLock::new(),

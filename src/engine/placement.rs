@@ -287,7 +287,13 @@ pub(crate) fn encode_store(
     options: &PublishOptions,
     lineage: &Bytes,
 ) -> Bytes {
-    let options = serde_json::to_vec(options).unwrap_or_default();
+    // Most publishes ask nothing: no options is written as nothing (a plain
+    // publish then costs no JSON here nor on every replica that applies it).
+    let options = if *options == PublishOptions::NONE {
+        Vec::new()
+    } else {
+        serde_json::to_vec(options).unwrap_or_default()
+    };
     let msg = junction_cluster::frame::message_bytes(ForwardRef {
         tenant: &tenant.0,
         message,
@@ -332,8 +338,10 @@ pub(crate) fn decode_store(mut body: Bytes) -> Result<StoreCall, String> {
         return Err(bad());
     }
     let n = body.get_u32() as usize;
-    let options: PublishOptions =
-        serde_json::from_slice(&take(n, &mut body)?).map_err(|_| bad())?;
+    let options: PublishOptions = match n {
+        0 => PublishOptions::NONE,
+        n => serde_json::from_slice(&take(n, &mut body)?).map_err(|_| bad())?,
+    };
     if body.remaining() < 4 {
         return Err(bad());
     }
@@ -418,7 +426,7 @@ impl StationEngine {
 
     /// Stores a publish a peer sent for a station this node holds; the answer
     /// comes once it is stored (or refused).
-    fn store_forwarded(
+    pub(crate) fn store_forwarded(
         &self,
         body: Bytes,
     ) -> Result<tokio::sync::oneshot::Receiver<Result<PubAck, EngineError>>, EngineError> {
@@ -661,6 +669,7 @@ impl CallHandler for EngineCalls {
             return answer;
         }
         match kind {
+            super::forward::K_STORE_BATCH => engine.store_forwarded_batch(body),
             K_STORE | super::replicated::K_STORE_LEADER => match engine
                 .store_forwarded_replicated(kind, body.clone())
                 .map(Ok)

@@ -16,9 +16,10 @@
 //!   created and deleted through the log.
 
 use super::StationEngine;
+use super::forward::Forward;
 use super::meta::StationDef;
-use super::placement::{K_STORE, decode_store, encode_store};
-use super::station::{Station, now_ns};
+use super::placement::{K_STORE, StoreCall, decode_store, encode_store};
+use super::station::{Append, Station, now_ns};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::future::BoxFuture;
 use junction_api::{
@@ -212,15 +213,8 @@ pub(crate) fn propose_position(
     }
 }
 
-fn publish_op(
-    tenant: &TenantId,
-    station: &str,
-    message: &Message,
-    options: &PublishOptions,
-    lineage: &Bytes,
-    now: u64,
-) -> Bytes {
-    let body = encode_store(tenant, station, message, options, lineage);
+/// A publish entry: `body` is the store call ([`encode_store`]).
+fn publish_op(body: Bytes, now: u64) -> Bytes {
     let mut b = BytesMut::with_capacity(9 + body.len());
     b.put_u8(OP_PUBLISH);
     b.put_u64(now);
@@ -232,6 +226,41 @@ fn admin_op(op: &AdminOp) -> Bytes {
     let mut b = vec![OP_ADMIN];
     b.extend_from_slice(&serde_json::to_vec(op).unwrap_or_default());
     Bytes::from(b)
+}
+
+/// First byte of a publish's answer when it was stored (or was a duplicate):
+/// then its sequence (`u64`) and whether it was a duplicate (`u8`). JSON (an
+/// error) never starts with it.
+const ACK_TAG: u8 = 0xA1;
+
+/// A publish's answer: [`ACK_TAG`] when stored, else [`answer`]'s JSON. Every
+/// replica makes one for each publish it applies (only the leader's is read),
+/// so it is kept cheap.
+pub(crate) fn ack_answer(r: Result<PubAck, EngineError>) -> Bytes {
+    match r {
+        Ok(ack) => {
+            let mut b = BytesMut::with_capacity(10);
+            b.put_u8(ACK_TAG);
+            b.put_u64(ack.seq);
+            b.put_u8(u8::from(ack.duplicate));
+            b.freeze()
+        }
+        Err(e) => answer::<()>(Err(e)),
+    }
+}
+
+/// Reads [`ack_answer`] for a publish to `station`.
+pub(crate) fn read_ack(mut b: &[u8], station: &str) -> Result<PubAck, EngineError> {
+    if b.len() == 10 && b[0] == ACK_TAG {
+        b.advance(1);
+        let seq = b.get_u64();
+        return Ok(PubAck {
+            station: station.to_string(),
+            seq,
+            duplicate: b.get_u8() != 0,
+        });
+    }
+    read_answer(b)
 }
 
 /// An applied entry's answer: the JSON of `Result<value, EngineError>`.
@@ -623,21 +652,22 @@ impl StationEngine {
         options: &PublishOptions,
         lineage: &Bytes,
         forwarded: bool,
+        encoded: Option<Bytes>,
         done: StoredCallback,
     ) {
         let name = station.name().to_string();
         if group.is_leader() {
-            let op = publish_op(tenant, &name, message, options, lineage, now_ns());
-            let wait = group.propose(op);
-            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-                return done(Err(EngineError::ShuttingDown));
-            };
-            runtime.spawn(async move {
-                done(match wait.await {
-                    Ok(b) => read_answer::<PubAck>(&b),
-                    Err(e) => Err(propose_error(&name, e)),
-                });
-            });
+            let body =
+                encoded.unwrap_or_else(|| encode_store(tenant, &name, message, options, lineage));
+            group.propose_then(
+                publish_op(body, now_ns()),
+                Box::new(move |r| {
+                    done(match r {
+                        Ok(b) => read_ack(&b, &name),
+                        Err(e) => Err(propose_error(&name, e)),
+                    })
+                }),
+            );
             return;
         }
         let (false, Some(cluster), Ok(runtime)) = (
@@ -676,28 +706,24 @@ impl StationEngine {
                     .and_then(|e| e.stations.get(&tenant, &name).ok());
                 match (ready, engine.upgrade(), station) {
                     (true, Some(e), Some(station)) => e.replicated_append(
-                        &tenant, &station, &group, &message, &options, &lineage, false, done,
+                        &tenant, &station, &group, &message, &options, &lineage, false, None, done,
                     ),
                     _ => done(Err(no_leader(&name))),
                 }
             });
             return;
         };
-        let body = encode_store(tenant, &name, message, options, lineage);
-        let wait = cluster.start_call(&leader, K_STORE_LEADER, body, Duration::from_secs(12));
-        runtime.spawn(async move {
-            done(match wait.await {
-                Ok(answer) => serde_json::from_slice::<PubAck>(&answer)
-                    .map_err(|e| EngineError::Storage(format!("node {leader}: {e}"))),
-                Err(junction_cluster::CallError::Remote(text)) => Err(
-                    serde_json::from_str::<EngineError>(&text)
-                        .unwrap_or_else(|_| EngineError::Storage(format!("node {leader}: {text}"))),
-                ),
-                Err(_) => Err(EngineError::ReplicasUnavailable(format!(
-                    "station '{name}': its leader {leader} did not answer; the publish may still be stored"
-                ))),
-            });
-        });
+        let body =
+            encoded.unwrap_or_else(|| encode_store(tenant, &name, message, options, lineage));
+        self.forwarders.send(
+            cluster,
+            &leader,
+            Forward {
+                station: name,
+                body,
+                done,
+            },
+        );
     }
 
     /// Stores a publish a peer sent (`kind` [`K_STORE`] or [`K_STORE_LEADER`])
@@ -731,6 +757,7 @@ impl StationEngine {
             &call.options,
             &call.lineage,
             kind != K_STORE,
+            Some(body),
             Box::new(move |r| {
                 let _ = tx.send(r);
             }),
@@ -1203,58 +1230,92 @@ impl ReplicaHost for StationEngine {
         self.install_snapshot_of(group, input)
     }
 
-    fn apply(&self, group: u64, _index: u64, op: Bytes, mark: RaftOp) -> BoxFuture<'static, Bytes> {
+    fn apply(
+        &self,
+        group: u64,
+        _index: u64,
+        ops: Vec<Bytes>,
+        first: usize,
+        mark: &(dyn Fn(usize) -> RaftOp + Sync),
+    ) -> Vec<BoxFuture<'static, Bytes>> {
+        let ready = |b: Bytes| -> BoxFuture<'static, Bytes> { Box::pin(async move { b }) };
         let Some(station) = self.replicated.read().get(&group).cloned() else {
             let e = EngineError::Storage(format!("no station for replica group {group} here"));
-            return Box::pin(async move { answer::<()>(Err(e)) });
+            let b = answer::<()>(Err(e));
+            return ops.iter().map(|_| ready(b.clone())).collect();
         };
-        let mut body = op;
-        if body.is_empty() {
-            return Box::pin(async { answer(Ok(())) });
-        }
-        match body.get_u8() {
-            OP_PUBLISH if body.remaining() >= 8 => {
-                let now = body.get_u64();
-                let call = match decode_store(body) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        let e = EngineError::BadRequest(e);
-                        return Box::pin(async move { answer::<()>(Err(e)) });
-                    }
-                };
+        let mut out: Vec<BoxFuture<'static, Bytes>> = Vec::with_capacity(ops.len());
+        // A run of publishes goes to the station as one batch (one store
+        // write, marked with its last op); other ops are applied one by one.
+        let mut run: Vec<(usize, u64, StoreCall)> = Vec::new();
+        let flush = |run: &mut Vec<(usize, u64, StoreCall)>,
+                     out: &mut Vec<BoxFuture<'static, Bytes>>| {
+            let Some(last) = run.last().map(|r| r.0) else {
+                return;
+            };
+            let mut appends = Vec::with_capacity(run.len());
+            for (_, now, call) in run.iter() {
                 let (tx, rx) = tokio::sync::oneshot::channel();
-                station.append_with(
-                    &call.message,
-                    &call.options,
-                    call.lineage,
-                    now,
-                    Some(mark),
-                    Some(Box::new(move |r| {
+                appends.push(Append {
+                    message: &call.message,
+                    options: &call.options,
+                    lineage: call.lineage.clone(),
+                    now: *now,
+                    done: Some(Box::new(move |r| {
                         let _ = tx.send(r);
                     })),
-                );
-                Box::pin(async move { answer(rx.await.unwrap_or(Err(EngineError::ShuttingDown))) })
+                });
+                out.push(Box::pin(async move {
+                    ack_answer(rx.await.unwrap_or(Err(EngineError::ShuttingDown)))
+                }));
             }
-            OP_DEAD_LETTER => {
-                let out = match decode_store(body) {
-                    Ok(call) => answer(self.local_dead_letters(&station).map(|dls| {
-                        dls.append(&call.message, &call.options, call.lineage, None);
-                    })),
-                    Err(e) => answer::<()>(Err(EngineError::BadRequest(e))),
-                };
-                Box::pin(async move { out })
+            station.append_batch(appends, Some(mark(last)));
+            run.clear();
+        };
+        for (k, mut body) in ops.into_iter().enumerate() {
+            let k = first + k;
+            if body.is_empty() {
+                flush(&mut run, &mut out);
+                out.push(ready(answer(Ok(()))));
+                continue;
             }
-            OP_ADMIN => {
-                let out = match serde_json::from_slice::<AdminOp>(&body) {
-                    Ok(op) => self.apply_admin(&station, op),
-                    Err(e) => answer::<()>(Err(EngineError::BadRequest(e.to_string()))),
-                };
-                Box::pin(async move { out })
+            match body.get_u8() {
+                OP_PUBLISH if body.remaining() >= 8 => {
+                    let now = body.get_u64();
+                    match decode_store(body) {
+                        Ok(call) => run.push((k, now, call)),
+                        Err(e) => {
+                            flush(&mut run, &mut out);
+                            out.push(ready(answer::<()>(Err(EngineError::BadRequest(e)))));
+                        }
+                    }
+                }
+                OP_DEAD_LETTER => {
+                    flush(&mut run, &mut out);
+                    out.push(ready(match decode_store(body) {
+                        Ok(call) => answer(self.local_dead_letters(&station).map(|dls| {
+                            dls.append(&call.message, &call.options, call.lineage, None);
+                        })),
+                        Err(e) => answer::<()>(Err(EngineError::BadRequest(e))),
+                    }));
+                }
+                OP_ADMIN => {
+                    flush(&mut run, &mut out);
+                    out.push(ready(match serde_json::from_slice::<AdminOp>(&body) {
+                        Ok(op) => self.apply_admin(&station, op),
+                        Err(e) => answer::<()>(Err(EngineError::BadRequest(e.to_string()))),
+                    }));
+                }
+                _ => {
+                    flush(&mut run, &mut out);
+                    out.push(ready(answer::<()>(Err(EngineError::BadRequest(
+                        "unknown entry".into(),
+                    )))));
+                }
             }
-            _ => Box::pin(async {
-                answer::<()>(Err(EngineError::BadRequest("unknown entry".into())))
-            }),
         }
+        flush(&mut run, &mut out);
+        out
     }
 }
 

@@ -120,6 +120,24 @@ pub(crate) struct Station {
 }
 
 /// An append on its way to disk.
+/// One append of [`Station::append_batch`].
+pub struct Append<'a> {
+    pub message: &'a Message,
+    pub options: &'a PublishOptions,
+    pub lineage: Bytes,
+    /// The time it is stored at (ns since the epoch).
+    pub now: u64,
+    pub done: Option<StoredCallback>,
+}
+
+/// What [`Station::admit`] decided.
+enum Admitted {
+    /// Not stored: a refusal, or the duplicate's acknowledgement.
+    Refused(Result<PubAck, EngineError>),
+    /// To be stored at `seq`, evicting `evicted`.
+    New { seq: u64, evicted: Vec<u64> },
+}
+
 struct InFlight {
     seq: u64,
     subject: Bytes,
@@ -480,11 +498,127 @@ impl Station {
         mark: Option<junction_storage::RaftOp>,
         done: Option<StoredCallback>,
     ) {
-        let refuse = |e: EngineError, done: Option<StoredCallback>| {
-            if let Some(done) = done {
-                done(Err(e));
+        self.append_batch(
+            vec![Append {
+                message,
+                options,
+                lineage,
+                now,
+                done,
+            }],
+            mark,
+        );
+    }
+
+    /// Appends in order, as [`Station::append_with`] does one by one, but in
+    /// one store write (one job, one atomic batch, `mark` once after them): a
+    /// replicated station applies a log entry's publishes this way. Each
+    /// append's `done` is answered as it would be alone.
+    pub fn append_batch(
+        self: &Arc<Self>,
+        appends: Vec<Append<'_>>,
+        mark: Option<junction_storage::RaftOp>,
+    ) {
+        let mut log = self.log.lock();
+        let l = log.limits;
+        let mut ops = Vec::with_capacity(appends.len() + 1);
+        let mut in_flight = Vec::with_capacity(appends.len());
+        let mut stored_memory = Vec::new();
+        // Answered after the station lock is released.
+        let mut answers: Vec<(StoredCallback, Result<PubAck, EngineError>)> = Vec::new();
+        for a in appends {
+            let admitted = self.admit(&mut log, &l, a.message, a.options, a.now);
+            let (seq, evicted) = match admitted {
+                Admitted::Refused(r) => {
+                    if let Some(done) = a.done {
+                        answers.push((done, r));
+                    }
+                    continue;
+                }
+                Admitted::New { seq, evicted } => (seq, evicted),
+            };
+            let record = Record {
+                seq,
+                time_ns: a.now,
+                subject: a.message.subject.bytes().clone(),
+                headers: a.message.headers.clone(),
+                payload: a.message.payload.clone(),
+                lineage: a.lineage,
+            };
+            if l.memory {
+                log.memory.insert(seq, record);
+                for s in &evicted {
+                    log.memory.remove(s);
+                }
+                // Visible to groups before the ack: a fetch that follows an ack finds it.
+                self.committed.fetch_max(seq, Ordering::AcqRel);
+                if let Some(done) = a.done {
+                    answers.push((
+                        done,
+                        Ok(PubAck {
+                            station: self.name.to_string(),
+                            seq,
+                            duplicate: false,
+                        }),
+                    ));
+                }
+                stored_memory.push((seq, a.message.subject.bytes().clone()));
+                continue;
             }
-        };
+            ops.push(LogOp::Put(record));
+            ops.extend(evicted.iter().copied().map(LogOp::Delete));
+            in_flight.push(InFlight {
+                seq,
+                subject: a.message.subject.bytes().clone(),
+                evicted,
+                done: a.done,
+            });
+        }
+        let through = in_flight.last().map(|f| f.seq);
+        if let Some(through) = through {
+            let has_mark = mark.is_some();
+            ops.extend(mark.map(LogOp::Raft));
+            // Queued under the station lock, so the log is written, and the
+            // in-flight queue kept, in sequence order.
+            self.in_flight.lock().extend(in_flight);
+            // A replicated station's copy (`mark` set) is applied from its Raft
+            // log, which is fsynced on a quorum before the entry is applied: the
+            // copy need not wait for an fsync of its own. After a crash it is
+            // rebuilt from the log, from the newest applied mark on disk
+            // (written in this same batch).
+            let durability = if has_mark {
+                Durability::Interval(REPLICATED_APPLY_SYNC)
+            } else {
+                l.durability
+            };
+            self.store.append_marked(
+                self.id,
+                ops,
+                durability,
+                through,
+                self.clone() as Arc<dyn CommitSink>,
+            );
+        }
+        drop(log);
+        for (done, r) in answers {
+            done(r);
+        }
+        if !stored_memory.is_empty() {
+            self.stored(&stored_memory);
+        }
+    }
+
+    /// Checks one append against the station's state and, when it is to be
+    /// stored, takes its sequence and updates the index, the de-duplication
+    /// window and the limits (what it evicts).
+    fn admit(
+        &self,
+        log: &mut Log,
+        l: &Limits,
+        message: &Message,
+        options: &PublishOptions,
+        now: u64,
+    ) -> Admitted {
         let headers = message.headers.as_ref();
         let size = accounted_size(
             message.subject.as_bytes().len(),
@@ -492,45 +626,33 @@ impl Station {
             message.payload.len(),
         );
         let id = options.msg_id.clone().filter(|id| !id.is_empty());
-        let mut log = self.log.lock();
-        let l = log.limits;
         // A failed store takes no more writes until restart: refuse before taking a
         // sequence, so the station's counts never include what was not stored.
         if !l.memory && self.store.is_poisoned() {
-            drop(log);
-            return refuse(self.write_failed(StorageError::Poisoned), done);
+            return Admitted::Refused(Err(self.write_failed(StorageError::Poisoned)));
         }
         if l.max_msg_size >= 0 && message.payload.len() as i64 > l.max_msg_size {
-            drop(log);
-            return refuse(EngineError::MessageTooLarge, done);
+            return Admitted::Refused(Err(EngineError::MessageTooLarge));
         }
-        if let Err(e) = self.check_expected(&log, options, &message.subject) {
-            drop(log);
-            return refuse(e, done);
+        if let Err(e) = self.check_expected(log, options, &message.subject) {
+            return Admitted::Refused(Err(e));
         }
         log.expire_dedup(now);
         if let Some(id) = &id
             && let Some((seq, _)) = log.dedup.get(id)
         {
-            let ack = PubAck {
+            return Admitted::Refused(Ok(PubAck {
                 station: self.name.to_string(),
                 seq: *seq,
                 duplicate: true,
-            };
-            drop(log);
-            if let Some(done) = done {
-                done(Ok(ack));
-            }
-            return;
+            }));
         }
         if l.discard == Discard::New {
             if l.max_msgs >= 0 && log.msgs as i64 >= l.max_msgs {
-                drop(log);
-                return refuse(EngineError::MaxMessages, done);
+                return Admitted::Refused(Err(EngineError::MaxMessages));
             }
             if l.max_bytes >= 0 && (log.bytes + size) as i64 > l.max_bytes {
-                drop(log);
-                return refuse(EngineError::MaxBytes, done);
+                return Admitted::Refused(Err(EngineError::MaxBytes));
             }
         }
         let seq = log.last_seq + 1;
@@ -552,62 +674,7 @@ impl Station {
             log.last_msg_id = Some(id);
         }
         let evicted = log.over_limits();
-        let record = Record {
-            seq,
-            time_ns: now,
-            subject: message.subject.bytes().clone(),
-            headers: message.headers.clone(),
-            payload: message.payload.clone(),
-            lineage,
-        };
-        let ack = PubAck {
-            station: self.name.to_string(),
-            seq,
-            duplicate: false,
-        };
-        if l.memory {
-            log.memory.insert(seq, record);
-            for s in &evicted {
-                log.memory.remove(s);
-            }
-            drop(log);
-            // Visible to groups before the ack: a fetch that follows an ack finds it.
-            self.committed.fetch_max(seq, Ordering::AcqRel);
-            if let Some(done) = done {
-                done(Ok(ack));
-            }
-            self.stored(&[(seq, message.subject.bytes().clone())]);
-            return;
-        }
-        let mut ops = Vec::with_capacity(2 + evicted.len());
-        ops.push(LogOp::Put(record));
-        ops.extend(evicted.iter().copied().map(LogOp::Delete));
-        let has_mark = mark.is_some();
-        ops.extend(mark.map(LogOp::Raft));
-        // Queued under the station lock, so the log is written, and the in-flight
-        // queue kept, in sequence order.
-        self.in_flight.lock().push_back(InFlight {
-            seq,
-            subject: message.subject.bytes().clone(),
-            evicted,
-            done,
-        });
-        // A replicated station's copy (`mark` set) is applied from its Raft log,
-        // which is fsynced on a quorum before the entry is applied: the copy need
-        // not wait for an fsync of its own. After a crash it is rebuilt from the
-        // log, from the newest applied mark on disk (written in this same batch).
-        let durability = if has_mark {
-            Durability::Interval(REPLICATED_APPLY_SYNC)
-        } else {
-            l.durability
-        };
-        self.store.append_marked(
-            self.id,
-            ops,
-            durability,
-            seq,
-            self.clone() as Arc<dyn CommitSink>,
-        );
+        Admitted::New { seq, evicted }
     }
 
     /// Takes the in-flight appends up to `through` off the queue.
