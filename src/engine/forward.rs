@@ -221,3 +221,100 @@ impl StationEngine {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Answers = Arc<Mutex<Vec<Result<PubAck, EngineError>>>>;
+
+    fn batch(n: usize, answers: &Answers) -> Vec<Forward> {
+        (0..n)
+            .map(|_| {
+                let answers = answers.clone();
+                Forward {
+                    station: "orders".into(),
+                    body: Bytes::new(),
+                    done: Box::new(move |r| answers.lock().push(r)),
+                }
+            })
+            .collect()
+    }
+
+    fn answer_bytes(answers: &[Bytes]) -> Bytes {
+        let mut out = BytesMut::new();
+        out.put_u32(answers.len() as u32);
+        for a in answers {
+            out.put_u32(a.len() as u32);
+            out.put_slice(a);
+        }
+        out.freeze()
+    }
+
+    #[test]
+    fn each_publish_of_a_batch_gets_its_own_answer_in_order() {
+        let answers = Answers::default();
+        let stored = |seq| {
+            ack_answer(Ok(PubAck {
+                station: "orders".into(),
+                seq,
+                duplicate: seq == 7,
+            }))
+        };
+        let body = answer_bytes(&[
+            stored(5),
+            ack_answer(Err(EngineError::MaxMessages)),
+            stored(7),
+        ]);
+        answer_all(batch(3, &answers), Ok(body), "n1");
+        let got = answers.lock().clone();
+        assert_eq!(
+            got,
+            vec![
+                Ok(PubAck {
+                    station: "orders".into(),
+                    seq: 5,
+                    duplicate: false
+                }),
+                Err(EngineError::MaxMessages),
+                Ok(PubAck {
+                    station: "orders".into(),
+                    seq: 7,
+                    duplicate: true
+                }),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_short_or_malformed_answer_fails_every_publish_of_the_batch() {
+        for body in [
+            answer_bytes(&[ack_answer(Err(EngineError::MaxMessages))]),
+            Bytes::from_static(b"\x00\x00\x00\x02\x00\x00\x00\x09"),
+            Bytes::new(),
+        ] {
+            let answers = Answers::default();
+            answer_all(batch(2, &answers), Ok(body), "n1");
+            let got = answers.lock().clone();
+            assert_eq!(got.len(), 2);
+            assert!(got.iter().all(
+                |r| matches!(r, Err(EngineError::Storage(t)) if t.contains("may still be stored"))
+            ));
+        }
+    }
+
+    #[test]
+    fn a_leader_that_does_not_answer_fails_every_publish_as_maybe_stored() {
+        let answers = Answers::default();
+        answer_all(
+            batch(3, &answers),
+            Err(CallError::Timeout("n1".into())),
+            "n1",
+        );
+        let got = answers.lock().clone();
+        assert_eq!(got.len(), 3);
+        assert!(got.iter().all(
+            |r| matches!(r, Err(EngineError::ReplicasUnavailable(t)) if t.contains("may still be stored"))
+        ));
+    }
+}
