@@ -28,6 +28,8 @@ mod qos_roundtrip;
 mod restart;
 #[path = "mqtt/resubscribe_on_resumed_session.rs"]
 mod resubscribe_on_resumed_session;
+#[path = "mqtt/resumed_session_state_mqtt_3_1_2_4.rs"]
+mod resumed_session_state_mqtt_3_1_2_4;
 #[path = "mqtt/retained.rs"]
 mod retained;
 #[path = "mqtt/session_expiry.rs"]

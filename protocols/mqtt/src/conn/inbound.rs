@@ -488,13 +488,22 @@ where
                 continue;
             }
             let existed = self.sub_keys.contains_key(&raw);
+            // A subscription of the resumed session with a consumer group keeps
+            // it when subscribed again, even in a connection that asked for
+            // no Session Expiry Interval.
+            let had_group = self
+                .sub_keys
+                .get(&raw)
+                .and_then(|k| self.subs.get(k))
+                .is_some_and(|sub| sub.group.is_some());
             if existed {
                 // Still a persistent QoS 1/2 subscription: keep its group and
                 // backlog; otherwise the group goes.
-                let durable = self.persistent() && opts.qos > 0 && mapped.share.is_none();
+                let durable =
+                    (self.persistent() || had_group) && opts.qos > 0 && mapped.share.is_none();
                 self.deactivate(&raw, !durable);
             }
-            match self.activate(&raw, opts.clone(), mapped.clone()) {
+            match self.activate(&raw, opts.clone(), mapped.clone(), had_group) {
                 Ok(key) => {
                     self.record.subs.insert(raw.clone(), opts.clone());
                     added.push((codes.len(), raw.clone()));
@@ -666,16 +675,21 @@ where
     }
 
     /// Creates the engine side of a subscription: live subscriptions, and for a
-    /// persistent QoS 1/2 one its consumer group.
+    /// persistent QoS 1/2 one its consumer group. `resumed`: a subscription of
+    /// the resumed session, which keeps its consumer group (and what is queued
+    /// in it) even when this connection asked for no Session Expiry Interval:
+    /// the session's state is resumed as it was (MQTT-3.1.2-4), and the
+    /// interval given only says when the session ends after this connection.
     pub(super) fn activate(
         &mut self,
         raw: &str,
         opts: SubOpts,
         mapped: MappedFilter,
+        resumed: bool,
     ) -> Result<u32, EngineError> {
         let key = self.next_sub_key;
         self.next_sub_key += 1;
-        let durable = self.persistent() && opts.qos > 0 && mapped.share.is_none();
+        let durable = (self.persistent() || resumed) && opts.qos > 0 && mapped.share.is_none();
         let mut group = None;
         if durable {
             let name = group_name(&self.client_id, raw);

@@ -20,7 +20,7 @@ where
             .collect();
         for (raw, opts) in subs {
             if let Ok(mapped) = topic::map_filter(&raw)
-                && let Err(e) = self.activate(&raw, opts, mapped)
+                && let Err(e) = self.activate(&raw, opts, mapped, true)
             {
                 tracing::warn!(client_id = %self.client_id, filter = %raw, error = %e, "cannot restore subscription");
             }
