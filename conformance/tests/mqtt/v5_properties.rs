@@ -415,6 +415,53 @@ async fn exceeding_receive_maximum_gets_disconnect_0x93() {
     crate::support::still_serves(&b).await;
 }
 
+/// A client that keeps writing past the Receive Maximum still reads the
+/// DISCONNECT 0x93: the broker stops writing, reads (and drops) what the client
+/// is still sending for a moment, then closes. Closed at once with bytes
+/// unread, the socket sends a reset, and a client still writing fails on it
+/// (broken pipe) before it reads the reason code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_still_writing_past_receive_maximum_reads_disconnect_0x93() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let b = mqtt_broker_with(|c| c.mqtt.receive_maximum = 2).await;
+    let mut s = tokio::net::TcpStream::connect(b.mqtt_addr()).await.unwrap();
+    s.set_nodelay(true).unwrap();
+    s.write_all(&connect_v5("recvmax-writer", true, 60, &[]))
+        .await
+        .unwrap();
+    // QoS 2 publishes, none released: the third exceeds the maximum. The client
+    // goes on writing for a while after it, as a busy producer would.
+    let mut writes_failed = 0;
+    for pkid in 1..=60u16 {
+        let p = publish_raw(b"rm/w", 2, pkid, false, false, &[b'x'; 256], Some(&[]));
+        if s.write_all(&p).await.is_err() {
+            writes_failed += 1;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let mut got = Vec::new();
+    let read = crate::support::within("the broker to close", async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) => return Ok(()),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => return Err(e),
+            }
+        }
+    })
+    .await;
+    assert_eq!(writes_failed, 0, "the client's writes failed (reset)");
+    assert!(read.is_ok(), "the connection was reset: {read:?}");
+    // CONNACK (0x20 …), PUBRECs, then DISCONNECT 0xE0 with reason 0x93.
+    let pos = got
+        .windows(3)
+        .position(|w| w[0] == 0xE0 && w[2] == 0x93)
+        .expect("a DISCONNECT with reason 0x93");
+    assert!(pos > 0);
+    crate::support::still_serves(&b).await;
+}
+
 /// Our Receive Maximum towards a client: with its Receive Maximum 1 the broker
 /// keeps one QoS 1 message in flight and sends the next after the PUBACK.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

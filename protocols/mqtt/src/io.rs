@@ -133,6 +133,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MqttIo<S> {
         Ok(self.flush().await?)
     }
 
+    /// Ends a connection the server disconnects for the client's error: sends
+    /// what is buffered (the DISCONNECT), stops writing (a FIN after it), then
+    /// reads and drops what the client is still sending, until it closes, for at
+    /// most `limit` and `max_bytes`. Closed at once with bytes unread, the socket
+    /// would send a reset, and a client still writing fails on it (broken pipe)
+    /// before it reads the DISCONNECT's reason code.
+    pub async fn shutdown_and_drain(&mut self, limit: std::time::Duration, max_bytes: usize) {
+        if self.flush().await.is_err() || self.stream.shutdown().await.is_err() {
+            return;
+        }
+        self.rbuf = BytesMut::new();
+        let mut scratch = [0u8; SMALL_READ];
+        let mut total = 0usize;
+        let _ = tokio::time::timeout(limit, async {
+            while total < max_bytes {
+                match self.stream.read(&mut scratch).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => total += n,
+                }
+            }
+        })
+        .await;
+        self.eof = true;
+    }
+
     /// Flushes and shuts the stream down.
     pub async fn close(&mut self) -> std::io::Result<()> {
         self.flush().await?;

@@ -2,6 +2,15 @@
 
 use super::*;
 
+/// DISCONNECT reason codes for a client's error (malformed packet, protocol
+/// error, topic alias invalid, receive maximum exceeded, topic alias out of
+/// range, packet too large): the broker drains what the client still sends
+/// before it closes ([`crate::io::MqttIo::shutdown_and_drain`]).
+const CLIENT_ERRORS: [u8; 6] = [0x81, 0x82, 0x90, 0x93, 0x94, 0x95];
+/// How long, and how many bytes, at most.
+const DRAIN_FOR: Duration = Duration::from_secs(1);
+const DRAIN_BYTES: usize = 1 << 20;
+
 impl<S> Conn<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -41,7 +50,13 @@ where
         tracing::info!(client_id = %self.client_id, code, "MQTT disconnecting client: {why}");
         self.write(Out::Disconnect(code, Some(why.to_owned())))
             .await;
-        self.flush().await;
+        if CLIENT_ERRORS.contains(&code) {
+            // The client broke the protocol and may still be writing: let it
+            // read the reason before the socket goes.
+            self.framed.shutdown_and_drain(DRAIN_FOR, DRAIN_BYTES).await;
+        } else {
+            self.flush().await;
+        }
     }
 
     /// The MQTT topic of a subject, or `None` (counted and logged) when it has none:
