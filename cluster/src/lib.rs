@@ -20,6 +20,7 @@
 //! What it is not (yet): the meta Raft group (openraft) that will hold stations,
 //! groups and membership; stations stay on the node that created them.
 
+pub mod batch;
 pub mod frame;
 pub mod meta;
 pub mod raftlog;

@@ -1059,13 +1059,7 @@ async fn run_proposals(raft: ReplicaRaft, mut rx: tokio::sync::mpsc::UnboundedRe
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             return;
         };
-        let mut batch = vec![first];
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(_) => break,
-            }
-        }
+        let batch = crate::batch::take_queued(&mut rx, first, BATCH);
         let (ops, waiting): (Vec<Bytes>, Vec<_>) = batch.into_iter().unzip();
         let m = raft.metrics().borrow().clone();
         if m.state != ServerState::Leader {
@@ -1092,14 +1086,7 @@ async fn run_proposals(raft: ReplicaRaft, mut rx: tokio::sync::mpsc::UnboundedRe
                     // meanwhile ride in it together. An entry that takes
                     // longer (an election, no quorum) lets the next go anyway.
                     let answer = tokio::time::timeout(PROPOSE_TIMEOUT, answer);
-                    tokio::pin!(answer);
-                    let outcome = tokio::select! {
-                        outcome = &mut answer => outcome,
-                        () = tokio::time::sleep(ENTRY_SLOT_HELD) => {
-                            drop(permit);
-                            answer.await
-                        }
-                    };
+                    let outcome = crate::batch::holding(answer, permit, ENTRY_SLOT_HELD).await;
                     let outcome = match outcome {
                         Err(_) => Err(ProposeError::Unavailable(
                             "not committed by a quorum within 10 s; it may still be stored".into(),

@@ -1,7 +1,7 @@
 //! Publishes a node forwards to the leaders of replicated stations it does not
-//! lead, sent in batches: one call to a leader node carries every publish
-//! queued for it (up to [`BATCH`]), and its answer carries one answer per
-//! publish, in order.
+//! lead, and to the nodes holding R1 stations it does not hold, sent in
+//! batches: one call to a node carries every publish queued for it (up to
+//! [`BATCH`]), and its answer carries one answer per publish, in order.
 //!
 //! - **Order.** One task per leader node takes the queue in order and starts
 //!   its calls in that order on the one link; the leader hands each call's
@@ -16,8 +16,8 @@
 //! - **Answers** are a publish's [`super::replicated::ack_answer`]: 10 bytes
 //!   when stored, JSON when refused.
 //!
-//! Measured with 1000 publishes in flight on a follower of an R3 station
-//! (`r3-window`), one call per publish against batched calls: see
+//! Measured with 1000 publishes in flight from another node (`r3-window`,
+//! `cluster-js-fwd`), one call per publish against batched calls: see
 //! docs/performance.md.
 
 use super::StationEngine;
@@ -25,6 +25,7 @@ use super::replicated::{K_STORE_LEADER, ack_answer, read_ack};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::future::BoxFuture;
 use junction_api::{EngineError, PubAck, StoredCallback};
+use junction_cluster::batch::{holding, take_queued};
 use junction_cluster::{CallError, Cluster};
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -57,6 +58,22 @@ pub(crate) struct Forward {
     /// The store call.
     pub body: Bytes,
     pub done: StoredCallback,
+    /// To a replicated station's leader (else to the node holding an R1
+    /// station): what a lost call is reported as.
+    pub replicated: bool,
+}
+
+impl Forward {
+    /// What its publisher is told when the node it went to did not answer.
+    fn lost(&self, node: &str) -> EngineError {
+        if self.replicated {
+            EngineError::ReplicasUnavailable(format!(
+                "the station's leader {node} did not answer; the publish may still be stored"
+            ))
+        } else {
+            EngineError::NodeUnreachable(node.to_string())
+        }
+    }
 }
 
 /// Each leader node's queue.
@@ -96,13 +113,7 @@ async fn run(
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        let mut batch = vec![first];
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(f) => batch.push(f),
-                Err(_) => break,
-            }
-        }
+        let batch = take_queued(&mut rx, first, BATCH);
         let size: usize = batch.iter().map(|f| 4 + f.body.len()).sum();
         let mut body = BytesMut::with_capacity(4 + size);
         body.put_u32(batch.len() as u32);
@@ -113,14 +124,7 @@ async fn run(
         let wait = cluster.start_call(&leader, K_STORE_BATCH, body.freeze(), CALL_TIMEOUT);
         let leader = leader.clone();
         tokio::spawn(async move {
-            tokio::pin!(wait);
-            let outcome = tokio::select! {
-                outcome = &mut wait => outcome,
-                () = tokio::time::sleep(SLOT_HELD) => {
-                    drop(slot);
-                    wait.await
-                }
-            };
+            let outcome = holding(wait, slot, SLOT_HELD).await;
             answer_all(batch, outcome, &leader);
         });
     }
@@ -130,18 +134,18 @@ async fn run(
 fn answer_all(batch: Vec<Forward>, outcome: Result<Bytes, CallError>, leader: &str) {
     let mut answer = match outcome {
         Ok(answer) => answer,
-        Err(e) => {
-            let e = match e {
-                CallError::Remote(text) => serde_json::from_str::<EngineError>(&text)
-                    .unwrap_or_else(|_| EngineError::Storage(format!("node {leader}: {text}"))),
-                CallError::Unreachable(_) | CallError::Timeout(_) => {
-                    EngineError::ReplicasUnavailable(format!(
-                        "the station's leader {leader} did not answer; the publish may still be stored"
-                    ))
-                }
-            };
+        Err(CallError::Remote(text)) => {
+            let e = serde_json::from_str::<EngineError>(&text)
+                .unwrap_or_else(|_| EngineError::Storage(format!("node {leader}: {text}")));
             for f in batch {
                 (f.done)(Err(e.clone()));
+            }
+            return;
+        }
+        Err(CallError::Unreachable(_) | CallError::Timeout(_)) => {
+            for f in batch {
+                let e = f.lost(leader);
+                (f.done)(Err(e));
             }
             return;
         }
@@ -236,6 +240,7 @@ mod tests {
                     station: "orders".into(),
                     body: Bytes::new(),
                     done: Box::new(move |r| answers.lock().push(r)),
+                    replicated: true,
                 }
             })
             .collect()

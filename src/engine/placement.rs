@@ -49,8 +49,6 @@ pub(crate) const K_REQUEST: u8 = 66;
 /// An admin call about a station held by the called node.
 pub(crate) const K_ADMIN: u8 = 67;
 
-/// How long a publisher waits for the station's node to store its message.
-const STORE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an admin call to the station's node may take.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often a node sends its stations' states to its peers.
@@ -389,16 +387,20 @@ impl StationEngine {
             done(Err(EngineError::NodeUnreachable(node)));
             return;
         };
+        let _in = runtime.enter();
+        // With the node's other forwarded publishes, in one call
+        // (`super::forward`).
         let body = encode_store(tenant, &station.config.name, message, options, lineage);
-        let wait = cluster.start_call(&node, K_STORE, body, STORE_TIMEOUT);
-        runtime.spawn(async move {
-            let result = match wait.await {
-                Ok(answer) => serde_json::from_slice::<PubAck>(&answer)
-                    .map_err(|e| EngineError::Storage(format!("node {node}: {e}"))),
-                Err(e) => Err(answer_error(&node, e)),
-            };
-            done(result);
-        });
+        self.forwarders.send(
+            cluster,
+            &node,
+            super::forward::Forward {
+                station: station.config.name.clone(),
+                body,
+                done,
+                replicated: false,
+            },
+        );
     }
 
     /// Whether the schema of a station another node holds accepts `message`

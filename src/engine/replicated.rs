@@ -722,6 +722,7 @@ impl StationEngine {
                 station: name,
                 body,
                 done,
+                replicated: true,
             },
         );
     }
