@@ -13,6 +13,8 @@ mod support;
 mod ack_nak_term;
 #[path = "jetstream/dedup_ids_survive_restart.rs"]
 mod dedup_ids_survive_restart;
+#[path = "jetstream/direct_get.rs"]
+mod direct_get;
 #[path = "jetstream/error_codes.rs"]
 mod error_codes;
 #[path = "jetstream/group_sharing.rs"]

@@ -105,6 +105,10 @@ async fn answer<E: Engine>(engine: &Arc<E>, stats: &Stats, request: &Message) {
             return;
         }
     }
+    if api.starts_with("DIRECT.GET.") {
+        super::direct::answer(&**engine, api, &request.payload, reply);
+        return;
+    }
     if api.starts_with("CONSUMER.MSG.NEXT.") {
         let tenant = TenantId::default_tenant();
         let runtime = tokio::runtime::Handle::try_current().ok();
@@ -162,8 +166,13 @@ fn stream_of(api: &str) -> Option<&str> {
 
 /// Publishes `payload` to `reply` from the system client.
 pub fn respond<E: Engine + ?Sized>(engine: &E, reply: Subject, payload: Vec<u8>) {
+    respond_message(engine, Message::new(reply, Bytes::from(payload)));
+}
+
+/// Publishes `message` (to its reply subject) from the system client.
+pub fn respond_message<E: Engine + ?Sized>(engine: &E, message: Message) {
     let system = engine.system_client();
-    engine.publish(&system, &Message::new(reply, Bytes::from(payload)));
+    engine.publish(&system, &message);
 }
 
 fn to_json(value: &impl Serialize) -> Vec<u8> {

@@ -6,6 +6,7 @@
 //! - `convert`: stream ⇄ station mapping and engine error → API error.
 //! - `api`: the `$JS.API.>` service (streams, account info) and its dispatch.
 //! - `consumer_api`: consumers, pull requests and `$JS.ACK` handling.
+//! - `direct`: `$JS.API.DIRECT.GET` (a stored message answered as a message).
 //!
 //! A stream **is** a station and a durable consumer **is** a consumer group: what a
 //! NATS client does here is visible to every other protocol.
@@ -14,6 +15,7 @@ mod api;
 pub mod api_types;
 mod consumer_api;
 mod convert;
+mod direct;
 
 pub use api::start;
 pub use api_types::PubAck;
