@@ -354,9 +354,10 @@ async fn replicas_change_from_3_to_5_and_back_in_place() {
         .await;
     }
 
-    // From or to 1 is refused with a clear error; the station is unchanged.
-    config.num_replicas = 1;
+    // More than 5 is refused with a clear error; the station is unchanged
+    // (from and to 1: replicated_station_replicas_change_from_and_to_1.rs).
+    config.num_replicas = 7;
     let refused = js0.update_stream(config.clone()).await.unwrap_err();
-    assert!(refused.to_string().contains("between 3 and 5"), "{refused}");
+    assert!(refused.to_string().contains("at most 5"), "{refused}");
     assert_eq!(replicas_of(&c, 0, "heal").await.0, names);
 }

@@ -199,6 +199,14 @@ pub trait ReplicaHost: Send + Sync + 'static {
     /// from `input` (written by [`ReplicaHost::write_snapshot`] on another
     /// replica). Blocking; every write is durable when it returns.
     fn install_snapshot(&self, group: u64, input: &mut dyn std::io::Read) -> Result<(), String>;
+
+    /// Whether `group`'s station keeps nothing across a restart (memory
+    /// storage): the group then resumes from its newest snapshot, installed
+    /// again into the station, and applies its log after it, instead of
+    /// trusting its applied mark.
+    fn volatile(&self, _group: u64) -> bool {
+        false
+    }
 }
 
 /// What `get_snapshot_builder` takes between applies: the last applied entry,
@@ -235,6 +243,9 @@ struct StateMachine {
     receiving: Arc<Mutex<Option<std::path::PathBuf>>>,
     /// Taken by `get_snapshot_builder`, for `build_snapshot`.
     point: Option<SnapshotPoint>,
+    /// A volatile station was rebuilt from its snapshot (once per start:
+    /// openraft asks for the applied state again after re-applying the log).
+    rebuilt: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The applied mark: written with every op's effects (one key, overwritten), so
@@ -264,6 +275,9 @@ impl RaftStateMachine<ReplicaConfig> for StateMachine {
     async fn applied_state(
         &mut self,
     ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, MetaNode>), SErr> {
+        if self.host.upgrade().is_some_and(|h| h.volatile(self.group)) {
+            return self.rebuild_volatile().await;
+        }
         let mark: Option<Mark> = get_json(&self.store, &key(self.group, T_APPLIED, 0))?;
         let applied = match mark {
             None => None,
@@ -506,6 +520,40 @@ impl RaftStateMachine<ReplicaConfig> for StateMachine {
 }
 
 impl StateMachine {
+    /// The applied state of a group whose station kept nothing across a
+    /// restart: its newest snapshot installed again (the log before it may be
+    /// purged), or nothing applied when it has none yet (the log is whole);
+    /// openraft then applies the log after it.
+    async fn rebuild_volatile(
+        &mut self,
+    ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, MetaNode>), SErr> {
+        if self.rebuilt.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            // What was applied since (the log after the snapshot).
+            return Ok((*self.complete.lock(), self.membership.read().clone()));
+        }
+        *self.resume.lock() = None;
+        let Some(rec) = get_json::<SnapRecord>(&self.store, &key(self.group, T_SNAP, 0))? else {
+            *self.complete.lock() = None;
+            *self.membership.write() = StoredMembership::default();
+            return Ok((None, StoredMembership::default()));
+        };
+        let Some(host) = self.host.upgrade() else {
+            return Err(serr(ErrorVerb::Read, "the engine is stopping"));
+        };
+        let (group, path) = (self.group, self.dir.join(&rec.file));
+        tokio::task::spawn_blocking(move || {
+            let f = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            host.install_snapshot(group, &mut std::io::BufReader::new(f))
+        })
+        .await
+        .map_err(|e| serr(ErrorVerb::Read, e))?
+        .map_err(|e| serr(ErrorVerb::Read, e))?;
+        tracing::info!(group = self.group, index = ?rec.meta.last_log_id.map(|l| l.index), "memory replica rebuilt from its snapshot");
+        *self.complete.lock() = rec.meta.last_log_id;
+        *self.membership.write() = rec.meta.last_membership.clone();
+        Ok((rec.meta.last_log_id, rec.meta.last_membership))
+    }
+
     /// Moves a finished snapshot file to its kept name, removes the group's
     /// older ones, and returns its record (not yet written).
     async fn keep_snapshot(
@@ -993,6 +1041,54 @@ impl ReplicaGroup {
         outcome
     }
 
+    /// Makes the group's first snapshot and purges the log it covers, and waits
+    /// for both (on the leader of a group of one, just initialized). A group
+    /// seeded from a station that had messages before it existed must send
+    /// them to a member it adds as a snapshot, never as log entries (the log
+    /// does not have them).
+    pub async fn seed(&self) -> Result<(), String> {
+        let wait = Some(Duration::from_secs(30));
+        let m = self
+            .raft
+            .wait(wait)
+            .metrics(
+                |m| m.state == ServerState::Leader && m.last_applied.is_some(),
+                "leading, with the first membership applied",
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let applied = m.last_applied.map_or(0, |l| l.index);
+        self.raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|e| e.to_string())?;
+        let m = self
+            .raft
+            .wait(wait)
+            .metrics(
+                |m| m.snapshot.is_some_and(|s| s.index >= applied),
+                "the first snapshot",
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let upto = m.snapshot.map_or(applied, |s| s.index);
+        self.raft
+            .trigger()
+            .purge_log(upto)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.raft
+            .wait(wait)
+            .metrics(
+                |m| m.purged.is_some_and(|p| p.index >= upto),
+                "the log purged up to the snapshot",
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
     /// Changes the group's voters to `members` (one change at a time; a node
     /// added is caught up as a learner first).
     pub async fn change_members(
@@ -1187,6 +1283,7 @@ impl Replicas {
             dir: snapshot_dir(&self.store),
             receiving: Arc::new(Mutex::new(None)),
             point: None,
+            rebuilt: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         };
         let raft = ReplicaRaft::new(
             me,

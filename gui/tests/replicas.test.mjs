@@ -5,7 +5,7 @@
 // - "Step down leader" hands the lead to another replica;
 // - "Move" (peer-remove) is refused with no spare node, as the broker said it
 //   (503 insufficient_resources): the station never drops below 3 replicas;
-// - the form offers 3 or 5 replicas for it (not 1), and 5 on three nodes is
+// - the form offers 1, 3 or 5 replicas for it, and 5 on three nodes is
 //   refused the same way;
 // - a node stopped makes the station under-replicated on its page, in the
 //   stations list and on the Cluster page.
@@ -102,13 +102,13 @@ describe('a replicated station in the console', () => {
     const still = await (await fetch(`${one.url}/v1/stations/orders`)).json();
     assert.equal(still.cluster.replicas.length, 3);
 
-    // The form changes a replicated station between 3 and 5 only; 5 on three
-    // nodes is refused as the broker says it, and nothing changes.
+    // The form offers 1, 3 and 5; 5 on three nodes is refused as the broker
+    // says it, and nothing changes.
     await page.getByRole('button', { name: 'Edit' }).click();
     const edit = page.getByTestId('station-form');
     const replicas = edit.getByLabel('Replicas');
     assert.equal(await replicas.isDisabled(), false);
-    assert.equal(await replicas.locator('option[value="1"]').count(), 0);
+    assert.equal(await replicas.locator('option[value="1"]').count(), 1);
     await replicas.selectOption('5');
     await edit.getByRole('button', { name: 'Save changes' }).click();
     const tooMany = edit.getByTestId('server-error');

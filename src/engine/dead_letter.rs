@@ -257,7 +257,7 @@ impl StationEngine {
                 .stations
                 .get(&g.tenant, &g.station)
                 .ok()
-                .filter(|s| s.replicated)
+                .filter(|s| s.is_replicated())
                 .map(|s| s.replica.get().cloned());
             if let Some(replica) = &replica
                 && !replica.as_ref().is_some_and(|r| r.is_leader())
@@ -588,7 +588,7 @@ impl ResendJob {
             .station
             .replica
             .get()
-            .filter(|_| self.station.replicated)
+            .filter(|_| self.station.is_replicated())
         else {
             return self.dls.delete_message(seq);
         };
@@ -665,7 +665,7 @@ impl ResendJob {
         let done: junction_api::StoredCallback = Box::new(move |r| {
             let _ = tx.send(r);
         });
-        if self.station.replicated {
+        if self.station.is_replicated() {
             // Only the station's group writes it: proposed (or sent to its
             // leader) like any publish, acknowledged once on a quorum.
             let (Some(engine), Some(runtime), Some(group)) = (

@@ -193,9 +193,12 @@ impl StationEngine {
                         callback,
                     ),
                     // Its group has not started here yet.
-                    None if station.replicated => callback(Err(EngineError::ReplicasUnavailable(
-                        format!("station '{}' is starting on this node", station.name()),
-                    ))),
+                    None if station.is_replicated() => {
+                        callback(Err(EngineError::ReplicasUnavailable(format!(
+                            "station '{}' is starting on this node",
+                            station.name()
+                        ))))
+                    }
                     None => station.append(copy, options, lineage.clone(), Some(callback)),
                 }
             }

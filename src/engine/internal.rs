@@ -137,7 +137,7 @@ impl StationEngine {
             return false;
         }
         match self.stations.get(tenant, name) {
-            Ok(s) => s.replicated,
+            Ok(s) => s.is_replicated(),
             Err(_) => self.placed.get(tenant, name).is_some(),
         }
     }

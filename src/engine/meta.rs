@@ -93,6 +93,16 @@ pub(crate) enum MetaCall {
         replicas: Vec<String>,
         members: BTreeMap<String, u64>,
     },
+    /// A station of one copy (no group) becomes replicated: group `group` is
+    /// seeded on the node that holds it (`replicas[0]`), and the other
+    /// `replicas` join it.
+    ReplicateStation {
+        tenant: String,
+        config: StationConfig,
+        replicas: Vec<String>,
+        members: BTreeMap<String, u64>,
+        group: u64,
+    },
     /// A replicated station's replicas change (a replica re-placed, a peer
     /// removed): `replicas` are the nodes it should be on from now.
     SetReplicas {
@@ -129,6 +139,11 @@ pub(crate) struct StationDef {
     /// group is never initialized again, only joined.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub moved: bool,
+    /// Its group was founded by `founders` alone (one node, `node`), from the
+    /// copy it held as a station of one copy; the other replicas join as the
+    /// leader adds them, and catch up from its first snapshot.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub seeded: bool,
 }
 
 impl StationDef {
@@ -286,6 +301,7 @@ pub(crate) fn plan(defs: &Defs, call: &MetaCall) -> Result<(Vec<Change>, Value),
                 group: *group,
                 founders: replicas.clone(),
                 moved: false,
+                seeded: false,
             };
             let v = serde_json::to_value(&def).map_err(|e| e.to_string())?;
             Ok((vec![(k, Some(v.clone()))], v))
@@ -299,6 +315,7 @@ pub(crate) fn plan(defs: &Defs, call: &MetaCall) -> Result<(Vec<Change>, Value),
             if def.config.replicas != config.replicas {
                 return Err(E_REPLICAS_CHANGE.into());
             }
+            check_grouped(&def, config)?;
             check_station_overlap(defs, tenant, config)?;
             def.config = config.clone();
             let v = serde_json::to_value(&def).map_err(|e| e.to_string())?;
@@ -315,12 +332,54 @@ pub(crate) fn plan(defs: &Defs, call: &MetaCall) -> Result<(Vec<Change>, Value),
             let mut def: StationDef =
                 serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
             check_kept(&def.config, config)?;
-            if config.replicas <= 1 || !placement_fits(&def, config.replicas, replicas, members) {
+            // A replicated station keeps its group down to one copy (a
+            // group of one member), so it can grow again in place.
+            if config.replicas == 0 || !placement_fits(&def, config.replicas, replicas, members) {
                 return Err(E_REPLICAS_CHANGE.into());
             }
+            check_grouped(&def, config)?;
             check_station_overlap(defs, tenant, config)?;
             def.config = config.clone();
             place(&mut def, replicas, members);
+            let v = serde_json::to_value(&def).map_err(|e| e.to_string())?;
+            Ok((vec![(k, Some(v.clone()))], v))
+        }
+        MetaCall::ReplicateStation {
+            tenant,
+            config,
+            replicas,
+            members,
+            group,
+        } => {
+            let k = station_key(tenant, &config.name);
+            let v = defs.get(&k).ok_or(E_STATION_NOT_FOUND)?;
+            let mut def: StationDef =
+                serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
+            check_kept(&def.config, config)?;
+            let distinct: BTreeSet<&String> = replicas.iter().collect();
+            if def.group != 0
+                || *group == 0
+                || config.replicas < 2
+                || replicas.len() != config.replicas as usize
+                || distinct.len() != replicas.len()
+                || replicas.first() != Some(&def.node)
+                || !replicas.iter().all(|r| members.contains_key(r))
+            {
+                return Err(E_REPLICAS_CHANGE.into());
+            }
+            def.group = *group;
+            check_grouped(&def, config)?;
+            check_station_overlap(defs, tenant, config)?;
+            def.config = config.clone();
+            def.replicas = replicas.clone();
+            def.members = members
+                .iter()
+                .filter(|(n, _)| replicas.contains(n))
+                .map(|(n, i)| (n.clone(), *i))
+                .collect();
+            def.founders = vec![def.node.clone()];
+            def.moved = false;
+            def.seeded = true;
             let v = serde_json::to_value(&def).map_err(|e| e.to_string())?;
             Ok((vec![(k, Some(v.clone()))], v))
         }
@@ -354,6 +413,18 @@ pub(crate) fn plan(defs: &Defs, call: &MetaCall) -> Result<(Vec<Change>, Value),
             Ok((vec![(k, None)], Value::Null))
         }
     }
+}
+
+/// What a station with a Raft group (also one brought down to one copy)
+/// cannot be: lazily fsynced.
+fn check_grouped(def: &StationDef, config: &StationConfig) -> Result<(), String> {
+    if def.group == 0 {
+        return Ok(());
+    }
+    if config.flush_interval.is_some() {
+        return Err(super::replicated::E_LAZY_REPLICATED.into());
+    }
+    Ok(())
 }
 
 /// A station's storage and retention never change.
@@ -398,7 +469,8 @@ fn place(def: &mut StationDef, replicas: &[String], members: &BTreeMap<String, u
 
 const E_STORAGE_CHANGE: &str = "storage change";
 const E_RETENTION_CHANGE: &str = "retention change";
-const E_REPLICAS_CHANGE: &str = "replicas can change between 3 and 5 on a replicated station, not from or to 1 (a station with one copy stays one; make a new station and move its messages)";
+const E_REPLICAS_CHANGE: &str =
+    "replicas cannot change this way: give 1, 3 or 5, with enough reachable nodes";
 
 fn engine_error(e: MetaError) -> EngineError {
     match e {
@@ -644,7 +716,11 @@ impl StationEngine {
                 self.placed.remove(tenant, &name);
                 return self.start_replica(tenant, &def);
             }
-            if self.stations.get(tenant, &name).is_ok_and(|s| s.replicated) {
+            if self
+                .stations
+                .get(tenant, &name)
+                .is_ok_and(|s| s.is_replicated())
+            {
                 // Moved off this node: its copy goes once the group has changed.
                 self.retire_replica(tenant, &def);
                 return Ok(());
@@ -703,7 +779,8 @@ impl StationEngine {
         let name = match &call {
             MetaCall::CreateStation { config, .. }
             | MetaCall::UpdateStation { config, .. }
-            | MetaCall::ResizeStation { config, .. } => {
+            | MetaCall::ResizeStation { config, .. }
+            | MetaCall::ReplicateStation { config, .. } => {
                 // A front-end's own cluster-wide station (`internal.rs`) has a
                 // reserved name; nothing else may.
                 if !super::internal::is_cluster_scoped(config) {
@@ -716,7 +793,9 @@ impl StationEngine {
         };
         let update = matches!(
             call,
-            MetaCall::UpdateStation { .. } | MetaCall::ResizeStation { .. }
+            MetaCall::UpdateStation { .. }
+                | MetaCall::ResizeStation { .. }
+                | MetaCall::ReplicateStation { .. }
         );
         match Self::replicate(&meta, call.clone()).await {
             Ok(()) => {}
@@ -726,7 +805,8 @@ impl StationEngine {
                 if update && self.stations.get(&tenant, &name).is_ok() =>
             {
                 let (MetaCall::UpdateStation { config, .. }
-                | MetaCall::ResizeStation { config, .. }) = call
+                | MetaCall::ResizeStation { config, .. }
+                | MetaCall::ReplicateStation { config, .. }) = call
                 else {
                     unreachable!("checked above")
                 };

@@ -687,7 +687,7 @@ impl Broker for StationEngine {
         if let Ok(s) = self.stations.get(tenant, name) {
             // A replicated station's requests go to its leader; with none, to
             // no node (the call fails as unreachable).
-            if !s.replicated {
+            if !s.is_replicated() {
                 return None;
             }
             return match s.replica.get() {
@@ -876,19 +876,32 @@ impl Admin for StationEngine {
             return self.in_cluster(move |e| async move {
                 check_client_station(&config)?;
                 let config = stations::normalize(config)?;
-                // 3 ↔ 5 replicas: the placement changes with the definition.
-                let call = match e.resize_placement(&tenant, &config)? {
-                    Some((replicas, members)) => meta::MetaCall::ResizeStation {
-                        tenant: tenant.0.to_string(),
-                        config,
-                        replicas,
-                        members,
-                    },
-                    None => meta::MetaCall::UpdateStation {
-                        tenant: tenant.0.to_string(),
-                        config,
-                    },
-                };
+                // Replicas 1, 3 or 5: the placement changes with the definition
+                // (a station of one copy gets a group first).
+                let call =
+                    if let Some((replicas, members)) = e.resize_placement(&tenant, &config)? {
+                        meta::MetaCall::ResizeStation {
+                            tenant: tenant.0.to_string(),
+                            config,
+                            replicas,
+                            members,
+                        }
+                    } else if let Some((replicas, members, group)) =
+                        e.replicate_placement(&tenant, &config)?
+                    {
+                        meta::MetaCall::ReplicateStation {
+                            tenant: tenant.0.to_string(),
+                            config,
+                            replicas,
+                            members,
+                            group,
+                        }
+                    } else {
+                        meta::MetaCall::UpdateStation {
+                            tenant: tenant.0.to_string(),
+                            config,
+                        }
+                    };
                 e.cluster_station_call(meta, tenant, call).await
             });
         }
@@ -1485,7 +1498,7 @@ impl StationEngine {
         // A replicated station's dead letters: purged on every replica.
         if let Some(parent) = name.strip_prefix(junction_api::DLS_PREFIX)
             && let Ok(s) = self.stations.get(tenant, parent)
-            && s.replicated
+            && s.is_replicated()
             && let Some(g) = s.replica.get()
         {
             let op = replicated::AdminOp::DeadLetterPurge {

@@ -474,9 +474,9 @@ impl StationEngine {
             .into_iter()
             // A front-end's own stations are this node's, but for its
             // cluster-wide ones (`internal.rs`), which are replicated.
-            .filter(|s| !super::ingress::is_internal_station(s.name()) || s.replicated)
+            .filter(|s| !super::ingress::is_internal_station(s.name()) || s.is_replicated())
             // A replicated station is reported by its leader only.
-            .filter(|s| !s.replicated || s.replica.get().is_some_and(|g| g.is_leader()))
+            .filter(|s| !s.is_replicated() || s.replica.get().is_some_and(|g| g.is_leader()))
             .map(|s| StateNote {
                 tenant: s.tenant.0.to_string(),
                 name: s.name().to_string(),

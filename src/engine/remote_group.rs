@@ -374,7 +374,10 @@ impl StationEngine {
             // (killed or cut off): the replicas are electing another.
             Some(node)
                 if !self.cluster.get().is_some_and(|c| c.linked(&node))
-                    && self.stations.get(tenant, name).is_ok_and(|s| s.replicated) =>
+                    && self
+                        .stations
+                        .get(tenant, name)
+                        .is_ok_and(|s| s.is_replicated()) =>
             {
                 Err(super::replicated::no_leader(name))
             }

@@ -350,17 +350,12 @@ pub(crate) fn check_replicated(config: &StationConfig) -> Result<(), EngineError
         )));
     }
     if config.flush_interval.is_some() {
-        return Err(EngineError::invalid_config(
-            "flush_interval (lazy fsync) cannot be used with replicas > 1: a replicated station acknowledges a publish only once it is fsynced on a quorum",
-        ));
-    }
-    if config.storage == junction_api::StorageKind::Memory {
-        return Err(EngineError::invalid_config(
-            "storage: memory cannot be used with replicas > 1 yet; use file storage",
-        ));
+        return Err(EngineError::invalid_config(E_LAZY_REPLICATED));
     }
     Ok(())
 }
+
+pub(crate) const E_LAZY_REPLICATED: &str = "flush_interval (lazy fsync) cannot be used with replicas > 1: a replicated station acknowledges a publish only once it is fsynced on a quorum";
 
 impl StationEngine {
     /// Sets how long a replica may stay unreachable before it is re-placed.
@@ -402,10 +397,11 @@ impl StationEngine {
     }
 
     /// The new placement of a replicated station whose `replicas` changes
-    /// (3 ↔ 5): more nodes, the least loaded linked ones without a replica of
+    /// (1, 3 or 5; down to 1 it keeps a group of one member, the leader): more
+    /// nodes, the least loaded linked ones without a replica of
     /// it; fewer, followers leave (unreachable ones first), never the leader.
-    /// `None` when its replicas do not change (or it is not replicated: the
-    /// meta group refuses a change from or to 1).
+    /// `None` when its replicas do not change, or it has no group (see
+    /// [`StationEngine::replicate_placement`]).
     #[allow(clippy::type_complexity)]
     pub(crate) fn resize_placement(
         &self,
@@ -422,7 +418,7 @@ impl StationEngine {
         let Some(def) = def.filter(|d| d.config.replicas != config.replicas) else {
             return Ok(None);
         };
-        if config.replicas <= 1 {
+        if config.replicas == 0 {
             return Ok(None);
         }
         check_replicated(config)?;
@@ -467,6 +463,71 @@ impl StationEngine {
             }
         }
         Ok(Some((replicas, members)))
+    }
+
+    /// A station of one copy (no group) that is to have `config.replicas` > 1:
+    /// its group id, and its replicas, the node that holds it first (it seeds
+    /// the group from its copy) then the least loaded reachable nodes. `None`
+    /// when the station is not such a station.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn replicate_placement(
+        &self,
+        tenant: &TenantId,
+        config: &StationConfig,
+    ) -> Result<Option<(Vec<String>, BTreeMap<String, u64>, u64)>, EngineError> {
+        let (Some(meta), Some(cluster)) = (self.meta(), self.cluster()) else {
+            return Ok(None);
+        };
+        if config.replicas <= 1 {
+            return Ok(None);
+        }
+        let key = format!("station:{}:{}", tenant.0, config.name);
+        let def = meta
+            .state()
+            .and_then(|s| s.defs.get(&key).cloned())
+            .and_then(|v| serde_json::from_value::<StationDef>(v).ok());
+        let Some(def) = def.filter(|d| d.group == 0) else {
+            return Ok(None);
+        };
+        check_replicated(config)?;
+        if def.node != cluster.node() && !cluster.linked(&def.node) {
+            return Err(EngineError::ReplicasUnavailable(format!(
+                "station '{}' is held by {}, which is unreachable: its replicas can change once it is back",
+                config.name, def.node
+            )));
+        }
+        let ids: BTreeMap<String, u64> = meta
+            .status()
+            .nodes
+            .iter()
+            .map(|(id, name, _)| (name.clone(), *id))
+            .collect();
+        let Some(holder_id) = ids.get(&def.node).copied() else {
+            return Err(EngineError::InsufficientResources(format!(
+                "the node holding station '{}' has no meta id yet; try again",
+                config.name
+            )));
+        };
+        let want = config.replicas as usize;
+        let spares = self.candidates(std::slice::from_ref(&def.node));
+        if spares.len() < want - 1 {
+            return Err(EngineError::InsufficientResources(format!(
+                "replicas: {want} needs {} more reachable nodes besides {}, which holds station '{}'; {} found",
+                want - 1,
+                def.node,
+                config.name,
+                spares.len()
+            )));
+        }
+        let mut replicas = vec![def.node.clone()];
+        let mut members = BTreeMap::from([(def.node.clone(), holder_id)]);
+        for (n, id) in spares.into_iter().take(want - 1) {
+            replicas.push(n.clone());
+            members.insert(n, id);
+        }
+        // Never 0 (one copy) and never the meta group's id.
+        let group = rand::random::<u64>().clamp(1, u64::MAX - 1);
+        Ok(Some((replicas, members, group)))
     }
 
     /// Chooses the nodes for a new station of `replicas` copies: this node, then
@@ -533,16 +594,19 @@ impl StationEngine {
     ) -> Result<(), EngineError> {
         let name = def.config.name.clone();
         let station = match self.stations.get(tenant, &name) {
-            Ok(s) if s.config() == def.config => s,
-            Ok(_) => {
-                self.update_station_now(tenant, def.config.clone())?;
-                self.stations.get(tenant, &name)?
-            }
+            Ok(s) => s,
             Err(_) => {
                 self.create_station_now(tenant, def.config.clone())?;
                 self.stations.get(tenant, &name)?
             }
         };
+        // Before its definition changes: a station of one copy becoming
+        // replicated takes no more direct writes from here on (a publish
+        // meanwhile is refused, never stored outside the group).
+        self.stations.mark_replicated(&station)?;
+        if station.config() != def.config {
+            self.update_station_now(tenant, def.config.clone())?;
+        }
         if let Some(g) = station.replica.get() {
             // Placed here again before its retirement: it may elect again.
             g.set_elections(true);
@@ -602,13 +666,16 @@ impl StationEngine {
             .cluster()
             .map(|c| c.node().to_string())
             .unwrap_or_default();
+        // A seeded group (a station of one copy made replicated) is founded
+        // by the node that held it, alone: the others join empty and catch up
+        // from its snapshot.
         let init = founders.contains(&me_name)
             && !def.moved
-            && (def.founders.is_empty() || def.founders == def.replicas);
+            && (def.seeded || def.founders.is_empty() || def.founders == def.replicas);
         let members: BTreeMap<u64, MetaNode> = def
             .members
             .iter()
-            .filter(|_| init)
+            .filter(|(n, _)| init && (!def.seeded || founders.contains(n)))
             .map(|(name, id)| {
                 (
                     *id,
@@ -625,8 +692,38 @@ impl StationEngine {
             .start(def.group, me, members, host)
             .await
             .map_err(EngineError::Storage)?;
-        let _ = station.replica.set(group);
+        let seed = init && def.seeded && group.status().snapshot.is_none();
+        if seed {
+            // The leader adds no member until the group is seeded.
+            self.replica_ops.changing.lock().insert(def.group);
+        }
+        let _ = station.replica.set(group.clone());
         tracing::info!(station = %name, group = def.group, "replica started");
+        if seed {
+            // Its log starts empty while the station has messages: the others
+            // must get the station from a snapshot, never from the log. The
+            // group's first snapshot is made, and the log it covers purged,
+            // before the leader adds them (publishes go on meanwhile, stored
+            // on this node alone as before the change).
+            let mut tries = 0u32;
+            loop {
+                match group.seed().await {
+                    Ok(()) => break,
+                    Err(e) if group.failed().is_some() || tries >= 100 => {
+                        return Err(EngineError::Storage(format!(
+                            "station '{name}': cannot make the first snapshot of its new group (no replica is added): {e}"
+                        )));
+                    }
+                    Err(e) => {
+                        tries += 1;
+                        tracing::warn!(station = %name, error = %e, "seeding a replica group; trying again");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+            self.replica_ops.changing.lock().remove(&def.group);
+            tracing::info!(station = %name, group = def.group, "replica group seeded from this node's copy: the other replicas join");
+        }
         Ok(())
     }
 
@@ -739,7 +836,7 @@ impl StationEngine {
         let station = self.stations.get(&tenant, &call.station).ok()?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let Some(group) = station.replica.get().cloned() else {
-            if station.replicated {
+            if station.is_replicated() {
                 // Its group has not started here yet (a restart): never stored
                 // outside the group.
                 let _ = tx.send(Err(EngineError::ReplicasUnavailable(format!(
@@ -1231,6 +1328,13 @@ impl ReplicaHost for StationEngine {
         self.install_snapshot_of(group, input)
     }
 
+    fn volatile(&self, group: u64) -> bool {
+        self.replicated
+            .read()
+            .get(&group)
+            .is_some_and(|s| s.config().storage == junction_api::StorageKind::Memory)
+    }
+
     fn apply(
         &self,
         group: u64,
@@ -1428,24 +1532,34 @@ impl StationEngine {
             .map_err(io)?;
         out.write_all(point).map_err(io)?;
         let mut messages = 0u64;
-        // Streamed from the store, one record at a time.
-        for item in self
-            .store()
-            .scan_between(station.id, 0, p.last_seq.saturating_add(1))
-        {
-            let r = match item {
-                Ok(r) => r,
-                Err((seq, e)) => {
-                    tracing::error!(station = station.name(), ?seq, error = %e, "record left out of a snapshot");
-                    continue;
-                }
-            };
-            let body = junction_storage::record::encode(&r);
+        let mut put = |r: &junction_storage::Record| -> Result<(), String> {
+            let body = junction_storage::record::encode(r);
             out.write_all(&r.seq.to_be_bytes()).map_err(io)?;
             out.write_all(&(body.len() as u32).to_be_bytes())
                 .map_err(io)?;
             out.write_all(&body).map_err(io)?;
             messages += 1;
+            Ok(())
+        };
+        if station.config().storage == junction_api::StorageKind::Memory {
+            // A memory station's messages are in memory already (shared
+            // buffers: the copy is of their handles, not their bytes).
+            for r in station.memory_records(p.last_seq) {
+                put(&r)?;
+            }
+        } else {
+            // Streamed from the store, one record at a time.
+            for item in self
+                .store()
+                .scan_between(station.id, 0, p.last_seq.saturating_add(1))
+            {
+                match item {
+                    Ok(r) => put(&r)?,
+                    Err((seq, e)) => {
+                        tracing::error!(station = station.name(), ?seq, error = %e, "record left out of a snapshot");
+                    }
+                }
+            }
         }
         out.write_all(&0u64.to_be_bytes()).map_err(io)?;
         tracing::info!(
@@ -1473,7 +1587,49 @@ impl StationEngine {
                 .delete_group(&tenant, &name, &g)
                 .map_err(|e| e.to_string())?;
         }
-        self.sync_station(&station)?;
+        let messages = if station.config().storage == junction_api::StorageKind::Memory {
+            let mut records = Vec::new();
+            loop {
+                let seq = read_u64(input)?;
+                if seq == 0 {
+                    break;
+                }
+                let len = read_u32(input)? as usize;
+                let body = read_exact(input, len)?;
+                records.push(
+                    junction_storage::record::decode(seq, &body)
+                        .map_err(|e| format!("snapshot record {seq}: {e:?}"))?,
+                );
+            }
+            let n = records.len() as u64;
+            station.load_memory(records, p.last_seq);
+            n
+        } else {
+            self.install_stored(&station, input, p.last_seq)?
+        };
+        for g in p.groups {
+            let gname = g.config.name.clone();
+            self.stations
+                .create_group(&tenant, &name, g.config)
+                .map_err(|e| e.to_string())?;
+            if let Some(grp) = station.groups.read().get(&gname).cloned() {
+                grp.install_position(g.position.as_bytes())
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        tracing::info!(station = %name, last_seq = p.last_seq, messages, "replica snapshot installed");
+        Ok(())
+    }
+
+    /// Replaces a file station's stored messages with a snapshot's (read from
+    /// `input`, after its point), and rebuilds its index; how many there were.
+    fn install_stored(
+        &self,
+        station: &Station,
+        input: &mut dyn std::io::Read,
+        last_seq: u64,
+    ) -> Result<u64, String> {
+        self.sync_station(station)?;
         self.store()
             .delete_station_log(station.id)
             .map_err(|e| e.to_string())?;
@@ -1507,28 +1663,17 @@ impl StationEngine {
                 Box::new(|_| {}),
             );
         }
-        self.sync_station(&station)?;
+        self.sync_station(station)?;
         self.store()
             .write_meta_batch(
                 &[(
                     super::station::seq_floor_key(station.id),
-                    p.last_seq.to_string().into_bytes(),
+                    last_seq.to_string().into_bytes(),
                 )],
                 &[],
             )
             .map_err(|e| e.to_string())?;
-        station.reload(p.last_seq).map_err(|e| e.to_string())?;
-        for g in p.groups {
-            let gname = g.config.name.clone();
-            self.stations
-                .create_group(&tenant, &name, g.config)
-                .map_err(|e| e.to_string())?;
-            if let Some(grp) = station.groups.read().get(&gname).cloned() {
-                grp.install_position(g.position.as_bytes())
-                    .map_err(|e| e.to_string())?;
-            }
-        }
-        tracing::info!(station = %name, last_seq = p.last_seq, messages, "replica snapshot installed");
-        Ok(())
+        station.reload(last_seq).map_err(|e| e.to_string())?;
+        Ok(messages)
     }
 }

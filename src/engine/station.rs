@@ -114,9 +114,10 @@ pub(crate) struct Station {
     /// station (`replicas` > 1): its log is then written only by applying
     /// committed entries ([`Station::append_with`]), never by a publish here.
     pub replica: std::sync::OnceLock<junction_cluster::replica::ReplicaGroup>,
-    /// Made with `replicas` > 1: written only through its group, which may not
-    /// have started yet ([`Station::replica`]).
-    pub replicated: bool,
+    /// Written only through its group, which may not have started yet
+    /// ([`Station::replica`]): made with `replicas` > 1, or changed to a
+    /// replicated station since (see [`Station::set_replicated`]).
+    replicated: std::sync::atomic::AtomicBool,
 }
 
 /// An append on its way to disk.
@@ -186,7 +187,7 @@ impl Station {
     ) -> Result<Self, EngineError> {
         let filters = filters_of(&config)?;
         let committed = Arc::new(AtomicU64::new(0));
-        let replicated = config.replicas > 1;
+        let replicated = std::sync::atomic::AtomicBool::new(config.replicas > 1);
         Ok(Station {
             replicated,
             id,
@@ -329,23 +330,43 @@ impl Station {
                 };
                 start = r.seq + 1;
                 first.get_or_insert(r.seq);
-                log.last_seq = r.seq;
-                log.last_time_ns = r.time_ns;
-                // The de-duplication id is part of the stored message (see
-                // `junction_api::stored_msg_id`).
-                if let Some(id) = junction_api::stored_msg_id(r.headers.as_ref()).map(str::to_owned)
-                {
-                    if now.saturating_sub(r.time_ns) <= window {
-                        log.dedup.insert(id.clone(), (r.seq, r.time_ns));
-                        log.dedup_order.push_back((r.time_ns, id.clone()));
-                    }
-                    log.last_msg_id = Some(id);
-                }
-                log.account_in(r.seq, &Entry::of(&r));
+                index_record(log, &r, now, window);
             }
             break;
         }
         Ok((first, corrupt))
+    }
+
+    /// A memory station's messages up to `upto`, in sequence order (what a
+    /// replicated memory station's snapshot holds).
+    pub fn memory_records(&self, upto: u64) -> Vec<Record> {
+        let log = self.log.lock();
+        log.memory.range(..=upto).map(|(_, r)| r.clone()).collect()
+    }
+
+    /// Replaces a memory station's messages and index with `records` (in
+    /// sequence order); `seq_floor` is the last sequence they come to (a
+    /// replicated memory station installing a snapshot, or rebuilt from its
+    /// own after a restart).
+    pub fn load_memory(&self, records: Vec<Record>, seq_floor: u64) {
+        let now = now_ns();
+        let mut log = self.log.lock();
+        *log = Log::new(
+            Limits::of(&self.config.read()),
+            self.store.clone(),
+            self.id,
+            self.committed.clone(),
+        );
+        let window = log.limits.duplicate_window.as_nanos() as u64;
+        let first = records.first().map(|r| r.seq);
+        for r in records {
+            index_record(&mut log, &r, now, window);
+            log.memory.insert(r.seq, r);
+        }
+        log.last_seq = log.last_seq.max(seq_floor);
+        let first = first.unwrap_or(log.last_seq + 1);
+        log.reset_windows(first);
+        self.committed.store(log.last_seq, Ordering::Release);
     }
 
     /// The snapshot to write at clean shutdown (`None` for a memory station, which
@@ -456,6 +477,19 @@ impl Station {
         }
     }
 
+    /// Whether it is written only through its Raft group.
+    pub fn is_replicated(&self) -> bool {
+        self.replicated.load(Ordering::Acquire)
+    }
+
+    /// From now on it is written only through its Raft group: a station of one
+    /// copy becoming replicated (its group is seeded from this copy). Never
+    /// undone: a replicated station brought down to one copy keeps a group of
+    /// one member.
+    pub fn set_replicated(&self) {
+        self.replicated.store(true, Ordering::Release);
+    }
+
     pub fn last_seq(&self) -> u64 {
         self.log.lock().last_seq
     }
@@ -473,7 +507,7 @@ impl Station {
     ) {
         // A replicated station is written only by applying its group's
         // committed entries: nothing may store into one copy on its own.
-        if self.replicated {
+        if self.is_replicated() {
             if let Some(done) = done {
                 done(Err(EngineError::ReplicasUnavailable(format!(
                     "station '{}' is replicated: it takes writes through its leader only",
@@ -1339,6 +1373,23 @@ impl CommitSink for Station {
             }
         }
     }
+}
+
+/// Adds one stored record to the index (counters, subjects, last sequence and
+/// time, the de-duplication window as of `now`).
+fn index_record(log: &mut Log, r: &Record, now: u64, window: u64) {
+    log.last_seq = r.seq;
+    log.last_time_ns = r.time_ns;
+    // The de-duplication id is part of the stored message (see
+    // `junction_api::stored_msg_id`).
+    if let Some(id) = junction_api::stored_msg_id(r.headers.as_ref()).map(str::to_owned) {
+        if now.saturating_sub(r.time_ns) <= window {
+            log.dedup.insert(id.clone(), (r.seq, r.time_ns));
+            log.dedup_order.push_back((r.time_ns, id.clone()));
+        }
+        log.last_msg_id = Some(id);
+    }
+    log.account_in(r.seq, &Entry::of(r));
 }
 
 #[cfg(test)]

@@ -29,6 +29,12 @@ struct StationMeta {
     tenant: String,
     created_ns: u64,
     config: StationConfig,
+    /// Written only through a Raft group although `config.replicas` may be 1
+    /// (a station that became replicated, or a replicated one brought down to
+    /// one copy): it opens replicated, so no write reaches it directly before
+    /// its group is back.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    replicated: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -206,6 +212,9 @@ impl StationRegistry {
                 meta.config,
                 store.clone(),
             )?;
+            if meta.replicated {
+                station.set_replicated();
+            }
             station.recover(floor, clean_boot)?;
             for (gkey, gvalue) in store
                 .list_meta(&format!("group/{}/", meta.id))
@@ -312,6 +321,7 @@ impl StationRegistry {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64),
             config: config.clone(),
+            replicated: station.is_replicated(),
         };
         let json = serde_json::to_vec(&meta).map_err(|e| EngineError::Storage(e.to_string()))?;
         self.store
@@ -393,6 +403,16 @@ impl StationRegistry {
         station.set_config(config)?;
         t.capture.clear();
         Ok(station)
+    }
+
+    /// `station` is written only through its Raft group from now on, also
+    /// after a restart (see [`Station::set_replicated`]).
+    pub fn mark_replicated(&self, station: &Station) -> Result<(), EngineError> {
+        if station.is_replicated() && station.config().replicas > 1 {
+            return Ok(());
+        }
+        station.set_replicated();
+        self.persist(station, &station.config())
     }
 
     pub fn delete(&self, tenant: &TenantId, name: &str) -> Result<(), EngineError> {
@@ -550,7 +570,7 @@ impl StationRegistry {
         if station.retention() != Retention::Interest {
             return;
         }
-        if station.replicated {
+        if station.is_replicated() {
             // Only its leader decides, through the log.
             if let Some(r) = station.replica.get().filter(|r| r.is_leader()) {
                 let seqs = consumed_now(station);
@@ -628,7 +648,10 @@ impl StationRegistry {
         commit: bool,
     ) -> Result<(Option<GaveUp>, Option<ReplicaWait>), EngineError> {
         let (station, group) = self.group(tenant, station_name, name)?;
-        if commit && station.replicated && !station.replica.get().is_some_and(|r| r.is_leader()) {
+        if commit
+            && station.is_replicated()
+            && !station.replica.get().is_some_and(|r| r.is_leader())
+        {
             // Only the leader's groups count; this copy follows it.
             return Err(EngineError::ReplicasUnavailable(format!(
                 "station '{station_name}': this node no longer leads it; the ack was not applied"
@@ -636,7 +659,7 @@ impl StationRegistry {
         }
         // On a replicated station an ack may name a message an earlier leader
         // delivered; never one past the last sequence (a made-up ack token).
-        let ahead_ok = station.replicated && seq <= station.last_seq();
+        let ahead_ok = station.is_replicated() && seq <= station.last_seq();
         let outcome = group.ack(seq, &kind, ahead_ok);
         let gave_up = outcome.terminated.map(|t: Terminated| {
             tracing::info!(
@@ -803,7 +826,7 @@ impl StationRegistry {
         // A replicated station's expiry is an entry of its log (its leader
         // proposes it), never a replica's own clock.
         for station in self.all() {
-            if !station.replicated {
+            if !station.is_replicated() {
                 station.expire(now);
             }
         }
@@ -958,7 +981,7 @@ fn consume(station: &Station, seqs: Vec<u64>) -> Option<ReplicaWait> {
     if seqs.is_empty() {
         return None;
     }
-    if !station.replicated {
+    if !station.is_replicated() {
         for seq in seqs {
             station.remove_consumed(seq);
         }

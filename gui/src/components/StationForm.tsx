@@ -289,16 +289,15 @@ export function StationForm({ station, onSaved, onCancel }: Props) {
             <select
               id="sf-replicas"
               value={f.replicas}
-              disabled={editing && (station?.replicas ?? 1) <= 1}
               aria-describedby="sf-replicas-help"
               onChange={(e) => set('replicas', e.currentTarget.value)}
             >
-              {!(editing && (station?.replicas ?? 1) > 1) && <option value="1">1 (this node)</option>}
+              <option value="1">1 (one node)</option>
               <option value="3">3 (a cluster of 3 or more)</option>
               <option value="5">5 (a cluster of 5 or more)</option>
             </select>
             <small id="sf-replicas-help" class="muted">
-              Acknowledged once fsynced on a quorum. A replicated station changes between 3 and 5; not from or to 1.
+              Acknowledged once fsynced on a quorum. Changes in place: from 1, the node holding the station seeds the new replicas; down to 1, the leader keeps the one copy.
             </small>
           </label>
           {field('duplicate_window_s', 'Duplicate window (s)', { inputMode: 'decimal' })}
