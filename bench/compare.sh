@@ -116,6 +116,8 @@ wait_port() {
 
 # utime + stime of a process in seconds.
 cpu_secs() {
+  # A process already gone (the r3-failover row kills a node) counts as 0.
+  [ -r "/proc/$1/stat" ] || { echo 0; return; }
   sed 's/.*) //' "/proc/$1/stat" | awk -v hz="$HZ" '{ printf "%.2f", ($12 + $13) / hz }'
 }
 
@@ -126,6 +128,7 @@ machine_busy_secs() {
 
 # Peak resident set size of a process in KiB.
 peak_rss_kb() {
+  [ -r "/proc/$1/status" ] || { echo 0; return; }
   awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"
 }
 
@@ -295,6 +298,7 @@ SCENARIOS=(
   "r3-sync|R3 sync publish round trip, 16 B, file, 3-node cluster, publisher on node 2|latency||nats-server|cluster3 js-pub --sync --size 16 --msgs 3000 --stream BENCHR3 --storage file --replicas 3"
   "r3-leader|R3 station publish, 1000 in flight, 16 B, file, 3-node cluster, publishers on the stream's leader|throughput||nats-server|cluster3 js-pub --window 1000 --size 16 --msgs 100000 --stream BENCHR3 --storage file --replicas 3 --pub-to leader"
   "r3-follower|R3 station publish, 1000 in flight, 16 B, file, 3-node cluster, publishers on a follower of the stream (target: >= 0.8x r3-leader)|throughput||nats-server|cluster3 js-pub --window 1000 --size 16 --msgs 100000 --stream BENCHR3 --storage file --replicas 3 --pub-to follower"
+  "r3-failover|R3 stream leader killed -9 while a publisher on a follower sends sync publishes: from the kill to the first PubAck of a publish sent after it (target: <= 3 s; tries of 200 ms)|latency||nats-server|cluster3 js-failover --size 16 --msgs 300 --stream BENCHR3 --storage file --replicas 3"
   "js-window-fsync|station publish, 1000 in flight, 16 B, file; Junction fsync before ack (default)|throughput|>=1.0|nats-server|js-pub --window 1000 --size 16 --msgs 200000 --stream BENCH --storage file --purge"
   "js-window-flush|station publish, 1000 in flight, 16 B, file; Junction flush interval 50 ms|throughput|>=1.3|nats-server|js-pub --window 1000 --size 16 --msgs 200000 --stream BENCHF --storage file --flush-interval 50ms --purge"
   "js-sync-fsync|sync publish round trip, 16 B, file; Junction fsync before ack (default)|latency|<=1.0|nats-server|js-pub --sync --size 16 --msgs 5000 --stream BENCH --storage file --purge"
@@ -372,6 +376,9 @@ measure() {
       # Publishers on the R3 stream's leader or on a follower: js-pub picks
       # the node among all three.
       js-pub*--pub-to*) urls=(--url "$NATS_URL" --pub-url "$NATS_URL,$NATS_URL2,$NATS_URL3") ;;
+      # The leader's process is killed by the benchmark (by name: PID).
+      js-failover*) urls=(--url "$NATS_URL" --pub-url "$NATS_URL,$NATS_URL2,$NATS_URL3"
+        --node-pids "n0=${CLUSTER_PIDS[0]},n1=${CLUSTER_PIDS[1]},n2=${CLUSTER_PIDS[2]}") ;;
       # The station is made through node 1 (which holds it); publishers on node 2.
       js-pub*) urls=(--url "$NATS_URL" --pub-url "$NATS_URL2") ;;
       # Publishers on node 1, subscribers on node 2.

@@ -37,7 +37,7 @@ fn context(client: async_nats::Client, window: usize) -> Context {
 
 /// Gets the stream, or creates it with subjects `<stream>.>`; makes its
 /// `junction.flush_interval` metadata match `--flush-interval`.
-async fn ensure_stream(js: &Context, plan: &Plan) -> anyhow::Result<Stream> {
+pub(crate) async fn ensure_stream(js: &Context, plan: &Plan) -> anyhow::Result<Stream> {
     let name = &plan.args.stream;
     let storage = match plan.args.storage {
         Storage::File => StorageType::File,
@@ -315,7 +315,7 @@ pub(crate) async fn publish(plan: &Plan) -> anyhow::Result<Report> {
 
 /// The URL among --pub-url's (comma-separated) of the node that leads the
 /// stream (or of one that does not), by the server name each node gives in INFO.
-async fn node_by_role(
+pub(crate) async fn node_by_role(
     plan: &Plan,
     stream: &async_nats::jetstream::stream::Stream,
     role: super::PubTo,

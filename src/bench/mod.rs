@@ -14,6 +14,7 @@
 
 mod conn;
 mod core_nats;
+mod failover;
 mod http;
 mod js;
 mod mqtt;
@@ -23,7 +24,9 @@ mod report;
 mod stats;
 mod xproto;
 
-pub use report::{ClientStats, ConnStats, GroupStats, HttpInfo, JsInfo, ReadyStats, Report};
+pub use report::{
+    ClientStats, ConnStats, FailoverStats, GroupStats, HttpInfo, JsInfo, ReadyStats, Report,
+};
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, ValueEnum};
@@ -50,6 +53,10 @@ Scenarios (the default --url of each in brackets):
     js-fetch     durable pull consumer, --batch N per pull, explicit acks
     js-ready     poll until --stream answers with --msgs messages (after a restart):
                  reports when (Unix time) and, with --server-pid, the server's RSS
+    js-failover  a replicated --stream (--replicas 3): --msgs sync publishes through
+                 a follower (--pub-url lists the nodes), then SIGKILL of the
+                 stream leader's process (--node-pids NAME=PID,...): the time from
+                 the kill to the first PubAck of a publish sent after it (p50_us)
   MQTT [mqtt://127.0.0.1:1883; ws://HOST:PORT/mqtt also works], rumqttc, MQTT 3.1.1:
     mqtt-pubsub  --qos 0|1|2, --pubs N publishers -> --subs M subscribers of one topic
     mqtt-conn    --count N idle MQTT connections: connect rate, then hold them
@@ -71,6 +78,7 @@ from an HDR histogram:
   reqrep, js-pub --sync    round trip
   js-pub --window N        publish->PubAck
   js-fetch                 round trip of each pull request (batch)
+  js-failover              leader killed -> first new PubAck (one sample)
   http-produce             round trip of each HTTP request (one batch)
   conn, mqtt-conn          connect handshake (TCP + CONNECT until CONNACK / PONG)
 The report includes the CPU time the benchmark client used, to tell whether the client
@@ -92,6 +100,9 @@ Examples:
   junction bench js-pub --stream ORDERS --payload '{\"id\":\"A-1\",\"amount\":12.5}'
   junction bench js-fetch --batch 500 --json
   junction bench js-ready --stream BENCH --msgs 1000000 --server-pid $(pidof junction)
+  junction bench js-failover --replicas 3 --stream R3 --msgs 300 --url nats://127.0.0.1:4222 \\
+    --pub-url nats://127.0.0.1:4222,nats://127.0.0.1:4223,nats://127.0.0.1:4224 \\
+    --node-pids n1=1201,n2=1202,n3=1203
   junction bench mqtt-pubsub --qos 1 --size 64 --msgs 200000
   junction bench mqtt-pubsub --qos 0 --url mqtt://127.0.0.1:1884 --rate 10000 --duration 10
   junction bench mqtt-conn --count 10000 --server-pid $(pidof mosquitto)
@@ -219,6 +230,10 @@ pub struct BenchArgs {
     /// js-fetch: name of the durable pull consumer (deleted and recreated).
     #[arg(long, default_value = "bench", value_name = "NAME")]
     pub consumer: String,
+    /// js-failover: every node's server name and PID (on this machine),
+    /// `NAME=PID,...`; the stream leader's process is killed (SIGKILL).
+    #[arg(long, value_name = "NAME=PID,...")]
+    pub node_pids: Option<String>,
 }
 
 /// Which replica of a replicated stream publishers connect to (`--pub-to`).
@@ -255,6 +270,9 @@ pub enum Scenario {
     /// Stations via JetStream: poll until `--stream` answers with `--msgs` messages
     /// (how soon a restarted server serves its stored data).
     JsReady,
+    /// Stations via JetStream: a replicated stream's leader killed while a
+    /// publisher on a follower publishes; the time to the first new PubAck.
+    JsFailover,
     /// NATS: open --count idle connections (connect rate), hold them, and with
     /// --server-pid report the server's memory per connection.
     Conn,
@@ -283,6 +301,7 @@ impl Scenario {
             Scenario::JsPub => "js-pub",
             Scenario::JsFetch => "js-fetch",
             Scenario::JsReady => "js-ready",
+            Scenario::JsFailover => "js-failover",
             Scenario::Conn => "conn",
             Scenario::MqttPubsub => "mqtt-pubsub",
             Scenario::MqttConn => "mqtt-conn",
@@ -344,7 +363,7 @@ impl Plan {
             bail!("--concurrency must be at least 1");
         }
         let (default_pubs, default_subs) = match scenario {
-            Scenario::Pub | Scenario::JsPub => (1, 0),
+            Scenario::Pub | Scenario::JsPub | Scenario::JsFailover => (1, 0),
             Scenario::Pubsub
             | Scenario::Reqrep
             | Scenario::JsFetch
@@ -400,6 +419,7 @@ impl Plan {
             args.scenario,
             Scenario::Pub
                 | Scenario::JsPub
+                | Scenario::JsFailover
                 | Scenario::JsReady
                 | Scenario::Conn
                 | Scenario::MqttConn
@@ -474,6 +494,7 @@ async fn run_plan(plan: Plan) -> anyhow::Result<Report> {
         Scenario::JsPub => js::publish(&plan).await,
         Scenario::JsFetch => js::fetch(&plan).await,
         Scenario::JsReady => ready::wait(&plan).await,
+        Scenario::JsFailover => failover::run(&plan).await,
         Scenario::Conn | Scenario::MqttConn => conn::idle(&plan).await,
         Scenario::MqttPubsub => mqtt::pubsub(&plan).await,
         Scenario::HttpProduce => http::produce(&plan).await,

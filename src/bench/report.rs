@@ -76,6 +76,28 @@ pub struct HttpInfo {
     pub requests: u64,
 }
 
+/// What a `js-failover` run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailoverStats {
+    /// The stream leader killed (its server name).
+    pub killed: String,
+    /// Its PID.
+    pub killed_pid: u32,
+    /// The stream's leader after the failover.
+    pub new_leader: String,
+    /// From the kill (the process gone) to the first PubAck of a publish sent
+    /// after it, ms.
+    pub failover_ms: f64,
+    /// How long one try waited for its PubAck before it was sent again (the
+    /// measurement's resolution), ms.
+    pub try_ms: u64,
+    /// Publishes acknowledged.
+    pub acked: u64,
+    /// Messages the stream holds at the end (as many: every acknowledged one,
+    /// once).
+    pub stored: u64,
+}
+
 /// What a `js-ready` run measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReadyStats {
@@ -195,6 +217,8 @@ pub struct Report {
     pub connections: Option<ConnStats>,
     /// Readiness after a (re)start (`js-ready`).
     pub ready: Option<ReadyStats>,
+    /// A leader killed (`js-failover`).
+    pub failover: Option<FailoverStats>,
 }
 
 fn rate(count: f64, elapsed: f64) -> f64 {
@@ -269,6 +293,7 @@ impl Report {
             http: None,
             connections: None,
             ready: None,
+            failover: None,
         }
     }
 
@@ -319,6 +344,15 @@ impl Report {
                 r.server_rss_kb
                     .map(|kb| format!("; server RSS {:.1} MiB", kb as f64 / 1024.0))
                     .unwrap_or_default()
+            );
+            return out;
+        }
+        if let Some(f) = &self.failover {
+            let _ = writeln!(out, "junction bench {} on {}", self.scenario, self.url);
+            let _ = writeln!(
+                out,
+                "leader {} (pid {}) killed: first new PubAck after {:.0} ms (tries of {} ms); new leader {}; {} acknowledged, {} stored",
+                f.killed, f.killed_pid, f.failover_ms, f.try_ms, f.new_leader, f.acked, f.stored
             );
             return out;
         }

@@ -716,12 +716,17 @@ impl StationEngine {
                 self.placed.remove(tenant, &name);
                 return self.start_replica(tenant, &def);
             }
-            if self
-                .stations
-                .get(tenant, &name)
-                .is_ok_and(|s| s.is_replicated())
+            if let Ok(s) = self.stations.get(tenant, &name)
+                && s.is_replicated()
             {
                 // Moved off this node: its copy goes once the group has changed.
+                // Meanwhile it shows the station's new definition (a change of
+                // `replicas` answered here is not answered with the old one).
+                if s.config() != def.config
+                    && let Err(e) = self.update_station_now(tenant, def.config.clone())
+                {
+                    tracing::warn!(station = %name, error = %e, "the retiring copy keeps its old definition");
+                }
                 self.retire_replica(tenant, &def);
                 return Ok(());
             }
