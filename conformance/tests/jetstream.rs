@@ -25,6 +25,8 @@ mod max_ack_pending;
 mod publish_ack_dedup;
 #[path = "jetstream/pull_fetch_batch_expires.rs"]
 mod pull_fetch_batch_expires;
+#[path = "jetstream/push_consumers.rs"]
+mod push_consumers;
 #[path = "jetstream/redelivery_after_ack_wait.rs"]
 mod redelivery_after_ack_wait;
 #[path = "jetstream/restart_keeps_positions.rs"]

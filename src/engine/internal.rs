@@ -228,7 +228,7 @@ impl StationEngine {
         let call = StationCall::CreateGroup {
             tenant: tenant.0.to_string(),
             station: station.to_string(),
-            config,
+            config: Box::new(config),
             internal: true,
         };
         let v = self.station_call_anywhere(tenant, station, call)?;

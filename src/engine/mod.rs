@@ -510,6 +510,11 @@ impl Broker for StationEngine {
         self.fan_out(from, route, message)
     }
 
+    fn has_interest(&self, tenant: &TenantId, subject: &Subject) -> bool {
+        let result = self.trie(tenant).matches(subject);
+        !result.plain.is_empty() || !result.groups.is_empty()
+    }
+
     fn create_internal_group(
         &self,
         tenant: &TenantId,
@@ -1010,7 +1015,7 @@ impl Admin for StationEngine {
                 let call = placement::StationCall::CreateGroup {
                     tenant: tenant.0.to_string(),
                     station,
-                    config,
+                    config: Box::new(config),
                     internal: false,
                 };
                 StationEngine::group_from(e.call_station_node(&node, call).await?)
@@ -1388,7 +1393,13 @@ impl StationEngine {
         if let Ok(s) = self.stations.get(tenant, station)
             && let Some(g) = s.replica.get()
         {
-            return self.propose_admin(&s, g, replicated::AdminOp::CreateGroup { config });
+            return self.propose_admin(
+                &s,
+                g,
+                replicated::AdminOp::CreateGroup {
+                    config: Box::new(config),
+                },
+            );
         }
         let (station, group) = self.stations.create_group(tenant, station, config)?;
         Ok(self.group_info_of(&station, &group))

@@ -241,7 +241,7 @@ pub(crate) enum StationCall {
     CreateGroup {
         tenant: String,
         station: String,
-        config: GroupConfig,
+        config: Box<GroupConfig>,
         #[serde(default)]
         internal: bool,
     },
@@ -589,9 +589,9 @@ impl StationEngine {
             } => {
                 let tenant = self.tenant_named(&tenant);
                 json(serde_json::to_value(if internal {
-                    self.create_group_any(&tenant, &station, config)?
+                    self.create_group_any(&tenant, &station, *config)?
                 } else {
-                    self.create_group_now(&tenant, &station, config)?
+                    self.create_group_now(&tenant, &station, *config)?
                 }))
             }
             StationCall::GroupInfo {

@@ -68,7 +68,7 @@ pub(crate) enum AdminOp {
         seq: u64,
     },
     CreateGroup {
-        config: GroupConfig,
+        config: Box<GroupConfig>,
     },
     DeleteGroup {
         group: String,
@@ -1289,7 +1289,7 @@ impl StationEngine {
             }
             AdminOp::CreateGroup { config } => answer(
                 self.stations
-                    .create_group(&tenant, &name, config)
+                    .create_group(&tenant, &name, *config)
                     .map(|(s, g)| self.group_info_of(&s, &g)),
             ),
             AdminOp::DeleteGroup { group } => {

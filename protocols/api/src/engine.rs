@@ -255,6 +255,12 @@ pub trait Broker: Send + Sync + 'static {
     /// `route`: how a pull delivery reaches the member's inbox.
     fn publish_routed(&self, from: &ClientRecord, route: &Subject, message: &Message) -> usize;
 
+    /// Whether anyone is subscribed to `subject` in `tenant` (here, or on
+    /// another node of a cluster): a push group delivers only then.
+    fn has_interest(&self, _tenant: &TenantId, _subject: &Subject) -> bool {
+        true
+    }
+
     /// A station's configuration and state (in memory).
     fn station_info(&self, tenant: &TenantId, name: &str) -> Result<StationInfo, EngineError>;
 

@@ -79,6 +79,26 @@ pub struct GroupConfig {
     pub lineage_headers: bool,
     /// Free-form metadata.
     pub metadata: std::collections::BTreeMap<String, String>,
+    /// Push delivery (a JetStream push consumer): the front-end that made the
+    /// group delivers its messages to a subject; `None` for groups read by
+    /// pull requests.
+    pub push: Option<PushConfig>,
+}
+
+/// Where and how a push group's messages are delivered.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct PushConfig {
+    /// The subject every message is published to (with its ack reply).
+    pub deliver_subject: String,
+    /// The queue group its subscribers must be in (each message reaches one).
+    pub deliver_group: Option<String>,
+    /// Ask the subscriber to confirm it keeps up, and wait for it.
+    pub flow_control: bool,
+    /// Send a heartbeat after this long with nothing delivered (zero: never).
+    pub idle_heartbeat: Duration,
+    /// Most payload bits per second delivered (0: unlimited).
+    pub rate_limit_bps: u64,
 }
 
 impl Default for GroupConfig {
@@ -102,6 +122,7 @@ impl Default for GroupConfig {
             headers_only: false,
             lineage_headers: false,
             metadata: Default::default(),
+            push: None,
         }
     }
 }

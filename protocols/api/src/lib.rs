@@ -53,7 +53,7 @@ pub use event::{SystemEvent, SystemEventKind};
 pub use fanout::FanoutId;
 pub use group::{
     AckKind, AckPolicy, DeliverPolicy, Delivered, FetchEnd, FetchRequest, FetchSink, GroupConfig,
-    GroupInfo, GroupState,
+    GroupInfo, GroupState, PushConfig,
 };
 pub use headers::Headers;
 pub use lineage::{

@@ -60,6 +60,7 @@ pub fn start<E: Engine>(
     let filter = SubjectFilter::new("$JS.API.>")?;
     engine.subscribe(&system, filter, None, Arc::new(ApiInbox { requests: tx }))?;
     super::consumer_api::start_acks(engine.clone())?;
+    let pushers = super::push::Pushers::start(&engine)?;
     let stats = Arc::new(Stats::default());
     Ok(tokio::spawn(async move {
         loop {
@@ -69,14 +70,20 @@ pub fn start<E: Engine>(
             };
             let engine = engine.clone();
             let stats = stats.clone();
+            let pushers = pushers.clone();
             // Admin calls are awaited (the engine does their fsync on its own
             // blocking threads); everything else here is a cheap in-memory call.
-            tokio::spawn(async move { answer(&engine, &stats, &request).await });
+            tokio::spawn(async move { answer(&engine, &stats, &pushers, &request).await });
         }
     }))
 }
 
-async fn answer<E: Engine>(engine: &Arc<E>, stats: &Stats, request: &Message) {
+async fn answer<E: Engine>(
+    engine: &Arc<E>,
+    stats: &Stats,
+    pushers: &Arc<super::push::Pushers<E>>,
+    request: &Message,
+) {
     let Some(reply) = request.reply.clone() else {
         return;
     };
@@ -123,7 +130,13 @@ async fn answer<E: Engine>(engine: &Arc<E>, stats: &Stats, request: &Message) {
         return;
     }
     let response = match route(&**engine, stats, api, &request.payload).await {
-        Ok(json) => json,
+        Ok(json) => {
+            // A push consumer made here starts delivering at once.
+            if api.starts_with("CONSUMER.CREATE.") || api.starts_with("CONSUMER.DURABLE.CREATE.") {
+                start_push(pushers, &json);
+            }
+            json
+        }
         Err((kind, error)) => {
             stats.errors.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(
@@ -136,6 +149,28 @@ async fn answer<E: Engine>(engine: &Arc<E>, stats: &Stats, request: &Message) {
         }
     };
     respond(&**engine, reply, response);
+}
+
+/// Starts the pusher of the consumer a create answered, when it is a push
+/// consumer.
+fn start_push<E: Engine>(pushers: &Arc<super::push::Pushers<E>>, response: &[u8]) {
+    #[derive(serde::Deserialize)]
+    struct Created {
+        stream_name: String,
+        name: String,
+        #[serde(default)]
+        config: CreatedConfig,
+    }
+    #[derive(serde::Deserialize, Default)]
+    struct CreatedConfig {
+        #[serde(default)]
+        deliver_subject: String,
+    }
+    if let Ok(c) = serde_json::from_slice::<Created>(response)
+        && !c.config.deliver_subject.is_empty()
+    {
+        pushers.ensure(&c.stream_name, &c.name);
+    }
 }
 
 /// The stream a request is about, for the requests its node answers: stream

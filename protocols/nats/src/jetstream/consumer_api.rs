@@ -14,8 +14,8 @@ use crate::encode;
 use bytes::Bytes;
 use junction_api::{
     AckKind, AckPolicy, DeliverPolicy, Delivered, Delivery, Engine, EngineError, FetchEnd,
-    FetchRequest, FetchSink, GroupConfig, GroupInfo, Message, Subject, SubjectFilter, Subscriber,
-    TenantId,
+    FetchRequest, FetchSink, GroupConfig, GroupInfo, Message, PushConfig, Subject, SubjectFilter,
+    Subscriber, TenantId,
 };
 use rand::Rng;
 use serde::Serialize;
@@ -191,12 +191,31 @@ async fn create<E: Engine>(
     if !c.filter_subject.is_empty() && !c.filter_subjects.is_empty() {
         return Err((kind, JsErrorCode::ConsumerDuplicateFilterSubjects.error()));
     }
-    if !c.deliver_subject.is_empty() {
-        return Err((
-            kind,
-            JsErrorCode::ConsumerCreate
-                .with_err("push consumers are not supported by Junction yet; use a pull consumer"),
-        ));
+    if c.deliver_subject.is_empty() {
+        if c.idle_heartbeat > 0 {
+            return Err((kind, JsErrorCode::ConsumerHBRequiresPush.error()));
+        }
+        if c.flow_control {
+            return Err((kind, JsErrorCode::ConsumerFCRequiresPush.error()));
+        }
+        if c.rate_limit_bps > 0 {
+            return Err((kind, JsErrorCode::ConsumerPullWithRateLimit.error()));
+        }
+    } else {
+        super::push::check_config(&c).map_err(|e| (kind, e))?;
+        // Delivered into the stream itself, each delivery would be stored and
+        // delivered again.
+        if let Ok(si) = engine.station_info(tenant, stream)
+            && let Ok(deliver) = Subject::new(c.deliver_subject.clone())
+            && si
+                .config
+                .subjects
+                .iter()
+                .filter_map(|s| SubjectFilter::new(s.clone()).ok())
+                .any(|f| f.matches(&deliver))
+        {
+            return Err((kind, JsErrorCode::ConsumerDeliverCycle.error()));
+        }
     }
     let durable = !c.durable_name.is_empty();
     let group_name = if durable {
@@ -237,9 +256,16 @@ async fn create<E: Engine>(
 
 /// `info` with its stream's `cluster` block (leader, replicas), in a cluster: a
 /// replicated stream's consumers live on its replicas, as nats-server reports.
+/// A push consumer is `push_bound` while someone subscribes to its deliver
+/// subject.
 fn clustered<E: Engine>(engine: &E, tenant: &TenantId, mut info: ConsumerInfo) -> ConsumerInfo {
     if let Ok(si) = engine.station_info(tenant, &info.stream_name) {
         info.cluster = super::convert::cluster_info(&si);
+    }
+    if let Ok(subject) = Subject::new(info.config.deliver_subject.clone())
+        && !info.config.deliver_subject.is_empty()
+    {
+        info.push_bound = engine.has_interest(tenant, &subject);
     }
     info
 }
@@ -305,6 +331,13 @@ fn group_config(c: &ConsumerConfig, durable: bool) -> Result<GroupConfig, ApiErr
             .get(junction_api::LINEAGE_METADATA_KEY)
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
         metadata: c.metadata.clone(),
+        push: (!c.deliver_subject.is_empty()).then(|| PushConfig {
+            deliver_subject: c.deliver_subject.clone(),
+            deliver_group: (!c.deliver_group.is_empty()).then(|| c.deliver_group.clone()),
+            flow_control: c.flow_control,
+            idle_heartbeat: dur(c.idle_heartbeat),
+            rate_limit_bps: c.rate_limit_bps,
+        }),
     })
 }
 
@@ -360,6 +393,19 @@ fn consumer_info(info: &GroupInfo) -> ConsumerInfo {
         max_bytes: g.max_bytes,
         headers_only: g.headers_only,
         metadata: g.metadata.clone(),
+        deliver_subject: g
+            .push
+            .as_ref()
+            .map(|p| p.deliver_subject.clone())
+            .unwrap_or_default(),
+        deliver_group: g
+            .push
+            .as_ref()
+            .and_then(|p| p.deliver_group.clone())
+            .unwrap_or_default(),
+        flow_control: g.push.as_ref().is_some_and(|p| p.flow_control),
+        idle_heartbeat: g.push.as_ref().map_or(0, |p| ns(p.idle_heartbeat)),
+        rate_limit_bps: g.push.as_ref().map_or(0, |p| p.rate_limit_bps),
         ..ConsumerConfig::default()
     };
     let s = &info.state;

@@ -7,6 +7,8 @@
 //! - `api`: the `$JS.API.>` service (streams, account info) and its dispatch.
 //! - `consumer_api`: consumers, pull requests and `$JS.ACK` handling.
 //! - `direct`: `$JS.API.DIRECT.GET` (a stored message answered as a message).
+//! - `push`: push consumers (a `deliver_subject`), delivered by a task per
+//!   consumer on the stream's node, with heartbeats and flow control.
 //!
 //! A stream **is** a station and a durable consumer **is** a consumer group: what a
 //! NATS client does here is visible to every other protocol.
@@ -16,6 +18,7 @@ pub mod api_types;
 mod consumer_api;
 mod convert;
 mod direct;
+mod push;
 
 pub use api::start;
 pub use api_types::PubAck;
