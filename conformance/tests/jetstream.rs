@@ -19,6 +19,8 @@ mod direct_get;
 mod error_codes;
 #[path = "jetstream/group_sharing.rs"]
 mod group_sharing;
+#[path = "jetstream/key_value.rs"]
+mod key_value;
 #[path = "jetstream/max_ack_pending.rs"]
 mod max_ack_pending;
 #[path = "jetstream/publish_ack_dedup.rs"]

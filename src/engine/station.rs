@@ -69,6 +69,8 @@ struct Limits {
     duplicate_window: Duration,
     durability: Durability,
     memory: bool,
+    /// `Nats-Rollup` is honoured (`allow_rollup` and not `deny_purge`).
+    rollup: bool,
 }
 
 impl Limits {
@@ -86,6 +88,7 @@ impl Limits {
                 Some(d) => Durability::Interval(d),
             },
             memory: c.storage == StorageKind::Memory,
+            rollup: c.allow_rollup && !c.deny_purge,
         }
     }
 }
@@ -560,6 +563,8 @@ impl Station {
         let mut stored_memory = Vec::new();
         // Answered after the station lock is released.
         let mut answers: Vec<(StoredCallback, Result<PubAck, EngineError>)> = Vec::new();
+        // Rollups stored: what they replace is purged after the batch.
+        let mut rollups: Vec<Purge> = Vec::new();
         for a in appends {
             let admitted = self.admit(&mut log, &l, a.message, a.options, a.now);
             let (seq, evicted) = match admitted {
@@ -571,6 +576,19 @@ impl Station {
                 }
                 Admitted::New { seq, evicted } => (seq, evicted),
             };
+            match &a.options.rollup {
+                Some(junction_api::Rollup::Subject) => rollups.push(Purge {
+                    filter: Some(a.message.subject.to_str_lossy().into_owned()),
+                    seq: Some(seq),
+                    keep: None,
+                }),
+                Some(junction_api::Rollup::All) => rollups.push(Purge {
+                    filter: None,
+                    seq: Some(seq),
+                    keep: None,
+                }),
+                _ => {}
+            }
             let record = Record {
                 seq,
                 time_ns: a.now,
@@ -639,6 +657,13 @@ impl Station {
         }
         if !stored_memory.is_empty() {
             self.stored(&stored_memory);
+        }
+        // Behind the rollup in the writer's queue: on disk, the old messages
+        // never go before the rollup message is there.
+        for purge in rollups {
+            if let Err(e) = self.purge_now(&purge) {
+                tracing::warn!(station = %self.name, error = %e, "rollup: earlier messages not removed");
+            }
         }
     }
 
@@ -957,8 +982,15 @@ impl Station {
         options: &PublishOptions,
         subject: &Subject,
     ) -> Result<(), EngineError> {
-        if options.rollup.is_some() {
-            return Err(EngineError::RollupNotPermitted);
+        match &options.rollup {
+            Some(_) if !log.limits.rollup => return Err(EngineError::RollupNotPermitted),
+            // nats-server: `Nats-Rollup` values other than `sub` and `all`.
+            Some(junction_api::Rollup::Other(v)) => {
+                return Err(EngineError::BadRequest(format!(
+                    "rollup value invalid: {v}"
+                )));
+            }
+            _ => {}
         }
         if let Some(expected) = &options.expected_station
             && expected.as_str() != &*self.name
@@ -1066,6 +1098,11 @@ impl Station {
         if self.config.read().deny_purge {
             return Err(EngineError::Denied(junction_api::Denial::PurgeNotPermitted));
         }
+        self.purge_now(purge)
+    }
+
+    /// [`Station::purge`] without the `deny_purge` check (a rollup).
+    fn purge_now(&self, purge: &Purge) -> Result<u64, EngineError> {
         let filter = match &purge.filter {
             Some(f) if !f.is_empty() && f != ">" => Some(
                 SubjectFilter::new(f.clone())

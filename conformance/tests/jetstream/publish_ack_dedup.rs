@@ -379,7 +379,7 @@ async fn malformed_expectations_answer_as_nats_server() {
 }
 
 /// A rollup is refused as nats-server refuses it on a stream that does not allow
-/// rollups (Junction's never do), whatever the value; nothing is stored.
+/// rollups (this one does not), whatever the value; nothing is stored.
 #[tokio::test(flavor = "multi_thread")]
 async fn rollup_is_not_permitted() {
     let b = broker().await;

@@ -11,7 +11,9 @@
 //! - an ephemeral push consumer is deleted once nobody subscribes to it;
 //! - bad configurations get nats-server's error codes.
 
-use crate::support::{api, connect, expect_api_error, poll_until, publish, simple_stream, within};
+use crate::support::{
+    api, connect, expect_api_error, poll_until, publish, python_with_nats, simple_stream, within,
+};
 use async_nats::jetstream::consumer::{self, AckPolicy, push};
 use futures::StreamExt;
 use junction_conformance::broker;
@@ -368,25 +370,6 @@ async def main():
 
 asyncio.run(main())
 "#;
-
-/// A python with nats-py (`NATS_PY_PYTHON`, which `scripts/test` sets); None
-/// outside CI without one (the test says it is skipped).
-fn python_with_nats() -> Option<String> {
-    let python = std::env::var("NATS_PY_PYTHON").unwrap_or_else(|_| "python3".into());
-    let ok = std::process::Command::new(&python)
-        .args(["-c", "import nats"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if ok {
-        return Some(python);
-    }
-    assert!(
-        std::env::var("CI").is_err(),
-        "nats-py is required under CI: scripts/test sets NATS_PY_PYTHON"
-    );
-    eprintln!("skipped: no python with nats-py (NATS_PY_PYTHON)");
-    None
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_py_push_subscriptions_durable_and_ordered() {

@@ -303,3 +303,22 @@ pub async fn consumer_info(
         .await
         .unwrap_or_else(|e| panic!("consumer info {name}: {e:?}"))
 }
+
+/// A python with nats-py (`NATS_PY_PYTHON`, which `scripts/test` sets); None
+/// outside CI without one (the test says it is skipped).
+pub fn python_with_nats() -> Option<String> {
+    let python = std::env::var("NATS_PY_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = std::process::Command::new(&python)
+        .args(["-c", "import nats"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return Some(python);
+    }
+    assert!(
+        std::env::var("CI").is_err(),
+        "nats-py is required under CI: scripts/test sets NATS_PY_PYTHON"
+    );
+    eprintln!("skipped: no python with nats-py (NATS_PY_PYTHON)");
+    None
+}

@@ -67,8 +67,9 @@ pub struct PublishOptions {
     /// Refuse ([`crate::EngineError::WrongLastMsgId`]) unless the last
     /// de-duplication id the station stored is this.
     pub expected_last_msg_id: Option<String>,
-    /// Replace earlier messages. Junction's stations do not allow rollups: a
-    /// station refuses any ([`crate::EngineError::RollupNotPermitted`]).
+    /// Replace earlier messages: only on a station with `allow_rollup` (and
+    /// not `deny_purge`); others refuse it
+    /// ([`crate::EngineError::RollupNotPermitted`]).
     pub rollup: Option<Rollup>,
 }
 

@@ -80,6 +80,11 @@ pub struct StationConfig {
     pub deny_delete: bool,
     /// Refuse purges.
     pub deny_purge: bool,
+    /// Honour `Nats-Rollup` on publishes (replace the subject's, or every,
+    /// earlier message); off, such a publish is refused.
+    pub allow_rollup: bool,
+    /// Answer direct gets (JetStream `allow_direct`, what key-value gets use).
+    pub allow_direct: bool,
     /// Free-form metadata.
     pub metadata: std::collections::BTreeMap<String, String>,
     /// Name of the schema every publish is validated against.
@@ -110,6 +115,8 @@ impl Default for StationConfig {
             flush_interval: None,
             deny_delete: false,
             deny_purge: false,
+            allow_rollup: false,
+            allow_direct: false,
             metadata: Default::default(),
             schema: None,
             schema_version: None,

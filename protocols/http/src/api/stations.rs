@@ -170,6 +170,12 @@ pub struct StationRequest {
     /// Refuse purges.
     #[serde(default)]
     pub deny_purge: bool,
+    /// Honour `Nats-Rollup` on publishes (JetStream `allow_rollup_hdrs`).
+    #[serde(default)]
+    pub allow_rollup: bool,
+    /// Answer JetStream direct gets (`allow_direct`).
+    #[serde(default)]
+    pub allow_direct: bool,
     /// Free-form metadata.
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
@@ -217,6 +223,8 @@ impl StationRequest {
             flush_interval: self.flush_interval_ms.map(Duration::from_millis),
             deny_delete: self.deny_delete,
             deny_purge: self.deny_purge,
+            allow_rollup: self.allow_rollup,
+            allow_direct: self.allow_direct,
             metadata: self.metadata,
             schema: self.schema,
             schema_version: self.schema_version,
@@ -291,6 +299,10 @@ pub struct StationJson {
     pub deny_delete: bool,
     /// Refuses purges.
     pub deny_purge: bool,
+    /// Honours `Nats-Rollup` on publishes.
+    pub allow_rollup: bool,
+    /// Answers JetStream direct gets.
+    pub allow_direct: bool,
     /// Free-form metadata.
     pub metadata: BTreeMap<String, String>,
     /// The attached schema.
@@ -348,6 +360,8 @@ impl From<&StationInfo> for StationJson {
             replicas: c.replicas,
             deny_delete: c.deny_delete,
             deny_purge: c.deny_purge,
+            allow_rollup: c.allow_rollup,
+            allow_direct: c.allow_direct,
             metadata: c.metadata.clone(),
             schema: c.schema.clone(),
             schema_version: c.schema_version,

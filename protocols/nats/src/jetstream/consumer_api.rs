@@ -381,7 +381,9 @@ fn consumer_info(info: &GroupInfo) -> ConsumerInfo {
         } else {
             Vec::new()
         },
-        max_waiting: g.max_waiting,
+        // A push consumer has no pull requests waiting (its pusher's own
+        // fetches are not the client's).
+        max_waiting: if g.push.is_some() { 0 } else { g.max_waiting },
         max_ack_pending: g.max_ack_pending,
         inactive_threshold: if g.durable {
             0

@@ -50,12 +50,6 @@ pub fn station_config(c: &StreamConfig) -> Result<StationConfig, ApiError> {
     if c.subject_transform.is_some() {
         return Err(unsupported("subject transform"));
     }
-    if c.allow_rollup_hdrs {
-        // Key-value buckets need rollups; refuse rather than keep history silently.
-        return Err(unsupported(
-            "allow_rollup_hdrs (rollups, used by key-value buckets)",
-        ));
-    }
     if c.sealed {
         return Err(unsupported("sealed"));
     }
@@ -108,6 +102,8 @@ pub fn station_config(c: &StreamConfig) -> Result<StationConfig, ApiError> {
         flush_interval,
         deny_delete: c.deny_delete,
         deny_purge: c.deny_purge,
+        allow_rollup: c.allow_rollup_hdrs,
+        allow_direct: c.allow_direct,
         metadata: c.metadata.clone(),
         ..StationConfig::default()
     })
@@ -150,6 +146,8 @@ pub fn stream_config(c: &StationConfig) -> StreamConfig {
         duplicate_window: nanos(c.duplicate_window),
         deny_delete: c.deny_delete,
         deny_purge: c.deny_purge,
+        allow_rollup_hdrs: c.allow_rollup,
+        allow_direct: c.allow_direct,
         metadata: c.metadata.clone(),
         ..StreamConfig::default()
     }
