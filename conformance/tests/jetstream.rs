@@ -23,6 +23,8 @@ mod group_sharing;
 mod key_value;
 #[path = "jetstream/max_ack_pending.rs"]
 mod max_ack_pending;
+#[path = "jetstream/object_store.rs"]
+mod object_store;
 #[path = "jetstream/publish_ack_dedup.rs"]
 mod publish_ack_dedup;
 #[path = "jetstream/pull_fetch_batch_expires.rs"]

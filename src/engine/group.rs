@@ -20,6 +20,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+/// Most index entries one delivery's `pending` count walks (beyond, it is an
+/// estimate: the station's last sequence minus the message's).
+const PENDING_COUNT_LIMIT: u64 = 4096;
 /// Most new messages a fill reads ahead in one range scan.
 const READ_AHEAD: usize = 256;
 
@@ -413,6 +416,9 @@ impl Group {
         // New messages read ahead in one range scan (a group without filters):
         // a point read per message cost half of a durable pull's server time.
         let mut ahead: VecDeque<StoredMessage> = VecDeque::new();
+        // Messages after the cursor matching the filters (each delivery's
+        // `pending`): counted once per fill, then counted down.
+        let mut after_cursor: Option<u64> = None;
         loop {
             if run.waiting.is_empty() {
                 return;
@@ -497,9 +503,22 @@ impl Group {
             }
             let deliveries = previous + 1;
             let consumer_seq = run.consumer_seq + 1;
-            // An estimate (later sequences, deletions and filters ignored): exact
-            // counting here would walk the index on every delivery.
-            let pending = station.last_seq().saturating_sub(seq);
+            // Messages still to come (clients read 0 as "caught up": an object
+            // store's reader stops there): the start set left, plus what is
+            // stored from the cursor on, counted once per fill (exact for what is
+            // stored when the fill starts; an estimate when counting would walk
+            // too far) and counted down as the cursor moves.
+            let from_cursor = *after_cursor.get_or_insert_with(|| {
+                station
+                    .count_from_bounded(run.cursor, &self.filters, PENDING_COUNT_LIMIT)
+                    .unwrap_or_else(|| (station.last_seq() + 1).saturating_sub(run.cursor))
+            });
+            let initial_left = run.initial.len() as u64;
+            let pending = match source {
+                Source::Cursor => from_cursor.saturating_sub(1) + initial_left,
+                Source::Initial => from_cursor + initial_left.saturating_sub(1),
+                Source::Redeliver => from_cursor + initial_left,
+            };
             let delivered = Delivered {
                 message: self.shape(message),
                 consumer_seq,
@@ -512,6 +531,9 @@ impl Group {
             if !w.sink.deliver(&delivered) {
                 run.waiting.pop_front();
                 continue;
+            }
+            if source == Source::Cursor {
+                after_cursor = Some(from_cursor.saturating_sub(1));
             }
             w.batch -= 1;
             w.delivered += 1;

@@ -893,26 +893,40 @@ impl Station {
 
     /// How many stored messages at or after `from` match `filters`.
     pub fn count_from(&self, from: u64, filters: &[SubjectFilter]) -> u64 {
+        self.count_from_bounded(from, filters, u64::MAX)
+            .unwrap_or_default()
+    }
+
+    /// [`Station::count_from`], or `None` when it would walk more than `max`
+    /// index entries.
+    pub fn count_from_bounded(
+        &self,
+        from: u64,
+        filters: &[SubjectFilter],
+        max: u64,
+    ) -> Option<u64> {
         let mut log = self.log.lock();
         if from > log.last_seq {
-            return 0;
+            return Some(0);
         }
         let mut from = from;
+        // No match past the filters' last message.
+        let mut until = u64::MAX;
         if filters.is_empty() {
             let first = log.first_seq();
             if from <= first {
-                return log.msgs;
+                return Some(log.msgs);
             }
             // No message deleted between the first and the last: plain arithmetic.
             if log.msgs == log.last_seq + 1 - first {
-                return log.last_seq + 1 - from;
+                return Some(log.last_seq + 1 - from);
             }
         } else {
             let Some((first, last)) = log.subject_bounds(filters) else {
-                return 0;
+                return Some(0);
             };
             if last < from {
-                return 0;
+                return Some(0);
             }
             if filters.iter().all(SubjectFilter::is_literal) {
                 let subjects: Vec<_> = filters
@@ -920,26 +934,38 @@ impl Station {
                     .filter_map(|f| log.per_subject.get(f.as_bytes()))
                     .collect();
                 if subjects.iter().all(|s| s.first >= from) {
-                    return subjects.iter().map(|s| s.count).sum();
+                    return Some(subjects.iter().map(|s| s.count).sum());
                 }
             }
             from = from.max(first);
+            until = last;
         }
-        let mut n = 0u64;
+        let (mut n, mut steps) = (0u64, 0u64);
+        let mut step = || {
+            steps += 1;
+            if steps > max {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        };
         if filters.is_empty() {
             log.walk_seqs(from, |_| {
                 n += 1;
-                ControlFlow::Continue(())
+                step()
             });
         } else {
             log.walk(from, |m| {
+                if m.seq > until {
+                    return ControlFlow::Break(());
+                }
                 if matches_any(filters, m.subject) {
                     n += 1;
                 }
-                ControlFlow::Continue(())
+                step()
             });
         }
-        n
+        (steps <= max).then_some(n)
     }
 
     /// Up to `max` durable messages from `from` on, in order, read in one range

@@ -15,7 +15,8 @@
 //!   `Nats-Last-Consumer` / `Nats-Last-Stream` when nothing was delivered for
 //!   that long (and `Nats-Consumer-Stalled` while a flow-control request is
 //!   unanswered), which is what ordered consumers check for gaps.
-//! - **Flow control** (`flow_control`): after every [`FC_EVERY`] messages, a
+//! - **Flow control** (`flow_control`): after every [`FC_EVERY`] messages or
+//!   [`FC_BYTES`] of payload, whichever comes first, a
 //!   `100 FlowControl Request` with a reply subject; nothing more is delivered
 //!   until the subscriber answers it (an empty publish to that reply, which
 //!   clients do on their own).
@@ -48,6 +49,11 @@ const BATCH: usize = 256;
 
 /// Messages between two flow-control requests.
 const FC_EVERY: u64 = 512;
+
+/// Payload bytes between two flow-control requests (whichever comes first):
+/// what is on its way to a subscriber stays well under a client's pending
+/// limit (64 MiB in nats-server and Junction).
+const FC_BYTES: u64 = 4 << 20;
 
 /// How often a node looks for push consumers of the streams it holds.
 const SCAN_EVERY: Duration = Duration::from_secs(2);
@@ -236,6 +242,7 @@ impl<E: Engine> Pushers<E> {
         let mut no_interest_since: Option<Instant> = None;
         let mut last_sent = Instant::now();
         let mut since_fc = 0u64;
+        let mut bytes_since_fc = 0u64;
         let started = Instant::now();
         loop {
             let Some(engine) = self.engine.upgrade() else {
@@ -274,7 +281,7 @@ impl<E: Engine> Pushers<E> {
                 continue;
             }
             no_interest_since = None;
-            if push.flow_control && since_fc >= FC_EVERY {
+            if push.flow_control && (since_fc >= FC_EVERY || bytes_since_fc >= FC_BYTES) {
                 if !self
                     .flow_control(&engine, stream, name, &deliver, &push, &shared)
                     .await
@@ -282,6 +289,7 @@ impl<E: Engine> Pushers<E> {
                     continue;
                 }
                 since_fc = 0;
+                bytes_since_fc = 0;
             }
             if push.rate_limit_bps > 0 {
                 // Never ahead of `rate_limit_bps` since the pusher started.
@@ -301,6 +309,10 @@ impl<E: Engine> Pushers<E> {
                 stream: stream.to_string(),
                 consumer: name.to_string(),
                 state: shared.clone(),
+                budget: push
+                    .flow_control
+                    .then(|| FC_BYTES.saturating_sub(bytes_since_fc)),
+                sent_bytes: AtomicU64::new(0),
                 done: Mutex::new(Some(done_tx)),
             });
             let batch = if push.flow_control {
@@ -327,6 +339,7 @@ impl<E: Engine> Pushers<E> {
                 idle_heartbeat: None,
             };
             let before = shared.delivered.load(Ordering::Acquire);
+            let bytes_before = shared.bytes.load(Ordering::Acquire);
             if let Err(e) = engine.fetch(&tenant, stream, name, request, sink) {
                 match e {
                     EngineError::GroupNotFound | EngineError::StationNotFound => return,
@@ -351,11 +364,14 @@ impl<E: Engine> Pushers<E> {
             drop(runs);
             let sent = shared.delivered.load(Ordering::Acquire) - before;
             since_fc += sent;
+            bytes_since_fc += shared.bytes.load(Ordering::Acquire) - bytes_before;
             if sent > 0 {
                 last_sent = Instant::now();
             }
             match end {
                 Some(PushEnd::Fetch(FetchEnd::GroupDeleted)) => return,
+                // The flow-control budget is spent: asked for at the top.
+                Some(PushEnd::FlowControl) => {}
                 Some(PushEnd::NoInterest) => {
                     tokio::time::sleep(INTEREST_POLL).await;
                 }
@@ -453,6 +469,8 @@ enum PushEnd {
     Fetch(FetchEnd),
     /// A delivery found nobody subscribed.
     NoInterest,
+    /// The bytes allowed before the next flow-control request were sent.
+    FlowControl,
 }
 
 /// The sink of one fetch of a pusher: publishes each delivery to the deliver
@@ -463,6 +481,9 @@ struct PushSink<E: Engine> {
     stream: String,
     consumer: String,
     state: Arc<PushState>,
+    /// With flow control: payload bytes this fetch may send.
+    budget: Option<u64>,
+    sent_bytes: AtomicU64,
     done: Mutex<Option<oneshot::Sender<PushEnd>>>,
 }
 
@@ -477,6 +498,14 @@ impl<E: Engine> PushSink<E> {
 impl<E: Engine> FetchSink for PushSink<E> {
     fn deliver(&self, d: &Delivered) -> bool {
         if self.done.lock().as_ref().is_none_or(|tx| tx.is_closed()) {
+            return false;
+        }
+        if let Some(budget) = self.budget
+            && self.sent_bytes.load(Ordering::Acquire) >= budget
+        {
+            // Not delivered (it stays the group's next): a flow-control
+            // request goes first.
+            self.finish(PushEnd::FlowControl);
             return false;
         }
         let Some(engine) = self.engine.upgrade() else {
@@ -515,9 +544,9 @@ impl<E: Engine> FetchSink for PushSink<E> {
         self.state
             .stream_seq
             .store(d.message.seq, Ordering::Release);
-        self.state
-            .bytes
-            .fetch_add(d.message.payload.len() as u64, Ordering::AcqRel);
+        let size = d.message.payload.len() as u64;
+        self.state.bytes.fetch_add(size, Ordering::AcqRel);
+        self.sent_bytes.fetch_add(size, Ordering::AcqRel);
         self.state.delivered.fetch_add(1, Ordering::AcqRel);
         true
     }
