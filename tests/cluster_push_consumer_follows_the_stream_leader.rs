@@ -31,30 +31,8 @@ async fn leader(c: &Cluster, i: usize) -> Option<String> {
         .flatten()
 }
 
-/// Publishes `m<from>`…`m<to - 1>` with `Nats-Msg-Id`, each sent again until
-/// acknowledged.
 async fn publish_n(js: &jetstream::Context, from: usize, to: usize) {
-    for n in from..to {
-        let id = format!("m{n}");
-        for tries in 0.. {
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert("Nats-Msg-Id", id.as_str());
-            let ack = match js
-                .publish_with_headers("pc.x", headers, id.clone().into())
-                .await
-            {
-                Ok(f) => f.await.map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            match ack {
-                Ok(_) => break,
-                Err(e) => {
-                    assert!(tries < 100, "{id} never acknowledged: {e}");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-        }
-    }
+    cluster::publish_ids(js, "pc.x", from, to).await;
 }
 
 /// Reads (and acks) deliveries until every one of `want` was seen.

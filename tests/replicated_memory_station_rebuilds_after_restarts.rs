@@ -57,35 +57,12 @@ async fn copy_of(c: &Cluster, i: usize) -> Option<Vec<(u64, String, String)>> {
     )
 }
 
-/// Publishes `m<from>`…`m<to - 1>` (retried with the same `Nats-Msg-Id` until
-/// acknowledged); each must be stored at sequence n + 1.
+/// Publishes `m<from>`…`m<to - 1>` (each retried until acknowledged); each
+/// must be stored at sequence n + 1.
 async fn publish_n(js: &jetstream::Context, from: usize, to: usize) {
-    for n in from..to {
-        let id = format!("m{n}");
-        let mut tries = 0;
-        loop {
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert("Nats-Msg-Id", id.as_str());
-            let ack = match js
-                .publish_with_headers("mem.x", headers, id.clone().into())
-                .await
-            {
-                Ok(f) => f.await.map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            match ack {
-                Ok(ack) => {
-                    assert_eq!(ack.sequence, n as u64 + 1, "{id} stored once, in order");
-                    break;
-                }
-                Err(e) => {
-                    tries += 1;
-                    assert!(tries < 100, "{id} never acknowledged: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                }
-            }
-        }
-    }
+    let seqs = cluster::publish_ids(js, "mem.x", from, to).await;
+    let want: Vec<u64> = (from as u64 + 1..=to as u64).collect();
+    assert_eq!(seqs, want, "stored once, in order");
 }
 
 fn ids(copy: &[(u64, String, String)]) -> Vec<String> {

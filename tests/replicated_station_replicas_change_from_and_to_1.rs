@@ -31,28 +31,9 @@ async fn js(c: &Cluster, i: usize) -> jetstream::Context {
     jetstream::new(async_nats::connect(c.nats_url(i)).await.unwrap())
 }
 
-/// Message ids in node `i`'s own copy of `grow`, in sequence order (`None`
-/// when it has no copy).
+/// Message ids in node `i`'s own copy of `grow` (`None` when it has none).
 async fn copy_of(c: &Cluster, i: usize) -> Option<Vec<String>> {
-    let resp = cluster::http()
-        .get(format!(
-            "http://127.0.0.1:{}/v1/stations/grow/replica?limit=1000",
-            c.nodes[i].http
-        ))
-        .send()
-        .await
-        .ok()?;
-    if !resp.status().is_success() {
-        return None;
-    }
-    let v: Value = resp.json().await.ok()?;
-    Some(
-        v["messages"]
-            .as_array()?
-            .iter()
-            .map(|m| m["msg_id"].as_str().unwrap_or("").to_string())
-            .collect(),
-    )
+    cluster::replica_ids(c.nodes[i].http, "grow").await
 }
 
 /// (replica names, how many online and current, leader) as node `i` shows
@@ -75,35 +56,12 @@ async fn replicas_on(c: &Cluster, i: usize) -> (BTreeSet<String>, usize, String)
     (names, good, leader)
 }
 
-/// Publishes `m<from>`…`m<to - 1>`, each sent again (same `Nats-Msg-Id`) until
-/// acknowledged, as a client does while the station's replicas change.
+/// Publishes `m<from>`…`m<to - 1>` (each retried until acknowledged), each
+/// stored once, in order, at sequence n + 1.
 async fn publish_n(js: &jetstream::Context, from: usize, to: usize) {
-    for n in from..to {
-        let id = format!("m{n}");
-        let mut tries = 0;
-        loop {
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert("Nats-Msg-Id", id.as_str());
-            let ack = match js
-                .publish_with_headers("grow.x", headers, id.clone().into())
-                .await
-            {
-                Ok(f) => f.await.map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            match ack {
-                Ok(ack) => {
-                    assert_eq!(ack.sequence, n as u64 + 1, "{id} stored once, in order");
-                    break;
-                }
-                Err(e) => {
-                    tries += 1;
-                    assert!(tries < 100, "{id} never acknowledged: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                }
-            }
-        }
-    }
+    let seqs = cluster::publish_ids(js, "grow.x", from, to).await;
+    let want: Vec<u64> = (from as u64 + 1..=to as u64).collect();
+    assert_eq!(seqs, want, "stored once, in order");
 }
 
 fn ids(from: usize, to: usize) -> Vec<String> {

@@ -305,3 +305,66 @@ pub async fn until_packet(
     .await
     .unwrap_or_else(|_| panic!("never came: {what}"));
 }
+
+/// Publishes `m<from>`…`m<to - 1>` to `subject`, each with its text as
+/// `Nats-Msg-Id`, sent again until acknowledged (as a client does while a
+/// leader is being replaced); the sequence each was acknowledged at.
+pub async fn publish_ids(
+    js: &async_nats::jetstream::Context,
+    subject: &str,
+    from: usize,
+    to: usize,
+) -> Vec<u64> {
+    let mut seqs = Vec::with_capacity(to.saturating_sub(from));
+    for n in from..to {
+        let id = format!("m{n}");
+        let mut tries = 0;
+        loop {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", id.as_str());
+            let ack = match js
+                .publish_with_headers(subject.to_string(), headers, id.clone().into())
+                .await
+            {
+                Ok(f) => f.await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match ack {
+                Ok(ack) => {
+                    seqs.push(ack.sequence);
+                    break;
+                }
+                Err(e) => {
+                    tries += 1;
+                    assert!(tries < 100, "{id} never acknowledged: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+    seqs
+}
+
+/// The message ids in the own copy of station `station` of the node whose HTTP
+/// port is `port`, in sequence order (first page of 1000); `None` when it has
+/// no replica of it.
+pub async fn replica_ids(port: u16, station: &str) -> Option<Vec<String>> {
+    let resp = http()
+        .get(format!(
+            "http://127.0.0.1:{port}/v1/stations/{station}/replica?limit=1000"
+        ))
+        .send()
+        .await
+        .ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    let v: Value = resp.json().await.ok()?;
+    Some(
+        v["messages"]
+            .as_array()?
+            .iter()
+            .map(|m| m["msg_id"].as_str().unwrap_or("").to_string())
+            .collect(),
+    )
+}

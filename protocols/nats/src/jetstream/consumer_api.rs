@@ -464,28 +464,34 @@ impl<E: Engine> PullSink<E> {
     }
 }
 
+/// A consumer's delivery as the message a client gets: its subject, headers and
+/// payload, with the `$JS.ACK` reply subject (pull and push alike).
+pub(crate) fn delivery_message(stream: &str, consumer: &str, d: &Delivered) -> Message {
+    let ts = d
+        .message
+        .time
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |x| i64::try_from(x.as_nanos()).unwrap_or(i64::MAX));
+    let ack = ack_reply_subject(
+        stream,
+        consumer,
+        u64::from(d.delivery_count),
+        d.message.seq,
+        d.consumer_seq,
+        ts,
+        d.pending,
+    );
+    Message {
+        subject: d.message.subject.clone(),
+        reply: Some(Subject::from_trusted(Bytes::from(ack))),
+        headers: d.message.headers.clone(),
+        payload: d.message.payload.clone(),
+    }
+}
+
 impl<E: Engine> FetchSink for PullSink<E> {
     fn deliver(&self, d: &Delivered) -> bool {
-        let ts = d
-            .message
-            .time
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |x| i64::try_from(x.as_nanos()).unwrap_or(i64::MAX));
-        let ack = ack_reply_subject(
-            &self.stream,
-            &self.consumer,
-            u64::from(d.delivery_count),
-            d.message.seq,
-            d.consumer_seq,
-            ts,
-            d.pending,
-        );
-        let message = Message {
-            subject: d.message.subject.clone(),
-            reply: Some(Subject::from_trusted(Bytes::from(ack))),
-            headers: d.message.headers.clone(),
-            payload: d.message.payload.clone(),
-        };
+        let message = delivery_message(&self.stream, &self.consumer, d);
         let Some(engine) = self.engine.upgrade() else {
             return false;
         };

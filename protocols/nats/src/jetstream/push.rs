@@ -27,7 +27,7 @@
 //!   consumer resumes after a restart or on a replicated stream's new leader.
 //!   A pusher stops when its stream is held elsewhere or the consumer is gone.
 
-use super::api_types::{ApiError, ConsumerConfig, JsErrorCode, ack_reply_subject, status};
+use super::api_types::{ApiError, ConsumerConfig, JsErrorCode, status};
 use crate::encode;
 use bytes::Bytes;
 use junction_api::{
@@ -38,7 +38,7 @@ use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::{Notify, oneshot};
 
 /// How long one fetch of a pusher waits for messages.
@@ -511,26 +511,7 @@ impl<E: Engine> FetchSink for PushSink<E> {
         let Some(engine) = self.engine.upgrade() else {
             return false;
         };
-        let ts = d
-            .message
-            .time
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |x| i64::try_from(x.as_nanos()).unwrap_or(i64::MAX));
-        let ack = ack_reply_subject(
-            &self.stream,
-            &self.consumer,
-            u64::from(d.delivery_count),
-            d.message.seq,
-            d.consumer_seq,
-            ts,
-            d.pending,
-        );
-        let message = Message {
-            subject: d.message.subject.clone(),
-            reply: Some(Subject::from_trusted(Bytes::from(ack))),
-            headers: d.message.headers.clone(),
-            payload: d.message.payload.clone(),
-        };
+        let message = super::consumer_api::delivery_message(&self.stream, &self.consumer, d);
         let system = engine.system_client();
         if engine.publish_routed(&system, &self.deliver, &message) == 0 {
             // Nobody subscribed any more: not delivered (it stays the group's
