@@ -510,6 +510,41 @@ impl Broker for StationEngine {
         self.fan_out(from, route, message)
     }
 
+    fn count_messages(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        from: u64,
+        filter: Option<&str>,
+    ) -> Result<u64, EngineError> {
+        let station = self.stations.get(tenant, name)?;
+        let filters = match filter {
+            Some(f) => vec![
+                SubjectFilter::new(f.to_string())
+                    .map_err(|e| EngineError::BadRequest(e.to_string()))?,
+            ],
+            None => Vec::new(),
+        };
+        Ok(station.count_from(from, &filters))
+    }
+
+    fn last_sequences(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        filters: &[String],
+        up_to: Option<u64>,
+    ) -> Result<Vec<u64>, EngineError> {
+        let station = self.stations.get(tenant, name)?;
+        let filters = filters
+            .iter()
+            .map(|f| {
+                SubjectFilter::new(f.clone()).map_err(|e| EngineError::BadRequest(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(station.last_per_subject_up_to(&filters, up_to))
+    }
+
     fn has_interest(&self, tenant: &TenantId, subject: &Subject) -> bool {
         let result = self.trie(tenant).matches(subject);
         !result.plain.is_empty() || !result.groups.is_empty()

@@ -881,6 +881,42 @@ impl Station {
         seqs
     }
 
+    /// [`Station::last_per_subject`] among sequences up to `up_to` (all when
+    /// `None`): a subject whose newest is later is found by walking the
+    /// index up to `up_to`.
+    pub fn last_per_subject_up_to(
+        &self,
+        filters: &[SubjectFilter],
+        up_to: Option<u64>,
+    ) -> Vec<u64> {
+        let Some(up_to) = up_to else {
+            return self.last_per_subject(filters);
+        };
+        let log = self.log.lock();
+        let all_before = log
+            .per_subject
+            .iter()
+            .filter(|(s, _)| matches_any(filters, s))
+            .all(|(_, s)| s.last <= up_to);
+        if all_before {
+            drop(log);
+            return self.last_per_subject(filters);
+        }
+        let mut last: std::collections::HashMap<Vec<u8>, u64> = std::collections::HashMap::new();
+        log.walk(1, |m| {
+            if m.seq > up_to {
+                return ControlFlow::Break(());
+            }
+            if matches_any(filters, m.subject) {
+                last.insert(m.subject.to_vec(), m.seq);
+            }
+            ControlFlow::Continue(())
+        });
+        let mut seqs: Vec<u64> = last.into_values().collect();
+        seqs.sort_unstable();
+        seqs
+    }
+
     /// The first durable sequence at or after `from` matching `filters`.
     pub fn next_from(&self, from: u64, filters: &[SubjectFilter]) -> Option<u64> {
         let committed = self.committed.load(Ordering::Acquire);

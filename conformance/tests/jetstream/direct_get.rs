@@ -2,7 +2,11 @@
 //! and `direct_get_next_for_subject` get a stored message answered as a message
 //! (its headers, `Nats-Stream`/`Nats-Subject`/`Nats-Sequence`/`Nats-Time-Stamp`,
 //! its payload), as from nats-server; a missing one is `NotFound` (404); raw
-//! requests get nats-server's 408 statuses.
+//! requests get nats-server's 408 statuses. Batched gets (ADR-31, as
+//! nats-server 2.11 answers them and orbit's `jetstream-extra` reads them):
+//! `batch` from a sequence or for a subject filter, with `Nats-Num-Pending` and
+//! `Nats-Last-Sequence` on each message and a `204 EOB` at the end; `multi_last`
+//! with `up_to_seq`; too many subjects is 413.
 
 use crate::support::{connect, publish, simple_stream, within};
 use async_nats::HeaderMap;
@@ -73,7 +77,7 @@ async fn direct_get_by_sequence_last_and_next_for_subject() {
         (&b""[..], "Empty Request"),
         (&b"{not json"[..], "Malformed Request"),
         (&br#"{"seq":1,"last_by_subj":"dg.a"}"#[..], "Bad Request"),
-        (&br#"{"seq":1,"batch":2}"#[..], "Bad Request"),
+        (&br#"{"seq":1,"up_to_seq":2}"#[..], "Bad Request"),
     ] {
         let r = within(
             "raw direct get",
@@ -95,4 +99,105 @@ async fn direct_get_by_sequence_last_and_next_for_subject() {
     .await
     .unwrap();
     assert_eq!(r.status.map(|s| s.as_u16()), Some(404));
+}
+
+/// Sends a raw batched direct get and reads its answer up to the `204 EOB`
+/// (or a single error status): the messages, and the end status.
+async fn batch_get(
+    client: &async_nats::Client,
+    stream: &str,
+    body: serde_json::Value,
+) -> (Vec<async_nats::Message>, async_nats::Message) {
+    let inbox = client.new_inbox();
+    let mut sub = client.subscribe(inbox.clone()).await.unwrap();
+    client
+        .publish_with_reply(
+            format!("$JS.API.DIRECT.GET.{stream}"),
+            inbox,
+            Bytes::from(body.to_string()),
+        )
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    loop {
+        let m = within("batched direct get", futures::StreamExt::next(&mut sub))
+            .await
+            .unwrap();
+        if m.status.is_some() {
+            return (got, m);
+        }
+        got.push(m);
+    }
+}
+
+fn header<'a>(m: &'a async_nats::Message, name: &str) -> &'a str {
+    m.headers
+        .as_ref()
+        .and_then(|h| h.get(name))
+        .map_or("", |v| v.as_str())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_direct_gets_answer_as_nats_server_2_11() {
+    let b = broker().await;
+    let (client, js) = connect(&b).await;
+    simple_stream(&js, "DGB", &["dgb.>"]).await;
+    for n in 1..=10 {
+        let subject = if n % 2 == 0 { "dgb.even" } else { "dgb.odd" };
+        publish(&js, subject, format!("m{n}")).await;
+    }
+    // Three from sequence 4.
+    let (msgs, end) = batch_get(&client, "DGB", serde_json::json!({"batch": 3, "seq": 4})).await;
+    let seqs: Vec<&str> = msgs.iter().map(|m| header(m, "Nats-Sequence")).collect();
+    assert_eq!(seqs, ["4", "5", "6"]);
+    let pending: Vec<&str> = msgs.iter().map(|m| header(m, "Nats-Num-Pending")).collect();
+    assert_eq!(pending, ["6", "5", "4"]);
+    let last: Vec<&str> = msgs
+        .iter()
+        .map(|m| header(m, "Nats-Last-Sequence"))
+        .collect();
+    assert_eq!(last, ["0", "4", "5"]);
+    assert_eq!(&msgs[0].payload[..], b"m4");
+    assert_eq!(header(&msgs[0], "Nats-Stream"), "DGB");
+    assert_eq!(end.status.map(|s| s.as_u16()), Some(204));
+    assert_eq!(end.description.as_deref(), Some("EOB"));
+    assert_eq!(header(&end, "Nats-Last-Sequence"), "6");
+    assert_eq!(header(&end, "Nats-Num-Pending"), "4");
+
+    // Every even one, from the start.
+    let (msgs, _) = batch_get(
+        &client,
+        "DGB",
+        serde_json::json!({"batch": 100, "next_by_subj": "dgb.even"}),
+    )
+    .await;
+    let payloads: Vec<String> = msgs
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+        .collect();
+    assert_eq!(payloads, ["m2", "m4", "m6", "m8", "m10"]);
+    assert_eq!(header(msgs.last().unwrap(), "Nats-Num-Pending"), "0");
+
+    // The newest of each subject, and as of sequence 5.
+    let (msgs, end) = batch_get(&client, "DGB", serde_json::json!({"multi_last": ["dgb.>"]})).await;
+    let seqs: Vec<&str> = msgs.iter().map(|m| header(m, "Nats-Sequence")).collect();
+    assert_eq!(seqs, ["9", "10"]);
+    assert_eq!(end.status.map(|s| s.as_u16()), Some(204));
+    let (msgs, _) = batch_get(
+        &client,
+        "DGB",
+        serde_json::json!({"multi_last": ["dgb.even", "dgb.odd"], "up_to_seq": 5}),
+    )
+    .await;
+    let seqs: Vec<&str> = msgs.iter().map(|m| header(m, "Nats-Sequence")).collect();
+    assert_eq!(seqs, ["4", "5"]);
+    assert_eq!(header(&msgs[0], "Nats-UpTo-Sequence"), "5");
+
+    // Nothing there: 404; too many subjects: 413.
+    let (msgs, end) = batch_get(&client, "DGB", serde_json::json!({"batch": 5, "seq": 50})).await;
+    assert!(msgs.is_empty());
+    assert_eq!(end.status.map(|s| s.as_u16()), Some(404));
+    let many: Vec<String> = (0..1025).map(|n| format!("dgb.s{n}")).collect();
+    let (_, end) = batch_get(&client, "DGB", serde_json::json!({"multi_last": many})).await;
+    assert_eq!(end.status.map(|s| s.as_u16()), Some(413));
 }

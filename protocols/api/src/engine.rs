@@ -304,6 +304,34 @@ pub trait Broker: Send + Sync + 'static {
         query: MessageQuery,
     ) -> Result<StoredMessage, EngineError>;
 
+    /// How many stored messages of station `name` at or after `from` are on
+    /// subjects matching `filter` (every subject when `None`).
+    fn count_messages(
+        &self,
+        _tenant: &TenantId,
+        _name: &str,
+        _from: u64,
+        _filter: Option<&str>,
+    ) -> Result<u64, EngineError> {
+        Err(EngineError::BadRequest(
+            "counting messages is not supported here".into(),
+        ))
+    }
+
+    /// The newest sequence of every subject of station `name` matching one of
+    /// `filters`, among sequences up to `up_to` (all when `None`), in order.
+    fn last_sequences(
+        &self,
+        _tenant: &TenantId,
+        _name: &str,
+        _filters: &[String],
+        _up_to: Option<u64>,
+    ) -> Result<Vec<u64>, EngineError> {
+        Err(EngineError::BadRequest(
+            "last sequences are not supported here".into(),
+        ))
+    }
+
     /// A group's configuration and state.
     fn group_info(
         &self,

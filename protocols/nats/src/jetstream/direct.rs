@@ -10,8 +10,15 @@
 //! - Not found: a status message `404 Message Not Found`; an empty body `408
 //!   Empty Request`, a body that is not JSON `408 Malformed Request`, a request
 //!   that asks for nothing or too much `408 Bad Request` (as nats-server).
-//! - Batched gets (`batch`, `multi_last`) answer `408 Bad Request`: not
-//!   supported yet.
+//! - Batched gets (ADR-31, nats-server 2.11): `batch` (with `seq`,
+//!   `next_by_subj`, `start_time`, `max_bytes`) answers up to `batch` messages
+//!   from the start on, and `multi_last` (with `up_to_seq` or `up_to_time`,
+//!   `batch`) the newest message of every matching subject; each message
+//!   carries `Nats-Num-Pending` (matching messages left after it) and
+//!   `Nats-Last-Sequence` (the previous one answered), `multi_last` ones also
+//!   `Nats-UpTo-Sequence`, and the answer ends with `204 EOB` carrying the same.
+//!   Nothing to answer is `404 Message Not Found`; more than
+//!   [`MAX_MULTI_LAST`] subjects `413 Too Many Subjects`.
 
 use super::api::respond_message;
 use super::api_types::headers;
@@ -20,8 +27,35 @@ use super::convert::timestamp;
 use bytes::Bytes;
 use junction_api::{Engine, EngineError, Headers, Message, MessageQuery, Subject, TenantId};
 
+/// Most messages one batched get answers.
+const MAX_BATCH: usize = 1000;
+
+/// Most subjects one `multi_last` get may name.
+const MAX_MULTI_LAST: usize = 1024;
+
+/// A batched direct get's body (ADR-31).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct BatchRequest {
+    batch: usize,
+    seq: u64,
+    next_by_subj: Option<String>,
+    max_bytes: usize,
+    start_time: Option<String>,
+    multi_last: Option<Vec<String>>,
+    up_to_seq: u64,
+    up_to_time: Option<String>,
+}
+
 /// Answers one direct get (`api` is the subject after `$JS.API.`).
 pub fn answer<E: Engine + ?Sized>(engine: &E, api: &str, body: &[u8], reply: Subject) {
+    if let Some(stream) = api.strip_prefix("DIRECT.GET.").filter(|s| !s.contains('.'))
+        && let Ok(req) = serde_json::from_slice::<BatchRequest>(body)
+        && (req.batch > 0 || req.multi_last.is_some())
+    {
+        answer_batch(engine, stream, req, reply);
+        return;
+    }
     let (h, payload) = match get(engine, api, body) {
         Ok(found) => found,
         Err((status, description)) => {
@@ -38,6 +72,155 @@ pub fn answer<E: Engine + ?Sized>(engine: &E, api: &str, body: &[u8], reply: Sub
 }
 
 type Refusal = (u16, &'static str);
+
+fn status_message(reply: &Subject, status: u16, text: &str, extra: &[(&str, String)]) -> Message {
+    let mut h = Headers::with_status(status, Some(text));
+    for (k, v) in extra {
+        h.insert(*k, v.clone());
+    }
+    let mut m = Message::new(reply.clone(), Bytes::new());
+    m.headers = Some(h);
+    m
+}
+
+/// The time in an RFC 3339 field, as a sequence bound through the station's
+/// index (the first sequence stored at or after it).
+fn first_at_or_after<E: Engine + ?Sized>(
+    engine: &E,
+    stream: &str,
+    text: &str,
+) -> Result<u64, Refusal> {
+    let ns = super::api_types::parse_rfc3339_nanos(text).ok_or((408, "Bad Request"))?;
+    let t = std::time::UNIX_EPOCH
+        + std::time::Duration::from_nanos(u64::try_from(ns.max(0)).unwrap_or(0));
+    let tenant = TenantId::default_tenant();
+    Ok(
+        match engine.get_message(&tenant, stream, MessageQuery::FirstAtOrAfter(t)) {
+            Ok(m) => m.seq,
+            Err(_) => u64::MAX,
+        },
+    )
+}
+
+/// Answers a batched direct get (see the module's notes).
+fn answer_batch<E: Engine + ?Sized>(engine: &E, stream: &str, req: BatchRequest, reply: Subject) {
+    let refuse = |(status, text): Refusal| {
+        respond_message(engine, status_message(&reply, status, text, &[]));
+    };
+    let tenant = TenantId::default_tenant();
+    let limit = if req.batch == 0 {
+        MAX_BATCH
+    } else {
+        req.batch.min(MAX_BATCH)
+    };
+    // The sequences to answer, and what stays pending after each.
+    let (seqs, pending_after, up_to): (Vec<u64>, Vec<u64>, Option<u64>) =
+        if let Some(subjects) = &req.multi_last {
+            if subjects.is_empty() {
+                return refuse((408, "Bad Request"));
+            }
+            if subjects.len() > MAX_MULTI_LAST {
+                return refuse((413, "Too Many Subjects"));
+            }
+            let up_to = match (&req.up_to_time, req.up_to_seq) {
+                (Some(t), _) => match first_at_or_after(engine, stream, t) {
+                    // Messages stored at or before the time.
+                    Ok(first_after) => Some(first_after.saturating_sub(1)),
+                    Err(r) => return refuse(r),
+                },
+                (None, 0) => None,
+                (None, s) => Some(s),
+            };
+            let all = match engine.last_sequences(&tenant, stream, subjects, up_to) {
+                Ok(s) => s,
+                Err(EngineError::BadRequest(_)) => return refuse((408, "Bad Request")),
+                Err(_) => return refuse((404, "Message Not Found")),
+            };
+            let seqs: Vec<u64> = all.iter().copied().take(limit).collect();
+            let left = all.len() as u64;
+            let pending = (1..=seqs.len() as u64).map(|n| left - n).collect();
+            let up_to = up_to.or_else(|| all.last().copied());
+            (seqs, pending, up_to)
+        } else {
+            let filter = req.next_by_subj.as_deref().filter(|s| !s.is_empty());
+            let start = match &req.start_time {
+                Some(t) => match first_at_or_after(engine, stream, t) {
+                    Ok(s) => s,
+                    Err(r) => return refuse(r),
+                },
+                None => req.seq.max(1),
+            };
+            let total = match engine.count_messages(&tenant, stream, start, filter) {
+                Ok(n) => n,
+                Err(EngineError::BadRequest(_)) => return refuse((408, "Bad Request")),
+                Err(_) => return refuse((404, "Message Not Found")),
+            };
+            let mut seqs = Vec::new();
+            let mut from = start;
+            while seqs.len() < limit {
+                let query = MessageQuery::NextBySubject {
+                    seq: from,
+                    subject: filter.unwrap_or(">").to_string(),
+                };
+                match engine.get_message(&tenant, stream, query) {
+                    Ok(m) => {
+                        seqs.push(m.seq);
+                        from = m.seq + 1;
+                    }
+                    Err(_) => break,
+                }
+            }
+            let pending = (1..=seqs.len() as u64)
+                .map(|n| total.saturating_sub(n))
+                .collect();
+            (seqs, pending, None)
+        };
+    if seqs.is_empty() {
+        return refuse((404, "Message Not Found"));
+    }
+    let mut last = 0u64;
+    let mut bytes = 0usize;
+    let mut left = pending_after.first().map_or(0, |p| p + 1);
+    for (seq, pending) in seqs.into_iter().zip(pending_after) {
+        let Ok(stored) = engine.get_message(&tenant, stream, MessageQuery::Seq(seq)) else {
+            continue;
+        };
+        if req.max_bytes > 0 && last != 0 && bytes + stored.payload.len() > req.max_bytes {
+            break;
+        }
+        bytes += stored.payload.len();
+        let mut h = stored.headers.clone().unwrap_or_default();
+        h.insert(headers::STREAM, stream);
+        h.insert(headers::SUBJECT, stored.subject.to_str_lossy().into_owned());
+        h.insert(headers::SEQUENCE, stored.seq.to_string());
+        h.insert(headers::TIME_STAMP, timestamp(stored.time));
+        h.insert(NUM_PENDING, pending.to_string());
+        h.insert(LAST_SEQUENCE, last.to_string());
+        if let Some(u) = up_to {
+            h.insert(UP_TO_SEQUENCE, u.to_string());
+        }
+        let mut m = Message::new(reply.clone(), stored.payload);
+        m.headers = Some(h);
+        respond_message(engine, m);
+        last = seq;
+        left = pending;
+    }
+    let mut eob = vec![
+        (NUM_PENDING, left.to_string()),
+        (LAST_SEQUENCE, last.to_string()),
+    ];
+    if let Some(u) = up_to {
+        eob.push((UP_TO_SEQUENCE, u.to_string()));
+    }
+    respond_message(engine, status_message(&reply, 204, "EOB", &eob));
+}
+
+/// Matching messages left after this one (batched gets).
+const NUM_PENDING: &str = "Nats-Num-Pending";
+/// The sequence answered before this one, 0 for the first (batched gets).
+const LAST_SEQUENCE: &str = "Nats-Last-Sequence";
+/// The sequence a `multi_last` get looked up to.
+const UP_TO_SEQUENCE: &str = "Nats-UpTo-Sequence";
 
 fn get<E: Engine + ?Sized>(
     engine: &E,
