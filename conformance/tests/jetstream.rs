@@ -11,6 +11,8 @@ mod support;
 
 #[path = "jetstream/ack_nak_term.rs"]
 mod ack_nak_term;
+#[path = "jetstream/consumer_update.rs"]
+mod consumer_update;
 #[path = "jetstream/dedup_ids_survive_restart.rs"]
 mod dedup_ids_survive_restart;
 #[path = "jetstream/direct_get.rs"]

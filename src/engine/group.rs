@@ -14,7 +14,7 @@ use junction_api::{
     GroupConfig, GroupState, StoredMessage, Subject, SubjectFilter,
 };
 use junction_storage::Store;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -186,7 +186,9 @@ struct Saved {
 pub(crate) struct Group {
     pub name: String,
     pub created: SystemTime,
-    pub config: GroupConfig,
+    /// Its definition: fixed but for what an update may change
+    /// ([`Group::update`]).
+    config: RwLock<GroupConfig>,
     filters: Vec<SubjectFilter>,
     run: Mutex<Run>,
     store: Store,
@@ -203,6 +205,33 @@ pub fn state_key(station_id: u64, name: &str) -> Vec<u8> {
 
 fn invalid(msg: impl Into<String>) -> EngineError {
     EngineError::invalid_group_config(msg)
+}
+
+/// What an update of a group may change, as nats-server allows it: limits,
+/// timers, description, metadata and push delivery settings; not where it
+/// starts, what it acks, its filters, or whether it is pushed to.
+pub fn check_update(old: &GroupConfig, new: &GroupConfig) -> Result<(), EngineError> {
+    let fixed = |what: &str| Err(invalid(format!("{what} can not be updated")));
+    if old.deliver_policy != new.deliver_policy {
+        return fixed("deliver policy");
+    }
+    if old.ack_policy != new.ack_policy {
+        return fixed("ack policy");
+    }
+    if old.durable != new.durable {
+        return fixed("durable name");
+    }
+    if old.filter_subjects != new.filter_subjects {
+        return fixed("filter subjects");
+    }
+    match (&old.push, &new.push) {
+        (None, Some(_)) | (Some(_), None) => return fixed("push or pull mode"),
+        (Some(a), Some(b)) if a.deliver_group != b.deliver_group => {
+            return fixed("deliver group");
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Checks a configuration and fills in defaults, as nats-server does.
@@ -285,7 +314,7 @@ impl Group {
             created: SystemTime::now(),
             state_key: state_key(station.id, &config.name),
             filters,
-            config,
+            config: RwLock::new(config),
             run: Mutex::new(run),
             store,
         })
@@ -359,12 +388,33 @@ impl Group {
         }
     }
 
+    /// Its definition.
+    pub fn config(&self) -> GroupConfig {
+        self.config.read().clone()
+    }
+
+    /// Whether it lives until deleted.
+    pub fn durable(&self) -> bool {
+        self.config.read().durable
+    }
+
+    /// Changes its definition in place (checked by [`check_update`]): limits and
+    /// timers apply from the next delivery; its position is kept.
+    pub fn update(&self, config: GroupConfig) {
+        *self.config.write() = config;
+        // A larger max_ack_pending or max_waiting may let waiting pulls go on.
+        self.run.lock().dirty = true;
+    }
+
     /// Queues a pull request and delivers what it can now.
     pub fn fetch(&self, station: &Station, request: FetchRequest, sink: Arc<dyn FetchSink>) {
-        let c = &self.config;
-        let exceeds = (c.max_batch > 0 && request.batch as i64 > c.max_batch)
-            || (!c.max_expires.is_zero() && request.expires.is_some_and(|e| e > c.max_expires))
-            || (c.max_bytes > 0 && request.max_bytes as i64 > c.max_bytes);
+        let (exceeds, max_waiting) = {
+            let c = self.config.read();
+            let exceeds = (c.max_batch > 0 && request.batch as i64 > c.max_batch)
+                || (!c.max_expires.is_zero() && request.expires.is_some_and(|e| e > c.max_expires))
+                || (c.max_bytes > 0 && request.max_bytes as i64 > c.max_bytes);
+            (exceeds, c.max_waiting)
+        };
         {
             let mut run = self.run.lock();
             run.last_active = Some(SystemTime::now());
@@ -379,7 +429,7 @@ impl Group {
                 sink.end(FetchEnd::ExceedsLimits);
                 return;
             }
-            if c.max_waiting > 0 && run.waiting.len() as i64 >= c.max_waiting {
+            if max_waiting > 0 && run.waiting.len() as i64 >= max_waiting {
                 drop(run);
                 sink.end(FetchEnd::MaxWaiting);
                 return;
@@ -400,9 +450,10 @@ impl Group {
     }
 
     fn ack_wait_for(&self, deliveries: u32) -> Duration {
-        let b = &self.config.backoff;
+        let c = self.config.read();
+        let b = &c.backoff;
         if b.is_empty() {
-            self.config.ack_wait
+            c.ack_wait
         } else {
             b[(deliveries as usize).saturating_sub(1).min(b.len() - 1)]
         }
@@ -411,8 +462,10 @@ impl Group {
     /// Delivers to waiting pull requests while there are messages and room.
     pub fn fill(&self, station: &Station) {
         let mut run = self.run.lock();
-        let acks = self.config.ack_policy != AckPolicy::None;
-        let limit = self.config.max_ack_pending;
+        let (acks, limit) = {
+            let c = self.config.read();
+            (c.ack_policy != AckPolicy::None, c.max_ack_pending)
+        };
         // New messages read ahead in one range scan (a group without filters):
         // a point read per message cost half of a durable pull's server time.
         let mut ahead: VecDeque<StoredMessage> = VecDeque::new();
@@ -602,10 +655,10 @@ impl Group {
     }
 
     fn shape(&self, mut m: StoredMessage) -> StoredMessage {
-        if self.config.lineage_headers {
+        if self.config.read().lineage_headers {
             m.render_lineage();
         }
-        if self.config.headers_only {
+        if self.config.read().headers_only {
             let size = m.payload.len();
             m.payload = bytes::Bytes::new();
             m.headers
@@ -662,7 +715,7 @@ impl Group {
         let mut out = AckOutcome::default();
         match kind {
             AckKind::Ack => {
-                if self.config.ack_policy == AckPolicy::All {
+                if self.config.read().ack_policy == AckPolicy::All {
                     let done: Vec<u64> = run.pending.range(..=seq).map(|(s, _)| *s).collect();
                     for s in &done {
                         run.pending.remove(s);
@@ -687,7 +740,7 @@ impl Group {
                 }
             }
             AckKind::InProgress => {
-                let wait = self.config.ack_wait;
+                let wait = self.config.read().ack_wait;
                 run.pending.extend(&seq, Instant::now() + wait);
             }
             AckKind::Term(reason) => {
@@ -720,10 +773,10 @@ impl Group {
             .filter(|(_, p)| p.deadline <= now)
             .map(|(s, _)| *s)
             .collect();
+        let max_deliver = self.config.read().max_deliver;
         for seq in overdue {
             if let Some(p) = run.pending.remove(&seq) {
-                if self.config.max_deliver > 0 && i64::from(p.deliveries) >= self.config.max_deliver
-                {
+                if max_deliver > 0 && i64::from(p.deliveries) >= max_deliver {
                     exhausted.push((seq, p.deliveries));
                 } else {
                     run.redeliver.insert(
@@ -738,8 +791,8 @@ impl Group {
             }
         }
         // A NAKed message that used up its deliveries is not tried again either.
-        if self.config.max_deliver > 0 {
-            let max = self.config.max_deliver;
+        if max_deliver > 0 {
+            let max = max_deliver;
             let spent: Vec<u64> = run
                 .redeliver
                 .iter()
@@ -773,7 +826,11 @@ impl Group {
         });
         let outcome = if run.waiting.is_empty() {
             let since = *run.idle_since.get_or_insert(now);
-            if !self.config.durable && now.duration_since(since) >= self.config.inactive_threshold {
+            let (durable, threshold) = {
+                let c = self.config.read();
+                (c.durable, c.inactive_threshold)
+            };
+            if !durable && now.duration_since(since) >= threshold {
                 TickOutcome::Expired
             } else {
                 TickOutcome::Keep

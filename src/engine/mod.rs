@@ -1059,6 +1059,26 @@ impl Admin for StationEngine {
         self.blocking(move |e| e.create_group_now(&tenant, &station, config))
     }
 
+    fn update_group(
+        &self,
+        tenant: &TenantId,
+        station: &str,
+        config: GroupConfig,
+    ) -> AdminFuture<GroupInfo> {
+        let (tenant, station) = (tenant.clone(), station.to_string());
+        if let Some(node) = Broker::station_node(self, &tenant, &station) {
+            return self.in_cluster(move |e| async move {
+                let call = placement::StationCall::UpdateGroup {
+                    tenant: tenant.0.to_string(),
+                    station,
+                    config: Box::new(config),
+                };
+                StationEngine::group_from(e.call_station_node(&node, call).await?)
+            });
+        }
+        self.blocking(move |e| e.update_group_now(&tenant, &station, config))
+    }
+
     fn join_cluster(&self, routes: Vec<String>) -> AdminFuture<()> {
         self.blocking(move |e| e.join_cluster_now(routes))
     }
@@ -1437,6 +1457,33 @@ impl StationEngine {
             );
         }
         let (station, group) = self.stations.create_group(tenant, station, config)?;
+        Ok(self.group_info_of(&station, &group))
+    }
+
+    /// Updates a group here (through the log on a replicated station this
+    /// node leads).
+    pub(crate) fn update_group_now(
+        &self,
+        tenant: &TenantId,
+        station: &str,
+        config: GroupConfig,
+    ) -> Result<GroupInfo, EngineError> {
+        refuse_internal(station, true)?;
+        if let Ok(s) = self.stations.get(tenant, station)
+            && let Some(g) = s.replica.get()
+        {
+            // Checked here first: a refused update is not written to the log.
+            let (_, group) = self.stations.group(tenant, station, &config.name)?;
+            group::check_update(&group.config(), &group::normalize(config.clone())?)?;
+            return self.propose_admin(
+                &s,
+                g,
+                replicated::AdminOp::UpdateGroup {
+                    config: Box::new(config),
+                },
+            );
+        }
+        let (station, group) = self.stations.update_group(tenant, station, config)?;
         Ok(self.group_info_of(&station, &group))
     }
 

@@ -238,6 +238,11 @@ pub(crate) enum StationCall {
         station: String,
         seq: u64,
     },
+    UpdateGroup {
+        tenant: String,
+        station: String,
+        config: Box<GroupConfig>,
+    },
     CreateGroup {
         tenant: String,
         station: String,
@@ -580,6 +585,16 @@ impl StationEngine {
             } => {
                 self.delete_message_now(&self.tenant_named(&tenant), &station, seq)?;
                 Ok(serde_json::Value::Null)
+            }
+            StationCall::UpdateGroup {
+                tenant,
+                station,
+                config,
+            } => {
+                let tenant = self.tenant_named(&tenant);
+                json(serde_json::to_value(
+                    self.update_group_now(&tenant, &station, *config)?,
+                ))
             }
             StationCall::CreateGroup {
                 tenant,

@@ -70,6 +70,9 @@ pub(crate) enum AdminOp {
     CreateGroup {
         config: Box<GroupConfig>,
     },
+    UpdateGroup {
+        config: Box<GroupConfig>,
+    },
     DeleteGroup {
         group: String,
     },
@@ -1292,6 +1295,11 @@ impl StationEngine {
                     .create_group(&tenant, &name, *config)
                     .map(|(s, g)| self.group_info_of(&s, &g)),
             ),
+            AdminOp::UpdateGroup { config } => answer(
+                self.stations
+                    .update_group(&tenant, &name, *config)
+                    .map(|(s, g)| self.group_info_of(&s, &g)),
+            ),
             AdminOp::DeleteGroup { group } => {
                 answer(self.stations.delete_group(&tenant, &name, &group))
             }
@@ -1507,7 +1515,7 @@ impl StationEngine {
         for g in groups {
             let position = g.position_json().map_err(|e| e.to_string())?;
             out.push(SnapshotGroup {
-                config: g.config.clone(),
+                config: g.config(),
                 position: String::from_utf8(position).unwrap_or_default(),
             });
         }

@@ -465,7 +465,7 @@ impl StationRegistry {
         let station_config = station.config();
         let mut groups = station.groups.write();
         if let Some(existing) = groups.get(&config.name) {
-            return if existing.config == config {
+            return if existing.config() == config {
                 Ok((station.clone(), existing.clone()))
             } else {
                 Err(EngineError::GroupExists)
@@ -542,6 +542,38 @@ impl StationRegistry {
             .get(name)
             .cloned()
             .ok_or(EngineError::GroupNotFound)?;
+        Ok((station, group))
+    }
+
+    /// Changes a group's definition in place (what [`group::check_update`]
+    /// allows); its position and pending deliveries are kept.
+    pub fn update_group(
+        &self,
+        tenant: &TenantId,
+        station_name: &str,
+        config: GroupConfig,
+    ) -> Result<(Arc<Station>, Arc<Group>), EngineError> {
+        let config = group::normalize(config)?;
+        let (station, group) = self.group(tenant, station_name, &config.name)?;
+        let old = group.config();
+        if old == config {
+            return Ok((station, group));
+        }
+        group::check_update(&old, &config)?;
+        if config.durable {
+            let meta = GroupMeta {
+                created_ns: nanos_since_epoch(group.created),
+                config: config.clone(),
+            };
+            let json =
+                serde_json::to_vec(&meta).map_err(|e| EngineError::Storage(e.to_string()))?;
+            self.store
+                .put_meta(&group_meta_key(station.id, &group.name), &json)
+                .map_err(|e| EngineError::Storage(e.to_string()))?;
+        }
+        group.update(config);
+        group.fill(&station);
+        tracing::info!(station = station_name, group = %group.name, "consumer group updated");
         Ok((station, group))
     }
 
@@ -690,7 +722,7 @@ impl StationRegistry {
         };
         let mut waits: Vec<ReplicaWait> = consume(&station, consumed).into_iter().collect();
         if commit
-            && group.config.durable
+            && group.durable()
             && let Some(r) = station.replica.get().filter(|r| r.is_leader())
             && let Some(position) = group.save(true)?
         {
@@ -795,7 +827,7 @@ impl StationRegistry {
                 self.release_consumed(station);
             }
             _ => {
-                if housekeeping && g.config.durable {
+                if housekeeping && g.durable() {
                     match g.save(false) {
                         Err(e) => {
                             tracing::error!(error = %e, group = %g.name, "cannot save consumer position")
@@ -891,7 +923,7 @@ impl StationEngine {
     pub(crate) fn group_info_of(&self, station: &Station, group: &Group) -> GroupInfo {
         GroupInfo {
             station: station.name().to_string(),
-            config: group.config.clone(),
+            config: group.config(),
             created: group.created,
             state: group.state(station),
         }

@@ -506,6 +506,23 @@ pub trait Admin: Send + Sync + 'static {
         config: GroupConfig,
     ) -> AdminFuture<GroupInfo>;
 
+    /// Changes a group's definition in place: limits, timers, description,
+    /// metadata, push settings (not where it starts, what it acks, its filters,
+    /// or whether it is pushed to: [`EngineError::InvalidGroupConfig`]). Its
+    /// position and pending deliveries are kept.
+    fn update_group(
+        &self,
+        _tenant: &TenantId,
+        _station: &str,
+        _config: GroupConfig,
+    ) -> AdminFuture<GroupInfo> {
+        Box::pin(async {
+            Err(EngineError::BadRequest(
+                "consumer groups cannot be updated here".into(),
+            ))
+        })
+    }
+
     /// Makes this node, a cluster of one with nothing defined, join the cluster
     /// reachable at `routes` (cluster addresses): it forgets its own meta group
     /// and restarts in place, then joins as a new node (`junction cluster

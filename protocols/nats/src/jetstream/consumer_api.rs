@@ -243,10 +243,24 @@ async fn create<E: Engine>(
         _ => {}
     }
     let config = group_config(&c, durable).map_err(|e| (kind, e))?;
-    let info = engine
-        .create_group(tenant, stream, config)
-        .await
-        .map_err(|e| (kind, api_error(&e)))?;
+    // An existing consumer is updated in place (create-or-update, or update),
+    // as nats-server does: what may not change is refused (10012).
+    let info = if exists && req.action != ConsumerAction::Create {
+        engine
+            .update_group(tenant, stream, config)
+            .await
+            .map_err(|e| match e {
+                EngineError::InvalidGroupConfig(junction_api::GroupConfigError::Invalid(m)) => {
+                    (kind, JsErrorCode::ConsumerCreate.with_err(m))
+                }
+                other => (kind, api_error(&other)),
+            })?
+    } else {
+        engine
+            .create_group(tenant, stream, config)
+            .await
+            .map_err(|e| (kind, api_error(&e)))?
+    };
     Ok(to_json(&ConsumerInfoResponse::create(clustered(
         engine,
         tenant,
