@@ -25,6 +25,8 @@ mod consume_long_poll;
 mod errors;
 #[path = "http_api/idempotency.rs"]
 mod idempotency;
+#[path = "http_api/key_value.rs"]
+mod key_value;
 #[path = "http_api/live_streams.rs"]
 mod live_streams;
 #[path = "http_api/metrics.rs"]

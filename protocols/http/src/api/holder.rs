@@ -50,8 +50,16 @@ fn client() -> &'static reqwest::Client {
     })
 }
 
-/// The station a path is about, for the paths its holder answers.
+/// The station a path is about, for the paths its holder answers (a
+/// key-value bucket's paths are about its station `KV_<bucket>`).
 fn station_of(path: &str) -> Option<String> {
+    if let Some(rest) = path.strip_prefix("/v1/kv/") {
+        let bucket = rest.split('/').next().filter(|b| !b.is_empty())?;
+        return Some(format!(
+            "KV_{}",
+            percent_encoding::percent_decode_str(bucket).decode_utf8_lossy()
+        ));
+    }
     let rest = path.strip_prefix("/v1/stations/")?;
     let (station, tail) = rest.split_once('/')?;
     if station.is_empty() || tail.is_empty() {

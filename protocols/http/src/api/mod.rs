@@ -23,6 +23,7 @@ mod extract;
 mod gateway_client;
 mod groups;
 mod holder;
+mod kv;
 mod lineage;
 mod live;
 mod openapi;
@@ -191,6 +192,8 @@ fn v1_routes(state: &Arc<ApiState>) -> OpenApiRouter<Arc<ApiState>> {
         .routes(routes!(routing::get_rule, routing::delete_rule))
         .routes(routes!(groups::create_group, groups::list_groups))
         .routes(routes!(groups::get_group, groups::delete_group))
+        .routes(routes!(kv::list_keys))
+        .routes(routes!(kv::get_key, kv::put_key, kv::delete_key))
         .routes(routes!(consume::fetch))
         .routes(routes!(consume::ack))
         .routes(routes!(server::connections))

@@ -27,6 +27,7 @@ every /v1 route needs `Authorization: Bearer <token>` or Basic.",
         (name = "dead-letter", description = "Dead-letter stations: browse, purge and re-send failed messages"),
         (name = "routing", description = "Content-based routing rules evaluated on every publish"),
         (name = "lineage", description = "Where messages came from and went: paths by message or trace id, and the station graph"),
+        (name = "key-value", description = "Key-value buckets, the same NATS clients use (`KV_<bucket>` stations)"),
         (name = "server", description = "Connections, server figures, readiness, this document"),
     )
 )]
