@@ -199,14 +199,12 @@ pub async fn get_key(
     }))
 }
 
-/// Stores `payload` (with `headers`) on the key's subject; its revision.
+/// Stores `message` (on a key's subject) in `bucket`; its revision.
 async fn put_on_key(
     state: &Arc<ApiState>,
     tenant: &TenantId,
     caller: Caller,
-    subject: Subject,
-    headers: Option<Headers>,
-    payload: Bytes,
+    message: Message,
     options: &HttpOptions,
     bucket: &str,
 ) -> Result<u64, AppError> {
@@ -214,12 +212,6 @@ async fn put_on_key(
         return Err(bucket_not_found(bucket));
     }
     let client = state.clients.get(tenant)?;
-    let message = Message {
-        subject,
-        reply: None,
-        headers,
-        payload,
-    };
     let producer = caller.record(&client);
     match start_publish(state, &client, &producer, &message, options)
         .outcome()
@@ -263,10 +255,13 @@ pub async fn put_key(
             state.settings.max_payload,
         ));
     }
-    let revision = put_on_key(
-        &state, &tenant, caller, subject, None, payload, &options, &bucket,
-    )
-    .await?;
+    let message = Message {
+        subject,
+        reply: None,
+        headers: None,
+        payload,
+    };
+    let revision = put_on_key(&state, &tenant, caller, message, &options, &bucket).await?;
     Ok(Json(KvPutJson {
         bucket,
         key,
@@ -300,16 +295,12 @@ pub async fn delete_key(
     let mut headers = Headers::default();
     headers.insert(KV_OPERATION, "DEL");
     let options = HttpOptions::of(None, Some(&headers))?;
-    put_on_key(
-        &state,
-        &tenant,
-        caller,
+    let message = Message {
         subject,
-        Some(headers),
-        Bytes::new(),
-        &options,
-        &bucket,
-    )
-    .await?;
+        reply: None,
+        headers: Some(headers),
+        payload: Bytes::new(),
+    };
+    put_on_key(&state, &tenant, caller, message, &options, &bucket).await?;
     Ok(StatusCode::NO_CONTENT)
 }
