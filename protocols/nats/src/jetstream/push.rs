@@ -97,6 +97,10 @@ pub(crate) struct Pushers<E: Engine> {
     engine: Weak<E>,
     /// Running pushers: (stream, consumer).
     running: Mutex<HashSet<(String, String)>>,
+    /// Groups the scan found to be pull groups (a group never turns into a
+    /// push one; one made again under the same name as a push consumer is
+    /// started by its create): not looked at again.
+    pull: Mutex<HashSet<(String, String)>>,
     /// Unanswered flow-control requests: reply subject → its waiter.
     flow: Mutex<HashMap<String, Arc<Notify>>>,
     tokens: AtomicU64,
@@ -142,6 +146,7 @@ impl<E: Engine> Pushers<E> {
         let pushers = Arc::new(Pushers {
             engine: Arc::downgrade(engine),
             running: Mutex::new(HashSet::new()),
+            pull: Mutex::new(HashSet::new()),
             flow: Mutex::new(HashMap::new()),
             tokens: AtomicU64::new(0),
         });
@@ -171,6 +176,9 @@ impl<E: Engine> Pushers<E> {
             return;
         };
         let tenant = TenantId::default_tenant();
+        // Groups seen now: the pull groups remembered are kept to these (pull
+        // consumers come and go).
+        let mut seen: HashSet<(String, String)> = HashSet::new();
         for stream in engine.station_names(&tenant, None) {
             if engine.station_node(&tenant, &stream).is_some() {
                 continue;
@@ -178,17 +186,16 @@ impl<E: Engine> Pushers<E> {
             let Ok(names) = engine.group_names(&tenant, &stream) else {
                 continue;
             };
+            seen.extend(names.iter().map(|n| (stream.clone(), n.clone())));
             for name in names {
-                if self
-                    .running
-                    .lock()
-                    .contains(&(stream.clone(), name.clone()))
-                {
+                let key = (stream.clone(), name);
+                if self.running.lock().contains(&key) || self.pull.lock().contains(&key) {
                     continue;
                 }
-                self.ensure(&stream, &name);
+                self.ensure(&key.0, &key.1);
             }
         }
+        self.pull.lock().retain(|k| seen.contains(k));
     }
 
     /// Starts the pusher of `stream`'s consumer `name` when it is a push
@@ -204,10 +211,12 @@ impl<E: Engine> Pushers<E> {
         let Ok(info) = engine.group_info(&tenant, stream, name) else {
             return;
         };
+        let key = (stream.to_string(), name.to_string());
         if info.config.push.is_none() {
+            self.pull.lock().insert(key);
             return;
         }
-        let key = (stream.to_string(), name.to_string());
+        self.pull.lock().remove(&key);
         if !self.running.lock().insert(key.clone()) {
             return;
         }
@@ -351,17 +360,15 @@ impl<E: Engine> Pushers<E> {
                     }
                 }
             }
-            let runs = engine.clone();
-            drop(engine);
             let end = match tokio::time::timeout(expires + Duration::from_millis(50), done_rx).await
             {
                 Ok(end) => end.ok(),
                 Err(_) => {
-                    runs.run_group_timers(&tenant, stream, name);
+                    engine.run_group_timers(&tenant, stream, name);
                     None
                 }
             };
-            drop(runs);
+            drop(engine);
             let sent = shared.delivered.load(Ordering::Acquire) - before;
             since_fc += sent;
             bytes_since_fc += shared.bytes.load(Ordering::Acquire) - bytes_before;
