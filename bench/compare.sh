@@ -304,6 +304,7 @@ SCENARIOS=(
   "js-sync-fsync|sync publish round trip, 16 B, file; Junction fsync before ack (default)|latency|<=1.0|nats-server|js-pub --sync --size 16 --msgs 5000 --stream BENCH --storage file --purge"
   "js-sync-flush|sync publish round trip, 16 B, file; Junction flush interval 50 ms|latency||nats-server|js-pub --sync --size 16 --msgs 5000 --stream BENCHF --storage file --flush-interval 50ms --purge"
   "js-fetch-500|durable pull + explicit ack, batch 500, 16 B, file|throughput|>=1.2|nats-server|js-fetch --batch 500 --size 16 --msgs 50000 --stream BENCH --storage file"
+  "js-push|durable push consumer delivering a preloaded stream to one subscriber that acks each message, 16 B, file|throughput||nats-server|js-push --size 16 --msgs 100000 --stream BENCH --storage file"
   "conn-nats|$CONN_COUNT idle NATS connections|rss|<=1.0|nats-server|conn --count $CONN_COUNT --hold 2"
   "restart|restart with $RESTART_MSGS stored 16 B messages, file|restart||nats-server|js-pub --window 1000 --size 16 --msgs $RESTART_MSGS --stream RESTART --storage file"
   "mqtt-q0-64|MQTT QoS 0 pub/sub 1→1, 64 B|throughput|>=2.0|mosquitto|mqtt-pubsub --qos 0 --size 64 --msgs 300000"

@@ -517,3 +517,104 @@ pub(crate) async fn fetch(plan: &Plan) -> anyhow::Result<Report> {
     report.jetstream = Some(js_info(plan, "fetch", None, Some(plan.batch)));
     Ok(report)
 }
+
+/// `js-push`: a durable push consumer (explicit acks, the server's default
+/// `max_ack_pending` of 1000) delivers a preloaded stream to one subscriber,
+/// which acks every message; the headline is messages delivered per second,
+/// from the consumer's creation to the last one.
+pub(crate) async fn push(plan: &Plan) -> anyhow::Result<Report> {
+    let args = &plan.args;
+    let admin = connect(&plan.url, "junction-bench-admin", &plan.client_drops).await?;
+    let admin_js = context(admin.clone(), 1000);
+    let stream = ensure_stream(&admin_js, plan).await?;
+    stream.purge().await.context("purging the stream")?;
+    let _ = stream.delete_consumer(&args.consumer).await;
+    let preloaded = Arc::new(AtomicU64::new(0));
+    let bar = Progress::start(
+        plan.progress,
+        "preloading",
+        preloaded.clone(),
+        args.msgs,
+        None,
+    );
+    let (loaded, _) = publish_acked(
+        admin_js,
+        subject(plan),
+        payload(args.size, false),
+        Some(1000),
+        Limit::Count(args.msgs),
+        0.0,
+        Instant::now(),
+        Tally::new(preloaded),
+    )
+    .await
+    .context("preloading the stream")?;
+    bar.finish();
+
+    let client = connect(&plan.url, "junction-bench-push", &plan.client_drops).await?;
+    let deliver = format!("junction.bench.push.{:016x}", rand::random::<u64>());
+    let mut sub = client
+        .subscribe(deliver.clone())
+        .await
+        .context("subscribing to the deliver subject")?;
+    round_trip(&client).await?;
+    let received = Arc::new(AtomicU64::new(0));
+    let bar = Progress::start(
+        plan.progress,
+        "receiving",
+        received.clone(),
+        loaded.msgs,
+        None,
+    );
+    let mut tally = Tally::new(received);
+    let cpu0 = process_cpu_secs();
+    let start = Instant::now();
+    stream
+        .create_consumer(async_nats::jetstream::consumer::push::Config {
+            durable_name: Some(args.consumer.clone()),
+            deliver_subject: deliver,
+            ack_policy: AckPolicy::Explicit,
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .context("creating the durable push consumer")?;
+    let mut counted = Counted::default();
+    let mut last = start;
+    while counted.msgs < loaded.msgs {
+        let m = tokio::time::timeout(Duration::from_secs(10), sub.next())
+            .await
+            .map_err(|_| {
+                anyhow!(
+                    "no push delivery for 10 s after {} of {} messages",
+                    counted.msgs,
+                    loaded.msgs
+                )
+            })?
+            .context("the subscription ended")?;
+        if m.status.is_some() {
+            continue;
+        }
+        if let Some(reply) = m.reply {
+            client
+                .publish(reply, bytes::Bytes::new())
+                .await
+                .context("ack")?;
+        }
+        last = Instant::now();
+        counted.msgs += 1;
+        counted.bytes += m.payload.len() as u64;
+        tally.add(1);
+    }
+    client.flush().await.context("flushing acks")?;
+    tally.flush();
+    let cpu1 = process_cpu_secs();
+    bar.finish();
+    counted.elapsed = last.saturating_duration_since(start);
+    let consumers = group(&[counted]);
+    let mut report = Report::new(plan, &consumers, args.msgs);
+    report.subscribers = Some(consumers);
+    report.set_cpu(cpu0, cpu1);
+    report.jetstream = Some(js_info(plan, "push", None, None));
+    Ok(report)
+}

@@ -51,6 +51,8 @@ Scenarios (the default --url of each in brackets):
   Stations through the JetStream API [nats://127.0.0.1:4222]:
     js-pub       --sync (await each PubAck) or --window N (N PubAcks in flight)
     js-fetch     durable pull consumer, --batch N per pull, explicit acks
+    js-push      durable push consumer delivering a preloaded stream to one
+                 subscriber that acks each message (explicit acks)
     js-ready     poll until --stream answers with --msgs messages (after a restart):
                  reports when (Unix time) and, with --server-pid, the server's RSS
     js-failover  a replicated --stream (--replicas 3): --msgs sync publishes through
@@ -267,6 +269,9 @@ pub enum Scenario {
     /// Stations via JetStream: a durable pull consumer with explicit acks fetching
     /// `--batch N` per request; the stream is purged and preloaded first (untimed).
     JsFetch,
+    /// Stations via JetStream: a durable push consumer delivers a preloaded
+    /// stream to one subscriber, which acks each message.
+    JsPush,
     /// Stations via JetStream: poll until `--stream` answers with `--msgs` messages
     /// (how soon a restarted server serves its stored data).
     JsReady,
@@ -300,6 +305,7 @@ impl Scenario {
             Scenario::Reqrep => "reqrep",
             Scenario::JsPub => "js-pub",
             Scenario::JsFetch => "js-fetch",
+            Scenario::JsPush => "js-push",
             Scenario::JsReady => "js-ready",
             Scenario::JsFailover => "js-failover",
             Scenario::Conn => "conn",
@@ -367,6 +373,7 @@ impl Plan {
             Scenario::Pubsub
             | Scenario::Reqrep
             | Scenario::JsFetch
+            | Scenario::JsPush
             | Scenario::MqttPubsub
             | Scenario::Xproto => (1, 1),
             Scenario::Fanout => (1, 10),
@@ -410,7 +417,11 @@ impl Plan {
         }
         let needs_pubs = !matches!(
             args.scenario,
-            Scenario::JsFetch | Scenario::Conn | Scenario::MqttConn | Scenario::JsReady
+            Scenario::JsFetch
+                | Scenario::JsPush
+                | Scenario::Conn
+                | Scenario::MqttConn
+                | Scenario::JsReady
         );
         if needs_pubs && pubs == 0 {
             bail!("--pubs must be at least 1");
@@ -433,8 +444,11 @@ impl Plan {
             Some(d) => Some(Duration::from_secs_f64(d)),
             None => None,
         };
-        if args.scenario == Scenario::JsFetch && duration.is_some() {
-            bail!("js-fetch drains a preloaded stream: use --msgs, not --duration");
+        if matches!(args.scenario, Scenario::JsFetch | Scenario::JsPush) && duration.is_some() {
+            bail!(
+                "{} drains a preloaded stream: use --msgs, not --duration",
+                args.scenario.name()
+            );
         }
         if duration.is_none() && args.msgs == 0 {
             bail!("--msgs must be at least 1");
@@ -493,6 +507,7 @@ async fn run_plan(plan: Plan) -> anyhow::Result<Report> {
         Scenario::Reqrep => core_nats::reqrep(&plan).await,
         Scenario::JsPub => js::publish(&plan).await,
         Scenario::JsFetch => js::fetch(&plan).await,
+        Scenario::JsPush => js::push(&plan).await,
         Scenario::JsReady => ready::wait(&plan).await,
         Scenario::JsFailover => failover::run(&plan).await,
         Scenario::Conn | Scenario::MqttConn => conn::idle(&plan).await,
