@@ -164,6 +164,14 @@ async fn station_scenarios_count_every_message() {
     .await;
     assert_eq!(r.msgs, 1000);
 
+    // A durable push consumer delivers the whole preloaded stream.
+    let r = bench(
+        &url,
+        &["js-push", "--msgs", "2000", "--consumer", "pushbench"],
+    )
+    .await;
+    assert_eq!((r.msgs, r.lost), (2000, 0));
+
     running.shutdown().await;
 }
 
@@ -345,6 +353,8 @@ async fn impossible_plans_are_refused() {
     let args = BenchArgs::try_parse_from(["bench", "fanout", "--pubs", "2"]).unwrap();
     assert!(run(args).await.is_err());
     let args = BenchArgs::try_parse_from(["bench", "js-fetch", "--duration", "1"]).unwrap();
+    assert!(run(args).await.is_err());
+    let args = BenchArgs::try_parse_from(["bench", "js-push", "--duration", "1"]).unwrap();
     assert!(run(args).await.is_err());
     // Nothing listens there.
     let args = BenchArgs::try_parse_from(["bench", "pub", "--url", "nats://127.0.0.1:1"]).unwrap();
