@@ -391,28 +391,7 @@ pub(crate) async fn fetch(plan: &Plan) -> anyhow::Result<Report> {
         .await
         .context("creating the durable pull consumer")?;
 
-    // Preload, untimed.
-    let preloaded = Arc::new(AtomicU64::new(0));
-    let bar = Progress::start(
-        plan.progress,
-        "preloading",
-        preloaded.clone(),
-        args.msgs,
-        None,
-    );
-    let (loaded, _) = publish_acked(
-        admin_js,
-        subject(plan),
-        payload(args.size, false),
-        Some(1000),
-        Limit::Count(args.msgs),
-        0.0,
-        Instant::now(),
-        Tally::new(preloaded),
-    )
-    .await
-    .context("preloading the stream")?;
-    bar.finish();
+    let loaded = preload(plan, admin_js).await?;
 
     let mut consumers = Vec::with_capacity(plan.subs);
     for i in 0..plan.subs {
@@ -435,15 +414,9 @@ pub(crate) async fn fetch(plan: &Plan) -> anyhow::Result<Report> {
         consumers.push((c, consumer));
     }
 
-    let remaining = Arc::new(AtomicU64::new(loaded.msgs));
+    let remaining = Arc::new(AtomicU64::new(loaded));
     let fetched = Arc::new(AtomicU64::new(0));
-    let bar = Progress::start(
-        plan.progress,
-        "fetching",
-        fetched.clone(),
-        loaded.msgs,
-        None,
-    );
+    let bar = Progress::start(plan.progress, "fetching", fetched.clone(), loaded, None);
     let batch = plan.batch as u64;
     let cpu0 = process_cpu_secs();
     let start = Instant::now();
@@ -518,17 +491,10 @@ pub(crate) async fn fetch(plan: &Plan) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-/// `js-push`: a durable push consumer (explicit acks, the server's default
-/// `max_ack_pending` of 1000) delivers a preloaded stream to one subscriber,
-/// which acks every message; the headline is messages delivered per second,
-/// from the consumer's creation to the last one.
-pub(crate) async fn push(plan: &Plan) -> anyhow::Result<Report> {
+/// Fills the stream with `--msgs` messages of `--size` bytes, 1000 PubAcks in
+/// flight (untimed); how many were stored.
+async fn preload(plan: &Plan, js: Context) -> anyhow::Result<u64> {
     let args = &plan.args;
-    let admin = connect(&plan.url, "junction-bench-admin", &plan.client_drops).await?;
-    let admin_js = context(admin.clone(), 1000);
-    let stream = ensure_stream(&admin_js, plan).await?;
-    stream.purge().await.context("purging the stream")?;
-    let _ = stream.delete_consumer(&args.consumer).await;
     let preloaded = Arc::new(AtomicU64::new(0));
     let bar = Progress::start(
         plan.progress,
@@ -538,7 +504,7 @@ pub(crate) async fn push(plan: &Plan) -> anyhow::Result<Report> {
         None,
     );
     let (loaded, _) = publish_acked(
-        admin_js,
+        js,
         subject(plan),
         payload(args.size, false),
         Some(1000),
@@ -550,6 +516,21 @@ pub(crate) async fn push(plan: &Plan) -> anyhow::Result<Report> {
     .await
     .context("preloading the stream")?;
     bar.finish();
+    Ok(loaded.msgs)
+}
+
+/// `js-push`: a durable push consumer (explicit acks, the server's default
+/// `max_ack_pending` of 1000) delivers a preloaded stream to one subscriber,
+/// which acks every message; the headline is messages delivered per second,
+/// from the consumer's creation to the last one.
+pub(crate) async fn push(plan: &Plan) -> anyhow::Result<Report> {
+    let args = &plan.args;
+    let admin = connect(&plan.url, "junction-bench-admin", &plan.client_drops).await?;
+    let admin_js = context(admin.clone(), 1000);
+    let stream = ensure_stream(&admin_js, plan).await?;
+    stream.purge().await.context("purging the stream")?;
+    let _ = stream.delete_consumer(&args.consumer).await;
+    let loaded = preload(plan, admin_js).await?;
 
     let client = connect(&plan.url, "junction-bench-push", &plan.client_drops).await?;
     let deliver = format!("junction.bench.push.{:016x}", rand::random::<u64>());
@@ -559,13 +540,7 @@ pub(crate) async fn push(plan: &Plan) -> anyhow::Result<Report> {
         .context("subscribing to the deliver subject")?;
     round_trip(&client).await?;
     let received = Arc::new(AtomicU64::new(0));
-    let bar = Progress::start(
-        plan.progress,
-        "receiving",
-        received.clone(),
-        loaded.msgs,
-        None,
-    );
+    let bar = Progress::start(plan.progress, "receiving", received.clone(), loaded, None);
     let mut tally = Tally::new(received);
     let cpu0 = process_cpu_secs();
     let start = Instant::now();
@@ -581,14 +556,14 @@ pub(crate) async fn push(plan: &Plan) -> anyhow::Result<Report> {
         .context("creating the durable push consumer")?;
     let mut counted = Counted::default();
     let mut last = start;
-    while counted.msgs < loaded.msgs {
+    while counted.msgs < loaded {
         let m = tokio::time::timeout(Duration::from_secs(10), sub.next())
             .await
             .map_err(|_| {
                 anyhow!(
                     "no push delivery for 10 s after {} of {} messages",
                     counted.msgs,
-                    loaded.msgs
+                    loaded
                 )
             })?
             .context("the subscription ended")?;
