@@ -42,6 +42,9 @@ pub struct Config {
     pub limits: Limits,
     /// Who may connect.
     pub auth: Auth,
+    /// Tenants (`[[tenants]]`, nats-server's accounts): each with its own users,
+    /// stations, subjects and MQTT sessions, invisible to the others.
+    pub tenants: Vec<TenantConfig>,
     /// The HTTP gateway.
     pub http: Http,
     /// The MQTT front-end.
@@ -175,6 +178,7 @@ impl Default for Config {
             pid_file: None,
             limits: Limits::default(),
             auth: Auth::default(),
+            tenants: Vec::new(),
             http: Http::default(),
             mqtt: Mqtt::default(),
             cluster: ClusterSettings::default(),
@@ -336,6 +340,47 @@ pub struct Auth {
     pub token: Option<String>,
     /// More users.
     pub users: Vec<User>,
+    /// The user a client that presents no credentials connects as (nats-server's
+    /// `no_auth_user`); it must be one of the configured users, in any tenant.
+    pub no_auth_user: Option<String>,
+}
+
+/// One tenant (`[[tenants]]`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantConfig {
+    /// The tenant's name: letters, digits, `-` and `_`, at most 64.
+    pub name: String,
+    /// Its users (`[[tenants.users]]`); user names are unique across tenants.
+    pub users: Vec<User>,
+}
+
+impl TenantConfig {
+    /// Refuses a name that is empty, reserved or holds other characters.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let n = &self.name;
+        if n.is_empty() || n.len() > 64 {
+            return Err(ConfigError(format!(
+                "tenants: name '{n}' must have 1 to 64 characters"
+            )));
+        }
+        if !n
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(ConfigError(format!(
+                "tenants: name '{n}' may hold only letters, digits, '-' and '_' (users of [auth] are in the default tenant $G)"
+            )));
+        }
+        for u in &self.users {
+            if u.user.is_empty() || u.password.is_empty() {
+                return Err(ConfigError(format!(
+                    "tenants '{n}': every user needs a name and a password"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Auth {
@@ -388,12 +433,36 @@ impl Auth {
     pub fn all_users(&self) -> Vec<User> {
         let mut users = self.users.clone();
         if let Some(user) = &self.user {
-            users.push(User {
-                user: user.clone(),
-                password: self.password.clone().unwrap_or_default(),
-            });
+            users.push(User::new(
+                user.clone(),
+                self.password.clone().unwrap_or_default(),
+            ));
         }
         users
+    }
+}
+
+impl Config {
+    /// The authenticator for `[auth]` and `[[tenants]]`, or why they are refused.
+    pub fn authenticator(&self) -> Result<crate::engine::Authenticator, ConfigError> {
+        let tenants: Vec<(String, Vec<User>)> = self
+            .tenants
+            .iter()
+            .map(|t| (t.name.clone(), t.users.clone()))
+            .collect();
+        let mut names = std::collections::HashSet::new();
+        for (name, _) in &tenants {
+            if !names.insert(name.as_str()) {
+                return Err(ConfigError(format!("tenants: '{name}' is listed twice")));
+            }
+        }
+        crate::engine::Authenticator::with_tenants(
+            self.auth.all_users(),
+            &tenants,
+            self.auth.token.clone(),
+            self.auth.no_auth_user.clone(),
+        )
+        .map_err(|e| ConfigError(format!("auth: {e}")))
     }
 }
 
@@ -519,6 +588,10 @@ impl Config {
             )));
         }
         self.auth.validate()?;
+        for t in &self.tenants {
+            t.validate()?;
+        }
+        self.authenticator()?;
         self.cluster.validate()?;
         if self.limits.max_payload == 0 {
             return Err(ConfigError("limits.max_payload must be more than 0".into()));

@@ -2,7 +2,7 @@
 //! gracefully.
 
 use crate::config::{Config, ConfigError};
-use crate::engine::{Authenticator, EngineOptions, StationEngine};
+use crate::engine::{EngineOptions, StationEngine};
 use junction_api::{Broker, Engine};
 use junction_http::MonitorSettings;
 use junction_nats::NatsOptions;
@@ -321,7 +321,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .server_name
         .clone()
         .unwrap_or_else(crate::config::default_server_name);
-    let auth = Authenticator::new(config.auth.all_users(), config.auth.token.clone());
+    let auth = config.authenticator()?;
     let store = junction_storage::Store::open(&config.data_dir).map_err(|e| match e {
         junction_storage::StorageError::Locked => StartError::DataDirInUse(data_dir.clone()),
         e => StartError::Io(format!("cannot open the store in {data_dir}: {e}")),

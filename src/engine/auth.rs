@@ -1,38 +1,263 @@
-//! Who may connect: users with passwords, or a single token, shared by every protocol.
+//! Who may connect, to which tenant, and what they may do: users with passwords
+//! (plain or bcrypt) and permissions, tenants, one token, and `no_auth_user`,
+//! shared by every protocol.
+//!
+//! A bcrypt check costs tens of milliseconds of CPU by design. It runs with
+//! [`tokio::task::block_in_place`] (the worker's other tasks move to another
+//! thread), and a user's last good password is remembered as a SHA-256 digest,
+//! so a reconnecting client does not pay for bcrypt again.
 
-use junction_api::{Credentials, EngineError, TenantId};
+use ahash::AHashMap;
+use junction_api::{
+    Credentials, EngineError, Identity, PermissionRule, Permissions, ResponsePermission,
+    SubjectRules, TenantId,
+};
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// A user allowed to connect.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct User {
-    /// User name.
+    /// User name, unique across every tenant.
     pub user: String,
-    /// Password, in clear text.
+    /// Password: a bcrypt hash (`$2a$`, `$2b$`, `$2y$`, as `junction passwd` and
+    /// `htpasswd -B` make), or clear text.
     pub password: String,
+    /// What the user may publish and subscribe to; everything when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<PermissionsConfig>,
+}
+
+impl User {
+    /// A user with a password and no permission limits.
+    pub fn new(user: impl Into<String>, password: impl Into<String>) -> Self {
+        User {
+            user: user.into(),
+            password: password.into(),
+            permissions: None,
+        }
+    }
+}
+
+/// One subject list: a list (or a single subject) of allowed subjects, or
+/// `{ allow = [...], deny = [...] }`, as in nats-server's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RulesConfig {
+    /// Only these are allowed.
+    Allow(StringList),
+    /// Allow and deny lists.
+    Split {
+        /// Allowed subjects (every subject when unset).
+        #[serde(default)]
+        allow: Option<StringList>,
+        /// Denied subjects; deny wins over allow.
+        #[serde(default)]
+        deny: Option<StringList>,
+    },
+}
+
+/// A list of strings, or one string.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum StringList {
+    /// One entry.
+    One(String),
+    /// Several entries.
+    Many(Vec<String>),
+}
+
+impl StringList {
+    fn entries(&self) -> Vec<&str> {
+        match self {
+            StringList::One(s) => vec![s.as_str()],
+            StringList::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// `allow_responses`: `true`, or `{ max = N, expires = "1m" }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ResponsesConfig {
+    /// `true` allows one reply within 2 minutes; `false` none.
+    Enabled(bool),
+    /// Limits.
+    Limits {
+        /// Replies allowed per request [default: 1].
+        #[serde(default)]
+        max: Option<u32>,
+        /// How long after the request [default: 2m; 0 means no limit].
+        #[serde(default, with = "humantime_serde")]
+        expires: Option<Duration>,
+    },
+}
+
+/// A user's permissions as configured (`permissions = { publish = …, subscribe = …,
+/// allow_responses = … }`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PermissionsConfig {
+    /// What the user may publish to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish: Option<RulesConfig>,
+    /// What the user may subscribe to (entries may name a queue group:
+    /// `"jobs.* workers"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscribe: Option<RulesConfig>,
+    /// Lets the user answer requests it received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_responses: Option<ResponsesConfig>,
+}
+
+impl PermissionsConfig {
+    /// The checked permissions, or what is wrong with them.
+    pub fn build(&self) -> Result<Permissions, String> {
+        fn rules(config: &Option<RulesConfig>, what: &str) -> Result<SubjectRules, String> {
+            let parse = |list: &StringList| -> Result<Vec<PermissionRule>, String> {
+                list.entries()
+                    .into_iter()
+                    .map(|e| PermissionRule::parse(e).map_err(|err| format!("{what}: {err}")))
+                    .collect()
+            };
+            Ok(match config {
+                None => SubjectRules::default(),
+                Some(RulesConfig::Allow(list)) => SubjectRules {
+                    allow: Some(parse(list)?),
+                    deny: Vec::new(),
+                },
+                Some(RulesConfig::Split { allow, deny }) => SubjectRules {
+                    allow: allow.as_ref().map(parse).transpose()?,
+                    deny: deny.as_ref().map(parse).transpose()?.unwrap_or_default(),
+                },
+            })
+        }
+        let responses = match &self.allow_responses {
+            None | Some(ResponsesConfig::Enabled(false)) => None,
+            Some(ResponsesConfig::Enabled(true)) => Some(ResponsePermission::default()),
+            Some(ResponsesConfig::Limits { max, expires }) => {
+                let d = ResponsePermission::default();
+                Some(ResponsePermission {
+                    max: max.unwrap_or(d.max),
+                    expires: expires.unwrap_or(d.expires),
+                })
+            }
+        };
+        Ok(Permissions {
+            publish: rules(&self.publish, "publish")?,
+            subscribe: rules(&self.subscribe, "subscribe")?,
+            responses,
+        })
+    }
+}
+
+/// Is `password` a bcrypt hash rather than clear text?
+pub fn is_bcrypt(password: &str) -> bool {
+    ["$2a$", "$2b$", "$2y$", "$2x$"]
+        .iter()
+        .any(|p| password.starts_with(p))
+}
+
+/// Makes a bcrypt hash of `password` (`junction passwd`).
+pub fn hash_password(password: &str, cost: u32) -> Result<String, String> {
+    bcrypt::hash(password, cost).map_err(|e| e.to_string())
+}
+
+#[derive(Debug)]
+struct Account {
+    password: String,
+    bcrypt: bool,
+    identity: Identity,
 }
 
 /// The credentials the broker accepts. Empty means anyone may connect.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct Authenticator {
-    users: Vec<User>,
+    users: AHashMap<String, Account>,
     token: Option<String>,
+    no_auth_user: Option<String>,
+    /// SHA-256 of each bcrypt user's last password that verified.
+    verified: Mutex<AHashMap<String, [u8; 32]>>,
 }
 
 /// Compares in time that depends only on the lengths, not on where bytes differ.
-fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Runs a CPU-heavy check without stalling the async worker it is called on.
+fn off_worker<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
 }
 
 impl Authenticator {
-    /// An authenticator for these users and this token.
-    pub fn new(users: Vec<User>, token: Option<String>) -> Self {
-        Authenticator { users, token }
+    /// An authenticator for users of the default tenant and one token.
+    pub fn new(users: Vec<User>, token: Option<String>) -> Result<Self, String> {
+        Self::with_tenants(users, &[], token, None)
+    }
+
+    /// An authenticator for `users` of the default tenant, users of other
+    /// `tenants` (name, users), one token and the `no_auth_user`. Refuses
+    /// permissions that do not parse, a user listed twice (in any tenants) and a
+    /// `no_auth_user` that is not a user.
+    pub fn with_tenants(
+        users: Vec<User>,
+        tenants: &[(String, Vec<User>)],
+        token: Option<String>,
+        no_auth_user: Option<String>,
+    ) -> Result<Self, String> {
+        let mut accounts = AHashMap::new();
+        let default = TenantId::default_tenant();
+        let all = users
+            .into_iter()
+            .map(|u| (default.clone(), u))
+            .chain(tenants.iter().flat_map(|(t, us)| {
+                us.iter()
+                    .map(|u| (TenantId(Arc::from(t.as_str())), u.clone()))
+            }));
+        for (tenant, u) in all {
+            let permissions = match &u.permissions {
+                None => None,
+                Some(p) => {
+                    let p = p
+                        .build()
+                        .map_err(|e| format!("user '{}': permissions: {e}", u.user))?;
+                    (!p.is_open()).then(|| Arc::new(p))
+                }
+            };
+            let account = Account {
+                bcrypt: is_bcrypt(&u.password),
+                password: u.password,
+                identity: Identity {
+                    tenant,
+                    user: Some(Arc::from(u.user.as_str())),
+                    permissions,
+                },
+            };
+            if accounts.insert(u.user.clone(), account).is_some() {
+                return Err(format!("Duplicate user '{}'", u.user));
+            }
+        }
+        if let Some(n) = &no_auth_user
+            && !accounts.contains_key(n)
+        {
+            return Err(format!("no_auth_user '{n}' is not a configured user"));
+        }
+        Ok(Authenticator {
+            users: accounts,
+            token,
+            no_auth_user,
+            verified: Mutex::new(AHashMap::new()),
+        })
     }
 
     /// Does anything need credentials?
@@ -40,23 +265,62 @@ impl Authenticator {
         !self.users.is_empty() || self.token.is_some()
     }
 
-    /// Checks credentials; the tenant is the default until multi-tenancy lands.
-    pub fn check(&self, credentials: &Credentials) -> Result<TenantId, EngineError> {
+    /// Are there any users (rather than only a token)?
+    pub fn has_users(&self) -> bool {
+        !self.users.is_empty()
+    }
+
+    /// Checks credentials: who they belong to.
+    pub fn check(&self, credentials: &Credentials) -> Result<Identity, EngineError> {
         if !self.required() {
-            return Ok(TenantId::default_tenant());
+            return Ok(Identity::anonymous());
         }
-        let ok = match credentials {
-            Credentials::UserPassword { user, password } => self
-                .users
-                .iter()
-                .any(|u| u.user == *user && same_secret(&u.password, password)),
-            Credentials::Token(token) => {
-                self.token.as_deref().is_some_and(|t| same_secret(t, token))
+        match credentials {
+            Credentials::UserPassword { user, password } => self.check_user(user, password),
+            Credentials::Token(token)
+                if self
+                    .token
+                    .as_deref()
+                    .is_some_and(|t| same_secret(t.as_bytes(), token.as_bytes())) =>
+            {
+                Ok(Identity::anonymous())
             }
-            _ => false,
+            Credentials::None => match &self.no_auth_user {
+                Some(user) => self
+                    .users
+                    .get(user)
+                    .map(|a| a.identity.clone())
+                    .ok_or(EngineError::AuthorizationViolation),
+                None => Err(EngineError::AuthorizationViolation),
+            },
+            _ => Err(EngineError::AuthorizationViolation),
+        }
+    }
+
+    fn check_user(&self, user: &str, password: &str) -> Result<Identity, EngineError> {
+        let Some(account) = self.users.get(user) else {
+            return Err(EngineError::AuthorizationViolation);
+        };
+        let ok = if account.bcrypt {
+            let digest: [u8; 32] = Sha256::digest(password.as_bytes()).into();
+            let known = self
+                .verified
+                .lock()
+                .get(user)
+                .is_some_and(|d| same_secret(d, &digest));
+            known || {
+                let good =
+                    off_worker(|| bcrypt::verify(password, &account.password)).unwrap_or(false);
+                if good {
+                    self.verified.lock().insert(user.to_string(), digest);
+                }
+                good
+            }
+        } else {
+            same_secret(account.password.as_bytes(), password.as_bytes())
         };
         if ok {
-            Ok(TenantId::default_tenant())
+            Ok(account.identity.clone())
         } else {
             Err(EngineError::AuthorizationViolation)
         }
@@ -67,25 +331,69 @@ impl Authenticator {
 mod tests {
     use super::*;
 
-    #[test]
-    fn users_and_token() {
-        let a = Authenticator::new(
-            vec![User {
-                user: "u".into(),
-                password: "p".into(),
-            }],
-            Some("t".into()),
-        );
-        assert!(a.required());
-        let up = |u: &str, p: &str| Credentials::UserPassword {
+    fn up(u: &str, p: &str) -> Credentials {
+        Credentials::UserPassword {
             user: u.into(),
             password: p.into(),
-        };
+        }
+    }
+
+    #[test]
+    fn users_and_token() {
+        let a = Authenticator::new(vec![User::new("u", "p")], Some("t".into())).expect("auth");
+        assert!(a.required());
         assert!(a.check(&up("u", "p")).is_ok());
         assert!(a.check(&up("u", "x")).is_err());
         assert!(a.check(&Credentials::Token("t".into())).is_ok());
         assert!(a.check(&Credentials::Token("tt".into())).is_err());
         assert!(a.check(&Credentials::None).is_err());
         assert!(Authenticator::default().check(&Credentials::None).is_ok());
+    }
+
+    #[test]
+    fn bcrypt_tenants_and_no_auth_user() {
+        let hash = hash_password("secret", 4).expect("hash");
+        let mut alice = User::new("alice", hash);
+        alice.permissions = Some(PermissionsConfig {
+            publish: Some(RulesConfig::Allow(StringList::One("orders.>".into()))),
+            ..Default::default()
+        });
+        let a = Authenticator::with_tenants(
+            vec![User::new("admin", "pw")],
+            &[("acme".into(), vec![alice])],
+            None,
+            Some("alice".into()),
+        )
+        .expect("auth");
+        let id = a.check(&up("alice", "secret")).expect("alice");
+        assert_eq!(&*id.tenant.0, "acme");
+        let perms = id.permissions.expect("permissions");
+        assert!(perms.may_publish(b"orders.new"));
+        assert!(!perms.may_publish(b"other"));
+        // Remembered, then checked again.
+        assert!(a.check(&up("alice", "secret")).is_ok());
+        assert!(a.check(&up("alice", "wrong")).is_err());
+        assert_eq!(&*a.check(&up("admin", "pw")).expect("admin").tenant.0, "$G");
+        let anon = a.check(&Credentials::None).expect("no_auth_user");
+        assert_eq!(anon.user.as_deref(), Some("alice"));
+    }
+
+    #[test]
+    fn refusals() {
+        let dup = Authenticator::with_tenants(
+            vec![User::new("a", "p")],
+            &[("t".into(), vec![User::new("a", "q")])],
+            None,
+            None,
+        );
+        assert_eq!(dup.err().as_deref(), Some("Duplicate user 'a'"));
+        let missing = Authenticator::with_tenants(vec![], &[], None, Some("x".into()));
+        assert!(missing.is_err());
+        let mut bad = User::new("b", "p");
+        bad.permissions = Some(PermissionsConfig {
+            subscribe: Some(RulesConfig::Allow(StringList::One("a..b".into()))),
+            ..Default::default()
+        });
+        assert!(Authenticator::new(vec![bad], None).is_err());
     }
 }

@@ -230,7 +230,7 @@ impl StationEngine {
     /// Publishes a message from the engine in `tenant`.
     pub(crate) fn publish_as_system(&self, tenant: &TenantId, message: &Message) {
         use junction_api::Broker as _;
-        if *tenant == self.system.tenant {
+        if tenant == self.system.tenant() {
             self.publish(&self.system.clone(), message);
         } else {
             let system = ClientRecord::new(

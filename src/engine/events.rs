@@ -59,7 +59,7 @@ impl EventLog {
         let client = about.client;
         let tenant = about
             .tenant
-            .or(client.map(|c| &c.tenant))
+            .or(client.map(|c| c.tenant()))
             .cloned()
             .unwrap_or_default();
         let event = SystemEvent {

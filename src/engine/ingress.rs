@@ -60,7 +60,7 @@ impl StationEngine {
         // advisories).
         let mut routes = Vec::new();
         let message = match (!internal)
-            .then(|| self.routing.evaluate(&from.tenant, &message))
+            .then(|| self.routing.evaluate(from.tenant(), &message))
             .flatten()
         {
             Some(d) if d.drop => {
@@ -71,7 +71,7 @@ impl StationEngine {
                 if let Some(stored) = stored
                     && self
                         .stations
-                        .capture(&from.tenant, &message.subject)
+                        .capture(from.tenant(), &message.subject)
                         .is_some()
                 {
                     stored(Err(error.clone()));
@@ -94,24 +94,24 @@ impl StationEngine {
         };
         let mut targets: Vec<Arc<Station>> = self
             .stations
-            .capture(&from.tenant, &message.subject)
+            .capture(from.tenant(), &message.subject)
             .into_iter()
             .collect();
         // In a cluster, stations other nodes hold: the one that captures the
         // subject when no station here does, and those rules route to.
         let mut remote: Vec<Arc<super::placement::RemoteStation>> = if targets.is_empty() {
             self.placed
-                .capture(&from.tenant, &message.subject)
+                .capture(from.tenant(), &message.subject)
                 .into_iter()
                 .collect()
         } else {
             Vec::new()
         };
         for name in &routes {
-            match self.stations.get(&from.tenant, name) {
+            match self.stations.get(from.tenant(), name) {
                 Ok(s) if !targets.iter().any(|t| t.name() == s.name()) => targets.push(s),
                 Ok(_) => {}
-                Err(_) => match self.placed.get(&from.tenant, name) {
+                Err(_) => match self.placed.get(from.tenant(), name) {
                     Some(r) if !remote.iter().any(|t| t.config.name == r.config.name) => {
                         remote.push(r)
                     }
@@ -154,7 +154,7 @@ impl StationEngine {
                         junction_api::SystemEventKind::SchemaViolation,
                         super::events::About {
                             client: (from.id != self.system.id).then_some(from),
-                            tenant: Some(&from.tenant),
+                            tenant: Some(from.tenant()),
                             station: Some(station.name()),
                             ..Default::default()
                         },
@@ -182,7 +182,7 @@ impl StationEngine {
                 match station.replica.get() {
                     // A replicated station: through its group (its leader).
                     Some(group) => self.replicated_append(
-                        &from.tenant,
+                        from.tenant(),
                         station,
                         group,
                         copy,
@@ -209,7 +209,7 @@ impl StationEngine {
             let refused_there = remote_first
                 && remote
                     .first()
-                    .is_some_and(|r| !self.remote_schema_accepts(&from.tenant, r, &unmarked));
+                    .is_some_and(|r| !self.remote_schema_accepts(from.tenant(), r, &unmarked));
             for (i, station) in remote.iter().enumerate() {
                 let name = station.config.name.clone();
                 let callback = if remote_first && i == 0 {
@@ -218,7 +218,7 @@ impl StationEngine {
                     routed_callback(name)
                 };
                 self.store_remote(
-                    &from.tenant,
+                    from.tenant(),
                     station,
                     &unmarked,
                     options,

@@ -491,7 +491,7 @@ impl LineageLog {
             inner.traces.entry(trace).or_default().push(msg_id);
         }
         inner.ring.push_back(Entry {
-            tenant: from.tenant.clone(),
+            tenant: from.tenant().clone(),
             record: record.clone(),
             subject: message.subject.clone(),
             station: None,

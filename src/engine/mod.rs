@@ -58,11 +58,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::SystemTime;
 use trie::{SubjectTrie, Subscription};
 
-pub use auth::{Authenticator, User};
+pub use auth::{Authenticator, PermissionsConfig, RulesConfig, StringList, User};
 pub use join::{RestartHook, join_routes};
 
 /// What the engine needs to know at start.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct EngineOptions {
     /// Server name shown to clients and in monitoring.
     pub server_name: String,
@@ -256,7 +256,7 @@ impl StationEngine {
             let Some(entry) = clients.get_mut(&client) else {
                 return;
             };
-            let tenant = entry.record.tenant.clone();
+            let tenant = entry.record.tenant().clone();
             ids.iter()
                 .filter_map(|id| entry.subscriptions.remove(id))
                 .map(|s| (tenant.clone(), s))
@@ -275,7 +275,7 @@ impl StationEngine {
     fn fan_out(&self, from: &ClientRecord, route: &Subject, message: &Message) -> usize {
         let fanout = junction_api::FanoutId::next();
         let bytes = message.payload.len() as u64;
-        let result = self.trie(&from.tenant).matches(route);
+        let result = self.trie(from.tenant()).matches(route);
         let skip_self = from.no_echo();
         // What an MQTT client publishes carries the MQTT front-end's markers; only
         // MQTT subscribers get them (copied once, for the first other subscriber).
@@ -352,7 +352,7 @@ impl StationEngine {
         }
         if !peers.is_empty() {
             let route = (*route != message.subject).then_some(route);
-            self.forward_to_peers(&from.tenant, message, route, marked, peers);
+            self.forward_to_peers(from.tenant(), message, route, marked, peers);
         }
         delivered
     }
@@ -383,7 +383,10 @@ impl Broker for StationEngine {
         self.options.auth.required()
     }
 
-    fn authenticate(&self, credentials: &Credentials) -> Result<TenantId, EngineError> {
+    fn authenticate(
+        &self,
+        credentials: &Credentials,
+    ) -> Result<junction_api::Identity, EngineError> {
         self.options.auth.check(credentials)
     }
 
@@ -440,7 +443,7 @@ impl Broker for StationEngine {
         let Some(entry) = self.clients.write().remove(&client) else {
             return;
         };
-        let trie = self.trie(&entry.record.tenant);
+        let trie = self.trie(entry.record.tenant());
         for sub in entry.subscriptions.values() {
             trie.remove(sub);
         }
@@ -840,9 +843,9 @@ impl Broker for StationEngine {
             entry.subscriptions.insert(id, sub.clone());
         }
         let shared = sub.shared.then(|| sub.clone());
-        self.trie(&from.tenant).insert(sub);
+        self.trie(from.tenant()).insert(sub);
         if let Some(sub) = shared {
-            self.share_interest(&from.tenant, &sub, true);
+            self.share_interest(from.tenant(), &sub, true);
         }
         Ok(id)
     }
@@ -1728,7 +1731,7 @@ impl StationEngine {
             .clients
             .read()
             .get(&client)
-            .filter(|e| e.record.id != self.system.id && e.record.tenant == *tenant)
+            .filter(|e| e.record.id != self.system.id && e.record.tenant() == tenant)
             .map(|e| e.record.clone())
             .ok_or(EngineError::ClientNotFound)?;
         // The front-end's callback only signals its task; no engine lock is held.

@@ -12,16 +12,7 @@ use rumqttc::v5::mqttbytes::v5::SubscribeReasonCode as Sub5;
 
 async fn broker_with_users() -> TestBroker {
     mqtt_broker_with(|c| {
-        c.auth.users = vec![
-            User {
-                user: "alice".into(),
-                password: "secret".into(),
-            },
-            User {
-                user: "bob".into(),
-                password: "hunter2".into(),
-            },
-        ];
+        c.auth.users = vec![User::new("alice", "secret"), User::new("bob", "hunter2")];
     })
     .await
 }
@@ -106,16 +97,7 @@ async fn broker_with_acl() -> TestBroker {
                 deny_subscribe: vec![],
             },
         ];
-        c.auth.users = vec![
-            User {
-                user: "alice".into(),
-                password: "a".into(),
-            },
-            User {
-                user: "bob".into(),
-                password: "b".into(),
-            },
-        ];
+        c.auth.users = vec![User::new("alice", "a"), User::new("bob", "b")];
     })
     .await
 }

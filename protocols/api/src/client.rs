@@ -2,7 +2,9 @@
 
 use parking_lot::Mutex;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use crate::permissions::Permissions;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -104,6 +106,25 @@ pub enum Credentials {
     Token(String),
 }
 
+/// Who a client authenticated as: its tenant, its user name and what it may do.
+#[derive(Debug, Clone, Default)]
+pub struct Identity {
+    /// The tenant (account) the user belongs to.
+    pub tenant: TenantId,
+    /// The user name, when the credentials named one.
+    pub user: Option<Arc<str>>,
+    /// What the user may publish and subscribe to; `None` allows everything.
+    pub permissions: Option<Arc<Permissions>>,
+}
+
+impl Identity {
+    /// Anyone, in the default tenant, with no limits: what a client gets when
+    /// the broker requires no credentials.
+    pub fn anonymous() -> Self {
+        Identity::default()
+    }
+}
+
 /// What a front-end tells the engine about a new connection.
 #[derive(Debug, Clone)]
 pub struct NewClient {
@@ -174,8 +195,10 @@ struct ClientDetails {
 pub struct ClientRecord {
     /// Process-unique id.
     pub id: ClientId,
-    /// Tenant the client belongs to.
-    pub tenant: TenantId,
+    /// Tenant the client was registered in (replaced once by its identity).
+    tenant: TenantId,
+    /// Who the client authenticated as, set once.
+    identity: OnceLock<Identity>,
     /// Protocol spoken.
     pub protocol: Protocol,
     /// Peer address.
@@ -214,6 +237,7 @@ impl ClientRecord {
         let record = ClientRecord {
             id,
             tenant,
+            identity: OnceLock::new(),
             protocol: new.protocol,
             remote: new.remote,
             start: SystemTime::now(),
@@ -225,6 +249,28 @@ impl ClientRecord {
         };
         record.stats.touch();
         record
+    }
+
+    /// The tenant the client belongs to: its identity's, once it authenticated.
+    pub fn tenant(&self) -> &TenantId {
+        self.identity.get().map_or(&self.tenant, |i| &i.tenant)
+    }
+
+    /// Who the client authenticated as, if it did.
+    pub fn identity(&self) -> Option<&Identity> {
+        self.identity.get()
+    }
+
+    /// The client's permissions; `None` allows everything.
+    pub fn permissions(&self) -> Option<&Arc<Permissions>> {
+        self.identity.get().and_then(|i| i.permissions.as_ref())
+    }
+
+    /// Records who the client authenticated as. Call it once, before the client
+    /// subscribes or publishes: its tenant decides where both go. False if an
+    /// identity was already set (the first one stays).
+    pub fn set_authenticated(&self, identity: Identity) -> bool {
+        self.identity.set(identity).is_ok()
     }
 
     /// Registers how the owning front-end closes this connection when asked from
@@ -307,7 +353,7 @@ impl ClientRecord {
     ) -> ClientRecord {
         let record = ClientRecord::new(
             self.id,
-            self.tenant.clone(),
+            self.tenant().clone(),
             &NewClient {
                 protocol: self.protocol,
                 remote,

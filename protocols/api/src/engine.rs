@@ -2,7 +2,7 @@
 
 use crate::{
     AckKind, ClientId, ClientRecord, ClientSnapshot, Credentials, EngineError, FanoutId,
-    FetchRequest, FetchSink, GroupConfig, GroupInfo, LineageGraph, LineageTrace, Message,
+    FetchRequest, FetchSink, GroupConfig, GroupInfo, Identity, LineageGraph, LineageTrace, Message,
     MessageQuery, NewClient, PublishOptions, Purge, QueueGroup, ResendRequest, ResendStatus,
     RoutingRule, SchemaFormat, SchemaInfo, StationConfig, StationInfo, StoredCallback,
     StoredMessage, Subject, SubjectFilter, SubscriptionSnapshot, SystemEvent, TenantId,
@@ -204,8 +204,10 @@ pub trait Broker: Send + Sync + 'static {
     /// Does this broker require credentials?
     fn auth_required(&self) -> bool;
 
-    /// Checks credentials and returns the tenant they belong to.
-    fn authenticate(&self, credentials: &Credentials) -> Result<TenantId, EngineError>;
+    /// Checks credentials: who they belong to (tenant, user, permissions). May
+    /// run a slow password hash (bcrypt); the engine runs it off the async
+    /// workers and remembers recent successes.
+    fn authenticate(&self, credentials: &Credentials) -> Result<Identity, EngineError>;
 
     /// Registers a new connection. Fails when the server is at its connection limit.
     fn connect(

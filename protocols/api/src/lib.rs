@@ -28,6 +28,7 @@ mod group;
 mod headers;
 mod lineage;
 mod message;
+mod permissions;
 mod publish;
 mod routing;
 mod schema;
@@ -35,8 +36,8 @@ mod station;
 mod subject;
 
 pub use client::{
-    ClientId, ClientKind, ClientRecord, ClientSnapshot, ClientStats, Credentials, NewClient,
-    Protocol, SubscriptionSnapshot, TenantId,
+    ClientId, ClientKind, ClientRecord, ClientSnapshot, ClientStats, Credentials, Identity,
+    NewClient, Protocol, SubscriptionSnapshot, TenantId,
 };
 pub use dead_letter::{
     DLS_DELIVERIES, DLS_GROUP, DLS_PREFIX, DLS_REASON, DLS_SEQUENCE, DLS_STATION, DLS_SUBJECT,
@@ -64,6 +65,7 @@ pub use lineage::{
     parse_hex_id, protocol_name, render_lineage, trace_id_of,
 };
 pub use message::Message;
+pub use permissions::{PermissionRule, Permissions, ResponsePermission, SubjectRules};
 pub use publish::{PublishOptions, Rollup, STEERING_HEADERS, stored_msg_id};
 pub use routing::{Predicate, RoutingAction, RoutingRule};
 pub use schema::{SchemaFormat, SchemaInfo, SchemaVersion};

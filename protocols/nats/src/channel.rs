@@ -9,11 +9,11 @@ use crate::encode;
 use crate::frame::{ClientOp, FrameError};
 use crate::info::ConnectOptions;
 use crate::jetstream::PubAck;
-use crate::outbound::{CloseReason, NatsSubscription, Outbound};
+use crate::outbound::{CloseReason, DeliveryGuard, NatsSubscription, Outbound, Replies};
 use bytes::Bytes;
 use junction_api::{
-    ClientRecord, Credentials, Delivery, Engine, EngineError, FanoutId, Message, PublishOptions,
-    QueueGroup, StoredCallback, Subject, SubjectFilter, Subscriber, SubscriptionId,
+    ClientRecord, Credentials, Delivery, Engine, EngineError, FanoutId, Message, Permissions,
+    PublishOptions, QueueGroup, StoredCallback, Subject, SubjectFilter, Subscriber, SubscriptionId,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -46,6 +46,26 @@ pub struct NatsChannel<E: Engine> {
     /// every request over one `_INBOX.<id>.*` subscription, so this is almost always
     /// the one for the next.
     ack_sid: Option<Bytes>,
+    /// The user's permissions, once CONNECT authenticated one that has any.
+    permissions: Option<Arc<Permissions>>,
+    /// Reply subjects the user may answer (`allow_responses`).
+    replies: Option<Arc<Replies>>,
+}
+
+/// A subject quoted as Go's `%q` quotes it (nats-server's error texts).
+fn go_quote(text: &[u8]) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in String::from_utf8_lossy(text).chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&c.escape_default().to_string()),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// Where a PubAck goes straight to: the publishing connection's own subscription.
@@ -82,6 +102,8 @@ impl<E: Engine> NatsChannel<E> {
             active: false,
             published: false,
             ack_sid: None,
+            permissions: None,
+            replies: None,
         }
     }
 
@@ -252,12 +274,25 @@ impl<E: Engine> NatsChannel<E> {
                 },
                 (None, None) => Credentials::None,
             };
-            if self.engine.authenticate(&credentials).is_err() {
-                tracing::info!(cid = self.client.id.0, remote = %self.client.remote, "authentication failure");
-                return self.error_and_close(
-                    "Authorization Violation",
-                    CloseReason::AuthorizationViolation,
-                );
+            match self.engine.authenticate(&credentials) {
+                Ok(identity) => {
+                    self.permissions = identity.permissions.clone();
+                    if self
+                        .permissions
+                        .as_ref()
+                        .is_some_and(|p| p.responses.is_some())
+                    {
+                        self.replies = Some(Arc::new(Replies::default()));
+                    }
+                    self.client.set_authenticated(identity);
+                }
+                Err(_) => {
+                    tracing::info!(cid = self.client.id.0, remote = %self.client.remote, "authentication failure");
+                    return self.error_and_close(
+                        "Authorization Violation",
+                        CloseReason::AuthorizationViolation,
+                    );
+                }
             }
         }
         if options.account.is_some() || options.new_account.is_some() {
@@ -312,6 +347,21 @@ impl<E: Engine> NatsChannel<E> {
             self.error("Invalid Publish Subject");
             return Ok(());
         }
+        if let Some(p) = &self.permissions
+            && !p.may_publish(&subject)
+            && !self.response_allowed(p, &subject)
+        {
+            tracing::info!(
+                cid = self.client.id.0,
+                "Publish Violation - Subject {}",
+                go_quote(&subject)
+            );
+            self.error(&format!(
+                "Permissions Violation for Publish to {}",
+                go_quote(&subject)
+            ));
+            return Ok(());
+        }
         let headers = match headers {
             Some(block) if !block.is_empty() => match encode::parse_header_block(&block) {
                 Ok(h) => Some(h),
@@ -363,6 +413,15 @@ impl<E: Engine> NatsChannel<E> {
             self.no_responders(reply);
         }
         Ok(())
+    }
+
+    /// May the user answer on `subject` (a reply subject of a message it was
+    /// delivered, within `allow_responses`)?
+    fn response_allowed(&self, permissions: &Permissions, subject: &[u8]) -> bool {
+        match (&self.replies, permissions.responses) {
+            (Some(replies), Some(limits)) => replies.allow(subject, limits),
+            _ => false,
+        }
     }
 
     /// This connection's own plain subscription matching `reply`, if any (the last
@@ -471,6 +530,25 @@ impl<E: Engine> NatsChannel<E> {
                 return;
             }
         };
+        if let Some(p) = &self.permissions {
+            let q = queue.as_ref().map(|q| q.to_str_lossy().into_owned());
+            if !p.may_subscribe(filter.as_bytes(), q.as_deref()) {
+                let text = match &q {
+                    Some(q) => format!(
+                        "Permissions Violation for Subscription to {} using queue {}",
+                        go_quote(filter.as_bytes()),
+                        go_quote(q.as_bytes())
+                    ),
+                    None => format!(
+                        "Permissions Violation for Subscription to {}",
+                        go_quote(filter.as_bytes())
+                    ),
+                };
+                tracing::info!(cid = self.client.id.0, sid = %String::from_utf8_lossy(&sid), "{text}");
+                self.error(&text);
+                return;
+            }
+        }
         if let Some(existing) = self.subscriptions.get(&sid) {
             if !existing.subscription.is_done() {
                 self.ok();
@@ -480,7 +558,21 @@ impl<E: Engine> NatsChannel<E> {
             // is free again, as in nats-server.
             self.subscriptions.remove(&sid);
         }
-        let subscription = Arc::new(NatsSubscription::new(sid.clone(), self.out.clone()));
+        let guard = self.permissions.as_ref().and_then(|p| {
+            let q = queue.as_ref().map(|q| q.to_str_lossy().into_owned());
+            let check_deny = p.needs_delivery_check(&filter, q.as_deref());
+            (check_deny || self.replies.is_some()).then(|| DeliveryGuard {
+                permissions: p.clone(),
+                queue: q,
+                check_deny,
+                replies: self.replies.clone(),
+            })
+        });
+        let subscription = Arc::new(NatsSubscription::guarded(
+            sid.clone(),
+            self.out.clone(),
+            guard,
+        ));
         let queued = queue.is_some();
         match self
             .engine

@@ -9,10 +9,12 @@
 
 use crate::encode;
 use bytes::{Bytes, BytesMut};
-use junction_api::{ClientRecord, Delivery, Message, Subscriber};
+use junction_api::{ClientRecord, Delivery, Message, Permissions, ResponsePermission, Subscriber};
 use parking_lot::Mutex;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -222,16 +224,79 @@ pub struct NatsSubscription {
     delivered: AtomicU64,
     /// Unsubscribe after this many deliveries in total; 0 means no limit.
     max: AtomicU64,
+    /// Permission checks at delivery, for users with permissions.
+    guard: Option<DeliveryGuard>,
+}
+
+/// What a subscription of a user with permissions checks as it delivers: deny
+/// entries that a wider subscription could carry messages from, and the reply
+/// subjects the user may answer once (`allow_responses`).
+pub struct DeliveryGuard {
+    /// The user's permissions.
+    pub permissions: Arc<Permissions>,
+    /// The subscription's queue group.
+    pub queue: Option<String>,
+    /// Filter every message through the subscribe deny list.
+    pub check_deny: bool,
+    /// Where reply subjects of delivered messages are recorded.
+    pub replies: Option<Arc<Replies>>,
+}
+
+/// Reply subjects a user with `allow_responses` may publish to: each with when
+/// it was received and how many replies it has had.
+#[derive(Default)]
+pub struct Replies(parking_lot::Mutex<HashMap<Bytes, (Instant, u32)>>);
+
+/// More recorded replies than this and expired ones are dropped.
+const REPLIES_PRUNE_AT: usize = 4096;
+
+impl Replies {
+    fn record(&self, reply: &Bytes, expires: Duration) {
+        let mut map = self.0.lock();
+        if map.len() >= REPLIES_PRUNE_AT {
+            let now = Instant::now();
+            map.retain(|_, (t, _)| expires.is_zero() || now.duration_since(*t) <= expires);
+            if map.len() >= REPLIES_PRUNE_AT {
+                map.clear();
+            }
+        }
+        map.insert(reply.clone(), (Instant::now(), 0));
+    }
+
+    /// May one more reply be published to `subject`? Counts it when it may.
+    pub fn allow(&self, subject: &[u8], limits: ResponsePermission) -> bool {
+        let mut map = self.0.lock();
+        let Some((at, n)) = map.get_mut(subject) else {
+            return false;
+        };
+        *n += 1;
+        let over = limits.max > 0 && *n > limits.max;
+        let expired = !limits.expires.is_zero() && at.elapsed() > limits.expires;
+        if over || expired {
+            map.remove(subject);
+            return false;
+        }
+        if limits.max > 0 && *n == limits.max {
+            map.remove(subject);
+        }
+        true
+    }
 }
 
 impl NatsSubscription {
     /// A subscription delivering to `out` under `sid`.
     pub fn new(sid: Bytes, out: Arc<Outbound>) -> Self {
+        Self::guarded(sid, out, None)
+    }
+
+    /// A subscription that checks `guard` as it delivers.
+    pub fn guarded(sid: Bytes, out: Arc<Outbound>, guard: Option<DeliveryGuard>) -> Self {
         NatsSubscription {
             sid,
             out,
             delivered: AtomicU64::new(0),
             max: AtomicU64::new(0),
+            guard,
         }
     }
 
@@ -254,6 +319,20 @@ impl NatsSubscription {
 
 impl Subscriber for NatsSubscription {
     fn deliver(&self, message: &Message, _fanout: junction_api::FanoutId) -> Delivery {
+        if let Some(guard) = &self.guard {
+            if guard.check_deny
+                && guard
+                    .permissions
+                    .deny_delivery(&message.subject, guard.queue.as_deref())
+            {
+                return Delivery::Accepted;
+            }
+            if let (Some(replies), Some(reply), Some(limits)) =
+                (&guard.replies, &message.reply, guard.permissions.responses)
+            {
+                replies.record(reply.bytes(), limits.expires);
+            }
+        }
         let max = self.max.load(Ordering::Relaxed);
         let n = self.delivered.fetch_add(1, Ordering::Relaxed) + 1;
         if max > 0 && n > max {

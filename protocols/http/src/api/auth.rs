@@ -4,12 +4,12 @@
 use super::ApiState;
 use super::error::AppError;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use junction_api::{Credentials, Engine, TenantId};
+use junction_api::{Credentials, Engine, Identity, Permissions, TenantId};
 use std::sync::Arc;
 
 /// Which kinds of credentials the broker is configured with. A refused request is
@@ -51,6 +51,70 @@ impl AuthMethods {
 #[derive(Debug, Clone)]
 pub struct Tenant(pub TenantId);
 
+/// Who the request authenticated as, set by [`require`] (anonymous when the
+/// broker requires no credentials).
+#[derive(Debug, Clone, Default)]
+pub struct Authenticated(pub Identity);
+
+impl Authenticated {
+    /// Who `request` authenticated as (anonymous outside `/v1`).
+    pub fn of<B>(request: &axum::http::Request<B>) -> Authenticated {
+        request
+            .extensions()
+            .get::<Authenticated>()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// May the caller publish to `subject`? 403 `forbidden` when not.
+    pub fn may_publish(&self, subject: &str) -> Result<(), AppError> {
+        check_publish(self.0.permissions.as_deref(), subject)
+    }
+
+    /// May the caller subscribe to (read) `filter`, in `queue` if given?
+    pub fn may_subscribe(&self, filter: &str, queue: Option<&str>) -> Result<(), AppError> {
+        check_subscribe(self.0.permissions.as_deref(), filter, queue)
+    }
+}
+
+/// 403 `forbidden` with nats-server's text when `permissions` refuse publishing
+/// to `subject`.
+pub fn check_publish(permissions: Option<&Permissions>, subject: &str) -> Result<(), AppError> {
+    match permissions {
+        Some(p) if !p.may_publish(subject.as_bytes()) => {
+            tracing::info!(subject, "HTTP publish refused by permissions");
+            Err(AppError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("Permissions Violation for Publish to \"{subject}\""),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// 403 `forbidden` with nats-server's text when `permissions` refuse a
+/// subscription to `filter` (in `queue`).
+pub fn check_subscribe(
+    permissions: Option<&Permissions>,
+    filter: &str,
+    queue: Option<&str>,
+) -> Result<(), AppError> {
+    match permissions {
+        Some(p) if !p.may_subscribe(filter.as_bytes(), queue) => {
+            tracing::info!(filter, "HTTP subscription refused by permissions");
+            let text = match queue {
+                Some(q) => format!(
+                    "Permissions Violation for Subscription to \"{filter}\" using queue \"{q}\""
+                ),
+                None => format!("Permissions Violation for Subscription to \"{filter}\""),
+            };
+            Err(AppError::new(StatusCode::FORBIDDEN, "forbidden", text))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Reads the credentials of a request.
 pub fn credentials(headers: &HeaderMap) -> Result<Credentials, AppError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
@@ -87,7 +151,7 @@ pub async fn require(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let tenant = if state.engine.auth_required() {
+    let identity = if state.engine.auth_required() {
         match check(
             state.engine.as_ref(),
             request.headers(),
@@ -97,9 +161,12 @@ pub async fn require(
             Err(refused) => return *refused,
         }
     } else {
-        TenantId::default_tenant()
+        Identity::anonymous()
     };
-    request.extensions_mut().insert(Tenant(tenant));
+    request
+        .extensions_mut()
+        .insert(Tenant(identity.tenant.clone()));
+    request.extensions_mut().insert(Authenticated(identity));
     next.run(request).await
 }
 
@@ -124,7 +191,7 @@ fn check(
     engine: &dyn Engine,
     headers: &HeaderMap,
     methods: AuthMethods,
-) -> Result<TenantId, Box<Response>> {
+) -> Result<Identity, Box<Response>> {
     let refused = |e| Box::new(refuse(e, is_scripted(headers), methods));
     let creds = match credentials(headers) {
         Ok(Credentials::None) => {

@@ -123,6 +123,7 @@ pub struct Caller {
     remote: Option<SocketAddr>,
     agent: Option<String>,
     user: Option<String>,
+    auth: super::auth::Authenticated,
 }
 
 impl Caller {
@@ -149,7 +150,13 @@ impl Caller {
                 .filter(|v| !v.is_empty())
                 .map(str::to_owned),
             user,
+            auth: super::auth::Authenticated::of(request),
         }
+    }
+
+    /// May the caller publish to `subject`? 403 `forbidden` when not.
+    pub fn may_publish(&self, subject: &Subject) -> Result<(), AppError> {
+        self.auth.may_publish(&subject.to_str_lossy())
     }
 
     /// The record the gateway client `client` publishes this caller's messages
@@ -250,6 +257,7 @@ pub async fn publish_subject(
     check_size(&state, &payload)?;
     let subject = Subject::new(subject)
         .map_err(|e| AppError::bad_request("invalid_subject", format!("subject: {e}")))?;
+    caller.may_publish(&subject)?;
     let client = state.clients.get(&tenant)?;
     let message = Message {
         subject,
@@ -377,6 +385,7 @@ pub async fn publish_to_station(
     check_size(&state, &payload)?;
     let info = state.engine.station_info(&tenant, &station)?;
     let subject = station_subject(&info.config, query.subject.as_deref())?;
+    caller.may_publish(&subject)?;
     let client = state.clients.get(&tenant)?;
     let message = Message {
         subject,
@@ -551,12 +560,17 @@ pub async fn publish_batch(
     }
     let info = state.engine.station_info(&tenant, &station)?;
     let client = state.clients.get(&tenant)?;
+    let allowed = |m: &Message| caller.may_publish(&m.subject);
+    let checked: Vec<Result<Message, AppError>> = items
+        .into_iter()
+        .map(|item| batch_message(&state, &info.config, item).and_then(|m| allowed(&m).map(|()| m)))
+        .collect();
     let producer = caller.record(&client);
     // Publish everything first so the station commits them together, then wait.
-    let pending: Vec<Result<Pending, AppError>> = items
+    let pending: Vec<Result<Pending, AppError>> = checked
         .into_iter()
-        .map(|item| {
-            batch_message(&state, &info.config, item).and_then(|message| {
+        .map(|checked| {
+            checked.and_then(|message| {
                 let options = HttpOptions::of(None, message.headers.as_ref())?;
                 Ok(start_publish(
                     &state, &client, &producer, &message, &options,

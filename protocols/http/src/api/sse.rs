@@ -97,10 +97,12 @@ fn events(stream: EventStream) -> impl Stream<Item = Result<Event, Infallible>> 
 pub async fn subject_events(
     State(state): State<Arc<ApiState>>,
     Extension(Tenant(tenant)): Extension<Tenant>,
+    Extension(auth): Extension<super::auth::Authenticated>,
     ApiPath(filter): ApiPath<String>,
     ApiQuery(query): ApiQuery<EventsQuery>,
     remote: Option<Extension<ConnectInfo<SocketAddr>>>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
+    auth.may_subscribe(&filter, query.queue.as_deref())?;
     let filter = SubjectFilter::new(filter)
         .map_err(|e| AppError::bad_request("invalid_subject", format!("filter: {e}")))?;
     let queue = query

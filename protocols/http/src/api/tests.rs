@@ -30,8 +30,8 @@ impl Broker for Broken {
     fn auth_required(&self) -> bool {
         false
     }
-    fn authenticate(&self, _: &Credentials) -> Result<TenantId, EngineError> {
-        Ok(TenantId::default_tenant())
+    fn authenticate(&self, _: &Credentials) -> Result<junction_api::Identity, EngineError> {
+        Ok(junction_api::Identity::anonymous())
     }
     fn connect(&self, _: NewClient, _: TenantId) -> Result<Arc<ClientRecord>, EngineError> {
         Err(EngineError::MaxConnections)

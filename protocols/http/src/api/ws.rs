@@ -199,6 +199,7 @@ struct MessageFrame {
 pub async fn websocket(
     State(state): State<Arc<ApiState>>,
     Extension(Tenant(tenant)): Extension<Tenant>,
+    Extension(auth): Extension<super::auth::Authenticated>,
     remote: Option<Extension<ConnectInfo<SocketAddr>>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, AppError> {
@@ -207,6 +208,7 @@ pub async fn websocket(
         Err(rejection) => return Ok(crate::websocket::refuse_upgrade(rejection)),
     };
     let live = LiveClient::connect(&state, &tenant, Protocol::WebSocket, remote, "websocket")?;
+    live.client.set_authenticated(auth.0);
     // Base64 makes a payload a third larger; leave room for the rest of the frame.
     let max_frame = state
         .settings
@@ -398,6 +400,11 @@ fn handle(
                         format!("subscription '{sub}' exists"),
                     ));
                 }
+                super::auth::check_subscribe(
+                    client.permissions().map(|p| &**p),
+                    &subject,
+                    queue.as_deref(),
+                )?;
                 let filter = SubjectFilter::new(subject).map_err(|e| {
                     AppError::bad_request("invalid_subject", format!("subject: {e}"))
                 })?;
@@ -460,6 +467,10 @@ fn handle(
                 let subject = Subject::new(subject).map_err(|e| {
                     AppError::bad_request("invalid_subject", format!("subject: {e}"))
                 })?;
+                super::auth::check_publish(
+                    client.permissions().map(|p| &**p),
+                    &subject.to_str_lossy(),
+                )?;
                 let payload = decode_payload(payload, payload_base64)?;
                 let max = state.settings.max_payload;
                 if payload.len() > max {

@@ -339,7 +339,12 @@ where
                     || junction_api::is_internal_publish_subject(subject.as_bytes())
                 {
                     Some((0x87, format!("topic '{topic_name}' is reserved")))
-                } else if denied_publish(&self.broker, self.username.as_deref(), &topic_name) {
+                } else if denied_publish(&self.broker, self.username.as_deref(), &topic_name)
+                    || self
+                        .client
+                        .permissions()
+                        .is_some_and(|p| !p.may_publish(subject.as_bytes()))
+                {
                     Some((0x87, format!("not authorized to publish to '{topic_name}'")))
                 } else if props.is_utf8_payload && std::str::from_utf8(&p.payload).is_err() {
                     Some((
@@ -482,7 +487,15 @@ where
                     .await;
                 return Some(End::WithWill);
             }
-            if self.denied_subscribe_filter(&mapped.topic_filter) {
+            if self.denied_subscribe_filter(&mapped.topic_filter)
+                || self.client.permissions().is_some_and(|p| {
+                    let queue = mapped.share.as_deref();
+                    mapped
+                        .subjects
+                        .iter()
+                        .any(|s| !p.may_subscribe(s.as_bytes(), queue))
+                })
+            {
                 tracing::info!(client_id = %self.client_id, filter = %raw, "MQTT subscribe denied by ACL");
                 codes.push(if self.v5 { 0x87 } else { 0x80 });
                 continue;
@@ -634,6 +647,12 @@ where
     }
 
     pub(super) fn denied_receive(&self, topic_name: &str) -> bool {
+        if let Some(p) = self.client.permissions()
+            && let Ok(subject) = topic::topic_to_subject(topic_name)
+            && p.deny_delivery(&subject, None)
+        {
+            return true;
+        }
         self.broker.options.acl.iter().any(|r| {
             (r.user.is_none() || r.user.as_deref() == self.username.as_deref())
                 && r.deny_subscribe

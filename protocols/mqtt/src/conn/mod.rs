@@ -23,8 +23,8 @@ use bytes::Bytes;
 use bytestring::ByteString;
 use junction_api::{
     AckKind, AckPolicy, ClientRecord, Credentials, DeliverPolicy, Delivered, EngineError,
-    FetchRequest, GroupConfig, Headers, Message, NewClient, Protocol, QueueGroup, Subject,
-    SubjectFilter, SubscriptionId, TenantId,
+    FetchRequest, GroupConfig, Headers, Identity, Message, NewClient, Protocol, QueueGroup,
+    Subject, SubjectFilter, SubscriptionId,
 };
 use outbound::expires_at;
 use rmqtt_codec::error::DecodeError;
@@ -397,7 +397,7 @@ async fn connect<S>(
         return;
     }
     // Authentication: the same users as NATS.
-    let tenant_id = if broker.engine.auth_required() {
+    let identity = if broker.engine.auth_required() {
         let creds = match (&info.username, &info.password) {
             (Some(u), p) => Credentials::UserPassword {
                 user: u.clone(),
@@ -430,18 +430,24 @@ async fn connect<S>(
             }
         }
     } else {
-        TenantId::default_tenant()
+        Identity::anonymous()
     };
+    let tenant_id = identity.tenant.clone();
     // The will must be a valid topic the user may publish to.
     if let Some(w) = &info.will {
-        if let Err(e) = topic::topic_to_subject(&w.topic) {
+        let subject = topic::topic_to_subject(&w.topic);
+        if let Err(e) = &subject {
             // 3.1.1: a wildcard in the will topic is a malformed CONNECT (close, no
             // CONNACK); MQTT 5 has a reason code for it.
             let why = format!("will topic is not valid: {e}");
             malformed_connect(&mut framed, v5, remote, 0x90, &why).await;
             return;
         }
-        if denied_publish(&broker, info.username.as_deref(), &w.topic) {
+        let forbidden = match (&identity.permissions, &subject) {
+            (Some(p), Ok(s)) => !p.may_publish(s.as_bytes()),
+            _ => false,
+        };
+        if forbidden || denied_publish(&broker, info.username.as_deref(), &w.topic) {
             refuse(&info.client_id, 0x87, "will topic denied");
             send_connack_error(&mut framed, v5, 0x87, "not authorized to publish the will").await;
             return;
@@ -474,6 +480,7 @@ async fn connect<S>(
             return;
         }
     };
+    client.set_authenticated(identity);
     client.set_identity(
         Some(info.client_id.clone()),
         Some("mqtt".to_owned()),
