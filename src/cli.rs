@@ -48,6 +48,9 @@ pub enum Command {
     /// Cluster commands: `status` shows the nodes a running broker knows,
     /// `peer-remove` and `leave` take a node out (docs/cluster.md).
     Cluster(crate::cluster_cli::ClusterArgs),
+    /// Make a bcrypt hash of a password for a user's `password` in the
+    /// configuration (`[[auth.users]]`, `[[tenants.users]]`).
+    Passwd(crate::passwd::PasswdArgs),
 }
 
 /// Flags of `junction serve`. Precedence: defaults, then the config file, then

@@ -142,6 +142,7 @@ fn main() -> ExitCode {
         Some(Command::Health(args)) => junction::health::main(args),
         Some(Command::LameDuck(args)) => junction::lame_duck::main(args),
         Some(Command::Cluster(args)) => junction::cluster_cli::main(args),
+        Some(Command::Passwd(args)) => junction::passwd::main(args),
         Some(Command::Serve(args)) => {
             if args.version {
                 println!("junction: v{}", junction::VERSION);

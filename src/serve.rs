@@ -333,6 +333,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             max_connections: config.limits.max_connections,
             max_subscriptions: config.limits.max_subscriptions,
             auth,
+            tenants: config
+                .tenants
+                .iter()
+                .map(|t| junction_api::TenantId(std::sync::Arc::from(t.name.as_str())))
+                .collect(),
         },
         store,
     )

@@ -74,6 +74,8 @@ pub struct EngineOptions {
     pub max_subscriptions: usize,
     /// Who may connect.
     pub auth: Authenticator,
+    /// Tenants besides the default one (`[[tenants]]`).
+    pub tenants: Vec<TenantId>,
 }
 
 struct ClientEntry {
@@ -112,6 +114,8 @@ pub struct StationEngine {
     lineage: Arc<lineage::LineageLog>,
     routing: routing::RoutingTable,
     system: Arc<ClientRecord>,
+    /// The engine's own client in each other tenant, made when first asked for.
+    tenant_clients: RwLock<AHashMap<TenantId, Arc<ClientRecord>>>,
     events: events::EventLog,
     /// This engine, for the admin calls that move their work to a blocking thread.
     me: std::sync::Weak<StationEngine>,
@@ -192,6 +196,7 @@ impl StationEngine {
             default_trie,
             tenants: RwLock::new(tenants),
             clients: RwLock::new(clients),
+            tenant_clients: RwLock::new(AHashMap::new()),
             next_client: AtomicU64::new(1),
             next_subscription: AtomicU64::new(1),
             queue_cursor: AtomicUsize::new(0),
@@ -683,6 +688,44 @@ impl Broker for StationEngine {
 
     fn system_client(&self) -> Arc<ClientRecord> {
         self.system.clone()
+    }
+
+    fn tenant_client(&self, tenant: &TenantId) -> Arc<ClientRecord> {
+        if *tenant == self.default_tenant {
+            return self.system.clone();
+        }
+        if let Some(c) = self.tenant_clients.read().get(tenant) {
+            return c.clone();
+        }
+        let mut made = self.tenant_clients.write();
+        if let Some(c) = made.get(tenant) {
+            return c.clone();
+        }
+        let id = ClientId(self.next_client.fetch_add(1, Ordering::Relaxed));
+        let record = Arc::new(ClientRecord::new(
+            id,
+            tenant.clone(),
+            &NewClient {
+                protocol: Protocol::Nats,
+                remote: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            },
+        ));
+        record.set_kind(ClientKind::Internal);
+        self.clients.write().insert(
+            id,
+            ClientEntry {
+                record: record.clone(),
+                subscriptions: AHashMap::new(),
+            },
+        );
+        made.insert(tenant.clone(), record.clone());
+        record
+    }
+
+    fn tenants(&self) -> Vec<TenantId> {
+        let mut all = vec![self.default_tenant.clone()];
+        all.extend(self.options.tenants.iter().cloned());
+        all
     }
 
     fn count_delivered(&self, payload_bytes: usize) {

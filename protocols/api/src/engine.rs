@@ -248,6 +248,20 @@ pub trait Broker: Send + Sync + 'static {
     /// The engine's own client, used to publish replies (acks, API responses).
     fn system_client(&self) -> Arc<ClientRecord>;
 
+    /// The engine's own client in `tenant`: what a front-end's internal service
+    /// publishes an answer to a client of that tenant with (its subjects are the
+    /// tenant's). The default tenant's is [`Broker::system_client`].
+    fn tenant_client(&self, tenant: &TenantId) -> Arc<ClientRecord> {
+        let _ = tenant;
+        self.system_client()
+    }
+
+    /// Every configured tenant, the default one first. Internal services that
+    /// answer requests on subjects (the JetStream API) subscribe in each.
+    fn tenants(&self) -> Vec<TenantId> {
+        vec![TenantId::default_tenant()]
+    }
+
     /// Counts a message a front-end delivered to one of its clients without a
     /// fan-out (a PubAck queued straight on the publisher's own inbox), so that
     /// `out_msgs`/`out_bytes` stay what the clients received.

@@ -497,7 +497,7 @@ impl<E: Engine> NatsChannel<E> {
                     Delivery::Gone => {}
                 }
             }
-            let system = engine.system_client();
+            let system = engine.tenant_client(client.tenant());
             engine.publish(&system, &message);
         })
     }

@@ -207,7 +207,7 @@ where
             return true;
         };
         // (A subject with no MQTT topic is skipped when it is sent.)
-        if !self.broker.options.acl.is_empty()
+        if (!self.broker.options.acl.is_empty() || self.client.permissions().is_some())
             && topic::subject_to_topic(message.subject.as_bytes())
                 .is_ok_and(|t| self.denied_receive(&t))
         {

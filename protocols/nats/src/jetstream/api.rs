@@ -27,13 +27,16 @@ use tokio_util::sync::CancellationToken;
 /// Subject prefix of the JetStream API.
 pub const API_PREFIX: &str = "$JS.API.";
 
+/// One tenant's `$JS.API.>` subscription: requests go to the service with the
+/// tenant they were made in.
 struct ApiInbox {
-    requests: mpsc::UnboundedSender<Message>,
+    tenant: TenantId,
+    requests: mpsc::UnboundedSender<(TenantId, Message)>,
 }
 
 impl Subscriber for ApiInbox {
     fn deliver(&self, message: &Message, _fanout: junction_api::FanoutId) -> Delivery {
-        match self.requests.send(message.clone()) {
+        match self.requests.send((self.tenant.clone(), message.clone())) {
             Ok(()) => Delivery::Accepted,
             Err(_) => Delivery::Gone,
         }
@@ -56,15 +59,22 @@ pub fn start<E: Engine>(
     shutdown: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, EngineError> {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let system = engine.system_client();
     let filter = SubjectFilter::new("$JS.API.>")?;
-    engine.subscribe(&system, filter, None, Arc::new(ApiInbox { requests: tx }))?;
+    for tenant in engine.tenants() {
+        let client = engine.tenant_client(&tenant);
+        let inbox = ApiInbox {
+            tenant,
+            requests: tx.clone(),
+        };
+        engine.subscribe(&client, filter.clone(), None, Arc::new(inbox))?;
+    }
+    drop(tx);
     super::consumer_api::start_acks(engine.clone())?;
     let pushers = super::push::Pushers::start(&engine)?;
     let stats = Arc::new(Stats::default());
     Ok(tokio::spawn(async move {
         loop {
-            let request = tokio::select! {
+            let (tenant, request) = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 r = rx.recv() => match r { Some(r) => r, None => break },
             };
@@ -73,7 +83,7 @@ pub fn start<E: Engine>(
             let pushers = pushers.clone();
             // Admin calls are awaited (the engine does their fsync on its own
             // blocking threads); everything else here is a cheap in-memory call.
-            tokio::spawn(async move { answer(&engine, &stats, &pushers, &request).await });
+            tokio::spawn(async move { answer(&engine, &stats, &pushers, &tenant, &request).await });
         }
     }))
 }
@@ -82,6 +92,7 @@ async fn answer<E: Engine>(
     engine: &Arc<E>,
     stats: &Stats,
     pushers: &Arc<super::push::Pushers<E>>,
+    tenant: &TenantId,
     request: &Message,
 ) {
     let Some(reply) = request.reply.clone() else {
@@ -93,35 +104,34 @@ async fn answer<E: Engine>(
     // In a cluster, a request about a stream another node holds is answered
     // there, on the same reply subject (creates, updates and deletes go through
     // the cluster's meta group from any node).
-    if let Some(stream) = stream_of(api) {
-        let tenant = TenantId::default_tenant();
-        if let Some(node) = engine.station_node(&tenant, stream) {
-            if let Err(e) = engine.forward_request(&node, &tenant, request) {
-                stats.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(api, %node, error = %e, "JetStream request not passed on");
-                let error = JsErrorCode::ClusterNotAvail.with_err(e.to_string());
-                respond(
-                    &**engine,
-                    reply,
-                    to_json(&ApiErrorResponse::new(
-                        "io.nats.jetstream.api.v1.system_response",
-                        error,
-                    )),
-                );
-            }
-            return;
+    if let Some(stream) = stream_of(api)
+        && let Some(node) = engine.station_node(tenant, stream)
+    {
+        if let Err(e) = engine.forward_request(&node, tenant, request) {
+            stats.errors.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(api, %node, error = %e, "JetStream request not passed on");
+            let error = JsErrorCode::ClusterNotAvail.with_err(e.to_string());
+            respond(
+                &**engine,
+                tenant,
+                reply,
+                to_json(&ApiErrorResponse::new(
+                    "io.nats.jetstream.api.v1.system_response",
+                    error,
+                )),
+            );
         }
+        return;
     }
     if api.starts_with("DIRECT.GET.") {
-        super::direct::answer(&**engine, api, &request.payload, reply);
+        super::direct::answer(&**engine, tenant, api, &request.payload, reply);
         return;
     }
     if api.starts_with("CONSUMER.MSG.NEXT.") {
-        let tenant = TenantId::default_tenant();
         let runtime = tokio::runtime::Handle::try_current().ok();
         super::consumer_api::next(
             engine.clone(),
-            &tenant,
+            tenant,
             api,
             &request.payload,
             reply,
@@ -129,11 +139,11 @@ async fn answer<E: Engine>(
         );
         return;
     }
-    let response = match route(&**engine, stats, api, &request.payload).await {
+    let response = match route(&**engine, stats, tenant, api, &request.payload).await {
         Ok(json) => {
             // A push consumer made here starts delivering at once.
             if api.starts_with("CONSUMER.CREATE.") || api.starts_with("CONSUMER.DURABLE.CREATE.") {
-                start_push(pushers, &json);
+                start_push(pushers, tenant, &json);
             }
             json
         }
@@ -148,12 +158,16 @@ async fn answer<E: Engine>(
             to_json(&ApiErrorResponse::new(kind, error))
         }
     };
-    respond(&**engine, reply, response);
+    respond(&**engine, tenant, reply, response);
 }
 
 /// Starts the pusher of the consumer a create answered, when it is a push
 /// consumer.
-fn start_push<E: Engine>(pushers: &Arc<super::push::Pushers<E>>, response: &[u8]) {
+fn start_push<E: Engine>(
+    pushers: &Arc<super::push::Pushers<E>>,
+    tenant: &TenantId,
+    response: &[u8],
+) {
     #[derive(serde::Deserialize)]
     struct Created {
         stream_name: String,
@@ -169,7 +183,7 @@ fn start_push<E: Engine>(pushers: &Arc<super::push::Pushers<E>>, response: &[u8]
     if let Ok(c) = serde_json::from_slice::<Created>(response)
         && !c.config.deliver_subject.is_empty()
     {
-        pushers.ensure(&c.stream_name, &c.name);
+        pushers.ensure(tenant, &c.stream_name, &c.name);
     }
 }
 
@@ -199,14 +213,20 @@ fn stream_of(api: &str) -> Option<&str> {
         .filter(|s| !s.is_empty())
 }
 
-/// Publishes `payload` to `reply` from the system client.
-pub fn respond<E: Engine + ?Sized>(engine: &E, reply: Subject, payload: Vec<u8>) {
-    respond_message(engine, Message::new(reply, Bytes::from(payload)));
+/// Publishes `payload` to `reply` from the engine's client in `tenant`.
+pub fn respond<E: Engine + ?Sized>(
+    engine: &E,
+    tenant: &TenantId,
+    reply: Subject,
+    payload: Vec<u8>,
+) {
+    respond_message(engine, tenant, Message::new(reply, Bytes::from(payload)));
 }
 
-/// Publishes `message` (to its reply subject) from the system client.
-pub fn respond_message<E: Engine + ?Sized>(engine: &E, message: Message) {
-    let system = engine.system_client();
+/// Publishes `message` (to its reply subject) from the engine's client in
+/// `tenant`.
+pub fn respond_message<E: Engine + ?Sized>(engine: &E, tenant: &TenantId, message: Message) {
+    let system = engine.tenant_client(tenant);
     engine.publish(&system, &message);
 }
 
@@ -219,8 +239,14 @@ fn to_json(value: &impl Serialize) -> Vec<u8> {
 
 type Routed = Result<Vec<u8>, (&'static str, ApiError)>;
 
-async fn route<E: Engine>(engine: &E, stats: &Stats, api: &str, body: &[u8]) -> Routed {
-    let tenant = TenantId::default_tenant();
+async fn route<E: Engine>(
+    engine: &E,
+    stats: &Stats,
+    tenant: &TenantId,
+    api: &str,
+    body: &[u8],
+) -> Routed {
+    let tenant = tenant.clone();
     let (verb, name) = match api.rsplit_once('.') {
         Some((verb, name)) => (verb, name),
         None => (api, ""),

@@ -454,6 +454,7 @@ fn consumer_info(info: &GroupInfo) -> ConsumerInfo {
 /// engine weakly: the engine holds waiting requests, and must be able to drop.
 struct PullSink<E: Engine> {
     engine: std::sync::Weak<E>,
+    tenant: TenantId,
     inbox: Subject,
     stream: String,
     consumer: String,
@@ -473,7 +474,7 @@ impl<E: Engine> PullSink<E> {
             headers: Some(headers),
             payload: Bytes::new(),
         };
-        let system = engine.system_client();
+        let system = engine.tenant_client(&self.tenant);
         engine.publish_routed(&system, &self.inbox, &message);
     }
 }
@@ -509,7 +510,7 @@ impl<E: Engine> FetchSink for PullSink<E> {
         let Some(engine) = self.engine.upgrade() else {
             return false;
         };
-        let system = engine.system_client();
+        let system = engine.tenant_client(&self.tenant);
         engine.publish_routed(&system, &self.inbox, &message) > 0
     }
 
@@ -554,6 +555,7 @@ pub fn next<E: Engine>(
     };
     let sink = Arc::new(PullSink {
         engine: Arc::downgrade(&engine),
+        tenant: tenant.clone(),
         inbox: reply,
         stream: stream.to_string(),
         consumer: consumer.to_string(),
@@ -622,6 +624,7 @@ const EXPIRY_LEAD: Duration = Duration::from_micros(20);
 /// needed; a hop to one cost a wake-up per ack.
 struct AckInbox<E: Engine> {
     engine: std::sync::Weak<E>,
+    tenant: TenantId,
     runtime: Option<tokio::runtime::Handle>,
 }
 
@@ -630,7 +633,7 @@ impl<E: Engine> Subscriber for AckInbox<E> {
         let Some(engine) = self.engine.upgrade() else {
             return Delivery::Gone;
         };
-        apply_ack(&engine, message, self.runtime.as_ref());
+        apply_ack(&engine, &self.tenant, message, self.runtime.as_ref());
         Delivery::Accepted
     }
 
@@ -642,22 +645,26 @@ impl<E: Engine> Subscriber for AckInbox<E> {
 /// Subscribes to `$JS.ACK.>` and applies acks until the engine drops the subscription
 /// (the subscription holds the engine weakly, so it never keeps the engine alive).
 pub fn start_acks<E: Engine>(engine: Arc<E>) -> Result<(), EngineError> {
-    let system = engine.system_client();
-    let inbox = AckInbox {
-        engine: Arc::downgrade(&engine),
-        runtime: tokio::runtime::Handle::try_current().ok(),
-    };
-    engine.subscribe(
-        &system,
-        SubjectFilter::new("$JS.ACK.>")?,
-        None,
-        Arc::new(inbox),
-    )?;
+    for tenant in engine.tenants() {
+        let client = engine.tenant_client(&tenant);
+        let inbox = AckInbox {
+            engine: Arc::downgrade(&engine),
+            tenant,
+            runtime: tokio::runtime::Handle::try_current().ok(),
+        };
+        engine.subscribe(
+            &client,
+            SubjectFilter::new("$JS.ACK.>")?,
+            None,
+            Arc::new(inbox),
+        )?;
+    }
     Ok(())
 }
 
 fn apply_ack<E: Engine>(
     engine: &Arc<E>,
+    tenant: &TenantId,
     message: &Message,
     runtime: Option<&tokio::runtime::Handle>,
 ) {
@@ -666,7 +673,7 @@ fn apply_ack<E: Engine>(
         tracing::debug!(%subject, "malformed ack subject");
         return;
     };
-    let tenant = TenantId::default_tenant();
+    let tenant = tenant.clone();
     // In a cluster, the stream's node applies it.
     if let Some(node) = engine.station_node(&tenant, reply.stream) {
         if let Err(e) = engine.forward_request(&node, &tenant, message) {
@@ -715,6 +722,7 @@ fn apply_ack<E: Engine>(
     // have held.
     if let Some(r) = message.reply.clone() {
         let answer_to = engine.clone();
+        let answer_in = tenant.clone();
         let subject = subject.to_string();
         engine.ack_committed(
             &tenant,
@@ -730,7 +738,7 @@ fn apply_ack<E: Engine>(
                     if let Err(e) = other {
                         tracing::debug!(%subject, error = %e, "ack refused");
                     }
-                    respond(&*answer_to, r, Vec::new());
+                    respond(&*answer_to, &answer_in, r, Vec::new());
                 }
             }),
         );

@@ -48,15 +48,21 @@ struct BatchRequest {
 }
 
 /// Answers one direct get (`api` is the subject after `$JS.API.`).
-pub fn answer<E: Engine + ?Sized>(engine: &E, api: &str, body: &[u8], reply: Subject) {
+pub fn answer<E: Engine + ?Sized>(
+    engine: &E,
+    tenant: &TenantId,
+    api: &str,
+    body: &[u8],
+    reply: Subject,
+) {
     if let Some(stream) = api.strip_prefix("DIRECT.GET.").filter(|s| !s.contains('.'))
         && let Ok(req) = serde_json::from_slice::<BatchRequest>(body)
         && (req.batch > 0 || req.multi_last.is_some())
     {
-        answer_batch(engine, stream, req, reply);
+        answer_batch(engine, tenant, stream, req, reply);
         return;
     }
-    let (h, payload) = match get(engine, api, body) {
+    let (h, payload) = match get(engine, tenant, api, body) {
         Ok(found) => found,
         Err((status, description)) => {
             tracing::debug!(api, status, "direct get: {description}");
@@ -68,7 +74,7 @@ pub fn answer<E: Engine + ?Sized>(engine: &E, api: &str, body: &[u8], reply: Sub
     };
     let mut m = Message::new(reply, payload);
     m.headers = Some(h);
-    respond_message(engine, m);
+    respond_message(engine, tenant, m);
 }
 
 type Refusal = (u16, &'static str);
@@ -87,15 +93,15 @@ fn status_message(reply: &Subject, status: u16, text: &str, extra: &[(&str, Stri
 /// index (the first sequence stored at or after it).
 fn first_at_or_after<E: Engine + ?Sized>(
     engine: &E,
+    tenant: &TenantId,
     stream: &str,
     text: &str,
 ) -> Result<u64, Refusal> {
     let ns = super::api_types::parse_rfc3339_nanos(text).ok_or((408, "Bad Request"))?;
     let t = std::time::UNIX_EPOCH
         + std::time::Duration::from_nanos(u64::try_from(ns.max(0)).unwrap_or(0));
-    let tenant = TenantId::default_tenant();
     Ok(
-        match engine.get_message(&tenant, stream, MessageQuery::FirstAtOrAfter(t)) {
+        match engine.get_message(tenant, stream, MessageQuery::FirstAtOrAfter(t)) {
             Ok(m) => m.seq,
             Err(_) => u64::MAX,
         },
@@ -103,11 +109,16 @@ fn first_at_or_after<E: Engine + ?Sized>(
 }
 
 /// Answers a batched direct get (see the module's notes).
-fn answer_batch<E: Engine + ?Sized>(engine: &E, stream: &str, req: BatchRequest, reply: Subject) {
+fn answer_batch<E: Engine + ?Sized>(
+    engine: &E,
+    tenant: &TenantId,
+    stream: &str,
+    req: BatchRequest,
+    reply: Subject,
+) {
     let refuse = |(status, text): Refusal| {
-        respond_message(engine, status_message(&reply, status, text, &[]));
+        respond_message(engine, tenant, status_message(&reply, status, text, &[]));
     };
-    let tenant = TenantId::default_tenant();
     let limit = if req.batch == 0 {
         MAX_BATCH
     } else {
@@ -123,7 +134,7 @@ fn answer_batch<E: Engine + ?Sized>(engine: &E, stream: &str, req: BatchRequest,
                 return refuse((413, "Too Many Subjects"));
             }
             let up_to = match (&req.up_to_time, req.up_to_seq) {
-                (Some(t), _) => match first_at_or_after(engine, stream, t) {
+                (Some(t), _) => match first_at_or_after(engine, tenant, stream, t) {
                     // Messages stored at or before the time.
                     Ok(first_after) => Some(first_after.saturating_sub(1)),
                     Err(r) => return refuse(r),
@@ -131,7 +142,7 @@ fn answer_batch<E: Engine + ?Sized>(engine: &E, stream: &str, req: BatchRequest,
                 (None, 0) => None,
                 (None, s) => Some(s),
             };
-            let all = match engine.last_sequences(&tenant, stream, subjects, up_to) {
+            let all = match engine.last_sequences(tenant, stream, subjects, up_to) {
                 Ok(s) => s,
                 Err(EngineError::BadRequest(_)) => return refuse((408, "Bad Request")),
                 Err(_) => return refuse((404, "Message Not Found")),
@@ -144,13 +155,13 @@ fn answer_batch<E: Engine + ?Sized>(engine: &E, stream: &str, req: BatchRequest,
         } else {
             let filter = req.next_by_subj.as_deref().filter(|s| !s.is_empty());
             let start = match &req.start_time {
-                Some(t) => match first_at_or_after(engine, stream, t) {
+                Some(t) => match first_at_or_after(engine, tenant, stream, t) {
                     Ok(s) => s,
                     Err(r) => return refuse(r),
                 },
                 None => req.seq.max(1),
             };
-            let total = match engine.count_messages(&tenant, stream, start, filter) {
+            let total = match engine.count_messages(tenant, stream, start, filter) {
                 Ok(n) => n,
                 Err(EngineError::BadRequest(_)) => return refuse((408, "Bad Request")),
                 Err(_) => return refuse((404, "Message Not Found")),
@@ -162,7 +173,7 @@ fn answer_batch<E: Engine + ?Sized>(engine: &E, stream: &str, req: BatchRequest,
                     seq: from,
                     subject: filter.unwrap_or(">").to_string(),
                 };
-                match engine.get_message(&tenant, stream, query) {
+                match engine.get_message(tenant, stream, query) {
                     Ok(m) => {
                         seqs.push(m.seq);
                         from = m.seq + 1;
@@ -182,7 +193,7 @@ fn answer_batch<E: Engine + ?Sized>(engine: &E, stream: &str, req: BatchRequest,
     let mut bytes = 0usize;
     let mut left = pending_after.first().map_or(0, |p| p + 1);
     for (seq, pending) in seqs.into_iter().zip(pending_after) {
-        let Ok(stored) = engine.get_message(&tenant, stream, MessageQuery::Seq(seq)) else {
+        let Ok(stored) = engine.get_message(tenant, stream, MessageQuery::Seq(seq)) else {
             continue;
         };
         if req.max_bytes > 0 && last != 0 && bytes + stored.payload.len() > req.max_bytes {
@@ -201,7 +212,7 @@ fn answer_batch<E: Engine + ?Sized>(engine: &E, stream: &str, req: BatchRequest,
         }
         let mut m = Message::new(reply.clone(), stored.payload);
         m.headers = Some(h);
-        respond_message(engine, m);
+        respond_message(engine, tenant, m);
         last = seq;
         left = pending;
     }
@@ -212,7 +223,7 @@ fn answer_batch<E: Engine + ?Sized>(engine: &E, stream: &str, req: BatchRequest,
     if let Some(u) = up_to {
         eob.push((UP_TO_SEQUENCE, u.to_string()));
     }
-    respond_message(engine, status_message(&reply, 204, "EOB", &eob));
+    respond_message(engine, tenant, status_message(&reply, 204, "EOB", &eob));
 }
 
 /// Matching messages left after this one (batched gets).
@@ -224,6 +235,7 @@ const UP_TO_SEQUENCE: &str = "Nats-UpTo-Sequence";
 
 fn get<E: Engine + ?Sized>(
     engine: &E,
+    tenant: &TenantId,
     api: &str,
     body: &[u8],
 ) -> Result<(Headers, Bytes), Refusal> {
@@ -269,9 +281,8 @@ fn get<E: Engine + ?Sized>(
             }
         }
     };
-    let tenant = TenantId::default_tenant();
     let stored = engine
-        .get_message(&tenant, stream, query)
+        .get_message(tenant, stream, query)
         .map_err(|e| match e {
             EngineError::BadRequest(_) => BAD,
             _ => NOT_FOUND,

@@ -95,21 +95,25 @@ pub(crate) fn check_config(c: &ConsumerConfig) -> Result<(), ApiError> {
 /// This node's pushers, and the flow-control replies they wait for.
 pub(crate) struct Pushers<E: Engine> {
     engine: Weak<E>,
-    /// Running pushers: (stream, consumer).
-    running: Mutex<HashSet<(String, String)>>,
+    /// Running pushers: (tenant, stream, consumer).
+    running: Mutex<HashSet<Key>>,
     /// Groups the scan found to be pull groups (a group never turns into a
     /// push one; one made again under the same name as a push consumer is
     /// started by its create): not looked at again.
-    pull: Mutex<HashSet<(String, String)>>,
+    pull: Mutex<HashSet<Key>>,
     /// Unanswered flow-control requests: reply subject → its waiter.
     flow: Mutex<HashMap<String, Arc<Notify>>>,
     tokens: AtomicU64,
 }
 
-/// Receives flow-control replies (`$JS.FC.>`): wakes the pusher here, or
-/// passes the reply on to the node that holds the stream.
+/// A push consumer: its tenant, stream and name.
+type Key = (TenantId, String, String);
+
+/// Receives one tenant's flow-control replies (`$JS.FC.>`): wakes the pusher
+/// here, or passes the reply on to the node that holds the stream.
 struct FlowInbox<E: Engine> {
     pushers: Weak<Pushers<E>>,
+    tenant: TenantId,
 }
 
 impl<E: Engine> Subscriber for FlowInbox<E> {
@@ -126,11 +130,10 @@ impl<E: Engine> Subscriber for FlowInbox<E> {
             .strip_prefix(FC_PREFIX)
             .and_then(|r| r.split('.').next())
             .unwrap_or_default();
-        if let Some(engine) = pushers.engine.upgrade() {
-            let tenant = TenantId::default_tenant();
-            if let Some(node) = engine.station_node(&tenant, stream) {
-                let _ = engine.forward_request(&node, &tenant, message);
-            }
+        if let Some(engine) = pushers.engine.upgrade()
+            && let Some(node) = engine.station_node(&self.tenant, stream)
+        {
+            let _ = engine.forward_request(&node, &self.tenant, message);
         }
         Delivery::Accepted
     }
@@ -150,15 +153,18 @@ impl<E: Engine> Pushers<E> {
             flow: Mutex::new(HashMap::new()),
             tokens: AtomicU64::new(0),
         });
-        let system = engine.system_client();
-        engine.subscribe(
-            &system,
-            SubjectFilter::new(format!("{FC_PREFIX}>"))?,
-            None,
-            Arc::new(FlowInbox {
-                pushers: Arc::downgrade(&pushers),
-            }),
-        )?;
+        for tenant in engine.tenants() {
+            let client = engine.tenant_client(&tenant);
+            engine.subscribe(
+                &client,
+                SubjectFilter::new(format!("{FC_PREFIX}>"))?,
+                None,
+                Arc::new(FlowInbox {
+                    pushers: Arc::downgrade(&pushers),
+                    tenant,
+                }),
+            )?;
+        }
         let weak = Arc::downgrade(&pushers);
         tokio::spawn(async move {
             loop {
@@ -175,24 +181,29 @@ impl<E: Engine> Pushers<E> {
         let Some(engine) = self.engine.upgrade() else {
             return;
         };
-        let tenant = TenantId::default_tenant();
         // Groups seen now: the pull groups remembered are kept to these (pull
         // consumers come and go).
-        let mut seen: HashSet<(String, String)> = HashSet::new();
-        for stream in engine.station_names(&tenant, None) {
-            if engine.station_node(&tenant, &stream).is_some() {
-                continue;
-            }
-            let Ok(names) = engine.group_names(&tenant, &stream) else {
-                continue;
-            };
-            seen.extend(names.iter().map(|n| (stream.clone(), n.clone())));
-            for name in names {
-                let key = (stream.clone(), name);
-                if self.running.lock().contains(&key) || self.pull.lock().contains(&key) {
+        let mut seen: HashSet<Key> = HashSet::new();
+        for tenant in engine.tenants() {
+            for stream in engine.station_names(&tenant, None) {
+                if engine.station_node(&tenant, &stream).is_some() {
                     continue;
                 }
-                self.ensure(&key.0, &key.1);
+                let Ok(names) = engine.group_names(&tenant, &stream) else {
+                    continue;
+                };
+                seen.extend(
+                    names
+                        .iter()
+                        .map(|n| (tenant.clone(), stream.clone(), n.clone())),
+                );
+                for name in names {
+                    let key = (tenant.clone(), stream.clone(), name);
+                    if self.running.lock().contains(&key) || self.pull.lock().contains(&key) {
+                        continue;
+                    }
+                    self.ensure(&key.0, &key.1, &key.2);
+                }
             }
         }
         self.pull.lock().retain(|k| seen.contains(k));
@@ -200,18 +211,17 @@ impl<E: Engine> Pushers<E> {
 
     /// Starts the pusher of `stream`'s consumer `name` when it is a push
     /// consumer held here and none runs.
-    pub(crate) fn ensure(self: &Arc<Self>, stream: &str, name: &str) {
+    pub(crate) fn ensure(self: &Arc<Self>, tenant: &TenantId, stream: &str, name: &str) {
         let Some(engine) = self.engine.upgrade() else {
             return;
         };
-        let tenant = TenantId::default_tenant();
-        if engine.station_node(&tenant, stream).is_some() {
+        if engine.station_node(tenant, stream).is_some() {
             return;
         }
-        let Ok(info) = engine.group_info(&tenant, stream, name) else {
+        let Ok(info) = engine.group_info(tenant, stream, name) else {
             return;
         };
-        let key = (stream.to_string(), name.to_string());
+        let key = (tenant.clone(), stream.to_string(), name.to_string());
         if info.config.push.is_none() {
             self.pull.lock().insert(key);
             return;
@@ -222,14 +232,14 @@ impl<E: Engine> Pushers<E> {
         }
         let me = self.clone();
         tokio::spawn(async move {
-            let (stream, name) = key.clone();
-            me.push(&stream, &name).await;
+            let (tenant, stream, name) = key.clone();
+            me.push(&tenant, &stream, &name).await;
             me.running.lock().remove(&key);
         });
     }
 
     /// Sends a status message (a header block) to `to`, with `reply`.
-    fn status(engine: &E, to: &Subject, block: &[u8], reply: Option<Subject>) {
+    fn status(engine: &E, tenant: &TenantId, to: &Subject, block: &[u8], reply: Option<Subject>) {
         let Ok(headers) = encode::parse_header_block(block) else {
             return;
         };
@@ -239,14 +249,14 @@ impl<E: Engine> Pushers<E> {
             headers: Some(headers),
             payload: Bytes::new(),
         };
-        let system = engine.system_client();
+        let system = engine.tenant_client(tenant);
         engine.publish_routed(&system, to, &message);
     }
 
     /// The pusher of one consumer: runs until the consumer is gone, its stream
     /// is held elsewhere, or (an ephemeral one) it lost interest.
-    async fn push(self: &Arc<Self>, stream: &str, name: &str) {
-        let tenant = TenantId::default_tenant();
+    async fn push(self: &Arc<Self>, tenant: &TenantId, stream: &str, name: &str) {
+        let tenant = tenant.clone();
         let shared = Arc::new(PushState::default());
         let mut no_interest_since: Option<Instant> = None;
         let mut last_sent = Instant::now();
@@ -292,7 +302,7 @@ impl<E: Engine> Pushers<E> {
             no_interest_since = None;
             if push.flow_control && (since_fc >= FC_EVERY || bytes_since_fc >= FC_BYTES) {
                 if !self
-                    .flow_control(&engine, stream, name, &deliver, &push, &shared)
+                    .flow_control(&engine, &tenant, stream, name, &deliver, &push, &shared)
                     .await
                 {
                     continue;
@@ -314,6 +324,7 @@ impl<E: Engine> Pushers<E> {
             let (done_tx, done_rx) = oneshot::channel();
             let sink = Arc::new(PushSink {
                 engine: Arc::downgrade(&engine),
+                tenant: tenant.clone(),
                 deliver: deliver.clone(),
                 stream: stream.to_string(),
                 consumer: name.to_string(),
@@ -391,6 +402,7 @@ impl<E: Engine> Pushers<E> {
                 if let Some(engine) = self.engine.upgrade() {
                     Self::status(
                         &engine,
+                        &tenant,
                         &deliver,
                         &status::idle_heartbeat(
                             shared.consumer_seq.load(Ordering::Acquire),
@@ -408,9 +420,11 @@ impl<E: Engine> Pushers<E> {
     /// Sends a flow-control request and waits for its answer, sending
     /// heartbeats that name it meanwhile. `false` when it was not answered
     /// before interest went away (the caller looks again).
+    #[allow(clippy::too_many_arguments)]
     async fn flow_control(
         self: &Arc<Self>,
         engine: &Arc<E>,
+        tenant: &TenantId,
         stream: &str,
         name: &str,
         deliver: &Subject,
@@ -426,6 +440,7 @@ impl<E: Engine> Pushers<E> {
         self.flow.lock().insert(reply.clone(), waiter.clone());
         Self::status(
             &**engine,
+            tenant,
             deliver,
             status::FLOW_CONTROL_REQUEST,
             Some(reply_subject),
@@ -435,19 +450,19 @@ impl<E: Engine> Pushers<E> {
         } else {
             push.idle_heartbeat
         };
-        let tenant = TenantId::default_tenant();
         loop {
             if tokio::time::timeout(tick, waiter.notified()).await.is_ok() {
                 return true;
             }
-            if !engine.has_interest(&tenant, deliver)
-                || engine.group_info(&tenant, stream, name).is_err()
+            if !engine.has_interest(tenant, deliver)
+                || engine.group_info(tenant, stream, name).is_err()
             {
                 self.flow.lock().remove(&reply);
                 return false;
             }
             Self::status(
                 &**engine,
+                tenant,
                 deliver,
                 &status::idle_heartbeat(
                     shared.consumer_seq.load(Ordering::Acquire),
@@ -484,6 +499,7 @@ enum PushEnd {
 /// subject.
 struct PushSink<E: Engine> {
     engine: Weak<E>,
+    tenant: TenantId,
     deliver: Subject,
     stream: String,
     consumer: String,
@@ -519,7 +535,7 @@ impl<E: Engine> FetchSink for PushSink<E> {
             return false;
         };
         let message = super::consumer_api::delivery_message(&self.stream, &self.consumer, d);
-        let system = engine.system_client();
+        let system = engine.tenant_client(&self.tenant);
         if engine.publish_routed(&system, &self.deliver, &message) == 0 {
             // Nobody subscribed any more: not delivered (it stays the group's
             // next), and this fetch is over.
