@@ -119,6 +119,22 @@ pub struct ServeArgs {
     /// password (with no user name), HTTP `Authorization: Bearer` and the web console.
     #[arg(long = "auth", value_name = "TOKEN")]
     pub auth: Option<String>,
+    /// Require TLS on the NATS port (nats-server `--tls`; needs --tlscert and
+    /// --tlskey, which imply it).
+    #[arg(long = "tls")]
+    pub tls: bool,
+    /// Server certificate chain, PEM (`tls.cert_file`).
+    #[arg(long = "tlscert", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// Server private key, PEM (`tls.key_file`).
+    #[arg(long = "tlskey", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Authorities client certificates are checked against (`tls.ca_file`).
+    #[arg(long = "tlscacert", value_name = "FILE")]
+    pub tls_ca_cert: Option<PathBuf>,
+    /// Require client certificates signed by --tlscacert (`tls.verify`).
+    #[arg(long = "tlsverify")]
+    pub tls_verify: bool,
     /// Serve the JetStream API (nats-server `-js`); on by default in Junction.
     #[arg(long = "jetstream", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub jetstream: Option<bool>,
@@ -198,6 +214,11 @@ const GO_LONG_FLAGS: &[&str] = &[
     "cluster_name",
     "cluster_advertise",
     "routes",
+    "tls",
+    "tlscert",
+    "tlskey",
+    "tlscacert",
+    "tlsverify",
 ];
 
 /// Rewrites Go-style flags into the form clap parses.
@@ -232,7 +253,15 @@ pub fn normalize_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
         };
         let takes_value = !matches!(
             name,
-            "js" | "jetstream" | "DV" | "DVV" | "VV" | "debug" | "trace" | "version"
+            "js" | "jetstream"
+                | "DV"
+                | "DVV"
+                | "VV"
+                | "debug"
+                | "trace"
+                | "version"
+                | "tls"
+                | "tlsverify"
         );
         let last = mapped.len() - 1;
         for (i, m) in mapped.into_iter().enumerate() {
@@ -304,6 +333,18 @@ impl ServeArgs {
         if let Some(pid) = &self.pid {
             figment = figment.merge(("pid_file", pid.clone()));
         }
+        if let Some(f) = &self.tls_cert {
+            figment = figment.merge(("tls.cert_file", f.clone()));
+        }
+        if let Some(f) = &self.tls_key {
+            figment = figment.merge(("tls.key_file", f.clone()));
+        }
+        if let Some(f) = &self.tls_ca_cert {
+            figment = figment.merge(("tls.ca_file", f.clone()));
+        }
+        if self.tls_verify {
+            figment = figment.merge(("tls.verify", true));
+        }
         if self.trace {
             figment = figment.merge(("log_level", "trace"));
         } else if self.debug {
@@ -313,6 +354,11 @@ impl ServeArgs {
             .extract()
             .map_err(|e| ConfigError(describe_config_error(&e)))?;
         self.apply_nats_flags(&mut config)?;
+        if (self.tls || self.tls_verify) && !config.tls.enabled() {
+            return Err(ConfigError(
+                "--tls needs --tlscert and --tlskey (or tls.cert_file and tls.key_file)".into(),
+            ));
+        }
         config.validate()?;
         Ok(config)
     }

@@ -45,6 +45,13 @@ pub struct Config {
     /// Tenants (`[[tenants]]`, nats-server's accounts): each with its own users,
     /// stations, subjects and MQTT sessions, invisible to the others.
     pub tenants: Vec<TenantConfig>,
+    /// TLS (`[tls]`, nats-server's `tls {}`): with a certificate, the NATS
+    /// listener requires TLS, `mqtt_tls_listen` serves MQTT over TLS and
+    /// `[http] tls` serves HTTPS.
+    pub tls: TlsSettings,
+    /// MQTT over TLS listener (with `[tls]`), `host:port`, `:port` (MQTT's is
+    /// 8883), or `off`.
+    pub mqtt_tls_listen: String,
     /// The HTTP gateway.
     pub http: Http,
     /// The MQTT front-end.
@@ -179,6 +186,8 @@ impl Default for Config {
             limits: Limits::default(),
             auth: Auth::default(),
             tenants: Vec::new(),
+            tls: TlsSettings::default(),
+            mqtt_tls_listen: "off".into(),
             http: Http::default(),
             mqtt: Mqtt::default(),
             cluster: ClusterSettings::default(),
@@ -244,6 +253,47 @@ impl Mqtt {
     }
 }
 
+/// TLS for the client listeners (`[tls]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSettings {
+    /// The server's certificate chain, PEM. Reloaded when the file changes.
+    pub cert_file: Option<PathBuf>,
+    /// The certificate's private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+    /// Authorities whose client certificates are accepted, PEM.
+    pub ca_file: Option<PathBuf>,
+    /// Require a client certificate signed by `ca_file`.
+    pub verify: bool,
+    /// Time a TLS handshake may take.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// NATS: the TLS handshake comes first, before INFO (nats-server's
+    /// `handshake_first`, async-nats's `tls_first`); otherwise INFO is sent in
+    /// clear text and the client starts TLS after reading it.
+    pub handshake_first: bool,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        TlsSettings {
+            cert_file: None,
+            key_file: None,
+            ca_file: None,
+            verify: false,
+            timeout: Duration::from_secs(2),
+            handshake_first: false,
+        }
+    }
+}
+
+impl TlsSettings {
+    /// Is TLS configured (a certificate given)?
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some() || self.key_file.is_some()
+    }
+}
+
 /// The HTTP gateway (`[http]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -261,6 +311,9 @@ pub struct Http {
     /// them too (they show client names, addresses and subscriptions).
     /// `/healthz` and `/readyz` stay open.
     pub monitoring_auth: bool,
+    /// Serve HTTPS (and `wss://`) with the `[tls]` certificate instead of
+    /// plain HTTP.
+    pub tls: bool,
 }
 
 impl Default for Http {
@@ -270,6 +323,7 @@ impl Default for Http {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             monitoring_auth: true,
+            tls: false,
         }
     }
 }
@@ -576,6 +630,15 @@ impl Config {
         self.default_host()?;
         self.listen("nats_listen", &self.nats_listen)?;
         self.listen("mqtt_listen", &self.mqtt_listen)?;
+        let mqtt_tls = self.listen("mqtt_tls_listen", &self.mqtt_tls_listen)?;
+        if self.tls.enabled() {
+            crate::tls::server_config(&self.tls, &[])?;
+        } else if mqtt_tls.is_some() || self.http.tls {
+            return Err(ConfigError(
+                "mqtt_tls_listen and http.tls need a certificate: set tls.cert_file and tls.key_file"
+                    .into(),
+            ));
+        }
         self.listen("http_listen", &self.http_listen)?;
         if let Some(m) = &self.monitor_listen {
             self.listen("monitor_listen", m)?;

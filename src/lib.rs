@@ -19,6 +19,7 @@ pub mod health;
 pub mod lame_duck;
 pub mod passwd;
 mod serve;
+pub mod tls;
 
 pub use config::{Config, ConfigError};
 pub use serve::{Running, StartError, restart_requested, run, start};

@@ -89,6 +89,7 @@ impl Drop for CreatedFile {
 pub struct Running {
     nats: Option<SocketAddr>,
     mqtt: Option<SocketAddr>,
+    mqtt_tls: Option<SocketAddr>,
     http: Option<SocketAddr>,
     monitor: Option<SocketAddr>,
     shutdown: CancellationToken,
@@ -111,6 +112,11 @@ impl Running {
     /// Where MQTT clients connect, if enabled.
     pub fn mqtt_addr(&self) -> Option<SocketAddr> {
         self.mqtt
+    }
+
+    /// Where MQTT clients connect over TLS, if enabled.
+    pub fn mqtt_tls_addr(&self) -> Option<SocketAddr> {
+        self.mqtt_tls
     }
 
     /// The main HTTP listener, if enabled.
@@ -191,13 +197,14 @@ fn new_server_id() -> String {
 
 /// The console's URL: the bound address, or `localhost` when it listens on every
 /// interface.
-fn console_url(addr: SocketAddr) -> String {
+fn console_url(addr: SocketAddr, https: bool) -> String {
     let host = match addr.ip() {
         ip if ip.is_unspecified() => "localhost".to_string(),
         std::net::IpAddr::V6(ip) => format!("[{ip}]"),
         ip => ip.to_string(),
     };
-    format!("http://{host}:{}/", addr.port())
+    let scheme = if https { "https" } else { "http" };
+    format!("{scheme}://{host}:{}/", addr.port())
 }
 
 /// The cluster listener's address: `host:port` or `nats://host:port`.
@@ -243,6 +250,19 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let nats_addr = config.listen("nats_listen", &config.nats_listen)?;
     let http_addr = config.listen("http_listen", &config.http_listen)?;
     let mqtt_addr = config.listen("mqtt_listen", &config.mqtt_listen)?;
+    let mqtt_tls_addr = config.listen("mqtt_tls_listen", &config.mqtt_tls_listen)?;
+    // TLS: the NATS listener requires it once a certificate is configured;
+    // MQTT over TLS has its own port; HTTPS is asked for with `[http] tls`.
+    let nats_tls = if config.tls.enabled() {
+        Some(crate::tls::server_config(&config.tls, &[])?)
+    } else {
+        None
+    };
+    let http_tls = if config.http.tls {
+        Some(crate::tls::server_config(&config.tls, &[b"http/1.1"])?)
+    } else {
+        None
+    };
     let monitor_addr = match &config.monitor_listen {
         Some(m) => config.listen("monitor_listen", m)?,
         None => None,
@@ -280,6 +300,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Some(a) => Some(bind("MQTT", a).await?),
         None => None,
     };
+    let mqtt_tls_listener = match mqtt_tls_addr {
+        Some(a) => Some(bind("MQTT over TLS", a).await?),
+        None => None,
+    };
     let monitor_listener = match monitor_addr {
         Some(a) => Some(bind("monitoring (-m)", a).await?),
         None => None,
@@ -291,6 +315,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         local(&monitor_listener),
         local(&mqtt_listener),
     );
+    let mqtt_tls_bound = local(&mqtt_tls_listener);
 
     let data_dir = config.data_dir.display().to_string();
     // The outermost directory this start creates, so a failed start removes all of it.
@@ -441,23 +466,24 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
     }
     // The MQTT front-end serves its TCP listener and `/mqtt` on the HTTP listener.
-    let mqtt_broker = if mqtt_listener.is_some() || http_listener.is_some() {
-        let dyn_engine: Arc<dyn Engine> = engine.clone();
-        Some(
-            junction_mqtt::MqttBroker::new(
-                dyn_engine,
-                junction_mqtt::MqttOptions {
-                    max_pending: config.limits.max_pending,
-                    max_connections: mqtt_cap,
-                    ..config.mqtt.options()
-                },
-                shutdown.clone(),
+    let mqtt_broker =
+        if mqtt_listener.is_some() || mqtt_tls_listener.is_some() || http_listener.is_some() {
+            let dyn_engine: Arc<dyn Engine> = engine.clone();
+            Some(
+                junction_mqtt::MqttBroker::new(
+                    dyn_engine,
+                    junction_mqtt::MqttOptions {
+                        max_pending: config.limits.max_pending,
+                        max_connections: mqtt_cap,
+                        ..config.mqtt.options()
+                    },
+                    shutdown.clone(),
+                )
+                .map_err(|e| StartError::Io(format!("cannot start the MQTT front-end: {e}")))?,
             )
-            .map_err(|e| StartError::Io(format!("cannot start the MQTT front-end: {e}")))?,
-        )
-    } else {
-        None
-    };
+        } else {
+            None
+        };
     // Logged once nothing can fail the start any more: a failed start prints one
     // line (docs/configuration.md).
     let fd_limit_text = fd_limit.map_or_else(|| "unknown".to_string(), |l| l.to_string());
@@ -521,6 +547,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             drain_timeout: Duration::from_secs(5),
             max_connections: nats_cap,
             lame_duck: Some(lame_duck_rx),
+            tls: nats_tls.clone(),
+            tls_timeout: config.tls.timeout,
+            tls_handshake_first: config.tls.handshake_first,
+            tls_verify: config.tls.verify,
         };
         tasks.spawn(junction_nats::serve(
             listener,
@@ -531,20 +561,26 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         tracing::info!("Listening for NATS client connections on {addr}");
     }
     let readiness = junction_http::Readiness::ready();
-    for (listener, addr, what, with_api, cap) in [
+    for (listener, addr, what, with_api, cap, tls) in [
         (
             monitor_listener,
             monitor_bound,
             "Starting http monitor on",
             false,
             crate::fd_budget::MONITOR_CONNECTIONS,
+            None,
         ),
         (
             http_listener,
             http_bound,
-            "Listening for HTTP on",
+            if http_tls.is_some() {
+                "Listening for HTTPS on"
+            } else {
+                "Listening for HTTP on"
+            },
             true,
             http_cap,
+            http_tls.clone(),
         ),
     ] {
         if let (Some(listener), Some(addr)) = (listener, addr) {
@@ -581,6 +617,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 max_connections: cap,
                 header_timeout: config.http.header_timeout,
                 idle_timeout: config.http.idle_timeout,
+                tls,
             };
             tasks.spawn(async move {
                 let stopping = async move {
@@ -594,12 +631,25 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             });
             tracing::info!("{what} {addr}");
             if with_api {
-                tracing::info!("Web console at {}", console_url(addr));
+                tracing::info!("Web console at {}", console_url(addr, http_tls.is_some()));
             }
         }
     }
-    if let (Some(listener), Some(broker)) = (mqtt_listener, mqtt_broker.clone()) {
-        tasks.spawn(junction_mqtt::serve(listener, broker));
+    if let Some(broker) = mqtt_broker.clone() {
+        let mut listeners = Vec::new();
+        if let Some(l) = mqtt_listener {
+            listeners.push((l, None));
+        }
+        if let (Some(l), Some(server)) = (mqtt_tls_listener, nats_tls.clone()) {
+            let tls = junction_mqtt::MqttTls {
+                config: server,
+                timeout: config.tls.timeout,
+            };
+            listeners.push((l, Some(tls)));
+        }
+        if !listeners.is_empty() {
+            tasks.spawn(junction_mqtt::serve_listeners(listeners, broker));
+        }
     }
     {
         let engine = engine.clone();
@@ -644,6 +694,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     Ok(Running {
         nats: nats_bound,
         mqtt: mqtt_bound,
+        mqtt_tls: mqtt_tls_bound,
         http: http_bound,
         monitor: monitor_bound,
         shutdown,

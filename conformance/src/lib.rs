@@ -36,6 +36,22 @@ impl TestBroker {
         self.mqtt_addr().port()
     }
 
+    /// The port of the MQTT over TLS listener.
+    pub fn running_mqtt_tls_port(&self) -> u16 {
+        self.running
+            .mqtt_tls_addr()
+            .expect("MQTT over TLS listener enabled")
+            .port()
+    }
+
+    /// The port of the HTTP listener.
+    pub fn http_port(&self) -> u16 {
+        self.running
+            .http_addr()
+            .expect("HTTP listener enabled")
+            .port()
+    }
+
     /// `http://127.0.0.1:PORT` of the HTTP listener.
     pub fn http_url(&self) -> String {
         format!(

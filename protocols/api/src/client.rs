@@ -383,6 +383,7 @@ impl ClientRecord {
         let s = &self.stats;
         ClientSnapshot {
             id: self.id,
+            tenant: self.tenant().clone(),
             kind: self.kind(),
             protocol: self.protocol,
             remote: self.remote,
@@ -420,6 +421,8 @@ pub struct SubscriptionSnapshot {
 pub struct ClientSnapshot {
     /// Process-unique id.
     pub id: ClientId,
+    /// The tenant the client belongs to.
+    pub tenant: TenantId,
     /// A connection, or one of the broker's own clients.
     pub kind: ClientKind,
     /// Protocol spoken.

@@ -54,7 +54,7 @@ const REFUSALS_AT_ONCE: usize = 64;
 const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 
 /// Limits of one HTTP listener.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct HttpLimits {
     /// Most sockets at once (0: no cap).
     pub max_connections: usize,
@@ -62,6 +62,9 @@ pub struct HttpLimits {
     pub header_timeout: Duration,
     /// Time a kept-alive connection may sit with no request.
     pub idle_timeout: Duration,
+    /// Serve HTTPS (and `wss://`) with this configuration; the handshake must
+    /// finish within `header_timeout`.
+    pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
 }
 
 impl Default for HttpLimits {
@@ -71,6 +74,7 @@ impl Default for HttpLimits {
             max_connections: 0,
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            tls: None,
         }
     }
 }
@@ -397,6 +401,23 @@ async fn connection(
         header_timeout: limits.header_timeout,
         _slot: slot,
     };
+    let socket = match &limits.tls {
+        None => tokio_util::either::Either::Left(socket),
+        Some(config) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
+            match tokio::time::timeout(limits.header_timeout, acceptor.accept(socket)).await {
+                Ok(Ok(tls)) => tokio_util::either::Either::Right(tls),
+                Ok(Err(e)) => {
+                    tracing::info!(%remote, error = %e, "HTTPS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(%remote, "HTTPS handshake timed out");
+                    return;
+                }
+            }
+        }
+    };
     let requests = activity.clone();
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         requests.request_started();
@@ -474,6 +495,7 @@ mod tests {
             max_connections: 0,
             header_timeout: Duration::from_secs(2),
             idle_timeout: Duration::from_secs(30),
+            tls: None,
         };
         let a = Activity::new();
         let at = |a: &Activity| {

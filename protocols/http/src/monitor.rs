@@ -337,6 +337,7 @@ fn bad_request(message: &str) -> Response {
 
 async fn connz<E: Engine>(
     State(state): State<Arc<MonitorState<E>>>,
+    auth: Option<axum::Extension<crate::api::Authenticated>>,
     query: Result<Query<ConnzQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let q = match query {
@@ -354,6 +355,12 @@ async fn connz<E: Engine>(
     // HTTP gateway's or the MQTT front-end's own clients (`/v1/connections` lists them).
     let mut clients: Vec<ClientSnapshot> = state.engine.clients();
     clients.retain(|c| c.kind.is_connection());
+    // A tenant's user sees its tenant's connections; the operators see all.
+    if let Some(axum::Extension(auth)) = &auth
+        && !auth.sees_every_tenant()
+    {
+        clients.retain(|c| c.tenant == auth.0.tenant);
+    }
     if let Some(cid) = q.cid {
         clients.retain(|c| c.id.0 == cid);
     }

@@ -765,19 +765,83 @@ pub(crate) fn remaining_expiry(expiry: u32, disconnected_ms: u64, now_ms: u64) -
     Some(Duration::from_millis(total.saturating_sub(gone)))
 }
 
+/// MQTT over TLS on a listener (8883): the server configuration and the time a
+/// handshake may take.
+#[derive(Clone)]
+pub struct MqttTls {
+    /// rustls's server configuration (certificate, client verification).
+    pub config: Arc<tokio_rustls::rustls::ServerConfig>,
+    /// Time a TLS handshake may take.
+    pub timeout: Duration,
+}
+
 /// Accepts MQTT clients on `listener` until `broker`'s shutdown token is cancelled,
 /// then waits (up to the drain timeout) for connections to close.
 pub async fn serve(listener: TcpListener, broker: Arc<MqttBroker>) {
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!("Listening for MQTT clients on {addr}");
-    }
+    serve_listeners(vec![(listener, None)], broker).await;
+}
+
+/// Accepts MQTT clients on each listener (plain, or TLS with its
+/// [`MqttTls`]) until `broker`'s shutdown token is cancelled, then waits (up to
+/// the drain timeout) for connections to close.
+pub async fn serve_listeners(
+    listeners: Vec<(TcpListener, Option<MqttTls>)>,
+    broker: Arc<MqttBroker>,
+) {
     if !broker.options.sys_interval.is_zero() {
         let b = broker.clone();
         broker.tracker.spawn(crate::sys::run(b));
     }
     let tracker = TaskTracker::new();
+    // One connection cap for the listeners together.
     let cap = broker.options.max_connections;
     let slots = (cap > 0).then(|| Arc::new(tokio::sync::Semaphore::new(cap)));
+    let loops: Vec<_> = listeners
+        .into_iter()
+        .map(|(listener, tls)| {
+            accept_loop(
+                listener,
+                tls,
+                broker.clone(),
+                tracker.clone(),
+                slots.clone(),
+            )
+        })
+        .collect();
+    futures::future::join_all(loops).await;
+    tracker.close();
+    broker.tracker.close();
+    let drain = broker.options.drain_timeout;
+    if tokio::time::timeout(drain, async {
+        tracker.wait().await;
+        broker.tracker.wait().await;
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!("MQTT connections still open after the drain timeout");
+    }
+    for t in broker.tenants() {
+        broker.engine.disconnect(t.client.id);
+    }
+}
+
+/// One listener's accept loop; its connections run on `tracker`.
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<MqttTls>,
+    broker: Arc<MqttBroker>,
+    tracker: TaskTracker,
+    slots: Option<Arc<tokio::sync::Semaphore>>,
+) {
+    if let Ok(addr) = listener.local_addr() {
+        let how = if tls.is_some() { " over TLS" } else { "" };
+        tracing::info!("Listening for MQTT clients{how} on {addr}");
+    }
+    let cap = broker.options.max_connections;
+    let acceptor = tls
+        .as_ref()
+        .map(|t| (tokio_rustls::TlsAcceptor::from(t.config.clone()), t.timeout));
     // Refusals being answered at once; beyond that a refused socket is just closed.
     let refusals = Arc::new(tokio::sync::Semaphore::new(64));
     let (mut refused, mut last_warn) = (0u64, None::<std::time::Instant>);
@@ -814,8 +878,20 @@ pub async fn serve(listener: TcpListener, broker: Arc<MqttBroker>) {
                         },
                     };
                     let b = broker.clone();
+                    let acceptor = acceptor.clone();
                     tracker.spawn(async move {
-                        b.handle(stream, remote).await;
+                        match acceptor {
+                            None => b.handle(stream, remote).await,
+                            Some((acceptor, limit)) => {
+                                match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+                                    Ok(Ok(tls)) => b.handle(tls, remote).await,
+                                    Ok(Err(e)) => {
+                                        tracing::info!(%remote, error = %e, "MQTT TLS handshake failed");
+                                    }
+                                    Err(_) => tracing::info!(%remote, "MQTT TLS handshake timed out"),
+                                }
+                            }
+                        }
                         drop(slot);
                     });
                 }
@@ -831,22 +907,6 @@ pub async fn serve(listener: TcpListener, broker: Arc<MqttBroker>) {
                 }
             }
         }
-    }
-    drop(listener);
-    tracker.close();
-    broker.tracker.close();
-    let drain = broker.options.drain_timeout;
-    if tokio::time::timeout(drain, async {
-        tracker.wait().await;
-        broker.tracker.wait().await;
-    })
-    .await
-    .is_err()
-    {
-        tracing::warn!("MQTT connections still open after the drain timeout");
-    }
-    for t in broker.tenants() {
-        broker.engine.disconnect(t.client.id);
     }
 }
 

@@ -23,7 +23,7 @@ mod session;
 mod sys;
 pub mod topic;
 
-pub use broker::{MqttBroker, serve};
+pub use broker::{MqttBroker, MqttTls, serve, serve_listeners};
 
 use std::time::Duration;
 

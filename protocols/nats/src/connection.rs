@@ -10,9 +10,8 @@ use bytes::BytesMut;
 use junction_api::{Engine, EngineError, NewClient, Protocol, TenantId};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
@@ -31,7 +30,6 @@ pub(crate) async fn run<E: Engine>(
         return;
     };
     let _ = socket.set_nodelay(true);
-    let (reader, writer) = socket.into_split();
     let new = NewClient {
         protocol: Protocol::Nats,
         remote,
@@ -45,6 +43,7 @@ pub(crate) async fn run<E: Engine>(
                 EngineError::NoQuorum(_) => Some("cluster meta quorum lost"),
                 _ => None,
             };
+            let (_reader, writer) = socket.into_split();
             refuse_with(writer, &options, remote, engine.auth_required(), why).await;
             return;
         }
@@ -52,21 +51,6 @@ pub(crate) async fn run<E: Engine>(
     let span = tracing::debug_span!("nats", cid = client.id.0, %remote);
     let _enter = span.enter();
     tracing::debug!("client connected");
-    let closed = shutdown.child_token();
-    let out = Arc::new(Outbound::new(
-        client.clone(),
-        options.max_pending,
-        closed.clone(),
-    ));
-    // An operator's disconnect: a final -ERR, then the socket closes as it does
-    // after any other -ERR. The record holds the queue weakly.
-    let kick = Arc::downgrade(&out);
-    client.set_close_handler(move |why| {
-        if let Some(out) = kick.upgrade() {
-            out.write(|b| encode::err(b, why));
-            out.close(CloseReason::Kicked);
-        }
-    });
     let connect_urls: Vec<String> = engine
         .cluster()
         .map(|c| {
@@ -83,7 +67,98 @@ pub(crate) async fn run<E: Engine>(
         engine.auth_required(),
         connect_urls.clone(),
     );
-    out.write(|b| encode::info(b, &info));
+    let Some(tls) = options.tls.clone() else {
+        let (reader, writer) = socket.into_split();
+        return session(
+            engine,
+            client,
+            reader,
+            writer,
+            options,
+            shutdown,
+            Some(info),
+            connect_urls,
+        )
+        .await;
+    };
+    // TLS: INFO in clear text first (the client starts TLS after reading it),
+    // or, with `handshake_first`, the handshake first and INFO inside it. A
+    // client that speaks plain text on this port fails the handshake and is
+    // closed.
+    let mut socket = socket;
+    if !options.tls_handshake_first {
+        let mut first = BytesMut::new();
+        encode::info(&mut first, &info);
+        if socket.write_all(&first).await.is_err() {
+            engine.disconnect(client.id);
+            return;
+        }
+    }
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let stream = match tokio::time::timeout(options.tls_timeout, acceptor.accept(socket)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            tracing::info!(%remote, error = %e, "TLS handshake failed");
+            engine.disconnect(client.id);
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%remote, "TLS handshake timed out");
+            engine.disconnect(client.id);
+            return;
+        }
+    };
+    let (reader, writer) = tokio::io::split(stream);
+    let info = options.tls_handshake_first.then_some(info);
+    session(
+        engine,
+        client,
+        reader,
+        writer,
+        options,
+        shutdown,
+        info,
+        connect_urls,
+    )
+    .await;
+}
+
+/// Runs a connection whose transport is ready (TCP, or TLS after its
+/// handshake): `info` is queued first unless it was already sent.
+#[allow(clippy::too_many_arguments)]
+async fn session<E, R, W>(
+    engine: Arc<E>,
+    client: Arc<junction_api::ClientRecord>,
+    reader: R,
+    writer: W,
+    options: Arc<NatsOptions>,
+    shutdown: CancellationToken,
+    info: Option<Vec<u8>>,
+    connect_urls: Vec<String>,
+) where
+    E: Engine,
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let remote = client.remote;
+    let closed = shutdown.child_token();
+    let out = Arc::new(Outbound::new(
+        client.clone(),
+        options.max_pending,
+        closed.clone(),
+    ));
+    // An operator's disconnect: a final -ERR, then the socket closes as it does
+    // after any other -ERR. The record holds the queue weakly.
+    let kick = Arc::downgrade(&out);
+    client.set_close_handler(move |why| {
+        if let Some(out) = kick.upgrade() {
+            out.write(|b| encode::err(b, why));
+            out.close(CloseReason::Kicked);
+        }
+    });
+    if let Some(info) = &info {
+        out.write(|b| encode::info(b, info));
+    }
     // Lame-duck mode, when it comes: the same INFO with "ldm": true.
     let ldm_info = options.info_json_with(
         client.id.0,
@@ -144,7 +219,7 @@ pub(crate) async fn refuse(socket: TcpStream, options: Arc<NatsOptions>, auth_re
 }
 
 async fn refuse_with(
-    mut writer: OwnedWriteHalf,
+    mut writer: impl AsyncWrite + Unpin,
     options: &NatsOptions,
     remote: std::net::SocketAddr,
     auth_required: bool,
@@ -163,7 +238,7 @@ async fn refuse_with(
 }
 
 async fn read_loop<E: Engine>(
-    mut reader: OwnedReadHalf,
+    mut reader: impl AsyncRead + Unpin,
     channel: &mut NatsChannel<E>,
     options: &NatsOptions,
     closed: &CancellationToken,
@@ -271,7 +346,7 @@ fn drain<E: Engine>(
 const SHRINK_ABOVE: usize = 1024 * 1024;
 const SHRINK_AFTER: Duration = Duration::from_secs(2);
 
-async fn write_loop(mut writer: OwnedWriteHalf, out: Arc<Outbound>, deadline: Duration) {
+async fn write_loop(mut writer: impl AsyncWrite + Unpin, out: Arc<Outbound>, deadline: Duration) {
     let mut spare = BytesMut::with_capacity(READ_CHUNK);
     let mut peak = 0usize;
     let mut since = Instant::now();

@@ -29,6 +29,15 @@ pub struct ServerInfo {
     /// Credentials are required.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub auth_required: bool,
+    /// TLS is required on this port.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls_required: bool,
+    /// A client certificate is required.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls_verify: bool,
+    /// TLS is offered but not required (never, today).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls_available: bool,
     /// Largest payload accepted.
     pub max_payload: usize,
     /// JetStream is available.

@@ -49,6 +49,15 @@ pub struct NatsOptions {
     /// `"ldm": true` (nats-server's lame-duck signal; clients reconnect elsewhere),
     /// and so is every new one.
     pub lame_duck: Option<tokio::sync::watch::Receiver<bool>>,
+    /// TLS (nats-server's `tls {}`): clients must use it; INFO says
+    /// `tls_required`.
+    pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    /// Time a TLS handshake may take.
+    pub tls_timeout: Duration,
+    /// The TLS handshake comes before INFO.
+    pub tls_handshake_first: bool,
+    /// Client certificates are required (INFO `tls_verify`).
+    pub tls_verify: bool,
 }
 
 impl NatsOptions {
@@ -95,6 +104,9 @@ impl NatsOptions {
             junction_version: env!("CARGO_PKG_VERSION").to_string(),
             connect_urls,
             ldm,
+            tls_required: self.tls.is_some(),
+            tls_verify: self.tls.is_some() && self.tls_verify,
+            tls_available: false,
         };
         let mut json = serde_json::to_vec(&info).unwrap_or_default();
         // nats-server writes a space between the JSON and the CRLF.

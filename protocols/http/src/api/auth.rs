@@ -66,6 +66,13 @@ impl Authenticated {
             .unwrap_or_default()
     }
 
+    /// Does the caller see every tenant's connections in monitoring? The
+    /// default tenant's users (`[auth]`) are the broker's operators; a user of
+    /// another tenant sees only its tenant's.
+    pub fn sees_every_tenant(&self) -> bool {
+        self.0.tenant == TenantId::default_tenant()
+    }
+
     /// May the caller publish to `subject`? 403 `forbidden` when not.
     pub fn may_publish(&self, subject: &str) -> Result<(), AppError> {
         check_publish(self.0.permissions.as_deref(), subject)
@@ -175,13 +182,28 @@ pub async fn require(
 /// and the same 401 without them.
 pub async fn require_for_monitoring(
     State(engine): State<Arc<dyn Engine>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
-    if engine.auth_required()
-        && let Err(refused) = check(engine.as_ref(), request.headers(), AuthMethods::default())
-    {
-        return *refused;
+    if engine.auth_required() {
+        match check(engine.as_ref(), request.headers(), AuthMethods::default()) {
+            Ok(identity) => {
+                let auth = Authenticated(identity);
+                // Server-wide figures are the operators'; a tenant's user sees
+                // its own connections in /connz.
+                if !auth.sees_every_tenant() && request.uri().path() != "/connz" {
+                    tracing::info!(user = ?auth.0.user, path = %request.uri().path(), "monitoring refused to a tenant's user");
+                    return AppError::new(
+                        StatusCode::FORBIDDEN,
+                        "forbidden",
+                        "server-wide monitoring is for the default tenant's users (the operators); /connz shows your tenant's connections",
+                    )
+                    .into_response();
+                }
+                request.extensions_mut().insert(auth);
+            }
+            Err(refused) => return *refused,
+        }
     }
     next.run(request).await
 }

@@ -41,7 +41,7 @@ mod ws;
 mod ws_attach;
 
 pub use auth::AuthMethods;
-pub(crate) use auth::require_for_monitoring;
+pub(crate) use auth::{Authenticated, require_for_monitoring};
 pub(crate) use error::route_not_found;
 pub use error::{AppError, ErrorBody, ErrorDetail};
 pub use gateway_client::GATEWAY_CLIENT_NAME;

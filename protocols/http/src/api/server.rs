@@ -125,13 +125,18 @@ pub struct ConnectionList {
     tag = "server",
     responses((status = 200, description = "Connected clients", body = ConnectionList))
 )]
-pub async fn connections(State(state): State<Arc<ApiState>>) -> Json<ConnectionList> {
-    // Client snapshots do not carry their tenant yet (everything is in the default
-    // tenant), so every client is listed.
+pub async fn connections(
+    State(state): State<Arc<ApiState>>,
+    Extension(auth): Extension<super::auth::Authenticated>,
+) -> Json<ConnectionList> {
+    // The default tenant's users (the operators) see every tenant's clients;
+    // another tenant's users see their own.
+    let every = auth.sees_every_tenant();
     let connections = state
         .engine
         .clients()
         .into_iter()
+        .filter(|c| every || c.tenant == auth.0.tenant)
         .map(ConnectionJson::from)
         .collect();
     Json(ConnectionList { connections })

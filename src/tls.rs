@@ -1,0 +1,176 @@
+//! TLS for the client listeners (NATS, MQTT on its TLS port, HTTPS and `wss://`),
+//! with rustls on the ring backend (no C build).
+//!
+//! The certificate and key are read again when their files change (checked at
+//! most once a second, on a handshake), so a renewed certificate is served to
+//! new connections without a restart and without dropping the ones open. A
+//! file that fails to load keeps the previous certificate and logs why.
+
+use crate::config::{ConfigError, TlsSettings};
+use parking_lot::Mutex;
+use rustls::RootCertStore;
+use rustls::crypto::ring as provider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// How often the certificate files are looked at, at most.
+const RELOAD_CHECK: Duration = Duration::from_secs(1);
+
+fn load_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, String> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("cannot read {}: {e}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: not a PEM certificate: {e}", cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!("{}: no certificate in it", cert.display()));
+    }
+    let der = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("{}: not a PEM private key: {e}", key.display()))?;
+    let signing = provider::sign::any_supported_type(&der)
+        .map_err(|e| format!("{}: unsupported private key: {e}", key.display()))?;
+    let certified = CertifiedKey::new(chain, signing);
+    certified
+        .keys_match()
+        .map_err(|e| format!("{} does not match {}: {e}", key.display(), cert.display()))?;
+    Ok(Arc::new(certified))
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+#[derive(Debug)]
+struct Loaded {
+    key: Arc<CertifiedKey>,
+    stamps: (Option<SystemTime>, Option<SystemTime>),
+    checked: Instant,
+}
+
+/// Serves the certificate in `cert`/`key`, reloaded when the files change.
+#[derive(Debug)]
+pub struct ReloadingCert {
+    cert: PathBuf,
+    key: PathBuf,
+    loaded: Mutex<Loaded>,
+}
+
+impl ReloadingCert {
+    /// Loads the certificate now; an error names the file.
+    pub fn open(cert: &Path, key: &Path) -> Result<Self, String> {
+        let loaded = Loaded {
+            key: load_key(cert, key)?,
+            stamps: (modified(cert), modified(key)),
+            checked: Instant::now(),
+        };
+        Ok(ReloadingCert {
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+            loaded: Mutex::new(loaded),
+        })
+    }
+
+    fn current(&self) -> Arc<CertifiedKey> {
+        let mut l = self.loaded.lock();
+        if l.checked.elapsed() >= RELOAD_CHECK {
+            l.checked = Instant::now();
+            let stamps = (modified(&self.cert), modified(&self.key));
+            if stamps != l.stamps {
+                match load_key(&self.cert, &self.key) {
+                    Ok(key) => {
+                        tracing::info!(cert = %self.cert.display(), "TLS certificate reloaded");
+                        l.key = key;
+                        l.stamps = stamps;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "TLS certificate not reloaded; the previous one stays")
+                    }
+                }
+            }
+        }
+        l.key.clone()
+    }
+}
+
+impl ResolvesServerCert for ReloadingCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+/// The server configuration for `settings`, with `alpn` protocols (HTTP/1.1
+/// for HTTPS; none for NATS and MQTT).
+pub fn server_config(
+    settings: &TlsSettings,
+    alpn: &[&[u8]],
+) -> Result<Arc<rustls::ServerConfig>, ConfigError> {
+    let (Some(cert), Some(key)) = (&settings.cert_file, &settings.key_file) else {
+        return Err(ConfigError(
+            "tls: cert_file and key_file are both needed".into(),
+        ));
+    };
+    let resolver = ReloadingCert::open(cert, key).map_err(|e| ConfigError(format!("tls: {e}")))?;
+    let builder =
+        rustls::ServerConfig::builder_with_provider(Arc::new(provider::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ConfigError(format!("tls: {e}")))?;
+    let builder = match &settings.ca_file {
+        Some(ca) => {
+            let mut roots = RootCertStore::empty();
+            let certs = CertificateDer::pem_file_iter(ca).map_err(|e| {
+                ConfigError(format!("tls.ca_file: cannot read {}: {e}", ca.display()))
+            })?;
+            for c in certs {
+                let c = c.map_err(|e| ConfigError(format!("tls.ca_file {}: {e}", ca.display())))?;
+                roots
+                    .add(c)
+                    .map_err(|e| ConfigError(format!("tls.ca_file {}: {e}", ca.display())))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                Arc::new(provider::default_provider()),
+            );
+            let verifier = if settings.verify {
+                verifier.build()
+            } else {
+                verifier.allow_unauthenticated().build()
+            }
+            .map_err(|e| ConfigError(format!("tls.ca_file: {e}")))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None if settings.verify => {
+            return Err(ConfigError(
+                "tls.verify needs tls.ca_file: the authority client certificates must be signed by"
+                    .into(),
+            ));
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(resolver));
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_files_are_named() {
+        let s = TlsSettings {
+            cert_file: Some("/nonexistent/cert.pem".into()),
+            key_file: Some("/nonexistent/key.pem".into()),
+            ..Default::default()
+        };
+        match server_config(&s, &[]) {
+            Err(e) => assert!(e.0.contains("/nonexistent/cert.pem"), "{}", e.0),
+            Ok(_) => panic!("missing files accepted"),
+        }
+        let s = TlsSettings::default();
+        assert!(server_config(&s, &[]).is_err());
+    }
+}
