@@ -186,6 +186,47 @@ async fn what_one_tenant_publishes_the_other_never_sees() {
     let (_, list) = get_as(&b, "admin", "admin-pw", "/v1/stations").await;
     assert_eq!(names(&list), Vec::<String>::new(), "{list}");
 
+    // Connections: a tenant's users see their tenant's; the operators (the
+    // default tenant's users) see every tenant's; server-wide figures are the
+    // operators'.
+    let tenants_of = |v: &serde_json::Value| {
+        let mut t: Vec<String> = v["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["internal"] == false)
+            .map(|c| c["tenant"].as_str().unwrap().to_string())
+            .collect();
+        t.sort();
+        t.dedup();
+        t
+    };
+    let (_, conns) = get_as(&b, "alice", "alice-pw", "/v1/connections").await;
+    assert_eq!(tenants_of(&conns), ["acme"], "{conns}");
+    let (_, conns) = get_as(&b, "admin", "admin-pw", "/v1/connections").await;
+    assert_eq!(tenants_of(&conns), ["acme", "globex"], "{conns}");
+    let (status, connz) = get_as(&b, "bob", "bob-pw", "/connz").await;
+    assert_eq!(status, 200);
+    let ids = |v: &serde_json::Value| {
+        v["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["cid"].as_u64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let (_, all) = get_as(&b, "admin", "admin-pw", "/connz").await;
+    assert!(
+        ids(&connz).len() < ids(&all).len() && ids(&connz).iter().all(|c| ids(&all).contains(c)),
+        "globex's /connz {connz} is a part of the operators' {all}"
+    );
+    let (status, _) = get_as(&b, "bob", "bob-pw", "/metrics").await;
+    assert_eq!(status, 403, "server-wide metrics are the operators'");
+    let (status, _) = get_as(&b, "bob", "bob-pw", "/varz").await;
+    assert_eq!(status, 403);
+    let (status, _) = get_as(&b, "admin", "admin-pw", "/varz").await;
+    assert_eq!(status, 200);
+
     drop((
         alice,
         bob,

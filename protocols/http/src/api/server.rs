@@ -36,6 +36,8 @@ pub struct ConnectionJson {
     pub protocol: String,
     /// Process-unique client id (`cid` in `/connz`).
     pub id: u64,
+    /// The tenant the client belongs to (`$G`: the default one).
+    pub tenant: String,
     /// One of the broker's own clients, not a network connection: `junction-http`
     /// (publishes for HTTP requests) and `junction-mqtt` (the MQTT front-end's
     /// `$SYS` figures and wills). `/varz` and `/connz` leave these out.
@@ -83,6 +85,7 @@ impl From<ClientSnapshot> for ConnectionJson {
         ConnectionJson {
             protocol: protocol_name(c.protocol).to_string(),
             id: c.id.0,
+            tenant: c.tenant.0.to_string(),
             internal: !c.kind.is_connection(),
             name: c.name.filter(|n| !n.is_empty()),
             remote: c.remote.to_string(),
