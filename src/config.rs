@@ -407,6 +407,29 @@ pub struct TenantConfig {
     pub name: String,
     /// Its users (`[[tenants.users]]`); user names are unique across tenants.
     pub users: Vec<User>,
+    /// Connection limits (nats-server's account `max_connections`).
+    pub limits: TenantLimitsConfig,
+    /// Station limits (nats-server's account `jetstream {}`).
+    pub jetstream: TenantJetStreamConfig,
+}
+
+/// `[[tenants]] limits = { max_connections = N }`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantLimitsConfig {
+    /// NATS and MQTT connections at once (NATS `-ERR 'maximum account active
+    /// connections exceeded'`, MQTT CONNACK 0x97).
+    pub max_connections: Option<usize>,
+}
+
+/// `[[tenants]] jetstream = { max_streams = N, max_consumers = N }`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantJetStreamConfig {
+    /// Stations (JetStream 10027, HTTP 429 `tenant_limit`).
+    pub max_streams: Option<usize>,
+    /// Consumer groups over all the tenant's stations (JetStream 10026).
+    pub max_consumers: Option<usize>,
 }
 
 impl TenantConfig {

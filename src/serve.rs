@@ -363,6 +363,21 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 .iter()
                 .map(|t| junction_api::TenantId(std::sync::Arc::from(t.name.as_str())))
                 .collect(),
+            tenant_limits: config
+                .tenants
+                .iter()
+                .map(|t| {
+                    let limits = crate::engine::TenantLimits {
+                        max_connections: t.limits.max_connections.unwrap_or(0),
+                        max_streams: t.jetstream.max_streams.unwrap_or(0),
+                        max_consumers: t.jetstream.max_consumers.unwrap_or(0),
+                    };
+                    (
+                        junction_api::TenantId(std::sync::Arc::from(t.name.as_str())),
+                        limits,
+                    )
+                })
+                .collect(),
         },
         store,
     )

@@ -24,3 +24,6 @@ mod permissions_on_mqtt_http_and_websocket;
 
 #[path = "tenancy/bcrypt_hashes_log_in_everywhere.rs"]
 mod bcrypt_hashes_log_in_everywhere;
+
+#[path = "tenancy/tenant_limits_answer_as_nats_server_does.rs"]
+mod tenant_limits_answer_as_nats_server_does;

@@ -59,6 +59,7 @@ use std::time::SystemTime;
 use trie::{SubjectTrie, Subscription};
 
 pub use auth::{Authenticator, PermissionsConfig, RulesConfig, StringList, User};
+
 pub use join::{RestartHook, join_routes};
 
 /// What the engine needs to know at start.
@@ -76,6 +77,19 @@ pub struct EngineOptions {
     pub auth: Authenticator,
     /// Tenants besides the default one (`[[tenants]]`).
     pub tenants: Vec<TenantId>,
+    /// Each tenant's limits, for those that have any.
+    pub tenant_limits: AHashMap<TenantId, TenantLimits>,
+}
+
+/// What one tenant may use (0: no limit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TenantLimits {
+    /// Connections at once, over every protocol.
+    pub max_connections: usize,
+    /// Stations (JetStream streams), not counting the broker's own.
+    pub max_streams: usize,
+    /// Consumer groups over all its stations.
+    pub max_consumers: usize,
 }
 
 struct ClientEntry {
@@ -409,6 +423,12 @@ impl Broker for StationEngine {
                 "this node is cut off from the cluster's meta quorum".into(),
             ));
         }
+        // A tenant's connection limit counts NATS and MQTT clients; not a
+        // front-end's own clients (port 0, or HTTP's gateway clients) nor the
+        // HTTP gateway's WebSocket and SSE streams.
+        if client.remote.port() != 0 && matches!(client.protocol, Protocol::Nats | Protocol::Mqtt) {
+            self.check_connection_limit(&tenant, None)?;
+        }
         let mut clients = self.clients.write();
         // The system client is in the map but is not a connection.
         if self.options.max_connections > 0 && clients.len() > self.options.max_connections {
@@ -722,6 +742,16 @@ impl Broker for StationEngine {
         record
     }
 
+    fn join_tenant(
+        &self,
+        client: &ClientRecord,
+        identity: junction_api::Identity,
+    ) -> Result<(), EngineError> {
+        self.check_connection_limit(&identity.tenant, Some(client.id))?;
+        client.set_authenticated(identity);
+        Ok(())
+    }
+
     fn tenants(&self) -> Vec<TenantId> {
         let mut all = vec![self.default_tenant.clone()];
         all.extend(self.options.tenants.iter().cloned());
@@ -927,6 +957,9 @@ impl Broker for StationEngine {
 /// `*_now` methods) on a tokio blocking thread.
 impl Admin for StationEngine {
     fn create_station(&self, tenant: &TenantId, config: StationConfig) -> AdminFuture<StationInfo> {
+        if let Err(e) = self.check_station_limit(tenant, &config.name) {
+            return Box::pin(std::future::ready(Err(e)));
+        }
         let tenant = tenant.clone();
         if let Some(meta) = self.meta() {
             let node = self.cluster().map(|c| c.node().to_string());
@@ -1090,6 +1123,9 @@ impl Admin for StationEngine {
         station: &str,
         config: GroupConfig,
     ) -> AdminFuture<GroupInfo> {
+        if let Err(e) = self.check_group_limit(tenant, station, &config.name) {
+            return Box::pin(std::future::ready(Err(e)));
+        }
         let (tenant, station) = (tenant.clone(), station.to_string());
         if let Some(node) = Broker::station_node(self, &tenant, &station) {
             return self.in_cluster(move |e| async move {
@@ -1440,6 +1476,98 @@ impl Monitor for StationEngine {
 /// The admin operations' bodies. They write metadata and wait for it to be durable
 /// (an fsync), so they run on a blocking thread: [`Admin`] calls them through
 /// [`StationEngine::blocking`].
+impl StationEngine {
+    fn limits_of(&self, tenant: &TenantId) -> Option<TenantLimits> {
+        self.options.tenant_limits.get(tenant).copied()
+    }
+
+    /// The tenant's stations, not counting the broker's own (`$…`).
+    fn client_stations(&self, tenant: &TenantId) -> Vec<String> {
+        let mut names = Broker::station_names(self, tenant, None);
+        names.retain(|n| !ingress::is_internal_station(n));
+        names
+    }
+
+    /// Refuses a new station beyond the tenant's `max_streams`.
+    fn check_station_limit(&self, tenant: &TenantId, name: &str) -> Result<(), EngineError> {
+        let Some(limits) = self.limits_of(tenant).filter(|l| l.max_streams > 0) else {
+            return Ok(());
+        };
+        let names = self.client_stations(tenant);
+        if names.len() >= limits.max_streams && !names.iter().any(|n| n == name) {
+            tracing::info!(tenant = %tenant.0, limit = limits.max_streams, "station refused: tenant at its limit");
+            return Err(EngineError::TenantLimit {
+                what: junction_api::TenantLimit::Streams,
+                limit: limits.max_streams,
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses a new consumer group beyond the tenant's `max_consumers`.
+    fn check_group_limit(
+        &self,
+        tenant: &TenantId,
+        station: &str,
+        name: &str,
+    ) -> Result<(), EngineError> {
+        let Some(limits) = self.limits_of(tenant).filter(|l| l.max_consumers > 0) else {
+            return Ok(());
+        };
+        if ingress::is_internal_station(station) {
+            return Ok(());
+        }
+        if Broker::group_names(self, tenant, station).is_ok_and(|g| g.iter().any(|g| g == name)) {
+            return Ok(());
+        }
+        let count: usize = self
+            .client_stations(tenant)
+            .iter()
+            .filter_map(|s| Broker::group_names(self, tenant, s).ok())
+            .map(|g| g.len())
+            .sum();
+        if count >= limits.max_consumers {
+            tracing::info!(tenant = %tenant.0, limit = limits.max_consumers, "consumer group refused: tenant at its limit");
+            return Err(EngineError::TenantLimit {
+                what: junction_api::TenantLimit::Consumers,
+                limit: limits.max_consumers,
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses one more connection of `tenant` beyond its `max_connections`
+    /// (`except`: the client asking, counted already).
+    fn check_connection_limit(
+        &self,
+        tenant: &TenantId,
+        except: Option<ClientId>,
+    ) -> Result<(), EngineError> {
+        let Some(limits) = self.limits_of(tenant).filter(|l| l.max_connections > 0) else {
+            return Ok(());
+        };
+        let count = self
+            .clients
+            .read()
+            .values()
+            .filter(|c| {
+                Some(c.record.id) != except
+                    && c.record.kind().is_connection()
+                    && matches!(c.record.protocol, Protocol::Nats | Protocol::Mqtt)
+                    && c.record.tenant() == tenant
+            })
+            .count();
+        if count >= limits.max_connections {
+            tracing::info!(tenant = %tenant.0, limit = limits.max_connections, "connection refused: tenant at its limit");
+            return Err(EngineError::TenantLimit {
+                what: junction_api::TenantLimit::Connections,
+                limit: limits.max_connections,
+            });
+        }
+        Ok(())
+    }
+}
+
 impl StationEngine {
     /// Runs `f` on a blocking thread of the current tokio runtime, with an owned
     /// handle on this engine.

@@ -12,6 +12,7 @@ pub fn tenant(name: &str, users: &[(&str, &str)]) -> TenantConfig {
     TenantConfig {
         name: name.into(),
         users: users.iter().map(|(u, p)| User::new(*u, *p)).collect(),
+        ..Default::default()
     }
 }
 

@@ -256,6 +256,15 @@ pub trait Broker: Send + Sync + 'static {
         self.system_client()
     }
 
+    /// Records who `client` authenticated as (its tenant and permissions),
+    /// refusing it when its tenant is at its connection limit
+    /// ([`EngineError::TenantLimit`]). Front-ends that register a client
+    /// before it authenticates (NATS) call this once its credentials check.
+    fn join_tenant(&self, client: &ClientRecord, identity: Identity) -> Result<(), EngineError> {
+        client.set_authenticated(identity);
+        Ok(())
+    }
+
     /// Every configured tenant, the default one first. Internal services that
     /// answer requests on subjects (the JetStream API) subscribe in each.
     fn tenants(&self) -> Vec<TenantId> {

@@ -264,6 +264,35 @@ pub enum EngineError {
     /// nothing defined: joining would drop what it has.
     #[error("this node cannot join another cluster: {0}")]
     ClusterStateExists(String),
+    /// The tenant is at one of its limits (`[[tenants]] limits`, `jetstream`).
+    #[error("the tenant is at its limit of {limit} {what}")]
+    TenantLimit {
+        /// What is limited.
+        what: TenantLimit,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+/// What a tenant's limit bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum TenantLimit {
+    /// Connections at once.
+    Connections,
+    /// Stations (JetStream streams).
+    Streams,
+    /// Consumer groups (JetStream consumers), over all its stations.
+    Consumers,
+}
+
+impl std::fmt::Display for TenantLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TenantLimit::Connections => "connections",
+            TenantLimit::Streams => "stations",
+            TenantLimit::Consumers => "consumer groups",
+        })
+    }
 }
 
 impl EngineError {
@@ -302,7 +331,8 @@ impl EngineError {
             | E::MessageTooLarge
             | E::MaxMessages
             | E::MaxBytes
-            | E::MaxGroups => ErrorKind::LimitReached,
+            | E::MaxGroups
+            | E::TenantLimit { .. } => ErrorKind::LimitReached,
             E::SchemaViolation(_) | E::DroppedByRule(_) => ErrorKind::Rejected,
             E::ShuttingDown
             | E::Storage(_)

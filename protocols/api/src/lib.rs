@@ -49,7 +49,9 @@ pub use engine::{
     Engine, Monitor, PublishOutcome, ReplicaRole, ServerSnapshot, StorageStats, Subscriber,
     SubscriptionId,
 };
-pub use error::{ConfigError, Denial, EngineError, ErrorKind, GroupConfigError, SchemaViolation};
+pub use error::{
+    ConfigError, Denial, EngineError, ErrorKind, GroupConfigError, SchemaViolation, TenantLimit,
+};
 pub use event::{SystemEvent, SystemEventKind};
 pub use fanout::FanoutId;
 pub use group::{

@@ -284,7 +284,14 @@ impl<E: Engine> NatsChannel<E> {
                     {
                         self.replies = Some(Arc::new(Replies::default()));
                     }
-                    self.client.set_authenticated(identity);
+                    if let Err(e) = self.engine.join_tenant(&self.client, identity) {
+                        tracing::info!(cid = self.client.id.0, error = %e, "connection refused");
+                        self.permissions = None;
+                        return self.error_and_close(
+                            "maximum account active connections exceeded",
+                            CloseReason::MaxConnectionsExceeded,
+                        );
+                    }
                 }
                 Err(_) => {
                     tracing::info!(cid = self.client.id.0, remote = %self.client.remote, "authentication failure");

@@ -152,6 +152,7 @@ impl From<EngineError> for AppError {
             EngineError::SubjectsOverlap => (S::CONFLICT, "subjects_overlap"),
             EngineError::GroupExists => (S::CONFLICT, "group_exists"),
             EngineError::MaxGroups => (S::CONFLICT, "max_groups"),
+            EngineError::TenantLimit { .. } => (S::TOO_MANY_REQUESTS, "tenant_limit"),
             EngineError::WrongLastSequence(_) => (S::CONFLICT, "wrong_last_sequence"),
             EngineError::WrongLastSubjectSequence(_) => {
                 (S::CONFLICT, "wrong_last_subject_sequence")

@@ -470,7 +470,10 @@ async fn connect<S>(
     ) {
         Ok(c) => c,
         Err(e) => {
-            let code = if matches!(e, EngineError::MaxConnections) {
+            let code = if matches!(
+                e,
+                EngineError::MaxConnections | EngineError::TenantLimit { .. }
+            ) {
                 0x97
             } else {
                 0x88

@@ -360,6 +360,14 @@ pub fn api_error(e: &EngineError) -> ApiError {
         EngineError::GroupNotFound => JsErrorCode::ConsumerNotFound.error(),
         EngineError::GroupExists => JsErrorCode::ConsumerNameExist.error(),
         EngineError::MaxGroups => JsErrorCode::MaximumConsumersLimit.error(),
+        EngineError::TenantLimit {
+            what: junction_api::TenantLimit::Streams,
+            ..
+        } => JsErrorCode::MaximumStreamsLimit.error(),
+        EngineError::TenantLimit {
+            what: junction_api::TenantLimit::Consumers,
+            ..
+        } => JsErrorCode::MaximumConsumersLimit.error(),
         EngineError::InvalidGroupConfig(g) => group_config_code(g).map_or_else(
             || JsErrorCode::ConsumerCreate.with_err(description(e)),
             JsErrorCode::error,
