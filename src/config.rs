@@ -449,7 +449,7 @@ impl TenantConfig {
                 "tenants: name '{n}' may hold only letters, digits, '-' and '_' (users of [auth] are in the default tenant $G)"
             )));
         }
-        for u in &self.users {
+        for u in self.users.iter().filter(|u| u.nkey.is_none()) {
             if u.user.is_empty() || u.password.is_empty() {
                 return Err(ConfigError(format!(
                     "tenants '{n}': every user needs a name and a password"
@@ -486,7 +486,7 @@ impl Auth {
             _ => {}
         }
         let mut seen = std::collections::HashSet::new();
-        for u in &self.users {
+        for u in self.users.iter().filter(|u| u.nkey.is_none()) {
             if u.user.is_empty() {
                 return err("auth.users: a user has an empty name");
             }

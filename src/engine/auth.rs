@@ -22,11 +22,17 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct User {
-    /// User name, unique across every tenant.
+    /// User name, unique across every tenant (empty for an NKey user).
+    #[serde(default)]
     pub user: String,
     /// Password: a bcrypt hash (`$2a$`, `$2b$`, `$2y$`, as `junction passwd` and
-    /// `htpasswd -B` make), or clear text.
+    /// `htpasswd -B` make), or clear text (empty for an NKey user).
+    #[serde(default)]
     pub password: String,
+    /// An NKey user's public key (`U…`), instead of a name and password: the
+    /// client signs the INFO nonce with the key's seed (NATS only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nkey: Option<String>,
     /// What the user may publish and subscribe to; everything when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permissions: Option<PermissionsConfig>,
@@ -38,8 +44,22 @@ impl User {
         User {
             user: user.into(),
             password: password.into(),
+            nkey: None,
             permissions: None,
         }
+    }
+
+    /// An NKey user: its public key.
+    pub fn nkey(public_key: impl Into<String>) -> Self {
+        User {
+            nkey: Some(public_key.into()),
+            ..User::new("", "")
+        }
+    }
+
+    /// The name the user is known by: its name, or its NKey.
+    pub fn name(&self) -> &str {
+        self.nkey.as_deref().unwrap_or(&self.user)
     }
 }
 
@@ -171,6 +191,7 @@ pub fn hash_password(password: &str, cost: u32) -> Result<String, String> {
 struct Account {
     password: String,
     bcrypt: bool,
+    nkey: bool,
     identity: Identity,
 }
 
@@ -225,26 +246,38 @@ impl Authenticator {
                     .map(|u| (TenantId(Arc::from(t.as_str())), u.clone()))
             }));
         for (tenant, u) in all {
+            if let Some(key) = &u.nkey {
+                if !u.user.is_empty() || !u.password.is_empty() {
+                    return Err(format!(
+                        "nkey user {key}: give either nkey or user and password, not both"
+                    ));
+                }
+                if !key.starts_with('U') || nkeys::KeyPair::from_public_key(key).is_err() {
+                    return Err(format!("nkey '{key}' is not a user's public NKey (U…)"));
+                }
+            }
             let permissions = match &u.permissions {
                 None => None,
                 Some(p) => {
                     let p = p
                         .build()
-                        .map_err(|e| format!("user '{}': permissions: {e}", u.user))?;
+                        .map_err(|e| format!("user '{}': permissions: {e}", u.name()))?;
                     (!p.is_open()).then(|| Arc::new(p))
                 }
             };
+            let name = u.name().to_string();
             let account = Account {
                 bcrypt: is_bcrypt(&u.password),
+                nkey: u.nkey.is_some(),
                 password: u.password,
                 identity: Identity {
                     tenant,
-                    user: Some(Arc::from(u.user.as_str())),
+                    user: Some(Arc::from(name.as_str())),
                     permissions,
                 },
             };
-            if accounts.insert(u.user.clone(), account).is_some() {
-                return Err(format!("Duplicate user '{}'", u.user));
+            if accounts.insert(name.clone(), account).is_some() {
+                return Err(format!("Duplicate user '{name}'"));
             }
         }
         if let Some(n) = &no_auth_user
@@ -270,6 +303,11 @@ impl Authenticator {
         !self.users.is_empty()
     }
 
+    /// Do some users log in with an NKey?
+    pub fn has_nkeys(&self) -> bool {
+        self.users.values().any(|a| a.nkey)
+    }
+
     /// Checks credentials: who they belong to.
     pub fn check(&self, credentials: &Credentials) -> Result<Identity, EngineError> {
         if !self.required() {
@@ -277,6 +315,11 @@ impl Authenticator {
         }
         match credentials {
             Credentials::UserPassword { user, password } => self.check_user(user, password),
+            Credentials::Nkey {
+                key,
+                nonce,
+                signature,
+            } => self.check_nkey(key, nonce, signature),
             Credentials::Token(token)
                 if self
                     .token
@@ -297,8 +340,33 @@ impl Authenticator {
         }
     }
 
+    fn check_nkey(&self, key: &str, nonce: &str, signature: &str) -> Result<Identity, EngineError> {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
+        let refused = Err(EngineError::AuthorizationViolation);
+        let Some(account) = self.users.get(key).filter(|a| a.nkey) else {
+            return refused;
+        };
+        let trimmed = signature.trim_end_matches('=');
+        let Some(sig) = [
+            URL_SAFE_NO_PAD.decode(trimmed),
+            URL_SAFE.decode(signature),
+            STANDARD.decode(signature),
+        ]
+        .into_iter()
+        .find_map(Result::ok) else {
+            return refused;
+        };
+        match nkeys::KeyPair::from_public_key(key) {
+            Ok(pair) if !nonce.is_empty() && pair.verify(nonce.as_bytes(), &sig).is_ok() => {
+                Ok(account.identity.clone())
+            }
+            _ => refused,
+        }
+    }
+
     fn check_user(&self, user: &str, password: &str) -> Result<Identity, EngineError> {
-        let Some(account) = self.users.get(user) else {
+        let Some(account) = self.users.get(user).filter(|a| !a.nkey) else {
             return Err(EngineError::AuthorizationViolation);
         };
         let ok = if account.bcrypt {

@@ -402,6 +402,10 @@ impl Broker for StationEngine {
         self.options.auth.required()
     }
 
+    fn uses_nonce(&self) -> bool {
+        self.options.auth.has_nkeys()
+    }
+
     fn authenticate(
         &self,
         credentials: &Credentials,

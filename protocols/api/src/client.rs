@@ -104,6 +104,15 @@ pub enum Credentials {
     },
     /// A bearer token.
     Token(String),
+    /// An NKey: its public key, and the server's nonce signed by its seed.
+    Nkey {
+        /// The public key (`U…`).
+        key: String,
+        /// The nonce the server sent.
+        nonce: String,
+        /// The signature, base64 (URL-safe or standard).
+        signature: String,
+    },
 }
 
 /// Who a client authenticated as: its tenant, its user name and what it may do.

@@ -256,6 +256,12 @@ pub trait Broker: Send + Sync + 'static {
         self.system_client()
     }
 
+    /// Do some users log in with an NKey? Then NATS sends a nonce in INFO for
+    /// them to sign.
+    fn uses_nonce(&self) -> bool {
+        false
+    }
+
     /// Records who `client` authenticated as (its tenant and permissions),
     /// refusing it when its tenant is at its connection limit
     /// ([`EngineError::TenantLimit`]). Front-ends that register a client

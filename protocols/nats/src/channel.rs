@@ -50,6 +50,8 @@ pub struct NatsChannel<E: Engine> {
     permissions: Option<Arc<Permissions>>,
     /// Reply subjects the user may answer (`allow_responses`).
     replies: Option<Arc<Replies>>,
+    /// The nonce INFO carried, for NKey users to sign.
+    nonce: Option<String>,
 }
 
 /// A subject quoted as Go's `%q` quotes it (nats-server's error texts).
@@ -104,6 +106,7 @@ impl<E: Engine> NatsChannel<E> {
             ack_sid: None,
             permissions: None,
             replies: None,
+            nonce: None,
         }
     }
 
@@ -113,6 +116,11 @@ impl<E: Engine> NatsChannel<E> {
         if std::mem::take(&mut self.published) {
             self.client.stats.touch();
         }
+    }
+
+    /// The nonce INFO carried (NKey users sign it in CONNECT).
+    pub fn set_nonce(&mut self, nonce: Option<String>) {
+        self.nonce = nonce;
     }
 
     /// Has the client sent a CONNECT that was accepted?
@@ -267,6 +275,11 @@ impl<E: Engine> NatsChannel<E> {
         };
         if self.auth_required {
             let credentials = match (&options.auth_token, &options.user) {
+                _ if options.nkey.is_some() => Credentials::Nkey {
+                    key: options.nkey.clone().unwrap_or_default(),
+                    nonce: self.nonce.clone().unwrap_or_default(),
+                    signature: options.sig.clone().unwrap_or_default(),
+                },
                 (Some(token), _) => Credentials::Token(token.clone()),
                 (None, Some(user)) => Credentials::UserPassword {
                     user: user.clone(),
@@ -322,10 +335,11 @@ impl<E: Engine> NatsChannel<E> {
             options.name.take(),
             options.lang.take(),
             options.version.take(),
-            options.user.clone(),
+            options.user.clone().or_else(|| options.nkey.clone()),
         );
         options.auth_token = None;
         options.pass = None;
+        options.sig = None;
         self.out.set_headers(options.headers);
         self.options = options;
         self.connected = true;

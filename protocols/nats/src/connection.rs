@@ -61,11 +61,20 @@ pub(crate) async fn run<E: Engine>(
                 .collect()
         })
         .unwrap_or_default();
+    // NKey users sign a fresh random nonce (as nats-server's, base64 URL-safe
+    // characters).
+    let nonce = engine.uses_nonce().then(|| {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        (0..15)
+            .map(|_| char::from(ALPHABET[rand::random_range(0..ALPHABET.len())]))
+            .collect::<String>()
+    });
     let info = options.info_json(
         client.id.0,
         remote.ip(),
         engine.auth_required(),
         connect_urls.clone(),
+        nonce.clone(),
     );
     let Some(tls) = options.tls.clone() else {
         let (reader, writer) = socket.into_split();
@@ -78,6 +87,7 @@ pub(crate) async fn run<E: Engine>(
             shutdown,
             Some(info),
             connect_urls,
+            nonce,
         )
         .await;
     };
@@ -119,6 +129,7 @@ pub(crate) async fn run<E: Engine>(
         shutdown,
         info,
         connect_urls,
+        nonce,
     )
     .await;
 }
@@ -135,6 +146,7 @@ async fn session<E, R, W>(
     shutdown: CancellationToken,
     info: Option<Vec<u8>>,
     connect_urls: Vec<String>,
+    nonce: Option<String>,
 ) where
     E: Engine,
     R: AsyncRead + Unpin,
@@ -166,6 +178,7 @@ async fn session<E, R, W>(
         engine.auth_required(),
         connect_urls,
         true,
+        nonce.clone(),
     );
     let ldm_out = out.clone();
     let on_lame_duck = move || {
@@ -178,6 +191,7 @@ async fn session<E, R, W>(
         out.clone(),
         options.max_pings_out,
     );
+    channel.set_nonce(nonce);
     let reason = read_loop(
         reader,
         &mut channel,
@@ -228,7 +242,7 @@ async fn refuse_with(
     let mut buf = BytesMut::new();
     encode::info(
         &mut buf,
-        &options.info_json(0, remote.ip(), auth_required, Vec::new()),
+        &options.info_json(0, remote.ip(), auth_required, Vec::new(), None),
     );
     if let Some(why) = why {
         encode::err(&mut buf, why);

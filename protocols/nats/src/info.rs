@@ -53,6 +53,10 @@ pub struct ServerInfo {
     /// that clients can fail over; absent when running alone.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub connect_urls: Vec<String>,
+    /// A random challenge for NKey users to sign (present when some are
+    /// configured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
     /// Lame-duck mode (nats-server's `ldm`): the server is going away; clients
     /// reconnect to another one from `connect_urls`. Absent when false.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -94,6 +98,12 @@ pub struct ConnectOptions {
     /// Password credential.
     #[serde(default)]
     pub pass: Option<String>,
+    /// NKey public key (with `sig`, the INFO nonce signed by its seed).
+    #[serde(default)]
+    pub nkey: Option<String>,
+    /// Signature of the INFO nonce, base64 (URL-safe or standard).
+    #[serde(default)]
+    pub sig: Option<String>,
     /// Client name.
     #[serde(default)]
     pub name: Option<String>,
@@ -124,6 +134,8 @@ impl Default for ConnectOptions {
             auth_token: None,
             user: None,
             pass: None,
+            nkey: None,
+            sig: None,
             name: None,
             lang: None,
             version: None,

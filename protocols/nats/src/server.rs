@@ -68,9 +68,17 @@ impl NatsOptions {
         client_ip: IpAddr,
         auth_required: bool,
         connect_urls: Vec<String>,
+        nonce: Option<String>,
     ) -> Vec<u8> {
         let ldm = self.in_lame_duck();
-        self.info_json_with(client_id, client_ip, auth_required, connect_urls, ldm)
+        self.info_json_with(
+            client_id,
+            client_ip,
+            auth_required,
+            connect_urls,
+            ldm,
+            nonce,
+        )
     }
 
     /// Whether lame-duck mode is on.
@@ -86,6 +94,7 @@ impl NatsOptions {
         auth_required: bool,
         connect_urls: Vec<String>,
         ldm: bool,
+        nonce: Option<String>,
     ) -> Vec<u8> {
         let info = ServerInfo {
             server_id: self.server_id.clone(),
@@ -103,6 +112,7 @@ impl NatsOptions {
             client_ip: client_ip.to_string(),
             junction_version: env!("CARGO_PKG_VERSION").to_string(),
             connect_urls,
+            nonce,
             ldm,
             tls_required: self.tls.is_some(),
             tls_verify: self.tls.is_some() && self.tls_verify,
