@@ -383,7 +383,7 @@ impl Default for Limits {
 }
 
 /// Credentials. Setting any of them makes every protocol require authentication.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Auth {
     /// A single user name (with `password`).
@@ -397,6 +397,32 @@ pub struct Auth {
     /// The user a client that presents no credentials connects as (nats-server's
     /// `no_auth_user`); it must be one of the configured users, in any tenant.
     pub no_auth_user: Option<String>,
+    /// Failed logins from one address within `failure_window` that ban it for
+    /// `ban_for` (0: never). A banned address is refused before any password
+    /// check.
+    pub ban_after_failures: u32,
+    /// The window failed logins are counted in.
+    #[serde(with = "humantime_serde")]
+    pub failure_window: Duration,
+    /// How long a ban lasts.
+    #[serde(with = "humantime_serde")]
+    pub ban_for: Duration,
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        let ban = crate::engine::auth::BanPolicy::default();
+        Auth {
+            user: None,
+            password: None,
+            token: None,
+            users: Vec::new(),
+            no_auth_user: None,
+            ban_after_failures: ban.after,
+            failure_window: ban.window,
+            ban_for: ban.ban_for,
+        }
+    }
 }
 
 /// One tenant (`[[tenants]]`).
@@ -539,6 +565,13 @@ impl Config {
             self.auth.token.clone(),
             self.auth.no_auth_user.clone(),
         )
+        .map(|a| {
+            a.with_ban_policy(crate::engine::auth::BanPolicy {
+                after: self.auth.ban_after_failures,
+                window: self.auth.failure_window,
+                ban_for: self.auth.ban_for,
+            })
+        })
         .map_err(|e| ConfigError(format!("auth: {e}")))
     }
 }

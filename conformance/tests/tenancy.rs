@@ -30,3 +30,6 @@ mod tenant_limits_answer_as_nats_server_does;
 
 #[path = "tenancy/nkey_users_log_in.rs"]
 mod nkey_users_log_in;
+
+#[path = "tenancy/repeated_failed_logins_ban_the_address.rs"]
+mod repeated_failed_logins_ban_the_address;

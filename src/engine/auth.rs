@@ -195,6 +195,84 @@ struct Account {
     identity: Identity,
 }
 
+/// When repeated failed logins from one address ban it (EMQX's flapping
+/// detection, applied to logins).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BanPolicy {
+    /// Failures within `window` that ban the address (0: never).
+    pub after: u32,
+    /// The window failures are counted in.
+    pub window: Duration,
+    /// How long the ban lasts.
+    pub ban_for: Duration,
+}
+
+impl Default for BanPolicy {
+    fn default() -> Self {
+        BanPolicy {
+            after: 100,
+            window: Duration::from_secs(60),
+            ban_for: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Failed logins per address, and the addresses banned for them.
+#[derive(Debug, Default)]
+struct LoginGuard {
+    policy: BanPolicy,
+    /// Per address: when its window started and its failures in it.
+    failures: Mutex<AHashMap<std::net::IpAddr, (std::time::Instant, u32)>>,
+    /// Per banned address: until when.
+    banned: Mutex<AHashMap<std::net::IpAddr, std::time::Instant>>,
+    /// Logins refused because their address was banned.
+    refused: std::sync::atomic::AtomicU64,
+}
+
+/// Addresses tracked at most; beyond it the oldest windows are forgotten.
+const TRACKED_ADDRESSES: usize = 65_536;
+
+impl LoginGuard {
+    fn is_banned(&self, ip: std::net::IpAddr) -> bool {
+        let mut banned = self.banned.lock();
+        match banned.get(&ip) {
+            Some(until) if std::time::Instant::now() < *until => {
+                self.refused
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                true
+            }
+            Some(_) => {
+                banned.remove(&ip);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn failed(&self, ip: std::net::IpAddr) {
+        let p = self.policy;
+        if p.after == 0 {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let mut failures = self.failures.lock();
+        if failures.len() >= TRACKED_ADDRESSES {
+            failures.retain(|_, (start, _)| now.duration_since(*start) < p.window);
+        }
+        let entry = failures.entry(ip).or_insert((now, 0));
+        if now.duration_since(entry.0) >= p.window {
+            *entry = (now, 0);
+        }
+        entry.1 += 1;
+        if entry.1 >= p.after {
+            failures.remove(&ip);
+            drop(failures);
+            tracing::warn!(%ip, failures = p.after, ban_for = ?p.ban_for, "address banned after repeated failed logins");
+            self.banned.lock().insert(ip, now + p.ban_for);
+        }
+    }
+}
+
 /// The credentials the broker accepts. Empty means anyone may connect.
 #[derive(Debug, Default)]
 pub struct Authenticator {
@@ -203,6 +281,7 @@ pub struct Authenticator {
     no_auth_user: Option<String>,
     /// SHA-256 of each bcrypt user's last password that verified.
     verified: Mutex<AHashMap<String, [u8; 32]>>,
+    guard: LoginGuard,
 }
 
 /// Compares in time that depends only on the lengths, not on where bytes differ.
@@ -290,7 +369,42 @@ impl Authenticator {
             token,
             no_auth_user,
             verified: Mutex::new(AHashMap::new()),
+            guard: LoginGuard::default(),
         })
+    }
+
+    /// Sets when failed logins ban an address.
+    pub fn with_ban_policy(mut self, policy: BanPolicy) -> Self {
+        self.guard.policy = policy;
+        self
+    }
+
+    /// Logins refused so far because their address was banned.
+    pub fn refused_banned(&self) -> u64 {
+        self.guard
+            .refused
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// [`Authenticator::check`] for a client at `remote`: a banned address is
+    /// refused before anything is checked; a failure counts against it.
+    pub fn check_from(
+        &self,
+        credentials: &Credentials,
+        remote: std::net::IpAddr,
+    ) -> Result<Identity, EngineError> {
+        if !self.required() {
+            return Ok(Identity::anonymous());
+        }
+        if self.guard.is_banned(remote) {
+            tracing::info!(%remote, "login refused: the address is banned after repeated failures");
+            return Err(EngineError::AuthorizationViolation);
+        }
+        let result = self.check(credentials);
+        if result.is_err() {
+            self.guard.failed(remote);
+        }
+        result
     }
 
     /// Does anything need credentials?

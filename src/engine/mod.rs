@@ -406,6 +406,14 @@ impl Broker for StationEngine {
         self.options.auth.has_nkeys()
     }
 
+    fn authenticate_from(
+        &self,
+        credentials: &Credentials,
+        remote: std::net::IpAddr,
+    ) -> Result<junction_api::Identity, EngineError> {
+        self.options.auth.check_from(credentials, remote)
+    }
+
     fn authenticate(
         &self,
         credentials: &Credentials,

@@ -256,6 +256,18 @@ pub trait Broker: Send + Sync + 'static {
         self.system_client()
     }
 
+    /// [`Broker::authenticate`] for a client at `remote`: an address that failed
+    /// too often lately is refused before its credentials are even checked
+    /// (no bcrypt for it), and each failure counts against it.
+    fn authenticate_from(
+        &self,
+        credentials: &Credentials,
+        remote: std::net::IpAddr,
+    ) -> Result<Identity, EngineError> {
+        let _ = remote;
+        self.authenticate(credentials)
+    }
+
     /// Do some users log in with an NKey? Then NATS sends a nonce in INFO for
     /// them to sign.
     fn uses_nonce(&self) -> bool {

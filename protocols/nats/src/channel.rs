@@ -287,7 +287,10 @@ impl<E: Engine> NatsChannel<E> {
                 },
                 (None, None) => Credentials::None,
             };
-            match self.engine.authenticate(&credentials) {
+            match self
+                .engine
+                .authenticate_from(&credentials, self.client.remote.ip())
+            {
                 Ok(identity) => {
                     self.permissions = identity.permissions.clone();
                     if self

@@ -162,6 +162,7 @@ pub async fn require(
         match check(
             state.engine.as_ref(),
             request.headers(),
+            peer(&request),
             state.settings.auth_methods,
         ) {
             Ok(t) => t,
@@ -186,7 +187,12 @@ pub async fn require_for_monitoring(
     next: Next,
 ) -> Response {
     if engine.auth_required() {
-        match check(engine.as_ref(), request.headers(), AuthMethods::default()) {
+        match check(
+            engine.as_ref(),
+            request.headers(),
+            peer(&request),
+            AuthMethods::default(),
+        ) {
             Ok(identity) => {
                 let auth = Authenticated(identity);
                 // Server-wide figures are the operators'; a tenant's user sees
@@ -208,10 +214,19 @@ pub async fn require_for_monitoring(
     next.run(request).await
 }
 
+/// The address a request came from.
+fn peer(request: &Request) -> Option<std::net::IpAddr> {
+    request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
 /// Authenticates a request's credentials: the tenant, or the 401 to answer.
 fn check(
     engine: &dyn Engine,
     headers: &HeaderMap,
+    remote: Option<std::net::IpAddr>,
     methods: AuthMethods,
 ) -> Result<Identity, Box<Response>> {
     let refused = |e| Box::new(refuse(e, is_scripted(headers), methods));
@@ -225,7 +240,10 @@ fn check(
         Err(e) => return Err(refused(e)),
     };
     engine
-        .authenticate(&creds)
+        .authenticate_from(
+            &creds,
+            remote.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+        )
         .map_err(|_| refused(AppError::Unauthorized("invalid credentials".into())))
 }
 

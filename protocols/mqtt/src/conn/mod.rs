@@ -410,7 +410,7 @@ async fn connect<S>(
             (None, None) => Credentials::None,
         };
         let presented = !matches!(creds, Credentials::None);
-        match broker.engine.authenticate(&creds) {
+        match broker.engine.authenticate_from(&creds, remote.ip()) {
             Ok(t) => t,
             Err(_) => {
                 let code = if presented { 0x86 } else { 0x87 };
