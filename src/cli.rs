@@ -57,7 +57,8 @@ pub enum Command {
 /// `JUNCTION_*` environment variables, then these flags.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ServeArgs {
-    /// TOML configuration file.
+    /// Configuration file: TOML, or nats-server's format when its name ends in
+    /// `.conf` (the keys Junction supports; others are refused by line).
     #[arg(short = 'c', long = "config", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// NATS listener: host:port, :port, or off [default: :4222, on --addr's host].
@@ -287,7 +288,13 @@ impl ServeArgs {
                     path.display()
                 )));
             }
-            figment = figment.merge(Toml::file_exact(path));
+            if path.extension().is_some_and(|e| e == "conf") {
+                // nats-server's format, for the keys Junction supports.
+                let settings = crate::nats_conf::read(path).map_err(ConfigError)?;
+                figment = figment.merge(Serialized::globals(settings));
+            } else {
+                figment = figment.merge(Toml::file_exact(path));
+            }
         }
         figment = figment.merge(
             Env::prefixed("JUNCTION_")

@@ -265,6 +265,11 @@ pub struct TlsSettings {
     pub ca_file: Option<PathBuf>,
     /// Require a client certificate signed by `ca_file`.
     pub verify: bool,
+    /// Require a client certificate and log the client in as the user it
+    /// names: an e-mail SAN, DNS SAN or URI SAN, or the subject DN
+    /// (`CN=alice,O=Acme`), tried in that order (nats-server's
+    /// `verify_and_map`). Such users may have no password.
+    pub verify_and_map: bool,
     /// Time a TLS handshake may take.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
@@ -281,6 +286,7 @@ impl Default for TlsSettings {
             key_file: None,
             ca_file: None,
             verify: false,
+            verify_and_map: false,
             timeout: Duration::from_secs(2),
             handshake_first: false,
         }
@@ -460,7 +466,9 @@ pub struct TenantJetStreamConfig {
 
 impl TenantConfig {
     /// Refuses a name that is empty, reserved or holds other characters.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// `certificate_users`: users without a password are allowed (they log in
+    /// with a TLS client certificate, `verify_and_map`).
+    pub fn validate(&self, certificate_users: bool) -> Result<(), ConfigError> {
         let n = &self.name;
         if n.is_empty() || n.len() > 64 {
             return Err(ConfigError(format!(
@@ -476,7 +484,7 @@ impl TenantConfig {
             )));
         }
         for u in self.users.iter().filter(|u| u.nkey.is_none()) {
-            if u.user.is_empty() || u.password.is_empty() {
+            if u.user.is_empty() || (u.password.is_empty() && !certificate_users) {
                 return Err(ConfigError(format!(
                     "tenants '{n}': every user needs a name and a password"
                 )));
@@ -489,8 +497,9 @@ impl TenantConfig {
 impl Auth {
     /// Refuses credentials that would let anyone in by accident: a user without a
     /// password, a password without a user, empty values, and a token together with
-    /// a user.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// a user. `certificate_users`: users without a password are allowed (they
+    /// log in with a TLS client certificate, `verify_and_map`).
+    pub fn validate(&self, certificate_users: bool) -> Result<(), ConfigError> {
         let err = |m: &str| Err(ConfigError(m.to_string()));
         if self.token.is_some() && self.user.is_some() {
             return err("auth: set either user/password or token, not both");
@@ -516,7 +525,7 @@ impl Auth {
             if u.user.is_empty() {
                 return err("auth.users: a user has an empty name");
             }
-            if u.password.is_empty() {
+            if u.password.is_empty() && !certificate_users {
                 return Err(ConfigError(format!(
                     "auth.users: user '{}' has an empty password",
                     u.user
@@ -571,6 +580,7 @@ impl Config {
                 window: self.auth.failure_window,
                 ban_for: self.auth.ban_for,
             })
+            .with_certificate_mapping(self.tls.enabled() && self.tls.verify_and_map)
         })
         .map_err(|e| ConfigError(format!("auth: {e}")))
     }
@@ -706,9 +716,10 @@ impl Config {
                 "server_name: '{name}' must be 1 to 255 characters without spaces"
             )));
         }
-        self.auth.validate()?;
+        let certificate_users = self.tls.enabled() && self.tls.verify_and_map;
+        self.auth.validate(certificate_users)?;
         for t in &self.tenants {
-            t.validate()?;
+            t.validate(certificate_users)?;
         }
         self.authenticator()?;
         self.cluster.validate()?;

@@ -17,6 +17,7 @@ pub mod engine;
 pub mod fd_budget;
 pub mod health;
 pub mod lame_duck;
+pub mod nats_conf;
 pub mod passwd;
 mod serve;
 pub mod tls;

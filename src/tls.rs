@@ -134,7 +134,7 @@ pub fn server_config(
                 Arc::new(roots),
                 Arc::new(provider::default_provider()),
             );
-            let verifier = if settings.verify {
+            let verifier = if settings.verify || settings.verify_and_map {
                 verifier.build()
             } else {
                 verifier.allow_unauthenticated().build()
@@ -142,7 +142,7 @@ pub fn server_config(
             .map_err(|e| ConfigError(format!("tls.ca_file: {e}")))?;
             builder.with_client_cert_verifier(verifier)
         }
-        None if settings.verify => {
+        None if settings.verify || settings.verify_and_map => {
             return Err(ConfigError(
                 "tls.verify needs tls.ca_file: the authority client certificates must be signed by"
                     .into(),

@@ -23,3 +23,6 @@ mod mqtt_and_https_over_tls;
 
 #[path = "tls/certificates_reload_without_dropping_connections.rs"]
 mod certificates_reload_without_dropping_connections;
+
+#[path = "tls/certificates_map_to_users.rs"]
+mod certificates_map_to_users;

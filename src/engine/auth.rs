@@ -282,6 +282,59 @@ pub struct Authenticator {
     /// SHA-256 of each bcrypt user's last password that verified.
     verified: Mutex<AHashMap<String, [u8; 32]>>,
     guard: LoginGuard,
+    /// TLS client certificates name their user (`verify_and_map`).
+    map_certificates: bool,
+}
+
+/// The names a client certificate may map to, in the order nats-server tries
+/// them: e-mail SANs, DNS SANs, URI SANs, then the subject DN (RFC 2253, as
+/// `CN=alice,OU=ops,O=Acme`).
+pub fn certificate_names(der: &[u8]) -> Vec<String> {
+    use x509_parser::extensions::GeneralName;
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return Vec::new();
+    };
+    let (mut email, mut dns, mut uri) = (Vec::new(), Vec::new(), Vec::new());
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::RFC822Name(e) => email.push(e.to_string()),
+                GeneralName::DNSName(d) => dns.push(d.to_string()),
+                GeneralName::URI(u) => uri.push(u.to_string()),
+                _ => {}
+            }
+        }
+    }
+    let mut rdns: Vec<String> = Vec::new();
+    for rdn in cert.subject().iter_rdn() {
+        for attr in rdn.iter() {
+            let oid = attr.attr_type().to_id_string();
+            let key = match oid.as_str() {
+                "2.5.4.3" => "CN",
+                "2.5.4.6" => "C",
+                "2.5.4.7" => "L",
+                "2.5.4.8" => "ST",
+                "2.5.4.9" => "STREET",
+                "2.5.4.10" => "O",
+                "2.5.4.11" => "OU",
+                "2.5.4.5" => "SERIALNUMBER",
+                "0.9.2342.19200300.100.1.25" => "DC",
+                "0.9.2342.19200300.100.1.1" => "UID",
+                _ => continue,
+            };
+            if let Ok(value) = attr.as_str() {
+                rdns.push(format!("{key}={value}"));
+            }
+        }
+    }
+    rdns.reverse();
+    let mut names = email;
+    names.extend(dns);
+    names.extend(uri);
+    if !rdns.is_empty() {
+        names.push(rdns.join(","));
+    }
+    names
 }
 
 /// Compares in time that depends only on the lengths, not on where bytes differ.
@@ -370,7 +423,19 @@ impl Authenticator {
             no_auth_user,
             verified: Mutex::new(AHashMap::new()),
             guard: LoginGuard::default(),
+            map_certificates: false,
         })
+    }
+
+    /// Maps TLS client certificates to users (`verify_and_map`).
+    pub fn with_certificate_mapping(mut self, on: bool) -> Self {
+        self.map_certificates = on;
+        self
+    }
+
+    /// Are TLS client certificates mapped to users?
+    pub fn maps_certificates(&self) -> bool {
+        self.map_certificates
     }
 
     /// Sets when failed logins ban an address.
@@ -434,6 +499,19 @@ impl Authenticator {
                 nonce,
                 signature,
             } => self.check_nkey(key, nonce, signature),
+            Credentials::Certificate(der) if self.map_certificates => {
+                let names = certificate_names(der);
+                match names
+                    .iter()
+                    .find_map(|n| self.users.get(n).filter(|a| !a.nkey))
+                {
+                    Some(account) => Ok(account.identity.clone()),
+                    None => {
+                        tracing::info!(?names, "client certificate maps to no user");
+                        Err(EngineError::AuthorizationViolation)
+                    }
+                }
+            }
             Credentials::Token(token)
                 if self
                     .token
@@ -480,7 +558,13 @@ impl Authenticator {
     }
 
     fn check_user(&self, user: &str, password: &str) -> Result<Identity, EngineError> {
-        let Some(account) = self.users.get(user).filter(|a| !a.nkey) else {
+        // NKey users and certificate-only users (no password) never log in
+        // with a password.
+        let Some(account) = self
+            .users
+            .get(user)
+            .filter(|a| !a.nkey && !a.password.is_empty())
+        else {
             return Err(EngineError::AuthorizationViolation);
         };
         let ok = if account.bcrypt {

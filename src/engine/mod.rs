@@ -406,6 +406,10 @@ impl Broker for StationEngine {
         self.options.auth.has_nkeys()
     }
 
+    fn maps_certificates(&self) -> bool {
+        self.options.auth.maps_certificates()
+    }
+
     fn authenticate_from(
         &self,
         credentials: &Credentials,

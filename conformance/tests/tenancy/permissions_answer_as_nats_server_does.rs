@@ -1,6 +1,7 @@
-//! User permissions over NATS: the same configuration, written in nats-server's
-//! format and in Junction's TOML, gives byte-identical answers to a raw-socket
-//! probe on a real nats-server and on Junction, for publish, subscribe, queue
+//! User permissions over NATS: the same configuration, in nats-server's format
+//! (read by nats-server, and by Junction with `-c server.conf`) and in
+//! Junction's TOML, gives byte-identical answers to a raw-socket probe on a real
+//! nats-server and on Junction, for publish, subscribe, queue
 //! subscribe, deny-filtered wildcard subscriptions and `allow_responses` (one
 //! reply per request). The connection stays open after each violation.
 
@@ -237,6 +238,31 @@ async fn a_raw_probe_gets_nats_servers_exact_bytes() {
     config.data_dir = base.data_dir;
     let b = start_in(config, dir).await;
     let got = transcript(b.nats_addr()).await;
+
+    // Junction started from the nats-server file itself (`-c server.conf`).
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("server.conf");
+    std::fs::write(
+        &conf,
+        format!("listen: \"127.0.0.1:0\"\n{NATS_SERVER_CONF}"),
+    )
+    .unwrap();
+    let mut config = ServeArgs {
+        config: Some(conf),
+        ..Default::default()
+    }
+    .load()
+    .expect("the nats-server file loads");
+    let base = junction_conformance::test_config(dir.path());
+    config.http_listen = base.http_listen;
+    config.mqtt_listen = base.mqtt_listen;
+    config.data_dir = base.data_dir;
+    let from_conf = start_in(config, dir).await;
+    let got_conf = transcript(from_conf.nats_addr()).await;
+    assert_eq!(
+        got_conf, expected,
+        "Junction from server.conf answered differently"
+    );
 
     // What the probe shows nats-server doing, spelled out once.
     assert!(

@@ -104,6 +104,9 @@ pub enum Credentials {
     },
     /// A bearer token.
     Token(String),
+    /// A verified TLS client certificate (DER), mapped to a user by its names
+    /// (`verify_and_map`).
+    Certificate(Vec<u8>),
     /// An NKey: its public key, and the server's nonce signed by its seed.
     Nkey {
         /// The public key (`U…`).

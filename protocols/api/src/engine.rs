@@ -268,6 +268,13 @@ pub trait Broker: Send + Sync + 'static {
         self.authenticate(credentials)
     }
 
+    /// Are TLS client certificates mapped to users (`verify_and_map`)? Then a
+    /// front-end authenticates a TLS client with
+    /// [`Credentials::Certificate`] instead of what it sent.
+    fn maps_certificates(&self) -> bool {
+        false
+    }
+
     /// Do some users log in with an NKey? Then NATS sends a nonce in INFO for
     /// them to sign.
     fn uses_nonce(&self) -> bool {

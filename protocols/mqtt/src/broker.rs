@@ -352,7 +352,20 @@ impl MqttBroker {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        crate::conn::run(self.clone(), stream, remote).await;
+        crate::conn::run(self.clone(), stream, remote, None).await;
+    }
+
+    /// Runs one TLS connection to the end; `certificate` is the client's
+    /// verified certificate (DER), if it presented one.
+    pub async fn handle_tls<S>(
+        self: &Arc<Self>,
+        stream: S,
+        remote: SocketAddr,
+        certificate: Option<Vec<u8>>,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        crate::conn::run(self.clone(), stream, remote, certificate).await;
     }
 
     /// Starts an offline session's expiry timer.
@@ -884,7 +897,15 @@ async fn accept_loop(
                             None => b.handle(stream, remote).await,
                             Some((acceptor, limit)) => {
                                 match tokio::time::timeout(limit, acceptor.accept(stream)).await {
-                                    Ok(Ok(tls)) => b.handle(tls, remote).await,
+                                    Ok(Ok(tls)) => {
+                                        let certificate = tls
+                                            .get_ref()
+                                            .1
+                                            .peer_certificates()
+                                            .and_then(|c| c.first())
+                                            .map(|c| c.as_ref().to_vec());
+                                        b.handle_tls(tls, remote, certificate).await
+                                    }
                                     Ok(Err(e)) => {
                                         tracing::info!(%remote, error = %e, "MQTT TLS handshake failed");
                                     }

@@ -52,6 +52,8 @@ pub struct NatsChannel<E: Engine> {
     replies: Option<Arc<Replies>>,
     /// The nonce INFO carried, for NKey users to sign.
     nonce: Option<String>,
+    /// The client's verified TLS certificate (DER), if it presented one.
+    certificate: Option<Vec<u8>>,
 }
 
 /// A subject quoted as Go's `%q` quotes it (nats-server's error texts).
@@ -107,6 +109,7 @@ impl<E: Engine> NatsChannel<E> {
             permissions: None,
             replies: None,
             nonce: None,
+            certificate: None,
         }
     }
 
@@ -116,6 +119,11 @@ impl<E: Engine> NatsChannel<E> {
         if std::mem::take(&mut self.published) {
             self.client.stats.touch();
         }
+    }
+
+    /// The TLS client certificate the handshake verified.
+    pub fn set_certificate(&mut self, certificate: Option<Vec<u8>>) {
+        self.certificate = certificate;
     }
 
     /// The nonce INFO carried (NKey users sign it in CONNECT).
@@ -275,6 +283,11 @@ impl<E: Engine> NatsChannel<E> {
         };
         if self.auth_required {
             let credentials = match (&options.auth_token, &options.user) {
+                // verify_and_map: the certificate says who the client is, as in
+                // nats-server (what CONNECT says is not used).
+                _ if self.certificate.is_some() && self.engine.maps_certificates() => {
+                    Credentials::Certificate(self.certificate.clone().unwrap_or_default())
+                }
                 _ if options.nkey.is_some() => Credentials::Nkey {
                     key: options.nkey.clone().unwrap_or_default(),
                     nonce: self.nonce.clone().unwrap_or_default(),
@@ -338,7 +351,10 @@ impl<E: Engine> NatsChannel<E> {
             options.name.take(),
             options.lang.take(),
             options.version.take(),
-            options.user.clone().or_else(|| options.nkey.clone()),
+            self.client
+                .identity()
+                .and_then(|i| i.user.as_deref().map(str::to_string))
+                .or_else(|| options.user.clone()),
         );
         options.auth_token = None;
         options.pass = None;

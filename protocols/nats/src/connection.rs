@@ -87,7 +87,7 @@ pub(crate) async fn run<E: Engine>(
             shutdown,
             Some(info),
             connect_urls,
-            nonce,
+            (nonce, None),
         )
         .await;
     };
@@ -118,6 +118,12 @@ pub(crate) async fn run<E: Engine>(
             return;
         }
     };
+    let certificate = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.as_ref().to_vec());
     let (reader, writer) = tokio::io::split(stream);
     let info = options.tls_handshake_first.then_some(info);
     session(
@@ -129,7 +135,7 @@ pub(crate) async fn run<E: Engine>(
         shutdown,
         info,
         connect_urls,
-        nonce,
+        (nonce, certificate),
     )
     .await;
 }
@@ -146,7 +152,7 @@ async fn session<E, R, W>(
     shutdown: CancellationToken,
     info: Option<Vec<u8>>,
     connect_urls: Vec<String>,
-    nonce: Option<String>,
+    (nonce, certificate): (Option<String>, Option<Vec<u8>>),
 ) where
     E: Engine,
     R: AsyncRead + Unpin,
@@ -192,6 +198,7 @@ async fn session<E, R, W>(
         options.max_pings_out,
     );
     channel.set_nonce(nonce);
+    channel.set_certificate(certificate);
     let reason = read_loop(
         reader,
         &mut channel,

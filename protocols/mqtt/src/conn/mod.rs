@@ -254,8 +254,12 @@ struct Conn<S> {
 }
 
 /// Runs a connection to the end.
-pub(crate) async fn run<S>(broker: Arc<MqttBroker>, stream: S, remote: SocketAddr)
-where
+pub(crate) async fn run<S>(
+    broker: Arc<MqttBroker>,
+    stream: S,
+    remote: SocketAddr,
+    certificate: Option<Vec<u8>>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut framed = MqttIo::new(stream, MqttCodec::Version(VersionCodec));
@@ -326,7 +330,7 @@ where
         }
         _ => return,
     };
-    connect(broker, framed, v5, *info, remote).await;
+    connect(broker, framed, v5, *info, remote, certificate).await;
 }
 
 /// A malformed CONNECT. MQTT 5 answers with a CONNACK reason code and closes; 3.1.1
@@ -365,6 +369,7 @@ async fn connect<S>(
     v5: bool,
     mut info: ConnectInfo,
     remote: SocketAddr,
+    certificate: Option<Vec<u8>>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -399,6 +404,10 @@ async fn connect<S>(
     // Authentication: the same users as NATS.
     let identity = if broker.engine.auth_required() {
         let creds = match (&info.username, &info.password) {
+            // verify_and_map: a client that names no user is the certificate's.
+            (None, _) if certificate.is_some() && broker.engine.maps_certificates() => {
+                Credentials::Certificate(certificate.clone().unwrap_or_default())
+            }
             (Some(u), p) => Credentials::UserPassword {
                 user: u.clone(),
                 password: p
@@ -492,7 +501,10 @@ async fn connect<S>(
             4 => "3.1.1".to_owned(),
             _ => "5.0".to_owned(),
         }),
-        info.username.clone(),
+        client
+            .identity()
+            .and_then(|i| i.user.as_deref().map(str::to_string))
+            .or_else(|| info.username.clone()),
     );
 
     // Take the session over from any other connection with this client id.
