@@ -443,6 +443,106 @@ pub struct TenantConfig {
     pub limits: TenantLimitsConfig,
     /// Station limits (nats-server's account `jetstream {}`).
     pub jetstream: TenantJetStreamConfig,
+    /// Subjects other tenants may import (`exports = [{ stream = "public.>" }]`).
+    pub exports: Vec<ExportConfig>,
+    /// Subjects imported from other tenants (`[[tenants.imports]]`).
+    pub imports: Vec<ImportConfig>,
+}
+
+/// One export: subjects other tenants may import.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportConfig {
+    /// The subjects (a filter).
+    pub stream: String,
+}
+
+/// One import: another tenant's exported subjects, delivered here.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportConfig {
+    /// Where from.
+    pub stream: ImportSource,
+    /// Put in front of the subjects here (`prefix.public.x`); none keeps them.
+    #[serde(default)]
+    pub prefix: Option<String>,
+}
+
+/// The tenant and subjects an import takes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportSource {
+    /// The exporting tenant.
+    pub tenant: String,
+    /// The subjects (within one of its exports).
+    pub subject: String,
+}
+
+/// Is the filter `inner` within the filter `outer` (every subject it matches,
+/// `outer` matches)?
+fn filter_within(inner: &str, outer: &str) -> bool {
+    let (i, o): (Vec<&str>, Vec<&str>) = (inner.split('.').collect(), outer.split('.').collect());
+    for (k, ot) in o.iter().enumerate() {
+        match (*ot, i.get(k)) {
+            (">", Some(_)) => return true,
+            (_, None) => return false,
+            ("*", Some(&">")) => return false,
+            ("*", Some(_)) => {}
+            (a, Some(b)) if a == *b => {}
+            _ => return false,
+        }
+    }
+    i.len() == o.len()
+}
+
+impl Config {
+    /// The stream imports of every tenant, checked against the exports.
+    pub fn stream_imports(&self) -> Result<Vec<crate::engine::StreamImport>, ConfigError> {
+        let mut out = Vec::new();
+        for t in &self.tenants {
+            for i in &t.imports {
+                let source = &i.stream;
+                let Some(exporter) = self.tenants.iter().find(|e| e.name == source.tenant) else {
+                    return Err(ConfigError(format!(
+                        "tenants '{}': imports from '{}', which is not a tenant",
+                        t.name, source.tenant
+                    )));
+                };
+                if !exporter
+                    .exports
+                    .iter()
+                    .any(|e| filter_within(&source.subject, &e.stream))
+                {
+                    return Err(ConfigError(format!(
+                        "tenants '{}': imports '{}' from '{}', which does not export it",
+                        t.name, source.subject, source.tenant
+                    )));
+                }
+                let filter =
+                    junction_api::SubjectFilter::new(source.subject.clone()).map_err(|e| {
+                        ConfigError(format!(
+                            "tenants '{}': import '{}': {e}",
+                            t.name, source.subject
+                        ))
+                    })?;
+                if let Some(p) = &i.prefix
+                    && junction_api::Subject::new(format!("{p}.x")).is_err()
+                {
+                    return Err(ConfigError(format!(
+                        "tenants '{}': import prefix '{p}' is not a subject",
+                        t.name
+                    )));
+                }
+                out.push(crate::engine::StreamImport {
+                    from: junction_api::TenantId(std::sync::Arc::from(exporter.name.as_str())),
+                    filter,
+                    to: junction_api::TenantId(std::sync::Arc::from(t.name.as_str())),
+                    prefix: i.prefix.clone(),
+                });
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// `[[tenants]] limits = { max_connections = N }`.
@@ -722,6 +822,7 @@ impl Config {
             t.validate(certificate_users)?;
         }
         self.authenticator()?;
+        self.stream_imports()?;
         self.cluster.validate()?;
         if self.limits.max_payload == 0 {
             return Err(ConfigError("limits.max_payload must be more than 0".into()));

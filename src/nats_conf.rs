@@ -613,6 +613,81 @@ impl Mapper<'_> {
                     Conf::Bool(_) | Conf::Str(_) => {}
                     _ => return self.bad(k, v, "a block or enabled"),
                 },
+                "exports" => {
+                    let Conf::List(list) = &v.value else {
+                        return self.bad(k, v, "a list");
+                    };
+                    let mut exports = Vec::new();
+                    for e in list {
+                        let mut stream = None;
+                        for (ek, ev) in self.map("exports", e)? {
+                            match ek.as_str() {
+                                "stream" => stream = Some(self.string(ek, ev)?),
+                                _ => {
+                                    return self.unsupported(
+                                        ek,
+                                        ev,
+                                        &format!("accounts.{name}.exports[]."),
+                                    );
+                                }
+                            }
+                        }
+                        exports.push(json!({ "stream": stream.unwrap_or_default() }));
+                    }
+                    t.insert("exports".into(), Value::Array(exports));
+                }
+                "imports" => {
+                    let Conf::List(list) = &v.value else {
+                        return self.bad(k, v, "a list");
+                    };
+                    let mut imports = Vec::new();
+                    for i in list {
+                        let mut import = Map::new();
+                        for (ik, iv) in self.map("imports", i)? {
+                            match ik.as_str() {
+                                "stream" => {
+                                    let mut source = Map::new();
+                                    for (sk, sv) in self.map(ik, iv)? {
+                                        match sk.as_str() {
+                                            "account" => {
+                                                source.insert(
+                                                    "tenant".into(),
+                                                    json!(self.string(sk, sv)?),
+                                                );
+                                            }
+                                            "subject" => {
+                                                source.insert(
+                                                    "subject".into(),
+                                                    json!(self.string(sk, sv)?),
+                                                );
+                                            }
+                                            _ => {
+                                                return self.unsupported(
+                                                    sk,
+                                                    sv,
+                                                    "imports[].stream.",
+                                                );
+                                            }
+                                        }
+                                    }
+                                    import.insert("stream".into(), Value::Object(source));
+                                }
+                                "prefix" | "to" => {
+                                    import.insert("prefix".into(), json!(self.string(ik, iv)?));
+                                }
+                                _ => {
+                                    return self.unsupported(
+                                        ik,
+                                        iv,
+                                        &format!("accounts.{name}.imports[]."),
+                                    );
+                                }
+                            }
+                        }
+                        imports.push(Value::Object(import));
+                    }
+                    t.insert("imports".into(), Value::Array(imports));
+                }
                 _ => return self.unsupported(k, v, &format!("accounts.{name}.")),
             }
         }

@@ -363,6 +363,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 .iter()
                 .map(|t| junction_api::TenantId(std::sync::Arc::from(t.name.as_str())))
                 .collect(),
+            imports: config.stream_imports()?,
             tenant_limits: config
                 .tenants
                 .iter()

@@ -33,3 +33,6 @@ mod nkey_users_log_in;
 
 #[path = "tenancy/repeated_failed_logins_ban_the_address.rs"]
 mod repeated_failed_logins_ban_the_address;
+
+#[path = "tenancy/exports_and_imports_between_tenants.rs"]
+mod exports_and_imports_between_tenants;

@@ -79,6 +79,23 @@ pub struct EngineOptions {
     pub tenants: Vec<TenantId>,
     /// Each tenant's limits, for those that have any.
     pub tenant_limits: AHashMap<TenantId, TenantLimits>,
+    /// Streams tenants import from others (`[[tenants.imports]]`).
+    pub imports: Vec<StreamImport>,
+}
+
+/// Messages one tenant publishes on `filter` are delivered in tenant `to` too,
+/// on their subject with `prefix.` in front (nats-server's stream import of an
+/// exported stream).
+#[derive(Debug, Clone)]
+pub struct StreamImport {
+    /// The exporting tenant.
+    pub from: TenantId,
+    /// The subjects imported.
+    pub filter: SubjectFilter,
+    /// The importing tenant.
+    pub to: TenantId,
+    /// Put in front of the subject in the importing tenant (none: as is).
+    pub prefix: Option<String>,
 }
 
 /// What one tenant may use (0: no limit).
@@ -130,6 +147,11 @@ pub struct StationEngine {
     system: Arc<ClientRecord>,
     /// The engine's own client in each other tenant, made when first asked for.
     tenant_clients: RwLock<AHashMap<TenantId, Arc<ClientRecord>>>,
+    /// Stream imports by exporting tenant.
+    imports: AHashMap<TenantId, Vec<StreamImport>>,
+    /// The client that publishes imported messages in each importing tenant;
+    /// what it publishes is not imported again (no loops).
+    import_clients: RwLock<AHashMap<TenantId, Arc<ClientRecord>>>,
     events: events::EventLog,
     /// This engine, for the admin calls that move their work to a blocking thread.
     me: std::sync::Weak<StationEngine>,
@@ -202,6 +224,10 @@ impl StationEngine {
                 subscriptions: AHashMap::new(),
             },
         );
+        let mut imports: AHashMap<TenantId, Vec<StreamImport>> = AHashMap::new();
+        for i in &options.imports {
+            imports.entry(i.from.clone()).or_default().push(i.clone());
+        }
         let engine = Arc::new_cyclic(|me| StationEngine {
             me: me.clone(),
             options,
@@ -211,6 +237,8 @@ impl StationEngine {
             tenants: RwLock::new(tenants),
             clients: RwLock::new(clients),
             tenant_clients: RwLock::new(AHashMap::new()),
+            imports,
+            import_clients: RwLock::new(AHashMap::new()),
             next_client: AtomicU64::new(1),
             next_subscription: AtomicU64::new(1),
             queue_cursor: AtomicUsize::new(0),
@@ -542,7 +570,10 @@ impl Broker for StationEngine {
             };
         }
         let captured = captured.stored;
-        let delivered = self.fan_out(from, &message.subject, &message);
+        let mut delivered = self.fan_out(from, &message.subject, &message);
+        if !self.imports.is_empty() {
+            delivered += self.deliver_imports(from, &message);
+        }
         PublishOutcome {
             delivered,
             captured,
@@ -1493,6 +1524,78 @@ impl Monitor for StationEngine {
 /// (an fsync), so they run on a blocking thread: [`Admin`] calls them through
 /// [`StationEngine::blocking`].
 impl StationEngine {
+    /// Publishes `message` in every tenant that imports it from `from`'s;
+    /// returns how many received it there.
+    fn deliver_imports(&self, from: &ClientRecord, message: &Message) -> usize {
+        let Some(routes) = self.imports.get(from.tenant()) else {
+            return 0;
+        };
+        if self
+            .import_clients
+            .read()
+            .get(from.tenant())
+            .is_some_and(|c| c.id == from.id)
+        {
+            return 0;
+        }
+        let mut delivered = 0;
+        for route in routes.iter().filter(|r| r.filter.matches(&message.subject)) {
+            let subject = match &route.prefix {
+                Some(p) => format!("{p}.{}", message.subject.to_str_lossy()),
+                None => message.subject.to_str_lossy().into_owned(),
+            };
+            let Ok(subject) = Subject::new(subject) else {
+                continue;
+            };
+            let clean = if from.protocol == Protocol::Mqtt {
+                lineage::strip_mqtt_markers(message).into_owned()
+            } else {
+                message.clone()
+            };
+            let imported = Message {
+                subject,
+                // Replies stay in the exporting tenant.
+                reply: None,
+                headers: clean.headers,
+                payload: clean.payload,
+            };
+            let client = self.import_client(&route.to);
+            delivered +=
+                Broker::publish_stored(self, &client, &imported, &PublishOptions::default(), None)
+                    .delivered;
+        }
+        delivered
+    }
+
+    fn import_client(&self, tenant: &TenantId) -> Arc<ClientRecord> {
+        if let Some(c) = self.import_clients.read().get(tenant) {
+            return c.clone();
+        }
+        let mut made = self.import_clients.write();
+        if let Some(c) = made.get(tenant) {
+            return c.clone();
+        }
+        let id = ClientId(self.next_client.fetch_add(1, Ordering::Relaxed));
+        let record = Arc::new(ClientRecord::new(
+            id,
+            tenant.clone(),
+            &NewClient {
+                protocol: Protocol::Nats,
+                remote: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            },
+        ));
+        record.set_kind(ClientKind::Internal);
+        self.clients.write().insert(
+            id,
+            ClientEntry {
+                record: record.clone(),
+                subscriptions: AHashMap::new(),
+            },
+        );
+        made.insert(tenant.clone(), record.clone());
+        record
+    }
+
     fn limits_of(&self, tenant: &TenantId) -> Option<TenantLimits> {
         self.options.tenant_limits.get(tenant).copied()
     }
