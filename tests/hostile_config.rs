@@ -901,3 +901,99 @@ async fn full_disk_fails_readiness_and_health_and_keeps_counts_honest() {
 
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn security_settings_that_cannot_work_are_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let files = [
+        (
+            "dup.toml",
+            "[auth]\nusers = [{ user = \"alice\", password = \"a\" }]\n\
+             [[tenants]]\nname = \"acme\"\nusers = [{ user = \"alice\", password = \"b\" }]\n",
+        ),
+        (
+            "perm.toml",
+            "[auth]\nusers = [{ user = \"u\", password = \"p\", permissions = { publish = [\"a..b\"] } }]\n",
+        ),
+        ("tenant.toml", "[[tenants]]\nname = \"has space\"\n"),
+        (
+            "import.toml",
+            "[[tenants]]\nname = \"a\"\nexports = [{ stream = \"public.>\" }]\n\
+             [[tenants]]\nname = \"b\"\nimports = [{ stream = { tenant = \"a\", subject = \"private.>\" } }]\n",
+        ),
+        (
+            "tls.toml",
+            "[tls]\ncert_file = \"/nonexistent/c.pem\"\nkey_file = \"/nonexistent/k.pem\"\n",
+        ),
+        ("mqtttls.toml", "mqtt_tls_listen = \":8883\"\n"),
+        ("server.conf", "port: 4222\nleafnodes {\n  port: 7422\n}\n"),
+        (
+            "nouser.toml",
+            "[auth]\nno_auth_user = \"ghost\"\nusers = [{ user = \"u\", password = \"p\" }]\n",
+        ),
+    ];
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["-c", "dup.toml"],
+            "junction: auth: Duplicate user 'alice'",
+        ),
+        (
+            vec!["-c", "perm.toml"],
+            "junction: auth: user 'u': permissions: publish: permission entry 'a..b': …",
+        ),
+        (
+            vec!["-c", "tenant.toml"],
+            "junction: tenants: name 'has space' may hold only letters, digits, '-' and '_' \
+             (users of [auth] are in the default tenant $G)",
+        ),
+        (
+            vec!["-c", "import.toml"],
+            "junction: tenants 'b': imports 'private.>' from 'a', which does not export it",
+        ),
+        (
+            vec!["-c", "tls.toml"],
+            "junction: tls: cannot read /nonexistent/c.pem: …",
+        ),
+        (
+            vec!["-c", "mqtttls.toml"],
+            "junction: mqtt_tls_listen and http.tls need a certificate: set tls.cert_file and \
+             tls.key_file",
+        ),
+        (
+            vec!["-c", "server.conf"],
+            "junction: server.conf:2: 'leafnodes' is not supported by Junction (see \
+             docs/security.md, \"From a nats-server configuration\")",
+        ),
+        (
+            vec!["--tls"],
+            "junction: --tls needs --tlscert and --tlskey (or tls.cert_file and tls.key_file)",
+        ),
+        (
+            vec!["-c", "nouser.toml"],
+            "junction: auth: no_auth_user 'ghost' is not a configured user",
+        ),
+    ];
+    for (args, line) in cases {
+        let mut args = args.clone();
+        args.extend(["-a", "127.0.0.1", "-p", "-1", "--data-dir", "data"]);
+        let out = run_to_exit(dir.path(), &args, &[]).await;
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        match line.strip_suffix('…') {
+            // The end names an OS or parser error whose words vary.
+            Some(start) => {
+                assert!(
+                    stderr.starts_with(start),
+                    "stderr: {stderr:?}, expected {start:?}…"
+                );
+                assert_eq!(stderr.lines().count(), 1, "stderr: {stderr:?}");
+                assert_eq!(out.status.code(), Some(2), "exit status; stderr: {stderr}");
+                assert!(!data.exists(), "a refused start left the data directory");
+            }
+            None => assert_refused(&out, line, &data),
+        }
+    }
+}

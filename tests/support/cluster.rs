@@ -45,13 +45,21 @@ fn spawn(dir: &Path, n: &Node, join: &str, env: &[(&str, &str)]) -> Child {
     if !join.is_empty() {
         args.extend(["--join", join]);
     }
+    // `("--config", FILE)` in `env` is a flag, not a variable.
+    for (k, v) in env.iter().filter(|(k, _)| k.starts_with("--")) {
+        args.extend([*k, *v]);
+    }
     let log = std::fs::File::options()
         .create(true)
         .append(true)
         .open(dir.join(format!("{}.log", n.name)))
         .expect("node log");
     let err = log.try_clone().expect("node log");
-    let mut env: Vec<(&str, &str)> = env.to_vec();
+    let mut env: Vec<(&str, &str)> = env
+        .iter()
+        .filter(|(k, _)| !k.starts_with("--"))
+        .copied()
+        .collect();
     if !env.iter().any(|(k, _)| *k == "RUST_LOG") {
         env.push(("RUST_LOG", "warn"));
     }
@@ -62,9 +70,20 @@ fn spawn(dir: &Path, n: &Node, join: &str, env: &[(&str, &str)]) -> Child {
         .expect("junction starts")
 }
 
+/// A bearer token the HTTP helpers send, for clusters that require
+/// credentials (set once per test binary).
+pub static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 pub fn http() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(t) = TOKEN.get()
+        && let Ok(v) = format!("Bearer {t}").parse()
+    {
+        headers.insert(reqwest::header::AUTHORIZATION, v);
+    }
     reqwest::Client::builder()
         .no_proxy()
+        .default_headers(headers)
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap()
