@@ -609,7 +609,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 api.cors_origins = config.http.cors_origins.clone();
                 api.auth_methods = junction_http::AuthMethods {
                     bearer: config.auth.token.is_some(),
-                    basic: !config.auth.all_users().is_empty(),
+                    basic: !config.auth.all_users().is_empty()
+                        || config.tenants.iter().any(|t| !t.users.is_empty()),
                 };
                 router = router.merge(junction_http::api_router(engine.clone(), api));
                 // Outside the API's auth layer; its own, per `[http] monitoring_auth`.
