@@ -176,6 +176,21 @@ MOSQUITTO_CONF=$(mosquitto_conf '$PORT')
 # The URLs of the server running now: NATS (Junction, nats-server), MQTT (Junction,
 # mosquitto) and HTTP (Junction).
 NATS_URL="" MQTT_URL="" HTTP_URL=""
+# Flags that make the next server require TLS on its NATS port (rows "tls ..."):
+# the same certificate for Junction and nats-server, made once with openssl.
+TLS_FLAGS=()
+tls_certs() {
+  local d="$WORK/tls"
+  [ -f "$d/server.pem" ] && return
+  mkdir -p "$d"
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$d/ca.key" -out "$d/ca.pem" -days 2 \
+    -subj "/CN=bench CA" >/dev/null 2>&1
+  openssl req -newkey rsa:2048 -nodes -keyout "$d/server.key" -out "$d/server.csr" \
+    -subj "/CN=127.0.0.1" >/dev/null 2>&1
+  printf 'subjectAltName=IP:127.0.0.1\n' >"$d/ext.cnf"
+  openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+    -out "$d/server.pem" -days 2 -extfile "$d/ext.cnf" >/dev/null 2>&1
+}
 start_server() {
   local server=$1 dir=$2 port http mqtt
   port=$(free_port)
@@ -186,7 +201,7 @@ start_server() {
       http=$(free_port)
       mqtt=$(free_port)
       "$BIN" serve --nats-listen "127.0.0.1:$port" --mqtt-listen "127.0.0.1:$mqtt" \
-        --http-listen "127.0.0.1:$http" --data-dir "$dir/data" >"$dir/server.log" 2>&1 &
+        --http-listen "127.0.0.1:$http" --data-dir "$dir/data" "${TLS_FLAGS[@]}" >"$dir/server.log" 2>&1 &
       SERVER_PID=$!
       NATS_URL="nats://127.0.0.1:$port"
       MQTT_URL="mqtt://127.0.0.1:$mqtt"
@@ -197,7 +212,7 @@ start_server() {
       return
       ;;
     nats-server)
-      nats-server -a 127.0.0.1 -p "$port" -js -sd "$dir/data" >"$dir/server.log" 2>&1 &
+      nats-server -a 127.0.0.1 -p "$port" -js -sd "$dir/data" "${TLS_FLAGS[@]}" >"$dir/server.log" 2>&1 &
       NATS_URL="nats://127.0.0.1:$port"
       ;;
     mosquitto)
@@ -293,6 +308,7 @@ SCENARIOS=(
   "pub-16|core publish only, 16 B|throughput||nats-server|pub --size 16 --msgs 2000000"
   "cluster-1to1-16|core pub/sub 1→1 through two nodes of a 3-node cluster (publisher on node 1, subscriber on node 2), 16 B|throughput|>=1.0|nats-server|cluster3 pubsub --size 16 --msgs 1000000"
   "reqrep-16|request/reply round trip, 16 B|latency|<=1.0|nats-server|reqrep --size 16 --msgs 30000"
+  "tls-1to1-16|core pub/sub 1→1 over TLS (rustls vs Go's crypto/tls, RSA 2048 certificate), 16 B|throughput||nats-server|tls pubsub --size 16 --msgs 1000000"
   "cluster-js-fwd|station publish, 1000 in flight, 16 B, file, through another node of a 3-node cluster (station held by node 1, publishers on node 2)|throughput||-|cluster3 js-pub --window 1000 --size 16 --msgs 200000 --stream BENCH --storage file --purge"
   "r3-window|R3 station publish, 1000 in flight, 16 B, file, 3-node cluster, publishers on node 2; Junction acks once fsynced on a quorum, nats-server R3 does not fsync|throughput|>=1.0|nats-server|cluster3 js-pub --window 1000 --size 16 --msgs 100000 --stream BENCHR3 --storage file --replicas 3"
   "r3-sync|R3 sync publish round trip, 16 B, file, 3-node cluster, publisher on node 2|latency||nats-server|cluster3 js-pub --sync --size 16 --msgs 3000 --stream BENCHR3 --storage file --replicas 3"
@@ -369,6 +385,13 @@ measure() {
     cluster3\ *)
       flags=${flags#cluster3 }
       start_cluster "$server" "$dir"
+      ;;
+    tls\ *)
+      flags="${flags#tls } --tls-ca $WORK/tls/ca.pem"
+      tls_certs
+      TLS_FLAGS=(--tls --tlscert "$WORK/tls/server.pem" --tlskey "$WORK/tls/server.key")
+      start_server "$server" "$dir"
+      TLS_FLAGS=()
       ;;
     *) start_server "$server" "$dir" ;;
   esac

@@ -49,7 +49,7 @@ fn mqtt_keep_alive(hold: f64) -> Duration {
 }
 
 async fn connect_nats(url: &str, i: usize, run_id: u32) -> anyhow::Result<Held> {
-    let client = async_nats::ConnectOptions::new()
+    let client = super::stats::with_tls(async_nats::ConnectOptions::new())
         .name(format!("junction-bench-conn-{run_id:08x}-{i}"))
         // Idle clients: small buffers on this side, so the benchmark itself fits
         // tens of thousands of them.

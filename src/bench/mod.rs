@@ -164,6 +164,10 @@ pub struct BenchArgs {
     /// Print one JSON object on stdout instead of the text report (no progress bar).
     #[arg(long)]
     pub json: bool,
+    /// NATS scenarios: connect over TLS, trusting the authorities in this PEM
+    /// file (the server must require TLS: nats-server's or Junction's `[tls]`).
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
     /// Subject for core scenarios [default: junction.bench.<random>]; the topic for
     /// mqtt-pubsub and xproto [default: junction/bench/<random>]; for http-produce, a
     /// subject to publish to live (no station is created).
@@ -501,6 +505,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
 }
 
 async fn run_plan(plan: Plan) -> anyhow::Result<Report> {
+    if let Some(ca) = &plan.args.tls_ca {
+        let _ = stats::TLS_CA.set(ca.clone());
+    }
     let mut report = match plan.args.scenario {
         Scenario::Pub => core_nats::publish_only(&plan).await,
         Scenario::Pubsub | Scenario::Fanout | Scenario::Queue => core_nats::pubsub(&plan).await,

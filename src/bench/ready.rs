@@ -49,7 +49,7 @@ pub(crate) async fn wait(plan: &Plan) -> anyhow::Result<Report> {
         if started.elapsed() > GIVE_UP {
             bail!("stream {name} did not answer with {want} messages within {GIVE_UP:?}");
         }
-        let client = match async_nats::ConnectOptions::new()
+        let client = match super::stats::with_tls(async_nats::ConnectOptions::new())
             .connection_timeout(GIVE_UP)
             .connect(&plan.url)
             .await

@@ -97,6 +97,17 @@ fn status_kb(status: &str, key: &str) -> Option<u64> {
         .ok()
 }
 
+/// The authorities NATS clients trust when the run is over TLS (`--tls-ca`).
+pub(crate) static TLS_CA: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// `options` over TLS when the run asked for it (`--tls-ca`).
+pub(crate) fn with_tls(options: async_nats::ConnectOptions) -> async_nats::ConnectOptions {
+    match TLS_CA.get() {
+        Some(ca) => options.require_tls(true).add_root_certificates(ca.clone()),
+        None => options,
+    }
+}
+
 /// Connects one client; every publisher and subscriber gets its own connection.
 /// Messages the client itself drops because a subscription's channel is full are
 /// counted (approximately: async-nats reports them as slow-consumer events) in
@@ -107,7 +118,7 @@ pub(crate) async fn connect(
     client_drops: &Arc<AtomicU64>,
 ) -> anyhow::Result<async_nats::Client> {
     let drops = client_drops.clone();
-    async_nats::ConnectOptions::new()
+    with_tls(async_nats::ConnectOptions::new())
         .name(name)
         // A subscriber that falls behind a fast publisher buffers here rather than
         // dropping messages: the benchmark measures the server, not this channel.

@@ -761,32 +761,7 @@ impl Broker for StationEngine {
         if *tenant == self.default_tenant {
             return self.system.clone();
         }
-        if let Some(c) = self.tenant_clients.read().get(tenant) {
-            return c.clone();
-        }
-        let mut made = self.tenant_clients.write();
-        if let Some(c) = made.get(tenant) {
-            return c.clone();
-        }
-        let id = ClientId(self.next_client.fetch_add(1, Ordering::Relaxed));
-        let record = Arc::new(ClientRecord::new(
-            id,
-            tenant.clone(),
-            &NewClient {
-                protocol: Protocol::Nats,
-                remote: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-            },
-        ));
-        record.set_kind(ClientKind::Internal);
-        self.clients.write().insert(
-            id,
-            ClientEntry {
-                record: record.clone(),
-                subscriptions: AHashMap::new(),
-            },
-        );
-        made.insert(tenant.clone(), record.clone());
-        record
+        self.internal_client(&self.tenant_clients, tenant)
     }
 
     fn join_tenant(
@@ -1568,10 +1543,20 @@ impl StationEngine {
     }
 
     fn import_client(&self, tenant: &TenantId) -> Arc<ClientRecord> {
-        if let Some(c) = self.import_clients.read().get(tenant) {
+        self.internal_client(&self.import_clients, tenant)
+    }
+
+    /// The engine's own client of `tenant` kept in `made`, registered (as an
+    /// internal client) the first time it is asked for.
+    fn internal_client(
+        &self,
+        made: &RwLock<AHashMap<TenantId, Arc<ClientRecord>>>,
+        tenant: &TenantId,
+    ) -> Arc<ClientRecord> {
+        if let Some(c) = made.read().get(tenant) {
             return c.clone();
         }
-        let mut made = self.import_clients.write();
+        let mut made = made.write();
         if let Some(c) = made.get(tenant) {
             return c.clone();
         }
