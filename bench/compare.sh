@@ -39,12 +39,13 @@ missing=()
 command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
 command -v mosquitto >/dev/null 2>&1 || missing+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || missing+=(mosquitto-clients)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "== installing ${missing[*]} from Debian" >&2
   sudo=""
   if [ "$(id -u)" -ne 0 ]; then sudo=sudo; fi
   $sudo apt-get update
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y nats-server mosquitto mosquitto-clients
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y nats-server mosquitto mosquitto-clients openssl
 fi
 for tool in cargo python3 getconf; do
   if ! command -v "$tool" >/dev/null 2>&1; then
