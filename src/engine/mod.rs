@@ -47,7 +47,7 @@ use junction_api::{
     PublishOptions, PublishOutcome, Purge, QueueGroup, ResendRequest, ResendStatus, RoutingRule,
     SchemaFormat, SchemaInfo, ServerSnapshot, StationConfig, StationInfo, StorageStats,
     StoredCallback, StoredMessage, Subject, SubjectFilter, Subscriber, SubscriptionId,
-    SubscriptionSnapshot, SystemEvent, SystemEventKind, TenantId,
+    SubscriptionSnapshot, SystemEvent, SystemEventKind, TenantId, TenantLimit,
 };
 use junction_storage::Store;
 use parking_lot::{Mutex, RwLock};
@@ -96,6 +96,20 @@ pub struct StreamImport {
     pub to: TenantId,
     /// Put in front of the subject in the importing tenant (none: as is).
     pub prefix: Option<String>,
+}
+
+/// Refuses one more of `what` when the tenant has `count` of `limit` already.
+fn within_limit(
+    tenant: &TenantId,
+    what: TenantLimit,
+    count: usize,
+    limit: usize,
+) -> Result<(), EngineError> {
+    if count < limit {
+        return Ok(());
+    }
+    tracing::info!(tenant = %tenant.0, limit, "{what} refused: the tenant is at its limit");
+    Err(EngineError::TenantLimit { what, limit })
 }
 
 /// What one tenant may use (0: no limit).
@@ -1598,14 +1612,15 @@ impl StationEngine {
             return Ok(());
         };
         let names = self.client_stations(tenant);
-        if names.len() >= limits.max_streams && !names.iter().any(|n| n == name) {
-            tracing::info!(tenant = %tenant.0, limit = limits.max_streams, "station refused: tenant at its limit");
-            return Err(EngineError::TenantLimit {
-                what: junction_api::TenantLimit::Streams,
-                limit: limits.max_streams,
-            });
+        if names.iter().any(|n| n == name) {
+            return Ok(());
         }
-        Ok(())
+        within_limit(
+            tenant,
+            TenantLimit::Streams,
+            names.len(),
+            limits.max_streams,
+        )
     }
 
     /// Refuses a new consumer group beyond the tenant's `max_consumers`.
@@ -1630,14 +1645,7 @@ impl StationEngine {
             .filter_map(|s| Broker::group_names(self, tenant, s).ok())
             .map(|g| g.len())
             .sum();
-        if count >= limits.max_consumers {
-            tracing::info!(tenant = %tenant.0, limit = limits.max_consumers, "consumer group refused: tenant at its limit");
-            return Err(EngineError::TenantLimit {
-                what: junction_api::TenantLimit::Consumers,
-                limit: limits.max_consumers,
-            });
-        }
-        Ok(())
+        within_limit(tenant, TenantLimit::Consumers, count, limits.max_consumers)
     }
 
     /// Refuses one more connection of `tenant` beyond its `max_connections`
@@ -1661,14 +1669,12 @@ impl StationEngine {
                     && c.record.tenant() == tenant
             })
             .count();
-        if count >= limits.max_connections {
-            tracing::info!(tenant = %tenant.0, limit = limits.max_connections, "connection refused: tenant at its limit");
-            return Err(EngineError::TenantLimit {
-                what: junction_api::TenantLimit::Connections,
-                limit: limits.max_connections,
-            });
-        }
-        Ok(())
+        within_limit(
+            tenant,
+            TenantLimit::Connections,
+            count,
+            limits.max_connections,
+        )
     }
 }
 
