@@ -45,6 +45,11 @@ pub struct Config {
     /// Tenants (`[[tenants]]`, nats-server's accounts): each with its own users,
     /// stations, subjects and MQTT sessions, invisible to the others.
     pub tenants: Vec<TenantConfig>,
+    /// The tenant whose users are the operators (nats-server's
+    /// `system_account`): they see every tenant in monitoring and the console,
+    /// and edit tenants live. Default: the tenant named `$SYS`, if there is one;
+    /// without either, the users of `[auth]` are the operators.
+    pub system_account: Option<String>,
     /// TLS (`[tls]`, nats-server's `tls {}`): with a certificate, the NATS
     /// listener requires TLS, `mqtt_tls_listen` serves MQTT over TLS and
     /// `[http] tls` serves HTTPS.
@@ -186,6 +191,7 @@ impl Default for Config {
             limits: Limits::default(),
             auth: Auth::default(),
             tenants: Vec::new(),
+            system_account: None,
             tls: TlsSettings::default(),
             mqtt_tls_listen: "off".into(),
             http: Http::default(),
@@ -431,6 +437,9 @@ impl Default for Auth {
     }
 }
 
+/// The name of the operators' tenant when `system_account` names none.
+pub const SYSTEM_TENANT: &str = "$SYS";
+
 /// One tenant (`[[tenants]]`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -570,14 +579,22 @@ impl TenantConfig {
     /// with a TLS client certificate, `verify_and_map`).
     pub fn validate(&self, certificate_users: bool) -> Result<(), ConfigError> {
         let n = &self.name;
-        if n.is_empty() || n.len() > 64 {
+        if n == SYSTEM_TENANT {
+            // The operators' tenant: only users.
+            if !self.exports.is_empty() || !self.imports.is_empty() {
+                return Err(ConfigError(format!(
+                    "tenants '{n}': the system tenant holds operators; it has no exports or imports"
+                )));
+            }
+        } else if n.is_empty() || n.len() > 64 {
             return Err(ConfigError(format!(
                 "tenants: name '{n}' must have 1 to 64 characters"
             )));
         }
-        if !n
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        if n != SYSTEM_TENANT
+            && !n
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
             return Err(ConfigError(format!(
                 "tenants: name '{n}' may hold only letters, digits, '-' and '_' (users of [auth] are in the default tenant $G)"
@@ -655,6 +672,36 @@ impl Auth {
 }
 
 impl Config {
+    /// The tenant whose users are the operators: `system_account`, which must
+    /// be a tenant, or the tenant `$SYS` if there is one.
+    pub fn system_tenant(&self) -> Result<Option<String>, ConfigError> {
+        match &self.system_account {
+            Some(name) if self.tenants.iter().any(|t| &t.name == name) => Ok(Some(name.clone())),
+            Some(name) => Err(ConfigError(format!(
+                "system_account: '{name}' is not a tenant; add [[tenants]] name = \"{name}\" with the operators as its users"
+            ))),
+            None => Ok(self
+                .tenants
+                .iter()
+                .any(|t| t.name == SYSTEM_TENANT)
+                .then(|| SYSTEM_TENANT.to_string())),
+        }
+    }
+
+    /// What each tenant exports, as configured.
+    pub fn exports(&self) -> ahash::AHashMap<junction_api::TenantId, Vec<String>> {
+        self.tenants
+            .iter()
+            .filter(|t| !t.exports.is_empty())
+            .map(|t| {
+                (
+                    junction_api::TenantId(std::sync::Arc::from(t.name.as_str())),
+                    t.exports.iter().map(|e| e.stream.clone()).collect(),
+                )
+            })
+            .collect()
+    }
+
     /// The authenticator for `[auth]` and `[[tenants]]`, or why they are refused.
     pub fn authenticator(&self) -> Result<crate::engine::Authenticator, ConfigError> {
         let tenants: Vec<(String, Vec<User>)> = self
@@ -823,6 +870,7 @@ impl Config {
         }
         self.authenticator()?;
         self.stream_imports()?;
+        self.system_tenant()?;
         self.cluster.validate()?;
         if self.limits.max_payload == 0 {
             return Err(ConfigError("limits.max_payload must be more than 0".into()));

@@ -472,6 +472,9 @@ impl Mapper<'_> {
                 "no_auth_user" => {
                     auth.insert("no_auth_user".into(), json!(self.string(key, item)?));
                 }
+                "system_account" => {
+                    out.insert("system_account".into(), json!(self.string(key, item)?));
+                }
                 "authorization" => self.authorization(item, &mut auth, &mut limits)?,
                 "accounts" => {
                     for (name, account) in self.map(key, item)? {

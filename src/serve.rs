@@ -364,6 +364,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 .map(|t| junction_api::TenantId(std::sync::Arc::from(t.name.as_str())))
                 .collect(),
             imports: config.stream_imports()?,
+            exports: config.exports(),
+            system_tenant: config
+                .system_tenant()?
+                .map(|n| junction_api::TenantId(std::sync::Arc::from(n.as_str()))),
             tenant_limits: config
                 .tenants
                 .iter()

@@ -8,172 +8,12 @@
 //! so a reconnecting client does not pay for bcrypt again.
 
 use ahash::AHashMap;
-use junction_api::{
-    Credentials, EngineError, Identity, PermissionRule, Permissions, ResponsePermission,
-    SubjectRules, TenantId,
-};
-use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
+use junction_api::{Credentials, EngineError, Identity, TenantId};
+pub use junction_api::{PermissionsConfig, ResponsesConfig, RulesConfig, StringList, User};
+use parking_lot::{Mutex, RwLock};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// A user allowed to connect.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct User {
-    /// User name, unique across every tenant (empty for an NKey user).
-    #[serde(default)]
-    pub user: String,
-    /// Password: a bcrypt hash (`$2a$`, `$2b$`, `$2y$`, as `junction passwd` and
-    /// `htpasswd -B` make), or clear text (empty for an NKey user).
-    #[serde(default)]
-    pub password: String,
-    /// An NKey user's public key (`U…`), instead of a name and password: the
-    /// client signs the INFO nonce with the key's seed (NATS only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nkey: Option<String>,
-    /// What the user may publish and subscribe to; everything when unset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub permissions: Option<PermissionsConfig>,
-}
-
-impl User {
-    /// A user with a password and no permission limits.
-    pub fn new(user: impl Into<String>, password: impl Into<String>) -> Self {
-        User {
-            user: user.into(),
-            password: password.into(),
-            nkey: None,
-            permissions: None,
-        }
-    }
-
-    /// An NKey user: its public key.
-    pub fn nkey(public_key: impl Into<String>) -> Self {
-        User {
-            nkey: Some(public_key.into()),
-            ..User::new("", "")
-        }
-    }
-
-    /// The name the user is known by: its name, or its NKey.
-    pub fn name(&self) -> &str {
-        self.nkey.as_deref().unwrap_or(&self.user)
-    }
-}
-
-/// One subject list: a list (or a single subject) of allowed subjects, or
-/// `{ allow = [...], deny = [...] }`, as in nats-server's configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum RulesConfig {
-    /// Only these are allowed.
-    Allow(StringList),
-    /// Allow and deny lists.
-    Split {
-        /// Allowed subjects (every subject when unset).
-        #[serde(default)]
-        allow: Option<StringList>,
-        /// Denied subjects; deny wins over allow.
-        #[serde(default)]
-        deny: Option<StringList>,
-    },
-}
-
-/// A list of strings, or one string.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum StringList {
-    /// One entry.
-    One(String),
-    /// Several entries.
-    Many(Vec<String>),
-}
-
-impl StringList {
-    fn entries(&self) -> Vec<&str> {
-        match self {
-            StringList::One(s) => vec![s.as_str()],
-            StringList::Many(v) => v.iter().map(String::as_str).collect(),
-        }
-    }
-}
-
-/// `allow_responses`: `true`, or `{ max = N, expires = "1m" }`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum ResponsesConfig {
-    /// `true` allows one reply within 2 minutes; `false` none.
-    Enabled(bool),
-    /// Limits.
-    Limits {
-        /// Replies allowed per request [default: 1].
-        #[serde(default)]
-        max: Option<u32>,
-        /// How long after the request [default: 2m; 0 means no limit].
-        #[serde(default, with = "humantime_serde")]
-        expires: Option<Duration>,
-    },
-}
-
-/// A user's permissions as configured (`permissions = { publish = …, subscribe = …,
-/// allow_responses = … }`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PermissionsConfig {
-    /// What the user may publish to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub publish: Option<RulesConfig>,
-    /// What the user may subscribe to (entries may name a queue group:
-    /// `"jobs.* workers"`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subscribe: Option<RulesConfig>,
-    /// Lets the user answer requests it received.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub allow_responses: Option<ResponsesConfig>,
-}
-
-impl PermissionsConfig {
-    /// The checked permissions, or what is wrong with them.
-    pub fn build(&self) -> Result<Permissions, String> {
-        fn rules(config: &Option<RulesConfig>, what: &str) -> Result<SubjectRules, String> {
-            let parse = |list: &StringList| -> Result<Vec<PermissionRule>, String> {
-                list.entries()
-                    .into_iter()
-                    .map(|e| PermissionRule::parse(e).map_err(|err| format!("{what}: {err}")))
-                    .collect()
-            };
-            Ok(match config {
-                None => SubjectRules::default(),
-                Some(RulesConfig::Allow(list)) => SubjectRules {
-                    allow: Some(parse(list)?),
-                    deny: Vec::new(),
-                },
-                Some(RulesConfig::Split { allow, deny }) => SubjectRules {
-                    allow: allow.as_ref().map(parse).transpose()?,
-                    deny: deny.as_ref().map(parse).transpose()?.unwrap_or_default(),
-                },
-            })
-        }
-        let responses = match &self.allow_responses {
-            None | Some(ResponsesConfig::Enabled(false)) => None,
-            Some(ResponsesConfig::Enabled(true)) => Some(ResponsePermission::default()),
-            Some(ResponsesConfig::Limits { max, expires }) => {
-                let d = ResponsePermission::default();
-                Some(ResponsePermission {
-                    max: max.unwrap_or(d.max),
-                    expires: expires.unwrap_or(d.expires),
-                })
-            }
-        };
-        Ok(Permissions {
-            publish: rules(&self.publish, "publish")?,
-            subscribe: rules(&self.subscribe, "subscribe")?,
-            responses,
-        })
-    }
-}
 
 /// Is `password` a bcrypt hash rather than clear text?
 pub fn is_bcrypt(password: &str) -> bool {
@@ -193,6 +33,67 @@ struct Account {
     bcrypt: bool,
     nkey: bool,
     identity: Identity,
+    /// The permissions as configured, to show them back.
+    permissions: Option<PermissionsConfig>,
+}
+
+impl Account {
+    /// Checks one user of `tenant`: its name and the account it logs in to.
+    fn of(tenant: TenantId, u: User) -> Result<(String, Account), String> {
+        if let Some(key) = &u.nkey {
+            if !u.user.is_empty() || !u.password.is_empty() {
+                return Err(format!(
+                    "nkey user {key}: give either nkey or user and password, not both"
+                ));
+            }
+            if !key.starts_with('U') || nkeys::KeyPair::from_public_key(key).is_err() {
+                return Err(format!("nkey '{key}' is not a user's public NKey (U…)"));
+            }
+        }
+        let permissions = match &u.permissions {
+            None => None,
+            Some(p) => {
+                let p = p
+                    .build()
+                    .map_err(|e| format!("user '{}': permissions: {e}", u.name()))?;
+                (!p.is_open()).then(|| Arc::new(p))
+            }
+        };
+        let name = u.name().to_string();
+        let account = Account {
+            bcrypt: is_bcrypt(&u.password),
+            nkey: u.nkey.is_some(),
+            password: u.password,
+            identity: Identity {
+                tenant,
+                user: Some(Arc::from(name.as_str())),
+                permissions,
+            },
+            permissions: u.permissions,
+        };
+        Ok((name, account))
+    }
+
+    /// How it logs in, as shown: `nkey`, `bcrypt`, `password` or `certificate`.
+    fn login(&self) -> &'static str {
+        if self.nkey {
+            "nkey"
+        } else if self.bcrypt {
+            "bcrypt"
+        } else if self.password.is_empty() {
+            "certificate"
+        } else {
+            "password"
+        }
+    }
+
+    /// Does it log in and act exactly as `other` does?
+    fn same_as(&self, other: &Account) -> bool {
+        self.password == other.password
+            && self.nkey == other.nkey
+            && self.identity.tenant == other.identity.tenant
+            && self.permissions == other.permissions
+    }
 }
 
 /// When repeated failed logins from one address ban it (EMQX's flapping
@@ -276,7 +177,8 @@ impl LoginGuard {
 /// The credentials the broker accepts. Empty means anyone may connect.
 #[derive(Debug, Default)]
 pub struct Authenticator {
-    users: AHashMap<String, Account>,
+    /// Every user by name (tenants edited live change it).
+    users: RwLock<AHashMap<String, Account>>,
     token: Option<String>,
     no_auth_user: Option<String>,
     /// SHA-256 of each bcrypt user's last password that verified.
@@ -378,36 +280,7 @@ impl Authenticator {
                     .map(|u| (TenantId(Arc::from(t.as_str())), u.clone()))
             }));
         for (tenant, u) in all {
-            if let Some(key) = &u.nkey {
-                if !u.user.is_empty() || !u.password.is_empty() {
-                    return Err(format!(
-                        "nkey user {key}: give either nkey or user and password, not both"
-                    ));
-                }
-                if !key.starts_with('U') || nkeys::KeyPair::from_public_key(key).is_err() {
-                    return Err(format!("nkey '{key}' is not a user's public NKey (U…)"));
-                }
-            }
-            let permissions = match &u.permissions {
-                None => None,
-                Some(p) => {
-                    let p = p
-                        .build()
-                        .map_err(|e| format!("user '{}': permissions: {e}", u.name()))?;
-                    (!p.is_open()).then(|| Arc::new(p))
-                }
-            };
-            let name = u.name().to_string();
-            let account = Account {
-                bcrypt: is_bcrypt(&u.password),
-                nkey: u.nkey.is_some(),
-                password: u.password,
-                identity: Identity {
-                    tenant,
-                    user: Some(Arc::from(name.as_str())),
-                    permissions,
-                },
-            };
+            let (name, account) = Account::of(tenant, u)?;
             if accounts.insert(name.clone(), account).is_some() {
                 return Err(format!("Duplicate user '{name}'"));
             }
@@ -418,7 +291,7 @@ impl Authenticator {
             return Err(format!("no_auth_user '{n}' is not a configured user"));
         }
         Ok(Authenticator {
-            users: accounts,
+            users: RwLock::new(accounts),
             token,
             no_auth_user,
             verified: Mutex::new(AHashMap::new()),
@@ -451,6 +324,88 @@ impl Authenticator {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Replaces the users of `tenant` with `users` (a tenant edited live). A
+    /// user given without a password keeps the one it has. Refuses a user that
+    /// does not check or whose name another tenant uses, changing nothing.
+    /// Returns the names of the users removed or changed, whose connections
+    /// must log in again.
+    pub fn set_tenant_users(
+        &self,
+        tenant: &TenantId,
+        mut users: Vec<User>,
+    ) -> Result<Vec<String>, String> {
+        let mut all = self.users.write();
+        let made = Self::prepare(&all, tenant, &mut users)?;
+        let mut gone = Vec::new();
+        all.retain(|name, a| {
+            if a.identity.tenant != *tenant {
+                return true;
+            }
+            if !made.get(name).is_some_and(|m| m.same_as(a)) {
+                gone.push(name.clone());
+            }
+            false
+        });
+        all.extend(made);
+        let mut verified = self.verified.lock();
+        for name in &gone {
+            verified.remove(name);
+        }
+        Ok(gone)
+    }
+
+    /// Checks `users` as [`Authenticator::set_tenant_users`] would, changing
+    /// nothing but filling in the passwords kept.
+    pub fn check_tenant_users(&self, tenant: &TenantId, users: &mut [User]) -> Result<(), String> {
+        Self::prepare(&self.users.read(), tenant, users).map(|_| ())
+    }
+
+    fn prepare(
+        all: &AHashMap<String, Account>,
+        tenant: &TenantId,
+        users: &mut [User],
+    ) -> Result<AHashMap<String, Account>, String> {
+        let mut made: AHashMap<String, Account> = AHashMap::new();
+        for u in users.iter_mut() {
+            if u.nkey.is_none() && u.user.is_empty() {
+                return Err("every user needs a name (or an nkey)".into());
+            }
+            if u.nkey.is_none() && u.password.is_empty() {
+                match all.get(&u.user).filter(|a| a.identity.tenant == *tenant) {
+                    Some(known) if !known.nkey && !known.password.is_empty() => {
+                        u.password = known.password.clone()
+                    }
+                    _ => return Err(format!("user '{}' needs a password", u.user)),
+                }
+            }
+            let (name, account) = Account::of(tenant.clone(), u.clone())?;
+            if all.get(&name).is_some_and(|a| a.identity.tenant != *tenant)
+                || made.contains_key(&name)
+            {
+                return Err(format!("Duplicate user '{name}'"));
+            }
+            made.insert(name, account);
+        }
+        Ok(made)
+    }
+
+    /// The users of `tenant`, as shown (never their passwords), by name.
+    pub fn users_of(&self, tenant: &TenantId) -> Vec<junction_api::UserInfo> {
+        let mut users: Vec<_> = self
+            .users
+            .read()
+            .iter()
+            .filter(|(_, a)| a.identity.tenant == *tenant)
+            .map(|(name, a)| junction_api::UserInfo {
+                user: name.clone(),
+                login: a.login().into(),
+                permissions: a.permissions.clone(),
+            })
+            .collect();
+        users.sort_by(|a, b| a.user.cmp(&b.user));
+        users
+    }
+
     /// [`Authenticator::check`] for a client at `remote`: a banned address is
     /// refused before anything is checked; a failure counts against it.
     pub fn check_from(
@@ -474,17 +429,17 @@ impl Authenticator {
 
     /// Does anything need credentials?
     pub fn required(&self) -> bool {
-        !self.users.is_empty() || self.token.is_some()
+        !self.users.read().is_empty() || self.token.is_some()
     }
 
     /// Are there any users (rather than only a token)?
     pub fn has_users(&self) -> bool {
-        !self.users.is_empty()
+        !self.users.read().is_empty()
     }
 
     /// Do some users log in with an NKey?
     pub fn has_nkeys(&self) -> bool {
-        self.users.values().any(|a| a.nkey)
+        self.users.read().values().any(|a| a.nkey)
     }
 
     /// Checks credentials: who they belong to.
@@ -501,11 +456,14 @@ impl Authenticator {
             } => self.check_nkey(key, nonce, signature),
             Credentials::Certificate(der) if self.map_certificates => {
                 let names = certificate_names(der);
-                match names
-                    .iter()
-                    .find_map(|n| self.users.get(n).filter(|a| !a.nkey))
-                {
-                    Some(account) => Ok(account.identity.clone()),
+                match names.iter().find_map(|n| {
+                    self.users
+                        .read()
+                        .get(n)
+                        .filter(|a| !a.nkey)
+                        .map(|a| a.identity.clone())
+                }) {
+                    Some(identity) => Ok(identity),
                     None => {
                         tracing::info!(?names, "client certificate maps to no user");
                         Err(EngineError::AuthorizationViolation)
@@ -523,6 +481,7 @@ impl Authenticator {
             Credentials::None => match &self.no_auth_user {
                 Some(user) => self
                     .users
+                    .read()
                     .get(user)
                     .map(|a| a.identity.clone())
                     .ok_or(EngineError::AuthorizationViolation),
@@ -536,7 +495,13 @@ impl Authenticator {
         use base64::Engine as _;
         use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
         let refused = Err(EngineError::AuthorizationViolation);
-        let Some(account) = self.users.get(key).filter(|a| a.nkey) else {
+        let Some(identity) = self
+            .users
+            .read()
+            .get(key)
+            .filter(|a| a.nkey)
+            .map(|a| a.identity.clone())
+        else {
             return refused;
         };
         let trimmed = signature.trim_end_matches('=');
@@ -551,7 +516,7 @@ impl Authenticator {
         };
         match nkeys::KeyPair::from_public_key(key) {
             Ok(pair) if !nonce.is_empty() && pair.verify(nonce.as_bytes(), &sig).is_ok() => {
-                Ok(account.identity.clone())
+                Ok(identity)
             }
             _ => refused,
         }
@@ -560,14 +525,16 @@ impl Authenticator {
     fn check_user(&self, user: &str, password: &str) -> Result<Identity, EngineError> {
         // NKey users and certificate-only users (no password) never log in
         // with a password.
-        let Some(account) = self
+        let Some((hash, bcrypt, identity)) = self
             .users
+            .read()
             .get(user)
             .filter(|a| !a.nkey && !a.password.is_empty())
+            .map(|a| (a.password.clone(), a.bcrypt, a.identity.clone()))
         else {
             return Err(EngineError::AuthorizationViolation);
         };
-        let ok = if account.bcrypt {
+        let ok = if bcrypt {
             let digest: [u8; 32] = Sha256::digest(password.as_bytes()).into();
             let known = self
                 .verified
@@ -575,18 +542,17 @@ impl Authenticator {
                 .get(user)
                 .is_some_and(|d| same_secret(d, &digest));
             known || {
-                let good =
-                    off_worker(|| bcrypt::verify(password, &account.password)).unwrap_or(false);
+                let good = off_worker(|| bcrypt::verify(password, &hash)).unwrap_or(false);
                 if good {
                     self.verified.lock().insert(user.to_string(), digest);
                 }
                 good
             }
         } else {
-            same_secret(account.password.as_bytes(), password.as_bytes())
+            same_secret(hash.as_bytes(), password.as_bytes())
         };
         if ok {
-            Ok(account.identity.clone())
+            Ok(identity)
         } else {
             Err(EngineError::AuthorizationViolation)
         }

@@ -35,6 +35,7 @@ mod routing;
 mod schemas;
 mod station;
 mod stations;
+mod tenants;
 mod trie;
 
 use ahash::AHashMap;
@@ -81,6 +82,11 @@ pub struct EngineOptions {
     pub tenant_limits: AHashMap<TenantId, TenantLimits>,
     /// Streams tenants import from others (`[[tenants.imports]]`).
     pub imports: Vec<StreamImport>,
+    /// What each tenant exports, as configured (shown to operators).
+    pub exports: AHashMap<TenantId, Vec<String>>,
+    /// The tenant whose users are the operators (`$SYS`, or `system_account`);
+    /// none: the default tenant's users are.
+    pub system_tenant: Option<TenantId>,
 }
 
 /// Messages one tenant publishes on `filter` are delivered in tenant `to` too,
@@ -192,6 +198,8 @@ pub struct StationEngine {
     internal_creating: Mutex<std::collections::HashSet<(TenantId, String)>>,
     /// Restarts the process in place (`join.rs`), installed by the server.
     restart_hook: std::sync::OnceLock<join::RestartHook>,
+    /// Every tenant besides the default one, with its limits (`tenants.rs`).
+    book: tenants::TenantBook,
 }
 
 impl StationEngine {
@@ -242,8 +250,10 @@ impl StationEngine {
         for i in &options.imports {
             imports.entry(i.from.clone()).or_default().push(i.clone());
         }
+        let book = tenants::TenantBook::new(&options.tenants, &options.tenant_limits);
         let engine = Arc::new_cyclic(|me| StationEngine {
             me: me.clone(),
+            book,
             options,
             start: SystemTime::now(),
             default_tenant,
@@ -276,6 +286,7 @@ impl StationEngine {
             internal_creating: Mutex::new(std::collections::HashSet::new()),
             restart_hook: std::sync::OnceLock::new(),
         });
+        engine.load_tenants()?;
         // The lineage index comes back from what storage kept, off the start-up
         // path: the broker serves while it fills.
         let stations = engine.stations.clone();
@@ -790,8 +801,19 @@ impl Broker for StationEngine {
 
     fn tenants(&self) -> Vec<TenantId> {
         let mut all = vec![self.default_tenant.clone()];
-        all.extend(self.options.tenants.iter().cloned());
+        all.extend(self.book.names());
         all
+    }
+
+    fn is_operator(&self, identity: &junction_api::Identity) -> bool {
+        match self.system_tenant() {
+            Some(system) => identity.tenant == *system,
+            None => identity.tenant == self.default_tenant,
+        }
+    }
+
+    fn on_new_tenant(&self, hook: Arc<dyn Fn(&TenantId) + Send + Sync>) {
+        self.book.add_hook(hook);
     }
 
     fn count_delivered(&self, payload_bytes: usize) {
@@ -1367,6 +1389,24 @@ impl Admin for StationEngine {
         self.blocking(move |e| e.close_client_now(&tenant, client, &reason))
     }
 
+    fn tenant_infos(&self) -> Vec<junction_api::TenantInfo> {
+        self.tenant_infos_now()
+    }
+
+    fn put_tenant(
+        &self,
+        name: &str,
+        spec: junction_api::TenantSpec,
+    ) -> AdminFuture<junction_api::TenantInfo> {
+        let name = name.to_string();
+        self.blocking(move |e| e.put_tenant_now(&name, spec))
+    }
+
+    fn delete_tenant(&self, name: &str) -> AdminFuture<()> {
+        let name = name.to_string();
+        self.blocking(move |e| e.delete_tenant_now(&name))
+    }
+
     fn remove_cluster_node(&self, name: &str) -> AdminFuture<()> {
         let name = name.to_string();
         let meta = self.meta();
@@ -1596,7 +1636,7 @@ impl StationEngine {
     }
 
     fn limits_of(&self, tenant: &TenantId) -> Option<TenantLimits> {
-        self.options.tenant_limits.get(tenant).copied()
+        self.book.limits_of(tenant)
     }
 
     /// The tenant's stations, not counting the broker's own (`$…`).

@@ -5,7 +5,8 @@ use crate::{
     FetchRequest, FetchSink, GroupConfig, GroupInfo, Identity, LineageGraph, LineageTrace, Message,
     MessageQuery, NewClient, PublishOptions, Purge, QueueGroup, ResendRequest, ResendStatus,
     RoutingRule, SchemaFormat, SchemaInfo, StationConfig, StationInfo, StoredCallback,
-    StoredMessage, Subject, SubjectFilter, SubscriptionSnapshot, SystemEvent, TenantId,
+    StoredMessage, Subject, SubjectFilter, SubscriptionSnapshot, SystemEvent, TenantId, TenantInfo,
+    TenantSpec,
 };
 use std::future::Future;
 use std::pin::Pin;
@@ -294,6 +295,20 @@ pub trait Broker: Send + Sync + 'static {
     /// answer requests on subjects (the JetStream API) subscribe in each.
     fn tenants(&self) -> Vec<TenantId> {
         vec![TenantId::default_tenant()]
+    }
+
+    /// Are `identity`'s users the broker's operators, who see every tenant in
+    /// monitoring and edit tenants? The system tenant's users (`$SYS`, or the
+    /// tenant named by `system_account`); without one, the default tenant's.
+    fn is_operator(&self, identity: &Identity) -> bool {
+        identity.tenant == TenantId::default_tenant()
+    }
+
+    /// Calls `hook` with each tenant made after start (over the API), so that
+    /// an internal service that subscribes in every tenant (the JetStream API)
+    /// serves it too. A tenant deleted and made again is announced again.
+    fn on_new_tenant(&self, hook: Arc<dyn Fn(&TenantId) + Send + Sync>) {
+        let _ = hook;
     }
 
     /// Counts a message a front-end delivered to one of its clients without a
@@ -650,6 +665,32 @@ pub trait Admin: Send + Sync + 'static {
     /// unknown id and [`EngineError::Denied`] for a client that cannot be closed
     /// (HTTP requests share one client).
     fn close_client(&self, tenant: &TenantId, client: ClientId, reason: &str) -> AdminFuture<()>;
+
+    /// Every tenant, for operators: users (without passwords), limits, usage.
+    fn tenant_infos(&self) -> Vec<TenantInfo> {
+        Vec::new()
+    }
+
+    /// Makes or replaces tenant `name` as `spec` says, kept across restarts. The
+    /// connections of users it removes or changes are closed (they log in again
+    /// under the new rules). Fails with [`EngineError::TenantReadOnly`] for the
+    /// default tenant and tenants of the configuration file, and
+    /// [`EngineError::InvalidConfig`] for a bad name, user or permission.
+    fn put_tenant(&self, name: &str, spec: TenantSpec) -> AdminFuture<TenantInfo> {
+        let _ = (name, spec);
+        Box::pin(async {
+            Err(EngineError::BadRequest(
+                "this broker does not edit tenants".into(),
+            ))
+        })
+    }
+
+    /// Removes tenant `name` made over the API and closes its connections. Its
+    /// stations stay on disk and are its again if it is made again.
+    fn delete_tenant(&self, name: &str) -> AdminFuture<()> {
+        let _ = name;
+        Box::pin(async { Err(EngineError::TenantNotFound) })
+    }
 
     /// Removes a node from the cluster's meta group (`junction cluster
     /// peer-remove`), wherever its leader is; its id is never given again. Fails

@@ -229,6 +229,13 @@ pub enum EngineError {
     /// No connected client has that id.
     #[error("connection not found")]
     ClientNotFound,
+    /// No tenant has that name.
+    #[error("tenant not found")]
+    TenantNotFound,
+    /// The tenant cannot be changed over the API (why is said): it is defined in
+    /// the configuration file, or it is the default tenant.
+    #[error("{0}")]
+    TenantReadOnly(String),
     /// A content-based routing rule (named here) dropped the message: nothing was
     /// stored or delivered. Front-ends tell the producer (NATS PubAck error, HTTP
     /// 202 with `dropped_by`).
@@ -315,13 +322,15 @@ impl EngineError {
             | E::SchemaNotFound
             | E::RoutingRuleNotFound
             | E::ResendTaskNotFound
-            | E::ClientNotFound => ErrorKind::NotFound,
+            | E::ClientNotFound
+            | E::TenantNotFound => ErrorKind::NotFound,
             E::StationNameInUse
             | E::SubjectsOverlap
             | E::GroupExists
             | E::SchemaExists
             | E::SchemaInUse { .. }
-            | E::ClusterStateExists(_) => ErrorKind::Conflict,
+            | E::ClusterStateExists(_)
+            | E::TenantReadOnly(_) => ErrorKind::Conflict,
             E::WrongLastSequence(_)
             | E::WrongLastSubjectSequence(_)
             | E::WrongLastMsgId(_)

@@ -34,6 +34,7 @@ mod routing;
 mod schema;
 mod station;
 mod subject;
+mod tenant;
 
 pub use client::{
     ClientId, ClientKind, ClientRecord, ClientSnapshot, ClientStats, Credentials, Identity,
@@ -79,4 +80,8 @@ pub use subject::{
     INTERNAL_PUBLISH_FILTERS, MAX_SUBJECT_LEN, QueueGroup, RESERVED_FILTERS, Subject, SubjectError,
     SubjectFilter, check_subject_bytes, filters_overlap, is_internal_publish_subject,
     is_never_stored, is_per_message_subject, is_system_subject, reserved_overlap,
+};
+pub use tenant::{
+    PermissionsConfig, ResponsesConfig, RulesConfig, StringList, TenantConnectionLimits,
+    TenantInfo, TenantSource, TenantSpec, TenantStationLimits, TenantUsage, User, UserInfo,
 };

@@ -52,9 +52,21 @@ impl AuthMethods {
 pub struct Tenant(pub TenantId);
 
 /// Who the request authenticated as, set by [`require`] (anonymous when the
-/// broker requires no credentials).
-#[derive(Debug, Clone, Default)]
-pub struct Authenticated(pub Identity);
+/// broker requires no credentials), and whether that is an operator.
+#[derive(Debug, Clone)]
+pub struct Authenticated(pub Identity, pub Operator);
+
+/// Is the caller one of the broker's operators ([`Engine::is_operator`])?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Operator(pub bool);
+
+impl Default for Authenticated {
+    /// Anonymous, on a broker that requires no credentials: everyone is an
+    /// operator there.
+    fn default() -> Self {
+        Authenticated(Identity::anonymous(), Operator(true))
+    }
+}
 
 impl Authenticated {
     /// Who `request` authenticated as (anonymous outside `/v1`).
@@ -66,11 +78,22 @@ impl Authenticated {
             .unwrap_or_default()
     }
 
+    /// Authenticated as `identity`, an operator if `engine` says so.
+    pub fn new(engine: &dyn Engine, identity: Identity) -> Self {
+        let operator = Operator(engine.is_operator(&identity));
+        Authenticated(identity, operator)
+    }
+
+    /// Is the caller an operator: the system tenant's users (`$SYS`), or the
+    /// default tenant's (`[auth]`) when there is no system tenant?
+    pub fn is_operator(&self) -> bool {
+        self.1.0
+    }
+
     /// Does the caller see every tenant's connections in monitoring? The
-    /// default tenant's users (`[auth]`) are the broker's operators; a user of
-    /// another tenant sees only its tenant's.
+    /// operators do; a user of another tenant sees only its tenant's.
     pub fn sees_every_tenant(&self) -> bool {
-        self.0.tenant == TenantId::default_tenant()
+        self.is_operator()
     }
 
     /// May the caller publish to `subject`? 403 `forbidden` when not.
@@ -174,7 +197,8 @@ pub async fn require(
     request
         .extensions_mut()
         .insert(Tenant(identity.tenant.clone()));
-    request.extensions_mut().insert(Authenticated(identity));
+    let auth = Authenticated::new(state.engine.as_ref(), identity);
+    request.extensions_mut().insert(auth);
     next.run(request).await
 }
 
@@ -194,7 +218,7 @@ pub async fn require_for_monitoring(
             AuthMethods::default(),
         ) {
             Ok(identity) => {
-                let auth = Authenticated(identity);
+                let auth = Authenticated::new(engine.as_ref(), identity);
                 // Server-wide figures are the operators'; a tenant's user sees
                 // its own connections in /connz.
                 if !auth.sees_every_tenant() && request.uri().path() != "/connz" {
@@ -202,7 +226,7 @@ pub async fn require_for_monitoring(
                     return AppError::new(
                         StatusCode::FORBIDDEN,
                         "forbidden",
-                        "server-wide monitoring is for the default tenant's users (the operators); /connz shows your tenant's connections",
+                        "server-wide monitoring is for the operators (the system tenant's users); /connz shows your tenant's connections",
                     )
                     .into_response();
                 }

@@ -192,6 +192,8 @@ impl From<EngineError> for AppError {
             EngineError::ResendTaskNotFound => (S::NOT_FOUND, "resend_task_not_found"),
             EngineError::RoutingRuleNotFound => (S::NOT_FOUND, "routing_rule_not_found"),
             EngineError::ClientNotFound => (S::NOT_FOUND, "connection_not_found"),
+            EngineError::TenantNotFound => (S::NOT_FOUND, "tenant_not_found"),
+            EngineError::TenantReadOnly(_) => (S::CONFLICT, "tenant_read_only"),
             EngineError::InternalSubject(_) => (S::FORBIDDEN, "internal_subject"),
             EngineError::InternalStation(_) => (S::FORBIDDEN, "internal_station"),
             EngineError::DroppedByRule(_) => (S::ACCEPTED, "dropped_by_rule"),

@@ -34,6 +34,7 @@ mod schemas;
 mod server;
 mod sse;
 mod stations;
+mod tenants;
 #[cfg(test)]
 mod tests;
 mod wire;
@@ -199,6 +200,12 @@ fn v1_routes(state: &Arc<ApiState>) -> OpenApiRouter<Arc<ApiState>> {
         .routes(routes!(server::connections))
         .routes(routes!(server::disconnect))
         .routes(routes!(events::list_events))
+        .routes(routes!(tenants::list_tenants))
+        .routes(routes!(
+            tenants::get_tenant,
+            tenants::put_tenant,
+            tenants::delete_tenant
+        ))
         .routes(routes!(server::server))
         .routes(routes!(server::cluster))
         .routes(routes!(server::remove_node))

@@ -132,7 +132,7 @@ pub async fn connections(
     State(state): State<Arc<ApiState>>,
     Extension(auth): Extension<super::auth::Authenticated>,
 ) -> Json<ConnectionList> {
-    // The default tenant's users (the operators) see every tenant's clients;
+    // The operators see every tenant's clients;
     // another tenant's users see their own.
     let every = auth.sees_every_tenant();
     let connections = state
@@ -165,8 +165,20 @@ pub async fn connections(
 pub async fn disconnect(
     State(state): State<Arc<ApiState>>,
     Extension(Tenant(tenant)): Extension<Tenant>,
+    Extension(auth): Extension<super::auth::Authenticated>,
     ApiPath(cid): ApiPath<u64>,
 ) -> Result<StatusCode, AppError> {
+    // The operators see, and may disconnect, every tenant's clients.
+    let tenant = match auth.is_operator() {
+        true => state
+            .engine
+            .clients()
+            .into_iter()
+            .find(|c| c.id.0 == cid)
+            .map(|c| c.tenant)
+            .unwrap_or(tenant),
+        false => tenant,
+    };
     state
         .engine
         .close_client(&tenant, ClientId(cid), "Kicked by operator")

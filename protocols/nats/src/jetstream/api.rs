@@ -18,7 +18,9 @@ use junction_api::{
     Delivery, Engine, EngineError, Message, MessageQuery, Purge, StorageKind, Subject,
     SubjectFilter, Subscriber, TenantId,
 };
+use parking_lot::Mutex;
 use serde::Serialize;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
@@ -59,18 +61,29 @@ pub fn start<E: Engine>(
     shutdown: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, EngineError> {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let filter = SubjectFilter::new("$JS.API.>")?;
-    for tenant in engine.tenants() {
-        let client = engine.tenant_client(&tenant);
-        let inbox = ApiInbox {
-            tenant,
-            requests: tx.clone(),
-        };
-        engine.subscribe(&client, filter.clone(), None, Arc::new(inbox))?;
-    }
-    drop(tx);
-    super::consumer_api::start_acks(engine.clone())?;
     let pushers = super::push::Pushers::start(&engine)?;
+    for tenant in engine.tenants() {
+        serve_tenant(&engine, &pushers, &tx, tenant)?;
+    }
+    // Tenants made later (over the HTTP API) are served from then on; one made
+    // again after a delete is served already.
+    let served: Mutex<HashSet<TenantId>> = Mutex::new(engine.tenants().into_iter().collect());
+    let weak = Arc::downgrade(&engine);
+    let weak_pushers = Arc::downgrade(&pushers);
+    let requests = tx.clone();
+    engine.on_new_tenant(Arc::new(move |tenant: &TenantId| {
+        let (Some(engine), Some(pushers)) = (weak.upgrade(), weak_pushers.upgrade()) else {
+            return;
+        };
+        if !served.lock().insert(tenant.clone()) {
+            return;
+        }
+        match serve_tenant(&engine, &pushers, &requests, tenant.clone()) {
+            Ok(()) => tracing::info!(tenant = %tenant.0, "JetStream API serves a new tenant"),
+            Err(e) => tracing::error!(tenant = %tenant.0, error = %e, "JetStream API cannot serve a new tenant"),
+        }
+    }));
+    drop(tx);
     let stats = Arc::new(Stats::default());
     Ok(tokio::spawn(async move {
         loop {
@@ -86,6 +99,28 @@ pub fn start<E: Engine>(
             tokio::spawn(async move { answer(&engine, &stats, &pushers, &tenant, &request).await });
         }
     }))
+}
+
+/// Subscribes the API, acks and flow control in `tenant`.
+fn serve_tenant<E: Engine>(
+    engine: &Arc<E>,
+    pushers: &Arc<super::push::Pushers<E>>,
+    requests: &mpsc::UnboundedSender<(TenantId, Message)>,
+    tenant: TenantId,
+) -> Result<(), EngineError> {
+    let client = engine.tenant_client(&tenant);
+    let inbox = ApiInbox {
+        tenant: tenant.clone(),
+        requests: requests.clone(),
+    };
+    engine.subscribe(
+        &client,
+        SubjectFilter::new("$JS.API.>")?,
+        None,
+        Arc::new(inbox),
+    )?;
+    super::consumer_api::serve_acks(engine, tenant.clone())?;
+    pushers.serve_tenant(engine, tenant)
 }
 
 async fn answer<E: Engine>(

@@ -642,23 +642,21 @@ impl<E: Engine> Subscriber for AckInbox<E> {
     }
 }
 
-/// Subscribes to `$JS.ACK.>` and applies acks until the engine drops the subscription
-/// (the subscription holds the engine weakly, so it never keeps the engine alive).
-pub fn start_acks<E: Engine>(engine: Arc<E>) -> Result<(), EngineError> {
-    for tenant in engine.tenants() {
-        let client = engine.tenant_client(&tenant);
-        let inbox = AckInbox {
-            engine: Arc::downgrade(&engine),
-            tenant,
-            runtime: tokio::runtime::Handle::try_current().ok(),
-        };
-        engine.subscribe(
-            &client,
-            SubjectFilter::new("$JS.ACK.>")?,
-            None,
-            Arc::new(inbox),
-        )?;
-    }
+/// Subscribes to `$JS.ACK.>` in `tenant` and applies acks until the engine drops
+/// the subscription (it holds the engine weakly, so it never keeps it alive).
+pub(crate) fn serve_acks<E: Engine>(engine: &Arc<E>, tenant: TenantId) -> Result<(), EngineError> {
+    let client = engine.tenant_client(&tenant);
+    let inbox = AckInbox {
+        engine: Arc::downgrade(engine),
+        tenant,
+        runtime: tokio::runtime::Handle::try_current().ok(),
+    };
+    engine.subscribe(
+        &client,
+        SubjectFilter::new("$JS.ACK.>")?,
+        None,
+        Arc::new(inbox),
+    )?;
     Ok(())
 }
 

@@ -144,7 +144,8 @@ impl<E: Engine> Subscriber for FlowInbox<E> {
 }
 
 impl<E: Engine> Pushers<E> {
-    /// Starts the flow-control inbox and the scan for push consumers.
+    /// Starts the scan for push consumers (each tenant's flow-control inbox is
+    /// [`Pushers::serve_tenant`]).
     pub(crate) fn start(engine: &Arc<E>) -> Result<Arc<Pushers<E>>, EngineError> {
         let pushers = Arc::new(Pushers {
             engine: Arc::downgrade(engine),
@@ -153,18 +154,6 @@ impl<E: Engine> Pushers<E> {
             flow: Mutex::new(HashMap::new()),
             tokens: AtomicU64::new(0),
         });
-        for tenant in engine.tenants() {
-            let client = engine.tenant_client(&tenant);
-            engine.subscribe(
-                &client,
-                SubjectFilter::new(format!("{FC_PREFIX}>"))?,
-                None,
-                Arc::new(FlowInbox {
-                    pushers: Arc::downgrade(&pushers),
-                    tenant,
-                }),
-            )?;
-        }
         let weak = Arc::downgrade(&pushers);
         tokio::spawn(async move {
             loop {
@@ -174,6 +163,25 @@ impl<E: Engine> Pushers<E> {
             }
         });
         Ok(pushers)
+    }
+
+    /// Subscribes to the flow-control replies of `tenant`'s push consumers.
+    pub(crate) fn serve_tenant(
+        self: &Arc<Self>,
+        engine: &Arc<E>,
+        tenant: TenantId,
+    ) -> Result<(), EngineError> {
+        let client = engine.tenant_client(&tenant);
+        engine.subscribe(
+            &client,
+            SubjectFilter::new(format!("{FC_PREFIX}>"))?,
+            None,
+            Arc::new(FlowInbox {
+                pushers: Arc::downgrade(self),
+                tenant,
+            }),
+        )?;
+        Ok(())
     }
 
     /// Starts pushers for the push consumers of the streams this node holds.

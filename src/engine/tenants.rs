@@ -1,0 +1,376 @@
+//! Tenants: those of the configuration file, those operators make and edit
+//! live over the API, and which one holds the operators.
+//!
+//! A tenant edited live is kept in the store's metadata (`tenant/<name>`, the
+//! [`TenantSpec`] with every password as a bcrypt hash, fsynced before the
+//! answer), so it comes back after a restart. Tenants of the configuration
+//! file, and the default tenant `$G`, are read-only here: the file is the one
+//! place they are defined, so that what an operator reads there stays true.
+//!
+//! Decisions worth naming:
+//! - Editing needs a broker that requires credentials: on an open broker every
+//!   client is an operator, and a first user would lock every client out.
+//! - In a cluster, tenants are defined in each node's file (the edit would have
+//!   to go through the meta group; it does not yet), so edits are refused there.
+//! - A user removed or changed (password, permissions) has its connections
+//!   closed with `Authorization Violation`; clients log in again under the new
+//!   rules, as after nats-server's reload of a changed user.
+
+use super::{StationEngine, TenantLimits};
+use ahash::AHashMap;
+use junction_api::{
+    Broker, EngineError, TenantConnectionLimits, TenantId, TenantInfo, TenantSource, TenantSpec,
+    TenantStationLimits, TenantUsage, User,
+};
+use parking_lot::{Mutex, RwLock};
+use std::sync::Arc;
+
+/// Where the tenant specs edited live are kept in the store's metadata.
+const KEY_PREFIX: &str = "tenant/";
+
+/// The bcrypt cost of passwords given in clear text over the API.
+const BCRYPT_COST: u32 = 11;
+
+/// A hook told of each tenant made after start.
+type NewTenantHook = Arc<dyn Fn(&TenantId) + Send + Sync>;
+
+/// Every tenant besides the default one, with its limits.
+#[derive(Default)]
+pub(crate) struct TenantBook {
+    /// Tenants besides the default one, in the order they were made.
+    entries: RwLock<Vec<(TenantId, TenantSource)>>,
+    /// Each tenant's limits, for those that have any.
+    limits: RwLock<AHashMap<TenantId, TenantLimits>>,
+    /// Told of each tenant made after start.
+    hooks: Mutex<Vec<NewTenantHook>>,
+    /// One edit at a time.
+    edits: Mutex<()>,
+}
+
+impl TenantBook {
+    /// The tenants of the configuration file, with their limits.
+    pub(crate) fn new(configured: &[TenantId], limits: &AHashMap<TenantId, TenantLimits>) -> Self {
+        TenantBook {
+            entries: RwLock::new(
+                configured
+                    .iter()
+                    .map(|t| (t.clone(), TenantSource::Config))
+                    .collect(),
+            ),
+            limits: RwLock::new(limits.clone()),
+            ..Default::default()
+        }
+    }
+
+    /// Every tenant besides the default one.
+    pub(crate) fn names(&self) -> Vec<TenantId> {
+        self.entries.read().iter().map(|(t, _)| t.clone()).collect()
+    }
+
+    /// The tenant's limits, if it has any.
+    pub(crate) fn limits_of(&self, tenant: &TenantId) -> Option<TenantLimits> {
+        self.limits.read().get(tenant).copied()
+    }
+
+    fn source(&self, tenant: &TenantId) -> Option<TenantSource> {
+        self.entries
+            .read()
+            .iter()
+            .find(|(t, _)| t == tenant)
+            .map(|(_, s)| *s)
+    }
+
+    pub(crate) fn add_hook(&self, hook: NewTenantHook) {
+        self.hooks.lock().push(hook);
+    }
+}
+
+/// Refuses a tenant name that is empty, too long or holds other characters
+/// than letters, digits, `-` and `_`.
+pub(crate) fn check_name(name: &str) -> Result<(), EngineError> {
+    if name.is_empty() || name.len() > 64 {
+        return Err(EngineError::invalid_config(format!(
+            "tenant name '{name}' must have 1 to 64 characters"
+        )));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(EngineError::invalid_config(format!(
+            "tenant name '{name}' may hold only letters, digits, '-' and '_'"
+        )));
+    }
+    Ok(())
+}
+
+fn limits_from(spec: &TenantSpec) -> TenantLimits {
+    TenantLimits {
+        max_connections: spec.limits.max_connections.unwrap_or(0),
+        max_streams: spec.jetstream.max_streams.unwrap_or(0),
+        max_consumers: spec.jetstream.max_consumers.unwrap_or(0),
+    }
+}
+
+fn nonzero(n: usize) -> Option<usize> {
+    (n > 0).then_some(n)
+}
+
+fn meta_key(name: &str) -> String {
+    format!("{KEY_PREFIX}{name}")
+}
+
+/// Hashes the clear-text passwords of `users` with bcrypt (CPU-heavy: call it
+/// on a blocking thread).
+fn hash_passwords(users: &mut [User]) -> Result<(), EngineError> {
+    for u in users.iter_mut() {
+        if !u.password.is_empty() && !super::auth::is_bcrypt(&u.password) {
+            u.password = super::auth::hash_password(&u.password, BCRYPT_COST)
+                .map_err(EngineError::invalid_config)?;
+        }
+    }
+    Ok(())
+}
+
+impl StationEngine {
+    /// The tenant that holds the operators, if one is configured.
+    pub(crate) fn system_tenant(&self) -> Option<&TenantId> {
+        self.options.system_tenant.as_ref()
+    }
+
+    /// Brings back the tenants edited live before the last stop. One that the
+    /// configuration file now defines too is left to the file.
+    pub(crate) fn load_tenants(&self) -> Result<(), EngineError> {
+        let stored = self
+            .store()
+            .list_meta(KEY_PREFIX)
+            .map_err(|e| EngineError::Storage(e.to_string()))?;
+        for (key, value) in stored {
+            let name = key.trim_start_matches(KEY_PREFIX).to_string();
+            let tenant = TenantId(Arc::from(name.as_str()));
+            if self.book.source(&tenant).is_some() || tenant == self.default_tenant {
+                tracing::warn!(tenant = %name, "a tenant made over the API is now in the configuration file too; the file's definition is used");
+                continue;
+            }
+            let spec: TenantSpec = match serde_json::from_slice(&value) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(tenant = %name, error = %e, "a stored tenant does not read; it is left out");
+                    continue;
+                }
+            };
+            if let Err(e) = self
+                .options
+                .auth
+                .set_tenant_users(&tenant, spec.users.clone())
+            {
+                tracing::error!(tenant = %name, error = %e, "a stored tenant's users do not check; it is left out");
+                continue;
+            }
+            self.apply_tenant(&tenant, &spec);
+        }
+        Ok(())
+    }
+
+    /// Records `tenant` as made over the API with `spec`'s limits; tells the
+    /// hooks when it is new.
+    fn apply_tenant(&self, tenant: &TenantId, spec: &TenantSpec) -> bool {
+        let limits = limits_from(spec);
+        {
+            let mut all = self.book.limits.write();
+            if limits == TenantLimits::default() {
+                all.remove(tenant);
+            } else {
+                all.insert(tenant.clone(), limits);
+            }
+        }
+        let mut entries = self.book.entries.write();
+        if entries.iter().any(|(t, _)| t == tenant) {
+            return false;
+        }
+        entries.push((tenant.clone(), TenantSource::Api));
+        true
+    }
+
+    fn announce(&self, tenant: &TenantId) {
+        let hooks = self.book.hooks.lock().clone();
+        for hook in hooks {
+            hook(tenant);
+        }
+    }
+
+    /// Refuses an edit of `tenant`: the default one, one of the file, or any
+    /// on a broker that cannot keep it.
+    fn editable(&self, tenant: &TenantId) -> Result<(), EngineError> {
+        if *tenant == self.default_tenant {
+            return Err(EngineError::TenantReadOnly(
+                "the default tenant $G is defined by [auth] in the configuration file".into(),
+            ));
+        }
+        if self.book.source(tenant) == Some(TenantSource::Config) {
+            return Err(EngineError::TenantReadOnly(format!(
+                "tenant '{}' is defined in the configuration file; change it there",
+                tenant.0
+            )));
+        }
+        if !self.options.auth.required() {
+            return Err(EngineError::TenantReadOnly(
+                "this broker requires no credentials, so every client is an operator; configure [auth] users or a $SYS tenant before making tenants".into(),
+            ));
+        }
+        if self.cluster.get().is_some() {
+            return Err(EngineError::TenantReadOnly(
+                "in a cluster, tenants are defined in each node's configuration file".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Makes or replaces a tenant (on a blocking thread: bcrypt and fsync).
+    pub(crate) fn put_tenant_now(
+        &self,
+        name: &str,
+        mut spec: TenantSpec,
+    ) -> Result<TenantInfo, EngineError> {
+        check_name(name)?;
+        let tenant = TenantId(Arc::from(name));
+        let _edit = self.book.edits.lock();
+        self.editable(&tenant)?;
+        hash_passwords(&mut spec.users)?;
+        // Checked (and passwords kept) before anything is written.
+        self.options
+            .auth
+            .check_tenant_users(&tenant, &mut spec.users)
+            .map_err(EngineError::invalid_config)?;
+        let json = serde_json::to_vec(&spec).map_err(|e| EngineError::Storage(e.to_string()))?;
+        self.store()
+            .put_meta(&meta_key(name), &json)
+            .map_err(|e| EngineError::Storage(e.to_string()))?;
+        let gone = self
+            .options
+            .auth
+            .set_tenant_users(&tenant, spec.users.clone())
+            .map_err(EngineError::invalid_config)?;
+        let new = self.apply_tenant(&tenant, &spec);
+        tracing::info!(tenant = %name, users = spec.users.len(), new, "tenant saved over the API");
+        if new {
+            self.announce(&tenant);
+        }
+        self.log_out(&tenant, |user| gone.iter().any(|g| g.as_str() == user));
+        self.tenant_info(&tenant).ok_or(EngineError::TenantNotFound)
+    }
+
+    /// Removes a tenant made over the API and closes its connections.
+    pub(crate) fn delete_tenant_now(&self, name: &str) -> Result<(), EngineError> {
+        let tenant = TenantId(Arc::from(name));
+        let _edit = self.book.edits.lock();
+        if self.book.source(&tenant).is_none() && tenant != self.default_tenant {
+            return Err(EngineError::TenantNotFound);
+        }
+        self.editable(&tenant)?;
+        self.store()
+            .remove_meta(&meta_key(name))
+            .map_err(|e| EngineError::Storage(e.to_string()))?;
+        self.options
+            .auth
+            .set_tenant_users(&tenant, Vec::new())
+            .map_err(EngineError::invalid_config)?;
+        self.book.entries.write().retain(|(t, _)| *t != tenant);
+        self.book.limits.write().remove(&tenant);
+        tracing::info!(tenant = %name, "tenant deleted over the API; its stations stay on disk");
+        self.log_out(&tenant, |_| true);
+        Ok(())
+    }
+
+    /// Closes the connections of `tenant`'s users that `which` names.
+    fn log_out(&self, tenant: &TenantId, which: impl Fn(&str) -> bool) {
+        let ids: Vec<_> = self
+            .clients
+            .read()
+            .values()
+            .filter(|c| {
+                c.record.kind().is_connection()
+                    && c.record.tenant() == tenant
+                    && c.record
+                        .identity()
+                        .and_then(|i| i.user.as_deref())
+                        .is_some_and(&which)
+            })
+            .map(|c| c.record.id)
+            .collect();
+        for id in ids {
+            // A client that closed meanwhile is gone already.
+            let _ = self.close_client_now(tenant, id, "Authorization Violation");
+        }
+    }
+
+    /// What a tenant uses now.
+    fn usage_of(&self, tenant: &TenantId) -> TenantUsage {
+        let connections = self
+            .clients
+            .read()
+            .values()
+            .filter(|c| c.record.kind().is_connection() && c.record.tenant() == tenant)
+            .count();
+        let stations = self.client_stations(tenant);
+        let consumers = stations
+            .iter()
+            .filter_map(|s| Broker::group_names(self, tenant, s).ok())
+            .map(|g| g.len())
+            .sum();
+        TenantUsage {
+            connections,
+            stations: stations.len(),
+            consumers,
+        }
+    }
+
+    /// A tenant as shown to operators.
+    pub(crate) fn tenant_info(&self, tenant: &TenantId) -> Option<TenantInfo> {
+        let source = if *tenant == self.default_tenant {
+            TenantSource::Default
+        } else {
+            self.book.source(tenant)?
+        };
+        let limits = self.book.limits_of(tenant).unwrap_or_default();
+        Some(TenantInfo {
+            name: tenant.0.to_string(),
+            source,
+            system: self.system_tenant() == Some(tenant)
+                || (self.system_tenant().is_none() && *tenant == self.default_tenant),
+            users: self.options.auth.users_of(tenant),
+            limits: TenantConnectionLimits {
+                max_connections: nonzero(limits.max_connections),
+            },
+            jetstream: TenantStationLimits {
+                max_streams: nonzero(limits.max_streams),
+                max_consumers: nonzero(limits.max_consumers),
+            },
+            exports: self
+                .options
+                .exports
+                .get(tenant)
+                .cloned()
+                .unwrap_or_default(),
+            imports: self
+                .options
+                .imports
+                .iter()
+                .filter(|i| i.to == *tenant)
+                .map(|i| match &i.prefix {
+                    Some(p) => format!("{}:{} as {p}", i.from.0, i.filter),
+                    None => format!("{}:{}", i.from.0, i.filter),
+                })
+                .collect(),
+            usage: self.usage_of(tenant),
+        })
+    }
+
+    /// Every tenant, the default one first.
+    pub(crate) fn tenant_infos_now(&self) -> Vec<TenantInfo> {
+        Broker::tenants(self)
+            .iter()
+            .filter_map(|t| self.tenant_info(t))
+            .collect()
+    }
+}
