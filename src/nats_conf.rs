@@ -851,6 +851,19 @@ tls { cert_file: "c.pem", key_file: 'k.pem', verify: true, timeout: 2 }
     }
 
     #[test]
+    fn the_system_account_holds_the_operators() {
+        let v = parse(
+            b"system_account: SYS\naccounts {\n  SYS { users = [{user: ops, password: pw}] }\n}\n",
+            "s.conf",
+            Path::new("."),
+        )
+        .expect("parses");
+        assert_eq!(v["system_account"], "SYS");
+        assert_eq!(v["tenants"][0]["name"], "SYS");
+        assert_eq!(v["tenants"][0]["users"][0]["user"], "ops");
+    }
+
+    #[test]
     fn unsupported_keys_name_their_line() {
         let e = parse(
             b"port: 1\nleafnodes { port: 7422 }\n",

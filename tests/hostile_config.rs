@@ -932,6 +932,14 @@ async fn security_settings_that_cannot_work_are_one_line() {
             "nouser.toml",
             "[auth]\nno_auth_user = \"ghost\"\nusers = [{ user = \"u\", password = \"p\" }]\n",
         ),
+        (
+            "system.toml",
+            "system_account = \"ops\"\n[[tenants]]\nname = \"acme\"\n",
+        ),
+        (
+            "sysimport.conf",
+            "accounts {\n  $SYS { users = [{user: ops, password: pw}], exports = [{stream: \"a.>\"}] }\n}\n",
+        ),
     ];
     for (name, text) in files {
         std::fs::write(dir.path().join(name), text).unwrap();
@@ -975,6 +983,16 @@ async fn security_settings_that_cannot_work_are_one_line() {
         (
             vec!["-c", "nouser.toml"],
             "junction: auth: no_auth_user 'ghost' is not a configured user",
+        ),
+        (
+            vec!["-c", "system.toml"],
+            "junction: system_account: 'ops' is not a tenant; add [[tenants]] name = \"ops\" \
+             with the operators as its users",
+        ),
+        (
+            vec!["-c", "sysimport.conf"],
+            "junction: tenants '$SYS': the system tenant holds operators; it has no exports or \
+             imports",
         ),
     ];
     for (args, line) in cases {

@@ -36,3 +36,6 @@ mod repeated_failed_logins_ban_the_address;
 
 #[path = "tenancy/exports_and_imports_between_tenants.rs"]
 mod exports_and_imports_between_tenants;
+
+#[path = "tenancy/operators_edit_tenants_live.rs"]
+mod operators_edit_tenants_live;
