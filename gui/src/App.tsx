@@ -1,6 +1,6 @@
 // Layout, navigation, theme, login, and the route table.
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { needsLogin, onAuthChange, currentAuth, setAuth } from './api';
+import { api, needsLogin, onAuthChange, currentAuth, setAuth } from './api';
 import { Link, useLocation } from './router';
 import { Login } from './pages/Login';
 import { Overview } from './pages/Overview';
@@ -12,6 +12,7 @@ import { Schemas } from './pages/Schemas';
 import { Lineage } from './pages/Lineage';
 import { Events } from './pages/Events';
 import { Cluster } from './pages/Cluster';
+import { Tenants } from './pages/Tenants';
 
 const NAV: [string, string][] = [
   ['/', 'Overview'],
@@ -22,6 +23,33 @@ const NAV: [string, string][] = [
   ['/events', 'Events'],
   ['/cluster', 'Cluster'],
 ];
+
+/** Shown to the operators only (the system tenant's users). */
+const OPERATOR_NAV: [string, string][] = [['/tenants', 'Tenants']];
+
+/**
+ * Whether the signed-in user is an operator. The console has no other way to
+ * know than asking: `GET /v1/tenants` answers 200 to the operators and 403 to
+ * anyone else; asked once per set of credentials.
+ */
+function useOperator(): boolean {
+  const [operator, setOperator] = useState(false);
+  const auth = currentAuth();
+  const locked = needsLogin();
+  useEffect(() => {
+    setOperator(false);
+    if (locked) return;
+    let live = true;
+    api.tenants(true).then(
+      () => live && setOperator(true),
+      () => live && setOperator(false),
+    );
+    return () => {
+      live = false;
+    };
+  }, [auth, locked]);
+  return operator;
+}
 
 function route(path: string) {
   let m: RegExpExecArray | null;
@@ -34,6 +62,7 @@ function route(path: string) {
   if (path === '/schemas') return <Schemas />;
   if (path === '/events') return <Events />;
   if (path === '/cluster') return <Cluster />;
+  if (path === '/tenants') return <Tenants />;
   return (
     <section>
       <h1>Page not found</h1>
@@ -57,6 +86,7 @@ export function App() {
   const [, tick] = useState(0);
   const [theme, setTheme] = useState<Theme>(initialTheme);
   useEffect(() => onAuthChange(() => tick((n) => n + 1)), []);
+  const operator = useOperator();
   const firstPath = useRef(true);
   useEffect(() => {
     // Move focus to the page heading on navigation (not on the first load, where
@@ -91,7 +121,7 @@ export function App() {
         </Link>
         <nav aria-label="Main">
           <ul>
-            {NAV.map(([href, label]) => (
+            {(operator ? [...NAV, ...OPERATOR_NAV] : NAV).map(([href, label]) => (
               <li key={href}>
                 <Link href={href} aria-current={section === href ? 'page' : undefined}>
                   {label}

@@ -214,6 +214,9 @@ export interface Connection {
   out_bytes: number;
   pending_bytes: number;
   subscriptions: { subject: string; queue: string | null; sid: string; delivered: number }[];
+  /** The tenant the client belongs to (`$G`: the default one). The operators see
+   * every tenant's clients; anyone else only its own tenant's. */
+  tenant?: string;
 }
 
 export interface ServerInfo {
@@ -258,6 +261,61 @@ export interface ClusterView {
   dropped_forwards: number;
   /** Replicated stations with fewer replicas online and current than configured. */
   under_replicated: string[];
+}
+
+/** A subject list as configured: one subject, a list (allow only these), or
+ * allow and deny lists (each one subject or a list; deny wins). */
+export type SubjectList = string | string[];
+export type RulesConfig = SubjectList | { allow?: SubjectList | null; deny?: SubjectList | null };
+/** `true`, or limits on replies per request and how long after it. */
+export type ResponsesConfig = boolean | { max?: number | null; expires?: string | number | null };
+
+export interface TenantPermissions {
+  publish?: RulesConfig;
+  subscribe?: RulesConfig;
+  allow_responses?: ResponsesConfig;
+}
+
+/** A tenant's user as the broker shows it: never its password. */
+export interface TenantUser {
+  /** Its name, or its NKey. */
+  user: string;
+  login: 'password' | 'bcrypt' | 'nkey' | 'certificate' | string;
+  /** Absent: it may publish and subscribe to everything. */
+  permissions?: TenantPermissions;
+}
+
+export interface TenantLimits {
+  max_connections?: number;
+}
+
+export interface TenantStationLimits {
+  max_streams?: number;
+  max_consumers?: number;
+}
+
+/** `GET /v1/tenants` (operators only). */
+export interface TenantInfo {
+  name: string;
+  /** `default`: `$G` (the users of `[auth]`); `config`: `[[tenants]]` of the
+   * configuration file; `api`: made over `PUT /v1/tenants/{name}`. Only `api`
+   * tenants can be changed or deleted. */
+  source: 'default' | 'config' | 'api';
+  /** Its users are the broker's operators. */
+  system: boolean;
+  users: TenantUser[];
+  limits: TenantLimits;
+  jetstream: TenantStationLimits;
+  exports: string[];
+  imports: string[];
+  usage: { connections: number; stations: number; consumers: number };
+}
+
+/** The body of `PUT /v1/tenants/{name}`: a user without `password` keeps its own. */
+export interface TenantSpec {
+  users: { user?: string; password?: string; nkey?: string; permissions?: TenantPermissions }[];
+  limits: TenantLimits;
+  jetstream: TenantStationLimits;
 }
 
 export interface PubAck {
@@ -456,6 +514,13 @@ export const api = {
   connections: () => get<{ connections: Connection[] }>('/v1/connections').then((r) => r.connections),
   events: (limit = 100) => get<{ events: SystemEvent[] }>(`/v1/events?limit=${limit}`).then((r) => r.events),
   disconnect: (cid: number) => request<void>('DELETE', `/v1/connections/${cid}`),
+  /** Operators only: anyone else gets 403 `forbidden`. `quiet401` for the probe
+   * that decides whether the navigation shows Tenants. */
+  tenants: (quiet401 = false) =>
+    request<{ tenants: TenantInfo[] }>('GET', '/v1/tenants', { quiet401 }).then((r) => r.tenants),
+  /** 201 when made, 200 when replaced. */
+  putTenant: (name: string, spec: TenantSpec) => request<TenantInfo>('PUT', `/v1/tenants/${enc(name)}`, { body: spec }),
+  deleteTenant: (name: string) => request<void>('DELETE', `/v1/tenants/${enc(name)}`),
   metrics: async (): Promise<string> => {
     // With auth on, /metrics takes the API's credentials too ([http] monitoring_auth).
     const headers: Record<string, string> = { 'X-Requested-With': 'XMLHttpRequest' };

@@ -33,6 +33,8 @@ export function Connections() {
     );
   }, [data, proto, search, showInternal]);
   const internalCount = (data ?? []).filter((c) => c.internal).length;
+  // Only the operators see more than one tenant's clients: the column is shown then.
+  const showTenant = new Set((data ?? []).map((c) => c.tenant ?? '$G')).size > 1;
   const protocols = Array.from(new Set((data ?? []).map((c) => c.protocol))).sort();
   return (
     <section>
@@ -86,6 +88,7 @@ export function Connections() {
                   Id
                 </th>
                 <th scope="col">Protocol</th>
+                {showTenant && <th scope="col">Tenant</th>}
                 <th scope="col">Name</th>
                 <th scope="col">Address</th>
                 <th scope="col">Client</th>
@@ -120,6 +123,11 @@ export function Connections() {
                       </>
                     )}
                   </td>
+                  {showTenant && (
+                    <td>
+                      <code>{c.tenant ?? '$G'}</code>
+                    </td>
+                  )}
                   <td>
                     {c.name ?? <span class="muted">unnamed</span>}
                     {c.user && <div class="muted small">user {c.user}</div>}
