@@ -175,6 +175,15 @@ describe('tenant administration in the console', () => {
     await page.getByRole('status').getByText('Saved tenant initech.').waitFor();
     await row('initech').getByText('michael', { exact: true }).waitFor();
     await row('initech').getByText('restricted').waitFor();
+    // Opened again, the form shows what was saved.
+    await row('initech').getByRole('button', { name: 'Edit tenant initech' }).click();
+    const michael = form().getByRole('group', { name: 'User michael' });
+    assert.equal(await michael.getByLabel('Publish: deny').inputValue(), 'secret.>, hr.>');
+    assert.ok(await michael.getByLabel('May answer requests (allow_responses)').isChecked());
+    const peterRow = form().getByRole('group', { name: 'User peter' });
+    assert.equal(await peterRow.getByLabel('Publish: deny').inputValue(), '');
+    await form().getByRole('button', { name: 'Cancel' }).click();
+    await form().waitFor({ state: 'detached' });
 
     const { body } = await asOps('GET', '/v1/tenants/initech');
     const users = Object.fromEntries(body.users.map((u) => [u.user, u]));

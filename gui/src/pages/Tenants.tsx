@@ -268,6 +268,10 @@ interface UserRow {
   allowResponses: boolean;
   /** The user's `allow_responses` as it was (limits the form does not edit). */
   responses?: ResponsesConfig;
+  /** The user's rules as they were, sent back as they were while their text is
+   * unchanged (an explicit empty allow list has no text of its own). */
+  publish?: { rules: RulesConfig; allow: string; deny: string };
+  subscribe?: { rules: RulesConfig; allow: string; deny: string };
 }
 
 let nextKey = 1;
@@ -288,10 +292,18 @@ function rowOf(u?: TenantUser): UserRow {
     subDeny: sub.deny,
     allowResponses: !!responses,
     responses: responses || undefined,
+    publish: u?.permissions?.publish != null ? { rules: u.permissions.publish, allow: pub.allow ?? '', deny: pub.deny } : undefined,
+    subscribe:
+      u?.permissions?.subscribe != null ? { rules: u.permissions.subscribe, allow: sub.allow ?? '', deny: sub.deny } : undefined,
   };
 }
 
-function rules(allow: string, deny: string): RulesConfig | undefined {
+function rules(
+  allow: string,
+  deny: string,
+  was?: { rules: RulesConfig; allow: string; deny: string },
+): RulesConfig | undefined {
+  if (was && was.allow === allow && was.deny === deny) return was.rules;
   const a = entries(allow);
   const d = entries(deny);
   if (!a.length && !d.length) return undefined;
@@ -300,8 +312,8 @@ function rules(allow: string, deny: string): RulesConfig | undefined {
 
 function specUser(r: UserRow): TenantSpec['users'][number] {
   const permissions: TenantPermissions = {};
-  const publish = rules(r.pubAllow, r.pubDeny);
-  const subscribe = rules(r.subAllow, r.subDeny);
+  const publish = rules(r.pubAllow, r.pubDeny, r.publish);
+  const subscribe = rules(r.subAllow, r.subDeny, r.subscribe);
   if (publish) permissions.publish = publish;
   if (subscribe) permissions.subscribe = subscribe;
   if (r.allowResponses) permissions.allow_responses = r.responses ?? true;
@@ -494,6 +506,9 @@ function UserFields({
   const who = r.user.trim() || `user ${index + 1}`;
   const nkey = r.existing && r.login === 'nkey';
   const userError = tried && !r.user.trim() ? 'A user name is needed.' : undefined;
+  // An explicit empty allow list (allow nothing) has no text; say so while unchanged.
+  const allowHint = (was: UserRow['publish'], text: string) =>
+    was && was.allow === '' && text === '' && splitRules(was.rules).allow === '' ? 'nothing (an empty list)' : 'everything';
   return (
     <fieldset class="tenant-user" data-testid="tenant-user" aria-label={`User ${who}`}>
       <div class="tenant-user-grid">
@@ -542,7 +557,7 @@ function UserFields({
         </div>
         <label>
           Publish: allow
-          <input value={r.pubAllow} placeholder="everything" onInput={(e) => onChange({ pubAllow: e.currentTarget.value })} />
+          <input value={r.pubAllow} placeholder={allowHint(r.publish, r.pubAllow)} onInput={(e) => onChange({ pubAllow: e.currentTarget.value })} />
         </label>
         <label>
           Publish: deny
@@ -550,7 +565,7 @@ function UserFields({
         </label>
         <label>
           Subscribe: allow
-          <input value={r.subAllow} placeholder="everything" onInput={(e) => onChange({ subAllow: e.currentTarget.value })} />
+          <input value={r.subAllow} placeholder={allowHint(r.subscribe, r.subAllow)} onInput={(e) => onChange({ subAllow: e.currentTarget.value })} />
         </label>
         <label>
           Subscribe: deny
