@@ -497,6 +497,17 @@ impl Station {
         self.log.lock().last_seq
     }
 
+    /// Its storage kind and copies (`replicas`, at least 1).
+    pub fn storage_and_replicas(&self) -> (StorageKind, u32) {
+        let c = self.config.read();
+        (c.storage, c.replicas.max(1))
+    }
+
+    /// The bytes it stores now, as its `max_bytes` counts them.
+    pub fn stored_bytes(&self) -> u64 {
+        self.log.lock().bytes
+    }
+
     /// Stores `message` with its lineage section (`lineage`, kept beside it; empty:
     /// none) under the producer's `options` (de-duplication id, preconditions),
     /// then calls `done` once it is durable (or refused), and then lets consumer
