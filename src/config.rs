@@ -923,6 +923,7 @@ mod tests {
             figment::Figment::from(Serialized::defaults(Config::default()))
                 .merge(Toml::string(text))
                 .extract::<Config>()
+                .map_err(|e| e.to_string())
         };
         let c = read(
             "[[tenants]]\nname = \"a\"\njetstream = { max_file = \"10G\", max_memory = \"512MiB\", max_streams = 3 }\n\

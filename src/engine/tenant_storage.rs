@@ -25,7 +25,9 @@
 //! what they dropped (retention, purges, deletes). So a refresh that runs while
 //! publishes are between admission here and their append can miss them: the
 //! overshoot is bounded by the publishes in flight, as nats-server's is by its
-//! asynchronously updated usage. In a cluster, stations held by other nodes
+//! asynchronously updated usage. A message its station then does not store (a
+//! duplicate, or refused for its own limits) stays counted until the next
+//! refresh. In a cluster, stations held by other nodes
 //! count with the size their node last reported.
 
 use super::StationEngine;
