@@ -117,6 +117,15 @@ fn reservation(config: &StationConfig) -> u64 {
     }
 }
 
+/// What a station being defined asks for: `max_bytes` (1 byte when unlimited,
+/// as nats-server's `checkBytesLimits`) times its replicas.
+fn footprint(config: &StationConfig) -> u64 {
+    u64::try_from(config.max_bytes)
+        .unwrap_or(0)
+        .max(1)
+        .saturating_mul(u64::from(config.replicas.max(1)))
+}
+
 impl StationEngine {
     /// Refuses a station definition (new or changed) whose `max_bytes` does not
     /// fit its tenant's `max_file` / `max_memory` beside what the tenant's other
@@ -141,10 +150,7 @@ impl StationEngine {
             .filter(|c| c.name != config.name && c.storage == config.storage)
             .map(reservation)
             .fold(0, u64::saturating_add);
-        let own = u64::try_from(config.max_bytes)
-            .unwrap_or(0)
-            .max(1)
-            .saturating_mul(u64::from(config.replicas.max(1)));
+        let own = footprint(config);
         if others.saturating_add(own) <= limit {
             return Ok(());
         }
@@ -274,5 +280,50 @@ impl StationEngine {
             bytes[k] = bytes[k].saturating_add(b);
         }
         bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn station(max_bytes: i64, replicas: u32) -> StationConfig {
+        StationConfig {
+            name: "s".into(),
+            max_bytes,
+            replicas,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn replicas_multiply_and_unlimited_stations_reserve_nothing_but_ask_one_byte() {
+        assert_eq!(reservation(&station(1000, 1)), 1000);
+        assert_eq!(reservation(&station(1000, 3)), 3000);
+        assert_eq!(reservation(&station(-1, 3)), 0);
+        assert_eq!(reservation(&station(0, 1)), 0);
+        assert_eq!(footprint(&station(1000, 5)), 5000);
+        assert_eq!(footprint(&station(-1, 1)), 1);
+        assert_eq!(footprint(&station(0, 3)), 3);
+        // Unset replicas count as one copy.
+        assert_eq!(footprint(&station(1000, 0)), 1000);
+        assert_eq!(reservation(&station(i64::MAX, 5)), u64::MAX);
+    }
+
+    #[test]
+    fn each_storage_kind_has_its_own_limit() {
+        let limits = super::super::TenantLimits {
+            max_file: Some(10),
+            max_memory: None,
+            ..Default::default()
+        };
+        assert_eq!(
+            limit_for(&limits, StorageKind::File),
+            (0, Some(10), TenantLimit::FileStorage)
+        );
+        assert_eq!(
+            limit_for(&limits, StorageKind::Memory),
+            (1, None, TenantLimit::MemoryStorage)
+        );
     }
 }
