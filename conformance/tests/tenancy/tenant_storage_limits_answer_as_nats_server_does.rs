@@ -6,8 +6,9 @@
 //!   `insufficient_storage`;
 //! - a message that would take the tenant's stored bytes past the limit is not
 //!   stored: JetStream PubAck 10002 "resource limits exceeded for account", HTTP
-//!   507 `tenant_storage_full`, MQTT 5 PUBACK 0x97 Quota exceeded; what was
-//!   acknowledged before stays, and exactly that is stored.
+//!   507 `tenant_storage_full`, MQTT 5 PUBACK 0x97 Quota exceeded (MQTT 3.1.1:
+//!   acknowledged and dropped); a NATS core publish gets no answer but is counted;
+//!   what was acknowledged before stays, and exactly that is stored.
 //!
 //! The same nats-server `.conf` is given to a real nats-server and to Junction
 //! (`-c server.conf`): the JetStream answers (status, error code, description)
@@ -15,7 +16,7 @@
 //! over HTTP and MQTT too.
 
 use crate::common::{http, nats_as, tenant};
-use crate::support::{V5, v5_options};
+use crate::support::{V4, V5, v4_options, v5_options};
 use junction::cli::ServeArgs;
 use junction_conformance::{TestBroker, mqtt_broker_with, start_in};
 use serde_json::{Value, json};
@@ -425,6 +426,25 @@ async fn http_mqtt_and_a_stock_jetstream_client_see_the_toml_limits() {
         )
         .await;
     assert_eq!(reason.as_deref(), Some("QuotaExceeded"));
+    // MQTT 3.1.1 cannot refuse a publish: acknowledged and dropped (not stored),
+    // as for a full station; the connection stays.
+    let mut o = v4_options(&b, "lim-mqtt-v4");
+    o.set_credentials("l", "pw");
+    let (mut v4, _) = V4::connect(o).await;
+    v4.publish(
+        "open/v4",
+        rumqttc::QoS::AtLeastOnce,
+        false,
+        payload.clone().into_bytes(),
+    )
+    .await;
+    v4.publish(
+        "open/v4",
+        rumqttc::QoS::AtLeastOnce,
+        false,
+        payload.clone().into_bytes(),
+    )
+    .await;
 
     // A core NATS publish is not answered (as nats-server), and not stored.
     nc.publish("open.core", payload.clone().into())
@@ -461,7 +481,10 @@ async fn http_mqtt_and_a_stock_jetstream_client_see_the_toml_limits() {
         .trim()
         .parse()
         .unwrap();
-    assert!(refused >= 4, "HTTP, JetStream, MQTT and core: {refused}");
+    assert!(
+        refused >= 6,
+        "HTTP, JetStream, MQTT 5, MQTT 3.1.1 twice and core: {refused}"
+    );
 
     // Another tenant is not bound by it.
     let other = nats_as(&b, "o", "pw").await;
