@@ -563,7 +563,8 @@ pub struct TenantLimitsConfig {
     pub max_connections: Option<usize>,
 }
 
-/// `[[tenants]] jetstream = { max_streams = N, max_consumers = N }`.
+/// `[[tenants]] jetstream = { max_streams = N, max_consumers = N, max_file = "10G",
+/// max_memory = "1G" }`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TenantJetStreamConfig {
@@ -571,6 +572,18 @@ pub struct TenantJetStreamConfig {
     pub max_streams: Option<usize>,
     /// Consumer groups over all the tenant's stations (JetStream 10026).
     pub max_consumers: Option<usize>,
+    /// Bytes of file storage (nats-server's account `max_file`): bytes or a size
+    /// string (`"10G"`, `"512MiB"`, see [`crate::byte_size`]); `0` allows no file
+    /// station, `-1` or unset no limit. Stations reserve their `max_bytes` against
+    /// it (JetStream 10047, HTTP 507 `insufficient_storage`) and publishes are
+    /// refused once the stored bytes would pass it (JetStream PubAck 10002, HTTP
+    /// 507 `tenant_storage_full`, MQTT 5 0x97).
+    #[serde(deserialize_with = "crate::byte_size::optional")]
+    pub max_file: Option<u64>,
+    /// Bytes of memory storage (nats-server's `max_mem`), as `max_file` for memory
+    /// stations (JetStream 10028 on create).
+    #[serde(deserialize_with = "crate::byte_size::optional")]
+    pub max_memory: Option<u64>,
 }
 
 impl TenantConfig {
@@ -949,6 +962,35 @@ mod tests {
         assert_eq!(a("off"), None);
         assert!(parse_listen("x", "nope").is_err());
         assert!(parse_listen("x", "1.2.3.4:99999").is_err());
+    }
+
+    #[test]
+    fn tenant_storage_limits_take_bytes_or_sizes() {
+        use figment::providers::{Format, Serialized, Toml};
+        let read = |text: &str| {
+            figment::Figment::from(Serialized::defaults(Config::default()))
+                .merge(Toml::string(text))
+                .extract::<Config>()
+                .map_err(|e| e.to_string())
+        };
+        let c = read(
+            "[[tenants]]\nname = \"a\"\njetstream = { max_file = \"10G\", max_memory = \"512MiB\", max_streams = 3 }\n\
+             [[tenants]]\nname = \"b\"\njetstream = { max_file = 1048576, max_memory = -1 }\n\
+             [[tenants]]\nname = \"c\"\njetstream = { max_memory = \"1M\" }\n",
+        )
+        .unwrap();
+        let js = |i: usize| c.tenants[i].jetstream.clone();
+        assert_eq!(js(0).max_file, Some(10_000_000_000));
+        assert_eq!(js(0).max_memory, Some(512 << 20));
+        assert_eq!(js(0).max_streams, Some(3));
+        assert_eq!(js(1).max_file, Some(1_048_576));
+        assert_eq!(js(1).max_memory, None);
+        assert_eq!(js(2).max_file, None);
+        assert_eq!(js(2).max_memory, Some(1_000_000));
+        for bad in ["\"10 bananas\"", "-5", "\"1.5G\"", "true"] {
+            let text = format!("[[tenants]]\nname = \"a\"\njetstream = {{ max_file = {bad} }}\n");
+            assert!(read(&text).is_err(), "max_file = {bad} is accepted");
+        }
     }
 
     #[test]

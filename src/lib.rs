@@ -10,6 +10,7 @@
 //! `junction-http`, which see the engine only through `junction_api::Engine`.
 
 pub mod bench;
+pub mod byte_size;
 pub mod cli;
 pub mod cluster_cli;
 pub mod config;

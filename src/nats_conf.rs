@@ -3,7 +3,7 @@
 //!
 //! The format: `key value`, `key: value` or `key = value`; blocks `name { … }`;
 //! arrays `[a, b]`; strings quoted (`"…"`, `'…'`) or bare; numbers with size
-//! suffixes (`1MB`, `64K`); booleans `true`/`false`/`yes`/`no`/`on`/`off`;
+//! suffixes as nats-server reads them (`64K` is 64000, `1MB` 1048576); booleans `true`/`false`/`yes`/`no`/`on`/`off`;
 //! comments `#` and `//`; variables `$NAME` (a key defined earlier at the top
 //! level, or an environment variable); `include path`.
 //!
@@ -270,23 +270,13 @@ fn scalar(raw: &str) -> Conf {
     if let Ok(n) = raw.parse::<i64>() {
         return Conf::Int(n);
     }
-    // Sizes: 1K, 1KB, 1MB, 1GB, 1TB (powers of 1024, as nats-server reads them).
-    let upper = raw.to_ascii_uppercase();
-    for (suffix, mult) in [
-        ("KB", 1i64 << 10),
-        ("K", 1 << 10),
-        ("MB", 1 << 20),
-        ("M", 1 << 20),
-        ("GB", 1 << 30),
-        ("G", 1 << 30),
-        ("TB", 1 << 40),
-        ("T", 1 << 40),
-    ] {
-        if let Some(n) = upper.strip_suffix(suffix)
-            && let Ok(n) = n.trim().parse::<i64>()
-        {
-            return Conf::Int(n * mult);
-        }
+    // Sizes, as nats-server reads them: 1K = 1000, 1KB = 1KiB = 1024, and so on
+    // up to E/EB (`crate::byte_size`).
+    if raw.starts_with(|c: char| c.is_ascii_digit())
+        && let Ok(n) = crate::byte_size::parse(raw)
+        && let Ok(n) = i64::try_from(n)
+    {
+        return Conf::Int(n);
     }
     if let Ok(f) = raw.parse::<f64>() {
         return Conf::Float(f);
@@ -596,11 +586,19 @@ impl Mapper<'_> {
                         let mut js = Map::new();
                         for (jk, jv) in m {
                             match jk.as_str() {
-                                "max_streams" | "max_stream" => {
+                                "max_streams" | "max_stream" | "streams" => {
                                     js.insert("max_streams".into(), json!(self.int(jk, jv)?));
                                 }
-                                "max_consumers" | "max_consumer" => {
+                                "max_consumers" | "max_consumer" | "consumers" => {
                                     js.insert("max_consumers".into(), json!(self.int(jk, jv)?));
+                                }
+                                // nats-server's keys for an account's storage
+                                // (`parseJetStreamForAccount`); -1 is no limit.
+                                "max_store" | "max_file" | "max_disk" | "store" | "disk" => {
+                                    js.insert("max_file".into(), json!(self.int(jk, jv)?));
+                                }
+                                "max_memory" | "max_mem" | "mem" | "memory" => {
+                                    js.insert("max_memory".into(), json!(self.int(jk, jv)?));
                                 }
                                 _ => {
                                     return self.unsupported(
@@ -861,6 +859,40 @@ tls { cert_file: "c.pem", key_file: 'k.pem', verify: true, timeout: 2 }
         assert_eq!(v["system_account"], "SYS");
         assert_eq!(v["tenants"][0]["name"], "SYS");
         assert_eq!(v["tenants"][0]["users"][0]["user"], "ops");
+    }
+
+    #[test]
+    fn account_storage_limits_map_to_the_tenants_jetstream_keys() {
+        let v = parse(
+            b"accounts {\n  a { jetstream { max_file: 10G, max_mem: 1GB, max_streams: 2 } }\n  b { jetstream { max_store: 512K, max_memory: -1, consumers: 4 } }\n  c { jetstream { disk: 1048576, mem: 0 } }\n}\n",
+            "j.conf",
+            Path::new("."),
+        )
+        .expect("parses");
+        let js = |i: usize| &v["tenants"][i]["jetstream"];
+        assert_eq!(js(0)["max_file"], 10_000_000_000_i64);
+        assert_eq!(js(0)["max_memory"], 1_i64 << 30);
+        assert_eq!(js(0)["max_streams"], 2);
+        assert_eq!(js(1)["max_file"], 512_000);
+        assert_eq!(js(1)["max_memory"], -1);
+        assert_eq!(js(1)["max_consumers"], 4);
+        assert_eq!(js(2)["max_file"], 1_048_576);
+        assert_eq!(js(2)["max_memory"], 0);
+        // As the broker reads it: -1 is no limit, 0 allows no memory station.
+        let tenants: Vec<crate::config::TenantConfig> =
+            serde_json::from_value(v["tenants"].clone()).expect("tenants");
+        assert_eq!(tenants[0].jetstream.max_file, Some(10_000_000_000));
+        assert_eq!(tenants[0].jetstream.max_memory, Some(1 << 30));
+        assert_eq!(tenants[1].jetstream.max_file, Some(512_000));
+        assert_eq!(tenants[1].jetstream.max_memory, None);
+        assert_eq!(tenants[2].jetstream.max_memory, Some(0));
+        let e = parse(
+            b"accounts { a { jetstream { max_file: \"lots\" } } }\n",
+            "j.conf",
+            Path::new("."),
+        )
+        .expect_err("a size is a number");
+        assert!(e.contains("max_file"), "{e}");
     }
 
     #[test]

@@ -376,6 +376,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                         max_connections: t.limits.max_connections.unwrap_or(0),
                         max_streams: t.jetstream.max_streams.unwrap_or(0),
                         max_consumers: t.jetstream.max_consumers.unwrap_or(0),
+                        max_file: t.jetstream.max_file,
+                        max_memory: t.jetstream.max_memory,
                     };
                     (
                         junction_api::TenantId(std::sync::Arc::from(t.name.as_str())),

@@ -927,6 +927,10 @@ async fn security_settings_that_cannot_work_are_one_line() {
             "[tls]\ncert_file = \"/nonexistent/c.pem\"\nkey_file = \"/nonexistent/k.pem\"\n",
         ),
         ("mqtttls.toml", "mqtt_tls_listen = \":8883\"\n"),
+        (
+            "size.toml",
+            "[[tenants]]\nname = \"a\"\njetstream = { max_file = \"10 bananas\" }\n",
+        ),
         ("server.conf", "port: 4222\nleafnodes {\n  port: 7422\n}\n"),
         (
             "nouser.toml",
@@ -970,6 +974,12 @@ async fn security_settings_that_cannot_work_are_one_line() {
             vec!["-c", "mqtttls.toml"],
             "junction: mqtt_tls_listen and http.tls need a certificate: set tls.cert_file and \
              tls.key_file",
+        ),
+        (
+            vec!["-c", "size.toml"],
+            "junction: config file size.toml: tenants.0.jetstream.max_file: '10 bananas': \
+             unknown size suffix 'bananas' (K, M, G, T are powers of 1000; KB/KiB, MB/MiB, \
+             GB/GiB, TB/TiB powers of 1024)",
         ),
         (
             vec!["-c", "server.conf"],

@@ -28,6 +28,9 @@ mod bcrypt_hashes_log_in_everywhere;
 #[path = "tenancy/tenant_limits_answer_as_nats_server_does.rs"]
 mod tenant_limits_answer_as_nats_server_does;
 
+#[path = "tenancy/tenant_storage_limits_answer_as_nats_server_does.rs"]
+mod tenant_storage_limits_answer_as_nats_server_does;
+
 #[path = "tenancy/nkey_users_log_in.rs"]
 mod nkey_users_log_in;
 

@@ -174,6 +174,17 @@ impl StationEngine {
                     }
                     continue;
                 }
+                // The tenant's `max_file` / `max_memory`: not stored (logged and
+                // counted there), but still delivered live, as nats-server
+                // delivers a core publish its stream refuses.
+                if let Err(full) = self.admit_to_tenant_storage(station, copy) {
+                    if i == 0
+                        && let Some(stored) = stored.take()
+                    {
+                        stored(Err(full));
+                    }
+                    continue;
+                }
                 let callback = if i == 0 {
                     self.capture_callback(ticket, station.name_arc(), stored.take())
                 } else {

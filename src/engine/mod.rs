@@ -35,6 +35,7 @@ mod routing;
 mod schemas;
 mod station;
 mod stations;
+mod tenant_storage;
 mod tenants;
 mod trie;
 
@@ -127,6 +128,12 @@ pub struct TenantLimits {
     pub max_streams: usize,
     /// Consumer groups over all its stations.
     pub max_consumers: usize,
+    /// Bytes of file storage over its stations (`None`: no limit; `Some(0)`: no
+    /// file station at all, as nats-server's `max_file: 0`). See
+    /// `tenant_storage` for how stations reserve it and messages use it.
+    pub max_file: Option<u64>,
+    /// Bytes of memory storage over its stations, as `max_file`.
+    pub max_memory: Option<u64>,
 }
 
 struct ClientEntry {
@@ -200,6 +207,8 @@ pub struct StationEngine {
     restart_hook: std::sync::OnceLock<join::RestartHook>,
     /// Every tenant besides the default one, with its limits (`tenants.rs`).
     book: tenants::TenantBook,
+    /// Stored bytes of tenants with a storage limit (`tenant_storage.rs`).
+    storage_usage: tenant_storage::StorageUsage,
 }
 
 impl StationEngine {
@@ -285,6 +294,7 @@ impl StationEngine {
             remote_groups: remote_group::RemoteGroups::default(),
             internal_creating: Mutex::new(std::collections::HashSet::new()),
             restart_hook: std::sync::OnceLock::new(),
+            storage_usage: tenant_storage::StorageUsage::new(),
         });
         engine.load_tenants()?;
         // The lineage index comes back from what storage kept, off the start-up
@@ -917,6 +927,19 @@ impl Broker for StationEngine {
             .count()
     }
 
+    fn station_quota(&self, tenant: &TenantId) -> junction_api::StationQuota {
+        let Some(l) = self.limits_of(tenant) else {
+            return junction_api::StationQuota::default();
+        };
+        let count = |n: usize| (n > 0).then_some(n as u64);
+        junction_api::StationQuota {
+            max_streams: count(l.max_streams),
+            max_consumers: count(l.max_consumers),
+            max_file: l.max_file,
+            max_memory: l.max_memory,
+        }
+    }
+
     fn station_names(&self, tenant: &TenantId, subject: Option<&str>) -> Vec<String> {
         let mut names = self.stations.names(tenant, subject);
         names.extend(self.placed.names(tenant, subject));
@@ -1015,7 +1038,10 @@ impl Broker for StationEngine {
 /// `*_now` methods) on a tokio blocking thread.
 impl Admin for StationEngine {
     fn create_station(&self, tenant: &TenantId, config: StationConfig) -> AdminFuture<StationInfo> {
-        if let Err(e) = self.check_station_limit(tenant, &config.name) {
+        if let Err(e) = self
+            .check_station_limit(tenant, &config.name)
+            .and_then(|()| self.check_new_station_storage(tenant, &config))
+        {
             return Box::pin(std::future::ready(Err(e)));
         }
         let tenant = tenant.clone();
@@ -1048,6 +1074,12 @@ impl Admin for StationEngine {
     }
 
     fn update_station(&self, tenant: &TenantId, config: StationConfig) -> AdminFuture<StationInfo> {
+        // A station that is not there is answered as such, whatever it asks.
+        let exists = self.stations.get(tenant, &config.name).is_ok()
+            || self.placed.get(tenant, &config.name).is_some();
+        if exists && let Err(e) = self.check_storage_reservation(tenant, &config) {
+            return Box::pin(std::future::ready(Err(e)));
+        }
         let tenant = tenant.clone();
         if let Some(meta) = self.meta() {
             return self.in_cluster(move |e| async move {
@@ -1462,6 +1494,7 @@ impl Monitor for StationEngine {
             out_bytes: c.out_bytes.load(Ordering::Relaxed),
             subscriptions,
             slow_consumers: c.slow_consumers.load(Ordering::Relaxed),
+            tenant_storage_refused: self.storage_usage.refused(),
         }
     }
 
@@ -1661,6 +1694,22 @@ impl StationEngine {
             names.len(),
             limits.max_streams,
         )
+    }
+
+    /// Refuses a new station whose `max_bytes` does not fit the tenant's storage
+    /// limits. Creating one that exists already is not checked: it answers with
+    /// the station as it is, or that the name is taken (as nats-server does).
+    fn check_new_station_storage(
+        &self,
+        tenant: &TenantId,
+        config: &StationConfig,
+    ) -> Result<(), EngineError> {
+        if self.stations.get(tenant, &config.name).is_ok()
+            || self.placed.get(tenant, &config.name).is_some()
+        {
+            return Ok(());
+        }
+        self.check_storage_reservation(tenant, config)
     }
 
     /// Refuses a new consumer group beyond the tenant's `max_consumers`.

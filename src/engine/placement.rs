@@ -65,6 +65,11 @@ pub(crate) struct RemoteStation {
 }
 
 impl RemoteStation {
+    /// The bytes it stores, as its node last reported.
+    pub fn stored_bytes(&self) -> u64 {
+        self.state.lock().bytes
+    }
+
     pub fn info(&self) -> StationInfo {
         StationInfo {
             config: self.config.clone(),
@@ -160,6 +165,15 @@ impl RemoteStations {
         }
         cache.insert(key, found.clone());
         found
+    }
+
+    /// Every remote station of `tenant`.
+    pub fn of_tenant(&self, tenant: &TenantId) -> Vec<Arc<RemoteStation>> {
+        self.by
+            .read()
+            .get(tenant)
+            .map(|t| t.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Names of the remote stations of `tenant`; only those whose subjects
@@ -452,6 +466,7 @@ impl StationEngine {
             );
             return Err(EngineError::SchemaViolation(violation));
         }
+        self.admit_to_tenant_storage(&station, &call.message)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         station.append(
             &call.message,

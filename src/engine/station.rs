@@ -121,6 +121,8 @@ pub(crate) struct Station {
     /// ([`Station::replica`]): made with `replicas` > 1, or changed to a
     /// replicated station since (see [`Station::set_replicated`]).
     replicated: std::sync::atomic::AtomicBool,
+    /// What [`Station::stored_bytes`] last read.
+    bytes_seen: AtomicU64,
 }
 
 /// An append on its way to disk.
@@ -211,6 +213,7 @@ impl Station {
             committed,
             in_flight: Mutex::new(VecDeque::new()),
             replica: std::sync::OnceLock::new(),
+            bytes_seen: AtomicU64::new(0),
         })
     }
 
@@ -495,6 +498,28 @@ impl Station {
 
     pub fn last_seq(&self) -> u64 {
         self.log.lock().last_seq
+    }
+
+    /// Its storage kind and copies (`replicas`, at least 1).
+    pub fn storage_and_replicas(&self) -> (StorageKind, u32) {
+        let c = self.config.read();
+        (c.storage, c.replicas.max(1))
+    }
+
+    /// The bytes it stores now, as its `max_bytes` counts them. For the tenant's
+    /// storage limit, read from the publish path: should its log be locked for
+    /// long (or by the caller), the figure last read is answered rather than
+    /// waiting.
+    pub fn stored_bytes(&self) -> u64 {
+        match self.log.try_lock_for(Duration::from_millis(10)) {
+            Some(log) => {
+                let bytes = log.bytes;
+                drop(log);
+                self.bytes_seen.store(bytes, Ordering::Relaxed);
+                bytes
+            }
+            None => self.bytes_seen.load(Ordering::Relaxed),
+        }
     }
 
     /// Stores `message` with its lineage section (`lineage`, kept beside it; empty:

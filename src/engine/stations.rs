@@ -280,6 +280,15 @@ impl StationRegistry {
             .ok_or(EngineError::StationNotFound)
     }
 
+    /// Every station of `tenant`.
+    pub fn of_tenant(&self, tenant: &TenantId) -> Vec<Arc<Station>> {
+        self.tenants
+            .read()
+            .get(tenant)
+            .map(|t| t.by_name.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
     pub fn all(&self) -> Vec<Arc<Station>> {
         self.tenants
             .read()

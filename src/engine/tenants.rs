@@ -109,6 +109,8 @@ fn limits_from(spec: &TenantSpec) -> TenantLimits {
         max_connections: spec.limits.max_connections.unwrap_or(0),
         max_streams: spec.jetstream.max_streams.unwrap_or(0),
         max_consumers: spec.jetstream.max_consumers.unwrap_or(0),
+        max_file: spec.jetstream.max_file,
+        max_memory: spec.jetstream.max_memory,
     }
 }
 
@@ -345,6 +347,8 @@ impl StationEngine {
             jetstream: TenantStationLimits {
                 max_streams: nonzero(limits.max_streams),
                 max_consumers: nonzero(limits.max_consumers),
+                max_file: limits.max_file,
+                max_memory: limits.max_memory,
             },
             exports: self
                 .options

@@ -113,6 +113,23 @@ pub struct ServerSnapshot {
     pub subscriptions: u64,
     /// Clients disconnected as slow consumers since start.
     pub slow_consumers: u64,
+    /// Messages a station did not store since start because their tenant's
+    /// stations would have held more than its `max_file` / `max_memory`.
+    pub tenant_storage_refused: u64,
+}
+
+/// A tenant's limits on its stations ([`Broker::station_quota`]); `None`: no
+/// limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StationQuota {
+    /// Stations.
+    pub max_streams: Option<u64>,
+    /// Consumer groups over all its stations.
+    pub max_consumers: Option<u64>,
+    /// Bytes of file storage over its stations.
+    pub max_file: Option<u64>,
+    /// Bytes of memory storage over its stations.
+    pub max_memory: Option<u64>,
 }
 
 /// This node's view of its cluster (`/v1/cluster`, `/varz`'s `cluster`).
@@ -324,6 +341,12 @@ pub trait Broker: Send + Sync + 'static {
     /// another node of a cluster): a push group delivers only then.
     fn has_interest(&self, _tenant: &TenantId, _subject: &Subject) -> bool {
         true
+    }
+
+    /// The tenant's limits on stations (`[[tenants]] jetstream`), as JetStream's
+    /// account info reports them. The default: none.
+    fn station_quota(&self, _tenant: &TenantId) -> StationQuota {
+        StationQuota::default()
     }
 
     /// A station's configuration and state (in memory).

@@ -279,6 +279,18 @@ pub enum EngineError {
         /// The limit.
         limit: usize,
     },
+    /// A message was not stored: the bytes its tenant stores in stations of that
+    /// storage kind ([`TenantLimit::FileStorage`] or
+    /// [`TenantLimit::MemoryStorage`]), with this message, would exceed the
+    /// tenant's `max_file` / `max_memory` (nats-server's "resource limits
+    /// exceeded for account"). Nothing already stored is dropped for it.
+    #[error("not stored: the tenant's stations would hold more than its limit of {limit} {what}")]
+    TenantStorageFull {
+        /// [`TenantLimit::FileStorage`] or [`TenantLimit::MemoryStorage`].
+        what: TenantLimit,
+        /// The limit, in bytes.
+        limit: u64,
+    },
 }
 
 /// What a tenant's limit bounds.
@@ -290,6 +302,13 @@ pub enum TenantLimit {
     Streams,
     /// Consumer groups (JetStream consumers), over all its stations.
     Consumers,
+    /// Bytes of file storage (`max_file`): what its file stations reserve with
+    /// their `max_bytes` (times their replicas) when one is created or changed,
+    /// and what they store when a message is published.
+    FileStorage,
+    /// Bytes of memory storage (`max_memory`), as [`TenantLimit::FileStorage`]
+    /// for memory stations.
+    MemoryStorage,
 }
 
 impl std::fmt::Display for TenantLimit {
@@ -298,6 +317,8 @@ impl std::fmt::Display for TenantLimit {
             TenantLimit::Connections => "connections",
             TenantLimit::Streams => "stations",
             TenantLimit::Consumers => "consumer groups",
+            TenantLimit::FileStorage => "bytes of file storage",
+            TenantLimit::MemoryStorage => "bytes of memory storage",
         })
     }
 }
@@ -341,7 +362,8 @@ impl EngineError {
             | E::MaxMessages
             | E::MaxBytes
             | E::MaxGroups
-            | E::TenantLimit { .. } => ErrorKind::LimitReached,
+            | E::TenantLimit { .. }
+            | E::TenantStorageFull { .. } => ErrorKind::LimitReached,
             E::SchemaViolation(_) | E::DroppedByRule(_) => ErrorKind::Rejected,
             E::ShuttingDown
             | E::Storage(_)
@@ -417,6 +439,15 @@ mod tests {
             ErrorKind::Denied
         );
         assert_eq!(EngineError::MaxBytes.kind(), ErrorKind::LimitReached);
+        let full = EngineError::TenantStorageFull {
+            what: TenantLimit::FileStorage,
+            limit: 1_000_000,
+        };
+        assert_eq!(full.kind(), ErrorKind::LimitReached);
+        assert_eq!(
+            full.to_string(),
+            "not stored: the tenant's stations would hold more than its limit of 1000000 bytes of file storage"
+        );
         assert_eq!(
             EngineError::Storage("x".into()).kind(),
             ErrorKind::Unavailable

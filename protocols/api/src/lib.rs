@@ -47,8 +47,8 @@ pub use dead_letter::{
 };
 pub use engine::{
     AckDone, Admin, AdminFuture, Backpressure, Broker, ClusterNode, ClusterSnapshot, Delivery,
-    Engine, Monitor, PublishOutcome, ReplicaRole, ServerSnapshot, StorageStats, Subscriber,
-    SubscriptionId,
+    Engine, Monitor, PublishOutcome, ReplicaRole, ServerSnapshot, StationQuota, StorageStats,
+    Subscriber, SubscriptionId,
 };
 pub use error::{
     ConfigError, Denial, EngineError, ErrorKind, GroupConfigError, SchemaViolation, TenantLimit,

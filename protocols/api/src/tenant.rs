@@ -190,7 +190,7 @@ pub struct TenantConnectionLimits {
     pub max_connections: Option<usize>,
 }
 
-/// `jetstream = { max_streams = N, max_consumers = N }`.
+/// `jetstream = { max_streams = N, max_consumers = N, max_file = B, max_memory = B }`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TenantStationLimits {
@@ -200,6 +200,13 @@ pub struct TenantStationLimits {
     /// Consumer groups over all the tenant's stations (none: no limit).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_consumers: Option<usize>,
+    /// Bytes of file storage over its stations, in bytes (none: no limit; 0: no
+    /// file station).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_file: Option<u64>,
+    /// Bytes of memory storage over its stations, as `max_file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_memory: Option<u64>,
 }
 
 /// Where a tenant is defined.

@@ -170,6 +170,11 @@ fn scrape<E: Engine + ?Sized>(engine: &E) -> prometheus::Result<String> {
         "Clients disconnected as slow consumers.",
         server.slow_consumers,
     )?;
+    b.counter(
+        "tenant_storage_refused_total",
+        "Messages not stored because their tenant's stations would have held more than its max_file or max_memory.",
+        server.tenant_storage_refused,
+    )?;
     b.gauge("subscriptions", "Live subscriptions.", server.subscriptions)?;
 
     // Per protocol, summed over the clients connected now.

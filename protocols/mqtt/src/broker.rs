@@ -144,7 +144,10 @@ impl AckJoin {
 /// The MQTT 5 reason code for an engine refusal.
 pub(crate) fn reason_of(e: &EngineError) -> u8 {
     match e {
-        EngineError::MaxMessages | EngineError::MaxBytes | EngineError::MessageTooLarge => 0x97,
+        EngineError::MaxMessages
+        | EngineError::MaxBytes
+        | EngineError::MessageTooLarge
+        | EngineError::TenantStorageFull { .. } => 0x97,
         EngineError::AuthorizationViolation
         | EngineError::InternalSubject(_)
         | EngineError::InternalStation(_) => 0x87,

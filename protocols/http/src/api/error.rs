@@ -9,7 +9,7 @@
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use junction_api::{ConfigError, Denial, EngineError, GroupConfigError};
+use junction_api::{ConfigError, Denial, EngineError, GroupConfigError, TenantLimit};
 use serde::Serialize;
 use std::any::Any;
 use utoipa::ToSchema;
@@ -152,6 +152,16 @@ impl From<EngineError> for AppError {
             EngineError::SubjectsOverlap => (S::CONFLICT, "subjects_overlap"),
             EngineError::GroupExists => (S::CONFLICT, "group_exists"),
             EngineError::MaxGroups => (S::CONFLICT, "max_groups"),
+            // The tenant's `max_file` / `max_memory`: its stations' `max_bytes`
+            // do not fit (creating or changing a station), or a message would
+            // take its stored bytes past it (publishing).
+            EngineError::TenantLimit {
+                what: TenantLimit::FileStorage | TenantLimit::MemoryStorage,
+                ..
+            } => (S::INSUFFICIENT_STORAGE, "insufficient_storage"),
+            EngineError::TenantStorageFull { .. } => {
+                (S::INSUFFICIENT_STORAGE, "tenant_storage_full")
+            }
             EngineError::TenantLimit { .. } => (S::TOO_MANY_REQUESTS, "tenant_limit"),
             EngineError::WrongLastSequence(_) => (S::CONFLICT, "wrong_last_sequence"),
             EngineError::WrongLastSubjectSequence(_) => {
@@ -269,8 +279,27 @@ fn message_of(e: &EngineError) -> String {
         E::InvalidGroupConfig(GroupConfigError::WorkQueueNotDeliverAll) => {
             "deliver_policy: a work-queue station's groups must deliver all".into()
         }
+        E::TenantLimit {
+            what: what @ (TenantLimit::FileStorage | TenantLimit::MemoryStorage),
+            limit,
+        } => format!(
+            "insufficient storage: the tenant's {} ({limit} bytes) cannot hold this station's max_bytes beside what its other stations reserve",
+            storage_key(*what)
+        ),
+        E::TenantStorageFull { what, limit } => format!(
+            "not stored: the tenant's stations would hold more than its {} ({limit} bytes)",
+            storage_key(*what)
+        ),
         // The rest are the broker's neutral words (station, group, message).
         other => other.to_string(),
+    }
+}
+
+/// The `[[tenants]] jetstream` key that sets a storage limit.
+fn storage_key(what: TenantLimit) -> &'static str {
+    match what {
+        TenantLimit::MemoryStorage => "max_memory",
+        _ => "max_file",
     }
 }
 

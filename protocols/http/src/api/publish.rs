@@ -242,6 +242,7 @@ fn stored_response(ack: PubAck) -> Response {
         (status = 412, description = "A `Junction-Expected-*` precondition did not match", body = ErrorBody),
         (status = 413, description = "Payload too large", body = ErrorBody),
         (status = 429, description = "The station is full and discards new messages", body = ErrorBody),
+        (status = 507, description = "`tenant_storage_full`: the tenant's stations would hold more than its `max_file` / `max_memory`; not stored", body = ErrorBody),
     )
 )]
 pub async fn publish_subject(
@@ -369,6 +370,7 @@ pub fn station_subject(
         (status = 412, description = "A `Junction-Expected-*` precondition did not match", body = ErrorBody),
         (status = 413, description = "Payload too large", body = ErrorBody),
         (status = 429, description = "The station is full and discards new messages", body = ErrorBody),
+        (status = 507, description = "`tenant_storage_full`: the tenant's stations would hold more than its `max_file` / `max_memory`; not stored", body = ErrorBody),
     )
 )]
 pub async fn publish_to_station(

@@ -454,6 +454,7 @@ pub struct StationList {
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 409, description = "`station_exists` or `subjects_overlap`", body = ErrorBody),
         (status = 422, description = "Invalid definition", body = ErrorBody),
+        (status = 507, description = "`insufficient_storage`: the station's `max_bytes` does not fit the tenant's `max_file` / `max_memory` beside its other stations'", body = ErrorBody),
     )
 )]
 pub async fn create_station(
@@ -533,6 +534,7 @@ pub async fn get_station(
         (status = 404, description = "No such station", body = ErrorBody),
         (status = 409, description = "`subjects_overlap`", body = ErrorBody),
         (status = 422, description = "Invalid definition, or a change the engine does not allow", body = ErrorBody),
+        (status = 507, description = "`insufficient_storage`: the station's `max_bytes` does not fit the tenant's `max_file` / `max_memory` beside its other stations'", body = ErrorBody),
     )
 )]
 pub async fn update_station(

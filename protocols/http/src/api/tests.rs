@@ -225,6 +225,7 @@ impl Monitor for Broken {
             out_bytes: 0,
             subscriptions: 0,
             slow_consumers: 0,
+            tenant_storage_refused: 0,
         }
     }
     fn clients(&self) -> Vec<ClientSnapshot> {

@@ -354,25 +354,39 @@ async fn route<E: Engine>(
 fn account_info<E: Engine>(engine: &E, tenant: &TenantId, stats: &Stats) -> Routed {
     let names = engine.station_names(tenant, None);
     let (mut memory, mut storage, mut consumers) = (0u64, 0u64, 0u64);
+    // What `max_bytes` reserves, as nats-server's `reservedStorage` sums it.
+    let (mut reserved_memory, mut reserved_storage) = (0u64, 0u64);
     for name in &names {
         if let Ok(info) = engine.station_info(tenant, name) {
             consumers += info.state.consumer_count;
+            let reserved = u64::try_from(info.config.max_bytes).unwrap_or(0);
             match info.config.storage {
-                StorageKind::Memory => memory += info.state.bytes,
-                _ => storage += info.state.bytes,
+                StorageKind::Memory => {
+                    memory += info.state.bytes;
+                    reserved_memory += reserved;
+                }
+                _ => {
+                    storage += info.state.bytes;
+                    reserved_storage += reserved;
+                }
             }
         }
     }
+    // The tenant's limits, -1 where it has none (as nats-server reports them).
+    let quota = engine.station_quota(tenant);
+    let limit = |l: Option<u64>| l.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
     Ok(to_json(&AccountInfoResponse::ok(AccountInfo {
         memory,
         storage,
+        reserved_memory,
+        reserved_storage,
         streams: names.len() as u64,
         consumers,
         limits: AccountLimits {
-            max_memory: -1,
-            max_storage: -1,
-            max_streams: -1,
-            max_consumers: -1,
+            max_memory: limit(quota.max_memory),
+            max_storage: limit(quota.max_file),
+            max_streams: limit(quota.max_streams),
+            max_consumers: limit(quota.max_consumers),
             max_ack_pending: -1,
             memory_max_stream_bytes: -1,
             storage_max_stream_bytes: -1,

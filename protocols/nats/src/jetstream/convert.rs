@@ -368,6 +368,18 @@ pub fn api_error(e: &EngineError) -> ApiError {
             what: junction_api::TenantLimit::Consumers,
             ..
         } => JsErrorCode::MaximumConsumersLimit.error(),
+        // nats-server's `checkBytesLimits` on stream create and update: the
+        // stations' `max_bytes` reservations do not fit the account's limit.
+        EngineError::TenantLimit {
+            what: junction_api::TenantLimit::FileStorage,
+            ..
+        } => JsErrorCode::StorageResourcesExceeded.error(),
+        EngineError::TenantLimit {
+            what: junction_api::TenantLimit::MemoryStorage,
+            ..
+        } => JsErrorCode::MemoryResourcesExceeded.error(),
+        // nats-server's publish path when `wouldExceedLimits` holds.
+        EngineError::TenantStorageFull { .. } => JsErrorCode::AccountResourcesExceeded.error(),
         EngineError::InvalidGroupConfig(g) => group_config_code(g).map_or_else(
             || JsErrorCode::ConsumerCreate.with_err(description(e)),
             JsErrorCode::error,
