@@ -16,8 +16,9 @@
 //!
 //! The broker's own stations (`$…`) count for neither.
 //!
-//! The cost on the publish path: a tenant without a storage limit pays one
-//! lookup of its limits per stored message ([`StationEngine::limits_of`]).
+//! The cost on the publish path: while no tenant has a storage limit, one
+//! atomic load per stored message; a tenant without one, once another tenant
+//! has one, one lookup of its limits ([`StationEngine::limits_of`]).
 //! A tenant with one pays a compare-and-swap on a per-tenant counter and, at
 //! most every [`REFRESH`], a sum over its stations (one short lock each). The
 //! counter is the sum at its last refresh plus what was admitted since; a
@@ -175,6 +176,9 @@ impl StationEngine {
         station: &Station,
         message: &Message,
     ) -> Result<(), EngineError> {
+        if !self.book.storage_limited() {
+            return Ok(());
+        }
         let Some(limits) = self.limits_of(&station.tenant) else {
             return Ok(());
         };

@@ -24,6 +24,7 @@ use junction_api::{
 };
 use parking_lot::{Mutex, RwLock};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Where the tenant specs edited live are kept in the store's metadata.
 const KEY_PREFIX: &str = "tenant/";
@@ -41,6 +42,8 @@ pub(crate) struct TenantBook {
     entries: RwLock<Vec<(TenantId, TenantSource)>>,
     /// Each tenant's limits, for those that have any.
     limits: RwLock<AHashMap<TenantId, TenantLimits>>,
+    /// Does any tenant have a storage limit? (The publish path asks first.)
+    storage_limited: AtomicBool,
     /// Told of each tenant made after start.
     hooks: Mutex<Vec<NewTenantHook>>,
     /// One edit at a time.
@@ -50,7 +53,7 @@ pub(crate) struct TenantBook {
 impl TenantBook {
     /// The tenants of the configuration file, with their limits.
     pub(crate) fn new(configured: &[TenantId], limits: &AHashMap<TenantId, TenantLimits>) -> Self {
-        TenantBook {
+        let book = TenantBook {
             entries: RwLock::new(
                 configured
                     .iter()
@@ -59,7 +62,24 @@ impl TenantBook {
             ),
             limits: RwLock::new(limits.clone()),
             ..Default::default()
-        }
+        };
+        book.limits_changed();
+        book
+    }
+
+    /// Does any tenant have a storage limit (`max_file`, `max_memory`)? One
+    /// atomic load: what a publish asks before anything else about limits.
+    pub(crate) fn storage_limited(&self) -> bool {
+        self.storage_limited.load(Ordering::Acquire)
+    }
+
+    fn limits_changed(&self) {
+        let any = self
+            .limits
+            .read()
+            .values()
+            .any(|l| l.max_file.is_some() || l.max_memory.is_some());
+        self.storage_limited.store(any, Ordering::Release);
     }
 
     /// Every tenant besides the default one.
@@ -186,6 +206,7 @@ impl StationEngine {
                 all.insert(tenant.clone(), limits);
             }
         }
+        self.book.limits_changed();
         let mut entries = self.book.entries.write();
         if entries.iter().any(|(t, _)| t == tenant) {
             return false;
@@ -279,6 +300,7 @@ impl StationEngine {
             .map_err(EngineError::invalid_config)?;
         self.book.entries.write().retain(|(t, _)| *t != tenant);
         self.book.limits.write().remove(&tenant);
+        self.book.limits_changed();
         tracing::info!(tenant = %name, "tenant deleted over the API; its stations stay on disk");
         self.log_out(&tenant, |_| true);
         Ok(())
