@@ -627,9 +627,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 // MQTT over WebSocket authenticates with MQTT's own CONNECT.
                 if let Some(broker) = mqtt_broker.clone() {
                     let handler: junction_http::MqttStreamHandler =
-                        Arc::new(move |stream, remote| {
+                        Arc::new(move |stream, remote, certificate| {
                             let broker = broker.clone();
-                            Box::pin(async move { broker.handle(stream, remote).await })
+                            Box::pin(
+                                async move { broker.handle_tls(stream, remote, certificate).await },
+                            )
                         });
                     router = router.merge(junction_http::mqtt_ws_router(handler));
                 }

@@ -136,3 +136,76 @@ async fn certificates_name_their_users() {
     }));
     V4::connect(o).await;
 }
+
+/// `curl --cert` over HTTPS: `(status, body)`.
+fn curl_https(
+    pki: &Pki,
+    port: u16,
+    cert: Option<&(std::path::PathBuf, std::path::PathBuf)>,
+    args: &[&str],
+) -> (u16, serde_json::Value) {
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(["-s", "-w", "\n%{http_code}", "--cacert"])
+        .arg(pki.ca_path());
+    if let Some((c, k)) = cert {
+        cmd.arg("--cert").arg(c).arg("--key").arg(k);
+    }
+    let out = cmd
+        .args(args)
+        .arg(format!("https://localhost:{port}/v1/stations"))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (
+        status.trim().parse().unwrap_or(0),
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_request_without_credentials_is_its_certificate_s_user() {
+    let pki = Pki::new();
+    let b = mqtt_broker_with(|c| {
+        pki.configure(c);
+        c.tls.ca_file = Some(pki.ca_path());
+        c.tls.verify_and_map = true;
+        c.http.tls = true;
+        c.auth.users = vec![User::new("admin", "pw")];
+        c.tenants = vec![TenantConfig {
+            name: "acme".into(),
+            users: vec![User::new("alice@example.com", "")],
+            ..Default::default()
+        }];
+    })
+    .await;
+    let (cert, key) = pki.ca.issue_with("alice", &[], true, |p| {
+        p.subject_alt_names = vec![SanType::Rfc822Name("alice@example.com".try_into().unwrap())];
+    });
+    let alice = (
+        pki.files.write("alice.pem", &cert),
+        pki.files.write("alice.key", &key),
+    );
+    let carol = pki.client("carol");
+    let port = b.http_port();
+
+    // alice's certificate is her login: her station is in acme.
+    let (status, body) = curl_https(
+        &pki,
+        port,
+        Some(&alice),
+        &["-X", "POST", "-d", r#"{"name":"orders"}"#],
+    );
+    assert_eq!(status, 201, "{body}");
+    let (status, list) = curl_https(&pki, port, Some(&alice), &[]);
+    assert_eq!(status, 200, "{list}");
+    assert!(list.to_string().contains("orders"), "{list}");
+    // admin ($G), with the same kind of certificate plus a password, sees $G's:
+    // an Authorization header names the user.
+    let (status, list) = curl_https(&pki, port, Some(&carol), &["-u", "admin:pw"]);
+    assert_eq!(status, 200, "{list}");
+    assert!(!list.to_string().contains("orders"), "{list}");
+    // A certificate that names no user, without credentials, is refused.
+    let (status, body) = curl_https(&pki, port, Some(&carol), &[]);
+    assert_eq!(status, 401, "{body}");
+}

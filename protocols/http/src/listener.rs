@@ -109,6 +109,13 @@ impl Throttled {
     }
 }
 
+/// The certificate an HTTPS client presented (DER, verified against
+/// `tls.ca_file`), in each of its requests' extensions. With `verify_and_map`,
+/// a request without an `Authorization` header logs in as its user, as an MQTT
+/// client that names no user does.
+#[derive(Debug, Clone)]
+pub struct PeerCertificate(pub Arc<Vec<u8>>);
+
 /// Serves `router` on `listener` within `limits` until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
@@ -401,12 +408,21 @@ async fn connection(
         header_timeout: limits.header_timeout,
         _slot: slot,
     };
+    let mut peer = None;
     let socket = match &limits.tls {
         None => tokio_util::either::Either::Left(socket),
         Some(config) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
             match tokio::time::timeout(limits.header_timeout, acceptor.accept(socket)).await {
-                Ok(Ok(tls)) => tokio_util::either::Either::Right(tls),
+                Ok(Ok(tls)) => {
+                    peer = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(|c| PeerCertificate(Arc::new(c.to_vec())));
+                    tokio_util::either::Either::Right(tls)
+                }
                 Ok(Err(e)) => {
                     tracing::info!(%remote, error = %e, "HTTPS handshake failed");
                     return;
@@ -423,6 +439,9 @@ async fn connection(
         requests.request_started();
         let in_flight = InFlight(requests.clone());
         request.extensions_mut().insert(ConnectInfo(remote));
+        if let Some(p) = &peer {
+            request.extensions_mut().insert(p.clone());
+        }
         let mut router = router.clone();
         async move {
             let response = match tower::Service::call(&mut router, request).await {

@@ -18,9 +18,10 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::oneshot;
 
-/// Runs one MQTT connection over the given byte stream.
+/// Runs one MQTT connection over the given byte stream, from the address, with
+/// the client certificate (DER) an HTTPS client presented, if any.
 pub type MqttStreamHandler =
-    Arc<dyn Fn(DuplexStream, SocketAddr) -> BoxFuture<'static, ()> + Send + Sync>;
+    Arc<dyn Fn(DuplexStream, SocketAddr, Option<Vec<u8>>) -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// `GET /mqtt`: MQTT over WebSocket, handled by `handler`.
 pub fn mqtt_ws_router(handler: MqttStreamHandler) -> Router {
@@ -32,8 +33,10 @@ pub fn mqtt_ws_router(handler: MqttStreamHandler) -> Router {
 async fn upgrade(
     State(handler): State<MqttStreamHandler>,
     remote: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    certificate: Option<axum::Extension<crate::listener::PeerCertificate>>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    let certificate = certificate.map(|c| c.0.0.to_vec());
     let ws = match ws {
         Ok(ws) => ws,
         Err(rejection) => return crate::websocket::refuse_upgrade(rejection),
@@ -43,7 +46,7 @@ async fn upgrade(
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
     ws.protocols(["mqtt", "mqttv3.1"])
         .max_message_size(64 * 1024 * 1024)
-        .on_upgrade(move |socket| bridge(socket, handler, remote))
+        .on_upgrade(move |socket| bridge(socket, handler, remote, certificate))
 }
 
 /// How long one side waits for the other once it has ended: the writer to send
@@ -53,9 +56,14 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// Copies binary frames to and from an in-memory pipe whose other end the MQTT
 /// front-end reads and writes like a TCP socket. A broken frame is answered with
 /// its RFC 6455 close code (see [`crate::websocket`]), a text frame with 1003.
-async fn bridge(socket: WebSocket, handler: MqttStreamHandler, remote: SocketAddr) {
+async fn bridge(
+    socket: WebSocket,
+    handler: MqttStreamHandler,
+    remote: SocketAddr,
+    certificate: Option<Vec<u8>>,
+) {
     let (ours, theirs) = tokio::io::duplex(256 * 1024);
-    let session = tokio::spawn(handler(theirs, remote));
+    let session = tokio::spawn(handler(theirs, remote, certificate));
     let (mut ws_tx, mut ws_rx) = socket.split();
     let (mut pipe_rx, mut pipe_tx) = tokio::io::split(ours);
     let (close_tx, mut close_rx) = oneshot::channel::<CloseFrame>();

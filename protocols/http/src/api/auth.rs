@@ -186,6 +186,7 @@ pub async fn require(
             state.engine.as_ref(),
             request.headers(),
             peer(&request),
+            request.extensions().get(),
             state.settings.auth_methods,
         ) {
             Ok(t) => t,
@@ -215,6 +216,7 @@ pub async fn require_for_monitoring(
             engine.as_ref(),
             request.headers(),
             peer(&request),
+            request.extensions().get(),
             AuthMethods::default(),
         ) {
             Ok(identity) => {
@@ -251,10 +253,16 @@ fn check(
     engine: &dyn Engine,
     headers: &HeaderMap,
     remote: Option<std::net::IpAddr>,
+    certificate: Option<&crate::listener::PeerCertificate>,
     methods: AuthMethods,
 ) -> Result<Identity, Box<Response>> {
     let refused = |e| Box::new(refuse(e, is_scripted(headers), methods));
     let creds = match credentials(headers) {
+        // verify_and_map: a request that names no user is its certificate's,
+        // as an MQTT client's CONNECT without a user name is.
+        Ok(Credentials::None) if certificate.is_some() && engine.maps_certificates() => {
+            Credentials::Certificate(certificate.map(|c| c.0.to_vec()).unwrap_or_default())
+        }
         Ok(Credentials::None) => {
             return Err(refused(AppError::Unauthorized(
                 "credentials required".into(),
