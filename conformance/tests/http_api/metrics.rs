@@ -128,10 +128,10 @@ async fn metrics_follow_nats_traffic_stations_and_groups() {
     within("flush", nats.flush()).await.unwrap();
     // Storing is asynchronous to a core publish: wait until the station holds them.
     poll_until("the station to hold every message", || async {
-        scrape(&api)
-            .await
-            .get("junction_station_messages", &[("station", "METRICS")])
-            == Some(N as f64)
+        scrape(&api).await.get(
+            "junction_station_messages",
+            &[("station", "METRICS"), ("tenant", "$G")],
+        ) == Some(N as f64)
     })
     .await;
     // Two deliveries, not acknowledged: pending acks, and lag for the rest.
@@ -201,11 +201,15 @@ async fn metrics_follow_nats_traffic_stations_and_groups() {
     }
 
     // The station and its group.
-    let station = [("station", "METRICS")];
+    let station = [("station", "METRICS"), ("tenant", "$G")];
     assert_eq!(after.value("junction_station_messages", &station), N as f64);
     assert!(after.value("junction_station_bytes", &station) >= (N * 10) as f64);
     assert_eq!(after.value("junction_station_last_seq", &station), N as f64);
-    let group = [("station", "METRICS"), ("group", "readers")];
+    let group = [
+        ("group", "readers"),
+        ("station", "METRICS"),
+        ("tenant", "$G"),
+    ];
     assert_eq!(
         after.value("junction_consumer_group_lag", &group),
         (N - 2) as f64

@@ -220,8 +220,50 @@ async fn what_one_tenant_publishes_the_other_never_sees() {
         ids(&connz).len() < ids(&all).len() && ids(&connz).iter().all(|c| ids(&all).contains(c)),
         "globex's /connz {connz} is a part of the operators' {all}"
     );
-    let (status, _) = get_as(&b, "bob", "bob-pw", "/metrics").await;
-    assert_eq!(status, 403, "server-wide metrics are the operators'");
+    // /metrics: a tenant's own figures; everything for the operators.
+    let metrics = |user: &'static str| {
+        let b = &b;
+        async move {
+            let r = crate::common::http()
+                .get(format!("{}/metrics", b.http_url()))
+                .basic_auth(user, Some(format!("{user}-pw")))
+                .send()
+                .await
+                .expect("GET /metrics");
+            assert_eq!(r.status().as_u16(), 200, "{user}");
+            r.text().await.expect("text")
+        }
+    };
+    let bobs = metrics("bob").await;
+    assert!(
+        bobs.contains(r#"junction_station_messages{station="orders",tenant="globex"}"#),
+        "{bobs}"
+    );
+    assert!(
+        !bobs.contains("acme"),
+        "acme's figures leaked to globex: {bobs}"
+    );
+    for server_wide in [
+        "junction_total_connections",
+        "junction_storage_disk_bytes",
+        "junction_resident_memory_bytes",
+    ] {
+        assert!(
+            !bobs.contains(server_wide),
+            "{server_wide} shown to a tenant"
+        );
+    }
+    let all = metrics("admin").await;
+    for needle in [
+        r#"junction_station_messages{station="orders",tenant="globex"}"#,
+        r#"junction_station_messages{station="orders",tenant="acme"}"#,
+        "junction_total_connections",
+    ] {
+        assert!(
+            all.contains(needle),
+            "{needle} missing for the operators: {all}"
+        );
+    }
     let (status, _) = get_as(&b, "bob", "bob-pw", "/varz").await;
     assert_eq!(status, 403);
     let (status, _) = get_as(&b, "admin", "admin-pw", "/varz").await;

@@ -6,10 +6,12 @@
 //! `/proc` figures, and encodes it with [`prometheus::TextEncoder`]. Counters are
 //! therefore the engine's own totals since start, read at scrape time.
 //!
-//! Stations and groups are those of the default tenant (the only one until
-//! multi-tenancy lands). The route requires the API's credentials when monitoring
-//! auth is on (`[http] monitoring_auth`, on by default when the broker has
-//! credentials): it names clients, their addresses and subscriptions.
+//! Stations and groups carry a `tenant` label. The route requires the API's
+//! credentials when monitoring auth is on (`[http] monitoring_auth`, on by
+//! default when the broker has credentials). The operators get every figure and
+//! every tenant's stations; a tenant's user gets its tenant's alone: its
+//! connections and their traffic by protocol, its stations and groups, and none
+//! of the server-wide figures (totals, storage, the process).
 
 use crate::process;
 use axum::Router;
@@ -39,10 +41,19 @@ pub fn metrics_router<E: Engine>(engine: Arc<E>, require_credentials: bool) -> R
     crate::monitor::behind_credentials(router, engine, require_credentials)
 }
 
-async fn metrics<E: Engine>(State(engine): State<Arc<E>>) -> Response {
+async fn metrics<E: Engine>(
+    State(engine): State<Arc<E>>,
+    auth: Option<axum::Extension<crate::api::Authenticated>>,
+) -> Response {
+    // A tenant's user sees its tenant's figures; the operators (and everyone,
+    // when monitoring needs no credentials) see all.
+    let scope = auth
+        .filter(|a| !a.sees_every_tenant())
+        .map(|a| a.0.0.tenant.clone());
     // Snapshots take engine locks and read /proc and the store's directory size:
     // keep that off the async workers.
-    let encoded = tokio::task::spawn_blocking(move || scrape(engine.as_ref())).await;
+    let encoded =
+        tokio::task::spawn_blocking(move || scrape(engine.as_ref(), scope.as_ref())).await;
     match encoded {
         Ok(Ok(body)) => (
             [(
@@ -132,53 +143,21 @@ fn clamp(v: u64) -> i64 {
 }
 
 /// One scrape: every metric, encoded as Prometheus text.
-fn scrape<E: Engine + ?Sized>(engine: &E) -> prometheus::Result<String> {
+/// The exposition: everything (`scope` none), or one tenant's figures.
+fn scrape<E: Engine + ?Sized>(engine: &E, scope: Option<&TenantId>) -> prometheus::Result<String> {
     let registry = Registry::new();
     let b = Builder {
         registry: &registry,
     };
-
-    // Server-wide figures.
-    let server = engine.server_snapshot();
-    b.counter(
-        "total_connections",
-        "Clients connected since the server started.",
-        server.total_connections,
-    )?;
-    b.counter(
-        "messages_in_total",
-        "Messages published into the server.",
-        server.in_msgs,
-    )?;
-    b.counter(
-        "messages_out_total",
-        "Messages delivered by the server.",
-        server.out_msgs,
-    )?;
-    b.counter(
-        "bytes_in_total",
-        "Payload bytes published into the server.",
-        server.in_bytes,
-    )?;
-    b.counter(
-        "bytes_out_total",
-        "Payload bytes delivered by the server.",
-        server.out_bytes,
-    )?;
-    b.counter(
-        "slow_consumer_disconnects_total",
-        "Clients disconnected as slow consumers.",
-        server.slow_consumers,
-    )?;
-    b.counter(
-        "tenant_storage_refused_total",
-        "Messages not stored because their tenant's stations would have held more than its max_file or max_memory.",
-        server.tenant_storage_refused,
-    )?;
-    b.gauge("subscriptions", "Live subscriptions.", server.subscriptions)?;
+    if scope.is_none() {
+        server_figures(engine, &b)?;
+    }
 
     // Per protocol, summed over the clients connected now.
-    let clients: Vec<ClientSnapshot> = engine.clients();
+    let mut clients: Vec<ClientSnapshot> = engine.clients();
+    if let Some(t) = scope {
+        clients.retain(|c| c.tenant == *t);
+    }
     let connections = b.gauge_vec(
         "connections",
         "Clients connected now, by protocol.",
@@ -230,15 +209,19 @@ fn scrape<E: Engine + ?Sized>(engine: &E) -> prometheus::Result<String> {
     let station_messages = b.gauge_vec(
         "station_messages",
         "Messages stored in a station.",
-        &["station"],
+        &["tenant", "station"],
     )?;
-    let station_bytes = b.gauge_vec("station_bytes", "Bytes stored in a station.", &["station"])?;
+    let station_bytes = b.gauge_vec(
+        "station_bytes",
+        "Bytes stored in a station.",
+        &["tenant", "station"],
+    )?;
     let station_last_seq = b.gauge_vec(
         "station_last_seq",
         "Sequence of a station's newest message.",
-        &["station"],
+        &["tenant", "station"],
     )?;
-    let group_labels = ["station", "group"];
+    let group_labels = ["tenant", "station", "group"];
     let lag = b.gauge_vec(
         "consumer_group_lag",
         "Messages a consumer group has not yet been delivered (num_pending).",
@@ -254,38 +237,57 @@ fn scrape<E: Engine + ?Sized>(engine: &E) -> prometheus::Result<String> {
         "Messages of a consumer group delivered more than once and not yet acknowledged.",
         &group_labels,
     )?;
-    let tenant = TenantId::default_tenant();
-    for name in engine.station_names(&tenant, None) {
-        // A station deleted between the listing and here is skipped.
-        let Ok(info) = engine.station_info(&tenant, &name) else {
-            continue;
-        };
-        let label = [name.as_str()];
-        station_messages
-            .with_label_values(&label)
-            .set(clamp(info.state.messages));
-        station_bytes
-            .with_label_values(&label)
-            .set(clamp(info.state.bytes));
-        station_last_seq
-            .with_label_values(&label)
-            .set(clamp(info.state.last_seq));
-        for group in engine.group_names(&tenant, &name).unwrap_or_default() {
-            let Ok(g) = engine.group_info(&tenant, &name, &group) else {
+    let tenants = match scope {
+        Some(t) => vec![t.clone()],
+        None => engine.tenants(),
+    };
+    for tenant in &tenants {
+        for name in engine.station_names(tenant, None) {
+            // A station deleted between the listing and here is skipped.
+            let Ok(info) = engine.station_info(tenant, &name) else {
                 continue;
             };
-            let labels = [name.as_str(), group.as_str()];
-            lag.with_label_values(&labels)
-                .set(clamp(g.state.num_pending));
-            ack_pending
-                .with_label_values(&labels)
-                .set(clamp(g.state.num_ack_pending));
-            redelivered
-                .with_label_values(&labels)
-                .set(clamp(g.state.num_redelivered));
+            let label = [tenant.0.as_ref(), name.as_str()];
+            station_messages
+                .with_label_values(&label)
+                .set(clamp(info.state.messages));
+            station_bytes
+                .with_label_values(&label)
+                .set(clamp(info.state.bytes));
+            station_last_seq
+                .with_label_values(&label)
+                .set(clamp(info.state.last_seq));
+            for group in engine.group_names(tenant, &name).unwrap_or_default() {
+                let Ok(g) = engine.group_info(tenant, &name, &group) else {
+                    continue;
+                };
+                let labels = [tenant.0.as_ref(), name.as_str(), group.as_str()];
+                lag.with_label_values(&labels)
+                    .set(clamp(g.state.num_pending));
+                ack_pending
+                    .with_label_values(&labels)
+                    .set(clamp(g.state.num_ack_pending));
+                redelivered
+                    .with_label_values(&labels)
+                    .set(clamp(g.state.num_redelivered));
+            }
         }
     }
 
+    if scope.is_none() {
+        process_figures(engine, &b, &registry)?;
+    }
+    let mut out = Vec::new();
+    TextEncoder::new().encode(&registry.gather(), &mut out)?;
+    String::from_utf8(out).map_err(|e| prometheus::Error::Msg(e.to_string()))
+}
+
+/// The store's and the process's figures (the operators').
+fn process_figures<E: Engine + ?Sized>(
+    engine: &E,
+    b: &Builder<'_>,
+    registry: &Registry,
+) -> prometheus::Result<()> {
     // Storage.
     let storage = engine.storage_stats();
     b.gauge(
@@ -311,10 +313,50 @@ fn scrape<E: Engine + ?Sized>(engine: &E) -> prometheus::Result<String> {
         "User and system CPU time of the process.",
     ))?)?;
     cpu.inc_by(process::cpu_seconds().max(0.0));
+    Ok(())
+}
 
-    let mut out = Vec::new();
-    TextEncoder::new().encode(&registry.gather(), &mut out)?;
-    String::from_utf8(out).map_err(|e| prometheus::Error::Msg(e.to_string()))
+/// The server-wide totals (the operators').
+fn server_figures<E: Engine + ?Sized>(engine: &E, b: &Builder<'_>) -> prometheus::Result<()> {
+    let server = engine.server_snapshot();
+    b.counter(
+        "total_connections",
+        "Clients connected since the server started.",
+        server.total_connections,
+    )?;
+    b.counter(
+        "messages_in_total",
+        "Messages published into the server.",
+        server.in_msgs,
+    )?;
+    b.counter(
+        "messages_out_total",
+        "Messages delivered by the server.",
+        server.out_msgs,
+    )?;
+    b.counter(
+        "bytes_in_total",
+        "Payload bytes published into the server.",
+        server.in_bytes,
+    )?;
+    b.counter(
+        "bytes_out_total",
+        "Payload bytes delivered by the server.",
+        server.out_bytes,
+    )?;
+    b.counter(
+        "slow_consumer_disconnects_total",
+        "Clients disconnected as slow consumers.",
+        server.slow_consumers,
+    )?;
+    b.counter(
+        "tenant_storage_refused_total",
+        "Messages not stored because their tenant's stations would have held more than its max_file or max_memory.",
+        server.tenant_storage_refused,
+    )?;
+    b.gauge("subscriptions", "Live subscriptions.", server.subscriptions)?;
+
+    Ok(())
 }
 
 /// `junction_fsync_seconds`: the store's fsync latency histogram, from buckets the

@@ -222,13 +222,15 @@ pub async fn require_for_monitoring(
             Ok(identity) => {
                 let auth = Authenticated::new(engine.as_ref(), identity);
                 // Server-wide figures are the operators'; a tenant's user sees
-                // its own connections in /connz.
-                if !auth.sees_every_tenant() && request.uri().path() != "/connz" {
+                // its own connections in /connz and its own figures in /metrics.
+                if !auth.sees_every_tenant()
+                    && !matches!(request.uri().path(), "/connz" | "/metrics")
+                {
                     tracing::info!(user = ?auth.0.user, path = %request.uri().path(), "monitoring refused to a tenant's user");
                     return AppError::new(
                         StatusCode::FORBIDDEN,
                         "forbidden",
-                        "server-wide monitoring is for the operators (the system tenant's users); /connz shows your tenant's connections",
+                        "server-wide monitoring is for the operators (the system tenant's users); /connz and /metrics show your tenant's",
                     )
                     .into_response();
                 }
