@@ -226,13 +226,17 @@ export interface ServerInfo {
   start: string;
   uptime_ms: number;
   connections: number;
-  total_connections: number;
+  /** `server`, or `tenant` for a tenant's user (its clients connected now). */
+  scope?: 'server' | 'tenant';
+  /** The server's only: absent for a tenant's user. */
+  total_connections?: number;
   in_msgs: number;
   in_bytes: number;
   out_msgs: number;
   out_bytes: number;
   subscriptions: number;
-  slow_consumers: number;
+  /** The server's only: absent for a tenant's user. */
+  slow_consumers?: number;
   stations: number;
   max_payload: number;
   auth_required: boolean;

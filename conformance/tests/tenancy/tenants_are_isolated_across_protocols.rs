@@ -264,6 +264,16 @@ async fn what_one_tenant_publishes_the_other_never_sees() {
             "{needle} missing for the operators: {all}"
         );
     }
+    // /v1/server: a tenant's user gets its tenant's figures.
+    let (_, server) = get_as(&b, "bob", "bob-pw", "/v1/server").await;
+    assert_eq!(server["scope"], "tenant", "{server}");
+    assert!(server.get("total_connections").is_none(), "{server}");
+    let (_, all_server) = get_as(&b, "admin", "admin-pw", "/v1/server").await;
+    assert_eq!(all_server["scope"], "server", "{all_server}");
+    assert!(
+        server["connections"].as_u64() < all_server["connections"].as_u64(),
+        "globex's {server} is a part of {all_server}"
+    );
     let (status, _) = get_as(&b, "bob", "bob-pw", "/varz").await;
     assert_eq!(status, 403);
     let (status, _) = get_as(&b, "admin", "admin-pw", "/varz").await;

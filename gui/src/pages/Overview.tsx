@@ -168,7 +168,11 @@ export function Overview() {
         <Card
           label="Connections"
           value={num(now.server.connections)}
-          note={`${num(now.server.total_connections)} since start`}
+          note={
+            now.server.total_connections === undefined
+              ? 'of your tenant'
+              : `${num(now.server.total_connections)} since start`
+          }
           testid="connections-card"
           title="Network connections (NATS, MQTT, WebSocket, SSE); the broker's own clients are not counted."
         />
@@ -195,7 +199,9 @@ export function Overview() {
             </>
           }
         />
-        <Card label="Slow consumers" value={num(now.server.slow_consumers)} note="disconnected since start" />
+        {now.server.slow_consumers !== undefined && (
+          <Card label="Slow consumers" value={num(now.server.slow_consumers)} note="disconnected since start" />
+        )}
         {now.cluster.name !== null && (
           <Card
             label="Cluster"

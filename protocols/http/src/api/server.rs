@@ -275,8 +275,12 @@ pub struct ServerJson {
     pub uptime_ms: u64,
     /// Clients connected now (connections only: not the broker's own clients).
     pub connections: u64,
-    /// Clients connected since start.
-    pub total_connections: u64,
+    /// `server`: the figures are the server's; `tenant`: those of the caller's
+    /// tenant (a tenant's user): its clients connected now and their traffic.
+    pub scope: String,
+    /// Clients connected since start (the server's only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_connections: Option<u64>,
     /// Messages published into the server by clients (HTTP requests included; not
     /// the broker's own replies, acks, advisories or `$SYS` figures).
     pub in_msgs: u64,
@@ -288,8 +292,9 @@ pub struct ServerJson {
     pub out_bytes: u64,
     /// Live subscriptions.
     pub subscriptions: u64,
-    /// Clients disconnected as slow consumers since start.
-    pub slow_consumers: u64,
+    /// Clients disconnected as slow consumers since start (the server's only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slow_consumers: Option<u64>,
     /// Stations of the caller's tenant.
     pub stations: usize,
     /// Largest payload accepted, in bytes.
@@ -419,7 +424,7 @@ pub async fn cluster(
     }
 }
 
-/// Server-wide figures.
+/// Server-wide figures (a tenant's user: its tenant's).
 #[utoipa::path(
     get,
     path = "/v1/server",
@@ -429,9 +434,10 @@ pub async fn cluster(
 pub async fn server(
     State(state): State<Arc<ApiState>>,
     Extension(Tenant(tenant)): Extension<Tenant>,
+    Extension(auth): Extension<super::auth::Authenticated>,
 ) -> Json<ServerJson> {
     let s = state.engine.server_snapshot();
-    Json(ServerJson {
+    let mut figures = ServerJson {
         server_id: s.server_id,
         server_name: s.server_name,
         version: s.version,
@@ -441,18 +447,38 @@ pub async fn server(
                 .duration_since(s.start)
                 .unwrap_or_default(),
         ),
+        scope: "server".into(),
         connections: s.connections,
-        total_connections: s.total_connections,
+        total_connections: Some(s.total_connections),
         in_msgs: s.in_msgs,
         in_bytes: s.in_bytes,
         out_msgs: s.out_msgs,
         out_bytes: s.out_bytes,
         subscriptions: s.subscriptions,
-        slow_consumers: s.slow_consumers,
+        slow_consumers: Some(s.slow_consumers),
         stations: state.engine.station_names(&tenant, None).len(),
         max_payload: state.settings.max_payload,
         auth_required: state.engine.auth_required(),
-    })
+    };
+    // A tenant's user sees its tenant's figures: its clients connected now.
+    if !auth.sees_every_tenant() {
+        let clients: Vec<_> = state
+            .engine
+            .clients()
+            .into_iter()
+            .filter(|c| c.tenant == tenant)
+            .collect();
+        figures.scope = "tenant".into();
+        figures.connections = clients.iter().filter(|c| c.kind.is_connection()).count() as u64;
+        figures.total_connections = None;
+        figures.slow_consumers = None;
+        figures.in_msgs = clients.iter().map(|c| c.in_msgs).sum();
+        figures.in_bytes = clients.iter().map(|c| c.in_bytes).sum();
+        figures.out_msgs = clients.iter().map(|c| c.out_msgs).sum();
+        figures.out_bytes = clients.iter().map(|c| c.out_bytes).sum();
+        figures.subscriptions = clients.iter().map(|c| c.subscriptions.len() as u64).sum();
+    }
+    Json(figures)
 }
 
 /// Readiness.
