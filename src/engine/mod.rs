@@ -502,10 +502,16 @@ impl Broker for StationEngine {
                 "this node is cut off from the cluster's meta quorum".into(),
             ));
         }
-        // A tenant's connection limit counts NATS and MQTT clients; not a
-        // front-end's own clients (port 0, or HTTP's gateway clients) nor the
-        // HTTP gateway's WebSocket and SSE streams.
-        if client.remote.port() != 0 && matches!(client.protocol, Protocol::Nats | Protocol::Mqtt) {
+        // A tenant's connection limit counts NATS, MQTT and WebSocket clients
+        // (nats-server counts its WebSocket clients too); not a front-end's own
+        // clients (port 0, or HTTP's gateway clients) nor SSE streams (HTTP
+        // responses).
+        if client.remote.port() != 0
+            && matches!(
+                client.protocol,
+                Protocol::Nats | Protocol::Mqtt | Protocol::WebSocket
+            )
+        {
             self.check_connection_limit(&tenant, None)?;
         }
         let mut clients = self.clients.write();
@@ -1754,7 +1760,10 @@ impl StationEngine {
             .filter(|c| {
                 Some(c.record.id) != except
                     && c.record.kind().is_connection()
-                    && matches!(c.record.protocol, Protocol::Nats | Protocol::Mqtt)
+                    && matches!(
+                        c.record.protocol,
+                        Protocol::Nats | Protocol::Mqtt | Protocol::WebSocket
+                    )
                     && c.record.tenant() == tenant
             })
             .count();

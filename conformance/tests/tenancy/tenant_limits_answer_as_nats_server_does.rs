@@ -101,6 +101,25 @@ async fn stations_consumers_and_connections_are_bounded_per_tenant() {
     o.set_credentials("s", "pw");
     let err = V5::try_connect(o).await.err().expect("MQTT refused");
     assert!(err.contains("QuotaExceeded"), "CONNACK 0x97: {err}");
+    // A WebSocket is a connection too (as nats-server counts its WebSocket
+    // clients): refused with 429 `tenant_limit` before the upgrade.
+    {
+        use base64::Engine as _;
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let url = format!("{}/v1/ws", b.http_url().replacen("http", "ws", 1));
+        let mut request = url.into_client_request().expect("request");
+        let token = base64::engine::general_purpose::STANDARD.encode("s:pw");
+        request.headers_mut().insert(
+            "authorization",
+            format!("Basic {token}").parse().expect("header"),
+        );
+        match tokio_tungstenite::connect_async(request).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+                assert_eq!(r.status().as_u16(), 429, "{r:?}")
+            }
+            other => panic!("a WebSocket past the limit: {other:?}"),
+        }
+    }
     // The other tenant still connects.
     let mut o = v5_options(&b, "big-mqtt");
     o.set_credentials("g", "pw");
