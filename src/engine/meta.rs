@@ -103,6 +103,15 @@ pub(crate) enum MetaCall {
         members: BTreeMap<String, u64>,
         group: u64,
     },
+    /// A tenant made or replaced over the API (its passwords hashed already).
+    PutTenant {
+        name: String,
+        spec: junction_api::TenantSpec,
+    },
+    /// A tenant made over the API removed.
+    DeleteTenant {
+        name: String,
+    },
     /// A replicated station's replicas change (a replica re-placed, a peer
     /// removed): `replicas` are the nodes it should be on from now.
     SetReplicas {
@@ -192,10 +201,15 @@ fn rule_key(tenant: &str, name: &str) -> String {
     format!("rule:{tenant}:{name}")
 }
 
+fn tenant_key(name: &str) -> String {
+    format!("tenant:{name}:spec")
+}
+
 // Plan errors, mapped back to engine errors on the caller's node.
 const E_SCHEMA_EXISTS: &str = "schema already exists";
 const E_SCHEMA_NOT_FOUND: &str = "schema not found";
 const E_RULE_NOT_FOUND: &str = "routing rule not found";
+const E_TENANT_NOT_FOUND: &str = "tenant not found";
 const E_STATION_IN_USE: &str = "station name in use";
 const E_STATION_NOT_FOUND: &str = "station not found";
 const E_SUBJECTS_OVERLAP: &str = "subjects overlap another station";
@@ -257,6 +271,39 @@ pub(crate) fn plan(defs: &Defs, call: &MetaCall) -> Result<(Vec<Change>, Value),
             let k = rule_key(tenant, name);
             if !defs.contains_key(&k) {
                 return Err(E_RULE_NOT_FOUND.into());
+            }
+            Ok((vec![(k, None)], Value::Null))
+        }
+        MetaCall::PutTenant { name, spec } => {
+            // User names are unique across the tenants made over the API too.
+            for (k, v) in defs.range("tenant:".to_string()..) {
+                if !k.starts_with("tenant:") {
+                    break;
+                }
+                if *k == tenant_key(name) {
+                    continue;
+                }
+                let Ok(other) = serde_json::from_value::<junction_api::TenantSpec>(v.clone())
+                else {
+                    continue;
+                };
+                if let Some(u) = spec
+                    .users
+                    .iter()
+                    .find(|u| other.users.iter().any(|o| o.name() == u.name()))
+                {
+                    return Err(format!("Duplicate user '{}'", u.name()));
+                }
+            }
+            put(
+                tenant_key(name),
+                serde_json::to_value(spec).map_err(|e| e.to_string())?,
+            )
+        }
+        MetaCall::DeleteTenant { name } => {
+            let k = tenant_key(name);
+            if !defs.contains_key(&k) {
+                return Err(E_TENANT_NOT_FOUND.into());
             }
             Ok((vec![(k, None)], Value::Null))
         }
@@ -482,6 +529,7 @@ fn engine_error(e: MetaError) -> EngineError {
             E_SCHEMA_EXISTS => EngineError::SchemaExists,
             E_SCHEMA_NOT_FOUND => EngineError::SchemaNotFound,
             E_RULE_NOT_FOUND => EngineError::RoutingRuleNotFound,
+            E_TENANT_NOT_FOUND => EngineError::TenantNotFound,
             E_STATION_IN_USE => EngineError::StationNameInUse,
             E_STATION_NOT_FOUND => EngineError::StationNotFound,
             E_SUBJECTS_OVERLAP => EngineError::SubjectsOverlap,
@@ -646,6 +694,12 @@ impl StationEngine {
                     .map_err(|e| EngineError::Storage(e.to_string()))
                     .and_then(|def| self.place_station(&t, def)),
                 ("station", None) => self.unplace_station(&t, name, managed.contains(key)),
+                ("tenant", Some(v)) => {
+                    serde_json::from_value::<junction_api::TenantSpec>(v.clone())
+                        .map_err(|e| EngineError::Storage(e.to_string()))
+                        .and_then(|spec| self.install_tenant(tenant, &spec))
+                }
+                ("tenant", None) => self.uninstall_tenant(tenant),
                 _ => {
                     tracing::warn!(%key, "unknown meta definition kind");
                     continue;
@@ -681,6 +735,7 @@ impl StationEngine {
                     .into_iter()
                     .find(|r| r.name == n)
                     .and_then(|r| serde_json::to_value(r).ok()),
+                Some(("tenant", t, _)) => self.stored_tenant(t),
                 _ => None,
             };
             if current.as_ref() != Some(v) {

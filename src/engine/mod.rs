@@ -1437,11 +1437,32 @@ impl Admin for StationEngine {
         spec: junction_api::TenantSpec,
     ) -> AdminFuture<junction_api::TenantInfo> {
         let name = name.to_string();
+        if let Some(meta) = self.meta() {
+            return self.in_cluster(move |e| async move {
+                let (engine, n) = (e.clone(), name.clone());
+                let spec = tokio::task::spawn_blocking(move || engine.prepare_tenant(&n, spec))
+                    .await
+                    .map_err(|err| EngineError::Storage(format!("tenant check failed: {err}")))??;
+                let call = meta::MetaCall::PutTenant {
+                    name: name.clone(),
+                    spec,
+                };
+                Self::replicate(&meta, call).await?;
+                e.tenant_info(&TenantId(Arc::from(name.as_str())))
+                    .ok_or(EngineError::TenantNotFound)
+            });
+        }
         self.blocking(move |e| e.put_tenant_now(&name, spec))
     }
 
     fn delete_tenant(&self, name: &str) -> AdminFuture<()> {
         let name = name.to_string();
+        if let Some(meta) = self.meta() {
+            return self.in_cluster(move |e| async move {
+                e.check_delete_tenant(&name)?;
+                Self::replicate(&meta, meta::MetaCall::DeleteTenant { name }).await
+            });
+        }
         self.blocking(move |e| e.delete_tenant_now(&name))
     }
 

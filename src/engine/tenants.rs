@@ -10,8 +10,10 @@
 //! Decisions worth naming:
 //! - Editing needs a broker that requires credentials: on an open broker every
 //!   client is an operator, and a first user would lock every client out.
-//! - In a cluster, tenants are defined in each node's file (the edit would have
-//!   to go through the meta group; it does not yet), so edits are refused there.
+//! - In a cluster, an edit goes through the meta group (`meta.rs`, keys
+//!   `tenant:<name>:spec`), so every node applies it in log order; the node
+//!   asked answers once it has applied it itself. Each node also keeps it in
+//!   its own store, so that it is back at once after a restart.
 //! - A user removed or changed (password, permissions) has its connections
 //!   closed with `Authorization Violation`; clients log in again under the new
 //!   rules, as after nats-server's reload of a changed user.
@@ -241,31 +243,40 @@ impl StationEngine {
                 "this broker requires no credentials, so every client is an operator; configure [auth] users or a $SYS tenant before making tenants".into(),
             ));
         }
-        if self.cluster.get().is_some() {
-            return Err(EngineError::TenantReadOnly(
-                "in a cluster, tenants are defined in each node's configuration file".into(),
-            ));
-        }
         Ok(())
     }
 
-    /// Makes or replaces a tenant (on a blocking thread: bcrypt and fsync).
-    pub(crate) fn put_tenant_now(
+    /// Checks a tenant's new definition and makes it ready to keep: its clear
+    /// passwords hashed, the passwords of users given without one filled in
+    /// (on a blocking thread: bcrypt).
+    pub(crate) fn prepare_tenant(
         &self,
         name: &str,
         mut spec: TenantSpec,
-    ) -> Result<TenantInfo, EngineError> {
+    ) -> Result<TenantSpec, EngineError> {
         check_name(name)?;
         let tenant = TenantId(Arc::from(name));
-        let _edit = self.book.edits.lock();
         self.editable(&tenant)?;
         hash_passwords(&mut spec.users)?;
-        // Checked (and passwords kept) before anything is written.
         self.options
             .auth
             .check_tenant_users(&tenant, &mut spec.users)
             .map_err(EngineError::invalid_config)?;
-        let json = serde_json::to_vec(&spec).map_err(|e| EngineError::Storage(e.to_string()))?;
+        Ok(spec)
+    }
+
+    /// Keeps and applies a prepared definition: stored (fsynced), its users
+    /// replaced, its limits set; a new tenant is announced; the connections of
+    /// users removed or changed are closed.
+    pub(crate) fn install_tenant(&self, name: &str, spec: &TenantSpec) -> Result<(), EngineError> {
+        let tenant = TenantId(Arc::from(name));
+        if tenant == self.default_tenant || self.book.source(&tenant) == Some(TenantSource::Config)
+        {
+            return Err(EngineError::TenantReadOnly(format!(
+                "tenant '{name}' is defined in this node's configuration file"
+            )));
+        }
+        let json = serde_json::to_vec(spec).map_err(|e| EngineError::Storage(e.to_string()))?;
         self.store()
             .put_meta(&meta_key(name), &json)
             .map_err(|e| EngineError::Storage(e.to_string()))?;
@@ -274,23 +285,44 @@ impl StationEngine {
             .auth
             .set_tenant_users(&tenant, spec.users.clone())
             .map_err(EngineError::invalid_config)?;
-        let new = self.apply_tenant(&tenant, &spec);
+        let new = self.apply_tenant(&tenant, spec);
         tracing::info!(tenant = %name, users = spec.users.len(), new, "tenant saved over the API");
         if new {
             self.announce(&tenant);
         }
         self.log_out(&tenant, |user| gone.iter().any(|g| g.as_str() == user));
-        self.tenant_info(&tenant).ok_or(EngineError::TenantNotFound)
+        Ok(())
     }
 
-    /// Removes a tenant made over the API and closes its connections.
-    pub(crate) fn delete_tenant_now(&self, name: &str) -> Result<(), EngineError> {
-        let tenant = TenantId(Arc::from(name));
+    /// Makes or replaces a tenant on a broker of one node (on a blocking
+    /// thread: bcrypt and fsync).
+    pub(crate) fn put_tenant_now(
+        &self,
+        name: &str,
+        spec: TenantSpec,
+    ) -> Result<TenantInfo, EngineError> {
         let _edit = self.book.edits.lock();
+        let spec = self.prepare_tenant(name, spec)?;
+        self.install_tenant(name, &spec)?;
+        self.tenant_info(&TenantId(Arc::from(name)))
+            .ok_or(EngineError::TenantNotFound)
+    }
+
+    /// Refuses to delete a tenant that is not there or not editable.
+    pub(crate) fn check_delete_tenant(&self, name: &str) -> Result<(), EngineError> {
+        let tenant = TenantId(Arc::from(name));
         if self.book.source(&tenant).is_none() && tenant != self.default_tenant {
             return Err(EngineError::TenantNotFound);
         }
-        self.editable(&tenant)?;
+        self.editable(&tenant)
+    }
+
+    /// Removes a tenant made over the API and closes its connections.
+    pub(crate) fn uninstall_tenant(&self, name: &str) -> Result<(), EngineError> {
+        let tenant = TenantId(Arc::from(name));
+        if self.book.source(&tenant) != Some(TenantSource::Api) {
+            return Ok(());
+        }
         self.store()
             .remove_meta(&meta_key(name))
             .map_err(|e| EngineError::Storage(e.to_string()))?;
@@ -304,6 +336,19 @@ impl StationEngine {
         tracing::info!(tenant = %name, "tenant deleted over the API; its stations stay on disk");
         self.log_out(&tenant, |_| true);
         Ok(())
+    }
+
+    /// The stored definition of a tenant made over the API, as JSON.
+    pub(crate) fn stored_tenant(&self, name: &str) -> Option<serde_json::Value> {
+        let bytes = self.store().get_meta(&meta_key(name)).ok()??;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Removes a tenant made over the API on a broker of one node.
+    pub(crate) fn delete_tenant_now(&self, name: &str) -> Result<(), EngineError> {
+        let _edit = self.book.edits.lock();
+        self.check_delete_tenant(name)?;
+        self.uninstall_tenant(name)
     }
 
     /// Closes the connections of `tenant`'s users that `which` names.

@@ -106,7 +106,7 @@ pub async fn get_tenant(
         (status = 200, description = "Replaced", body = Object),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 403, description = "`forbidden`: not an operator", body = ErrorBody),
-        (status = 409, description = "`tenant_read_only`: the default tenant, a tenant of the configuration file, a broker without credentials, or a cluster", body = ErrorBody),
+        (status = 409, description = "`tenant_read_only`: the default tenant, a tenant of the configuration file, or a broker without credentials", body = ErrorBody),
         (status = 422, description = "`invalid_config`: a bad name, user or permission, or a user name another tenant has", body = ErrorBody),
     )
 )]
