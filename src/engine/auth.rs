@@ -8,12 +8,14 @@
 //! so a reconnecting client does not pay for bcrypt again.
 
 use ahash::AHashMap;
-use junction_api::{Credentials, EngineError, Identity, TenantId};
+use junction_api::{BanInfo, BanKind, Credentials, EngineError, Identity, TenantId};
 pub use junction_api::{PermissionsConfig, ResponsesConfig, RulesConfig, StringList, User};
 use parking_lot::{Mutex, RwLock};
 use sha2::{Digest, Sha256};
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Is `password` a bcrypt hash rather than clear text?
 pub fn is_bcrypt(password: &str) -> bool {
@@ -96,11 +98,12 @@ impl Account {
     }
 }
 
-/// When repeated failed logins from one address ban it (EMQX's flapping
-/// detection, applied to logins).
+/// When repeated failed logins ban their address, or their MQTT client id
+/// (EMQX's flapping detection, applied to logins). The same thresholds serve
+/// both kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BanPolicy {
-    /// Failures within `window` that ban the address (0: never).
+    /// Failures within `window` that ban the address or client id (0: never).
     pub after: u32,
     /// The window failures are counted in.
     pub window: Duration,
@@ -118,58 +121,214 @@ impl Default for BanPolicy {
     }
 }
 
-/// Failed logins per address, and the addresses banned for them.
-#[derive(Debug, Default)]
-struct LoginGuard {
-    policy: BanPolicy,
-    /// Per address: when its window started and its failures in it.
-    failures: Mutex<AHashMap<std::net::IpAddr, (std::time::Instant, u32)>>,
-    /// Per banned address: until when.
-    banned: Mutex<AHashMap<std::net::IpAddr, std::time::Instant>>,
-    /// Logins refused because their address was banned.
-    refused: std::sync::atomic::AtomicU64,
+/// Keys (addresses, client ids) tracked at most per map, for failures and for
+/// bans alike. When a map is full, what has expired is dropped first, then the
+/// older half of what is left (the oldest windows, the bans that end soonest);
+/// bans made by hand are never dropped.
+const TRACKED_KEYS: usize = 100_000;
+
+/// Client ids longer than this are not counted (their failures count against
+/// their address only), so a flood of long ids cannot hold much memory.
+const LONGEST_TRACKED_CLIENT_ID: usize = 256;
+
+/// A ban in force on one key.
+#[derive(Debug, Clone)]
+struct Ban {
+    until: Instant,
+    reason: String,
+    by_hand: bool,
 }
 
-/// Addresses tracked at most; beyond it the oldest windows are forgotten.
-const TRACKED_ADDRESSES: usize = 65_536;
+/// Failed logins per key (an address or a client id), and the keys banned.
+#[derive(Debug)]
+struct Strikes<K> {
+    /// Per key: when its window started and its failures in it.
+    failures: Mutex<AHashMap<K, (Instant, u32)>>,
+    /// Per banned key: until when, and why.
+    banned: Mutex<AHashMap<K, Ban>>,
+}
 
-impl LoginGuard {
-    fn is_banned(&self, ip: std::net::IpAddr) -> bool {
+impl<K> Default for Strikes<K> {
+    fn default() -> Self {
+        Strikes {
+            failures: Mutex::new(AHashMap::new()),
+            banned: Mutex::new(AHashMap::new()),
+        }
+    }
+}
+
+/// Makes room in a full `map`: drops what has `expired`, then, if it is still
+/// full, the older half of the rest by `age` (`None`: never dropped). Dropping
+/// half at once keeps a flood of new keys at O(1) per key, amortised.
+fn make_room<K, V>(
+    map: &mut AHashMap<K, V>,
+    expired: impl Fn(&V) -> bool,
+    age: impl Fn(&V) -> Option<Instant>,
+) {
+    if map.len() < TRACKED_KEYS {
+        return;
+    }
+    map.retain(|_, v| !expired(v));
+    if map.len() < TRACKED_KEYS {
+        return;
+    }
+    let mut ages: Vec<Instant> = map.values().filter_map(&age).collect();
+    if ages.is_empty() {
+        return;
+    }
+    let middle = ages.len() / 2;
+    let cut = *ages.select_nth_unstable(middle).1;
+    map.retain(|_, v| age(v).is_none_or(|t| t > cut));
+}
+
+impl<K: std::hash::Hash + Eq> Strikes<K> {
+    /// Is `key` banned now? Forgets a ban that has ended.
+    fn is_banned<Q>(&self, key: &Q) -> bool
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
         let mut banned = self.banned.lock();
-        match banned.get(&ip) {
-            Some(until) if std::time::Instant::now() < *until => {
-                self.refused
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                true
-            }
+        match banned.get(key) {
+            Some(ban) if Instant::now() < ban.until => true,
             Some(_) => {
-                banned.remove(&ip);
+                banned.remove(key);
                 false
             }
             None => false,
         }
     }
 
-    fn failed(&self, ip: std::net::IpAddr) {
-        let p = self.policy;
+    /// Counts a failure of `key`; bans it (and says so) when it reaches the
+    /// policy's threshold within its window.
+    fn failed(&self, key: K, p: BanPolicy, reason: impl FnOnce() -> String) -> bool
+    where
+        K: Clone,
+    {
         if p.after == 0 {
-            return;
+            return false;
         }
-        let now = std::time::Instant::now();
+        let now = Instant::now();
         let mut failures = self.failures.lock();
-        if failures.len() >= TRACKED_ADDRESSES {
-            failures.retain(|_, (start, _)| now.duration_since(*start) < p.window);
+        if !failures.contains_key(&key) {
+            make_room(
+                &mut failures,
+                |(start, _)| now.duration_since(*start) >= p.window,
+                |(start, _)| Some(*start),
+            );
         }
-        let entry = failures.entry(ip).or_insert((now, 0));
+        let entry = failures.entry(key.clone()).or_insert((now, 0));
         if now.duration_since(entry.0) >= p.window {
             *entry = (now, 0);
         }
         entry.1 += 1;
-        if entry.1 >= p.after {
-            failures.remove(&ip);
-            drop(failures);
-            tracing::warn!(%ip, failures = p.after, ban_for = ?p.ban_for, "address banned after repeated failed logins");
-            self.banned.lock().insert(ip, now + p.ban_for);
+        if entry.1 < p.after {
+            return false;
+        }
+        failures.remove(&key);
+        drop(failures);
+        self.ban(key, now + p.ban_for, reason(), false);
+        true
+    }
+
+    /// Bans `key` until `until`, replacing a ban it has.
+    fn ban(&self, key: K, until: Instant, reason: String, by_hand: bool) {
+        let now = Instant::now();
+        let mut banned = self.banned.lock();
+        if !banned.contains_key(&key) {
+            make_room(
+                &mut banned,
+                |b| now >= b.until,
+                |b| (!b.by_hand).then_some(b.until),
+            );
+        }
+        banned.insert(
+            key,
+            Ban {
+                until,
+                reason,
+                by_hand,
+            },
+        );
+    }
+
+    /// Lifts the ban on `key` and forgets its failures: was it banned?
+    fn lift<Q>(&self, key: &Q) -> bool
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
+        self.failures.lock().remove(key);
+        let ban = self.banned.lock().remove(key);
+        ban.is_some_and(|b| Instant::now() < b.until)
+    }
+
+    /// The bans in force, as `(key, ban)`; forgets those that have ended.
+    fn in_force(&self) -> Vec<(K, Ban)>
+    where
+        K: Clone,
+    {
+        let now = Instant::now();
+        let mut banned = self.banned.lock();
+        banned.retain(|_, b| now < b.until);
+        banned.iter().map(|(k, b)| (k.clone(), b.clone())).collect()
+    }
+}
+
+/// Failed logins per address and per client id, and the bans made for them
+/// (or by hand).
+#[derive(Debug, Default)]
+struct LoginGuard {
+    policy: BanPolicy,
+    addresses: Strikes<IpAddr>,
+    client_ids: Strikes<Arc<str>>,
+    /// Logins refused because their address or client id was banned.
+    refused: AtomicU64,
+}
+
+impl LoginGuard {
+    /// Is `ip` banned? Counts the refusal.
+    fn address_banned(&self, ip: IpAddr) -> bool {
+        let banned = self.addresses.is_banned(&ip);
+        if banned {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        banned
+    }
+
+    /// Is `client_id` banned? Counts the refusal.
+    fn client_id_banned(&self, client_id: &str) -> bool {
+        let banned = self.client_ids.is_banned(client_id);
+        if banned {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        banned
+    }
+
+    /// Counts a failed login from `ip` with `client_id` against both.
+    fn failed(&self, ip: IpAddr, client_id: Option<&str>) {
+        let p = self.policy;
+        let failures = p.after;
+        if self.addresses.failed(ip, p, || {
+            format!(
+                "{failures} failed logins within {}",
+                humantime::format_duration(p.window)
+            )
+        }) {
+            tracing::warn!(%ip, failures, ban_for = ?p.ban_for, "address banned after repeated failed logins");
+        }
+        let Some(id) =
+            client_id.filter(|id| !id.is_empty() && id.len() <= LONGEST_TRACKED_CLIENT_ID)
+        else {
+            return;
+        };
+        if self.client_ids.failed(Arc::from(id), p, || {
+            format!(
+                "{failures} failed logins within {}",
+                humantime::format_duration(p.window)
+            )
+        }) {
+            tracing::warn!(%ip, client_id = id, failures, ban_for = ?p.ban_for, "client id banned after repeated failed logins");
         }
     }
 }
@@ -311,17 +470,15 @@ impl Authenticator {
         self.map_certificates
     }
 
-    /// Sets when failed logins ban an address.
+    /// Sets when failed logins ban an address or a client id.
     pub fn with_ban_policy(mut self, policy: BanPolicy) -> Self {
         self.guard.policy = policy;
         self
     }
 
-    /// Logins refused so far because their address was banned.
+    /// Logins refused so far because their address or client id was banned.
     pub fn refused_banned(&self) -> u64 {
-        self.guard
-            .refused
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.guard.refused.load(Ordering::Relaxed)
     }
 
     /// Replaces the users of `tenant` with `users` (a tenant edited live). A
@@ -411,20 +568,144 @@ impl Authenticator {
     pub fn check_from(
         &self,
         credentials: &Credentials,
-        remote: std::net::IpAddr,
+        remote: IpAddr,
+    ) -> Result<Identity, EngineError> {
+        self.check_client(credentials, remote, None)
+    }
+
+    /// [`Authenticator::check_from`] for a client that names itself with
+    /// `client_id` (MQTT): a banned client id is refused with
+    /// [`EngineError::Banned`] before the credentials are checked, from any
+    /// address; a failure counts against the address and the client id.
+    pub fn check_client(
+        &self,
+        credentials: &Credentials,
+        remote: IpAddr,
+        client_id: Option<&str>,
     ) -> Result<Identity, EngineError> {
         if !self.required() {
             return Ok(Identity::anonymous());
         }
-        if self.guard.is_banned(remote) {
-            tracing::info!(%remote, "login refused: the address is banned after repeated failures");
+        // An address ban answers as a failed login, as nats-server's
+        // "Authorization Violation" does: a guesser learns nothing from it.
+        if self.guard.address_banned(remote) {
+            tracing::info!(%remote, "login refused: the address is banned");
             return Err(EngineError::AuthorizationViolation);
+        }
+        if let Some(id) = client_id
+            && self.guard.client_id_banned(id)
+        {
+            tracing::info!(%remote, client_id = id, "login refused: the client id is banned");
+            return Err(EngineError::Banned);
         }
         let result = self.check(credentials);
         if result.is_err() {
-            self.guard.failed(remote);
+            self.guard.failed(remote, client_id);
         }
         result
+    }
+
+    /// The bans in force, sorted by kind and then by who.
+    pub fn bans(&self) -> Vec<BanInfo> {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let show = |kind, who: String, ban: Ban| BanInfo {
+            kind,
+            who,
+            until: wall + ban.until.saturating_duration_since(now),
+            reason: ban.reason,
+        };
+        let mut bans: Vec<BanInfo> = self
+            .guard
+            .addresses
+            .in_force()
+            .into_iter()
+            .map(|(ip, b)| show(BanKind::Address, ip.to_string(), b))
+            .chain(
+                self.guard
+                    .client_ids
+                    .in_force()
+                    .into_iter()
+                    .map(|(id, b)| show(BanKind::ClientId, id.to_string(), b)),
+            )
+            .collect();
+        bans.sort_by(|a, b| (a.kind, &a.who).cmp(&(b.kind, &b.who)));
+        bans
+    }
+
+    /// Lifts the ban on `who` and forgets its failures. Fails with
+    /// [`EngineError::BanNotFound`] when no such ban is in force.
+    pub fn lift_ban(&self, kind: BanKind, who: &str) -> Result<(), EngineError> {
+        let lifted = match kind {
+            BanKind::Address => who
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| self.guard.addresses.lift(&ip)),
+            BanKind::ClientId => self.guard.client_ids.lift(who),
+        };
+        if !lifted {
+            return Err(EngineError::BanNotFound);
+        }
+        tracing::info!(kind = %kind, who, "ban lifted by an operator");
+        Ok(())
+    }
+
+    /// Bans `who` by hand for `ban_for`, replacing a ban it has.
+    pub fn ban(
+        &self,
+        kind: BanKind,
+        who: &str,
+        ban_for: Duration,
+        reason: &str,
+    ) -> Result<BanInfo, EngineError> {
+        if !self.required() {
+            return Err(EngineError::BadRequest(
+                "this broker needs no credentials, so it bans nobody".into(),
+            ));
+        }
+        if ban_for.is_zero() {
+            return Err(EngineError::BadRequest(
+                "a ban needs a duration longer than zero".into(),
+            ));
+        }
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let Some(until) = now.checked_add(ban_for) else {
+            return Err(EngineError::BadRequest(
+                "the ban's duration is too long".into(),
+            ));
+        };
+        let reason = if reason.is_empty() {
+            "banned by an operator".to_string()
+        } else {
+            reason.to_string()
+        };
+        let who = match kind {
+            BanKind::Address => {
+                let Ok(ip) = who.parse::<IpAddr>() else {
+                    return Err(EngineError::BadRequest(format!(
+                        "'{who}' is not an IP address"
+                    )));
+                };
+                self.guard.addresses.ban(ip, until, reason.clone(), true);
+                ip.to_string()
+            }
+            BanKind::ClientId => {
+                if who.is_empty() {
+                    return Err(EngineError::BadRequest(
+                        "a client id to ban cannot be empty".into(),
+                    ));
+                }
+                self.guard
+                    .client_ids
+                    .ban(Arc::from(who), until, reason.clone(), true);
+                who.to_string()
+            }
+        };
+        tracing::info!(kind = %kind, who, ban_for = ?ban_for, "banned by an operator");
+        Ok(BanInfo {
+            kind,
+            who,
+            until: wall + ban_for,
+            reason,
+        })
     }
 
     /// Does anything need credentials?
