@@ -909,4 +909,90 @@ mod tests {
         });
         assert!(Authenticator::new(vec![bad], None).is_err());
     }
+
+    #[test]
+    fn a_client_id_is_banned_from_any_address_and_lifted() {
+        let a = Authenticator::new(vec![User::new("u", "p")], None)
+            .expect("auth")
+            .with_ban_policy(BanPolicy {
+                after: 3,
+                window: Duration::from_secs(60),
+                ban_for: Duration::from_secs(60),
+            });
+        let ip = |n: u8| IpAddr::from([127, 0, 0, n]);
+        for n in 2..5 {
+            assert_eq!(
+                a.check_client(&up("u", "x"), ip(n), Some("dev-1")).err(),
+                Some(EngineError::AuthorizationViolation)
+            );
+        }
+        assert_eq!(
+            a.check_client(&up("u", "p"), ip(9), Some("dev-1")).err(),
+            Some(EngineError::Banned)
+        );
+        assert!(a.check_client(&up("u", "p"), ip(9), Some("dev-2")).is_ok());
+        // No address failed three times; nothing but the client id is banned.
+        let bans = a.bans();
+        assert_eq!(bans.len(), 1);
+        assert_eq!(
+            (bans[0].kind, bans[0].who.as_str()),
+            (BanKind::ClientId, "dev-1")
+        );
+        assert_eq!(a.lift_ban(BanKind::ClientId, "dev-1"), Ok(()));
+        assert_eq!(
+            a.lift_ban(BanKind::ClientId, "dev-1"),
+            Err(EngineError::BanNotFound)
+        );
+        assert!(a.check_client(&up("u", "p"), ip(9), Some("dev-1")).is_ok());
+        // By hand: an address, and what is not one.
+        a.ban(BanKind::Address, "127.0.0.5", Duration::from_secs(60), "")
+            .expect("ban");
+        assert_eq!(
+            a.check_client(&up("u", "p"), ip(5), Some("dev-3")).err(),
+            Some(EngineError::AuthorizationViolation)
+        );
+        assert!(matches!(
+            a.ban(BanKind::Address, "dev-1", Duration::from_secs(60), ""),
+            Err(EngineError::BadRequest(_))
+        ));
+        assert!(matches!(
+            a.ban(BanKind::ClientId, "dev-1", Duration::ZERO, ""),
+            Err(EngineError::BadRequest(_))
+        ));
+    }
+
+    #[test]
+    fn a_flood_of_client_ids_holds_bounded_memory() {
+        let strikes: Strikes<Arc<str>> = Strikes::default();
+        let policy = BanPolicy {
+            after: 1,
+            window: Duration::from_secs(60),
+            ban_for: Duration::from_secs(60),
+        };
+        strikes.ban(
+            Arc::from("by-hand"),
+            Instant::now() + policy.ban_for,
+            "op".into(),
+            true,
+        );
+        for n in 0..(TRACKED_KEYS * 5 / 2) {
+            strikes.failed(Arc::from(format!("id-{n}")), policy, String::new);
+        }
+        let banned = strikes.banned.lock();
+        assert!(banned.len() <= TRACKED_KEYS, "{} bans held", banned.len());
+        assert!(
+            banned.contains_key("by-hand"),
+            "a ban by hand is never dropped"
+        );
+        assert!(banned.contains_key(format!("id-{}", TRACKED_KEYS * 5 / 2 - 1).as_str()));
+        drop(banned);
+        let policy = BanPolicy {
+            after: 10,
+            ..policy
+        };
+        for n in 0..(TRACKED_KEYS * 5 / 2) {
+            strikes.failed(Arc::from(format!("f-{n}")), policy, String::new);
+        }
+        assert!(strikes.failures.lock().len() <= TRACKED_KEYS);
+    }
 }
