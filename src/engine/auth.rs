@@ -6,6 +6,12 @@
 //! [`tokio::task::block_in_place`] (the worker's other tasks move to another
 //! thread), and a user's last good password is remembered as a SHA-256 digest,
 //! so a reconnecting client does not pay for bcrypt again.
+//!
+//! Repeated failed logins ban their address, and their MQTT client id (from
+//! any address), for a while; a banned one is refused before any password
+//! check. Operators list, lift and add bans ([`Authenticator::bans`]). The
+//! maps behind them hold at most 100,000 keys each, so a flood of distinct
+//! addresses or client ids cannot grow them without bound.
 
 use ahash::AHashMap;
 use junction_api::{BanInfo, BanKind, Credentials, EngineError, Identity, TenantId};
