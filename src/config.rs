@@ -409,9 +409,9 @@ pub struct Auth {
     /// The user a client that presents no credentials connects as (nats-server's
     /// `no_auth_user`); it must be one of the configured users, in any tenant.
     pub no_auth_user: Option<String>,
-    /// Failed logins from one address within `failure_window` that ban it for
-    /// `ban_for` (0: never). A banned address is refused before any password
-    /// check.
+    /// Failed logins from one address, or with one MQTT client id, within
+    /// `failure_window` that ban it for `ban_for` (0: never). A banned address
+    /// or client id is refused before any password check.
     pub ban_after_failures: u32,
     /// The window failed logins are counted in.
     #[serde(with = "humantime_serde")]

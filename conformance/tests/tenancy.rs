@@ -37,6 +37,9 @@ mod nkey_users_log_in;
 #[path = "tenancy/repeated_failed_logins_ban_the_address.rs"]
 mod repeated_failed_logins_ban_the_address;
 
+#[path = "tenancy/bans_by_client_id_and_the_ban_list.rs"]
+mod bans_by_client_id_and_the_ban_list;
+
 #[path = "tenancy/exports_and_imports_between_tenants.rs"]
 mod exports_and_imports_between_tenants;
 

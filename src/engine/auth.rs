@@ -6,14 +6,26 @@
 //! [`tokio::task::block_in_place`] (the worker's other tasks move to another
 //! thread), and a user's last good password is remembered as a SHA-256 digest,
 //! so a reconnecting client does not pay for bcrypt again.
+//!
+//! Repeated failed logins ban their address, and their MQTT client id (from
+//! any address), for a while; a banned one is refused before any password
+//! check. Operators list, lift and add bans ([`Authenticator::bans`]). The
+//! maps behind them hold at most 100,000 keys each, so a flood of distinct
+//! addresses or client ids cannot grow them without bound.
 
 use ahash::AHashMap;
-use junction_api::{Credentials, EngineError, Identity, TenantId};
+use junction_api::{BanInfo, BanKind, Credentials, EngineError, Identity, TenantId};
 pub use junction_api::{PermissionsConfig, ResponsesConfig, RulesConfig, StringList, User};
 use parking_lot::{Mutex, RwLock};
 use sha2::{Digest, Sha256};
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime};
+
+mod bans;
+pub use bans::BanPolicy;
+use bans::{Ban, LoginGuard};
 
 /// Is `password` a bcrypt hash rather than clear text?
 pub fn is_bcrypt(password: &str) -> bool {
@@ -93,84 +105,6 @@ impl Account {
             && self.nkey == other.nkey
             && self.identity.tenant == other.identity.tenant
             && self.permissions == other.permissions
-    }
-}
-
-/// When repeated failed logins from one address ban it (EMQX's flapping
-/// detection, applied to logins).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BanPolicy {
-    /// Failures within `window` that ban the address (0: never).
-    pub after: u32,
-    /// The window failures are counted in.
-    pub window: Duration,
-    /// How long the ban lasts.
-    pub ban_for: Duration,
-}
-
-impl Default for BanPolicy {
-    fn default() -> Self {
-        BanPolicy {
-            after: 100,
-            window: Duration::from_secs(60),
-            ban_for: Duration::from_secs(300),
-        }
-    }
-}
-
-/// Failed logins per address, and the addresses banned for them.
-#[derive(Debug, Default)]
-struct LoginGuard {
-    policy: BanPolicy,
-    /// Per address: when its window started and its failures in it.
-    failures: Mutex<AHashMap<std::net::IpAddr, (std::time::Instant, u32)>>,
-    /// Per banned address: until when.
-    banned: Mutex<AHashMap<std::net::IpAddr, std::time::Instant>>,
-    /// Logins refused because their address was banned.
-    refused: std::sync::atomic::AtomicU64,
-}
-
-/// Addresses tracked at most; beyond it the oldest windows are forgotten.
-const TRACKED_ADDRESSES: usize = 65_536;
-
-impl LoginGuard {
-    fn is_banned(&self, ip: std::net::IpAddr) -> bool {
-        let mut banned = self.banned.lock();
-        match banned.get(&ip) {
-            Some(until) if std::time::Instant::now() < *until => {
-                self.refused
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                true
-            }
-            Some(_) => {
-                banned.remove(&ip);
-                false
-            }
-            None => false,
-        }
-    }
-
-    fn failed(&self, ip: std::net::IpAddr) {
-        let p = self.policy;
-        if p.after == 0 {
-            return;
-        }
-        let now = std::time::Instant::now();
-        let mut failures = self.failures.lock();
-        if failures.len() >= TRACKED_ADDRESSES {
-            failures.retain(|_, (start, _)| now.duration_since(*start) < p.window);
-        }
-        let entry = failures.entry(ip).or_insert((now, 0));
-        if now.duration_since(entry.0) >= p.window {
-            *entry = (now, 0);
-        }
-        entry.1 += 1;
-        if entry.1 >= p.after {
-            failures.remove(&ip);
-            drop(failures);
-            tracing::warn!(%ip, failures = p.after, ban_for = ?p.ban_for, "address banned after repeated failed logins");
-            self.banned.lock().insert(ip, now + p.ban_for);
-        }
     }
 }
 
@@ -311,17 +245,15 @@ impl Authenticator {
         self.map_certificates
     }
 
-    /// Sets when failed logins ban an address.
+    /// Sets when failed logins ban an address or a client id.
     pub fn with_ban_policy(mut self, policy: BanPolicy) -> Self {
         self.guard.policy = policy;
         self
     }
 
-    /// Logins refused so far because their address was banned.
+    /// Logins refused so far because their address or client id was banned.
     pub fn refused_banned(&self) -> u64 {
-        self.guard
-            .refused
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.guard.refused.load(Ordering::Relaxed)
     }
 
     /// Replaces the users of `tenant` with `users` (a tenant edited live). A
@@ -411,20 +343,144 @@ impl Authenticator {
     pub fn check_from(
         &self,
         credentials: &Credentials,
-        remote: std::net::IpAddr,
+        remote: IpAddr,
+    ) -> Result<Identity, EngineError> {
+        self.check_client(credentials, remote, None)
+    }
+
+    /// [`Authenticator::check_from`] for a client that names itself with
+    /// `client_id` (MQTT): a banned client id is refused with
+    /// [`EngineError::Banned`] before the credentials are checked, from any
+    /// address; a failure counts against the address and the client id.
+    pub fn check_client(
+        &self,
+        credentials: &Credentials,
+        remote: IpAddr,
+        client_id: Option<&str>,
     ) -> Result<Identity, EngineError> {
         if !self.required() {
             return Ok(Identity::anonymous());
         }
-        if self.guard.is_banned(remote) {
-            tracing::info!(%remote, "login refused: the address is banned after repeated failures");
+        // An address ban answers as a failed login, as nats-server's
+        // "Authorization Violation" does: a guesser learns nothing from it.
+        if self.guard.address_banned(remote) {
+            tracing::info!(%remote, "login refused: the address is banned");
             return Err(EngineError::AuthorizationViolation);
+        }
+        if let Some(id) = client_id
+            && self.guard.client_id_banned(id)
+        {
+            tracing::info!(%remote, client_id = id, "login refused: the client id is banned");
+            return Err(EngineError::Banned);
         }
         let result = self.check(credentials);
         if result.is_err() {
-            self.guard.failed(remote);
+            self.guard.failed(remote, client_id);
         }
         result
+    }
+
+    /// The bans in force, sorted by kind and then by who.
+    pub fn bans(&self) -> Vec<BanInfo> {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let show = |kind, who: String, ban: Ban| BanInfo {
+            kind,
+            who,
+            until: wall + ban.until.saturating_duration_since(now),
+            reason: ban.reason,
+        };
+        let mut bans: Vec<BanInfo> = self
+            .guard
+            .addresses
+            .in_force()
+            .into_iter()
+            .map(|(ip, b)| show(BanKind::Address, ip.to_string(), b))
+            .chain(
+                self.guard
+                    .client_ids
+                    .in_force()
+                    .into_iter()
+                    .map(|(id, b)| show(BanKind::ClientId, id.to_string(), b)),
+            )
+            .collect();
+        bans.sort_by(|a, b| (a.kind, &a.who).cmp(&(b.kind, &b.who)));
+        bans
+    }
+
+    /// Lifts the ban on `who` and forgets its failures. Fails with
+    /// [`EngineError::BanNotFound`] when no such ban is in force.
+    pub fn lift_ban(&self, kind: BanKind, who: &str) -> Result<(), EngineError> {
+        let lifted = match kind {
+            BanKind::Address => who
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| self.guard.addresses.lift(&ip)),
+            BanKind::ClientId => self.guard.client_ids.lift(who),
+        };
+        if !lifted {
+            return Err(EngineError::BanNotFound);
+        }
+        tracing::info!(kind = %kind, who, "ban lifted by an operator");
+        Ok(())
+    }
+
+    /// Bans `who` by hand for `ban_for`, replacing a ban it has.
+    pub fn ban(
+        &self,
+        kind: BanKind,
+        who: &str,
+        ban_for: Duration,
+        reason: &str,
+    ) -> Result<BanInfo, EngineError> {
+        if !self.required() {
+            return Err(EngineError::BadRequest(
+                "this broker needs no credentials, so it bans nobody".into(),
+            ));
+        }
+        if ban_for.is_zero() {
+            return Err(EngineError::BadRequest(
+                "a ban needs a duration longer than zero".into(),
+            ));
+        }
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let Some(until) = now.checked_add(ban_for) else {
+            return Err(EngineError::BadRequest(
+                "the ban's duration is too long".into(),
+            ));
+        };
+        let reason = if reason.is_empty() {
+            "banned by an operator".to_string()
+        } else {
+            reason.to_string()
+        };
+        let who = match kind {
+            BanKind::Address => {
+                let Ok(ip) = who.parse::<IpAddr>() else {
+                    return Err(EngineError::BadRequest(format!(
+                        "'{who}' is not an IP address"
+                    )));
+                };
+                self.guard.addresses.ban(ip, until, reason.clone(), true);
+                ip.to_string()
+            }
+            BanKind::ClientId => {
+                if who.is_empty() {
+                    return Err(EngineError::BadRequest(
+                        "a client id to ban cannot be empty".into(),
+                    ));
+                }
+                self.guard
+                    .client_ids
+                    .ban(Arc::from(who), until, reason.clone(), true);
+                who.to_string()
+            }
+        };
+        tracing::info!(kind = %kind, who, ban_for = ?ban_for, "banned by an operator");
+        Ok(BanInfo {
+            kind,
+            who,
+            until: wall + ban_for,
+            reason,
+        })
     }
 
     /// Does anything need credentials?
@@ -627,5 +683,56 @@ mod tests {
             ..Default::default()
         });
         assert!(Authenticator::new(vec![bad], None).is_err());
+    }
+
+    #[test]
+    fn a_client_id_is_banned_from_any_address_and_lifted() {
+        let a = Authenticator::new(vec![User::new("u", "p")], None)
+            .expect("auth")
+            .with_ban_policy(BanPolicy {
+                after: 3,
+                window: Duration::from_secs(60),
+                ban_for: Duration::from_secs(60),
+            });
+        let ip = |n: u8| IpAddr::from([127, 0, 0, n]);
+        for n in 2..5 {
+            assert_eq!(
+                a.check_client(&up("u", "x"), ip(n), Some("dev-1")).err(),
+                Some(EngineError::AuthorizationViolation)
+            );
+        }
+        assert_eq!(
+            a.check_client(&up("u", "p"), ip(9), Some("dev-1")).err(),
+            Some(EngineError::Banned)
+        );
+        assert!(a.check_client(&up("u", "p"), ip(9), Some("dev-2")).is_ok());
+        // No address failed three times; nothing but the client id is banned.
+        let bans = a.bans();
+        assert_eq!(bans.len(), 1);
+        assert_eq!(
+            (bans[0].kind, bans[0].who.as_str()),
+            (BanKind::ClientId, "dev-1")
+        );
+        assert_eq!(a.lift_ban(BanKind::ClientId, "dev-1"), Ok(()));
+        assert_eq!(
+            a.lift_ban(BanKind::ClientId, "dev-1"),
+            Err(EngineError::BanNotFound)
+        );
+        assert!(a.check_client(&up("u", "p"), ip(9), Some("dev-1")).is_ok());
+        // By hand: an address, and what is not one.
+        a.ban(BanKind::Address, "127.0.0.5", Duration::from_secs(60), "")
+            .expect("ban");
+        assert_eq!(
+            a.check_client(&up("u", "p"), ip(5), Some("dev-3")).err(),
+            Some(EngineError::AuthorizationViolation)
+        );
+        assert!(matches!(
+            a.ban(BanKind::Address, "dev-1", Duration::from_secs(60), ""),
+            Err(EngineError::BadRequest(_))
+        ));
+        assert!(matches!(
+            a.ban(BanKind::ClientId, "dev-1", Duration::ZERO, ""),
+            Err(EngineError::BadRequest(_))
+        ));
     }
 }

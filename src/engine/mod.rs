@@ -481,6 +481,17 @@ impl Broker for StationEngine {
         self.options.auth.check_from(credentials, remote)
     }
 
+    fn authenticate_client(
+        &self,
+        credentials: &Credentials,
+        remote: std::net::IpAddr,
+        client_id: Option<&str>,
+    ) -> Result<junction_api::Identity, EngineError> {
+        self.options
+            .auth
+            .check_client(credentials, remote, client_id)
+    }
+
     fn authenticate(
         &self,
         credentials: &Credentials,
@@ -1464,6 +1475,27 @@ impl Admin for StationEngine {
             });
         }
         self.blocking(move |e| e.delete_tenant_now(&name))
+    }
+
+    fn bans(&self) -> Vec<junction_api::BanInfo> {
+        self.options.auth.bans()
+    }
+
+    // Bans live in memory: nothing to wait for.
+    fn lift_ban(&self, kind: junction_api::BanKind, who: &str) -> AdminFuture<()> {
+        let lifted = self.options.auth.lift_ban(kind, who);
+        Box::pin(async move { lifted })
+    }
+
+    fn ban(
+        &self,
+        kind: junction_api::BanKind,
+        who: &str,
+        ban_for: std::time::Duration,
+        reason: &str,
+    ) -> AdminFuture<junction_api::BanInfo> {
+        let made = self.options.auth.ban(kind, who, ban_for, reason);
+        Box::pin(async move { made })
     }
 
     fn remove_cluster_node(&self, name: &str) -> AdminFuture<()> {

@@ -51,6 +51,13 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/connections"),
     ("delete", "/v1/connections/{cid}"),
     ("get", "/v1/events"),
+    ("get", "/v1/tenants"),
+    ("get", "/v1/tenants/{tenant}"),
+    ("put", "/v1/tenants/{tenant}"),
+    ("delete", "/v1/tenants/{tenant}"),
+    ("get", "/v1/bans"),
+    ("post", "/v1/bans"),
+    ("delete", "/v1/bans/{kind}/{who}"),
     ("get", "/v1/server"),
     ("get", "/v1/cluster"),
     ("delete", "/v1/cluster/nodes/{name}"),
@@ -126,7 +133,10 @@ async fn every_documented_route_is_served() {
             .replace("{schema}", "probe")
             .replace("{task}", "1")
             .replace("{id}", "probe")
-            .replace("{rule}", "probe");
+            .replace("{rule}", "probe")
+            .replace("{tenant}", "probe")
+            .replace("{kind}", "client_id")
+            .replace("{who}", "probe");
         let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let response = within(
             "probe",

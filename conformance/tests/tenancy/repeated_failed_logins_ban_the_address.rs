@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 /// One raw NATS login from `from`: the first line after INFO.
-async fn login(server: SocketAddr, from: &str, user: &str, pass: &str) -> String {
+pub async fn login(server: SocketAddr, from: &str, user: &str, pass: &str) -> String {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket
         .bind(format!("{from}:0").parse().unwrap())

@@ -1,12 +1,12 @@
 //! The [`Engine`] trait: everything a front-end may ask of the broker.
 
 use crate::{
-    AckKind, ClientId, ClientRecord, ClientSnapshot, Credentials, EngineError, FanoutId,
-    FetchRequest, FetchSink, GroupConfig, GroupInfo, Identity, LineageGraph, LineageTrace, Message,
-    MessageQuery, NewClient, PublishOptions, Purge, QueueGroup, ResendRequest, ResendStatus,
-    RoutingRule, SchemaFormat, SchemaInfo, StationConfig, StationInfo, StoredCallback,
-    StoredMessage, Subject, SubjectFilter, SubscriptionSnapshot, SystemEvent, TenantId, TenantInfo,
-    TenantSpec,
+    AckKind, BanInfo, BanKind, ClientId, ClientRecord, ClientSnapshot, Credentials, EngineError,
+    FanoutId, FetchRequest, FetchSink, GroupConfig, GroupInfo, Identity, LineageGraph,
+    LineageTrace, Message, MessageQuery, NewClient, PublishOptions, Purge, QueueGroup,
+    ResendRequest, ResendStatus, RoutingRule, SchemaFormat, SchemaInfo, StationConfig, StationInfo,
+    StoredCallback, StoredMessage, Subject, SubjectFilter, SubscriptionSnapshot, SystemEvent,
+    TenantId, TenantInfo, TenantSpec,
 };
 use std::future::Future;
 use std::pin::Pin;
@@ -284,6 +284,22 @@ pub trait Broker: Send + Sync + 'static {
     ) -> Result<Identity, EngineError> {
         let _ = remote;
         self.authenticate(credentials)
+    }
+
+    /// [`Broker::authenticate_from`] for a client that names itself with
+    /// `client_id` (the MQTT CONNECT's client identifier; `None` where the
+    /// protocol has no client identity, or the broker assigned it). A client
+    /// id that failed too often lately, or that an operator banned, is refused
+    /// with [`EngineError::Banned`] before its credentials are checked, from
+    /// any address; each failure counts against its address and its client id.
+    fn authenticate_client(
+        &self,
+        credentials: &Credentials,
+        remote: std::net::IpAddr,
+        client_id: Option<&str>,
+    ) -> Result<Identity, EngineError> {
+        let _ = client_id;
+        self.authenticate_from(credentials, remote)
     }
 
     /// Are TLS client certificates mapped to users (`verify_and_map`)? Then a
@@ -713,6 +729,38 @@ pub trait Admin: Send + Sync + 'static {
     fn delete_tenant(&self, name: &str) -> AdminFuture<()> {
         let _ = name;
         Box::pin(async { Err(EngineError::TenantNotFound) })
+    }
+
+    /// The bans in force on this node (addresses and MQTT client ids), for
+    /// operators, sorted by kind and then by who.
+    fn bans(&self) -> Vec<BanInfo> {
+        Vec::new()
+    }
+
+    /// Lifts the ban on `who` (an address or a client id, as `kind` says) and
+    /// forgets its recent failures. Fails with [`EngineError::BanNotFound`]
+    /// when no such ban is in force.
+    fn lift_ban(&self, kind: BanKind, who: &str) -> AdminFuture<()> {
+        let _ = (kind, who);
+        Box::pin(async { Err(EngineError::BanNotFound) })
+    }
+
+    /// Bans `who` by hand for `ban_for`, replacing a ban it has. Fails with
+    /// [`EngineError::BadRequest`] for an address that is not an IP address,
+    /// an empty client id or a zero duration.
+    fn ban(
+        &self,
+        kind: BanKind,
+        who: &str,
+        ban_for: std::time::Duration,
+        reason: &str,
+    ) -> AdminFuture<BanInfo> {
+        let _ = (kind, who, ban_for, reason);
+        Box::pin(async {
+            Err(EngineError::BadRequest(
+                "this broker does not ban clients".into(),
+            ))
+        })
     }
 
     /// Removes a node from the cluster's meta group (`junction cluster

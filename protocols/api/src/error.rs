@@ -19,7 +19,8 @@ pub enum ErrorKind {
     /// The request is malformed: a subject, a configuration field, a request
     /// parameter (HTTP 400/422; NATS `-ERR` or JetStream 400).
     InvalidInput,
-    /// Credentials are missing or wrong (HTTP 401; MQTT 0x86/0x87).
+    /// Credentials are missing or wrong, or the client is banned (HTTP 401;
+    /// MQTT 0x86/0x87, 0x8A for a banned client id).
     Unauthenticated,
     /// The caller may not do this: a station's policy, the broker's own subjects and
     /// stations (HTTP 403; MQTT 0x87).
@@ -232,6 +233,15 @@ pub enum EngineError {
     /// No tenant has that name.
     #[error("tenant not found")]
     TenantNotFound,
+    /// The client is banned (after repeated failed logins, or by an operator):
+    /// it was refused before its credentials were checked. Front-ends answer
+    /// as their protocol says a banned client is answered (MQTT 5 CONNACK
+    /// 0x8A, 3.1.1 0x05).
+    #[error("banned")]
+    Banned,
+    /// No ban in force has that kind and that address or client id.
+    #[error("ban not found")]
+    BanNotFound,
     /// The tenant cannot be changed over the API (why is said): it is defined in
     /// the configuration file, or it is the default tenant.
     #[error("{0}")]
@@ -332,7 +342,7 @@ impl EngineError {
             | E::InvalidConfig(_)
             | E::BadRequest(_)
             | E::InvalidGroupConfig(_) => ErrorKind::InvalidInput,
-            E::AuthorizationViolation => ErrorKind::Unauthenticated,
+            E::AuthorizationViolation | E::Banned => ErrorKind::Unauthenticated,
             E::RollupNotPermitted
             | E::Denied(_)
             | E::InternalSubject(_)
@@ -344,7 +354,8 @@ impl EngineError {
             | E::RoutingRuleNotFound
             | E::ResendTaskNotFound
             | E::ClientNotFound
-            | E::TenantNotFound => ErrorKind::NotFound,
+            | E::TenantNotFound
+            | E::BanNotFound => ErrorKind::NotFound,
             E::StationNameInUse
             | E::SubjectsOverlap
             | E::GroupExists

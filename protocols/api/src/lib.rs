@@ -18,6 +18,7 @@
 //!   preconditions) from [`PublishOptions`], which each front-end fills from its own
 //!   protocol; it never reads header names for it.
 
+mod ban;
 mod client;
 mod dead_letter;
 mod engine;
@@ -36,6 +37,7 @@ mod station;
 mod subject;
 mod tenant;
 
+pub use ban::{BanInfo, BanKind};
 pub use client::{
     ClientId, ClientKind, ClientRecord, ClientSnapshot, ClientStats, Credentials, Identity,
     NewClient, Protocol, SubscriptionSnapshot, TenantId,

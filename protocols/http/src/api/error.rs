@@ -141,7 +141,9 @@ impl From<EngineError> for AppError {
         let (status, code) = match &e {
             EngineError::InvalidSubject(_) => (S::BAD_REQUEST, "invalid_subject"),
             EngineError::BadRequest(_) => (S::BAD_REQUEST, "bad_request"),
-            EngineError::AuthorizationViolation => return AppError::Unauthorized(message),
+            EngineError::AuthorizationViolation | EngineError::Banned => {
+                return AppError::Unauthorized(message);
+            }
             EngineError::Denied(_) => (S::FORBIDDEN, "denied"),
             EngineError::RollupNotPermitted => (S::FORBIDDEN, "rollup_not_permitted"),
             EngineError::StationNotFound => (S::NOT_FOUND, "station_not_found"),
@@ -204,6 +206,7 @@ impl From<EngineError> for AppError {
             EngineError::ClientNotFound => (S::NOT_FOUND, "connection_not_found"),
             EngineError::TenantNotFound => (S::NOT_FOUND, "tenant_not_found"),
             EngineError::TenantReadOnly(_) => (S::CONFLICT, "tenant_read_only"),
+            EngineError::BanNotFound => (S::NOT_FOUND, "ban_not_found"),
             EngineError::InternalSubject(_) => (S::FORBIDDEN, "internal_subject"),
             EngineError::InternalStation(_) => (S::FORBIDDEN, "internal_station"),
             EngineError::DroppedByRule(_) => (S::ACCEPTED, "dropped_by_rule"),

@@ -14,6 +14,7 @@
 //! `/v1`.
 
 mod auth;
+mod bans;
 mod browse;
 mod consume;
 mod dead_letter;
@@ -206,6 +207,8 @@ fn v1_routes(state: &Arc<ApiState>) -> OpenApiRouter<Arc<ApiState>> {
             tenants::put_tenant,
             tenants::delete_tenant
         ))
+        .routes(routes!(bans::list_bans, bans::ban))
+        .routes(routes!(bans::lift_ban))
         .routes(routes!(server::server))
         .routes(routes!(server::cluster))
         .routes(routes!(server::remove_node))

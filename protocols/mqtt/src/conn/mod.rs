@@ -378,6 +378,8 @@ async fn connect<S>(
     };
     // Client id rules.
     let mut assigned = None;
+    // A client id the broker assigns names nobody: it is not counted or banned.
+    let named = !info.client_id.is_empty();
     if info.client_id.is_empty() {
         if info.level == 3 || (!v5 && !info.clean_start) {
             refuse(&info.client_id, 0x85, "empty client id");
@@ -419,8 +421,19 @@ async fn connect<S>(
             (None, None) => Credentials::None,
         };
         let presented = !matches!(creds, Credentials::None);
-        match broker.engine.authenticate_from(&creds, remote.ip()) {
+        let client_id = named.then_some(info.client_id.as_str());
+        match broker
+            .engine
+            .authenticate_client(&creds, remote.ip(), client_id)
+        {
             Ok(t) => t,
+            // A banned client id is told so, as EMQX does: MQTT 5 "Banned"
+            // (0x8A), 3.1.1 "not authorized" (0x05, which 0x8A lowers to).
+            Err(EngineError::Banned) => {
+                refuse(&info.client_id, 0x8A, "client id banned");
+                send_connack_error(&mut framed, v5, 0x8A, "banned").await;
+                return;
+            }
             Err(_) => {
                 let code = if presented { 0x86 } else { 0x87 };
                 refuse(&info.client_id, code, "authentication failed");
