@@ -20,11 +20,12 @@ pub mod health;
 pub mod lame_duck;
 pub mod nats_conf;
 pub mod passwd;
+pub mod reload;
 mod serve;
 pub mod tls;
 
 pub use config::{Config, ConfigError};
-pub use serve::{Running, StartError, restart_requested, run, start};
+pub use serve::{Running, StartError, restart_requested, run, run_with_loader, start};
 
 /// Junction's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -79,7 +79,9 @@ fn serve(args: &ServeArgs) -> ExitCode {
         }
     };
     let log_to_file = config.log_file.is_some();
-    match runtime.block_on(junction::run(config)) {
+    let again = args.clone();
+    let loader: junction::reload::ConfigLoader = Box::new(move || again.load());
+    match runtime.block_on(junction::run_with_loader(config, loader)) {
         Ok(()) if junction::restart_requested() => {
             // `junction cluster join`: the same process runs again, with the
             // same arguments, once everything was shut down and flushed.

@@ -101,9 +101,23 @@ pub struct Running {
     lame_duck: tokio::sync::watch::Sender<bool>,
     /// Notified when the broker asks to restart in place (`cluster join`).
     restart: Arc<tokio::sync::Notify>,
+    /// Reloads the configuration (SIGHUP, `POST /v1/server/reload`).
+    reloader: Arc<crate::reload::Reloader>,
 }
 
 impl Running {
+    /// Sets how the configuration is read again on a reload (as at start: the
+    /// file, the environment, the flags). Without one, a reload is refused.
+    pub fn set_config_loader(&self, loader: crate::reload::ConfigLoader) {
+        self.reloader.set_loader(loader);
+    }
+
+    /// Reads the configuration again and applies what may change live
+    /// ([`crate::reload`]); blocking. What changed, or why nothing did.
+    pub fn reload(&self) -> Result<String, String> {
+        self.reloader.reload()
+    }
+
     /// Where NATS clients connect, if enabled.
     pub fn nats_addr(&self) -> Option<SocketAddr> {
         self.nats
@@ -713,6 +727,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             }
         });
     }
+    let reloader = crate::reload::Reloader::new(&engine, config.clone());
+    {
+        let reloader = reloader.clone();
+        engine.set_reload_hook(Arc::new(move || reloader.reload()));
+    }
     created.keep();
     pid_written.keep();
     tracing::info!(server_name = %server_name, server_id = %server_id, "Server is ready");
@@ -729,18 +748,38 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         readiness,
         lame_duck,
         restart,
+        reloader,
     })
 }
 
 /// Starts the broker and runs it until SIGINT or SIGTERM, then shuts down
-/// gracefully. SIGHUP does not stop it: configuration reload is not available yet,
-/// and a line in the log says so. SIGUSR2 enters lame-duck mode
-/// ([`Running::enter_lame_duck`]).
+/// gracefully. SIGHUP cannot reload without a way to read the configuration
+/// again ([`run_with_loader`]); a line in the log says so. SIGUSR2 enters
+/// lame-duck mode ([`Running::enter_lame_duck`]).
 pub async fn run(config: Config) -> Result<(), StartError> {
+    run_inner(config, None).await
+}
+
+/// [`run`], with SIGHUP (and `POST /v1/server/reload`) reloading the
+/// configuration through `loader` ([`crate::reload`]).
+pub async fn run_with_loader(
+    config: Config,
+    loader: crate::reload::ConfigLoader,
+) -> Result<(), StartError> {
+    run_inner(config, Some(loader)).await
+}
+
+async fn run_inner(
+    config: Config,
+    loader: Option<crate::reload::ConfigLoader>,
+) -> Result<(), StartError> {
     // Handlers first: a signal that arrives while the broker starts must not take
     // the default action (SIGHUP and SIGUSR2 would end the process).
     let mut signals = Signals::new();
     let running = start(config).await?;
+    if let Some(loader) = loader {
+        running.set_config_loader(loader);
+    }
     let restart = running.restart.clone();
     loop {
         let trapped = tokio::select! {
@@ -753,10 +792,12 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         };
         match trapped {
             Trapped::Stop => break,
-            Trapped::Reload => tracing::warn!(
-                "Trapped SIGHUP: configuration reload is not available yet; \
-                 still running with the configuration read at start (restart to apply changes)"
-            ),
+            Trapped::Reload => {
+                tracing::info!("Trapped SIGHUP: reloading the configuration");
+                let reloader = running.reloader.clone();
+                // The outcome is logged and recorded as an event.
+                let _ = tokio::task::spawn_blocking(move || reloader.reload()).await;
+            }
             Trapped::LameDuck => {
                 running.enter_lame_duck();
                 tracing::warn!(
@@ -784,7 +825,7 @@ pub fn restart_requested() -> bool {
 enum Trapped {
     /// SIGTERM or SIGINT: shut down.
     Stop,
-    /// SIGHUP: reload the configuration (not available yet).
+    /// SIGHUP: reload the configuration.
     Reload,
     /// SIGUSR2: lame-duck mode.
     LameDuck,

@@ -3,8 +3,11 @@
 //! - `junction health` exits 0 when `/healthz` answers 200, and 1 with one line
 //!   saying why when nothing listens or the endpoint answers 503; with no `--url`
 //!   it asks the configured HTTP listener (Docker's HEALTHCHECK, no curl);
-//! - SIGHUP (systemd's `ExecReload`) does not stop the broker: the log says reload
-//!   is not available yet, and every protocol keeps answering;
+//! - SIGHUP (systemd's `ExecReload`) reloads the configuration without stopping
+//!   the broker: users and tenants change live (a removed user's connection is
+//!   closed, a new one logs in), a broken file or a change that needs a restart
+//!   keeps the running configuration and says why, and every protocol keeps
+//!   answering; `POST /v1/server/reload` does the same for an operator;
 //! - `junction lame-duck` (SIGUSR2; the Helm chart's preStop) turns `/readyz` to 503
 //!   while `/healthz` stays 200 and clients keep being served, and NATS clients are
 //!   sent an INFO with `"ldm": true` (async-nats reports `LameDuckMode`);
@@ -37,23 +40,26 @@ struct Broker {
 
 impl Broker {
     async fn start(dir: &Path) -> Broker {
-        let mut child = junction(
-            dir,
-            &[
-                "serve",
-                "--nats-listen",
-                "127.0.0.1:0",
-                "--mqtt-listen",
-                "127.0.0.1:0",
-                "--http-listen",
-                "127.0.0.1:0",
-                "--data-dir",
-                "data",
-            ],
-            &[("NO_COLOR", "1")],
-        )
-        .spawn()
-        .expect("junction starts");
+        Broker::start_with(dir, &[]).await
+    }
+
+    /// A broker with `extra` flags (`-c FILE`).
+    async fn start_with(dir: &Path, extra: &[&str]) -> Broker {
+        let mut args = vec![
+            "serve",
+            "--nats-listen",
+            "127.0.0.1:0",
+            "--mqtt-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            "data",
+        ];
+        args.extend_from_slice(extra);
+        let mut child = junction(dir, &args, &[("NO_COLOR", "1")])
+            .spawn()
+            .expect("junction starts");
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
@@ -232,20 +238,18 @@ async fn health_exits_0_on_a_healthy_broker_and_1_with_the_reason_otherwise() {
 }
 
 #[tokio::test]
-async fn sighup_logs_that_reload_is_not_available_and_the_broker_keeps_serving() {
+async fn sighup_reloads_and_the_broker_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let mut broker = Broker::start(dir.path()).await;
     broker.signal("HUP");
-    let line = broker.wait_for_line("Trapped SIGHUP").await;
-    assert!(
-        line.contains(
-            "configuration reload is not available yet; still running with the configuration read at start (restart to apply changes)"
-        ),
-        "{line}"
-    );
+    broker
+        .wait_for_line("Trapped SIGHUP: reloading the configuration")
+        .await;
+    let line = broker.wait_for_line("configuration reloaded").await;
+    assert!(line.contains("0 users logged out"), "{line}");
     // A second one too: the handler stays installed.
     broker.signal("HUP");
-    broker.wait_for_line("Trapped SIGHUP").await;
+    broker.wait_for_line("configuration reloaded").await;
 
     assert_eq!(
         broker.get("/healthz").await,
@@ -256,6 +260,161 @@ async fn sighup_logs_that_reload_is_not_available_and_the_broker_keeps_serving()
         (200, serde_json::json!({"status": "ready"}))
     );
     broker.nats_round_trip().await;
+    assert_eq!(broker.terminate().await, Some(0));
+}
+
+/// A raw NATS login as `user` (password `pw`): the socket after its first
+/// PONG, or what the broker answered instead.
+async fn raw_login(broker: &Broker, user: &str) -> Result<tokio::net::TcpStream, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(broker.nats).await.unwrap();
+    let connect =
+        format!("CONNECT {{\"verbose\":false,\"user\":\"{user}\",\"pass\":\"pw\"}}\r\nPING\r\n");
+    s.write_all(connect.as_bytes()).await.unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(GUARD, s.read(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap_or(0);
+        if n == 0 {
+            return Err(seen);
+        }
+        seen.push_str(&text(&buf[..n]));
+        if seen.contains("PONG") {
+            return Ok(s);
+        }
+        if seen.contains("-ERR") {
+            return Err(seen);
+        }
+    }
+}
+
+/// What the broker sends on `s` until it closes it.
+async fn until_closed(s: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(GUARD, s.read(&mut buf))
+            .await
+            .expect("closed in time")
+            .unwrap_or(0);
+        if n == 0 {
+            return seen;
+        }
+        seen.push_str(&text(&buf[..n]));
+    }
+}
+
+#[tokio::test]
+async fn sighup_reloads_users_and_tenants_and_keeps_the_old_configuration_when_it_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("junction.toml");
+    std::fs::write(
+        &file,
+        "[auth]\nusers = [{ user = \"alice\", password = \"pw\" }]\n",
+    )
+    .unwrap();
+    let path = file.display().to_string();
+    let mut broker = Broker::start_with(dir.path(), &["-c", &path]).await;
+    let mut alice = raw_login(&broker, "alice").await.expect("alice logs in");
+    assert!(
+        raw_login(&broker, "bob").await.is_err(),
+        "bob is not a user yet"
+    );
+
+    // bob replaces alice; a tenant with carol appears.
+    std::fs::write(
+        &file,
+        "[auth]\nusers = [{ user = \"bob\", password = \"pw\" }]\n\
+         [[tenants]]\nname = \"acme\"\nusers = [{ user = \"carol\", password = \"pw\" }]\n",
+    )
+    .unwrap();
+    broker.signal("HUP");
+    let line = broker.wait_for_line("configuration reloaded").await;
+    assert!(
+        line.contains("1 users logged out, 1 tenants added"),
+        "{line}"
+    );
+    let closed = until_closed(&mut alice).await;
+    assert!(
+        closed.contains("-ERR 'Authorization Violation'"),
+        "{closed:?}"
+    );
+    assert!(raw_login(&broker, "alice").await.is_err(), "alice is gone");
+    raw_login(&broker, "bob").await.expect("bob logs in");
+    raw_login(&broker, "carol")
+        .await
+        .expect("carol logs in, in acme");
+
+    // A broken file keeps what runs, and says why.
+    std::fs::write(&file, "[auth\nusers = ").unwrap();
+    broker.signal("HUP");
+    let line = broker
+        .wait_for_line("configuration reload refused, the previous configuration stays")
+        .await;
+    assert!(line.contains("TOML") || line.contains("expected"), "{line}");
+    raw_login(&broker, "bob").await.expect("bob still logs in");
+
+    // A change that needs a restart refuses the whole reload.
+    std::fs::write(
+        &file,
+        "[auth]\nusers = [{ user = \"dave\", password = \"pw\" }]\n[limits]\nmax_payload = 2048\n",
+    )
+    .unwrap();
+    broker.signal("HUP");
+    let line = broker.wait_for_line("configuration reload refused").await;
+    assert!(
+        line.contains("config reload not supported for limits.max_payload"),
+        "{line}"
+    );
+    assert!(
+        raw_login(&broker, "dave").await.is_err(),
+        "nothing was applied"
+    );
+
+    // An operator asks over HTTP; a tenant's user may not.
+    std::fs::write(
+        &file,
+        "[auth]\nusers = [{ user = \"bob\", password = \"pw\" }, { user = \"dave\", password = \"pw\" }]\n\
+         [[tenants]]\nname = \"acme\"\nusers = [{ user = \"carol\", password = \"pw\" }]\n",
+    )
+    .unwrap();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let post = |user: &'static str| {
+        client
+            .post(format!("http://{}/v1/server/reload", broker.http))
+            .basic_auth(user, Some("pw"))
+            .timeout(GUARD)
+            .send()
+    };
+    assert_eq!(post("carol").await.unwrap().status().as_u16(), 403);
+    let r = post("bob").await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(body["reloaded"].as_str().is_some(), "{body}");
+    raw_login(&broker, "dave").await.expect("dave logs in");
+    // Both outcomes are in the event log.
+    let events: serde_json::Value = client
+        .get(format!("http://{}/v1/events", broker.http))
+        .basic_auth("bob", Some("pw"))
+        .timeout(GUARD)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert!(kinds.contains(&"config_reloaded"), "{events}");
+    assert!(kinds.contains(&"config_reload_failed"), "{events}");
     assert_eq!(broker.terminate().await, Some(0));
 }
 

@@ -113,7 +113,8 @@ impl Account {
 pub struct Authenticator {
     /// Every user by name (tenants edited live change it).
     users: RwLock<AHashMap<String, Account>>,
-    token: Option<String>,
+    /// The one token (a reload may change it).
+    token: RwLock<Option<String>>,
     no_auth_user: Option<String>,
     /// SHA-256 of each bcrypt user's last password that verified.
     verified: Mutex<AHashMap<String, [u8; 32]>>,
@@ -226,7 +227,7 @@ impl Authenticator {
         }
         Ok(Authenticator {
             users: RwLock::new(accounts),
-            token,
+            token: RwLock::new(token),
             no_auth_user,
             verified: Mutex::new(AHashMap::new()),
             guard: LoginGuard::default(),
@@ -281,6 +282,57 @@ impl Authenticator {
         all.extend(made);
         let mut verified = self.verified.lock();
         for name in &gone {
+            verified.remove(name);
+        }
+        Ok(gone)
+    }
+
+    /// A configuration reload: the users of every tenant in `replaced` become
+    /// `users` (tenant, user) at once, and the token becomes `token`; users of
+    /// other tenants (made over the API) stay. Refuses, changing nothing, a
+    /// user that does not check or a name used twice. Returns the users
+    /// removed or changed, whose connections must log in again.
+    pub fn replace_users(
+        &self,
+        replaced: &[TenantId],
+        users: Vec<(TenantId, User)>,
+        token: Option<String>,
+    ) -> Result<Vec<(TenantId, String)>, String> {
+        let mut all = self.users.write();
+        let mut made: AHashMap<String, Account> = AHashMap::new();
+        for (tenant, u) in users {
+            let (name, account) = Account::of(tenant, u)?;
+            let taken = made.contains_key(&name)
+                || all
+                    .get(&name)
+                    .is_some_and(|a| !replaced.contains(&a.identity.tenant));
+            if taken {
+                return Err(format!("Duplicate user '{name}'"));
+            }
+            made.insert(name, account);
+        }
+        if let Some(n) = &self.no_auth_user
+            && !made.contains_key(n)
+            && all
+                .get(n)
+                .is_none_or(|a| replaced.contains(&a.identity.tenant))
+        {
+            return Err(format!("no_auth_user '{n}' is not a configured user"));
+        }
+        let mut gone = Vec::new();
+        all.retain(|name, a| {
+            if !replaced.contains(&a.identity.tenant) {
+                return true;
+            }
+            if !made.get(name).is_some_and(|m| m.same_as(a)) {
+                gone.push((a.identity.tenant.clone(), name.clone()));
+            }
+            false
+        });
+        all.extend(made);
+        *self.token.write() = token;
+        let mut verified = self.verified.lock();
+        for (_, name) in &gone {
             verified.remove(name);
         }
         Ok(gone)
@@ -485,7 +537,7 @@ impl Authenticator {
 
     /// Does anything need credentials?
     pub fn required(&self) -> bool {
-        !self.users.read().is_empty() || self.token.is_some()
+        !self.users.read().is_empty() || self.token.read().is_some()
     }
 
     /// Are there any users (rather than only a token)?
@@ -529,6 +581,7 @@ impl Authenticator {
             Credentials::Token(token)
                 if self
                     .token
+                    .read()
                     .as_deref()
                     .is_some_and(|t| same_secret(t.as_bytes(), token.as_bytes())) =>
             {

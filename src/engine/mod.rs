@@ -105,6 +105,10 @@ pub struct StreamImport {
     pub prefix: Option<String>,
 }
 
+/// Reloads the configuration file: what changed, or why it was refused
+/// (blocking: it reads the file and may hash passwords).
+pub type ReloadHook = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
+
 /// Refuses one more of `what` when the tenant has `count` of `limit` already.
 fn within_limit(
     tenant: &TenantId,
@@ -207,6 +211,8 @@ pub struct StationEngine {
     restart_hook: std::sync::OnceLock<join::RestartHook>,
     /// Every tenant besides the default one, with its limits (`tenants.rs`).
     book: tenants::TenantBook,
+    /// Reloads the configuration (`serve.rs`), installed by the server.
+    reload_hook: std::sync::OnceLock<ReloadHook>,
     /// Stored bytes of tenants with a storage limit (`tenant_storage.rs`).
     storage_usage: tenant_storage::StorageUsage,
 }
@@ -263,6 +269,7 @@ impl StationEngine {
         let engine = Arc::new_cyclic(|me| StationEngine {
             me: me.clone(),
             book,
+            reload_hook: std::sync::OnceLock::new(),
             options,
             start: SystemTime::now(),
             default_tenant,
@@ -1436,6 +1443,21 @@ impl Admin for StationEngine {
     fn close_client(&self, tenant: &TenantId, client: ClientId, reason: &str) -> AdminFuture<()> {
         let (tenant, reason) = (tenant.clone(), reason.to_string());
         self.blocking(move |e| e.close_client_now(&tenant, client, &reason))
+    }
+
+    fn reload_config(&self) -> AdminFuture<String> {
+        let hook = self.reload_hook.get().cloned();
+        Box::pin(async move {
+            let hook = hook.ok_or_else(|| {
+                EngineError::BadRequest(
+                    "this broker was not started from a configuration it can read again".into(),
+                )
+            })?;
+            tokio::task::spawn_blocking(move || hook())
+                .await
+                .map_err(|e| EngineError::Storage(format!("reload failed: {e}")))?
+                .map_err(EngineError::invalid_config)
+        })
     }
 
     fn tenant_infos(&self) -> Vec<junction_api::TenantInfo> {

@@ -157,6 +157,42 @@ fn hash_passwords(users: &mut [User]) -> Result<(), EngineError> {
 }
 
 impl StationEngine {
+    /// Installs what reloads the configuration (`junction serve`).
+    pub fn set_reload_hook(&self, hook: super::ReloadHook) {
+        let _ = self.reload_hook.set(hook);
+    }
+
+    /// Records a reload's outcome as a system event (and in the log).
+    pub fn record_reload(&self, outcome: &Result<String, String>) {
+        use junction_api::SystemEventKind as K;
+        match outcome {
+            Ok(what) => {
+                tracing::info!("configuration reloaded: {what}");
+                self.events.record(
+                    K::ConfigReloaded,
+                    super::events::About {
+                        tenant: self.system_tenant(),
+                        ..Default::default()
+                    },
+                    format!("configuration reloaded: {what}"),
+                );
+            }
+            Err(why) => {
+                tracing::error!(
+                    "configuration reload refused, the previous configuration stays: {why}"
+                );
+                self.events.record(
+                    K::ConfigReloadFailed,
+                    super::events::About {
+                        tenant: self.system_tenant(),
+                        ..Default::default()
+                    },
+                    format!("configuration reload refused: {why}"),
+                );
+            }
+        }
+    }
+
     /// The tenant that holds the operators, if one is configured.
     pub(crate) fn system_tenant(&self) -> Option<&TenantId> {
         self.options.system_tenant.as_ref()
@@ -349,6 +385,95 @@ impl StationEngine {
         let _edit = self.book.edits.lock();
         self.check_delete_tenant(name)?;
         self.uninstall_tenant(name)
+    }
+
+    /// A configuration reload of who may connect: the default tenant's users
+    /// and token, and the file's tenants (name, users, limits). Tenants the
+    /// file no longer has are removed, new ones are served at once; the
+    /// connections of users removed or changed are closed. Refused, changing
+    /// nothing, for a user that does not check, a name used twice, or a tenant
+    /// of the file named as one made over the API.
+    pub fn reload_tenants(
+        &self,
+        users: Vec<User>,
+        token: Option<String>,
+        tenants: Vec<(TenantId, Vec<User>, TenantLimits)>,
+    ) -> Result<String, EngineError> {
+        let _edit = self.book.edits.lock();
+        for (t, _, _) in &tenants {
+            if self.book.source(t) == Some(TenantSource::Api) {
+                return Err(EngineError::invalid_config(format!(
+                    "tenants: '{}' is a tenant made over the API; delete it there first",
+                    t.0
+                )));
+            }
+        }
+        let before: Vec<TenantId> = self
+            .book
+            .entries
+            .read()
+            .iter()
+            .filter(|(_, s)| *s == TenantSource::Config)
+            .map(|(t, _)| t.clone())
+            .collect();
+        let mut replaced = vec![self.default_tenant.clone()];
+        replaced.extend(before.iter().cloned());
+        replaced.extend(tenants.iter().map(|(t, _, _)| t.clone()));
+        let all_users = users
+            .into_iter()
+            .map(|u| (self.default_tenant.clone(), u))
+            .chain(
+                tenants
+                    .iter()
+                    .flat_map(|(t, us, _)| us.iter().map(|u| (t.clone(), u.clone()))),
+            )
+            .collect();
+        let gone = self
+            .options
+            .auth
+            .replace_users(&replaced, all_users, token)
+            .map_err(EngineError::invalid_config)?;
+        let removed: Vec<TenantId> = before
+            .iter()
+            .filter(|t| !tenants.iter().any(|(n, _, _)| n == *t))
+            .cloned()
+            .collect();
+        let mut added = Vec::new();
+        {
+            let mut entries = self.book.entries.write();
+            let mut limits = self.book.limits.write();
+            entries.retain(|(t, _)| !removed.contains(t));
+            for t in &removed {
+                limits.remove(t);
+            }
+            for (t, _, l) in &tenants {
+                if !entries.iter().any(|(e, _)| e == t) {
+                    entries.push((t.clone(), TenantSource::Config));
+                    added.push(t.clone());
+                }
+                if *l == TenantLimits::default() {
+                    limits.remove(t);
+                } else {
+                    limits.insert(t.clone(), *l);
+                }
+            }
+        }
+        self.book.limits_changed();
+        for t in &added {
+            self.announce(t);
+        }
+        for t in &removed {
+            self.log_out(t, |_| true);
+        }
+        for (t, user) in &gone {
+            self.log_out(t, |u| u == user.as_str());
+        }
+        Ok(format!(
+            "{} users logged out, {} tenants added, {} removed",
+            gone.len(),
+            added.len(),
+            removed.len()
+        ))
     }
 
     /// Closes the connections of `tenant`'s users that `which` names.

@@ -51,6 +51,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/connections"),
     ("delete", "/v1/connections/{cid}"),
     ("get", "/v1/events"),
+    ("post", "/v1/server/reload"),
     ("get", "/v1/tenants"),
     ("get", "/v1/tenants/{tenant}"),
     ("put", "/v1/tenants/{tenant}"),

@@ -705,6 +705,19 @@ pub trait Admin: Send + Sync + 'static {
     /// (HTTP requests share one client).
     fn close_client(&self, tenant: &TenantId, client: ClientId, reason: &str) -> AdminFuture<()>;
 
+    /// Reads the configuration file again and applies what can change while
+    /// the broker runs (users, tenants, permissions, their limits, the token):
+    /// what it changed, or why it was refused (the broker then keeps the
+    /// configuration it had). Fails with [`EngineError::BadRequest`] when the
+    /// broker was not started from a file it can read again.
+    fn reload_config(&self) -> AdminFuture<String> {
+        Box::pin(async {
+            Err(EngineError::BadRequest(
+                "this broker cannot reload its configuration".into(),
+            ))
+        })
+    }
+
     /// Every tenant, for operators: users (without passwords), limits, usage.
     fn tenant_infos(&self) -> Vec<TenantInfo> {
         Vec::new()

@@ -25,6 +25,11 @@ pub enum SystemEventKind {
     /// A replicated station has a replica that stayed unreachable past the
     /// re-placement time with no spare node to move it to (or it was moved).
     ReplicaDown,
+    /// The configuration was reloaded (SIGHUP, `POST /v1/server/reload`).
+    ConfigReloaded,
+    /// A configuration reload was refused; the broker kept the configuration
+    /// it had.
+    ConfigReloadFailed,
 }
 
 impl SystemEventKind {
@@ -38,6 +43,8 @@ impl SystemEventKind {
             SystemEventKind::SchemaViolation => "schema_violation",
             SystemEventKind::DeadLetter => "dead_letter",
             SystemEventKind::ReplicaDown => "replica_down",
+            SystemEventKind::ConfigReloaded => "config_reloaded",
+            SystemEventKind::ConfigReloadFailed => "config_reload_failed",
         }
     }
 }

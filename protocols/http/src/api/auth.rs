@@ -90,6 +90,20 @@ impl Authenticated {
         self.1.0
     }
 
+    /// 403 `forbidden` unless the caller is an operator; `what` names what is
+    /// refused (`"tenants"`, `"bans"`) in the message and the log.
+    pub fn operators_only(&self, what: &str) -> Result<(), AppError> {
+        if self.is_operator() {
+            return Ok(());
+        }
+        tracing::info!(user = ?self.0.user, "{what} administration refused to a tenant's user");
+        Err(AppError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("{what} are administered by the operators (the system tenant's users)"),
+        ))
+    }
+
     /// Does the caller see every tenant's connections in monitoring? The
     /// operators do; a user of another tenant sees only its tenant's.
     pub fn sees_every_tenant(&self) -> bool {

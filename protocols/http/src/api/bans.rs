@@ -64,19 +64,6 @@ pub struct BanRequest {
     pub reason: String,
 }
 
-/// 403 unless the caller is an operator.
-fn operators_only(auth: &Authenticated) -> Result<(), AppError> {
-    if auth.is_operator() {
-        return Ok(());
-    }
-    tracing::info!(user = ?auth.0.user, "ban administration refused to a tenant's user");
-    Err(AppError::new(
-        StatusCode::FORBIDDEN,
-        "forbidden",
-        "bans are administered by the operators (the system tenant's users)",
-    ))
-}
-
 /// `address` or `client_id`, else 400 `bad_request`.
 fn kind_of(name: &str) -> Result<BanKind, AppError> {
     BanKind::parse(name).ok_or_else(|| {
@@ -102,7 +89,7 @@ pub async fn list_bans(
     State(state): State<Arc<ApiState>>,
     Extension(auth): Extension<Authenticated>,
 ) -> Result<Json<BanList>, AppError> {
-    operators_only(&auth)?;
+    auth.operators_only("bans")?;
     Ok(Json(BanList {
         bans: state.engine.bans().into_iter().map(Ban::from).collect(),
     }))
@@ -128,7 +115,7 @@ pub async fn ban(
     Extension(auth): Extension<Authenticated>,
     JsonBody(request): JsonBody<BanRequest>,
 ) -> Result<Response, AppError> {
-    operators_only(&auth)?;
+    auth.operators_only("bans")?;
     let kind = kind_of(&request.kind)?;
     let ban_for = humantime::parse_duration(request.ban_for.trim()).map_err(|e| {
         AppError::new(
@@ -166,7 +153,7 @@ pub async fn lift_ban(
     Extension(auth): Extension<Authenticated>,
     ApiPath((kind, who)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, AppError> {
-    operators_only(&auth)?;
+    auth.operators_only("bans")?;
     let kind = kind_of(&kind)?;
     state.engine.lift_ban(kind, &who).await?;
     Ok(StatusCode::NO_CONTENT)

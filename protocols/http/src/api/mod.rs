@@ -210,6 +210,7 @@ fn v1_routes(state: &Arc<ApiState>) -> OpenApiRouter<Arc<ApiState>> {
         .routes(routes!(bans::list_bans, bans::ban))
         .routes(routes!(bans::lift_ban))
         .routes(routes!(server::server))
+        .routes(routes!(server::reload))
         .routes(routes!(server::cluster))
         .routes(routes!(server::remove_node))
         .routes(routes!(server::join_cluster))

@@ -481,6 +481,38 @@ pub async fn server(
     Json(figures)
 }
 
+/// What a reload changed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReloadJson {
+    /// For people: how many users were logged out, tenants added and removed.
+    pub reloaded: String,
+}
+
+/// Reload the configuration (operators only), as SIGHUP does: the file is read
+/// again; users, tenants, permissions, their limits and the token change at
+/// once, and users removed or changed are logged out. Anything else that
+/// changed refuses the whole reload (`422 invalid_config`, "config reload not
+/// supported for …"), and the broker keeps the configuration it had.
+#[utoipa::path(
+    post,
+    path = "/v1/server/reload",
+    tag = "server",
+    responses(
+        (status = 200, description = "Reloaded", body = ReloadJson),
+        (status = 400, description = "`bad_request`: the broker was not started from a configuration file", body = ErrorBody),
+        (status = 403, description = "`forbidden`: not an operator", body = ErrorBody),
+        (status = 422, description = "`invalid_config`: the file does not read or check, or changes what cannot change live; nothing changed", body = ErrorBody),
+    )
+)]
+pub async fn reload(
+    State(state): State<Arc<ApiState>>,
+    Extension(auth): Extension<super::auth::Authenticated>,
+) -> Result<Json<ReloadJson>, AppError> {
+    auth.operators_only("configuration reloads")?;
+    let reloaded = state.engine.reload_config().await?;
+    Ok(Json(ReloadJson { reloaded }))
+}
+
 /// Readiness.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReadyJson {

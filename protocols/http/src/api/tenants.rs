@@ -27,19 +27,6 @@ pub struct TenantList {
     pub tenants: Vec<TenantInfo>,
 }
 
-/// 403 unless the caller is an operator.
-fn operators_only(auth: &Authenticated) -> Result<(), AppError> {
-    if auth.is_operator() {
-        return Ok(());
-    }
-    tracing::info!(user = ?auth.0.user, "tenant administration refused to a tenant's user");
-    Err(AppError::new(
-        StatusCode::FORBIDDEN,
-        "forbidden",
-        "tenants are administered by the operators (the system tenant's users)",
-    ))
-}
-
 /// List tenants (operators only).
 #[utoipa::path(
     get,
@@ -54,7 +41,7 @@ pub async fn list_tenants(
     State(state): State<Arc<ApiState>>,
     Extension(auth): Extension<Authenticated>,
 ) -> Result<Json<TenantList>, AppError> {
-    operators_only(&auth)?;
+    auth.operators_only("tenants")?;
     Ok(Json(TenantList {
         tenants: state.engine.tenant_infos(),
     }))
@@ -77,7 +64,7 @@ pub async fn get_tenant(
     Extension(auth): Extension<Authenticated>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<TenantInfo>, AppError> {
-    operators_only(&auth)?;
+    auth.operators_only("tenants")?;
     state
         .engine
         .tenant_infos()
@@ -116,7 +103,7 @@ pub async fn put_tenant(
     ApiPath(name): ApiPath<String>,
     JsonBody(spec): JsonBody<TenantSpec>,
 ) -> Result<Response, AppError> {
-    operators_only(&auth)?;
+    auth.operators_only("tenants")?;
     let existed = state.engine.tenant_infos().iter().any(|t| t.name == name);
     let saved = state.engine.put_tenant(&name, spec).await?;
     let status = if existed {
@@ -146,7 +133,7 @@ pub async fn delete_tenant(
     Extension(auth): Extension<Authenticated>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, AppError> {
-    operators_only(&auth)?;
+    auth.operators_only("tenants")?;
     state.engine.delete_tenant(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,0 +1,189 @@
+//! Configuration reload while the broker runs (SIGHUP, `junction --signal
+//! reload`, `POST /v1/server/reload`), as nats-server's reload.
+//!
+//! The whole file is read and checked again; if it is valid and differs from
+//! the running configuration only in what can change live, it is applied at
+//! once, else nothing changes and the reason is logged and recorded as a
+//! `config_reload_failed` event.
+//!
+//! What can change: the users of `[auth]` (and `user`/`password`), the token,
+//! and `[[tenants]]`: their users, permissions and limits, tenants added or
+//! removed. Users removed or changed have their connections closed (they log in
+//! again under the new rules); a new tenant is served at once. Anything else
+//! (listen addresses, the data directory, TLS files, a tenant's exports and
+//! imports, `system_account`, `no_auth_user`, ...) is refused with "config
+//! reload not supported for KEY", because applying it would need a restart.
+
+use crate::config::{Config, ConfigError};
+use crate::engine::{StationEngine, TenantLimits};
+use junction_api::TenantId;
+use parking_lot::Mutex;
+use serde_json::Value;
+use std::sync::{Arc, Weak};
+
+/// Reads the configuration again, as at start (file, environment, flags).
+pub type ConfigLoader = Box<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
+
+/// What reloads the running configuration.
+pub struct Reloader {
+    engine: Weak<StationEngine>,
+    current: Mutex<Config>,
+    loader: Mutex<Option<ConfigLoader>>,
+}
+
+impl Reloader {
+    /// A reloader for `engine`, started with `config`; it needs a loader
+    /// ([`Reloader::set_loader`]) before it can reload.
+    pub fn new(engine: &Arc<StationEngine>, config: Config) -> Arc<Reloader> {
+        Arc::new(Reloader {
+            engine: Arc::downgrade(engine),
+            current: Mutex::new(config),
+            loader: Mutex::new(None),
+        })
+    }
+
+    /// Sets how the configuration is read again.
+    pub fn set_loader(&self, loader: ConfigLoader) {
+        *self.loader.lock() = Some(loader);
+    }
+
+    /// Reads the configuration again and applies it (blocking: bcrypt checks
+    /// may run). The outcome is logged and recorded as an event.
+    pub fn reload(&self) -> Result<String, String> {
+        let outcome = self.try_reload();
+        if let Some(engine) = self.engine.upgrade() {
+            engine.record_reload(&outcome);
+        }
+        outcome
+    }
+
+    fn try_reload(&self) -> Result<String, String> {
+        let new = {
+            let loader = self.loader.lock();
+            let load = loader
+                .as_ref()
+                .ok_or("this broker was not started from a configuration file")?;
+            load().map_err(|e| e.to_string())?
+        };
+        new.validate().map_err(|e| e.to_string())?;
+        let mut current = self.current.lock();
+        let fixed = not_reloadable(&current, &new)?;
+        if !fixed.is_empty() {
+            return Err(format!(
+                "config reload not supported for {}",
+                fixed.join(", ")
+            ));
+        }
+        let engine = self.engine.upgrade().ok_or("the broker is shutting down")?;
+        let tenants = new
+            .tenants
+            .iter()
+            .map(|t| {
+                (
+                    TenantId(Arc::from(t.name.as_str())),
+                    t.users.clone(),
+                    TenantLimits {
+                        max_connections: t.limits.max_connections.unwrap_or(0),
+                        max_streams: t.jetstream.max_streams.unwrap_or(0),
+                        max_consumers: t.jetstream.max_consumers.unwrap_or(0),
+                        max_file: t.jetstream.max_file,
+                        max_memory: t.jetstream.max_memory,
+                    },
+                )
+            })
+            .collect();
+        let what = engine
+            .reload_tenants(new.auth.all_users(), new.auth.token.clone(), tenants)
+            .map_err(|e| e.to_string())?;
+        *current = new;
+        Ok(what)
+    }
+}
+
+/// The top-level keys (with `auth.` or `tenants.` sub-keys) that differ
+/// between `old` and `new` beyond what a reload can change.
+fn not_reloadable(old: &Config, new: &Config) -> Result<Vec<String>, String> {
+    let shape = |c: &Config| -> Result<Value, String> {
+        let mut v = serde_json::to_value(c).map_err(|e| e.to_string())?;
+        if let Some(auth) = v.get_mut("auth").and_then(Value::as_object_mut) {
+            for key in ["user", "password", "users", "token"] {
+                auth.remove(key);
+            }
+        }
+        // Tenants may come and go and change users and limits; their exports
+        // and imports may not.
+        let mut links: Vec<Value> = c
+            .tenants
+            .iter()
+            .filter(|t| !t.exports.is_empty() || !t.imports.is_empty())
+            .map(|t| {
+                serde_json::json!({
+                    "name": t.name,
+                    "exports": serde_json::to_value(&t.exports).unwrap_or_default(),
+                    "imports": serde_json::to_value(&t.imports).unwrap_or_default(),
+                })
+            })
+            .collect();
+        links.sort_by_key(|l| l["name"].to_string());
+        v["tenants"] = Value::Array(links);
+        Ok(v)
+    };
+    let (a, b) = (shape(old)?, shape(new)?);
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return Ok(Vec::new());
+    };
+    let mut keys: Vec<String> = Vec::new();
+    for (k, va) in a {
+        let vb = b.get(k).unwrap_or(&Value::Null);
+        if va == vb {
+            continue;
+        }
+        match (va.as_object(), vb.as_object()) {
+            (Some(oa), Some(ob)) => {
+                for (sk, sa) in oa {
+                    if ob.get(sk) != Some(sa) {
+                        keys.push(format!("{k}.{sk}"));
+                    }
+                }
+            }
+            _ if k == "tenants" => keys.push("tenants exports and imports".into()),
+            _ => keys.push(k.clone()),
+        }
+    }
+    Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::User;
+
+    #[test]
+    fn users_tenants_and_limits_reload_and_listeners_do_not() {
+        let old = Config::default();
+        let mut new = old.clone();
+        new.auth.users = vec![User::new("alice", "pw")];
+        new.auth.token = Some("t".into());
+        new.tenants = vec![crate::config::TenantConfig {
+            name: "acme".into(),
+            users: vec![User::new("bob", "pw")],
+            ..Default::default()
+        }];
+        assert_eq!(not_reloadable(&old, &new).unwrap(), Vec::<String>::new());
+        new.nats_listen = "127.0.0.1:5222".into();
+        new.auth.no_auth_user = Some("alice".into());
+        new.tenants[0].exports = vec![crate::config::ExportConfig {
+            stream: "a.>".into(),
+        }];
+        let mut keys = not_reloadable(&old, &new).unwrap();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "auth.no_auth_user",
+                "nats_listen",
+                "tenants exports and imports"
+            ]
+        );
+    }
+}
