@@ -8,7 +8,6 @@
 use junction::cli::ServeArgs;
 use junction_conformance::start_in;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -44,54 +43,6 @@ permissions = { publish = { deny = [">"] }, subscribe = ["svc.>"], allow_respons
 user = "req"
 password = "pw"
 "#;
-
-/// A nats-server process on a free loopback port, stopped when dropped.
-struct NatsServer {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn nats_server() -> NatsServer {
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let conf = dir.path().join("server.conf");
-    std::fs::write(
-        &conf,
-        format!("listen: \"127.0.0.1:{port}\"\n{NATS_SERVER_CONF}"),
-    )
-    .unwrap();
-    let child = Command::new("nats-server")
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server is installed (scripts/test installs it)");
-    let server = NatsServer {
-        child,
-        addr: format!("127.0.0.1:{port}").parse().unwrap(),
-        _dir: dir,
-    };
-    for _ in 0..100 {
-        if TcpStream::connect(server.addr).await.is_ok() {
-            return server;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("nats-server did not start");
-}
 
 /// A raw NATS connection.
 struct Raw {
@@ -219,7 +170,7 @@ async fn transcript(addr: SocketAddr) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_raw_probe_gets_nats_servers_exact_bytes() {
-    let reference = nats_server().await;
+    let reference = crate::common::NatsServer::start(NATS_SERVER_CONF).await;
     let expected = transcript(reference.addr).await;
 
     let dir = tempfile::tempdir().unwrap();

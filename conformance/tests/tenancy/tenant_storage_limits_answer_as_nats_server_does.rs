@@ -20,9 +20,7 @@ use crate::support::{V4, V5, v4_options, v5_options};
 use junction::cli::ServeArgs;
 use junction_conformance::{TestBroker, mqtt_broker_with, start_in};
 use serde_json::{Value, json};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Command, Stdio};
 
 /// `max_file: 1M` is 1,000,000 bytes (nats-server's `M`; `MB` would be 2^20).
 const MAX_FILE: u64 = 1_000_000;
@@ -38,20 +36,6 @@ accounts {
 }
 "#;
 
-/// A nats-server process on a free loopback port, stopped when dropped.
-struct NatsServer {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn nats_server_installed() -> bool {
     Command::new("nats-server")
         .arg("--version")
@@ -59,44 +43,6 @@ fn nats_server_installed() -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
-}
-
-async fn nats_server() -> NatsServer {
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let conf = dir.path().join("server.conf");
-    let store = dir.path().join("js");
-    std::fs::write(
-        &conf,
-        format!(
-            "listen: \"127.0.0.1:{port}\"\njetstream {{ store_dir: \"{}\" }}\n{ACCOUNTS}",
-            store.display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new("nats-server")
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server starts");
-    let server = NatsServer {
-        child,
-        addr: format!("127.0.0.1:{port}").parse().unwrap(),
-        _dir: dir,
-    };
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(server.addr).await.is_ok() {
-            return server;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("nats-server did not start");
 }
 
 /// Junction started from the same nats-server file.
@@ -300,7 +246,10 @@ async fn jetstream_answers_as_nats_server_from_the_same_conf() {
         eprintln!("nats-server is not installed: the comparison with it is skipped");
         return;
     }
-    let reference = nats_server().await;
+    let reference = crate::common::NatsServer::start(&format!(
+        "jetstream {{ store_dir: \"{{store}}\" }}\n{ACCOUNTS}"
+    ))
+    .await;
     let want = transcript(&format!("nats://{}", reference.addr)).await;
     assert_eq!(
         got.steps, want.steps,
