@@ -157,6 +157,12 @@ pub struct ServeArgs {
     /// Print the version and exit.
     #[arg(short = 'v', long = "version")]
     pub version: bool,
+    /// Send a signal to a running broker and exit, as nats-server's `--signal`:
+    /// `reload` (SIGHUP), `ldm` (SIGUSR2, lame duck), `quit` (SIGINT), `term`
+    /// (SIGTERM) or `stop` (SIGKILL), with `=PID`, or the process id read from
+    /// `-P FILE` (or the configuration's `pid_file`).
+    #[arg(long = "signal", value_name = "SIGNAL[=PID]")]
+    pub signal: Option<String>,
     /// Cluster listener, host:port (nats-server `--cluster nats://H:P` and
     /// `--cluster_listen` are accepted too). Clustering is off without it.
     #[arg(
@@ -220,6 +226,7 @@ const GO_LONG_FLAGS: &[&str] = &[
     "tlskey",
     "tlscacert",
     "tlsverify",
+    "signal",
 ];
 
 /// Rewrites Go-style flags into the form clap parses.
@@ -244,6 +251,7 @@ pub fn normalize_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
         let mapped: Vec<String> = match name {
             "js" => vec!["--jetstream".into()],
             "sd" => vec!["--store_dir".into()],
+            "sl" => vec!["--signal".into()],
             "DV" | "DVV" => vec!["-D".into(), "-V".into()],
             "VV" => vec!["-V".into()],
             n if GO_LONG_FLAGS.contains(&n) => vec![format!("--{n}")],

@@ -1,5 +1,6 @@
 //! `junction lame-duck`: puts a running broker into lame-duck mode and waits, for
-//! a Kubernetes `preStop` hook (nats-server's `--signal ldm`).
+//! a Kubernetes `preStop` hook (nats-server's `--signal ldm`); and `junction
+//! --signal SIGNAL[=PID]`, nats-server's way to signal a running broker.
 //!
 //! It sends SIGUSR2 to the broker (by `--pid` or `--pid-file`). The broker then
 //! answers `/readyz` with 503 (`not_ready`), so Services and load balancers stop
@@ -77,4 +78,81 @@ fn signal(args: &LameDuckArgs) -> Result<i32, String> {
 #[cfg(not(unix))]
 fn signal(_args: &LameDuckArgs) -> Result<i32, String> {
     Err("lame-duck mode needs signals (Unix only)".into())
+}
+
+/// `junction --signal SIGNAL[=PID]` (nats-server's): sends `SIGNAL` to the
+/// broker whose process id is given, or read from `-P FILE` or the
+/// configuration's `pid_file`, and exits 0, or 1 with the reason.
+pub fn send_signal(spec: &str, args: &crate::cli::ServeArgs) -> ExitCode {
+    match signal_by_name(spec, args) {
+        Ok((name, pid)) => {
+            println!("junction: sent {name} to process {pid}");
+            ExitCode::SUCCESS
+        }
+        Err(reason) => {
+            eprintln!("junction: --signal {spec}: {reason}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(unix)]
+fn signal_by_name(spec: &str, args: &crate::cli::ServeArgs) -> Result<(String, i32), String> {
+    use rustix::process::{Pid, Signal, kill_process};
+    let (name, pid) = match spec.split_once('=') {
+        Some((n, p)) => (
+            n,
+            Some(
+                p.trim()
+                    .parse::<i32>()
+                    .map_err(|_| format!("'{p}' is not a process id"))?,
+            ),
+        ),
+        None => (spec, None),
+    };
+    let (signal, label) = match name {
+        "reload" => (Signal::HUP, "SIGHUP (reload)"),
+        "ldm" => (Signal::USR2, "SIGUSR2 (lame-duck mode)"),
+        "quit" => (Signal::INT, "SIGINT (quit)"),
+        "term" => (Signal::TERM, "SIGTERM (stop after draining)"),
+        "stop" => (Signal::KILL, "SIGKILL (stop at once)"),
+        "reopen" => {
+            return Err(
+                "Junction does not reopen its log file; rotate it with copytruncate".into(),
+            );
+        }
+        other => {
+            return Err(format!(
+                "unknown signal '{other}': give reload, ldm, quit, term or stop"
+            ));
+        }
+    };
+    let raw = match pid {
+        Some(p) => p,
+        None => {
+            let file = match &args.pid {
+                Some(f) => f.clone(),
+                None => args
+                    .load()
+                    .map_err(|e| e.to_string())?
+                    .pid_file
+                    .ok_or("say which broker: SIGNAL=PID, or -P FILE (its pid file)")?,
+            };
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| format!("cannot read pid file {}: {e}", file.display()))?;
+            text.trim()
+                .parse()
+                .map_err(|_| format!("pid file {} holds no process id", file.display()))?
+        }
+    };
+    let target = Pid::from_raw(raw)
+        .filter(|_| raw > 0)
+        .ok_or_else(|| format!("{raw} is not a process id"))?;
+    kill_process(target, signal).map_err(|e| format!("cannot signal process {raw}: {e}"))?;
+    Ok((label.to_string(), raw))
+}
+
+#[cfg(not(unix))]
+fn signal_by_name(_spec: &str, _args: &crate::cli::ServeArgs) -> Result<(String, i32), String> {
+    Err("signals are Unix only".into())
 }

@@ -57,6 +57,9 @@ fn colour_on_stderr() -> bool {
 }
 
 fn serve(args: &ServeArgs) -> ExitCode {
+    if let Some(signal) = &args.signal {
+        return junction::lame_duck::send_signal(signal, args);
+    }
     let config = match args.load() {
         Ok(c) => c,
         Err(e) => {

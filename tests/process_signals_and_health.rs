@@ -318,7 +318,7 @@ async fn sighup_reloads_users_and_tenants_and_keeps_the_old_configuration_when_i
     )
     .unwrap();
     let path = file.display().to_string();
-    let mut broker = Broker::start_with(dir.path(), &["-c", &path]).await;
+    let mut broker = Broker::start_with(dir.path(), &["-c", &path, "-P", "junction.pid"]).await;
     let mut alice = raw_login(&broker, "alice").await.expect("alice logs in");
     assert!(
         raw_login(&broker, "bob").await.is_err(),
@@ -349,9 +349,21 @@ async fn sighup_reloads_users_and_tenants_and_keeps_the_old_configuration_when_i
         .await
         .expect("carol logs in, in acme");
 
-    // A broken file keeps what runs, and says why.
+    // A broken file keeps what runs, and says why. (nats-server's way to send
+    // the signal: `--signal reload` with the pid file.)
     std::fs::write(&file, "[auth\nusers = ").unwrap();
-    broker.signal("HUP");
+    let sent = run_to_exit(
+        dir.path(),
+        &["--signal", "reload", "-P", "junction.pid"],
+        &[],
+    )
+    .await;
+    assert!(sent.status.success(), "{}", text(&sent.stderr));
+    assert!(
+        text(&sent.stdout).contains("sent SIGHUP (reload) to process"),
+        "{}",
+        text(&sent.stdout)
+    );
     let line = broker
         .wait_for_line("configuration reload refused, the previous configuration stays")
         .await;
@@ -415,6 +427,14 @@ async fn sighup_reloads_users_and_tenants_and_keeps_the_old_configuration_when_i
         .collect();
     assert!(kinds.contains(&"config_reloaded"), "{events}");
     assert!(kinds.contains(&"config_reload_failed"), "{events}");
+    let refused = run_to_exit(dir.path(), &["-sl", "bogus=1"], &[]).await;
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        text(&refused.stderr)
+            .contains("unknown signal 'bogus': give reload, ldm, quit, term or stop"),
+        "{}",
+        text(&refused.stderr)
+    );
     assert_eq!(broker.terminate().await, Some(0));
 }
 
