@@ -373,6 +373,14 @@ pub struct Limits {
     /// Time a client has to authenticate when auth is on.
     #[serde(with = "humantime_serde")]
     pub auth_timeout: Duration,
+    /// Fence stored writes when the data directory's file system is this full,
+    /// in percent (1 to 100; 0: never). Core messages, reads, acks and purges
+    /// go on; stored writes resume by themselves once it is below again.
+    pub disk_max_used_percent: u8,
+    /// Fence stored writes, too, when less than this is free on the data
+    /// directory's file system: bytes or a size (`"512MiB"`); unset: no floor.
+    #[serde(deserialize_with = "crate::byte_size::optional")]
+    pub disk_min_free: Option<u64>,
 }
 
 impl Default for Limits {
@@ -390,6 +398,8 @@ impl Default for Limits {
             ping_interval: Duration::from_secs(120),
             max_pings_out: 2,
             auth_timeout: Duration::from_secs(2),
+            disk_max_used_percent: 95,
+            disk_min_free: None,
         }
     }
 }
@@ -887,6 +897,12 @@ impl Config {
         self.cluster.validate()?;
         if self.limits.max_payload == 0 {
             return Err(ConfigError("limits.max_payload must be more than 0".into()));
+        }
+        if self.limits.disk_max_used_percent > 100 {
+            return Err(ConfigError(format!(
+                "limits.disk_max_used_percent must be 0 (never) to 100, not {}",
+                self.limits.disk_max_used_percent
+            )));
         }
         if self.limits.max_control_line < 64 {
             return Err(ConfigError(

@@ -379,6 +379,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 .collect(),
             imports: config.stream_imports()?,
             exports: config.exports(),
+            disk: crate::engine::DiskPolicy {
+                max_used_percent: config.limits.disk_max_used_percent,
+                min_free: config.limits.disk_min_free,
+            },
             system_tenant: config
                 .system_tenant()?
                 .map(|n| junction_api::TenantId(std::sync::Arc::from(n.as_str()))),
@@ -700,7 +704,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                     _ = token.cancelled() => break,
                     _ = tick.tick() => {
                         let engine = engine.clone();
-                        let _ = tokio::task::spawn_blocking(move || engine.expire_stations()).await;
+                        // Expiry, then the disk self-check (it frees space first).
+                        let _ = tokio::task::spawn_blocking(move || {
+                            engine.expire_stations();
+                            engine.check_disk();
+                        })
+                        .await;
                     }
                 }
             }

@@ -771,7 +771,14 @@ async fn full_disk_fails_readiness_and_health_and_keeps_counts_honest() {
         }
     };
     let args = loopback_args("mnt/data");
-    let broker = Broker::start(dir.path(), &strs(&args), &[]).await;
+    // The fence that refuses stored writes before the disk is full is off here:
+    // this is what happens when a write fails all the same.
+    let broker = Broker::start(
+        dir.path(),
+        &strs(&args),
+        &[("JUNCTION_LIMITS__DISK_MAX_USED_PERCENT", "0")],
+    )
+    .await;
     let nats = async_nats::connect(broker.nats.to_string()).await.unwrap();
     let js = async_nats::jetstream::new(nats.clone());
     js.create_stream(async_nats::jetstream::stream::Config {
@@ -899,6 +906,204 @@ async fn full_disk_fails_readiness_and_health_and_keeps_counts_honest() {
     assert_eq!(station["state"]["last_seq"], 10, "{station}");
     assert_eq!(station["state"]["num_deleted"], 0, "{station}");
 
+    broker.stop().await;
+}
+
+/// The file system's use of `path`, in percent.
+fn used_percent(path: &Path) -> f64 {
+    let out = std::process::Command::new("df")
+        .args(["--output=pcent"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .last()
+        .unwrap_or("")
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .unwrap_or(0.0)
+}
+
+/// Fills `path` until the file system holds at least `percent` (and less than
+/// all of it).
+fn fill_to(mnt: &Path, path: &Path, percent: f64) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).unwrap();
+    let chunk = vec![0x5Au8; 256 * 1024];
+    while used_percent(mnt) < percent {
+        f.write_all(&chunk).unwrap();
+        f.sync_all().unwrap();
+    }
+}
+
+/// Polls `/readyz` until its status is `want`; the last body.
+async fn until_ready_is(broker: &Broker, want: u16) -> Value {
+    let deadline = tokio::time::Instant::now() + GUARD;
+    loop {
+        let (status, body) = get_json(&broker.http_url("/readyz")).await;
+        if status == want {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/readyz stayed {status}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_nearly_full_disk_fences_stored_writes_until_space_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt");
+    let _tmpfs = match Tmpfs::mount(&mnt, "64m") {
+        Ok(t) => t,
+        Err(why) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI runs as root and must run this: {why}"
+            );
+            println!("SKIPPED a_nearly_full_disk_fences_stored_writes_until_space_returns: {why}");
+            return;
+        }
+    };
+    let args = loopback_args("mnt/data");
+    let broker = Broker::start(
+        dir.path(),
+        &strs(&args),
+        &[("JUNCTION_LIMITS__DISK_MAX_USED_PERCENT", "80")],
+    )
+    .await;
+    let nats = async_nats::connect(broker.nats.to_string()).await.unwrap();
+    let js = async_nats::jetstream::new(nats.clone());
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "FENCE".into(),
+        subjects: vec!["fence.>".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    js.publish("fence.a", "before".into())
+        .await
+        .unwrap()
+        .await
+        .expect("stored before the disk fills");
+    let mut core = nats.subscribe("live.>").await.unwrap();
+    nats.flush().await.unwrap();
+
+    // Past the mark: readiness fails with the reason, liveness holds.
+    fill_to(&mnt, &mnt.join("filler"), 85.0);
+    let body = until_ready_is(&broker, 503).await;
+    assert_eq!(body["error"]["code"], "storage_full", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("limits.disk_max_used_percent = 80"),
+        "{body}"
+    );
+    assert_eq!(get_json(&broker.http_url("/healthz")).await.0, 200);
+
+    // Stored writes are refused on every protocol, with nothing stored.
+    let reply = nats.request("fence.a", "fenced".into()).await.unwrap();
+    let ack: Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert_eq!(
+        ack,
+        json!({"error": {"code": 500, "err_code": 10047,
+            "description": "insufficient storage resources available"}}),
+        "{ack}"
+    );
+    let r = reqwest::Client::new()
+        .post(broker.http_url("/v1/subjects/fence.b"))
+        .body("fenced")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 507);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "storage_full", "{body}");
+    let mqtt = broker.mqtt.expect("MQTT listener");
+    let mut o = rumqttc::v5::MqttOptions::new("fenced-device", "127.0.0.1", mqtt.port());
+    o.set_keep_alive(Duration::from_secs(30));
+    let (client, mut events) = rumqttc::v5::AsyncClient::new(o, 10);
+    client
+        .publish(
+            "fence/c",
+            rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+            false,
+            "fenced",
+        )
+        .await
+        .unwrap();
+    let reason = tokio::time::timeout(GUARD, async {
+        loop {
+            if let Ok(rumqttc::v5::Event::Incoming(rumqttc::v5::mqttbytes::v5::Packet::PubAck(a))) =
+                events.poll().await
+            {
+                return a.reason;
+            }
+        }
+    })
+    .await
+    .expect("a PUBACK");
+    assert_eq!(
+        reason,
+        rumqttc::v5::mqttbytes::v5::PubAckReason::QuotaExceeded
+    );
+    // Core messages still flow.
+    nats.publish("live.x", "still flowing".into())
+        .await
+        .unwrap();
+    let m = tokio::time::timeout(GUARD, futures::StreamExt::next(&mut core))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&m.payload[..], b"still flowing");
+    let info = js
+        .get_stream("FENCE")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .clone();
+    assert_eq!(
+        info.state.messages, 1,
+        "nothing stored while fenced: {:?}",
+        info.state
+    );
+
+    // Space returns: stored writes resume by themselves, no restart.
+    std::fs::remove_file(mnt.join("filler")).unwrap();
+    until_ready_is(&broker, 200).await;
+    let ack = js
+        .publish("fence.a", "after".into())
+        .await
+        .unwrap()
+        .await
+        .expect("stored again");
+    assert_eq!(ack.sequence, 2);
+    let (_, events) = get_json(&broker.http_url("/v1/events?limit=1000")).await;
+    let kinds: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "storage_full").count(),
+        1,
+        "the alarm fires once: {kinds:?}"
+    );
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == "storage_full_cleared")
+            .count(),
+        1
+    );
     broker.stop().await;
 }
 

@@ -20,6 +20,7 @@
 pub mod auth;
 mod cluster;
 mod dead_letter;
+mod disk_guard;
 mod events;
 mod forward;
 mod group;
@@ -61,6 +62,7 @@ use std::time::SystemTime;
 use trie::{SubjectTrie, Subscription};
 
 pub use auth::{Authenticator, PermissionsConfig, RulesConfig, StringList, User};
+pub use disk_guard::DiskPolicy;
 
 pub use join::{RestartHook, join_routes};
 
@@ -88,6 +90,8 @@ pub struct EngineOptions {
     /// The tenant whose users are the operators (`$SYS`, or `system_account`);
     /// none: the default tenant's users are.
     pub system_tenant: Option<TenantId>,
+    /// When stored writes are fenced on a nearly full disk.
+    pub disk: DiskPolicy,
 }
 
 /// Messages one tenant publishes on `filter` are delivered in tenant `to` too,
@@ -213,6 +217,8 @@ pub struct StationEngine {
     book: tenants::TenantBook,
     /// Reloads the configuration (`serve.rs`), installed by the server.
     reload_hook: std::sync::OnceLock<ReloadHook>,
+    /// Stored writes fenced on a nearly full disk (`disk_guard.rs`).
+    disk: disk_guard::DiskGuard,
     /// Stored bytes of tenants with a storage limit (`tenant_storage.rs`).
     storage_usage: tenant_storage::StorageUsage,
 }
@@ -270,6 +276,7 @@ impl StationEngine {
             me: me.clone(),
             book,
             reload_hook: std::sync::OnceLock::new(),
+            disk: disk_guard::DiskGuard::default(),
             options,
             start: SystemTime::now(),
             default_tenant,
@@ -1596,6 +1603,10 @@ impl Monitor for StationEngine {
             .get(&client)
             .map(describe)
             .unwrap_or_default()
+    }
+
+    fn storage_fence(&self) -> Option<String> {
+        self.disk_fence()
     }
 
     fn storage_health(&self) -> Result<(), String> {

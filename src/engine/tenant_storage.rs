@@ -170,12 +170,14 @@ impl StationEngine {
     }
 
     /// Counts `message`, about to be stored in `station`, into its tenant's
-    /// stored bytes; refuses it when they would pass the tenant's limit.
+    /// stored bytes; refuses it when they would pass the tenant's limit, or
+    /// while stored writes are fenced on a nearly full disk (`disk_guard.rs`).
     pub(crate) fn admit_to_tenant_storage(
         &self,
         station: &Station,
         message: &Message,
     ) -> Result<(), EngineError> {
+        self.admit_to_disk()?;
         if !self.book.storage_limited() {
             return Ok(());
         }

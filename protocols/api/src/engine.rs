@@ -805,6 +805,12 @@ pub trait Monitor: Send + Sync + 'static {
     /// loads and a directory size), never a write.
     fn storage_stats(&self) -> StorageStats;
 
+    /// Why stored writes are fenced (the data directory's disk is nearly
+    /// full), if they are: readiness fails with it while liveness holds.
+    fn storage_fence(&self) -> Option<String> {
+        None
+    }
+
     /// Whether storage still takes writes: `Err` carries why not (for instance
     /// "storage: no space left on device"). Once storage has failed it stays failed
     /// until the process restarts. Cheap: an atomic load.

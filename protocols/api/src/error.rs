@@ -301,6 +301,12 @@ pub enum EngineError {
         /// The limit, in bytes.
         limit: u64,
     },
+    /// A message was not stored: the data directory's disk is nearly full (the
+    /// reason says how full), so stored writes are fenced until space returns
+    /// ([limits] `disk_max_used_percent`, `disk_min_free`). Core messages still
+    /// flow; reads, acks and purges go on.
+    #[error("not stored: {0}")]
+    StorageFenced(String),
 }
 
 /// What a tenant's limit bounds.
@@ -375,6 +381,7 @@ impl EngineError {
             | E::MaxGroups
             | E::TenantLimit { .. }
             | E::TenantStorageFull { .. } => ErrorKind::LimitReached,
+            E::StorageFenced(_) => ErrorKind::Unavailable,
             E::SchemaViolation(_) | E::DroppedByRule(_) => ErrorKind::Rejected,
             E::ShuttingDown
             | E::Storage(_)

@@ -30,6 +30,10 @@ pub enum SystemEventKind {
     /// A configuration reload was refused; the broker kept the configuration
     /// it had.
     ConfigReloadFailed,
+    /// The data directory's disk is nearly full: stored writes are fenced.
+    StorageFull,
+    /// The disk has room again: stored writes resume.
+    StorageFullCleared,
 }
 
 impl SystemEventKind {
@@ -45,6 +49,8 @@ impl SystemEventKind {
             SystemEventKind::ReplicaDown => "replica_down",
             SystemEventKind::ConfigReloaded => "config_reloaded",
             SystemEventKind::ConfigReloadFailed => "config_reload_failed",
+            SystemEventKind::StorageFull => "storage_full",
+            SystemEventKind::StorageFullCleared => "storage_full_cleared",
         }
     }
 }

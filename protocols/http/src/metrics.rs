@@ -288,6 +288,16 @@ fn process_figures<E: Engine + ?Sized>(
     b: &Builder<'_>,
     registry: &Registry,
 ) -> prometheus::Result<()> {
+    // Alarms, for Alertmanager: 1 while raised.
+    let alarms = b.gauge_vec(
+        "alarm_active",
+        "1 while an alarm is raised (storage_full: stored writes fenced on a nearly full disk).",
+        &["name"],
+    )?;
+    alarms
+        .with_label_values(&["storage_full"])
+        .set(i64::from(engine.storage_fence().is_some()));
+
     // Storage.
     let storage = engine.storage_stats();
     b.gauge(

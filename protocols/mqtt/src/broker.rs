@@ -78,14 +78,26 @@ impl Tenant {
     }
 }
 
-/// What an inbound publish's storage came to: done, or an MQTT reason code and text.
-pub(crate) type StoreResult = Result<(), (u8, String)>;
+/// Why an inbound publish was not stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    /// The MQTT 5 reason code.
+    pub code: u8,
+    /// Why, for the log and the reason string.
+    pub why: String,
+    /// Not the message's fault (storage, a full disk, the cluster): a 3.1.1
+    /// client, which cannot be told, is not acknowledged and sends it again.
+    pub retry: bool,
+}
+
+/// What an inbound publish's storage came to: done, or why not.
+pub(crate) type StoreResult = Result<(), Refusal>;
 type OnDone = Box<dyn FnOnce(StoreResult) + Send>;
 
 /// Joins several storage completions into one answer for an inbound publish.
 pub(crate) struct AckJoin {
     remaining: AtomicUsize,
-    error: Mutex<Option<(u8, String)>>,
+    error: Mutex<Option<Refusal>>,
     on_done: Mutex<Option<OnDone>>,
 }
 
@@ -99,7 +111,7 @@ impl Drop for Part {
 
 impl AckJoin {
     /// A join that calls `on_done` once every part (and the guard) completed.
-    pub fn new(on_done: impl FnOnce(Result<(), (u8, String)>) + Send + 'static) -> Arc<Self> {
+    pub fn new(on_done: impl FnOnce(StoreResult) + Send + 'static) -> Arc<Self> {
         Arc::new(AckJoin {
             remaining: AtomicUsize::new(1),
             error: Mutex::new(None),
@@ -116,7 +128,7 @@ impl AckJoin {
             if let Err(e) = result {
                 let mut err = part.0.error.lock();
                 if err.is_none() {
-                    *err = Some((reason_of(&e), e.to_string()));
+                    *err = Some(refusal_of(&e));
                 }
             }
             drop(part);
@@ -141,13 +153,24 @@ impl AckJoin {
     }
 }
 
+/// Why a publish was not stored, as MQTT says it.
+pub(crate) fn refusal_of(e: &EngineError) -> Refusal {
+    let code = reason_of(e);
+    Refusal {
+        code,
+        why: e.to_string(),
+        retry: code == 0x80 || matches!(e, EngineError::StorageFenced(_)),
+    }
+}
+
 /// The MQTT 5 reason code for an engine refusal.
 pub(crate) fn reason_of(e: &EngineError) -> u8 {
     match e {
         EngineError::MaxMessages
         | EngineError::MaxBytes
         | EngineError::MessageTooLarge
-        | EngineError::TenantStorageFull { .. } => 0x97,
+        | EngineError::TenantStorageFull { .. }
+        | EngineError::StorageFenced(_) => 0x97,
         EngineError::AuthorizationViolation
         | EngineError::InternalSubject(_)
         | EngineError::InternalStation(_) => 0x87,

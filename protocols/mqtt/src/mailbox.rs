@@ -35,7 +35,7 @@ pub enum Event {
     /// An inbound publish's storage completed: `Ok` or an MQTT reason code and text.
     Stored {
         slot: u64,
-        result: Result<(), (u8, String)>,
+        result: crate::broker::StoreResult,
     },
     /// Send this packet (after a session write completed).
     Send(Out),

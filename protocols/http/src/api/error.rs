@@ -164,6 +164,8 @@ impl From<EngineError> for AppError {
             EngineError::TenantStorageFull { .. } => {
                 (S::INSUFFICIENT_STORAGE, "tenant_storage_full")
             }
+            // The disk is nearly full: retry once space returns.
+            EngineError::StorageFenced(_) => (S::INSUFFICIENT_STORAGE, "storage_full"),
             EngineError::TenantLimit { .. } => (S::TOO_MANY_REQUESTS, "tenant_limit"),
             EngineError::WrongLastSequence(_) => (S::CONFLICT, "wrong_last_sequence"),
             EngineError::WrongLastSubjectSequence(_) => {

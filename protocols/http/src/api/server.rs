@@ -530,7 +530,7 @@ pub struct ReadyJson {
     security(()),
     responses(
         (status = 200, description = "Ready", body = ReadyJson),
-        (status = 503, description = "Not ready: starting or shutting down (`not_ready`), or storage failed (`storage_unavailable`)", body = ErrorBody),
+        (status = 503, description = "Not ready: starting or shutting down (`not_ready`), storage failed (`storage_unavailable`), or stored writes are fenced on a nearly full disk (`storage_full`)", body = ErrorBody),
     )
 )]
 pub async fn readyz(State(state): State<Arc<ApiState>>) -> Result<Json<ReadyJson>, AppError> {
@@ -546,6 +546,14 @@ pub async fn readyz(State(state): State<Arc<ApiState>>) -> Result<Json<ReadyJson
             StatusCode::SERVICE_UNAVAILABLE,
             "storage_unavailable",
             reason,
+        ));
+    }
+    // A nearly full disk: not ready for stored traffic (alive all the same).
+    if let Some(reason) = state.engine.storage_fence() {
+        return Err(AppError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_full",
+            format!("stored writes fenced: {reason}"),
         ));
     }
     Ok(Json(ReadyJson {

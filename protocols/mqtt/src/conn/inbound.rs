@@ -169,16 +169,16 @@ where
                 break;
             };
             let (code, why) = match p.result {
-                Some(Err((code, why))) => {
+                Some(Err(crate::broker::Refusal { code, why, retry })) => {
                     tracing::warn!(client_id = %self.client_id, pkid = p.pkid, code, "MQTT publish refused: {why}");
-                    if !self.v5 && code == 0x80 {
-                        // 3.1.1 cannot refuse a publish. When the broker failed to
-                        // store it (not the message's fault), it is not acknowledged
-                        // and the connection closes, so the client sends it again
-                        // later. A message refused for what it is (ACL, schema,
-                        // quota) is acknowledged and dropped, as mosquitto does: a
-                        // resend would be refused again.
-                        self.disconnect(code, &why).await;
+                    if !self.v5 && retry {
+                        // 3.1.1 cannot refuse a publish. When the broker could not
+                        // store it (not the message's fault: storage, a full disk),
+                        // it is not acknowledged and the connection closes, so the
+                        // client sends it again later. A message refused for what
+                        // it is (ACL, schema, quota) is acknowledged and dropped,
+                        // as mosquitto does: a resend would be refused again.
+                        self.disconnect(0x80, &why).await;
                         return false;
                     }
                     (code, Some(why))

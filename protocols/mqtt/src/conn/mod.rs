@@ -195,7 +195,7 @@ struct PendingIn {
     slot: u64,
     pkid: u16,
     qos: u8,
-    result: Option<Result<(), (u8, String)>>,
+    result: Option<crate::broker::StoreResult>,
 }
 
 /// Why the connection ended.

@@ -380,6 +380,9 @@ pub fn api_error(e: &EngineError) -> ApiError {
         } => JsErrorCode::MemoryResourcesExceeded.error(),
         // nats-server's publish path when `wouldExceedLimits` holds.
         EngineError::TenantStorageFull { .. } => JsErrorCode::AccountResourcesExceeded.error(),
+        // The disk is nearly full: nats-server's answer when its store is out
+        // of resources.
+        EngineError::StorageFenced(_) => JsErrorCode::StorageResourcesExceeded.error(),
         EngineError::InvalidGroupConfig(g) => group_config_code(g).map_or_else(
             || JsErrorCode::ConsumerCreate.with_err(description(e)),
             JsErrorCode::error,

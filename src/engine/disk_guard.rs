@@ -1,0 +1,197 @@
+//! Fencing stored writes before the disk is full.
+//!
+//! A self-check ([`StationEngine::check_disk`], every second) reads the data
+//! directory's file system (`statvfs`). When it is `disk_max_used_percent`
+//! full, or has less than `disk_min_free` free, stored writes are fenced:
+//! every protocol's publish into a station is refused ([`EngineError::StorageFenced`]:
+//! JetStream 10047, HTTP 507, MQTT 5 0x97, MQTT 3.1.1 not acknowledged), while
+//! core publish/subscribe, reads, acks and purges go on, so consumers can make
+//! room. Once the file system is back under the mark (by one percent, so the
+//! fence does not flap), stored writes resume on their own. Each change is
+//! logged and recorded as an event once (`storage_full`, `storage_full_cleared`),
+//! and `/readyz` answers 503 while the fence is up (`/healthz` stays 200: a
+//! restart frees nothing). nats-server switches JetStream off instead; a fence
+//! keeps the store whole and needs no restart.
+//!
+//! Publishing pays one atomic load for it.
+
+use super::StationEngine;
+use junction_api::{EngineError, SystemEventKind};
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// When to fence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskPolicy {
+    /// Fence at this percent used (0: never).
+    pub max_used_percent: u8,
+    /// Fence below this many free bytes (none: no floor).
+    pub min_free: Option<u64>,
+}
+
+impl Default for DiskPolicy {
+    fn default() -> Self {
+        DiskPolicy {
+            max_used_percent: 95,
+            min_free: None,
+        }
+    }
+}
+
+/// The fence and why it is up.
+#[derive(Debug, Default)]
+pub(crate) struct DiskGuard {
+    fenced: AtomicBool,
+    reason: Mutex<Option<String>>,
+}
+
+/// A file system's size and what is free for the broker, in bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DiskUse {
+    pub total: u64,
+    pub available: u64,
+}
+
+impl DiskUse {
+    fn used_percent(&self) -> f64 {
+        if self.total == 0 {
+            return 0.0;
+        }
+        100.0 * (self.total.saturating_sub(self.available)) as f64 / self.total as f64
+    }
+}
+
+/// Why `disk` is over `policy`, if it is (`slack`: percent taken off the mark,
+/// so that a fence clears only once clearly under it).
+fn over(policy: &DiskPolicy, disk: DiskUse, slack: f64) -> Option<String> {
+    let used = disk.used_percent();
+    if policy.max_used_percent > 0 && used >= f64::from(policy.max_used_percent) - slack {
+        return Some(format!(
+            "the data directory's disk is {used:.1}% full (limits.disk_max_used_percent = {})",
+            policy.max_used_percent
+        ));
+    }
+    match policy.min_free {
+        Some(min) if (disk.available as f64) < min as f64 * (1.0 + slack / 100.0) => Some(format!(
+            "the data directory's disk has {} bytes free (limits.disk_min_free = {min})",
+            disk.available
+        )),
+        _ => None,
+    }
+}
+
+/// The file system under `path`.
+#[cfg(unix)]
+pub(crate) fn disk_use(path: &std::path::Path) -> Option<DiskUse> {
+    let s = rustix::fs::statvfs(path).ok()?;
+    Some(DiskUse {
+        total: s.f_blocks.saturating_mul(s.f_frsize),
+        available: s.f_bavail.saturating_mul(s.f_frsize),
+    })
+}
+
+#[cfg(not(unix))]
+pub(crate) fn disk_use(_path: &std::path::Path) -> Option<DiskUse> {
+    None
+}
+
+impl StationEngine {
+    /// Refuses a stored write while the fence is up.
+    pub(crate) fn admit_to_disk(&self) -> Result<(), EngineError> {
+        if !self.disk.fenced.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let reason = self.disk.reason.lock().clone().unwrap_or_default();
+        Err(EngineError::StorageFenced(reason))
+    }
+
+    /// Why stored writes are fenced, if they are.
+    pub(crate) fn disk_fence(&self) -> Option<String> {
+        if !self.disk.fenced.load(Ordering::Acquire) {
+            return None;
+        }
+        self.disk.reason.lock().clone()
+    }
+
+    /// The self-check: raises or clears the fence for the data directory's
+    /// file system as it is now. Cheap (one `statvfs`); call it every second.
+    pub fn check_disk(&self) {
+        let policy = self.options.disk;
+        let Some(disk) = disk_use(self.store().path()) else {
+            return;
+        };
+        let up = self.disk.fenced.load(Ordering::Acquire);
+        // Raised at the mark; cleared one percent under it.
+        let reason = over(&policy, disk, if up { 1.0 } else { 0.0 });
+        match (up, reason) {
+            (false, Some(why)) => {
+                *self.disk.reason.lock() = Some(why.clone());
+                self.disk.fenced.store(true, Ordering::Release);
+                tracing::error!(
+                    "stored writes fenced: {why}; core messages, reads, acks and purges go on"
+                );
+                self.events.record(
+                    SystemEventKind::StorageFull,
+                    super::events::About {
+                        tenant: self.system_tenant(),
+                        ..Default::default()
+                    },
+                    format!("stored writes fenced: {why}"),
+                );
+            }
+            (true, None) => {
+                self.disk.fenced.store(false, Ordering::Release);
+                *self.disk.reason.lock() = None;
+                let used = disk.used_percent();
+                tracing::warn!(
+                    "stored writes resume: the data directory's disk is {used:.1}% full"
+                );
+                self.events.record(
+                    SystemEventKind::StorageFullCleared,
+                    super::events::About {
+                        tenant: self.system_tenant(),
+                        ..Default::default()
+                    },
+                    format!("stored writes resume: the disk is {used:.1}% full"),
+                );
+            }
+            (true, Some(why)) => *self.disk.reason.lock() = Some(why),
+            (false, None) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fence_rises_at_the_mark_and_clears_under_it() {
+        let policy = DiskPolicy {
+            max_used_percent: 90,
+            min_free: Some(100),
+        };
+        let disk = |used: u64, total: u64| DiskUse {
+            total,
+            available: total - used,
+        };
+        assert!(over(&policy, disk(89_000, 100_000), 0.0).is_none());
+        assert!(over(&policy, disk(90_000, 100_000), 0.0).is_some());
+        // Up: it clears only one percent under the mark.
+        assert!(over(&policy, disk(89_500, 100_000), 1.0).is_some());
+        assert!(over(&policy, disk(88_900, 100_000), 1.0).is_none());
+        // The floor of free bytes.
+        let small = DiskPolicy {
+            max_used_percent: 0,
+            min_free: Some(1000),
+        };
+        assert!(over(&small, disk(9_500, 10_000), 0.0).is_some());
+        assert!(over(&small, disk(8_000, 10_000), 0.0).is_none());
+        // Off.
+        let off = DiskPolicy {
+            max_used_percent: 0,
+            min_free: None,
+        };
+        assert!(over(&off, disk(10_000, 10_000), 0.0).is_none());
+    }
+}
