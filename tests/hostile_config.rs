@@ -868,6 +868,11 @@ async fn full_disk_fails_readiness_and_health_and_keeps_counts_honest() {
     let monitor = broker.monitor.unwrap();
     let (status, _) = get_json(&format!("http://{monitor}/healthz")).await;
     assert_eq!(status, 503);
+    // nats-server's `js-server-only`: the server alone is alive.
+    let (status, body) = get_json(&broker.http_url("/healthz?js-server-only=true")).await;
+    assert_eq!((status, body), (200, json!({"status": "ok"})));
+    let (status, _) = get_json(&broker.http_url("/healthz?js-enabled-only=true")).await;
+    assert_eq!(status, 503);
 
     // The counts are those of what was stored: ten.
     let info = js

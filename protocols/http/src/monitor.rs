@@ -115,12 +115,37 @@ fn pretty(value: &impl Serialize) -> Response {
     }
 }
 
+/// `/healthz`'s query, as nats-server's.
+#[derive(Debug, Default, serde::Deserialize)]
+struct HealthQuery {
+    /// Only the server, not its storage (JetStream).
+    #[serde(rename = "js-server-only", default)]
+    js_server_only: Option<String>,
+    /// Accepted: JetStream (stations) is always on here.
+    #[serde(rename = "js-enabled-only", default)]
+    _js_enabled_only: Option<String>,
+}
+
 /// nats-server's `/healthz`: `{"status":"ok"}`, or 503 with
 /// `{"status":"unavailable","error":…}` when storage has failed (nats-server does
 /// the same when JetStream cannot write). A failed store only recovers by
 /// restarting, which is what an orchestrator's liveness probe does on a 503.
-async fn healthz<E: Engine>(State(state): State<Arc<MonitorState<E>>>) -> Response {
-    let (status, body) = match state.engine.storage_health() {
+/// `?js-server-only=true` asks about the server alone (200 while it runs);
+/// `?js-enabled-only=true` is accepted (stations are always on).
+async fn healthz<E: Engine>(
+    State(state): State<Arc<MonitorState<E>>>,
+    query: Result<Query<HealthQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let server_only = query
+        .ok()
+        .and_then(|Query(q)| q.js_server_only)
+        .is_some_and(|v| !matches!(v.as_str(), "false" | "0" | "f" | "F" | "FALSE"));
+    let storage = if server_only {
+        Ok(())
+    } else {
+        state.engine.storage_health()
+    };
+    let (status, body) = match storage {
         Ok(()) => (StatusCode::OK, json!({"status": "ok"})),
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
