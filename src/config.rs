@@ -224,6 +224,33 @@ pub struct Mqtt {
     pub sys_interval: Duration,
     /// Topic authorization: publish and subscribe filters denied per user.
     pub acl: Vec<junction_mqtt::AclRule>,
+    /// Flapping detection (EMQX's): a client id that connects `max_count`
+    /// times within `window` is banned for `ban_for` (0: off, the default).
+    pub flapping: Flapping,
+}
+
+/// `[mqtt] flapping = { max_count = 15, window = "1m", ban_for = "5m" }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Flapping {
+    /// Connects of one client id within `window` that ban it (0: never).
+    pub max_count: u32,
+    /// The window connects are counted in.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// How long the ban lasts.
+    #[serde(with = "humantime_serde")]
+    pub ban_for: Duration,
+}
+
+impl Default for Flapping {
+    fn default() -> Self {
+        Flapping {
+            max_count: 0,
+            window: Duration::from_secs(60),
+            ban_for: Duration::from_secs(300),
+        }
+    }
 }
 
 impl Default for Mqtt {
@@ -238,6 +265,7 @@ impl Default for Mqtt {
             max_queued_messages: d.max_queued_messages,
             sys_interval: d.sys_interval,
             acl: d.acl,
+            flapping: Flapping::default(),
         }
     }
 }
@@ -751,6 +779,11 @@ impl Config {
                 ban_for: self.auth.ban_for,
             })
             .with_certificate_mapping(self.tls.enabled() && self.tls.verify_and_map)
+            .with_flapping(crate::engine::auth::BanPolicy {
+                after: self.mqtt.flapping.max_count,
+                window: self.mqtt.flapping.window,
+                ban_for: self.mqtt.flapping.ban_for,
+            })
         })
         .map_err(|e| ConfigError(format!("auth: {e}")))
     }

@@ -252,6 +252,21 @@ impl Authenticator {
         self
     }
 
+    /// Bans an MQTT client id that connects too often (flapping detection).
+    pub fn with_flapping(mut self, policy: BanPolicy) -> Self {
+        self.guard.flapping = policy;
+        self
+    }
+
+    /// An MQTT CONNECT of `client_id`, counted for flapping detection whether
+    /// or not the broker needs credentials: [`EngineError::Banned`] for a
+    /// banned id; `Ok(true)` when this connect banned it.
+    pub fn connecting(&self, client_id: &str) -> Result<bool, EngineError> {
+        self.guard
+            .connecting(client_id)
+            .map_err(|()| EngineError::Banned)
+    }
+
     /// Logins refused so far because their address or client id was banned.
     pub fn refused_banned(&self) -> u64 {
         self.guard.refused.load(Ordering::Relaxed)

@@ -495,6 +495,26 @@ impl Broker for StationEngine {
         self.options.auth.check_from(credentials, remote)
     }
 
+    fn client_connecting(
+        &self,
+        client_id: &str,
+        remote: std::net::IpAddr,
+    ) -> Result<(), EngineError> {
+        if self.options.auth.connecting(client_id)? {
+            tracing::warn!(%remote, client_id, "MQTT client id banned: it connects too often (flapping)");
+            self.events.record(
+                SystemEventKind::ClientBanned,
+                events::About {
+                    tenant: self.system_tenant(),
+                    ..Default::default()
+                },
+                format!("MQTT client id '{client_id}' from {remote} banned: it connects too often (flapping)"),
+            );
+            return Err(EngineError::Banned);
+        }
+        Ok(())
+    }
+
     fn authenticate_client(
         &self,
         credentials: &Credentials,

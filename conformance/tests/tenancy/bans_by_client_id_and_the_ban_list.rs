@@ -9,7 +9,8 @@
 //! 3.1.1, while `dev-2` logs in. An operator (an `[auth]` user: there is no
 //! `$SYS` tenant) lists the ban, a tenant's user gets 403, lifting it lets
 //! `dev-1` in, and an address banned by hand refuses a NATS client from it
-//! while its neighbour logs in.
+//! while its neighbour logs in. A client id that connects too often (`[mqtt]
+//! flapping`) is banned the same way.
 
 use crate::common::{get_as, http, post_as, tenant};
 use crate::repeated_failed_logins_ban_the_address::login;
@@ -233,4 +234,62 @@ async fn a_client_id_is_banned_from_every_address_and_operators_lift_and_add_ban
         (status, body["error"]["code"].as_str()),
         (400, Some("bad_request"))
     );
+}
+
+/// Flapping detection (`[mqtt] flapping`, EMQX's): a client id that connects
+/// `max_count` times within the window is banned, whatever its credentials;
+/// the ban is listed with its reason, recorded as a `client_banned` event, and
+/// lifted like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_id_that_connects_too_often_is_banned() {
+    let b = mqtt_broker_with(|c| {
+        c.auth.users = vec![User::new("admin", "admin-pw"), User::new("dev", "dev-pw")];
+        c.mqtt.flapping.max_count = 5;
+    })
+    .await;
+    let port = b.mqtt_port();
+    for i in 1..5 {
+        assert_eq!(
+            mqtt_login(i % 2 == 0, port, "flappy", "dev-pw").await,
+            "Success",
+            "connect {i}"
+        );
+    }
+    assert_eq!(
+        mqtt_login(true, port, "flappy", "dev-pw").await,
+        "ConnectionRefused(Banned)",
+        "the fifth connect within the window: CONNACK 0x8A"
+    );
+    assert_eq!(
+        mqtt_login(false, port, "flappy", "dev-pw").await,
+        "ConnectionRefused(NotAuthorized)",
+        "MQTT 3.1.1: 0x05"
+    );
+    assert_eq!(mqtt_login(true, port, "steady", "dev-pw").await, "Success");
+    assert!(
+        bans(&b).await.contains(&(
+            "client_id".into(),
+            "flappy".into(),
+            "5 connects within 1m (flapping)".into()
+        )),
+        "{:?}",
+        bans(&b).await
+    );
+    let (_, events) = get_as(&b, "admin", "admin-pw", "/v1/events").await;
+    let banned: Vec<&Value> = events["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["kind"] == "client_banned")
+        .collect();
+    assert_eq!(banned.len(), 1, "{events}");
+    assert!(
+        banned[0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("flappy")
+    );
+    let (status, _) = delete_as(&b, "admin", "admin-pw", "/v1/bans/client_id/flappy").await;
+    assert_eq!(status, 204);
+    assert_eq!(mqtt_login(true, port, "flappy", "dev-pw").await, "Success");
 }

@@ -330,6 +330,19 @@ pub trait Broker: Send + Sync + 'static {
         vec![TenantId::default_tenant()]
     }
 
+    /// An MQTT client names itself `client_id` in its CONNECT (before any
+    /// credentials are checked): refused with [`EngineError::Banned`] while the
+    /// id is banned, and counted for flapping detection (an id that connects too
+    /// often is banned, as EMQX's flapping detection does).
+    fn client_connecting(
+        &self,
+        client_id: &str,
+        remote: std::net::IpAddr,
+    ) -> Result<(), EngineError> {
+        let _ = (client_id, remote);
+        Ok(())
+    }
+
     /// Are `identity`'s users the broker's operators, who see every tenant in
     /// monitoring and edit tenants? The system tenant's users (`$SYS`, or the
     /// tenant named by `system_account`); without one, the default tenant's.

@@ -34,6 +34,8 @@ pub enum SystemEventKind {
     StorageFull,
     /// The disk has room again: stored writes resume.
     StorageFullCleared,
+    /// An MQTT client id was banned for connecting too often (flapping).
+    ClientBanned,
 }
 
 impl SystemEventKind {
@@ -51,6 +53,7 @@ impl SystemEventKind {
             SystemEventKind::ConfigReloadFailed => "config_reload_failed",
             SystemEventKind::StorageFull => "storage_full",
             SystemEventKind::StorageFullCleared => "storage_full_cleared",
+            SystemEventKind::ClientBanned => "client_banned",
         }
     }
 }

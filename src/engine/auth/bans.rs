@@ -116,6 +116,19 @@ impl<K: std::hash::Hash + Eq> Strikes<K> {
     where
         K: Clone,
     {
+        if !self.count(key.clone(), p) {
+            return false;
+        }
+        self.ban(key, Instant::now() + p.ban_for, reason(), false);
+        true
+    }
+
+    /// Counts one more of `key` in its window: has it reached the policy's
+    /// threshold (and its count starts again)?
+    pub(super) fn count(&self, key: K, p: BanPolicy) -> bool
+    where
+        K: Clone,
+    {
         if p.after == 0 {
             return false;
         }
@@ -137,8 +150,6 @@ impl<K: std::hash::Hash + Eq> Strikes<K> {
             return false;
         }
         failures.remove(&key);
-        drop(failures);
-        self.ban(key, now + p.ban_for, reason(), false);
         true
     }
 
@@ -191,6 +202,10 @@ impl<K: std::hash::Hash + Eq> Strikes<K> {
 #[derive(Debug, Default)]
 pub(super) struct LoginGuard {
     pub(super) policy: BanPolicy,
+    /// Flapping detection: MQTT connects per client id (`after` 0: off).
+    pub(super) flapping: BanPolicy,
+    /// Connects per client id, counted for flapping detection.
+    pub(super) connects: Strikes<Arc<str>>,
     pub(super) addresses: Strikes<IpAddr>,
     pub(super) client_ids: Strikes<Arc<str>>,
     /// Logins refused because their address or client id was banned.
@@ -214,6 +229,30 @@ impl LoginGuard {
             self.refused.fetch_add(1, Ordering::Relaxed);
         }
         banned
+    }
+
+    /// Counts an MQTT CONNECT of `client_id` for flapping detection: refused
+    /// when the id is banned; `Ok(true)` when this one bans it.
+    pub(super) fn connecting(&self, client_id: &str) -> Result<bool, ()> {
+        if self.client_id_banned(client_id) {
+            return Err(());
+        }
+        let p = self.flapping;
+        if p.after == 0 || client_id.is_empty() || client_id.len() > LONGEST_TRACKED_CLIENT_ID {
+            return Ok(false);
+        }
+        let id: Arc<str> = Arc::from(client_id);
+        if !self.connects.count(id.clone(), p) {
+            return Ok(false);
+        }
+        let reason = format!(
+            "{} connects within {} (flapping)",
+            p.after,
+            humantime::format_duration(p.window)
+        );
+        self.client_ids
+            .ban(id, Instant::now() + p.ban_for, reason, false);
+        Ok(true)
     }
 
     /// Counts a failed login from `ip` with `client_id` against both.

@@ -403,6 +403,17 @@ async fn connect<S>(
         .await;
         return;
     }
+    // A banned client id, or one that connects too often (flapping), is
+    // refused before anything else: MQTT 5 "Banned" (0x8A), 3.1.1 0x05.
+    if named
+        && let Err(EngineError::Banned) = broker
+            .engine
+            .client_connecting(&info.client_id, remote.ip())
+    {
+        refuse(&info.client_id, 0x8A, "client id banned");
+        send_connack_error(&mut framed, v5, 0x8A, "banned").await;
+        return;
+    }
     // Authentication: the same users as NATS.
     let identity = if broker.engine.auth_required() {
         let creds = match (&info.username, &info.password) {
