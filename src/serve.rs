@@ -168,6 +168,7 @@ impl Running {
 
     /// Stops accepting, closes every connection after flushing it, and waits.
     pub async fn shutdown(mut self) {
+        self.engine.record_lifecycle(false);
         self.shutdown.cancel();
         while self.tasks.join_next().await.is_some() {}
         // Every task that held the engine has ended; dropping the last handle closes
@@ -743,6 +744,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     }
     created.keep();
     pid_written.keep();
+    engine.record_lifecycle(true);
     tracing::info!(server_name = %server_name, server_id = %server_id, "Server is ready");
     Ok(Running {
         nats: nats_bound,

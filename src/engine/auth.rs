@@ -267,6 +267,11 @@ impl Authenticator {
             .map_err(|()| EngineError::Banned)
     }
 
+    /// The bans made after failed logins since the last call, described.
+    pub fn take_new_bans(&self) -> Vec<String> {
+        std::mem::take(&mut *self.guard.new_bans.lock())
+    }
+
     /// Logins refused so far because their address or client id was banned.
     pub fn refused_banned(&self) -> u64 {
         self.guard.refused.load(Ordering::Relaxed)

@@ -219,6 +219,8 @@ pub struct StationEngine {
     reload_hook: std::sync::OnceLock<ReloadHook>,
     /// Stored writes fenced on a nearly full disk (`disk_guard.rs`).
     disk: disk_guard::DiskGuard,
+    /// Failed logins not yet told in an `auth_failed` event (`tenants.rs`).
+    auth_failures: Mutex<tenants::AuthFailures>,
     /// Stored bytes of tenants with a storage limit (`tenant_storage.rs`).
     storage_usage: tenant_storage::StorageUsage,
 }
@@ -277,6 +279,7 @@ impl StationEngine {
             book,
             reload_hook: std::sync::OnceLock::new(),
             disk: disk_guard::DiskGuard::default(),
+            auth_failures: Mutex::new(tenants::AuthFailures::default()),
             options,
             start: SystemTime::now(),
             default_tenant,
@@ -492,7 +495,9 @@ impl Broker for StationEngine {
         credentials: &Credentials,
         remote: std::net::IpAddr,
     ) -> Result<junction_api::Identity, EngineError> {
-        self.options.auth.check_from(credentials, remote)
+        let result = self.options.auth.check_from(credentials, remote);
+        self.after_login(&result, credentials, remote);
+        result
     }
 
     fn client_connecting(
@@ -521,9 +526,12 @@ impl Broker for StationEngine {
         remote: std::net::IpAddr,
         client_id: Option<&str>,
     ) -> Result<junction_api::Identity, EngineError> {
-        self.options
+        let result = self
+            .options
             .auth
-            .check_client(credentials, remote, client_id)
+            .check_client(credentials, remote, client_id);
+        self.after_login(&result, credentials, remote);
+        result
     }
 
     fn authenticate(

@@ -156,7 +156,86 @@ fn hash_passwords(users: &mut [User]) -> Result<(), EngineError> {
     Ok(())
 }
 
+/// Failed logins since the last `auth_failed` event.
+#[derive(Debug, Default)]
+pub(crate) struct AuthFailures {
+    /// When the last event was recorded.
+    told: Option<std::time::Instant>,
+    /// Failures since.
+    pending: u64,
+}
+
+/// At most one `auth_failed` event per this long.
+const AUTH_FAILED_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl StationEngine {
+    /// After a login: records the bans it made, and its failure (aggregated).
+    pub(crate) fn after_login(
+        &self,
+        result: &Result<junction_api::Identity, EngineError>,
+        credentials: &junction_api::Credentials,
+        remote: std::net::IpAddr,
+    ) {
+        let about = || super::events::About {
+            tenant: self.system_tenant(),
+            ..Default::default()
+        };
+        for ban in self.options.auth.take_new_bans() {
+            self.events
+                .record(junction_api::SystemEventKind::ClientBanned, about(), ban);
+        }
+        if !matches!(result, Err(EngineError::AuthorizationViolation)) {
+            return;
+        }
+        let count = {
+            let mut f = self.auth_failures.lock();
+            f.pending += 1;
+            let now = std::time::Instant::now();
+            if f.told
+                .is_some_and(|t| now.duration_since(t) < AUTH_FAILED_EVERY)
+            {
+                return;
+            }
+            f.told = Some(now);
+            std::mem::take(&mut f.pending)
+        };
+        let who = match credentials {
+            junction_api::Credentials::UserPassword { user, .. } => format!("user '{user}'"),
+            junction_api::Credentials::Nkey { key, .. } => format!("nkey {key}"),
+            junction_api::Credentials::Token(_) => "a token".to_string(),
+            junction_api::Credentials::Certificate(_) => "a client certificate".to_string(),
+            _ => "no credentials".to_string(),
+        };
+        self.events.record(
+            junction_api::SystemEventKind::AuthFailed,
+            about(),
+            format!("{count} failed login(s); the last: {who} from {remote}"),
+        );
+    }
+
+    /// Records that the broker started or is stopping.
+    pub fn record_lifecycle(&self, started: bool) {
+        let (kind, what) = if started {
+            (
+                junction_api::SystemEventKind::ServerStarted,
+                "server started",
+            )
+        } else {
+            (
+                junction_api::SystemEventKind::ServerStopping,
+                "server stopping",
+            )
+        };
+        self.events.record(
+            kind,
+            super::events::About {
+                tenant: self.system_tenant(),
+                ..Default::default()
+            },
+            format!("{what} ({})", self.options.server_name),
+        );
+    }
+
     /// Installs what reloads the configuration (`junction serve`).
     pub fn set_reload_hook(&self, hook: super::ReloadHook) {
         let _ = self.reload_hook.set(hook);

@@ -71,3 +71,44 @@ async fn a_flood_of_bad_logins_is_banned_and_others_still_get_in() {
         "PONG\r\n"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operators_event_log_tells_bans_once_and_failures_aggregated() {
+    let b = mqtt_broker_with(|c| {
+        c.auth.users = vec![User::new("alice", "right")];
+        c.auth.ban_after_failures = 3;
+    })
+    .await;
+    let server = b.nats_addr();
+    for _ in 0..6 {
+        let answer = login(server, "127.0.0.1", "alice", "wrong").await;
+        assert_eq!(answer, "-ERR 'Authorization Violation'\r\n");
+    }
+    use junction_api::Monitor;
+    let events = b
+        .running
+        .engine()
+        .events(&junction_api::TenantId::default_tenant(), 1000);
+    let of = |kind: &str| {
+        events
+            .iter()
+            .filter(|e| e.kind.as_str() == kind)
+            .map(|e| e.message.clone())
+            .collect::<Vec<_>>()
+    };
+    let banned = of("client_banned");
+    assert_eq!(banned.len(), 1, "the ban once: {banned:?}");
+    assert!(
+        banned[0].starts_with("address 127.0.0.1 banned for 5m: 3 failed logins within 1m"),
+        "{banned:?}"
+    );
+    // Six failures in well under 10 s: one event (the first), the rest
+    // counted into the next one.
+    let failed = of("auth_failed");
+    assert_eq!(failed.len(), 1, "aggregated: {failed:?}");
+    assert_eq!(
+        failed[0],
+        "1 failed login(s); the last: user 'alice' from 127.0.0.1"
+    );
+    assert_eq!(of("server_started").len(), 1);
+}

@@ -34,8 +34,16 @@ pub enum SystemEventKind {
     StorageFull,
     /// The disk has room again: stored writes resume.
     StorageFullCleared,
-    /// An MQTT client id was banned for connecting too often (flapping).
+    /// An address or MQTT client id was banned: repeated failed logins, or an
+    /// MQTT client id that connects too often (flapping).
     ClientBanned,
+    /// Logins failed (aggregated: at most one event per 10 s, counting the
+    /// failures since the one before).
+    AuthFailed,
+    /// The broker started.
+    ServerStarted,
+    /// The broker is stopping.
+    ServerStopping,
 }
 
 impl SystemEventKind {
@@ -54,6 +62,9 @@ impl SystemEventKind {
             SystemEventKind::StorageFull => "storage_full",
             SystemEventKind::StorageFullCleared => "storage_full_cleared",
             SystemEventKind::ClientBanned => "client_banned",
+            SystemEventKind::AuthFailed => "auth_failed",
+            SystemEventKind::ServerStarted => "server_started",
+            SystemEventKind::ServerStopping => "server_stopping",
         }
     }
 }

@@ -210,6 +210,8 @@ pub(super) struct LoginGuard {
     pub(super) client_ids: Strikes<Arc<str>>,
     /// Logins refused because their address or client id was banned.
     pub(super) refused: AtomicU64,
+    /// Bans made since the engine last looked, for its event log.
+    pub(super) new_bans: Mutex<Vec<String>>,
 }
 
 impl LoginGuard {
@@ -266,6 +268,11 @@ impl LoginGuard {
             )
         }) {
             tracing::warn!(%ip, failures, ban_for = ?p.ban_for, "address banned after repeated failed logins");
+            self.new_bans.lock().push(format!(
+                "address {ip} banned for {}: {failures} failed logins within {}",
+                humantime::format_duration(p.ban_for),
+                humantime::format_duration(p.window)
+            ));
         }
         let Some(id) =
             client_id.filter(|id| !id.is_empty() && id.len() <= LONGEST_TRACKED_CLIENT_ID)
@@ -279,6 +286,11 @@ impl LoginGuard {
             )
         }) {
             tracing::warn!(%ip, client_id = id, failures, ban_for = ?p.ban_for, "client id banned after repeated failed logins");
+            self.new_bans.lock().push(format!(
+                "MQTT client id '{id}' banned for {}: {failures} failed logins within {}",
+                humantime::format_duration(p.ban_for),
+                humantime::format_duration(p.window)
+            ));
         }
     }
 }
