@@ -221,6 +221,8 @@ pub struct StationEngine {
     disk: disk_guard::DiskGuard,
     /// Failed logins not yet told in an `auth_failed` event (`tenants.rs`).
     auth_failures: Mutex<tenants::AuthFailures>,
+    /// Per tenant, permission violations not yet told in an event.
+    violations: Mutex<AHashMap<TenantId, tenants::AuthFailures>>,
     /// Stored bytes of tenants with a storage limit (`tenant_storage.rs`).
     storage_usage: tenant_storage::StorageUsage,
 }
@@ -280,6 +282,7 @@ impl StationEngine {
             reload_hook: std::sync::OnceLock::new(),
             disk: disk_guard::DiskGuard::default(),
             auth_failures: Mutex::new(tenants::AuthFailures::default()),
+            violations: Mutex::new(AHashMap::new()),
             options,
             start: SystemTime::now(),
             default_tenant,
@@ -498,6 +501,10 @@ impl Broker for StationEngine {
         let result = self.options.auth.check_from(credentials, remote);
         self.after_login(&result, credentials, remote);
         result
+    }
+
+    fn permission_violation(&self, client: &ClientRecord, what: &str) {
+        self.record_violation(client, what);
     }
 
     fn client_connecting(

@@ -156,13 +156,30 @@ fn hash_passwords(users: &mut [User]) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// Failed logins since the last `auth_failed` event.
+/// Failures (logins, permission checks) since the last event that told them.
 #[derive(Debug, Default)]
 pub(crate) struct AuthFailures {
     /// When the last event was recorded.
     told: Option<std::time::Instant>,
     /// Failures since.
     pending: u64,
+}
+
+impl AuthFailures {
+    /// Counts one more: how many to tell now (this one included), or none
+    /// while the last event is under [`AUTH_FAILED_EVERY`] old.
+    fn count(&mut self) -> Option<u64> {
+        self.pending += 1;
+        let now = std::time::Instant::now();
+        if self
+            .told
+            .is_some_and(|t| now.duration_since(t) < AUTH_FAILED_EVERY)
+        {
+            return None;
+        }
+        self.told = Some(now);
+        Some(std::mem::take(&mut self.pending))
+    }
 }
 
 /// At most one `auth_failed` event per this long.
@@ -187,17 +204,8 @@ impl StationEngine {
         if !matches!(result, Err(EngineError::AuthorizationViolation)) {
             return;
         }
-        let count = {
-            let mut f = self.auth_failures.lock();
-            f.pending += 1;
-            let now = std::time::Instant::now();
-            if f.told
-                .is_some_and(|t| now.duration_since(t) < AUTH_FAILED_EVERY)
-            {
-                return;
-            }
-            f.told = Some(now);
-            std::mem::take(&mut f.pending)
+        let Some(count) = self.auth_failures.lock().count() else {
+            return;
         };
         let who = match credentials {
             junction_api::Credentials::UserPassword { user, .. } => format!("user '{user}'"),
@@ -210,6 +218,34 @@ impl StationEngine {
             junction_api::SystemEventKind::AuthFailed,
             about(),
             format!("{count} failed login(s); the last: {who} from {remote}"),
+        );
+    }
+
+    /// Records a permission violation in the client's tenant (aggregated).
+    pub(crate) fn record_violation(&self, client: &junction_api::ClientRecord, what: &str) {
+        let tenant = client.tenant().clone();
+        let Some(count) = self
+            .violations
+            .lock()
+            .entry(tenant.clone())
+            .or_default()
+            .count()
+        else {
+            return;
+        };
+        let user = client
+            .identity()
+            .and_then(|i| i.user.as_deref())
+            .unwrap_or("-")
+            .to_string();
+        self.events.record(
+            junction_api::SystemEventKind::PermissionViolation,
+            super::events::About {
+                tenant: Some(&tenant),
+                client: Some(client),
+                ..Default::default()
+            },
+            format!("{count} permission violation(s); the last: {what} (user '{user}')"),
         );
     }
 

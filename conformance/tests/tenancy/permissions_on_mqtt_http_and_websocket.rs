@@ -97,6 +97,25 @@ async fn mqtt_gets_reason_codes_and_refused_messages_go_nowhere() {
     let got = c5.recv_until(b"end").await;
     let payloads: Vec<String> = got.iter().map(|m| text(&m.payload)).collect();
     assert_eq!(payloads, ["end"], "orders/hidden was filtered out");
+
+    // The operators' event log: the violations, aggregated (seven of them,
+    // not seven events), the first told at once with its user.
+    use junction_api::Monitor;
+    let events = b
+        .running
+        .engine()
+        .events(&junction_api::TenantId::default_tenant(), 1000);
+    let told: Vec<&str> = events
+        .iter()
+        .filter(|e| e.kind.as_str() == "permission_violation")
+        .map(|e| e.message.as_str())
+        .collect();
+    assert!(!told.is_empty() && told.len() < 7, "aggregated: {told:?}");
+    assert_eq!(
+        told[told.len() - 1],
+        "1 permission violation(s); the last: not authorized to publish to 'elsewhere' (user 'limited')",
+        "{told:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

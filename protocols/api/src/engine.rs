@@ -343,6 +343,13 @@ pub trait Broker: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Tells the engine that a permission refused `client` something (`what`:
+    /// nats-server's words, `Permissions Violation for Publish to "x"`), for
+    /// the operators' event log (rate-limited there). Never blocks.
+    fn permission_violation(&self, client: &ClientRecord, what: &str) {
+        let _ = (client, what);
+    }
+
     /// Are `identity`'s users the broker's operators, who see every tenant in
     /// monitoring and edit tenants? The system tenant's users (`$SYS`, or the
     /// tenant named by `system_account`); without one, the default tenant's.

@@ -40,6 +40,9 @@ pub enum SystemEventKind {
     /// Logins failed (aggregated: at most one event per 10 s, counting the
     /// failures since the one before).
     AuthFailed,
+    /// A user's permissions refused a publish or subscription (aggregated per
+    /// tenant: at most one event per 10 s, counting those since the one before).
+    PermissionViolation,
     /// The broker started.
     ServerStarted,
     /// The broker is stopping.
@@ -63,6 +66,7 @@ impl SystemEventKind {
             SystemEventKind::StorageFullCleared => "storage_full_cleared",
             SystemEventKind::ClientBanned => "client_banned",
             SystemEventKind::AuthFailed => "auth_failed",
+            SystemEventKind::PermissionViolation => "permission_violation",
             SystemEventKind::ServerStarted => "server_started",
             SystemEventKind::ServerStopping => "server_stopping",
         }

@@ -396,10 +396,12 @@ impl<E: Engine> NatsChannel<E> {
                 "Publish Violation - Subject {}",
                 go_quote(&subject)
             );
-            self.error(&format!(
+            let text = format!(
                 "Permissions Violation for Publish to {}",
                 go_quote(&subject)
-            ));
+            );
+            self.engine.permission_violation(&self.client, &text);
+            self.error(&text);
             return Ok(());
         }
         let headers = match headers {
@@ -585,6 +587,7 @@ impl<E: Engine> NatsChannel<E> {
                     ),
                 };
                 tracing::info!(cid = self.client.id.0, sid = %String::from_utf8_lossy(&sid), "{text}");
+                self.engine.permission_violation(&self.client, &text);
                 self.error(&text);
                 return;
             }

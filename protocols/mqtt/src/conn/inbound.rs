@@ -345,7 +345,9 @@ where
                         .permissions()
                         .is_some_and(|p| !p.may_publish(subject.as_bytes()))
                 {
-                    Some((0x87, format!("not authorized to publish to '{topic_name}'")))
+                    let why = format!("not authorized to publish to '{topic_name}'");
+                    self.broker.engine.permission_violation(&self.client, &why);
+                    Some((0x87, why))
                 } else if props.is_utf8_payload && std::str::from_utf8(&p.payload).is_err() {
                     Some((
                         0x99,
@@ -497,6 +499,10 @@ where
                 })
             {
                 tracing::info!(client_id = %self.client_id, filter = %raw, "MQTT subscribe denied by ACL");
+                self.broker.engine.permission_violation(
+                    &self.client,
+                    &format!("not authorized to subscribe to '{raw}'"),
+                );
                 codes.push(if self.v5 { 0x87 } else { 0x80 });
                 continue;
             }
