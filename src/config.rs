@@ -311,6 +311,10 @@ pub struct TlsSettings {
     /// `handshake_first`, async-nats's `tls_first`); otherwise INFO is sent in
     /// clear text and the client starts TLS after reading it.
     pub handshake_first: bool,
+    /// Raise the `tls_certificate_expiring` alarm when the certificate expires
+    /// within this long (`0s`: never).
+    #[serde(with = "humantime_serde")]
+    pub expiry_warning: Duration,
 }
 
 impl Default for TlsSettings {
@@ -323,6 +327,7 @@ impl Default for TlsSettings {
             verify_and_map: false,
             timeout: Duration::from_secs(2),
             handshake_first: false,
+            expiry_warning: Duration::from_secs(30 * 86400),
         }
     }
 }

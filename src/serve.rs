@@ -737,6 +737,38 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             }
         });
     }
+    // The certificate-expiry self-check: at start, then when the file changes
+    // and at least every minute.
+    if let (Some(cert), false) = (
+        config
+            .tls
+            .cert_file
+            .clone()
+            .filter(|_| config.tls.enabled()),
+        config.tls.expiry_warning.is_zero(),
+    ) {
+        let engine = engine.clone();
+        let token = shutdown.clone();
+        let warning = config.tls.expiry_warning;
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let (mut seen, mut checked) = (None, None::<std::time::Instant>);
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    _ = tick.tick() => {
+                        let stamp = std::fs::metadata(&cert).and_then(|m| m.modified()).ok();
+                        let due = checked.is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
+                        if stamp != seen || due {
+                            seen = stamp;
+                            checked = Some(std::time::Instant::now());
+                            crate::tls::check_expiry(&engine, &cert, warning);
+                        }
+                    }
+                }
+            }
+        });
+    }
     let reloader = crate::reload::Reloader::new(&engine, config.clone());
     {
         let reloader = reloader.clone();

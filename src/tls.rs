@@ -102,6 +102,49 @@ impl ResolvesServerCert for ReloadingCert {
     }
 }
 
+/// When the first certificate in the PEM file at `path` expires.
+pub fn certificate_expiry(path: &Path) -> Result<SystemTime, String> {
+    let der = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .next()
+        .ok_or_else(|| format!("{} holds no certificate", path.display()))?
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let secs = cert.validity().not_after.timestamp();
+    Ok(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64))
+}
+
+/// The certificate-expiry self-check: raises `tls_certificate_expiring` when
+/// the certificate at `path` expires within `warning` (or cannot be read),
+/// and clears it once a renewed one is in place.
+pub fn check_expiry(
+    engine: &crate::engine::StationEngine,
+    path: &Path,
+    warning: std::time::Duration,
+) {
+    const ALARM: &str = "tls_certificate_expiring";
+    match certificate_expiry(path) {
+        Ok(at) => {
+            let left = at.duration_since(SystemTime::now()).unwrap_or_default();
+            if left < warning {
+                engine.raise_alarm(
+                    ALARM,
+                    &format!(
+                        "the certificate in {} expires at {} (in {})",
+                        path.display(),
+                        humantime::format_rfc3339_seconds(at),
+                        humantime::format_duration(std::time::Duration::from_secs(left.as_secs()))
+                    ),
+                );
+            } else {
+                engine.clear_alarm(ALARM);
+            }
+        }
+        Err(e) => engine.raise_alarm(ALARM, &format!("cannot read the certificate: {e}")),
+    }
+}
+
 /// The server configuration for `settings`, with `alpn` protocols (HTTP/1.1
 /// for HTTPS; none for NATS and MQTT).
 pub fn server_config(

@@ -26,3 +26,6 @@ mod certificates_reload_without_dropping_connections;
 
 #[path = "tls/certificates_map_to_users.rs"]
 mod certificates_map_to_users;
+
+#[path = "tls/an_expiring_certificate_raises_an_alarm.rs"]
+mod an_expiring_certificate_raises_an_alarm;

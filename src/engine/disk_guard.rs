@@ -195,3 +195,67 @@ mod tests {
         assert!(over(&off, disk(10_000, 10_000), 0.0).is_none());
     }
 }
+
+/// Alarms raised by self-checks other than the disk fence (a TLS certificate
+/// that expires soon), by name: each fires once as an event and clears once,
+/// as EMQX's alarms do, and shows in `/metrics` while raised.
+#[derive(Debug, Default)]
+pub(crate) struct Alarms {
+    raised: Mutex<std::collections::BTreeMap<String, String>>,
+}
+
+impl StationEngine {
+    /// Raises alarm `name` with `why` (an event the first time); a raised
+    /// alarm only has its reason updated.
+    pub fn raise_alarm(&self, name: &str, why: &str) {
+        let first = self
+            .alarms
+            .raised
+            .lock()
+            .insert(name.to_string(), why.to_string())
+            .is_none();
+        if first {
+            tracing::warn!(alarm = name, "alarm raised: {why}");
+            self.events.record(
+                SystemEventKind::AlarmRaised,
+                super::events::About {
+                    tenant: self.system_tenant(),
+                    ..Default::default()
+                },
+                format!("{name}: {why}"),
+            );
+        }
+    }
+
+    /// Clears alarm `name` (an event if it was raised).
+    pub fn clear_alarm(&self, name: &str) {
+        if self.alarms.raised.lock().remove(name).is_some() {
+            tracing::info!(alarm = name, "alarm cleared");
+            self.events.record(
+                SystemEventKind::AlarmCleared,
+                super::events::About {
+                    tenant: self.system_tenant(),
+                    ..Default::default()
+                },
+                format!("{name} cleared"),
+            );
+        }
+    }
+
+    /// The alarms raised now, by name, with why; the disk fence's included
+    /// (`storage_full`).
+    pub(crate) fn active_alarms(&self) -> Vec<(String, String)> {
+        let mut all: Vec<(String, String)> = self
+            .alarms
+            .raised
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if let Some(why) = self.disk_fence() {
+            all.push(("storage_full".into(), why));
+        }
+        all.sort();
+        all
+    }
+}

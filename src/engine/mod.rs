@@ -219,6 +219,8 @@ pub struct StationEngine {
     reload_hook: std::sync::OnceLock<ReloadHook>,
     /// Stored writes fenced on a nearly full disk (`disk_guard.rs`).
     disk: disk_guard::DiskGuard,
+    /// Other self-checks' alarms (`disk_guard.rs`).
+    alarms: disk_guard::Alarms,
     /// Failed logins not yet told in an `auth_failed` event (`tenants.rs`).
     auth_failures: Mutex<tenants::AuthFailures>,
     /// Per tenant, permission violations not yet told in an event.
@@ -281,6 +283,7 @@ impl StationEngine {
             book,
             reload_hook: std::sync::OnceLock::new(),
             disk: disk_guard::DiskGuard::default(),
+            alarms: disk_guard::Alarms::default(),
             auth_failures: Mutex::new(tenants::AuthFailures::default()),
             violations: Mutex::new(AHashMap::new()),
             options,
@@ -1642,6 +1645,10 @@ impl Monitor for StationEngine {
 
     fn storage_fence(&self) -> Option<String> {
         self.disk_fence()
+    }
+
+    fn alarms(&self) -> Vec<(String, String)> {
+        self.active_alarms()
     }
 
     fn storage_health(&self) -> Result<(), String> {

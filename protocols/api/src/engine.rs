@@ -825,6 +825,12 @@ pub trait Monitor: Send + Sync + 'static {
     /// loads and a directory size), never a write.
     fn storage_stats(&self) -> StorageStats;
 
+    /// The alarms raised now, as `(name, why)`, sorted by name
+    /// (`storage_full`, `tls_certificate_expiring`).
+    fn alarms(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
     /// Why stored writes are fenced (the data directory's disk is nearly
     /// full), if they are: readiness fails with it while liveness holds.
     fn storage_fence(&self) -> Option<String> {

@@ -43,6 +43,11 @@ pub enum SystemEventKind {
     /// A user's permissions refused a publish or subscription (aggregated per
     /// tenant: at most one event per 10 s, counting those since the one before).
     PermissionViolation,
+    /// A self-check raised an alarm (its name and why in the message), such
+    /// as `tls_certificate_expiring`.
+    AlarmRaised,
+    /// An alarm cleared.
+    AlarmCleared,
     /// The broker started.
     ServerStarted,
     /// The broker is stopping.
@@ -67,6 +72,8 @@ impl SystemEventKind {
             SystemEventKind::ClientBanned => "client_banned",
             SystemEventKind::AuthFailed => "auth_failed",
             SystemEventKind::PermissionViolation => "permission_violation",
+            SystemEventKind::AlarmRaised => "alarm_raised",
+            SystemEventKind::AlarmCleared => "alarm_cleared",
             SystemEventKind::ServerStarted => "server_started",
             SystemEventKind::ServerStopping => "server_stopping",
         }

@@ -28,6 +28,10 @@ use prometheus::{
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+/// The alarms there are, shown at 0 while not raised (so that Alertmanager
+/// rules see them resolve).
+const ALARMS: [&str; 2] = ["storage_full", "tls_certificate_expiring"];
+
 /// Every metric name starts with this.
 const PREFIX: &str = "junction";
 
@@ -291,12 +295,15 @@ fn process_figures<E: Engine + ?Sized>(
     // Alarms, for Alertmanager: 1 while raised.
     let alarms = b.gauge_vec(
         "alarm_active",
-        "1 while an alarm is raised (storage_full: stored writes fenced on a nearly full disk).",
+        "1 while an alarm is raised (storage_full: stored writes fenced on a nearly full disk; tls_certificate_expiring).",
         &["name"],
     )?;
-    alarms
-        .with_label_values(&["storage_full"])
-        .set(i64::from(engine.storage_fence().is_some()));
+    for name in ALARMS {
+        alarms.with_label_values(&[name]).set(0);
+    }
+    for (name, _) in engine.alarms() {
+        alarms.with_label_values(&[name.as_str()]).set(1);
+    }
 
     // Storage.
     let storage = engine.storage_stats();
