@@ -24,26 +24,40 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(port: u16, id: &str, clean: bool) -> (Client, ConnAck) {
-        let mut o = MqttOptions::new(id, "127.0.0.1", port);
-        o.set_clean_session(clean);
-        o.set_keep_alive(Duration::from_secs(30));
-        let (client, mut eventloop) = AsyncClient::new(o, 100);
-        // A broker may take a moment to answer CONNACK (in a cluster, while a
-        // lost node's replicated session store elects a new leader).
-        eventloop
-            .network_options
-            .set_connection_timeout(GUARD.as_secs());
-        let ack = within("CONNACK", async {
-            loop {
-                match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(a))) => return a,
-                    Ok(_) => {}
-                    Err(e) => panic!("connect {id}: {e:?}"),
+        // "Server unavailable" (a cluster whose lost node's replicated session
+        // store is still electing a new leader) asks the client to come back,
+        // and MQTT clients do: so does this one, within the guard.
+        let deadline = tokio::time::Instant::now() + GUARD;
+        loop {
+            let mut o = MqttOptions::new(id, "127.0.0.1", port);
+            o.set_clean_session(clean);
+            o.set_keep_alive(Duration::from_secs(30));
+            let (client, mut eventloop) = AsyncClient::new(o, 100);
+            // A broker may take a moment to answer CONNACK (in a cluster,
+            // while a lost node's replicated session store elects a leader).
+            eventloop
+                .network_options
+                .set_connection_timeout(GUARD.as_secs());
+            let answer = within("CONNACK", async {
+                loop {
+                    match eventloop.poll().await {
+                        Ok(Event::Incoming(Packet::ConnAck(a))) => return Ok(a),
+                        Ok(_) => {}
+                        Err(e) => return Err(e),
+                    }
                 }
+            })
+            .await;
+            match answer {
+                Ok(ack) => return (Client { client, eventloop }, ack),
+                Err(rumqttc::ConnectionError::ConnectionRefused(
+                    rumqttc::ConnectReturnCode::ServiceUnavailable,
+                )) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("connect {id}: {e:?}"),
             }
-        })
-        .await;
-        (Client { client, eventloop }, ack)
+        }
     }
 
     pub async fn next_packet(&mut self) -> Packet {
