@@ -586,9 +586,9 @@ impl Config {
                     )));
                 }
                 out.push(crate::engine::StreamImport {
-                    from: junction_api::TenantId(std::sync::Arc::from(exporter.name.as_str())),
+                    from: exporter.id(),
                     filter,
-                    to: junction_api::TenantId(std::sync::Arc::from(t.name.as_str())),
+                    to: t.id(),
                     prefix: i.prefix.clone(),
                 });
             }
@@ -630,6 +630,22 @@ pub struct TenantJetStreamConfig {
 }
 
 impl TenantConfig {
+    /// The tenant's id.
+    pub fn id(&self) -> junction_api::TenantId {
+        junction_api::TenantId(std::sync::Arc::from(self.name.as_str()))
+    }
+
+    /// The limits the engine enforces for it (0 or none: no limit).
+    pub fn engine_limits(&self) -> crate::engine::TenantLimits {
+        crate::engine::TenantLimits {
+            max_connections: self.limits.max_connections.unwrap_or(0),
+            max_streams: self.jetstream.max_streams.unwrap_or(0),
+            max_consumers: self.jetstream.max_consumers.unwrap_or(0),
+            max_file: self.jetstream.max_file,
+            max_memory: self.jetstream.max_memory,
+        }
+    }
+
     /// Refuses a name that is empty, reserved or holds other characters.
     /// `certificate_users`: users without a password are allowed (they log in
     /// with a TLS client certificate, `verify_and_map`).
@@ -749,12 +765,7 @@ impl Config {
         self.tenants
             .iter()
             .filter(|t| !t.exports.is_empty())
-            .map(|t| {
-                (
-                    junction_api::TenantId(std::sync::Arc::from(t.name.as_str())),
-                    t.exports.iter().map(|e| e.stream.clone()).collect(),
-                )
-            })
+            .map(|t| (t.id(), t.exports.iter().map(|e| e.stream.clone()).collect()))
             .collect()
     }
 

@@ -15,8 +15,7 @@
 //! reload not supported for KEY", because applying it would need a restart.
 
 use crate::config::{Config, ConfigError};
-use crate::engine::{StationEngine, TenantLimits};
-use junction_api::TenantId;
+use crate::engine::StationEngine;
 use parking_lot::Mutex;
 use serde_json::Value;
 use std::sync::{Arc, Weak};
@@ -78,19 +77,7 @@ impl Reloader {
         let tenants = new
             .tenants
             .iter()
-            .map(|t| {
-                (
-                    TenantId(Arc::from(t.name.as_str())),
-                    t.users.clone(),
-                    TenantLimits {
-                        max_connections: t.limits.max_connections.unwrap_or(0),
-                        max_streams: t.jetstream.max_streams.unwrap_or(0),
-                        max_consumers: t.jetstream.max_consumers.unwrap_or(0),
-                        max_file: t.jetstream.max_file,
-                        max_memory: t.jetstream.max_memory,
-                    },
-                )
-            })
+            .map(|t| (t.id(), t.users.clone(), t.engine_limits()))
             .collect();
         let what = engine
             .reload_tenants(new.auth.all_users(), new.auth.token.clone(), tenants)

@@ -376,7 +376,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             tenants: config
                 .tenants
                 .iter()
-                .map(|t| junction_api::TenantId(std::sync::Arc::from(t.name.as_str())))
+                .map(crate::config::TenantConfig::id)
                 .collect(),
             imports: config.stream_imports()?,
             exports: config.exports(),
@@ -390,19 +390,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             tenant_limits: config
                 .tenants
                 .iter()
-                .map(|t| {
-                    let limits = crate::engine::TenantLimits {
-                        max_connections: t.limits.max_connections.unwrap_or(0),
-                        max_streams: t.jetstream.max_streams.unwrap_or(0),
-                        max_consumers: t.jetstream.max_consumers.unwrap_or(0),
-                        max_file: t.jetstream.max_file,
-                        max_memory: t.jetstream.max_memory,
-                    };
-                    (
-                        junction_api::TenantId(std::sync::Arc::from(t.name.as_str())),
-                        limits,
-                    )
-                })
+                .map(|t| (t.id(), t.engine_limits()))
                 .collect(),
         },
         store,
