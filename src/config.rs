@@ -63,6 +63,8 @@ pub struct Config {
     pub mqtt: Mqtt,
     /// Clustering (`[cluster]`); off unless `listen` is set.
     pub cluster: ClusterSettings,
+    /// The notification centre (`[[notifications.webhooks]]`).
+    pub notifications: crate::notify::Notifications,
 }
 
 /// Clustering (`[cluster]`, `JUNCTION_CLUSTER_*`, `--cluster-listen`, `--join`).
@@ -197,6 +199,7 @@ impl Default for Config {
             http: Http::default(),
             mqtt: Mqtt::default(),
             cluster: ClusterSettings::default(),
+            notifications: crate::notify::Notifications::default(),
         }
     }
 }
@@ -944,6 +947,7 @@ impl Config {
         self.stream_imports()?;
         self.system_tenant()?;
         self.cluster.validate()?;
+        self.notifications.validate().map_err(ConfigError)?;
         if self.limits.max_payload == 0 {
             return Err(ConfigError("limits.max_payload must be more than 0".into()));
         }

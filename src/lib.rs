@@ -19,6 +19,7 @@ pub mod fd_budget;
 pub mod health;
 pub mod lame_duck;
 pub mod nats_conf;
+pub mod notify;
 pub mod passwd;
 pub mod reload;
 mod serve;

@@ -171,6 +171,13 @@ impl Running {
         self.engine.record_lifecycle(false);
         self.shutdown.cancel();
         while self.tasks.join_next().await.is_some() {}
+        // The connections' disconnects (and `server_stopping`) are stored.
+        {
+            let engine = self.engine.clone();
+            let _ =
+                tokio::task::spawn_blocking(move || engine.flush_events(Duration::from_secs(5)))
+                    .await;
+        }
         // Every task that held the engine has ended; dropping the last handle closes
         // the store (its writer thread persists and exits).
         let engine = self.engine;
@@ -697,6 +704,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                         let _ = tokio::task::spawn_blocking(move || {
                             engine.expire_stations();
                             engine.check_disk();
+                            engine.check_memory();
                         })
                         .await;
                     }
@@ -758,6 +766,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         });
     }
     let reloader = crate::reload::Reloader::new(&engine, config.clone());
+    reloader.set_notifier(crate::notify::Notifier::start(
+        Arc::downgrade(&engine),
+        &config.notifications,
+        shutdown.clone(),
+    ));
     {
         let reloader = reloader.clone();
         engine.set_reload_hook(Arc::new(move || reloader.reload()));

@@ -134,6 +134,14 @@ impl StationEngine {
                     SystemEventKind::StorageFull,
                     super::events::About {
                         tenant: self.system_tenant(),
+                        alarm: Some(junction_api::AlarmState {
+                            name: "storage_full".into(),
+                            active: true,
+                        }),
+                        details: Some(serde_json::json!({
+                            "used_percent": disk.used_percent(),
+                            "available_bytes": disk.available,
+                        })),
                         ..Default::default()
                     },
                     format!("stored writes fenced: {why}"),
@@ -150,6 +158,14 @@ impl StationEngine {
                     SystemEventKind::StorageFullCleared,
                     super::events::About {
                         tenant: self.system_tenant(),
+                        alarm: Some(junction_api::AlarmState {
+                            name: "storage_full".into(),
+                            active: false,
+                        }),
+                        details: Some(serde_json::json!({
+                            "used_percent": used,
+                            "available_bytes": disk.available,
+                        })),
                         ..Default::default()
                     },
                     format!("stored writes resume: the disk is {used:.1}% full"),
@@ -158,7 +174,75 @@ impl StationEngine {
             (true, Some(why)) => *self.disk.reason.lock() = Some(why),
             (false, None) => {}
         }
+        // The warning before the fence: `storage_low`, five points under the
+        // mark, cleared one point under that.
+        if policy.max_used_percent > 5 {
+            let warn_at = f64::from(policy.max_used_percent - 5);
+            let used = disk.used_percent();
+            let raised = self.alarms.raised.lock().contains_key("storage_low");
+            if used >= warn_at {
+                self.raise_alarm(
+                    "storage_low",
+                    &format!(
+                        "the data directory's disk is {used:.1}% full; stored writes are fenced at {}%",
+                        policy.max_used_percent
+                    ),
+                );
+            } else if raised && used < warn_at - 1.0 {
+                self.clear_alarm("storage_low");
+            }
+        }
     }
+
+    /// The memory self-check: `memory_high` while the process uses 90% or more
+    /// of its memory limit (the cgroup's, else the machine's), cleared under
+    /// 85%.
+    pub fn check_memory(&self) {
+        let Some((used, limit)) = memory_use() else {
+            return;
+        };
+        let percent = 100.0 * used as f64 / limit.max(1) as f64;
+        let raised = self.alarms.raised.lock().contains_key("memory_high");
+        if percent >= 90.0 {
+            self.raise_alarm(
+                "memory_high",
+                &format!(
+                    "the broker uses {percent:.1}% of its memory limit ({used} of {limit} bytes)"
+                ),
+            );
+        } else if raised && percent < 85.0 {
+            self.clear_alarm("memory_high");
+        }
+    }
+}
+
+/// The memory the broker's cgroup (else the process) uses, and its limit
+/// (the cgroup's `memory.max`, else the machine's memory), in bytes.
+fn memory_use() -> Option<(u64, u64)> {
+    let read = |p: &str| std::fs::read_to_string(p).ok();
+    let cgroup_limit = read("/sys/fs/cgroup/memory.max").and_then(|s| s.trim().parse::<u64>().ok());
+    let cgroup_used =
+        read("/sys/fs/cgroup/memory.current").and_then(|s| s.trim().parse::<u64>().ok());
+    if let (Some(limit), Some(used)) = (cgroup_limit, cgroup_used) {
+        return Some((used, limit));
+    }
+    let meminfo = read("/proc/meminfo")?;
+    let total_kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let status = read("/proc/self/status")?;
+    let rss_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some((rss_kib * 1024, total_kib * 1024))
 }
 
 #[cfg(test)]
@@ -204,6 +288,16 @@ pub(crate) struct Alarms {
     raised: Mutex<std::collections::BTreeMap<String, String>>,
 }
 
+/// An alarm event's details: why, and which webhook a `webhook_failing:<name>`
+/// alarm is about (that webhook does not deliver it: it is failing).
+fn alarm_details(name: &str, why: &str) -> serde_json::Value {
+    let mut d = serde_json::json!({ "reason": why });
+    if let Some(hook) = name.strip_prefix("webhook_failing:") {
+        d["webhook"] = serde_json::Value::from(hook);
+    }
+    d
+}
+
 impl StationEngine {
     /// Raises alarm `name` with `why` (an event the first time); a raised
     /// alarm only has its reason updated.
@@ -220,6 +314,11 @@ impl StationEngine {
                 SystemEventKind::AlarmRaised,
                 super::events::About {
                     tenant: self.system_tenant(),
+                    alarm: Some(junction_api::AlarmState {
+                        name: name.to_string(),
+                        active: true,
+                    }),
+                    details: Some(alarm_details(name, why)),
                     ..Default::default()
                 },
                 format!("{name}: {why}"),
@@ -235,6 +334,11 @@ impl StationEngine {
                 SystemEventKind::AlarmCleared,
                 super::events::About {
                     tenant: self.system_tenant(),
+                    alarm: Some(junction_api::AlarmState {
+                        name: name.to_string(),
+                        active: false,
+                    }),
+                    details: Some(alarm_details(name, "")),
                     ..Default::default()
                 },
                 format!("{name} cleared"),

@@ -278,6 +278,7 @@ impl StationEngine {
             imports.entry(i.from.clone()).or_default().push(i.clone());
         }
         let book = tenants::TenantBook::new(&options.tenants, &options.tenant_limits);
+        let events = events::EventLog::new(&options.server_name);
         let engine = Arc::new_cyclic(|me| StationEngine {
             me: me.clone(),
             book,
@@ -305,7 +306,7 @@ impl StationEngine {
             lineage: Arc::new(lineage::LineageLog::default()),
             routing,
             system,
-            events: events::EventLog::default(),
+            events,
             cluster: std::sync::OnceLock::new(),
             remote: Mutex::new(AHashMap::new()),
             meta: std::sync::OnceLock::new(),
@@ -320,6 +321,9 @@ impl StationEngine {
             storage_usage: tenant_storage::StorageUsage::new(),
         });
         engine.load_tenants()?;
+        engine
+            .start_event_writer()
+            .map_err(|e| EngineError::Storage(format!("cannot start the event writer: {e}")))?;
         // The lineage index comes back from what storage kept, off the start-up
         // path: the broker serves while it fills.
         let stations = engine.stations.clone();
@@ -1651,6 +1655,10 @@ impl Monitor for StationEngine {
         self.active_alarms()
     }
 
+    fn event_counts(&self) -> (u64, u64) {
+        (self.events.dropped(), self.events.recorded())
+    }
+
     fn storage_health(&self) -> Result<(), String> {
         match self.stations.store().failure() {
             None => Ok(()),
@@ -1707,8 +1715,8 @@ impl Monitor for StationEngine {
         self.routing.list(tenant)
     }
 
-    fn events(&self, tenant: &TenantId, limit: usize) -> Vec<SystemEvent> {
-        self.events.recent(tenant, limit)
+    fn events(&self, tenant: &TenantId, filter: &junction_api::EventFilter) -> Vec<SystemEvent> {
+        self.read_events(tenant, filter)
     }
 
     fn cluster(&self) -> Option<junction_api::ClusterSnapshot> {
@@ -1943,7 +1951,7 @@ impl StationEngine {
         station: &str,
         config: GroupConfig,
     ) -> Result<GroupInfo, EngineError> {
-        refuse_internal(station, true)?;
+        ingress::refuse_internal_group(station)?;
         self.create_group_any(tenant, station, config)
     }
 
@@ -1978,7 +1986,7 @@ impl StationEngine {
         station: &str,
         config: GroupConfig,
     ) -> Result<GroupInfo, EngineError> {
-        refuse_internal(station, true)?;
+        ingress::refuse_internal_group(station)?;
         if let Ok(s) = self.stations.get(tenant, station)
             && let Some(g) = s.replica.get()
         {
@@ -2003,7 +2011,7 @@ impl StationEngine {
         station: &str,
         group: &str,
     ) -> Result<(), EngineError> {
-        refuse_internal(station, true)?;
+        ingress::refuse_internal_group(station)?;
         self.delete_group_any(tenant, station, group)
     }
 

@@ -289,6 +289,16 @@ impl StationRegistry {
             .unwrap_or_default()
     }
 
+    /// The tenants that have a station named `name`.
+    pub fn tenants_with(&self, name: &str) -> Vec<TenantId> {
+        self.tenants
+            .read()
+            .iter()
+            .filter(|(_, t)| t.by_name.contains_key(name))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     pub fn all(&self) -> Vec<Arc<Station>> {
         self.tenants
             .read()

@@ -177,7 +177,11 @@ impl StationEngine {
         station: &Station,
         message: &Message,
     ) -> Result<(), EngineError> {
-        self.admit_to_disk()?;
+        // The system events station is bounded and small: a storage_full
+        // event must still be kept while clients' writes are fenced.
+        if station.name() != junction_api::EVENTS_STATION {
+            self.admit_to_disk()?;
+        }
         if !self.book.storage_limited() {
             return Ok(());
         }
