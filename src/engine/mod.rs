@@ -1015,6 +1015,9 @@ impl Broker for StationEngine {
 
     fn station_names(&self, tenant: &TenantId, subject: Option<&str>) -> Vec<String> {
         let mut names = self.stations.names(tenant, subject);
+        // The system events station is read by name (`$sys_events`), not
+        // listed: as nats-server's system streams, it is not the tenant's.
+        names.retain(|n| n != junction_api::EVENTS_STATION);
         names.extend(self.placed.names(tenant, subject));
         names.sort();
         names.dedup();
