@@ -417,6 +417,16 @@ pub struct Limits {
     /// directory's file system: bytes or a size (`"512MiB"`); unset: no floor.
     #[serde(deserialize_with = "crate::byte_size::optional")]
     pub disk_min_free: Option<u64>,
+    /// The memory limit the memory self-check measures against: bytes or a
+    /// size; unset: the cgroup's `memory.max`, else the machine's memory.
+    #[serde(deserialize_with = "crate::byte_size::optional")]
+    pub memory_max: Option<u64>,
+    /// Raise `memory_high`, and refuse new connections, at this percent of
+    /// the memory limit (1 to 100; 0: never).
+    pub memory_high_percent: u8,
+    /// Raise `consumer_lag:<tenant>/<station>/<group>` when a consumer group
+    /// has more than this many messages to deliver (0: never).
+    pub consumer_lag_alarm: u64,
 }
 
 impl Default for Limits {
@@ -436,6 +446,9 @@ impl Default for Limits {
             auth_timeout: Duration::from_secs(2),
             disk_max_used_percent: 95,
             disk_min_free: None,
+            memory_max: None,
+            memory_high_percent: 90,
+            consumer_lag_alarm: 1_000_000,
         }
     }
 }
@@ -950,6 +963,17 @@ impl Config {
         self.notifications.validate().map_err(ConfigError)?;
         if self.limits.max_payload == 0 {
             return Err(ConfigError("limits.max_payload must be more than 0".into()));
+        }
+        if self.limits.memory_high_percent > 100 {
+            return Err(ConfigError(format!(
+                "limits.memory_high_percent must be 0 (never) to 100, not {}",
+                self.limits.memory_high_percent
+            )));
+        }
+        if self.limits.memory_max == Some(0) {
+            return Err(ConfigError(
+                "limits.memory_max must be more than 0 (leave it unset for the cgroup's or the machine's memory)".into(),
+            ));
         }
         if self.limits.disk_max_used_percent > 100 {
             return Err(ConfigError(format!(

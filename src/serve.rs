@@ -391,6 +391,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 max_used_percent: config.limits.disk_max_used_percent,
                 min_free: config.limits.disk_min_free,
             },
+            self_checks: crate::engine::SelfChecks {
+                memory_max: config.limits.memory_max,
+                memory_high_percent: config.limits.memory_high_percent,
+                consumer_lag_alarm: config.limits.consumer_lag_alarm,
+            },
             system_tenant: config
                 .system_tenant()?
                 .map(|n| junction_api::TenantId(std::sync::Arc::from(n.as_str()))),
@@ -705,6 +710,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                             engine.expire_stations();
                             engine.check_disk();
                             engine.check_memory();
+                            engine.check_consumer_lag();
                         })
                         .await;
                     }
@@ -778,6 +784,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     created.keep();
     pid_written.keep();
     engine.record_lifecycle(true);
+    // `server_started` is in the events station before anyone is told "ready".
+    {
+        let engine = engine.clone();
+        let _ =
+            tokio::task::spawn_blocking(move || engine.flush_events(Duration::from_secs(5))).await;
+    }
     tracing::info!(server_name = %server_name, server_id = %server_id, "Server is ready");
     Ok(Running {
         nats: nats_bound,

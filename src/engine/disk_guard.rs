@@ -16,6 +16,7 @@
 //! Publishing pays one atomic load for it.
 
 use super::StationEngine;
+use super::ingress::is_internal_station;
 use junction_api::{EngineError, SystemEventKind};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -194,32 +195,108 @@ impl StationEngine {
         }
     }
 
-    /// The memory self-check: `memory_high` while the process uses 90% or more
-    /// of its memory limit (the cgroup's, else the machine's), cleared under
-    /// 85%.
+    /// The memory self-check: `memory_high` while the broker uses
+    /// `memory_high_percent` of its memory limit (`limits.memory_max`, else
+    /// its cgroup's, else the machine's), cleared five points under it. While
+    /// it is up, new NATS, MQTT and WebSocket connections are refused (the
+    /// clients already connected go on).
     pub fn check_memory(&self) {
-        let Some((used, limit)) = memory_use() else {
+        let policy = self.options.self_checks;
+        if policy.memory_high_percent == 0 {
+            return;
+        }
+        let Some((used, limit)) = memory_use(policy.memory_max) else {
             return;
         };
         let percent = 100.0 * used as f64 / limit.max(1) as f64;
+        let mark = f64::from(policy.memory_high_percent);
         let raised = self.alarms.raised.lock().contains_key("memory_high");
-        if percent >= 90.0 {
+        if percent >= mark {
+            self.alarms.memory_pressure.store(true, Ordering::Release);
             self.raise_alarm(
                 "memory_high",
                 &format!(
-                    "the broker uses {percent:.1}% of its memory limit ({used} of {limit} bytes)"
+                    "the broker uses {percent:.1}% of its memory limit ({used} of {limit} bytes); new connections are refused"
                 ),
             );
-        } else if raised && percent < 85.0 {
+        } else if raised && percent < mark - 5.0 {
+            self.alarms.memory_pressure.store(false, Ordering::Release);
             self.clear_alarm("memory_high");
+        }
+    }
+
+    /// Refuses a new connection while `memory_high` is up.
+    pub(crate) fn admit_connection_memory(&self) -> Result<(), EngineError> {
+        if self.alarms.memory_pressure.load(Ordering::Acquire) {
+            tracing::warn!("connection refused: memory_high (the broker is near its memory limit)");
+            return Err(EngineError::MaxConnections);
+        }
+        Ok(())
+    }
+
+    /// The consumer-lag self-check: `consumer_lag:<tenant>/<station>/<group>`
+    /// while a group has more than `consumer_lag_alarm` messages to deliver,
+    /// cleared under 90% of it (or when the group is gone).
+    pub fn check_consumer_lag(&self) {
+        let max = self.options.self_checks.consumer_lag_alarm;
+        if max == 0 {
+            return;
+        }
+        let mut seen = std::collections::HashSet::new();
+        for station in self.stations.all() {
+            if is_internal_station(station.name()) {
+                continue;
+            }
+            let groups: Vec<_> = station
+                .groups
+                .read()
+                .iter()
+                .map(|(n, g)| (n.clone(), g.clone()))
+                .collect();
+            for (group_name, group) in groups {
+                let lag = group.state(&station).num_pending;
+                let name = format!(
+                    "consumer_lag:{}/{}/{}",
+                    station.tenant.0,
+                    station.name(),
+                    group_name
+                );
+                if lag > max {
+                    self.raise_alarm(
+                        &name,
+                        &format!(
+                            "group '{}' of station '{}' has {lag} messages to deliver (limits.consumer_lag_alarm = {max})",
+                            group_name,
+                            station.name()
+                        ),
+                    );
+                    seen.insert(name);
+                } else if lag > max / 10 * 9 && self.alarms.raised.lock().contains_key(&name) {
+                    seen.insert(name);
+                }
+            }
+        }
+        let stale: Vec<String> = self
+            .alarms
+            .raised
+            .lock()
+            .keys()
+            .filter(|k| k.starts_with("consumer_lag:") && !seen.contains(*k))
+            .cloned()
+            .collect();
+        for name in stale {
+            self.clear_alarm(&name);
         }
     }
 }
 
 /// The memory the broker's cgroup (else the process) uses, and its limit
 /// (the cgroup's `memory.max`, else the machine's memory), in bytes.
-fn memory_use() -> Option<(u64, u64)> {
+fn memory_use(configured: Option<u64>) -> Option<(u64, u64)> {
     let read = |p: &str| std::fs::read_to_string(p).ok();
+    if let Some(limit) = configured {
+        return Some((rss_bytes()?, limit));
+    }
     let cgroup_limit = read("/sys/fs/cgroup/memory.max").and_then(|s| s.trim().parse::<u64>().ok());
     let cgroup_used =
         read("/sys/fs/cgroup/memory.current").and_then(|s| s.trim().parse::<u64>().ok());
@@ -234,7 +311,12 @@ fn memory_use() -> Option<(u64, u64)> {
         .next()?
         .parse()
         .ok()?;
-    let status = read("/proc/self/status")?;
+    Some((rss_bytes()?, total_kib * 1024))
+}
+
+/// The process's resident memory.
+fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let rss_kib: u64 = status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))?
@@ -242,7 +324,29 @@ fn memory_use() -> Option<(u64, u64)> {
         .next()?
         .parse()
         .ok()?;
-    Some((rss_kib * 1024, total_kib * 1024))
+    Some(rss_kib * 1024)
+}
+
+/// The self-checks' thresholds (`[limits]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SelfChecks {
+    /// The memory limit the memory check uses (none: the cgroup's, else the
+    /// machine's).
+    pub memory_max: Option<u64>,
+    /// `memory_high` at this percent of it (0: never).
+    pub memory_high_percent: u8,
+    /// `consumer_lag:…` past this many messages to deliver (0: never).
+    pub consumer_lag_alarm: u64,
+}
+
+impl Default for SelfChecks {
+    fn default() -> Self {
+        SelfChecks {
+            memory_max: None,
+            memory_high_percent: 90,
+            consumer_lag_alarm: 1_000_000,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -286,6 +390,8 @@ mod tests {
 #[derive(Debug, Default)]
 pub(crate) struct Alarms {
     raised: Mutex<std::collections::BTreeMap<String, String>>,
+    /// `memory_high` is up: new connections are refused.
+    memory_pressure: AtomicBool,
 }
 
 /// An alarm event's details: why, and which webhook a `webhook_failing:<name>`

@@ -62,7 +62,7 @@ use std::time::SystemTime;
 use trie::{SubjectTrie, Subscription};
 
 pub use auth::{Authenticator, PermissionsConfig, RulesConfig, StringList, User};
-pub use disk_guard::DiskPolicy;
+pub use disk_guard::{DiskPolicy, SelfChecks};
 
 pub use join::{RestartHook, join_routes};
 
@@ -92,6 +92,8 @@ pub struct EngineOptions {
     pub system_tenant: Option<TenantId>,
     /// When stored writes are fenced on a nearly full disk.
     pub disk: DiskPolicy,
+    /// The memory and consumer-lag self-checks' thresholds.
+    pub self_checks: disk_guard::SelfChecks,
 }
 
 /// Messages one tenant publishes on `filter` are delivered in tenant `to` too,
@@ -580,6 +582,14 @@ impl Broker for StationEngine {
             )
         {
             self.check_connection_limit(&tenant, None)?;
+        }
+        if client.remote.port() != 0
+            && matches!(
+                client.protocol,
+                Protocol::Nats | Protocol::Mqtt | Protocol::WebSocket
+            )
+        {
+            self.admit_connection_memory()?;
         }
         let mut clients = self.clients.write();
         // The system client is in the map but is not a connection.

@@ -11,7 +11,11 @@
 //!   with `Retry-After: 2` is honoured; a 404 is not retried: the event goes to
 //!   `$dls_$sys_events` and `webhook_failing:<name>` is raised, then cleared by
 //!   the next delivery;
-//! - events recorded while the receiver is down are delivered after a restart.
+//! - events recorded while the receiver is down are delivered after a restart;
+//! - a consumer group past `limits.consumer_lag_alarm` raises an alarm, heard
+//!   on MQTT `$SYS/broker/alarms/activate`, cleared once consumed;
+//! - near `limits.memory_max` the broker raises `memory_high` and refuses new
+//!   NATS and MQTT connections while HTTP goes on.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "support/process.rs"]
@@ -580,13 +584,15 @@ async fn a_failing_webhook_is_retried_then_dead_lettered_and_catches_up_after_a_
     );
     let broker = Broker::start(dir.path()).await;
     let reload = || async {
-        http()
+        let r = http()
             .post(broker.url("/v1/server/reload"))
             .send()
             .await
-            .unwrap()
-            .status()
-            .as_u16()
+            .unwrap();
+        let status = r.status().as_u16();
+        let body = r.text().await.unwrap();
+        assert_eq!(status, 200, "reload: {body}");
+        status
     };
 
     // 500, 500, 500, 200: one event, four attempts, one id, growing gaps.
@@ -685,5 +691,198 @@ async fn a_failing_webhook_is_retried_then_dead_lettered_and_catches_up_after_a_
         .find(|h| h.body["kind"] == "config_reloaded")
         .unwrap();
     assert!(first.header("Junction-Event-Id").is_some());
+    broker.stop().await;
+}
+
+/// Reads `junction_alarm_active{name="<name>"}` from `/metrics` (None: absent).
+async fn alarm(broker: &Broker, name: &str) -> Option<u8> {
+    let text = http()
+        .get(broker.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let prefix = format!("junction_alarm_active{{name=\"{name}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+async fn until_alarm(broker: &Broker, name: &str, value: u8) {
+    let deadline = Instant::now() + GUARD;
+    // An alarm named after what it is about (`consumer_lag:…`) is listed
+    // while it is up only.
+    while alarm(broker, name).await.unwrap_or(0) != value {
+        assert!(
+            Instant::now() < deadline,
+            "junction_alarm_active{{name={name:?}}} never became {value}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_group_raises_an_alarm_mqtt_hears_it_and_it_clears_when_consumed() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), "[limits]\nconsumer_lag_alarm = 10\n");
+    let broker = Broker::start(dir.path()).await;
+
+    // An MQTT operator's console listens to the alarm topics.
+    let (mqtt, mut events) = {
+        let mut o = rumqttc::v5::MqttOptions::new("ops-console", "127.0.0.1", broker.mqtt.port());
+        o.set_keep_alive(Duration::from_secs(30));
+        rumqttc::v5::AsyncClient::new(o, 64)
+    };
+    mqtt.subscribe(
+        "$SYS/broker/alarms/#",
+        rumqttc::v5::mqttbytes::QoS::AtMostOnce,
+    )
+    .await
+    .unwrap();
+    let (tx, mut alarms) = tokio::sync::mpsc::unbounded_channel::<(String, Value)>();
+    let (sub_tx, sub_rx) = tokio::sync::oneshot::channel::<()>();
+    let mqtt_loop = tokio::spawn(async move {
+        let mut sub_tx = Some(sub_tx);
+        while let Ok(event) = events.poll().await {
+            use rumqttc::v5::{Event, mqttbytes::v5::Packet};
+            match event {
+                Event::Incoming(Packet::SubAck(_)) => {
+                    if let Some(t) = sub_tx.take() {
+                        let _ = t.send(());
+                    }
+                }
+                Event::Incoming(Packet::Publish(p)) => {
+                    let topic = String::from_utf8_lossy(&p.topic).into_owned();
+                    let body = serde_json::from_slice(&p.payload).unwrap_or(Value::Null);
+                    let _ = tx.send((topic, body));
+                }
+                _ => {}
+            }
+        }
+    });
+    tokio::time::timeout(GUARD, sub_rx).await.unwrap().unwrap();
+
+    assert_eq!(
+        broker
+            .post(
+                "/v1/stations",
+                json!({"name": "orders", "subjects": ["orders.>"]})
+            )
+            .await,
+        201
+    );
+    assert_eq!(
+        broker
+            .post("/v1/stations/orders/groups", json!({"name": "billing"}))
+            .await,
+        201
+    );
+    for i in 0..11 {
+        assert_eq!(
+            broker.post("/v1/subjects/orders.eu", json!({"n": i})).await,
+            201
+        );
+    }
+    let name = "consumer_lag:$G/orders/billing";
+    until_alarm(&broker, name, 1).await;
+    let (topic, body) = tokio::time::timeout(GUARD, alarms.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(topic, "$SYS/broker/alarms/activate");
+    assert_eq!(body["name"], name, "{body}");
+
+    // Consumed and acked: the alarm clears, once.
+    let fetched: Value = http()
+        .post(broker.url("/v1/stations/orders/groups/billing/fetch"))
+        .json(&json!({"batch": 100, "max_wait_ms": 0}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tokens: Vec<Value> = fetched["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["ack_token"].clone())
+        .collect();
+    assert_eq!(tokens.len(), 11);
+    assert_eq!(
+        broker
+            .post(
+                "/v1/stations/orders/groups/billing/ack",
+                json!({ "ack": tokens })
+            )
+            .await,
+        200
+    );
+    until_alarm(&broker, name, 0).await;
+    let (topic, body) = tokio::time::timeout(GUARD, alarms.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(topic, "$SYS/broker/alarms/deactivate");
+    assert_eq!(body["name"], name);
+    let kinds: Vec<Value> = broker
+        .events(&format!("kind={name}"))
+        .await
+        .iter()
+        .map(|e| json!([e["kind"], e["alarm"]["active"]]))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            json!(["alarm_cleared", false]),
+            json!(["alarm_raised", true])
+        ],
+        "raised once, cleared once"
+    );
+    mqtt_loop.abort();
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn near_its_memory_limit_the_broker_refuses_new_connections_and_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    // Any broker uses more than 90% of 1 MB.
+    write_config(dir.path(), "[limits]\nmemory_max = \"1MB\"\n");
+    let broker = Broker::start(dir.path()).await;
+    until_alarm(&broker, "memory_high", 1).await;
+
+    // A new NATS client is told, as nats-server tells it at its connection cap.
+    let mut sock = tokio::net::TcpStream::connect(broker.nats).await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(GUARD, sock.read_to_string(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        answer.contains("-ERR 'maximum connections exceeded'"),
+        "{answer:?}"
+    );
+    // MQTT: CONNACK refused.
+    let mut o = rumqttc::MqttOptions::new("late", "127.0.0.1", broker.mqtt.port());
+    o.set_keep_alive(Duration::from_secs(30));
+    let (_client, mut events) = rumqttc::AsyncClient::new(o, 8);
+    let refused = tokio::time::timeout(GUARD, events.poll()).await.unwrap();
+    assert!(refused.is_err(), "MQTT CONNACK refused: {refused:?}");
+
+    // HTTP still answers; the alarm is an event with its figures.
+    assert_eq!(
+        broker
+            .post("/v1/stations", json!({"name": "s", "subjects": ["s.>"]}))
+            .await,
+        201
+    );
+    let raised = broker.events("kind=memory_high").await;
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    assert_eq!(
+        raised[0]["alarm"],
+        json!({"name": "memory_high", "active": true})
+    );
     broker.stop().await;
 }
