@@ -38,6 +38,13 @@ pub struct Config {
     pub log_file: Option<PathBuf>,
     /// Write the process id to this file while running.
     pub pid_file: Option<PathBuf>,
+    /// Reload by itself when the configuration file's content changes
+    /// (checked every 2 s, through symlinks, so a Kubernetes ConfigMap update
+    /// is seen), as SIGHUP does.
+    pub config_watch: bool,
+    /// The configuration file the broker was started with (`-c`), if any.
+    #[serde(skip)]
+    pub config_file: Option<PathBuf>,
     /// Protocol and resource limits.
     pub limits: Limits,
     /// Who may connect.
@@ -190,6 +197,8 @@ impl Default for Config {
             log_level: "info".into(),
             log_file: None,
             pid_file: None,
+            config_watch: false,
+            config_file: None,
             limits: Limits::default(),
             auth: Auth::default(),
             tenants: Vec::new(),

@@ -18,6 +18,7 @@ pub mod engine;
 pub mod fd_budget;
 pub mod health;
 pub mod lame_duck;
+pub mod log_file;
 pub mod nats_conf;
 pub mod notify;
 pub mod passwd;

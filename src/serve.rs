@@ -832,7 +832,12 @@ async fn run_inner(
     // Handlers first: a signal that arrives while the broker starts must not take
     // the default action (SIGHUP and SIGUSR2 would end the process).
     let mut signals = Signals::new();
+    let watched = config
+        .config_watch
+        .then(|| config.config_file.clone())
+        .flatten();
     let running = start(config).await?;
+    let mut watch = ConfigWatch::new(watched);
     if let Some(loader) = loader {
         running.set_config_loader(loader);
     }
@@ -840,6 +845,10 @@ async fn run_inner(
     loop {
         let trapped = tokio::select! {
             t = signals.next() => t,
+            _ = watch.changed() => {
+                tracing::info!("the configuration file changed: reloading the configuration");
+                Trapped::Reload
+            }
             _ = restart.notified() => {
                 tracing::warn!("restarting in place (cluster join)");
                 RESTART.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -854,6 +863,10 @@ async fn run_inner(
                 // The outcome is logged and recorded as an event.
                 let _ = tokio::task::spawn_blocking(move || reloader.reload()).await;
             }
+            Trapped::Reopen => match crate::log_file::reopen() {
+                Ok(()) => tracing::info!("Trapped SIGUSR1: the log file was reopened"),
+                Err(e) => tracing::error!("Trapped SIGUSR1: {e}; logging goes on to the old file"),
+            },
             Trapped::LameDuck => {
                 running.enter_lame_duck();
                 tracing::warn!(
@@ -877,6 +890,40 @@ pub fn restart_requested() -> bool {
     RESTART.load(std::sync::atomic::Ordering::SeqCst)
 }
 
+/// `config_watch`: the configuration file's content, read every 2 s. Reading
+/// the path follows symlinks, so a Kubernetes ConfigMap (whose `..data`
+/// symlink is swapped) is seen to change as an edited file is.
+struct ConfigWatch {
+    path: Option<std::path::PathBuf>,
+    seen: Option<Vec<u8>>,
+}
+
+impl ConfigWatch {
+    fn new(path: Option<std::path::PathBuf>) -> Self {
+        let seen = path.as_ref().and_then(|p| std::fs::read(p).ok());
+        ConfigWatch { path, seen }
+    }
+
+    /// Resolves once the file's content differs from the last seen (never
+    /// without a file to watch). A file that cannot be read (in the middle of
+    /// a swap) is skipped until it can.
+    async fn changed(&mut self) {
+        let Some(path) = self.path.clone() else {
+            return std::future::pending().await;
+        };
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let Ok(now) = tokio::fs::read(&path).await else {
+                continue;
+            };
+            if self.seen.as_ref() != Some(&now) {
+                self.seen = Some(now);
+                return;
+            }
+        }
+    }
+}
+
 /// What a trapped signal asks for.
 enum Trapped {
     /// SIGTERM or SIGINT: shut down.
@@ -885,12 +932,14 @@ enum Trapped {
     Reload,
     /// SIGUSR2: lame-duck mode.
     LameDuck,
+    /// SIGUSR1: reopen the log file.
+    Reopen,
 }
 
 /// The process's signal handlers, installed once.
 struct Signals {
     #[cfg(unix)]
-    unix: Option<[tokio::signal::unix::Signal; 4]>,
+    unix: Option<[tokio::signal::unix::Signal; 5]>,
 }
 
 impl Signals {
@@ -904,6 +953,7 @@ impl Signals {
                     signal(SignalKind::interrupt())?,
                     signal(SignalKind::hangup())?,
                     signal(SignalKind::user_defined2())?,
+                    signal(SignalKind::user_defined1())?,
                 ])
             })();
             if let Err(e) = &all {
@@ -917,12 +967,13 @@ impl Signals {
 
     async fn next(&mut self) -> Trapped {
         #[cfg(unix)]
-        if let Some([term, int, hup, usr2]) = &mut self.unix {
+        if let Some([term, int, hup, usr2, usr1]) = &mut self.unix {
             return tokio::select! {
                 _ = term.recv() => Trapped::Stop,
                 _ = int.recv() => Trapped::Stop,
                 _ = hup.recv() => Trapped::Reload,
                 _ = usr2.recv() => Trapped::LameDuck,
+                _ = usr1.recv() => Trapped::Reopen,
             };
         }
         let _ = tokio::signal::ctrl_c().await;

@@ -179,8 +179,10 @@ impl StationEngine {
     ) -> Result<(), EngineError> {
         // The system events station is bounded and small: a storage_full
         // event must still be kept while clients' writes are fenced.
-        if station.name() != junction_api::EVENTS_STATION {
-            self.admit_to_disk()?;
+        if let Err(fenced) = self.admit_to_disk()
+            && station.name() != junction_api::EVENTS_STATION
+        {
+            return Err(fenced);
         }
         if !self.book.storage_limited() {
             return Ok(());
