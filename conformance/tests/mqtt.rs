@@ -18,6 +18,8 @@ mod bad_input;
 mod cross_protocol;
 #[path = "mqtt/keep_alive.rs"]
 mod keep_alive;
+#[path = "mqtt/maximum_packet_size_mqtt_3_1_2_25.rs"]
+mod maximum_packet_size_mqtt_3_1_2_25;
 #[path = "mqtt/msg_id_property_dedup.rs"]
 mod msg_id_property_dedup;
 #[path = "mqtt/qos2_exactly_once.rs"]

@@ -655,8 +655,13 @@ async fn connect<S>(
         keep_alive = max_ka;
         server_keep_alive = Some(max_ka);
     }
+    // The client's Maximum Packet Size counts whole packets; the codec's limit is
+    // on the remaining length, and its setter takes 5 bytes off what it is given
+    // (MQTT-3.1.2-24, -25). (The codec reads 0 as "no limit": a client that
+    // allows under 3 bytes, which no useful client does, is held to one byte.)
     if let (MqttCodec::V5(c), Some(m)) = (framed.codec_mut(), info.max_packet_size) {
-        c.set_max_outbound_size(m);
+        let remaining = crate::packets::max_remaining_length(m);
+        c.set_max_outbound_size(if remaining > 0 { remaining + 5 } else { 1 });
     }
 
     let mut ack = connack(0);
