@@ -42,6 +42,8 @@ mod session_takeover;
 mod shared_subscriptions;
 #[path = "mqtt/slow_consumer.rs"]
 mod slow_consumer;
+#[path = "mqtt/subscription_live_before_suback_mqtt_3_8_4.rs"]
+mod subscription_live_before_suback_mqtt_3_8_4;
 #[path = "mqtt/topic_mapping.rs"]
 mod topic_mapping;
 #[path = "mqtt/unsubscribe.rs"]
