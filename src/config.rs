@@ -232,6 +232,9 @@ pub struct Mqtt {
     /// Flapping detection (EMQX's): a client id that connects `max_count`
     /// times within `window` is banned for `ban_for` (0: off, the default).
     pub flapping: Flapping,
+    /// Bridges to other MQTT brokers (`[[mqtt.bridges]]`, mosquitto's
+    /// `connection` sections).
+    pub bridges: Vec<junction_mqtt::BridgeConfig>,
 }
 
 /// `[mqtt] flapping = { max_count = 15, window = "1m", ban_for = "5m" }`.
@@ -272,6 +275,7 @@ impl Default for Mqtt {
             sys_interval: d.sys_interval,
             acl: d.acl,
             flapping: Flapping::default(),
+            bridges: Vec::new(),
         }
     }
 }
@@ -973,6 +977,16 @@ impl Config {
             return Err(ConfigError(
                 "mqtt.max_packet_size must be at least 64".into(),
             ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for bridge in &self.mqtt.bridges {
+            bridge.check().map_err(ConfigError)?;
+            if !names.insert(bridge.name.as_str()) {
+                return Err(ConfigError(format!(
+                    "mqtt.bridges: two bridges are named '{}'",
+                    bridge.name
+                )));
+            }
         }
         if self.mqtt.receive_maximum == 0 {
             return Err(ConfigError(

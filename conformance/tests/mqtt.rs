@@ -14,6 +14,8 @@ mod support;
 mod auth_acl;
 #[path = "mqtt/bad_input.rs"]
 mod bad_input;
+#[path = "mqtt/bridge_to_mosquitto.rs"]
+mod bridge_to_mosquitto;
 #[path = "mqtt/cross_protocol.rs"]
 mod cross_protocol;
 #[path = "mqtt/keep_alive.rs"]
