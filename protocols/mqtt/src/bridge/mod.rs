@@ -478,6 +478,7 @@ impl Bridge {
             }
             return self.ack(from, source_pkid).await;
         }
+        tracing::trace!(bridge = %self.config.name, from = ?from, %topic, ?source_pkid, dup = p.dup, "MQTT bridge: forwarding");
         to.queue.push_back((out, source_pkid));
         self.pump(from.other()).await
     }
@@ -511,6 +512,7 @@ impl Bridge {
 
     async fn on_puback(&mut self, from: Side, ack: PubAck) -> Result<(), BridgeError> {
         let end = &mut self.ends[from.index()];
+        tracing::trace!(bridge = %self.config.name, side = end.link.side, pkid = ack.pkid, reason = ?ack.reason, "MQTT bridge: PUBACK");
         let Some(source_pkid) = end.inflight.remove(&ack.pkid) else {
             return Ok(());
         };
