@@ -142,14 +142,12 @@ async fn connack_for_keep_alive(port: u16, keep_alive: u16) -> Vec<u8> {
 /// while Junction is alive (some crossing the bridge when it is killed), half
 /// while it is dead; after the restart a persistent subscriber here gets all.
 ///
-/// Known failure, kept as the reproducer: the first message published after
-/// the subscriber disconnects (`u0`) is PUBACKed by Junction to the bridge (a
-/// bridge trace shows it) but never reaches the persistent session after the
-/// `kill -9`; `u1`..`u99` do. Without the kill it arrives, and without the
-/// bridge (a client publishing on Junction at the same moment) it arrives too,
-/// so the suspect is the front-end/group state of a session that is closing
-/// while a stored message lands for it. Run it with `--run-ignored only`.
-#[ignore = "known: u0 lost across kill -9 (see the doc comment); reproducer for the fix"]
+/// This found a loss: the messages the session had consumed were deleted
+/// (interest retention), so after the kill `$MQTT_msgs` recovered an empty log
+/// and gave the next message a sequence the session's consumer group had
+/// already seen, and the group skipped it (the first message after the kill
+/// never arrived). Fixed in the engine; the bridge-free regression test is in
+/// `tests/mqtt_restart_kill9.rs`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bridged_in_qos1_survives_kill_9_of_junction() {
     let dir = tempfile::tempdir().unwrap();
