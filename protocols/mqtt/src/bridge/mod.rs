@@ -552,3 +552,45 @@ impl Bridge {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Result<BridgeConfig, String> {
+        let c: BridgeConfig = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        c.check().map(|()| c)
+    }
+
+    #[test]
+    fn settings_take_defaults_and_bad_ones_are_refused() {
+        let c = config(
+            r#"{"name": "legacy", "address": "mosquitto.lan:1883",
+                "topics": [{"pattern": "sensors/#", "direction": "both", "qos": 1}]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.client_id(), "junction-bridge-legacy");
+        assert_eq!(c.keep_alive, Duration::from_secs(60));
+        assert_eq!(c.reconnect_min, Duration::from_secs(1));
+        assert_eq!(c.reconnect_max, Duration::from_secs(30));
+        assert_eq!(c.topics[0].direction, Direction::Both);
+        assert_eq!(c.topics[0].local_prefix, "");
+
+        for bad in [
+            // No port, or not a number.
+            r#"{"name": "b", "address": "host", "topics": [{"pattern": "a"}]}"#,
+            r#"{"name": "b", "address": "host:x", "topics": [{"pattern": "a"}]}"#,
+            // Nothing to carry.
+            r#"{"name": "b", "address": "h:1", "topics": []}"#,
+            // QoS 2.
+            r#"{"name": "b", "address": "h:1", "topics": [{"pattern": "a", "qos": 2}]}"#,
+            // Unknown direction, unknown key.
+            r#"{"name": "b", "address": "h:1", "topics": [{"pattern": "a", "direction": "up"}]}"#,
+            r#"{"name": "b", "address": "h:1", "topic": [{"pattern": "a"}]}"#,
+            // No name.
+            r#"{"name": "", "address": "h:1", "topics": [{"pattern": "a"}]}"#,
+        ] {
+            assert!(config(bad).is_err(), "accepted: {bad}");
+        }
+    }
+}
