@@ -12,7 +12,7 @@
 use crate::support::{
     DISCONNECT, Raw, RawPacket, connect_v5, lstr, packet, puback, publish_raw, subscribe_raw,
 };
-use junction_conformance::{TestBroker, mqtt_broker};
+use junction_conformance::{TestBroker, mqtt_broker, mqtt_broker_with};
 
 /// Encoded MQTT 5 properties: user properties (0x26).
 fn user_props(pairs: &[(&str, &str)]) -> Vec<u8> {
@@ -198,4 +198,32 @@ async fn a_stored_message_too_large_is_discarded_once_and_the_backlog_after_it_i
         "the discarded message came back: {m:?}"
     );
     sub.send(&puback(m.publish_pkid())).await;
+}
+
+/// Our own Maximum Packet Size counts whole packets too (MQTT 5 §3.2.2.3.6):
+/// with `max_packet_size` 1024, a PUBLISH of exactly 1024 bytes is taken and one
+/// of 1025 is a protocol error (DISCONNECT 0x95). The codec bounded only the
+/// remaining length, so packets up to 3 bytes over got through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_maximum_counts_the_whole_packet_too() {
+    let b = mqtt_broker_with(|c| c.mqtt.max_packet_size = 1024).await;
+    let mut p = publisher(&b, "mps-ours").await;
+    // The payload that makes the packet 1024 bytes (the remaining length's
+    // varint grows as the payload does).
+    let pad = (0..1024)
+        .find(|n| published("mps/ours", &vec![b'x'; *n]).len() == 1024)
+        .expect("a payload size that makes 1024 bytes");
+    let exact = published("mps/ours", &vec![b'x'; pad]);
+    assert_eq!(exact.len(), 1024);
+    publish_acked(&mut p, &exact).await;
+    let over = published("mps/ours", &vec![b'x'; pad + 1]);
+    assert_eq!(over.len(), 1025);
+    p.send(&over).await;
+    let seen = p.until_closed().await;
+    let reasons: Vec<u8> = seen
+        .iter()
+        .filter(|x| x.kind() == 14)
+        .map(|x| x.disconnect_reason())
+        .collect();
+    assert_eq!(reasons, vec![0x95], "{seen:?}");
 }

@@ -285,7 +285,9 @@ pub(crate) async fn run<S>(
         }
     };
     let v5 = version == ProtocolVersion::MQTT5;
-    let max = broker.options.max_packet_size;
+    // `max_packet_size` (our Maximum Packet Size) counts whole packets; the
+    // codec bounds the remaining length.
+    let max = crate::packets::max_remaining_length(broker.options.max_packet_size);
     *framed.codec_mut() = match version {
         ProtocolVersion::MQTT3 => MqttCodec::V3(v3::Codec::new(max)),
         ProtocolVersion::MQTT5 => MqttCodec::V5(v5::Codec::new(max, 0)),
