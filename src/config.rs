@@ -224,8 +224,13 @@ pub struct Mqtt {
     /// Topic aliases a client may use (Topic Alias Maximum).
     pub topic_alias_maximum: u16,
     /// Highest keep-alive in seconds (0 = as the client asks); MQTT 5 clients are
-    /// told through Server Keep Alive.
+    /// told through Server Keep Alive, MQTT 3.1.1 clients asking for more (or for
+    /// none) are refused, as mosquitto does.
     pub max_keep_alive: u16,
+    /// mosquitto's spelling of `max_keep_alive`, for a `mosquitto.conf` moved
+    /// over as it is; when given, it wins.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_keepalive: Option<u16>,
     /// Longest session expiry granted, in seconds.
     pub max_session_expiry: u32,
     /// Live QoS 1/2 messages queued per client beyond its Receive Maximum; one more
@@ -239,6 +244,9 @@ pub struct Mqtt {
     /// Flapping detection (EMQX's): a client id that connects `max_count`
     /// times within `window` is banned for `ban_for` (0: off, the default).
     pub flapping: Flapping,
+    /// Bridges to other MQTT brokers (`[[mqtt.bridges]]`, mosquitto's
+    /// `connection` sections).
+    pub bridges: Vec<junction_mqtt::BridgeConfig>,
 }
 
 /// `[mqtt] flapping = { max_count = 15, window = "1m", ban_for = "5m" }`.
@@ -273,11 +281,13 @@ impl Default for Mqtt {
             receive_maximum: d.receive_maximum,
             topic_alias_maximum: d.topic_alias_maximum,
             max_keep_alive: d.max_keep_alive,
+            max_keepalive: None,
             max_session_expiry: d.max_session_expiry,
             max_queued_messages: d.max_queued_messages,
             sys_interval: d.sys_interval,
             acl: d.acl,
             flapping: Flapping::default(),
+            bridges: Vec::new(),
         }
     }
 }
@@ -289,7 +299,7 @@ impl Mqtt {
             max_packet_size: self.max_packet_size,
             receive_maximum: self.receive_maximum,
             topic_alias_maximum: self.topic_alias_maximum,
-            max_keep_alive: self.max_keep_alive,
+            max_keep_alive: self.max_keepalive.unwrap_or(self.max_keep_alive),
             max_session_expiry: self.max_session_expiry,
             max_queued_messages: self.max_queued_messages,
             sys_interval: self.sys_interval,
@@ -1005,6 +1015,16 @@ impl Config {
                 "mqtt.max_packet_size must be at least 64".into(),
             ));
         }
+        let mut names = std::collections::HashSet::new();
+        for bridge in &self.mqtt.bridges {
+            bridge.check().map_err(ConfigError)?;
+            if !names.insert(bridge.name.as_str()) {
+                return Err(ConfigError(format!(
+                    "mqtt.bridges: two bridges are named '{}'",
+                    bridge.name
+                )));
+            }
+        }
         if self.mqtt.receive_maximum == 0 {
             return Err(ConfigError(
                 "mqtt.receive_maximum must be more than 0".into(),
@@ -1093,6 +1113,27 @@ mod tests {
             let text = format!("[[tenants]]\nname = \"a\"\njetstream = {{ max_file = {bad} }}\n");
             assert!(read(&text).is_err(), "max_file = {bad} is accepted");
         }
+    }
+
+    #[test]
+    fn mqtt_max_keep_alive_in_both_spellings() {
+        use figment::providers::{Format, Serialized, Toml};
+        let read = |text: &str| {
+            figment::Figment::from(Serialized::defaults(Config::default()))
+                .merge(Toml::string(text))
+                .extract::<Config>()
+                .map(|c| c.mqtt.options().max_keep_alive)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(read(""), Ok(0));
+        assert_eq!(read("[mqtt]\nmax_keep_alive = 60\n"), Ok(60));
+        // mosquitto's `max_keepalive`, which wins when both are given.
+        assert_eq!(read("[mqtt]\nmax_keepalive = 30\n"), Ok(30));
+        assert_eq!(
+            read("[mqtt]\nmax_keep_alive = 60\nmax_keepalive = 30\n"),
+            Ok(30)
+        );
+        assert!(read("[mqtt]\nmax_keepalive = 70000\n").is_err());
     }
 
     #[test]

@@ -507,24 +507,27 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
     }
     // The MQTT front-end serves its TCP listener and `/mqtt` on the HTTP listener.
-    let mqtt_broker =
-        if mqtt_listener.is_some() || mqtt_tls_listener.is_some() || http_listener.is_some() {
-            let dyn_engine: Arc<dyn Engine> = engine.clone();
-            Some(
-                junction_mqtt::MqttBroker::new(
-                    dyn_engine,
-                    junction_mqtt::MqttOptions {
-                        max_pending: config.limits.max_pending,
-                        max_connections: mqtt_cap,
-                        ..config.mqtt.options()
-                    },
-                    shutdown.clone(),
-                )
-                .map_err(|e| StartError::Io(format!("cannot start the MQTT front-end: {e}")))?,
+    let mqtt_broker = if mqtt_listener.is_some()
+        || mqtt_tls_listener.is_some()
+        || http_listener.is_some()
+        || !config.mqtt.bridges.is_empty()
+    {
+        let dyn_engine: Arc<dyn Engine> = engine.clone();
+        Some(
+            junction_mqtt::MqttBroker::new(
+                dyn_engine,
+                junction_mqtt::MqttOptions {
+                    max_pending: config.limits.max_pending,
+                    max_connections: mqtt_cap,
+                    ..config.mqtt.options()
+                },
+                shutdown.clone(),
             )
-        } else {
-            None
-        };
+            .map_err(|e| StartError::Io(format!("cannot start the MQTT front-end: {e}")))?,
+        )
+    } else {
+        None
+    };
     // Logged once nothing can fail the start any more: a failed start prints one
     // line (docs/configuration.md).
     let fd_limit_text = fd_limit.map_or_else(|| "unknown".to_string(), |l| l.to_string());
@@ -691,6 +694,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             };
             listeners.push((l, Some(tls)));
         }
+        junction_mqtt::bridge::spawn(&broker, config.mqtt.bridges.clone());
         if !listeners.is_empty() {
             tasks.spawn(junction_mqtt::serve_listeners(listeners, broker));
         }
