@@ -175,7 +175,7 @@ impl Running {
         {
             let engine = self.engine.clone();
             let _ =
-                tokio::task::spawn_blocking(move || engine.flush_events(Duration::from_secs(5)))
+                tokio::task::spawn_blocking(move || engine.close_events(Duration::from_secs(5)))
                     .await;
         }
         // Every task that held the engine has ended; dropping the last handle closes

@@ -61,8 +61,19 @@ enum Job {
     Flush(SyncSender<()>),
 }
 
+/// What the writer and the engine share: once closed (the broker stops), the
+/// writer no longer takes hold of the engine, so the last handle to it is
+/// always the broker's own (its store closes when the broker says so).
+#[derive(Default)]
+struct Gate {
+    closed: std::sync::atomic::AtomicBool,
+    /// Held by the writer while it holds the engine.
+    writing: Mutex<()>,
+}
+
 /// The recording side, held by the engine.
 pub(crate) struct EventLog {
+    gate: Arc<Gate>,
     tx: SyncSender<Job>,
     rx: Mutex<Option<Receiver<Job>>>,
     node: String,
@@ -89,6 +100,7 @@ impl EventLog {
     pub fn new(node: &str) -> Self {
         let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
         EventLog {
+            gate: Arc::default(),
             tx,
             rx: Mutex::new(Some(rx)),
             node: node.to_string(),
@@ -152,6 +164,13 @@ impl EventLog {
         self.recorded.load(Ordering::Relaxed)
     }
 
+    /// Stops storing: from now on the writer drops what it gets. Waits for
+    /// an event being stored.
+    pub fn close(&self) {
+        self.gate.closed.store(true, Ordering::Release);
+        drop(self.gate.writing.lock());
+    }
+
     /// Waits (at most `within`) until every event recorded so far is stored.
     pub fn flush(&self, within: Duration) -> bool {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
@@ -193,6 +212,8 @@ struct Flood {
 /// The writer's state.
 struct Writer {
     engine: std::sync::Weak<StationEngine>,
+    gate: Arc<Gate>,
+    node: String,
     /// Connects and disconnects settling (see [`SETTLE`]).
     settling: Vec<Pending>,
     floods: HashMap<(TenantId, SystemEventKind), Flood>,
@@ -216,6 +237,10 @@ impl Writer {
                     if is_flood_kind(p.event.kind) {
                         self.settling.push(*p);
                     } else {
+                        // Stored in the order they happened: the connects
+                        // still settling go first (a client's name came with
+                        // its CONNECT, before anything it did).
+                        self.settle(true);
                         self.store(*p);
                     }
                 }
@@ -308,9 +333,7 @@ impl Writer {
             );
             event.tenant = tenant.0.to_string();
             event.details = serde_json::json!({"coalesced": held, "sample": sample});
-            if let Some(engine) = self.engine.upgrade() {
-                event.node = engine.events.node.clone();
-            }
+            event.node = self.node.clone();
             self.store(Pending {
                 tenant,
                 event,
@@ -321,15 +344,22 @@ impl Writer {
     }
 
     /// Stores one event in its tenant's station (made when missing) and tells
-    /// live subscribers.
+    /// live subscribers of the `$sys.events` space.
     fn store(&mut self, p: Pending) {
+        let _writing = self.gate.writing.lock();
+        if self.gate.closed.load(Ordering::Acquire) {
+            return;
+        }
         let Some(engine) = self.engine.upgrade() else {
             return;
         };
-        if let Err(e) = engine.events_station(&p.tenant) {
-            tracing::warn!(tenant = %p.tenant.0, error = %e, "system events station unavailable; event not stored: {}", p.event.message);
-            return;
-        }
+        let station = match engine.events_station(&p.tenant) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(tenant = %p.tenant.0, error = %e, "system events station unavailable; event not stored: {}", p.event.message);
+                return;
+            }
+        };
         let subject = Subject::from_trusted(Bytes::from(format!(
             "{EVENTS_SUBJECT_PREFIX}.{}",
             p.event.kind.as_str()
@@ -337,13 +367,29 @@ impl Writer {
         let Ok(json) = serde_json::to_vec(&p.event.to_json()) else {
             return;
         };
-        engine.publish_as_system(&p.tenant, &Message::new(subject, Bytes::from(json)));
+        let message = Message::new(subject, Bytes::from(json));
+        let kind = p.event.kind.as_str();
+        station.append(
+            &message,
+            &junction_api::PublishOptions::NONE,
+            Bytes::new(),
+            Some(Box::new(move |r| {
+                if let Err(e) = r {
+                    tracing::warn!(kind, error = %e, "system event not stored");
+                }
+            })),
+        );
+        engine.publish_feed(&p.tenant, &message);
         if let Some(alarm) = &p.event.alarm {
             engine.mirror_alarm(alarm, &p.event);
         }
     }
 
     fn mirror_connection(&self, p: &Pending) {
+        let _writing = self.gate.writing.lock();
+        if self.gate.closed.load(Ordering::Acquire) {
+            return;
+        }
         if let (Some(engine), Some(client)) = (self.engine.upgrade(), &p.client) {
             engine.mirror_connection(p.event.kind, client, &p.event);
         }
@@ -358,6 +404,8 @@ impl StationEngine {
         };
         let writer = Writer {
             engine: Arc::downgrade(self),
+            gate: self.events.gate.clone(),
+            node: self.events.node.clone(),
             settling: Vec::new(),
             floods: HashMap::new(),
         };
@@ -412,6 +460,13 @@ impl StationEngine {
     /// Waits (at most `within`) until every event recorded so far is stored.
     pub fn flush_events(&self, within: Duration) -> bool {
         self.events.flush(within)
+    }
+
+    /// Stores what was recorded (at most `within`), then stops storing
+    /// events: the broker is stopping.
+    pub fn close_events(&self, within: Duration) {
+        self.events.flush(within);
+        self.events.close();
     }
 
     /// The tenants whose events station exists on this node.
@@ -490,10 +545,35 @@ impl StationEngine {
         let Ok(json) = serde_json::to_vec(&body) else {
             return;
         };
-        self.publish_as_system(
+        self.publish_feed(
             &self.advisory_tenant(),
             &Message::new(subject, Bytes::from(json)),
         );
+    }
+
+    /// Delivers a system feed message (`$sys.events.…`, `$SYS.…`) live in
+    /// `tenant`, only to subscriptions that name the `$` space (whose filter
+    /// starts with `$`): a `>` or `#` subscriber never gets the broker's own
+    /// feeds, as MQTT keeps `$` topics from `#` and nats-server keeps its
+    /// system events out of accounts. Events only: never on a publish's path.
+    pub(crate) fn publish_feed(&self, tenant: &TenantId, message: &Message) {
+        let result = self.trie(tenant).matches(&message.subject);
+        let names_dollar = |s: &super::trie::Subscription| {
+            s.route.is_none() && s.filter.as_bytes().first() == Some(&b'$')
+        };
+        let fanout = junction_api::FanoutId::next();
+        let mut done = Vec::new();
+        for sub in result.plain.iter().filter(|s| names_dollar(s)) {
+            self.deliver_one(sub, message, fanout, &mut done);
+        }
+        for (_, members) in &result.groups {
+            if let Some(sub) = members.iter().find(|s| names_dollar(s)) {
+                self.deliver_one(sub, message, fanout, &mut done);
+            }
+        }
+        for (client, id) in done {
+            self.remove_subscriptions(client, &[id]);
+        }
     }
 
     /// An alarm raised or cleared, on MQTT `$SYS/broker/alarms/activate` or
@@ -515,7 +595,7 @@ impl StationEngine {
         let Ok(json) = serde_json::to_vec(&body) else {
             return;
         };
-        self.publish_as_system(
+        self.publish_feed(
             &self.advisory_tenant(),
             &Message::new(subject, Bytes::from(json)),
         );
