@@ -511,15 +511,25 @@ async fn operators_manage_and_test_webhooks_that_survive_a_restart() {
         health["last_error"].as_str().unwrap().contains(&dead),
         "{health}"
     );
-    let (status, alarms) = broker.call("alice", "GET", "/v1/alarms", None).await;
-    assert_eq!(status, 200, "{alarms}");
-    let alarm = alarms["alarms"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["name"] == "webhook_failing:dead-hook")
-        .unwrap_or_else(|| panic!("webhook_failing:dead-hook in {alarms}"))
-        .clone();
+    // The alarm is raised just after the health counts the dead letter.
+    let deadline = Instant::now() + GUARD;
+    let alarm = loop {
+        let (status, alarms) = broker.call("alice", "GET", "/v1/alarms", None).await;
+        assert_eq!(status, 200, "{alarms}");
+        if let Some(alarm) = alarms["alarms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == "webhook_failing:dead-hook")
+        {
+            break alarm.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no webhook_failing:dead-hook in {alarms}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert!(
         alarm["message"].as_str().unwrap().contains("dead-hook"),
         "{alarm}"

@@ -365,7 +365,7 @@ impl Sink {
     async fn run(mut self, stop: CancellationToken) {
         let mut idle = Duration::from_millis(100);
         loop {
-            let batch = self.collect().await;
+            let batch = self.collect(&stop).await;
             if batch.is_empty() {
                 tokio::select! {
                     _ = stop.cancelled() => return,
@@ -383,7 +383,7 @@ impl Sink {
 
     /// The events waiting in every covered tenant's station (at most 100),
     /// oldest first per tenant; those this webhook does not want are acked.
-    async fn collect(&mut self) -> Vec<Out> {
+    async fn collect(&mut self, stop: &CancellationToken) -> Vec<Out> {
         let mut out = Vec::new();
         let Some(engine) = self.engine.upgrade() else {
             return out;
@@ -394,6 +394,11 @@ impl Sink {
             }
             let group = self.config.group();
             if engine.group_info(&tenant, EVENTS_STATION, &group).is_err() {
+                if stop.is_cancelled() {
+                    // Stopped (a webhook deleted over the API has its groups
+                    // deleted): never make its group again.
+                    return out;
+                }
                 let config = GroupConfig {
                     name: group.clone(),
                     description: Some(format!("webhook '{}'", self.config.name)),
