@@ -776,11 +776,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         });
     }
     let reloader = crate::reload::Reloader::new(&engine, config.clone());
-    reloader.set_notifier(crate::notify::Notifier::start(
+    let notifier = crate::notify::Notifier::start(
         Arc::downgrade(&engine),
         &config.notifications,
         shutdown.clone(),
-    ));
+    );
+    engine.set_notification_centre(notifier.clone());
+    reloader.set_notifier(notifier);
     {
         let reloader = reloader.clone();
         engine.set_reload_hook(Arc::new(move || reloader.reload()));

@@ -10,7 +10,7 @@ import { DeadLetter } from './pages/DeadLetter';
 import { Connections } from './pages/Connections';
 import { Schemas } from './pages/Schemas';
 import { Lineage } from './pages/Lineage';
-import { Events } from './pages/Events';
+import { Notifications } from './pages/Notifications';
 import { Cluster } from './pages/Cluster';
 import { Tenants } from './pages/Tenants';
 
@@ -20,7 +20,7 @@ const NAV: [string, string][] = [
   ['/connections', 'Connections'],
   ['/lineage', 'Lineage'],
   ['/schemas', 'Schemas'],
-  ['/events', 'Events'],
+  ['/notifications', 'Notifications'],
   ['/cluster', 'Cluster'],
 ];
 
@@ -51,7 +51,42 @@ function useOperator(): boolean {
   return operator;
 }
 
-function route(path: string) {
+/**
+ * The alarms raised now, on every page: a badge with their count that links to
+ * the Notifications page; nothing while none is raised.
+ */
+function AlarmBadge() {
+  const [count, setCount] = useState(0);
+  const auth = currentAuth();
+  const locked = needsLogin();
+  useEffect(() => {
+    setCount(0);
+    if (locked) return;
+    let live = true;
+    const load = () =>
+      api.alarms(true).then(
+        (a) => live && setCount(a.length),
+        () => live && setCount(0),
+      );
+    load();
+    const id = setInterval(() => {
+      if (document.visibilityState === 'visible') load();
+    }, 3000);
+    return () => {
+      live = false;
+      clearInterval(id);
+    };
+  }, [auth, locked]);
+  if (count === 0) return null;
+  const label = `${count} active alarm${count === 1 ? '' : 's'}`;
+  return (
+    <Link href="/notifications" class="badge alarm-badge" data-testid="alarm-badge" aria-label={label} title={label}>
+      ⚠ {count}
+    </Link>
+  );
+}
+
+function route(path: string, operator: boolean) {
   let m: RegExpExecArray | null;
   if (path === '/' || path === '') return <Overview />;
   if (path === '/stations' || path === '/stations/') return <Stations />;
@@ -60,7 +95,8 @@ function route(path: string) {
   if (path === '/connections') return <Connections />;
   if (path === '/lineage') return <Lineage />;
   if (path === '/schemas') return <Schemas />;
-  if (path === '/events') return <Events />;
+  // `/events` was the page's address before it held alarms and webhooks.
+  if (path === '/notifications' || path === '/events') return <Notifications operator={operator} />;
   if (path === '/cluster') return <Cluster />;
   if (path === '/tenants') return <Tenants />;
   return (
@@ -109,7 +145,8 @@ export function App() {
     setTheme(next);
   };
 
-  const section = path === '/' ? '/' : `/${path.split('/')[1]}`;
+  const first = path === '/' ? '/' : `/${path.split('/')[1]}`;
+  const section = first === '/events' ? '/notifications' : first;
   return (
     <>
       <a class="skip" href="#main">
@@ -131,6 +168,7 @@ export function App() {
           </ul>
         </nav>
         <div class="tools">
+          <AlarmBadge />
           {currentAuth() && (
             <button type="button" onClick={() => setAuth(null)}>
               Sign out
@@ -141,7 +179,7 @@ export function App() {
           </button>
         </div>
       </header>
-      <main id="main">{needsLogin() ? <Login /> : route(path)}</main>
+      <main id="main">{needsLogin() ? <Login /> : route(path, operator)}</main>
     </>
   );
 }

@@ -188,12 +188,79 @@ export interface Group {
 export interface SystemEvent {
   id: number;
   time: string;
+  tenant: string;
   kind: string;
+  /** `info`, `warning`, `error` or `critical`. */
+  severity: Severity;
   protocol: string | null;
   client_id: number | null;
   client_name: string | null;
   station: string | null;
+  subject: string | null;
+  /** A threshold event's alarm. */
+  alarm: { name: string; active: boolean } | null;
   message: string;
+}
+
+export type Severity = 'info' | 'warning' | 'error' | 'critical';
+
+/** `GET /v1/events`' query: every condition given must hold. */
+export interface EventQuery {
+  limit?: number;
+  /** Comma-separated kinds (an alarm's name matches its alarm events too). */
+  kind?: string;
+  /** At least this severe. */
+  severity?: string;
+  station?: string;
+  /** A client's id or name. */
+  client?: string;
+}
+
+/** An alarm raised now (`GET /v1/alarms`). */
+export interface Alarm {
+  name: string;
+  message: string;
+}
+
+/** A webhook's configuration: `[[notifications.webhooks]]`' fields. */
+export interface WebhookConfig {
+  name?: string;
+  url: string;
+  kinds?: string[];
+  tenants?: string[];
+  min_severity?: Severity | null;
+  format?: 'json' | 'slack';
+  headers?: Record<string, string>;
+  /** Shown as `********`; given back so, it keeps the webhook's secret. */
+  secret?: string | null;
+  max_attempts?: number | null;
+  max_per_minute?: number | null;
+  timeout?: string | null;
+  retry_base?: string | null;
+}
+
+/** `GET /v1/notifications/webhooks` (operators only). */
+export interface Webhook {
+  name: string;
+  /** `config`: the configuration file's (read-only); `api`: made here. */
+  source: 'config' | 'api';
+  config: WebhookConfig;
+  health: {
+    delivered: number;
+    failed_attempts: number;
+    dead_lettered: number;
+    last_error: string | null;
+    /** Events waiting for it. */
+    pending: number;
+  };
+}
+
+/** What a receiver made of `POST /v1/notifications/webhooks/{name}/test`. */
+export interface WebhookTest {
+  event_id: string;
+  status: number | null;
+  ok: boolean;
+  error: string | null;
 }
 
 export interface Connection {
@@ -516,7 +583,22 @@ export const api = {
   schemas: () => get<{ schemas: Schema[] }>('/v1/schemas').then((r) => r.schemas),
   schema: (name: string) => get<Schema>(`/v1/schemas/${enc(name)}`),
   connections: () => get<{ connections: Connection[] }>('/v1/connections').then((r) => r.connections),
-  events: (limit = 100) => get<{ events: SystemEvent[] }>(`/v1/events?limit=${limit}`).then((r) => r.events),
+  events: (q: EventQuery = {}) => {
+    const p = new URLSearchParams();
+    for (const [k, v] of Object.entries(q)) if (v !== undefined && v !== '') p.set(k, String(v));
+    return get<{ events: SystemEvent[] }>(`/v1/events?${p}`).then((r) => r.events);
+  },
+  /** `quiet401`: the header's badge polls it and must not raise the login screen. */
+  alarms: (quiet401 = false) =>
+    request<{ alarms: Alarm[] }>('GET', '/v1/alarms', { quiet401 }).then((r) => r.alarms),
+  /** Operators only. */
+  webhooks: () => get<{ webhooks: Webhook[] }>('/v1/notifications/webhooks').then((r) => r.webhooks),
+  /** 201 when made, 200 when replaced; 409 `webhook_read_only`, 422 `invalid_config`. */
+  putWebhook: (name: string, config: WebhookConfig) =>
+    request<Webhook>('PUT', `/v1/notifications/webhooks/${enc(name)}`, { body: config }),
+  deleteWebhook: (name: string) => request<void>('DELETE', `/v1/notifications/webhooks/${enc(name)}`),
+  testWebhook: (name: string) =>
+    request<WebhookTest>('POST', `/v1/notifications/webhooks/${enc(name)}/test`, { body: {} }),
   disconnect: (cid: number) => request<void>('DELETE', `/v1/connections/${cid}`),
   /** Operators only: anyone else gets 403 `forbidden`. `quiet401` for the probe
    * that decides whether the navigation shows Tenants. */

@@ -34,10 +34,12 @@ export function chromiumPath() {
 /**
  * Starts `junction serve` and resolves once it has printed its bound addresses
  * (HTTP, NATS, and MQTT when `mqtt` is set; every listener on 127.0.0.1:0, so the
- * OS picks free ports). `extra` adds flags (e.g. ['--auth', 'token']).
+ * OS picks free ports). `extra` adds flags (e.g. ['--auth', 'token']); `dataDir`
+ * starts it on that directory (kept on stop), to restart a broker on its data.
  */
-export async function startBroker(extra = [], { mqtt = false } = {}) {
-  const dataDir = mkdtempSync(join(tmpdir(), 'junction-gui-test-'));
+export async function startBroker(extra = [], { mqtt = false, dataDir: keptDir } = {}) {
+  // A data dir given by the caller (to restart on it) is the caller's to remove.
+  const dataDir = keptDir ?? mkdtempSync(join(tmpdir(), 'junction-gui-test-'));
   const args = [
     'serve',
     '--http-listen', '127.0.0.1:0',
@@ -86,7 +88,7 @@ export async function startBroker(extra = [], { mqtt = false } = {}) {
         child.kill('SIGTERM');
         await exited;
       }
-      rmSync(dataDir, { recursive: true, force: true });
+      if (!keptDir) rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }

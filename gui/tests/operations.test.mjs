@@ -1,5 +1,5 @@
 // End-to-end: an operator disconnects clients from the connections page, and the
-// events page shows what the broker recorded (the kick, a schema violation).
+// notifications page shows what the broker recorded (the kick, a schema violation).
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import mqtt from 'mqtt';
@@ -88,10 +88,10 @@ describe('operator actions and the system log', () => {
     await row.waitFor({ state: 'detached' });
   });
 
-  test('the events page, linked in the navigation, shows the kicks and a schema violation', async () => {
+  test('the notifications page, linked in the navigation, shows the kicks and a schema violation', async () => {
     await page.goto(`${broker.url}/`);
-    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Events' }).click();
-    await page.getByRole('heading', { level: 1, name: 'Events' }).waitFor();
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Notifications' }).click();
+    await page.getByRole('heading', { level: 1, name: 'Notifications' }).waitFor();
     const table = page.getByTestId('events-table');
     await table.locator('tr[data-kind="client_kicked"]', { hasText: 'gui-kick-mqtt' }).waitFor();
     await table.locator('tr[data-kind="client_kicked"]', { hasText: 'gui-kick-nats' }).waitFor();

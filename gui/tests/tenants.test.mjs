@@ -1,11 +1,13 @@
 // End-to-end: a tenant's user signs in to the console and sees only its
 // tenant's stations; the other tenant's are invisible, and the overview works
-// without the server-wide figures that are the operators'.
+// without the server-wide figures that are the operators'; its Notifications
+// page shows its events and the alarms, without the operators' webhooks.
 import assert from 'node:assert/strict';
 import { writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { connect } from 'nats';
 import { launchBrowser, newPage, screenshot, startBroker } from './harness.mjs';
 
 const CONFIG = `
@@ -66,5 +68,26 @@ describe("console for a tenant's user", () => {
     await page.getByRole('heading', { level: 1, name: 'Overview' }).waitFor();
     await page.getByTestId('overview-cards').waitFor();
     await screenshot(page, 'tenant-overview');
+  });
+
+  test("the notifications page shows the tenant's events and alarms, and no webhooks", async () => {
+    const nc = await connect({ servers: broker.nats, name: 'acme-sensor', user: 'alice', pass: 'alice-pw', reconnect: false });
+    await nc.flush();
+    await nc.close();
+    const page = await newPage(browser, errors, { expected: /status of 40[0-9]/ });
+    await page.goto(`${broker.url}/notifications`);
+    await page.getByRole('heading', { level: 1, name: 'Sign in' }).waitFor();
+    await page.getByLabel('User', { exact: true }).fill('alice');
+    await page.getByLabel('Password', { exact: true }).fill('alice-pw');
+    // The console asks once whether the user is an operator (403 for alice).
+    const probe = page.waitForResponse((r) => r.url().endsWith('/v1/tenants'));
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    assert.equal((await probe).status(), 403);
+    await page.getByRole('heading', { level: 1, name: 'Notifications' }).waitFor();
+    await page.getByTestId('alarms').getByText('No alarm is raised.').waitFor();
+    await page.getByTestId('events-table').locator('tr[data-kind="client_disconnected"]', { hasText: 'acme-sensor' }).waitFor();
+    assert.equal(await page.getByRole('heading', { name: 'Webhooks' }).count(), 0, 'webhooks are the operators');
+    assert.equal(await page.getByRole('button', { name: /Send test/ }).count(), 0);
+    await screenshot(page, 'tenant-notifications');
   });
 });

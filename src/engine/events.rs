@@ -490,6 +490,16 @@ impl StationEngine {
         self.raise_alarm(&format!("webhook_failing:{name}"), why);
     }
 
+    /// An event of `kind` from the broker itself, as it would be recorded
+    /// (its tenant the advisory tenant, its node this one), but not recorded:
+    /// a webhook's test.
+    pub(crate) fn unrecorded_event(&self, kind: SystemEventKind, message: String) -> SystemEvent {
+        let mut e = SystemEvent::new(kind, message);
+        e.tenant = self.advisory_tenant().0.to_string();
+        e.node = self.events.node.clone();
+        e
+    }
+
     /// Where the broker's own advisories go: the system tenant, or the
     /// default one when none is configured.
     fn advisory_tenant(&self) -> TenantId {

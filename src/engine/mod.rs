@@ -219,6 +219,8 @@ pub struct StationEngine {
     book: tenants::TenantBook,
     /// Reloads the configuration (`serve.rs`), installed by the server.
     reload_hook: std::sync::OnceLock<ReloadHook>,
+    /// The webhooks (`notify/`), installed by the server.
+    notification_centre: std::sync::OnceLock<Arc<dyn junction_api::NotificationCentre>>,
     /// Stored writes fenced on a nearly full disk (`disk_guard.rs`).
     disk: disk_guard::DiskGuard,
     /// Other self-checks' alarms (`disk_guard.rs`).
@@ -285,6 +287,7 @@ impl StationEngine {
             me: me.clone(),
             book,
             reload_hook: std::sync::OnceLock::new(),
+            notification_centre: std::sync::OnceLock::new(),
             disk: disk_guard::DiskGuard::default(),
             alarms: disk_guard::Alarms::default(),
             auth_failures: Mutex::new(tenants::AuthFailures::default()),
@@ -1505,6 +1508,10 @@ impl Admin for StationEngine {
     fn close_client(&self, tenant: &TenantId, client: ClientId, reason: &str) -> AdminFuture<()> {
         let (tenant, reason) = (tenant.clone(), reason.to_string());
         self.blocking(move |e| e.close_client_now(&tenant, client, &reason))
+    }
+
+    fn notification_centre(&self) -> Option<Arc<dyn junction_api::NotificationCentre>> {
+        self.notification_centre.get().cloned()
     }
 
     fn reload_config(&self) -> AdminFuture<String> {

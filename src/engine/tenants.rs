@@ -277,6 +277,12 @@ impl StationEngine {
         let _ = self.reload_hook.set(hook);
     }
 
+    /// Installs the notification centre the HTTP API manages webhooks
+    /// through (`junction serve`).
+    pub fn set_notification_centre(&self, centre: Arc<dyn junction_api::NotificationCentre>) {
+        let _ = self.notification_centre.set(centre);
+    }
+
     /// Records a reload's outcome as a system event (and in the log).
     pub fn record_reload(&self, outcome: &Result<String, String>) {
         use junction_api::SystemEventKind as K;

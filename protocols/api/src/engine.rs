@@ -796,6 +796,11 @@ pub trait Admin: Send + Sync + 'static {
         })
     }
 
+    /// The notification centre (webhooks), when this broker runs one.
+    fn notification_centre(&self) -> Option<std::sync::Arc<dyn crate::NotificationCentre>> {
+        None
+    }
+
     /// Removes a node from the cluster's meta group (`junction cluster
     /// peer-remove`), wherever its leader is; its id is never given again. Fails
     /// with [`EngineError::BadRequest`] on a node that runs alone.

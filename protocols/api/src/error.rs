@@ -307,6 +307,13 @@ pub enum EngineError {
     /// flow; reads, acks and purges go on.
     #[error("not stored: {0}")]
     StorageFenced(String),
+    /// No webhook has that name.
+    #[error("webhook not found")]
+    WebhookNotFound,
+    /// The webhook cannot be changed over the API (why is said): it is defined
+    /// in the configuration file.
+    #[error("{0}")]
+    WebhookReadOnly(String),
 }
 
 /// What a tenant's limit bounds.
@@ -361,14 +368,16 @@ impl EngineError {
             | E::ResendTaskNotFound
             | E::ClientNotFound
             | E::TenantNotFound
-            | E::BanNotFound => ErrorKind::NotFound,
+            | E::BanNotFound
+            | E::WebhookNotFound => ErrorKind::NotFound,
             E::StationNameInUse
             | E::SubjectsOverlap
             | E::GroupExists
             | E::SchemaExists
             | E::SchemaInUse { .. }
             | E::ClusterStateExists(_)
-            | E::TenantReadOnly(_) => ErrorKind::Conflict,
+            | E::TenantReadOnly(_)
+            | E::WebhookReadOnly(_) => ErrorKind::Conflict,
             E::WrongLastSequence(_)
             | E::WrongLastSubjectSequence(_)
             | E::WrongLastMsgId(_)

@@ -64,6 +64,9 @@ pub enum SystemEventKind {
     /// A webhook's delivery gave up on an event (max attempts, or a receiver that
     /// refused it); the event went to the dead-letter station.
     WebhookFailed,
+    /// An operator's test of a webhook ("send test"): POSTed to that webhook
+    /// only, never stored.
+    Test,
 }
 
 /// How much an event matters, lowest first. Webhooks send from a minimum.
@@ -136,11 +139,12 @@ impl SystemEventKind {
             SystemEventKind::ServerStarted => "server_started",
             SystemEventKind::ServerStopping => "server_stopping",
             SystemEventKind::WebhookFailed => "webhook_failed",
+            SystemEventKind::Test => "test",
         }
     }
 
     /// Every kind, in declaration order.
-    pub const ALL: [SystemEventKind; 19] = [
+    pub const ALL: [SystemEventKind; 20] = [
         SystemEventKind::ClientConnected,
         SystemEventKind::ClientDisconnected,
         SystemEventKind::ClientKicked,
@@ -160,6 +164,7 @@ impl SystemEventKind {
         SystemEventKind::ServerStarted,
         SystemEventKind::ServerStopping,
         SystemEventKind::WebhookFailed,
+        SystemEventKind::Test,
     ];
 
     /// Reads [`SystemEventKind::as_str`]'s names.
@@ -172,7 +177,7 @@ impl SystemEventKind {
         use SystemEventKind::*;
         match self {
             ClientConnected | ClientDisconnected | ConfigReloaded | StorageFullCleared
-            | AlarmCleared | ServerStarted | ServerStopping => Severity::Info,
+            | AlarmCleared | ServerStarted | ServerStopping | Test => Severity::Info,
             ClientKicked | SlowConsumer | SchemaViolation | DeadLetter | ClientBanned
             | AuthFailed | PermissionViolation | AlarmRaised => Severity::Warning,
             ReplicaDown | ConfigReloadFailed | StorageFull | WebhookFailed => Severity::Error,

@@ -29,6 +29,7 @@ mod group;
 mod headers;
 mod lineage;
 mod message;
+mod notification;
 mod permissions;
 mod publish;
 mod routing;
@@ -73,6 +74,10 @@ pub use lineage::{
     parse_hex_id, protocol_name, render_lineage, trace_id_of,
 };
 pub use message::Message;
+pub use notification::{
+    NotificationCentre, REDACTED_SECRET, WebhookHealth, WebhookInfo, WebhookSource,
+    WebhookTestOutcome,
+};
 pub use permissions::{PermissionRule, Permissions, ResponsePermission, SubjectRules};
 pub use publish::{PublishOptions, Rollup, STEERING_HEADERS, stored_msg_id};
 pub use routing::{Predicate, RoutingAction, RoutingRule};

@@ -209,6 +209,8 @@ impl From<EngineError> for AppError {
             EngineError::TenantNotFound => (S::NOT_FOUND, "tenant_not_found"),
             EngineError::TenantReadOnly(_) => (S::CONFLICT, "tenant_read_only"),
             EngineError::BanNotFound => (S::NOT_FOUND, "ban_not_found"),
+            EngineError::WebhookNotFound => (S::NOT_FOUND, "webhook_not_found"),
+            EngineError::WebhookReadOnly(_) => (S::CONFLICT, "webhook_read_only"),
             EngineError::InternalSubject(_) => (S::FORBIDDEN, "internal_subject"),
             EngineError::InternalStation(_) => (S::FORBIDDEN, "internal_station"),
             EngineError::DroppedByRule(_) => (S::ACCEPTED, "dropped_by_rule"),

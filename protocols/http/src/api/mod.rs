@@ -27,6 +27,7 @@ mod holder;
 mod kv;
 mod lineage;
 mod live;
+mod notifications;
 mod openapi;
 mod options;
 mod publish;
@@ -207,6 +208,14 @@ fn v1_routes(state: &Arc<ApiState>) -> OpenApiRouter<Arc<ApiState>> {
             tenants::put_tenant,
             tenants::delete_tenant
         ))
+        .routes(routes!(notifications::list_alarms))
+        .routes(routes!(notifications::list_webhooks))
+        .routes(routes!(
+            notifications::get_webhook,
+            notifications::put_webhook,
+            notifications::delete_webhook
+        ))
+        .routes(routes!(notifications::test_webhook))
         .routes(routes!(bans::list_bans, bans::ban))
         .routes(routes!(bans::lift_ban))
         .routes(routes!(server::server))

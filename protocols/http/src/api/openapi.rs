@@ -29,6 +29,7 @@ every /v1 route needs `Authorization: Bearer <token>` or Basic.",
         (name = "lineage", description = "Where messages came from and went: paths by message or trace id, and the station graph"),
         (name = "key-value", description = "Key-value buckets, the same NATS clients use (`KV_<bucket>` stations)"),
         (name = "server", description = "Connections, server figures, readiness, this document"),
+        (name = "notifications", description = "Webhooks that carry system events out, with their health and a test (operators only); the alarms raised now"),
         (name = "bans", description = "Addresses and MQTT client ids banned after repeated failed logins, or by hand (operators only)"),
     )
 )]

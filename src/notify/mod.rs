@@ -19,12 +19,21 @@
 //! Delivery runs on its own tasks: a hung or failing receiver never slows a
 //! publish (events are recorded through a bounded channel, and this side only
 //! reads the stations).
+//!
+//! Webhooks come from two places: the configuration file (read-only over the
+//! API, changed by a reload) and the HTTP API (`centre.rs`: kept in the
+//! store's metadata as `webhook/<name>`, back after a restart). A name the file
+//! defines is the file's: a webhook made over the API with that name is left
+//! out while the file has it.
+
+mod centre;
 
 use crate::engine::StationEngine;
 use hmac::{Hmac, Mac};
 use junction_api::{
     AckKind, Admin as _, Broker as _, DeliverPolicy, Delivered, EVENTS_STATION, FetchEnd,
     FetchRequest, FetchSink, GroupConfig, Severity, SystemEvent, SystemEventKind, TenantId,
+    WebhookHealth,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
@@ -197,41 +206,46 @@ impl Notifications {
     }
 }
 
-/// A webhook's health, as the operators see it.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct WebhookHealth {
-    /// Events delivered (a digest counts its events).
-    pub delivered: u64,
-    /// POSTs that failed (each attempt).
-    pub failed_attempts: u64,
-    /// Events given up on (sent to the dead-letter station).
-    pub dead_lettered: u64,
-    /// The last failure, for people.
-    pub last_error: Option<String>,
-}
-
 /// The running webhooks.
 pub struct Notifier {
+    /// Itself, for the futures of the API's edits.
+    me: Weak<Notifier>,
     engine: Weak<StationEngine>,
     http: reqwest::Client,
+    /// The configuration file's webhooks.
+    file: parking_lot::Mutex<Vec<WebhookConfig>>,
+    /// The webhooks made over the API (kept in the store), by name.
+    stored: parking_lot::Mutex<BTreeMap<String, WebhookConfig>>,
+    /// One API edit at a time (held on a blocking thread, never across an
+    /// `.await`).
+    edits: parking_lot::Mutex<()>,
     running: parking_lot::Mutex<Vec<(WebhookConfig, CancellationToken)>>,
     health: Arc<parking_lot::Mutex<BTreeMap<String, WebhookHealth>>>,
     shutdown: CancellationToken,
 }
 
 impl Notifier {
-    /// Starts `config`'s webhooks; they stop with `shutdown`.
+    /// Starts `config`'s webhooks and those made over the API before the last
+    /// stop; they stop with `shutdown`.
     pub fn start(
         engine: Weak<StationEngine>,
         config: &Notifications,
         shutdown: CancellationToken,
     ) -> Arc<Notifier> {
-        let notifier = Arc::new(Notifier {
+        let stored = engine
+            .upgrade()
+            .map(|e| centre::load_stored(&e))
+            .unwrap_or_default();
+        let notifier = Arc::new_cyclic(|me| Notifier {
+            me: me.clone(),
             engine,
             http: reqwest::Client::builder()
                 .user_agent(concat!("junction/", env!("CARGO_PKG_VERSION")))
                 .build()
                 .unwrap_or_default(),
+            file: parking_lot::Mutex::new(Vec::new()),
+            stored: parking_lot::Mutex::new(stored),
+            edits: parking_lot::Mutex::new(()),
             running: parking_lot::Mutex::new(Vec::new()),
             health: Arc::default(),
             shutdown,
@@ -240,18 +254,45 @@ impl Notifier {
         notifier
     }
 
-    /// Runs `config`'s webhooks from now on: new ones start, removed ones
-    /// stop, changed ones restart (their groups keep their positions).
-    pub fn apply(self: &Arc<Self>, config: &Notifications) {
+    /// Runs `config`'s webhooks (and those made over the API) from now on:
+    /// new ones start, removed ones stop, changed ones restart (their groups
+    /// keep their positions).
+    pub fn apply(&self, config: &Notifications) {
+        *self.file.lock() = config.webhooks.clone();
+        self.run_wanted();
+    }
+
+    /// Every webhook that should run, with where it is defined: the file's,
+    /// then those made over the API whose names the file does not use.
+    fn wanted(&self) -> Vec<(WebhookConfig, junction_api::WebhookSource)> {
+        let file = self.file.lock().clone();
+        let mut all: Vec<_> = file
+            .iter()
+            .map(|w| (w.clone(), junction_api::WebhookSource::Config))
+            .collect();
+        for (name, w) in self.stored.lock().iter() {
+            if !file.iter().any(|f| f.name == *name) {
+                all.push((w.clone(), junction_api::WebhookSource::Api));
+            }
+        }
+        all
+    }
+
+    /// Starts and stops webhooks so that [`Notifier::wanted`] run.
+    fn run_wanted(&self) {
+        let wanted: Vec<WebhookConfig> = self.wanted().into_iter().map(|(w, _)| w).collect();
         let mut running = self.running.lock();
         running.retain(|(w, token)| {
-            let keep = config.webhooks.contains(w);
+            let keep = wanted.contains(w);
             if !keep {
                 token.cancel();
             }
             keep
         });
-        for w in &config.webhooks {
+        self.health
+            .lock()
+            .retain(|name, _| wanted.iter().any(|w| w.name == *name));
+        for w in &wanted {
             if running.iter().any(|(r, _)| r == w) {
                 continue;
             }
@@ -270,7 +311,8 @@ impl Notifier {
         }
     }
 
-    /// Every webhook's health, by name.
+    /// Every webhook's health, by name (`pending` is left at 0 here:
+    /// [`junction_api::NotificationCentre::webhooks`] reads it).
     pub fn health(&self) -> BTreeMap<String, WebhookHealth> {
         self.health.lock().clone()
     }
@@ -323,7 +365,7 @@ impl Sink {
     async fn run(mut self, stop: CancellationToken) {
         let mut idle = Duration::from_millis(100);
         loop {
-            let batch = self.collect().await;
+            let batch = self.collect(&stop).await;
             if batch.is_empty() {
                 tokio::select! {
                     _ = stop.cancelled() => return,
@@ -341,7 +383,7 @@ impl Sink {
 
     /// The events waiting in every covered tenant's station (at most 100),
     /// oldest first per tenant; those this webhook does not want are acked.
-    async fn collect(&mut self) -> Vec<Out> {
+    async fn collect(&mut self, stop: &CancellationToken) -> Vec<Out> {
         let mut out = Vec::new();
         let Some(engine) = self.engine.upgrade() else {
             return out;
@@ -352,6 +394,11 @@ impl Sink {
             }
             let group = self.config.group();
             if engine.group_info(&tenant, EVENTS_STATION, &group).is_err() {
+                if stop.is_cancelled() {
+                    // Stopped (a webhook deleted over the API has its groups
+                    // deleted): never make its group again.
+                    return out;
+                }
                 let config = GroupConfig {
                     name: group.clone(),
                     description: Some(format!("webhook '{}'", self.config.name)),
@@ -546,20 +593,8 @@ impl Sink {
     }
 
     async fn post(&self, body: &[u8], ids: &[String], attempt: u32) -> Posted {
-        let mut request = self
-            .http
-            .post(&self.config.url)
-            .timeout(self.config.timeout.unwrap_or(Duration::from_secs(10)))
-            .header("Content-Type", "application/json")
-            .header("Junction-Event-Id", ids.join(","))
-            .header("Junction-Delivery-Attempt", attempt.to_string());
-        if let Some(secret) = &self.config.secret {
-            request = request.header("Junction-Signature", signature(secret, body));
-        }
-        for (k, v) in &self.config.headers {
-            request = request.header(k.as_str(), v.as_str());
-        }
-        match request.body(body.to_vec()).send().await {
+        let request = post_request(&self.http, &self.config, body, ids, attempt);
+        match request.send().await {
             Err(e) => Posted::Retry(format!("POST {} failed: {e}", self.config.url), None),
             Ok(r) => {
                 let status = r.status();
@@ -587,24 +622,54 @@ impl Sink {
 
     /// The body: the event, or a digest of several.
     fn body(&self, events: &[Out]) -> Vec<u8> {
-        let value = match (self.config.format, events) {
-            (WebhookFormat::Json, [one]) => with_id(one),
-            (WebhookFormat::Json, many) => serde_json::json!({
-                "digest": {"count": many.len(), "summary": summary(many)},
-                "events": many.iter().map(with_id).collect::<Vec<_>>(),
-            }),
-            (WebhookFormat::Slack, [one]) => serde_json::json!({"text": slack_line(&one.event)}),
-            (WebhookFormat::Slack, many) => {
-                let mut text = format!("*{}*", summary(many));
-                for o in many.iter().take(20) {
-                    text.push('\n');
-                    text.push_str(&slack_line(&o.event));
-                }
-                serde_json::json!({ "text": text })
-            }
-        };
-        serde_json::to_vec(&value).unwrap_or_default()
+        body(self.config.format, events)
     }
+}
+
+/// A webhook's POST of `body` (events `ids`), as every delivery is made: its
+/// timeout, `Junction-Event-Id`, `Junction-Delivery-Attempt`, signature and
+/// headers.
+fn post_request(
+    http: &reqwest::Client,
+    config: &WebhookConfig,
+    body: &[u8],
+    ids: &[String],
+    attempt: u32,
+) -> reqwest::RequestBuilder {
+    let mut request = http
+        .post(&config.url)
+        .timeout(config.timeout.unwrap_or(Duration::from_secs(10)))
+        .header("Content-Type", "application/json")
+        .header("Junction-Event-Id", ids.join(","))
+        .header("Junction-Delivery-Attempt", attempt.to_string());
+    if let Some(secret) = &config.secret {
+        request = request.header("Junction-Signature", signature(secret, body));
+    }
+    for (k, v) in &config.headers {
+        request = request.header(k.as_str(), v.as_str());
+    }
+    request.body(body.to_vec())
+}
+
+/// A webhook's body in `format`: the event, or a digest of several.
+fn body(format: WebhookFormat, events: &[Out]) -> Vec<u8> {
+    let value = match (format, events) {
+        (WebhookFormat::Json, [one]) => with_id(one),
+        (WebhookFormat::Json, many) => serde_json::json!({
+            "digest": {"count": many.len(), "summary": summary(many)},
+            "events": many.iter().map(with_id).collect::<Vec<_>>(),
+        }),
+        (WebhookFormat::Slack, [one]) => serde_json::json!({"text": slack_line(&one.event)}),
+        (WebhookFormat::Slack, many) => {
+            let mut text = format!("*{}*", summary(many));
+            for o in many.iter().take(20) {
+                text.push('\n');
+                text.push_str(&slack_line(&o.event));
+            }
+            serde_json::json!({ "text": text })
+        }
+    };
+    serde_json::to_vec(&value).unwrap_or_default()
 }
 
 fn with_id(o: &Out) -> serde_json::Value {
@@ -615,6 +680,10 @@ fn with_id(o: &Out) -> serde_json::Value {
 
 /// An event's id across nodes and tenants: `<node>/<tenant>/<seq>`.
 fn event_id(o: &Out) -> String {
+    if o.event.kind == SystemEventKind::Test {
+        // Not stored, so no sequence: each test gets its own id all the same.
+        return format!("{}/{}/test-{}", o.event.node, o.tenant.0, o.event.time_ms);
+    }
     format!("{}/{}/{}", o.event.node, o.tenant.0, o.seq)
 }
 
