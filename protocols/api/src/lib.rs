@@ -76,7 +76,7 @@ pub use routing::{Predicate, RoutingAction, RoutingRule};
 pub use schema::{SchemaFormat, SchemaInfo, SchemaVersion};
 pub use station::{
     Discard, MessageQuery, PubAck, Purge, ReplicaInfo, Retention, StationConfig, StationInfo,
-    StationState, StorageKind, StoredCallback, StoredMessage,
+    StationState, StorageKind, StoredCallback, StoredMessage, TierPolicy, TierState,
 };
 pub use subject::{
     INTERNAL_PUBLISH_FILTERS, MAX_SUBJECT_LEN, QueueGroup, RESERVED_FILTERS, Subject, SubjectError,
