@@ -320,7 +320,7 @@ impl Remote {
 
     /// The key of a new segment of station `uid` (its unique id) covering
     /// `first..=last`; `attempt` makes each upload attempt's key its own.
-    pub fn segment_key(&self, uid: u64, first: u64, last: u64, attempt: u64) -> String {
+    pub fn segment_key(&self, uid: &str, first: u64, last: u64, attempt: u64) -> String {
         let tail = format!("stations/{uid}/{first:020}-{last:020}-{attempt:016x}.seg");
         if self.prefix.is_empty() {
             tail
@@ -365,7 +365,7 @@ impl Remote {
     }
 
     /// Keys of the objects under `stations/<uid>/` (tests, tools).
-    pub async fn list_station(&self, uid: u64) -> Result<Vec<(String, u64)>, TierError> {
+    pub async fn list_station(&self, uid: &str) -> Result<Vec<(String, u64)>, TierError> {
         use futures::StreamExt;
         let prefix = if self.prefix.is_empty() {
             format!("stations/{uid}")
@@ -574,7 +574,7 @@ mod tests {
             w.push(&record(s));
         }
         let (object, footer) = w.finish();
-        let key = remote.segment_key(1, 1, 100, 7);
+        let key = remote.segment_key("1-0", 1, 100, 7);
         let seg = SegmentRef {
             key: key.clone(),
             first_seq: 1,

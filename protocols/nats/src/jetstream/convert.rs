@@ -74,7 +74,9 @@ pub fn station_config(c: &StreamConfig) -> Result<StationConfig, ApiError> {
             ))
         })?),
     };
+    let tier = tier_policy(&c.metadata)?;
     Ok(StationConfig {
+        tier,
         name: c.name.clone(),
         description: (!c.description.is_empty()).then(|| c.description.clone()),
         subjects: c.subjects.clone(),
@@ -107,6 +109,45 @@ pub fn station_config(c: &StreamConfig) -> Result<StationConfig, ApiError> {
         metadata: c.metadata.clone(),
         ..StationConfig::default()
     })
+}
+
+/// Prefix of the stream metadata keys that set a station's tiering policy:
+/// `junction.tier.local_max_bytes`, `…local_max_age_ms`, `…segment_bytes`,
+/// `…segment_max_age_ms` (whole numbers). Any of them tiers the station; the
+/// others keep their defaults.
+pub const TIER_METADATA_PREFIX: &str = "junction.tier.";
+
+/// The tiering policy the stream metadata sets, if any.
+fn tier_policy(
+    metadata: &std::collections::BTreeMap<String, String>,
+) -> Result<Option<junction_api::TierPolicy>, ApiError> {
+    let mut policy: Option<junction_api::TierPolicy> = None;
+    let mut keys: Vec<(&String, &String)> = metadata
+        .iter()
+        .filter(|(k, _)| k.starts_with(TIER_METADATA_PREFIX))
+        .collect();
+    keys.sort();
+    for (key, value) in keys {
+        let p = policy.get_or_insert_with(Default::default);
+        let field = &key[TIER_METADATA_PREFIX.len()..];
+        let slot = match field {
+            "local_max_bytes" => &mut p.local_max_bytes,
+            "local_max_age_ms" => &mut p.local_max_age_ms,
+            "segment_bytes" => &mut p.segment_bytes,
+            "segment_max_age_ms" => &mut p.segment_max_age_ms,
+            _ => {
+                return Err(JsErrorCode::StreamInvalidConfig.with_err(format!(
+                    "{key}: unknown tier setting (local_max_bytes, local_max_age_ms, \
+                     segment_bytes, segment_max_age_ms)"
+                )));
+            }
+        };
+        *slot = value.trim().parse().map_err(|_| {
+            JsErrorCode::StreamInvalidConfig
+                .with_err(format!("{key}: '{value}' is not a whole number"))
+        })?;
+    }
+    Ok(policy)
 }
 
 /// Parses `"50ms"`, `"2s"`, `"1m"` or a Go duration.
@@ -171,6 +212,7 @@ pub fn stream_info(info: &StationInfo) -> StreamInfo {
             num_subjects: s.num_subjects,
             num_deleted: s.num_deleted,
             consumer_count: s.consumer_count,
+            tier: s.tier.clone(),
             ..StreamState::default()
         },
         domain: String::new(),
@@ -356,6 +398,8 @@ pub fn api_error(e: &EngineError) -> ApiError {
         EngineError::Denied(_) => JsErrorCode::StreamGeneral.with_err(description(e)),
         EngineError::Storage(m) => JsErrorCode::StreamStoreFailed.with_err(m),
         EngineError::CorruptRecord(_) => JsErrorCode::StreamStoreFailed.with_err(description(e)),
+        // nats-server's 503 for a JetStream that cannot answer now.
+        EngineError::TierUnavailable(_) => JsErrorCode::ClusterNotAvail.with_err(description(e)),
         EngineError::SchemaViolation(v) => schema_violation(v),
         EngineError::GroupNotFound => JsErrorCode::ConsumerNotFound.error(),
         EngineError::GroupExists => JsErrorCode::ConsumerNameExist.error(),
