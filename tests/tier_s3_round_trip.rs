@@ -78,8 +78,22 @@ fn moto_server() -> Option<String> {
 }
 
 struct Moto {
-    _child: Child,
+    child: Child,
     endpoint: String,
+}
+
+impl Moto {
+    /// Stops (`STOP`) or resumes (`CONT`) the S3 server: while stopped, it takes
+    /// connections and answers nothing, as a hung S3 does; its data is kept.
+    fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("moto runs").to_string();
+        let ok = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), pid.as_str()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{signal} {pid}");
+    }
 }
 
 async fn start_moto(bin: &str) -> Moto {
@@ -100,10 +114,7 @@ async fn start_moto(bin: &str) -> Moto {
         .await
         .expect("create bucket");
     assert!(r.status().is_success(), "create bucket: {}", r.status());
-    Moto {
-        _child: child,
-        endpoint,
-    }
+    Moto { child, endpoint }
 }
 
 /// Keys of the objects in the bucket under `prefix`.
@@ -123,15 +134,20 @@ async fn list_keys(endpoint: &str, prefix: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tiered_station_round_trips_through_s3() {
-    let Some(bin) = moto_server() else { return };
-    let moto = start_moto(&bin).await;
+struct Broker {
+    child: Child,
+    _dir: tempfile::TempDir,
+    nats_port: u16,
+    http_port: u16,
+}
+
+/// A broker with `[tier]` on moto's bucket under `prefix`.
+async fn start_broker(moto: &Moto, prefix: &str) -> Broker {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let nats_port = process::free_port();
     let http_port = process::free_port();
-    let mut junction = process::junction(
+    let child = process::junction(
         dir.path(),
         &[
             "serve",
@@ -147,12 +163,12 @@ async fn tiered_station_round_trips_through_s3() {
         &[
             ("JUNCTION_TIER_ENDPOINT", moto.endpoint.as_str()),
             ("JUNCTION_TIER_BUCKET", BUCKET),
-            ("JUNCTION_TIER_PREFIX", "t1"),
+            ("JUNCTION_TIER_PREFIX", prefix),
             ("JUNCTION_TIER_ALLOW_HTTP", "true"),
             ("JUNCTION_TIER_ACCESS_KEY_ID", "testing"),
             ("JUNCTION_TIER_SECRET_ACCESS_KEY", "testing"),
             ("JUNCTION_TIER_CACHE_BYTES", "4MiB"),
-            ("RUST_LOG", "warn"),
+            ("RUST_LOG", "error"),
         ],
     )
     .stdout(Stdio::null())
@@ -161,11 +177,16 @@ async fn tiered_station_round_trips_through_s3() {
     .expect("junction starts");
     process::wait_listening(nats_port).await;
     process::wait_listening(http_port).await;
+    Broker {
+        child,
+        _dir: dir,
+        nats_port,
+        http_port,
+    }
+}
 
-    let client = async_nats::connect(format!("127.0.0.1:{nats_port}"))
-        .await
-        .unwrap();
-    let js = jetstream::new(client);
+/// The tiered stream `TIERED` on `tiered.>`.
+async fn create_tiered_stream(js: &jetstream::Context) -> stream::Stream {
     let metadata: HashMap<String, String> = [
         ("junction.tier.segment_bytes", SEGMENT_BYTES.to_string()),
         ("junction.tier.local_max_bytes", LOCAL_MAX_BYTES.to_string()),
@@ -174,25 +195,25 @@ async fn tiered_station_round_trips_through_s3() {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    let mut s = js
-        .create_stream(stream::Config {
-            name: "TIERED".into(),
-            subjects: vec!["tiered.>".into()],
-            metadata,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    js.create_stream(stream::Config {
+        name: "TIERED".into(),
+        subjects: vec!["tiered.>".into()],
+        metadata,
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
 
-    // Publish, every message acked, in windows of 200 in flight.
-    let started = std::time::Instant::now();
-    let mut published = Sha256::new();
-    let mut seq = 1u64;
-    while seq <= MESSAGES {
+/// Publishes `from..=to` (every one acked, 200 in flight), adding the payloads
+/// to `digest`.
+async fn publish(js: &jetstream::Context, from: u64, to: u64, digest: &mut Sha256) {
+    let mut seq = from;
+    while seq <= to {
         let mut acks = Vec::new();
-        for s in seq..(seq + 200).min(MESSAGES + 1) {
+        for s in seq..(seq + 200).min(to + 1) {
             let p = payload(s);
-            published.update(&p);
+            digest.update(&p);
             acks.push(
                 js.publish(format!("tiered.k{}", s % 10), p.into())
                     .await
@@ -204,17 +225,14 @@ async fn tiered_station_round_trips_through_s3() {
         }
         seq += 200;
     }
-    let published = published.finalize();
-    eprintln!(
-        "published {MESSAGES} x {PAYLOAD} B in {:?}",
-        started.elapsed()
-    );
+}
 
-    // Uploads catch up: nothing left to upload, the local share bounded.
-    let http = reqwest::Client::new();
+/// The station's `state.tier` once nothing is left to upload (a hang guard of
+/// 30 s).
+async fn caught_up(http: &reqwest::Client, http_port: u16, messages: u64) -> serde_json::Value {
     let info_url = format!("http://127.0.0.1:{http_port}/v1/stations/TIERED");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let tier = loop {
+    loop {
         let info: serde_json::Value = http
             .get(&info_url)
             .send()
@@ -225,17 +243,44 @@ async fn tiered_station_round_trips_through_s3() {
             .unwrap();
         let tier = info["state"]["tier"].clone();
         if tier["upload_lag_messages"] == 0 && tier["segments"].as_u64().unwrap_or(0) > 0 {
-            assert_eq!(info["state"]["messages"], MESSAGES, "{info}");
+            assert_eq!(info["state"]["messages"], messages, "{info}");
             assert_eq!(info["state"]["first_seq"], 1, "{info}");
             assert_eq!(info["tier"]["segment_bytes"], SEGMENT_BYTES, "{info}");
-            break tier;
+            return tier;
         }
         assert!(
             std::time::Instant::now() < deadline,
             "uploads did not catch up: {info}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiered_station_round_trips_through_s3() {
+    let Some(bin) = moto_server() else { return };
+    let moto = start_moto(&bin).await;
+    let broker = start_broker(&moto, "t1").await;
+    let (nats_port, http_port) = (broker.nats_port, broker.http_port);
+    let client = async_nats::connect(format!("127.0.0.1:{nats_port}"))
+        .await
+        .unwrap();
+    let js = jetstream::new(client);
+    let mut s = create_tiered_stream(&js).await;
+
+    // Publish, every message acked.
+    let started = std::time::Instant::now();
+    let mut published = Sha256::new();
+    publish(&js, 1, MESSAGES, &mut published).await;
+    let published = published.finalize();
+    eprintln!(
+        "published {MESSAGES} x {PAYLOAD} B in {:?}",
+        started.elapsed()
+    );
+
+    // Uploads catch up: nothing left to upload, the local share bounded.
+    let http = reqwest::Client::new();
+    let tier = caught_up(&http, http_port, MESSAGES).await;
     eprintln!("tier state after {:?}: {tier}", started.elapsed());
     let local_bytes = tier["local_bytes"].as_u64().unwrap();
     assert!(
@@ -389,6 +434,114 @@ async fn tiered_station_round_trips_through_s3() {
     assert!(line.ends_with(&format!(" {segments}")), "{line}");
     assert!(metrics.contains("junction_tier_uploads_total"), "{metrics}");
 
-    junction.start_kill().unwrap();
-    let _ = junction.wait().await;
+    let mut child = broker.child;
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+}
+
+/// With the S3 server hung: publishes are acked as before and nothing that was
+/// not uploaded leaves local disk; reads of remote messages fail as
+/// unavailable (HTTP 503, JetStream 503) instead of "not found"; a consumer
+/// from sequence 1 waits rather than skipping to the local log. Once S3
+/// answers again, the consumer gets every message in order and the upload lag
+/// drains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_outage_never_skips_or_drops_and_recovers() {
+    const FIRST: u64 = 1000;
+    const DURING: u64 = 400;
+    let Some(bin) = moto_server() else { return };
+    let moto = start_moto(&bin).await;
+    let broker = start_broker(&moto, "t2").await;
+    let http_port = broker.http_port;
+    let client = async_nats::connect(format!("127.0.0.1:{}", broker.nats_port))
+        .await
+        .unwrap();
+    let js = jetstream::new(client);
+    let s = create_tiered_stream(&js).await;
+    let mut published = Sha256::new();
+    publish(&js, 1, FIRST, &mut published).await;
+    let http = reqwest::Client::new();
+    let before = caught_up(&http, http_port, FIRST).await;
+    assert!(before["local_first_seq"].as_u64().unwrap() > 1, "{before}");
+
+    moto.signal("STOP");
+    // Publishing goes on, acked, and nothing is removed locally meanwhile.
+    publish(&js, FIRST + 1, FIRST + DURING, &mut published).await;
+    let c = s
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("replay".into()),
+            deliver_policy: consumer::DeliverPolicy::All,
+            ack_policy: consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let msg_get = s.get_raw_message(1);
+    let http_get = http
+        .get(format!(
+            "http://127.0.0.1:{http_port}/v1/stations/TIERED/messages/2"
+        ))
+        .send();
+    let fetch = async {
+        let mut batch = c
+            .fetch()
+            .max_messages(10)
+            .expires(Duration::from_secs(3))
+            .messages()
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        while let Some(m) = batch.next().await {
+            got.push(m.unwrap().info().unwrap().stream_sequence);
+        }
+        got
+    };
+    let (msg_get, http_get, got) = tokio::join!(msg_get, http_get, fetch);
+    let e = msg_get.expect_err("a remote MSG.GET with S3 down");
+    // nats-server's 503 for a JetStream that cannot answer now, not 404.
+    assert!(e.to_string().contains("error code 10008"), "{e}");
+    let http_get = http_get.unwrap();
+    assert_eq!(http_get.status(), 503);
+    let body: serde_json::Value = http_get.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "tier_unavailable", "{body}");
+    assert!(
+        got.is_empty(),
+        "delivered {got:?} while its first message could not be read"
+    );
+    let info: serde_json::Value = http
+        .get(format!("http://127.0.0.1:{http_port}/v1/stations/TIERED"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tier = &info["state"]["tier"];
+    assert_eq!(info["state"]["messages"], FIRST + DURING, "{info}");
+    assert!(
+        tier["upload_lag_messages"].as_u64().unwrap() >= DURING,
+        "{info}"
+    );
+    assert_eq!(
+        tier["local_first_seq"], before["local_first_seq"],
+        "trimmed while S3 was down: {info}"
+    );
+
+    moto.signal("CONT");
+    let mut replayed = Sha256::new();
+    let mut messages = c.messages().await.unwrap();
+    for want in 1..=FIRST + DURING {
+        let m = tokio::time::timeout(Duration::from_secs(30), messages.next())
+            .await
+            .unwrap_or_else(|_| panic!("no message {want} within 30 s of S3 being back"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.info().unwrap().stream_sequence, want);
+        replayed.update(&m.payload);
+    }
+    assert_eq!(replayed.finalize(), published.finalize());
+    caught_up(&http, http_port, FIRST + DURING).await;
+    let mut child = broker.child;
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
 }

@@ -53,6 +53,7 @@ fn index_prefix(station: u64) -> String {
 pub(crate) fn engine_error(e: TierError) -> EngineError {
     match e {
         TierError::Corrupt { .. } => EngineError::CorruptRecord(e.to_string()),
+        TierError::Unavailable(why) | TierError::Config(why) => EngineError::TierUnavailable(why),
         e => EngineError::TierUnavailable(e.to_string()),
     }
 }
