@@ -550,7 +550,10 @@ async fn unknown_keys_bad_values_and_broken_toml_are_one_line() {
         (
             vec![],
             vec![("JUNCTION_TIER_BUKET", "b")],
-            "TIER_BUKET_PLACEHOLDER".to_string(),
+            "junction: environment: unknown key 'JUNCTION_TIER__BUKET' (known keys here: \
+             endpoint, bucket, prefix, region, access_key_id, secret_access_key, allow_http, \
+             cache_bytes)"
+                .to_string(),
         ),
     ];
     for (args, env, line) in cases {
