@@ -16,6 +16,7 @@
 
 use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt;
+use object_store::ObjectStoreExt;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -144,9 +145,32 @@ struct Broker {
 /// A broker with `[tier]` on moto's bucket under `prefix`.
 async fn start_broker(moto: &Moto, prefix: &str) -> Broker {
     let dir = tempfile::tempdir().unwrap();
+    let (nats_port, http_port) = (process::free_port(), process::free_port());
+    start_in(moto, prefix, dir, nats_port, http_port).await
+}
+
+/// Kills the broker (SIGKILL: no clean shutdown) and starts it again on the
+/// same data directory and ports.
+async fn crash_and_restart(broker: Broker, moto: &Moto, prefix: &str) -> Broker {
+    let Broker {
+        mut child,
+        _dir: dir,
+        nats_port,
+        http_port,
+    } = broker;
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    start_in(moto, prefix, dir, nats_port, http_port).await
+}
+
+async fn start_in(
+    moto: &Moto,
+    prefix: &str,
+    dir: tempfile::TempDir,
+    nats_port: u16,
+    http_port: u16,
+) -> Broker {
     let data = dir.path().join("data");
-    let nats_port = process::free_port();
-    let http_port = process::free_port();
     let child = process::junction(
         dir.path(),
         &[
@@ -434,6 +458,25 @@ async fn tiered_station_round_trips_through_s3() {
     assert!(line.ends_with(&format!(" {segments}")), "{line}");
     assert!(metrics.contains("junction_tier_uploads_total"), "{metrics}");
 
+    // After a crash, the remote index is read back from the store: the same
+    // totals, and remote messages still read.
+    let broker = crash_and_restart(broker, &moto, "t1").await;
+    let client = async_nats::connect(format!("127.0.0.1:{}", broker.nats_port))
+        .await
+        .unwrap();
+    let js = jetstream::new(client);
+    let mut s = js.get_stream("TIERED").await.unwrap();
+    let info = s.info().await.unwrap().clone();
+    assert_eq!(info.state.messages, MESSAGES);
+    assert_eq!(info.state.first_sequence, 1);
+    for seq in [1, local_first / 2, MESSAGES] {
+        let m = s.get_raw_message(seq).await.unwrap();
+        assert_eq!(
+            &m.payload[..],
+            &payload(seq)[..],
+            "MSG.GET {seq} after a restart"
+        );
+    }
     let mut child = broker.child;
     child.start_kill().unwrap();
     let _ = child.wait().await;
@@ -541,6 +584,96 @@ async fn s3_outage_never_skips_or_drops_and_recovers() {
     }
     assert_eq!(replayed.finalize(), published.finalize());
     caught_up(&http, http_port, FIRST + DURING).await;
+    let mut child = broker.child;
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+}
+
+/// A flipped byte in a segment object is a clear error and a metric, never a
+/// message with other bytes; the other segments still read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_segment_is_an_error_and_a_metric_never_data() {
+    const N: u64 = 1000;
+    let Some(bin) = moto_server() else { return };
+    let moto = start_moto(&bin).await;
+    let broker = start_broker(&moto, "t3").await;
+    let client = async_nats::connect(format!("127.0.0.1:{}", broker.nats_port))
+        .await
+        .unwrap();
+    let js = jetstream::new(client);
+    create_tiered_stream(&js).await;
+    publish(&js, 1, N, &mut Sha256::new()).await;
+    let http = reqwest::Client::new();
+    caught_up(&http, broker.http_port, N).await;
+    let mut keys = list_keys(&moto.endpoint, "t3/stations/").await;
+    keys.sort();
+    assert!(keys.len() >= 2, "{keys:?}");
+    // The first segment (sequence 1 on): one byte flipped inside its first block.
+    let bucket = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(&moto.endpoint)
+        .with_bucket_name(BUCKET)
+        .with_region("us-east-1")
+        .with_access_key_id("testing")
+        .with_secret_access_key("testing")
+        .with_allow_http(true)
+        .build()
+        .unwrap();
+    let path = object_store::path::Path::from(keys[0].as_str());
+    let mut object = bucket
+        .get(&path)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    object[200] ^= 0x01;
+    bucket.put(&path, object.into()).await.unwrap();
+    // A fresh cache: the next reads go to the bucket.
+    let broker = crash_and_restart(broker, &moto, "t3").await;
+    let client = async_nats::connect(format!("127.0.0.1:{}", broker.nats_port))
+        .await
+        .unwrap();
+    let s = jetstream::new(client).get_stream("TIERED").await.unwrap();
+    let e = s
+        .get_raw_message(1)
+        .await
+        .expect_err("a corrupt remote block");
+    assert!(e.to_string().contains("error code 10077"), "{e}");
+    let r = http
+        .get(format!(
+            "http://127.0.0.1:{}/v1/stations/TIERED/messages/1",
+            broker.http_port
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "corrupt_record", "{body}");
+    // The second segment is intact.
+    let second: u64 = keys[1]
+        .rsplit('/')
+        .next()
+        .and_then(|name| name.split('-').next())
+        .and_then(|first| first.parse().ok())
+        .unwrap_or_else(|| panic!("first sequence in {}", keys[1]));
+    let m = s.get_raw_message(second).await.unwrap();
+    assert_eq!(&m.payload[..], &payload(second)[..]);
+    let metrics = http
+        .get(format!("http://127.0.0.1:{}/metrics", broker.http_port))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let corrupt: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("junction_tier_corrupt_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no junction_tier_corrupt_total in:\n{metrics}"));
+    assert!(corrupt >= 1, "junction_tier_corrupt_total {corrupt}");
     let mut child = broker.child;
     child.start_kill().unwrap();
     let _ = child.wait().await;
