@@ -117,6 +117,23 @@ pub fn station_config(c: &StreamConfig) -> Result<StationConfig, ApiError> {
 /// others keep their defaults.
 pub const TIER_METADATA_PREFIX: &str = "junction.tier.";
 
+/// The station's metadata, with its tiering policy (set over HTTP or
+/// JetStream) as `junction.tier.*` keys.
+fn with_tier_metadata(c: &StationConfig) -> std::collections::BTreeMap<String, String> {
+    let mut m = c.metadata.clone();
+    if let Some(t) = &c.tier {
+        for (field, v) in [
+            ("local_max_bytes", t.local_max_bytes),
+            ("local_max_age_ms", t.local_max_age_ms),
+            ("segment_bytes", t.segment_bytes),
+            ("segment_max_age_ms", t.segment_max_age_ms),
+        ] {
+            m.insert(format!("{TIER_METADATA_PREFIX}{field}"), v.to_string());
+        }
+    }
+    m
+}
+
 /// The tiering policy the stream metadata sets, if any.
 fn tier_policy(
     metadata: &std::collections::BTreeMap<String, String>,
@@ -189,7 +206,7 @@ pub fn stream_config(c: &StationConfig) -> StreamConfig {
         deny_purge: c.deny_purge,
         allow_rollup_hdrs: c.allow_rollup,
         allow_direct: c.allow_direct,
-        metadata: c.metadata.clone(),
+        metadata: with_tier_metadata(c),
         ..StreamConfig::default()
     }
 }
@@ -432,5 +449,54 @@ pub fn api_error(e: &EngineError) -> ApiError {
             JsErrorCode::error,
         ),
         other => JsErrorCode::StreamGeneral.with_err(description(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn tier_metadata_sets_the_policy_and_is_shown_back() {
+        let mut m = std::collections::BTreeMap::new();
+        m.insert(
+            "junction.tier.segment_bytes".to_string(),
+            "65536".to_string(),
+        );
+        m.insert("other".to_string(), "kept".to_string());
+        let p = tier_policy(&m).unwrap().expect("a policy");
+        assert_eq!(p.segment_bytes, 65536);
+        assert_eq!(
+            p.local_max_bytes,
+            junction_api::TierPolicy::DEFAULT_LOCAL_MAX_BYTES
+        );
+        let c = StationConfig {
+            tier: Some(p),
+            metadata: m,
+            ..StationConfig::default()
+        };
+        let shown = with_tier_metadata(&c);
+        assert_eq!(shown["junction.tier.segment_bytes"], "65536");
+        assert_eq!(shown["other"], "kept");
+        assert_eq!(tier_policy(&shown).unwrap(), Some(p));
+        assert_eq!(tier_policy(&Default::default()).unwrap(), None);
+    }
+
+    #[test]
+    fn bad_tier_metadata_is_refused_naming_the_key() {
+        for (k, v, why) in [
+            (
+                "junction.tier.segment_bytes",
+                "lots",
+                "'lots' is not a whole number",
+            ),
+            ("junction.tier.segmnt_bytes", "1", "unknown tier setting"),
+        ] {
+            let m = [(k.to_string(), v.to_string())].into_iter().collect();
+            let e = tier_policy(&m).expect_err("refused");
+            let text = serde_json::to_string(&e).unwrap();
+            assert!(text.contains(k) && text.contains(why), "{text}");
+        }
     }
 }
