@@ -678,3 +678,115 @@ async fn corrupt_segment_is_an_error_and_a_metric_never_data() {
     child.start_kill().unwrap();
     let _ = child.wait().await;
 }
+
+/// Over HTTP: a station's `tier` policy is checked and shown back, and an HTTP
+/// consumer group (with a subject filter) and a browse by time read the remote
+/// range.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_tier_policy_and_group_fetch_read_the_remote_range() {
+    const N: u64 = 1000;
+    let Some(bin) = moto_server() else { return };
+    let moto = start_moto(&bin).await;
+    let broker = start_broker(&moto, "t4").await;
+    let base = format!("http://127.0.0.1:{}/v1", broker.http_port);
+    let http = reqwest::Client::new();
+    let post = |url: String, body: serde_json::Value| {
+        let http = http.clone();
+        async move {
+            let r = http.post(url).json(&body).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    // A policy that cannot be used is refused, naming the field.
+    let (status, body) = post(
+        format!("{base}/stations"),
+        serde_json::json!({"name": "TIERED", "subjects": ["tiered.>"],
+                           "tier": {"segment_bytes": 10}}),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("tier.segment_bytes"),
+        "{body}"
+    );
+    let (status, body) = post(
+        format!("{base}/stations"),
+        serde_json::json!({"name": "TIERED", "subjects": ["tiered.>"],
+                           "tier": {"segment_bytes": SEGMENT_BYTES, "local_max_bytes": LOCAL_MAX_BYTES,
+                                    "segment_max_age_ms": 1000}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["tier"]["segment_bytes"], SEGMENT_BYTES, "{body}");
+    assert_eq!(body["tier"]["local_max_age_ms"], 0, "{body}");
+
+    let client = async_nats::connect(format!("127.0.0.1:{}", broker.nats_port))
+        .await
+        .unwrap();
+    let js = jetstream::new(client);
+    publish(&js, 1, N, &mut Sha256::new()).await;
+    let tier = caught_up(&http, broker.http_port, N).await;
+    let local_first = tier["local_first_seq"].as_u64().unwrap();
+    assert!(local_first > 100, "{tier}");
+
+    // An HTTP group on one subject, from the start: every 10th message.
+    let (status, body) = post(
+        format!("{base}/stations/TIERED/groups"),
+        serde_json::json!({"name": "k7", "deliver_policy": "all", "ack_policy": "none",
+                           "filter_subjects": ["tiered.k7"]}),
+    )
+    .await;
+    assert!(status == 200 || status == 201, "{status} {body}");
+    let mut seqs = Vec::new();
+    while seqs.len() < (N / 10) as usize {
+        let (status, body) = post(
+            format!("{base}/stations/TIERED/groups/k7/fetch"),
+            serde_json::json!({"batch": 50, "max_wait_ms": 5000}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let got = body["messages"].as_array().unwrap();
+        assert!(
+            !got.is_empty(),
+            "nothing fetched after {} messages",
+            seqs.len()
+        );
+        for m in got {
+            seqs.push(m["seq"].as_u64().unwrap());
+        }
+    }
+    let want: Vec<u64> = (1..=N).filter(|s| s % 10 == 7).collect();
+    assert_eq!(seqs, want);
+
+    // A browse from a remote message's time starts at that message.
+    let target = local_first / 2;
+    let one: serde_json::Value = http
+        .get(format!("{base}/stations/TIERED/messages/{target}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let time = one["time"].as_str().unwrap().replace('+', "%2B");
+    let page: serde_json::Value = http
+        .get(format!(
+            "{base}/stations/TIERED/messages?from_time={time}&limit=3"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let first = page["messages"][0]["seq"].as_u64().unwrap();
+    assert!(first <= target, "{page}");
+    assert_eq!(page["messages"][0]["time"], one["time"], "{page}");
+    let mut child = broker.child;
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+}
