@@ -571,6 +571,12 @@ impl Group {
                 Source::Cursor if ahead.front().is_some_and(|m| m.seq == seq) => ahead.pop_front(),
                 _ => None,
             };
+            // A redelivery (or start-set message) in the remote range whose block
+            // is not cached: fetched in the background, never waited for here
+            // (a fill may run on the storage notifier's thread).
+            if read_ahead.is_none() && !station.readable_now(seq) {
+                return;
+            }
             let message = match read_ahead
                 .map_or_else(|| station.read_message(seq), |m| Ok(Some(m)))
             {

@@ -615,6 +615,26 @@ impl Station {
         })
     }
 
+    /// Whether message `seq` can be read without waiting on S3: it is local,
+    /// or its remote block is cached. When not, the block is fetched in the
+    /// background and the groups are woken once it is in.
+    pub(crate) fn readable_now(&self, seq: u64) -> bool {
+        let Some(tier) = self.tier.get() else {
+            return true;
+        };
+        if seq > tier.uploaded_through() || seq >= self.log.lock().first_seq() {
+            return true;
+        }
+        let Some(seg) = tier.segment_from(seq).filter(|s| s.first_seq <= seq) else {
+            return true;
+        };
+        if tier.is_cached(&seg, seq) {
+            return true;
+        }
+        tier.prefetch(&seg, seq);
+        false
+    }
+
     /// For a consumer group whose cursor is `from`: the remote messages from
     /// there on that match `filters`, when the cursor is below the local log
     /// and the block is cached; otherwise [`RemoteRead::Pending`] (a fetch is

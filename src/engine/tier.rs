@@ -216,6 +216,15 @@ impl StationTier {
         Some(block)
     }
 
+    /// Whether the block of `seg` holding `seq` is cached (not counted as a
+    /// cache hit: nothing is read).
+    pub fn is_cached(&self, seg: &SegmentRef, seq: u64) -> bool {
+        self.remote
+            .cached_footer(&seg.key)
+            .and_then(|f| f.block_for(seq).copied())
+            .is_some_and(|b| self.remote.is_cached(&seg.key, b.offset))
+    }
+
     /// Fetches the block of `seg` holding `from` into the cache on the tier's
     /// runtime, then lets the station's groups fill again. A failure is logged
     /// and counted; the groups try again on their next tick.

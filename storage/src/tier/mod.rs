@@ -457,6 +457,14 @@ impl Remote {
         self.cache.lock().get(&(key.to_string(), offset))
     }
 
+    /// Whether a block is in the cache (its recency is not changed).
+    pub fn is_cached(&self, key: &str, offset: u64) -> bool {
+        self.cache
+            .lock()
+            .entries
+            .contains_key(&(key.to_string(), offset))
+    }
+
     /// The cached footer of a segment, if it was read.
     pub fn cached_footer(&self, key: &str) -> Option<Arc<Footer>> {
         self.footers.lock().get(key).cloned()
