@@ -127,6 +127,12 @@ pub(crate) struct Station {
     tier: std::sync::OnceLock<Arc<super::tier::StationTier>>,
 }
 
+/// Remote blocks a consumer group replaying the remote range has fetched
+/// ahead of the one it delivers from. With 128 KiB segments on a local S3
+/// server, one block at a time replayed about 9 K msgs/s (each block a
+/// footer and a block GET in turn).
+const REMOTE_READ_AHEAD: usize = 4;
+
 /// What [`Station::remote_from`] found for a consumer group's cursor.
 pub(crate) enum RemoteRead {
     /// The cursor is not in the remote range: read the local log.
@@ -664,6 +670,7 @@ impl Station {
         };
         let last = block.last().map_or(from, |r| r.seq);
         let next = (last + 1).min(local_first).max(from + 1);
+        tier.read_ahead(next, local_first, REMOTE_READ_AHEAD);
         let messages = block
             .iter()
             .filter(|r| r.seq >= from && r.seq < local_first)

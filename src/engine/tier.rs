@@ -101,8 +101,8 @@ pub(crate) struct StationTier {
     segments: RwLock<Vec<SegmentRef>>,
     /// The station, to wake its groups when a block they wait for arrives.
     station: Weak<Station>,
-    /// Segments with a block fetch under way for a group.
-    fetching: Mutex<HashSet<String>>,
+    /// Block fetches under way for groups: (segment key, sequence asked for).
+    fetching: Mutex<HashSet<(String, u64)>>,
     backoff: Mutex<Backoff>,
     /// Time of the oldest committed message not yet uploaded (0: none), as the
     /// uploader last saw it.
@@ -216,6 +216,40 @@ impl StationTier {
         Some(block)
     }
 
+    /// Starts fetching the next `blocks` blocks from `from` (below
+    /// `local_first`) that are not cached, so that a consumer replaying the
+    /// remote range finds them in the cache rather than waiting for one GET
+    /// after another.
+    pub fn read_ahead(&self, from: u64, local_first: u64, blocks: usize) {
+        let mut seq = from;
+        for _ in 0..blocks {
+            if seq >= local_first {
+                return;
+            }
+            let Some(seg) = self.segment_from(seq).filter(|s| s.first_seq < local_first) else {
+                return;
+            };
+            let here = seq.max(seg.first_seq);
+            let block = self
+                .remote
+                .cached_footer(&seg.key)
+                .and_then(|f| f.block_for(here).copied());
+            match block {
+                Some(b) => {
+                    if !self.remote.is_cached(&seg.key, b.offset) {
+                        self.prefetch(&seg, here);
+                    }
+                    seq = b.last_seq + 1;
+                }
+                // The footer is not read yet: its fetch reads the first block.
+                None => {
+                    self.prefetch(&seg, here);
+                    seq = seg.last_seq + 1;
+                }
+            }
+        }
+    }
+
     /// Whether the block of `seg` holding `seq` is cached (not counted as a
     /// cache hit: nothing is read).
     pub fn is_cached(&self, seg: &SegmentRef, seq: u64) -> bool {
@@ -229,7 +263,7 @@ impl StationTier {
     /// runtime, then lets the station's groups fill again. A failure is logged
     /// and counted; the groups try again on their next tick.
     pub fn prefetch(&self, seg: &SegmentRef, from: u64) {
-        if !self.fetching.lock().insert(seg.key.clone()) {
+        if !self.fetching.lock().insert((seg.key.clone(), from)) {
             return;
         }
         let remote = self.remote.clone();
@@ -243,7 +277,7 @@ impl StationTier {
             .await;
             let Some(st) = station.upgrade() else { return };
             if let Some(t) = st.tier() {
-                t.fetching.lock().remove(&seg.key);
+                t.fetching.lock().remove(&(seg.key.clone(), from));
             }
             match r {
                 Ok(Ok(_)) => {
