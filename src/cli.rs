@@ -158,7 +158,8 @@ pub struct ServeArgs {
     #[arg(short = 'v', long = "version")]
     pub version: bool,
     /// Send a signal to a running broker and exit, as nats-server's `--signal`:
-    /// `reload` (SIGHUP), `ldm` (SIGUSR2, lame duck), `quit` (SIGINT), `term`
+    /// `reload` (SIGHUP), `reopen` (SIGUSR1: the log file), `ldm` (SIGUSR2, lame
+    /// duck), `quit` (SIGINT), `term`
     /// (SIGTERM) or `stop` (SIGKILL), with `=PID`, or the process id read from
     /// `-P FILE` (or the configuration's `pid_file`).
     #[arg(long = "signal", value_name = "SIGNAL[=PID]")]
@@ -382,6 +383,7 @@ impl ServeArgs {
             ));
         }
         config.validate()?;
+        config.config_file = self.config.clone();
         Ok(config)
     }
 

@@ -38,6 +38,13 @@ pub struct Config {
     pub log_file: Option<PathBuf>,
     /// Write the process id to this file while running.
     pub pid_file: Option<PathBuf>,
+    /// Reload by itself when the configuration file's content changes
+    /// (checked every 2 s, through symlinks, so a Kubernetes ConfigMap update
+    /// is seen), as SIGHUP does.
+    pub config_watch: bool,
+    /// The configuration file the broker was started with (`-c`), if any.
+    #[serde(skip)]
+    pub config_file: Option<PathBuf>,
     /// Protocol and resource limits.
     pub limits: Limits,
     /// Who may connect.
@@ -66,6 +73,8 @@ pub struct Config {
     /// Tiered storage on S3 (`[tier]`, `JUNCTION_TIER_*`); off unless `bucket`
     /// is set. See `docs/tiering.md`.
     pub tier: TierConfig,
+    /// The notification centre (`[[notifications.webhooks]]`).
+    pub notifications: crate::notify::Notifications,
 }
 
 /// Tiered storage on an S3-compatible bucket (`[tier]`, `JUNCTION_TIER_*`).
@@ -279,6 +288,8 @@ impl Default for Config {
             log_level: "info".into(),
             log_file: None,
             pid_file: None,
+            config_watch: false,
+            config_file: None,
             limits: Limits::default(),
             auth: Auth::default(),
             tenants: Vec::new(),
@@ -289,6 +300,7 @@ impl Default for Config {
             mqtt: Mqtt::default(),
             cluster: ClusterSettings::default(),
             tier: TierConfig::default(),
+            notifications: crate::notify::Notifications::default(),
         }
     }
 }
@@ -304,8 +316,13 @@ pub struct Mqtt {
     /// Topic aliases a client may use (Topic Alias Maximum).
     pub topic_alias_maximum: u16,
     /// Highest keep-alive in seconds (0 = as the client asks); MQTT 5 clients are
-    /// told through Server Keep Alive.
+    /// told through Server Keep Alive, MQTT 3.1.1 clients asking for more (or for
+    /// none) are refused, as mosquitto does.
     pub max_keep_alive: u16,
+    /// mosquitto's spelling of `max_keep_alive`, for a `mosquitto.conf` moved
+    /// over as it is; when given, it wins.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_keepalive: Option<u16>,
     /// Longest session expiry granted, in seconds.
     pub max_session_expiry: u32,
     /// Live QoS 1/2 messages queued per client beyond its Receive Maximum; one more
@@ -319,6 +336,9 @@ pub struct Mqtt {
     /// Flapping detection (EMQX's): a client id that connects `max_count`
     /// times within `window` is banned for `ban_for` (0: off, the default).
     pub flapping: Flapping,
+    /// Bridges to other MQTT brokers (`[[mqtt.bridges]]`, mosquitto's
+    /// `connection` sections).
+    pub bridges: Vec<junction_mqtt::BridgeConfig>,
 }
 
 /// `[mqtt] flapping = { max_count = 15, window = "1m", ban_for = "5m" }`.
@@ -353,11 +373,13 @@ impl Default for Mqtt {
             receive_maximum: d.receive_maximum,
             topic_alias_maximum: d.topic_alias_maximum,
             max_keep_alive: d.max_keep_alive,
+            max_keepalive: None,
             max_session_expiry: d.max_session_expiry,
             max_queued_messages: d.max_queued_messages,
             sys_interval: d.sys_interval,
             acl: d.acl,
             flapping: Flapping::default(),
+            bridges: Vec::new(),
         }
     }
 }
@@ -369,7 +391,7 @@ impl Mqtt {
             max_packet_size: self.max_packet_size,
             receive_maximum: self.receive_maximum,
             topic_alias_maximum: self.topic_alias_maximum,
-            max_keep_alive: self.max_keep_alive,
+            max_keep_alive: self.max_keepalive.unwrap_or(self.max_keep_alive),
             max_session_expiry: self.max_session_expiry,
             max_queued_messages: self.max_queued_messages,
             sys_interval: self.sys_interval,
@@ -506,6 +528,16 @@ pub struct Limits {
     /// directory's file system: bytes or a size (`"512MiB"`); unset: no floor.
     #[serde(deserialize_with = "crate::byte_size::optional")]
     pub disk_min_free: Option<u64>,
+    /// The memory limit the memory self-check measures against: bytes or a
+    /// size; unset: the cgroup's `memory.max`, else the machine's memory.
+    #[serde(deserialize_with = "crate::byte_size::optional")]
+    pub memory_max: Option<u64>,
+    /// Raise `memory_high`, and refuse new connections, at this percent of
+    /// the memory limit (1 to 100; 0: never).
+    pub memory_high_percent: u8,
+    /// Raise `consumer_lag:<tenant>/<station>/<group>` when a consumer group
+    /// has more than this many messages to deliver (0: never).
+    pub consumer_lag_alarm: u64,
 }
 
 impl Default for Limits {
@@ -525,6 +557,9 @@ impl Default for Limits {
             auth_timeout: Duration::from_secs(2),
             disk_max_used_percent: 95,
             disk_min_free: None,
+            memory_max: None,
+            memory_high_percent: 90,
+            consumer_lag_alarm: 1_000_000,
         }
     }
 }
@@ -1037,8 +1072,20 @@ impl Config {
         self.system_tenant()?;
         self.cluster.validate()?;
         self.tier.settings()?;
+        self.notifications.validate().map_err(ConfigError)?;
         if self.limits.max_payload == 0 {
             return Err(ConfigError("limits.max_payload must be more than 0".into()));
+        }
+        if self.limits.memory_high_percent > 100 {
+            return Err(ConfigError(format!(
+                "limits.memory_high_percent must be 0 (never) to 100, not {}",
+                self.limits.memory_high_percent
+            )));
+        }
+        if self.limits.memory_max == Some(0) {
+            return Err(ConfigError(
+                "limits.memory_max must be more than 0 (leave it unset for the cgroup's or the machine's memory)".into(),
+            ));
         }
         if self.limits.disk_max_used_percent > 100 {
             return Err(ConfigError(format!(
@@ -1060,6 +1107,16 @@ impl Config {
             return Err(ConfigError(
                 "mqtt.max_packet_size must be at least 64".into(),
             ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for bridge in &self.mqtt.bridges {
+            bridge.check().map_err(ConfigError)?;
+            if !names.insert(bridge.name.as_str()) {
+                return Err(ConfigError(format!(
+                    "mqtt.bridges: two bridges are named '{}'",
+                    bridge.name
+                )));
+            }
         }
         if self.mqtt.receive_maximum == 0 {
             return Err(ConfigError(
@@ -1149,6 +1206,27 @@ mod tests {
             let text = format!("[[tenants]]\nname = \"a\"\njetstream = {{ max_file = {bad} }}\n");
             assert!(read(&text).is_err(), "max_file = {bad} is accepted");
         }
+    }
+
+    #[test]
+    fn mqtt_max_keep_alive_in_both_spellings() {
+        use figment::providers::{Format, Serialized, Toml};
+        let read = |text: &str| {
+            figment::Figment::from(Serialized::defaults(Config::default()))
+                .merge(Toml::string(text))
+                .extract::<Config>()
+                .map(|c| c.mqtt.options().max_keep_alive)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(read(""), Ok(0));
+        assert_eq!(read("[mqtt]\nmax_keep_alive = 60\n"), Ok(60));
+        // mosquitto's `max_keepalive`, which wins when both are given.
+        assert_eq!(read("[mqtt]\nmax_keepalive = 30\n"), Ok(30));
+        assert_eq!(
+            read("[mqtt]\nmax_keep_alive = 60\nmax_keepalive = 30\n"),
+            Ok(30)
+        );
+        assert!(read("[mqtt]\nmax_keepalive = 70000\n").is_err());
     }
 
     #[test]

@@ -116,14 +116,10 @@ fn signal_by_name(spec: &str, args: &crate::cli::ServeArgs) -> Result<(String, i
         "quit" => (Signal::INT, "SIGINT (quit)"),
         "term" => (Signal::TERM, "SIGTERM (stop after draining)"),
         "stop" => (Signal::KILL, "SIGKILL (stop at once)"),
-        "reopen" => {
-            return Err(
-                "Junction does not reopen its log file; rotate it with copytruncate".into(),
-            );
-        }
+        "reopen" => (Signal::USR1, "SIGUSR1 (reopen the log file)"),
         other => {
             return Err(format!(
-                "unknown signal '{other}': give reload, ldm, quit, term or stop"
+                "unknown signal '{other}': give reload, reopen, ldm, quit, term or stop"
             ));
         }
     };

@@ -32,15 +32,9 @@ fn init_logging(config: &junction::Config) -> Result<(), String> {
         .with_target(false);
     match &config.log_file {
         Some(path) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
-            builder
-                .with_ansi(false)
-                .with_writer(std::sync::Mutex::new(file))
-                .init();
+            // Reopened on SIGUSR1 (`junction --signal reopen`).
+            let file = junction::log_file::LogFile::start(path)?;
+            builder.with_ansi(false).with_writer(file).init();
         }
         None => builder
             .with_ansi(colour_on_stderr())

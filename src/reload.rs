@@ -7,7 +7,7 @@
 //! `config_reload_failed` event.
 //!
 //! What can change: the users of `[auth]` (and `user`/`password`), the token,
-//! and `[[tenants]]`: their users, permissions and limits, tenants added or
+//! the webhooks of `[notifications]`, and `[[tenants]]`: their users, permissions and limits, tenants added or
 //! removed. Users removed or changed have their connections closed (they log in
 //! again under the new rules); a new tenant is served at once. Anything else
 //! (listen addresses, the data directory, TLS files, a tenant's exports and
@@ -28,6 +28,7 @@ pub struct Reloader {
     engine: Weak<StationEngine>,
     current: Mutex<Config>,
     loader: Mutex<Option<ConfigLoader>>,
+    notifier: Mutex<Option<Arc<crate::notify::Notifier>>>,
 }
 
 impl Reloader {
@@ -38,7 +39,13 @@ impl Reloader {
             engine: Arc::downgrade(engine),
             current: Mutex::new(config),
             loader: Mutex::new(None),
+            notifier: Mutex::new(None),
         })
+    }
+
+    /// The webhooks a reload changes (`[notifications]`).
+    pub fn set_notifier(&self, notifier: Arc<crate::notify::Notifier>) {
+        *self.notifier.lock() = Some(notifier);
     }
 
     /// Sets how the configuration is read again.
@@ -82,6 +89,9 @@ impl Reloader {
         let what = engine
             .reload_tenants(new.auth.all_users(), new.auth.token.clone(), tenants)
             .map_err(|e| e.to_string())?;
+        if let Some(notifier) = self.notifier.lock().as_ref() {
+            notifier.apply(&new.notifications);
+        }
         *current = new;
         Ok(what)
     }
@@ -92,6 +102,10 @@ impl Reloader {
 fn not_reloadable(old: &Config, new: &Config) -> Result<Vec<String>, String> {
     let shape = |c: &Config| -> Result<Value, String> {
         let mut v = serde_json::to_value(c).map_err(|e| e.to_string())?;
+        // Webhooks start, stop and change live.
+        if let Some(v) = v.as_object_mut() {
+            v.remove("notifications");
+        }
         if let Some(auth) = v.get_mut("auth").and_then(Value::as_object_mut) {
             for key in ["user", "password", "users", "token"] {
                 auth.remove(key);
@@ -151,6 +165,20 @@ mod tests {
         let mut new = old.clone();
         new.auth.users = vec![User::new("alice", "pw")];
         new.auth.token = Some("t".into());
+        new.notifications.webhooks = vec![crate::notify::WebhookConfig {
+            name: "ops".into(),
+            url: "http://127.0.0.1:9/".into(),
+            kinds: vec![],
+            tenants: vec![],
+            min_severity: None,
+            format: crate::notify::WebhookFormat::Json,
+            headers: Default::default(),
+            secret: None,
+            max_attempts: None,
+            max_per_minute: None,
+            timeout: None,
+            retry_base: None,
+        }];
         new.tenants = vec![crate::config::TenantConfig {
             name: "acme".into(),
             users: vec![User::new("bob", "pw")],

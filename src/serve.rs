@@ -171,6 +171,13 @@ impl Running {
         self.engine.record_lifecycle(false);
         self.shutdown.cancel();
         while self.tasks.join_next().await.is_some() {}
+        // The connections' disconnects (and `server_stopping`) are stored.
+        {
+            let engine = self.engine.clone();
+            let _ =
+                tokio::task::spawn_blocking(move || engine.flush_events(Duration::from_secs(5)))
+                    .await;
+        }
         // Every task that held the engine has ended; dropping the last handle closes
         // the store (its writer thread persists and exits).
         let engine = self.engine;
@@ -384,6 +391,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 max_used_percent: config.limits.disk_max_used_percent,
                 min_free: config.limits.disk_min_free,
             },
+            self_checks: crate::engine::SelfChecks {
+                memory_max: config.limits.memory_max,
+                memory_high_percent: config.limits.memory_high_percent,
+                consumer_lag_alarm: config.limits.consumer_lag_alarm,
+            },
             system_tenant: config
                 .system_tenant()?
                 .map(|n| junction_api::TenantId(std::sync::Arc::from(n.as_str()))),
@@ -502,24 +514,27 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
     }
     // The MQTT front-end serves its TCP listener and `/mqtt` on the HTTP listener.
-    let mqtt_broker =
-        if mqtt_listener.is_some() || mqtt_tls_listener.is_some() || http_listener.is_some() {
-            let dyn_engine: Arc<dyn Engine> = engine.clone();
-            Some(
-                junction_mqtt::MqttBroker::new(
-                    dyn_engine,
-                    junction_mqtt::MqttOptions {
-                        max_pending: config.limits.max_pending,
-                        max_connections: mqtt_cap,
-                        ..config.mqtt.options()
-                    },
-                    shutdown.clone(),
-                )
-                .map_err(|e| StartError::Io(format!("cannot start the MQTT front-end: {e}")))?,
+    let mqtt_broker = if mqtt_listener.is_some()
+        || mqtt_tls_listener.is_some()
+        || http_listener.is_some()
+        || !config.mqtt.bridges.is_empty()
+    {
+        let dyn_engine: Arc<dyn Engine> = engine.clone();
+        Some(
+            junction_mqtt::MqttBroker::new(
+                dyn_engine,
+                junction_mqtt::MqttOptions {
+                    max_pending: config.limits.max_pending,
+                    max_connections: mqtt_cap,
+                    ..config.mqtt.options()
+                },
+                shutdown.clone(),
             )
-        } else {
-            None
-        };
+            .map_err(|e| StartError::Io(format!("cannot start the MQTT front-end: {e}")))?,
+        )
+    } else {
+        None
+    };
     // Logged once nothing can fail the start any more: a failed start prints one
     // line (docs/configuration.md).
     let fd_limit_text = fd_limit.map_or_else(|| "unknown".to_string(), |l| l.to_string());
@@ -686,6 +701,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             };
             listeners.push((l, Some(tls)));
         }
+        junction_mqtt::bridge::spawn(&broker, config.mqtt.bridges.clone());
         if !listeners.is_empty() {
             tasks.spawn(junction_mqtt::serve_listeners(listeners, broker));
         }
@@ -704,6 +720,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                         let _ = tokio::task::spawn_blocking(move || {
                             engine.expire_stations();
                             engine.check_disk();
+                            engine.check_memory();
+                            engine.check_consumer_lag();
                         })
                         .await;
                     }
@@ -765,6 +783,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         });
     }
     let reloader = crate::reload::Reloader::new(&engine, config.clone());
+    reloader.set_notifier(crate::notify::Notifier::start(
+        Arc::downgrade(&engine),
+        &config.notifications,
+        shutdown.clone(),
+    ));
     {
         let reloader = reloader.clone();
         engine.set_reload_hook(Arc::new(move || reloader.reload()));
@@ -772,6 +795,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     created.keep();
     pid_written.keep();
     engine.record_lifecycle(true);
+    // `server_started` is in the events station before anyone is told "ready".
+    {
+        let engine = engine.clone();
+        let _ =
+            tokio::task::spawn_blocking(move || engine.flush_events(Duration::from_secs(5))).await;
+    }
     tracing::info!(server_name = %server_name, server_id = %server_id, "Server is ready");
     Ok(Running {
         nats: nats_bound,
@@ -814,7 +843,12 @@ async fn run_inner(
     // Handlers first: a signal that arrives while the broker starts must not take
     // the default action (SIGHUP and SIGUSR2 would end the process).
     let mut signals = Signals::new();
+    let watched = config
+        .config_watch
+        .then(|| config.config_file.clone())
+        .flatten();
     let running = start(config).await?;
+    let mut watch = ConfigWatch::new(watched);
     if let Some(loader) = loader {
         running.set_config_loader(loader);
     }
@@ -822,6 +856,10 @@ async fn run_inner(
     loop {
         let trapped = tokio::select! {
             t = signals.next() => t,
+            _ = watch.changed() => {
+                tracing::info!("the configuration file changed: reloading the configuration");
+                Trapped::Reload
+            }
             _ = restart.notified() => {
                 tracing::warn!("restarting in place (cluster join)");
                 RESTART.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -836,6 +874,10 @@ async fn run_inner(
                 // The outcome is logged and recorded as an event.
                 let _ = tokio::task::spawn_blocking(move || reloader.reload()).await;
             }
+            Trapped::Reopen => match crate::log_file::reopen() {
+                Ok(()) => tracing::info!("Trapped SIGUSR1: the log file was reopened"),
+                Err(e) => tracing::error!("Trapped SIGUSR1: {e}; logging goes on to the old file"),
+            },
             Trapped::LameDuck => {
                 running.enter_lame_duck();
                 tracing::warn!(
@@ -859,6 +901,40 @@ pub fn restart_requested() -> bool {
     RESTART.load(std::sync::atomic::Ordering::SeqCst)
 }
 
+/// `config_watch`: the configuration file's content, read every 2 s. Reading
+/// the path follows symlinks, so a Kubernetes ConfigMap (whose `..data`
+/// symlink is swapped) is seen to change as an edited file is.
+struct ConfigWatch {
+    path: Option<std::path::PathBuf>,
+    seen: Option<Vec<u8>>,
+}
+
+impl ConfigWatch {
+    fn new(path: Option<std::path::PathBuf>) -> Self {
+        let seen = path.as_ref().and_then(|p| std::fs::read(p).ok());
+        ConfigWatch { path, seen }
+    }
+
+    /// Resolves once the file's content differs from the last seen (never
+    /// without a file to watch). A file that cannot be read (in the middle of
+    /// a swap) is skipped until it can.
+    async fn changed(&mut self) {
+        let Some(path) = self.path.clone() else {
+            return std::future::pending().await;
+        };
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let Ok(now) = tokio::fs::read(&path).await else {
+                continue;
+            };
+            if self.seen.as_ref() != Some(&now) {
+                self.seen = Some(now);
+                return;
+            }
+        }
+    }
+}
+
 /// What a trapped signal asks for.
 enum Trapped {
     /// SIGTERM or SIGINT: shut down.
@@ -867,12 +943,14 @@ enum Trapped {
     Reload,
     /// SIGUSR2: lame-duck mode.
     LameDuck,
+    /// SIGUSR1: reopen the log file.
+    Reopen,
 }
 
 /// The process's signal handlers, installed once.
 struct Signals {
     #[cfg(unix)]
-    unix: Option<[tokio::signal::unix::Signal; 4]>,
+    unix: Option<[tokio::signal::unix::Signal; 5]>,
 }
 
 impl Signals {
@@ -886,6 +964,7 @@ impl Signals {
                     signal(SignalKind::interrupt())?,
                     signal(SignalKind::hangup())?,
                     signal(SignalKind::user_defined2())?,
+                    signal(SignalKind::user_defined1())?,
                 ])
             })();
             if let Err(e) = &all {
@@ -899,12 +978,13 @@ impl Signals {
 
     async fn next(&mut self) -> Trapped {
         #[cfg(unix)]
-        if let Some([term, int, hup, usr2]) = &mut self.unix {
+        if let Some([term, int, hup, usr2, usr1]) = &mut self.unix {
             return tokio::select! {
                 _ = term.recv() => Trapped::Stop,
                 _ = int.recv() => Trapped::Stop,
                 _ = hup.recv() => Trapped::Reload,
                 _ = usr2.recv() => Trapped::LameDuck,
+                _ = usr1.recv() => Trapped::Reopen,
             };
         }
         let _ = tokio::signal::ctrl_c().await;

@@ -431,7 +431,7 @@ async fn sighup_reloads_users_and_tenants_and_keeps_the_old_configuration_when_i
     assert_eq!(refused.status.code(), Some(1));
     assert!(
         text(&refused.stderr)
-            .contains("unknown signal 'bogus': give reload, ldm, quit, term or stop"),
+            .contains("unknown signal 'bogus': give reload, reopen, ldm, quit, term or stop"),
         "{}",
         text(&refused.stderr)
     );
@@ -525,4 +525,140 @@ async fn lame_duck_without_a_broker_says_why_in_one_line() {
         text(&out.stderr),
         "junction lame-duck: say which broker: --pid PID or --pid-file FILE\n"
     );
+}
+
+/// `config_watch = true`: the broker reloads by itself when its configuration
+/// file changes, also when the file is a Kubernetes ConfigMap volume's (the
+/// file is a symlink through `..data`, and an update swaps `..data` to a new
+/// directory in one rename).
+#[tokio::test]
+async fn a_watched_configuration_file_reloads_when_a_configmap_swaps_it() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let version = |name: &str, users: &str| {
+        let d = dir.path().join(name);
+        std::fs::create_dir(&d).unwrap();
+        std::fs::write(
+            d.join("junction.toml"),
+            format!("config_watch = true\n[auth]\nusers = [{users}]\n"),
+        )
+        .unwrap();
+    };
+    version("..2026_12_06_a", "{ user = \"alice\", password = \"pw\" }");
+    symlink("..2026_12_06_a", dir.path().join("..data")).unwrap();
+    symlink("..data/junction.toml", dir.path().join("junction.toml")).unwrap();
+    let path = dir.path().join("junction.toml").display().to_string();
+    let mut broker = Broker::start_with(dir.path(), &["-c", &path]).await;
+    raw_login(&broker, "alice").await.expect("alice logs in");
+    assert!(
+        raw_login(&broker, "bob").await.is_err(),
+        "bob is not a user yet"
+    );
+
+    // The ConfigMap is updated: a new directory, then `..data` swapped to it.
+    version(
+        "..2026_12_06_b",
+        "{ user = \"alice\", password = \"pw\" }, { user = \"bob\", password = \"pw\" }",
+    );
+    symlink("..2026_12_06_b", dir.path().join("..data_tmp")).unwrap();
+    std::fs::rename(dir.path().join("..data_tmp"), dir.path().join("..data")).unwrap();
+    let line = broker.wait_for_line("configuration reloaded").await;
+    assert!(line.contains("0 users logged out"), "{line}");
+    raw_login(&broker, "bob")
+        .await
+        .expect("bob logs in after the swap");
+
+    // A broken update keeps the configuration that works, and says why.
+    std::fs::write(
+        dir.path().join("..2026_12_06_b").join("junction.toml"),
+        "config_watch = true\n[auth\n",
+    )
+    .unwrap();
+    broker
+        .wait_for_line("configuration reload refused, the previous configuration stays")
+        .await;
+    raw_login(&broker, "bob").await.expect("bob still logs in");
+    assert_eq!(broker.terminate().await, Some(0));
+}
+
+/// `junction --signal reopen` (SIGUSR1): logrotate moves the log file away and
+/// the broker writes a new one at the same path, as nats-server does.
+#[tokio::test]
+async fn signal_reopen_writes_a_new_log_file_after_logrotate_moved_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("junction.toml"), "").unwrap();
+    let http = process::free_port();
+    let http_listen = format!("127.0.0.1:{http}");
+    let mut child = junction(
+        dir.path(),
+        &[
+            "serve",
+            "-c",
+            "junction.toml",
+            "-l",
+            "junction.log",
+            "-P",
+            "junction.pid",
+            "--nats-listen",
+            "127.0.0.1:0",
+            "--mqtt-listen",
+            "off",
+            "--http-listen",
+            &http_listen,
+            "--data-dir",
+            "data",
+        ],
+        &[("NO_COLOR", "1")],
+    )
+    .spawn()
+    .unwrap();
+    process::wait_listening(http).await;
+    let log = dir.path().join("junction.log");
+    let until_logged = |path: std::path::PathBuf, needle: &'static str| async move {
+        let deadline = std::time::Instant::now() + GUARD;
+        loop {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{needle:?} not in {}: {text}",
+                path.display()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    until_logged(log.clone(), "Server is ready").await;
+    std::fs::rename(&log, dir.path().join("junction.log.1")).unwrap();
+
+    let sent = run_to_exit(
+        dir.path(),
+        &["--signal", "reopen", "-P", "junction.pid"],
+        &[],
+    )
+    .await;
+    assert!(sent.status.success(), "{}", text(&sent.stderr));
+    until_logged(log.clone(), "the log file was reopened").await;
+    // New lines go to the new file, none to the old one.
+    let reload = reqwest::Client::new()
+        .post(format!("http://{http_listen}/v1/server/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reload.status(), 200);
+    until_logged(log.clone(), "configuration reloaded").await;
+    let old = std::fs::read_to_string(dir.path().join("junction.log.1")).unwrap();
+    assert!(old.contains("Server is ready") && !old.contains("configuration reloaded"));
+
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(GUARD, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
 }

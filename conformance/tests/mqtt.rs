@@ -14,10 +14,14 @@ mod support;
 mod auth_acl;
 #[path = "mqtt/bad_input.rs"]
 mod bad_input;
+#[path = "mqtt/bridge_to_mosquitto.rs"]
+mod bridge_to_mosquitto;
 #[path = "mqtt/cross_protocol.rs"]
 mod cross_protocol;
 #[path = "mqtt/keep_alive.rs"]
 mod keep_alive;
+#[path = "mqtt/maximum_packet_size_mqtt_3_1_2_25.rs"]
+mod maximum_packet_size_mqtt_3_1_2_25;
 #[path = "mqtt/msg_id_property_dedup.rs"]
 mod msg_id_property_dedup;
 #[path = "mqtt/qos2_exactly_once.rs"]
@@ -40,6 +44,8 @@ mod session_takeover;
 mod shared_subscriptions;
 #[path = "mqtt/slow_consumer.rs"]
 mod slow_consumer;
+#[path = "mqtt/subscription_live_before_suback_mqtt_3_8_4.rs"]
+mod subscription_live_before_suback_mqtt_3_8_4;
 #[path = "mqtt/topic_mapping.rs"]
 mod topic_mapping;
 #[path = "mqtt/unsubscribe.rs"]

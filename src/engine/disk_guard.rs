@@ -16,6 +16,7 @@
 //! Publishing pays one atomic load for it.
 
 use super::StationEngine;
+use super::ingress::is_internal_station;
 use junction_api::{EngineError, SystemEventKind};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -134,6 +135,14 @@ impl StationEngine {
                     SystemEventKind::StorageFull,
                     super::events::About {
                         tenant: self.system_tenant(),
+                        alarm: Some(junction_api::AlarmState {
+                            name: "storage_full".into(),
+                            active: true,
+                        }),
+                        details: Some(serde_json::json!({
+                            "used_percent": disk.used_percent(),
+                            "available_bytes": disk.available,
+                        })),
                         ..Default::default()
                     },
                     format!("stored writes fenced: {why}"),
@@ -150,6 +159,14 @@ impl StationEngine {
                     SystemEventKind::StorageFullCleared,
                     super::events::About {
                         tenant: self.system_tenant(),
+                        alarm: Some(junction_api::AlarmState {
+                            name: "storage_full".into(),
+                            active: false,
+                        }),
+                        details: Some(serde_json::json!({
+                            "used_percent": used,
+                            "available_bytes": disk.available,
+                        })),
                         ..Default::default()
                     },
                     format!("stored writes resume: the disk is {used:.1}% full"),
@@ -157,6 +174,177 @@ impl StationEngine {
             }
             (true, Some(why)) => *self.disk.reason.lock() = Some(why),
             (false, None) => {}
+        }
+        // The warning before the fence: `storage_low`, five points under the
+        // mark, cleared one point under that.
+        if policy.max_used_percent > 5 {
+            let warn_at = f64::from(policy.max_used_percent - 5);
+            let used = disk.used_percent();
+            let raised = self.alarms.raised.lock().contains_key("storage_low");
+            if used >= warn_at {
+                self.raise_alarm(
+                    "storage_low",
+                    &format!(
+                        "the data directory's disk is {used:.1}% full; stored writes are fenced at {}%",
+                        policy.max_used_percent
+                    ),
+                );
+            } else if raised && used < warn_at - 1.0 {
+                self.clear_alarm("storage_low");
+            }
+        }
+    }
+
+    /// The memory self-check: `memory_high` while the broker uses
+    /// `memory_high_percent` of its memory limit (`limits.memory_max`, else
+    /// its cgroup's, else the machine's), cleared five points under it. While
+    /// it is up, new NATS, MQTT and WebSocket connections are refused (the
+    /// clients already connected go on).
+    pub fn check_memory(&self) {
+        let policy = self.options.self_checks;
+        if policy.memory_high_percent == 0 {
+            return;
+        }
+        let Some((used, limit)) = memory_use(policy.memory_max) else {
+            return;
+        };
+        let percent = 100.0 * used as f64 / limit.max(1) as f64;
+        let mark = f64::from(policy.memory_high_percent);
+        let raised = self.alarms.raised.lock().contains_key("memory_high");
+        if percent >= mark {
+            self.alarms.memory_pressure.store(true, Ordering::Release);
+            self.raise_alarm(
+                "memory_high",
+                &format!(
+                    "the broker uses {percent:.1}% of its memory limit ({used} of {limit} bytes); new connections are refused"
+                ),
+            );
+        } else if raised && percent < mark - 5.0 {
+            self.alarms.memory_pressure.store(false, Ordering::Release);
+            self.clear_alarm("memory_high");
+        }
+    }
+
+    /// Refuses a new connection while `memory_high` is up.
+    pub(crate) fn admit_connection_memory(&self) -> Result<(), EngineError> {
+        if self.alarms.memory_pressure.load(Ordering::Acquire) {
+            tracing::warn!("connection refused: memory_high (the broker is near its memory limit)");
+            return Err(EngineError::MaxConnections);
+        }
+        Ok(())
+    }
+
+    /// The consumer-lag self-check: `consumer_lag:<tenant>/<station>/<group>`
+    /// while a group has more than `consumer_lag_alarm` messages to deliver,
+    /// cleared under 90% of it (or when the group is gone).
+    pub fn check_consumer_lag(&self) {
+        let max = self.options.self_checks.consumer_lag_alarm;
+        if max == 0 {
+            return;
+        }
+        let mut seen = std::collections::HashSet::new();
+        for station in self.stations.all() {
+            if is_internal_station(station.name()) {
+                continue;
+            }
+            let groups: Vec<_> = station
+                .groups
+                .read()
+                .iter()
+                .map(|(n, g)| (n.clone(), g.clone()))
+                .collect();
+            for (group_name, group) in groups {
+                let lag = group.state(&station).num_pending;
+                let name = format!(
+                    "consumer_lag:{}/{}/{}",
+                    station.tenant.0,
+                    station.name(),
+                    group_name
+                );
+                if lag > max {
+                    self.raise_alarm(
+                        &name,
+                        &format!(
+                            "group '{}' of station '{}' has {lag} messages to deliver (limits.consumer_lag_alarm = {max})",
+                            group_name,
+                            station.name()
+                        ),
+                    );
+                    seen.insert(name);
+                } else if lag > max / 10 * 9 && self.alarms.raised.lock().contains_key(&name) {
+                    seen.insert(name);
+                }
+            }
+        }
+        let stale: Vec<String> = self
+            .alarms
+            .raised
+            .lock()
+            .keys()
+            .filter(|k| k.starts_with("consumer_lag:") && !seen.contains(*k))
+            .cloned()
+            .collect();
+        for name in stale {
+            self.clear_alarm(&name);
+        }
+    }
+}
+
+/// The memory the broker's cgroup (else the process) uses, and its limit
+/// (the cgroup's `memory.max`, else the machine's memory), in bytes.
+fn memory_use(configured: Option<u64>) -> Option<(u64, u64)> {
+    let read = |p: &str| std::fs::read_to_string(p).ok();
+    if let Some(limit) = configured {
+        return Some((rss_bytes()?, limit));
+    }
+    let cgroup_limit = read("/sys/fs/cgroup/memory.max").and_then(|s| s.trim().parse::<u64>().ok());
+    let cgroup_used =
+        read("/sys/fs/cgroup/memory.current").and_then(|s| s.trim().parse::<u64>().ok());
+    if let (Some(limit), Some(used)) = (cgroup_limit, cgroup_used) {
+        return Some((used, limit));
+    }
+    let meminfo = read("/proc/meminfo")?;
+    let total_kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some((rss_bytes()?, total_kib * 1024))
+}
+
+/// The process's resident memory.
+fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let rss_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(rss_kib * 1024)
+}
+
+/// The self-checks' thresholds (`[limits]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SelfChecks {
+    /// The memory limit the memory check uses (none: the cgroup's, else the
+    /// machine's).
+    pub memory_max: Option<u64>,
+    /// `memory_high` at this percent of it (0: never).
+    pub memory_high_percent: u8,
+    /// `consumer_lag:…` past this many messages to deliver (0: never).
+    pub consumer_lag_alarm: u64,
+}
+
+impl Default for SelfChecks {
+    fn default() -> Self {
+        SelfChecks {
+            memory_max: None,
+            memory_high_percent: 90,
+            consumer_lag_alarm: 1_000_000,
         }
     }
 }
@@ -202,6 +390,18 @@ mod tests {
 #[derive(Debug, Default)]
 pub(crate) struct Alarms {
     raised: Mutex<std::collections::BTreeMap<String, String>>,
+    /// `memory_high` is up: new connections are refused.
+    memory_pressure: AtomicBool,
+}
+
+/// An alarm event's details: why, and which webhook a `webhook_failing:<name>`
+/// alarm is about (that webhook does not deliver it: it is failing).
+fn alarm_details(name: &str, why: &str) -> serde_json::Value {
+    let mut d = serde_json::json!({ "reason": why });
+    if let Some(hook) = name.strip_prefix("webhook_failing:") {
+        d["webhook"] = serde_json::Value::from(hook);
+    }
+    d
 }
 
 impl StationEngine {
@@ -220,6 +420,11 @@ impl StationEngine {
                 SystemEventKind::AlarmRaised,
                 super::events::About {
                     tenant: self.system_tenant(),
+                    alarm: Some(junction_api::AlarmState {
+                        name: name.to_string(),
+                        active: true,
+                    }),
+                    details: Some(alarm_details(name, why)),
                     ..Default::default()
                 },
                 format!("{name}: {why}"),
@@ -235,6 +440,11 @@ impl StationEngine {
                 SystemEventKind::AlarmCleared,
                 super::events::About {
                     tenant: self.system_tenant(),
+                    alarm: Some(junction_api::AlarmState {
+                        name: name.to_string(),
+                        active: false,
+                    }),
+                    details: Some(alarm_details(name, "")),
                     ..Default::default()
                 },
                 format!("{name} cleared"),

@@ -943,6 +943,26 @@ impl Group {
         }
     }
 
+    /// The highest station sequence this group has seen (delivered, acked,
+    /// waiting for an ack or a redelivery). A station whose newest messages were
+    /// consumed and deleted before a crash recovers a lower last sequence from
+    /// its log; it must not hand these sequences out again, or the group would
+    /// take a new message for one it is done with (see
+    /// [`super::station::Station::raise_last_seq`]).
+    pub fn highest_seen(&self) -> u64 {
+        let run = self.run.lock();
+        [
+            run.delivered_stream_seq,
+            run.ack_floor_stream,
+            run.pending.by_seq.keys().next_back().copied().unwrap_or(0),
+            run.redeliver.keys().next_back().copied().unwrap_or(0),
+            run.acked_ahead.iter().next_back().copied().unwrap_or(0),
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0)
+    }
+
     /// The position as [`Group::save`] writes it, without writing it (a
     /// replicated station's snapshot).
     pub fn position_json(&self) -> Result<Vec<u8>, EngineError> {

@@ -338,6 +338,16 @@ pub(crate) fn refuse_internal(name: &str, allow_dls: bool) -> Result<(), EngineE
     Ok(())
 }
 
+/// [`refuse_internal`] for consumer groups: dead-letter stations and the
+/// system events station ([`junction_api::EVENTS_STATION`]) are there to be
+/// consumed, so groups may be made, changed and deleted on them.
+pub(crate) fn refuse_internal_group(station: &str) -> Result<(), EngineError> {
+    if station == junction_api::EVENTS_STATION {
+        return Ok(());
+    }
+    refuse_internal(station, true)
+}
+
 impl StationEngine {
     /// Stations (of `tenant`) whose configuration names schema `name`, sorted.
     pub(crate) fn schema_users(&self, tenant: &TenantId, name: &str) -> Vec<String> {

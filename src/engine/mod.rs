@@ -63,7 +63,7 @@ use std::time::SystemTime;
 use trie::{SubjectTrie, Subscription};
 
 pub use auth::{Authenticator, PermissionsConfig, RulesConfig, StringList, User};
-pub use disk_guard::DiskPolicy;
+pub use disk_guard::{DiskPolicy, SelfChecks};
 
 pub use join::{RestartHook, join_routes};
 
@@ -95,6 +95,8 @@ pub struct EngineOptions {
     pub system_tenant: Option<TenantId>,
     /// When stored writes are fenced on a nearly full disk.
     pub disk: DiskPolicy,
+    /// The memory and consumer-lag self-checks' thresholds.
+    pub self_checks: disk_guard::SelfChecks,
 }
 
 /// Messages one tenant publishes on `filter` are delivered in tenant `to` too,
@@ -281,6 +283,7 @@ impl StationEngine {
             imports.entry(i.from.clone()).or_default().push(i.clone());
         }
         let book = tenants::TenantBook::new(&options.tenants, &options.tenant_limits);
+        let events = events::EventLog::new(&options.server_name);
         let engine = Arc::new_cyclic(|me| StationEngine {
             me: me.clone(),
             book,
@@ -308,7 +311,7 @@ impl StationEngine {
             lineage: Arc::new(lineage::LineageLog::default()),
             routing,
             system,
-            events: events::EventLog::default(),
+            events,
             cluster: std::sync::OnceLock::new(),
             remote: Mutex::new(AHashMap::new()),
             meta: std::sync::OnceLock::new(),
@@ -326,6 +329,9 @@ impl StationEngine {
             engine.stations.set_tier(remote.clone())?;
         }
         engine.load_tenants()?;
+        engine
+            .start_event_writer()
+            .map_err(|e| EngineError::Storage(format!("cannot start the event writer: {e}")))?;
         // The lineage index comes back from what storage kept, off the start-up
         // path: the broker serves while it fills.
         let stations = engine.stations.clone();
@@ -582,6 +588,14 @@ impl Broker for StationEngine {
             )
         {
             self.check_connection_limit(&tenant, None)?;
+        }
+        if client.remote.port() != 0
+            && matches!(
+                client.protocol,
+                Protocol::Nats | Protocol::Mqtt | Protocol::WebSocket
+            )
+        {
+            self.admit_connection_memory()?;
         }
         let mut clients = self.clients.write();
         // The system client is in the map but is not a connection.
@@ -1017,6 +1031,9 @@ impl Broker for StationEngine {
 
     fn station_names(&self, tenant: &TenantId, subject: Option<&str>) -> Vec<String> {
         let mut names = self.stations.names(tenant, subject);
+        // The system events station is read by name (`$sys_events`), not
+        // listed: as nats-server's system streams, it is not the tenant's.
+        names.retain(|n| n != junction_api::EVENTS_STATION);
         names.extend(self.placed.names(tenant, subject));
         names.sort();
         names.dedup();
@@ -1657,6 +1674,10 @@ impl Monitor for StationEngine {
         self.active_alarms()
     }
 
+    fn event_counts(&self) -> (u64, u64) {
+        (self.events.dropped(), self.events.recorded())
+    }
+
     fn storage_health(&self) -> Result<(), String> {
         match self.stations.store().failure() {
             None => Ok(()),
@@ -1726,8 +1747,8 @@ impl Monitor for StationEngine {
         self.routing.list(tenant)
     }
 
-    fn events(&self, tenant: &TenantId, limit: usize) -> Vec<SystemEvent> {
-        self.events.recent(tenant, limit)
+    fn events(&self, tenant: &TenantId, filter: &junction_api::EventFilter) -> Vec<SystemEvent> {
+        self.read_events(tenant, filter)
     }
 
     fn cluster(&self) -> Option<junction_api::ClusterSnapshot> {
@@ -1962,7 +1983,7 @@ impl StationEngine {
         station: &str,
         config: GroupConfig,
     ) -> Result<GroupInfo, EngineError> {
-        refuse_internal(station, true)?;
+        ingress::refuse_internal_group(station)?;
         self.create_group_any(tenant, station, config)
     }
 
@@ -1997,7 +2018,7 @@ impl StationEngine {
         station: &str,
         config: GroupConfig,
     ) -> Result<GroupInfo, EngineError> {
-        refuse_internal(station, true)?;
+        ingress::refuse_internal_group(station)?;
         if let Ok(s) = self.stations.get(tenant, station)
             && let Some(g) = s.replica.get()
         {
@@ -2022,7 +2043,7 @@ impl StationEngine {
         station: &str,
         group: &str,
     ) -> Result<(), EngineError> {
-        refuse_internal(station, true)?;
+        ingress::refuse_internal_group(station)?;
         self.delete_group_any(tenant, station, group)
     }
 

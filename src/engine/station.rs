@@ -240,6 +240,21 @@ impl Station {
         })
     }
 
+    /// Raises the last sequence to `seen` after recovery, when the log says
+    /// less: the newest messages were deleted (consumed under interest or
+    /// work-queue retention, whose deletes write no sequence floor) and a
+    /// consumer group's saved position still refers to them. New messages then
+    /// get sequences above anything a group has seen. Only the counter moves:
+    /// no message lies above the old last sequence, so the index windows hold.
+    pub fn raise_last_seq(&self, seen: u64) {
+        let mut log = self.log.lock();
+        if seen > log.last_seq {
+            tracing::info!(station = %self.name, from = log.last_seq, to = seen, "station sequence raised to what its consumer groups have seen");
+            log.last_seq = seen;
+            self.committed.store(seen, Ordering::Release);
+        }
+    }
+
     /// Rebuilds the index from storage. `seq_floor` is the last sequence recorded
     /// when the log was last emptied; `clean_boot` is the boot id of the clean
     /// shutdown that wrote the snapshots, when the last run ended with one.

@@ -234,6 +234,20 @@ impl StationRegistry {
                 )?;
                 station.groups.write().insert(g.name.clone(), Arc::new(g));
             }
+            // Sequences are never handed out twice, also when the messages a
+            // group saw were consumed and deleted before a crash. (A replicated
+            // station's sequences come from its Raft log, and a replica's group
+            // position may run ahead of what it has applied: left alone.)
+            let seen = station
+                .groups
+                .read()
+                .values()
+                .map(|g| g.highest_seen())
+                .max()
+                .unwrap_or(0);
+            if !meta.replicated {
+                station.raise_last_seq(seen);
+            }
             tracing::info!(
                 station = station.name(),
                 messages = station.state().messages,
@@ -311,6 +325,16 @@ impl StationRegistry {
     /// The remote tier, when configured.
     pub fn tier(&self) -> Option<&Arc<junction_storage::tier::Remote>> {
         self.tier.get()
+    }
+
+    /// The tenants that have a station named `name`.
+    pub fn tenants_with(&self, name: &str) -> Vec<TenantId> {
+        self.tenants
+            .read()
+            .iter()
+            .filter(|(_, t)| t.by_name.contains_key(name))
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     pub fn all(&self) -> Vec<Arc<Station>> {

@@ -177,7 +177,13 @@ impl StationEngine {
         station: &Station,
         message: &Message,
     ) -> Result<(), EngineError> {
-        self.admit_to_disk()?;
+        // The system events station is bounded and small: a storage_full
+        // event must still be kept while clients' writes are fenced.
+        if let Err(fenced) = self.admit_to_disk()
+            && station.name() != junction_api::EVENTS_STATION
+        {
+            return Err(fenced);
+        }
         if !self.book.storage_limited() {
             return Ok(());
         }

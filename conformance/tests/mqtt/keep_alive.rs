@@ -1,6 +1,8 @@
 //! Keep-alive: 0 means none (never timed out); a client silent for 1.5× its
 //! keep-alive is disconnected (MQTT 5: DISCONNECT 0x8D); pings keep it open; the
-//! configured maximum is announced as Server Keep Alive.
+//! configured maximum (`[mqtt] max_keep_alive`, mosquitto's `max_keepalive`) is
+//! announced as Server Keep Alive and enforced, and refuses a 3.1.1 client
+//! asking for more, as mosquitto does.
 
 use crate::support::{LONG_GUARD, PINGREQ, Raw, connect_v4, connect_v5};
 use junction_conformance::{mqtt_broker, mqtt_broker_with};
@@ -76,4 +78,69 @@ async fn max_keep_alive_is_announced_as_server_keep_alive() {
         ack.body.windows(3).any(|w| w == [0x13, 0, 5]),
         "CONNACK {ack:?}"
     );
+}
+
+/// MQTT-3.2.2-21: the Server Keep Alive announced is the one the server uses.
+/// A client that asked for none (0) gets `max_keep_alive` = 1 s and is then
+/// held to it: silent, it is disconnected with 0x8D.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_keep_alive_mqtt_3_2_2_21_is_the_one_enforced() {
+    let b = mqtt_broker_with(|c| c.mqtt.max_keep_alive = 1).await;
+    let mut raw = Raw::open(&b).await;
+    raw.send(&connect_v5("ska-enforced", true, 0, &[])).await;
+    let ack = raw.expect(2).await;
+    assert_eq!(ack.body[1], 0, "accepted: {ack:?}");
+    assert!(
+        ack.body.windows(3).any(|w| w == [0x13, 0, 1]),
+        "Server Keep Alive 1 in {ack:?}"
+    );
+    let seen = raw.until_closed_within(LONG_GUARD).await;
+    let reasons: Vec<u8> = seen
+        .iter()
+        .filter(|p| p.kind() == 14)
+        .map(|p| p.disconnect_reason())
+        .collect();
+    assert_eq!(reasons, vec![0x8D], "{seen:?}");
+}
+
+/// MQTT-3.2.2-22: without a Server Keep Alive the client's own stands; with a
+/// maximum configured, one within it is taken as it is (no property) and pings
+/// within it keep the connection open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_keep_alive_mqtt_3_2_2_22_absent_within_the_maximum() {
+    let b = mqtt_broker_with(|c| c.mqtt.max_keep_alive = 60).await;
+    let mut raw = Raw::open(&b).await;
+    raw.send(&connect_v5("ska-within", true, 60, &[])).await;
+    let ack = raw.expect(2).await;
+    assert_eq!(ack.body[1], 0, "accepted: {ack:?}");
+    assert!(!ack.body.contains(&0x13), "no Server Keep Alive: {ack:?}");
+    raw.send(&PINGREQ).await;
+    assert_eq!(raw.expect(13).await.body.len(), 0);
+}
+
+/// MQTT 3.1.1 has no Server Keep Alive: with `max_keep_alive` set, a 3.1.1
+/// client asking for more, or for none, is refused with return code 0x02
+/// (identifier rejected) and closed, as mosquitto does; one within it connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v311_keep_alive_above_the_maximum_is_refused_as_mosquitto_does() {
+    let b = mqtt_broker_with(|c| c.mqtt.max_keep_alive = 30).await;
+    for (id, ka) in [("ka-v4-over", 31u16), ("ka-v4-none", 0)] {
+        let mut raw = Raw::open(&b).await;
+        raw.send(&connect_v4(id, true, ka)).await;
+        let seen = raw.until_closed().await;
+        assert_eq!(
+            seen.iter()
+                .map(|p| (p.first, p.body.clone()))
+                .collect::<Vec<_>>(),
+            vec![(0x20, vec![0x00, 0x02])],
+            "keep alive {ka}: CONNACK 0x02, then a close"
+        );
+    }
+    let mut raw = Raw::connected(&b, &connect_v4("ka-v4-within", true, 30)).await;
+    raw.send(&PINGREQ).await;
+    assert_eq!(raw.expect(13).await.body.len(), 0);
+    // The refusals took no session: the same client id connects within the limit.
+    let mut raw = Raw::connected(&b, &connect_v4("ka-v4-over", true, 10)).await;
+    raw.send(&PINGREQ).await;
+    assert_eq!(raw.expect(13).await.body.len(), 0);
 }

@@ -101,10 +101,17 @@ async fn mqtt_gets_reason_codes_and_refused_messages_go_nowhere() {
     // The operators' event log: the violations, aggregated (seven of them,
     // not seven events), the first told at once with its user.
     use junction_api::Monitor;
-    let events = b
-        .running
+    // Events are stored by a writer thread: wait for what was recorded.
+    b.running
         .engine()
-        .events(&junction_api::TenantId::default_tenant(), 1000);
+        .flush_events(std::time::Duration::from_secs(10));
+    let events = b.running.engine().events(
+        &junction_api::TenantId::default_tenant(),
+        &junction_api::EventFilter {
+            limit: 1000,
+            ..Default::default()
+        },
+    );
     let told: Vec<&str> = events
         .iter()
         .filter(|e| e.kind.as_str() == "permission_violation")

@@ -85,10 +85,17 @@ async fn the_operators_event_log_tells_bans_once_and_failures_aggregated() {
         assert_eq!(answer, "-ERR 'Authorization Violation'\r\n");
     }
     use junction_api::Monitor;
-    let events = b
-        .running
+    // Events are stored by a writer thread: wait for what was recorded.
+    b.running
         .engine()
-        .events(&junction_api::TenantId::default_tenant(), 1000);
+        .flush_events(std::time::Duration::from_secs(10));
+    let events = b.running.engine().events(
+        &junction_api::TenantId::default_tenant(),
+        &junction_api::EventFilter {
+            limit: 1000,
+            ..Default::default()
+        },
+    );
     let of = |kind: &str| {
         events
             .iter()

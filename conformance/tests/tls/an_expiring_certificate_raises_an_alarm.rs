@@ -44,7 +44,13 @@ async fn an_expiring_certificate_raises_the_alarm_and_a_renewed_one_clears_it() 
     let engine = b.running.engine().clone();
     let kinds = |kind: &str| {
         engine
-            .events(&junction_api::TenantId::default_tenant(), 1000)
+            .events(
+                &junction_api::TenantId::default_tenant(),
+                &junction_api::EventFilter {
+                    limit: 1000,
+                    ..Default::default()
+                },
+            )
             .into_iter()
             .filter(|e| e.kind.as_str() == kind)
             .map(|e| e.message)

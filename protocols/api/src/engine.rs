@@ -852,6 +852,12 @@ pub trait Monitor: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// System events dropped because the event writer was behind, and events
+    /// recorded, since start.
+    fn event_counts(&self) -> (u64, u64) {
+        (0, 0)
+    }
+
     /// Why stored writes are fenced (the data directory's disk is nearly
     /// full), if they are: readiness fails with it while liveness holds.
     fn storage_fence(&self) -> Option<String> {
@@ -887,9 +893,9 @@ pub trait Monitor: Send + Sync + 'static {
     /// The station-level graph of producers, stations and groups, with rates.
     fn lineage_graph(&self, tenant: &TenantId) -> LineageGraph;
 
-    /// The most recent system events of `tenant`, newest first, at most `limit`.
-    /// The engine keeps a bounded number in memory; older ones are forgotten.
-    fn events(&self, tenant: &TenantId, limit: usize) -> Vec<SystemEvent>;
+    /// The most recent system events of `tenant` that pass `filter`, newest
+    /// first, read from the tenant's [`crate::EVENTS_STATION`] on this node.
+    fn events(&self, tenant: &TenantId, filter: &crate::EventFilter) -> Vec<SystemEvent>;
 
     /// The cluster as this node sees it; `None` when it runs alone.
     fn cluster(&self) -> Option<ClusterSnapshot>;

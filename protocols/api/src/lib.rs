@@ -55,7 +55,10 @@ pub use engine::{
 pub use error::{
     ConfigError, Denial, EngineError, ErrorKind, GroupConfigError, SchemaViolation, TenantLimit,
 };
-pub use event::{SystemEvent, SystemEventKind};
+pub use event::{
+    AlarmState, EVENTS_STATION, EVENTS_SUBJECT_PREFIX, EventFilter, Severity, SystemEvent,
+    SystemEventKind,
+};
 pub use fanout::FanoutId;
 pub use group::{
     AckKind, AckPolicy, DeliverPolicy, Delivered, FetchEnd, FetchRequest, FetchSink, GroupConfig,

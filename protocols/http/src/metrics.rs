@@ -30,7 +30,12 @@ use std::sync::Arc;
 
 /// The alarms there are, shown at 0 while not raised (so that Alertmanager
 /// rules see them resolve).
-const ALARMS: [&str; 2] = ["storage_full", "tls_certificate_expiring"];
+const ALARMS: [&str; 4] = [
+    "memory_high",
+    "storage_full",
+    "storage_low",
+    "tls_certificate_expiring",
+];
 
 /// Every metric name starts with this.
 const PREFIX: &str = "junction";
@@ -337,7 +342,7 @@ fn process_figures<E: Engine + ?Sized>(
     // Alarms, for Alertmanager: 1 while raised.
     let alarms = b.gauge_vec(
         "alarm_active",
-        "1 while an alarm is raised (storage_full: stored writes fenced on a nearly full disk; tls_certificate_expiring).",
+        "1 while an alarm is raised (storage_low, storage_full: stored writes fenced on a nearly full disk; memory_high; tls_certificate_expiring; webhook_failing:<name>).",
         &["name"],
     )?;
     for name in ALARMS {
@@ -346,6 +351,19 @@ fn process_figures<E: Engine + ?Sized>(
     for (name, _) in engine.alarms() {
         alarms.with_label_values(&[name.as_str()]).set(1);
     }
+
+    // System events.
+    let (dropped, recorded) = engine.event_counts();
+    b.counter(
+        "events_dropped_total",
+        "System events dropped because the event writer was behind (never a publish).",
+        dropped,
+    )?;
+    b.counter(
+        "events_recorded_total",
+        "System events recorded since start.",
+        recorded,
+    )?;
 
     // Storage.
     let storage = engine.storage_stats();

@@ -13,6 +13,7 @@
 //!   are kept in three stations (`$MQTT_msgs`, `$MQTT_rmsgs`, `$MQTT_sess`), so they
 //!   survive a restart; a persistent QoS 1/2 subscription is a consumer group.
 
+pub mod bridge;
 mod broker;
 mod cluster;
 mod conn;
@@ -23,6 +24,7 @@ mod session;
 mod sys;
 pub mod topic;
 
+pub use bridge::{BridgeConfig, BridgeTopic};
 pub use broker::{MqttBroker, MqttTls, serve, serve_listeners};
 
 use std::time::Duration;

@@ -423,6 +423,68 @@ pub fn qos_of(n: u8) -> QoS {
     }
 }
 
+/// The largest remaining length of a packet no larger than `max_packet` bytes.
+///
+/// A client's Maximum Packet Size counts the whole packet, fixed header included
+/// (MQTT 5 §3.1.2.11.4). The codec's outbound limit bounds the remaining length,
+/// and its setter takes off the largest fixed header (5 bytes) whatever the
+/// packet's size: given the client's figure as it is, a message whose packet
+/// fits with up to 3 bytes to spare was discarded (MQTT-3.1.2-25 only allows
+/// that for a packet that does not fit). 0 when not even an empty packet fits.
+pub fn max_remaining_length(max_packet: u32) -> u32 {
+    fn varint_len(n: u32) -> u32 {
+        match n {
+            0..=127 => 1,
+            128..=16_383 => 2,
+            16_384..=2_097_151 => 3,
+            _ => 4,
+        }
+    }
+    let mut rem = max_packet.saturating_sub(2);
+    while rem > 0 && rem + 1 + varint_len(rem) > max_packet {
+        rem -= 1;
+    }
+    rem
+}
+
+#[cfg(test)]
+mod max_packet_tests {
+    use super::*;
+
+    /// First byte, the remaining length's bytes (7 bits each), the rest.
+    fn total(rem: u32) -> u32 {
+        let mut n = rem;
+        let mut len = 1;
+        while n >= 128 {
+            n /= 128;
+            len += 1;
+        }
+        1 + len + rem
+    }
+
+    #[test]
+    fn the_largest_packet_allowed_fills_the_client_maximum_and_one_more_byte_does_not_fit() {
+        for max in [
+            3u32,
+            64,
+            129,
+            130,
+            131,
+            16_386,
+            16_387,
+            16_388,
+            2_097_155,
+            268_435_460,
+        ] {
+            let rem = max_remaining_length(max);
+            assert!(total(rem) <= max, "{max}: {rem} is too long");
+            assert!(total(rem + 1) > max, "{max}: {} still fits", rem + 1);
+        }
+        assert_eq!(max_remaining_length(2), 0);
+        assert_eq!(max_remaining_length(1), 0);
+    }
+}
+
 #[cfg(test)]
 mod connect_flag_tests {
     use super::*;

@@ -259,7 +259,7 @@ impl Monitor for Broken {
     fn lineage_graph(&self, _: &TenantId) -> LineageGraph {
         LineageGraph::default()
     }
-    fn events(&self, _: &TenantId, _: usize) -> Vec<SystemEvent> {
+    fn events(&self, _: &TenantId, _: &junction_api::EventFilter) -> Vec<SystemEvent> {
         Vec::new()
     }
     fn cluster(&self) -> Option<junction_api::ClusterSnapshot> {

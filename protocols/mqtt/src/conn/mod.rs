@@ -285,7 +285,9 @@ pub(crate) async fn run<S>(
         }
     };
     let v5 = version == ProtocolVersion::MQTT5;
-    let max = broker.options.max_packet_size;
+    // `max_packet_size` (our Maximum Packet Size) counts whole packets; the
+    // codec bounds the remaining length.
+    let max = crate::packets::max_remaining_length(broker.options.max_packet_size);
     *framed.codec_mut() = match version {
         ProtocolVersion::MQTT3 => MqttCodec::V3(v3::Codec::new(max)),
         ProtocolVersion::MQTT5 => MqttCodec::V5(v5::Codec::new(max, 0)),
@@ -486,6 +488,19 @@ async fn connect<S>(
             return;
         }
     }
+    // `max_keep_alive` as mosquitto has it: MQTT 3.1 and 3.1.1 cannot be told a
+    // lower keep-alive, so a client asking for none or for more than the maximum
+    // is refused with "identifier rejected" (0x02), before any session is touched.
+    let max_ka = broker.options.max_keep_alive;
+    if !v5 && max_ka > 0 && (info.keep_alive == 0 || info.keep_alive > max_ka) {
+        let why = format!(
+            "keep alive {} s is not within the server's maximum of {max_ka} s",
+            info.keep_alive
+        );
+        refuse(&info.client_id, 0x85, &why);
+        send_connack_error(&mut framed, v5, 0x85, &why).await;
+        return;
+    }
     let tenant = match broker.tenant_ready(&tenant_id).await {
         Ok(t) => t,
         Err(e) => {
@@ -649,14 +664,19 @@ async fn connect<S>(
 
     let mut keep_alive = info.keep_alive;
     let mut server_keep_alive = None;
-    let max_ka = broker.options.max_keep_alive;
-    // Only MQTT 5 can tell a client its keep-alive was lowered (Server Keep Alive).
+    // MQTT 5 is told the keep-alive the server uses (Server Keep Alive,
+    // MQTT-3.2.2-21); without it the client's stands (MQTT-3.2.2-22).
     if v5 && max_ka > 0 && (keep_alive == 0 || keep_alive > max_ka) {
         keep_alive = max_ka;
         server_keep_alive = Some(max_ka);
     }
+    // The client's Maximum Packet Size counts whole packets; the codec's limit is
+    // on the remaining length, and its setter takes 5 bytes off what it is given
+    // (MQTT-3.1.2-24, -25). (The codec reads 0 as "no limit": a client that
+    // allows under 3 bytes, which no useful client does, is held to one byte.)
     if let (MqttCodec::V5(c), Some(m)) = (framed.codec_mut(), info.max_packet_size) {
-        c.set_max_outbound_size(m);
+        let remaining = crate::packets::max_remaining_length(m);
+        c.set_max_outbound_size(if remaining > 0 { remaining + 5 } else { 1 });
     }
 
     let mut ack = connack(0);

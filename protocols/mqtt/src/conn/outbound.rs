@@ -443,6 +443,9 @@ where
             return true;
         };
         let mut alias = None;
+        // A new alias is the client's only once the packet that sets it is
+        // sent: one discarded as too large (below) sets nothing.
+        let mut new_alias = None;
         if self.v5 && self.client_alias_max > 0 {
             match self.aliases_out.get(&topic_name) {
                 Some(a) => {
@@ -452,7 +455,7 @@ where
                 None => {
                     let next = self.aliases_out.len() as u16 + 1;
                     if next <= self.client_alias_max {
-                        self.aliases_out.insert(topic_name.clone(), next);
+                        new_alias = Some((topic_name.clone(), next));
                         alias = NonZeroU16::new(next);
                     }
                 }
@@ -488,12 +491,16 @@ where
         match tokio::time::timeout(WRITE_DEADLINE, self.framed.feed(packet)).await {
             Ok(Ok(())) => {}
             Ok(Err(e @ rmqtt_codec::error::EncodeError::OverMaxPacketSize { .. })) => {
-                // Larger than the client's Maximum Packet Size: the spec says drop it.
+                // Larger than the client's Maximum Packet Size: discarded, and
+                // handled as if it had been sent (MQTT-3.1.2-25).
                 tracing::info!(client_id = %self.client_id, error = %e, "MQTT message too large for the client, dropped");
                 self.ack_origin(&m.origin, AckKind::Ack);
                 return true;
             }
             _ => return false,
+        }
+        if let Some((name, a)) = new_alias {
+            self.aliases_out.insert(name, a);
         }
         self.client.stats.record_out(size);
         if let Some(pkid) = pkid {

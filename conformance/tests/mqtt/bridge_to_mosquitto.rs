@@ -1,0 +1,422 @@
+//! `[[mqtt.bridges]]` against a real mosquitto that each test starts on
+//! 127.0.0.1 and a free port, with a configuration file it writes
+//! (`apt-get install mosquitto`; scripts/test installs it): messages cross in
+//! both directions with the prefixes swapped, a `both` topic does not loop, and
+//! at QoS 1 nothing either broker acknowledged is lost while the other broker is
+//! down (mosquitto killed with SIGKILL, Junction restarted), because the bridge
+//! acknowledges a message to its source only after the destination did.
+
+use crate::support::{LONG_GUARD, V5, v5_options, within, within_for};
+use junction_conformance::{TestBroker, mqtt_broker_with, start_in};
+use junction_mqtt::bridge::{BridgeConfig, BridgeTopic, Direction};
+use rumqttc::v5::mqttbytes::QoS;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::process::{Child, Command};
+
+/// A mosquitto process this test started (killed by PID when dropped).
+struct Mosquitto {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+fn mosquitto_binary() -> PathBuf {
+    for p in [
+        "/usr/sbin/mosquitto",
+        "/usr/local/sbin/mosquitto",
+        "/usr/bin/mosquitto",
+    ] {
+        if Path::new(p).exists() {
+            return p.into();
+        }
+    }
+    panic!("mosquitto is not installed: apt-get install mosquitto (scripts/test does)");
+}
+
+impl Mosquitto {
+    /// Starts mosquitto on a free port of 127.0.0.1, persistence in `dir`.
+    async fn start(dir: &Path) -> Mosquitto {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        Self::start_on(dir, port).await
+    }
+
+    /// Starts mosquitto on `port` (again, after a kill: it reads what it saved).
+    async fn start_on(dir: &Path, port: u16) -> Mosquitto {
+        // Started as root, mosquitto drops to its own user: it must be able to
+        // write its persistence file here.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777))
+                .expect("chmod the mosquitto directory");
+        }
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
+                 persistence_location {}/\nlog_dest stderr\nlog_type error\nlog_type warning\n",
+                dir.display()
+            ),
+        )
+        .expect("mosquitto.conf");
+        let child = Command::new(mosquitto_binary())
+            .arg("-c")
+            .arg(&conf)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("mosquitto starts");
+        within("mosquitto to listen", async {
+            while tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_err()
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        Mosquitto {
+            child,
+            port,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn options(&self, client_id: &str) -> rumqttc::v5::MqttOptions {
+        let mut o = rumqttc::v5::MqttOptions::new(client_id, "127.0.0.1", self.port);
+        o.set_keep_alive(Duration::from_secs(30));
+        o
+    }
+
+    /// A persistent session (Clean Start 0, session expiry 1 h).
+    fn persistent(&self, client_id: &str) -> rumqttc::v5::MqttOptions {
+        let mut o = self.options(client_id);
+        o.set_clean_start(false);
+        o.set_session_expiry_interval(Some(3600));
+        o
+    }
+
+    /// Writes the persistence file now (SIGUSR1) and waits until it is there.
+    async fn save(&self) {
+        let db = self.dir.join("mosquitto.db");
+        let _ = std::fs::remove_file(&db);
+        let pid = self.child.id().expect("mosquitto runs");
+        let sent = Command::new("kill")
+            .args(["-USR1", &pid.to_string()])
+            .status()
+            .await
+            .expect("kill runs");
+        assert!(sent.success());
+        within("mosquitto.db", async {
+            while !db.exists() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+    }
+
+    /// SIGKILL: what mosquitto held only in memory is gone.
+    async fn kill9(mut self) -> (PathBuf, u16) {
+        self.child.start_kill().expect("kill -9 mosquitto");
+        let _ = self.child.wait().await;
+        (self.dir.clone(), self.port)
+    }
+}
+
+fn topic(pattern: &str, direction: Direction, local: &str, remote: &str) -> BridgeTopic {
+    BridgeTopic {
+        pattern: pattern.into(),
+        direction,
+        qos: 1,
+        local_prefix: local.into(),
+        remote_prefix: remote.into(),
+    }
+}
+
+fn bridge(port: u16, topics: Vec<BridgeTopic>) -> BridgeConfig {
+    BridgeConfig {
+        name: "to-mosquitto".into(),
+        address: format!("127.0.0.1:{port}"),
+        client_id: None,
+        username: None,
+        password: None,
+        local_username: None,
+        local_password: None,
+        keep_alive: Duration::from_secs(30),
+        session_expiry: Duration::from_secs(3600),
+        reconnect_min: Duration::from_millis(100),
+        reconnect_max: Duration::from_millis(500),
+        topics,
+    }
+}
+
+async fn junction_with_bridge(b: BridgeConfig) -> TestBroker {
+    mqtt_broker_with(|c| c.mqtt.bridges = vec![b]).await
+}
+
+/// Publishes `probe` on `from` until `to` gets one: the bridge is connected
+/// and subscribed. (Probes are told apart by their payload.)
+async fn until_bridged(from: &mut V5, topic: &str, to: &mut V5) {
+    within_for(LONG_GUARD, "the bridge to carry a probe", async {
+        loop {
+            from.publish(topic, QoS::AtLeastOnce, false, "probe").await;
+            if let Ok(m) = tokio::time::timeout(Duration::from_millis(300), to.recv()).await {
+                assert_eq!(&m.payload[..], b"probe");
+                return;
+            }
+        }
+    })
+    .await;
+}
+
+/// Payloads received until `sentinel`, probes left out.
+async fn payloads_until(c: &mut V5, sentinel: &str) -> Vec<(String, String)> {
+    within_for(
+        LONG_GUARD,
+        "messages up to the sentinel",
+        c.recv_until(sentinel.as_bytes()),
+    )
+    .await
+    .into_iter()
+    .filter(|m| &m.payload[..] != b"probe")
+    .map(|m| {
+        (
+            String::from_utf8_lossy(&m.topic).into_owned(),
+            String::from_utf8_lossy(&m.payload).into_owned(),
+        )
+    })
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_cross_both_ways_with_prefixes_and_a_both_topic_does_not_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Mosquitto::start(dir.path()).await;
+    let j = junction_with_bridge(bridge(
+        m.port,
+        vec![
+            topic("sensors/#", Direction::Out, "site/", "fleet/a/"),
+            topic("cmd/#", Direction::In, "", "fleet/a/"),
+            topic("chat/#", Direction::Both, "", ""),
+        ],
+    ))
+    .await;
+
+    let mut j_sub = V5::new(&j, "j-sub").await;
+    j_sub.subscribe("cmd/#", QoS::AtLeastOnce).await;
+    j_sub.subscribe("chat/#", QoS::AtLeastOnce).await;
+    let mut j_pub = V5::new(&j, "j-pub").await;
+    let (mut m_sub, _) = V5::connect(m.options("m-sub")).await;
+    m_sub.subscribe("fleet/a/sensors/#", QoS::AtLeastOnce).await;
+    m_sub.subscribe("chat/#", QoS::AtLeastOnce).await;
+    let (mut m_pub, _) = V5::connect(m.options("m-pub")).await;
+    until_bridged(&mut j_pub, "site/sensors/probe", &mut m_sub).await;
+    until_bridged(&mut m_pub, "fleet/a/cmd/probe", &mut j_sub).await;
+
+    // Out: site/sensors/... here is fleet/a/sensors/... there, in order.
+    for i in 0..20 {
+        j_pub
+            .publish("site/sensors/t1", QoS::AtLeastOnce, false, format!("s{i}"))
+            .await;
+    }
+    j_pub
+        .publish("site/sensors/t1", QoS::AtLeastOnce, false, "s-end")
+        .await;
+    let got = payloads_until(&mut m_sub, "s-end").await;
+    let want: Vec<(String, String)> = (0..20)
+        .map(|i| format!("s{i}"))
+        .chain(["s-end".to_string()])
+        .map(|p| ("fleet/a/sensors/t1".to_string(), p))
+        .collect();
+    assert_eq!(got, want);
+
+    // In: fleet/a/cmd/... there is cmd/... here; user properties kept.
+    let props = rumqttc::v5::mqttbytes::v5::PublishProperties {
+        user_properties: vec![("k".into(), "v1".into()), ("k".into(), "v2".into())],
+        content_type: Some("text/plain".into()),
+        ..Default::default()
+    };
+    m_pub
+        .publish_with(
+            "fleet/a/cmd/valve",
+            QoS::AtLeastOnce,
+            false,
+            "open",
+            Some(props.clone()),
+        )
+        .await;
+    let c = within("the command", j_sub.recv()).await;
+    assert_eq!(
+        (&c.topic[..], &c.payload[..]),
+        (&b"cmd/valve"[..], &b"open"[..])
+    );
+    let p = c.properties.expect("properties");
+    assert_eq!(p.user_properties, props.user_properties);
+    assert_eq!(p.content_type, props.content_type);
+
+    // Both: each side's message reaches the other side once, and does not come
+    // back to its own side a second time.
+    j_pub
+        .publish("chat/x", QoS::AtLeastOnce, false, "from-j")
+        .await;
+    m_pub
+        .publish("chat/x", QoS::AtLeastOnce, false, "from-m")
+        .await;
+    j_pub
+        .publish("chat/x", QoS::AtLeastOnce, false, "end-j")
+        .await;
+    m_pub
+        .publish("chat/x", QoS::AtLeastOnce, false, "end-m")
+        .await;
+    let (mut seen_j, mut seen_m) = (Vec::new(), Vec::new());
+    for (who, c, seen) in [
+        ("junction", &mut j_sub, &mut seen_j),
+        ("mosquitto", &mut m_sub, &mut seen_m),
+    ] {
+        while !(seen.contains(&"end-j".to_string()) && seen.contains(&"end-m".to_string())) {
+            let m = within(who, c.recv()).await;
+            if &m.payload[..] != b"probe" {
+                seen.push(String::from_utf8_lossy(&m.payload).into_owned());
+            }
+        }
+    }
+    // A sentinel after everything: nothing came twice, on either side.
+    j_pub
+        .publish("chat/x", QoS::AtLeastOnce, false, "tail")
+        .await;
+    for (who, c, seen) in [
+        ("junction", &mut j_sub, &mut seen_j),
+        ("mosquitto", &mut m_sub, &mut seen_m),
+    ] {
+        seen.extend(payloads_until(c, "tail").await.into_iter().map(|(_, p)| p));
+        seen.sort();
+        assert_eq!(
+            *seen,
+            vec!["end-j", "end-m", "from-j", "from-m", "tail"],
+            "{who}: each message once"
+        );
+    }
+}
+
+/// Out at QoS 1 while mosquitto is down: Junction acknowledges the publishes
+/// (the bridge's session here keeps them), mosquitto is killed with SIGKILL and
+/// started again, the bridge reconnects by itself, and every message reaches a
+/// persistent subscriber there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qos1_out_loses_nothing_acknowledged_while_mosquitto_is_killed_and_restarted() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Mosquitto::start(dir.path()).await;
+    let j = junction_with_bridge(bridge(
+        m.port,
+        vec![topic("data/#", Direction::Out, "", "")],
+    ))
+    .await;
+    let mut j_pub = V5::new(&j, "j-pub").await;
+    let (mut m_sub, _) = V5::connect(m.persistent("m-durable")).await;
+    m_sub.subscribe("data/#", QoS::AtLeastOnce).await;
+    until_bridged(&mut j_pub, "data/probe", &mut m_sub).await;
+    m_sub.disconnect().await;
+    // The subscriber's session is on disk; then mosquitto dies.
+    m.save().await;
+    let (dir_path, port) = m.kill9().await;
+
+    for i in 0..50 {
+        let reason = j_pub
+            .publish("data/x", QoS::AtLeastOnce, false, format!("d{i}"))
+            .await;
+        assert!(
+            reason.as_deref().is_none_or(|r| r == "Success"),
+            "acknowledged by Junction: {reason:?}"
+        );
+    }
+    j_pub
+        .publish("data/x", QoS::AtLeastOnce, false, "d-end")
+        .await;
+
+    let m = Mosquitto::start_on(&dir_path, port).await;
+    let (mut m_sub, ack) = V5::connect(m.persistent("m-durable")).await;
+    assert!(
+        ack.session_present,
+        "mosquitto kept the subscriber's session"
+    );
+    let got: Vec<String> = payloads_until(&mut m_sub, "d-end")
+        .await
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
+    let mut unique = got.clone();
+    unique.sort();
+    unique.dedup();
+    let mut want: Vec<String> = (0..50).map(|i| format!("d{i}")).collect();
+    want.push("d-end".into());
+    want.sort();
+    assert_eq!(
+        unique, want,
+        "every acknowledged message arrived (at least once)"
+    );
+    eprintln!("{} delivered for {} published", got.len(), want.len());
+}
+
+/// In at QoS 1 while Junction is down: mosquitto acknowledges the publishes and
+/// keeps them for the bridge's persistent session there; Junction starts again
+/// on its data, the bridge reconnects, and a persistent subscriber here gets
+/// every one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qos1_in_loses_nothing_acknowledged_while_junction_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Mosquitto::start(dir.path()).await;
+    let j = junction_with_bridge(bridge(m.port, vec![topic("up/#", Direction::In, "", "")])).await;
+    let mut o = v5_options(&j, "j-durable");
+    o.set_clean_start(false);
+    o.set_session_expiry_interval(Some(3600));
+    let (mut j_sub, _) = V5::connect(o).await;
+    j_sub.subscribe("up/#", QoS::AtLeastOnce).await;
+    let (mut m_pub, _) = V5::connect(m.options("m-pub")).await;
+    until_bridged(&mut m_pub, "up/probe", &mut j_sub).await;
+    j_sub.disconnect().await;
+
+    let (config, data) = within_for(LONG_GUARD, "Junction to stop", j.stop()).await;
+    for i in 0..50 {
+        let reason = m_pub
+            .publish("up/x", QoS::AtLeastOnce, false, format!("u{i}"))
+            .await;
+        assert!(
+            reason.as_deref().is_none_or(|r| r == "Success"),
+            "acknowledged by mosquitto: {reason:?}"
+        );
+    }
+    m_pub
+        .publish("up/x", QoS::AtLeastOnce, false, "u-end")
+        .await;
+    let j = within_for(
+        LONG_GUARD,
+        "Junction to start again",
+        start_in(config, data),
+    )
+    .await;
+
+    let mut o = v5_options(&j, "j-durable");
+    o.set_clean_start(false);
+    o.set_session_expiry_interval(Some(3600));
+    let (mut j_sub, ack) = V5::connect(o).await;
+    assert!(ack.session_present);
+    let got: Vec<String> = payloads_until(&mut j_sub, "u-end")
+        .await
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
+    let mut unique = got.clone();
+    unique.sort();
+    unique.dedup();
+    let mut want: Vec<String> = (0..50).map(|i| format!("u{i}")).collect();
+    want.push("u-end".into());
+    want.sort();
+    assert_eq!(
+        unique, want,
+        "every acknowledged message arrived (at least once)"
+    );
+    eprintln!("{} delivered for {} published", got.len(), want.len());
+}
