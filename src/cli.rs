@@ -309,7 +309,8 @@ impl ServeArgs {
             Env::prefixed("JUNCTION_")
                 .filter(|k| {
                     let k = k.as_str().to_ascii_lowercase();
-                    !k.starts_with("cluster_") || k.starts_with("cluster__")
+                    (!k.starts_with("cluster_") || k.starts_with("cluster__"))
+                        && (!k.starts_with("tier_") || k.starts_with("tier__"))
                 })
                 .split("__"),
         );
@@ -330,6 +331,12 @@ impl ServeArgs {
             Env::prefixed("JUNCTION_CLUSTER_")
                 .filter(|k| !k.as_str().starts_with('_'))
                 .map(|k| format!("cluster.{}", k.as_str().to_ascii_lowercase()).into()),
+        );
+        // `JUNCTION_TIER_BUCKET` as well as `JUNCTION_TIER__BUCKET`.
+        figment = figment.merge(
+            Env::prefixed("JUNCTION_TIER_")
+                .filter(|k| !k.as_str().starts_with('_'))
+                .map(|k| format!("tier.{}", k.as_str().to_ascii_lowercase()).into()),
         );
         figment = set(figment, "cluster.listen", &self.cluster_listen);
         figment = set(figment, "cluster.name", &self.cluster_name);

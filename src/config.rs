@@ -70,8 +70,99 @@ pub struct Config {
     pub mqtt: Mqtt,
     /// Clustering (`[cluster]`); off unless `listen` is set.
     pub cluster: ClusterSettings,
+    /// Tiered storage on S3 (`[tier]`, `JUNCTION_TIER_*`); off unless `bucket`
+    /// is set. See `docs/tiering.md`.
+    pub tier: TierConfig,
     /// The notification centre (`[[notifications.webhooks]]`).
     pub notifications: crate::notify::Notifications,
+}
+
+/// Tiered storage on an S3-compatible bucket (`[tier]`, `JUNCTION_TIER_*`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TierConfig {
+    /// The S3 endpoint URL, e.g. `http://127.0.0.1:9000` (unset: AWS S3).
+    pub endpoint: Option<String>,
+    /// The bucket; tiering is off while it is unset.
+    pub bucket: Option<String>,
+    /// Prefix of every object key Junction writes [default: `junction`].
+    pub prefix: String,
+    /// The region [default: `AWS_REGION`, or `us-east-1`].
+    pub region: Option<String>,
+    /// Access key id [default: `AWS_ACCESS_KEY_ID`].
+    pub access_key_id: Option<String>,
+    /// Secret access key [default: `AWS_SECRET_ACCESS_KEY`].
+    pub secret_access_key: Option<String>,
+    /// Allow a plain-HTTP endpoint (a local S3 server) [default: false].
+    pub allow_http: bool,
+    /// Memory for decoded remote blocks: bytes or a size (`"256MiB"`)
+    /// [default: 64 MiB].
+    #[serde(deserialize_with = "crate::byte_size::optional")]
+    pub cache_bytes: Option<u64>,
+}
+
+impl Default for TierConfig {
+    fn default() -> Self {
+        TierConfig {
+            endpoint: None,
+            bucket: None,
+            prefix: "junction".into(),
+            region: None,
+            access_key_id: None,
+            secret_access_key: None,
+            allow_http: false,
+            cache_bytes: None,
+        }
+    }
+}
+
+impl TierConfig {
+    /// Default block cache: 64 MiB.
+    pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+    /// The settings the storage crate takes, or `None` when tiering is off.
+    pub fn settings(&self) -> Result<Option<junction_storage::tier::TierSettings>, ConfigError> {
+        let Some(bucket) = self.bucket.as_deref().map(str::trim) else {
+            return Ok(None);
+        };
+        if bucket.is_empty() {
+            return Err(ConfigError("tier.bucket: must not be empty".into()));
+        }
+        if let Some(e) = &self.endpoint {
+            let scheme_ok = e.starts_with("https://") || e.starts_with("http://");
+            if !scheme_ok {
+                return Err(ConfigError(format!(
+                    "tier.endpoint: '{e}' is not an http:// or https:// URL"
+                )));
+            }
+            if e.starts_with("http://") && !self.allow_http {
+                return Err(ConfigError(format!(
+                    "tier.endpoint: '{e}' is plain HTTP; set tier.allow_http = true to use it"
+                )));
+            }
+        }
+        if self.access_key_id.is_some() != self.secret_access_key.is_some() {
+            return Err(ConfigError(
+                "tier: access_key_id and secret_access_key go together".into(),
+            ));
+        }
+        let cache_bytes = self.cache_bytes.unwrap_or(Self::DEFAULT_CACHE_BYTES);
+        if cache_bytes < 1024 * 1024 {
+            return Err(ConfigError(
+                "tier.cache_bytes: must be at least 1MiB".into(),
+            ));
+        }
+        Ok(Some(junction_storage::tier::TierSettings {
+            endpoint: self.endpoint.clone(),
+            bucket: bucket.to_string(),
+            prefix: self.prefix.clone(),
+            region: self.region.clone(),
+            access_key_id: self.access_key_id.clone(),
+            secret_access_key: self.secret_access_key.clone(),
+            allow_http: self.allow_http,
+            cache_bytes,
+        }))
+    }
 }
 
 /// Clustering (`[cluster]`, `JUNCTION_CLUSTER_*`, `--cluster-listen`, `--join`).
@@ -208,6 +299,7 @@ impl Default for Config {
             http: Http::default(),
             mqtt: Mqtt::default(),
             cluster: ClusterSettings::default(),
+            tier: TierConfig::default(),
             notifications: crate::notify::Notifications::default(),
         }
     }
@@ -979,6 +1071,7 @@ impl Config {
         self.stream_imports()?;
         self.system_tenant()?;
         self.cluster.validate()?;
+        self.tier.settings()?;
         self.notifications.validate().map_err(ConfigError)?;
         if self.limits.max_payload == 0 {
             return Err(ConfigError("limits.max_payload must be more than 0".into()));

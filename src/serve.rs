@@ -404,6 +404,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 .iter()
                 .map(|t| (t.id(), t.engine_limits()))
                 .collect(),
+            tier: match config.tier.settings()? {
+                None => None,
+                Some(settings) => Some(std::sync::Arc::new(
+                    junction_storage::tier::Remote::s3(&settings)
+                        .map_err(|e| StartError::Io(e.to_string()))?,
+                )),
+            },
         },
         store,
     )

@@ -512,6 +512,49 @@ async fn unknown_keys_bad_values_and_broken_toml_are_one_line() {
             vec![("JUNCTION_CLUSTER_META_SNAPSHOT_EVERY", "0")],
             "junction: cluster.meta_snapshot_every: must be at least 1".to_string(),
         ),
+        (
+            vec![],
+            vec![
+                ("JUNCTION_TIER_BUCKET", "b"),
+                ("JUNCTION_TIER_ENDPOINT", "http://127.0.0.1:9"),
+            ],
+            "junction: tier.endpoint: 'http://127.0.0.1:9' is plain HTTP; set tier.allow_http = \
+             true to use it"
+                .to_string(),
+        ),
+        (
+            vec![],
+            vec![
+                ("JUNCTION_TIER_BUCKET", "b"),
+                ("JUNCTION_TIER_ENDPOINT", "s3.example.com"),
+            ],
+            "junction: tier.endpoint: 's3.example.com' is not an http:// or https:// URL"
+                .to_string(),
+        ),
+        (
+            vec![],
+            vec![
+                ("JUNCTION_TIER_BUCKET", "b"),
+                ("JUNCTION_TIER_CACHE_BYTES", "1K"),
+            ],
+            "junction: tier.cache_bytes: must be at least 1MiB".to_string(),
+        ),
+        (
+            vec![],
+            vec![
+                ("JUNCTION_TIER_BUCKET", "b"),
+                ("JUNCTION_TIER_ACCESS_KEY_ID", "k"),
+            ],
+            "junction: tier: access_key_id and secret_access_key go together".to_string(),
+        ),
+        (
+            vec![],
+            vec![("JUNCTION_TIER_BUKET", "b")],
+            "junction: environment: unknown key 'JUNCTION_TIER__BUKET' (known keys here: \
+             endpoint, bucket, prefix, region, access_key_id, secret_access_key, allow_http, \
+             cache_bytes)"
+                .to_string(),
+        ),
     ];
     for (args, env, line) in cases {
         let mut args = args.clone();

@@ -7,7 +7,7 @@
 //! (about every 100 ms when it changed), so after a crash a group resumes from its
 //! last saved position and redelivers what was pending: delivery is at least once.
 
-use super::station::Station;
+use super::station::{RemoteRead, Station};
 use ahash::AHashMap;
 use junction_api::{
     AckKind, AckPolicy, DeliverPolicy, Delivered, EngineError, FetchEnd, FetchRequest, FetchSink,
@@ -472,9 +472,40 @@ impl Group {
         // Messages after the cursor matching the filters (each delivery's
         // `pending`): counted once per fill, then counted down.
         let mut after_cursor: Option<u64> = None;
+        // `ahead` holds remote messages (read from the station's S3 tier), which
+        // are delivered from it for filtered groups too.
+        let mut remote_ahead = false;
         loop {
             if run.waiting.is_empty() {
                 return;
+            }
+            // Below the local log, the cursor's messages come from the remote
+            // tier: from the cache, or a fetch is started and this fill ends (the
+            // fetch wakes the groups). The group never waits on S3 here.
+            while ahead.front().is_some_and(|m| m.seq < run.cursor) {
+                ahead.pop_front();
+            }
+            let mut remote_pending = false;
+            if ahead.is_empty() {
+                remote_ahead = false;
+                match station.remote_from(run.cursor, &self.filters) {
+                    RemoteRead::Local => {}
+                    RemoteRead::Pending => {
+                        if run.redeliver.is_empty() && run.initial.is_empty() {
+                            return;
+                        }
+                        remote_pending = true;
+                    }
+                    RemoteRead::Ready { messages, next } => {
+                        if messages.is_empty() {
+                            // Nothing in this block for the group's filters.
+                            run.cursor = next;
+                            continue;
+                        }
+                        ahead = messages.into();
+                        remote_ahead = true;
+                    }
+                }
             }
             if acks && limit > 0 && run.pending.len() as i64 >= limit {
                 // Nothing can be delivered until acks free room: no_wait requests
@@ -491,6 +522,12 @@ impl Group {
                 .map(|(s, r)| (*s, r.deliveries, Source::Redeliver))
                 .or_else(|| run.initial.front().map(|s| (*s, 0, Source::Initial)))
                 .or_else(|| {
+                    if remote_pending {
+                        return None;
+                    }
+                    if remote_ahead {
+                        return ahead.front().map(|m| (m.seq, 0, Source::Cursor));
+                    }
                     if self.filters.is_empty() {
                         while ahead.front().is_some_and(|m| m.seq < run.cursor) {
                             ahead.pop_front();
@@ -534,15 +571,34 @@ impl Group {
                 Source::Cursor if ahead.front().is_some_and(|m| m.seq == seq) => ahead.pop_front(),
                 _ => None,
             };
-            let message =
-                match read_ahead.map_or_else(|| station.read_message(seq), |m| Ok(Some(m))) {
-                    Ok(Some(m)) => m,
-                    _ => {
-                        // Removed meanwhile (limits, purge): skip it.
-                        Self::done_with_candidate(&mut run, source, seq);
-                        continue;
-                    }
-                };
+            // A redelivery (or start-set message) in the remote range whose block
+            // is not cached: fetched in the background, never waited for here
+            // (a fill may run on the storage notifier's thread).
+            if read_ahead.is_none() && !station.readable_now(seq) {
+                return;
+            }
+            let message = match read_ahead
+                .map_or_else(|| station.read_message(seq), |m| Ok(Some(m)))
+            {
+                Ok(Some(m)) => m,
+                // Removed meanwhile (limits, purge): skip it.
+                Ok(None) => {
+                    Self::done_with_candidate(&mut run, source, seq);
+                    continue;
+                }
+                // A record that failed its checksum can never be delivered
+                // (counted and logged where it was read): skip it.
+                Err(e) if e.kind() == junction_api::ErrorKind::Corrupt => {
+                    Self::done_with_candidate(&mut run, source, seq);
+                    continue;
+                }
+                // Storage or the remote tier cannot answer now: the message
+                // is not skipped; the group tries again on its next tick.
+                Err(e) => {
+                    tracing::warn!(group = %self.name, seq, error = %e, "message cannot be read now; delivery waits");
+                    return;
+                }
+            };
             let size = message.payload.len();
             let Some(w) = run.waiting.front_mut() else {
                 return;

@@ -38,6 +38,7 @@ mod station;
 mod stations;
 mod tenant_storage;
 mod tenants;
+mod tier;
 mod trie;
 
 use ahash::AHashMap;
@@ -83,6 +84,8 @@ pub struct EngineOptions {
     pub tenants: Vec<TenantId>,
     /// Each tenant's limits, for those that have any.
     pub tenant_limits: AHashMap<TenantId, TenantLimits>,
+    /// The remote tier (S3), when `[tier]` names a bucket.
+    pub tier: Option<Arc<junction_storage::tier::Remote>>,
     /// Streams tenants import from others (`[[tenants.imports]]`).
     pub imports: Vec<StreamImport>,
     /// What each tenant exports, as configured (shown to operators).
@@ -325,6 +328,9 @@ impl StationEngine {
             restart_hook: std::sync::OnceLock::new(),
             storage_usage: tenant_storage::StorageUsage::new(),
         });
+        if let Some(remote) = &engine.options.tier {
+            engine.stations.set_tier(remote.clone())?;
+        }
         engine.load_tenants()?;
         engine
             .start_event_writer()
@@ -1695,6 +1701,19 @@ impl Monitor for StationEngine {
             fsync_count: fsync.count,
             disk_bytes: store.disk_space(),
             corrupt_records: store.corrupt_records(),
+            tier: self.stations.tier().map(|r| {
+                let c = &r.counters;
+                let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+                junction_api::TierStats {
+                    uploads: n(&c.uploads),
+                    upload_errors: n(&c.upload_errors),
+                    uploaded_bytes: n(&c.uploaded_bytes),
+                    cache_hits: n(&c.cache_hits),
+                    cache_misses: n(&c.cache_misses),
+                    read_errors: n(&c.read_errors),
+                    corrupt: n(&c.corrupt),
+                }
+            }),
         }
     }
 
@@ -2065,6 +2084,7 @@ impl StationEngine {
             check_client_station(&config)?;
         }
         self.check_station_schema(tenant, &config)?;
+        tier::check_policy(&config, self.stations.tier().is_some())?;
         if config.replicas > 1 && self.meta().is_none() {
             return Err(EngineError::InvalidConfig(
                 junction_api::ConfigError::ReplicasUnsupported,
@@ -2084,6 +2104,7 @@ impl StationEngine {
             check_client_station(&config)?;
         }
         self.check_station_schema(tenant, &config)?;
+        tier::check_policy(&config, self.stations.tier().is_some())?;
         let station = self.stations.update(tenant, config)?;
         self.sync_dead_letter(tenant, &station.config())?;
         Ok(self.station_info_of(&station))

@@ -66,6 +66,8 @@ pub(crate) struct StationRegistry {
     next_id: AtomicU64,
     /// This run's boot id, written into the snapshots at clean shutdown.
     boot: u64,
+    /// The remote tier, when the broker has a `[tier]` bucket.
+    tier: std::sync::OnceLock<Arc<junction_storage::tier::Remote>>,
 }
 
 fn meta_key(tenant: &TenantId, name: &str) -> String {
@@ -165,6 +167,7 @@ impl StationRegistry {
     /// Loads every station stored in `store`.
     pub fn load(store: Store) -> Result<Self, EngineError> {
         let registry = StationRegistry {
+            tier: std::sync::OnceLock::new(),
             store: store.clone(),
             tenants: RwLock::new(AHashMap::new()),
             any: AtomicBool::new(false),
@@ -303,6 +306,27 @@ impl StationRegistry {
             .unwrap_or_default()
     }
 
+    /// Gives every station the remote tier and starts the uploader (once, at
+    /// start, before clients connect).
+    pub fn set_tier(
+        self: &Arc<Self>,
+        remote: Arc<junction_storage::tier::Remote>,
+    ) -> Result<(), EngineError> {
+        if self.tier.set(remote.clone()).is_err() {
+            return Ok(());
+        }
+        for station in self.all() {
+            station.attach_tier(remote.clone())?;
+        }
+        super::tier::start(self, &remote);
+        Ok(())
+    }
+
+    /// The remote tier, when configured.
+    pub fn tier(&self) -> Option<&Arc<junction_storage::tier::Remote>> {
+        self.tier.get()
+    }
+
     /// The tenants that have a station named `name`.
     pub fn tenants_with(&self, name: &str) -> Vec<TenantId> {
         self.tenants
@@ -387,6 +411,9 @@ impl StationRegistry {
             config.clone(),
             self.store.clone(),
         )?);
+        if let Some(remote) = self.tier.get() {
+            station.attach_tier(remote.clone())?;
+        }
         self.persist(&station, &config)?;
         t.by_name.insert(config.name.clone(), station.clone());
         t.capture.clear();

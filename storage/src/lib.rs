@@ -39,6 +39,7 @@
 mod chunk;
 mod fsync;
 pub mod record;
+pub mod tier;
 
 use fsync::FsyncHistogram;
 pub use fsync::{FSYNC_BUCKETS_SECS, FsyncStats};

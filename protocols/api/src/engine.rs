@@ -196,6 +196,27 @@ pub struct StorageStats {
     pub disk_bytes: u64,
     /// Stored records found corrupt (checksum mismatch or undecodable) since start.
     pub corrupt_records: u64,
+    /// The remote tier's counters, when the broker has one.
+    pub tier: Option<TierStats>,
+}
+
+/// The remote tier's counters since start (`/metrics`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TierStats {
+    /// Segments uploaded.
+    pub uploads: u64,
+    /// Upload attempts that failed (each is retried).
+    pub upload_errors: u64,
+    /// Bytes uploaded.
+    pub uploaded_bytes: u64,
+    /// Remote block reads served from the cache.
+    pub cache_hits: u64,
+    /// Remote block reads that went to the bucket.
+    pub cache_misses: u64,
+    /// Remote reads that failed (unavailable or corrupt).
+    pub read_errors: u64,
+    /// Segment objects or blocks that failed their checks.
+    pub corrupt: u64,
 }
 
 /// The broker, as every protocol front-end sees it: the three surfaces below, split

@@ -260,6 +260,12 @@ pub enum EngineError {
     /// handed to a client. Counted in `junction_storage_corrupt_records_total`.
     #[error("corrupt record: {0}")]
     CorruptRecord(String),
+    /// A message in the station's remote tier (S3) cannot be read now: the
+    /// bucket did not answer in time or answered with an error. The message is
+    /// not lost and is never skipped; the read may be retried (HTTP 503, NATS
+    /// 503-style status).
+    #[error("remote tier unavailable: {0}")]
+    TierUnavailable(String),
     /// In a cluster: the station's messages and groups are on another node, and
     /// this request is not served for it here (HTTP 421, with the node's name).
     #[error("station '{station}' is held by node {node}; send this request to that node")]
@@ -398,7 +404,8 @@ impl EngineError {
             | E::ReplicasUnavailable(_)
             | E::InsufficientResources(_)
             | E::StationElsewhere { .. }
-            | E::NodeUnreachable(_) => ErrorKind::Unavailable,
+            | E::NodeUnreachable(_)
+            | E::TierUnavailable(_) => ErrorKind::Unavailable,
             E::CorruptRecord(_) => ErrorKind::Corrupt,
         }
     }

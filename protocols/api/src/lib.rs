@@ -51,7 +51,7 @@ pub use dead_letter::{
 pub use engine::{
     AckDone, Admin, AdminFuture, Backpressure, Broker, ClusterNode, ClusterSnapshot, Delivery,
     Engine, Monitor, PublishOutcome, ReplicaRole, ServerSnapshot, StationQuota, StorageStats,
-    Subscriber, SubscriptionId,
+    Subscriber, SubscriptionId, TierStats,
 };
 pub use error::{
     ConfigError, Denial, EngineError, ErrorKind, GroupConfigError, SchemaViolation, TenantLimit,
@@ -84,7 +84,7 @@ pub use routing::{Predicate, RoutingAction, RoutingRule};
 pub use schema::{SchemaFormat, SchemaInfo, SchemaVersion};
 pub use station::{
     Discard, MessageQuery, PubAck, Purge, ReplicaInfo, Retention, StationConfig, StationInfo,
-    StationState, StorageKind, StoredCallback, StoredMessage,
+    StationState, StorageKind, StoredCallback, StoredMessage, TierPolicy, TierState,
 };
 pub use subject::{
     INTERNAL_PUBLISH_FILTERS, MAX_SUBJECT_LEN, QueueGroup, RESERVED_FILTERS, Subject, SubjectError,

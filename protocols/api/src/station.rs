@@ -93,6 +93,67 @@ pub struct StationConfig {
     pub schema_version: Option<u32>,
     /// Which failures are copied to the dead-letter station, and its retention.
     pub dead_letter: DeadLetterPolicy,
+    /// Tiering to S3 (with the broker's `[tier]` configured): what stays on local
+    /// disk and when a range is sealed and uploaded. `None`: nothing is tiered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tier: Option<TierPolicy>,
+}
+
+/// A station's tiering policy: sealed ranges of its log are uploaded to the
+/// remote tier as segments, and uploaded messages beyond the local limits are
+/// removed from local disk (they stay readable, from the remote tier). The
+/// station's own `max_msgs`, `max_bytes` and `max_age` are not changed by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TierPolicy {
+    /// Most bytes of uploaded messages kept on local disk (0: no byte limit).
+    pub local_max_bytes: u64,
+    /// Uploaded messages older than this (ms) leave local disk (0: no age limit).
+    pub local_max_age_ms: u64,
+    /// A segment is sealed once it holds this many bytes of messages.
+    pub segment_bytes: u64,
+    /// A segment is sealed once its oldest message is this old (ms), so a quiet
+    /// station still tiers.
+    pub segment_max_age_ms: u64,
+}
+
+impl TierPolicy {
+    /// Default segment size: 32 MiB.
+    pub const DEFAULT_SEGMENT_BYTES: u64 = 32 * 1024 * 1024;
+    /// Default segment age: 10 minutes.
+    pub const DEFAULT_SEGMENT_MAX_AGE_MS: u64 = 10 * 60 * 1000;
+    /// Default local limit: 1 GiB.
+    pub const DEFAULT_LOCAL_MAX_BYTES: u64 = 1024 * 1024 * 1024;
+    /// Smallest segment size accepted (tests use small segments).
+    pub const MIN_SEGMENT_BYTES: u64 = 1024;
+
+    /// The policy's fields checked; the text names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.segment_bytes < Self::MIN_SEGMENT_BYTES {
+            return Err(format!(
+                "tier.segment_bytes must be at least {}",
+                Self::MIN_SEGMENT_BYTES
+            ));
+        }
+        if self.segment_bytes > 4 * 1024 * 1024 * 1024 {
+            return Err("tier.segment_bytes must be at most 4 GiB".into());
+        }
+        if self.segment_max_age_ms == 0 {
+            return Err("tier.segment_max_age_ms must be above 0".into());
+        }
+        Ok(())
+    }
+}
+
+impl Default for TierPolicy {
+    fn default() -> Self {
+        TierPolicy {
+            local_max_bytes: Self::DEFAULT_LOCAL_MAX_BYTES,
+            local_max_age_ms: 0,
+            segment_bytes: Self::DEFAULT_SEGMENT_BYTES,
+            segment_max_age_ms: Self::DEFAULT_SEGMENT_MAX_AGE_MS,
+        }
+    }
 }
 
 impl Default for StationConfig {
@@ -121,6 +182,7 @@ impl Default for StationConfig {
             schema: None,
             schema_version: None,
             dead_letter: DeadLetterPolicy::default(),
+            tier: None,
         }
     }
 }
@@ -190,6 +252,31 @@ pub struct StationState {
     pub num_deleted: u64,
     /// Consumer groups.
     pub consumer_count: u64,
+    /// The remote tier's share, for a tiered station.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<TierState>,
+}
+
+/// What a tiered station keeps where.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TierState {
+    /// Messages on local disk.
+    pub local_messages: u64,
+    /// Their bytes.
+    pub local_bytes: u64,
+    /// First sequence on local disk.
+    pub local_first_seq: u64,
+    /// Messages in uploaded segments no longer on local disk.
+    pub remote_messages: u64,
+    /// Bytes of uploaded segments (all of them).
+    pub remote_bytes: u64,
+    /// Uploaded segments.
+    pub segments: u64,
+    /// Committed messages not yet uploaded.
+    pub upload_lag_messages: u64,
+    /// Milliseconds since the oldest message not yet uploaded was stored (0 when
+    /// everything is uploaded).
+    pub upload_lag_ms: u64,
 }
 
 /// A station's definition and state.

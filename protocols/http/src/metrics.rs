@@ -230,6 +230,31 @@ fn scrape<E: Engine + ?Sized>(engine: &E, scope: Option<&TenantId>) -> prometheu
         "Sequence of a station's newest message.",
         &["tenant", "station"],
     )?;
+    let tier_local_bytes = b.gauge_vec(
+        "station_tier_local_bytes",
+        "Bytes of a tiered station on local disk.",
+        &["tenant", "station"],
+    )?;
+    let tier_remote_bytes = b.gauge_vec(
+        "station_tier_remote_bytes",
+        "Bytes of a tiered station's uploaded segments.",
+        &["tenant", "station"],
+    )?;
+    let tier_segments = b.gauge_vec(
+        "station_tier_segments",
+        "Uploaded segments of a tiered station.",
+        &["tenant", "station"],
+    )?;
+    let tier_lag = b.gauge_vec(
+        "station_tier_upload_lag_messages",
+        "Committed messages of a tiered station not yet uploaded.",
+        &["tenant", "station"],
+    )?;
+    let tier_lag_secs = b.gauge_vec(
+        "station_tier_upload_lag_seconds",
+        "Age of a tiered station's oldest message not yet uploaded.",
+        &["tenant", "station"],
+    )?;
     let group_labels = ["tenant", "station", "group"];
     let lag = b.gauge_vec(
         "consumer_group_lag",
@@ -266,6 +291,23 @@ fn scrape<E: Engine + ?Sized>(engine: &E, scope: Option<&TenantId>) -> prometheu
             station_last_seq
                 .with_label_values(&label)
                 .set(clamp(info.state.last_seq));
+            if let Some(t) = &info.state.tier {
+                tier_local_bytes
+                    .with_label_values(&label)
+                    .set(clamp(t.local_bytes));
+                tier_remote_bytes
+                    .with_label_values(&label)
+                    .set(clamp(t.remote_bytes));
+                tier_segments
+                    .with_label_values(&label)
+                    .set(clamp(t.segments));
+                tier_lag
+                    .with_label_values(&label)
+                    .set(clamp(t.upload_lag_messages));
+                tier_lag_secs
+                    .with_label_values(&label)
+                    .set(clamp(t.upload_lag_ms / 1000));
+            }
             for group in engine.group_names(tenant, &name).unwrap_or_default() {
                 let Ok(g) = engine.group_info(tenant, &name, &group) else {
                     continue;
@@ -335,6 +377,47 @@ fn process_figures<E: Engine + ?Sized>(
         "Stored records found corrupt (checksum mismatch or undecodable) on read since start.",
         storage.corrupt_records,
     )?;
+    if let Some(t) = &storage.tier {
+        for (name, help, v) in [
+            (
+                "tier_uploads_total",
+                "Segments uploaded to the remote tier.",
+                t.uploads,
+            ),
+            (
+                "tier_upload_errors_total",
+                "Segment upload attempts that failed (each is retried).",
+                t.upload_errors,
+            ),
+            (
+                "tier_uploaded_bytes_total",
+                "Bytes uploaded to the remote tier.",
+                t.uploaded_bytes,
+            ),
+            (
+                "tier_cache_hits_total",
+                "Remote block reads served from the cache.",
+                t.cache_hits,
+            ),
+            (
+                "tier_cache_misses_total",
+                "Remote block reads that went to the bucket.",
+                t.cache_misses,
+            ),
+            (
+                "tier_read_errors_total",
+                "Remote reads that failed (unavailable or corrupt).",
+                t.read_errors,
+            ),
+            (
+                "tier_corrupt_total",
+                "Remote segment objects or blocks that failed their checks.",
+                t.corrupt,
+            ),
+        ] {
+            b.counter(name, help, v)?;
+        }
+    }
     registry.register(Box::new(FsyncHistogram::new(storage)?))?;
 
     // The process.
@@ -467,6 +550,7 @@ mod tests {
             fsync_count: 6,
             disk_bytes: 0,
             corrupt_records: 0,
+            tier: None,
         };
         registry
             .register(Box::new(FsyncHistogram::new(stats).unwrap()))

@@ -215,6 +215,7 @@ impl From<EngineError> for AppError {
             EngineError::InternalStation(_) => (S::FORBIDDEN, "internal_station"),
             EngineError::DroppedByRule(_) => (S::ACCEPTED, "dropped_by_rule"),
             EngineError::CorruptRecord(_) => (S::INTERNAL_SERVER_ERROR, "corrupt_record"),
+            EngineError::TierUnavailable(_) => (S::SERVICE_UNAVAILABLE, "tier_unavailable"),
             // The store refuses writes (a full disk, an I/O error) until restart:
             // a state to retry later, not a bug. The cause is logged and shown on
             // /readyz, not in every answer.

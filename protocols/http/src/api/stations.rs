@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use junction_api::{
     DeadLetterPolicy, Discard, Purge, Retention, StationConfig, StationInfo, StationState,
-    StorageKind,
+    StorageKind, TierPolicy, TierState,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -186,6 +186,97 @@ pub struct StationRequest {
     /// Dead-letter policy.
     #[serde(default)]
     pub dead_letter: DeadLetterJson,
+    /// Tiering to S3 (the broker needs a `[tier]` bucket); absent: not tiered.
+    pub tier: Option<TierJson>,
+}
+
+/// A station's tiering policy (`docs/tiering.md`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TierJson {
+    /// Most bytes of uploaded messages kept on local disk (0: no byte limit)
+    /// [default: 1 GiB].
+    #[serde(default = "TierJson::local_max_bytes")]
+    pub local_max_bytes: u64,
+    /// Uploaded messages older than this leave local disk (0: no age limit).
+    #[serde(default)]
+    pub local_max_age_ms: u64,
+    /// A segment is sealed at this many bytes [default: 32 MiB].
+    #[serde(default = "TierJson::segment_bytes")]
+    pub segment_bytes: u64,
+    /// A segment is sealed when its oldest message is this old [default: 10 min].
+    #[serde(default = "TierJson::segment_max_age_ms")]
+    pub segment_max_age_ms: u64,
+}
+
+impl TierJson {
+    fn local_max_bytes() -> u64 {
+        TierPolicy::DEFAULT_LOCAL_MAX_BYTES
+    }
+    fn segment_bytes() -> u64 {
+        TierPolicy::DEFAULT_SEGMENT_BYTES
+    }
+    fn segment_max_age_ms() -> u64 {
+        TierPolicy::DEFAULT_SEGMENT_MAX_AGE_MS
+    }
+}
+
+impl From<TierJson> for TierPolicy {
+    fn from(t: TierJson) -> Self {
+        TierPolicy {
+            local_max_bytes: t.local_max_bytes,
+            local_max_age_ms: t.local_max_age_ms,
+            segment_bytes: t.segment_bytes,
+            segment_max_age_ms: t.segment_max_age_ms,
+        }
+    }
+}
+
+impl From<&TierPolicy> for TierJson {
+    fn from(t: &TierPolicy) -> Self {
+        TierJson {
+            local_max_bytes: t.local_max_bytes,
+            local_max_age_ms: t.local_max_age_ms,
+            segment_bytes: t.segment_bytes,
+            segment_max_age_ms: t.segment_max_age_ms,
+        }
+    }
+}
+
+/// Where a tiered station's messages are.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TierStateJson {
+    /// Messages on local disk.
+    pub local_messages: u64,
+    /// Their bytes.
+    pub local_bytes: u64,
+    /// First sequence on local disk.
+    pub local_first_seq: u64,
+    /// Messages only in the bucket.
+    pub remote_messages: u64,
+    /// Bytes of every uploaded segment.
+    pub remote_bytes: u64,
+    /// Uploaded segments.
+    pub segments: u64,
+    /// Committed messages not yet uploaded.
+    pub upload_lag_messages: u64,
+    /// Age of the oldest message not yet uploaded, in ms.
+    pub upload_lag_ms: u64,
+}
+
+impl From<&TierState> for TierStateJson {
+    fn from(t: &TierState) -> Self {
+        TierStateJson {
+            local_messages: t.local_messages,
+            local_bytes: t.local_bytes,
+            local_first_seq: t.local_first_seq,
+            remote_messages: t.remote_messages,
+            remote_bytes: t.remote_bytes,
+            segments: t.segments,
+            upload_lag_messages: t.upload_lag_messages,
+            upload_lag_ms: t.upload_lag_ms,
+        }
+    }
 }
 
 impl StationRequest {
@@ -229,6 +320,7 @@ impl StationRequest {
             schema: self.schema,
             schema_version: self.schema_version,
             dead_letter: DeadLetterPolicy::from(&self.dead_letter),
+            tier: self.tier.map(TierPolicy::from),
         }
     }
 }
@@ -254,6 +346,9 @@ pub struct StationStateJson {
     pub num_deleted: u64,
     /// Consumer groups.
     pub groups: u64,
+    /// A tiered station's local and remote shares.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tier: Option<TierStateJson>,
 }
 
 impl From<&StationState> for StationStateJson {
@@ -268,6 +363,7 @@ impl From<&StationState> for StationStateJson {
             num_subjects: s.num_subjects,
             num_deleted: s.num_deleted,
             groups: s.consumer_count,
+            tier: s.tier.as_ref().map(TierStateJson::from),
         }
     }
 }
@@ -311,6 +407,9 @@ pub struct StationJson {
     pub schema_version: Option<u32>,
     /// Dead-letter policy.
     pub dead_letter: DeadLetterJson,
+    /// Tiering policy, when the station is tiered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tier: Option<TierJson>,
     /// Name of the dead-letter station, once the policy captures something.
     pub dead_letter_station: Option<String>,
     /// When it was created.
@@ -366,6 +465,7 @@ impl From<&StationInfo> for StationJson {
             schema: c.schema.clone(),
             schema_version: c.schema_version,
             dead_letter: DeadLetterJson::from(&c.dead_letter),
+            tier: c.tier.as_ref().map(TierJson::from),
             dead_letter_station: c
                 .dead_letter
                 .enabled()

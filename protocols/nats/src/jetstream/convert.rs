@@ -74,7 +74,9 @@ pub fn station_config(c: &StreamConfig) -> Result<StationConfig, ApiError> {
             ))
         })?),
     };
+    let tier = tier_policy(&c.metadata)?;
     Ok(StationConfig {
+        tier,
         name: c.name.clone(),
         description: (!c.description.is_empty()).then(|| c.description.clone()),
         subjects: c.subjects.clone(),
@@ -107,6 +109,62 @@ pub fn station_config(c: &StreamConfig) -> Result<StationConfig, ApiError> {
         metadata: c.metadata.clone(),
         ..StationConfig::default()
     })
+}
+
+/// Prefix of the stream metadata keys that set a station's tiering policy:
+/// `junction.tier.local_max_bytes`, `…local_max_age_ms`, `…segment_bytes`,
+/// `…segment_max_age_ms` (whole numbers). Any of them tiers the station; the
+/// others keep their defaults.
+pub const TIER_METADATA_PREFIX: &str = "junction.tier.";
+
+/// The station's metadata, with its tiering policy (set over HTTP or
+/// JetStream) as `junction.tier.*` keys.
+fn with_tier_metadata(c: &StationConfig) -> std::collections::BTreeMap<String, String> {
+    let mut m = c.metadata.clone();
+    if let Some(t) = &c.tier {
+        for (field, v) in [
+            ("local_max_bytes", t.local_max_bytes),
+            ("local_max_age_ms", t.local_max_age_ms),
+            ("segment_bytes", t.segment_bytes),
+            ("segment_max_age_ms", t.segment_max_age_ms),
+        ] {
+            m.insert(format!("{TIER_METADATA_PREFIX}{field}"), v.to_string());
+        }
+    }
+    m
+}
+
+/// The tiering policy the stream metadata sets, if any.
+fn tier_policy(
+    metadata: &std::collections::BTreeMap<String, String>,
+) -> Result<Option<junction_api::TierPolicy>, ApiError> {
+    let mut policy: Option<junction_api::TierPolicy> = None;
+    let mut keys: Vec<(&String, &String)> = metadata
+        .iter()
+        .filter(|(k, _)| k.starts_with(TIER_METADATA_PREFIX))
+        .collect();
+    keys.sort();
+    for (key, value) in keys {
+        let p = policy.get_or_insert_with(Default::default);
+        let field = &key[TIER_METADATA_PREFIX.len()..];
+        let slot = match field {
+            "local_max_bytes" => &mut p.local_max_bytes,
+            "local_max_age_ms" => &mut p.local_max_age_ms,
+            "segment_bytes" => &mut p.segment_bytes,
+            "segment_max_age_ms" => &mut p.segment_max_age_ms,
+            _ => {
+                return Err(JsErrorCode::StreamInvalidConfig.with_err(format!(
+                    "{key}: unknown tier setting (local_max_bytes, local_max_age_ms, \
+                     segment_bytes, segment_max_age_ms)"
+                )));
+            }
+        };
+        *slot = value.trim().parse().map_err(|_| {
+            JsErrorCode::StreamInvalidConfig
+                .with_err(format!("{key}: '{value}' is not a whole number"))
+        })?;
+    }
+    Ok(policy)
 }
 
 /// Parses `"50ms"`, `"2s"`, `"1m"` or a Go duration.
@@ -148,7 +206,7 @@ pub fn stream_config(c: &StationConfig) -> StreamConfig {
         deny_purge: c.deny_purge,
         allow_rollup_hdrs: c.allow_rollup,
         allow_direct: c.allow_direct,
-        metadata: c.metadata.clone(),
+        metadata: with_tier_metadata(c),
         ..StreamConfig::default()
     }
 }
@@ -171,6 +229,7 @@ pub fn stream_info(info: &StationInfo) -> StreamInfo {
             num_subjects: s.num_subjects,
             num_deleted: s.num_deleted,
             consumer_count: s.consumer_count,
+            tier: s.tier.clone(),
             ..StreamState::default()
         },
         domain: String::new(),
@@ -356,6 +415,8 @@ pub fn api_error(e: &EngineError) -> ApiError {
         EngineError::Denied(_) => JsErrorCode::StreamGeneral.with_err(description(e)),
         EngineError::Storage(m) => JsErrorCode::StreamStoreFailed.with_err(m),
         EngineError::CorruptRecord(_) => JsErrorCode::StreamStoreFailed.with_err(description(e)),
+        // nats-server's 503 for a JetStream that cannot answer now.
+        EngineError::TierUnavailable(_) => JsErrorCode::ClusterNotAvail.with_err(description(e)),
         EngineError::SchemaViolation(v) => schema_violation(v),
         EngineError::GroupNotFound => JsErrorCode::ConsumerNotFound.error(),
         EngineError::GroupExists => JsErrorCode::ConsumerNameExist.error(),
@@ -388,5 +449,54 @@ pub fn api_error(e: &EngineError) -> ApiError {
             JsErrorCode::error,
         ),
         other => JsErrorCode::StreamGeneral.with_err(description(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn tier_metadata_sets_the_policy_and_is_shown_back() {
+        let mut m = std::collections::BTreeMap::new();
+        m.insert(
+            "junction.tier.segment_bytes".to_string(),
+            "65536".to_string(),
+        );
+        m.insert("other".to_string(), "kept".to_string());
+        let p = tier_policy(&m).unwrap().expect("a policy");
+        assert_eq!(p.segment_bytes, 65536);
+        assert_eq!(
+            p.local_max_bytes,
+            junction_api::TierPolicy::DEFAULT_LOCAL_MAX_BYTES
+        );
+        let c = StationConfig {
+            tier: Some(p),
+            metadata: m,
+            ..StationConfig::default()
+        };
+        let shown = with_tier_metadata(&c);
+        assert_eq!(shown["junction.tier.segment_bytes"], "65536");
+        assert_eq!(shown["other"], "kept");
+        assert_eq!(tier_policy(&shown).unwrap(), Some(p));
+        assert_eq!(tier_policy(&Default::default()).unwrap(), None);
+    }
+
+    #[test]
+    fn bad_tier_metadata_is_refused_naming_the_key() {
+        for (k, v, why) in [
+            (
+                "junction.tier.segment_bytes",
+                "lots",
+                "'lots' is not a whole number",
+            ),
+            ("junction.tier.segmnt_bytes", "1", "unknown tier setting"),
+        ] {
+            let m = [(k.to_string(), v.to_string())].into_iter().collect();
+            let e = tier_policy(&m).expect_err("refused");
+            let text = serde_json::to_string(&e).unwrap();
+            assert!(text.contains(k) && text.contains(why), "{text}");
+        }
     }
 }

@@ -178,6 +178,9 @@ fn answer_batch<E: Engine + ?Sized>(
                         seqs.push(m.seq);
                         from = m.seq + 1;
                     }
+                    Err(EngineError::TierUnavailable(_)) => {
+                        return refuse((503, "Remote Tier Unavailable"));
+                    }
                     Err(_) => break,
                 }
             }
@@ -285,6 +288,8 @@ fn get<E: Engine + ?Sized>(
         .get_message(tenant, stream, query)
         .map_err(|e| match e {
             EngineError::BadRequest(_) => BAD,
+            // In the remote tier and the bucket does not answer: not "not found".
+            EngineError::TierUnavailable(_) => (503, "Remote Tier Unavailable"),
             _ => NOT_FOUND,
         })?;
     let mut h = stored.headers.clone().unwrap_or_default();

@@ -305,6 +305,10 @@ pub struct StreamState {
     pub lost: Option<LostStreamData>,
     /// Consumers on the stream. Always emitted.
     pub consumer_count: u64,
+    /// Junction's own: a tiered station's local and remote shares (local and
+    /// remote bytes, segments, upload lag). Absent for other stations.
+    #[serde(rename = "junction_tier", skip_serializing_if = "Option::is_none")]
+    pub tier: Option<junction_api::TierState>,
 }
 
 impl Default for StreamState {
@@ -322,6 +326,7 @@ impl Default for StreamState {
             deleted: Vec::new(),
             lost: None,
             consumer_count: 0,
+            tier: None,
         }
     }
 }

@@ -1,0 +1,625 @@
+//! The S3 tier: sealed ranges of a station's log as segment objects in an
+//! S3-compatible bucket, and reading them back.
+//!
+//! Owns the segment format ([`segment`]), the client ([`Remote`], on the
+//! `object_store` crate), the bounded block cache, and the encoding of the
+//! remote index entries ([`SegmentRef`]) that the engine keeps in the store's
+//! `meta` keyspace. It does not decide when to seal or what to delete locally:
+//! the engine's uploader does, and it records a segment only after its upload
+//! succeeded.
+//!
+//! All S3 I/O runs on the tier's own small runtime ([`Remote::runtime`]), so a
+//! slow or absent S3 never occupies the threads of the front-ends or the
+//! storage writer; a synchronous read waits at most [`READ_TIMEOUT`] for it and
+//! then fails with [`TierError::Unavailable`].
+
+pub mod segment;
+
+use bytes::Bytes;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use parking_lot::Mutex;
+use segment::{BlockRef, Footer, SegmentError};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::Record;
+
+/// How long a read waits for S3 before it fails as unavailable.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the tier could not do something.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum TierError {
+    /// The bucket could not be reached or answered with an error; the data is
+    /// not lost, it cannot be read now.
+    #[error("remote tier unavailable: {0}")]
+    Unavailable(String),
+    /// A segment object failed its checks.
+    #[error("remote segment {key}: {error}")]
+    Corrupt {
+        /// The object's key.
+        key: String,
+        /// What is wrong.
+        error: SegmentError,
+    },
+    /// The `[tier]` settings cannot be used.
+    #[error("tier: {0}")]
+    Config(String),
+}
+
+/// Where the tier's bucket is and how to sign in (`[tier]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TierSettings {
+    /// The S3 endpoint URL (unset: AWS).
+    pub endpoint: Option<String>,
+    /// The bucket.
+    pub bucket: String,
+    /// Prefix of every key Junction writes.
+    pub prefix: String,
+    /// The region.
+    pub region: Option<String>,
+    /// Access key id (unset: `AWS_ACCESS_KEY_ID`).
+    pub access_key_id: Option<String>,
+    /// Secret access key (unset: `AWS_SECRET_ACCESS_KEY`).
+    pub secret_access_key: Option<String>,
+    /// Allow a plain-HTTP endpoint.
+    pub allow_http: bool,
+    /// Bytes of decoded blocks kept in memory.
+    pub cache_bytes: u64,
+}
+
+/// One uploaded segment, as the remote index keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentRef {
+    /// The object's key.
+    pub key: String,
+    /// First and last sequence covered.
+    pub first_seq: u64,
+    /// Last sequence covered.
+    pub last_seq: u64,
+    /// Records in it.
+    pub messages: u64,
+    /// Their accounted bytes.
+    pub bytes: u64,
+    /// Oldest and newest record time (ns since the epoch).
+    pub min_time_ns: u64,
+    /// Newest record time.
+    pub max_time_ns: u64,
+    /// The object's size.
+    pub object_len: u64,
+}
+
+impl SegmentRef {
+    /// The remote index entry's value: `u32 crc32c | u64 × 7 | key`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(60 + self.key.len());
+        for v in [
+            self.first_seq,
+            self.last_seq,
+            self.messages,
+            self.bytes,
+            self.min_time_ns,
+            self.max_time_ns,
+            self.object_len,
+        ] {
+            b.extend_from_slice(&v.to_be_bytes());
+        }
+        b.extend_from_slice(self.key.as_bytes());
+        let mut out = crc32c::crc32c(&b).to_be_bytes().to_vec();
+        out.extend_from_slice(&b);
+        out
+    }
+
+    /// Reads [`SegmentRef::encode`]'s bytes.
+    pub fn decode(v: &[u8]) -> Result<SegmentRef, SegmentError> {
+        if v.len() < 60 {
+            return Err(SegmentError::Malformed("remote index entry is too short"));
+        }
+        let (crc, body) = v.split_at(4);
+        if crc32c::crc32c(body).to_be_bytes() != crc {
+            return Err(SegmentError::Checksum("remote index entry"));
+        }
+        let n = |i: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&body[i * 8..i * 8 + 8]);
+            u64::from_be_bytes(a)
+        };
+        let key = String::from_utf8(body[56..].to_vec())
+            .map_err(|_| SegmentError::Malformed("remote index key is not UTF-8"))?;
+        Ok(SegmentRef {
+            key,
+            first_seq: n(0),
+            last_seq: n(1),
+            messages: n(2),
+            bytes: n(3),
+            min_time_ns: n(4),
+            max_time_ns: n(5),
+            object_len: n(6),
+        })
+    }
+}
+
+/// Counters of the remote tier, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct TierCounters {
+    /// Segments uploaded.
+    pub uploads: AtomicU64,
+    /// Upload attempts that failed (each is retried).
+    pub upload_errors: AtomicU64,
+    /// Bytes uploaded.
+    pub uploaded_bytes: AtomicU64,
+    /// Block reads served from the cache.
+    pub cache_hits: AtomicU64,
+    /// Block reads that went to S3.
+    pub cache_misses: AtomicU64,
+    /// Remote reads that failed (unavailable or corrupt).
+    pub read_errors: AtomicU64,
+    /// Segments or blocks that failed their checksum.
+    pub corrupt: AtomicU64,
+}
+
+/// A decoded block: its records in sequence order.
+pub type Block = Arc<Vec<Record>>;
+
+/// Decoded blocks by (object key, offset), least recently used out first, at
+/// most `capacity` bytes of record payloads and subjects.
+struct BlockCache {
+    capacity: u64,
+    used: u64,
+    tick: u64,
+    entries: HashMap<(String, u64), (Block, u64, u64)>,
+    order: BTreeMap<u64, (String, u64)>,
+}
+
+impl BlockCache {
+    fn get(&mut self, key: &(String, u64)) -> Option<Block> {
+        self.tick += 1;
+        let tick = self.tick;
+        let (block, _, last) = self.entries.get_mut(key)?;
+        self.order.remove(last);
+        *last = tick;
+        self.order.insert(tick, key.clone());
+        Some(block.clone())
+    }
+
+    fn insert(&mut self, key: (String, u64), block: Block) {
+        let size: u64 = block
+            .iter()
+            .map(|r| (r.payload.len() + r.subject.len() + 64) as u64)
+            .sum();
+        if size > self.capacity {
+            return;
+        }
+        self.tick += 1;
+        if let Some((_, old, last)) = self.entries.remove(&key) {
+            self.order.remove(&last);
+            self.used -= old;
+        }
+        while self.used + size > self.capacity {
+            let Some((_, k)) = self.order.pop_first() else {
+                break;
+            };
+            if let Some((_, s, _)) = self.entries.remove(&k) {
+                self.used -= s;
+            }
+        }
+        self.used += size;
+        self.order.insert(self.tick, key.clone());
+        self.entries.insert(key, (block, size, self.tick));
+    }
+}
+
+/// The bucket, the tier's runtime and the block cache. Cheap to share.
+pub struct Remote {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+    runtime: Option<tokio::runtime::Runtime>,
+    cache: Mutex<BlockCache>,
+    footers: Mutex<HashMap<String, Arc<Footer>>>,
+    /// Counters for `/metrics`.
+    pub counters: TierCounters,
+}
+
+impl Drop for Remote {
+    /// The runtime may be dropped inside another runtime (a broker started in a
+    /// test); it is shut down without waiting.
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote")
+            .field("store", &self.store.to_string())
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+impl Remote {
+    /// The S3 bucket `settings` describe. Credentials not given come from the
+    /// standard AWS environment variables.
+    pub fn s3(settings: &TierSettings) -> Result<Remote, TierError> {
+        use object_store::aws::AmazonS3Builder;
+        if settings.bucket.trim().is_empty() {
+            return Err(TierError::Config("bucket is required".into()));
+        }
+        let mut b = AmazonS3Builder::from_env().with_bucket_name(&settings.bucket);
+        if let Some(e) = &settings.endpoint {
+            b = b.with_endpoint(e);
+            // An endpoint is usually a self-hosted S3 (RGW, MinIO, moto): path-style.
+            b = b.with_virtual_hosted_style_request(false);
+        }
+        b = b.with_region(settings.region.as_deref().unwrap_or("us-east-1"));
+        if let Some(k) = &settings.access_key_id {
+            b = b.with_access_key_id(k);
+        }
+        if let Some(k) = &settings.secret_access_key {
+            b = b.with_secret_access_key(k);
+        }
+        b = b
+            .with_allow_http(settings.allow_http)
+            .with_client_options(
+                object_store::ClientOptions::new()
+                    .with_allow_http(settings.allow_http)
+                    .with_connect_timeout(Duration::from_secs(2))
+                    .with_timeout(Duration::from_secs(30)),
+            )
+            .with_retry(object_store::RetryConfig {
+                max_retries: 3,
+                retry_timeout: Duration::from_secs(4),
+                ..Default::default()
+            });
+        let store = b.build().map_err(|e| TierError::Config(e.to_string()))?;
+        Self::with_store(Arc::new(store), &settings.prefix, settings.cache_bytes)
+    }
+
+    /// A tier over any object store (tests use `object_store::memory::InMemory`).
+    pub fn with_store(
+        store: Arc<dyn ObjectStore>,
+        prefix: &str,
+        cache_bytes: u64,
+    ) -> Result<Remote, TierError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("junction-tier")
+            .enable_all()
+            .build()
+            .map_err(|e| TierError::Config(format!("cannot start the tier's threads: {e}")))?;
+        Ok(Remote {
+            store,
+            prefix: prefix.trim_matches('/').to_string(),
+            runtime: Some(runtime),
+            cache: Mutex::new(BlockCache {
+                capacity: cache_bytes,
+                used: 0,
+                tick: 0,
+                entries: HashMap::new(),
+                order: BTreeMap::new(),
+            }),
+            footers: Mutex::new(HashMap::new()),
+            counters: TierCounters::default(),
+        })
+    }
+
+    /// The runtime every S3 call runs on.
+    pub fn runtime(&self) -> &tokio::runtime::Handle {
+        // Set in every constructor; taken only by Drop.
+        match &self.runtime {
+            Some(rt) => rt.handle(),
+            None => unreachable_runtime(),
+        }
+    }
+
+    /// The key of a new segment of station `uid` (its unique id) covering
+    /// `first..=last`; `attempt` makes each upload attempt's key its own.
+    pub fn segment_key(&self, uid: &str, first: u64, last: u64, attempt: u64) -> String {
+        let tail = format!("stations/{uid}/{first:020}-{last:020}-{attempt:016x}.seg");
+        if self.prefix.is_empty() {
+            tail
+        } else {
+            format!("{}/{tail}", self.prefix)
+        }
+    }
+
+    /// Uploads a segment, refusing to overwrite an existing object
+    /// (`PutMode::Create`).
+    pub async fn put_segment(&self, key: &str, object: Bytes) -> Result<(), TierError> {
+        let len = object.len() as u64;
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .store
+            .put_opts(&ObjectPath::from(key), PutPayload::from(object), opts)
+            .await
+        {
+            Ok(_) => {
+                self.counters.uploads.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .uploaded_bytes
+                    .fetch_add(len, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                self.counters.upload_errors.fetch_add(1, Ordering::Relaxed);
+                Err(TierError::Unavailable(e.to_string()))
+            }
+        }
+    }
+
+    /// Deletes an object (a segment whose index entry could not be written).
+    pub async fn delete(&self, key: &str) -> Result<(), TierError> {
+        self.store
+            .delete(&ObjectPath::from(key))
+            .await
+            .map_err(|e| TierError::Unavailable(e.to_string()))
+    }
+
+    /// Keys of the objects under `stations/<uid>/` (tests, tools).
+    pub async fn list_station(&self, uid: &str) -> Result<Vec<(String, u64)>, TierError> {
+        use futures::StreamExt;
+        let prefix = if self.prefix.is_empty() {
+            format!("stations/{uid}")
+        } else {
+            format!("{}/stations/{uid}", self.prefix)
+        };
+        let mut out = Vec::new();
+        let mut list = self.store.list(Some(&ObjectPath::from(prefix)));
+        while let Some(meta) = list.next().await {
+            let meta = meta.map_err(|e| TierError::Unavailable(e.to_string()))?;
+            out.push((meta.location.to_string(), meta.size));
+        }
+        Ok(out)
+    }
+
+    fn corrupt(&self, key: &str, error: SegmentError) -> TierError {
+        self.counters.corrupt.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(key, error = %error, "remote segment failed its checks");
+        TierError::Corrupt {
+            key: key.to_string(),
+            error,
+        }
+    }
+
+    /// A segment's footer: one suffix GET (a second ranged one for a footer
+    /// longer than [`segment::FOOTER_READ`]), cached.
+    async fn footer(&self, seg: &SegmentRef) -> Result<Arc<Footer>, TierError> {
+        if let Some(f) = self.footers.lock().get(&seg.key) {
+            return Ok(f.clone());
+        }
+        let path = ObjectPath::from(seg.key.as_str());
+        let want = segment::FOOTER_READ.min(seg.object_len);
+        let unavailable = |e: object_store::Error| TierError::Unavailable(e.to_string());
+        let mut tail = self
+            .store
+            .get_range(&path, seg.object_len - want..seg.object_len)
+            .await
+            .map_err(unavailable)?;
+        let span = segment::footer_span(&tail).map_err(|e| self.corrupt(&seg.key, e))? as u64;
+        if span > want {
+            if span > seg.object_len {
+                return Err(self.corrupt(
+                    &seg.key,
+                    SegmentError::Malformed("footer is longer than the object"),
+                ));
+            }
+            tail = self
+                .store
+                .get_range(&path, seg.object_len - span..seg.object_len)
+                .await
+                .map_err(unavailable)?;
+        }
+        let footer = Arc::new(
+            segment::decode_footer(&tail, seg.object_len).map_err(|e| self.corrupt(&seg.key, e))?,
+        );
+        self.footers.lock().insert(seg.key.clone(), footer.clone());
+        Ok(footer)
+    }
+
+    /// The block of `seg` that holds `seq` (or the first after it), from the
+    /// cache or S3. `None`: the segment has nothing at or after `seq`.
+    pub async fn block_for(
+        &self,
+        seg: &SegmentRef,
+        seq: u64,
+    ) -> Result<Option<(BlockRef, Block)>, TierError> {
+        let footer = self.footer(seg).await?;
+        let Some(b) = footer.block_for(seq).copied() else {
+            return Ok(None);
+        };
+        Ok(Some((b, self.block(seg, &b).await?)))
+    }
+
+    /// The first block of `seg` with a record at or after `time_ns`.
+    pub async fn block_at_time(
+        &self,
+        seg: &SegmentRef,
+        time_ns: u64,
+    ) -> Result<Option<Block>, TierError> {
+        let footer = self.footer(seg).await?;
+        let Some(b) = footer.block_at_time(time_ns).copied() else {
+            return Ok(None);
+        };
+        Ok(Some(self.block(seg, &b).await?))
+    }
+
+    /// A block already in the cache.
+    pub fn cached(&self, key: &str, offset: u64) -> Option<Block> {
+        self.cache.lock().get(&(key.to_string(), offset))
+    }
+
+    /// Whether a block is in the cache (its recency is not changed).
+    pub fn is_cached(&self, key: &str, offset: u64) -> bool {
+        self.cache
+            .lock()
+            .entries
+            .contains_key(&(key.to_string(), offset))
+    }
+
+    /// The cached footer of a segment, if it was read.
+    pub fn cached_footer(&self, key: &str) -> Option<Arc<Footer>> {
+        self.footers.lock().get(key).cloned()
+    }
+
+    async fn block(&self, seg: &SegmentRef, b: &BlockRef) -> Result<Block, TierError> {
+        if let Some(block) = self.cached(&seg.key, b.offset) {
+            self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(block);
+        }
+        self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
+        let bytes = self
+            .store
+            .get_range(
+                &ObjectPath::from(seg.key.as_str()),
+                b.offset..b.offset + u64::from(b.len),
+            )
+            .await
+            .map_err(|e| TierError::Unavailable(e.to_string()))?;
+        let records = segment::decode_block(b, &bytes).map_err(|e| self.corrupt(&seg.key, e))?;
+        let block: Block = Arc::new(records);
+        self.cache
+            .lock()
+            .insert((seg.key.clone(), b.offset), block.clone());
+        Ok(block)
+    }
+
+    /// Runs `f` on the tier's runtime and waits for it, at most
+    /// [`READ_TIMEOUT`]. Safe to call from any thread, including another
+    /// runtime's (it never blocks the tier's own threads).
+    pub fn wait<T: Send + 'static>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, TierError>> + Send + 'static,
+    ) -> Result<T, TierError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.runtime().spawn(async move {
+            let r = match tokio::time::timeout(READ_TIMEOUT, f).await {
+                Ok(r) => r,
+                Err(_) => Err(TierError::Unavailable(format!(
+                    "no answer within {}s",
+                    READ_TIMEOUT.as_secs()
+                ))),
+            };
+            let _ = tx.send(r);
+        });
+        let waited = || {
+            rx.recv_timeout(READ_TIMEOUT + Duration::from_secs(1))
+                .unwrap_or_else(|_| Err(TierError::Unavailable("remote read timed out".into())))
+        };
+        let r = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(waited),
+            _ => waited(),
+        };
+        if r.is_err() {
+            self.counters.read_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+#[cold]
+fn unreachable_runtime() -> ! {
+    // The runtime is only taken out in Drop, after which no method runs.
+    std::process::abort()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+
+    fn record(seq: u64) -> Record {
+        Record {
+            seq,
+            time_ns: seq * 1_000,
+            subject: Bytes::from_static(b"a.b"),
+            headers: None,
+            payload: Bytes::from(seq.to_be_bytes().to_vec()),
+            lineage: Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn segment_ref_round_trip_and_damage() {
+        let s = SegmentRef {
+            key: "p/stations/3/x.seg".into(),
+            first_seq: 5,
+            last_seq: 9,
+            messages: 5,
+            bytes: 100,
+            min_time_ns: 1,
+            max_time_ns: 2,
+            object_len: 4000,
+        };
+        let v = s.encode();
+        assert_eq!(SegmentRef::decode(&v), Ok(s));
+        let mut bad = v.clone();
+        bad[10] ^= 1;
+        assert!(SegmentRef::decode(&bad).is_err());
+    }
+
+    #[test]
+    fn put_is_create_only_and_blocks_read_back_through_the_cache() {
+        let remote = Remote::with_store(Arc::new(InMemory::new()), "t", 1 << 20).expect("remote");
+        let mut w = segment::SegmentWriter::with_block_bytes(
+            segment::Header {
+                station: 1,
+                first_seq: 1,
+                last_seq: 100,
+                created_ns: 0,
+            },
+            256,
+        );
+        for s in 1..=100 {
+            w.push(&record(s));
+        }
+        let (object, footer) = w.finish();
+        let key = remote.segment_key("1-0", 1, 100, 7);
+        let seg = SegmentRef {
+            key: key.clone(),
+            first_seq: 1,
+            last_seq: 100,
+            messages: footer.messages,
+            bytes: footer.bytes,
+            min_time_ns: 1000,
+            max_time_ns: 100_000,
+            object_len: object.len() as u64,
+        };
+        let bytes = Bytes::from(object);
+        let k = key.clone();
+        let b = bytes.clone();
+        let r = Arc::new(remote);
+        let r2 = r.clone();
+        r.wait(async move { r2.put_segment(&k, b).await })
+            .expect("first put");
+        let (k, r2) = (key.clone(), r.clone());
+        let again = r.wait(async move { r2.put_segment(&k, bytes).await });
+        assert!(matches!(again, Err(TierError::Unavailable(_))), "{again:?}");
+        for seq in [1u64, 50, 100] {
+            let (s, r2) = (seg.clone(), r.clone());
+            let (_, block) = r
+                .wait(async move { r2.block_for(&s, seq).await })
+                .expect("read")
+                .expect("block");
+            assert!(block.iter().any(|x| x == &record(seq)));
+        }
+        let (s, r2) = (seg.clone(), r.clone());
+        r.wait(async move { r2.block_for(&s, 50).await })
+            .expect("again");
+        assert!(r.counters.cache_hits.load(Ordering::Relaxed) >= 1);
+        let (s, r2) = (seg.clone(), r.clone());
+        assert!(
+            r.wait(async move { r2.block_for(&s, 101).await })
+                .expect("past")
+                .is_none()
+        );
+    }
+}

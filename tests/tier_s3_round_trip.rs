@@ -1,0 +1,792 @@
+//! Tiered storage against a real S3 server (moto's server mode): a station
+//! with small segments and a small local limit uploads its log to the bucket,
+//! keeps its local share bounded, and reads everything back transparently.
+//!
+//! - every published (acked) message is read back, in order, by a consumer
+//!   from sequence 1, with the same SHA-256 over the payloads;
+//! - segment objects appear in the bucket, one per remote index entry;
+//! - `MSG.GET` of remote sequences, a `by_start_time` consumer and HTTP
+//!   browse from sequence 1 answer exactly what was published;
+//! - STREAM.INFO shows local and remote bytes, segments and upload lag.
+//!
+//! moto is found through `MOTO_SERVER`, then `target/tier-venv/bin/moto_server`
+//! (what `scripts/test` installs), then `PATH`. Without one the test says so and
+//! passes, unless `REQUIRE_MOTO` is set (as `scripts/test` does).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use async_nats::jetstream::{self, consumer, stream};
+use futures::StreamExt;
+use object_store::ObjectStoreExt;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+
+#[path = "support/process.rs"]
+#[allow(dead_code)] // each test binary uses part of it
+mod process;
+
+const MESSAGES: u64 = 4000;
+const PAYLOAD: usize = 1024;
+const SEGMENT_BYTES: u64 = 128 * 1024;
+const LOCAL_MAX_BYTES: u64 = 256 * 1024;
+const BUCKET: &str = "junction-tier-test";
+
+fn payload(seq: u64) -> Vec<u8> {
+    let mut p = Vec::with_capacity(PAYLOAD);
+    let mut x = seq.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    while p.len() < PAYLOAD {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        p.extend_from_slice(&x.to_le_bytes());
+    }
+    p.truncate(PAYLOAD);
+    p
+}
+
+/// moto's server, or None when none is installed (and none is required).
+fn moto_server() -> Option<String> {
+    let candidates = [
+        std::env::var("MOTO_SERVER").ok(),
+        Some(
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/target/tier-venv/bin/moto_server"
+            )
+            .to_string(),
+        ),
+        Some("moto_server".to_string()),
+    ];
+    for c in candidates.into_iter().flatten() {
+        let ok = std::process::Command::new(&c)
+            .arg("--help")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return Some(c);
+        }
+    }
+    assert!(
+        std::env::var_os("REQUIRE_MOTO").is_none(),
+        "moto_server not found: set MOTO_SERVER or run scripts/test (it installs moto[server])"
+    );
+    eprintln!("tier_s3_round_trip: skipped, no moto_server (pip install 'moto[server]')");
+    None
+}
+
+struct Moto {
+    child: Child,
+    endpoint: String,
+}
+
+impl Moto {
+    /// Stops (`STOP`) or resumes (`CONT`) the S3 server: while stopped, it takes
+    /// connections and answers nothing, as a hung S3 does; its data is kept.
+    fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("moto runs").to_string();
+        let ok = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), pid.as_str()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{signal} {pid}");
+    }
+}
+
+async fn start_moto(bin: &str) -> Moto {
+    let port = process::free_port();
+    let child = Command::new(bin)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("moto_server starts");
+    process::wait_listening(port).await;
+    let endpoint = format!("http://127.0.0.1:{port}");
+    // moto takes unsigned requests: make the bucket.
+    let r = reqwest::Client::new()
+        .put(format!("{endpoint}/{BUCKET}"))
+        .send()
+        .await
+        .expect("create bucket");
+    assert!(r.status().is_success(), "create bucket: {}", r.status());
+    Moto { child, endpoint }
+}
+
+/// Keys of the objects in the bucket under `prefix`.
+async fn list_keys(endpoint: &str, prefix: &str) -> Vec<String> {
+    let body = reqwest::get(format!(
+        "{endpoint}/{BUCKET}?list-type=2&prefix={prefix}&max-keys=1000"
+    ))
+    .await
+    .expect("list")
+    .text()
+    .await
+    .expect("list body");
+    body.split("<Key>")
+        .skip(1)
+        .filter_map(|s| s.split("</Key>").next())
+        .map(str::to_string)
+        .collect()
+}
+
+struct Broker {
+    child: Child,
+    _dir: tempfile::TempDir,
+    nats_port: u16,
+    http_port: u16,
+}
+
+/// A broker with `[tier]` on moto's bucket under `prefix`.
+async fn start_broker(moto: &Moto, prefix: &str) -> Broker {
+    let dir = tempfile::tempdir().unwrap();
+    let (nats_port, http_port) = (process::free_port(), process::free_port());
+    start_in(moto, prefix, dir, nats_port, http_port).await
+}
+
+/// Kills the broker (SIGKILL: no clean shutdown) and starts it again on the
+/// same data directory and ports.
+async fn crash_and_restart(broker: Broker, moto: &Moto, prefix: &str) -> Broker {
+    let Broker {
+        mut child,
+        _dir: dir,
+        nats_port,
+        http_port,
+    } = broker;
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    start_in(moto, prefix, dir, nats_port, http_port).await
+}
+
+async fn start_in(
+    moto: &Moto,
+    prefix: &str,
+    dir: tempfile::TempDir,
+    nats_port: u16,
+    http_port: u16,
+) -> Broker {
+    let data = dir.path().join("data");
+    let child = process::junction(
+        dir.path(),
+        &[
+            "serve",
+            "--nats-listen",
+            &format!("127.0.0.1:{nats_port}"),
+            "--http-listen",
+            &format!("127.0.0.1:{http_port}"),
+            "--mqtt-listen",
+            "off",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        &[
+            ("JUNCTION_TIER_ENDPOINT", moto.endpoint.as_str()),
+            ("JUNCTION_TIER_BUCKET", BUCKET),
+            ("JUNCTION_TIER_PREFIX", prefix),
+            ("JUNCTION_TIER_ALLOW_HTTP", "true"),
+            ("JUNCTION_TIER_ACCESS_KEY_ID", "testing"),
+            ("JUNCTION_TIER_SECRET_ACCESS_KEY", "testing"),
+            ("JUNCTION_TIER_CACHE_BYTES", "4MiB"),
+            ("RUST_LOG", "error"),
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::inherit())
+    .spawn()
+    .expect("junction starts");
+    process::wait_listening(nats_port).await;
+    process::wait_listening(http_port).await;
+    Broker {
+        child,
+        _dir: dir,
+        nats_port,
+        http_port,
+    }
+}
+
+/// The tiered stream `TIERED` on `tiered.>`.
+async fn create_tiered_stream(js: &jetstream::Context) -> stream::Stream {
+    let metadata: HashMap<String, String> = [
+        ("junction.tier.segment_bytes", SEGMENT_BYTES.to_string()),
+        ("junction.tier.local_max_bytes", LOCAL_MAX_BYTES.to_string()),
+        ("junction.tier.segment_max_age_ms", "1000".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    js.create_stream(stream::Config {
+        name: "TIERED".into(),
+        subjects: vec!["tiered.>".into()],
+        metadata,
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// Publishes `from..=to` (every one acked, 200 in flight), adding the payloads
+/// to `digest`.
+async fn publish(js: &jetstream::Context, from: u64, to: u64, digest: &mut Sha256) {
+    let mut seq = from;
+    while seq <= to {
+        let mut acks = Vec::new();
+        for s in seq..(seq + 200).min(to + 1) {
+            let p = payload(s);
+            digest.update(&p);
+            acks.push(
+                js.publish(format!("tiered.k{}", s % 10), p.into())
+                    .await
+                    .unwrap(),
+            );
+        }
+        for (i, ack) in acks.into_iter().enumerate() {
+            assert_eq!(ack.await.unwrap().sequence, seq + i as u64);
+        }
+        seq += 200;
+    }
+}
+
+/// The station's `state.tier` once nothing is left to upload (a hang guard of
+/// 30 s).
+async fn caught_up(http: &reqwest::Client, http_port: u16, messages: u64) -> serde_json::Value {
+    let info_url = format!("http://127.0.0.1:{http_port}/v1/stations/TIERED");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let info: serde_json::Value = http
+            .get(&info_url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let tier = info["state"]["tier"].clone();
+        if tier["upload_lag_messages"] == 0 && tier["segments"].as_u64().unwrap_or(0) > 0 {
+            assert_eq!(info["state"]["messages"], messages, "{info}");
+            assert_eq!(info["state"]["first_seq"], 1, "{info}");
+            assert_eq!(info["tier"]["segment_bytes"], SEGMENT_BYTES, "{info}");
+            return tier;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "uploads did not catch up: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiered_station_round_trips_through_s3() {
+    let Some(bin) = moto_server() else { return };
+    let moto = start_moto(&bin).await;
+    let broker = start_broker(&moto, "t1").await;
+    let (nats_port, http_port) = (broker.nats_port, broker.http_port);
+    let client = async_nats::connect(format!("127.0.0.1:{nats_port}"))
+        .await
+        .unwrap();
+    let js = jetstream::new(client);
+    let mut s = create_tiered_stream(&js).await;
+
+    // Publish, every message acked.
+    let started = std::time::Instant::now();
+    let mut published = Sha256::new();
+    publish(&js, 1, MESSAGES, &mut published).await;
+    let published = published.finalize();
+    eprintln!(
+        "published {MESSAGES} x {PAYLOAD} B in {:?}",
+        started.elapsed()
+    );
+
+    // Uploads catch up: nothing left to upload, the local share bounded.
+    let http = reqwest::Client::new();
+    let tier = caught_up(&http, http_port, MESSAGES).await;
+    eprintln!("tier state after {:?}: {tier}", started.elapsed());
+    let local_bytes = tier["local_bytes"].as_u64().unwrap();
+    assert!(
+        local_bytes <= LOCAL_MAX_BYTES + SEGMENT_BYTES + 2 * PAYLOAD as u64,
+        "local share not bounded: {tier}"
+    );
+    assert!(tier["local_first_seq"].as_u64().unwrap() > 1, "{tier}");
+    assert!(
+        tier["remote_messages"].as_u64().unwrap() > MESSAGES / 2,
+        "{tier}"
+    );
+    let segments = tier["segments"].as_u64().unwrap();
+    let keys = list_keys(&moto.endpoint, "t1/stations/").await;
+    assert_eq!(
+        keys.len() as u64,
+        segments,
+        "objects in the bucket: {keys:?}"
+    );
+    assert!(keys.iter().all(|k| k.ends_with(".seg")), "{keys:?}");
+
+    // STREAM.INFO says the same.
+    let info = s.info().await.unwrap().clone();
+    assert_eq!(info.state.messages, MESSAGES);
+    assert_eq!(info.state.first_sequence, 1);
+
+    // A consumer from sequence 1 gets every message, in order.
+    let started = std::time::Instant::now();
+    let c = s
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("replay".into()),
+            deliver_policy: consumer::DeliverPolicy::All,
+            ack_policy: consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut messages = c.messages().await.unwrap();
+    let mut replayed = Sha256::new();
+    for want in 1..=MESSAGES {
+        let m = tokio::time::timeout(Duration::from_secs(20), messages.next())
+            .await
+            .unwrap_or_else(|_| panic!("no message {want} within 20 s"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.info().unwrap().stream_sequence, want);
+        replayed.update(&m.payload);
+    }
+    assert_eq!(replayed.finalize(), published, "SHA-256 over the payloads");
+    eprintln!("replayed {MESSAGES} from seq 1 in {:?}", started.elapsed());
+
+    // MSG.GET of remote sequences.
+    let local_first = tier["local_first_seq"].as_u64().unwrap();
+    for seq in [
+        1,
+        2,
+        local_first / 3,
+        local_first / 2,
+        local_first - 1,
+        local_first,
+        MESSAGES,
+    ] {
+        let m = s.get_raw_message(seq).await.unwrap();
+        assert_eq!(m.sequence, seq);
+        assert_eq!(&m.payload[..], &payload(seq)[..], "MSG.GET {seq}");
+        assert_eq!(m.subject.as_str(), format!("tiered.k{}", seq % 10));
+    }
+
+    // A consumer by start time, at a remote message's time, starts there.
+    let target = local_first / 2;
+    let at = s.get_raw_message(target).await.unwrap().time;
+    let c = s
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("by_time".into()),
+            deliver_policy: consumer::DeliverPolicy::ByStartTime { start_time: at },
+            ack_policy: consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut batch = c.fetch().max_messages(3).messages().await.unwrap();
+    let first = batch.next().await.unwrap().unwrap();
+    let first_seq = first.info().unwrap().stream_sequence;
+    // Times are stored in ns; messages stored in the same ns share one.
+    assert!(
+        first_seq <= target,
+        "started at {first_seq}, target {target}"
+    );
+    let first_time = s.get_raw_message(first_seq).await.unwrap().time;
+    assert_eq!(first_time, at, "started at a message of another time");
+    assert_eq!(&first.payload[..], &payload(first_seq)[..]);
+
+    // HTTP browse from sequence 1 and by time, and one message by sequence.
+    let page: serde_json::Value = http
+        .get(format!(
+            "http://127.0.0.1:{http_port}/v1/stations/TIERED/messages?from_seq=1&limit=50"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let seqs: Vec<u64> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, (1..=50).collect::<Vec<_>>(), "{page}");
+    let filtered: serde_json::Value = http
+        .get(format!(
+            "http://127.0.0.1:{http_port}/v1/stations/TIERED/messages?from_seq=1&limit=5&subject=tiered.k3"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let seqs: Vec<u64> = filtered["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, vec![3, 13, 23, 33, 43], "{filtered}");
+    let one = http
+        .get(format!(
+            "http://127.0.0.1:{http_port}/v1/stations/TIERED/messages/7"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(one.status(), 200);
+    let one: serde_json::Value = one.json().await.unwrap();
+    assert_eq!(one["seq"], 7);
+
+    // The metrics show the tier.
+    let metrics = http
+        .get(format!("http://127.0.0.1:{http_port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("junction_station_tier_segments{") && l.contains("TIERED"))
+        .unwrap_or_else(|| panic!("no tier segments metric in:\n{metrics}"));
+    assert!(line.ends_with(&format!(" {segments}")), "{line}");
+    assert!(metrics.contains("junction_tier_uploads_total"), "{metrics}");
+
+    // After a crash, the remote index is read back from the store: the same
+    // totals, and remote messages still read.
+    let broker = crash_and_restart(broker, &moto, "t1").await;
+    let client = async_nats::connect(format!("127.0.0.1:{}", broker.nats_port))
+        .await
+        .unwrap();
+    let js = jetstream::new(client);
+    let mut s = js.get_stream("TIERED").await.unwrap();
+    let info = s.info().await.unwrap().clone();
+    assert_eq!(info.state.messages, MESSAGES);
+    assert_eq!(info.state.first_sequence, 1);
+    for seq in [1, local_first / 2, MESSAGES] {
+        let m = s.get_raw_message(seq).await.unwrap();
+        assert_eq!(
+            &m.payload[..],
+            &payload(seq)[..],
+            "MSG.GET {seq} after a restart"
+        );
+    }
+    let mut child = broker.child;
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+}
+
+/// With the S3 server hung: publishes are acked as before and nothing that was
+/// not uploaded leaves local disk; reads of remote messages fail as
+/// unavailable (HTTP 503, JetStream 503) instead of "not found"; a consumer
+/// from sequence 1 waits rather than skipping to the local log. Once S3
+/// answers again, the consumer gets every message in order and the upload lag
+/// drains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_outage_never_skips_or_drops_and_recovers() {
+    const FIRST: u64 = 1000;
+    const DURING: u64 = 400;
+    let Some(bin) = moto_server() else { return };
+    let moto = start_moto(&bin).await;
+    let broker = start_broker(&moto, "t2").await;
+    let http_port = broker.http_port;
+    let client = async_nats::connect(format!("127.0.0.1:{}", broker.nats_port))
+        .await
+        .unwrap();
+    let js = jetstream::new(client);
+    let s = create_tiered_stream(&js).await;
+    let mut published = Sha256::new();
+    publish(&js, 1, FIRST, &mut published).await;
+    let http = reqwest::Client::new();
+    let before = caught_up(&http, http_port, FIRST).await;
+    assert!(before["local_first_seq"].as_u64().unwrap() > 1, "{before}");
+
+    moto.signal("STOP");
+    // Publishing goes on, acked, and nothing is removed locally meanwhile.
+    publish(&js, FIRST + 1, FIRST + DURING, &mut published).await;
+    let c = s
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("replay".into()),
+            deliver_policy: consumer::DeliverPolicy::All,
+            ack_policy: consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let msg_get = s.get_raw_message(1);
+    let http_get = http
+        .get(format!(
+            "http://127.0.0.1:{http_port}/v1/stations/TIERED/messages/2"
+        ))
+        .send();
+    let fetch = async {
+        let mut batch = c
+            .fetch()
+            .max_messages(10)
+            .expires(Duration::from_secs(3))
+            .messages()
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        while let Some(m) = batch.next().await {
+            got.push(m.unwrap().info().unwrap().stream_sequence);
+        }
+        got
+    };
+    let (msg_get, http_get, got) = tokio::join!(msg_get, http_get, fetch);
+    let e = msg_get.expect_err("a remote MSG.GET with S3 down");
+    // nats-server's 503 for a JetStream that cannot answer now, not 404.
+    assert!(e.to_string().contains("error code 10008"), "{e}");
+    let http_get = http_get.unwrap();
+    assert_eq!(http_get.status(), 503);
+    let body: serde_json::Value = http_get.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "tier_unavailable", "{body}");
+    assert!(
+        got.is_empty(),
+        "delivered {got:?} while its first message could not be read"
+    );
+    let info: serde_json::Value = http
+        .get(format!("http://127.0.0.1:{http_port}/v1/stations/TIERED"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tier = &info["state"]["tier"];
+    assert_eq!(info["state"]["messages"], FIRST + DURING, "{info}");
+    assert!(
+        tier["upload_lag_messages"].as_u64().unwrap() >= DURING,
+        "{info}"
+    );
+    assert_eq!(
+        tier["local_first_seq"], before["local_first_seq"],
+        "trimmed while S3 was down: {info}"
+    );
+
+    moto.signal("CONT");
+    let mut replayed = Sha256::new();
+    let mut messages = c.messages().await.unwrap();
+    for want in 1..=FIRST + DURING {
+        let m = tokio::time::timeout(Duration::from_secs(30), messages.next())
+            .await
+            .unwrap_or_else(|_| panic!("no message {want} within 30 s of S3 being back"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.info().unwrap().stream_sequence, want);
+        replayed.update(&m.payload);
+    }
+    assert_eq!(replayed.finalize(), published.finalize());
+    caught_up(&http, http_port, FIRST + DURING).await;
+    let mut child = broker.child;
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+}
+
+/// A flipped byte in a segment object is a clear error and a metric, never a
+/// message with other bytes; the other segments still read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_segment_is_an_error_and_a_metric_never_data() {
+    const N: u64 = 1000;
+    let Some(bin) = moto_server() else { return };
+    let moto = start_moto(&bin).await;
+    let broker = start_broker(&moto, "t3").await;
+    let client = async_nats::connect(format!("127.0.0.1:{}", broker.nats_port))
+        .await
+        .unwrap();
+    let js = jetstream::new(client);
+    create_tiered_stream(&js).await;
+    publish(&js, 1, N, &mut Sha256::new()).await;
+    let http = reqwest::Client::new();
+    caught_up(&http, broker.http_port, N).await;
+    let mut keys = list_keys(&moto.endpoint, "t3/stations/").await;
+    keys.sort();
+    assert!(keys.len() >= 2, "{keys:?}");
+    // The first segment (sequence 1 on): one byte flipped inside its first block.
+    let bucket = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(&moto.endpoint)
+        .with_bucket_name(BUCKET)
+        .with_region("us-east-1")
+        .with_access_key_id("testing")
+        .with_secret_access_key("testing")
+        .with_allow_http(true)
+        .build()
+        .unwrap();
+    let path = object_store::path::Path::from(keys[0].as_str());
+    let mut object = bucket
+        .get(&path)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    object[200] ^= 0x01;
+    bucket.put(&path, object.into()).await.unwrap();
+    // A fresh cache: the next reads go to the bucket.
+    let broker = crash_and_restart(broker, &moto, "t3").await;
+    let client = async_nats::connect(format!("127.0.0.1:{}", broker.nats_port))
+        .await
+        .unwrap();
+    let s = jetstream::new(client).get_stream("TIERED").await.unwrap();
+    let e = s
+        .get_raw_message(1)
+        .await
+        .expect_err("a corrupt remote block");
+    assert!(e.to_string().contains("error code 10077"), "{e}");
+    let r = http
+        .get(format!(
+            "http://127.0.0.1:{}/v1/stations/TIERED/messages/1",
+            broker.http_port
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "corrupt_record", "{body}");
+    // The second segment is intact.
+    let second: u64 = keys[1]
+        .rsplit('/')
+        .next()
+        .and_then(|name| name.split('-').next())
+        .and_then(|first| first.parse().ok())
+        .unwrap_or_else(|| panic!("first sequence in {}", keys[1]));
+    let m = s.get_raw_message(second).await.unwrap();
+    assert_eq!(&m.payload[..], &payload(second)[..]);
+    let metrics = http
+        .get(format!("http://127.0.0.1:{}/metrics", broker.http_port))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let corrupt: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("junction_tier_corrupt_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no junction_tier_corrupt_total in:\n{metrics}"));
+    assert!(corrupt >= 1, "junction_tier_corrupt_total {corrupt}");
+    let mut child = broker.child;
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+}
+
+/// Over HTTP: a station's `tier` policy is checked and shown back, and an HTTP
+/// consumer group (with a subject filter) and a browse by time read the remote
+/// range.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_tier_policy_and_group_fetch_read_the_remote_range() {
+    const N: u64 = 1000;
+    let Some(bin) = moto_server() else { return };
+    let moto = start_moto(&bin).await;
+    let broker = start_broker(&moto, "t4").await;
+    let base = format!("http://127.0.0.1:{}/v1", broker.http_port);
+    let http = reqwest::Client::new();
+    let post = |url: String, body: serde_json::Value| {
+        let http = http.clone();
+        async move {
+            let r = http.post(url).json(&body).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    // A policy that cannot be used is refused, naming the field.
+    let (status, body) = post(
+        format!("{base}/stations"),
+        serde_json::json!({"name": "TIERED", "subjects": ["tiered.>"],
+                           "tier": {"segment_bytes": 10}}),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("tier.segment_bytes"),
+        "{body}"
+    );
+    let (status, body) = post(
+        format!("{base}/stations"),
+        serde_json::json!({"name": "TIERED", "subjects": ["tiered.>"],
+                           "tier": {"segment_bytes": SEGMENT_BYTES, "local_max_bytes": LOCAL_MAX_BYTES,
+                                    "segment_max_age_ms": 1000}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["tier"]["segment_bytes"], SEGMENT_BYTES, "{body}");
+    assert_eq!(body["tier"]["local_max_age_ms"], 0, "{body}");
+
+    let client = async_nats::connect(format!("127.0.0.1:{}", broker.nats_port))
+        .await
+        .unwrap();
+    let js = jetstream::new(client);
+    publish(&js, 1, N, &mut Sha256::new()).await;
+    let tier = caught_up(&http, broker.http_port, N).await;
+    let local_first = tier["local_first_seq"].as_u64().unwrap();
+    assert!(local_first > 100, "{tier}");
+
+    // An HTTP group on one subject, from the start: every 10th message.
+    let (status, body) = post(
+        format!("{base}/stations/TIERED/groups"),
+        serde_json::json!({"name": "k7", "deliver_policy": "all", "ack_policy": "none",
+                           "filter_subjects": ["tiered.k7"]}),
+    )
+    .await;
+    assert!(status == 200 || status == 201, "{status} {body}");
+    let mut seqs = Vec::new();
+    while seqs.len() < (N / 10) as usize {
+        let (status, body) = post(
+            format!("{base}/stations/TIERED/groups/k7/fetch"),
+            serde_json::json!({"batch": 50, "max_wait_ms": 5000}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let got = body["messages"].as_array().unwrap();
+        assert!(
+            !got.is_empty(),
+            "nothing fetched after {} messages",
+            seqs.len()
+        );
+        for m in got {
+            seqs.push(m["seq"].as_u64().unwrap());
+        }
+    }
+    let want: Vec<u64> = (1..=N).filter(|s| s % 10 == 7).collect();
+    assert_eq!(seqs, want);
+
+    // A browse from a remote message's time starts at that message.
+    let target = local_first / 2;
+    let one: serde_json::Value = http
+        .get(format!("{base}/stations/TIERED/messages/{target}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let time = one["time"].as_str().unwrap().replace('+', "%2B");
+    let page: serde_json::Value = http
+        .get(format!(
+            "{base}/stations/TIERED/messages?from_time={time}&limit=3"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let first = page["messages"][0]["seq"].as_u64().unwrap();
+    assert!(first <= target, "{page}");
+    assert_eq!(page["messages"][0]["time"], one["time"], "{page}");
+    let mut child = broker.child;
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+}
