@@ -407,10 +407,11 @@ impl Sink {
                     // appears later loses nothing to the group being made
                     // after its first events.
                     deliver_policy: DeliverPolicy::ByStartTime(self.started),
-                    // The webhook retries by itself; the group redelivers only
-                    // after a restart (or a webhook stuck far longer than any
-                    // retry schedule).
-                    ack_wait: Duration::from_secs(3600),
+                    // The webhook retries by itself and marks what it retries
+                    // in progress before each wait (at most 10 min, a capped
+                    // Retry-After): the group redelivers only what a stopped
+                    // or restarted webhook left unanswered, 11 min later.
+                    ack_wait: Duration::from_secs(660),
                     max_ack_pending: 1000,
                     ..GroupConfig::default()
                 };
@@ -534,6 +535,9 @@ impl Sink {
             let jitter = rand::random_range(0.5..=1.0);
             let wait = after.unwrap_or(Duration::ZERO).max(backoff.mul_f64(jitter));
             tracing::debug!(webhook = %self.config.name, attempt, ?wait, "webhook retry: {why}");
+            for e in &events {
+                self.ack(&e.tenant, e.seq, AckKind::InProgress);
+            }
             tokio::select! {
                 _ = stop.cancelled() => return false,
                 _ = tokio::time::sleep(wait) => {}
