@@ -212,6 +212,8 @@ struct Flood {
 /// The writer's state.
 struct Writer {
     engine: std::sync::Weak<StationEngine>,
+    /// Answered once the last event stored is durable (and readable).
+    last_stored: Option<Receiver<()>>,
     gate: Arc<Gate>,
     node: String,
     /// Connects and disconnects settling (see [`SETTLE`]).
@@ -247,6 +249,10 @@ impl Writer {
                 Ok(Job::Flush(done)) => {
                     self.settle(true);
                     self.close_windows(true);
+                    // Readable once stored: wait for the last append's answer.
+                    if let Some(stored) = self.last_stored.take() {
+                        let _ = stored.recv_timeout(Duration::from_secs(5));
+                    }
                     let _ = done.send(());
                     continue;
                 }
@@ -369,16 +375,20 @@ impl Writer {
         };
         let message = Message::new(subject, Bytes::from(json));
         let kind = p.event.kind.as_str();
+        let (stored_tx, stored_rx) = std::sync::mpsc::sync_channel(1);
         station.append(
             &message,
             &junction_api::PublishOptions::NONE,
             Bytes::new(),
             Some(Box::new(move |r| {
-                if let Err(e) = r {
+                if let Err(e) = &r {
                     tracing::warn!(kind, error = %e, "system event not stored");
                 }
+                let _ = stored_tx.send(());
             })),
         );
+        // Appends are answered in order: the last one answered means all are.
+        self.last_stored = Some(stored_rx);
         engine.publish_feed(&p.tenant, &message);
         if let Some(alarm) = &p.event.alarm {
             engine.mirror_alarm(alarm, &p.event);
@@ -404,6 +414,7 @@ impl StationEngine {
         };
         let writer = Writer {
             engine: Arc::downgrade(self),
+            last_stored: None,
             gate: self.events.gate.clone(),
             node: self.events.node.clone(),
             settling: Vec::new(),
