@@ -124,6 +124,7 @@ fn restart_in_place() -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    junction::tls::install_crypto_provider();
     let cli = match Cli::try_parse_from(normalize_args(std::env::args())) {
         Ok(cli) => cli,
         Err(e) => {

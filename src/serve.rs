@@ -268,6 +268,7 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Start
 /// fails the start without creating anything; a start that fails after creating
 /// the data directory removes it again.
 pub async fn start(config: Config) -> Result<Running, StartError> {
+    crate::tls::install_crypto_provider();
     config.validate()?;
     let nats_addr = config.listen("nats_listen", &config.nats_listen)?;
     let http_addr = config.listen("http_listen", &config.http_listen)?;

@@ -16,6 +16,16 @@ use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// Makes ring, the provider the broker's own TLS uses, the process's default
+/// rustls provider (once; later calls do nothing). The S3 client brings
+/// rustls's aws-lc-rs provider too, and with two compiled in rustls cannot
+/// pick one by itself: every library that builds a TLS configuration without
+/// naming a provider (async-nats, reqwest, rumqttc in the same process) would
+/// panic.
+pub fn install_crypto_provider() {
+    let _ = provider::default_provider().install_default();
+}
 use std::time::{Duration, Instant, SystemTime};
 
 /// How often the certificate files are looked at, at most.
