@@ -538,6 +538,36 @@ pub struct Limits {
     /// Raise `consumer_lag:<tenant>/<station>/<group>` when a consumer group
     /// has more than this many messages to deliver (0: never).
     pub consumer_lag_alarm: u64,
+    /// Raise `stuck_acks:<tenant>/<station>/<group>` when a consumer group has
+    /// messages delivered and unacknowledged and its ack floor has not moved
+    /// for this long (`"0s"`: never).
+    #[serde(with = "humantime_serde")]
+    pub stuck_ack_alarm: Duration,
+    /// Raise `fsync_slow` when the 99th percentile of the data directory's
+    /// fsyncs over the last 10 s is over this (`"0s"`: never).
+    #[serde(with = "humantime_serde")]
+    pub fsync_p99_alarm: Duration,
+}
+
+impl Limits {
+    /// The self-checks' thresholds.
+    pub fn self_checks(&self) -> crate::engine::SelfChecks {
+        crate::engine::SelfChecks {
+            memory_max: self.memory_max,
+            memory_high_percent: self.memory_high_percent,
+            consumer_lag_alarm: self.consumer_lag_alarm,
+            stuck_ack_alarm: self.stuck_ack_alarm,
+            fsync_p99_alarm: self.fsync_p99_alarm,
+        }
+    }
+
+    /// When stored writes are fenced.
+    pub fn disk_policy(&self) -> crate::engine::DiskPolicy {
+        crate::engine::DiskPolicy {
+            max_used_percent: self.disk_max_used_percent,
+            min_free: self.disk_min_free,
+        }
+    }
 }
 
 impl Default for Limits {
@@ -560,6 +590,8 @@ impl Default for Limits {
             memory_max: None,
             memory_high_percent: 90,
             consumer_lag_alarm: 1_000_000,
+            stuck_ack_alarm: Duration::from_secs(300),
+            fsync_p99_alarm: Duration::from_millis(500),
         }
     }
 }

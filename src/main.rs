@@ -18,30 +18,49 @@ static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 fn init_logging(config: &junction::Config) -> Result<(), String> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(v) if !v.is_empty() => EnvFilter::try_new(v).map_err(|e| format!("RUST_LOG: {e}"))?,
-        // fjall's own info lines ("Recovering database at …") are not the
-        // operator's business; RUST_LOG can still ask for them. openraft logs
-        // every failed RPC to a node that is down at ERROR, again and again;
-        // the meta group logs membership changes and lost quorum itself.
-        _ => EnvFilter::new(format!(
-            "{},fjall=warn,lsm_tree=warn,openraft=off",
-            config.log_level.to_ascii_lowercase()
-        )),
+        _ => default_filter(&config.log_level),
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);
+    // A reload changes the level through the subscriber's reload handle.
+    macro_rules! reloadable {
+        ($builder:expr) => {{
+            let builder = $builder.with_filter_reloading();
+            let handle = builder.reload_handle();
+            junction::reload::set_log_level_hook(Box::new(move |level: &str| {
+                handle
+                    .reload(default_filter(level))
+                    .map_err(|e| format!("log_level: {e}"))
+            }));
+            builder.init();
+        }};
+    }
     match &config.log_file {
         Some(path) => {
             // Reopened on SIGUSR1 (`junction --signal reopen`).
             let file = junction::log_file::LogFile::start(path)?;
-            builder.with_ansi(false).with_writer(file).init();
+            reloadable!(builder.with_ansi(false).with_writer(file));
         }
-        None => builder
-            .with_ansi(colour_on_stderr())
-            .with_writer(std::io::stderr)
-            .init(),
+        None => reloadable!(
+            builder
+                .with_ansi(colour_on_stderr())
+                .with_writer(std::io::stderr)
+        ),
     }
     Ok(())
+}
+
+/// The filter for `log_level` when `RUST_LOG` is unset.
+fn default_filter(level: &str) -> EnvFilter {
+    // fjall's own info lines ("Recovering database at …") are not the
+    // operator's business; RUST_LOG can still ask for them. openraft logs
+    // every failed RPC to a node that is down at ERROR, again and again;
+    // the meta group logs membership changes and lost quorum itself.
+    EnvFilter::new(format!(
+        "{},fjall=warn,lsm_tree=warn,openraft=off",
+        level.to_ascii_lowercase()
+    ))
 }
 
 /// Colours only for a person at a terminal: never in a file or a pipe, and never

@@ -7,12 +7,15 @@
 //! `config_reload_failed` event.
 //!
 //! What can change: the users of `[auth]` (and `user`/`password`), the token,
-//! the webhooks of `[notifications]`, and `[[tenants]]`: their users, permissions and limits, tenants added or
-//! removed. Users removed or changed have their connections closed (they log in
-//! again under the new rules); a new tenant is served at once. Anything else
-//! (listen addresses, the data directory, TLS files, a tenant's exports and
-//! imports, `system_account`, `no_auth_user`, ...) is refused with "config
-//! reload not supported for KEY", because applying it would need a restart.
+//! the webhooks of `[notifications]`, `[[tenants]]` (their users, permissions
+//! and limits, tenants added or removed), `log_level`, `http.cors_origins`, and
+//! the `[limits]` the self-checks read ([`LIVE_LIMITS`]). Users removed or
+//! changed have their connections closed (they log in again under the new
+//! rules); a new tenant is served at once. Anything else (listen addresses, the
+//! data directory, the wire limits announced to clients at connect, a tenant's
+//! exports and imports, `system_account`, `no_auth_user`, ...) is refused with
+//! "config reload not supported for KEY", because applying it would need a
+//! restart. TLS certificate files are watched and reloaded on their own.
 
 use crate::config::{Config, ConfigError};
 use crate::engine::StationEngine;
@@ -23,12 +26,37 @@ use std::sync::{Arc, Weak};
 /// Reads the configuration again, as at start (file, environment, flags).
 pub type ConfigLoader = Box<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>;
 
+/// Changes the log level (`log_level`) of the running process.
+pub type LogLevelHook = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+/// The `[limits]` keys a reload applies: the disk fence and the self-checks'
+/// thresholds. The others are announced to clients when they connect (INFO,
+/// CONNACK) or size listeners, so they need a restart.
+pub const LIVE_LIMITS: [&str; 7] = [
+    "disk_max_used_percent",
+    "disk_min_free",
+    "memory_max",
+    "memory_high_percent",
+    "consumer_lag_alarm",
+    "stuck_ack_alarm",
+    "fsync_p99_alarm",
+];
+
+static LOG_LEVEL_HOOK: std::sync::OnceLock<LogLevelHook> = std::sync::OnceLock::new();
+
+/// Sets how a reload changes the log level (the binary's logging set-up does,
+/// once; without it a changed `log_level` applies at the next start).
+pub fn set_log_level_hook(hook: LogLevelHook) {
+    let _ = LOG_LEVEL_HOOK.set(hook);
+}
+
 /// What reloads the running configuration.
 pub struct Reloader {
     engine: Weak<StationEngine>,
     current: Mutex<Config>,
     loader: Mutex<Option<ConfigLoader>>,
     notifier: Mutex<Option<Arc<crate::notify::Notifier>>>,
+    cors_origins: Mutex<Option<junction_http::CorsOrigins>>,
 }
 
 impl Reloader {
@@ -40,12 +68,18 @@ impl Reloader {
             current: Mutex::new(config),
             loader: Mutex::new(None),
             notifier: Mutex::new(None),
+            cors_origins: Mutex::new(None),
         })
     }
 
     /// The webhooks a reload changes (`[notifications]`).
     pub fn set_notifier(&self, notifier: Arc<crate::notify::Notifier>) {
         *self.notifier.lock() = Some(notifier);
+    }
+
+    /// The HTTP API's CORS origins a reload changes (`http.cors_origins`).
+    pub fn set_cors_origins(&self, origins: junction_http::CorsOrigins) {
+        *self.cors_origins.lock() = Some(origins);
     }
 
     /// Sets how the configuration is read again.
@@ -86,11 +120,24 @@ impl Reloader {
             .iter()
             .map(|t| (t.id(), t.users.clone(), t.engine_limits()))
             .collect();
-        let what = engine
+        if new.log_level != current.log_level
+            && std::env::var_os("RUST_LOG").is_none_or(|v| v.is_empty())
+            && let Some(hook) = LOG_LEVEL_HOOK.get()
+        {
+            hook(&new.log_level)?;
+        }
+        let mut what = engine
             .reload_tenants(new.auth.all_users(), new.auth.token.clone(), tenants)
             .map_err(|e| e.to_string())?;
         if let Some(notifier) = self.notifier.lock().as_ref() {
             notifier.apply(&new.notifications);
+        }
+        engine.set_self_checks(new.limits.disk_policy(), new.limits.self_checks());
+        if let Some(origins) = self.cors_origins.lock().as_ref() {
+            origins.set(new.http.cors_origins.clone());
+        }
+        if new.log_level != current.log_level {
+            what.push_str(&format!("; log level {}", new.log_level));
         }
         *current = new;
         Ok(what)
@@ -102,9 +149,19 @@ impl Reloader {
 fn not_reloadable(old: &Config, new: &Config) -> Result<Vec<String>, String> {
     let shape = |c: &Config| -> Result<Value, String> {
         let mut v = serde_json::to_value(c).map_err(|e| e.to_string())?;
-        // Webhooks start, stop and change live.
+        // Webhooks start, stop and change live; so do the log level, CORS and
+        // the self-checks' limits.
         if let Some(v) = v.as_object_mut() {
             v.remove("notifications");
+            v.remove("log_level");
+        }
+        if let Some(http) = v.get_mut("http").and_then(Value::as_object_mut) {
+            http.remove("cors_origins");
+        }
+        if let Some(limits) = v.get_mut("limits").and_then(Value::as_object_mut) {
+            for key in LIVE_LIMITS {
+                limits.remove(key);
+            }
         }
         if let Some(auth) = v.get_mut("auth").and_then(Value::as_object_mut) {
             for key in ["user", "password", "users", "token"] {
@@ -184,8 +241,15 @@ mod tests {
             users: vec![User::new("bob", "pw")],
             ..Default::default()
         }];
+        new.log_level = "debug".into();
+        new.http.cors_origins = vec!["https://app.example".into()];
+        new.limits.memory_max = Some(1 << 30);
+        new.limits.stuck_ack_alarm = std::time::Duration::from_secs(5);
+        new.limits.fsync_p99_alarm = std::time::Duration::from_millis(20);
+        new.limits.disk_max_used_percent = 80;
         assert_eq!(not_reloadable(&old, &new).unwrap(), Vec::<String>::new());
         new.nats_listen = "127.0.0.1:5222".into();
+        new.limits.max_payload = 1024;
         new.auth.no_auth_user = Some("alice".into());
         new.tenants[0].exports = vec![crate::config::ExportConfig {
             stream: "a.>".into(),
@@ -196,6 +260,7 @@ mod tests {
             keys,
             [
                 "auth.no_auth_user",
+                "limits.max_payload",
                 "nats_listen",
                 "tenants exports and imports"
             ]

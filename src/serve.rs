@@ -388,15 +388,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 .collect(),
             imports: config.stream_imports()?,
             exports: config.exports(),
-            disk: crate::engine::DiskPolicy {
-                max_used_percent: config.limits.disk_max_used_percent,
-                min_free: config.limits.disk_min_free,
-            },
-            self_checks: crate::engine::SelfChecks {
-                memory_max: config.limits.memory_max,
-                memory_high_percent: config.limits.memory_high_percent,
-                consumer_lag_alarm: config.limits.consumer_lag_alarm,
-            },
+            disk: config.limits.disk_policy(),
+            self_checks: config.limits.self_checks(),
             system_tenant: config
                 .system_tenant()?
                 .map(|n| junction_api::TenantId(std::sync::Arc::from(n.as_str()))),
@@ -613,6 +606,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         tracing::info!("Listening for NATS client connections on {addr}");
     }
     let readiness = junction_http::Readiness::ready();
+    let cors_origins = junction_http::CorsOrigins::new(config.http.cors_origins.clone());
     for (listener, addr, what, with_api, cap, tls) in [
         (
             monitor_listener,
@@ -642,7 +636,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 let mut api = junction_http::ApiSettings::new(limits.max_payload);
                 api.listen = addr;
                 api.readiness = readiness.clone();
-                api.cors_origins = config.http.cors_origins.clone();
+                api.cors_origins = cors_origins.clone();
                 api.auth_methods = junction_http::AuthMethods {
                     bearer: config.auth.token.is_some(),
                     basic: !config.auth.all_users().is_empty()
@@ -723,6 +717,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                             engine.check_disk();
                             engine.check_memory();
                             engine.check_consumer_lag();
+                            engine.check_fsync();
                         })
                         .await;
                     }
@@ -791,6 +786,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     );
     engine.set_notification_centre(notifier.clone());
     reloader.set_notifier(notifier);
+    reloader.set_cors_origins(cors_origins);
     {
         let reloader = reloader.clone();
         engine.set_reload_hook(Arc::new(move || reloader.reload()));

@@ -18,8 +18,10 @@
 use super::StationEngine;
 use super::ingress::is_internal_station;
 use junction_api::{EngineError, SystemEventKind};
+use junction_storage::{FSYNC_BUCKETS_SECS, FsyncStats};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 /// When to fence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,7 +119,7 @@ impl StationEngine {
     /// The self-check: raises or clears the fence for the data directory's
     /// file system as it is now. Cheap (one `statvfs`); call it every second.
     pub fn check_disk(&self) {
-        let policy = self.options.disk;
+        let policy = *self.alarms.disk_policy.lock();
         let Some(disk) = disk_use(self.store().path()) else {
             return;
         };
@@ -201,8 +203,13 @@ impl StationEngine {
     /// it is up, new NATS, MQTT and WebSocket connections are refused (the
     /// clients already connected go on).
     pub fn check_memory(&self) {
-        let policy = self.options.self_checks;
+        let policy = self.self_checks();
+        let raised = self.alarms.raised.lock().contains_key("memory_high");
         if policy.memory_high_percent == 0 {
+            if raised {
+                self.alarms.memory_pressure.store(false, Ordering::Release);
+                self.clear_alarm("memory_high");
+            }
             return;
         }
         let Some((used, limit)) = memory_use(policy.memory_max) else {
@@ -210,15 +217,18 @@ impl StationEngine {
         };
         let percent = 100.0 * used as f64 / limit.max(1) as f64;
         let mark = f64::from(policy.memory_high_percent);
-        let raised = self.alarms.raised.lock().contains_key("memory_high");
         if percent >= mark {
-            self.alarms.memory_pressure.store(true, Ordering::Release);
+            let already = self.alarms.memory_pressure.swap(true, Ordering::AcqRel);
             self.raise_alarm(
                 "memory_high",
                 &format!(
                     "the broker uses {percent:.1}% of its memory limit ({used} of {limit} bytes); new connections are refused"
                 ),
             );
+            // Refusing new connections was not enough: the slowest consumer goes.
+            if already {
+                self.shed_slowest_consumer(percent);
+            }
         } else if raised && percent < mark - 5.0 {
             self.alarms.memory_pressure.store(false, Ordering::Release);
             self.clear_alarm("memory_high");
@@ -238,11 +248,12 @@ impl StationEngine {
     /// while a group has more than `consumer_lag_alarm` messages to deliver,
     /// cleared under 90% of it (or when the group is gone).
     pub fn check_consumer_lag(&self) {
-        let max = self.options.self_checks.consumer_lag_alarm;
-        if max == 0 {
-            return;
-        }
+        let checks = self.self_checks();
+        let max = checks.consumer_lag_alarm;
+        let stuck_after = checks.stuck_ack_alarm;
+        let now = Instant::now();
         let mut seen = std::collections::HashSet::new();
+        let mut stuck_now = std::collections::HashSet::new();
         for station in self.stations.all() {
             if is_internal_station(station.name()) {
                 continue;
@@ -254,13 +265,33 @@ impl StationEngine {
                 .map(|(n, g)| (n.clone(), g.clone()))
                 .collect();
             for (group_name, group) in groups {
-                let lag = group.state(&station).num_pending;
-                let name = format!(
-                    "consumer_lag:{}/{}/{}",
-                    station.tenant.0,
-                    station.name(),
-                    group_name
-                );
+                let state = group.state(&station);
+                let at = format!("{}/{}/{}", station.tenant.0, station.name(), group_name);
+                if !stuck_after.is_zero() {
+                    let unacked = state.num_ack_pending + state.num_redelivered;
+                    if let Some(stuck_for) =
+                        self.stuck_for(&at, unacked, state.ack_floor_stream_seq, now)
+                        && stuck_for >= stuck_after
+                    {
+                        let name = format!("stuck_acks:{at}");
+                        self.raise_alarm(
+                            &name,
+                            &format!(
+                                "group '{group_name}' of station '{}' has {unacked} messages delivered and not acknowledged, and its ack floor (stream sequence {}) has not moved for {} s (limits.stuck_ack_alarm = {} s)",
+                                station.name(),
+                                state.ack_floor_stream_seq,
+                                stuck_for.as_secs(),
+                                stuck_after.as_secs_f64()
+                            ),
+                        );
+                        stuck_now.insert(name);
+                    }
+                }
+                if max == 0 {
+                    continue;
+                }
+                let lag = state.num_pending;
+                let name = format!("consumer_lag:{at}");
                 if lag > max {
                     self.raise_alarm(
                         &name,
@@ -281,13 +312,180 @@ impl StationEngine {
             .raised
             .lock()
             .keys()
-            .filter(|k| k.starts_with("consumer_lag:") && !seen.contains(*k))
+            .filter(|k| {
+                (k.starts_with("consumer_lag:") && !seen.contains(*k))
+                    || (k.starts_with("stuck_acks:") && !stuck_now.contains(*k))
+            })
             .cloned()
             .collect();
         for name in stale {
             self.clear_alarm(&name);
         }
+        // Groups that are gone, or have nothing unacked, are forgotten.
+        self.alarms
+            .ack_floors
+            .lock()
+            .retain(|_, (_, _, checked)| *checked == now);
     }
+
+    /// How long the group at `at` (`tenant/station/group`) has had messages
+    /// unacked with its ack floor at `floor`; none while nothing is unacked.
+    fn stuck_for(&self, at: &str, unacked: u64, floor: u64, now: Instant) -> Option<Duration> {
+        if unacked == 0 {
+            return None;
+        }
+        let mut floors = self.alarms.ack_floors.lock();
+        let entry = floors.entry(at.to_string()).or_insert((floor, now, now));
+        if entry.0 != floor {
+            *entry = (floor, now, now);
+        }
+        entry.2 = now;
+        Some(now.saturating_duration_since(entry.1))
+    }
+
+    /// The fsync self-check: `fsync_slow` while the 99th percentile of the
+    /// store's fsyncs over the last [`FSYNC_WINDOW`] (at least
+    /// [`FSYNC_MIN_SAMPLES`] of them) is over `limits.fsync_p99_alarm`, read
+    /// from the fsync histogram (so rounded up to its bucket), cleared when a
+    /// window's p99 is back under it. A window with too few fsyncs changes
+    /// nothing. Call it every second.
+    pub fn check_fsync(&self) {
+        let mark = self.self_checks().fsync_p99_alarm;
+        let now = Instant::now();
+        let snapshot = self.store().fsync_histogram();
+        let (count, p99) = {
+            let mut window = self.alarms.fsync_window.lock();
+            window.push_back((now, snapshot.clone()));
+            // Keep one snapshot at least a window old as the baseline.
+            while window.len() > 2
+                && window
+                    .get(1)
+                    .is_some_and(|(t, _)| now.saturating_duration_since(*t) >= FSYNC_WINDOW)
+            {
+                window.pop_front();
+            }
+            let Some((_, base)) = window.front() else {
+                return;
+            };
+            fsync_p99(base, &snapshot)
+        };
+        let raised = self.alarms.raised.lock().contains_key("fsync_slow");
+        if mark.is_zero() {
+            if raised {
+                self.clear_alarm("fsync_slow");
+            }
+            return;
+        }
+        if count < FSYNC_MIN_SAMPLES {
+            return;
+        }
+        let over = p99.is_none_or(|p| p > mark.as_secs_f64());
+        let shown = p99.map_or_else(
+            || {
+                format!(
+                    "over {} ms",
+                    FSYNC_BUCKETS_SECS[FSYNC_BUCKETS_SECS.len() - 1] * 1e3
+                )
+            },
+            |p| format!("at most {} ms", p * 1e3),
+        );
+        if over {
+            self.raise_alarm(
+                "fsync_slow",
+                &format!(
+                    "the 99th percentile of the last {count} fsyncs of the data directory is {shown} (limits.fsync_p99_alarm = {} ms); acknowledged writes wait for it",
+                    mark.as_secs_f64() * 1e3
+                ),
+            );
+        } else if raised {
+            self.clear_alarm("fsync_slow");
+        }
+    }
+
+    /// Sheds the connection with the most bytes queued for it (at least
+    /// [`SHED_MIN_PENDING`]) as a slow consumer: the memory self-check's
+    /// second step, when refusing new connections did not bring memory down.
+    fn shed_slowest_consumer(&self, percent: f64) {
+        let slowest = self
+            .clients
+            .read()
+            .values()
+            .map(|e| &e.record)
+            .filter(|r| r.kind() == junction_api::ClientKind::Connection && r.can_close())
+            .map(|r| (r.stats.pending_bytes.load(Ordering::Relaxed), r.clone()))
+            .filter(|(pending, _)| *pending >= SHED_MIN_PENDING)
+            .max_by_key(|(pending, _)| *pending);
+        let Some((pending, record)) = slowest else {
+            return;
+        };
+        let shed = record.request_close_as(junction_api::CloseCause::SlowConsumer, "Slow Consumer (Memory Pressure)", || {
+            self.counters.slow_consumers.fetch_add(1, Ordering::Relaxed);
+            self.events.record(
+                SystemEventKind::SlowConsumer,
+                super::events::About {
+                    client: Some(&record),
+                    keep: Some(record.clone()),
+                    details: Some(serde_json::json!({
+                        "pending_bytes": pending,
+                        "memory_percent": percent,
+                        "reason": "memory_high",
+                    })),
+                    ..Default::default()
+                },
+                format!(
+                    "{} client {} shed as the slowest consumer under memory pressure ({pending} bytes queued for it)",
+                    super::protocol_word(record.protocol),
+                    record.id.0
+                ),
+            );
+        });
+        if shed {
+            tracing::warn!(
+                cid = record.id.0,
+                protocol = super::protocol_word(record.protocol),
+                name = record.name().unwrap_or_default(),
+                pending_bytes = pending,
+                "slow consumer shed under memory pressure ({percent:.1}% of the memory limit)"
+            );
+        }
+    }
+
+    /// The self-checks' thresholds now (a reload changes them).
+    pub(crate) fn self_checks(&self) -> SelfChecks {
+        *self.alarms.checks.lock()
+    }
+
+    /// Replaces the disk fence's policy and the self-checks' thresholds (a
+    /// reload); the next check uses them.
+    pub fn set_self_checks(&self, disk: DiskPolicy, checks: SelfChecks) {
+        *self.alarms.disk_policy.lock() = disk;
+        *self.alarms.checks.lock() = checks;
+    }
+}
+
+/// The span the fsync self-check's 99th percentile covers.
+pub const FSYNC_WINDOW: Duration = Duration::from_secs(10);
+/// Fewer fsyncs than this in a window say nothing about the disk.
+pub const FSYNC_MIN_SAMPLES: u64 = 10;
+/// A connection with less than this queued is never shed.
+pub const SHED_MIN_PENDING: u64 = 64 * 1024;
+
+/// The fsyncs between `base` and `now`, and the upper bound of the histogram
+/// bucket that holds their 99th percentile, in seconds (none: over the last
+/// bound).
+fn fsync_p99(base: &FsyncStats, now: &FsyncStats) -> (u64, Option<f64>) {
+    let count = now.count.saturating_sub(base.count);
+    if count == 0 {
+        return (0, Some(0.0));
+    }
+    let want = (count * 99).div_ceil(100);
+    let p99 = now
+        .buckets
+        .iter()
+        .zip(base.buckets.iter().map(|b| b.1).chain(std::iter::repeat(0)))
+        .find(|((_, n), b)| n.saturating_sub(*b) >= want)
+        .map(|((le, _), _)| *le);
+    (count, p99)
 }
 
 /// The memory the broker's cgroup (else the process) uses, and its limit
@@ -337,6 +535,12 @@ pub struct SelfChecks {
     pub memory_high_percent: u8,
     /// `consumer_lag:…` past this many messages to deliver (0: never).
     pub consumer_lag_alarm: u64,
+    /// `stuck_acks:…` when a group's ack floor has not moved for this long
+    /// with messages unacked (zero: never).
+    pub stuck_ack_alarm: Duration,
+    /// `fsync_slow` when the p99 of the fsyncs over the last 10 s is over
+    /// this (zero: never).
+    pub fsync_p99_alarm: Duration,
 }
 
 impl Default for SelfChecks {
@@ -345,6 +549,8 @@ impl Default for SelfChecks {
             memory_max: None,
             memory_high_percent: 90,
             consumer_lag_alarm: 1_000_000,
+            stuck_ack_alarm: Duration::from_secs(300),
+            fsync_p99_alarm: Duration::from_millis(500),
         }
     }
 }
@@ -382,6 +588,40 @@ mod tests {
         };
         assert!(over(&off, disk(10_000, 10_000), 0.0).is_none());
     }
+
+    #[test]
+    fn the_fsync_p99_is_the_bound_of_the_bucket_that_holds_it() {
+        let stats = |per_bucket: &[u64], slow: u64| {
+            let mut cumulative = 0;
+            let buckets = FSYNC_BUCKETS_SECS
+                .iter()
+                .zip(per_bucket.iter().chain(std::iter::repeat(&0)))
+                .map(|(&le, n)| {
+                    cumulative += n;
+                    (le, cumulative)
+                })
+                .collect();
+            FsyncStats {
+                buckets,
+                sum_secs: 0.0,
+                count: cumulative + slow,
+            }
+        };
+        let none = stats(&[], 0);
+        // 99 fast (0.1 ms), one at 5 ms: the p99 is the fast bucket.
+        let (n, p) = fsync_p99(&none, &stats(&[99, 0, 0, 0, 0, 1], 0));
+        assert_eq!((n, p), (100, Some(0.0001)));
+        // 98 fast, two at 5 ms: the p99 is 5 ms.
+        let (_, p) = fsync_p99(&none, &stats(&[98, 0, 0, 0, 0, 2], 0));
+        assert_eq!(p, Some(0.005));
+        // Slower than the last bound: none.
+        let (_, p) = fsync_p99(&none, &stats(&[90], 10));
+        assert_eq!(p, None);
+        // Only what happened since the base counts.
+        let base = stats(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 50], 0);
+        let (n, p) = fsync_p99(&base, &stats(&[100, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 50], 0));
+        assert_eq!((n, p), (100, Some(0.0001)));
+    }
 }
 
 /// Alarms raised by self-checks other than the disk fence (a TLS certificate
@@ -392,6 +632,25 @@ pub(crate) struct Alarms {
     raised: Mutex<std::collections::BTreeMap<String, String>>,
     /// `memory_high` is up: new connections are refused.
     memory_pressure: AtomicBool,
+    /// When to fence stored writes (a reload changes it).
+    disk_policy: Mutex<DiskPolicy>,
+    /// The self-checks' thresholds (a reload changes them).
+    checks: Mutex<SelfChecks>,
+    /// Groups with messages unacked, by `tenant/station/group`: their ack
+    /// floor, since when it is there, and the check that last saw them.
+    ack_floors: Mutex<std::collections::HashMap<String, (u64, Instant, Instant)>>,
+    /// Snapshots of the fsync histogram over the last window, oldest first.
+    fsync_window: Mutex<std::collections::VecDeque<(Instant, FsyncStats)>>,
+}
+
+impl Alarms {
+    pub(crate) fn new(disk: DiskPolicy, checks: SelfChecks) -> Alarms {
+        Alarms {
+            disk_policy: Mutex::new(disk),
+            checks: Mutex::new(checks),
+            ..Default::default()
+        }
+    }
 }
 
 /// An alarm event's details: why, and which webhook a `webhook_failing:<name>`

@@ -292,7 +292,7 @@ impl StationEngine {
             reload_hook: std::sync::OnceLock::new(),
             notification_centre: std::sync::OnceLock::new(),
             disk: disk_guard::DiskGuard::default(),
-            alarms: disk_guard::Alarms::default(),
+            alarms: disk_guard::Alarms::new(options.disk, options.self_checks),
             auth_failures: Mutex::new(tenants::AuthFailures::default()),
             violations: Mutex::new(AHashMap::new()),
             options,

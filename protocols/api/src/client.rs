@@ -225,9 +225,20 @@ pub struct ClientRecord {
     closer: CloseHandler,
 }
 
+/// Why the engine closes a connection from outside its task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCause {
+    /// An operator's disconnect, a changed user, a removed tenant: what is
+    /// queued is written first, so a final error reaches the client.
+    Kicked,
+    /// Shed as a slow consumer (memory pressure): what is queued for it is
+    /// dropped with it, at once, even mid-write.
+    SlowConsumer,
+}
+
 /// What a front-end runs when the engine asks it to close a connection from outside
 /// the connection's own task (an operator's disconnect).
-type CloseFn = Box<dyn Fn(&str) + Send + Sync>;
+type CloseFn = Box<dyn Fn(&str, CloseCause) + Send + Sync>;
 
 /// The front-end's close callback; `Debug` without showing the closure.
 #[derive(Default)]
@@ -291,7 +302,7 @@ impl ClientRecord {
     /// at once: it runs on the caller's thread, never awaits and must not call back
     /// into the engine. It should hold the connection's state weakly: the engine
     /// may keep the record (its event log does) after the connection has ended.
-    pub fn set_close_handler(&self, close: impl Fn(&str) + Send + Sync + 'static) {
+    pub fn set_close_handler(&self, close: impl Fn(&str, CloseCause) + Send + Sync + 'static) {
         *self.closer.0.lock() = Some(Box::new(close));
     }
 
@@ -301,10 +312,15 @@ impl ClientRecord {
     /// first, only when the connection can be closed, so whatever it records
     /// (the engine's "kicked" event) comes before the front-end's "disconnected".
     pub fn request_close(&self, reason: &str, before: impl FnOnce()) -> bool {
+        self.request_close_as(CloseCause::Kicked, reason, before)
+    }
+
+    /// [`ClientRecord::request_close`] for `cause`.
+    pub fn request_close_as(&self, cause: CloseCause, reason: &str, before: impl FnOnce()) -> bool {
         match self.closer.0.lock().as_ref() {
             Some(close) => {
                 before();
-                close(reason);
+                close(reason, cause);
                 true
             }
             None => false,

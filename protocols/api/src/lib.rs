@@ -40,8 +40,8 @@ mod tenant;
 
 pub use ban::{BanInfo, BanKind};
 pub use client::{
-    ClientId, ClientKind, ClientRecord, ClientSnapshot, ClientStats, Credentials, Identity,
-    NewClient, Protocol, SubscriptionSnapshot, TenantId,
+    ClientId, ClientKind, ClientRecord, ClientSnapshot, ClientStats, CloseCause, Credentials,
+    Identity, NewClient, Protocol, SubscriptionSnapshot, TenantId,
 };
 pub use dead_letter::{
     DLS_DELIVERIES, DLS_GROUP, DLS_PREFIX, DLS_REASON, DLS_SEQUENCE, DLS_STATION, DLS_SUBJECT,

@@ -44,8 +44,8 @@ mod process;
 mod websocket;
 
 pub use api::{
-    ApiSettings, AppError, AuthMethods, ErrorBody, ErrorDetail, GATEWAY_CLIENT_NAME, Readiness,
-    api_router,
+    ApiSettings, AppError, AuthMethods, CorsOrigins, ErrorBody, ErrorDetail, GATEWAY_CLIENT_NAME,
+    Readiness, api_router,
 };
 pub use listener::{HttpLimits, serve};
 pub use metrics::metrics_router;

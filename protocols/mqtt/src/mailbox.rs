@@ -72,15 +72,26 @@ pub struct Mailbox {
     /// Most live payload bytes queued: beyond it QoS 0 messages are dropped and a
     /// QoS 1/2 message makes the client a slow consumer (disconnected).
     pub live_limit: u64,
+    /// The client whose `pending_bytes` shows what is queued here (monitoring,
+    /// and the memory self-check's choice of the slowest consumer).
+    client: Option<Arc<junction_api::ClientRecord>>,
 }
 
 impl Mailbox {
-    /// A mailbox holding at most `live_limit` bytes of live payloads.
-    pub fn new(live_limit: usize) -> Arc<Self> {
+    /// A mailbox holding at most `live_limit` bytes of live payloads, showing
+    /// what is queued in `client`'s `pending_bytes`.
+    pub fn for_client(live_limit: usize, client: Arc<junction_api::ClientRecord>) -> Arc<Self> {
         Arc::new(Mailbox {
             live_limit: live_limit as u64,
+            client: Some(client),
             ..Default::default()
         })
+    }
+
+    fn show_pending(&self, bytes: u64) {
+        if let Some(c) = &self.client {
+            c.stats.pending_bytes.store(bytes, Ordering::Relaxed);
+        }
     }
 
     /// True once a QoS 1/2 live message could not be queued.
@@ -137,7 +148,8 @@ impl Mailbox {
             self.notify.notify_one();
             return Delivery::Gone;
         }
-        self.live_bytes.fetch_add(size, Ordering::Relaxed);
+        let now = self.live_bytes.fetch_add(size, Ordering::Relaxed) + size;
+        self.show_pending(now);
         inner.events.push_back(Event::Live {
             fanout,
             message: message.clone(),
@@ -161,7 +173,8 @@ impl Mailbox {
                 _ => 0,
             })
             .sum();
-        self.live_bytes.fetch_sub(live, Ordering::Relaxed);
+        let now = self.live_bytes.fetch_sub(live, Ordering::Relaxed) - live;
+        self.show_pending(now);
         (events, dropped)
     }
 

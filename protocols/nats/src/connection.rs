@@ -168,10 +168,17 @@ async fn session<E, R, W>(
     // An operator's disconnect: a final -ERR, then the socket closes as it does
     // after any other -ERR. The record holds the queue weakly.
     let kick = Arc::downgrade(&out);
-    client.set_close_handler(move |why| {
+    client.set_close_handler(move |why, cause| {
         if let Some(out) = kick.upgrade() {
-            out.write(|b| encode::err(b, why));
-            out.close(CloseReason::Kicked);
+            match cause {
+                junction_api::CloseCause::Kicked => {
+                    out.write(|b| encode::err(b, why));
+                    out.close(CloseReason::Kicked);
+                }
+                junction_api::CloseCause::SlowConsumer => {
+                    out.close(CloseReason::SlowConsumerMemoryPressure);
+                }
+            }
         }
     });
     if let Some(info) = &info {
@@ -384,7 +391,7 @@ async fn write_loop(mut writer: impl AsyncWrite + Unpin, out: Arc<Outbound>, dea
                     // A slow consumer is dropped at once, even mid-write; any other
                     // close lets the write finish so a final -ERR reaches the client.
                     _ = out.closed().cancelled(), if watching => {
-                        if out.close_reason().is_some_and(CloseReason::is_slow_consumer) {
+                        if out.close_reason().is_some_and(CloseReason::drops_queue) {
                             break None;
                         }
                         watching = false;

@@ -48,6 +48,8 @@ pub enum CloseReason {
     ServerShutdown,
     /// An operator disconnected the client (`DELETE /v1/connections/{cid}`).
     Kicked,
+    /// Shed by the memory self-check: the client with the most queued for it.
+    SlowConsumerMemoryPressure,
 }
 
 impl CloseReason {
@@ -67,15 +69,22 @@ impl CloseReason {
             CloseReason::MaxConnectionsExceeded => "Maximum Connections Exceeded",
             CloseReason::ServerShutdown => "Server Shutdown",
             CloseReason::Kicked => "Kicked",
+            CloseReason::SlowConsumerMemoryPressure => "Slow Consumer (Memory Pressure)",
         }
     }
 
-    /// True for the slow-consumer reasons.
+    /// True for the slow-consumer reasons the connection found itself (the
+    /// engine records the one it shed).
     pub fn is_slow_consumer(self) -> bool {
         matches!(
             self,
             CloseReason::SlowConsumerPendingBytes | CloseReason::SlowConsumerWriteDeadline
         )
+    }
+
+    /// True when what is queued is dropped, even mid-write, rather than written.
+    pub fn drops_queue(self) -> bool {
+        self.is_slow_consumer() || self == CloseReason::SlowConsumerMemoryPressure
     }
 }
 

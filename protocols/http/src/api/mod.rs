@@ -62,7 +62,7 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::cors::CorsLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
@@ -115,8 +115,9 @@ pub struct ApiSettings {
     pub listen: SocketAddr,
     /// Readiness, flipped by the process on shutdown.
     pub readiness: Readiness,
-    /// Origins allowed by CORS; `"*"` among them allows any (the default).
-    pub cors_origins: Vec<String>,
+    /// Origins allowed by CORS; `"*"` among them allows any (the default). A
+    /// reload changes them ([`CorsOrigins::set`]).
+    pub cors_origins: CorsOrigins,
     /// The kinds of credentials configured, named in a 401's body (both by default).
     pub auth_methods: auth::AuthMethods,
 }
@@ -133,23 +134,66 @@ impl ApiSettings {
             max_wait: Duration::from_secs(30),
             listen: SocketAddr::from(([0, 0, 0, 0], 0)),
             readiness: Readiness::ready(),
-            cors_origins: vec!["*".into()],
+            cors_origins: CorsOrigins::default(),
             auth_methods: auth::AuthMethods::default(),
         }
     }
 }
 
-/// The CORS layer for `origins`: permissive when one is `"*"`, else only those
-/// origins (ones that are not valid header values are skipped).
-fn cors_layer(origins: &[String]) -> CorsLayer {
-    if origins.iter().any(|o| o == "*") {
-        return CorsLayer::permissive();
+/// The origins CORS allows, shared with the process so that a configuration
+/// reload changes them for the next request.
+#[derive(Debug, Clone)]
+pub struct CorsOrigins(Arc<parking_lot::RwLock<Vec<String>>>);
+
+impl Default for CorsOrigins {
+    /// Any origin (`"*"`).
+    fn default() -> Self {
+        CorsOrigins::new(vec!["*".into()])
     }
-    let allowed: Vec<axum::http::HeaderValue> = origins
-        .iter()
-        .filter_map(|o| axum::http::HeaderValue::from_str(o).ok())
-        .collect();
-    CorsLayer::permissive().allow_origin(AllowOrigin::list(allowed))
+}
+
+impl CorsOrigins {
+    /// These origins; `"*"` among them allows any.
+    pub fn new(origins: Vec<String>) -> Self {
+        CorsOrigins(Arc::new(parking_lot::RwLock::new(origins)))
+    }
+
+    /// Replaces the origins allowed.
+    pub fn set(&self, origins: Vec<String>) {
+        *self.0.write() = origins;
+    }
+
+    /// The origins allowed now.
+    pub fn get(&self) -> Vec<String> {
+        self.0.read().clone()
+    }
+}
+
+/// CORS: answered by a permissive layer (any origin, as `"*"`), narrowed by
+/// this middleware around it to the configured origins when they are not
+/// `"*"`: an allowed origin is echoed, any other gets no
+/// `Access-Control-Allow-Origin` (the browser then refuses the response).
+async fn narrow_cors(
+    axum::extract::State(origins): axum::extract::State<CorsOrigins>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let origin = req.headers().get(axum::http::header::ORIGIN).cloned();
+    let mut resp = next.run(req).await;
+    let allowed = origins.0.read();
+    if allowed.iter().any(|o| o == "*") {
+        return resp;
+    }
+    let headers = resp.headers_mut();
+    match origin {
+        Some(o) if allowed.iter().any(|a| a.as_bytes() == o.as_bytes()) => {
+            headers.insert(axum::http::header::ACCESS_CONTROL_ALLOW_ORIGIN, o);
+        }
+        _ => {
+            headers.remove(axum::http::header::ACCESS_CONTROL_ALLOW_ORIGIN);
+        }
+    }
+    resp
 }
 
 /// What every handler shares.
@@ -265,7 +309,8 @@ pub fn api_router<E: Engine>(engine: Arc<E>, settings: ApiSettings) -> Router {
     let _ = state.openapi.set(document);
     let request_id = HeaderName::from_static(REQUEST_ID);
     let timeout = state.settings.request_timeout;
-    let cors = cors_layer(&state.settings.cors_origins);
+    let cors = CorsLayer::permissive();
+    let origins = state.settings.cors_origins.clone();
     // Server-Sent Events must reach the client as they are written; a WebSocket
     // upgrade has no body to compress.
     let compress = DefaultPredicate::new()
@@ -298,6 +343,7 @@ pub fn api_router<E: Engine>(engine: Arc<E>, settings: ApiSettings) -> Router {
                 .layer(CatchPanicLayer::custom(error::panic_response))
                 .layer(CompressionLayer::new().gzip(true).compress_when(compress))
                 .layer(axum::middleware::map_response(error::normalize))
+                .layer(axum::middleware::from_fn_with_state(origins, narrow_cors))
                 .layer(cors)
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::GATEWAY_TIMEOUT,

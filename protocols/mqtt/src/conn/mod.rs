@@ -552,11 +552,11 @@ async fn connect<S>(
     let operator = CancellationToken::new();
     {
         let operator = operator.clone();
-        client.set_close_handler(move |_| operator.cancel());
+        client.set_close_handler(move |_, _| operator.cancel());
     }
     let kick = CancellationToken::new();
     let done = CancellationToken::new();
-    let mailbox = Mailbox::new(broker.options.max_pending);
+    let mailbox = Mailbox::for_client(broker.options.max_pending, client.clone());
     let moved = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let previous = loop {
         let wait = {
