@@ -235,6 +235,7 @@ mod tests {
             max_per_minute: None,
             timeout: None,
             retry_base: None,
+            retry_max: None,
         }];
         new.tenants = vec![crate::config::TenantConfig {
             name: "acme".into(),

@@ -237,6 +237,7 @@ export interface WebhookConfig {
   max_per_minute?: number | null;
   timeout?: string | null;
   retry_base?: string | null;
+  retry_max?: string | null;
 }
 
 /** `GET /v1/notifications/webhooks` (operators only). */

@@ -101,10 +101,14 @@ pub struct WebhookConfig {
     /// How long one POST may take [default: 10s].
     #[serde(default, with = "humantime_serde")]
     pub timeout: Option<Duration>,
-    /// The first retry's delay; each next one doubles, up to 5 minutes
+    /// The first retry's delay; each next one doubles, up to `retry_max`
     /// [default: 1s].
     #[serde(default, with = "humantime_serde")]
     pub retry_base: Option<Duration>,
+    /// The longest wait between two attempts [default: 5m]: how soon a
+    /// receiver that is back gets what waited for it.
+    #[serde(default, with = "humantime_serde")]
+    pub retry_max: Option<Duration>,
 }
 
 impl WebhookConfig {
@@ -144,6 +148,13 @@ impl WebhookConfig {
         if self.max_attempts == Some(0) || self.max_per_minute == Some(0) {
             return Err(format!(
                 "{what}: max_attempts and max_per_minute must be at least 1"
+            ));
+        }
+        if let Some(max) = self.retry_max
+            && max < self.retry_base.unwrap_or(Duration::from_secs(1))
+        {
+            return Err(format!(
+                "{what}: retry_max must be at least retry_base (1s by default)"
             ));
         }
         for (k, v) in &self.headers {
@@ -531,7 +542,7 @@ impl Sink {
             }
             let backoff = base
                 .saturating_mul(1 << (attempt - 1).min(16))
-                .min(Duration::from_secs(300));
+                .min(self.config.retry_max.unwrap_or(Duration::from_secs(300)));
             let jitter = rand::random_range(0.5..=1.0);
             let wait = after.unwrap_or(Duration::ZERO).max(backoff.mul_f64(jitter));
             tracing::debug!(webhook = %self.config.name, attempt, ?wait, "webhook retry: {why}");

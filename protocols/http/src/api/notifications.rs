@@ -23,7 +23,7 @@ pub struct WebhookList {
     /// Sorted by name, each `{"name", "source": "config" | "api", "config":
     /// {"name", "url", "kinds", "tenants", "min_severity", "format", "headers",
     /// "secret" (shown as "********"), "max_attempts", "max_per_minute",
-    /// "timeout", "retry_base"}, "health": {"delivered", "failed_attempts",
+    /// "timeout", "retry_base", "retry_max"}, "health": {"delivered", "failed_attempts",
     /// "dead_lettered", "last_error", "pending"}}`.
     #[schema(value_type = Vec<Object>)]
     pub webhooks: Vec<WebhookInfo>,
@@ -130,7 +130,7 @@ pub async fn get_webhook(
 /// The body is a `[[notifications.webhooks]]` entry as JSON (its `name` may be
 /// left out; given, it must be the path's): `{"url", "kinds", "tenants",
 /// "min_severity", "format": "json" | "slack", "headers", "secret",
-/// "max_attempts", "max_per_minute", "timeout", "retry_base"}`. A `secret` of
+/// "max_attempts", "max_per_minute", "timeout", "retry_base", "retry_max"}`. A `secret` of
 /// `"********"` keeps the webhook's secret. Kept across restarts; a replaced
 /// webhook goes on from where it was in the events. 201 when made, 200 when
 /// replaced.
