@@ -14,6 +14,9 @@
 #[allow(dead_code)] // each test binary uses part of it
 mod process;
 use process::{BIN, GUARD, addr_after, junction, run_to_exit};
+#[path = "support/notify.rs"]
+#[allow(dead_code)] // each test binary uses part of it
+mod notify;
 
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -1151,6 +1154,201 @@ async fn a_nearly_full_disk_fences_stored_writes_until_space_returns() {
             .filter(|k| **k == "storage_full_cleared")
             .count(),
         1
+    );
+    broker.stop().await;
+}
+
+/// The issue's scenario end to end: a warning first, then the fence, each
+/// protocol's error while core subscribers still receive, one webhook POST per
+/// alarm change, and a purge of the station that filled the disk lifts the
+/// fence with no restart (the purged messages' space is given back at once,
+/// not at the LSM tree's next compaction).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_lifts_the_fence_on_a_full_disk_and_each_alarm_reaches_a_webhook_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt");
+    let _tmpfs = match Tmpfs::mount(&mnt, "512m") {
+        Ok(t) => t,
+        Err(why) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI runs as root and must run this: {why}"
+            );
+            println!("SKIPPED a_purge_lifts_the_fence_on_a_full_disk: {why}");
+            return;
+        }
+    };
+    let receiver = notify::Receiver::start(0).await;
+    std::fs::write(
+        dir.path().join("junction.toml"),
+        format!(
+            "[limits]\ndisk_max_used_percent = 80\n\n[[notifications.webhooks]]\nname = \"disk\"\n\
+             url = \"{}\"\nkinds = [\"storage_low\", \"storage_full\", \"storage_full_cleared\"]\n",
+            receiver.url()
+        ),
+    )
+    .unwrap();
+    let mut args = loopback_args("mnt/data");
+    args.extend(["-c".to_string(), "junction.toml".to_string()]);
+    let broker = Broker::start(dir.path(), &strs(&args), &[]).await;
+    let nats = async_nats::connect(broker.nats.to_string()).await.unwrap();
+    let js = async_nats::jetstream::new(nats.clone());
+    let stream = js
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: "UPLOADS".into(),
+            subjects: vec!["uploads.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut core = nats.subscribe("live.>").await.unwrap();
+    nats.flush().await.unwrap();
+
+    // Something else takes 60%; the station fills the rest (past the warning
+    // at 75%) until the fence at 80% answers 10047. The station's 100 MB are
+    // more than one fjall journal (64 MB), so most of it is in tables.
+    fill_to(&mnt, &mnt.join("filler"), 60.0);
+    assert_eq!(until_ready_is(&broker, 200).await["status"], "ready");
+    let payload = incompressible(64 * 1024);
+    let mut stored = 0u64;
+    let deadline = tokio::time::Instant::now() + GUARD;
+    loop {
+        let mut p = payload.clone();
+        p[..8].copy_from_slice(&stored.to_be_bytes());
+        match js.publish("uploads.file", p.into()).await.unwrap().await {
+            Ok(ack) => {
+                stored = ack.sequence;
+            }
+            Err(e) => {
+                assert!(e.to_string().contains("10047"), "fenced, not failed: {e}");
+                break;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never fenced; {stored} stored"
+        );
+        // Paced (about 4 MB/s): the disk is checked every second, and the
+        // headroom past the mark is a few tens of MB on this small disk.
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+    assert!(stored > 0);
+    // The warning came first.
+    let hits = receiver
+        .until("the warning and the fence", |hits| {
+            hits.iter().any(|h| h.body["kind"] == "storage_full")
+        })
+        .await;
+    let low = hits
+        .iter()
+        .position(|h| h.body["alarm"]["name"] == "storage_low")
+        .expect("storage_low POSTed");
+    let full = hits
+        .iter()
+        .position(|h| h.body["kind"] == "storage_full")
+        .unwrap();
+    assert!(low < full, "the warning before the fence: {hits:?}");
+    assert_eq!(
+        until_ready_is(&broker, 503).await["error"]["code"],
+        "storage_full"
+    );
+    // HTTP 507, MQTT 5 0x97; core messages still flow.
+    let r = reqwest::Client::new()
+        .post(broker.http_url("/v1/subjects/uploads.http"))
+        .body("fenced")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 507);
+    let mqtt = broker.mqtt.expect("MQTT listener");
+    let mut o = rumqttc::v5::MqttOptions::new("fenced-uploader", "127.0.0.1", mqtt.port());
+    o.set_keep_alive(Duration::from_secs(30));
+    let (client, mut events) = rumqttc::v5::AsyncClient::new(o, 10);
+    client
+        .publish(
+            "uploads/mqtt",
+            rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+            false,
+            "fenced",
+        )
+        .await
+        .unwrap();
+    let reason = tokio::time::timeout(GUARD, async {
+        loop {
+            if let Ok(rumqttc::v5::Event::Incoming(rumqttc::v5::mqttbytes::v5::Packet::PubAck(a))) =
+                events.poll().await
+            {
+                return a.reason;
+            }
+        }
+    })
+    .await
+    .expect("a PUBACK");
+    assert_eq!(
+        reason,
+        rumqttc::v5::mqttbytes::v5::PubAckReason::QuotaExceeded
+    );
+    nats.publish("live.x", "still flowing".into())
+        .await
+        .unwrap();
+    let m = tokio::time::timeout(GUARD, futures::StreamExt::next(&mut core))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&m.payload[..], b"still flowing");
+
+    // The purge makes room: the fence lifts by itself, and stored writes go on
+    // where the sequence was.
+    let purged = stream.purge().await.unwrap();
+    assert_eq!(purged.purged, stored);
+    let deadline = tokio::time::Instant::now() + GUARD;
+    while get_json(&broker.http_url("/readyz")).await.0 != 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the fence stayed up after the purge ({}% used); log:\n{}",
+            used_percent(&mnt),
+            broker.log().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ack = js
+        .publish("uploads.file", "after".into())
+        .await
+        .unwrap()
+        .await
+        .expect("stored again after the purge");
+    assert_eq!(ack.sequence, stored + 1);
+    assert!(
+        used_percent(&mnt) < 74.0,
+        "the purged messages' space was given back: {}%",
+        used_percent(&mnt)
+    );
+
+    // One POST each way for the fence and for the warning.
+    let hits = receiver
+        .until("the fence and the warning cleared", |hits| {
+            hits.iter()
+                .any(|h| h.body["kind"] == "storage_full_cleared")
+                && hits
+                    .iter()
+                    .any(|h| h.body["alarm"] == json!({"name": "storage_low", "active": false}))
+        })
+        .await;
+    let count = |kind: &str| hits.iter().filter(|h| h.body["kind"] == kind).count();
+    assert_eq!(count("storage_full"), 1, "{hits:?}");
+    assert_eq!(count("storage_full_cleared"), 1, "{hits:?}");
+    let low = |active: bool| {
+        hits.iter()
+            .filter(|h| h.body["alarm"] == json!({"name": "storage_low", "active": active}))
+            .count()
+    };
+    assert_eq!((low(true), low(false)), (1, 1), "{hits:?}");
+    assert!(
+        broker
+            .log()
+            .iter()
+            .any(|l| l.contains("deleted messages' space given back")),
+        "the log says the space was given back"
     );
     broker.stop().await;
 }

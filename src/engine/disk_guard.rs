@@ -46,6 +46,15 @@ impl Default for DiskPolicy {
 pub(crate) struct DiskGuard {
     fenced: AtomicBool,
     reason: Mutex<Option<String>>,
+    reclaim: Mutex<Reclaim>,
+}
+
+/// Whether deleted space is being given back, and the stations' bytes at the
+/// last look (a drop means something was deleted).
+#[derive(Debug, Default)]
+struct Reclaim {
+    last_stored: u64,
+    running: bool,
 }
 
 /// A file system's size and what is free for the broker, in bytes.
@@ -177,6 +186,7 @@ impl StationEngine {
             (true, Some(why)) => *self.disk.reason.lock() = Some(why),
             (false, None) => {}
         }
+        self.reclaim_if_deleted(&policy, disk);
         // The warning before the fence: `storage_low`, five points under the
         // mark, cleared one point under that.
         if policy.max_used_percent > 5 {
@@ -194,6 +204,54 @@ impl StationEngine {
             } else if raised && used < warn_at - 1.0 {
                 self.clear_alarm("storage_low");
             }
+        }
+    }
+
+    /// On a disk past the warning mark, messages deleted since the last look
+    /// (a purge, a deleted station, retention) have their space given back at
+    /// once ([`junction_storage::Store::reclaim`], on a thread of its own), so
+    /// that purging makes room under the fence as the docs say. Elsewhere the
+    /// LSM tree gives it back as it compacts on its own.
+    fn reclaim_if_deleted(&self, policy: &DiskPolicy, disk: DiskUse) {
+        let stored: u64 = self.stations.all().iter().map(|s| s.stored_bytes()).sum();
+        let mut state = self.disk.reclaim.lock();
+        let deleted = stored < state.last_stored;
+        state.last_stored = stored;
+        let near_full = (policy.max_used_percent > 5
+            && disk.used_percent() >= f64::from(policy.max_used_percent - 5))
+            || self.disk.fenced.load(Ordering::Acquire);
+        if !deleted || !near_full || state.running {
+            return;
+        }
+        state.running = true;
+        drop(state);
+        let store = self.store().clone();
+        let me = self.me.clone();
+        let spawned = std::thread::Builder::new()
+            .name("junction-reclaim".into())
+            .spawn(move || {
+                let path = store.path().to_path_buf();
+                let free = || disk_use(&path).map_or(0, |d| d.available);
+                match store.reclaim(free, stored) {
+                    Ok(r) => tracing::info!(
+                        flushed = r.flushed,
+                        compacted = r.compacted,
+                        "deleted messages' space given back: the store went from {} to {} bytes",
+                        r.before,
+                        r.after
+                    ),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "giving back deleted messages' space failed")
+                    }
+                }
+                // The next disk check (within a second) sees the space.
+                if let Some(engine) = me.upgrade() {
+                    engine.disk.reclaim.lock().running = false;
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the space reclaim thread");
+            self.disk.reclaim.lock().running = false;
         }
     }
 
