@@ -790,3 +790,198 @@ async fn http_tier_policy_and_group_fetch_read_the_remote_range() {
     child.start_kill().unwrap();
     let _ = child.wait().await;
 }
+
+/// The station's state from HTTP.
+async fn station_state(http: &reqwest::Client, http_port: u16, name: &str) -> serde_json::Value {
+    http.get(format!("http://127.0.0.1:{http_port}/v1/stations/{name}"))
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap()["state"]
+        .clone()
+}
+
+/// Waits until `pred` holds for the station's state (a hang guard of 60 s).
+async fn until_state(
+    http: &reqwest::Client,
+    http_port: u16,
+    name: &str,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let state = station_state(http, http_port, name).await;
+        if pred(&state) {
+            return state;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: {state}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until the bucket holds `want(n)` objects under `prefix`.
+async fn until_objects(endpoint: &str, prefix: &str, what: &str, want: impl Fn(usize) -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let keys = list_keys(endpoint, prefix).await;
+        if want(keys.len()) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: {} objects",
+            keys.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Remote segments obey the station's own limits (counted over local and
+/// remote messages), purges and deletes: the bucket keeps only what the
+/// station still holds, and nothing purged is read back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_segments_follow_the_station_limits_purges_and_delete() {
+    const N: u64 = 3000;
+    const MAX_MSGS: u64 = 1500;
+    let Some(bin) = moto_server() else { return };
+    let moto = start_moto(&bin).await;
+    let broker = start_broker(&moto, "t5").await;
+    let client = async_nats::connect(format!("127.0.0.1:{}", broker.nats_port))
+        .await
+        .unwrap();
+    let js = jetstream::new(client);
+    let metadata: HashMap<String, String> = [
+        ("junction.tier.segment_bytes", SEGMENT_BYTES.to_string()),
+        ("junction.tier.local_max_bytes", LOCAL_MAX_BYTES.to_string()),
+        ("junction.tier.segment_max_age_ms", "1000".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let mut s = js
+        .create_stream(stream::Config {
+            name: "TIERED".into(),
+            subjects: vec!["tiered.>".into()],
+            max_messages: MAX_MSGS as i64,
+            metadata,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    publish(&js, 1, N, &mut Sha256::new()).await;
+    let http = reqwest::Client::new();
+    let port = broker.http_port;
+
+    // max_msgs over local and remote: whole remote segments go, so the
+    // station keeps at least MAX_MSGS and at most one segment more.
+    let per_segment = SEGMENT_BYTES / PAYLOAD as u64 + 1;
+    let state = until_state(
+        &http,
+        port,
+        "TIERED",
+        "remote segments past max_msgs dropped",
+        |st| {
+            st["tier"]["upload_lag_messages"] == 0
+                && st["messages"].as_u64().unwrap() <= MAX_MSGS + per_segment
+        },
+    )
+    .await;
+    let messages = state["messages"].as_u64().unwrap();
+    let first = state["first_seq"].as_u64().unwrap();
+    eprintln!("after max_msgs = {MAX_MSGS}: {state}");
+    assert!(messages >= MAX_MSGS, "{state}");
+    assert_eq!(
+        first + messages - 1,
+        N,
+        "contiguous up to the last: {state}"
+    );
+    assert!(
+        state["tier"]["remote_messages"].as_u64().unwrap() > 0,
+        "some still remote: {state}"
+    );
+    let segments = state["tier"]["segments"].as_u64().unwrap() as usize;
+    until_objects(
+        &moto.endpoint,
+        "t5/stations/",
+        "dropped segments' objects deleted",
+        |n| n == segments,
+    )
+    .await;
+    // A consumer from the start gets exactly what is kept, from `first`.
+    let consumer = s
+        .create_consumer(consumer::pull::Config {
+            deliver_policy: consumer::DeliverPolicy::All,
+            ack_policy: consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut msgs = consumer.messages().await.unwrap();
+    let mut seqs = Vec::new();
+    while (seqs.len() as u64) < messages {
+        let m = tokio::time::timeout(Duration::from_secs(30), msgs.next())
+            .await
+            .expect("every kept message is delivered")
+            .unwrap()
+            .unwrap();
+        seqs.push(m.info().unwrap().stream_sequence);
+    }
+    assert_eq!(seqs.first(), Some(&first));
+    assert_eq!(seqs.last(), Some(&N));
+    drop(msgs);
+
+    // A purge up to a sequence inside the remote range: nothing below it is
+    // read back, what is above still is.
+    let local_first = state["tier"]["local_first_seq"].as_u64().unwrap();
+    let cut = first + (local_first - first) / 2;
+    s.purge().sequence(cut).await.unwrap();
+    assert!(s.get_raw_message(cut - 1).await.is_err(), "purged");
+    assert_eq!(
+        s.get_raw_message(cut).await.unwrap().sequence,
+        cut,
+        "kept, from the bucket"
+    );
+    let state = station_state(&http, port, "TIERED").await;
+    assert_eq!(state["first_seq"], cut, "{state}");
+    let info = s.info().await.unwrap().clone();
+    assert_eq!(info.state.first_sequence, cut);
+
+    // A purge by subject cannot reach the remote range: refused, nothing lost.
+    let refused = s.purge().filter("tiered.k1").await;
+    assert!(refused.is_err(), "refused: {refused:?}");
+    assert_eq!(station_state(&http, port, "TIERED").await["first_seq"], cut);
+
+    // Purge everything: the bucket empties.
+    s.purge().await.unwrap();
+    let state = station_state(&http, port, "TIERED").await;
+    assert_eq!(state["messages"], 0, "{state}");
+    until_objects(
+        &moto.endpoint,
+        "t5/stations/",
+        "purged segments' objects deleted",
+        |n| n == 0,
+    )
+    .await;
+
+    // New messages tier again; deleting the station deletes them.
+    publish(&js, N + 1, N + 600, &mut Sha256::new()).await;
+    until_objects(
+        &moto.endpoint,
+        "t5/stations/",
+        "new segments uploaded",
+        |n| n > 0,
+    )
+    .await;
+    js.delete_stream("TIERED").await.unwrap();
+    until_objects(
+        &moto.endpoint,
+        "t5/stations/",
+        "a deleted station's objects deleted",
+        |n| n == 0,
+    )
+    .await;
+    drop(broker);
+}

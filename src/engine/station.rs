@@ -643,7 +643,8 @@ impl Station {
         let Some(tier) = self.tier.get() else {
             return true;
         };
-        if seq > tier.uploaded_through() || seq >= self.log.lock().first_seq() {
+        if seq > tier.uploaded_through() || seq < tier.floor() || seq >= self.log.lock().first_seq()
+        {
             return true;
         }
         let Some(seg) = tier.segment_from(seq).filter(|s| s.first_seq <= seq) else {
@@ -678,7 +679,7 @@ impl Station {
         else {
             return RemoteRead::Local;
         };
-        let from = from.max(seg.first_seq);
+        let from = from.max(seg.first_seq).max(tier.floor());
         let Some(block) = tier.cached_block(&seg, from) else {
             tier.prefetch(&seg, from);
             return RemoteRead::Pending;
@@ -1415,7 +1416,25 @@ impl Station {
         if self.config.read().deny_purge {
             return Err(EngineError::Denied(junction_api::Denial::PurgeNotPermitted));
         }
-        self.purge_now(purge)
+        // A tiered station with messages only in the bucket: those go too.
+        let Some(tier) = self.tier.get().filter(|t| t.first_seq().is_some()) else {
+            return self.purge_now(purge);
+        };
+        let local_first = self.log.lock().first_seq();
+        let by_subject = purge
+            .filter
+            .as_ref()
+            .is_some_and(|f| !f.is_empty() && f != ">");
+        let below = purge.seq.unwrap_or(u64::MAX);
+        let reaches_remote = tier.first_seq().is_some_and(|f| f < local_first.min(below));
+        if (by_subject || purge.keep.is_some()) && reaches_remote {
+            return Err(EngineError::BadRequest(
+                "a purge by subject or with keep cannot reach the messages this tiered station holds only in S3; purge everything, or up to a sequence".into(),
+            ));
+        }
+        let local = self.purge_now(purge)?;
+        let remote = tier.purge_below(&self.store, self.id, below, local_first)?;
+        Ok(local + remote)
     }
 
     /// [`Station::purge`] without the `deny_purge` check (a rollup).

@@ -48,6 +48,34 @@ fn index_prefix(station: u64) -> String {
     format!("tier/{station}/")
 }
 
+/// The meta key of a station's remote floor: remote messages below it were
+/// purged (a purge up to a sequence inside a segment).
+fn floor_key(station: u64) -> String {
+    format!("tierfloor/{station}")
+}
+
+/// The part of `whole` (a segment's messages or bytes) for its sequences at
+/// or above `floor` and below `local_first`, in proportion (estimated for a
+/// segment cut by either).
+fn share(s: &SegmentRef, floor: u64, local_first: u64, whole: u64) -> u64 {
+    let lo = s.first_seq.max(floor);
+    let hi = s.last_seq.min(local_first.saturating_sub(1));
+    if hi < lo {
+        return 0;
+    }
+    if lo == s.first_seq && hi == s.last_seq {
+        return whole;
+    }
+    whole * (hi - lo + 1) / (s.last_seq - s.first_seq + 1)
+}
+
+/// How often the reconciler lists the bucket for objects no index holds.
+const RECONCILE_EVERY: Duration = Duration::from_secs(600);
+/// An object no index holds is removed only once it is this old: an upload
+/// records its index entry right after the PUT, so a younger one may be on
+/// its way in.
+const ORPHAN_AGE: Duration = Duration::from_secs(3600);
+
 /// Maps a tier error onto the engine's: unavailable stays unavailable, a
 /// damaged object is a corrupt record (never other data).
 pub(crate) fn engine_error(e: TierError) -> EngineError {
@@ -107,6 +135,8 @@ pub(crate) struct StationTier {
     /// Time of the oldest committed message not yet uploaded (0: none), as the
     /// uploader last saw it.
     lag_oldest_ns: AtomicU64,
+    /// Remote messages below it were purged ([`floor_key`]; 0: none).
+    floor: AtomicU64,
 }
 
 impl StationTier {
@@ -127,6 +157,12 @@ impl StationTier {
             segments.push(seg);
         }
         segments.sort_by_key(|s| s.first_seq);
+        let floor = store
+            .get_meta(&floor_key(station.id))
+            .map_err(|e| EngineError::Storage(e.to_string()))?
+            .and_then(|v| String::from_utf8(v).ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         Ok(StationTier {
             remote,
             segments: RwLock::new(segments),
@@ -134,12 +170,21 @@ impl StationTier {
             fetching: Mutex::new(HashSet::new()),
             backoff: Mutex::new(Backoff::default()),
             lag_oldest_ns: AtomicU64::new(0),
+            floor: AtomicU64::new(floor),
         })
+    }
+
+    /// Remote messages below this were purged.
+    pub fn floor(&self) -> u64 {
+        self.floor.load(Ordering::Acquire)
     }
 
     /// The first sequence held remotely.
     pub fn first_seq(&self) -> Option<u64> {
-        self.segments.read().first().map(|s| s.first_seq)
+        self.segments
+            .read()
+            .first()
+            .map(|s| s.first_seq.max(self.floor()))
     }
 
     /// The last uploaded sequence (0: none).
@@ -147,8 +192,10 @@ impl StationTier {
         self.segments.read().last().map_or(0, |s| s.last_seq)
     }
 
-    /// The segment holding `seq`, or the first one after it.
+    /// The segment holding `seq`, or the first one after it (never one
+    /// wholly below the floor).
     pub fn segment_from(&self, seq: u64) -> Option<SegmentRef> {
+        let seq = seq.max(self.floor());
         let segs = self.segments.read();
         let i = segs.partition_point(|s| s.last_seq < seq);
         segs.get(i).cloned()
@@ -158,38 +205,22 @@ impl StationTier {
     pub fn totals(&self, local_first: u64) -> (u64, u64, u64) {
         let segs = self.segments.read();
         let bytes = segs.iter().map(|s| s.bytes).sum();
+        let floor = self.floor();
         let remote_only = segs
             .iter()
-            .map(|s| {
-                if s.last_seq < local_first {
-                    s.messages
-                } else if s.first_seq >= local_first {
-                    0
-                } else {
-                    // Partly local (a limit removed some of it locally): estimated.
-                    let span = s.last_seq - s.first_seq + 1;
-                    s.messages * (local_first - s.first_seq) / span
-                }
-            })
+            .map(|s| share(s, floor, local_first, s.messages))
             .sum();
         (segs.len() as u64, bytes, remote_only)
     }
 
     /// Bytes of the remote messages below `local_first` (a segment partly
-    /// local counts in proportion).
+    /// local, or cut by the floor, counts in proportion).
     pub fn remote_bytes_below(&self, local_first: u64) -> u64 {
+        let floor = self.floor();
         self.segments
             .read()
             .iter()
-            .map(|s| {
-                if s.last_seq < local_first {
-                    s.bytes
-                } else if s.first_seq >= local_first {
-                    0
-                } else {
-                    s.bytes * (local_first - s.first_seq) / (s.last_seq - s.first_seq + 1)
-                }
-            })
+            .map(|s| share(s, floor, local_first, s.bytes))
             .sum()
     }
 
@@ -299,6 +330,9 @@ impl StationTier {
     /// `Ok(None)`: no segment holds it (it was never uploaded or was deleted
     /// before the upload).
     pub fn read(&self, seq: u64) -> Result<Option<junction_storage::Record>, EngineError> {
+        if seq < self.floor() {
+            return Ok(None);
+        }
         let Some(seg) = self.segment_from(seq).filter(|s| s.first_seq <= seq) else {
             return Ok(None);
         };
@@ -383,8 +417,9 @@ impl StationTier {
                 .find(|s| s.max_time_ns >= time_ns && s.first_seq < local_first)
                 .cloned()?
         };
+        let floor = self.floor();
         if seg.min_time_ns >= time_ns {
-            return Some(seg.first_seq);
+            return Some(seg.first_seq.max(floor));
         }
         let remote = self.remote.clone();
         let s = seg.clone();
@@ -395,30 +430,202 @@ impl StationTier {
             Ok(Some(block)) => block
                 .iter()
                 .find(|r| r.time_ns >= time_ns)
-                .map(|r| r.seq)
-                .or(Some(seg.first_seq)),
-            Ok(None) => Some(seg.first_seq),
+                .map(|r| r.seq.max(floor))
+                .or(Some(seg.first_seq.max(floor))),
+            Ok(None) => Some(seg.first_seq.max(floor)),
             Err(e) => {
                 tracing::warn!(key = %seg.key, error = %e, "remote read for a start time failed; starting at the segment's first message");
-                Some(seg.first_seq)
+                Some(seg.first_seq.max(floor))
             }
         }
     }
 
-    /// Forgets the remote index (the station is being deleted). The objects
-    /// stay in the bucket: removing them is the reconciler's, not in this slice.
+    /// Forgets the remote index and deletes its objects (the station is
+    /// being deleted).
     pub fn forget(&self, store: &Store, station: u64) -> Result<(), EngineError> {
-        let keys: Vec<String> = self
-            .segments
-            .read()
+        let all: Vec<SegmentRef> = self.segments.read().clone();
+        self.drop_segments(store, station, &all)?;
+        store
+            .remove_meta(&floor_key(station))
+            .map_err(|e| EngineError::Storage(e.to_string()))
+    }
+
+    /// A purge up to `below` (`u64::MAX`: everything): the segments wholly
+    /// below it are dropped, and the floor rises to it so that the messages
+    /// of a segment it cuts are not read any more. Returns how many remote
+    /// messages (below the local log) it removed, as the station counts them.
+    pub fn purge_below(
+        &self,
+        store: &Store,
+        station: u64,
+        below: u64,
+        local_first: u64,
+    ) -> Result<u64, EngineError> {
+        let floor = self.floor();
+        let (doomed, counted): (Vec<SegmentRef>, u64) = {
+            let segs = self.segments.read();
+            let doomed: Vec<SegmentRef> = segs
+                .iter()
+                .filter(|s| s.last_seq < below)
+                .cloned()
+                .collect();
+            // Messages below the local log and above the old floor, in the
+            // purged range (a cut segment in proportion).
+            let counted = segs
+                .iter()
+                .map(|s| share(s, floor, local_first.min(below), s.messages))
+                .sum();
+            (doomed, counted)
+        };
+        self.drop_segments(store, station, &doomed)?;
+        if below != u64::MAX
+            && below > floor
+            && self
+                .segments
+                .read()
+                .first()
+                .is_some_and(|s| s.first_seq < below)
+        {
+            store
+                .put_meta(&floor_key(station), below.to_string().as_bytes())
+                .map_err(|e| EngineError::Storage(e.to_string()))?;
+            self.floor.store(below, Ordering::Release);
+        }
+        Ok(counted)
+    }
+
+    /// The segments wholly below the local log that the station's own limits
+    /// (`max_age`, `max_msgs`, `max_bytes`, counted over local and remote
+    /// messages together) no longer keep, oldest first. As Kafka does, a
+    /// segment goes only as a whole: a count limit keeps up to one segment
+    /// more than it asks.
+    fn expired(&self, config: &StationConfig, local: (u64, u64, u64)) -> Vec<SegmentRef> {
+        let (local_first, local_msgs, local_bytes) = local;
+        let segs = self.segments.read();
+        let remote: Vec<&SegmentRef> = segs.iter().filter(|s| s.last_seq < local_first).collect();
+        let mut msgs: u64 = local_msgs + remote.iter().map(|s| s.messages).sum::<u64>();
+        let mut bytes: u64 = local_bytes + remote.iter().map(|s| s.bytes).sum::<u64>();
+        let cutoff = (!config.max_age.is_zero())
+            .then(|| now_ns().saturating_sub(config.max_age.as_nanos() as u64));
+        let mut out = Vec::new();
+        for s in remote {
+            let aged = cutoff.is_some_and(|c| s.max_time_ns < c);
+            let surplus_msgs = config.max_msgs > 0 && msgs - s.messages >= config.max_msgs as u64;
+            let surplus_bytes = config.max_bytes > 0 && bytes - s.bytes >= config.max_bytes as u64;
+            if !(aged || surplus_msgs || surplus_bytes) {
+                break;
+            }
+            msgs -= s.messages;
+            bytes -= s.bytes;
+            out.push(s.clone());
+        }
+        out
+    }
+
+    /// Drops `doomed` from the index (fsynced) and from memory, then deletes
+    /// their objects in the background: a crash in between leaves an object
+    /// no index holds, which the reconciler removes, never an index entry
+    /// whose object is gone.
+    fn drop_segments(
+        &self,
+        store: &Store,
+        station: u64,
+        doomed: &[SegmentRef],
+    ) -> Result<(), EngineError> {
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = doomed
             .iter()
             .map(|s| index_key(station, s.first_seq))
             .collect();
         store
             .write_meta_batch(&[], &keys)
             .map_err(|e| EngineError::Storage(e.to_string()))?;
-        self.segments.write().clear();
+        let gone: HashSet<u64> = doomed.iter().map(|s| s.first_seq).collect();
+        self.segments
+            .write()
+            .retain(|s| !gone.contains(&s.first_seq));
+        let remote = self.remote.clone();
+        let objects: Vec<String> = doomed.iter().map(|s| s.key.clone()).collect();
+        self.remote.runtime().spawn(async move {
+            for key in objects {
+                if let Err(e) = remote.delete(&key).await {
+                    tracing::warn!(key, error = %e, "cannot delete a dropped segment; the reconciler removes it later");
+                }
+            }
+        });
         Ok(())
+    }
+
+    /// Keys of the segments in the index.
+    fn keys(&self) -> HashSet<String> {
+        self.segments.read().iter().map(|s| s.key.clone()).collect()
+    }
+}
+
+/// Applies the station's own limits to its remote range (the uploader does,
+/// each tick).
+fn enforce_remote_limits(station: &Station, tier: &StationTier) {
+    let doomed = tier.expired(&station.config(), station.local_counts());
+    if doomed.is_empty() {
+        return;
+    }
+    let messages: u64 = doomed.iter().map(|s| s.messages).sum();
+    match tier.drop_segments(station.store(), station.id, &doomed) {
+        Ok(()) => tracing::debug!(
+            station = station.name(),
+            segments = doomed.len(),
+            messages,
+            "remote segments past the station's limits dropped"
+        ),
+        Err(e) => {
+            tracing::warn!(station = station.name(), error = %e, "cannot drop remote segments past the station's limits")
+        }
+    }
+}
+
+/// Removes the objects under each tiered station's own key prefix
+/// (`stations/<uid>/`) that its index does not hold and that are older than
+/// [`ORPHAN_AGE`]: uploads whose index entry was never written (a crash
+/// between PUT and record), and dropped segments whose delete failed. Only
+/// this node's stations are looked at, so brokers sharing a bucket and
+/// prefix never remove each other's objects.
+async fn reconcile(registry: &StationRegistry, remote: &Remote) {
+    let now = std::time::SystemTime::now();
+    let mut removed = 0u64;
+    for station in registry.all() {
+        let Some(tier) = station.tier() else {
+            continue;
+        };
+        let objects = match remote.list_station(&station.uid()).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(error = %e, "tier reconciler cannot list the bucket; trying again later");
+                return;
+            }
+        };
+        let live = tier.keys();
+        for (key, modified) in objects {
+            let old = now
+                .duration_since(modified)
+                .is_ok_and(|age| age >= ORPHAN_AGE);
+            if live.contains(&key) || !old || !key.ends_with(".seg") {
+                continue;
+            }
+            match remote.delete(&key).await {
+                Ok(()) => removed += 1,
+                Err(e) => {
+                    tracing::warn!(key, error = %e, "tier reconciler cannot delete an orphan")
+                }
+            }
+        }
+    }
+    if removed > 0 {
+        tracing::info!(
+            removed,
+            "tier reconciler removed objects no station's index holds"
+        );
     }
 }
 
@@ -429,12 +636,17 @@ pub(crate) fn start(registry: &Arc<StationRegistry>, remote: &Arc<Remote>) {
     let weak_registry = Arc::downgrade(registry);
     let weak_remote = Arc::downgrade(remote);
     remote.runtime().spawn(async move {
+        let mut reconciled: Option<Instant> = None;
         loop {
             tokio::time::sleep(UPLOAD_TICK).await;
             let (Some(registry), Some(remote)) = (weak_registry.upgrade(), weak_remote.upgrade())
             else {
                 return;
             };
+            if reconciled.is_none_or(|t| t.elapsed() >= RECONCILE_EVERY) {
+                reconciled = Some(Instant::now());
+                reconcile(&registry, &remote).await;
+            }
             for station in registry.all() {
                 let Some(tier) = station.tier().cloned() else {
                     continue;
@@ -442,6 +654,8 @@ pub(crate) fn start(registry: &Arc<StationRegistry>, remote: &Arc<Remote>) {
                 let Some(policy) = tiered_policy(&station) else {
                     continue;
                 };
+                let (st, t) = (station.clone(), tier.clone());
+                let _ = tokio::task::spawn_blocking(move || enforce_remote_limits(&st, &t)).await;
                 // A station that is behind catches up several segments a tick.
                 for _ in 0..SEGMENTS_PER_TICK {
                     match upload_step(&station, &tier, &remote, &policy).await {

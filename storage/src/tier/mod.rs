@@ -364,8 +364,12 @@ impl Remote {
             .map_err(|e| TierError::Unavailable(e.to_string()))
     }
 
-    /// Keys of the objects under `stations/<uid>/` (tests, tools).
-    pub async fn list_station(&self, uid: &str) -> Result<Vec<(String, u64)>, TierError> {
+    /// Keys of the objects under `stations/<uid>/`, with when each was
+    /// written (the reconciler, tests).
+    pub async fn list_station(
+        &self,
+        uid: &str,
+    ) -> Result<Vec<(String, std::time::SystemTime)>, TierError> {
         use futures::StreamExt;
         let prefix = if self.prefix.is_empty() {
             format!("stations/{uid}")
@@ -376,7 +380,7 @@ impl Remote {
         let mut list = self.store.list(Some(&ObjectPath::from(prefix)));
         while let Some(meta) = list.next().await {
             let meta = meta.map_err(|e| TierError::Unavailable(e.to_string()))?;
-            out.push((meta.location.to_string(), meta.size));
+            out.push((meta.location.to_string(), meta.last_modified.into()));
         }
         Ok(out)
     }
