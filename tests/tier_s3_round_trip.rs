@@ -985,3 +985,134 @@ async fn remote_segments_follow_the_station_limits_purges_and_delete() {
     .await;
     drop(broker);
 }
+
+/// With S3 down and `tier.max_pending_bytes` small, publishes are refused with
+/// the documented error (JetStream 10047, HTTP 507 `storage_full`) once that
+/// much waits to be uploaded; nothing acked is lost, and publishing resumes on
+/// its own once S3 is back and the uploads catch up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cap_on_unuploaded_bytes_refuses_publishes_while_s3_is_down_and_recovers() {
+    const CAP: u64 = 256 * 1024;
+    let Some(bin) = moto_server() else { return };
+    let moto = start_moto(&bin).await;
+    let broker = start_broker(&moto, "t6").await;
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{}/v1", broker.http_port);
+    let r = http
+        .post(format!("{base}/stations"))
+        .json(
+            &serde_json::json!({"name": "TIERED", "subjects": ["tiered.>"],
+            "tier": {"segment_bytes": SEGMENT_BYTES, "local_max_bytes": LOCAL_MAX_BYTES,
+                     "segment_max_age_ms": 1000, "max_pending_bytes": CAP}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["tier"]["max_pending_bytes"], CAP, "{body}");
+    let client = async_nats::connect(format!("127.0.0.1:{}", broker.nats_port))
+        .await
+        .unwrap();
+    let js = jetstream::new(client);
+    let s = js.get_stream("TIERED").await.unwrap();
+    let config = s.cached_info().config.clone();
+    assert_eq!(
+        config.metadata["junction.tier.max_pending_bytes"],
+        CAP.to_string(),
+        "STREAM.INFO shows the cap"
+    );
+
+    moto.signal("STOP");
+    // Publish one by one until refused: acked ones are kept, the refusal says why.
+    let mut acked = 0u64;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let refusal = loop {
+        match js
+            .publish(format!("tiered.k{}", acked % 10), payload(acked + 1).into())
+            .await
+            .unwrap()
+            .await
+        {
+            Ok(ack) => {
+                acked += 1;
+                assert_eq!(ack.sequence, acked);
+            }
+            Err(e) => break e.to_string(),
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never refused after {acked} acked"
+        );
+    };
+    assert!(refusal.contains("10047"), "{refusal}");
+    assert!(
+        acked * PAYLOAD as u64 >= CAP,
+        "refused only past the cap: {acked} acked"
+    );
+    let r = http
+        .post(format!("{base}/subjects/tiered.http"))
+        .body("refused")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 507);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "storage_full", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not yet uploaded to S3 (tier.max_pending_bytes = 262144)"),
+        "{body}"
+    );
+
+    // S3 is back: the uploads catch up and publishing resumes by itself (an
+    // upload caught mid-request by the outage waits out its 30 s timeout, and
+    // retries back off up to 30 s).
+    moto.signal("CONT");
+    let back = std::time::Instant::now();
+    let deadline = back + Duration::from_secs(150);
+    let resumed = loop {
+        match js
+            .publish("tiered.after", "after".into())
+            .await
+            .unwrap()
+            .await
+        {
+            Ok(ack) => break ack.sequence,
+            Err(_) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "publishing never resumed"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    assert_eq!(resumed, acked + 1, "nothing refused was stored");
+    eprintln!(
+        "{acked} acked before the cap; publishing resumed {:?} after S3 came back",
+        back.elapsed()
+    );
+    // Every acked message reads back, in order.
+    let c = s
+        .create_consumer(consumer::pull::Config {
+            deliver_policy: consumer::DeliverPolicy::All,
+            ack_policy: consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut msgs = c.messages().await.unwrap();
+    for want in 1..=acked {
+        let m = tokio::time::timeout(Duration::from_secs(30), msgs.next())
+            .await
+            .expect("every acked message replays")
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.info().unwrap().stream_sequence, want);
+        assert_eq!(&m.payload[..], &payload(want)[..]);
+    }
+    drop(broker);
+}

@@ -184,6 +184,9 @@ impl StationEngine {
         {
             return Err(fenced);
         }
+        if let Some(tier) = station.tier() {
+            tier.admit(station.name())?;
+        }
         if !self.book.storage_limited() {
             return Ok(());
         }

@@ -137,6 +137,11 @@ pub(crate) struct StationTier {
     lag_oldest_ns: AtomicU64,
     /// Remote messages below it were purged ([`floor_key`]; 0: none).
     floor: AtomicU64,
+    /// Bytes committed and not yet uploaded, as the uploader last measured
+    /// (estimated from the local log's average message size).
+    pending_bytes: AtomicU64,
+    /// The policy's `max_pending_bytes`, as the uploader last read it (0: none).
+    pending_cap: AtomicU64,
 }
 
 impl StationTier {
@@ -171,7 +176,54 @@ impl StationTier {
             backoff: Mutex::new(Backoff::default()),
             lag_oldest_ns: AtomicU64::new(0),
             floor: AtomicU64::new(floor),
+            pending_bytes: AtomicU64::new(0),
+            pending_cap: AtomicU64::new(station.config().tier.map_or(0, |p| p.max_pending_bytes)),
         })
+    }
+
+    /// Refuses a publish while more than the policy's `max_pending_bytes`
+    /// wait to be uploaded: the publisher is told (JetStream 10047, HTTP 507,
+    /// MQTT 5 0x97) rather than the local disk filling while S3 is away.
+    /// Two atomic loads: it runs for every stored publish.
+    pub fn admit(&self, station: &str) -> Result<(), EngineError> {
+        let cap = self.pending_cap.load(Ordering::Relaxed);
+        let pending = self.pending_bytes.load(Ordering::Relaxed);
+        if cap == 0 || pending <= cap {
+            return Ok(());
+        }
+        Err(EngineError::StorageFenced(format!(
+            "station '{station}' has {pending} bytes not yet uploaded to S3 (tier.max_pending_bytes = {cap}); publishes resume once the uploads catch up"
+        )))
+    }
+
+    /// Measures the bytes waiting to be uploaded (each uploader tick, S3 up
+    /// or down).
+    fn measure_pending(&self, station: &Station) {
+        let committed = station.committed();
+        let (local_first, local_msgs, local_bytes) = station.local_counts();
+        let next = (self.uploaded_through() + 1).max(local_first);
+        let waiting = (committed + 1).saturating_sub(next).min(local_msgs);
+        let bytes = local_bytes.saturating_mul(waiting) / local_msgs.max(1);
+        let before = self.pending_bytes.swap(bytes, Ordering::Relaxed);
+        let cap = station.config().tier.map_or(0, |p| p.max_pending_bytes);
+        self.pending_cap.store(cap, Ordering::Relaxed);
+        if cap > 0 {
+            if before <= cap && bytes > cap {
+                tracing::warn!(
+                    station = station.name(),
+                    pending = bytes,
+                    cap,
+                    "publishes refused: too much waits to be uploaded to S3"
+                );
+            } else if before > cap && bytes <= cap {
+                tracing::info!(
+                    station = station.name(),
+                    pending = bytes,
+                    cap,
+                    "publishes accepted again: the uploads caught up"
+                );
+            }
+        }
     }
 
     /// Remote messages below this were purged.
@@ -598,6 +650,9 @@ async fn reconcile(registry: &StationRegistry, remote: &Remote) {
         let Some(tier) = station.tier() else {
             continue;
         };
+        if station.config().tier.is_none() && tier.first_seq().is_none() {
+            continue;
+        }
         let objects = match remote.list_station(&station.uid()).await {
             Ok(o) => o,
             Err(e) => {
@@ -651,11 +706,22 @@ pub(crate) fn start(registry: &Arc<StationRegistry>, remote: &Arc<Remote>) {
                 let Some(tier) = station.tier().cloned() else {
                     continue;
                 };
-                let Some(policy) = tiered_policy(&station) else {
+                let policy = tiered_policy(&station);
+                if policy.is_none() && tier.first_seq().is_none() {
+                    tier.pending_cap.store(0, Ordering::Relaxed);
+                    continue;
+                }
+                // Remote limits apply as long as segments remain, even when
+                // the policy was removed.
+                let (st, t) = (station.clone(), tier.clone());
+                let _ = tokio::task::spawn_blocking(move || {
+                    t.measure_pending(&st);
+                    enforce_remote_limits(&st, &t);
+                })
+                .await;
+                let Some(policy) = policy else {
                     continue;
                 };
-                let (st, t) = (station.clone(), tier.clone());
-                let _ = tokio::task::spawn_blocking(move || enforce_remote_limits(&st, &t)).await;
                 // A station that is behind catches up several segments a tick.
                 for _ in 0..SEGMENTS_PER_TICK {
                     match upload_step(&station, &tier, &remote, &policy).await {

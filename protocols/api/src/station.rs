@@ -102,7 +102,8 @@ pub struct StationConfig {
 /// A station's tiering policy: sealed ranges of its log are uploaded to the
 /// remote tier as segments, and uploaded messages beyond the local limits are
 /// removed from local disk (they stay readable, from the remote tier). The
-/// station's own `max_msgs`, `max_bytes` and `max_age` are not changed by it.
+/// station's own `max_msgs`, `max_bytes` and `max_age` bound local and remote
+/// messages together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TierPolicy {
@@ -115,6 +116,9 @@ pub struct TierPolicy {
     /// A segment is sealed once its oldest message is this old (ms), so a quiet
     /// station still tiers.
     pub segment_max_age_ms: u64,
+    /// Publishes are refused while more than this many bytes wait to be
+    /// uploaded (S3 down or behind); 0: no cap (the disk fence still applies).
+    pub max_pending_bytes: u64,
 }
 
 impl TierPolicy {
@@ -152,6 +156,7 @@ impl Default for TierPolicy {
             local_max_age_ms: 0,
             segment_bytes: Self::DEFAULT_SEGMENT_BYTES,
             segment_max_age_ms: Self::DEFAULT_SEGMENT_MAX_AGE_MS,
+            max_pending_bytes: 0,
         }
     }
 }

@@ -207,6 +207,10 @@ pub struct TierJson {
     /// A segment is sealed when its oldest message is this old [default: 10 min].
     #[serde(default = "TierJson::segment_max_age_ms")]
     pub segment_max_age_ms: u64,
+    /// Publishes are refused (507 `storage_full`) while more than this many
+    /// bytes wait to be uploaded (0: no cap, the default).
+    #[serde(default)]
+    pub max_pending_bytes: u64,
 }
 
 impl TierJson {
@@ -228,6 +232,7 @@ impl From<TierJson> for TierPolicy {
             local_max_age_ms: t.local_max_age_ms,
             segment_bytes: t.segment_bytes,
             segment_max_age_ms: t.segment_max_age_ms,
+            max_pending_bytes: t.max_pending_bytes,
         }
     }
 }
@@ -239,6 +244,7 @@ impl From<&TierPolicy> for TierJson {
             local_max_age_ms: t.local_max_age_ms,
             segment_bytes: t.segment_bytes,
             segment_max_age_ms: t.segment_max_age_ms,
+            max_pending_bytes: t.max_pending_bytes,
         }
     }
 }

@@ -113,7 +113,7 @@ pub fn station_config(c: &StreamConfig) -> Result<StationConfig, ApiError> {
 
 /// Prefix of the stream metadata keys that set a station's tiering policy:
 /// `junction.tier.local_max_bytes`, `…local_max_age_ms`, `…segment_bytes`,
-/// `…segment_max_age_ms` (whole numbers). Any of them tiers the station; the
+/// `…segment_max_age_ms`, `…max_pending_bytes` (whole numbers). Any of them tiers the station; the
 /// others keep their defaults.
 pub const TIER_METADATA_PREFIX: &str = "junction.tier.";
 
@@ -127,6 +127,7 @@ fn with_tier_metadata(c: &StationConfig) -> std::collections::BTreeMap<String, S
             ("local_max_age_ms", t.local_max_age_ms),
             ("segment_bytes", t.segment_bytes),
             ("segment_max_age_ms", t.segment_max_age_ms),
+            ("max_pending_bytes", t.max_pending_bytes),
         ] {
             m.insert(format!("{TIER_METADATA_PREFIX}{field}"), v.to_string());
         }
@@ -152,10 +153,11 @@ fn tier_policy(
             "local_max_age_ms" => &mut p.local_max_age_ms,
             "segment_bytes" => &mut p.segment_bytes,
             "segment_max_age_ms" => &mut p.segment_max_age_ms,
+            "max_pending_bytes" => &mut p.max_pending_bytes,
             _ => {
                 return Err(JsErrorCode::StreamInvalidConfig.with_err(format!(
                     "{key}: unknown tier setting (local_max_bytes, local_max_age_ms, \
-                     segment_bytes, segment_max_age_ms)"
+                     segment_bytes, segment_max_age_ms, max_pending_bytes)"
                 )));
             }
         };
