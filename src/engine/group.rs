@@ -198,6 +198,9 @@ pub(crate) struct Group {
     run: Mutex<Run>,
     store: Store,
     state_key: Vec<u8>,
+    /// Paused with a `pause_until` still ahead: the tick announces the end
+    /// of the pause once ([`Group::pause_ended`]).
+    pause_watch: std::sync::atomic::AtomicBool,
 }
 
 /// Storage key of a group's position.
@@ -327,6 +330,7 @@ impl Group {
             name: config.name.clone(),
             created: SystemTime::now(),
             state_key: state_key(station.id, &config.name),
+            pause_watch: std::sync::atomic::AtomicBool::new(config.paused_at(SystemTime::now())),
             filters,
             config: RwLock::new(config),
             run: Mutex::new(run),
@@ -415,9 +419,31 @@ impl Group {
     /// Changes its definition in place (checked by [`check_update`]): limits and
     /// timers apply from the next delivery; its position is kept.
     pub fn update(&self, config: GroupConfig) {
+        self.pause_watch.store(
+            config.paused_at(SystemTime::now()),
+            std::sync::atomic::Ordering::Release,
+        );
         *self.config.write() = config;
         // A larger max_ack_pending or max_waiting may let waiting pulls go on.
         self.run.lock().dirty = true;
+    }
+
+    /// The time its pause ended, once, when a `pause_until` it was paused
+    /// until has passed (not when a request lifted it: that is announced by
+    /// the request).
+    pub fn pause_ended(&self) -> Option<SystemTime> {
+        use std::sync::atomic::Ordering;
+        if !self.pause_watch.load(Ordering::Acquire) {
+            return None;
+        }
+        let until = self.config.read().pause_until;
+        match until {
+            Some(t) if t > SystemTime::now() => None,
+            _ => {
+                self.pause_watch.store(false, Ordering::Release);
+                until
+            }
+        }
     }
 
     /// Queues a pull request and delivers what it can now.

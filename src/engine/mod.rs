@@ -1330,9 +1330,13 @@ impl StationEngine {
 impl Admin for StationEngine {
     fn create_station(&self, tenant: &TenantId, config: StationConfig) -> AdminFuture<StationInfo> {
         let (t, name) = (tenant.clone(), config.name.clone());
+        // A create repeated with the same definition changes nothing: no advisory.
+        let existed = Broker::station_info(self, tenant, &config.name).is_ok();
         let fut = self.create_station_call(tenant, config);
         self.advise_after(fut, move |e| {
-            e.stream_advisory(&t, &name, advisories::Action::Create)
+            if !existed {
+                e.stream_advisory(&t, &name, advisories::Action::Create)
+            }
         })
     }
 

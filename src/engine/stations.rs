@@ -74,6 +74,9 @@ pub(crate) struct StationRegistry {
     /// Ephemeral groups removed for inactivity since the last tick: (tenant,
     /// station, group), for their consumer-deleted advisories.
     pub(crate) expired_groups: parking_lot::Mutex<Vec<(TenantId, String, String)>>,
+    /// Groups whose `pause_until` passed since the last tick, with it: the
+    /// pause advisory nats-server sends when a pause runs out.
+    pub(crate) pauses_ended: parking_lot::Mutex<Vec<(TenantId, String, String, SystemTime)>>,
 }
 
 fn meta_key(tenant: &TenantId, name: &str) -> String {
@@ -191,6 +194,7 @@ impl StationRegistry {
             boot: rand::random::<u64>() | 1,
             ack_samples: parking_lot::Mutex::new(Vec::new()),
             expired_groups: parking_lot::Mutex::new(Vec::new()),
+            pauses_ended: parking_lot::Mutex::new(Vec::new()),
         };
         // Snapshots are trusted only by the first start after the clean shutdown
         // that wrote them: the marker goes before anything else is written, so a
@@ -887,6 +891,18 @@ impl StationRegistry {
         gave_up: &mut Vec<GaveUp>,
     ) {
         let (exhausted, outcome) = g.tick(now);
+        // Announced by the node that delivers (a replicated station's leader).
+        if housekeeping
+            && (!station.is_replicated() || station.replica.get().is_some_and(|r| r.is_leader()))
+            && let Some(until) = g.pause_ended()
+        {
+            self.pauses_ended.lock().push((
+                station.tenant.clone(),
+                station.name().to_string(),
+                g.name.clone(),
+                until,
+            ));
+        }
         for (seq, deliveries) in exhausted {
             tracing::warn!(
                 station = station.name(),
@@ -1035,6 +1051,10 @@ impl StationEngine {
         let expired = std::mem::take(&mut *self.stations.expired_groups.lock());
         for (tenant, station, group) in expired {
             self.consumer_advisory(&tenant, &station, &group, super::advisories::Action::Delete);
+        }
+        let ended = std::mem::take(&mut *self.stations.pauses_ended.lock());
+        for (tenant, station, group, until) in ended {
+            self.pause_advisory(&tenant, &station, &group, Some(until));
         }
         self.check_remote_fetches();
     }

@@ -102,6 +102,14 @@ async fn stream_and_consumer_actions_publish_advisories() {
         .collect();
     assert_eq!(seen, want);
 
+    // A create repeated with the same definition changes nothing: no advisory.
+    let v = api(
+        &client,
+        "$JS.API.STREAM.CREATE.AV",
+        r#"{"name":"AV","subjects":["av.>"],"description":"changed"}"#,
+    )
+    .await;
+    assert!(v.get("error").is_none(), "{v}");
     let v = api(&client, "$JS.API.STREAM.DELETE.AV", "").await;
     assert!(v.get("error").is_none(), "{v}");
     let m = within("stream deleted", advisories.next()).await.unwrap();

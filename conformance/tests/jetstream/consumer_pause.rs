@@ -105,6 +105,11 @@ async fn a_pause_ends_by_itself_at_pause_until() {
     let (client, js) = connect(&b).await;
     simple_stream(&js, "PE", &["pe.>"]).await;
     publish_n(&js, "pe.x", 3).await;
+    let mut advisories = client
+        .subscribe("$JS.EVENT.ADVISORY.CONSUMER.PAUSE.PE.c")
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
     // Created paused for a second (`pause_until` in the create request).
     let created = api(
         &client,
@@ -122,6 +127,14 @@ async fn a_pause_ends_by_itself_at_pause_until() {
     assert_eq!(pull.messages.len(), 3);
     let info = api(&client, "$JS.API.CONSUMER.INFO.PE.c", "").await;
     assert!(info.get("paused").is_none_or(|p| p == false), "{info}");
+    // Advisories: paused by the create, then the pause ran out (as nats-server
+    // announces it).
+    for want in [true, false] {
+        let adv = within("pause advisory", advisories.next()).await.unwrap();
+        let adv: serde_json::Value = serde_json::from_slice(&adv.payload).unwrap();
+        assert_eq!(adv["paused"], want, "{adv}");
+        assert!(adv["pause_until"].is_string(), "{adv}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
