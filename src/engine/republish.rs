@@ -7,7 +7,8 @@
 //!   came in on.
 //! - **Where.** `destination`, whose `*` tokens take the source's `*` tokens in
 //!   order, `{{wildcard(n)}}` and `$n` the n-th one, and a trailing `>` what
-//!   the source's `>` matched (nats-server's transform forms for republish).
+//!   the source's `>` matched (nats-server's transform forms for republish;
+//!   its other functions, `{{partition(…)}}` and the like, are refused).
 //! - **With.** The message's own headers plus `Nats-Stream`, `Nats-Subject`,
 //!   `Nats-Sequence`, `Nats-Time-Stamp` and `Nats-Last-Sequence` (the newest
 //!   sequence on the same subject before it, as the index held it when the
@@ -79,7 +80,9 @@ impl Transform {
                 Part::Wildcard(next_star - 1)
             } else if let Some(n) = wildcard_ref(t) {
                 Part::Wildcard(n.checked_sub(1).ok_or_else(not_valid)?)
-            } else if t.is_empty() || t.contains(['*', '>', ' ', '\t']) {
+            } else if t.is_empty() || t.contains(['*', '>', ' ', '\t']) || t.starts_with("{{") {
+                // Other transform functions (`{{partition(…)}}`, `{{split(…)}}`,
+                // …) are the stream subject transforms' and not taken here.
                 return Err(not_valid());
             } else {
                 Part::Literal((*t).to_string())
@@ -266,6 +269,7 @@ mod tests {
             ("orders.>", "copy.>.x"),
             ("orders.*", "copy.$0"),
             ("orders.*", ""),
+            ("orders.*", "copy.{{partition(3,1)}}"),
             ("orders..x", "copy"),
         ] {
             assert!(Transform::new(&r(s, d), &subjects).is_err(), "{s} -> {d}");
