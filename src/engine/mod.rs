@@ -961,6 +961,16 @@ impl Broker for StationEngine {
         }
     }
 
+    fn allows_direct_get(&self, tenant: &TenantId, name: &str) -> bool {
+        match self.stations.get(tenant, name) {
+            Ok(station) => station.allows_direct(),
+            Err(_) => self
+                .placed
+                .get(tenant, name)
+                .is_some_and(|remote| remote.config.allow_direct),
+        }
+    }
+
     fn station_node(&self, tenant: &TenantId, name: &str) -> Option<String> {
         if let Ok(s) = self.stations.get(tenant, name) {
             // A replicated station's requests go to its leader; with none, to

@@ -742,6 +742,11 @@ impl Station {
     /// none) under the producer's `options` (de-duplication id, preconditions),
     /// then calls `done` once it is durable (or refused), and then lets consumer
     /// groups deliver it.
+    /// Whether it answers direct gets (`allow_direct`): one flag read.
+    pub fn allows_direct(&self) -> bool {
+        self.config.read().allow_direct
+    }
+
     /// Its republish policy, if it has one (read on every append: only the
     /// policy is cloned, never the whole definition).
     pub fn republish(&self) -> Option<junction_api::Republish> {

@@ -62,10 +62,7 @@ pub fn answer<E: Engine + ?Sized>(
         .strip_prefix("DIRECT.GET.")
         .and_then(|rest| rest.split('.').next())
         .unwrap_or_default();
-    if !engine
-        .station_info(tenant, stream)
-        .is_ok_and(|info| info.config.allow_direct)
-    {
+    if !engine.allows_direct_get(tenant, stream) {
         tracing::debug!(stream, "direct get of a stream without allow_direct");
         let mut m = Message::new(reply, Bytes::new());
         m.headers = Some(Headers::with_status(503, None));
