@@ -31,6 +31,10 @@ const READ_AHEAD: usize = 256;
 /// after `expires`, so the `408` must be sent within that window.
 pub(crate) const EXPIRY_SLACK: Duration = Duration::from_micros(100);
 
+/// How late (behind when it was due) a paced replay delivery may go and still
+/// count as on time for the next gap: a little over the group tick.
+const REPLAY_TICK_SLACK: Duration = Duration::from_millis(100);
+
 struct Pending {
     consumer_seq: u64,
     deliveries: u32,
@@ -656,16 +660,26 @@ impl Group {
                     return;
                 }
             };
+            // Replay at the original pace: not before the gap between this
+            // message and the last one delivered has passed since that
+            // delivery was due. The ticker fills again about every 50 ms, so a
+            // delivery goes up to a tick late; counting the next gap from when
+            // it was due (not from when the tick sent it) keeps those delays
+            // from adding up over a replay. After a longer stall (nobody
+            // pulling) the next gap counts from the late delivery, as in
+            // nats-server, so a stalled replay does not burst.
+            let mut replay_due = now;
             if replay_original
                 && source != Source::Redeliver
                 && let Some((sent, stored)) = run.replay_last
             {
-                // At the pace they were stored: not before the gap between
-                // this message and the last one delivered has passed since
-                // that delivery (the ticker fills again about every 50 ms).
                 let gap = message.time.duration_since(stored).unwrap_or_default();
-                if now < sent + gap {
+                let due = sent + gap;
+                if now < due {
                     return;
+                }
+                if now.duration_since(due) < REPLAY_TICK_SLACK {
+                    replay_due = due;
                 }
             }
             let size = message.payload.len();
@@ -727,7 +741,7 @@ impl Group {
             }
             Self::done_with_candidate(&mut run, source, seq);
             if replay_original && source != Source::Redeliver {
-                run.replay_last = Some((now, stored_at));
+                run.replay_last = Some((replay_due, stored_at));
             }
             run.consumer_seq = consumer_seq;
             run.delivered_stream_seq = run.delivered_stream_seq.max(seq);
