@@ -11,6 +11,12 @@ mod support;
 
 #[path = "jetstream/ack_nak_term.rs"]
 mod ack_nak_term;
+#[path = "jetstream/advisories.rs"]
+mod advisories;
+#[path = "jetstream/allow_direct.rs"]
+mod allow_direct;
+#[path = "jetstream/consumer_pause.rs"]
+mod consumer_pause;
 #[path = "jetstream/consumer_update.rs"]
 mod consumer_update;
 #[path = "jetstream/dedup_ids_survive_restart.rs"]
@@ -23,6 +29,8 @@ mod error_codes;
 mod group_sharing;
 #[path = "jetstream/key_value.rs"]
 mod key_value;
+#[path = "jetstream/kv_purge_deletes.rs"]
+mod kv_purge_deletes;
 #[path = "jetstream/max_ack_pending.rs"]
 mod max_ack_pending;
 #[path = "jetstream/object_store.rs"]
@@ -35,12 +43,16 @@ mod pull_fetch_batch_expires;
 mod push_consumers;
 #[path = "jetstream/redelivery_after_ack_wait.rs"]
 mod redelivery_after_ack_wait;
+#[path = "jetstream/replay_and_sampling.rs"]
+mod replay_and_sampling;
 #[path = "jetstream/restart_keeps_positions.rs"]
 mod restart_keeps_positions;
 #[path = "jetstream/retention_interest_workqueue.rs"]
 mod retention_interest_workqueue;
 #[path = "jetstream/retention_limits.rs"]
 mod retention_limits;
+#[path = "jetstream/sealed_and_republish.rs"]
+mod sealed_and_republish;
 #[path = "jetstream/smoke.rs"]
 mod smoke;
 #[path = "jetstream/start_position.rs"]

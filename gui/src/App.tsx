@@ -13,10 +13,12 @@ import { Lineage } from './pages/Lineage';
 import { Notifications } from './pages/Notifications';
 import { Cluster } from './pages/Cluster';
 import { Tenants } from './pages/Tenants';
+import { KeyValue } from './pages/KeyValue';
 
 const NAV: [string, string][] = [
   ['/', 'Overview'],
   ['/stations', 'Stations'],
+  ['/kv', 'Key-value'],
   ['/connections', 'Connections'],
   ['/lineage', 'Lineage'],
   ['/schemas', 'Schemas'],
@@ -92,6 +94,7 @@ function route(path: string, operator: boolean) {
   if (path === '/stations' || path === '/stations/') return <Stations />;
   if ((m = /^\/stations\/([^/]+)\/dls\/?$/.exec(path))) return <DeadLetter station={m[1]} />;
   if ((m = /^\/stations\/([^/]+)\/?$/.exec(path))) return <StationDetail name={m[1]} />;
+  if (path === '/kv' || path === '/kv/') return <KeyValue />;
   if (path === '/connections') return <Connections />;
   if (path === '/lineage') return <Lineage />;
   if (path === '/schemas') return <Schemas />;

@@ -31,10 +31,16 @@ const READ_AHEAD: usize = 256;
 /// after `expires`, so the `408` must be sent within that window.
 pub(crate) const EXPIRY_SLACK: Duration = Duration::from_micros(100);
 
+/// How late (behind when it was due) a paced replay delivery may go and still
+/// count as on time for the next gap: a little over the group tick.
+const REPLAY_TICK_SLACK: Duration = Duration::from_millis(100);
+
 struct Pending {
     consumer_seq: u64,
     deliveries: u32,
     deadline: Instant,
+    /// When it was delivered (an ack metric's `ack_time`).
+    sent: Instant,
 }
 
 /// The messages delivered and not yet acked, by stream sequence, with their
@@ -139,6 +145,9 @@ struct Run {
     waiting: VecDeque<Waiting>,
     last_active: Option<SystemTime>,
     idle_since: Option<Instant>,
+    /// Replay at the original pace: when the last first delivery went out,
+    /// and when its message was stored.
+    replay_last: Option<(Instant, SystemTime)>,
     dirty: bool,
     deleted: bool,
 }
@@ -193,6 +202,9 @@ pub(crate) struct Group {
     run: Mutex<Run>,
     store: Store,
     state_key: Vec<u8>,
+    /// Paused with a `pause_until` still ahead: the tick announces the end
+    /// of the pause once ([`Group::pause_ended`]).
+    pause_watch: std::sync::atomic::AtomicBool,
 }
 
 /// Storage key of a group's position.
@@ -223,6 +235,9 @@ pub fn check_update(old: &GroupConfig, new: &GroupConfig) -> Result<(), EngineEr
     }
     if old.filter_subjects != new.filter_subjects {
         return fixed("filter subjects");
+    }
+    if old.replay_original != new.replay_original {
+        return fixed("replay policy");
     }
     match (&old.push, &new.push) {
         (None, Some(_)) | (Some(_), None) => return fixed("push or pull mode"),
@@ -278,6 +293,12 @@ pub fn normalize(mut c: GroupConfig) -> Result<GroupConfig, EngineError> {
         SubjectFilter::new(f.clone())
             .map_err(|e| invalid(format!("invalid filter subject '{f}': {e}")))?;
     }
+    if junction_api::parse_sample_freq(&c.sample_freq).is_none() {
+        return Err(invalid(format!(
+            "failed to parse consumer sampling configuration: {:?}",
+            c.sample_freq
+        )));
+    }
     Ok(c)
 }
 
@@ -313,6 +334,7 @@ impl Group {
             name: config.name.clone(),
             created: SystemTime::now(),
             state_key: state_key(station.id, &config.name),
+            pause_watch: std::sync::atomic::AtomicBool::new(config.paused_at(SystemTime::now())),
             filters,
             config: RwLock::new(config),
             run: Mutex::new(run),
@@ -401,20 +423,47 @@ impl Group {
     /// Changes its definition in place (checked by [`check_update`]): limits and
     /// timers apply from the next delivery; its position is kept.
     pub fn update(&self, config: GroupConfig) {
+        self.pause_watch.store(
+            config.paused_at(SystemTime::now()),
+            std::sync::atomic::Ordering::Release,
+        );
         *self.config.write() = config;
         // A larger max_ack_pending or max_waiting may let waiting pulls go on.
         self.run.lock().dirty = true;
     }
 
+    /// The time its pause ended, once, when a `pause_until` it was paused
+    /// until has passed (not when a request lifted it: that is announced by
+    /// the request).
+    pub fn pause_ended(&self) -> Option<SystemTime> {
+        use std::sync::atomic::Ordering;
+        if !self.pause_watch.load(Ordering::Acquire) {
+            return None;
+        }
+        let until = self.config.read().pause_until;
+        match until {
+            Some(t) if t > SystemTime::now() => None,
+            _ => {
+                self.pause_watch.store(false, Ordering::Release);
+                until
+            }
+        }
+    }
+
     /// Queues a pull request and delivers what it can now.
     pub fn fetch(&self, station: &Station, request: FetchRequest, sink: Arc<dyn FetchSink>) {
-        let (exceeds, max_waiting) = {
+        let (exceeds, max_waiting, push_based) = {
             let c = self.config.read();
+            let push_based = request.pull_request && c.push.is_some();
             let exceeds = (c.max_batch > 0 && request.batch as i64 > c.max_batch)
                 || (!c.max_expires.is_zero() && request.expires.is_some_and(|e| e > c.max_expires))
                 || (c.max_bytes > 0 && request.max_bytes as i64 > c.max_bytes);
-            (exceeds, c.max_waiting)
+            (exceeds, c.max_waiting, push_based)
         };
+        if push_based {
+            sink.end(FetchEnd::PushBased);
+            return;
+        }
         {
             let mut run = self.run.lock();
             run.last_active = Some(SystemTime::now());
@@ -462,10 +511,22 @@ impl Group {
     /// Delivers to waiting pull requests while there are messages and room.
     pub fn fill(&self, station: &Station) {
         let mut run = self.run.lock();
-        let (acks, limit) = {
+        let (acks, limit, paused, replay_original) = {
             let c = self.config.read();
-            (c.ack_policy != AckPolicy::None, c.max_ack_pending)
+            (
+                c.ack_policy != AckPolicy::None,
+                c.max_ack_pending,
+                c.paused_at(SystemTime::now()),
+                c.replay_original,
+            )
         };
+        if paused {
+            // Nothing goes out until the pause ends (the ticker fills again
+            // then): waiting requests wait, no_wait ones end as when nothing
+            // can be delivered.
+            Self::end_no_wait(&mut run);
+            return;
+        }
         // New messages read ahead in one range scan (a group without filters):
         // a point read per message cost half of a durable pull's server time.
         let mut ahead: VecDeque<StoredMessage> = VecDeque::new();
@@ -599,6 +660,28 @@ impl Group {
                     return;
                 }
             };
+            // Replay at the original pace: not before the gap between this
+            // message and the last one delivered has passed since that
+            // delivery was due. The ticker fills again about every 50 ms, so a
+            // delivery goes up to a tick late; counting the next gap from when
+            // it was due (not from when the tick sent it) keeps those delays
+            // from adding up over a replay. After a longer stall (nobody
+            // pulling) the next gap counts from the late delivery, as in
+            // nats-server, so a stalled replay does not burst.
+            let mut replay_due = now;
+            if replay_original
+                && source != Source::Redeliver
+                && let Some((sent, stored)) = run.replay_last
+            {
+                let gap = message.time.duration_since(stored).unwrap_or_default();
+                let due = sent + gap;
+                if now < due {
+                    return;
+                }
+                if now.duration_since(due) < REPLAY_TICK_SLACK {
+                    replay_due = due;
+                }
+            }
             let size = message.payload.len();
             let Some(w) = run.waiting.front_mut() else {
                 return;
@@ -628,6 +711,7 @@ impl Group {
                 Source::Initial => from_cursor + initial_left.saturating_sub(1),
                 Source::Redeliver => from_cursor + initial_left,
             };
+            let stored_at = message.time;
             let delivered = Delivered {
                 message: self.shape(message),
                 consumer_seq,
@@ -656,6 +740,9 @@ impl Group {
                 w.sink.end(FetchEnd::Complete);
             }
             Self::done_with_candidate(&mut run, source, seq);
+            if replay_original && source != Source::Redeliver {
+                run.replay_last = Some((replay_due, stored_at));
+            }
             run.consumer_seq = consumer_seq;
             run.delivered_stream_seq = run.delivered_stream_seq.max(seq);
             if acks {
@@ -666,6 +753,7 @@ impl Group {
                         consumer_seq,
                         deliveries,
                         deadline,
+                        sent: now,
                     },
                 );
             } else {
@@ -777,9 +865,10 @@ impl Group {
                         run.pending.remove(s);
                     }
                     out.done = done;
-                } else if run.pending.remove(&seq).is_some()
-                    || Self::ack_unheld(&mut run, seq, replicated)
-                {
+                } else if let Some(p) = run.pending.remove(&seq) {
+                    out.done.push(seq);
+                    out.sample = self.sample(seq, &p);
+                } else if Self::ack_unheld(&mut run, seq, replicated) {
                     out.done.push(seq);
                 }
             }
@@ -816,6 +905,23 @@ impl Group {
         Self::advance_floor(&mut run);
         run.dirty = true;
         out
+    }
+
+    /// An ack metric for this ack of `seq`, when `sample_freq` picks it.
+    fn sample(&self, seq: u64, p: &Pending) -> Option<AckSample> {
+        let percent = self.config.read().sample_percent();
+        if percent == 0 || (percent < 100 && rand::random_range(0..100u8) >= percent) {
+            return None;
+        }
+        Some(AckSample {
+            tenant: junction_api::TenantId::default_tenant(),
+            station: String::new(),
+            group: String::new(),
+            consumer_seq: p.consumer_seq,
+            stream_seq: seq,
+            ack_time: p.sent.elapsed(),
+            deliveries: p.deliveries,
+        })
     }
 
     /// Timers: ack deadlines, request expiry, heartbeats, ephemeral inactivity.
@@ -1035,6 +1141,22 @@ pub(crate) struct AckOutcome {
     pub done: Vec<u64>,
     /// A terminated delivery.
     pub terminated: Option<Terminated>,
+    /// An ack sampled for an ack metric (`sample_freq`); its tenant, station
+    /// and group are filled in by the caller.
+    pub sample: Option<AckSample>,
+}
+
+/// An acknowledgement sampled by a group's `sample_freq` (JetStream's
+/// `$JS.EVENT.METRIC.CONSUMER.ACK`).
+pub(crate) struct AckSample {
+    pub tenant: junction_api::TenantId,
+    pub station: String,
+    pub group: String,
+    pub consumer_seq: u64,
+    pub stream_seq: u64,
+    /// From delivery to ack.
+    pub ack_time: Duration,
+    pub deliveries: u32,
 }
 
 /// A delivery a member terminated.
@@ -1061,6 +1183,7 @@ mod tests {
             consumer_seq,
             deliveries: 1,
             deadline: Instant::now(),
+            sent: Instant::now(),
         }
     }
 

@@ -190,6 +190,25 @@ impl StationEngine {
                 } else {
                     routed_callback(station.name().to_string())
                 };
+                let callback = if let Some(republish) = station.republish() {
+                    let last = station.last_seq_of(copy.subject.as_bytes());
+                    let me = self.me.clone();
+                    let tenant = from.tenant().clone();
+                    super::republish::wrap(
+                        station.name(),
+                        &republish,
+                        copy,
+                        last,
+                        move |m| {
+                            if let Some(e) = me.upgrade() {
+                                e.publish_as_system(&tenant, &m);
+                            }
+                        },
+                        callback,
+                    )
+                } else {
+                    callback
+                };
                 match station.replica.get() {
                     // A replicated station: through its group (its leader).
                     Some(group) => self.replicated_append(

@@ -17,6 +17,7 @@
 //! - A subscriber that reports [`Delivery::AcceptedLast`] or [`Delivery::Gone`] is
 //!   removed after the fan-out, never during it.
 
+mod advisories;
 pub mod auth;
 mod cluster;
 mod dead_letter;
@@ -32,6 +33,7 @@ mod meta;
 mod placement;
 mod remote_group;
 mod replicated;
+mod republish;
 mod routing;
 mod schemas;
 mod station;
@@ -959,6 +961,16 @@ impl Broker for StationEngine {
         }
     }
 
+    fn allows_direct_get(&self, tenant: &TenantId, name: &str) -> bool {
+        match self.stations.get(tenant, name) {
+            Ok(station) => station.allows_direct(),
+            Err(_) => self
+                .placed
+                .get(tenant, name)
+                .is_some_and(|remote| remote.config.allow_direct),
+        }
+    }
+
     fn station_node(&self, tenant: &TenantId, name: &str) -> Option<String> {
         if let Ok(s) = self.stations.get(tenant, name) {
             // A replicated station's requests go to its leader; with none, to
@@ -1131,8 +1143,32 @@ impl Broker for StationEngine {
 
 /// The admin surface: each call runs its blocking body ([`StationEngine`]'s
 /// `*_now` methods) on a tokio blocking thread.
-impl Admin for StationEngine {
-    fn create_station(&self, tenant: &TenantId, config: StationConfig) -> AdminFuture<StationInfo> {
+/// The admin calls themselves; the [`Admin`] methods add their advisories.
+impl StationEngine {
+    /// Runs `then` on this engine once `fut` succeeded (the advisories of an
+    /// admin call, published on the node it was made on).
+    fn advise_after<T: Send + 'static>(
+        &self,
+        fut: AdminFuture<T>,
+        then: impl FnOnce(&StationEngine) + Send + 'static,
+    ) -> AdminFuture<T> {
+        let me = self.me.clone();
+        Box::pin(async move {
+            let out = fut.await;
+            if out.is_ok()
+                && let Some(me) = me.upgrade()
+            {
+                then(&me);
+            }
+            out
+        })
+    }
+
+    fn create_station_call(
+        &self,
+        tenant: &TenantId,
+        config: StationConfig,
+    ) -> AdminFuture<StationInfo> {
         if let Err(e) = self
             .check_station_limit(tenant, &config.name)
             .and_then(|()| self.check_new_station_storage(tenant, &config))
@@ -1168,7 +1204,11 @@ impl Admin for StationEngine {
         self.blocking(move |e| e.create_station_now(&tenant, config))
     }
 
-    fn update_station(&self, tenant: &TenantId, config: StationConfig) -> AdminFuture<StationInfo> {
+    fn update_station_call(
+        &self,
+        tenant: &TenantId,
+        config: StationConfig,
+    ) -> AdminFuture<StationInfo> {
         // A station that is not there is answered as such, whatever it asks.
         let exists = self.stations.get(tenant, &config.name).is_ok()
             || self.placed.get(tenant, &config.name).is_some();
@@ -1212,7 +1252,7 @@ impl Admin for StationEngine {
         self.blocking(move |e| e.update_station_now(&tenant, config))
     }
 
-    fn delete_station(&self, tenant: &TenantId, name: &str) -> AdminFuture<()> {
+    fn delete_station_call(&self, tenant: &TenantId, name: &str) -> AdminFuture<()> {
         let (tenant, name) = (tenant.clone(), name.to_string());
         if let Some(meta) = self.meta()
             && !ingress::is_internal_station(&name)
@@ -1234,6 +1274,96 @@ impl Admin for StationEngine {
             });
         }
         self.blocking(move |e| e.delete_station_now(&tenant, &name))
+    }
+
+    fn create_group_call(
+        &self,
+        tenant: &TenantId,
+        station: &str,
+        config: GroupConfig,
+    ) -> AdminFuture<GroupInfo> {
+        if let Err(e) = self.check_group_limit(tenant, station, &config.name) {
+            return Box::pin(std::future::ready(Err(e)));
+        }
+        let (tenant, station) = (tenant.clone(), station.to_string());
+        if let Some(node) = Broker::station_node(self, &tenant, &station) {
+            return self.in_cluster(move |e| async move {
+                let call = placement::StationCall::CreateGroup {
+                    tenant: tenant.0.to_string(),
+                    station,
+                    config: Box::new(config),
+                    internal: false,
+                };
+                StationEngine::group_from(e.call_station_node(&node, call).await?)
+            });
+        }
+        self.blocking(move |e| e.create_group_now(&tenant, &station, config))
+    }
+
+    fn update_group_call(
+        &self,
+        tenant: &TenantId,
+        station: &str,
+        config: GroupConfig,
+    ) -> AdminFuture<GroupInfo> {
+        let (tenant, station) = (tenant.clone(), station.to_string());
+        if let Some(node) = Broker::station_node(self, &tenant, &station) {
+            return self.in_cluster(move |e| async move {
+                let call = placement::StationCall::UpdateGroup {
+                    tenant: tenant.0.to_string(),
+                    station,
+                    config: Box::new(config),
+                };
+                StationEngine::group_from(e.call_station_node(&node, call).await?)
+            });
+        }
+        self.blocking(move |e| e.update_group_now(&tenant, &station, config))
+    }
+
+    fn delete_group_call(&self, tenant: &TenantId, station: &str, group: &str) -> AdminFuture<()> {
+        let (tenant, station, group) = (tenant.clone(), station.to_string(), group.to_string());
+        if let Some(node) = Broker::station_node(self, &tenant, &station) {
+            return self.in_cluster(move |e| async move {
+                let call = placement::StationCall::DeleteGroup {
+                    tenant: tenant.0.to_string(),
+                    station,
+                    group,
+                    internal: false,
+                };
+                e.call_station_node(&node, call).await.map(|_| ())
+            });
+        }
+        self.blocking(move |e| e.delete_group_now(&tenant, &station, &group))
+    }
+}
+
+impl Admin for StationEngine {
+    fn create_station(&self, tenant: &TenantId, config: StationConfig) -> AdminFuture<StationInfo> {
+        let (t, name) = (tenant.clone(), config.name.clone());
+        // A create repeated with the same definition changes nothing: no advisory.
+        let existed = Broker::station_info(self, tenant, &config.name).is_ok();
+        let fut = self.create_station_call(tenant, config);
+        self.advise_after(fut, move |e| {
+            if !existed {
+                e.stream_advisory(&t, &name, advisories::Action::Create)
+            }
+        })
+    }
+
+    fn update_station(&self, tenant: &TenantId, config: StationConfig) -> AdminFuture<StationInfo> {
+        let (t, name) = (tenant.clone(), config.name.clone());
+        let fut = self.update_station_call(tenant, config);
+        self.advise_after(fut, move |e| {
+            e.stream_advisory(&t, &name, advisories::Action::Modify)
+        })
+    }
+
+    fn delete_station(&self, tenant: &TenantId, name: &str) -> AdminFuture<()> {
+        let (t, n) = (tenant.clone(), name.to_string());
+        let fut = self.delete_station_call(tenant, name);
+        self.advise_after(fut, move |e| {
+            e.stream_advisory(&t, &n, advisories::Action::Delete)
+        })
     }
 
     fn remove_station_peer(&self, tenant: &TenantId, name: &str, peer: &str) -> AdminFuture<()> {
@@ -1308,22 +1438,18 @@ impl Admin for StationEngine {
         station: &str,
         config: GroupConfig,
     ) -> AdminFuture<GroupInfo> {
-        if let Err(e) = self.check_group_limit(tenant, station, &config.name) {
-            return Box::pin(std::future::ready(Err(e)));
-        }
-        let (tenant, station) = (tenant.clone(), station.to_string());
-        if let Some(node) = Broker::station_node(self, &tenant, &station) {
-            return self.in_cluster(move |e| async move {
-                let call = placement::StationCall::CreateGroup {
-                    tenant: tenant.0.to_string(),
-                    station,
-                    config: Box::new(config),
-                    internal: false,
-                };
-                StationEngine::group_from(e.call_station_node(&node, call).await?)
-            });
-        }
-        self.blocking(move |e| e.create_group_now(&tenant, &station, config))
+        let (t, s, g) = (tenant.clone(), station.to_string(), config.name.clone());
+        let existed = Broker::group_info(self, tenant, station, &config.name).is_ok();
+        let pause = config.pause_until;
+        let fut = self.create_group_call(tenant, station, config);
+        self.advise_after(fut, move |e| {
+            if !existed {
+                e.consumer_advisory(&t, &s, &g, advisories::Action::Create);
+                if pause.is_some() {
+                    e.pause_advisory(&t, &s, &g, pause);
+                }
+            }
+        })
     }
 
     fn update_group(
@@ -1332,18 +1458,19 @@ impl Admin for StationEngine {
         station: &str,
         config: GroupConfig,
     ) -> AdminFuture<GroupInfo> {
-        let (tenant, station) = (tenant.clone(), station.to_string());
-        if let Some(node) = Broker::station_node(self, &tenant, &station) {
-            return self.in_cluster(move |e| async move {
-                let call = placement::StationCall::UpdateGroup {
-                    tenant: tenant.0.to_string(),
-                    station,
-                    config: Box::new(config),
-                };
-                StationEngine::group_from(e.call_station_node(&node, call).await?)
-            });
-        }
-        self.blocking(move |e| e.update_group_now(&tenant, &station, config))
+        let (t, s, g) = (tenant.clone(), station.to_string(), config.name.clone());
+        // Where this node does not serve the group, its old pause is unknown:
+        // only a new one is announced.
+        let old = Broker::group_info(self, tenant, station, &config.name)
+            .ok()
+            .map(|i| i.config.pause_until);
+        let pause = config.pause_until;
+        let fut = self.update_group_call(tenant, station, config);
+        self.advise_after(fut, move |e| {
+            if old.map_or(pause.is_some(), |o| o != pause) {
+                e.pause_advisory(&t, &s, &g, pause);
+            }
+        })
     }
 
     fn join_cluster(&self, routes: Vec<String>) -> AdminFuture<()> {
@@ -1372,19 +1499,11 @@ impl Admin for StationEngine {
     }
 
     fn delete_group(&self, tenant: &TenantId, station: &str, group: &str) -> AdminFuture<()> {
-        let (tenant, station, group) = (tenant.clone(), station.to_string(), group.to_string());
-        if let Some(node) = Broker::station_node(self, &tenant, &station) {
-            return self.in_cluster(move |e| async move {
-                let call = placement::StationCall::DeleteGroup {
-                    tenant: tenant.0.to_string(),
-                    station,
-                    group,
-                    internal: false,
-                };
-                e.call_station_node(&node, call).await.map(|_| ())
-            });
-        }
-        self.blocking(move |e| e.delete_group_now(&tenant, &station, &group))
+        let (t, s, g) = (tenant.clone(), station.to_string(), group.to_string());
+        let fut = self.delete_group_call(tenant, station, group);
+        self.advise_after(fut, move |e| {
+            e.consumer_advisory(&t, &s, &g, advisories::Action::Delete)
+        })
     }
 
     fn create_schema(

@@ -147,6 +147,7 @@ enum EndWire {
     MaxWaiting,
     ExceedsLimits,
     GroupDeleted,
+    PushBased,
 }
 
 impl From<FetchEnd> for EndWire {
@@ -159,6 +160,7 @@ impl From<FetchEnd> for EndWire {
             FetchEnd::MaxWaiting => EndWire::MaxWaiting,
             FetchEnd::ExceedsLimits => EndWire::ExceedsLimits,
             FetchEnd::GroupDeleted => EndWire::GroupDeleted,
+            FetchEnd::PushBased => EndWire::PushBased,
         }
     }
 }
@@ -173,6 +175,7 @@ impl From<EndWire> for FetchEnd {
             EndWire::MaxWaiting => FetchEnd::MaxWaiting,
             EndWire::ExceedsLimits => FetchEnd::ExceedsLimits,
             EndWire::GroupDeleted => FetchEnd::GroupDeleted,
+            EndWire::PushBased => FetchEnd::PushBased,
         }
     }
 }
@@ -693,6 +696,7 @@ impl StationEngine {
             expires: call.expires_ms.map(Duration::from_millis),
             no_wait: call.no_wait,
             idle_heartbeat: call.heartbeat_ms.map(Duration::from_millis),
+            pull_request: false,
         };
         // Served here only: a request is never passed on twice (a leader that
         // moved meanwhile makes the caller ask again).

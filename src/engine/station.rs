@@ -71,6 +71,8 @@ struct Limits {
     memory: bool,
     /// `Nats-Rollup` is honoured (`allow_rollup` and not `deny_purge`).
     rollup: bool,
+    /// Sealed: every append is refused.
+    sealed: bool,
 }
 
 impl Limits {
@@ -89,6 +91,7 @@ impl Limits {
             },
             memory: c.storage == StorageKind::Memory,
             rollup: c.allow_rollup && !c.deny_purge,
+            sealed: c.sealed,
         }
     }
 }
@@ -740,6 +743,26 @@ impl Station {
     /// none) under the producer's `options` (de-duplication id, preconditions),
     /// then calls `done` once it is durable (or refused), and then lets consumer
     /// groups deliver it.
+    /// Whether it answers direct gets (`allow_direct`): one flag read.
+    pub fn allows_direct(&self) -> bool {
+        self.config.read().allow_direct
+    }
+
+    /// Its republish policy, if it has one (read on every append: only the
+    /// policy is cloned, never the whole definition).
+    pub fn republish(&self) -> Option<junction_api::Republish> {
+        self.config.read().republish.clone()
+    }
+
+    /// The newest live sequence on `subject` (0: none), from the index.
+    pub fn last_seq_of(&self, subject: &[u8]) -> u64 {
+        self.log
+            .lock()
+            .per_subject
+            .get(subject)
+            .map_or(0, |s| s.last)
+    }
+
     pub fn append(
         self: &Arc<Self>,
         message: &Message,
@@ -928,6 +951,9 @@ impl Station {
         // sequence, so the station's counts never include what was not stored.
         if !l.memory && self.store.is_poisoned() {
             return Admitted::Refused(Err(self.write_failed(StorageError::Poisoned)));
+        }
+        if l.sealed {
+            return Admitted::Refused(Err(EngineError::Denied(junction_api::Denial::Sealed)));
         }
         if l.max_msg_size >= 0 && message.payload.len() as i64 > l.max_msg_size {
             return Admitted::Refused(Err(EngineError::MessageTooLarge));
@@ -1413,6 +1439,9 @@ impl Station {
     }
 
     pub fn purge(&self, purge: &Purge) -> Result<u64, EngineError> {
+        if self.config.read().sealed {
+            return Err(EngineError::Denied(junction_api::Denial::Sealed));
+        }
         if self.config.read().deny_purge {
             return Err(EngineError::Denied(junction_api::Denial::PurgeNotPermitted));
         }
@@ -1507,6 +1536,9 @@ impl Station {
     }
 
     pub fn delete_message(&self, seq: u64) -> Result<(), EngineError> {
+        if self.config.read().sealed {
+            return Err(EngineError::Denied(junction_api::Denial::Sealed));
+        }
         if self.config.read().deny_delete {
             return Err(EngineError::Denied(
                 junction_api::Denial::DeleteNotPermitted,

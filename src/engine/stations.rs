@@ -68,6 +68,15 @@ pub(crate) struct StationRegistry {
     boot: u64,
     /// The remote tier, when the broker has a `[tier]` bucket.
     tier: std::sync::OnceLock<Arc<junction_storage::tier::Remote>>,
+    /// Acks sampled by their groups' `sample_freq`, published as ack metrics
+    /// by the engine's next tick (never from inside an ack).
+    pub(crate) ack_samples: parking_lot::Mutex<Vec<super::group::AckSample>>,
+    /// Ephemeral groups removed for inactivity since the last tick: (tenant,
+    /// station, group), for their consumer-deleted advisories.
+    pub(crate) expired_groups: parking_lot::Mutex<Vec<(TenantId, String, String)>>,
+    /// Groups whose `pause_until` passed since the last tick, with it: the
+    /// pause advisory nats-server sends when a pause runs out.
+    pub(crate) pauses_ended: parking_lot::Mutex<Vec<(TenantId, String, String, SystemTime)>>,
 }
 
 fn meta_key(tenant: &TenantId, name: &str) -> String {
@@ -134,6 +143,16 @@ pub(crate) fn normalize(mut config: StationConfig) -> Result<StationConfig, Engi
         check_limit(what, *v).map_err(EngineError::invalid_config)?;
         *v = StationConfig::limit(*v).unwrap_or(*v);
     }
+    // A sealed station takes nothing more in and lets nothing out (as
+    // nats-server adjusts a sealed stream's configuration).
+    if config.sealed {
+        config.max_age = Duration::ZERO;
+        config.discard = junction_api::Discard::New;
+        config.deny_delete = true;
+        config.deny_purge = true;
+        config.allow_rollup = false;
+    }
+    super::republish::check(&mut config)?;
     let filters = filters_of(&config)?;
     // Literal subjects overlap only when equal (a set finds that); only filters
     // with wildcards need comparing with every other one. A station of 10,000
@@ -173,6 +192,9 @@ impl StationRegistry {
             any: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
             boot: rand::random::<u64>() | 1,
+            ack_samples: parking_lot::Mutex::new(Vec::new()),
+            expired_groups: parking_lot::Mutex::new(Vec::new()),
+            pauses_ended: parking_lot::Mutex::new(Vec::new()),
         };
         // Snapshots are trusted only by the first start after the clean shutdown
         // that wrote them: the marker goes before anything else is written, so a
@@ -457,6 +479,11 @@ impl StationRegistry {
         }
         if old.retention != config.retention {
             return Err(EngineError::InvalidConfig(ConfigError::RetentionChange));
+        }
+        if old.sealed && !config.sealed {
+            return Err(EngineError::InvalidConfig(ConfigError::Invalid(
+                "stream configuration update can not unseal a sealed stream".into(),
+            )));
         }
         Self::check_overlap(t, &config.name, &filters)?;
         self.persist(&station, &config)?;
@@ -753,6 +780,16 @@ impl StationRegistry {
         // delivered; never one past the last sequence (a made-up ack token).
         let ahead_ok = station.is_replicated() && seq <= station.last_seq();
         let outcome = group.ack(seq, &kind, ahead_ok);
+        if let Some(mut sample) = outcome.sample {
+            sample.tenant = tenant.clone();
+            sample.station = station_name.to_string();
+            sample.group = name.to_string();
+            let mut samples = self.ack_samples.lock();
+            // Bounded: a tick drains them every ~50 ms.
+            if samples.len() < 100_000 {
+                samples.push(sample);
+            }
+        }
         let gave_up = outcome.terminated.map(|t: Terminated| {
             tracing::info!(
                 station = station_name,
@@ -854,6 +891,18 @@ impl StationRegistry {
         gave_up: &mut Vec<GaveUp>,
     ) {
         let (exhausted, outcome) = g.tick(now);
+        // Announced by the node that delivers (a replicated station's leader).
+        if housekeeping
+            && (!station.is_replicated() || station.replica.get().is_some_and(|r| r.is_leader()))
+            && let Some(until) = g.pause_ended()
+        {
+            self.pauses_ended.lock().push((
+                station.tenant.clone(),
+                station.name().to_string(),
+                g.name.clone(),
+                until,
+            ));
+        }
         for (seq, deliveries) in exhausted {
             tracing::warn!(
                 station = station.name(),
@@ -884,6 +933,11 @@ impl StationRegistry {
                 station.groups.write().remove(&g.name);
                 g.close(true);
                 tracing::debug!(station = station.name(), group = %g.name, "ephemeral consumer expired");
+                self.expired_groups.lock().push((
+                    station.tenant.clone(),
+                    station.name().to_string(),
+                    g.name.clone(),
+                ));
                 self.release_consumed(station);
             }
             _ => {
@@ -993,6 +1047,15 @@ impl StationEngine {
     pub fn tick_groups(&self) {
         let gave_up = self.stations.tick_groups();
         self.handle_gave_up(gave_up);
+        self.publish_ack_samples();
+        let expired = std::mem::take(&mut *self.stations.expired_groups.lock());
+        for (tenant, station, group) in expired {
+            self.consumer_advisory(&tenant, &station, &group, super::advisories::Action::Delete);
+        }
+        let ended = std::mem::take(&mut *self.stations.pauses_ended.lock());
+        for (tenant, station, group, until) in ended {
+            self.pause_advisory(&tenant, &station, &group, Some(until));
+        }
         self.check_remote_fetches();
     }
 

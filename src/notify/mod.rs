@@ -438,6 +438,7 @@ impl Sink {
                 expires: None,
                 no_wait: true,
                 idle_heartbeat: None,
+                pull_request: false,
             };
             if engine
                 .fetch(

@@ -84,6 +84,35 @@ async fn http_reads_and_writes_the_buckets_nats_clients_use() {
     let keys = api.get("/v1/kv/cfg").await.expect(200);
     assert_eq!(keys["keys"], serde_json::json!(["color"]));
 
+    // History: every revision kept, oldest first, markers included (the
+    // bucket keeps 3 per key).
+    let h = api.get("/v1/kv/cfg/color/history").await.expect(200);
+    let values: Vec<(&str, &str)> = h["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["operation"].as_str().unwrap(),
+                e["value"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(values, [("PUT", "red"), ("PUT", "blue")]);
+    let h = api.get("/v1/kv/cfg/size/history").await.expect(200);
+    let ops: Vec<&str> = h["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["operation"].as_str().unwrap())
+        .collect();
+    assert_eq!(ops, ["PUT", "DEL"]);
+    let h = api.get("/v1/kv/cfg/never/history").await.expect(200);
+    assert_eq!(h["entries"], serde_json::json!([]));
+    api.get("/v1/kv/nope/x/history")
+        .await
+        .expect_error(404, "bucket_not_found");
+
     // No such bucket.
     api.get("/v1/kv/nope/x")
         .await

@@ -48,6 +48,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/kv/{bucket}/{key}"),
     ("put", "/v1/kv/{bucket}/{key}"),
     ("delete", "/v1/kv/{bucket}/{key}"),
+    ("get", "/v1/kv/{bucket}/{key}/history"),
     ("get", "/v1/connections"),
     ("delete", "/v1/connections/{cid}"),
     ("get", "/v1/events"),

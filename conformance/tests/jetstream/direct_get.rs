@@ -8,17 +8,36 @@
 //! `Nats-Last-Sequence` on each message and a `204 EOB` at the end; `multi_last`
 //! with `up_to_seq`; too many subjects is 413.
 
-use crate::support::{connect, publish, simple_stream, within};
+use crate::support::{connect, create_stream, publish, within};
 use async_nats::HeaderMap;
+use async_nats::jetstream::stream;
 use async_nats::jetstream::stream::DirectGetErrorKind;
 use bytes::Bytes;
 use junction_conformance::broker;
+
+/// A stream with `allow_direct` (direct gets answer only such streams).
+async fn direct_stream(
+    js: &async_nats::jetstream::Context,
+    name: &str,
+    subject: &str,
+) -> stream::Stream {
+    create_stream(
+        js,
+        stream::Config {
+            name: name.into(),
+            subjects: vec![subject.into()],
+            allow_direct: true,
+            ..Default::default()
+        },
+    )
+    .await
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_get_by_sequence_last_and_next_for_subject() {
     let b = broker().await;
     let (client, js) = connect(&b).await;
-    let s = simple_stream(&js, "DG", &["dg.>"]).await;
+    let s = direct_stream(&js, "DG", "dg.>").await;
     let mut h = HeaderMap::new();
     h.insert("Color", "blue");
     within(
@@ -88,7 +107,7 @@ async fn direct_get_by_sequence_last_and_next_for_subject() {
         assert_eq!(r.status.map(|s| s.as_u16()), Some(408), "{body:?}");
         assert_eq!(r.description.as_deref(), Some(want), "{body:?}");
     }
-    // An unknown stream finds nothing.
+    // An unknown stream has nobody answering, as on nats-server.
     let r = within(
         "unknown stream",
         client.request(
@@ -96,9 +115,11 @@ async fn direct_get_by_sequence_last_and_next_for_subject() {
             Bytes::from_static(br#"{"seq":1}"#),
         ),
     )
-    .await
-    .unwrap();
-    assert_eq!(r.status.map(|s| s.as_u16()), Some(404));
+    .await;
+    assert!(
+        matches!(&r, Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders),
+        "{r:?}"
+    );
 }
 
 /// Sends a raw batched direct get and reads its answer up to the `204 EOB`
@@ -141,7 +162,7 @@ fn header<'a>(m: &'a async_nats::Message, name: &str) -> &'a str {
 async fn batched_direct_gets_answer_as_nats_server_2_11() {
     let b = broker().await;
     let (client, js) = connect(&b).await;
-    simple_stream(&js, "DGB", &["dgb.>"]).await;
+    direct_stream(&js, "DGB", "dgb.>").await;
     for n in 1..=10 {
         let subject = if n % 2 == 0 { "dgb.even" } else { "dgb.odd" };
         publish(&js, subject, format!("m{n}")).await;

@@ -409,6 +409,14 @@ pub trait Broker: Send + Sync + 'static {
     /// A station's configuration and state (in memory).
     fn station_info(&self, tenant: &TenantId, name: &str) -> Result<StationInfo, EngineError>;
 
+    /// Whether station `name` answers direct gets (JetStream `allow_direct`):
+    /// read on every direct get, so cheaper than [`Broker::station_info`].
+    /// False for a station that does not exist.
+    fn allows_direct_get(&self, tenant: &TenantId, name: &str) -> bool {
+        self.station_info(tenant, name)
+            .is_ok_and(|info| info.config.allow_direct)
+    }
+
     /// In a cluster, the node that holds station `name` when it is not this one
     /// (`None`: this node holds it, it does not exist, or there is no cluster).
     fn station_node(&self, tenant: &TenantId, name: &str) -> Option<String>;

@@ -98,6 +98,9 @@ pub enum Denial {
     /// The station denies message deletes (`deny_delete`).
     #[error("the station does not allow deleting messages")]
     DeleteNotPermitted,
+    /// The station is sealed: no more writes, deletes or purges.
+    #[error("the station is sealed")]
+    Sealed,
     /// Dead-letter stations are deleted with their station (purging one is allowed).
     #[error("a dead-letter station is deleted with its station; purge it instead")]
     DeadLetterStationDelete,

@@ -83,6 +83,46 @@ pub struct GroupConfig {
     /// group delivers its messages to a subject; `None` for groups read by
     /// pull requests.
     pub push: Option<PushConfig>,
+    /// Deliver nothing until this time (JetStream consumer pause, nats-server
+    /// 2.11): pull requests wait, a push group's deliveries wait. `None`: not
+    /// paused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pause_until: Option<SystemTime>,
+    /// Deliver new messages at the pace they were stored (JetStream
+    /// `replay_policy: original`); off: as fast as members take them.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub replay_original: bool,
+    /// JetStream's `sample_freq` as the client gave it (`"50%"`, `"100"`;
+    /// empty: off): that share of acks is reported as an ack metric.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub sample_freq: String,
+}
+
+impl GroupConfig {
+    /// Whether it is paused at `now`.
+    pub fn paused_at(&self, now: SystemTime) -> bool {
+        self.pause_until.is_some_and(|t| t > now)
+    }
+
+    /// The share of acks sampled, in percent (0: none), from `sample_freq`
+    /// (`"50%"` or `"50"`; anything else, or above 100, is 0).
+    pub fn sample_percent(&self) -> u8 {
+        parse_sample_freq(&self.sample_freq).unwrap_or(0)
+    }
+}
+
+/// Parses a JetStream `sample_freq` (`"50%"`, `"50"`, `""`) into a percentage;
+/// `None` when it is not one (nats-server refuses such a configuration).
+pub fn parse_sample_freq(text: &str) -> Option<u8> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Some(0);
+    }
+    let digits = t.strip_suffix('%').unwrap_or(t).trim();
+    match digits.parse::<u8>() {
+        Ok(n) if n <= 100 => Some(n),
+        _ => None,
+    }
 }
 
 /// Where and how a push group's messages are delivered.
@@ -123,6 +163,9 @@ impl Default for GroupConfig {
             lineage_headers: false,
             metadata: Default::default(),
             push: None,
+            pause_until: None,
+            replay_original: false,
+            sample_freq: String::new(),
         }
     }
 }
@@ -189,6 +232,11 @@ pub struct FetchRequest {
     pub no_wait: bool,
     /// Send a heartbeat when idle this long.
     pub idle_heartbeat: Option<Duration>,
+    /// A client's pull request (JetStream `CONSUMER.MSG.NEXT`): a group with
+    /// push delivery refuses it ([`FetchEnd::PushBased`]), as nats-server
+    /// answers `409 Consumer is push based`. Off for the push delivery's own
+    /// fetches and for other protocols' reads.
+    pub pull_request: bool,
 }
 
 /// Why a pull request ended without filling its batch (or with it).
@@ -218,6 +266,8 @@ pub enum FetchEnd {
     ExceedsLimits,
     /// The group was deleted.
     GroupDeleted,
+    /// A client's pull request to a group with push delivery.
+    PushBased,
 }
 
 /// Where a pull request's deliveries go. Called with the group's lock held: it must

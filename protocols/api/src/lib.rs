@@ -63,7 +63,7 @@ pub use event::{
 pub use fanout::FanoutId;
 pub use group::{
     AckKind, AckPolicy, DeliverPolicy, Delivered, FetchEnd, FetchRequest, FetchSink, GroupConfig,
-    GroupInfo, GroupState, PushConfig,
+    GroupInfo, GroupState, PushConfig, parse_sample_freq,
 };
 pub use headers::Headers;
 pub use lineage::{
@@ -83,8 +83,8 @@ pub use publish::{PublishOptions, Rollup, STEERING_HEADERS, stored_msg_id};
 pub use routing::{Predicate, RoutingAction, RoutingRule};
 pub use schema::{SchemaFormat, SchemaInfo, SchemaVersion};
 pub use station::{
-    Discard, MessageQuery, PubAck, Purge, ReplicaInfo, Retention, StationConfig, StationInfo,
-    StationState, StorageKind, StoredCallback, StoredMessage, TierPolicy, TierState,
+    Discard, MessageQuery, PubAck, Purge, ReplicaInfo, Republish, Retention, StationConfig,
+    StationInfo, StationState, StorageKind, StoredCallback, StoredMessage, TierPolicy, TierState,
 };
 pub use subject::{
     INTERNAL_PUBLISH_FILTERS, MAX_SUBJECT_LEN, QueueGroup, RESERVED_FILTERS, Subject, SubjectError,

@@ -97,6 +97,30 @@ pub struct StationConfig {
     /// disk and when a range is sealed and uploaded. `None`: nothing is tiered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tier: Option<TierPolicy>,
+    /// No more writes, deletes or purges (JetStream `sealed`; set by an update,
+    /// never undone).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub sealed: bool,
+    /// Publish a copy of every stored message on another subject (JetStream
+    /// `republish`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub republish: Option<Republish>,
+}
+
+/// A station's republish: each stored message whose subject matches `source`
+/// is published again (core, not stored) on `destination`, with headers that
+/// say where it was stored (`Nats-Stream`, `Nats-Subject`, `Nats-Sequence`,
+/// `Nats-Time-Stamp`, `Nats-Last-Sequence`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Republish {
+    /// Which stored subjects (a filter; `>` when empty).
+    pub source: String,
+    /// Where to: a subject whose `*` / `{{wildcard(n)}}` / `$n` tokens and
+    /// trailing `>` take the source's wildcard tokens.
+    pub destination: String,
+    /// Headers only: no payload, and `Nats-Msg-Size` with its size.
+    pub headers_only: bool,
 }
 
 /// A station's tiering policy: sealed ranges of its log are uploaded to the
@@ -188,6 +212,8 @@ impl Default for StationConfig {
             schema_version: None,
             dead_letter: DeadLetterPolicy::default(),
             tier: None,
+            sealed: false,
+            republish: None,
         }
     }
 }

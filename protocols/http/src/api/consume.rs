@@ -198,6 +198,7 @@ pub async fn fetch(
         expires: Some(wait.max(MIN_EXPIRY)),
         no_wait: true,
         idle_heartbeat: None,
+        pull_request: false,
     };
     state
         .engine

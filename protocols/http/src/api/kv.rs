@@ -11,6 +11,9 @@
 //!   revision once durable; `Junction-Expected-Last-Subject-Sequence: <revision>`
 //!   makes it an update of that revision (0: a create), 412 otherwise.
 //! - `DELETE /v1/kv/{bucket}/{key}`: a delete marker (history kept).
+//! - `GET /v1/kv/{bucket}/{key}/history`: every revision the bucket still
+//!   keeps of the key, oldest first, delete and purge markers included (what
+//!   `kv.history` returns to NATS clients).
 
 use super::ApiState;
 use super::auth::Tenant;
@@ -303,4 +306,92 @@ pub async fn delete_key(
     };
     put_on_key(&state, &tenant, caller, message, &options, &bucket).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Most revisions one history answer lists (a bucket keeps at most 64 per key;
+/// a station used as a bucket with no per-key limit may keep more).
+const HISTORY_LIMIT: usize = 1000;
+
+/// One revision of a key.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KvRevisionJson {
+    /// The revision (the station sequence it is stored at).
+    pub revision: u64,
+    /// `PUT`, `DEL` (a delete marker) or `PURGE` (a purge marker).
+    pub operation: String,
+    /// The value as UTF-8 text, when it is (empty for markers).
+    pub value: Option<String>,
+    /// The value, in base64.
+    pub value_base64: String,
+    /// When it was stored (RFC 3339).
+    pub created: String,
+}
+
+/// A key's history.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KvHistoryJson {
+    /// Bucket.
+    pub bucket: String,
+    /// Key.
+    pub key: String,
+    /// Its revisions, oldest first (at most 1000).
+    pub entries: Vec<KvRevisionJson>,
+}
+
+/// Read a key's history: every revision the bucket keeps, markers included.
+#[utoipa::path(
+    get,
+    path = "/v1/kv/{bucket}/{key}/history",
+    tag = "key-value",
+    params(
+        ("bucket" = String, Path, description = "Bucket name"),
+        ("key" = String, Path, description = "Key"),
+    ),
+    responses(
+        (status = 200, description = "The revisions, oldest first (empty for a key never put)", body = KvHistoryJson),
+        (status = 404, description = "No such bucket", body = ErrorBody),
+    )
+)]
+pub async fn key_history(
+    State(state): State<Arc<ApiState>>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+    ApiPath((bucket, key)): ApiPath<(String, String)>,
+) -> Result<Json<KvHistoryJson>, AppError> {
+    let subject = subject(&bucket, &key)?.to_str_lossy().into_owned();
+    let mut entries = Vec::new();
+    let mut from = 1u64;
+    while entries.len() < HISTORY_LIMIT {
+        let found = state.engine.get_message(
+            &tenant,
+            &station(&bucket),
+            MessageQuery::NextBySubject {
+                seq: from,
+                subject: subject.clone(),
+            },
+        );
+        let m = match found {
+            Ok(m) => m,
+            Err(EngineError::StationNotFound) => return Err(bucket_not_found(&bucket)),
+            Err(EngineError::MessageNotFound) => break,
+            Err(e) => return Err(e.into()),
+        };
+        let operation = m
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(KV_OPERATION))
+            .map_or_else(|| "PUT".to_string(), |op| op.to_ascii_uppercase());
+        entries.push(KvRevisionJson {
+            revision: m.seq,
+            operation,
+            value: std::str::from_utf8(&m.payload).ok().map(str::to_owned),
+            value_base64: STANDARD.encode(&m.payload),
+            created: rfc3339(m.time),
+        });
+        from = m.seq + 1;
+    }
+    Ok(Json(KvHistoryJson {
+        bucket,
+        key,
+        entries,
+    }))
 }

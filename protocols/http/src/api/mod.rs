@@ -241,6 +241,7 @@ fn v1_routes(state: &Arc<ApiState>) -> OpenApiRouter<Arc<ApiState>> {
         .routes(routes!(groups::get_group, groups::delete_group))
         .routes(routes!(kv::list_keys))
         .routes(routes!(kv::get_key, kv::put_key, kv::delete_key))
+        .routes(routes!(kv::key_history))
         .routes(routes!(consume::fetch))
         .routes(routes!(consume::ack))
         .routes(routes!(server::connections))

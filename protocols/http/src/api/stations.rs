@@ -327,6 +327,9 @@ impl StationRequest {
             schema_version: self.schema_version,
             dead_letter: DeadLetterPolicy::from(&self.dead_letter),
             tier: self.tier.map(TierPolicy::from),
+            // Set over JetStream only; an HTTP update keeps the station's own.
+            sealed: false,
+            republish: None,
         }
     }
 }
@@ -657,10 +660,14 @@ pub async fn update_station(
             format!("body names station '{name}' but the path names '{station}'"),
         ));
     }
-    let info = state
-        .engine
-        .update_station(&tenant, request.into_config(station))
-        .await?;
+    let mut config = request.into_config(station);
+    // Sealing and republish are JetStream settings the HTTP body cannot
+    // express: an update keeps them (a sealed station stays sealed).
+    if let Ok(existing) = state.engine.station_info(&tenant, &config.name) {
+        config.sealed = existing.config.sealed;
+        config.republish = existing.config.republish;
+    }
+    let info = state.engine.update_station(&tenant, config).await?;
     Ok(Json(StationJson::from(&info)))
 }
 

@@ -229,6 +229,7 @@ async fn pump(engine: Arc<dyn Engine>, tenant: TenantId, shared: Arc<AttachShare
             expires: Some(LONG_POLL),
             no_wait: false,
             idle_heartbeat: None,
+            pull_request: false,
         };
         if let Err(e) = engine.fetch(&tenant, &shared.station, &shared.group, request, sink) {
             // In a cluster the group's node may be unreachable for a while (a

@@ -225,7 +225,7 @@ fn start_push<E: Engine>(
 /// The stream a request is about, for the requests its node answers: stream
 /// reads and purges, and everything about its consumers.
 fn stream_of(api: &str) -> Option<&str> {
-    const SCOPED: [&str; 14] = [
+    const SCOPED: [&str; 15] = [
         "STREAM.INFO.",
         "STREAM.PEER.REMOVE.",
         "STREAM.LEADER.STEPDOWN.",
@@ -239,6 +239,7 @@ fn stream_of(api: &str) -> Option<&str> {
         "CONSUMER.LIST.",
         "CONSUMER.INFO.",
         "CONSUMER.DELETE.",
+        "CONSUMER.PAUSE.",
         "CONSUMER.MSG.NEXT.",
     ];
     SCOPED
@@ -419,6 +420,14 @@ async fn stream_create<E: Engine>(
     }
     if config.name != name {
         return Err((kind, JsErrorCode::StreamMismatch.error()));
+    }
+    // A stream is sealed by an update, never made sealed (nats-server).
+    if !update && config.sealed {
+        return Err((
+            kind,
+            JsErrorCode::StreamInvalidConfig
+                .with_err("stream configuration for create can not be sealed"),
+        ));
     }
     let mut station = station_config(&config).map_err(|e| (kind, e))?;
     // The JetStream configuration cannot express Junction's schema and dead-letter

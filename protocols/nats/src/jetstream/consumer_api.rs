@@ -73,6 +73,7 @@ pub async fn route<E: Engine>(engine: &E, tenant: &TenantId, api: &str, body: &[
                 consumer_info(&info),
             ))))
         }
+        ["CONSUMER", "PAUSE", stream, name] => pause(engine, tenant, stream, name, body).await,
         ["CONSUMER", "DELETE", stream, name] => {
             let kind = response_type::CONSUMER_DELETE;
             engine
@@ -120,6 +121,62 @@ pub async fn route<E: Engine>(engine: &E, tenant: &TenantId, api: &str, body: &[
             JsErrorCode::BadRequest.error(),
         )),
     }
+}
+
+/// `$JS.API.CONSUMER.PAUSE.<stream>.<consumer>` (nats-server 2.11): pauses
+/// the consumer until `pause_until`, or resumes it when the request has none
+/// (or a time already past). The answer says whether it is paused now.
+async fn pause<E: Engine>(
+    engine: &E,
+    tenant: &TenantId,
+    stream: &str,
+    name: &str,
+    body: &[u8],
+) -> Routed {
+    let kind = response_type::CONSUMER_PAUSE;
+    #[derive(serde::Deserialize, Default)]
+    #[serde(default)]
+    struct PauseRequest {
+        pause_until: Option<String>,
+    }
+    let req: PauseRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        PauseRequest::default()
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| (kind, JsErrorCode::InvalidJson.with_err(e.to_string())))?
+    };
+    let until = match req.pause_until.as_deref() {
+        None | Some("") => None,
+        Some(text) => {
+            let ns = t::parse_rfc3339_nanos(text)
+                .ok_or_else(|| (kind, JsErrorCode::InvalidJson.error()))?;
+            u64::try_from(ns)
+                .ok()
+                .filter(|ns| *ns > 0)
+                .map(|ns| UNIX_EPOCH + Duration::from_nanos(ns))
+        }
+    };
+    let info = engine
+        .group_info(tenant, stream, name)
+        .map_err(|e| (kind, api_error(&e)))?;
+    let mut config = info.config;
+    config.pause_until = until;
+    engine
+        .update_group(tenant, stream, config)
+        .await
+        .map_err(|e| (kind, api_error(&e)))?;
+    let now = SystemTime::now();
+    let remaining = until.and_then(|u| u.duration_since(now).ok());
+    let mut answer = serde_json::json!({
+        "type": kind,
+        "paused": remaining.is_some(),
+        // Go's zero time when it is not paused, as nats-server answers.
+        "pause_until": until.map_or_else(|| "0001-01-01T00:00:00Z".to_string(), timestamp),
+    });
+    if let (Some(r), Some(obj)) = (remaining, answer.as_object_mut()) {
+        obj.insert("pause_remaining".into(), ns(r).into());
+    }
+    Ok(to_json(&answer))
 }
 
 fn random_name() -> String {
@@ -317,6 +374,25 @@ fn group_config(c: &ConsumerConfig, durable: bool) -> Result<GroupConfig, ApiErr
             return Err(JsErrorCode::ConsumerFilterNotSubset.error());
         }
     }
+    if junction_api::parse_sample_freq(&c.sample_freq).is_none() {
+        return Err(JsErrorCode::ConsumerInvalidSampling.with_err(format!(
+            "strconv.Atoi: parsing {:?}: invalid syntax",
+            c.sample_freq
+        )));
+    }
+    let pause_until = match c.pause_until.as_deref() {
+        None | Some("") => None,
+        Some(text) => {
+            let Some(ns) = t::parse_rfc3339_nanos(text) else {
+                return Err(JsErrorCode::InvalidJson.error());
+            };
+            // The Go zero time (and anything before 1970) is "not paused".
+            u64::try_from(ns)
+                .ok()
+                .filter(|ns| *ns > 0)
+                .map(|ns| UNIX_EPOCH + Duration::from_nanos(ns))
+        }
+    };
     Ok(GroupConfig {
         name: c.name.clone(),
         durable,
@@ -352,6 +428,9 @@ fn group_config(c: &ConsumerConfig, durable: bool) -> Result<GroupConfig, ApiErr
             idle_heartbeat: dur(c.idle_heartbeat),
             rate_limit_bps: c.rate_limit_bps,
         }),
+        pause_until,
+        replay_original: c.replay_policy == t::ReplayPolicy::Original,
+        sample_freq: c.sample_freq.clone(),
     })
 }
 
@@ -422,8 +501,20 @@ fn consumer_info(info: &GroupInfo) -> ConsumerInfo {
         flow_control: g.push.as_ref().is_some_and(|p| p.flow_control),
         idle_heartbeat: g.push.as_ref().map_or(0, |p| ns(p.idle_heartbeat)),
         rate_limit_bps: g.push.as_ref().map_or(0, |p| p.rate_limit_bps),
+        replay_policy: if g.replay_original {
+            t::ReplayPolicy::Original
+        } else {
+            t::ReplayPolicy::Instant
+        },
+        sample_freq: g.sample_freq.clone(),
+        pause_until: g.pause_until.map(timestamp),
         ..ConsumerConfig::default()
     };
+    let now = SystemTime::now();
+    let pause_remaining = g
+        .pause_until
+        .and_then(|until| until.duration_since(now).ok())
+        .map_or(0, ns);
     let s = &info.state;
     ConsumerInfo {
         stream_name: info.station.clone(),
@@ -446,7 +537,9 @@ fn consumer_info(info: &GroupInfo) -> ConsumerInfo {
         num_pending: s.num_pending,
         cluster: None,
         push_bound: false,
-        ts: timestamp(SystemTime::now()),
+        paused: g.paused_at(now),
+        pause_remaining,
+        ts: timestamp(now),
     }
 }
 
@@ -530,6 +623,7 @@ impl<E: Engine> FetchSink for PullSink<E> {
                 "request exceeds the consumer's limits",
             )),
             FetchEnd::GroupDeleted => self.status(status::CONSUMER_DELETED),
+            FetchEnd::PushBased => self.status(status::CONSUMER_IS_PUSH_BASED),
         }
     }
 
@@ -573,6 +667,7 @@ pub fn next<E: Engine>(
         expires: (req.expires > 0).then(|| dur(req.expires)),
         no_wait: req.no_wait,
         idle_heartbeat: (req.idle_heartbeat > 0).then(|| dur(req.idle_heartbeat)),
+        pull_request: true,
     };
     let expires = request.expires;
     if let Err(e) = engine.fetch(tenant, stream, consumer, request, sink.clone()) {

@@ -44,14 +44,8 @@ pub fn station_config(c: &StreamConfig) -> Result<StationConfig, ApiError> {
     if !c.sources.is_empty() {
         return Err(unsupported("sources"));
     }
-    if c.republish.is_some() {
-        return Err(unsupported("republish"));
-    }
     if c.subject_transform.is_some() {
         return Err(unsupported("subject transform"));
-    }
-    if c.sealed {
-        return Err(unsupported("sealed"));
     }
     if c.num_replicas < 0 {
         return Err(JsErrorCode::ReplicasCountCannotBeNegative.error());
@@ -107,6 +101,12 @@ pub fn station_config(c: &StreamConfig) -> Result<StationConfig, ApiError> {
         allow_rollup: c.allow_rollup_hdrs,
         allow_direct: c.allow_direct,
         metadata: c.metadata.clone(),
+        sealed: c.sealed,
+        republish: c.republish.as_ref().map(|r| junction_api::Republish {
+            source: r.src.clone(),
+            destination: r.dest.clone(),
+            headers_only: r.headers_only,
+        }),
         ..StationConfig::default()
     })
 }
@@ -209,6 +209,12 @@ pub fn stream_config(c: &StationConfig) -> StreamConfig {
         allow_rollup_hdrs: c.allow_rollup,
         allow_direct: c.allow_direct,
         metadata: with_tier_metadata(c),
+        sealed: c.sealed,
+        republish: c.republish.as_ref().map(|r| super::api_types::RePublish {
+            src: r.source.clone(),
+            dest: r.destination.clone(),
+            headers_only: r.headers_only,
+        }),
         ..StreamConfig::default()
     }
 }
@@ -330,6 +336,7 @@ pub fn description(e: &EngineError) -> String {
         E::MessageNotFound => "no message found".into(),
         E::Denied(Denial::PurgeNotPermitted) => "stream purge is not permitted".into(),
         E::Denied(Denial::DeleteNotPermitted) => "message delete is not permitted".into(),
+        E::Denied(Denial::Sealed) => "invalid operation on sealed stream".into(),
         E::GroupNotFound => "consumer not found".into(),
         E::GroupExists => "consumer already exists".into(),
         E::InvalidGroupConfig(GroupConfigError::Invalid(m)) => m.clone(),
@@ -414,6 +421,7 @@ pub fn api_error(e: &EngineError) -> ApiError {
         }
         EngineError::MessageNotFound => JsErrorCode::NoMessageFound.error(),
         EngineError::RollupNotPermitted => JsErrorCode::StreamRollupFailed.with_err(description(e)),
+        EngineError::Denied(Denial::Sealed) => JsErrorCode::StreamSealed.error(),
         EngineError::Denied(_) => JsErrorCode::StreamGeneral.with_err(description(e)),
         EngineError::Storage(m) => JsErrorCode::StreamStoreFailed.with_err(m),
         EngineError::CorruptRecord(_) => JsErrorCode::StreamStoreFailed.with_err(description(e)),

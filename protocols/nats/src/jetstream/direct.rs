@@ -55,6 +55,20 @@ pub fn answer<E: Engine + ?Sized>(
     body: &[u8],
     reply: Subject,
 ) {
+    // nats-server subscribes a stream's direct-get subject only when it has
+    // `allow_direct`: for any other stream (or none) nobody answers, and a
+    // client that asked for it gets the no-responders status.
+    let stream = api
+        .strip_prefix("DIRECT.GET.")
+        .and_then(|rest| rest.split('.').next())
+        .unwrap_or_default();
+    if !engine.allows_direct_get(tenant, stream) {
+        tracing::debug!(stream, "direct get of a stream without allow_direct");
+        let mut m = Message::new(reply, Bytes::new());
+        m.headers = Some(Headers::with_status(503, None));
+        respond_message(engine, tenant, m);
+        return;
+    }
     if let Some(stream) = api.strip_prefix("DIRECT.GET.").filter(|s| !s.contains('.'))
         && let Ok(req) = serde_json::from_slice::<BatchRequest>(body)
         && (req.batch > 0 || req.multi_last.is_some())

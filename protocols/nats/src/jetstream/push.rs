@@ -365,6 +365,7 @@ impl<E: Engine> Pushers<E> {
                 expires: Some(expires),
                 no_wait: false,
                 idle_heartbeat: None,
+                pull_request: false,
             };
             let before = shared.delivered.load(Ordering::Acquire);
             let bytes_before = shared.bytes.load(Ordering::Acquire);

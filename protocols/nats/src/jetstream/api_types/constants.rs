@@ -139,6 +139,8 @@ pub mod response_type {
     pub const CONSUMER_LIST: &str = "io.nats.jetstream.api.v1.consumer_list_response";
     /// `CONSUMER.DELETE`.
     pub const CONSUMER_DELETE: &str = "io.nats.jetstream.api.v1.consumer_delete_response";
+    /// `CONSUMER.PAUSE` (nats-server 2.11).
+    pub const CONSUMER_PAUSE: &str = "io.nats.jetstream.api.v1.consumer_pause_response";
     /// Generic system response (`JSApiSystemResponseType`).
     pub const SYSTEM: &str = "io.nats.jetstream.api.v1.system_response";
 }

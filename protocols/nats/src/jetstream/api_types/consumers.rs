@@ -126,6 +126,9 @@ pub struct ConsumerConfig {
         deserialize_with = "nullable"
     )]
     pub metadata: BTreeMap<String, String>,
+    /// Deliver nothing until this time, RFC 3339 (nats-server 2.11).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pause_until: Option<String>,
 }
 
 impl ConsumerConfig {
@@ -237,6 +240,12 @@ pub struct ConsumerInfo {
     /// A push consumer with an active subscriber.
     #[serde(default, skip_serializing_if = "is_false")]
     pub push_bound: bool,
+    /// Paused now (`pause_until` is in the future; nats-server 2.11).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub paused: bool,
+    /// Nanoseconds until the pause ends.
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub pause_remaining: i64,
     /// When this info was gathered. Always emitted.
     #[serde(default = "go_zero_time")]
     pub ts: String,
