@@ -275,6 +275,10 @@ async fn a_client_id_that_connects_too_often_is_banned() {
         "{:?}",
         bans(&b).await
     );
+    // Events are stored by a writer thread: wait for what was recorded.
+    b.running
+        .engine()
+        .flush_events(std::time::Duration::from_secs(10));
     let (_, events) = get_as(&b, "admin", "admin-pw", "/v1/events").await;
     let banned: Vec<&Value> = events["events"]
         .as_array()
