@@ -53,7 +53,7 @@ pub(crate) struct DiskGuard {
 /// last look (a drop means something was deleted).
 #[derive(Debug, Default)]
 struct Reclaim {
-    last_stored: u64,
+    last_stored: Option<u64>,
     running: bool,
 }
 
@@ -213,14 +213,19 @@ impl StationEngine {
     /// that purging makes room under the fence as the docs say. Elsewhere the
     /// LSM tree gives it back as it compacts on its own.
     fn reclaim_if_deleted(&self, policy: &DiskPolicy, disk: DiskUse) {
-        let stored: u64 = self.stations.all().iter().map(|s| s.stored_bytes()).sum();
-        let mut state = self.disk.reclaim.lock();
-        let deleted = stored < state.last_stored;
-        state.last_stored = stored;
         let near_full = (policy.max_used_percent > 5
             && disk.used_percent() >= f64::from(policy.max_used_percent - 5))
             || self.disk.fenced.load(Ordering::Acquire);
-        if !deleted || !near_full || state.running {
+        if !near_full {
+            // The stations' bytes are summed only near the mark.
+            self.disk.reclaim.lock().last_stored = None;
+            return;
+        }
+        let stored: u64 = self.stations.all().iter().map(|s| s.stored_bytes()).sum();
+        let mut state = self.disk.reclaim.lock();
+        let deleted = state.last_stored.is_some_and(|before| stored < before);
+        state.last_stored = Some(stored);
+        if !deleted || state.running {
             return;
         }
         state.running = true;
