@@ -69,6 +69,11 @@ fn share(s: &SegmentRef, floor: u64, local_first: u64, whole: u64) -> u64 {
     whole * (hi - lo + 1) / (s.last_seq - s.first_seq + 1)
 }
 
+/// How often the conditional-write probe is retried while S3 cannot be reached.
+const PROBE_EVERY: Duration = Duration::from_secs(5);
+/// How long after finding a server that overwrites it is asked again.
+const UNSAFE_RETRY: Duration = Duration::from_secs(600);
+
 /// How often the reconciler lists the bucket for objects no index holds.
 const RECONCILE_EVERY: Duration = Duration::from_secs(600);
 /// An object no index holds is removed only once it is this old: an upload
@@ -692,6 +697,41 @@ pub(crate) fn start(registry: &Arc<StationRegistry>, remote: &Arc<Remote>) {
     let weak_remote = Arc::downgrade(remote);
     remote.runtime().spawn(async move {
         let mut reconciled: Option<Instant> = None;
+        // Nothing is uploaded until the server has shown that it refuses to
+        // overwrite an object written with If-None-Match: * (the uploads'
+        // guarantee that a retry never replaces a segment). The probe runs on
+        // its own task: a hung S3 must not stop the rest of this loop.
+        let safe = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        {
+            let safe = safe.clone();
+            let weak_remote = weak_remote.clone();
+            tokio::spawn(async move {
+                loop {
+                    let Some(remote) = weak_remote.upgrade() else {
+                        return;
+                    };
+                    let wait = match remote.honours_conditional_writes().await {
+                        Ok(true) => {
+                            tracing::info!("the S3 server refuses to overwrite with If-None-Match: *; uploads start");
+                            safe.store(true, Ordering::Release);
+                            return;
+                        }
+                        Ok(false) => {
+                            tracing::error!(
+                                "the S3 server overwrote an object written with If-None-Match: *: a retried upload could replace a segment, so nothing is uploaded (reads go on). Use a server that honours conditional writes (AWS S3, Ceph RGW, MinIO); asked again in 10 minutes"
+                            );
+                            UNSAFE_RETRY
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot reach the S3 server to check its conditional writes; uploads wait");
+                            PROBE_EVERY
+                        }
+                    };
+                    drop(remote);
+                    tokio::time::sleep(wait).await;
+                }
+            });
+        }
         loop {
             tokio::time::sleep(UPLOAD_TICK).await;
             let (Some(registry), Some(remote)) = (weak_registry.upgrade(), weak_remote.upgrade())
@@ -722,6 +762,9 @@ pub(crate) fn start(registry: &Arc<StationRegistry>, remote: &Arc<Remote>) {
                 let Some(policy) = policy else {
                     continue;
                 };
+                if !safe.load(Ordering::Acquire) {
+                    continue;
+                }
                 // A station that is behind catches up several segments a tick.
                 for _ in 0..SEGMENTS_PER_TICK {
                     match upload_step(&station, &tier, &remote, &policy).await {

@@ -356,6 +356,49 @@ impl Remote {
         }
     }
 
+    /// Whether the server honours `If-None-Match: *` (`PutMode::Create`):
+    /// a probe object is written twice, the second time conditionally, and
+    /// read back. `Ok(false)`: the second write replaced the first, so a
+    /// retried upload could overwrite a segment (Garage ignores the header).
+    /// An error: the server could not be asked now.
+    pub async fn honours_conditional_writes(&self) -> Result<bool, TierError> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let tail = format!("probe/conditional-write-{nanos:x}");
+        let key = if self.prefix.is_empty() {
+            tail
+        } else {
+            format!("{}/{tail}", self.prefix)
+        };
+        let path = ObjectPath::from(key.as_str());
+        let create = || PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        let unavailable = |e: object_store::Error| TierError::Unavailable(e.to_string());
+        self.store
+            .put_opts(&path, PutPayload::from_static(b"first"), create())
+            .await
+            .map_err(unavailable)?;
+        // Refused (412, or any error) is what must happen; only what is read
+        // back tells.
+        let _ = self
+            .store
+            .put_opts(&path, PutPayload::from_static(b"second"), create())
+            .await;
+        let body = self
+            .store
+            .get(&path)
+            .await
+            .map_err(unavailable)?
+            .bytes()
+            .await
+            .map_err(unavailable)?;
+        let _ = self.store.delete(&path).await;
+        Ok(body.as_ref() == b"first")
+    }
+
     /// Deletes an object (a segment whose index entry could not be written).
     pub async fn delete(&self, key: &str) -> Result<(), TierError> {
         self.store
