@@ -37,6 +37,7 @@ mod schema;
 mod station;
 mod subject;
 mod tenant;
+mod transform;
 
 pub use ban::{BanInfo, BanKind};
 pub use client::{
@@ -82,9 +83,11 @@ pub use permissions::{PermissionRule, Permissions, ResponsePermission, SubjectRu
 pub use publish::{PublishOptions, Rollup, STEERING_HEADERS, stored_msg_id};
 pub use routing::{Predicate, RoutingAction, RoutingRule};
 pub use schema::{SchemaFormat, SchemaInfo, SchemaVersion};
+pub use transform::{CompiledTransform, TransformError};
 pub use station::{
     Discard, MessageQuery, PubAck, Purge, ReplicaInfo, Retention, StationConfig, StationInfo,
-    StationState, StorageKind, StoredCallback, StoredMessage, TierPolicy, TierState,
+    RemoteOrigin, SourceStatus, StationSource, StationState, StorageKind, StoredCallback,
+    StoredMessage, SubjectTransform, TierPolicy, TierState,
 };
 pub use subject::{
     INTERNAL_PUBLISH_FILTERS, MAX_SUBJECT_LEN, QueueGroup, RESERVED_FILTERS, Subject, SubjectError,
