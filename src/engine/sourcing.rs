@@ -25,7 +25,7 @@ use junction_api::{
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 
 /// The header a sourced copy carries.
@@ -384,7 +384,6 @@ impl Link {
             return;
         }
         let mut next: Option<u64> = None;
-        let mut last_active: Option<Instant> = None;
         while !self.stopped() {
             let Ok(target) = self.target() else { return };
             let engine = match self.engine.upgrade() {
@@ -445,10 +444,8 @@ impl Link {
                 self.pause(RETRY).await;
                 continue;
             };
-            last_active = Some(Instant::now());
-            let active = last_active.map_or(-1, |t| {
-                i64::try_from(t.elapsed().as_millis()).unwrap_or(i64::MAX)
-            });
+            // The origin was read just now.
+            let active = 0;
             if batch.is_empty() {
                 self.set_status(|s| {
                     s.lag = lag;

@@ -327,6 +327,8 @@ impl StationRequest {
             schema_version: self.schema_version,
             dead_letter: DeadLetterPolicy::from(&self.dead_letter),
             tier: self.tier.map(TierPolicy::from),
+            mirror: None,
+            sources: Vec::new(),
         }
     }
 }
