@@ -60,7 +60,11 @@ async fn check_exactly_once_in_order(js: &jetstream::Context, total: u64) {
     for (i, (_, _, payload, src)) in copies.iter().enumerate() {
         let src = src.as_deref().expect("Nats-Stream-Source");
         let origin_seq: u64 = src.rsplit_once(' ').unwrap().1.parse().unwrap();
-        assert_eq!(origin_seq, i as u64 + 1, "copy {i} is origin seq {origin_seq}: {src}");
+        assert_eq!(
+            origin_seq,
+            i as u64 + 1,
+            "copy {i} is origin seq {origin_seq}: {src}"
+        );
         assert_eq!(payload, &i.to_string(), "payload of copy {i}");
     }
 }
@@ -83,7 +87,11 @@ async fn junction_to_junction_source_survives_kills_of_either_side() {
         .create_stream(config("ORDERS", &["orders.>"]))
         .await
         .unwrap();
-    b.js().await.create_stream(sourced_stream(&a.url())).await.unwrap();
+    b.js()
+        .await
+        .create_stream(sourced_stream(&a.url()))
+        .await
+        .unwrap();
     for chunk in 0..CHUNKS {
         publish(&a.js().await, chunk * PER_CHUNK, PER_CHUNK).await;
         // Kill A, B, A, B, while B is copying.
@@ -109,8 +117,8 @@ async fn junction_to_junction_source_survives_kills_of_either_side() {
 }
 
 /// A JetStream context on the nats-server at `url`, once it answers.
-async fn nats_js(url: &str) -> jetstream::Context {
-    tokio::time::timeout(GUARD, async {
+async fn nats_js(url: &str, log: &std::path::Path) -> jetstream::Context {
+    let r = tokio::time::timeout(GUARD, async {
         loop {
             if let Ok(c) = async_nats::connect(url).await {
                 let js = jetstream::new(c);
@@ -121,8 +129,14 @@ async fn nats_js(url: &str) -> jetstream::Context {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })
-    .await
-    .expect("nats-server answers")
+    .await;
+    match r {
+        Ok(js) => js,
+        Err(_) => panic!(
+            "nats-server at {url} does not answer; its log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        ),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,28 +152,38 @@ async fn nats_server_origin_source_survives_kills_of_junction() {
     let dir = tempfile::tempdir().unwrap();
     let nport = process::free_port();
     let store = dir.path().join("nats");
+    let nats_log = dir.path().join("nats-server.log");
     let start_nats = || {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&nats_log)
+            .unwrap();
         tokio::process::Command::new("nats-server")
             .args(["-js", "-a", "127.0.0.1", "-p", &nport.to_string(), "-sd"])
             .arg(&store)
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(log)
             .kill_on_drop(true)
             .spawn()
             .expect("nats-server starts")
     };
     let mut nats = start_nats();
     let url = format!("nats://127.0.0.1:{nport}");
-    nats_js(&url)
+    nats_js(&url, &nats_log)
         .await
         .create_stream(config("ORDERS", &["orders.>"]))
         .await
         .unwrap();
     let mut b = Junction::start(&dir.path().join("b"), process::free_port()).await;
-    b.js().await.create_stream(sourced_stream(&url)).await.unwrap();
+    b.js()
+        .await
+        .create_stream(sourced_stream(&url))
+        .await
+        .unwrap();
     let mut next = 0;
     for chunk in 0..CHUNKS {
-        publish(&nats_js(&url).await, next, PER_CHUNK).await;
+        publish(&nats_js(&url, &nats_log).await, next, PER_CHUNK).await;
         next += PER_CHUNK;
         if chunk % 2 == 0 {
             b = b.kill_9_and_restart().await;
@@ -169,6 +193,7 @@ async fn nats_server_origin_source_survives_kills_of_junction() {
             nats = start_nats();
         }
     }
+    eprintln!("{}", std::fs::read_to_string(&nats_log).unwrap_or_default());
     let js = b.js().await;
     until_count(&js, "GEO", next).await;
     check_exactly_once_in_order(&js, next).await;

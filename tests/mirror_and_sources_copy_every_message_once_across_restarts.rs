@@ -27,8 +27,12 @@ async fn mirror_and_sources_copy_every_message_once_across_restarts() {
     let port = process::free_port();
     let mut j = Junction::start(&data, port).await;
     let js = j.js().await;
-    js.create_stream(config("ORDERS", &["orders.>"])).await.unwrap();
-    js.create_stream(config("EVENTS", &["events.>"])).await.unwrap();
+    js.create_stream(config("ORDERS", &["orders.>"]))
+        .await
+        .unwrap();
+    js.create_stream(config("EVENTS", &["events.>"]))
+        .await
+        .unwrap();
 
     // A mirror with subjects of its own is refused as nats-server does.
     let mut bad = config("BAD", &["bad.>"]);
@@ -107,13 +111,19 @@ async fn mirror_and_sources_copy_every_message_once_across_restarts() {
             .map(|(s, subj, p, _)| (*s, subj.clone(), p.clone()))
             .collect::<Vec<_>>()
     };
-    assert_eq!(strip(&origin), strip(&copy), "mirror differs from its origin");
+    assert_eq!(
+        strip(&origin),
+        strip(&copy),
+        "mirror differs from its origin"
+    );
 
     // The sourced station: each wanted origin message exactly once.
     let sourced = all_messages(&js, "ALL").await;
     let mut seen: BTreeMap<String, u64> = BTreeMap::new();
     for (_, subject, payload, src) in &sourced {
-        let src = src.as_deref().expect("sourced copies carry Nats-Stream-Source");
+        let src = src
+            .as_deref()
+            .expect("sourced copies carry Nats-Stream-Source");
         *seen.entry(src.to_string()).or_default() += 1;
         if payload.starts_with('e') {
             assert_eq!(subject, &format!("copied.{payload}"), "transformed");

@@ -361,11 +361,13 @@ impl Link {
                     now,
                     done: if i + 1 == n {
                         let tx = tx.take();
-                        Some(Box::new(move |r: Result<junction_api::PubAck, EngineError>| {
-                            if let Some(tx) = tx {
-                                let _ = tx.send(r.map(|_| ()));
-                            }
-                        }) as junction_api::StoredCallback)
+                        Some(
+                            Box::new(move |r: Result<junction_api::PubAck, EngineError>| {
+                                if let Some(tx) = tx {
+                                    let _ = tx.send(r.map(|_| ()));
+                                }
+                            }) as junction_api::StoredCallback,
+                        )
                     } else {
                         None
                     },
@@ -435,7 +437,8 @@ impl Link {
                 let lag = if filters.is_empty() {
                     o.last_seq().saturating_sub(from.saturating_sub(1))
                 } else {
-                    o.count_from_bounded(from, &filters, 100_000).unwrap_or(100_000)
+                    o.count_from_bounded(from, &filters, 100_000)
+                        .unwrap_or(100_000)
                 };
                 (out, lag)
             })

@@ -53,7 +53,11 @@ async fn connect(link: &Link) -> Result<async_nats::Client, String> {
             .await
             .map_err(|e| format!("credentials file '{path}': {e}"))?;
     }
-    let urls: Vec<String> = remote.url.split(',').map(|u| u.trim().to_string()).collect();
+    let urls: Vec<String> = remote
+        .url
+        .split(',')
+        .map(|u| u.trim().to_string())
+        .collect();
     let addrs: Vec<async_nats::ServerAddr> = urls
         .iter()
         .map(|u| u.parse())
@@ -87,10 +91,9 @@ async fn run_once(link: &Link) -> Result<(), String> {
         .await
         .map_err(|e| format!("stream '{}': {e}", link.source.name))?;
     let deliver_policy = if link.source.start_time_ns > 0 && next <= link.source.start_seq.max(1) {
-        let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(
-            link.source.start_time_ns,
-        ))
-        .map_err(|e| e.to_string())?;
+        let t =
+            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(link.source.start_time_ns))
+                .map_err(|e| e.to_string())?;
         DeliverPolicy::ByStartTime { start_time: t }
     } else {
         DeliverPolicy::ByStartSequence {

@@ -83,10 +83,9 @@ pub use permissions::{PermissionRule, Permissions, ResponsePermission, SubjectRu
 pub use publish::{PublishOptions, Rollup, STEERING_HEADERS, stored_msg_id};
 pub use routing::{Predicate, RoutingAction, RoutingRule};
 pub use schema::{SchemaFormat, SchemaInfo, SchemaVersion};
-pub use transform::{CompiledTransform, TransformError};
 pub use station::{
-    Discard, MessageQuery, PubAck, Purge, ReplicaInfo, Retention, StationConfig, StationInfo,
-    RemoteOrigin, SourceStatus, StationSource, StationState, StorageKind, StoredCallback,
+    Discard, MessageQuery, PubAck, Purge, RemoteOrigin, ReplicaInfo, Retention, SourceStatus,
+    StationConfig, StationInfo, StationSource, StationState, StorageKind, StoredCallback,
     StoredMessage, SubjectTransform, TierPolicy, TierState,
 };
 pub use subject::{
@@ -98,3 +97,4 @@ pub use tenant::{
     PermissionsConfig, ResponsesConfig, RulesConfig, StringList, TenantConnectionLimits,
     TenantInfo, TenantSource, TenantSpec, TenantStationLimits, TenantUsage, User, UserInfo,
 };
+pub use transform::{CompiledTransform, TransformError};

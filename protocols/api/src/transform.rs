@@ -164,7 +164,11 @@ fn parse_token(token: &str) -> Option<Vec<Piece>> {
 fn parse_function(f: &str) -> Option<Piece> {
     let open = f.find('(')?;
     let name = f[..open].trim().to_ascii_lowercase();
-    let args: Vec<&str> = f[open + 1..].strip_suffix(')')?.split(',').map(str::trim).collect();
+    let args: Vec<&str> = f[open + 1..]
+        .strip_suffix(')')?
+        .split(',')
+        .map(str::trim)
+        .collect();
     match name.as_str() {
         "wildcard" if args.len() == 1 => Some(Piece::Wildcard(args[0].parse().ok()?)),
         "partition" if args.len() >= 2 => {

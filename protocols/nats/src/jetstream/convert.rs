@@ -207,7 +207,11 @@ pub fn stream_config(c: &StationConfig) -> StreamConfig {
         allow_direct: c.allow_direct,
         metadata: with_tier_metadata(c),
         mirror: c.mirror.as_ref().map(super::sourcing::stream_source),
-        sources: c.sources.iter().map(super::sourcing::stream_source).collect(),
+        sources: c
+            .sources
+            .iter()
+            .map(super::sourcing::stream_source)
+            .collect(),
         ..StreamConfig::default()
     }
 }

@@ -20,9 +20,9 @@ pub const REMOTE_METADATA_PREFIX: &str = "junction.remote.";
 
 fn valid_stream_name(n: &str) -> bool {
     !n.is_empty()
-        && !n
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '.' | '*' | '>' | '/' | '\\'))
+        && !n.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '.' | '*' | '>' | '/' | '\\')
+        })
 }
 
 /// The station's mirror and sources, from a stream configuration.
@@ -61,13 +61,18 @@ pub fn station_sources(
             return Err(JsErrorCode::SourceMultipleFiltersNotAllowed.error());
         }
         let source = one_source(c, s, false)?;
-        let key = (source.key(), source.filter_subject.clone(), source.transforms.clone());
+        let key = (
+            source.key(),
+            source.filter_subject.clone(),
+            source.transforms.clone(),
+        );
         if !seen.insert(format!("{key:?}")) {
             return Err(JsErrorCode::SourceDuplicateDetected.error());
         }
         if source.remote.is_none() && source.name == c.name {
-            return Err(JsErrorCode::StreamInvalidConfig
-                .with_err("stream can not source or mirror itself"));
+            return Err(
+                JsErrorCode::StreamInvalidConfig.with_err("stream can not source or mirror itself")
+            );
         }
         sources.push(source);
     }
@@ -91,7 +96,11 @@ fn one_source(c: &StreamConfig, s: &StreamSource, mirror: bool) -> Result<Statio
     let mut transforms = Vec::with_capacity(s.subject_transforms.len());
     let mut filters: Vec<String> = Vec::new();
     for t in &s.subject_transforms {
-        let src = if t.src.is_empty() { ">" } else { t.src.as_str() };
+        let src = if t.src.is_empty() {
+            ">"
+        } else {
+            t.src.as_str()
+        };
         SubjectFilter::new(src.to_string()).map_err(|_| bad_filter())?;
         if filters
             .iter()
