@@ -95,7 +95,7 @@ async fn junction_to_junction_source_survives_kills_of_either_side() {
     for chunk in 0..CHUNKS {
         publish(&a.js().await, chunk * PER_CHUNK, PER_CHUNK).await;
         // Kill A, B, A, B, while B is copying.
-        if chunk % 2 == 0 {
+        if chunk.is_multiple_of(2) {
             a = a.kill_9_and_restart().await;
         } else {
             b = b.kill_9_and_restart().await;
@@ -186,7 +186,7 @@ async fn nats_server_origin_source_survives_kills_of_junction() {
     for chunk in 0..CHUNKS {
         publish(&nats_js(&url, &nats_log).await, next, PER_CHUNK).await;
         next += PER_CHUNK;
-        if chunk % 2 == 0 {
+        if chunk.is_multiple_of(2) {
             b = b.kill_9_and_restart().await;
         } else {
             // The origin nats-server too.

@@ -73,7 +73,7 @@ async fn mirror_and_sources_copy_every_message_once_across_restarts() {
         let js = j.js().await;
         for i in 0..PER_ROUND {
             let n = round * PER_ROUND + i;
-            let region = if n % 2 == 0 { "eu" } else { "us" };
+            let region = if n.is_multiple_of(2) { "eu" } else { "us" };
             js.publish(format!("orders.{region}.{n}"), format!("o{n}").into())
                 .await
                 .unwrap()

@@ -266,16 +266,20 @@ impl Link {
         let (first, last) = target.bounds();
         let mut seq = last;
         while seq >= first.max(1) && seq > 0 {
-            if let Ok(Some(m)) = target.read_message(seq) {
-                if let Some(v) = m.headers.as_ref().and_then(|h| {
-                    h.get_all(SOURCE_HEADER)
-                        .find(|v| v.rsplit_once(' ').is_some_and(|(k, _)| k == self.key))
-                        .map(str::to_string)
-                }) {
-                    if let Some(n) = v.rsplit_once(' ').and_then(|(_, n)| n.parse::<u64>().ok()) {
-                        return n + 1;
-                    }
-                }
+            let found = target.read_message(seq).ok().flatten().and_then(|m| {
+                m.headers.as_ref().and_then(|h| {
+                    h.get_all(SOURCE_HEADER).find_map(|v| {
+                        let (k, n) = v.rsplit_once(' ')?;
+                        if k == self.key {
+                            n.parse::<u64>().ok()
+                        } else {
+                            None
+                        }
+                    })
+                })
+            });
+            if let Some(n) = found {
+                return n + 1;
             }
             seq -= 1;
         }
