@@ -60,7 +60,17 @@ impl Sourcing {
     ) -> Option<(Option<SourceStatus>, Vec<SourceStatus>)> {
         let tasks = self.tasks.lock();
         let r = tasks.get(&(tenant.clone(), name.to_string()))?;
-        let all: Vec<SourceStatus> = r.status.iter().map(|s| s.lock().clone()).collect();
+        let all: Vec<SourceStatus> = r
+            .status
+            .iter()
+            .map(|s| {
+                let mut s = s.lock().clone();
+                if let Some(t) = s.last_contact {
+                    s.active_ms = i64::try_from(t.elapsed().as_millis()).unwrap_or(i64::MAX);
+                }
+                s
+            })
+            .collect();
         let mirror = r.definition.starts_with("M");
         if mirror {
             Some((all.into_iter().next(), Vec::new()))
@@ -453,10 +463,12 @@ impl Link {
             };
             // The origin was read just now.
             let active = 0;
+            let contact = Some(std::time::Instant::now());
             if batch.is_empty() {
                 self.set_status(|s| {
                     s.lag = lag;
                     s.active_ms = active;
+                    s.last_contact = contact;
                     s.error = None;
                 });
                 self.pause(IDLE_POLL).await;
@@ -470,6 +482,7 @@ impl Link {
                         s.last_seq = last;
                         s.lag = lag;
                         s.active_ms = active;
+                        s.last_contact = contact;
                         s.error = None;
                     });
                 }

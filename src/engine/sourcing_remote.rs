@@ -126,7 +126,10 @@ async fn run_once(link: &Link) -> Result<(), String> {
         .messages()
         .await
         .map_err(|e| format!("consume '{}': {e}", link.source.name))?;
-    link.set_status(|s| s.error = None);
+    link.set_status(|s| {
+        s.error = None;
+        s.last_contact = Some(Instant::now());
+    });
     let mut chunks = Box::pin(messages.ready_chunks(BATCH));
     loop {
         let chunk = tokio::select! {
@@ -170,7 +173,8 @@ async fn run_once(link: &Link) -> Result<(), String> {
         link.set_status(|s| {
             s.last_seq = last;
             s.lag = lag;
-            s.active_ms = i64::try_from(now.elapsed().as_millis()).unwrap_or(0);
+            s.active_ms = 0;
+            s.last_contact = Some(now);
             s.error = None;
         });
     }

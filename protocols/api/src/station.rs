@@ -182,6 +182,10 @@ pub struct SourceStatus {
     /// The last error, while it lasts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// When the origin was last heard from (this process's clock; `active_ms`
+    /// is worked out from it when the status is read).
+    #[serde(skip)]
+    pub last_contact: Option<std::time::Instant>,
 }
 
 /// A station's tiering policy: sealed ranges of its log are uploaded to the
