@@ -712,10 +712,14 @@ pub async fn update_station(
             format!("body names station '{name}' but the path names '{station}'"),
         ));
     }
-    let info = state
-        .engine
-        .update_station(&tenant, request.into_config(station))
-        .await?;
+    let mut config = request.into_config(station);
+    // The HTTP body cannot express mirrors and sources (they are defined over
+    // JetStream): an update keeps the station's own.
+    if let Ok(existing) = state.engine.station_info(&tenant, &config.name) {
+        config.mirror = existing.config.mirror;
+        config.sources = existing.config.sources;
+    }
+    let info = state.engine.update_station(&tenant, config).await?;
     Ok(Json(StationJson::from(&info)))
 }
 
