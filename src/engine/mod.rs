@@ -36,6 +36,8 @@ mod replicated;
 mod republish;
 mod routing;
 mod schemas;
+mod sourcing;
+mod sourcing_remote;
 mod station;
 mod stations;
 mod tenant_storage;
@@ -236,6 +238,8 @@ pub struct StationEngine {
     violations: Mutex<AHashMap<TenantId, tenants::AuthFailures>>,
     /// Stored bytes of tenants with a storage limit (`tenant_storage.rs`).
     storage_usage: tenant_storage::StorageUsage,
+    /// Mirrors' and sources' running links and progress (`sourcing.rs`).
+    sourcing: sourcing::Sourcing,
 }
 
 impl StationEngine {
@@ -329,6 +333,7 @@ impl StationEngine {
             internal_creating: Mutex::new(std::collections::HashSet::new()),
             restart_hook: std::sync::OnceLock::new(),
             storage_usage: tenant_storage::StorageUsage::new(),
+            sourcing: sourcing::Sourcing::default(),
         });
         if let Some(remote) = &engine.options.tier {
             engine.stations.set_tier(remote.clone())?;

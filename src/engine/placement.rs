@@ -77,6 +77,8 @@ impl RemoteStation {
             state: self.state.lock().clone(),
             node: Some(self.node.clone()),
             replicas: self.replicas.lock().clone(),
+            mirror: None,
+            sources: Vec::new(),
         }
     }
 }

@@ -1084,7 +1084,7 @@ impl StationEngine {
     }
 
     pub(crate) fn station_info_of(&self, station: &Station) -> StationInfo {
-        StationInfo {
+        let mut info = StationInfo {
             config: station.config(),
             created: station.created,
             state: station.state(),
@@ -1097,7 +1097,14 @@ impl StationEngine {
                 .get()
                 .map(|g| self.replica_infos(g))
                 .unwrap_or_default(),
+            mirror: None,
+            sources: Vec::new(),
+        };
+        if let Some((mirror, sources)) = self.sourcing.status(&station.tenant, station.name()) {
+            info.mirror = mirror;
+            info.sources = sources;
         }
+        info
     }
 
     pub(crate) fn get_message_in(

@@ -37,6 +37,7 @@ mod schema;
 mod station;
 mod subject;
 mod tenant;
+mod transform;
 
 pub use ban::{BanInfo, BanKind};
 pub use client::{
@@ -83,8 +84,9 @@ pub use publish::{PublishOptions, Rollup, STEERING_HEADERS, stored_msg_id};
 pub use routing::{Predicate, RoutingAction, RoutingRule};
 pub use schema::{SchemaFormat, SchemaInfo, SchemaVersion};
 pub use station::{
-    Discard, MessageQuery, PubAck, Purge, ReplicaInfo, Republish, Retention, StationConfig,
-    StationInfo, StationState, StorageKind, StoredCallback, StoredMessage, TierPolicy, TierState,
+    Discard, MessageQuery, PubAck, Purge, RemoteOrigin, ReplicaInfo, Republish, Retention,
+    SourceStatus, StationConfig, StationInfo, StationSource, StationState, StorageKind,
+    StoredCallback, StoredMessage, SubjectTransform, TierPolicy, TierState,
 };
 pub use subject::{
     INTERNAL_PUBLISH_FILTERS, MAX_SUBJECT_LEN, QueueGroup, RESERVED_FILTERS, Subject, SubjectError,
@@ -95,3 +97,4 @@ pub use tenant::{
     PermissionsConfig, ResponsesConfig, RulesConfig, StringList, TenantConnectionLimits,
     TenantInfo, TenantSource, TenantSpec, TenantStationLimits, TenantUsage, User, UserInfo,
 };
+pub use transform::{CompiledTransform, TransformError};

@@ -105,6 +105,13 @@ pub struct StationConfig {
     /// `republish`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub republish: Option<Republish>,
+    /// The station this one mirrors: same messages, same sequences; it takes
+    /// no publishes of its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<StationSource>,
+    /// Stations whose messages this one copies in, with its own sequences.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<StationSource>,
 }
 
 /// A station's republish: each stored message whose subject matches `source`
@@ -121,6 +128,88 @@ pub struct Republish {
     pub destination: String,
     /// Headers only: no payload, and `Nats-Msg-Size` with its size.
     pub headers_only: bool,
+}
+
+/// Where a mirror or a source reads from, and what it takes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct StationSource {
+    /// The origin station (JetStream stream) name.
+    pub name: String,
+    /// First origin sequence copied (0: from the first one there is).
+    pub start_seq: u64,
+    /// Copy only messages stored at or after this time (ns since the epoch; 0: none).
+    pub start_time_ns: u64,
+    /// Copy only messages on subjects matching this filter.
+    pub filter_subject: Option<String>,
+    /// Subject transforms: a message matching `source` is stored on `destination`
+    /// (nats-server 2.10 syntax: `$1`, `{{wildcard(1)}}`, `{{partition(n,1)}}`).
+    pub transforms: Vec<SubjectTransform>,
+    /// The origin is on another broker (Junction or nats-server), reached as an
+    /// ordinary NATS client.
+    pub remote: Option<RemoteOrigin>,
+}
+
+impl StationSource {
+    /// The key that tells this source apart from the station's others (the
+    /// origin name, and the remote URL for a remote one).
+    pub fn key(&self) -> String {
+        match &self.remote {
+            Some(r) => format!("{}@{}", self.name, r.url),
+            None => self.name.clone(),
+        }
+    }
+}
+
+/// A subject transform: `source` filter, `destination` template.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct SubjectTransform {
+    /// The subjects it applies to (wildcards allowed).
+    pub source: String,
+    /// The subject they become.
+    pub destination: String,
+}
+
+/// An origin on another broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct RemoteOrigin {
+    /// NATS URL, comma-separated for several (`nats://user:pass@host:4222`).
+    pub url: String,
+    /// JetStream API prefix on the remote (JetStream `external.api`; default `$JS.API`).
+    pub api: Option<String>,
+    /// User name, when not in the URL.
+    pub user: Option<String>,
+    /// Password, when not in the URL.
+    pub password: Option<String>,
+    /// Token.
+    pub token: Option<String>,
+    /// Path of a `.creds` file (JWT and nkey seed).
+    pub creds_file: Option<String>,
+}
+
+/// How a mirror or a source is doing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SourceStatus {
+    /// The origin station's name.
+    pub name: String,
+    /// The remote URL, for an origin on another broker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
+    /// The last origin sequence copied.
+    pub last_seq: u64,
+    /// Messages the origin holds that are not copied yet.
+    pub lag: u64,
+    /// Milliseconds since the origin was last heard from (-1: never).
+    pub active_ms: i64,
+    /// The last error, while it lasts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When the origin was last heard from (this process's clock; `active_ms`
+    /// is worked out from it when the status is read).
+    #[serde(skip)]
+    pub last_contact: Option<std::time::Instant>,
 }
 
 /// A station's tiering policy: sealed ranges of its log are uploaded to the
@@ -214,6 +303,8 @@ impl Default for StationConfig {
             tier: None,
             sealed: false,
             republish: None,
+            mirror: None,
+            sources: Vec::new(),
         }
     }
 }
@@ -229,6 +320,11 @@ impl StationConfig {
 
     /// The subjects the station captures: its own, or its name when it lists none.
     pub fn subjects_or_name(&self) -> Vec<String> {
+        // A mirror or a sourcing station with no subjects of its own captures
+        // nothing (as in nats-server).
+        if self.subjects.is_empty() && (self.mirror.is_some() || !self.sources.is_empty()) {
+            return Vec::new();
+        }
         if self.subjects.is_empty() {
             vec![self.name.clone()]
         } else {
@@ -327,6 +423,12 @@ pub struct StationInfo {
     /// A replicated station's replicas (empty for one with a single copy).
     #[serde(default)]
     pub replicas: Vec<ReplicaInfo>,
+    /// A mirror's progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<SourceStatus>,
+    /// Each source's progress.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourceStatus>,
 }
 
 /// One replica of a replicated station, as its leader knows it.

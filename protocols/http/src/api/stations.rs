@@ -330,6 +330,8 @@ impl StationRequest {
             // Set over JetStream only; an HTTP update keeps the station's own.
             sealed: false,
             republish: None,
+            mirror: None,
+            sources: Vec::new(),
         }
     }
 }
@@ -433,6 +435,49 @@ pub struct StationJson {
     /// A replicated station's leader and replicas.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ReplicasJson>,
+    /// The station it mirrors, and how far behind it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<SourceJson>,
+    /// The stations it sources from, and how far behind each is.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourceJson>,
+}
+
+/// A mirror's or a source's origin and progress.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SourceJson {
+    /// The origin station.
+    pub name: String,
+    /// The origin's broker (host, never credentials), for a remote origin.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
+    /// Subject filter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter_subject: Option<String>,
+    /// Last origin sequence copied.
+    pub last_seq: u64,
+    /// Origin messages not copied yet.
+    pub lag: u64,
+    /// Milliseconds since the origin was last heard from (-1: never).
+    pub active_ms: i64,
+    /// The link's last error, while it lasts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+fn source_json(
+    c: &junction_api::StationSource,
+    st: Option<&junction_api::SourceStatus>,
+) -> SourceJson {
+    SourceJson {
+        name: c.name.clone(),
+        remote: st.and_then(|s| s.remote.clone()),
+        filter_subject: c.filter_subject.clone(),
+        last_seq: st.map_or(0, |s| s.last_seq),
+        lag: st.map_or(0, |s| s.lag),
+        active_ms: st.map_or(-1, |s| s.active_ms),
+        error: st.and_then(|s| s.error.clone()),
+    }
 }
 
 impl From<&StationInfo> for StationJson {
@@ -497,6 +542,16 @@ impl From<&StationInfo> for StationJson {
                     })
                     .collect(),
             }),
+            mirror: c
+                .mirror
+                .as_ref()
+                .map(|m| source_json(m, info.mirror.as_ref())),
+            sources: c
+                .sources
+                .iter()
+                .enumerate()
+                .map(|(i, s)| source_json(s, info.sources.get(i)))
+                .collect(),
         }
     }
 }
@@ -661,11 +716,14 @@ pub async fn update_station(
         ));
     }
     let mut config = request.into_config(station);
-    // Sealing and republish are JetStream settings the HTTP body cannot
-    // express: an update keeps them (a sealed station stays sealed).
+    // Sealing, republish, mirrors and sources are JetStream settings the HTTP
+    // body cannot express: an update keeps them (a sealed station stays
+    // sealed).
     if let Ok(existing) = state.engine.station_info(&tenant, &config.name) {
         config.sealed = existing.config.sealed;
         config.republish = existing.config.republish;
+        config.mirror = existing.config.mirror;
+        config.sources = existing.config.sources;
     }
     let info = state.engine.update_station(&tenant, config).await?;
     Ok(Json(StationJson::from(&info)))

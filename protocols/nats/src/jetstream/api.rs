@@ -433,6 +433,10 @@ async fn stream_create<E: Engine>(
     // The JetStream configuration cannot express Junction's schema and dead-letter
     // settings: an update or a repeated create keeps the station's own.
     if let Ok(existing) = engine.station_info(tenant, name) {
+        // nats-server: a mirror stays the mirror it was (10055).
+        if update && existing.config.mirror != station.mirror {
+            return Err((kind, JsErrorCode::StreamMirrorNotUpdatable.error()));
+        }
         station.schema = existing.config.schema;
         station.schema_version = existing.config.schema_version;
         station.dead_letter = existing.config.dead_letter;

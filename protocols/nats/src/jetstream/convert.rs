@@ -38,12 +38,7 @@ pub fn station_config(c: &StreamConfig) -> Result<StationConfig, ApiError> {
         JsErrorCode::StreamInvalidConfig
             .with_err(format!("{what} is not supported by Junction yet"))
     };
-    if c.mirror.is_some() {
-        return Err(unsupported("mirror"));
-    }
-    if !c.sources.is_empty() {
-        return Err(unsupported("sources"));
-    }
+    let (mirror, sources) = super::sourcing::station_sources(c)?;
     if c.subject_transform.is_some() {
         return Err(unsupported("subject transform"));
     }
@@ -107,6 +102,8 @@ pub fn station_config(c: &StreamConfig) -> Result<StationConfig, ApiError> {
             destination: r.dest.clone(),
             headers_only: r.headers_only,
         }),
+        mirror,
+        sources,
         ..StationConfig::default()
     })
 }
@@ -215,6 +212,12 @@ pub fn stream_config(c: &StationConfig) -> StreamConfig {
             dest: r.destination.clone(),
             headers_only: r.headers_only,
         }),
+        mirror: c.mirror.as_ref().map(super::sourcing::stream_source),
+        sources: c
+            .sources
+            .iter()
+            .map(super::sourcing::stream_source)
+            .collect(),
         ..StreamConfig::default()
     }
 }
@@ -242,8 +245,19 @@ pub fn stream_info(info: &StationInfo) -> StreamInfo {
         },
         domain: String::new(),
         cluster: cluster_info(info),
-        mirror: None,
-        sources: Vec::new(),
+        mirror: info
+            .config
+            .mirror
+            .as_ref()
+            .zip(info.mirror.as_ref())
+            .map(|(c, st)| super::sourcing::source_info(c, st)),
+        sources: info
+            .config
+            .sources
+            .iter()
+            .zip(info.sources.iter())
+            .map(|(c, st)| super::sourcing::source_info(c, st))
+            .collect(),
         alternates: Vec::new(),
         ts: timestamp(SystemTime::now()),
     }

@@ -19,6 +19,7 @@ mod consumer_api;
 mod convert;
 mod direct;
 mod push;
+mod sourcing;
 
 pub use api::start;
 pub use api_types::PubAck;
