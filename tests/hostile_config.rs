@@ -989,6 +989,39 @@ fn fill_to(mnt: &Path, path: &Path, percent: f64) {
     }
 }
 
+/// The reason code of the PUBACK an MQTT 5 client `id` gets for a QoS 1
+/// publish on `topic`.
+async fn mqtt5_puback(
+    broker: &Broker,
+    id: &str,
+    topic: &str,
+) -> rumqttc::v5::mqttbytes::v5::PubAckReason {
+    let mqtt = broker.mqtt.expect("MQTT listener");
+    let mut o = rumqttc::v5::MqttOptions::new(id, "127.0.0.1", mqtt.port());
+    o.set_keep_alive(Duration::from_secs(30));
+    let (client, mut events) = rumqttc::v5::AsyncClient::new(o, 10);
+    client
+        .publish(
+            topic,
+            rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+            false,
+            "fenced",
+        )
+        .await
+        .unwrap();
+    tokio::time::timeout(GUARD, async {
+        loop {
+            if let Ok(rumqttc::v5::Event::Incoming(rumqttc::v5::mqttbytes::v5::Packet::PubAck(a))) =
+                events.poll().await
+            {
+                return a.reason;
+            }
+        }
+    })
+    .await
+    .expect("a PUBACK")
+}
+
 /// Polls `/readyz` until its status is `want`; the last body.
 async fn until_ready_is(broker: &Broker, want: u16) -> Value {
     let deadline = tokio::time::Instant::now() + GUARD;
@@ -1075,32 +1108,8 @@ async fn a_nearly_full_disk_fences_stored_writes_until_space_returns() {
     assert_eq!(r.status().as_u16(), 507);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "storage_full", "{body}");
-    let mqtt = broker.mqtt.expect("MQTT listener");
-    let mut o = rumqttc::v5::MqttOptions::new("fenced-device", "127.0.0.1", mqtt.port());
-    o.set_keep_alive(Duration::from_secs(30));
-    let (client, mut events) = rumqttc::v5::AsyncClient::new(o, 10);
-    client
-        .publish(
-            "fence/c",
-            rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
-            false,
-            "fenced",
-        )
-        .await
-        .unwrap();
-    let reason = tokio::time::timeout(GUARD, async {
-        loop {
-            if let Ok(rumqttc::v5::Event::Incoming(rumqttc::v5::mqttbytes::v5::Packet::PubAck(a))) =
-                events.poll().await
-            {
-                return a.reason;
-            }
-        }
-    })
-    .await
-    .expect("a PUBACK");
     assert_eq!(
-        reason,
+        mqtt5_puback(&broker, "fenced-device", "fence/c").await,
         rumqttc::v5::mqttbytes::v5::PubAckReason::QuotaExceeded
     );
     // Core messages still flow.
@@ -1260,32 +1269,8 @@ async fn a_purge_lifts_the_fence_on_a_full_disk_and_each_alarm_reaches_a_webhook
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 507);
-    let mqtt = broker.mqtt.expect("MQTT listener");
-    let mut o = rumqttc::v5::MqttOptions::new("fenced-uploader", "127.0.0.1", mqtt.port());
-    o.set_keep_alive(Duration::from_secs(30));
-    let (client, mut events) = rumqttc::v5::AsyncClient::new(o, 10);
-    client
-        .publish(
-            "uploads/mqtt",
-            rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
-            false,
-            "fenced",
-        )
-        .await
-        .unwrap();
-    let reason = tokio::time::timeout(GUARD, async {
-        loop {
-            if let Ok(rumqttc::v5::Event::Incoming(rumqttc::v5::mqttbytes::v5::Packet::PubAck(a))) =
-                events.poll().await
-            {
-                return a.reason;
-            }
-        }
-    })
-    .await
-    .expect("a PUBACK");
     assert_eq!(
-        reason,
+        mqtt5_puback(&broker, "fenced-uploader", "uploads/mqtt").await,
         rumqttc::v5::mqttbytes::v5::PubAckReason::QuotaExceeded
     );
     nats.publish("live.x", "still flowing".into())

@@ -410,35 +410,6 @@ async fn a_failing_webhook_is_retried_then_dead_lettered_and_catches_up_after_a_
     broker.stop().await;
 }
 
-/// Reads `junction_alarm_active{name="<name>"}` from `/metrics` (None: absent).
-async fn alarm(broker: &Broker, name: &str) -> Option<u8> {
-    let text = http()
-        .get(broker.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let prefix = format!("junction_alarm_active{{name=\"{name}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .and_then(|v| v.trim().parse().ok())
-}
-
-async fn until_alarm(broker: &Broker, name: &str, value: u8) {
-    let deadline = Instant::now() + GUARD;
-    // An alarm named after what it is about (`consumer_lag:…`) is listed
-    // while it is up only.
-    while alarm(broker, name).await.unwrap_or(0) != value {
-        assert!(
-            Instant::now() < deadline,
-            "junction_alarm_active{{name={name:?}}} never became {value}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lagging_group_raises_an_alarm_mqtt_hears_it_and_it_clears_when_consumed() {
     let dir = tempfile::tempdir().unwrap();
@@ -502,7 +473,7 @@ async fn a_lagging_group_raises_an_alarm_mqtt_hears_it_and_it_clears_when_consum
         );
     }
     let name = "consumer_lag:$G/orders/billing";
-    until_alarm(&broker, name, 1).await;
+    broker.until_alarm(name, 1).await;
     let (topic, body) = tokio::time::timeout(GUARD, alarms.recv())
         .await
         .unwrap()
@@ -536,7 +507,7 @@ async fn a_lagging_group_raises_an_alarm_mqtt_hears_it_and_it_clears_when_consum
             .await,
         200
     );
-    until_alarm(&broker, name, 0).await;
+    broker.until_alarm(name, 0).await;
     let (topic, body) = tokio::time::timeout(GUARD, alarms.recv())
         .await
         .unwrap()
@@ -567,7 +538,7 @@ async fn near_its_memory_limit_the_broker_refuses_new_connections_and_keeps_serv
     // Any broker uses more than 90% of 1 MB.
     write_config(dir.path(), "[limits]\nmemory_max = \"1MB\"\n");
     let broker = Broker::start(dir.path()).await;
-    until_alarm(&broker, "memory_high", 1).await;
+    broker.until_alarm("memory_high", 1).await;
 
     // A new NATS client is told, as nats-server tells it at its connection cap.
     let mut sock = tokio::net::TcpStream::connect(broker.nats).await.unwrap();

@@ -44,34 +44,6 @@ async fn reload(broker: &Broker) -> (u16, Value) {
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-/// Reads `junction_alarm_active{name="<name>"}` from `/metrics` (None: absent).
-async fn alarm(broker: &Broker, name: &str) -> Option<u8> {
-    let text = http()
-        .get(broker.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let prefix = format!("junction_alarm_active{{name=\"{name}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .and_then(|v| v.trim().parse().ok())
-}
-
-async fn until_alarm(broker: &Broker, name: &str, value: u8) {
-    let deadline = Instant::now() + GUARD;
-    while alarm(broker, name).await.unwrap_or(0) != value {
-        assert!(
-            Instant::now() < deadline,
-            "junction_alarm_active{{name={name:?}}} never became {value}; log:\n{}",
-            broker.log.lock().unwrap().join("\n")
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// The alarm events (raised and cleared) about `name`, oldest first.
 async fn alarm_events(broker: &Broker, name: &str) -> Vec<Value> {
     let mut all = broker.events("").await;
@@ -116,7 +88,7 @@ async fn a_group_whose_ack_floor_does_not_move_raises_stuck_acks_until_acked() {
     assert_eq!(taken.subject.as_str(), "jobs.0");
 
     let name = "stuck_acks:$G/jobs/worker";
-    until_alarm(&broker, name, 1).await;
+    broker.until_alarm(name, 1).await;
     let raised = alarm_events(&broker, name).await;
     assert_eq!(raised.len(), 1, "raised once: {raised:?}");
     assert_eq!(raised[0]["kind"], "alarm_raised");
@@ -133,7 +105,7 @@ async fn a_group_whose_ack_floor_does_not_move_raises_stuck_acks_until_acked() {
 
     // The ack moves the floor: the alarm clears, once.
     taken.double_ack().await.unwrap();
-    until_alarm(&broker, name, 0).await;
+    broker.until_alarm(name, 0).await;
     let all = alarm_events(&broker, name).await;
     let kinds: Vec<&str> = all.iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["alarm_raised", "alarm_cleared"], "{all:?}");
@@ -169,7 +141,7 @@ async fn slow_fsyncs_raise_fsync_slow_and_a_reload_of_the_mark_clears_it() {
         }
     };
     publish(40).await;
-    until_alarm(&broker, "fsync_slow", 1).await;
+    broker.until_alarm("fsync_slow", 1).await;
     let raised = alarm_events(&broker, "fsync_slow").await;
     assert_eq!(raised.len(), 1, "{raised:?}");
     let why = raised[0]["message"].as_str().unwrap();
@@ -192,14 +164,14 @@ async fn slow_fsyncs_raise_fsync_slow_and_a_reload_of_the_mark_clears_it() {
     );
     publish(40).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(alarm(&broker, "fsync_slow").await, Some(1), "still raised");
+    assert_eq!(broker.alarm("fsync_slow").await, Some(1), "still raised");
 
     // The mark alone reloads; the next window of fsyncs is under it.
     write_config(dir.path(), "[limits]\nfsync_p99_alarm = \"10s\"\n");
     let (status, body) = reload(&broker).await;
     assert_eq!(status, 200, "{body}");
     let deadline = Instant::now() + GUARD;
-    while alarm(&broker, "fsync_slow").await.unwrap_or(0) != 0 {
+    while broker.alarm("fsync_slow").await.unwrap_or(0) != 0 {
         assert!(Instant::now() < deadline, "fsync_slow never cleared");
         publish(20).await;
     }
@@ -305,7 +277,7 @@ async fn under_memory_pressure_the_slowest_consumer_is_shed_and_the_others_stay(
     write_config(dir.path(), "[limits]\nmemory_max = \"1MB\"\n");
     let (status, body) = reload(&broker).await;
     assert_eq!(status, 200, "{body}");
-    until_alarm(&broker, "memory_high", 1).await;
+    broker.until_alarm("memory_high", 1).await;
     let deadline = Instant::now() + GUARD;
     while connz_entry(&broker, "stalled").await.is_some() {
         assert!(
@@ -349,7 +321,7 @@ async fn under_memory_pressure_the_slowest_consumer_is_shed_and_the_others_stay(
     write_config(dir.path(), "");
     let (status, body) = reload(&broker).await;
     assert_eq!(status, 200, "{body}");
-    until_alarm(&broker, "memory_high", 0).await;
+    broker.until_alarm("memory_high", 0).await;
     let again = async_nats::connect(broker.nats.to_string()).await.unwrap();
     again.flush().await.unwrap();
     broker.stop().await;

@@ -140,6 +140,39 @@ impl Broker {
     }
 }
 
+impl Broker {
+    /// Reads `junction_alarm_active{name="<name>"}` from `/metrics` (None:
+    /// absent).
+    pub async fn alarm(&self, name: &str) -> Option<u8> {
+        let text = http()
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let prefix = format!("junction_alarm_active{{name=\"{name}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// Waits until the alarm's gauge is `value` (an alarm named after what it
+    /// is about, `consumer_lag:…`, is listed only while it is up).
+    pub async fn until_alarm(&self, name: &str, value: u8) {
+        let deadline = Instant::now() + GUARD;
+        while self.alarm(name).await.unwrap_or(0) != value {
+            assert!(
+                Instant::now() < deadline,
+                "junction_alarm_active{{name={name:?}}} never became {value}; log:\n{}",
+                self.log.lock().unwrap().join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
