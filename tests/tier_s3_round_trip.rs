@@ -1,4 +1,4 @@
-//! Tiered storage against a real S3 server (moto's server mode): a station
+//! Tiered storage against real S3 servers (moto's server mode and Ceph RGW): a station
 //! with small segments and a small local limit uploads its log to the bucket,
 //! keeps its local share bounded, and reads everything back transparently.
 //!
@@ -9,29 +9,34 @@
 //!   browse from sequence 1 answer exactly what was published;
 //! - STREAM.INFO shows local and remote bytes, segments and upload lag.
 //!
-//! moto is found through `MOTO_SERVER`, then `target/tier-venv/bin/moto_server`
-//! (what `scripts/test` installs), then `PATH`. Without one the test says so and
-//! passes, unless `REQUIRE_MOTO` is set (as `scripts/test` does).
+//! The round trip, the outage and the cap on un-uploaded bytes also run on
+//! Ceph RGW (`scripts/rgw`), with radosgw killed rather than hung.
+//!
+//! The servers are found as tests/support/s3.rs says. Without one the test
+//! says so and passes, unless `REQUIRE_MOTO` / `REQUIRE_RGW` is set (as
+//! `scripts/test` does).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt;
-use object_store::ObjectStoreExt;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 #[path = "support/process.rs"]
 #[allow(dead_code)] // each test binary uses part of it
 mod process;
+#[path = "support/s3.rs"]
+mod s3;
+
+use s3::S3;
 
 const MESSAGES: u64 = 4000;
 const PAYLOAD: usize = 1024;
 const SEGMENT_BYTES: u64 = 128 * 1024;
 const LOCAL_MAX_BYTES: u64 = 256 * 1024;
-const BUCKET: &str = "junction-tier-test";
 
 fn payload(seq: u64) -> Vec<u8> {
     let mut p = Vec::with_capacity(PAYLOAD);
@@ -46,95 +51,6 @@ fn payload(seq: u64) -> Vec<u8> {
     p
 }
 
-/// moto's server, or None when none is installed (and none is required).
-fn moto_server() -> Option<String> {
-    let candidates = [
-        std::env::var("MOTO_SERVER").ok(),
-        Some(
-            concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/target/tier-venv/bin/moto_server"
-            )
-            .to_string(),
-        ),
-        Some("moto_server".to_string()),
-    ];
-    for c in candidates.into_iter().flatten() {
-        let ok = std::process::Command::new(&c)
-            .arg("--help")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            return Some(c);
-        }
-    }
-    assert!(
-        std::env::var_os("REQUIRE_MOTO").is_none(),
-        "moto_server not found: set MOTO_SERVER or run scripts/test (it installs moto[server])"
-    );
-    eprintln!("tier_s3_round_trip: skipped, no moto_server (pip install 'moto[server]')");
-    None
-}
-
-struct Moto {
-    child: Child,
-    endpoint: String,
-}
-
-impl Moto {
-    /// Stops (`STOP`) or resumes (`CONT`) the S3 server: while stopped, it takes
-    /// connections and answers nothing, as a hung S3 does; its data is kept.
-    fn signal(&self, signal: &str) {
-        let pid = self.child.id().expect("moto runs").to_string();
-        let ok = std::process::Command::new("kill")
-            .args([&format!("-{signal}"), pid.as_str()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -{signal} {pid}");
-    }
-}
-
-async fn start_moto(bin: &str) -> Moto {
-    let port = process::free_port();
-    let child = Command::new(bin)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("moto_server starts");
-    process::wait_listening(port).await;
-    let endpoint = format!("http://127.0.0.1:{port}");
-    // moto takes unsigned requests: make the bucket.
-    let r = reqwest::Client::new()
-        .put(format!("{endpoint}/{BUCKET}"))
-        .send()
-        .await
-        .expect("create bucket");
-    assert!(r.status().is_success(), "create bucket: {}", r.status());
-    Moto { child, endpoint }
-}
-
-/// Keys of the objects in the bucket under `prefix`.
-async fn list_keys(endpoint: &str, prefix: &str) -> Vec<String> {
-    let body = reqwest::get(format!(
-        "{endpoint}/{BUCKET}?list-type=2&prefix={prefix}&max-keys=1000"
-    ))
-    .await
-    .expect("list")
-    .text()
-    .await
-    .expect("list body");
-    body.split("<Key>")
-        .skip(1)
-        .filter_map(|s| s.split("</Key>").next())
-        .map(str::to_string)
-        .collect()
-}
-
 struct Broker {
     child: Child,
     _dir: tempfile::TempDir,
@@ -143,7 +59,7 @@ struct Broker {
 }
 
 /// A broker with `[tier]` on moto's bucket under `prefix`.
-async fn start_broker(moto: &Moto, prefix: &str) -> Broker {
+async fn start_broker(moto: &S3, prefix: &str) -> Broker {
     let dir = tempfile::tempdir().unwrap();
     let (nats_port, http_port) = (process::free_port(), process::free_port());
     start_in(moto, prefix, dir, nats_port, http_port).await
@@ -151,7 +67,7 @@ async fn start_broker(moto: &Moto, prefix: &str) -> Broker {
 
 /// Kills the broker (SIGKILL: no clean shutdown) and starts it again on the
 /// same data directory and ports.
-async fn crash_and_restart(broker: Broker, moto: &Moto, prefix: &str) -> Broker {
+async fn crash_and_restart(broker: Broker, moto: &S3, prefix: &str) -> Broker {
     let Broker {
         mut child,
         _dir: dir,
@@ -164,13 +80,17 @@ async fn crash_and_restart(broker: Broker, moto: &Moto, prefix: &str) -> Broker 
 }
 
 async fn start_in(
-    moto: &Moto,
+    moto: &S3,
     prefix: &str,
     dir: tempfile::TempDir,
     nats_port: u16,
     http_port: u16,
 ) -> Broker {
     let data = dir.path().join("data");
+    let mut env = moto.tier_env(prefix);
+    env.push(("JUNCTION_TIER_CACHE_BYTES", "4MiB".into()));
+    env.push(("RUST_LOG", "error".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let child = process::junction(
         dir.path(),
         &[
@@ -184,16 +104,7 @@ async fn start_in(
             "--data-dir",
             data.to_str().unwrap(),
         ],
-        &[
-            ("JUNCTION_TIER_ENDPOINT", moto.endpoint.as_str()),
-            ("JUNCTION_TIER_BUCKET", BUCKET),
-            ("JUNCTION_TIER_PREFIX", prefix),
-            ("JUNCTION_TIER_ALLOW_HTTP", "true"),
-            ("JUNCTION_TIER_ACCESS_KEY_ID", "testing"),
-            ("JUNCTION_TIER_SECRET_ACCESS_KEY", "testing"),
-            ("JUNCTION_TIER_CACHE_BYTES", "4MiB"),
-            ("RUST_LOG", "error"),
-        ],
+        &env,
     )
     .stdout(Stdio::null())
     .stderr(Stdio::inherit())
@@ -282,9 +193,21 @@ async fn caught_up(http: &reqwest::Client, http_port: u16, messages: u64) -> ser
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tiered_station_round_trips_through_s3() {
-    let Some(bin) = moto_server() else { return };
-    let moto = start_moto(&bin).await;
-    let broker = start_broker(&moto, "t1").await;
+    let Some(moto) = s3::moto().await else { return };
+    round_trip(&moto).await;
+}
+
+/// The same round trip on Ceph RGW, which checks signatures and answers a
+/// conditional write on an existing key with 412: uploads start only after the
+/// start-up probe saw that, so objects in the bucket prove RGW passed it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiered_station_round_trips_through_ceph_rgw() {
+    let Some(rgw) = s3::rgw().await else { return };
+    round_trip(&rgw).await;
+}
+
+async fn round_trip(moto: &S3) {
+    let broker = start_broker(moto, "t1").await;
     let (nats_port, http_port) = (broker.nats_port, broker.http_port);
     let client = async_nats::connect(format!("127.0.0.1:{nats_port}"))
         .await
@@ -317,7 +240,7 @@ async fn tiered_station_round_trips_through_s3() {
         "{tier}"
     );
     let segments = tier["segments"].as_u64().unwrap();
-    let keys = list_keys(&moto.endpoint, "t1/stations/").await;
+    let keys = moto.list_keys("t1/stations/").await;
     assert_eq!(
         keys.len() as u64,
         segments,
@@ -490,11 +413,32 @@ async fn tiered_station_round_trips_through_s3() {
 /// drains.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_outage_never_skips_or_drops_and_recovers() {
+    let Some(moto) = s3::moto().await else { return };
+    outage(&moto, Outage::Hang).await;
+}
+
+/// The outage on Ceph RGW: radosgw is killed (connections refused) for
+/// 60 s while a publisher goes on with acks; then it is started again. Every
+/// acked message replays, in order, and the upload lag drains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rgw_down_for_60_s_while_publishing_loses_and_skips_nothing() {
+    let Some(rgw) = s3::rgw().await else { return };
+    outage(&rgw, Outage::GatewayDown(Duration::from_secs(60))).await;
+}
+
+/// How the S3 server goes away.
+#[derive(Clone, Copy)]
+enum Outage {
+    /// It takes connections and answers nothing (SIGSTOP), while 400 messages
+    /// are published.
+    Hang,
+    /// RGW's gateway is killed, and messages are published for this long.
+    GatewayDown(Duration),
+}
+
+async fn outage(moto: &S3, how: Outage) {
     const FIRST: u64 = 1000;
-    const DURING: u64 = 400;
-    let Some(bin) = moto_server() else { return };
-    let moto = start_moto(&bin).await;
-    let broker = start_broker(&moto, "t2").await;
+    let broker = start_broker(moto, "t2").await;
     let http_port = broker.http_port;
     let client = async_nats::connect(format!("127.0.0.1:{}", broker.nats_port))
         .await
@@ -507,9 +451,26 @@ async fn s3_outage_never_skips_or_drops_and_recovers() {
     let before = caught_up(&http, http_port, FIRST).await;
     assert!(before["local_first_seq"].as_u64().unwrap() > 1, "{before}");
 
-    moto.signal("STOP");
     // Publishing goes on, acked, and nothing is removed locally meanwhile.
-    publish(&js, FIRST + 1, FIRST + DURING, &mut published).await;
+    let during = match how {
+        Outage::Hang => {
+            moto.hang();
+            publish(&js, FIRST + 1, FIRST + 400, &mut published).await;
+            400
+        }
+        Outage::GatewayDown(long) => {
+            moto.kill_gateway().await;
+            // 50 messages a second (20 per 400 ms) for as long as it is down.
+            let until = std::time::Instant::now() + long;
+            let mut next = FIRST + 1;
+            while std::time::Instant::now() < until {
+                publish(&js, next, next + 19, &mut published).await;
+                next += 20;
+                tokio::time::sleep(Duration::from_millis(400)).await;
+            }
+            next - FIRST - 1
+        }
+    };
     let c = s
         .create_consumer(consumer::pull::Config {
             durable_name: Some("replay".into()),
@@ -560,9 +521,9 @@ async fn s3_outage_never_skips_or_drops_and_recovers() {
         .await
         .unwrap();
     let tier = &info["state"]["tier"];
-    assert_eq!(info["state"]["messages"], FIRST + DURING, "{info}");
+    assert_eq!(info["state"]["messages"], FIRST + during, "{info}");
     assert!(
-        tier["upload_lag_messages"].as_u64().unwrap() >= DURING,
+        tier["upload_lag_messages"].as_u64().unwrap() >= during,
         "{info}"
     );
     assert_eq!(
@@ -570,10 +531,13 @@ async fn s3_outage_never_skips_or_drops_and_recovers() {
         "trimmed while S3 was down: {info}"
     );
 
-    moto.signal("CONT");
+    match how {
+        Outage::Hang => moto.unhang(),
+        Outage::GatewayDown(_) => moto.restart_gateway().await,
+    }
     let mut replayed = Sha256::new();
     let mut messages = c.messages().await.unwrap();
-    for want in 1..=FIRST + DURING {
+    for want in 1..=FIRST + during {
         let m = tokio::time::timeout(Duration::from_secs(30), messages.next())
             .await
             .unwrap_or_else(|_| panic!("no message {want} within 30 s of S3 being back"))
@@ -583,7 +547,7 @@ async fn s3_outage_never_skips_or_drops_and_recovers() {
         replayed.update(&m.payload);
     }
     assert_eq!(replayed.finalize(), published.finalize());
-    caught_up(&http, http_port, FIRST + DURING).await;
+    caught_up(&http, http_port, FIRST + during).await;
     let mut child = broker.child;
     child.start_kill().unwrap();
     let _ = child.wait().await;
@@ -594,8 +558,7 @@ async fn s3_outage_never_skips_or_drops_and_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_segment_is_an_error_and_a_metric_never_data() {
     const N: u64 = 1000;
-    let Some(bin) = moto_server() else { return };
-    let moto = start_moto(&bin).await;
+    let Some(moto) = s3::moto().await else { return };
     let broker = start_broker(&moto, "t3").await;
     let client = async_nats::connect(format!("127.0.0.1:{}", broker.nats_port))
         .await
@@ -605,30 +568,11 @@ async fn corrupt_segment_is_an_error_and_a_metric_never_data() {
     publish(&js, 1, N, &mut Sha256::new()).await;
     let http = reqwest::Client::new();
     caught_up(&http, broker.http_port, N).await;
-    let mut keys = list_keys(&moto.endpoint, "t3/stations/").await;
+    let mut keys = moto.list_keys("t3/stations/").await;
     keys.sort();
     assert!(keys.len() >= 2, "{keys:?}");
     // The first segment (sequence 1 on): one byte flipped inside its first block.
-    let bucket = object_store::aws::AmazonS3Builder::new()
-        .with_endpoint(&moto.endpoint)
-        .with_bucket_name(BUCKET)
-        .with_region("us-east-1")
-        .with_access_key_id("testing")
-        .with_secret_access_key("testing")
-        .with_allow_http(true)
-        .build()
-        .unwrap();
-    let path = object_store::path::Path::from(keys[0].as_str());
-    let mut object = bucket
-        .get(&path)
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap()
-        .to_vec();
-    object[200] ^= 0x01;
-    bucket.put(&path, object.into()).await.unwrap();
+    moto.rewrite(&keys[0], |object| object[200] ^= 0x01).await;
     // A fresh cache: the next reads go to the bucket.
     let broker = crash_and_restart(broker, &moto, "t3").await;
     let client = async_nats::connect(format!("127.0.0.1:{}", broker.nats_port))
@@ -685,8 +629,7 @@ async fn corrupt_segment_is_an_error_and_a_metric_never_data() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_tier_policy_and_group_fetch_read_the_remote_range() {
     const N: u64 = 1000;
-    let Some(bin) = moto_server() else { return };
-    let moto = start_moto(&bin).await;
+    let Some(moto) = s3::moto().await else { return };
     let broker = start_broker(&moto, "t4").await;
     let base = format!("http://127.0.0.1:{}/v1", broker.http_port);
     let http = reqwest::Client::new();
@@ -823,10 +766,10 @@ async fn until_state(
 }
 
 /// Waits until the bucket holds `want(n)` objects under `prefix`.
-async fn until_objects(endpoint: &str, prefix: &str, what: &str, want: impl Fn(usize) -> bool) {
+async fn until_objects(s3: &S3, prefix: &str, what: &str, want: impl Fn(usize) -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let keys = list_keys(endpoint, prefix).await;
+        let keys = s3.list_keys(prefix).await;
         if want(keys.len()) {
             return;
         }
@@ -846,8 +789,7 @@ async fn until_objects(endpoint: &str, prefix: &str, what: &str, want: impl Fn(u
 async fn remote_segments_follow_the_station_limits_purges_and_delete() {
     const N: u64 = 3000;
     const MAX_MSGS: u64 = 1500;
-    let Some(bin) = moto_server() else { return };
-    let moto = start_moto(&bin).await;
+    let Some(moto) = s3::moto().await else { return };
     let broker = start_broker(&moto, "t5").await;
     let client = async_nats::connect(format!("127.0.0.1:{}", broker.nats_port))
         .await
@@ -904,7 +846,7 @@ async fn remote_segments_follow_the_station_limits_purges_and_delete() {
     );
     let segments = state["tier"]["segments"].as_u64().unwrap() as usize;
     until_objects(
-        &moto.endpoint,
+        &moto,
         "t5/stations/",
         "dropped segments' objects deleted",
         |n| n == segments,
@@ -959,7 +901,7 @@ async fn remote_segments_follow_the_station_limits_purges_and_delete() {
     let state = station_state(&http, port, "TIERED").await;
     assert_eq!(state["messages"], 0, "{state}");
     until_objects(
-        &moto.endpoint,
+        &moto,
         "t5/stations/",
         "purged segments' objects deleted",
         |n| n == 0,
@@ -968,16 +910,10 @@ async fn remote_segments_follow_the_station_limits_purges_and_delete() {
 
     // New messages tier again; deleting the station deletes them.
     publish(&js, N + 1, N + 600, &mut Sha256::new()).await;
-    until_objects(
-        &moto.endpoint,
-        "t5/stations/",
-        "new segments uploaded",
-        |n| n > 0,
-    )
-    .await;
+    until_objects(&moto, "t5/stations/", "new segments uploaded", |n| n > 0).await;
     js.delete_stream("TIERED").await.unwrap();
     until_objects(
-        &moto.endpoint,
+        &moto,
         "t5/stations/",
         "a deleted station's objects deleted",
         |n| n == 0,
@@ -992,10 +928,23 @@ async fn remote_segments_follow_the_station_limits_purges_and_delete() {
 /// its own once S3 is back and the uploads catch up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cap_on_unuploaded_bytes_refuses_publishes_while_s3_is_down_and_recovers() {
+    let Some(moto) = s3::moto().await else { return };
+    capped(&moto).await;
+}
+
+/// The watermark test on Ceph RGW: with radosgw down (connections
+/// refused) and a small cap, publishes are refused with the documented error,
+/// and publishing recovers on its own once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rgw_down_with_a_small_cap_refuses_publishes_then_recovers() {
+    let Some(rgw) = s3::rgw().await else { return };
+    capped(&rgw).await;
+}
+
+async fn capped(moto: &S3) {
     const CAP: u64 = 256 * 1024;
-    let Some(bin) = moto_server() else { return };
-    let moto = start_moto(&bin).await;
-    let broker = start_broker(&moto, "t6").await;
+    let rgw = moto.is_rgw();
+    let broker = start_broker(moto, "t6").await;
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{}/v1", broker.http_port);
     let r = http
@@ -1023,7 +972,11 @@ async fn a_cap_on_unuploaded_bytes_refuses_publishes_while_s3_is_down_and_recove
         "STREAM.INFO shows the cap"
     );
 
-    moto.signal("STOP");
+    if rgw {
+        moto.kill_gateway().await;
+    } else {
+        moto.hang();
+    }
     // Publish one by one until refused: acked ones are kept, the refusal says why.
     let mut acked = 0u64;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -1070,7 +1023,11 @@ async fn a_cap_on_unuploaded_bytes_refuses_publishes_while_s3_is_down_and_recove
     // S3 is back: the uploads catch up and publishing resumes by itself (an
     // upload caught mid-request by the outage waits out its 30 s timeout, and
     // retries back off up to 30 s).
-    moto.signal("CONT");
+    if rgw {
+        moto.restart_gateway().await;
+    } else {
+        moto.unhang();
+    }
     let back = std::time::Instant::now();
     let deadline = back + Duration::from_secs(150);
     let resumed = loop {
@@ -1115,4 +1072,155 @@ async fn a_cap_on_unuploaded_bytes_refuses_publishes_while_s3_is_down_and_recove
         assert_eq!(&m.payload[..], &payload(want)[..]);
     }
     drop(broker);
+}
+
+/// An S3 endpoint in front of `upstream` that drops every request's
+/// `If-None-Match` header, as Garage ignores it: a conditional write then
+/// overwrites. (moto checks no signatures, so the edited requests still pass.)
+async fn strip_if_none_match(upstream: String) -> String {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let upstream = upstream.trim_start_matches("http://").to_string();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                let (client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                });
+                let mut requests = BufReader::new(client_read);
+                loop {
+                    // One request: its head, less If-None-Match, then its body.
+                    let mut head = String::new();
+                    let mut length = 0u64;
+                    loop {
+                        let mut line = String::new();
+                        if requests.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let lower = line.to_ascii_lowercase();
+                        if let Some(v) = lower.strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                        assert!(
+                            !lower.starts_with("transfer-encoding:"),
+                            "the proxy handles sized bodies only"
+                        );
+                        if !lower.starts_with("if-none-match:") {
+                            head.push_str(&line);
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    if server_write.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let mut body = (&mut requests).take(length);
+                    if tokio::io::copy(&mut body, &mut server_write).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    endpoint
+}
+
+/// Pointed at a server that overwrites an object written with
+/// `If-None-Match: *`, the broker says so in its log and uploads nothing, so a
+/// retried upload can never replace a segment; every message stays local and
+/// readable, and publishing goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_overwrites_conditional_writes_gets_no_uploads() {
+    const N: u64 = 1000;
+    let Some(moto) = s3::moto().await else { return };
+    let endpoint = strip_if_none_match(moto.endpoint.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (nats_port, http_port) = (process::free_port(), process::free_port());
+    let mut env = moto.tier_env("t7");
+    env[0].1 = endpoint;
+    env.push(("RUST_LOG", "warn".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let data = dir.path().join("data");
+    let mut child = process::junction(
+        dir.path(),
+        &[
+            "serve",
+            "--nats-listen",
+            &format!("127.0.0.1:{nats_port}"),
+            "--http-listen",
+            &format!("127.0.0.1:{http_port}"),
+            "--mqtt-listen",
+            "off",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        &env,
+    )
+    .stdout(Stdio::null())
+    .spawn()
+    .expect("junction starts");
+    let mut log = tokio::io::BufReader::new(child.stderr.take().unwrap());
+    process::wait_listening(nats_port).await;
+    process::wait_listening(http_port).await;
+    let js = jetstream::new(
+        async_nats::connect(format!("127.0.0.1:{nats_port}"))
+            .await
+            .unwrap(),
+    );
+    let s = create_tiered_stream(&js).await;
+    let mut published = Sha256::new();
+    publish(&js, 1, N, &mut published).await;
+
+    // The probe's verdict, in the log.
+    let said = tokio::time::timeout(Duration::from_secs(60), async {
+        use tokio::io::AsyncBufReadExt;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if log.read_line(&mut line).await.unwrap() == 0 {
+                return false;
+            }
+            if line.contains("overwrote an object written with If-None-Match") {
+                return true;
+            }
+        }
+    })
+    .await
+    .expect("the probe's error within 60 s");
+    assert!(said, "the broker's log ended without the probe's error");
+    // Nothing was uploaded, and nothing left the local log.
+    let http = reqwest::Client::new();
+    let state = station_state(&http, http_port, "TIERED").await;
+    assert_eq!(state["tier"]["upload_lag_messages"], N, "{state}");
+    assert_eq!(state["tier"]["local_first_seq"], 1, "{state}");
+    assert_eq!(state["tier"]["segments"], 0, "{state}");
+    // Only the probe's object was ever written, and it was deleted.
+    assert_eq!(moto.list_keys("t7").await, Vec::<String>::new());
+    // Everything reads back from the local log.
+    let c = s
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("all".into()),
+            ack_policy: consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut messages = c.messages().await.unwrap();
+    let mut replayed = Sha256::new();
+    for want in 1..=N {
+        let m = messages.next().await.unwrap().unwrap();
+        assert_eq!(m.info().unwrap().stream_sequence, want);
+        replayed.update(&m.payload);
+    }
+    assert_eq!(replayed.finalize(), published.finalize());
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
 }

@@ -147,6 +147,10 @@ pub(crate) struct StationTier {
     pending_bytes: AtomicU64,
     /// The policy's `max_pending_bytes`, as the uploader last read it (0: none).
     pending_cap: AtomicU64,
+    /// The station is being deleted ([`StationTier::forget`]): an upload that
+    /// finishes now deletes its object instead of recording it. Set and read
+    /// under `segments`' write lock.
+    forgotten: std::sync::atomic::AtomicBool,
 }
 
 impl StationTier {
@@ -183,6 +187,7 @@ impl StationTier {
             floor: AtomicU64::new(floor),
             pending_bytes: AtomicU64::new(0),
             pending_cap: AtomicU64::new(station.config().tier.map_or(0, |p| p.max_pending_bytes)),
+            forgotten: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -500,7 +505,11 @@ impl StationTier {
     /// Forgets the remote index and deletes its objects (the station is
     /// being deleted).
     pub fn forget(&self, store: &Store, station: u64) -> Result<(), EngineError> {
-        let all: Vec<SegmentRef> = self.segments.read().clone();
+        let all: Vec<SegmentRef> = {
+            let segments = self.segments.write();
+            self.forgotten.store(true, Ordering::Release);
+            segments.clone()
+        };
         self.drop_segments(store, station, &all)?;
         store
             .remove_meta(&floor_key(station))
@@ -875,9 +884,23 @@ async fn seal_and_upload(
         let _ = remote.delete(&sealed.entry.key).await;
         return Err(format!("cannot record the uploaded segment: {e}"));
     }
-    tracing::debug!(station = station.name(), key = %sealed.entry.key, first = sealed.entry.first_seq, last = sealed.entry.last_seq, "segment uploaded");
-    tier.segments.write().push(sealed.entry);
-    Ok(Step::Uploaded)
+    {
+        let mut segments = tier.segments.write();
+        if !tier.forgotten.load(Ordering::Acquire) {
+            tracing::debug!(station = station.name(), key = %sealed.entry.key, first = sealed.entry.first_seq, last = sealed.entry.last_seq, "segment uploaded");
+            segments.push(sealed.entry);
+            return Ok(Step::Uploaded);
+        }
+    }
+    // The station was deleted while this segment was uploading, after its
+    // objects were: this one goes too, with its index entry.
+    let store = station.store().clone();
+    let key = index_key(id, sealed.entry.first_seq);
+    let _ = tokio::task::spawn_blocking(move || store.write_meta_batch(&[], &[key])).await;
+    if let Err(e) = remote.delete(&sealed.entry.key).await {
+        tracing::warn!(key = %sealed.entry.key, error = %e, "cannot delete a deleted station's last segment");
+    }
+    Ok(Step::Nothing)
 }
 
 /// Reads the next range to upload from the local log and encodes it, when it
