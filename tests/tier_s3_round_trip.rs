@@ -1224,3 +1224,122 @@ async fn a_server_that_overwrites_conditional_writes_gets_no_uploads() {
     child.start_kill().unwrap();
     let _ = child.wait().await;
 }
+
+/// SIGKILL at random points while segments upload, local copies are trimmed
+/// and remote segments are dropped by the station's `max_messages`, 20
+/// times: every acked message the limit keeps is there exactly once, with its
+/// payload, and after the last start (whose reconciler pass knows no upload
+/// of its own is under way) the bucket holds exactly the indexed segments.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_uploads_and_deletes_loses_nothing_and_leaves_no_orphans() {
+    const CYCLES: u64 = 20;
+    const PER_CYCLE: u64 = 300;
+    const KEEP: u64 = 3000;
+    let Some(moto) = s3::moto().await else { return };
+    let mut broker = start_broker(&moto, "t8").await;
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("http://127.0.0.1:{}/v1/stations", broker.http_port))
+        .json(
+            &serde_json::json!({"name": "TIERED", "subjects": ["tiered.>"],
+            "retention": {"max_msgs": KEEP},
+            "tier": {"segment_bytes": SEGMENT_BYTES, "local_max_bytes": LOCAL_MAX_BYTES,
+                     "segment_max_age_ms": 200}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201, "{}", r.text().await.unwrap());
+    let mut published = 0u64;
+    for cycle in 0..CYCLES {
+        let js = jetstream::new(
+            async_nats::connect(format!("127.0.0.1:{}", broker.nats_port))
+                .await
+                .unwrap(),
+        );
+        publish(
+            &js,
+            published + 1,
+            published + PER_CYCLE,
+            &mut Sha256::new(),
+        )
+        .await;
+        published += PER_CYCLE;
+        // Somewhere in the uploads, trims and drops this batch set off.
+        tokio::time::sleep(Duration::from_millis(50 + (cycle * 137) % 700)).await;
+        broker = crash_and_restart(broker, &moto, "t8").await;
+    }
+
+    // Everything kept, once, in order, with its payload.
+    let state = until_state(
+        &http,
+        broker.http_port,
+        "TIERED",
+        "uploads caught up",
+        |st| st["tier"]["upload_lag_messages"] == 0,
+    )
+    .await;
+    assert_eq!(state["last_seq"], published, "{state}");
+    let first = state["first_seq"].as_u64().unwrap();
+    let kept = published - first + 1;
+    assert_eq!(state["messages"], kept, "{state}");
+    assert!(
+        (KEEP..=KEEP + 2 * SEGMENT_BYTES / PAYLOAD as u64).contains(&kept),
+        "max_messages = {KEEP} keeps at most a segment more: {state}"
+    );
+    let js = jetstream::new(
+        async_nats::connect(format!("127.0.0.1:{}", broker.nats_port))
+            .await
+            .unwrap(),
+    );
+    let c = js
+        .get_stream("TIERED")
+        .await
+        .unwrap()
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("all".into()),
+            ack_policy: consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut messages = c.messages().await.unwrap();
+    for want in first..=published {
+        let m = tokio::time::timeout(Duration::from_secs(30), messages.next())
+            .await
+            .unwrap_or_else(|_| panic!("message {want} never came"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.info().unwrap().stream_sequence, want);
+        assert_eq!(
+            m.payload.as_ref(),
+            payload(want).as_slice(),
+            "payload of {want}"
+        );
+    }
+    let (tier, keys) = {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let tier = station_state(&http, broker.http_port, "TIERED").await["tier"].clone();
+            let keys: Vec<String> = moto
+                .list_keys("t8/stations/")
+                .await
+                .into_iter()
+                .filter(|k| k.ends_with(".seg"))
+                .collect();
+            if tier["segments"].as_u64() == Some(keys.len() as u64) {
+                break (tier, keys);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the bucket's {} segment objects never matched the index: {tier}",
+                keys.len()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    };
+    assert!(!keys.is_empty(), "{tier}");
+    let mut child = broker.child;
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+}

@@ -653,11 +653,16 @@ fn enforce_remote_limits(station: &Station, tier: &StationTier) {
 
 /// Removes the objects under each tiered station's own key prefix
 /// (`stations/<uid>/`) that its index does not hold and that are older than
-/// [`ORPHAN_AGE`]: uploads whose index entry was never written (a crash
-/// between PUT and record), and dropped segments whose delete failed. Only
-/// this node's stations are looked at, so brokers sharing a bucket and
-/// prefix never remove each other's objects.
-async fn reconcile(registry: &StationRegistry, remote: &Remote) {
+/// `min_age`: uploads whose index entry was never written (a crash between
+/// PUT and record), and dropped segments whose delete failed. Only this node's
+/// stations are looked at, so brokers sharing a bucket and prefix never remove
+/// each other's objects.
+///
+/// The first pass, at start, runs before this process uploads anything, and a
+/// tiered station has one replica, so its only uploader was the process that
+/// stopped: every object its index lacks is an orphan, whatever its age
+/// (`min_age` zero). Later passes leave [`ORPHAN_AGE`] for uploads under way.
+async fn reconcile(registry: &StationRegistry, remote: &Remote, min_age: Duration) {
     let now = std::time::SystemTime::now();
     let mut removed = 0u64;
     for station in registry.all() {
@@ -676,9 +681,7 @@ async fn reconcile(registry: &StationRegistry, remote: &Remote) {
         };
         let live = tier.keys();
         for (key, modified) in objects {
-            let old = now
-                .duration_since(modified)
-                .is_ok_and(|age| age >= ORPHAN_AGE);
+            let old = now.duration_since(modified).is_ok_and(|age| age >= min_age);
             if live.contains(&key) || !old || !key.ends_with(".seg") {
                 continue;
             }
@@ -748,8 +751,13 @@ pub(crate) fn start(registry: &Arc<StationRegistry>, remote: &Arc<Remote>) {
                 return;
             };
             if reconciled.is_none_or(|t| t.elapsed() >= RECONCILE_EVERY) {
+                let min_age = if reconciled.is_none() {
+                    Duration::ZERO
+                } else {
+                    ORPHAN_AGE
+                };
                 reconciled = Some(Instant::now());
-                reconcile(&registry, &remote).await;
+                reconcile(&registry, &remote, min_age).await;
             }
             for station in registry.all() {
                 let Some(tier) = station.tier().cloned() else {
