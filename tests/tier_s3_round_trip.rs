@@ -277,6 +277,30 @@ async fn round_trip(moto: &S3) {
     }
     assert_eq!(replayed.finalize(), published, "SHA-256 over the payloads");
     eprintln!("replayed {MESSAGES} from seq 1 in {:?}", started.elapsed());
+    // The replay read every remote block from S3 once (misses), and most
+    // reads of them from the read cache (hits): counted per station.
+    let after = station_state(&http, http_port, "TIERED").await["tier"].clone();
+    let (hits, misses) = (
+        after["cache_hits"].as_u64().unwrap(),
+        after["cache_misses"].as_u64().unwrap(),
+    );
+    assert!(misses >= 1 && hits >= misses, "{after}");
+    let metrics = http
+        .get(format!("http://127.0.0.1:{http_port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("junction_station_tier_cache_misses_total{")
+                && l.contains("station=\"TIERED\"")
+                && !l.ends_with(" 0")
+        ),
+        "{metrics}"
+    );
 
     // MSG.GET of remote sequences.
     let local_first = tier["local_first_seq"].as_u64().unwrap();

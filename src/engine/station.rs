@@ -559,6 +559,8 @@ impl Station {
             } else {
                 now_ns().saturating_sub(lag_oldest) / 1_000_000
             },
+            cache_hits: tier.reads.hits.load(Ordering::Relaxed),
+            cache_misses: tier.reads.misses.load(Ordering::Relaxed),
         };
         if let Some(remote_first) = tier.first_seq().filter(|f| *f < local_first) {
             state.messages += remote_only;

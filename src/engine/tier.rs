@@ -151,6 +151,8 @@ pub(crate) struct StationTier {
     /// finishes now deletes its object instead of recording it. Set and read
     /// under `segments`' write lock.
     forgotten: std::sync::atomic::AtomicBool,
+    /// This station's block reads, from the cache or S3.
+    pub reads: Arc<junction_storage::tier::ReadCounters>,
 }
 
 impl StationTier {
@@ -188,6 +190,7 @@ impl StationTier {
             pending_bytes: AtomicU64::new(0),
             pending_cap: AtomicU64::new(station.config().tier.map_or(0, |p| p.max_pending_bytes)),
             forgotten: std::sync::atomic::AtomicBool::new(false),
+            reads: Arc::default(),
         })
     }
 
@@ -306,6 +309,7 @@ impl StationTier {
             .counters
             .cache_hits
             .fetch_add(1, Ordering::Relaxed);
+        self.reads.hits.fetch_add(1, Ordering::Relaxed);
         Some(block)
     }
 
@@ -362,10 +366,11 @@ impl StationTier {
         let remote = self.remote.clone();
         let station = self.station.clone();
         let seg = seg.clone();
+        let reads = self.reads.clone();
         self.remote.runtime().spawn(async move {
             let r = tokio::time::timeout(
                 junction_storage::tier::READ_TIMEOUT,
-                remote.block_for(&seg, from),
+                remote.block_for(&seg, from, &reads),
             )
             .await;
             let Some(st) = station.upgrade() else { return };
@@ -403,9 +408,10 @@ impl StationTier {
             None => {
                 let remote = self.remote.clone();
                 let s = seg.clone();
+                let reads = self.reads.clone();
                 match self
                     .remote
-                    .wait(async move { remote.block_for(&s, seq).await })
+                    .wait(async move { remote.block_for(&s, seq, &reads).await })
                     .map_err(engine_error)?
                 {
                     Some((_, b)) => b,
@@ -442,9 +448,10 @@ impl StationTier {
                 None => {
                     let remote = self.remote.clone();
                     let s = seg.clone();
+                    let reads = self.reads.clone();
                     match self
                         .remote
-                        .wait(async move { remote.block_for(&s, here).await })
+                        .wait(async move { remote.block_for(&s, here, &reads).await })
                         .map_err(engine_error)?
                     {
                         Some((_, b)) => b,
@@ -485,9 +492,10 @@ impl StationTier {
         }
         let remote = self.remote.clone();
         let s = seg.clone();
+        let reads = self.reads.clone();
         match self
             .remote
-            .wait(async move { remote.block_at_time(&s, time_ns).await })
+            .wait(async move { remote.block_at_time(&s, time_ns, &reads).await })
         {
             Ok(Some(block)) => block
                 .iter()

@@ -404,6 +404,12 @@ pub struct TierState {
     /// Milliseconds since the oldest message not yet uploaded was stored (0 when
     /// everything is uploaded).
     pub upload_lag_ms: u64,
+    /// Reads of remote blocks served from the read cache, since start.
+    #[serde(default)]
+    pub cache_hits: u64,
+    /// Reads of remote blocks that went to S3, since start.
+    #[serde(default)]
+    pub cache_misses: u64,
 }
 
 /// A station's definition and state.

@@ -255,6 +255,16 @@ fn scrape<E: Engine + ?Sized>(engine: &E, scope: Option<&TenantId>) -> prometheu
         "Age of a tiered station's oldest message not yet uploaded.",
         &["tenant", "station"],
     )?;
+    let tier_cache_hits = b.counter_vec(
+        "station_tier_cache_hits_total",
+        "Reads of a tiered station's remote blocks served from the read cache.",
+        &["tenant", "station"],
+    )?;
+    let tier_cache_misses = b.counter_vec(
+        "station_tier_cache_misses_total",
+        "Reads of a tiered station's remote blocks that went to S3.",
+        &["tenant", "station"],
+    )?;
     let group_labels = ["tenant", "station", "group"];
     let lag = b.gauge_vec(
         "consumer_group_lag",
@@ -307,6 +317,12 @@ fn scrape<E: Engine + ?Sized>(engine: &E, scope: Option<&TenantId>) -> prometheu
                 tier_lag_secs
                     .with_label_values(&label)
                     .set(clamp(t.upload_lag_ms / 1000));
+                tier_cache_hits
+                    .with_label_values(&label)
+                    .inc_by(t.cache_hits);
+                tier_cache_misses
+                    .with_label_values(&label)
+                    .inc_by(t.cache_misses);
             }
             for group in engine.group_names(tenant, &name).unwrap_or_default() {
                 let Ok(g) = engine.group_info(tenant, &name, &group) else {

@@ -162,6 +162,16 @@ pub struct TierCounters {
     pub corrupt: AtomicU64,
 }
 
+/// One reader's share of the block reads (a station's), besides the
+/// broker's [`TierCounters`].
+#[derive(Debug, Default)]
+pub struct ReadCounters {
+    /// Block reads served from the cache.
+    pub hits: AtomicU64,
+    /// Block reads that went to S3.
+    pub misses: AtomicU64,
+}
+
 /// A decoded block: its records in sequence order.
 pub type Block = Arc<Vec<Record>>;
 
@@ -473,17 +483,19 @@ impl Remote {
     }
 
     /// The block of `seg` that holds `seq` (or the first after it), from the
-    /// cache or S3. `None`: the segment has nothing at or after `seq`.
+    /// cache or S3, counted in `reads` too. `None`: the segment has nothing at
+    /// or after `seq`.
     pub async fn block_for(
         &self,
         seg: &SegmentRef,
         seq: u64,
+        reads: &ReadCounters,
     ) -> Result<Option<(BlockRef, Block)>, TierError> {
         let footer = self.footer(seg).await?;
         let Some(b) = footer.block_for(seq).copied() else {
             return Ok(None);
         };
-        Ok(Some((b, self.block(seg, &b).await?)))
+        Ok(Some((b, self.block(seg, &b, reads).await?)))
     }
 
     /// The first block of `seg` with a record at or after `time_ns`.
@@ -491,12 +503,13 @@ impl Remote {
         &self,
         seg: &SegmentRef,
         time_ns: u64,
+        reads: &ReadCounters,
     ) -> Result<Option<Block>, TierError> {
         let footer = self.footer(seg).await?;
         let Some(b) = footer.block_at_time(time_ns).copied() else {
             return Ok(None);
         };
-        Ok(Some(self.block(seg, &b).await?))
+        Ok(Some(self.block(seg, &b, reads).await?))
     }
 
     /// A block already in the cache.
@@ -517,12 +530,19 @@ impl Remote {
         self.footers.lock().get(key).cloned()
     }
 
-    async fn block(&self, seg: &SegmentRef, b: &BlockRef) -> Result<Block, TierError> {
+    async fn block(
+        &self,
+        seg: &SegmentRef,
+        b: &BlockRef,
+        reads: &ReadCounters,
+    ) -> Result<Block, TierError> {
         if let Some(block) = self.cached(&seg.key, b.offset) {
             self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+            reads.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(block);
         }
         self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
+        reads.misses.fetch_add(1, Ordering::Relaxed);
         let bytes = self
             .store
             .get_range(
@@ -653,18 +673,18 @@ mod tests {
         for seq in [1u64, 50, 100] {
             let (s, r2) = (seg.clone(), r.clone());
             let (_, block) = r
-                .wait(async move { r2.block_for(&s, seq).await })
+                .wait(async move { r2.block_for(&s, seq, &ReadCounters::default()).await })
                 .expect("read")
                 .expect("block");
             assert!(block.iter().any(|x| x == &record(seq)));
         }
         let (s, r2) = (seg.clone(), r.clone());
-        r.wait(async move { r2.block_for(&s, 50).await })
+        r.wait(async move { r2.block_for(&s, 50, &ReadCounters::default()).await })
             .expect("again");
         assert!(r.counters.cache_hits.load(Ordering::Relaxed) >= 1);
         let (s, r2) = (seg.clone(), r.clone());
         assert!(
-            r.wait(async move { r2.block_for(&s, 101).await })
+            r.wait(async move { r2.block_for(&s, 101, &ReadCounters::default()).await })
                 .expect("past")
                 .is_none()
         );

@@ -268,6 +268,10 @@ pub struct TierStateJson {
     pub upload_lag_messages: u64,
     /// Age of the oldest message not yet uploaded, in ms.
     pub upload_lag_ms: u64,
+    /// Reads of remote blocks served from the broker's read cache, since start.
+    pub cache_hits: u64,
+    /// Reads of remote blocks that went to S3, since start.
+    pub cache_misses: u64,
 }
 
 impl From<&TierState> for TierStateJson {
@@ -281,6 +285,8 @@ impl From<&TierState> for TierStateJson {
             segments: t.segments,
             upload_lag_messages: t.upload_lag_messages,
             upload_lag_ms: t.upload_lag_ms,
+            cache_hits: t.cache_hits,
+            cache_misses: t.cache_misses,
         }
     }
 }
