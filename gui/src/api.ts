@@ -21,6 +21,31 @@ export interface StationState {
   num_subjects: number;
   num_deleted: number;
   groups: number;
+  /** A tiered station's local and remote shares (docs/tiering.md). */
+  tier?: TierState;
+}
+
+/** Where a tiered station's messages are, and how its remote reads went. */
+export interface TierState {
+  local_messages: number;
+  local_bytes: number;
+  local_first_seq: number;
+  remote_messages: number;
+  remote_bytes: number;
+  segments: number;
+  upload_lag_messages: number;
+  upload_lag_ms: number;
+  cache_hits: number;
+  cache_misses: number;
+}
+
+/** A station's tiering policy (`tier` in its definition; needs `[tier]` on the broker). */
+export interface TierPolicy {
+  local_max_bytes: number;
+  local_max_age_ms: number;
+  segment_bytes: number;
+  segment_max_age_ms: number;
+  max_pending_bytes: number;
 }
 
 export interface Station {
@@ -42,6 +67,8 @@ export interface Station {
   schema: string | null;
   schema_version: number | null;
   dead_letter: DeadLetterPolicy;
+  /** Tiered storage on S3 (null: all local). */
+  tier?: TierPolicy | null;
   /** `$dls_<name>`, once the policy keeps something. */
   dead_letter_station: string | null;
   /** In a cluster, the node that holds its messages and groups (a replicated

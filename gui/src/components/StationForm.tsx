@@ -27,6 +27,12 @@ interface Fields {
   dl_schema_violation: boolean;
   dl_max_msgs: string;
   dl_max_age_s: string;
+  tier: boolean;
+  tier_local_max_bytes: string;
+  tier_local_max_age_s: string;
+  tier_segment_bytes: string;
+  tier_segment_max_age_s: string;
+  tier_max_pending_bytes: string;
 }
 
 function fromStation(s?: Station): Fields {
@@ -53,6 +59,13 @@ function fromStation(s?: Station): Fields {
     dl_schema_violation: s?.dead_letter?.schema_violation ?? false,
     dl_max_msgs: String(s?.dead_letter?.max_msgs ?? 10000),
     dl_max_age_s: String((s?.dead_letter?.max_age_ms ?? 0) / 1000),
+    tier: !!s?.tier,
+    // The broker's defaults (docs/tiering.md) for a station not tiered yet.
+    tier_local_max_bytes: String(s?.tier?.local_max_bytes ?? 1024 ** 3),
+    tier_local_max_age_s: String((s?.tier?.local_max_age_ms ?? 0) / 1000),
+    tier_segment_bytes: String(s?.tier?.segment_bytes ?? 32 * 1024 ** 2),
+    tier_segment_max_age_s: String((s?.tier?.segment_max_age_ms ?? 600000) / 1000),
+    tier_max_pending_bytes: String(s?.tier?.max_pending_bytes ?? 0),
   };
 }
 
@@ -93,6 +106,13 @@ export function validate(f: Fields, editing: boolean): Partial<Record<keyof Fiel
   integer('dl_max_msgs', -1, 'Most dead letters');
   seconds('dl_max_age_s', 'Dead-letter max age');
   seconds('duplicate_window_s', 'Duplicate window');
+  if (f.tier) {
+    integer('tier_local_max_bytes', 0, 'Local bytes');
+    seconds('tier_local_max_age_s', 'Local age');
+    integer('tier_segment_bytes', 1, 'Segment size');
+    seconds('tier_segment_max_age_s', 'Segment age');
+    integer('tier_max_pending_bytes', 0, 'Most bytes waiting');
+  }
   return errors;
 }
 
@@ -129,6 +149,15 @@ function toDefinition(f: Fields, base?: Station): Record<string, unknown> {
       max_age_ms: Math.round(Number(f.dl_max_age_s) * 1000),
     },
   };
+  def.tier = f.tier
+    ? {
+        local_max_bytes: Number(f.tier_local_max_bytes),
+        local_max_age_ms: Math.round(Number(f.tier_local_max_age_s) * 1000),
+        segment_bytes: Number(f.tier_segment_bytes),
+        segment_max_age_ms: Math.round(Number(f.tier_segment_max_age_s) * 1000),
+        max_pending_bytes: Number(f.tier_max_pending_bytes),
+      }
+    : null;
   const subjects = subjectList(f.subjects);
   if (subjects.length) def.subjects = subjects;
   if (base) {
@@ -379,6 +408,31 @@ export function StationForm({ station, onSaved, onCancel }: Props) {
           {field('dl_max_msgs', 'Most dead letters', { inputMode: 'numeric' }, '-1 is unlimited')}
           {field('dl_max_age_s', 'Dead-letter max age (s)', { inputMode: 'decimal' }, '0 keeps forever')}
         </div>
+      </fieldset>
+      <fieldset>
+        <legend>Tiered storage on S3</legend>
+        <label class="inline">
+          <input
+            type="checkbox"
+            checked={f.tier}
+            aria-describedby="sf-tier-hint"
+            onChange={(e) => set('tier', e.currentTarget.checked)}
+          />{' '}
+          Upload sealed segments to the broker's bucket and keep only the newest on local disk
+        </label>
+        <p class="muted small" id="sf-tier-hint">
+          Needs <code>[tier]</code> in the broker's configuration. Retention above still bounds local and remote
+          together; consumers and the browser read remote messages transparently.
+        </p>
+        {f.tier && (
+          <div class="grid3">
+            {field('tier_local_max_bytes', 'Local bytes', { inputMode: 'numeric' }, '0 is no byte limit')}
+            {field('tier_local_max_age_s', 'Local age (s)', { inputMode: 'decimal' }, '0 is no age limit')}
+            {field('tier_segment_bytes', 'Segment size (bytes)', { inputMode: 'numeric' })}
+            {field('tier_segment_max_age_s', 'Segment age (s)', { inputMode: 'decimal' }, 'sealed when its oldest is this old')}
+            {field('tier_max_pending_bytes', 'Most bytes waiting to upload', { inputMode: 'numeric' }, '0 is no cap')}
+          </div>
+        )}
       </fieldset>
       <div class="actions">
         <button type="button" onClick={onCancel}>

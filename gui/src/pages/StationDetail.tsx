@@ -1,7 +1,7 @@
 // One station: figures, message browser (paging, jump, live tail), a message's
 // payload and headers, a test-message form, and its consumer groups.
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { api, ApiError, publishHeaders, type Station, type StoredMessage } from '../api';
+import { api, ApiError, publishHeaders, type Station, type StoredMessage, type TierState } from '../api';
 import { MessageView } from '../components/Payload';
 import { StationForm } from '../components/StationForm';
 import { SubjectChips } from '../components/Subjects';
@@ -107,6 +107,7 @@ export function StationDetail({ name: encoded }: { name: string }) {
             {station.storage} storage, dedup {duration(station.duplicate_window_ms)}
           </dd>
         </div>
+        {s.tier && <TierCard tier={s.tier} />}
         <div class="card">
           <dt>Schema</dt>
           <dd>
@@ -138,6 +139,38 @@ export function StationDetail({ name: encoded }: { name: string }) {
         />
       )}
     </section>
+  );
+}
+
+/** A tiered station: what is local, what is in the bucket, and how reads went. */
+function TierCard({ tier: t }: { tier: TierState }) {
+  const reads = t.cache_hits + t.cache_misses;
+  return (
+    <div class="card" data-testid="tier-card">
+      <dt>Tiered storage</dt>
+      <dd>
+        <span data-testid="tier-local">
+          {num(t.local_messages)} local ({bytes(t.local_bytes)}) from #{num(t.local_first_seq)}
+        </span>
+        {' · '}
+        <span data-testid="tier-remote">
+          {num(t.remote_messages)} only in S3 ({bytes(t.remote_bytes)} in {num(t.segments)} segments)
+        </span>
+      </dd>
+      <dd class="muted">
+        <span data-testid="tier-lag">
+          {t.upload_lag_messages === 0
+            ? 'everything uploaded'
+            : `${num(t.upload_lag_messages)} waiting to upload${t.upload_lag_ms > 0 ? ` (oldest ${duration(t.upload_lag_ms)})` : ''}`}
+        </span>
+        {' · '}
+        <span data-testid="tier-cache">
+          {reads === 0
+            ? 'no remote reads yet'
+            : `read cache ${Math.round((100 * t.cache_hits) / reads)}% hits of ${num(reads)} block reads`}
+        </span>
+      </dd>
+    </div>
   );
 }
 
