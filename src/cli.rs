@@ -196,6 +196,28 @@ pub struct ServeArgs {
         value_name = "ADDR"
     )]
     pub cluster_advertise: Option<String>,
+    /// Tiered storage: the S3 endpoint URL (RGW, MinIO, moto; AWS S3 when unset)
+    /// (`tier.endpoint`). Keys are never flags (other users of the machine see
+    /// a process's arguments): give them in the file or the environment.
+    #[arg(long = "tier-endpoint", value_name = "URL")]
+    pub tier_endpoint: Option<String>,
+    /// Tiered storage: the bucket, which must exist; tiering is off without one
+    /// (`tier.bucket`).
+    #[arg(long = "tier-bucket", value_name = "BUCKET")]
+    pub tier_bucket: Option<String>,
+    /// Tiered storage: prefix of every object key [default: junction] (`tier.prefix`).
+    #[arg(long = "tier-prefix", value_name = "PREFIX")]
+    pub tier_prefix: Option<String>,
+    /// Tiered storage: the region [default: AWS_REGION, else us-east-1] (`tier.region`).
+    #[arg(long = "tier-region", value_name = "REGION")]
+    pub tier_region: Option<String>,
+    /// Tiered storage: allow a plain-HTTP endpoint (`tier.allow_http`).
+    #[arg(long = "tier-allow-http")]
+    pub tier_allow_http: bool,
+    /// Tiered storage: memory for decoded remote blocks, bytes or a size such as
+    /// 256MiB [default: 64MiB] (`tier.cache_bytes`).
+    #[arg(long = "tier-cache-bytes", value_name = "SIZE")]
+    pub tier_cache_bytes: Option<String>,
 }
 
 /// Long flags that Go's flag package also accepts with a single dash.
@@ -338,6 +360,14 @@ impl ServeArgs {
                 .filter(|k| !k.as_str().starts_with('_'))
                 .map(|k| format!("tier.{}", k.as_str().to_ascii_lowercase()).into()),
         );
+        figment = set(figment, "tier.endpoint", &self.tier_endpoint);
+        figment = set(figment, "tier.bucket", &self.tier_bucket);
+        figment = set(figment, "tier.prefix", &self.tier_prefix);
+        figment = set(figment, "tier.region", &self.tier_region);
+        figment = set(figment, "tier.cache_bytes", &self.tier_cache_bytes);
+        if self.tier_allow_http {
+            figment = figment.merge(("tier.allow_http", true));
+        }
         figment = set(figment, "cluster.listen", &self.cluster_listen);
         figment = set(figment, "cluster.name", &self.cluster_name);
         figment = set(figment, "cluster.advertise", &self.cluster_advertise);
@@ -580,6 +610,44 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/tmp/d"));
         assert!(c.jetstream);
         assert_eq!(c.auth.user.as_deref(), Some("u"));
+    }
+
+    #[test]
+    fn tier_flags_set_the_tier_section_over_the_environment() {
+        let cli = Cli::try_parse_from([
+            "junction",
+            "--tier-endpoint",
+            "http://127.0.0.1:7480",
+            "--tier-bucket",
+            "archive",
+            "--tier-prefix",
+            "prod",
+            "--tier-region",
+            "eu-west-1",
+            "--tier-allow-http",
+            "--tier-cache-bytes",
+            "256MiB",
+        ])
+        .unwrap();
+        let c = cli.serve.load().unwrap();
+        assert_eq!(c.tier.endpoint.as_deref(), Some("http://127.0.0.1:7480"));
+        assert_eq!(c.tier.bucket.as_deref(), Some("archive"));
+        assert_eq!(c.tier.prefix, "prod");
+        assert_eq!(c.tier.region.as_deref(), Some("eu-west-1"));
+        assert!(c.tier.allow_http);
+        assert_eq!(c.tier.cache_bytes, Some(256 * 1024 * 1024));
+        let bad = Cli::try_parse_from([
+            "junction",
+            "--tier-bucket",
+            "b",
+            "--tier-cache-bytes",
+            "lots",
+        ])
+        .unwrap()
+        .serve
+        .load()
+        .unwrap_err();
+        assert!(bad.0.contains("cache_bytes"), "{}", bad.0);
     }
 
     #[test]
