@@ -2209,6 +2209,7 @@ impl StationEngine {
         }
         self.check_station_schema(tenant, &config)?;
         tier::check_policy(&config, self.stations.tier().is_some())?;
+        station::compact::check_policy(&config)?;
         if config.replicas > 1 && self.meta().is_none() {
             return Err(EngineError::InvalidConfig(
                 junction_api::ConfigError::ReplicasUnsupported,
@@ -2229,6 +2230,7 @@ impl StationEngine {
         }
         self.check_station_schema(tenant, &config)?;
         tier::check_policy(&config, self.stations.tier().is_some())?;
+        station::compact::check_policy(&config)?;
         let station = self.stations.update(tenant, config)?;
         self.sync_dead_letter(tenant, &station.config())?;
         Ok(self.station_info_of(&station))

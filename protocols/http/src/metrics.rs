@@ -255,6 +255,11 @@ fn scrape<E: Engine + ?Sized>(engine: &E, scope: Option<&TenantId>) -> prometheu
         "Age of a tiered station's oldest message not yet uploaded.",
         &["tenant", "station"],
     )?;
+    let compacted = b.counter_vec(
+        "station_compacted_messages_total",
+        "Messages a compacted station's compaction removed since the station was created.",
+        &["tenant", "station"],
+    )?;
     let group_labels = ["tenant", "station", "group"];
     let lag = b.gauge_vec(
         "consumer_group_lag",
@@ -291,6 +296,11 @@ fn scrape<E: Engine + ?Sized>(engine: &E, scope: Option<&TenantId>) -> prometheu
             station_last_seq
                 .with_label_values(&label)
                 .set(clamp(info.state.last_seq));
+            if info.config.compact.is_some() {
+                compacted
+                    .with_label_values(&label)
+                    .inc_by(info.state.compacted);
+            }
             if let Some(t) = &info.state.tier {
                 tier_local_bytes
                     .with_label_values(&label)
