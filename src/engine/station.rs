@@ -505,6 +505,11 @@ impl Station {
     /// Replaces the configuration (the caller checked what may change).
     pub fn set_config(&self, config: StationConfig) -> Result<Vec<u64>, EngineError> {
         let filters = filters_of(&config)?;
+        if config.compact != self.config.read().compact {
+            // What the old policy made due says nothing under the new one: a
+            // pass looks at once.
+            self.compact_due.store(0, Ordering::Release);
+        }
         let mut log = self.log.lock();
         log.set_limits(Limits::of(&config));
         let evicted = log.over_limits();

@@ -303,3 +303,73 @@ impl Station {
         self.compaction.lock().passes
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use junction_api::TierPolicy;
+
+    fn compacted(p: CompactPolicy) -> StationConfig {
+        StationConfig {
+            name: "kv".into(),
+            compact: Some(p),
+            ..StationConfig::default()
+        }
+    }
+
+    #[test]
+    fn policies_that_make_no_sense_are_refused() {
+        assert!(check_policy(&compacted(CompactPolicy::default())).is_ok());
+        let bad = [
+            (
+                CompactPolicy {
+                    min_lag_ms: 10,
+                    max_lag_ms: 5,
+                    ..Default::default()
+                },
+                "must not be above",
+            ),
+            (
+                CompactPolicy {
+                    max_lag_ms: 0,
+                    ..Default::default()
+                },
+                "max_lag_ms must be above 0",
+            ),
+            (
+                CompactPolicy {
+                    tombstone_retention_ms: u64::MAX,
+                    ..Default::default()
+                },
+                "tombstone_retention_ms must be at most",
+            ),
+        ];
+        for (p, text) in bad {
+            let e = check_policy(&compacted(p)).expect_err("refused").to_string();
+            assert!(e.contains(text), "{e}");
+        }
+        let mut tiered = compacted(CompactPolicy::default());
+        tiered.tier = Some(TierPolicy::default());
+        let e = check_policy(&tiered).expect_err("refused").to_string();
+        assert!(e.contains("tiered station cannot be compacted"), "{e}");
+        let mut interest = compacted(CompactPolicy::default());
+        interest.retention = Retention::Interest;
+        assert!(check_policy(&interest).is_err());
+        let mut replicated = compacted(CompactPolicy::default());
+        replicated.replicas = 3;
+        assert!(check_policy(&replicated).is_err());
+    }
+
+    #[test]
+    fn tombstones_follow_the_nats_kv_convention() {
+        let mut h = junction_api::Headers::new();
+        assert!(!is_tombstone(Some(&h)));
+        h.insert("KV-Operation", "DEL");
+        assert!(is_tombstone(Some(&h)));
+        h.insert("kv-operation", "PURGE");
+        assert!(is_tombstone(Some(&h)));
+        h.insert("KV-Operation", "PUT");
+        assert!(!is_tombstone(Some(&h)));
+        assert!(!is_tombstone(None));
+    }
+}
