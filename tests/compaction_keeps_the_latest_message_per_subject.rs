@@ -97,6 +97,9 @@ async fn hundred_thousand_messages_compact_to_the_newest_per_subject() {
     let disk_before = support::metric(http, "junction_storage_disk_bytes")
         .await
         .expect("disk bytes metric");
+    let log_before = support::metric(http, "junction_storage_log_table_bytes")
+        .await
+        .expect("log table bytes metric");
 
     // min_lag 0: everything superseded goes within max_lag.
     let r = put_station(
@@ -119,7 +122,12 @@ async fn hundred_thousand_messages_compact_to_the_newest_per_subject() {
     assert_eq!(state["last_seq"], N, "sequences never change");
     assert_eq!(state["first_seq"], first);
     assert_eq!(state["num_subjects"], KEYS);
-    assert_eq!(state["num_deleted"], N - first + 1 - KEYS);
+    // (omitted when 0, as nats-server does: round-robin keys leave the newest
+    // 1,000 contiguous)
+    assert_eq!(
+        state["num_deleted"].as_u64().unwrap_or(0),
+        N - first + 1 - KEYS
+    );
     assert_eq!(state["junction_compacted"], N - KEYS);
 
     // The JetStream consumer: exactly the newest per subject, at their sequences.
@@ -158,8 +166,9 @@ async fn hundred_thousand_messages_compact_to_the_newest_per_subject() {
     let last = stream.get_last_raw_message_by_subject("kv.k7").await.unwrap();
     assert_eq!(last.sequence, newest["kv.k7"].0);
 
-    // /metrics counts what compaction removed, and the store's bytes on disk
-    // come down once the space is given back.
+    // /metrics counts what compaction removed, and the log's bytes on disk
+    // come down once the space is given back (the journal, up to 64 MB, goes
+    // only when fjall rotates it: not counted here).
     assert_eq!(
         support::metric(http, "junction_station_compacted_messages_total{")
             .await
@@ -167,20 +176,28 @@ async fn hundred_thousand_messages_compact_to_the_newest_per_subject() {
         (N - KEYS) as f64
     );
     let deadline = tokio::time::Instant::now() + GUARD;
-    let disk_after = loop {
-        let now = support::metric(http, "junction_storage_disk_bytes")
+    let log_after = loop {
+        let now = support::metric(http, "junction_storage_log_table_bytes")
             .await
             .unwrap();
-        if now < disk_before / 4.0 {
+        // 1,000 of 100,000 messages are left: well under a tenth of the bytes.
+        if now < log_before / 10.0 {
             break now;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the store kept {now} bytes on disk (before compaction: {disk_before})"
+            "the log kept {now} bytes on disk (before compaction: {log_before})"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    eprintln!("store on disk: {disk_before} bytes before compaction, {disk_after} after");
+    let disk_after = support::metric(http, "junction_storage_disk_bytes")
+        .await
+        .unwrap();
+    assert!(disk_after < disk_before, "{disk_after} < {disk_before}");
+    eprintln!(
+        "log tables on disk: {log_before} bytes before compaction, {log_after} after; \
+         whole store {disk_before} before, {disk_after} after"
+    );
 
     // The count survives a restart.
     child.start_kill().unwrap();

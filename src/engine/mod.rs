@@ -1824,6 +1824,7 @@ impl Monitor for StationEngine {
             fsync_sum_secs: fsync.sum_secs,
             fsync_count: fsync.count,
             disk_bytes: store.disk_space(),
+            log_table_bytes: store.log_table_space(),
             corrupt_records: store.corrupt_records(),
             tier: self.stations.tier().map(|r| {
                 let c = &r.counters;

@@ -27,16 +27,29 @@ pub async fn start(data: &Path, nats: u16, http: u16) -> Child {
             "off",
             "--data-dir",
         ],
-        &[("RUST_LOG", "warn")],
+        &[("RUST_LOG", "info")],
     )
     .arg(data)
     .stdout(Stdio::null())
-    .stderr(Stdio::null())
+    .stderr(log_to())
     .spawn()
     .expect("junction starts");
     process::wait_listening(nats).await;
     process::wait_listening(http).await;
     child
+}
+
+/// Where the broker's log goes: the file `COMPACTION_TEST_LOG` names (for
+/// looking into a failure), else nowhere.
+fn log_to() -> Stdio {
+    match std::env::var_os("COMPACTION_TEST_LOG") {
+        Some(path) => std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_or_else(|_| Stdio::null(), Stdio::from),
+        None => Stdio::null(),
+    }
 }
 
 pub async fn client(nats: u16) -> async_nats::Client {

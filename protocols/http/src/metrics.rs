@@ -382,6 +382,11 @@ fn process_figures<E: Engine + ?Sized>(
         "Disk space the store uses.",
         storage.disk_bytes,
     )?;
+    b.gauge(
+        "storage_log_table_bytes",
+        "Disk space of the message log's tables (the part of storage_disk_bytes that deletes, purges and compaction give back; the journal is not in it).",
+        storage.log_table_bytes,
+    )?;
     b.counter(
         "storage_corrupt_records_total",
         "Stored records found corrupt (checksum mismatch or undecodable) on read since start.",
@@ -559,6 +564,7 @@ mod tests {
             fsync_sum_secs: 0.02,
             fsync_count: 6,
             disk_bytes: 0,
+            log_table_bytes: 0,
             corrupt_records: 0,
             tier: None,
         };

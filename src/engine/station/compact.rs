@@ -184,11 +184,13 @@ impl Station {
                 state.floor = floor;
             }
             let (removed, bytes) = self.compact_chunk(&policy, &chunk, now)?;
+            // Counted as they go, so the count and the station's messages agree.
+            self.compacted.fetch_add(removed, Ordering::Relaxed);
             out.messages += removed;
             out.bytes += bytes;
         }
         if out.messages > 0 {
-            let total = self.compacted.fetch_add(out.messages, Ordering::Relaxed) + out.messages;
+            let total = self.compacted.load(Ordering::Relaxed);
             if !self.log.lock().limits.memory
                 && let Err(e) = self
                     .store
