@@ -163,7 +163,10 @@ async fn hundred_thousand_messages_compact_to_the_newest_per_subject() {
     assert!(stream.get_raw_message(gone).await.is_err());
     let kept = *want.keys().next().unwrap();
     assert_eq!(stream.get_raw_message(kept).await.unwrap().sequence, kept);
-    let last = stream.get_last_raw_message_by_subject("kv.k7").await.unwrap();
+    let last = stream
+        .get_last_raw_message_by_subject("kv.k7")
+        .await
+        .unwrap();
     assert_eq!(last.sequence, newest["kv.k7"].0);
 
     // /metrics counts what compaction removed, and the log's bytes on disk
@@ -233,7 +236,10 @@ async fn a_consumer_within_min_lag_sees_every_update() {
     .await
     .expect("compacted stream");
     let info = support::raw_info(&nc, "upd").await;
-    assert_eq!(info["config"]["metadata"]["junction.compact.min_lag_ms"], "15000");
+    assert_eq!(
+        info["config"]["metadata"]["junction.compact.min_lag_ms"],
+        "15000"
+    );
     assert_eq!(
         info["config"]["metadata"]["junction.compact.tombstone_retention_ms"],
         "86400000"
@@ -338,7 +344,10 @@ async fn tombstones_remove_their_keys_and_then_go_themselves() {
     }
     assert_eq!(seen["t.k0"], (None, "again".to_string()));
     for k in 1..4 {
-        assert_eq!(seen[&format!("t.k{k}")], (Some("DEL".into()), String::new()));
+        assert_eq!(
+            seen[&format!("t.k{k}")],
+            (Some("DEL".into()), String::new())
+        );
     }
     assert_eq!(seen["t.k4"], (Some("PURGE".into()), String::new()));
     for k in 5..10 {
@@ -392,7 +401,10 @@ async fn policies_that_make_no_sense_are_refused() {
             serde_json::json!({"min_lag_ms": 5000, "max_lag_ms": 1000}),
             "must not be above",
         ),
-        (serde_json::json!({"min_lag_ms": -1}), "must not be negative"),
+        (
+            serde_json::json!({"min_lag_ms": -1}),
+            "must not be negative",
+        ),
         (
             serde_json::json!({"tombstone_retention_ms": -5}),
             "must not be negative",

@@ -49,7 +49,11 @@ struct Ledger {
     max_seq: u64,
 }
 
-async fn publish(js: &jetstream::Context, key: u64, op: Op) -> jetstream::context::PublishAckFuture {
+async fn publish(
+    js: &jetstream::Context,
+    key: u64,
+    op: Op,
+) -> jetstream::context::PublishAckFuture {
     let subject = format!("crashkv.k{key}");
     match op {
         Op::Put(n) => js.publish(subject, Bytes::from(n.to_string())).await,
@@ -99,8 +103,10 @@ fn check(ledger: &mut Ledger, actual: &HashMap<u64, Op>, when: &str) {
         let got = actual.get(&key).copied();
         let acked = ledger.acked.get(&key).copied();
         let flight = ledger.in_flight.get(&key).copied();
-        if got.is_some() && got == flight {
-            ledger.acked.insert(key, got.unwrap());
+        if let Some(op) = got
+            && got == flight
+        {
+            ledger.acked.insert(key, op);
             continue;
         }
         // The delete in flight landed, and its tombstone has expired since.
@@ -160,15 +166,16 @@ async fn sigkill_during_compaction_loses_no_key_and_revives_no_deleted_key() {
             .expect("compacted stream");
         } else {
             let now = actual(&js).await;
+            let info = support::raw_info(&nc, "crashkv").await;
             let mut l = ledger.lock().unwrap();
             check(&mut l, &now, &format!("after crash {cycle}"));
-            let info = support::raw_info(&nc, "crashkv").await;
             let last = info["state"]["last_seq"].as_u64().unwrap();
             assert!(
                 last >= l.max_seq,
                 "after crash {cycle}: last sequence {last} is below the acknowledged {}",
                 l.max_seq
             );
+            drop(l);
             compacted_total = info["state"]["junction_compacted"].as_u64().unwrap_or(0);
         }
         // Cycle 0 writes the keys that cycle 1 deletes for good.
@@ -248,12 +255,13 @@ async fn sigkill_during_compaction_loses_no_key_and_revives_no_deleted_key() {
     let nc = support::client(nats).await;
     let js = jetstream::new(nc.clone());
     let now = actual(&js).await;
-    let mut l = ledger.lock().unwrap();
-    check(&mut l, &now, "after the last crash");
-    let live: Vec<u64> = (0..DELETED_KEYS.end)
-        .filter(|k| matches!(l.acked.get(k), Some(Op::Put(_))))
-        .collect();
-    drop(l);
+    let live: Vec<u64> = {
+        let mut l = ledger.lock().unwrap();
+        check(&mut l, &now, "after the last crash");
+        (0..DELETED_KEYS.end)
+            .filter(|k| matches!(l.acked.get(k), Some(Op::Put(_))))
+            .collect()
+    };
     let state = support::wait_state(
         &nc,
         "crashkv",

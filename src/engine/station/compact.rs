@@ -210,8 +210,7 @@ impl Station {
         state: &super::compact::Compaction,
         now: u64,
     ) -> bool {
-        if state.last_done > 0 && now < state.last_done.saturating_add(MIN_GAP.as_nanos() as u64)
-        {
+        if state.last_done > 0 && now < state.last_done.saturating_add(MIN_GAP.as_nanos() as u64) {
             return false;
         }
         let due = self.compact_due.load(Ordering::Acquire);
@@ -347,7 +346,9 @@ mod tests {
             ),
         ];
         for (p, text) in bad {
-            let e = check_policy(&compacted(p)).expect_err("refused").to_string();
+            let e = check_policy(&compacted(p))
+                .expect_err("refused")
+                .to_string();
             assert!(e.contains(text), "{e}");
         }
         let mut tiered = compacted(CompactPolicy::default());

@@ -10,8 +10,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use junction_api::{
-    DeadLetterPolicy, Discard, Purge, Retention, StationConfig, StationInfo, StationState,
-    StorageKind, TierPolicy, TierState, CompactPolicy,
+    CompactPolicy, DeadLetterPolicy, Discard, Purge, Retention, StationConfig, StationInfo,
+    StationState, StorageKind, TierPolicy, TierState,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
