@@ -1685,7 +1685,14 @@ impl Station {
                 .delete_station_log(self.id)
                 .map_err(storage_error)?;
             self.store
-                .write_meta_batch(&[], &[seq_floor_key(self.id), snapshot::key(self.id)])
+                .write_meta_batch(
+                    &[],
+                    &[
+                        seq_floor_key(self.id),
+                        snapshot::key(self.id),
+                        compact::compacted_key(self.id),
+                    ],
+                )
                 .map_err(storage_error)?;
             if let Some(tier) = self.tier.get() {
                 tier.forget(&self.store, self.id)?;

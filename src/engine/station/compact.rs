@@ -58,8 +58,8 @@ pub(crate) struct Compaction {
     last_done: u64,
     /// The highest sequence the sequence floor has been written for.
     floor: u64,
-    /// Passes completed since start.
-    pub passes: u64,
+    /// Passes completed since start (logged).
+    passes: u64,
 }
 
 /// What one call of [`Station::compact`] removed.
@@ -168,6 +168,7 @@ impl Station {
                 state.cursor = None;
                 state.last_done = now;
                 state.passes += 1;
+                tracing::debug!(station = %self.name, passes = state.passes, "compaction pass done");
                 break;
             };
             read += chunk.len();
@@ -296,12 +297,6 @@ impl Station {
         state.cursor = None;
         state.floor = 0;
         self.compact_due.store(0, Ordering::Release);
-    }
-
-    /// Passes completed since start (for tests and logs).
-    #[allow(dead_code)]
-    pub fn compaction_passes(&self) -> u64 {
-        self.compaction.lock().passes
     }
 }
 
