@@ -2,7 +2,8 @@
 //! binary with async-nats and reqwest:
 //! - 100 K messages over 1,000 subjects compact to exactly the newest 1,000,
 //!   with their sequences unchanged, read back through a JetStream consumer,
-//!   `MSG.GET` and HTTP browsing; the store gives the space back;
+//!   `MSG.GET`, HTTP browsing and an HTTP consumer group; the store gives the
+//!   space back;
 //! - a consumer reading messages younger than `min_lag_ms` sees every update;
 //! - tombstones (`KV-Operation: DEL|PURGE`) remove their keys, and go
 //!   themselves after `tombstone_retention_ms`;
@@ -153,6 +154,18 @@ async fn hundred_thousand_messages_compact_to_the_newest_per_subject() {
         "HTTP browse"
     );
     for (seq, subject, body) in &browsed {
+        assert_eq!(subject, &want[seq].0);
+        assert_eq!(body, &payload(want[seq].1));
+    }
+
+    // So does an HTTP consumer group.
+    let fetched = support::fetch_all(http, "kv", "reader").await;
+    assert_eq!(
+        fetched.iter().map(|m| m.0).collect::<Vec<_>>(),
+        seqs,
+        "HTTP consumer group"
+    );
+    for (seq, subject, body) in &fetched {
         assert_eq!(subject, &want[seq].0);
         assert_eq!(body, &payload(want[seq].1));
     }

@@ -186,3 +186,42 @@ pub async fn metric(http: u16, prefix: &str) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
+
+/// Every message through an HTTP consumer group (created here, from the
+/// first message, no acks), fetched until a fetch comes back empty:
+/// (sequence, subject, payload).
+pub async fn fetch_all(http: u16, name: &str, group: &str) -> Vec<(u64, String, String)> {
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("http://127.0.0.1:{http}/v1/stations/{name}/groups"))
+        .json(&serde_json::json!({"name": group, "deliver_policy": "all", "ack_policy": "none"}))
+        .send()
+        .await
+        .expect("create group");
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let mut out = Vec::new();
+    loop {
+        let page: serde_json::Value = client
+            .post(format!(
+                "http://127.0.0.1:{http}/v1/stations/{name}/groups/{group}/fetch"
+            ))
+            .json(&serde_json::json!({"batch": 1000, "max_wait_ms": 1000}))
+            .send()
+            .await
+            .expect("fetch")
+            .json()
+            .await
+            .expect("json");
+        let messages = page["messages"].as_array().expect("messages").clone();
+        if messages.is_empty() {
+            return out;
+        }
+        for m in messages {
+            out.push((
+                m["seq"].as_u64().unwrap(),
+                m["subject"].as_str().unwrap().to_string(),
+                m["payload"].as_str().unwrap_or_default().to_string(),
+            ));
+        }
+    }
+}
