@@ -712,9 +712,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                     _ = token.cancelled() => break,
                     _ = tick.tick() => {
                         let engine = engine.clone();
-                        // Expiry, then the disk self-check (it frees space first).
+                        // Expiry and compaction, then the disk self-check
+                        // (they free space first).
                         let _ = tokio::task::spawn_blocking(move || {
                             engine.expire_stations();
+                            engine.compact_stations();
                             engine.check_disk();
                             engine.check_memory();
                             engine.check_consumer_lag();

@@ -69,6 +69,8 @@ export interface Station {
   dead_letter: DeadLetterPolicy;
   /** Tiered storage on S3 (null: all local). */
   tier?: TierPolicy | null;
+  /** Log compaction: the newest message per subject (docs/stations.md). */
+  compact?: { min_lag_ms: number; max_lag_ms: number; tombstone_retention_ms: number } | null;
   /** `$dls_<name>`, once the policy keeps something. */
   dead_letter_station: string | null;
   /** In a cluster, the node that holds its messages and groups (a replicated

@@ -55,7 +55,13 @@ pub(crate) struct DiskGuard {
 struct Reclaim {
     last_stored: Option<u64>,
     running: bool,
+    /// Bytes compaction removed since the last reclaim it asked for.
+    compacted: u64,
 }
+
+/// Compaction asks for the space back once it removed at least this many
+/// bytes and a quarter of the store's size on disk since it last asked.
+const RECLAIM_AFTER_COMPACTED: u64 = 8 << 20;
 
 /// A file system's size and what is free for the broker, in bytes.
 #[derive(Debug, Clone, Copy)]
@@ -230,6 +236,32 @@ impl StationEngine {
         }
         state.running = true;
         drop(state);
+        self.spawn_reclaim(stored);
+    }
+
+    /// Compaction removed `bytes`: once that adds up to a good share of the
+    /// store, the log is compacted to give the space back
+    /// ([`junction_storage::Store::reclaim`], on a thread of its own, one at a
+    /// time), rather than waiting for the LSM tree's own compactions, which
+    /// need writes to happen.
+    pub(crate) fn reclaim_after_compaction(&self, bytes: u64) {
+        let mut state = self.disk.reclaim.lock();
+        state.compacted = state.compacted.saturating_add(bytes);
+        let enough = state.compacted >= RECLAIM_AFTER_COMPACTED
+            && state.compacted >= self.store().disk_space() / 4;
+        if !enough || state.running {
+            return;
+        }
+        state.compacted = 0;
+        state.running = true;
+        drop(state);
+        let stored: u64 = self.stations.all().iter().map(|s| s.stored_bytes()).sum();
+        self.spawn_reclaim(stored);
+    }
+
+    /// Runs [`junction_storage::Store::reclaim`] on a thread of its own; the
+    /// caller set `running`. `stored`: the stations' bytes.
+    fn spawn_reclaim(&self, stored: u64) {
         let store = self.store().clone();
         let me = self.me.clone();
         let spawned = std::thread::Builder::new()

@@ -1824,6 +1824,7 @@ impl Monitor for StationEngine {
             fsync_sum_secs: fsync.sum_secs,
             fsync_count: fsync.count,
             disk_bytes: store.disk_space(),
+            log_table_bytes: store.log_table_space(),
             corrupt_records: store.corrupt_records(),
             tier: self.stations.tier().map(|r| {
                 let c = &r.counters;
@@ -2209,6 +2210,7 @@ impl StationEngine {
         }
         self.check_station_schema(tenant, &config)?;
         tier::check_policy(&config, self.stations.tier().is_some())?;
+        station::compact::check_policy(&config)?;
         if config.replicas > 1 && self.meta().is_none() {
             return Err(EngineError::InvalidConfig(
                 junction_api::ConfigError::ReplicasUnsupported,
@@ -2229,6 +2231,7 @@ impl StationEngine {
         }
         self.check_station_schema(tenant, &config)?;
         tier::check_policy(&config, self.stations.tier().is_some())?;
+        station::compact::check_policy(&config)?;
         let station = self.stations.update(tenant, config)?;
         self.sync_dead_letter(tenant, &station.config())?;
         Ok(self.station_info_of(&station))

@@ -7,6 +7,7 @@
 //! At a clean shutdown its state is written as a [`snapshot`]; the next start loads
 //! that instead of scanning the log. After a crash the log is scanned in full.
 
+pub(crate) mod compact;
 mod index;
 pub(crate) mod snapshot;
 
@@ -52,6 +53,12 @@ fn stored_message(r: Record) -> StoredMessage {
     }
 }
 
+/// ns since the epoch of a time (0 before the epoch).
+pub fn time_ns(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
 /// A time from ns since the epoch.
 pub fn time_of(ns: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_nanos(ns)
@@ -73,6 +80,8 @@ struct Limits {
     rollup: bool,
     /// Sealed: every append is refused.
     sealed: bool,
+    /// Log compaction, when the station has it.
+    compact: Option<junction_api::CompactPolicy>,
 }
 
 impl Limits {
@@ -92,6 +101,7 @@ impl Limits {
             memory: c.storage == StorageKind::Memory,
             rollup: c.allow_rollup && !c.deny_purge,
             sealed: c.sealed,
+            compact: c.compact,
         }
     }
 }
@@ -128,6 +138,13 @@ pub(crate) struct Station {
     bytes_seen: AtomicU64,
     /// Its remote tier (S3), when the broker has one (`tier.rs`).
     tier: std::sync::OnceLock<Arc<super::tier::StationTier>>,
+    /// Compaction: the pass under way ([`compact`]).
+    compaction: Mutex<compact::Compaction>,
+    /// When the next compaction pass may find something to remove (ns; an
+    /// upper bound: 0 after a start, `u64::MAX` when nothing is known).
+    compact_due: AtomicU64,
+    /// Messages compaction removed since the station was created.
+    compacted: AtomicU64,
 }
 
 /// Remote blocks a consumer group replaying the remote range has fetched
@@ -240,6 +257,9 @@ impl Station {
             replica: std::sync::OnceLock::new(),
             bytes_seen: AtomicU64::new(0),
             tier: std::sync::OnceLock::new(),
+            compaction: Mutex::new(compact::Compaction::default()),
+            compact_due: AtomicU64::new(0),
+            compacted: AtomicU64::new(0),
         })
     }
 
@@ -262,6 +282,7 @@ impl Station {
     /// when the log was last emptied; `clean_boot` is the boot id of the clean
     /// shutdown that wrote the snapshots, when the last run ended with one.
     pub fn recover(&self, seq_floor: u64, clean_boot: Option<u64>) -> Result<(), EngineError> {
+        self.reset_compaction();
         let mut log = self.log.lock();
         if log.limits.memory {
             log.last_seq = seq_floor;
@@ -269,6 +290,7 @@ impl Station {
             self.committed.store(seq_floor, Ordering::Release);
             return Ok(());
         }
+        self.load_compacted();
         let snapshot = clean_boot.and_then(|boot| self.load_snapshot(boot));
         let used_snapshot = snapshot.is_some();
         let (first, corrupt) = match snapshot {
@@ -483,6 +505,11 @@ impl Station {
     /// Replaces the configuration (the caller checked what may change).
     pub fn set_config(&self, config: StationConfig) -> Result<Vec<u64>, EngineError> {
         let filters = filters_of(&config)?;
+        if config.compact != self.config.read().compact {
+            // What the old policy made due says nothing under the new one: a
+            // pass looks at once.
+            self.compact_due.store(0, Ordering::Release);
+        }
         let mut log = self.log.lock();
         log.set_limits(Limits::of(&config));
         let evicted = log.over_limits();
@@ -522,6 +549,7 @@ impl Station {
             num_deleted: span.saturating_sub(messages),
             consumer_count,
             tier: None,
+            compacted: self.compacted(),
         };
         let local_first = log.first_seq();
         let last_seq = log.last_seq;
@@ -980,6 +1008,10 @@ impl Station {
             if l.max_bytes >= 0 && (log.bytes + size) as i64 > l.max_bytes {
                 return Admitted::Refused(Err(EngineError::MaxBytes));
             }
+        }
+        if let Some(policy) = &l.compact {
+            let had = log.per_subject.contains_key(message.subject.as_bytes());
+            self.compaction_due_on_append(policy, had, junction_api::is_tombstone(headers), now);
         }
         let seq = log.last_seq + 1;
         log.last_seq = seq;
@@ -1655,7 +1687,14 @@ impl Station {
                 .delete_station_log(self.id)
                 .map_err(storage_error)?;
             self.store
-                .write_meta_batch(&[], &[seq_floor_key(self.id), snapshot::key(self.id)])
+                .write_meta_batch(
+                    &[],
+                    &[
+                        seq_floor_key(self.id),
+                        snapshot::key(self.id),
+                        compact::compacted_key(self.id),
+                    ],
+                )
                 .map_err(storage_error)?;
             if let Some(tier) = self.tier.get() {
                 tier.forget(&self.store, self.id)?;

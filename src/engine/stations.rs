@@ -979,6 +979,27 @@ impl StationRegistry {
     }
 }
 
+impl StationRegistry {
+    /// One tick of log compaction on every compacted station; returns the
+    /// bytes it removed (counted as `max_bytes` counts them).
+    pub fn compact_all(&self) -> u64 {
+        let now = now_ns();
+        let mut bytes = 0;
+        for station in self.all() {
+            if station.is_replicated() {
+                continue;
+            }
+            match station.compact(now) {
+                Ok(c) => bytes += c.bytes,
+                Err(e) => {
+                    tracing::warn!(station = station.name(), error = %e, "compaction stopped; it is tried again on the next tick")
+                }
+            }
+        }
+        bytes
+    }
+}
+
 /// The configuration of `parent`'s dead-letter station.
 pub(crate) fn dead_letter_config(parent: &StationConfig) -> StationConfig {
     let policy = parent.dead_letter;
@@ -1129,6 +1150,15 @@ impl StationEngine {
     pub fn expire_stations(&self) {
         self.stations.expire_all();
         self.replica_upkeep();
+    }
+
+    /// Runs compacted stations' compaction (about once a second), and gives
+    /// the space back once it removed a good share of the store.
+    pub fn compact_stations(&self) {
+        let bytes = self.stations.compact_all();
+        if bytes > 0 {
+            self.reclaim_after_compaction(bytes);
+        }
     }
 }
 

@@ -751,6 +751,13 @@ impl Store {
         self.inner.db.disk_space().unwrap_or(0)
     }
 
+    /// Disk space of the message log's tables, in bytes: the store's space
+    /// without the journal (up to 64 MB, given back when fjall rotates it)
+    /// and the small keyspaces.
+    pub fn log_table_space(&self) -> u64 {
+        self.inner.log.disk_space()
+    }
+
     /// Gives the space of deleted messages back to the file system now, rather
     /// than when the LSM tree next compacts on its own (which needs writes: on
     /// a fenced disk none come). Blocking; seconds for a large log.

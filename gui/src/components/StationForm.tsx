@@ -165,6 +165,7 @@ function toDefinition(f: Fields, base?: Station): Record<string, unknown> {
     def.flush_interval_ms = base.flush_interval_ms;
     def.max_consumers = base.max_consumers;
     def.metadata = base.metadata;
+    def.compact = base.compact ?? null;
   } else {
     def.name = f.name.trim();
   }

@@ -194,6 +194,9 @@ pub struct StorageStats {
     pub fsync_count: u64,
     /// Disk space the store uses, in bytes.
     pub disk_bytes: u64,
+    /// Of which the message log's tables (without the journal, which is
+    /// given back only when it rotates): what deletes and compaction shrink.
+    pub log_table_bytes: u64,
     /// Stored records found corrupt (checksum mismatch or undecodable) since start.
     pub corrupt_records: u64,
     /// The remote tier's counters, when the broker has one.

@@ -84,9 +84,9 @@ pub use publish::{PublishOptions, Rollup, STEERING_HEADERS, stored_msg_id};
 pub use routing::{Predicate, RoutingAction, RoutingRule};
 pub use schema::{SchemaFormat, SchemaInfo, SchemaVersion};
 pub use station::{
-    Discard, MessageQuery, PubAck, Purge, RemoteOrigin, ReplicaInfo, Republish, Retention,
-    SourceStatus, StationConfig, StationInfo, StationSource, StationState, StorageKind,
-    StoredCallback, StoredMessage, SubjectTransform, TierPolicy, TierState,
+    CompactPolicy, Discard, MessageQuery, PubAck, Purge, RemoteOrigin, ReplicaInfo, Republish,
+    Retention, SourceStatus, StationConfig, StationInfo, StationSource, StationState, StorageKind,
+    StoredCallback, StoredMessage, SubjectTransform, TierPolicy, TierState, is_tombstone,
 };
 pub use subject::{
     INTERNAL_PUBLISH_FILTERS, MAX_SUBJECT_LEN, QueueGroup, RESERVED_FILTERS, Subject, SubjectError,

@@ -97,6 +97,10 @@ pub struct StationConfig {
     /// disk and when a range is sealed and uploaded. `None`: nothing is tiered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tier: Option<TierPolicy>,
+    /// Log compaction: keep the newest message per subject (Kafka's compacted
+    /// topics). `None`: nothing is compacted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compact: Option<CompactPolicy>,
     /// No more writes, deletes or purges (JetStream `sealed`; set by an update,
     /// never undone).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -274,6 +278,84 @@ impl Default for TierPolicy {
     }
 }
 
+/// A station's compaction policy: only the newest message of each subject is
+/// kept, as in Kafka's compacted topics. Sequences never change; a compacted
+/// message leaves a gap. A message with the header `KV-Operation: DEL` or
+/// `PURGE` (the NATS KV convention) is a tombstone: it removes its subject's
+/// earlier messages, and is itself removed after `tombstone_retention_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompactPolicy {
+    /// A message younger than this (ms) is never compacted away, even when its
+    /// subject has a newer one (Kafka `min.compaction.lag.ms`).
+    pub min_lag_ms: u64,
+    /// A message whose subject has a newer one is removed at most this long
+    /// (ms) after the newer one was stored, give or take a tick of the
+    /// station's compaction (Kafka `max.compaction.lag.ms`).
+    pub max_lag_ms: u64,
+    /// How long (ms) a tombstone is kept once it is the newest message of its
+    /// subject, so consumers see the delete, before it goes too (Kafka
+    /// `delete.retention.ms`).
+    pub tombstone_retention_ms: u64,
+}
+
+impl CompactPolicy {
+    /// Default `max_lag_ms`: one minute.
+    pub const DEFAULT_MAX_LAG_MS: u64 = 60_000;
+    /// Default `tombstone_retention_ms`: one day (Kafka's `delete.retention.ms`).
+    pub const DEFAULT_TOMBSTONE_RETENTION_MS: u64 = 24 * 60 * 60 * 1000;
+    /// Largest value of any of its durations: 100 years, in ms (beyond it a
+    /// deadline in ns no longer fits in 64 bits).
+    pub const MAX_MS: u64 = 100 * 365 * 24 * 60 * 60 * 1000;
+
+    /// The policy's fields checked; the text names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, v) in [
+            ("min_lag_ms", self.min_lag_ms),
+            ("max_lag_ms", self.max_lag_ms),
+            ("tombstone_retention_ms", self.tombstone_retention_ms),
+        ] {
+            if v > Self::MAX_MS {
+                return Err(format!(
+                    "compact.{name} must be at most {} (100 years)",
+                    Self::MAX_MS
+                ));
+            }
+        }
+        if self.max_lag_ms == 0 {
+            return Err("compact.max_lag_ms must be above 0".into());
+        }
+        if self.min_lag_ms > self.max_lag_ms {
+            return Err(format!(
+                "compact.min_lag_ms ({}) must not be above compact.max_lag_ms ({})",
+                self.min_lag_ms, self.max_lag_ms
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for CompactPolicy {
+    fn default() -> Self {
+        CompactPolicy {
+            min_lag_ms: 0,
+            max_lag_ms: Self::DEFAULT_MAX_LAG_MS,
+            tombstone_retention_ms: Self::DEFAULT_TOMBSTONE_RETENTION_MS,
+        }
+    }
+}
+
+/// Whether a message is a compaction tombstone: its `KV-Operation` header is
+/// `DEL` or `PURGE` (the NATS KV convention).
+pub fn is_tombstone(headers: Option<&Headers>) -> bool {
+    headers
+        .and_then(|h| h.get("KV-Operation"))
+        .is_some_and(|v| {
+            let v = v.trim();
+            v.eq_ignore_ascii_case("DEL") || v.eq_ignore_ascii_case("PURGE")
+        })
+}
+
 impl Default for StationConfig {
     fn default() -> Self {
         StationConfig {
@@ -301,6 +383,7 @@ impl Default for StationConfig {
             schema_version: None,
             dead_letter: DeadLetterPolicy::default(),
             tier: None,
+            compact: None,
             sealed: false,
             republish: None,
             mirror: None,
@@ -382,6 +465,10 @@ pub struct StationState {
     /// The remote tier's share, for a tiered station.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tier: Option<TierState>,
+    /// Messages removed by compaction since the station was created (a
+    /// compacted station; 0 otherwise).
+    #[serde(default)]
+    pub compacted: u64,
 }
 
 /// What a tiered station keeps where.

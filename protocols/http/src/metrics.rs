@@ -265,6 +265,11 @@ fn scrape<E: Engine + ?Sized>(engine: &E, scope: Option<&TenantId>) -> prometheu
         "Reads of a tiered station's remote blocks that went to S3.",
         &["tenant", "station"],
     )?;
+    let compacted = b.counter_vec(
+        "station_compacted_messages_total",
+        "Messages a compacted station's compaction removed since the station was created.",
+        &["tenant", "station"],
+    )?;
     let group_labels = ["tenant", "station", "group"];
     let lag = b.gauge_vec(
         "consumer_group_lag",
@@ -301,6 +306,11 @@ fn scrape<E: Engine + ?Sized>(engine: &E, scope: Option<&TenantId>) -> prometheu
             station_last_seq
                 .with_label_values(&label)
                 .set(clamp(info.state.last_seq));
+            if info.config.compact.is_some() {
+                compacted
+                    .with_label_values(&label)
+                    .inc_by(info.state.compacted);
+            }
             if let Some(t) = &info.state.tier {
                 tier_local_bytes
                     .with_label_values(&label)
@@ -387,6 +397,11 @@ fn process_figures<E: Engine + ?Sized>(
         "storage_disk_bytes",
         "Disk space the store uses.",
         storage.disk_bytes,
+    )?;
+    b.gauge(
+        "storage_log_table_bytes",
+        "Disk space of the message log's tables (the part of storage_disk_bytes that deletes, purges and compaction give back; the journal is not in it).",
+        storage.log_table_bytes,
     )?;
     b.counter(
         "storage_corrupt_records_total",
@@ -565,6 +580,7 @@ mod tests {
             fsync_sum_secs: 0.02,
             fsync_count: 6,
             disk_bytes: 0,
+            log_table_bytes: 0,
             corrupt_records: 0,
             tier: None,
         };

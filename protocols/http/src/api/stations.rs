@@ -10,8 +10,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use junction_api::{
-    DeadLetterPolicy, Discard, Purge, Retention, StationConfig, StationInfo, StationState,
-    StorageKind, TierPolicy, TierState,
+    CompactPolicy, DeadLetterPolicy, Discard, Purge, Retention, StationConfig, StationInfo,
+    StationState, StorageKind, TierPolicy, TierState,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -188,6 +188,64 @@ pub struct StationRequest {
     pub dead_letter: DeadLetterJson,
     /// Tiering to S3 (the broker needs a `[tier]` bucket); absent: not tiered.
     pub tier: Option<TierJson>,
+    /// Log compaction: keep the newest message per subject; absent: not
+    /// compacted.
+    pub compact: Option<CompactJson>,
+}
+
+/// A station's compaction policy (`docs/stations.md#compaction`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompactJson {
+    /// A message younger than this is never compacted away [default: 0].
+    #[serde(default)]
+    pub min_lag_ms: i64,
+    /// A message with a newer one on its subject is removed at most this long
+    /// after the newer one was stored [default: 60000].
+    #[serde(default = "CompactJson::max_lag_ms")]
+    pub max_lag_ms: i64,
+    /// How long a tombstone (`KV-Operation: DEL|PURGE`) is kept once it is
+    /// the newest of its subject [default: 86400000].
+    #[serde(default = "CompactJson::tombstone_retention_ms")]
+    pub tombstone_retention_ms: i64,
+}
+
+impl CompactJson {
+    fn max_lag_ms() -> i64 {
+        CompactPolicy::DEFAULT_MAX_LAG_MS as i64
+    }
+    fn tombstone_retention_ms() -> i64 {
+        CompactPolicy::DEFAULT_TOMBSTONE_RETENTION_MS as i64
+    }
+
+    /// The policy, or a 422 naming a negative field (the engine checks the
+    /// rest).
+    fn policy(&self) -> Result<CompactPolicy, AppError> {
+        let field = |name: &str, v: i64| {
+            u64::try_from(v).map_err(|_| {
+                AppError::invalid(
+                    "invalid_config",
+                    format!("compact.{name} must not be negative"),
+                )
+            })
+        };
+        Ok(CompactPolicy {
+            min_lag_ms: field("min_lag_ms", self.min_lag_ms)?,
+            max_lag_ms: field("max_lag_ms", self.max_lag_ms)?,
+            tombstone_retention_ms: field("tombstone_retention_ms", self.tombstone_retention_ms)?,
+        })
+    }
+}
+
+impl From<&CompactPolicy> for CompactJson {
+    fn from(c: &CompactPolicy) -> Self {
+        let ms = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        CompactJson {
+            min_lag_ms: ms(c.min_lag_ms),
+            max_lag_ms: ms(c.max_lag_ms),
+            tombstone_retention_ms: ms(c.tombstone_retention_ms),
+        }
+    }
 }
 
 /// A station's tiering policy (`docs/tiering.md`).
@@ -292,11 +350,13 @@ impl From<&TierState> for TierStateJson {
 }
 
 impl StationRequest {
-    /// The engine configuration for a station named `name`.
-    fn into_config(self, name: String) -> StationConfig {
+    /// The engine configuration for a station named `name`; 422 for a field
+    /// the engine's types cannot hold.
+    fn into_config(self, name: String) -> Result<StationConfig, AppError> {
+        let compact = self.compact.as_ref().map(CompactJson::policy).transpose()?;
         let d = StationConfig::default();
         let r = self.retention;
-        StationConfig {
+        Ok(StationConfig {
             name,
             description: self.description,
             subjects: self.subjects,
@@ -333,12 +393,13 @@ impl StationRequest {
             schema_version: self.schema_version,
             dead_letter: DeadLetterPolicy::from(&self.dead_letter),
             tier: self.tier.map(TierPolicy::from),
+            compact,
             // Set over JetStream only; an HTTP update keeps the station's own.
             sealed: false,
             republish: None,
             mirror: None,
             sources: Vec::new(),
-        }
+        })
     }
 }
 
@@ -366,6 +427,8 @@ pub struct StationStateJson {
     /// A tiered station's local and remote shares.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tier: Option<TierStateJson>,
+    /// Messages removed by compaction since the station was created.
+    pub compacted_messages: u64,
 }
 
 impl From<&StationState> for StationStateJson {
@@ -381,6 +444,7 @@ impl From<&StationState> for StationStateJson {
             num_deleted: s.num_deleted,
             groups: s.consumer_count,
             tier: s.tier.as_ref().map(TierStateJson::from),
+            compacted_messages: s.compacted,
         }
     }
 }
@@ -427,6 +491,9 @@ pub struct StationJson {
     /// Tiering policy, when the station is tiered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tier: Option<TierJson>,
+    /// Compaction policy, when the station is compacted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compact: Option<CompactJson>,
     /// Name of the dead-letter station, once the policy captures something.
     pub dead_letter_station: Option<String>,
     /// When it was created.
@@ -526,6 +593,7 @@ impl From<&StationInfo> for StationJson {
             schema_version: c.schema_version,
             dead_letter: DeadLetterJson::from(&c.dead_letter),
             tier: c.tier.as_ref().map(TierJson::from),
+            compact: c.compact.as_ref().map(CompactJson::from),
             dead_letter_station: c
                 .dead_letter
                 .enabled()
@@ -638,7 +706,7 @@ pub async fn create_station(
     let existed = state.engine.station_info(&tenant, &name).is_ok();
     let info = state
         .engine
-        .create_station(&tenant, request.into_config(name))
+        .create_station(&tenant, request.into_config(name)?)
         .await?;
     let status = if existed {
         StatusCode::OK
@@ -721,7 +789,7 @@ pub async fn update_station(
             format!("body names station '{name}' but the path names '{station}'"),
         ));
     }
-    let mut config = request.into_config(station);
+    let mut config = request.into_config(station)?;
     // Sealing, republish, mirrors and sources are JetStream settings the HTTP
     // body cannot express: an update keeps them (a sealed station stays
     // sealed).

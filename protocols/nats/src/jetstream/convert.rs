@@ -64,8 +64,10 @@ pub fn station_config(c: &StreamConfig) -> Result<StationConfig, ApiError> {
         })?),
     };
     let tier = tier_policy(&c.metadata)?;
+    let compact = compact_policy(&c.metadata)?;
     Ok(StationConfig {
         tier,
+        compact,
         name: c.name.clone(),
         description: (!c.description.is_empty()).then(|| c.description.clone()),
         subjects: c.subjects.clone(),
@@ -166,6 +168,62 @@ fn tier_policy(
     Ok(policy)
 }
 
+/// Prefix of the stream metadata keys that set a station's compaction policy:
+/// `junction.compact.min_lag_ms`, `…max_lag_ms`, `…tombstone_retention_ms`
+/// (whole numbers of milliseconds). Any of them compacts the station; the
+/// others keep their defaults.
+pub const COMPACT_METADATA_PREFIX: &str = "junction.compact.";
+
+/// `m` with the station's compaction policy as `junction.compact.*` keys.
+fn with_compact_metadata(
+    c: &StationConfig,
+    mut m: std::collections::BTreeMap<String, String>,
+) -> std::collections::BTreeMap<String, String> {
+    if let Some(p) = &c.compact {
+        for (field, v) in [
+            ("min_lag_ms", p.min_lag_ms),
+            ("max_lag_ms", p.max_lag_ms),
+            ("tombstone_retention_ms", p.tombstone_retention_ms),
+        ] {
+            m.insert(format!("{COMPACT_METADATA_PREFIX}{field}"), v.to_string());
+        }
+    }
+    m
+}
+
+/// The compaction policy the stream metadata sets, if any (10052 for a key or
+/// value it cannot take; the engine checks the policy as a whole).
+fn compact_policy(
+    metadata: &std::collections::BTreeMap<String, String>,
+) -> Result<Option<junction_api::CompactPolicy>, ApiError> {
+    let mut policy: Option<junction_api::CompactPolicy> = None;
+    for (key, value) in metadata
+        .iter()
+        .filter(|(k, _)| k.starts_with(COMPACT_METADATA_PREFIX))
+    {
+        let p = policy.get_or_insert_with(Default::default);
+        let field = &key[COMPACT_METADATA_PREFIX.len()..];
+        let slot = match field {
+            "min_lag_ms" => &mut p.min_lag_ms,
+            "max_lag_ms" => &mut p.max_lag_ms,
+            "tombstone_retention_ms" => &mut p.tombstone_retention_ms,
+            _ => {
+                return Err(JsErrorCode::StreamInvalidConfig.with_err(format!(
+                    "{key}: unknown compact setting (min_lag_ms, max_lag_ms, tombstone_retention_ms)"
+                )));
+            }
+        };
+        let n: i64 = value.trim().parse().map_err(|_| {
+            JsErrorCode::StreamInvalidConfig
+                .with_err(format!("{key}: '{value}' is not a whole number"))
+        })?;
+        *slot = u64::try_from(n).map_err(|_| {
+            JsErrorCode::StreamInvalidConfig.with_err(format!("{key}: must not be negative"))
+        })?;
+    }
+    Ok(policy)
+}
+
 /// Parses `"50ms"`, `"2s"`, `"1m"` or a Go duration.
 fn humantime_like(v: &str) -> Option<Duration> {
     super::api_types::parse_go_duration(v)
@@ -205,7 +263,7 @@ pub fn stream_config(c: &StationConfig) -> StreamConfig {
         deny_purge: c.deny_purge,
         allow_rollup_hdrs: c.allow_rollup,
         allow_direct: c.allow_direct,
-        metadata: with_tier_metadata(c),
+        metadata: with_compact_metadata(c, with_tier_metadata(c)),
         sealed: c.sealed,
         republish: c.republish.as_ref().map(|r| super::api_types::RePublish {
             src: r.source.clone(),
@@ -241,6 +299,7 @@ pub fn stream_info(info: &StationInfo) -> StreamInfo {
             num_deleted: s.num_deleted,
             consumer_count: s.consumer_count,
             tier: s.tier.clone(),
+            compacted: s.compacted,
             ..StreamState::default()
         },
         domain: String::new(),

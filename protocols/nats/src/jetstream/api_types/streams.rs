@@ -309,6 +309,14 @@ pub struct StreamState {
     /// remote bytes, segments, upload lag). Absent for other stations.
     #[serde(rename = "junction_tier", skip_serializing_if = "Option::is_none")]
     pub tier: Option<junction_api::TierState>,
+    /// Junction's own: messages a compacted station's compaction removed
+    /// since it was created (absent when none).
+    #[serde(
+        rename = "junction_compacted",
+        default,
+        skip_serializing_if = "is_zero_u64"
+    )]
+    pub compacted: u64,
 }
 
 impl Default for StreamState {
@@ -327,6 +335,7 @@ impl Default for StreamState {
             lost: None,
             consumer_count: 0,
             tier: None,
+            compacted: 0,
         }
     }
 }
