@@ -65,11 +65,17 @@ RESULTS=$WORK/results.jsonl
 # The one server this script is running right now, if any (its PID is forgotten once
 # it has been stopped and waited for, so a recycled PID is never signalled).
 SERVER_PID=""
+# moto's S3 server for the tiering rows (started by the first of them).
+MOTO_PID=""
 cleanup() {
   if [ -n "$SERVER_PID" ]; then
     kill "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
     SERVER_PID=""
+  fi
+  if [ -n "$MOTO_PID" ]; then
+    kill "$MOTO_PID" 2>/dev/null || true
+    wait "$MOTO_PID" 2>/dev/null || true
   fi
   rm -rf "$WORK"
 }
@@ -192,6 +198,26 @@ tls_certs() {
   openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
     -out "$d/server.pem" -days 2 -extfile "$d/ext.cnf" >/dev/null 2>&1
 }
+# The tiering rows' S3: moto's server mode (MOTO_SERVER, else what scripts/test
+# installs), on 127.0.0.1, with a fresh bucket per run; sets SERVER_ENV for the
+# next Junction started.
+SERVER_ENV=()
+tier_s3() {
+  local bin=${MOTO_SERVER:-$PWD/target/tier-venv/bin/moto_server} bucket
+  if [ -z "$MOTO_PID" ]; then
+    [ -x "$bin" ] || { echo "the tiering rows need moto: run scripts/test once (it installs target/tier-venv) or set MOTO_SERVER" >&2; exit 1; }
+    MOTO_PORT=$(free_port)
+    "$bin" -H 127.0.0.1 -p "$MOTO_PORT" >"$WORK/moto.log" 2>&1 &
+    MOTO_PID=$!
+    wait_port "$MOTO_PORT" "$MOTO_PID"
+  fi
+  bucket="bench-$RANDOM$RANDOM"
+  curl -fsS -X PUT "http://127.0.0.1:$MOTO_PORT/$bucket" >/dev/null
+  SERVER_ENV=(JUNCTION_TIER_ENDPOINT="http://127.0.0.1:$MOTO_PORT" JUNCTION_TIER_BUCKET="$bucket"
+    JUNCTION_TIER_ALLOW_HTTP=true JUNCTION_TIER_ACCESS_KEY_ID=bench JUNCTION_TIER_SECRET_ACCESS_KEY=bench
+    JUNCTION_TIER_CACHE_BYTES=256MiB)
+}
+
 start_server() {
   local server=$1 dir=$2 port http mqtt
   port=$(free_port)
@@ -201,7 +227,7 @@ start_server() {
     junction)
       http=$(free_port)
       mqtt=$(free_port)
-      "$BIN" serve --nats-listen "127.0.0.1:$port" --mqtt-listen "127.0.0.1:$mqtt" \
+      env "${SERVER_ENV[@]}" "$BIN" serve --nats-listen "127.0.0.1:$port" --mqtt-listen "127.0.0.1:$mqtt" \
         --http-listen "127.0.0.1:$http" --data-dir "$dir/data" "${TLS_FLAGS[@]}" >"$dir/server.log" 2>&1 &
       SERVER_PID=$!
       NATS_URL="nats://127.0.0.1:$port"
@@ -321,6 +347,9 @@ SCENARIOS=(
   "js-sync-fsync|sync publish round trip, 16 B, file; Junction fsync before ack (default)|latency|<=1.0|nats-server|js-pub --sync --size 16 --msgs 5000 --stream BENCH --storage file --purge"
   "js-sync-flush|sync publish round trip, 16 B, file; Junction flush interval 50 ms|latency||nats-server|js-pub --sync --size 16 --msgs 5000 --stream BENCHF --storage file --flush-interval 50ms --purge"
   "js-fetch-500|durable pull + explicit ack, batch 500, 16 B, file|throughput|>=1.2|nats-server|js-fetch --batch 500 --size 16 --msgs 50000 --stream BENCH --storage file"
+  "tier-replay-local|durable pull + explicit ack, batch 500, 1 KiB, file, all on local disk (the tiering rows' baseline)|throughput||-|js-fetch --batch 500 --size 1024 --msgs 50000 --stream TIERL --storage file"
+  "tier-replay-cold|the same replay with 96% of the messages only in S3 (moto; 1 MiB segments, 2 MiB local), cold read cache (target: >= 0.5x tier-replay-local)|throughput||-|tier js-fetch --batch 500 --size 1024 --msgs 50000 --stream TIER --storage file --tier-segment-bytes 1048576 --tier-local-max-bytes 2097152"
+  "tier-replay-warm|the same replay from S3 after one untimed replay warmed the read cache (target: >= 0.9x tier-replay-local)|throughput||-|tier js-fetch --batch 500 --size 1024 --msgs 50000 --stream TIER --storage file --tier-segment-bytes 1048576 --tier-local-max-bytes 2097152 --tier-warm"
   "js-push|durable push consumer delivering a preloaded stream to one subscriber that acks each message, 16 B, file|throughput||nats-server|js-push --size 16 --msgs 100000 --stream BENCH --storage file"
   "conn-nats|$CONN_COUNT idle NATS connections|rss|<=1.0|nats-server|conn --count $CONN_COUNT --hold 2"
   "restart|restart with $RESTART_MSGS stored 16 B messages, file|restart||nats-server|js-pub --window 1000 --size 16 --msgs $RESTART_MSGS --stream RESTART --storage file"
@@ -386,6 +415,12 @@ measure() {
     cluster3\ *)
       flags=${flags#cluster3 }
       start_cluster "$server" "$dir"
+      ;;
+    tier\ *)
+      flags=${flags#tier }
+      tier_s3
+      start_server "$server" "$dir"
+      SERVER_ENV=()
       ;;
     tls\ *)
       flags="${flags#tls } --tls-ca $WORK/tls/ca.pem"

@@ -85,6 +85,17 @@ pub(crate) async fn ensure_stream(js: &Context, plan: &Plan) -> anyhow::Result<S
                     .metadata
                     .insert(FLUSH_INTERVAL_METADATA.to_string(), f.clone());
             }
+            if let (Some(segment), Some(local)) =
+                (plan.args.tier_segment_bytes, plan.args.tier_local_max_bytes)
+            {
+                for (k, v) in [
+                    ("junction.tier.segment_bytes", segment),
+                    ("junction.tier.local_max_bytes", local),
+                    ("junction.tier.segment_max_age_ms", 1000),
+                ] {
+                    config.metadata.insert(k.to_string(), v.to_string());
+                }
+            }
             let mut stream = js.create_stream(config).await.with_context(|| {
                 format!("stream {name} could not be read ({get_error}) nor created")
             })?;
@@ -392,6 +403,12 @@ pub(crate) async fn fetch(plan: &Plan) -> anyhow::Result<Report> {
         .context("creating the durable pull consumer")?;
 
     let loaded = preload(plan, admin_js).await?;
+    if args.tier_segment_bytes.is_some() {
+        until_tiered(&admin, &args.stream, loaded).await?;
+        if args.tier_warm {
+            warm_up(&stream, loaded).await?;
+        }
+    }
 
     let mut consumers = Vec::with_capacity(plan.subs);
     for i in 0..plan.subs {
@@ -489,6 +506,72 @@ pub(crate) async fn fetch(plan: &Plan) -> anyhow::Result<Report> {
     report.set_cpu(cpu0, cpu1);
     report.jetstream = Some(js_info(plan, "fetch", None, Some(plan.batch)));
     Ok(report)
+}
+
+/// Waits (untimed, at most 5 minutes) until a tiered stream has uploaded
+/// everything and most of it is only in S3, as STREAM.INFO's `junction_tier`
+/// says.
+async fn until_tiered(
+    client: &async_nats::Client,
+    stream: &str,
+    loaded: u64,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let reply = client
+            .request(format!("$JS.API.STREAM.INFO.{stream}"), "".into())
+            .await
+            .context("STREAM.INFO")?;
+        let info: serde_json::Value =
+            serde_json::from_slice(&reply.payload).context("STREAM.INFO's JSON")?;
+        let tier = &info["state"]["junction_tier"];
+        if tier.is_null() {
+            bail!("stream {stream} is not tiered: does the server have [tier]? ({info})");
+        }
+        let lag = tier["upload_lag_messages"].as_u64().unwrap_or(u64::MAX);
+        let remote = tier["remote_messages"].as_u64().unwrap_or(0);
+        if lag == 0 && remote * 10 >= loaded * 9 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("stream {stream} did not tier its {loaded} messages within 5 minutes: {tier}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Reads the whole stream once with a throwaway consumer (untimed), so that
+/// the measured replay finds the remote blocks in the read cache.
+async fn warm_up(stream: &Stream, loaded: u64) -> anyhow::Result<()> {
+    let c = stream
+        .create_consumer(pull::Config {
+            durable_name: Some("bench-warm-up".into()),
+            ack_policy: AckPolicy::None,
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .context("creating the warm-up consumer")?;
+    let mut read = 0u64;
+    while read < loaded {
+        let mut batch = c
+            .batch()
+            .max_messages(1000)
+            .expires(Duration::from_secs(10))
+            .messages()
+            .await
+            .context("warm-up pull")?;
+        let before = read;
+        while let Some(m) = batch.next().await {
+            m.map_err(|e| anyhow!("warm-up fetch: {e}"))?;
+            read += 1;
+        }
+        if read == before {
+            bail!("the warm-up replay stopped at {read} of {loaded}");
+        }
+    }
+    let _ = stream.delete_consumer("bench-warm-up").await;
+    Ok(())
 }
 
 /// Fills the stream with `--msgs` messages of `--size` bytes, 1000 PubAcks in

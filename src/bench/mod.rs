@@ -236,6 +236,19 @@ pub struct BenchArgs {
     /// js-fetch: name of the durable pull consumer (deleted and recreated).
     #[arg(long, default_value = "bench", value_name = "NAME")]
     pub consumer: String,
+    /// js-fetch on Junction with `[tier]`: create the stream tiered, with
+    /// segments of this many bytes (`junction.tier.segment_bytes`); after the
+    /// preload the bench waits (untimed) until everything is uploaded and all
+    /// but `--tier-local-max-bytes` left local disk, so the fetch replays from S3.
+    #[arg(long, value_name = "BYTES", requires = "tier_local_max_bytes")]
+    pub tier_segment_bytes: Option<u64>,
+    /// js-fetch with `--tier-segment-bytes`: bytes kept on local disk.
+    #[arg(long, value_name = "BYTES", requires = "tier_segment_bytes")]
+    pub tier_local_max_bytes: Option<u64>,
+    /// js-fetch with `--tier-segment-bytes`: replay everything once (untimed)
+    /// before the measured replay, so the read cache is warm.
+    #[arg(long, requires = "tier_segment_bytes")]
+    pub tier_warm: bool,
     /// js-failover: every node's server name and PID (on this machine),
     /// `NAME=PID,...`; the stream leader's process is killed (SIGKILL).
     #[arg(long, value_name = "NAME=PID,...")]
