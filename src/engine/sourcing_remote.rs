@@ -34,9 +34,10 @@ pub(crate) async fn run(link: Link) {
 }
 
 async fn connect(link: &Link) -> Result<async_nats::Client, String> {
-    let Some(remote) = link.source.remote.as_ref() else {
+    let Some(given) = link.source.remote.as_ref() else {
         return Err("no remote".into());
     };
+    let remote = &resolve(link, given)?;
     let mut options = async_nats::ConnectOptions::new()
         .name(format!("junction-source:{}", link.station))
         .retry_on_initial_connect()
@@ -69,10 +70,37 @@ async fn connect(link: &Link) -> Result<async_nats::Client, String> {
         .map_err(|e| format!("connect: {e}"))
 }
 
+/// The remote as given in the station's metadata, or, when that names a
+/// `[remotes.<name>]` entry, the configured one (the station's `external.api`
+/// wins over the configured API prefix).
+fn resolve(
+    link: &Link,
+    given: &junction_api::RemoteOrigin,
+) -> Result<junction_api::RemoteOrigin, String> {
+    let engine = link.engine.upgrade().ok_or("engine stopped")?;
+    match engine.configured_remote(&link.tenant, &given.url)? {
+        Some(mut r) => {
+            if given.api.is_some() {
+                r.api.clone_from(&given.api);
+            }
+            Ok(r)
+        }
+        None if !given.url.contains("://") && !given.url.contains(':') => Err(format!(
+            "'{}' is neither a NATS URL nor a remote configured under [remotes]",
+            given.url
+        )),
+        None => Ok(given.clone()),
+    }
+}
+
 async fn run_once(link: &Link) -> Result<(), String> {
     let target = link.target().map_err(|e| e.to_string())?;
     let client = connect(link).await?;
-    let js = match link.source.remote.as_ref().and_then(|r| r.api.clone()) {
+    let api = match link.source.remote.as_ref() {
+        Some(given) => resolve(link, given)?.api,
+        None => None,
+    };
+    let js = match api {
         Some(prefix) => jetstream::with_prefix(client, &prefix),
         None => jetstream::new(client),
     };
