@@ -13,6 +13,8 @@ use futures::StreamExt;
 use junction_api::Subject;
 use std::time::{Duration, Instant};
 
+/// The link's error while the connection to the origin is down.
+const DISCONNECTED: &str = "disconnected from the origin broker; reconnecting";
 /// Most messages copied in one store write.
 const BATCH: usize = 512;
 /// Wait before reconnecting after an error (doubles up to [`MAX_BACKOFF`]).
@@ -96,6 +98,7 @@ fn resolve(
 async fn run_once(link: &Link) -> Result<(), String> {
     let target = link.target().map_err(|e| e.to_string())?;
     let client = connect(link).await?;
+    let watch = client.clone();
     let api = match link.source.remote.as_ref() {
         Some(given) => resolve(link, given)?.api,
         None => None,
@@ -159,9 +162,27 @@ async fn run_once(link: &Link) -> Result<(), String> {
         s.last_contact = Some(Instant::now());
     });
     let mut chunks = Box::pin(messages.ready_chunks(BATCH));
+    // The client reconnects (and the ordered consumer recreates itself) by
+    // itself, quietly: the connection's state is checked every second, so an
+    // unreachable origin shows as the link's error and its last contact stops
+    // moving, and a connected but idle one stays "seen".
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         let chunk = tokio::select! {
             () = link.stop.cancelled() => return Ok(()),
+            _ = tick.tick() => {
+                if watch.connection_state() == async_nats::connection::State::Connected {
+                    link.set_status(|s| {
+                        s.last_contact = Some(Instant::now());
+                        if s.error.as_deref() == Some(DISCONNECTED) {
+                            s.error = None;
+                        }
+                    });
+                } else {
+                    link.set_status(|s| s.error = Some(DISCONNECTED.to_string()));
+                }
+                continue;
+            }
             c = chunks.next() => c,
         };
         let Some(chunk) = chunk else {
