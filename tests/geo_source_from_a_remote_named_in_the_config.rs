@@ -131,7 +131,23 @@ async fn a_station_sources_from_a_remote_configured_with_its_credentials() {
     let info = s.info().await.unwrap().clone();
     let shown = serde_json::to_string(&info.config).unwrap();
     assert!(!shown.contains("s3cret"), "{shown}");
-    assert_eq!(info.sources[0].lag, 0);
+    tokio::time::timeout(GUARD, async {
+        while b_js
+            .get_stream("GEO")
+            .await
+            .unwrap()
+            .info()
+            .await
+            .unwrap()
+            .sources[0]
+            .lag
+            != 0
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the source reports no lag");
     let raw = raw_info(&b_js, "GEO").await;
     assert!(raw["sources"][0]["error"].is_null(), "{raw}");
 
