@@ -174,6 +174,76 @@ async fn a_station_sources_from_a_remote_configured_with_its_credentials() {
     b.kill().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_points_a_remote_at_its_new_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pa, pb, nowhere) = (
+        process::free_port(),
+        process::free_port(),
+        process::free_port(),
+    );
+    let mut a = serve(dir.path(), "a", "", pa, None).await;
+    // At first the remote's URL is a port nobody listens on.
+    let toml = |port: u16| format!("[remotes.east]\nurl = \"nats://127.0.0.1:{port}\"\n");
+    let mut b = serve(dir.path(), "b", &toml(nowhere), pb, None).await;
+    let a_js = jetstream::new(
+        async_nats::connect(format!("nats://127.0.0.1:{pa}"))
+            .await
+            .unwrap(),
+    );
+    a_js.create_stream(config("ORDERS", &["orders.>"]))
+        .await
+        .unwrap();
+    for i in 0..50 {
+        a_js.publish("orders.x", i.to_string().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let b_js = jetstream::new(
+        async_nats::connect(format!("nats://127.0.0.1:{pb}"))
+            .await
+            .unwrap(),
+    );
+    b_js.create_stream(sourced("GEO", "east")).await.unwrap();
+    tokio::time::timeout(GUARD, async {
+        while raw_info(&b_js, "GEO").await["sources"][0]["error"].is_null() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the unreachable remote shows as the source's error");
+    assert_eq!(
+        b_js.get_stream("GEO")
+            .await
+            .unwrap()
+            .info()
+            .await
+            .unwrap()
+            .state
+            .messages,
+        0
+    );
+    // The file now names the origin; SIGHUP reloads it, and the link's next
+    // connection goes there.
+    std::fs::write(dir.path().join("b.toml"), toml(pa)).unwrap();
+    let pid = b.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    until_count(&b_js, "GEO", 50).await;
+    let copies = all_messages(&b_js, "GEO").await;
+    assert_eq!(copies.len(), 50);
+    assert_eq!(copies[49].3.as_deref(), Some("ORDERS@east 50"));
+    a.kill().await.unwrap();
+    b.kill().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_bad_remote_in_the_configuration_stops_the_broker_at_start() {
     let dir = tempfile::tempdir().unwrap();
