@@ -8,6 +8,8 @@
 #   bench/compare.sh              # 3 repetitions (about 10 minutes on 2 CPUs)
 #   REPS=5 bench/compare.sh       # more repetitions, tighter medians
 #   ONLY=mqtt-q0-64,conn-mqtt OUT=/tmp/p.md bench/compare.sh   # some scenarios only
+#   BENCH_BIN=target/debug/junction ONLY=kv-put-fsync OUT=/tmp/p.md bench/compare.sh
+#                                 # an already built binary (no release build)
 #   RESTART_MSGS=10000000 ONLY=restart REPS=3 OUT=/tmp/r.md bench/compare.sh
 #                                 # restart rows with 10 M stored messages (the issue's
 #                                 # figure; filling takes minutes per server and repetition)
@@ -55,9 +57,16 @@ for tool in cargo python3 getconf; do
 done
 
 # --- 2. build ---------------------------------------------------------------------
-echo "== building junction (release)" >&2
-cargo build --release --bin junction >&2
-BIN=$PWD/target/release/junction
+# BENCH_BIN=path uses a binary already built (e.g. a debug build, to try the
+# script on a busy machine; its figures then say nothing about release speed).
+if [ -n "${BENCH_BIN:-}" ]; then
+  BIN=$(realpath "$BENCH_BIN")
+  echo "== using $BIN (not rebuilt)" >&2
+else
+  echo "== building junction (release)" >&2
+  cargo build --release --bin junction >&2
+  BIN=$PWD/target/release/junction
+fi
 
 # --- 3. servers -------------------------------------------------------------------
 WORK=$(mktemp -d -t junction-compare.XXXXXX)
@@ -77,7 +86,7 @@ cleanup() {
     kill "$MOTO_PID" 2>/dev/null || true
     wait "$MOTO_PID" 2>/dev/null || true
   fi
-  rm -rf "$WORK"
+  if [ -n "${KEEP_WORK:-}" ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -87,6 +96,8 @@ HZ=$(getconf CLK_TCK)
 # Restart rows: messages stored before the restart (16 B each). The default keeps the
 # script short; RESTART_MSGS=10000000 gives the figure.
 RESTART_MSGS=${RESTART_MSGS:-1000000}
+# The ordered-consumer replay row: messages preloaded and replayed (the 1 M).
+ORDERED_MSGS=${ORDERED_MSGS:-1000000}
 
 # Idle connections: the benchmark client and each server hold CONN_COUNT sockets.
 CONN_COUNT=${CONN_COUNT:-10000}
@@ -308,6 +319,30 @@ start_cluster() {
   NATS_URL3="nats://127.0.0.1:${ports[2]}"
 }
 
+# Two independent servers (two "clusters" of one node each, own ports and data), for
+# the geo-replication rows: NATS_URL is the origin and NATS_URL2 the destination;
+# SERVER_PID is the origin and CLUSTER_PIDS both (their CPU is summed). Only
+# Junction: a nats-server sources another server's stream only through leaf nodes
+# and JetStream domains, a different set-up from the one these rows measure.
+start_pair() {
+  local server=$1 dir=$2 i
+  local ports=()
+  CLUSTER_PIDS=()
+  for i in 0 1; do
+    ports+=("$(free_port)")
+    mkdir -p "$dir/p$i"
+    "$BIN" serve --nats-listen "127.0.0.1:${ports[$i]}" --mqtt-listen off --http-listen off \
+      --data-dir "$dir/p$i/data" >"$dir/p$i/server.log" 2>&1 &
+    CLUSTER_PIDS+=($!)
+  done
+  for i in 0 1; do
+    wait_port "${ports[$i]}" "${CLUSTER_PIDS[$i]}"
+  done
+  SERVER_PID=${CLUSTER_PIDS[0]}
+  NATS_URL="nats://127.0.0.1:${ports[0]}"
+  NATS_URL2="nats://127.0.0.1:${ports[1]}"
+}
+
 # CPU seconds of the server under test: every node of a cluster.
 server_cpu_secs() {
   if [ "${#CLUSTER_PIDS[@]}" -gt 0 ]; then
@@ -351,6 +386,11 @@ SCENARIOS=(
   "tier-replay-cold|the same replay with 96% of the messages only in S3 (moto; 1 MiB segments, 2 MiB local), cold read cache (target: >= 0.5x tier-replay-local)|throughput||-|tier js-fetch --batch 500 --size 1024 --msgs 50000 --stream TIER --storage file --tier-segment-bytes 1048576 --tier-local-max-bytes 2097152"
   "tier-replay-warm|the same replay from S3 after one untimed replay warmed the read cache (target: >= 0.9x tier-replay-local)|throughput||-|tier js-fetch --batch 500 --size 1024 --msgs 50000 --stream TIER --storage file --tier-segment-bytes 1048576 --tier-local-max-bytes 2097152 --tier-warm"
   "js-push|durable push consumer delivering a preloaded stream to one subscriber that acks each message, 16 B, file|throughput||nats-server|js-push --size 16 --msgs 100000 --stream BENCH --storage file"
+  "kv-put-fsync|Key-Value put, 16 clients each awaiting its put, 16 B, file; Junction fsyncs before the ack (default), nats-server 2.9 does not fsync|throughput|>=1.0|nats-server|kv-put --pubs 16 --size 16 --msgs 50000 --stream KVB --storage file"
+  "kv-get|Key-Value get (direct get), 16 clients each awaiting its get, 10,000 keys, 16 B, file|throughput|>=1.0|nats-server|kv-get --pubs 16 --size 16 --msgs 200000 --stream KVG --storage file"
+  "js-ordered-1m|ordered consumer (async-nats, pull-based) replaying 1 M preloaded messages, 16 B, file|throughput|>=1.2|nats-server|js-ordered --size 16 --msgs $ORDERED_MSGS --stream ORD --storage file"
+  "geo-source|geo-replication: a station on a second broker sources a stream of the first over NATS while 200,000 messages are published there (1000 in flight), 16 B, file: copies readable on the destination per second|throughput||-|pair geo-source --size 16 --msgs 200000 --stream GEO --storage file"
+  "geo-lag|geo-replication lag: as geo-source at 10,000 msgs/s, from the publish on the origin to the copy read on the destination|latency||-|pair geo-source --size 16 --msgs 50000 --rate 10000 --stream GEO --storage file"
   "conn-nats|$CONN_COUNT idle NATS connections|rss|<=1.0|nats-server|conn --count $CONN_COUNT --hold 2"
   "restart|restart with $RESTART_MSGS stored 16 B messages, file|restart||nats-server|js-pub --window 1000 --size 16 --msgs $RESTART_MSGS --stream RESTART --storage file"
   "mqtt-q0-64|MQTT QoS 0 pub/sub 1→1, 64 B|throughput|>=2.0|mosquitto|mqtt-pubsub --qos 0 --size 64 --msgs 300000"
@@ -421,6 +461,10 @@ measure() {
       tier_s3
       start_server "$server" "$dir"
       SERVER_ENV=()
+      ;;
+    pair\ *)
+      flags=${flags#pair }
+      start_pair "$server" "$dir"
       ;;
     tls\ *)
       flags="${flags#tls } --tls-ca $WORK/tls/ca.pem"

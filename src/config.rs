@@ -75,6 +75,119 @@ pub struct Config {
     pub tier: TierConfig,
     /// The notification centre (`[[notifications.webhooks]]`).
     pub notifications: crate::notify::Notifications,
+    /// Other brokers (Junction or nats-server) that stations mirror or source
+    /// from (`[remotes.<name>]`): a station names one in its metadata
+    /// (`junction.remote.<origin stream> = "<name>"`), so the URL and the
+    /// credentials stay in this file.
+    pub remotes: std::collections::BTreeMap<String, RemoteConfig>,
+}
+
+/// A broker stations mirror or source from (`[remotes.<name>]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RemoteConfig {
+    /// NATS URL, or several separated by commas (`nats://host:4222`).
+    pub url: String,
+    /// User name (with `password`).
+    pub user: Option<String>,
+    /// Password (with `user`).
+    pub password: Option<String>,
+    /// Token.
+    pub token: Option<String>,
+    /// Path of a `.creds` file (JWT and nkey seed), read at each connection.
+    pub creds_file: Option<PathBuf>,
+    /// The remote's JetStream API prefix (default `$JS.API`); a stream's
+    /// `external.api` wins over it.
+    pub api: Option<String>,
+    /// The tenant (`[[tenants]]` name) whose stations may use it; unset: the
+    /// default tenant's.
+    pub tenant: Option<String>,
+}
+
+impl RemoteConfig {
+    /// Checks one `[remotes.<name>]` entry.
+    fn check(&self, name: &str) -> Result<(), ConfigError> {
+        let at = format!("remotes.{name}");
+        let name_ok = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !name_ok {
+            return Err(ConfigError(format!(
+                "{at}: a remote's name is 1 to 64 letters, digits, '-' or '_'"
+            )));
+        }
+        if self.url.trim().is_empty() {
+            return Err(ConfigError(format!("{at}.url is missing")));
+        }
+        for u in self.url.split(',') {
+            let u = u.trim();
+            if u.parse::<async_nats::ServerAddr>().is_err() || u.contains(char::is_whitespace) {
+                return Err(ConfigError(format!("{at}.url: '{u}' is not a NATS URL")));
+            }
+        }
+        if self.user.is_some() != self.password.is_some() {
+            return Err(ConfigError(format!("{at}: user and password go together")));
+        }
+        let ways = usize::from(self.user.is_some())
+            + usize::from(self.token.is_some())
+            + usize::from(self.creds_file.is_some());
+        if ways > 1 {
+            return Err(ConfigError(format!(
+                "{at}: give one of user and password, token, or creds_file"
+            )));
+        }
+        if let Some(path) = &self.creds_file
+            && let Err(e) = std::fs::read_to_string(path)
+        {
+            return Err(ConfigError(format!(
+                "{at}.creds_file '{}': {e}",
+                path.display()
+            )));
+        }
+        if let Some(api) = &self.api
+            && (api.is_empty() || api.contains(char::is_whitespace))
+        {
+            return Err(ConfigError(format!(
+                "{at}.api: '{api}' is not a subject prefix"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The remote as the engine uses it.
+    pub fn origin(&self) -> junction_api::RemoteOrigin {
+        junction_api::RemoteOrigin {
+            url: self.url.clone(),
+            api: self.api.clone(),
+            user: self.user.clone(),
+            password: self.password.clone(),
+            token: self.token.clone(),
+            creds_file: self
+                .creds_file
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned()),
+        }
+    }
+
+    /// Every `[remotes.<name>]` as the engine takes them.
+    pub fn remote_origins(
+        all: &std::collections::BTreeMap<String, RemoteConfig>,
+    ) -> std::collections::HashMap<String, (junction_api::TenantId, junction_api::RemoteOrigin)>
+    {
+        all.iter()
+            .map(|(n, r)| (n.clone(), (r.tenant_id(), r.origin())))
+            .collect()
+    }
+
+    /// The tenant whose stations may use it.
+    pub fn tenant_id(&self) -> junction_api::TenantId {
+        match &self.tenant {
+            Some(t) => junction_api::TenantId(std::sync::Arc::from(t.as_str())),
+            None => junction_api::TenantId::default_tenant(),
+        }
+    }
 }
 
 /// Tiered storage on an S3-compatible bucket (`[tier]`, `JUNCTION_TIER_*`).
@@ -301,6 +414,7 @@ impl Default for Config {
             cluster: ClusterSettings::default(),
             tier: TierConfig::default(),
             notifications: crate::notify::Notifications::default(),
+            remotes: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -1105,6 +1219,16 @@ impl Config {
         self.cluster.validate()?;
         self.tier.settings()?;
         self.notifications.validate().map_err(ConfigError)?;
+        for (name, remote) in &self.remotes {
+            remote.check(name)?;
+            if let Some(t) = &remote.tenant
+                && !self.tenants.iter().any(|x| &x.name == t)
+            {
+                return Err(ConfigError(format!(
+                    "remotes.{name}.tenant: there is no tenant '{t}' in [[tenants]]"
+                )));
+            }
+        }
         if self.limits.max_payload == 0 {
             return Err(ConfigError("limits.max_payload must be more than 0".into()));
         }

@@ -133,6 +133,7 @@ impl Reloader {
             notifier.apply(&new.notifications);
         }
         engine.set_self_checks(new.limits.disk_policy(), new.limits.self_checks());
+        engine.set_remotes(crate::config::RemoteConfig::remote_origins(&new.remotes));
         if let Some(origins) = self.cors_origins.lock().as_ref() {
             origins.set(new.http.cors_origins.clone());
         }
@@ -154,6 +155,7 @@ fn not_reloadable(old: &Config, new: &Config) -> Result<Vec<String>, String> {
         if let Some(v) = v.as_object_mut() {
             v.remove("notifications");
             v.remove("log_level");
+            v.remove("remotes");
         }
         if let Some(http) = v.get_mut("http").and_then(Value::as_object_mut) {
             http.remove("cors_origins");

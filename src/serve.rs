@@ -411,6 +411,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     .map_err(|e| StartError::Io(format!("cannot recover stations in {data_dir}: {e}")))?;
 
     let shutdown = CancellationToken::new();
+    engine.set_remotes(crate::config::RemoteConfig::remote_origins(&config.remotes));
     engine.start_sourcing(shutdown.clone());
     let restart = Arc::new(tokio::sync::Notify::new());
     {

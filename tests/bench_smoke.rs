@@ -104,6 +104,43 @@ async fn core_scenarios_count_every_message() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_ordered_and_geo_scenarios_count_every_message() {
+    let (running, _dir) = broker().await;
+    let url = running.nats_url();
+
+    let r = bench(&url, &["kv-put", "--pubs", "2", "--msgs", "300"]).await;
+    assert_eq!(r.msgs, 300);
+    assert_eq!(r.latency.as_deref(), Some("put round trip"));
+    let r = bench(&url, &["kv-get", "--pubs", "2", "--msgs", "500"]).await;
+    assert_eq!(r.msgs, 500);
+    assert_eq!(r.latency.as_deref(), Some("get round trip"));
+    let r = bench(&url, &["js-ordered", "--msgs", "3000", "--stream", "ORD"]).await;
+    assert_eq!(r.msgs, 3000);
+
+    // Two brokers: the second sources the first's stream over NATS.
+    let (dest, _dest_dir) = broker().await;
+    let r = bench(
+        &url,
+        &[
+            "geo-source",
+            "--sub-url",
+            &dest.nats_url(),
+            "--msgs",
+            "2000",
+            "--size",
+            "16",
+            "--stream",
+            "GEO",
+        ],
+    )
+    .await;
+    assert_eq!(r.msgs, 2000);
+    assert_eq!(r.latency_samples, 2000);
+    dest.shutdown().await;
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn station_scenarios_count_every_message() {
     let (running, _dir) = broker().await;
     let url = running.nats_url();

@@ -59,5 +59,7 @@ mod smoke;
 mod start_position;
 #[path = "jetstream/stream_lifecycle.rs"]
 mod stream_lifecycle;
+#[path = "jetstream/stream_subject_transform.rs"]
+mod stream_subject_transform;
 #[path = "jetstream/two_groups.rs"]
 mod two_groups;

@@ -80,6 +80,26 @@ export interface Station {
   replicas: number;
   /** A replicated station's leader and replicas. */
   cluster?: StationCluster;
+  /** The station it mirrors (JetStream `mirror`), and how far behind it is. */
+  mirror?: StationOrigin;
+  /** The stations it sources from (JetStream `sources`), and how far behind each is. */
+  sources?: StationOrigin[];
+}
+
+/** A mirror's or a source's origin and progress (`docs/stations.md#mirrors-and-sources`). */
+export interface StationOrigin {
+  name: string;
+  /** `<origin>@<host:port>` (or `@<remote name>`) for an origin on another broker. */
+  remote?: string;
+  filter_subject?: string;
+  /** The last origin sequence copied. */
+  last_seq: number;
+  /** Origin messages not copied yet. */
+  lag: number;
+  /** Milliseconds since the origin was last heard from (-1: never). */
+  active_ms: number;
+  /** The link's last error, while it lasts. */
+  error?: string;
 }
 
 /** A replicated station's replicas, as the answering node sees them. */
@@ -100,7 +120,7 @@ export interface DeadLetterPolicy {
 }
 
 /** The fields of a station's JSON that its definition (POST/PUT) does not take. */
-export const STATION_STATE_FIELDS = ['name', 'created', 'state', 'dead_letter_station', 'node', 'cluster'] as const;
+export const STATION_STATE_FIELDS = ['name', 'created', 'state', 'dead_letter_station', 'node', 'cluster', 'mirror', 'sources'] as const;
 
 /** Names of dead-letter stations: `$dls_<station>`. */
 export const DLS_PREFIX = '$dls_';

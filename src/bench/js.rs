@@ -27,7 +27,7 @@ fn subject(plan: &Plan) -> String {
     format!("{}.bench", plan.args.stream)
 }
 
-fn context(client: async_nats::Client, window: usize) -> Context {
+pub(crate) fn context(client: async_nats::Client, window: usize) -> Context {
     jetstream::ContextBuilder::new()
         .timeout(Duration::from_secs(30))
         .max_ack_inflight(window + 16)
@@ -576,7 +576,7 @@ async fn warm_up(stream: &Stream, loaded: u64) -> anyhow::Result<()> {
 
 /// Fills the stream with `--msgs` messages of `--size` bytes, 1000 PubAcks in
 /// flight (untimed); how many were stored.
-async fn preload(plan: &Plan, js: Context) -> anyhow::Result<u64> {
+pub(crate) async fn preload(plan: &Plan, js: Context) -> anyhow::Result<u64> {
     let args = &plan.args;
     let preloaded = Arc::new(AtomicU64::new(0));
     let bar = Progress::start(

@@ -17,6 +17,7 @@ mod core_nats;
 mod failover;
 mod http;
 mod js;
+mod kv_geo;
 mod mqtt;
 mod progress;
 mod ready;
@@ -67,6 +68,15 @@ Scenarios (the default --url of each in brackets):
                  B = 1 POSTs /v1/subjects/<stream>.bench, B > 1 POSTs
                  /v1/stations/<stream>/messages/batch (station --stream, created if
                  missing, durable before each answer); --subject S publishes live to S
+  Key-Value, ordered consumers and geo-replication [nats://127.0.0.1:4222]:
+    kv-put       --pubs N clients put --size byte values into bucket --stream
+                 (made afresh), each put awaited (durable before its ack)
+    kv-get       10,000 keys put first (untimed), then --pubs N clients get them,
+                 each get awaited
+    js-ordered   an ordered consumer replays a preloaded stream of --msgs messages
+    geo-source   --msgs published on --url's stream --stream while a stream on
+                 --sub-url's broker (<stream>_GEO) sources it over NATS; copies read
+                 on the destination per second, and publish->copy latency (the lag)
   Across protocols:
     xproto       MQTT publish (--mqtt-url, --qos) -> NATS subscribers (--url) of the
                  mapped subject; publish->receive latency and rate
@@ -110,6 +120,9 @@ Examples:
   junction bench mqtt-conn --count 10000 --server-pid $(pidof mosquitto)
   junction bench conn --count 10000 --server-pid $(pidof nats-server)
   junction bench http-produce --concurrency 16 --batch 100 --msgs 200000
+  junction bench kv-put --pubs 16 --msgs 50000 --stream KVB
+  junction bench js-ordered --msgs 1000000 --stream ORD
+  junction bench geo-source --url nats://127.0.0.1:4222 --sub-url nats://127.0.0.1:4223 --msgs 200000
   junction bench xproto --mqtt-url mqtt://127.0.0.1:1883 --url nats://127.0.0.1:4222";
 
 /// Flags of `junction bench`; see [`LONG_ABOUT`].
@@ -309,6 +322,15 @@ pub enum Scenario {
     /// MQTT publish to NATS subscribers of the same data: cross-protocol latency and
     /// rate.
     Xproto,
+    /// Key-Value: --pubs clients putting --size byte values, each put awaited.
+    KvPut,
+    /// Key-Value: 10,000 keys put (untimed), then --pubs clients getting them.
+    KvGet,
+    /// Stations via JetStream: an ordered consumer replays a preloaded stream.
+    JsOrdered,
+    /// Geo-replication: a stream on --sub-url's broker sources --stream from
+    /// --url's broker while --msgs are published there; copy rate and lag.
+    GeoSource,
 }
 
 impl Scenario {
@@ -330,6 +352,10 @@ impl Scenario {
             Scenario::MqttConn => "mqtt-conn",
             Scenario::HttpProduce => "http-produce",
             Scenario::Xproto => "xproto",
+            Scenario::KvPut => "kv-put",
+            Scenario::KvGet => "kv-get",
+            Scenario::JsOrdered => "js-ordered",
+            Scenario::GeoSource => "geo-source",
         }
     }
 
@@ -386,7 +412,13 @@ impl Plan {
             bail!("--concurrency must be at least 1");
         }
         let (default_pubs, default_subs) = match scenario {
-            Scenario::Pub | Scenario::JsPub | Scenario::JsFailover => (1, 0),
+            Scenario::Pub
+            | Scenario::JsPub
+            | Scenario::JsFailover
+            | Scenario::KvPut
+            | Scenario::KvGet => (1, 0),
+            Scenario::JsOrdered => (0, 1),
+            Scenario::GeoSource => (1, 1),
             Scenario::Pubsub
             | Scenario::Reqrep
             | Scenario::JsFetch
@@ -436,6 +468,7 @@ impl Plan {
             args.scenario,
             Scenario::JsFetch
                 | Scenario::JsPush
+                | Scenario::JsOrdered
                 | Scenario::Conn
                 | Scenario::MqttConn
                 | Scenario::JsReady
@@ -448,6 +481,8 @@ impl Plan {
             Scenario::Pub
                 | Scenario::JsPub
                 | Scenario::JsFailover
+                | Scenario::KvPut
+                | Scenario::KvGet
                 | Scenario::JsReady
                 | Scenario::Conn
                 | Scenario::MqttConn
@@ -461,7 +496,16 @@ impl Plan {
             Some(d) => Some(Duration::from_secs_f64(d)),
             None => None,
         };
-        if matches!(args.scenario, Scenario::JsFetch | Scenario::JsPush) && duration.is_some() {
+        if matches!(
+            args.scenario,
+            Scenario::JsFetch
+                | Scenario::JsPush
+                | Scenario::JsOrdered
+                | Scenario::KvPut
+                | Scenario::KvGet
+                | Scenario::GeoSource
+        ) && duration.is_some()
+        {
             bail!(
                 "{} drains a preloaded stream: use --msgs, not --duration",
                 args.scenario.name()
@@ -534,6 +578,10 @@ async fn run_plan(plan: Plan) -> anyhow::Result<Report> {
         Scenario::MqttPubsub => mqtt::pubsub(&plan).await,
         Scenario::HttpProduce => http::produce(&plan).await,
         Scenario::Xproto => xproto::run(&plan).await,
+        Scenario::KvPut => kv_geo::put(&plan).await,
+        Scenario::KvGet => kv_geo::get(&plan).await,
+        Scenario::JsOrdered => kv_geo::ordered(&plan).await,
+        Scenario::GeoSource => kv_geo::geo(&plan).await,
     }?;
     report.client_drop_events = plan.client_drops.load(Ordering::Relaxed);
     report.client_process_cpu_secs = stats::process_cpu_secs();

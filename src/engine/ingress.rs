@@ -141,6 +141,19 @@ impl StationEngine {
                 } else {
                     &unmarked
                 };
+                // The station's `subject_transform`: stored (and republished)
+                // under the transformed subject.
+                let transformed;
+                let copy: &Message = match station.input_subject(&copy.subject) {
+                    Some(subject) => {
+                        transformed = Message {
+                            subject,
+                            ..copy.clone()
+                        };
+                        &transformed
+                    }
+                    None => copy,
+                };
                 // A message the (first) station's schema refuses is refused as a
                 // whole: not stored, and not delivered live either. A routed copy
                 // that a routed station refuses is only left out there.

@@ -240,6 +240,9 @@ pub struct StationEngine {
     storage_usage: tenant_storage::StorageUsage,
     /// Mirrors' and sources' running links and progress (`sourcing.rs`).
     sourcing: sourcing::Sourcing,
+    /// Brokers stations may mirror or source from by name (`[remotes.<name>]`):
+    /// name → (the tenant allowed to use it, the remote).
+    remotes: RwLock<std::collections::HashMap<String, (TenantId, junction_api::RemoteOrigin)>>,
 }
 
 impl StationEngine {
@@ -334,6 +337,7 @@ impl StationEngine {
             restart_hook: std::sync::OnceLock::new(),
             storage_usage: tenant_storage::StorageUsage::new(),
             sourcing: sourcing::Sourcing::default(),
+            remotes: RwLock::new(std::collections::HashMap::new()),
         });
         if let Some(remote) = &engine.options.tier {
             engine.stations.set_tier(remote.clone())?;

@@ -409,6 +409,17 @@ impl StationEngine {
             return;
         };
         let _in = runtime.enter();
+        // The station's `subject_transform`, as a local station's.
+        let transformed = station.config.subject_transform.as_ref().and_then(|t| {
+            let subject = junction_api::CompiledTransform::new(&t.source, &t.destination)
+                .ok()?
+                .apply_subject(&message.subject)?;
+            Some(Message {
+                subject,
+                ..message.clone()
+            })
+        });
+        let message = transformed.as_ref().unwrap_or(message);
         // With the node's other forwarded publishes, in one call
         // (`super::forward`).
         let body = encode_store(tenant, &station.config.name, message, options, lineage);

@@ -19,8 +19,8 @@
 //!   would store its own copies: "forms a cycle", as nats-server says).
 
 use junction_api::{
-    EngineError, Headers, Message, Republish, StationConfig, StoredCallback, Subject,
-    SubjectFilter, filters_overlap,
+    CompiledTransform, EngineError, Headers, Message, Republish, StationConfig, StoredCallback,
+    Subject, SubjectFilter, filters_overlap,
 };
 use std::time::SystemTime;
 
@@ -34,11 +34,12 @@ enum Part {
     Rest,
 }
 
-/// A checked republish: the source filter and the destination template.
+/// A checked republish: the source filter and the destination template,
+/// applied by the one subject transform implementation
+/// ([`CompiledTransform`], shared with stream, mirror and source transforms).
 #[derive(Debug, Clone)]
 pub(crate) struct Transform {
-    source: SubjectFilter,
-    parts: Vec<Part>,
+    compiled: CompiledTransform,
 }
 
 fn invalid(text: String) -> EngineError {
@@ -59,7 +60,7 @@ impl Transform {
                 r.destination
             ))
         };
-        let source = SubjectFilter::new(source_text.to_string()).map_err(|_| not_valid())?;
+        SubjectFilter::new(source_text.to_string()).map_err(|_| not_valid())?;
         let source_tokens: Vec<&str> = source_text.split('.').collect();
         let stars = source_tokens.iter().filter(|t| **t == "*").count();
         let has_rest = source_tokens.last() == Some(&">");
@@ -112,35 +113,17 @@ impl Transform {
                 ));
             }
         }
-        Ok(Transform { source, parts })
+        let compiled =
+            CompiledTransform::new(source_text, &r.destination).map_err(|_| not_valid())?;
+        Ok(Transform { compiled })
     }
 
     /// The destination of a message stored on `subject`; `None` when the
     /// source does not match it.
     pub(crate) fn destination(&self, subject: &Subject) -> Option<String> {
-        if !self.source.matches(subject) {
-            return None;
-        }
-        let text = subject.to_str_lossy();
-        let tokens: Vec<&str> = text.split('.').collect();
-        let source_text = self.source.to_str_lossy();
-        let source: Vec<&str> = source_text.split('.').collect();
-        let stars: Vec<&str> = source
-            .iter()
-            .zip(&tokens)
-            .filter(|(s, _)| **s == "*")
-            .map(|(_, t)| *t)
-            .collect();
-        let rest = (source.last() == Some(&">")).then(|| tokens[source.len() - 1..].join("."));
-        let mut out: Vec<String> = Vec::with_capacity(self.parts.len());
-        for p in &self.parts {
-            out.push(match p {
-                Part::Literal(l) => l.clone(),
-                Part::Wildcard(n) => (*stars.get(*n)?).to_string(),
-                Part::Rest => rest.clone()?,
-            });
-        }
-        Some(out.join("."))
+        self.compiled
+            .apply_subject(subject)
+            .map(|s| s.to_str_lossy().into_owned())
     }
 }
 

@@ -101,6 +101,30 @@ pub(crate) fn source_key(s: &StationSource) -> String {
 }
 
 impl StationEngine {
+    /// The brokers stations may name as a remote origin (`[remotes.<name>]`):
+    /// name → (the tenant whose stations may use it, the remote). Taken at
+    /// start and at each reload; a link reads it when it (re)connects.
+    pub fn set_remotes(&self, remotes: HashMap<String, (TenantId, junction_api::RemoteOrigin)>) {
+        *self.remotes.write() = remotes;
+    }
+
+    /// The configured remote `name` refers to, for a station of `tenant`.
+    /// `Ok(None)`: `name` is not a configured remote's name (it is a URL).
+    pub(crate) fn configured_remote(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+    ) -> Result<Option<junction_api::RemoteOrigin>, String> {
+        match self.remotes.read().get(name.trim()) {
+            None => Ok(None),
+            Some((t, _)) if t != tenant => Err(format!(
+                "remote '{name}' is configured for tenant '{}' only",
+                t.0
+            )),
+            Some((_, r)) => Ok(Some(r.clone())),
+        }
+    }
+
     /// Starts the supervisor that runs every station's mirror and sources.
     pub fn start_sourcing(self: &Arc<Self>, shutdown: CancellationToken) {
         let me = Arc::downgrade(self);

@@ -13,6 +13,8 @@ use futures::StreamExt;
 use junction_api::Subject;
 use std::time::{Duration, Instant};
 
+/// The link's error while the connection to the origin is down.
+const DISCONNECTED: &str = "disconnected from the origin broker; reconnecting";
 /// Most messages copied in one store write.
 const BATCH: usize = 512;
 /// Wait before reconnecting after an error (doubles up to [`MAX_BACKOFF`]).
@@ -34,9 +36,10 @@ pub(crate) async fn run(link: Link) {
 }
 
 async fn connect(link: &Link) -> Result<async_nats::Client, String> {
-    let Some(remote) = link.source.remote.as_ref() else {
+    let Some(given) = link.source.remote.as_ref() else {
         return Err("no remote".into());
     };
+    let remote = &resolve(link, given)?;
     let mut options = async_nats::ConnectOptions::new()
         .name(format!("junction-source:{}", link.station))
         .retry_on_initial_connect()
@@ -69,10 +72,38 @@ async fn connect(link: &Link) -> Result<async_nats::Client, String> {
         .map_err(|e| format!("connect: {e}"))
 }
 
+/// The remote as given in the station's metadata, or, when that names a
+/// `[remotes.<name>]` entry, the configured one (the station's `external.api`
+/// wins over the configured API prefix).
+fn resolve(
+    link: &Link,
+    given: &junction_api::RemoteOrigin,
+) -> Result<junction_api::RemoteOrigin, String> {
+    let engine = link.engine.upgrade().ok_or("engine stopped")?;
+    match engine.configured_remote(&link.tenant, &given.url)? {
+        Some(mut r) => {
+            if given.api.is_some() {
+                r.api.clone_from(&given.api);
+            }
+            Ok(r)
+        }
+        None if !given.url.contains("://") && !given.url.contains(':') => Err(format!(
+            "'{}' is neither a NATS URL nor a remote configured under [remotes]",
+            given.url
+        )),
+        None => Ok(given.clone()),
+    }
+}
+
 async fn run_once(link: &Link) -> Result<(), String> {
     let target = link.target().map_err(|e| e.to_string())?;
     let client = connect(link).await?;
-    let js = match link.source.remote.as_ref().and_then(|r| r.api.clone()) {
+    let watch = client.clone();
+    let api = match link.source.remote.as_ref() {
+        Some(given) => resolve(link, given)?.api,
+        None => None,
+    };
+    let js = match api {
         Some(prefix) => jetstream::with_prefix(client, &prefix),
         None => jetstream::new(client),
     };
@@ -131,9 +162,27 @@ async fn run_once(link: &Link) -> Result<(), String> {
         s.last_contact = Some(Instant::now());
     });
     let mut chunks = Box::pin(messages.ready_chunks(BATCH));
+    // The client reconnects (and the ordered consumer recreates itself) by
+    // itself, quietly: the connection's state is checked every second, so an
+    // unreachable origin shows as the link's error and its last contact stops
+    // moving, and a connected but idle one stays "seen".
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         let chunk = tokio::select! {
             () = link.stop.cancelled() => return Ok(()),
+            _ = tick.tick() => {
+                if watch.connection_state() == async_nats::connection::State::Connected {
+                    link.set_status(|s| {
+                        s.last_contact = Some(Instant::now());
+                        if s.error.as_deref() == Some(DISCONNECTED) {
+                            s.error = None;
+                        }
+                    });
+                } else {
+                    link.set_status(|s| s.error = Some(DISCONNECTED.to_string()));
+                }
+                continue;
+            }
             c = chunks.next() => c,
         };
         let Some(chunk) = chunk else {

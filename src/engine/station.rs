@@ -780,6 +780,16 @@ impl Station {
 
     /// Its republish policy, if it has one (read on every append: only the
     /// policy is cloned, never the whole definition).
+    /// The subject a publish to `subject` is stored under: its
+    /// `subject_transform`'s destination when it has one that matches.
+    pub fn input_subject(&self, subject: &Subject) -> Option<Subject> {
+        let t = self.config.read().subject_transform.clone()?;
+        junction_api::CompiledTransform::new(&t.source, &t.destination)
+            .ok()?
+            .apply_subject(subject)
+            .filter(|s| s != subject)
+    }
+
     pub fn republish(&self) -> Option<junction_api::Republish> {
         self.config.read().republish.clone()
     }

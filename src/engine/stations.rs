@@ -153,6 +153,10 @@ pub(crate) fn normalize(mut config: StationConfig) -> Result<StationConfig, Engi
         config.allow_rollup = false;
     }
     super::republish::check(&mut config)?;
+    if let Some(t) = &config.subject_transform {
+        junction_api::CompiledTransform::new(&t.source, &t.destination)
+            .map_err(|e| EngineError::invalid_config(format!("stream transform: {e}")))?;
+    }
     let filters = filters_of(&config)?;
     // Literal subjects overlap only when equal (a set finds that); only filters
     // with wildcards need comparing with every other one. A station of 10,000

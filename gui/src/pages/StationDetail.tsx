@@ -123,6 +123,7 @@ export function StationDetail({ name: encoded }: { name: string }) {
         </div>
       </dl>
       <Replicas station={station} onChanged={reload} />
+      <Origins station={station} />
       <Browser station={station} />
       {seq && <SelectedMessage station={name} seq={Number(seq)} />}
       <Produce station={station} onSent={reload} />
@@ -399,6 +400,65 @@ function withSeq(seq: number): string {
   const q = new URLSearchParams(location.search);
   q.set('seq', String(seq));
   return q.toString();
+}
+
+/** What a mirror or sourced station copies from, locally or from another
+ * broker (geo-replication): the last origin sequence copied, the lag, when the
+ * origin was last heard from, and the link's error while it lasts. The page
+ * reloads every 5 s, so these follow the link. */
+function Origins({ station }: { station: Station }) {
+  const rows = station.mirror ? [station.mirror] : station.sources ?? [];
+  if (rows.length === 0) return null;
+  const seen = (ms: number) => (ms < 0 ? 'never' : ms < 1000 ? 'just now' : `${duration(ms)} ago`);
+  return (
+    <section aria-labelledby="origins-title" class="panel" data-testid="origins">
+      <h2 id="origins-title">{station.mirror ? 'Mirror of' : 'Sources'}</h2>
+      <div class="table-wrap">
+        <table data-testid="origins-table">
+          <thead>
+            <tr>
+              <th scope="col">Origin</th>
+              <th scope="col">Broker</th>
+              <th scope="col">Filter</th>
+              <th scope="col" class="num" title="The last origin sequence copied">
+                Last copied
+              </th>
+              <th scope="col" class="num" title="Origin messages not copied yet">
+                Lag
+              </th>
+              <th scope="col">Last seen</th>
+              <th scope="col">State</th>
+            </tr>
+          </thead>
+          <tbody>
+            {rows.map((o) => (
+              <tr key={`${o.name} ${o.remote ?? ''} ${o.filter_subject ?? ''}`} data-origin={o.name}>
+                <td>{o.name}</td>
+                <td data-testid="origin-broker">{o.remote ? o.remote.replace(/^[^@]*@/, '') : 'this broker'}</td>
+                <td>{o.filter_subject ?? 'all'}</td>
+                <td class="num" data-testid="origin-last-seq">
+                  {num(o.last_seq)}
+                </td>
+                <td class="num" data-testid="origin-lag">
+                  {num(o.lag)}
+                </td>
+                <td data-testid="origin-seen">{seen(o.active_ms)}</td>
+                <td data-testid="origin-state">
+                  {o.error ? (
+                    <span class="badge warn" title={o.error}>
+                      {o.error}
+                    </span>
+                  ) : (
+                    <span class="badge">{o.lag === 0 ? 'caught up' : 'copying'}</span>
+                  )}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+    </section>
+  );
 }
 
 /** A replicated station's replicas: leader, which are online and current, how

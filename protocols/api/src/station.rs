@@ -109,6 +109,11 @@ pub struct StationConfig {
     /// `republish`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub republish: Option<Republish>,
+    /// Messages published to the station's subjects are stored under this
+    /// transform's destination (JetStream `subject_transform`, nats-server
+    /// 2.10); a subject its source does not match is stored as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_transform: Option<SubjectTransform>,
     /// The station this one mirrors: same messages, same sequences; it takes
     /// no publishes of its own.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -386,6 +391,7 @@ impl Default for StationConfig {
             compact: None,
             sealed: false,
             republish: None,
+            subject_transform: None,
             mirror: None,
             sources: Vec::new(),
         }

@@ -45,11 +45,19 @@ impl CompiledTransform {
         let bad = || TransformError::Destination(destination.to_string());
         let mut dest = Vec::new();
         if !destination.is_empty() {
+            // A `*` in the destination takes the source's `*` tokens in turn
+            // (nats-server's legacy form, the one republish documents).
+            let mut next_star = 0;
             for token in destination.split('.') {
                 if token.is_empty() {
                     return Err(bad());
                 }
-                let pieces = parse_token(token).ok_or_else(bad)?;
+                let pieces = if token == "*" {
+                    next_star += 1;
+                    vec![Piece::Wildcard(next_star)]
+                } else {
+                    parse_token(token).ok_or_else(bad)?
+                };
                 for p in &pieces {
                     let refs: &[usize] = match p {
                         Piece::Wildcard(i) => std::slice::from_ref(i),
@@ -79,6 +87,17 @@ impl CompiledTransform {
     /// Does the transform apply to `subject`?
     pub fn matches(&self, subject: &Subject) -> bool {
         self.source.as_ref().is_some_and(|f| f.matches(subject))
+    }
+
+    /// [`CompiledTransform::apply`] on a subject.
+    pub fn apply_subject(&self, subject: &Subject) -> Option<Subject> {
+        if !self.matches(subject) {
+            return None;
+        }
+        if self.dest.is_empty() {
+            return Some(subject.clone());
+        }
+        Subject::new(self.apply(&subject.to_str_lossy())?).ok()
     }
 
     /// The subject `subject` becomes, or `None` when the source does not match.
@@ -195,6 +214,9 @@ mod tests {
         let t = CompiledTransform::new("orders.*.*", "shop.{{wildcard(2)}}.$1").unwrap();
         assert_eq!(t.apply("orders.eu.42").as_deref(), Some("shop.42.eu"));
         assert_eq!(t.apply("other.eu.42"), None);
+        let t = CompiledTransform::new("a.*.*", "b.*.*").unwrap();
+        assert_eq!(t.apply("a.x.y").as_deref(), Some("b.x.y"));
+        assert!(CompiledTransform::new("a.*", "b.*.*").is_err());
         let t = CompiledTransform::new("a.>", "b.>").unwrap();
         assert_eq!(t.apply("a.x.y").as_deref(), Some("b.x.y"));
         let t = CompiledTransform::new("a", "b").unwrap();

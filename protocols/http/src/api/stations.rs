@@ -397,6 +397,7 @@ impl StationRequest {
             // Set over JetStream only; an HTTP update keeps the station's own.
             sealed: false,
             republish: None,
+            subject_transform: None,
             mirror: None,
             sources: Vec::new(),
         })
@@ -790,12 +791,13 @@ pub async fn update_station(
         ));
     }
     let mut config = request.into_config(station)?;
-    // Sealing, republish, mirrors and sources are JetStream settings the HTTP
+    // Sealing, republish, the subject transform, mirrors and sources are JetStream settings the HTTP
     // body cannot express: an update keeps them (a sealed station stays
     // sealed).
     if let Ok(existing) = state.engine.station_info(&tenant, &config.name) {
         config.sealed = existing.config.sealed;
         config.republish = existing.config.republish;
+        config.subject_transform = existing.config.subject_transform;
         config.mirror = existing.config.mirror;
         config.sources = existing.config.sources;
     }

@@ -34,14 +34,25 @@ pub fn timestamp(t: SystemTime) -> String {
 
 /// A JetStream stream configuration as a station configuration.
 pub fn station_config(c: &StreamConfig) -> Result<StationConfig, ApiError> {
-    let unsupported = |what: &str| {
-        JsErrorCode::StreamInvalidConfig
-            .with_err(format!("{what} is not supported by Junction yet"))
-    };
     let (mirror, sources) = super::sourcing::station_sources(c)?;
-    if c.subject_transform.is_some() {
-        return Err(unsupported("subject transform"));
-    }
+    // nats-server's checks (`checkStreamCfg`): a valid source filter (empty:
+    // `>`), then a destination that maps it.
+    let subject_transform = match &c.subject_transform {
+        None => None,
+        Some(t) => {
+            if !t.src.is_empty() && junction_api::SubjectFilter::new(t.src.clone()).is_err() {
+                return Err(JsErrorCode::StreamTransformInvalidSource
+                    .with_err(format!("invalid subject {}", t.src)));
+            }
+            junction_api::CompiledTransform::new(&t.src, &t.dest).map_err(|e| {
+                JsErrorCode::StreamTransformInvalidDestination.with_err(e.to_string())
+            })?;
+            Some(junction_api::SubjectTransform {
+                source: t.src.clone(),
+                destination: t.dest.clone(),
+            })
+        }
+    };
     if c.num_replicas < 0 {
         return Err(JsErrorCode::ReplicasCountCannotBeNegative.error());
     }
@@ -104,6 +115,7 @@ pub fn station_config(c: &StreamConfig) -> Result<StationConfig, ApiError> {
             destination: r.dest.clone(),
             headers_only: r.headers_only,
         }),
+        subject_transform,
         mirror,
         sources,
         ..StationConfig::default()
@@ -269,6 +281,12 @@ pub fn stream_config(c: &StationConfig) -> StreamConfig {
             src: r.source.clone(),
             dest: r.destination.clone(),
             headers_only: r.headers_only,
+        }),
+        subject_transform: c.subject_transform.as_ref().map(|t| {
+            super::api_types::SubjectTransformConfig {
+                src: t.source.clone(),
+                dest: t.destination.clone(),
+            }
         }),
         mirror: c.mirror.as_ref().map(super::sourcing::stream_source),
         sources: c

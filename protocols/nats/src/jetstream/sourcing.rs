@@ -6,6 +6,8 @@
 //! (`nats://user:pass@host:4222`, or `nats://token@host:4222`), plus
 //! `junction.remote.<origin stream>.creds` for a `.creds` file. The source's
 //! `external.api` is the remote's JetStream API prefix (`$JS.API` when unset).
+//! The value may instead name a `[remotes.<name>]` entry of the configuration
+//! file (URL and credentials there); the engine resolves it when it connects.
 
 use super::api_types::{
     ApiError, ExternalStream, JsErrorCode, StreamConfig, StreamSource, StreamSourceInfo,

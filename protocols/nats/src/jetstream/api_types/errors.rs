@@ -407,6 +407,10 @@ js_error_codes! {
     MirrorOverlappingSubjectFilters = (400, 10152, "mirror subject filters can not overlap");
     /// 400 / 10153: `consumer inactive threshold exceeds system limit of {limit}` (`JSConsumerInactiveThresholdExcess`).
     ConsumerInactiveThresholdExcess = (400, 10153, "consumer inactive threshold exceeds system limit of {limit}");
+    /// 400 / 10155: `stream transform source: {err}` (`JSStreamTransformInvalidSource`).
+    StreamTransformInvalidSource = (400, 10155, "stream transform source: {err}");
+    /// 400 / 10156: `stream transform: {err}` (`JSStreamTransformInvalidDestination`).
+    StreamTransformInvalidDestination = (400, 10156, "stream transform: {err}");
 }
 
 impl JsErrorCode {

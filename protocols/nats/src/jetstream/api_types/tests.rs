@@ -557,7 +557,7 @@ fn ack_payloads() {
 
 #[test]
 fn error_table_matches_nats_server() {
-    assert_eq!(JsErrorCode::ALL.len(), 152);
+    assert_eq!(JsErrorCode::ALL.len(), 154);
     let check = |code: JsErrorCode, status: u16, err_code: u16, description: &str| {
         assert_eq!(
             (code.code(), code.err_code(), code.description()),
@@ -668,10 +668,22 @@ fn error_table_matches_nats_server() {
         10153,
         "consumer inactive threshold exceeds system limit of {limit}",
     );
+    check(
+        JsErrorCode::StreamTransformInvalidSource,
+        400,
+        10155,
+        "stream transform source: {err}",
+    );
+    check(
+        JsErrorCode::StreamTransformInvalidDestination,
+        400,
+        10156,
+        "stream transform: {err}",
+    );
     assert_eq!(JsErrorCode::from_err_code(10001), None);
     let mut codes: Vec<u16> = JsErrorCode::ALL.iter().map(|c| c.err_code()).collect();
     codes.dedup();
-    assert_eq!(codes.len(), 152);
+    assert_eq!(codes.len(), 154);
     assert!(codes.windows(2).all(|w| w[0] < w[1]));
 }
 
