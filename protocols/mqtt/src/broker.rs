@@ -201,6 +201,9 @@ pub struct MqttBroker {
     /// Messages not delivered to an MQTT client because their subject has no MQTT
     /// topic (U+0000, invalid UTF-8, a wildcard character).
     pub(crate) undeliverable: AtomicU64,
+    /// Messages discarded for one MQTT 5 client because the PUBLISH would exceed
+    /// the Maximum Packet Size the client set (MQTT-3.1.2-25).
+    pub(crate) too_large: AtomicU64,
     /// This node's name, in a cluster.
     pub(crate) node: Option<String>,
 }
@@ -223,6 +226,7 @@ impl MqttBroker {
             tracker: TaskTracker::new(),
             next_conn: AtomicU64::new(1),
             undeliverable: AtomicU64::new(0),
+            too_large: AtomicU64::new(0),
         });
         // MQTT state is made on first use, so a broker that never sees an MQTT client
         // has no `$MQTT_*` stations; state left by an earlier run is loaded now, so

@@ -461,7 +461,8 @@ where
                 }
             }
         }
-        let properties = self.v5.then(|| out_properties(&m, expiry, alias));
+        let lineage = self.broker.options.lineage_properties;
+        let properties = self.v5.then(|| out_properties(&m, expiry, alias, lineage));
         let pkid = match &m.origin {
             Origin::Group { group, seq, .. } if m.qos > 0 => self
                 .reuse_pkids
@@ -493,7 +494,12 @@ where
             Ok(Err(e @ rmqtt_codec::error::EncodeError::OverMaxPacketSize { .. })) => {
                 // Larger than the client's Maximum Packet Size: discarded, and
                 // handled as if it had been sent (MQTT-3.1.2-25).
-                tracing::info!(client_id = %self.client_id, error = %e, "MQTT message too large for the client, dropped");
+                let n = self
+                    .broker
+                    .too_large
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    + 1;
+                tracing::info!(client_id = %self.client_id, error = %e, too_large_total = n, "MQTT message too large for the client, dropped");
                 self.ack_origin(&m.origin, AckKind::Ack);
                 return true;
             }
@@ -529,11 +535,15 @@ pub(super) fn from_mqtt(h: Option<&Headers>) -> bool {
     h.and_then(|h| h.get(H_ORIGIN_PROTOCOL)) == Some("mqtt")
 }
 
-/// MQTT 5 properties of an outgoing message: headers become user properties.
+/// MQTT 5 properties of an outgoing message: headers become user properties,
+/// exactly the publisher's (MQTT-3.3.2-17, -18). With `lineage` (`[mqtt]
+/// lineage_properties`) the front-end's markers of a message published over MQTT
+/// follow them.
 pub(super) fn out_properties(
     m: &OutMsg,
     expiry: Option<NonZeroU32>,
     alias: Option<NonZeroU16>,
+    lineage: bool,
 ) -> PublishProperties {
     let mut p = PublishProperties {
         topic_alias: alias,
@@ -559,6 +569,14 @@ pub(super) fn out_properties(
                 ByteString::from(k.to_owned()),
                 ByteString::from(v.to_owned()),
             ));
+        }
+        if lineage && from_mqtt(Some(h)) {
+            for name in [H_ORIGIN_PROTOCOL, H_ORIGIN_CLIENT, H_ORIGIN_TOPIC] {
+                if let Some(v) = h.get(name) {
+                    p.user_properties
+                        .push((ByteString::from(name), ByteString::from(v.to_owned())));
+                }
+            }
         }
         p.content_type = h
             .get(H_CONTENT_TYPE)
