@@ -2,11 +2,16 @@
 
 use super::*;
 
-/// DISCONNECT reason codes for a client's error (malformed packet, protocol
-/// error, topic alias invalid, receive maximum exceeded, topic alias out of
-/// range, packet too large): the broker drains what the client still sends
-/// before it closes ([`crate::io::MqttIo::shutdown_and_drain`]).
-const CLIENT_ERRORS: [u8; 6] = [0x81, 0x82, 0x90, 0x93, 0x94, 0x95];
+/// DISCONNECT reason codes sent while the client may still be writing: its
+/// errors (malformed packet, protocol error, topic alias invalid, receive
+/// maximum exceeded, topic alias out of range, packet too large), a publish that
+/// could not be stored (unspecified error), a slow consumer (quota exceeded) and
+/// an operator's kick (administrative action). The broker drains what the client
+/// still sends before it closes ([`crate::io::MqttIo::shutdown_and_drain`]), so
+/// the reason code arrives (MQTT-4.13.1, 4.13.2). Not for a takeover (the new
+/// connection waits for this one), a keep-alive timeout (the client is silent)
+/// or a shutdown (which has its own drain timeout).
+const DRAINED: [u8; 9] = [0x80, 0x81, 0x82, 0x90, 0x93, 0x94, 0x95, 0x97, 0x98];
 /// How long, and how many bytes, at most.
 const DRAIN_FOR: Duration = Duration::from_secs(1);
 const DRAIN_BYTES: usize = 1 << 20;
@@ -50,9 +55,9 @@ where
         tracing::info!(client_id = %self.client_id, code, "MQTT disconnecting client: {why}");
         self.write(Out::Disconnect(code, Some(why.to_owned())))
             .await;
-        if CLIENT_ERRORS.contains(&code) {
-            // The client broke the protocol and may still be writing: let it
-            // read the reason before the socket goes.
+        if DRAINED.contains(&code) {
+            // The client may still be writing: let it read the reason before
+            // the socket goes.
             self.framed.shutdown_and_drain(DRAIN_FOR, DRAIN_BYTES).await;
         } else {
             self.flush().await;
