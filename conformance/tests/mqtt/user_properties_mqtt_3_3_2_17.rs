@@ -85,6 +85,12 @@ async fn mqtt_3_3_2_18_lineage_properties_follow_the_publishers_when_the_listene
     let b = mqtt_broker_with(|c| c.mqtt.lineage_properties = true).await;
     let mut live = V5::new(&b, "lin-live").await;
     live.subscribe("lin/#", QoS::AtLeastOnce).await;
+    // A persistent session gets its copy from the front-end's own station.
+    let mut o = v5_options(&b, "lin-durable");
+    o.set_clean_start(false);
+    o.set_session_expiry_interval(Some(300));
+    let (mut durable, _) = V5::connect(o).await;
+    durable.subscribe("lin/#", QoS::AtLeastOnce).await;
     let mut producer = V5::new(&b, "lin-pub").await;
     producer
         .publish_with("lin/1", QoS::AtLeastOnce, true, "x", Some(props()))
@@ -98,9 +104,31 @@ async fn mqtt_3_3_2_18_lineage_properties_follow_the_publishers_when_the_listene
         ("Junction-Client-Name".into(), "lin-pub".into()),
         ("Junction-Origin-Topic".into(), "lin/1".into()),
     ]);
-    for (who, client) in [("live", &mut live), ("retained", &mut late)] {
+    for (who, client) in [
+        ("live", &mut live),
+        ("durable", &mut durable),
+        ("retained", &mut late),
+    ] {
         let m = within(who, client.recv()).await;
         assert_eq!(&m.payload[..], b"x", "{who}");
         assert_eq!(user_properties(&m), expected, "{who}: {m:?}");
     }
+
+    // A NATS producer's message has no markers: its headers arrive as they were.
+    let nats = within("NATS connect", async_nats::connect(b.nats_url()))
+        .await
+        .unwrap();
+    let mut h = async_nats::HeaderMap::new();
+    h.insert("zone", "n");
+    nats.publish_with_headers("lin.2", h, "from-nats".into())
+        .await
+        .unwrap();
+    nats.flush().await.unwrap();
+    let m = within("the NATS message", live.recv()).await;
+    assert_eq!(&m.payload[..], b"from-nats");
+    assert_eq!(
+        user_properties(&m),
+        vec![("zone".to_string(), "n".to_string())],
+        "{m:?}"
+    );
 }
