@@ -632,6 +632,8 @@ async fn connect<S>(
     record.expiry = expiry;
     record.disconnected_ms = 0;
     record.node = broker.node.clone();
+    // A pending delayed will is cancelled by the client coming back.
+    record.will = None;
 
     // A persistent session is stored before CONNACK says it exists.
     if expiry > 0 {
