@@ -429,9 +429,9 @@ pub struct Mqtt {
     pub receive_maximum: u16,
     /// Topic aliases a client may use (Topic Alias Maximum).
     pub topic_alias_maximum: u16,
-    /// Highest keep-alive in seconds (0 = as the client asks); MQTT 5 clients are
-    /// told through Server Keep Alive, MQTT 3.1.1 clients asking for more (or for
-    /// none) are refused, as mosquitto does.
+    /// Highest keep-alive in seconds (0 = as the client asks; 65535, mosquitto's
+    /// default, by default); MQTT 5 clients are told through Server Keep Alive,
+    /// MQTT 3.1.1 clients asking for more (or for none) are refused below 65535.
     pub max_keep_alive: u16,
     /// mosquitto's spelling of `max_keep_alive`, for a `mosquitto.conf` moved
     /// over as it is; when given, it wins.
@@ -453,6 +453,9 @@ pub struct Mqtt {
     /// Bridges to other MQTT brokers (`[[mqtt.bridges]]`, mosquitto's
     /// `connection` sections).
     pub bridges: Vec<junction_mqtt::BridgeConfig>,
+    /// Deliver the front-end's lineage markers to MQTT 5 subscribers as user
+    /// properties, after the publisher's own (off: forwarded unaltered).
+    pub lineage_properties: bool,
 }
 
 /// `[mqtt] flapping = { max_count = 15, window = "1m", ban_for = "5m" }`.
@@ -494,6 +497,7 @@ impl Default for Mqtt {
             acl: d.acl,
             flapping: Flapping::default(),
             bridges: Vec::new(),
+            lineage_properties: d.lineage_properties,
         }
     }
 }
@@ -510,6 +514,7 @@ impl Mqtt {
             max_queued_messages: self.max_queued_messages,
             sys_interval: self.sys_interval,
             acl: self.acl.clone(),
+            lineage_properties: self.lineage_properties,
             ..junction_mqtt::MqttOptions::default()
         }
     }
@@ -1374,7 +1379,7 @@ mod tests {
                 .map(|c| c.mqtt.options().max_keep_alive)
                 .map_err(|e| e.to_string())
         };
-        assert_eq!(read(""), Ok(0));
+        assert_eq!(read(""), Ok(u16::MAX));
         assert_eq!(read("[mqtt]\nmax_keep_alive = 60\n"), Ok(60));
         // mosquitto's `max_keepalive`, which wins when both are given.
         assert_eq!(read("[mqtt]\nmax_keepalive = 30\n"), Ok(30));

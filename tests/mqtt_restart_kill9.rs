@@ -255,3 +255,69 @@ async fn outbound_qos2_pubrel_state_survives_kill_9() {
     child.start_kill().unwrap();
     let _ = child.wait().await;
 }
+
+/// A delayed will pending when the broker is killed is published after the
+/// restart, when due (MQTT 5 Will Delay Interval, MQTT-3.1.3-9): the session
+/// record keeps it. The client ends with DISCONNECT 0x04 (disconnect with will),
+/// its session outliving the connection by 300 s and its will delayed by 8 s;
+/// the broker is killed before the delay runs out. The will is retained, so the
+/// watcher gets it whether the restart took longer than the delay or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_delayed_will_survives_kill_9() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let port = process::free_port();
+    let mut child = start(dir.path(), port).await;
+
+    let lstr = |b: &[u8]| {
+        let mut v = (b.len() as u16).to_be_bytes().to_vec();
+        v.extend_from_slice(b);
+        v
+    };
+    // CONNECT, MQTT 5: will flag, will QoS 1, will retain, Clean Start 0,
+    // keep-alive 60 s, Session Expiry Interval 300 s; will properties: Will
+    // Delay Interval 8 s and a user property.
+    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 5, 0x2C, 0, 60];
+    body.extend([5, 0x11, 0, 0, 1, 44]);
+    body.extend(lstr(b"k9-will"));
+    let mut will_props = vec![0x18, 0, 0, 0, 8, 0x26];
+    will_props.extend(lstr(b"why"));
+    will_props.extend(lstr(b"gone"));
+    body.push(will_props.len() as u8);
+    body.extend(will_props);
+    body.extend(lstr(b"k9will/t"));
+    body.extend(lstr(b"offline"));
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut connect = vec![0x10, body.len() as u8];
+    connect.extend(body);
+    s.write_all(&connect).await.unwrap();
+    let mut ack = [0u8; 2];
+    within("CONNACK", s.read_exact(&mut ack)).await.unwrap();
+    assert_eq!(ack[0], 0x20);
+    // DISCONNECT 0x04: the will goes out, after its delay. The broker stores
+    // the session (with the will) as it closes; read until it has.
+    s.write_all(&[0xE0, 1, 0x04]).await.unwrap();
+    let mut rest = Vec::new();
+    let _ = within("the broker to close", s.read_to_end(&mut rest)).await;
+    // A later session write is durable (CONNACK) only after the one above.
+    let (flush, _) = Client::connect(port, "k9-will-flush", false).await;
+    drop(flush);
+
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+
+    let mut child = start(dir.path(), port).await;
+    let (mut watcher, _) = Client::connect(port, "k9-will-watch", true).await;
+    watcher.subscribe("k9will/#").await;
+    let m = watcher.recv().await;
+    assert_eq!(
+        (m.topic.as_str(), &m.payload[..]),
+        ("k9will/t", &b"offline"[..]),
+        "the will, published after the restart"
+    );
+
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+}

@@ -50,6 +50,8 @@ mod subscription_live_before_suback_mqtt_3_8_4;
 mod topic_mapping;
 #[path = "mqtt/unsubscribe.rs"]
 mod unsubscribe;
+#[path = "mqtt/user_properties_mqtt_3_3_2_17.rs"]
+mod user_properties_mqtt_3_3_2_17;
 #[path = "mqtt/user_properties_unaltered.rs"]
 mod user_properties_unaltered;
 #[path = "mqtt/v5_properties.rs"]

@@ -173,6 +173,62 @@ async fn mqtt5_client_gets_disconnect_administrative_action() {
     gone(&b, cid).await;
 }
 
+/// MQTT-4.13.1 / 4.13.2: a server-initiated DISCONNECT with a reason code
+/// reaches a client that is still writing. A publisher kicked in the middle of a
+/// stream goes on writing for a while; the broker half-closes and drains what it
+/// still sends, so the client reads DISCONNECT 0x98 rather than a reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt5_client_still_writing_when_kicked_reads_disconnect_0x98() {
+    let b = junction_conformance::mqtt_broker().await;
+    let mut s = TcpStream::connect(b.mqtt_addr()).await.unwrap();
+    s.set_nodelay(true).unwrap();
+    s.write_all(&connect_v5("kick-writer", true, 60, &[]))
+        .await
+        .unwrap();
+    let cid = cid_of(&b, "kick-writer").await;
+    let mut kicked = None;
+    let mut writes_failed = 0;
+    for i in 0..60u16 {
+        // QoS 0 publishes: nothing for the client to read but the CONNACK.
+        let p = support::publish_raw(b"kick/w", 0, 0, false, false, &[b'x'; 256], Some(&[]));
+        if s.write_all(&p).await.is_err() {
+            writes_failed += 1;
+        }
+        if i == 10 {
+            let b_url = b.http_url();
+            kicked = Some(tokio::spawn(async move {
+                reqwest::Client::new()
+                    .delete(format!("{b_url}/v1/connections/{cid}"))
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let status = kicked.unwrap().await.unwrap().unwrap();
+    assert_eq!(status, 204);
+    let mut got = Vec::new();
+    let read = within("the broker to close", async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) => return Ok(()),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => return Err(e),
+            }
+        }
+    })
+    .await;
+    assert_eq!(writes_failed, 0, "the client's writes failed (reset)");
+    assert!(read.is_ok(), "the connection was reset: {read:?}");
+    assert!(
+        got.windows(3).any(|w| w[0] == 0xE0 && w[2] == 0x98),
+        "a DISCONNECT with reason 0x98 in {got:?}"
+    );
+    gone(&b, cid).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt311_client_is_closed_and_its_will_goes_out() {
     let b = junction_conformance::mqtt_broker().await;

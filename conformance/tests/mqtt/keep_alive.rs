@@ -144,3 +144,28 @@ async fn v311_keep_alive_above_the_maximum_is_refused_as_mosquitto_does() {
     raw.send(&PINGREQ).await;
     assert_eq!(raw.expect(13).await.body.len(), 0);
 }
+
+/// MQTT-3.2.2-21 with the default `max_keep_alive`, mosquitto's 65535: an MQTT 5
+/// client asking for no keep-alive (0) is told Server Keep Alive 65535, as
+/// mosquitto 2.0 tells it; one asking for a keep-alive gets no property
+/// (MQTT-3.2.2-22); an MQTT 3.1.1 client asking for none still connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_3_2_2_21_default_maximum_is_announced_to_a_client_asking_for_none() {
+    let b = mqtt_broker().await;
+    let mut raw = Raw::open(&b).await;
+    raw.send(&connect_v5("ska-default-0", true, 0, &[])).await;
+    let ack = raw.expect(2).await;
+    assert_eq!(ack.body[1], 0, "accepted: {ack:?}");
+    assert!(
+        ack.body.windows(3).any(|w| w == [0x13, 0xFF, 0xFF]),
+        "Server Keep Alive 65535 in {ack:?}"
+    );
+    let mut raw = Raw::open(&b).await;
+    raw.send(&connect_v5("ska-default-60", true, 60, &[])).await;
+    let ack = raw.expect(2).await;
+    assert_eq!(ack.body[1], 0, "accepted: {ack:?}");
+    assert!(!ack.body.contains(&0x13), "no Server Keep Alive: {ack:?}");
+    let mut raw = Raw::connected(&b, &connect_v4("ska-default-v4", true, 0)).await;
+    raw.send(&PINGREQ).await;
+    assert_eq!(raw.expect(13).await.body.len(), 0);
+}

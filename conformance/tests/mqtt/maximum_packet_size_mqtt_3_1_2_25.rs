@@ -227,3 +227,74 @@ async fn our_maximum_counts_the_whole_packet_too() {
         .collect();
     assert_eq!(reasons, vec![0x95], "{seen:?}");
 }
+
+/// MQTT-3.1.2-25 counts what is really sent. With `[mqtt] lineage_properties`
+/// the broker appends its lineage markers after the publisher's user properties;
+/// a message that fits as published but not with the markers is discarded for
+/// this client (counted in `$SYS/broker/messages/too_large`), and a smaller one
+/// arrives with the publisher's properties first and the markers after them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_3_1_2_25_added_lineage_properties_count_against_the_client_maximum() {
+    let b = mqtt_broker_with(|c| {
+        c.mqtt.lineage_properties = true;
+        c.mqtt.sys_interval = std::time::Duration::from_millis(200);
+    })
+    .await;
+    let topic = "mps/lineage";
+    let publisher_id = "mps-lineage-pub";
+    let markers = user_props(&[
+        ("Junction-Origin-Protocol", "mqtt"),
+        ("Junction-Client-Name", publisher_id),
+        ("Junction-Origin-Topic", topic),
+    ]);
+    let big = published(topic, &[b'x'; 32]);
+    // One byte short of the big message with the markers added.
+    let max = big.len() + markers.len() - 1;
+    let mut sub = Raw::connected(
+        &b,
+        &connect_v5("mps-lineage", true, 60, &max_packet_props(max, &[])),
+    )
+    .await;
+    sub.send(&subscribe_raw(1, "mps/#", 1, Some(&[]))).await;
+    assert_eq!(sub.expect(9).await.body[3], 1, "granted QoS 1");
+
+    let mut p = publisher(&b, publisher_id).await;
+    publish_acked(&mut p, &big).await;
+    publish_acked(&mut p, &published(topic, b"small")).await;
+    let got = sub.expect(3).await;
+    assert_eq!(got.publish_parts(true).1, b"small", "{got:?}");
+    assert!(
+        wire(&got).len() <= max,
+        "{} bytes sent over the client's {max}",
+        wire(&got).len()
+    );
+    let own = user_props(&[("a", "1"), ("trace", "xyz"), ("a", "2")]);
+    let mut expected = own.clone();
+    expected.extend_from_slice(&markers);
+    assert!(
+        got.body.windows(expected.len()).any(|w| w == expected),
+        "the publisher's user properties, then the markers: {got:?}"
+    );
+    sub.send(&puback(got.publish_pkid())).await;
+
+    // The discard is counted.
+    let mut sys = Raw::connected(&b, &connect_v5("mps-lineage-sys", true, 60, &[])).await;
+    sys.send(&subscribe_raw(
+        1,
+        "$SYS/broker/messages/too_large",
+        0,
+        Some(&[]),
+    ))
+    .await;
+    sys.expect(9).await;
+    loop {
+        let m = sys.expect(3).await;
+        let (t, value) = m.publish_parts(true);
+        assert_eq!(t, "$SYS/broker/messages/too_large");
+        match value.as_slice() {
+            b"1" => break,
+            b"0" => continue,
+            other => panic!("one discard, counted {:?}", String::from_utf8_lossy(other)),
+        }
+    }
+}

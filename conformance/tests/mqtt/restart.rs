@@ -205,3 +205,59 @@ async fn qos2_inbound_state_survives_restart() {
         .collect();
     assert_eq!(got, ["once", "sentinel"]);
 }
+
+/// A delayed will pending at a graceful stop is published after the restart,
+/// when due: the session record keeps it (the `kill -9` variant is
+/// `a_pending_delayed_will_survives_kill_9`). Retained, so the watcher sees it
+/// whenever it subscribes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_delayed_will_is_published_after_a_graceful_restart() {
+    use rumqttc::v5::mqttbytes::QoS as QoS5;
+    use rumqttc::v5::mqttbytes::v5::{LastWill, LastWillProperties};
+    let b = mqtt_broker().await;
+    let mut o = v5_options(&b, "will-restart");
+    o.set_clean_start(false);
+    o.set_session_expiry_interval(Some(300));
+    o.set_last_will(LastWill::new(
+        "willrestart/status",
+        "offline",
+        QoS5::AtLeastOnce,
+        true,
+        Some(LastWillProperties {
+            delay_interval: Some(3),
+            payload_format_indicator: None,
+            message_expiry_interval: None,
+            content_type: None,
+            response_topic: None,
+            correlation_data: None,
+            user_properties: vec![],
+        }),
+    ));
+    let (c, _) = V5::connect(o).await;
+    drop(c); // no DISCONNECT: the will is due in 3 s
+    // The broker has seen the connection end (its session stored with the will)
+    // before the stop: a connection still open at a stop leaves no will.
+    within_for(LONG_GUARD, "the client to leave /v1/connections", async {
+        loop {
+            let list: serde_json::Value = reqwest::get(format!("{}/v1/connections", b.http_url()))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if !list.to_string().contains("\"will-restart\"") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let b = restart(b).await;
+    let mut watcher = V5::new(&b, "will-restart-watch").await;
+    watcher.subscribe("willrestart/#", QoS5::AtLeastOnce).await;
+    let m = within_for(LONG_GUARD, "the will after the restart", watcher.recv()).await;
+    assert_eq!(
+        (m.topic.as_ref(), &m.payload[..]),
+        (&b"willrestart/status"[..], &b"offline"[..])
+    );
+}

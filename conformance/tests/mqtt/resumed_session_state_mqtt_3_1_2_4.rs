@@ -59,3 +59,60 @@ async fn a_resume_without_session_expiry_gets_the_queued_messages_then_the_sessi
         "the session ended with the connection"
     );
 }
+
+/// MQTT-3.3.2-5 and -6 on the same resume (the suite's message expiry cases
+/// failed with it): of the messages queued for the session, one whose Message
+/// Expiry Interval ran out while it waited is not delivered, and one still
+/// valid is, with the interval minus the time it waited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_3_3_2_6_a_resume_without_session_expiry_counts_message_expiry_down() {
+    use rumqttc::v5::mqttbytes::v5::PublishProperties;
+    let b = mqtt_broker().await;
+    let mut kept = v5_options(&b, "resume-expiry");
+    kept.set_clean_start(false);
+    kept.set_session_expiry_interval(Some(300));
+    let (mut c, _) = V5::connect(kept).await;
+    c.subscribe("resume-exp/#", QoS5::AtLeastOnce).await;
+    c.disconnect().await;
+
+    let mut p = V5::new(&b, "resume-expiry-pub").await;
+    let expiring = |secs: u32| PublishProperties {
+        message_expiry_interval: Some(secs),
+        ..Default::default()
+    };
+    p.publish_with(
+        "resume-exp/a",
+        QoS5::AtLeastOnce,
+        false,
+        "short",
+        Some(expiring(1)),
+    )
+    .await;
+    p.publish_with(
+        "resume-exp/a",
+        QoS5::AtLeastOnce,
+        false,
+        "long",
+        Some(expiring(300)),
+    )
+    .await;
+    // Longer than the short one's interval: it expires while queued.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+
+    let mut again = v5_options(&b, "resume-expiry");
+    again.set_clean_start(false);
+    let (mut c, ack) = V5::connect(again).await;
+    assert!(ack.session_present, "the stored session is resumed");
+    // Queued in order: the first to arrive is the long one, so the short one
+    // was not delivered.
+    let m = within("the message still valid", c.recv()).await;
+    assert_eq!(&m.payload[..], b"long", "{m:?}");
+    let left = m
+        .properties
+        .and_then(|p| p.message_expiry_interval)
+        .expect("a Message Expiry Interval (MQTT-3.3.2-6)");
+    assert!(
+        (1..=298).contains(&left),
+        "300 s minus at least the 2.5 s it waited, got {left}"
+    );
+}

@@ -6,12 +6,12 @@ use crate::mailbox::{Event, Mailbox};
 use crate::packets::Will;
 use crate::session::{
     self, H_MQTT_QOS, H_MQTT_RETAIN, H_MQTT_STORED, MSGS, MSGS_PREFIX, RMSGS, RMSGS_PREFIX,
-    Retained, SessionRecord,
+    Retained, SessionRecord, StoredWill,
 };
 use bytes::Bytes;
 use junction_api::{
-    ClientRecord, Engine, EngineError, Message, NewClient, Protocol, PublishOptions, Purge,
-    StoredCallback, Subject, SubjectFilter, TenantId,
+    ClientRecord, Engine, EngineError, Headers, Message, NewClient, Protocol, PublishOptions,
+    Purge, StoredCallback, Subject, SubjectFilter, TenantId,
 };
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, HashMap};
@@ -201,6 +201,9 @@ pub struct MqttBroker {
     /// Messages not delivered to an MQTT client because their subject has no MQTT
     /// topic (U+0000, invalid UTF-8, a wildcard character).
     pub(crate) undeliverable: AtomicU64,
+    /// Messages discarded for one MQTT 5 client because the PUBLISH would exceed
+    /// the Maximum Packet Size the client set (MQTT-3.1.2-25).
+    pub(crate) too_large: AtomicU64,
     /// This node's name, in a cluster.
     pub(crate) node: Option<String>,
 }
@@ -223,6 +226,7 @@ impl MqttBroker {
             tracker: TaskTracker::new(),
             next_conn: AtomicU64::new(1),
             undeliverable: AtomicU64::new(0),
+            too_large: AtomicU64::new(0),
         });
         // MQTT state is made on first use, so a broker that never sees an MQTT client
         // has no `$MQTT_*` stations; state left by an earlier run is loaded now, so
@@ -336,12 +340,18 @@ impl MqttBroker {
             let id = record.client_id.clone();
             let expiry = record.expiry;
             let left = remaining_expiry(expiry, record.disconnected_ms, now);
+            let will = record.will.clone();
             let mut slots = tenant.slots.lock();
             let slot = slots.entry(id.clone()).or_default();
             slot.record = Some(record);
             drop(slots);
             if let Some(left) = left {
                 self.schedule_expiry(&tenant, &id, left);
+            }
+            // A delayed will pending when the broker stopped: published when
+            // due (at once if it is past, or if the session ended meanwhile).
+            if let Some(w) = will {
+                self.schedule_stored_will(&tenant, &id, w);
             }
         }
         Ok(tenant)
@@ -472,6 +482,63 @@ impl MqttBroker {
             self.publish_will(tenant, client_id, will);
             return;
         }
+        self.will_after(
+            tenant,
+            client_id,
+            delay,
+            Box::new(move |broker: &MqttBroker, tenant: &Tenant, id: &str| {
+                broker.publish_will(tenant, id, will)
+            }),
+        );
+    }
+
+    /// Publishes a delayed will kept in a session record (loaded after a
+    /// restart) when it is due.
+    fn schedule_stored_will(
+        self: &Arc<Self>,
+        tenant: &Arc<Tenant>,
+        client_id: &str,
+        w: StoredWill,
+    ) {
+        let delay = Duration::from_millis(w.due_ms.saturating_sub(crate::conn::now_ms()));
+        self.will_after(
+            tenant,
+            client_id,
+            delay,
+            Box::new(move |broker: &MqttBroker, tenant: &Tenant, id: &str| {
+                let Ok(subject) = crate::topic::topic_to_subject(&w.topic) else {
+                    tracing::warn!(client_id = %id, topic = %w.topic, "stored will not published");
+                    return;
+                };
+                let mut headers = Headers::new();
+                for (k, v) in w.headers {
+                    headers.append(k, v);
+                }
+                use base64::Engine as _;
+                let payload = base64::engine::general_purpose::STANDARD
+                    .decode(&w.payload)
+                    .unwrap_or_default();
+                let message = Message {
+                    subject,
+                    reply: w.reply.and_then(|r| Subject::new(Bytes::from(r)).ok()),
+                    headers: Some(headers),
+                    payload: Bytes::from(payload),
+                };
+                tracing::debug!(client_id = %id, topic = %w.topic, "publishing a will kept across a restart");
+                broker.route(tenant, &tenant.client, message, w.qos, w.retain, &w.topic, None);
+            }),
+        );
+    }
+
+    /// Runs `publish` after `delay` unless the client comes back first, then
+    /// takes the will out of the offline session's record.
+    fn will_after(
+        self: &Arc<Self>,
+        tenant: &Arc<Tenant>,
+        client_id: &str,
+        delay: Duration,
+        publish: PublishWill,
+    ) {
         let token = CancellationToken::new();
         {
             let mut slots = tenant.slots.lock();
@@ -488,16 +555,33 @@ impl MqttBroker {
                 _ = token.cancelled() => {}
                 _ = broker.shutdown.cancelled() => {}
                 _ = tokio::time::sleep(delay) => {
-                    {
+                    let cleared = {
                         let mut slots = tenant.slots.lock();
+                        let mut cleared = None;
                         if let Some(slot) = slots.get_mut(&id) {
                             slot.will = None;
+                            if slot.online.is_none()
+                                && let Some(r) = slot.record.as_mut()
+                                && r.will.take().is_some()
+                            {
+                                cleared = Some(r.clone());
+                            }
                             if slot.online.is_none() && slot.record.is_none() {
                                 slots.remove(&id);
                             }
                         }
+                        cleared
+                    };
+                    publish(&broker, &tenant, &id);
+                    // The record without the will, unless the session ends now
+                    // anyway (its expiry deletes the record; a write racing it
+                    // would bring it back).
+                    if let Some(r) = cleared
+                        && remaining_expiry(r.expiry, r.disconnected_ms, crate::conn::now_ms())
+                            .is_some_and(|left| left > WILL_CLEAR_MARGIN)
+                    {
+                        broker.store_record(&tenant, &tenant.client, &r, None);
                     }
-                    broker.publish_will(&tenant, &id, will);
                 }
             }
         });
@@ -965,4 +1049,48 @@ pub(crate) fn header_qos(message: &Message) -> u8 {
         .and_then(|h| h.get(H_MQTT_QOS))
         .and_then(|q| q.parse().ok())
         .unwrap_or(0)
+}
+
+/// Publishes a will (for a tenant and a client id) when its delay is over.
+type PublishWill = Box<dyn FnOnce(&MqttBroker, &Tenant, &str) + Send>;
+
+/// A session's expiry closer than this when its delayed will is published: the
+/// record is not written again without the will (the expiry deletes it).
+const WILL_CLEAR_MARGIN: Duration = Duration::from_secs(2);
+
+/// A delayed will as the session record keeps it: the message it publishes
+/// (built as it will be published), due at `due_ms`.
+pub(crate) fn stored_will(client_id: &str, w: &Will, due_ms: u64) -> Option<StoredWill> {
+    let subject = crate::topic::topic_to_subject(&w.topic).ok()?;
+    let qos = crate::packets::qos_num(w.qos);
+    let m = crate::conn::build_message(
+        subject,
+        &w.topic,
+        w.payload.clone(),
+        qos,
+        w.retain,
+        &w.properties,
+        client_id,
+    );
+    use base64::Engine as _;
+    Some(StoredWill {
+        topic: w.topic.clone(),
+        qos,
+        retain: w.retain,
+        payload: base64::engine::general_purpose::STANDARD.encode(&m.payload),
+        headers: m
+            .headers
+            .as_ref()
+            .map(|h| {
+                h.iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        reply: m
+            .reply
+            .as_ref()
+            .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned()),
+        due_ms,
+    })
 }

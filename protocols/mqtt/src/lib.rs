@@ -51,8 +51,14 @@ pub struct MqttOptions {
     /// Topic Alias Maximum advertised.
     pub topic_alias_maximum: u16,
     /// Highest keep-alive allowed (0 = whatever the client asks); MQTT 5 clients are
-    /// told through Server Keep Alive.
+    /// told through Server Keep Alive. 65535 (mosquitto's default) announces 65535
+    /// to an MQTT 5 client asking for none and refuses no MQTT 3.1.1 client.
     pub max_keep_alive: u16,
+    /// Deliver the front-end's lineage markers (`Junction-Origin-Protocol`,
+    /// `Junction-Client-Name`, `Junction-Origin-Topic`) to MQTT 5 subscribers as
+    /// user properties after the publisher's own. Off by default: MQTT-3.3.2-17
+    /// wants user properties forwarded unaltered.
+    pub lineage_properties: bool,
     /// Longest session expiry granted, seconds.
     pub max_session_expiry: u32,
     /// Live QoS 1/2 messages queued per client beyond its Receive Maximum; one more
@@ -82,7 +88,8 @@ impl Default for MqttOptions {
             max_packet_size: 1024 * 1024,
             receive_maximum: 1024,
             topic_alias_maximum: 64,
-            max_keep_alive: 0,
+            max_keep_alive: u16::MAX,
+            lineage_properties: false,
             max_session_expiry: u32::MAX,
             max_queued_messages: 10_000,
             max_pending: 64 * 1024 * 1024,

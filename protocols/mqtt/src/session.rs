@@ -121,6 +121,28 @@ pub struct SessionRecord {
     /// the session's expiry and will).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// A delayed will waiting to be published (MQTT 5 Will Delay Interval), so
+    /// that it survives a restart of the broker; cleared once it is published or
+    /// the client comes back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub will: Option<StoredWill>,
+}
+
+/// A pending delayed will, as the message it publishes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredWill {
+    pub topic: String,
+    pub qos: u8,
+    pub retain: bool,
+    /// The payload, base64.
+    pub payload: String,
+    /// The message's headers (the will's properties and the front-end's markers).
+    pub headers: Vec<(String, String)>,
+    /// Its reply subject (the will's Response Topic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<String>,
+    /// When it is due, ms since the epoch.
+    pub due_ms: u64,
 }
 
 /// A retained message.

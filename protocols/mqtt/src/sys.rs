@@ -49,6 +49,13 @@ fn publish(broker: &MqttBroker) {
                 .load(std::sync::atomic::Ordering::Relaxed)
                 .to_string(),
         ),
+        (
+            "$SYS/broker/messages/too_large",
+            broker
+                .too_large
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .to_string(),
+        ),
     ];
     for tenant in broker.tenants() {
         let retained_count = tenant

@@ -41,6 +41,19 @@ where
                 frame = self.framed.next() => {
                     self.last_in = Instant::now();
                     self.client.stats.touch();
+                    // Packets that reached the broker together are handled in
+                    // the order they arrived, as mosquitto's single loop does: the
+                    // runtime runs the connection woken last first, so a PUBLISH
+                    // read on waking yields once, and a SUBSCRIBE another client
+                    // sent just before it is in force when it fans out (MQTT 4.6,
+                    // 3.8.4; `subscription_live_before_suback_mqtt_3_8_4.rs`).
+                    if matches!(
+                        &frame,
+                        Some(Ok((MqttPacket::V5(v5::Packet::Publish(_)), _)))
+                            | Some(Ok((MqttPacket::V3(v3::Packet::Publish(_)), _)))
+                    ) {
+                        tokio::task::yield_now().await;
+                    }
                     if let Some(end) = self.on_frame(frame).await {
                         return end;
                     }

@@ -97,6 +97,18 @@ where
         // The session moved to another node of the cluster, which owns it now.
         let moved = self.moved.load(std::sync::atomic::Ordering::Acquire);
         let persistent = persistent && !moved;
+        let will_delay = will
+            .as_ref()
+            .map(|w| Duration::from_secs(u64::from(w.delay.min(self.record.expiry))));
+        if persistent
+            && end != End::Shutdown
+            && let (Some(w), Some(delay)) = (&will, will_delay)
+            && !delay.is_zero()
+        {
+            // Kept in the session record so that it survives a restart.
+            self.record.will =
+                crate::broker::stored_will(&self.client_id, w, now_ms() + delay.as_millis() as u64);
+        }
         let record = if persistent {
             self.record.pending_out = pending;
             self.record.disconnected_ms = now_ms();
@@ -130,10 +142,9 @@ where
         {
             self.broker.schedule_expiry(&tenant, &self.client_id, left);
         }
-        if let Some(w) = will
+        if let (Some(w), Some(delay)) = (will, will_delay)
             && end != End::Shutdown
         {
-            let delay = Duration::from_secs(u64::from(w.delay.min(self.record.expiry)));
             self.broker
                 .schedule_will(&tenant, &self.client_id, w, delay);
         }

@@ -491,8 +491,11 @@ async fn connect<S>(
     // `max_keep_alive` as mosquitto has it: MQTT 3.1 and 3.1.1 cannot be told a
     // lower keep-alive, so a client asking for none or for more than the maximum
     // is refused with "identifier rejected" (0x02), before any session is touched.
+    // The default, 65535 (mosquitto's), is the protocol's largest: it refuses no
+    // 3.1.1 client (mosquitto's default takes keep-alive 0 from them too).
     let max_ka = broker.options.max_keep_alive;
-    if !v5 && max_ka > 0 && (info.keep_alive == 0 || info.keep_alive > max_ka) {
+    if !v5 && max_ka > 0 && max_ka < u16::MAX && (info.keep_alive == 0 || info.keep_alive > max_ka)
+    {
         let why = format!(
             "keep alive {} s is not within the server's maximum of {max_ka} s",
             info.keep_alive
@@ -629,6 +632,8 @@ async fn connect<S>(
     record.expiry = expiry;
     record.disconnected_ms = 0;
     record.node = broker.node.clone();
+    // A pending delayed will is cancelled by the client coming back.
+    record.will = None;
 
     // A persistent session is stored before CONNACK says it exists.
     if expiry > 0 {

@@ -2,11 +2,16 @@
 
 use super::*;
 
-/// DISCONNECT reason codes for a client's error (malformed packet, protocol
-/// error, topic alias invalid, receive maximum exceeded, topic alias out of
-/// range, packet too large): the broker drains what the client still sends
-/// before it closes ([`crate::io::MqttIo::shutdown_and_drain`]).
-const CLIENT_ERRORS: [u8; 6] = [0x81, 0x82, 0x90, 0x93, 0x94, 0x95];
+/// DISCONNECT reason codes sent while the client may still be writing: its
+/// errors (malformed packet, protocol error, topic alias invalid, receive
+/// maximum exceeded, topic alias out of range, packet too large), a publish that
+/// could not be stored (unspecified error), a slow consumer (quota exceeded) and
+/// an operator's kick (administrative action). The broker drains what the client
+/// still sends before it closes ([`crate::io::MqttIo::shutdown_and_drain`]), so
+/// the reason code arrives (MQTT-4.13.1, 4.13.2). Not for a takeover (the new
+/// connection waits for this one), a keep-alive timeout (the client is silent)
+/// or a shutdown (which has its own drain timeout).
+const DRAINED: [u8; 9] = [0x80, 0x81, 0x82, 0x90, 0x93, 0x94, 0x95, 0x97, 0x98];
 /// How long, and how many bytes, at most.
 const DRAIN_FOR: Duration = Duration::from_secs(1);
 const DRAIN_BYTES: usize = 1 << 20;
@@ -50,9 +55,9 @@ where
         tracing::info!(client_id = %self.client_id, code, "MQTT disconnecting client: {why}");
         self.write(Out::Disconnect(code, Some(why.to_owned())))
             .await;
-        if CLIENT_ERRORS.contains(&code) {
-            // The client broke the protocol and may still be writing: let it
-            // read the reason before the socket goes.
+        if DRAINED.contains(&code) {
+            // The client may still be writing: let it read the reason before
+            // the socket goes.
             self.framed.shutdown_and_drain(DRAIN_FOR, DRAIN_BYTES).await;
         } else {
             self.flush().await;
@@ -461,7 +466,8 @@ where
                 }
             }
         }
-        let properties = self.v5.then(|| out_properties(&m, expiry, alias));
+        let lineage = self.broker.options.lineage_properties;
+        let properties = self.v5.then(|| out_properties(&m, expiry, alias, lineage));
         let pkid = match &m.origin {
             Origin::Group { group, seq, .. } if m.qos > 0 => self
                 .reuse_pkids
@@ -493,7 +499,12 @@ where
             Ok(Err(e @ rmqtt_codec::error::EncodeError::OverMaxPacketSize { .. })) => {
                 // Larger than the client's Maximum Packet Size: discarded, and
                 // handled as if it had been sent (MQTT-3.1.2-25).
-                tracing::info!(client_id = %self.client_id, error = %e, "MQTT message too large for the client, dropped");
+                let n = self
+                    .broker
+                    .too_large
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    + 1;
+                tracing::info!(client_id = %self.client_id, error = %e, too_large_total = n, "MQTT message too large for the client, dropped");
                 self.ack_origin(&m.origin, AckKind::Ack);
                 return true;
             }
@@ -529,11 +540,15 @@ pub(super) fn from_mqtt(h: Option<&Headers>) -> bool {
     h.and_then(|h| h.get(H_ORIGIN_PROTOCOL)) == Some("mqtt")
 }
 
-/// MQTT 5 properties of an outgoing message: headers become user properties.
+/// MQTT 5 properties of an outgoing message: headers become user properties,
+/// exactly the publisher's (MQTT-3.3.2-17, -18). With `lineage` (`[mqtt]
+/// lineage_properties`) the front-end's markers of a message published over MQTT
+/// follow them.
 pub(super) fn out_properties(
     m: &OutMsg,
     expiry: Option<NonZeroU32>,
     alias: Option<NonZeroU16>,
+    lineage: bool,
 ) -> PublishProperties {
     let mut p = PublishProperties {
         topic_alias: alias,
@@ -559,6 +574,14 @@ pub(super) fn out_properties(
                 ByteString::from(k.to_owned()),
                 ByteString::from(v.to_owned()),
             ));
+        }
+        if lineage && from_mqtt(Some(h)) {
+            for name in [H_ORIGIN_PROTOCOL, H_ORIGIN_CLIENT, H_ORIGIN_TOPIC] {
+                if let Some(v) = h.get(name) {
+                    p.user_properties
+                        .push((ByteString::from(name), ByteString::from(v.to_owned())));
+                }
+            }
         }
         p.content_type = h
             .get(H_CONTENT_TYPE)
