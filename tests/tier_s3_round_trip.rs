@@ -407,7 +407,7 @@ async fn round_trip(moto: &S3) {
 
     // After a crash, the remote index is read back from the store: the same
     // totals, and remote messages still read.
-    let broker = crash_and_restart(broker, &moto, "t1").await;
+    let broker = crash_and_restart(broker, moto, "t1").await;
     let client = async_nats::connect(format!("127.0.0.1:{}", broker.nats_port))
         .await
         .unwrap();
