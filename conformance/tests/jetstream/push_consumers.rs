@@ -5,7 +5,8 @@
 //! - a queue push consumer (`deliver_group`) splits the messages among the
 //!   members of the queue group, each message to one of them;
 //! - an ordered consumer (ephemeral, flow control, idle heartbeats) gets every
-//!   message in order, also those published while it reads;
+//!   message in order, also those published while it reads, and recovers from
+//!   a delivery lost on the way (a proxy drops it) by making a new consumer;
 //! - idle heartbeats carry `Nats-Last-Consumer` / `Nats-Last-Stream`, and a flow
 //!   control request is answered before more is delivered (raw subscriber);
 //! - an ephemeral push consumer is deleted once nobody subscribes to it;
@@ -411,4 +412,138 @@ async fn nats_py_push_subscriptions_durable_and_ordered() {
     let nc = async_nats::connect(b.nats_url()).await.unwrap();
     let v = api(&nc, "$JS.API.CONSUMER.INFO.NP.npd", "").await;
     assert_eq!(v["ack_floor"]["stream_seq"], 50, "{v}");
+}
+
+/// A TCP proxy in front of the broker that forwards everything, except that it
+/// drops the first delivery of stream sequence `drop_seq` on a `$JS.ACK` reply
+/// (a `MSG`/`HMSG` the server sends), so the client sees a gap in the consumer
+/// sequence, as after a lost packet. Returns its address and how many it dropped.
+async fn gap_proxy(
+    upstream: std::net::SocketAddr,
+    drop_seq: u64,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let dropped = std::sync::Arc::new(AtomicU64::new(0));
+    let counter = dropped.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let server = tokio::net::TcpStream::connect(upstream).await.unwrap();
+            let (mut client_read, mut client_write) = client.into_split();
+            let (server_read, mut server_write) = server.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+            });
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut from_server = BufReader::new(server_read);
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if from_server.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let words: Vec<&str> = line.split_whitespace().collect();
+                    // MSG <subject> <sid> [reply] <size>; HMSG … [reply] <hdr> <total>.
+                    let (reply, size) = match words.first().copied() {
+                        Some("MSG") if words.len() == 5 => (Some(words[3]), words[4]),
+                        Some("MSG") => (None, words[words.len() - 1]),
+                        Some("HMSG") if words.len() == 6 => (Some(words[3]), words[5]),
+                        Some("HMSG") => (None, words[words.len() - 1]),
+                        _ => {
+                            if client_write.write_all(line.as_bytes()).await.is_err() {
+                                return;
+                            }
+                            continue;
+                        }
+                    };
+                    let size: usize = size.parse().unwrap();
+                    let mut body = vec![0u8; size + 2];
+                    if from_server.read_exact(&mut body).await.is_err() {
+                        return;
+                    }
+                    // $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
+                    let sseq = reply
+                        .filter(|r| r.starts_with("$JS.ACK."))
+                        .and_then(|r| r.split('.').nth(5))
+                        .and_then(|s| s.parse::<u64>().ok());
+                    if sseq == Some(drop_seq) && counter.load(Ordering::SeqCst) == 0 {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        continue;
+                    }
+                    if client_write.write_all(line.as_bytes()).await.is_err()
+                        || client_write.write_all(&body).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, dropped)
+}
+
+/// The induced gap: one delivery to an ordered consumer is lost on the
+/// way (a proxy drops it). The client sees the consumer sequence jump, makes a
+/// new consumer from the stream sequence after the last one it got, as
+/// async-nats's ordered consumer does, and still gets every message exactly
+/// once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ordered_consumer_recovers_from_an_induced_gap() {
+    const N: u64 = 600;
+    const LOST: u64 = 250;
+    let b = broker().await;
+    let (client, js) = connect(&b).await;
+    let stream = simple_stream(&js, "GAP", &["gap.>"]).await;
+    // Each consumer made on the stream, as nats-server advises it.
+    let mut created = client
+        .subscribe("$JS.EVENT.ADVISORY.CONSUMER.CREATED.GAP.*")
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    for n in 1..=N {
+        publish(&js, "gap.a", format!("{n}")).await;
+    }
+    let (proxy, dropped) = gap_proxy(b.nats_addr(), LOST).await;
+    let via_proxy = async_nats::connect(proxy.to_string()).await.unwrap();
+    let stream_via_proxy = async_nats::jetstream::new(via_proxy.clone())
+        .get_stream("GAP")
+        .await
+        .unwrap();
+    let consumer: consumer::Consumer<push::OrderedConfig> = within(
+        "ordered consumer",
+        stream_via_proxy.create_consumer(push::OrderedConfig {
+            deliver_subject: via_proxy.new_inbox(),
+            ..Default::default()
+        }),
+    )
+    .await
+    .unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    for want in 1..=N {
+        let m = within_for_long(messages.next()).await.unwrap().unwrap();
+        assert_eq!(
+            m.info().unwrap().stream_sequence,
+            want,
+            "in order, none missing"
+        );
+        assert_eq!(payload_text(&m), want.to_string());
+    }
+    assert_eq!(
+        dropped.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the proxy dropped delivery {LOST} once"
+    );
+    // The client made a second consumer after the gap: two creations.
+    for n in 1..=2 {
+        within("consumer created advisory", created.next())
+            .await
+            .unwrap_or_else(|| panic!("advisory {n}"));
+    }
+    drop(stream);
 }
