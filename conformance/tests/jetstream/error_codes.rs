@@ -292,3 +292,33 @@ async fn other_codes() {
     .await;
     assert_eq!(expect_api_error(&r, 400, 10149), "consumer does not exist");
 }
+
+/// What Junction does not serve is refused with nats-server's bad-request
+/// answer, never left unanswered: snapshots and restores, templates,
+/// `CONSUMER.LEADER.STEPDOWN` and unknown requests (docs/nats.md, JetStream
+/// compatibility). A stream asking for `compression: s2` is made and stored
+/// uncompressed, and says so.
+#[tokio::test(flavor = "multi_thread")]
+async fn unsupported_requests_are_bad_requests_10003() {
+    let b = broker().await;
+    let (client, js) = connect(&b).await;
+    simple_stream(&js, "UNSUP", &["unsup.>"]).await;
+    for subject in [
+        "$JS.API.STREAM.SNAPSHOT.UNSUP",
+        "$JS.API.STREAM.RESTORE.UNSUP",
+        "$JS.API.STREAM.TEMPLATE.NAMES",
+        "$JS.API.CONSUMER.LEADER.STEPDOWN.UNSUP.c",
+        "$JS.API.NO.SUCH.THING",
+    ] {
+        let r = api(&client, subject, "{}").await;
+        assert_eq!(expect_api_error(&r, 400, 10003), "bad request", "{subject}");
+    }
+    let r = api(
+        &client,
+        "$JS.API.STREAM.CREATE.S2",
+        r#"{"name":"S2","subjects":["s2.>"],"compression":"s2"}"#,
+    )
+    .await;
+    assert!(r["error"].is_null(), "{r}");
+    assert_eq!(r["config"]["compression"], "none", "{r}");
+}
