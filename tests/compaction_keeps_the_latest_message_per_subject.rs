@@ -115,8 +115,9 @@ async fn hundred_thousand_messages_compact_to_the_newest_per_subject() {
         r.json::<serde_json::Value>().await.unwrap()["compact"]["max_lag_ms"],
         1000
     );
+    // (The removal count is added after each chunk's deletes: wait for both.)
     let state = support::wait_state(&nc, "kv", GUARD, "compaction to 1,000", |s| {
-        s["messages"] == KEYS
+        s["messages"] == KEYS && s["junction_compacted"] == N - KEYS
     })
     .await;
     let first = newest.values().map(|(s, _)| *s).min().unwrap();

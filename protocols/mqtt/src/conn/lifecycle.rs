@@ -45,7 +45,6 @@ where
         // Nothing more is taken in once the socket goes: undelivered group messages
         // go back to their groups, as first deliveries.
         let leftovers = self.mailbox.close();
-        let _ = self.framed.close().await;
         for e in leftovers {
             if let Event::Group {
                 group, delivered, ..
@@ -118,6 +117,10 @@ where
         } else {
             None
         };
+        // The socket closes only once the session record (and a pending
+        // will in it) is queued for its durable write: a client that saw the
+        // close and then connects gets its own session write ordered after it.
+        let _ = self.framed.close().await;
         {
             let mut slots = tenant.slots.lock();
             if let Some(slot) = slots.get_mut(&self.client_id)
