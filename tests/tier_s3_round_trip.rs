@@ -79,20 +79,17 @@ async fn crash_and_restart(broker: Broker, moto: &S3, prefix: &str) -> Broker {
     start_in(moto, prefix, dir, nats_port, http_port).await
 }
 
-async fn start_in(
-    moto: &S3,
-    prefix: &str,
-    dir: tempfile::TempDir,
+/// `junction serve` on `dir`, NATS and HTTP on these ports (no MQTT), with `env`.
+fn serve(
+    dir: &std::path::Path,
     nats_port: u16,
     http_port: u16,
-) -> Broker {
-    let data = dir.path().join("data");
-    let mut env = moto.tier_env(prefix);
-    env.push(("JUNCTION_TIER_CACHE_BYTES", "4MiB".into()));
-    env.push(("RUST_LOG", "error".into()));
+    env: &[(&'static str, String)],
+) -> tokio::process::Command {
+    let data = dir.join("data");
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let child = process::junction(
-        dir.path(),
+    process::junction(
+        dir,
         &[
             "serve",
             "--nats-listen",
@@ -106,10 +103,23 @@ async fn start_in(
         ],
         &env,
     )
-    .stdout(Stdio::null())
-    .stderr(Stdio::inherit())
-    .spawn()
-    .expect("junction starts");
+}
+
+async fn start_in(
+    moto: &S3,
+    prefix: &str,
+    dir: tempfile::TempDir,
+    nats_port: u16,
+    http_port: u16,
+) -> Broker {
+    let mut env = moto.tier_env(prefix);
+    env.push(("JUNCTION_TIER_CACHE_BYTES", "4MiB".into()));
+    env.push(("RUST_LOG", "error".into()));
+    let child = serve(dir.path(), nats_port, http_port, &env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("junction starts");
     process::wait_listening(nats_port).await;
     process::wait_listening(http_port).await;
     Broker {
@@ -1171,26 +1181,10 @@ async fn a_server_that_overwrites_conditional_writes_gets_no_uploads() {
     let mut env = moto.tier_env("t7");
     env[0].1 = endpoint;
     env.push(("RUST_LOG", "warn".into()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let data = dir.path().join("data");
-    let mut child = process::junction(
-        dir.path(),
-        &[
-            "serve",
-            "--nats-listen",
-            &format!("127.0.0.1:{nats_port}"),
-            "--http-listen",
-            &format!("127.0.0.1:{http_port}"),
-            "--mqtt-listen",
-            "off",
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-        &env,
-    )
-    .stdout(Stdio::null())
-    .spawn()
-    .expect("junction starts");
+    let mut child = serve(dir.path(), nats_port, http_port, &env)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("junction starts");
     let mut log = tokio::io::BufReader::new(child.stderr.take().unwrap());
     process::wait_listening(nats_port).await;
     process::wait_listening(http_port).await;
