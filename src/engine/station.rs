@@ -1131,9 +1131,11 @@ impl Station {
         let mut log = self.log.lock();
         if log.forget(seq).is_some() && !log.limits.memory {
             // Queued under the station lock: every later put follows it in the log.
+            let mut ops = vec![LogOp::Delete(seq)];
+            ops.extend(self.floor_with(&log, &[seq]));
             self.store.append(
                 self.id,
-                vec![LogOp::Delete(seq)],
+                ops,
                 Durability::Interval(Duration::from_secs(1)),
                 Box::new(|_| {}),
             );
@@ -1421,15 +1423,33 @@ impl Station {
             return None;
         }
         let (tx, rx) = mpsc::channel();
+        let mut ops: Vec<LogOp> = seqs.iter().copied().map(LogOp::Delete).collect();
+        ops.extend(self.floor_with(log, seqs));
         self.store.append(
             self.id,
-            seqs.iter().copied().map(LogOp::Delete).collect(),
+            ops,
             Durability::Sync,
             Box::new(move |r| {
                 let _ = tx.send(r);
             }),
         );
         Some(rx)
+    }
+
+    /// The station's last sequence as its floor (`seqfloor/<id>`), to write in the
+    /// same commit as deletes of `seqs` when they include the newest message: the
+    /// log then no longer holds the last sequence, and a crash right after the
+    /// delete would otherwise give that sequence out again (a work-queue or
+    /// interest station whose consumers keep up deletes its newest message on
+    /// every ack). Deletes of older messages leave a newer one in the log, which
+    /// recovery reads the last sequence from.
+    fn floor_with(&self, log: &Log, seqs: &[u64]) -> Option<LogOp> {
+        seqs.contains(&log.last_seq).then(|| {
+            LogOp::Meta(
+                seq_floor_key(self.id),
+                log.last_seq.to_string().into_bytes(),
+            )
+        })
     }
 
     /// Waits until deletes queued by [`Station::queue_deletes`] are durable; then
@@ -1470,11 +1490,14 @@ impl Station {
         let cutoff = now.saturating_sub(max_age.as_nanos() as u64);
         let old = log.expire_before(cutoff);
         let memory = log.limits.memory;
+        let floor = self.floor_with(&log, &old);
         drop(log);
         if !memory && !old.is_empty() {
+            let mut ops: Vec<LogOp> = old.iter().copied().map(LogOp::Delete).collect();
+            ops.extend(floor);
             self.store.append(
                 self.id,
-                old.iter().copied().map(LogOp::Delete).collect(),
+                ops,
                 Durability::Interval(Duration::from_secs(1)),
                 Box::new(|_| {}),
             );
@@ -1533,14 +1556,16 @@ impl Station {
             let queued = self.queue_deletes(&log, &tail);
             drop(log);
             if !memory {
+                // The floor first: a crash after the range delete must not
+                // lose the last sequence with the messages.
+                self.store
+                    .put_meta(&seq_floor_key(self.id), last.to_string().as_bytes())
+                    .map_err(storage_error)?;
                 // Everything below `bound` is in the log: one range delete.
                 self.store
                     .delete_below(self.id, bound)
                     .map_err(storage_error)?;
                 self.deleted(queued, &tail)?;
-                self.store
-                    .put_meta(&seq_floor_key(self.id), last.to_string().as_bytes())
-                    .map_err(storage_error)?;
             }
             return Ok(n);
         }

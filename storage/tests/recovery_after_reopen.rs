@@ -63,3 +63,39 @@ fn acknowledged_appends_survive_reopen() {
     assert_eq!(store.delete_below(1, 100).unwrap(), 98);
     assert_eq!(store.scan(1, 0).next().unwrap().unwrap().seq, 100);
 }
+
+/// A metadata value queued with deletes is written in their commit: after a reopen
+/// the emptied log's last sequence is still known.
+#[test]
+fn a_meta_value_queued_with_deletes_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let put = tx.clone();
+        store.append(
+            7,
+            vec![LogOp::Put(rec(1)), LogOp::Put(rec(2))],
+            Durability::Sync,
+            Box::new(move |r| put.send(r.is_ok()).unwrap()),
+        );
+        store.append(
+            7,
+            vec![
+                LogOp::Delete(1),
+                LogOp::Delete(2),
+                LogOp::Meta("seqfloor/7".into(), b"1".to_vec()),
+                LogOp::Meta("seqfloor/7".into(), b"2".to_vec()),
+            ],
+            Durability::Sync,
+            Box::new(move |r| tx.send(r.is_ok()).unwrap()),
+        );
+        assert!(rx.recv().unwrap());
+        assert!(rx.recv().unwrap());
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.scan(7, 0).count(), 0);
+    assert_eq!(store.last_seq(7), None);
+    // The last of a key's values in one commit wins.
+    assert_eq!(store.get_meta("seqfloor/7").unwrap().unwrap(), b"2");
+}
