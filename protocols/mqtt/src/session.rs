@@ -114,11 +114,6 @@ pub struct SessionRecord {
     pub qos2_in: BTreeSet<u16>,
     /// QoS 2 deliveries whose PUBREL was sent and PUBCOMP not yet received.
     pub pubrel_out: BTreeSet<u16>,
-    /// Of those, the stored ones: packet id → `$MQTT_msgs` sequence, so that a
-    /// message the client has (PUBREC) is not sent again if a crash came before
-    /// its group noted it done. Written with `pubrel_out`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub pubrel_seqs: BTreeMap<u16, u64>,
     /// Deliveries sent with a packet id other than their sequence's (the
     /// connection keeps this current), and, from a clean disconnect on, every
     /// unacknowledged delivery with its packet id.

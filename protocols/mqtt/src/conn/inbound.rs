@@ -245,7 +245,6 @@ where
                     self.outflight.remove(&pkid);
                 }
                 self.record.pubrel_out.remove(&pkid);
-                self.record.pubrel_seqs.remove(&pkid);
             }
             In::Subscribe { pkid, id, filters } => {
                 return self.on_subscribe(pkid, id, filters).await;

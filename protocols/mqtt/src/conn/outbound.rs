@@ -112,9 +112,6 @@ where
                     return true;
                 }
                 self.record.pubrel_out.insert(pkid);
-                if let Origin::Group { seq, .. } = &origin {
-                    self.record.pubrel_seqs.insert(pkid, *seq);
-                }
                 self.forget_pending_out(&origin);
                 if self.persistent() {
                     // The PUBREL-sent state is durable before the stored message is
@@ -308,9 +305,7 @@ where
             // is done with.
             return if same_group { true } else { skip(self) };
         }
-        // The client has it (PUBREC; its PUBREL state is in the session
-        // record), though the group did not note it done before a crash.
-        if self.recent_seqs.contains(&seq) || self.record.pubrel_seqs.values().any(|s| *s == seq) {
+        if self.recent_seqs.contains(&seq) {
             return skip(self);
         }
         let m = d.message;
