@@ -321,3 +321,219 @@ async fn a_pending_delayed_will_survives_kill_9() {
     child.start_kill().unwrap();
     let _ = child.wait().await;
 }
+
+/// A PUBLISH read by [`Raw`]: its flags, packet id and payload.
+struct RawPublish {
+    dup: bool,
+    qos: u8,
+    pkid: u16,
+    payload: String,
+}
+
+impl Raw {
+    /// SUBSCRIBE to one filter at `qos`; waits for its SUBACK.
+    async fn subscribe(&mut self, filter: &str, qos: u8) {
+        let mut body = vec![0, 1];
+        body.extend((filter.len() as u16).to_be_bytes());
+        body.extend(filter.as_bytes());
+        body.push(qos);
+        self.send(0x82, &body).await;
+        let (first, ack) = self.read("SUBACK").await;
+        assert_eq!((first, ack.last().copied()), (0x90, Some(qos)), "SUBACK");
+    }
+
+    /// The next packet, which must be a QoS 1/2 PUBLISH.
+    async fn publish(&mut self, what: &str) -> RawPublish {
+        let (first, body) = self.read(what).await;
+        assert_eq!(first >> 4, 3, "{what}: expected PUBLISH, got {first:#04x}");
+        let topic_len = usize::from(u16::from_be_bytes([body[0], body[1]]));
+        let at = 2 + topic_len;
+        RawPublish {
+            dup: first & 0x08 != 0,
+            qos: (first >> 1) & 3,
+            pkid: u16::from_be_bytes([body[at], body[at + 1]]),
+            payload: String::from_utf8(body[at + 2..].to_vec()).unwrap(),
+        }
+    }
+}
+
+/// MQTT-4.4.0-1: when a client reconnects with a persistent session, the server
+/// resends unacknowledged PUBLISH packets (DUP=1) using their original packet
+/// identifiers; here after the broker was killed with SIGKILL (nothing was
+/// written at disconnect). The subscriber acknowledges every other message
+/// first, so the resent ones are not simply numbered from 1 again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_4_4_0_1_resend_unacknowledged_publish_with_original_packet_identifiers() {
+    const N: usize = 10;
+    let dir = tempfile::tempdir().unwrap();
+    let port = process::free_port();
+    let mut child = start(dir.path(), port).await;
+
+    let (mut sub, _) = Raw::connect(port, "k9-ids-q1").await;
+    sub.subscribe("k9ids/q1", 1).await;
+    let (mut publisher, _) = Client::connect(port, "k9-ids-q1-pub", true).await;
+    for i in 0..N {
+        publisher
+            .publish_acked("k9ids/q1", false, &format!("m{i}"))
+            .await;
+    }
+    let mut unacked = std::collections::BTreeMap::new();
+    for i in 0..N {
+        let p = sub.publish("a first delivery").await;
+        assert_eq!(
+            (p.qos, p.dup),
+            (1, false),
+            "first delivery of {}",
+            p.payload
+        );
+        assert_eq!(p.payload, format!("m{i}"));
+        if i % 2 == 0 {
+            sub.send(0x40, &p.pkid.to_be_bytes()).await; // PUBACK
+        } else {
+            unacked.insert(p.payload, p.pkid);
+        }
+    }
+    // Let the groups save their position (about every 100 ms): setup, not a
+    // check. Then crash.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    drop((sub, publisher));
+
+    let mut child = start(dir.path(), port).await;
+    let (mut sub, ack) = Raw::connect(port, "k9-ids-q1").await;
+    assert_eq!(ack, vec![1, 0], "session present");
+    let mut resent = std::collections::BTreeMap::new();
+    for _ in 0..unacked.len() {
+        let p = sub.publish("an unacknowledged message resent").await;
+        assert!(p.dup, "resent with DUP=1: {}", p.payload);
+        assert_eq!(p.qos, 1);
+        resent.insert(p.payload, p.pkid);
+    }
+    assert_eq!(
+        resent, unacked,
+        "every unacknowledged message resent with its original packet id"
+    );
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+}
+
+/// MQTT-4.4.0-1 for QoS 2 across SIGKILL: a delivery the client PUBRECed (the
+/// broker answered PUBREL) gets its PUBREL again and not the message; one not
+/// PUBRECed is resent as PUBLISH with DUP=1; both with their original packet
+/// identifiers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_4_4_0_1_resend_unacknowledged_publish_and_pubrel_with_original_packet_identifiers() {
+    const N: usize = 6;
+    let dir = tempfile::tempdir().unwrap();
+    let port = process::free_port();
+    let mut child = start(dir.path(), port).await;
+
+    let (mut sub, _) = Raw::connect(port, "k9-ids-q2").await;
+    sub.subscribe("k9ids/q2", 2).await;
+    let (mut publisher, _) = Client::connect(port, "k9-ids-q2-pub", true).await;
+    for i in 0..N {
+        publisher
+            .client
+            .publish("k9ids/q2", QoS::ExactlyOnce, false, format!("m{i}"))
+            .await
+            .unwrap();
+        while !matches!(publisher.next_packet().await, Packet::PubComp(_)) {}
+    }
+    let mut released = std::collections::BTreeSet::new();
+    let mut unreceived = std::collections::BTreeMap::new();
+    for i in 0..N {
+        let p = sub.publish("a first delivery").await;
+        assert_eq!(
+            (p.qos, p.dup),
+            (2, false),
+            "first delivery of {}",
+            p.payload
+        );
+        assert_eq!(p.payload, format!("m{i}"));
+        if i % 2 == 0 {
+            sub.send(0x50, &p.pkid.to_be_bytes()).await; // PUBREC
+            released.insert(p.pkid);
+        } else {
+            unreceived.insert(p.payload, p.pkid);
+        }
+    }
+    let mut pubrels = std::collections::BTreeSet::new();
+    for _ in 0..released.len() {
+        let (first, body) = sub.read("PUBREL").await;
+        assert_eq!(first, 0x62, "PUBREL");
+        pubrels.insert(u16::from_be_bytes([body[0], body[1]]));
+    }
+    assert_eq!(pubrels, released);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    drop((sub, publisher));
+
+    let mut child = start(dir.path(), port).await;
+    let (mut sub, ack) = Raw::connect(port, "k9-ids-q2").await;
+    assert_eq!(ack, vec![1, 0], "session present");
+    let mut pubrels = std::collections::BTreeSet::new();
+    let mut resent = std::collections::BTreeMap::new();
+    for _ in 0..N {
+        let (first, body) = sub.read("a PUBREL or a resent PUBLISH").await;
+        if first == 0x62 {
+            pubrels.insert(u16::from_be_bytes([body[0], body[1]]));
+            continue;
+        }
+        assert_eq!(first & 0xF6, 0x34, "QoS 2 PUBLISH, got {first:#04x}");
+        assert!(first & 0x08 != 0, "resent with DUP=1");
+        let at = 2 + usize::from(u16::from_be_bytes([body[0], body[1]]));
+        resent.insert(
+            String::from_utf8(body[at + 2..].to_vec()).unwrap(),
+            u16::from_be_bytes([body[at], body[at + 1]]),
+        );
+    }
+    assert_eq!(pubrels, released, "PUBREL again, with the same packet ids");
+    assert_eq!(
+        resent, unreceived,
+        "unreceived messages resent with their original packet ids"
+    );
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+}
+
+/// A share group whose members all have persistent sessions queues while every
+/// member is offline, and that queue survives SIGKILL: every acknowledged
+/// publish reaches the first member back, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_group_queue_of_offline_persistent_members_survives_kill_9() {
+    const N: usize = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let port = process::free_port();
+    let mut child = start(dir.path(), port).await;
+    for i in 0..2 {
+        let (mut member, _) = Client::connect(port, &format!("k9-share-{i}"), false).await;
+        member.subscribe("$share/k9g/k9share/t").await;
+        member.disconnect().await;
+    }
+    let (mut publisher, _) = Client::connect(port, "k9-share-pub", true).await;
+    let mut want = std::collections::BTreeSet::new();
+    for i in 0..N {
+        publisher
+            .publish_acked("k9share/t", false, &format!("s{i}"))
+            .await;
+        want.insert(format!("s{i}"));
+    }
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    drop(publisher);
+
+    let mut child = start(dir.path(), port).await;
+    let (mut member, ack) = Client::connect(port, "k9-share-1", false).await;
+    assert!(ack.session_present, "the member's session survived kill -9");
+    let mut got = std::collections::BTreeSet::new();
+    for _ in 0..N {
+        let m = member.recv().await;
+        let text = String::from_utf8(m.payload.to_vec()).unwrap();
+        assert!(got.insert(text.clone()), "{text} delivered twice");
+    }
+    assert_eq!(got, want, "every acknowledged publish, once");
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+}

@@ -1,7 +1,9 @@
 //! Shared subscriptions `$share/<group>/<filter>`: each message goes to one member
-//! of a group, every group gets every message, and plain subscribers still get all.
+//! of a group, every group gets every message, and plain subscribers still get all;
+//! a group whose members have persistent sessions keeps a queue while they are all
+//! offline.
 
-use crate::support::{LONG_GUARD, V4, V5, text, within_for};
+use crate::support::{LONG_GUARD, V4, V5, text, v4_options, within_for};
 use junction_conformance::mqtt_broker;
 use rumqttc::QoS;
 use std::collections::BTreeMap;
@@ -172,4 +174,111 @@ async fn retained_messages_are_not_sent_to_new_shared_subscriptions() {
         .map(|m| text(&m.payload))
         .collect();
     assert_eq!(got, ["sentinel"]);
+}
+
+/// A member with a persistent session (clean session 0).
+async fn persistent_member(b: &junction_conformance::TestBroker, id: &str) -> (V4, bool) {
+    let mut o = v4_options(b, id);
+    o.set_clean_session(false);
+    let (c, ack) = V4::connect(o).await;
+    (c, ack.session_present)
+}
+
+/// Each payload of `got` once, and exactly `want`.
+fn assert_each_once(what: &str, got: &[String], want: &[String]) {
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for m in got {
+        *seen.entry(m.as_str()).or_default() += 1;
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, c)| **c > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "{what}: delivered more than once: {twice:?}"
+    );
+    let mut want: Vec<&str> = want.iter().map(String::as_str).collect();
+    want.sort();
+    assert_eq!(
+        seen.into_keys().collect::<Vec<_>>(),
+        want,
+        "{what}: every message"
+    );
+}
+
+/// A share group whose members all have persistent sessions keeps queueing while
+/// every member is offline (as EMQX and HiveMQ do), and the first member back
+/// gets the whole backlog, each message once; with both members back, each new
+/// message goes to exactly one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_group_of_persistent_sessions_queues_while_every_member_is_offline() {
+    const N: usize = 100;
+    let b = mqtt_broker().await;
+    for i in 0..2 {
+        let (mut c, _) = persistent_member(&b, &format!("sq-{i}")).await;
+        c.subscribe("$share/g/sq/t", QoS::AtLeastOnce).await;
+        c.disconnect().await;
+    }
+    let mut p = V4::new(&b, "sq-pub").await;
+    let backlog: Vec<String> = (0..N).map(|i| format!("b{i}")).collect();
+    for m in &backlog {
+        p.publish("sq/t", QoS::AtLeastOnce, false, m.clone()).await;
+    }
+
+    let (mut first, present) = persistent_member(&b, "sq-0").await;
+    assert!(present, "the member's session is kept");
+    let got: Vec<String> = first
+        .recv_n(N)
+        .await
+        .iter()
+        .map(|m| text(&m.payload))
+        .collect();
+    assert_each_once("the backlog, to the first member back", &got, &backlog);
+
+    let (second, present) = persistent_member(&b, "sq-1").await;
+    assert!(present);
+    let live: Vec<String> = (0..N).map(|i| format!("l{i}")).collect();
+    for m in &live {
+        p.publish("sq/t", QoS::AtLeastOnce, false, m.clone()).await;
+    }
+    let mut members = [first, second];
+    let per = collect(&mut members, N).await;
+    // Anything more (a duplicate of the backlog or of these) would show here.
+    let mut all: Vec<String> = per.iter().flatten().cloned().collect();
+    for m in members.iter_mut() {
+        for pkt in m.drain_for(Duration::from_millis(300)).await {
+            if let rumqttc::Packet::Publish(x) = pkt {
+                all.push(text(&x.payload));
+            }
+        }
+    }
+    assert_each_once("with both members back", &all, &live);
+}
+
+/// A share group's queue goes with its last persistent member: once every
+/// member's session has ended, nothing is queued for the group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_group_queue_goes_with_its_last_persistent_member() {
+    let b = mqtt_broker().await;
+    for i in 0..2 {
+        let (mut c, _) = persistent_member(&b, &format!("sg-{i}")).await;
+        c.subscribe("$share/g/sg/t", QoS::AtLeastOnce).await;
+        c.disconnect().await;
+    }
+    let mut p = V4::new(&b, "sg-pub").await;
+    p.publish("sg/t", QoS::AtLeastOnce, false, "queued").await;
+    // Both sessions end (a clean session discards the persistent one).
+    for i in 0..2 {
+        V4::new(&b, &format!("sg-{i}")).await.disconnect().await;
+    }
+    p.publish("sg/t", QoS::AtLeastOnce, false, "dropped").await;
+    let (mut c, present) = persistent_member(&b, "sg-0").await;
+    assert!(!present, "the session ended");
+    c.subscribe("$share/g/sg/t", QoS::AtLeastOnce).await;
+    p.publish("sg/t", QoS::AtLeastOnce, false, "sentinel").await;
+    let got: Vec<String> = c
+        .recv_until(b"sentinel")
+        .await
+        .iter()
+        .map(|m| text(&m.payload))
+        .collect();
+    assert_eq!(got, ["sentinel"], "the old queue went with the sessions");
 }

@@ -69,6 +69,12 @@ pub(crate) struct Tenant {
 }
 
 impl Tenant {
+    /// Does a persistent session hold the shared subscription `raw`
+    /// (`$share/<group>/<filter>`)? Then its share group has a queue.
+    pub fn share_queued(&self, raw: &str) -> bool {
+        self.durable.read().keys().any(|(_, r)| r == raw)
+    }
+
     /// Does a persistent QoS 1/2 subscription want MQTT publishes on `subject`?
     pub fn durable_match(&self, subject: &Subject) -> bool {
         self.durable
@@ -319,7 +325,6 @@ impl MqttBroker {
             for (raw, opts) in &record.subs {
                 if opts.qos > 0
                     && let Ok(m) = crate::topic::map_filter(raw)
-                    && m.share.is_none()
                 {
                     tenant
                         .durable
@@ -336,6 +341,7 @@ impl MqttBroker {
             if record.disconnected_ms == 0 {
                 // The broker stopped while this session was connected.
                 record.disconnected_ms = now;
+                record.crashed = true;
             }
             let id = record.client_id.clone();
             let expiry = record.expiry;
@@ -461,8 +467,9 @@ impl MqttBroker {
                 .remove(&(record.client_id.clone(), raw.clone()));
             self.announce_durable(tenant, &record.client_id, raw, false);
             // Whatever the subscription's QoS now: a group left by an earlier QoS 1/2
-            // subscription to the same filter goes too.
-            if !raw.starts_with("$share/") {
+            // subscription to the same filter goes too. A share group's queue
+            // goes with its last persistent member.
+            if !raw.starts_with("$share/") || !tenant.share_queued(raw) {
                 let group = crate::conn::group_name(&record.client_id, raw);
                 let _ = self.engine.delete_internal_group(&tenant.id, MSGS, &group);
             }

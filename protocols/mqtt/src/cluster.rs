@@ -335,11 +335,9 @@ impl MqttBroker {
             };
             let key = (note.client_id, note.filter);
             if note.add {
-                match crate::topic::map_filter(&key.1) {
-                    Ok(mapped) if mapped.share.is_none() => {
-                        tenant.durable.write().insert(key, mapped.subjects);
-                    }
-                    _ => {}
+                // (A shared one too: its share group's queue is cluster-wide.)
+                if let Ok(mapped) = crate::topic::map_filter(&key.1) {
+                    tenant.durable.write().insert(key, mapped.subjects);
                 }
             } else {
                 tenant.durable.write().remove(&key);

@@ -11,7 +11,10 @@
 //! - live delivery is an engine subscription per filter (two for `a/#`);
 //! - QoS 1/2 messages for persistent sessions, retained messages and session state
 //!   are kept in three stations (`$MQTT_msgs`, `$MQTT_rmsgs`, `$MQTT_sess`), so they
-//!   survive a restart; a persistent QoS 1/2 subscription is a consumer group.
+//!   survive a restart; a persistent QoS 1/2 subscription is a consumer group
+//!   (a shared one, its share group's, which every member takes from);
+//! - a stored message is first sent with a packet id its sequence gives, so it
+//!   keeps that id when it is sent again after a crash (MQTT-4.4.0-1).
 
 pub mod bridge;
 mod broker;

@@ -92,7 +92,8 @@ pub struct SubOpts {
     pub id: Option<u32>,
 }
 
-/// A QoS 1/2 delivery from a group not yet acknowledged when the client left: its
+/// A QoS 1/2 delivery from a group whose packet id is not the one its sequence
+/// gives ([`seq_pkid`]), or that was unacknowledged when the client left: that
 /// packet id is reused when the message is sent again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingOut {
@@ -113,7 +114,9 @@ pub struct SessionRecord {
     pub qos2_in: BTreeSet<u16>,
     /// QoS 2 deliveries whose PUBREL was sent and PUBCOMP not yet received.
     pub pubrel_out: BTreeSet<u16>,
-    /// Unacknowledged deliveries at disconnect.
+    /// Deliveries sent with a packet id other than their sequence's (the
+    /// connection keeps this current), and, from a clean disconnect on, every
+    /// unacknowledged delivery with its packet id.
     pub pending_out: Vec<PendingOut>,
     /// When the last connection ended, ms since the epoch (0 while connected).
     pub disconnected_ms: u64,
@@ -126,6 +129,21 @@ pub struct SessionRecord {
     /// the client comes back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub will: Option<StoredWill>,
+    /// Not stored: the record was read back after the broker stopped while the
+    /// session was connected (a crash, or a lost node), so what its groups
+    /// deliver again was sent before (DUP).
+    #[serde(skip)]
+    pub crashed: bool,
+}
+
+/// The packet id a stored message (`$MQTT_msgs` sequence `seq`) is first sent
+/// with: derived from the sequence, so that after a crash, with nothing written
+/// per delivery, the message is sent again with the same id (MQTT-4.4.0-1). A
+/// session's in-flight messages have distinct sequences, so two of them share an
+/// id only when their sequences are 65535 apart; the second then gets another id,
+/// written to the session record ([`PendingOut`]).
+pub fn seq_pkid(seq: u64) -> u16 {
+    (seq.saturating_sub(1) % u64::from(u16::MAX)) as u16 + 1
 }
 
 /// A pending delayed will, as the message it publishes.
@@ -370,4 +388,32 @@ pub fn load_retained(
         );
     }
     (out, tombstones)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sequence_gives_a_nonzero_packet_id_that_repeats_every_65535() {
+        assert_eq!(seq_pkid(1), 1);
+        assert_eq!(seq_pkid(65535), 65535);
+        assert_eq!(seq_pkid(65536), 1);
+        assert_eq!(seq_pkid(0), 1);
+        assert_eq!(seq_pkid(u64::MAX), (((u64::MAX - 1) % 65535) + 1) as u16);
+        assert!((1..200_000).all(|s| seq_pkid(s) != 0));
+    }
+
+    #[test]
+    fn the_crash_marker_is_not_stored() {
+        let r = SessionRecord {
+            client_id: "c".to_owned(),
+            crashed: true,
+            ..SessionRecord::default()
+        };
+        let back: SessionRecord =
+            serde_json::from_slice(&record_message(&r).payload).unwrap_or_default();
+        assert_eq!(back.client_id, "c");
+        assert!(!back.crashed);
+    }
 }

@@ -539,12 +539,18 @@ where
                 .sub_keys
                 .get(&raw)
                 .and_then(|k| self.subs.get(k))
-                .is_some_and(|sub| sub.group.is_some());
+                .is_some_and(|sub| sub.group.is_some())
+                // (A session that only joined a share group's queue holds none.)
+                && (mapped.share.is_none()
+                    || self
+                        .tenant
+                        .durable
+                        .read()
+                        .contains_key(&(self.client_id.clone(), raw.clone())));
             if existed {
                 // Still a persistent QoS 1/2 subscription: keep its group and
                 // backlog; otherwise the group goes.
-                let durable =
-                    (self.persistent() || had_group) && opts.qos > 0 && mapped.share.is_none();
+                let durable = (self.persistent() || had_group) && opts.qos > 0;
                 self.deactivate(&raw, !durable);
             }
             match self.activate(&raw, opts.clone(), mapped.clone(), had_group) {
@@ -739,9 +745,18 @@ where
     ) -> Result<u32, EngineError> {
         let key = self.next_sub_key;
         self.next_sub_key += 1;
-        let durable = (self.persistent() || resumed) && opts.qos > 0 && mapped.share.is_none();
+        // A persistent QoS 1/2 subscription has a consumer group; a shared one
+        // shares its share group's, which a session without a session state
+        // joins too while the share group has one (so that each message goes to
+        // one member), though it does not keep it.
+        let member = (self.persistent() || resumed) && opts.qos > 0;
+        let joins =
+            !member && opts.qos > 0 && mapped.share.is_some() && self.tenant.share_queued(raw);
+        let durable = member || joins;
         let mut group = None;
-        if durable {
+        if joins {
+            group = Some(group_name(&self.client_id, raw));
+        } else if durable {
             let name = group_name(&self.client_id, raw);
             let config = durable_group(&self.client_id, raw, &mapped.subjects);
             let mut created =
@@ -837,16 +852,25 @@ where
             if let Some(g) = &sub.group
                 && delete_group
             {
-                self.tenant
+                let member = self
+                    .tenant
                     .durable
                     .write()
-                    .remove(&(self.client_id.clone(), raw.to_owned()));
-                self.broker
-                    .announce_durable(&self.tenant, &self.client_id, raw, false);
-                let _ = self
-                    .broker
-                    .engine
-                    .delete_internal_group(&self.tenant.id, MSGS, g);
+                    .remove(&(self.client_id.clone(), raw.to_owned()))
+                    .is_some();
+                if member {
+                    self.broker
+                        .announce_durable(&self.tenant, &self.client_id, raw, false);
+                }
+                // A share group's queue stays while another persistent session
+                // holds the subscription.
+                let shared = sub.mapped.share.is_some();
+                if !shared || (member && !self.tenant.share_queued(raw)) {
+                    let _ = self
+                        .broker
+                        .engine
+                        .delete_internal_group(&self.tenant.id, MSGS, g);
+                }
             }
             let _ = (&sub.raw, &sub.opts, &sub.mapped);
         }

@@ -25,7 +25,9 @@ where
                 tracing::warn!(client_id = %self.client_id, filter = %raw, error = %e, "cannot restore subscription");
             }
         }
-        for p in std::mem::take(&mut self.record.pending_out) {
+        // Kept in the record too (until acknowledged): a record written later in
+        // this connection still holds them, for a crash before they are resent.
+        for p in self.record.pending_out.clone() {
             self.reuse_pkids.insert((p.group, p.seq), p.pkid);
         }
         let pubrels: Vec<u16> = self.record.pubrel_out.iter().copied().collect();

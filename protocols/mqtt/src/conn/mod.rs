@@ -58,8 +58,13 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// The consumer group of a persistent subscription.
+/// The consumer group of a persistent subscription. A shared subscription's
+/// (`$share/<group>/<filter>`) is the share group's, whoever subscribes: its
+/// members take turns at one queue.
 pub(crate) fn group_name(client_id: &str, raw_filter: &str) -> String {
+    if raw_filter.starts_with("$share/") {
+        return format!("mqtt_share_{}", session::short_hash(raw_filter));
+    }
     format!(
         "mqtt_{}_{}",
         session::short_hash(client_id),
@@ -77,7 +82,11 @@ pub(crate) fn durable_group(
     GroupConfig {
         name: group_name(client_id, raw_filter),
         durable: true,
-        description: Some(format!("MQTT {client_id} {raw_filter}")),
+        description: Some(if raw_filter.starts_with("$share/") {
+            format!("MQTT {raw_filter}")
+        } else {
+            format!("MQTT {client_id} {raw_filter}")
+        }),
         deliver_policy: DeliverPolicy::New,
         ack_policy: AckPolicy::Explicit,
         ack_wait: GROUP_ACK_WAIT,
@@ -232,6 +241,8 @@ struct Conn<S> {
     queue: VecDeque<OutMsg>,
     next_pkid: u16,
     reuse_pkids: HashMap<(String, u64), u16>,
+    /// The session was resumed after a crash ([`SessionRecord::crashed`]).
+    after_crash: bool,
     client_recv_max: usize,
     aliases_out: HashMap<String, u16>,
     client_alias_max: u16,
@@ -616,6 +627,11 @@ async fn connect<S>(
         }
         p => p,
     };
+    // The broker (or, in a cluster, the session's node) stopped while the
+    // session was connected: what its groups deliver again was sent before.
+    let after_crash = previous
+        .as_ref()
+        .is_some_and(|r| r.crashed || r.disconnected_ms == 0);
     let expiry = info.session_expiry.min(broker.options.max_session_expiry);
     // Given back to the registry if this session cannot be stored.
     let resumed = previous.clone().filter(|_| !info.clean_start);
@@ -634,6 +650,7 @@ async fn connect<S>(
     record.node = broker.node.clone();
     // A pending delayed will is cancelled by the client coming back.
     record.will = None;
+    record.crashed = false;
 
     // A persistent session is stored before CONNACK says it exists.
     if expiry > 0 {
@@ -718,6 +735,7 @@ async fn connect<S>(
         queue: VecDeque::new(),
         next_pkid: 1,
         reuse_pkids: HashMap::new(),
+        after_crash: after_crash && present,
         client_recv_max: usize::from(info.receive_max.max(1)),
         aliases_out: HashMap::new(),
         client_alias_max: info.topic_alias_max,

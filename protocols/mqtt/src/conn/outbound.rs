@@ -85,7 +85,21 @@ where
     pub(super) fn on_puback(&mut self, pkid: u16) {
         if let Some((origin, OutState::AwaitAck)) = self.outflight.get(&pkid).cloned() {
             self.outflight.remove(&pkid);
+            self.forget_pending_out(&origin);
             self.ack_origin(&origin, AckKind::Ack);
+        }
+    }
+
+    /// A delivery the client acknowledged (PUBACK, PUBREC) needs no packet id
+    /// kept for it in the session record any more (nothing is written for
+    /// that: a stale entry only holds an id back).
+    fn forget_pending_out(&mut self, origin: &Origin) {
+        if let Origin::Group { group, seq } = origin
+            && !self.record.pending_out.is_empty()
+        {
+            self.record
+                .pending_out
+                .retain(|p| p.seq != *seq || p.group != *group);
         }
     }
 
@@ -98,6 +112,7 @@ where
                     return true;
                 }
                 self.record.pubrel_out.insert(pkid);
+                self.forget_pending_out(&origin);
                 if self.persistent() {
                     // The PUBREL-sent state is durable before the stored message is
                     // let go: after a crash the PUBREL is sent again, not the message.
@@ -353,7 +368,10 @@ where
             retain,
             // DUP only for what this session really sent before (MQTT-3.3.1-1): a
             // message put back unsent when a connection ended is a first delivery.
-            dup: self.reuse_pkids.contains_key(&(group.clone(), seq)),
+            // After a crash nothing says what was sent: a message delivered before
+            // (its group counts it) was, as far as anyone knows.
+            dup: self.reuse_pkids.contains_key(&(group.clone(), seq))
+                || (self.after_crash && d.delivery_count > 1),
             sub_ids: ids,
             origin: Origin::Group { group, seq },
         };
@@ -433,6 +451,35 @@ where
         1
     }
 
+    /// The packet id of a stored message: the one it was sent with before (kept
+    /// in the session record), else the one its sequence gives
+    /// ([`session::seq_pkid`]), else (in use) a free one, written to the
+    /// session record so that a crash does not change it.
+    fn group_pkid(&mut self, group: &str, seq: u64) -> u16 {
+        let wanted = self
+            .reuse_pkids
+            .remove(&(group.to_owned(), seq))
+            .unwrap_or_else(|| session::seq_pkid(seq));
+        if !self.outflight.contains_key(&wanted) {
+            return wanted;
+        }
+        let pkid = self.alloc_pkid();
+        self.record
+            .pending_out
+            .retain(|p| p.seq != seq || p.group != group);
+        self.record.pending_out.push(PendingOut {
+            pkid,
+            group: group.to_owned(),
+            seq,
+        });
+        if self.persistent() {
+            // Queued before the PUBLISH is written to the socket.
+            self.broker
+                .store_record(&self.tenant, &self.client, &self.record, None);
+        }
+        pkid
+    }
+
     pub(super) async fn send_publish(&mut self, m: OutMsg) -> bool {
         let now = now_ms();
         let expiry = match expires_at(m.headers.as_ref()) {
@@ -469,16 +516,9 @@ where
         let lineage = self.broker.options.lineage_properties;
         let properties = self.v5.then(|| out_properties(&m, expiry, alias, lineage));
         let pkid = match &m.origin {
-            Origin::Group { group, seq, .. } if m.qos > 0 => self
-                .reuse_pkids
-                .remove(&(group.clone(), *seq))
-                .filter(|p| !self.outflight.contains_key(p)),
+            Origin::Group { group, seq } if m.qos > 0 => Some(self.group_pkid(group, *seq)),
+            _ if m.qos > 0 => Some(self.alloc_pkid()),
             _ => None,
-        };
-        let pkid = if m.qos > 0 {
-            Some(pkid.unwrap_or_else(|| self.alloc_pkid()))
-        } else {
-            None
         };
         let size = m.payload.len();
         let publish = Publish {
