@@ -130,7 +130,7 @@ async fn stop(broker: Broker) -> (tempfile::TempDir, u16, u16, Vec<(&'static str
     (dir, nats_port, http_port, extra)
 }
 
-async fn js(broker: &Broker) -> (async_nats::Client, jetstream::Context) {
+async fn connect(broker: &Broker) -> (async_nats::Client, jetstream::Context) {
     let nc = async_nats::connect(format!("127.0.0.1:{}", broker.nats_port))
         .await
         .unwrap();
@@ -290,7 +290,7 @@ async fn a_restarted_broker_replays_the_remote_range_from_disk_with_s3_hung() {
     let Some(moto) = s3::moto().await else { return };
     let broker = start(&moto, "warm", Vec::new()).await;
     let http = reqwest::Client::new();
-    let (_nc, js) = js(&broker).await;
+    let (_nc, js) = connect(&broker).await;
     fill(&broker, &js).await;
     replay(&js, "cold").await;
     let cold = tier_state(&http, &broker).await;
@@ -302,7 +302,7 @@ async fn a_restarted_broker_replays_the_remote_range_from_disk_with_s3_hung() {
     let (dir, nats_port, http_port, extra) = stop(broker).await;
     moto.hang();
     let broker = start_in(&moto, "warm", dir, nats_port, http_port, extra).await;
-    let (nc, js) = js(&broker).await;
+    let (nc, js) = connect(&broker).await;
     replay(&js, "warm").await;
     let warm = tier_state(&http, &broker).await;
     // NATS STREAM.INFO says the same as the HTTP station.
@@ -344,15 +344,12 @@ async fn a_tiny_disk_cache_stays_within_its_bound_and_the_replay_is_complete() {
     )
     .await;
     let http = reqwest::Client::new();
-    let (_nc, js) = js(&broker).await;
+    let (_nc, js) = connect(&broker).await;
     fill(&broker, &js).await;
     replay(&js, "all").await;
     cache_written(&http, &broker).await;
     let (bytes, files) = dir_bytes(&broker.cache_dir());
-    assert!(
-        bytes <= BOUND + ONE_BLOCK,
-        "{bytes} bytes in {files} files"
-    );
+    assert!(bytes <= BOUND + ONE_BLOCK, "{bytes} bytes in {files} files");
     assert!(files > 0);
     assert_eq!(
         metric(&http, &broker, "junction_tier_disk_cache_bytes").await,
@@ -368,10 +365,7 @@ async fn a_tiny_disk_cache_stays_within_its_bound_and_the_replay_is_complete() {
     replay(&js, "again").await;
     cache_written(&http, &broker).await;
     let (bytes, files) = dir_bytes(&broker.cache_dir());
-    assert!(
-        bytes <= BOUND + ONE_BLOCK,
-        "{bytes} bytes in {files} files"
-    );
+    assert!(bytes <= BOUND + ONE_BLOCK, "{bytes} bytes in {files} files");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -379,7 +373,7 @@ async fn a_corrupt_cached_block_is_deleted_counted_and_read_from_s3() {
     let Some(moto) = s3::moto().await else { return };
     let broker = start(&moto, "flip", Vec::new()).await;
     let http = reqwest::Client::new();
-    let (_nc, js) = js(&broker).await;
+    let (_nc, js) = connect(&broker).await;
     fill(&broker, &js).await;
     replay(&js, "cold").await;
     cache_written(&http, &broker).await;
@@ -402,7 +396,7 @@ async fn a_corrupt_cached_block_is_deleted_counted_and_read_from_s3() {
     std::fs::write(&victim, &bytes).unwrap();
 
     let broker = start_in(&moto, "flip", dir, nats_port, http_port, extra).await;
-    let (_nc, js) = js(&broker).await;
+    let (_nc, js) = connect(&broker).await;
     replay(&js, "after").await;
     assert_eq!(
         metric(&http, &broker, "junction_tier_disk_cache_corrupt_total").await,

@@ -337,7 +337,7 @@ impl Remote {
 
     /// Reads and checks a cached file on a blocking thread: `Some` when
     /// `decode` accepts its bytes; a file it refuses is deleted and counted.
-    async fn from_disk<T: Send + 'static>(
+    async fn read_disk_cache<T: Send + 'static>(
         &self,
         name: Option<String>,
         decode: impl FnOnce(&[u8]) -> Result<T, SegmentError> + Send + 'static,
@@ -527,7 +527,7 @@ impl Remote {
         let name = disk_cache::file_name(&seg.key, None);
         let object_len = seg.object_len;
         if let Some(footer) = self
-            .from_disk(name.clone(), move |b| segment::decode_footer(b, object_len))
+            .read_disk_cache(name.clone(), move |b| segment::decode_footer(b, object_len))
             .await
         {
             let footer = Arc::new(footer);
@@ -630,7 +630,7 @@ impl Remote {
         let name = disk_cache::file_name(&seg.key, Some(b.offset));
         let bref = *b;
         if let Some(records) = self
-            .from_disk(name.clone(), move |bytes| {
+            .read_disk_cache(name.clone(), move |bytes| {
                 segment::decode_block(&bref, bytes)
             })
             .await
