@@ -7,9 +7,12 @@
 //!   order with its payload, and the station counts no cache miss;
 //! - with a tiny bound, a full replay is complete and the cache directory
 //!   stays within the bound (plus one block);
+//! - deleting the station removes its cached files;
 //! - a cached block with a flipped byte (broker stopped) is caught by its
 //!   checksum after the restart: the reader gets the right data from S3 and
-//!   `junction_tier_disk_cache_corrupt_total` counts it.
+//!   `junction_tier_disk_cache_corrupt_total` counts it; the files of a
+//!   station the broker does not have, and a half-written `.tmp`, are removed
+//!   at start.
 //!
 //! The server is found as tests/support/s3.rs says. Without one the test says
 //! so and passes, unless `REQUIRE_MOTO` is set.
@@ -366,6 +369,20 @@ async fn a_tiny_disk_cache_stays_within_its_bound_and_the_replay_is_complete() {
     cache_written(&http, &broker).await;
     let (bytes, files) = dir_bytes(&broker.cache_dir());
     assert!(bytes <= BOUND + ONE_BLOCK, "{bytes} bytes in {files} files");
+
+    // Deleting the station removes its cached files.
+    js.delete_stream("TIERED").await.unwrap();
+    for _ in 0..600 {
+        if metric(&http, &broker, "junction_tier_disk_cache_files").await == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        metric(&http, &broker, "junction_tier_disk_cache_files").await,
+        0
+    );
+    assert_eq!(dir_bytes(&broker.cache_dir()), (0, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -394,6 +411,14 @@ async fn a_corrupt_cached_block_is_deleted_counted_and_read_from_s3() {
     let at = bytes.len() / 2;
     bytes[at] ^= 0x40;
     std::fs::write(&victim, &bytes).unwrap();
+    // A station this broker does not have, and a write cut short.
+    let stale = cache.join("999-1");
+    std::fs::create_dir_all(&stale).unwrap();
+    let stale_file = stale
+        .join("00000000000000000001-00000000000000000009-0000000000000001.0000000000000000.blk");
+    std::fs::write(&stale_file, b"stale").unwrap();
+    let half = victim.with_extension("blk.tmp");
+    std::fs::write(&half, b"half").unwrap();
 
     let broker = start_in(&moto, "flip", dir, nats_port, http_port, extra).await;
     let (_nc, js) = connect(&broker).await;
@@ -411,4 +436,6 @@ async fn a_corrupt_cached_block_is_deleted_counted_and_read_from_s3() {
     // It is written again, whole.
     cache_written(&http, &broker).await;
     assert_ne!(std::fs::read(&victim).unwrap(), bytes);
+    assert!(!stale_file.exists() && !stale.exists(), "stale files stay");
+    assert!(!half.exists(), "a .tmp stays");
 }
