@@ -221,7 +221,13 @@ async fn replay(js: &jetstream::Context, name: &str) {
         .await
         .unwrap();
     let mut want = 1;
+    // A hang guard, not a timed assertion.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while want <= MESSAGES {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name}: stuck before seq {want}"
+        );
         let mut batch = tokio::time::timeout(
             Duration::from_secs(60),
             c.fetch()
