@@ -326,10 +326,9 @@ impl Remote {
         self.disk.as_ref()
     }
 
-    /// Forgets the cached blocks and footer of a segment that left its
-    /// station's index (files are removed in the background).
+    /// Removes the disk cache's files of a segment that left its station's
+    /// index (in the background). The memory caches keep it until it ages out.
     pub fn forget_cached(&self, key: &str) {
-        self.footers.lock().remove(key);
         if let Some(d) = &self.disk {
             d.forget_segment(key);
         }
