@@ -218,6 +218,14 @@ pub struct ServeArgs {
     /// 256MiB [default: 64MiB] (`tier.cache_bytes`).
     #[arg(long = "tier-cache-bytes", value_name = "SIZE")]
     pub tier_cache_bytes: Option<String>,
+    /// Tiered storage: disk for remote blocks, bytes or a size such as 10GiB, 0
+    /// for none [default: 1GiB] (`tier.disk_cache_bytes`).
+    #[arg(long = "tier-disk-cache-bytes", value_name = "SIZE")]
+    pub tier_disk_cache_bytes: Option<String>,
+    /// Tiered storage: the disk cache's directory [default: <data-dir>/tier-cache]
+    /// (`tier.disk_cache_dir`).
+    #[arg(long = "tier-disk-cache-dir", value_name = "DIR")]
+    pub tier_disk_cache_dir: Option<String>,
 }
 
 /// Long flags that Go's flag package also accepts with a single dash.
@@ -365,6 +373,12 @@ impl ServeArgs {
         figment = set(figment, "tier.prefix", &self.tier_prefix);
         figment = set(figment, "tier.region", &self.tier_region);
         figment = set(figment, "tier.cache_bytes", &self.tier_cache_bytes);
+        figment = set(
+            figment,
+            "tier.disk_cache_bytes",
+            &self.tier_disk_cache_bytes,
+        );
+        figment = set(figment, "tier.disk_cache_dir", &self.tier_disk_cache_dir);
         if self.tier_allow_http {
             figment = figment.merge(("tier.allow_http", true));
         }
@@ -627,6 +641,10 @@ mod tests {
             "--tier-allow-http",
             "--tier-cache-bytes",
             "256MiB",
+            "--tier-disk-cache-bytes",
+            "10GiB",
+            "--tier-disk-cache-dir",
+            "/var/cache/junction",
         ])
         .unwrap();
         let c = cli.serve.load().unwrap();
@@ -636,6 +654,11 @@ mod tests {
         assert_eq!(c.tier.region.as_deref(), Some("eu-west-1"));
         assert!(c.tier.allow_http);
         assert_eq!(c.tier.cache_bytes, Some(256 * 1024 * 1024));
+        assert_eq!(c.tier.disk_cache_bytes, Some(10 * 1024 * 1024 * 1024));
+        assert_eq!(
+            c.tier.disk_cache_dir.as_deref(),
+            Some(std::path::Path::new("/var/cache/junction"))
+        );
         let bad = Cli::try_parse_from([
             "junction",
             "--tier-bucket",

@@ -212,6 +212,12 @@ pub struct TierConfig {
     /// [default: 64 MiB].
     #[serde(deserialize_with = "crate::byte_size::optional")]
     pub cache_bytes: Option<u64>,
+    /// Disk for remote blocks and footers, so a restart starts warm: bytes or
+    /// a size (`"10GiB"`), 0 for no disk cache [default: 1 GiB].
+    #[serde(deserialize_with = "crate::byte_size::optional")]
+    pub disk_cache_bytes: Option<u64>,
+    /// The disk cache's directory [default: `<data_dir>/tier-cache`].
+    pub disk_cache_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for TierConfig {
@@ -225,6 +231,8 @@ impl Default for TierConfig {
             secret_access_key: None,
             allow_http: false,
             cache_bytes: None,
+            disk_cache_bytes: None,
+            disk_cache_dir: None,
         }
     }
 }
@@ -232,9 +240,15 @@ impl Default for TierConfig {
 impl TierConfig {
     /// Default block cache: 64 MiB.
     pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+    /// Default disk cache: 1 GiB.
+    pub const DEFAULT_DISK_CACHE_BYTES: u64 = 1024 * 1024 * 1024;
 
-    /// The settings the storage crate takes, or `None` when tiering is off.
-    pub fn settings(&self) -> Result<Option<junction_storage::tier::TierSettings>, ConfigError> {
+    /// The settings the storage crate takes, or `None` when tiering is off;
+    /// the disk cache goes under `data_dir` unless `disk_cache_dir` is set.
+    pub fn settings(
+        &self,
+        data_dir: &std::path::Path,
+    ) -> Result<Option<junction_storage::tier::TierSettings>, ConfigError> {
         let Some(bucket) = self.bucket.as_deref().map(str::trim) else {
             return Ok(None);
         };
@@ -274,6 +288,14 @@ impl TierConfig {
             secret_access_key: self.secret_access_key.clone(),
             allow_http: self.allow_http,
             cache_bytes,
+            disk_cache_bytes: self
+                .disk_cache_bytes
+                .unwrap_or(Self::DEFAULT_DISK_CACHE_BYTES),
+            disk_cache_dir: Some(
+                self.disk_cache_dir
+                    .clone()
+                    .unwrap_or_else(|| data_dir.join("tier-cache")),
+            ),
         }))
     }
 }
@@ -1222,7 +1244,7 @@ impl Config {
         self.stream_imports()?;
         self.system_tenant()?;
         self.cluster.validate()?;
-        self.tier.settings()?;
+        self.tier.settings(&self.data_dir)?;
         self.notifications.validate().map_err(ConfigError)?;
         for (name, remote) in &self.remotes {
             remote.check(name)?;

@@ -398,7 +398,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 .iter()
                 .map(|t| (t.id(), t.engine_limits()))
                 .collect(),
-            tier: match config.tier.settings()? {
+            tier: match config.tier.settings(&config.data_dir)? {
                 None => None,
                 Some(settings) => Some(std::sync::Arc::new(
                     junction_storage::tier::Remote::s3(&settings)

@@ -552,10 +552,19 @@ async fn unknown_keys_bad_values_and_broken_toml_are_one_line() {
         ),
         (
             vec![],
+            vec![
+                ("JUNCTION_TIER_BUCKET", "b"),
+                ("JUNCTION_TIER_DISK_CACHE_DIR", "/dev/null/cache"),
+            ],
+            "junction: tier: disk_cache_dir: cannot use /dev/null/cache: Not a directory (os error 20)"
+                .to_string(),
+        ),
+        (
+            vec![],
             vec![("JUNCTION_TIER_BUKET", "b")],
             "junction: environment: unknown key 'JUNCTION_TIER__BUKET' (known keys here: \
              endpoint, bucket, prefix, region, access_key_id, secret_access_key, allow_http, \
-             cache_bytes)"
+             cache_bytes, disk_cache_bytes, disk_cache_dir)"
                 .to_string(),
         ),
     ];

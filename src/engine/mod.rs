@@ -1839,6 +1839,21 @@ impl Monitor for StationEngine {
                     uploaded_bytes: n(&c.uploaded_bytes),
                     cache_hits: n(&c.cache_hits),
                     cache_misses: n(&c.cache_misses),
+                    disk_cache: r.disk_cache().map(|d| {
+                        let (bytes, files) = d.usage();
+                        let c = &d.counters;
+                        junction_api::DiskCacheStats {
+                            bytes,
+                            files,
+                            capacity_bytes: d.capacity(),
+                            queued_bytes: d.queued_bytes(),
+                            hits: n(&c.hits),
+                            corrupt: n(&c.corrupt),
+                            writes: n(&c.writes),
+                            evictions: n(&c.evictions),
+                            errors: n(&c.errors),
+                        }
+                    }),
                     read_errors: n(&c.read_errors),
                     corrupt: n(&c.corrupt),
                 }

@@ -589,6 +589,7 @@ impl Station {
             },
             cache_hits: tier.reads.hits.load(Ordering::Relaxed),
             cache_misses: tier.reads.misses.load(Ordering::Relaxed),
+            disk_cache_hits: tier.reads.disk_hits.load(Ordering::Relaxed),
         };
         if let Some(remote_first) = tier.first_seq().filter(|f| *f < local_first) {
             state.messages += remote_only;

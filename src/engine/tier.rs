@@ -620,6 +620,9 @@ impl StationTier {
         self.segments
             .write()
             .retain(|s| !gone.contains(&s.first_seq));
+        for s in doomed {
+            self.remote.forget_cached(&s.key);
+        }
         let remote = self.remote.clone();
         let objects: Vec<String> = doomed.iter().map(|s| s.key.clone()).collect();
         self.remote.runtime().spawn(async move {
@@ -713,6 +716,17 @@ async fn reconcile(registry: &StationRegistry, remote: &Remote, min_age: Duratio
 /// uploader on the tier's runtime. The uploader holds the registry and the
 /// remote weakly: it ends with the engine.
 pub(crate) fn start(registry: &Arc<StationRegistry>, remote: &Arc<Remote>) {
+    // The disk cache keeps only what some station's index still holds: files
+    // of deleted stations and dropped segments go (on the cache's thread).
+    if let Some(disk) = remote.disk_cache() {
+        let live: Vec<String> = registry
+            .all()
+            .iter()
+            .filter_map(|s| s.tier().map(|t| t.keys()))
+            .flatten()
+            .collect();
+        disk.retain(live.iter().map(String::as_str));
+    }
     let weak_registry = Arc::downgrade(registry);
     let weak_remote = Arc::downgrade(remote);
     remote.runtime().spawn(async move {

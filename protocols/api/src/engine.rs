@@ -212,14 +212,39 @@ pub struct TierStats {
     pub upload_errors: u64,
     /// Bytes uploaded.
     pub uploaded_bytes: u64,
-    /// Remote block reads served from the cache.
+    /// Remote block reads served from a cache (memory or disk).
     pub cache_hits: u64,
     /// Remote block reads that went to the bucket.
     pub cache_misses: u64,
+    /// The on-disk cache, when there is one.
+    pub disk_cache: Option<DiskCacheStats>,
     /// Remote reads that failed (unavailable or corrupt).
     pub read_errors: u64,
     /// Segment objects or blocks that failed their checks.
     pub corrupt: u64,
+}
+
+/// The remote tier's on-disk cache (`/metrics`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DiskCacheStats {
+    /// Bytes of files in it now.
+    pub bytes: u64,
+    /// Files in it now.
+    pub files: u64,
+    /// Its bound (`tier.disk_cache_bytes`).
+    pub capacity_bytes: u64,
+    /// Bytes fetched from S3 waiting to be written to it.
+    pub queued_bytes: u64,
+    /// Reads served from it since start (also counted in `cache_hits`).
+    pub hits: u64,
+    /// Files that failed their checksum since start (deleted and refetched).
+    pub corrupt: u64,
+    /// Files written since start.
+    pub writes: u64,
+    /// Files removed to stay within the bound since start.
+    pub evictions: u64,
+    /// Files that could not be written, read or removed since start.
+    pub errors: u64,
 }
 
 /// The broker, as every protocol front-end sees it: the three surfaces below, split

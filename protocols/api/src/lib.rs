@@ -51,8 +51,8 @@ pub use dead_letter::{
 };
 pub use engine::{
     AckDone, Admin, AdminFuture, Backpressure, Broker, ClusterNode, ClusterSnapshot, Delivery,
-    Engine, Monitor, PublishOutcome, ReplicaRole, ServerSnapshot, StationQuota, StorageStats,
-    Subscriber, SubscriptionId, TierStats,
+    DiskCacheStats, Engine, Monitor, PublishOutcome, ReplicaRole, ServerSnapshot, StationQuota,
+    StorageStats, Subscriber, SubscriptionId, TierStats,
 };
 pub use error::{
     ConfigError, Denial, EngineError, ErrorKind, GroupConfigError, SchemaViolation, TenantLimit,

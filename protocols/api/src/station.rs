@@ -503,6 +503,9 @@ pub struct TierState {
     /// Reads of remote blocks that went to S3, since start.
     #[serde(default)]
     pub cache_misses: u64,
+    /// The part of `cache_hits` served from the on-disk cache, since start.
+    #[serde(default)]
+    pub disk_cache_hits: u64,
 }
 
 /// A station's definition and state.

@@ -265,6 +265,11 @@ fn scrape<E: Engine + ?Sized>(engine: &E, scope: Option<&TenantId>) -> prometheu
         "Reads of a tiered station's remote blocks that went to S3.",
         &["tenant", "station"],
     )?;
+    let tier_disk_cache_hits = b.counter_vec(
+        "station_tier_disk_cache_hits_total",
+        "Reads of a tiered station's remote blocks served from the on-disk cache (part of the cache hits).",
+        &["tenant", "station"],
+    )?;
     let compacted = b.counter_vec(
         "station_compacted_messages_total",
         "Messages a compacted station's compaction removed since the station was created.",
@@ -333,6 +338,9 @@ fn scrape<E: Engine + ?Sized>(engine: &E, scope: Option<&TenantId>) -> prometheu
                 tier_cache_misses
                     .with_label_values(&label)
                     .inc_by(t.cache_misses);
+                tier_disk_cache_hits
+                    .with_label_values(&label)
+                    .inc_by(t.disk_cache_hits);
             }
             for group in engine.group_names(tenant, &name).unwrap_or_default() {
                 let Ok(g) = engine.group_info(tenant, &name, &group) else {
@@ -427,7 +435,7 @@ fn process_figures<E: Engine + ?Sized>(
             ),
             (
                 "tier_cache_hits_total",
-                "Remote block reads served from the cache.",
+                "Remote block reads served from a cache (memory or disk).",
                 t.cache_hits,
             ),
             (
@@ -447,6 +455,57 @@ fn process_figures<E: Engine + ?Sized>(
             ),
         ] {
             b.counter(name, help, v)?;
+        }
+        if let Some(d) = &t.disk_cache {
+            b.gauge(
+                "tier_disk_cache_bytes",
+                "Bytes of remote blocks and footers in the on-disk cache.",
+                d.bytes,
+            )?;
+            b.gauge(
+                "tier_disk_cache_files",
+                "Files in the on-disk cache.",
+                d.files,
+            )?;
+            b.gauge(
+                "tier_disk_cache_capacity_bytes",
+                "The on-disk cache's bound (tier.disk_cache_bytes).",
+                d.capacity_bytes,
+            )?;
+            b.gauge(
+                "tier_disk_cache_queued_bytes",
+                "Bytes read from S3 waiting to be written to the on-disk cache.",
+                d.queued_bytes,
+            )?;
+            for (name, help, v) in [
+                (
+                    "tier_disk_cache_hits_total",
+                    "Remote block reads served from the on-disk cache (part of the cache hits).",
+                    d.hits,
+                ),
+                (
+                    "tier_disk_cache_corrupt_total",
+                    "On-disk cache files that failed their checksum (deleted and read from S3).",
+                    d.corrupt,
+                ),
+                (
+                    "tier_disk_cache_writes_total",
+                    "Files written to the on-disk cache.",
+                    d.writes,
+                ),
+                (
+                    "tier_disk_cache_evictions_total",
+                    "On-disk cache files removed to stay within its bound.",
+                    d.evictions,
+                ),
+                (
+                    "tier_disk_cache_errors_total",
+                    "On-disk cache files that could not be written, read or removed.",
+                    d.errors,
+                ),
+            ] {
+                b.counter(name, help, v)?;
+            }
         }
     }
     registry.register(Box::new(FsyncHistogram::new(storage)?))?;

@@ -2,7 +2,8 @@
 //! S3-compatible bucket, and reading them back.
 //!
 //! Owns the segment format ([`segment`]), the client ([`Remote`], on the
-//! `object_store` crate), the bounded block cache, and the encoding of the
+//! `object_store` crate), the bounded block cache in memory, the on-disk
+//! cache of blocks and footers ([`disk_cache`]), and the encoding of the
 //! remote index entries ([`SegmentRef`]) that the engine keeps in the store's
 //! `meta` keyspace. It does not decide when to seal or what to delete locally:
 //! the engine's uploader does, and it records a segment only after its upload
@@ -13,9 +14,11 @@
 //! storage writer; a synchronous read waits at most [`READ_TIMEOUT`] for it and
 //! then fails with [`TierError::Unavailable`].
 
+pub mod disk_cache;
 pub mod segment;
 
 use bytes::Bytes;
+use disk_cache::DiskCache;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use parking_lot::Mutex;
@@ -70,6 +73,10 @@ pub struct TierSettings {
     pub allow_http: bool,
     /// Bytes of decoded blocks kept in memory.
     pub cache_bytes: u64,
+    /// Bytes of blocks and footers kept on disk (0: no disk cache).
+    pub disk_cache_bytes: u64,
+    /// The disk cache's directory (unset: no disk cache).
+    pub disk_cache_dir: Option<std::path::PathBuf>,
 }
 
 /// One uploaded segment, as the remote index keeps it.
@@ -152,7 +159,7 @@ pub struct TierCounters {
     pub upload_errors: AtomicU64,
     /// Bytes uploaded.
     pub uploaded_bytes: AtomicU64,
-    /// Block reads served from the cache.
+    /// Block reads served from a cache (memory or disk).
     pub cache_hits: AtomicU64,
     /// Block reads that went to S3.
     pub cache_misses: AtomicU64,
@@ -166,8 +173,10 @@ pub struct TierCounters {
 /// broker's [`TierCounters`].
 #[derive(Debug, Default)]
 pub struct ReadCounters {
-    /// Block reads served from the cache.
+    /// Block reads served from a cache (memory or disk).
     pub hits: AtomicU64,
+    /// The part of `hits` served from the disk cache.
+    pub disk_hits: AtomicU64,
     /// Block reads that went to S3.
     pub misses: AtomicU64,
 }
@@ -230,6 +239,7 @@ pub struct Remote {
     runtime: Option<tokio::runtime::Runtime>,
     cache: Mutex<BlockCache>,
     footers: Mutex<HashMap<String, Arc<Footer>>>,
+    disk: Option<Arc<DiskCache>>,
     /// Counters for `/metrics`.
     pub counters: TierCounters,
 }
@@ -288,7 +298,66 @@ impl Remote {
                 ..Default::default()
             });
         let store = b.build().map_err(|e| TierError::Config(e.to_string()))?;
-        Self::with_store(Arc::new(store), &settings.prefix, settings.cache_bytes)
+        let remote = Self::with_store(Arc::new(store), &settings.prefix, settings.cache_bytes)?;
+        match &settings.disk_cache_dir {
+            Some(dir) if settings.disk_cache_bytes > 0 => {
+                remote.with_disk_cache(dir, settings.disk_cache_bytes)
+            }
+            _ => Ok(remote),
+        }
+    }
+
+    /// Adds the on-disk cache in `dir`, at most `bytes` (its files are
+    /// indexed now).
+    pub fn with_disk_cache(
+        mut self,
+        dir: &std::path::Path,
+        bytes: u64,
+    ) -> Result<Remote, TierError> {
+        let cache = DiskCache::open(dir, bytes).map_err(|e| {
+            TierError::Config(format!("disk_cache_dir: cannot use {}: {e}", dir.display()))
+        })?;
+        self.disk = Some(Arc::new(cache));
+        Ok(self)
+    }
+
+    /// The on-disk cache, when there is one.
+    pub fn disk_cache(&self) -> Option<&Arc<DiskCache>> {
+        self.disk.as_ref()
+    }
+
+    /// Removes the disk cache's files of a segment that left its station's
+    /// index (in the background). The memory caches keep it until it ages out.
+    pub fn forget_cached(&self, key: &str) {
+        if let Some(d) = &self.disk {
+            d.forget_segment(key);
+        }
+    }
+
+    /// Reads and checks a cached file on a blocking thread: `Some` when
+    /// `decode` accepts its bytes; a file it refuses is deleted and counted.
+    async fn read_disk_cache<T: Send + 'static>(
+        &self,
+        name: Option<String>,
+        decode: impl FnOnce(&[u8]) -> Result<T, SegmentError> + Send + 'static,
+    ) -> Option<T> {
+        let (disk, name) = (self.disk.clone()?, name?);
+        tokio::task::spawn_blocking(move || {
+            let bytes = disk.read(&name)?;
+            match decode(&bytes) {
+                Ok(v) => {
+                    disk.hit();
+                    Some(v)
+                }
+                Err(e) => {
+                    disk.discard_corrupt(&name, &e);
+                    None
+                }
+            }
+        })
+        .await
+        .ok()
+        .flatten()
     }
 
     /// A tier over any object store (tests use `object_store::memory::InMemory`).
@@ -315,6 +384,7 @@ impl Remote {
                 order: BTreeMap::new(),
             }),
             footers: Mutex::new(HashMap::new()),
+            disk: None,
             counters: TierCounters::default(),
         })
     }
@@ -453,6 +523,16 @@ impl Remote {
         if let Some(f) = self.footers.lock().get(&seg.key) {
             return Ok(f.clone());
         }
+        let name = disk_cache::file_name(&seg.key, None);
+        let object_len = seg.object_len;
+        if let Some(footer) = self
+            .read_disk_cache(name.clone(), move |b| segment::decode_footer(b, object_len))
+            .await
+        {
+            let footer = Arc::new(footer);
+            self.footers.lock().insert(seg.key.clone(), footer.clone());
+            return Ok(footer);
+        }
         let path = ObjectPath::from(seg.key.as_str());
         let want = segment::FOOTER_READ.min(seg.object_len);
         let unavailable = |e: object_store::Error| TierError::Unavailable(e.to_string());
@@ -478,6 +558,11 @@ impl Remote {
         let footer = Arc::new(
             segment::decode_footer(&tail, seg.object_len).map_err(|e| self.corrupt(&seg.key, e))?,
         );
+        if let (Some(d), Some(name)) = (&self.disk, name) {
+            // Only the footer's own bytes (its span), as checked above.
+            let from = tail.len().saturating_sub(span as usize);
+            d.store(name, tail.slice(from..));
+        }
         self.footers.lock().insert(seg.key.clone(), footer.clone());
         Ok(footer)
     }
@@ -541,6 +626,23 @@ impl Remote {
             reads.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(block);
         }
+        let name = disk_cache::file_name(&seg.key, Some(b.offset));
+        let bref = *b;
+        if let Some(records) = self
+            .read_disk_cache(name.clone(), move |bytes| {
+                segment::decode_block(&bref, bytes)
+            })
+            .await
+        {
+            self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+            reads.hits.fetch_add(1, Ordering::Relaxed);
+            reads.disk_hits.fetch_add(1, Ordering::Relaxed);
+            let block: Block = Arc::new(records);
+            self.cache
+                .lock()
+                .insert((seg.key.clone(), b.offset), block.clone());
+            return Ok(block);
+        }
         self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
         reads.misses.fetch_add(1, Ordering::Relaxed);
         let bytes = self
@@ -552,6 +654,9 @@ impl Remote {
             .await
             .map_err(|e| TierError::Unavailable(e.to_string()))?;
         let records = segment::decode_block(b, &bytes).map_err(|e| self.corrupt(&seg.key, e))?;
+        if let (Some(d), Some(name)) = (&self.disk, name) {
+            d.store(name, bytes);
+        }
         let block: Block = Arc::new(records);
         self.cache
             .lock()

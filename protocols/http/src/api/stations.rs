@@ -330,6 +330,8 @@ pub struct TierStateJson {
     pub cache_hits: u64,
     /// Reads of remote blocks that went to S3, since start.
     pub cache_misses: u64,
+    /// The part of `cache_hits` served from the broker's on-disk cache, since start.
+    pub disk_cache_hits: u64,
 }
 
 impl From<&TierState> for TierStateJson {
@@ -345,6 +347,7 @@ impl From<&TierState> for TierStateJson {
             upload_lag_ms: t.upload_lag_ms,
             cache_hits: t.cache_hits,
             cache_misses: t.cache_misses,
+            disk_cache_hits: t.disk_cache_hits,
         }
     }
 }
