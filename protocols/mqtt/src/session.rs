@@ -45,6 +45,32 @@ pub const H_MQTT_EXPIRES: &str = "Mqtt-Expires-At";
 /// Header: MQTT 5 Content Type (shared with HTTP).
 pub const H_CONTENT_TYPE: &str = "Content-Type";
 
+/// Prefix of a header holding a user property whose own name is reserved (one of
+/// the front-end's headers, a `Junction-` lineage name, or one starting with this
+/// prefix): stored as `Mqtt-Prop-<name>` and given back to MQTT subscribers as
+/// `<name>`, so the property reaches them unaltered (MQTT-3.3.2-17) and cannot
+/// forge what the front-end or lineage means by that header.
+pub const H_MQTT_PROP_PREFIX: &str = "Mqtt-Prop-";
+
+/// A user property's name as stored: escaped when reserved.
+pub fn stored_property_name(name: &str, reserved: bool) -> std::borrow::Cow<'_, str> {
+    if reserved || has_prop_prefix(name) {
+        std::borrow::Cow::Owned(format!("{H_MQTT_PROP_PREFIX}{name}"))
+    } else {
+        std::borrow::Cow::Borrowed(name)
+    }
+}
+
+/// The user property a stored header stands for, when it is an escaped one.
+pub fn escaped_property_name(header: &str) -> Option<&str> {
+    has_prop_prefix(header).then(|| &header[H_MQTT_PROP_PREFIX.len()..])
+}
+
+fn has_prop_prefix(name: &str) -> bool {
+    name.get(..H_MQTT_PROP_PREFIX.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(H_MQTT_PROP_PREFIX))
+}
+
 /// Headers the MQTT front-end manages itself: not passed on as user properties
 /// (MQTT-3.3.2-17: a subscriber gets the publisher's user properties unaltered).
 pub fn is_internal_header(name: &str) -> bool {

@@ -113,10 +113,16 @@ pub(crate) fn build_message(
 ) -> Message {
     let mut h = Headers::new();
     for (k, v) in &props.user_properties {
-        if is_reserved(k) {
+        // Lineage names are the broker's to set: a publisher's are dropped.
+        if is_lineage_name(k) {
             continue;
         }
-        h.append(k.to_string(), v.to_string());
+        // One of the front-end's own names is kept escaped, not dropped
+        // (MQTT-3.3.2-17).
+        h.append(
+            session::stored_property_name(k, session::is_internal_header(k)).into_owned(),
+            v.to_string(),
+        );
     }
     h.insert(H_ORIGIN_PROTOCOL, "mqtt");
     h.insert(H_ORIGIN_CLIENT, client_id);
@@ -155,11 +161,10 @@ pub(crate) fn build_message(
     }
 }
 
-/// Client-supplied user properties may not forge lineage or front-end headers.
-fn is_reserved(name: &str) -> bool {
+/// Client-supplied user properties may not forge lineage (`Junction-…`).
+fn is_lineage_name(name: &str) -> bool {
     name.get(..9)
         .is_some_and(|p| p.eq_ignore_ascii_case("junction-"))
-        || session::is_internal_header(name)
 }
 
 /// Where an outgoing QoS 1/2 message came from.

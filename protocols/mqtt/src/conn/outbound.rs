@@ -607,6 +607,13 @@ pub(super) fn out_properties(
     };
     if let Some(h) = &m.headers {
         for (k, v) in h.iter() {
+            if let Some(name) = session::escaped_property_name(k) {
+                p.user_properties.push((
+                    ByteString::from(name.to_owned()),
+                    ByteString::from(v.to_owned()),
+                ));
+                continue;
+            }
             if session::is_internal_header(k) {
                 continue;
             }
