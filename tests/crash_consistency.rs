@@ -13,7 +13,6 @@ use futures::StreamExt;
 use rand::Rng;
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::process::Child;
@@ -25,23 +24,7 @@ mod process;
 const SUBJECT: &str = "crash.events";
 
 async fn start(data: &Path, port: u16) -> Child {
-    let child = process::serve_nats_only(data, port)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("junction binary starts");
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return child;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("junction did not start listening on {port}");
+    process::start_nats_only(data, port).await
 }
 
 async fn context(port: u16) -> jetstream::Context {

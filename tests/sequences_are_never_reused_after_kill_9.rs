@@ -20,7 +20,6 @@
 use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::Child;
 
@@ -29,23 +28,7 @@ use tokio::process::Child;
 mod process;
 
 async fn start(data: &Path, port: u16) -> Child {
-    let child = process::serve_nats_only(data, port)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("junction binary starts");
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return child;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("junction did not start listening on {port}");
+    process::start_nats_only(data, port).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,8 @@
 //! Running the real `junction` binary from a test: a clean environment, a hang
 //! guard, and reading the addresses it logs. Shared by the tests that start the
 //! process themselves (`hostile_config.rs`, `process_signals_and_health.rs`,
-//! `crash_consistency.rs`, `restart_keeps_station_state.rs`,
+//! `crash_consistency.rs`, `sequences_are_never_reused_after_kill_9.rs`,
+//! `restart_keeps_station_state.rs`,
 //! `mqtt_restart_kill9.rs`).
 
 use std::net::SocketAddr;
@@ -90,6 +91,28 @@ pub fn serve_nats_only(data: &Path, port: u16) -> Command {
     ])
     .arg(data);
     cmd
+}
+
+/// Starts `junction serve` with NATS only on `port` (logs at `warn`, output
+/// discarded, killed when dropped) and waits until it listens.
+pub async fn start_nats_only(data: &Path, port: u16) -> tokio::process::Child {
+    let child = serve_nats_only(data, port)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("junction binary starts");
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return child;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("junction did not start listening on {port}");
 }
 
 /// Runs `junction ARGS` to its exit.
