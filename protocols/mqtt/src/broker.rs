@@ -2,8 +2,8 @@
 //! retained messages, durable interest, and the listener.
 
 use crate::MqttOptions;
+use crate::frame::Will;
 use crate::mailbox::{Event, Mailbox};
-use crate::packets::Will;
 use crate::session::{
     self, H_MQTT_QOS, H_MQTT_RETAIN, H_MQTT_STORED, MSGS, MSGS_PREFIX, RMSGS, RMSGS_PREFIX,
     Retained, SessionRecord, StoredWill,
@@ -320,7 +320,7 @@ impl MqttBroker {
             retained = tenant.retained.read().len(),
             "MQTT state loaded"
         );
-        let now = crate::conn::now_ms();
+        let now = crate::channel::now_ms();
         for mut record in records {
             for (raw, opts) in &record.subs {
                 if opts.qos > 0
@@ -394,7 +394,7 @@ impl MqttBroker {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        crate::conn::run(self.clone(), stream, remote, None).await;
+        crate::connection::run(self.clone(), stream, remote, None).await;
     }
 
     /// Runs one TLS connection to the end; `certificate` is the client's
@@ -407,7 +407,7 @@ impl MqttBroker {
     ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        crate::conn::run(self.clone(), stream, remote, certificate).await;
+        crate::connection::run(self.clone(), stream, remote, certificate).await;
     }
 
     /// Starts an offline session's expiry timer.
@@ -470,7 +470,7 @@ impl MqttBroker {
             // subscription to the same filter goes too. A share group's queue
             // goes with its last persistent member.
             if !raw.starts_with("$share/") || !tenant.share_queued(raw) {
-                let group = crate::conn::group_name(&record.client_id, raw);
+                let group = crate::channel::group_name(&record.client_id, raw);
                 let _ = self.engine.delete_internal_group(&tenant.id, MSGS, &group);
             }
         }
@@ -507,7 +507,7 @@ impl MqttBroker {
         client_id: &str,
         w: StoredWill,
     ) {
-        let delay = Duration::from_millis(w.due_ms.saturating_sub(crate::conn::now_ms()));
+        let delay = Duration::from_millis(w.due_ms.saturating_sub(crate::channel::now_ms()));
         self.will_after(
             tenant,
             client_id,
@@ -584,7 +584,7 @@ impl MqttBroker {
                     // anyway (its expiry deletes the record; a write racing it
                     // would bring it back).
                     if let Some(r) = cleared
-                        && remaining_expiry(r.expiry, r.disconnected_ms, crate::conn::now_ms())
+                        && remaining_expiry(r.expiry, r.disconnected_ms, crate::channel::now_ms())
                             .is_some_and(|left| left > WILL_CLEAR_MARGIN)
                     {
                         broker.store_record(&tenant, &tenant.client, &r, None);
@@ -603,8 +603,8 @@ impl MqttBroker {
             }
         };
         tracing::debug!(%client_id, topic = %will.topic, "publishing will");
-        let qos = crate::packets::qos_num(will.qos);
-        let message = crate::conn::build_message(
+        let qos = crate::frame::qos_num(will.qos);
+        let message = crate::channel::build_message(
             subject,
             &will.topic,
             will.payload,
@@ -849,7 +849,7 @@ impl MqttBroker {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         for ((client_id, raw), subjects) in durable {
-            let config = crate::conn::durable_group(&client_id, &raw, &subjects);
+            let config = crate::channel::durable_group(&client_id, &raw, &subjects);
             match self.engine.create_internal_group(&tenant.id, MSGS, config) {
                 Ok(_) | Err(EngineError::GroupExists) => {}
                 Err(e) => {
@@ -999,7 +999,7 @@ async fn accept_loop(
                                 if let Ok(permit) = refusals.clone().try_acquire_owned() {
                                     let max = broker.options.max_packet_size;
                                     tokio::spawn(async move {
-                                        crate::conn::refuse(stream, remote, max).await;
+                                        crate::refuse::refuse(stream, remote, max).await;
                                         drop(permit);
                                     });
                                 }
@@ -1069,8 +1069,8 @@ const WILL_CLEAR_MARGIN: Duration = Duration::from_secs(2);
 /// (built as it will be published), due at `due_ms`.
 pub(crate) fn stored_will(client_id: &str, w: &Will, due_ms: u64) -> Option<StoredWill> {
     let subject = crate::topic::topic_to_subject(&w.topic).ok()?;
-    let qos = crate::packets::qos_num(w.qos);
-    let m = crate::conn::build_message(
+    let qos = crate::frame::qos_num(w.qos);
+    let m = crate::channel::build_message(
         subject,
         &w.topic,
         w.payload.clone(),

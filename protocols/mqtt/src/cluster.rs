@@ -196,7 +196,7 @@ impl MqttBroker {
         if !leads {
             return;
         }
-        let now = crate::conn::now_ms();
+        let now = crate::channel::now_ms();
         for record in crate::session::load_records(self.engine.as_ref(), &tenant.id) {
             let Some(node) = record.node.as_deref() else {
                 continue;

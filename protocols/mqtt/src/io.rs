@@ -121,6 +121,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MqttIo<S> {
         self.codec.encode(packet, &mut self.wbuf)
     }
 
+    /// Writes out `buf` (after what is buffered here) and flushes the stream;
+    /// `buf` is left empty, its memory released when it grew large.
+    pub async fn write_from(&mut self, buf: &mut BytesMut) -> std::io::Result<()> {
+        self.write_out().await?;
+        if !buf.is_empty() {
+            self.stream.write_all(buf).await?;
+            buf.clear();
+        }
+        if buf.capacity() > KEEP_CAPACITY {
+            *buf = BytesMut::new();
+        }
+        self.stream.flush().await
+    }
+
     /// Writes everything buffered and flushes the stream.
     pub async fn flush(&mut self) -> std::io::Result<()> {
         self.write_out().await?;

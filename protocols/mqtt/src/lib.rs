@@ -18,11 +18,13 @@
 
 pub mod bridge;
 mod broker;
+mod channel;
 mod cluster;
-mod conn;
+mod connection;
+mod frame;
 mod io;
 mod mailbox;
-mod packets;
+mod refuse;
 mod session;
 mod sys;
 pub mod topic;

@@ -4,7 +4,7 @@
 //! Producers run on other tasks and threads and must never block: they push onto a
 //! mutex-guarded queue and wake the connection task.
 
-use crate::packets::Out;
+use crate::frame::Out;
 use junction_api::{Delivered, Delivery, FanoutId, FetchEnd, FetchSink, Message, Subscriber};
 use parking_lot::Mutex;
 use std::collections::VecDeque;

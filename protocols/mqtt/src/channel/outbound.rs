@@ -12,55 +12,33 @@ use super::*;
 /// connection waits for this one), a keep-alive timeout (the client is silent)
 /// or a shutdown (which has its own drain timeout).
 const DRAINED: [u8; 9] = [0x80, 0x81, 0x82, 0x90, 0x93, 0x94, 0x95, 0x97, 0x98];
-/// How long, and how many bytes, at most.
-const DRAIN_FOR: Duration = Duration::from_secs(1);
-const DRAIN_BYTES: usize = 1 << 20;
 
-impl<S> Conn<S>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    /// Queues a packet for the socket; false when the socket is gone.
-    pub(super) async fn write(&mut self, out: Out) -> bool {
+impl MqttChannel {
+    /// Encodes a packet for the socket. Only a packet the codec cannot encode (an
+    /// error of the broker's, logged) ends the connection.
+    pub(super) fn write(&mut self, out: Out) -> Step {
         let out = if self.problem_info {
             out
         } else {
             strip_reason(out)
         };
         let Some(packet) = lower(out, self.v5) else {
-            return true;
+            return Ok(());
         };
-        match tokio::time::timeout(WRITE_DEADLINE, self.framed.feed(packet)).await {
-            Ok(Ok(())) => true,
-            Ok(Err(e)) => {
-                tracing::debug!(client_id = %self.client_id, error = %e, "MQTT write failed");
-                false
-            }
-            Err(_) => {
-                tracing::info!(client_id = %self.client_id, "MQTT client too slow to read, closing");
-                false
-            }
-        }
+        self.wire.encode(packet).map_err(|e| {
+            tracing::warn!(client_id = %self.client_id, error = %e, "MQTT packet cannot be encoded, closing");
+            Close::WITH_WILL
+        })
     }
 
-    pub(super) async fn flush(&mut self) -> bool {
-        matches!(
-            tokio::time::timeout(WRITE_DEADLINE, self.framed.flush()).await,
-            Ok(Ok(()))
-        )
-    }
-
-    /// A v5 DISCONNECT (v3 just closes), logged.
-    pub(super) async fn disconnect(&mut self, code: u8, why: &str) {
+    /// A v5 DISCONNECT (v3 just closes), logged: the connection ends with the
+    /// will.
+    pub(super) fn disconnect(&mut self, code: u8, why: &str) -> Close {
         tracing::info!(client_id = %self.client_id, code, "MQTT disconnecting client: {why}");
-        self.write(Out::Disconnect(code, Some(why.to_owned())))
-            .await;
-        if DRAINED.contains(&code) {
-            // The client may still be writing: let it read the reason before
-            // the socket goes.
-            self.framed.shutdown_and_drain(DRAIN_FOR, DRAIN_BYTES).await;
-        } else {
-            self.flush().await;
+        let _ = self.write(Out::Disconnect(code, Some(why.to_owned())));
+        Close {
+            end: End::WithWill,
+            drain: DRAINED.contains(&code),
         }
     }
 
@@ -103,13 +81,13 @@ where
         }
     }
 
-    pub(super) async fn on_pubrec(&mut self, pkid: u16, code: u8) -> bool {
+    pub(super) fn on_pubrec(&mut self, pkid: u16, code: u8) -> Step {
         match self.outflight.get(&pkid).cloned() {
             Some((origin, OutState::AwaitRec)) => {
                 if code >= 0x80 {
                     self.ack_origin(&origin, AckKind::Ack);
                     self.outflight.remove(&pkid);
-                    return true;
+                    return Ok(());
                 }
                 self.record.pubrel_out.insert(pkid);
                 self.forget_pending_out(&origin);
@@ -126,30 +104,30 @@ where
                             mailbox.push(Event::Released { pkid });
                         })),
                     );
-                    true
+                    Ok(())
                 } else {
                     self.ack_origin(&origin, AckKind::Ack);
                     self.outflight
                         .insert(pkid, (Origin::Live, OutState::AwaitComp));
-                    self.write(Out::PubRel(pkid, 0)).await
+                    self.write(Out::PubRel(pkid, 0))
                 }
             }
-            Some((_, OutState::AwaitComp)) => self.write(Out::PubRel(pkid, 0)).await,
-            _ => self.write(Out::PubRel(pkid, 0x92)).await,
+            Some((_, OutState::AwaitComp)) => self.write(Out::PubRel(pkid, 0)),
+            _ => self.write(Out::PubRel(pkid, 0x92)),
         }
     }
 
     /// The session record holds a QoS 2 delivery's PUBREL state: release the stored
     /// message and send PUBREL.
-    pub(super) async fn on_released(&mut self, pkid: u16) -> bool {
+    pub(super) fn on_released(&mut self, pkid: u16) -> Step {
         match self.outflight.get(&pkid).cloned() {
             Some((origin, OutState::AwaitComp)) => {
                 self.ack_origin(&origin, AckKind::Ack);
                 self.outflight
                     .insert(pkid, (Origin::Live, OutState::AwaitComp));
-                self.write(Out::PubRel(pkid, 0)).await
+                self.write(Out::PubRel(pkid, 0))
             }
-            _ => true,
+            _ => Ok(()),
         }
     }
 
@@ -204,7 +182,7 @@ where
         }
     }
 
-    pub(super) async fn on_live(&mut self, message: Message, keys: &[u32]) -> bool {
+    pub(super) fn on_live(&mut self, message: Message, keys: &[u32]) -> Step {
         let trusted = from_mqtt(message.headers.as_ref());
         let pub_qos = if trusted { header_qos(&message) } else { 0 };
         let retained =
@@ -224,14 +202,14 @@ where
             }
         }
         let Some(qos) = qos else {
-            return true;
+            return Ok(());
         };
         // (A subject with no MQTT topic is skipped when it is sent.)
         if (!self.broker.options.acl.is_empty() || self.client.permissions().is_some())
             && topic::subject_to_topic(message.subject.as_bytes())
                 .is_ok_and(|t| self.denied_receive(&t))
         {
-            return true;
+            return Ok(());
         }
         self.enqueue(OutMsg {
             subject: message.subject,
@@ -244,10 +222,9 @@ where
             sub_ids: ids,
             origin: Origin::Live,
         })
-        .await
     }
 
-    pub(super) async fn on_group(&mut self, key: u32, from: &str, d: Delivered) -> bool {
+    pub(super) fn on_group(&mut self, key: u32, from: &str, d: Delivered) -> Step {
         // The fetch may have been made for a subscription that was replaced since
         // (a client re-subscribing the same filter on a resumed session keeps its
         // group under a new key): the group's current subscription takes it.
@@ -273,7 +250,7 @@ where
                 d.message.seq,
                 AckKind::Nak(None),
             );
-            return true;
+            return Ok(());
         };
         let seq = d.message.seq;
         let skip = |this: &Self| {
@@ -281,7 +258,7 @@ where
                 .broker
                 .engine
                 .ack(&this.tenant.id, MSGS, &group, seq, AckKind::Ack);
-            true
+            Ok(())
         };
         // Overlapping persistent subscriptions each have a group, and each group
         // delivers the same stored message: the session sends it once (at the
@@ -303,7 +280,7 @@ where
             });
             // A redelivery of what we already hold is ignored; another group's copy
             // is done with.
-            return if same_group { true } else { skip(self) };
+            return if same_group { Ok(()) } else { skip(self) };
         }
         if self.recent_seqs.contains(&seq) {
             return skip(self);
@@ -375,7 +352,7 @@ where
             sub_ids: ids,
             origin: Origin::Group { group, seq },
         };
-        self.enqueue(msg).await
+        self.enqueue(msg)
     }
 
     fn remember_seq(&mut self, seq: u64) {
@@ -391,12 +368,12 @@ where
     }
 
     /// Sends a message now, or queues it until the client has room.
-    pub(super) async fn enqueue(&mut self, m: OutMsg) -> bool {
+    pub(super) fn enqueue(&mut self, m: OutMsg) -> Step {
         if m.qos == 0 {
-            return self.send_publish(m).await;
+            return self.send_publish(m);
         }
         if self.outflight.len() < self.client_recv_max && self.queue.is_empty() {
-            return self.send_publish(m).await;
+            return self.send_publish(m);
         }
         if matches!(m.origin, Origin::Live)
             && self.queue.len() >= self.broker.options.max_queued_messages
@@ -405,23 +382,19 @@ where
             // acknowledged QoS 1/2 message is never dropped quietly.
             tracing::warn!(client_id = %self.client_id, queued = self.queue.len(), "MQTT slow consumer: too many unacknowledged QoS 1/2 messages, disconnecting");
             self.broker.engine.slow_consumer(&self.client);
-            self.disconnect(0x97, "slow consumer: too many unacknowledged messages")
-                .await;
-            return false;
+            return Err(self.disconnect(0x97, "slow consumer: too many unacknowledged messages"));
         }
         self.queue.push_back(m);
-        true
+        Ok(())
     }
 
     /// Sends queued messages while the client has room, and asks groups for more.
-    pub(super) async fn pump(&mut self) -> bool {
+    pub(super) fn pump(&mut self) -> Step {
         while self.outflight.len() < self.client_recv_max {
             let Some(m) = self.queue.pop_front() else {
                 break;
             };
-            if !self.send_publish(m).await {
-                return false;
-            }
+            self.send_publish(m)?;
         }
         let keys: Vec<u32> = self
             .subs
@@ -432,7 +405,7 @@ where
         for k in keys {
             self.maybe_fetch(k);
         }
-        true
+        Ok(())
     }
 
     pub(super) fn alloc_pkid(&mut self) -> u16 {
@@ -480,19 +453,19 @@ where
         pkid
     }
 
-    pub(super) async fn send_publish(&mut self, m: OutMsg) -> bool {
+    pub(super) fn send_publish(&mut self, m: OutMsg) -> Step {
         let now = now_ms();
         let expiry = match expires_at(m.headers.as_ref()) {
             Some(e) if e <= now => {
                 self.ack_origin(&m.origin, AckKind::Ack);
-                return true;
+                return Ok(());
             }
             Some(e) => NonZeroU32::new(((e - now).div_ceil(1000)) as u32),
             None => None,
         };
         let Some(mut topic_name) = self.topic_or_skip(m.subject.as_bytes()) else {
             self.ack_origin(&m.origin, AckKind::Ack);
-            return true;
+            return Ok(());
         };
         let mut alias = None;
         // A new alias is the client's only once the packet that sets it is
@@ -532,11 +505,11 @@ where
         };
         let packet = match lower(Out::Publish(Box::new(publish)), self.v5) {
             Some(p) => p,
-            None => return true,
+            None => return Ok(()),
         };
-        match tokio::time::timeout(WRITE_DEADLINE, self.framed.feed(packet)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e @ rmqtt_codec::error::EncodeError::OverMaxPacketSize { .. })) => {
+        match self.wire.encode(packet) {
+            Ok(()) => {}
+            Err(e @ EncodeError::OverMaxPacketSize { .. }) => {
                 // Larger than the client's Maximum Packet Size: discarded, and
                 // handled as if it had been sent (MQTT-3.1.2-25).
                 let n = self
@@ -546,9 +519,12 @@ where
                     + 1;
                 tracing::info!(client_id = %self.client_id, error = %e, too_large_total = n, "MQTT message too large for the client, dropped");
                 self.ack_origin(&m.origin, AckKind::Ack);
-                return true;
+                return Ok(());
             }
-            _ => return false,
+            Err(e) => {
+                tracing::warn!(client_id = %self.client_id, error = %e, "MQTT PUBLISH cannot be encoded, closing");
+                return Err(Close::WITH_WILL);
+            }
         }
         if let Some((name, a)) = new_alias {
             self.aliases_out.insert(name, a);
@@ -564,7 +540,7 @@ where
         } else {
             self.ack_origin(&m.origin, AckKind::Ack);
         }
-        true
+        Ok(())
     }
 }
 

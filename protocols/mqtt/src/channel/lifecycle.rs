@@ -1,11 +1,20 @@
 //! A session resumed at CONNECT and put away when the connection ends.
 
 use super::*;
+use crate::broker::remaining_expiry;
 
-impl<S> Conn<S>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+/// What [`MqttChannel::put_away`] decided, for [`MqttChannel::release`] once
+/// the socket is closed.
+pub(crate) struct PutAway {
+    end: End,
+    will: Option<Will>,
+    will_delay: Option<Duration>,
+    record: Option<SessionRecord>,
+    persistent: bool,
+    moved: bool,
+}
+
+impl MqttChannel {
     pub(super) fn persistent(&self) -> bool {
         self.record.expiry > 0
     }
@@ -42,8 +51,11 @@ where
         }
     }
 
-    /// Ends the connection: will, session state, engine clean-up.
-    pub(super) async fn finish(mut self, end: End, conn_id: u64, done: &CancellationToken) {
+    /// Ends the session's use of this connection: undelivered messages go back
+    /// to their groups, the engine forgets the client, and a persistent session's
+    /// record (with a pending delayed will) is queued for its durable write. The
+    /// driver closes the socket after this, and then calls [`Self::release`].
+    pub(crate) fn put_away(&mut self, end: End) -> PutAway {
         // Nothing more is taken in once the socket goes: undelivered group messages
         // go back to their groups, as first deliveries.
         let leftovers = self.mailbox.close();
@@ -119,10 +131,31 @@ where
         } else {
             None
         };
-        // The socket closes only once the session record (and a pending
-        // will in it) is queued for its durable write: a client that saw the
-        // close and then connects gets its own session write ordered after it.
-        let _ = self.framed.close().await;
+        PutAway {
+            end,
+            will,
+            will_delay,
+            record,
+            persistent,
+            moved,
+        }
+    }
+
+    /// After the socket closed: the client id's slot gets the session back, and
+    /// its expiry and will are scheduled. The socket closes only once the session
+    /// record (and a pending will in it) is queued for its durable write
+    /// ([`Self::put_away`]): a client that saw the close and then connects gets its
+    /// own session write ordered after it.
+    pub(crate) fn release(self, put_away: PutAway, conn_id: u64) {
+        let PutAway {
+            end,
+            will,
+            will_delay,
+            record,
+            persistent,
+            moved,
+        } = put_away;
+        let tenant = self.tenant.clone();
         {
             let mut slots = tenant.slots.lock();
             if let Some(slot) = slots.get_mut(&self.client_id)
@@ -154,6 +187,5 @@ where
                 .schedule_will(&tenant, &self.client_id, w, delay);
         }
         tracing::debug!(client_id = %self.client_id, ?end, "MQTT client disconnected");
-        done.cancel();
     }
 }

@@ -1,194 +1,101 @@
-//! Packets from the client: the main loop, PUBLISH in, SUBSCRIBE, UNSUBSCRIBE.
+//! Inputs from the client (PUBLISH, SUBSCRIBE, UNSUBSCRIBE and the rest) and
+//! from the mailbox.
 
 use super::*;
-use futures::FutureExt;
 
-/// Longest a connection waits for a congested cluster link before it reads on.
-const BACKPRESSURE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// A packet read this long after the previous one was read on waking (the
-/// connection was idle), not from a burst.
-const WOKEN_AFTER: std::time::Duration = std::time::Duration::from_millis(1);
-
-impl<S> Conn<S>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    pub(super) async fn main_loop(
+impl MqttChannel {
+    /// A packet the driver read (or its decode error) at `now`.
+    pub(crate) fn on_frame(
         &mut self,
-        kick: &CancellationToken,
-        operator: &CancellationToken,
-    ) -> End {
-        loop {
-            let deadline = self.keep_alive.map(|k| self.last_in + k);
-            tokio::select! {
-                biased;
-                _ = kick.cancelled() => {
-                    self.disconnect(0x8E, "session taken over").await;
-                    return End::TakenOver;
-                }
-                _ = operator.cancelled() => {
-                    // MQTT 5 0x98 Administrative action; MQTT 3.1.1 has no server
-                    // DISCONNECT, so the socket just closes. An abnormal end: the
-                    // will goes out.
-                    self.disconnect(0x98, "Kicked by operator").await;
-                    return End::WithWill;
-                }
-                _ = self.broker.shutdown.cancelled() => {
-                    self.disconnect(0x8B, "server shutting down").await;
-                    return End::Shutdown;
-                }
-                _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
-                    self.disconnect(0x8D, "keep alive timeout").await;
-                    return End::WithWill;
-                }
-                frame = self.framed.next() => {
-                    let now = Instant::now();
-                    // Read on waking, not in the middle of a burst already
-                    // buffered (packets of a burst come microseconds apart).
-                    let woke = now.duration_since(self.last_in) >= WOKEN_AFTER;
-                    self.last_in = now;
-                    self.client.stats.touch();
-                    // Packets that reached the broker together are handled in
-                    // the order they arrived, as mosquitto's single loop does: the
-                    // runtime runs the connection woken last first, so a PUBLISH
-                    // read on waking yields once, and a SUBSCRIBE another client
-                    // sent just before it is in force when it fans out (MQTT 4.6,
-                    // 3.8.4; `subscription_live_before_suback_mqtt_3_8_4.rs`).
-                    // The rest of a burst does not yield: a task switch per
-                    // PUBLISH would cost QoS 0 throughput for nothing.
-                    if woke
-                        && matches!(
-                            &frame,
-                            Some(Ok((MqttPacket::V5(v5::Packet::Publish(_)), _)))
-                                | Some(Ok((MqttPacket::V3(v3::Packet::Publish(_)), _)))
-                        )
-                    {
-                        tokio::task::yield_now().await;
-                    }
-                    if let Some(end) = self.on_frame(frame).await {
-                        return end;
-                    }
-                    // Take every packet already read before answering, so a burst of
-                    // publishes is acknowledged with one write.
-                    for _ in 0..64 {
-                        match self.framed.next().now_or_never() {
-                            Some(frame) => {
-                                if let Some(end) = self.on_frame(frame).await {
-                                    return end;
-                                }
-                            }
-                            None => break,
-                        }
-                    }
-                }
-                _ = self.mailbox.wait() => {}
-            }
-            if !self.drain().await || !self.flush().await {
-                return End::WithWill;
-            }
-            // A cluster link behind: read no more publishes until it catches up
-            // (at most BACKPRESSURE_WAIT; past that the link drops what does not fit).
-            if let Some(wait) = self.broker.engine.backpressure() {
-                let _ = tokio::time::timeout(BACKPRESSURE_WAIT, wait).await;
-            }
-        }
-    }
-
-    /// Handles what the socket produced; `Some` ends the connection.
-    async fn on_frame(
-        &mut self,
-        frame: Option<Result<(MqttPacket, u32), DecodeError>>,
-    ) -> Option<End> {
+        frame: Result<rmqtt_codec::MqttPacket, DecodeError>,
+        now: Instant,
+    ) -> Step {
+        self.last_in = now;
+        self.client.stats.touch();
         match frame {
-            Some(Ok((packet, _))) => self.handle(lift(packet)).await,
-            Some(Err(DecodeError::Io(e))) => {
+            Ok(packet) => self.handle(crate::frame::lift(packet)),
+            Err(DecodeError::Io(e)) => {
                 tracing::debug!(client_id = %self.client_id, error = %e, "MQTT connection lost");
-                Some(End::WithWill)
+                Err(Close::WITH_WILL)
             }
-            Some(Err(e)) => {
+            Err(e) => {
                 let code = match e {
                     // An invalid UTF-8 string is a malformed packet (v5 §1.5.4).
                     DecodeError::Utf8Error => 0x81,
                     _ => u8::from(e.to_reason_code()),
                 };
-                self.disconnect(code, &e.to_string()).await;
-                Some(End::WithWill)
+                Err(self.disconnect(code, &e.to_string()))
             }
-            None => Some(End::WithWill),
         }
     }
 
-    /// Handles everything in the mailbox.
-    pub(super) async fn drain(&mut self) -> bool {
-        let (events, dropped) = self.mailbox.take();
+    /// Live messages the mailbox dropped for a slow client, and whether it had
+    /// to refuse a QoS 1/2 message: then the client is disconnected.
+    pub(crate) fn on_mailbox(&mut self, dropped: u64) -> Step {
         if dropped > 0 {
             tracing::warn!(client_id = %self.client_id, dropped, "MQTT client too slow: QoS 0 messages dropped");
         }
         if self.mailbox.overflowed() {
             tracing::warn!(client_id = %self.client_id, "MQTT slow consumer: QoS 1/2 messages could not be queued, disconnecting");
             self.broker.engine.slow_consumer(&self.client);
-            self.disconnect(0x97, "slow consumer: messages could not be queued")
-                .await;
-            return false;
+            return Err(self.disconnect(0x97, "slow consumer: messages could not be queued"));
         }
-        for e in events {
-            let ok = match e {
-                Event::Live { message, subs, .. } => self.on_live(message, &subs).await,
-                Event::Group {
-                    sub,
-                    group,
-                    delivered,
-                } => self.on_group(sub, &group, *delivered).await,
-                Event::GroupEnd { sub } => {
-                    if let Some(s) = self.subs.get_mut(&sub) {
-                        s.fetching = false;
-                    }
-                    self.maybe_fetch(sub);
-                    true
+        Ok(())
+    }
+
+    /// One event from the mailbox.
+    pub(crate) fn on_event(&mut self, event: Event) -> Step {
+        match event {
+            Event::Live { message, subs, .. } => self.on_live(message, &subs),
+            Event::Group {
+                sub,
+                group,
+                delivered,
+            } => self.on_group(sub, &group, *delivered),
+            Event::GroupEnd { sub } => {
+                if let Some(s) = self.subs.get_mut(&sub) {
+                    s.fetching = false;
                 }
-                Event::Stored { slot, result } => {
-                    // Slots are handed out in increasing order.
-                    if let Ok(i) = self.acks_in.binary_search_by_key(&slot, |p| p.slot) {
-                        self.acks_in[i].result = Some(result);
-                    }
-                    self.flush_acks().await
+                self.maybe_fetch(sub);
+                Ok(())
+            }
+            Event::Stored { slot, result } => {
+                // Slots are handed out in increasing order.
+                if let Ok(i) = self.acks_in.binary_search_by_key(&slot, |p| p.slot) {
+                    self.acks_in[i].result = Some(result);
                 }
-                Event::Released { pkid } => self.on_released(pkid).await,
-                Event::SubStored {
-                    pkid,
-                    codes,
-                    added,
-                    result,
-                } => self.on_sub_stored(pkid, codes, added, result).await,
-                Event::StoreRecord => {
-                    if self.persistent() {
-                        self.broker
-                            .store_record(&self.tenant, &self.client, &self.record, None);
-                    }
-                    true
+                self.flush_acks()
+            }
+            Event::Released { pkid } => self.on_released(pkid),
+            Event::SubStored {
+                pkid,
+                codes,
+                added,
+                result,
+            } => self.on_sub_stored(pkid, codes, added, result),
+            Event::StoreRecord => {
+                if self.persistent() {
+                    self.broker
+                        .store_record(&self.tenant, &self.client, &self.record, None);
                 }
-                Event::Send(out) => {
-                    let after = match &out {
-                        Out::SubAck(pkid, ..) => self.after_suback.remove(pkid),
-                        _ => None,
-                    };
-                    let mut ok = self.write(out).await;
-                    for m in after.into_iter().flatten() {
-                        ok = ok && self.enqueue(m).await;
-                    }
-                    ok
+                Ok(())
+            }
+            Event::Send(out) => {
+                let after = match &out {
+                    Out::SubAck(pkid, ..) => self.after_suback.remove(pkid),
+                    _ => None,
+                };
+                self.write(out)?;
+                for m in after.into_iter().flatten() {
+                    self.enqueue(m)?;
                 }
-            };
-            if !ok {
-                return false;
+                Ok(())
             }
         }
-        true
     }
 
     /// Sends PUBACK/PUBREC for completed inbound publishes, in arrival order.
-    pub(super) async fn flush_acks(&mut self) -> bool {
+    pub(super) fn flush_acks(&mut self) -> Step {
         while self.acks_in.front().is_some_and(|p| p.result.is_some()) {
             let Some(p) = self.acks_in.pop_front() else {
                 break;
@@ -203,8 +110,7 @@ where
                         // client sends it again later. A message refused for what
                         // it is (ACL, schema, quota) is acknowledged and dropped,
                         // as mosquitto does: a resend would be refused again.
-                        self.disconnect(0x80, &why).await;
-                        return false;
+                        return Err(self.disconnect(0x80, &why));
                     }
                     (code, Some(why))
                 }
@@ -218,28 +124,18 @@ where
                 }
                 Out::PubRec(p.pkid, code, why)
             };
-            if !self.write(out).await {
-                return false;
-            }
+            self.write(out)?;
         }
-        true
+        Ok(())
     }
 
-    /// Handles one packet; `Some` ends the connection.
-    pub(super) async fn handle(&mut self, packet: In) -> Option<End> {
+    /// Handles one packet.
+    pub(crate) fn handle(&mut self, packet: In) -> Step {
         match packet {
-            In::Publish(p) => return self.on_publish(*p).await,
+            In::Publish(p) => return self.on_publish(*p),
             In::PubAck(pkid) => self.on_puback(pkid),
-            In::PubRec(pkid, code) => {
-                if !self.on_pubrec(pkid, code).await {
-                    return Some(End::WithWill);
-                }
-            }
-            In::PubRel(pkid) => {
-                if !self.on_pubrel(pkid).await {
-                    return Some(End::WithWill);
-                }
-            }
+            In::PubRec(pkid, code) => self.on_pubrec(pkid, code)?,
+            In::PubRel(pkid) => self.on_pubrel(pkid)?,
             In::PubComp(pkid) => {
                 if let Some((_, OutState::AwaitComp)) = self.outflight.get(&pkid) {
                     self.outflight.remove(&pkid);
@@ -247,78 +143,60 @@ where
                 self.record.pubrel_out.remove(&pkid);
             }
             In::Subscribe { pkid, id, filters } => {
-                return self.on_subscribe(pkid, id, filters).await;
+                return self.on_subscribe(pkid, id, filters);
             }
-            In::Unsubscribe { pkid, filters } => {
-                if !self.on_unsubscribe(pkid, filters).await {
-                    return Some(End::WithWill);
-                }
-            }
-            In::Ping => {
-                if !self.write(Out::PingResp).await {
-                    return Some(End::WithWill);
-                }
-            }
+            In::Unsubscribe { pkid, filters } => self.on_unsubscribe(pkid, filters)?,
+            In::Ping => self.write(Out::PingResp)?,
             In::Disconnect {
                 reason,
                 session_expiry,
             } => {
                 if let Some(e) = session_expiry {
                     if self.connect_expiry == 0 && e != 0 {
-                        self.disconnect(
+                        return Err(self.disconnect(
                             0x82,
                             "session expiry cannot be set on DISCONNECT after CONNECT set 0",
-                        )
-                        .await;
-                        return Some(End::WithWill);
+                        ));
                     }
                     self.record.expiry = e.min(self.broker.options.max_session_expiry);
                 }
                 // Only a normal disconnection (0x00) discards the will (v5 §3.14.4).
-                return Some(if reason == 0x00 {
-                    End::Normal
-                } else {
-                    End::WithWill
+                return Err(Close {
+                    end: if reason == 0x00 {
+                        End::Normal
+                    } else {
+                        End::WithWill
+                    },
+                    drain: false,
                 });
             }
             In::Connect(_) => {
-                self.disconnect(0x82, "second CONNECT on a connection")
-                    .await;
-                return Some(End::WithWill);
+                return Err(self.disconnect(0x82, "second CONNECT on a connection"));
             }
             In::Auth => {
-                self.disconnect(0x82, "AUTH without enhanced authentication")
-                    .await;
-                return Some(End::WithWill);
+                return Err(self.disconnect(0x82, "AUTH without enhanced authentication"));
             }
             In::ServerOnly => {
-                self.disconnect(0x82, "packet type a client may not send")
-                    .await;
-                return Some(End::WithWill);
+                return Err(self.disconnect(0x82, "packet type a client may not send"));
             }
         }
         self.pump()
-            .await
-            .then_some(())
-            .map_or(Some(End::WithWill), |_| None)
     }
 
-    pub(super) async fn on_publish(&mut self, mut p: Publish) -> Option<End> {
+    pub(super) fn on_publish(&mut self, mut p: Publish) -> Step {
         let qos = qos_num(p.qos);
         let pkid = p.packet_id.map(|x| x.get()).unwrap_or(0);
         let props = p.properties.take().unwrap_or_default();
         // Topic aliases (MQTT 5).
         if let Some(alias) = props.topic_alias.map(|a| a.get()) {
             if alias > self.broker.options.topic_alias_maximum {
-                self.disconnect(0x94, "topic alias out of range").await;
-                return Some(End::WithWill);
+                return Err(self.disconnect(0x94, "topic alias out of range"));
             }
             if p.topic.is_empty() {
                 match self.aliases_in.get(&alias) {
                     Some(t) => p.topic = ByteString::from(t.clone()),
                     None => {
-                        self.disconnect(0x82, "unknown topic alias").await;
-                        return Some(End::WithWill);
+                        return Err(self.disconnect(0x82, "unknown topic alias"));
                     }
                 }
             } else {
@@ -332,8 +210,7 @@ where
             // connection ends, as mosquitto does.
             Err(e @ (TopicError::WildcardInName | TopicError::Empty)) => {
                 let why = format!("invalid topic name '{topic_name}': {e}");
-                self.disconnect(0x90, &why).await;
-                return Some(End::WithWill);
+                return Err(self.disconnect(0x90, &why));
             }
             // A topic with no subject form: only this publish is refused.
             Err(e) => Err(format!(
@@ -343,19 +220,16 @@ where
         };
         // QoS 2 resend of a publish we already hold: answer again, store nothing.
         if qos == 2 && self.record.qos2_in.contains(&pkid) {
-            if !self.acks_in.iter().any(|a| a.pkid == pkid)
-                && !self.write(Out::PubRec(pkid, 0, None)).await
-            {
-                return Some(End::WithWill);
+            if !self.acks_in.iter().any(|a| a.pkid == pkid) {
+                self.write(Out::PubRec(pkid, 0, None))?;
             }
-            return None;
+            return Ok(());
         }
         if self.v5 && qos > 0 {
             let inflight =
                 self.acks_in.iter().filter(|a| a.qos == 1).count() + self.record.qos2_in.len();
             if self.v5 && inflight >= usize::from(self.broker.options.receive_maximum) {
-                self.disconnect(0x93, "receive maximum exceeded").await;
-                return Some(End::WithWill);
+                return Err(self.disconnect(0x93, "receive maximum exceeded"));
             }
         }
         let (subject, refused) = match mapped {
@@ -390,20 +264,18 @@ where
             if !self.v5 && qos > 0 && code == 0x90 {
                 // A topic with U+0000 is a malformed packet in 3.1.1, which has no
                 // negative PUBACK: the connection closes.
-                self.disconnect(code, &why).await;
-                return Some(End::WithWill);
+                return Err(self.disconnect(code, &why));
             }
-            let ok = match qos {
-                0 => true,
-                1 => self.write(Out::PubAck(pkid, code, Some(why))).await,
+            return match qos {
+                0 => Ok(()),
+                1 => self.write(Out::PubAck(pkid, code, Some(why))),
                 _ => {
                     if !self.v5 {
                         self.record.qos2_in.insert(pkid);
                     }
-                    self.write(Out::PubRec(pkid, code, Some(why))).await
+                    self.write(Out::PubRec(pkid, code, Some(why)))
                 }
             };
-            return (!ok).then_some(End::WithWill);
         }
         self.client.stats.record_in(p.payload.len());
         let message = build_message(
@@ -425,7 +297,7 @@ where
                 &topic_name,
                 None,
             );
-            return None;
+            return Ok(());
         }
         let slot = self.next_slot;
         self.next_slot += 1;
@@ -460,10 +332,10 @@ where
             }
         }
         join.arm();
-        None
+        Ok(())
     }
 
-    pub(super) async fn on_pubrel(&mut self, pkid: u16) -> bool {
+    pub(super) fn on_pubrel(&mut self, pkid: u16) -> Step {
         if self.record.qos2_in.remove(&pkid) {
             if self.persistent() {
                 let mailbox = self.mailbox.clone();
@@ -475,21 +347,21 @@ where
                         mailbox.push(Event::Send(Out::PubComp(pkid, 0)));
                     })),
                 );
-                true
+                Ok(())
             } else {
-                self.write(Out::PubComp(pkid, 0)).await
+                self.write(Out::PubComp(pkid, 0))
             }
         } else {
-            self.write(Out::PubComp(pkid, 0x92)).await
+            self.write(Out::PubComp(pkid, 0x92))
         }
     }
 
-    pub(super) async fn on_subscribe(
+    pub(super) fn on_subscribe(
         &mut self,
         pkid: u16,
         id: Option<u32>,
         filters: Vec<(String, rmqtt_codec::v5::SubscriptionOptions)>,
-    ) -> Option<End> {
+    ) -> Step {
         let mut codes = Vec::with_capacity(filters.len());
         let mut added = Vec::new();
         let mut retained_out = Vec::new();
@@ -510,9 +382,7 @@ where
                 }
             };
             if mapped.share.is_some() && opts.no_local {
-                self.disconnect(0x82, "No Local on a shared subscription")
-                    .await;
-                return Some(End::WithWill);
+                return Err(self.disconnect(0x82, "No Local on a shared subscription"));
             }
             if self.denied_subscribe_filter(&mapped.topic_filter)
                 || self.client.permissions().is_some_and(|p| {
@@ -588,32 +458,28 @@ where
                 })),
             );
         } else {
-            if !self.write(Out::SubAck(pkid, codes, None)).await {
-                return Some(End::WithWill);
-            }
+            self.write(Out::SubAck(pkid, codes, None))?;
             for m in retained_out {
-                if !self.enqueue(m).await {
-                    return Some(End::WithWill);
-                }
+                self.enqueue(m)?;
             }
         }
         let keys: Vec<u32> = self.subs.keys().copied().collect();
         for k in keys {
             self.maybe_fetch(k);
         }
-        None
+        Ok(())
     }
 
     /// A persistent session's SUBSCRIBE is stored (SUBACK with its codes, then the
     /// retained messages) or not: then every subscription it added is taken back and
     /// gets 0x80, as nothing of it would survive a restart.
-    async fn on_sub_stored(
+    fn on_sub_stored(
         &mut self,
         pkid: u16,
         mut codes: Vec<u8>,
         added: Vec<(usize, String)>,
         result: Result<(), String>,
-    ) -> bool {
+    ) -> Step {
         let retained = self.after_suback.remove(&pkid).unwrap_or_default();
         if let Err(why) = result {
             tracing::error!(client_id = %self.client_id, pkid, "MQTT subscription refused: session not stored: {why}");
@@ -624,26 +490,20 @@ where
                     *c = 0x80;
                 }
             }
-            return self
-                .write(Out::SubAck(
-                    pkid,
-                    codes,
-                    Some(format!("session state not stored: {why}")),
-                ))
-                .await;
+            return self.write(Out::SubAck(
+                pkid,
+                codes,
+                Some(format!("session state not stored: {why}")),
+            ));
         }
-        if !self.write(Out::SubAck(pkid, codes, None)).await {
-            return false;
-        }
+        self.write(Out::SubAck(pkid, codes, None))?;
         for m in retained {
-            if !self.enqueue(m).await {
-                return false;
-            }
+            self.enqueue(m)?;
         }
-        true
+        Ok(())
     }
 
-    pub(super) async fn on_unsubscribe(&mut self, pkid: u16, filters: Vec<String>) -> bool {
+    pub(super) fn on_unsubscribe(&mut self, pkid: u16, filters: Vec<String>) -> Step {
         let mut codes = Vec::with_capacity(filters.len());
         for raw in filters {
             let existed = self.deactivate(&raw, true);
@@ -668,9 +528,9 @@ where
                     mailbox.push(Event::Send(Out::UnsubAck(pkid, codes)));
                 })),
             );
-            true
+            Ok(())
         } else {
-            self.write(Out::UnsubAck(pkid, codes)).await
+            self.write(Out::UnsubAck(pkid, codes))
         }
     }
 

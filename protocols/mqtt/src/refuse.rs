@@ -3,7 +3,8 @@
 //! server unavailable, the nearest code), then close. The same answer as a
 //! connection beyond the broker's `max_connections`.
 
-use super::{MqttIo, send_connack_error};
+use crate::connection::send_connack_error;
+use crate::io::MqttIo;
 use rmqtt_codec::version::{ProtocolVersion, VersionCodec};
 use rmqtt_codec::{MqttCodec, MqttPacket, v3, v5};
 use std::net::SocketAddr;
