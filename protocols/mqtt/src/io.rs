@@ -8,7 +8,9 @@
 use bytes::BytesMut;
 use rmqtt_codec::error::{DecodeError, EncodeError};
 use rmqtt_codec::{MqttCodec, MqttPacket};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use std::pin::Pin;
+use std::task::Poll;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio_util::codec::{Decoder, Encoder};
 
 /// Read size when nothing is buffered: most packets from a device fit in it.
@@ -92,14 +94,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MqttIo<S> {
                 if self.rbuf.capacity() > KEEP_CAPACITY {
                     self.rbuf = BytesMut::new();
                 }
-                let mut small = [0u8; SMALL_READ];
-                match self.stream.read(&mut small).await {
-                    Ok(n) => {
-                        self.rbuf.extend_from_slice(&small[..n]);
-                        Ok(n)
+                // The small buffer lives on the stack only while the stream is
+                // polled, never in the waiting future: an idle connection's task
+                // holds no read buffer at all.
+                let (stream, rbuf) = (&mut self.stream, &mut self.rbuf);
+                std::future::poll_fn(|cx| {
+                    let mut small = [0u8; SMALL_READ];
+                    let mut buf = ReadBuf::new(&mut small);
+                    match Pin::new(&mut *stream).poll_read(cx, &mut buf) {
+                        Poll::Ready(Ok(())) => {
+                            rbuf.extend_from_slice(buf.filled());
+                            Poll::Ready(Ok(buf.filled().len()))
+                        }
+                        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                        Poll::Pending => Poll::Pending,
                     }
-                    Err(e) => Err(e),
-                }
+                })
+                .await
             } else {
                 self.rbuf.reserve(LARGE_READ);
                 self.stream.read_buf(&mut self.rbuf).await
