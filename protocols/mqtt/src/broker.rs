@@ -27,15 +27,12 @@ use tokio_util::task::TaskTracker;
 /// The connection that owns a session now.
 pub(crate) struct Online {
     pub conn: u64,
-    /// Cancelled to make the connection leave (takeover).
-    pub kick: CancellationToken,
     /// Cancelled by the connection once it has released the session.
     pub done: CancellationToken,
-    /// The connection's inbox (asked to store its session record again).
+    /// The connection's inbox: asked to store its session record again, or
+    /// told to leave ([`crate::mailbox::Stop`]: a takeover, here or on another
+    /// node of the cluster).
     pub mailbox: Arc<Mailbox>,
-    /// Set before `kick` when the client connected on another node of the
-    /// cluster: the session moved there, so this node stores nothing of it.
-    pub moved: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A client id's entry in the registry.

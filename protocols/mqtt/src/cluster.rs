@@ -308,10 +308,7 @@ impl MqttBroker {
                     match &slot.online {
                         Some(online) => {
                             tracing::info!(%client_id, "MQTT client id taken over on another node");
-                            online
-                                .moved
-                                .store(true, std::sync::atomic::Ordering::Release);
-                            online.kick.cancel();
+                            online.mailbox.stop(crate::mailbox::Stop::Moved);
                         }
                         None => {
                             slots.remove(&client_id);

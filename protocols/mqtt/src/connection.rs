@@ -6,7 +6,7 @@ use crate::broker::{MqttBroker, Tenant, remaining_expiry};
 use crate::channel::{Close, MqttChannel, Settings, Step, Wire, denied_publish, now_ms};
 use crate::frame::{ConnectInfo, In, Out, connack, lift, lower};
 use crate::io::MqttIo;
-use crate::mailbox::Mailbox;
+use crate::mailbox::{Mailbox, Stop};
 use crate::session::SessionRecord;
 use crate::topic;
 use bytestring::ByteString;
@@ -349,23 +349,25 @@ where
 
     // Take the session over from any other connection with this client id.
     let conn_id = broker.next_conn_id();
-    // An operator's disconnect (`Engine::close_client`) cancels this.
-    let operator = CancellationToken::new();
-    {
-        let operator = operator.clone();
-        client.set_close_handler(move |_, _| operator.cancel());
-    }
-    let kick = CancellationToken::new();
     let done = CancellationToken::new();
     let mailbox = Mailbox::for_client(broker.options.max_pending, client.clone());
-    let moved = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // An operator's disconnect (`Engine::close_client`) stops the connection.
+    // (Weak: the mailbox holds the client record, which holds this handler.)
+    {
+        let mailbox = Arc::downgrade(&mailbox);
+        client.set_close_handler(move |_, _| {
+            if let Some(m) = mailbox.upgrade() {
+                m.stop(Stop::Operator);
+            }
+        });
+    }
     let previous = loop {
         let wait = {
             let mut slots = tenant.slots.lock();
             let slot = slots.entry(info.client_id.clone()).or_default();
             match &slot.online {
                 Some(o) => {
-                    o.kick.cancel();
+                    o.mailbox.stop(Stop::TakenOver);
                     Some(o.done.clone())
                 }
                 None => {
@@ -377,10 +379,8 @@ where
                     }
                     slot.online = Some(crate::broker::Online {
                         conn: conn_id,
-                        kick: kick.clone(),
                         done: done.clone(),
                         mailbox: mailbox.clone(),
-                        moved: moved.clone(),
                     });
                     let record = slot.record.take();
                     // The expiry timer may not have run yet.
@@ -525,7 +525,6 @@ where
         tenant,
         client,
         mailbox,
-        moved,
         Wire::new(encoder),
         record,
         settings,
@@ -537,8 +536,6 @@ where
         framed,
         ack,
         conn_id,
-        kick,
-        operator,
         done,
     })
 }
@@ -549,8 +546,6 @@ struct Handshake<S> {
     framed: MqttIo<S>,
     ack: v5::ConnectAck,
     conn_id: u64,
-    kick: CancellationToken,
-    operator: CancellationToken,
     done: CancellationToken,
 }
 
@@ -565,12 +560,10 @@ where
         mut framed,
         ack,
         conn_id,
-        kick,
-        operator,
         done,
     } = h;
     let close = match channel.connected(ack) {
-        Ok(()) => match main_loop(&broker, &mut channel, &mut framed, &kick, &operator).await {
+        Ok(()) => match main_loop(&broker, &mut channel, &mut framed).await {
             Err(close) => close,
             Ok(never) => match never {},
         },
@@ -618,8 +611,6 @@ async fn main_loop<S>(
     broker: &Arc<MqttBroker>,
     channel: &mut MqttChannel,
     framed: &mut MqttIo<S>,
-    kick: &CancellationToken,
-    operator: &CancellationToken,
 ) -> Result<std::convert::Infallible, Close>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -630,6 +621,10 @@ where
         if !write_out(framed, channel).await {
             return Err(Close::WITH_WILL);
         }
+        // A takeover, here or on another node, or an operator's disconnect.
+        if let Some(why) = mailbox.stopped() {
+            return Err(channel.stop(why));
+        }
         // A cluster link behind: read no more publishes until it catches up
         // (at most BACKPRESSURE_WAIT; past that the link drops what does not fit).
         if let Some(wait) = broker.engine.backpressure() {
@@ -638,8 +633,6 @@ where
         let deadline = channel.keep_alive_deadline();
         let step = tokio::select! {
             biased;
-            _ = kick.cancelled() => Err(channel.taken_over()),
-            _ = operator.cancelled() => Err(channel.kicked()),
             _ = broker.shutdown.cancelled() => Err(channel.shutting_down()),
             _ = async { match deadline { Some(d) => tokio::time::sleep_until(d.into()).await, None => std::future::pending().await } } => {
                 channel.tick(std::time::Instant::now())

@@ -60,6 +60,22 @@ struct Inner {
     live_dropped: u64,
     /// A live QoS 1/2 message found the mailbox full: the client is a slow consumer.
     overflow: bool,
+    /// Why the connection must end, told from outside its task.
+    stop: Option<Stop>,
+}
+
+/// Why a connection is told to end from outside its task. One flag in the
+/// mailbox the connection already waits on, instead of a cancellation token per
+/// cause: an idle connection holds as little as it can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Another connection took the client id over.
+    TakenOver,
+    /// The client connected on another node of the cluster: the session moved
+    /// there, so this node stores nothing more of it.
+    Moved,
+    /// An operator's disconnect, or the engine shedding a slow consumer.
+    Operator,
 }
 
 /// A connection's inbox.
@@ -176,6 +192,21 @@ impl Mailbox {
         let now = self.live_bytes.fetch_sub(live, Ordering::Relaxed) - live;
         self.show_pending(now);
         (events, dropped)
+    }
+
+    /// Tells the connection to end (the first reason given stands).
+    pub fn stop(&self, why: Stop) {
+        let mut inner = self.inner.lock();
+        if inner.stop.is_none() {
+            inner.stop = Some(why);
+        }
+        drop(inner);
+        self.notify.notify_one();
+    }
+
+    /// Why the connection was told to end, if it was.
+    pub fn stopped(&self) -> Option<Stop> {
+        self.inner.lock().stop
     }
 
     /// Waits until something is queued.

@@ -108,7 +108,7 @@ impl MqttChannel {
         };
         let tenant = self.tenant.clone();
         // The session moved to another node of the cluster, which owns it now.
-        let moved = self.moved.load(std::sync::atomic::Ordering::Acquire);
+        let moved = self.mailbox.stopped() == Some(Stop::Moved);
         let persistent = persistent && !moved;
         let will_delay = will
             .as_ref()

@@ -15,7 +15,7 @@ mod outbound;
 
 use crate::broker::{AckJoin, MqttBroker, Tenant, header_qos};
 use crate::frame::{In, Out, Will, lower, qos_num, qos_of};
-use crate::mailbox::{Event, GroupSink, LiveSub, Mailbox};
+use crate::mailbox::{Event, GroupSink, LiveSub, Mailbox, Stop};
 use crate::session::{
     self, H_CONTENT_TYPE, H_MQTT_CORRELATION, H_MQTT_EXPIRES, H_MQTT_QOS, H_MQTT_RETAIN,
     H_MQTT_UTF8, H_ORIGIN_CLIENT, H_ORIGIN_PROTOCOL, H_ORIGIN_TOPIC, MSGS, MSGS_PREFIX, PendingOut,
@@ -321,9 +321,6 @@ pub(crate) struct MqttChannel {
     last_in: Instant,
     /// The session has (or had) a record in `$MQTT_sess`.
     stored: bool,
-    /// The client connected on another node of the cluster: the session moved
-    /// there, and this connection stores nothing of it when it ends.
-    moved: Arc<std::sync::atomic::AtomicBool>,
     /// Stored messages (`$MQTT_msgs` sequences) sent lately, so a second
     /// overlapping subscription's group does not send one again.
     recent_seqs: HashSet<u64>,
@@ -342,7 +339,6 @@ impl MqttChannel {
         tenant: Arc<Tenant>,
         client: Arc<ClientRecord>,
         mailbox: Arc<Mailbox>,
-        moved: Arc<std::sync::atomic::AtomicBool>,
         wire: Wire,
         record: SessionRecord,
         settings: Settings,
@@ -380,7 +376,6 @@ impl MqttChannel {
                 .then(|| Duration::from_millis(u64::from(settings.keep_alive) * 1500)),
             last_in: now,
             stored: settings.stored,
-            moved,
             recent_seqs: HashSet::new(),
             recent_order: VecDeque::new(),
             after_suback: HashMap::new(),
@@ -424,8 +419,16 @@ impl MqttChannel {
         }
     }
 
+    /// Told from outside to end ([`Stop`]).
+    pub(crate) fn stop(&mut self, why: Stop) -> Close {
+        match why {
+            Stop::TakenOver | Stop::Moved => self.taken_over(),
+            Stop::Operator => self.kicked(),
+        }
+    }
+
     /// Another connection took the client id over.
-    pub(crate) fn taken_over(&mut self) -> Close {
+    fn taken_over(&mut self) -> Close {
         self.disconnect(0x8E, "session taken over");
         Close {
             end: End::TakenOver,
@@ -436,7 +439,7 @@ impl MqttChannel {
     /// An operator disconnected the client (`Engine::close_client`). MQTT 5 0x98
     /// Administrative action; MQTT 3.1.1 has no server DISCONNECT, so the socket
     /// just closes. An abnormal end: the will goes out.
-    pub(crate) fn kicked(&mut self) -> Close {
+    fn kicked(&mut self) -> Close {
         self.disconnect(0x98, "Kicked by operator")
     }
 
