@@ -553,8 +553,16 @@ impl Station {
         };
         let local_first = log.first_seq();
         let last_seq = log.last_seq;
+        // Subjects whose messages are all in the bucket count too: those
+        // also local are counted under the lock, the rest after it.
+        let also_local = self.tier.get().map_or(0, |t| {
+            t.remote_subjects_also_local(local_first, log.per_subject.keys(), |s| {
+                log.per_subject.contains_key(s)
+            })
+        });
         drop(log);
         if let Some(tier) = self.tier.get() {
+            state.num_subjects += tier.remote_subjects(local_first).saturating_sub(also_local);
             state.tier = Some(self.tier_state(tier, &mut state, local_first, last_seq));
         }
         state
@@ -1369,7 +1377,7 @@ impl Station {
     /// The producer's preconditions, checked as nats-server orders them.
     fn check_expected(
         &self,
-        log: &Log,
+        log: &mut Log,
         options: &PublishOptions,
         subject: &Subject,
     ) -> Result<(), EngineError> {
@@ -1394,10 +1402,20 @@ impl Station {
             return Err(EngineError::WrongLastSequence(log.last_seq));
         }
         if let Some(want) = options.expected_last_subject_seq {
-            let actual = log
-                .per_subject
-                .get(subject.as_bytes())
-                .map_or(0, |s| s.last);
+            // A subject whose messages are all in the bucket has its last
+            // one there (a KV `update` of a key written long ago, or a
+            // `create` of it refused).
+            let actual = match log.per_subject.get(subject.as_bytes()) {
+                Some(s) => s.last,
+                None => match self.tier.get() {
+                    Some(t) => {
+                        let local_first = log.first_seq();
+                        t.last_of_subject(subject.as_bytes(), local_first)
+                            .unwrap_or(0)
+                    }
+                    None => 0,
+                },
+            };
             if want != actual {
                 return Err(EngineError::WrongLastSubjectSequence(actual));
             }
@@ -1652,9 +1670,17 @@ impl Station {
                 let remote = self.tier.get().is_some() && *seq < log.first_seq();
                 (remote || log.is_live(*seq)).then_some(*seq)
             }
-            MessageQuery::LastBySubject(subject) => {
-                log.per_subject.get(subject.as_bytes()).map(|s| s.last)
-            }
+            // A subject with no local message may have one only the bucket
+            // holds (found through the segments' subject summaries).
+            MessageQuery::LastBySubject(subject) => match log.per_subject.get(subject.as_bytes()) {
+                Some(s) => Some(s.last),
+                None => {
+                    let local_first = log.first_seq();
+                    self.tier
+                        .get()
+                        .and_then(|t| t.last_of_subject(subject.as_bytes(), local_first))
+                }
+            },
             MessageQuery::NextBySubject { seq, subject } => {
                 let filter = SubjectFilter::new(subject.clone())
                     .map_err(|e| EngineError::BadRequest(format!("invalid subject: {e}")))?;
