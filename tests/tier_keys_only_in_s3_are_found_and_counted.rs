@@ -13,7 +13,8 @@
 //!   summaries kept in the local store); with S3 hung, the get is an
 //!   "unavailable" error (JetStream 10008), never "not found";
 //! - after a purge up to a sequence past it, it is not found and not counted,
-//!   although the segment holding it is still in the bucket.
+//!   although the segment holding it is still in the bucket; a KV update of
+//!   another key only in the bucket, with its revision, is accepted.
 //!
 //! The server is found as tests/support/s3.rs says. Without one the test says
 //! so and passes, unless `REQUIRE_MOTO` is set (as `scripts/test` does).
@@ -201,11 +202,12 @@ async fn a_key_only_in_s3_is_read_counted_and_purged() {
     assert_eq!(b_new, OTHER_KEYS + 3);
     let subjects = OTHER_KEYS + 2;
 
-    // Everything uploaded, and A's only message gone from local disk.
+    // Everything uploaded, and the first ten messages (A's, B's first,
+    // k000 .. k007) gone from local disk.
     let http = reqwest::Client::new();
     let state = until_state(&http, broker.http_port, "A uploaded and trimmed", |st| {
         st["tier"]["upload_lag_messages"] == 0
-            && st["tier"]["local_first_seq"].as_u64().unwrap_or(0) > 2
+            && st["tier"]["local_first_seq"].as_u64().unwrap_or(0) > 10
     })
     .await;
     eprintln!("tiered: {state}");
@@ -276,10 +278,23 @@ async fn a_key_only_in_s3_is_read_counted_and_purged() {
     );
     assert_eq!(num_subjects(&js).await, subjects - 1);
     assert_eq!(state["num_subjects"], subjects - 1, "{state}");
-    // The other keys written long ago are still there.
+    // The other keys written long ago are still there, and a KV update of
+    // one with its revision (its sequence, in the bucket) is accepted.
     assert_eq!(
         store.get("k000").await.unwrap().as_deref(),
         Some(&value("k000")[..])
     );
+    let k005 = store.entry("k005").await.unwrap().expect("k005");
+    assert_eq!(k005.revision, 8);
+    let rev = store
+        .update("k005", "updated".into(), k005.revision)
+        .await
+        .unwrap();
+    assert_eq!(rev, OTHER_KEYS + 4);
+    assert_eq!(
+        store.get("k005").await.unwrap().as_deref(),
+        Some(&b"updated"[..])
+    );
+    assert_eq!(num_subjects(&js).await, subjects - 1);
     drop(broker);
 }

@@ -14,8 +14,8 @@
 //! (`tiersubj/<station id>/<first seq>`, written in the same fsynced batch),
 //! and the station keeps in memory, per subject, the sequence of its last
 //! message in the index's segments ([`StationTier::last_of_subject`]): one
-//! map entry per distinct subject of the remote range (its bytes plus about
-//! 60 bytes), as the local log's subject index keeps one per local subject.
+//! map entry per distinct subject of the remote range (its bytes plus 50 to
+//! 100 bytes), as the local log's subject index keeps one per local subject.
 //! It is rebuilt from the summaries at start, grows when a segment is
 //! recorded and shrinks when segments are dropped (always the oldest first:
 //! a subject whose last message was in a dropped segment has no remote
@@ -77,8 +77,10 @@ fn merge_summary(subjects: &mut AHashMap<Bytes, u64>, summary: &SubjectSummary) 
     for e in &summary.subjects {
         match subjects.get_mut(&e.subject) {
             Some(last) => *last = (*last).max(e.last_seq),
+            // A copy of its own: the summary's may share a buffer with the
+            // records it was taken from.
             None => {
-                subjects.insert(e.subject.clone(), e.last_seq);
+                subjects.insert(Bytes::copy_from_slice(&e.subject), e.last_seq);
             }
         }
     }

@@ -485,8 +485,18 @@ fn footer_bytes(tail: &[u8]) -> Result<(&[u8], u32), SegmentError> {
     Ok((footer, version))
 }
 
-/// The footer's parts: (block index, subject summary, totals).
-fn footer_parts(footer: &[u8], version: u32) -> Result<(&[u8], &[u8], &[u8]), SegmentError> {
+/// A footer's parts.
+struct FooterParts<'a> {
+    /// The block index.
+    index: &'a [u8],
+    /// The subject summary (empty for version 1).
+    summary: &'a [u8],
+    /// Block count, messages, bytes.
+    totals: &'a [u8],
+}
+
+/// Splits a checked footer into its parts.
+fn footer_parts(footer: &[u8], version: u32) -> Result<FooterParts<'_>, SegmentError> {
     let (rest, totals) = footer.split_at(footer.len() - 20);
     let count = (&totals[..4]).get_u32() as usize;
     let index_len = count
@@ -501,7 +511,11 @@ fn footer_parts(footer: &[u8], version: u32) -> Result<(&[u8], &[u8], &[u8]), Se
             "footer length does not match its block count",
         ));
     }
-    Ok((index, summary, totals))
+    Ok(FooterParts {
+        index,
+        summary,
+        totals,
+    })
 }
 
 /// Decodes the footer from the object's last bytes (`tail`, which must hold
@@ -510,7 +524,9 @@ fn footer_parts(footer: &[u8], version: u32) -> Result<(&[u8], &[u8], &[u8]), Se
 pub fn decode_footer(tail: &[u8], object_len: u64) -> Result<Footer, SegmentError> {
     let span = footer_span(tail)?;
     let (footer, version) = footer_bytes(tail)?;
-    let (index, _, mut totals) = footer_parts(footer, version)?;
+    let FooterParts {
+        index, mut totals, ..
+    } = footer_parts(footer, version)?;
     let count = totals.get_u32() as usize;
     let messages = totals.get_u64();
     let bytes = totals.get_u64();
@@ -547,8 +563,7 @@ pub fn decode_summary(tail: &[u8]) -> Result<Option<SubjectSummary>, SegmentErro
     if version == VERSION_1 {
         return Ok(None);
     }
-    let (_, summary, _) = footer_parts(footer, version)?;
-    SubjectSummary::read(summary).map(Some)
+    SubjectSummary::read(footer_parts(footer, version)?.summary).map(Some)
 }
 
 /// Decodes one block (its bytes, as the footer locates them) into records.
