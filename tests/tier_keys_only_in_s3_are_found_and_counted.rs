@@ -8,7 +8,9 @@
 //!   `STREAM.MSG.GET` with `last_by_subj`; a key rewritten later answers its
 //!   newest value, a key never written is not found, and a KV create of it is
 //!   refused (`Nats-Expected-Last-Subject-Sequence` sees its last sequence);
-//! - STREAM.INFO `num_subjects` (JetStream and HTTP) counts it;
+//! - STREAM.INFO `num_subjects` (JetStream and HTTP) counts it, and the KV's
+//!   `keys()` (a consumer delivering the last message per subject) and a
+//!   batched direct get with `multi_last` list it;
 //! - after a SIGKILL and a restart the same (the index is rebuilt from the
 //!   summaries kept in the local store); with S3 hung, the get is an
 //!   "unavailable" error (JetStream 10008), never "not found";
@@ -144,6 +146,52 @@ async fn connect(broker: &Broker) -> jetstream::Context {
     js
 }
 
+/// Every key of the bucket, as async-nats lists them (a hang guard of 30 s).
+async fn all_keys(store: &kv::Store) -> Vec<String> {
+    use futures::TryStreamExt;
+    let keys = store.keys().await.unwrap();
+    let mut keys: Vec<String> = tokio::time::timeout(Duration::from_secs(30), keys.try_collect())
+        .await
+        .expect("the keys are listed")
+        .unwrap();
+    keys.sort();
+    keys
+}
+
+/// The sequences a batched direct get with `multi_last` answers for
+/// `subjects`, up to its `204 EOB` (a hang guard of 10 s a message).
+async fn multi_last(js: &jetstream::Context, subjects: &[&str]) -> Vec<u64> {
+    use futures::StreamExt;
+    let client = js.client();
+    let inbox = client.new_inbox();
+    let mut replies = client.subscribe(inbox.clone()).await.unwrap();
+    let body = serde_json::json!({ "multi_last": subjects });
+    client
+        .publish_with_reply(
+            format!("$JS.API.DIRECT.GET.{STREAM}"),
+            inbox,
+            body.to_string().into(),
+        )
+        .await
+        .unwrap();
+    let mut seqs = Vec::new();
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), replies.next())
+            .await
+            .expect("an answer")
+            .unwrap();
+        if m.status.is_some_and(|s| s.as_u16() == 204) {
+            return seqs;
+        }
+        let seq = m
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Sequence"))
+            .unwrap_or_else(|| panic!("a message, not {:?} {:?}", m.status, m.headers));
+        seqs.push(seq.as_str().parse().unwrap());
+    }
+}
+
 /// STREAM.INFO's `num_subjects`.
 async fn num_subjects(js: &jetstream::Context) -> u64 {
     let mut stream = js.get_stream(STREAM).await.unwrap();
@@ -237,6 +285,15 @@ async fn a_key_only_in_s3_is_read_counted_and_purged() {
         assert_eq!(m.sequence, 1);
         assert_eq!(&m.payload[..], &value("A")[..]);
         assert_eq!(num_subjects(&js).await, subjects);
+        // KV keys (a consumer delivering the last message per subject).
+        let keys = all_keys(&store).await;
+        assert_eq!(keys.len() as u64, subjects, "{keys:?}");
+        assert!(keys.contains(&"A".to_string()), "{keys:?}");
+        // A batched direct get of the last messages of A and B.
+        assert_eq!(
+            multi_last(&js, &["$KV.CONFIG.A", "$KV.CONFIG.B"]).await,
+            [1, b_new]
+        );
     };
     check_found(js.clone()).await;
     assert_eq!(
@@ -278,6 +335,13 @@ async fn a_key_only_in_s3_is_read_counted_and_purged() {
     );
     assert_eq!(num_subjects(&js).await, subjects - 1);
     assert_eq!(state["num_subjects"], subjects - 1, "{state}");
+    let keys = all_keys(&store).await;
+    assert_eq!(keys.len() as u64, subjects - 1, "{keys:?}");
+    assert!(!keys.contains(&"A".to_string()), "{keys:?}");
+    assert_eq!(
+        multi_last(&js, &["$KV.CONFIG.A", "$KV.CONFIG.B"]).await,
+        [b_new]
+    );
     // The other keys written long ago are still there, and a KV update of
     // one with its revision (its sequence, in the bucket) is accepted.
     assert_eq!(

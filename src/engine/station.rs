@@ -1205,15 +1205,30 @@ impl Station {
         first_at_or_after(&mut log, ns).unwrap_or(log.last_seq + 1)
     }
 
-    /// The newest sequence of every subject matching `filters` (all when empty).
+    /// The newest sequence of every subject matching `filters` (all when empty),
+    /// with the subjects whose messages are all in the bucket.
     pub fn last_per_subject(&self, filters: &[SubjectFilter]) -> Vec<u64> {
-        let log = self.log.lock();
+        self.last_per_subject_below(filters, u64::MAX)
+    }
+
+    /// [`Station::last_per_subject`] when every local subject's newest is at
+    /// most `up_to`; a subject only in the bucket counts when its last
+    /// message there is at most `up_to`.
+    fn last_per_subject_below(&self, filters: &[SubjectFilter], up_to: u64) -> Vec<u64> {
+        let mut log = self.log.lock();
+        let local_first = log.first_seq();
         let mut seqs: Vec<u64> = log
             .per_subject
             .iter()
             .filter(|(s, _)| matches_any(filters, s))
             .map(|(_, s)| s.last)
             .collect();
+        if let Some(tier) = self.tier.get() {
+            let local = &log.per_subject;
+            seqs.extend(tier.last_per_subject(local_first, up_to, |s| {
+                matches_any(filters, s) && !local.contains_key(s)
+            }));
+        }
         seqs.sort_unstable();
         seqs
     }
@@ -1229,7 +1244,7 @@ impl Station {
         let Some(up_to) = up_to else {
             return self.last_per_subject(filters);
         };
-        let log = self.log.lock();
+        let mut log = self.log.lock();
         let all_before = log
             .per_subject
             .iter()
@@ -1237,7 +1252,17 @@ impl Station {
             .all(|(_, s)| s.last <= up_to);
         if all_before {
             drop(log);
-            return self.last_per_subject(filters);
+            return self.last_per_subject_below(filters, up_to);
+        }
+        // Subjects only in the bucket whose last message there is at most
+        // `up_to` (one whose last there is later is not looked for further).
+        let mut remote = Vec::new();
+        if let Some(tier) = self.tier.get() {
+            let local_first = log.first_seq();
+            let local = &log.per_subject;
+            remote = tier.last_per_subject(local_first, up_to, |s| {
+                matches_any(filters, s) && !local.contains_key(s)
+            });
         }
         let mut last: std::collections::HashMap<Vec<u8>, u64> = std::collections::HashMap::new();
         log.walk(1, |m| {
@@ -1249,7 +1274,7 @@ impl Station {
             }
             ControlFlow::Continue(())
         });
-        let mut seqs: Vec<u64> = last.into_values().collect();
+        let mut seqs: Vec<u64> = last.into_values().chain(remote).collect();
         seqs.sort_unstable();
         seqs
     }

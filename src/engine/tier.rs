@@ -292,6 +292,25 @@ impl StationTier {
         (last >= self.floor() && last < local_first).then_some(last)
     }
 
+    /// [`StationTier::last_of_subject`] of every subject `wanted` takes whose
+    /// last message there is at most `up_to`, in no order.
+    pub fn last_per_subject(
+        &self,
+        local_first: u64,
+        up_to: u64,
+        wanted: impl Fn(&Bytes) -> bool,
+    ) -> Vec<u64> {
+        let floor = self.floor();
+        self.subjects
+            .read()
+            .iter()
+            .filter(|(s, last)| {
+                **last >= floor && **last < local_first && **last <= up_to && wanted(s)
+            })
+            .map(|(_, last)| *last)
+            .collect()
+    }
+
     /// How many subjects have a message only the bucket holds
     /// ([`StationTier::last_of_subject`]), local or not.
     pub fn remote_subjects(&self, local_first: u64) -> u64 {
