@@ -553,8 +553,16 @@ impl Station {
         };
         let local_first = log.first_seq();
         let last_seq = log.last_seq;
+        // Subjects whose messages are all in the bucket count too: those
+        // also local are counted under the lock, the rest after it.
+        let also_local = self.tier.get().map_or(0, |t| {
+            t.remote_subjects_also_local(local_first, log.per_subject.keys(), |s| {
+                log.per_subject.contains_key(s)
+            })
+        });
         drop(log);
         if let Some(tier) = self.tier.get() {
+            state.num_subjects += tier.remote_subjects(local_first).saturating_sub(also_local);
             state.tier = Some(self.tier_state(tier, &mut state, local_first, last_seq));
         }
         state
@@ -1197,15 +1205,30 @@ impl Station {
         first_at_or_after(&mut log, ns).unwrap_or(log.last_seq + 1)
     }
 
-    /// The newest sequence of every subject matching `filters` (all when empty).
+    /// The newest sequence of every subject matching `filters` (all when empty),
+    /// with the subjects whose messages are all in the bucket.
     pub fn last_per_subject(&self, filters: &[SubjectFilter]) -> Vec<u64> {
-        let log = self.log.lock();
+        self.last_per_subject_below(filters, u64::MAX)
+    }
+
+    /// [`Station::last_per_subject`] when every local subject's newest is at
+    /// most `up_to`; a subject only in the bucket counts when its last
+    /// message there is at most `up_to`.
+    fn last_per_subject_below(&self, filters: &[SubjectFilter], up_to: u64) -> Vec<u64> {
+        let mut log = self.log.lock();
+        let local_first = log.first_seq();
         let mut seqs: Vec<u64> = log
             .per_subject
             .iter()
             .filter(|(s, _)| matches_any(filters, s))
             .map(|(_, s)| s.last)
             .collect();
+        if let Some(tier) = self.tier.get() {
+            let local = &log.per_subject;
+            seqs.extend(tier.last_per_subject(local_first, up_to, |s| {
+                matches_any(filters, s) && !local.contains_key(s)
+            }));
+        }
         seqs.sort_unstable();
         seqs
     }
@@ -1221,7 +1244,7 @@ impl Station {
         let Some(up_to) = up_to else {
             return self.last_per_subject(filters);
         };
-        let log = self.log.lock();
+        let mut log = self.log.lock();
         let all_before = log
             .per_subject
             .iter()
@@ -1229,7 +1252,17 @@ impl Station {
             .all(|(_, s)| s.last <= up_to);
         if all_before {
             drop(log);
-            return self.last_per_subject(filters);
+            return self.last_per_subject_below(filters, up_to);
+        }
+        // Subjects only in the bucket whose last message there is at most
+        // `up_to` (one whose last there is later is not looked for further).
+        let mut remote = Vec::new();
+        if let Some(tier) = self.tier.get() {
+            let local_first = log.first_seq();
+            let local = &log.per_subject;
+            remote = tier.last_per_subject(local_first, up_to, |s| {
+                matches_any(filters, s) && !local.contains_key(s)
+            });
         }
         let mut last: std::collections::HashMap<Vec<u8>, u64> = std::collections::HashMap::new();
         log.walk(1, |m| {
@@ -1241,7 +1274,7 @@ impl Station {
             }
             ControlFlow::Continue(())
         });
-        let mut seqs: Vec<u64> = last.into_values().collect();
+        let mut seqs: Vec<u64> = last.into_values().chain(remote).collect();
         seqs.sort_unstable();
         seqs
     }
@@ -1369,7 +1402,7 @@ impl Station {
     /// The producer's preconditions, checked as nats-server orders them.
     fn check_expected(
         &self,
-        log: &Log,
+        log: &mut Log,
         options: &PublishOptions,
         subject: &Subject,
     ) -> Result<(), EngineError> {
@@ -1394,10 +1427,20 @@ impl Station {
             return Err(EngineError::WrongLastSequence(log.last_seq));
         }
         if let Some(want) = options.expected_last_subject_seq {
-            let actual = log
-                .per_subject
-                .get(subject.as_bytes())
-                .map_or(0, |s| s.last);
+            // A subject whose messages are all in the bucket has its last
+            // one there (a KV `update` of a key written long ago, or a
+            // `create` of it refused).
+            let actual = match log.per_subject.get(subject.as_bytes()) {
+                Some(s) => s.last,
+                None => match self.tier.get() {
+                    Some(t) => {
+                        let local_first = log.first_seq();
+                        t.last_of_subject(subject.as_bytes(), local_first)
+                            .unwrap_or(0)
+                    }
+                    None => 0,
+                },
+            };
             if want != actual {
                 return Err(EngineError::WrongLastSubjectSequence(actual));
             }
@@ -1652,9 +1695,17 @@ impl Station {
                 let remote = self.tier.get().is_some() && *seq < log.first_seq();
                 (remote || log.is_live(*seq)).then_some(*seq)
             }
-            MessageQuery::LastBySubject(subject) => {
-                log.per_subject.get(subject.as_bytes()).map(|s| s.last)
-            }
+            // A subject with no local message may have one only the bucket
+            // holds (found through the segments' subject summaries).
+            MessageQuery::LastBySubject(subject) => match log.per_subject.get(subject.as_bytes()) {
+                Some(s) => Some(s.last),
+                None => {
+                    let local_first = log.first_seq();
+                    self.tier
+                        .get()
+                        .and_then(|t| t.last_of_subject(subject.as_bytes(), local_first))
+                }
+            },
             MessageQuery::NextBySubject { seq, subject } => {
                 let filter = SubjectFilter::new(subject.clone())
                     .map_err(|e| EngineError::BadRequest(format!("invalid subject: {e}")))?;

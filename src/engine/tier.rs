@@ -10,6 +10,18 @@
 //! that index, so an S3 outage never loses a message: uploads wait and retry,
 //! local disk keeps everything not uploaded, and publishing is not touched.
 //!
+//! Beside each index entry the store keeps the segment's subject summary
+//! (`tiersubj/<station id>/<first seq>`, written in the same fsynced batch),
+//! and the station keeps in memory, per subject, the sequence of its last
+//! message in the index's segments ([`StationTier::last_of_subject`]): one
+//! map entry per distinct subject of the remote range (its bytes plus 50 to
+//! 100 bytes), as the local log's subject index keeps one per local subject.
+//! It is rebuilt from the summaries at start, grows when a segment is
+//! recorded and shrinks when segments are dropped (always the oldest first:
+//! a subject whose last message was in a dropped segment has no remote
+//! message left). Segments uploaded before the summary existed (version 1)
+//! are not in it.
+//!
 //! Reads below the local first sequence go to the bucket: consumer groups
 //! through [`StationTier::cached_block`] and [`StationTier::prefetch`] (a group
 //! never waits on S3 while it fills; a fetched block wakes its groups), one-off
@@ -19,10 +31,11 @@
 
 use super::station::{Station, now_ns};
 use super::stations::StationRegistry;
+use ahash::AHashMap;
 use bytes::Bytes;
 use junction_api::{EngineError, Retention, StationConfig, StorageKind, SubjectFilter, TierPolicy};
 use junction_storage::Store;
-use junction_storage::tier::segment::{Header, SegmentWriter};
+use junction_storage::tier::segment::{Header, SegmentWriter, SubjectSummary};
 use junction_storage::tier::{Block, Remote, SegmentRef, TierError};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashSet;
@@ -46,6 +59,31 @@ fn index_key(station: u64, first: u64) -> String {
 /// The prefix of every remote index entry of a station.
 fn index_prefix(station: u64) -> String {
     format!("tier/{station}/")
+}
+
+/// The meta key of the subject summary of a station's segment from `first`.
+fn summary_key(station: u64, first: u64) -> String {
+    format!("tiersubj/{station}/{first:020}")
+}
+
+/// The prefix of every subject summary of a station.
+fn summary_prefix(station: u64) -> String {
+    format!("tiersubj/{station}/")
+}
+
+/// Adds a segment's summary to a station's subject map (per subject the
+/// last remote sequence).
+fn merge_summary(subjects: &mut AHashMap<Bytes, u64>, summary: &SubjectSummary) {
+    for e in &summary.subjects {
+        match subjects.get_mut(&e.subject) {
+            Some(last) => *last = (*last).max(e.last_seq),
+            // A copy of its own: the summary's may share a buffer with the
+            // records it was taken from.
+            None => {
+                subjects.insert(Bytes::copy_from_slice(&e.subject), e.last_seq);
+            }
+        }
+    }
 }
 
 /// The meta key of a station's remote floor: remote messages below it were
@@ -132,6 +170,9 @@ pub(crate) struct StationTier {
     remote: Arc<Remote>,
     /// Uploaded segments, in sequence order.
     segments: RwLock<Vec<SegmentRef>>,
+    /// Per subject of the segments' summaries, the sequence of its last
+    /// message in them (taken after `segments` when both are).
+    subjects: RwLock<AHashMap<Bytes, u64>>,
     /// The station, to wake its groups when a block they wait for arrives.
     station: Weak<Station>,
     /// Block fetches under way for groups: (segment key, sequence asked for).
@@ -173,6 +214,7 @@ impl StationTier {
             segments.push(seg);
         }
         segments.sort_by_key(|s| s.first_seq);
+        let subjects = load_subjects(store, station, &segments)?;
         let floor = store
             .get_meta(&floor_key(station.id))
             .map_err(|e| EngineError::Storage(e.to_string()))?
@@ -182,6 +224,7 @@ impl StationTier {
         Ok(StationTier {
             remote,
             segments: RwLock::new(segments),
+            subjects: RwLock::new(subjects),
             station: Arc::downgrade(station),
             fetching: Mutex::new(HashSet::new()),
             backoff: Mutex::new(Backoff::default()),
@@ -236,6 +279,70 @@ impl StationTier {
                     "publishes accepted again: the uploads caught up"
                 );
             }
+        }
+    }
+
+    /// The sequence of the last message of `subject` that only the bucket
+    /// holds: below `local_first` and not purged. `None` when the subject has
+    /// no such message in the summarised segments, or when its last uploaded
+    /// message is at or above `local_first` (it was deleted while still
+    /// local: older remote ones are not looked for).
+    pub fn last_of_subject(&self, subject: &[u8], local_first: u64) -> Option<u64> {
+        let last = *self.subjects.read().get(subject)?;
+        (last >= self.floor() && last < local_first).then_some(last)
+    }
+
+    /// [`StationTier::last_of_subject`] of every subject `wanted` takes whose
+    /// last message there is at most `up_to`, in no order.
+    pub fn last_per_subject(
+        &self,
+        local_first: u64,
+        up_to: u64,
+        wanted: impl Fn(&Bytes) -> bool,
+    ) -> Vec<u64> {
+        let floor = self.floor();
+        self.subjects
+            .read()
+            .iter()
+            .filter(|(s, last)| {
+                **last >= floor && **last < local_first && **last <= up_to && wanted(s)
+            })
+            .map(|(_, last)| *last)
+            .collect()
+    }
+
+    /// How many subjects have a message only the bucket holds
+    /// ([`StationTier::last_of_subject`]), local or not.
+    pub fn remote_subjects(&self, local_first: u64) -> u64 {
+        let floor = self.floor();
+        self.subjects
+            .read()
+            .values()
+            .filter(|last| **last >= floor && **last < local_first)
+            .count() as u64
+    }
+
+    /// How many of [`StationTier::remote_subjects`] are also in the local log,
+    /// whose subjects are `local` (`is_local` tells one): walks the smaller of
+    /// the two, as it runs under the station's lock.
+    pub fn remote_subjects_also_local<'a>(
+        &self,
+        local_first: u64,
+        local: impl ExactSizeIterator<Item = &'a Bytes>,
+        is_local: impl Fn(&[u8]) -> bool,
+    ) -> u64 {
+        let floor = self.floor();
+        let subjects = self.subjects.read();
+        let remote = |last: u64| last >= floor && last < local_first;
+        if local.len() <= subjects.len() {
+            local
+                .filter(|s| subjects.get(*s).is_some_and(|l| remote(*l)))
+                .count() as u64
+        } else {
+            subjects
+                .iter()
+                .filter(|(s, last)| remote(**last) && is_local(s))
+                .count() as u64
         }
     }
 
@@ -611,15 +718,31 @@ impl StationTier {
         }
         let keys: Vec<String> = doomed
             .iter()
-            .map(|s| index_key(station, s.first_seq))
+            .flat_map(|s| {
+                [
+                    index_key(station, s.first_seq),
+                    summary_key(station, s.first_seq),
+                ]
+            })
             .collect();
         store
             .write_meta_batch(&[], &keys)
             .map_err(|e| EngineError::Storage(e.to_string()))?;
         let gone: HashSet<u64> = doomed.iter().map(|s| s.first_seq).collect();
-        self.segments
-            .write()
-            .retain(|s| !gone.contains(&s.first_seq));
+        {
+            let mut segments = self.segments.write();
+            segments.retain(|s| !gone.contains(&s.first_seq));
+            // Segments go oldest first: a subject whose last remote message
+            // is below the first segment kept has none left.
+            let mut subjects = self.subjects.write();
+            match segments.first() {
+                Some(first) => subjects.retain(|_, last| *last >= first.first_seq),
+                None => subjects.clear(),
+            }
+            if subjects.capacity() > 2 * subjects.len() + 1024 {
+                subjects.shrink_to_fit();
+            }
+        }
         for s in doomed {
             self.remote.forget_cached(&s.key);
         }
@@ -639,6 +762,38 @@ impl StationTier {
     fn keys(&self) -> HashSet<String> {
         self.segments.read().iter().map(|s| s.key.clone()).collect()
     }
+}
+
+/// The station's subject map, from the summaries of the segments in its
+/// index. A summary that fails its check is logged and left out: its
+/// subjects are not found by subject (their messages stay readable by
+/// sequence), rather than the station not loading.
+fn load_subjects(
+    store: &Store,
+    station: &Station,
+    segments: &[SegmentRef],
+) -> Result<AHashMap<Bytes, u64>, EngineError> {
+    let firsts: HashSet<u64> = segments.iter().map(|s| s.first_seq).collect();
+    let mut subjects = AHashMap::new();
+    for (key, value) in store
+        .list_meta(&summary_prefix(station.id))
+        .map_err(|e| EngineError::Storage(e.to_string()))?
+    {
+        let first = key.rsplit('/').next().and_then(|f| f.parse::<u64>().ok());
+        if !first.is_some_and(|f| firsts.contains(&f)) {
+            continue;
+        }
+        match SubjectSummary::decode(&value) {
+            Ok(summary) => merge_summary(&mut subjects, &summary),
+            Err(e) => tracing::error!(
+                station = station.name(),
+                key,
+                error = %e,
+                "unreadable subject summary of a remote segment; its subjects are not found by subject"
+            ),
+        }
+    }
+    Ok(subjects)
 }
 
 /// Applies the station's own limits to its remote range (the uploader does,
@@ -873,10 +1028,12 @@ async fn upload_step(
     Ok(step)
 }
 
-/// A sealed range: its records' encoding and its index entry.
+/// A sealed range: its records' encoding, its index entry and its subject
+/// summary.
 struct Sealed {
     object: Bytes,
     entry: SegmentRef,
+    summary: SubjectSummary,
 }
 
 /// Seals the next segment when it is full or old enough, and uploads it.
@@ -900,12 +1057,20 @@ async fn seal_and_upload(
         .put_segment(&sealed.entry.key, sealed.object)
         .await
         .map_err(|e| e.to_string())?;
-    // Recorded only now that the object is in the bucket.
+    // Recorded only now that the object is in the bucket, with its subject
+    // summary in the same batch.
     let store = station.store().clone();
     let entry = sealed.entry.clone();
+    let summary = sealed.summary.encode();
     let id = station.id;
     let recorded = tokio::task::spawn_blocking(move || {
-        store.put_meta(&index_key(id, entry.first_seq), &entry.encode())
+        store.write_meta_batch(
+            &[
+                (index_key(id, entry.first_seq), entry.encode()),
+                (summary_key(id, entry.first_seq), summary),
+            ],
+            &[],
+        )
     })
     .await
     .map_err(|e| e.to_string())?;
@@ -919,14 +1084,18 @@ async fn seal_and_upload(
         if !tier.forgotten.load(Ordering::Acquire) {
             tracing::debug!(station = station.name(), key = %sealed.entry.key, first = sealed.entry.first_seq, last = sealed.entry.last_seq, "segment uploaded");
             segments.push(sealed.entry);
+            merge_summary(&mut tier.subjects.write(), &sealed.summary);
             return Ok(Step::Uploaded);
         }
     }
     // The station was deleted while this segment was uploading, after its
     // objects were: this one goes too, with its index entry.
     let store = station.store().clone();
-    let key = index_key(id, sealed.entry.first_seq);
-    let _ = tokio::task::spawn_blocking(move || store.write_meta_batch(&[], &[key])).await;
+    let keys = [
+        index_key(id, sealed.entry.first_seq),
+        summary_key(id, sealed.entry.first_seq),
+    ];
+    let _ = tokio::task::spawn_blocking(move || store.write_meta_batch(&[], &keys)).await;
     if let Err(e) = remote.delete(&sealed.entry.key).await {
         tracing::warn!(key = %sealed.entry.key, error = %e, "cannot delete a deleted station's last segment");
     }
@@ -1006,7 +1175,7 @@ fn seal(
         max_t = max_t.max(r.time_ns);
         w.push(r);
     }
-    let (object, footer) = w.finish();
+    let (object, footer, summary) = w.finish_with_summary();
     let attempt: u64 = rand::random();
     let key = remote.segment_key(&station.uid(), first_seq, last_seq, attempt);
     Ok(Some(Sealed {
@@ -1021,6 +1190,7 @@ fn seal(
             object_len: object.len() as u64,
         },
         object: Bytes::from(object),
+        summary,
     }))
 }
 

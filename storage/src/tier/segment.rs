@@ -3,22 +3,32 @@
 //!
 //! ```text
 //! header (44 bytes):
-//!   b"JSEG" | u32 version=1 | u64 station_id | u64 first_seq | u64 last_seq
+//!   b"JSEG" | u32 version=2 | u64 station_id | u64 first_seq | u64 last_seq
 //!   | u64 created_ns | u32 crc32c of the 40 bytes before
 //! blocks, each about BLOCK_BYTES:
 //!   u32 crc32c of the rest of the block | u32 count
 //!   | (u64 seq | u32 value_len | value)* count     (value: a record, version 2)
-//! footer:
+//! footer (version 2):
 //!   (u64 first_seq | u64 last_seq | u64 min_time_ns | u64 max_time_ns
 //!    | u64 offset | u32 len | u32 count)* block_count
+//!   | (u32 subject_len | subject | u64 last_seq | u32 count)* subject_count
+//!   | u32 subject_count
 //!   | u32 block_count | u64 messages | u64 bytes
 //! trailer (16 bytes):
-//!   u32 crc32c of the footer | u32 footer_len | b"JSEGEND\0"
+//!   u32 crc32c of the footer | u32 footer_len | b"JSEGEND" | u8 footer version
 //! ```
 //!
+//! The subject summary (version 2) names every subject in the segment once,
+//! in byte order, with the sequence of its last message there and how many
+//! messages it has there. Version 1 segments (header version 1, trailer
+//! `b"JSEGEND\0"`, written before the summary existed) have the same footer
+//! without the subject part; they are still read, and have no summary
+//! ([`decode_summary`] answers `None`).
+//!
 //! All integers are big-endian. A reader takes the object's last
-//! [`FOOTER_READ`] bytes in one suffix GET (the footer and trailer of any segment
-//! up to a few thousand blocks), then fetches blocks by range. Every block and the
+//! [`FOOTER_READ`] bytes in one suffix GET (the footer and trailer of a segment
+//! of up to about a thousand blocks and subjects; a longer footer takes a second
+//! ranged GET), then fetches blocks by range. Every block and the
 //! footer carry a CRC-32C, and every record inside a block keeps its own (the
 //! record's version 2 value): a flipped byte is a [`SegmentError`], never a
 //! message with wrong bytes.
@@ -33,8 +43,12 @@ pub const BLOCK_BYTES: usize = 1024 * 1024;
 pub const FOOTER_READ: u64 = 64 * 1024;
 
 const MAGIC: &[u8; 4] = b"JSEG";
-const END: &[u8; 8] = b"JSEGEND\0";
-const VERSION: u32 = 1;
+/// The trailer's magic; its 8th byte is the footer's version (0 for version 1).
+const END: &[u8; 7] = b"JSEGEND";
+/// The version segments are written in (header and footer).
+const VERSION: u32 = 2;
+/// The version before the subject summary.
+const VERSION_1: u32 = 1;
 /// Header bytes.
 pub const HEADER_LEN: usize = 44;
 /// Trailer bytes.
@@ -88,7 +102,9 @@ pub struct BlockRef {
     pub count: u32,
 }
 
-/// A segment's footer: its block index and totals.
+/// A segment's footer: its block index and totals. The subject summary is
+/// read apart ([`decode_summary`]): reads by sequence or time do not need
+/// it, and footers are cached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Footer {
     /// Blocks in sequence order.
@@ -97,6 +113,117 @@ pub struct Footer {
     pub messages: u64,
     /// Their accounted bytes ([`Record::stored_size`]).
     pub bytes: u64,
+    /// The footer's version: 1 (no subject summary) or 2.
+    pub version: u32,
+}
+
+/// One subject of a segment's subject summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectEntry {
+    /// The subject.
+    pub subject: Bytes,
+    /// Sequence of its last message in the segment.
+    pub last_seq: u64,
+    /// Its messages in the segment.
+    pub count: u32,
+}
+
+/// A segment's subjects, each once, in byte order of the subject.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubjectSummary {
+    /// The subjects.
+    pub subjects: Vec<SubjectEntry>,
+}
+
+impl SubjectSummary {
+    /// The entry of `subject`, if the segment has it.
+    pub fn get(&self, subject: &[u8]) -> Option<&SubjectEntry> {
+        self.subjects
+            .binary_search_by(|e| e.subject.as_ref().cmp(subject))
+            .ok()
+            .map(|i| &self.subjects[i])
+    }
+
+    /// The summary's bytes as the footer holds them, `subject_count` last.
+    fn put(&self, out: &mut Vec<u8>) {
+        for e in &self.subjects {
+            out.put_u32(e.subject.len() as u32);
+            out.put_slice(&e.subject);
+            out.put_u64(e.last_seq);
+            out.put_u32(e.count);
+        }
+        out.put_u32(self.subjects.len() as u32);
+    }
+
+    /// Reads [`SubjectSummary::put`]'s bytes (exactly).
+    fn read(bytes: &[u8]) -> Result<SubjectSummary, SegmentError> {
+        if bytes.len() < 4 {
+            return Err(SegmentError::Malformed("subject summary is too short"));
+        }
+        let (mut b, mut n) = bytes.split_at(bytes.len() - 4);
+        let n = n.get_u32() as usize;
+        // Each entry takes at least 16 bytes: no allocation past the input.
+        if n > b.len() / 16 {
+            return Err(SegmentError::Malformed(
+                "subject summary count is larger than its bytes",
+            ));
+        }
+        let mut subjects: Vec<SubjectEntry> = Vec::with_capacity(n);
+        for _ in 0..n {
+            if b.remaining() < 4 {
+                return Err(SegmentError::Malformed("subject summary ends in an entry"));
+            }
+            let len = b.get_u32() as usize;
+            if b.remaining() < len.saturating_add(12) {
+                return Err(SegmentError::Malformed("subject summary ends in an entry"));
+            }
+            let subject = Bytes::copy_from_slice(&b[..len]);
+            b.advance(len);
+            let e = SubjectEntry {
+                subject,
+                last_seq: b.get_u64(),
+                count: b.get_u32(),
+            };
+            if subjects.last().is_some_and(|p| p.subject >= e.subject) {
+                return Err(SegmentError::Malformed(
+                    "subject summary is not in subject order",
+                ));
+            }
+            subjects.push(e);
+        }
+        if !b.is_empty() {
+            return Err(SegmentError::Malformed(
+                "subject summary is shorter than its bytes",
+            ));
+        }
+        Ok(SubjectSummary { subjects })
+    }
+
+    /// The summary as the station's remote index keeps it in the local store:
+    /// `u32 crc32c | (u32 subject_len | subject | u64 last_seq | u32 count)*
+    /// | u32 subject_count`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut body = Vec::new();
+        self.put(&mut body);
+        let mut out = Vec::with_capacity(4 + body.len());
+        out.put_u32(crc32c::crc32c(&body));
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Reads [`SubjectSummary::encode`]'s bytes.
+    pub fn decode(v: &[u8]) -> Result<SubjectSummary, SegmentError> {
+        if v.len() < 8 {
+            return Err(SegmentError::Malformed(
+                "subject summary entry is too short",
+            ));
+        }
+        let (mut crc, body) = v.split_at(4);
+        if crc32c::crc32c(body) != crc.get_u32() {
+            return Err(SegmentError::Checksum("subject summary entry"));
+        }
+        Self::read(body)
+    }
 }
 
 impl Footer {
@@ -121,6 +248,9 @@ pub struct SegmentWriter {
     messages: u64,
     bytes: u64,
     block_bytes: usize,
+    /// Per subject: (last sequence, count).
+    subjects: std::collections::HashMap<Bytes, (u64, u32)>,
+    version: u32,
 }
 
 impl SegmentWriter {
@@ -131,9 +261,20 @@ impl SegmentWriter {
 
     /// [`SegmentWriter::new`] with another block size (tests use small ones).
     pub fn with_block_bytes(header: Header, block_bytes: usize) -> SegmentWriter {
+        Self::of_version(header, block_bytes, VERSION)
+    }
+
+    /// A writer of the version 1 format, without a subject summary, as
+    /// segments were written before it existed (tests of reading them).
+    #[doc(hidden)]
+    pub fn version_1(header: Header, block_bytes: usize) -> SegmentWriter {
+        Self::of_version(header, block_bytes, VERSION_1)
+    }
+
+    fn of_version(header: Header, block_bytes: usize, version: u32) -> SegmentWriter {
         let mut out = Vec::with_capacity(HEADER_LEN);
         out.put_slice(MAGIC);
-        out.put_u32(VERSION);
+        out.put_u32(version);
         out.put_u64(header.station);
         out.put_u64(header.first_seq);
         out.put_u64(header.last_seq);
@@ -148,6 +289,8 @@ impl SegmentWriter {
             messages: 0,
             bytes: 0,
             block_bytes: block_bytes.max(1),
+            subjects: std::collections::HashMap::new(),
+            version,
         }
     }
 
@@ -159,6 +302,11 @@ impl SegmentWriter {
         self.block.put_slice(&value);
         self.messages += 1;
         self.bytes += r.stored_size();
+        if self.version >= VERSION {
+            let e = self.subjects.entry(r.subject.clone()).or_insert((0, 0));
+            e.0 = e.0.max(r.seq);
+            e.1 += 1;
+        }
         let b = self.current.get_or_insert(BlockRef {
             first_seq: r.seq,
             last_seq: r.seq,
@@ -203,9 +351,29 @@ impl SegmentWriter {
     }
 
     /// The whole object and its footer.
-    pub fn finish(mut self) -> (Vec<u8>, Footer) {
+    pub fn finish(self) -> (Vec<u8>, Footer) {
+        let (object, footer, _) = self.finish_with_summary();
+        (object, footer)
+    }
+
+    /// The whole object, its footer and its subject summary (empty for a
+    /// version 1 writer).
+    pub fn finish_with_summary(mut self) -> (Vec<u8>, Footer, SubjectSummary) {
         self.close_block();
-        let mut footer = Vec::with_capacity(self.blocks.len() * INDEX_ENTRY + 20);
+        let mut summary = SubjectSummary {
+            subjects: std::mem::take(&mut self.subjects)
+                .into_iter()
+                .map(|(subject, (last_seq, count))| SubjectEntry {
+                    subject,
+                    last_seq,
+                    count,
+                })
+                .collect(),
+        };
+        summary
+            .subjects
+            .sort_unstable_by(|a, b| a.subject.cmp(&b.subject));
+        let mut footer = Vec::with_capacity(self.blocks.len() * INDEX_ENTRY + 24);
         for b in &self.blocks {
             footer.put_u64(b.first_seq);
             footer.put_u64(b.last_seq);
@@ -214,6 +382,9 @@ impl SegmentWriter {
             footer.put_u64(b.offset);
             footer.put_u32(b.len);
             footer.put_u32(b.count);
+        }
+        if self.version >= VERSION {
+            summary.put(&mut footer);
         }
         footer.put_u32(self.blocks.len() as u32);
         footer.put_u64(self.messages);
@@ -224,13 +395,20 @@ impl SegmentWriter {
         self.out.put_u32(crc);
         self.out.put_u32(footer_len);
         self.out.put_slice(END);
+        self.out.put_u8(if self.version >= VERSION {
+            VERSION as u8
+        } else {
+            0
+        });
         (
             self.out,
             Footer {
                 blocks: self.blocks,
                 messages: self.messages,
                 bytes: self.bytes,
+                version: self.version,
             },
+            summary,
         )
     }
 }
@@ -248,7 +426,7 @@ pub fn decode_header(bytes: &[u8]) -> Result<Header, SegmentError> {
         return Err(SegmentError::Checksum("header"));
     }
     let mut b = &body[4..];
-    if b.get_u32() != VERSION {
+    if !matches!(b.get_u32(), VERSION_1 | VERSION) {
         return Err(SegmentError::Malformed("unknown version"));
     }
     Ok(Header {
@@ -262,22 +440,32 @@ pub fn decode_header(bytes: &[u8]) -> Result<Header, SegmentError> {
 /// How many bytes before the end of the object the footer starts, read from
 /// the object's last bytes (`tail`, at least the trailer).
 pub fn footer_span(tail: &[u8]) -> Result<usize, SegmentError> {
+    trailer(tail).map(|(len, _)| len + TRAILER_LEN)
+}
+
+/// The footer's length and version, from the trailer at the end of `tail`.
+fn trailer(tail: &[u8]) -> Result<(usize, u32), SegmentError> {
     if tail.len() < TRAILER_LEN {
         return Err(SegmentError::Malformed("object is shorter than a trailer"));
     }
     let mut t = &tail[tail.len() - TRAILER_LEN..];
     let _crc = t.get_u32();
     let len = t.get_u32() as usize;
-    if t != END {
+    if &t[..END.len()] != END {
         return Err(SegmentError::Malformed("bad trailer"));
     }
-    Ok(len + TRAILER_LEN)
+    let version = match t[END.len()] {
+        0 => VERSION_1,
+        v if u32::from(v) == VERSION => VERSION,
+        _ => return Err(SegmentError::Malformed("unknown footer version")),
+    };
+    Ok((len, version))
 }
 
-/// Decodes the footer from the object's last bytes (`tail`, which must hold
-/// [`footer_span`] bytes; an object's size is `object_len`).
-pub fn decode_footer(tail: &[u8], object_len: u64) -> Result<Footer, SegmentError> {
-    let span = footer_span(tail)?;
+/// The footer's checked bytes (without the trailer) and its version.
+fn footer_bytes(tail: &[u8]) -> Result<(&[u8], u32), SegmentError> {
+    let (len, version) = trailer(tail)?;
+    let span = len + TRAILER_LEN;
     if tail.len() < span {
         return Err(SegmentError::Malformed(
             "footer is longer than the bytes read",
@@ -289,20 +477,61 @@ pub fn decode_footer(tail: &[u8], object_len: u64) -> Result<Footer, SegmentErro
     if crc32c::crc32c(footer) != crc {
         return Err(SegmentError::Checksum("footer"));
     }
-    if footer.len() < 20 {
+    // Totals, and for version 2 the subject count.
+    let fixed = if version == VERSION_1 { 20 } else { 24 };
+    if footer.len() < fixed {
         return Err(SegmentError::Malformed("footer is too short"));
     }
-    let mut totals = &footer[footer.len() - 20..];
-    let count = totals.get_u32() as usize;
-    let messages = totals.get_u64();
-    let bytes = totals.get_u64();
-    if count * INDEX_ENTRY != footer.len() - 20 {
+    Ok((footer, version))
+}
+
+/// A footer's parts.
+struct FooterParts<'a> {
+    /// The block index.
+    index: &'a [u8],
+    /// The subject summary (empty for version 1).
+    summary: &'a [u8],
+    /// Block count, messages, bytes.
+    totals: &'a [u8],
+}
+
+/// Splits a checked footer into its parts.
+fn footer_parts(footer: &[u8], version: u32) -> Result<FooterParts<'_>, SegmentError> {
+    let (rest, totals) = footer.split_at(footer.len() - 20);
+    let count = (&totals[..4]).get_u32() as usize;
+    let index_len = count
+        .checked_mul(INDEX_ENTRY)
+        .filter(|n| *n <= rest.len())
+        .ok_or(SegmentError::Malformed(
+            "footer length does not match its block count",
+        ))?;
+    let (index, summary) = rest.split_at(index_len);
+    if version == VERSION_1 && !summary.is_empty() {
         return Err(SegmentError::Malformed(
             "footer length does not match its block count",
         ));
     }
+    Ok(FooterParts {
+        index,
+        summary,
+        totals,
+    })
+}
+
+/// Decodes the footer from the object's last bytes (`tail`, which must hold
+/// [`footer_span`] bytes; an object's size is `object_len`). The subject
+/// summary is checked (by the footer's checksum) but not decoded.
+pub fn decode_footer(tail: &[u8], object_len: u64) -> Result<Footer, SegmentError> {
+    let span = footer_span(tail)?;
+    let (footer, version) = footer_bytes(tail)?;
+    let FooterParts {
+        index, mut totals, ..
+    } = footer_parts(footer, version)?;
+    let count = totals.get_u32() as usize;
+    let messages = totals.get_u64();
+    let bytes = totals.get_u64();
     let blocks_end = object_len.saturating_sub(span as u64);
-    let mut b = &footer[..footer.len() - 20];
+    let mut b = index;
     let mut blocks = Vec::with_capacity(count);
     for _ in 0..count {
         let r = BlockRef {
@@ -323,7 +552,18 @@ pub fn decode_footer(tail: &[u8], object_len: u64) -> Result<Footer, SegmentErro
         blocks,
         messages,
         bytes,
+        version,
     })
+}
+
+/// Decodes the subject summary from the object's last bytes (as
+/// [`decode_footer`] takes them). `None`: a version 1 segment, which has none.
+pub fn decode_summary(tail: &[u8]) -> Result<Option<SubjectSummary>, SegmentError> {
+    let (footer, version) = footer_bytes(tail)?;
+    if version == VERSION_1 {
+        return Ok(None);
+    }
+    SubjectSummary::read(footer_parts(footer, version)?.summary).map(Some)
 }
 
 /// Decodes one block (its bytes, as the footer locates them) into records.
@@ -429,6 +669,99 @@ mod tests {
             .expect("block by time");
         assert!(t.first_seq <= 300 && t.last_seq >= 300);
         assert!(footer.block_for(501).is_none());
+    }
+
+    #[test]
+    fn footer_round_trips_with_its_subject_summary() {
+        let mut w = SegmentWriter::with_block_bytes(
+            Header {
+                station: 7,
+                first_seq: 1,
+                last_seq: 500,
+                created_ns: 42,
+            },
+            4096,
+        );
+        for s in 1..=500 {
+            w.push(&record(s));
+        }
+        let (object, footer, summary) = w.finish_with_summary();
+        assert_eq!(footer.version, 2);
+        // orders.0 .. orders.6, in byte order, each with its last sequence
+        // (the largest s <= 500 with s % 7 == k) and its count.
+        let want: Vec<SubjectEntry> = (0..7u64)
+            .map(|k| SubjectEntry {
+                subject: Bytes::from(format!("orders.{k}")),
+                last_seq: (1..=500).rev().find(|s| s % 7 == k).expect("one"),
+                count: (1..=500u64).filter(|s| s % 7 == k).count() as u32,
+            })
+            .collect();
+        assert_eq!(summary.subjects, want);
+        assert_eq!(summary.get(b"orders.3"), Some(&want[3]));
+        assert_eq!(summary.get(b"orders.9"), None);
+        // Read back from a suffix of the object, as a reader does.
+        let tail = &object[object.len() - 3000..];
+        assert_eq!(decode_footer(tail, object.len() as u64), Ok(footer));
+        assert_eq!(decode_summary(tail), Ok(Some(summary.clone())));
+        // The station's copy in the local store round-trips, and is checked.
+        let entry = summary.encode();
+        assert_eq!(SubjectSummary::decode(&entry), Ok(summary));
+        let mut bad = entry.clone();
+        bad[9] ^= 1;
+        assert_eq!(
+            SubjectSummary::decode(&bad),
+            Err(SegmentError::Checksum("subject summary entry"))
+        );
+        let records = decode_all(&Bytes::from(object)).expect("decodes").1;
+        assert_eq!(records, (1..=500).map(record).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_version_1_segment_without_a_summary_still_reads() {
+        let mut w = SegmentWriter::version_1(
+            Header {
+                station: 7,
+                first_seq: 1,
+                last_seq: 300,
+                created_ns: 42,
+            },
+            4096,
+        );
+        for s in 1..=300 {
+            w.push(&record(s));
+        }
+        let (object, footer, summary) = w.finish_with_summary();
+        assert_eq!(footer.version, 1);
+        assert!(summary.subjects.is_empty());
+        // Byte for byte the format before the summary: header version 1, the
+        // trailer "JSEGEND\0", a footer of 48 bytes per block and 20 of totals.
+        assert_eq!(&object[4..8], &1u32.to_be_bytes());
+        assert_eq!(&object[object.len() - 8..], b"JSEGEND\0");
+        let footer_len = u32::from_be_bytes(
+            object[object.len() - 12..object.len() - 8]
+                .try_into()
+                .expect("4 bytes"),
+        ) as usize;
+        assert_eq!(footer_len, footer.blocks.len() * 48 + 20);
+        let tail = &object[object.len() - 3000..];
+        assert_eq!(decode_footer(tail, object.len() as u64), Ok(footer));
+        assert_eq!(decode_summary(tail), Ok(None));
+        let (header, records) = decode_all(&Bytes::from(object)).expect("decodes");
+        assert_eq!((header.first_seq, header.last_seq), (1, 300));
+        assert_eq!(records, (1..=300).map(record).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_flipped_summary_byte_is_an_error_never_another_summary() {
+        let (object, _) = segment(60, 1024);
+        let good = decode_summary(&object).expect("decodes");
+        for i in 0..object.len() {
+            let mut bad = object.clone();
+            bad[i] ^= 0x20;
+            if let Ok(got) = decode_summary(&bad) {
+                assert_eq!(got, good, "byte {i} flipped gave another summary");
+            }
+        }
     }
 
     #[test]
