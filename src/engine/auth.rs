@@ -811,6 +811,53 @@ mod tests {
     }
 
     #[test]
+    fn scram_keys_for_clear_text_users_only() {
+        let hash = hash_password("pw", 4).expect("hash");
+        let a = Authenticator::new(vec![User::new("u", "pencil"), User::new("h", hash)], None)
+            .expect("users");
+        let keys = a.scram_sha256("u").expect("clear-text user");
+        assert_eq!(keys.iterations, ITERATIONS);
+        assert_eq!(keys.salt.len(), 16);
+        assert_eq!(a.scram_sha256("u"), Some(keys.clone()), "kept, same salt");
+        assert_eq!(
+            keys,
+            ScramCredentials::derive(b"pencil", keys.salt.clone(), ITERATIONS)
+        );
+        assert!(a.scram_sha256("h").is_none(), "bcrypt: not the password");
+        let decoy = a.scram_sha256("nobody").expect("made-up keys");
+        assert_eq!(a.scram_sha256("nobody"), Some(decoy), "the same each time");
+        assert!(Authenticator::default().scram_sha256("u").is_none());
+        // The proof goes through check: a wrong one is a failed login.
+        let scram = |user: &str| Credentials::ScramSha256 {
+            user: user.into(),
+            auth_message: "m".into(),
+            proof: vec![0; 32],
+        };
+        assert!(a.check(&scram("u")).is_err());
+        assert!(a.check(&scram("h")).is_err());
+        assert!(a.check(&scram("nobody")).is_err());
+        let salted = {
+            let mut out = [0u8; 32];
+            pbkdf2::pbkdf2_hmac::<Sha256>(b"pencil", &keys.salt, ITERATIONS, &mut out);
+            out
+        };
+        let client_key = hmac(&salted, b"Client Key");
+        let signature = hmac(&keys.stored_key, b"m");
+        let proof = client_key
+            .iter()
+            .zip(signature)
+            .map(|(k, s)| k ^ s)
+            .collect();
+        let good = Credentials::ScramSha256 {
+            user: "u".into(),
+            auth_message: "m".into(),
+            proof,
+        };
+        let identity = a.check(&good).expect("right proof");
+        assert_eq!(identity.user.as_deref(), Some("u"));
+    }
+
+    #[test]
     fn bcrypt_tenants_and_no_auth_user() {
         let hash = hash_password("secret", 4).expect("hash");
         let mut alice = User::new("alice", hash);

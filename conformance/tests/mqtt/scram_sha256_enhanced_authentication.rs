@@ -337,3 +337,24 @@ async fn auth_out_of_sequence_is_refused() {
     let p = raw.read().await.expect("DISCONNECT");
     assert_eq!((p.kind(), p.disconnect_reason()), (14, 0x82));
 }
+
+/// A wrong SCRAM proof counts as a failed login, as a wrong password does:
+/// after `ban_after_failures` of them the address is banned, and then even the
+/// right proof is refused (0x86), as is a password login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_proofs_count_toward_the_address_ban() {
+    let b = mqtt_broker_with(|c| {
+        c.auth.users = vec![User::new("user", "pencil")];
+        c.auth.ban_after_failures = 3;
+    })
+    .await;
+    for i in 0..3 {
+        let (_, code, _, _) = login(&b, &format!("scram-guess{i}"), "user", "wrong").await;
+        assert_eq!(code, 0x86);
+    }
+    let (_, code, _, _) = login(&b, "scram-right", "user", "pencil").await;
+    assert_eq!(code, 0x86, "the banned address is refused");
+    let mut o = crate::support::v5_options(&b, "password-right");
+    o.set_credentials("user", "pencil");
+    assert!(crate::support::V5::try_connect(o).await.is_err());
+}

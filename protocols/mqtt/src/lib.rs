@@ -22,6 +22,7 @@ mod broker;
 mod channel;
 mod cluster;
 mod connection;
+mod enhanced_auth;
 mod frame;
 mod io;
 mod mailbox;
