@@ -1399,6 +1399,23 @@ mod tests {
     }
 
     #[test]
+    fn mqtt_response_information() {
+        use figment::providers::{Format, Serialized, Toml};
+        let read = |text: &str| {
+            figment::Figment::from(Serialized::defaults(Config::default()))
+                .merge(Toml::string(text))
+                .extract::<Config>()
+                .map(|c| c.mqtt.options().response_information)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(read(""), Ok(None));
+        assert_eq!(
+            read("[mqtt]\nresponse_information = \"resp\"\n"),
+            Ok(Some("resp".to_string()))
+        );
+    }
+
+    #[test]
     fn mqtt_max_keep_alive_in_both_spellings() {
         use figment::providers::{Format, Serialized, Toml};
         let read = |text: &str| {
