@@ -358,3 +358,19 @@ async fn wrong_proofs_count_toward_the_address_ban() {
     o.set_credentials("user", "pencil");
     assert!(crate::support::V5::try_connect(o).await.is_err());
 }
+
+/// The CONNECT timeout (10 s) bounds the exchange: a client that never sends
+/// its client-final-message is closed without CONNACK.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_mid_exchange_is_closed() {
+    let b = broker().await;
+    let mut raw = Raw::open(&b).await;
+    let (_, first) = Client::first("user");
+    raw.send(&connect("scram-silent", SCRAM, &first)).await;
+    challenge(&mut raw).await;
+    assert_eq!(
+        raw.read_within(crate::support::LONG_GUARD).await,
+        None,
+        "closed, no CONNACK"
+    );
+}
