@@ -478,6 +478,11 @@ pub struct Mqtt {
     /// Deliver the front-end's lineage markers to MQTT 5 subscribers as user
     /// properties, after the publisher's own (off: forwarded unaltered).
     pub lineage_properties: bool,
+    /// MQTT 5 Response Information: a client that sets Request Response
+    /// Information gets `<prefix>/<client id>` in CONNACK (`None`, the
+    /// default: nothing, as mosquitto).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_information: Option<String>,
 }
 
 /// `[mqtt] flapping = { max_count = 15, window = "1m", ban_for = "5m" }`.
@@ -520,6 +525,7 @@ impl Default for Mqtt {
             flapping: Flapping::default(),
             bridges: Vec::new(),
             lineage_properties: d.lineage_properties,
+            response_information: d.response_information,
         }
     }
 }
@@ -537,6 +543,7 @@ impl Mqtt {
             sys_interval: self.sys_interval,
             acl: self.acl.clone(),
             lineage_properties: self.lineage_properties,
+            response_information: self.response_information.clone(),
             ..junction_mqtt::MqttOptions::default()
         }
     }
@@ -1389,6 +1396,23 @@ mod tests {
             let text = format!("[[tenants]]\nname = \"a\"\njetstream = {{ max_file = {bad} }}\n");
             assert!(read(&text).is_err(), "max_file = {bad} is accepted");
         }
+    }
+
+    #[test]
+    fn mqtt_response_information() {
+        use figment::providers::{Format, Serialized, Toml};
+        let read = |text: &str| {
+            figment::Figment::from(Serialized::defaults(Config::default()))
+                .merge(Toml::string(text))
+                .extract::<Config>()
+                .map(|c| c.mqtt.options().response_information)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(read(""), Ok(None));
+        assert_eq!(
+            read("[mqtt]\nresponse_information = \"resp\"\n"),
+            Ok(Some("resp".to_string()))
+        );
     }
 
     #[test]

@@ -28,6 +28,8 @@ mod msg_id_property_dedup;
 mod qos2_exactly_once;
 #[path = "mqtt/qos_roundtrip.rs"]
 mod qos_roundtrip;
+#[path = "mqtt/response_information.rs"]
+mod response_information;
 #[path = "mqtt/restart.rs"]
 mod restart;
 #[path = "mqtt/resubscribe_on_resumed_session.rs"]
@@ -36,6 +38,8 @@ mod resubscribe_on_resumed_session;
 mod resumed_session_state_mqtt_3_1_2_4;
 #[path = "mqtt/retained.rs"]
 mod retained;
+#[path = "mqtt/scram_sha256_enhanced_authentication.rs"]
+mod scram_sha256_enhanced_authentication;
 #[path = "mqtt/session_expiry.rs"]
 mod session_expiry;
 #[path = "mqtt/session_takeover.rs"]

@@ -7,6 +7,13 @@
 //! thread), and a user's last good password is remembered as a SHA-256 digest,
 //! so a reconnecting client does not pay for bcrypt again.
 //!
+//! SCRAM-SHA-256 (MQTT 5 enhanced authentication) works for users with a
+//! clear-text password: their keys are derived on first use (PBKDF2-HMAC-SHA-256,
+//! 4096 iterations, a random 16-byte salt) and kept for the life of the process,
+//! until the password changes. A restart makes new salts; clients that cache a
+//! salted password by its salt simply derive it again. A bcrypt hash is not the
+//! password, so bcrypt users cannot log in with SCRAM.
+//!
 //! Repeated failed logins ban their address, and their MQTT client id (from
 //! any address), for a while; a banned one is refused before any password
 //! check. Operators list, lift and add bans ([`Authenticator::bans`]). The
@@ -14,6 +21,7 @@
 //! addresses or client ids cannot grow them without bound.
 
 use ahash::AHashMap;
+use junction_api::scram::{ITERATIONS, ScramCredentials, hmac};
 use junction_api::{BanInfo, BanKind, Credentials, EngineError, Identity, TenantId};
 pub use junction_api::{PermissionsConfig, ResponsesConfig, RulesConfig, StringList, User};
 use parking_lot::{Mutex, RwLock};
@@ -119,6 +127,11 @@ pub struct Authenticator {
     /// SHA-256 of each bcrypt user's last password that verified.
     verified: Mutex<AHashMap<String, [u8; 32]>>,
     guard: LoginGuard,
+    /// Each clear-text user's SCRAM-SHA-256 keys, with the SHA-256 of the
+    /// password they were derived from (a changed password derives new ones).
+    scram: Mutex<AHashMap<String, ([u8; 32], ScramCredentials)>>,
+    /// Makes up SCRAM keys for user names nobody has.
+    decoy: DecoyKey,
     /// TLS client certificates name their user (`verify_and_map`).
     map_certificates: bool,
 }
@@ -172,6 +185,16 @@ pub fn certificate_names(der: &[u8]) -> Vec<String> {
         names.push(rdns.join(","));
     }
     names
+}
+
+/// A random key, made once per process, for SCRAM keys of unknown users.
+#[derive(Debug)]
+struct DecoyKey([u8; 32]);
+
+impl Default for DecoyKey {
+    fn default() -> Self {
+        DecoyKey(rand::random())
+    }
 }
 
 /// Compares in time that depends only on the lengths, not on where bytes differ.
@@ -231,6 +254,8 @@ impl Authenticator {
             no_auth_user,
             verified: Mutex::new(AHashMap::new()),
             guard: LoginGuard::default(),
+            scram: Mutex::new(AHashMap::new()),
+            decoy: DecoyKey::default(),
             map_certificates: false,
         })
     }
@@ -582,6 +607,11 @@ impl Authenticator {
                 nonce,
                 signature,
             } => self.check_nkey(key, nonce, signature),
+            Credentials::ScramSha256 {
+                user,
+                auth_message,
+                proof,
+            } => self.check_scram(user, auth_message, proof),
             Credentials::Certificate(der) if self.map_certificates => {
                 let names = certificate_names(der);
                 match names.iter().find_map(|n| {
@@ -651,6 +681,75 @@ impl Authenticator {
         }
     }
 
+    /// The SCRAM-SHA-256 keys of `user` (see [`junction_api::Broker::scram_sha256`]):
+    /// derived from its clear-text password on first use and kept; made up
+    /// (the same each time in this process) for a name nobody has; `None` for
+    /// a bcrypt, NKey or certificate-only user, and when there are no users.
+    pub fn scram_sha256(&self, user: &str) -> Option<ScramCredentials> {
+        if !self.has_users() {
+            return None;
+        }
+        let account = self.users.read().get(user).map(|a| {
+            (
+                a.password.clone(),
+                a.bcrypt || a.nkey || a.password.is_empty(),
+            )
+        });
+        let password = match account {
+            None => {
+                let key = &self.decoy.0;
+                let salt = hmac(key, format!("salt:{user}").as_bytes())[..16].to_vec();
+                return Some(ScramCredentials {
+                    salt,
+                    iterations: ITERATIONS,
+                    stored_key: hmac(key, format!("stored:{user}").as_bytes()),
+                    server_key: hmac(key, format!("server:{user}").as_bytes()),
+                });
+            }
+            Some((_, true)) => return None,
+            Some((password, false)) => password,
+        };
+        let digest: [u8; 32] = Sha256::digest(password.as_bytes()).into();
+        if let Some((d, keys)) = self.scram.lock().get(user)
+            && *d == digest
+        {
+            return Some(keys.clone());
+        }
+        let salt: [u8; 16] = rand::random();
+        let keys =
+            off_worker(|| ScramCredentials::derive(password.as_bytes(), salt.to_vec(), ITERATIONS));
+        // Two first logins at once: the keys stored first stand, so both
+        // exchanges check proofs against the salt they sent.
+        let mut cache = self.scram.lock();
+        match cache.get(user) {
+            Some((d, stored)) if *d == digest => Some(stored.clone()),
+            _ => {
+                cache.insert(user.to_string(), (digest, keys.clone()));
+                Some(keys)
+            }
+        }
+    }
+
+    fn check_scram(
+        &self,
+        user: &str,
+        auth_message: &str,
+        proof: &[u8],
+    ) -> Result<Identity, EngineError> {
+        let identity = self
+            .users
+            .read()
+            .get(user)
+            .filter(|a| !a.nkey && !a.bcrypt && !a.password.is_empty())
+            .map(|a| a.identity.clone());
+        match (identity, self.scram_sha256(user)) {
+            (Some(identity), Some(keys)) if keys.verify(auth_message.as_bytes(), proof) => {
+                Ok(identity)
+            }
+            _ => Err(EngineError::AuthorizationViolation),
+        }
+    }
+
     fn check_user(&self, user: &str, password: &str) -> Result<Identity, EngineError> {
         // NKey users and certificate-only users (no password) never log in
         // with a password.
@@ -709,6 +808,53 @@ mod tests {
         assert!(a.check(&Credentials::Token("tt".into())).is_err());
         assert!(a.check(&Credentials::None).is_err());
         assert!(Authenticator::default().check(&Credentials::None).is_ok());
+    }
+
+    #[test]
+    fn scram_keys_for_clear_text_users_only() {
+        let hash = hash_password("pw", 4).expect("hash");
+        let a = Authenticator::new(vec![User::new("u", "pencil"), User::new("h", hash)], None)
+            .expect("users");
+        let keys = a.scram_sha256("u").expect("clear-text user");
+        assert_eq!(keys.iterations, ITERATIONS);
+        assert_eq!(keys.salt.len(), 16);
+        assert_eq!(a.scram_sha256("u"), Some(keys.clone()), "kept, same salt");
+        assert_eq!(
+            keys,
+            ScramCredentials::derive(b"pencil", keys.salt.clone(), ITERATIONS)
+        );
+        assert!(a.scram_sha256("h").is_none(), "bcrypt: not the password");
+        let decoy = a.scram_sha256("nobody").expect("made-up keys");
+        assert_eq!(a.scram_sha256("nobody"), Some(decoy), "the same each time");
+        assert!(Authenticator::default().scram_sha256("u").is_none());
+        // The proof goes through check: a wrong one is a failed login.
+        let scram = |user: &str| Credentials::ScramSha256 {
+            user: user.into(),
+            auth_message: "m".into(),
+            proof: vec![0; 32],
+        };
+        assert!(a.check(&scram("u")).is_err());
+        assert!(a.check(&scram("h")).is_err());
+        assert!(a.check(&scram("nobody")).is_err());
+        let salted = {
+            let mut out = [0u8; 32];
+            pbkdf2::pbkdf2_hmac::<Sha256>(b"pencil", &keys.salt, ITERATIONS, &mut out);
+            out
+        };
+        let client_key = hmac(&salted, b"Client Key");
+        let signature = hmac(&keys.stored_key, b"m");
+        let proof = client_key
+            .iter()
+            .zip(signature)
+            .map(|(k, s)| k ^ s)
+            .collect();
+        let good = Credentials::ScramSha256 {
+            user: "u".into(),
+            auth_message: "m".into(),
+            proof,
+        };
+        let identity = a.check(&good).expect("right proof");
+        assert_eq!(identity.user.as_deref(), Some("u"));
     }
 
     #[test]

@@ -522,6 +522,10 @@ impl Broker for StationEngine {
         self.options.auth.maps_certificates()
     }
 
+    fn scram_sha256(&self, user: &str) -> Option<junction_api::scram::ScramCredentials> {
+        self.options.auth.scram_sha256(user)
+    }
+
     fn authenticate_from(
         &self,
         credentials: &Credentials,

@@ -210,6 +210,9 @@ impl StationEngine {
         let who = match credentials {
             junction_api::Credentials::UserPassword { user, .. } => format!("user '{user}'"),
             junction_api::Credentials::Nkey { key, .. } => format!("nkey {key}"),
+            junction_api::Credentials::ScramSha256 { user, .. } => {
+                format!("user '{user}' (SCRAM-SHA-256)")
+            }
             junction_api::Credentials::Token(_) => "a token".to_string(),
             junction_api::Credentials::Certificate(_) => "a client certificate".to_string(),
             _ => "no credentials".to_string(),

@@ -116,6 +116,17 @@ pub enum Credentials {
         /// The signature, base64 (URL-safe or standard).
         signature: String,
     },
+    /// A SCRAM-SHA-256 proof (RFC 5802, 7677) for the keys
+    /// [`crate::Broker::scram_sha256`] gave out for `user`.
+    ScramSha256 {
+        /// The user name (`n=` of the client-first-message).
+        user: String,
+        /// `client-first-message-bare,server-first-message,client-final-message-without-proof`.
+        auth_message: String,
+        /// The ClientProof (`p=`), decoded; empty when the client sent none
+        /// that decodes (the login then fails and counts as a failure).
+        proof: Vec<u8>,
+    },
 }
 
 /// Who a client authenticated as: its tenant, its user name and what it may do.

@@ -34,6 +34,7 @@ mod permissions;
 mod publish;
 mod routing;
 mod schema;
+pub mod scram;
 mod station;
 mod subject;
 mod tenant;

@@ -4,6 +4,7 @@
 
 use crate::broker::{MqttBroker, Tenant, remaining_expiry};
 use crate::channel::{Close, MqttChannel, Settings, Step, Wire, denied_publish, now_ms};
+use crate::enhanced_auth::enhanced_auth;
 use crate::frame::{ConnectInfo, In, Out, connack, lift, lower};
 use crate::io::MqttIo;
 use crate::mailbox::{Mailbox, Stop};
@@ -24,7 +25,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// How long a socket write may block before the client is dropped.
-const WRITE_DEADLINE: Duration = Duration::from_secs(10);
+pub(crate) const WRITE_DEADLINE: Duration = Duration::from_secs(10);
 /// Longest a connection waits for a congested cluster link before it reads on.
 const BACKPRESSURE_WAIT: Duration = Duration::from_secs(10);
 /// A packet read this long after the previous one was read on waking (the
@@ -192,17 +193,6 @@ where
         }
         info.client_id = id;
     }
-    if info.auth_method.is_some() {
-        refuse(&info.client_id, 0x8C, "enhanced authentication");
-        send_connack_error(
-            &mut framed,
-            v5,
-            0x8C,
-            "enhanced authentication is not supported",
-        )
-        .await;
-        return None;
-    }
     // A banned client id, or one that connects too often (flapping), is
     // refused before anything else: MQTT 5 "Banned" (0x8A), 3.1.1 0x05.
     if named
@@ -214,8 +204,21 @@ where
         send_connack_error(&mut framed, v5, 0x8A, "banned").await;
         return None;
     }
+    // MQTT 5 enhanced authentication (SCRAM-SHA-256), when CONNECT names a method.
+    let enhanced = match info.auth_method.take() {
+        Some(method) => {
+            let data = info.auth_data.take().unwrap_or_default();
+            let id = named.then_some(info.client_id.as_str());
+            let done = enhanced_auth(&broker, &mut framed, method, &data, remote, id).await?;
+            info.username = Some(done.user.clone());
+            Some(done)
+        }
+        None => None,
+    };
     // Authentication: the same users as NATS.
-    let identity = if broker.engine.auth_required() {
+    let identity = if let Some(done) = &enhanced {
+        done.identity.clone()
+    } else if broker.engine.auth_required() {
         let creds = match (&info.username, &info.password) {
             // verify_and_map: a client that names no user is the certificate's.
             (None, _) if certificate.is_some() && broker.engine.maps_certificates() => {
@@ -499,6 +502,16 @@ where
         ack.server_keepalive_sec = server_keep_alive;
         if expiry != info.session_expiry {
             ack.session_expiry_interval_secs = Some(expiry);
+        }
+        if let Some(done) = enhanced {
+            ack.auth_method = Some(ByteString::from_static(crate::auth::SCRAM_SHA_256));
+            ack.auth_data = Some(done.server_final);
+        }
+        if info.request_response_info
+            && let Some(prefix) = &broker.options.response_information
+        {
+            let sep = if prefix.ends_with('/') { "" } else { "/" };
+            ack.response_info = Some(ByteString::from(format!("{prefix}{sep}{}", info.client_id)));
         }
     }
     // The encoder: MQTT 5 holds the client's Maximum Packet Size.

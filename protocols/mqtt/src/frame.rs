@@ -37,6 +37,10 @@ pub struct ConnectInfo {
     pub topic_alias_max: u16,
     pub request_problem_info: bool,
     pub auth_method: Option<String>,
+    /// MQTT 5 Authentication Data (the first message of `auth_method`).
+    pub auth_data: Option<Bytes>,
+    /// MQTT 5 Request Response Information.
+    pub request_response_info: bool,
     pub will: Option<Will>,
     pub client_id: String,
     pub username: Option<String>,
@@ -66,8 +70,12 @@ pub enum In {
         reason: u8,
         session_expiry: Option<u32>,
     },
-    /// AUTH (enhanced authentication), not supported.
-    Auth,
+    /// AUTH (enhanced authentication): its reason code, method and data.
+    Auth {
+        reason: u8,
+        method: Option<String>,
+        data: Option<Bytes>,
+    },
     /// A packet only a server sends (CONNACK, SUBACK, ...).
     ServerOnly,
 }
@@ -115,6 +123,8 @@ fn lift_v3(p: v3::Packet) -> In {
             topic_alias_max: 0,
             request_problem_info: true,
             auth_method: None,
+            auth_data: None,
+            request_response_info: false,
             will: c.last_will.map(|w| Will {
                 qos: w.qos,
                 retain: w.retain,
@@ -184,6 +194,8 @@ fn lift_v5(p: v5::Packet) -> In {
             topic_alias_max: c.topic_alias_max,
             request_problem_info: c.request_problem_info,
             auth_method: c.auth_method.map(|m| m.to_string()),
+            auth_data: c.auth_data,
+            request_response_info: c.request_response_info,
             will: c.last_will.map(|w| Will {
                 qos: w.qos,
                 retain: w.retain,
@@ -227,7 +239,11 @@ fn lift_v5(p: v5::Packet) -> In {
             reason: u8::from(d.reason_code),
             session_expiry: d.session_expiry_interval_secs,
         },
-        P::Auth(_) => In::Auth,
+        P::Auth(a) => In::Auth {
+            reason: u8::from(a.reason_code),
+            method: a.auth_method.map(|m| m.to_string()),
+            data: a.auth_data,
+        },
         P::ConnectAck(_) | P::SubscribeAck(_) | P::UnsubscribeAck(_) | P::PingResponse => {
             In::ServerOnly
         }

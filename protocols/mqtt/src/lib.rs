@@ -16,11 +16,13 @@
 //! - a stored message is first sent with a packet id its sequence gives, so it
 //!   keeps that id when it is sent again after a crash (MQTT-4.4.0-1).
 
+mod auth;
 pub mod bridge;
 mod broker;
 mod channel;
 mod cluster;
 mod connection;
+mod enhanced_auth;
 mod frame;
 mod io;
 mod mailbox;
@@ -85,6 +87,11 @@ pub struct MqttOptions {
     /// file descriptors (0: no cap). One more gets CONNACK 0x97 Quota exceeded
     /// (3.1.1: 0x03) and is closed.
     pub max_connections: usize,
+    /// MQTT 5 Response Information: the topic prefix a client that sets Request
+    /// Response Information is given in CONNACK, followed by `/` and its client
+    /// id (no `/` is added when the prefix ends in one). `None`: no Response
+    /// Information is sent, as mosquitto does.
+    pub response_information: Option<String>,
 }
 
 impl Default for MqttOptions {
@@ -103,6 +110,7 @@ impl Default for MqttOptions {
             acl: Vec::new(),
             drain_timeout: Duration::from_secs(5),
             max_connections: 0,
+            response_information: None,
         }
     }
 }

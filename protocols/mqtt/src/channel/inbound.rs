@@ -173,8 +173,14 @@ impl MqttChannel {
             In::Connect(_) => {
                 return Err(self.disconnect(0x82, "second CONNECT on a connection"));
             }
-            In::Auth => {
-                return Err(self.disconnect(0x82, "AUTH without enhanced authentication"));
+            // Re-authentication (AUTH 0x19) is not supported: the broker
+            // answers any AUTH after CONNACK as a protocol error
+            // (`mqtt5_enhanced_auth_scram.rs`).
+            In::Auth { .. } => {
+                return Err(self.disconnect(
+                    0x82,
+                    "AUTH after CONNACK (re-authentication is not supported)",
+                ));
             }
             In::ServerOnly => {
                 return Err(self.disconnect(0x82, "packet type a client may not send"));
