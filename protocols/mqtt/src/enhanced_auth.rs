@@ -72,20 +72,12 @@ where
             return None;
         }
     };
+    // (Users without a clear-text password get made-up keys, as unknown users
+    // do: their exchange ends in 0x86 like a wrong password.)
     let Some(keys) = broker.engine.scram_sha256(&first.user) else {
-        let why = format!(
-            "SCRAM-SHA-256 is not available for user '{}' (its password is a bcrypt hash, or it logs in with an NKey or a certificate); log in with user name and password",
-            first.user
-        );
-        refuse(0x8C, &why);
-        let (code, text) = match failed(&first.user, String::new(), Vec::new()) {
-            Err(EngineError::Banned) => (0x8A, "banned"),
-            _ => (
-                0x8C,
-                "SCRAM-SHA-256 is not available for this user: log in with user name and password",
-            ),
-        };
-        send_connack_error(framed, true, code, text).await;
+        let why = "SCRAM-SHA-256 is not available: the broker has no users";
+        refuse(0x8C, why);
+        send_connack_error(framed, true, 0x8C, why).await;
         return None;
     };
     let server = ScramServer::new(first, keys, &crate::auth::server_nonce());
