@@ -695,18 +695,27 @@ impl Authenticator {
                 a.bcrypt || a.nkey || a.password.is_empty(),
             )
         });
+        // An unknown user, and a user whose password is not in clear text (a
+        // bcrypt hash, an NKey or certificate-only user, for whom no SCRAM keys
+        // can be derived), get made-up keys: the exchange runs and ends with
+        // "bad user name or password" (0x86) like a wrong password, so a
+        // caller cannot tell which user names exist.
+        let decoy = || {
+            let key = &self.decoy.0;
+            let salt = hmac(key, format!("salt:{user}").as_bytes())[..16].to_vec();
+            Some(ScramCredentials {
+                salt,
+                iterations: ITERATIONS,
+                stored_key: hmac(key, format!("stored:{user}").as_bytes()),
+                server_key: hmac(key, format!("server:{user}").as_bytes()),
+            })
+        };
         let password = match account {
-            None => {
-                let key = &self.decoy.0;
-                let salt = hmac(key, format!("salt:{user}").as_bytes())[..16].to_vec();
-                return Some(ScramCredentials {
-                    salt,
-                    iterations: ITERATIONS,
-                    stored_key: hmac(key, format!("stored:{user}").as_bytes()),
-                    server_key: hmac(key, format!("server:{user}").as_bytes()),
-                });
+            None => return decoy(),
+            Some((_, true)) => {
+                tracing::warn!(%user, "SCRAM-SHA-256 login for a user whose password is not in clear text (bcrypt hash, NKey or certificate-only): it can only log in with user name and password; answered as a failed login");
+                return decoy();
             }
-            Some((_, true)) => return None,
             Some((password, false)) => password,
         };
         let digest: [u8; 32] = Sha256::digest(password.as_bytes()).into();
@@ -823,7 +832,12 @@ mod tests {
             keys,
             ScramCredentials::derive(b"pencil", keys.salt.clone(), ITERATIONS)
         );
-        assert!(a.scram_sha256("h").is_none(), "bcrypt: not the password");
+        let made_up = a.scram_sha256("h").expect("bcrypt: made-up keys");
+        assert_ne!(
+            made_up,
+            ScramCredentials::derive(b"pw", made_up.salt.clone(), ITERATIONS),
+            "bcrypt: the hash is not the password"
+        );
         let decoy = a.scram_sha256("nobody").expect("made-up keys");
         assert_eq!(a.scram_sha256("nobody"), Some(decoy), "the same each time");
         assert!(Authenticator::default().scram_sha256("u").is_none());

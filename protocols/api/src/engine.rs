@@ -355,11 +355,11 @@ pub trait Broker: Send + Sync + 'static {
     /// exchange (MQTT 5 enhanced authentication). The client's proof is then
     /// checked with [`Broker::authenticate_client`] and
     /// [`Credentials::ScramSha256`], so bans and failure counting apply as for
-    /// a password. `None`: this user cannot log in with SCRAM (its password is
-    /// a bcrypt hash, which is not the password; it logs in with an NKey or a
-    /// certificate only), or the broker has no users. A user name nobody has
-    /// gets made-up keys that no proof matches, so a client cannot tell an
-    /// unknown user from a wrong password.
+    /// a password. `None`: the broker has no users. A user name nobody has, and
+    /// a user who cannot log in with SCRAM (its password is a bcrypt hash,
+    /// which is not the password; it logs in with an NKey or a certificate
+    /// only), get made-up keys that no proof matches, so a client cannot tell
+    /// them from a wrong password.
     fn scram_sha256(&self, user: &str) -> Option<crate::scram::ScramCredentials> {
         let _ = user;
         None
