@@ -46,6 +46,9 @@ async fn given_with_the_option_when_requested() {
         response_information(&b, "ri-slash", true).await.as_deref(),
         Some("replies/ri-slash")
     );
+    // A wildcard character in the client id would make it a filter, not a
+    // topic the client could publish its requests' responses to.
+    assert_eq!(response_information(&b, "ri+wild", true).await, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

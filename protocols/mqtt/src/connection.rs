@@ -511,7 +511,14 @@ where
             && let Some(prefix) = &broker.options.response_information
         {
             let sep = if prefix.ends_with('/') { "" } else { "/" };
-            ack.response_info = Some(ByteString::from(format!("{prefix}{sep}{}", info.client_id)));
+            // A client id with a wildcard character would make it a filter,
+            // not a topic the client could publish to: then none is sent.
+            if info.client_id.contains(['+', '#']) {
+                tracing::info!(client_id = %info.client_id, "MQTT Response Information not sent: the client id has a wildcard character");
+            } else {
+                ack.response_info =
+                    Some(ByteString::from(format!("{prefix}{sep}{}", info.client_id)));
+            }
         }
     }
     // The encoder: MQTT 5 holds the client's Maximum Packet Size.
