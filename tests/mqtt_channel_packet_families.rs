@@ -63,6 +63,21 @@ async fn publish(h: &mut ChannelHarness, topic: &str, qos: u8, pkid: u16, payloa
     assert_eq!(got, want);
 }
 
+/// The next `n` packets that are not deliveries (a channel subscribed to its
+/// own topics gets its publishes back in between).
+async fn acks(h: &mut ChannelHarness, n: usize) -> Vec<S> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        got.extend(
+            h.wait_packets(1)
+                .await
+                .into_iter()
+                .filter(|p| !matches!(p, S::Publish(_))),
+        );
+    }
+    got
+}
+
 fn delivery(topic: &str, qos: u8, pkid: u16, payload: &'static [u8]) -> S {
     S::Publish(Delivery {
         dup: false,
@@ -253,6 +268,39 @@ mod publish_in {
             vec![
                 delivery("dup/x", 2, 1, b"once"),
                 delivery("dup/x", 2, 2, b"twice")
+            ]
+        );
+    }
+
+    /// Found by `mqtt_channel_invariants_hold_under_random_packet_sequences`
+    /// (seed 257): a QoS 2 resend got no PUBREC while a QoS 1 publish that
+    /// reused its packet id was still being stored, as if the resend's first
+    /// copy were still pending. A persistent session with a persistent QoS 1
+    /// subscription makes the QoS 1 publish's storage asynchronous.
+    #[tokio::test]
+    async fn a_qos2_resend_gets_its_pubrec_while_a_qos1_publish_with_its_id_is_stored() {
+        let w = world();
+        let mut c = ClientConnect::v311("qos2-resend-id");
+        c.clean_start = false;
+        let (mut h, _) = connected(&w, &c).await;
+        subscribe(&mut h, 1, "rs/#", 1).await;
+        h.send(C::publish("rs/b", 2, 4, b"held")).unwrap();
+        assert_eq!(acks(&mut h, 1).await, vec![S::PubRec { pkid: 4, code: 0 }]);
+        // A QoS 1 publish reusing id 4 (the client should not), then the QoS 2
+        // sent again before the PUBACK.
+        h.send(C::publish("rs/b", 1, 4, b"one")).unwrap();
+        let mut again = C::publish("rs/b", 2, 4, b"held");
+        if let C::Publish { dup, .. } = &mut again {
+            *dup = true;
+        }
+        h.send(again).unwrap();
+        let mut acks = acks(&mut h, 2).await;
+        acks.sort_by_key(|p| format!("{p:?}"));
+        assert_eq!(
+            acks,
+            vec![
+                S::PubAck { pkid: 4, code: 0 },
+                S::PubRec { pkid: 4, code: 0 }
             ]
         );
     }

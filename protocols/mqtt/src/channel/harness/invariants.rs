@@ -320,7 +320,8 @@ impl Model {
                 if !self.settle_owed(Owed::SubAck(pkid, n)) {
                     self.fail(&format!("SUBACK {pkid} with {n} codes not owed"));
                 }
-                if let Some(i) = self.pending_subs
+                if let Some(i) = self
+                    .pending_subs
                     .iter()
                     .position(|(id, f)| *id == pkid && f.len() == n)
                 {
@@ -452,9 +453,10 @@ impl Model {
 pub async fn run(broker: &Arc<MqttBroker>, client_id: &str, choices: &mut Choices<'_>) -> Totals {
     let setup = choices.byte();
     let v5 = setup & 1 == 1;
-    let persistent = setup & 0b110 == 0;
-    let recv_max = 1 + usize::from((setup >> 3) % 4);
-    let alias_max = u16::from((setup >> 5) % 3);
+    // One sequence in eight has a persistent session: its stores are fsynced.
+    let persistent = setup & 0b1110 == 0;
+    let recv_max = 1 + usize::from((setup >> 4) % 4);
+    let alias_max = u16::from((setup >> 6) % 3);
     let keep_alive = if choices.below(4) == 0 { 5 } else { 0 };
     let mut connect = if v5 {
         ClientConnect::v5(client_id)
@@ -636,11 +638,7 @@ fn pick_id(m: &Model, choices: &mut Choices<'_>) -> u16 {
     1 + u16::from(sel % 8)
 }
 
-fn step(
-    h: &mut ChannelHarness,
-    m: &mut Model,
-    p: ClientPacket,
-) -> Option<Closed> {
+fn step(h: &mut ChannelHarness, m: &mut Model, p: ClientPacket) -> Option<Closed> {
     m.client_sent(&p);
     if let ClientPacket::Subscribe { pkid, filters, .. } = &p {
         m.pending_subs.push((*pkid, filters.clone()));
@@ -658,10 +656,7 @@ fn drain(h: &mut ChannelHarness, m: &mut Model) {
 
 /// Waits, counting mailbox events, until every answer owed has come or the
 /// connection ended.
-async fn settle(
-    h: &mut ChannelHarness,
-    m: &mut Model,
-) -> Option<Closed> {
+async fn settle(h: &mut ChannelHarness, m: &mut Model) -> Option<Closed> {
     loop {
         let r = h.handover();
         drain(h, m);
