@@ -167,13 +167,92 @@ async fn connect<S>(
     broker: Arc<MqttBroker>,
     mut framed: MqttIo<S>,
     v5: bool,
-    mut info: ConnectInfo,
+    info: ConnectInfo,
     remote: SocketAddr,
     certificate: Option<Vec<u8>>,
 ) -> Option<Handshake<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    match admit(&broker, &mut framed, v5, info, remote, certificate).await {
+        Ok(admitted) => Some(Handshake { admitted, framed }),
+        Err(Refused { answered: true, .. }) => None,
+        Err(Refused {
+            code,
+            why,
+            malformed: true,
+            ..
+        }) => {
+            malformed_connect(&mut framed, v5, remote, code, &why).await;
+            None
+        }
+        Err(Refused { code, why, .. }) => {
+            send_connack_error(&mut framed, v5, code, &why).await;
+            None
+        }
+    }
+}
+
+/// A CONNECT refused: the CONNACK's reason code and string.
+pub(crate) struct Refused {
+    pub code: u8,
+    pub why: String,
+    /// A malformed CONNECT ([`malformed_connect`]): MQTT 3.1.1 gets no CONNACK.
+    pub malformed: bool,
+    /// Already answered (an enhanced authentication exchange sends its own
+    /// CONNACK): nothing more is sent.
+    pub answered: bool,
+}
+
+impl Refused {
+    fn new(code: u8, why: impl Into<String>) -> Self {
+        Refused {
+            code,
+            why: why.into(),
+            malformed: false,
+            answered: false,
+        }
+    }
+
+    fn answered() -> Self {
+        Refused {
+            code: 0x86,
+            why: String::new(),
+            malformed: false,
+            answered: true,
+        }
+    }
+}
+
+/// A CONNECT accepted: the session's channel, the CONNACK it sends first, and
+/// what ties the connection to its client id's slot.
+pub(crate) struct Admitted {
+    pub channel: MqttChannel,
+    pub ack: v5::ConnectAck,
+    pub conn_id: u64,
+    /// Cancelled once the connection has let the session go.
+    pub done: CancellationToken,
+}
+
+/// The handshake past the CONNECT packet, without the socket: the client id,
+/// authentication and will rules, takeover of the client id, the session
+/// resumed (or made) and stored, and the settings the CONNACK announces.
+/// `codec` is the connection's: for MQTT 5 it is given the client's Maximum
+/// Packet Size, and the channel's encoder is a copy of it. A refusal is logged
+/// here; the caller sends its CONNACK. The connection driver and the channel
+/// harness ([`crate::harness`]) both use it.
+pub(crate) async fn admit<S>(
+    broker: &Arc<MqttBroker>,
+    framed: &mut MqttIo<S>,
+    v5: bool,
+    mut info: ConnectInfo,
+    remote: SocketAddr,
+    certificate: Option<Vec<u8>>,
+) -> Result<Admitted, Refused>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let broker = broker.clone();
     let refuse = |client_id: &str, code: u8, why: &str| {
         tracing::info!(%remote, %client_id, code, "MQTT CONNECT refused: {why}");
     };
@@ -184,8 +263,7 @@ where
     if info.client_id.is_empty() {
         if info.level == 3 || (!v5 && !info.clean_start) {
             refuse(&info.client_id, 0x85, "empty client id");
-            send_connack_error(&mut framed, v5, 0x85, "client identifier not valid").await;
-            return None;
+            return Err(Refused::new(0x85, "client identifier not valid"));
         }
         let id = format!("junction-{:016x}", rand::random::<u64>());
         if v5 {
@@ -201,15 +279,16 @@ where
             .client_connecting(&info.client_id, remote.ip())
     {
         refuse(&info.client_id, 0x8A, "client id banned");
-        send_connack_error(&mut framed, v5, 0x8A, "banned").await;
-        return None;
+        return Err(Refused::new(0x8A, "banned"));
     }
     // MQTT 5 enhanced authentication (SCRAM-SHA-256), when CONNECT names a method.
     let enhanced = match info.auth_method.take() {
         Some(method) => {
             let data = info.auth_data.take().unwrap_or_default();
             let id = named.then_some(info.client_id.as_str());
-            let done = enhanced_auth(&broker, &mut framed, method, &data, remote, id).await?;
+            let done = enhanced_auth(&broker, framed, method, &data, remote, id)
+                .await
+                .ok_or_else(Refused::answered)?;
             info.username = Some(done.user.clone());
             Some(done)
         }
@@ -245,24 +324,19 @@ where
             // (0x8A), 3.1.1 "not authorized" (0x05, which 0x8A lowers to).
             Err(EngineError::Banned) => {
                 refuse(&info.client_id, 0x8A, "client id banned");
-                send_connack_error(&mut framed, v5, 0x8A, "banned").await;
-                return None;
+                return Err(Refused::new(0x8A, "banned"));
             }
             Err(_) => {
                 let code = if presented { 0x86 } else { 0x87 };
                 refuse(&info.client_id, code, "authentication failed");
-                send_connack_error(
-                    &mut framed,
-                    v5,
+                return Err(Refused::new(
                     code,
                     if presented {
                         "bad user name or password"
                     } else {
                         "not authorized"
                     },
-                )
-                .await;
-                return None;
+                ));
             }
         }
     } else {
@@ -276,8 +350,12 @@ where
             // 3.1.1: a wildcard in the will topic is a malformed CONNECT (close, no
             // CONNACK); MQTT 5 has a reason code for it.
             let why = format!("will topic is not valid: {e}");
-            malformed_connect(&mut framed, v5, remote, 0x90, &why).await;
-            return None;
+            return Err(Refused {
+                code: 0x90,
+                why,
+                malformed: true,
+                answered: false,
+            });
         }
         let forbidden = match (&identity.permissions, &subject) {
             (Some(p), Ok(s)) => !p.may_publish(s.as_bytes()),
@@ -285,8 +363,7 @@ where
         };
         if forbidden || denied_publish(&broker, info.username.as_deref(), &w.topic) {
             refuse(&info.client_id, 0x87, "will topic denied");
-            send_connack_error(&mut framed, v5, 0x87, "not authorized to publish the will").await;
-            return None;
+            return Err(Refused::new(0x87, "not authorized to publish the will"));
         }
     }
     // `max_keep_alive` as mosquitto has it: MQTT 3.1 and 3.1.1 cannot be told a
@@ -302,15 +379,13 @@ where
             info.keep_alive
         );
         refuse(&info.client_id, 0x85, &why);
-        send_connack_error(&mut framed, v5, 0x85, &why).await;
-        return None;
+        return Err(Refused::new(0x85, why));
     }
     let tenant = match broker.tenant_ready(&tenant_id).await {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(error = %e, "MQTT state unavailable");
-            send_connack_error(&mut framed, v5, 0x88, "server unavailable").await;
-            return None;
+            return Err(Refused::new(0x88, "server unavailable"));
         }
     };
     let client = match broker.engine.connect(
@@ -331,8 +406,7 @@ where
                 0x88
             };
             refuse(&info.client_id, code, &e.to_string());
-            send_connack_error(&mut framed, v5, code, &e.to_string()).await;
-            return None;
+            return Err(Refused::new(code, e.to_string()));
         }
     };
     client.set_authenticated(identity);
@@ -410,8 +484,7 @@ where
                     give_back(&broker, &tenant, &info.client_id, conn_id, None);
                     broker.engine.disconnect(client.id);
                     done.cancel();
-                    send_connack_error(&mut framed, v5, 0x88, "session store unavailable").await;
-                    return None;
+                    return Err(Refused::new(0x88, "session store unavailable"));
                 }
             }
         }
@@ -463,14 +536,10 @@ where
             give_back(&broker, &tenant, &info.client_id, conn_id, resumed);
             broker.engine.disconnect(client.id);
             done.cancel();
-            send_connack_error(
-                &mut framed,
-                v5,
+            return Err(Refused::new(
                 0x88,
-                &format!("session state cannot be stored: {why}"),
-            )
-            .await;
-            return None;
+                format!("session state cannot be stored: {why}"),
+            ));
         }
     }
 
@@ -551,9 +620,8 @@ where
         std::time::Instant::now(),
     );
     tracing::debug!(%remote, client_id = %channel.client_id(), v5, present, expiry, "MQTT client connected");
-    Some(Handshake {
+    Ok(Admitted {
         channel,
-        framed,
         ack,
         conn_id,
         done,
@@ -562,11 +630,8 @@ where
 
 /// A connection past CONNECT.
 struct Handshake<S> {
-    channel: MqttChannel,
+    admitted: Admitted,
     framed: MqttIo<S>,
-    ack: v5::ConnectAck,
-    conn_id: u64,
-    done: CancellationToken,
 }
 
 /// Runs a connection past CONNECT to its end: the socket, the timers and the
@@ -576,11 +641,14 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let Handshake {
-        mut channel,
+        admitted:
+            Admitted {
+                mut channel,
+                ack,
+                conn_id,
+                done,
+            },
         mut framed,
-        ack,
-        conn_id,
-        done,
     } = h;
     let close = match channel.connected(ack) {
         Ok(()) => match main_loop(&broker, &mut channel, &mut framed).await {

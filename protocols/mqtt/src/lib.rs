@@ -33,6 +33,9 @@ pub mod topic;
 
 pub use bridge::{BridgeConfig, BridgeTopic};
 pub use broker::{MqttBroker, MqttTls, serve, serve_listeners};
+/// A socket-free harness for the session state machine, for tests and fuzzing.
+#[doc(hidden)]
+pub use channel::harness;
 
 use std::time::Duration;
 

@@ -224,9 +224,11 @@ impl MqttChannel {
                 topic_name.escape_debug()
             )),
         };
-        // QoS 2 resend of a publish we already hold: answer again, store nothing.
+        // QoS 2 resend of a publish we already hold: answer again, store nothing
+        // (unless the first is still being stored: its PUBREC answers both; a
+        // QoS 1 publish still pending under the same id does not).
         if qos == 2 && self.record.qos2_in.contains(&pkid) {
-            if !self.acks_in.iter().any(|a| a.pkid == pkid) {
+            if !self.acks_in.iter().any(|a| a.pkid == pkid && a.qos == 2) {
                 self.write(Out::PubRec(pkid, 0, None))?;
             }
             return Ok(());

@@ -9,6 +9,7 @@
 //! that says why is already encoded. QoS 1/2 inflight, packet ids, Receive
 //! Maximum, topic aliases and keep-alive are plain data here.
 
+pub mod harness;
 mod inbound;
 mod lifecycle;
 mod outbound;
@@ -409,6 +410,11 @@ impl MqttChannel {
     /// When the client, silent since its last packet, is past its keep-alive.
     pub(crate) fn keep_alive_deadline(&self) -> Option<Instant> {
         self.keep_alive.map(|k| self.last_in + k)
+    }
+
+    /// When the client's last packet was read (or the channel made).
+    pub(crate) fn last_in(&self) -> Instant {
+        self.last_in
     }
 
     /// Time passed: a client silent beyond its keep-alive is disconnected.
