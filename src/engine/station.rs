@@ -619,6 +619,9 @@ impl Station {
             return Ok(());
         }
         let tier = super::tier::StationTier::load(remote, &self.store, self)?;
+        // New messages get sequences above every segment in the index (one
+        // rebuilt from the bucket may reach past the local log).
+        self.raise_last_seq(tier.uploaded_through());
         let _ = self.tier.set(Arc::new(tier));
         Ok(())
     }

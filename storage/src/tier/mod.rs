@@ -522,7 +522,8 @@ impl Remote {
         {
             Ok(r) => ManifestWrite::Written(r.e_tag),
             Err(
-                object_store::Error::Precondition { .. } | object_store::Error::AlreadyExists { .. },
+                object_store::Error::Precondition { .. }
+                | object_store::Error::AlreadyExists { .. },
             ) => ManifestWrite::Conflict,
             Err(e) => ManifestWrite::Failed(TierError::Unavailable(e.to_string())),
         }
@@ -560,7 +561,11 @@ impl Remote {
     /// The e-tag of station `uid`'s manifest, whatever its bytes (`None`: no
     /// manifest).
     pub async fn manifest_e_tag(&self, uid: &str) -> Result<Option<String>, TierError> {
-        match self.store.head(&ObjectPath::from(self.manifest_key(uid))).await {
+        match self
+            .store
+            .head(&ObjectPath::from(self.manifest_key(uid)))
+            .await
+        {
             Ok(meta) => Ok(meta.e_tag),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(TierError::Unavailable(e.to_string())),
@@ -922,9 +927,8 @@ mod tests {
 
     #[test]
     fn manifest_is_written_conditionally_and_read_back() {
-        let remote = Arc::new(
-            Remote::with_store(Arc::new(InMemory::new()), "t", 1 << 20).expect("remote"),
-        );
+        let remote =
+            Arc::new(Remote::with_store(Arc::new(InMemory::new()), "t", 1 << 20).expect("remote"));
         let m = manifest::Manifest {
             floor: 3,
             segments: vec![],
@@ -943,15 +947,24 @@ mod tests {
         assert!(matches!(again, Ok(ManifestWrite::Conflict)), "{again:?}");
         let (m2, r2, t) = (m.clone(), remote.clone(), e_tag.clone());
         let update = r.wait(async move { Ok(r2.put_manifest("9-1", &m2, t).await) });
-        assert!(matches!(update, Ok(ManifestWrite::Written(_))), "{update:?}");
+        assert!(
+            matches!(update, Ok(ManifestWrite::Written(_))),
+            "{update:?}"
+        );
         let (m2, r2) = (m.clone(), remote.clone());
         let stale = r.wait(async move { Ok(r2.put_manifest("9-1", &m2, e_tag).await) });
         assert!(matches!(stale, Ok(ManifestWrite::Conflict)), "{stale:?}");
         let r2 = remote.clone();
-        let read = r.wait(async move { r2.get_manifest("9-1").await }).expect("read");
+        let read = r
+            .wait(async move { r2.get_manifest("9-1").await })
+            .expect("read");
         assert_eq!(read.map(|(m, _)| m), Some(m));
         let r2 = remote.clone();
-        assert_eq!(r.wait(async move { r2.get_manifest("none").await }).expect("read"), None);
+        assert_eq!(
+            r.wait(async move { r2.get_manifest("none").await })
+                .expect("read"),
+            None
+        );
     }
 
     #[test]
