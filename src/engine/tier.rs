@@ -217,11 +217,14 @@ pub(crate) struct StationTier {
 }
 
 impl StationTier {
-    /// The tier of `station`, with its remote index read from the store.
+    /// The tier of `station`, with its remote index read from the store;
+    /// `recovered`: read at start, when an empty index is to be rebuilt from
+    /// the bucket's manifest.
     pub fn load(
         remote: Arc<Remote>,
         store: &Store,
         station: &Arc<Station>,
+        recovered: bool,
     ) -> Result<StationTier, EngineError> {
         let mut segments = Vec::new();
         for (key, value) in store
@@ -261,8 +264,28 @@ impl StationTier {
                 dirty: !empty,
                 ..ManifestState::default()
             }),
-            rebuild_pending: std::sync::atomic::AtomicBool::new(empty),
+            rebuild_pending: std::sync::atomic::AtomicBool::new(empty && recovered),
         })
+    }
+
+    /// Whether a failure asked to wait before S3 is tried again.
+    fn backing_off(&self) -> bool {
+        self.backoff
+            .lock()
+            .not_before
+            .is_some_and(|t| Instant::now() < t)
+    }
+
+    /// An S3 call failed: wait longer before the next one (doubled per
+    /// failure up to [`MAX_BACKOFF`]).
+    fn failed(&self) {
+        let mut b = self.backoff.lock();
+        b.delay = if b.delay.is_zero() {
+            FIRST_BACKOFF
+        } else {
+            (b.delay * 2).min(MAX_BACKOFF)
+        };
+        b.not_before = Some(Instant::now() + b.delay);
     }
 
     /// The local index changed: the manifest is rewritten on the next
@@ -1026,15 +1049,6 @@ pub(crate) fn start(registry: &Arc<StationRegistry>, remote: &Arc<Remote>) {
                 let Some(tier) = station.tier().cloned() else {
                     continue;
                 };
-                if tier.rebuild_pending.load(Ordering::Acquire) {
-                    if tiered_policy(&station).is_none() {
-                        tier.rebuild_pending.store(false, Ordering::Release);
-                    } else if let Err(e) = rebuild(&station, &tier, &remote).await {
-                        tracing::warn!(station = station.name(), error = %e, "cannot rebuild the remote index from the manifest yet; uploads wait");
-                        continue;
-                    }
-                }
-                write_manifest(&station, &tier, &remote).await;
                 let policy = tiered_policy(&station);
                 if policy.is_none() && tier.first_seq().is_none() {
                     tier.pending_cap.store(0, Ordering::Relaxed);
@@ -1048,6 +1062,20 @@ pub(crate) fn start(registry: &Arc<StationRegistry>, remote: &Arc<Remote>) {
                     enforce_remote_limits(&st, &t);
                 })
                 .await;
+                if tier.rebuild_pending.load(Ordering::Acquire) {
+                    if tiered_policy(&station).is_none() {
+                        tier.rebuild_pending.store(false, Ordering::Release);
+                    } else if tier.backing_off() {
+                        continue;
+                    } else if let Err(e) = rebuild(&station, &tier, &remote).await {
+                        tier.failed();
+                        tracing::warn!(station = station.name(), error = %e, "cannot rebuild the remote index from the manifest yet; uploads wait, retrying with backoff");
+                        continue;
+                    }
+                }
+                if !tier.backing_off() {
+                    write_manifest(&station, &tier, &remote).await;
+                }
                 let Some(policy) = policy else {
                     continue;
                 };
@@ -1127,6 +1155,7 @@ async fn write_manifest(station: &Arc<Station>, tier: &Arc<StationTier>, remote:
         }
         ManifestWrite::Failed(e) => {
             tier.manifest_changed();
+            tier.failed();
             tracing::warn!(station = station.name(), error = %e, "cannot write the manifest; retried next tick");
         }
     }
@@ -1293,13 +1322,7 @@ async fn upload_step(
             step
         }
         Err(e) => {
-            let mut b = tier.backoff.lock();
-            b.delay = if b.delay.is_zero() {
-                FIRST_BACKOFF
-            } else {
-                (b.delay * 2).min(MAX_BACKOFF)
-            };
-            b.not_before = Some(Instant::now() + b.delay);
+            tier.failed();
             return Err(e);
         }
     };
