@@ -250,7 +250,7 @@ async fn round_trip(moto: &S3) {
         "{tier}"
     );
     let segments = tier["segments"].as_u64().unwrap();
-    let keys = moto.list_keys("t1/stations/").await;
+    let keys = moto.list_segments("t1/stations/").await;
     assert_eq!(
         keys.len() as u64,
         segments,
@@ -602,7 +602,7 @@ async fn corrupt_segment_is_an_error_and_a_metric_never_data() {
     publish(&js, 1, N, &mut Sha256::new()).await;
     let http = reqwest::Client::new();
     caught_up(&http, broker.http_port, N).await;
-    let mut keys = moto.list_keys("t3/stations/").await;
+    let mut keys = moto.list_segments("t3/stations/").await;
     keys.sort();
     assert!(keys.len() >= 2, "{keys:?}");
     // The first segment (sequence 1 on): one byte flipped inside its first block.
@@ -799,11 +799,11 @@ async fn until_state(
     }
 }
 
-/// Waits until the bucket holds `want(n)` objects under `prefix`.
+/// Waits until the bucket holds `want(n)` segment objects under `prefix`.
 async fn until_objects(s3: &S3, prefix: &str, what: &str, want: impl Fn(usize) -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let keys = s3.list_keys(prefix).await;
+        let keys = s3.list_segments(prefix).await;
         if want(keys.len()) {
             return;
         }

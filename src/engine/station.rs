@@ -611,14 +611,21 @@ impl Station {
     }
 
     /// Attaches the station's remote tier (the broker has a `[tier]` bucket).
+    /// `recovered`: the station was read from the store at start (an empty
+    /// remote index is then rebuilt from the bucket's manifest, if any); a
+    /// station just created has a new unique id and nothing in the bucket.
     pub fn attach_tier(
         self: &Arc<Self>,
         remote: Arc<junction_storage::tier::Remote>,
+        recovered: bool,
     ) -> Result<(), EngineError> {
         if self.log.lock().limits.memory {
             return Ok(());
         }
-        let tier = super::tier::StationTier::load(remote, &self.store, self)?;
+        let tier = super::tier::StationTier::load(remote, &self.store, self, recovered)?;
+        // New messages get sequences above every segment in the index (one
+        // rebuilt from the bucket may reach past the local log).
+        self.raise_last_seq(tier.uploaded_through());
         let _ = self.tier.set(Arc::new(tier));
         Ok(())
     }

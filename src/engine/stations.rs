@@ -342,7 +342,7 @@ impl StationRegistry {
             return Ok(());
         }
         for station in self.all() {
-            station.attach_tier(remote.clone())?;
+            station.attach_tier(remote.clone(), true)?;
         }
         super::tier::start(self, &remote);
         Ok(())
@@ -438,7 +438,7 @@ impl StationRegistry {
             self.store.clone(),
         )?);
         if let Some(remote) = self.tier.get() {
-            station.attach_tier(remote.clone())?;
+            station.attach_tier(remote.clone(), false)?;
         }
         self.persist(&station, &config)?;
         t.by_name.insert(config.name.clone(), station.clone());

@@ -35,8 +35,9 @@ use ahash::AHashMap;
 use bytes::Bytes;
 use junction_api::{EngineError, Retention, StationConfig, StorageKind, SubjectFilter, TierPolicy};
 use junction_storage::Store;
+use junction_storage::tier::manifest::{Manifest, ManifestSegment};
 use junction_storage::tier::segment::{Header, SegmentWriter, SubjectSummary};
-use junction_storage::tier::{Block, Remote, SegmentRef, TierError};
+use junction_storage::tier::{Block, ManifestWrite, Remote, SegmentRef, TierError};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -158,6 +159,20 @@ pub(crate) fn check_policy(config: &StationConfig, configured: bool) -> Result<(
     Ok(())
 }
 
+/// What this process knows of a station's manifest object.
+#[derive(Default)]
+struct ManifestState {
+    /// The e-tag of the version this process last wrote or read.
+    e_tag: Option<String>,
+    /// `e_tag` is known (the object was read or written since the start).
+    known: bool,
+    /// The local index changed since the manifest was last written.
+    dirty: bool,
+    /// Another writer changed the manifest: this process stops writing it
+    /// (until a restart) rather than overwrite what it cannot see.
+    conflict: bool,
+}
+
 /// When the uploader may try a station again.
 #[derive(Default)]
 struct Backoff {
@@ -194,14 +209,22 @@ pub(crate) struct StationTier {
     forgotten: std::sync::atomic::AtomicBool,
     /// This station's block reads, from the cache or S3.
     pub reads: Arc<junction_storage::tier::ReadCounters>,
+    /// The manifest object in the bucket.
+    manifest: Mutex<ManifestState>,
+    /// The index was empty at load: the uploader first looks for a manifest
+    /// to rebuild it from, and uploads nothing for the station until it has.
+    rebuild_pending: std::sync::atomic::AtomicBool,
 }
 
 impl StationTier {
-    /// The tier of `station`, with its remote index read from the store.
+    /// The tier of `station`, with its remote index read from the store;
+    /// `recovered`: read at start, when an empty index is to be rebuilt from
+    /// the bucket's manifest.
     pub fn load(
         remote: Arc<Remote>,
         store: &Store,
         station: &Arc<Station>,
+        recovered: bool,
     ) -> Result<StationTier, EngineError> {
         let mut segments = Vec::new();
         for (key, value) in store
@@ -214,6 +237,7 @@ impl StationTier {
             segments.push(seg);
         }
         segments.sort_by_key(|s| s.first_seq);
+        let empty = segments.is_empty();
         let subjects = load_subjects(store, station, &segments)?;
         let floor = store
             .get_meta(&floor_key(station.id))
@@ -234,6 +258,57 @@ impl StationTier {
             pending_cap: AtomicU64::new(station.config().tier.map_or(0, |p| p.max_pending_bytes)),
             forgotten: std::sync::atomic::AtomicBool::new(false),
             reads: Arc::default(),
+            // Written once per start: it may predate a change that was not
+            // written (a crash), or this version of the broker.
+            manifest: Mutex::new(ManifestState {
+                dirty: !empty,
+                ..ManifestState::default()
+            }),
+            rebuild_pending: std::sync::atomic::AtomicBool::new(empty && recovered),
+        })
+    }
+
+    /// Whether a failure asked to wait before S3 is tried again.
+    fn backing_off(&self) -> bool {
+        self.backoff
+            .lock()
+            .not_before
+            .is_some_and(|t| Instant::now() < t)
+    }
+
+    /// An S3 call failed: wait longer before the next one (doubled per
+    /// failure up to [`MAX_BACKOFF`]).
+    fn failed(&self) {
+        let mut b = self.backoff.lock();
+        b.delay = if b.delay.is_zero() {
+            FIRST_BACKOFF
+        } else {
+            (b.delay * 2).min(MAX_BACKOFF)
+        };
+        b.not_before = Some(Instant::now() + b.delay);
+    }
+
+    /// The local index changed: the manifest is rewritten on the next
+    /// uploader tick.
+    fn manifest_changed(&self) {
+        self.manifest.lock().dirty = true;
+    }
+
+    /// The manifest of the index as it is now: its segments with their
+    /// subject summaries (from the store) and the floor.
+    fn manifest_now(&self, store: &Store, station: u64) -> Result<Manifest, EngineError> {
+        let segments = self.segments.read().clone();
+        let mut out = Vec::with_capacity(segments.len());
+        for entry in segments {
+            let summary = store
+                .get_meta(&summary_key(station, entry.first_seq))
+                .map_err(|e| EngineError::Storage(e.to_string()))?
+                .and_then(|v| SubjectSummary::decode(&v).ok());
+            out.push(ManifestSegment { entry, summary });
+        }
+        Ok(Manifest {
+            floor: self.floor(),
+            segments: out,
         })
     }
 
@@ -628,7 +703,17 @@ impl StationTier {
         self.drop_segments(store, station, &all)?;
         store
             .remove_meta(&floor_key(station))
-            .map_err(|e| EngineError::Storage(e.to_string()))
+            .map_err(|e| EngineError::Storage(e.to_string()))?;
+        if let Some(st) = self.station.upgrade() {
+            let remote = self.remote.clone();
+            let key = remote.manifest_key(&st.uid());
+            self.remote.runtime().spawn(async move {
+                if let Err(e) = remote.delete(&key).await {
+                    tracing::warn!(key, error = %e, "cannot delete a deleted station's manifest");
+                }
+            });
+        }
+        Ok(())
     }
 
     /// A purge up to `below` (`u64::MAX`: everything): the segments wholly
@@ -671,6 +756,7 @@ impl StationTier {
                 .put_meta(&floor_key(station), below.to_string().as_bytes())
                 .map_err(|e| EngineError::Storage(e.to_string()))?;
             self.floor.store(below, Ordering::Release);
+            self.manifest_changed();
         }
         Ok(counted)
     }
@@ -743,6 +829,7 @@ impl StationTier {
                 subjects.shrink_to_fit();
             }
         }
+        self.manifest_changed();
         for s in doomed {
             self.remote.forget_cached(&s.key);
         }
@@ -828,7 +915,7 @@ fn enforce_remote_limits(station: &Station, tier: &StationTier) {
 /// tiered station has one replica, so its only uploader was the process that
 /// stopped: every object its index lacks is an orphan, whatever its age
 /// (`min_age` zero). Later passes leave [`ORPHAN_AGE`] for uploads under way.
-async fn reconcile(registry: &StationRegistry, remote: &Remote, min_age: Duration) {
+async fn reconcile(registry: &StationRegistry, remote: &Arc<Remote>, min_age: Duration) {
     let now = std::time::SystemTime::now();
     let mut removed = 0u64;
     for station in registry.all() {
@@ -838,6 +925,10 @@ async fn reconcile(registry: &StationRegistry, remote: &Remote, min_age: Duratio
         if station.config().tier.is_none() && tier.first_seq().is_none() {
             continue;
         }
+        // An index still to be rebuilt from the manifest holds nothing yet.
+        if tier.rebuild_pending.load(Ordering::Acquire) {
+            continue;
+        }
         let objects = match remote.list_station(&station.uid()).await {
             Ok(o) => o,
             Err(e) => {
@@ -845,7 +936,25 @@ async fn reconcile(registry: &StationRegistry, remote: &Remote, min_age: Duratio
                 return;
             }
         };
-        let live = tier.keys();
+        let mut live = tier.keys();
+        // What the manifest lists stays too while it is not known to match
+        // the index (a write failed or conflicted): a segment it lists may
+        // be what another index, or a rebuild, needs.
+        write_manifest(&station, tier, remote).await;
+        let in_sync = {
+            let m = tier.manifest.lock();
+            !m.dirty && !m.conflict
+        };
+        if !in_sync {
+            match remote.get_manifest(&station.uid()).await {
+                Ok(Some((m, _))) => live.extend(m.segments.into_iter().map(|s| s.entry.key)),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(station = station.name(), error = %e, "tier reconciler cannot read the manifest; the station's objects are left alone");
+                    continue;
+                }
+            }
+        }
         for (key, modified) in objects {
             let old = now.duration_since(modified).is_ok_and(|age| age >= min_age);
             if live.contains(&key) || !old || !key.ends_with(".seg") {
@@ -953,6 +1062,20 @@ pub(crate) fn start(registry: &Arc<StationRegistry>, remote: &Arc<Remote>) {
                     enforce_remote_limits(&st, &t);
                 })
                 .await;
+                if tier.rebuild_pending.load(Ordering::Acquire) {
+                    if tiered_policy(&station).is_none() {
+                        tier.rebuild_pending.store(false, Ordering::Release);
+                    } else if tier.backing_off() {
+                        continue;
+                    } else if let Err(e) = rebuild(&station, &tier, &remote).await {
+                        tier.failed();
+                        tracing::warn!(station = station.name(), error = %e, "cannot rebuild the remote index from the manifest yet; uploads wait, retrying with backoff");
+                        continue;
+                    }
+                }
+                if !tier.backing_off() {
+                    write_manifest(&station, &tier, &remote).await;
+                }
                 let Some(policy) = policy else {
                     continue;
                 };
@@ -973,6 +1096,196 @@ pub(crate) fn start(registry: &Arc<StationRegistry>, remote: &Arc<Remote>) {
             }
         }
     });
+}
+
+/// Writes the station's manifest when its index changed since the last
+/// write: conditionally on the version this process last saw. A failure is
+/// retried on the next tick; a conflict (someone else wrote it) stops the
+/// writes for this station until a restart, logged.
+async fn write_manifest(station: &Arc<Station>, tier: &Arc<StationTier>, remote: &Arc<Remote>) {
+    let (known, e_tag) = {
+        let m = tier.manifest.lock();
+        if !m.dirty || m.conflict || tier.forgotten.load(Ordering::Acquire) {
+            return;
+        }
+        (m.known, m.e_tag.clone())
+    };
+    let uid = station.uid();
+    let e_tag = if known {
+        e_tag
+    } else {
+        match remote.get_manifest(&uid).await {
+            Ok(found) => found.and_then(|(_, t)| t),
+            // A damaged manifest is replaced: the local index is the truth.
+            Err(TierError::Corrupt { .. }) => remote.manifest_e_tag(&uid).await.ok().flatten(),
+            Err(e) => {
+                tracing::debug!(station = station.name(), error = %e, "cannot read the manifest; retried next tick");
+                return;
+            }
+        }
+    };
+    // Cleared before the index is read: a change while writing marks it again.
+    tier.manifest.lock().dirty = false;
+    let (st, t) = (station.clone(), tier.clone());
+    let manifest = match tokio::task::spawn_blocking(move || t.manifest_now(st.store(), st.id))
+        .await
+    {
+        Ok(Ok(m)) => m,
+        other => {
+            tier.manifest_changed();
+            tracing::warn!(station = station.name(), error = ?other.err(), "cannot read the remote index for the manifest");
+            return;
+        }
+    };
+    match remote.put_manifest(&uid, &manifest, e_tag).await {
+        ManifestWrite::Written(t) => {
+            let mut m = tier.manifest.lock();
+            m.known = t.is_some();
+            m.e_tag = t;
+        }
+        ManifestWrite::Conflict => {
+            let mut m = tier.manifest.lock();
+            m.conflict = true;
+            m.dirty = true;
+            tracing::error!(
+                station = station.name(),
+                key = remote.manifest_key(&uid),
+                "the station's manifest was changed by another writer: this node stops writing it (its local index stays the truth here); check that no other broker serves this station's data directory, then restart"
+            );
+        }
+        ManifestWrite::Failed(e) => {
+            tier.manifest_changed();
+            tier.failed();
+            tracing::warn!(station = station.name(), error = %e, "cannot write the manifest; retried next tick");
+        }
+    }
+}
+
+/// Rebuilds a station's empty remote index from its manifest: each listed
+/// segment whose footer reads and agrees is restored (index entry, subject
+/// summary and floor, fsynced in one batch); one missing or damaged is
+/// logged and skipped. Then the local log's messages the restored range
+/// covers are removed, and the station's sequence is raised above it. An
+/// unreachable bucket is an error (retried next tick); no manifest is
+/// nothing to do.
+async fn rebuild(
+    station: &Arc<Station>,
+    tier: &Arc<StationTier>,
+    remote: &Arc<Remote>,
+) -> Result<(), String> {
+    let uid = station.uid();
+    let found = match remote.get_manifest(&uid).await {
+        Ok(found) => found,
+        Err(TierError::Corrupt { key, error }) => {
+            tracing::error!(station = station.name(), key, error = %error, "the station's manifest is damaged: the remote index is not rebuilt");
+            tier.rebuild_pending.store(false, Ordering::Release);
+            return Ok(());
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let Some((manifest, e_tag)) = found else {
+        tier.rebuild_pending.store(false, Ordering::Release);
+        return Ok(());
+    };
+    let mut restored = Vec::new();
+    for s in manifest.segments {
+        match remote.verify_segment(&s.entry).await {
+            Ok(()) => restored.push(s),
+            Err(TierError::Unavailable(e))
+                if !remote
+                    .exists(&s.entry.key)
+                    .await
+                    .map_err(|e| e.to_string())? =>
+            {
+                tracing::error!(station = station.name(), key = %s.entry.key, error = %e, "a segment the manifest lists is not in the bucket; skipped");
+            }
+            Err(TierError::Unavailable(e)) => return Err(e),
+            Err(e) => {
+                tracing::error!(station = station.name(), key = %s.entry.key, error = %e, "a segment the manifest lists failed its checks; skipped");
+            }
+        }
+    }
+    restored.sort_by_key(|s| s.entry.first_seq);
+    let count = restored.len();
+    let (st, t) = (station.clone(), tier.clone());
+    let floor = manifest.floor;
+    tokio::task::spawn_blocking(move || restore(&st, &t, restored, floor))
+        .await
+        .map_err(|e| e.to_string())??;
+    {
+        let mut m = tier.manifest.lock();
+        m.e_tag = e_tag;
+        m.known = true;
+    }
+    tier.rebuild_pending.store(false, Ordering::Release);
+    tracing::info!(
+        station = station.name(),
+        segments = count,
+        through = tier.uploaded_through(),
+        "remote index rebuilt from the bucket's manifest"
+    );
+    Ok(())
+}
+
+/// Writes the restored entries (fsynced), takes them into memory, and makes
+/// the local log and the sequence agree with them.
+fn restore(
+    station: &Station,
+    tier: &StationTier,
+    restored: Vec<ManifestSegment>,
+    floor: u64,
+) -> Result<(), String> {
+    if restored.is_empty() {
+        return Ok(());
+    }
+    let id = station.id;
+    let mut puts = Vec::new();
+    for s in &restored {
+        puts.push((index_key(id, s.entry.first_seq), s.entry.encode()));
+        if let Some(summary) = &s.summary {
+            puts.push((summary_key(id, s.entry.first_seq), summary.encode()));
+        }
+    }
+    if floor > 0 {
+        puts.push((floor_key(id), floor.to_string().into_bytes()));
+    }
+    station
+        .store()
+        .write_meta_batch(&puts, &[])
+        .map_err(|e| format!("cannot write the rebuilt remote index: {e}"))?;
+    let last = restored.iter().map(|s| s.entry.last_seq).max().unwrap_or(0);
+    {
+        let mut segments = tier.segments.write();
+        if tier.forgotten.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut subjects = tier.subjects.write();
+        for s in &restored {
+            if let Some(summary) = &s.summary {
+                merge_summary(&mut subjects, summary);
+            }
+        }
+        *segments = restored.into_iter().map(|s| s.entry).collect();
+        tier.floor.store(floor, Ordering::Release);
+    }
+    // The station's next sequence stays above every restored one.
+    station.raise_last_seq(last);
+    // Local messages the restored range covers without a gap from the local
+    // log's first go (they are in the bucket): then reads below the local
+    // log reach every restored segment.
+    let (local_first, _, _) = station.local_counts();
+    let mut covered = local_first.saturating_sub(1);
+    for s in tier.segments.read().iter() {
+        if s.first_seq <= covered + 1 && s.last_seq > covered {
+            covered = s.last_seq;
+        }
+    }
+    if covered >= local_first {
+        station
+            .remove_uploaded(covered + 1)
+            .map_err(|e| format!("cannot remove restored messages locally: {e}"))?;
+    }
+    Ok(())
 }
 
 /// The station's policy when the uploader should work on it.
@@ -1009,13 +1322,7 @@ async fn upload_step(
             step
         }
         Err(e) => {
-            let mut b = tier.backoff.lock();
-            b.delay = if b.delay.is_zero() {
-                FIRST_BACKOFF
-            } else {
-                (b.delay * 2).min(MAX_BACKOFF)
-            };
-            b.not_before = Some(Instant::now() + b.delay);
+            tier.failed();
             return Err(e);
         }
     };
@@ -1085,6 +1392,7 @@ async fn seal_and_upload(
             tracing::debug!(station = station.name(), key = %sealed.entry.key, first = sealed.entry.first_seq, last = sealed.entry.last_seq, "segment uploaded");
             segments.push(sealed.entry);
             merge_summary(&mut tier.subjects.write(), &sealed.summary);
+            tier.manifest_changed();
             return Ok(Step::Uploaded);
         }
     }

@@ -226,6 +226,14 @@ impl S3 {
         listed.into_iter().map(|m| m.location.to_string()).collect()
     }
 
+    /// The segment objects under `prefix` (not the stations' manifests).
+    #[allow(dead_code)] // each test binary uses part of it
+    pub async fn list_segments(&self, prefix: &str) -> Vec<String> {
+        let mut keys = self.list_keys(prefix).await;
+        keys.retain(|k| k.ends_with(".seg"));
+        keys
+    }
+
     /// The broker's `JUNCTION_TIER_*` settings for this server's bucket under `prefix`.
     pub fn tier_env(&self, prefix: &str) -> Vec<(&'static str, String)> {
         vec![

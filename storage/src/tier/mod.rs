@@ -15,6 +15,7 @@
 //! then fails with [`TierError::Unavailable`].
 
 pub mod disk_cache;
+pub mod manifest;
 pub mod segment;
 
 use bytes::Bytes;
@@ -150,6 +151,17 @@ impl SegmentRef {
     }
 }
 
+/// What [`Remote::put_manifest`] did.
+#[derive(Debug)]
+pub enum ManifestWrite {
+    /// Written; its new e-tag (if the server gave one).
+    Written(Option<String>),
+    /// The object was not the version expected: another writer changed it.
+    Conflict,
+    /// The bucket could not be reached or refused; retried later.
+    Failed(TierError),
+}
+
 /// Counters of the remote tier, for `/metrics`.
 #[derive(Debug, Default)]
 pub struct TierCounters {
@@ -232,13 +244,73 @@ impl BlockCache {
     }
 }
 
+/// Most footers the tier keeps in memory: a footer is a few
+/// kilobytes (one entry per block), so this bounds the cache at a few
+/// megabytes however many segments a broker's stations hold.
+pub const FOOTER_CACHE_ENTRIES: usize = 1024;
+
+/// Decoded footers by object key, least recently used out first, at most
+/// `capacity` entries; a dropped segment's footer is removed at once.
+struct FooterCache {
+    capacity: usize,
+    tick: u64,
+    entries: HashMap<String, (Arc<Footer>, u64)>,
+    order: BTreeMap<u64, String>,
+}
+
+impl FooterCache {
+    fn new(capacity: usize) -> FooterCache {
+        FooterCache {
+            capacity: capacity.max(1),
+            tick: 0,
+            entries: HashMap::new(),
+            order: BTreeMap::new(),
+        }
+    }
+
+    fn get(&mut self, key: &str) -> Option<Arc<Footer>> {
+        self.tick += 1;
+        let tick = self.tick;
+        let (footer, last) = self.entries.get_mut(key)?;
+        self.order.remove(last);
+        *last = tick;
+        self.order.insert(tick, key.to_string());
+        Some(footer.clone())
+    }
+
+    fn insert(&mut self, key: String, footer: Arc<Footer>) {
+        self.tick += 1;
+        if let Some((_, last)) = self.entries.remove(&key) {
+            self.order.remove(&last);
+        }
+        while self.entries.len() >= self.capacity {
+            let Some((_, k)) = self.order.pop_first() else {
+                break;
+            };
+            self.entries.remove(&k);
+        }
+        self.order.insert(self.tick, key.clone());
+        self.entries.insert(key, (footer, self.tick));
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some((_, last)) = self.entries.remove(key) {
+            self.order.remove(&last);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
 /// The bucket, the tier's runtime and the block cache. Cheap to share.
 pub struct Remote {
     store: Arc<dyn ObjectStore>,
     prefix: String,
     runtime: Option<tokio::runtime::Runtime>,
     cache: Mutex<BlockCache>,
-    footers: Mutex<HashMap<String, Arc<Footer>>>,
+    footers: Mutex<FooterCache>,
     disk: Option<Arc<DiskCache>>,
     /// Counters for `/metrics`.
     pub counters: TierCounters,
@@ -326,9 +398,11 @@ impl Remote {
         self.disk.as_ref()
     }
 
-    /// Removes the disk cache's files of a segment that left its station's
-    /// index (in the background). The memory caches keep it until it ages out.
+    /// Removes the cached footer of a segment that left its station's index,
+    /// and its disk cache files (in the background). The block cache keeps its
+    /// blocks until they age out.
     pub fn forget_cached(&self, key: &str) {
+        self.footers.lock().remove(key);
         if let Some(d) = &self.disk {
             d.forget_segment(key);
         }
@@ -383,7 +457,7 @@ impl Remote {
                 entries: HashMap::new(),
                 order: BTreeMap::new(),
             }),
-            footers: Mutex::new(HashMap::new()),
+            footers: Mutex::new(FooterCache::new(FOOTER_CACHE_ENTRIES)),
             disk: None,
             counters: TierCounters::default(),
         })
@@ -407,6 +481,113 @@ impl Remote {
         } else {
             format!("{}/{tail}", self.prefix)
         }
+    }
+
+    /// The key of station `uid`'s manifest, next to its segments.
+    pub fn manifest_key(&self, uid: &str) -> String {
+        let tail = format!("stations/{uid}/manifest");
+        if self.prefix.is_empty() {
+            tail
+        } else {
+            format!("{}/{tail}", self.prefix)
+        }
+    }
+
+    /// Writes station `uid`'s manifest conditionally: replacing exactly the
+    /// version `previous` names (`PutMode::Update` with its e-tag), or
+    /// creating it when `previous` is `None` (`PutMode::Create`). Returns the
+    /// new e-tag. [`ManifestWrite::Conflict`]: someone else wrote it since.
+    pub async fn put_manifest(
+        &self,
+        uid: &str,
+        manifest: &manifest::Manifest,
+        previous: Option<String>,
+    ) -> ManifestWrite {
+        let mode = match previous {
+            Some(e_tag) => PutMode::Update(object_store::UpdateVersion {
+                e_tag: Some(e_tag),
+                version: None,
+            }),
+            None => PutMode::Create,
+        };
+        let opts = PutOptions {
+            mode,
+            ..Default::default()
+        };
+        let path = ObjectPath::from(self.manifest_key(uid));
+        match self
+            .store
+            .put_opts(&path, PutPayload::from(manifest.encode()), opts)
+            .await
+        {
+            Ok(r) => ManifestWrite::Written(r.e_tag),
+            Err(
+                object_store::Error::Precondition { .. }
+                | object_store::Error::AlreadyExists { .. },
+            ) => ManifestWrite::Conflict,
+            Err(e) => ManifestWrite::Failed(TierError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Station `uid`'s manifest and its e-tag; `Ok(None)` when there is none.
+    /// A manifest that fails its checks is [`TierError::Corrupt`].
+    pub async fn get_manifest(
+        &self,
+        uid: &str,
+    ) -> Result<Option<(manifest::Manifest, Option<String>)>, TierError> {
+        let key = self.manifest_key(uid);
+        let unavailable = |e: object_store::Error| TierError::Unavailable(e.to_string());
+        let got = match self.store.get(&ObjectPath::from(key.as_str())).await {
+            Ok(g) => g,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(unavailable(e)),
+        };
+        let e_tag = got.meta.e_tag.clone();
+        let bytes = got.bytes().await.map_err(unavailable)?;
+        let m = manifest::Manifest::decode(&bytes).map_err(|e| self.corrupt(&key, e))?;
+        Ok(Some((m, e_tag)))
+    }
+
+    /// Whether an object is in the bucket (a HEAD); an error when the bucket
+    /// cannot tell now.
+    pub async fn exists(&self, key: &str) -> Result<bool, TierError> {
+        match self.store.head(&ObjectPath::from(key)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(TierError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// The e-tag of station `uid`'s manifest, whatever its bytes (`None`: no
+    /// manifest).
+    pub async fn manifest_e_tag(&self, uid: &str) -> Result<Option<String>, TierError> {
+        match self
+            .store
+            .head(&ObjectPath::from(self.manifest_key(uid)))
+            .await
+        {
+            Ok(meta) => Ok(meta.e_tag),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(TierError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Checks that segment `seg` is in the bucket as its index entry says:
+    /// its footer reads and agrees with the entry's counts.
+    pub async fn verify_segment(&self, seg: &SegmentRef) -> Result<(), TierError> {
+        let footer = self.footer(seg).await?;
+        let first = footer.blocks.first().map(|b| b.first_seq);
+        if footer.messages != seg.messages
+            || footer.bytes != seg.bytes
+            || first.is_some_and(|f| f < seg.first_seq)
+        {
+            self.footers.lock().remove(&seg.key);
+            return Err(self.corrupt(
+                &seg.key,
+                SegmentError::Malformed("footer disagrees with the manifest"),
+            ));
+        }
+        Ok(())
     }
 
     /// Uploads a segment, refusing to overwrite an existing object
@@ -521,7 +702,7 @@ impl Remote {
     /// longer than [`segment::FOOTER_READ`]), cached.
     async fn footer(&self, seg: &SegmentRef) -> Result<Arc<Footer>, TierError> {
         if let Some(f) = self.footers.lock().get(&seg.key) {
-            return Ok(f.clone());
+            return Ok(f);
         }
         let name = disk_cache::file_name(&seg.key, None);
         let object_len = seg.object_len;
@@ -612,7 +793,13 @@ impl Remote {
 
     /// The cached footer of a segment, if it was read.
     pub fn cached_footer(&self, key: &str) -> Option<Arc<Footer>> {
-        self.footers.lock().get(key).cloned()
+        self.footers.lock().get(key)
+    }
+
+    /// How many footers the memory cache holds (at most
+    /// [`FOOTER_CACHE_ENTRIES`]).
+    pub fn cached_footers(&self) -> usize {
+        self.footers.lock().len()
     }
 
     async fn block(
@@ -736,6 +923,84 @@ mod tests {
         let mut bad = v.clone();
         bad[10] ^= 1;
         assert!(SegmentRef::decode(&bad).is_err());
+    }
+
+    #[test]
+    fn manifest_is_written_conditionally_and_read_back() {
+        let remote =
+            Arc::new(Remote::with_store(Arc::new(InMemory::new()), "t", 1 << 20).expect("remote"));
+        let m = manifest::Manifest {
+            floor: 3,
+            segments: vec![],
+        };
+        let r = remote.clone();
+        let (m2, r2) = (m.clone(), remote.clone());
+        let first = r.wait(async move {
+            Ok(match r2.put_manifest("9-1", &m2, None).await {
+                ManifestWrite::Written(t) => t,
+                other => panic!("{other:?}"),
+            })
+        });
+        let e_tag = first.expect("written");
+        let (m2, r2) = (m.clone(), remote.clone());
+        let again = r.wait(async move { Ok(r2.put_manifest("9-1", &m2, None).await) });
+        assert!(matches!(again, Ok(ManifestWrite::Conflict)), "{again:?}");
+        let (m2, r2, t) = (m.clone(), remote.clone(), e_tag.clone());
+        let update = r.wait(async move { Ok(r2.put_manifest("9-1", &m2, t).await) });
+        assert!(
+            matches!(update, Ok(ManifestWrite::Written(_))),
+            "{update:?}"
+        );
+        let (m2, r2) = (m.clone(), remote.clone());
+        let stale = r.wait(async move { Ok(r2.put_manifest("9-1", &m2, e_tag).await) });
+        assert!(matches!(stale, Ok(ManifestWrite::Conflict)), "{stale:?}");
+        let r2 = remote.clone();
+        let read = r
+            .wait(async move { r2.get_manifest("9-1").await })
+            .expect("read");
+        assert_eq!(read.map(|(m, _)| m), Some(m));
+        let r2 = remote.clone();
+        assert_eq!(
+            r.wait(async move { r2.get_manifest("none").await })
+                .expect("read"),
+            None
+        );
+    }
+
+    #[test]
+    fn footer_cache_is_bounded_and_forgets_dropped_segments() {
+        let footer = || {
+            let mut w = segment::SegmentWriter::with_block_bytes(
+                segment::Header {
+                    station: 1,
+                    first_seq: 1,
+                    last_seq: 1,
+                    created_ns: 0,
+                },
+                256,
+            );
+            w.push(&record(1));
+            Arc::new(w.finish().1)
+        };
+        let mut c = FooterCache::new(3);
+        for k in ["a", "b", "c"] {
+            c.insert(k.into(), footer());
+        }
+        assert!(c.get("a").is_some(), "a is now the most recent");
+        c.insert("d".into(), footer());
+        assert_eq!(c.len(), 3);
+        assert!(c.get("b").is_none(), "the least recently used went");
+        for k in ["a", "c", "d"] {
+            assert!(c.get(k).is_some(), "{k}");
+        }
+        c.remove("c");
+        assert_eq!(c.len(), 2);
+        assert!(c.get("c").is_none());
+        for i in 0..100 {
+            c.insert(format!("k{i}"), footer());
+        }
+        assert_eq!(c.len(), 3);
+        assert_eq!(c.order.len(), 3);
     }
 
     #[test]
