@@ -119,7 +119,9 @@ pub(crate) async fn run<S>(
     };
     // The handshake's state is boxed: what it needed is freed once it is done,
     // and only the driver's stays for the connection's life.
-    if let Some(h) = Box::pin(connect(
+    // (A `let` of its own: a temporary in an `if let` scrutinee would keep the
+    // box allocated for the whole connection.)
+    let handshake = Box::pin(connect(
         broker.clone(),
         framed,
         v5,
@@ -127,8 +129,8 @@ pub(crate) async fn run<S>(
         remote,
         certificate,
     ))
-    .await
-    {
+    .await;
+    if let Some(h) = handshake {
         drive(broker, h).await;
     }
 }
