@@ -1009,7 +1009,9 @@ async fn accept_loop(
                     tracker.spawn(async move {
                         match acceptor {
                             None => b.handle(stream, remote).await,
-                            Some((acceptor, limit)) => {
+                            // Boxed: inline, the TLS branch's larger state would
+                            // size every connection's task, plain TCP ones too.
+                            Some((acceptor, limit)) => Box::pin(async move {
                                 match tokio::time::timeout(limit, acceptor.accept(stream)).await {
                                     Ok(Ok(tls)) => {
                                         let certificate = tls
@@ -1025,7 +1027,8 @@ async fn accept_loop(
                                     }
                                     Err(_) => tracing::info!(%remote, "MQTT TLS handshake timed out"),
                                 }
-                            }
+                            })
+                            .await,
                         }
                         drop(slot);
                     });

@@ -39,6 +39,13 @@ const DRAIN_FOR: Duration = Duration::from_secs(1);
 const DRAIN_BYTES: usize = 1 << 20;
 
 /// Runs a connection to the end.
+///
+/// The handshake runs boxed and is freed when it ends; what the connection keeps
+/// (its channel and socket) is one heap block of its own, and the task's future
+/// holds only a pointer to it and the driver's waiting state. An async fn keeps
+/// a value moved into a call it awaits in its own frame too, so passing the
+/// channel by value made the idle task hold it three times: 15.7 KiB per plain
+/// TCP connection with the TLS branch inline (print-type-size, docs/mqtt.md).
 pub(crate) async fn run<S>(
     broker: Arc<MqttBroker>,
     stream: S,
@@ -47,11 +54,29 @@ pub(crate) async fn run<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let handshake = Box::pin(handshake(broker.clone(), stream, remote, certificate));
+    let connection = handshake.await;
+    if let Some(connection) = connection {
+        drive(broker, connection).await;
+    }
+}
+
+/// Reads the CONNECT and admits the client: the connection, or `None` once the
+/// client was refused (and told so) or went away.
+async fn handshake<S>(
+    broker: Arc<MqttBroker>,
+    stream: S,
+    remote: SocketAddr,
+    certificate: Option<Vec<u8>>,
+) -> Option<Box<Connection<S>>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let mut framed = MqttIo::new(stream, MqttCodec::Version(VersionCodec));
     let timeout = broker.options.connect_timeout;
     let version = match tokio::time::timeout(timeout, framed.next()).await {
         Ok(Some(Ok((MqttPacket::Version(v), _)))) => v,
-        Ok(Some(Ok(_))) => return,
+        Ok(Some(Ok(_))) => return None,
         Ok(Some(Err(e))) => {
             tracing::warn!(%remote, error = %e, "MQTT: bad CONNECT, closing");
             if matches!(e, DecodeError::InvalidProtocol) {
@@ -61,12 +86,12 @@ pub(crate) async fn run<S>(
                     .write_all(&[0x20, 0x02, 0x00, 0x01])
                     .await;
             }
-            return;
+            return None;
         }
-        Ok(None) => return,
+        Ok(None) => return None,
         Err(_) => {
             tracing::debug!(%remote, "MQTT: no CONNECT within {timeout:?}, closing");
-            return;
+            return None;
         }
     };
     let v5 = version == ProtocolVersion::MQTT5;
@@ -90,20 +115,20 @@ pub(crate) async fn run<S>(
     })
     .await;
     let Ok(Some(flags)) = flags else {
-        return;
+        return None;
     };
     if let Err(why) = crate::frame::check_connect_flags(flags, v5) {
         malformed_connect(&mut framed, v5, remote, 0x81, why).await;
-        return;
+        return None;
     }
     let info = match tokio::time::timeout(timeout, framed.next()).await {
         Ok(Some(Ok((packet, _)))) => match lift(packet) {
             In::Connect(info) => info,
-            _ => return,
+            _ => return None,
         },
         Ok(Some(Err(DecodeError::Io(e)))) => {
             tracing::debug!(%remote, error = %e, "MQTT: connection lost in CONNECT");
-            return;
+            return None;
         }
         Ok(Some(Err(e))) => {
             let code = match e {
@@ -113,26 +138,11 @@ pub(crate) async fn run<S>(
                 _ => 0x81,
             };
             malformed_connect(&mut framed, v5, remote, code, &e.to_string()).await;
-            return;
+            return None;
         }
-        _ => return,
+        _ => return None,
     };
-    // The handshake's state is boxed, and freed once it is done (a `let` of its
-    // own: a temporary in an `if let` scrutinee would live as long as the
-    // connection). Unboxed, the task held 23.9 KiB per idle connection in the
-    // bench against 21.6 KiB boxed (docs/performance.md).
-    let handshake = Box::pin(connect(
-        broker.clone(),
-        framed,
-        v5,
-        *info,
-        remote,
-        certificate,
-    ))
-    .await;
-    if let Some(h) = handshake {
-        drive(broker, h).await;
-    }
+    connect(broker, framed, v5, *info, remote, certificate).await
 }
 
 /// A malformed CONNECT. MQTT 5 answers with a CONNACK reason code and closes; 3.1.1
@@ -172,12 +182,26 @@ async fn connect<S>(
     info: ConnectInfo,
     remote: SocketAddr,
     certificate: Option<Vec<u8>>,
-) -> Option<Handshake<S>>
+) -> Option<Box<Connection<S>>>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     match admit(&broker, &mut framed, v5, info, remote, certificate).await {
-        Ok(admitted) => Some(Handshake { admitted, framed }),
+        Ok(Admitted {
+            mut channel,
+            ack,
+            conn_id,
+            done,
+        }) => {
+            let first = channel.connected(ack);
+            Some(Box::new(Connection {
+                channel,
+                framed,
+                conn_id,
+                done,
+                first,
+            }))
+        }
         Err(Refused { answered: true, .. }) => None,
         Err(Refused {
             code,
@@ -630,30 +654,34 @@ where
     })
 }
 
-/// A connection past CONNECT.
-struct Handshake<S> {
-    admitted: Admitted,
+/// A connection past CONNECT: its channel (the CONNACK already encoded in it)
+/// and its socket.
+struct Connection<S> {
+    channel: MqttChannel,
     framed: MqttIo<S>,
+    conn_id: u64,
+    /// Cancelled once the connection has let the session go.
+    done: CancellationToken,
+    /// What encoding the CONNACK said: the connection may end at once.
+    first: Step,
 }
 
 /// Runs a connection past CONNECT to its end: the socket, the timers and the
 /// mailbox feed the channel, and what it encodes goes out.
-async fn drive<S>(broker: Arc<MqttBroker>, h: Handshake<S>)
+async fn drive<S>(broker: Arc<MqttBroker>, mut connection: Box<Connection<S>>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let Handshake {
-        admitted:
-            Admitted {
-                mut channel,
-                ack,
-                conn_id,
-                done,
-            },
-        mut framed,
-    } = h;
-    let close = match channel.connected(ack) {
-        Ok(()) => match main_loop(&broker, &mut channel, &mut framed).await {
+    // Fields reached through the box, never moved out of it: moved into this
+    // frame they would be kept here as well as in the box.
+    let Connection {
+        channel,
+        framed,
+        first,
+        ..
+    } = &mut *connection;
+    let close = match *first {
+        Ok(()) => match main_loop(&broker, channel, framed).await {
             Err(close) => close,
             Ok(never) => match never {},
         },
@@ -662,13 +690,20 @@ where
     if close.drain {
         // The client may still be writing: let it read the reason before the
         // socket goes.
-        let _ = write_out(&mut framed, &mut channel).await;
+        let _ = write_out(framed, channel).await;
         framed.shutdown_and_drain(DRAIN_FOR, DRAIN_BYTES).await;
     } else {
-        let _ = write_out(&mut framed, &mut channel).await;
+        let _ = write_out(framed, channel).await;
     }
     let put_away = channel.put_away(close.end);
     let _ = tokio::time::timeout(WRITE_DEADLINE, framed.close()).await;
+    // Nothing is awaited from here on: moving out costs the frame nothing.
+    let Connection {
+        channel,
+        conn_id,
+        done,
+        ..
+    } = *connection;
     channel.release(put_away, conn_id);
     done.cancel();
 }
