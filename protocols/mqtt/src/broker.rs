@@ -39,7 +39,7 @@ pub(crate) struct Online {
 #[derive(Default)]
 pub(crate) struct Slot {
     /// A persistent session with no connection.
-    pub record: Option<SessionRecord>,
+    pub record: Option<Box<SessionRecord>>,
     pub online: Option<Online>,
     /// A delayed will waiting to be published.
     pub will: Option<CancellationToken>,
@@ -346,7 +346,7 @@ impl MqttBroker {
             let will = record.will.clone();
             let mut slots = tenant.slots.lock();
             let slot = slots.entry(id.clone()).or_default();
-            slot.record = Some(record);
+            slot.record = Some(Box::new(record));
             drop(slots);
             if let Some(left) = left {
                 self.schedule_expiry(&tenant, &id, left);
@@ -437,7 +437,7 @@ impl MqttBroker {
                         match slots.get_mut(&id) {
                             Some(slot) if slot.online.is_none() && slot.expiry.as_ref().is_some_and(|t| !t.is_cancelled()) => {
                                 slot.expiry = None;
-                                let r = slot.record.take();
+                                let r = slot.record.take().map(|r| *r);
                                 if slot.will.is_none() {
                                     slots.remove(&id);
                                 }
@@ -857,7 +857,10 @@ impl MqttBroker {
         let (records, online): (Vec<SessionRecord>, Vec<Arc<Mailbox>>) = {
             let slots = tenant.slots.lock();
             (
-                slots.values().filter_map(|s| s.record.clone()).collect(),
+                slots
+                    .values()
+                    .filter_map(|s| s.record.as_deref().cloned())
+                    .collect(),
                 slots
                     .values()
                     .filter_map(|s| s.online.as_ref().map(|o| o.mailbox.clone()))

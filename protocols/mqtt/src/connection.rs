@@ -485,7 +485,7 @@ where
                         done: done.clone(),
                         mailbox: mailbox.clone(),
                     });
-                    let record = slot.record.take();
+                    let record = slot.record.take().map(|r| *r);
                     // The expiry timer may not have run yet.
                     break record.filter(not_expired);
                 }
@@ -849,7 +849,7 @@ fn give_back(
             return;
         }
         slot.online = None;
-        slot.record = resumed;
+        slot.record = resumed.map(Box::new);
         if slot.record.is_none() && slot.will.is_none() {
             slots.remove(client_id);
             return;

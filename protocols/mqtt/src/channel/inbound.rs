@@ -82,7 +82,9 @@ impl MqttChannel {
             }
             Event::Send(out) => {
                 let after = match &out {
-                    Out::SubAck(pkid, ..) => self.after_suback.remove(pkid),
+                    Out::SubAck(pkid, ..) => {
+                        self.rare.as_mut().and_then(|r| r.after_suback.remove(pkid))
+                    }
                     _ => None,
                 };
                 self.write(out)?;
@@ -199,14 +201,14 @@ impl MqttChannel {
                 return Err(self.disconnect(0x94, "topic alias out of range"));
             }
             if p.topic.is_empty() {
-                match self.aliases_in.get(&alias) {
+                match self.rare.as_ref().and_then(|r| r.aliases_in.get(&alias)) {
                     Some(t) => p.topic = ByteString::from(t.clone()),
                     None => {
                         return Err(self.disconnect(0x82, "unknown topic alias"));
                     }
                 }
             } else {
-                self.aliases_in.insert(alias, p.topic.to_string());
+                self.rare().aliases_in.insert(alias, p.topic.to_string());
             }
         }
         let topic_name = p.topic.to_string();
@@ -450,7 +452,7 @@ impl MqttChannel {
         }
         if self.persistent() {
             // SUBACK once the session record (with these subscriptions) is stored.
-            self.after_suback.insert(pkid, retained_out);
+            self.rare().after_suback.insert(pkid, retained_out);
             let mailbox = self.mailbox.clone();
             self.broker.store_record(
                 &self.tenant,
@@ -488,7 +490,11 @@ impl MqttChannel {
         added: Vec<(usize, String)>,
         result: Result<(), String>,
     ) -> Step {
-        let retained = self.after_suback.remove(&pkid).unwrap_or_default();
+        let retained = self
+            .rare
+            .as_mut()
+            .and_then(|r| r.after_suback.remove(&pkid))
+            .unwrap_or_default();
         if let Err(why) = result {
             tracing::error!(client_id = %self.client_id, pkid, "MQTT subscription refused: session not stored: {why}");
             for (i, raw) in added {

@@ -37,7 +37,7 @@ impl MqttChannel {
         // Kept in the record too (until acknowledged): a record written later in
         // this connection still holds them, for a crash before they are resent.
         for p in self.record.pending_out.clone() {
-            self.reuse_pkids.insert((p.group, p.seq), p.pkid);
+            self.rare().reuse_pkids.insert((p.group, p.seq), p.pkid);
         }
         let pubrels: Vec<u16> = self.record.pubrel_out.iter().copied().collect();
         for pkid in pubrels {
@@ -104,7 +104,7 @@ impl MqttChannel {
         let will = if end == End::Normal {
             None
         } else {
-            self.will.take()
+            self.will.take().map(|w| *w)
         };
         let tenant = self.tenant.clone();
         // The session moved to another node of the cluster, which owns it now.
@@ -162,7 +162,7 @@ impl MqttChannel {
                 && slot.online.as_ref().is_some_and(|o| o.conn == conn_id)
             {
                 slot.online = None;
-                slot.record = record.clone();
+                slot.record = record.clone().map(Box::new);
                 if record.is_none() && slot.will.is_none() {
                     slots.remove(&self.client_id);
                 }

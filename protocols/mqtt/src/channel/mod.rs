@@ -306,22 +306,33 @@ pub(crate) struct MqttChannel {
     next_sub_key: u32,
     acks_in: VecDeque<PendingIn>,
     next_slot: u64,
-    aliases_in: HashMap<u16, String>,
     outflight: BTreeMap<u16, (Origin, OutState)>,
     queue: VecDeque<OutMsg>,
     next_pkid: u16,
-    reuse_pkids: HashMap<(String, u64), u16>,
     /// The session was resumed after a crash ([`SessionRecord::crashed`]).
     after_crash: bool,
     client_recv_max: usize,
-    aliases_out: HashMap<String, u16>,
     client_alias_max: u16,
     problem_info: bool,
-    will: Option<Will>,
+    will: Option<Box<Will>>,
     keep_alive: Option<Duration>,
     last_in: Instant,
     /// The session has (or had) a record in `$MQTT_sess`.
     stored: bool,
+    /// State most connections never need, made on first use: an idle
+    /// connection does not carry its empty tables.
+    rare: Option<Box<Rare>>,
+}
+
+/// A channel's state that most connections never use.
+#[derive(Default)]
+struct Rare {
+    /// Topic aliases the client set (MQTT 5).
+    aliases_in: HashMap<u16, String>,
+    /// Topic aliases the server set.
+    aliases_out: HashMap<String, u16>,
+    /// Packet ids of stored messages sent before, to send them with again.
+    reuse_pkids: HashMap<(String, u64), u16>,
     /// Stored messages (`$MQTT_msgs` sequences) sent lately, so a second
     /// overlapping subscription's group does not send one again.
     recent_seqs: HashSet<u64>,
@@ -332,6 +343,11 @@ pub(crate) struct MqttChannel {
 }
 
 impl MqttChannel {
+    /// The rarely used state, made now if it was not.
+    fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Default::default)
+    }
+
     /// A channel for a session the handshake took over (or made), with its
     /// record as resumed.
     #[allow(clippy::too_many_arguments)]
@@ -361,25 +377,20 @@ impl MqttChannel {
             next_sub_key: 1,
             acks_in: VecDeque::new(),
             next_slot: 1,
-            aliases_in: HashMap::new(),
             outflight: BTreeMap::new(),
             queue: VecDeque::new(),
             next_pkid: 1,
-            reuse_pkids: HashMap::new(),
             after_crash: settings.after_crash,
             client_recv_max: usize::from(settings.client_recv_max.max(1)),
-            aliases_out: HashMap::new(),
             client_alias_max: settings.client_alias_max,
             problem_info: settings.problem_info,
-            will: settings.will,
+            will: settings.will.map(Box::new),
             // The client's keep-alive and half as long again (MQTT-3.1.2-22).
             keep_alive: (settings.keep_alive > 0)
                 .then(|| Duration::from_millis(u64::from(settings.keep_alive) * 1500)),
             last_in: now,
             stored: settings.stored,
-            recent_seqs: HashSet::new(),
-            recent_order: VecDeque::new(),
-            after_suback: HashMap::new(),
+            rare: None,
         }
     }
 

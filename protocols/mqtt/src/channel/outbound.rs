@@ -282,7 +282,7 @@ impl MqttChannel {
             // is done with.
             return if same_group { Ok(()) } else { skip(self) };
         }
-        if self.recent_seqs.contains(&seq) {
+        if self.rare.as_ref().is_some_and(|r| r.recent_seqs.contains(&seq)) {
             return skip(self);
         }
         let m = d.message;
@@ -347,7 +347,10 @@ impl MqttChannel {
             // message put back unsent when a connection ended is a first delivery.
             // After a crash nothing says what was sent: a message delivered before
             // (its group counts it) was, as far as anyone knows.
-            dup: self.reuse_pkids.contains_key(&(group.clone(), seq))
+            dup: self
+                .rare
+                .as_ref()
+                .is_some_and(|r| r.reuse_pkids.contains_key(&(group.clone(), seq)))
                 || (self.after_crash && d.delivery_count > 1),
             sub_ids: ids,
             origin: Origin::Group { group, seq },
@@ -357,12 +360,13 @@ impl MqttChannel {
 
     fn remember_seq(&mut self, seq: u64) {
         const RECENT: usize = 4096;
-        if self.recent_seqs.insert(seq) {
-            self.recent_order.push_back(seq);
-            if self.recent_order.len() > RECENT
-                && let Some(old) = self.recent_order.pop_front()
+        let rare = self.rare();
+        if rare.recent_seqs.insert(seq) {
+            rare.recent_order.push_back(seq);
+            if rare.recent_order.len() > RECENT
+                && let Some(old) = rare.recent_order.pop_front()
             {
-                self.recent_seqs.remove(&old);
+                rare.recent_seqs.remove(&old);
             }
         }
     }
@@ -409,7 +413,10 @@ impl MqttChannel {
     }
 
     pub(super) fn alloc_pkid(&mut self) -> u16 {
-        let reserved: HashSet<u16> = self.reuse_pkids.values().copied().collect();
+        let reserved: HashSet<u16> = match &self.rare {
+            Some(r) => r.reuse_pkids.values().copied().collect(),
+            None => HashSet::new(),
+        };
         for _ in 0..=u16::MAX {
             let id = self.next_pkid;
             self.next_pkid = if self.next_pkid == u16::MAX {
@@ -430,8 +437,9 @@ impl MqttChannel {
     /// session record so that a crash does not change it.
     fn group_pkid(&mut self, group: &str, seq: u64) -> u16 {
         let wanted = self
-            .reuse_pkids
-            .remove(&(group.to_owned(), seq))
+            .rare
+            .as_mut()
+            .and_then(|r| r.reuse_pkids.remove(&(group.to_owned(), seq)))
             .unwrap_or_else(|| session::seq_pkid(seq));
         if !self.outflight.contains_key(&wanted) {
             return wanted;
@@ -472,13 +480,14 @@ impl MqttChannel {
         // sent: one discarded as too large (below) sets nothing.
         let mut new_alias = None;
         if self.v5 && self.client_alias_max > 0 {
-            match self.aliases_out.get(&topic_name) {
+            let aliases = self.rare.as_ref().map(|r| &r.aliases_out);
+            match aliases.and_then(|a| a.get(&topic_name)) {
                 Some(a) => {
                     alias = NonZeroU16::new(*a);
                     topic_name.clear();
                 }
                 None => {
-                    let next = self.aliases_out.len() as u16 + 1;
+                    let next = aliases.map_or(0, |a| a.len()) as u16 + 1;
                     if next <= self.client_alias_max {
                         new_alias = Some((topic_name.clone(), next));
                         alias = NonZeroU16::new(next);
@@ -527,7 +536,7 @@ impl MqttChannel {
             }
         }
         if let Some((name, a)) = new_alias {
-            self.aliases_out.insert(name, a);
+            self.rare().aliases_out.insert(name, a);
         }
         self.client.stats.record_out(size);
         if let Some(pkid) = pkid {
