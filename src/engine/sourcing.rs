@@ -383,7 +383,7 @@ impl Link {
                 continue;
             }
             if self.mirror && raise > 0 {
-                target.raise_last_seq(raise);
+                target.raise_last_seq(raise, "the mirrored stream");
             }
             let (tx, rx) = tokio::sync::oneshot::channel();
             let mut tx = Some(tx);

@@ -269,10 +269,11 @@ impl Station {
     /// consumer group's saved position still refers to them. New messages then
     /// get sequences above anything a group has seen. Only the counter moves:
     /// no message lies above the old last sequence, so the index windows hold.
-    pub fn raise_last_seq(&self, seen: u64) {
+    /// `why` names what saw the higher sequence, for the log line.
+    pub fn raise_last_seq(&self, seen: u64, why: &str) {
         let mut log = self.log.lock();
         if seen > log.last_seq {
-            tracing::info!(station = %self.name, from = log.last_seq, to = seen, "station sequence raised to what its consumer groups have seen");
+            tracing::info!(station = %self.name, from = log.last_seq, to = seen, "station sequence raised to what {why} holds");
             log.last_seq = seen;
             self.committed.store(seen, Ordering::Release);
         }
@@ -625,7 +626,7 @@ impl Station {
         let tier = super::tier::StationTier::load(remote, &self.store, self, recovered)?;
         // New messages get sequences above every segment in the index (one
         // rebuilt from the bucket may reach past the local log).
-        self.raise_last_seq(tier.uploaded_through());
+        self.raise_last_seq(tier.uploaded_through(), "the remote tier index");
         let _ = self.tier.set(Arc::new(tier));
         Ok(())
     }

@@ -272,7 +272,7 @@ impl StationRegistry {
                 .max()
                 .unwrap_or(0);
             if !meta.replicated {
-                station.raise_last_seq(seen);
+                station.raise_last_seq(seen, "its consumer groups' saved positions");
             }
             tracing::info!(
                 station = station.name(),

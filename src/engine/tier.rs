@@ -1269,7 +1269,7 @@ fn restore(
         tier.floor.store(floor, Ordering::Release);
     }
     // The station's next sequence stays above every restored one.
-    station.raise_last_seq(last);
+    station.raise_last_seq(last, "the bucket's manifest");
     // Local messages the restored range covers without a gap from the local
     // log's first go (they are in the bucket): then reads below the local
     // log reach every restored segment.

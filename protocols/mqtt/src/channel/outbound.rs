@@ -282,7 +282,11 @@ impl MqttChannel {
             // is done with.
             return if same_group { Ok(()) } else { skip(self) };
         }
-        if self.rare.as_ref().is_some_and(|r| r.recent_seqs.contains(&seq)) {
+        if self
+            .rare
+            .as_ref()
+            .is_some_and(|r| r.recent_seqs.contains(&seq))
+        {
             return skip(self);
         }
         let m = d.message;
