@@ -785,15 +785,17 @@ where
                 {
                     tokio::task::yield_now().await;
                 }
-                let mut step = feed(channel, frame, now.into_std());
+                let now = now.into_std();
+                let mut step = feed(channel, frame, now);
                 // Take every packet already read before answering, so a burst of
-                // publishes is acknowledged with one write.
+                // publishes is acknowledged with one write. They arrived with the
+                // first: the clock is not read again.
                 for _ in 0..64 {
                     if step.is_err() {
                         break;
                     }
                     match framed.next().now_or_never() {
-                        Some(frame) => step = feed(channel, frame, std::time::Instant::now()),
+                        Some(frame) => step = feed(channel, frame, now),
                         None => break,
                     }
                 }

@@ -317,6 +317,8 @@ pub(crate) struct MqttChannel {
     will: Option<Box<Will>>,
     keep_alive: Option<Duration>,
     last_in: Instant,
+    /// When the client's activity was last recorded ([`junction_api::ClientStats::touch`]).
+    last_touch: Instant,
     /// The session has (or had) a record in `$MQTT_sess`.
     stored: bool,
     /// State most connections never need, made on first use: an idle
@@ -389,6 +391,7 @@ impl MqttChannel {
             keep_alive: (settings.keep_alive > 0)
                 .then(|| Duration::from_millis(u64::from(settings.keep_alive) * 1500)),
             last_in: now,
+            last_touch: now,
             stored: settings.stored,
             rare: None,
         }

@@ -417,9 +417,12 @@ impl MqttChannel {
     }
 
     pub(super) fn alloc_pkid(&mut self) -> u16 {
-        let reserved: HashSet<u16> = match &self.rare {
-            Some(r) => r.reuse_pkids.values().copied().collect(),
-            None => HashSet::new(),
+        // Ids held for stored messages sent before (few, and only after a
+        // resumed session): looked through, not collected into a set per call.
+        let reserved = |id: u16| {
+            self.rare
+                .as_ref()
+                .is_some_and(|r| r.reuse_pkids.values().any(|&v| v == id))
         };
         for _ in 0..=u16::MAX {
             let id = self.next_pkid;
@@ -428,7 +431,7 @@ impl MqttChannel {
             } else {
                 self.next_pkid + 1
             };
-            if !self.outflight.contains_key(&id) && !reserved.contains(&id) {
+            if !self.outflight.contains_key(&id) && !reserved(id) {
                 return id;
             }
         }
@@ -466,13 +469,13 @@ impl MqttChannel {
     }
 
     pub(super) fn send_publish(&mut self, m: OutMsg) -> Step {
-        let now = now_ms();
-        let expiry = match expires_at(m.headers.as_ref()) {
-            Some(e) if e <= now => {
+        // The clock is read only for a message with an expiry.
+        let expiry = match expires_at(m.headers.as_ref()).map(|e| (e, now_ms())) {
+            Some((e, now)) if e <= now => {
                 self.ack_origin(&m.origin, AckKind::Ack);
                 return Ok(());
             }
-            Some(e) => NonZeroU32::new(((e - now).div_ceil(1000)) as u32),
+            Some((e, now)) => NonZeroU32::new(((e - now).div_ceil(1000)) as u32),
             None => None,
         };
         let Some(mut topic_name) = self.topic_or_skip(m.subject.as_bytes()) else {
