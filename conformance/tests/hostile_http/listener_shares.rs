@@ -1,8 +1,8 @@
 //! Each listener's share of the file descriptors (`limits.max_nats_connections`,
 //! `limits.max_mqtt_connections`): a NATS socket beyond its listener's cap gets
 //! nats-server's `-ERR 'maximum connections exceeded'`, an MQTT one CONNACK 0x97
-//! Quota exceeded (3.1.1: 0x03 server unavailable), and the clients already in
-//! are unaffected.
+//! Quota exceeded (3.1.1: 0x03 server unavailable), the clients already in
+//! are unaffected, and a client that leaves gives its place back.
 
 use crate::raw::connect;
 use crate::support::within;
@@ -119,4 +119,29 @@ async fn mqtt_beyond_its_share_gets_a_refusing_connack() {
         .await
         .unwrap();
     assert_eq!(pong, [0xd0, 0x00]);
+
+    // Its place is given back when it leaves: a new client gets in. The
+    // connection's task ends a moment after the DISCONNECT, so the first tries
+    // may still be refused (bounded).
+    inside.write_all(&[0xe0, 0x00]).await.unwrap();
+    let mut rest = Vec::new();
+    within("close after DISCONNECT", inside.read_to_end(&mut rest))
+        .await
+        .unwrap();
+    let mut answers = Vec::new();
+    for attempt in 0..50 {
+        let mut again = connect(addr).await;
+        again
+            .write_all(&connect_v311(&format!("again{attempt}")))
+            .await
+            .unwrap();
+        let mut ack = [0u8; 4];
+        within("CONNACK", again.read_exact(&mut ack)).await.unwrap();
+        answers.push(ack[3]);
+        if ack[3] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(answers.last(), Some(&0), "return codes: {answers:?}");
 }

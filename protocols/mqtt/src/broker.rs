@@ -1008,30 +1008,30 @@ async fn accept_loop(
                         },
                     };
                     let b = broker.clone();
-                    let acceptor = acceptor.clone();
+                    let Some((acceptor, limit)) = acceptor.clone() else {
+                        // A task of its own type: the TLS one's larger state
+                        // does not size it (docs/mqtt.md, idle connections).
+                        // A combinator, not an `async` block: awaited there, the
+                        // connection's future would be held twice.
+                        let connection = crate::connection::run(b, stream, remote, None);
+                        tracker.spawn(futures::FutureExt::map(connection, move |()| drop(slot)));
+                        continue;
+                    };
                     tracker.spawn(async move {
-                        match acceptor {
-                            None => b.handle(stream, remote).await,
-                            // Boxed: inline, the TLS branch's larger state would
-                            // size every connection's task, plain TCP ones too.
-                            Some((acceptor, limit)) => Box::pin(async move {
-                                match tokio::time::timeout(limit, acceptor.accept(stream)).await {
-                                    Ok(Ok(tls)) => {
-                                        let certificate = tls
-                                            .get_ref()
-                                            .1
-                                            .peer_certificates()
-                                            .and_then(|c| c.first())
-                                            .map(|c| c.as_ref().to_vec());
-                                        b.handle_tls(tls, remote, certificate).await
-                                    }
-                                    Ok(Err(e)) => {
-                                        tracing::info!(%remote, error = %e, "MQTT TLS handshake failed");
-                                    }
-                                    Err(_) => tracing::info!(%remote, "MQTT TLS handshake timed out"),
-                                }
-                            })
-                            .await,
+                        match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+                            Ok(Ok(tls)) => {
+                                let certificate = tls
+                                    .get_ref()
+                                    .1
+                                    .peer_certificates()
+                                    .and_then(|c| c.first())
+                                    .map(|c| c.as_ref().to_vec());
+                                b.handle_tls(tls, remote, certificate).await
+                            }
+                            Ok(Err(e)) => {
+                                tracing::info!(%remote, error = %e, "MQTT TLS handshake failed");
+                            }
+                            Err(_) => tracing::info!(%remote, "MQTT TLS handshake timed out"),
                         }
                         drop(slot);
                     });

@@ -46,18 +46,23 @@ const DRAIN_BYTES: usize = 1 << 20;
 /// a value moved into a call it awaits in its own frame too, so passing the
 /// channel by value made the idle task hold it three times: 15.7 KiB per plain
 /// TCP connection with the TLS branch inline (print-type-size, docs/mqtt.md).
-pub(crate) async fn run<S>(
+/// The handshake's future is made (boxed) here, outside the returned one, so
+/// that the socket and address it takes are not kept in the connection's task.
+pub(crate) fn run<S>(
     broker: Arc<MqttBroker>,
     stream: S,
     remote: SocketAddr,
     certificate: Option<Vec<u8>>,
-) where
+) -> impl Future<Output = ()> + Send + 'static
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let handshake = Box::pin(handshake(broker.clone(), stream, remote, certificate));
-    let connection = handshake.await;
-    if let Some(connection) = connection {
-        drive(broker, connection).await;
+    async move {
+        let connection = handshake.await;
+        if let Some(connection) = connection {
+            drive(broker, connection).await;
+        }
     }
 }
 
@@ -687,6 +692,31 @@ where
         },
         Err(close) => close,
     };
+    // Boxed: the closing states (the drain's read buffer among them) would
+    // otherwise size the task for its whole life.
+    let put_away = Box::pin(finish(framed, channel, close)).await;
+    // Nothing is awaited from here on: moving out costs the frame nothing.
+    let Connection {
+        channel,
+        conn_id,
+        done,
+        ..
+    } = *connection;
+    channel.release(put_away, conn_id);
+    done.cancel();
+}
+
+/// Ends a connection: sends what the channel encoded last (the DISCONNECT), lets
+/// a client that may still be writing read it, decides what becomes of the
+/// session, and closes the socket.
+async fn finish<S>(
+    framed: &mut MqttIo<S>,
+    channel: &mut MqttChannel,
+    close: Close,
+) -> crate::channel::PutAway
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     if close.drain {
         // The client may still be writing: let it read the reason before the
         // socket goes.
@@ -697,15 +727,7 @@ where
     }
     let put_away = channel.put_away(close.end);
     let _ = tokio::time::timeout(WRITE_DEADLINE, framed.close()).await;
-    // Nothing is awaited from here on: moving out costs the frame nothing.
-    let Connection {
-        channel,
-        conn_id,
-        done,
-        ..
-    } = *connection;
-    channel.release(put_away, conn_id);
-    done.cancel();
+    put_away
 }
 
 /// Writes out what the channel encoded; false when the socket is gone or the

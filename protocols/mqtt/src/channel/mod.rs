@@ -14,6 +14,8 @@ mod inbound;
 mod lifecycle;
 mod outbound;
 
+pub(crate) use lifecycle::PutAway;
+
 use crate::broker::{AckJoin, MqttBroker, Tenant, header_qos};
 use crate::frame::{In, Out, Will, lower, qos_num, qos_of};
 use crate::mailbox::{Event, GroupSink, LiveSub, Mailbox, Stop};
