@@ -354,7 +354,7 @@ impl MqttBroker {
             // A delayed will pending when the broker stopped: published when
             // due (at once if it is past, or if the session ended meanwhile).
             if let Some(w) = will {
-                self.schedule_stored_will(&tenant, &id, w);
+                self.schedule_stored_will(&tenant, &id, *w);
             }
         }
         Ok(tenant)

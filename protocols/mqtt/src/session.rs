@@ -154,7 +154,7 @@ pub struct SessionRecord {
     /// that it survives a restart of the broker; cleared once it is published or
     /// the client comes back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub will: Option<StoredWill>,
+    pub will: Option<Box<StoredWill>>,
     /// Not stored: the record was read back after the broker stopped while the
     /// session was connected (a crash, or a lost node), so what its groups
     /// deliver again was sent before (DUP).

@@ -120,7 +120,8 @@ impl MqttChannel {
         {
             // Kept in the session record so that it survives a restart.
             self.record.will =
-                crate::broker::stored_will(&self.client_id, w, now_ms() + delay.as_millis() as u64);
+                crate::broker::stored_will(&self.client_id, w, now_ms() + delay.as_millis() as u64)
+                    .map(Box::new);
         }
         let record = if persistent {
             self.record.pending_out = pending;
