@@ -272,6 +272,32 @@ mod publish_in {
         );
     }
 
+    /// Found by the `mqtt_channel` fuzz target on a loaded machine: QoS 2
+    /// resends read in the same burst as the publish they repeat (so it was
+    /// still being stored) got one PUBREC among them. Every PUBLISH gets its
+    /// own (MQTT 4.3.3), after the first's, with its outcome.
+    #[tokio::test]
+    async fn qos2_resends_read_with_the_publish_they_repeat_get_a_pubrec_each() {
+        let w = world();
+        let mut h = v5(&w, "qos2-burst").await;
+        let mut again = C::publish("burst/x", 2, 6, b"x");
+        if let C::Publish { dup, .. } = &mut again {
+            *dup = true;
+        }
+        h.send_burst(vec![
+            C::publish("burst/x", 2, 6, b"x"),
+            again.clone(),
+            again,
+        ])
+        .unwrap();
+        assert_eq!(
+            h.wait_packets(3).await,
+            vec![S::PubRec { pkid: 6, code: 0 }; 3]
+        );
+        h.send(C::PubRel(6)).unwrap();
+        assert_eq!(h.packets(), vec![S::PubComp { pkid: 6, code: 0 }]);
+    }
+
     /// Found by `mqtt_channel_invariants_hold_under_random_packet_sequences`
     /// (seed 257): a QoS 2 resend got no PUBREC while a QoS 1 publish that
     /// reused its packet id was still being stored, as if the resend's first

@@ -585,6 +585,23 @@ impl ChannelHarness {
         self.send_packet(packet.packet(self.v5))
     }
 
+    /// Packets read together, in one burst: the driver feeds them all before it
+    /// looks at the mailbox, so nothing stored meanwhile is seen in between.
+    pub fn send_burst(&mut self, packets: Vec<ClientPacket>) -> Result<(), Closed> {
+        for p in packets {
+            let p = p.packet(self.v5);
+            self.frame(Ok(p))?;
+        }
+        self.handover().map(|_| ())
+    }
+
+    /// A packet read with more to come in the same burst: the mailbox is not
+    /// looked at before the next one (see [`Self::send_burst`]).
+    pub fn send_in_burst(&mut self, packet: ClientPacket) -> Result<(), Closed> {
+        let p = packet.packet(self.v5);
+        self.frame(Ok(p))
+    }
+
     /// A decoded packet from the client, then what the mailbox holds.
     pub fn send_packet(&mut self, packet: MqttPacket) -> Result<(), Closed> {
         self.frame(Ok(packet))?;

@@ -75,6 +75,19 @@ impl MqttChannel {
             Event::Stored { slot, result } => {
                 // Slots are handed out in increasing order.
                 if let Ok(i) = self.acks_in.binary_search_by_key(&slot, |p| p.slot) {
+                    let (pkid, qos) = (self.acks_in[i].pkid, self.acks_in[i].qos);
+                    // The QoS 2 resends that came while it was stored share its
+                    // outcome (up to the next publish with the same id).
+                    if qos == 2 {
+                        for p in self.acks_in.iter_mut().skip(i + 1) {
+                            if p.pkid == pkid && p.qos == 2 {
+                                if !p.echo {
+                                    break;
+                                }
+                                p.result.get_or_insert_with(|| result.clone());
+                            }
+                        }
+                    }
                     self.acks_in[i].result = Some(result);
                 }
                 self.flush_acks()
@@ -239,11 +252,27 @@ impl MqttChannel {
                 topic_name.escape_debug()
             )),
         };
-        // QoS 2 resend of a publish we already hold: answer again, store nothing
-        // (unless the first is still being stored: its PUBREC answers both; a
-        // QoS 1 publish still pending under the same id does not).
+        // QoS 2 resend of a publish we already hold: answer again, store nothing.
+        // While the first is still being stored, the resend's PUBREC waits for
+        // it, in arrival order, with its outcome: every PUBLISH gets one PUBREC
+        // (MQTT 4.3.3, the receiver's rules). A QoS 1 publish still pending under the same id does
+        // not hold it back.
         if qos == 2 && self.record.qos2_in.contains(&pkid) {
-            if !self.acks_in.iter().any(|a| a.pkid == pkid && a.qos == 2) {
+            if self
+                .acks_in
+                .iter()
+                .any(|a| a.pkid == pkid && a.qos == 2 && !a.echo)
+            {
+                let slot = self.next_slot;
+                self.next_slot += 1;
+                self.acks_in.push_back(PendingIn {
+                    slot,
+                    pkid,
+                    qos: 2,
+                    result: None,
+                    echo: true,
+                });
+            } else {
                 self.write(Out::PubRec(pkid, 0, None))?;
             }
             return Ok(());
@@ -333,6 +362,7 @@ impl MqttChannel {
             pkid,
             qos,
             result: None,
+            echo: false,
         });
         self.broker.route(
             &self.tenant,

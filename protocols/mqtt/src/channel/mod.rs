@@ -209,6 +209,9 @@ struct PendingIn {
     pkid: u16,
     qos: u8,
     result: Option<crate::broker::StoreResult>,
+    /// A QoS 2 resend that came while the publish it repeats was being stored:
+    /// it gets its own PUBREC, with that publish's outcome, once it is stored.
+    echo: bool,
 }
 
 /// Why the connection ended.
