@@ -40,14 +40,12 @@ const DRAIN_BYTES: usize = 1 << 20;
 
 /// Runs a connection to the end.
 ///
-/// The handshake runs boxed and is freed when it ends; what the connection keeps
-/// (its channel and socket) is one heap block of its own, and the task's future
-/// holds only a pointer to it and the driver's waiting state. An async fn keeps
-/// a value moved into a call it awaits in its own frame too, so passing the
-/// channel by value made the idle task hold it three times: 15.7 KiB per plain
-/// TCP connection with the TLS branch inline (print-type-size, docs/mqtt.md).
-/// The handshake's future is made (boxed) here, outside the returned one, so
-/// that the socket and address it takes are not kept in the connection's task.
+/// Sized for idle connections (docs/mqtt.md, "What an idle connection costs"):
+/// the handshake's future is boxed, made here outside the returned future (so the
+/// socket and address it takes are not kept in the task too), and freed when it
+/// ends; the connection's channel and socket are then one heap block that the
+/// driver only borrows. An async fn keeps a value it moves into an awaited call
+/// in its own frame as well: passed by value, the channel was held three times.
 pub(crate) fn run<S>(
     broker: Arc<MqttBroker>,
     stream: S,

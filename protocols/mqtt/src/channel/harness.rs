@@ -589,8 +589,7 @@ impl ChannelHarness {
     /// looks at the mailbox, so nothing stored meanwhile is seen in between.
     pub fn send_burst(&mut self, packets: Vec<ClientPacket>) -> Result<(), Closed> {
         for p in packets {
-            let p = p.packet(self.v5);
-            self.frame(Ok(p))?;
+            self.send_in_burst(p)?;
         }
         self.handover().map(|_| ())
     }

@@ -255,8 +255,8 @@ impl MqttChannel {
         // QoS 2 resend of a publish we already hold: answer again, store nothing.
         // While the first is still being stored, the resend's PUBREC waits for
         // it, in arrival order, with its outcome: every PUBLISH gets one PUBREC
-        // (MQTT 4.3.3, the receiver's rules). A QoS 1 publish still pending under the same id does
-        // not hold it back.
+        // (MQTT 4.3.3, the receiver's rules). A QoS 1 publish still pending
+        // under the same id does not hold it back.
         if qos == 2 && self.record.qos2_in.contains(&pkid) {
             if self
                 .acks_in

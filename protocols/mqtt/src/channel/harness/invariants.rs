@@ -507,7 +507,7 @@ pub async fn run(broker: &Arc<MqttBroker>, client_id: &str, choices: &mut Choice
         filters: vec![(m.filter(0), choices.below(3))],
         id: None,
     };
-    let mut closed = step(&mut h, &mut m, first);
+    let mut closed = step(&mut h, &mut m, first, false);
     if closed.is_none() {
         closed = settle(&mut h, &mut m).await;
     }
@@ -614,11 +614,8 @@ pub async fn run(broker: &Arc<MqttBroker>, client_id: &str, choices: &mut Choice
         };
         // One packet in four is read in a burst with the next: what the
         // engine stored meanwhile is seen only after both.
-        closed = if choices.below(4) == 0 {
-            burst_step(&mut h, &mut m, packet)
-        } else {
-            step(&mut h, &mut m, packet)
-        };
+        let burst = choices.below(4) == 0;
+        closed = step(&mut h, &mut m, packet, burst);
     }
     if closed.is_none() {
         closed = settle(&mut h, &mut m).await;
@@ -643,23 +640,14 @@ fn pick_id(m: &Model, choices: &mut Choices<'_>) -> u16 {
     1 + u16::from(sel % 8)
 }
 
-fn step(h: &mut ChannelHarness, m: &mut Model, p: ClientPacket) -> Option<Closed> {
+/// Sends `p`; in a `burst`, the mailbox is left for the next packet (read in
+/// the same burst).
+fn step(h: &mut ChannelHarness, m: &mut Model, p: ClientPacket, burst: bool) -> Option<Closed> {
     m.client_sent(&p);
     if let ClientPacket::Subscribe { pkid, filters, .. } = &p {
         m.pending_subs.push((*pkid, filters.clone()));
     }
-    let r = h.send(p);
-    drain(h, m);
-    r.err()
-}
-
-/// [`step`] with the mailbox left for the next packet (read in one burst).
-fn burst_step(h: &mut ChannelHarness, m: &mut Model, p: ClientPacket) -> Option<Closed> {
-    m.client_sent(&p);
-    if let ClientPacket::Subscribe { pkid, filters, .. } = &p {
-        m.pending_subs.push((*pkid, filters.clone()));
-    }
-    let r = h.send_in_burst(p);
+    let r = if burst { h.send_in_burst(p) } else { h.send(p) };
     drain(h, m);
     r.err()
 }
