@@ -150,6 +150,14 @@ struct Run {
     replay_last: Option<(Instant, SystemTime)>,
     dirty: bool,
     deleted: bool,
+    /// `(cursor, until)`: with the cursor where it is, no message from it up
+    /// to `until` matches the filters (a filtered group found nothing there
+    /// last time). The next look starts after `until`, so a caught-up group
+    /// of a busy station with other subjects looks at each message once, not
+    /// on every commit from its cursor on. Used only while the cursor has not
+    /// moved: a sequence at or below the committed one never gets a new
+    /// message.
+    clear: (u64, u64),
 }
 
 impl Run {
@@ -368,14 +376,12 @@ impl Group {
     }
 
     /// Does this group want messages on `subject`?
-    pub fn interested_in(&self, subject: &[u8]) -> bool {
-        self.wants(&Subject::from_trusted(bytes::Bytes::copy_from_slice(
-            subject,
-        )))
+    pub fn interested_in(&self, subject: &bytes::Bytes) -> bool {
+        self.wants(&Subject::from_trusted(subject.clone()))
     }
 
     /// True when this group has acknowledged (or will never see) `seq`.
-    pub fn done_with(&self, seq: u64, subject: &[u8]) -> bool {
+    pub fn done_with(&self, seq: u64, subject: &bytes::Bytes) -> bool {
         if !self.interested_in(subject) {
             return true;
         }
@@ -385,6 +391,24 @@ impl Group {
                 && !run.pending.contains_key(&seq)
                 && !run.redeliver.contains_key(&seq)
                 && !run.initial.contains(&seq))
+    }
+
+    /// The lowest sequence [`Group::done_with`] may answer false for: every
+    /// sequence below it is done with (the cursor passed it and it is neither
+    /// pending, nor to be redelivered, nor an initial one still owed).
+    pub fn first_not_done(&self) -> u64 {
+        let run = self.run.lock();
+        let mut first = run.cursor;
+        if let Some(&s) = run.pending.keys().next() {
+            first = first.min(s);
+        }
+        if let Some((&s, _)) = run.redeliver.first_key_value() {
+            first = first.min(s);
+        }
+        if let Some(&s) = run.initial.iter().min() {
+            first = first.min(s);
+        }
+        first
     }
 
     pub fn filters(&self) -> &[SubjectFilter] {
@@ -575,6 +599,7 @@ impl Group {
                 return;
             }
             let now = Instant::now();
+            let mut cleared = None;
             // Redeliveries first, then the start set, then new messages.
             let candidate = run
                 .redeliver
@@ -611,10 +636,21 @@ impl Group {
                             return Some((m.seq, 0, Source::Cursor));
                         }
                     }
-                    station
-                        .next_from(run.cursor, &self.filters)
-                        .map(|s| (s, 0, Source::Cursor))
+                    let (clear_from, clear_until) = run.clear;
+                    let from = if clear_from == run.cursor && clear_until >= run.cursor {
+                        clear_until + 1
+                    } else {
+                        run.cursor
+                    };
+                    let (next, upto) = station.next_within(from, &self.filters);
+                    if next.is_none() && upto >= run.cursor {
+                        cleared = Some((run.cursor, upto));
+                    }
+                    next.map(|s| (s, 0, Source::Cursor))
                 });
+            if let Some(c) = cleared.take() {
+                run.clear = c;
+            }
             let Some((seq, previous, source)) = candidate else {
                 let before = run.waiting.len();
                 Self::end_no_wait(&mut run);

@@ -1297,6 +1297,17 @@ impl Station {
         next_matching(&log, from, filters, committed)
     }
 
+    /// [`Station::next_from`], with the committed sequence it looked up to:
+    /// when nothing matched, nothing from `from` to it ever will.
+    pub fn next_within(&self, from: u64, filters: &[SubjectFilter]) -> (Option<u64>, u64) {
+        let committed = self.committed.load(Ordering::Acquire);
+        if from > committed {
+            return (None, committed);
+        }
+        let log = self.log.lock();
+        (next_matching(&log, from, filters, committed), committed)
+    }
+
     /// How many stored messages at or after `from` match `filters`.
     pub fn count_from(&self, from: u64, filters: &[SubjectFilter]) -> u64 {
         self.count_from_bounded(from, filters, u64::MAX)
@@ -1821,7 +1832,15 @@ fn apply_snapshot(log: &mut Log, s: Snapshot) {
 /// when empty). Per-subject state narrows the range before the log is read.
 fn next_matching(log: &Log, from: u64, filters: &[SubjectFilter], upto: u64) -> Option<u64> {
     let mut from = from;
-    if !filters.is_empty() {
+    // The subjects' bounds let a sparse filter skip a long stretch at once, but
+    // finding them (for a wildcard filter) looks at every distinct subject. A
+    // group that is caught up has only the last commit's few messages to look
+    // at: walking them costs less than that, so when the stretch is no longer
+    // than the number of subjects it is walked. (Every waiting consumer of a
+    // station with many subjects — a persistent MQTT session each, say — is
+    // filled on every commit.)
+    let short = upto.saturating_sub(from) < log.per_subject.len() as u64;
+    if !filters.is_empty() && !short {
         let (first, last) = log.subject_bounds(filters)?;
         if last < from {
             return None;

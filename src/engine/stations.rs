@@ -684,19 +684,19 @@ impl StationRegistry {
         self.store
             .remove_meta(&group_meta_key(station.id, name))
             .map_err(|e| EngineError::Storage(e.to_string()))?;
-        self.release_consumed(&station);
+        self.release_consumed(&station, &group);
         Ok(())
     }
 
     /// Interest retention: once a group goes, messages only it held back may go too.
-    fn release_consumed(&self, station: &Station) {
+    fn release_consumed(&self, station: &Station, gone: &Group) {
         if station.retention() != Retention::Interest {
             return;
         }
         if station.is_replicated() {
             // Only its leader decides, through the log.
             if let Some(r) = station.replica.get().filter(|r| r.is_leader()) {
-                let seqs = consumed_now(station);
+                let seqs = consumed_after(station, Some(gone));
                 if !seqs.is_empty() {
                     let wait = super::replicated::propose_consumed(r, station.name(), seqs);
                     super::replicated::spawn_logged(station.name(), "consumed messages", wait);
@@ -704,7 +704,7 @@ impl StationRegistry {
             }
             return;
         }
-        for seq in consumed_now(station) {
+        for seq in consumed_after(station, Some(gone)) {
             station.remove_consumed(seq);
         }
     }
@@ -942,7 +942,7 @@ impl StationRegistry {
                     station.name().to_string(),
                     g.name.clone(),
                 ));
-                self.release_consumed(station);
+                self.release_consumed(station, g);
             }
             _ => {
                 if housekeeping && g.durable() {
@@ -1191,19 +1191,32 @@ fn consume(station: &Station, seqs: Vec<u64>) -> Option<ReplicaWait> {
 /// interest, every group (a group not interested in a subject is done with it);
 /// work queue, the group whose filter takes it (a message no group takes stays).
 pub(crate) fn consumed_now(station: &Station) -> Vec<u64> {
+    consumed_after(station, None)
+}
+
+/// [`consumed_now`], told that `gone` was just removed from the station: only
+/// the messages `gone` held back can have become consumed by its going (a group
+/// that leaves makes no other message done, and takes away interest only), so
+/// only those are looked at, from the first it was not done with. Without this,
+/// ending one of many persistent MQTT sessions (a group each on one station)
+/// walked every message against every group.
+pub(crate) fn consumed_after(station: &Station, gone: Option<&Group>) -> Vec<u64> {
     let retention = station.retention();
     if retention == Retention::Limits {
         return Vec::new();
     }
     let groups: Vec<Arc<Group>> = station.groups.read().values().cloned().collect();
     let mut out = Vec::new();
-    let mut from = 1;
+    let mut from = gone.map_or(1, Group::first_not_done);
     loop {
         // In chunks: the groups are asked without the station's index held.
         let chunk = station.live_chunk(from, 1024);
         let Some((last, _)) = chunk.last() else { break };
         from = last + 1;
         for (seq, subject) in chunk {
+            if gone.is_some_and(|g| g.done_with(seq, &subject)) {
+                continue;
+            }
             let done = groups.iter().all(|g| g.done_with(seq, &subject));
             let taken = retention == Retention::Interest
                 || groups.iter().any(|g| g.interested_in(&subject));

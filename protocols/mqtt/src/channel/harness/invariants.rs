@@ -626,6 +626,23 @@ pub async fn run(broker: &Arc<MqttBroker>, client_id: &str, choices: &mut Choice
         _ => {}
     }
     drop(h);
+    if persistent {
+        // A clean start ends the session (and its consumer group on the
+        // sessions station), so that a long fuzz run keeps a bounded broker: a
+        // 3.1.1 persistent session would otherwise stay for good.
+        let mut clean = if v5 {
+            ClientConnect::v5(client_id)
+        } else {
+            ClientConnect::v311(client_id)
+        };
+        clean.clean_start = true;
+        match ChannelHarness::connect(broker, &clean).await {
+            Ok(h) => {
+                h.finish();
+            }
+            Err(r) => panic!("clean-start CONNECT refused: {r:?}"),
+        }
+    }
     m.totals
 }
 
