@@ -6,6 +6,9 @@
 //! down (mosquitto killed with SIGKILL, Junction restarted), because the bridge
 //! acknowledges a message to its source only after the destination did.
 
+#[path = "../tls/certs.rs"]
+mod certs;
+
 use crate::support::{LONG_GUARD, V5, v5_options, within, within_for};
 use junction_conformance::{TestBroker, mqtt_broker_with, start_in};
 use junction_mqtt::bridge::{BridgeConfig, BridgeTopic, Direction};
@@ -46,6 +49,12 @@ impl Mosquitto {
 
     /// Starts mosquitto on `port` (again, after a kill: it reads what it saved).
     async fn start_on(dir: &Path, port: u16) -> Mosquitto {
+        Self::start_with(dir, port, "").await
+    }
+
+    /// [`Mosquitto::start_on`], with `extra` lines at the end of its
+    /// configuration (another listener, say).
+    async fn start_with(dir: &Path, port: u16, extra: &str) -> Mosquitto {
         // Started as root, mosquitto drops to its own user: it must be able to
         // write its persistence file here.
         {
@@ -58,7 +67,7 @@ impl Mosquitto {
             &conf,
             format!(
                 "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
-                 persistence_location {}/\nlog_dest stderr\nlog_type error\nlog_type warning\n",
+                 persistence_location {}/\nlog_dest stderr\nlog_type error\nlog_type warning\n{extra}",
                 dir.display()
             ),
         )
@@ -150,6 +159,7 @@ fn bridge(port: u16, topics: Vec<BridgeTopic>) -> BridgeConfig {
         reconnect_min: Duration::from_millis(100),
         reconnect_max: Duration::from_millis(500),
         topics,
+        tls: None,
     }
 }
 
@@ -419,4 +429,131 @@ async fn qos1_in_loses_nothing_acknowledged_while_junction_restarts() {
         "every acknowledged message arrived (at least once)"
     );
     eprintln!("{} delivered for {} published", got.len(), want.len());
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// mosquitto with a plain listener (for the test's clients) and a TLS one that
+/// asks for a client certificate (for the bridge): (mosquitto, TLS port).
+async fn mosquitto_with_tls(dir: &Path, pki: &certs::Pki) -> (Mosquitto, u16) {
+    use std::os::unix::fs::PermissionsExt;
+    // mosquitto drops to its own user: it must be able to read the files.
+    for f in ["ca.pem", "server.pem", "server.key"] {
+        std::fs::set_permissions(pki.files.path(f), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+    }
+    std::fs::set_permissions(pki.files.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let tls_port = free_port();
+    let extra = format!(
+        "listener {tls_port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
+        pki.ca_path().display(),
+        pki.files.path("server.pem").display(),
+        pki.files.path("server.key").display(),
+    );
+    let m = Mosquitto::start_with(dir, free_port(), &extra).await;
+    within("mosquitto's TLS listener", async {
+        while tokio::net::TcpStream::connect(("127.0.0.1", tls_port))
+            .await
+            .is_err()
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    (m, tls_port)
+}
+
+/// A bridge over TLS with a client certificate (mosquitto's `bridge_cafile`,
+/// `bridge_certfile`, `bridge_keyfile`) carries both ways; a second bridge on
+/// the same Junction, whose CA is not the one that signed mosquitto's
+/// certificate, never connects, so nothing crosses on its topics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bridge_over_tls_verifies_the_remote_broker_and_offers_a_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = certs::Pki::new();
+    let (client_cert, client_key) = pki.client("junction-bridge");
+    for f in [&client_cert, &client_key] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let (m, tls_port) = mosquitto_with_tls(dir.path(), &pki).await;
+
+    let mut good = bridge(
+        tls_port,
+        vec![
+            topic("up/#", Direction::Out, "", ""),
+            topic("down/#", Direction::In, "", ""),
+        ],
+    );
+    good.name = "tls-good".into();
+    good.tls = Some(junction_mqtt::bridge::BridgeTls {
+        ca_file: pki.ca_path(),
+        cert_file: Some(client_cert.clone()),
+        key_file: Some(client_key.clone()),
+        server_name: None,
+    });
+    let other_ca = certs::Ca::new("Another CA");
+    let other_ca_path = pki.files.write("other-ca.pem", &other_ca.pem);
+    let mut bad = bridge(tls_port, vec![topic("wrong/#", Direction::Out, "", "")]);
+    bad.name = "tls-wrong-ca".into();
+    bad.tls = Some(junction_mqtt::bridge::BridgeTls {
+        ca_file: other_ca_path,
+        cert_file: Some(client_cert),
+        key_file: Some(client_key),
+        server_name: None,
+    });
+    let j = mqtt_broker_with(|c| c.mqtt.bridges = vec![good, bad]).await;
+
+    let mut j_sub = V5::new(&j, "j-sub").await;
+    j_sub.subscribe("down/#", QoS::AtLeastOnce).await;
+    let mut j_pub = V5::new(&j, "j-pub").await;
+    let (mut m_sub, _) = V5::connect(m.options("m-sub")).await;
+    m_sub.subscribe("up/#", QoS::AtLeastOnce).await;
+    m_sub.subscribe("wrong/#", QoS::AtLeastOnce).await;
+    let (mut m_pub, _) = V5::connect(m.options("m-pub")).await;
+    until_bridged(&mut j_pub, "up/probe", &mut m_sub).await;
+    until_bridged(&mut m_pub, "down/probe", &mut j_sub).await;
+
+    // The wrong-CA bridge's topic first, then the good one's, in one order on
+    // one connection: when the good bridge's sentinel has crossed, the other
+    // bridge has had every chance to carry its messages (it retries every
+    // 100-500 ms) and carried none.
+    for i in 0..10 {
+        j_pub
+            .publish("wrong/x", QoS::AtLeastOnce, false, format!("w{i}"))
+            .await;
+        j_pub
+            .publish("up/x", QoS::AtLeastOnce, false, format!("u{i}"))
+            .await;
+    }
+    j_pub
+        .publish("up/x", QoS::AtLeastOnce, false, "u-end")
+        .await;
+    let got = payloads_until(&mut m_sub, "u-end").await;
+    let want: Vec<(String, String)> = (0..10)
+        .map(|i| format!("u{i}"))
+        .chain(["u-end".to_string()])
+        .map(|p| ("up/x".to_string(), p))
+        .collect();
+    assert_eq!(
+        got, want,
+        "only the good bridge's messages, each once, in order"
+    );
+
+    for i in 0..10 {
+        m_pub
+            .publish("down/x", QoS::AtLeastOnce, false, format!("d{i}"))
+            .await;
+    }
+    m_pub
+        .publish("down/x", QoS::AtLeastOnce, false, "d-end")
+        .await;
+    let got = payloads_until(&mut j_sub, "d-end").await;
+    assert_eq!(got.len(), 11, "{got:?}");
+    assert!(got.iter().all(|(t, _)| t == "down/x"));
 }

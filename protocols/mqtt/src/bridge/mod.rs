@@ -18,13 +18,15 @@
 //! - A `both` topic subscribes with No Local on each side, so what the bridge
 //!   publishes on a broker does not come back to it.
 //!
-//! What it is not: no QoS 2 (1 is at least once), no topic aliases, no MQTT
-//! 3.1.1 remote brokers, and no TLS to the remote broker yet.
+//! What it is not: no QoS 2 (1 is at least once), no topic aliases, and no
+//! MQTT 3.1.1 remote brokers.
 
 mod link;
 mod route;
+mod tls;
 
 pub use route::{BridgeTopic, Direction};
+pub use tls::BridgeTls;
 
 use crate::broker::MqttBroker;
 use link::Link;
@@ -87,6 +89,9 @@ pub struct BridgeConfig {
     pub reconnect_max: Duration,
     /// What the bridge carries.
     pub topics: Vec<BridgeTopic>,
+    /// TLS to the remote broker (none: plain TCP).
+    #[serde(default)]
+    pub tls: Option<BridgeTls>,
 }
 
 fn default_keep_alive() -> Duration {
@@ -134,7 +139,22 @@ impl BridgeConfig {
         for t in &self.topics {
             t.check().map_err(what)?;
         }
+        self.load_tls().map_err(what)?;
         Ok(())
+    }
+
+    fn host(&self) -> &str {
+        self.address
+            .rsplit_once(':')
+            .map_or(self.address.as_str(), |(h, _)| h)
+    }
+
+    /// The TLS connector, when the bridge has `tls`: its files read now.
+    fn load_tls(&self) -> Result<Option<tls::Tls>, String> {
+        self.tls
+            .as_ref()
+            .map(|t| t.load(self.host()).map_err(|e| format!("tls: {e}")))
+            .transpose()
     }
 }
 
@@ -157,6 +177,8 @@ pub(crate) enum BridgeError {
     NotStored(&'static str, String),
     #[error("packet of {0} bytes over the peer's maximum of {1}")]
     TooLarge(u32, u32),
+    #[error("remote broker: TLS handshake failed: {0}")]
+    Tls(std::io::Error),
 }
 
 /// Starts every bridge; each runs until the broker shuts down.
@@ -170,10 +192,18 @@ pub fn spawn(broker: &Arc<MqttBroker>, bridges: Vec<BridgeConfig>) {
 /// Connects, forwards until a side fails, waits, and connects again.
 async fn run(broker: Arc<MqttBroker>, config: Arc<BridgeConfig>) {
     let mut wait = config.reconnect_min;
+    // Read once, as mosquitto does; the configuration check read them too.
+    let tls = match config.load_tls() {
+        Ok(tls) => tls,
+        Err(e) => {
+            tracing::error!(bridge = %config.name, error = %e, "MQTT bridge not started");
+            return;
+        }
+    };
     loop {
         let connected = tokio::select! {
             _ = broker.shutdown.cancelled() => return,
-            c = connect_both(&broker, &config) => c,
+            c = connect_both(&broker, &config, tls.as_ref()) => c,
         };
         match connected {
             Ok(mut bridge) => {
@@ -251,6 +281,7 @@ fn login(user: &Option<String>, password: &Option<String>) -> Option<Login> {
 async fn connect_both(
     broker: &Arc<MqttBroker>,
     config: &Arc<BridgeConfig>,
+    tls: Option<&tls::Tls>,
 ) -> Result<Bridge, BridgeError> {
     let tcp = tokio::time::timeout(
         CONNECT_TIMEOUT,
@@ -260,9 +291,18 @@ async fn connect_both(
     .map_err(|_| BridgeError::Timeout("remote", "TCP connection"))?
     .map_err(|e| BridgeError::Io("remote", e))?;
     let _ = tcp.set_nodelay(true);
+    let stream: Box<dyn link::Stream> = match tls {
+        None => Box::new(tcp),
+        Some(t) => Box::new(
+            tokio::time::timeout(CONNECT_TIMEOUT, t.connector.connect(t.name.clone(), tcp))
+                .await
+                .map_err(|_| BridgeError::Timeout("remote", "TLS handshake"))?
+                .map_err(BridgeError::Tls)?,
+        ),
+    };
     let (remote, remote_ack) = Link::connect(
         "remote",
-        Box::new(tcp),
+        stream,
         connect_packet(config),
         login(&config.username, &config.password),
         CONNECT_TIMEOUT,
@@ -592,5 +632,31 @@ mod tests {
         ] {
             assert!(config(bad).is_err(), "accepted: {bad}");
         }
+    }
+
+    #[test]
+    fn tls_settings_are_read_when_checked_and_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let with = |tls: &str| {
+            config(&format!(
+                r#"{{"name": "b", "address": "mosquitto.lan:8883", "tls": {tls},
+                    "topics": [{{"pattern": "a"}}]}}"#
+            ))
+        };
+        let missing = dir.path().join("missing.pem");
+        let e = with(&format!(r#"{{"ca_file": "{}"}}"#, missing.display())).unwrap_err();
+        assert!(
+            e.contains("missing.pem") && e.starts_with("mqtt.bridges 'b': tls:"),
+            "{e}"
+        );
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate").unwrap();
+        let e = with(&format!(r#"{{"ca_file": "{}"}}"#, junk.display())).unwrap_err();
+        assert!(
+            e.contains("junk.pem") && e.contains("no certificate"),
+            "{e}"
+        );
+        // An unknown key.
+        assert!(with(r#"{"ca_file": "x", "insecure": true}"#).is_err());
     }
 }
