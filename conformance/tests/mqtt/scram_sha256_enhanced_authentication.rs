@@ -332,9 +332,137 @@ async fn auth_out_of_sequence_is_refused() {
     .await;
     assert_eq!(connack(&mut raw).await.0, 0x82);
 
-    // AUTH after CONNACK (re-authentication, not supported): DISCONNECT 0x82.
-    let (mut raw, code, _, _) = login(&b, "scram-seq4", "user", "pencil").await;
+    // After CONNACK: AUTH 0x18 with no re-authentication under way, and a
+    // re-authentication with another method (MQTT-4.12.1-1): DISCONNECT 0x82.
+    for bad in [
+        auth(0x18, &auth_props(SCRAM, b"c=biws")),
+        auth(0x19, &auth_props("PLAIN", b"x")),
+    ] {
+        let (mut raw, code, _, _) = login(&b, "scram-seq4", "user", "pencil").await;
+        assert_eq!(code, 0);
+        raw.send(&bad).await;
+        let p = raw.read().await.expect("DISCONNECT");
+        assert_eq!((p.kind(), p.disconnect_reason()), (14, 0x82));
+        assert!(raw.read().await.is_none(), "closed");
+    }
+}
+
+/// Reads an AUTH after CONNACK: (reason code, its Authentication Data).
+async fn auth_packet(raw: &mut Raw) -> (u8, String) {
+    let p = raw.read().await.expect("AUTH, not a close");
+    assert_eq!(p.first, 0xF0, "AUTH expected: {p:?}");
+    let props = properties(&p.body[1..]);
+    assert_eq!(property(&props, 0x15).as_deref(), Some(SCRAM));
+    (
+        p.body[0],
+        property(&props, 0x16).expect("Authentication Data"),
+    )
+}
+
+/// MQTT 5 re-authentication (§4.12.1, as EMQX offers it): AUTH 0x19 with a new
+/// client-first-message, AUTH 0x18 both ways, then AUTH 0x00 with the
+/// server-final-message; the session goes on, and it can be done again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scram_client_re_authenticates_and_its_session_goes_on() {
+    let b = broker().await;
+    let (mut raw, code, _, _) = login(&b, "scram-reauth", "user", "pencil").await;
     assert_eq!(code, 0);
+    raw.send(&subscribe_raw(1, "orders/+", 1, Some(&[]))).await;
+    let ack = raw.read().await.expect("SUBACK");
+    assert_eq!((ack.kind(), ack.body.last().copied()), (9, Some(0x01)));
+    for round in 0..2u16 {
+        let (client, first) = Client::first("user");
+        raw.send(&auth(0x19, &auth_props(SCRAM, &first))).await;
+        let (reason, server_first) = auth_packet(&mut raw).await;
+        assert_eq!(reason, 0x18, "continue authentication");
+        let (last, server_signature) = client.last(&server_first, "pencil");
+        raw.send(&auth(0x18, &auth_props(SCRAM, &last))).await;
+        let (reason, server_final) = auth_packet(&mut raw).await;
+        assert_eq!(reason, 0x00, "success");
+        assert_eq!(
+            server_final, server_signature,
+            "the server proves it holds the keys"
+        );
+        // Still subscribed, still allowed what the user is allowed.
+        raw.send(&publish_raw(
+            b"orders/1",
+            1,
+            10 + round,
+            false,
+            false,
+            b"after",
+            Some(&[]),
+        ))
+        .await;
+        let (mut acked, mut got) = (false, false);
+        while !(acked && got) {
+            let p = raw.read().await.expect("PUBACK and PUBLISH");
+            match p.kind() {
+                4 => {
+                    assert_eq!((p.pkid(), p.ack_reason()), (10 + round, 0));
+                    acked = true;
+                }
+                3 => {
+                    assert_eq!(
+                        p.publish_parts(true),
+                        ("orders/1".to_string(), b"after".to_vec())
+                    );
+                    let pkid = p.pkid();
+                    raw.send(&packet(0x40, &pkid.to_be_bytes())).await;
+                    got = true;
+                }
+                _ => panic!("unexpected {p:?}"),
+            }
+        }
+    }
+}
+
+/// A re-authentication that fails ends the connection with a reason
+/// (MQTT-4.12.1-2): a wrong proof or another user 0x87 (Not authorized; 0x86
+/// is a CONNACK code only), a second 0x19 while one is under way 0x82.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_re_authentication_disconnects_with_its_reason() {
+    let b = broker().await;
+    let logged_in = || async {
+        let (raw, c, _, _) = login(&b, "scram-reauth-bad", "user", "pencil").await;
+        assert_eq!(c, 0);
+        raw
+    };
+    // Wrong password in the new proof.
+    let mut raw = logged_in().await;
+    let (client, first) = Client::first("user");
+    raw.send(&auth(0x19, &auth_props(SCRAM, &first))).await;
+    let (_, server_first) = auth_packet(&mut raw).await;
+    let (last, _) = client.last(&server_first, "not-pencil");
+    raw.send(&auth(0x18, &auth_props(SCRAM, &last))).await;
+    let p = raw.read().await.expect("DISCONNECT");
+    assert_eq!((p.kind(), p.disconnect_reason()), (14, 0x87));
+    assert!(raw.read().await.is_none(), "closed");
+
+    // Another user than the connection's.
+    let mut raw = logged_in().await;
+    let (_, first) = Client::first("hashed");
+    raw.send(&auth(0x19, &auth_props(SCRAM, &first))).await;
+    let p = raw.read().await.expect("DISCONNECT");
+    assert_eq!((p.kind(), p.disconnect_reason()), (14, 0x87));
+
+    // A second 0x19 before the first is finished.
+    let mut raw = logged_in().await;
+    let (_, first) = Client::first("user");
+    raw.send(&auth(0x19, &auth_props(SCRAM, &first))).await;
+    auth_packet(&mut raw).await;
+    raw.send(&auth(0x19, &auth_props(SCRAM, &first))).await;
+    let p = raw.read().await.expect("DISCONNECT");
+    assert_eq!((p.kind(), p.disconnect_reason()), (14, 0x82));
+
+    // A client whose CONNECT named no method cannot start one (on a broker
+    // with no users: it connects with no credentials).
+    let open = junction_conformance::mqtt_broker().await;
+    let mut raw = Raw::open(&open).await;
+    raw.send(&crate::support::connect_v5("no-method", true, 60, &[]))
+        .await;
+    let p = raw.read().await.expect("CONNACK");
+    assert_eq!((p.kind(), p.body[1]), (2, 0));
     raw.send(&auth(0x19, &auth_props(SCRAM, &first))).await;
     let p = raw.read().await.expect("DISCONNECT");
     assert_eq!((p.kind(), p.disconnect_reason()), (14, 0x82));

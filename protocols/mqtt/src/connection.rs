@@ -590,6 +590,7 @@ where
     }
 
     let mut ack = connack(0);
+    let mut scram_authenticated = false;
     ack.session_present = present;
     if v5 {
         ack.receive_max =
@@ -602,6 +603,7 @@ where
             ack.session_expiry_interval_secs = Some(expiry);
         }
         if let Some(done) = enhanced {
+            scram_authenticated = true;
             ack.auth_method = Some(ByteString::from_static(crate::auth::SCRAM_SHA_256));
             ack.auth_data = Some(done.server_final);
         }
@@ -637,6 +639,7 @@ where
         will: info.will.take(),
         keep_alive,
         stored: present || expiry > 0,
+        scram: scram_authenticated,
     };
     let channel = MqttChannel::new(
         broker.clone(),

@@ -93,6 +93,8 @@ pub enum Out {
     UnsubAck(u16, Vec<u8>),
     PingResp,
     Disconnect(u8, Option<String>),
+    /// AUTH (MQTT 5 re-authentication): reason code, method, data.
+    Auth(u8, &'static str, Bytes),
 }
 
 fn nz(pkid: u16) -> NonZeroU16 {
@@ -320,6 +322,13 @@ fn lower_v5(out: Out) -> Option<v5::Packet> {
             reason_string: rs(reason),
             user_properties: UserProperties::new(),
         }),
+        Out::Auth(code, method, data) => P::Auth(v5::Auth {
+            reason_code: v5::AuthReasonCode::try_from(code)
+                .unwrap_or(v5::AuthReasonCode::ContinueAuth),
+            auth_method: Some(bytestring::ByteString::from_static(method)),
+            auth_data: Some(data),
+            ..Default::default()
+        }),
     })
 }
 
@@ -362,7 +371,7 @@ fn lower_v3(out: Out) -> Option<v3::Packet> {
             packet_id: nz(pkid),
         },
         Out::PingResp => P::PingResponse,
-        Out::Disconnect(..) => return None,
+        Out::Disconnect(..) | Out::Auth(..) => return None,
     })
 }
 

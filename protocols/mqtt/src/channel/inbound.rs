@@ -201,20 +201,111 @@ impl MqttChannel {
             In::Connect(_) => {
                 return Err(self.disconnect(0x82, "second CONNECT on a connection"));
             }
-            // Re-authentication (AUTH 0x19) is not supported: the broker
-            // answers any AUTH after CONNACK as a protocol error
-            // (`mqtt5_enhanced_auth_scram.rs`).
-            In::Auth { .. } => {
-                return Err(self.disconnect(
-                    0x82,
-                    "AUTH after CONNACK (re-authentication is not supported)",
-                ));
-            }
+            In::Auth {
+                reason,
+                method,
+                data,
+            } => self.on_auth(reason, method, data)?,
             In::ServerOnly => {
                 return Err(self.disconnect(0x82, "packet type a client may not send"));
             }
         }
         self.pump()
+    }
+
+    /// MQTT 5 re-authentication (§4.12.1): a client that authenticated with
+    /// SCRAM-SHA-256 at CONNECT sends AUTH 0x19 with a new client-first-message,
+    /// gets AUTH 0x18 (server-first), answers AUTH 0x18 (client-final), and
+    /// gets AUTH 0x00 with the server-final-message; the session goes on
+    /// meanwhile. The proof is checked by the engine as at CONNECT (a failure
+    /// counts as a failed login). It must be the same user: the connection
+    /// keeps the identity (and permissions) it got at CONNECT. Any failure
+    /// ends the connection with a DISCONNECT saying why (MQTT-4.12.1-2): 0x87
+    /// Not authorized for a failed proof (0x86 and 0x8A are CONNACK codes, not
+    /// DISCONNECT ones), 0x82 for an AUTH out of sequence.
+    pub(super) fn on_auth(
+        &mut self,
+        reason: u8,
+        method: Option<String>,
+        data: Option<Bytes>,
+    ) -> Step {
+        use crate::auth::{SCRAM_SHA_256, ScramServer};
+        if !self.scram {
+            return Err(self.disconnect(
+                0x82,
+                "AUTH after CONNACK, but CONNECT named no authentication method",
+            ));
+        }
+        if method.as_deref() != Some(SCRAM_SHA_256) {
+            // MQTT-4.12.1-1: the method CONNECT used.
+            return Err(self.disconnect(
+                0x82,
+                "AUTH must name the authentication method CONNECT named (SCRAM-SHA-256)",
+            ));
+        }
+        let data = data.unwrap_or_default();
+        let under_way = self.rare.as_mut().and_then(|r| r.reauth.take());
+        match (reason, under_way) {
+            (0x19, None) => {
+                let first = match crate::auth::client_first(&data) {
+                    Ok(f) => f,
+                    Err(e) => return Err(self.disconnect(0x87, &format!("re-authentication: {e}"))),
+                };
+                if self.username.as_deref() != Some(first.user.as_str()) {
+                    return Err(self.disconnect(
+                        0x87,
+                        "re-authentication as another user than the connection's",
+                    ));
+                }
+                let Some(keys) = self.broker.engine.scram_sha256(&first.user) else {
+                    return Err(self.disconnect(0x87, "re-authentication: the broker has no users"));
+                };
+                let server = ScramServer::new(first, keys, &crate::auth::server_nonce());
+                let challenge = Bytes::copy_from_slice(server.server_first().as_bytes());
+                self.rare().reauth = Some(server);
+                self.write(Out::Auth(0x18, SCRAM_SHA_256, challenge))
+            }
+            (0x18, Some(server)) => {
+                let proof = server.client_final(&data);
+                let (auth_message, proof_bytes) = match &proof {
+                    Ok(p) => (p.auth_message.clone(), p.proof.clone()),
+                    Err(_) => (String::new(), Vec::new()),
+                };
+                let creds = junction_api::Credentials::ScramSha256 {
+                    user: server.user().to_owned(),
+                    auth_message,
+                    proof: proof_bytes,
+                };
+                let checked = self.broker.engine.authenticate_client(
+                    &creds,
+                    self.client.remote.ip(),
+                    Some(&self.client_id),
+                );
+                match (proof, checked) {
+                    (Ok(proof), Ok(_)) => {
+                        tracing::info!(client_id = %self.client_id, user = server.user(), "MQTT client re-authenticated (SCRAM-SHA-256)");
+                        let last = Bytes::from(server.server_final(&proof));
+                        self.write(Out::Auth(0x00, SCRAM_SHA_256, last))
+                    }
+                    (_, Err(EngineError::Banned)) => {
+                        Err(self.disconnect(0x87, "re-authentication: client banned"))
+                    }
+                    (Err(e), _) => Err(self.disconnect(0x87, &format!("re-authentication: {e}"))),
+                    (Ok(_), Err(_)) => Err(self
+                        .disconnect(0x87, "re-authentication failed: SCRAM proof does not match")),
+                }
+            }
+            (0x19, Some(_)) => {
+                Err(self.disconnect(0x82, "AUTH 0x19 while a re-authentication is under way"))
+            }
+            (0x18, None) => {
+                Err(self.disconnect(0x82, "AUTH 0x18 with no re-authentication under way"))
+            }
+            (code, _) => Err(self.disconnect(
+                0x82,
+                &format!("AUTH with reason code {code:#04x} from a client"),
+            )),
+        }
     }
 
     pub(super) fn on_publish(&mut self, mut p: Publish) -> Step {

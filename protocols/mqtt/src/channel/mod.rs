@@ -292,6 +292,9 @@ pub(crate) struct Settings {
     pub keep_alive: u16,
     /// The session has (or had) a record in `$MQTT_sess`.
     pub stored: bool,
+    /// The client authenticated with SCRAM-SHA-256 (MQTT 5 enhanced
+    /// authentication), so it may re-authenticate.
+    pub scram: bool,
 }
 
 /// One client's session on one connection.
@@ -326,6 +329,8 @@ pub(crate) struct MqttChannel {
     last_touch: Instant,
     /// The session has (or had) a record in `$MQTT_sess`.
     stored: bool,
+    /// Authenticated with SCRAM-SHA-256: AUTH 0x19 re-authenticates.
+    scram: bool,
     /// State most connections never need, made on first use: an idle
     /// connection does not carry its empty tables.
     rare: Option<Box<Rare>>,
@@ -347,6 +352,8 @@ struct Rare {
     /// SUBACKs waiting for the session record, with the retained messages to send
     /// after them.
     after_suback: HashMap<u16, Vec<OutMsg>>,
+    /// A re-authentication under way: the server-first-message was sent.
+    reauth: Option<crate::auth::ScramServer>,
 }
 
 impl MqttChannel {
@@ -398,6 +405,7 @@ impl MqttChannel {
             last_in: now,
             last_touch: now,
             stored: settings.stored,
+            scram: settings.scram,
             rare: None,
         }
     }
