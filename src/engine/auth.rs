@@ -725,8 +725,16 @@ impl Authenticator {
             return Some(keys.clone());
         }
         let salt: [u8; 16] = rand::random();
+        // RFC 5802 §2.2: Hi(Normalize(password), …), Normalize being SASLprep
+        // (RFC 4013), as clients apply it (a soft hyphen goes, U+2168 becomes
+        // "IX", …). A password SASLprep refuses (a control character, say) is
+        // used as configured, as PostgreSQL does, so it still logs in with
+        // clients that do not normalise.
+        let prepared = stringprep::saslprep(&password)
+            .map(|p| p.into_owned())
+            .unwrap_or_else(|_| password.clone());
         let keys =
-            off_worker(|| ScramCredentials::derive(password.as_bytes(), salt.to_vec(), ITERATIONS));
+            off_worker(|| ScramCredentials::derive(prepared.as_bytes(), salt.to_vec(), ITERATIONS));
         // Two first logins at once: the keys stored first stand, so both
         // exchanges check proofs against the salt they sent.
         let mut cache = self.scram.lock();

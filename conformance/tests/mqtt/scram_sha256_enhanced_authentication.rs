@@ -504,3 +504,29 @@ async fn a_client_that_stops_mid_exchange_is_closed() {
         "closed, no CONNACK"
     );
 }
+
+/// RFC 5802 hashes Normalize(password), SASLprep (RFC 4013): a user configured
+/// with `I<U+00AD>X` (a soft hyphen, which SASLprep removes) logs in with the
+/// proof a normalising client computes from "IX", and so does a user whose
+/// password is U+2168 (ROMAN NUMERAL NINE, "IX" after NFKC). RFC 4013's own
+/// examples.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passwords_are_sasl_prepared_as_rfc_5802_asks() {
+    let b = mqtt_broker_with(|c| {
+        c.auth.users = vec![
+            User::new("soft", "I\u{00AD}X"),
+            User::new("roman", "\u{2168}"),
+        ]
+    })
+    .await;
+    for (i, user) in ["soft", "roman"].into_iter().enumerate() {
+        let (_raw, code, props, server_signature) =
+            login(&b, &format!("saslprep-{i}"), user, "IX").await;
+        assert_eq!(code, 0, "{user}: CONNACK success: {props:?}");
+        assert_eq!(property(&props, 0x16), Some(server_signature));
+    }
+    // A client that does not normalise hashes the soft hyphen too: the keys
+    // are the prepared password's, so its proof does not match.
+    let (_raw, code, _, _) = login(&b, "saslprep-raw", "soft", "I\u{00AD}X").await;
+    assert_eq!(code, 0x86);
+}

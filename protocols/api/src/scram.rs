@@ -50,8 +50,8 @@ pub fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
 impl ScramCredentials {
     /// Derives the keys from a clear-text password (RFC 5802 §3:
     /// `SaltedPassword = Hi(password, salt, i)`, PBKDF2-HMAC-SHA-256). The
-    /// password is used as given (no SASLprep: ASCII passwords are unchanged
-    /// by it).
+    /// password is used as given: the caller applies SASLprep (the engine's
+    /// `scram_sha256` does).
     pub fn derive(password: &[u8], salt: Vec<u8>, iterations: u32) -> Self {
         let mut salted = [0u8; 32];
         pbkdf2::pbkdf2_hmac::<Sha256>(password, &salt, iterations, &mut salted);
