@@ -41,6 +41,13 @@ pub const MAX_RECORDS: usize = 16_384;
 const MAX_DELIVERIES: usize = 32;
 /// Seconds over which graph rates are averaged.
 const RATE_WINDOW: usize = 60;
+/// Most edges the station-level graph keeps. Each producer (a client name and
+/// address) that ever published makes an edge of about 1 KiB (its rate window),
+/// so without a bound the graph grew with every distinct client, for good: MQTT
+/// clients with random ids made it about 0.8 KiB per client id (heaptrack, the
+/// channel invariants test at 20,000 sequences). A full graph forgets the
+/// quarter of its edges that were quiet longest, and the nodes only they named.
+const MAX_EDGES: usize = 4096;
 
 /// `message` without reserved headers, copied only when it had some.
 pub fn strip_reserved(message: &Message) -> Cow<'_, Message> {
@@ -156,6 +163,11 @@ impl Edge {
             *b = (now, 0);
         }
         b.1 += 1;
+    }
+
+    /// The last second a message was counted in (0: none since start-up).
+    fn last_active(&self) -> u64 {
+        self.buckets.iter().map(|b| b.0).max().unwrap_or(0)
     }
 
     fn rate(&self, now: u64) -> f64 {
@@ -283,13 +295,17 @@ impl Graph {
             return;
         }
         let (from, to) = nodes();
+        let name_key = (tenant.clone(), from.id.clone(), to.id.clone());
+        if !self.by_name.contains_key(&name_key) && self.edges.len() >= MAX_EDGES {
+            // Before the new edge's nodes go in: they are named by no edge yet.
+            self.forget_quiet();
+        }
         let tenant_nodes = self.nodes.entry(tenant.clone()).or_default();
         for n in [&from, &to] {
             if !tenant_nodes.contains_key(&n.id) {
                 tenant_nodes.insert(n.id.clone(), n.clone());
             }
         }
-        let name_key = (tenant.clone(), from.id.clone(), to.id.clone());
         let i = match self.by_name.get(&name_key) {
             Some(i) => *i,
             None => {
@@ -305,6 +321,29 @@ impl Graph {
         }
         self.by_addr
             .insert(k, (i, [tenant.0.clone(), key[0].clone(), key[1].clone()]));
+    }
+
+    /// Drops the quarter of the edges quiet longest, and the nodes no edge left
+    /// names; the indexes are made again.
+    fn forget_quiet(&mut self) {
+        let mut edges = std::mem::take(&mut self.edges);
+        edges.sort_by_key(|e| std::cmp::Reverse(e.3.last_active()));
+        edges.truncate(MAX_EDGES - MAX_EDGES / 4);
+        self.by_addr.clear();
+        self.by_name = edges
+            .iter()
+            .enumerate()
+            .map(|(i, (t, from, to, _))| ((t.clone(), from.clone(), to.clone()), i))
+            .collect();
+        let named: ahash::AHashSet<(&TenantId, &Arc<str>)> = edges
+            .iter()
+            .flat_map(|(t, from, to, _)| [(t, from), (t, to)])
+            .collect();
+        for (tenant, nodes) in &mut self.nodes {
+            nodes.retain(|id, _| named.contains(&(tenant, id)));
+        }
+        self.nodes.retain(|_, nodes| !nodes.is_empty());
+        self.edges = edges;
     }
 }
 
@@ -753,6 +792,48 @@ impl FetchSink for TracedSink {
 mod tests {
     use super::*;
     use junction_api::{ClientId, NewClient, Protocol, Subject};
+
+    #[test]
+    fn the_graph_keeps_a_bounded_number_of_edges_and_forgets_the_quietest() {
+        let mut g = Graph::default();
+        let tenant = TenantId::default_tenant();
+        let station: Arc<str> = Arc::from("station:s");
+        let node = |id: &str, kind| Node {
+            id: Arc::from(id),
+            kind,
+            name: Arc::from(id),
+        };
+        // One edge per distinct producer, each counted at its own second: the
+        // later the producer, the more recently active its edge.
+        let producers = 3 * MAX_EDGES;
+        for i in 0..producers {
+            let id: Arc<str> = Arc::from(format!("producer:mqtt:c{i}"));
+            g.count(&tenant, [&id, &station], 1_000 + i as u64, || {
+                (
+                    node(&id, LineageNodeKind::Producer),
+                    node(&station, LineageNodeKind::Station),
+                )
+            });
+        }
+        assert!(g.edges.len() <= MAX_EDGES, "{} edges", g.edges.len());
+        assert_eq!(g.by_name.len(), g.edges.len());
+        // Nodes: the producers of the edges kept, and the station.
+        assert_eq!(g.nodes[&tenant].len(), g.edges.len() + 1);
+        let newest = format!("producer:mqtt:c{}", producers - 1);
+        assert!(g.nodes[&tenant].contains_key(newest.as_str()));
+        assert!(!g.nodes[&tenant].contains_key("producer:mqtt:c0"));
+        // An edge kept goes on counting where it was.
+        let id: Arc<str> = Arc::from(newest.as_str());
+        g.count(&tenant, [&id, &station], 99_999, || {
+            (
+                node(&id, LineageNodeKind::Producer),
+                node(&station, LineageNodeKind::Station),
+            )
+        });
+        assert!(g.edges.len() <= MAX_EDGES);
+        let i = g.by_name[&(tenant.clone(), id.clone(), station.clone())];
+        assert_eq!(g.edges[i].3.total, 2);
+    }
 
     fn client() -> ClientRecord {
         let c = ClientRecord::new(
