@@ -1289,12 +1289,7 @@ impl Station {
 
     /// The first durable sequence at or after `from` matching `filters`.
     pub fn next_from(&self, from: u64, filters: &[SubjectFilter]) -> Option<u64> {
-        let committed = self.committed.load(Ordering::Acquire);
-        if from > committed {
-            return None;
-        }
-        let log = self.log.lock();
-        next_matching(&log, from, filters, committed)
+        self.next_within(from, filters).0
     }
 
     /// [`Station::next_from`], with the committed sequence it looked up to:
@@ -1833,13 +1828,17 @@ fn apply_snapshot(log: &mut Log, s: Snapshot) {
 fn next_matching(log: &Log, from: u64, filters: &[SubjectFilter], upto: u64) -> Option<u64> {
     let mut from = from;
     // The subjects' bounds let a sparse filter skip a long stretch at once, but
-    // finding them (for a wildcard filter) looks at every distinct subject. A
+    // finding them for a wildcard filter looks at every distinct subject. A
     // group that is caught up has only the last commit's few messages to look
-    // at: walking them costs less than that, so when the stretch is no longer
-    // than the number of subjects it is walked. (Every waiting consumer of a
-    // station with many subjects — a persistent MQTT session each, say — is
-    // filled on every commit.)
-    let short = upto.saturating_sub(from) < log.per_subject.len() as u64;
+    // at: walking them costs less than that, so a stretch shorter than the
+    // number of subjects, and within the index's in-memory tail, is walked.
+    // (Every waiting consumer of a station with many subjects, a persistent
+    // MQTT session each say, is filled on every commit.) Literal filters find
+    // their bounds with a lookup each, so they always do.
+    let stretch = upto.saturating_sub(from);
+    let short = stretch < log.per_subject.len() as u64
+        && stretch < index::TAIL_KEEP as u64
+        && !filters.iter().all(SubjectFilter::is_literal);
     if !filters.is_empty() && !short {
         let (first, last) = log.subject_bounds(filters)?;
         if last < from {
