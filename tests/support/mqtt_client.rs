@@ -89,6 +89,21 @@ impl Client {
         while !matches!(self.next_packet().await, Packet::PubAck(_)) {}
     }
 
+    /// Subscribes at `qos` and waits for the SUBACK.
+    pub async fn subscribe_qos(&mut self, filter: &str, qos: QoS) {
+        self.client.subscribe(filter, qos).await.unwrap();
+        while !matches!(self.next_packet().await, Packet::SubAck(_)) {}
+    }
+
+    /// Publishes at QoS 2 and waits for the exchange to end (PUBCOMP).
+    pub async fn publish_qos2(&mut self, topic: &str, payload: &str) {
+        self.client
+            .publish(topic, QoS::ExactlyOnce, false, payload)
+            .await
+            .unwrap();
+        while !matches!(self.next_packet().await, Packet::PubComp(_)) {}
+    }
+
     pub async fn recv(&mut self) -> Publish {
         loop {
             if let Packet::Publish(p) = self.next_packet().await {

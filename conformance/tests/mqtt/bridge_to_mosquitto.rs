@@ -4,14 +4,17 @@
 //! both directions with the prefixes swapped, a `both` topic does not loop, and
 //! at QoS 1 nothing either broker acknowledged is lost while the other broker is
 //! down (mosquitto killed with SIGKILL, Junction restarted), because the bridge
-//! acknowledges a message to its source only after the destination did.
+//! acknowledges a message to its source only after the destination did. QoS 2
+//! crosses exactly once, a bridge speaks 3.1.1 to a broker that asks for it
+//! (with mosquitto's bridge bit), and a mosquitto bridging into Junction with
+//! that bit gets No Local subscriptions here.
 
 #[path = "../tls/certs.rs"]
 mod certs;
 
 use crate::support::{LONG_GUARD, V5, v5_options, within, within_for};
 use junction_conformance::{TestBroker, mqtt_broker_with, start_in};
-use junction_mqtt::bridge::{BridgeConfig, BridgeTopic, Direction};
+use junction_mqtt::bridge::{BridgeConfig, BridgeProtocol, BridgeTopic, Direction};
 use rumqttc::v5::mqttbytes::QoS;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -160,6 +163,8 @@ fn bridge(port: u16, topics: Vec<BridgeTopic>) -> BridgeConfig {
         reconnect_max: Duration::from_millis(500),
         topics,
         tls: None,
+        protocol_version: BridgeProtocol::V5,
+        try_private: true,
     }
 }
 
@@ -556,4 +561,159 @@ async fn a_bridge_over_tls_verifies_the_remote_broker_and_offers_a_client_certif
     let got = payloads_until(&mut j_sub, "d-end").await;
     assert_eq!(got.len(), 11, "{got:?}");
     assert!(got.iter().all(|(t, _)| t == "down/x"));
+}
+
+/// Messages on `c` until every one of `want` came, probes left out.
+async fn collect(c: &mut V5, who: &str, qos: QoS, want: &[&str], seen: &mut Vec<String>) {
+    while !want.iter().all(|w| seen.iter().any(|s| s == w)) {
+        let m = within(who, c.recv()).await;
+        if &m.payload[..] != b"probe" {
+            assert_eq!(m.qos, qos, "{who}: delivered at the topic's QoS");
+            seen.push(String::from_utf8_lossy(&m.payload).into_owned());
+        }
+    }
+}
+
+/// A `both` topic (`chat/#`, subscribed on both sides): each side publishes
+/// once, and every subscriber gets both messages once, at `qos`. A loop would
+/// bring a side's message back to it through the other broker; that echo is
+/// queued before the tail messages published once both were seen, so each
+/// subscriber reads until both tails and must have nothing twice.
+async fn both_ways_once(j_pub: &mut V5, j_sub: &mut V5, m_pub: &mut V5, m_sub: &mut V5, qos: QoS) {
+    j_pub.publish("chat/x", qos, false, "from-j").await;
+    m_pub.publish("chat/x", qos, false, "from-m").await;
+    let (mut seen_j, mut seen_m) = (Vec::new(), Vec::new());
+    collect(j_sub, "junction", qos, &["from-j", "from-m"], &mut seen_j).await;
+    collect(m_sub, "mosquitto", qos, &["from-j", "from-m"], &mut seen_m).await;
+    m_pub.publish("chat/x", qos, false, "tail-m").await;
+    j_pub.publish("chat/x", qos, false, "tail-j").await;
+    for (who, c, seen) in [
+        ("junction", j_sub, &mut seen_j),
+        ("mosquitto", m_sub, &mut seen_m),
+    ] {
+        collect(c, who, qos, &["tail-j", "tail-m"], seen).await;
+        seen.sort();
+        assert_eq!(
+            *seen,
+            ["from-j", "from-m", "tail-j", "tail-m"],
+            "{who}: each message once"
+        );
+    }
+}
+
+/// QoS 2 both ways over MQTT 5: each side's subscriber at QoS 2 gets the other
+/// side's messages at QoS 2, once; the bridge relays PUBREC, PUBREL and PUBCOMP
+/// under the source's packet ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qos2_crosses_both_ways_once_at_qos2() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Mosquitto::start(dir.path()).await;
+    let mut t = topic("chat/#", Direction::Both, "", "");
+    t.qos = 2;
+    let j = junction_with_bridge(bridge(m.port, vec![t])).await;
+    let mut j_sub = V5::new(&j, "j-sub").await;
+    j_sub.subscribe("chat/#", QoS::ExactlyOnce).await;
+    let mut j_pub = V5::new(&j, "j-pub").await;
+    let (mut m_sub, _) = V5::connect(m.options("m-sub")).await;
+    m_sub.subscribe("chat/#", QoS::ExactlyOnce).await;
+    let (mut m_pub, _) = V5::connect(m.options("m-pub")).await;
+    until_bridged(&mut j_pub, "chat/probe", &mut m_sub).await;
+    until_bridged(&mut m_pub, "chat/probe", &mut j_sub).await;
+    both_ways_once(
+        &mut j_pub,
+        &mut j_sub,
+        &mut m_pub,
+        &mut m_sub,
+        QoS::ExactlyOnce,
+    )
+    .await;
+}
+
+/// `protocol_version = "mqttv311"`: the bridge speaks 3.1.1 to mosquitto, with
+/// mosquitto's bridge bit (`try_private`), so mosquitto makes the bridge's
+/// subscription No Local and a `both` topic does not loop; prefixes and QoS 1
+/// work as over MQTT 5.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_311_bridge_with_the_bridge_bit_carries_both_ways_without_a_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Mosquitto::start(dir.path()).await;
+    let mut b = bridge(
+        m.port,
+        vec![
+            topic("sensors/#", Direction::Out, "site/", "fleet/a/"),
+            topic("chat/#", Direction::Both, "", ""),
+        ],
+    );
+    b.protocol_version = BridgeProtocol::V311;
+    let j = junction_with_bridge(b).await;
+    let mut j_sub = V5::new(&j, "j-sub").await;
+    j_sub.subscribe("chat/#", QoS::AtLeastOnce).await;
+    let mut j_pub = V5::new(&j, "j-pub").await;
+    let (mut m_sub, _) = V5::connect(m.options("m-sub")).await;
+    m_sub.subscribe("fleet/a/sensors/#", QoS::AtLeastOnce).await;
+    m_sub.subscribe("chat/#", QoS::AtLeastOnce).await;
+    let (mut m_pub, _) = V5::connect(m.options("m-pub")).await;
+    until_bridged(&mut j_pub, "site/sensors/probe", &mut m_sub).await;
+    until_bridged(&mut m_pub, "chat/probe", &mut j_sub).await;
+    j_pub
+        .publish("site/sensors/t1", QoS::AtLeastOnce, false, "s1")
+        .await;
+    j_pub
+        .publish("site/sensors/t1", QoS::AtLeastOnce, false, "s-end")
+        .await;
+    let got = payloads_until(&mut m_sub, "s-end").await;
+    assert_eq!(
+        got.last(),
+        Some(&("fleet/a/sensors/t1".to_string(), "s-end".to_string()))
+    );
+    assert!(
+        got.contains(&("fleet/a/sensors/t1".into(), "s1".into())),
+        "{got:?}"
+    );
+    both_ways_once(
+        &mut j_pub,
+        &mut j_sub,
+        &mut m_pub,
+        &mut m_sub,
+        QoS::AtLeastOnce,
+    )
+    .await;
+}
+
+/// A mosquitto bridging into Junction (its `connection` section, 3.1.1 with its
+/// default `try_private true`): Junction accepts the bridge bit (protocol level
+/// 0x84) instead of refusing the CONNECT, and treats the bridge's subscriptions
+/// as mosquitto would, No Local and Retain As Published, so a `both` topic
+/// does not bring mosquitto's messages back to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mosquitto_bridge_with_the_bridge_bit_does_not_get_its_messages_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = junction_conformance::mqtt_broker().await;
+    let m_port = free_port();
+    let m = Mosquitto::start_with(
+        dir.path(),
+        m_port,
+        &format!(
+            "connection to-junction\naddress 127.0.0.1:{}\ncleansession false\n\
+             restart_timeout 1\ntopic chat/# both 1\n",
+            j.mqtt_port()
+        ),
+    )
+    .await;
+    let mut j_sub = V5::new(&j, "j-sub").await;
+    j_sub.subscribe("chat/#", QoS::AtLeastOnce).await;
+    let mut j_pub = V5::new(&j, "j-pub").await;
+    let (mut m_sub, _) = V5::connect(m.options("m-sub")).await;
+    m_sub.subscribe("chat/#", QoS::AtLeastOnce).await;
+    let (mut m_pub, _) = V5::connect(m.options("m-pub")).await;
+    until_bridged(&mut j_pub, "chat/probe", &mut m_sub).await;
+    until_bridged(&mut m_pub, "chat/probe", &mut j_sub).await;
+    both_ways_once(
+        &mut j_pub,
+        &mut j_sub,
+        &mut m_pub,
+        &mut m_sub,
+        QoS::AtLeastOnce,
+    )
+    .await;
 }

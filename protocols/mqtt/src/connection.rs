@@ -77,6 +77,22 @@ where
 {
     let mut framed = MqttIo::new(stream, MqttCodec::Version(VersionCodec));
     let timeout = broker.options.connect_timeout;
+    // mosquitto's bridge bit on the protocol level, cleared before the version
+    // codec reads it.
+    let bridge = tokio::time::timeout(timeout, async {
+        loop {
+            match crate::frame::bridge_bit(framed.buffered()) {
+                crate::frame::BridgeBit::NeedMore if framed.read_more().await => {}
+                crate::frame::BridgeBit::At(i) => {
+                    framed.buffered_mut()[i] &= 0x7F;
+                    return true;
+                }
+                _ => return false,
+            }
+        }
+    })
+    .await
+    .unwrap_or(false);
     let version = match tokio::time::timeout(timeout, framed.next()).await {
         Ok(Some(Ok((MqttPacket::Version(v), _)))) => v,
         Ok(Some(Ok(_))) => return None,
@@ -126,7 +142,10 @@ where
     }
     let info = match tokio::time::timeout(timeout, framed.next()).await {
         Ok(Some(Ok((packet, _)))) => match lift(packet) {
-            In::Connect(info) => info,
+            In::Connect(mut info) => {
+                info.bridge = bridge;
+                info
+            }
             _ => return None,
         },
         Ok(Some(Err(DecodeError::Io(e)))) => {
@@ -640,6 +659,7 @@ where
         keep_alive,
         stored: present || expiry > 0,
         scram: scram_authenticated,
+        bridge: info.bridge,
     };
     let channel = MqttChannel::new(
         broker.clone(),
@@ -651,7 +671,7 @@ where
         settings,
         std::time::Instant::now(),
     );
-    tracing::debug!(%remote, client_id = %channel.client_id(), v5, present, expiry, "MQTT client connected");
+    tracing::debug!(%remote, client_id = %channel.client_id(), v5, present, expiry, bridge = info.bridge, "MQTT client connected");
     Ok(Admitted {
         channel,
         ack,

@@ -45,6 +45,10 @@ pub struct ConnectInfo {
     pub client_id: String,
     pub username: Option<String>,
     pub password: Option<Bytes>,
+    /// A 3.1/3.1.1 CONNECT with the bridge bit on its protocol level (0x83 or
+    /// 0x84, mosquitto's `try_private`): its subscriptions are No Local and
+    /// Retain As Published, as mosquitto treats a bridge's.
+    pub bridge: bool,
 }
 
 /// An incoming packet after CONNECT.
@@ -138,6 +142,7 @@ fn lift_v3(p: v3::Packet) -> In {
             client_id: c.client_id.to_string(),
             username: c.username.map(|u| u.to_string()),
             password: c.password,
+            bridge: false,
         })),
         P::Publish(p) => In::Publish(p),
         P::PublishAck { packet_id } => In::PubAck(packet_id.get()),
@@ -217,6 +222,7 @@ fn lift_v5(p: v5::Packet) -> In {
             client_id: c.client_id.to_string(),
             username: c.username.map(|u| u.to_string()),
             password: c.password,
+            bridge: false,
         })),
         P::Publish(p) => In::Publish(p),
         P::PublishAck(a) => In::PubAck(a.packet_id.get()),
@@ -385,6 +391,54 @@ fn v3_connack_code(code: u8) -> v3::ConnectAckReason {
         0x86 => R::BadUserNameOrPassword,
         0x87 | 0x8A | 0x8C => R::NotAuthorized,
         _ => R::ServiceUnavailable,
+    }
+}
+
+/// What the start of a connection's bytes says about the bridge bit.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BridgeBit {
+    /// Not all of the fixed header and protocol name are in yet.
+    NeedMore,
+    /// A CONNECT whose protocol level byte, at this offset, is 0x83 or 0x84.
+    At(usize),
+    /// Anything else (the version codec judges it).
+    No,
+}
+
+/// Finds mosquitto's bridge bit: a CONNECT with protocol level 0x80 | 3 or
+/// 0x80 | 4 (`try_private`). The caller clears it before the version codec
+/// reads the level.
+pub fn bridge_bit(buf: &[u8]) -> BridgeBit {
+    let Some(&first) = buf.first() else {
+        return BridgeBit::NeedMore;
+    };
+    if first != 0x10 {
+        return BridgeBit::No;
+    }
+    let mut i = 1;
+    loop {
+        let Some(&b) = buf.get(i) else {
+            return BridgeBit::NeedMore;
+        };
+        i += 1;
+        if b & 0x80 == 0 {
+            break;
+        }
+        if i > 4 {
+            return BridgeBit::No;
+        }
+    }
+    let (Some(&hi), Some(&lo)) = (buf.get(i), buf.get(i + 1)) else {
+        return BridgeBit::NeedMore;
+    };
+    let name_len = usize::from(u16::from_be_bytes([hi, lo]));
+    if name_len > 6 {
+        return BridgeBit::No;
+    }
+    match buf.get(i + 2 + name_len) {
+        None => BridgeBit::NeedMore,
+        Some(0x83 | 0x84) => BridgeBit::At(i + 2 + name_len),
+        Some(_) => BridgeBit::No,
     }
 }
 

@@ -55,6 +55,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MqttIo<S> {
         &self.rbuf
     }
 
+    /// Bytes read and not yet decoded, to be changed in place.
+    pub fn buffered_mut(&mut self) -> &mut [u8] {
+        &mut self.rbuf
+    }
+
     /// Reads once more into the buffer; false at the end of the stream or an error.
     pub async fn read_more(&mut self) -> bool {
         if self.eof {

@@ -31,7 +31,7 @@ mod session;
 mod sys;
 pub mod topic;
 
-pub use bridge::{BridgeConfig, BridgeTopic};
+pub use bridge::{BridgeConfig, BridgeProtocol, BridgeTopic};
 pub use broker::{MqttBroker, MqttTls, serve, serve_listeners};
 /// A socket-free harness for the session state machine, for tests and fuzzing.
 #[doc(hidden)]

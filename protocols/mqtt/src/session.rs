@@ -140,6 +140,12 @@ pub struct SessionRecord {
     pub qos2_in: BTreeSet<u16>,
     /// QoS 2 deliveries whose PUBREL was sent and PUBCOMP not yet received.
     pub pubrel_out: BTreeSet<u16>,
+    /// The stored messages of `pubrel_out` (packet id → group and sequence).
+    /// The client has them (it sent PUBREC): when their groups deliver them
+    /// again after a crash (the ack was not saved yet), they are done with, not
+    /// sent again under another packet id (MQTT-4.3.3: exactly once).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pubrel_seqs: BTreeMap<u16, (String, u64)>,
     /// Deliveries sent with a packet id other than their sequence's (the
     /// connection keeps this current), and, from a clean disconnect on, every
     /// unacknowledged delivery with its packet id.

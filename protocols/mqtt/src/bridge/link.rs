@@ -1,12 +1,22 @@
-//! One side of a bridge: an MQTT 5 client connection over any byte stream, with
-//! rumqttc's packet codec (`mqttbytes`) and no state of its own beyond the read
+//! One side of a bridge: an MQTT client connection over any byte stream, with
+//! rumqttc's packet codecs (`mqttbytes`) and no state of its own beyond the read
 //! buffer. The bridge decides what is sent and acknowledged; nothing here resends
 //! or acknowledges behind its back (rumqttc's event loop would).
+//!
+//! The bridge speaks MQTT 5 packets. A link to a 3.1.1 broker turns them into
+//! 3.1.1 packets on the way out and back on the way in: properties are dropped,
+//! and reason codes are success or the 3.1.1 return code's MQTT 5 twin.
 
 use super::BridgeError;
 use bytes::BytesMut;
+use rumqttc::mqttbytes::v4;
 use rumqttc::v5::mqttbytes::Error as CodecError;
-use rumqttc::v5::mqttbytes::v5::{ConnAck, Connect, ConnectReturnCode, Login, Packet};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{
+    ConnAck, Connect, ConnectReturnCode, Login, Packet, PubAck, PubAckReason, PubComp,
+    PubCompReason, PubRec, PubRecReason, PubRel, PubRelReason, Publish, SubAck,
+    SubscribeReasonCode,
+};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -17,22 +27,37 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 /// How long a write may block before the link is given up (and reconnected).
 const WRITE_DEADLINE: Duration = Duration::from_secs(10);
+/// The largest packet read from a 3.1.1 broker (MQTT's own limit).
+const MAX_V4_PACKET: usize = 268_435_455 + 5;
+
+/// The protocol a link speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wire {
+    V5,
+    /// MQTT 3.1.1; `bridge`: the CONNECT says protocol level 0x84, the bridge
+    /// bit mosquitto's `try_private` sets, so that the broker neither sends
+    /// back what the bridge published nor clears the retain flag.
+    V311 {
+        bridge: bool,
+    },
+}
 
 pub(crate) struct Link {
     /// "local" or "remote", for logs and errors.
     pub side: &'static str,
+    wire: Wire,
     stream: Box<dyn Stream>,
     rbuf: BytesMut,
     wbuf: BytesMut,
     /// The largest packet the peer accepts (its Maximum Packet Size).
     max_out: Option<u32>,
-    next_pkid: u16,
 }
 
 impl Link {
     /// Sends CONNECT and waits for a successful CONNACK.
     pub async fn connect(
         side: &'static str,
+        wire: Wire,
         stream: Box<dyn Stream>,
         connect: Connect,
         login: Option<Login>,
@@ -40,11 +65,11 @@ impl Link {
     ) -> Result<(Link, ConnAck), BridgeError> {
         let mut link = Link {
             side,
+            wire,
             stream,
             rbuf: BytesMut::new(),
             wbuf: BytesMut::new(),
             max_out: None,
-            next_pkid: 0,
         };
         link.send(&Packet::Connect(connect, None, login)).await?;
         let ack = match tokio::time::timeout(limit, link.read()).await {
@@ -69,10 +94,22 @@ impl Link {
     pub async fn read(&mut self) -> Result<Packet, BridgeError> {
         loop {
             if !self.rbuf.is_empty() {
-                match Packet::read(&mut self.rbuf, None) {
-                    Ok(p) => return Ok(p),
-                    Err(CodecError::InsufficientBytes(_)) => {}
-                    Err(e) => return Err(BridgeError::Protocol(self.side, e.to_string())),
+                let read = match self.wire {
+                    Wire::V5 => match Packet::read(&mut self.rbuf, None) {
+                        Ok(p) => Some(Ok(p)),
+                        Err(CodecError::InsufficientBytes(_)) => None,
+                        Err(e) => Some(Err(e.to_string())),
+                    },
+                    Wire::V311 { .. } => match v4::Packet::read(&mut self.rbuf, MAX_V4_PACKET) {
+                        Ok(p) => Some(from_v4(p)),
+                        Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => None,
+                        Err(e) => Some(Err(e.to_string())),
+                    },
+                };
+                match read {
+                    Some(Ok(p)) => return Ok(p),
+                    Some(Err(e)) => return Err(BridgeError::Protocol(self.side, e)),
+                    None => {}
                 }
             }
             self.rbuf.reserve(4096);
@@ -88,12 +125,23 @@ impl Link {
     /// `Err(TooLarge)`: the caller drops that message, the link stays up.
     pub async fn send(&mut self, packet: &Packet) -> Result<(), BridgeError> {
         self.wbuf.clear();
-        match packet.write(&mut self.wbuf, self.max_out) {
-            Ok(_) => {}
-            Err(CodecError::OutgoingPacketTooLarge { pkt_size, max }) => {
-                return Err(BridgeError::TooLarge(pkt_size, max));
+        match self.wire {
+            Wire::V5 => match packet.write(&mut self.wbuf, self.max_out) {
+                Ok(_) => {}
+                Err(CodecError::OutgoingPacketTooLarge { pkt_size, max }) => {
+                    return Err(BridgeError::TooLarge(pkt_size, max));
+                }
+                Err(e) => return Err(BridgeError::Protocol(self.side, e.to_string())),
+            },
+            Wire::V311 { bridge } => {
+                let out = to_v4(packet).map_err(|e| BridgeError::Protocol(self.side, e))?;
+                out.write(&mut self.wbuf, usize::MAX)
+                    .map_err(|e| BridgeError::Protocol(self.side, e.to_string()))?;
+                if bridge && matches!(out, v4::Packet::Connect(_)) {
+                    let level = connect_level_offset(&self.wbuf);
+                    self.wbuf[level] |= 0x80;
+                }
             }
-            Err(e) => return Err(BridgeError::Protocol(self.side, e.to_string())),
         }
         let side = self.side;
         let write = async {
@@ -106,14 +154,189 @@ impl Link {
             Err(_) => Err(BridgeError::Timeout(side, "a write")),
         }
     }
+}
 
-    /// A packet id that `in_use` does not hold (never 0).
-    pub fn next_pkid(&mut self, in_use: impl Fn(u16) -> bool) -> u16 {
-        loop {
-            self.next_pkid = self.next_pkid.wrapping_add(1).max(1);
-            if !in_use(self.next_pkid) {
-                return self.next_pkid;
-            }
-        }
+/// Where the protocol level byte is in an encoded CONNECT: after the fixed
+/// header's type byte, its remaining length (1 to 4 bytes) and the protocol
+/// name (2 + 4 bytes, "MQTT").
+fn connect_level_offset(connect: &[u8]) -> usize {
+    let length_bytes = connect[1..]
+        .iter()
+        .take(4)
+        .position(|b| b & 0x80 == 0)
+        .map_or(4, |i| i + 1);
+    1 + length_bytes + 6
+}
+
+fn qos_to_v4(q: QoS) -> rumqttc::mqttbytes::QoS {
+    match q {
+        QoS::AtMostOnce => rumqttc::mqttbytes::QoS::AtMostOnce,
+        QoS::AtLeastOnce => rumqttc::mqttbytes::QoS::AtLeastOnce,
+        QoS::ExactlyOnce => rumqttc::mqttbytes::QoS::ExactlyOnce,
+    }
+}
+
+fn qos_from_v4(q: rumqttc::mqttbytes::QoS) -> QoS {
+    match q {
+        rumqttc::mqttbytes::QoS::AtMostOnce => QoS::AtMostOnce,
+        rumqttc::mqttbytes::QoS::AtLeastOnce => QoS::AtLeastOnce,
+        rumqttc::mqttbytes::QoS::ExactlyOnce => QoS::ExactlyOnce,
+    }
+}
+
+/// A bridge's MQTT 5 packet as MQTT 3.1.1 (the bridge sends no others).
+fn to_v4(packet: &Packet) -> Result<v4::Packet, String> {
+    Ok(match packet {
+        Packet::Connect(c, _, login) => v4::Packet::Connect(v4::Connect {
+            protocol: rumqttc::mqttbytes::Protocol::V4,
+            keep_alive: c.keep_alive,
+            client_id: c.client_id.clone(),
+            clean_session: c.clean_start,
+            last_will: None,
+            login: login
+                .as_ref()
+                .map(|l| v4::Login::new(l.username.clone(), l.password.clone())),
+        }),
+        Packet::Publish(p) => v4::Packet::Publish(v4::Publish {
+            dup: p.dup,
+            qos: qos_to_v4(p.qos),
+            retain: p.retain,
+            topic: String::from_utf8(p.topic.to_vec()).map_err(|_| "topic is not UTF-8")?,
+            pkid: p.pkid,
+            payload: p.payload.clone(),
+        }),
+        Packet::PubAck(a) => v4::Packet::PubAck(v4::PubAck::new(a.pkid)),
+        Packet::PubRec(a) => v4::Packet::PubRec(v4::PubRec::new(a.pkid)),
+        Packet::PubRel(a) => v4::Packet::PubRel(v4::PubRel::new(a.pkid)),
+        Packet::PubComp(a) => v4::Packet::PubComp(v4::PubComp::new(a.pkid)),
+        Packet::Subscribe(s) => v4::Packet::Subscribe(v4::Subscribe {
+            pkid: s.pkid,
+            filters: s
+                .filters
+                .iter()
+                .map(|f| v4::SubscribeFilter::new(f.path.clone(), qos_to_v4(f.qos)))
+                .collect(),
+        }),
+        Packet::PingReq(_) => v4::Packet::PingReq,
+        Packet::Disconnect(_) => v4::Packet::Disconnect,
+        other => return Err(format!("{other:?} has no MQTT 3.1.1 form here")),
+    })
+}
+
+/// A 3.1.1 packet from the broker as the MQTT 5 packet the bridge reads.
+fn from_v4(packet: v4::Packet) -> Result<Packet, String> {
+    Ok(match packet {
+        v4::Packet::ConnAck(a) => Packet::ConnAck(ConnAck {
+            session_present: a.session_present,
+            code: match a.code {
+                v4::ConnectReturnCode::Success => ConnectReturnCode::Success,
+                v4::ConnectReturnCode::RefusedProtocolVersion => {
+                    ConnectReturnCode::UnsupportedProtocolVersion
+                }
+                v4::ConnectReturnCode::BadClientId => ConnectReturnCode::ClientIdentifierNotValid,
+                v4::ConnectReturnCode::ServiceUnavailable => ConnectReturnCode::ServerUnavailable,
+                v4::ConnectReturnCode::BadUserNamePassword => {
+                    ConnectReturnCode::BadUserNamePassword
+                }
+                v4::ConnectReturnCode::NotAuthorized => ConnectReturnCode::NotAuthorized,
+            },
+            properties: None,
+        }),
+        v4::Packet::Publish(p) => Packet::Publish(Publish {
+            dup: p.dup,
+            qos: qos_from_v4(p.qos),
+            retain: p.retain,
+            topic: p.topic.into_bytes().into(),
+            pkid: p.pkid,
+            payload: p.payload,
+            properties: None,
+        }),
+        v4::Packet::PubAck(a) => Packet::PubAck(PubAck {
+            pkid: a.pkid,
+            reason: PubAckReason::Success,
+            properties: None,
+        }),
+        v4::Packet::PubRec(a) => Packet::PubRec(PubRec {
+            pkid: a.pkid,
+            reason: PubRecReason::Success,
+            properties: None,
+        }),
+        v4::Packet::PubRel(a) => Packet::PubRel(PubRel {
+            pkid: a.pkid,
+            reason: PubRelReason::Success,
+            properties: None,
+        }),
+        v4::Packet::PubComp(a) => Packet::PubComp(PubComp {
+            pkid: a.pkid,
+            reason: PubCompReason::Success,
+            properties: None,
+        }),
+        v4::Packet::SubAck(a) => Packet::SubAck(SubAck {
+            pkid: a.pkid,
+            return_codes: a
+                .return_codes
+                .into_iter()
+                .map(|c| match c {
+                    v4::SubscribeReasonCode::Success(q) => {
+                        SubscribeReasonCode::Success(qos_from_v4(q))
+                    }
+                    v4::SubscribeReasonCode::Failure => SubscribeReasonCode::Failure,
+                })
+                .collect(),
+            properties: None,
+        }),
+        v4::Packet::PingResp => Packet::PingResp(rumqttc::v5::mqttbytes::v5::PingResp),
+        other => return Err(format!("unexpected {other:?} from a 3.1.1 broker")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bridge_bit_lands_on_the_protocol_level() {
+        let connect = Packet::Connect(
+            Connect {
+                keep_alive: 30,
+                client_id: "b".repeat(200),
+                clean_start: false,
+                properties: None,
+            },
+            None,
+            None,
+        );
+        let v4 = to_v4(&connect).unwrap();
+        let mut buf = BytesMut::new();
+        v4.write(&mut buf, usize::MAX).unwrap();
+        // 212 bytes of remaining length: two length bytes.
+        assert_eq!(buf[1] & 0x80, 0x80);
+        let at = connect_level_offset(&buf);
+        assert_eq!(&buf[at - 4..at], b"MQTT");
+        assert_eq!(buf[at], 4);
+    }
+
+    #[test]
+    fn a_311_exchange_reads_back_as_mqtt_5() {
+        let mut buf = BytesMut::new();
+        v4::Packet::PubRec(v4::PubRec::new(7))
+            .write(&mut buf, usize::MAX)
+            .unwrap();
+        v4::Packet::ConnAck(v4::ConnAck::new(
+            v4::ConnectReturnCode::RefusedProtocolVersion,
+            false,
+        ))
+        .write(&mut buf, usize::MAX)
+        .unwrap();
+        let rec = from_v4(v4::Packet::read(&mut buf, MAX_V4_PACKET).unwrap()).unwrap();
+        assert!(matches!(rec, Packet::PubRec(PubRec { pkid: 7, .. })));
+        let ack = from_v4(v4::Packet::read(&mut buf, MAX_V4_PACKET).unwrap()).unwrap();
+        assert!(matches!(
+            ack,
+            Packet::ConnAck(ConnAck {
+                code: ConnectReturnCode::UnsupportedProtocolVersion,
+                ..
+            })
+        ));
     }
 }

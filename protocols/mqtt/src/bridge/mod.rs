@@ -1,25 +1,39 @@
 //! Bridges to other MQTT brokers, as mosquitto's `connection` sections: each
-//! bridge holds one MQTT 5 client session on the remote broker and one on this
-//! broker (in process, through the front-end's own connection code), subscribes
-//! on each side to what its `topics` carry away from that side, and publishes
-//! what arrives on the other side.
+//! bridge holds one client session on the remote broker (MQTT 5, or 3.1.1 as
+//! mosquitto's `bridge_protocol_version mqttv311`) and one MQTT 5 session on
+//! this broker (in process, through the front-end's own connection code),
+//! subscribes on each side to what its `topics` carry away from that side, and
+//! publishes what arrives on the other side.
 //!
 //! Invariants:
-//! - At QoS 1 a message is acknowledged to the broker it came from only after
-//!   the other broker acknowledged it (PUBACK), so nothing either broker
-//!   acknowledged is lost when the bridge, either broker or the link between
-//!   them fails: both sessions are persistent (Clean Start 0), and what was not
-//!   acknowledged is sent again by its broker when the bridge is back (at least
-//!   once: a message may then arrive twice).
+//! - A forwarded message keeps the packet id its source gave it. Ids are unique
+//!   among what one broker has in flight towards the bridge, and only that
+//!   broker's messages go out on the other connection, so they are unique there
+//!   too; and after a reconnect a message sent again by its source reaches the
+//!   destination under the same id, which is what lets QoS 2 stay exactly once
+//!   with no state kept by the bridge.
+//! - At QoS 1 and 2 a message is acknowledged to the broker it came from only
+//!   after the other broker acknowledged it (PUBACK, or PUBREC for QoS 2), so
+//!   nothing either broker acknowledged is lost when the bridge, either broker or
+//!   the link between them fails: both sessions are persistent, and what was not
+//!   acknowledged is sent again by its broker when the bridge is back. At QoS 1
+//!   a message may then arrive twice; at QoS 2 the destination knows the id
+//!   (it holds it until PUBREL) and stores it once.
+//! - QoS 2 is relayed step by step: PUBLISH → PUBLISH, PUBREC ← PUBREC,
+//!   PUBREL → PUBREL, PUBCOMP ← PUBCOMP. A PUBREL the bridge knows nothing of
+//!   (sent again after a reconnect) goes on to the destination, which answers it.
 //! - When either side fails, both connections are dropped and made again with
 //!   backoff (`reconnect_min` doubling up to `reconnect_max`), so no
 //!   acknowledgement is ever sent on a connection other than the one its
 //!   message came on.
 //! - A `both` topic subscribes with No Local on each side, so what the bridge
-//!   publishes on a broker does not come back to it.
+//!   publishes on a broker does not come back to it. A 3.1.1 broker has no No
+//!   Local: the bridge connects with mosquitto's bridge bit (protocol level
+//!   0x84, `try_private`), which makes mosquitto treat its subscriptions so; a
+//!   broker that refuses it gets a plain 3.1.1 CONNECT, and a `both` topic on it
+//!   then gets its own messages back once.
 //!
-//! What it is not: no QoS 2 (1 is at least once), no topic aliases, and no
-//! MQTT 3.1.1 remote brokers.
+//! What it is not: no topic aliases.
 
 mod link;
 mod route;
@@ -29,22 +43,24 @@ pub use route::{BridgeTopic, Direction};
 pub use tls::BridgeTls;
 
 use crate::broker::MqttBroker;
-use link::Link;
+use link::{Link, Wire};
 use route::Side;
 use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{ConnAck, Connect};
 use rumqttc::v5::mqttbytes::v5::{
-    Connect, ConnectProperties, Disconnect, DisconnectReasonCode, Filter, Login, Packet, PingReq,
-    PubAck, PubAckReason, Publish, PublishProperties, RetainForwardRule, Subscribe,
-    SubscribeReasonCode,
+    ConnectProperties, ConnectReturnCode, Disconnect, DisconnectReasonCode, Filter, Login, Packet,
+    PingReq, PubAck, PubAckReason, PubComp, PubCompReason, PubRec, PubRecReason, PubRel,
+    PubRelReason, Publish, PublishProperties, RetainForwardRule, Subscribe, SubscribeReasonCode,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// QoS 1 messages a bridge lets each broker have unacknowledged towards it
+/// QoS 1 and 2 messages a bridge lets each broker have unacknowledged towards it
 /// (the Receive Maximum it announces), and so at most queued per side.
 const RECEIVE_MAXIMUM: u16 = 64;
 /// How long a connection attempt (TCP, then CONNACK) may take.
@@ -92,6 +108,32 @@ pub struct BridgeConfig {
     /// TLS to the remote broker (none: plain TCP).
     #[serde(default)]
     pub tls: Option<BridgeTls>,
+    /// The MQTT version spoken to the remote broker: `mqttv50` (the default) or
+    /// `mqttv311`, mosquitto's `bridge_protocol_version` values.
+    #[serde(default)]
+    pub protocol_version: BridgeProtocol,
+    /// With `mqttv311`: connect with the bridge bit (protocol level 0x84), as
+    /// mosquitto's `try_private` (default true), so that a mosquitto on the
+    /// other side neither sends back what the bridge published nor clears the
+    /// retain flag. A broker that refuses it gets a plain 3.1.1 CONNECT.
+    #[serde(default = "yes")]
+    pub try_private: bool,
+}
+
+/// The MQTT version a bridge speaks to the remote broker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BridgeProtocol {
+    /// MQTT 5 (`mqttv50`).
+    #[default]
+    #[serde(rename = "mqttv50")]
+    V5,
+    /// MQTT 3.1.1 (`mqttv311`).
+    #[serde(rename = "mqttv311")]
+    V311,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_keep_alive() -> Duration {
@@ -200,10 +242,13 @@ async fn run(broker: Arc<MqttBroker>, config: Arc<BridgeConfig>) {
             return;
         }
     };
+    // Whether the remote broker still may be offered the bridge bit: a refusal
+    // holds until the bridge is restarted, as in mosquitto.
+    let private = AtomicBool::new(config.try_private);
     loop {
         let connected = tokio::select! {
             _ = broker.shutdown.cancelled() => return,
-            c = connect_both(&broker, &config, tls.as_ref()) => c,
+            c = connect_both(&broker, &config, tls.as_ref(), &private) => c,
         };
         match connected {
             Ok(mut bridge) => {
@@ -228,14 +273,30 @@ async fn run(broker: Arc<MqttBroker>, config: Arc<BridgeConfig>) {
     }
 }
 
+/// A message the bridge sent on one side, waiting there for its answer. Its
+/// packet id (the map's key) is the one its source gave it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    /// Sent at QoS 1: waits for PUBACK. `source_qos` is 1 or 2.
+    Qos1 { source_qos: QoS },
+    /// Sent at QoS 2: waits for PUBREC.
+    Qos2,
+    /// QoS 2, PUBREL sent on: waits for PUBCOMP.
+    Released,
+}
+
 /// One side's connection and what the bridge sent on it.
 struct End {
     link: Link,
-    /// Our packet id → the packet id of the message on the other side that
-    /// waits for this PUBACK (`None` for a QoS 0 original).
-    inflight: HashMap<u16, Option<u16>>,
-    /// QoS 1 publishes waiting for the peer's Receive Maximum.
-    queue: VecDeque<(Publish, Option<u16>)>,
+    /// What the bridge sent on this side and waits on, by packet id.
+    sent: HashMap<u16, Sent>,
+    /// Publishes waiting for the peer's Receive Maximum, with their source's
+    /// QoS.
+    queue: VecDeque<(Publish, QoS)>,
+    /// QoS 2 messages from this side that the bridge answered PUBREC for and
+    /// whose PUBREL it answers itself: their copy went on at QoS 0 or 1, or was
+    /// refused by the other broker.
+    answer_rel: HashSet<u16>,
     /// The peer's Receive Maximum.
     room: usize,
     last_in: Instant,
@@ -278,11 +339,11 @@ fn login(user: &Option<String>, password: &Option<String>) -> Option<Login> {
         .map(|u| Login::new(u.clone(), password.clone().unwrap_or_default()))
 }
 
-async fn connect_both(
-    broker: &Arc<MqttBroker>,
-    config: &Arc<BridgeConfig>,
+/// The connection to the remote broker, TCP then TLS when configured.
+async fn open_remote(
+    config: &BridgeConfig,
     tls: Option<&tls::Tls>,
-) -> Result<Bridge, BridgeError> {
+) -> Result<Box<dyn link::Stream>, BridgeError> {
     let tcp = tokio::time::timeout(
         CONNECT_TIMEOUT,
         tokio::net::TcpStream::connect(&config.address),
@@ -291,7 +352,7 @@ async fn connect_both(
     .map_err(|_| BridgeError::Timeout("remote", "TCP connection"))?
     .map_err(|e| BridgeError::Io("remote", e))?;
     let _ = tcp.set_nodelay(true);
-    let stream: Box<dyn link::Stream> = match tls {
+    Ok(match tls {
         None => Box::new(tcp),
         Some(t) => Box::new(
             tokio::time::timeout(CONNECT_TIMEOUT, t.connector.connect(t.name.clone(), tcp))
@@ -299,15 +360,71 @@ async fn connect_both(
                 .map_err(|_| BridgeError::Timeout("remote", "TLS handshake"))?
                 .map_err(BridgeError::Tls)?,
         ),
-    };
-    let (remote, remote_ack) = Link::connect(
+    })
+}
+
+/// The remote broker's session: MQTT 5, or 3.1.1 with the bridge bit while
+/// `private` holds, and without it once the broker refused it.
+async fn connect_remote(
+    config: &BridgeConfig,
+    tls: Option<&tls::Tls>,
+    private: &AtomicBool,
+) -> Result<(Link, ConnAck), BridgeError> {
+    let login = || login(&config.username, &config.password);
+    if config.protocol_version == BridgeProtocol::V5 {
+        let stream = open_remote(config, tls).await?;
+        return Link::connect(
+            "remote",
+            Wire::V5,
+            stream,
+            connect_packet(config),
+            login(),
+            CONNECT_TIMEOUT,
+        )
+        .await;
+    }
+    if private.load(Ordering::Relaxed) {
+        let stream = open_remote(config, tls).await?;
+        let wire = Wire::V311 { bridge: true };
+        match Link::connect(
+            "remote",
+            wire,
+            stream,
+            connect_packet(config),
+            login(),
+            CONNECT_TIMEOUT,
+        )
+        .await
+        {
+            // A 3.1.1 broker answers an unknown protocol level with return code
+            // 1, or closes the connection.
+            Err(BridgeError::Refused(_, ref code))
+                if code == &format!("{:?}", ConnectReturnCode::UnsupportedProtocolVersion) => {}
+            Err(BridgeError::Closed(_)) => {}
+            other => return other,
+        }
+        tracing::warn!(bridge = %config.name, address = %config.address, "MQTT bridge: the remote broker refused the bridge bit (try_private); connecting as a plain 3.1.1 client, so a `both` topic gets its own messages back once");
+        private.store(false, Ordering::Relaxed);
+    }
+    let stream = open_remote(config, tls).await?;
+    Link::connect(
         "remote",
+        Wire::V311 { bridge: false },
         stream,
         connect_packet(config),
-        login(&config.username, &config.password),
+        login(),
         CONNECT_TIMEOUT,
     )
-    .await?;
+    .await
+}
+
+async fn connect_both(
+    broker: &Arc<MqttBroker>,
+    config: &Arc<BridgeConfig>,
+    tls: Option<&tls::Tls>,
+    private: &AtomicBool,
+) -> Result<Bridge, BridgeError> {
+    let (remote, remote_ack) = connect_remote(config, tls, private).await?;
     // This broker's side: the front-end's own connection code over a pipe.
     let (ours, theirs) = tokio::io::duplex(64 * 1024);
     {
@@ -319,13 +436,14 @@ async fn connect_both(
     }
     let (local, local_ack) = Link::connect(
         "local",
+        Wire::V5,
         Box::new(ours),
         connect_packet(config),
         login(&config.local_username, &config.local_password),
         CONNECT_TIMEOUT,
     )
     .await?;
-    let room = |ack: &rumqttc::v5::mqttbytes::v5::ConnAck| {
+    let room = |ack: &ConnAck| {
         usize::from(
             ack.properties
                 .as_ref()
@@ -335,8 +453,9 @@ async fn connect_both(
     };
     let end = |link, room| End {
         link,
-        inflight: HashMap::new(),
+        sent: HashMap::new(),
         queue: VecDeque::new(),
+        answer_rel: HashSet::new(),
         room,
         last_in: Instant::now(),
     };
@@ -361,11 +480,7 @@ async fn connect_both(
             .filter(|t| t.carries_from(side))
             .map(|t| Filter {
                 path: t.filter_on(side),
-                qos: if t.qos == 0 {
-                    QoS::AtMostOnce
-                } else {
-                    QoS::AtLeastOnce
-                },
+                qos: qos_of(t.qos),
                 nolocal: true,
                 preserve_retain: true,
                 retain_forward_rule: RetainForwardRule::OnNewSubscribe,
@@ -374,17 +489,27 @@ async fn connect_both(
         if filters.is_empty() {
             continue;
         }
-        let end = &mut bridge.ends[side.index()];
-        let pkid = end.link.next_pkid(|_| false);
-        end.link
+        bridge.ends[side.index()]
+            .link
             .send(&Packet::Subscribe(Subscribe {
-                pkid,
+                // The bridge has nothing in flight on a new connection; its
+                // publishes carry their sources' ids, which brokers hand out
+                // from the lowest.
+                pkid: u16::MAX,
                 filters,
                 properties: None,
             }))
             .await?;
     }
     Ok(bridge)
+}
+
+fn qos_of(n: u8) -> QoS {
+    match n {
+        0 => QoS::AtMostOnce,
+        1 => QoS::AtLeastOnce,
+        _ => QoS::ExactlyOnce,
+    }
 }
 
 impl Bridge {
@@ -440,6 +565,9 @@ impl Bridge {
         match packet {
             Packet::Publish(p) => self.on_publish(from, p).await,
             Packet::PubAck(ack) => self.on_puback(from, ack).await,
+            Packet::PubRec(rec) => self.on_pubrec(from, rec).await,
+            Packet::PubRel(rel) => self.on_pubrel(from, rel.pkid).await,
+            Packet::PubComp(comp) => self.on_pubcomp(from, comp.pkid).await,
             Packet::SubAck(ack) => {
                 for code in ack.return_codes {
                     if !matches!(code, SubscribeReasonCode::Success(_)) {
@@ -453,25 +581,12 @@ impl Bridge {
                 side,
                 format!("{:?}", d.reason_code),
             )),
-            Packet::PubRec(_) | Packet::PubRel(_) | Packet::PubComp(_) => {
-                Err(BridgeError::Protocol(
-                    side,
-                    "QoS 2 flow on a bridge that subscribes at QoS 1 at most".into(),
-                ))
-            }
             other => Err(BridgeError::Protocol(side, format!("unexpected {other:?}"))),
         }
     }
 
     async fn on_publish(&mut self, from: Side, p: Publish) -> Result<(), BridgeError> {
         let topic = String::from_utf8_lossy(&p.topic).into_owned();
-        let source_pkid = (p.qos != QoS::AtMostOnce).then_some(p.pkid);
-        if p.qos == QoS::ExactlyOnce {
-            return Err(BridgeError::Protocol(
-                self.ends[from.index()].link.side,
-                "a QoS 2 message on a bridge that subscribes at QoS 1 at most".into(),
-            ));
-        }
         let Some((entry, to_topic)) = self
             .config
             .topics
@@ -481,13 +596,9 @@ impl Bridge {
             // Nothing of ours matches (a subscription this configuration no
             // longer has): done with it.
             tracing::debug!(bridge = %self.config.name, %topic, "MQTT bridge: no topic entry for a message, dropped");
-            return self.ack(from, source_pkid).await;
+            return self.ack_source(from, p.qos, p.pkid).await;
         };
-        let qos = if entry.qos == 0 || p.qos == QoS::AtMostOnce {
-            QoS::AtMostOnce
-        } else {
-            QoS::AtLeastOnce
-        };
+        let qos = qos_of((p.qos as u8).min(entry.qos));
         let properties = p.properties.map(|pp| PublishProperties {
             payload_format_indicator: pp.payload_format_indicator,
             message_expiry_interval: pp.message_expiry_interval,
@@ -499,16 +610,18 @@ impl Bridge {
             content_type: pp.content_type,
         });
         let out = Publish {
-            dup: false,
+            // Sent again by its source after a reconnect: the destination may
+            // have it already.
+            dup: p.dup && qos != QoS::AtMostOnce,
             qos,
             retain: p.retain,
             topic: to_topic.into_bytes().into(),
-            pkid: 0,
+            pkid: if qos == QoS::AtMostOnce { 0 } else { p.pkid },
             payload: p.payload,
             properties,
         };
-        let to = &mut self.ends[from.other().index()];
         if qos == QoS::AtMostOnce {
+            let to = &mut self.ends[from.other().index()];
             match to.link.send(&Packet::Publish(out)).await {
                 Ok(()) => {}
                 Err(BridgeError::TooLarge(size, max)) => {
@@ -516,10 +629,16 @@ impl Bridge {
                 }
                 Err(e) => return Err(e),
             }
-            return self.ack(from, source_pkid).await;
+            return self.ack_source(from, p.qos, p.pkid).await;
         }
-        tracing::trace!(bridge = %self.config.name, from = ?from, %topic, ?source_pkid, dup = p.dup, "MQTT bridge: forwarding");
-        to.queue.push_back((out, source_pkid));
+        tracing::trace!(bridge = %self.config.name, from = ?from, %topic, pkid = p.pkid, dup = p.dup, ?qos, "MQTT bridge: forwarding");
+        let to = &mut self.ends[from.other().index()];
+        if to.sent.contains_key(&p.pkid) || to.queue.iter().any(|(q, _)| q.pkid == p.pkid) {
+            // Its source sent it again while the first copy waits: the source
+            // gets its answer when that copy's comes.
+            return Ok(());
+        }
+        to.queue.push_back((out, p.qos));
         self.pump(from.other()).await
     }
 
@@ -527,23 +646,26 @@ impl Bridge {
     async fn pump(&mut self, side: Side) -> Result<(), BridgeError> {
         loop {
             let end = &mut self.ends[side.index()];
-            if end.inflight.len() >= end.room {
+            if end.sent.len() >= end.room {
                 return Ok(());
             }
-            let Some((mut out, source_pkid)) = end.queue.pop_front() else {
+            let Some((out, source_qos)) = end.queue.pop_front() else {
                 return Ok(());
             };
-            let inflight = &end.inflight;
-            out.pkid = end.link.next_pkid(|id| inflight.contains_key(&id));
-            let pkid = out.pkid;
+            let (pkid, qos) = (out.pkid, out.qos);
             match end.link.send(&Packet::Publish(out)).await {
                 Ok(()) => {
-                    end.inflight.insert(pkid, source_pkid);
+                    let sent = if qos == QoS::ExactlyOnce {
+                        Sent::Qos2
+                    } else {
+                        Sent::Qos1 { source_qos }
+                    };
+                    end.sent.insert(pkid, sent);
                 }
                 Err(BridgeError::TooLarge(size, max)) => {
                     // It will never fit: acknowledged to its broker, logged.
                     tracing::warn!(bridge = %self.config.name, size, max, "MQTT bridge: message too large for the other broker, dropped");
-                    self.ack(side.other(), source_pkid).await?;
+                    self.ack_source(side.other(), source_qos, pkid).await?;
                 }
                 Err(e) => return Err(e),
             }
@@ -553,9 +675,10 @@ impl Bridge {
     async fn on_puback(&mut self, from: Side, ack: PubAck) -> Result<(), BridgeError> {
         let end = &mut self.ends[from.index()];
         tracing::trace!(bridge = %self.config.name, side = end.link.side, pkid = ack.pkid, reason = ?ack.reason, "MQTT bridge: PUBACK");
-        let Some(source_pkid) = end.inflight.remove(&ack.pkid) else {
+        let Some(Sent::Qos1 { source_qos }) = end.sent.get(&ack.pkid).copied() else {
             return Ok(());
         };
+        end.sent.remove(&ack.pkid);
         match ack.reason {
             PubAckReason::Success | PubAckReason::NoMatchingSubscribers => {}
             // Refused for what it is: it would be refused again. Logged, and
@@ -571,26 +694,118 @@ impl Bridge {
                 return Err(BridgeError::NotStored(end.link.side, format!("{other:?}")));
             }
         }
-        self.ack(from.other(), source_pkid).await?;
+        self.ack_source(from.other(), source_qos, ack.pkid).await?;
         self.pump(from).await
     }
 
-    /// Acknowledges a message on the side it came from (nothing for QoS 0).
-    async fn ack(&mut self, side: Side, pkid: Option<u16>) -> Result<(), BridgeError> {
-        match pkid {
-            Some(pkid) => {
-                self.ends[side.index()]
-                    .link
-                    .send(&Packet::PubAck(PubAck {
+    async fn on_pubrec(&mut self, from: Side, rec: PubRec) -> Result<(), BridgeError> {
+        let end = &mut self.ends[from.index()];
+        tracing::trace!(bridge = %self.config.name, side = end.link.side, pkid = rec.pkid, reason = ?rec.reason, "MQTT bridge: PUBREC");
+        if end.sent.get(&rec.pkid) != Some(&Sent::Qos2) {
+            return Ok(());
+        }
+        match rec.reason {
+            PubRecReason::Success | PubRecReason::NoMatchingSubscribers => {
+                // Stored there; its source may let go of it now. The PUBREL
+                // comes from the source.
+                self.send(
+                    from.other(),
+                    Packet::PubRec(PubRec {
+                        pkid: rec.pkid,
+                        reason: PubRecReason::Success,
+                        properties: None,
+                    }),
+                )
+                .await
+            }
+            PubRecReason::NotAuthorized
+            | PubRecReason::TopicNameInvalid
+            | PubRecReason::PayloadFormatInvalid => {
+                // The exchange ended there: the bridge answers the source's
+                // PUBREL itself.
+                end.sent.remove(&rec.pkid);
+                tracing::warn!(bridge = %self.config.name, side = end.link.side, reason = ?rec.reason, "MQTT bridge: message refused by the broker, dropped");
+                self.ack_source(from.other(), QoS::ExactlyOnce, rec.pkid)
+                    .await?;
+                self.pump(from).await
+            }
+            other => Err(BridgeError::NotStored(end.link.side, format!("{other:?}"))),
+        }
+    }
+
+    /// The source released a QoS 2 message: released at the destination too,
+    /// unless the bridge answers for it.
+    async fn on_pubrel(&mut self, from: Side, pkid: u16) -> Result<(), BridgeError> {
+        if self.ends[from.index()].answer_rel.remove(&pkid) {
+            return self.send(from, pubcomp(pkid)).await;
+        }
+        // Known or not (after a reconnect the bridge knows nothing, and the
+        // destination holds the id until it is released), it goes on; it takes
+        // room there until PUBCOMP.
+        let to = from.other();
+        self.ends[to.index()].sent.insert(pkid, Sent::Released);
+        self.send(
+            to,
+            Packet::PubRel(PubRel {
+                pkid,
+                reason: PubRelReason::Success,
+                properties: None,
+            }),
+        )
+        .await
+    }
+
+    async fn on_pubcomp(&mut self, from: Side, pkid: u16) -> Result<(), BridgeError> {
+        if self.ends[from.index()].sent.get(&pkid) != Some(&Sent::Released) {
+            return Ok(());
+        }
+        self.ends[from.index()].sent.remove(&pkid);
+        self.send(from.other(), pubcomp(pkid)).await?;
+        self.pump(from).await
+    }
+
+    /// Acknowledges a message on the side it came from: PUBACK for QoS 1,
+    /// PUBREC for QoS 2 (whose PUBREL the bridge then answers), nothing for 0.
+    async fn ack_source(&mut self, side: Side, qos: QoS, pkid: u16) -> Result<(), BridgeError> {
+        match qos {
+            QoS::AtMostOnce => Ok(()),
+            QoS::AtLeastOnce => {
+                self.send(
+                    side,
+                    Packet::PubAck(PubAck {
                         pkid,
                         reason: PubAckReason::Success,
                         properties: None,
-                    }))
-                    .await
+                    }),
+                )
+                .await
             }
-            None => Ok(()),
+            QoS::ExactlyOnce => {
+                self.ends[side.index()].answer_rel.insert(pkid);
+                self.send(
+                    side,
+                    Packet::PubRec(PubRec {
+                        pkid,
+                        reason: PubRecReason::Success,
+                        properties: None,
+                    }),
+                )
+                .await
+            }
         }
     }
+
+    async fn send(&mut self, side: Side, packet: Packet) -> Result<(), BridgeError> {
+        self.ends[side.index()].link.send(&packet).await
+    }
+}
+
+fn pubcomp(pkid: u16) -> Packet {
+    Packet::PubComp(PubComp {
+        pkid,
+        reason: PubCompReason::Success,
+        properties: None,
+    })
 }
 
 #[cfg(test)]
@@ -615,6 +830,16 @@ mod tests {
         assert_eq!(c.reconnect_max, Duration::from_secs(30));
         assert_eq!(c.topics[0].direction, Direction::Both);
         assert_eq!(c.topics[0].local_prefix, "");
+        assert_eq!(c.protocol_version, BridgeProtocol::V5);
+        assert!(c.try_private);
+        let c = config(
+            r#"{"name": "old", "address": "emqx.lan:1883", "protocol_version": "mqttv311",
+                "try_private": false, "topics": [{"pattern": "a/#", "qos": 2}]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.protocol_version, BridgeProtocol::V311);
+        assert!(!c.try_private);
+        assert_eq!(c.topics[0].qos, 2);
 
         for bad in [
             // No port, or not a number.
@@ -622,8 +847,10 @@ mod tests {
             r#"{"name": "b", "address": "host:x", "topics": [{"pattern": "a"}]}"#,
             // Nothing to carry.
             r#"{"name": "b", "address": "h:1", "topics": []}"#,
-            // QoS 2.
-            r#"{"name": "b", "address": "h:1", "topics": [{"pattern": "a", "qos": 2}]}"#,
+            // QoS 3.
+            r#"{"name": "b", "address": "h:1", "topics": [{"pattern": "a", "qos": 3}]}"#,
+            // An MQTT version mosquitto does not name.
+            r#"{"name": "b", "address": "h:1", "protocol_version": "5", "topics": [{"pattern": "a"}]}"#,
             // Unknown direction, unknown key.
             r#"{"name": "b", "address": "h:1", "topics": [{"pattern": "a", "direction": "up"}]}"#,
             r#"{"name": "b", "address": "h:1", "topic": [{"pattern": "a"}]}"#,

@@ -26,9 +26,10 @@ pub struct BridgeTopic {
     /// `in`, `out` (default) or `both`.
     #[serde(default)]
     pub direction: Direction,
-    /// QoS of the subscriptions and the forwarded messages: 0 or 1 (default 0,
-    /// as mosquitto). At 1 a message is acknowledged to the broker it came from
-    /// only once the other broker acknowledged it.
+    /// QoS of the subscriptions and the most a forwarded message gets: 0, 1 or
+    /// 2 (default 0, as mosquitto). At 1 and 2 a message is acknowledged to the
+    /// broker it came from only once the other broker acknowledged it; at 2 the
+    /// exchange is relayed step by step, so it stays exactly once.
     #[serde(default)]
     pub qos: u8,
     /// Put before `pattern` on this broker (`""` by default).
@@ -95,11 +96,8 @@ impl BridgeTopic {
 
     /// What is wrong with this entry, if anything.
     pub fn check(&self) -> Result<(), String> {
-        if self.qos > 1 {
-            return Err(format!(
-                "'{}': qos {} (the bridge forwards at QoS 0 or 1; 1 is at least once)",
-                self.pattern, self.qos
-            ));
+        if self.qos > 2 {
+            return Err(format!("'{}': qos {} (0, 1 or 2)", self.pattern, self.qos));
         }
         for prefix in [&self.local_prefix, &self.remote_prefix] {
             if prefix.contains(['+', '#']) {
@@ -167,6 +165,8 @@ mod tests {
         assert!(topic("a/#", Direction::Out, "", "").check().is_ok());
         let mut t = topic("a/#", Direction::Out, "", "");
         t.qos = 2;
+        assert!(t.check().is_ok());
+        t.qos = 3;
         assert!(t.check().is_err());
         assert!(topic("a/#", Direction::Out, "x/+/", "").check().is_err());
         assert!(topic("a/#/b", Direction::Out, "", "").check().is_err());

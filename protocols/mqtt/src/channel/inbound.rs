@@ -169,6 +169,7 @@ impl MqttChannel {
                     self.outflight.remove(&pkid);
                 }
                 self.record.pubrel_out.remove(&pkid);
+                self.record.pubrel_seqs.remove(&pkid);
             }
             In::Subscribe { pkid, id, filters } => {
                 return self.on_subscribe(pkid, id, filters);
@@ -510,10 +511,14 @@ impl MqttChannel {
         let mut added = Vec::new();
         let mut retained_out = Vec::new();
         for (raw, o) in filters {
+            // A bridge's subscriptions (mosquitto's bridge bit) are No Local
+            // and Retain As Published, as mosquitto makes them; not a shared
+            // one's, where No Local is a protocol error.
+            let bridged = self.bridge && !raw.starts_with("$share/");
             let opts = SubOpts {
                 qos: qos_num(o.qos).min(2),
-                no_local: o.no_local,
-                retain_as_published: o.retain_as_published,
+                no_local: o.no_local || bridged,
+                retain_as_published: o.retain_as_published || bridged,
                 retain_handling: u8::from(o.retain_handling),
                 id,
             };

@@ -39,6 +39,15 @@ impl MqttChannel {
         for p in self.record.pending_out.clone() {
             self.rare().reuse_pkids.insert((p.group, p.seq), p.pkid);
         }
+        for (group, seq) in self
+            .record
+            .pubrel_seqs
+            .values()
+            .cloned()
+            .collect::<Vec<_>>()
+        {
+            self.rare().released.insert((group, seq));
+        }
         let pubrels: Vec<u16> = self.record.pubrel_out.iter().copied().collect();
         for pkid in pubrels {
             self.outflight

@@ -295,6 +295,8 @@ pub(crate) struct Settings {
     /// The client authenticated with SCRAM-SHA-256 (MQTT 5 enhanced
     /// authentication), so it may re-authenticate.
     pub scram: bool,
+    /// The client is a bridge (mosquitto's bridge bit on a 3.1.1 CONNECT).
+    pub bridge: bool,
 }
 
 /// One client's session on one connection.
@@ -331,6 +333,9 @@ pub(crate) struct MqttChannel {
     stored: bool,
     /// Authenticated with SCRAM-SHA-256: AUTH 0x19 re-authenticates.
     scram: bool,
+    /// A bridge (mosquitto's bridge bit): its subscriptions are No Local and
+    /// Retain As Published.
+    bridge: bool,
     /// State most connections never need, made on first use: an idle
     /// connection does not carry its empty tables.
     rare: Option<Box<Rare>>,
@@ -354,6 +359,9 @@ struct Rare {
     after_suback: HashMap<u16, Vec<OutMsg>>,
     /// A re-authentication under way: the server-first-message was sent.
     reauth: Option<crate::auth::ScramServer>,
+    /// Stored messages the client PUBREC'd before the session was resumed
+    /// (group, sequence): done with if their group delivers them again.
+    released: HashSet<(String, u64)>,
 }
 
 impl MqttChannel {
@@ -406,6 +414,7 @@ impl MqttChannel {
             last_touch: now,
             stored: settings.stored,
             scram: settings.scram,
+            bridge: settings.bridge,
             rare: None,
         }
     }

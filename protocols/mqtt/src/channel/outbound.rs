@@ -90,6 +90,9 @@ impl MqttChannel {
                     return Ok(());
                 }
                 self.record.pubrel_out.insert(pkid);
+                if let Origin::Group { group, seq } = &origin {
+                    self.record.pubrel_seqs.insert(pkid, (group.clone(), *seq));
+                }
                 self.forget_pending_out(&origin);
                 if self.persistent() {
                     // The PUBREL-sent state is durable before the stored message is
@@ -287,6 +290,13 @@ impl MqttChannel {
             .as_ref()
             .is_some_and(|r| r.recent_seqs.contains(&seq))
         {
+            return skip(self);
+        }
+        if let Some(r) = self.rare.as_mut()
+            && !r.released.is_empty()
+            && r.released.remove(&(group.clone(), seq))
+        {
+            // PUBREC'd before a crash (its PUBREL went out again on resume).
             return skip(self);
         }
         let m = d.message;
