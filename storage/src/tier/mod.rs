@@ -249,6 +249,10 @@ impl BlockCache {
 /// megabytes however many segments a broker's stations hold.
 pub const FOOTER_CACHE_ENTRIES: usize = 1024;
 
+/// Segments up to this size are read whole, in one GET, the first time one of
+/// their blocks is needed (see `Remote::footer_to_read`).
+pub const WHOLE_READ_BYTES: u64 = 4 * 1024 * 1024;
+
 /// Decoded footers by object key, least recently used out first, at most
 /// `capacity` entries; a dropped segment's footer is removed at once.
 struct FooterCache {
@@ -757,7 +761,7 @@ impl Remote {
         seq: u64,
         reads: &ReadCounters,
     ) -> Result<Option<(BlockRef, Block)>, TierError> {
-        let footer = self.footer(seg).await?;
+        let footer = self.footer_to_read(seg, reads).await?;
         let Some(b) = footer.block_for(seq).copied() else {
             return Ok(None);
         };
@@ -771,7 +775,7 @@ impl Remote {
         time_ns: u64,
         reads: &ReadCounters,
     ) -> Result<Option<Block>, TierError> {
-        let footer = self.footer(seg).await?;
+        let footer = self.footer_to_read(seg, reads).await?;
         let Some(b) = footer.block_at_time(time_ns).copied() else {
             return Ok(None);
         };
@@ -800,6 +804,71 @@ impl Remote {
     /// [`FOOTER_CACHE_ENTRIES`]).
     pub fn cached_footers(&self) -> usize {
         self.footers.lock().len()
+    }
+
+    /// The footer of a segment about to be read. A small segment (at most
+    /// [`WHOLE_READ_BYTES`]) not read before is read whole, in one GET: its
+    /// footer and every block, all cached, instead of a GET for the footer and
+    /// then one per block. A quiet station's segments, sealed by age, are small.
+    async fn footer_to_read(
+        &self,
+        seg: &SegmentRef,
+        reads: &ReadCounters,
+    ) -> Result<Arc<Footer>, TierError> {
+        if seg.object_len > WHOLE_READ_BYTES || self.footers.lock().get(&seg.key).is_some() {
+            return self.footer(seg).await;
+        }
+        // On the disk cache, its blocks may be too: read as for a large one.
+        let object_len = seg.object_len;
+        if let Some(footer) = self
+            .read_disk_cache(disk_cache::file_name(&seg.key, None), move |b| {
+                segment::decode_footer(b, object_len)
+            })
+            .await
+        {
+            let footer = Arc::new(footer);
+            self.footers.lock().insert(seg.key.clone(), footer.clone());
+            return Ok(footer);
+        }
+        let all = self
+            .store
+            .get_range(&ObjectPath::from(seg.key.as_str()), 0..seg.object_len)
+            .await
+            .map_err(|e| TierError::Unavailable(e.to_string()))?;
+        let corrupt = |e| self.corrupt(&seg.key, e);
+        let span = segment::footer_span(&all).map_err(corrupt)?;
+        if span > all.len() {
+            return Err(corrupt(SegmentError::Malformed(
+                "footer is longer than the object",
+            )));
+        }
+        let tail = all.slice(all.len() - span..);
+        let footer = Arc::new(segment::decode_footer(&tail, seg.object_len).map_err(corrupt)?);
+        for b in &footer.blocks {
+            let (from, to) = (b.offset as usize, b.offset as usize + b.len as usize);
+            if to > all.len() - span {
+                return Err(corrupt(SegmentError::Malformed(
+                    "block past the end of the object",
+                )));
+            }
+            let bytes = all.slice(from..to);
+            let records = segment::decode_block(b, &bytes).map_err(corrupt)?;
+            self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
+            reads.misses.fetch_add(1, Ordering::Relaxed);
+            if let (Some(d), Some(name)) =
+                (&self.disk, disk_cache::file_name(&seg.key, Some(b.offset)))
+            {
+                d.store(name, bytes);
+            }
+            self.cache
+                .lock()
+                .insert((seg.key.clone(), b.offset), Arc::new(records));
+        }
+        if let (Some(d), Some(name)) = (&self.disk, disk_cache::file_name(&seg.key, None)) {
+            d.store(name, tail);
+        }
+        self.footers.lock().insert(seg.key.clone(), footer.clone());
+        Ok(footer)
     }
 
     async fn block(
@@ -1058,5 +1127,89 @@ mod tests {
                 .expect("past")
                 .is_none()
         );
+    }
+
+    /// A small segment is read whole: the first read fetches the object once
+    /// and caches every block, so later reads need the bucket no more (the
+    /// object deleted from it, they still come); a flipped byte in a block is
+    /// a corruption error and counted, never other data.
+    #[test]
+    fn a_small_segment_is_read_whole_in_one_get_and_checked() {
+        let store = Arc::new(InMemory::new());
+        let remote = Remote::with_store(store.clone(), "t", 1 << 20).expect("remote");
+        let mut w = segment::SegmentWriter::with_block_bytes(
+            segment::Header {
+                station: 1,
+                first_seq: 1,
+                last_seq: 100,
+                created_ns: 0,
+            },
+            256,
+        );
+        for s in 1..=100 {
+            w.push(&record(s));
+        }
+        let (object, footer) = w.finish();
+        assert!(footer.blocks.len() > 4, "several blocks");
+        let key = remote.segment_key("1-0", 1, 100, 7);
+        let seg = SegmentRef {
+            key: key.clone(),
+            first_seq: 1,
+            last_seq: 100,
+            messages: footer.messages,
+            bytes: footer.bytes,
+            min_time_ns: 1000,
+            max_time_ns: 100_000,
+            object_len: object.len() as u64,
+        };
+        assert!(seg.object_len <= WHOLE_READ_BYTES);
+        let r = Arc::new(remote);
+        let (k, r2, b) = (key.clone(), r.clone(), Bytes::from(object.clone()));
+        r.wait(async move { r2.put_segment(&k, b).await })
+            .expect("put");
+        let read = |seq: u64| {
+            let (s, r2) = (seg.clone(), r.clone());
+            r.wait(async move { r2.block_for(&s, seq, &ReadCounters::default()).await })
+        };
+        let (_, first) = read(1).expect("read").expect("block");
+        assert!(first.iter().any(|x| x == &record(1)));
+        assert_eq!(
+            r.counters.cache_misses.load(Ordering::Relaxed),
+            footer.blocks.len() as u64,
+            "every block fetched by the first read"
+        );
+        for b in &footer.blocks {
+            assert!(r.is_cached(&key, b.offset));
+        }
+        let path = ObjectPath::from(key.as_str());
+        let s2 = store.clone();
+        r.wait(async move {
+            s2.delete(&path)
+                .await
+                .map_err(|e| TierError::Unavailable(e.to_string()))
+        })
+        .expect("delete");
+        for seq in 1..=100 {
+            let (_, block) = read(seq).expect("cached").expect("block");
+            assert!(block.iter().any(|x| x == &record(seq)));
+        }
+
+        // The same object with a byte of its second block flipped, under
+        // another key: the whole read fails its checks.
+        let mut bad = object;
+        bad[footer.blocks[1].offset as usize + 3] ^= 0x40;
+        let key2 = r.segment_key("1-0", 1, 100, 8);
+        let (k, r2) = (key2.clone(), r.clone());
+        r.wait(async move { r2.put_segment(&k, Bytes::from(bad)).await })
+            .expect("put");
+        let seg2 = SegmentRef {
+            key: key2,
+            ..seg.clone()
+        };
+        let (s, r2) = (seg2, r.clone());
+        let before = r.counters.corrupt.load(Ordering::Relaxed);
+        let got = r.wait(async move { r2.block_for(&s, 1, &ReadCounters::default()).await });
+        assert!(matches!(got, Err(TierError::Corrupt { .. })), "{got:?}");
+        assert_eq!(r.counters.corrupt.load(Ordering::Relaxed), before + 1);
     }
 }

@@ -50,6 +50,35 @@ pub use rmqtt_codec;
 /// [`ChannelHarness::wait_packets`] wait before they panic.
 pub const WAIT_BOUND: Duration = Duration::from_secs(10);
 
+/// With `JUNCTION_HARNESS_STACKS=<file>` set, a wait that passed half of
+/// [`WAIT_BOUND`] appends every thread's stack (gdb) to that file: a stall's
+/// cause while it lasts. A diagnostic for long fuzz runs; nothing else sets it.
+fn dump_stacks() {
+    let Some(file) = std::env::var_os("JUNCTION_HARNESS_STACKS") else {
+        return;
+    };
+    let out = std::process::Command::new("gdb")
+        .args([
+            "-p",
+            &std::process::id().to_string(),
+            "-batch",
+            "-ex",
+            "thread apply all bt",
+        ])
+        .output();
+    if let Ok(out) = out {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(file)
+        {
+            let _ = writeln!(f, "=== stall, pid {}", std::process::id());
+            let _ = f.write_all(&out.stdout);
+        }
+    }
+}
+
 /// The will of a [`ClientConnect`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientWill {
@@ -725,9 +754,12 @@ impl ChannelHarness {
         let Some(mailbox) = self.channel.as_ref().map(|c| c.mailbox()) else {
             return Err(GONE);
         };
-        let came = tokio::time::timeout(WAIT_BOUND, mailbox.wait())
-            .await
-            .is_ok();
+        let half = WAIT_BOUND / 2;
+        let mut came = tokio::time::timeout(half, mailbox.wait()).await.is_ok();
+        if !came {
+            dump_stacks();
+            came = tokio::time::timeout(half, mailbox.wait()).await.is_ok();
+        }
         self.handover()?;
         Ok(came)
     }
