@@ -93,6 +93,11 @@ fn floor_key(station: u64) -> String {
     format!("tierfloor/{station}")
 }
 
+/// Metadata key prefix of deleted stations whose objects may still be in the
+/// bucket (`tiergone/<uid>`): kept until the reconciler finds nothing left
+/// under the station's prefix.
+const GONE_PREFIX: &str = "tiergone/";
+
 /// The part of `whole` (a segment's messages or bytes) for its sequences at
 /// or above `floor` and below `local_first`, in proportion (estimated for a
 /// segment cut by either).
@@ -695,6 +700,14 @@ impl StationTier {
     /// Forgets the remote index and deletes its objects (the station is
     /// being deleted).
     pub fn forget(&self, store: &Store, station: u64) -> Result<(), EngineError> {
+        // Written first: if S3 cannot be reached now (or the process dies
+        // before the deletes below are done), the reconciler removes what is
+        // left under the station's prefix later, from this key alone.
+        if let Some(st) = self.station.upgrade() {
+            store
+                .put_meta(&format!("{GONE_PREFIX}{}", st.uid()), b"")
+                .map_err(|e| EngineError::Storage(e.to_string()))?;
+        }
         let all: Vec<SegmentRef> = {
             let segments = self.segments.write();
             self.forgotten.store(true, Ordering::Release);
@@ -918,6 +931,7 @@ fn enforce_remote_limits(station: &Station, tier: &StationTier) {
 async fn reconcile(registry: &StationRegistry, remote: &Arc<Remote>, min_age: Duration) {
     let now = std::time::SystemTime::now();
     let mut removed = 0u64;
+    removed += remove_gone_stations(registry.store(), remote).await;
     for station in registry.all() {
         let Some(tier) = station.tier() else {
             continue;
@@ -974,6 +988,50 @@ async fn reconcile(registry: &StationRegistry, remote: &Arc<Remote>, min_age: Du
             "tier reconciler removed objects no station's index holds"
         );
     }
+}
+
+/// Deletes what is left in the bucket of stations deleted on this node (their
+/// `tiergone/<uid>` keys): objects whose delete failed (S3 unreachable when
+/// the station was deleted) or never ran (the process died first). A
+/// station's key is dropped on the first pass that finds its prefix empty, so
+/// a segment whose upload ended after a pass is still caught by the next one.
+/// The prefix is the deleted station's unique id: no other station, here or on
+/// another broker sharing the bucket, has objects under it. Returns how many
+/// objects it removed.
+async fn remove_gone_stations(store: &Store, remote: &Arc<Remote>) -> u64 {
+    let gone = match store.list_meta(GONE_PREFIX) {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::warn!(error = %e, "tier reconciler cannot read the deleted stations");
+            return 0;
+        }
+    };
+    let mut removed = 0;
+    for (key, _) in gone {
+        let uid = &key[GONE_PREFIX.len()..];
+        let objects = match remote.list_station(uid).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(error = %e, "tier reconciler cannot list the bucket; trying again later");
+                return removed;
+            }
+        };
+        if objects.is_empty() {
+            if let Err(e) = store.remove_meta(&key) {
+                tracing::warn!(key, error = %e, "cannot forget a deleted station's tier key");
+            }
+            continue;
+        }
+        for (object, _) in objects {
+            match remote.delete(&object).await {
+                Ok(()) => removed += 1,
+                Err(e) => {
+                    tracing::warn!(key = object, error = %e, "tier reconciler cannot delete an object of a deleted station")
+                }
+            }
+        }
+    }
+    removed
 }
 
 /// Attaches a tier to every station of `registry` (at start) and starts the
