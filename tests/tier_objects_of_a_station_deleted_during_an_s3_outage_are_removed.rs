@@ -66,7 +66,7 @@ async fn kill(mut child: Child) {
 /// attempt's id.
 fn range(key: &str) -> String {
     let name = key.rsplit('/').next().unwrap();
-    name.rsplitn(2, '-').nth(1).unwrap().to_string()
+    name.rsplit_once('-').unwrap().0.to_string()
 }
 
 /// The station unique ids with objects under the prefix, and their keys.
