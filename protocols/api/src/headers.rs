@@ -5,13 +5,30 @@
 //! [`Headers::status`] and [`Headers::description`] so that protocols without one
 //! can ignore it.
 
+use std::sync::Arc;
+
 /// An ordered multimap of message headers.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// The entries are shared, copied on write: a message delivered to many
+/// subscribers (each gets a clone) carries one set of header strings, not one
+/// per delivery.
+#[derive(Debug, Clone, Default)]
 pub struct Headers {
-    entries: Vec<(String, String)>,
+    /// `None` while empty (no allocation for a message without headers).
+    entries: Option<Arc<Vec<(String, String)>>>,
     status: Option<u16>,
     description: Option<String>,
 }
+
+impl PartialEq for Headers {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries() == other.entries()
+            && self.status == other.status
+            && self.description == other.description
+    }
+}
+
+impl Eq for Headers {}
 
 impl Headers {
     /// An empty header set.
@@ -23,32 +40,48 @@ impl Headers {
     /// NATS `503` no-responders reply.
     pub fn with_status(status: u16, description: Option<&str>) -> Self {
         Headers {
-            entries: Vec::new(),
+            entries: None,
             status: Some(status),
             description: description.map(str::to_owned),
         }
     }
 
+    fn entries(&self) -> &[(String, String)] {
+        self.entries.as_deref().map_or(&[], Vec::as_slice)
+    }
+
+    /// The entries to change: this copy's own (copied first if shared).
+    fn entries_mut(&mut self) -> &mut Vec<(String, String)> {
+        Arc::make_mut(self.entries.get_or_insert_with(Default::default))
+    }
+
     /// Appends a value, keeping any existing values for the same name.
     pub fn append(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        self.entries.push((name.into(), value.into()));
+        self.entries_mut().push((name.into(), value.into()));
     }
 
     /// Replaces every value for `name` with one value.
     pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>) {
         let name = name.into();
         self.remove(&name);
-        self.entries.push((name, value.into()));
+        self.entries_mut().push((name, value.into()));
     }
 
     /// Removes every value for `name`.
     pub fn remove(&mut self, name: &str) {
-        self.entries.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        if self
+            .entries()
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
+            self.entries_mut()
+                .retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        }
     }
 
     /// The first value for `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.entries
+        self.entries()
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
@@ -56,7 +89,7 @@ impl Headers {
 
     /// Every value for `name`, in order.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.entries
+        self.entries()
             .iter()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
@@ -64,17 +97,17 @@ impl Headers {
 
     /// Every (name, value) pair, in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.entries.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+        self.entries().iter().map(|(n, v)| (n.as_str(), v.as_str()))
     }
 
     /// Number of (name, value) pairs.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries().len()
     }
 
     /// True when there are no pairs and no status.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty() && self.status.is_none()
+        self.entries().is_empty() && self.status.is_none()
     }
 
     /// The status code, if any (NATS status headers such as `503`).
@@ -108,5 +141,25 @@ mod tests {
         assert_eq!(h.get_all("A").collect::<Vec<_>>(), vec!["1", "3"]);
         h.insert("a", "4");
         assert_eq!(h.iter().collect::<Vec<_>>(), vec![("b", "2"), ("a", "4")]);
+    }
+
+    #[test]
+    fn a_clone_shares_its_entries_until_either_changes() {
+        let mut a = Headers::new();
+        a.append("k", "1");
+        let mut b = a.clone();
+        assert_eq!(a, b);
+        b.insert("k", "2");
+        b.append("x", "y");
+        assert_eq!(a.get("k"), Some("1"));
+        assert_eq!(a.len(), 1);
+        assert_eq!(b.iter().collect::<Vec<_>>(), vec![("k", "2"), ("x", "y")]);
+        // Nothing to remove: nothing copied, still equal.
+        let mut c = a.clone();
+        c.remove("absent");
+        assert_eq!(a, c);
+        // Emptied is equal to never filled.
+        c.remove("k");
+        assert_eq!(c, Headers::new());
     }
 }

@@ -123,12 +123,14 @@ pub(crate) fn build_message(
             v.to_string(),
         );
     }
-    h.insert(H_ORIGIN_PROTOCOL, "mqtt");
-    h.insert(H_ORIGIN_CLIENT, client_id);
-    h.insert(H_ORIGIN_TOPIC, topic);
-    h.insert(H_MQTT_QOS, qos.to_string());
+    // Appended, not inserted (no search per name): a user property with one
+    // of these names was escaped above, and lineage names were dropped.
+    h.append(H_ORIGIN_PROTOCOL, "mqtt");
+    h.append(H_ORIGIN_CLIENT, client_id);
+    h.append(H_ORIGIN_TOPIC, topic);
+    h.append(H_MQTT_QOS, qos_str(qos));
     if retain {
-        h.insert(H_MQTT_RETAIN, "1");
+        h.append(H_MQTT_RETAIN, "1");
     }
     if let Some(ct) = &props.content_type {
         h.insert(H_CONTENT_TYPE, ct.to_string());
@@ -157,6 +159,15 @@ pub(crate) fn build_message(
         reply,
         headers: Some(h),
         payload,
+    }
+}
+
+/// A QoS as its header value, without formatting a number per message.
+fn qos_str(qos: u8) -> &'static str {
+    match qos {
+        0 => "0",
+        1 => "1",
+        _ => "2",
     }
 }
 
