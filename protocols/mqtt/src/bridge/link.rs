@@ -84,7 +84,7 @@ impl Link {
             }
         };
         if ack.code != ConnectReturnCode::Success {
-            return Err(BridgeError::Refused(side, format!("{:?}", ack.code)));
+            return Err(BridgeError::Refused(side, ack.code));
         }
         link.max_out = ack.properties.as_ref().and_then(|p| p.max_packet_size);
         Ok((link, ack))

@@ -56,7 +56,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -207,8 +206,8 @@ pub(crate) enum BridgeError {
     Io(&'static str, std::io::Error),
     #[error("{0} broker closed the connection")]
     Closed(&'static str),
-    #[error("{0} broker refused the connection: {1}")]
-    Refused(&'static str, String),
+    #[error("{0} broker refused the connection: {1:?}")]
+    Refused(&'static str, ConnectReturnCode),
     #[error("{0} broker broke the protocol: {1}")]
     Protocol(&'static str, String),
     #[error("{0} broker: no {1} in time")]
@@ -244,11 +243,11 @@ async fn run(broker: Arc<MqttBroker>, config: Arc<BridgeConfig>) {
     };
     // Whether the remote broker still may be offered the bridge bit: a refusal
     // holds until the bridge is restarted, as in mosquitto.
-    let private = AtomicBool::new(config.try_private);
+    let mut private = config.try_private;
     loop {
         let connected = tokio::select! {
             _ = broker.shutdown.cancelled() => return,
-            c = connect_both(&broker, &config, tls.as_ref(), &private) => c,
+            c = connect_both(&broker, &config, tls.as_ref(), &mut private) => c,
         };
         match connected {
             Ok(mut bridge) => {
@@ -368,7 +367,7 @@ async fn open_remote(
 async fn connect_remote(
     config: &BridgeConfig,
     tls: Option<&tls::Tls>,
-    private: &AtomicBool,
+    private: &mut bool,
 ) -> Result<(Link, ConnAck), BridgeError> {
     let login = || login(&config.username, &config.password);
     if config.protocol_version == BridgeProtocol::V5 {
@@ -383,7 +382,7 @@ async fn connect_remote(
         )
         .await;
     }
-    if private.load(Ordering::Relaxed) {
+    if *private {
         let stream = open_remote(config, tls).await?;
         let wire = Wire::V311 { bridge: true };
         match Link::connect(
@@ -398,13 +397,12 @@ async fn connect_remote(
         {
             // A 3.1.1 broker answers an unknown protocol level with return code
             // 1, or closes the connection.
-            Err(BridgeError::Refused(_, ref code))
-                if code == &format!("{:?}", ConnectReturnCode::UnsupportedProtocolVersion) => {}
+            Err(BridgeError::Refused(_, ConnectReturnCode::UnsupportedProtocolVersion)) => {}
             Err(BridgeError::Closed(_)) => {}
             other => return other,
         }
         tracing::warn!(bridge = %config.name, address = %config.address, "MQTT bridge: the remote broker refused the bridge bit (try_private); connecting as a plain 3.1.1 client, so a `both` topic gets its own messages back once");
-        private.store(false, Ordering::Relaxed);
+        *private = false;
     }
     let stream = open_remote(config, tls).await?;
     Link::connect(
@@ -422,7 +420,7 @@ async fn connect_both(
     broker: &Arc<MqttBroker>,
     config: &Arc<BridgeConfig>,
     tls: Option<&tls::Tls>,
-    private: &AtomicBool,
+    private: &mut bool,
 ) -> Result<Bridge, BridgeError> {
     let (remote, remote_ack) = connect_remote(config, tls, private).await?;
     // This broker's side: the front-end's own connection code over a pipe.
