@@ -331,6 +331,43 @@ mod publish_in {
         );
     }
 
+    /// Found by the `mqtt_channel` fuzzer (after about 320,000 inputs on one
+    /// broker; docs/fuzzing.md): a QoS 2 resend that arrived after its first
+    /// copy was stored, but while an earlier publish was still being stored
+    /// (so the first copy's PUBREC was not out yet), waited for an outcome
+    /// that had already come, and never got its PUBREC; every later PUBACK and
+    /// PUBREC of the connection waited behind it. The earlier QoS 1 publish is
+    /// stored (a persistent subscription elsewhere wants it), the QoS 2 one
+    /// is not stored anywhere, so its outcome comes first.
+    #[tokio::test]
+    async fn a_qos2_resend_after_its_first_copy_was_stored_gets_its_pubrec_behind_an_earlier_publish()
+     {
+        let w = world();
+        let mut keeper = ClientConnect::v311("resend-keeper");
+        keeper.clean_start = false;
+        let (mut k, _) = connected(&w, &keeper).await;
+        subscribe(&mut k, 1, "kept/#", 1).await;
+        for round in 0..20u16 {
+            let mut h = v311(&w, &format!("resend-late-{round}")).await;
+            h.send(C::publish("kept/a", 1, 1, b"stored")).unwrap();
+            h.send(C::publish("free/a", 2, 2, b"not stored")).unwrap();
+            let mut again = C::publish("free/a", 2, 2, b"not stored");
+            if let C::Publish { dup, .. } = &mut again {
+                *dup = true;
+            }
+            h.send(again).unwrap();
+            assert_eq!(
+                acks(&mut h, 3).await,
+                vec![
+                    S::PubAck { pkid: 1, code: 0 },
+                    S::PubRec { pkid: 2, code: 0 },
+                    S::PubRec { pkid: 2, code: 0 },
+                ],
+                "round {round}"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn more_unacknowledged_qos2_than_receive_maximum_is_disconnect_0x93() {
         let w = world_with(MqttOptions {

@@ -350,18 +350,25 @@ impl MqttChannel {
         // (MQTT 4.3.3, the receiver's rules). A QoS 1 publish still pending
         // under the same id does not hold it back.
         if qos == 2 && self.record.qos2_in.contains(&pkid) {
-            if self
+            // The copy it repeats: the latest QoS 2 publish with this id still
+            // waiting for its turn to be answered.
+            if let Some(first) = self
                 .acks_in
                 .iter()
-                .any(|a| a.pkid == pkid && a.qos == 2 && !a.echo)
+                .rev()
+                .find(|a| a.pkid == pkid && a.qos == 2 && !a.echo)
             {
+                // Its outcome may be in already (it waits behind an earlier
+                // publish): then the resend has it too, or it would wait for
+                // an outcome that does not come again.
+                let result = first.result.clone();
                 let slot = self.next_slot;
                 self.next_slot += 1;
                 self.acks_in.push_back(PendingIn {
                     slot,
                     pkid,
                     qos: 2,
-                    result: None,
+                    result,
                     echo: true,
                 });
             } else {
