@@ -22,7 +22,6 @@ use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::Child;
 
@@ -83,33 +82,20 @@ async fn start_in(
     http_port: u16,
     extra: Vec<(&'static str, String)>,
 ) -> Broker {
-    let mut env = moto.tier_env(prefix);
-    env.push(("JUNCTION_TIER_CACHE_BYTES", "4MiB".into()));
-    env.push(("RUST_LOG", "error".into()));
+    let mut env = vec![
+        ("JUNCTION_TIER_CACHE_BYTES", "4MiB".to_string()),
+        ("RUST_LOG", "error".to_string()),
+    ];
     env.extend(extra.iter().cloned());
-    let data = dir.path().join("data");
-    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let child = process::junction(
-        dir.path(),
-        &[
-            "serve",
-            "--nats-listen",
-            &format!("127.0.0.1:{nats_port}"),
-            "--http-listen",
-            &format!("127.0.0.1:{http_port}"),
-            "--mqtt-listen",
-            "off",
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-        &env_ref,
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::inherit())
-    .spawn()
-    .expect("junction starts");
-    process::wait_listening(nats_port).await;
-    process::wait_listening(http_port).await;
+    let child = moto
+        .junction(
+            prefix,
+            &env,
+            dir.path(),
+            &dir.path().join("data"),
+            (nats_port, http_port),
+        )
+        .await;
     Broker {
         child,
         dir,

@@ -18,7 +18,6 @@ use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::Child;
 
@@ -55,31 +54,8 @@ async fn start(
     data: &std::path::Path,
     ports: (u16, u16),
 ) -> Child {
-    let mut env = moto.tier_env(prefix);
-    env.push(("RUST_LOG", "info".into()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let child = process::junction(
-        cwd,
-        &[
-            "serve",
-            "--nats-listen",
-            &format!("127.0.0.1:{}", ports.0),
-            "--http-listen",
-            &format!("127.0.0.1:{}", ports.1),
-            "--mqtt-listen",
-            "off",
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-        &env,
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::inherit())
-    .spawn()
-    .expect("junction starts");
-    process::wait_listening(ports.0).await;
-    process::wait_listening(ports.1).await;
-    child
+    moto.junction(prefix, &[("RUST_LOG", "info".into())], cwd, data, ports)
+        .await
 }
 
 /// Stops the broker (SIGKILL) and waits for it.

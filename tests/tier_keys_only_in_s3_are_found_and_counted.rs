@@ -24,7 +24,6 @@
 
 use async_nats::jetstream::{self, kv};
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::Child;
 
@@ -54,32 +53,13 @@ struct Broker {
 /// cache (so that a read after a restart goes to S3).
 async fn start_in(s3: &S3, prefix: &str, dir: tempfile::TempDir, ports: (u16, u16)) -> Broker {
     let (nats_port, http_port) = ports;
-    let mut env = s3.tier_env(prefix);
-    env.push(("JUNCTION_TIER_DISK_CACHE_BYTES", "0".into()));
-    env.push(("RUST_LOG", "error".into()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let data = dir.path().join("data");
-    let child = process::junction(
-        dir.path(),
-        &[
-            "serve",
-            "--nats-listen",
-            &format!("127.0.0.1:{nats_port}"),
-            "--http-listen",
-            &format!("127.0.0.1:{http_port}"),
-            "--mqtt-listen",
-            "off",
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-        &env,
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::inherit())
-    .spawn()
-    .expect("junction starts");
-    process::wait_listening(nats_port).await;
-    process::wait_listening(http_port).await;
+    let env = [
+        ("JUNCTION_TIER_DISK_CACHE_BYTES", "0".to_string()),
+        ("RUST_LOG", "error".to_string()),
+    ];
+    let child = s3
+        .junction(prefix, &env, dir.path(), &dir.path().join("data"), ports)
+        .await;
     Broker {
         child,
         dir,

@@ -11,7 +11,6 @@
 
 use async_nats::jetstream::{self, stream};
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::Child;
 
@@ -30,31 +29,8 @@ async fn start(
     data: &std::path::Path,
     ports: (u16, u16),
 ) -> Child {
-    let mut env = moto.tier_env(PREFIX);
-    env.push(("RUST_LOG", "info".into()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let child = process::junction(
-        cwd,
-        &[
-            "serve",
-            "--nats-listen",
-            &format!("127.0.0.1:{}", ports.0),
-            "--http-listen",
-            &format!("127.0.0.1:{}", ports.1),
-            "--mqtt-listen",
-            "off",
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-        &env,
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::inherit())
-    .spawn()
-    .expect("junction starts");
-    process::wait_listening(ports.0).await;
-    process::wait_listening(ports.1).await;
-    child
+    moto.junction(PREFIX, &[("RUST_LOG", "info".into())], cwd, data, ports)
+        .await
 }
 
 async fn kill(mut child: Child) {

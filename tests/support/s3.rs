@@ -234,6 +234,46 @@ impl S3 {
         keys
     }
 
+    /// `junction serve` in `cwd` with its data in `data`, NATS and HTTP on
+    /// `ports` (MQTT off), `[tier]` on this server's bucket under `prefix`, and
+    /// `env` besides (`RUST_LOG`, cache sizes…): started, both ports
+    /// listening. Its standard error is the test's.
+    #[allow(dead_code)] // each test binary uses part of it
+    pub async fn junction(
+        &self,
+        prefix: &str,
+        env: &[(&'static str, String)],
+        cwd: &std::path::Path,
+        data: &std::path::Path,
+        ports: (u16, u16),
+    ) -> Child {
+        let mut all = self.tier_env(prefix);
+        all.extend(env.iter().cloned());
+        let all: Vec<(&str, &str)> = all.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let child = process::junction(
+            cwd,
+            &[
+                "serve",
+                "--nats-listen",
+                &format!("127.0.0.1:{}", ports.0),
+                "--http-listen",
+                &format!("127.0.0.1:{}", ports.1),
+                "--mqtt-listen",
+                "off",
+                "--data-dir",
+                data.to_str().expect("a UTF-8 path"),
+            ],
+            &all,
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("junction starts");
+        process::wait_listening(ports.0).await;
+        process::wait_listening(ports.1).await;
+        child
+    }
+
     /// The broker's `JUNCTION_TIER_*` settings for this server's bucket under `prefix`.
     pub fn tier_env(&self, prefix: &str) -> Vec<(&'static str, String)> {
         vec![
