@@ -1072,9 +1072,9 @@ mod tests {
         assert_eq!(c.order.len(), 3);
     }
 
-    #[test]
-    fn put_is_create_only_and_blocks_read_back_through_the_cache() {
-        let remote = Remote::with_store(Arc::new(InMemory::new()), "t", 1 << 20).expect("remote");
+    /// Records 1..=100 as one segment of 256-byte blocks: the object, its
+    /// footer, and its index entry under `attempt`'s key.
+    fn segment_of_100(remote: &Remote, attempt: u64) -> (Vec<u8>, segment::Footer, SegmentRef) {
         let mut w = segment::SegmentWriter::with_block_bytes(
             segment::Header {
                 station: 1,
@@ -1088,9 +1088,8 @@ mod tests {
             w.push(&record(s));
         }
         let (object, footer) = w.finish();
-        let key = remote.segment_key("1-0", 1, 100, 7);
         let seg = SegmentRef {
-            key: key.clone(),
+            key: remote.segment_key("1-0", 1, 100, attempt),
             first_seq: 1,
             last_seq: 100,
             messages: footer.messages,
@@ -1099,6 +1098,14 @@ mod tests {
             max_time_ns: 100_000,
             object_len: object.len() as u64,
         };
+        (object, footer, seg)
+    }
+
+    #[test]
+    fn put_is_create_only_and_blocks_read_back_through_the_cache() {
+        let remote = Remote::with_store(Arc::new(InMemory::new()), "t", 1 << 20).expect("remote");
+        let (object, _, seg) = segment_of_100(&remote, 7);
+        let key = seg.key.clone();
         let bytes = Bytes::from(object);
         let k = key.clone();
         let b = bytes.clone();
@@ -1137,31 +1144,9 @@ mod tests {
     fn a_small_segment_is_read_whole_in_one_get_and_checked() {
         let store = Arc::new(InMemory::new());
         let remote = Remote::with_store(store.clone(), "t", 1 << 20).expect("remote");
-        let mut w = segment::SegmentWriter::with_block_bytes(
-            segment::Header {
-                station: 1,
-                first_seq: 1,
-                last_seq: 100,
-                created_ns: 0,
-            },
-            256,
-        );
-        for s in 1..=100 {
-            w.push(&record(s));
-        }
-        let (object, footer) = w.finish();
+        let (object, footer, seg) = segment_of_100(&remote, 7);
         assert!(footer.blocks.len() > 4, "several blocks");
-        let key = remote.segment_key("1-0", 1, 100, 7);
-        let seg = SegmentRef {
-            key: key.clone(),
-            first_seq: 1,
-            last_seq: 100,
-            messages: footer.messages,
-            bytes: footer.bytes,
-            min_time_ns: 1000,
-            max_time_ns: 100_000,
-            object_len: object.len() as u64,
-        };
+        let key = seg.key.clone();
         assert!(seg.object_len <= WHOLE_READ_BYTES);
         let r = Arc::new(remote);
         let (k, r2, b) = (key.clone(), r.clone(), Bytes::from(object.clone()));
