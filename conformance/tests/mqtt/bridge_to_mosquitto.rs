@@ -574,12 +574,22 @@ async fn collect(c: &mut V5, who: &str, qos: QoS, want: &[&str], seen: &mut Vec<
     }
 }
 
-/// A `both` topic (`chat/#`, subscribed on both sides): each side publishes
-/// once, and every subscriber gets both messages once, at `qos`. A loop would
-/// bring a side's message back to it through the other broker; that echo is
-/// queued before the tail messages published once both were seen, so each
-/// subscriber reads until both tails and must have nothing twice.
-async fn both_ways_once(j_pub: &mut V5, j_sub: &mut V5, m_pub: &mut V5, m_sub: &mut V5, qos: QoS) {
+/// A `both` topic (`chat/#`, subscribed on both sides at `qos`): once the
+/// bridge carries a probe each way, each side publishes once, and every
+/// subscriber gets both messages once, at `qos`. A loop would bring a side's
+/// message back to it through the other broker; that echo is queued before the
+/// tail messages published once both were seen, so each subscriber reads until
+/// both tails and must have nothing twice.
+async fn both_ways_once(j: &TestBroker, m: &Mosquitto, qos: QoS) {
+    let mut j_sub = V5::new(j, "j-sub").await;
+    j_sub.subscribe("chat/#", qos).await;
+    let mut j_pub = V5::new(j, "j-pub").await;
+    let (mut m_sub, _) = V5::connect(m.options("m-sub")).await;
+    m_sub.subscribe("chat/#", qos).await;
+    let (mut m_pub, _) = V5::connect(m.options("m-pub")).await;
+    until_bridged(&mut j_pub, "chat/probe", &mut m_sub).await;
+    until_bridged(&mut m_pub, "chat/probe", &mut j_sub).await;
+    let (j_pub, j_sub, m_pub, m_sub) = (&mut j_pub, &mut j_sub, &mut m_pub, &mut m_sub);
     j_pub.publish("chat/x", qos, false, "from-j").await;
     m_pub.publish("chat/x", qos, false, "from-m").await;
     let (mut seen_j, mut seen_m) = (Vec::new(), Vec::new());
@@ -611,22 +621,7 @@ async fn qos2_crosses_both_ways_once_at_qos2() {
     let mut t = topic("chat/#", Direction::Both, "", "");
     t.qos = 2;
     let j = junction_with_bridge(bridge(m.port, vec![t])).await;
-    let mut j_sub = V5::new(&j, "j-sub").await;
-    j_sub.subscribe("chat/#", QoS::ExactlyOnce).await;
-    let mut j_pub = V5::new(&j, "j-pub").await;
-    let (mut m_sub, _) = V5::connect(m.options("m-sub")).await;
-    m_sub.subscribe("chat/#", QoS::ExactlyOnce).await;
-    let (mut m_pub, _) = V5::connect(m.options("m-pub")).await;
-    until_bridged(&mut j_pub, "chat/probe", &mut m_sub).await;
-    until_bridged(&mut m_pub, "chat/probe", &mut j_sub).await;
-    both_ways_once(
-        &mut j_pub,
-        &mut j_sub,
-        &mut m_pub,
-        &mut m_sub,
-        QoS::ExactlyOnce,
-    )
-    .await;
+    both_ways_once(&j, &m, QoS::ExactlyOnce).await;
 }
 
 /// `protocol_version = "mqttv311"`: the bridge speaks 3.1.1 to mosquitto, with
@@ -646,15 +641,10 @@ async fn a_311_bridge_with_the_bridge_bit_carries_both_ways_without_a_loop() {
     );
     b.protocol_version = BridgeProtocol::V311;
     let j = junction_with_bridge(b).await;
-    let mut j_sub = V5::new(&j, "j-sub").await;
-    j_sub.subscribe("chat/#", QoS::AtLeastOnce).await;
-    let mut j_pub = V5::new(&j, "j-pub").await;
-    let (mut m_sub, _) = V5::connect(m.options("m-sub")).await;
+    let mut j_pub = V5::new(&j, "j-sensors").await;
+    let (mut m_sub, _) = V5::connect(m.options("m-sensors")).await;
     m_sub.subscribe("fleet/a/sensors/#", QoS::AtLeastOnce).await;
-    m_sub.subscribe("chat/#", QoS::AtLeastOnce).await;
-    let (mut m_pub, _) = V5::connect(m.options("m-pub")).await;
     until_bridged(&mut j_pub, "site/sensors/probe", &mut m_sub).await;
-    until_bridged(&mut m_pub, "chat/probe", &mut j_sub).await;
     j_pub
         .publish("site/sensors/t1", QoS::AtLeastOnce, false, "s1")
         .await;
@@ -670,14 +660,7 @@ async fn a_311_bridge_with_the_bridge_bit_carries_both_ways_without_a_loop() {
         got.contains(&("fleet/a/sensors/t1".into(), "s1".into())),
         "{got:?}"
     );
-    both_ways_once(
-        &mut j_pub,
-        &mut j_sub,
-        &mut m_pub,
-        &mut m_sub,
-        QoS::AtLeastOnce,
-    )
-    .await;
+    both_ways_once(&j, &m, QoS::AtLeastOnce).await;
 }
 
 /// A mosquitto bridging into Junction (its `connection` section, 3.1.1 with its
@@ -700,20 +683,5 @@ async fn a_mosquitto_bridge_with_the_bridge_bit_does_not_get_its_messages_back()
         ),
     )
     .await;
-    let mut j_sub = V5::new(&j, "j-sub").await;
-    j_sub.subscribe("chat/#", QoS::AtLeastOnce).await;
-    let mut j_pub = V5::new(&j, "j-pub").await;
-    let (mut m_sub, _) = V5::connect(m.options("m-sub")).await;
-    m_sub.subscribe("chat/#", QoS::AtLeastOnce).await;
-    let (mut m_pub, _) = V5::connect(m.options("m-pub")).await;
-    until_bridged(&mut j_pub, "chat/probe", &mut m_sub).await;
-    until_bridged(&mut m_pub, "chat/probe", &mut j_sub).await;
-    both_ways_once(
-        &mut j_pub,
-        &mut j_sub,
-        &mut m_pub,
-        &mut m_sub,
-        QoS::AtLeastOnce,
-    )
-    .await;
+    both_ways_once(&j, &m, QoS::AtLeastOnce).await;
 }
