@@ -22,6 +22,28 @@ const WRITE_HIGH_WATER: usize = 64 * 1024;
 /// Buffers larger than this are released once empty.
 const KEEP_CAPACITY: usize = 8 * 1024;
 
+/// One read of at most [`SMALL_READ`] bytes appended to `rbuf`. The small
+/// buffer lives on the stack only while the stream is polled, never in the
+/// waiting future: an idle connection's task holds no read buffer at all.
+async fn read_small<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    rbuf: &mut BytesMut,
+) -> std::io::Result<usize> {
+    std::future::poll_fn(|cx| {
+        let mut small = [0u8; SMALL_READ];
+        let mut buf = ReadBuf::new(&mut small);
+        match Pin::new(&mut *stream).poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(())) => {
+                rbuf.extend_from_slice(buf.filled());
+                Poll::Ready(Ok(buf.filled().len()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
+}
+
 /// A connection's packet reader and writer.
 pub(crate) struct MqttIo<S> {
     stream: S,
@@ -61,12 +83,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MqttIo<S> {
     }
 
     /// Reads once more into the buffer; false at the end of the stream or an error.
+    /// Through the small stack buffer, as [`Self::next`] reads when nothing is
+    /// buffered: the read buffer grows by what came, not by a whole read size
+    /// it would keep for the connection's life.
     pub async fn read_more(&mut self) -> bool {
         if self.eof {
             return false;
         }
-        self.rbuf.reserve(SMALL_READ);
-        match self.stream.read_buf(&mut self.rbuf).await {
+        match read_small(&mut self.stream, &mut self.rbuf).await {
             Ok(0) | Err(_) => {
                 self.eof = true;
                 false
@@ -99,23 +123,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MqttIo<S> {
                 if self.rbuf.capacity() > KEEP_CAPACITY {
                     self.rbuf = BytesMut::new();
                 }
-                // The small buffer lives on the stack only while the stream is
-                // polled, never in the waiting future: an idle connection's task
-                // holds no read buffer at all.
-                let (stream, rbuf) = (&mut self.stream, &mut self.rbuf);
-                std::future::poll_fn(|cx| {
-                    let mut small = [0u8; SMALL_READ];
-                    let mut buf = ReadBuf::new(&mut small);
-                    match Pin::new(&mut *stream).poll_read(cx, &mut buf) {
-                        Poll::Ready(Ok(())) => {
-                            rbuf.extend_from_slice(buf.filled());
-                            Poll::Ready(Ok(buf.filled().len()))
-                        }
-                        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-                        Poll::Pending => Poll::Pending,
-                    }
-                })
-                .await
+                read_small(&mut self.stream, &mut self.rbuf).await
             } else {
                 self.rbuf.reserve(LARGE_READ);
                 self.stream.read_buf(&mut self.rbuf).await
