@@ -78,8 +78,9 @@ where
     let mut framed = MqttIo::new(stream, MqttCodec::Version(VersionCodec));
     let timeout = broker.options.connect_timeout;
     // mosquitto's bridge bit on the protocol level, cleared before the version
-    // codec reads it.
-    let bridge = tokio::time::timeout(timeout, async {
+    // codec reads it. The CONNECT's first bytes are due within the same time
+    // as the CONNECT itself.
+    let peek = tokio::time::timeout(timeout, async {
         loop {
             match crate::frame::bridge_bit(framed.buffered()) {
                 crate::frame::BridgeBit::NeedMore if framed.read_more().await => {}
@@ -91,8 +92,11 @@ where
             }
         }
     })
-    .await
-    .unwrap_or(false);
+    .await;
+    let Ok(bridge) = peek else {
+        tracing::debug!(%remote, "MQTT: no CONNECT within {timeout:?}, closing");
+        return None;
+    };
     let version = match tokio::time::timeout(timeout, framed.next()).await {
         Ok(Some(Ok((MqttPacket::Version(v), _)))) => v,
         Ok(Some(Ok(_))) => return None,
