@@ -569,6 +569,28 @@ mod connect_flag_tests {
     use super::*;
 
     #[test]
+    fn the_bridge_bit_is_found_on_3_1_and_3_1_1_connects_only() {
+        // 3.1.1 with the bit (mosquitto's try_private): the level's offset.
+        let c = b"\x10\x10\x00\x04MQTT\x84\x02\x00\x3c\x00\x04test";
+        assert_eq!(bridge_bit(c), BridgeBit::At(8));
+        // 3.1 ("MQIsdp") with a two-byte remaining length.
+        let c = b"\x10\x80\x01\x00\x06MQIsdp\x83\x02";
+        assert_eq!(bridge_bit(c), BridgeBit::At(11));
+        // Not yet buffered far enough, at every cut.
+        let c = b"\x10\x10\x00\x04MQTT\x84";
+        for cut in 0..c.len() {
+            assert_eq!(bridge_bit(&c[..cut]), BridgeBit::NeedMore, "cut {cut}");
+        }
+        // Plain levels, MQTT 5 with the bit, another packet, a long name, a
+        // remaining length of more than 4 bytes: left to the version codec.
+        assert_eq!(bridge_bit(b"\x10\x10\x00\x04MQTT\x04"), BridgeBit::No);
+        assert_eq!(bridge_bit(b"\x10\x10\x00\x04MQTT\x85"), BridgeBit::No);
+        assert_eq!(bridge_bit(b"\x30\x10\x00\x04MQTT\x84"), BridgeBit::No);
+        assert_eq!(bridge_bit(b"\x10\x10\x00\x07MQTTTTT\x84"), BridgeBit::No);
+        assert_eq!(bridge_bit(b"\x10\xff\xff\xff\xff\x01"), BridgeBit::No);
+    }
+
+    #[test]
     fn flags_byte_is_found_once_buffered() {
         // CONNECT, remaining length 16, "MQTT", level 4, flags 0xC2.
         let c = b"\x10\x10\x00\x04MQTT\x04\xc2\x00\x3c\x00\x04test";
