@@ -1003,11 +1003,17 @@ impl Broker for StationEngine {
     fn replica_role(&self, tenant: &TenantId, name: &str) -> Option<junction_api::ReplicaRole> {
         let s = self.stations.get(tenant, name).ok()?;
         let status = s.replica.get()?.status();
+        let (remote_segments, remote_last_seq) = s
+            .tier()
+            .map_or((0, 0), |t| (t.totals(0).0, t.uploaded_through()));
         Some(junction_api::ReplicaRole {
             role: status.role,
             applied: status.applied,
             snapshot_index: status.snapshot,
             purged_index: status.purged,
+            local_first_seq: s.local_counts().0,
+            remote_segments,
+            remote_last_seq,
         })
     }
 

@@ -98,6 +98,20 @@ pub(crate) enum AdminOp {
     Consumed {
         seqs: Vec<u64>,
     },
+    /// A segment the leader uploaded to the bucket, recorded in every
+    /// replica's remote index (its entry and subject summary in their stored
+    /// encodings, base64). Answers whether it was recorded: not when the
+    /// index already reaches its first sequence (another leader's upload of
+    /// the range came first).
+    TierRecord {
+        entry: String,
+        summary: String,
+    },
+    /// Remote segments (by first sequence) the station's limits no longer
+    /// keep, as the leader found: dropped from every replica's index.
+    TierDrop {
+        firsts: Vec<u64>,
+    },
 }
 
 /// What a replicated station's leader proposes when acks consume messages:
@@ -128,6 +142,21 @@ pub(crate) fn propose_admin_wait(
     Box::pin(async move {
         let b = wait.await.map_err(|e| propose_error(&station, e))?;
         read_answer::<serde_json::Value>(&b).map(|_| ())
+    })
+}
+
+/// Proposes an admin entry and returns the wait for its commit and its
+/// answer (as JSON).
+pub(crate) fn propose_admin_answer(
+    replica: &ReplicaGroup,
+    station: &str,
+    op: AdminOp,
+) -> BoxFuture<'static, Result<serde_json::Value, EngineError>> {
+    let wait = replica.propose(admin_op(&op));
+    let station = station.to_string();
+    Box::pin(async move {
+        let b = wait.await.map_err(|e| propose_error(&station, e))?;
+        read_answer::<serde_json::Value>(&b)
     })
 }
 
@@ -1303,6 +1332,13 @@ impl StationEngine {
             AdminOp::DeleteGroup { group } => {
                 answer(self.stations.delete_group(&tenant, &name, &group))
             }
+            AdminOp::TierRecord { entry, summary } => {
+                answer(tier_record(station, &entry, &summary))
+            }
+            AdminOp::TierDrop { firsts } => answer(match station.tier() {
+                Some(tier) => tier.drop_firsts(station.store(), station.id, &firsts),
+                None => Ok(()),
+            }),
             AdminOp::Position { group, position } => {
                 // The leader has it already (it is where it comes from).
                 if station.replica.get().is_some_and(|r| r.is_leader()) {
@@ -1432,6 +1468,31 @@ impl ReplicaHost for StationEngine {
     }
 }
 
+/// Applies [`AdminOp::TierRecord`] to this replica's remote index.
+fn tier_record(station: &Station, entry: &str, summary: &str) -> Result<bool, EngineError> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let Some(tier) = station.tier() else {
+        // Every node of a cluster needs the same [tier] bucket: without one,
+        // this replica keeps every message on its disk.
+        tracing::error!(
+            station = station.name(),
+            "a segment of this replicated station was uploaded by its leader, but this node has no [tier] bucket configured: its copy keeps every message locally"
+        );
+        return Err(EngineError::invalid_config(
+            "this node has no [tier] bucket configured",
+        ));
+    };
+    let bad = |e: String| EngineError::BadRequest(format!("tier record: {e}"));
+    let entry = b64.decode(entry).map_err(|e| bad(e.to_string()))?;
+    let entry =
+        junction_storage::tier::SegmentRef::decode(&entry).map_err(|e| bad(e.to_string()))?;
+    let summary = b64.decode(summary).map_err(|e| bad(e.to_string()))?;
+    let summary = junction_storage::tier::segment::SubjectSummary::decode(&summary)
+        .map_err(|e| bad(e.to_string()))?;
+    tier.record(station.store(), station.id, entry, &summary)
+}
+
 /// What a replicated station's snapshot holds besides its messages.
 #[derive(Debug, Serialize, Deserialize)]
 struct SnapshotPoint {
@@ -1440,6 +1501,10 @@ struct SnapshotPoint {
     last_seq: u64,
     /// Every consumer group: its definition and position.
     groups: Vec<SnapshotGroup>,
+    /// Its remote index (a tiered station): the messages below the leader's
+    /// local log are in the bucket, not in the snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tier: Option<super::tier::IndexCopy>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -1519,9 +1584,19 @@ impl StationEngine {
                 position: String::from_utf8(position).unwrap_or_default(),
             });
         }
+        // The index before the last sequence: a segment recorded after it
+        // is an entry after the snapshot, applied again on the replica.
+        let tier = match station.tier() {
+            Some(t) => Some(
+                t.copy_index(station.store(), station.id)
+                    .map_err(|e| e.to_string())?,
+            ),
+            None => None,
+        };
         let point = SnapshotPoint {
             last_seq: station.last_seq(),
             groups: out,
+            tier,
         };
         serde_json::to_vec(&point).map_err(|e| e.to_string())
     }
@@ -1615,6 +1690,10 @@ impl StationEngine {
         } else {
             self.install_stored(&station, input, p.last_seq)?
         };
+        if let Some(tier) = station.tier() {
+            tier.install_index(station.store(), station.id, &p.tier.unwrap_or_default())
+                .map_err(|e| e.to_string())?;
+        }
         for g in p.groups {
             let gname = g.config.name.clone();
             self.stations

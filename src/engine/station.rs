@@ -651,6 +651,18 @@ impl Station {
         format!("{}-{created}", self.id)
     }
 
+    /// The id its objects in the bucket are kept under: [`Station::uid`] for
+    /// a station of one copy; for a replicated one its Raft group's id, the
+    /// same on every replica (each has a local id and creation time of its
+    /// own), so that whichever replica leads writes the same manifest and
+    /// finds the same objects.
+    pub fn tier_uid(&self) -> String {
+        match self.replica.get() {
+            Some(g) if self.is_replicated() => format!("g{:016x}", g.id()),
+            _ => self.uid(),
+        }
+    }
+
     /// Highest sequence durably stored.
     pub fn committed(&self) -> u64 {
         self.committed.load(Ordering::Acquire)

@@ -156,11 +156,6 @@ pub(crate) fn check_policy(config: &StationConfig, configured: bool) -> Result<(
             "tier: only stations with limits retention can be tiered",
         ));
     }
-    if config.replicas > 1 {
-        return Err(EngineError::invalid_config(
-            "tier: replicated stations cannot be tiered yet",
-        ));
-    }
     Ok(())
 }
 
@@ -705,7 +700,7 @@ impl StationTier {
         // left under the station's prefix later, from this key alone.
         if let Some(st) = self.station.upgrade() {
             store
-                .put_meta(&format!("{GONE_PREFIX}{}", st.uid()), b"")
+                .put_meta(&format!("{GONE_PREFIX}{}", st.tier_uid()), b"")
                 .map_err(|e| EngineError::Storage(e.to_string()))?;
         }
         let all: Vec<SegmentRef> = {
@@ -719,7 +714,7 @@ impl StationTier {
             .map_err(|e| EngineError::Storage(e.to_string()))?;
         if let Some(st) = self.station.upgrade() {
             let remote = self.remote.clone();
-            let key = remote.manifest_key(&st.uid());
+            let key = remote.manifest_key(&st.tier_uid());
             self.remote.runtime().spawn(async move {
                 if let Err(e) = remote.delete(&key).await {
                     tracing::warn!(key, error = %e, "cannot delete a deleted station's manifest");
@@ -862,6 +857,150 @@ impl StationTier {
     fn keys(&self) -> HashSet<String> {
         self.segments.read().iter().map(|s| s.key.clone()).collect()
     }
+
+    /// Records an uploaded segment in the index (entry and subject summary,
+    /// fsynced in one batch) and in memory. `Ok(false)`: not recorded, and
+    /// its object is the caller's to delete: the station is being deleted,
+    /// or the index already reaches `entry.first_seq` (a replicated
+    /// station's segment uploaded twice, by two leaders one after the other:
+    /// the first committed wins, the same on every replica).
+    pub fn record(
+        &self,
+        store: &Store,
+        station: u64,
+        entry: SegmentRef,
+        summary: &SubjectSummary,
+    ) -> Result<bool, EngineError> {
+        let mut segments = self.segments.write();
+        if self.forgotten.load(Ordering::Acquire)
+            || segments
+                .last()
+                .is_some_and(|s| s.last_seq >= entry.first_seq)
+        {
+            return Ok(false);
+        }
+        store
+            .write_meta_batch(
+                &[
+                    (index_key(station, entry.first_seq), entry.encode()),
+                    (summary_key(station, entry.first_seq), summary.encode()),
+                ],
+                &[],
+            )
+            .map_err(|e| EngineError::Storage(format!("cannot record an uploaded segment: {e}")))?;
+        segments.push(entry);
+        merge_summary(&mut self.subjects.write(), summary);
+        drop(segments);
+        self.manifest_changed();
+        Ok(true)
+    }
+
+    /// Drops the segments starting at `firsts` (those still in the index),
+    /// as [`StationTier::drop_segments`] does: a replicated station's
+    /// leader decided that the station's limits no longer keep them.
+    pub fn drop_firsts(
+        &self,
+        store: &Store,
+        station: u64,
+        firsts: &[u64],
+    ) -> Result<(), EngineError> {
+        let wanted: HashSet<u64> = firsts.iter().copied().collect();
+        let doomed: Vec<SegmentRef> = self
+            .segments
+            .read()
+            .iter()
+            .filter(|s| wanted.contains(&s.first_seq))
+            .cloned()
+            .collect();
+        self.drop_segments(store, station, &doomed)
+    }
+
+    /// The whole index (entries, subject summaries and floor) for a
+    /// replicated station's snapshot.
+    pub fn copy_index(&self, store: &Store, station: u64) -> Result<IndexCopy, EngineError> {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let m = self.manifest_now(store, station)?;
+        Ok(IndexCopy {
+            floor: m.floor,
+            segments: m
+                .segments
+                .into_iter()
+                .map(|s| IndexCopySegment {
+                    entry: b64.encode(s.entry.encode()),
+                    summary: s.summary.map(|x| b64.encode(x.encode())),
+                })
+                .collect(),
+        })
+    }
+
+    /// Replaces the index with a snapshot's copy (a replica catching up from
+    /// its leader's snapshot). No object is deleted: the copy is the group's
+    /// index as it was, and what it lacks is no longer this replica's.
+    pub fn install_index(
+        &self,
+        store: &Store,
+        station: u64,
+        copy: &IndexCopy,
+    ) -> Result<(), EngineError> {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let bad = |e: String| EngineError::Storage(format!("snapshot's remote index: {e}"));
+        let mut entries = Vec::with_capacity(copy.segments.len());
+        let mut puts = Vec::new();
+        let mut subjects = AHashMap::new();
+        for s in &copy.segments {
+            let raw = b64.decode(&s.entry).map_err(|e| bad(e.to_string()))?;
+            let entry = SegmentRef::decode(&raw).map_err(|e| bad(e.to_string()))?;
+            puts.push((index_key(station, entry.first_seq), raw));
+            if let Some(summary) = &s.summary {
+                let raw = b64.decode(summary).map_err(|e| bad(e.to_string()))?;
+                let decoded = SubjectSummary::decode(&raw).map_err(|e| bad(e.to_string()))?;
+                merge_summary(&mut subjects, &decoded);
+                puts.push((summary_key(station, entry.first_seq), raw));
+            }
+            entries.push(entry);
+        }
+        entries.sort_by_key(|s| s.first_seq);
+        puts.push((floor_key(station), copy.floor.to_string().into_bytes()));
+        let mut segments = self.segments.write();
+        let mut deletes: Vec<String> = segments
+            .iter()
+            .flat_map(|s| {
+                [
+                    index_key(station, s.first_seq),
+                    summary_key(station, s.first_seq),
+                ]
+            })
+            .collect();
+        let kept: HashSet<&String> = puts.iter().map(|(k, _)| k).collect();
+        deletes.retain(|k| !kept.contains(k));
+        store
+            .write_meta_batch(&puts, &deletes)
+            .map_err(|e| EngineError::Storage(e.to_string()))?;
+        *segments = entries;
+        *self.subjects.write() = subjects;
+        self.floor.store(copy.floor, Ordering::Release);
+        drop(segments);
+        self.manifest_changed();
+        Ok(())
+    }
+}
+
+/// A replicated station's remote index as its snapshots carry it: segment
+/// entries and subject summaries in their stored encoding (base64), and the
+/// floor.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct IndexCopy {
+    pub floor: u64,
+    pub segments: Vec<IndexCopySegment>,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct IndexCopySegment {
+    pub entry: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
 }
 
 /// The station's subject map, from the summaries of the segments in its
@@ -939,11 +1078,19 @@ async fn reconcile(registry: &StationRegistry, remote: &Arc<Remote>, min_age: Du
         if station.config().tier.is_none() && tier.first_seq().is_none() {
             continue;
         }
+        // A replicated station's objects are its leader's to reconcile, and
+        // never young ones: another replica may have uploaded one whose index
+        // entry this one has not applied yet.
+        let min_age = match Role::of(&station) {
+            Role::Single => min_age,
+            Role::Leader(_) => min_age.max(ORPHAN_AGE),
+            Role::Follower => continue,
+        };
         // An index still to be rebuilt from the manifest holds nothing yet.
         if tier.rebuild_pending.load(Ordering::Acquire) {
             continue;
         }
-        let objects = match remote.list_station(&station.uid()).await {
+        let objects = match remote.list_station(&station.tier_uid()).await {
             Ok(o) => o,
             Err(e) => {
                 tracing::warn!(error = %e, "tier reconciler cannot list the bucket; trying again later");
@@ -960,7 +1107,7 @@ async fn reconcile(registry: &StationRegistry, remote: &Arc<Remote>, min_age: Du
             !m.dirty && !m.conflict
         };
         if !in_sync {
-            match remote.get_manifest(&station.uid()).await {
+            match remote.get_manifest(&station.tier_uid()).await {
                 Ok(Some((m, _))) => live.extend(m.segments.into_iter().map(|s| s.entry.key)),
                 Ok(None) => {}
                 Err(e) => {
@@ -1112,16 +1259,53 @@ pub(crate) fn start(registry: &Arc<StationRegistry>, remote: &Arc<Remote>) {
                     tier.pending_cap.store(0, Ordering::Relaxed);
                     continue;
                 }
+                let role = Role::of(&station);
+                if let Role::Follower = role {
+                    // The group's log brings the index; this replica only
+                    // trims its own disk of what the index holds.
+                    tier.rebuild_pending.store(false, Ordering::Release);
+                    let (st, t) = (station.clone(), tier.clone());
+                    let trimmed = tokio::task::spawn_blocking(move || {
+                        t.measure_pending(&st);
+                        policy.map(|p| trim_local(&st, &t, &p))
+                    })
+                    .await;
+                    if let Ok(Some(Err(e))) = trimmed {
+                        tracing::warn!(station = station.name(), error = %e, "cannot trim the local log");
+                    }
+                    continue;
+                }
                 // Remote limits apply as long as segments remain, even when
                 // the policy was removed.
                 let (st, t) = (station.clone(), tier.clone());
-                let _ = tokio::task::spawn_blocking(move || {
+                let single = matches!(role, Role::Single);
+                let doomed = tokio::task::spawn_blocking(move || {
                     t.measure_pending(&st);
-                    enforce_remote_limits(&st, &t);
+                    if single {
+                        enforce_remote_limits(&st, &t);
+                        Vec::new()
+                    } else {
+                        t.expired(&st.config(), st.local_counts())
+                    }
                 })
-                .await;
+                .await
+                .unwrap_or_default();
+                if let Role::Leader(group) = &role
+                    && !doomed.is_empty()
+                {
+                    let op = super::replicated::AdminOp::TierDrop {
+                        firsts: doomed.iter().map(|s| s.first_seq).collect(),
+                    };
+                    if let Err(e) =
+                        super::replicated::propose_admin_wait(group, station.name(), op).await
+                    {
+                        tracing::debug!(station = station.name(), error = %e, "remote segments past the station's limits not dropped yet");
+                    }
+                }
                 if tier.rebuild_pending.load(Ordering::Acquire) {
-                    if tiered_policy(&station).is_none() {
+                    // A replicated station's index is its group's: never
+                    // taken from the bucket.
+                    if tiered_policy(&station).is_none() || !single {
                         tier.rebuild_pending.store(false, Ordering::Release);
                     } else if tier.backing_off() {
                         continue;
@@ -1142,7 +1326,7 @@ pub(crate) fn start(registry: &Arc<StationRegistry>, remote: &Arc<Remote>) {
                 }
                 // A station that is behind catches up several segments a tick.
                 for _ in 0..SEGMENTS_PER_TICK {
-                    match upload_step(&station, &tier, &remote, &policy).await {
+                    match upload_step(&station, &tier, &remote, &policy, &role).await {
                         Ok(Step::Uploaded) => continue,
                         Ok(Step::Nothing) => break,
                         Err(e) => {
@@ -1168,7 +1352,7 @@ async fn write_manifest(station: &Arc<Station>, tier: &Arc<StationTier>, remote:
         }
         (m.known, m.e_tag.clone())
     };
-    let uid = station.uid();
+    let uid = station.tier_uid();
     let e_tag = if known {
         e_tag
     } else {
@@ -1201,6 +1385,18 @@ async fn write_manifest(station: &Arc<Station>, tier: &Arc<StationTier>, remote:
             m.known = t.is_some();
             m.e_tag = t;
         }
+        ManifestWrite::Conflict if station.is_replicated() => {
+            // Another replica wrote it while it led: the index is the
+            // group's, the same everywhere, so this leader reads the
+            // object's version again and writes over it.
+            let mut m = tier.manifest.lock();
+            m.known = false;
+            m.dirty = true;
+            tracing::info!(
+                station = station.name(),
+                "the station's manifest was written by another replica; written again from this leader's index"
+            );
+        }
         ManifestWrite::Conflict => {
             let mut m = tier.manifest.lock();
             m.conflict = true;
@@ -1231,7 +1427,7 @@ async fn rebuild(
     tier: &Arc<StationTier>,
     remote: &Arc<Remote>,
 ) -> Result<(), String> {
-    let uid = station.uid();
+    let uid = station.tier_uid();
     let found = match remote.get_manifest(&uid).await {
         Ok(found) => found,
         Err(TierError::Corrupt { key, error }) => {
@@ -1350,8 +1546,31 @@ fn restore(
 fn tiered_policy(station: &Station) -> Option<TierPolicy> {
     let c = station.config();
     let policy = c.tier?;
-    (c.storage == StorageKind::File && c.retention == Retention::Limits && !station.is_replicated())
-        .then_some(policy)
+    (c.storage == StorageKind::File && c.retention == Retention::Limits).then_some(policy)
+}
+
+/// What this node does for a station's tier.
+enum Role {
+    /// A station of one copy: everything, on its own.
+    Single,
+    /// The leader of a replicated station: uploads, and proposes every change
+    /// of the remote index to the station's Raft group.
+    Leader(junction_cluster::replica::ReplicaGroup),
+    /// Another replica (or one whose group has not started): takes the index
+    /// from the group's log, and only trims its own local disk.
+    Follower,
+}
+
+impl Role {
+    fn of(station: &Station) -> Role {
+        if !station.is_replicated() {
+            return Role::Single;
+        }
+        match station.replica.get() {
+            Some(g) if g.is_leader() => Role::Leader(g.clone()),
+            _ => Role::Follower,
+        }
+    }
 }
 
 /// What one upload step did.
@@ -1367,6 +1586,7 @@ async fn upload_step(
     tier: &Arc<StationTier>,
     remote: &Arc<Remote>,
     policy: &TierPolicy,
+    role: &Role,
 ) -> Result<Step, String> {
     {
         let b = tier.backoff.lock();
@@ -1374,7 +1594,7 @@ async fn upload_step(
             return Ok(Step::Nothing);
         }
     }
-    let step = match seal_and_upload(station, tier, remote, policy).await {
+    let step = match seal_and_upload(station, tier, remote, policy, role).await {
         Ok(step) => {
             *tier.backoff.lock() = Backoff::default();
             step
@@ -1407,6 +1627,7 @@ async fn seal_and_upload(
     tier: &Arc<StationTier>,
     remote: &Arc<Remote>,
     policy: &TierPolicy,
+    role: &Role,
 ) -> Result<Step, String> {
     let st = station.clone();
     let t = tier.clone();
@@ -1423,47 +1644,62 @@ async fn seal_and_upload(
         .await
         .map_err(|e| e.to_string())?;
     // Recorded only now that the object is in the bucket, with its subject
-    // summary in the same batch.
-    let store = station.store().clone();
-    let entry = sealed.entry.clone();
-    let summary = sealed.summary.encode();
-    let id = station.id;
-    let recorded = tokio::task::spawn_blocking(move || {
-        store.write_meta_batch(
-            &[
-                (index_key(id, entry.first_seq), entry.encode()),
-                (summary_key(id, entry.first_seq), summary),
-            ],
-            &[],
-        )
-    })
-    .await
-    .map_err(|e| e.to_string())?;
-    if let Err(e) = recorded {
-        // Not in the index: the object is an orphan; nothing local was removed.
-        let _ = remote.delete(&sealed.entry.key).await;
-        return Err(format!("cannot record the uploaded segment: {e}"));
-    }
-    {
-        let mut segments = tier.segments.write();
-        if !tier.forgotten.load(Ordering::Acquire) {
-            tracing::debug!(station = station.name(), key = %sealed.entry.key, first = sealed.entry.first_seq, last = sealed.entry.last_seq, "segment uploaded");
-            segments.push(sealed.entry);
-            merge_summary(&mut tier.subjects.write(), &sealed.summary);
-            tier.manifest_changed();
-            return Ok(Step::Uploaded);
+    // summary in the same batch: here, or (a replicated station) on every
+    // replica through the station's Raft group.
+    let key = sealed.entry.key.clone();
+    let (first, last) = (sealed.entry.first_seq, sealed.entry.last_seq);
+    let recorded = match role {
+        Role::Leader(group) => {
+            use base64::Engine as _;
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let op = super::replicated::AdminOp::TierRecord {
+                entry: b64.encode(sealed.entry.encode()),
+                summary: b64.encode(sealed.summary.encode()),
+            };
+            // Not deleted on a failure: the entry may still be committed (a
+            // leader change while it was proposed); the reconciler removes
+            // the object later if no replica's index took it.
+            super::replicated::propose_admin_answer(group, station.name(), op)
+                .await
+                .map_err(|e| {
+                    format!("cannot record the uploaded segment in the station's group: {e}")
+                })?
+                .as_bool()
+                .unwrap_or(false)
         }
+        _ => {
+            let (st, t) = (station.clone(), tier.clone());
+            match tokio::task::spawn_blocking(move || {
+                t.record(st.store(), st.id, sealed.entry, &sealed.summary)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    // Not in the index: the object is an orphan; nothing
+                    // local was removed.
+                    let _ = remote.delete(&key).await;
+                    return Err(e.to_string());
+                }
+            }
+        }
+    };
+    if recorded {
+        tracing::debug!(
+            station = station.name(),
+            key,
+            first,
+            last,
+            "segment uploaded"
+        );
+        return Ok(Step::Uploaded);
     }
-    // The station was deleted while this segment was uploading, after its
-    // objects were: this one goes too, with its index entry.
-    let store = station.store().clone();
-    let keys = [
-        index_key(id, sealed.entry.first_seq),
-        summary_key(id, sealed.entry.first_seq),
-    ];
-    let _ = tokio::task::spawn_blocking(move || store.write_meta_batch(&[], &keys)).await;
-    if let Err(e) = remote.delete(&sealed.entry.key).await {
-        tracing::warn!(key = %sealed.entry.key, error = %e, "cannot delete a deleted station's last segment");
+    // The station was deleted while this segment was uploading (after its
+    // objects were), or another leader's upload of the range was recorded
+    // first: this object is in no index.
+    if let Err(e) = remote.delete(&key).await {
+        tracing::warn!(key, error = %e, "cannot delete a segment no index took; the reconciler removes it later");
     }
     Ok(Step::Nothing)
 }
@@ -1543,7 +1779,7 @@ fn seal(
     }
     let (object, footer, summary) = w.finish_with_summary();
     let attempt: u64 = rand::random();
-    let key = remote.segment_key(&station.uid(), first_seq, last_seq, attempt);
+    let key = remote.segment_key(&station.tier_uid(), first_seq, last_seq, attempt);
     Ok(Some(Sealed {
         entry: SegmentRef {
             key,
@@ -1617,6 +1853,9 @@ mod tests {
         c.retention = Retention::WorkQueue;
         assert!(check_policy(&c, true).is_err());
         c.retention = Retention::Limits;
+        // Replicated stations are tiered through their group.
+        c.replicas = 3;
+        assert!(check_policy(&c, true).is_ok());
         c.tier = Some(TierPolicy {
             segment_bytes: 10,
             ..TierPolicy::default()

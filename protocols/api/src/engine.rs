@@ -30,6 +30,13 @@ pub struct ReplicaRole {
     pub snapshot_index: Option<u64>,
     /// Log entries up to this index were purged here (its snapshot has them).
     pub purged_index: Option<u64>,
+    /// The first sequence on this node's own disk (a tiered station keeps
+    /// older ones only in the bucket).
+    pub local_first_seq: u64,
+    /// Segments in this replica's remote index (0: not tiered).
+    pub remote_segments: u64,
+    /// The last sequence its remote index holds (0: none).
+    pub remote_last_seq: u64,
 }
 
 /// Called once an ack sent with [`Engine::ack_committed`] is durable (or refused).

@@ -200,9 +200,16 @@ pub struct ReplicaPage {
     pub snapshot_index: Option<u64>,
     /// Log entries up to this index were purged here: its snapshot has them.
     pub purged_index: Option<u64>,
-    /// First and last sequence stored here.
+    /// First and last sequence stored here (locally or, for a tiered
+    /// station, in the bucket).
     pub first_seq: u64,
     pub last_seq: u64,
+    /// The first sequence on this node's own disk.
+    pub local_first_seq: u64,
+    /// Segments in this replica's remote index (0: not tiered).
+    pub remote_segments: u64,
+    /// The last sequence its remote index holds (0: none).
+    pub remote_last_seq: u64,
     /// Messages in sequence order.
     pub messages: Vec<ReplicaMessage>,
 }
@@ -298,6 +305,9 @@ pub async fn replica(
         purged_index: copy.purged_index,
         first_seq: info.state.first_seq,
         last_seq: info.state.last_seq,
+        local_first_seq: copy.local_first_seq,
+        remote_segments: copy.remote_segments,
+        remote_last_seq: copy.remote_last_seq,
         messages,
     }))
 }
