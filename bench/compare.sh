@@ -385,6 +385,10 @@ SCENARIOS=(
   "tier-replay-local|durable pull + explicit ack, batch 500, 1 KiB, file, all on local disk (the tiering rows' baseline)|throughput||-|js-fetch --batch 500 --size 1024 --msgs 50000 --stream TIERL --storage file"
   "tier-replay-cold|the same replay with 96% of the messages only in S3 (moto; 1 MiB segments, 2 MiB local), cold read cache (target: >= 0.5x tier-replay-local)|throughput||-|tier js-fetch --batch 500 --size 1024 --msgs 50000 --stream TIER --storage file --tier-segment-bytes 1048576 --tier-local-max-bytes 2097152"
   "tier-replay-warm|the same replay from S3 after one untimed replay warmed the read cache (target: >= 0.9x tier-replay-local)|throughput||-|tier js-fetch --batch 500 --size 1024 --msgs 50000 --stream TIER --storage file --tier-segment-bytes 1048576 --tier-local-max-bytes 2097152 --tier-warm"
+  "tier-pub-replay-off|sync publish round trip, 16 B, file, while one consumer replays 1 M preloaded messages from sequence 1 over and over, all on local disk (the next row's baseline)|latency||-|js-pub --sync --size 16 --msgs 3000 --stream TPRL --storage file --purge --replay-preload 1000000"
+  "tier-pub-replay-on|the same with tiering on, the replay reading 99% of the messages from S3 (moto; 1 MiB segments, 1 MiB local) (target: p99 <= 1.1x tier-pub-replay-off)|latency||-|tier js-pub --sync --size 16 --msgs 3000 --stream TPR --storage file --purge --replay-preload 1000000 --tier-segment-bytes 1048576 --tier-local-max-bytes 1048576"
+  "tier-restart-1m|restart with 1 M stored 16 B messages, about 99% of them only in S3 (moto; 4 MiB segments, 1 MiB local): memory and start-up time should not grow with remote messages (compare tier-restart-10m)|restart||-|tier js-pub --window 1000 --size 16 --msgs 1000000 --stream TRESTART --storage file --tier-segment-bytes 4194304 --tier-local-max-bytes 1048576"
+  "tier-restart-10m|the same with 10 M stored messages|restart||-|tier js-pub --window 1000 --size 16 --msgs 10000000 --stream TRESTART --storage file --tier-segment-bytes 4194304 --tier-local-max-bytes 1048576"
   "js-push|durable push consumer delivering a preloaded stream to one subscriber that acks each message, 16 B, file|throughput||nats-server|js-push --size 16 --msgs 100000 --stream BENCH --storage file"
   "kv-put-fsync|Key-Value put, 16 clients each awaiting its put, 16 B, file; Junction fsyncs before the ack (default), nats-server 2.9 does not fsync|throughput|>=1.0|nats-server|kv-put --pubs 16 --size 16 --msgs 50000 --stream KVB --storage file"
   "kv-get|Key-Value get (direct get), 16 clients each awaiting its get, 10,000 keys, 16 B, file|throughput|>=1.0|nats-server|kv-get --pubs 16 --size 16 --msgs 200000 --stream KVG --storage file"
@@ -550,7 +554,7 @@ spawn_server() {
   port=$(free_port)
   case "$server" in
     junction)
-      "$BIN" serve --nats-listen "127.0.0.1:$port" --mqtt-listen off --http-listen off \
+      env "${SERVER_ENV[@]}" "$BIN" serve --nats-listen "127.0.0.1:$port" --mqtt-listen off --http-listen off \
         --data-dir "$dir/data" >>"$dir/server.log" 2>&1 &
       ;;
     nats-server)
@@ -566,10 +570,20 @@ spawn_server() {
 # answers with every message (`junction bench js-ready` reports when, as a Unix
 # time), then read the server's RSS.
 measure_restart() {
-  local rep=$1 server=$2 entry=$3 id flags dir json t0 disk apparent ready
+  local rep=$1 server=$2 entry=$3 id flags dir json t0 disk apparent ready msgs stream
   id=${entry%%|*}
   flags=${entry##*|}
   dir=$(mktemp -d "$WORK/$rep-$server-$id.XXXXXX")
+  # Tiered rows: both starts use one bucket (the second reads what the first
+  # uploaded).
+  case "$flags" in
+    tier\ *)
+      flags=${flags#tier }
+      tier_s3
+      ;;
+  esac
+  msgs=$(echo "$flags" | sed -n 's/.*--msgs \([0-9]*\).*/\1/p')
+  stream=$(echo "$flags" | sed -n 's/.*--stream \([A-Za-z0-9_-]*\).*/\1/p')
   spawn_server "$server" "$dir"
   # shellcheck disable=SC2086 # flags are words on purpose
   if ! wait_port "${NATS_URL##*:}" "$SERVER_PID" ||
@@ -588,13 +602,14 @@ measure_restart() {
   wait_quiet
   t0=$(date +%s%N)
   spawn_server "$server" "$dir"
-  if ! json=$("$BIN" bench js-ready --url "$NATS_URL" --stream RESTART --msgs "$RESTART_MSGS" \
+  if ! json=$("$BIN" bench js-ready --url "$NATS_URL" --stream "$stream" --msgs "$msgs" \
     --server-pid "$SERVER_PID" --json 2>"$dir/ready.err"); then
     echo "   $server $id: not ready: $(tail -n 3 "$dir/ready.err")" >&2
     json='{"error":true}'
   fi
   stop_server
-  python3 - "$id" "$server" "$rep" "$t0" "$disk" "$apparent" "$RESTART_MSGS" "$json" >>"$RESULTS" <<'PY'
+  SERVER_ENV=()
+  python3 - "$id" "$server" "$rep" "$t0" "$disk" "$apparent" "$msgs" "$json" >>"$RESULTS" <<'PY'
 import json, sys
 sid, server, rep, t0, disk, apparent, msgs, report = sys.argv[1:]
 out = json.loads(report)

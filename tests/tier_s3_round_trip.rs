@@ -132,9 +132,18 @@ async fn start_in(
 
 /// The tiered stream `TIERED` on `tiered.>`.
 async fn create_tiered_stream(js: &jetstream::Context) -> stream::Stream {
+    create_tiered_stream_with(js, SEGMENT_BYTES, LOCAL_MAX_BYTES).await
+}
+
+/// [`create_tiered_stream`] with other segment and local sizes.
+async fn create_tiered_stream_with(
+    js: &jetstream::Context,
+    segment_bytes: u64,
+    local_max_bytes: u64,
+) -> stream::Stream {
     let metadata: HashMap<String, String> = [
-        ("junction.tier.segment_bytes", SEGMENT_BYTES.to_string()),
-        ("junction.tier.local_max_bytes", LOCAL_MAX_BYTES.to_string()),
+        ("junction.tier.segment_bytes", segment_bytes.to_string()),
+        ("junction.tier.local_max_bytes", local_max_bytes.to_string()),
         ("junction.tier.segment_max_age_ms", "1000".to_string()),
     ]
     .into_iter()
@@ -175,8 +184,19 @@ async fn publish(js: &jetstream::Context, from: u64, to: u64, digest: &mut Sha25
 /// The station's `state.tier` once nothing is left to upload (a hang guard of
 /// 30 s).
 async fn caught_up(http: &reqwest::Client, http_port: u16, messages: u64) -> serde_json::Value {
+    caught_up_with(http, http_port, messages, SEGMENT_BYTES).await
+}
+
+/// [`caught_up`] for a station with segments of `segment_bytes` (a hang guard
+/// of 30 s plus 1 s per 10,000 messages).
+async fn caught_up_with(
+    http: &reqwest::Client,
+    http_port: u16,
+    messages: u64,
+    segment_bytes: u64,
+) -> serde_json::Value {
     let info_url = format!("http://127.0.0.1:{http_port}/v1/stations/TIERED");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30 + messages / 10_000);
     loop {
         let info: serde_json::Value = http
             .get(&info_url)
@@ -190,7 +210,7 @@ async fn caught_up(http: &reqwest::Client, http_port: u16, messages: u64) -> ser
         if tier["upload_lag_messages"] == 0 && tier["segments"].as_u64().unwrap_or(0) > 0 {
             assert_eq!(info["state"]["messages"], messages, "{info}");
             assert_eq!(info["state"]["first_seq"], 1, "{info}");
-            assert_eq!(info["tier"]["segment_bytes"], SEGMENT_BYTES, "{info}");
+            assert_eq!(info["tier"]["segment_bytes"], segment_bytes, "{info}");
             return tier;
         }
         assert!(
@@ -217,36 +237,42 @@ async fn tiered_station_round_trips_through_ceph_rgw() {
 }
 
 async fn round_trip(moto: &S3) {
+    // TIER_ROUND_TRIP_MESSAGES (by hand: the 1 M) scales the run, with
+    // segments and the local limit grown so that about 250 segments are
+    // uploaded; CI runs 4,000.
+    let count: u64 = std::env::var("TIER_ROUND_TRIP_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(MESSAGES);
+    let segment_bytes = SEGMENT_BYTES.max(count * PAYLOAD as u64 / 250);
+    let local_max_bytes = 2 * segment_bytes;
     let broker = start_broker(moto, "t1").await;
     let (nats_port, http_port) = (broker.nats_port, broker.http_port);
     let client = async_nats::connect(format!("127.0.0.1:{nats_port}"))
         .await
         .unwrap();
     let js = jetstream::new(client);
-    let mut s = create_tiered_stream(&js).await;
+    let mut s = create_tiered_stream_with(&js, segment_bytes, local_max_bytes).await;
 
     // Publish, every message acked.
     let started = std::time::Instant::now();
     let mut published = Sha256::new();
-    publish(&js, 1, MESSAGES, &mut published).await;
+    publish(&js, 1, count, &mut published).await;
     let published = published.finalize();
-    eprintln!(
-        "published {MESSAGES} x {PAYLOAD} B in {:?}",
-        started.elapsed()
-    );
+    eprintln!("published {count} x {PAYLOAD} B in {:?}", started.elapsed());
 
     // Uploads catch up: nothing left to upload, the local share bounded.
     let http = reqwest::Client::new();
-    let tier = caught_up(&http, http_port, MESSAGES).await;
+    let tier = caught_up_with(&http, http_port, count, segment_bytes).await;
     eprintln!("tier state after {:?}: {tier}", started.elapsed());
     let local_bytes = tier["local_bytes"].as_u64().unwrap();
     assert!(
-        local_bytes <= LOCAL_MAX_BYTES + SEGMENT_BYTES + 2 * PAYLOAD as u64,
+        local_bytes <= local_max_bytes + segment_bytes + 2 * PAYLOAD as u64,
         "local share not bounded: {tier}"
     );
     assert!(tier["local_first_seq"].as_u64().unwrap() > 1, "{tier}");
     assert!(
-        tier["remote_messages"].as_u64().unwrap() > MESSAGES / 2,
+        tier["remote_messages"].as_u64().unwrap() > count / 2,
         "{tier}"
     );
     let segments = tier["segments"].as_u64().unwrap();
@@ -260,7 +286,7 @@ async fn round_trip(moto: &S3) {
 
     // STREAM.INFO says the same.
     let info = s.info().await.unwrap().clone();
-    assert_eq!(info.state.messages, MESSAGES);
+    assert_eq!(info.state.messages, count);
     assert_eq!(info.state.first_sequence, 1);
 
     // A consumer from sequence 1 gets every message, in order.
@@ -276,7 +302,7 @@ async fn round_trip(moto: &S3) {
         .unwrap();
     let mut messages = c.messages().await.unwrap();
     let mut replayed = Sha256::new();
-    for want in 1..=MESSAGES {
+    for want in 1..=count {
         let m = tokio::time::timeout(Duration::from_secs(20), messages.next())
             .await
             .unwrap_or_else(|_| panic!("no message {want} within 20 s"))
@@ -286,7 +312,7 @@ async fn round_trip(moto: &S3) {
         replayed.update(&m.payload);
     }
     assert_eq!(replayed.finalize(), published, "SHA-256 over the payloads");
-    eprintln!("replayed {MESSAGES} from seq 1 in {:?}", started.elapsed());
+    eprintln!("replayed {count} from seq 1 in {:?}", started.elapsed());
     // The replay read every remote block from S3 once (misses), and most
     // reads of them from the read cache (hits): counted per station.
     let after = station_state(&http, http_port, "TIERED").await["tier"].clone();
@@ -321,7 +347,7 @@ async fn round_trip(moto: &S3) {
         local_first / 2,
         local_first - 1,
         local_first,
-        MESSAGES,
+        count,
     ] {
         let m = s.get_raw_message(seq).await.unwrap();
         assert_eq!(m.sequence, seq);
@@ -424,9 +450,9 @@ async fn round_trip(moto: &S3) {
     let js = jetstream::new(client);
     let mut s = js.get_stream("TIERED").await.unwrap();
     let info = s.info().await.unwrap().clone();
-    assert_eq!(info.state.messages, MESSAGES);
+    assert_eq!(info.state.messages, count);
     assert_eq!(info.state.first_sequence, 1);
-    for seq in [1, local_first / 2, MESSAGES] {
+    for seq in [1, local_first / 2, count] {
         let m = s.get_raw_message(seq).await.unwrap();
         assert_eq!(
             &m.payload[..],

@@ -134,6 +134,7 @@ fn js_info(plan: &Plan, mode: &str, window: Option<usize>, batch: Option<usize>)
         window,
         batch,
         pub_to: plan.args.pub_to,
+        replay: None,
     }
 }
 
@@ -227,6 +228,22 @@ pub(crate) async fn publish(plan: &Plan) -> anyhow::Result<Report> {
     } else {
         Some(args.window.unwrap_or(DEFAULT_WINDOW))
     };
+    let replay = match args.replay_preload {
+        Some(n) => {
+            let loaded = preload_n(plan, context(admin.clone(), 1000), n).await?;
+            if args.tier_segment_bytes.is_some() {
+                until_tiered(&admin, &args.stream, loaded).await?;
+                if args.tier_warm {
+                    warm_up(&stream, loaded).await?;
+                }
+            }
+            Some((
+                loaded,
+                Replayer::start(&plan.url, &stream, &plan.client_drops).await?,
+            ))
+        }
+        None => None,
+    };
     let mut publishers = Vec::with_capacity(plan.pubs);
     let chosen = match args.pub_to {
         Some(role) => Some(node_by_role(plan, &stream, role).await?),
@@ -294,6 +311,15 @@ pub(crate) async fn publish(plan: &Plan) -> anyhow::Result<Report> {
     let results = join_all(tasks).await;
     let cpu1 = process_cpu_secs();
     bar.finish();
+    let replayed = match replay {
+        Some((loaded, r)) => Some(r.stop(loaded).await?),
+        None => None,
+    };
+    // A tiered stream filled for a restart row: stopped only once all but
+    // its local share is in S3 (untimed).
+    if args.tier_segment_bytes.is_some() && args.replay_preload.is_none() {
+        until_tiered(&admin, &args.stream, args.msgs).await?;
+    }
     let mut hist = histogram()?;
     let mut counted = Vec::new();
     for (c, h) in results? {
@@ -316,12 +342,109 @@ pub(crate) async fn publish(plan: &Plan) -> anyhow::Result<Report> {
         &hist,
     );
     report.set_cpu(cpu0, cpu1);
-    report.jetstream = Some(if window.is_some() {
+    let mut info = if window.is_some() {
         js_info(plan, "window", window, None)
     } else {
         js_info(plan, "sync", None, None)
-    });
+    };
+    info.replay = replayed;
+    report.jetstream = Some(info);
     Ok(report)
+}
+
+/// One consumer replaying a stream from sequence 1 (no acks, batches of
+/// 500), starting over each time it has read everything, until stopped.
+struct Replayer {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    read: Arc<AtomicU64>,
+    passes: Arc<AtomicU64>,
+    start: Instant,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Replayer {
+    async fn start(url: &str, stream: &Stream, drops: &Arc<AtomicU64>) -> anyhow::Result<Replayer> {
+        let c = connect(url, "junction-bench-replayer", drops).await?;
+        let js = context(c, 1);
+        let name = stream.cached_info().config.name.clone();
+        let mut stream = js.get_stream(&name).await.context("getting the stream")?;
+        let end_seq = stream
+            .info()
+            .await
+            .context("STREAM.INFO")?
+            .state
+            .last_sequence;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (read, passes) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let task = {
+            let (stop, read, passes) = (stop.clone(), read.clone(), passes.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = stream.delete_consumer("bench-replay").await;
+                    let consumer = stream
+                        .create_consumer(pull::Config {
+                            durable_name: Some("bench-replay".into()),
+                            ack_policy: AckPolicy::None,
+                            deliver_policy: DeliverPolicy::All,
+                            ..Default::default()
+                        })
+                        .await
+                        .context("creating the replaying consumer")?;
+                    loop {
+                        if stop.load(Ordering::Relaxed) {
+                            return Ok(());
+                        }
+                        let mut batch = consumer
+                            .batch()
+                            .max_messages(500)
+                            .expires(Duration::from_millis(500))
+                            .messages()
+                            .await
+                            .context("replay pull request")?;
+                        let mut got = 0u64;
+                        let mut at_end = false;
+                        while let Some(m) = batch.next().await {
+                            let m = m.map_err(|e| anyhow!("replay fetch: {e}"))?;
+                            got += 1;
+                            at_end |= m.info().is_ok_and(|i| i.stream_sequence >= end_seq);
+                        }
+                        read.fetch_add(got, Ordering::Relaxed);
+                        // A pass ends at the last preloaded message (the
+                        // measured publishes come after it).
+                        if got == 0 || at_end {
+                            break;
+                        }
+                    }
+                    passes.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(())
+            })
+        };
+        Ok(Replayer {
+            stop,
+            read,
+            passes,
+            start: Instant::now(),
+            task,
+        })
+    }
+
+    async fn stop(self, preloaded: u64) -> anyhow::Result<super::report::ReplayInfo> {
+        self.stop.store(true, Ordering::Relaxed);
+        let elapsed = self.start.elapsed().as_secs_f64();
+        self.task.await.context("the replayer")??;
+        let replayed = self.read.load(Ordering::Relaxed);
+        Ok(super::report::ReplayInfo {
+            preloaded,
+            replayed,
+            passes: self.passes.load(Ordering::Relaxed),
+            msgs_per_sec: if elapsed > 0.0 {
+                replayed as f64 / elapsed
+            } else {
+                0.0
+            },
+        })
+    }
 }
 
 /// The URL among --pub-url's (comma-separated) of the node that leads the
@@ -577,21 +700,20 @@ async fn warm_up(stream: &Stream, loaded: u64) -> anyhow::Result<()> {
 /// Fills the stream with `--msgs` messages of `--size` bytes, 1000 PubAcks in
 /// flight (untimed); how many were stored.
 pub(crate) async fn preload(plan: &Plan, js: Context) -> anyhow::Result<u64> {
+    preload_n(plan, js, plan.args.msgs).await
+}
+
+/// Fills the stream with `msgs` messages of `--size` bytes, as [`preload`].
+async fn preload_n(plan: &Plan, js: Context, msgs: u64) -> anyhow::Result<u64> {
     let args = &plan.args;
     let preloaded = Arc::new(AtomicU64::new(0));
-    let bar = Progress::start(
-        plan.progress,
-        "preloading",
-        preloaded.clone(),
-        args.msgs,
-        None,
-    );
+    let bar = Progress::start(plan.progress, "preloading", preloaded.clone(), msgs, None);
     let (loaded, _) = publish_acked(
         js,
         subject(plan),
         payload(args.size, false),
         Some(1000),
-        Limit::Count(args.msgs),
+        Limit::Count(msgs),
         0.0,
         Instant::now(),
         Tally::new(preloaded),

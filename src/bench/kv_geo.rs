@@ -34,6 +34,7 @@ fn info(plan: &Plan, mode: &str) -> JsInfo {
         window: None,
         batch: None,
         pub_to: None,
+        replay: None,
     }
 }
 

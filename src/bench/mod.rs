@@ -249,7 +249,7 @@ pub struct BenchArgs {
     /// js-fetch: name of the durable pull consumer (deleted and recreated).
     #[arg(long, default_value = "bench", value_name = "NAME")]
     pub consumer: String,
-    /// js-fetch on Junction with `[tier]`: create the stream tiered, with
+    /// js-fetch (and js-pub) on Junction with `[tier]`: create the stream tiered, with
     /// segments of this many bytes (`junction.tier.segment_bytes`); after the
     /// preload the bench waits (untimed) until everything is uploaded and all
     /// but `--tier-local-max-bytes` left local disk, so the fetch replays from S3.
@@ -258,6 +258,12 @@ pub struct BenchArgs {
     /// js-fetch with `--tier-segment-bytes`: bytes kept on local disk.
     #[arg(long, value_name = "BYTES", requires = "tier_segment_bytes")]
     pub tier_local_max_bytes: Option<u64>,
+    /// js-pub: first preload this many messages (untimed; with
+    /// `--tier-segment-bytes`, until all but the local share is in S3), then
+    /// keep one consumer replaying the stream from sequence 1, over and over,
+    /// while the measured publishes run: publish latency under a full replay.
+    #[arg(long, value_name = "N")]
+    pub replay_preload: Option<u64>,
     /// js-fetch with `--tier-segment-bytes`: replay everything once (untimed)
     /// before the measured replay, so the read cache is warm.
     #[arg(long, requires = "tier_segment_bytes")]

@@ -59,6 +59,22 @@ pub struct JsInfo {
     /// Publishers went to the stream's leader or to a follower (`--pub-to`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pub_to: Option<super::PubTo>,
+    /// `--replay-preload`: the replay that ran beside the publishes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay: Option<ReplayInfo>,
+}
+
+/// A replay from sequence 1 that ran beside a `js-pub` (`--replay-preload`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplayInfo {
+    /// Messages preloaded before the publishes.
+    pub preloaded: u64,
+    /// Messages the replaying consumer read while the publishes ran.
+    pub replayed: u64,
+    /// Times it started again from sequence 1 (after reading everything).
+    pub passes: u64,
+    /// Messages per second it read.
+    pub msgs_per_sec: f64,
 }
 
 /// The settings of an `http-produce` run.
