@@ -233,6 +233,22 @@ async fn restore_and_rebuild(moto: &s3::S3, damage: bool) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    // /metrics counts the restored segments (the damaged one is not).
+    let metrics = http
+        .get(format!("http://127.0.0.1:{}/metrics", ports.1))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == format!("junction_tier_segments_restored_total {restored}")),
+        "{metrics}"
+    );
+
     // A consumer from sequence 1 gets every message, in order.
     let client = async_nats::connect(format!("127.0.0.1:{}", ports.0))
         .await

@@ -337,6 +337,17 @@ async fn round_trip(moto: &S3) {
         ),
         "{metrics}"
     );
+    // The station's manifest was written (after the uploads), never refused.
+    let counter = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+    };
+    assert!(counter("junction_tier_manifest_writes_total") >= 1);
+    assert_eq!(counter("junction_tier_manifest_conflicts_total"), 0);
+    assert_eq!(counter("junction_tier_manifest_errors_total"), 0);
 
     // MSG.GET of remote sequences.
     let local_first = tier["local_first_seq"].as_u64().unwrap();

@@ -1849,6 +1849,11 @@ impl Monitor for StationEngine {
                     uploaded_bytes: n(&c.uploaded_bytes),
                     cache_hits: n(&c.cache_hits),
                     cache_misses: n(&c.cache_misses),
+                    manifest_writes: n(&c.manifest_writes),
+                    manifest_errors: n(&c.manifest_errors),
+                    manifest_conflicts: n(&c.manifest_conflicts),
+                    segments_restored: n(&c.segments_restored),
+                    orphans_removed: n(&c.orphans_removed),
                     disk_cache: r.disk_cache().map(|d| {
                         let (bytes, files) = d.usage();
                         let c = &d.counters;

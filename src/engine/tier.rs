@@ -1130,6 +1130,10 @@ async fn reconcile(registry: &StationRegistry, remote: &Arc<Remote>, min_age: Du
         }
     }
     if removed > 0 {
+        remote
+            .counters
+            .orphans_removed
+            .fetch_add(removed, Ordering::Relaxed);
         tracing::info!(
             removed,
             "tier reconciler removed objects no station's index holds"
@@ -1379,13 +1383,39 @@ async fn write_manifest(station: &Arc<Station>, tier: &Arc<StationTier>, remote:
             return;
         }
     };
-    match remote.put_manifest(&uid, &manifest, e_tag).await {
+    let mut written = remote.put_manifest(&uid, &manifest, e_tag.clone()).await;
+    if matches!(written, ManifestWrite::Conflict)
+        && e_tag.is_some()
+        && remote.manifest_e_tag(&uid).await.ok().flatten() == e_tag
+    {
+        // Refused although the object is still the version this process
+        // wrote: the server does not honour If-Match on PUT (Ceph RGW before
+        // Squid answers 412 to a matching one). Nobody else wrote it, so it
+        // is written over; a change by another writer between the check and
+        // this write would be lost (only a second broker on the same data
+        // directory could make one).
+        if !remote.if_match_refused.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "the S3 server refuses If-Match updates whose e-tag matches (Ceph RGW before Squid): station manifests are written after checking the e-tag, not atomically"
+            );
+        }
+        written = remote.overwrite_manifest(&uid, &manifest).await;
+    }
+    match written {
         ManifestWrite::Written(t) => {
+            remote
+                .counters
+                .manifest_writes
+                .fetch_add(1, Ordering::Relaxed);
             let mut m = tier.manifest.lock();
             m.known = t.is_some();
             m.e_tag = t;
         }
         ManifestWrite::Conflict if station.is_replicated() => {
+            remote
+                .counters
+                .manifest_conflicts
+                .fetch_add(1, Ordering::Relaxed);
             // Another replica wrote it while it led: the index is the
             // group's, the same everywhere, so this leader reads the
             // object's version again and writes over it.
@@ -1398,6 +1428,10 @@ async fn write_manifest(station: &Arc<Station>, tier: &Arc<StationTier>, remote:
             );
         }
         ManifestWrite::Conflict => {
+            remote
+                .counters
+                .manifest_conflicts
+                .fetch_add(1, Ordering::Relaxed);
             let mut m = tier.manifest.lock();
             m.conflict = true;
             m.dirty = true;
@@ -1408,6 +1442,10 @@ async fn write_manifest(station: &Arc<Station>, tier: &Arc<StationTier>, remote:
             );
         }
         ManifestWrite::Failed(e) => {
+            remote
+                .counters
+                .manifest_errors
+                .fetch_add(1, Ordering::Relaxed);
             tier.manifest_changed();
             tier.failed();
             tracing::warn!(station = station.name(), error = %e, "cannot write the manifest; retried next tick");
@@ -1472,6 +1510,10 @@ async fn rebuild(
         m.known = true;
     }
     tier.rebuild_pending.store(false, Ordering::Release);
+    remote
+        .counters
+        .segments_restored
+        .fetch_add(count as u64, Ordering::Relaxed);
     tracing::info!(
         station = station.name(),
         segments = count,

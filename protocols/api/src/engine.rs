@@ -229,6 +229,16 @@ pub struct TierStats {
     pub read_errors: u64,
     /// Segment objects or blocks that failed their checks.
     pub corrupt: u64,
+    /// Station manifests written to the bucket.
+    pub manifest_writes: u64,
+    /// Manifest writes that failed (retried).
+    pub manifest_errors: u64,
+    /// Manifest writes refused because another writer changed the object.
+    pub manifest_conflicts: u64,
+    /// Segments restored into a remote index from a manifest.
+    pub segments_restored: u64,
+    /// Objects the reconciler deleted.
+    pub orphans_removed: u64,
 }
 
 /// The remote tier's on-disk cache (`/metrics`).

@@ -453,6 +453,31 @@ fn process_figures<E: Engine + ?Sized>(
                 "Remote segment objects or blocks that failed their checks.",
                 t.corrupt,
             ),
+            (
+                "tier_manifest_writes_total",
+                "Station manifests written to the bucket.",
+                t.manifest_writes,
+            ),
+            (
+                "tier_manifest_errors_total",
+                "Station manifest writes that failed (retried on the next tick).",
+                t.manifest_errors,
+            ),
+            (
+                "tier_manifest_conflicts_total",
+                "Station manifest writes refused because another writer changed the object.",
+                t.manifest_conflicts,
+            ),
+            (
+                "tier_segments_restored_total",
+                "Segments restored into a station's remote index from its manifest.",
+                t.segments_restored,
+            ),
+            (
+                "tier_orphans_removed_total",
+                "Objects the tier reconciler deleted (uploads no index took, dropped segments whose delete failed, leftovers of deleted stations).",
+                t.orphans_removed,
+            ),
         ] {
             b.counter(name, help, v)?;
         }

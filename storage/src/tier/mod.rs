@@ -179,6 +179,16 @@ pub struct TierCounters {
     pub read_errors: AtomicU64,
     /// Segments or blocks that failed their checksum.
     pub corrupt: AtomicU64,
+    /// Station manifests written.
+    pub manifest_writes: AtomicU64,
+    /// Manifest writes that failed (retried on the next tick).
+    pub manifest_errors: AtomicU64,
+    /// Manifest writes refused because another writer changed the object.
+    pub manifest_conflicts: AtomicU64,
+    /// Segments restored into a remote index from a manifest.
+    pub segments_restored: AtomicU64,
+    /// Objects the reconciler deleted (orphans and deleted stations' leftovers).
+    pub orphans_removed: AtomicU64,
 }
 
 /// One reader's share of the block reads (a station's), besides the
@@ -318,6 +328,9 @@ pub struct Remote {
     disk: Option<Arc<DiskCache>>,
     /// Counters for `/metrics`.
     pub counters: TierCounters,
+    /// The server refused an `If-Match` update whose e-tag matched (logged
+    /// once).
+    pub if_match_refused: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for Remote {
@@ -464,6 +477,7 @@ impl Remote {
             footers: Mutex::new(FooterCache::new(FOOTER_CACHE_ENTRIES)),
             disk: None,
             counters: TierCounters::default(),
+            if_match_refused: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -529,6 +543,29 @@ impl Remote {
                 object_store::Error::Precondition { .. }
                 | object_store::Error::AlreadyExists { .. },
             ) => ManifestWrite::Conflict,
+            Err(e) => ManifestWrite::Failed(TierError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Writes station `uid`'s manifest over whatever is there (for servers
+    /// that refuse an `If-Match` update whose e-tag does match: Ceph RGW
+    /// before Squid answers those 412).
+    pub async fn overwrite_manifest(
+        &self,
+        uid: &str,
+        manifest: &manifest::Manifest,
+    ) -> ManifestWrite {
+        let path = ObjectPath::from(self.manifest_key(uid));
+        match self
+            .store
+            .put_opts(
+                &path,
+                PutPayload::from(manifest.encode()),
+                PutOptions::default(),
+            )
+            .await
+        {
+            Ok(r) => ManifestWrite::Written(r.e_tag),
             Err(e) => ManifestWrite::Failed(TierError::Unavailable(e.to_string())),
         }
     }
