@@ -663,6 +663,45 @@ async fn a_311_bridge_with_the_bridge_bit_carries_both_ways_without_a_loop() {
     both_ways_once(&j, &m, QoS::AtLeastOnce).await;
 }
 
+/// `protocol_version = "mqttv31"`: the bridge speaks MQTT 3.1 (`MQIsdp`,
+/// level 3, with the bridge bit) to mosquitto, which takes it as a 3.1 bridge;
+/// both directions carry, once each, without a loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_31_bridge_carries_both_ways_without_a_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    // mosquitto's notice "New bridge connected … as <id> (p1, …)" (a client
+    // with the bridge bit): protocol 1 is MQTT 3.1 (2 is 3.1.1, 5 is 5).
+    let log = dir.path().join("notice.log");
+    let m = Mosquitto::start_with(
+        dir.path(),
+        port,
+        &format!(
+            "log_dest file {}
+log_type notice
+",
+            log.display()
+        ),
+    )
+    .await;
+    let mut b = bridge(m.port, vec![topic("chat/#", Direction::Both, "", "")]);
+    b.protocol_version = BridgeProtocol::V31;
+    // 3.1 client ids are 23 characters at most (the default here has 28).
+    b.client_id = Some("junction-bridge-31".into());
+    let client_id = b.client_id();
+    let j = junction_with_bridge(b).await;
+    both_ways_once(&j, &m, QoS::AtLeastOnce).await;
+    let text = std::fs::read_to_string(&log).expect("mosquitto's log");
+    let line = text
+        .lines()
+        .find(|l| l.contains("New bridge connected") && l.contains(&format!(" as {client_id} ")))
+        .unwrap_or_else(|| panic!("no connect of the bridge in {text}"));
+    assert!(line.contains("(p1,"), "not a 3.1 connect: {line}");
+}
+
 /// A mosquitto bridging into Junction (its `connection` section, 3.1.1 with its
 /// default `try_private true`): Junction accepts the bridge bit (protocol level
 /// 0x84) instead of refusing the CONNECT, and treats the bridge's subscriptions

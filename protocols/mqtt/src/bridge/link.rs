@@ -8,7 +8,7 @@
 //! and reason codes are success or the 3.1.1 return code's MQTT 5 twin.
 
 use super::BridgeError;
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 use rumqttc::mqttbytes::v4;
 use rumqttc::v5::mqttbytes::Error as CodecError;
 use rumqttc::v5::mqttbytes::QoS;
@@ -39,6 +39,9 @@ pub(crate) enum Wire {
     /// back what the bridge published nor clears the retain flag.
     V311 {
         bridge: bool,
+        /// MQTT 3.1: the same packets, but the CONNECT names protocol
+        /// `MQIsdp`, level 3.
+        v31: bool,
     },
 }
 
@@ -133,13 +136,18 @@ impl Link {
                 }
                 Err(e) => return Err(BridgeError::Protocol(self.side, e.to_string())),
             },
-            Wire::V311 { bridge } => {
+            Wire::V311 { bridge, v31 } => {
                 let out = to_v4(packet).map_err(|e| BridgeError::Protocol(self.side, e))?;
                 out.write(&mut self.wbuf, usize::MAX)
                     .map_err(|e| BridgeError::Protocol(self.side, e.to_string()))?;
-                if bridge && matches!(out, v4::Packet::Connect(_)) {
-                    let level = connect_level_offset(&self.wbuf);
-                    self.wbuf[level] |= 0x80;
+                if matches!(out, v4::Packet::Connect(_)) {
+                    if v31 {
+                        self.wbuf = connect_as_v31(&self.wbuf);
+                    }
+                    if bridge {
+                        let level = connect_level_offset(&self.wbuf);
+                        self.wbuf[level] |= 0x80;
+                    }
                 }
             }
         }
@@ -156,16 +164,48 @@ impl Link {
     }
 }
 
-/// Where the protocol level byte is in an encoded CONNECT: after the fixed
-/// header's type byte, its remaining length (1 to 4 bytes) and the protocol
-/// name (2 + 4 bytes, "MQTT").
-fn connect_level_offset(connect: &[u8]) -> usize {
-    let length_bytes = connect[1..]
+/// How many bytes an encoded packet's remaining length takes (1 to 4).
+fn remaining_length_bytes(packet: &[u8]) -> usize {
+    packet[1..]
         .iter()
         .take(4)
         .position(|b| b & 0x80 == 0)
-        .map_or(4, |i| i + 1);
-    1 + length_bytes + 6
+        .map_or(4, |i| i + 1)
+}
+
+/// Where the protocol level byte is in an encoded CONNECT: after the fixed
+/// header's type byte, its remaining length (1 to 4 bytes) and the protocol
+/// name (its 2-byte length and "MQTT" or "MQIsdp").
+fn connect_level_offset(connect: &[u8]) -> usize {
+    let at = 1 + remaining_length_bytes(connect);
+    let name = u16::from_be_bytes([connect[at], connect[at + 1]]) as usize;
+    at + 2 + name
+}
+
+/// A 3.1.1 CONNECT made a 3.1 one: protocol name `MQIsdp` instead of `MQTT`
+/// and level 3 instead of 4 (the rest of the packet is the same in both).
+fn connect_as_v31(connect: &[u8]) -> BytesMut {
+    let at = 1 + remaining_length_bytes(connect);
+    // The variable header after the name and level: flags, keep alive, payload.
+    let rest = &connect[at + 7..];
+    let len = 8 + 1 + rest.len();
+    let mut out = BytesMut::with_capacity(len + 5);
+    out.put_u8(connect[0]);
+    let mut n = len;
+    loop {
+        let mut b = (n % 128) as u8;
+        n /= 128;
+        if n > 0 {
+            b |= 0x80;
+        }
+        out.put_u8(b);
+        if n == 0 {
+            break;
+        }
+    }
+    out.put_slice(&[0, 6, b'M', b'Q', b'I', b's', b'd', b'p', 3]);
+    out.put_slice(rest);
+    out
 }
 
 fn qos_to_v4(q: QoS) -> rumqttc::mqttbytes::QoS {
@@ -314,6 +354,45 @@ mod tests {
         let at = connect_level_offset(&buf);
         assert_eq!(&buf[at - 4..at], b"MQTT");
         assert_eq!(buf[at], 4);
+    }
+
+    #[test]
+    fn a_31_connect_names_mqisdp_level_3_with_the_rest_unchanged() {
+        for id_len in [1, 23, 130] {
+            let connect = Packet::Connect(
+                Connect {
+                    keep_alive: 30,
+                    client_id: "c".repeat(id_len),
+                    clean_start: false,
+                    properties: None,
+                },
+                None,
+                Some(Login {
+                    username: "u".into(),
+                    password: "p".into(),
+                }),
+            );
+            let mut v311 = BytesMut::new();
+            to_v4(&connect)
+                .unwrap()
+                .write(&mut v311, usize::MAX)
+                .unwrap();
+            let v31 = connect_as_v31(&v311);
+            // mosquitto's decoder of 3.1 CONNECTs, in effect: the name, the
+            // level, then the same flags, keep alive and payload.
+            let at = 1 + remaining_length_bytes(&v31);
+            assert_eq!(&v31[at..at + 8], b"\0\x06MQIsdp");
+            assert_eq!(v31[at + 8], 3);
+            assert_eq!(connect_level_offset(&v31), at + 8);
+            let at311 = 1 + remaining_length_bytes(&v311);
+            assert_eq!(&v31[at + 9..], &v311[at311 + 7..]);
+            // The remaining length says what follows it.
+            let mut len = 0usize;
+            for (i, b) in v31[1..at].iter().enumerate() {
+                len |= ((b & 0x7f) as usize) << (7 * i);
+            }
+            assert_eq!(len, v31.len() - at, "client id of {id_len}");
+        }
     }
 
     #[test]

@@ -111,7 +111,7 @@ pub struct BridgeConfig {
     /// `mqttv311`, mosquitto's `bridge_protocol_version` values.
     #[serde(default)]
     pub protocol_version: BridgeProtocol,
-    /// With `mqttv311`: connect with the bridge bit (protocol level 0x84), as
+    /// With `mqttv311` or `mqttv31`: connect with the bridge bit (protocol level 0x84 or 0x83), as
     /// mosquitto's `try_private` (default true), so that a mosquitto on the
     /// other side neither sends back what the bridge published nor clears the
     /// retain flag. A broker that refuses it gets a plain 3.1.1 CONNECT.
@@ -129,6 +129,11 @@ pub enum BridgeProtocol {
     /// MQTT 3.1.1 (`mqttv311`).
     #[serde(rename = "mqttv311")]
     V311,
+    /// MQTT 3.1 (`mqttv31`): 3.1.1's packets with the CONNECT's protocol
+    /// name `MQIsdp` and level 3 (the bridge's client id must then be at most
+    /// 23 characters, which 3.1 brokers enforce).
+    #[serde(rename = "mqttv31")]
+    V31,
 }
 
 fn yes() -> bool {
@@ -171,6 +176,13 @@ impl BridgeConfig {
         }
         if self.keep_alive.as_secs() > u64::from(u16::MAX) {
             return Err(what("keep_alive is over 65535 s".into()));
+        }
+        let id = self.client_id();
+        if self.protocol_version == BridgeProtocol::V31 && !(1..=23).contains(&id.len()) {
+            return Err(what(format!(
+                "MQTT 3.1 (protocol_version mqttv31) allows client ids of 1 to 23 characters; '{id}' has {} (set client_id)",
+                id.len()
+            )));
         }
         if self.reconnect_min.is_zero() || self.reconnect_max < self.reconnect_min {
             return Err(what(
@@ -382,9 +394,10 @@ async fn connect_remote(
         )
         .await;
     }
+    let v31 = config.protocol_version == BridgeProtocol::V31;
     if *private {
         let stream = open_remote(config, tls).await?;
-        let wire = Wire::V311 { bridge: true };
+        let wire = Wire::V311 { bridge: true, v31 };
         match Link::connect(
             "remote",
             wire,
@@ -401,13 +414,13 @@ async fn connect_remote(
             Err(BridgeError::Closed(_)) => {}
             other => return other,
         }
-        tracing::warn!(bridge = %config.name, address = %config.address, "MQTT bridge: the remote broker refused the bridge bit (try_private); connecting as a plain 3.1.1 client, so a `both` topic gets its own messages back once");
+        tracing::warn!(bridge = %config.name, address = %config.address, "MQTT bridge: the remote broker refused the bridge bit (try_private); connecting as a plain 3.1.1 (or 3.1) client, so a `both` topic gets its own messages back once");
         *private = false;
     }
     let stream = open_remote(config, tls).await?;
     Link::connect(
         "remote",
-        Wire::V311 { bridge: false },
+        Wire::V311 { bridge: false, v31 },
         stream,
         connect_packet(config),
         login(),
@@ -847,6 +860,8 @@ mod tests {
             r#"{"name": "b", "address": "h:1", "topics": []}"#,
             // QoS 3.
             r#"{"name": "b", "address": "h:1", "topics": [{"pattern": "a", "qos": 3}]}"#,
+            // MQTT 3.1 with the default client id of a long name (over 23).
+            r#"{"name": "a-rather-long-bridge", "address": "h:1", "protocol_version": "mqttv31", "topics": [{"pattern": "a"}]}"#,
             // An MQTT version mosquitto does not name.
             r#"{"name": "b", "address": "h:1", "protocol_version": "5", "topics": [{"pattern": "a"}]}"#,
             // Unknown direction, unknown key.
