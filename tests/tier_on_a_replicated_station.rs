@@ -229,7 +229,9 @@ async fn a_replicated_station_tiers_once_and_keeps_every_message_across_a_leader
 
     // 1,500 messages of 512 B: several segments, most of them off every disk.
     publish(&js0, 0, 1500).await;
-    let (segments, through) = until_tiered(&c, &[0, 1, 2], 1000).await;
+    // Every message in the index (the last segment seals by age): no upload
+    // is still on its way when the bucket is listed.
+    let (segments, through) = until_tiered(&c, &[0, 1, 2], 1500).await;
     assert!(segments >= 3, "{segments} segments");
     // One object per index entry: the followers uploaded nothing.
     let objects = s3.list_segments(PREFIX).await;

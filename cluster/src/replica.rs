@@ -241,6 +241,12 @@ struct StateMachine {
     dir: std::path::PathBuf,
     /// The file a snapshot from the leader is being received into.
     receiving: Arc<Mutex<Option<std::path::PathBuf>>>,
+    /// Held while the kept snapshot changes (record written, older files
+    /// removed) and while it is opened for a follower: a builder task runs
+    /// beside the state machine's worker, and a leader whose current
+    /// snapshot vanished between reading its record and opening its file
+    /// would stop the group (openraft takes it as a storage error).
+    kept: Arc<tokio::sync::Mutex<()>>,
     /// Taken by `get_snapshot_builder`, for `build_snapshot`.
     point: Option<SnapshotPoint>,
     /// A volatile station was rebuilt from its snapshot (once per start:
@@ -475,16 +481,12 @@ impl RaftStateMachine<ReplicaConfig> for StateMachine {
         .await
         .map_err(|e| serr(ErrorVerb::Write, e))?
         .map_err(|e| serr(ErrorVerb::Write, e))?;
-        let kept = self.keep_snapshot(meta, &path).await?;
         // Applied up to the snapshot: the mark, the membership and the
         // snapshot's record in one fsynced batch.
         let sm = SmState {
             membership: meta.last_membership.clone(),
         };
-        let mut ops = vec![
-            put_json(key(self.group, T_SM, 0), &sm)?,
-            put_json(key(self.group, T_SNAP, 0), &kept)?,
-        ];
+        let mut ops = vec![put_json(key(self.group, T_SM, 0), &sm)?];
         if let Some(log_id) = meta.last_log_id {
             let mark = Mark {
                 log_id,
@@ -494,7 +496,7 @@ impl RaftStateMachine<ReplicaConfig> for StateMachine {
             };
             ops.push(put_json(key(self.group, T_APPLIED, 0), &mark)?);
         }
-        write(&self.store, ops).await?;
+        self.keep_snapshot(meta, &path, ops).await?;
         *self.complete.lock() = meta.last_log_id;
         *self.membership.write() = meta.last_membership.clone();
         *self.resume.lock() = None;
@@ -503,6 +505,7 @@ impl RaftStateMachine<ReplicaConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<ReplicaConfig>>, SErr> {
+        let _kept = self.kept.lock().await;
         let Some(rec) = get_json::<SnapRecord>(&self.store, &key(self.group, T_SNAP, 0))? else {
             return Ok(None);
         };
@@ -532,6 +535,7 @@ impl StateMachine {
             return Ok((*self.complete.lock(), self.membership.read().clone()));
         }
         *self.resume.lock() = None;
+        let _kept = self.kept.lock().await;
         let Some(rec) = get_json::<SnapRecord>(&self.store, &key(self.group, T_SNAP, 0))? else {
             *self.complete.lock() = None;
             *self.membership.write() = StoredMembership::default();
@@ -554,13 +558,22 @@ impl StateMachine {
         Ok((rec.meta.last_log_id, rec.meta.last_membership))
     }
 
-    /// Moves a finished snapshot file to its kept name, removes the group's
-    /// older ones, and returns its record (not yet written).
+    /// Keeps a finished snapshot file: moves it to its kept name and writes
+    /// `ops` with its record (one fsynced batch), then removes the group's
+    /// other snapshot files. Returns the kept file, opened.
+    ///
+    /// Under [`StateMachine::kept`], so a follower being sent the current
+    /// snapshot never finds its file gone. A snapshot older than the one
+    /// recorded (a build that finished after a newer snapshot was installed)
+    /// does not replace the record; its file is opened and then removed.
+    /// Files still being built or received are left alone.
     async fn keep_snapshot(
         &self,
         meta: &SnapshotMeta<u64, MetaNode>,
         path: &std::path::Path,
-    ) -> Result<SnapRecord, SErr> {
+        mut ops: Vec<RaftOp>,
+    ) -> Result<tokio::fs::File, SErr> {
+        let _kept = self.kept.lock().await;
         let name = format!("{}-{}.snap", self.group, meta.snapshot_id);
         let to = self.dir.join(&name);
         if path != to {
@@ -568,7 +581,24 @@ impl StateMachine {
                 .await
                 .map_err(|e| serr(ErrorVerb::Write, e))?;
         }
+        let recorded = get_json::<SnapRecord>(&self.store, &key(self.group, T_SNAP, 0))?;
+        let current = match &recorded {
+            Some(r) if r.meta.last_log_id > meta.last_log_id => r.file.clone(),
+            _ => {
+                let rec = SnapRecord {
+                    meta: meta.clone(),
+                    file: name.clone(),
+                };
+                ops.push(put_json(key(self.group, T_SNAP, 0), &rec)?);
+                name.clone()
+            }
+        };
+        write(&self.store, ops).await?;
+        let file = tokio::fs::File::open(&to)
+            .await
+            .map_err(|e| serr(ErrorVerb::Read, e))?;
         let prefix = format!("{}-", self.group);
+        let building = format!("{}-building-", self.group);
         if let Ok(mut entries) = tokio::fs::read_dir(&self.dir).await {
             while let Ok(Some(e)) = entries.next_entry().await {
                 let n = e.file_name().to_string_lossy().to_string();
@@ -577,15 +607,13 @@ impl StateMachine {
                     .lock()
                     .as_ref()
                     .is_some_and(|r| r.file_name().is_some_and(|f| f.to_string_lossy() == n));
-                if n.starts_with(&prefix) && n != name && !receiving {
+                if n.starts_with(&prefix) && n != current && !n.starts_with(&building) && !receiving
+                {
                     let _ = tokio::fs::remove_file(e.path()).await;
                 }
             }
         }
-        Ok(SnapRecord {
-            meta: meta.clone(),
-            file: name,
-        })
+        Ok(file)
     }
 }
 
@@ -632,15 +660,13 @@ impl RaftSnapshotBuilder<ReplicaConfig> for StateMachine {
             last_membership: membership,
             snapshot_id,
         };
-        let kept = self.keep_snapshot(&meta, &building).await?;
-        write(
-            &self.store,
-            vec![put_json(key(self.group, T_SNAP, 0), &kept)?],
-        )
-        .await?;
-        let file = tokio::fs::File::open(self.dir.join(&kept.file))
-            .await
-            .map_err(|e| serr(ErrorVerb::Read, e))?;
+        let file = match self.keep_snapshot(&meta, &building, Vec::new()).await {
+            Ok(file) => file,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&building).await;
+                return Err(e);
+            }
+        };
         tracing::debug!(group = self.group, index, "replica snapshot built");
         Ok(Snapshot {
             meta,
@@ -750,12 +776,12 @@ fn snapshot_dir(store: &Store) -> std::path::PathBuf {
     store.path().join("replica-snapshots")
 }
 
-/// Removes every snapshot file of group `id`.
-fn remove_snapshots(dir: &std::path::Path, id: u64) {
-    let prefix = format!("{id}-");
+/// Removes the snapshot files whose names start with `prefix` (`"{group}-"`:
+/// every one of a group).
+fn remove_snapshots(dir: &std::path::Path, prefix: &str) {
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with(&prefix) {
+            if e.file_name().to_string_lossy().starts_with(prefix) {
                 let _ = std::fs::remove_file(e.path());
             }
         }
@@ -1273,6 +1299,8 @@ impl Replicas {
         if let Some(g) = self.get(id) {
             return Ok(g);
         }
+        // Snapshots half built when the process stopped.
+        remove_snapshots(&snapshot_dir(&self.store), &format!("{id}-building-"));
         let sm = StateMachine {
             store: self.store.clone(),
             group: id,
@@ -1282,6 +1310,7 @@ impl Replicas {
             resume: Arc::new(Mutex::new(None)),
             dir: snapshot_dir(&self.store),
             receiving: Arc::new(Mutex::new(None)),
+            kept: Arc::new(tokio::sync::Mutex::new(())),
             point: None,
             rebuilt: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         };
@@ -1346,7 +1375,7 @@ impl Replicas {
             if let Err(e) = remove_group(&self.store, id).await {
                 tracing::error!(group = id, error = %e, "cannot remove a replica group's Raft state");
             }
-            remove_snapshots(&snapshot_dir(&self.store), id);
+            remove_snapshots(&snapshot_dir(&self.store), &format!("{id}-"));
         }
     }
 
@@ -1403,5 +1432,116 @@ impl Replicas {
             }
             _ => Err(format!("unknown replica call {kind}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A station whose snapshot is a few bytes.
+    struct Host;
+
+    impl ReplicaHost for Host {
+        fn apply(
+            &self,
+            _group: u64,
+            _index: u64,
+            _ops: Vec<Bytes>,
+            _first: usize,
+            _mark: &(dyn Fn(usize) -> RaftOp + Sync),
+        ) -> Vec<BoxFuture<'static, Bytes>> {
+            Vec::new()
+        }
+
+        fn snapshot_point(&self, _group: u64) -> Result<Vec<u8>, String> {
+            Ok(b"point".to_vec())
+        }
+
+        fn write_snapshot(
+            &self,
+            _group: u64,
+            point: &[u8],
+            out: &mut dyn std::io::Write,
+        ) -> Result<(), String> {
+            out.write_all(point).map_err(|e| e.to_string())
+        }
+
+        fn install_snapshot(
+            &self,
+            _group: u64,
+            _input: &mut dyn std::io::Read,
+        ) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    /// The leader reads its current snapshot to send it to a follower while a
+    /// newer one is being built beside it (openraft runs the builder as its own
+    /// task). A record whose file was already removed made the leader's group
+    /// stop for good with "snapshot not found" (seen in CI).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_current_snapshot_is_always_there_while_newer_ones_are_built() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let host: Arc<dyn ReplicaHost> = Arc::new(Host);
+        let mut sm = StateMachine {
+            store: store.clone(),
+            group: 7,
+            host: Arc::downgrade(&host),
+            membership: Arc::new(RwLock::new(StoredMembership::default())),
+            complete: Arc::new(Mutex::new(None)),
+            resume: Arc::new(Mutex::new(None)),
+            dir: snapshot_dir(&store),
+            receiving: Arc::new(Mutex::new(None)),
+            kept: Arc::new(tokio::sync::Mutex::new(())),
+            point: None,
+            rebuilt: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        };
+        let build = |sm: &StateMachine, index: u64| {
+            let mut b = sm.clone();
+            b.point = Some((
+                Some(LogId::new(openraft::CommittedLeaderId::new(1, 1), index)),
+                StoredMembership::default(),
+                b"point".to_vec(),
+            ));
+            b
+        };
+        build(&sm, 1).build_snapshot().await.unwrap();
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let builder = {
+            let (sm, done) = (sm.clone(), done.clone());
+            tokio::spawn(async move {
+                for index in 2..200 {
+                    build(&sm, index).build_snapshot().await.unwrap();
+                }
+                done.store(true, std::sync::atomic::Ordering::Release);
+            })
+        };
+        let mut reads = 0u64;
+        let mut last = 0;
+        while !done.load(std::sync::atomic::Ordering::Acquire) {
+            let s = sm
+                .get_current_snapshot()
+                .await
+                .unwrap()
+                .expect("the recorded snapshot's file is gone");
+            let index = s.meta.last_log_id.unwrap().index;
+            assert!(
+                index >= last,
+                "the current snapshot went back: {index} < {last}"
+            );
+            last = index;
+            reads += 1;
+        }
+        builder.await.unwrap();
+        assert!(reads > 10, "{reads} reads");
+        // An older build finishing late does not replace the record.
+        build(&sm, 50).build_snapshot().await.unwrap();
+        let s = sm.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(s.meta.last_log_id.unwrap().index, 199);
+        // One file kept.
+        let files = std::fs::read_dir(snapshot_dir(&store)).unwrap().count();
+        assert_eq!(files, 1);
     }
 }
