@@ -1395,6 +1395,34 @@ impl Admin for StationEngine {
         })
     }
 
+    fn tier_manifests(&self) -> AdminFuture<Vec<junction_api::TierManifest>> {
+        self.in_cluster(move |e| async move {
+            let remote = e.stations.tier().cloned().ok_or_else(|| {
+                EngineError::BadRequest("the broker has no [tier] configured".into())
+            })?;
+            tier::manifests(&e.stations, &remote).await
+        })
+    }
+
+    fn adopt_tier(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        uid: &str,
+    ) -> AdminFuture<junction_api::TierAdoption> {
+        let (tenant, name, uid) = (tenant.clone(), name.to_string(), uid.to_string());
+        self.in_cluster(move |e| async move {
+            let remote = e.stations.tier().cloned().ok_or_else(|| {
+                EngineError::BadRequest("the broker has no [tier] configured".into())
+            })?;
+            let station = e
+                .stations
+                .get(&tenant, &name)
+                .map_err(|err| e.elsewhere(&tenant, &name, err))?;
+            tier::adopt(&e.stations, &station, &remote, &uid).await
+        })
+    }
+
     fn step_down_station(&self, tenant: &TenantId, name: &str) -> AdminFuture<String> {
         let (tenant, name) = (tenant.clone(), name.to_string());
         self.in_cluster(move |e| async move {
@@ -1849,6 +1877,7 @@ impl Monitor for StationEngine {
                     uploaded_bytes: n(&c.uploaded_bytes),
                     cache_hits: n(&c.cache_hits),
                     cache_misses: n(&c.cache_misses),
+                    get_requests: n(&c.get_requests),
                     manifest_writes: n(&c.manifest_writes),
                     manifest_errors: n(&c.manifest_errors),
                     manifest_conflicts: n(&c.manifest_conflicts),

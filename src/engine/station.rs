@@ -147,10 +147,11 @@ pub(crate) struct Station {
     compacted: AtomicU64,
 }
 
-/// Remote blocks a consumer group replaying the remote range has fetched
-/// ahead of the one it delivers from. With 128 KiB segments on a local S3
-/// server, one block at a time replayed about 9 K msgs/s (each block a
-/// footer and a block GET in turn).
+/// GETs a consumer group replaying the remote range starts ahead of the block
+/// it delivers from (each a small segment, or up to
+/// [`junction_storage::tier::SPAN_BYTES`] of a large one's blocks). With 128
+/// KiB segments on a local S3 server, one block at a time replayed about 9 K
+/// msgs/s (each block a footer and a block GET in turn).
 const REMOTE_READ_AHEAD: usize = 4;
 
 /// What [`Station::remote_from`] found for a consumer group's cursor.
@@ -270,6 +271,21 @@ impl Station {
     /// get sequences above anything a group has seen. Only the counter moves:
     /// no message lies above the old last sequence, so the index windows hold.
     /// `why` names what saw the higher sequence, for the log line.
+    /// Sets the last sequence to `through` if the station never held a
+    /// message (its last sequence is 0), so that the next one gets a sequence
+    /// above it; otherwise its last sequence. Under the log's lock: a publish
+    /// is either before (and refuses this) or after (and gets a higher
+    /// sequence).
+    pub fn claim_sequences_if_empty(&self, through: u64) -> Result<(), u64> {
+        let mut log = self.log.lock();
+        if log.last_seq != 0 || log.msgs != 0 {
+            return Err(log.last_seq);
+        }
+        log.last_seq = through;
+        self.committed.store(through, Ordering::Release);
+        Ok(())
+    }
+
     pub fn raise_last_seq(&self, seen: u64, why: &str) {
         let mut log = self.log.lock();
         if seen > log.last_seq {
@@ -743,7 +759,8 @@ impl Station {
         };
         let from = from.max(seg.first_seq).max(tier.floor());
         let Some(block) = tier.cached_block(&seg, from) else {
-            tier.prefetch(&seg, from);
+            // Its block, and what follows it, unless being fetched already.
+            tier.read_ahead(from, local_first, REMOTE_READ_AHEAD);
             return RemoteRead::Pending;
         };
         let last = block.last().map_or(from, |r| r.seq);

@@ -52,6 +52,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Most segments one station uploads in one tick (then the next station).
 const SEGMENTS_PER_TICK: usize = 16;
 
+/// How far a consumer replaying the remote range is read ahead of the block it
+/// delivers from (at most half the memory cache).
+const READ_AHEAD_BYTES: u64 = 8 * 1024 * 1024;
+
 /// The meta key of a station's remote index entry for the segment from `first`.
 fn index_key(station: u64, first: u64) -> String {
     format!("tier/{station}/{first:020}")
@@ -192,6 +196,8 @@ pub(crate) struct StationTier {
     station: Weak<Station>,
     /// Block fetches under way for groups: (segment key, sequence asked for).
     fetching: Mutex<HashSet<(String, u64)>>,
+    /// Blocks being read ahead: (segment key, block offset).
+    fetching_blocks: Mutex<HashSet<(String, u64)>>,
     backoff: Mutex<Backoff>,
     /// Time of the oldest committed message not yet uploaded (0: none), as the
     /// uploader last saw it.
@@ -251,6 +257,7 @@ impl StationTier {
             subjects: RwLock::new(subjects),
             station: Arc::downgrade(station),
             fetching: Mutex::new(HashSet::new()),
+            fetching_blocks: Mutex::new(HashSet::new()),
             backoff: Mutex::new(Backoff::default()),
             lag_oldest_ns: AtomicU64::new(0),
             floor: AtomicU64::new(floor),
@@ -495,38 +502,105 @@ impl StationTier {
         Some(block)
     }
 
-    /// Starts fetching the next `blocks` blocks from `from` (below
-    /// `local_first`) that are not cached, so that a consumer replaying the
-    /// remote range finds them in the cache rather than waiting for one GET
-    /// after another.
-    pub fn read_ahead(&self, from: u64, local_first: u64, blocks: usize) {
-        let mut seq = from;
-        for _ in 0..blocks {
-            if seq >= local_first {
-                return;
-            }
+    /// Starts fetching what a consumer replaying the remote range reads next,
+    /// from `from` (below `local_first`), so that it finds it in the cache
+    /// rather than waiting for one GET after another: at most `requests` GETs
+    /// are started, over at most [`READ_AHEAD_BYTES`] (half the memory cache
+    /// when that is smaller). Consecutive blocks missing from both caches are
+    /// fetched in one ranged GET ([`junction_storage::tier::SPAN_BYTES`]).
+    pub fn read_ahead(&self, from: u64, local_first: u64, requests: usize) {
+        let window = READ_AHEAD_BYTES
+            .min(self.remote.cache_capacity() / 2)
+            .max(1);
+        let span_bytes = junction_storage::tier::SPAN_BYTES.min(window / 2).max(1);
+        let (mut seq, mut ahead, mut started) = (from, 0u64, 0usize);
+        while seq < local_first && ahead < window && started < requests {
             let Some(seg) = self.segment_from(seq).filter(|s| s.first_seq < local_first) else {
                 return;
             };
             let here = seq.max(seg.first_seq);
-            let block = self
-                .remote
-                .cached_footer(&seg.key)
-                .and_then(|f| f.block_for(here).copied());
-            match block {
-                Some(b) => {
-                    if !self.remote.is_cached(&seg.key, b.offset) {
-                        self.prefetch(&seg, here);
-                    }
-                    seq = b.last_seq + 1;
+            let Some(footer) = self.remote.cached_footer(&seg.key) else {
+                // The footer is not read yet: its fetch reads the first block
+                // (a small segment: all of it).
+                self.prefetch(&seg, here);
+                started += 1;
+                ahead += seg.object_len.min(junction_storage::tier::WHOLE_READ_BYTES);
+                seq = seg.last_seq + 1;
+                continue;
+            };
+            let mut i = footer.blocks.partition_point(|b| b.last_seq < here);
+            while let Some(b) = footer.blocks.get(i) {
+                if b.first_seq >= local_first || ahead >= window || started >= requests {
+                    return;
                 }
-                // The footer is not read yet: its fetch reads the first block.
-                None => {
-                    self.prefetch(&seg, here);
-                    seq = seg.last_seq + 1;
+                let span = {
+                    let busy = self.fetching_blocks.lock();
+                    self.remote
+                        .span_from(&seg.key, &footer, i, local_first, span_bytes, |o| {
+                            busy.contains(&(seg.key.clone(), o))
+                        })
+                };
+                if span.is_empty() {
+                    // Cached, or being fetched.
+                    ahead += u64::from(b.len);
+                    i += 1;
+                    continue;
                 }
+                ahead += span.iter().map(|b| u64::from(b.len)).sum::<u64>();
+                i += span.len();
+                started += 1;
+                self.prefetch_span(&seg, span);
+            }
+            seq = seg.last_seq + 1;
+        }
+    }
+
+    /// Fetches `span` of `seg` ([`Remote::span_from`]) in one GET on the
+    /// tier's runtime, then lets the station's groups fill again. A failure
+    /// is logged and counted; the blocks are read again when a group needs
+    /// them.
+    fn prefetch_span(
+        &self,
+        seg: &SegmentRef,
+        span: Vec<junction_storage::tier::segment::BlockRef>,
+    ) {
+        {
+            let mut busy = self.fetching_blocks.lock();
+            for b in &span {
+                busy.insert((seg.key.clone(), b.offset));
             }
         }
+        let remote = self.remote.clone();
+        let station = self.station.clone();
+        let seg = seg.clone();
+        let reads = self.reads.clone();
+        self.remote.runtime().spawn(async move {
+            let r = tokio::time::timeout(
+                junction_storage::tier::READ_TIMEOUT,
+                remote.fetch_span(&seg, &span, &reads),
+            )
+            .await;
+            let Some(st) = station.upgrade() else { return };
+            if let Some(t) = st.tier() {
+                let mut busy = t.fetching_blocks.lock();
+                for b in &span {
+                    busy.remove(&(seg.key.clone(), b.offset));
+                }
+            }
+            match r {
+                Ok(Ok(())) => {
+                    let _ = tokio::task::spawn_blocking(move || st.fill_groups()).await;
+                }
+                Ok(Err(e)) => {
+                    remote.counters.read_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(station = st.name(), key = %seg.key, error = %e, "remote read-ahead failed; consumers read the blocks when they reach them");
+                }
+                Err(_) => {
+                    remote.counters.read_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(station = st.name(), key = %seg.key, "remote read-ahead timed out; consumers read the blocks when they reach them");
+                }
+            }
+        });
     }
 
     /// Whether the block of `seg` holding `seq` is cached (not counted as a
@@ -1521,6 +1595,259 @@ async fn rebuild(
         "remote index rebuilt from the bucket's manifest"
     );
     Ok(())
+}
+
+/// The station manifests in the bucket, each summed up, with the station of
+/// this broker that uses its objects (operators, `GET /v1/tier/manifests`).
+pub(crate) async fn manifests(
+    registry: &StationRegistry,
+    remote: &Arc<Remote>,
+) -> Result<Vec<junction_api::TierManifest>, EngineError> {
+    let users: std::collections::HashMap<String, (junction_api::TenantId, String)> = registry
+        .all()
+        .iter()
+        .filter(|s| s.tier().is_some())
+        .map(|s| (s.tier_uid(), (s.tenant.clone(), s.name().to_string())))
+        .collect();
+    let on_tier = {
+        let remote = remote.clone();
+        remote.runtime().spawn({
+            let remote = remote.clone();
+            async move {
+                let mut out = Vec::new();
+                for uid in remote.list_station_uids().await? {
+                    match remote.get_manifest(&uid).await {
+                        Ok(Some((m, _))) => out.push((uid, Ok(m))),
+                        Ok(None) => {}
+                        Err(TierError::Corrupt { error, .. }) => {
+                            out.push((uid, Err(error.to_string())))
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(out)
+            }
+        })
+    };
+    let found = on_tier
+        .await
+        .map_err(|e| EngineError::TierUnavailable(e.to_string()))?
+        .map_err(engine_error)?;
+    Ok(found
+        .into_iter()
+        .map(|(uid, m)| {
+            let station = users.get(&uid).cloned();
+            match m {
+                Err(error) => junction_api::TierManifest {
+                    uid,
+                    station,
+                    error: Some(error),
+                    ..Default::default()
+                },
+                Ok(m) => {
+                    let segs = &m.segments;
+                    let mut subjects: Vec<String> = Vec::new();
+                    'all: for s in segs {
+                        for e in s.summary.iter().flat_map(|x| x.subjects.iter()) {
+                            let name = String::from_utf8_lossy(&e.subject).to_string();
+                            if !subjects.contains(&name) {
+                                subjects.push(name);
+                                if subjects.len() == 10 {
+                                    break 'all;
+                                }
+                            }
+                        }
+                    }
+                    junction_api::TierManifest {
+                        segments: segs.len() as u64,
+                        first_seq: segs.first().map_or(0, |s| s.entry.first_seq.max(m.floor)),
+                        last_seq: segs.iter().map(|s| s.entry.last_seq).max().unwrap_or(0),
+                        messages: segs.iter().map(|s| s.entry.messages).sum(),
+                        bytes: segs.iter().map(|s| s.entry.bytes).sum(),
+                        first_time_ns: segs.iter().map(|s| s.entry.min_time_ns).min().unwrap_or(0),
+                        last_time_ns: segs.iter().map(|s| s.entry.max_time_ns).max().unwrap_or(0),
+                        subjects,
+                        uid,
+                        station,
+                        error: None,
+                    }
+                }
+            }
+        })
+        .collect())
+}
+
+/// Takes the segments of the manifest under `uid` into `station`'s remote
+/// index: the way back to a station's data in the bucket after the broker's
+/// disk was lost (a station defined again has a new unique id, so the start-up
+/// rebuild does not find its old objects).
+///
+/// The station must be tiered, of one copy, and never have held a message:
+/// its sequence is raised to the manifest's last before anything is read, so
+/// a publish meanwhile gets a sequence above every adopted one, never one of
+/// theirs. The manifest's segments are checked as the start-up rebuild checks
+/// them (a missing or damaged one is logged and skipped). Then the station's
+/// own manifest is written, and the old one is removed, so that no other
+/// station adopts the same objects.
+pub(crate) async fn adopt(
+    registry: &StationRegistry,
+    station: &Arc<Station>,
+    remote: &Arc<Remote>,
+    uid: &str,
+) -> Result<junction_api::TierAdoption, EngineError> {
+    let name = station.name().to_string();
+    let Some(tier) = station.tier().cloned() else {
+        return Err(EngineError::BadRequest(format!(
+            "station '{name}' is not tiered: give it a tier policy first"
+        )));
+    };
+    if station.is_replicated() {
+        return Err(EngineError::BadRequest(format!(
+            "station '{name}' is replicated: adopt into a station of one copy, then make it replicated"
+        )));
+    }
+    let valid = !uid.is_empty()
+        && uid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !valid {
+        return Err(EngineError::BadRequest(format!(
+            "'{uid}' is not a station's unique id (letters, digits, '-' and '_', as GET /v1/tier/manifests lists them)"
+        )));
+    }
+    if uid == station.tier_uid() {
+        return Err(EngineError::BadRequest(format!(
+            "'{uid}' is station '{name}'s own: its index is rebuilt from it at start when empty"
+        )));
+    }
+    if let Some(other) = registry
+        .all()
+        .iter()
+        .find(|s| s.tier().is_some() && s.tier_uid() == uid)
+    {
+        return Err(EngineError::TierAdoptConflict(format!(
+            "the objects under '{uid}' belong to station '{}' of this broker",
+            other.name()
+        )));
+    }
+    if station
+        .store()
+        .get_meta(&format!("{GONE_PREFIX}{uid}"))
+        .map_err(|e| EngineError::Storage(e.to_string()))?
+        .is_some()
+    {
+        return Err(EngineError::TierAdoptConflict(format!(
+            "the objects under '{uid}' are of a station deleted on this broker: they are being removed"
+        )));
+    }
+    let found = {
+        let (remote2, uid2) = (remote.clone(), uid.to_string());
+        remote
+            .runtime()
+            .spawn(async move { remote2.get_manifest(&uid2).await })
+            .await
+            .map_err(|e| EngineError::TierUnavailable(e.to_string()))?
+            .map_err(engine_error)?
+    };
+    let Some((manifest, _)) = found else {
+        return Err(EngineError::TierManifestNotFound(format!(
+            "no manifest under '{uid}' in the bucket"
+        )));
+    };
+    let through = manifest
+        .segments
+        .iter()
+        .map(|s| s.entry.last_seq)
+        .max()
+        .unwrap_or(0);
+    if through == 0 {
+        return Err(EngineError::BadRequest(format!(
+            "the manifest under '{uid}' lists no segments"
+        )));
+    }
+    if tier.segment_from(0).is_some() || tier.rebuild_pending.load(Ordering::Acquire) {
+        return Err(EngineError::TierAdoptConflict(format!(
+            "station '{name}' already has a remote index: adopt into a new, empty station"
+        )));
+    }
+    if let Err(last) = station.claim_sequences_if_empty(through) {
+        return Err(EngineError::TierAdoptConflict(format!(
+            "station '{name}' has held messages (last sequence {last}): adopt into a new, empty station"
+        )));
+    }
+    tracing::info!(station = %name, uid, through, "adopting a manifest from the bucket: the station's sequence is raised above it");
+    let (st, t, r, old) = (
+        station.clone(),
+        tier.clone(),
+        remote.clone(),
+        uid.to_string(),
+    );
+    remote
+        .runtime()
+        .spawn(async move {
+            let total = manifest.segments.len() as u64;
+            let mut restored = Vec::new();
+            for s in manifest.segments {
+                match r.verify_segment(&s.entry).await {
+                    Ok(()) => restored.push(s),
+                    Err(TierError::Unavailable(e))
+                        if !r.exists(&s.entry.key).await.map_err(engine_error)? =>
+                    {
+                        tracing::error!(station = st.name(), key = %s.entry.key, error = %e, "a segment the adopted manifest lists is not in the bucket; skipped");
+                    }
+                    Err(TierError::Unavailable(e)) => return Err(EngineError::TierUnavailable(e)),
+                    Err(e) => {
+                        tracing::error!(station = st.name(), key = %s.entry.key, error = %e, "a segment the adopted manifest lists failed its checks; skipped");
+                    }
+                }
+            }
+            restored.sort_by_key(|s| s.entry.first_seq);
+            let mut answer = junction_api::TierAdoption {
+                segments: restored.len() as u64,
+                skipped: total - restored.len() as u64,
+                messages: restored.iter().map(|s| s.entry.messages).sum(),
+                first_seq: restored.first().map_or(0, |s| s.entry.first_seq.max(manifest.floor)),
+                last_seq: restored.iter().map(|s| s.entry.last_seq).max().unwrap_or(0),
+                old_manifest_removed: false,
+            };
+            let floor = manifest.floor;
+            let (st2, t2) = (st.clone(), t.clone());
+            tokio::task::spawn_blocking(move || restore(&st2, &t2, restored, floor))
+                .await
+                .map_err(|e| EngineError::Storage(e.to_string()))?
+                .map_err(EngineError::Storage)?;
+            r.counters
+                .segments_restored
+                .fetch_add(answer.segments, Ordering::Relaxed);
+            // The station's own manifest (none yet: created), then the old
+            // one goes, so the objects have one owner.
+            {
+                let mut m = t.manifest.lock();
+                m.known = true;
+                m.e_tag = None;
+                m.dirty = true;
+            }
+            write_manifest(&st, &t, &r).await;
+            if !t.manifest.lock().dirty {
+                match r.delete(&r.manifest_key(&old)).await {
+                    Ok(()) => answer.old_manifest_removed = true,
+                    Err(e) => {
+                        tracing::warn!(station = st.name(), uid = old, error = %e, "cannot remove the adopted station's old manifest");
+                    }
+                }
+            }
+            tracing::info!(
+                station = st.name(),
+                uid = old,
+                segments = answer.segments,
+                skipped = answer.skipped,
+                through = answer.last_seq,
+                "manifest adopted into the station's remote index"
+            );
+            Ok(answer)
+        })
+        .await
+        .map_err(|e| EngineError::TierUnavailable(e.to_string()))?
 }
 
 /// Writes the restored entries (fsynced), takes them into memory, and makes

@@ -223,6 +223,9 @@ pub struct TierStats {
     pub cache_hits: u64,
     /// Remote block reads that went to the bucket.
     pub cache_misses: u64,
+    /// GET requests sent to the bucket for reads (a read-ahead GET fetches
+    /// several blocks).
+    pub get_requests: u64,
     /// The on-disk cache, when there is one.
     pub disk_cache: Option<DiskCacheStats>,
     /// Remote reads that failed (unavailable or corrupt).
@@ -239,6 +242,54 @@ pub struct TierStats {
     pub segments_restored: u64,
     /// Objects the reconciler deleted.
     pub orphans_removed: u64,
+}
+
+/// A station's manifest found in the bucket (`GET /v1/tier/manifests`): what
+/// an operator who lost a broker's disk adopts into a new station.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TierManifest {
+    /// The unique id the objects are kept under (`stations/<uid>/`).
+    pub uid: String,
+    /// Segments the manifest lists.
+    pub segments: u64,
+    /// First sequence of the first segment (above the floor).
+    pub first_seq: u64,
+    /// Last sequence of the last segment.
+    pub last_seq: u64,
+    /// Messages in the segments.
+    pub messages: u64,
+    /// Their stored bytes.
+    pub bytes: u64,
+    /// Time of the oldest message (ns since the epoch).
+    pub first_time_ns: u64,
+    /// Time of the newest message.
+    pub last_time_ns: u64,
+    /// Up to 10 subjects of the segments' messages, to tell stations apart.
+    pub subjects: Vec<String>,
+    /// The station of this broker whose index uses these objects now.
+    pub station: Option<(TenantId, String)>,
+    /// The manifest could not be read (damaged); the rest is empty.
+    pub error: Option<String>,
+}
+
+/// What adopting a manifest into a station did (`POST
+/// /v1/stations/{station}/tier/adopt`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TierAdoption {
+    /// Segments taken into the station's remote index.
+    pub segments: u64,
+    /// Segments the manifest lists that were missing from the bucket or
+    /// failed their checks (logged, never served).
+    pub skipped: u64,
+    /// Messages in the adopted segments.
+    pub messages: u64,
+    /// First and last adopted sequence.
+    pub first_seq: u64,
+    /// Last adopted sequence; the station's next message gets a higher one.
+    pub last_seq: u64,
+    /// The old manifest was removed from the bucket (the station's own now
+    /// lists the segments); false when the new one could not be written yet.
+    pub old_manifest_removed: bool,
 }
 
 /// The remote tier's on-disk cache (`/metrics`).
@@ -692,6 +743,27 @@ pub trait Admin: Send + Sync + 'static {
             Err(EngineError::BadRequest(format!(
                 "station '{name}' is not replicated: it has no peers to remove"
             )))
+        })
+    }
+
+    /// The station manifests in the tier's bucket (operators: the bucket is
+    /// the broker's, not a tenant's).
+    fn tier_manifests(&self) -> AdminFuture<Vec<TierManifest>> {
+        Box::pin(async {
+            Err(EngineError::BadRequest(
+                "the broker has no [tier] configured".into(),
+            ))
+        })
+    }
+
+    /// Takes the segments of the manifest under `uid` (a station of a broker
+    /// whose disk was lost) into station `name`'s remote index. The station
+    /// must be tiered, of one copy, and never have held a message.
+    fn adopt_tier(&self, _tenant: &TenantId, _name: &str, _uid: &str) -> AdminFuture<TierAdoption> {
+        Box::pin(async {
+            Err(EngineError::BadRequest(
+                "the broker has no [tier] configured".into(),
+            ))
         })
     }
 

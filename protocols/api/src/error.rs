@@ -269,6 +269,13 @@ pub enum EngineError {
     /// 503-style status).
     #[error("remote tier unavailable: {0}")]
     TierUnavailable(String),
+    /// No manifest under that unique id in the bucket (HTTP 404).
+    #[error("{0}")]
+    TierManifestNotFound(String),
+    /// A station cannot adopt that manifest now: it already holds messages,
+    /// or another station uses the objects (HTTP 409).
+    #[error("{0}")]
+    TierAdoptConflict(String),
     /// In a cluster: the station's messages and groups are on another node, and
     /// this request is not served for it here (HTTP 421, with the node's name).
     #[error("station '{station}' is held by node {node}; send this request to that node")]
@@ -378,6 +385,7 @@ impl EngineError {
             | E::ClientNotFound
             | E::TenantNotFound
             | E::BanNotFound
+            | E::TierManifestNotFound(_)
             | E::WebhookNotFound => ErrorKind::NotFound,
             E::StationNameInUse
             | E::SubjectsOverlap
@@ -385,6 +393,7 @@ impl EngineError {
             | E::SchemaExists
             | E::SchemaInUse { .. }
             | E::ClusterStateExists(_)
+            | E::TierAdoptConflict(_)
             | E::TenantReadOnly(_)
             | E::WebhookReadOnly(_) => ErrorKind::Conflict,
             E::WrongLastSequence(_)

@@ -53,7 +53,7 @@ pub use dead_letter::{
 pub use engine::{
     AckDone, Admin, AdminFuture, Backpressure, Broker, ClusterNode, ClusterSnapshot, Delivery,
     DiskCacheStats, Engine, Monitor, PublishOutcome, ReplicaRole, ServerSnapshot, StationQuota,
-    StorageStats, Subscriber, SubscriptionId, TierStats,
+    StorageStats, Subscriber, SubscriptionId, TierAdoption, TierManifest, TierStats,
 };
 pub use error::{
     ConfigError, Denial, EngineError, ErrorKind, GroupConfigError, SchemaViolation, TenantLimit,

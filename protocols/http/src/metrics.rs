@@ -444,6 +444,11 @@ fn process_figures<E: Engine + ?Sized>(
                 t.cache_misses,
             ),
             (
+                "tier_get_requests_total",
+                "GET requests sent to the bucket for reads (one read-ahead GET fetches several blocks).",
+                t.get_requests,
+            ),
+            (
                 "tier_read_errors_total",
                 "Remote reads that failed (unavailable or corrupt).",
                 t.read_errors,

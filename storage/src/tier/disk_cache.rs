@@ -275,6 +275,11 @@ impl DiskCache {
         }
     }
 
+    /// Whether file `name` is in the cache (nothing is read).
+    pub fn contains(&self, name: &str) -> bool {
+        self.index.lock().entries.contains_key(name)
+    }
+
     /// A served hit (the caller verified the bytes).
     pub fn hit(&self) {
         self.counters.hits.fetch_add(1, Ordering::Relaxed);

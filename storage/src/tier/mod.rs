@@ -175,6 +175,8 @@ pub struct TierCounters {
     pub cache_hits: AtomicU64,
     /// Block reads that went to S3.
     pub cache_misses: AtomicU64,
+    /// GET requests for reads (footers, blocks, spans, whole segments).
+    pub get_requests: AtomicU64,
     /// Remote reads that failed (unavailable or corrupt).
     pub read_errors: AtomicU64,
     /// Segments or blocks that failed their checksum.
@@ -258,6 +260,13 @@ impl BlockCache {
 /// kilobytes (one entry per block), so this bounds the cache at a few
 /// megabytes however many segments a broker's stations hold.
 pub const FOOTER_CACHE_ENTRIES: usize = 1024;
+
+/// Most bytes one read-ahead GET asks for: the blocks after the one a
+/// consumer reads that are in neither cache are fetched together in one
+/// ranged GET up to this size, not one GET each. Every S3 request has its own
+/// latency and price, and some servers (moto) read the whole object for each
+/// ranged GET, so 32 block GETs of a 32 MiB segment cost 32 object reads.
+pub const SPAN_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Segments up to this size are read whole, in one GET, the first time one of
 /// their blocks is needed (see `Remote::footer_to_read`).
@@ -730,6 +739,29 @@ impl Remote {
         Ok(out)
     }
 
+    /// The unique ids with a folder under `stations/` (one list call with a
+    /// delimiter per thousand ids): every station, of any broker sharing the
+    /// bucket and prefix, that uploaded something and was not cleaned away.
+    pub async fn list_station_uids(&self) -> Result<Vec<String>, TierError> {
+        let prefix = if self.prefix.is_empty() {
+            "stations".to_string()
+        } else {
+            format!("{}/stations", self.prefix)
+        };
+        let listed = self
+            .store
+            .list_with_delimiter(Some(&ObjectPath::from(prefix)))
+            .await
+            .map_err(|e| TierError::Unavailable(e.to_string()))?;
+        let mut uids: Vec<String> = listed
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect();
+        uids.sort();
+        Ok(uids)
+    }
+
     fn corrupt(&self, key: &str, error: SegmentError) -> TierError {
         self.counters.corrupt.fetch_add(1, Ordering::Relaxed);
         tracing::error!(key, error = %error, "remote segment failed its checks");
@@ -759,8 +791,7 @@ impl Remote {
         let want = segment::FOOTER_READ.min(seg.object_len);
         let unavailable = |e: object_store::Error| TierError::Unavailable(e.to_string());
         let mut tail = self
-            .store
-            .get_range(&path, seg.object_len - want..seg.object_len)
+            .read_range(&path, seg.object_len - want..seg.object_len)
             .await
             .map_err(unavailable)?;
         let span = segment::footer_span(&tail).map_err(|e| self.corrupt(&seg.key, e))? as u64;
@@ -772,8 +803,7 @@ impl Remote {
                 ));
             }
             tail = self
-                .store
-                .get_range(&path, seg.object_len - span..seg.object_len)
+                .read_range(&path, seg.object_len - span..seg.object_len)
                 .await
                 .map_err(unavailable)?;
         }
@@ -817,6 +847,103 @@ impl Remote {
             return Ok(None);
         };
         Ok(Some(self.block(seg, &b, reads).await?))
+    }
+
+    /// One ranged GET for a read, counted.
+    async fn read_range(
+        &self,
+        path: &ObjectPath,
+        range: std::ops::Range<u64>,
+    ) -> object_store::Result<Bytes> {
+        self.counters.get_requests.fetch_add(1, Ordering::Relaxed);
+        self.store.get_range(path, range).await
+    }
+
+    /// Whether a block is in the memory or the disk cache (nothing is read,
+    /// no recency changes).
+    pub fn has_block(&self, key: &str, offset: u64) -> bool {
+        self.is_cached(key, offset)
+            || self.disk.as_ref().is_some_and(|d| {
+                disk_cache::file_name(key, Some(offset)).is_some_and(|n| d.contains(&n))
+            })
+    }
+
+    /// The blocks of `footer` from number `i` on that one span fetch reads
+    /// ([`Remote::fetch_span`]): those that follow each other in the object,
+    /// start below `below`, are in neither cache and not `busy` (being
+    /// fetched), at most `max_bytes` of them (always the first, if it
+    /// qualifies).
+    pub fn span_from(
+        &self,
+        key: &str,
+        footer: &Footer,
+        i: usize,
+        below: u64,
+        max_bytes: u64,
+        busy: impl Fn(u64) -> bool,
+    ) -> Vec<BlockRef> {
+        let mut span: Vec<BlockRef> = Vec::new();
+        let mut bytes = 0u64;
+        for b in footer.blocks.iter().skip(i) {
+            if b.first_seq >= below || busy(b.offset) || self.has_block(key, b.offset) {
+                break;
+            }
+            if let Some(prev) = span.last()
+                && (prev.offset + u64::from(prev.len) != b.offset
+                    || bytes + u64::from(b.len) > max_bytes)
+            {
+                break;
+            }
+            bytes += u64::from(b.len);
+            span.push(*b);
+        }
+        span
+    }
+
+    /// Fetches `blocks` of `seg` (consecutive in the object, from
+    /// [`Remote::span_from`]) in one ranged GET, checks each and caches it in
+    /// memory and on disk.
+    pub async fn fetch_span(
+        &self,
+        seg: &SegmentRef,
+        blocks: &[BlockRef],
+        reads: &ReadCounters,
+    ) -> Result<(), TierError> {
+        let (Some(first), Some(last)) = (blocks.first(), blocks.last()) else {
+            return Ok(());
+        };
+        let (from, to) = (first.offset, last.offset + u64::from(last.len));
+        let bytes = self
+            .read_range(&ObjectPath::from(seg.key.as_str()), from..to)
+            .await
+            .map_err(|e| TierError::Unavailable(e.to_string()))?;
+        if bytes.len() as u64 != to - from {
+            return Err(self.corrupt(
+                &seg.key,
+                SegmentError::Malformed("a ranged read returned the wrong length"),
+            ));
+        }
+        for b in blocks {
+            let at = (b.offset - from) as usize;
+            let part = bytes.slice(at..at + b.len as usize);
+            let records = segment::decode_block(b, &part).map_err(|e| self.corrupt(&seg.key, e))?;
+            self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
+            reads.misses.fetch_add(1, Ordering::Relaxed);
+            if let (Some(d), Some(name)) =
+                (&self.disk, disk_cache::file_name(&seg.key, Some(b.offset)))
+            {
+                d.store(name, part);
+            }
+            self.cache
+                .lock()
+                .insert((seg.key.clone(), b.offset), Arc::new(records));
+        }
+        Ok(())
+    }
+
+    /// The memory cache's size in bytes.
+    pub fn cache_capacity(&self) -> u64 {
+        self.cache.lock().capacity
     }
 
     /// A block already in the cache.
@@ -868,8 +995,7 @@ impl Remote {
             return Ok(footer);
         }
         let all = self
-            .store
-            .get_range(&ObjectPath::from(seg.key.as_str()), 0..seg.object_len)
+            .read_range(&ObjectPath::from(seg.key.as_str()), 0..seg.object_len)
             .await
             .map_err(|e| TierError::Unavailable(e.to_string()))?;
         let corrupt = |e| self.corrupt(&seg.key, e);
@@ -939,8 +1065,7 @@ impl Remote {
         self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
         reads.misses.fetch_add(1, Ordering::Relaxed);
         let bytes = self
-            .store
-            .get_range(
+            .read_range(
                 &ObjectPath::from(seg.key.as_str()),
                 b.offset..b.offset + u64::from(b.len),
             )
@@ -1233,5 +1358,88 @@ mod tests {
         let got = r.wait(async move { r2.block_for(&s, 1, &ReadCounters::default()).await });
         assert!(matches!(got, Err(TierError::Corrupt { .. })), "{got:?}");
         assert_eq!(r.counters.corrupt.load(Ordering::Relaxed), before + 1);
+    }
+
+    /// A replay's read-ahead fetches the blocks after the one being read in
+    /// one ranged GET: those that follow each other, are in no cache, are not
+    /// being fetched, start below the local log, up to a size. Each is
+    /// checked; a flipped byte is a corruption error, never other data.
+    #[test]
+    fn consecutive_blocks_are_read_ahead_in_one_get_and_checked() {
+        let store = Arc::new(InMemory::new());
+        let remote = Remote::with_store(store, "t", 1 << 20).expect("remote");
+        let (object, footer, seg) = segment_of_100(&remote, 7);
+        assert!(footer.blocks.len() > 6, "several blocks");
+        let r = Arc::new(remote);
+        let (k, r2, b) = (seg.key.clone(), r.clone(), Bytes::from(object.clone()));
+        r.wait(async move { r2.put_segment(&k, b).await })
+            .expect("put");
+        let blocks = &footer.blocks;
+        let bytes = |bs: &[BlockRef]| bs.iter().map(|b| u64::from(b.len)).sum::<u64>();
+        let max = bytes(&blocks[1..4]);
+        let span = r.span_from(&seg.key, &footer, 1, u64::MAX, max, |_| false);
+        assert_eq!(span, blocks[1..4].to_vec(), "up to the size");
+        let busy = blocks[3].offset;
+        assert_eq!(
+            r.span_from(&seg.key, &footer, 1, u64::MAX, max, |o| o == busy),
+            blocks[1..3].to_vec(),
+            "not past a block being fetched"
+        );
+        assert_eq!(
+            r.span_from(&seg.key, &footer, 1, blocks[2].first_seq, max, |_| false),
+            blocks[1..2].to_vec(),
+            "not into the local log"
+        );
+        assert_eq!(
+            r.span_from(&seg.key, &footer, 1, u64::MAX, 1, |_| false),
+            blocks[1..2].to_vec(),
+            "one block however small the limit"
+        );
+
+        let reads = Arc::new(ReadCounters::default());
+        let (s, r2, sp, rd) = (seg.clone(), r.clone(), span.clone(), reads.clone());
+        r.wait(async move { r2.fetch_span(&s, &sp, &rd).await })
+            .expect("span");
+        assert_eq!(
+            r.counters.get_requests.load(Ordering::Relaxed),
+            1,
+            "one GET"
+        );
+        assert_eq!(reads.misses.load(Ordering::Relaxed), 3, "three blocks");
+        for b in &blocks[1..4] {
+            let block = r.cached(&seg.key, b.offset).expect("cached");
+            let want: Vec<Record> = (b.first_seq..=b.last_seq).map(record).collect();
+            assert_eq!(*block, want);
+        }
+        assert!(
+            r.span_from(&seg.key, &footer, 1, u64::MAX, u64::MAX, |_| false)
+                .is_empty(),
+            "cached: nothing to fetch"
+        );
+        assert_eq!(
+            r.span_from(&seg.key, &footer, 0, u64::MAX, u64::MAX, |_| false),
+            blocks[0..1].to_vec(),
+            "not over a cached block"
+        );
+
+        // The same object with a byte of its sixth block flipped.
+        let mut bad = object;
+        bad[blocks[5].offset as usize + 3] ^= 0x40;
+        let key2 = r.segment_key("1-0", 1, 100, 8);
+        let (k, r2) = (key2.clone(), r.clone());
+        r.wait(async move { r2.put_segment(&k, Bytes::from(bad)).await })
+            .expect("put");
+        let seg2 = SegmentRef {
+            key: key2.clone(),
+            ..seg.clone()
+        };
+        let span = r.span_from(&key2, &footer, 4, u64::MAX, u64::MAX, |_| false);
+        assert_eq!(span, blocks[4..].to_vec());
+        let before = r.counters.corrupt.load(Ordering::Relaxed);
+        let (s, r2, rd) = (seg2, r.clone(), reads.clone());
+        let got = r.wait(async move { r2.fetch_span(&s, &span, &rd).await });
+        assert!(matches!(got, Err(TierError::Corrupt { .. })), "{got:?}");
+        assert_eq!(r.counters.corrupt.load(Ordering::Relaxed), before + 1);
+        assert!(r.cached(&key2, blocks[5].offset).is_none());
     }
 }

@@ -216,6 +216,8 @@ impl From<EngineError> for AppError {
             EngineError::DroppedByRule(_) => (S::ACCEPTED, "dropped_by_rule"),
             EngineError::CorruptRecord(_) => (S::INTERNAL_SERVER_ERROR, "corrupt_record"),
             EngineError::TierUnavailable(_) => (S::SERVICE_UNAVAILABLE, "tier_unavailable"),
+            EngineError::TierManifestNotFound(_) => (S::NOT_FOUND, "manifest_not_found"),
+            EngineError::TierAdoptConflict(_) => (S::CONFLICT, "adopt_conflict"),
             // The store refuses writes (a full disk, an I/O error) until restart:
             // a state to retry later, not a bug. The cause is logged and shown on
             // /readyz, not in every answer.

@@ -39,6 +39,7 @@ mod stations;
 mod tenants;
 #[cfg(test)]
 mod tests;
+mod tier;
 mod wire;
 mod ws;
 mod ws_attach;
@@ -223,6 +224,8 @@ fn v1_routes(state: &Arc<ApiState>) -> OpenApiRouter<Arc<ApiState>> {
         .routes(routes!(browse::replica))
         .routes(routes!(stations::step_down))
         .routes(routes!(stations::peer_remove))
+        .routes(routes!(tier::list_manifests))
+        .routes(routes!(tier::adopt))
         .routes(routes!(schemas::create_schema, schemas::list_schemas))
         .routes(routes!(schemas::get_schema, schemas::delete_schema))
         .routes(routes!(schemas::add_schema_version))
