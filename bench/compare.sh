@@ -76,6 +76,8 @@ RESULTS=$WORK/results.jsonl
 SERVER_PID=""
 # moto's S3 server for the tiering rows (started by the first of them).
 MOTO_PID=""
+# Ceph RGW for the tier-rgw rows (scripts/rgw; started by the first of them).
+RGW_DIR=""
 cleanup() {
   if [ -n "$SERVER_PID" ]; then
     kill "$SERVER_PID" 2>/dev/null || true
@@ -85,6 +87,9 @@ cleanup() {
   if [ -n "$MOTO_PID" ]; then
     kill "$MOTO_PID" 2>/dev/null || true
     wait "$MOTO_PID" 2>/dev/null || true
+  fi
+  if [ -n "$RGW_DIR" ]; then
+    bash scripts/rgw stop "$RGW_DIR" || true
   fi
   if [ -n "${KEEP_WORK:-}" ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
 }
@@ -226,6 +231,24 @@ tier_s3() {
   curl -fsS -X PUT "http://127.0.0.1:$MOTO_PORT/$bucket" >/dev/null
   SERVER_ENV=(JUNCTION_TIER_ENDPOINT="http://127.0.0.1:$MOTO_PORT" JUNCTION_TIER_BUCKET="$bucket"
     JUNCTION_TIER_ALLOW_HTTP=true JUNCTION_TIER_ACCESS_KEY_ID=bench JUNCTION_TIER_SECRET_ACCESS_KEY=bench
+    JUNCTION_TIER_CACHE_BYTES=256MiB)
+}
+
+# The tier-rgw rows' S3: Ceph RGW from Debian (scripts/rgw: one monitor, one
+# memstore OSD, radosgw on 127.0.0.1), one bucket, a fresh key prefix per row.
+tier_rgw() {
+  local out
+  if [ -z "$RGW_DIR" ]; then
+    command -v radosgw >/dev/null || { echo "the tier-rgw rows need Ceph RGW: run scripts/test once (it installs radosgw ceph-mon ceph-osd)" >&2; exit 1; }
+    RGW_DIR="$WORK/rgw"
+    RGW_PORT=$(free_port)
+    out=$(bash scripts/rgw start "$RGW_DIR" "$RGW_PORT" bench "$(free_port)" | tail -1)
+    RGW_KEY=$(echo "$out" | sed -n 's/.*access_key=\([^ ]*\).*/\1/p')
+    RGW_SECRET=$(echo "$out" | sed -n 's/.*secret_key=\([^ ]*\).*/\1/p')
+  fi
+  SERVER_ENV=(JUNCTION_TIER_ENDPOINT="http://127.0.0.1:$RGW_PORT" JUNCTION_TIER_BUCKET=bench
+    JUNCTION_TIER_PREFIX="row-$RANDOM$RANDOM"
+    JUNCTION_TIER_ALLOW_HTTP=true JUNCTION_TIER_ACCESS_KEY_ID="$RGW_KEY" JUNCTION_TIER_SECRET_ACCESS_KEY="$RGW_SECRET"
     JUNCTION_TIER_CACHE_BYTES=256MiB)
 }
 
@@ -385,7 +408,8 @@ SCENARIOS=(
   "tier-replay-local|durable pull + explicit ack, batch 500, 1 KiB, file, all on local disk (the tiering rows' baseline)|throughput||-|js-fetch --batch 500 --size 1024 --msgs 50000 --stream TIERL --storage file"
   "tier-replay-cold|the same replay with 96% of the messages only in S3 (moto; 1 MiB segments, 2 MiB local), cold read cache (target: >= 0.5x tier-replay-local)|throughput||-|tier js-fetch --batch 500 --size 1024 --msgs 50000 --stream TIER --storage file --tier-segment-bytes 1048576 --tier-local-max-bytes 2097152"
   "tier-replay-warm|the same replay from S3 after one untimed replay warmed the read cache (target: >= 0.9x tier-replay-local)|throughput||-|tier js-fetch --batch 500 --size 1024 --msgs 50000 --stream TIER --storage file --tier-segment-bytes 1048576 --tier-local-max-bytes 2097152 --tier-warm"
-  "tier-replay-cold-32m|the tier-replay-cold replay of 200,000 x 1 KiB with segments of the default 32 MiB (read block by block, ranged GETs, 4 blocks ahead) (target: >= 0.5x tier-replay-local)|throughput||-|tier js-fetch --batch 500 --size 1024 --msgs 200000 --stream TIER --storage file --tier-segment-bytes 33554432 --tier-local-max-bytes 2097152"
+  "tier-replay-cold-32m|the tier-replay-cold replay of 200,000 x 1 KiB with segments of the default 32 MiB (ranged GETs of up to 8 MiB of blocks, 16 MiB ahead) (target: >= 0.5x tier-replay-local)|throughput||-|tier js-fetch --batch 500 --size 1024 --msgs 200000 --stream TIER --storage file --tier-segment-bytes 33554432 --tier-local-max-bytes 2097152"
+  "tier-replay-cold-32m-rgw|the tier-replay-cold-32m replay with Ceph RGW (Debian, memstore OSD) as the S3 server instead of moto (target: >= 0.5x tier-replay-local)|throughput||-|tier-rgw js-fetch --batch 500 --size 1024 --msgs 200000 --stream TIER --storage file --tier-segment-bytes 33554432 --tier-local-max-bytes 2097152"
   "tier-pub-replay-off|sync publish round trip, 16 B, file, while one consumer replays 1 M preloaded messages from sequence 1 over and over, all on local disk (the next row's baseline)|latency||-|js-pub --sync --size 16 --msgs 3000 --stream TPRL --storage file --purge --replay-preload 1000000"
   "tier-pub-replay-on|the same with tiering on, the replay reading 99% of the messages from S3 (moto; 1 MiB segments, 1 MiB local) (target: p99 <= 1.1x tier-pub-replay-off)|latency||-|tier js-pub --sync --size 16 --msgs 3000 --stream TPR --storage file --purge --replay-preload 1000000 --tier-segment-bytes 1048576 --tier-local-max-bytes 1048576"
   "tier-restart-1m|restart with 1 M stored 16 B messages, about 99% of them only in S3 (moto; 4 MiB segments, 1 MiB local): memory and start-up time should not grow with remote messages (compare tier-restart-10m)|restart||-|tier js-pub --window 1000 --size 16 --msgs 1000000 --stream TRESTART --storage file --tier-segment-bytes 4194304 --tier-local-max-bytes 1048576"
@@ -464,6 +488,12 @@ measure() {
     tier\ *)
       flags=${flags#tier }
       tier_s3
+      start_server "$server" "$dir"
+      SERVER_ENV=()
+      ;;
+    tier-rgw\ *)
+      flags=${flags#tier-rgw }
+      tier_rgw
       start_server "$server" "$dir"
       SERVER_ENV=()
       ;;

@@ -54,7 +54,7 @@ const SEGMENTS_PER_TICK: usize = 16;
 
 /// How far a consumer replaying the remote range is read ahead of the block it
 /// delivers from (at most half the memory cache).
-const READ_AHEAD_BYTES: u64 = 8 * 1024 * 1024;
+const READ_AHEAD_BYTES: u64 = 16 * 1024 * 1024;
 
 /// The meta key of a station's remote index entry for the segment from `first`.
 fn index_key(station: u64, first: u64) -> String {

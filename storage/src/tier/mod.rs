@@ -264,9 +264,10 @@ pub const FOOTER_CACHE_ENTRIES: usize = 1024;
 /// Most bytes one read-ahead GET asks for: the blocks after the one a
 /// consumer reads that are in neither cache are fetched together in one
 /// ranged GET up to this size, not one GET each. Every S3 request has its own
-/// latency and price, and some servers (moto) read the whole object for each
-/// ranged GET, so 32 block GETs of a 32 MiB segment cost 32 object reads.
-pub const SPAN_BYTES: u64 = 4 * 1024 * 1024;
+/// latency and price (AWS suggests ranges of 8 or 16 MB for throughput), and
+/// some servers (moto) read the whole object for each ranged GET, so 32 block
+/// GETs of a 32 MiB segment cost 32 object reads.
+pub const SPAN_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Segments up to this size are read whole, in one GET, the first time one of
 /// their blocks is needed (see `Remote::footer_to_read`).
