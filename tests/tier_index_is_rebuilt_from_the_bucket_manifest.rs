@@ -19,7 +19,6 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::time::Duration;
-use tokio::process::Child;
 
 #[path = "support/process.rs"]
 #[allow(dead_code)] // each test binary uses part of it
@@ -32,37 +31,6 @@ const MESSAGES: u64 = 1500;
 const PAYLOAD: usize = 1024;
 const SEGMENT_BYTES: u64 = 128 * 1024;
 const LOCAL_MAX_BYTES: u64 = 256 * 1024;
-
-fn payload(seq: u64) -> Vec<u8> {
-    let mut p = Vec::with_capacity(PAYLOAD);
-    let mut x = seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    while p.len() < PAYLOAD {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        p.extend_from_slice(&x.to_le_bytes());
-    }
-    p.truncate(PAYLOAD);
-    p
-}
-
-/// `junction serve` on `data` with `[tier]` on moto's bucket.
-async fn start(
-    moto: &s3::S3,
-    prefix: &str,
-    cwd: &std::path::Path,
-    data: &std::path::Path,
-    ports: (u16, u16),
-) -> Child {
-    moto.junction(prefix, &[("RUST_LOG", "info".into())], cwd, data, ports)
-        .await
-}
-
-/// Stops the broker (SIGKILL) and waits for it.
-async fn stop(mut child: Child) {
-    child.start_kill().unwrap();
-    let _ = child.wait().await;
-}
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -111,7 +79,7 @@ async fn restore_and_rebuild(moto: &s3::S3, damage: bool) {
 
     // The station is defined, then the broker stops and the data directory
     // is copied: the backup holds the station and nothing uploaded.
-    let broker = start(moto, prefix, dir.path(), &data, ports).await;
+    let broker = moto.junction_at(prefix, dir.path(), &data, ports).await;
     let client = async_nats::connect(format!("127.0.0.1:{}", ports.0))
         .await
         .unwrap();
@@ -133,18 +101,18 @@ async fn restore_and_rebuild(moto: &s3::S3, damage: bool) {
     .await
     .unwrap();
     drop(js);
-    stop(broker).await;
+    s3::kill(broker).await;
     copy_dir(&data, &backup);
 
     // Publish; every message is uploaded and most leave local disk.
-    let broker = start(moto, prefix, dir.path(), &data, ports).await;
+    let broker = moto.junction_at(prefix, dir.path(), &data, ports).await;
     let client = async_nats::connect(format!("127.0.0.1:{}", ports.0))
         .await
         .unwrap();
     let js = jetstream::new(client);
     let mut published = Sha256::new();
     for seq in 1..=MESSAGES {
-        let p = payload(seq);
+        let p = s3::payload(seq, PAYLOAD);
         published.update(&p);
         let ack = js
             .publish(format!("tiered.k{}", seq % 10), p.into())
@@ -191,7 +159,7 @@ async fn restore_and_rebuild(moto: &s3::S3, damage: bool) {
     // Let the uploader write the manifest of the last change (a tick is 250 ms).
     tokio::time::sleep(Duration::from_secs(2)).await;
     drop(js);
-    stop(broker).await;
+    s3::kill(broker).await;
 
     // Optionally, one segment in the middle gets a damaged footer.
     let mut skipped = 0..=0;
@@ -216,7 +184,7 @@ async fn restore_and_rebuild(moto: &s3::S3, damage: bool) {
     // The data directory is restored from the backup: no message, no index.
     std::fs::remove_dir_all(&data).unwrap();
     copy_dir(&backup, &data);
-    let broker = start(moto, prefix, dir.path(), &data, ports).await;
+    let broker = moto.junction_at(prefix, dir.path(), &data, ports).await;
 
     // The index comes back from the manifest.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -273,7 +241,11 @@ async fn restore_and_rebuild(moto: &s3::S3, damage: bool) {
             .unwrap()
             .unwrap();
         assert_eq!(m.info().unwrap().stream_sequence, want);
-        assert_eq!(&m.payload[..], &payload(want)[..], "payload of {want}");
+        assert_eq!(
+            &m.payload[..],
+            &s3::payload(want, PAYLOAD)[..],
+            "payload of {want}"
+        );
         replayed.update(&m.payload);
     }
     if !damage {
@@ -297,10 +269,10 @@ async fn restore_and_rebuild(moto: &s3::S3, damage: bool) {
     assert_eq!(ack.sequence, MESSAGES + 1);
     drop(messages);
     drop(js);
-    stop(broker).await;
+    s3::kill(broker).await;
 
     // And again after another start: the rebuilt index is on disk.
-    let broker = start(moto, prefix, dir.path(), &data, ports).await;
+    let broker = moto.junction_at(prefix, dir.path(), &data, ports).await;
     let state = tier_state(&http, ports.1).await;
     assert_eq!(
         state["tier"]["segments"].as_u64(),
@@ -309,5 +281,5 @@ async fn restore_and_rebuild(moto: &s3::S3, damage: bool) {
     );
     assert_eq!(state["last_seq"], MESSAGES + 1, "{state}");
     assert_eq!(state["first_seq"], 1, "{state}");
-    stop(broker).await;
+    s3::kill(broker).await;
 }

@@ -12,7 +12,6 @@
 use async_nats::jetstream::{self, stream};
 use std::collections::HashMap;
 use std::time::Duration;
-use tokio::process::Child;
 
 #[path = "support/process.rs"]
 #[allow(dead_code)] // each test binary uses part of it
@@ -22,21 +21,6 @@ mod process;
 mod s3;
 
 const PREFIX: &str = "gone";
-
-async fn start(
-    moto: &s3::S3,
-    cwd: &std::path::Path,
-    data: &std::path::Path,
-    ports: (u16, u16),
-) -> Child {
-    moto.junction(PREFIX, &[("RUST_LOG", "info".into())], cwd, data, ports)
-        .await
-}
-
-async fn kill(mut child: Child) {
-    child.start_kill().unwrap();
-    let _ = child.wait().await;
-}
 
 /// A segment key's sequence range (`<first>-<last>`), without its upload
 /// attempt's id.
@@ -61,7 +45,7 @@ async fn objects_of_a_station_deleted_during_an_s3_outage_are_removed_later() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let ports = (process::free_port(), process::free_port());
-    let broker = start(&moto, dir.path(), &data, ports).await;
+    let broker = moto.junction_at(PREFIX, dir.path(), &data, ports).await;
     let js = jetstream::new(
         async_nats::connect(format!("127.0.0.1:{}", ports.0))
             .await
@@ -129,7 +113,7 @@ async fn objects_of_a_station_deleted_during_an_s3_outage_are_removed_later() {
     moto.hang();
     assert!(js.delete_stream("DOOMED").await.unwrap().success);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    kill(broker).await;
+    s3::kill(broker).await;
     moto.unhang();
     let after_outage = objects_by_station(&moto).await;
     assert!(
@@ -140,7 +124,7 @@ async fn objects_of_a_station_deleted_during_an_s3_outage_are_removed_later() {
 
     // At start the reconciler removes the deleted station's objects, and only
     // those.
-    let broker = start(&moto, dir.path(), &data, ports).await;
+    let broker = moto.junction_at(PREFIX, dir.path(), &data, ports).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let by = objects_by_station(&moto).await;
@@ -172,5 +156,5 @@ async fn objects_of_a_station_deleted_during_an_s3_outage_are_removed_later() {
         assert_eq!(m.payload.len(), 1024);
         assert_eq!(m.payload[0], (seq - 1) as u8);
     }
-    kill(broker).await;
+    s3::kill(broker).await;
 }

@@ -24,7 +24,6 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::time::Duration;
-use tokio::process::Child;
 
 #[path = "support/process.rs"]
 #[allow(dead_code)] // each test binary uses part of it
@@ -36,34 +35,6 @@ mod s3;
 const MESSAGES: u64 = 1200;
 const PAYLOAD: usize = 1024;
 const PREFIX: &str = "adopt";
-
-fn payload(seq: u64) -> Vec<u8> {
-    let mut p = Vec::with_capacity(PAYLOAD);
-    let mut x = seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    while p.len() < PAYLOAD {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        p.extend_from_slice(&x.to_le_bytes());
-    }
-    p.truncate(PAYLOAD);
-    p
-}
-
-async fn start(
-    moto: &s3::S3,
-    cwd: &std::path::Path,
-    data: &std::path::Path,
-    ports: (u16, u16),
-) -> Child {
-    moto.junction(PREFIX, &[("RUST_LOG", "info".into())], cwd, data, ports)
-        .await
-}
-
-async fn kill(mut child: Child) {
-    child.start_kill().unwrap();
-    let _ = child.wait().await;
-}
 
 /// A tiered station `name` on subjects `<name lowercase>.>`: small segments
 /// sealed after half a second, little kept locally.
@@ -138,7 +109,7 @@ async fn a_station_is_adopted_from_the_bucket_after_the_disk_was_lost() {
 
     // The first broker: 1,200 messages, every one uploaded, and the manifest
     // listing them all.
-    let broker = start(&moto, dir.path(), &lost, ports).await;
+    let broker = moto.junction_at(PREFIX, dir.path(), &lost, ports).await;
     let js = jetstream::new(
         async_nats::connect(format!("127.0.0.1:{}", ports.0))
             .await
@@ -147,7 +118,7 @@ async fn a_station_is_adopted_from_the_bucket_after_the_disk_was_lost() {
     define(&js, "ARCHIVE").await;
     let mut published = Sha256::new();
     for seq in 1..=MESSAGES {
-        let p = payload(seq);
+        let p = s3::payload(seq, PAYLOAD);
         published.update(&p);
         let ack = js
             .publish(format!("archive.k{}", seq % 10), p.into())
@@ -169,14 +140,14 @@ async fn a_station_is_adopted_from_the_bucket_after_the_disk_was_lost() {
     assert_eq!(listed[0]["station"], "ARCHIVE", "{listed:?}");
     assert_eq!(listed[0]["tenant"], "$G", "{listed:?}");
     drop(js);
-    kill(broker).await;
+    s3::kill(broker).await;
 
     // The disk is lost.
     std::fs::remove_dir_all(&lost).unwrap();
 
     // A new broker on an empty data directory sees the old manifest, used by
     // no station of its own.
-    let broker = start(&moto, dir.path(), &fresh, ports).await;
+    let broker = moto.junction_at(PREFIX, dir.path(), &fresh, ports).await;
     let listed = manifests_until(&http, ports.1, "the old manifest is not listed", |l| {
         !l.is_empty()
     })
@@ -274,12 +245,11 @@ async fn a_station_is_adopted_from_the_bucket_after_the_disk_was_lost() {
     assert_eq!(ack.sequence, MESSAGES + 1);
 
     // A consumer from sequence 1 gets everything, in order.
-    let replay = |js: jetstream::Context| async move {
+    let replay = |js: jetstream::Context, name: &'static str| async move {
         let s = js.get_stream("ARCHIVE").await.unwrap();
-        let name = format!("replay{}", rand_suffix());
         let c = s
             .create_consumer(consumer::pull::Config {
-                durable_name: Some(name.clone()),
+                durable_name: Some(name.to_string()),
                 deliver_policy: consumer::DeliverPolicy::All,
                 ack_policy: consumer::AckPolicy::None,
                 ..Default::default()
@@ -308,11 +278,11 @@ async fn a_station_is_adopted_from_the_bucket_after_the_disk_was_lost() {
             }
         }
         drop(messages);
-        s.delete_consumer(&name).await.unwrap();
+        s.delete_consumer(name).await.unwrap();
         got.finalize()
     };
     assert_eq!(
-        replay(js.clone()).await,
+        replay(js.clone(), "replay1").await,
         published,
         "payloads after the adoption"
     );
@@ -338,15 +308,15 @@ async fn a_station_is_adopted_from_the_bucket_after_the_disk_was_lost() {
 
     // kill -9 and a restart: the adopted index is on disk.
     drop(js);
-    kill(broker).await;
-    let broker = start(&moto, dir.path(), &fresh, ports).await;
+    s3::kill(broker).await;
+    let broker = moto.junction_at(PREFIX, dir.path(), &fresh, ports).await;
     let js = jetstream::new(
         async_nats::connect(format!("127.0.0.1:{}", ports.0))
             .await
             .unwrap(),
     );
     assert_eq!(
-        replay(js.clone()).await,
+        replay(js.clone(), "replay2").await,
         published,
         "payloads after a restart"
     );
@@ -358,12 +328,5 @@ async fn a_station_is_adopted_from_the_bucket_after_the_disk_was_lost() {
         .unwrap();
     assert_eq!(ack.sequence, MESSAGES + 2);
     drop(js);
-    kill(broker).await;
-}
-
-fn rand_suffix() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos()
+    s3::kill(broker).await;
 }

@@ -570,34 +570,51 @@ impl StationTier {
                 busy.insert((seg.key.clone(), b.offset));
             }
         }
+        let (remote, seg2, reads) = (self.remote.clone(), seg.clone(), self.reads.clone());
+        let offsets: Vec<u64> = span.iter().map(|b| b.offset).collect();
+        self.fetch_then_fill(
+            seg,
+            "remote read-ahead",
+            async move { remote.fetch_span(&seg2, &span, &reads).await },
+            move |t, seg, _| {
+                let mut busy = t.fetching_blocks.lock();
+                for o in offsets {
+                    busy.remove(&(seg.key.clone(), o));
+                }
+            },
+        );
+    }
+
+    /// Runs `fetch` on the tier's runtime (at most the read timeout), calls
+    /// `done` with what it got (`None`: it failed), then lets the station's
+    /// groups fill again; a failure is counted and logged as `what`'s.
+    fn fetch_then_fill<T: Send + 'static>(
+        &self,
+        seg: &SegmentRef,
+        what: &'static str,
+        fetch: impl std::future::Future<Output = Result<T, TierError>> + Send + 'static,
+        done: impl FnOnce(&StationTier, &SegmentRef, Option<&T>) + Send + 'static,
+    ) {
         let remote = self.remote.clone();
         let station = self.station.clone();
         let seg = seg.clone();
-        let reads = self.reads.clone();
         self.remote.runtime().spawn(async move {
-            let r = tokio::time::timeout(
-                junction_storage::tier::READ_TIMEOUT,
-                remote.fetch_span(&seg, &span, &reads),
-            )
-            .await;
+            let r = tokio::time::timeout(junction_storage::tier::READ_TIMEOUT, fetch).await;
             let Some(st) = station.upgrade() else { return };
             if let Some(t) = st.tier() {
-                let mut busy = t.fetching_blocks.lock();
-                for b in &span {
-                    busy.remove(&(seg.key.clone(), b.offset));
-                }
+                done(t, &seg, r.as_ref().ok().and_then(|r| r.as_ref().ok()));
             }
             match r {
-                Ok(Ok(())) => {
+                Ok(Ok(_)) => {
                     let _ = tokio::task::spawn_blocking(move || st.fill_groups()).await;
                 }
                 Ok(Err(e)) => {
                     remote.counters.read_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(station = st.name(), key = %seg.key, error = %e, "remote read-ahead failed; consumers read the blocks when they reach them");
+                    tracing::warn!(station = st.name(), key = %seg.key, error = %e, "{what} failed; consumers wait and read again");
                 }
                 Err(_) => {
                     remote.counters.read_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(station = st.name(), key = %seg.key, "remote read-ahead timed out; consumers read the blocks when they reach them");
+                    tracing::warn!(station = st.name(), key = %seg.key, "{what} timed out; consumers wait and read again");
                 }
             }
         });
@@ -619,34 +636,15 @@ impl StationTier {
         if !self.fetching.lock().insert((seg.key.clone(), from)) {
             return;
         }
-        let remote = self.remote.clone();
-        let station = self.station.clone();
-        let seg = seg.clone();
-        let reads = self.reads.clone();
-        self.remote.runtime().spawn(async move {
-            let r = tokio::time::timeout(
-                junction_storage::tier::READ_TIMEOUT,
-                remote.block_for(&seg, from, &reads),
-            )
-            .await;
-            let Some(st) = station.upgrade() else { return };
-            if let Some(t) = st.tier() {
+        let (remote, seg2, reads) = (self.remote.clone(), seg.clone(), self.reads.clone());
+        self.fetch_then_fill(
+            seg,
+            "remote block read",
+            async move { remote.block_for(&seg2, from, &reads).await },
+            move |t, seg, _| {
                 t.fetching.lock().remove(&(seg.key.clone(), from));
-            }
-            match r {
-                Ok(Ok(_)) => {
-                    let _ = tokio::task::spawn_blocking(move || st.fill_groups()).await;
-                }
-                Ok(Err(e)) => {
-                    remote.counters.read_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(station = st.name(), key = %seg.key, error = %e, "remote block read failed; consumers wait and retry");
-                }
-                Err(_) => {
-                    remote.counters.read_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(station = st.name(), key = %seg.key, "remote block read timed out; consumers wait and retry");
-                }
-            }
-        });
+            },
+        );
     }
 
     /// Reads message `seq` from the bucket, waiting at most the read timeout.

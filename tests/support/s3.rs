@@ -274,6 +274,19 @@ impl S3 {
         child
     }
 
+    /// [`S3::junction`] with `RUST_LOG=info` and nothing else besides.
+    #[allow(dead_code)] // each test binary uses part of it
+    pub async fn junction_at(
+        &self,
+        prefix: &str,
+        cwd: &std::path::Path,
+        data: &std::path::Path,
+        ports: (u16, u16),
+    ) -> Child {
+        self.junction(prefix, &[("RUST_LOG", "info".into())], cwd, data, ports)
+            .await
+    }
+
     /// The broker's `JUNCTION_TIER_*` settings for this server's bucket under `prefix`.
     pub fn tier_env(&self, prefix: &str) -> Vec<(&'static str, String)> {
         vec![
@@ -312,4 +325,27 @@ impl Drop for S3 {
                 .status();
         }
     }
+}
+
+/// `len` bytes that depend on `seq` (xorshift from it): the tiering tests'
+/// payloads, checked byte for byte or by SHA-256 after a round trip.
+#[allow(dead_code)] // each test binary uses part of it
+pub fn payload(seq: u64, len: usize) -> Vec<u8> {
+    let mut p = Vec::with_capacity(len + 8);
+    let mut x = seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    while p.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        p.extend_from_slice(&x.to_le_bytes());
+    }
+    p.truncate(len);
+    p
+}
+
+/// Kills a broker (SIGKILL) and waits for it.
+#[allow(dead_code)] // each test binary uses part of it
+pub async fn kill(mut child: Child) {
+    child.start_kill().expect("kill");
+    let _ = child.wait().await;
 }
