@@ -44,20 +44,6 @@ async fn replica_page(c: &Cluster, i: usize) -> Value {
     get_json(c.nodes[i].http, "/v1/stations/snap/replica?limit=1").await
 }
 
-/// The names of the station's replicas and its leader, as node `i` sees them.
-async fn placement(c: &Cluster, i: usize) -> (BTreeSet<String>, Option<String>) {
-    let v = get_json(c.nodes[i].http, "/v1/stations/snap").await;
-    let names = v["cluster"]["replicas"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .filter(|r| r["current"] == true && r["online"] == true)
-        .map(|r| r["name"].as_str().unwrap_or("").to_string())
-        .collect();
-    (names, v["cluster"]["leader"].as_str().map(str::to_string))
-}
-
 async fn publish_range(js: &jetstream::Context, range: std::ops::Range<u32>) {
     for n in range {
         let mut headers = async_nats::HeaderMap::new();
@@ -105,10 +91,14 @@ async fn a_new_replica_catches_up_from_a_snapshot_after_the_log_was_purged() {
     .await
     .unwrap();
     until("the station has 3 current replicas", || async {
-        placement(&c, 0).await.0.len() == 3
+        cluster::station_placement(c.nodes[0].http, "snap")
+            .await
+            .0
+            .len()
+            == 3
     })
     .await;
-    let first: BTreeSet<String> = placement(&c, 0).await.0;
+    let first: BTreeSet<String> = cluster::station_placement(c.nodes[0].http, "snap").await.0;
     let spare = (0..4).find(|i| !first.contains(&c.nodes[*i].name)).unwrap();
 
     // One publish (and so one log entry) at a time: 300 entries, 15 snapshots.
@@ -153,7 +143,7 @@ async fn a_new_replica_catches_up_from_a_snapshot_after_the_log_was_purged() {
 
     // Move a follower's replica to the spare node: it can only catch up from
     // a snapshot (no replica's log starts at 1 any more).
-    let (_, leader) = placement(&c, 0).await;
+    let (_, leader) = cluster::station_placement(c.nodes[0].http, "snap").await;
     let leader = leader.unwrap();
     let moved = first.iter().find(|n| **n != leader).unwrap().clone();
     let base = format!("http://127.0.0.1:{}", c.nodes[0].http);
@@ -171,7 +161,10 @@ async fn a_new_replica_catches_up_from_a_snapshot_after_the_log_was_purged() {
     );
     let spare_name = c.nodes[spare].name.clone();
     until("the spare node is a current replica", || async {
-        placement(&c, 0).await.0.contains(&spare_name)
+        cluster::station_placement(c.nodes[0].http, "snap")
+            .await
+            .0
+            .contains(&spare_name)
     })
     .await;
     let leader_at = c.index_of(&leader);
@@ -197,7 +190,12 @@ async fn a_new_replica_catches_up_from_a_snapshot_after_the_log_was_purged() {
 
     // The new replica leads: the consumer goes on from its position (101).
     for _ in 0..30 {
-        if placement(&c, 0).await.1.as_deref() == Some(spare_name.as_str()) {
+        if cluster::station_placement(c.nodes[0].http, "snap")
+            .await
+            .1
+            .as_deref()
+            == Some(spare_name.as_str())
+        {
             break;
         }
         let _ = http()
@@ -207,7 +205,10 @@ async fn a_new_replica_catches_up_from_a_snapshot_after_the_log_was_purged() {
         tokio::time::sleep(Duration::from_millis(1500)).await;
     }
     assert_eq!(
-        placement(&c, 0).await.1.as_deref(),
+        cluster::station_placement(c.nodes[0].http, "snap")
+            .await
+            .1
+            .as_deref(),
         Some(spare_name.as_str()),
         "the new replica never led"
     );

@@ -32,7 +32,7 @@ use cluster::{Cluster, get_json, until};
 
 use futures::StreamExt;
 use serde_json::Value;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 const STATION: &str = "rtier";
@@ -91,20 +91,6 @@ async fn copy(c: &Cluster, i: usize) -> Value {
         &format!("/v1/stations/{STATION}/replica?limit=1"),
     )
     .await
-}
-
-/// The station's current, online replicas and leader as node `i` sees them.
-async fn placement(c: &Cluster, i: usize) -> (BTreeSet<String>, Option<String>) {
-    let v = get_json(c.nodes[i].http, &format!("/v1/stations/{STATION}")).await;
-    let names = v["cluster"]["replicas"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .filter(|r| r["current"] == true && r["online"] == true)
-        .map(|r| r["name"].as_str().unwrap_or("").to_string())
-        .collect();
-    (names, v["cluster"]["leader"].as_str().map(str::to_string))
 }
 
 /// Waits until every node in `nodes` has the same remote index reaching at
@@ -221,7 +207,7 @@ async fn a_replicated_station_tiers_once_and_keeps_every_message_across_a_leader
     until(
         "the station has 3 current replicas and a leader",
         || async {
-            let (names, leader) = placement(&c, 0).await;
+            let (names, leader) = cluster::station_placement(c.nodes[0].http, STATION).await;
             names.len() == 3 && leader.is_some()
         },
     )
@@ -240,7 +226,10 @@ async fn a_replicated_station_tiers_once_and_keeps_every_message_across_a_leader
     assert_eq!(read, (0..1500).collect::<Vec<_>>());
 
     // kill -9 of the leader; 1,500 more through a survivor.
-    let leader = placement(&c, 0).await.1.unwrap();
+    let leader = cluster::station_placement(c.nodes[0].http, STATION)
+        .await
+        .1
+        .unwrap();
     let dead = c.index_of(&leader);
     c.kill(dead).await;
     let alive: Vec<usize> = (0..3).filter(|i| *i != dead).collect();

@@ -835,8 +835,15 @@ pub struct ReplicaGroup {
     id: u64,
     /// This node's Raft id in the group (its meta id when it joined).
     me: u64,
-    raft: ReplicaRaft,
+    /// The group's Raft on this node: replaced by a new one, on the same
+    /// storage, when it stopped on a storage error ([`supervise`]).
+    raft: Arc<RwLock<ReplicaRaft>>,
     proposals: tokio::sync::mpsc::UnboundedSender<Proposal>,
+    /// Set by [`ReplicaGroup::set_elections`], applied again to a restarted
+    /// Raft.
+    elections: Arc<std::sync::atomic::AtomicBool>,
+    /// The group was stopped here on purpose: its Raft is not restarted.
+    stopped: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// One member as a status page shows it.
@@ -876,7 +883,14 @@ impl ReplicaGroup {
     /// moved off this node, kept a while for the membership change: with the
     /// voters changed without it, its elections would only disrupt the group).
     pub fn set_elections(&self, on: bool) {
-        self.raft.runtime_config().elect(on);
+        self.elections
+            .store(on, std::sync::atomic::Ordering::Release);
+        self.raft().runtime_config().elect(on);
+    }
+
+    /// The group's Raft on this node now.
+    fn raft(&self) -> ReplicaRaft {
+        self.raft.read().clone()
     }
 
     /// The group id.
@@ -923,7 +937,7 @@ impl ReplicaGroup {
 
     /// The leader's name, as this node knows it.
     pub fn leader(&self) -> Option<String> {
-        let m = self.raft.metrics().borrow().clone();
+        let m = self.raft().metrics().borrow().clone();
         let id = m.current_leader?;
         m.membership_config
             .membership()
@@ -933,7 +947,7 @@ impl ReplicaGroup {
 
     /// The voters' ids, as this node knows the membership.
     pub fn voters(&self) -> std::collections::BTreeSet<u64> {
-        self.raft
+        self.raft()
             .metrics()
             .borrow()
             .membership_config
@@ -944,12 +958,12 @@ impl ReplicaGroup {
 
     /// Whether this node leads the group.
     pub fn is_leader(&self) -> bool {
-        self.raft.metrics().borrow().state == ServerState::Leader
+        self.raft().metrics().borrow().state == ServerState::Leader
     }
 
     /// The group as this node sees it.
     pub fn status(&self) -> GroupStatus {
-        let m = self.raft.metrics().borrow().clone();
+        let m = self.raft().metrics().borrow().clone();
         let membership = m.membership_config.membership();
         let last = m.last_log_index.unwrap_or(0);
         let role = match m.state {
@@ -996,7 +1010,7 @@ impl ReplicaGroup {
     /// Whether this node's Raft for the group stopped (a storage failure, such as
     /// a log entry failing its checksum): it then neither votes nor leads.
     pub fn failed(&self) -> Option<String> {
-        self.raft
+        self.raft()
             .metrics()
             .borrow()
             .running_state
@@ -1013,7 +1027,7 @@ impl ReplicaGroup {
     /// or after 5 s (with publishes flowing, replication keeps the lease alive
     /// and the leader may stay: then this answers an error).
     pub async fn step_down(&self, cluster: &Cluster) -> Result<String, ProposeError> {
-        let m = self.raft.metrics().borrow().clone();
+        let m = self.raft().metrics().borrow().clone();
         if m.state != ServerState::Leader {
             return Err(ProposeError::NotLeader(self.leader()));
         }
@@ -1040,8 +1054,8 @@ impl ReplicaGroup {
                 "no other replica is reachable to take over".into(),
             ));
         };
-        self.raft.runtime_config().heartbeat(false);
-        self.raft.runtime_config().elect(false);
+        self.raft().runtime_config().heartbeat(false);
+        self.raft().runtime_config().elect(false);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         tokio::time::sleep(Duration::from_millis(1200)).await;
         let mut outcome = Err(ProposeError::Unavailable(
@@ -1062,8 +1076,8 @@ impl ReplicaGroup {
                 .await;
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
-        self.raft.runtime_config().heartbeat(true);
-        self.raft.runtime_config().elect(true);
+        self.raft().runtime_config().heartbeat(true);
+        self.raft().runtime_config().elect(true);
         outcome
     }
 
@@ -1075,7 +1089,7 @@ impl ReplicaGroup {
     pub async fn seed(&self) -> Result<(), String> {
         let wait = Some(Duration::from_secs(30));
         let m = self
-            .raft
+            .raft()
             .wait(wait)
             .metrics(
                 |m| m.state == ServerState::Leader && m.last_applied.is_some(),
@@ -1084,13 +1098,13 @@ impl ReplicaGroup {
             .await
             .map_err(|e| e.to_string())?;
         let applied = m.last_applied.map_or(0, |l| l.index);
-        self.raft
+        self.raft()
             .trigger()
             .snapshot()
             .await
             .map_err(|e| e.to_string())?;
         let m = self
-            .raft
+            .raft()
             .wait(wait)
             .metrics(
                 |m| m.snapshot.is_some_and(|s| s.index >= applied),
@@ -1099,12 +1113,12 @@ impl ReplicaGroup {
             .await
             .map_err(|e| e.to_string())?;
         let upto = m.snapshot.map_or(applied, |s| s.index);
-        self.raft
+        self.raft()
             .trigger()
             .purge_log(upto)
             .await
             .map_err(|e| e.to_string())?;
-        self.raft
+        self.raft()
             .wait(wait)
             .metrics(
                 |m| m.purged.is_some_and(|p| p.index >= upto),
@@ -1122,16 +1136,16 @@ impl ReplicaGroup {
         members: BTreeMap<u64, MetaNode>,
     ) -> Result<(), ProposeError> {
         for (id, node) in &members {
-            let m = self.raft.metrics().borrow().clone();
+            let m = self.raft().metrics().borrow().clone();
             if m.membership_config.membership().get_node(id).is_none() {
-                self.raft
+                self.raft()
                     .add_learner(*id, node.clone(), true)
                     .await
                     .map_err(write_error)?;
             }
         }
         let ids: std::collections::BTreeSet<u64> = members.keys().copied().collect();
-        self.raft
+        self.raft()
             .change_membership(ids, false)
             .await
             .map_err(write_error)?;
@@ -1175,7 +1189,79 @@ const ENTRY_SLOT_HELD: Duration = Duration::from_millis(200);
 /// Hands a group's proposals to Raft in order, each entry carrying every
 /// proposal waiting then (up to [`BATCH`]), at most [`ENTRIES_IN_FLIGHT`]
 /// entries at a time, and each answer back when its entry is applied.
-async fn run_proposals(raft: ReplicaRaft, mut rx: tokio::sync::mpsc::UnboundedReceiver<Proposal>) {
+/// Watches a group's Raft on this node and, when it stops on its own (a
+/// storage error: a snapshot that cannot be written or read, a failed log
+/// write; or a panic), starts a new one on the same storage after a backoff
+/// (1 s, doubling to 30 s), so the replica comes back once the cause is gone
+/// (space freed, a directory restored) instead of staying down until the
+/// process restarts. A group stopped on purpose is left alone.
+async fn supervise<F, Fut>(group: ReplicaGroup, build: F)
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<ReplicaRaft, String>> + Send,
+{
+    use std::sync::atomic::Ordering;
+    let mut backoff = Duration::from_secs(1);
+    let mut since = tokio::time::Instant::now();
+    loop {
+        let raft = group.raft();
+        let mut metrics = raft.metrics();
+        let fatal = loop {
+            if let Err(f) = &metrics.borrow().running_state {
+                break Some(f.to_string());
+            }
+            if metrics.changed().await.is_err() {
+                break None;
+            }
+        };
+        if group.stopped.load(Ordering::Acquire) {
+            return;
+        }
+        let why = fatal.unwrap_or_else(|| "its core ended".into());
+        if why == openraft::error::Fatal::<u64>::Stopped.to_string() {
+            return;
+        }
+        // A Raft that ran a good while since its last restart starts the
+        // backoff over.
+        if since.elapsed() > Duration::from_secs(300) {
+            backoff = Duration::from_secs(1);
+        }
+        tracing::error!(group = group.id, error = %why, retry_in = ?backoff, "this node's replica of a station group stopped; restarting it from its storage");
+        let _ = raft.shutdown().await;
+        loop {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+            if group.stopped.load(Ordering::Acquire) {
+                return;
+            }
+            match build().await {
+                Ok(new) => {
+                    new.runtime_config()
+                        .elect(group.elections.load(Ordering::Acquire));
+                    *group.raft.write() = new;
+                    since = tokio::time::Instant::now();
+                    tracing::info!(
+                        group = group.id,
+                        "this node's replica of a station group restarted"
+                    );
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(group = group.id, error = %e, retry_in = ?backoff, "cannot restart this node's replica of a station group");
+                }
+            }
+        }
+        if group.stopped.load(Ordering::Acquire) {
+            let _ = group.raft().shutdown().await;
+            return;
+        }
+    }
+}
+
+async fn run_proposals(
+    raft: Arc<RwLock<ReplicaRaft>>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Proposal>,
+) {
     let in_flight = Arc::new(tokio::sync::Semaphore::new(ENTRIES_IN_FLIGHT));
     while let Some(first) = rx.recv().await {
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
@@ -1183,6 +1269,7 @@ async fn run_proposals(raft: ReplicaRaft, mut rx: tokio::sync::mpsc::UnboundedRe
         };
         let batch = crate::batch::take_queued(&mut rx, first, BATCH);
         let (ops, waiting): (Vec<Bytes>, Vec<_>) = batch.into_iter().unzip();
+        let raft = raft.read().clone();
         let m = raft.metrics().borrow().clone();
         if m.state != ServerState::Leader {
             let leader = m.current_leader.and_then(|id| {
@@ -1314,18 +1401,26 @@ impl Replicas {
             point: None,
             rebuilt: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         };
-        let raft = ReplicaRaft::new(
-            me,
-            raft_config(self.cluster.name(), self.snapshot_every())?,
-            Net {
-                cluster: self.cluster.clone(),
-                group: id,
-            },
-            LogStore::<ReplicaConfig>::new_binary(self.store.clone(), id),
-            sm,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+        let build = {
+            let (cluster, store) = (self.cluster.clone(), self.store.clone());
+            let config = raft_config(self.cluster.name(), self.snapshot_every())?;
+            move || {
+                let (cluster, store, config, sm) =
+                    (cluster.clone(), store.clone(), config.clone(), sm.clone());
+                async move {
+                    ReplicaRaft::new(
+                        me,
+                        config,
+                        Net { cluster, group: id },
+                        LogStore::<ReplicaConfig>::new_binary(store, id),
+                        sm,
+                    )
+                    .await
+                    .map_err(|e| e.to_string())
+                }
+            }
+        };
+        let raft = build().await?;
         if members.contains_key(&me) && !raft.is_initialized().await.map_err(|e| e.to_string())? {
             // Initializing starts an election at once: if every first member did,
             // two would run in the same term and the one with the higher id would
@@ -1353,15 +1448,22 @@ impl Replicas {
             }
         }
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let raft = Arc::new(RwLock::new(raft));
         tokio::spawn(run_proposals(raft.clone(), rx));
         let group = ReplicaGroup {
             id,
             me,
             raft,
             proposals: tx,
+            elections: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            stopped: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         };
-        let mut groups = self.groups.lock();
-        Ok(groups.entry(id).or_insert(group).clone())
+        let group = {
+            let mut groups = self.groups.lock();
+            groups.entry(id).or_insert(group).clone()
+        };
+        tokio::spawn(supervise(group.clone(), build));
+        Ok(group)
     }
 
     /// Stops this node's replica of group `id` and, with `forget`, removes its
@@ -1369,7 +1471,8 @@ impl Replicas {
     pub async fn stop(&self, id: u64, forget: bool) {
         let g = self.groups.lock().remove(&id);
         if let Some(g) = g {
-            let _ = g.raft.shutdown().await;
+            g.stopped.store(true, std::sync::atomic::Ordering::Release);
+            let _ = g.raft().shutdown().await;
         }
         if forget {
             if let Err(e) = remove_group(&self.store, id).await {
@@ -1383,7 +1486,8 @@ impl Replicas {
     pub async fn shutdown(&self) {
         let groups: Vec<ReplicaGroup> = self.groups.lock().drain().map(|(_, g)| g).collect();
         for g in groups {
-            let _ = g.raft.shutdown().await;
+            g.stopped.store(true, std::sync::atomic::Ordering::Release);
+            let _ = g.raft().shutdown().await;
         }
     }
 
@@ -1414,20 +1518,26 @@ impl Replicas {
             K_R_APPEND => {
                 let req: AppendEntriesRequest<ReplicaConfig> =
                     rmp_serde::from_slice(&body).map_err(|e| e.to_string())?;
-                to_bytes(rmp_serde::to_vec_named(&g.raft.append_entries(req).await))
+                to_bytes(rmp_serde::to_vec_named(&g.raft().append_entries(req).await))
             }
             K_R_VOTE => {
                 let req: VoteRequest<u64> =
                     rmp_serde::from_slice(&body).map_err(|e| e.to_string())?;
-                to_bytes(rmp_serde::to_vec_named(&g.raft.vote(req).await))
+                to_bytes(rmp_serde::to_vec_named(&g.raft().vote(req).await))
             }
             K_R_SNAPSHOT => {
                 let req: InstallSnapshotRequest<ReplicaConfig> =
                     rmp_serde::from_slice(&body).map_err(|e| e.to_string())?;
-                to_bytes(rmp_serde::to_vec_named(&g.raft.install_snapshot(req).await))
+                to_bytes(rmp_serde::to_vec_named(
+                    &g.raft().install_snapshot(req).await,
+                ))
             }
             K_R_ELECT => {
-                g.raft.trigger().elect().await.map_err(|e| e.to_string())?;
+                g.raft()
+                    .trigger()
+                    .elect()
+                    .await
+                    .map_err(|e| e.to_string())?;
                 Ok(Bytes::new())
             }
             _ => Err(format!("unknown replica call {kind}")),

@@ -387,3 +387,22 @@ pub async fn replica_ids(port: u16, station: &str) -> Option<Vec<String>> {
             .collect(),
     )
 }
+
+/// The current, online replicas of replicated station `station` and its
+/// leader, as the node at HTTP `port` sees them.
+#[allow(dead_code)] // each test binary uses part of this file
+pub async fn station_placement(
+    port: u16,
+    station: &str,
+) -> (std::collections::BTreeSet<String>, Option<String>) {
+    let v = get_json(port, &format!("/v1/stations/{station}")).await;
+    let names = v["cluster"]["replicas"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r["current"] == true && r["online"] == true)
+        .map(|r| r["name"].as_str().unwrap_or("").to_string())
+        .collect();
+    (names, v["cluster"]["leader"].as_str().map(str::to_string))
+}
