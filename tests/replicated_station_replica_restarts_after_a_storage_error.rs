@@ -25,33 +25,7 @@ use cluster::{Cluster, until};
 use std::path::{Path, PathBuf};
 
 const STATION: &str = "heal";
-
-async fn publish(js: &jetstream::Context, from: u64, to: u64) {
-    for n in from..to {
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Nats-Msg-Id", format!("m{n}").as_str());
-        let mut tries = 0;
-        loop {
-            let acked = match js
-                .publish_with_headers(
-                    format!("{STATION}.x"),
-                    headers.clone(),
-                    format!("m{n}").into(),
-                )
-                .await
-            {
-                Ok(wait) => wait.await.is_ok(),
-                Err(_) => false,
-            };
-            if acked {
-                break;
-            }
-            tries += 1;
-            assert!(tries < 100, "m{n} never acknowledged");
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        }
-    }
-}
+const SUBJECT: &str = "heal.x";
 
 /// The `replica-snapshots` directory under a node's data directory.
 fn snapshot_dir(data: &Path) -> PathBuf {
@@ -108,7 +82,7 @@ async fn a_replica_stopped_by_a_storage_error_restarts_and_catches_up() {
         names.len() == 3 && leader.is_some()
     })
     .await;
-    publish(&js, 0, 60).await;
+    cluster::publish_ids(&js, SUBJECT, 0, 60).await;
     let leader = cluster::station_placement(c.nodes[0].http, STATION)
         .await
         .1
@@ -125,15 +99,27 @@ async fn a_replica_stopped_by_a_storage_error_restarts_and_catches_up() {
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::write(&dir, b"not a directory").unwrap();
     // Entries keep coming until its next snapshot is due and fails.
-    let mut stopped_at = 60;
+    let mut stopped_at: usize = 60;
     while !log_has(&c, follower, "replica of a station group stopped") {
         assert!(stopped_at < 2000, "the follower's group never stopped");
-        publish(&js, stopped_at, stopped_at + 20).await;
+        cluster::publish_ids(
+            &js,
+            SUBJECT,
+            (stopped_at) as usize,
+            (stopped_at + 20) as usize,
+        )
+        .await;
         stopped_at += 20;
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     // Published while that copy is down.
-    publish(&js, stopped_at, stopped_at + 100).await;
+    cluster::publish_ids(
+        &js,
+        SUBJECT,
+        (stopped_at) as usize,
+        (stopped_at + 100) as usize,
+    )
+    .await;
     let total = stopped_at + 100;
 
     // The cause goes away: the group comes back by itself and catches up.
@@ -145,14 +131,14 @@ async fn a_replica_stopped_by_a_storage_error_restarts_and_catches_up() {
     .await;
     let want: Vec<String> = (0..total).map(|n| format!("m{n}")).collect();
     until("the follower's copy holds every message", || async {
-        copy_ids(&c, follower).await.len() as u64 >= total
+        copy_ids(&c, follower).await.len() >= total
     })
     .await;
     assert_eq!(copy_ids(&c, follower).await, want, "the follower's copy");
     // And it keeps up with what comes next.
-    publish(&js, total, total + 50).await;
+    cluster::publish_ids(&js, SUBJECT, total, total + 50).await;
     until("the follower's copy keeps up", || async {
-        copy_ids(&c, follower).await.len() as u64 == total + 50
+        copy_ids(&c, follower).await.len() == total + 50
     })
     .await;
     c.kill(0).await;
