@@ -102,24 +102,12 @@ async fn a_replica_stopped_by_a_storage_error_restarts_and_catches_up() {
     let mut stopped_at: usize = 60;
     while !log_has(&c, follower, "replica of a station group stopped") {
         assert!(stopped_at < 2000, "the follower's group never stopped");
-        cluster::publish_ids(
-            &js,
-            SUBJECT,
-            (stopped_at) as usize,
-            (stopped_at + 20) as usize,
-        )
-        .await;
+        cluster::publish_ids(&js, SUBJECT, stopped_at, stopped_at + 20).await;
         stopped_at += 20;
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     // Published while that copy is down.
-    cluster::publish_ids(
-        &js,
-        SUBJECT,
-        (stopped_at) as usize,
-        (stopped_at + 100) as usize,
-    )
-    .await;
+    cluster::publish_ids(&js, SUBJECT, stopped_at, stopped_at + 100).await;
     let total = stopped_at + 100;
 
     // The cause goes away: the group comes back by itself and catches up.
