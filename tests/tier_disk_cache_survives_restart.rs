@@ -328,6 +328,37 @@ async fn a_restarted_broker_replays_the_remote_range_from_disk_with_s3_hung() {
     );
 }
 
+/// A memory cache smaller than the remote range: a second replay in the same
+/// process finds the segments' footers in memory and most blocks only on the
+/// disk cache. Those are read from the disk (S3 hung: nothing else could serve
+/// them), not waited for. (A read-ahead that counted a block on the disk as
+/// cached and never loaded it stalled this replay.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_replay_reads_blocks_evicted_from_memory_off_the_disk_with_s3_hung() {
+    let Some(moto) = s3::moto().await else { return };
+    let broker = start(
+        &moto,
+        "evicted",
+        vec![("JUNCTION_TIER_CACHE_BYTES", "1MiB".to_string())],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let (_nc, js) = connect(&broker).await;
+    fill(&broker, &js).await;
+    replay(&js, "first").await;
+    let first = tier_state(&http, &broker).await;
+    cache_written(&http, &broker).await;
+    moto.hang();
+    replay(&js, "second").await;
+    let second = tier_state(&http, &broker).await;
+    moto.unhang();
+    assert_eq!(second["cache_misses"], first["cache_misses"], "{second}");
+    assert!(
+        second["disk_cache_hits"].as_u64().unwrap() > first["disk_cache_hits"].as_u64().unwrap(),
+        "{first} then {second}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tiny_disk_cache_stays_within_its_bound_and_the_replay_is_complete() {
     let Some(moto) = s3::moto().await else { return };

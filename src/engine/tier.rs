@@ -541,7 +541,17 @@ impl StationTier {
                         })
                 };
                 if span.is_empty() {
-                    // Cached, or being fetched.
+                    // In memory, being fetched, or on the disk cache only: that
+                    // one is read from the disk into memory now (a group
+                    // waiting for it gets no other fetch of it).
+                    let busy = self
+                        .fetching_blocks
+                        .lock()
+                        .contains(&(seg.key.clone(), b.offset));
+                    if !busy && !self.remote.is_cached(&seg.key, b.offset) {
+                        self.prefetch(&seg, b.first_seq.max(here));
+                        started += 1;
+                    }
                     ahead += u64::from(b.len);
                     i += 1;
                     continue;
