@@ -20,6 +20,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/v1/stations/{station}"),
     ("post", "/v1/stations/{station}/purge"),
     ("post", "/v1/stations/{station}/stepdown"),
+    ("post", "/v1/stations/{station}/tier/adopt"),
+    ("get", "/v1/tier/manifests"),
     ("post", "/v1/stations/{station}/peer-remove"),
     ("get", "/v1/stations/{station}/replica"),
     ("post", "/v1/stations/{station}/groups"),
