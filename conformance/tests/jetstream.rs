@@ -61,5 +61,7 @@ mod start_position;
 mod stream_lifecycle;
 #[path = "jetstream/stream_subject_transform.rs"]
 mod stream_subject_transform;
+#[path = "jetstream/subject_transforms_answer_as_nats_server_2_10.rs"]
+mod subject_transforms_answer_as_nats_server_2_10;
 #[path = "jetstream/two_groups.rs"]
 mod two_groups;

@@ -5,10 +5,10 @@
 //!   once the station has stored it (a refused or duplicate publish is not
 //!   republished). On a replicated station, once, from the node the publish
 //!   came in on.
-//! - **Where.** `destination`, whose `*` tokens take the source's `*` tokens in
-//!   order, `{{wildcard(n)}}` and `$n` the n-th one, and a trailing `>` what
-//!   the source's `>` matched (nats-server's transform forms for republish;
-//!   its other functions, `{{partition(…)}}` and the like, are refused).
+//! - **Where.** `destination`, a subject transform as nats-server 2.10 takes it
+//!   (`$n` and `{{wildcard(n)}}` the source's n-th `*`, a trailing `>` what the
+//!   source's `>` matched, and the partition, split and slice functions;
+//!   [`CompiledTransform`]).
 //! - **With.** The message's own headers plus `Nats-Stream`, `Nats-Subject`,
 //!   `Nats-Sequence`, `Nats-Time-Stamp` and `Nats-Last-Sequence` (the newest
 //!   sequence on the same subject before it, as the index held it when the
@@ -23,16 +23,6 @@ use junction_api::{
     Subject, SubjectFilter, filters_overlap,
 };
 use std::time::SystemTime;
-
-/// One token of a destination template.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Part {
-    Literal(String),
-    /// The n-th (0-based) single-token wildcard of the source.
-    Wildcard(usize),
-    /// What the source's `>` matched.
-    Rest,
-}
 
 /// A checked republish: the source filter and the destination template,
 /// applied by the one subject transform implementation
@@ -61,51 +51,27 @@ impl Transform {
             ))
         };
         SubjectFilter::new(source_text.to_string()).map_err(|_| not_valid())?;
-        let source_tokens: Vec<&str> = source_text.split('.').collect();
-        let stars = source_tokens.iter().filter(|t| **t == "*").count();
-        let has_rest = source_tokens.last() == Some(&">");
         if r.destination.is_empty() {
             return Err(not_valid());
         }
-        let dest_tokens: Vec<&str> = r.destination.split('.').collect();
-        let mut parts = Vec::with_capacity(dest_tokens.len());
-        let mut next_star = 0usize;
-        for (i, t) in dest_tokens.iter().enumerate() {
-            let part = if *t == ">" {
-                if i + 1 != dest_tokens.len() || !has_rest {
-                    return Err(not_valid());
-                }
-                Part::Rest
-            } else if *t == "*" {
-                next_star += 1;
-                Part::Wildcard(next_star - 1)
-            } else if let Some(n) = wildcard_ref(t) {
-                Part::Wildcard(n.checked_sub(1).ok_or_else(not_valid)?)
-            } else if t.is_empty() || t.contains(['*', '>', ' ', '\t']) || t.starts_with("{{") {
-                // Other transform functions (`{{partition(…)}}`, `{{split(…)}}`,
-                // …) are the stream subject transforms' and not taken here.
-                return Err(not_valid());
-            } else {
-                Part::Literal((*t).to_string())
-            };
-            if let Part::Wildcard(n) = part
-                && n >= stars
-            {
-                return Err(not_valid());
+        // The destination as a filter, for the cycle check: a token that takes
+        // one source token is `*`, and one that can make several (the split and
+        // slice functions) makes the rest `>`. Stricter than nats-server, which
+        // compares the template's text as a subject and so misses `x.$1` on a
+        // station capturing `x.a`.
+        let mut as_filter: Vec<&str> = Vec::new();
+        for t in r.destination.split('.') {
+            let function = t.len() > 4 && t.starts_with("{{") && t.ends_with("}}");
+            let lower = t.to_ascii_lowercase();
+            if function && (lower.contains("split") || lower.contains("slice")) {
+                as_filter.push(">");
+                break;
             }
-            parts.push(part);
+            let wildcard =
+                function || (t.len() > 1 && t.starts_with('$') && t[1..].parse::<i64>().is_ok());
+            as_filter.push(if wildcard { "*" } else { t });
         }
-        // Destination as a filter (wildcards for the taken tokens), for the
-        // cycle check.
-        let as_filter: String = parts
-            .iter()
-            .map(|p| match p {
-                Part::Literal(l) => l.as_str(),
-                Part::Wildcard(_) => "*",
-                Part::Rest => ">",
-            })
-            .collect::<Vec<_>>()
-            .join(".");
+        let as_filter = as_filter.join(".");
         for s in subjects {
             if filters_overlap(as_filter.as_bytes(), s.as_bytes()) {
                 return Err(invalid(
@@ -125,21 +91,6 @@ impl Transform {
             .apply_subject(subject)
             .map(|s| s.to_str_lossy().into_owned())
     }
-}
-
-/// `{{wildcard(n)}}` (spaces allowed) or `$n`: n.
-fn wildcard_ref(token: &str) -> Option<usize> {
-    if let Some(n) = token.strip_prefix('$') {
-        return n.parse().ok();
-    }
-    let inner = token.strip_prefix("{{")?.strip_suffix("}}")?.trim();
-    let args = inner
-        .strip_prefix("wildcard")
-        .or_else(|| inner.strip_prefix("Wildcard"))?
-        .trim()
-        .strip_prefix('(')?
-        .strip_suffix(')')?;
-    args.trim().parse().ok()
 }
 
 /// Checks a station's republish (and fills in its source), as nats-server
@@ -229,8 +180,10 @@ mod tests {
     #[test]
     fn destinations_take_the_source_wildcards() {
         let subjects = vec!["orders.>".to_string()];
-        let t = Transform::new(&r("orders.*.*", "copy.*.*"), &subjects).unwrap();
+        let t = Transform::new(&r("orders.*.*", "copy.$1.$2"), &subjects).unwrap();
         assert_eq!(dest(&t, "orders.eu.new").as_deref(), Some("copy.eu.new"));
+        let t = Transform::new(&r("orders.*.*", "copy.{{split(2,-)}}"), &subjects).unwrap();
+        assert_eq!(dest(&t, "orders.eu.a-b").as_deref(), Some("copy.a.b"));
         let t = Transform::new(&r("orders.*.*", "copy.{{wildcard(2)}}.$1"), &subjects).unwrap();
         assert_eq!(dest(&t, "orders.eu.new").as_deref(), Some("copy.new.eu"));
         let t = Transform::new(&r(">", "copy.>"), &subjects).unwrap();
@@ -238,7 +191,7 @@ mod tests {
             dest(&t, "orders.eu.new").as_deref(),
             Some("copy.orders.eu.new")
         );
-        let t = Transform::new(&r("orders.eu.>", "all"), &subjects).unwrap();
+        let t = Transform::new(&r("orders.eu.*", "all"), &subjects).unwrap();
         assert_eq!(dest(&t, "orders.eu.new").as_deref(), Some("all"));
         assert_eq!(dest(&t, "orders.us.new"), None);
     }
@@ -247,12 +200,16 @@ mod tests {
     fn bad_templates_and_cycles_are_refused() {
         let subjects = vec!["orders.>".to_string()];
         for (s, d) in [
-            ("orders.*", "copy.*.*"),
+            // nats-server 2.10 refuses `*` in a destination, and a `>` on one
+            // side only.
+            ("orders.*", "copy.*"),
             ("orders.*", "copy.>"),
+            ("orders.eu.>", "all"),
             ("orders.>", "copy.>.x"),
-            ("orders.*", "copy.$0"),
+            ("orders.*", "copy.$2"),
+            ("orders.*", "copy.{{nope(1)}}"),
+            ("orders.*", "copy.{{partition(0,1)}}"),
             ("orders.*", ""),
-            ("orders.*", "copy.{{partition(3,1)}}"),
             ("orders..x", "copy"),
         ] {
             assert!(Transform::new(&r(s, d), &subjects).is_err(), "{s} -> {d}");

@@ -1,11 +1,10 @@
 //! A stream's own `subject_transform {src, dest}` (nats-server 2.10): a
 //! message published to the stream's subjects whose subject matches `src` is
-//! stored under `dest` (`$n`, `{{wildcard(n)}}`, `*` in turn, a trailing `>`,
+//! stored under `dest` (`$n`, `{{wildcard(n)}}`, a trailing `>`,
 //! `{{partition(n,…)}}`), others as they are; the config echoes it; a bad
-//! source is 10155 `stream transform source: …` and a bad destination 10156
-//! `stream transform: …`, as nats-server's `checkStreamCfg`. (The nats-server
-//! scripts/test installs is 2.9, which has no stream transforms, so these
-//! answers are nats-server 2.10's from its source, not a side-by-side run.)
+//! transform is 500 / 10049 `stream subject transform from '…' to '…': …`, as
+//! nats-server 2.10.26 answers (side by side in
+//! subject_transforms_answer_as_nats_server_2_10.rs).
 
 use crate::support::{api, connect, expect_api_error, within};
 use bytes::Bytes;
@@ -85,14 +84,19 @@ async fn a_stream_stores_publishes_under_its_transformed_subject() {
 async fn a_bad_stream_transform_is_refused_with_nats_server_codes() {
     let b = broker().await;
     let (client, _js) = connect(&b).await;
+    // nats-server 2.10.26's answers (compared live in
+    // subject_transforms_answer_as_nats_server_2_10.rs): 500 / 10049 on create.
     let v = api(
         &client,
         "$JS.API.STREAM.CREATE.BAD",
         r#"{"name":"BAD","subjects":["b.>"],"subject_transform":{"src":"b..x","dest":"c"}}"#,
     )
     .await;
-    let text = expect_api_error(&v, 400, 10155);
-    assert!(text.starts_with("stream transform source: "), "{text}");
+    let text = expect_api_error(&v, 500, 10049);
+    assert_eq!(
+        text,
+        "stream subject transform from 'b..x' to 'c': invalid subject"
+    );
     for dest in ["c.$2", "c.{{nope(1)}}", "c.>"] {
         let v = api(
             &client,
@@ -102,7 +106,12 @@ async fn a_bad_stream_transform_is_refused_with_nats_server_codes() {
             ),
         )
         .await;
-        let text = expect_api_error(&v, 400, 10156);
-        assert!(text.starts_with("stream transform: "), "{dest}: {text}");
+        let text = expect_api_error(&v, 500, 10049);
+        assert!(
+            text.starts_with(&format!(
+                "stream subject transform from 'b.*' to '{dest}': "
+            )),
+            "{dest}: {text}"
+        );
     }
 }

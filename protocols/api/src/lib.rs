@@ -98,4 +98,6 @@ pub use tenant::{
     PermissionsConfig, ResponsesConfig, RulesConfig, StringList, TenantConnectionLimits,
     TenantInfo, TenantSource, TenantSpec, TenantStationLimits, TenantUsage, User, UserInfo,
 };
-pub use transform::{CompiledTransform, TransformError};
+pub use transform::{
+    CompiledTransform, TransformError, validate_destination as validate_transform_destination,
+};

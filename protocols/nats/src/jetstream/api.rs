@@ -429,7 +429,7 @@ async fn stream_create<E: Engine>(
                 .with_err("stream configuration for create can not be sealed"),
         ));
     }
-    let mut station = station_config(&config).map_err(|e| (kind, e))?;
+    let mut station = station_config(&config, update).map_err(|e| (kind, e))?;
     // The JetStream configuration cannot express Junction's schema and dead-letter
     // settings: an update or a repeated create keeps the station's own.
     if let Ok(existing) = engine.station_info(tenant, name) {

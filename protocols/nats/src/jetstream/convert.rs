@@ -32,20 +32,28 @@ pub fn timestamp(t: SystemTime) -> String {
     format_rfc3339_nanos(ns)
 }
 
-/// A JetStream stream configuration as a station configuration.
-pub fn station_config(c: &StreamConfig) -> Result<StationConfig, ApiError> {
+/// A JetStream stream configuration as a station configuration (`update`: for
+/// `STREAM.UPDATE`, whose refusals of a transform have their own code).
+pub fn station_config(c: &StreamConfig, update: bool) -> Result<StationConfig, ApiError> {
     let (mirror, sources) = super::sourcing::station_sources(c)?;
-    // nats-server's checks (`checkStreamCfg`): a valid source filter (empty:
-    // `>`), then a destination that maps it.
+    // nats-server 2.10.26's answers (side by side in conformance/tests/jetstream/
+    // subject_transforms_answer_as_nats_server_2_10.rs): 500 with 10049 on create,
+    // 10069 on update. (nats-server 2.11 and later answer 400 with 10155/10156.)
     let subject_transform = match &c.subject_transform {
         None => None,
         Some(t) => {
-            if !t.src.is_empty() && junction_api::SubjectFilter::new(t.src.clone()).is_err() {
-                return Err(JsErrorCode::StreamTransformInvalidSource
-                    .with_err(format!("invalid subject {}", t.src)));
-            }
             junction_api::CompiledTransform::new(&t.src, &t.dest).map_err(|e| {
-                JsErrorCode::StreamTransformInvalidDestination.with_err(e.to_string())
+                if update {
+                    JsErrorCode::StreamUpdate.with_err(format!(
+                        "stream configuration for subject transform from '{}' to '{}': {e}",
+                        t.src, t.dest
+                    ))
+                } else {
+                    JsErrorCode::StreamCreate.with_err(format!(
+                        "stream subject transform from '{}' to '{}': {e}",
+                        t.src, t.dest
+                    ))
+                }
             })?;
             Some(junction_api::SubjectTransform {
                 source: t.src.clone(),

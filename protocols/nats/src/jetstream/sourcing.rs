@@ -115,12 +115,18 @@ fn one_source(c: &StreamConfig, s: &StreamSource, mirror: bool) -> Result<Statio
             });
         }
         filters.push(src.to_string());
-        CompiledTransform::new(src, &t.dest).map_err(|_| {
-            if mirror {
-                JsErrorCode::MirrorInvalidSubjectFilter.error()
-            } else {
-                JsErrorCode::SourceInvalidTransformDestination.error()
-            }
+        // nats-server 2.10.26: a source's destination that fails its
+        // `ValidateMappingDestination` is 10146; any other refusal, and every
+        // refusal for a mirror, is 10049 with the transform's own text.
+        if !mirror && junction_api::validate_transform_destination(&t.dest).is_err() {
+            return Err(JsErrorCode::SourceInvalidTransformDestination.error());
+        }
+        CompiledTransform::new(src, &t.dest).map_err(|e| {
+            let of = if mirror { "mirror" } else { "source" };
+            JsErrorCode::StreamCreate.with_err(format!(
+                "subject transform from '{}' to '{}' for the {of}: {e}",
+                t.src, t.dest
+            ))
         })?;
         transforms.push(SubjectTransform {
             source: src.to_string(),
