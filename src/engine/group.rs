@@ -573,7 +573,17 @@ impl Group {
             let mut remote_pending = false;
             if ahead.is_empty() {
                 remote_ahead = false;
-                match station.remote_from(run.cursor, &self.filters) {
+                // No more than can be delivered now, as for local reads.
+                let room = if acks && limit > 0 {
+                    (limit as usize).saturating_sub(run.pending.len())
+                } else {
+                    usize::MAX
+                };
+                let want = run
+                    .waiting
+                    .front()
+                    .map_or(1, |w| w.batch.min(room).clamp(1, READ_AHEAD));
+                match station.remote_from(run.cursor, &self.filters, want) {
                     RemoteRead::Local => {}
                     RemoteRead::Pending => {
                         if run.redeliver.is_empty() && run.initial.is_empty() {

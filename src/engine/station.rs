@@ -158,8 +158,9 @@ const REMOTE_READ_AHEAD: usize = 4;
 pub(crate) enum RemoteRead {
     /// The cursor is not in the remote range: read the local log.
     Local,
-    /// Remote messages from the cursor on (matching the filters), and where
-    /// the cursor goes once they are delivered.
+    /// Remote messages from the cursor on (matching the filters, at most the
+    /// number asked for), and where the cursor goes once they are delivered:
+    /// the next matching message of the block not taken, or past the block.
     Ready {
         messages: Vec<StoredMessage>,
         next: u64,
@@ -735,11 +736,18 @@ impl Station {
         false
     }
 
-    /// For a consumer group whose cursor is `from`: the remote messages from
-    /// there on that match `filters`, when the cursor is below the local log
-    /// and the block is cached; otherwise [`RemoteRead::Pending`] (a fetch is
-    /// started) or [`RemoteRead::Local`].
-    pub(crate) fn remote_from(&self, from: u64, filters: &[SubjectFilter]) -> RemoteRead {
+    /// For a consumer group whose cursor is `from`: up to `max` (at least one)
+    /// remote messages from there on that match `filters`, when the cursor is
+    /// below the local log and the block is cached; otherwise
+    /// [`RemoteRead::Pending`] (a fetch is started) or [`RemoteRead::Local`].
+    /// Only what is taken is copied: a group asks again from its cursor, and a
+    /// block holds thousands of small messages.
+    pub(crate) fn remote_from(
+        &self,
+        from: u64,
+        filters: &[SubjectFilter],
+        max: usize,
+    ) -> RemoteRead {
         let Some(tier) = self.tier.get() else {
             return RemoteRead::Local;
         };
@@ -764,15 +772,25 @@ impl Station {
             return RemoteRead::Pending;
         };
         let last = block.last().map_or(from, |r| r.seq);
-        let next = (last + 1).min(local_first).max(from + 1);
-        tier.read_ahead(next, local_first, REMOTE_READ_AHEAD);
-        let messages = block
-            .iter()
-            .filter(|r| r.seq >= from && r.seq < local_first)
-            .filter(|r| matches_any(filters, &r.subject))
-            .cloned()
-            .map(stored_message)
-            .collect();
+        let block_end = (last + 1).min(local_first).max(from + 1);
+        tier.read_ahead(block_end, local_first, REMOTE_READ_AHEAD);
+        let max = max.max(1);
+        let mut next = block_end;
+        let mut messages = Vec::new();
+        let start = block.partition_point(|r| r.seq < from);
+        for r in &block[start..] {
+            if r.seq >= local_first {
+                break;
+            }
+            if !matches_any(filters, &r.subject) {
+                continue;
+            }
+            if messages.len() == max {
+                next = r.seq;
+                break;
+            }
+            messages.push(stored_message(r.clone()));
+        }
         RemoteRead::Ready { messages, next }
     }
 
