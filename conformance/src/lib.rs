@@ -122,3 +122,66 @@ pub async fn start_in(config: Config, dir: TempDir) -> TestBroker {
         dir,
     }
 }
+
+/// A nats-server process on a free loopback port, stopped when dropped.
+pub struct NatsServer {
+    child: std::process::Child,
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl NatsServer {
+    /// Starts Debian's nats-server with `conf` after its `listen` line;
+    /// `{store}` in `conf` becomes a JetStream store directory of its own.
+    pub async fn start(conf: &str) -> NatsServer {
+        Self::start_binary("nats-server", conf).await
+    }
+
+    /// [`NatsServer::start`] with the nats-server binary `bin` (another
+    /// version: `scripts/nats-server-2.10`).
+    pub async fn start_binary(bin: &str, conf: &str) -> NatsServer {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let file = dir.path().join("server.conf");
+        let conf = conf.replace("{store}", &dir.path().join("js").display().to_string());
+        std::fs::write(&file, format!("listen: \"127.0.0.1:{port}\"\n{conf}")).unwrap();
+        let child = std::process::Command::new(bin)
+            .arg("-c")
+            .arg(&file)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{bin} starts (scripts/test installs it): {e}"));
+        let server = NatsServer {
+            child,
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            _dir: dir,
+        };
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(server.addr).await.is_ok() {
+                return server;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("nats-server did not start");
+    }
+}
+
+impl NatsServer {
+    /// Its NATS URL.
+    pub fn url(&self) -> String {
+        format!("nats://{}", self.addr)
+    }
+}

@@ -532,6 +532,20 @@ impl Group {
         }
     }
 
+    /// How many messages a fill reads ahead: no more than the first waiting
+    /// request takes and `max_ack_pending` leaves room for (at least one, at
+    /// most [`READ_AHEAD`]).
+    fn want(run: &Run, acks: bool, limit: i64) -> usize {
+        let room = if acks && limit > 0 {
+            (limit as usize).saturating_sub(run.pending.len())
+        } else {
+            usize::MAX
+        };
+        run.waiting
+            .front()
+            .map_or(1, |w| w.batch.min(room).clamp(1, READ_AHEAD))
+    }
+
     /// Delivers to waiting pull requests while there are messages and room.
     pub fn fill(&self, station: &Station) {
         let mut run = self.run.lock();
@@ -574,15 +588,7 @@ impl Group {
             if ahead.is_empty() {
                 remote_ahead = false;
                 // No more than can be delivered now, as for local reads.
-                let room = if acks && limit > 0 {
-                    (limit as usize).saturating_sub(run.pending.len())
-                } else {
-                    usize::MAX
-                };
-                let want = run
-                    .waiting
-                    .front()
-                    .map_or(1, |w| w.batch.min(room).clamp(1, READ_AHEAD));
+                let want = Self::want(&run, acks, limit);
                 match station.remote_from(run.cursor, &self.filters, want) {
                     RemoteRead::Local => {}
                     RemoteRead::Pending => {
@@ -631,15 +637,7 @@ impl Group {
                         if ahead.is_empty() {
                             // No more than can be delivered now: a fill woken by
                             // one ack has room for one message.
-                            let room = if acks && limit > 0 {
-                                (limit as usize).saturating_sub(run.pending.len())
-                            } else {
-                                usize::MAX
-                            };
-                            let want = run
-                                .waiting
-                                .front()
-                                .map_or(1, |w| w.batch.min(room).clamp(1, READ_AHEAD));
+                            let want = Self::want(&run, acks, limit);
                             ahead = station.read_from(run.cursor, want).into();
                         }
                         if let Some(m) = ahead.front() {

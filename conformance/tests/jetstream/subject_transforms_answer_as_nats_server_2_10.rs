@@ -13,7 +13,7 @@
 
 use crate::support::{api, within};
 use bytes::Bytes;
-use junction_conformance::broker;
+use junction_conformance::{NatsServer, broker};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -36,57 +36,8 @@ fn nats_server_2_10() -> Option<String> {
     None
 }
 
-struct Peer {
-    child: std::process::Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_peer(bin: &str) -> Peer {
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let conf = dir.path().join("server.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "listen: \"127.0.0.1:{port}\"\njetstream {{ store_dir: \"{}\" }}\n",
-            dir.path().join("js").display()
-        ),
-    )
-    .unwrap();
-    let child = std::process::Command::new(bin)
-        .arg("-c")
-        .arg(&conf)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("nats-server 2.10 starts");
-    let peer = Peer {
-        child,
-        url: format!("nats://127.0.0.1:{port}"),
-        _dir: dir,
-    };
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return peer;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("nats-server 2.10 did not start");
+async fn start_peer(bin: &str) -> NatsServer {
+    NatsServer::start_binary(bin, "jetstream { store_dir: \"{store}\" }").await
 }
 
 /// Stream transforms: (src, dest, subjects published).
@@ -345,7 +296,7 @@ async fn stream_transforms_store_and_refuse_as_nats_server_2_10_does() {
     };
     let peer = start_peer(&bin).await;
     let b = broker().await;
-    let nats = stream_answers(&peer.url).await;
+    let nats = stream_answers(&peer.url()).await;
     let junction = stream_answers(&b.nats_url()).await;
     // The table exercised both outcomes.
     assert!(nats.iter().filter(|v| v.get("stored").is_some()).count() >= 20);
@@ -360,9 +311,9 @@ async fn republish_and_sourcing_transforms_answer_as_nats_server_2_10_does() {
     };
     let peer = start_peer(&bin).await;
     let b = broker().await;
-    let nats = republish_answers(&peer.url).await;
+    let nats = republish_answers(&peer.url()).await;
     assert_same("republish", &republish_answers(&b.nats_url()).await, &nats);
-    let nats = sourcing_answers(&peer.url).await;
+    let nats = sourcing_answers(&peer.url()).await;
     assert!(
         nats.iter()
             .any(|v| v["copied"].as_array().is_some_and(|c| c.len() == 3))
