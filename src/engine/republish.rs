@@ -93,6 +93,25 @@ impl Transform {
     }
 }
 
+/// A station's republish policy with its destination compiled (once per
+/// definition; [`wrap`] uses it on every stored publish).
+#[derive(Debug, Clone)]
+pub(crate) struct Policy {
+    pub(crate) republish: Republish,
+    transform: Transform,
+}
+
+impl Policy {
+    /// `None` when the destination does not compile (checked when the station
+    /// was defined; an older definition may not).
+    pub(crate) fn compile(r: &Republish) -> Option<Policy> {
+        Some(Policy {
+            transform: Transform::new(r, &[]).ok()?,
+            republish: r.clone(),
+        })
+    }
+}
+
 /// Checks a station's republish (and fills in its source), as nats-server
 /// does when a stream is defined.
 pub(crate) fn check(config: &mut StationConfig) -> Result<(), EngineError> {
@@ -111,17 +130,15 @@ pub(crate) fn check(config: &mut StationConfig) -> Result<(), EngineError> {
 /// answered.
 pub(crate) fn wrap(
     station: &str,
-    r: &Republish,
+    policy: &Policy,
     message: &Message,
     last_seq: u64,
     publish: impl FnOnce(Message) + Send + 'static,
     then: StoredCallback,
 ) -> StoredCallback {
-    // Checked against the station's subjects when it was defined.
-    let Ok(transform) = Transform::new(r, &[]) else {
-        return then;
-    };
-    let Some(destination) = transform
+    let r = &policy.republish;
+    let Some(destination) = policy
+        .transform
         .destination(&message.subject)
         .and_then(|d| Subject::new(d).ok())
     else {

@@ -106,6 +106,31 @@ impl Limits {
     }
 }
 
+/// A station's transforms as compiled from its definition; one that does not
+/// compile (a definition an older Junction allowed) is not applied.
+#[derive(Default)]
+struct Transforms {
+    input: Option<Arc<junction_api::CompiledTransform>>,
+    republish: Option<Arc<super::republish::Policy>>,
+}
+
+impl Transforms {
+    fn of(config: &StationConfig) -> Transforms {
+        Transforms {
+            input: config.subject_transform.as_ref().and_then(|t| {
+                junction_api::CompiledTransform::new(&t.source, &t.destination)
+                    .ok()
+                    .map(Arc::new)
+            }),
+            republish: config
+                .republish
+                .as_ref()
+                .and_then(super::republish::Policy::compile)
+                .map(Arc::new),
+        }
+    }
+}
+
 /// A station.
 pub(crate) struct Station {
     pub id: u64,
@@ -126,6 +151,9 @@ pub(crate) struct Station {
     in_flight: Mutex<VecDeque<InFlight>>,
     /// The schema every publish is validated against: (name, pinned version).
     schema: RwLock<Option<SchemaBinding>>,
+    /// Its `subject_transform` and republish, compiled once per definition
+    /// rather than on every publish.
+    transforms: RwLock<Transforms>,
     /// This node's replica of the station's Raft group, for a replicated
     /// station (`replicas` > 1): its log is then written only by applying
     /// committed entries ([`Station::append_with`]), never by a publish here.
@@ -250,6 +278,7 @@ impl Station {
                 committed.clone(),
             )),
             schema: RwLock::new(binding_of(&config)),
+            transforms: RwLock::new(Transforms::of(&config)),
             config: RwLock::new(config),
             filters: RwLock::new(filters),
             store,
@@ -533,6 +562,7 @@ impl Station {
         let evicted = log.over_limits();
         *self.filters.write() = filters;
         *self.schema.write() = binding_of(&config);
+        *self.transforms.write() = Transforms::of(&config);
         *self.config.write() = config;
         let queued = self.queue_deletes(&log, &evicted);
         drop(log);
@@ -847,15 +877,14 @@ impl Station {
     /// The subject a publish to `subject` is stored under: its
     /// `subject_transform`'s destination when it has one that matches.
     pub fn input_subject(&self, subject: &Subject) -> Option<Subject> {
-        let t = self.config.read().subject_transform.clone()?;
-        junction_api::CompiledTransform::new(&t.source, &t.destination)
-            .ok()?
-            .apply_subject(subject)
-            .filter(|s| s != subject)
+        let t = self.transforms.read().input.clone()?;
+        t.apply_subject(subject).filter(|s| s != subject)
     }
 
-    pub fn republish(&self) -> Option<junction_api::Republish> {
-        self.config.read().republish.clone()
+    /// Its republish policy and compiled destination, if it has one that
+    /// compiles.
+    pub fn republish(&self) -> Option<Arc<super::republish::Policy>> {
+        self.transforms.read().republish.clone()
     }
 
     /// The newest live sequence on `subject` (0: none), from the index.
