@@ -608,7 +608,7 @@ impl StationTier {
         let remote = self.remote.clone();
         let station = self.station.clone();
         let seg = seg.clone();
-        self.remote.runtime().spawn(async move {
+        self.remote.read_runtime().spawn(async move {
             let r = tokio::time::timeout(junction_storage::tier::READ_TIMEOUT, fetch).await;
             let Some(st) = station.upgrade() else { return };
             if let Some(t) = st.tier() {

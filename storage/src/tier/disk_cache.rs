@@ -216,6 +216,7 @@ impl DiskCache {
         std::thread::Builder::new()
             .name("junction-tier-cache".into())
             .spawn(move || {
+                super::background_priority();
                 while let Ok(job) = rx.recv() {
                     writer.run(job);
                 }
@@ -448,8 +449,11 @@ impl Writer {
                 std::fs::create_dir_all(parent)?;
             }
             let mut f = std::fs::File::create(&tmp)?;
+            // Not fsynced: every read checks the file with the segment's own
+            // CRC-32C, so what a crash cuts short is found and fetched again;
+            // an fsync here would share the disk's flushes with the publishes
+            // that wait for theirs.
             f.write_all(bytes)?;
-            f.sync_data()?;
             std::fs::rename(&tmp, &path)
         })();
         match written {

@@ -333,6 +333,9 @@ pub struct Remote {
     store: Arc<dyn ObjectStore>,
     prefix: String,
     runtime: Option<tokio::runtime::Runtime>,
+    /// Replays' reads ahead and their decoding, at background priority
+    /// ([`background_priority`]).
+    read_runtime: Option<tokio::runtime::Runtime>,
     cache: Mutex<BlockCache>,
     footers: Mutex<FooterCache>,
     disk: Option<Arc<DiskCache>>,
@@ -347,7 +350,10 @@ impl Drop for Remote {
     /// The runtime may be dropped inside another runtime (a broker started in a
     /// test); it is shut down without waiting.
     fn drop(&mut self) {
-        if let Some(rt) = self.runtime.take() {
+        for rt in [self.runtime.take(), self.read_runtime.take()]
+            .into_iter()
+            .flatten()
+        {
             rt.shutdown_background();
         }
     }
@@ -473,10 +479,18 @@ impl Remote {
             .enable_all()
             .build()
             .map_err(|e| TierError::Config(format!("cannot start the tier's threads: {e}")))?;
+        let read_runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("junction-tier-read")
+            .on_thread_start(background_priority)
+            .enable_all()
+            .build()
+            .map_err(|e| TierError::Config(format!("cannot start the tier's threads: {e}")))?;
         Ok(Remote {
             store,
             prefix: prefix.trim_matches('/').to_string(),
             runtime: Some(runtime),
+            read_runtime: Some(read_runtime),
             cache: Mutex::new(BlockCache {
                 capacity: cache_bytes,
                 used: 0,
@@ -491,10 +505,24 @@ impl Remote {
         })
     }
 
-    /// The runtime every S3 call runs on.
+    /// The runtime uploads, deletes and the reads a caller waits for
+    /// ([`Remote::wait`]) run on, at normal priority.
     pub fn runtime(&self) -> &tokio::runtime::Handle {
         // Set in every constructor; taken only by Drop.
         match &self.runtime {
+            Some(rt) => rt.handle(),
+            None => unreachable_runtime(),
+        }
+    }
+
+    /// The runtime a replay's reads ahead run on: fetching, checking and
+    /// decoding blocks, and handing them to the station's consumer groups.
+    /// Its threads (and their blocking pool) run at background priority
+    /// ([`background_priority`]), so that a replay from S3 takes the CPU
+    /// publishes and local reads leave idle.
+    pub fn read_runtime(&self) -> &tokio::runtime::Handle {
+        // Set in every constructor; taken only by Drop.
+        match &self.read_runtime {
             Some(rt) => rt.handle(),
             None => unreachable_runtime(),
         }
@@ -1117,6 +1145,28 @@ impl Remote {
 }
 
 #[cold]
+/// Lowers the calling thread to background priority: on Linux the
+/// `SCHED_IDLE` policy, which the kernel runs with the smallest weight and
+/// preempts for any normal thread that wakes up (it still gets a share of a
+/// busy CPU, so it never stops). Elsewhere, or when refused, the thread keeps
+/// its priority (logged at debug).
+pub fn background_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        use thread_priority::{
+            NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+            set_thread_priority_and_policy, thread_native_id,
+        };
+        if let Err(e) = set_thread_priority_and_policy(
+            thread_native_id(),
+            ThreadPriority::Min,
+            ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+        ) {
+            tracing::debug!(error = ?e, "cannot lower a tier thread's priority");
+        }
+    }
+}
+
 fn unreachable_runtime() -> ! {
     // The runtime is only taken out in Drop, after which no method runs.
     std::process::abort()
@@ -1126,6 +1176,29 @@ fn unreachable_runtime() -> ! {
 mod tests {
     use super::*;
     use object_store::memory::InMemory;
+
+    /// A replay's reads from S3 must not take the CPU from publishes: the
+    /// read runtime's threads, its blocking pool included, run `SCHED_IDLE`;
+    /// uploads and waited-for reads keep normal priority.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn replay_reads_run_at_background_priority_and_uploads_do_not() {
+        use thread_priority::{NormalThreadSchedulePolicy, ThreadSchedulePolicy};
+        let r = Remote::with_store(Arc::new(InMemory::new()), "p", 1 << 20).unwrap();
+        let policy = || thread_priority::unix::thread_schedule_policy().unwrap();
+        let on = |h: &tokio::runtime::Handle| {
+            let (worker, blocking) = h.block_on(async {
+                let worker = tokio::spawn(async move { policy() }).await.unwrap();
+                let blocking = tokio::task::spawn_blocking(policy).await.unwrap();
+                (worker, blocking)
+            });
+            (worker, blocking)
+        };
+        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+        let normal = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other);
+        assert_eq!(on(r.read_runtime()), (idle, idle));
+        assert_eq!(on(r.runtime()), (normal, normal));
+    }
 
     fn record(seq: u64) -> Record {
         Record {
