@@ -264,6 +264,22 @@ tier_rgw() {
     JUNCTION_TIER_CACHE_BYTES=256MiB)
 }
 
+# The S3 server's scheduling priority (nice): 19 for the rows that measure
+# the broker's publishes beside a replay from S3 ("tier-bg" / "tier-rgw-bg"),
+# where in production the S3 server is another machine and here it shares the
+# broker's two cores; 0 again after the row. Every thread of moto and of the
+# Ceph daemons (new threads inherit it).
+s3_nice() {
+  local pid task
+  for pid in ${MOTO_PID:-} $(cat "${RGW_DIR:-/nonexistent}"/run/*.pid 2>/dev/null); do
+    for task in /proc/"$pid"/task/*; do
+      # A thread may end meanwhile (moto starts one per request).
+      renice -n "$1" -p "${task##*/}" >/dev/null 2>&1 || true
+    done
+  done
+  return 0
+}
+
 start_server() {
   local server=$1 dir=$2 port http mqtt
   port=$(free_port)
@@ -430,8 +446,9 @@ SCENARIOS=(
   "tier-replay-cold-32m|the tier-replay-cold replay of 200,000 x 1 KiB with segments of the default 32 MiB (ranged GETs of up to 8 MiB of blocks, 16 MiB ahead) (target: >= 0.5x tier-replay-local)|throughput||-|tier js-fetch --batch 500 --size 1024 --msgs 200000 --stream TIER --storage file --tier-segment-bytes 33554432 --tier-local-max-bytes 2097152"
   "tier-replay-cold-32m-rgw|the tier-replay-cold-32m replay with Ceph RGW (Debian, memstore OSD) as the S3 server instead of moto (target: >= 0.5x tier-replay-local)|throughput||-|tier-rgw js-fetch --batch 500 --size 1024 --msgs 200000 --stream TIER --storage file --tier-segment-bytes 33554432 --tier-local-max-bytes 2097152"
   "tier-pub-replay-off|sync publish round trip, 16 B, file, while one consumer replays 1 M preloaded messages from sequence 1 over and over, all on local disk (the next row's baseline)|latency||-|js-pub --sync --size 16 --msgs 3000 --stream TPRL --storage file --purge --replay-preload 1000000"
-  "tier-pub-replay-on|the same with tiering on, the replay reading 99% of the messages from S3 (moto; 1 MiB segments, 1 MiB local) (target: p99 <= 1.1x tier-pub-replay-off)|latency||-|tier js-pub --sync --size 16 --msgs 3000 --stream TPR --storage file --purge --replay-preload 1000000 --tier-segment-bytes 1048576 --tier-local-max-bytes 1048576"
-  "tier-pub-replay-on-rgw|the tier-pub-replay-on run with Ceph RGW (Debian, memstore OSD) as the S3 server instead of moto (target: p99 <= 1.1x tier-pub-replay-off)|latency||-|tier-rgw js-pub --sync --size 16 --msgs 3000 --stream TPR --storage file --purge --replay-preload 1000000 --tier-segment-bytes 1048576 --tier-local-max-bytes 1048576"
+  "tier-pub-replay-on|the same with tiering on, the replay reading 99% of the messages from S3 (moto at nice 19: in production S3 is another machine; 1 MiB segments, 1 MiB local) (target: p99 <= 1.1x tier-pub-replay-off)|latency||-|tier-bg js-pub --sync --size 16 --msgs 3000 --stream TPR --storage file --purge --replay-preload 1000000 --tier-segment-bytes 1048576 --tier-local-max-bytes 1048576"
+  "tier-pub-replay-on-shared|the tier-pub-replay-on run with moto at the broker's priority on the same two cores (for reference: moto's CPU competes with the publishes)|latency||-|tier js-pub --sync --size 16 --msgs 3000 --stream TPR --storage file --purge --replay-preload 1000000 --tier-segment-bytes 1048576 --tier-local-max-bytes 1048576"
+  "tier-pub-replay-on-rgw|the tier-pub-replay-on run with Ceph RGW (Debian, memstore OSD, its daemons at nice 19) as the S3 server instead of moto (target: p99 <= 1.1x tier-pub-replay-off)|latency||-|tier-rgw-bg js-pub --sync --size 16 --msgs 3000 --stream TPR --storage file --purge --replay-preload 1000000 --tier-segment-bytes 1048576 --tier-local-max-bytes 1048576"
   "tier-restart-1m|restart with 1 M stored 16 B messages, about 99% of them only in S3 (moto; 4 MiB segments, 1 MiB local): memory and start-up time should not grow with remote messages (compare tier-restart-10m)|restart||-|tier js-pub --window 1000 --size 16 --msgs 1000000 --stream TRESTART --storage file --tier-segment-bytes 4194304 --tier-local-max-bytes 1048576"
   "tier-restart-10m|the same with 10 M stored messages|restart||-|tier js-pub --window 1000 --size 16 --msgs 10000000 --stream TRESTART --storage file --tier-segment-bytes 4194304 --tier-local-max-bytes 1048576"
   "js-push|durable push consumer delivering a preloaded stream to one subscriber that acks each message, 16 B, file|throughput||nats-server|js-push --size 16 --msgs 100000 --stream BENCH --storage file"
@@ -497,7 +514,7 @@ PY
 
 measure() {
   local rep=$1 server=$2 entry=$3 id flags dir cpu0 cpu1 rss json busy0 busy1 wall0 wall1
-  local urls=()
+  local urls=() s3_bg=
   id=${entry%%|*}
   flags=${entry##*|}
   dir=$(mktemp -d "$WORK/$rep-$server-$id.XXXXXX")
@@ -506,14 +523,16 @@ measure() {
       flags=${flags#cluster3 }
       start_cluster "$server" "$dir"
       ;;
-    tier\ *)
-      flags=${flags#tier }
+    tier\ * | tier-bg\ *)
+      if [ "${flags%% *}" = tier-bg ]; then s3_bg=1; fi
+      flags=${flags#* }
       tier_s3
       start_server "$server" "$dir"
       SERVER_ENV=()
       ;;
-    tier-rgw\ *)
-      flags=${flags#tier-rgw }
+    tier-rgw\ * | tier-rgw-bg\ *)
+      if [ "${flags%% *}" = tier-rgw-bg ]; then s3_bg=1; fi
+      flags=${flags#* }
       tier_rgw
       start_server "$server" "$dir"
       SERVER_ENV=()
@@ -555,6 +574,7 @@ measure() {
   case "$flags" in
     conn* | mqtt-conn*) urls+=(--server-pid "$SERVER_PID") ;;
   esac
+  if [ -n "$s3_bg" ]; then s3_nice 19; fi
   cpu0=$(server_cpu_secs)
   busy0=$(machine_busy_secs)
   wall0=$(date +%s.%N)
@@ -567,6 +587,7 @@ measure() {
   busy1=$(machine_busy_secs)
   wall1=$(date +%s.%N)
   rss=$(peak_rss_kb "$SERVER_PID")
+  if [ -n "$s3_bg" ]; then s3_nice 0; fi
   stop_server
   python3 - "$id" "$server" "$rep" "$cpu0" "$cpu1" "$rss" "$busy0" "$busy1" "$wall0" "$wall1" "$json" \
     >>"$RESULTS" <<'PY'

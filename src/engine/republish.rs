@@ -102,11 +102,11 @@ pub(crate) struct Policy {
 }
 
 impl Policy {
-    /// `None` when the destination does not compile (checked when the station
-    /// was defined; an older definition may not).
-    pub(crate) fn compile(r: &Republish) -> Option<Policy> {
-        Some(Policy {
-            transform: Transform::new(r, &[]).ok()?,
+    /// An error when the destination does not compile (checked when the
+    /// station was defined; an older definition may not).
+    pub(crate) fn compile(r: &Republish) -> Result<Policy, EngineError> {
+        Ok(Policy {
+            transform: Transform::new(r, &[])?,
             republish: r.clone(),
         })
     }

@@ -115,18 +115,35 @@ struct Transforms {
 }
 
 impl Transforms {
+    /// Compiles the station's templates. One that does not compile (an older
+    /// Junction accepted templates nats-server 2.10 refuses; a new definition
+    /// is refused instead) is not applied, and that is logged.
     fn of(config: &StationConfig) -> Transforms {
+        let not_applied = |what: &str,
+                           source: &str,
+                           destination: &str,
+                           e: &dyn std::fmt::Display| {
+            tracing::warn!(
+                station = %config.name,
+                %source,
+                %destination,
+                error = %e,
+                "the station's {what} is not valid as nats-server 2.10 reads it and is not applied: update the station with a valid destination (docs/nats.md)"
+            );
+        };
         Transforms {
             input: config.subject_transform.as_ref().and_then(|t| {
                 junction_api::CompiledTransform::new(&t.source, &t.destination)
+                    .map_err(|e| not_applied("subject_transform", &t.source, &t.destination, &e))
                     .ok()
                     .map(Arc::new)
             }),
-            republish: config
-                .republish
-                .as_ref()
-                .and_then(super::republish::Policy::compile)
-                .map(Arc::new),
+            republish: config.republish.as_ref().and_then(|r| {
+                super::republish::Policy::compile(r)
+                    .map_err(|e| not_applied("republish", &r.source, &r.destination, &e))
+                    .ok()
+                    .map(Arc::new)
+            }),
         }
     }
 }

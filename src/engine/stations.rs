@@ -126,33 +126,6 @@ pub(crate) fn check_limit(what: &str, value: i64) -> Result<(), String> {
     Ok(())
 }
 
-/// A station defined before transforms followed nats-server 2.10 exactly may
-/// hold a template that no longer compiles (a `*` in a destination, a `>` on
-/// one side only): it is kept, but not applied, and said so at start.
-fn warn_if_transforms_are_not_applied(config: &StationConfig) {
-    let transforms = config
-        .subject_transform
-        .iter()
-        .map(|t| ("subject_transform", &t.source, &t.destination))
-        .chain(
-            config
-                .republish
-                .iter()
-                .map(|r| ("republish", &r.source, &r.destination)),
-        );
-    for (what, source, destination) in transforms {
-        if let Err(e) = junction_api::CompiledTransform::new(source, destination) {
-            tracing::warn!(
-                station = %config.name,
-                %source,
-                %destination,
-                error = %e,
-                "the station's {what} is not valid as nats-server 2.10 reads it and is not applied: update the station with a valid destination (docs/nats.md)"
-            );
-        }
-    }
-}
-
 pub(crate) fn normalize(mut config: StationConfig) -> Result<StationConfig, EngineError> {
     validate_name(&config.name)?;
     if config.replicas == 0 {
@@ -254,7 +227,6 @@ impl StationRegistry {
                 EngineError::Storage(format!("unreadable station definition {key}: {e}"))
             })?;
             max_id = max_id.max(meta.id);
-            warn_if_transforms_are_not_applied(&meta.config);
             let tenant = TenantId(Arc::from(meta.tenant.as_str()));
             let floor = store
                 .get_meta(&seq_floor_key(meta.id))
