@@ -264,17 +264,18 @@ tier_rgw() {
     JUNCTION_TIER_CACHE_BYTES=256MiB)
 }
 
-# The S3 server's scheduling priority (nice): 19 for the rows that measure
-# the broker's publishes beside a replay from S3 ("tier-bg" / "tier-rgw-bg"),
-# where in production the S3 server is another machine and here it shares the
-# broker's two cores; 0 again after the row. Every thread of moto and of the
-# Ceph daemons (new threads inherit it).
-s3_nice() {
+# The S3 server in the rows that measure the broker's publishes beside a
+# replay from S3 ("tier-bg" / "tier-rgw-bg"): in production it is another
+# machine; here it shares the broker's two cores, so for the row it runs
+# under SCHED_IDLE (only the CPU the broker and the benchmark client leave),
+# and back to normal after the row. Every thread of moto and of the Ceph
+# daemons (new threads inherit it). $1: -i (idle) or -o (normal).
+s3_policy() {
   local pid task
   for pid in ${MOTO_PID:-} $(cat "${RGW_DIR:-/nonexistent}"/run/*.pid 2>/dev/null); do
     for task in /proc/"$pid"/task/*; do
       # A thread may end meanwhile (moto starts one per request).
-      renice -n "$1" -p "${task##*/}" >/dev/null 2>&1 || true
+      chrt "$1" -p 0 "${task##*/}" >/dev/null 2>&1 || true
     done
   done
   return 0
@@ -445,10 +446,10 @@ SCENARIOS=(
   "tier-replay-warm|the same replay from S3 after one untimed replay warmed the read cache (target: >= 0.9x tier-replay-local)|throughput||-|tier js-fetch --batch 500 --size 1024 --msgs 50000 --stream TIER --storage file --tier-segment-bytes 1048576 --tier-local-max-bytes 2097152 --tier-warm"
   "tier-replay-cold-32m|the tier-replay-cold replay of 200,000 x 1 KiB with segments of the default 32 MiB (ranged GETs of up to 8 MiB of blocks, 16 MiB ahead) (target: >= 0.5x tier-replay-local)|throughput||-|tier js-fetch --batch 500 --size 1024 --msgs 200000 --stream TIER --storage file --tier-segment-bytes 33554432 --tier-local-max-bytes 2097152"
   "tier-replay-cold-32m-rgw|the tier-replay-cold-32m replay with Ceph RGW (Debian, memstore OSD) as the S3 server instead of moto (target: >= 0.5x tier-replay-local)|throughput||-|tier-rgw js-fetch --batch 500 --size 1024 --msgs 200000 --stream TIER --storage file --tier-segment-bytes 33554432 --tier-local-max-bytes 2097152"
-  "tier-pub-replay-off|sync publish round trip, 16 B, file, while one consumer replays 1 M preloaded messages from sequence 1 over and over, all on local disk (the next row's baseline)|latency||-|js-pub --sync --size 16 --msgs 3000 --stream TPRL --storage file --purge --replay-preload 1000000"
-  "tier-pub-replay-on|the same with tiering on, the replay reading 99% of the messages from S3 (moto at nice 19: in production S3 is another machine; 1 MiB segments, 1 MiB local) (target: p99 <= 1.1x tier-pub-replay-off)|latency||-|tier-bg js-pub --sync --size 16 --msgs 3000 --stream TPR --storage file --purge --replay-preload 1000000 --tier-segment-bytes 1048576 --tier-local-max-bytes 1048576"
-  "tier-pub-replay-on-shared|the tier-pub-replay-on run with moto at the broker's priority on the same two cores (for reference: moto's CPU competes with the publishes)|latency||-|tier js-pub --sync --size 16 --msgs 3000 --stream TPR --storage file --purge --replay-preload 1000000 --tier-segment-bytes 1048576 --tier-local-max-bytes 1048576"
-  "tier-pub-replay-on-rgw|the tier-pub-replay-on run with Ceph RGW (Debian, memstore OSD, its daemons at nice 19) as the S3 server instead of moto (target: p99 <= 1.1x tier-pub-replay-off)|latency||-|tier-rgw-bg js-pub --sync --size 16 --msgs 3000 --stream TPR --storage file --purge --replay-preload 1000000 --tier-segment-bytes 1048576 --tier-local-max-bytes 1048576"
+  "tier-pub-replay-off|sync publish round trip, 16 B, file, while one consumer replays 1 M preloaded messages from sequence 1 over and over, all on local disk (the next rows' baseline)|latency||-|js-pub --sync --size 16 --msgs 10000 --stream TPRL --storage file --purge --replay-preload 1000000"
+  "tier-pub-replay-on|the same with tiering on, every pass of the replay reading 99% of the messages from S3 (16 MiB memory cache, no disk cache; moto under SCHED_IDLE: in production S3 is another machine; 1 MiB segments, 1 MiB local) (target: p99 <= 1.1x tier-pub-replay-off)|latency||-|tier-bg js-pub --sync --size 16 --msgs 10000 --stream TPR --storage file --purge --replay-preload 1000000 --tier-segment-bytes 1048576 --tier-local-max-bytes 1048576"
+  "tier-pub-replay-on-shared|for reference: tiering on with the default bench caches (256 MiB in memory: passes after the first read memory) and moto at the broker's priority on the same two cores|latency||-|tier js-pub --sync --size 16 --msgs 10000 --stream TPR --storage file --purge --replay-preload 1000000 --tier-segment-bytes 1048576 --tier-local-max-bytes 1048576"
+  "tier-pub-replay-on-rgw|the tier-pub-replay-on run with Ceph RGW (Debian, memstore OSD, its daemons under SCHED_IDLE) as the S3 server instead of moto (target: p99 <= 1.1x tier-pub-replay-off)|latency||-|tier-rgw-bg js-pub --sync --size 16 --msgs 10000 --stream TPR --storage file --purge --replay-preload 1000000 --tier-segment-bytes 1048576 --tier-local-max-bytes 1048576"
   "tier-restart-1m|restart with 1 M stored 16 B messages, about 99% of them only in S3 (moto; 4 MiB segments, 1 MiB local): memory and start-up time should not grow with remote messages (compare tier-restart-10m)|restart||-|tier js-pub --window 1000 --size 16 --msgs 1000000 --stream TRESTART --storage file --tier-segment-bytes 4194304 --tier-local-max-bytes 1048576"
   "tier-restart-10m|the same with 10 M stored messages|restart||-|tier js-pub --window 1000 --size 16 --msgs 10000000 --stream TRESTART --storage file --tier-segment-bytes 4194304 --tier-local-max-bytes 1048576"
   "js-push|durable push consumer delivering a preloaded stream to one subscriber that acks each message, 16 B, file|throughput||nats-server|js-push --size 16 --msgs 100000 --stream BENCH --storage file"
@@ -527,6 +528,8 @@ measure() {
       if [ "${flags%% *}" = tier-bg ]; then s3_bg=1; fi
       flags=${flags#* }
       tier_s3
+      # Every pass of the replay reads S3: a 16 MiB memory cache, no disk cache.
+      if [ -n "$s3_bg" ]; then SERVER_ENV+=(JUNCTION_TIER_CACHE_BYTES=16MiB JUNCTION_TIER_DISK_CACHE_BYTES=0); fi
       start_server "$server" "$dir"
       SERVER_ENV=()
       ;;
@@ -534,6 +537,7 @@ measure() {
       if [ "${flags%% *}" = tier-rgw-bg ]; then s3_bg=1; fi
       flags=${flags#* }
       tier_rgw
+      if [ -n "$s3_bg" ]; then SERVER_ENV+=(JUNCTION_TIER_CACHE_BYTES=16MiB JUNCTION_TIER_DISK_CACHE_BYTES=0); fi
       start_server "$server" "$dir"
       SERVER_ENV=()
       ;;
@@ -574,7 +578,7 @@ measure() {
   case "$flags" in
     conn* | mqtt-conn*) urls+=(--server-pid "$SERVER_PID") ;;
   esac
-  if [ -n "$s3_bg" ]; then s3_nice 19; fi
+  if [ -n "$s3_bg" ]; then s3_policy -i; fi
   cpu0=$(server_cpu_secs)
   busy0=$(machine_busy_secs)
   wall0=$(date +%s.%N)
@@ -587,7 +591,7 @@ measure() {
   busy1=$(machine_busy_secs)
   wall1=$(date +%s.%N)
   rss=$(peak_rss_kb "$SERVER_PID")
-  if [ -n "$s3_bg" ]; then s3_nice 0; fi
+  if [ -n "$s3_bg" ]; then s3_policy -o; fi
   stop_server
   python3 - "$id" "$server" "$rep" "$cpu0" "$cpu1" "$rss" "$busy0" "$busy1" "$wall0" "$wall1" "$json" \
     >>"$RESULTS" <<'PY'
