@@ -1144,7 +1144,6 @@ impl Remote {
     }
 }
 
-#[cold]
 /// Lowers the calling thread to background priority: on Linux the
 /// `SCHED_IDLE` policy, which the kernel runs with the smallest weight and
 /// preempts for any normal thread that wakes up (it still gets a share of a
@@ -1167,6 +1166,7 @@ pub fn background_priority() {
     }
 }
 
+#[cold]
 fn unreachable_runtime() -> ! {
     // The runtime is only taken out in Drop, after which no method runs.
     std::process::abort()
