@@ -14,9 +14,7 @@ use serde_json::{Value, json};
 use std::process::Stdio;
 use std::time::Duration;
 
-#[path = "support/process.rs"]
-#[allow(dead_code)] // each test binary uses part of it
-mod process;
+use crate::support::process;
 
 const GUARD: Duration = Duration::from_secs(30);
 

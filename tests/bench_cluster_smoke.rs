@@ -4,12 +4,7 @@
 //! is never asserted.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/process.rs"]
-#[allow(dead_code)] // each test binary uses part of it
-mod process;
-
-#[path = "support/cluster.rs"]
-mod cluster;
+use crate::support::cluster;
 
 use cluster::Cluster;
 use serde_json::Value;

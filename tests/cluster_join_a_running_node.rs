@@ -8,12 +8,7 @@
 //!   with no route is a 400.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/process.rs"]
-#[allow(dead_code)] // each test binary uses part of it
-mod process;
-
-#[path = "support/cluster.rs"]
-mod cluster;
+use crate::support::cluster;
 
 use cluster::{Cluster, get_json, http, post_json as post, until};
 use serde_json::{Value, json};

@@ -28,9 +28,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::process::Child;
 
-#[path = "support/process.rs"]
-#[allow(dead_code)] // each test binary uses part of it
-mod process;
+use crate::support::process;
 
 struct Node {
     name: String,

@@ -13,16 +13,9 @@
 //! - an offline session whose node is killed still expires on time.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/process.rs"]
-#[allow(dead_code)] // each test binary uses part of it
-mod process;
+use crate::support::cluster;
 
-#[path = "support/cluster.rs"]
-mod cluster;
-
-#[path = "support/mqtt_client.rs"]
-#[allow(dead_code)] // each test binary uses part of it
-mod mqtt_client;
+use crate::support::mqtt_client;
 
 use cluster::{Cluster, get_json, until};
 use mqtt_client::Client;

@@ -8,12 +8,9 @@
 //!   it over: node 1 closes the older connection, as one broker would.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/process.rs"]
-#[allow(dead_code)] // each test binary uses part of it
-mod process;
+use crate::support::process;
 
-#[path = "support/cluster.rs"]
-mod cluster;
+use crate::support::cluster;
 
 use cluster::{Cluster, mqtt, until, until_packet};
 use rumqttc::{Event, Packet, QoS};

@@ -23,13 +23,9 @@
 //! nodes' `RUST_LOG` (`warn` by default). Timeouts are hang guards only.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/process.rs"]
-#[allow(dead_code)] // each test binary uses part of it
-mod process;
+use crate::support::process;
 
-#[path = "support/netns.rs"]
-#[allow(dead_code)] // each test binary uses part of it
-mod netns;
+use crate::support::netns;
 
 use async_nats::connection::State;
 use bytes::Bytes;

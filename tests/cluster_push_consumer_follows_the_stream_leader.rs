@@ -6,12 +6,9 @@
 //! message published after the kill reaches the subscriber too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/process.rs"]
-#[allow(dead_code)] // each test binary uses part of it
-mod process;
+use crate::support::process;
 
-#[path = "support/cluster.rs"]
-mod cluster;
+use crate::support::cluster;
 
 use async_nats::jetstream::{self, stream};
 use cluster::{Cluster, get_json, until};

@@ -5,12 +5,7 @@
 //! deleted, wherever the delete was asked.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/process.rs"]
-#[allow(dead_code)] // each test binary uses part of it
-mod process;
-
-#[path = "support/cluster.rs"]
-mod cluster;
+use crate::support::cluster;
 
 use cluster::{Cluster, until};
 use serde_json::{Value, json};

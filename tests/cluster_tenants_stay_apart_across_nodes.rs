@@ -5,12 +5,7 @@
 //! on every node.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/process.rs"]
-#[allow(dead_code)] // each test binary uses part of it
-mod process;
-
-#[path = "support/cluster.rs"]
-mod cluster;
+use crate::support::cluster;
 
 use async_nats::jetstream;
 use cluster::{Cluster, until};

@@ -10,11 +10,8 @@
 //!   comes again.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/process.rs"]
-#[allow(dead_code)]
-mod process;
+use crate::support::cluster;
+use crate::support::process;
 
 use cluster::{Cluster, get_json, until};
 use futures::{SinkExt, StreamExt};

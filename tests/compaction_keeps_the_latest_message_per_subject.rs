@@ -16,9 +16,7 @@ use bytes::Bytes;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-#[path = "support/compaction.rs"]
-#[allow(dead_code)]
-mod support;
+use crate::support::compaction as support;
 use support::process;
 
 const GUARD: Duration = Duration::from_secs(180);

@@ -23,9 +23,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-#[path = "support/compaction.rs"]
-#[allow(dead_code)]
-mod support;
+use crate::support::compaction as support;
 use support::process;
 
 /// Keys written throughout.

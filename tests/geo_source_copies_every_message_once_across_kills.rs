@@ -18,12 +18,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-#[path = "support/process.rs"]
-#[allow(dead_code)]
-mod process;
-#[path = "support/sourcing.rs"]
-#[allow(dead_code)]
-mod sourcing;
+use crate::support::process;
+use crate::support::sourcing;
 
 use sourcing::{GUARD, Junction, config, until_count};
 

@@ -13,12 +13,8 @@ use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::Child;
 
-#[path = "support/process.rs"]
-#[allow(dead_code)]
-mod process;
-#[path = "support/sourcing.rs"]
-#[allow(dead_code)]
-mod sourcing;
+use crate::support::process;
+use crate::support::sourcing;
 
 use sourcing::{GUARD, all_messages, config, until_count};
 

@@ -10,13 +10,9 @@
 //! station's counts stay those of what was stored.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/process.rs"]
-#[allow(dead_code)] // each test binary uses part of it
-mod process;
+use crate::support::notify;
+use crate::support::process;
 use process::{BIN, GUARD, addr_after, junction, run_to_exit};
-#[path = "support/notify.rs"]
-#[allow(dead_code)] // each test binary uses part of it
-mod notify;
 
 use serde_json::{Value, json};
 use std::net::SocketAddr;

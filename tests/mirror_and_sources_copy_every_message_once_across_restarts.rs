@@ -8,12 +8,8 @@
 use async_nats::jetstream::stream::{Source, SubjectTransform};
 use std::collections::BTreeMap;
 
-#[path = "support/process.rs"]
-#[allow(dead_code)]
-mod process;
-#[path = "support/sourcing.rs"]
-#[allow(dead_code)]
-mod sourcing;
+use crate::support::process;
+use crate::support::sourcing;
 
 use sourcing::{Junction, all_messages, config, until_count};
 

@@ -10,9 +10,7 @@
 //! libFuzzer's bytes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/mqtt_channel.rs"]
-#[allow(dead_code)] // each test binary uses part of it
-mod support;
+use crate::support::mqtt_channel as support;
 
 use junction_mqtt::harness::invariants::{self, Choices, Totals};
 

@@ -5,9 +5,7 @@
 //! `rumqttc`'s decoder and compared exactly (packet ids and reason codes).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/mqtt_channel.rs"]
-#[allow(dead_code)] // each test binary uses part of it
-mod support;
+use crate::support::mqtt_channel as support;
 
 use bytes::Bytes;
 use junction_mqtt::MqttOptions;

@@ -13,13 +13,9 @@ use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::{Child, Command};
 
-#[path = "support/process.rs"]
-#[allow(dead_code)] // each test binary uses part of it
-mod process;
+use crate::support::process;
 
-#[path = "support/mqtt_client.rs"]
-#[allow(dead_code)] // each test binary uses part of it
-mod mqtt_client;
+use crate::support::mqtt_client;
 
 use mqtt_client::{Client, within};
 

@@ -14,9 +14,7 @@
 //! - SIGTERM then stops the broker with exit status 0.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/process.rs"]
-#[allow(dead_code)] // each test binary uses part of it
-mod process;
+use crate::support::process;
 use process::{GUARD, addr_after, junction, run_to_exit};
 
 use std::net::SocketAddr;

@@ -12,12 +12,7 @@
 //!   they have; deleting a consumer releases what only it held back.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/process.rs"]
-#[allow(dead_code)] // each test binary uses part of it
-mod process;
-
-#[path = "support/cluster.rs"]
-mod cluster;
+use crate::support::cluster;
 
 use async_nats::jetstream::{self, consumer, stream};
 use cluster::{Cluster, get_json, until};

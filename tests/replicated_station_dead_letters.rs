@@ -8,12 +8,7 @@
 //! dead-letter station is empty afterwards.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/process.rs"]
-#[allow(dead_code)] // each test binary uses part of it
-mod process;
-
-#[path = "support/cluster.rs"]
-mod cluster;
+use crate::support::cluster;
 
 use async_nats::jetstream::{self, AckKind, consumer};
 use cluster::{Cluster, get_json, http, until};

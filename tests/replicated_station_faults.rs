@@ -42,9 +42,9 @@
 //! linearizability violation; an error or a timeout on a publish is
 //! indeterminate, never a failure. Nothing about timing is asserted.
 //!
-//! Run one scenario: `cargo nextest run --test replicated_station_faults
-//! kill9` (or `cargo test --test replicated_station_faults -- --nocapture
-//! kill9`). The scenarios take a lock file so that only one runs at a time on a
+//! Run one scenario: `cargo nextest run --test behaviour
+//! replicated_station_faults::kill9` (or `cargo test --test behaviour --
+//! --nocapture replicated_station_faults::kill9`). The scenarios take a lock file so that only one runs at a time on a
 //! machine, even under nextest.
 //!
 //! Soak mode, through the environment:
@@ -61,27 +61,17 @@
 //!   errors and last lines printed, whenever it fails, next to the history
 //!   and every node's copy as tab-separated files (`jepsen-<station>-*.tsv`).
 //!
-//! e.g. `JEPSEN_SECS=600 JEPSEN_ROUNDS=30 cargo nextest run --test
-//! replicated_station_faults --no-capture`.
+//! e.g. `JEPSEN_SECS=600 JEPSEN_ROUNDS=30 cargo nextest run --test behaviour
+//! replicated_station_faults:: --no-capture`.
 //!
 //! Scenarios 3, 6 and 7 need root, `ip` (iproute2) and `nft` (nftables) or
 //! `iptables`; without them each prints `skipped: …` and passes, except under
 //! `CI=true` as root, as `cluster_partition_minority_side.rs` does.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/process.rs"]
-#[allow(dead_code)] // each test binary uses part of it
-mod process;
+use crate::support::netns;
 
-#[path = "support/cluster.rs"]
-mod cluster;
-
-#[path = "support/netns.rs"]
-#[allow(dead_code)] // each test binary uses part of it
-mod netns;
-
-#[path = "support/jepsen.rs"]
-mod jepsen;
+use crate::support::jepsen;
 
 use jepsen::{Load, Nodes, event, fault_time};
 use std::time::{Duration, Instant};

@@ -13,12 +13,7 @@
 //! to every message published meanwhile, in order, each once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/process.rs"]
-#[allow(dead_code)] // each test binary uses part of it
-mod process;
-
-#[path = "support/cluster.rs"]
-mod cluster;
+use crate::support::cluster;
 
 use async_nats::jetstream::{self, stream};
 use cluster::{Cluster, until};

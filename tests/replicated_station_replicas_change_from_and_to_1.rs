@@ -14,12 +14,9 @@
 //!   (`flush_interval_ms`, 422).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/process.rs"]
-#[allow(dead_code)] // each test binary uses part of it
-mod process;
+use crate::support::process;
 
-#[path = "support/cluster.rs"]
-mod cluster;
+use crate::support::cluster;
 
 use async_nats::jetstream::{self, consumer, stream};
 use cluster::{Cluster, get_json, until};

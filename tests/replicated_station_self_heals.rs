@@ -18,12 +18,7 @@
 //! every acknowledged message while publishing goes on.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/process.rs"]
-#[allow(dead_code)] // each test binary uses part of it
-mod process;
-
-#[path = "support/cluster.rs"]
-mod cluster;
+use crate::support::cluster;
 
 use async_nats::jetstream::{self, stream};
 use cluster::{Cluster, get_json, until};

@@ -11,12 +11,7 @@
 //!   its copy and catches up.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/process.rs"]
-#[allow(dead_code)] // each test binary uses part of it
-mod process;
-
-#[path = "support/cluster.rs"]
-mod cluster;
+use crate::support::cluster;
 
 use async_nats::jetstream::{self, consumer, stream};
 use cluster::{Cluster, get_json, http, until};

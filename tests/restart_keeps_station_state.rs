@@ -16,9 +16,7 @@ use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::Child;
 
-#[path = "support/process.rs"]
-#[allow(dead_code)] // each test binary uses part of it
-mod process;
+use crate::support::process;
 
 /// How long any one step may hang before the test fails. A failure guard only.
 const GUARD: Duration = Duration::from_secs(60);

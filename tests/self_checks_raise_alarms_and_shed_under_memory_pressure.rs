@@ -14,14 +14,10 @@
 //! - `log_level` and `http.cors_origins` change on a reload.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/process.rs"]
-#[allow(dead_code)] // each test binary uses part of it
-mod process;
-use process::GUARD;
-#[path = "support/notify.rs"]
-#[allow(dead_code)] // each test binary uses part of it
-mod notify;
+use crate::support::notify;
+use crate::support::process;
 use notify::{Broker, http};
+use process::GUARD;
 
 use futures::StreamExt;
 use serde_json::Value;
@@ -175,11 +171,19 @@ async fn slow_fsyncs_raise_fsync_slow_and_a_reload_of_the_mark_clears_it() {
         assert!(Instant::now() < deadline, "fsync_slow never cleared");
         publish(20).await;
     }
-    let kinds: Vec<String> = alarm_events(&broker, "fsync_slow")
-        .await
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap().to_string())
-        .collect();
+    // The alarm's state changes first; its event is recorded just after (through
+    // the events writer), so it is waited for, not expected at once.
+    let kinds = loop {
+        let kinds: Vec<String> = alarm_events(&broker, "fsync_slow")
+            .await
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap().to_string())
+            .collect();
+        if kinds.len() >= 2 || Instant::now() >= deadline {
+            break kinds;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(kinds, ["alarm_raised", "alarm_cleared"]);
     broker.stop().await;
 }

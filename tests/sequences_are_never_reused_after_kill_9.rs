@@ -23,9 +23,7 @@ use std::path::Path;
 use std::time::Duration;
 use tokio::process::Child;
 
-#[path = "support/process.rs"]
-#[allow(dead_code)] // each test binary uses part of it
-mod process;
+use crate::support::process;
 
 async fn start(data: &Path, port: u16) -> Child {
     process::start_nats_only(data, port).await

@@ -20,12 +20,8 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::time::Duration;
 
-#[path = "support/process.rs"]
-#[allow(dead_code)] // each test binary uses part of it
-mod process;
-#[path = "support/s3.rs"]
-#[allow(dead_code)] // each test binary uses part of it
-mod s3;
+use crate::support::process;
+use crate::support::s3;
 
 const MESSAGES: u64 = 1500;
 const PAYLOAD: usize = 1024;

@@ -13,12 +13,8 @@ use async_nats::jetstream::{self, stream};
 use std::collections::HashMap;
 use std::time::Duration;
 
-#[path = "support/process.rs"]
-#[allow(dead_code)] // each test binary uses part of it
-mod process;
-#[path = "support/s3.rs"]
-#[allow(dead_code)] // each test binary uses part of it
-mod s3;
+use crate::support::process;
+use crate::support::s3;
 
 const PREFIX: &str = "gone";
 

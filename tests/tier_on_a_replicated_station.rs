@@ -16,16 +16,11 @@
 //!   once, in order.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/process.rs"]
-#[allow(dead_code)] // each test binary uses part of it
-mod process;
+use crate::support::process;
 
-#[path = "support/cluster.rs"]
-mod cluster;
+use crate::support::cluster;
 
-#[path = "support/s3.rs"]
-#[allow(dead_code)] // each test binary uses part of it
-mod s3;
+use crate::support::s3;
 
 use async_nats::jetstream::{self, consumer, stream};
 use cluster::{Cluster, get_json, until};

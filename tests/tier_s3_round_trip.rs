@@ -25,11 +25,8 @@ use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::Child;
 
-#[path = "support/process.rs"]
-#[allow(dead_code)] // each test binary uses part of it
-mod process;
-#[path = "support/s3.rs"]
-mod s3;
+use crate::support::process;
+use crate::support::s3;
 
 use s3::S3;
 

@@ -10,14 +10,10 @@
 //!   failing webhook's `webhook_failing:<name>` shows, with its health.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/process.rs"]
-#[allow(dead_code)] // each test binary uses part of it
-mod process;
-use process::GUARD;
-#[path = "support/notify.rs"]
-#[allow(dead_code)] // each test binary uses part of it
-mod notify;
+use crate::support::notify;
+use crate::support::process;
 use notify::{Broker, Receiver, http};
+use process::GUARD;
 
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};

@@ -9,9 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::Child;
 
-#[path = "process.rs"]
-#[allow(dead_code)] // each test binary uses part of it
-pub mod process;
+pub use super::process;
 
 /// A broker with NATS on `nats` and HTTP on `http`, its data in `data`.
 pub async fn start(data: &Path, nats: u16, http: u16) -> Child {

@@ -42,7 +42,7 @@ pub mod writers;
 pub use checker::{Attempt, Outcome, ReplicaCopy, Report, Stored, check};
 pub use writers::{Load, Writers, probe_every_node, start_cas_writers, start_writers};
 
-use crate::{cluster, netns, process};
+use super::{cluster, netns, process};
 use async_nats::jetstream::{self, stream};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use tokio::process::{Child, Command};
 
-use crate::process;
+use super::process;
 
 pub const BUCKET: &str = "junction-tier-test";
 
