@@ -729,43 +729,101 @@ async fn a_data_directory_of_another_cluster_is_refused_in_one_line() {
 
 // --- Full disk -------------------------------------------------------------------
 
-/// A small tmpfs mounted for one test, unmounted when dropped.
-struct Tmpfs(PathBuf);
+/// A file system mounted for one test, unmounted when dropped.
+struct Mount(PathBuf);
 
-impl Tmpfs {
-    /// Mounts a `size` tmpfs at `dir`, or says why it cannot (not root, no
-    /// permission to mount in this container).
-    fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
-        let uid = std::process::Command::new("id")
-            .arg("-u")
-            .output()
-            .map_err(|e| format!("cannot run id: {e}"))?;
-        if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-            return Err("not running as root; a tmpfs cannot be mounted".into());
-        }
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .output()
-            .map_err(|e| format!("cannot run mount: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "mount -t tmpfs failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(Tmpfs(dir.to_path_buf()))
-    }
-}
-
-impl Drop for Tmpfs {
+impl Drop for Mount {
     fn drop(&mut self) {
         let _ = std::process::Command::new("umount")
             .arg("-l")
             .arg(&self.0)
             .status();
     }
+}
+
+/// Runs `cmd`; why not, if it fails.
+fn run_ok(cmd: &mut std::process::Command, what: &str) -> Result<(), String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {what}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Only root mounts file systems.
+fn require_root() -> Result<(), String> {
+    let uid = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map_err(|e| format!("cannot run id: {e}"))?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Err("not running as root; a file system cannot be mounted".into());
+    }
+    Ok(())
+}
+
+/// Mounts a `size` tmpfs at `dir`, or says why it cannot (not root, no
+/// permission to mount in this container).
+fn mount_tmpfs(dir: &Path, size: &str) -> Result<Mount, String> {
+    require_root()?;
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    run_ok(
+        std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir),
+        "mount -t tmpfs",
+    )?;
+    Ok(Mount(dir.to_path_buf()))
+}
+
+/// A mount the test needs, or `None` after saying why it is skipped (never
+/// under CI, which runs as root and must run it).
+fn mounted_or_skip(test: &str, mount: Result<Mount, String>) -> Option<Mount> {
+    match mount {
+        Ok(m) => Some(m),
+        Err(why) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI runs as root and must run this: {why}"
+            );
+            println!("SKIPPED {test}: {why}");
+            None
+        }
+    }
+}
+
+/// A broker with its data on the mount at `mnt/data`, stored writes fenced at
+/// `mark` percent full (`"0"`: never), and a NATS client with its JetStream
+/// context, the stream `stream` capturing `<subject>.>` made.
+async fn broker_on_mount(
+    dir: &Path,
+    mark: &str,
+    stream: &str,
+    subject: &str,
+) -> (Broker, async_nats::Client, async_nats::jetstream::Context) {
+    let args = loopback_args("mnt/data");
+    let broker = Broker::start(
+        dir,
+        &strs(&args),
+        &[("JUNCTION_LIMITS__DISK_MAX_USED_PERCENT", mark)],
+    )
+    .await;
+    let nats = async_nats::connect(broker.nats.to_string()).await.unwrap();
+    let js = async_nats::jetstream::new(nats.clone());
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: stream.into(),
+        subjects: vec![format!("{subject}.>")],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    (broker, nats, js)
 }
 
 /// Writes until the file system refuses; returns the bytes written.
@@ -814,31 +872,15 @@ async fn get_json(url: &str) -> (u16, Value) {
 async fn full_disk_fails_readiness_and_health_and_keeps_counts_honest() {
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("mnt");
-    let _tmpfs = match Tmpfs::mount(&mnt, "16m") {
-        Ok(t) => t,
-        Err(why) => {
-            println!("SKIPPED full_disk_fails_readiness_and_health_and_keeps_counts_honest: {why}");
-            return;
-        }
+    let Some(_mount) = mounted_or_skip(
+        "full_disk_fails_readiness_and_health_and_keeps_counts_honest",
+        mount_tmpfs(&mnt, "16m"),
+    ) else {
+        return;
     };
-    let args = loopback_args("mnt/data");
     // The fence that refuses stored writes before the disk is full is off here:
     // this is what happens when a write fails all the same.
-    let broker = Broker::start(
-        dir.path(),
-        &strs(&args),
-        &[("JUNCTION_LIMITS__DISK_MAX_USED_PERCENT", "0")],
-    )
-    .await;
-    let nats = async_nats::connect(broker.nats.to_string()).await.unwrap();
-    let js = async_nats::jetstream::new(nats.clone());
-    js.create_stream(async_nats::jetstream::stream::Config {
-        name: "DISK".into(),
-        subjects: vec!["disk.>".into()],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let (broker, nats, js) = broker_on_mount(dir.path(), "0", "DISK", "disk").await;
     // A ring of ten: its next message would evict the oldest.
     js.create_stream(async_nats::jetstream::stream::Config {
         name: "RING".into(),
@@ -1047,33 +1089,13 @@ async fn until_ready_is(broker: &Broker, want: u16) -> Value {
 async fn a_nearly_full_disk_fences_stored_writes_until_space_returns() {
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("mnt");
-    let _tmpfs = match Tmpfs::mount(&mnt, "64m") {
-        Ok(t) => t,
-        Err(why) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI runs as root and must run this: {why}"
-            );
-            println!("SKIPPED a_nearly_full_disk_fences_stored_writes_until_space_returns: {why}");
-            return;
-        }
+    let Some(_mount) = mounted_or_skip(
+        "a_nearly_full_disk_fences_stored_writes_until_space_returns",
+        mount_tmpfs(&mnt, "64m"),
+    ) else {
+        return;
     };
-    let args = loopback_args("mnt/data");
-    let broker = Broker::start(
-        dir.path(),
-        &strs(&args),
-        &[("JUNCTION_LIMITS__DISK_MAX_USED_PERCENT", "80")],
-    )
-    .await;
-    let nats = async_nats::connect(broker.nats.to_string()).await.unwrap();
-    let js = async_nats::jetstream::new(nats.clone());
-    js.create_stream(async_nats::jetstream::stream::Config {
-        name: "FENCE".into(),
-        subjects: vec!["fence.>".into()],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let (broker, nats, js) = broker_on_mount(dir.path(), "80", "FENCE", "fence").await;
     js.publish("fence.a", "before".into())
         .await
         .unwrap()
@@ -1172,61 +1194,29 @@ async fn a_nearly_full_disk_fences_stored_writes_until_space_returns() {
     broker.stop().await;
 }
 
-/// A small ext4 file system in an image file, loop-mounted for one test with
-/// `reserved_percent` of its blocks reserved (for root by ext4's default, but
-/// counted out of what `df` shows as available), unmounted when dropped.
-struct ReservedExt4(PathBuf);
-
-impl ReservedExt4 {
-    fn mount(image: &Path, dir: &Path, reserved_percent: u8) -> Result<ReservedExt4, String> {
-        let uid = std::process::Command::new("id")
-            .arg("-u")
-            .output()
-            .map_err(|e| format!("cannot run id: {e}"))?;
-        if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-            return Err("not running as root; a loop device cannot be mounted".into());
-        }
-        let run = |cmd: &mut std::process::Command, what: &str| -> Result<(), String> {
-            let out = cmd
-                .output()
-                .map_err(|e| format!("cannot run {what}: {e}"))?;
-            if out.status.success() {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{what} failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ))
-            }
-        };
-        std::fs::File::create(image)
-            .and_then(|f| f.set_len(64 << 20))
-            .map_err(|e| e.to_string())?;
-        run(
-            std::process::Command::new("mkfs.ext4")
-                .args(["-q", "-F", "-m", &reserved_percent.to_string()])
-                .arg(image),
-            "mkfs.ext4",
-        )?;
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        run(
-            std::process::Command::new("mount")
-                .args(["-o", "loop"])
-                .arg(image)
-                .arg(dir),
-            "mount -o loop",
-        )?;
-        Ok(ReservedExt4(dir.to_path_buf()))
-    }
-}
-
-impl Drop for ReservedExt4 {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
+/// Mounts a small ext4 file system (an image file, loop-mounted) at `dir` with
+/// `reserved_percent` of its blocks reserved (for root, ext4's default; `df`
+/// counts them out of what is available).
+fn mount_reserved_ext4(image: &Path, dir: &Path, reserved_percent: u8) -> Result<Mount, String> {
+    require_root()?;
+    std::fs::File::create(image)
+        .and_then(|f| f.set_len(64 << 20))
+        .map_err(|e| e.to_string())?;
+    run_ok(
+        std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-m", &reserved_percent.to_string()])
+            .arg(image),
+        "mkfs.ext4",
+    )?;
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    run_ok(
+        std::process::Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(image)
+            .arg(dir),
+        "mount -o loop",
+    )?;
+    Ok(Mount(dir.to_path_buf()))
 }
 
 /// `df`'s size and available space of the file system under `path`, in KiB.
@@ -1255,18 +1245,11 @@ fn df_size_and_avail(path: &Path) -> (u64, u64) {
 async fn blocks_reserved_for_another_user_are_not_taken_for_a_full_disk() {
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("mnt");
-    let _fs = match ReservedExt4::mount(&dir.path().join("ext4.img"), &mnt, 50) {
-        Ok(f) => f,
-        Err(why) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI runs as root and must run this: {why}"
-            );
-            println!(
-                "SKIPPED blocks_reserved_for_another_user_are_not_taken_for_a_full_disk: {why}"
-            );
-            return;
-        }
+    let Some(_mount) = mounted_or_skip(
+        "blocks_reserved_for_another_user_are_not_taken_for_a_full_disk",
+        mount_reserved_ext4(&dir.path().join("ext4.img"), &mnt, 50),
+    ) else {
+        return;
     };
     // Half of it reserved: less than half of the size is available, and yet `df`
     // says it is nearly empty.
@@ -1274,22 +1257,7 @@ async fn blocks_reserved_for_another_user_are_not_taken_for_a_full_disk() {
     assert!(avail * 2 < size, "size {size} KiB, available {avail} KiB");
     assert!(used_percent(&mnt) < 10.0, "{}%", used_percent(&mnt));
 
-    let args = loopback_args("mnt/data");
-    let broker = Broker::start(
-        dir.path(),
-        &strs(&args),
-        &[("JUNCTION_LIMITS__DISK_MAX_USED_PERCENT", "60")],
-    )
-    .await;
-    let nats = async_nats::connect(broker.nats.to_string()).await.unwrap();
-    let js = async_nats::jetstream::new(nats.clone());
-    js.create_stream(async_nats::jetstream::stream::Config {
-        name: "RESERVED".into(),
-        subjects: vec!["reserved.>".into()],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let (broker, _nats, js) = broker_on_mount(dir.path(), "60", "RESERVED", "reserved").await;
 
     // Past the mark as `df` counts it: fenced, and the reason says so.
     fill_to(&mnt, &mnt.join("filler"), 70.0);
@@ -1326,16 +1294,11 @@ async fn blocks_reserved_for_another_user_are_not_taken_for_a_full_disk() {
 async fn a_purge_lifts_the_fence_on_a_full_disk_and_each_alarm_reaches_a_webhook_once() {
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("mnt");
-    let _tmpfs = match Tmpfs::mount(&mnt, "512m") {
-        Ok(t) => t,
-        Err(why) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI runs as root and must run this: {why}"
-            );
-            println!("SKIPPED a_purge_lifts_the_fence_on_a_full_disk: {why}");
-            return;
-        }
+    let Some(_mount) = mounted_or_skip(
+        "a_purge_lifts_the_fence_on_a_full_disk",
+        mount_tmpfs(&mnt, "512m"),
+    ) else {
+        return;
     };
     let receiver = notify::Receiver::start(0).await;
     std::fs::write(
